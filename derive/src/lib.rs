@@ -1,1 +1,31 @@
+//! Procedural macros of the `backprop` crate. Depend on `backprop`, not on this
+//! crate: it re-exports the macros together with the rules the expansions call.
+//!
+//! The pipeline (one module per stage; see `expand.rs`):
+//! `attr` (which arguments are active) → `ir::lower` (syn → a small SSA-form IR with
+//! spans) → `analysis` (activity, what the reverse pass reads, whole-function checks)
+//! → `emit` (the forward pass, the tape, the reverse pass) — or, on any error,
+//! `fallback` (the original function, stub companions and the errors, no cascade).
+
 extern crate proc_macro;
+
+mod analysis;
+mod attr;
+mod diag;
+mod emit;
+mod expand;
+mod fallback;
+mod ir;
+#[cfg(test)]
+mod snapshots;
+#[cfg(test)]
+mod tests;
+
+/// Differentiates a function of floats at compile time (reverse mode).
+///
+/// See the `backprop` crate's documentation for the generated API
+/// (`f_grad`, `f_forward`, `f_backward`, the `FGrad` struct) and what is supported.
+#[proc_macro_attribute]
+pub fn grad(attr: proc_macro::TokenStream, item: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    expand::grad(attr.into(), item.into()).into()
+}

@@ -1,4 +1,63 @@
-//! Reverse-mode automatic differentiation of plain Rust functions at compile time.
+//! Reverse-mode automatic differentiation of plain Rust functions, at compile time.
+//!
+//! Put [`macro@grad`] on an ordinary function of floats and you get its exact gradient
+//! from code generated at compile time, which you can read with `cargo expand`:
+//!
+//! ```
+//! use backprop::grad;
+//!
+//! /// L = (a·b + c)²
+//! #[grad]
+//! fn f(a: f64, b: f64, c: f64) -> f64 {
+//!     let d = a * b;
+//!     let e = d + c;
+//!     e * e
+//! }
+//!
+//! let (l, g) = f_grad(2.0, 3.0, 4.0); // value and gradient in one call
+//! assert_eq!((l, g.a, g.b, g.c), (100.0, 60.0, 40.0, 20.0));
+//! assert_eq!(f(2.0, 3.0, 4.0), 100.0); // `f` itself is unchanged
+//! ```
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`rules`] | the pullback of every primitive, by type, with its convention at kinks |
+//! | [`functions`] | differentiable scalar activations: sigmoid, relu, gelu, ... |
+//! | [`tape`] | the forward pass's saved state and the [`Pullback`] trait |
+//! | [`gradcheck`] | central differences in f64 against a generated gradient |
+//! | [`kernels`] | the hot loops, with CPU-feature dispatch and scalar oracles |
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
+pub mod functions;
+pub mod gradcheck;
 pub mod kernels;
+pub mod rules;
+pub mod tape;
+
+#[doc(hidden)]
+pub mod private;
+#[doc(hidden)]
+pub use private as __private;
+
+pub use backprop_derive::grad;
+pub use functions::companions::{gelu, leaky_relu, relu, sigmoid, silu, softplus};
+pub use functions::{gelu, leaky_relu, relu, sigmoid, silu, softplus};
+pub use tape::{Inactive, Pullback, Tape};
+
+/// Returns `x` unchanged, but `#[grad]` treats the result as a constant: no gradient
+/// flows back through it (JAX's `lax.stop_gradient`, PyTorch's `.detach()`).
+///
+/// ```
+/// use backprop::{grad, stop_gradient};
+///
+/// #[grad]
+/// fn f(x: f64) -> f64 {
+///     x * stop_gradient(x) // d/dx = stop_gradient(x) = x, not 2x
+/// }
+/// assert_eq!(f_grad(3.0).1.x, 3.0);
+/// ```
+#[inline(always)]
+pub fn stop_gradient<T>(x: T) -> T {
+    x
+}

@@ -1,0 +1,22 @@
+//! Whole-function analyses over the IR, computed once into a [`Plan`].
+
+pub mod activity;
+pub mod check;
+pub mod record;
+
+use crate::diag::Ctxt;
+use crate::ir::{Func, VarId};
+use std::collections::BTreeSet;
+
+pub struct Plan {
+    pub activity: activity::Activity,
+    /// The values the reverse pass reads: exactly what the tape keeps.
+    pub saved: BTreeSet<VarId>,
+}
+
+pub fn analyse(cx: &Ctxt, func: &Func) -> Plan {
+    let activity = activity::analyse(func);
+    check::check(cx, func, &activity);
+    let saved = record::saved(func, &activity);
+    Plan { activity, saved }
+}

@@ -1,0 +1,138 @@
+//! The forward pass: the user's statements in source order, one operation per `let`,
+//! each spanned to the user expression it came from.
+//!
+//! Before:
+//! ```text
+//! let e = a * b + c;
+//! e * e
+//! ```
+//! After:
+//! ```text
+//! let t0 = a * b;
+//! let e = t0 + c;
+//! let t1 = e * e;
+//! ```
+//! An active call `sigmoid(z)` becomes `let (p, tape_p) = sigmoid::forward(z);`: the
+//! callee's tape is kept for the reverse pass; an inactive one stays a plain call.
+
+use super::names::Names;
+use crate::analysis::Plan;
+use crate::ir::{Func, Operand, Rhs, Spelling, Stmt, VarId};
+use proc_macro2::{Ident, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use std::collections::HashMap;
+
+pub struct Emitter<'a> {
+    pub func: &'a Func,
+    pub plan: &'a Plan,
+    pub names: Names,
+    adjoints: HashMap<VarId, Ident>,
+    tapes: HashMap<VarId, Ident>,
+}
+
+impl<'a> Emitter<'a> {
+    pub fn new(func: &'a Func, plan: &'a Plan, names: Names) -> Self {
+        Emitter { func, plan, names, adjoints: HashMap::new(), tapes: HashMap::new() }
+    }
+
+    pub fn var(&self, v: VarId) -> &Ident {
+        self.func.name(v)
+    }
+
+    /// `d_x`: the adjoint of `x`.
+    pub fn adjoint(&mut self, v: VarId) -> Ident {
+        if let Some(i) = self.adjoints.get(&v) {
+            return i.clone();
+        }
+        let name = self.func.name(v);
+        let i = self.names.fresh(&format!("d_{}", name.to_string().trim_start_matches("r#")), name.span());
+        self.adjoints.insert(v, i.clone());
+        i
+    }
+
+    /// `tape_x`: the tape of the call that defined `x`.
+    pub fn tape(&mut self, v: VarId) -> Ident {
+        if let Some(i) = self.tapes.get(&v) {
+            return i.clone();
+        }
+        let name = self.func.name(v);
+        let i = self.names.fresh(&format!("tape_{}", name.to_string().trim_start_matches("r#")), name.span());
+        self.tapes.insert(v, i.clone());
+        i
+    }
+
+    pub fn operand(&self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) => self.var(*v).to_token_stream(),
+            Operand::Const(e @ (syn::Expr::Lit(_) | syn::Expr::Path(_) | syn::Expr::Paren(_))) => e.to_token_stream(),
+            Operand::Const(e) => quote!((#e)),
+        }
+    }
+
+    pub fn forward(&mut self) -> TokenStream {
+        let stmts: Vec<TokenStream> = self.func.body.iter().map(|s| self.stmt(s)).collect();
+        quote!(#(#stmts)*)
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> TokenStream {
+        let def = self.var(s.def).clone();
+        let ty = s.ty.as_ref().map(|t| quote!(: #t));
+        let span = s.span;
+        if let Rhs::Call { path, args } = &s.rhs {
+            let args: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+            if self.plan.activity.is_active(s.def) {
+                let tape = self.tape(s.def);
+                let companion = companion_path(path);
+                return quote_spanned!(span=> let (#def, #tape) #ty = #companion(#(#args),*););
+            }
+            return quote_spanned!(span=> let #def #ty = #path(#(#args),*););
+        }
+        let value = match &s.rhs {
+            Rhs::Copy(o) => self.operand(o),
+            Rhs::Prim { spelling, args, .. } | Rhs::ZeroDerivative { spelling, args } | Rhs::NoRule { spelling, args, .. } => {
+                self.spelled(spelling, args, span)
+            }
+            Rhs::Call { .. } => unreachable!("handled above"),
+        };
+        quote_spanned!(span=> let #def #ty = #value;)
+    }
+
+    fn spelled(&self, spelling: &Spelling, args: &[Operand], span: proc_macro2::Span) -> TokenStream {
+        let ops: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+        match spelling {
+            Spelling::Operator(op) => {
+                let (a, b) = (&ops[0], &ops[1]);
+                quote_spanned!(span=> #a #op #b)
+            }
+            Spelling::Unary(op) => {
+                let a = &ops[0];
+                quote_spanned!(span=> #op #a)
+            }
+            Spelling::Method(m) => {
+                let recv = &ops[0];
+                let rest = &ops[1..];
+                quote_spanned!(span=> #recv.#m(#(#rest),*))
+            }
+            Spelling::Path(p) => quote_spanned!(span=> #p(#(#ops),*)),
+            Spelling::Cast(ty) => {
+                let a = &ops[0];
+                quote_spanned!(span=> #a as #ty)
+            }
+        }
+    }
+}
+
+/// `backprop::sigmoid::<f64>` → `backprop::sigmoid::forward::<f64>`: the rule
+/// companion lives in the type namespace under the function's own name, so it follows
+/// the function through `use` and paths.
+fn companion_path(path: &syn::ExprPath) -> TokenStream {
+    let mut path = path.clone();
+    let mut turbofish = quote!();
+    if let Some(last) = path.path.segments.last_mut() {
+        if let syn::PathArguments::AngleBracketed(args) = std::mem::replace(&mut last.arguments, syn::PathArguments::None) {
+            let args = args.args;
+            turbofish = quote!(::<#args>);
+        }
+    }
+    quote!(#path::forward #turbofish)
+}

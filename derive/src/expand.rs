@@ -1,0 +1,39 @@
+//! The pipeline: attribute → lower → analyse → emit; any error → fallback.
+
+use crate::diag::Ctxt;
+use crate::{analysis, attr, emit, fallback, ir};
+use proc_macro2::TokenStream;
+use quote::quote;
+
+pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item_fn: syn::ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let err = syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "`#[grad]` goes on a free function of floats, such as `fn loss(w: f64, x: f64) -> f64 { ... }`",
+            )
+            .to_compile_error();
+            return quote!(#err #item);
+        }
+    };
+    let args = match attr::parse(attr) {
+        Ok(a) => a,
+        Err(e) => return fallback::expand(&item_fn, Some(&[]), vec![e]),
+    };
+    let cx = Ctxt::new();
+    let func = ir::lower::lower(&cx, &item_fn, &args);
+    let plan = func.as_ref().map(|f| analysis::analyse(&cx, f));
+    if let Err(errors) = cx.check() {
+        return fallback::expand(&item_fn, args.active.as_deref(), errors);
+    }
+    let (Some(func), Some(plan)) = (func, plan) else {
+        // lower() returns None only after reporting an error, which check() caught.
+        return fallback::expand(&item_fn, args.active.as_deref(), Vec::new());
+    };
+    if std::env::var_os("BACKPROP_DEBUG").is_some_and(|v| v == "1") {
+        let saved: Vec<String> = plan.saved.iter().map(|v| func.name(*v).to_string()).collect();
+        eprintln!("#[grad] {}:\n{func}tape: {}\n", item_fn.sig.ident, saved.join(", "));
+    }
+    emit::emit(&item_fn, &func, &plan)
+}

@@ -1,0 +1,69 @@
+//! On rejection, still emit a plausible expansion: the original function, stub
+//! companions with the right signatures, and the errors. Call sites of `f_grad` and
+//! friends then type-check, so the user sees only the real error, not a cascade of
+//! "cannot find function `f_grad`".
+
+use crate::emit::Shape;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{FnArg, ItemFn, Pat, ReturnType};
+
+pub fn expand(item: &ItemFn, active: Option<&[syn::Ident]>, errors: Vec<syn::Error>) -> TokenStream {
+    let errors = errors.into_iter().map(|e| e.to_compile_error());
+    let params: Vec<(syn::Ident, syn::Type, bool)> = item
+        .sig
+        .inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(k, input)| match input {
+            FnArg::Receiver(_) => None,
+            FnArg::Typed(pt) => {
+                let (name, plain) = match &*pt.pat {
+                    Pat::Ident(pi) => (pi.ident.clone(), true),
+                    _ => (format_ident!("arg{}", k), false),
+                };
+                let is_float = is_float(item, &pt.ty);
+                let is_active = plain
+                    && match active {
+                        Some(list) => is_float && list.iter().any(|a| *a == name),
+                        None => is_float,
+                    };
+                Some((name, (*pt.ty).clone(), is_active))
+            }
+        })
+        .collect();
+    let ret_ty: syn::Type = match &item.sig.output {
+        ReturnType::Type(_, ty) => (**ty).clone(),
+        ReturnType::Default => syn::parse_quote!(()),
+    };
+    let shape = Shape { item, params, ret_ty };
+    let r = &shape.ret_ty;
+    let grad_ty = shape.grad_ty();
+    let tuple_ty = shape.tuple_ty();
+    let stub = quote!(::backprop::__private::rejected());
+    let forward_body = quote! {
+        let tape: ::backprop::__private::Tape<fn(#r) -> #tuple_ty> = #stub;
+        (#stub, tape)
+    };
+    let fwd_pub = quote! {
+        let tape: ::backprop::__private::Tape<fn(#r) -> #grad_ty> = #stub;
+        (#stub, tape)
+    };
+    let companions = shape.companions(forward_body, Some((stub.clone(), fwd_pub, stub.clone(), stub)));
+    // The stubs cannot use the arguments: silence that, only the real errors remain.
+    quote! {
+        #(#errors)*
+        #item
+        #companions
+    }
+}
+
+fn is_float(item: &ItemFn, ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(p) if p.qself.is_none() => p
+            .path
+            .get_ident()
+            .is_some_and(|i| i == "f32" || i == "f64" || item.sig.generics.type_params().any(|tp| tp.ident == *i)),
+        _ => false,
+    }
+}

@@ -1,0 +1,635 @@
+//! syn → IR: one operation per `let` (A-normal form), SSA versions for reassigned
+//! locals, every unsupported construct reported with its span and what is supported.
+
+use super::op::{self, MethodKind};
+use super::{Func, Operand, Param, Rhs, Spelling, Stmt, VarId, VarInfo};
+use crate::attr::GradArgs;
+use crate::diag::Ctxt;
+use crate::emit::names::Names;
+use proc_macro2::{Ident, Span};
+use quote::ToTokens;
+use std::collections::{HashMap, HashSet};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{BinOp, Expr, FnArg, ItemFn, Pat, ReturnType, Type, UnOp};
+
+/// What `#[grad]` differentiates, for the end of every "not supported" message.
+pub const SUPPORTED: &str = "`#[grad]` differentiates straight-line code: `let` bindings (shadowing, `let mut` with \
+     `=`, `+=`, `-=`, `*=`, `/=`), arithmetic `+ - * /` and unary `-`, float methods, calls of functions \
+     that have a rule (`#[grad]` functions, `backprop::sigmoid`, ...), blocks and a final `return`";
+
+pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
+    let generics: HashSet<String> = item.sig.generics.type_params().map(|p| p.ident.to_string()).collect();
+    let mut lw = Lowerer {
+        cx,
+        names: Names::new(item.to_token_stream()),
+        claimed: HashSet::new(),
+        vars: Vec::new(),
+        scopes: vec![HashMap::new()],
+        body: Vec::new(),
+        items: Vec::new(),
+        generics,
+        named_result: None,
+    };
+    check_signature(cx, item);
+    let ret_ty = lw.return_type(item);
+    let params = lw.params(item, args);
+    let ret = lw.block_value(&item.block.stmts, item.block.span(), true);
+    if cx.has_errors() {
+        return None;
+    }
+    Some(Func { params, ret_ty: ret_ty?, vars: lw.vars, items: lw.items, body: lw.body, ret })
+}
+
+fn check_signature(cx: &Ctxt, item: &ItemFn) {
+    let sig = &item.sig;
+    let why = "`#[grad]` differentiates a plain free function (`fn f(a: f64, ...) -> f64`)";
+    if let Some(t) = &sig.asyncness {
+        cx.error_spanned_by(t, format!("`#[grad]` cannot differentiate an `async fn`: {why}"));
+    }
+    if let Some(t) = &sig.unsafety {
+        cx.error_spanned_by(t, format!("`#[grad]` cannot differentiate an `unsafe fn`: {why}"));
+    }
+    if let Some(t) = &sig.abi {
+        cx.error_spanned_by(t, format!("`#[grad]` cannot differentiate an `extern` function: {why}"));
+    }
+    if let Some(t) = &sig.constness {
+        cx.error_spanned_by(t, format!("`#[grad]` cannot differentiate a `const fn`: {why}"));
+    }
+    if let Some(v) = &sig.variadic {
+        cx.error_spanned_by(v, format!("`#[grad]` cannot differentiate a variadic function: {why}"));
+    }
+}
+
+struct Lowerer<'a> {
+    cx: &'a Ctxt,
+    names: Names,
+    /// User names already given to a value (the next binding gets `x_1`).
+    claimed: HashSet<String>,
+    vars: Vec<VarInfo>,
+    scopes: Vec<HashMap<String, VarId>>,
+    body: Vec<Stmt>,
+    items: Vec<syn::Item>,
+    generics: HashSet<String>,
+    /// The var created for the `want`ed name by the last `define`, so a `let` knows its
+    /// initializer already produced the binding (no extra copy).
+    named_result: Option<VarId>,
+}
+
+impl Lowerer<'_> {
+    // ---- signature ------------------------------------------------------------------
+
+    fn is_float_type(&self, ty: &Type) -> bool {
+        match ty {
+            Type::Path(p) if p.qself.is_none() => {
+                p.path.get_ident().is_some_and(|i| i == "f32" || i == "f64" || self.generics.contains(&i.to_string()))
+            }
+            Type::Paren(p) => self.is_float_type(&p.elem),
+            Type::Group(g) => self.is_float_type(&g.elem),
+            _ => false,
+        }
+    }
+
+    fn return_type(&self, item: &ItemFn) -> Option<Type> {
+        match &item.sig.output {
+            ReturnType::Default => {
+                self.cx.error_at(
+                    item.sig.ident.span(),
+                    "`#[grad]` differentiates a function that returns one float (`f32`, `f64` or a generic `T: Float`); this one returns nothing",
+                );
+                None
+            }
+            ReturnType::Type(_, ty) if self.is_float_type(ty) => Some((**ty).clone()),
+            ReturnType::Type(_, ty) => {
+                self.cx.error_spanned_by(
+                    ty,
+                    format!(
+                        "`#[grad]` differentiates a function that returns one float (`f32`, `f64` or a generic `T: Float`), the loss; this one returns `{}`",
+                        ty.to_token_stream()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn params(&mut self, item: &ItemFn, args: &GradArgs) -> Vec<Param> {
+        let mut params = Vec::new();
+        for input in &item.sig.inputs {
+            let pt = match input {
+                FnArg::Receiver(r) => {
+                    self.cx.error_spanned_by(
+                        r,
+                        "`#[grad]` cannot differentiate a method taking `self`: write a free function and pass the value as an argument",
+                    );
+                    continue;
+                }
+                FnArg::Typed(pt) => pt,
+            };
+            let ident = match &*pt.pat {
+                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
+                other => {
+                    self.cx.error_spanned_by(
+                        other,
+                        "`#[grad]` needs each argument to be a plain name (`x: f64` or `mut x: f64`); destructure inside the body",
+                    );
+                    continue;
+                }
+            };
+            let is_float = self.is_float_type(&pt.ty);
+            let var = self.new_var(ident.clone());
+            self.claimed.insert(ident.to_string());
+            self.scopes[0].insert(ident.to_string(), var);
+            params.push(Param { ident, ty: (*pt.ty).clone(), is_float, active: false, var });
+        }
+        match &args.active {
+            None => {
+                for p in &mut params {
+                    p.active = p.is_float;
+                }
+            }
+            Some(list) => {
+                let mut seen: HashSet<String> = HashSet::new();
+                for name in list {
+                    if !seen.insert(name.to_string()) {
+                        self.cx.error_spanned_by(name, format!("`{name}` is named twice in `#[grad(...)]`"));
+                        continue;
+                    }
+                    match params.iter_mut().find(|p| p.ident == *name) {
+                        None => {
+                            let all: Vec<String> = params.iter().map(|p| format!("`{}`", p.ident)).collect();
+                            self.cx.error_spanned_by(
+                                name,
+                                format!(
+                                    "`{name}` is not an argument of `{}`; `#[grad(...)]` names the arguments to differentiate, which are among: {}",
+                                    item.sig.ident,
+                                    if all.is_empty() { String::from("(none)") } else { all.join(", ") }
+                                ),
+                            );
+                        }
+                        Some(p) if !p.is_float => {
+                            self.cx.error_spanned_by(
+                                name,
+                                format!(
+                                    "`{name}` has type `{}`, which `#[grad]` cannot differentiate: active arguments are floats (`f32`, `f64` or a generic `T: Float`); integers, bools and other data stay constants",
+                                    p.ty.to_token_stream()
+                                ),
+                            );
+                        }
+                        Some(p) => p.active = true,
+                    }
+                }
+            }
+        }
+        params
+    }
+
+    // ---- values and scopes ----------------------------------------------------------
+
+    fn new_var(&mut self, name: Ident) -> VarId {
+        self.vars.push(VarInfo { name });
+        VarId(self.vars.len() - 1)
+    }
+
+    /// A new value for user name `ident` (first use keeps the name, later ones `x_1`).
+    fn user_var(&mut self, ident: &Ident) -> VarId {
+        let first = self.claimed.insert(ident.to_string());
+        let name = self.names.claim_user(ident, first);
+        self.new_var(name)
+    }
+
+    fn lookup(&self, name: &str) -> Option<VarId> {
+        self.scopes.iter().rev().find_map(|s| s.get(name).copied())
+    }
+
+    /// Rebinds an existing user name in the scope that holds it (assignment).
+    fn rebind(&mut self, name: &str, var: VarId) {
+        for scope in self.scopes.iter_mut().rev() {
+            if let Some(slot) = scope.get_mut(name) {
+                *slot = var;
+                return;
+            }
+        }
+    }
+
+    fn define(&mut self, want: Option<&Ident>, rhs: Rhs, span: Span) -> Operand {
+        let def = match want {
+            Some(ident) => {
+                let v = self.user_var(ident);
+                self.named_result = Some(v);
+                v
+            }
+            None => {
+                let name = self.names.temp(span);
+                self.new_var(name)
+            }
+        };
+        self.body.push(Stmt { def, rhs, span, ty: None });
+        Operand::Var(def)
+    }
+
+    /// Does `e` read any local value? If not, it is a constant and is kept verbatim.
+    fn mentions_local(&self, e: &Expr) -> bool {
+        struct Finder<'s, 'a> {
+            lw: &'s Lowerer<'a>,
+            found: bool,
+        }
+        impl<'ast> Visit<'ast> for Finder<'_, '_> {
+            fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
+                if p.qself.is_none() {
+                    if let Some(i) = p.path.get_ident() {
+                        self.found |= self.lw.lookup(&i.to_string()).is_some();
+                    }
+                }
+            }
+            fn visit_macro(&mut self, m: &'ast syn::Macro) {
+                fn scan(ts: proc_macro2::TokenStream, lw: &Lowerer<'_>) -> bool {
+                    ts.into_iter().any(|tt| match tt {
+                        proc_macro2::TokenTree::Ident(i) => lw.lookup(&i.to_string()).is_some(),
+                        proc_macro2::TokenTree::Group(g) => scan(g.stream(), lw),
+                        _ => false,
+                    })
+                }
+                self.found |= scan(m.tokens.clone(), self.lw);
+            }
+        }
+        let mut f = Finder { lw: self, found: false };
+        f.visit_expr(e);
+        f.found
+    }
+
+    // ---- statements -----------------------------------------------------------------
+
+    /// Lowers a block's statements and returns the value of its tail expression.
+    fn block_value(&mut self, stmts: &[syn::Stmt], span: Span, is_body: bool) -> Operand {
+        let mut tail = None;
+        for (k, stmt) in stmts.iter().enumerate() {
+            let last = k + 1 == stmts.len();
+            match stmt {
+                syn::Stmt::Local(local) => self.local(local),
+                syn::Stmt::Item(item) => self.items.push(item.clone()),
+                syn::Stmt::Macro(m) => self.unsupported_macro(&m.mac),
+                syn::Stmt::Expr(Expr::Return(r), _) if last && is_body => {
+                    tail = Some(match &r.expr {
+                        Some(e) => self.expr(e, None),
+                        None => {
+                            self.cx.error_spanned_by(r, "`#[grad]` needs the function to return a float; this `return` has no value");
+                            dummy()
+                        }
+                    });
+                }
+                syn::Stmt::Expr(e, None) if last => tail = Some(self.expr(e, None)),
+                syn::Stmt::Expr(e, _) => self.expr_stmt(e),
+            }
+        }
+        tail.unwrap_or_else(|| {
+            let what = if is_body { "the function body" } else { "this block" };
+            self.cx.error_at(
+                stmts.last().map_or(span, |s| s.span()),
+                format!("`#[grad]` needs {what} to end with the float value it returns (a tail expression or a final `return`)"),
+            );
+            dummy()
+        })
+    }
+
+    fn local(&mut self, local: &syn::Local) {
+        if let Some(init) = &local.init {
+            if let Some((_, diverge)) = &init.diverge {
+                self.cx.error_spanned_by(diverge, format!("`let ... else` is not supported yet; {SUPPORTED}"));
+                return;
+            }
+        }
+        let (ident, ty) = match &local.pat {
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => (Some(&pi.ident), None),
+            Pat::Type(pt) => match &*pt.pat {
+                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => (Some(&pi.ident), Some((*pt.ty).clone())),
+                Pat::Wild(_) => (None, Some((*pt.ty).clone())),
+                other => return self.bad_pattern(other),
+            },
+            Pat::Wild(_) => (None, None),
+            other => return self.bad_pattern(other),
+        };
+        let Some(init) = &local.init else {
+            self.cx.error_spanned_by(
+                local,
+                "`#[grad]` needs every `let` to have an initial value (`let x = ...;`); declare and assign in one statement",
+            );
+            return;
+        };
+        self.named_result = None;
+        let value = self.expr(&init.expr, ident);
+        let Some(ident) = ident else { return };
+        let var = match value {
+            Operand::Var(v) if self.named_result == Some(v) => v,
+            other => {
+                let v = self.user_var(ident);
+                self.body.push(Stmt { def: v, rhs: Rhs::Copy(other), span: init.expr.span(), ty: None });
+                v
+            }
+        };
+        if let Some(stmt) = self.body.last_mut() {
+            if stmt.def == var {
+                stmt.ty = ty;
+            }
+        }
+        self.scopes.last_mut().expect("scope").insert(ident.to_string(), var);
+    }
+
+    fn bad_pattern(&self, pat: &Pat) {
+        self.cx.error_spanned_by(
+            pat,
+            format!("`#[grad]` supports `let` with a name (`let x`, `let mut x`, `let x: f64`) or `_`; this pattern is not supported yet; {SUPPORTED}"),
+        );
+    }
+
+    fn expr_stmt(&mut self, e: &Expr) {
+        match e {
+            Expr::Assign(a) => {
+                let Some(name) = self.assign_target(&a.left) else { return };
+                let value = self.expr(&a.right, Some(&name));
+                let var = match value {
+                    Operand::Var(v) if self.named_result == Some(v) => v,
+                    other => {
+                        let v = self.user_var(&name);
+                        self.body.push(Stmt { def: v, rhs: Rhs::Copy(other), span: a.right.span(), ty: None });
+                        v
+                    }
+                };
+                self.named_result = None;
+                self.rebind(&name.to_string(), var);
+            }
+            Expr::Binary(b) if compound(&b.op).is_some() => {
+                let (prim, op) = compound(&b.op).expect("checked");
+                let Some(name) = self.assign_target(&b.left) else { return };
+                let old = Operand::Var(self.lookup(&name.to_string()).expect("assign_target checks"));
+                let rhs = self.expr(&b.right, None);
+                let out = self.define(Some(&name), Rhs::Prim { prim, spelling: Spelling::Operator(op), args: vec![old, rhs] }, e.span());
+                self.named_result = None;
+                if let Operand::Var(v) = out {
+                    self.rebind(&name.to_string(), v);
+                }
+            }
+            Expr::Return(r) => {
+                self.cx.error_spanned_by(
+                    r,
+                    format!("`#[grad]` supports `return` only as the last statement of the function (early returns are not supported yet); {SUPPORTED}"),
+                );
+            }
+            other => {
+                let _ = self.expr(other, None);
+            }
+        }
+    }
+
+    fn assign_target(&self, left: &Expr) -> Option<Ident> {
+        if let Expr::Path(p) = left {
+            if let Some(i) = p.path.get_ident() {
+                if p.qself.is_none() && self.lookup(&i.to_string()).is_some() {
+                    return Some(i.clone());
+                }
+            }
+        }
+        self.cx.error_spanned_by(
+            left,
+            format!("`#[grad]` supports assignment to a local variable (`x = ...`, `x += ...`); assigning to `{}` is not supported yet", left.to_token_stream()),
+        );
+        None
+    }
+
+    // ---- expressions ----------------------------------------------------------------
+
+    /// Lowers `e` to an operand; the operation at its top (if any) defines `want`.
+    fn expr(&mut self, e: &Expr, want: Option<&Ident>) -> Operand {
+        if !self.mentions_local(e) {
+            return match e {
+                Expr::Return(_) | Expr::Macro(_) | Expr::Break(_) | Expr::Continue(_) | Expr::Yield(_) => self.unsupported(e),
+                _ => Operand::Const(e.clone()),
+            };
+        }
+        let span = e.span();
+        match e {
+            Expr::Path(p) => match p.path.get_ident().and_then(|i| self.lookup(&i.to_string())) {
+                Some(v) => Operand::Var(v),
+                None => Operand::Const(e.clone()),
+            },
+            Expr::Paren(p) => self.expr(&p.expr, want),
+            Expr::Group(g) => self.expr(&g.expr, want),
+            Expr::Binary(b) => self.binary(b, want),
+            Expr::Unary(u) => match u.op {
+                UnOp::Neg(_) => {
+                    let x = self.expr(&u.expr, None);
+                    self.define(want, Rhs::Prim { prim: op::NEG, spelling: Spelling::Unary(u.op), args: vec![x] }, span)
+                }
+                UnOp::Not(_) => {
+                    let x = self.expr(&u.expr, None);
+                    self.define(want, Rhs::ZeroDerivative { spelling: Spelling::Unary(u.op), args: vec![x] }, span)
+                }
+                _ => self.unsupported(e),
+            },
+            Expr::MethodCall(m) => self.method_call(m, want),
+            Expr::Call(c) => self.call(c, want),
+            Expr::Cast(c) => {
+                let x = self.expr(&c.expr, None);
+                let spelling = Spelling::Cast(c.ty.clone());
+                let to_int = matches!(&*c.ty, Type::Path(p) if p.path.get_ident().is_some_and(|i| op::is_integer_type_name(&i.to_string())));
+                let rhs = if to_int {
+                    Rhs::ZeroDerivative { spelling, args: vec![x] }
+                } else {
+                    Rhs::NoRule {
+                        spelling,
+                        args: vec![x],
+                        why: format!(
+                            "`{}` converts an active value with `as`, which `#[grad]` cannot differentiate yet (casts to integers are fine: their derivative is 0); keep the whole function in one float type",
+                            e.to_token_stream()
+                        ),
+                    }
+                };
+                self.define(want, rhs, span)
+            }
+            Expr::Block(b) if b.label.is_none() => {
+                self.scopes.push(HashMap::new());
+                let v = self.block_value(&b.block.stmts, b.block.span(), false);
+                self.scopes.pop();
+                v
+            }
+            _ => self.unsupported(e),
+        }
+    }
+
+    fn binary(&mut self, b: &syn::ExprBinary, want: Option<&Ident>) -> Operand {
+        let span = b.span();
+        let op_text = b.op.to_token_stream().to_string();
+        let is_assign = op_text.ends_with('=') && !matches!(op_text.as_str(), "==" | "!=" | "<=" | ">=");
+        if is_assign && compound(&b.op).is_none() {
+            self.cx.error_spanned_by(
+                b,
+                format!("`{op_text}` is not supported by `#[grad]`; the compound assignments it differentiates are `+=`, `-=`, `*=` and `/=`"),
+            );
+            return dummy();
+        }
+        if compound(&b.op).is_some() {
+            self.cx.error_spanned_by(
+                b,
+                "`#[grad]` supports compound assignment (`x += ...`) as a statement on a `let mut` local, not inside an expression",
+            );
+            return dummy();
+        }
+        let prim = match b.op {
+            BinOp::Add(_) => Some(op::ADD),
+            BinOp::Sub(_) => Some(op::SUB),
+            BinOp::Mul(_) => Some(op::MUL),
+            BinOp::Div(_) => Some(op::DIV),
+            _ => None,
+        };
+        let l = self.expr(&b.left, None);
+        let r = self.expr(&b.right, None);
+        let spelling = Spelling::Operator(b.op);
+        let rhs = match (prim, b.op) {
+            (Some(prim), _) => Rhs::Prim { prim, spelling, args: vec![l, r] },
+            (None, BinOp::Eq(_) | BinOp::Ne(_) | BinOp::Lt(_) | BinOp::Le(_) | BinOp::Gt(_) | BinOp::Ge(_) | BinOp::And(_) | BinOp::Or(_)) => {
+                Rhs::ZeroDerivative { spelling, args: vec![l, r] }
+            }
+            (None, op) => Rhs::NoRule {
+                spelling,
+                args: vec![l, r],
+                why: format!(
+                    "`{}` has no derivative rule in `#[grad]`; the differentiable operators are `+ - * /` and unary `-`",
+                    op.to_token_stream()
+                ),
+            },
+        };
+        self.define(want, rhs, span)
+    }
+
+    fn method_call(&mut self, m: &syn::ExprMethodCall, want: Option<&Ident>) -> Operand {
+        if let Some(t) = &m.turbofish {
+            self.cx.error_spanned_by(t, format!("`#[grad]` does not support turbofish on a method (`.{}::<...>()`) yet", m.method));
+            return dummy();
+        }
+        let mut args = vec![self.expr(&m.receiver, None)];
+        for a in &m.args {
+            args.push(self.expr(a, None));
+        }
+        let name = m.method.to_string();
+        let spelling = Spelling::Method(m.method.clone());
+        let rhs = match op::method(&name, args.len()) {
+            MethodKind::Prim(prim) => Rhs::Prim { prim, spelling, args },
+            MethodKind::ZeroDerivative => Rhs::ZeroDerivative { spelling, args },
+            MethodKind::Unknown => Rhs::NoRule {
+                spelling,
+                args,
+                why: format!(
+                    "`.{name}()` with {} argument(s) has no derivative rule in `#[grad]`: {}; to use another function, give it a rule, or wrap a value that needs no gradient in `backprop::stop_gradient(...)`",
+                    m.args.len(),
+                    op::supported_methods()
+                ),
+            },
+        };
+        self.define(want, rhs, m.span())
+    }
+
+    fn call(&mut self, c: &syn::ExprCall, want: Option<&Ident>) -> Operand {
+        let Expr::Path(path) = &*c.func else {
+            self.cx.error_spanned_by(&c.func, format!("`#[grad]` supports calls of a function by its path (`f(x)`, `backprop::sigmoid(x)`); {SUPPORTED}"));
+            return dummy();
+        };
+        let args: Vec<Operand> = c.args.iter().map(|a| self.expr(a, None)).collect();
+        let segs: Vec<String> = path.path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let last = segs.last().cloned().unwrap_or_default();
+        let span = c.span();
+        let spelling = Spelling::Path(path.clone());
+        if last == "stop_gradient" {
+            return self.define(want, Rhs::ZeroDerivative { spelling, args }, span);
+        }
+        // `f64::max(a, b)`, `T::exp(x)`, `Float::sqrt(x)`: a float method called by path.
+        if segs.len() >= 2 && path.qself.is_none() {
+            let owner = &segs[segs.len() - 2];
+            let is_float_owner = owner == "f32" || owner == "f64" || owner == "Float" || self.generics.contains(owner);
+            if is_float_owner {
+                return match op::method(&last, args.len()) {
+                    MethodKind::Prim(prim) => self.define(want, Rhs::Prim { prim, spelling, args }, span),
+                    MethodKind::ZeroDerivative => self.define(want, Rhs::ZeroDerivative { spelling, args }, span),
+                    MethodKind::Unknown => {
+                        let why = format!(
+                            "`{}` has no derivative rule in `#[grad]`: {}",
+                            path.to_token_stream().to_string().replace(' ', ""),
+                            op::supported_methods()
+                        );
+                        self.define(want, Rhs::NoRule { spelling, args, why }, span)
+                    }
+                };
+            }
+            // `Type::function(x)`: an associated function, which cannot carry a rule.
+            if owner.chars().next().is_some_and(char::is_uppercase) {
+                let why = format!(
+                    "`{}` is an associated function, which `#[grad]` cannot differentiate; call a free function that has a rule (`#[grad]` or a declared rule)",
+                    path.to_token_stream().to_string().replace(' ', "")
+                );
+                return self.define(want, Rhs::NoRule { spelling, args, why }, span);
+            }
+        }
+        self.define(want, Rhs::Call { path: path.clone(), args }, span)
+    }
+
+    // ---- errors ---------------------------------------------------------------------
+
+    fn unsupported_macro(&self, m: &syn::Macro) {
+        self.cx.error_spanned_by(
+            m,
+            format!(
+                "macro invocations (`{}!`) are not supported inside `#[grad]` functions: the macro cannot see what they expand to; {SUPPORTED}",
+                m.path.to_token_stream().to_string().replace(' ', "")
+            ),
+        );
+    }
+
+    fn unsupported(&self, e: &Expr) -> Operand {
+        let what = match e {
+            Expr::If(_) => "`if`",
+            Expr::Match(_) => "`match`",
+            Expr::ForLoop(_) => "`for` loops",
+            Expr::While(_) => "`while` loops",
+            Expr::Loop(_) => "`loop`",
+            Expr::Break(_) => "`break`",
+            Expr::Continue(_) => "`continue`",
+            Expr::Return(_) => "an early `return`",
+            Expr::Closure(_) => "closures",
+            Expr::Index(_) => "indexing",
+            Expr::Field(_) => "field access",
+            Expr::Tuple(_) => "tuples",
+            Expr::Array(_) | Expr::Repeat(_) => "arrays",
+            Expr::Reference(_) => "references (`&x`)",
+            Expr::Unary(_) => "dereferencing (`*x`)",
+            Expr::Range(_) => "ranges",
+            Expr::Macro(m) => {
+                self.unsupported_macro(&m.mac);
+                return dummy();
+            }
+            Expr::Unsafe(_) => "`unsafe` blocks",
+            Expr::Async(_) | Expr::Await(_) => "`async`/`.await`",
+            Expr::Try(_) | Expr::TryBlock(_) => "the `?` operator",
+            Expr::Struct(_) => "struct literals",
+            Expr::Let(_) => "`let` in conditions",
+            Expr::Block(_) => "labelled blocks",
+            _ => "this expression",
+        };
+        self.cx.error_spanned_by(e, format!("{what} not supported by `#[grad]` yet; {SUPPORTED}"));
+        dummy()
+    }
+}
+
+fn compound(op: &BinOp) -> Option<(super::Prim, BinOp)> {
+    let s = op.span();
+    match op {
+        BinOp::AddAssign(_) => Some((op::ADD, BinOp::Add(syn::Token![+](s)))),
+        BinOp::SubAssign(_) => Some((op::SUB, BinOp::Sub(syn::Token![-](s)))),
+        BinOp::MulAssign(_) => Some((op::MUL, BinOp::Mul(syn::Token![*](s)))),
+        BinOp::DivAssign(_) => Some((op::DIV, BinOp::Div(syn::Token![/](s)))),
+        _ => None,
+    }
+}
+
+/// A placeholder operand after an error (the function is not emitted then).
+fn dummy() -> Operand {
+    Operand::Const(syn::parse_quote!(0.0))
+}

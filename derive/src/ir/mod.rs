@@ -1,0 +1,117 @@
+//! The IR: a function as a list of single-operation `let`s in SSA form (every local is
+//! assigned once; a reassignment of a `let mut` makes a new version), each carrying
+//! the span of the user code it came from. Analyses run on this, never on token
+//! strings; diagnostics point at the spans.
+
+pub mod lower;
+pub mod op;
+pub mod print;
+
+use proc_macro2::{Ident, Span};
+use syn::Type;
+
+pub use op::Prim;
+
+/// Index of a value (a parameter, a user local's version or a temporary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VarId(pub usize);
+
+#[derive(Clone, Debug)]
+pub struct VarInfo {
+    /// The unique name it is emitted under (`x`, `x_1` for a later version, `t0`).
+    pub name: Ident,
+}
+
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub ident: Ident,
+    pub ty: Type,
+    /// `f32`, `f64` or a generic type parameter.
+    pub is_float: bool,
+    pub active: bool,
+    pub var: VarId,
+}
+
+/// An input of an operation.
+#[derive(Clone, Debug)]
+pub enum Operand {
+    Var(VarId),
+    /// An expression that mentions no local: a literal, a `const`, `T::one()`.
+    Const(syn::Expr),
+}
+
+impl Operand {
+    pub fn var(&self) -> Option<VarId> {
+        match self {
+            Operand::Var(v) => Some(*v),
+            Operand::Const(_) => None,
+        }
+    }
+}
+
+/// How an operation is spelled, so the forward pass reads like the user's code.
+#[derive(Clone, Debug)]
+pub enum Spelling {
+    /// `a + b`, `-a`.
+    Operator(syn::BinOp),
+    Unary(syn::UnOp),
+    /// `x.exp()`, `x.powi(2)`.
+    Method(Ident),
+    /// `f64::max(a, b)`, `backprop::sigmoid(x)`: the path as written.
+    Path(syn::ExprPath),
+    /// `n as f64`.
+    Cast(Box<Type>),
+}
+
+/// The right-hand side of a `let`.
+#[derive(Clone, Debug)]
+pub enum Rhs {
+    /// `let y = x;`
+    Copy(Operand),
+    /// A primitive with a rule.
+    Prim { prim: Prim, spelling: Spelling, args: Vec<Operand> },
+    /// A call of a function that has a rule companion (`#[grad]` or a declared rule).
+    Call { path: syn::ExprPath, args: Vec<Operand> },
+    /// An operation whose result carries no derivative: comparisons, `floor`, casts to
+    /// integers, `stop_gradient`. Its inputs never receive a cotangent.
+    ZeroDerivative { spelling: Spelling, args: Vec<Operand> },
+    /// An operation with no rule. Fine on constants; an error if an active value
+    /// reaches it (reported by `analysis::check` with `why`).
+    NoRule { spelling: Spelling, args: Vec<Operand>, why: String },
+}
+
+impl Rhs {
+    pub fn operands(&self) -> &[Operand] {
+        match self {
+            Rhs::Copy(o) => std::slice::from_ref(o),
+            Rhs::Prim { args, .. } | Rhs::Call { args, .. } | Rhs::ZeroDerivative { args, .. } | Rhs::NoRule { args, .. } => args,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Stmt {
+    pub def: VarId,
+    pub rhs: Rhs,
+    /// The user expression this operation came from.
+    pub span: Span,
+    /// A type the user wrote on the `let` (`let x: f64 = ...`), kept in the forward pass.
+    pub ty: Option<Type>,
+}
+
+#[derive(Debug)]
+pub struct Func {
+    pub params: Vec<Param>,
+    pub ret_ty: Type,
+    pub vars: Vec<VarInfo>,
+    /// Items declared in the body (`const`, `use`, `fn`), hoisted as they are.
+    pub items: Vec<syn::Item>,
+    pub body: Vec<Stmt>,
+    pub ret: Operand,
+}
+
+impl Func {
+    pub fn name(&self, v: VarId) -> &Ident {
+        &self.vars[v.0].name
+    }
+}

@@ -1,0 +1,263 @@
+//! Differentiable scalar functions users call inside `#[grad]` functions: the
+//! activations of the lesson's table.
+//!
+//! Each is an ordinary function (call it anywhere) plus a companion of the same name
+//! in the type namespace that carries its rule, declared exactly the way a user's own
+//! rule or another `#[grad]` function is: `name::forward(args) -> (value, tape)` where
+//! the tape's backward pass returns one cotangent per argument. That is how
+//! `#[grad]` differentiates a call `sigmoid(z)`: it calls `sigmoid::forward(z)`, which
+//! rustc resolves through whatever `use` brought `sigmoid` into scope.
+
+use num_traits::Float;
+
+/// Declares a function's rule companion: a type-namespace item with the function's
+/// name whose `forward` returns the value and a [`crate::Tape`].
+macro_rules! rule_companion {
+    ($name:ident ( $($arg:ident),* ) -> $y:ident => |$d:ident| ( $($vjp:expr),* ) ) => {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        pub struct $name {}
+
+        impl $name {
+            /// Forward pass: the value and the tape of the rule's pullback (which
+            /// captures exactly the saved values its cotangent expressions read).
+            #[inline(always)]
+            #[allow(clippy::type_complexity, clippy::unused_unit)]
+            pub fn forward<T: Float>($($arg: T),*) -> (T, crate::Tape<impl FnOnce(T) -> ($(rule_companion!(@ty $arg T)),*,)>) {
+                let $y = Self::value($($arg),*);
+                ($y, crate::Tape::new(move |$d: T| ($($vjp),*,)))
+            }
+        }
+    };
+    (@ty $arg:ident $t:ty) => { $t };
+}
+
+/// The logistic sigmoid σ(x) = 1/(1 + e⁻ˣ), computed without overflow for large |x|.
+///
+/// Derivative σ'(x) = σ(x)(1 − σ(x)) (the lesson's local Jacobian table). The rule
+/// saves the output y.
+///
+/// ```
+/// assert_eq!(backprop::sigmoid(0.0_f64), 0.5);
+/// assert!(backprop::sigmoid(-1000.0_f64) >= 0.0);
+/// ```
+#[inline]
+pub fn sigmoid<T: Float>(x: T) -> T {
+    if x >= T::zero() {
+        (T::one() + (-x).exp()).recip()
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+/// The rectified linear unit max(x, 0). NaN stays NaN (never hidden as 0).
+///
+/// Derivative 1 for x > 0, 0 for x < 0, and 0 at the kink x = 0 (the minimum-norm
+/// subgradient; PyTorch and JAX agree). The rule saves the output y (y > 0 ⇔ x > 0).
+///
+/// ```
+/// assert_eq!(backprop::relu(-2.0_f32), 0.0);
+/// assert_eq!(backprop::relu(3.0_f64), 3.0);
+/// ```
+#[inline]
+pub fn relu<T: Float>(x: T) -> T {
+    if x > T::zero() || x.is_nan() {
+        x
+    } else {
+        T::zero()
+    }
+}
+
+/// Leaky ReLU: x for x > 0, `slope · x` otherwise (Maas et al. 2013; PyTorch's default
+/// slope is 0.01).
+///
+/// Derivative 1 for x > 0 and `slope` for x ≤ 0 (at the kink, `slope` is the
+/// minimum-norm element of [slope, 1] for 0 ≤ slope ≤ 1). ∂/∂slope = min(x, 0).
+///
+/// ```
+/// assert_eq!(backprop::leaky_relu(-2.0_f64, 0.1), -0.2);
+/// ```
+#[inline]
+pub fn leaky_relu<T: Float>(x: T, slope: T) -> T {
+    if x > T::zero() {
+        x
+    } else {
+        slope * x
+    }
+}
+
+/// Softplus ln(1 + eˣ), computed stably as max(x, 0) + ln(1 + e^(−|x|)).
+///
+/// Derivative σ(x) (Dugas et al. 2001). The rule saves x.
+///
+/// ```
+/// assert!((backprop::softplus(0.0_f64) - 2f64.ln()).abs() < 1e-15);
+/// assert_eq!(backprop::softplus(1000.0_f64), 1000.0);
+/// ```
+#[inline]
+pub fn softplus<T: Float>(x: T) -> T {
+    x.max(T::zero()) + (-x.abs()).exp().ln_1p()
+}
+
+/// GELU in its tanh form (Hendrycks & Gimpel 2016, eq. in §2; GPT-2's choice):
+/// ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+///
+/// With u = √(2/π)(x + 0.044715x³) and t = tanh u, the derivative is
+/// ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²). √(2/π) comes from matching the
+/// slope of the Gaussian CDF Φ at 0 (Φ'(0) = 1/√(2π), and tanh'(0) = 1, so the
+/// argument is scaled by 2·1/√(2π) = √(2/π)). The rule saves x.
+///
+/// ```
+/// assert_eq!(backprop::gelu(0.0_f64), 0.0);
+/// assert!((backprop::gelu(1.0_f64) - 0.8411919906082768).abs() < 1e-12);
+/// ```
+#[inline]
+pub fn gelu<T: Float>(x: T) -> T {
+    let half = T::from(0.5).unwrap_or_else(T::nan);
+    let t = gelu_inner(x).tanh();
+    half * x * (T::one() + t)
+}
+
+#[inline(always)]
+fn gelu_consts<T: Float>() -> (T, T) {
+    // √(2/π) derived from π, not pasted; 0.044715 is the paper's fitted cubic coefficient.
+    let sqrt_2_over_pi = (T::from(2.0).unwrap_or_else(T::nan) / T::from(core::f64::consts::PI).unwrap_or_else(T::nan)).sqrt();
+    (sqrt_2_over_pi, T::from(0.044715).unwrap_or_else(T::nan))
+}
+
+#[inline(always)]
+fn gelu_inner<T: Float>(x: T) -> T {
+    let (k, c) = gelu_consts::<T>();
+    k * (x + c * x * x * x)
+}
+
+/// SiLU (swish) x·σ(x) (Elfwing et al. 2018; Ramachandran et al. 2017).
+///
+/// Derivative σ(x)(1 + x(1 − σ(x))). The rule saves x.
+///
+/// ```
+/// assert_eq!(backprop::silu(0.0_f64), 0.0);
+/// ```
+#[inline]
+pub fn silu<T: Float>(x: T) -> T {
+    x * sigmoid(x)
+}
+
+/// Pullbacks of the functions above, one per input (the same naming as
+/// [`crate::rules::scalar`]).
+pub mod vjp {
+    use super::*;
+    use crate::rules::scalar::strong_mul;
+
+    /// σ'(x) = y(1 − y) from the saved output.
+    #[inline(always)]
+    pub fn sigmoid_vjp<T: Float>(y: T, d: T) -> T {
+        strong_mul(d, y * (T::one() - y))
+    }
+
+    /// 1 where y > 0, else 0 (0 at the kink).
+    #[inline(always)]
+    pub fn relu_vjp<T: Float>(y: T, d: T) -> T {
+        if y > T::zero() {
+            d
+        } else {
+            T::zero()
+        }
+    }
+
+    /// 1 where x > 0, else `slope`.
+    #[inline(always)]
+    pub fn leaky_relu_vjp_x<T: Float>(x: T, slope: T, d: T) -> T {
+        if x > T::zero() {
+            d
+        } else {
+            strong_mul(d, slope)
+        }
+    }
+
+    /// ∂/∂slope = x where x ≤ 0, else 0.
+    #[inline(always)]
+    pub fn leaky_relu_vjp_slope<T: Float>(x: T, d: T) -> T {
+        if x > T::zero() {
+            T::zero()
+        } else {
+            strong_mul(d, x)
+        }
+    }
+
+    /// softplus'(x) = σ(x).
+    #[inline(always)]
+    pub fn softplus_vjp<T: Float>(x: T, d: T) -> T {
+        strong_mul(d, sigmoid(x))
+    }
+
+    /// See [`gelu`](super::gelu) for the derivation.
+    #[inline(always)]
+    pub fn gelu_vjp<T: Float>(x: T, d: T) -> T {
+        let half = T::from(0.5).unwrap_or_else(T::nan);
+        let three = T::from(3.0).unwrap_or_else(T::nan);
+        let (k, c) = gelu_consts::<T>();
+        let t = gelu_inner(x).tanh();
+        let du = k * (T::one() + three * c * x * x);
+        strong_mul(d, half * (T::one() + t) + half * x * (T::one() - t * t) * du)
+    }
+
+    /// silu'(x) = σ(x)(1 + x(1 − σ(x))).
+    #[inline(always)]
+    pub fn silu_vjp<T: Float>(x: T, d: T) -> T {
+        let s = sigmoid(x);
+        strong_mul(d, s * (T::one() + x * (T::one() - s)))
+    }
+}
+
+/// The rule companions. Each `value` is the plain function; `forward` pairs it with
+/// the pullback capturing only what that pullback reads.
+pub mod companions {
+    use super::vjp::*;
+    use num_traits::Float;
+
+    rule_companion!(sigmoid(x) -> y => |d| (sigmoid_vjp(y, d)));
+    rule_companion!(relu(x) -> y => |d| (relu_vjp(y, d)));
+    rule_companion!(leaky_relu(x, slope) -> y => |d| (leaky_relu_vjp_x(x, slope, d), leaky_relu_vjp_slope(x, d)));
+    rule_companion!(softplus(x) -> y => |d| (softplus_vjp(x, d)));
+    rule_companion!(gelu(x) -> y => |d| (gelu_vjp(x, d)));
+    rule_companion!(silu(x) -> y => |d| (silu_vjp(x, d)));
+
+    impl sigmoid {
+        #[inline(always)]
+        fn value<T: Float>(x: T) -> T {
+            super::sigmoid(x)
+        }
+    }
+    impl relu {
+        #[inline(always)]
+        fn value<T: Float>(x: T) -> T {
+            super::relu(x)
+        }
+    }
+    impl leaky_relu {
+        #[inline(always)]
+        fn value<T: Float>(x: T, slope: T) -> T {
+            super::leaky_relu(x, slope)
+        }
+    }
+    impl softplus {
+        #[inline(always)]
+        fn value<T: Float>(x: T) -> T {
+            super::softplus(x)
+        }
+    }
+    impl gelu {
+        #[inline(always)]
+        fn value<T: Float>(x: T) -> T {
+            super::gelu(x)
+        }
+    }
+    impl silu {
+        #[inline(always)]
+        fn value<T: Float>(x: T) -> T {
+            super::silu(x)
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! What generated code names, and nothing else. Not a public API: `#[grad]`
+//! expansions call these by absolute path (`::backprop::__private::...`) so they keep
+//! working beside a user's shadowed prelude or renamed imports.
+
+pub use crate::functions::vjp::*;
+pub use crate::rules::scalar::*;
+pub use crate::tape::{Inactive, MapGrad, Pullback, Tape};
+pub use core::option::Option;
+pub use num_traits::Float;
+
+/// Wraps a tape so its gradient passes through `f` (positional tuple → named struct).
+#[inline(always)]
+pub fn map_grad<P, H>(tape: P, f: H) -> MapGrad<P, H> {
+    crate::tape::MapGrad::new(tape, f)
+}
+
+/// The additive identity of an adjoint (the gradient of an argument nothing flows to).
+#[inline(always)]
+pub fn zero<T: num_traits::Zero>() -> T {
+    T::zero()
+}
+
+/// The seed cotangent dL/dL = 1.
+#[inline(always)]
+pub fn one<T: num_traits::One>() -> T {
+    T::one()
+}
+
+/// Inserted where an expansion was rejected: the stubs type-check against any
+/// caller, and the `compile_error!` beside them is the only error the user sees.
+#[cold]
+pub fn rejected() -> ! {
+    panic!("#[grad] rejected this function at compile time; see the compile error")
+}

@@ -1,0 +1,22 @@
+//! Pullbacks of every primitive, found by type.
+//!
+//! The `#[grad]` macro is syntactic: it sees `a * b` or `x.exp()` but not their types.
+//! It emits a call to one of the rule functions here, and rustc picks the
+//! implementation by type. Each rule is one small function that takes the values it
+//! saved in the forward pass (by the naming convention `x` = input, `y` = output) and
+//! the output cotangent `d`, and returns the input cotangent.
+//!
+//! Conventions shared by all rules (see `docs/RULES.md` for the table):
+//! - **Kinks** get the minimum-norm element of the subgradient: 0 for `abs`, `relu`
+//!   and `clamp` at a bound, an even split between tied arguments of `max`/`min`,
+//!   0 for `atan2`/`hypot` at the origin and for both partials of `powf` at `0^0`.
+//! - **Piecewise-constant** functions (`floor`, `ceil`, `round`, `trunc`, `signum`)
+//!   have derivative 0 and are listed in [`nondiff`]; the macro does not
+//!   differentiate through them at all.
+//! - **Strong zeros**: a rule whose local derivative can be infinite (`sqrt` at 0,
+//!   `ln` at 0, division by 0, ...) returns exactly 0 when the cotangent is 0, so an
+//!   unused or zero-weighted branch never turns into `0 · ∞ = NaN`. A non-zero
+//!   cotangent times an infinite derivative stays infinite: that is the true answer.
+
+pub mod nondiff;
+pub mod scalar;

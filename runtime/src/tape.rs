@@ -1,0 +1,144 @@
+//! The tape: what a forward pass keeps for its reverse pass, and how to run it.
+//!
+//! A `#[grad]` function's forward companion returns its value together with a
+//! [`Tape`]. The tape *is* the pullback: a closure whose captured environment holds
+//! exactly the intermediates the reverse pass reads (nothing else: the macro's record
+//! analysis decides what is captured). Its size is therefore measurable with
+//! [`Pullback::bytes`], which is the lesson's "training keeps activations" made a
+//! number.
+//!
+//! Why a closure and not a named struct of fields: the macro is syntactic and cannot
+//! name the types of intermediates (`a.dot(&b)` may be a matrix or a vector); a
+//! closure lets rustc infer them, the same way JAX's `vjp` returns a pullback
+//! function. See `docs/DESIGN.md`.
+
+use core::fmt;
+
+/// Something that maps an output cotangent to input cotangents: the reverse half of a
+/// function, produced by its forward pass.
+///
+/// `Cot` is the type of the output cotangent (the function's return type), `Grad` the
+/// gradient it returns: the `*Grad` struct for a `#[grad]` function's `f_forward`, or
+/// a tuple with one entry per argument for the positional form that composition uses.
+pub trait Pullback<Cot> {
+    /// The gradient with respect to the inputs.
+    type Grad;
+    /// Runs the reverse pass with output cotangent `d_out` (use 1 for the gradient of
+    /// a scalar loss). Consumes the tape: its saved values are moved out, not copied.
+    fn backward(self, d_out: Cot) -> Self::Grad;
+    /// Bytes the tape holds: the captured saved values, plus heap buffers (per-loop
+    /// stacks, nested tapes' buffers) it owns.
+    fn bytes(&self) -> usize;
+}
+
+/// A forward pass's saved state together with the code of its reverse pass.
+///
+/// # Example
+/// ```
+/// use backprop::{grad, Pullback};
+///
+/// /// L = (a·b + c)²
+/// #[grad]
+/// fn f(a: f64, b: f64, c: f64) -> f64 {
+///     let e = a * b + c;
+///     e * e
+/// }
+///
+/// let (l, tape) = f_forward(2.0, 3.0, 4.0);
+/// assert_eq!(l, 100.0);
+/// // The reverse pass reads a, b (for the product) and e (for the square): 3 × 8 bytes.
+/// assert_eq!(tape.bytes(), 24);
+/// let g = f_backward(tape, 1.0);
+/// assert_eq!((g.a, g.b, g.c), (60.0, 40.0, 20.0));
+/// ```
+#[must_use = "a tape does nothing until its backward pass runs"]
+pub struct Tape<F> {
+    heap_bytes: usize,
+    pullback: F,
+}
+
+impl<F> Tape<F> {
+    /// A tape whose saved state is exactly what `pullback` captures.
+    #[inline(always)]
+    pub fn new(pullback: F) -> Self {
+        Tape { heap_bytes: 0, pullback }
+    }
+
+    /// A tape that also owns `heap_bytes` of heap buffers (loop stacks, nested tapes).
+    #[inline(always)]
+    pub fn with_heap_bytes(heap_bytes: usize, pullback: F) -> Self {
+        Tape { heap_bytes, pullback }
+    }
+
+}
+
+impl<Cot, G, F> Pullback<Cot> for Tape<F>
+where
+    F: FnOnce(Cot) -> G,
+{
+    type Grad = G;
+
+    #[inline(always)]
+    fn backward(self, d_out: Cot) -> G {
+        (self.pullback)(d_out)
+    }
+
+    fn bytes(&self) -> usize {
+        core::mem::size_of_val(&self.pullback) + self.heap_bytes
+    }
+}
+
+impl<F> fmt::Debug for Tape<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tape")
+            .field("saved_bytes", &core::mem::size_of_val(&self.pullback))
+            .field("heap_bytes", &self.heap_bytes)
+            .finish()
+    }
+}
+
+/// A tape whose gradient is passed through a conversion (positional tuple → named
+/// struct). Holds exactly what the inner tape holds.
+#[must_use = "a tape does nothing until its backward pass runs"]
+pub struct MapGrad<P, H> {
+    inner: P,
+    f: H,
+}
+
+impl<P, H> MapGrad<P, H> {
+    /// `inner` with `f` applied to the gradient it returns.
+    #[inline(always)]
+    pub fn new(inner: P, f: H) -> Self {
+        MapGrad { inner, f }
+    }
+}
+
+impl<Cot, P, H, G> Pullback<Cot> for MapGrad<P, H>
+where
+    P: Pullback<Cot>,
+    H: FnOnce(P::Grad) -> G,
+{
+    type Grad = G;
+
+    #[inline(always)]
+    fn backward(self, d_out: Cot) -> G {
+        (self.f)(self.inner.backward(d_out))
+    }
+
+    fn bytes(&self) -> usize {
+        self.inner.bytes()
+    }
+}
+
+impl<P: fmt::Debug, H> fmt::Debug for MapGrad<P, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+/// The cotangent slot of an argument that is not differentiated (an inactive
+/// argument: data, labels, sizes). Adding it to an adjoint is a type error, so an
+/// active value passed where a callee expects a constant cannot silently lose its
+/// gradient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Inactive;
