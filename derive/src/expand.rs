@@ -17,6 +17,16 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#err #item);
         }
     };
+    // A method (`self`) sits in an impl block, where the stub companions (free functions
+    // and structs) cannot go: report the error on the original item alone.
+    if let Some(syn::FnArg::Receiver(r)) = item_fn.sig.inputs.first() {
+        let err = syn::Error::new_spanned(
+            r,
+            "`#[grad]` cannot differentiate a method taking `self`: write a free function and pass the value as an argument",
+        )
+        .to_compile_error();
+        return quote!(#err #item_fn);
+    }
     let args = match attr::parse(attr) {
         Ok(a) => a,
         Err(e) => return fallback::expand(&item_fn, Some(&[]), vec![e]),

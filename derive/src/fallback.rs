@@ -6,6 +6,7 @@
 use crate::emit::Shape;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
+
 use syn::{FnArg, ItemFn, Pat, ReturnType};
 
 pub fn expand(item: &ItemFn, active: Option<&[syn::Ident]>, errors: Vec<syn::Error>) -> TokenStream {
@@ -41,13 +42,13 @@ pub fn expand(item: &ItemFn, active: Option<&[syn::Ident]>, errors: Vec<syn::Err
     let grad_ty = shape.grad_ty();
     let tuple_ty = shape.tuple_ty();
     let stub = quote!(::backprop::__private::rejected());
+    // `!` coerces to every return type, `impl Pullback` included (it names a concrete
+    // tape type so the opaque type has a defining use).
     let forward_body = quote! {
-        let tape: ::backprop::__private::Tape<fn(#r) -> #tuple_ty> = #stub;
-        (#stub, tape)
+        if true { #stub } else { (#stub, ::backprop::__private::Tape::new(|_: #r| -> #tuple_ty { #stub })) }
     };
     let fwd_pub = quote! {
-        let tape: ::backprop::__private::Tape<fn(#r) -> #grad_ty> = #stub;
-        (#stub, tape)
+        if true { #stub } else { (#stub, ::backprop::__private::Tape::new(|_: #r| -> #grad_ty { #stub })) }
     };
     let companions = shape.companions(forward_body, Some((stub.clone(), fwd_pub, stub.clone(), stub)));
     // The stubs cannot use the arguments: silence that, only the real errors remain.

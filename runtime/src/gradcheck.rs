@@ -243,8 +243,8 @@ pub fn check(
 /// `gradcheck!(f(a = 1.0, b = 2.0, n = const 3))` evaluates `f` and `f::grad` (the
 /// companion the macro generates) with `a` and `b` differentiated and `n` passed as a
 /// constant; a trailing `, options` sets [`Options`]. Returns a [`Report`]. The
-/// function is evaluated at f64 (instantiate generic functions at f64 by calling them
-/// with f64 values).
+/// function is evaluated in f64: it must return `f64`, or be generic over
+/// `T: Float` (then `T = f64`). Check an `f32` function through a generic version.
 #[macro_export]
 macro_rules! gradcheck {
     ($f:ident ( $($args:tt)* ) $(, $opts:expr)? $(,)?) => {
@@ -267,11 +267,12 @@ macro_rules! __gradcheck_munch {
             &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat(&$e))),*],
             |point: &[::std::vec::Vec<f64>]| {
                 let [$($name),*] = point else { unreachable!() };
-                $f($($crate::__gradcheck_munch!(@arg $($c)*)),*)
+                let value: f64 = $f($($crate::__gradcheck_munch!(@arg $($c)*)),*);
+                value
             },
             |point: &[::std::vec::Vec<f64>]| {
                 let [$($name),*] = point else { unreachable!() };
-                let (_, g) = $f::grad($($crate::__gradcheck_munch!(@arg $($c)*)),*);
+                let (_, g): (f64, _) = $f::grad($($crate::__gradcheck_munch!(@arg $($c)*)),*);
                 ::std::vec![$($crate::gradcheck::GradValue::to_flat(&g.$name)),*]
             },
             options,

@@ -154,14 +154,14 @@ impl Shape<'_> {
             impl #name {
                 /// Forward pass with one cotangent per argument (`Inactive` for constants).
                 #[inline]
-                #[allow(unused_variables, clippy::type_complexity, clippy::let_and_return)]
+                #[allow(unused_variables, unreachable_code, clippy::type_complexity, clippy::let_and_return)]
                 #vis fn forward #impl_generics (#inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
                     #forward_body
                 }
 
                 /// Value and gradient.
                 #[inline]
-                #[allow(unused_variables)]
+                #[allow(unused_variables, unreachable_code)]
                 #vis fn grad #impl_generics (#inputs) -> (#ret, #grad_ty) #where_clause {
                     #grad_body
                 }
@@ -170,7 +170,7 @@ impl Shape<'_> {
             #[doc = #doc_grad]
             #(#attrs)*
             #[inline]
-            #[allow(unused_variables)]
+            #[allow(unused_variables, unreachable_code)]
             #vis fn #f_grad #impl_generics (#inputs) -> (#ret, #grad_ty) #where_clause {
                 #grad_free_body
             }
@@ -178,7 +178,7 @@ impl Shape<'_> {
             #[doc = #doc_fwd]
             #(#attrs)*
             #[inline]
-            #[allow(unused_variables)]
+            #[allow(unused_variables, unreachable_code)]
             #vis fn #f_forward #impl_generics (#inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #grad_ty>) #where_clause {
                 #forward_pub_body
             }
@@ -186,6 +186,7 @@ impl Shape<'_> {
             #[doc = #doc_bwd]
             #(#attrs)*
             #[inline]
+            #[allow(unused_variables, unreachable_code)]
             #vis fn #f_backward #impl_generics (tape: impl ::backprop::__private::Pullback<#ret, Grad = #grad_ty>, d_out: #ret) -> #grad_ty #where_clause {
                 #backward_body
             }

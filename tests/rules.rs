@@ -1,0 +1,249 @@
+//! Every scalar rule, gradchecked in f64 (central differences) at random points of its
+//! domain, its f32 instantiation compared with the f64 gradient, and each kink
+//! checked against the documented convention. Mirrors `runtime/src/rules/scalar.rs`
+//! and `runtime/src/functions.rs`.
+
+use backprop::{gelu, grad, gradcheck, leaky_relu, relu, sigmoid, silu, softplus};
+use num_traits::Float;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const POINTS: usize = 24;
+
+/// Checks a one-argument generic `#[grad]` function at random points of `domain`:
+/// f64 against central differences, f32 against f64.
+macro_rules! check_unary {
+    ($f:ident, $domain:expr) => {{
+        let mut rng = StdRng::seed_from_u64(0x5eed ^ stringify!($f).len() as u64);
+        for _ in 0..POINTS {
+            let x: f64 = rng.random_range($domain);
+            let report = gradcheck!($f(x = x));
+            assert!(report.passed(), "{} at x = {x}:\n{report}", stringify!($f));
+            let (_, g64) = $f::grad(x);
+            let (v32, g32) = $f::grad(x as f32);
+            assert!((f64::from(v32) - $f(x)).abs() <= 1e-5 * $f(x).abs().max(1.0), "{} f32 value at {x}", stringify!($f));
+            assert!(
+                (f64::from(g32.x) - g64.x).abs() <= 2e-4 * g64.x.abs().max(1.0),
+                "{} f32 gradient at {x}: {} vs {}",
+                stringify!($f),
+                g32.x,
+                g64.x
+            );
+        }
+    }};
+}
+
+/// The same for two arguments (a, b).
+macro_rules! check_binary {
+    ($f:ident, $da:expr, $db:expr) => {{
+        let mut rng = StdRng::seed_from_u64(0xb1 ^ stringify!($f).len() as u64);
+        for _ in 0..POINTS {
+            let a: f64 = rng.random_range($da);
+            let b: f64 = rng.random_range($db);
+            let report = gradcheck!($f(a = a, b = b));
+            assert!(report.passed(), "{} at ({a}, {b}):\n{report}", stringify!($f));
+            let (_, g64) = $f::grad(a, b);
+            let (_, g32) = $f::grad(a as f32, b as f32);
+            for (g32, g64, which) in [(g32.a, g64.a, "a"), (g32.b, g64.b, "b")] {
+                assert!(
+                    (f64::from(g32) - g64).abs() <= 2e-4 * g64.abs().max(1.0),
+                    "{} f32 d/d{which} at ({a}, {b}): {g32} vs {g64}",
+                    stringify!($f)
+                );
+            }
+        }
+    }};
+}
+
+macro_rules! unary_fns {
+    ($($name:ident => |$x:ident| $body:expr;)*) => {$(
+        #[grad]
+        fn $name<T: Float>($x: T) -> T {
+            $body
+        }
+    )*};
+}
+
+macro_rules! binary_fns {
+    ($($name:ident => |$a:ident, $b:ident| $body:expr;)*) => {$(
+        #[grad]
+        fn $name<T: Float>($a: T, $b: T) -> T {
+            $body
+        }
+    )*};
+}
+
+unary_fns! {
+    r_exp => |x| x.exp();
+    r_exp2 => |x| x.exp2();
+    r_exp_m1 => |x| x.exp_m1();
+    r_ln => |x| x.ln();
+    r_ln_1p => |x| x.ln_1p();
+    r_log2 => |x| x.log2();
+    r_log10 => |x| x.log10();
+    r_sqrt => |x| x.sqrt();
+    r_cbrt => |x| x.cbrt();
+    r_powi3 => |x| x.powi(3);
+    r_powi_neg2 => |x| x.powi(-2);
+    r_recip => |x| x.recip();
+    r_abs => |x| x.abs();
+    r_sin => |x| x.sin();
+    r_cos => |x| x.cos();
+    r_tan => |x| x.tan();
+    r_asin => |x| x.asin();
+    r_acos => |x| x.acos();
+    r_atan => |x| x.atan();
+    r_sinh => |x| x.sinh();
+    r_cosh => |x| x.cosh();
+    r_tanh => |x| x.tanh();
+    r_fract => |x| x.fract();
+    r_neg => |x| -x;
+    r_sigmoid => |x| sigmoid(x);
+    r_relu => |x| relu(x);
+    r_softplus => |x| softplus(x);
+    r_gelu => |x| gelu(x);
+    r_silu => |x| silu(x);
+    r_leaky_relu => |x| leaky_relu(x, T::from(0.1).unwrap());
+}
+
+binary_fns! {
+    r_add => |a, b| a + b;
+    r_sub => |a, b| a - b;
+    r_mul => |a, b| a * b;
+    r_div => |a, b| a / b;
+    r_log => |a, b| a.log(b);
+    r_powf => |a, b| a.powf(b);
+    r_max => |a, b| a.max(b);
+    r_min => |a, b| a.min(b);
+    r_hypot => |a, b| a.hypot(b);
+    r_atan2 => |a, b| a.atan2(b);
+    r_mul_add => |a, b| a.mul_add(b, a);
+    r_clamp_lo => |a, b| a.clamp(b, b + T::one());
+    r_leaky_slope => |a, b| leaky_relu(a, b);
+}
+
+#[test]
+fn unary_rules_match_central_differences() {
+    check_unary!(r_exp, -3.0..3.0);
+    check_unary!(r_exp2, -3.0..3.0);
+    check_unary!(r_exp_m1, -3.0..3.0);
+    check_unary!(r_ln, 0.1..5.0);
+    check_unary!(r_ln_1p, -0.9..5.0);
+    check_unary!(r_log2, 0.1..5.0);
+    check_unary!(r_log10, 0.1..5.0);
+    check_unary!(r_sqrt, 0.05..5.0);
+    check_unary!(r_cbrt, 0.05..5.0);
+    check_unary!(r_powi3, -2.0..2.0);
+    check_unary!(r_powi_neg2, 0.3..3.0);
+    check_unary!(r_recip, 0.2..3.0);
+    check_unary!(r_sin, -3.0..3.0);
+    check_unary!(r_cos, -3.0..3.0);
+    check_unary!(r_tan, -1.2..1.2);
+    check_unary!(r_asin, -0.9..0.9);
+    check_unary!(r_acos, -0.9..0.9);
+    check_unary!(r_atan, -3.0..3.0);
+    check_unary!(r_sinh, -3.0..3.0);
+    check_unary!(r_cosh, -3.0..3.0);
+    check_unary!(r_tanh, -3.0..3.0);
+    check_unary!(r_neg, -3.0..3.0);
+    check_unary!(r_sigmoid, -6.0..6.0);
+    check_unary!(r_softplus, -6.0..6.0);
+    check_unary!(r_gelu, -4.0..4.0);
+    check_unary!(r_silu, -6.0..6.0);
+}
+
+#[test]
+fn piecewise_linear_rules_away_from_kinks() {
+    check_unary!(r_abs, 0.1..3.0);
+    check_unary!(r_abs, -3.0..-0.1);
+    check_unary!(r_relu, 0.1..3.0);
+    check_unary!(r_relu, -3.0..-0.1);
+    check_unary!(r_leaky_relu, -3.0..-0.1);
+    check_unary!(r_fract, 0.05..0.95);
+    check_unary!(r_fract, 1.05..1.95);
+}
+
+#[test]
+fn binary_rules_match_central_differences() {
+    check_binary!(r_add, -3.0..3.0, -3.0..3.0);
+    check_binary!(r_sub, -3.0..3.0, -3.0..3.0);
+    check_binary!(r_mul, -3.0..3.0, -3.0..3.0);
+    check_binary!(r_div, -3.0..3.0, 0.3..3.0);
+    check_binary!(r_log, 0.2..5.0, 1.5..5.0);
+    check_binary!(r_powf, 0.2..3.0, -2.0..2.0);
+    check_binary!(r_max, -3.0..-0.5, 0.5..3.0);
+    check_binary!(r_max, 0.5..3.0, -3.0..-0.5);
+    check_binary!(r_min, -3.0..-0.5, 0.5..3.0);
+    check_binary!(r_hypot, 0.2..3.0, -3.0..-0.2);
+    check_binary!(r_atan2, -3.0..3.0, 0.2..3.0);
+    check_binary!(r_mul_add, -3.0..3.0, -3.0..3.0);
+    // clamp(a, b, b + 1) with a strictly inside, below, then above.
+    check_binary!(r_clamp_lo, 0.2..0.8, -0.1..0.1);
+    check_binary!(r_clamp_lo, -3.0..-1.0, -0.5..0.5);
+    check_binary!(r_clamp_lo, 2.0..3.0, -0.5..0.5);
+    check_binary!(r_leaky_slope, -3.0..-0.1, 0.01..0.5);
+}
+
+// ---- conventions at kinks (../shared/cases/README.md) ------------------------------
+
+#[test]
+fn kinks_take_the_minimum_norm_subgradient() {
+    assert_eq!(r_abs_grad(0.0).1.x, 0.0, "|x| at 0");
+    assert_eq!(r_relu_grad(0.0).1.x, 0.0, "relu at 0");
+    assert_eq!(r_leaky_relu_grad(0.0).1.x, 0.1, "leaky_relu at 0 takes the slope");
+    let g = r_max_grad(2.0, 2.0).1;
+    assert_eq!((g.a, g.b), (0.5, 0.5), "max tie splits evenly");
+    let g = r_min_grad(-1.0, -1.0).1;
+    assert_eq!((g.a, g.b), (0.5, 0.5), "min tie splits evenly");
+    // clamp(x, lo, lo + 1) at x = lo: 0 for x, and 0 for lo (x is not below it).
+    let g = r_clamp_lo_grad(1.0, 1.0).1;
+    assert_eq!((g.a, g.b), (0.0, 0.0), "clamp at its lower bound");
+    let g = r_hypot_grad(0.0, 0.0).1;
+    assert_eq!((g.a, g.b), (0.0, 0.0), "hypot at the origin");
+    let g = r_atan2_grad(0.0, 0.0).1;
+    assert_eq!((g.a, g.b), (0.0, 0.0), "atan2 at the origin");
+    let g = r_powf_grad(0.0, 0.0).1;
+    assert_eq!((g.a, g.b), (0.0, 0.0), "powf at 0^0");
+    let g = r_powf_grad(0.0, 2.0).1;
+    assert_eq!((g.a, g.b), (0.0, 0.0), "powf at 0^2: d/dx = 2·0 = 0, d/dp = 0 (not 0·ln 0)");
+}
+
+#[grad]
+fn piecewise_constant<T: Float>(x: T) -> T {
+    x.floor() + x.ceil() + x.round() + x.trunc() + x.signum()
+}
+
+#[test]
+fn piecewise_constant_functions_have_derivative_zero() {
+    for x in [-2.5, -1.0, -0.3, 0.0, 0.7, 1.0, 3.5] {
+        assert_eq!(piecewise_constant_grad(x).1.x, 0.0, "at {x}");
+    }
+}
+
+#[test]
+fn infinite_derivatives_are_reported_not_hidden() {
+    assert_eq!(r_sqrt_grad(0.0).1.x, f64::INFINITY, "sqrt'(0) = +inf");
+    assert_eq!(r_ln_grad(0.0).1.x, f64::INFINITY, "ln'(0) = 1/0");
+    assert!(r_ln_grad(-1.0).0.is_nan(), "ln(-1) is NaN and stays NaN");
+}
+
+/// 0 · √x at x = 0: the product's cotangent to √x is 0, and √'s strong zero keeps it 0
+/// (JAX and PyTorch give NaN here).
+#[grad]
+fn zero_weighted_sqrt(x: f64, w: f64) -> f64 {
+    w * x.sqrt() + x
+}
+
+#[grad]
+fn zero_weighted_ln_and_div(x: f64, w: f64) -> f64 {
+    w * x.ln() + w * (1.0 / x) + w * x.powf(0.5) + w * x.asin().max(0.0) + x
+}
+
+#[test]
+fn zero_cotangents_are_strong_zeros() {
+    let g = zero_weighted_sqrt_grad(0.0, 0.0).1;
+    assert_eq!(g.x, 1.0);
+    let g = zero_weighted_ln_and_div_grad(0.0, 0.0).1;
+    assert_eq!(g.x, 1.0);
+    assert!(g.w.is_nan() || g.w.is_infinite(), "the weight's own gradient is ln 0 + 1/0 + ...: not hidden");
+}

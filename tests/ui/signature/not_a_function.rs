@@ -1,0 +1,8 @@
+use backprop::grad;
+
+#[grad]
+struct Params {
+    w: f64,
+}
+
+fn main() {}
