@@ -7,7 +7,11 @@ use backprop::grad;
 
 #[track_caller]
 fn close(actual: f64, expected: f64, what: &str) {
-    let ok = if expected.is_nan() { actual.is_nan() } else if expected.is_infinite() { actual == expected } else {
+    let ok = if expected.is_nan() {
+        actual.is_nan()
+    } else if expected.is_infinite() {
+        actual == expected
+    } else {
         (actual - expected).abs() <= 1e-9 * expected.abs().max(1.0)
     };
     assert!(ok, "{what}: got {actual:e}, expected {expected:e}");
@@ -24,7 +28,11 @@ fn seed_abc_square(a: f64, b: f64, c: f64) -> f64 {
 fn seed_abc_square_value_and_gradient() {
     let (value, g) = seed_abc_square_grad(2.0, 3.0, 4.0);
     close(value, 100.0, "value");
-    assert_eq!(value.to_bits(), seed_abc_square(2.0, 3.0, 4.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        seed_abc_square(2.0, 3.0, 4.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.a, 60.0, "d/da");
     close(g.b, 40.0, "d/db");
     close(g.c, 20.0, "d/dc");
@@ -40,7 +48,11 @@ fn rule_mixed_product(x: f64, y: f64) -> f64 {
 fn rule_mixed_product_value_and_gradient() {
     let (value, g) = rule_mixed_product_grad(3.0, 2.5);
     close(value, 22.5, "value");
-    assert_eq!(value.to_bits(), rule_mixed_product(3.0, 2.5).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        rule_mixed_product(3.0, 2.5).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, 15.0, "d/dx");
     close(g.y, 9.0, "d/dy");
 }
@@ -55,7 +67,11 @@ fn rule_tanh_exp(x: f64, y: f64) -> f64 {
 fn rule_tanh_exp_value_and_gradient() {
     let (value, g) = rule_tanh_exp_grad(0.123, -1.0);
     close(value, 0.49026288306585103, "value");
-    assert_eq!(value.to_bits(), rule_tanh_exp(0.123, -1.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        rule_tanh_exp(0.123, -1.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, 0.9850222931500778, "d/dx");
     close(g.y, 0.3678794411714423, "d/dy");
 }
@@ -70,7 +86,11 @@ fn rule_powf_both_args(a: f64, b: f64) -> f64 {
 fn rule_powf_both_args_value_and_gradient() {
     let (value, g) = rule_powf_both_args_grad(2.0, 3.0);
     close(value, 8.0, "value");
-    assert_eq!(value.to_bits(), rule_powf_both_args(2.0, 3.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        rule_powf_both_args(2.0, 3.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.a, 12.0, "d/da");
     close(g.b, 5.545177444479562, "d/db");
 }
@@ -85,7 +105,11 @@ fn rule_powi_negative(x: f64) -> f64 {
 fn rule_powi_negative_value_and_gradient() {
     let (value, g) = rule_powi_negative_grad(0.5);
     close(value, 8.25, "value");
-    assert_eq!(value.to_bits(), rule_powi_negative(0.5).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        rule_powi_negative(0.5).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, -47.0, "d/dx");
 }
 
@@ -99,7 +123,11 @@ fn rule_atan2_hypot(x: f64, y: f64) -> f64 {
 fn rule_atan2_hypot_value_and_gradient() {
     let (value, g) = rule_atan2_hypot_grad(2.0, 1.0);
     close(value, 2.699715586500596, "value");
-    assert_eq!(value.to_bits(), rule_atan2_hypot(2.0, 1.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        rule_atan2_hypot(2.0, 1.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, 0.694427190999916, "d/dx");
     close(g.y, 0.847213595499958, "d/dy");
 }
@@ -114,7 +142,11 @@ fn rule_round_floor_fract(x: f64) -> f64 {
 fn rule_round_floor_fract_value_and_gradient() {
     let (value, g) = rule_round_floor_fract_grad(2.3);
     close(value, 4.55, "value");
-    assert_eq!(value.to_bits(), rule_round_floor_fract(2.3).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        rule_round_floor_fract(2.3).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, 1.0, "d/dx");
 }
 
@@ -130,7 +162,11 @@ fn mut_aug_mul_self(a: f64) -> f64 {
 fn mut_aug_mul_self_value_and_gradient() {
     let (value, g) = mut_aug_mul_self_grad(1.5);
     close(value, 5.0625, "value");
-    assert_eq!(value.to_bits(), mut_aug_mul_self(1.5).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        mut_aug_mul_self(1.5).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.a, 13.5, "d/da");
 }
 
@@ -145,7 +181,11 @@ fn mut_param_overwritten(i: f64, mut j: f64) -> f64 {
 fn mut_param_overwritten_value_and_gradient() {
     let (value, g) = mut_param_overwritten_grad(3.0, 5.0);
     close(value, 3.0, "value");
-    assert_eq!(value.to_bits(), mut_param_overwritten(3.0, 5.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        mut_param_overwritten(3.0, 5.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.i, 1.0, "d/di");
     close(g.j, 0.0, "d/dj");
 }
@@ -165,7 +205,11 @@ fn mut_block_shadowing(x: f64) -> f64 {
 fn mut_block_shadowing_value_and_gradient() {
     let (value, g) = mut_block_shadowing_grad(1.5);
     close(value, 30.0, "value");
-    assert_eq!(value.to_bits(), mut_block_shadowing(1.5).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        mut_block_shadowing(1.5).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, 56.0, "d/dx");
 }
 
@@ -180,11 +224,15 @@ fn num_dead_value_at_kink(x: f64) -> f64 {
 fn num_dead_value_at_kink_value_and_gradient() {
     let (value, g) = num_dead_value_at_kink_grad(1.0);
     close(value, 2.0, "value");
-    assert_eq!(value.to_bits(), num_dead_value_at_kink(1.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        num_dead_value_at_kink(1.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, 2.0, "d/dx");
 }
 
-// num_zero_weighted_sqrt_kink (numerics): The function equals 2x everywhere, so the true gradient is 2. But the adjoint path multiplies a zero cotangent by sqrt's infinite derivative at 0, so JAX and PyTorch both return NaN. 'grad' holds the 
+// num_zero_weighted_sqrt_kink (numerics): The function equals 2x everywhere, so the true gradient is 2. But the adjoint path multiplies a zero cotangent by sqrt's infinite derivative at 0, so JAX and PyTorch both return NaN. 'grad' holds the
 #[grad]
 fn num_zero_weighted_sqrt_kink(x: f64) -> f64 {
     let spread = (x - 1.0).abs().sqrt();
@@ -196,7 +244,11 @@ fn num_zero_weighted_sqrt_kink(x: f64) -> f64 {
 fn num_zero_weighted_sqrt_kink_value_and_gradient() {
     let (value, g) = num_zero_weighted_sqrt_kink_grad(1.0);
     close(value, 2.0, "value");
-    assert_eq!(value.to_bits(), num_zero_weighted_sqrt_kink(1.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        num_zero_weighted_sqrt_kink(1.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, 2.0, "d/dx");
 }
 
@@ -210,7 +262,11 @@ fn num_powf_zero_base(x: f64, y: f64) -> f64 {
 fn num_powf_zero_base_value_and_gradient() {
     let (value, g) = num_powf_zero_base_grad(0.0, 2.0);
     close(value, 0.0, "value");
-    assert_eq!(value.to_bits(), num_powf_zero_base(0.0, 2.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        num_powf_zero_base(0.0, 2.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, 0.0, "d/dx");
     close(g.y, 0.0, "d/dy");
 }
@@ -225,7 +281,11 @@ fn ns_relu_via_max_at_zero(x: f64) -> f64 {
 fn ns_relu_via_max_at_zero_value_and_gradient() {
     let (value, g) = ns_relu_via_max_at_zero_grad(0.0);
     close(value, 0.0, "value");
-    assert_eq!(value.to_bits(), ns_relu_via_max_at_zero(0.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        ns_relu_via_max_at_zero(0.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, 0.5, "d/dx");
 }
 
@@ -239,7 +299,11 @@ fn ns_sqrt_at_zero(x: f64) -> f64 {
 fn ns_sqrt_at_zero_value_and_gradient() {
     let (value, g) = ns_sqrt_at_zero_grad(0.0);
     close(value, 0.0, "value");
-    assert_eq!(value.to_bits(), ns_sqrt_at_zero(0.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        ns_sqrt_at_zero(0.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, f64::INFINITY, "d/dx");
 }
 
@@ -253,12 +317,16 @@ fn ns_min_tie_two_args(a: f64, b: f64) -> f64 {
 fn ns_min_tie_two_args_value_and_gradient() {
     let (value, g) = ns_min_tie_two_args_grad(2.0, 2.0);
     close(value, 2.0, "value");
-    assert_eq!(value.to_bits(), ns_min_tie_two_args(2.0, 2.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        ns_min_tie_two_args(2.0, 2.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.a, 0.5, "d/da");
     close(g.b, 0.5, "d/db");
 }
 
-// ns_pow_zero_zero (nonsmooth): DISAGREEMENT: 0^0 = 1 (Rust agrees), and the function is not differentiable at (0,0). JAX gives d/dx = NaN (0 * 0^-1), d/dy = 0. torch.pow special-cases exponent 0 and gives (0, 0). ChainRules' table 
+// ns_pow_zero_zero (nonsmooth): DISAGREEMENT: 0^0 = 1 (Rust agrees), and the function is not differentiable at (0,0). JAX gives d/dx = NaN (0 * 0^-1), d/dy = 0. torch.pow special-cases exponent 0 and gives (0, 0). ChainRules' table
 #[grad]
 fn ns_pow_zero_zero(x: f64, y: f64) -> f64 {
     x.powf(y)
@@ -268,7 +336,11 @@ fn ns_pow_zero_zero(x: f64, y: f64) -> f64 {
 fn ns_pow_zero_zero_value_and_gradient() {
     let (value, g) = ns_pow_zero_zero_grad(0.0, 0.0);
     close(value, 1.0, "value");
-    assert_eq!(value.to_bits(), ns_pow_zero_zero(0.0, 0.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        ns_pow_zero_zero(0.0, 0.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, 0.0, "d/dx");
     close(g.y, 0.0, "d/dy");
 }
@@ -283,7 +355,11 @@ fn ns_softplus_stable_at_zero(x: f64) -> f64 {
 fn ns_softplus_stable_at_zero_value_and_gradient() {
     let (value, g) = ns_softplus_stable_at_zero_grad(0.0);
     close(value, 0.6931471805599453, "value");
-    assert_eq!(value.to_bits(), ns_softplus_stable_at_zero(0.0).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        ns_softplus_stable_at_zero(0.0).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.x, 0.5, "d/dx");
 }
 
@@ -299,7 +375,11 @@ fn comp_self_cancel(a: f64) -> f64 {
 fn comp_self_cancel_value_and_gradient() {
     let (value, g) = comp_self_cancel_grad(1.7);
     close(value, 3.4, "value");
-    assert_eq!(value.to_bits(), comp_self_cancel(1.7).to_bits(), "f_grad's value equals f's");
+    assert_eq!(
+        value.to_bits(),
+        comp_self_cancel(1.7).to_bits(),
+        "f_grad's value equals f's"
+    );
     close(g.a, 2.0, "d/da");
 }
 
@@ -319,11 +399,17 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("cf_loop_bounds_from_params", "while loops"),
     ("cf_running_max_strict", "for loops, if/else, slices"),
     ("cf_running_max_ties", "for loops, if/else, slices"),
-    ("cf_insertion_sort_top_half", "for loops, while loops, slices"),
+    (
+        "cf_insertion_sort_top_half",
+        "for loops, while loops, slices",
+    ),
     ("cf_newton_sqrt", "for loops"),
     ("mut_accumulate_100", "for loops"),
     ("mut_shadow_slice_to_scalar", "slices"),
-    ("mut_overwrite_element_squares", "for loops, slices, Vec buffers"),
+    (
+        "mut_overwrite_element_squares",
+        "for loops, slices, Vec buffers",
+    ),
     ("mut_loop_swap", "for loops"),
     ("mut_running_state_rnn", "for loops, slices, Vec buffers"),
     ("mut_reciprocal_accumulator", "for loops, slices"),
@@ -333,9 +419,15 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("num_stable_logsumexp_large", "for loops, slices"),
     ("ns_relu_branch_at_zero", "if/else"),
     ("comp_scalar_graph_relu_mix", "if/else"),
-    ("comp_nested_helper_call", "for loops, nested helper functions"),
+    (
+        "comp_nested_helper_call",
+        "for loops, nested helper functions",
+    ),
     ("comp_logistic_tanh_bce", "for loops, slices"),
-    ("comp_mlp_tanh_ce", "for loops, if/else, slices, Vec buffers"),
+    (
+        "comp_mlp_tanh_ce",
+        "for loops, if/else, slices, Vec buffers",
+    ),
 ];
 
 #[test]

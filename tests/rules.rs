@@ -21,7 +21,11 @@ macro_rules! check_unary {
             assert!(report.passed(), "{} at x = {x}:\n{report}", stringify!($f));
             let (_, g64) = $f::grad(x);
             let (v32, g32) = $f::grad(x as f32);
-            assert!((f64::from(v32) - $f(x)).abs() <= 1e-5 * $f(x).abs().max(1.0), "{} f32 value at {x}", stringify!($f));
+            assert!(
+                (f64::from(v32) - $f(x)).abs() <= 1e-5 * $f(x).abs().max(1.0),
+                "{} f32 value at {x}",
+                stringify!($f)
+            );
             assert!(
                 (f64::from(g32.x) - g64.x).abs() <= 2e-4 * g64.x.abs().max(1.0),
                 "{} f32 gradient at {x}: {} vs {}",
@@ -41,7 +45,11 @@ macro_rules! check_binary {
             let a: f64 = rng.random_range($da);
             let b: f64 = rng.random_range($db);
             let report = gradcheck!($f(a = a, b = b));
-            assert!(report.passed(), "{} at ({a}, {b}):\n{report}", stringify!($f));
+            assert!(
+                report.passed(),
+                "{} at ({a}, {b}):\n{report}",
+                stringify!($f)
+            );
             let (_, g64) = $f::grad(a, b);
             let (_, g32) = $f::grad(a as f32, b as f32);
             for (g32, g64, which) in [(g32.a, g64.a, "a"), (g32.b, g64.b, "b")] {
@@ -190,7 +198,11 @@ fn binary_rules_match_central_differences() {
 fn kinks_take_the_minimum_norm_subgradient() {
     assert_eq!(r_abs_grad(0.0).1.x, 0.0, "|x| at 0");
     assert_eq!(r_relu_grad(0.0).1.x, 0.0, "relu at 0");
-    assert_eq!(r_leaky_relu_grad(0.0).1.x, 0.1, "leaky_relu at 0 takes the slope");
+    assert_eq!(
+        r_leaky_relu_grad(0.0).1.x,
+        0.1,
+        "leaky_relu at 0 takes the slope"
+    );
     let g = r_max_grad(2.0, 2.0).1;
     assert_eq!((g.a, g.b), (0.5, 0.5), "max tie splits evenly");
     let g = r_min_grad(-1.0, -1.0).1;
@@ -205,7 +217,11 @@ fn kinks_take_the_minimum_norm_subgradient() {
     let g = r_powf_grad(0.0, 0.0).1;
     assert_eq!((g.a, g.b), (0.0, 0.0), "powf at 0^0");
     let g = r_powf_grad(0.0, 2.0).1;
-    assert_eq!((g.a, g.b), (0.0, 0.0), "powf at 0^2: d/dx = 2·0 = 0, d/dp = 0 (not 0·ln 0)");
+    assert_eq!(
+        (g.a, g.b),
+        (0.0, 0.0),
+        "powf at 0^2: d/dx = 2·0 = 0, d/dp = 0 (not 0·ln 0)"
+    );
 }
 
 #[grad]
@@ -245,5 +261,8 @@ fn zero_cotangents_are_strong_zeros() {
     assert_eq!(g.x, 1.0);
     let g = zero_weighted_ln_and_div_grad(0.0, 0.0).1;
     assert_eq!(g.x, 1.0);
-    assert!(g.w.is_nan() || g.w.is_infinite(), "the weight's own gradient is ln 0 + 1/0 + ...: not hidden");
+    assert!(
+        g.w.is_nan() || g.w.is_infinite(),
+        "the weight's own gradient is ln 0 + 1/0 + ...: not hidden"
+    );
 }

@@ -41,7 +41,7 @@ fn sigmoid_mse(w: f64, x: f64, b: f64, y: f64) -> f64 {
 fn sigmoid_mse_closed_form() {
     let (w, x, b, y) = (0.7, -1.3, 0.2, 1.0);
     let (l, g) = sigmoid_mse_grad(w, x, b, y);
-    let p = 1.0 / (1.0 + (-(w * x + b) as f64).exp());
+    let p = 1.0 / (1.0 + (-(w * x + b)).exp());
     assert!((l - (p - y) * (p - y)).abs() < 1e-15);
     let dz = 2.0 * (p - y) * p * (1.0 - p);
     assert!((g.w - dz * x).abs() < 1e-15, "{} vs {}", g.w, dz * x);

@@ -23,12 +23,7 @@ struct f {}
 impl f {
     /// Forward pass with one cotangent per argument (`Inactive` for constants).
     #[inline]
-    #[allow(
-        unused_variables,
-        unreachable_code,
-        clippy::type_complexity,
-        clippy::let_and_return
-    )]
+    #[allow(unused_variables, unreachable_code, clippy::all)]
     fn forward(
         x: f64,
         n: usize,

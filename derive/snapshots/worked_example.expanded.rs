@@ -22,17 +22,13 @@ struct f {}
 impl f {
     /// Forward pass with one cotangent per argument (`Inactive` for constants).
     #[inline]
-    #[allow(
-        unused_variables,
-        unreachable_code,
-        clippy::type_complexity,
-        clippy::let_and_return
-    )]
+    #[allow(unused_variables, unreachable_code, clippy::all)]
     fn forward(
         a: f64,
         b: f64,
         c: f64,
     ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = (f64, f64, f64)>) {
+        let _ = f;
         let d = a * b;
         let e = d + c;
         let t0 = e * e;

@@ -11,7 +11,9 @@ pub struct Ctxt {
 
 impl Ctxt {
     pub fn new() -> Self {
-        Ctxt { errors: RefCell::new(Some(Vec::new())) }
+        Ctxt {
+            errors: RefCell::new(Some(Vec::new())),
+        }
     }
 
     /// Records an error spanned on `tokens` (the user's offending code).
@@ -25,7 +27,11 @@ impl Ctxt {
     }
 
     pub fn push(&self, err: syn::Error) {
-        self.errors.borrow_mut().as_mut().expect("Ctxt used after check").push(err);
+        self.errors
+            .borrow_mut()
+            .as_mut()
+            .expect("Ctxt used after check")
+            .push(err);
     }
 
     pub fn has_errors(&self) -> bool {
@@ -50,4 +56,3 @@ impl Drop for Ctxt {
         }
     }
 }
-

@@ -42,8 +42,16 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
         return fallback::expand(&item_fn, args.active.as_deref(), Vec::new());
     };
     if std::env::var_os("BACKPROP_DEBUG").is_some_and(|v| v == "1") {
-        let saved: Vec<String> = plan.saved.iter().map(|v| func.name(*v).to_string()).collect();
-        eprintln!("#[grad] {}:\n{func}tape: {}\n", item_fn.sig.ident, saved.join(", "));
+        let saved: Vec<String> = plan
+            .saved
+            .iter()
+            .map(|v| func.name(*v).to_string())
+            .collect();
+        eprintln!(
+            "#[grad] {}:\n{func}tape: {}\n",
+            item_fn.sig.ident,
+            saved.join(", ")
+        );
     }
     emit::emit(&item_fn, &func, &plan)
 }

@@ -9,7 +9,11 @@ use quote::{format_ident, quote};
 
 use syn::{FnArg, ItemFn, Pat, ReturnType};
 
-pub fn expand(item: &ItemFn, active: Option<&[syn::Ident]>, errors: Vec<syn::Error>) -> TokenStream {
+pub fn expand(
+    item: &ItemFn,
+    active: Option<&[syn::Ident]>,
+    errors: Vec<syn::Error>,
+) -> TokenStream {
     let errors = errors.into_iter().map(|e| e.to_compile_error());
     let params: Vec<(syn::Ident, syn::Type, bool)> = item
         .sig
@@ -26,7 +30,7 @@ pub fn expand(item: &ItemFn, active: Option<&[syn::Ident]>, errors: Vec<syn::Err
                 let is_float = is_float(item, &pt.ty);
                 let is_active = plain
                     && match active {
-                        Some(list) => is_float && list.iter().any(|a| *a == name),
+                        Some(list) => is_float && list.contains(&name),
                         None => is_float,
                     };
                 Some((name, (*pt.ty).clone(), is_active))
@@ -37,7 +41,11 @@ pub fn expand(item: &ItemFn, active: Option<&[syn::Ident]>, errors: Vec<syn::Err
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => syn::parse_quote!(()),
     };
-    let shape = Shape { item, params, ret_ty };
+    let shape = Shape {
+        item,
+        params,
+        ret_ty,
+    };
     let r = &shape.ret_ty;
     let grad_ty = shape.grad_ty();
     let tuple_ty = shape.tuple_ty();
@@ -50,7 +58,10 @@ pub fn expand(item: &ItemFn, active: Option<&[syn::Ident]>, errors: Vec<syn::Err
     let fwd_pub = quote! {
         if true { #stub } else { (#stub, ::backprop::__private::Tape::new(|_: #r| -> #grad_ty { #stub })) }
     };
-    let companions = shape.companions(forward_body, Some((stub.clone(), fwd_pub, stub.clone(), stub)));
+    let companions = shape.companions(
+        forward_body,
+        Some((stub.clone(), fwd_pub, stub.clone(), stub)),
+    );
     // The stubs cannot use the arguments: silence that, only the real errors remain.
     quote! {
         #(#errors)*
@@ -61,10 +72,9 @@ pub fn expand(item: &ItemFn, active: Option<&[syn::Ident]>, errors: Vec<syn::Err
 
 fn is_float(item: &ItemFn, ty: &syn::Type) -> bool {
     match ty {
-        syn::Type::Path(p) if p.qself.is_none() => p
-            .path
-            .get_ident()
-            .is_some_and(|i| i == "f32" || i == "f64" || item.sig.generics.type_params().any(|tp| tp.ident == *i)),
+        syn::Type::Path(p) if p.qself.is_none() => p.path.get_ident().is_some_and(|i| {
+            i == "f32" || i == "f64" || item.sig.generics.type_params().any(|tp| tp.ident == *i)
+        }),
         _ => false,
     }
 }

@@ -26,6 +26,9 @@ mod tests;
 /// See the `backprop` crate's documentation for the generated API
 /// (`f_grad`, `f_forward`, `f_backward`, the `FGrad` struct) and what is supported.
 #[proc_macro_attribute]
-pub fn grad(attr: proc_macro::TokenStream, item: proc_macro::TokenStream) -> proc_macro::TokenStream {
+pub fn grad(
+    attr: proc_macro::TokenStream,
+    item: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
     expand::grad(attr.into(), item.into()).into()
 }

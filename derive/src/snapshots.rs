@@ -6,7 +6,11 @@ use std::path::Path;
 
 fn expand_file(src: &str) -> String {
     let item: syn::ItemFn = syn::parse_str(src).expect("snapshot input is one function");
-    let attr = item.attrs.iter().find(|a| a.path().is_ident("grad")).expect("snapshot input has #[grad]");
+    let attr = item
+        .attrs
+        .iter()
+        .find(|a| a.path().is_ident("grad"))
+        .expect("snapshot input has #[grad]");
     let args = match &attr.meta {
         syn::Meta::List(l) => l.tokens.clone(),
         _ => proc_macro2::TokenStream::new(),
@@ -23,10 +27,17 @@ fn expansions_match_snapshots() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots");
     let bless = std::env::var_os("BLESS").is_some();
     let mut checked = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).expect("snapshots dir").map(|e| e.expect("entry").path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .expect("snapshots dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
     entries.sort();
     for path in entries {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         if !name.ends_with(".rs") || name.ends_with(".expanded.rs") {
             continue;
         }
@@ -37,15 +48,25 @@ fn expansions_match_snapshots() {
             std::fs::write(&expected_path, &got).expect("write snapshot");
         } else {
             let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-            assert!(got == expected, "expansion of {name} changed (BLESS=1 to accept):\n{got}");
+            assert!(
+                got == expected,
+                "expansion of {name} changed (BLESS=1 to accept):\n{got}"
+            );
         }
         checked += 1;
     }
-    assert!(checked >= 3, "expected snapshot inputs in {}", dir.display());
+    assert!(
+        checked >= 3,
+        "expected snapshot inputs in {}",
+        dir.display()
+    );
 }
 
 #[test]
 fn expansion_is_deterministic() {
-    let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/worked_example.rs")).expect("read");
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/worked_example.rs"),
+    )
+    .expect("read");
     assert_eq!(expand_file(&src), expand_file(&src));
 }

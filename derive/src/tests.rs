@@ -26,15 +26,29 @@ fn expr() -> impl Strategy<Value = String> {
             Just("to_degrees"),
             Just("unwrap"),
         ];
-        let binop = prop_oneof![Just("+"), Just("-"), Just("*"), Just("/"), Just("%"), Just("<"), Just("&&"), Just("==")];
+        let binop = prop_oneof![
+            Just("+"),
+            Just("-"),
+            Just("*"),
+            Just("/"),
+            Just("%"),
+            Just("<"),
+            Just("&&"),
+            Just("==")
+        ];
         prop_oneof![
             (inner.clone(), binop, inner.clone()).prop_map(|(l, op, r)| format!("({l} {op} {r})")),
             (inner.clone(), method).prop_map(|(e, m)| format!("({e}).{m}()")),
             (inner.clone(), inner.clone()).prop_map(|(e, f)| format!("({e}).max({f})")),
             inner.clone().prop_map(|e| format!("-{e}")),
-            inner.clone().prop_map(|e| format!("{{ let q = {e}; q * q }}")),
-            inner.clone().prop_map(|e| format!("backprop::sigmoid({e})")),
-            (inner.clone(), inner.clone()).prop_map(|(c, e)| format!("if {c} > 0.0 {{ {e} }} else {{ 0.0 }}")),
+            inner
+                .clone()
+                .prop_map(|e| format!("{{ let q = {e}; q * q }}")),
+            inner
+                .clone()
+                .prop_map(|e| format!("backprop::sigmoid({e})")),
+            (inner.clone(), inner.clone())
+                .prop_map(|(c, e)| format!("if {c} > 0.0 {{ {e} }} else {{ 0.0 }}")),
             inner.clone().prop_map(|e| format!("[{e}, 1.0][0]")),
             inner.clone().prop_map(|e| format!("({e}) as f32")),
             inner.clone().prop_map(|e| format!("helper({e})")),
@@ -74,4 +88,33 @@ proptest! {
         let out = crate::expand::grad(attr, quote::ToTokens::to_token_stream(&item));
         prop_assert!(syn::parse2::<syn::File>(out).is_ok(), "expansion does not parse for {}", src);
     }
+}
+
+/// How long expanding a 200-line function takes. Not a timed test (it asserts nothing
+/// about time); run it to measure:
+/// `cargo test -p backprop-derive --release -- --ignored expansion_time --nocapture`
+#[test]
+#[ignore]
+fn expansion_time() {
+    let mut body = String::from("let mut acc = a * b;\n");
+    for k in 0..99 {
+        body.push_str(&format!("let v{k} = (acc * {k}.5 + b).tanh() * a.exp() - acc.max(b) / (1.0 + a * a);\nacc += v{k};\n"));
+    }
+    let src = format!("fn big(a: f64, b: f64) -> f64 {{\n{body}acc\n}}");
+    let item: syn::ItemFn = syn::parse_str(&src).expect("parses");
+    let tokens = quote::ToTokens::to_token_stream(&item);
+    let runs = 20;
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = std::time::Instant::now();
+        let out = crate::expand::grad(proc_macro2::TokenStream::new(), tokens.clone());
+        times.push(t.elapsed());
+        assert!(!out.to_string().contains("compile_error"));
+    }
+    times.sort();
+    println!(
+        "expanding a {}-line function: median {:?} over {runs} runs",
+        src.lines().count(),
+        times[runs / 2]
+    );
 }

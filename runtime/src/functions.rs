@@ -122,7 +122,9 @@ pub fn gelu<T: Float>(x: T) -> T {
 #[inline(always)]
 fn gelu_consts<T: Float>() -> (T, T) {
     // √(2/π) derived from π, not pasted; 0.044715 is the paper's fitted cubic coefficient.
-    let sqrt_2_over_pi = (T::from(2.0).unwrap_or_else(T::nan) / T::from(core::f64::consts::PI).unwrap_or_else(T::nan)).sqrt();
+    let sqrt_2_over_pi = (T::from(2.0).unwrap_or_else(T::nan)
+        / T::from(core::f64::consts::PI).unwrap_or_else(T::nan))
+    .sqrt();
     (sqrt_2_over_pi, T::from(0.044715).unwrap_or_else(T::nan))
 }
 
@@ -200,7 +202,10 @@ pub mod vjp {
         let (k, c) = gelu_consts::<T>();
         let t = gelu_inner(x).tanh();
         let du = k * (T::one() + three * c * x * x);
-        strong_mul(d, half * (T::one() + t) + half * x * (T::one() - t * t) * du)
+        strong_mul(
+            d,
+            half * (T::one() + t) + half * x * (T::one() - t * t) * du,
+        )
     }
 
     /// silu'(x) = σ(x)(1 + x(1 − σ(x))).

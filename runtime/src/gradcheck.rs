@@ -44,7 +44,11 @@ pub struct Options {
 impl Default for Options {
     /// PyTorch's gradcheck defaults: eps = 1e-6, atol = 1e-5, rtol = 1e-3.
     fn default() -> Self {
-        Options { eps: 1e-6, atol: 1e-5, rtol: 1e-3 }
+        Options {
+            eps: 1e-6,
+            atol: 1e-5,
+            rtol: 1e-3,
+        }
     }
 }
 
@@ -152,13 +156,21 @@ impl fmt::Display for Report {
             "value {:e}; tolerance |analytic − numeric| ≤ {:e} + {:e}·|numeric|",
             self.value, self.options.atol, self.options.rtol
         )?;
-        writeln!(f, "{:<12} {:>5} {:>24} {:>24} {:>10} {:>10}  ok", "argument", "worst", "analytic", "numeric", "abs err", "rel err")?;
+        writeln!(
+            f,
+            "{:<12} {:>5} {:>24} {:>24} {:>10} {:>10}  ok",
+            "argument", "worst", "analytic", "numeric", "abs err", "rel err"
+        )?;
         for a in &self.args {
             writeln!(
                 f,
                 "{:<12} {:>5} {:>24.16e} {:>24.16e} {:>10.2e} {:>10.2e}  {}",
                 a.name,
-                if a.len == 1 { String::from("-") } else { a.worst_index.to_string() },
+                if a.len == 1 {
+                    String::from("-")
+                } else {
+                    a.worst_index.to_string()
+                },
                 a.analytic,
                 a.numeric,
                 a.abs_err,
@@ -188,7 +200,13 @@ pub fn check(
     let mut point: Vec<Vec<f64>> = at.iter().map(|(_, v)| v.clone()).collect();
     let f0 = value(&point);
     let analytic = grad(&point);
-    assert_eq!(analytic.len(), at.len(), "gradcheck: the gradient has {} arguments but the point has {}", analytic.len(), at.len());
+    assert_eq!(
+        analytic.len(),
+        at.len(),
+        "gradcheck: the gradient has {} arguments but the point has {}",
+        analytic.len(),
+        at.len()
+    );
     let mut args = Vec::with_capacity(at.len());
     for (k, (name, _)) in at.iter().enumerate() {
         assert_eq!(
@@ -222,7 +240,11 @@ pub fn check(
             let abs_err = (a - numeric).abs();
             let ok = abs_err <= options.atol + options.rtol * numeric.abs();
             // NaN compares false: a NaN anywhere is the worst element and fails.
-            let ratio = if abs_err.is_nan() { f64::INFINITY } else { abs_err / (options.atol + options.rtol * numeric.abs()) };
+            let ratio = if abs_err.is_nan() {
+                f64::INFINITY
+            } else {
+                abs_err / (options.atol + options.rtol * numeric.abs())
+            };
             if ratio > worst_ratio {
                 worst_ratio = ratio;
                 report.worst_index = i;
@@ -235,7 +257,11 @@ pub fn check(
         }
         args.push(report);
     }
-    Report { value: f0, args, options }
+    Report {
+        value: f0,
+        args,
+        options,
+    }
 }
 
 /// Checks a `#[grad]` function's gradient against central differences.

@@ -61,15 +61,20 @@ impl<F> Tape<F> {
     /// A tape whose saved state is exactly what `pullback` captures.
     #[inline(always)]
     pub fn new(pullback: F) -> Self {
-        Tape { heap_bytes: 0, pullback }
+        Tape {
+            heap_bytes: 0,
+            pullback,
+        }
     }
 
     /// A tape that also owns `heap_bytes` of heap buffers (loop stacks, nested tapes).
     #[inline(always)]
     pub fn with_heap_bytes(heap_bytes: usize, pullback: F) -> Self {
-        Tape { heap_bytes, pullback }
+        Tape {
+            heap_bytes,
+            pullback,
+        }
     }
-
 }
 
 impl<Cot, G, F> Pullback<Cot> for Tape<F>

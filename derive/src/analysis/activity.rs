@@ -34,7 +34,11 @@ pub fn analyse(func: &Func) -> Activity {
     // Forward: straight-line SSA needs one pass in program order.
     for s in &func.body {
         if propagates(&s.rhs) {
-            varied[s.def.0] = s.rhs.operands().iter().any(|o| o.var().is_some_and(|v| varied[v.0]));
+            varied[s.def.0] = s
+                .rhs
+                .operands()
+                .iter()
+                .any(|o| o.var().is_some_and(|v| varied[v.0]));
         }
     }
     let mut useful = vec![false; n];

@@ -32,7 +32,13 @@ pub struct Emitter<'a> {
 
 impl<'a> Emitter<'a> {
     pub fn new(func: &'a Func, plan: &'a Plan, names: Names) -> Self {
-        Emitter { func, plan, names, adjoints: HashMap::new(), tapes: HashMap::new() }
+        Emitter {
+            func,
+            plan,
+            names,
+            adjoints: HashMap::new(),
+            tapes: HashMap::new(),
+        }
     }
 
     pub fn var(&self, v: VarId) -> &Ident {
@@ -45,7 +51,10 @@ impl<'a> Emitter<'a> {
             return i.clone();
         }
         let name = self.func.name(v);
-        let i = self.names.fresh(&format!("d_{}", name.to_string().trim_start_matches("r#")), name.span());
+        let i = self.names.fresh(
+            &format!("d_{}", name.to_string().trim_start_matches("r#")),
+            name.span(),
+        );
         self.adjoints.insert(v, i.clone());
         i
     }
@@ -56,7 +65,10 @@ impl<'a> Emitter<'a> {
             return i.clone();
         }
         let name = self.func.name(v);
-        let i = self.names.fresh(&format!("tape_{}", name.to_string().trim_start_matches("r#")), name.span());
+        let i = self.names.fresh(
+            &format!("tape_{}", name.to_string().trim_start_matches("r#")),
+            name.span(),
+        );
         self.tapes.insert(v, i.clone());
         i
     }
@@ -64,7 +76,9 @@ impl<'a> Emitter<'a> {
     pub fn operand(&self, o: &Operand) -> TokenStream {
         match o {
             Operand::Var(v) => self.var(*v).to_token_stream(),
-            Operand::Const(e @ (syn::Expr::Lit(_) | syn::Expr::Path(_) | syn::Expr::Paren(_))) => e.to_token_stream(),
+            Operand::Const(e @ (syn::Expr::Lit(_) | syn::Expr::Path(_) | syn::Expr::Paren(_))) => {
+                e.to_token_stream()
+            }
             Operand::Const(e) => quote!((#e)),
         }
     }
@@ -89,15 +103,20 @@ impl<'a> Emitter<'a> {
         }
         let value = match &s.rhs {
             Rhs::Copy(o) => self.operand(o),
-            Rhs::Prim { spelling, args, .. } | Rhs::ZeroDerivative { spelling, args } | Rhs::NoRule { spelling, args, .. } => {
-                self.spelled(spelling, args, span)
-            }
+            Rhs::Prim { spelling, args, .. }
+            | Rhs::ZeroDerivative { spelling, args }
+            | Rhs::NoRule { spelling, args, .. } => self.spelled(spelling, args, span),
             Rhs::Call { .. } => unreachable!("handled above"),
         };
         quote_spanned!(span=> let #def #ty = #value;)
     }
 
-    fn spelled(&self, spelling: &Spelling, args: &[Operand], span: proc_macro2::Span) -> TokenStream {
+    fn spelled(
+        &self,
+        spelling: &Spelling,
+        args: &[Operand],
+        span: proc_macro2::Span,
+    ) -> TokenStream {
         let ops: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
         match spelling {
             Spelling::Operator(op) => {
@@ -129,7 +148,9 @@ fn companion_path(path: &syn::ExprPath) -> TokenStream {
     let mut path = path.clone();
     let mut turbofish = quote!();
     if let Some(last) = path.path.segments.last_mut() {
-        if let syn::PathArguments::AngleBracketed(args) = std::mem::replace(&mut last.arguments, syn::PathArguments::None) {
+        if let syn::PathArguments::AngleBracketed(args) =
+            std::mem::replace(&mut last.arguments, syn::PathArguments::None)
+        {
             let args = args.args;
             turbofish = quote!(::<#args>);
         }

@@ -33,9 +33,17 @@ use std::collections::{HashMap, HashSet};
 /// One step of the reverse pass.
 enum Line {
     /// `d_target (+)= expr`.
-    Contrib { target: VarId, expr: TokenStream, span: Span },
+    Contrib {
+        target: VarId,
+        expr: TokenStream,
+        span: Span,
+    },
     /// `let (d_x, _, d_y) = backward(tape, d_def)`: a call's cotangents, one per argument.
-    Call { def: VarId, slots: Vec<Option<VarId>>, span: Span },
+    Call {
+        def: VarId,
+        slots: Vec<Option<VarId>>,
+        span: Span,
+    },
 }
 
 pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
@@ -59,7 +67,11 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
             Rhs::Copy(o) => {
                 if let Some(t) = active(o) {
                     let d = cx.adjoint(s.def);
-                    lines.push(Line::Contrib { target: t, expr: quote!(#d), span: s.span });
+                    lines.push(Line::Contrib {
+                        target: t,
+                        expr: quote!(#d),
+                        span: s.span,
+                    });
                 }
             }
             Rhs::Prim { prim, .. } => {
@@ -82,12 +94,20 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                             quote_spanned!(s.span=> ::backprop::__private::#rule(#(#needs,)* #d))
                         }
                     };
-                    lines.push(Line::Contrib { target: t, expr, span: s.span });
+                    lines.push(Line::Contrib {
+                        target: t,
+                        expr,
+                        span: s.span,
+                    });
                 }
             }
             Rhs::Call { .. } => {
                 let slots: Vec<Option<VarId>> = args.iter().map(active).collect();
-                lines.push(Line::Call { def: s.def, slots, span: s.span });
+                lines.push(Line::Call {
+                    def: s.def,
+                    slots,
+                    span: s.span,
+                });
             }
             Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } => {}
         }
@@ -111,7 +131,11 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                 let n = emitted.entry(*target).or_insert(0);
                 *n += 1;
                 if defined.insert(*target) {
-                    let mutability = if count[target] > 1 { quote!(mut) } else { quote!() };
+                    let mutability = if count[target] > 1 {
+                        quote!(mut)
+                    } else {
+                        quote!()
+                    };
                     out.push(quote_spanned!(*span=> let #mutability #d = #expr;));
                 } else {
                     out.push(quote_spanned!(*span=> #d = #d + #expr;));

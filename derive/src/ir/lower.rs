@@ -19,7 +19,12 @@ pub const SUPPORTED: &str = "`#[grad]` differentiates straight-line code: `let` 
      that have a rule (`#[grad]` functions, `backprop::sigmoid`, ...), blocks and a final `return`";
 
 pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
-    let generics: HashSet<String> = item.sig.generics.type_params().map(|p| p.ident.to_string()).collect();
+    let generics: HashSet<String> = item
+        .sig
+        .generics
+        .type_params()
+        .map(|p| p.ident.to_string())
+        .collect();
     let mut lw = Lowerer {
         cx,
         names: Names::new(item.to_token_stream()),
@@ -38,26 +43,48 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
     if cx.has_errors() {
         return None;
     }
-    Some(Func { params, ret_ty: ret_ty?, vars: lw.vars, items: lw.items, body: lw.body, ret })
+    Some(Func {
+        params,
+        ret_ty: ret_ty?,
+        vars: lw.vars,
+        items: lw.items,
+        body: lw.body,
+        ret,
+    })
 }
 
 fn check_signature(cx: &Ctxt, item: &ItemFn) {
     let sig = &item.sig;
     let why = "`#[grad]` differentiates a plain free function (`fn f(a: f64, ...) -> f64`)";
     if let Some(t) = &sig.asyncness {
-        cx.error_spanned_by(t, format!("`#[grad]` cannot differentiate an `async fn`: {why}"));
+        cx.error_spanned_by(
+            t,
+            format!("`#[grad]` cannot differentiate an `async fn`: {why}"),
+        );
     }
     if let Some(t) = &sig.unsafety {
-        cx.error_spanned_by(t, format!("`#[grad]` cannot differentiate an `unsafe fn`: {why}"));
+        cx.error_spanned_by(
+            t,
+            format!("`#[grad]` cannot differentiate an `unsafe fn`: {why}"),
+        );
     }
     if let Some(t) = &sig.abi {
-        cx.error_spanned_by(t, format!("`#[grad]` cannot differentiate an `extern` function: {why}"));
+        cx.error_spanned_by(
+            t,
+            format!("`#[grad]` cannot differentiate an `extern` function: {why}"),
+        );
     }
     if let Some(t) = &sig.constness {
-        cx.error_spanned_by(t, format!("`#[grad]` cannot differentiate a `const fn`: {why}"));
+        cx.error_spanned_by(
+            t,
+            format!("`#[grad]` cannot differentiate a `const fn`: {why}"),
+        );
     }
     if let Some(v) = &sig.variadic {
-        cx.error_spanned_by(v, format!("`#[grad]` cannot differentiate a variadic function: {why}"));
+        cx.error_spanned_by(
+            v,
+            format!("`#[grad]` cannot differentiate a variadic function: {why}"),
+        );
     }
 }
 
@@ -81,9 +108,9 @@ impl Lowerer<'_> {
 
     fn is_float_type(&self, ty: &Type) -> bool {
         match ty {
-            Type::Path(p) if p.qself.is_none() => {
-                p.path.get_ident().is_some_and(|i| i == "f32" || i == "f64" || self.generics.contains(&i.to_string()))
-            }
+            Type::Path(p) if p.qself.is_none() => p.path.get_ident().is_some_and(|i| {
+                i == "f32" || i == "f64" || self.generics.contains(&i.to_string())
+            }),
             Type::Paren(p) => self.is_float_type(&p.elem),
             Type::Group(g) => self.is_float_type(&g.elem),
             _ => false,
@@ -140,7 +167,13 @@ impl Lowerer<'_> {
             let var = self.new_var(ident.clone());
             self.claimed.insert(ident.to_string());
             self.scopes[0].insert(ident.to_string(), var);
-            params.push(Param { ident, ty: (*pt.ty).clone(), is_float, active: false, var });
+            params.push(Param {
+                ident,
+                ty: (*pt.ty).clone(),
+                is_float,
+                active: false,
+                var,
+            });
         }
         match &args.active {
             None => {
@@ -152,12 +185,16 @@ impl Lowerer<'_> {
                 let mut seen: HashSet<String> = HashSet::new();
                 for name in list {
                     if !seen.insert(name.to_string()) {
-                        self.cx.error_spanned_by(name, format!("`{name}` is named twice in `#[grad(...)]`"));
+                        self.cx.error_spanned_by(
+                            name,
+                            format!("`{name}` is named twice in `#[grad(...)]`"),
+                        );
                         continue;
                     }
                     match params.iter_mut().find(|p| p.ident == *name) {
                         None => {
-                            let all: Vec<String> = params.iter().map(|p| format!("`{}`", p.ident)).collect();
+                            let all: Vec<String> =
+                                params.iter().map(|p| format!("`{}`", p.ident)).collect();
                             self.cx.error_spanned_by(
                                 name,
                                 format!(
@@ -224,7 +261,12 @@ impl Lowerer<'_> {
                 self.new_var(name)
             }
         };
-        self.body.push(Stmt { def, rhs, span, ty: None });
+        self.body.push(Stmt {
+            def,
+            rhs,
+            span,
+            ty: None,
+        });
         Operand::Var(def)
     }
 
@@ -253,7 +295,10 @@ impl Lowerer<'_> {
                 self.found |= scan(m.tokens.clone(), self.lw);
             }
         }
-        let mut f = Finder { lw: self, found: false };
+        let mut f = Finder {
+            lw: self,
+            found: false,
+        };
         f.visit_expr(e);
         f.found
     }
@@ -295,14 +340,19 @@ impl Lowerer<'_> {
     fn local(&mut self, local: &syn::Local) {
         if let Some(init) = &local.init {
             if let Some((_, diverge)) = &init.diverge {
-                self.cx.error_spanned_by(diverge, format!("`let ... else` is not supported yet; {SUPPORTED}"));
+                self.cx.error_spanned_by(
+                    diverge,
+                    format!("`let ... else` is not supported yet; {SUPPORTED}"),
+                );
                 return;
             }
         }
         let (ident, ty) = match &local.pat {
             Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => (Some(&pi.ident), None),
             Pat::Type(pt) => match &*pt.pat {
-                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => (Some(&pi.ident), Some((*pt.ty).clone())),
+                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                    (Some(&pi.ident), Some((*pt.ty).clone()))
+                }
                 Pat::Wild(_) => (None, Some((*pt.ty).clone())),
                 other => return self.bad_pattern(other),
             },
@@ -323,7 +373,12 @@ impl Lowerer<'_> {
             Operand::Var(v) if self.named_result == Some(v) => v,
             other => {
                 let v = self.user_var(ident);
-                self.body.push(Stmt { def: v, rhs: Rhs::Copy(other), span: init.expr.span(), ty: None });
+                self.body.push(Stmt {
+                    def: v,
+                    rhs: Rhs::Copy(other),
+                    span: init.expr.span(),
+                    ty: None,
+                });
                 v
             }
         };
@@ -332,7 +387,10 @@ impl Lowerer<'_> {
                 stmt.ty = ty;
             }
         }
-        self.scopes.last_mut().expect("scope").insert(ident.to_string(), var);
+        self.scopes
+            .last_mut()
+            .expect("scope")
+            .insert(ident.to_string(), var);
     }
 
     fn bad_pattern(&self, pat: &Pat) {
@@ -345,13 +403,20 @@ impl Lowerer<'_> {
     fn expr_stmt(&mut self, e: &Expr) {
         match e {
             Expr::Assign(a) => {
-                let Some(name) = self.assign_target(&a.left) else { return };
+                let Some(name) = self.assign_target(&a.left) else {
+                    return;
+                };
                 let value = self.expr(&a.right, Some(&name));
                 let var = match value {
                     Operand::Var(v) if self.named_result == Some(v) => v,
                     other => {
                         let v = self.user_var(&name);
-                        self.body.push(Stmt { def: v, rhs: Rhs::Copy(other), span: a.right.span(), ty: None });
+                        self.body.push(Stmt {
+                            def: v,
+                            rhs: Rhs::Copy(other),
+                            span: a.right.span(),
+                            ty: None,
+                        });
                         v
                     }
                 };
@@ -360,10 +425,23 @@ impl Lowerer<'_> {
             }
             Expr::Binary(b) if compound(&b.op).is_some() => {
                 let (prim, op) = compound(&b.op).expect("checked");
-                let Some(name) = self.assign_target(&b.left) else { return };
-                let old = Operand::Var(self.lookup(&name.to_string()).expect("assign_target checks"));
+                let Some(name) = self.assign_target(&b.left) else {
+                    return;
+                };
+                let old = Operand::Var(
+                    self.lookup(&name.to_string())
+                        .expect("assign_target checks"),
+                );
                 let rhs = self.expr(&b.right, None);
-                let out = self.define(Some(&name), Rhs::Prim { prim, spelling: Spelling::Operator(op), args: vec![old, rhs] }, e.span());
+                let out = self.define(
+                    Some(&name),
+                    Rhs::Prim {
+                        prim,
+                        spelling: Spelling::Operator(op),
+                        args: vec![old, rhs],
+                    },
+                    e.span(),
+                );
                 self.named_result = None;
                 if let Operand::Var(v) = out {
                     self.rebind(&name.to_string(), v);
@@ -402,7 +480,11 @@ impl Lowerer<'_> {
     fn expr(&mut self, e: &Expr, want: Option<&Ident>) -> Operand {
         if !self.mentions_local(e) {
             return match e {
-                Expr::Return(_) | Expr::Macro(_) | Expr::Break(_) | Expr::Continue(_) | Expr::Yield(_) => self.unsupported(e),
+                Expr::Return(_)
+                | Expr::Macro(_)
+                | Expr::Break(_)
+                | Expr::Continue(_)
+                | Expr::Yield(_) => self.unsupported(e),
                 _ => Operand::Const(e.clone()),
             };
         }
@@ -418,11 +500,26 @@ impl Lowerer<'_> {
             Expr::Unary(u) => match u.op {
                 UnOp::Neg(_) => {
                     let x = self.expr(&u.expr, None);
-                    self.define(want, Rhs::Prim { prim: op::NEG, spelling: Spelling::Unary(u.op), args: vec![x] }, span)
+                    self.define(
+                        want,
+                        Rhs::Prim {
+                            prim: op::NEG,
+                            spelling: Spelling::Unary(u.op),
+                            args: vec![x],
+                        },
+                        span,
+                    )
                 }
                 UnOp::Not(_) => {
                     let x = self.expr(&u.expr, None);
-                    self.define(want, Rhs::ZeroDerivative { spelling: Spelling::Unary(u.op), args: vec![x] }, span)
+                    self.define(
+                        want,
+                        Rhs::ZeroDerivative {
+                            spelling: Spelling::Unary(u.op),
+                            args: vec![x],
+                        },
+                        span,
+                    )
                 }
                 _ => self.unsupported(e),
             },
@@ -433,7 +530,10 @@ impl Lowerer<'_> {
                 let spelling = Spelling::Cast(c.ty.clone());
                 let to_int = matches!(&*c.ty, Type::Path(p) if p.path.get_ident().is_some_and(|i| op::is_integer_type_name(&i.to_string())));
                 let rhs = if to_int {
-                    Rhs::ZeroDerivative { spelling, args: vec![x] }
+                    Rhs::ZeroDerivative {
+                        spelling,
+                        args: vec![x],
+                    }
                 } else {
                     Rhs::NoRule {
                         spelling,
@@ -459,7 +559,8 @@ impl Lowerer<'_> {
     fn binary(&mut self, b: &syn::ExprBinary, want: Option<&Ident>) -> Operand {
         let span = b.span();
         let op_text = b.op.to_token_stream().to_string();
-        let is_assign = op_text.ends_with('=') && !matches!(op_text.as_str(), "==" | "!=" | "<=" | ">=");
+        let is_assign =
+            op_text.ends_with('=') && !matches!(op_text.as_str(), "==" | "!=" | "<=" | ">=");
         if is_assign && compound(&b.op).is_none() {
             self.cx.error_spanned_by(
                 b,
@@ -503,7 +604,13 @@ impl Lowerer<'_> {
 
     fn method_call(&mut self, m: &syn::ExprMethodCall, want: Option<&Ident>) -> Operand {
         if let Some(t) = &m.turbofish {
-            self.cx.error_spanned_by(t, format!("`#[grad]` does not support turbofish on a method (`.{}::<...>()`) yet", m.method));
+            self.cx.error_spanned_by(
+                t,
+                format!(
+                    "`#[grad]` does not support turbofish on a method (`.{}::<...>()`) yet",
+                    m.method
+                ),
+            );
             return dummy();
         }
         let mut args = vec![self.expr(&m.receiver, None)];
@@ -534,7 +641,12 @@ impl Lowerer<'_> {
             return dummy();
         };
         let args: Vec<Operand> = c.args.iter().map(|a| self.expr(a, None)).collect();
-        let segs: Vec<String> = path.path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let segs: Vec<String> = path
+            .path
+            .segments
+            .iter()
+            .map(|s| s.ident.to_string())
+            .collect();
         let last = segs.last().cloned().unwrap_or_default();
         let span = c.span();
         let spelling = Spelling::Path(path.clone());
@@ -544,18 +656,39 @@ impl Lowerer<'_> {
         // `f64::max(a, b)`, `T::exp(x)`, `Float::sqrt(x)`: a float method called by path.
         if segs.len() >= 2 && path.qself.is_none() {
             let owner = &segs[segs.len() - 2];
-            let is_float_owner = owner == "f32" || owner == "f64" || owner == "Float" || self.generics.contains(owner);
+            let is_float_owner = owner == "f32"
+                || owner == "f64"
+                || owner == "Float"
+                || self.generics.contains(owner);
             if is_float_owner {
                 return match op::method(&last, args.len()) {
-                    MethodKind::Prim(prim) => self.define(want, Rhs::Prim { prim, spelling, args }, span),
-                    MethodKind::ZeroDerivative => self.define(want, Rhs::ZeroDerivative { spelling, args }, span),
+                    MethodKind::Prim(prim) => self.define(
+                        want,
+                        Rhs::Prim {
+                            prim,
+                            spelling,
+                            args,
+                        },
+                        span,
+                    ),
+                    MethodKind::ZeroDerivative => {
+                        self.define(want, Rhs::ZeroDerivative { spelling, args }, span)
+                    }
                     MethodKind::Unknown => {
                         let why = format!(
                             "`{}` has no derivative rule in `#[grad]`: {}",
                             path.to_token_stream().to_string().replace(' ', ""),
                             op::supported_methods()
                         );
-                        self.define(want, Rhs::NoRule { spelling, args, why }, span)
+                        self.define(
+                            want,
+                            Rhs::NoRule {
+                                spelling,
+                                args,
+                                why,
+                            },
+                            span,
+                        )
                     }
                 };
             }
@@ -565,10 +698,25 @@ impl Lowerer<'_> {
                     "`{}` is an associated function, which `#[grad]` cannot differentiate; call a free function that has a rule (`#[grad]` or a declared rule)",
                     path.to_token_stream().to_string().replace(' ', "")
                 );
-                return self.define(want, Rhs::NoRule { spelling, args, why }, span);
+                return self.define(
+                    want,
+                    Rhs::NoRule {
+                        spelling,
+                        args,
+                        why,
+                    },
+                    span,
+                );
             }
         }
-        self.define(want, Rhs::Call { path: path.clone(), args }, span)
+        self.define(
+            want,
+            Rhs::Call {
+                path: path.clone(),
+                args,
+            },
+            span,
+        )
     }
 
     // ---- errors ---------------------------------------------------------------------
@@ -613,7 +761,10 @@ impl Lowerer<'_> {
             Expr::Block(_) => "labelled blocks",
             _ => "this expression",
         };
-        self.cx.error_spanned_by(e, format!("{what} not supported by `#[grad]` yet; {SUPPORTED}"));
+        self.cx.error_spanned_by(
+            e,
+            format!("{what} not supported by `#[grad]` yet; {SUPPORTED}"),
+        );
         dummy()
     }
 }

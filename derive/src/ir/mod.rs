@@ -69,22 +69,39 @@ pub enum Rhs {
     /// `let y = x;`
     Copy(Operand),
     /// A primitive with a rule.
-    Prim { prim: Prim, spelling: Spelling, args: Vec<Operand> },
+    Prim {
+        prim: Prim,
+        spelling: Spelling,
+        args: Vec<Operand>,
+    },
     /// A call of a function that has a rule companion (`#[grad]` or a declared rule).
-    Call { path: syn::ExprPath, args: Vec<Operand> },
+    Call {
+        path: syn::ExprPath,
+        args: Vec<Operand>,
+    },
     /// An operation whose result carries no derivative: comparisons, `floor`, casts to
     /// integers, `stop_gradient`. Its inputs never receive a cotangent.
-    ZeroDerivative { spelling: Spelling, args: Vec<Operand> },
+    ZeroDerivative {
+        spelling: Spelling,
+        args: Vec<Operand>,
+    },
     /// An operation with no rule. Fine on constants; an error if an active value
     /// reaches it (reported by `analysis::check` with `why`).
-    NoRule { spelling: Spelling, args: Vec<Operand>, why: String },
+    NoRule {
+        spelling: Spelling,
+        args: Vec<Operand>,
+        why: String,
+    },
 }
 
 impl Rhs {
     pub fn operands(&self) -> &[Operand] {
         match self {
             Rhs::Copy(o) => std::slice::from_ref(o),
-            Rhs::Prim { args, .. } | Rhs::Call { args, .. } | Rhs::ZeroDerivative { args, .. } | Rhs::NoRule { args, .. } => args,
+            Rhs::Prim { args, .. }
+            | Rhs::Call { args, .. }
+            | Rhs::ZeroDerivative { args, .. }
+            | Rhs::NoRule { args, .. } => args,
         }
     }
 }

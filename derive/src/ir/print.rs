@@ -12,7 +12,12 @@ impl fmt::Display for Func {
             Operand::Const(e) => e.to_token_stream().to_string(),
         };
         for p in &self.params {
-            writeln!(f, "param {} {}", self.name(p.var), if p.active { "active" } else { "const" })?;
+            writeln!(
+                f,
+                "param {} {}",
+                self.name(p.var),
+                if p.active { "active" } else { "const" }
+            )?;
         }
         for s in &self.body {
             let args: Vec<String> = s.rhs.operands().iter().map(op).collect();

@@ -12,6 +12,14 @@
 //! | `as` casts to integers | integer results |
 //! | [`crate::stop_gradient`] | cuts the path on purpose |
 
-/// The method names the macro treats as derivative-zero (kept in sync with
-/// `derive/src/ir/op.rs`; a test checks the two lists agree).
-pub const ZERO_DERIVATIVE_METHODS: &[&str] = &["floor", "ceil", "round", "round_ties_even", "trunc", "signum"];
+/// The float method names the macro treats as derivative-zero (the same list as
+/// `ZERO_DERIVATIVE_METHODS` in `derive/src/ir/op.rs`; `tests/rules.rs` checks each
+/// gives a zero gradient).
+pub const ZERO_DERIVATIVE_METHODS: &[&str] = &[
+    "floor",
+    "ceil",
+    "round",
+    "round_ties_even",
+    "trunc",
+    "signum",
+];
