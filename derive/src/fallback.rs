@@ -3,7 +3,7 @@
 //! friends then type-check, so the user sees only the real error, not a cascade of
 //! "cannot find function `f_grad`".
 
-use crate::emit::Shape;
+use crate::emit::{Shape, ShapeParam};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
@@ -15,7 +15,7 @@ pub fn expand(
     errors: Vec<syn::Error>,
 ) -> TokenStream {
     let errors = errors.into_iter().map(|e| e.to_compile_error());
-    let params: Vec<(syn::Ident, syn::Type, bool)> = item
+    let params: Vec<ShapeParam> = item
         .sig
         .inputs
         .iter()
@@ -33,7 +33,9 @@ pub fn expand(
                         Some(list) => is_float && list.contains(&name),
                         None => is_float,
                     };
-                Some((name, (*pt.ty).clone(), is_active))
+                // Stubs differentiate floats only: an array argument's stub gradient
+                // would need the tensor traits, and the real error is elsewhere.
+                Some(ShapeParam { name, ty: (*pt.ty).clone(), active: is_active, tensor: false })
             }
         })
         .collect();
@@ -41,11 +43,7 @@ pub fn expand(
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => syn::parse_quote!(()),
     };
-    let shape = Shape {
-        item,
-        params,
-        ret_ty,
-    };
+    let shape = Shape { item, params, ret_ty, tensor: false };
     let r = &shape.ret_ty;
     let grad_ty = shape.grad_ty();
     let tuple_ty = shape.tuple_ty();

@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod check;
+pub mod kind;
 pub mod record;
 
 use crate::diag::Ctxt;
@@ -10,6 +11,7 @@ use std::collections::BTreeSet;
 
 pub struct Plan {
     pub activity: activity::Activity,
+    pub kinds: kind::Kinds,
     /// The values the reverse pass reads: exactly what the tape keeps.
     pub saved: BTreeSet<VarId>,
 }
@@ -17,6 +19,7 @@ pub struct Plan {
 pub fn analyse(cx: &Ctxt, func: &Func) -> Plan {
     let activity = activity::analyse(func);
     check::check(cx, func, &activity);
-    let saved = record::saved(func, &activity);
-    Plan { activity, saved }
+    let kinds = kind::analyse(func);
+    let saved = record::saved(func, &activity, &kinds);
+    Plan { activity, kinds, saved }
 }

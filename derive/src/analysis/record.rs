@@ -8,27 +8,30 @@
 //! tape is kept whole (it already holds only what its own pullback needs).
 
 use super::activity::Activity;
+use super::kind::Kinds;
 use crate::ir::op::{Need, Vjp};
 use crate::ir::{Func, Rhs, VarId};
 use std::collections::BTreeSet;
 
-pub fn saved(func: &Func, activity: &Activity) -> BTreeSet<VarId> {
+pub fn saved(func: &Func, activity: &Activity, kinds: &Kinds) -> BTreeSet<VarId> {
     let mut saved = BTreeSet::new();
-    for s in &func.body {
+    for (i, s) in func.body.iter().enumerate() {
         if !activity.is_active(s.def) {
             continue;
         }
         match &s.rhs {
             Rhs::Prim { prim, args, .. } => {
-                for (k, vjp) in prim.vjps.iter().enumerate() {
+                for (k, vjp) in prim.vjps_on(kinds.scalar_path[i]).iter().enumerate() {
                     if !activity.operand_active(&args[k]) {
                         continue;
                     }
                     if let Vjp::Rule(_, needs) = vjp {
                         for need in *needs {
+                            // A shape is a few integers (nothing for a scalar): not listed.
                             let v = match need {
                                 Need::In(j) => args[*j].var(),
                                 Need::Out => Some(s.def),
+                                Need::Shape(_) => None,
                             };
                             saved.extend(v);
                         }

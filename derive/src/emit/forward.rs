@@ -28,6 +28,7 @@ pub struct Emitter<'a> {
     pub names: Names,
     adjoints: HashMap<VarId, Ident>,
     tapes: HashMap<VarId, Ident>,
+    shapes: HashMap<VarId, Ident>,
 }
 
 impl<'a> Emitter<'a> {
@@ -38,6 +39,7 @@ impl<'a> Emitter<'a> {
             names,
             adjoints: HashMap::new(),
             tapes: HashMap::new(),
+            shapes: HashMap::new(),
         }
     }
 
@@ -73,6 +75,17 @@ impl<'a> Emitter<'a> {
         i
     }
 
+    /// `shape_x`: the shape of `x`, saved for a broadcasting rule on the tensor path.
+    pub fn shape(&mut self, v: VarId) -> Ident {
+        if let Some(i) = self.shapes.get(&v) {
+            return i.clone();
+        }
+        let name = self.func.name(v);
+        let i = self.names.fresh(&format!("shape_{}", name.to_string().trim_start_matches("r#")), name.span());
+        self.shapes.insert(v, i.clone());
+        i
+    }
+
     pub fn operand(&self, o: &Operand) -> TokenStream {
         match o {
             Operand::Var(v) => self.var(*v).to_token_stream(),
@@ -84,8 +97,41 @@ impl<'a> Emitter<'a> {
     }
 
     pub fn forward(&mut self) -> TokenStream {
-        let stmts: Vec<TokenStream> = self.func.body.iter().map(|s| self.stmt(s)).collect();
-        quote!(#(#stmts)*)
+        let mut out = Vec::new();
+        for (i, s) in self.func.body.iter().enumerate() {
+            out.push(self.stmt(s));
+            out.extend(self.shape_saves(i, s));
+        }
+        quote!(#(#out)*)
+    }
+
+    /// On the tensor path, `let shape_a = shape_of(&a);` for each operand whose
+    /// cotangent a broadcasting rule must sum back to its shape.
+    fn shape_saves(&mut self, i: usize, s: &Stmt) -> Vec<TokenStream> {
+        let Rhs::Prim { prim, args, .. } = &s.rhs else { return Vec::new() };
+        let scalar_path = self.plan.kinds.scalar_path[i];
+        if scalar_path || !self.plan.activity.is_active(s.def) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (k, vjp) in prim.vjps_on(false).iter().enumerate() {
+            if !self.plan.activity.operand_active(&args[k]) {
+                continue;
+            }
+            let crate::ir::op::Vjp::Rule(_, needs) = vjp else { continue };
+            for need in *needs {
+                if let crate::ir::op::Need::Shape(j) = need {
+                    let Some(v) = args[*j].var() else { continue };
+                    if self.shapes.contains_key(&v) {
+                        continue;
+                    }
+                    let shape = self.shape(v);
+                    let x = self.var(v).clone();
+                    out.push(quote_spanned!(s.span=> let #shape = ::backprop::__private::tensor::shape_of(&#x);));
+                }
+            }
+        }
+        out
     }
 
     fn stmt(&mut self, s: &Stmt) -> TokenStream {
@@ -136,6 +182,10 @@ impl<'a> Emitter<'a> {
             Spelling::Cast(ty) => {
                 let a = &ops[0];
                 quote_spanned!(span=> #a as #ty)
+            }
+            Spelling::Ref => {
+                let a = &ops[0];
+                quote_spanned!(span=> &#a)
             }
         }
     }

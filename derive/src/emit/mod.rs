@@ -40,13 +40,57 @@ pub fn grad_struct_ident(item: &ItemFn) -> syn::Ident {
     format_ident!("{}Grad", camel, span = item.sig.ident.span())
 }
 
+/// One argument as the companions see it.
+pub struct ShapeParam {
+    pub name: syn::Ident,
+    pub ty: syn::Type,
+    pub active: bool,
+    /// An ndarray array: its gradient is an owned array of the same dimension.
+    pub tensor: bool,
+}
+
 /// The shared shape of the companions, used by both the real expansion and the
 /// fallback stubs.
 pub struct Shape<'a> {
     pub item: &'a ItemFn,
-    /// (name, type, active) for every argument, in order.
-    pub params: Vec<(syn::Ident, syn::Type, bool)>,
+    pub params: Vec<ShapeParam>,
     pub ret_ty: syn::Type,
+    /// Whether any rule takes the tensor path: generic floats then also need
+    /// `T: backprop::Real` (`f32` or `f64`), which the tensor rules are written for.
+    pub tensor: bool,
+}
+
+/// `&'a ArrayView2<'b, f32>` → `&'static ArrayView2<'static, f32>`: the gradient type of
+/// an array argument does not depend on its lifetimes, and the gradient struct has none.
+fn with_static_lifetimes(ty: &syn::Type) -> syn::Type {
+    use syn::visit_mut::VisitMut;
+    struct Static;
+    impl VisitMut for Static {
+        fn visit_lifetime_mut(&mut self, l: &mut syn::Lifetime) {
+            l.ident = syn::Ident::new("static", l.ident.span());
+        }
+        fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+            if r.lifetime.is_none() {
+                r.lifetime = Some(syn::parse_quote!('static));
+            }
+            syn::visit_mut::visit_type_reference_mut(self, r);
+        }
+    }
+    let mut ty = ty.clone();
+    Static.visit_type_mut(&mut ty);
+    ty
+}
+
+impl ShapeParam {
+    /// The type of this argument's gradient (its cotangent).
+    pub fn grad_ty(&self) -> TokenStream {
+        if self.tensor {
+            let ty = with_static_lifetimes(&self.ty);
+            quote!(<#ty as ::backprop::__private::tensor::Value>::Cot)
+        } else {
+            self.ty.to_token_stream()
+        }
+    }
 }
 
 impl Shape<'_> {
@@ -67,9 +111,7 @@ impl Shape<'_> {
             .generics
             .type_params()
             .filter(|tp| {
-                self.params.iter().any(|(_, ty, active)| {
-                    *active && mentions(ty.to_token_stream(), &tp.ident.to_string())
-                })
+                self.params.iter().any(|p| p.active && mentions(p.ty.to_token_stream(), &tp.ident.to_string()))
             })
             .map(|tp| tp.ident.clone())
             .collect()
@@ -77,23 +119,34 @@ impl Shape<'_> {
 
     /// The positional cotangent tuple: the argument's type if active, `Inactive` if not.
     pub fn tuple_ty(&self) -> TokenStream {
-        let tys = self.params.iter().map(|(_, ty, active)| {
-            if *active {
-                ty.to_token_stream()
-            } else {
-                quote!(::backprop::__private::Inactive)
-            }
-        });
+        let tys = self.params.iter().map(|p| if p.active { p.grad_ty() } else { quote!(::backprop::__private::Inactive) });
         quote!((#(#tys,)*))
     }
 
     pub fn inputs(&self) -> TokenStream {
-        let inputs = self.params.iter().map(|(name, ty, _)| quote!(#name: #ty));
+        let inputs = self.params.iter().map(|p| {
+            let (name, ty) = (&p.name, &p.ty);
+            quote!(#name: #ty)
+        });
         quote!(#(#inputs),*)
     }
 
     pub fn arg_names(&self) -> Vec<&syn::Ident> {
-        self.params.iter().map(|(n, _, _)| n).collect()
+        self.params.iter().map(|p| &p.name).collect()
+    }
+
+    /// The function's generics, plus `T: backprop::Real` on its float type parameters
+    /// when a tensor rule may see them.
+    fn generics(&self) -> syn::Generics {
+        let mut generics = self.item.sig.generics.clone();
+        if self.tensor {
+            let used = self.used_type_params();
+            let wc = generics.make_where_clause();
+            for t in used {
+                wc.predicates.push(syn::parse_quote!(#t: ::backprop::__private::Real));
+            }
+        }
+        generics
     }
 
     /// Attributes that must follow the function to its companions (`#[cfg]`).
@@ -125,7 +178,8 @@ impl Shape<'_> {
         let ret = &self.ret_ty;
         let inputs = self.inputs();
         let args = self.arg_names();
-        let (impl_generics, _, where_clause) = item.sig.generics.split_for_impl();
+        let generics = self.generics();
+        let (impl_generics, _, where_clause) = generics.split_for_impl();
         let attrs = self.carried_attrs();
         let used = self.used_type_params();
         let struct_generics = if used.is_empty() {
@@ -133,21 +187,19 @@ impl Shape<'_> {
         } else {
             quote!(<#(#used),*>)
         };
-        let fields = self.params.iter().filter(|p| p.2).map(|(n, ty, _)| {
+        let fields = self.params.iter().filter(|p| p.active).map(|p| {
+            let n = &p.name;
+            let ty = p.grad_ty();
             let doc = format!("∂{name}/∂{n}");
             quote!(#[doc = #doc] pub #n: #ty)
         });
+        // Arrays are not `Copy`; scalar gradients are.
+        let copy = if self.params.iter().any(|p| p.active && p.tensor) { quote!() } else { quote!(Copy,) };
         let grad_doc = format!(
             "Gradient of `{name}` with respect to its active arguments (generated by `#[grad]`)."
         );
-        let slots = self.params.iter().map(|(n, _, active)| {
-            if *active {
-                n.to_token_stream()
-            } else {
-                quote!(_)
-            }
-        });
-        let field_names = self.params.iter().filter(|p| p.2).map(|p| &p.0);
+        let slots = self.params.iter().map(|p| if p.active { p.name.to_token_stream() } else { quote!(_) });
+        let field_names = self.params.iter().filter(|p| p.active).map(|p| &p.name);
         let (grad_body, forward_pub_body, backward_body, grad_free_body) = grad_bodies.unwrap_or_else(|| {
             (
                 quote! {
@@ -170,7 +222,7 @@ impl Shape<'_> {
         quote! {
             #[doc = #grad_doc]
             #(#attrs)*
-            #[derive(Clone, Copy, Debug, PartialEq)]
+            #[derive(Clone, #copy Debug, PartialEq)]
             #vis struct #grad_ident #struct_generics { #(#fields,)* }
 
             /// The rule companion of a `#[grad]` function: how other differentiated code calls it.
@@ -240,14 +292,16 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
     for v in &func.vars {
         names.reserve(&v.name.to_string());
     }
+    let is_tensor = |p: &crate::ir::Param| p.kind == crate::ir::ParamKind::Tensor;
     let shape = Shape {
         item,
         params: func
             .params
             .iter()
-            .map(|p| (p.ident.clone(), p.ty.clone(), p.active))
+            .map(|p| ShapeParam { name: p.ident.clone(), ty: p.ty.clone(), active: p.active, tensor: is_tensor(p) })
             .collect(),
         ret_ty: func.ret_ty.clone(),
+        tensor: plan.kinds.any_tensor() || func.params.iter().any(|p| p.active && is_tensor(p)),
     };
     // Mention `f` itself, so a user who only calls `f_grad` gets no "never used"
     // warning on `f` (its companions replace it, they do not abandon it).

@@ -56,7 +56,7 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
         count.insert(v, 1);
     }
     let mut lines = Vec::new();
-    for s in func.body.iter().rev() {
+    for (i, s) in func.body.iter().enumerate().rev() {
         if !activity.is_active(s.def) || !count.contains_key(&s.def) {
             continue;
         }
@@ -75,30 +75,46 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                 }
             }
             Rhs::Prim { prim, .. } => {
-                for (k, vjp) in prim.vjps.iter().enumerate() {
+                let scalar_path = cx.plan.kinds.scalar_path[i];
+                let single = prim.arity() == 1;
+                for (k, vjp) in prim.vjps_on(scalar_path).iter().enumerate() {
                     let Some(t) = active(&args[k]) else { continue };
                     let d = cx.adjoint(s.def);
                     let expr = match vjp {
-                        Vjp::Identity => quote!(#d),
-                        Vjp::Negate => quote!(-#d),
+                        // A one-input op is the only reader of its cotangent: move it.
+                        Vjp::Identity if scalar_path || single => quote!(#d),
+                        Vjp::Identity => quote_spanned!(s.span=> ::backprop::__private::tensor::identity_vjp(&#d)),
+                        Vjp::Negate if scalar_path || single => quote!(-#d),
+                        Vjp::Negate => quote_spanned!(s.span=> ::backprop::__private::tensor::neg_vjp(&#d)),
                         Vjp::Zero => continue,
                         Vjp::Rule(name, needs) => {
                             let rule = syn::Ident::new(name, s.span);
-                            let needs = needs.iter().map(|n| match n {
-                                Need::In(j) => cx.operand(&args[*j]),
-                                Need::Out => {
-                                    let out = cx.var(s.def);
-                                    quote!(#out)
-                                }
-                            });
-                            quote_spanned!(s.span=> ::backprop::__private::#rule(#(#needs,)* #d))
+                            let needs: Vec<TokenStream> = needs
+                                .iter()
+                                .map(|n| {
+                                    let value = match n {
+                                        Need::In(j) => cx.operand(&args[*j]),
+                                        Need::Out => {
+                                            let out = cx.var(s.def);
+                                            quote!(#out)
+                                        }
+                                        Need::Shape(j) => {
+                                            let v = args[*j].var().expect("shapes are saved for active operands");
+                                            let shape = cx.shape(v);
+                                            quote!(#shape)
+                                        }
+                                    };
+                                    if scalar_path { value } else { quote!(&#value) }
+                                })
+                                .collect();
+                            if scalar_path {
+                                quote_spanned!(s.span=> ::backprop::__private::#rule(#(#needs,)* #d))
+                            } else {
+                                quote_spanned!(s.span=> ::backprop::__private::tensor::#rule(#(#needs,)* &#d))
+                            }
                         }
                     };
-                    lines.push(Line::Contrib {
-                        target: t,
-                        expr,
-                        span: s.span,
-                    });
+                    lines.push(Line::Contrib { target: t, expr, span: s.span });
                 }
             }
             Rhs::Call { .. } => {
@@ -178,6 +194,9 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
             } else if defined.contains(&p.var) {
                 let d = cx.adjoint(p.var);
                 quote!(#d)
+            } else if p.kind == crate::ir::ParamKind::Tensor {
+                let x = &p.ident;
+                quote!(::backprop::__private::tensor::zeros_like(&#x))
             } else {
                 quote!(::backprop::__private::zero())
             }

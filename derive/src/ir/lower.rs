@@ -2,7 +2,7 @@
 //! locals, every unsupported construct reported with its span and what is supported.
 
 use super::op::{self, MethodKind};
-use super::{Func, Operand, Param, Rhs, Spelling, Stmt, VarId, VarInfo};
+use super::{Func, Operand, Param, ParamKind, Rhs, Spelling, Stmt, VarId, VarInfo};
 use crate::attr::GradArgs;
 use crate::diag::Ctxt;
 use crate::emit::names::Names;
@@ -107,13 +107,33 @@ impl Lowerer<'_> {
     // ---- signature ------------------------------------------------------------------
 
     fn is_float_type(&self, ty: &Type) -> bool {
+        self.param_kind(ty) == ParamKind::Scalar && !matches!(ty, Type::Reference(_))
+    }
+
+    /// Classifies an argument's type by its spelling: floats, ndarray arrays (and
+    /// references to them), everything else.
+    fn param_kind(&self, ty: &Type) -> ParamKind {
         match ty {
-            Type::Path(p) if p.qself.is_none() => p.path.get_ident().is_some_and(|i| {
-                i == "f32" || i == "f64" || self.generics.contains(&i.to_string())
-            }),
-            Type::Paren(p) => self.is_float_type(&p.elem),
-            Type::Group(g) => self.is_float_type(&g.elem),
-            _ => false,
+            Type::Path(p) if p.qself.is_none() => {
+                if let Some(i) = p.path.get_ident() {
+                    if i == "f32" || i == "f64" || self.generics.contains(&i.to_string()) {
+                        return ParamKind::Scalar;
+                    }
+                }
+                let last = p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+                if is_array_type_name(&last) {
+                    ParamKind::Tensor
+                } else {
+                    ParamKind::Other
+                }
+            }
+            Type::Reference(r) if r.mutability.is_none() => match self.param_kind(&r.elem) {
+                ParamKind::Tensor => ParamKind::Tensor,
+                _ => ParamKind::Other,
+            },
+            Type::Paren(p) => self.param_kind(&p.elem),
+            Type::Group(g) => self.param_kind(&g.elem),
+            _ => ParamKind::Other,
         }
     }
 
@@ -163,14 +183,14 @@ impl Lowerer<'_> {
                     continue;
                 }
             };
-            let is_float = self.is_float_type(&pt.ty);
+            let kind = self.param_kind(&pt.ty);
             let var = self.new_var(ident.clone());
             self.claimed.insert(ident.to_string());
             self.scopes[0].insert(ident.to_string(), var);
             params.push(Param {
                 ident,
                 ty: (*pt.ty).clone(),
-                is_float,
+                kind,
                 active: false,
                 var,
             });
@@ -178,7 +198,7 @@ impl Lowerer<'_> {
         match &args.active {
             None => {
                 for p in &mut params {
-                    p.active = p.is_float;
+                    p.active = p.kind != ParamKind::Other;
                 }
             }
             Some(list) => {
@@ -204,11 +224,11 @@ impl Lowerer<'_> {
                                 ),
                             );
                         }
-                        Some(p) if !p.is_float => {
+                        Some(p) if p.kind == ParamKind::Other => {
                             self.cx.error_spanned_by(
                                 name,
                                 format!(
-                                    "`{name}` has type `{}`, which `#[grad]` cannot differentiate: active arguments are floats (`f32`, `f64` or a generic `T: Float`); integers, bools and other data stay constants",
+                                    "`{name}` has type `{}`, which `#[grad]` cannot differentiate: active arguments are floats (`f32`, `f64` or a generic `T: Float`) and ndarray arrays (`&Array2<f32>`, `ArrayView1<f64>`, ...); integers, bools and other data stay constants",
                                     p.ty.to_token_stream()
                                 ),
                             );
@@ -523,6 +543,10 @@ impl Lowerer<'_> {
                 }
                 _ => self.unsupported(e),
             },
+            Expr::Reference(r) if r.mutability.is_none() => {
+                let x = self.expr(&r.expr, None);
+                self.define(want, Rhs::Prim { prim: op::REF, spelling: Spelling::Ref, args: vec![x] }, span)
+            }
             Expr::MethodCall(m) => self.method_call(m, want),
             Expr::Call(c) => self.call(c, want),
             Expr::Cast(c) => {
@@ -767,6 +791,16 @@ impl Lowerer<'_> {
         );
         dummy()
     }
+}
+
+/// ndarray's array types, by the last segment of their path.
+fn is_array_type_name(name: &str) -> bool {
+    matches!(
+        name,
+        "Array" | "Array0" | "Array1" | "Array2" | "Array3" | "Array4" | "Array5" | "Array6" | "ArrayD" | "ArrayBase"
+            | "ArrayView" | "ArrayView0" | "ArrayView1" | "ArrayView2" | "ArrayView3" | "ArrayView4" | "ArrayView5"
+            | "ArrayView6" | "ArrayViewD" | "CowArray" | "ArcArray" | "ArcArray1" | "ArcArray2"
+    )
 }
 
 fn compound(op: &BinOp) -> Option<(super::Prim, BinOp)> {

@@ -22,12 +22,22 @@ pub struct VarInfo {
     pub name: Ident,
 }
 
+/// What an argument's type says about differentiating it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// `f32`, `f64` or a generic type parameter: a float.
+    Scalar,
+    /// An ndarray array, view or a reference to one (`&Array2<f32>`, `ArrayView1<f64>`).
+    Tensor,
+    /// Anything else: integers, bools, labels, sizes. Never active.
+    Other,
+}
+
 #[derive(Clone, Debug)]
 pub struct Param {
     pub ident: Ident,
     pub ty: Type,
-    /// `f32`, `f64` or a generic type parameter.
-    pub is_float: bool,
+    pub kind: ParamKind,
     pub active: bool,
     pub var: VarId,
 }
@@ -61,6 +71,8 @@ pub enum Spelling {
     Path(syn::ExprPath),
     /// `n as f64`.
     Cast(Box<Type>),
+    /// `&x`.
+    Ref,
 }
 
 /// The right-hand side of a `let`.

@@ -11,6 +11,9 @@
 pub enum Need {
     In(usize),
     Out,
+    /// The shape of input k (only on the tensor path: broadcasting's transpose sums the
+    /// cotangent back to it). A scalar's shape is a zero-sized value.
+    Shape(usize),
 }
 
 /// How the cotangent of one input is computed from the output cotangent `d`.
@@ -27,193 +30,118 @@ pub enum Vjp {
 }
 
 /// A primitive with a rule: its name (for messages), and one [`Vjp`] per input.
+///
+/// `vjps` is the scalar path (`::backprop::__private::<rule>`, values by copy);
+/// `tensor`, when given, overrides it on the tensor path
+/// (`::backprop::__private::tensor::<rule>`, values by reference), where broadcasting
+/// makes `+ - * /` need the shape of the side they return to. Without an override the
+/// tensor path calls the same rule names with references.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prim {
     pub name: &'static str,
     pub vjps: &'static [Vjp],
+    pub tensor: Option<&'static [Vjp]>,
+    /// A full reduction (`sum`, `mean`): its result is a scalar whatever its input.
+    pub reduces: bool,
 }
 
 impl Prim {
     pub fn arity(&self) -> usize {
         self.vjps.len()
     }
+
+    pub fn vjps_on(&self, scalar_path: bool) -> &'static [Vjp] {
+        match (scalar_path, self.tensor) {
+            (false, Some(t)) => t,
+            _ => self.vjps,
+        }
+    }
 }
 
-use Need::{In, Out};
+/// A primitive whose rule is the same on both paths.
+const fn p(name: &'static str, vjps: &'static [Vjp]) -> Prim {
+    Prim { name, vjps, tensor: None, reduces: false }
+}
+
+use Need::{In, Out, Shape};
 use Vjp::{Identity, Negate, Rule, Zero};
 
+#[rustfmt::skip]
 pub const ADD: Prim = Prim {
     name: "+",
     vjps: &[Identity, Identity],
+    tensor: Some(&[Rule("add_vjp", &[Shape(0)]), Rule("add_vjp", &[Shape(1)])]),
+    reduces: false,
 };
+#[rustfmt::skip]
 pub const SUB: Prim = Prim {
     name: "-",
     vjps: &[Identity, Negate],
+    tensor: Some(&[Rule("add_vjp", &[Shape(0)]), Rule("sub_vjp_rhs", &[Shape(1)])]),
+    reduces: false,
 };
+#[rustfmt::skip]
 pub const MUL: Prim = Prim {
     name: "*",
     vjps: &[Rule("mul_vjp_lhs", &[In(1)]), Rule("mul_vjp_rhs", &[In(0)])],
+    tensor: Some(&[Rule("mul_vjp_lhs", &[Shape(0), In(1)]), Rule("mul_vjp_rhs", &[Shape(1), In(0)])]),
+    reduces: false,
 };
+#[rustfmt::skip]
 pub const DIV: Prim = Prim {
     name: "/",
-    vjps: &[
-        Rule("div_vjp_lhs", &[In(1)]),
-        Rule("div_vjp_rhs", &[In(1), Out]),
-    ],
+    vjps: &[Rule("div_vjp_lhs", &[In(1)]), Rule("div_vjp_rhs", &[In(1), Out])],
+    tensor: Some(&[Rule("div_vjp_lhs", &[Shape(0), In(1)]), Rule("div_vjp_rhs", &[Shape(1), In(1), Out])]),
+    reduces: false,
 };
-pub const NEG: Prim = Prim {
-    name: "-",
-    vjps: &[Negate],
-};
+pub const NEG: Prim = p("-", &[Negate]);
+/// `&x`: a borrow, the identity for derivatives.
+pub const REF: Prim = p("&", &[Identity]);
 
-/// Float methods with a rule, by name. The receiver is input 0.
+/// Methods with a rule, by name; the receiver is input 0. One line per rule.
+#[rustfmt::skip]
 const METHODS: &[Prim] = &[
-    Prim {
-        name: "exp",
-        vjps: &[Rule("exp_vjp", &[Out])],
-    },
-    Prim {
-        name: "exp2",
-        vjps: &[Rule("exp2_vjp", &[Out])],
-    },
-    Prim {
-        name: "exp_m1",
-        vjps: &[Rule("exp_m1_vjp", &[Out])],
-    },
-    Prim {
-        name: "ln",
-        vjps: &[Rule("ln_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "ln_1p",
-        vjps: &[Rule("ln_1p_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "log2",
-        vjps: &[Rule("log2_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "log10",
-        vjps: &[Rule("log10_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "log",
-        vjps: &[
-            Rule("log_vjp_x", &[In(0), In(1)]),
-            Rule("log_vjp_base", &[In(1), Out]),
-        ],
-    },
-    Prim {
-        name: "sqrt",
-        vjps: &[Rule("sqrt_vjp", &[Out])],
-    },
-    Prim {
-        name: "cbrt",
-        vjps: &[Rule("cbrt_vjp", &[Out])],
-    },
-    Prim {
-        name: "powi",
-        vjps: &[Rule("powi_vjp", &[In(0), In(1)]), Zero],
-    },
-    Prim {
-        name: "powf",
-        vjps: &[
-            Rule("powf_vjp_x", &[In(0), In(1)]),
-            Rule("powf_vjp_p", &[In(0), Out]),
-        ],
-    },
-    Prim {
-        name: "recip",
-        vjps: &[Rule("recip_vjp", &[Out])],
-    },
-    Prim {
-        name: "abs",
-        vjps: &[Rule("abs_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "max",
-        vjps: &[
-            Rule("max_vjp_a", &[In(0), In(1)]),
-            Rule("max_vjp_b", &[In(0), In(1)]),
-        ],
-    },
-    Prim {
-        name: "min",
-        vjps: &[
-            Rule("min_vjp_a", &[In(0), In(1)]),
-            Rule("min_vjp_b", &[In(0), In(1)]),
-        ],
-    },
-    Prim {
-        name: "clamp",
-        vjps: &[
-            Rule("clamp_vjp_x", &[In(0), In(1), In(2)]),
-            Rule("clamp_vjp_lo", &[In(0), In(1)]),
-            Rule("clamp_vjp_hi", &[In(0), In(2)]),
-        ],
-    },
-    Prim {
-        name: "hypot",
-        vjps: &[
-            Rule("hypot_vjp_a", &[In(0), Out]),
-            Rule("hypot_vjp_b", &[In(1), Out]),
-        ],
-    },
-    Prim {
-        name: "atan2",
-        vjps: &[
-            Rule("atan2_vjp_y", &[In(0), In(1)]),
-            Rule("atan2_vjp_x", &[In(0), In(1)]),
-        ],
-    },
-    Prim {
-        name: "mul_add",
-        vjps: &[
-            Rule("mul_vjp_lhs", &[In(1)]),
-            Rule("mul_vjp_rhs", &[In(0)]),
-            Identity,
-        ],
-    },
-    Prim {
-        name: "sin",
-        vjps: &[Rule("sin_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "cos",
-        vjps: &[Rule("cos_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "tan",
-        vjps: &[Rule("tan_vjp", &[Out])],
-    },
-    Prim {
-        name: "asin",
-        vjps: &[Rule("asin_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "acos",
-        vjps: &[Rule("acos_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "atan",
-        vjps: &[Rule("atan_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "sinh",
-        vjps: &[Rule("sinh_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "cosh",
-        vjps: &[Rule("cosh_vjp", &[In(0)])],
-    },
-    Prim {
-        name: "tanh",
-        vjps: &[Rule("tanh_vjp", &[Out])],
-    },
-    Prim {
-        name: "fract",
-        vjps: &[Identity],
-    },
+    p("exp", &[Rule("exp_vjp", &[Out])]),
+    p("exp2", &[Rule("exp2_vjp", &[Out])]),
+    p("exp_m1", &[Rule("exp_m1_vjp", &[Out])]),
+    p("ln", &[Rule("ln_vjp", &[In(0)])]),
+    p("ln_1p", &[Rule("ln_1p_vjp", &[In(0)])]),
+    p("log2", &[Rule("log2_vjp", &[In(0)])]),
+    p("log10", &[Rule("log10_vjp", &[In(0)])]),
+    p("log", &[Rule("log_vjp_x", &[In(0), In(1)]), Rule("log_vjp_base", &[In(1), Out])]),
+    p("sqrt", &[Rule("sqrt_vjp", &[Out])]),
+    p("cbrt", &[Rule("cbrt_vjp", &[Out])]),
+    p("powi", &[Rule("powi_vjp", &[In(0), In(1)]), Zero]),
+    p("powf", &[Rule("powf_vjp_x", &[In(0), In(1)]), Rule("powf_vjp_p", &[In(0), Out])]),
+    p("recip", &[Rule("recip_vjp", &[Out])]),
+    p("abs", &[Rule("abs_vjp", &[In(0)])]),
+    p("max", &[Rule("max_vjp_a", &[In(0), In(1)]), Rule("max_vjp_b", &[In(0), In(1)])]),
+    p("min", &[Rule("min_vjp_a", &[In(0), In(1)]), Rule("min_vjp_b", &[In(0), In(1)])]),
+    p("clamp", &[Rule("clamp_vjp_x", &[In(0), In(1), In(2)]), Rule("clamp_vjp_lo", &[In(0), In(1)]), Rule("clamp_vjp_hi", &[In(0), In(2)])]),
+    p("hypot", &[Rule("hypot_vjp_a", &[In(0), Out]), Rule("hypot_vjp_b", &[In(1), Out])]),
+    p("atan2", &[Rule("atan2_vjp_y", &[In(0), In(1)]), Rule("atan2_vjp_x", &[In(0), In(1)])]),
+    p("mul_add", &[Rule("mul_vjp_lhs", &[In(1)]), Rule("mul_vjp_rhs", &[In(0)]), Identity]),
+    p("sin", &[Rule("sin_vjp", &[In(0)])]),
+    p("cos", &[Rule("cos_vjp", &[In(0)])]),
+    p("tan", &[Rule("tan_vjp", &[Out])]),
+    p("asin", &[Rule("asin_vjp", &[In(0)])]),
+    p("acos", &[Rule("acos_vjp", &[In(0)])]),
+    p("atan", &[Rule("atan_vjp", &[In(0)])]),
+    p("sinh", &[Rule("sinh_vjp", &[In(0)])]),
+    p("cosh", &[Rule("cosh_vjp", &[In(0)])]),
+    p("tanh", &[Rule("tanh_vjp", &[Out])]),
+    p("fract", &[Identity]),
+    // ndarray arrays (the tensor path only): views and copies, transposes, products, reductions.
+    p("to_owned", &[Identity]),
+    p("into_owned", &[Identity]),
+    p("view", &[Identity]),
+    p("clone", &[Identity]),
+    p("t", &[Rule("t_vjp", &[])]),
+    p("reversed_axes", &[Rule("t_vjp", &[])]),
+    p("dot", &[Rule("dot_vjp_lhs", &[In(1)]), Rule("dot_vjp_rhs", &[In(0)])]),
+    Prim { name: "sum", vjps: &[Rule("sum_vjp", &[Shape(0)])], tensor: None, reduces: true },
+    Prim { name: "mean", vjps: &[Rule("mean_vjp", &[Shape(0)])], tensor: None, reduces: true },
+    p("sum_axis", &[Rule("sum_axis_vjp", &[Shape(0), In(1)]), Zero]),
 ];
 
 /// Methods whose derivative is zero wherever it exists (piecewise-constant, or with a
@@ -259,9 +187,9 @@ pub fn method(name: &str, arity: usize) -> MethodKind {
 
 /// The sentence every "no rule" message ends with.
 pub fn supported_methods() -> String {
-    let with_rule: Vec<&str> = METHODS.iter().map(|p| p.name).collect();
+    let with_rule: Vec<&str> = METHODS.iter().take_while(|p| p.name != "to_owned").map(|p| p.name).collect();
     format!(
-        "the float methods with a rule are {}; {} have derivative 0",
+        "the float methods with a rule are {}; {} have derivative 0; on ndarray arrays also dot, t, sum, mean, sum_axis, to_owned, view",
         with_rule.join(", "),
         ZERO_DERIVATIVE_METHODS[..6].join(", ")
     )
