@@ -2,3 +2,4 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod kernels;
+pub mod ops;
