@@ -24,7 +24,8 @@ pub enum Unary<T> {
     LeakyRelu(T),
     /// GELU, tanh form (Hendrycks & Gimpel 2016, eq. after (2)): `½x(1 + tanh u)`,
     /// `u = √(2/π)(x + 0.044715x³)`; saves x;
-    /// `f′ = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²)`, `t = tanh u`.
+    /// `f′ = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²)`, `t = tanh u`; computed as
+    /// `x·σ(2u)` and `s + 2x·s(1 − s)·u′` with `s = σ(2u)` (same values, no cancellation).
     Gelu,
     /// SiLU / swish `x·σ(x)` (Elfwing et al. 2018); saves x; `f′ = σ(1 + x(1 − σ))`.
     Silu,
@@ -143,15 +144,16 @@ fn map2<T: Real>(s: &[T], d_y: &[T], d_x: &mut [T], f: impl Fn(T, T) -> T) {
 #[inline(always)]
 pub(crate) fn forward_body<T: Real, M: Math>(op: Unary<T>, x: &[T], y: &mut [T]) {
     let zero = T::zero();
-    let one = T::one();
-    let half = c::<T>(0.5);
+    let two = c::<T>(2.0);
     match op {
         Unary::Relu => map(x, y, |v| if v > zero { v } else { zero }),
         Unary::LeakyRelu(a) => map(x, y, |v| if v > zero { v } else { a * v }),
         Unary::Gelu => {
             let k = sqrt_2_over_pi::<T>();
             let a = c::<T>(GELU_A);
-            map(x, y, |v| half * v * (one + M::tanh(k * (v + a * v * v * v))))
+            // ½(1 + tanh u) = σ(2u): the same function without the cancellation of
+            // 1 + tanh u → 0 for negative x.
+            map(x, y, |v| v * M::sigmoid(two * k * (v + a * v * v * v)))
         }
         Unary::Silu => map(x, y, |v| v * M::sigmoid(v)),
         Unary::Sigmoid => map(x, y, M::sigmoid),
@@ -169,7 +171,7 @@ pub(crate) fn forward_body<T: Real, M: Math>(op: Unary<T>, x: &[T], y: &mut [T])
 pub(crate) fn backward_body<T: Real, M: Math>(op: Unary<T>, s: &[T], d_y: &[T], d_x: &mut [T]) {
     let zero = T::zero();
     let one = T::one();
-    let half = c::<T>(0.5);
+    let two = c::<T>(2.0);
     match op {
         Unary::Relu => map2(s, d_y, d_x, |y, d| if y > zero { d } else { zero }),
         Unary::LeakyRelu(a) => map2(s, d_y, d_x, |x, d| if x > zero { d } else { a * d }),
@@ -177,11 +179,12 @@ pub(crate) fn backward_body<T: Real, M: Math>(op: Unary<T>, s: &[T], d_y: &[T], 
             let k = sqrt_2_over_pi::<T>();
             let a = c::<T>(GELU_A);
             let a3 = c::<T>(3.0 * GELU_A);
+            // With s = σ(2u): ½(1 + t) = s and ½(1 − t²) = 2s(1 − s).
             map2(s, d_y, d_x, |x, d| {
                 let x2 = x * x;
-                let t = M::tanh(k * (x + a * x2 * x));
+                let sg = M::sigmoid(two * k * (x + a * x2 * x));
                 let du = k * (one + a3 * x2);
-                d * (half * (one + t) + half * x * (one - t * t) * du)
+                d * (sg + two * x * sg * (one - sg) * du)
             })
         }
         Unary::Silu => map2(s, d_y, d_x, |x, d| {
@@ -191,7 +194,7 @@ pub(crate) fn backward_body<T: Real, M: Math>(op: Unary<T>, s: &[T], d_y: &[T], 
         Unary::Sigmoid => map2(s, d_y, d_x, |y, d| d * (y * (one - y))),
         Unary::Tanh => map2(s, d_y, d_x, |y, d| d * (one - y * y)),
         Unary::Softplus => map2(s, d_y, d_x, |x, d| d * M::sigmoid(x)),
-        Unary::Exp => map2(s, d_y, d_x, strong_mul),
+        Unary::Exp => map2(s, d_y, d_x, |y, d| strong_mul(d, y)),
         Unary::Ln => map2(s, d_y, d_x, |x, d| if d == zero { zero } else { d / x }),
         Unary::Sqrt => map2(s, d_y, d_x, |y, d| if d == zero { zero } else { d / (y + y) }),
     }

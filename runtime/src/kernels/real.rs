@@ -70,13 +70,13 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $bits:ty, $ibits:ty, $mant:expr, $bias:expr, $magic:expr, $hi:expr, $lo:expr, $ln2_hi:expr, [$($c:expr),*]) => {
+    ($t:ty, $bits:ty, $ibits:ty, $mant:expr, $bias:expr, $magic:expr, $hi:expr, $lo:expr, $ln2_hi:expr, $ln2_lo:expr, [$($c:expr),*]) => {
         impl Real for $t {
             const NAME: &'static str = stringify!($t);
 
             #[inline(always)]
             fn exp_vec(self) -> Self {
-                let p = exp_core_body!(self, $t, $bits, $ibits, $mant, $bias, $magic, $hi, $lo, $ln2_hi, [$($c),*]);
+                let p = exp_core_body!(self, $t, $bits, $ibits, $mant, $bias, $magic, $hi, $lo, $ln2_hi, $ln2_lo, [$($c),*]);
                 let (s1, s2, q) = p;
                 let y = (q + 1.0) * s1 * s2;
                 let y = if self > $hi { <$t>::INFINITY } else { y };
@@ -86,7 +86,7 @@ macro_rules! impl_real {
 
             #[inline(always)]
             fn expm1_vec(self) -> Self {
-                let (s1, s2, q) = exp_core_body!(self, $t, $bits, $ibits, $mant, $bias, $magic, $hi, $lo, $ln2_hi, [$($c),*]);
+                let (s1, s2, q) = exp_core_body!(self, $t, $bits, $ibits, $mant, $bias, $magic, $hi, $lo, $ln2_hi, $ln2_lo, [$($c),*]);
                 let s = s1 * s2;
                 // For n = 0, s = 1 exactly and the result is the polynomial itself.
                 let y = q * s + (s - 1.0);
@@ -99,7 +99,7 @@ macro_rules! impl_real {
 
 /// Shared reduction: returns `(2^h, 2^(n−h), eʳ − 1)` for the clamped argument.
 macro_rules! exp_core_body {
-    ($x:expr, $t:ty, $bits:ty, $ibits:ty, $mant:expr, $bias:expr, $magic:expr, $hi:expr, $lo:expr, $ln2_hi:expr, [$($c:expr),*]) => {{
+    ($x:expr, $t:ty, $bits:ty, $ibits:ty, $mant:expr, $bias:expr, $magic:expr, $hi:expr, $lo:expr, $ln2_hi:expr, $ln2_lo:expr, [$($c:expr),*]) => {{
         let x: $t = $x;
         let x = if x > $hi { $hi } else { x };
         let x = if x < $lo { $lo } else { x };
@@ -108,9 +108,9 @@ macro_rules! exp_core_body {
         let t = x * std::f64::consts::LOG2_E as $t + magic;
         let n = t - magic;
         let ni = (t.to_bits().wrapping_sub(magic.to_bits())) as $ibits;
-        // ln2 split into a head with trailing zero bits (exact n·ln2_hi) and the rest.
-        let ln2_lo: $t = (std::f64::consts::LN_2 - $ln2_hi as f64) as $t;
-        let r = (x - n * $ln2_hi) - n * ln2_lo;
+        // ln2 split into a head with trailing zero bits (exact n·ln2_hi) and the rest
+        // (Cody & Waite), so r keeps full precision for large |n|.
+        let r = (x - n * $ln2_hi) - n * $ln2_lo;
         let coeffs: &[$t] = &[$($c),*];
         // Horner from the highest term: q = r(1 + r(1/2 + r(1/6 + …))).
         let mut q: $t = 0.0;
@@ -131,11 +131,13 @@ macro_rules! exp_core_body {
 impl_real!(
     f32, u32, i32, 23, 127, 12_582_912.0, // 1.5·2²³
     88.72284, -103.97208, 0.693_145_75_f32, // ln2 head: 0x3f317200 (low 8 bits zero)
+    1.428_606_8e-6_f32, // ln2 − head
     [1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0]
 );
 impl_real!(
     f64, u64, i64, 52, 1023, 6_755_399_441_055_744.0, // 1.5·2⁵²
     709.782712893384, -745.1332191019412, 0.693_147_180_369_123_8_f64, // ln2 head: 0x3fe62e42fee00000
+    1.908_214_929_270_587_7e-10_f64, // ln2 − head, to 17 digits (ln2 = 0.693147180559945309417232…)
     [
         1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0,
         1.0 / 40320.0, 1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0,
