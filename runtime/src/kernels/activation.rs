@@ -64,6 +64,10 @@ impl<T> Unary<T> {
 
 /// The transcendental functions a body uses: `std` (oracle) or the vectorisable ones.
 pub(crate) trait Math {
+    /// Hint that the cache line holding `p` is needed soon (a no-op on the reference
+    /// path). Never dereferences `p`.
+    #[inline(always)]
+    fn prefetch<T>(_p: *const T) {}
     fn exp<T: Real>(x: T) -> T;
     fn tanh<T: Real>(x: T) -> T;
     fn sigmoid<T: Real>(x: T) -> T;
@@ -89,6 +93,17 @@ impl Math for StdMath {
 /// [`Real`]'s branch-free functions, which vectorise.
 pub(crate) struct VecMath;
 impl Math for VecMath {
+    #[inline(always)]
+    fn prefetch<T>(p: *const T) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetch is a hint: it never faults and never reads into the program,
+        // whatever the address (Intel SDM, PREFETCHh).
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
     #[inline(always)]
     fn exp<T: Real>(x: T) -> T {
         x.exp_vec()

@@ -98,21 +98,38 @@ fn row_max<T: Real>(x: &[T]) -> T {
     m
 }
 
-/// `(Σ e^(x−m), Σ (x−m))`, storing `e^(x−m)` into `out` when given.
+/// `(Σ e^(x−m), Σ (x−m))`, storing `e^(x−m)` into `out` when `STORE`; `Σ (x−m)` only
+/// when `SUM_D` (label smoothing), else 0.
+///
+/// PERF: while this row is computed from L2, the next row (`next`, empty for the last)
+/// is prefetched at the same offset, so the following max pass finds it in cache
+/// instead of waiting on DRAM: the memory stream overlaps the `exp` work.
 #[inline(always)]
-fn row_exp_sums<T: Real, M: Math, const STORE: bool>(x: &[T], m: T, out: &mut [T]) -> (T, T) {
+fn row_exp_sums<T: Real, M: Math, const STORE: bool, const SUM_D: bool>(x: &[T], m: T, out: &mut [T], next: &[T]) -> (T, T) {
     let mut se = [T::zero(); L];
     let mut sd = [T::zero(); L];
     let mut xc = x.chunks_exact(L);
     let mut oc = out.chunks_exact_mut(L);
+    let line = 64 / std::mem::size_of::<T>();
+    let mut at = 0;
     for ch in &mut xc {
         let o = if STORE { oc.next() } else { None };
+        let mut off = 0;
+        while off < L {
+            if at + off < next.len() {
+                M::prefetch(next[at + off..].as_ptr());
+            }
+            off += line;
+        }
+        at += L;
         let mut e = [T::zero(); L];
         for i in 0..L {
             let d = ch[i] - m;
             e[i] = M::exp(d);
             se[i] += e[i];
-            sd[i] += d;
+            if SUM_D {
+                sd[i] += d;
+            }
         }
         if let Some(o) = o {
             o.copy_from_slice(&e);
@@ -124,7 +141,9 @@ fn row_exp_sums<T: Real, M: Math, const STORE: bool>(x: &[T], m: T, out: &mut [T
     for (j, &v) in tail.iter().enumerate() {
         let e = M::exp(v - m);
         s += e;
-        d += v - m;
+        if SUM_D {
+            d += v - m;
+        }
         if STORE {
             out[start + j] = e;
         }
@@ -164,7 +183,12 @@ fn fused_body<T: Real, M: Math>(
         }
         let m = row_max(x);
         check_row(r, y, m);
-        let (s, sum_d) = row_exp_sums::<T, M, true>(x, m, g);
+        let next = logits.get((r + 1) * cols..(r + 2) * cols).unwrap_or(&[]);
+        let (s, sum_d) = if eps == T::zero() {
+            row_exp_sums::<T, M, true, false>(x, m, g, next)
+        } else {
+            row_exp_sums::<T, M, true, true>(x, m, g, next)
+        };
         total += row_loss(s.ln(), x[y] - m, sum_d, eps, c);
         // g_j = d·(e_j/s − ε/C)/N, then g_y −= d·(1 − ε)/N.
         let a = d_loss / (n * s);
@@ -190,7 +214,12 @@ fn forward_body<T: Real, M: Math>(logits: &[T], cols: usize, labels: &[usize], o
         }
         let m = row_max(x);
         check_row(r, y, m);
-        let (s, sum_d) = row_exp_sums::<T, M, false>(x, m, &mut []);
+        let next = logits.get((r + 1) * cols..(r + 2) * cols).unwrap_or(&[]);
+        let (s, sum_d) = if eps == T::zero() {
+            row_exp_sums::<T, M, false, false>(x, m, &mut [], next)
+        } else {
+            row_exp_sums::<T, M, false, true>(x, m, &mut [], next)
+        };
         let ln_s = s.ln();
         *l = m + ln_s;
         total += row_loss(ln_s, x[y] - m, sum_d, eps, c);
