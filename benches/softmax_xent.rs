@@ -35,7 +35,9 @@ fn probe(x: &[f32], g: &mut [f32], k: f32) {
 #[target_feature(enable = "avx2,fma")]
 fn softmax_rows(x: &[f32], p: &mut [f32]) {
     for (xr, pr) in x.chunks_exact(C).zip(p.chunks_exact_mut(C)) {
-        let m = xr.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+        let m = xr
+            .iter()
+            .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
         let mut lanes = [0.0f32; 16];
         for (xc, pc) in xr.chunks_exact(16).zip(pr.chunks_exact_mut(16)) {
             for i in 0..16 {
@@ -66,7 +68,12 @@ fn unfused(x: &[f32], labels: &[usize], p: &mut [f32], logp: &mut [f32], g: &mut
     for (o, &v) in logp.iter_mut().zip(p.iter()) {
         *o = v.ln();
     }
-    let loss = -labels.iter().enumerate().map(|(r, &y)| logp[r * C + y]).sum::<f32>() / B as f32;
+    let loss = -labels
+        .iter()
+        .enumerate()
+        .map(|(r, &y)| logp[r * C + y])
+        .sum::<f32>()
+        / B as f32;
     let inv_b = 1.0 / B as f32;
     for (r, (gr, pr)) in g.chunks_exact_mut(C).zip(p.chunks_exact(C)).enumerate() {
         for (o, &v) in gr.iter_mut().zip(pr) {
@@ -79,7 +86,9 @@ fn unfused(x: &[f32], labels: &[usize], p: &mut [f32], logp: &mut [f32], g: &mut
 
 fn bench(c: &mut Criterion) {
     // Logits of a moderately confident model: values in [-8, 8).
-    let x: Vec<f32> = (0..B * C).map(|i| ((i as u64 * 2654435761) % 1600) as f32 / 100.0 - 8.0).collect();
+    let x: Vec<f32> = (0..B * C)
+        .map(|i| ((i as u64 * 2654435761) % 1600) as f32 / 100.0 - 8.0)
+        .collect();
     let labels: Vec<usize> = (0..B).map(|r| (r * 7919) % C).collect();
     // Touched now (vec! of zeros maps lazily; fill writes every page).
     let mut g = vec![0.0f32; B * C];
@@ -94,7 +103,9 @@ fn bench(c: &mut Criterion) {
     let mut grp = c.benchmark_group(format!("softmax_xent/f32/{B}x{C}"));
     grp.throughput(Throughput::Bytes((8 * B * C) as u64));
     grp.sample_size(10);
-    grp.bench_function(BenchmarkId::from_parameter("probe"), |b| b.iter(|| probe(black_box(&x), &mut g, black_box(0.5))));
+    grp.bench_function(BenchmarkId::from_parameter("probe"), |b| {
+        b.iter(|| probe(black_box(&x), &mut g, black_box(0.5)))
+    });
     grp.bench_function(BenchmarkId::from_parameter("fused"), |b| {
         b.iter(|| fused(black_box(&x), C, &labels, opts, 1.0, &mut g))
     });
@@ -113,8 +124,14 @@ fn bench(c: &mut Criterion) {
     let l_f = fused(&x, C, &labels, opts, 1.0, &mut g);
     let g0 = g[..C].to_vec();
     let l_u = unfused(&x, &labels, &mut p, &mut logp, &mut g);
-    assert!((l_f - l_u).abs() < 1e-3 * l_u.abs(), "fused {l_f} vs unfused {l_u}");
-    assert!(g0.iter().zip(&g[..C]).all(|(a, b)| (a - b).abs() < 1e-9), "gradients differ");
+    assert!(
+        (l_f - l_u).abs() < 1e-3 * l_u.abs(),
+        "fused {l_f} vs unfused {l_u}"
+    );
+    assert!(
+        g0.iter().zip(&g[..C]).all(|(a, b)| (a - b).abs() < 1e-9),
+        "gradients differ"
+    );
 }
 
 criterion_group! {

@@ -43,10 +43,22 @@ enum Layout {
     /// A `.t()` view of a row-major cols×rows array.
     Transposed,
 }
-const LAYOUTS: [Layout; 5] = [Layout::RowMajor, Layout::ColMajor, Layout::Strided, Layout::Reversed, Layout::Transposed];
+const LAYOUTS: [Layout; 5] = [
+    Layout::RowMajor,
+    Layout::ColMajor,
+    Layout::Strided,
+    Layout::Reversed,
+    Layout::Transposed,
+];
 
 /// Backing storage for one operand, from which `view` makes the rows×cols view.
-fn storage<T: Real>(layout: Layout, rows: usize, cols: usize, rng: &mut Rng, int: bool) -> Array2<T> {
+fn storage<T: Real>(
+    layout: Layout,
+    rows: usize,
+    cols: usize,
+    rng: &mut Rng,
+    int: bool,
+) -> Array2<T> {
     let gen = || T::from(if int { rng.small_int() } else { rng.unit() }).unwrap();
     match layout {
         Layout::RowMajor | Layout::Reversed => Array2::from_shape_simple_fn((rows, cols), gen),
@@ -77,7 +89,18 @@ fn view_mut<T>(layout: Layout, a: &mut Array2<T>) -> ArrayViewMut2<'_, T> {
 /// One product on the dispatched path vs the oracle. Integer-valued inputs make both
 /// exact, so the comparison is `==`; real inputs use a bound of k·ε·Σ|a||b|.
 #[allow(clippy::too_many_arguments)]
-fn check_matmul<T: Real>(m: usize, n: usize, k: usize, la: Layout, lb: Layout, lc: Layout, accum: Accum, threads: usize, int: bool, rng: &mut Rng) {
+fn check_matmul<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    la: Layout,
+    lb: Layout,
+    lc: Layout,
+    accum: Accum,
+    threads: usize,
+    int: bool,
+    rng: &mut Rng,
+) {
     let a_s = storage::<T>(la, m, k, rng, int);
     let b_s = storage::<T>(lb, k, n, rng, int);
     let c_s = storage::<T>(lc, m, n, rng, int);
@@ -85,10 +108,23 @@ fn check_matmul<T: Real>(m: usize, n: usize, k: usize, la: Layout, lb: Layout, l
     assert_eq!((a.dim(), b.dim()), ((m, k), (k, n)));
     let mut got_s = c_s.clone();
     let mut want = view(lc, &c_s).to_owned();
-    matmul_with(view_mut(lc, &mut got_s), a, b, MatmulConfig { accum, threads: Threads::Count(threads) });
+    matmul_with(
+        view_mut(lc, &mut got_s),
+        a,
+        b,
+        MatmulConfig {
+            accum,
+            threads: Threads::Count(threads),
+        },
+    );
     scalar::matmul(want.view_mut(), a, b, accum);
     let got = view(lc, &got_s);
-    let ctx = || format!("{}: {m}×{k}·{k}×{n} a={la:?} b={lb:?} c={lc:?} {accum:?} threads={threads}", T::NAME);
+    let ctx = || {
+        format!(
+            "{}: {m}×{k}·{k}×{n} a={la:?} b={lb:?} c={lc:?} {accum:?} threads={threads}",
+            T::NAME
+        )
+    };
     if int {
         assert_eq!(got, want, "{}", ctx());
     } else {
@@ -96,7 +132,13 @@ fn check_matmul<T: Real>(m: usize, n: usize, k: usize, la: Layout, lb: Layout, l
         for i in 0..m {
             for j in 0..n {
                 let mag: T = (0..k).map(|p| (a[[i, p]] * b[[p, j]]).abs()).sum::<T>() + T::one();
-                assert!((got[[i, j]] - want[[i, j]]).abs() <= eps * mag, "{} at ({i},{j}): {} vs {}", ctx(), got[[i, j]], want[[i, j]]);
+                assert!(
+                    (got[[i, j]] - want[[i, j]]).abs() <= eps * mag,
+                    "{} at ({i},{j}): {} vs {}",
+                    ctx(),
+                    got[[i, j]],
+                    want[[i, j]]
+                );
             }
         }
     }
@@ -104,7 +146,12 @@ fn check_matmul<T: Real>(m: usize, n: usize, k: usize, la: Layout, lb: Layout, l
     if let Layout::Strided = lc {
         for ((i, j), &v) in got_s.indexed_iter() {
             if i % 2 == 1 || j % 2 == 0 {
-                assert_eq!(v, c_s[[i, j]], "{}: wrote outside the destination view at ({i},{j})", ctx());
+                assert_eq!(
+                    v,
+                    c_s[[i, j]],
+                    "{}: wrote outside the destination view at ({i},{j})",
+                    ctx()
+                );
             }
         }
     }
@@ -122,7 +169,11 @@ fn matmul_small_sizes_all_layouts_both_accums_exact() {
                 let la = LAYOUTS[case % 5];
                 let lb = LAYOUTS[(case / 5) % 5];
                 let lc = LAYOUTS[(case / 25) % 4]; // Transposed dest covered below
-                let accum = if case % 2 == 0 { Accum::Replace } else { Accum::Add };
+                let accum = if case.is_multiple_of(2) {
+                    Accum::Replace
+                } else {
+                    Accum::Add
+                };
                 check_matmul::<f32>(m, n, k, la, lb, lc, accum, 1, true, &mut rng);
                 check_matmul::<f64>(m, n, k, lb, la, lc, accum, 1, true, &mut rng);
                 case += 1;
@@ -141,10 +192,25 @@ fn matmul_every_layout_pair_at_block_edges() {
         for la in LAYOUTS {
             for lb in LAYOUTS {
                 for (i, lc) in LAYOUTS.into_iter().enumerate() {
-                    let accum = if i % 2 == 0 { Accum::Add } else { Accum::Replace };
+                    let accum = if i % 2 == 0 {
+                        Accum::Add
+                    } else {
+                        Accum::Replace
+                    };
                     check_matmul::<f32>(m, n, k, la, lb, lc, accum, 1, true, &mut rng);
                 }
-                check_matmul::<f64>(m, n, k, la, lb, Layout::Strided, Accum::Add, 1, true, &mut rng);
+                check_matmul::<f64>(
+                    m,
+                    n,
+                    k,
+                    la,
+                    lb,
+                    Layout::Strided,
+                    Accum::Add,
+                    1,
+                    true,
+                    &mut rng,
+                );
             }
         }
     }
@@ -156,10 +222,54 @@ fn matmul_two_threads_real_values_mlp_shapes() {
     let mut rng = Rng(3);
     for accum in [Accum::Replace, Accum::Add] {
         for threads in [1, 2] {
-            check_matmul::<f32>(128, 256, 97, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor, accum, threads, false, &mut rng);
-            check_matmul::<f32>(97, 64, 128, Layout::Transposed, Layout::RowMajor, Layout::RowMajor, accum, threads, false, &mut rng);
-            check_matmul::<f64>(128, 97, 64, Layout::RowMajor, Layout::Transposed, Layout::ColMajor, accum, threads, false, &mut rng);
-            check_matmul::<f64>(70, 300, 50, Layout::Strided, Layout::Reversed, Layout::Strided, accum, threads, false, &mut rng);
+            check_matmul::<f32>(
+                128,
+                256,
+                97,
+                Layout::RowMajor,
+                Layout::RowMajor,
+                Layout::RowMajor,
+                accum,
+                threads,
+                false,
+                &mut rng,
+            );
+            check_matmul::<f32>(
+                97,
+                64,
+                128,
+                Layout::Transposed,
+                Layout::RowMajor,
+                Layout::RowMajor,
+                accum,
+                threads,
+                false,
+                &mut rng,
+            );
+            check_matmul::<f64>(
+                128,
+                97,
+                64,
+                Layout::RowMajor,
+                Layout::Transposed,
+                Layout::ColMajor,
+                accum,
+                threads,
+                false,
+                &mut rng,
+            );
+            check_matmul::<f64>(
+                70,
+                300,
+                50,
+                Layout::Strided,
+                Layout::Reversed,
+                Layout::Strided,
+                accum,
+                threads,
+                false,
+                &mut rng,
+            );
         }
     }
 }
@@ -233,7 +343,11 @@ fn close<T: Real>(a: T, b: T, ulps: f64) -> bool {
         return true;
     }
     let tol = T::epsilon() * T::from(ulps).unwrap();
-    (a - b).abs() <= tol * a.abs().max(b.abs()).max(T::min_positive_value() / T::epsilon())
+    (a - b).abs()
+        <= tol
+            * a.abs()
+                .max(b.abs())
+                .max(T::min_positive_value() / T::epsilon())
 }
 
 fn inputs<T: Real>(op: Unary<f64>, len: usize, rng: &mut Rng) -> Vec<T> {
@@ -260,7 +374,14 @@ fn check_activation<T: Real>(ulps: f64) {
             activation::forward(o, &x, &mut y);
             scalar::unary_forward(o, &x, &mut y_ref);
             for i in 0..len {
-                assert!(close(y[i], y_ref[i], ulps), "{} {op:?} forward x={}: {} vs {}", T::NAME, x[i], y[i], y_ref[i]);
+                assert!(
+                    close(y[i], y_ref[i], ulps),
+                    "{} {op:?} forward x={}: {} vs {}",
+                    T::NAME,
+                    x[i],
+                    y[i],
+                    y_ref[i]
+                );
             }
             let saved = match o.saves() {
                 activation::Saves::Input => &x,
@@ -273,8 +394,17 @@ fn check_activation<T: Real>(ulps: f64) {
             for i in 0..len {
                 // Derivatives come out of differences (1 − t², 1 + t): compare on the
                 // scale of |d_y| as well.
-                let ok = close(d[i], d_ref[i], ulps) || (d[i] - d_ref[i]).abs() <= T::epsilon() * T::from(4.0 * ulps).unwrap() * d_y[i].abs();
-                assert!(ok, "{} {op:?} backward x={}: {} vs {}", T::NAME, x[i], d[i], d_ref[i]);
+                let ok = close(d[i], d_ref[i], ulps)
+                    || (d[i] - d_ref[i]).abs()
+                        <= T::epsilon() * T::from(4.0 * ulps).unwrap() * d_y[i].abs();
+                assert!(
+                    ok,
+                    "{} {op:?} backward x={}: {} vs {}",
+                    T::NAME,
+                    x[i],
+                    d[i],
+                    d_ref[i]
+                );
             }
         }
     }
@@ -318,7 +448,11 @@ fn special_values<T: Real>() {
     assert_eq!(special(Unary::Tanh, T::zero()), T::zero());
     assert!(special(Unary::Tanh, T::nan()).is_nan());
     let tiny = T::from(1e-20).unwrap();
-    assert_eq!(special(Unary::Tanh, tiny), tiny, "tanh keeps full relative accuracy near 0");
+    assert_eq!(
+        special(Unary::Tanh, tiny),
+        tiny,
+        "tanh keeps full relative accuracy near 0"
+    );
     assert_eq!(special(Unary::Silu, -big), T::zero());
     assert_eq!(special(Unary::Softplus, big), big);
     assert_eq!(special(Unary::Gelu, -big), T::zero());
@@ -331,7 +465,10 @@ fn special_values<T: Real>() {
     // Kinks: relu′(0) = 0, leaky_relu′(0) = slope.
     assert_eq!(special_vjp(Unary::Relu, T::zero(), T::one()), T::zero());
     let slope = T::from(0.25).unwrap();
-    assert_eq!(special_vjp(Unary::LeakyRelu(slope), T::zero(), T::one()), slope);
+    assert_eq!(
+        special_vjp(Unary::LeakyRelu(slope), T::zero(), T::one()),
+        slope
+    );
 }
 
 #[test]
@@ -343,9 +480,14 @@ fn activation_special_values_and_strong_zeros() {
 // ---------------------------------------------------------------- softmax + CE
 
 fn check_xent<T: Real>(rows: usize, cols: usize, opts: XentOptions<T>, rng: &mut Rng, tol: f64) {
-    let x: Vec<T> = (0..rows * cols).map(|_| T::from(rng.unit() * 20.0).unwrap()).collect();
+    let x: Vec<T> = (0..rows * cols)
+        .map(|_| T::from(rng.unit() * 20.0).unwrap())
+        .collect();
     let labels: Vec<usize> = (0..rows)
-        .map(|r| if r % 3 == 2 && opts.ignore_index.is_some() { opts.ignore_index.unwrap() } else { (rng.next() as usize) % cols })
+        .map(|r| match opts.ignore_index {
+            Some(ignored) if r % 3 == 2 => ignored,
+            _ => (rng.next() as usize) % cols,
+        })
         .collect();
     let d_loss = T::from(0.75).unwrap();
     let mut g = vec![T::nan(); rows * cols];
@@ -354,7 +496,10 @@ fn check_xent<T: Real>(rows: usize, cols: usize, opts: XentOptions<T>, rng: &mut
     let loss_ref = scalar::softmax_xent(&x, cols, &labels, opts, d_loss, &mut g_ref);
     let tol = T::from(tol).unwrap();
     let ctx = format!("{} {rows}×{cols} {opts:?}", T::NAME);
-    assert!((loss - loss_ref).abs() <= tol * (T::one() + loss_ref.abs()), "{ctx}: loss {loss} vs {loss_ref}");
+    assert!(
+        (loss - loss_ref).abs() <= tol * (T::one() + loss_ref.abs()),
+        "{ctx}: loss {loss} vs {loss_ref}"
+    );
     for (i, (&a, &b)) in g.iter().zip(&g_ref).enumerate() {
         assert!((a - b).abs() <= tol, "{ctx}: grad[{i}] {a} vs {b}");
     }
@@ -363,7 +508,10 @@ fn check_xent<T: Real>(rows: usize, cols: usize, opts: XentOptions<T>, rng: &mut
     let loss2 = softmax_xent::forward(&x, cols, &labels, opts, &mut lse);
     let mut g2 = vec![T::nan(); rows * cols];
     softmax_xent::backward(&x, cols, &labels, opts, &lse, d_loss, &mut g2);
-    assert!((loss2 - loss).abs() <= tol * (T::one() + loss.abs()), "{ctx}: split loss {loss2} vs {loss}");
+    assert!(
+        (loss2 - loss).abs() <= tol * (T::one() + loss.abs()),
+        "{ctx}: split loss {loss2} vs {loss}"
+    );
     for (i, (&a, &b)) in g2.iter().zip(&g).enumerate() {
         assert!((a - b).abs() <= tol, "{ctx}: split grad[{i}] {a} vs {b}");
     }
@@ -376,12 +524,24 @@ fn softmax_xent_matches_oracle_across_lane_edges() {
     let mut rng = Rng(5);
     for cols in (1..=40).chain([255, 1000]) {
         for opts in [
-            XentOptions { ignore_index: None, label_smoothing: 0.0 },
-            XentOptions { ignore_index: Some(cols + 7), label_smoothing: 0.0 },
-            XentOptions { ignore_index: Some(0), label_smoothing: 0.1 },
+            XentOptions {
+                ignore_index: None,
+                label_smoothing: 0.0,
+            },
+            XentOptions {
+                ignore_index: Some(cols + 7),
+                label_smoothing: 0.0,
+            },
+            XentOptions {
+                ignore_index: Some(0),
+                label_smoothing: 0.1,
+            },
         ] {
             check_xent::<f64>(5, cols, opts, &mut rng, 1e-13);
-            let o32 = XentOptions { ignore_index: opts.ignore_index, label_smoothing: opts.label_smoothing as f32 };
+            let o32 = XentOptions {
+                ignore_index: opts.ignore_index,
+                label_smoothing: opts.label_smoothing as f32,
+            };
             check_xent::<f32>(5, cols, o32, &mut rng, 2e-5);
         }
     }
@@ -394,8 +554,16 @@ fn forced_scalar_path_passes_too() {
     }
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .env("BACKPROP_FORCE_ARCH", "scalar")
-        .args(["--skip", "forced_scalar_path_passes_too", "--test-threads", "2"])
+        .args([
+            "--skip",
+            "forced_scalar_path_passes_too",
+            "--test-threads",
+            "2",
+        ])
         .status()
         .unwrap();
-    assert!(status.success(), "kernel tests fail with BACKPROP_FORCE_ARCH=scalar");
+    assert!(
+        status.success(),
+        "kernel tests fail with BACKPROP_FORCE_ARCH=scalar"
+    );
 }

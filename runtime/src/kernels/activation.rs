@@ -57,7 +57,9 @@ impl<T> Unary<T> {
     pub fn saves(&self) -> Saves {
         match self {
             Unary::Relu | Unary::Sigmoid | Unary::Tanh | Unary::Exp | Unary::Sqrt => Saves::Output,
-            Unary::LeakyRelu(_) | Unary::Gelu | Unary::Silu | Unary::Softplus | Unary::Ln => Saves::Input,
+            Unary::LeakyRelu(_) | Unary::Gelu | Unary::Silu | Unary::Softplus | Unary::Ln => {
+                Saves::Input
+            }
         }
     }
 }
@@ -211,7 +213,12 @@ pub(crate) fn backward_body<T: Real, M: Math>(op: Unary<T>, s: &[T], d_y: &[T], 
         Unary::Softplus => map2(s, d_y, d_x, |x, d| d * M::sigmoid(x)),
         Unary::Exp => map2(s, d_y, d_x, |y, d| strong_mul(d, y)),
         Unary::Ln => map2(s, d_y, d_x, |x, d| if d == zero { zero } else { d / x }),
-        Unary::Sqrt => map2(s, d_y, d_x, |y, d| if d == zero { zero } else { d / (y + y) }),
+        Unary::Sqrt => map2(
+            s,
+            d_y,
+            d_x,
+            |y, d| if d == zero { zero } else { d / (y + y) },
+        ),
     }
 }
 
@@ -232,7 +239,13 @@ fn backward_avx2<T: Real>(op: Unary<T>, s: &[T], d_y: &[T], d_x: &mut [T]) {
 /// # Panics
 /// If `x` and `y` differ in length.
 pub fn forward<T: Real>(op: Unary<T>, x: &[T], y: &mut [T]) {
-    assert_eq!(x.len(), y.len(), "{op:?} forward: x has {} elements but y has {}", x.len(), y.len());
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "{op:?} forward: x has {} elements but y has {}",
+        x.len(),
+        y.len()
+    );
     match Arch::get() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.

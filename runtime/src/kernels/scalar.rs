@@ -13,7 +13,12 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 ///
 /// # Panics
 /// On shape mismatch, as [`super::matmul::matmul`].
-pub fn matmul<T: Real>(mut c: ArrayViewMut2<'_, T>, a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, accum: Accum) {
+pub fn matmul<T: Real>(
+    mut c: ArrayViewMut2<'_, T>,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    accum: Accum,
+) {
     super::matmul::check_shapes("matmul", c.dim(), a.dim(), b.dim());
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -60,7 +65,11 @@ pub fn softmax_xent<T: Real>(
     let eps = opts.label_smoothing;
     let c = T::from(cols).unwrap();
     let mut total = T::zero();
-    for (r, (&y, (row, g))) in labels.iter().zip(logits.chunks(cols).zip(grad.chunks_mut(cols))).enumerate() {
+    for (r, (&y, (row, g))) in labels
+        .iter()
+        .zip(logits.chunks(cols).zip(grad.chunks_mut(cols)))
+        .enumerate()
+    {
         if Some(y) == opts.ignore_index {
             g.fill(T::zero());
             continue;

@@ -34,7 +34,10 @@ pub struct XentOptions<T> {
 
 impl<T: Real> Default for XentOptions<T> {
     fn default() -> Self {
-        XentOptions { ignore_index: None, label_smoothing: T::zero() }
+        XentOptions {
+            ignore_index: None,
+            label_smoothing: T::zero(),
+        }
     }
 }
 
@@ -74,7 +77,10 @@ pub(crate) fn check_row<T: Real>(r: usize, y: usize, max: T) {
 
 /// The divisor of the mean: rows not ignored, at least 1.
 pub(crate) fn counted_rows<T: Real>(labels: &[usize], opts: XentOptions<T>) -> T {
-    let n = labels.iter().filter(|&&y| Some(y) != opts.ignore_index).count();
+    let n = labels
+        .iter()
+        .filter(|&&y| Some(y) != opts.ignore_index)
+        .count();
     T::from(n.max(1)).unwrap()
 }
 
@@ -105,7 +111,12 @@ fn row_max<T: Real>(x: &[T]) -> T {
 /// is prefetched at the same offset, so the following max pass finds it in cache
 /// instead of waiting on DRAM: the memory stream overlaps the `exp` work.
 #[inline(always)]
-fn row_exp_sums<T: Real, M: Math, const STORE: bool, const SUM_D: bool>(x: &[T], m: T, out: &mut [T], next: &[T]) -> (T, T) {
+fn row_exp_sums<T: Real, M: Math, const STORE: bool, const SUM_D: bool>(
+    x: &[T],
+    m: T,
+    out: &mut [T],
+    next: &[T],
+) -> (T, T) {
     let mut se = [T::zero(); L];
     let mut sd = [T::zero(); L];
     let mut xc = x.chunks_exact(L);
@@ -176,7 +187,11 @@ fn fused_body<T: Real, M: Math>(
     let eps = opts.label_smoothing;
     let c = T::from(cols).unwrap();
     let mut total = T::zero();
-    for (r, (&y, (x, g))) in labels.iter().zip(logits.chunks_exact(cols).zip(grad.chunks_exact_mut(cols))).enumerate() {
+    for (r, (&y, (x, g))) in labels
+        .iter()
+        .zip(logits.chunks_exact(cols).zip(grad.chunks_exact_mut(cols)))
+        .enumerate()
+    {
         if Some(y) == opts.ignore_index {
             g.fill(T::zero());
             continue;
@@ -202,12 +217,23 @@ fn fused_body<T: Real, M: Math>(
 }
 
 #[inline(always)]
-fn forward_body<T: Real, M: Math>(logits: &[T], cols: usize, labels: &[usize], opts: XentOptions<T>, lse: &mut [T]) -> T {
+fn forward_body<T: Real, M: Math>(
+    logits: &[T],
+    cols: usize,
+    labels: &[usize],
+    opts: XentOptions<T>,
+    lse: &mut [T],
+) -> T {
     let n = counted_rows(labels, opts);
     let eps = opts.label_smoothing;
     let c = T::from(cols).unwrap();
     let mut total = T::zero();
-    for (r, ((&y, x), l)) in labels.iter().zip(logits.chunks_exact(cols)).zip(lse.iter_mut()).enumerate() {
+    for (r, ((&y, x), l)) in labels
+        .iter()
+        .zip(logits.chunks_exact(cols))
+        .zip(lse.iter_mut())
+        .enumerate()
+    {
         if Some(y) == opts.ignore_index {
             *l = T::zero();
             continue;
@@ -242,7 +268,11 @@ fn backward_body<T: Real, M: Math>(
     let c = T::from(cols).unwrap();
     let a = d_loss / n;
     let b = d_loss * eps / (n * c);
-    for ((&y, &l), (x, g)) in labels.iter().zip(lse).zip(logits.chunks_exact(cols).zip(grad.chunks_exact_mut(cols))) {
+    for ((&y, &l), (x, g)) in labels
+        .iter()
+        .zip(lse)
+        .zip(logits.chunks_exact(cols).zip(grad.chunks_exact_mut(cols)))
+    {
         if Some(y) == opts.ignore_index {
             g.fill(T::zero());
             continue;
@@ -256,19 +286,40 @@ fn backward_body<T: Real, M: Math>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn fused_avx2<T: Real>(x: &[T], cols: usize, labels: &[usize], opts: XentOptions<T>, d: T, g: &mut [T]) -> T {
+fn fused_avx2<T: Real>(
+    x: &[T],
+    cols: usize,
+    labels: &[usize],
+    opts: XentOptions<T>,
+    d: T,
+    g: &mut [T],
+) -> T {
     fused_body::<T, VecMath>(x, cols, labels, opts, d, g)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn forward_avx2<T: Real>(x: &[T], cols: usize, labels: &[usize], opts: XentOptions<T>, lse: &mut [T]) -> T {
+fn forward_avx2<T: Real>(
+    x: &[T],
+    cols: usize,
+    labels: &[usize],
+    opts: XentOptions<T>,
+    lse: &mut [T],
+) -> T {
     forward_body::<T, VecMath>(x, cols, labels, opts, lse)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn backward_avx2<T: Real>(x: &[T], cols: usize, labels: &[usize], opts: XentOptions<T>, lse: &[T], d: T, g: &mut [T]) {
+fn backward_avx2<T: Real>(
+    x: &[T],
+    cols: usize,
+    labels: &[usize],
+    opts: XentOptions<T>,
+    lse: &[T],
+    d: T,
+    g: &mut [T],
+) {
     backward_body::<T, VecMath>(x, cols, labels, opts, lse, d, g)
 }
 
@@ -291,7 +342,14 @@ fn backward_avx2<T: Real>(x: &[T], cols: usize, labels: &[usize], opts: XentOpti
 /// assert!((loss - std::f64::consts::LN_2 / 2.0).abs() < 1e-15);
 /// assert_eq!(grad, [-0.25, 0.25, 0.0, 0.0]);
 /// ```
-pub fn fused<T: Real>(logits: &[T], cols: usize, labels: &[usize], opts: XentOptions<T>, d_loss: T, grad: &mut [T]) -> T {
+pub fn fused<T: Real>(
+    logits: &[T],
+    cols: usize,
+    labels: &[usize],
+    opts: XentOptions<T>,
+    d_loss: T,
+    grad: &mut [T],
+) -> T {
     check_args(logits.len(), cols, labels, grad.len());
     check_labels(labels, cols, opts);
     match Arch::get() {
@@ -307,10 +365,20 @@ pub fn fused<T: Real>(logits: &[T], cols: usize, labels: &[usize], opts: XentOpt
 ///
 /// # Panics
 /// As [`fused`]; also if `lse.len() != labels.len()`.
-pub fn forward<T: Real>(logits: &[T], cols: usize, labels: &[usize], opts: XentOptions<T>, lse: &mut [T]) -> T {
+pub fn forward<T: Real>(
+    logits: &[T],
+    cols: usize,
+    labels: &[usize],
+    opts: XentOptions<T>,
+    lse: &mut [T],
+) -> T {
     check_args(logits.len(), cols, labels, logits.len());
     check_labels(labels, cols, opts);
-    assert_eq!(lse.len(), labels.len(), "softmax_cross_entropy: lse buffer must hold one value per row");
+    assert_eq!(
+        lse.len(),
+        labels.len(),
+        "softmax_cross_entropy: lse buffer must hold one value per row"
+    );
     match Arch::get() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
@@ -334,7 +402,11 @@ pub fn backward<T: Real>(
 ) {
     check_args(logits.len(), cols, labels, grad.len());
     check_labels(labels, cols, opts);
-    assert_eq!(lse.len(), labels.len(), "softmax_cross_entropy: lse buffer must hold one value per row");
+    assert_eq!(
+        lse.len(),
+        labels.len(),
+        "softmax_cross_entropy: lse buffer must hold one value per row"
+    );
     match Arch::get() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.

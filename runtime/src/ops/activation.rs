@@ -17,7 +17,12 @@ where
     y
 }
 
-fn pull<S1, S2, T, D>(name: &str, op: Unary<T>, saved: &ArrayBase<S1, D>, d_y: &ArrayBase<S2, D>) -> Array<T, D>
+fn pull<S1, S2, T, D>(
+    name: &str,
+    op: Unary<T>,
+    saved: &ArrayBase<S1, D>,
+    d_y: &ArrayBase<S2, D>,
+) -> Array<T, D>
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,
@@ -28,7 +33,12 @@ where
     let s = saved.as_standard_layout();
     let d = d_y.as_standard_layout();
     let mut d_x = Array::zeros(s.raw_dim());
-    backward(op, s.as_slice().unwrap(), d.as_slice().unwrap(), d_x.as_slice_mut().unwrap());
+    backward(
+        op,
+        s.as_slice().unwrap(),
+        d.as_slice().unwrap(),
+        d_x.as_slice_mut().unwrap(),
+    );
     d_x
 }
 
@@ -169,7 +179,11 @@ where
 ///
 /// # Panics
 /// If `x` and `d_y` differ in shape.
-pub fn leaky_relu_vjp<S1, S2, T, D>(x: &ArrayBase<S1, D>, slope: T, d_y: &ArrayBase<S2, D>) -> Array<T, D>
+pub fn leaky_relu_vjp<S1, S2, T, D>(
+    x: &ArrayBase<S1, D>,
+    slope: T,
+    d_y: &ArrayBase<S2, D>,
+) -> Array<T, D>
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,

@@ -21,19 +21,36 @@ where
     let n = a.len().max(b.len());
     let mut out = <Broadcast<D1, D2> as Dimension>::zeros(n);
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
-            _ => panic!("{op}: cannot broadcast lhs {} with rhs {}", shape_str(a), shape_str(b)),
+            _ => panic!(
+                "{op}: cannot broadcast lhs {} with rhs {}",
+                shape_str(a),
+                shape_str(b)
+            ),
         };
     }
     out
 }
 
-fn zip_map<S1, S2, T, D1, D2>(op: &str, a: &ArrayBase<S1, D1>, b: &ArrayBase<S2, D2>, f: impl Fn(T, T) -> T) -> Array<T, Broadcast<D1, D2>>
+fn zip_map<S1, S2, T, D1, D2>(
+    op: &str,
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+    f: impl Fn(T, T) -> T,
+) -> Array<T, Broadcast<D1, D2>>
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,
@@ -61,7 +78,13 @@ where
     D: Dimension,
 {
     let t = target.slice();
-    let fail = || -> ! { panic!("unbroadcast: {} does not broadcast to {}", shape_str(t), shape_str(g.shape())) };
+    let fail = || -> ! {
+        panic!(
+            "unbroadcast: {} does not broadcast to {}",
+            shape_str(t),
+            shape_str(g.shape())
+        )
+    };
     if t.len() > g.ndim() {
         fail();
     }
@@ -113,7 +136,10 @@ macro_rules! binary_doc {
 /// assert_eq!(d_x, ndarray::Array2::<f64>::ones((3, 2)));
 /// assert_eq!(d_b, array![3.0, 3.0]); // summed over the broadcast axis
 /// ```
-pub fn add<S1, S2, T, D1, D2>(a: &ArrayBase<S1, D1>, b: &ArrayBase<S2, D2>) -> Array<T, Broadcast<D1, D2>>
+pub fn add<S1, S2, T, D1, D2>(
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+) -> Array<T, Broadcast<D1, D2>>
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,
@@ -125,7 +151,10 @@ where
 }
 
 #[doc = binary_doc!("sub", "−")]
-pub fn sub<S1, S2, T, D1, D2>(a: &ArrayBase<S1, D1>, b: &ArrayBase<S2, D2>) -> Array<T, Broadcast<D1, D2>>
+pub fn sub<S1, S2, T, D1, D2>(
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+) -> Array<T, Broadcast<D1, D2>>
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,
@@ -137,7 +166,10 @@ where
 }
 
 #[doc = binary_doc!("mul", "·")]
-pub fn mul<S1, S2, T, D1, D2>(a: &ArrayBase<S1, D1>, b: &ArrayBase<S2, D2>) -> Array<T, Broadcast<D1, D2>>
+pub fn mul<S1, S2, T, D1, D2>(
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+) -> Array<T, Broadcast<D1, D2>>
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,
@@ -149,7 +181,10 @@ where
 }
 
 #[doc = binary_doc!("div", "/")]
-pub fn div<S1, S2, T, D1, D2>(a: &ArrayBase<S1, D1>, b: &ArrayBase<S2, D2>) -> Array<T, Broadcast<D1, D2>>
+pub fn div<S1, S2, T, D1, D2>(
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+) -> Array<T, Broadcast<D1, D2>>
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,
@@ -165,7 +200,11 @@ where
 ///
 /// # Panics
 /// If a shape does not broadcast to `d_y`'s.
-pub fn add_vjp<S, T, D1, D2, DO>(a_dim: &D1, b_dim: &D2, d_y: &ArrayBase<S, DO>) -> (Array<T, D1>, Array<T, D2>)
+pub fn add_vjp<S, T, D1, D2, DO>(
+    a_dim: &D1,
+    b_dim: &D2,
+    d_y: &ArrayBase<S, DO>,
+) -> (Array<T, D1>, Array<T, D2>)
 where
     S: Data<Elem = T>,
     T: Real,
@@ -180,7 +219,11 @@ where
 ///
 /// # Panics
 /// If a shape does not broadcast to `d_y`'s.
-pub fn sub_vjp<S, T, D1, D2, DO>(a_dim: &D1, b_dim: &D2, d_y: &ArrayBase<S, DO>) -> (Array<T, D1>, Array<T, D2>)
+pub fn sub_vjp<S, T, D1, D2, DO>(
+    a_dim: &D1,
+    b_dim: &D2,
+    d_y: &ArrayBase<S, DO>,
+) -> (Array<T, D1>, Array<T, D2>)
 where
     S: Data<Elem = T>,
     T: Real,
@@ -188,7 +231,10 @@ where
     D2: Dimension,
     DO: Dimension,
 {
-    (unbroadcast(d_y, a_dim), unbroadcast(d_y, b_dim).mapv_into(|v| -v))
+    (
+        unbroadcast(d_y, a_dim),
+        unbroadcast(d_y, b_dim).mapv_into(|v| -v),
+    )
 }
 
 /// Pullback of [`mul`]: `d_a = unbroadcast(d_y·b)`, `d_b = unbroadcast(d_y·a)`
@@ -213,9 +259,16 @@ where
     let dim = d_y.raw_dim();
     check_to("mul_vjp", a.shape(), d_y.shape());
     check_to("mul_vjp", b.shape(), d_y.shape());
-    let g_a = Zip::from(d_y).and(&bview(b, &dim)).map_collect(|&g, &y| g * y);
-    let g_b = Zip::from(d_y).and(&bview(a, &dim)).map_collect(|&g, &x| g * x);
-    (unbroadcast(&g_a, &a.raw_dim()), unbroadcast(&g_b, &b.raw_dim()))
+    let g_a = Zip::from(d_y)
+        .and(&bview(b, &dim))
+        .map_collect(|&g, &y| g * y);
+    let g_b = Zip::from(d_y)
+        .and(&bview(a, &dim))
+        .map_collect(|&g, &x| g * x);
+    (
+        unbroadcast(&g_a, &a.raw_dim()),
+        unbroadcast(&g_b, &b.raw_dim()),
+    )
 }
 
 /// Pullback of [`div`]: `d_a = unbroadcast(d_y/b)`, `d_b = unbroadcast(−d_y·a/b²)`
@@ -242,14 +295,28 @@ where
     check_to("div_vjp", b.shape(), d_y.shape());
     let bb = bview(b, &dim);
     let g_a = Zip::from(d_y).and(&bb).map_collect(|&g, &y| g / y);
-    let g_b = Zip::from(d_y).and(&bview(a, &dim)).and(&bb).map_collect(|&g, &x, &y| -g * x / (y * y));
-    (unbroadcast(&g_a, &a.raw_dim()), unbroadcast(&g_b, &b.raw_dim()))
+    let g_b = Zip::from(d_y)
+        .and(&bview(a, &dim))
+        .and(&bb)
+        .map_collect(|&g, &x, &y| -g * x / (y * y));
+    (
+        unbroadcast(&g_a, &a.raw_dim()),
+        unbroadcast(&g_b, &b.raw_dim()),
+    )
 }
 
 fn check_to(op: &str, from: &[usize], to: &[usize]) {
     let ok = from.len() <= to.len()
-        && from.iter().rev().zip(to.iter().rev()).all(|(&f, &t)| f == t || f == 1);
+        && from
+            .iter()
+            .rev()
+            .zip(to.iter().rev())
+            .all(|(&f, &t)| f == t || f == 1);
     if !ok {
-        panic!("{op}: input {} does not broadcast to d_y {}", shape_str(from), shape_str(to));
+        panic!(
+            "{op}: input {} does not broadcast to d_y {}",
+            shape_str(from),
+            shape_str(to)
+        );
     }
 }

@@ -33,7 +33,11 @@ where
 ///
 /// # Panics
 /// If the shapes disagree; the message names all three.
-pub fn matmul_vjp<S1, S2, S3, T>(a: &ArrayBase<S1, Ix2>, b: &ArrayBase<S2, Ix2>, d_y: &ArrayBase<S3, Ix2>) -> (Array2<T>, Array2<T>)
+pub fn matmul_vjp<S1, S2, S3, T>(
+    a: &ArrayBase<S1, Ix2>,
+    b: &ArrayBase<S2, Ix2>,
+    d_y: &ArrayBase<S3, Ix2>,
+) -> (Array2<T>, Array2<T>)
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,
@@ -72,10 +76,19 @@ where
     T: Real,
 {
     if a.ncols() != x.len() {
-        panic!("matvec: lhs is {} but rhs is {}", shape_str(a.shape()), shape_str(x.shape()));
+        panic!(
+            "matvec: lhs is {} but rhs is {}",
+            shape_str(a.shape()),
+            shape_str(x.shape())
+        );
     }
     let mut y = Array2::zeros((a.nrows(), 1));
-    kernel::matmul(y.view_mut(), a.view(), x.view().insert_axis(Axis(1)), Accum::Replace);
+    kernel::matmul(
+        y.view_mut(),
+        a.view(),
+        x.view().insert_axis(Axis(1)),
+        Accum::Replace,
+    );
     y.remove_axis(Axis(1))
 }
 
@@ -83,7 +96,11 @@ where
 ///
 /// # Panics
 /// If the shapes disagree; the message names all three.
-pub fn matvec_vjp<S1, S2, S3, T>(a: &ArrayBase<S1, Ix2>, x: &ArrayBase<S2, Ix1>, d_y: &ArrayBase<S3, Ix1>) -> (Array2<T>, Array1<T>)
+pub fn matvec_vjp<S1, S2, S3, T>(
+    a: &ArrayBase<S1, Ix2>,
+    x: &ArrayBase<S2, Ix1>,
+    d_y: &ArrayBase<S3, Ix1>,
+) -> (Array2<T>, Array1<T>)
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,
@@ -100,7 +117,12 @@ where
     }
     let g = d_y.view().insert_axis(Axis(1));
     let mut d_a = Array2::zeros(a.raw_dim());
-    kernel::matmul(d_a.view_mut(), g, x.view().insert_axis(Axis(0)), Accum::Replace);
+    kernel::matmul(
+        d_a.view_mut(),
+        g,
+        x.view().insert_axis(Axis(0)),
+        Accum::Replace,
+    );
     let mut d_x = Array2::zeros((x.len(), 1));
     kernel::matmul(d_x.view_mut(), a.t(), g, Accum::Replace);
     (d_a, d_x.remove_axis(Axis(1)))

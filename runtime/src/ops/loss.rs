@@ -39,7 +39,11 @@ where
 /// let l = softmax_cross_entropy(&logits, &[0, 1], XentOptions::default());
 /// assert!((l - std::f64::consts::LN_2).abs() < 1e-15);
 /// ```
-pub fn softmax_cross_entropy<S, T>(logits: &ArrayBase<S, Ix2>, labels: &[usize], opts: XentOptions<T>) -> T
+pub fn softmax_cross_entropy<S, T>(
+    logits: &ArrayBase<S, Ix2>,
+    labels: &[usize],
+    opts: XentOptions<T>,
+) -> T
 where
     S: Data<Elem = T>,
     T: Real,
@@ -55,7 +59,12 @@ where
 ///
 /// # Panics
 /// As [`softmax_cross_entropy`].
-pub fn softmax_cross_entropy_vjp<S, T>(logits: &ArrayBase<S, Ix2>, labels: &[usize], opts: XentOptions<T>, d_loss: T) -> Array2<T>
+pub fn softmax_cross_entropy_vjp<S, T>(
+    logits: &ArrayBase<S, Ix2>,
+    labels: &[usize],
+    opts: XentOptions<T>,
+    d_loss: T,
+) -> Array2<T>
 where
     S: Data<Elem = T>,
     T: Real,
@@ -82,9 +91,17 @@ where
     S: Data<Elem = T>,
     T: Real,
 {
-    same_shape("softmax_cross_entropy", "logits", logits.shape(), "grad", grad.shape());
+    same_shape(
+        "softmax_cross_entropy",
+        "logits",
+        logits.shape(),
+        "grad",
+        grad.shape(),
+    );
     let x = rows_of(logits, labels);
-    let g = grad.as_slice_mut().expect("softmax_cross_entropy: grad must be in standard layout");
+    let g = grad
+        .as_slice_mut()
+        .expect("softmax_cross_entropy: grad must be in standard layout");
     kernel::fused(&x, logits.ncols().max(1), labels, opts, d_loss, g)
 }
 
@@ -108,7 +125,9 @@ where
     same_shape("bce_with_logits", "logits", x.shape(), "targets", y.shape());
     let n = T::from(x.len()).unwrap();
     let mut total = T::zero();
-    Zip::from(x).and(y).for_each(|&a, &b| total += a.max(T::zero()) - a * b + (-a.abs()).exp().ln_1p());
+    Zip::from(x)
+        .and(y)
+        .for_each(|&a, &b| total += a.max(T::zero()) - a * b + (-a.abs()).exp().ln_1p());
     total / n
 }
 
@@ -117,16 +136,28 @@ where
 ///
 /// # Panics
 /// If the shapes differ.
-pub fn bce_with_logits_vjp<S1, S2, T, D>(x: &ArrayBase<S1, D>, y: &ArrayBase<S2, D>, d_l: T) -> (Array<T, D>, Array<T, D>)
+pub fn bce_with_logits_vjp<S1, S2, T, D>(
+    x: &ArrayBase<S1, D>,
+    y: &ArrayBase<S2, D>,
+    d_l: T,
+) -> (Array<T, D>, Array<T, D>)
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,
     T: Real,
     D: Dimension,
 {
-    same_shape("bce_with_logits_vjp", "logits", x.shape(), "targets", y.shape());
+    same_shape(
+        "bce_with_logits_vjp",
+        "logits",
+        x.shape(),
+        "targets",
+        y.shape(),
+    );
     let k = d_l / T::from(x.len()).unwrap();
-    let d_x = Zip::from(x).and(y).map_collect(|&a, &b| k * (T::one() / (T::one() + (-a).exp()) - b));
+    let d_x = Zip::from(x)
+        .and(y)
+        .map_collect(|&a, &b| k * (T::one() / (T::one() + (-a).exp()) - b));
     let d_y = x.mapv(|a| -k * a);
     (d_x, d_y)
 }
@@ -148,7 +179,9 @@ where
 {
     same_shape("mse", "pred", pred.shape(), "target", target.shape());
     let mut total = T::zero();
-    Zip::from(pred).and(target).for_each(|&p, &t| total += (p - t) * (p - t));
+    Zip::from(pred)
+        .and(target)
+        .for_each(|&p, &t| total += (p - t) * (p - t));
     total / T::from(pred.len()).unwrap()
 }
 
@@ -156,7 +189,11 @@ where
 ///
 /// # Panics
 /// If the shapes differ.
-pub fn mse_vjp<S1, S2, T, D>(pred: &ArrayBase<S1, D>, target: &ArrayBase<S2, D>, d_l: T) -> (Array<T, D>, Array<T, D>)
+pub fn mse_vjp<S1, S2, T, D>(
+    pred: &ArrayBase<S1, D>,
+    target: &ArrayBase<S2, D>,
+    d_l: T,
+) -> (Array<T, D>, Array<T, D>)
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,
@@ -165,7 +202,9 @@ where
 {
     same_shape("mse_vjp", "pred", pred.shape(), "target", target.shape());
     let k = (d_l + d_l) / T::from(pred.len()).unwrap();
-    let d_p = Zip::from(pred).and(target).map_collect(|&p, &t| k * (p - t));
+    let d_p = Zip::from(pred)
+        .and(target)
+        .map_collect(|&p, &t| k * (p - t));
     let d_t = d_p.mapv(|v| -v);
     (d_p, d_t)
 }

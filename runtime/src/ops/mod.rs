@@ -51,12 +51,19 @@ pub(crate) fn shape_str(s: &[usize]) -> String {
     if s.is_empty() {
         return "scalar".to_string();
     }
-    s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
+    s.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
 }
 
 /// Panics unless `a` and `b` have the same shape.
 pub(crate) fn same_shape(op: &str, a_name: &str, a: &[usize], b_name: &str, b: &[usize]) {
     if a != b {
-        panic!("{op}: {a_name} is {} but {b_name} is {}", shape_str(a), shape_str(b));
+        panic!(
+            "{op}: {a_name} is {} but {b_name} is {}",
+            shape_str(a),
+            shape_str(b)
+        );
     }
 }

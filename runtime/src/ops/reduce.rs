@@ -46,7 +46,11 @@ pub fn mean_vjp<T: Real, D: Dimension>(x_dim: &D, d_y: T) -> Array<T, D> {
 
 fn check_axis(op: &str, shape: &[usize], axis: Axis) {
     if axis.index() >= shape.len() {
-        panic!("{op}: axis {} out of range for shape {}", axis.index(), shape_str(shape));
+        panic!(
+            "{op}: axis {} out of range for shape {}",
+            axis.index(),
+            shape_str(shape)
+        );
     }
 }
 
@@ -84,7 +88,13 @@ where
     x.sum_axis(axis).mapv_into(|v| v / n)
 }
 
-fn spread<S, T, D>(op: &str, x_dim: &D, axis: Axis, d_y: &ArrayBase<S, D::Smaller>, scale: T) -> Array<T, D>
+fn spread<S, T, D>(
+    op: &str,
+    x_dim: &D,
+    axis: Axis,
+    d_y: &ArrayBase<S, D::Smaller>,
+    scale: T,
+) -> Array<T, D>
 where
     S: Data<Elem = T>,
     T: Real,
@@ -93,7 +103,12 @@ where
     check_axis(op, x_dim.slice(), axis);
     let want = x_dim.remove_axis(axis);
     if want.slice() != d_y.shape() {
-        panic!("{op}: x is {} so d_y must be {}, got {}", shape_str(x_dim.slice()), shape_str(want.slice()), shape_str(d_y.shape()));
+        panic!(
+            "{op}: x is {} so d_y must be {}, got {}",
+            shape_str(x_dim.slice()),
+            shape_str(want.slice()),
+            shape_str(d_y.shape())
+        );
     }
     let g = d_y.view().insert_axis(axis);
     let g = g.broadcast(x_dim.clone()).unwrap();

@@ -17,7 +17,12 @@ where
     if c == 0 || x.is_empty() {
         return y;
     }
-    for (xi, yi) in x.as_slice().unwrap().chunks_exact(c).zip(y.as_slice_mut().unwrap().chunks_exact_mut(c)) {
+    for (xi, yi) in x
+        .as_slice()
+        .unwrap()
+        .chunks_exact(c)
+        .zip(y.as_slice_mut().unwrap().chunks_exact_mut(c))
+    {
         f(xi, yi);
     }
     y
@@ -25,7 +30,9 @@ where
 
 /// `(max, ln Σ e^(x − max))` of a row.
 fn shifted_lse<T: Real>(x: &[T]) -> (T, T) {
-    let m = x.iter().fold(T::neg_infinity(), |a, &b| if b > a { b } else { a });
+    let m = x
+        .iter()
+        .fold(T::neg_infinity(), |a, &b| if b > a { b } else { a });
     let s: T = x.iter().map(|&v| (v - m).exp()).sum();
     (m, s.ln())
 }

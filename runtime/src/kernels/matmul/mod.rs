@@ -73,8 +73,21 @@ pub struct MatmulConfig {
 /// matmul(d_w.view_mut(), x.t(), g.view(), Accum::Add);
 /// assert_eq!(d_w, array![[6.0, 6.0], [8.0, 8.0], [10.0, 10.0]]);
 /// ```
-pub fn matmul<T: Real>(c: ArrayViewMut2<'_, T>, a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, accum: Accum) {
-    matmul_with(c, a, b, MatmulConfig { accum, threads: Threads::Auto })
+pub fn matmul<T: Real>(
+    c: ArrayViewMut2<'_, T>,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    accum: Accum,
+) {
+    matmul_with(
+        c,
+        a,
+        b,
+        MatmulConfig {
+            accum,
+            threads: Threads::Auto,
+        },
+    )
 }
 
 /// Panics unless `a` (m×k), `b` (k×n) and `c` (m×n) agree; `op` names the caller.
@@ -120,7 +133,11 @@ pub fn matmul_with<T: Real>(
         Threads::Auto if 2 * m * n * k < PARALLEL_MIN_FLOPS => 1,
         Threads::Auto => rayon::current_num_threads(),
     };
-    let par = if threads <= 1 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
+    let par = if threads <= 1 {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(threads)
+    };
     let (c_rs, c_cs) = strides(&c.view());
     let (a_rs, a_cs) = strides(&a);
     let (b_rs, b_cs) = strides(&b);
