@@ -25,6 +25,7 @@
 //! | [`functions`] | differentiable scalar activations: sigmoid, relu, gelu, ... |
 //! | [`tape`] | the forward pass's saved state and the [`Pullback`] trait |
 //! | [`gradcheck`] | central differences in f64 against a generated gradient |
+//! | [`ops`] | differentiable tensor functions over ndarray, each with its pullback |
 //! | [`kernels`] | the hot loops, with CPU-feature dispatch and scalar oracles |
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -32,6 +33,7 @@
 pub mod functions;
 pub mod gradcheck;
 pub mod kernels;
+pub mod ops;
 pub mod rules;
 pub mod tape;
 

@@ -39,3 +39,19 @@ impl Arch {
         Arch::Scalar
     }
 }
+
+/// True when `BACKPROP_FORCE_ARCH=scalar` asked for the reference path (cached with
+/// [`Arch::get`]). Kernels that wrap a crate with its own dispatch (matmul) check this
+/// rather than `Arch::get() == Scalar`, so non-x86 machines still get the crate's SIMD.
+pub fn forced_scalar() -> bool {
+    static FORCED: OnceLock<bool> = OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var("BACKPROP_FORCE_ARCH").as_deref() == Ok("scalar"))
+}
+
+pub mod activation;
+pub mod matmul;
+mod real;
+pub mod scalar;
+pub mod softmax_xent;
+
+pub use real::Real;

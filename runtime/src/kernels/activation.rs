@@ -1,0 +1,275 @@
+//! Elementwise activations: forward `y = f(x)` and backward `d_x = d_y · f′(saved)`.
+//!
+//! One generic body per direction, instantiated twice: with `std` math (the scalar
+//! reference = fallback = oracle, in [`super::scalar`]) and with the branch-free math of
+//! [`Real`] inside an `avx2,fma` shim, where LLVM vectorises every loop (checked by
+//! `benches/matmul.rs`' sibling `benches/softmax_xent.rs` and by reading the asm of
+//! `forward_avx2`: `vfmadd…ps ymm` in the `exp` arms).
+//!
+//! Conventions (also in docs/RULES.md):
+//! - kinks take the minimum-norm subgradient: `relu′(0) = 0`; `leaky_relu′(0) = slope`
+//!   when `slope ≤ 1` (the element of `[slope, 1]` nearest 0 for `0 ≤ slope ≤ 1`).
+//! - strong zeros: where `f′` can be infinite (`sqrt` at 0, `ln` at 0, `exp` past
+//!   overflow), a zero cotangent gives exactly `0`, never `0·∞ = NaN` (Enzyme's
+//!   `CheckedMul`).
+
+use super::{Arch, Real};
+
+/// An elementwise function with a known derivative.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary<T> {
+    /// `max(x, 0)`; saves y (`y > 0 ⇔ x > 0`); `f′ = 1[y > 0]`.
+    Relu,
+    /// `x` for `x > 0`, `slope·x` otherwise; saves x; `f′ = 1 if x > 0 else slope`.
+    LeakyRelu(T),
+    /// GELU, tanh form (Hendrycks & Gimpel 2016, eq. after (2)): `½x(1 + tanh u)`,
+    /// `u = √(2/π)(x + 0.044715x³)`; saves x;
+    /// `f′ = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²)`, `t = tanh u`; computed as
+    /// `x·σ(2u)` and `s + 2x·s(1 − s)·u′` with `s = σ(2u)` (same values, no cancellation).
+    Gelu,
+    /// SiLU / swish `x·σ(x)` (Elfwing et al. 2018); saves x; `f′ = σ(1 + x(1 − σ))`.
+    Silu,
+    /// `σ(x) = 1/(1 + e⁻ˣ)`; saves y; `f′ = y(1 − y)`.
+    Sigmoid,
+    /// `tanh x`; saves y; `f′ = 1 − y²`.
+    Tanh,
+    /// `ln(1 + eˣ) = max(x, 0) + ln(1 + e^−|x|)` (stable form); saves x; `f′ = σ(x)`.
+    Softplus,
+    /// `eˣ`; saves y; `f′ = y` (strong zero).
+    Exp,
+    /// `ln x`; saves x; `f′ = 1/x` (strong zero at x = 0).
+    Ln,
+    /// `√x`; saves y; `f′ = 1/(2y)` (strong zero at y = 0).
+    Sqrt,
+}
+
+/// Which value an activation's backward reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saves {
+    /// The forward's input x.
+    Input,
+    /// The forward's output y.
+    Output,
+}
+
+impl<T> Unary<T> {
+    /// What [`backward`] expects as its `saved` argument for this function.
+    pub fn saves(&self) -> Saves {
+        match self {
+            Unary::Relu | Unary::Sigmoid | Unary::Tanh | Unary::Exp | Unary::Sqrt => Saves::Output,
+            Unary::LeakyRelu(_) | Unary::Gelu | Unary::Silu | Unary::Softplus | Unary::Ln => {
+                Saves::Input
+            }
+        }
+    }
+}
+
+/// The transcendental functions a body uses: `std` (oracle) or the vectorisable ones.
+pub(crate) trait Math {
+    /// Hint that the cache line holding `p` is needed soon (a no-op on the reference
+    /// path). Never dereferences `p`.
+    #[inline(always)]
+    fn prefetch<T>(_p: *const T) {}
+    fn exp<T: Real>(x: T) -> T;
+    fn tanh<T: Real>(x: T) -> T;
+    fn sigmoid<T: Real>(x: T) -> T;
+}
+
+/// `std`'s functions: correctly rounded or nearly, scalar calls.
+pub(crate) struct StdMath;
+impl Math for StdMath {
+    #[inline(always)]
+    fn exp<T: Real>(x: T) -> T {
+        x.exp()
+    }
+    #[inline(always)]
+    fn tanh<T: Real>(x: T) -> T {
+        x.tanh()
+    }
+    #[inline(always)]
+    fn sigmoid<T: Real>(x: T) -> T {
+        T::one() / (T::one() + (-x).exp())
+    }
+}
+
+/// [`Real`]'s branch-free functions, which vectorise.
+pub(crate) struct VecMath;
+impl Math for VecMath {
+    #[inline(always)]
+    fn prefetch<T>(p: *const T) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetch is a hint: it never faults and never reads into the program,
+        // whatever the address (Intel SDM, PREFETCHh).
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
+    #[inline(always)]
+    fn exp<T: Real>(x: T) -> T {
+        x.exp_vec()
+    }
+    #[inline(always)]
+    fn tanh<T: Real>(x: T) -> T {
+        x.tanh_vec()
+    }
+    #[inline(always)]
+    fn sigmoid<T: Real>(x: T) -> T {
+        x.sigmoid_vec()
+    }
+}
+
+#[inline(always)]
+fn c<T: Real>(v: f64) -> T {
+    T::from(v).unwrap()
+}
+
+/// `d·f` with a strong zero: `d = 0` gives 0 even when `f` is infinite.
+#[inline(always)]
+fn strong_mul<T: Real>(d: T, f: T) -> T {
+    if d == T::zero() {
+        T::zero()
+    } else {
+        d * f
+    }
+}
+
+/// `√(2/π)`, as `(2/√π)·(1/√2)`.
+#[inline(always)]
+fn sqrt_2_over_pi<T: Real>() -> T {
+    T::FRAC_2_SQRT_PI() * T::FRAC_1_SQRT_2()
+}
+
+/// GELU's cubic coefficient (Hendrycks & Gimpel 2016, tanh approximation).
+const GELU_A: f64 = 0.044715;
+
+#[inline(always)]
+fn map<T: Real>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi = f(xi);
+    }
+}
+
+#[inline(always)]
+fn map2<T: Real>(s: &[T], d_y: &[T], d_x: &mut [T], f: impl Fn(T, T) -> T) {
+    for ((o, &si), &di) in d_x.iter_mut().zip(s).zip(d_y) {
+        *o = f(si, di);
+    }
+}
+
+#[inline(always)]
+pub(crate) fn forward_body<T: Real, M: Math>(op: Unary<T>, x: &[T], y: &mut [T]) {
+    let zero = T::zero();
+    let two = c::<T>(2.0);
+    match op {
+        Unary::Relu => map(x, y, |v| if v > zero { v } else { zero }),
+        Unary::LeakyRelu(a) => map(x, y, |v| if v > zero { v } else { a * v }),
+        Unary::Gelu => {
+            let k = sqrt_2_over_pi::<T>();
+            let a = c::<T>(GELU_A);
+            // ½(1 + tanh u) = σ(2u): the same function without the cancellation of
+            // 1 + tanh u → 0 for negative x.
+            map(x, y, |v| v * M::sigmoid(two * k * (v + a * v * v * v)))
+        }
+        Unary::Silu => map(x, y, |v| v * M::sigmoid(v)),
+        Unary::Sigmoid => map(x, y, M::sigmoid),
+        Unary::Tanh => map(x, y, M::tanh),
+        // PERF: ln_1p is a libm call, so this arm is not vectorised.
+        Unary::Softplus => map(x, y, |v| v.max(zero) + M::exp(-v.abs()).ln_1p()),
+        Unary::Exp => map(x, y, M::exp),
+        // PERF: libm call, not vectorised.
+        Unary::Ln => map(x, y, |v| v.ln()),
+        Unary::Sqrt => map(x, y, |v| v.sqrt()),
+    }
+}
+
+#[inline(always)]
+pub(crate) fn backward_body<T: Real, M: Math>(op: Unary<T>, s: &[T], d_y: &[T], d_x: &mut [T]) {
+    let zero = T::zero();
+    let one = T::one();
+    let two = c::<T>(2.0);
+    match op {
+        Unary::Relu => map2(s, d_y, d_x, |y, d| if y > zero { d } else { zero }),
+        Unary::LeakyRelu(a) => map2(s, d_y, d_x, |x, d| if x > zero { d } else { a * d }),
+        Unary::Gelu => {
+            let k = sqrt_2_over_pi::<T>();
+            let a = c::<T>(GELU_A);
+            let a3 = c::<T>(3.0 * GELU_A);
+            // With s = σ(2u): ½(1 + t) = s and ½(1 − t²) = 2s(1 − s).
+            map2(s, d_y, d_x, |x, d| {
+                let x2 = x * x;
+                let sg = M::sigmoid(two * k * (x + a * x2 * x));
+                let du = k * (one + a3 * x2);
+                d * (sg + two * x * sg * (one - sg) * du)
+            })
+        }
+        Unary::Silu => map2(s, d_y, d_x, |x, d| {
+            let sg = M::sigmoid(x);
+            d * (sg * (one + x * (one - sg)))
+        }),
+        Unary::Sigmoid => map2(s, d_y, d_x, |y, d| d * (y * (one - y))),
+        Unary::Tanh => map2(s, d_y, d_x, |y, d| d * (one - y * y)),
+        Unary::Softplus => map2(s, d_y, d_x, |x, d| d * M::sigmoid(x)),
+        Unary::Exp => map2(s, d_y, d_x, |y, d| strong_mul(d, y)),
+        Unary::Ln => map2(s, d_y, d_x, |x, d| if d == zero { zero } else { d / x }),
+        Unary::Sqrt => map2(
+            s,
+            d_y,
+            d_x,
+            |y, d| if d == zero { zero } else { d / (y + y) },
+        ),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn forward_avx2<T: Real>(op: Unary<T>, x: &[T], y: &mut [T]) {
+    forward_body::<T, VecMath>(op, x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn backward_avx2<T: Real>(op: Unary<T>, s: &[T], d_y: &[T], d_x: &mut [T]) {
+    backward_body::<T, VecMath>(op, s, d_y, d_x)
+}
+
+/// `y[i] = f(x[i])`, dispatched once on [`Arch::get`].
+///
+/// # Panics
+/// If `x` and `y` differ in length.
+pub fn forward<T: Real>(op: Unary<T>, x: &[T], y: &mut [T]) {
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "{op:?} forward: x has {} elements but y has {}",
+        x.len(),
+        y.len()
+    );
+    match Arch::get() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
+        Arch::Avx2Fma => unsafe { forward_avx2(op, x, y) },
+        _ => forward_body::<T, StdMath>(op, x, y),
+    }
+}
+
+/// `d_x[i] = d_y[i]·f′(saved[i])` where `saved` is x or y as [`Unary::saves`] says.
+///
+/// # Panics
+/// If the three slices differ in length.
+pub fn backward<T: Real>(op: Unary<T>, saved: &[T], d_y: &[T], d_x: &mut [T]) {
+    assert!(
+        saved.len() == d_y.len() && d_y.len() == d_x.len(),
+        "{op:?} backward: saved has {} elements, d_y {}, d_x {}",
+        saved.len(),
+        d_y.len(),
+        d_x.len()
+    );
+    match Arch::get() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
+        Arch::Avx2Fma => unsafe { backward_avx2(op, saved, d_y, d_x) },
+        _ => backward_body::<T, StdMath>(op, saved, d_y, d_x),
+    }
+}

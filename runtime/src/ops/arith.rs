@@ -1,0 +1,322 @@
+//! `+ − × ÷` between arrays with NumPy broadcasting, and the un-broadcasting pullback.
+//!
+//! Broadcasting (NumPy's rule): align shapes at the trailing axis; two sizes agree when
+//! equal or when one is 1; missing leading axes count as 1. A bias row `b` (shape `n`)
+//! added to `X` (`B×n`) is added to every row; its pullback sums `d_y` over the broadcast
+//! axes (`d_b = Σ_rows d_y`) — the lesson's `db = dz.sum(axis=0)`.
+
+use super::shape_str;
+use crate::kernels::Real;
+use ndarray::{Array, ArrayBase, ArrayView, Axis, Data, DimMax, Dimension, IxDyn, Zip};
+
+/// The broadcast output shape type of `D1` and `D2`.
+pub type Broadcast<D1, D2> = <D1 as DimMax<D2>>::Output;
+
+/// The broadcast shape of `a` and `b`, or a panic naming `op` and both shapes.
+fn broadcast_dim<D1, D2>(op: &str, a: &[usize], b: &[usize]) -> Broadcast<D1, D2>
+where
+    D1: Dimension + DimMax<D2>,
+    D2: Dimension,
+{
+    let n = a.len().max(b.len());
+    let mut out = <Broadcast<D1, D2> as Dimension>::zeros(n);
+    for i in 0..n {
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => panic!(
+                "{op}: cannot broadcast lhs {} with rhs {}",
+                shape_str(a),
+                shape_str(b)
+            ),
+        };
+    }
+    out
+}
+
+fn zip_map<S1, S2, T, D1, D2>(
+    op: &str,
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+    f: impl Fn(T, T) -> T,
+) -> Array<T, Broadcast<D1, D2>>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    T: Real,
+    D1: Dimension + DimMax<D2>,
+    D2: Dimension,
+{
+    let dim = broadcast_dim::<D1, D2>(op, a.shape(), b.shape());
+    let ab = a.broadcast(dim.clone()).unwrap();
+    let bb = b.broadcast(dim).unwrap();
+    Zip::from(&ab).and(&bb).map_collect(|&x, &y| f(x, y))
+}
+
+/// Sums `g` over the axes that broadcasting added to reach `target`'s shape: leading axes
+/// `g` has beyond `target`, and axes where `target` has size 1. The transpose of
+/// broadcasting (Tangent's `unbroadcast`).
+///
+/// # Panics
+/// If `target` does not broadcast to `g`'s shape.
+pub fn unbroadcast<S, T, DO, D>(g: &ArrayBase<S, DO>, target: &D) -> Array<T, D>
+where
+    S: Data<Elem = T>,
+    T: Real,
+    DO: Dimension,
+    D: Dimension,
+{
+    let t = target.slice();
+    let fail = || -> ! {
+        panic!(
+            "unbroadcast: {} does not broadcast to {}",
+            shape_str(t),
+            shape_str(g.shape())
+        )
+    };
+    if t.len() > g.ndim() {
+        fail();
+    }
+    let mut r: Array<T, IxDyn> = g.view().into_dyn().to_owned();
+    while r.ndim() > t.len() {
+        r = r.sum_axis(Axis(0));
+    }
+    for (ax, &want) in t.iter().enumerate() {
+        let have = r.shape()[ax];
+        if want == have {
+            continue;
+        }
+        if want != 1 {
+            fail();
+        }
+        r = r.sum_axis(Axis(ax)).insert_axis(Axis(ax));
+    }
+    r.into_dimensionality::<D>().unwrap()
+}
+
+fn bview<'a, S, T, D, E>(x: &'a ArrayBase<S, D>, dim: &E) -> ArrayView<'a, T, E>
+where
+    S: Data<Elem = T>,
+    D: Dimension,
+    E: Dimension,
+{
+    x.broadcast(dim.clone()).unwrap()
+}
+
+macro_rules! binary_doc {
+    ($name:literal, $sym:literal) => {
+        concat!(
+            "`a ", $sym, " b` elementwise with NumPy broadcasting (f32/f64, any dimensions; the result has the broadcast shape).\n\n",
+            "# Panics\nIf the shapes don't broadcast: `\"", $name, ": cannot broadcast lhs 2×3 with rhs 2\"`."
+        )
+    };
+}
+
+#[doc = binary_doc!("add", "+")]
+///
+/// ```
+/// use backprop::ops::{add, add_vjp};
+/// use ndarray::array;
+/// let x = array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]];
+/// let b = array![10.0, 20.0]; // a bias row, added to every row
+/// let y = add(&x, &b);
+/// assert_eq!(y, array![[11.0, 22.0], [13.0, 24.0], [15.0, 26.0]]);
+/// let (d_x, d_b) = add_vjp(&x.raw_dim(), &b.raw_dim(), &ndarray::Array2::<f64>::ones((3, 2)));
+/// assert_eq!(d_x, ndarray::Array2::<f64>::ones((3, 2)));
+/// assert_eq!(d_b, array![3.0, 3.0]); // summed over the broadcast axis
+/// ```
+pub fn add<S1, S2, T, D1, D2>(
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+) -> Array<T, Broadcast<D1, D2>>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    T: Real,
+    D1: Dimension + DimMax<D2>,
+    D2: Dimension,
+{
+    zip_map("add", a, b, |x, y| x + y)
+}
+
+#[doc = binary_doc!("sub", "−")]
+pub fn sub<S1, S2, T, D1, D2>(
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+) -> Array<T, Broadcast<D1, D2>>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    T: Real,
+    D1: Dimension + DimMax<D2>,
+    D2: Dimension,
+{
+    zip_map("sub", a, b, |x, y| x - y)
+}
+
+#[doc = binary_doc!("mul", "·")]
+pub fn mul<S1, S2, T, D1, D2>(
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+) -> Array<T, Broadcast<D1, D2>>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    T: Real,
+    D1: Dimension + DimMax<D2>,
+    D2: Dimension,
+{
+    zip_map("mul", a, b, |x, y| x * y)
+}
+
+#[doc = binary_doc!("div", "/")]
+pub fn div<S1, S2, T, D1, D2>(
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+) -> Array<T, Broadcast<D1, D2>>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    T: Real,
+    D1: Dimension + DimMax<D2>,
+    D2: Dimension,
+{
+    zip_map("div", a, b, |x, y| x / y)
+}
+
+/// Pullback of [`add`]: `(unbroadcast(d_y → a), unbroadcast(d_y → b))`. Saves only the
+/// input shapes (`x.raw_dim()`).
+///
+/// # Panics
+/// If a shape does not broadcast to `d_y`'s.
+pub fn add_vjp<S, T, D1, D2, DO>(
+    a_dim: &D1,
+    b_dim: &D2,
+    d_y: &ArrayBase<S, DO>,
+) -> (Array<T, D1>, Array<T, D2>)
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D1: Dimension,
+    D2: Dimension,
+    DO: Dimension,
+{
+    (unbroadcast(d_y, a_dim), unbroadcast(d_y, b_dim))
+}
+
+/// Pullback of [`sub`]: `(unbroadcast(d_y → a), −unbroadcast(d_y → b))`. Saves only shapes.
+///
+/// # Panics
+/// If a shape does not broadcast to `d_y`'s.
+pub fn sub_vjp<S, T, D1, D2, DO>(
+    a_dim: &D1,
+    b_dim: &D2,
+    d_y: &ArrayBase<S, DO>,
+) -> (Array<T, D1>, Array<T, D2>)
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D1: Dimension,
+    D2: Dimension,
+    DO: Dimension,
+{
+    (
+        unbroadcast(d_y, a_dim),
+        unbroadcast(d_y, b_dim).mapv_into(|v| -v),
+    )
+}
+
+/// Pullback of [`mul`]: `d_a = unbroadcast(d_y·b)`, `d_b = unbroadcast(d_y·a)`
+/// (∂(ab)/∂a = b). Saves both inputs.
+///
+/// # Panics
+/// If an input does not broadcast to `d_y`'s shape.
+pub fn mul_vjp<S1, S2, S3, T, D1, D2, DO>(
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+    d_y: &ArrayBase<S3, DO>,
+) -> (Array<T, D1>, Array<T, D2>)
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    S3: Data<Elem = T>,
+    T: Real,
+    D1: Dimension,
+    D2: Dimension,
+    DO: Dimension,
+{
+    let dim = d_y.raw_dim();
+    check_to("mul_vjp", a.shape(), d_y.shape());
+    check_to("mul_vjp", b.shape(), d_y.shape());
+    let g_a = Zip::from(d_y)
+        .and(&bview(b, &dim))
+        .map_collect(|&g, &y| g * y);
+    let g_b = Zip::from(d_y)
+        .and(&bview(a, &dim))
+        .map_collect(|&g, &x| g * x);
+    (
+        unbroadcast(&g_a, &a.raw_dim()),
+        unbroadcast(&g_b, &b.raw_dim()),
+    )
+}
+
+/// Pullback of [`div`]: `d_a = unbroadcast(d_y/b)`, `d_b = unbroadcast(−d_y·a/b²)`
+/// (∂(a/b)/∂b = −a/b²). Saves both inputs.
+///
+/// # Panics
+/// If an input does not broadcast to `d_y`'s shape.
+pub fn div_vjp<S1, S2, S3, T, D1, D2, DO>(
+    a: &ArrayBase<S1, D1>,
+    b: &ArrayBase<S2, D2>,
+    d_y: &ArrayBase<S3, DO>,
+) -> (Array<T, D1>, Array<T, D2>)
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    S3: Data<Elem = T>,
+    T: Real,
+    D1: Dimension,
+    D2: Dimension,
+    DO: Dimension,
+{
+    let dim = d_y.raw_dim();
+    check_to("div_vjp", a.shape(), d_y.shape());
+    check_to("div_vjp", b.shape(), d_y.shape());
+    let bb = bview(b, &dim);
+    let g_a = Zip::from(d_y).and(&bb).map_collect(|&g, &y| g / y);
+    let g_b = Zip::from(d_y)
+        .and(&bview(a, &dim))
+        .and(&bb)
+        .map_collect(|&g, &x, &y| -g * x / (y * y));
+    (
+        unbroadcast(&g_a, &a.raw_dim()),
+        unbroadcast(&g_b, &b.raw_dim()),
+    )
+}
+
+fn check_to(op: &str, from: &[usize], to: &[usize]) {
+    let ok = from.len() <= to.len()
+        && from
+            .iter()
+            .rev()
+            .zip(to.iter().rev())
+            .all(|(&f, &t)| f == t || f == 1);
+    if !ok {
+        panic!(
+            "{op}: input {} does not broadcast to d_y {}",
+            shape_str(from),
+            shape_str(to)
+        );
+    }
+}

@@ -1,0 +1,69 @@
+//! Differentiable tensor functions over ndarray (`f32`, `f64`; owned arrays and views).
+//!
+//! Every op comes as two plain functions with one naming scheme, so the `#[grad]` macro
+//! (and a hand-written backward pass) can call them uniformly:
+//!
+//! - `op(inputs…) -> value` — the forward; it saves nothing itself.
+//! - `op_vjp(saved…, d_value) -> d_input` (or a tuple of input cotangents, in argument
+//!   order) — the pullback. `saved…` are references to exactly what the op's docs say it
+//!   needs (the input `x`, the output `y`, or only shapes), then constant arguments
+//!   (slope, axis, labels, options), then the cotangent.
+//!
+//! Pullback formulas, what each saves, and their sources are in each function's docs and
+//! in `docs/RULES.md`. Shape errors panic with a message naming the op and both shapes;
+//! an op never broadcasts silently beyond NumPy's rules.
+//!
+//! ```
+//! use backprop::ops::{matmul, matmul_vjp, relu, relu_vjp, sum, sum_vjp};
+//! use ndarray::array;
+//! // L = sum(relu(X·W)), the lesson's linear + ReLU example.
+//! let x = array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+//! let w = array![[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
+//! let z = matmul(&x, &w);
+//! let a = relu(&z);
+//! let l = sum(&a);
+//! assert_eq!(l, 30.0);
+//! let d_a = sum_vjp(&a.raw_dim(), 1.0);
+//! let d_z = relu_vjp(&a, &d_a);
+//! let (d_x, d_w) = matmul_vjp(&x, &w, &d_z);
+//! assert_eq!(d_w, array![[5.0, 5.0], [7.0, 7.0], [9.0, 9.0]]);
+//! assert_eq!(d_x, array![[1.0, 1.0, 2.0], [1.0, 1.0, 2.0]]);
+//! ```
+
+mod activation;
+mod arith;
+mod linalg;
+mod loss;
+mod reduce;
+mod softmax;
+
+pub use activation::*;
+pub use arith::*;
+pub use linalg::*;
+pub use loss::*;
+pub use reduce::*;
+pub use softmax::*;
+
+pub use crate::kernels::softmax_xent::XentOptions;
+
+/// `[3, 4]` → `"3×4"`, `[5]` → `"5"`, `[]` → `"scalar"`: shapes in panic messages.
+pub(crate) fn shape_str(s: &[usize]) -> String {
+    if s.is_empty() {
+        return "scalar".to_string();
+    }
+    s.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
+}
+
+/// Panics unless `a` and `b` have the same shape.
+pub(crate) fn same_shape(op: &str, a_name: &str, a: &[usize], b_name: &str, b: &[usize]) {
+    if a != b {
+        panic!(
+            "{op}: {a_name} is {} but {b_name} is {}",
+            shape_str(a),
+            shape_str(b)
+        );
+    }
+}

@@ -1,0 +1,569 @@
+//! Kernels against their scalar oracles (`backprop::kernels::scalar`).
+//!
+//! Every test here runs on the dispatched path (AVX2/FMA on this machine); the test
+//! `forced_scalar_path_passes_too` re-runs this whole binary with
+//! `BACKPROP_FORCE_ARCH=scalar`, so both paths are exercised by one `cargo test`.
+
+use backprop::kernels::activation::{self, Unary};
+use backprop::kernels::matmul::{matmul, matmul_with, Accum, MatmulConfig, Threads};
+use backprop::kernels::softmax_xent::{self, XentOptions};
+use backprop::kernels::{scalar, Real};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, ShapeBuilder};
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+    /// An integer in [-3, 3]: products and sums of these are exact in f32 for k < 2^19.
+    fn small_int(&mut self) -> f64 {
+        (self.next() % 7) as f64 - 3.0
+    }
+}
+
+// ---------------------------------------------------------------- matmul
+
+/// How an operand is stored: the view the kernel sees is always rows×cols.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    RowMajor,
+    ColMajor,
+    /// Every other row and column of a bigger row-major buffer.
+    Strided,
+    /// Rows and columns reversed: negative strides.
+    Reversed,
+    /// A `.t()` view of a row-major cols×rows array.
+    Transposed,
+}
+const LAYOUTS: [Layout; 5] = [
+    Layout::RowMajor,
+    Layout::ColMajor,
+    Layout::Strided,
+    Layout::Reversed,
+    Layout::Transposed,
+];
+
+/// Backing storage for one operand, from which `view` makes the rows×cols view.
+fn storage<T: Real>(
+    layout: Layout,
+    rows: usize,
+    cols: usize,
+    rng: &mut Rng,
+    int: bool,
+) -> Array2<T> {
+    let gen = || T::from(if int { rng.small_int() } else { rng.unit() }).unwrap();
+    match layout {
+        Layout::RowMajor | Layout::Reversed => Array2::from_shape_simple_fn((rows, cols), gen),
+        Layout::ColMajor => Array2::from_shape_simple_fn((rows, cols).f(), gen),
+        Layout::Strided => Array2::from_shape_simple_fn((2 * rows, 2 * cols + 1), gen),
+        Layout::Transposed => Array2::from_shape_simple_fn((cols, rows), gen),
+    }
+}
+
+fn view<T>(layout: Layout, a: &Array2<T>) -> ArrayView2<'_, T> {
+    match layout {
+        Layout::RowMajor | Layout::ColMajor => a.view(),
+        Layout::Strided => a.slice(s![..;2, 1..;2]),
+        Layout::Reversed => a.slice(s![..;-1, ..;-1]),
+        Layout::Transposed => a.t(),
+    }
+}
+
+fn view_mut<T>(layout: Layout, a: &mut Array2<T>) -> ArrayViewMut2<'_, T> {
+    match layout {
+        Layout::RowMajor | Layout::ColMajor => a.view_mut(),
+        Layout::Strided => a.slice_mut(s![..;2, 1..;2]),
+        Layout::Reversed => a.slice_mut(s![..;-1, ..;-1]),
+        Layout::Transposed => a.view_mut().reversed_axes(),
+    }
+}
+
+/// One product on the dispatched path vs the oracle. Integer-valued inputs make both
+/// exact, so the comparison is `==`; real inputs use a bound of k·ε·Σ|a||b|.
+#[allow(clippy::too_many_arguments)]
+fn check_matmul<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    la: Layout,
+    lb: Layout,
+    lc: Layout,
+    accum: Accum,
+    threads: usize,
+    int: bool,
+    rng: &mut Rng,
+) {
+    let a_s = storage::<T>(la, m, k, rng, int);
+    let b_s = storage::<T>(lb, k, n, rng, int);
+    let c_s = storage::<T>(lc, m, n, rng, int);
+    let (a, b) = (view(la, &a_s), view(lb, &b_s));
+    assert_eq!((a.dim(), b.dim()), ((m, k), (k, n)));
+    let mut got_s = c_s.clone();
+    let mut want = view(lc, &c_s).to_owned();
+    matmul_with(
+        view_mut(lc, &mut got_s),
+        a,
+        b,
+        MatmulConfig {
+            accum,
+            threads: Threads::Count(threads),
+        },
+    );
+    scalar::matmul(want.view_mut(), a, b, accum);
+    let got = view(lc, &got_s);
+    let ctx = || {
+        format!(
+            "{}: {m}×{k}·{k}×{n} a={la:?} b={lb:?} c={lc:?} {accum:?} threads={threads}",
+            T::NAME
+        )
+    };
+    if int {
+        assert_eq!(got, want, "{}", ctx());
+    } else {
+        let eps = T::epsilon() * T::from(4 * k + 4).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let mag: T = (0..k).map(|p| (a[[i, p]] * b[[p, j]]).abs()).sum::<T>() + T::one();
+                assert!(
+                    (got[[i, j]] - want[[i, j]]).abs() <= eps * mag,
+                    "{} at ({i},{j}): {} vs {}",
+                    ctx(),
+                    got[[i, j]],
+                    want[[i, j]]
+                );
+            }
+        }
+    }
+    // Strided destinations: the elements outside the view are untouched.
+    if let Layout::Strided = lc {
+        for ((i, j), &v) in got_s.indexed_iter() {
+            if i % 2 == 1 || j % 2 == 0 {
+                assert_eq!(
+                    v,
+                    c_s[[i, j]],
+                    "{}: wrote outside the destination view at ({i},{j})",
+                    ctx()
+                );
+            }
+        }
+    }
+}
+
+/// Sizes on both sides of the register tiles and lane widths (1..=17 covers MR, NR and
+/// their ±1 for f32/f64 AVX2 tiles of 4, 8, 16), each layout in turn.
+#[test]
+fn matmul_small_sizes_all_layouts_both_accums_exact() {
+    let mut rng = Rng(1);
+    let mut case = 0usize;
+    for m in 1..=17 {
+        for n in 1..=17 {
+            for k in [1, 2, 7, 8, 9, 16, 17] {
+                let la = LAYOUTS[case % 5];
+                let lb = LAYOUTS[(case / 5) % 5];
+                let lc = LAYOUTS[(case / 25) % 4]; // Transposed dest covered below
+                let accum = if case.is_multiple_of(2) {
+                    Accum::Replace
+                } else {
+                    Accum::Add
+                };
+                check_matmul::<f32>(m, n, k, la, lb, lc, accum, 1, true, &mut rng);
+                check_matmul::<f64>(m, n, k, lb, la, lc, accum, 1, true, &mut rng);
+                case += 1;
+            }
+        }
+    }
+}
+
+/// Every layout combination at a few sizes straddling cache-block edges
+/// (gemm's k-blocks are ≥ 64 deep; 255/256/257 and 511/512/513 cross them).
+#[test]
+fn matmul_every_layout_pair_at_block_edges() {
+    let mut rng = Rng(2);
+    let sizes = [(33, 31, 65), (17, 9, 257), (9, 5, 513)];
+    for &(m, n, k) in &sizes {
+        for la in LAYOUTS {
+            for lb in LAYOUTS {
+                for (i, lc) in LAYOUTS.into_iter().enumerate() {
+                    let accum = if i % 2 == 0 {
+                        Accum::Add
+                    } else {
+                        Accum::Replace
+                    };
+                    check_matmul::<f32>(m, n, k, la, lb, lc, accum, 1, true, &mut rng);
+                }
+                check_matmul::<f64>(
+                    m,
+                    n,
+                    k,
+                    la,
+                    lb,
+                    Layout::Strided,
+                    Accum::Add,
+                    1,
+                    true,
+                    &mut rng,
+                );
+            }
+        }
+    }
+}
+
+/// Two threads, real-valued inputs, at the MLP's backward shapes with transposed views.
+#[test]
+fn matmul_two_threads_real_values_mlp_shapes() {
+    let mut rng = Rng(3);
+    for accum in [Accum::Replace, Accum::Add] {
+        for threads in [1, 2] {
+            check_matmul::<f32>(
+                128,
+                256,
+                97,
+                Layout::RowMajor,
+                Layout::RowMajor,
+                Layout::RowMajor,
+                accum,
+                threads,
+                false,
+                &mut rng,
+            );
+            check_matmul::<f32>(
+                97,
+                64,
+                128,
+                Layout::Transposed,
+                Layout::RowMajor,
+                Layout::RowMajor,
+                accum,
+                threads,
+                false,
+                &mut rng,
+            );
+            check_matmul::<f64>(
+                128,
+                97,
+                64,
+                Layout::RowMajor,
+                Layout::Transposed,
+                Layout::ColMajor,
+                accum,
+                threads,
+                false,
+                &mut rng,
+            );
+            check_matmul::<f64>(
+                70,
+                300,
+                50,
+                Layout::Strided,
+                Layout::Reversed,
+                Layout::Strided,
+                accum,
+                threads,
+                false,
+                &mut rng,
+            );
+        }
+    }
+}
+
+#[test]
+fn matmul_replace_ignores_nan_in_destination_and_empty_k_zeroes() {
+    let a = Array2::<f32>::ones((3, 4));
+    let b = Array2::<f32>::ones((4, 2));
+    let mut c = Array2::from_elem((3, 2), f32::NAN);
+    matmul(c.view_mut(), a.view(), b.view(), Accum::Replace);
+    assert_eq!(c, Array2::from_elem((3, 2), 4.0));
+    let (a0, b0) = (Array2::<f32>::zeros((3, 0)), Array2::<f32>::zeros((0, 2)));
+    matmul(c.view_mut(), a0.view(), b0.view(), Accum::Add);
+    assert_eq!(c, Array2::from_elem((3, 2), 4.0), "k = 0 with Add leaves C");
+    matmul(c.view_mut(), a0.view(), b0.view(), Accum::Replace);
+    assert_eq!(c, Array2::zeros((3, 2)), "k = 0 with Replace zeroes C");
+}
+
+#[test]
+#[should_panic(expected = "matmul: lhs is 128×784 but rhs is 785×256")]
+fn matmul_inner_dimension_mismatch_names_both_shapes() {
+    let a = Array2::<f32>::zeros((128, 784));
+    let b = Array2::<f32>::zeros((785, 256));
+    let mut c = Array2::<f32>::zeros((128, 256));
+    matmul(c.view_mut(), a.view(), b.view(), Accum::Replace);
+}
+
+#[test]
+#[should_panic(expected = "matmul: lhs 2×3 times rhs 3×4 is 2×4 but the destination is 4×2")]
+fn matmul_destination_mismatch_names_all_shapes() {
+    let a = Array2::<f64>::zeros((2, 3));
+    let b = Array2::<f64>::zeros((3, 4));
+    let mut c = Array2::<f64>::zeros((4, 2));
+    matmul(c.view_mut(), a.view(), b.view(), Accum::Replace);
+}
+
+// ---------------------------------------------------------------- activations
+
+const OPS: [Unary<f64>; 10] = [
+    Unary::Relu,
+    Unary::LeakyRelu(0.1),
+    Unary::Gelu,
+    Unary::Silu,
+    Unary::Sigmoid,
+    Unary::Tanh,
+    Unary::Softplus,
+    Unary::Exp,
+    Unary::Ln,
+    Unary::Sqrt,
+];
+
+fn cast_op<T: Real>(op: Unary<f64>) -> Unary<T> {
+    match op {
+        Unary::LeakyRelu(a) => Unary::LeakyRelu(T::from(a).unwrap()),
+        Unary::Relu => Unary::Relu,
+        Unary::Gelu => Unary::Gelu,
+        Unary::Silu => Unary::Silu,
+        Unary::Sigmoid => Unary::Sigmoid,
+        Unary::Tanh => Unary::Tanh,
+        Unary::Softplus => Unary::Softplus,
+        Unary::Exp => Unary::Exp,
+        Unary::Ln => Unary::Ln,
+        Unary::Sqrt => Unary::Sqrt,
+    }
+}
+
+/// Relative closeness with an absolute floor: the vectorised `exp`/`tanh` are within a
+/// few ulp of `std`'s.
+fn close<T: Real>(a: T, b: T, ulps: f64) -> bool {
+    if a == b || (a.is_nan() && b.is_nan()) {
+        return true;
+    }
+    let tol = T::epsilon() * T::from(ulps).unwrap();
+    (a - b).abs()
+        <= tol
+            * a.abs()
+                .max(b.abs())
+                .max(T::min_positive_value() / T::epsilon())
+}
+
+fn inputs<T: Real>(op: Unary<f64>, len: usize, rng: &mut Rng) -> Vec<T> {
+    (0..len)
+        .map(|i| {
+            let v = rng.unit();
+            let v = match op {
+                Unary::Ln | Unary::Sqrt => (v + 1.0) * 50.0 * ((i % 3) as f64) + 1e-3,
+                Unary::Exp => v * 100.0,
+                _ => v * [1.0, 8.0, 40.0][i % 3],
+            };
+            T::from(v).unwrap()
+        })
+        .collect()
+}
+
+fn check_activation<T: Real>(ulps: f64) {
+    let mut rng = Rng(4);
+    for op in OPS {
+        let o = cast_op::<T>(op);
+        for len in (0..=40).chain([257, 1000]) {
+            let x = inputs::<T>(op, len, &mut rng);
+            let (mut y, mut y_ref) = (vec![T::zero(); len], vec![T::zero(); len]);
+            activation::forward(o, &x, &mut y);
+            scalar::unary_forward(o, &x, &mut y_ref);
+            for i in 0..len {
+                assert!(
+                    close(y[i], y_ref[i], ulps),
+                    "{} {op:?} forward x={}: {} vs {}",
+                    T::NAME,
+                    x[i],
+                    y[i],
+                    y_ref[i]
+                );
+            }
+            let saved = match o.saves() {
+                activation::Saves::Input => &x,
+                activation::Saves::Output => &y_ref,
+            };
+            let d_y: Vec<T> = (0..len).map(|_| T::from(rng.unit()).unwrap()).collect();
+            let (mut d, mut d_ref) = (vec![T::zero(); len], vec![T::zero(); len]);
+            activation::backward(o, saved, &d_y, &mut d);
+            scalar::unary_backward(o, saved, &d_y, &mut d_ref);
+            for i in 0..len {
+                // Derivatives come out of differences (1 − t², 1 + t): compare on the
+                // scale of |d_y| as well.
+                let ok = close(d[i], d_ref[i], ulps)
+                    || (d[i] - d_ref[i]).abs()
+                        <= T::epsilon() * T::from(4.0 * ulps).unwrap() * d_y[i].abs();
+                assert!(
+                    ok,
+                    "{} {op:?} backward x={}: {} vs {}",
+                    T::NAME,
+                    x[i],
+                    d[i],
+                    d_ref[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn activations_match_oracle_f32() {
+    check_activation::<f32>(8.0);
+}
+
+#[test]
+fn activations_match_oracle_f64() {
+    check_activation::<f64>(8.0);
+}
+
+fn special<T: Real>(op: Unary<T>, x: T) -> T {
+    let mut y = [T::zero()];
+    activation::forward(op, &[x], &mut y);
+    y[0]
+}
+
+fn special_vjp<T: Real>(op: Unary<T>, s: T, d: T) -> T {
+    let mut g = [T::zero()];
+    activation::backward(op, &[s], &[d], &mut g);
+    g[0]
+}
+
+fn special_values<T: Real>() {
+    let inf = T::infinity();
+    let big = T::from(1e4).unwrap();
+    assert_eq!(special(Unary::Exp, -inf), T::zero());
+    assert_eq!(special(Unary::Exp, inf), inf);
+    assert_eq!(special(Unary::Exp, big), inf);
+    assert!(special(Unary::Exp, T::nan()).is_nan());
+    assert_eq!(special(Unary::Exp, T::zero()), T::one());
+    assert_eq!(special(Unary::Sigmoid, big), T::one());
+    assert_eq!(special(Unary::Sigmoid, -big), T::zero());
+    assert_eq!(special(Unary::Sigmoid, -inf), T::zero());
+    assert_eq!(special(Unary::Tanh, big), T::one());
+    assert_eq!(special(Unary::Tanh, -inf), -T::one());
+    assert_eq!(special(Unary::Tanh, T::zero()), T::zero());
+    assert!(special(Unary::Tanh, T::nan()).is_nan());
+    let tiny = T::from(1e-20).unwrap();
+    assert_eq!(
+        special(Unary::Tanh, tiny),
+        tiny,
+        "tanh keeps full relative accuracy near 0"
+    );
+    assert_eq!(special(Unary::Silu, -big), T::zero());
+    assert_eq!(special(Unary::Softplus, big), big);
+    assert_eq!(special(Unary::Gelu, -big), T::zero());
+    // Strong zeros: a zero cotangent through an infinite local derivative is 0.
+    assert_eq!(special_vjp(Unary::Sqrt, T::zero(), T::zero()), T::zero());
+    assert_eq!(special_vjp(Unary::Ln, T::zero(), T::zero()), T::zero());
+    assert_eq!(special_vjp(Unary::Exp, inf, T::zero()), T::zero());
+    // ...while a nonzero one through it is infinite, not silently clipped.
+    assert_eq!(special_vjp(Unary::Sqrt, T::zero(), T::one()), inf);
+    // Kinks: relu′(0) = 0, leaky_relu′(0) = slope.
+    assert_eq!(special_vjp(Unary::Relu, T::zero(), T::one()), T::zero());
+    let slope = T::from(0.25).unwrap();
+    assert_eq!(
+        special_vjp(Unary::LeakyRelu(slope), T::zero(), T::one()),
+        slope
+    );
+}
+
+#[test]
+fn activation_special_values_and_strong_zeros() {
+    special_values::<f32>();
+    special_values::<f64>();
+}
+
+// ---------------------------------------------------------------- softmax + CE
+
+fn check_xent<T: Real>(rows: usize, cols: usize, opts: XentOptions<T>, rng: &mut Rng, tol: f64) {
+    let x: Vec<T> = (0..rows * cols)
+        .map(|_| T::from(rng.unit() * 20.0).unwrap())
+        .collect();
+    let labels: Vec<usize> = (0..rows)
+        .map(|r| match opts.ignore_index {
+            Some(ignored) if r % 3 == 2 => ignored,
+            _ => (rng.next() as usize) % cols,
+        })
+        .collect();
+    let d_loss = T::from(0.75).unwrap();
+    let mut g = vec![T::nan(); rows * cols];
+    let mut g_ref = vec![T::zero(); rows * cols];
+    let loss = softmax_xent::fused(&x, cols, &labels, opts, d_loss, &mut g);
+    let loss_ref = scalar::softmax_xent(&x, cols, &labels, opts, d_loss, &mut g_ref);
+    let tol = T::from(tol).unwrap();
+    let ctx = format!("{} {rows}×{cols} {opts:?}", T::NAME);
+    assert!(
+        (loss - loss_ref).abs() <= tol * (T::one() + loss_ref.abs()),
+        "{ctx}: loss {loss} vs {loss_ref}"
+    );
+    for (i, (&a, &b)) in g.iter().zip(&g_ref).enumerate() {
+        assert!((a - b).abs() <= tol, "{ctx}: grad[{i}] {a} vs {b}");
+    }
+    // The split pair agrees with the fused call.
+    let mut lse = vec![T::zero(); rows];
+    let loss2 = softmax_xent::forward(&x, cols, &labels, opts, &mut lse);
+    let mut g2 = vec![T::nan(); rows * cols];
+    softmax_xent::backward(&x, cols, &labels, opts, &lse, d_loss, &mut g2);
+    assert!(
+        (loss2 - loss).abs() <= tol * (T::one() + loss.abs()),
+        "{ctx}: split loss {loss2} vs {loss}"
+    );
+    for (i, (&a, &b)) in g2.iter().zip(&g).enumerate() {
+        assert!((a - b).abs() <= tol, "{ctx}: split grad[{i}] {a} vs {b}");
+    }
+}
+
+/// Row lengths on both sides of the 16-lane reductions (1..=40), with and without
+/// smoothing and ignored rows.
+#[test]
+fn softmax_xent_matches_oracle_across_lane_edges() {
+    let mut rng = Rng(5);
+    for cols in (1..=40).chain([255, 1000]) {
+        for opts in [
+            XentOptions {
+                ignore_index: None,
+                label_smoothing: 0.0,
+            },
+            XentOptions {
+                ignore_index: Some(cols + 7),
+                label_smoothing: 0.0,
+            },
+            XentOptions {
+                ignore_index: Some(0),
+                label_smoothing: 0.1,
+            },
+        ] {
+            check_xent::<f64>(5, cols, opts, &mut rng, 1e-13);
+            let o32 = XentOptions {
+                ignore_index: opts.ignore_index,
+                label_smoothing: opts.label_smoothing as f32,
+            };
+            check_xent::<f32>(5, cols, o32, &mut rng, 2e-5);
+        }
+    }
+}
+
+#[test]
+fn forced_scalar_path_passes_too() {
+    if std::env::var("BACKPROP_FORCE_ARCH").is_ok() {
+        return; // already the child run
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("BACKPROP_FORCE_ARCH", "scalar")
+        .args([
+            "--skip",
+            "forced_scalar_path_passes_too",
+            "--test-threads",
+            "2",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "kernel tests fail with BACKPROP_FORCE_ARCH=scalar"
+    );
+}

@@ -1,0 +1,751 @@
+//! Every op in `backprop::ops`: values by hand where exact, and every pullback against
+//! f64 central differences at random inputs away from kinks, including broadcasting,
+//! transposed views and a two-layer MLP composed from the ops.
+
+// The closures `|x| ops::relu(x)` are needed: the fn items are not general over the
+// view's lifetime, which clippy's suggested replacement requires.
+#![allow(clippy::redundant_closure)]
+
+use backprop::ops::{self, XentOptions};
+use ndarray::{
+    array, Array, Array1, Array2, Array3, ArrayBase, ArrayD, Axis, Data, Dimension, IxDyn,
+};
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 52) as f64 * 2.0 - 1.0
+    }
+    fn array<Sh: ndarray::ShapeBuilder<Dim = D>, D: Dimension>(
+        &mut self,
+        shape: Sh,
+        f: impl Fn(f64) -> f64,
+    ) -> Array<f64, D> {
+        Array::from_shape_simple_fn(shape, || f(self.unit()))
+    }
+}
+
+/// Central differences `(f(x + h·e_i) − f(x − h·e_i))/2h` for every element i, in f64.
+fn num_grad<D: Dimension>(x: &Array<f64, D>, f: impl Fn(&Array<f64, D>) -> f64) -> Array<f64, D> {
+    let h = 1e-6;
+    // A standard-layout copy, so flat slice positions are logical positions.
+    let mut xp = Array::from_shape_vec(x.raw_dim(), x.iter().copied().collect()).unwrap();
+    let mut g = Vec::with_capacity(x.len());
+    for i in 0..x.len() {
+        let v = xp.as_slice().unwrap()[i];
+        xp.as_slice_mut().unwrap()[i] = v + h;
+        let fp = f(&xp);
+        xp.as_slice_mut().unwrap()[i] = v - h;
+        let fm = f(&xp);
+        xp.as_slice_mut().unwrap()[i] = v;
+        g.push((fp - fm) / (2.0 * h));
+    }
+    Array::from_shape_vec(x.raw_dim(), g).unwrap()
+}
+
+/// `|a − b| ≤ tol·(1 + |b|)` elementwise, with the worst element in the message.
+fn assert_close<S1: Data<Elem = f64>, S2: Data<Elem = f64>, D: Dimension>(
+    what: &str,
+    got: &ArrayBase<S1, D>,
+    want: &ArrayBase<S2, D>,
+    tol: f64,
+) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
+    let (mut worst, mut at) = (0.0f64, 0);
+    for (i, (&a, &b)) in got.iter().zip(want.iter()).enumerate() {
+        let e = (a - b).abs() / (1.0 + b.abs());
+        assert!(!e.is_nan(), "{what}: NaN at {i} ({a} vs {b})");
+        if e > worst {
+            worst = e;
+            at = i;
+        }
+    }
+    assert!(
+        worst <= tol,
+        "{what}: worst relative error {worst:e} at flat index {at}\n got {got}\nwant {want}"
+    );
+}
+
+/// `⟨w, y⟩`: reduces an array output to a scalar along a random direction w, so the
+/// pullback of `d_y = w` must equal the gradient of this scalar (JAX's check_vjp idea).
+fn dot<S1: Data<Elem = f64>, S2: Data<Elem = f64>, D: Dimension>(
+    w: &ArrayBase<S1, D>,
+    y: &ArrayBase<S2, D>,
+) -> f64 {
+    w.iter().zip(y.iter()).map(|(a, b)| a * b).sum()
+}
+
+const TOL: f64 = 1e-7;
+
+// ---------------------------------------------------------------- activations
+
+/// Gradchecks an elementwise op on x (3×4) and on the transposed view of a 4×3 array.
+fn check_unary(
+    name: &str,
+    x: Array2<f64>,
+    f: impl Fn(&ndarray::ArrayView2<f64>) -> Array2<f64>,
+    vjp: impl Fn(&ndarray::ArrayView2<f64>, &Array2<f64>, &Array2<f64>) -> Array2<f64>,
+) {
+    let mut rng = Rng(11);
+    let x_t_store = x.t().to_owned(); // 4×3 row-major; its .t() is a 3×4 strided view
+    for (label, xv) in [("row-major", x.view()), ("transposed view", x_t_store.t())] {
+        let w = rng.array((3, 4), |v| v);
+        let y = f(&xv);
+        let got = vjp(&xv, &y, &w);
+        let want = num_grad(&xv.to_owned(), |xp| dot(&w, &f(&xp.view())));
+        assert_close(&format!("{name} ({label})"), &got, &want, TOL);
+    }
+}
+
+/// Inputs at least 0.2 away from 0 (the kink of relu and leaky_relu).
+fn away_from_zero(v: f64) -> f64 {
+    (v.abs() * 2.0 + 0.2) * v.signum()
+}
+
+#[test]
+fn gradcheck_relu() {
+    // L = ⟨w, relu(x)⟩, ∂L/∂x = w·1[x > 0]; saves y.
+    let x = Rng(1).array((3, 4), away_from_zero);
+    check_unary("relu", x, |x| ops::relu(x), |_, y, w| ops::relu_vjp(y, w));
+}
+
+#[test]
+fn gradcheck_leaky_relu() {
+    let x = Rng(2).array((3, 4), away_from_zero);
+    check_unary(
+        "leaky_relu",
+        x,
+        |x| ops::leaky_relu(x, 0.1),
+        |x, _, w| ops::leaky_relu_vjp(x, 0.1, w),
+    );
+}
+
+#[test]
+fn gradcheck_gelu() {
+    let x = Rng(3).array((3, 4), |v| v * 4.0);
+    check_unary("gelu", x, |x| ops::gelu(x), |x, _, w| ops::gelu_vjp(x, w));
+}
+
+#[test]
+fn gradcheck_silu() {
+    let x = Rng(4).array((3, 4), |v| v * 4.0);
+    check_unary("silu", x, |x| ops::silu(x), |x, _, w| ops::silu_vjp(x, w));
+}
+
+#[test]
+fn gradcheck_sigmoid() {
+    let x = Rng(5).array((3, 4), |v| v * 4.0);
+    check_unary(
+        "sigmoid",
+        x,
+        |x| ops::sigmoid(x),
+        |_, y, w| ops::sigmoid_vjp(y, w),
+    );
+}
+
+#[test]
+fn gradcheck_tanh() {
+    let x = Rng(6).array((3, 4), |v| v * 3.0);
+    check_unary("tanh", x, |x| ops::tanh(x), |_, y, w| ops::tanh_vjp(y, w));
+}
+
+#[test]
+fn gradcheck_softplus() {
+    let x = Rng(7).array((3, 4), |v| v * 5.0);
+    check_unary(
+        "softplus",
+        x,
+        |x| ops::softplus(x),
+        |x, _, w| ops::softplus_vjp(x, w),
+    );
+}
+
+#[test]
+fn gradcheck_exp_ln_sqrt() {
+    // Moderate range: central differences of a sum of e^x lose eps·Σe^x/h to rounding.
+    let x = Rng(8).array((3, 4), |v| v * 1.5);
+    check_unary("exp", x, |x| ops::exp(x), |_, y, w| ops::exp_vjp(y, w));
+    // ln and sqrt on (0.5, 3.5): positive, away from the pole at 0.
+    let x = Rng(9).array((3, 4), |v| v * 1.5 + 2.0);
+    check_unary("ln", x.clone(), |x| ops::ln(x), |x, _, w| ops::ln_vjp(x, w));
+    check_unary("sqrt", x, |x| ops::sqrt(x), |_, y, w| ops::sqrt_vjp(y, w));
+}
+
+#[test]
+fn activations_in_f32_agree_with_f64() {
+    let x = Rng(10).array((5, 7), |v| v * 6.0);
+    let x32 = x.mapv(|v| v as f32);
+    let pairs: [(&str, Array2<f64>, Array2<f32>); 4] = [
+        ("gelu", ops::gelu(&x), ops::gelu(&x32)),
+        ("silu", ops::silu(&x), ops::silu(&x32)),
+        ("tanh", ops::tanh(&x), ops::tanh(&x32)),
+        ("softplus", ops::softplus(&x), ops::softplus(&x32)),
+    ];
+    for (name, y, y32) in pairs {
+        assert_close(name, &y32.mapv(|v| v as f64), &y, 1e-6);
+    }
+}
+
+// ---------------------------------------------------------------- softmax family
+
+#[test]
+fn gradcheck_softmax_and_log_softmax_last_axis_3d() {
+    let mut rng = Rng(12);
+    let x: Array3<f64> = rng.array((2, 3, 5), |v| v * 3.0);
+    let w: Array3<f64> = rng.array((2, 3, 5), |v| v);
+    let y = ops::softmax(&x);
+    for row in y.lanes(Axis(2)) {
+        assert!((row.sum() - 1.0).abs() < 1e-15);
+    }
+    assert_close(
+        "softmax",
+        &ops::softmax_vjp(&y, &w),
+        &num_grad(&x, |xp| dot(&w, &ops::softmax(xp))),
+        TOL,
+    );
+    let ly = ops::log_softmax(&x);
+    assert_close("log_softmax = ln softmax", &ly, &y.mapv(f64::ln), 1e-14);
+    assert_close(
+        "log_softmax",
+        &ops::log_softmax_vjp(&ly, &w),
+        &num_grad(&x, |xp| dot(&w, &ops::log_softmax(xp))),
+        TOL,
+    );
+}
+
+fn labels_for(rows: usize, classes: usize) -> Vec<usize> {
+    (0..rows).map(|r| (r * 3 + 1) % classes).collect()
+}
+
+#[test]
+fn gradcheck_softmax_cross_entropy_with_options() {
+    let mut rng = Rng(13);
+    let x: Array2<f64> = rng.array((6, 5), |v| v * 4.0);
+    let labels = labels_for(6, 5);
+    for opts in [
+        XentOptions::default(),
+        XentOptions {
+            ignore_index: None,
+            label_smoothing: 0.1,
+        },
+        XentOptions {
+            ignore_index: Some(labels[2]),
+            label_smoothing: 0.2,
+        },
+    ] {
+        let d = 0.7;
+        let got = ops::softmax_cross_entropy_vjp(&x, &labels, opts, d);
+        let want = num_grad(&x, |xp| d * ops::softmax_cross_entropy(xp, &labels, opts));
+        assert_close(&format!("softmax_cross_entropy {opts:?}"), &got, &want, TOL);
+        // A transposed-view input gives the same gradient.
+        let store = x.t().to_owned();
+        let got_t = ops::softmax_cross_entropy_vjp(&store.t(), &labels, opts, d);
+        assert_close("softmax_cross_entropy (view)", &got_t, &got, 1e-15);
+    }
+}
+
+/// PyTorch's definitions, computed independently: smoothing target and ignore_index.
+#[test]
+fn softmax_cross_entropy_matches_pytorch_definitions() {
+    let mut rng = Rng(14);
+    let x: Array2<f64> = rng.array((4, 3), |v| v * 2.0);
+    let labels = vec![0, 2, 1, 2];
+    let logp = ops::log_softmax(&x);
+    let (eps, c) = (0.1, 3.0);
+    // −Σ_j t_j ln p_j with t = (1 − ε)·one_hot + ε/C, mean over rows not ignored (2 is ignored).
+    let row_loss = |r: usize| -> f64 {
+        (0..3)
+            .map(|j| {
+                -((1.0 - eps) * if j == labels[r] { 1.0 } else { 0.0 } + eps / c) * logp[[r, j]]
+            })
+            .sum()
+    };
+    let want = (row_loss(0) + row_loss(2)) / 2.0;
+    let got = ops::softmax_cross_entropy(
+        &x,
+        &labels,
+        XentOptions {
+            ignore_index: Some(2),
+            label_smoothing: eps,
+        },
+    );
+    assert!((got - want).abs() < 1e-14, "{got} vs {want}");
+    let g = ops::softmax_cross_entropy_vjp(
+        &x,
+        &labels,
+        XentOptions {
+            ignore_index: Some(2),
+            label_smoothing: eps,
+        },
+        1.0,
+    );
+    assert_eq!(
+        g.row(1),
+        Array1::<f64>::zeros(3),
+        "ignored rows get no gradient"
+    );
+    assert_eq!(g.row(3), Array1::<f64>::zeros(3));
+}
+
+/// `∂L/∂z = (p − one_hot(y))/B` exactly: rows whose softmax is exact in binary.
+#[test]
+fn softmax_cross_entropy_gradient_is_p_minus_one_hot_over_b_exactly() {
+    let ninf = f64::NEG_INFINITY;
+    let x = array![[0.0, 0.0, 0.0, 0.0], [3.0, 3.0, ninf, ninf]];
+    let labels = [2, 1];
+    // p = [¼ ¼ ¼ ¼] and [½ ½ 0 0]; B = 2.
+    let want = array![[0.125, 0.125, -0.375, 0.125], [0.25, -0.25, 0.0, 0.0]];
+    let mut g = Array2::zeros((2, 4));
+    let loss =
+        ops::softmax_cross_entropy_with_grad(&x, &labels, XentOptions::default(), 1.0, &mut g);
+    assert_eq!(g, want);
+    assert_eq!(
+        ops::softmax_cross_entropy_vjp(&x, &labels, XentOptions::default(), 1.0),
+        want
+    );
+    assert!((loss - (4f64.ln() + 2f64.ln()) / 2.0).abs() < 1e-15);
+    // Random logits: (softmax − one_hot)/B computed here from ops::softmax.
+    let x: Array2<f64> = Rng(15).array((5, 7), |v| v * 5.0);
+    let labels = labels_for(5, 7);
+    let mut want = ops::softmax(&x);
+    for (r, &y) in labels.iter().enumerate() {
+        want[[r, y]] -= 1.0;
+    }
+    want.mapv_inplace(|v| v / 5.0);
+    assert_close(
+        "(p − one_hot)/B",
+        &ops::softmax_cross_entropy_vjp(&x, &labels, XentOptions::default(), 1.0),
+        &want,
+        1e-15,
+    );
+}
+
+#[test]
+fn softmax_cross_entropy_huge_logits_stay_finite() {
+    for big in [1e4f64, 1e30] {
+        let x = array![[big, 0.0, -big], [big, big, 0.0], [-big, -big, -big]];
+        let labels = [0, 2, 1];
+        let mut g = Array2::zeros((3, 3));
+        let loss = ops::softmax_cross_entropy_with_grad(
+            &x,
+            &labels,
+            XentOptions {
+                ignore_index: None,
+                label_smoothing: 0.1,
+            },
+            1.0,
+            &mut g,
+        );
+        assert!(
+            loss.is_finite() && g.iter().all(|v| v.is_finite()),
+            "f64 {big}: {loss} {g}"
+        );
+        // Row 0 is certain and right: only smoothing contributes. Row 2 is uniform.
+        let x32 = x.mapv(|v| v as f32);
+        let mut g32 = Array2::zeros((3, 3));
+        let l32 = ops::softmax_cross_entropy_with_grad(
+            &x32,
+            &labels,
+            XentOptions::default(),
+            1.0,
+            &mut g32,
+        );
+        assert!(
+            l32.is_finite() && g32.iter().all(|v| v.is_finite()),
+            "f32 {big}: {l32} {g32}"
+        );
+        // Row 0 is right and certain (loss 0), row 1 (label 2 with logit 0 against two
+        // logits at `big`) has loss big + ln 2, row 2 is uniform (ln 3).
+        assert!(
+            (l32 as f64 - (big + 2f64.ln() + 3f64.ln()) / 3.0).abs() <= 1e-6 * big,
+            "f32 {big}: {l32}"
+        );
+        assert_close(
+            "f32 grad row 2 uniform",
+            &g32.row(2).mapv(|v| v as f64),
+            &array![1.0 / 9.0, 1.0 / 9.0 - 1.0 / 3.0, 1.0 / 9.0],
+            1e-7,
+        );
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_masked_entries_get_zero_gradient() {
+    let ninf = f32::NEG_INFINITY;
+    let x = array![[1.0f32, ninf, 2.0, ninf], [ninf, 0.5, ninf, -1.0]];
+    let g = ops::softmax_cross_entropy_vjp(&x, &[0, 3], XentOptions::default(), 1.0);
+    assert!(g.iter().all(|v| !v.is_nan()));
+    for (r, c) in [(0, 1), (0, 3), (1, 0), (1, 2)] {
+        assert_eq!(g[[r, c]], 0.0);
+    }
+    let l = ops::softmax_cross_entropy(&x, &[0, 3], XentOptions::default());
+    assert!(l.is_finite());
+}
+
+#[test]
+#[should_panic(
+    expected = "softmax_cross_entropy: row 1 (label 0) is fully masked: every logit is -inf"
+)]
+fn softmax_cross_entropy_all_masked_row_panics() {
+    let ninf = f64::NEG_INFINITY;
+    let x = array![[0.0, 1.0], [ninf, ninf]];
+    ops::softmax_cross_entropy(&x, &[1, 0], XentOptions::default());
+}
+
+#[test]
+#[should_panic(expected = "softmax_cross_entropy: row 2 has label 5, out of range for 5 classes")]
+fn softmax_cross_entropy_out_of_range_label_panics() {
+    let x = Array2::<f32>::zeros((3, 5));
+    ops::softmax_cross_entropy(&x, &[0, 4, 5], XentOptions::default());
+}
+
+#[test]
+fn gradcheck_bce_with_logits_and_mse() {
+    let mut rng = Rng(16);
+    let x: Array2<f64> = rng.array((3, 4), |v| v * 6.0);
+    let t: Array2<f64> = rng.array((3, 4), |v| (v + 1.0) / 2.0);
+    let d = 1.3;
+    let (gx, gt) = ops::bce_with_logits_vjp(&x, &t, d);
+    assert_close(
+        "bce d_x",
+        &gx,
+        &num_grad(&x, |xp| d * ops::bce_with_logits(xp, &t)),
+        TOL,
+    );
+    assert_close(
+        "bce d_y",
+        &gt,
+        &num_grad(&t, |tp| d * ops::bce_with_logits(&x, tp)),
+        TOL,
+    );
+    // Stable at extreme logits: ln(1 + e^1000) is not evaluated directly.
+    assert!(ops::bce_with_logits(&array![1000.0, -1000.0], &array![0.0, 1.0]) == 1000.0);
+    let (gp, gt) = ops::mse_vjp(&x, &t, d);
+    assert_close(
+        "mse d_pred",
+        &gp,
+        &num_grad(&x, |xp| d * ops::mse(xp, &t)),
+        TOL,
+    );
+    assert_close(
+        "mse d_target",
+        &gt,
+        &num_grad(&t, |tp| d * ops::mse(&x, tp)),
+        TOL,
+    );
+}
+
+// ---------------------------------------------------------------- matmul, reductions
+
+/// The lesson's linear + ReLU example, exact.
+#[test]
+fn linear_relu_example_exact() {
+    let x = array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+    let w = array![[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
+    let z = ops::matmul(&x, &w);
+    assert_eq!(z, array![[4.0, 5.0], [10.0, 11.0]]);
+    let a = ops::relu(&z);
+    let d_a = ops::sum_vjp(&a.raw_dim(), 1.0); // L = sum(a)
+    let d_z = ops::relu_vjp(&a, &d_a); // all of Z > 0: passes through
+    let (d_x, d_w) = ops::matmul_vjp(&x, &w, &d_z);
+    assert_eq!(d_w, array![[5.0, 5.0], [7.0, 7.0], [9.0, 9.0]]); // Xᵀ·1
+    assert_eq!(d_x, array![[1.0, 1.0, 2.0], [1.0, 1.0, 2.0]]); // 1·Wᵀ
+                                                               // Same in f32.
+    let (d_x32, d_w32) = ops::matmul_vjp(
+        &x.mapv(|v| v as f32),
+        &w.mapv(|v| v as f32),
+        &d_z.mapv(|v| v as f32),
+    );
+    assert_eq!(d_w32, array![[5.0f32, 5.0], [7.0, 7.0], [9.0, 9.0]]);
+    assert_eq!(d_x32, array![[1.0f32, 1.0, 2.0], [1.0, 1.0, 2.0]]);
+}
+
+#[test]
+fn gradcheck_matmul_with_transposed_views() {
+    let mut rng = Rng(17);
+    let a_store: Array2<f64> = rng.array((4, 3), |v| v); // a = a_store.t(): 3×4 view
+    let b: Array2<f64> = rng.array((4, 5), |v| v);
+    let w: Array2<f64> = rng.array((3, 5), |v| v);
+    let a = a_store.t();
+    let (ga, gb) = ops::matmul_vjp(&a, &b, &w);
+    assert_close(
+        "matmul d_a",
+        &ga,
+        &num_grad(&a.to_owned(), |ap| dot(&w, &ops::matmul(ap, &b))),
+        TOL,
+    );
+    assert_close(
+        "matmul d_b",
+        &gb,
+        &num_grad(&b, |bp| dot(&w, &ops::matmul(&a, bp))),
+        TOL,
+    );
+    let x: Array1<f64> = rng.array(4, |v| v);
+    let wv: Array1<f64> = rng.array(3, |v| v);
+    let (ga, gx) = ops::matvec_vjp(&a, &x, &wv);
+    assert_close(
+        "matvec d_a",
+        &ga,
+        &num_grad(&a.to_owned(), |ap| dot(&wv, &ops::matvec(ap, &x))),
+        TOL,
+    );
+    assert_close(
+        "matvec d_x",
+        &gx,
+        &num_grad(&x, |xp| dot(&wv, &ops::matvec(&a, xp))),
+        TOL,
+    );
+}
+
+#[test]
+#[should_panic(expected = "matmul: lhs is 128×784 but rhs is 785×256")]
+fn matmul_shape_mismatch_panics_naming_both_shapes() {
+    ops::matmul(
+        &Array2::<f32>::zeros((128, 784)),
+        &Array2::<f32>::zeros((785, 256)),
+    );
+}
+
+#[test]
+#[should_panic(expected = "matvec: lhs is 2×3 but rhs is 4")]
+fn matvec_shape_mismatch_panics() {
+    ops::matvec(&Array2::<f64>::zeros((2, 3)), &Array1::<f64>::zeros(4));
+}
+
+#[test]
+fn gradcheck_reductions() {
+    let mut rng = Rng(18);
+    let x: Array3<f64> = rng.array((2, 3, 4), |v| v);
+    assert_close(
+        "sum",
+        &ops::sum_vjp(&x.raw_dim(), 0.5),
+        &num_grad(&x, |xp| 0.5 * ops::sum(xp)),
+        TOL,
+    );
+    assert_close(
+        "mean",
+        &ops::mean_vjp(&x.raw_dim(), 0.5),
+        &num_grad(&x, |xp| 0.5 * ops::mean(xp)),
+        TOL,
+    );
+    for ax in 0..3 {
+        let axis = Axis(ax);
+        let w = ops::sum_axis(&x, axis).mapv(|_| rng.unit());
+        let g = ops::sum_axis_vjp(&x.raw_dim(), axis, &w);
+        assert_close(
+            "sum_axis",
+            &g,
+            &num_grad(&x, |xp| dot(&w, &ops::sum_axis(xp, axis))),
+            TOL,
+        );
+        let g = ops::mean_axis_vjp(&x.raw_dim(), axis, &w);
+        assert_close(
+            "mean_axis",
+            &g,
+            &num_grad(&x, |xp| dot(&w, &ops::mean_axis(xp, axis))),
+            TOL,
+        );
+    }
+    assert_eq!(
+        ops::mean_axis(&array![[1.0, 2.0], [3.0, 6.0]], Axis(0)),
+        array![2.0, 4.0]
+    );
+}
+
+// ---------------------------------------------------------------- broadcasting
+
+type Bin = fn(&ArrayD<f64>, &ArrayD<f64>) -> ArrayD<f64>;
+type BinVjp = fn(&ArrayD<f64>, &ArrayD<f64>, &ArrayD<f64>) -> (ArrayD<f64>, ArrayD<f64>);
+
+fn binary_ops() -> [(&'static str, Bin, BinVjp); 4] {
+    [
+        (
+            "add",
+            |a, b| ops::add(a, b),
+            |a, b, d| ops::add_vjp(&a.raw_dim(), &b.raw_dim(), d),
+        ),
+        (
+            "sub",
+            |a, b| ops::sub(a, b),
+            |a, b, d| ops::sub_vjp(&a.raw_dim(), &b.raw_dim(), d),
+        ),
+        (
+            "mul",
+            |a, b| ops::mul(a, b),
+            |a, b, d| ops::mul_vjp(a, b, d),
+        ),
+        (
+            "div",
+            |a, b| ops::div(a, b),
+            |a, b, d| ops::div_vjp(a, b, d),
+        ),
+    ]
+}
+
+#[test]
+fn gradcheck_broadcasting_binary_ops() {
+    let mut rng = Rng(19);
+    let shapes: [(&[usize], &[usize]); 6] = [
+        (&[3, 4], &[3, 4]),
+        (&[3, 4], &[4]),       // a bias row added to every row
+        (&[3, 1], &[1, 4]),    // outer broadcast
+        (&[2, 3, 4], &[3, 1]), // leading axis and a size-1 axis
+        (&[4], &[2, 3, 4]),    // the lhs is the broadcast one
+        (&[2, 1, 4], &[1]),
+    ];
+    for (sa, sb) in shapes {
+        for (name, f, vjp) in binary_ops() {
+            let a = rng.array(IxDyn(sa), |v| v * 2.0);
+            // Divisors away from 0.
+            let b = rng.array(IxDyn(sb), |v| {
+                if name == "div" {
+                    away_from_zero(v)
+                } else {
+                    v * 2.0
+                }
+            });
+            let y = f(&a, &b);
+            let w = y.mapv(|_| rng.unit());
+            let (ga, gb) = vjp(&a, &b, &w);
+            assert_eq!(
+                (ga.shape(), gb.shape()),
+                (sa, sb),
+                "{name}: cotangents keep the input shapes"
+            );
+            assert_close(
+                &format!("{name} d_a {sa:?}⊕{sb:?}"),
+                &ga,
+                &num_grad(&a, |ap| dot(&w, &f(ap, &b))),
+                TOL,
+            );
+            assert_close(
+                &format!("{name} d_b {sa:?}⊕{sb:?}"),
+                &gb,
+                &num_grad(&b, |bp| dot(&w, &f(&a, bp))),
+                TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn bias_row_pullback_sums_over_the_batch() {
+    let x = array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0]];
+    let b = array![10.0f32, 20.0];
+    assert_eq!(
+        ops::add(&x, &b),
+        array![[11.0, 22.0], [13.0, 24.0], [15.0, 26.0]]
+    );
+    let d_y = array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0]];
+    let (d_x, d_b) = ops::add_vjp(&x.raw_dim(), &b.raw_dim(), &d_y);
+    assert_eq!(d_x, d_y);
+    assert_eq!(d_b, array![9.0, 12.0]);
+}
+
+#[test]
+#[should_panic(expected = "add: cannot broadcast lhs 2×3 with rhs 2")]
+fn broadcast_mismatch_panics_naming_both_shapes() {
+    ops::add(&Array2::<f64>::zeros((2, 3)), &Array1::<f64>::zeros(2));
+}
+
+#[test]
+#[should_panic(expected = "relu_vjp: saved is 2×3 but d_y is 3×2")]
+fn vjp_shape_mismatch_panics() {
+    ops::relu_vjp(&Array2::<f64>::zeros((2, 3)), &Array2::<f64>::zeros((3, 2)));
+}
+
+// ---------------------------------------------------------------- a 2-layer MLP
+
+struct Mlp {
+    w1: Array2<f64>,
+    b1: Array1<f64>,
+    w2: Array2<f64>,
+    b2: Array1<f64>,
+}
+
+/// L = CE(relu(X·W1 + b1)·W2 + b2, y), mean over the batch.
+fn mlp_loss(p: &Mlp, x: &Array2<f64>, y: &[usize]) -> f64 {
+    let h = ops::add(&ops::matmul(x, &p.w1), &p.b1);
+    let a = ops::relu(&h);
+    let z = ops::add(&ops::matmul(&a, &p.w2), &p.b2);
+    ops::softmax_cross_entropy(&z, y, XentOptions::default())
+}
+
+/// The same forward, then one pullback per line in reverse order.
+fn mlp_grad(p: &Mlp, x: &Array2<f64>, y: &[usize]) -> Mlp {
+    let xw1 = ops::matmul(x, &p.w1);
+    let h = ops::add(&xw1, &p.b1);
+    let a = ops::relu(&h);
+    let aw2 = ops::matmul(&a, &p.w2);
+    let z = ops::add(&aw2, &p.b2);
+    let d_z = ops::softmax_cross_entropy_vjp(&z, y, XentOptions::default(), 1.0);
+    let (d_aw2, d_b2) = ops::add_vjp(&aw2.raw_dim(), &p.b2.raw_dim(), &d_z);
+    let (d_a, d_w2) = ops::matmul_vjp(&a, &p.w2, &d_aw2);
+    let d_h = ops::relu_vjp(&a, &d_a);
+    let (d_xw1, d_b1) = ops::add_vjp(&xw1.raw_dim(), &p.b1.raw_dim(), &d_h);
+    let (_d_x, d_w1) = ops::matmul_vjp(x, &p.w1, &d_xw1);
+    Mlp {
+        w1: d_w1,
+        b1: d_b1,
+        w2: d_w2,
+        b2: d_b2,
+    }
+}
+
+#[test]
+fn gradcheck_two_layer_mlp_8_16_4() {
+    let mut rng = Rng(20);
+    let x: Array2<f64> = rng.array((6, 8), |v| v);
+    let y = labels_for(6, 4);
+    let p = Mlp {
+        w1: rng.array((8, 16), |v| v * 0.5),
+        b1: rng.array(16, |v| v * 0.1),
+        w2: rng.array((16, 4), |v| v * 0.5),
+        b2: rng.array(4, |v| v * 0.1),
+    };
+    // Away from kinks: no hidden pre-activation within 1e-3 of 0.
+    let h = ops::add(&ops::matmul(&x, &p.w1), &p.b1);
+    assert!(
+        h.iter().all(|v| v.abs() > 1e-3),
+        "pick another seed: a pre-activation sits on the ReLU kink"
+    );
+    let g = mlp_grad(&p, &x, &y);
+    let with = |f: &dyn Fn(&mut Mlp)| {
+        let mut q = Mlp {
+            w1: p.w1.clone(),
+            b1: p.b1.clone(),
+            w2: p.w2.clone(),
+            b2: p.b2.clone(),
+        };
+        f(&mut q);
+        mlp_loss(&q, &x, &y)
+    };
+    assert_close(
+        "mlp d_w1",
+        &g.w1,
+        &num_grad(&p.w1, |w| with(&|q| q.w1 = w.clone())),
+        TOL,
+    );
+    assert_close(
+        "mlp d_b1",
+        &g.b1,
+        &num_grad(&p.b1, |b| with(&|q| q.b1 = b.clone())),
+        TOL,
+    );
+    assert_close(
+        "mlp d_w2",
+        &g.w2,
+        &num_grad(&p.w2, |w| with(&|q| q.w2 = w.clone())),
+        TOL,
+    );
+    assert_close(
+        "mlp d_b2",
+        &g.b2,
+        &num_grad(&p.b2, |b| with(&|q| q.b2 = b.clone())),
+        TOL,
+    );
+}
