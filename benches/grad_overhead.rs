@@ -5,7 +5,7 @@
 //! Run: `cargo bench --bench grad_overhead`
 
 use backprop::grad;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
 /// L = Σₖ tanh(a·cₖ + b)², k = 1..10, cₖ = k/10: 3 ops per term, 10 squares, 9 sums.

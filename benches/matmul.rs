@@ -10,8 +10,8 @@
 //! MATMUL_NUM_THREADS=2 CARGO_TARGET_DIR=/work/target-kernels cargo bench -j 2 --bench matmul -- /t2 --warm-up-time 1 --measurement-time 3
 //! ```
 
-use backprop::kernels::matmul::{matmul_with, Accum, MatmulConfig, Threads};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use backprop::kernels::matmul::{Accum, MatmulConfig, Threads, matmul_with};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use std::hint::black_box;
 use std::time::Duration;
@@ -159,7 +159,9 @@ fn bench(c: &mut Criterion) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
-            std::env::set_var("MATMUL_NUM_THREADS", "1");
+            // SAFETY: set once at the start of the benchmark, before criterion or any
+            // matmul starts a thread, so no other thread reads the environment.
+            unsafe { std::env::set_var("MATMUL_NUM_THREADS", "1") };
             1
         });
     for case in &CASES {

@@ -14,9 +14,9 @@
 //! CARGO_TARGET_DIR=/work/target-kernels cargo bench -j 2 --bench softmax_xent -- --warm-up-time 1 --measurement-time 3
 //! ```
 
-use backprop::kernels::softmax_xent::{backward, forward, fused, XentOptions};
 use backprop::kernels::Real;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use backprop::kernels::softmax_xent::{XentOptions, backward, forward, fused};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
 

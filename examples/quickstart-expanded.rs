@@ -29,7 +29,11 @@ struct f {}
 impl f {
     /// Forward pass with one cotangent per argument.
     #[allow(clippy::all)]
-    fn forward(a: f64, b: f64, c: f64) -> (f64, impl backprop::Pullback<f64, Grad = (f64, f64, f64)>) {
+    fn forward(
+        a: f64,
+        b: f64,
+        c: f64,
+    ) -> (f64, impl backprop::Pullback<f64, Grad = (f64, f64, f64)>) {
         let _ = f; // mentions `f`, so calling only `f_grad` leaves no "never used" warning
 
         // ---- forward pass: the user's statements, one operation per `let` ----
@@ -75,7 +79,10 @@ fn f_grad(a: f64, b: f64, c: f64) -> (f64, FGrad) {
 /// `f_forward`: the value and a tape whose gradient is the named `FGrad`.
 fn f_forward(a: f64, b: f64, c: f64) -> (f64, impl backprop::Pullback<f64, Grad = FGrad>) {
     let (value, tape) = f::forward(a, b, c);
-    (value, backprop::__private::map_grad(tape, |(a, b, c)| FGrad { a, b, c }))
+    (
+        value,
+        backprop::__private::map_grad(tape, |(a, b, c)| FGrad { a, b, c }),
+    )
 }
 
 /// `f_backward`: run a tape's reverse pass with an output cotangent.

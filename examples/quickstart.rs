@@ -4,7 +4,7 @@
 //! against the chain rule, in `examples/quickstart-expanded.rs` (or run
 //! `cargo expand --example quickstart` if you have cargo-expand).
 
-use backprop::{grad, Pullback};
+use backprop::{Pullback, grad};
 
 /// L = (a·b + c)²
 #[grad]
@@ -24,7 +24,10 @@ fn main() {
 
     // The split form: forward once, keep the tape, run the reverse pass later.
     let (_, tape) = f_forward(2.0, 3.0, 4.0);
-    println!("tape   = {} bytes (a, b and e: what the reverse pass reads)", tape.bytes());
+    println!(
+        "tape   = {} bytes (a, b and e: what the reverse pass reads)",
+        tape.bytes()
+    );
     let g2 = f_backward(tape, 1.0);
     assert_eq!(g, g2);
 

@@ -5,10 +5,10 @@
 //! `BACKPROP_FORCE_ARCH=scalar`, so both paths are exercised by one `cargo test`.
 
 use backprop::kernels::activation::{self, Unary};
-use backprop::kernels::matmul::{matmul, matmul_with, Accum, MatmulConfig, Threads};
+use backprop::kernels::matmul::{Accum, MatmulConfig, Threads, matmul, matmul_with};
 use backprop::kernels::softmax_xent::{self, XentOptions};
-use backprop::kernels::{scalar, Real};
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, ShapeBuilder};
+use backprop::kernels::{Real, scalar};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, ShapeBuilder, s};
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -59,12 +59,12 @@ fn storage<T: Real>(
     rng: &mut Rng,
     int: bool,
 ) -> Array2<T> {
-    let gen = || T::from(if int { rng.small_int() } else { rng.unit() }).unwrap();
+    let make = || T::from(if int { rng.small_int() } else { rng.unit() }).unwrap();
     match layout {
-        Layout::RowMajor | Layout::Reversed => Array2::from_shape_simple_fn((rows, cols), gen),
-        Layout::ColMajor => Array2::from_shape_simple_fn((rows, cols).f(), gen),
-        Layout::Strided => Array2::from_shape_simple_fn((2 * rows, 2 * cols + 1), gen),
-        Layout::Transposed => Array2::from_shape_simple_fn((cols, rows), gen),
+        Layout::RowMajor | Layout::Reversed => Array2::from_shape_simple_fn((rows, cols), make),
+        Layout::ColMajor => Array2::from_shape_simple_fn((rows, cols).f(), make),
+        Layout::Strided => Array2::from_shape_simple_fn((2 * rows, 2 * cols + 1), make),
+        Layout::Transposed => Array2::from_shape_simple_fn((cols, rows), make),
     }
 }
 

@@ -8,7 +8,7 @@
 
 use backprop::ops::{self, XentOptions};
 use ndarray::{
-    array, Array, Array1, Array2, Array3, ArrayBase, ArrayD, Axis, Data, Dimension, IxDyn,
+    Array, Array1, Array2, Array3, ArrayBase, ArrayD, Axis, Data, Dimension, IxDyn, array,
 };
 
 /// xorshift64*: deterministic, no dependency.
@@ -454,7 +454,7 @@ fn linear_relu_example_exact() {
     let (d_x, d_w) = ops::matmul_vjp(&x, &w, &d_z);
     assert_eq!(d_w, array![[5.0, 5.0], [7.0, 7.0], [9.0, 9.0]]); // Xᵀ·1
     assert_eq!(d_x, array![[1.0, 1.0, 2.0], [1.0, 1.0, 2.0]]); // 1·Wᵀ
-                                                               // Same in f32.
+    // Same in f32.
     let (d_x32, d_w32) = ops::matmul_vjp(
         &x.mapv(|v| v as f32),
         &w.mapv(|v| v as f32),

@@ -1,6 +1,6 @@
 //! The lesson's worked examples, with hand-computed values.
 
-use backprop::{grad, sigmoid, Pullback};
+use backprop::{Pullback, grad, sigmoid};
 
 /// L = (a·b + c)²: d = a·b = 6, e = d + c = 10, L = e² = 100.
 /// ∂L/∂e = 2e = 20; ∂L/∂d = ∂L/∂c = 20; ∂L/∂a = 20·b = 60; ∂L/∂b = 20·a = 40.

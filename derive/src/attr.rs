@@ -20,7 +20,9 @@ pub fn parse(attr: TokenStream) -> syn::Result<GradArgs> {
     }
     let parser = Punctuated::<Ident, Token![,]>::parse_terminated;
     match parser.parse2(attr.clone()) {
-        Ok(list) => Ok(GradArgs { active: Some(list.into_iter().collect()) }),
+        Ok(list) => Ok(GradArgs {
+            active: Some(list.into_iter().collect()),
+        }),
         Err(err) => Err(syn::Error::new(
             err.span(),
             "expected `#[grad]` (differentiate every float argument) or `#[grad(a, b)]` naming the arguments to differentiate",

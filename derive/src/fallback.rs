@@ -35,7 +35,12 @@ pub fn expand(
                     };
                 // Stubs differentiate floats only: an array argument's stub gradient
                 // would need the tensor traits, and the real error is elsewhere.
-                Some(ShapeParam { name, ty: (*pt.ty).clone(), active: is_active, tensor: false })
+                Some(ShapeParam {
+                    name,
+                    ty: (*pt.ty).clone(),
+                    active: is_active,
+                    tensor: false,
+                })
             }
         })
         .collect();
@@ -43,7 +48,12 @@ pub fn expand(
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => syn::parse_quote!(()),
     };
-    let shape = Shape { item, params, ret_ty, tensor: false };
+    let shape = Shape {
+        item,
+        params,
+        ret_ty,
+        tensor: false,
+    };
     let r = &shape.ret_ty;
     let grad_ty = shape.grad_ty();
     let tuple_ty = shape.tuple_ty();

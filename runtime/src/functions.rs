@@ -80,11 +80,7 @@ pub fn relu<T: Float>(x: T) -> T {
 /// ```
 #[inline]
 pub fn leaky_relu<T: Float>(x: T, slope: T) -> T {
-    if x > T::zero() {
-        x
-    } else {
-        slope * x
-    }
+    if x > T::zero() { x } else { slope * x }
 }
 
 /// Softplus ln(1 + eˣ), computed stably as max(x, 0) + ln(1 + e^(−|x|)).
@@ -161,11 +157,7 @@ pub mod vjp {
     /// 1 where y > 0, else 0 (0 at the kink).
     #[inline(always)]
     pub fn relu_vjp<T: Float>(y: T, d: T) -> T {
-        if y > T::zero() {
-            d
-        } else {
-            T::zero()
-        }
+        if y > T::zero() { d } else { T::zero() }
     }
 
     /// 1 where x > 0, else `slope`.

@@ -54,17 +54,18 @@ impl Default for Options {
 
 /// A value that a gradient check can flatten to f64 elements and rebuild.
 pub trait GradValue: Sized {
-    /// The value's elements, in a fixed order, as f64.
+    /// The value's elements, in a fixed order (row-major for arrays), as f64.
     fn to_flat(&self) -> Vec<f64>;
-    /// Rebuilds a value from elements in the order [`GradValue::to_flat`] gives.
-    fn from_flat(flat: &[f64]) -> Self;
+    /// A value shaped like `self` with the elements `flat` (in [`GradValue::to_flat`]'s
+    /// order).
+    fn with_flat(&self, flat: &[f64]) -> Self;
 }
 
 impl GradValue for f64 {
     fn to_flat(&self) -> Vec<f64> {
         vec![*self]
     }
-    fn from_flat(flat: &[f64]) -> Self {
+    fn with_flat(&self, flat: &[f64]) -> Self {
         flat[0]
     }
 }
@@ -73,7 +74,7 @@ impl GradValue for f32 {
     fn to_flat(&self) -> Vec<f64> {
         vec![f64::from(*self)]
     }
-    fn from_flat(flat: &[f64]) -> Self {
+    fn with_flat(&self, flat: &[f64]) -> Self {
         flat[0] as f32
     }
 }
@@ -82,7 +83,7 @@ impl GradValue for Vec<f64> {
     fn to_flat(&self) -> Vec<f64> {
         self.clone()
     }
-    fn from_flat(flat: &[f64]) -> Self {
+    fn with_flat(&self, flat: &[f64]) -> Self {
         flat.to_vec()
     }
 }
@@ -91,8 +92,28 @@ impl GradValue for Vec<f32> {
     fn to_flat(&self) -> Vec<f64> {
         self.iter().map(|&v| f64::from(v)).collect()
     }
-    fn from_flat(flat: &[f64]) -> Self {
+    fn with_flat(&self, flat: &[f64]) -> Self {
         flat.iter().map(|&v| v as f32).collect()
+    }
+}
+
+impl<A, D> GradValue for ndarray::Array<A, D>
+where
+    A: crate::kernels::Real,
+    D: ndarray::Dimension,
+{
+    fn to_flat(&self) -> Vec<f64> {
+        self.iter()
+            .map(|v| v.to_f64().unwrap_or(f64::NAN))
+            .collect()
+    }
+    fn with_flat(&self, flat: &[f64]) -> Self {
+        let elems = flat
+            .iter()
+            .map(|&v| A::from(v).unwrap_or_else(A::nan))
+            .collect();
+        ndarray::Array::from_shape_vec(self.raw_dim(), elems)
+            .expect("gradcheck: flat length matches the shape")
     }
 }
 
@@ -268,44 +289,47 @@ pub fn check(
 ///
 /// `gradcheck!(f(a = 1.0, b = 2.0, n = const 3))` evaluates `f` and `f::grad` (the
 /// companion the macro generates) with `a` and `b` differentiated and `n` passed as a
-/// constant; a trailing `, options` sets [`Options`]. Returns a [`Report`]. The
+/// constant; `w = &w0` passes a perturbed copy of the array `w0` by reference (for
+/// arguments of type `&Array2<f64>`); a trailing `, options` sets [`Options`]. Returns a [`Report`]. The
 /// function is evaluated in f64: it must return `f64`, or be generic over
 /// `T: Float` (then `T = f64`). Check an `f32` function through a generic version.
 #[macro_export]
 macro_rules! gradcheck {
     ($f:ident ( $($args:tt)* ) $(, $opts:expr)? $(,)?) => {
-        $crate::__gradcheck_munch!(@f $f @o [$($opts)?] @call [] @act [] $($args)*)
+        $crate::__gradcheck_munch!(@f $f @o [$($opts)?] @k (0) @call [] @act [] $($args)*)
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __gradcheck_munch {
-    (@f $f:ident @o $o:tt @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = const $e:expr $(, $($rest:tt)*)?) => {
-        $crate::__gradcheck_munch!(@f $f @o $o @call [$($c)* (const $e)] @act [$($a)*] $($($rest)*)?)
+    (@f $f:ident @o $o:tt @k $k:tt @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = const $e:expr $(, $($rest:tt)*)?) => {
+        $crate::__gradcheck_munch!(@f $f @o $o @k $k @call [$($c)* (const $e)] @act [$($a)*] $($($rest)*)?)
     };
-    (@f $f:ident @o $o:tt @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = $e:expr $(, $($rest:tt)*)?) => {
-        $crate::__gradcheck_munch!(@f $f @o $o @call [$($c)* (active $name)] @act [$($a)* ($name, $e)] $($($rest)*)?)
+    (@f $f:ident @o $o:tt @k ($($k:tt)*) @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = & $e:expr $(, $($rest:tt)*)?) => {
+        $crate::__gradcheck_munch!(@f $f @o $o @k ($($k)* + 1) @call [$($c)* (borrowed ($e) ($($k)*))] @act [$($a)* ($name, $e)] $($($rest)*)?)
     };
-    (@f $f:ident @o [$($o:expr)?] @call [$(($($c:tt)*))*] @act [$(($name:ident, $e:expr))*]) => {{
+    (@f $f:ident @o $o:tt @k ($($k:tt)*) @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = $e:expr $(, $($rest:tt)*)?) => {
+        $crate::__gradcheck_munch!(@f $f @o $o @k ($($k)* + 1) @call [$($c)* (active ($e) ($($k)*))] @act [$($a)* ($name, $e)] $($($rest)*)?)
+    };
+    (@f $f:ident @o [$($o:expr)?] @k $k:tt @call [$(($($c:tt)*))*] @act [$(($name:ident, $e:expr))*]) => {{
         let options: $crate::gradcheck::Options = $crate::__gradcheck_munch!(@opts $($o)?);
         $crate::gradcheck::check(
             &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat(&$e))),*],
             |point: &[::std::vec::Vec<f64>]| {
-                let [$($name),*] = point else { unreachable!() };
-                let value: f64 = $f($($crate::__gradcheck_munch!(@arg $($c)*)),*);
+                let value: f64 = $f($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
                 value
             },
             |point: &[::std::vec::Vec<f64>]| {
-                let [$($name),*] = point else { unreachable!() };
-                let (_, g): (f64, _) = $f::grad($($crate::__gradcheck_munch!(@arg $($c)*)),*);
+                let (_, g): (f64, _) = $f::grad($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
                 ::std::vec![$($crate::gradcheck::GradValue::to_flat(&g.$name)),*]
             },
             options,
         )
     }};
-    (@arg const $e:expr) => { $e };
-    (@arg active $name:ident) => { $crate::gradcheck::GradValue::from_flat($name) };
+    (@arg $p:ident const $e:expr) => { $e };
+    (@arg $p:ident active ($e:expr) ($($k:tt)*)) => { $crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]) };
+    (@arg $p:ident borrowed ($e:expr) ($($k:tt)*)) => { &$crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]) };
     (@opts) => { ::core::default::Default::default() };
     (@opts $o:expr) => { $o };
 }

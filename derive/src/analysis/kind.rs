@@ -17,6 +17,10 @@ use crate::ir::{Func, ParamKind, Rhs};
 pub struct Kinds {
     /// Per statement: takes the scalar path.
     pub scalar_path: Vec<bool>,
+    /// Per value: an array this function owns (the result of an operation, not an
+    /// argument, a borrow or a view of one). The tensor path borrows such a value when
+    /// an operator would consume it (`&t0 + b`), since the tape may still read it.
+    pub owned_array: Vec<bool>,
 }
 
 impl Kinds {
@@ -30,14 +34,29 @@ pub fn analyse(func: &Func) -> Kinds {
     for p in &func.params {
         scalar[p.var.0] = p.kind != ParamKind::Tensor;
     }
+    let mut owned_array = vec![false; func.vars.len()];
     let mut scalar_path = Vec::with_capacity(func.body.len());
     for s in &func.body {
-        let inputs_scalar = s.rhs.operands().iter().filter_map(|o| o.var()).all(|v| scalar[v.0]);
+        let inputs_scalar = s
+            .rhs
+            .operands()
+            .iter()
+            .filter_map(|o| o.var())
+            .all(|v| scalar[v.0]);
         scalar_path.push(inputs_scalar);
         scalar[s.def.0] = match &s.rhs {
             Rhs::Prim { prim, .. } if prim.reduces => true,
             _ => inputs_scalar,
         };
+        owned_array[s.def.0] = !scalar[s.def.0]
+            && match &s.rhs {
+                Rhs::Prim { prim, .. } => prim.name != "&",
+                Rhs::Copy(o) => o.var().is_some_and(|v| owned_array[v.0]),
+                _ => true,
+            };
     }
-    Kinds { scalar_path }
+    Kinds {
+        scalar_path,
+        owned_array,
+    }
 }

@@ -21,5 +21,9 @@ pub fn analyse(cx: &Ctxt, func: &Func) -> Plan {
     check::check(cx, func, &activity);
     let kinds = kind::analyse(func);
     let saved = record::saved(func, &activity, &kinds);
-    Plan { activity, kinds, saved }
+    Plan {
+        activity,
+        kinds,
+        saved,
+    }
 }

@@ -19,7 +19,7 @@ use super::names::Names;
 use crate::analysis::Plan;
 use crate::ir::{Func, Operand, Rhs, Spelling, Stmt, VarId};
 use proc_macro2::{Ident, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{ToTokens, quote, quote_spanned};
 use std::collections::HashMap;
 
 pub struct Emitter<'a> {
@@ -81,9 +81,46 @@ impl<'a> Emitter<'a> {
             return i.clone();
         }
         let name = self.func.name(v);
-        let i = self.names.fresh(&format!("shape_{}", name.to_string().trim_start_matches("r#")), name.span());
+        let i = self.names.fresh(
+            &format!("shape_{}", name.to_string().trim_start_matches("r#")),
+            name.span(),
+        );
         self.shapes.insert(v, i.clone());
         i
+    }
+
+    /// A value a rule reads in the reverse pass, looking through borrows: for
+    /// `let t = &e; ... t * t`, the tape keeps `e` itself (moved into the closure),
+    /// not a borrow of a local that ends with the forward pass.
+    ///
+    /// Views are re-derived the same way: for `let at = a.t();` the tape keeps `a` and
+    /// the reverse pass reads `a.t()`, since a view borrows the binding it was taken
+    /// from (rematerialising a view costs nothing; keeping it would tie the tape to a
+    /// local of the forward pass).
+    pub fn saved_operand(&self, o: &Operand) -> TokenStream {
+        if let Some(v) = o.var()
+            && let Some(Stmt {
+                rhs:
+                    Rhs::Prim {
+                        prim,
+                        args,
+                        spelling,
+                    },
+                ..
+            }) = self.func.body.iter().find(|s| s.def == v)
+        {
+            match prim.name {
+                "&" => return self.saved_operand(&args[0]),
+                "t" | "view" | "reversed_axes" => {
+                    let source = self.saved_operand(&args[0]);
+                    if let Spelling::Method(m) = spelling {
+                        return quote!((#source).#m());
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.operand(o)
     }
 
     pub fn operand(&self, o: &Operand) -> TokenStream {
@@ -99,8 +136,9 @@ impl<'a> Emitter<'a> {
     pub fn forward(&mut self) -> TokenStream {
         let mut out = Vec::new();
         for (i, s) in self.func.body.iter().enumerate() {
-            out.push(self.stmt(s));
+            // Shapes first: the operation may consume its operands.
             out.extend(self.shape_saves(i, s));
+            out.push(self.stmt(i, s));
         }
         quote!(#(#out)*)
     }
@@ -108,7 +146,9 @@ impl<'a> Emitter<'a> {
     /// On the tensor path, `let shape_a = shape_of(&a);` for each operand whose
     /// cotangent a broadcasting rule must sum back to its shape.
     fn shape_saves(&mut self, i: usize, s: &Stmt) -> Vec<TokenStream> {
-        let Rhs::Prim { prim, args, .. } = &s.rhs else { return Vec::new() };
+        let Rhs::Prim { prim, args, .. } = &s.rhs else {
+            return Vec::new();
+        };
         let scalar_path = self.plan.kinds.scalar_path[i];
         if scalar_path || !self.plan.activity.is_active(s.def) {
             return Vec::new();
@@ -118,7 +158,9 @@ impl<'a> Emitter<'a> {
             if !self.plan.activity.operand_active(&args[k]) {
                 continue;
             }
-            let crate::ir::op::Vjp::Rule(_, needs) = vjp else { continue };
+            let crate::ir::op::Vjp::Rule(_, needs) = vjp else {
+                continue;
+            };
             for need in *needs {
                 if let crate::ir::op::Need::Shape(j) = need {
                     let Some(v) = args[*j].var() else { continue };
@@ -134,7 +176,7 @@ impl<'a> Emitter<'a> {
         out
     }
 
-    fn stmt(&mut self, s: &Stmt) -> TokenStream {
+    fn stmt(&mut self, i: usize, s: &Stmt) -> TokenStream {
         let def = self.var(s.def).clone();
         let ty = s.ty.as_ref().map(|t| quote!(: #t));
         let span = s.span;
@@ -150,6 +192,30 @@ impl<'a> Emitter<'a> {
         let value = match &s.rhs {
             Rhs::Copy(o) => self.operand(o),
             Rhs::Prim { spelling, args, .. }
+                if !self.plan.kinds.scalar_path[i]
+                    && matches!(spelling, Spelling::Operator(_) | Spelling::Unary(_)) =>
+            {
+                // An operator consumes an owned array the tape may still read: borrow it.
+                let ops: Vec<TokenStream> = args
+                    .iter()
+                    .map(|a| match a.var() {
+                        Some(v) if self.plan.kinds.owned_array[v.0] => {
+                            let x = self.var(v);
+                            quote!(&#x)
+                        }
+                        _ => self.operand(a),
+                    })
+                    .collect();
+                let value = self.spelled_ops(spelling, &ops, span);
+                if let (Spelling::Operator(op), [a, b]) = (spelling, &ops[..]) {
+                    // ndarray's own panic on a shape mismatch names neither shape.
+                    let what = format!("`{}`", quote!(#a #op #b).to_string().replace("& ", "&"));
+                    let check = quote_spanned!(span=> ::backprop::__private::tensor::check_broadcast(#what, &#a, &#b););
+                    return quote!(#check let #def #ty = #value;);
+                }
+                value
+            }
+            Rhs::Prim { spelling, args, .. }
             | Rhs::ZeroDerivative { spelling, args }
             | Rhs::NoRule { spelling, args, .. } => self.spelled(spelling, args, span),
             Rhs::Call { .. } => unreachable!("handled above"),
@@ -164,6 +230,15 @@ impl<'a> Emitter<'a> {
         span: proc_macro2::Span,
     ) -> TokenStream {
         let ops: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+        self.spelled_ops(spelling, &ops, span)
+    }
+
+    fn spelled_ops(
+        &self,
+        spelling: &Spelling,
+        ops: &[TokenStream],
+        span: proc_macro2::Span,
+    ) -> TokenStream {
         match spelling {
             Spelling::Operator(op) => {
                 let (a, b) = (&ops[0], &ops[1]);
@@ -187,6 +262,11 @@ impl<'a> Emitter<'a> {
                 let a = &ops[0];
                 quote_spanned!(span=> &#a)
             }
+            Spelling::MethodUnwrap(m, tail) => {
+                let recv = &ops[0];
+                let rest = &ops[1..];
+                quote_spanned!(span=> #recv.#m(#(#rest),*)#tail)
+            }
         }
     }
 }
@@ -197,13 +277,12 @@ impl<'a> Emitter<'a> {
 fn companion_path(path: &syn::ExprPath) -> TokenStream {
     let mut path = path.clone();
     let mut turbofish = quote!();
-    if let Some(last) = path.path.segments.last_mut() {
-        if let syn::PathArguments::AngleBracketed(args) =
+    if let Some(last) = path.path.segments.last_mut()
+        && let syn::PathArguments::AngleBracketed(args) =
             std::mem::replace(&mut last.arguments, syn::PathArguments::None)
-        {
-            let args = args.args;
-            turbofish = quote!(::<#args>);
-        }
+    {
+        let args = args.args;
+        turbofish = quote!(::<#args>);
     }
     quote!(#path::forward #turbofish)
 }

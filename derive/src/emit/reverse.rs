@@ -83,9 +83,13 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                     let expr = match vjp {
                         // A one-input op is the only reader of its cotangent: move it.
                         Vjp::Identity if scalar_path || single => quote!(#d),
-                        Vjp::Identity => quote_spanned!(s.span=> ::backprop::__private::tensor::identity_vjp(&#d)),
+                        Vjp::Identity => {
+                            quote_spanned!(s.span=> ::backprop::__private::tensor::identity_vjp(&#d))
+                        }
                         Vjp::Negate if scalar_path || single => quote!(-#d),
-                        Vjp::Negate => quote_spanned!(s.span=> ::backprop::__private::tensor::neg_vjp(&#d)),
+                        Vjp::Negate => {
+                            quote_spanned!(s.span=> ::backprop::__private::tensor::neg_vjp(&#d))
+                        }
                         Vjp::Zero => continue,
                         Vjp::Rule(name, needs) => {
                             let rule = syn::Ident::new(name, s.span);
@@ -93,13 +97,15 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                                 .iter()
                                 .map(|n| {
                                     let value = match n {
-                                        Need::In(j) => cx.operand(&args[*j]),
+                                        Need::In(j) => cx.saved_operand(&args[*j]),
                                         Need::Out => {
                                             let out = cx.var(s.def);
                                             quote!(#out)
                                         }
                                         Need::Shape(j) => {
-                                            let v = args[*j].var().expect("shapes are saved for active operands");
+                                            let v = args[*j]
+                                                .var()
+                                                .expect("shapes are saved for active operands");
                                             let shape = cx.shape(v);
                                             quote!(#shape)
                                         }
@@ -114,7 +120,11 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                             }
                         }
                     };
-                    lines.push(Line::Contrib { target: t, expr, span: s.span });
+                    lines.push(Line::Contrib {
+                        target: t,
+                        expr,
+                        span: s.span,
+                    });
                 }
             }
             Rhs::Call { .. } => {

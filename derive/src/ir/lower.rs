@@ -15,8 +15,10 @@ use syn::{BinOp, Expr, FnArg, ItemFn, Pat, ReturnType, Type, UnOp};
 
 /// What `#[grad]` differentiates, for the end of every "not supported" message.
 pub const SUPPORTED: &str = "`#[grad]` differentiates straight-line code: `let` bindings (shadowing, `let mut` with \
-     `=`, `+=`, `-=`, `*=`, `/=`), arithmetic `+ - * /` and unary `-`, float methods, calls of functions \
-     that have a rule (`#[grad]` functions, `backprop::sigmoid`, ...), blocks and a final `return`";
+     `=`, `+=`, `-=`, `*=`, `/=`), arithmetic `+ - * /` and unary `-` (on floats and ndarray arrays, with \
+     broadcasting), float methods, the array methods `dot`, `t`, `sum`, `mean`, `sum_axis`, borrows `&x`, calls \
+     of functions that have a rule (`#[grad]` functions, `backprop::sigmoid`, `backprop::ops::relu`, ...), \
+     blocks and a final `return`";
 
 pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
     let generics: HashSet<String> = item
@@ -115,12 +117,17 @@ impl Lowerer<'_> {
     fn param_kind(&self, ty: &Type) -> ParamKind {
         match ty {
             Type::Path(p) if p.qself.is_none() => {
-                if let Some(i) = p.path.get_ident() {
-                    if i == "f32" || i == "f64" || self.generics.contains(&i.to_string()) {
-                        return ParamKind::Scalar;
-                    }
+                if let Some(i) = p.path.get_ident()
+                    && (i == "f32" || i == "f64" || self.generics.contains(&i.to_string()))
+                {
+                    return ParamKind::Scalar;
                 }
-                let last = p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+                let last = p
+                    .path
+                    .segments
+                    .last()
+                    .map(|s| s.ident.to_string())
+                    .unwrap_or_default();
                 if is_array_type_name(&last) {
                     ParamKind::Tensor
                 } else {
@@ -298,10 +305,10 @@ impl Lowerer<'_> {
         }
         impl<'ast> Visit<'ast> for Finder<'_, '_> {
             fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
-                if p.qself.is_none() {
-                    if let Some(i) = p.path.get_ident() {
-                        self.found |= self.lw.lookup(&i.to_string()).is_some();
-                    }
+                if p.qself.is_none()
+                    && let Some(i) = p.path.get_ident()
+                {
+                    self.found |= self.lw.lookup(&i.to_string()).is_some();
                 }
             }
             fn visit_macro(&mut self, m: &'ast syn::Macro) {
@@ -358,14 +365,14 @@ impl Lowerer<'_> {
     }
 
     fn local(&mut self, local: &syn::Local) {
-        if let Some(init) = &local.init {
-            if let Some((_, diverge)) = &init.diverge {
-                self.cx.error_spanned_by(
-                    diverge,
-                    format!("`let ... else` is not supported yet; {SUPPORTED}"),
-                );
-                return;
-            }
+        if let Some(init) = &local.init
+            && let Some((_, diverge)) = &init.diverge
+        {
+            self.cx.error_spanned_by(
+                diverge,
+                format!("`let ... else` is not supported yet; {SUPPORTED}"),
+            );
+            return;
         }
         let (ident, ty) = match &local.pat {
             Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => (Some(&pi.ident), None),
@@ -402,10 +409,10 @@ impl Lowerer<'_> {
                 v
             }
         };
-        if let Some(stmt) = self.body.last_mut() {
-            if stmt.def == var {
-                stmt.ty = ty;
-            }
+        if let Some(stmt) = self.body.last_mut()
+            && stmt.def == var
+        {
+            stmt.ty = ty;
         }
         self.scopes
             .last_mut()
@@ -480,12 +487,12 @@ impl Lowerer<'_> {
     }
 
     fn assign_target(&self, left: &Expr) -> Option<Ident> {
-        if let Expr::Path(p) = left {
-            if let Some(i) = p.path.get_ident() {
-                if p.qself.is_none() && self.lookup(&i.to_string()).is_some() {
-                    return Some(i.clone());
-                }
-            }
+        if let Expr::Path(p) = left
+            && let Some(i) = p.path.get_ident()
+            && p.qself.is_none()
+            && self.lookup(&i.to_string()).is_some()
+        {
+            return Some(i.clone());
         }
         self.cx.error_spanned_by(
             left,
@@ -545,7 +552,15 @@ impl Lowerer<'_> {
             },
             Expr::Reference(r) if r.mutability.is_none() => {
                 let x = self.expr(&r.expr, None);
-                self.define(want, Rhs::Prim { prim: op::REF, spelling: Spelling::Ref, args: vec![x] }, span)
+                self.define(
+                    want,
+                    Rhs::Prim {
+                        prim: op::REF,
+                        spelling: Spelling::Ref,
+                        args: vec![x],
+                    },
+                    span,
+                )
             }
             Expr::MethodCall(m) => self.method_call(m, want),
             Expr::Call(c) => self.call(c, want),
@@ -610,10 +625,25 @@ impl Lowerer<'_> {
         let r = self.expr(&b.right, None);
         let spelling = Spelling::Operator(b.op);
         let rhs = match (prim, b.op) {
-            (Some(prim), _) => Rhs::Prim { prim, spelling, args: vec![l, r] },
-            (None, BinOp::Eq(_) | BinOp::Ne(_) | BinOp::Lt(_) | BinOp::Le(_) | BinOp::Gt(_) | BinOp::Ge(_) | BinOp::And(_) | BinOp::Or(_)) => {
-                Rhs::ZeroDerivative { spelling, args: vec![l, r] }
-            }
+            (Some(prim), _) => Rhs::Prim {
+                prim,
+                spelling,
+                args: vec![l, r],
+            },
+            (
+                None,
+                BinOp::Eq(_)
+                | BinOp::Ne(_)
+                | BinOp::Lt(_)
+                | BinOp::Le(_)
+                | BinOp::Gt(_)
+                | BinOp::Ge(_)
+                | BinOp::And(_)
+                | BinOp::Or(_),
+            ) => Rhs::ZeroDerivative {
+                spelling,
+                args: vec![l, r],
+            },
             (None, op) => Rhs::NoRule {
                 spelling,
                 args: vec![l, r],
@@ -627,6 +657,38 @@ impl Lowerer<'_> {
     }
 
     fn method_call(&mut self, m: &syn::ExprMethodCall, want: Option<&Ident>) -> Operand {
+        // `x.mean().unwrap()`: ndarray's mean returns `Option`; the pair is one operation.
+        if (m.method == "unwrap" || m.method == "expect")
+            && let Expr::MethodCall(inner) = &*m.receiver
+        {
+            let fused = match (inner.method.to_string().as_str(), inner.args.len()) {
+                ("mean", 0) => Some("mean_unwrap"),
+                ("mean_axis", 1) => Some("mean_axis_unwrap"),
+                _ => None,
+            };
+            if let (Some(name), None) = (fused, &inner.turbofish) {
+                let mut args = vec![self.expr(&inner.receiver, None)];
+                for a in &inner.args {
+                    args.push(self.expr(a, None));
+                }
+                let method = &m.method;
+                let margs = &m.args;
+                let tail = quote::quote!(.#method(#margs));
+                let MethodKind::Prim(prim) = op::method(name, args.len()) else {
+                    unreachable!("fused means are in the table")
+                };
+                let spelling = Spelling::MethodUnwrap(inner.method.clone(), tail);
+                return self.define(
+                    want,
+                    Rhs::Prim {
+                        prim,
+                        spelling,
+                        args,
+                    },
+                    m.span(),
+                );
+            }
+        }
         if let Some(t) = &m.turbofish {
             self.cx.error_spanned_by(
                 t,
@@ -644,7 +706,11 @@ impl Lowerer<'_> {
         let name = m.method.to_string();
         let spelling = Spelling::Method(m.method.clone());
         let rhs = match op::method(&name, args.len()) {
-            MethodKind::Prim(prim) => Rhs::Prim { prim, spelling, args },
+            MethodKind::Prim(prim) => Rhs::Prim {
+                prim,
+                spelling,
+                args,
+            },
             MethodKind::ZeroDerivative => Rhs::ZeroDerivative { spelling, args },
             MethodKind::Unknown => Rhs::NoRule {
                 spelling,
@@ -797,9 +863,29 @@ impl Lowerer<'_> {
 fn is_array_type_name(name: &str) -> bool {
     matches!(
         name,
-        "Array" | "Array0" | "Array1" | "Array2" | "Array3" | "Array4" | "Array5" | "Array6" | "ArrayD" | "ArrayBase"
-            | "ArrayView" | "ArrayView0" | "ArrayView1" | "ArrayView2" | "ArrayView3" | "ArrayView4" | "ArrayView5"
-            | "ArrayView6" | "ArrayViewD" | "CowArray" | "ArcArray" | "ArcArray1" | "ArcArray2"
+        "Array"
+            | "Array0"
+            | "Array1"
+            | "Array2"
+            | "Array3"
+            | "Array4"
+            | "Array5"
+            | "Array6"
+            | "ArrayD"
+            | "ArrayBase"
+            | "ArrayView"
+            | "ArrayView0"
+            | "ArrayView1"
+            | "ArrayView2"
+            | "ArrayView3"
+            | "ArrayView4"
+            | "ArrayView5"
+            | "ArrayView6"
+            | "ArrayViewD"
+            | "CowArray"
+            | "ArcArray"
+            | "ArcArray1"
+            | "ArcArray2"
     )
 }
 

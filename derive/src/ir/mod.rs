@@ -73,6 +73,9 @@ pub enum Spelling {
     Cast(Box<Type>),
     /// `&x`.
     Ref,
+    /// `x.mean().unwrap()`: a method whose `Option` result is unwrapped at once (`tail`
+    /// is `.unwrap()` or `.expect("...")`, kept as written).
+    MethodUnwrap(Ident, proc_macro2::TokenStream),
 }
 
 /// The right-hand side of a `let`.

@@ -60,7 +60,12 @@ impl Prim {
 
 /// A primitive whose rule is the same on both paths.
 const fn p(name: &'static str, vjps: &'static [Vjp]) -> Prim {
-    Prim { name, vjps, tensor: None, reduces: false }
+    Prim {
+        name,
+        vjps,
+        tensor: None,
+        reduces: false,
+    }
 }
 
 use Need::{In, Out, Shape};
@@ -142,6 +147,9 @@ const METHODS: &[Prim] = &[
     Prim { name: "sum", vjps: &[Rule("sum_vjp", &[Shape(0)])], tensor: None, reduces: true },
     Prim { name: "mean", vjps: &[Rule("mean_vjp", &[Shape(0)])], tensor: None, reduces: true },
     p("sum_axis", &[Rule("sum_axis_vjp", &[Shape(0), In(1)]), Zero]),
+    // `x.mean().unwrap()` and `x.mean_axis(axis).unwrap()` (ndarray returns `Option`).
+    Prim { name: "mean_unwrap", vjps: &[Rule("mean_vjp", &[Shape(0)])], tensor: None, reduces: true },
+    p("mean_axis_unwrap", &[Rule("mean_axis_vjp", &[Shape(0), In(1)]), Zero]),
 ];
 
 /// Methods whose derivative is zero wherever it exists (piecewise-constant, or with a
@@ -187,7 +195,11 @@ pub fn method(name: &str, arity: usize) -> MethodKind {
 
 /// The sentence every "no rule" message ends with.
 pub fn supported_methods() -> String {
-    let with_rule: Vec<&str> = METHODS.iter().take_while(|p| p.name != "to_owned").map(|p| p.name).collect();
+    let with_rule: Vec<&str> = METHODS
+        .iter()
+        .take_while(|p| p.name != "to_owned")
+        .map(|p| p.name)
+        .collect();
     format!(
         "the float methods with a rule are {}; {} have derivative 0; on ndarray arrays also dot, t, sum, mean, sum_axis, to_owned, view",
         with_rule.join(", "),

@@ -128,11 +128,7 @@ fn c<T: Real>(v: f64) -> T {
 /// `d·f` with a strong zero: `d = 0` gives 0 even when `f` is infinite.
 #[inline(always)]
 fn strong_mul<T: Real>(d: T, f: T) -> T {
-    if d == T::zero() {
-        T::zero()
-    } else {
-        d * f
-    }
+    if d == T::zero() { T::zero() } else { d * f }
 }
 
 /// `√(2/π)`, as `(2/√π)·(1/√2)`.

@@ -57,11 +57,7 @@ pub trait Real:
         let e = (a + a).expm1_vec();
         let t = e / (e + Self::from(2.0).unwrap());
         // NaN passes the clamp (comparisons are false) and stays NaN.
-        if self < Self::zero() {
-            -t
-        } else {
-            t
-        }
+        if self < Self::zero() { -t } else { t }
     }
 
     /// Logistic `σ(x) = 1/(1 + e⁻ˣ)`: saturates to exactly 0 and 1, never NaN for finite x.

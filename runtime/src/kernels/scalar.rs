@@ -2,10 +2,10 @@
 //! `BACKPROP_FORCE_ARCH=scalar`, and the oracles the kernel tests compare against.
 //! Written for obviousness, not speed.
 
-use super::activation::{backward_body, forward_body, StdMath, Unary};
+use super::Real;
+use super::activation::{StdMath, Unary, backward_body, forward_body};
 use super::matmul::Accum;
 use super::softmax_xent::XentOptions;
-use super::Real;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// `c ← a·b` or `c ← c + a·b`, the schoolbook triple loop over any strides

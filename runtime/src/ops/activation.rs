@@ -1,8 +1,8 @@
 //! Elementwise activations; kernels in [`crate::kernels::activation`].
 
 use super::same_shape;
-use crate::kernels::activation::{backward, forward, Unary};
 use crate::kernels::Real;
+use crate::kernels::activation::{Unary, backward, forward};
 use ndarray::{Array, ArrayBase, Data, Dimension};
 
 fn apply<S, T, D>(op: Unary<T>, x: &ArrayBase<S, D>) -> Array<T, D>

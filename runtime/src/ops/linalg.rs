@@ -4,8 +4,8 @@
 //! strided kernel, never copies.
 
 use super::shape_str;
-use crate::kernels::matmul::{self as kernel, Accum};
 use crate::kernels::Real;
+use crate::kernels::matmul::{self as kernel, Accum};
 use ndarray::{Array1, Array2, ArrayBase, Axis, Data, Ix1, Ix2};
 
 /// `Y = A·B` for 2-D arrays (`m×k · k×n → m×n`), any layouts, via the strided kernel.

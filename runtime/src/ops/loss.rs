@@ -2,8 +2,8 @@
 //! Each returns the mean over the batch as a scalar.
 
 use super::same_shape;
-use crate::kernels::softmax_xent::{self as kernel, XentOptions};
 use crate::kernels::Real;
+use crate::kernels::softmax_xent::{self as kernel, XentOptions};
 use ndarray::{Array, Array2, ArrayBase, Data, Dimension, Ix2, Zip};
 
 fn rows_of<'a, S, T>(logits: &'a ArrayBase<S, Ix2>, labels: &[usize]) -> std::borrow::Cow<'a, [T]>

@@ -34,15 +34,16 @@ mod activation;
 mod arith;
 mod linalg;
 mod loss;
+mod normalize;
 mod reduce;
-mod softmax;
 
 pub use activation::*;
 pub use arith::*;
+pub use companions::*;
 pub use linalg::*;
 pub use loss::*;
+pub use normalize::*;
 pub use reduce::*;
-pub use softmax::*;
 
 pub use crate::kernels::softmax_xent::XentOptions;
 
@@ -67,3 +68,4 @@ pub(crate) fn same_shape(op: &str, a_name: &str, a: &[usize], b_name: &str, b: &
         );
     }
 }
+mod companions;

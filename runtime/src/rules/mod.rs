@@ -20,3 +20,4 @@
 
 pub mod nondiff;
 pub mod scalar;
+pub mod tensor;

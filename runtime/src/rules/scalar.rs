@@ -16,11 +16,7 @@ use num_traits::Float;
 /// (or NaN) local derivative contributes nothing. See "strong zeros" in [`crate::rules`].
 #[inline(always)]
 pub fn strong_mul<T: Float>(d: T, local: T) -> T {
-    if d == T::zero() {
-        T::zero()
-    } else {
-        d * local
-    }
+    if d == T::zero() { T::zero() } else { d * local }
 }
 
 #[inline(always)]
@@ -50,11 +46,7 @@ pub fn mul_vjp_rhs<T: Float>(a: T, d: T) -> T {
 /// `y = a / b`: `∂y/∂a = 1/b`. Strong zero (infinite at `b = 0`).
 #[inline(always)]
 pub fn div_vjp_lhs<T: Float>(b: T, d: T) -> T {
-    if d == T::zero() {
-        T::zero()
-    } else {
-        d / b
-    }
+    if d == T::zero() { T::zero() } else { d / b }
 }
 
 /// `y = a / b`: `∂y/∂b = −a/b² = −y/b`. Strong zero (infinite at `b = 0`).
@@ -248,31 +240,19 @@ pub fn min_vjp_b<T: Float>(a: T, b: T, d: T) -> T {
 /// at either bound (minimum-norm subgradient at the kink).
 #[inline(always)]
 pub fn clamp_vjp_x<T: Float>(x: T, lo: T, hi: T, d: T) -> T {
-    if x > lo && x < hi {
-        d
-    } else {
-        T::zero()
-    }
+    if x > lo && x < hi { d } else { T::zero() }
 }
 
 /// `y = clamp(x, lo, hi)`: `∂y/∂lo` is 1 where `x < lo`, else 0.
 #[inline(always)]
 pub fn clamp_vjp_lo<T: Float>(x: T, lo: T, d: T) -> T {
-    if x < lo {
-        d
-    } else {
-        T::zero()
-    }
+    if x < lo { d } else { T::zero() }
 }
 
 /// `y = clamp(x, lo, hi)`: `∂y/∂hi` is 1 where `x > hi`, else 0.
 #[inline(always)]
 pub fn clamp_vjp_hi<T: Float>(x: T, hi: T, d: T) -> T {
-    if x > hi {
-        d
-    } else {
-        T::zero()
-    }
+    if x > hi { d } else { T::zero() }
 }
 
 // ---- trigonometric and hyperbolic -------------------------------------------------

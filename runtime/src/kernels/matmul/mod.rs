@@ -10,7 +10,7 @@
 //! `Accum` flag, the threading policy, and the scalar reference (`kernels::scalar`) used
 //! when `Arch::get()` is `Scalar` (forced or no AVX2/FMA) and by the tests as the oracle.
 
-use super::{forced_scalar, scalar, Real};
+use super::{Real, forced_scalar, scalar};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// What the product does with the destination's old contents.

@@ -1,0 +1,322 @@
+//! Rule companions of the tensor ops: how `#[grad]` differentiates a call such as
+//! `relu(&z)` or `softmax_cross_entropy(&logits, labels, opts)`.
+//!
+//! Each op `f` has, beside the function, a type-namespace item `f` whose `forward`
+//! returns the value and a [`Tape`] holding exactly what `f_vjp` reads (the input where
+//! the rule needs `x`, the output where it needs `y`, only shapes where that is
+//! enough). The tape owns what it holds: the caller's arguments are often temporaries
+//! of the caller's forward pass (`relu(&(x.dot(w) + b))`), which a borrowing tape
+//! could not outlive. (Prefer `a.dot(&b)` to `matmul(&a, &b)` inside `#[grad]`: the
+//! method is a primitive whose tape shares the caller's values instead of copying
+//! them, and only the active side's product is computed.) The tape's backward pass
+//! returns one cotangent per argument ([`Inactive`] for labels, options and axes). The same shape as a `#[grad]` function's companion, so user code
+//! composes with ops and ops with user code.
+#![allow(non_camel_case_types, clippy::type_complexity)]
+
+use super::*;
+use crate::kernels::Real;
+use crate::tape::{Inactive, Tape};
+use ndarray::{Array, Array1, Array2, ArrayBase, Axis, Data, Dimension, Ix1, Ix2, RemoveAxis};
+
+/// Elementwise ops whose rule reads the input `x`.
+macro_rules! saves_input {
+    ($($f:ident => $vjp:ident),* $(,)?) => {$(
+        #[doc(hidden)]
+        pub struct $f {}
+        impl $f {
+            /// Forward pass: the value and a tape holding a copy of `x`.
+            #[inline]
+            pub fn forward<S, T, D>(x: &ArrayBase<S, D>) -> (Array<T, D>, Tape<impl FnOnce(Array<T, D>) -> (Array<T, D>,) + use<S, T, D>>)
+            where
+                S: Data<Elem = T>,
+                T: Real,
+                D: Dimension,
+            {
+                let saved = x.to_owned();
+                (super::$f(x), Tape::new(move |d: Array<T, D>| ($vjp(&saved, &d),)))
+            }
+        }
+    )*};
+}
+
+/// Elementwise ops whose rule reads the output `y` (kept on the tape).
+macro_rules! saves_output {
+    ($($f:ident => $vjp:ident),* $(,)?) => {$(
+        #[doc(hidden)]
+        pub struct $f {}
+        impl $f {
+            /// Forward pass: the value and a tape holding a copy of it.
+            #[inline]
+            pub fn forward<S, T, D>(x: &ArrayBase<S, D>) -> (Array<T, D>, Tape<impl FnOnce(Array<T, D>) -> (Array<T, D>,) + use<S, T, D>>)
+            where
+                S: Data<Elem = T>,
+                T: Real,
+                D: Dimension,
+            {
+                let y = super::$f(x);
+                let saved = y.clone();
+                (y, Tape::new(move |d: Array<T, D>| ($vjp(&saved, &d),)))
+            }
+        }
+    )*};
+}
+
+saves_input!(gelu => gelu_vjp, silu => silu_vjp, softplus => softplus_vjp, ln => ln_vjp);
+// relu's rule reads the mask y > 0 (= x > 0), so it keeps y.
+saves_output!(relu => relu_vjp, sigmoid => sigmoid_vjp, tanh => tanh_vjp, exp => exp_vjp, sqrt => sqrt_vjp, softmax => softmax_vjp, log_softmax => log_softmax_vjp);
+
+#[doc(hidden)]
+pub struct leaky_relu {}
+impl leaky_relu {
+    /// Forward pass: the value and a tape holding a copy of `x` (the slope is a constant).
+    #[inline]
+    pub fn forward<S, T, D>(
+        x: &ArrayBase<S, D>,
+        slope: T,
+    ) -> (
+        Array<T, D>,
+        Tape<impl FnOnce(Array<T, D>) -> (Array<T, D>, Inactive) + use<S, T, D>>,
+    )
+    where
+        S: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+    {
+        let saved = x.to_owned();
+        (
+            super::leaky_relu(x, slope),
+            Tape::new(move |d: Array<T, D>| (leaky_relu_vjp(&saved, slope, &d), Inactive)),
+        )
+    }
+}
+
+#[doc(hidden)]
+pub struct softmax_cross_entropy {}
+impl softmax_cross_entropy {
+    /// Forward pass: the loss, computed together with its gradient in one fused pass
+    /// over the logits; the tape keeps that gradient (B×C), and the backward pass only
+    /// scales it by the output cotangent. Same memory as keeping the logits, and the
+    /// softmax is never recomputed.
+    #[inline]
+    pub fn forward<S, T>(
+        logits: &ArrayBase<S, Ix2>,
+        labels: &[usize],
+        opts: XentOptions<T>,
+    ) -> (
+        T,
+        Tape<impl FnOnce(T) -> (Array2<T>, Inactive, Inactive) + use<S, T>>,
+    )
+    where
+        S: Data<Elem = T>,
+        T: Real,
+    {
+        let mut grad = Array2::zeros(logits.raw_dim());
+        let loss = softmax_cross_entropy_with_grad(logits, labels, opts, T::one(), &mut grad);
+        (
+            loss,
+            Tape::new(move |d: T| {
+                if d != T::one() {
+                    grad.mapv_inplace(|g| crate::rules::scalar::strong_mul(d, g));
+                }
+                (grad, Inactive, Inactive)
+            }),
+        )
+    }
+}
+
+#[doc(hidden)]
+pub struct bce_with_logits {}
+impl bce_with_logits {
+    /// Forward pass: the loss and a tape holding copies of logits and targets.
+    #[inline]
+    pub fn forward<S1, S2, T, D>(
+        x: &ArrayBase<S1, D>,
+        y: &ArrayBase<S2, D>,
+    ) -> (
+        T,
+        Tape<impl FnOnce(T) -> (Array<T, D>, Array<T, D>) + use<S1, S2, T, D>>,
+    )
+    where
+        S1: Data<Elem = T>,
+        S2: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+    {
+        let (xs, ys) = (x.to_owned(), y.to_owned());
+        (
+            super::bce_with_logits(x, y),
+            Tape::new(move |d: T| bce_with_logits_vjp(&xs, &ys, d)),
+        )
+    }
+}
+
+#[doc(hidden)]
+pub struct mse {}
+impl mse {
+    /// Forward pass: the loss and a tape holding copies of prediction and target.
+    #[inline]
+    pub fn forward<S1, S2, T, D>(
+        pred: &ArrayBase<S1, D>,
+        target: &ArrayBase<S2, D>,
+    ) -> (
+        T,
+        Tape<impl FnOnce(T) -> (Array<T, D>, Array<T, D>) + use<S1, S2, T, D>>,
+    )
+    where
+        S1: Data<Elem = T>,
+        S2: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+    {
+        let (p, t) = (pred.to_owned(), target.to_owned());
+        (
+            super::mse(pred, target),
+            Tape::new(move |d: T| mse_vjp(&p, &t, d)),
+        )
+    }
+}
+
+#[doc(hidden)]
+pub struct matmul {}
+impl matmul {
+    /// Forward pass: `a·b` and a tape holding copies of both. The backward pass computes both
+    /// products (`d·bᵀ`, `aᵀ·d`); write `a.dot(&b)` where only one side is
+    /// differentiated, and `#[grad]` computes only that one.
+    #[inline]
+    pub fn forward<S1, S2, T>(
+        a: &ArrayBase<S1, Ix2>,
+        b: &ArrayBase<S2, Ix2>,
+    ) -> (
+        Array2<T>,
+        Tape<impl FnOnce(Array2<T>) -> (Array2<T>, Array2<T>) + use<S1, S2, T>>,
+    )
+    where
+        S1: Data<Elem = T>,
+        S2: Data<Elem = T>,
+        T: Real,
+    {
+        let (a_saved, b_saved) = (a.to_owned(), b.to_owned());
+        (
+            super::matmul(a, b),
+            Tape::new(move |d: Array2<T>| matmul_vjp(&a_saved, &b_saved, &d)),
+        )
+    }
+}
+
+#[doc(hidden)]
+pub struct matvec {}
+impl matvec {
+    /// Forward pass: `a·x` and a tape holding copies of both.
+    #[inline]
+    pub fn forward<S1, S2, T>(
+        a: &ArrayBase<S1, Ix2>,
+        x: &ArrayBase<S2, Ix1>,
+    ) -> (
+        Array1<T>,
+        Tape<impl FnOnce(Array1<T>) -> (Array2<T>, Array1<T>) + use<S1, S2, T>>,
+    )
+    where
+        S1: Data<Elem = T>,
+        S2: Data<Elem = T>,
+        T: Real,
+    {
+        let (a_saved, x_saved) = (a.to_owned(), x.to_owned());
+        (
+            super::matvec(a, x),
+            Tape::new(move |d: Array1<T>| matvec_vjp(&a_saved, &x_saved, &d)),
+        )
+    }
+}
+
+macro_rules! broadcasting {
+    ($($f:ident => $vjp:ident saves $($saved:ident)?),* $(,)?) => {$(
+        #[doc(hidden)]
+        pub struct $f {}
+        impl $f {
+            /// Forward pass: the broadcast result and a tape with what the rule reads.
+            #[inline]
+            #[allow(unused_variables)]
+            pub fn forward<S1, S2, T, D1, D2>(
+                a: &ArrayBase<S1, D1>,
+                b: &ArrayBase<S2, D2>,
+            ) -> (Array<T, <D1 as ndarray::DimMax<D2>>::Output>, Tape<impl FnOnce(Array<T, <D1 as ndarray::DimMax<D2>>::Output>) -> (Array<T, D1>, Array<T, D2>) + use<S1, S2, T, D1, D2>>)
+            where
+                S1: Data<Elem = T>,
+                S2: Data<Elem = T>,
+                T: Real,
+                D1: Dimension + ndarray::DimMax<D2>,
+                D2: Dimension,
+            {
+                let (a_dim, b_dim) = (a.raw_dim(), b.raw_dim());
+                broadcasting!(@body $f $vjp a b a_dim b_dim $($saved)?)
+            }
+        }
+    )*};
+    (@body $f:ident $vjp:ident $a:ident $b:ident $ad:ident $bd:ident) => {
+        (super::$f($a, $b), Tape::new(move |d: Array<T, _>| $vjp(&$ad, &$bd, &d)))
+    };
+    (@body $f:ident $vjp:ident $a:ident $b:ident $ad:ident $bd:ident inputs) => {{
+        let (a_saved, b_saved) = ($a.to_owned(), $b.to_owned());
+        (super::$f($a, $b), Tape::new(move |d: Array<T, _>| $vjp(&a_saved, &b_saved, &d)))
+    }};
+}
+
+broadcasting!(add => add_vjp saves, sub => sub_vjp saves, mul => mul_vjp saves inputs, div => div_vjp saves inputs);
+
+#[doc(hidden)]
+pub struct sum {}
+impl sum {
+    /// Forward pass: `Σ x` and a tape holding `x`'s shape.
+    #[inline]
+    pub fn forward<S, T, D>(
+        x: &ArrayBase<S, D>,
+    ) -> (T, Tape<impl FnOnce(T) -> (Array<T, D>,) + use<S, T, D>>)
+    where
+        S: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+    {
+        let dim = x.raw_dim();
+        (super::sum(x), Tape::new(move |d: T| (sum_vjp(&dim, d),)))
+    }
+}
+
+#[doc(hidden)]
+pub struct mean {}
+impl mean {
+    /// Forward pass: the mean of `x` and a tape holding `x`'s shape.
+    #[inline]
+    pub fn forward<S, T, D>(
+        x: &ArrayBase<S, D>,
+    ) -> (T, Tape<impl FnOnce(T) -> (Array<T, D>,) + use<S, T, D>>)
+    where
+        S: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+    {
+        let dim = x.raw_dim();
+        (super::mean(x), Tape::new(move |d: T| (mean_vjp(&dim, d),)))
+    }
+}
+
+macro_rules! along_axis {
+    ($($f:ident => $vjp:ident),*) => {$(
+        #[doc(hidden)]
+        pub struct $f {}
+        impl $f {
+            /// Forward pass: the reduction along `axis` and a tape holding `x`'s shape.
+            #[inline]
+            pub fn forward<S, T, D>(x: &ArrayBase<S, D>, axis: Axis) -> (Array<T, D::Smaller>, Tape<impl FnOnce(Array<T, D::Smaller>) -> (Array<T, D>, Inactive) + use<S, T, D>>)
+            where
+                S: Data<Elem = T>,
+                T: Real,
+                D: Dimension + RemoveAxis,
+            {
+                let dim = x.raw_dim();
+                (super::$f(x, axis), Tape::new(move |d: Array<T, D::Smaller>| ($vjp(&dim, axis, &d), Inactive)))
+            }
+        }
+    )*};
+}
+
+along_axis!(sum_axis => sum_axis_vjp, mean_axis => mean_axis_vjp);

@@ -1,0 +1,561 @@
+//! The tensor path: rules for values that may be ndarray arrays.
+//!
+//! `#[grad]` uses these where it cannot prove a value is a scalar (an ndarray
+//! argument, and what is computed from it). They take their saved values and the
+//! cotangent by reference and return an owned cotangent: `f32`/`f64` for a scalar,
+//! `Array<A, D>` for an array of dimension `D`. They are implemented for scalars too,
+//! so the scalar path is an optimisation, never a requirement.
+//!
+//! Broadcasting: `a + b`, `a * b`, ... follow NumPy's rules (ndarray's co-broadcasting).
+//! The cotangent of a broadcast operand is the output cotangent summed back to the
+//! operand's shape ([`ShapeOf::fit`]): leading axes the operand lacks and axes where it
+//! has size 1 are summed over (the transpose of broadcasting; Tangent's `unbroadcast`).
+//! This is why the forward pass saves `shape_of(&a)` for such an operand: a few
+//! integers for an array, nothing (a zero-sized value) for a scalar.
+
+use crate::kernels::Real;
+use crate::rules::scalar;
+use core::marker::PhantomData;
+use ndarray::{
+    Array, Array1, Array2, ArrayBase, ArrayD, ArrayViewD, Axis, Data, Dimension, Ix1, Ix2, IxDyn,
+    RemoveAxis, Zip,
+};
+
+// ---- values, cotangents and shapes ------------------------------------------------
+
+/// A value `#[grad]` can differentiate with respect to: a scalar or an array.
+pub trait Value {
+    /// Element type.
+    type Elem: Real;
+    /// The type of its cotangent (and gradient): the scalar itself, or an owned array of
+    /// the same dimension.
+    type Cot;
+    /// What broadcasting's transpose needs to know about it.
+    type Shape: ShapeOf<Self::Elem, Cot = Self::Cot>;
+    /// Its shape.
+    fn shape_of(&self) -> Self::Shape;
+    /// A view of it for elementwise arithmetic.
+    fn dyn_view(&self) -> DynView<'_, Self::Elem>;
+}
+
+/// `f32` and `f64` as values of the tensor path. (Implemented per type, not for every
+/// `A: Real`: a blanket impl would overlap with the one for references.)
+macro_rules! scalar_impls {
+    ($($t:ty),*) => {$(
+        impl Value for $t {
+            type Elem = $t;
+            type Cot = $t;
+            type Shape = ScalarShape<$t>;
+            fn shape_of(&self) -> ScalarShape<$t> {
+                ScalarShape(PhantomData)
+            }
+            fn dyn_view(&self) -> DynView<'_, $t> {
+                DynView::Scalar(*self)
+            }
+        }
+        impl ElemOf for $t {
+            type Elem = $t;
+        }
+        impl Elementwise<$t> for $t {
+            fn zip_cot(&self, d: &$t, f: impl Fn($t, $t) -> $t) -> $t {
+                f(*self, *d)
+            }
+        }
+        impl Scalar for $t {}
+    )*};
+}
+scalar_impls!(f32, f64);
+
+/// A float the tensor rules accept as a scalar value (`f32` or `f64`). `#[grad]` adds
+/// `T: Scalar` to a generic function's companions when a tensor rule may see `T`.
+pub trait Scalar:
+    Real
+    + Value<Elem = Self, Cot = Self, Shape = ScalarShape<Self>>
+    + ElemOf<Elem = Self>
+    + Elementwise<Self>
+{
+}
+
+impl<A: Real, S: Data<Elem = A>, D: Dimension> Value for ArrayBase<S, D> {
+    type Elem = A;
+    type Cot = Array<A, D>;
+    type Shape = ArrayShape<A, D>;
+    fn shape_of(&self) -> ArrayShape<A, D> {
+        ArrayShape {
+            dim: self.raw_dim(),
+            elem: PhantomData,
+        }
+    }
+    fn dyn_view(&self) -> DynView<'_, A> {
+        DynView::Array(self.view().into_dyn())
+    }
+}
+
+impl<V: Value + ?Sized> Value for &V {
+    type Elem = V::Elem;
+    type Cot = V::Cot;
+    type Shape = V::Shape;
+    fn shape_of(&self) -> V::Shape {
+        (**self).shape_of()
+    }
+    fn dyn_view(&self) -> DynView<'_, V::Elem> {
+        (**self).dyn_view()
+    }
+}
+
+/// A scalar's shape: nothing (zero bytes on the tape).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScalarShape<A>(PhantomData<A>);
+
+/// An array's shape, kept for summing a broadcast cotangent back to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArrayShape<A, D> {
+    /// The array's dimension.
+    pub dim: D,
+    elem: PhantomData<A>,
+}
+
+/// A shape a cotangent can be fitted to.
+pub trait ShapeOf<A: Real> {
+    /// The cotangent type of a value of this shape.
+    type Cot;
+    /// Sums `g` (of this shape or broadcast from it) back to this shape.
+    fn fit(&self, g: Dyn<A>) -> Self::Cot;
+    /// A cotangent of this shape with every element `v`.
+    fn fill(&self, v: A) -> Self::Cot;
+    /// How many elements.
+    fn len(&self) -> usize;
+    /// Whether it has no elements.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<A: Real> ShapeOf<A> for ScalarShape<A> {
+    type Cot = A;
+    fn fit(&self, g: Dyn<A>) -> A {
+        match g {
+            Dyn::Scalar(v) => v,
+            Dyn::Array(a) => a.sum(),
+        }
+    }
+    fn fill(&self, v: A) -> A {
+        v
+    }
+    fn len(&self) -> usize {
+        1
+    }
+}
+
+impl<A: Real, D: Dimension> ShapeOf<A> for ArrayShape<A, D> {
+    type Cot = Array<A, D>;
+    fn fit(&self, g: Dyn<A>) -> Array<A, D> {
+        match g {
+            Dyn::Scalar(v) => Array::from_elem(self.dim.clone(), v),
+            Dyn::Array(a) if a.shape() == self.dim.slice() => {
+                a.into_dimensionality::<D>().expect("same shape")
+            }
+            Dyn::Array(a) => crate::ops::unbroadcast(&a, &self.dim),
+        }
+    }
+    fn fill(&self, v: A) -> Array<A, D> {
+        Array::from_elem(self.dim.clone(), v)
+    }
+    fn len(&self) -> usize {
+        self.dim.size()
+    }
+}
+
+/// A borrowed scalar or array, for elementwise arithmetic with broadcasting.
+#[derive(Clone, Debug)]
+pub enum DynView<'a, A> {
+    /// A scalar.
+    Scalar(A),
+    /// An array of any dimension.
+    Array(ArrayViewD<'a, A>),
+}
+
+/// An owned scalar or array: the result of elementwise arithmetic before it is fitted
+/// to a shape.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Dyn<A> {
+    /// A scalar.
+    Scalar(A),
+    /// An array of any dimension.
+    Array(ArrayD<A>),
+}
+
+fn shape_str(s: &[usize]) -> String {
+    if s.is_empty() {
+        "scalar".into()
+    } else {
+        s.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("×")
+    }
+}
+
+/// NumPy's broadcast of two shapes, or a panic naming both and the operation.
+fn co_broadcast(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
+    let n = a.len().max(b.len());
+    let at = |s: &[usize], k: usize| {
+        if k + s.len() >= n {
+            s[k + s.len() - n]
+        } else {
+            1
+        }
+    };
+    (0..n)
+        .map(|k| match (at(a, k), at(b, k)) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => panic!(
+                "{op}: cannot broadcast {} with {}",
+                shape_str(a),
+                shape_str(b)
+            ),
+        })
+        .collect()
+}
+
+/// `f(a, b)` elementwise with broadcasting.
+fn zip_dyn<A: Real>(
+    op: &str,
+    a: DynView<'_, A>,
+    b: DynView<'_, A>,
+    f: impl Fn(A, A) -> A,
+) -> Dyn<A> {
+    match (a, b) {
+        (DynView::Scalar(x), DynView::Scalar(y)) => Dyn::Scalar(f(x, y)),
+        (DynView::Array(x), DynView::Scalar(y)) => Dyn::Array(x.mapv(|x| f(x, y))),
+        (DynView::Scalar(x), DynView::Array(y)) => Dyn::Array(y.mapv(|y| f(x, y))),
+        (DynView::Array(x), DynView::Array(y)) => {
+            let shape = IxDyn(&co_broadcast(op, x.shape(), y.shape()));
+            let xb = x.broadcast(shape.clone()).expect("co-broadcast shape");
+            let yb = y.broadcast(shape).expect("co-broadcast shape");
+            Dyn::Array(Zip::from(&xb).and(&yb).map_collect(|&x, &y| f(x, y)))
+        }
+    }
+}
+
+fn map_dyn<A: Real>(a: DynView<'_, A>, f: impl Fn(A) -> A) -> Dyn<A> {
+    match a {
+        DynView::Scalar(x) => Dyn::Scalar(f(x)),
+        DynView::Array(x) => Dyn::Array(x.mapv(f)),
+    }
+}
+
+/// Shape of a value, saved in the forward pass for a broadcasting rule.
+pub fn shape_of<V: Value>(x: &V) -> V::Shape {
+    x.shape_of()
+}
+
+/// The zero cotangent of `x` (the gradient of an argument nothing flows to).
+pub fn zeros_like<V: Value>(x: &V) -> V::Cot {
+    x.shape_of().fill(<V::Elem as num_traits::Zero>::zero())
+}
+
+// ---- arithmetic with broadcasting -----------------------------------------------
+
+/// `y = a ± b`: `∂a = Σ_broadcast d` (and `∂b` the same with the other shape).
+pub fn add_vjp<A: Real, Sh: ShapeOf<A>, C: Value<Elem = A>>(shape: &Sh, d: &C) -> Sh::Cot {
+    shape.fit(map_dyn(d.dyn_view(), |d| d))
+}
+
+/// `y = a − b`: `∂b = −Σ_broadcast d`.
+pub fn sub_vjp_rhs<A: Real, Sh: ShapeOf<A>, C: Value<Elem = A>>(shape: &Sh, d: &C) -> Sh::Cot {
+    shape.fit(map_dyn(d.dyn_view(), |d| -d))
+}
+
+/// `y = a · b` (elementwise): `∂a = Σ_broadcast d·b`. Strong zero.
+pub fn mul_vjp_lhs<A: Real, Sh: ShapeOf<A>, B: Value<Elem = A>, C: Value<Elem = A>>(
+    shape_a: &Sh,
+    b: &B,
+    d: &C,
+) -> Sh::Cot {
+    shape_a.fit(zip_dyn(
+        "mul",
+        d.dyn_view(),
+        b.dyn_view(),
+        scalar::strong_mul,
+    ))
+}
+
+/// `y = a · b` (elementwise): `∂b = Σ_broadcast d·a`. Strong zero.
+pub fn mul_vjp_rhs<A: Real, Sh: ShapeOf<A>, B: Value<Elem = A>, C: Value<Elem = A>>(
+    shape_b: &Sh,
+    a: &B,
+    d: &C,
+) -> Sh::Cot {
+    shape_b.fit(zip_dyn(
+        "mul",
+        d.dyn_view(),
+        a.dyn_view(),
+        scalar::strong_mul,
+    ))
+}
+
+/// `y = a / b` (elementwise): `∂a = Σ_broadcast d/b`. Strong zero.
+pub fn div_vjp_lhs<A: Real, Sh: ShapeOf<A>, B: Value<Elem = A>, C: Value<Elem = A>>(
+    shape_a: &Sh,
+    b: &B,
+    d: &C,
+) -> Sh::Cot {
+    shape_a.fit(zip_dyn("div", d.dyn_view(), b.dyn_view(), |d, b| {
+        scalar::div_vjp_lhs(b, d)
+    }))
+}
+
+/// `y = a / b` (elementwise): `∂b = −Σ_broadcast d·y/b`. Strong zero.
+pub fn div_vjp_rhs<
+    A: Real,
+    Sh: ShapeOf<A>,
+    B: Value<Elem = A>,
+    Y: Value<Elem = A>,
+    C: Value<Elem = A>,
+>(
+    shape_b: &Sh,
+    b: &B,
+    y: &Y,
+    d: &C,
+) -> Sh::Cot {
+    let d_over_b = zip_dyn("div", d.dyn_view(), b.dyn_view(), |d, b| {
+        if d == A::zero() { A::zero() } else { d / b }
+    });
+    let view = match &d_over_b {
+        Dyn::Scalar(v) => DynView::Scalar(*v),
+        Dyn::Array(a) => DynView::Array(a.view()),
+    };
+    shape_b.fit(zip_dyn("div", view, y.dyn_view(), |q, y| {
+        if q == A::zero() { A::zero() } else { -(q * y) }
+    }))
+}
+
+/// The identity's pullback where the cotangent is read again: a copy.
+pub fn identity_vjp<C: Clone>(d: &C) -> C {
+    d.clone()
+}
+
+/// Negation's pullback where the cotangent is read again.
+pub fn neg_vjp<C: Clone + core::ops::Neg<Output = C>>(d: &C) -> C {
+    -d.clone()
+}
+
+// ---- elementwise functions ------------------------------------------------------
+
+/// A saved value and a cotangent of the same shape, combined elementwise.
+pub trait Elementwise<C>: ElemOf {
+    /// `f(saved, d)` for every element; the result has the cotangent's type.
+    fn zip_cot(&self, d: &C, f: impl Fn(Self::Elem, Self::Elem) -> Self::Elem) -> C;
+}
+
+/// The element type of a value (helper for [`Elementwise`]).
+pub trait ElemOf {
+    /// Element type.
+    type Elem: Real;
+}
+
+impl<A: Real, S: Data<Elem = A>, D: Dimension> ElemOf for ArrayBase<S, D> {
+    type Elem = A;
+}
+impl<V: ElemOf + ?Sized> ElemOf for &V {
+    type Elem = V::Elem;
+}
+
+impl<A: Real, S: Data<Elem = A>, D: Dimension> Elementwise<Array<A, D>> for ArrayBase<S, D> {
+    fn zip_cot(&self, d: &Array<A, D>, f: impl Fn(A, A) -> A) -> Array<A, D> {
+        assert_eq!(
+            self.shape(),
+            d.shape(),
+            "elementwise rule: saved value is {} but cotangent is {}",
+            shape_str(self.shape()),
+            shape_str(d.shape())
+        );
+        Zip::from(self).and(d).map_collect(|&x, &d| f(x, d))
+    }
+}
+
+impl<V: Elementwise<C> + ?Sized, C> Elementwise<C> for &V {
+    fn zip_cot(&self, d: &C, f: impl Fn(V::Elem, V::Elem) -> V::Elem) -> C {
+        (**self).zip_cot(d, f)
+    }
+}
+
+macro_rules! elementwise_rules {
+    ($($name:ident),* $(,)?) => {$(
+        #[doc = concat!("Elementwise [`", stringify!($name), "`](crate::rules::scalar::", stringify!($name), ") over a scalar or an array.")]
+        #[inline]
+        pub fn $name<V: Elementwise<C>, C>(saved: &V, d: &C) -> C {
+            saved.zip_cot(d, |s, d| scalar::$name(s, d))
+        }
+    )*};
+}
+
+elementwise_rules!(
+    exp_vjp, exp2_vjp, exp_m1_vjp, ln_vjp, ln_1p_vjp, log2_vjp, log10_vjp, sqrt_vjp, cbrt_vjp,
+    recip_vjp, abs_vjp, sin_vjp, cos_vjp, tan_vjp, asin_vjp, acos_vjp, atan_vjp, sinh_vjp,
+    cosh_vjp, tanh_vjp,
+);
+
+/// Elementwise `powi`: `∂x = d·n·xⁿ⁻¹`.
+pub fn powi_vjp<V: Elementwise<C>, C>(x: &V, n: &i32, d: &C) -> C {
+    x.zip_cot(d, |x, d| scalar::powi_vjp(x, *n, d))
+}
+
+macro_rules! scalar_only_rules {
+    ($($name:ident($($arg:ident),*)),* $(,)?) => {$(
+        #[doc = concat!("[`", stringify!($name), "`](crate::rules::scalar::", stringify!($name), ") on scalars reached by the tensor path (e.g. `x.sum().max(y)`).")]
+        #[inline]
+        pub fn $name<A: Real>($($arg: &A,)* d: &A) -> A {
+            scalar::$name($(*$arg,)* *d)
+        }
+    )*};
+}
+
+scalar_only_rules!(
+    log_vjp_x(x, base),
+    log_vjp_base(base, y),
+    powf_vjp_x(x, p),
+    powf_vjp_p(x, y),
+    max_vjp_a(a, b),
+    max_vjp_b(a, b),
+    min_vjp_a(a, b),
+    min_vjp_b(a, b),
+    clamp_vjp_x(x, lo, hi),
+    clamp_vjp_lo(x, lo),
+    clamp_vjp_hi(x, hi),
+    hypot_vjp_a(a, y),
+    hypot_vjp_b(b, y),
+    atan2_vjp_y(y, x),
+    atan2_vjp_x(y, x),
+);
+
+// ---- linear algebra and reductions --------------------------------------------
+
+/// `y = xᵀ` (`.t()`, `.reversed_axes()`): `∂x = dᵀ`.
+pub fn t_vjp<A: Real, D: Dimension>(d: &Array<A, D>) -> Array<A, D> {
+    d.view().reversed_axes().to_owned()
+}
+
+/// `y = a.dot(b)`: `∂a` from the saved `b` and the cotangent, for each of ndarray's
+/// `dot` shapes (matrix·matrix, matrix·vector, vector·matrix, vector·vector).
+pub trait DotLhs<C> {
+    /// The cotangent of `a`.
+    type Out;
+    /// `∂a`.
+    fn dot_lhs(&self, d: &C) -> Self::Out;
+}
+
+/// `y = a.dot(b)`: `∂b` from the saved `a` and the cotangent.
+pub trait DotRhs<C> {
+    /// The cotangent of `b`.
+    type Out;
+    /// `∂b`.
+    fn dot_rhs(&self, d: &C) -> Self::Out;
+}
+
+// (m×k)·(k×n): ∂a = d·bᵀ, ∂b = aᵀ·d (the lesson's matmul rule).
+impl<A: Real, S: Data<Elem = A>> DotLhs<Array2<A>> for ArrayBase<S, Ix2> {
+    type Out = Array2<A>;
+    fn dot_lhs(&self, d: &Array2<A>) -> Array2<A> {
+        crate::ops::matmul(d, &self.t())
+    }
+}
+impl<A: Real, S: Data<Elem = A>> DotRhs<Array2<A>> for ArrayBase<S, Ix2> {
+    type Out = Array2<A>;
+    fn dot_rhs(&self, d: &Array2<A>) -> Array2<A> {
+        crate::ops::matmul(&self.t(), d)
+    }
+}
+// (m×k)·(k): a is a matrix, b and d vectors: ∂a = d⊗b (outer), ∂b = aᵀ·d.
+impl<A: Real, S: Data<Elem = A>> DotLhs<Array1<A>> for ArrayBase<S, Ix1> {
+    type Out = Array2<A>;
+    fn dot_lhs(&self, d: &Array1<A>) -> Array2<A> {
+        let (m, k) = (d.len(), self.len());
+        Array2::from_shape_fn((m, k), |(i, j)| d[i] * self[j])
+    }
+}
+impl<A: Real, S: Data<Elem = A>> DotRhs<Array1<A>> for ArrayBase<S, Ix2> {
+    type Out = Array1<A>;
+    fn dot_rhs(&self, d: &Array1<A>) -> Array1<A> {
+        self.t().dot(d)
+    }
+}
+// (k)·(k): ∂a = d·b, ∂b = d·a.
+impl<A: Real, S: Data<Elem = A>> DotLhs<A> for ArrayBase<S, Ix1> {
+    type Out = Array1<A>;
+    fn dot_lhs(&self, d: &A) -> Array1<A> {
+        self.mapv(|b| scalar::strong_mul(*d, b))
+    }
+}
+impl<A: Real, S: Data<Elem = A>> DotRhs<A> for ArrayBase<S, Ix1> {
+    type Out = Array1<A>;
+    fn dot_rhs(&self, d: &A) -> Array1<A> {
+        self.mapv(|a| scalar::strong_mul(*d, a))
+    }
+}
+impl<V: DotLhs<C> + ?Sized, C> DotLhs<C> for &V {
+    type Out = V::Out;
+    fn dot_lhs(&self, d: &C) -> V::Out {
+        (**self).dot_lhs(d)
+    }
+}
+impl<V: DotRhs<C> + ?Sized, C> DotRhs<C> for &V {
+    type Out = V::Out;
+    fn dot_rhs(&self, d: &C) -> V::Out {
+        (**self).dot_rhs(d)
+    }
+}
+
+/// `y = a.dot(b)`: `∂a` (saves `b`). Vector·matrix (k)·(k×n) is not differentiated in
+/// `a` yet: ndarray's `Ix1·Ix2` shares `dot_lhs`'s `(b: Ix2, d: Ix1)` key with the
+/// matrix·vector `∂b`, so write it as `b.t().dot(a)` (matrix·vector) instead.
+pub fn dot_vjp_lhs<B: DotLhs<C>, C>(b: &B, d: &C) -> B::Out {
+    b.dot_lhs(d)
+}
+
+/// `y = a.dot(b)`: `∂b` (saves `a`).
+pub fn dot_vjp_rhs<Av: DotRhs<C>, C>(a: &Av, d: &C) -> Av::Out {
+    a.dot_rhs(d)
+}
+
+/// `y = Σ x`: `∂x = d` in every element.
+pub fn sum_vjp<A: Real, Sh: ShapeOf<A>>(shape: &Sh, d: &A) -> Sh::Cot {
+    shape.fill(*d)
+}
+
+/// `y = mean x`: `∂x = d/n` in every element.
+pub fn mean_vjp<A: Real, Sh: ShapeOf<A>>(shape: &Sh, d: &A) -> Sh::Cot {
+    let n = A::from(shape.len()).unwrap_or_else(A::nan);
+    shape.fill(*d / n)
+}
+
+/// `y = x.sum_axis(axis)`: `∂x` is `d` repeated along `axis`.
+pub fn sum_axis_vjp<A: Real, D: Dimension + RemoveAxis>(
+    shape: &ArrayShape<A, D>,
+    axis: &Axis,
+    d: &Array<A, D::Smaller>,
+) -> Array<A, D> {
+    crate::ops::sum_axis_vjp(&shape.dim, *axis, d)
+}
+
+/// `y = x.mean_axis(axis).unwrap()`: `∂x` is `d/n` repeated along `axis`.
+pub fn mean_axis_vjp<A: Real, D: Dimension + RemoveAxis>(
+    shape: &ArrayShape<A, D>,
+    axis: &Axis,
+    d: &Array<A, D::Smaller>,
+) -> Array<A, D> {
+    crate::ops::mean_axis_vjp(&shape.dim, *axis, d)
+}
+
+/// Panics, naming the operation and both shapes, unless `a` and `b` broadcast together
+/// (NumPy's rules). `#[grad]` calls it before each arithmetic operator on the tensor
+/// path, where ndarray's own panic would name neither shape.
+#[track_caller]
+pub fn check_broadcast<A: Value, B: Value>(what: &str, a: &A, b: &B) {
+    if let (DynView::Array(x), DynView::Array(y)) = (a.dyn_view(), b.dyn_view()) {
+        co_broadcast(what, x.shape(), y.shape());
+    }
+}
