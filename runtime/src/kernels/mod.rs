@@ -37,3 +37,4 @@ impl Arch {
         Arch::Scalar
     }
 }
+pub mod adamw;
