@@ -124,18 +124,20 @@ impl<F: Real> Optimizer<F> for AdaFactor<F> {
     fn weight_decay(&self) -> f64 {
         self.cfg.weight_decay
     }
+    /// `lr` and `beta1` appear only when set (`None` has no number to save).
     fn hyper_params(&self) -> Vec<(String, f64)> {
         let c = &self.cfg;
-        vec![
-            ("lr".into(), c.lr.unwrap_or(f64::NAN)),
+        let mut h: Vec<(String, f64)> = c.lr.map(|lr| ("lr".to_string(), lr)).into_iter().collect();
+        h.extend([
             ("eps1".into(), c.eps1),
             ("eps2".into(), c.eps2),
             ("clip_threshold".into(), c.clip_threshold),
             ("decay_rate".into(), c.decay_rate),
-            ("beta1".into(), c.beta1.unwrap_or(f64::NAN)),
-            ("weight_decay".into(), c.weight_decay),
-            ("scale_parameter".into(), f64::from(u8::from(c.scale_parameter))),
-        ]
+        ]);
+        h.extend(c.beta1.map(|b| ("beta1".to_string(), b)));
+        h.push(("weight_decay".into(), c.weight_decay));
+        h.push(("scale_parameter".into(), f64::from(u8::from(c.scale_parameter))));
+        h
     }
     fn state_layout(&self, shape: &[usize]) -> Vec<StateSpec> {
         let nd = shape.len();
