@@ -272,3 +272,84 @@ mod x86 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    type Bufs = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+
+    fn bufs(n: usize, seed: u64) -> Bufs {
+        let mut r = StdRng::seed_from_u64(seed);
+        let mut v = |lo: f32, hi: f32| (0..n).map(|_| r.random_range(lo..hi)).collect::<Vec<f32>>();
+        (v(-2.0, 2.0), v(-1.0, 1.0), v(-0.1, 0.1), v(0.0, 0.01))
+    }
+
+    /// `a` and `b` agree to `ulps` units in the last place of `scale` (the magnitude of
+    /// the terms summed to make them: FMA contraction rounds once where the reference
+    /// rounds twice, an error relative to the terms, not to a possibly cancelled result).
+    fn agree(a: f32, b: f32, scale: f32, ulps: f32, what: &str, i: usize, n: usize) {
+        let tol = ulps * f32::EPSILON * scale.max(f32::MIN_POSITIVE);
+        assert!((a - b).abs() <= tol, "{what}[{i}] of {n}: simd {a} vs scalar {b} (tol {tol})");
+    }
+
+    fn compare(n: usize, k: &AdamWConsts) {
+        let (w0, g, m0, v0) = bufs(n, n as u64 + 1);
+        let (mut w1, mut m1, mut v1) = (w0.clone(), m0.clone(), v0.clone());
+        let (mut w2, mut m2, mut v2) = (w0.clone(), m0.clone(), v0.clone());
+        step(&mut w1, &g, &mut m1, &mut v1, k);
+        step_scalar(&mut w2, &g, &mut m2, &mut v2, k);
+        let (b1, b2) = (k.beta1 as f32, k.beta2 as f32);
+        for i in 0..n {
+            let gi = g[i] + k.l2 as f32 * w0[i];
+            agree(m1[i], m2[i], b1 * m0[i].abs() + gi.abs(), 4.0, "m", i, n);
+            agree(v1[i], v2[i], b2 * v0[i] + gi * gi, 4.0, "v", i, n);
+            let upd = (k.decay as f32 * w0[i] - w2[i]).abs();
+            agree(w1[i], w2[i], w0[i].abs() + upd, 8.0, "w", i, n);
+        }
+    }
+
+    #[test]
+    fn simd_matches_scalar_around_vector_width() {
+        // Sizes 0..=67 cover empty, tail-only (< 16), one and several 16-lane blocks with
+        // every tail length; t = 1 and t = 1000 exercise small and large bias corrections.
+        for t in [1, 1000] {
+            let k = AdamWConsts::new(1e-3, 0.9, 0.999, 1e-8, 0.01, 0.0, t);
+            for n in 0..=67 {
+                compare(n, &k);
+            }
+        }
+    }
+
+    #[test]
+    fn simd_matches_scalar_large_and_threaded() {
+        // Above PARALLEL_MIN_LEN the work is split across threads at 16-float boundaries;
+        // odd sizes leave a ragged last chunk.
+        let k = AdamWConsts::new(3e-4, 0.9, 0.95, 1e-8, 0.1, 0.0, 7);
+        for n in [PARALLEL_MIN_LEN - 1, PARALLEL_MIN_LEN, 1_000_003] {
+            compare(n, &k);
+        }
+    }
+
+    #[test]
+    fn coupled_l2_path_matches_scalar() {
+        let k = AdamWConsts::new(1e-2, 0.9, 0.999, 1e-8, 0.0, 0.05, 3);
+        for n in [0, 5, 16, 33, 67, 4099] {
+            compare(n, &k);
+        }
+    }
+
+    #[test]
+    fn first_step_moves_by_lr_sign() {
+        // t = 1, ε = 0, λ = 0: m̂ = g and v̂ = g², so w − lr·g/|g| exactly up to rounding.
+        let (mut w, g, _, _) = bufs(67, 9);
+        let w0 = w.clone();
+        let (mut m, mut v) = (vec![0.0; 67], vec![0.0; 67]);
+        step(&mut w, &g, &mut m, &mut v, &AdamWConsts::new(0.5, 0.9, 0.999, 0.0, 0.0, 0.0, 1));
+        for i in 0..67 {
+            let want = w0[i] - 0.5 * g[i].signum();
+            assert!((w[i] - want).abs() <= 4.0 * f32::EPSILON, "{i}: {} vs {want}", w[i]);
+        }
+    }
+}
