@@ -387,3 +387,16 @@ fn state_bytes_per_optimizer() {
     bytes!(AdaFactor::<f32>::default());
     assert_eq!(sizes, [0, n, n, 2 * n, 2 * n, n, (64 + 32) * 4]);
 }
+
+#[test]
+fn non_finite_index_is_exact_in_large_f32_buffers() {
+    // The check scans blocks of 16 384 values; the reported index is the flat one.
+    let mut w = vec![0.0f32; 50_000];
+    let mut g = vec![0.0f32; 50_000];
+    g[40_001] = f32::NEG_INFINITY;
+    g[45_000] = f32::NAN;
+    let mut opt = AdamW::new(AdamWConfig::default());
+    let err = opt.step(&mut w, &g).unwrap_err();
+    assert_eq!(err, OptimError::NonFiniteGradient { name: String::new(), index: 40_001, value: f64::NEG_INFINITY });
+    assert!(w.iter().all(|&x| x == 0.0));
+}

@@ -122,10 +122,18 @@ pub fn step_scalar<F: Real>(w: &mut [F], g: &[F], m: &mut [F], v: &mut [F], k: &
 /// assert!(w.iter().all(|&x| (x - 1.001).abs() < 1e-6));
 /// ```
 pub fn step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &AdamWConsts) {
+    step_threads(w, g, m, v, k, threads_for(w.len()));
+}
+
+/// [`step`] on exactly `threads` threads (the calling one included; 0 counts as 1), for
+/// callers that manage their own parallelism or measure scaling.
+///
+/// # Panics
+/// If the four slices differ in length.
+pub fn step_threads(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &AdamWConsts, threads: usize) {
     let n = w.len();
     assert!(g.len() == n && m.len() == n && v.len() == n, "adamw: slices differ in length");
-    let threads = threads_for(n);
-    if threads <= 1 {
+    if threads <= 1 || n == 0 {
         return step_chunk(w, g, m, v, k);
     }
     // Chunks are multiples of 16 floats (one 64-byte cache line) so that no line is

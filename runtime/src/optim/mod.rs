@@ -471,15 +471,24 @@ pub trait Optimizer<F: Real> {
         policy: NonFinite,
     ) -> Result<StepOutcome, OptimError> {
         let gs = grads.buffers();
+        {
+            let ps = params.buffers();
+            check_pair("gradients", ps.iter().map(|w| (&w.name, &w.shape)), gs.iter().map(|g| (&g.name, &g.shape)))?;
+        }
         if self.state().params.is_none() {
             self.init(&*params);
         }
         let mut ws = params.buffers_mut();
-        check_pair("gradients", ws.iter().map(|w| (&w.name, &w.shape)), gs.iter().map(|g| (&g.name, &g.shape)))?;
         let slots = self.state().params.as_ref().expect("initialised above");
         check_pair("optimizer state", slots.iter().map(|s| (&s.name, &s.shape)), ws.iter().map(|w| (&w.name, &w.shape)))?;
         for g in &gs {
-            if let Some(index) = g.values.iter().position(|x| !x.is_finite()) {
+            // PERF: a vectorised yes/no per block first; the index search only on a hit.
+            const BLOCK: usize = 1 << 14;
+            for (b, block) in g.values.chunks(BLOCK).enumerate() {
+                if !F::any_non_finite(block) {
+                    continue;
+                }
+                let index = b * BLOCK + block.iter().position(|x| !x.is_finite()).expect("a non-finite value");
                 return match policy {
                     NonFinite::Skip => Ok(StepOutcome::Skipped { name: g.name.clone(), index }),
                     NonFinite::Error => Err(OptimError::NonFiniteGradient {
