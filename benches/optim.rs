@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use backprop::kernels::adamw::{self, AdamWConsts};
 use backprop::optim::{AdamW, AdamWConfig, Optimizer};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 
 const SIZES: [usize; 2] = [1_000_000, 100_000_000];
 
@@ -50,12 +52,11 @@ fn probe(b: &mut Bufs) {
     let threads = adamw::threads_for(n);
     let size = n.div_ceil(threads).div_ceil(16) * 16;
     std::thread::scope(|s| {
-        let mut parts = b
-            .w
-            .chunks_mut(size)
-            .zip(b.g.chunks(size))
-            .zip(b.m.chunks_mut(size))
-            .zip(b.v.chunks_mut(size));
+        let mut parts =
+            b.w.chunks_mut(size)
+                .zip(b.g.chunks(size))
+                .zip(b.m.chunks_mut(size))
+                .zip(b.v.chunks_mut(size));
         let first = parts.next();
         for (((w, g), m), v) in parts {
             s.spawn(move || chunk(w, g, m, v));
@@ -78,13 +79,19 @@ fn bench(c: &mut Criterion) {
         let mut b = bufs(n);
         // Typical mid-training constants (t = 100): the bias corrections are not 1.
         let k = AdamWConsts::new(3e-4, 0.9, 0.95, 1e-8, 0.1, 0.0, 100);
-        group.bench_function(BenchmarkId::new("probe_4r3w", n), |bch| bch.iter(|| probe(&mut b)));
+        group.bench_function(BenchmarkId::new("probe_4r3w", n), |bch| {
+            bch.iter(|| probe(&mut b))
+        });
         group.bench_function(BenchmarkId::new("fused_kernel", n), |bch| {
             bch.iter(|| adamw::step(&mut b.w, &b.g, &mut b.m, &mut b.v, &k))
         });
         // The whole optimizer call: shape checks and the non-finite scan of g (one more
         // read stream) around the same kernel; throughput still counted as 28 B/param.
-        let mut opt = AdamW::<f32>::new(AdamWConfig { lr: 3e-4, weight_decay: 0.1, ..Default::default() });
+        let mut opt = AdamW::<f32>::new(AdamWConfig {
+            lr: 3e-4,
+            weight_decay: 0.1,
+            ..Default::default()
+        });
         // One untimed step allocates m and v and faults their pages in.
         opt.step(&mut b.w, &b.g).expect("finite gradients");
         group.bench_function(BenchmarkId::new("optimizer_step", n), |bch| {

@@ -18,11 +18,17 @@ fn no_change_below_or_at_the_threshold() {
     // √(0.375² + 0.5²) = √0.390625 = 0.625, exact in f32 and f64.
     let mut g = vec![vec![0.375f32, -0.5], vec![0.0]];
     let orig = g.clone();
-    assert_eq!(clip_grad_norm(&mut g, 1.0, NonFiniteNorm::Error).unwrap(), 0.625);
+    assert_eq!(
+        clip_grad_norm(&mut g, 1.0, NonFiniteNorm::Error).unwrap(),
+        0.625
+    );
     assert_eq!(g, orig);
     // Exactly at the threshold: unchanged too (only n > max_norm clips).
     let mut g = vec![3.0f64, 4.0];
-    assert_eq!(clip_grad_norm(&mut g, 5.0, NonFiniteNorm::Error).unwrap(), 5.0);
+    assert_eq!(
+        clip_grad_norm(&mut g, 5.0, NonFiniteNorm::Error).unwrap(),
+        5.0
+    );
     assert_eq!(g, [3.0, 4.0]);
 }
 
@@ -43,9 +49,15 @@ fn non_finite_norm_errors_or_returns_and_never_touches_grads() {
     assert!(matches!(err, ClipError::NonFiniteNorm(n) if n.is_nan()));
     assert_eq!(g[0], 1.0);
     let mut g = vec![f64::INFINITY, 1.0];
-    assert_eq!(clip_grad_norm(&mut g, 1.0, NonFiniteNorm::Return), Ok(f64::INFINITY));
+    assert_eq!(
+        clip_grad_norm(&mut g, 1.0, NonFiniteNorm::Return),
+        Ok(f64::INFINITY)
+    );
     assert_eq!(g[1], 1.0);
-    assert_eq!(clip_grad_norm(&mut vec![1.0f64], -1.0, NonFiniteNorm::Error), Err(ClipError::BadThreshold(-1.0)));
+    assert_eq!(
+        clip_grad_norm(&mut vec![1.0f64], -1.0, NonFiniteNorm::Error),
+        Err(ClipError::BadThreshold(-1.0))
+    );
 }
 
 #[test]

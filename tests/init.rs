@@ -17,7 +17,10 @@ fn check(init: Init, var: f64, seed: u64) {
     let se_mean = (var / N as f64).sqrt();
     let se_var = var * (2.0 / N as f64).sqrt();
     assert!(mean.abs() < 5.0 * se_mean, "{init:?}: mean {mean}");
-    assert!((emp - var).abs() < 5.0 * se_var, "{init:?}: variance {emp}, formula {var}");
+    assert!(
+        (emp - var).abs() < 5.0 * se_var,
+        "{init:?}: variance {emp}, formula {var}"
+    );
     assert!((init.std() - var.sqrt()).abs() < 1e-15, "{init:?}: std()");
 }
 
@@ -41,16 +44,29 @@ fn uniform_bounds_are_sqrt_3_std() {
     // Kaiming uniform a = √(6/fan_in): every draw inside [−a, a], and the extremes near a.
     let a = (6.0f64 / 512.0).sqrt();
     let mut w = vec![0.0f64; N];
-    Init::KaimingUniform(Fans::new(512, 1), FanMode::FanIn).fill(&mut StdRng::seed_from_u64(6), &mut w);
+    Init::KaimingUniform(Fans::new(512, 1), FanMode::FanIn)
+        .fill(&mut StdRng::seed_from_u64(6), &mut w);
     let max = w.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     assert!(max <= a && max > 0.999 * a, "max {max}, a {a}");
 }
 
 #[test]
 fn gpt2_std_and_residual_scaling() {
-    check(Init::Gpt2 { residual_layers: None }, 0.02f64.powi(2), 7);
+    check(
+        Init::Gpt2 {
+            residual_layers: None,
+        },
+        0.02f64.powi(2),
+        7,
+    );
     // 12 layers: std 0.02/√24.
-    check(Init::Gpt2 { residual_layers: Some(12) }, 0.02f64.powi(2) / 24.0, 8);
+    check(
+        Init::Gpt2 {
+            residual_layers: Some(12),
+        },
+        0.02f64.powi(2) / 24.0,
+        8,
+    );
 }
 
 #[test]
@@ -66,10 +82,14 @@ fn zeros_and_constants() {
 fn seeded_draws_are_reproducible_and_seeds_differ() {
     let draw = |seed| {
         let mut p = vec![("w", vec![0.0f32; 1000]), ("b", vec![0.0; 10])];
-        init_params(&mut p, &mut StdRng::seed_from_u64(seed), |name, shape| match name {
-            "b" => Init::Zeros,
-            _ => Init::XavierNormal(Fans::of_shape(shape)),
-        });
+        init_params(
+            &mut p,
+            &mut StdRng::seed_from_u64(seed),
+            |name, shape| match name {
+                "b" => Init::Zeros,
+                _ => Init::XavierNormal(Fans::of_shape(shape)),
+            },
+        );
         p
     };
     assert_eq!(draw(42), draw(42));

@@ -11,25 +11,63 @@ const GB: u128 = 1_000_000_000;
 fn seven_billion_adamw_is_112_gb_training_and_14_gb_bf16_inference() {
     // 4P weights + 4P gradients + 8P (m, v) = 16P = 112 GB; inference 2P = 14 GB.
     let r = MemoryReport::for_shapes(&[vec![P]], &AdamW::<f32>::default());
-    assert_eq!((r.weights, r.grads, r.optimizer_state), (28 * GB, 28 * GB, 56 * GB));
+    assert_eq!(
+        (r.weights, r.grads, r.optimizer_state),
+        (28 * GB, 28 * GB, 56 * GB)
+    );
     assert_eq!(r.training_bytes(), 112 * GB);
     assert_eq!(r.inference_bytes(Dtype::Bf16), 14 * GB);
     assert_eq!(r.inference_bytes(Dtype::F16), 14 * GB);
     assert_eq!(r.inference_bytes(Dtype::F32), 28 * GB);
     // The table names every component.
     let t = r.to_string();
-    assert!(t.contains("| optimizer state | 56.0 |") && t.contains("**112.0**") && t.contains("| 14.0 |"), "{t}");
+    assert!(
+        t.contains("| optimizer state | 56.0 |")
+            && t.contains("**112.0**")
+            && t.contains("| 14.0 |"),
+        "{t}"
+    );
 }
 
 #[test]
 fn state_per_optimizer_for_7b() {
     let s = [vec![P]];
     let state = |r: MemoryReport| r.optimizer_state / GB;
-    assert_eq!(state(MemoryReport::for_shapes(&s, &Sgd::<f32>::new(SgdConfig::default()))), 0);
-    assert_eq!(state(MemoryReport::for_shapes(&s, &Sgd::<f32>::new(SgdConfig::momentum(0.1, 0.9)))), 28);
-    assert_eq!(state(MemoryReport::for_shapes(&s, &RmsProp::<f32>::new(Default::default()))), 28);
-    assert_eq!(state(MemoryReport::for_shapes(&s, &Adam::<f32>::new(Default::default()))), 56);
-    assert_eq!(state(MemoryReport::for_shapes(&s, &Lion::<f32>::new(Default::default()))), 28);
+    assert_eq!(
+        state(MemoryReport::for_shapes(
+            &s,
+            &Sgd::<f32>::new(SgdConfig::default())
+        )),
+        0
+    );
+    assert_eq!(
+        state(MemoryReport::for_shapes(
+            &s,
+            &Sgd::<f32>::new(SgdConfig::momentum(0.1, 0.9))
+        )),
+        28
+    );
+    assert_eq!(
+        state(MemoryReport::for_shapes(
+            &s,
+            &RmsProp::<f32>::new(Default::default())
+        )),
+        28
+    );
+    assert_eq!(
+        state(MemoryReport::for_shapes(
+            &s,
+            &Adam::<f32>::new(Default::default())
+        )),
+        56
+    );
+    assert_eq!(
+        state(MemoryReport::for_shapes(
+            &s,
+            &Lion::<f32>::new(Default::default())
+        )),
+        28
+    );
 }
 
 #[test]

@@ -3,14 +3,18 @@
 //! groups, and state save/load.
 
 use backprop::optim::{
-    AdaFactor, Adam, AdamConfig, AdamW, AdamWConfig, Lion, LionConfig, NonFinite, OptimError, Optimizer, ParamGroup,
-    RmsProp, RmsPropConfig, Select, Sgd, SgdConfig, StateDict, StepOutcome,
+    AdaFactor, Adam, AdamConfig, AdamW, AdamWConfig, Lion, LionConfig, NonFinite, OptimError,
+    Optimizer, ParamGroup, RmsProp, RmsPropConfig, Select, Sgd, SgdConfig, StateDict, StepOutcome,
 };
 
 const TOL: f64 = 1e-12;
 
 fn close(got: f64, want: f64, what: &str) {
-    assert!((got - want).abs() <= TOL, "{what}: got {got:.17}, want {want:.17} (diff {:e})", (got - want).abs());
+    assert!(
+        (got - want).abs() <= TOL,
+        "{what}: got {got:.17}, want {want:.17} (diff {:e})",
+        (got - want).abs()
+    );
 }
 
 /// Runs `opt` on the scalar parameter w₀ = 1 with gradients g₁ = 0.5, g₂ = −1 (the
@@ -26,7 +30,10 @@ fn two_steps<O: Optimizer<f64>>(mut opt: O) -> [f64; 2] {
 #[test]
 fn sgd_first_steps() {
     // w₁ = 1 − 0.1·0.5 = 0.95;  w₂ = 0.95 − 0.1·(−1) = 1.05
-    let [w1, w2] = two_steps(Sgd::new(SgdConfig { lr: 0.1, ..Default::default() }));
+    let [w1, w2] = two_steps(Sgd::new(SgdConfig {
+        lr: 0.1,
+        ..Default::default()
+    }));
     close(w1, 0.95, "w1");
     close(w2, 1.05, "w2");
 }
@@ -75,7 +82,10 @@ fn adam_reference() -> (f64, f64) {
 
 #[test]
 fn adam_first_steps() {
-    let [w1, w2] = two_steps(Adam::new(AdamConfig { lr: 0.1, ..Default::default() }));
+    let [w1, w2] = two_steps(Adam::new(AdamConfig {
+        lr: 0.1,
+        ..Default::default()
+    }));
     let (e1, step2) = adam_reference();
     close(w1, e1, "w1");
     close(w2, e1 - step2, "w2");
@@ -86,7 +96,11 @@ fn adamw_first_steps() {
     // As Adam, plus the decoupled decay lr·λ·w of the weight before each step:
     // w₁ = 1 − 0.1·0.5/(0.5 + ε) − 0.1·0.01·1
     // w₂ = w₁ − 0.1·m̂₂/(√v̂₂ + ε) − 0.1·0.01·w₁
-    let [w1, w2] = two_steps(AdamW::new(AdamWConfig { lr: 0.1, weight_decay: 0.01, ..Default::default() }));
+    let [w1, w2] = two_steps(AdamW::new(AdamWConfig {
+        lr: 0.1,
+        weight_decay: 0.01,
+        ..Default::default()
+    }));
     let (a1, step2) = adam_reference();
     let e1 = a1 - 0.001;
     close(w1, e1, "w1");
@@ -98,7 +112,11 @@ fn adamw_decay_is_decoupled() {
     // A zero gradient leaves m = v = 0, so the Adam term is 0/(0 + ε) = 0 and only the
     // decay acts: w ← (1 − lr·λ)·w each step, whatever the gradient history.
     let mut w = vec![2.0f64, -4.0];
-    let mut opt = AdamW::new(AdamWConfig { lr: 0.1, weight_decay: 0.5, ..Default::default() });
+    let mut opt = AdamW::new(AdamWConfig {
+        lr: 0.1,
+        weight_decay: 0.5,
+        ..Default::default()
+    });
     for _ in 0..3 {
         opt.step(&mut w, &vec![0.0, 0.0]).unwrap();
     }
@@ -108,7 +126,12 @@ fn adamw_decay_is_decoupled() {
     // Adam's coupled L2 instead feeds λ·w through the moments: the first step is then
     // lr·sign(λw) = 0.1 whatever λ is (the coupling AdamW removes).
     let mut w = vec![2.0f64];
-    let mut adam = Adam::new(AdamConfig { lr: 0.1, weight_decay: 0.5, eps: 0.0, ..Default::default() });
+    let mut adam = Adam::new(AdamConfig {
+        lr: 0.1,
+        weight_decay: 0.5,
+        eps: 0.0,
+        ..Default::default()
+    });
     adam.step(&mut w, &vec![0.0]).unwrap();
     close(w[0], 1.9, "adam L2");
 }
@@ -119,7 +142,11 @@ fn adam_first_step_is_lr_sign_g() {
     // independent of the gradient's scale.
     let g = vec![1e-3f64, -5.0, 100.0, -1e-6];
     let mut w = vec![0.0f64; 4];
-    let mut opt = Adam::new(AdamConfig { lr: 0.01, eps: 0.0, ..Default::default() });
+    let mut opt = Adam::new(AdamConfig {
+        lr: 0.01,
+        eps: 0.0,
+        ..Default::default()
+    });
     opt.step(&mut w, &g).unwrap();
     for (wi, gi) in w.iter().zip(&g) {
         close(*wi, -0.01 * gi.signum(), "w");
@@ -131,13 +158,20 @@ fn adam_f32_kernel_matches_f64_reference() {
     // The same two steps through the fused f32 kernel (SIMD when available): equal to the
     // f64 hand values to f32 precision.
     let mut w = vec![1.0f32; 37];
-    let mut opt = AdamW::new(AdamWConfig { lr: 0.1, weight_decay: 0.01, ..Default::default() });
+    let mut opt = AdamW::new(AdamWConfig {
+        lr: 0.1,
+        weight_decay: 0.01,
+        ..Default::default()
+    });
     opt.step(&mut w, &vec![0.5f32; 37]).unwrap();
     opt.step(&mut w, &vec![-1.0f32; 37]).unwrap();
     let (a1, step2) = adam_reference();
     let e1 = a1 - 0.001;
     let e2 = e1 - step2 - 0.001 * e1;
-    assert!(w.iter().all(|&x| (x as f64 - e2).abs() < 1e-6), "{w:?} vs {e2}");
+    assert!(
+        w.iter().all(|&x| (x as f64 - e2).abs() < 1e-6),
+        "{w:?} vs {e2}"
+    );
 }
 
 #[test]
@@ -148,7 +182,11 @@ fn lion_first_steps() {
     //                m₂ = 0.99·0.005 − 0.01 = −0.00505
     // t=3, g = 0.02: c = 0.9·(−0.00505) + 0.1·0.02 = −0.002545 → −1 (momentum outvotes g)
     //                w₃ = 0.9811 − 0.1·(−1 + 0.09811) = 1.071289
-    let mut opt = Lion::new(LionConfig { lr: 0.1, weight_decay: 0.1, ..Default::default() });
+    let mut opt = Lion::new(LionConfig {
+        lr: 0.1,
+        weight_decay: 0.1,
+        ..Default::default()
+    });
     let mut w = vec![1.0f64];
     let mut ws = Vec::new();
     for g in [0.5, -1.0, 0.02] {
@@ -171,7 +209,10 @@ fn adafactor_factored_first_steps() {
     // α = max(1e-3, RMS(W))·min(1e-2, 1) = √7.5·0.01.   W₁ = W − α·U.
     let mut w = ndarray::array![[1.0f64, 2.0], [3.0, 4.0]];
     let g1 = ndarray::array![[1.0f64, 2.0], [3.0, 4.0]];
-    let u = [[0.6f64.sqrt(), 1.2f64.sqrt()], [1.08f64.sqrt(), 0.96f64.sqrt()]];
+    let u = [
+        [0.6f64.sqrt(), 1.2f64.sqrt()],
+        [1.08f64.sqrt(), 0.96f64.sqrt()],
+    ];
     let mut opt = AdaFactor::default();
     opt.step(&mut w, &g1).unwrap();
     let alpha1 = 7.5f64.sqrt() * 0.01;
@@ -192,11 +233,22 @@ fn adafactor_factored_first_steps() {
     let rms_w1 = (w1.iter().flatten().map(|x| x * x).sum::<f64>() / 4.0).sqrt();
     for i in 0..2 {
         for j in 0..2 {
-            close(w[[i, j]], w1[i][j] - 0.01 * rms_w1 * u[i][j] / 0.96f64.sqrt(), "w2");
+            close(
+                w[[i, j]],
+                w1[i][j] - 0.01 * rms_w1 * u[i][j] / 0.96f64.sqrt(),
+                "w2",
+            );
         }
     }
     // Factored state: 2 row + 2 column statistics, not 4 second moments.
-    assert_eq!(opt.state_dict().buffers.iter().map(|b| b.shape.clone()).collect::<Vec<_>>(), [vec![2], vec![2]]);
+    assert_eq!(
+        opt.state_dict()
+            .buffers
+            .iter()
+            .map(|b| b.shape.clone())
+            .collect::<Vec<_>>(),
+        [vec![2], vec![2]]
+    );
 }
 
 #[test]
@@ -227,12 +279,21 @@ fn exercise2_adam_beats_sgd_and_momentum_on_ill_conditioned_quadratic() {
         a[0] * w[0] * w[0] + a[1] * w[1] * w[1]
     }
     let lr = 0.02;
-    let sgd = run(Sgd::new(SgdConfig { lr, ..Default::default() }));
+    let sgd = run(Sgd::new(SgdConfig {
+        lr,
+        ..Default::default()
+    }));
     let mom = run(Sgd::new(SgdConfig::momentum(lr, 0.9)));
-    let adam = run(Adam::new(AdamConfig { lr, ..Default::default() }));
+    let adam = run(Adam::new(AdamConfig {
+        lr,
+        ..Default::default()
+    }));
     // Initial loss 10.01; all three descend, Adam by orders of magnitude more.
     assert!(sgd < 0.01 && mom < sgd, "sgd {sgd}, momentum {mom}");
-    assert!(adam < mom * 1e-3, "adam {adam} vs momentum {mom} vs sgd {sgd}");
+    assert!(
+        adam < mom * 1e-3,
+        "adam {adam} vs momentum {mom} vs sgd {sgd}"
+    );
 }
 
 #[test]
@@ -242,7 +303,10 @@ fn non_finite_gradient_errors_and_changes_nothing() {
     opt.step(&mut w, &vec![0.1, 0.1]).unwrap();
     let (w_before, sd_before) = (w.clone(), opt.state_dict());
     let err = opt.step(&mut w, &vec![0.1, f64::NAN]).unwrap_err();
-    assert!(matches!(err, OptimError::NonFiniteGradient { index: 1, .. }), "{err}");
+    assert!(
+        matches!(err, OptimError::NonFiniteGradient { index: 1, .. }),
+        "{err}"
+    );
     assert_eq!(w, w_before);
     assert_eq!(opt.state_dict(), sd_before);
 }
@@ -251,11 +315,25 @@ fn non_finite_gradient_errors_and_changes_nothing() {
 fn non_finite_gradient_skip_policy_skips() {
     let mut w = vec![("w", vec![1.0f64, 2.0])];
     let mut opt = Adam::new(AdamConfig::default());
-    let out = opt.step_with(&mut w, &vec![("w", vec![f64::INFINITY, 0.0])], NonFinite::Skip).unwrap();
-    assert_eq!(out, StepOutcome::Skipped { name: "w".into(), index: 0 });
+    let out = opt
+        .step_with(
+            &mut w,
+            &vec![("w", vec![f64::INFINITY, 0.0])],
+            NonFinite::Skip,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        StepOutcome::Skipped {
+            name: "w".into(),
+            index: 0
+        }
+    );
     assert_eq!(w[0].1, [1.0, 2.0]);
     // The skipped step did not count: the next one is t = 1 (a full lr·sign(g) step).
-    let out = opt.step_with(&mut w, &vec![("w", vec![1.0, 1.0])], NonFinite::Skip).unwrap();
+    let out = opt
+        .step_with(&mut w, &vec![("w", vec![1.0, 1.0])], NonFinite::Skip)
+        .unwrap();
     assert_eq!(out, StepOutcome::Applied { t: 1 });
 }
 
@@ -267,11 +345,21 @@ fn param_groups_override_decay_and_scale_lr() {
     //   b: Adam term lr·sign(g) with lr = 2·0.1, no decay: b = 1 − 0.2·1/(1 + ε)
     let mut p = vec![("w", vec![1.0f64, 1.0]), ("b", vec![1.0])];
     let g = vec![("w", vec![0.0f64, 0.0]), ("b", vec![1.0])];
-    let mut opt = AdamW::new(AdamWConfig { lr: 0.1, weight_decay: 0.1, ..Default::default() })
-        .with_groups(vec![ParamGroup::new(Select::Names(vec!["b".into()])).weight_decay(0.0).lr_scale(2.0)]);
+    let mut opt = AdamW::new(AdamWConfig {
+        lr: 0.1,
+        weight_decay: 0.1,
+        ..Default::default()
+    })
+    .with_groups(vec![ParamGroup::new(Select::Names(vec!["b".into()]))
+        .weight_decay(0.0)
+        .lr_scale(2.0)]);
     opt.step(&mut p, &g).unwrap();
     close(p[0].1[0], 0.99, "w decayed");
-    close(p[1].1[0], 1.0 - 0.2 / (1.0 + 1e-8), "b: scaled lr, not decayed");
+    close(
+        p[1].1[0],
+        1.0 - 0.2 / (1.0 + 1e-8),
+        "b: scaled lr, not decayed",
+    );
     // Select::MaxNdim(1) picks vectors (biases, norm scales) and leaves matrices.
     assert!(Select::MaxNdim(1).matches("ln.gamma", &[768]));
     assert!(!Select::MaxNdim(1).matches("attn.w", &[768, 768]));
@@ -283,13 +371,30 @@ fn mismatched_gradients_name_both_shapes() {
     let mut opt = Sgd::new(SgdConfig::default());
     let err = opt.step(&mut w, &vec![("w", vec![1.0; 2])]).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("[3]") && msg.contains("[2]") && msg.contains("`w`"), "{msg}");
-    let err = opt.step(&mut w, &vec![("w", vec![1.0; 3]), ("b", vec![0.0])]).unwrap_err();
-    assert_eq!(err, OptimError::BufferCount { what: "gradients", expected: 1, found: 2 });
+    assert!(
+        msg.contains("[3]") && msg.contains("[2]") && msg.contains("`w`"),
+        "{msg}"
+    );
+    let err = opt
+        .step(&mut w, &vec![("w", vec![1.0; 3]), ("b", vec![0.0])])
+        .unwrap_err();
+    assert_eq!(
+        err,
+        OptimError::BufferCount {
+            what: "gradients",
+            expected: 1,
+            found: 2
+        }
+    );
     assert!(err.to_string().contains("expected 1") && err.to_string().contains("found 2"));
 }
 
-fn train_steps<O: Optimizer<f32>>(opt: &mut O, w: &mut ndarray::Array2<f32>, from: usize, n: usize) {
+fn train_steps<O: Optimizer<f32>>(
+    opt: &mut O,
+    w: &mut ndarray::Array2<f32>,
+    from: usize,
+    n: usize,
+) {
     for t in from..from + n {
         // A deterministic gradient sequence that depends on w (so state matters).
         let g = w.mapv(|x| (x * 1.7 + t as f32 * 0.3).sin());
@@ -299,21 +404,36 @@ fn train_steps<O: Optimizer<f32>>(opt: &mut O, w: &mut ndarray::Array2<f32>, fro
 
 #[test]
 fn state_round_trip_continues_bit_for_bit() {
-    let w0 = ndarray::Array2::from_shape_fn((7, 19), |(i, j)| (i as f32 - 3.0) * 0.1 + j as f32 * 0.01);
+    let w0 =
+        ndarray::Array2::from_shape_fn((7, 19), |(i, j)| (i as f32 - 3.0) * 0.1 + j as f32 * 0.01);
     // Uninterrupted: 6 steps.
     let mut wa = w0.clone();
-    let mut a = AdamW::new(AdamWConfig { lr: 0.01, ..Default::default() });
+    let mut a = AdamW::new(AdamWConfig {
+        lr: 0.01,
+        ..Default::default()
+    });
     train_steps(&mut a, &mut wa, 0, 6);
     // Interrupted after 3: state to bytes, into a fresh optimizer, 3 more.
     let mut wb = w0.clone();
-    let mut b = AdamW::new(AdamWConfig { lr: 0.01, ..Default::default() });
+    let mut b = AdamW::new(AdamWConfig {
+        lr: 0.01,
+        ..Default::default()
+    });
     train_steps(&mut b, &mut wb, 0, 3);
     let bytes = b.state_dict().to_bytes();
-    let mut c = AdamW::new(AdamWConfig { lr: 0.01, ..Default::default() });
-    c.load_state_dict(&wb, &StateDict::from_bytes(&bytes).unwrap()).unwrap();
+    let mut c = AdamW::new(AdamWConfig {
+        lr: 0.01,
+        ..Default::default()
+    });
+    c.load_state_dict(&wb, &StateDict::from_bytes(&bytes).unwrap())
+        .unwrap();
     assert_eq!(c.state().step_count(), 3);
     train_steps(&mut c, &mut wb, 3, 3);
-    assert_eq!(wa.as_slice().unwrap(), wb.as_slice().unwrap(), "weights differ after resume");
+    assert_eq!(
+        wa.as_slice().unwrap(),
+        wb.as_slice().unwrap(),
+        "weights differ after resume"
+    );
     assert_eq!(a.state_dict(), c.state_dict());
     assert_eq!(a.state_bytes(), 2 * 7 * 19 * 4);
 }
@@ -332,8 +452,14 @@ fn state_round_trip_every_optimizer() {
         fresh.step(&mut w2, &g).unwrap();
         assert_eq!(w, w2, "{}", O::NAME);
     }
-    check(Sgd::new(SgdConfig::nesterov(0.1, 0.9)), Sgd::new(SgdConfig::nesterov(0.1, 0.9)));
-    check(RmsProp::new(Default::default()), RmsProp::new(Default::default()));
+    check(
+        Sgd::new(SgdConfig::nesterov(0.1, 0.9)),
+        Sgd::new(SgdConfig::nesterov(0.1, 0.9)),
+    );
+    check(
+        RmsProp::new(Default::default()),
+        RmsProp::new(Default::default()),
+    );
     check(Adam::new(Default::default()), Adam::new(Default::default()));
     check(Lion::new(Default::default()), Lion::new(Default::default()));
     check(AdaFactor::default(), AdaFactor::default());
@@ -350,18 +476,39 @@ fn mismatched_state_load_names_both_shapes() {
     let mut other = Adam::new(AdamConfig::default());
     let err = other.load_state_dict(&wt, &sd).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("[3, 2]") && msg.contains("[2, 3]") && msg.contains("`m`"), "{msg}");
+    assert!(
+        msg.contains("[3, 2]") && msg.contains("[2, 3]") && msg.contains("`m`"),
+        "{msg}"
+    );
     // Different buffer counts: both counts named.
     let two = vec![("w", vec![0.0f64; 6]), ("b", vec![0.0; 2])];
     let err = other.load_state_dict(&two, &sd).unwrap_err();
-    assert_eq!(err, OptimError::BufferCount { what: "saved state", expected: 4, found: 2 });
+    assert_eq!(
+        err,
+        OptimError::BufferCount {
+            what: "saved state",
+            expected: 4,
+            found: 2
+        }
+    );
     // Another optimizer's state.
-    let err = Lion::<f64>::new(Default::default()).load_state_dict(&w, &sd).unwrap_err();
-    assert!(err.to_string().contains("`adam`") && err.to_string().contains("`lion`"), "{err}");
+    let err = Lion::<f64>::new(Default::default())
+        .load_state_dict(&w, &sd)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("`adam`") && err.to_string().contains("`lion`"),
+        "{err}"
+    );
     // Bytes of the wrong dtype and truncated bytes.
     let bytes = sd.to_bytes();
-    assert!(matches!(StateDict::<f32>::from_bytes(&bytes), Err(OptimError::Malformed(_))));
-    assert!(matches!(StateDict::<f64>::from_bytes(&bytes[..bytes.len() - 1]), Err(OptimError::Malformed(_))));
+    assert!(matches!(
+        StateDict::<f32>::from_bytes(&bytes),
+        Err(OptimError::Malformed(_))
+    ));
+    assert!(matches!(
+        StateDict::<f64>::from_bytes(&bytes[..bytes.len() - 1]),
+        Err(OptimError::Malformed(_))
+    ));
 }
 
 #[test]
@@ -397,6 +544,13 @@ fn non_finite_index_is_exact_in_large_f32_buffers() {
     g[45_000] = f32::NAN;
     let mut opt = AdamW::new(AdamWConfig::default());
     let err = opt.step(&mut w, &g).unwrap_err();
-    assert_eq!(err, OptimError::NonFiniteGradient { name: String::new(), index: 40_001, value: f64::NEG_INFINITY });
+    assert_eq!(
+        err,
+        OptimError::NonFiniteGradient {
+            name: String::new(),
+            index: 40_001,
+            value: f64::NEG_INFINITY
+        }
+    );
     assert!(w.iter().all(|&x| x == 0.0));
 }

@@ -46,8 +46,13 @@ pub enum ClipError {
 impl fmt::Display for ClipError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClipError::NonFiniteNorm(n) => write!(f, "the global gradient norm is {n}; gradients left unclipped"),
-            ClipError::BadThreshold(t) => write!(f, "clipping threshold {t} must be a non-negative number"),
+            ClipError::NonFiniteNorm(n) => write!(
+                f,
+                "the global gradient norm is {n}; gradients left unclipped"
+            ),
+            ClipError::BadThreshold(t) => {
+                write!(f, "clipping threshold {t} must be a non-negative number")
+            }
         }
     }
 }
@@ -95,7 +100,9 @@ pub fn clip_grad_norm<F: Real, P: Params<F> + ?Sized>(
     }
     if norm > max_norm {
         let scale = F::of(max_norm / norm);
-        grads.visit_mut("", &mut |b| b.values.iter_mut().for_each(|x| *x = *x * scale));
+        grads.visit_mut("", &mut |b| {
+            b.values.iter_mut().for_each(|x| *x = *x * scale)
+        });
     }
     Ok(norm)
 }
@@ -111,7 +118,10 @@ pub fn clip_grad_norm<F: Real, P: Params<F> + ?Sized>(
 /// assert_eq!(backprop::clip::clip_grad_value(&mut g, 1.0), Ok(2));
 /// assert_eq!(g, [-1.0, 0.5, 1.0]);
 /// ```
-pub fn clip_grad_value<F: Real, P: Params<F> + ?Sized>(grads: &mut P, clip: f64) -> Result<usize, ClipError> {
+pub fn clip_grad_value<F: Real, P: Params<F> + ?Sized>(
+    grads: &mut P,
+    clip: f64,
+) -> Result<usize, ClipError> {
     if clip.is_nan() || clip < 0.0 {
         return Err(ClipError::BadThreshold(clip));
     }

@@ -126,10 +126,16 @@ impl Init {
             Init::Zeros | Init::Constant(_) => 0.0,
             Init::Normal { std } => *std,
             Init::Uniform { bound } => bound / 3f64.sqrt(),
-            Init::XavierNormal(f) | Init::XavierUniform(f) => (2.0 / (f.fan_in + f.fan_out) as f64).sqrt(),
+            Init::XavierNormal(f) | Init::XavierUniform(f) => {
+                (2.0 / (f.fan_in + f.fan_out) as f64).sqrt()
+            }
             Init::KaimingNormal(f, m) | Init::KaimingUniform(f, m) => (2.0 / fan(f, m)).sqrt(),
-            Init::Gpt2 { residual_layers: None } => 0.02,
-            Init::Gpt2 { residual_layers: Some(l) } => 0.02 / (2.0 * *l as f64).sqrt(),
+            Init::Gpt2 {
+                residual_layers: None,
+            } => 0.02,
+            Init::Gpt2 {
+                residual_layers: Some(l),
+            } => 0.02 / (2.0 * *l as f64).sqrt(),
         }
     }
 

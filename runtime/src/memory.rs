@@ -50,7 +50,10 @@ impl MemoryReport {
     /// The report for parameters of these shapes under `opt`, with element type `F`,
     /// computed from the shapes alone (nothing is allocated: works for 7·10⁹ scalars).
     pub fn for_shapes<F: Real, O: Optimizer<F>>(shapes: &[Vec<usize>], opt: &O) -> Self {
-        let params: u128 = shapes.iter().map(|s| s.iter().map(|&d| d as u128).product::<u128>()).sum();
+        let params: u128 = shapes
+            .iter()
+            .map(|s| s.iter().map(|&d| d as u128).product::<u128>())
+            .sum();
         let w = params * F::DTYPE.bytes() as u128;
         MemoryReport {
             params,
@@ -102,14 +105,31 @@ impl fmt::Display for MemoryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "| component | GB |")?;
         writeln!(f, "|---|---:|")?;
-        writeln!(f, "| weights ({:?}) | {:.1} |", self.dtype, gb(self.weights))?;
+        writeln!(
+            f,
+            "| weights ({:?}) | {:.1} |",
+            self.dtype,
+            gb(self.weights)
+        )?;
         writeln!(f, "| gradients | {:.1} |", gb(self.grads))?;
         writeln!(f, "| optimizer state | {:.1} |", gb(self.optimizer_state))?;
         if self.activations > 0 {
             writeln!(f, "| activations (tape) | {:.1} |", gb(self.activations))?;
         }
-        writeln!(f, "| **training total** | **{:.1}** |", gb(self.training_bytes()))?;
-        writeln!(f, "| inference, f32 weights | {:.1} |", gb(self.inference_bytes(Dtype::F32)))?;
-        write!(f, "| inference, bf16/f16 weights | {:.1} |", gb(self.inference_bytes(Dtype::Bf16)))
+        writeln!(
+            f,
+            "| **training total** | **{:.1}** |",
+            gb(self.training_bytes())
+        )?;
+        writeln!(
+            f,
+            "| inference, f32 weights | {:.1} |",
+            gb(self.inference_bytes(Dtype::F32))
+        )?;
+        write!(
+            f,
+            "| inference, bf16/f16 weights | {:.1} |",
+            gb(self.inference_bytes(Dtype::Bf16))
+        )
     }
 }

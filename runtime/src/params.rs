@@ -28,7 +28,9 @@ use num_traits::{Float, FromPrimitive, ToPrimitive};
 /// Beyond [`Float`] it knows its byte width and little-endian encoding (for state
 /// save/load) and its fused AdamW step (`f32` takes the SIMD kernel, `f64` the scalar
 /// loop).
-pub trait Real: Float + FromPrimitive + ToPrimitive + Debug + Default + Send + Sync + 'static {
+pub trait Real:
+    Float + FromPrimitive + ToPrimitive + Debug + Default + Send + Sync + 'static
+{
     /// The dtype tag stored in saved state.
     const DTYPE: Dtype;
 
@@ -103,7 +105,9 @@ impl Real for f32 {
     fn any_non_finite(xs: &[f32]) -> bool {
         // Exponent all ones ⇔ NaN or ±∞.
         const EXP: u32 = 0x7f80_0000;
-        xs.iter().fold(0u32, |acc, x| acc | u32::from(x.to_bits() & EXP == EXP)) != 0
+        xs.iter()
+            .fold(0u32, |acc, x| acc | u32::from(x.to_bits() & EXP == EXP))
+            != 0
     }
     fn adamw_step(
         w: &mut [f32],
@@ -120,7 +124,9 @@ impl Real for f64 {
     const DTYPE: Dtype = Dtype::F64;
     fn any_non_finite(xs: &[f64]) -> bool {
         const EXP: u64 = 0x7ff0_0000_0000_0000;
-        xs.iter().fold(0u64, |acc, x| acc | u64::from(x.to_bits() & EXP == EXP)) != 0
+        xs.iter()
+            .fold(0u64, |acc, x| acc | u64::from(x.to_bits() & EXP == EXP))
+            != 0
     }
     fn of(x: f64) -> f64 {
         x
@@ -213,7 +219,10 @@ pub trait Params<F> {
     }
     /// `(name, shape)` of every buffer, in walk order.
     fn shapes(&self) -> Vec<(String, Vec<usize>)> {
-        self.buffers().into_iter().map(|b| (b.name, b.shape)).collect()
+        self.buffers()
+            .into_iter()
+            .map(|b| (b.name, b.shape))
+            .collect()
     }
 }
 
@@ -254,31 +263,55 @@ impl<'x, P: ?Sized> Named<'_, &'x mut P> {
 
 impl<F: Real> Params<F> for Vec<F> {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
-        f(BufferRef { name: prefix.to_string(), shape: vec![self.len()], values: self })
+        f(BufferRef {
+            name: prefix.to_string(),
+            shape: vec![self.len()],
+            values: self,
+        })
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
         let shape = vec![self.len()];
-        f(BufferMut { name: prefix.to_string(), shape, values: self })
+        f(BufferMut {
+            name: prefix.to_string(),
+            shape,
+            values: self,
+        })
     }
 }
 
 impl<F: Real, const N: usize> Params<F> for [F; N] {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
-        f(BufferRef { name: prefix.to_string(), shape: vec![N], values: self })
+        f(BufferRef {
+            name: prefix.to_string(),
+            shape: vec![N],
+            values: self,
+        })
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
-        f(BufferMut { name: prefix.to_string(), shape: vec![N], values: self })
+        f(BufferMut {
+            name: prefix.to_string(),
+            shape: vec![N],
+            values: self,
+        })
     }
 }
 
 /// A flat slice is one buffer. (A slice of buffers is `Vec<P>` or `[P; N]`.)
 impl<F: Real> Params<F> for [F] {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
-        f(BufferRef { name: prefix.to_string(), shape: vec![self.len()], values: self })
+        f(BufferRef {
+            name: prefix.to_string(),
+            shape: vec![self.len()],
+            values: self,
+        })
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
         let shape = vec![self.len()];
-        f(BufferMut { name: prefix.to_string(), shape, values: self })
+        f(BufferMut {
+            name: prefix.to_string(),
+            shape,
+            values: self,
+        })
     }
 }
 
@@ -374,13 +407,21 @@ impl<F: Real, D: ndarray::Dimension> Params<F> for ndarray::Array<F, D> {
         let values = self
             .as_slice_memory_order()
             .expect("backprop::Params for ndarray::Array needs contiguous memory");
-        f(BufferRef { name: prefix.to_string(), shape: self.shape().to_vec(), values })
+        f(BufferRef {
+            name: prefix.to_string(),
+            shape: self.shape().to_vec(),
+            values,
+        })
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
         let shape = self.shape().to_vec();
         let values = self
             .as_slice_memory_order_mut()
             .expect("backprop::Params for ndarray::Array needs contiguous memory");
-        f(BufferMut { name: prefix.to_string(), shape, values })
+        f(BufferMut {
+            name: prefix.to_string(),
+            shape,
+            values,
+        })
     }
 }

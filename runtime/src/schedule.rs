@@ -170,7 +170,13 @@ pub struct OneCycle {
 
 impl Default for OneCycle {
     fn default() -> Self {
-        OneCycle { max_lr: 1e-3, total: 1000, pct_start: 0.3, div_factor: 25.0, final_div_factor: 1e4 }
+        OneCycle {
+            max_lr: 1e-3,
+            total: 1000,
+            pct_start: 0.3,
+            div_factor: 25.0,
+            final_div_factor: 1e4,
+        }
     }
 }
 
@@ -191,7 +197,11 @@ impl Schedule for OneCycle {
         } else if step < up {
             cos_interp(initial, self.max_lr, step as f64 / up as f64)
         } else {
-            cos_interp(self.max_lr, last, (step - up) as f64 / (self.total - up) as f64)
+            cos_interp(
+                self.max_lr,
+                last,
+                (step - up) as f64 / (self.total - up) as f64,
+            )
         }
     }
 }
@@ -225,9 +235,19 @@ impl Join {
     /// boundaries decrease (a programming error in a fixed recipe, not user data).
     pub fn new(schedules: Vec<Box<dyn Schedule>>, boundaries: Vec<u64>) -> Self {
         assert!(!schedules.is_empty(), "Join needs at least one schedule");
-        assert_eq!(boundaries.len() + 1, schedules.len(), "Join needs one boundary between each two schedules");
-        assert!(boundaries.windows(2).all(|w| w[0] <= w[1]), "Join boundaries must not decrease");
-        Join { schedules, boundaries }
+        assert_eq!(
+            boundaries.len() + 1,
+            schedules.len(),
+            "Join needs one boundary between each two schedules"
+        );
+        assert!(
+            boundaries.windows(2).all(|w| w[0] <= w[1]),
+            "Join boundaries must not decrease"
+        );
+        Join {
+            schedules,
+            boundaries,
+        }
     }
 }
 

@@ -60,7 +60,15 @@ impl AdamWConsts {
     ///
     /// `weight_decay` is AdamW's decoupled λ (multiplied by `lr`), `l2` the coupled
     /// coefficient of Adam with L2 regularisation.
-    pub fn new(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, l2: f64, t: u64) -> Self {
+    pub fn new(
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+        l2: f64,
+        t: u64,
+    ) -> Self {
         let t = t.min(i32::MAX as u64) as i32;
         AdamWConsts {
             beta1,
@@ -89,11 +97,19 @@ impl AdamWConsts {
 /// ```
 pub fn step_scalar<F: Real>(w: &mut [F], g: &[F], m: &mut [F], v: &mut [F], k: &AdamWConsts) {
     let n = w.len();
-    assert!(g.len() == n && m.len() == n && v.len() == n, "adamw: slices differ in length");
+    assert!(
+        g.len() == n && m.len() == n && v.len() == n,
+        "adamw: slices differ in length"
+    );
     let (b1, b2) = (F::of(k.beta1), F::of(k.beta2));
     let (one_b1, one_b2) = (F::of(1.0 - k.beta1), F::of(1.0 - k.beta2));
-    let (lr_c1, sqrt_c2, eps, decay, l2) =
-        (F::of(k.lr_c1), F::of(k.sqrt_c2), F::of(k.eps), F::of(k.decay), F::of(k.l2));
+    let (lr_c1, sqrt_c2, eps, decay, l2) = (
+        F::of(k.lr_c1),
+        F::of(k.sqrt_c2),
+        F::of(k.eps),
+        F::of(k.decay),
+        F::of(k.l2),
+    );
     let coupled = k.l2 != 0.0;
     for i in 0..n {
         let gi = if coupled { g[i] + l2 * w[i] } else { g[i] };
@@ -130,9 +146,19 @@ pub fn step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &AdamWCon
 ///
 /// # Panics
 /// If the four slices differ in length.
-pub fn step_threads(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &AdamWConsts, threads: usize) {
+pub fn step_threads(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    k: &AdamWConsts,
+    threads: usize,
+) {
     let n = w.len();
-    assert!(g.len() == n && m.len() == n && v.len() == n, "adamw: slices differ in length");
+    assert!(
+        g.len() == n && m.len() == n && v.len() == n,
+        "adamw: slices differ in length"
+    );
     if threads <= 1 || n == 0 {
         return step_chunk(w, g, m, v, k);
     }
@@ -192,7 +218,13 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2 and FMA; the four slices must have equal lengths.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn step_avx2_fma(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &AdamWConsts) {
+    pub(super) unsafe fn step_avx2_fma(
+        w: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        k: &AdamWConsts,
+    ) {
         if k.l2 != 0.0 {
             // SAFETY: forwarded contract of this function.
             unsafe { body::<true>(w, g, m, v, k) }
@@ -222,7 +254,13 @@ mod x86 {
     /// # Safety
     /// As [`step_avx2_fma`]; inlined into it so the target features apply.
     #[inline(always)]
-    unsafe fn body<const COUPLED: bool>(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &AdamWConsts) {
+    unsafe fn body<const COUPLED: bool>(
+        w: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        k: &AdamWConsts,
+    ) {
         let n = w.len();
         let head = n / 16 * 16;
         let (wp, gp, mp, vp) = (w.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr());
@@ -246,11 +284,23 @@ mod x86 {
             // slices (equal lengths, the caller's contract); AVX2/FMA as above.
             unsafe {
                 lane::<COUPLED>(wp.add(i), gp.add(i), mp.add(i), vp.add(i), &c);
-                lane::<COUPLED>(wp.add(i + 8), gp.add(i + 8), mp.add(i + 8), vp.add(i + 8), &c);
+                lane::<COUPLED>(
+                    wp.add(i + 8),
+                    gp.add(i + 8),
+                    mp.add(i + 8),
+                    vp.add(i + 8),
+                    &c,
+                );
             }
             i += 16;
         }
-        step_scalar(&mut w[head..], &g[head..], &mut m[head..], &mut v[head..], k);
+        step_scalar(
+            &mut w[head..],
+            &g[head..],
+            &mut m[head..],
+            &mut v[head..],
+            k,
+        );
     }
 
     /// Eight parameters: the module formula, lane-wise.
@@ -259,7 +309,13 @@ mod x86 {
     /// AVX2/FMA available; the four pointers valid for 8 `f32` reads (and writes for
     /// `w`, `m`, `v`), `w`, `m`, `v` not aliasing each other or `g`. Unaligned is fine.
     #[inline(always)]
-    unsafe fn lane<const COUPLED: bool>(wp: *mut f32, gp: *const f32, mp: *mut f32, vp: *mut f32, c: &Splat) {
+    unsafe fn lane<const COUPLED: bool>(
+        wp: *mut f32,
+        gp: *const f32,
+        mp: *mut f32,
+        vp: *mut f32,
+        c: &Splat,
+    ) {
         // SAFETY: the function's contract.
         unsafe {
             let w0 = _mm256_loadu_ps(wp);
@@ -269,7 +325,11 @@ mod x86 {
             }
             // m = β₁m + (1−β₁)g ; v = β₂v + (1−β₂)g²
             let m0 = _mm256_fmadd_ps(c.b1, _mm256_loadu_ps(mp), _mm256_mul_ps(c.one_b1, g0));
-            let v0 = _mm256_fmadd_ps(c.b2, _mm256_loadu_ps(vp), _mm256_mul_ps(_mm256_mul_ps(c.one_b2, g0), g0));
+            let v0 = _mm256_fmadd_ps(
+                c.b2,
+                _mm256_loadu_ps(vp),
+                _mm256_mul_ps(_mm256_mul_ps(c.one_b2, g0), g0),
+            );
             // w = decay·w − lr_c1·m / (√v·sqrt_c2 + ε)
             let den = _mm256_fmadd_ps(_mm256_sqrt_ps(v0), c.sqrt_c2, c.eps);
             let upd = _mm256_div_ps(_mm256_mul_ps(c.lr_c1, m0), den);
@@ -299,7 +359,10 @@ mod tests {
     /// rounds twice, an error relative to the terms, not to a possibly cancelled result).
     fn agree(a: f32, b: f32, scale: f32, ulps: f32, what: &str, i: usize, n: usize) {
         let tol = ulps * f32::EPSILON * scale.max(f32::MIN_POSITIVE);
-        assert!((a - b).abs() <= tol, "{what}[{i}] of {n}: simd {a} vs scalar {b} (tol {tol})");
+        assert!(
+            (a - b).abs() <= tol,
+            "{what}[{i}] of {n}: simd {a} vs scalar {b} (tol {tol})"
+        );
     }
 
     fn compare(n: usize, k: &AdamWConsts) {
@@ -354,10 +417,20 @@ mod tests {
         let (mut w, g, _, _) = bufs(67, 9);
         let w0 = w.clone();
         let (mut m, mut v) = (vec![0.0; 67], vec![0.0; 67]);
-        step(&mut w, &g, &mut m, &mut v, &AdamWConsts::new(0.5, 0.9, 0.999, 0.0, 0.0, 0.0, 1));
+        step(
+            &mut w,
+            &g,
+            &mut m,
+            &mut v,
+            &AdamWConsts::new(0.5, 0.9, 0.999, 0.0, 0.0, 0.0, 1),
+        );
         for i in 0..67 {
             let want = w0[i] - 0.5 * g[i].signum();
-            assert!((w[i] - want).abs() <= 4.0 * f32::EPSILON, "{i}: {} vs {want}", w[i]);
+            assert!(
+                (w[i] - want).abs() <= 4.0 * f32::EPSILON,
+                "{i}: {} vs {want}",
+                w[i]
+            );
         }
     }
 }

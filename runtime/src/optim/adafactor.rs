@@ -87,7 +87,11 @@ pub struct AdaFactor<F> {
 impl<F: Real> AdaFactor<F> {
     /// An optimizer with this configuration and no parameter groups.
     pub fn new(cfg: AdaFactorConfig) -> Self {
-        AdaFactor { cfg, groups: Vec::new(), state: OptState::default() }
+        AdaFactor {
+            cfg,
+            groups: Vec::new(),
+            state: OptState::default(),
+        }
     }
     /// Sets the parameter groups (first match wins).
     pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
@@ -136,14 +140,24 @@ impl<F: Real> Optimizer<F> for AdaFactor<F> {
         ]);
         h.extend(c.beta1.map(|b| ("beta1".to_string(), b)));
         h.push(("weight_decay".into(), c.weight_decay));
-        h.push(("scale_parameter".into(), f64::from(u8::from(c.scale_parameter))));
+        h.push((
+            "scale_parameter".into(),
+            f64::from(u8::from(c.scale_parameter)),
+        ));
         h
     }
     fn state_layout(&self, shape: &[usize]) -> Vec<StateSpec> {
         let nd = shape.len();
         let mut specs = if nd >= 2 {
-            let col: Vec<usize> = shape[..nd - 2].iter().chain(&shape[nd - 1..]).copied().collect();
-            vec![StateSpec::new("row", &shape[..nd - 1]), StateSpec::new("col", &col)]
+            let col: Vec<usize> = shape[..nd - 2]
+                .iter()
+                .chain(&shape[nd - 1..])
+                .copied()
+                .collect();
+            vec![
+                StateSpec::new("row", &shape[..nd - 1]),
+                StateSpec::new("col", &col),
+            ]
         } else {
             vec![StateSpec::new("v", shape)]
         };
@@ -155,8 +169,16 @@ impl<F: Real> Optimizer<F> for AdaFactor<F> {
     fn update(&self, ctx: &BufferCtx<'_>, w: &mut [F], g: &[F], state: &mut [Vec<F>]) {
         let c = &self.cfg;
         let t = ctx.t as f64;
-        let rho = if c.lr.is_some() { ctx.lr } else { ctx.lr_scale * (1e-2f64).min(1.0 / t.sqrt()) };
-        let alpha = if c.scale_parameter { c.eps2.max(rms(w)) * rho } else { rho };
+        let rho = if c.lr.is_some() {
+            ctx.lr
+        } else {
+            ctx.lr_scale * (1e-2f64).min(1.0 / t.sqrt())
+        };
+        let alpha = if c.scale_parameter {
+            c.eps2.max(rms(w)) * rho
+        } else {
+            rho
+        };
         let beta = 1.0 - t.powf(-c.decay_rate);
         let nd = ctx.shape.len();
         let (stats, m) = if c.beta1.is_some() {
@@ -171,8 +193,10 @@ impl<F: Real> Optimizer<F> for AdaFactor<F> {
         // than stored, so the step needs no scratch buffer.
         let mut u_at: Box<dyn FnMut(usize) -> f64 + '_> = if nd >= 2 {
             let (rows, cols) = (ctx.shape[nd - 2], ctx.shape[nd - 1]);
-            let [r, col] = stats else { unreachable!("factored layout is row, col") };
-            let batch = if rows * cols == 0 { 0 } else { g.len() / (rows * cols) };
+            let [r, col] = stats else {
+                unreachable!("factored layout is row, col")
+            };
+            let batch = g.len().checked_div(rows * cols).unwrap_or(0);
             let mut rsum = vec![0.0f64; batch];
             for b in 0..batch {
                 let gb = &g[b * rows * cols..(b + 1) * rows * cols];
@@ -195,7 +219,9 @@ impl<F: Real> Optimizer<F> for AdaFactor<F> {
                 g[k].f64() / vhat.sqrt()
             })
         } else {
-            let [v] = stats else { unreachable!("unfactored layout is v") };
+            let [v] = stats else {
+                unreachable!("unfactored layout is v")
+            };
             for (vi, &gi) in v.iter_mut().zip(g) {
                 *vi = F::of(beta * vi.f64() + (1.0 - beta) * sq(gi));
             }
@@ -203,7 +229,11 @@ impl<F: Real> Optimizer<F> for AdaFactor<F> {
             Box::new(move |k: usize| g[k].f64() / v[k].f64().sqrt())
         };
         let n = g.len();
-        let rms_u = if n == 0 { 0.0 } else { ((0..n).map(|k| u_at(k).powi(2)).sum::<f64>() / n as f64).sqrt() };
+        let rms_u = if n == 0 {
+            0.0
+        } else {
+            ((0..n).map(|k| u_at(k).powi(2)).sum::<f64>() / n as f64).sqrt()
+        };
         let clip = (rms_u / c.clip_threshold).max(1.0);
         let decay = alpha * ctx.weight_decay;
         match (m, c.beta1) {

@@ -24,7 +24,13 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -59,7 +65,11 @@ pub struct Adam<F> {
 impl<F: Real> Adam<F> {
     /// An optimizer with this configuration and no parameter groups.
     pub fn new(cfg: AdamConfig) -> Self {
-        Adam { cfg, groups: Vec::new(), state: OptState::default() }
+        Adam {
+            cfg,
+            groups: Vec::new(),
+            state: OptState::default(),
+        }
     }
     /// Sets the parameter groups (first match wins).
     pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
@@ -95,9 +105,19 @@ impl<F: Real> Optimizer<F> for Adam<F> {
         vec![StateSpec::new("m", shape), StateSpec::new("v", shape)]
     }
     fn update(&self, ctx: &BufferCtx<'_>, w: &mut [F], g: &[F], state: &mut [Vec<F>]) {
-        let [m, v] = state else { unreachable!("Adam keeps two state buffers") };
+        let [m, v] = state else {
+            unreachable!("Adam keeps two state buffers")
+        };
         let c = &self.cfg;
-        let k = AdamWConsts::new(ctx.lr, c.beta1, c.beta2, c.eps, 0.0, ctx.weight_decay, ctx.t);
+        let k = AdamWConsts::new(
+            ctx.lr,
+            c.beta1,
+            c.beta2,
+            c.eps,
+            0.0,
+            ctx.weight_decay,
+            ctx.t,
+        );
         F::adamw_step(w, g, m, v, &k);
     }
 }
@@ -120,7 +140,13 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+        AdamWConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
     }
 }
 
@@ -165,7 +191,11 @@ pub struct AdamW<F> {
 impl<F: Real> AdamW<F> {
     /// An optimizer with this configuration and no parameter groups.
     pub fn new(cfg: AdamWConfig) -> Self {
-        AdamW { cfg, groups: Vec::new(), state: OptState::default() }
+        AdamW {
+            cfg,
+            groups: Vec::new(),
+            state: OptState::default(),
+        }
     }
     /// Sets the parameter groups (first match wins).
     pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
@@ -207,9 +237,19 @@ impl<F: Real> Optimizer<F> for AdamW<F> {
         vec![StateSpec::new("m", shape), StateSpec::new("v", shape)]
     }
     fn update(&self, ctx: &BufferCtx<'_>, w: &mut [F], g: &[F], state: &mut [Vec<F>]) {
-        let [m, v] = state else { unreachable!("AdamW keeps two state buffers") };
+        let [m, v] = state else {
+            unreachable!("AdamW keeps two state buffers")
+        };
         let c = &self.cfg;
-        let k = AdamWConsts::new(ctx.lr, c.beta1, c.beta2, c.eps, ctx.weight_decay, 0.0, ctx.t);
+        let k = AdamWConsts::new(
+            ctx.lr,
+            c.beta1,
+            c.beta2,
+            c.eps,
+            ctx.weight_decay,
+            0.0,
+            ctx.t,
+        );
         F::adamw_step(w, g, m, v, &k);
     }
 }

@@ -20,7 +20,12 @@ pub struct LionConfig {
 
 impl Default for LionConfig {
     fn default() -> Self {
-        LionConfig { lr: 1e-4, beta1: 0.9, beta2: 0.99, weight_decay: 0.0 }
+        LionConfig {
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.99,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -52,7 +57,11 @@ pub struct Lion<F> {
 impl<F: Real> Lion<F> {
     /// An optimizer with this configuration and no parameter groups.
     pub fn new(cfg: LionConfig) -> Self {
-        Lion { cfg, groups: Vec::new(), state: OptState::default() }
+        Lion {
+            cfg,
+            groups: Vec::new(),
+            state: OptState::default(),
+        }
     }
     /// Sets the parameter groups (first match wins).
     pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
@@ -76,13 +85,20 @@ impl<F: Real> Optimizer<F> for Lion<F> {
     }
     fn hyper_params(&self) -> Vec<(String, f64)> {
         let c = &self.cfg;
-        vec![("lr".into(), c.lr), ("beta1".into(), c.beta1), ("beta2".into(), c.beta2), ("weight_decay".into(), c.weight_decay)]
+        vec![
+            ("lr".into(), c.lr),
+            ("beta1".into(), c.beta1),
+            ("beta2".into(), c.beta2),
+            ("weight_decay".into(), c.weight_decay),
+        ]
     }
     fn state_layout(&self, shape: &[usize]) -> Vec<StateSpec> {
         vec![StateSpec::new("m", shape)]
     }
     fn update(&self, ctx: &BufferCtx<'_>, w: &mut [F], g: &[F], state: &mut [Vec<F>]) {
-        let [m] = state else { unreachable!("Lion keeps one state buffer") };
+        let [m] = state else {
+            unreachable!("Lion keeps one state buffer")
+        };
         let (lr, wd) = (F::of(ctx.lr), F::of(ctx.weight_decay));
         let (b1, one_b1) = (F::of(self.cfg.beta1), F::of(1.0 - self.cfg.beta1));
         let (b2, one_b2) = (F::of(self.cfg.beta2), F::of(1.0 - self.cfg.beta2));

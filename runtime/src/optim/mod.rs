@@ -190,7 +190,11 @@ pub struct ParamGroup {
 impl ParamGroup {
     /// A group with no overrides yet.
     pub fn new(select: Select) -> Self {
-        ParamGroup { select, lr_scale: 1.0, weight_decay: None }
+        ParamGroup {
+            select,
+            lr_scale: 1.0,
+            weight_decay: None,
+        }
     }
     /// Sets the learning-rate multiplier.
     pub fn lr_scale(mut self, s: f64) -> Self {
@@ -231,7 +235,10 @@ pub struct StateSpec {
 impl StateSpec {
     /// A state buffer named `suffix` of `shape`.
     pub fn new(suffix: &'static str, shape: &[usize]) -> Self {
-        StateSpec { suffix, shape: shape.to_vec() }
+        StateSpec {
+            suffix,
+            shape: shape.to_vec(),
+        }
     }
 }
 
@@ -345,7 +352,11 @@ impl<F: Real> StateDict<F> {
         let dt = r.take(1)?[0];
         if dt != want {
             let name = |d: u8| if d == 1 { "f64" } else { "f32" };
-            return Err(OptimError::Malformed(format!("state holds {}, loading as {}", name(dt), name(want))));
+            return Err(OptimError::Malformed(format!(
+                "state holds {}, loading as {}",
+                name(dt),
+                name(want)
+            )));
         }
         let optimizer = r.str()?;
         let step = r.u64()?;
@@ -363,21 +374,40 @@ impl<F: Real> StateDict<F> {
             let ndim = r.u32()? as usize;
             let mut shape = Vec::with_capacity(ndim.min(16));
             for _ in 0..ndim {
-                shape.push(usize::try_from(r.u64()?).map_err(|_| OptimError::Malformed("dimension overflows usize".into()))?);
+                shape.push(
+                    usize::try_from(r.u64()?)
+                        .map_err(|_| OptimError::Malformed("dimension overflows usize".into()))?,
+                );
             }
             let count = shape
                 .iter()
                 .try_fold(1usize, |a, &d| a.checked_mul(d))
                 .ok_or_else(|| OptimError::Malformed(format!("shape {shape:?} overflows")))?;
             let w = F::DTYPE.bytes();
-            let raw = r.take(count.checked_mul(w).ok_or_else(|| OptimError::Malformed("size overflows".into()))?)?;
+            let raw = r.take(
+                count
+                    .checked_mul(w)
+                    .ok_or_else(|| OptimError::Malformed("size overflows".into()))?,
+            )?;
             let values = raw.chunks_exact(w).map(F::read_le).collect();
-            buffers.push(StateBuffer { name, shape, values });
+            buffers.push(StateBuffer {
+                name,
+                shape,
+                values,
+            });
         }
         if r.at != bytes.len() {
-            return Err(OptimError::Malformed(format!("{} trailing bytes", bytes.len() - r.at)));
+            return Err(OptimError::Malformed(format!(
+                "{} trailing bytes",
+                bytes.len() - r.at
+            )));
         }
-        Ok(StateDict { optimizer, step, hyper, buffers })
+        Ok(StateDict {
+            optimizer,
+            step,
+            hyper,
+            buffers,
+        })
     }
 }
 
@@ -394,20 +424,27 @@ struct Reader<'b> {
 impl<'b> Reader<'b> {
     fn take(&mut self, n: usize) -> Result<&'b [u8], OptimError> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.b.len());
-        let end = end.ok_or_else(|| OptimError::Malformed(format!("truncated at byte {} (wanted {n} more)", self.at)))?;
+        let end = end.ok_or_else(|| {
+            OptimError::Malformed(format!("truncated at byte {} (wanted {n} more)", self.at))
+        })?;
         let s = &self.b[self.at..end];
         self.at = end;
         Ok(s)
     }
     fn u32(&mut self) -> Result<u32, OptimError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64, OptimError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn str(&mut self) -> Result<String, OptimError> {
         let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| OptimError::Malformed("invalid UTF-8 in a name".into()))
+        String::from_utf8(self.take(n)?.to_vec())
+            .map_err(|_| OptimError::Malformed("invalid UTF-8 in a name".into()))
     }
 }
 
@@ -445,14 +482,21 @@ pub trait Optimizer<F: Real> {
     /// resets the step counter.
     fn init<P: Params<F> + ?Sized>(&mut self, params: &P) {
         let slots = fresh_slots(self, params);
-        *self.state_mut() = OptState { t: 0, params: Some(slots) };
+        *self.state_mut() = OptState {
+            t: 0,
+            params: Some(slots),
+        };
     }
 
     /// One step, erroring on a non-finite gradient: `step_with(.., NonFinite::Error)`.
     ///
     /// # Errors
     /// As [`Optimizer::step_with`].
-    fn step<P: Params<F> + ?Sized>(&mut self, params: &mut P, grads: &P) -> Result<StepOutcome, OptimError> {
+    fn step<P: Params<F> + ?Sized>(
+        &mut self,
+        params: &mut P,
+        grads: &P,
+    ) -> Result<StepOutcome, OptimError> {
         self.step_with(params, grads, NonFinite::Error)
     }
 
@@ -473,14 +517,22 @@ pub trait Optimizer<F: Real> {
         let gs = grads.buffers();
         {
             let ps = params.buffers();
-            check_pair("gradients", ps.iter().map(|w| (&w.name, &w.shape)), gs.iter().map(|g| (&g.name, &g.shape)))?;
+            check_pair(
+                "gradients",
+                ps.iter().map(|w| (&w.name, &w.shape)),
+                gs.iter().map(|g| (&g.name, &g.shape)),
+            )?;
         }
         if self.state().params.is_none() {
             self.init(&*params);
         }
         let mut ws = params.buffers_mut();
         let slots = self.state().params.as_ref().expect("initialised above");
-        check_pair("optimizer state", slots.iter().map(|s| (&s.name, &s.shape)), ws.iter().map(|w| (&w.name, &w.shape)))?;
+        check_pair(
+            "optimizer state",
+            slots.iter().map(|s| (&s.name, &s.shape)),
+            ws.iter().map(|w| (&w.name, &w.shape)),
+        )?;
         for g in &gs {
             // PERF: a vectorised yes/no per block first; the index search only on a hit.
             const BLOCK: usize = 1 << 14;
@@ -488,9 +540,16 @@ pub trait Optimizer<F: Real> {
                 if !F::any_non_finite(block) {
                     continue;
                 }
-                let index = b * BLOCK + block.iter().position(|x| !x.is_finite()).expect("a non-finite value");
+                let index = b * BLOCK
+                    + block
+                        .iter()
+                        .position(|x| !x.is_finite())
+                        .expect("a non-finite value");
                 return match policy {
-                    NonFinite::Skip => Ok(StepOutcome::Skipped { name: g.name.clone(), index }),
+                    NonFinite::Skip => Ok(StepOutcome::Skipped {
+                        name: g.name.clone(),
+                        index,
+                    }),
                     NonFinite::Error => Err(OptimError::NonFiniteGradient {
                         name: g.name.clone(),
                         index,
@@ -503,7 +562,11 @@ pub trait Optimizer<F: Real> {
         state.t += 1;
         let t = state.t;
         let (lr, wd) = (self.lr(), self.weight_decay());
-        for ((w, g), slot) in ws.iter_mut().zip(&gs).zip(state.params.as_mut().expect("initialised")) {
+        for ((w, g), slot) in ws
+            .iter_mut()
+            .zip(&gs)
+            .zip(state.params.as_mut().expect("initialised"))
+        {
             let group = slot.group.map(|i| &self.groups()[i]);
             let lr_scale = group.map_or(1.0, |g| g.lr_scale);
             let ctx = BufferCtx {
@@ -522,7 +585,11 @@ pub trait Optimizer<F: Real> {
     /// Bytes of live optimizer state (0 before the state is allocated).
     fn state_bytes(&self) -> usize {
         let slots = self.state().params.as_deref().unwrap_or(&[]);
-        slots.iter().flat_map(|s| &s.bufs).map(|b| b.len() * F::DTYPE.bytes()).sum()
+        slots
+            .iter()
+            .flat_map(|s| &s.bufs)
+            .map(|b| b.len() * F::DTYPE.bytes())
+            .sum()
     }
 
     /// Bytes of state this optimizer would keep for parameters of these shapes, without
@@ -549,7 +616,12 @@ pub trait Optimizer<F: Real> {
                 })
             })
             .collect();
-        StateDict { optimizer: Self::NAME.to_string(), step: self.state().t, hyper: self.hyper_params(), buffers }
+        StateDict {
+            optimizer: Self::NAME.to_string(),
+            step: self.state().t,
+            hyper: self.hyper_params(),
+            buffers,
+        }
     }
 
     /// Replaces the state with `sd`, after checking it against `params`: optimizer
@@ -558,16 +630,31 @@ pub trait Optimizer<F: Real> {
     /// # Errors
     /// [`OptimError::WrongOptimizer`], [`OptimError::BufferCount`] (both counts) or
     /// [`OptimError::ShapeMismatch`] (both names and shapes); the current state is kept.
-    fn load_state_dict<P: Params<F> + ?Sized>(&mut self, params: &P, sd: &StateDict<F>) -> Result<(), OptimError> {
+    fn load_state_dict<P: Params<F> + ?Sized>(
+        &mut self,
+        params: &P,
+        sd: &StateDict<F>,
+    ) -> Result<(), OptimError> {
         if sd.optimizer != Self::NAME {
-            return Err(OptimError::WrongOptimizer { expected: Self::NAME.into(), found: sd.optimizer.clone() });
+            return Err(OptimError::WrongOptimizer {
+                expected: Self::NAME.into(),
+                found: sd.optimizer.clone(),
+            });
         }
         let mut fresh = fresh_slots(self, params);
         let expected: Vec<(String, Vec<usize>)> = fresh
             .iter()
-            .flat_map(|s| s.specs.iter().map(|sp| (join_name(&s.name, sp.suffix), sp.shape.clone())))
+            .flat_map(|s| {
+                s.specs
+                    .iter()
+                    .map(|sp| (join_name(&s.name, sp.suffix), sp.shape.clone()))
+            })
             .collect();
-        check_pair("saved state", expected.iter().map(|(n, s)| (n, s)), sd.buffers.iter().map(|b| (&b.name, &b.shape)))?;
+        check_pair(
+            "saved state",
+            expected.iter().map(|(n, s)| (n, s)),
+            sd.buffers.iter().map(|b| (&b.name, &b.shape)),
+        )?;
         let mut it = sd.buffers.iter();
         for slot in &mut fresh {
             for (buf, spec) in slot.bufs.iter_mut().zip(&slot.specs) {
@@ -583,21 +670,39 @@ pub trait Optimizer<F: Real> {
                 buf.copy_from_slice(&saved.values);
             }
         }
-        *self.state_mut() = OptState { t: sd.step, params: Some(fresh) };
+        *self.state_mut() = OptState {
+            t: sd.step,
+            params: Some(fresh),
+        };
         Ok(())
     }
 }
 
 /// Zeroed state for `params` under `opt`'s layout and groups.
-fn fresh_slots<F: Real, O: Optimizer<F> + ?Sized, P: Params<F> + ?Sized>(opt: &O, params: &P) -> Vec<ParamSlot<F>> {
+fn fresh_slots<F: Real, O: Optimizer<F> + ?Sized, P: Params<F> + ?Sized>(
+    opt: &O,
+    params: &P,
+) -> Vec<ParamSlot<F>> {
     params
         .buffers()
         .into_iter()
         .map(|b| {
             let specs = opt.state_layout(&b.shape);
-            let bufs = specs.iter().map(|s| vec![F::zero(); s.shape.iter().product()]).collect();
-            let group = opt.groups().iter().position(|g| g.select.matches(&b.name, &b.shape));
-            ParamSlot { name: b.name, shape: b.shape, group, specs, bufs }
+            let bufs = specs
+                .iter()
+                .map(|s| vec![F::zero(); s.shape.iter().product()])
+                .collect();
+            let group = opt
+                .groups()
+                .iter()
+                .position(|g| g.select.matches(&b.name, &b.shape));
+            ParamSlot {
+                name: b.name,
+                shape: b.shape,
+                group,
+                specs,
+                bufs,
+            }
         })
         .collect()
 }
@@ -609,7 +714,11 @@ fn check_pair<'x>(
     found: impl ExactSizeIterator<Item = (&'x String, &'x Vec<usize>)>,
 ) -> Result<(), OptimError> {
     if expected.len() != found.len() {
-        return Err(OptimError::BufferCount { what, expected: expected.len(), found: found.len() });
+        return Err(OptimError::BufferCount {
+            what,
+            expected: expected.len(),
+            found: found.len(),
+        });
     }
     for ((en, es), (fnm, fs)) in expected.zip(found) {
         if es != fs || en != fnm {

@@ -19,7 +19,12 @@ pub struct RmsPropConfig {
 
 impl Default for RmsPropConfig {
     fn default() -> Self {
-        RmsPropConfig { lr: 1e-2, alpha: 0.99, eps: 1e-8, weight_decay: 0.0 }
+        RmsPropConfig {
+            lr: 1e-2,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -53,7 +58,11 @@ pub struct RmsProp<F> {
 impl<F: Real> RmsProp<F> {
     /// An optimizer with this configuration and no parameter groups.
     pub fn new(cfg: RmsPropConfig) -> Self {
-        RmsProp { cfg, groups: Vec::new(), state: OptState::default() }
+        RmsProp {
+            cfg,
+            groups: Vec::new(),
+            state: OptState::default(),
+        }
     }
     /// Sets the parameter groups (first match wins).
     pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
@@ -77,13 +86,20 @@ impl<F: Real> Optimizer<F> for RmsProp<F> {
     }
     fn hyper_params(&self) -> Vec<(String, f64)> {
         let c = &self.cfg;
-        vec![("lr".into(), c.lr), ("alpha".into(), c.alpha), ("eps".into(), c.eps), ("weight_decay".into(), c.weight_decay)]
+        vec![
+            ("lr".into(), c.lr),
+            ("alpha".into(), c.alpha),
+            ("eps".into(), c.eps),
+            ("weight_decay".into(), c.weight_decay),
+        ]
     }
     fn state_layout(&self, shape: &[usize]) -> Vec<StateSpec> {
         vec![StateSpec::new("v", shape)]
     }
     fn update(&self, ctx: &BufferCtx<'_>, w: &mut [F], g: &[F], state: &mut [Vec<F>]) {
-        let [v] = state else { unreachable!("RMSProp keeps one state buffer") };
+        let [v] = state else {
+            unreachable!("RMSProp keeps one state buffer")
+        };
         let (lr, l2, eps) = (F::of(ctx.lr), F::of(ctx.weight_decay), F::of(self.cfg.eps));
         let (a, one_a) = (F::of(self.cfg.alpha), F::of(1.0 - self.cfg.alpha));
         let coupled = ctx.weight_decay != 0.0;

@@ -18,18 +18,32 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        SgdConfig { lr: 1e-3, momentum: 0.0, nesterov: false, weight_decay: 0.0 }
+        SgdConfig {
+            lr: 1e-3,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
     }
 }
 
 impl SgdConfig {
     /// Heavy-ball momentum β at learning rate `lr`.
     pub fn momentum(lr: f64, beta: f64) -> Self {
-        SgdConfig { lr, momentum: beta, ..Default::default() }
+        SgdConfig {
+            lr,
+            momentum: beta,
+            ..Default::default()
+        }
     }
     /// Nesterov momentum β at learning rate `lr`.
     pub fn nesterov(lr: f64, beta: f64) -> Self {
-        SgdConfig { lr, momentum: beta, nesterov: true, ..Default::default() }
+        SgdConfig {
+            lr,
+            momentum: beta,
+            nesterov: true,
+            ..Default::default()
+        }
     }
 }
 
@@ -65,7 +79,11 @@ pub struct Sgd<F> {
 impl<F: Real> Sgd<F> {
     /// An optimizer with this configuration and no parameter groups.
     pub fn new(cfg: SgdConfig) -> Self {
-        Sgd { cfg, groups: Vec::new(), state: OptState::default() }
+        Sgd {
+            cfg,
+            groups: Vec::new(),
+            state: OptState::default(),
+        }
     }
     /// Sets the parameter groups (first match wins).
     pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
@@ -104,7 +122,11 @@ impl<F: Real> Optimizer<F> for Sgd<F> {
         }
     }
     fn update(&self, ctx: &BufferCtx<'_>, w: &mut [F], g: &[F], state: &mut [Vec<F>]) {
-        let (lr, l2, beta) = (F::of(ctx.lr), F::of(ctx.weight_decay), F::of(self.cfg.momentum));
+        let (lr, l2, beta) = (
+            F::of(ctx.lr),
+            F::of(ctx.weight_decay),
+            F::of(self.cfg.momentum),
+        );
         let coupled = ctx.weight_decay != 0.0;
         match state {
             [] => {
