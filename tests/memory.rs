@@ -87,3 +87,40 @@ fn live_params_and_activations() {
     assert_eq!(r.params, 110);
     assert_eq!(r.training_bytes(), 110 * 8 * 4 + 1234);
 }
+
+/// LLaMA-7B's shapes (Touvron et al. 2023, Table 2: d = 4096, 32 layers, FFN 11008,
+/// vocabulary 32 000), `[in, out]` layout.
+fn llama7b_shapes() -> Vec<Vec<usize>> {
+    let (d, f, v) = (4096, 11008, 32000);
+    let mut s = vec![vec![v, d]];
+    for _ in 0..32 {
+        s.extend([
+            vec![d],
+            vec![d, d],
+            vec![d, d],
+            vec![d, d],
+            vec![d, d],
+            vec![d],
+            vec![d, f],
+            vec![d, f],
+            vec![f, d],
+        ]);
+    }
+    s.extend([vec![d], vec![d, v]]);
+    s
+}
+
+#[test]
+fn llama7b_shapes_adafactor_versus_adamw() {
+    // Parameters: 2·32000·4096 (embedding, head) + 32·(4·4096² + 3·4096·11008 + 2·4096)
+    // + 4096 = 262 144 000 + 6 476 267 520 + 4096 = 6 738 415 616.
+    let s = llama7b_shapes();
+    let adamw = MemoryReport::for_shapes(&s, &AdamW::<f32>::default());
+    assert_eq!(adamw.params, 6_738_415_616);
+    assert_eq!(adamw.optimizer_state, 8 * 6_738_415_616);
+    // AdaFactor: n + m per matrix, n per vector.
+    // Per layer: 4·(4096 + 4096) + 3·(4096 + 11008) + 2·4096 = 32 768 + 45 312 + 8192 = 86 272.
+    // Total: 32·86 272 + 2·(32000 + 4096) + 4096 = 2 760 704 + 72 192 + 4096 = 2 836 992 floats.
+    let af = MemoryReport::for_shapes(&s, &AdaFactor::<f32>::default());
+    assert_eq!(af.optimizer_state, 4 * 2_836_992);
+}

@@ -43,9 +43,10 @@ pub trait Real:
     /// Reads one value from the first `DTYPE.bytes()` bytes of `b` (little-endian).
     fn read_le(b: &[u8]) -> Self;
 
-    /// Whether any value is NaN or ±∞. The `f32`/`f64` impls test the exponent bits with
-    /// an integer OR-reduction that the compiler vectorises (a `position` search with an
-    /// early exit does not, and cost more than the AdamW kernel itself at 100M).
+    /// Whether any value is NaN or ±∞. `f32` takes the AVX2, multi-threaded check of
+    /// [`crate::kernels::adamw::any_non_finite`]; `f64` an exponent-bit OR-reduction (a
+    /// `position` search with an early exit does not vectorise, and cost more than the
+    /// AdamW kernel itself at 100M).
     fn any_non_finite(xs: &[Self]) -> bool {
         xs.iter().any(|x| !x.is_finite())
     }
@@ -103,11 +104,7 @@ impl Real for f32 {
         f32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
     fn any_non_finite(xs: &[f32]) -> bool {
-        // Exponent all ones ⇔ NaN or ±∞.
-        const EXP: u32 = 0x7f80_0000;
-        xs.iter()
-            .fold(0u32, |acc, x| acc | u32::from(x.to_bits() & EXP == EXP))
-            != 0
+        crate::kernels::adamw::any_non_finite(xs)
     }
     fn adamw_step(
         w: &mut [f32],
@@ -169,9 +166,10 @@ pub struct BufferMut<'a, F> {
 
 /// A set of parameter buffers of element type `F`, walked in a stable order.
 ///
-/// Implemented for `Vec<F>`, `[F; N]`, `&mut [F]`, `ndarray::Array<F, D>`, `Vec<P>`,
-/// `[P; N]`, tuples of up to six sets, and lists of named sets
-/// `Vec<(String, P)>`, `Vec<(&str, P)>`, `[(&str, P); N]`.
+/// Implemented for single buffers (`Vec<F>`, `[F; N]`, `[F]`, `ndarray::Array<F, D>`),
+/// lists of buffers (`Vec`, arrays and slices of `Vec<F>` or of `Array<F, D>`; element `i`
+/// is named `i`), tuples of up to six sets (named `0`, `1`, ...), lists of named sets
+/// (`Vec<(String, P)>`, `Vec<(&str, P)>`, `[(&str, P); N]`), and `&mut P`.
 /// A user struct implements it by visiting its fields in declaration order under their
 /// names (see [`Named`]):
 ///
@@ -346,8 +344,10 @@ macro_rules! impl_list {
 impl_list! {
     impl[F: Real] Vec<Vec<F>>;
     impl[F: Real, const N: usize] [Vec<F>; N];
+    impl[F: Real] [Vec<F>];
     impl[F: Real, D: ndarray::Dimension] Vec<ndarray::Array<F, D>>;
     impl[F: Real, D: ndarray::Dimension, const N: usize] [ndarray::Array<F, D>; N];
+    impl[F: Real, D: ndarray::Dimension] [ndarray::Array<F, D>];
 }
 
 /// Named entries: entry `(name, set)` is visited under `prefix.name`, in list order.

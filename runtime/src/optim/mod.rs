@@ -534,17 +534,14 @@ pub trait Optimizer<F: Real> {
             ws.iter().map(|w| (&w.name, &w.shape)),
         )?;
         for g in &gs {
-            // PERF: a vectorised yes/no per block first; the index search only on a hit.
-            const BLOCK: usize = 1 << 14;
-            for (b, block) in g.values.chunks(BLOCK).enumerate() {
-                if !F::any_non_finite(block) {
-                    continue;
-                }
-                let index = b * BLOCK
-                    + block
-                        .iter()
-                        .position(|x| !x.is_finite())
-                        .expect("a non-finite value");
+            // PERF: a vectorised (and, for large f32 buffers, threaded) yes/no first; the
+            // index search only on a hit.
+            if F::any_non_finite(g.values) {
+                let index = g
+                    .values
+                    .iter()
+                    .position(|x| !x.is_finite())
+                    .expect("a non-finite value");
                 return match policy {
                     NonFinite::Skip => Ok(StepOutcome::Skipped {
                         name: g.name.clone(),
