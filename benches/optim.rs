@@ -38,7 +38,8 @@ fn bufs(n: usize) -> Bufs {
     Bufs { w, g, m, v }
 }
 
-/// The probe: 4 reads, 3 writes per element, same thread split as the kernel.
+/// The probe: 4 reads, 3 writes per element, the kernel's own thread split
+/// ([`adamw::par_zip4`]).
 fn probe(b: &mut Bufs) {
     fn chunk(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         let c = 1e-30f32;
@@ -49,22 +50,14 @@ fn probe(b: &mut Bufs) {
         }
     }
     let n = b.w.len();
-    let threads = adamw::threads_for(n);
-    let size = n.div_ceil(threads).div_ceil(16) * 16;
-    std::thread::scope(|s| {
-        let mut parts =
-            b.w.chunks_mut(size)
-                .zip(b.g.chunks(size))
-                .zip(b.m.chunks_mut(size))
-                .zip(b.v.chunks_mut(size));
-        let first = parts.next();
-        for (((w, g), m), v) in parts {
-            s.spawn(move || chunk(w, g, m, v));
-        }
-        if let Some((((w, g), m), v)) = first {
-            chunk(w, g, m, v);
-        }
-    });
+    adamw::par_zip4(
+        &mut b.w,
+        &b.g,
+        &mut b.m,
+        &mut b.v,
+        adamw::threads_for(n),
+        chunk,
+    );
 }
 
 /// `iters` rounds of: `untimed(b)`, then `timed(b)` under the clock; the summed time.

@@ -19,14 +19,14 @@
 //! Folding the bias corrections into two scalars keeps the per-element work at one sqrt,
 //! one division and a handful of FMAs, far below the memory time.
 //!
-//! Layout of the work: the slices are cut into one contiguous chunk per thread (both
-//! cores when the tensor is large, see [`PARALLEL_MIN_LEN`]); inside a chunk the
-//! AVX2+FMA body handles 16 lanes per iteration (two `__m256`), the scalar reference
-//! the tail.
+//! Layout of the work: the slices are cut into blocks of [`BLOCK`] elements that the
+//! threads (both cores when the tensor is large, see [`PARALLEL_MIN_LEN`]) take in turn;
+//! inside a block the AVX2+FMA body handles 16 lanes per iteration (two `__m256`), the
+//! scalar reference the tail.
 //!
 //! ```text
-//! w g m v : |---- thread 0 ----|---- thread 1 ----|
-//! a chunk : |8|8|8|8| ... |8|8| tail (< 16, scalar)
+//! w g m v : |blk 0|blk 1|blk 2|blk 3| ...   next free block → whichever thread is free
+//! a block : |8|8|8|8| ... |8|8| tail (< 16, scalar; only in the last block)
 //! ```
 
 use super::Arch;
@@ -159,26 +159,62 @@ pub fn step_threads(
         g.len() == n && m.len() == n && v.len() == n,
         "adamw: slices differ in length"
     );
-    if threads <= 1 || n == 0 {
-        return step_chunk(w, g, m, v, k);
+    par_zip4(w, g, m, v, threads, |w, g, m, v| step_chunk(w, g, m, v, k));
+}
+
+/// Elements per block handed to a thread by [`par_zip4`]: 32 Ki floats, 128 KiB per
+/// stream, a multiple of 16 so that blocks split at 64-byte lines.
+pub const BLOCK: usize = 1 << 15;
+
+/// Runs `kernel` over matching blocks of four equal-length slices on `threads` threads
+/// (the calling one included), each thread taking the next free block until none are
+/// left. The work split of [`step`], public so that the benchmark's bandwidth probe
+/// shares it exactly.
+///
+/// PERF: blocks are handed out dynamically, not as one fixed half per thread: when
+/// another process takes a core for a while (two engineers share this machine; a
+/// training loop shares it with data loading), the other thread takes over the
+/// remaining blocks instead of waiting for a fixed share to finish.
+///
+/// # Panics
+/// If the slices differ in length, or if `kernel` panics.
+pub fn par_zip4<K>(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    threads: usize,
+    kernel: K,
+) where
+    K: Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync,
+{
+    let n = w.len();
+    assert!(
+        g.len() == n && m.len() == n && v.len() == n,
+        "adamw: slices differ in length"
+    );
+    if threads <= 1 || n <= BLOCK {
+        return kernel(w, g, m, v);
     }
-    // Chunks are multiples of 16 floats (one 64-byte cache line) so that no line is
-    // written by two threads.
-    let chunk = n.div_ceil(threads).div_ceil(16) * 16;
+    let blocks = std::sync::Mutex::new(
+        w.chunks_mut(BLOCK)
+            .zip(g.chunks(BLOCK))
+            .zip(m.chunks_mut(BLOCK))
+            .zip(v.chunks_mut(BLOCK)),
+    );
+    let work = || loop {
+        // The lock is held only to take the next block (~3000 per 100M elements).
+        let next = blocks.lock().unwrap_or_else(|e| e.into_inner()).next();
+        match next {
+            Some((((w, g), m), v)) => kernel(w, g, m, v),
+            None => break,
+        }
+    };
     std::thread::scope(|s| {
-        let mut parts = w
-            .chunks_mut(chunk)
-            .zip(g.chunks(chunk))
-            .zip(m.chunks_mut(chunk))
-            .zip(v.chunks_mut(chunk))
-            .map(|(((w, g), m), v)| (w, g, m, v));
-        let first = parts.next();
-        for (w, g, m, v) in parts {
-            s.spawn(move || step_chunk(w, g, m, v, k));
+        for _ in 1..threads.min(n.div_ceil(BLOCK)) {
+            s.spawn(work);
         }
-        if let Some((w, g, m, v)) = first {
-            step_chunk(w, g, m, v, k);
-        }
+        work();
     });
 }
 
