@@ -30,11 +30,17 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod clip;
 pub mod functions;
 pub mod gradcheck;
+pub mod init;
 pub mod kernels;
+pub mod memory;
 pub mod ops;
+pub mod optim;
+pub mod params;
 pub mod rules;
+pub mod schedule;
 pub mod tape;
 
 #[doc(hidden)]

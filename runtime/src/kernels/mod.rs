@@ -49,6 +49,7 @@ pub fn forced_scalar() -> bool {
 }
 
 pub mod activation;
+pub mod adamw;
 pub mod matmul;
 mod real;
 pub mod scalar;

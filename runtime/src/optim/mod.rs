@@ -1,0 +1,768 @@
+//! Optimizers: SGD (+ momentum, Nesterov), RMSProp, Adam, AdamW, Lion and AdaFactor
+//! behind one trait, with parameter groups, a typed state dict and state byte counts.
+//!
+//! Every optimizer is a small part: a config struct with the paper's defaults, a
+//! *layout* (which state buffers one parameter of a given shape needs) and a per-buffer
+//! *update*. The [`Optimizer`] trait builds everything else from those once: state
+//! allocation, the walk over parameters and gradients with shape checks, the
+//! non-finite gradient policy, parameter groups, state bytes, save/load with validation.
+//!
+//! ```
+//! use backprop::optim::{AdamW, AdamWConfig, Optimizer, ParamGroup, Select};
+//! // Two named buffers; the bias gets no weight decay (PyTorch's usual param groups).
+//! let mut params = vec![("w", vec![1.0f64, -2.0]), ("b", vec![0.5])];
+//! let grads = vec![("w", vec![0.1f64, 0.1]), ("b", vec![0.0])];
+//! let mut opt = AdamW::new(AdamWConfig { lr: 0.1, ..Default::default() })
+//!     .with_groups(vec![ParamGroup::new(Select::MaxNdim(1)).weight_decay(0.0)]);
+//! opt.step(&mut params, &grads).unwrap();
+//! // `b` had a zero gradient and no decay: it did not move.
+//! assert_eq!(params[1].1, [0.5]);
+//! assert_eq!(opt.state_bytes(), 2 * 3 * 8); // m and v for 3 f64 scalars
+//! ```
+//!
+//! Conventions shared by all optimizers:
+//! - **Steps are counted from 1**: the first call to `step` uses `t = 1` (bias
+//!   corrections 1 − βᵗ are then nonzero).
+//! - **Learning rate**: `set_lr` is how a [`crate::schedule::Schedule`] drives the
+//!   optimizer (`opt.set_lr(sched.lr(step))` before each step); a group's `lr_scale`
+//!   multiplies it.
+//! - **Weight decay** `λ` is *decoupled* (`w ← w − lr·λ·w`, PyTorch's convention, where
+//!   the decay follows the schedule) for AdamW, Lion and AdaFactor, and *coupled L2*
+//!   (`g ← g + λ·w` before the update) for SGD, RMSProp and Adam, as in PyTorch.
+//! - **Non-finite gradients** (NaN, ±∞): [`Optimizer::step`] returns
+//!   [`OptimError::NonFiniteGradient`] and leaves parameters and state untouched;
+//!   [`Optimizer::step_with`] with [`NonFinite::Skip`] instead skips the step and reports
+//!   it (optax's `apply_if_finite`). State is never updated from a non-finite gradient.
+
+mod adafactor;
+mod adam;
+mod lion;
+mod rmsprop;
+mod sgd;
+
+pub use adafactor::{AdaFactor, AdaFactorConfig};
+pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
+pub use lion::{Lion, LionConfig};
+pub use rmsprop::{RmsProp, RmsPropConfig};
+pub use sgd::{Sgd, SgdConfig};
+
+use std::fmt;
+
+use crate::params::{Dtype, Params, Real, join_name};
+
+/// What a step does when a gradient holds NaN or ±∞.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonFinite {
+    /// Return [`OptimError::NonFiniteGradient`]; nothing is modified.
+    Error,
+    /// Skip the step (parameters, state and step counter unchanged) and return
+    /// [`StepOutcome::Skipped`], as optax's `apply_if_finite`.
+    Skip,
+}
+
+/// What a step did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The update was applied; `t` is the step number it used (1-based).
+    Applied {
+        /// The step number just taken.
+        t: u64,
+    },
+    /// The step was skipped because of a non-finite gradient.
+    Skipped {
+        /// Name of the first buffer with a non-finite gradient.
+        name: String,
+        /// Flat index of the first non-finite value in it.
+        index: usize,
+    },
+}
+
+/// Errors of the fallible optimizer API; every message names both sides of a mismatch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptimError {
+    /// Two sets have different numbers of buffers.
+    BufferCount {
+        /// What was compared (`"gradients"`, `"saved state"`, ...).
+        what: &'static str,
+        /// The number the parameters call for.
+        expected: usize,
+        /// The number found.
+        found: usize,
+    },
+    /// A buffer's shape (or name) differs from the one expected.
+    ShapeMismatch {
+        /// What was compared.
+        what: &'static str,
+        /// Name of the expected buffer.
+        expected_name: String,
+        /// Its shape.
+        expected_shape: Vec<usize>,
+        /// Name of the buffer found.
+        found_name: String,
+        /// Its shape.
+        found_shape: Vec<usize>,
+    },
+    /// A gradient holds NaN or ±∞ (policy [`NonFinite::Error`]).
+    NonFiniteGradient {
+        /// Buffer name.
+        name: String,
+        /// Flat index of the first non-finite value.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
+    /// Saved state belongs to another optimizer.
+    WrongOptimizer {
+        /// This optimizer's name.
+        expected: String,
+        /// The name in the state.
+        found: String,
+    },
+    /// Saved bytes cannot be decoded.
+    Malformed(String),
+}
+
+impl fmt::Display for OptimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptimError::BufferCount {
+                what,
+                expected,
+                found,
+            } => {
+                write!(
+                    f,
+                    "{what}: expected {expected} buffers (one per parameter buffer), found {found}"
+                )
+            }
+            OptimError::ShapeMismatch {
+                what,
+                expected_name,
+                expected_shape,
+                found_name,
+                found_shape,
+            } => write!(
+                f,
+                "{what}: expected `{expected_name}` with shape {expected_shape:?}, found `{found_name}` with shape {found_shape:?}"
+            ),
+            OptimError::NonFiniteGradient { name, index, value } => {
+                write!(
+                    f,
+                    "non-finite gradient {value} in `{name}` at flat index {index}; parameters and state unchanged"
+                )
+            }
+            OptimError::WrongOptimizer { expected, found } => {
+                write!(
+                    f,
+                    "saved state is for optimizer `{found}`, this optimizer is `{expected}`"
+                )
+            }
+            OptimError::Malformed(why) => write!(f, "malformed optimizer state bytes: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for OptimError {}
+
+/// Which buffers a [`ParamGroup`] applies to (matched on the buffer's name and shape).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Select {
+    /// Every buffer.
+    All,
+    /// Buffers with exactly these names.
+    Names(Vec<String>),
+    /// Names starting with this prefix (`"encoder."`).
+    Prefix(String),
+    /// Names ending with this suffix (`".bias"`).
+    Suffix(String),
+    /// Buffers of at most this many dimensions: `MaxNdim(1)` picks biases and norm
+    /// scales, the usual "no weight decay" set (nanoGPT's `dim < 2` rule).
+    MaxNdim(usize),
+}
+
+impl Select {
+    /// Whether a buffer with this name and shape is selected.
+    pub fn matches(&self, name: &str, shape: &[usize]) -> bool {
+        match self {
+            Select::All => true,
+            Select::Names(ns) => ns.iter().any(|n| n == name),
+            Select::Prefix(p) => name.starts_with(p.as_str()),
+            Select::Suffix(s) => name.ends_with(s.as_str()),
+            Select::MaxNdim(d) => shape.len() <= *d,
+        }
+    }
+}
+
+/// Per-group overrides, as PyTorch's param groups and optax's `multi_transform`: a
+/// buffer takes the first group whose [`Select`] matches it, else the optimizer's
+/// defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamGroup {
+    /// Which buffers.
+    pub select: Select,
+    /// Multiplies the optimizer's (scheduled) learning rate for these buffers.
+    pub lr_scale: f64,
+    /// Replaces the optimizer's weight decay for these buffers (`Some(0.0)`: none).
+    pub weight_decay: Option<f64>,
+}
+
+impl ParamGroup {
+    /// A group with no overrides yet.
+    pub fn new(select: Select) -> Self {
+        ParamGroup {
+            select,
+            lr_scale: 1.0,
+            weight_decay: None,
+        }
+    }
+    /// Sets the learning-rate multiplier.
+    pub fn lr_scale(mut self, s: f64) -> Self {
+        self.lr_scale = s;
+        self
+    }
+    /// Sets the weight decay.
+    pub fn weight_decay(mut self, wd: f64) -> Self {
+        self.weight_decay = Some(wd);
+        self
+    }
+}
+
+/// What an optimizer's per-buffer update sees besides the values.
+#[derive(Clone, Copy, Debug)]
+pub struct BufferCtx<'s> {
+    /// The step number, from 1.
+    pub t: u64,
+    /// Learning rate for this buffer (optimizer lr × group `lr_scale`).
+    pub lr: f64,
+    /// The group's `lr_scale` (AdaFactor scales its relative step with it).
+    pub lr_scale: f64,
+    /// Weight decay for this buffer (group override or optimizer default).
+    pub weight_decay: f64,
+    /// The buffer's logical shape.
+    pub shape: &'s [usize],
+}
+
+/// One state buffer an optimizer keeps for a parameter: its suffix (`"m"`) and shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateSpec {
+    /// Suffix appended to the parameter's name in the state dict (`"w.m"`).
+    pub suffix: &'static str,
+    /// Shape of the buffer.
+    pub shape: Vec<usize>,
+}
+
+impl StateSpec {
+    /// A state buffer named `suffix` of `shape`.
+    pub fn new(suffix: &'static str, shape: &[usize]) -> Self {
+        StateSpec {
+            suffix,
+            shape: shape.to_vec(),
+        }
+    }
+}
+
+/// The live state of an optimizer: the step counter and, per parameter buffer, its
+/// state buffers in layout order. Allocated once (on `init` or the first step) and
+/// reused by every step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OptState<F> {
+    t: u64,
+    /// `None` until initialised.
+    params: Option<Vec<ParamSlot<F>>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct ParamSlot<F> {
+    name: String,
+    shape: Vec<usize>,
+    group: Option<usize>,
+    specs: Vec<StateSpec>,
+    bufs: Vec<Vec<F>>,
+}
+
+impl<F> OptState<F> {
+    /// Steps taken so far.
+    pub fn step_count(&self) -> u64 {
+        self.t
+    }
+}
+
+/// A saved optimizer state: named buffers, step counter and hyper-parameters.
+///
+/// Buffer names are the parameter's name and the state's suffix (`"w.m"`, `"w.v"`); the
+/// order is the parameters' walk order, then layout order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateDict<F> {
+    /// [`Optimizer::NAME`] of the optimizer that saved it.
+    pub optimizer: String,
+    /// Steps taken.
+    pub step: u64,
+    /// Hyper-parameters at save time, for the record (loading does not apply them: the
+    /// configuration lives in code, as in optax).
+    pub hyper: Vec<(String, f64)>,
+    /// The state buffers.
+    pub buffers: Vec<StateBuffer<F>>,
+}
+
+/// One named state buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateBuffer<F> {
+    /// `"<param name>.<suffix>"`.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Values, `shape.iter().product()` of them.
+    pub values: Vec<F>,
+}
+
+const MAGIC: &[u8; 8] = b"BPOPTSD1";
+
+impl<F: Real> StateDict<F> {
+    /// Encodes as little-endian bytes, in this order:
+    ///
+    /// ```text
+    /// b"BPOPTSD1"  u8 dtype (0 = f32, 1 = f64)  str optimizer  u64 step
+    /// u32 n_hyper   { str name  f64 value } × n_hyper
+    /// u32 n_buffers { str name  u32 ndim  u64 dim × ndim  F value × Π dims } × n_buffers
+    /// str = u32 byte length + UTF-8 bytes
+    /// ```
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.push(match F::DTYPE {
+            Dtype::F64 => 1,
+            _ => 0,
+        });
+        put_str(&mut out, &self.optimizer);
+        out.extend_from_slice(&self.step.to_le_bytes());
+        out.extend_from_slice(&(self.hyper.len() as u32).to_le_bytes());
+        for (k, v) in &self.hyper {
+            put_str(&mut out, k);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.buffers.len() as u32).to_le_bytes());
+        for b in &self.buffers {
+            put_str(&mut out, &b.name);
+            out.extend_from_slice(&(b.shape.len() as u32).to_le_bytes());
+            for &d in &b.shape {
+                out.extend_from_slice(&(d as u64).to_le_bytes());
+            }
+            for &x in &b.values {
+                x.write_le(&mut out);
+            }
+        }
+        out
+    }
+
+    /// Decodes [`StateDict::to_bytes`] output.
+    ///
+    /// # Errors
+    /// [`OptimError::Malformed`] on a wrong magic, a dtype other than `F`, truncation,
+    /// invalid UTF-8 or trailing bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, OptimError> {
+        let mut r = Reader { b: bytes, at: 0 };
+        if r.take(8)? != MAGIC {
+            return Err(OptimError::Malformed("missing the BPOPTSD1 header".into()));
+        }
+        let want = match F::DTYPE {
+            Dtype::F64 => 1,
+            _ => 0,
+        };
+        let dt = r.take(1)?[0];
+        if dt != want {
+            let name = |d: u8| if d == 1 { "f64" } else { "f32" };
+            return Err(OptimError::Malformed(format!(
+                "state holds {}, loading as {}",
+                name(dt),
+                name(want)
+            )));
+        }
+        let optimizer = r.str()?;
+        let step = r.u64()?;
+        let n_hyper = r.u32()?;
+        let mut hyper = Vec::new();
+        for _ in 0..n_hyper {
+            let k = r.str()?;
+            let v = f64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
+            hyper.push((k, v));
+        }
+        let n_buf = r.u32()?;
+        let mut buffers = Vec::new();
+        for _ in 0..n_buf {
+            let name = r.str()?;
+            let ndim = r.u32()? as usize;
+            let mut shape = Vec::with_capacity(ndim.min(16));
+            for _ in 0..ndim {
+                shape.push(
+                    usize::try_from(r.u64()?)
+                        .map_err(|_| OptimError::Malformed("dimension overflows usize".into()))?,
+                );
+            }
+            let count = shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| OptimError::Malformed(format!("shape {shape:?} overflows")))?;
+            let w = F::DTYPE.bytes();
+            let raw = r.take(
+                count
+                    .checked_mul(w)
+                    .ok_or_else(|| OptimError::Malformed("size overflows".into()))?,
+            )?;
+            let values = raw.chunks_exact(w).map(F::read_le).collect();
+            buffers.push(StateBuffer {
+                name,
+                shape,
+                values,
+            });
+        }
+        if r.at != bytes.len() {
+            return Err(OptimError::Malformed(format!(
+                "{} trailing bytes",
+                bytes.len() - r.at
+            )));
+        }
+        Ok(StateDict {
+            optimizer,
+            step,
+            hyper,
+            buffers,
+        })
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+struct Reader<'b> {
+    b: &'b [u8],
+    at: usize,
+}
+
+impl<'b> Reader<'b> {
+    fn take(&mut self, n: usize) -> Result<&'b [u8], OptimError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len());
+        let end = end.ok_or_else(|| {
+            OptimError::Malformed(format!("truncated at byte {} (wanted {n} more)", self.at))
+        })?;
+        let s = &self.b[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32, OptimError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, OptimError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn str(&mut self) -> Result<String, OptimError> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec())
+            .map_err(|_| OptimError::Malformed("invalid UTF-8 in a name".into()))
+    }
+}
+
+/// An optimizer over any [`Params`] set of element type `F`.
+///
+/// Implementors give the five small parts (name, hyper-parameters, learning rate,
+/// [`Optimizer::state_layout`], [`Optimizer::update`]) and access to their
+/// [`OptState`]; the provided methods do the rest, identically for every optimizer.
+/// The gradient set has the same type as the parameter set (the `#[grad]` convention).
+pub trait Optimizer<F: Real> {
+    /// Name stored in saved state (`"adamw"`).
+    const NAME: &'static str;
+
+    /// The base learning rate (before group scaling).
+    fn lr(&self) -> f64;
+    /// Sets the base learning rate; call it each step from a schedule.
+    fn set_lr(&mut self, lr: f64);
+    /// The default weight decay (decoupled or L2, see the module docs).
+    fn weight_decay(&self) -> f64;
+    /// The parameter groups, first match wins.
+    fn groups(&self) -> &[ParamGroup];
+    /// Hyper-parameters by name, for the state dict.
+    fn hyper_params(&self) -> Vec<(String, f64)>;
+    /// The state buffers one parameter of `shape` needs (empty for plain SGD).
+    fn state_layout(&self, shape: &[usize]) -> Vec<StateSpec>;
+    /// Updates one parameter buffer in place from its gradient and its state buffers
+    /// (in layout order). Shapes are already checked; `g` is finite.
+    fn update(&self, ctx: &BufferCtx<'_>, w: &mut [F], g: &[F], state: &mut [Vec<F>]);
+    /// The live state.
+    fn state(&self) -> &OptState<F>;
+    /// The live state, mutably.
+    fn state_mut(&mut self) -> &mut OptState<F>;
+
+    /// Allocates zeroed state for `params` (done by the first step if not called) and
+    /// resets the step counter.
+    fn init<P: Params<F> + ?Sized>(&mut self, params: &P) {
+        let slots = fresh_slots(self, params);
+        *self.state_mut() = OptState {
+            t: 0,
+            params: Some(slots),
+        };
+    }
+
+    /// One step, erroring on a non-finite gradient: `step_with(.., NonFinite::Error)`.
+    ///
+    /// # Errors
+    /// As [`Optimizer::step_with`].
+    fn step<P: Params<F> + ?Sized>(
+        &mut self,
+        params: &mut P,
+        grads: &P,
+    ) -> Result<StepOutcome, OptimError> {
+        self.step_with(params, grads, NonFinite::Error)
+    }
+
+    /// One step over every buffer: checks that `grads` matches `params` (and the state,
+    /// if initialised) buffer by buffer, applies the non-finite policy, then updates.
+    ///
+    /// # Errors
+    /// [`OptimError::BufferCount`] / [`OptimError::ShapeMismatch`] naming both sides when
+    /// the gradients or the state do not match the parameters;
+    /// [`OptimError::NonFiniteGradient`] under [`NonFinite::Error`]. On any error nothing
+    /// is modified.
+    fn step_with<P: Params<F> + ?Sized>(
+        &mut self,
+        params: &mut P,
+        grads: &P,
+        policy: NonFinite,
+    ) -> Result<StepOutcome, OptimError> {
+        let gs = grads.buffers();
+        {
+            let ps = params.buffers();
+            check_pair(
+                "gradients",
+                ps.iter().map(|w| (&w.name, &w.shape)),
+                gs.iter().map(|g| (&g.name, &g.shape)),
+            )?;
+        }
+        if self.state().params.is_none() {
+            self.init(&*params);
+        }
+        let mut ws = params.buffers_mut();
+        let slots = self.state().params.as_ref().expect("initialised above");
+        check_pair(
+            "optimizer state",
+            slots.iter().map(|s| (&s.name, &s.shape)),
+            ws.iter().map(|w| (&w.name, &w.shape)),
+        )?;
+        for g in &gs {
+            // PERF: a vectorised (and, for large f32 buffers, threaded) yes/no first; the
+            // index search only on a hit.
+            if F::any_non_finite(g.values) {
+                let index = g
+                    .values
+                    .iter()
+                    .position(|x| !x.is_finite())
+                    .expect("a non-finite value");
+                return match policy {
+                    NonFinite::Skip => Ok(StepOutcome::Skipped {
+                        name: g.name.clone(),
+                        index,
+                    }),
+                    NonFinite::Error => Err(OptimError::NonFiniteGradient {
+                        name: g.name.clone(),
+                        index,
+                        value: g.values[index].f64(),
+                    }),
+                };
+            }
+        }
+        let mut state = std::mem::take(self.state_mut());
+        state.t += 1;
+        let t = state.t;
+        let (lr, wd) = (self.lr(), self.weight_decay());
+        for ((w, g), slot) in ws
+            .iter_mut()
+            .zip(&gs)
+            .zip(state.params.as_mut().expect("initialised"))
+        {
+            let group = slot.group.map(|i| &self.groups()[i]);
+            let lr_scale = group.map_or(1.0, |g| g.lr_scale);
+            let ctx = BufferCtx {
+                t,
+                lr: lr * lr_scale,
+                lr_scale,
+                weight_decay: group.and_then(|g| g.weight_decay).unwrap_or(wd),
+                shape: &w.shape,
+            };
+            self.update(&ctx, &mut *w.values, g.values, &mut slot.bufs);
+        }
+        *self.state_mut() = state;
+        Ok(StepOutcome::Applied { t })
+    }
+
+    /// Bytes of live optimizer state (0 before the state is allocated).
+    fn state_bytes(&self) -> usize {
+        let slots = self.state().params.as_deref().unwrap_or(&[]);
+        slots
+            .iter()
+            .flat_map(|s| &s.bufs)
+            .map(|b| b.len() * F::DTYPE.bytes())
+            .sum()
+    }
+
+    /// Bytes of state this optimizer would keep for parameters of these shapes, without
+    /// allocating (the memory accounting of [`crate::memory`]).
+    fn state_bytes_for(&self, shapes: &[Vec<usize>]) -> u128 {
+        let scalars: u128 = shapes
+            .iter()
+            .flat_map(|s| self.state_layout(s))
+            .map(|spec| spec.shape.iter().map(|&d| d as u128).product::<u128>())
+            .sum();
+        scalars * F::DTYPE.bytes() as u128
+    }
+
+    /// A copy of the state: step counter, hyper-parameters and named buffers.
+    fn state_dict(&self) -> StateDict<F> {
+        let slots = self.state().params.as_deref().unwrap_or(&[]);
+        let buffers = slots
+            .iter()
+            .flat_map(|s| {
+                s.specs.iter().zip(&s.bufs).map(|(spec, b)| StateBuffer {
+                    name: join_name(&s.name, spec.suffix),
+                    shape: spec.shape.clone(),
+                    values: b.clone(),
+                })
+            })
+            .collect();
+        StateDict {
+            optimizer: Self::NAME.to_string(),
+            step: self.state().t,
+            hyper: self.hyper_params(),
+            buffers,
+        }
+    }
+
+    /// Replaces the state with `sd`, after checking it against `params`: optimizer
+    /// name, number of state buffers, and each buffer's name and shape.
+    ///
+    /// # Errors
+    /// [`OptimError::WrongOptimizer`], [`OptimError::BufferCount`] (both counts) or
+    /// [`OptimError::ShapeMismatch`] (both names and shapes); the current state is kept.
+    fn load_state_dict<P: Params<F> + ?Sized>(
+        &mut self,
+        params: &P,
+        sd: &StateDict<F>,
+    ) -> Result<(), OptimError> {
+        if sd.optimizer != Self::NAME {
+            return Err(OptimError::WrongOptimizer {
+                expected: Self::NAME.into(),
+                found: sd.optimizer.clone(),
+            });
+        }
+        let mut fresh = fresh_slots(self, params);
+        let expected: Vec<(String, Vec<usize>)> = fresh
+            .iter()
+            .flat_map(|s| {
+                s.specs
+                    .iter()
+                    .map(|sp| (join_name(&s.name, sp.suffix), sp.shape.clone()))
+            })
+            .collect();
+        check_pair(
+            "saved state",
+            expected.iter().map(|(n, s)| (n, s)),
+            sd.buffers.iter().map(|b| (&b.name, &b.shape)),
+        )?;
+        let mut it = sd.buffers.iter();
+        for slot in &mut fresh {
+            for (buf, spec) in slot.bufs.iter_mut().zip(&slot.specs) {
+                let saved = it.next().expect("counts checked");
+                if saved.values.len() != buf.len() {
+                    return Err(OptimError::Malformed(format!(
+                        "`{}` has shape {:?} but {} values",
+                        saved.name,
+                        spec.shape,
+                        saved.values.len()
+                    )));
+                }
+                buf.copy_from_slice(&saved.values);
+            }
+        }
+        *self.state_mut() = OptState {
+            t: sd.step,
+            params: Some(fresh),
+        };
+        Ok(())
+    }
+}
+
+/// Zeroed state for `params` under `opt`'s layout and groups.
+fn fresh_slots<F: Real, O: Optimizer<F> + ?Sized, P: Params<F> + ?Sized>(
+    opt: &O,
+    params: &P,
+) -> Vec<ParamSlot<F>> {
+    params
+        .buffers()
+        .into_iter()
+        .map(|b| {
+            let specs = opt.state_layout(&b.shape);
+            let bufs = specs
+                .iter()
+                .map(|s| vec![F::zero(); s.shape.iter().product()])
+                .collect();
+            let group = opt
+                .groups()
+                .iter()
+                .position(|g| g.select.matches(&b.name, &b.shape));
+            ParamSlot {
+                name: b.name,
+                shape: b.shape,
+                group,
+                specs,
+                bufs,
+            }
+        })
+        .collect()
+}
+
+/// Checks two walks agree in count, and per position in shape, naming both on mismatch.
+fn check_pair<'x>(
+    what: &'static str,
+    expected: impl ExactSizeIterator<Item = (&'x String, &'x Vec<usize>)>,
+    found: impl ExactSizeIterator<Item = (&'x String, &'x Vec<usize>)>,
+) -> Result<(), OptimError> {
+    if expected.len() != found.len() {
+        return Err(OptimError::BufferCount {
+            what,
+            expected: expected.len(),
+            found: found.len(),
+        });
+    }
+    for ((en, es), (fnm, fs)) in expected.zip(found) {
+        if es != fs || en != fnm {
+            return Err(OptimError::ShapeMismatch {
+                what,
+                expected_name: en.clone(),
+                expected_shape: es.clone(),
+                found_name: fnm.clone(),
+                found_shape: fs.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The shared "optimizer plumbing" impl: every optimizer struct has `cfg`, `groups` and
+/// `state` fields, and `cfg.lr` / `cfg.weight_decay`.
+macro_rules! plumbing {
+    () => {
+        fn groups(&self) -> &[$crate::optim::ParamGroup] {
+            &self.groups
+        }
+        fn state(&self) -> &$crate::optim::OptState<F> {
+            &self.state
+        }
+        fn state_mut(&mut self) -> &mut $crate::optim::OptState<F> {
+            &mut self.state
+        }
+    };
+}
+pub(crate) use plumbing;

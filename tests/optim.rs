@@ -1,0 +1,558 @@
+//! Optimizers from the user's side: first steps against hand derivations (f64, 1e-12),
+//! decoupled decay, bias correction, the lesson's exercise 2, non-finite policy, param
+//! groups, and state save/load.
+
+use backprop::optim::{
+    AdaFactor, Adam, AdamConfig, AdamW, AdamWConfig, Lion, LionConfig, NonFinite, OptimError,
+    Optimizer, ParamGroup, RmsProp, RmsPropConfig, Select, Sgd, SgdConfig, StateDict, StepOutcome,
+};
+
+const TOL: f64 = 1e-12;
+
+fn close(got: f64, want: f64, what: &str) {
+    assert!(
+        (got - want).abs() <= TOL,
+        "{what}: got {got:.17}, want {want:.17} (diff {:e})",
+        (got - want).abs()
+    );
+}
+
+/// Runs `opt` on the scalar parameter w₀ = 1 with gradients g₁ = 0.5, g₂ = −1 (the
+/// gradients do not depend on w: a fixed sequence), returning w after each step.
+fn two_steps<O: Optimizer<f64>>(mut opt: O) -> [f64; 2] {
+    let mut w = vec![1.0f64];
+    opt.step(&mut w, &vec![0.5]).unwrap();
+    let w1 = w[0];
+    opt.step(&mut w, &vec![-1.0]).unwrap();
+    [w1, w[0]]
+}
+
+#[test]
+fn sgd_first_steps() {
+    // w₁ = 1 − 0.1·0.5 = 0.95;  w₂ = 0.95 − 0.1·(−1) = 1.05
+    let [w1, w2] = two_steps(Sgd::new(SgdConfig {
+        lr: 0.1,
+        ..Default::default()
+    }));
+    close(w1, 0.95, "w1");
+    close(w2, 1.05, "w2");
+}
+
+#[test]
+fn sgd_momentum_first_steps() {
+    // v₁ = 0.5,              w₁ = 1 − 0.1·0.5 = 0.95
+    // v₂ = 0.9·0.5 − 1 = −0.55, w₂ = 0.95 + 0.1·0.55 = 1.005
+    let [w1, w2] = two_steps(Sgd::new(SgdConfig::momentum(0.1, 0.9)));
+    close(w1, 0.95, "w1");
+    close(w2, 1.005, "w2");
+}
+
+#[test]
+fn sgd_nesterov_first_steps() {
+    // v₁ = 0.5,   d₁ = g₁ + βv₁ = 0.5 + 0.45 = 0.95,      w₁ = 1 − 0.095 = 0.905
+    // v₂ = −0.55, d₂ = −1 + 0.9·(−0.55) = −1.495,         w₂ = 0.905 + 0.1495 = 1.0545
+    let [w1, w2] = two_steps(Sgd::new(SgdConfig::nesterov(0.1, 0.9)));
+    close(w1, 0.905, "w1");
+    close(w2, 1.0545, "w2");
+}
+
+#[test]
+fn rmsprop_first_steps() {
+    // α = 0.99, lr = 0.01, ε = 1e-8
+    // v₁ = 0.01·0.25 = 0.0025, √v₁ = 0.05:       w₁ = 1 − 0.01·0.5/(0.05 + ε)
+    // v₂ = 0.99·0.0025 + 0.01·1 = 0.012475:      w₂ = w₁ + 0.01/(√0.012475 + ε)
+    let [w1, w2] = two_steps(RmsProp::new(RmsPropConfig::default()));
+    let e1 = 1.0 - 0.01 * 0.5 / (0.05 + 1e-8);
+    close(w1, e1, "w1");
+    close(w2, e1 + 0.01 / (0.012475f64.sqrt() + 1e-8), "w2");
+}
+
+/// Adam's two steps with lr = 0.1, β = (0.9, 0.999), ε = 1e-8, gradients 0.5, −1:
+/// m₁ = 0.1·0.5 = 0.05,  v₁ = 0.001·0.25 = 0.00025,  m̂₁ = 0.5,  v̂₁ = 0.25
+/// w₁ = 1 − 0.1·0.5/(0.5 + ε)
+/// m₂ = 0.9·0.05 − 0.1 = −0.055,  v₂ = 0.999·0.00025 + 0.001 = 0.00124975
+/// m̂₂ = −0.055/(1 − 0.9²) = −0.055/0.19,  v̂₂ = 0.00124975/(1 − 0.999²) = 0.00124975/0.001999
+/// w₂ = w₁ − 0.1·m̂₂/(√v̂₂ + ε)
+fn adam_reference() -> (f64, f64) {
+    let eps = 1e-8;
+    let w1 = 1.0 - 0.1 * 0.5 / (0.5 + eps);
+    let (mh2, vh2): (f64, f64) = (-0.055 / 0.19, 0.00124975 / 0.001999);
+    (w1, mh2 * 0.1 / (vh2.sqrt() + eps))
+}
+
+#[test]
+fn adam_first_steps() {
+    let [w1, w2] = two_steps(Adam::new(AdamConfig {
+        lr: 0.1,
+        ..Default::default()
+    }));
+    let (e1, step2) = adam_reference();
+    close(w1, e1, "w1");
+    close(w2, e1 - step2, "w2");
+}
+
+#[test]
+fn adamw_first_steps() {
+    // As Adam, plus the decoupled decay lr·λ·w of the weight before each step:
+    // w₁ = 1 − 0.1·0.5/(0.5 + ε) − 0.1·0.01·1
+    // w₂ = w₁ − 0.1·m̂₂/(√v̂₂ + ε) − 0.1·0.01·w₁
+    let [w1, w2] = two_steps(AdamW::new(AdamWConfig {
+        lr: 0.1,
+        weight_decay: 0.01,
+        ..Default::default()
+    }));
+    let (a1, step2) = adam_reference();
+    let e1 = a1 - 0.001;
+    close(w1, e1, "w1");
+    close(w2, e1 - step2 - 0.001 * e1, "w2");
+}
+
+#[test]
+fn adamw_decay_is_decoupled() {
+    // A zero gradient leaves m = v = 0, so the Adam term is 0/(0 + ε) = 0 and only the
+    // decay acts: w ← (1 − lr·λ)·w each step, whatever the gradient history.
+    let mut w = vec![2.0f64, -4.0];
+    let mut opt = AdamW::new(AdamWConfig {
+        lr: 0.1,
+        weight_decay: 0.5,
+        ..Default::default()
+    });
+    for _ in 0..3 {
+        opt.step(&mut w, &vec![0.0, 0.0]).unwrap();
+    }
+    close(w[0], 2.0 * 0.95f64.powi(3), "w0");
+    close(w[1], -4.0 * 0.95f64.powi(3), "w1");
+
+    // Adam's coupled L2 instead feeds λ·w through the moments: the first step is then
+    // lr·sign(λw) = 0.1 whatever λ is (the coupling AdamW removes).
+    let mut w = vec![2.0f64];
+    let mut adam = Adam::new(AdamConfig {
+        lr: 0.1,
+        weight_decay: 0.5,
+        eps: 0.0,
+        ..Default::default()
+    });
+    adam.step(&mut w, &vec![0.0]).unwrap();
+    close(w[0], 1.9, "adam L2");
+}
+
+#[test]
+fn adam_first_step_is_lr_sign_g() {
+    // t = 1: m̂ = g, v̂ = g², so the step is lr·g/(|g| + ε) → lr·sign(g) as ε → 0,
+    // independent of the gradient's scale.
+    let g = vec![1e-3f64, -5.0, 100.0, -1e-6];
+    let mut w = vec![0.0f64; 4];
+    let mut opt = Adam::new(AdamConfig {
+        lr: 0.01,
+        eps: 0.0,
+        ..Default::default()
+    });
+    opt.step(&mut w, &g).unwrap();
+    for (wi, gi) in w.iter().zip(&g) {
+        close(*wi, -0.01 * gi.signum(), "w");
+    }
+}
+
+#[test]
+fn adam_f32_kernel_matches_f64_reference() {
+    // The same two steps through the fused f32 kernel (SIMD when available): equal to the
+    // f64 hand values to f32 precision.
+    let mut w = vec![1.0f32; 37];
+    let mut opt = AdamW::new(AdamWConfig {
+        lr: 0.1,
+        weight_decay: 0.01,
+        ..Default::default()
+    });
+    opt.step(&mut w, &vec![0.5f32; 37]).unwrap();
+    opt.step(&mut w, &vec![-1.0f32; 37]).unwrap();
+    let (a1, step2) = adam_reference();
+    let e1 = a1 - 0.001;
+    let e2 = e1 - step2 - 0.001 * e1;
+    assert!(
+        w.iter().all(|&x| (x as f64 - e2).abs() < 1e-6),
+        "{w:?} vs {e2}"
+    );
+}
+
+#[test]
+fn lion_first_steps() {
+    // lr = 0.1, β₁ = 0.9, β₂ = 0.99, λ = 0.1, m₀ = 0, w₀ = 1
+    // t=1, g = 0.5:  c = 0.05 > 0 → +1;  w₁ = 1 − 0.1·(1 + 0.1·1) = 0.89;  m₁ = 0.01·0.5 = 0.005
+    // t=2, g = −1:   c = 0.0045 − 0.1 < 0 → −1;  w₂ = 0.89 − 0.1·(−1 + 0.089) = 0.9811
+    //                m₂ = 0.99·0.005 − 0.01 = −0.00505
+    // t=3, g = 0.02: c = 0.9·(−0.00505) + 0.1·0.02 = −0.002545 → −1 (momentum outvotes g)
+    //                w₃ = 0.9811 − 0.1·(−1 + 0.09811) = 1.071289
+    let mut opt = Lion::new(LionConfig {
+        lr: 0.1,
+        weight_decay: 0.1,
+        ..Default::default()
+    });
+    let mut w = vec![1.0f64];
+    let mut ws = Vec::new();
+    for g in [0.5, -1.0, 0.02] {
+        opt.step(&mut w, &vec![g]).unwrap();
+        ws.push(w[0]);
+    }
+    close(ws[0], 0.89, "w1");
+    close(ws[1], 0.9811, "w2");
+    close(ws[2], 1.071289, "w3");
+    let sd: StateDict<f64> = opt.state_dict();
+    close(sd.buffers[0].values[0], 0.99 * -0.00505 + 0.01 * 0.02, "m3");
+}
+
+#[test]
+fn adafactor_factored_first_steps() {
+    // W = [[1, 2], [3, 4]], G₁ = [[1, 2], [3, 4]], defaults (relative step, d = 1).
+    // t = 1: β = 1 − 1^(−0.8) = 0, so R = row sums of G² = [5, 25], C = col sums = [10, 20]
+    // (ε₁ = 1e-30 is below 1e-12 here). ΣR = 30, V̂ᵢⱼ = RᵢCⱼ/30 = [[5/3, 10/3], [25/3, 50/3]].
+    // U = G/√V̂: U² = [[3/5, 12/10], [27/25, 48/50]], mean(U²) = 0.96 → RMS(U) < 1, no clip.
+    // α = max(1e-3, RMS(W))·min(1e-2, 1) = √7.5·0.01.   W₁ = W − α·U.
+    let mut w = ndarray::array![[1.0f64, 2.0], [3.0, 4.0]];
+    let g1 = ndarray::array![[1.0f64, 2.0], [3.0, 4.0]];
+    let u = [
+        [0.6f64.sqrt(), 1.2f64.sqrt()],
+        [1.08f64.sqrt(), 0.96f64.sqrt()],
+    ];
+    let mut opt = AdaFactor::default();
+    opt.step(&mut w, &g1).unwrap();
+    let alpha1 = 7.5f64.sqrt() * 0.01;
+    let w0 = [[1.0, 2.0], [3.0, 4.0]];
+    let mut w1 = [[0.0; 2]; 2];
+    for i in 0..2 {
+        for j in 0..2 {
+            w1[i][j] = w0[i][j] - alpha1 * u[i][j];
+            close(w[[i, j]], w1[i][j], "w1");
+        }
+    }
+    // t = 2, G₂ = 2·G₁: β = 1 − 2^(−0.8); R and C become (β + 4(1 − β))·[R, C], so V̂ scales
+    // by s = 4 − 3β and U₂ = (2/√s)·U₁. RMS(U₂) = 2·√0.96/√s ≈ 1.19 > 1: update clipping
+    // divides by it, leaving Û₂ = U₁/√0.96. ρ₂ = min(1e-2, 1/√2) = 1e-2.
+    let beta = 1.0 - 2f64.powf(-0.8);
+    assert!(2.0 * 0.96f64.sqrt() / (4.0 - 3.0 * beta).sqrt() > 1.0);
+    opt.step(&mut w, &(&g1 * 2.0)).unwrap();
+    let rms_w1 = (w1.iter().flatten().map(|x| x * x).sum::<f64>() / 4.0).sqrt();
+    for i in 0..2 {
+        for j in 0..2 {
+            close(
+                w[[i, j]],
+                w1[i][j] - 0.01 * rms_w1 * u[i][j] / 0.96f64.sqrt(),
+                "w2",
+            );
+        }
+    }
+    // Factored state: 2 row + 2 column statistics, not 4 second moments.
+    assert_eq!(
+        opt.state_dict()
+            .buffers
+            .iter()
+            .map(|b| b.shape.clone())
+            .collect::<Vec<_>>(),
+        [vec![2], vec![2]]
+    );
+}
+
+#[test]
+fn adafactor_vector_first_step() {
+    // A vector keeps a full v: t = 1 gives v = g² + ε₁, U = g/|g| = [1, −1], RMS(U) = 1;
+    // α = RMS(w)·0.01 = √2.5·0.01.
+    let mut w = vec![1.0f64, -2.0];
+    let mut opt = AdaFactor::default();
+    opt.step(&mut w, &vec![0.5, -3.0]).unwrap();
+    let a = 2.5f64.sqrt() * 0.01;
+    close(w[0], 1.0 - a, "w0");
+    close(w[1], -2.0 + a, "w1");
+}
+
+/// Lesson exercise 2: f(W) = WᵀAW with A = diag(10, 0.01) (condition number 1000), from
+/// W = (1, 1), lr = 0.02, 200 steps, ∇f = 2AW. SGD is stable (2·0.02·10 < 2) but crawls
+/// along the shallow axis (factor 1 − 4e-4 per step); momentum is ~10× faster; Adam's
+/// per-coordinate 1/√v̂ equalises the axes and reaches ~1e-8.
+#[test]
+fn exercise2_adam_beats_sgd_and_momentum_on_ill_conditioned_quadratic() {
+    fn run<O: Optimizer<f64>>(mut opt: O) -> f64 {
+        let a = [10.0, 0.01];
+        let mut w = vec![1.0f64, 1.0];
+        for _ in 0..200 {
+            let g = vec![2.0 * a[0] * w[0], 2.0 * a[1] * w[1]];
+            opt.step(&mut w, &g).unwrap();
+        }
+        a[0] * w[0] * w[0] + a[1] * w[1] * w[1]
+    }
+    let lr = 0.02;
+    let sgd = run(Sgd::new(SgdConfig {
+        lr,
+        ..Default::default()
+    }));
+    let mom = run(Sgd::new(SgdConfig::momentum(lr, 0.9)));
+    let adam = run(Adam::new(AdamConfig {
+        lr,
+        ..Default::default()
+    }));
+    // Initial loss 10.01; all three descend, Adam by orders of magnitude more.
+    assert!(sgd < 0.01 && mom < sgd, "sgd {sgd}, momentum {mom}");
+    assert!(
+        adam < mom * 1e-3,
+        "adam {adam} vs momentum {mom} vs sgd {sgd}"
+    );
+}
+
+#[test]
+fn non_finite_gradient_errors_and_changes_nothing() {
+    let mut w = vec![1.0f64, 2.0];
+    let mut opt = AdamW::new(AdamWConfig::default());
+    opt.step(&mut w, &vec![0.1, 0.1]).unwrap();
+    let (w_before, sd_before) = (w.clone(), opt.state_dict());
+    let err = opt.step(&mut w, &vec![0.1, f64::NAN]).unwrap_err();
+    assert!(
+        matches!(err, OptimError::NonFiniteGradient { index: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(w, w_before);
+    assert_eq!(opt.state_dict(), sd_before);
+}
+
+#[test]
+fn non_finite_gradient_skip_policy_skips() {
+    let mut w = vec![("w", vec![1.0f64, 2.0])];
+    let mut opt = Adam::new(AdamConfig::default());
+    let out = opt
+        .step_with(
+            &mut w,
+            &vec![("w", vec![f64::INFINITY, 0.0])],
+            NonFinite::Skip,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        StepOutcome::Skipped {
+            name: "w".into(),
+            index: 0
+        }
+    );
+    assert_eq!(w[0].1, [1.0, 2.0]);
+    // The skipped step did not count: the next one is t = 1 (a full lr·sign(g) step).
+    let out = opt
+        .step_with(&mut w, &vec![("w", vec![1.0, 1.0])], NonFinite::Skip)
+        .unwrap();
+    assert_eq!(out, StepOutcome::Applied { t: 1 });
+}
+
+#[test]
+fn param_groups_override_decay_and_scale_lr() {
+    // The bias "b" is in a group with no decay and twice the lr; "w" takes the defaults.
+    // One step at t = 1 with g_w = 0, g_b = 1:
+    //   w: Adam term 0/(0 + ε) = 0, decay only: w = (1 − 0.1·0.1)·1 = 0.99
+    //   b: Adam term lr·sign(g) with lr = 2·0.1, no decay: b = 1 − 0.2·1/(1 + ε)
+    let mut p = vec![("w", vec![1.0f64, 1.0]), ("b", vec![1.0])];
+    let g = vec![("w", vec![0.0f64, 0.0]), ("b", vec![1.0])];
+    let mut opt = AdamW::new(AdamWConfig {
+        lr: 0.1,
+        weight_decay: 0.1,
+        ..Default::default()
+    })
+    .with_groups(vec![
+        ParamGroup::new(Select::Names(vec!["b".into()]))
+            .weight_decay(0.0)
+            .lr_scale(2.0),
+    ]);
+    opt.step(&mut p, &g).unwrap();
+    close(p[0].1[0], 0.99, "w decayed");
+    close(
+        p[1].1[0],
+        1.0 - 0.2 / (1.0 + 1e-8),
+        "b: scaled lr, not decayed",
+    );
+    // Select::MaxNdim(1) picks vectors (biases, norm scales) and leaves matrices.
+    assert!(Select::MaxNdim(1).matches("ln.gamma", &[768]));
+    assert!(!Select::MaxNdim(1).matches("attn.w", &[768, 768]));
+}
+
+#[test]
+fn mismatched_gradients_name_both_shapes() {
+    let mut w = vec![("w", vec![1.0f64; 3])];
+    let mut opt = Sgd::new(SgdConfig::default());
+    let err = opt.step(&mut w, &vec![("w", vec![1.0; 2])]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("[3]") && msg.contains("[2]") && msg.contains("`w`"),
+        "{msg}"
+    );
+    let err = opt
+        .step(&mut w, &vec![("w", vec![1.0; 3]), ("b", vec![0.0])])
+        .unwrap_err();
+    assert_eq!(
+        err,
+        OptimError::BufferCount {
+            what: "gradients",
+            expected: 1,
+            found: 2
+        }
+    );
+    assert!(err.to_string().contains("expected 1") && err.to_string().contains("found 2"));
+}
+
+fn train_steps<O: Optimizer<f32>>(
+    opt: &mut O,
+    w: &mut ndarray::Array2<f32>,
+    from: usize,
+    n: usize,
+) {
+    for t in from..from + n {
+        // A deterministic gradient sequence that depends on w (so state matters).
+        let g = w.mapv(|x| (x * 1.7 + t as f32 * 0.3).sin());
+        opt.step(w, &g).unwrap();
+    }
+}
+
+#[test]
+fn state_round_trip_continues_bit_for_bit() {
+    let w0 =
+        ndarray::Array2::from_shape_fn((7, 19), |(i, j)| (i as f32 - 3.0) * 0.1 + j as f32 * 0.01);
+    // Uninterrupted: 6 steps.
+    let mut wa = w0.clone();
+    let mut a = AdamW::new(AdamWConfig {
+        lr: 0.01,
+        ..Default::default()
+    });
+    train_steps(&mut a, &mut wa, 0, 6);
+    // Interrupted after 3: state to bytes, into a fresh optimizer, 3 more.
+    let mut wb = w0.clone();
+    let mut b = AdamW::new(AdamWConfig {
+        lr: 0.01,
+        ..Default::default()
+    });
+    train_steps(&mut b, &mut wb, 0, 3);
+    let bytes = b.state_dict().to_bytes();
+    let mut c = AdamW::new(AdamWConfig {
+        lr: 0.01,
+        ..Default::default()
+    });
+    c.load_state_dict(&wb, &StateDict::from_bytes(&bytes).unwrap())
+        .unwrap();
+    assert_eq!(c.state().step_count(), 3);
+    train_steps(&mut c, &mut wb, 3, 3);
+    assert_eq!(
+        wa.as_slice().unwrap(),
+        wb.as_slice().unwrap(),
+        "weights differ after resume"
+    );
+    assert_eq!(a.state_dict(), c.state_dict());
+    assert_eq!(a.state_bytes(), 2 * 7 * 19 * 4);
+}
+
+#[test]
+fn state_round_trip_every_optimizer() {
+    fn check<O: Optimizer<f64>>(mut opt: O, mut fresh: O) {
+        let mut w = vec![("a", vec![0.5f64; 6]), ("b", vec![-1.0; 2])];
+        let g = vec![("a", vec![0.25f64; 6]), ("b", vec![1.0; 2])];
+        opt.step(&mut w, &g).unwrap();
+        let sd = StateDict::<f64>::from_bytes(&opt.state_dict().to_bytes()).unwrap();
+        assert_eq!(sd, opt.state_dict(), "{}", O::NAME);
+        fresh.load_state_dict(&w, &sd).unwrap();
+        let mut w2 = w.clone();
+        opt.step(&mut w, &g).unwrap();
+        fresh.step(&mut w2, &g).unwrap();
+        assert_eq!(w, w2, "{}", O::NAME);
+    }
+    check(
+        Sgd::new(SgdConfig::nesterov(0.1, 0.9)),
+        Sgd::new(SgdConfig::nesterov(0.1, 0.9)),
+    );
+    check(
+        RmsProp::new(Default::default()),
+        RmsProp::new(Default::default()),
+    );
+    check(Adam::new(Default::default()), Adam::new(Default::default()));
+    check(Lion::new(Default::default()), Lion::new(Default::default()));
+    check(AdaFactor::default(), AdaFactor::default());
+}
+
+#[test]
+fn mismatched_state_load_names_both_shapes() {
+    let w = ndarray::Array2::<f64>::zeros((2, 3));
+    let mut opt = Adam::new(AdamConfig::default());
+    opt.init(&w);
+    let sd = opt.state_dict();
+    // Same number of scalars, transposed shape: rejected, naming both.
+    let wt = ndarray::Array2::<f64>::zeros((3, 2));
+    let mut other = Adam::new(AdamConfig::default());
+    let err = other.load_state_dict(&wt, &sd).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("[3, 2]") && msg.contains("[2, 3]") && msg.contains("`m`"),
+        "{msg}"
+    );
+    // Different buffer counts: both counts named.
+    let two = vec![("w", vec![0.0f64; 6]), ("b", vec![0.0; 2])];
+    let err = other.load_state_dict(&two, &sd).unwrap_err();
+    assert_eq!(
+        err,
+        OptimError::BufferCount {
+            what: "saved state",
+            expected: 4,
+            found: 2
+        }
+    );
+    // Another optimizer's state.
+    let err = Lion::<f64>::new(Default::default())
+        .load_state_dict(&w, &sd)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("`adam`") && err.to_string().contains("`lion`"),
+        "{err}"
+    );
+    // Bytes of the wrong dtype and truncated bytes.
+    let bytes = sd.to_bytes();
+    assert!(matches!(
+        StateDict::<f32>::from_bytes(&bytes),
+        Err(OptimError::Malformed(_))
+    ));
+    assert!(matches!(
+        StateDict::<f64>::from_bytes(&bytes[..bytes.len() - 1]),
+        Err(OptimError::Malformed(_))
+    ));
+}
+
+#[test]
+fn state_bytes_per_optimizer() {
+    // Per parameter scalar: SGD 0, momentum 1, RMSProp 1, Adam/AdamW 2, Lion 1;
+    // AdaFactor n + m for an n × m matrix.
+    let w = ndarray::Array2::<f32>::zeros((64, 32));
+    let n = 64 * 32 * 4;
+    let mut sizes = Vec::new();
+    macro_rules! bytes {
+        ($o:expr) => {{
+            let mut o = $o;
+            o.init(&w);
+            sizes.push(o.state_bytes());
+        }};
+    }
+    bytes!(Sgd::<f32>::new(SgdConfig::default()));
+    bytes!(Sgd::<f32>::new(SgdConfig::momentum(0.1, 0.9)));
+    bytes!(RmsProp::<f32>::new(Default::default()));
+    bytes!(Adam::<f32>::new(Default::default()));
+    bytes!(AdamW::<f32>::default());
+    bytes!(Lion::<f32>::new(Default::default()));
+    bytes!(AdaFactor::<f32>::default());
+    assert_eq!(sizes, [0, n, n, 2 * n, 2 * n, n, (64 + 32) * 4]);
+}
+
+#[test]
+fn non_finite_index_is_exact_in_large_f32_buffers() {
+    // The check scans blocks of 16 384 values; the reported index is the flat one.
+    let mut w = vec![0.0f32; 50_000];
+    let mut g = vec![0.0f32; 50_000];
+    g[40_001] = f32::NEG_INFINITY;
+    g[45_000] = f32::NAN;
+    let mut opt = AdamW::new(AdamWConfig::default());
+    let err = opt.step(&mut w, &g).unwrap_err();
+    assert_eq!(
+        err,
+        OptimError::NonFiniteGradient {
+            name: String::new(),
+            index: 40_001,
+            value: f64::NEG_INFINITY
+        }
+    );
+    assert!(w.iter().all(|&x| x == 0.0));
+}
