@@ -38,7 +38,7 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
         return fallback::expand(&item_fn, args.active.as_deref(), errors);
     }
     let (Some(func), Some(plan)) = (func, plan) else {
-        // lower() returns None only after reporting an error, which check() caught.
+        // lower() always returns a function; kept total rather than unwrapped.
         return fallback::expand(&item_fn, args.active.as_deref(), Vec::new());
     };
     if std::env::var_os("BACKPROP_DEBUG").is_some_and(|v| v == "1") {

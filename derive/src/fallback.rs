@@ -79,10 +79,12 @@ pub fn expand(
 }
 
 fn is_float(item: &ItemFn, ty: &syn::Type) -> bool {
+    let floats = crate::ir::lower::float_type_params(&item.sig.generics);
     match ty {
-        syn::Type::Path(p) if p.qself.is_none() => p.path.get_ident().is_some_and(|i| {
-            i == "f32" || i == "f64" || item.sig.generics.type_params().any(|tp| tp.ident == *i)
-        }),
+        syn::Type::Path(p) if p.qself.is_none() => p
+            .path
+            .get_ident()
+            .is_some_and(|i| i == "f32" || i == "f64" || floats.contains(&i.to_string())),
         _ => false,
     }
 }

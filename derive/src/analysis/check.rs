@@ -11,11 +11,11 @@ use crate::ir::{Func, Rhs};
 
 pub fn check(cx: &Ctxt, func: &Func, activity: &Activity) {
     for s in &func.body {
-        if let Rhs::NoRule { args, why, .. } = &s.rhs
+        if let Rhs::NoRule { args, why, at, .. } = &s.rhs
             && activity.is_active(s.def)
             && args.iter().any(|a| activity.operand_active(a))
         {
-            cx.error_at(s.span, why);
+            cx.error_spanned_by(at, why);
         }
     }
 }

@@ -262,6 +262,11 @@ impl<'a> Emitter<'a> {
                 let a = &ops[0];
                 quote_spanned!(span=> &#a)
             }
+            Spelling::MethodTurbofish(m) => {
+                let recv = &ops[0];
+                let rest = &ops[1..];
+                quote_spanned!(span=> #recv.#m(#(#rest),*))
+            }
             Spelling::MethodUnwrap(m, tail) => {
                 let recv = &ops[0];
                 let rest = &ops[1..];

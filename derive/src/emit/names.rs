@@ -21,11 +21,14 @@ impl Names {
         Names { used, next_temp: 0 }
     }
 
-    /// `base` if free, else `base_1`, `base_2`, ...
+    /// `base` if free, else `base_1`, `base_2`, ... A raw identifier's base is its
+    /// name without `r#`, and a candidate that is a keyword is skipped, so a later
+    /// version of `r#loop` is `loop_1`.
     pub fn fresh(&mut self, base: &str, span: Span) -> Ident {
+        let base = base.trim_start_matches("r#");
         let mut candidate = base.to_string();
         let mut k = 1;
-        while !self.used.insert(candidate.clone()) {
+        while is_keyword(&candidate) || !self.used.insert(candidate.clone()) {
             candidate = format!("{base}_{k}");
             k += 1;
         }
@@ -36,8 +39,8 @@ impl Names {
     /// user identifier, which is exactly the name we want for it).
     pub fn claim_user(&mut self, ident: &Ident, first: bool) -> Ident {
         if first {
-            // The user's own name: reserved already, used as is.
-            Ident::new(&ident.to_string(), ident.span())
+            // The user's own name (raw or not): reserved already, used as is.
+            ident.clone()
         } else {
             self.fresh(&ident.to_string(), ident.span())
         }
@@ -45,7 +48,7 @@ impl Names {
 
     /// Marks `name` as taken (a value's emitted name).
     pub fn reserve(&mut self, name: &str) {
-        self.used.insert(name.to_string());
+        self.used.insert(name.trim_start_matches("r#").to_string());
     }
 
     /// `t0`, `t1`, ... skipping anything taken.
@@ -64,10 +67,68 @@ fn collect(tokens: TokenStream, used: &mut HashSet<String>) {
     for tt in tokens {
         match tt {
             TokenTree::Ident(i) => {
-                used.insert(i.to_string());
+                used.insert(i.to_string().trim_start_matches("r#").to_string());
             }
             TokenTree::Group(g) => collect(g.stream(), used),
             _ => {}
         }
     }
+}
+
+/// Rust's strict and reserved keywords (2024 edition): never a generated name.
+fn is_keyword(s: &str) -> bool {
+    matches!(
+        s,
+        "as" | "break"
+            | "const"
+            | "continue"
+            | "crate"
+            | "else"
+            | "enum"
+            | "extern"
+            | "false"
+            | "fn"
+            | "for"
+            | "if"
+            | "impl"
+            | "in"
+            | "let"
+            | "loop"
+            | "match"
+            | "mod"
+            | "move"
+            | "mut"
+            | "pub"
+            | "ref"
+            | "return"
+            | "self"
+            | "Self"
+            | "static"
+            | "struct"
+            | "super"
+            | "trait"
+            | "true"
+            | "type"
+            | "unsafe"
+            | "use"
+            | "where"
+            | "while"
+            | "async"
+            | "await"
+            | "dyn"
+            | "abstract"
+            | "become"
+            | "box"
+            | "do"
+            | "final"
+            | "macro"
+            | "override"
+            | "priv"
+            | "typeof"
+            | "unsized"
+            | "virtual"
+            | "yield"
+            | "try"
+            | "gen"
+    )
 }

@@ -21,12 +21,8 @@ pub const SUPPORTED: &str = "`#[grad]` differentiates straight-line code: `let` 
      blocks and a final `return`";
 
 pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
-    let generics: HashSet<String> = item
-        .sig
-        .generics
-        .type_params()
-        .map(|p| p.ident.to_string())
-        .collect();
+    // Always `Some`: see the comment before the return.
+    let generics = float_type_params(&item.sig.generics);
     let mut lw = Lowerer {
         cx,
         names: Names::new(item.to_token_stream()),
@@ -42,12 +38,12 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
     let ret_ty = lw.return_type(item);
     let params = lw.params(item, args);
     let ret = lw.block_value(&item.block.stmts, item.block.span(), true);
-    if cx.has_errors() {
-        return None;
-    }
+    // With errors the function is not emitted, but analysing it still reports the
+    // errors only analysis finds (an active value reaching an op without a rule), so
+    // one compile shows every problem.
     Some(Func {
         params,
-        ret_ty: ret_ty?,
+        ret_ty: ret_ty.unwrap_or_else(|| syn::parse_quote!(f64)),
         vars: lw.vars,
         items: lw.items,
         body: lw.body,
@@ -153,7 +149,9 @@ impl Lowerer<'_> {
                 );
                 None
             }
-            ReturnType::Type(_, ty) if self.is_float_type(ty) => Some((**ty).clone()),
+            ReturnType::Type(_, ty) if self.is_float_type(ty) || is_primitive_float_path(ty) => {
+                Some((**ty).clone())
+            }
             ReturnType::Type(_, ty) => {
                 self.cx.error_spanned_by(
                     ty,
@@ -256,8 +254,10 @@ impl Lowerer<'_> {
     }
 
     /// A new value for user name `ident` (first use keeps the name, later ones `x_1`).
+    /// A binding inside a nested block is always renamed: the forward pass is one flat
+    /// scope, where the block's name must not shadow an outer item used after it.
     fn user_var(&mut self, ident: &Ident) -> VarId {
-        let first = self.claimed.insert(ident.to_string());
+        let first = self.scopes.len() == 1 && self.claimed.insert(ident.to_string());
         let name = self.names.claim_user(ident, first);
         self.new_var(name)
     }
@@ -338,8 +338,19 @@ impl Lowerer<'_> {
         for (k, stmt) in stmts.iter().enumerate() {
             let last = k + 1 == stmts.len();
             match stmt {
+                syn::Stmt::Expr(Expr::Return(_), _) | syn::Stmt::Expr(_, None) if last => {}
+                other => {
+                    self.block_stmt(other, is_body);
+                    continue;
+                }
+            }
+            match stmt {
                 syn::Stmt::Local(local) => self.local(local),
-                syn::Stmt::Item(item) => self.items.push(item.clone()),
+                syn::Stmt::Item(item) if is_body => self.items.push(item.clone()),
+                syn::Stmt::Item(item) => self.cx.error_spanned_by(
+                    item,
+                    "`#[grad]` does not support items (`const`, `fn`, `use`, ...) inside a nested block: declare them at the top level of the function body",
+                ),
                 syn::Stmt::Macro(m) => self.unsupported_macro(&m.mac),
                 syn::Stmt::Expr(Expr::Return(r), _) if last && is_body => {
                     tail = Some(match &r.expr {
@@ -362,6 +373,20 @@ impl Lowerer<'_> {
             );
             dummy()
         })
+    }
+
+    /// One statement that is not the block's tail.
+    fn block_stmt(&mut self, stmt: &syn::Stmt, is_body: bool) {
+        match stmt {
+            syn::Stmt::Local(local) => self.local(local),
+            syn::Stmt::Item(item) if is_body => self.items.push(item.clone()),
+            syn::Stmt::Item(item) => self.cx.error_spanned_by(
+                item,
+                "`#[grad]` does not support items (`const`, `fn`, `use`, ...) inside a nested block: declare them at the top level of the function body",
+            ),
+            syn::Stmt::Macro(m) => self.unsupported_macro(&m.mac),
+            syn::Stmt::Expr(e, _) => self.expr_stmt(e),
+        }
     }
 
     fn local(&mut self, local: &syn::Local) {
@@ -480,6 +505,19 @@ impl Lowerer<'_> {
                     format!("`#[grad]` supports `return` only as the last statement of the function (early returns are not supported yet); {SUPPORTED}"),
                 );
             }
+            Expr::Block(b) if b.label.is_none() => {
+                // A block used as a statement: its value (if any) is discarded.
+                self.scopes.push(HashMap::new());
+                for (k, stmt) in b.block.stmts.iter().enumerate() {
+                    match stmt {
+                        syn::Stmt::Expr(e, None) if k + 1 == b.block.stmts.len() => {
+                            self.expr_stmt(e)
+                        }
+                        _ => self.block_stmt(stmt, false),
+                    }
+                }
+                self.scopes.pop();
+            }
             other => {
                 let _ = self.expr(other, None);
             }
@@ -512,7 +550,11 @@ impl Lowerer<'_> {
                 | Expr::Break(_)
                 | Expr::Continue(_)
                 | Expr::Yield(_) => self.unsupported(e),
-                _ => Operand::Const(e.clone()),
+                _ if is_inline_constant(e) => Operand::Const(e.clone()),
+                // Evaluated once, where the user wrote it: the reverse pass reads the
+                // value, never re-runs the expression (it may have effects: a call, an
+                // RNG draw), and statements keep their order.
+                _ => self.define(want, Rhs::Copy(Operand::Const(e.clone())), e.span()),
             };
         }
         let span = e.span();
@@ -576,6 +618,7 @@ impl Lowerer<'_> {
                 } else {
                     Rhs::NoRule {
                         spelling,
+                        at: e.to_token_stream(),
                         args: vec![x],
                         why: format!(
                             "`{}` converts an active value with `as`, which `#[grad]` cannot differentiate yet (casts to integers are fine: their derivative is 0); keep the whole function in one float type",
@@ -646,6 +689,7 @@ impl Lowerer<'_> {
             },
             (None, op) => Rhs::NoRule {
                 spelling,
+                at: b.to_token_stream(),
                 args: vec![l, r],
                 why: format!(
                     "`{}` has no derivative rule in `#[grad]`; the differentiable operators are `+ - * /` and unary `-`",
@@ -689,11 +733,14 @@ impl Lowerer<'_> {
                 );
             }
         }
-        if let Some(t) = &m.turbofish {
+        if let (Some(t), MethodKind::Prim(_)) = (
+            &m.turbofish,
+            op::method(&m.method.to_string(), m.args.len() + 1),
+        ) {
             self.cx.error_spanned_by(
                 t,
                 format!(
-                    "`#[grad]` does not support turbofish on a method (`.{}::<...>()`) yet",
+                    "`#[grad]` does not support turbofish on `.{}::<...>()`; write it without",
                     m.method
                 ),
             );
@@ -704,7 +751,13 @@ impl Lowerer<'_> {
             args.push(self.expr(a, None));
         }
         let name = m.method.to_string();
-        let spelling = Spelling::Method(m.method.clone());
+        let spelling = match &m.turbofish {
+            None => Spelling::Method(m.method.clone()),
+            Some(t) => {
+                let method = &m.method;
+                Spelling::MethodTurbofish(quote::quote!(#method #t))
+            }
+        };
         let rhs = match op::method(&name, args.len()) {
             MethodKind::Prim(prim) => Rhs::Prim {
                 prim,
@@ -714,6 +767,7 @@ impl Lowerer<'_> {
             MethodKind::ZeroDerivative => Rhs::ZeroDerivative { spelling, args },
             MethodKind::Unknown => Rhs::NoRule {
                 spelling,
+                at: m.to_token_stream(),
                 args,
                 why: format!(
                     "`.{name}()` with {} argument(s) has no derivative rule in `#[grad]`: {}; to use another function, give it a rule, or wrap a value that needs no gradient in `backprop::stop_gradient(...)`",
@@ -740,8 +794,32 @@ impl Lowerer<'_> {
         let last = segs.last().cloned().unwrap_or_default();
         let span = c.span();
         let spelling = Spelling::Path(path.clone());
-        if last == "stop_gradient" {
+        let seg_strs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let is_stop_gradient = matches!(
+            seg_strs.as_slice(),
+            ["stop_gradient"] | [.., "backprop", "stop_gradient"]
+        );
+        if is_stop_gradient && path.qself.is_none() {
             return self.define(want, Rhs::ZeroDerivative { spelling, args }, span);
+        }
+        if let Some(q) = &path.qself {
+            self.cx.error_spanned_by(
+                &c.func,
+                format!(
+                    "`#[grad]` does not support qualified paths (`<{} as ...>::f(x)`); write the method call (`x.exp()`) or `f64::exp(x)`",
+                    q.ty.to_token_stream()
+                ),
+            );
+            return dummy();
+        }
+        if let Some(i) = path.path.get_ident()
+            && self.lookup(&i.to_string()).is_some()
+        {
+            self.cx.error_spanned_by(
+                &c.func,
+                format!("`#[grad]` cannot differentiate a call of `{i}`, a closure or function pointer stored in a variable; call a function that has a rule by its path; {SUPPORTED}"),
+            );
+            return dummy();
         }
         // `f64::max(a, b)`, `T::exp(x)`, `Float::sqrt(x)`: a float method called by path.
         if segs.len() >= 2 && path.qself.is_none() {
@@ -774,6 +852,7 @@ impl Lowerer<'_> {
                             want,
                             Rhs::NoRule {
                                 spelling,
+                                at: c.to_token_stream(),
                                 args,
                                 why,
                             },
@@ -792,6 +871,7 @@ impl Lowerer<'_> {
                     want,
                     Rhs::NoRule {
                         spelling,
+                        at: c.to_token_stream(),
                         args,
                         why,
                     },
@@ -903,4 +983,56 @@ fn compound(op: &BinOp) -> Option<(super::Prim, BinOp)> {
 /// A placeholder operand after an error (the function is not emitted then).
 fn dummy() -> Operand {
     Operand::Const(syn::parse_quote!(0.0))
+}
+
+/// A constant kept inline where it is used (re-evaluating it is free and pure): a
+/// literal, a path (`K`, `PI`), or a negated or parenthesised one.
+fn is_inline_constant(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(_) | Expr::Path(_) => true,
+        Expr::Paren(p) => is_inline_constant(&p.expr),
+        Expr::Group(g) => is_inline_constant(&g.expr),
+        Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => is_inline_constant(&u.expr),
+        _ => false,
+    }
+}
+
+/// `std::primitive::f64`, `core::primitive::f32`.
+fn is_primitive_float_path(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none()
+        && p.path.segments.len() > 1
+        && p.path.segments.last().is_some_and(|s| s.arguments.is_empty() && (s.ident == "f32" || s.ident == "f64"))
+        && p.path.segments.iter().rev().nth(1).is_some_and(|s| s.ident == "primitive"))
+}
+
+/// The type parameters that are floats: those bounded by a trait named `Float`, `Real`
+/// or `Scalar` (`T: num_traits::Float`, `T: backprop::Real`), inline or in the where
+/// clause. Other type parameters (labels, integers, containers) are data.
+pub fn float_type_params(generics: &syn::Generics) -> HashSet<String> {
+    let is_float_bound = |b: &syn::TypeParamBound| match b {
+        syn::TypeParamBound::Trait(t) => t
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Float" || s.ident == "Real" || s.ident == "Scalar"),
+        _ => false,
+    };
+    let mut out = HashSet::new();
+    for tp in generics.type_params() {
+        if tp.bounds.iter().any(is_float_bound) {
+            out.insert(tp.ident.to_string());
+        }
+    }
+    if let Some(wc) = &generics.where_clause {
+        for pred in &wc.predicates {
+            if let syn::WherePredicate::Type(pt) = pred
+                && let Type::Path(p) = &pt.bounded_ty
+                && let Some(i) = p.path.get_ident()
+                && pt.bounds.iter().any(is_float_bound)
+            {
+                out.insert(i.to_string());
+            }
+        }
+    }
+    out
 }

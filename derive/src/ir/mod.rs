@@ -67,6 +67,8 @@ pub enum Spelling {
     Unary(syn::UnOp),
     /// `x.exp()`, `x.powi(2)`.
     Method(Ident),
+    /// `x.sum::<f64>()`: a method with its turbofish, as written.
+    MethodTurbofish(proc_macro2::TokenStream),
     /// `f64::max(a, b)`, `backprop::sigmoid(x)`: the path as written.
     Path(syn::ExprPath),
     /// `n as f64`.
@@ -106,6 +108,8 @@ pub enum Rhs {
         spelling: Spelling,
         args: Vec<Operand>,
         why: String,
+        /// The user's expression, to span the error on all of it.
+        at: proc_macro2::TokenStream,
     },
 }
 

@@ -140,7 +140,12 @@ pub fn powi_vjp<T: Float>(x: T, n: i32, d: T) -> T {
         return T::zero();
     }
     let n_t = T::from(n).unwrap_or_else(T::nan);
-    strong_mul(d, n_t * x.powi(n - 1))
+    // xⁿ⁻¹ without overflowing n − 1 at i32::MIN.
+    let x_n_minus_1 = match n.checked_sub(1) {
+        Some(m) => x.powi(m),
+        None => x.powi(n) / x,
+    };
+    strong_mul(d, n_t * x_n_minus_1)
 }
 
 /// `y = xᵖ`: `∂y/∂x = p xᵖ⁻¹`; 0 when `p = 0` (also at `0⁰`, as PyTorch). Strong zero.
