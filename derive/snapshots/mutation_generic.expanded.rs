@@ -29,7 +29,7 @@ impl softplus_sq {
     ) -> (T, impl ::backprop::__private::Pullback<T, Grad = (T, T)>) {
         #[allow(deprecated)]
         let _ = softplus_sq::<T>;
-        let one = (T::one());
+        let one = T::one();
         let t0 = x.exp();
         let t1 = one + t0;
         let x_1 = t1.ln();

@@ -45,6 +45,12 @@ impl sigmoid_mse {
         let (p, tape_p) = backprop::sigmoid::forward(t1);
         let e = p - y;
         let t2 = e * e;
+        let heap_bytes = {
+            use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+            (&::backprop::__private::Probe(&x)).heap_bytes()
+                + (&::backprop::__private::Probe(&e)).heap_bytes()
+                + (&::backprop::__private::Probe(&tape_p)).heap_bytes()
+        };
         let pullback = move |
             d_t2: f64,
         | -> (
@@ -62,7 +68,7 @@ impl sigmoid_mse {
             let d_w = ::backprop::__private::mul_vjp_lhs(x, d_t0);
             (d_w, ::backprop::__private::Inactive, d_b, ::backprop::__private::Inactive)
         };
-        (t2, ::backprop::__private::Tape::new(pullback))
+        (t2, ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback))
     }
     /// Value and gradient.
     #[inline]

@@ -31,6 +31,8 @@
 #![warn(missing_docs)]
 
 pub mod clip;
+pub mod data;
+pub mod diagnostics;
 pub mod functions;
 pub mod gradcheck;
 pub mod init;

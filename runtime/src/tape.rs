@@ -147,3 +147,48 @@ impl<P: fmt::Debug, H> fmt::Debug for MapGrad<P, H> {
 /// gradient.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Inactive;
+
+/// Wraps a value whose heap bytes a tape counts (used by `#[grad]` expansions through
+/// method resolution: owned arrays and nested tapes report their heap; anything else,
+/// scalars, borrows and views, reports 0 because the tape does not own heap for it).
+#[doc(hidden)]
+pub struct Probe<'a, T: ?Sized>(pub &'a T);
+
+/// Heap owned by an array or a nested tape.
+#[doc(hidden)]
+pub trait HeapOfOwned {
+    /// Bytes on the heap.
+    fn heap_bytes(&self) -> usize;
+}
+
+impl<A, D: ndarray::Dimension> HeapOfOwned for Probe<'_, ndarray::Array<A, D>> {
+    fn heap_bytes(&self) -> usize {
+        self.0.len() * core::mem::size_of::<A>()
+    }
+}
+
+impl<F> HeapOfOwned for Probe<'_, Tape<F>> {
+    fn heap_bytes(&self) -> usize {
+        self.0.heap_bytes
+    }
+}
+
+impl<P, H> HeapOfOwned for Probe<'_, MapGrad<P, H>>
+where
+    for<'a> Probe<'a, P>: HeapOfOwned,
+{
+    fn heap_bytes(&self) -> usize {
+        Probe(&self.0.inner).heap_bytes()
+    }
+}
+
+/// The fallback: no heap of its own.
+#[doc(hidden)]
+pub trait HeapOfOther {
+    /// 0.
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl<T: ?Sized> HeapOfOther for &Probe<'_, T> {}

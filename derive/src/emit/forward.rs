@@ -29,6 +29,11 @@ pub struct Emitter<'a> {
     adjoints: HashMap<VarId, Ident>,
     tapes: HashMap<VarId, Ident>,
     shapes: HashMap<VarId, Ident>,
+    /// Values the reverse pass reads (so the closure captures them): what the tape
+    /// holds, for its byte count.
+    pub captured: std::cell::RefCell<std::collections::BTreeSet<VarId>>,
+    /// Calls whose tapes the reverse pass runs (so the closure captures them).
+    pub captured_tapes: std::cell::RefCell<std::collections::BTreeSet<VarId>>,
 }
 
 impl<'a> Emitter<'a> {
@@ -40,6 +45,8 @@ impl<'a> Emitter<'a> {
             adjoints: HashMap::new(),
             tapes: HashMap::new(),
             shapes: HashMap::new(),
+            captured: Default::default(),
+            captured_tapes: Default::default(),
         }
     }
 
@@ -120,6 +127,9 @@ impl<'a> Emitter<'a> {
                 _ => {}
             }
         }
+        if let Some(v) = o.var() {
+            self.captured.borrow_mut().insert(v);
+        }
         self.operand(o)
     }
 
@@ -190,6 +200,7 @@ impl<'a> Emitter<'a> {
             return quote_spanned!(span=> let #def #ty = #path(#(#args),*););
         }
         let value = match &s.rhs {
+            Rhs::Copy(Operand::Const(e)) => e.to_token_stream(),
             Rhs::Copy(o) => self.operand(o),
             Rhs::Prim { spelling, args, .. }
                 if !self.plan.kinds.scalar_path[i]
@@ -207,9 +218,9 @@ impl<'a> Emitter<'a> {
                     })
                     .collect();
                 let value = self.spelled_ops(spelling, &ops, span);
-                if let (Spelling::Operator(op), [a, b]) = (spelling, &ops[..]) {
+                if let (Spelling::Operator(_), [a, b]) = (spelling, &ops[..]) {
                     // ndarray's own panic on a shape mismatch names neither shape.
-                    let what = format!("`{}`", quote!(#a #op #b).to_string().replace("& ", "&"));
+                    let what = format!("`{}`", s.source);
                     let check = quote_spanned!(span=> ::backprop::__private::tensor::check_broadcast(#what, &#a, &#b););
                     return quote!(#check let #def #ty = #value;);
                 }

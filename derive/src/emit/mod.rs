@@ -386,12 +386,56 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
     let pullback_name = ctx.names.fresh("pullback", proc_macro2::Span::call_site());
     let items = &func.items;
     let ret = ctx.operand(&func.ret);
+    // The tape's size: the closure's own bytes are measured by the runtime; what its
+    // captured arrays and nested tapes own on the heap is added here. Scalar code has
+    // nothing on the heap and keeps the plain constructor.
+    let has_calls = func
+        .body
+        .iter()
+        .any(|s| matches!(s.rhs, crate::ir::Rhs::Call { .. }));
+    let (heap, tape) = if shape.tensor || has_calls {
+        let mut names: Vec<syn::Ident> = ctx
+            .captured
+            .borrow()
+            .iter()
+            .map(|v| ctx.var(*v).clone())
+            .collect();
+        let tapes: Vec<crate::ir::VarId> = ctx.captured_tapes.borrow().iter().copied().collect();
+        names.extend(tapes.into_iter().map(|v| ctx.tape(v)));
+        let captured: Vec<TokenStream> = names
+            .iter()
+            .map(|x| quote!((&::backprop::__private::Probe(&#x)).heap_bytes()))
+            .collect();
+        let sum = if captured.is_empty() {
+            quote!(0)
+        } else {
+            quote!(#(#captured)+*)
+        };
+        let heap_name = ctx
+            .names
+            .fresh("heap_bytes", proc_macro2::Span::call_site());
+        (
+            quote! {
+                let #heap_name = {
+                    use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                    #sum
+                };
+            },
+            quote!(::backprop::__private::Tape::with_heap_bytes(#heap_name, #pullback_name)),
+        )
+    } else {
+        (
+            quote!(),
+            quote!(::backprop::__private::Tape::new(#pullback_name)),
+        )
+    };
     let body = quote! {
         #keep_used
         #(#items)*
         #forward
+        #heap
         let #pullback_name = #pullback;
-        (#ret, ::backprop::__private::Tape::new(#pullback_name))
+        (#ret, #tape)
     };
     let companions = shape.companions(body, None);
     quote! {

@@ -99,6 +99,7 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                                     let value = match n {
                                         Need::In(j) => cx.saved_operand(&args[*j]),
                                         Need::Out => {
+                                            cx.captured.borrow_mut().insert(s.def);
                                             let out = cx.var(s.def);
                                             quote!(#out)
                                         }
@@ -169,6 +170,7 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
             }
             Line::Call { def, slots, span } => {
                 let tape = cx.tape(*def);
+                cx.captured_tapes.borrow_mut().insert(*def);
                 let d_def = cx.adjoint(*def);
                 let mut pats = Vec::new();
                 let mut accum = Vec::new();

@@ -293,6 +293,7 @@ impl Lowerer<'_> {
             rhs,
             span,
             ty: None,
+            source: String::new(),
         });
         Operand::Var(def)
     }
@@ -430,6 +431,7 @@ impl Lowerer<'_> {
                     rhs: Rhs::Copy(other),
                     span: init.expr.span(),
                     ty: None,
+                    source: String::new(),
                 });
                 v
             }
@@ -468,6 +470,7 @@ impl Lowerer<'_> {
                             rhs: Rhs::Copy(other),
                             span: a.right.span(),
                             ty: None,
+                            source: String::new(),
                         });
                         v
                     }
@@ -697,7 +700,11 @@ impl Lowerer<'_> {
                 ),
             },
         };
-        self.define(want, rhs, span)
+        let out = self.define(want, rhs, span);
+        if let Some(last) = self.body.last_mut() {
+            last.source = pretty(&b.to_token_stream());
+        }
+        out
     }
 
     fn method_call(&mut self, m: &syn::ExprMethodCall, want: Option<&Ident>) -> Operand {
@@ -1033,6 +1040,36 @@ pub fn float_type_params(generics: &syn::Generics) -> HashSet<String> {
                 out.insert(i.to_string());
             }
         }
+    }
+    out
+}
+
+/// Tokens as text with Rust's usual spacing (`x.dot(w1) + b1`, not `x . dot (w1) + b1`),
+/// for messages shown at run time.
+fn pretty(ts: &proc_macro2::TokenStream) -> String {
+    let raw = ts.to_string();
+    let mut out = String::with_capacity(raw.len());
+    let chars: Vec<char> = raw.chars().collect();
+    for (k, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let prev = out.chars().last().unwrap_or(' ');
+            let next = chars.get(k + 1).copied().unwrap_or(' ');
+            if matches!(prev, '.' | '(' | '[' | '&' | '!')
+                || matches!(next, '.' | '(' | ')' | '[' | ']' | ',' | ';' | '?')
+            {
+                continue;
+            }
+            // `- x` after an operator or an opening bracket is a unary minus.
+            if prev == '-'
+                && out
+                    .trim_end_matches('-')
+                    .trim_end()
+                    .ends_with(['(', ',', '=', '+', '*', '/'])
+            {
+                continue;
+            }
+        }
+        out.push(c);
     }
     out
 }

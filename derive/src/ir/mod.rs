@@ -133,6 +133,8 @@ pub struct Stmt {
     pub span: Span,
     /// A type the user wrote on the `let` (`let x: f64 = ...`), kept in the forward pass.
     pub ty: Option<Type>,
+    /// The user's expression as text, for run-time messages (`x.dot(w1) + b1`).
+    pub source: String,
 }
 
 #[derive(Debug)]

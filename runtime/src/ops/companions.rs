@@ -33,7 +33,7 @@ macro_rules! saves_input {
                 D: Dimension,
             {
                 let saved = x.to_owned();
-                (super::$f(x), Tape::new(move |d: Array<T, D>| ($vjp(&saved, &d),)))
+                (super::$f(x), Tape::with_heap_bytes(bytes(&saved), move |d: Array<T, D>| ($vjp(&saved, &d),)))
             }
         }
     )*};
@@ -55,15 +55,54 @@ macro_rules! saves_output {
             {
                 let y = super::$f(x);
                 let saved = y.clone();
-                (y, Tape::new(move |d: Array<T, D>| ($vjp(&saved, &d),)))
+                (y, Tape::with_heap_bytes(bytes(&saved), move |d: Array<T, D>| ($vjp(&saved, &d),)))
             }
         }
     )*};
 }
 
+/// Heap bytes of an owned array kept on a tape.
+fn bytes<A, D: Dimension>(a: &Array<A, D>) -> usize {
+    a.len() * core::mem::size_of::<A>()
+}
+
 saves_input!(gelu => gelu_vjp, silu => silu_vjp, softplus => softplus_vjp, ln => ln_vjp);
-// relu's rule reads the mask y > 0 (= x > 0), so it keeps y.
-saves_output!(relu => relu_vjp, sigmoid => sigmoid_vjp, tanh => tanh_vjp, exp => exp_vjp, sqrt => sqrt_vjp, softmax => softmax_vjp, log_softmax => log_softmax_vjp);
+saves_output!(sigmoid => sigmoid_vjp, tanh => tanh_vjp, exp => exp_vjp, sqrt => sqrt_vjp, softmax => softmax_vjp, log_softmax => log_softmax_vjp);
+
+#[doc(hidden)]
+pub struct relu {}
+impl relu {
+    /// Forward pass: the value and a tape holding only the mask `x > 0`, one byte per
+    /// element (a quarter of an f32 copy of `y`). At `x = 0` the mask is false: the
+    /// minimum-norm subgradient 0.
+    #[inline]
+    pub fn forward<S, T, D>(
+        x: &ArrayBase<S, D>,
+    ) -> (
+        Array<T, D>,
+        Tape<impl FnOnce(Array<T, D>) -> (Array<T, D>,) + use<S, T, D>>,
+    )
+    where
+        S: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+    {
+        let y = super::relu(x);
+        let mask: Array<bool, D> = y.mapv(|v| v > T::zero());
+        let heap = bytes(&mask);
+        (
+            y,
+            Tape::with_heap_bytes(heap, move |mut d: Array<T, D>| {
+                ndarray::Zip::from(&mut d).and(&mask).for_each(|d, &m| {
+                    if !m {
+                        *d = T::zero();
+                    }
+                });
+                (d,)
+            }),
+        )
+    }
+}
 
 #[doc(hidden)]
 pub struct leaky_relu {}
@@ -85,7 +124,9 @@ impl leaky_relu {
         let saved = x.to_owned();
         (
             super::leaky_relu(x, slope),
-            Tape::new(move |d: Array<T, D>| (leaky_relu_vjp(&saved, slope, &d), Inactive)),
+            Tape::with_heap_bytes(bytes(&saved), move |d: Array<T, D>| {
+                (leaky_relu_vjp(&saved, slope, &d), Inactive)
+            }),
         )
     }
 }
@@ -114,7 +155,7 @@ impl softmax_cross_entropy {
         let loss = softmax_cross_entropy_with_grad(logits, labels, opts, T::one(), &mut grad);
         (
             loss,
-            Tape::new(move |d: T| {
+            Tape::with_heap_bytes(bytes(&grad), move |d: T| {
                 if d != T::one() {
                     grad.mapv_inplace(|g| crate::rules::scalar::strong_mul(d, g));
                 }
@@ -145,7 +186,9 @@ impl bce_with_logits {
         let (xs, ys) = (x.to_owned(), y.to_owned());
         (
             super::bce_with_logits(x, y),
-            Tape::new(move |d: T| bce_with_logits_vjp(&xs, &ys, d)),
+            Tape::with_heap_bytes(bytes(&xs) + bytes(&ys), move |d: T| {
+                bce_with_logits_vjp(&xs, &ys, d)
+            }),
         )
     }
 }
@@ -171,7 +214,7 @@ impl mse {
         let (p, t) = (pred.to_owned(), target.to_owned());
         (
             super::mse(pred, target),
-            Tape::new(move |d: T| mse_vjp(&p, &t, d)),
+            Tape::with_heap_bytes(bytes(&p) + bytes(&t), move |d: T| mse_vjp(&p, &t, d)),
         )
     }
 }
@@ -198,7 +241,9 @@ impl matmul {
         let (a_saved, b_saved) = (a.to_owned(), b.to_owned());
         (
             super::matmul(a, b),
-            Tape::new(move |d: Array2<T>| matmul_vjp(&a_saved, &b_saved, &d)),
+            Tape::with_heap_bytes(bytes(&a_saved) + bytes(&b_saved), move |d: Array2<T>| {
+                matmul_vjp(&a_saved, &b_saved, &d)
+            }),
         )
     }
 }
@@ -223,7 +268,9 @@ impl matvec {
         let (a_saved, x_saved) = (a.to_owned(), x.to_owned());
         (
             super::matvec(a, x),
-            Tape::new(move |d: Array1<T>| matvec_vjp(&a_saved, &x_saved, &d)),
+            Tape::with_heap_bytes(bytes(&a_saved) + bytes(&x_saved), move |d: Array1<T>| {
+                matvec_vjp(&a_saved, &x_saved, &d)
+            }),
         )
     }
 }
@@ -257,7 +304,7 @@ macro_rules! broadcasting {
     };
     (@body $f:ident $vjp:ident $a:ident $b:ident $ad:ident $bd:ident inputs) => {{
         let (a_saved, b_saved) = ($a.to_owned(), $b.to_owned());
-        (super::$f($a, $b), Tape::new(move |d: Array<T, _>| $vjp(&a_saved, &b_saved, &d)))
+        (super::$f($a, $b), Tape::with_heap_bytes(bytes(&a_saved) + bytes(&b_saved), move |d: Array<T, _>| $vjp(&a_saved, &b_saved, &d)))
     }};
 }
 

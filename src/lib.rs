@@ -1,0 +1,6 @@
+//! The project's applications: the main training job (`examples/train.rs`) and the
+//! lesson's exercises, as a library so the test suite runs the same code on a small
+//! budget. Not published; users depend on `backprop` alone.
+
+pub mod mlp;
+pub mod plot;
