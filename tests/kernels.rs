@@ -567,3 +567,27 @@ fn forced_scalar_path_passes_too() {
         "kernel tests fail with BACKPROP_FORCE_ARCH=scalar"
     );
 }
+
+/// Above `PARALLEL_MIN_LOGITS` the rows are split across threads: same values, and
+/// panics still name the global row.
+#[test]
+fn softmax_xent_parallel_blocks_match_oracle() {
+    let mut rng = Rng(6);
+    let cols = softmax_xent::PARALLEL_MIN_LOGITS / 61 + 1; // 61 rows cross the threshold
+    check_xent::<f32>(61, cols, XentOptions::default(), &mut rng, 2e-5);
+    let opts = XentOptions {
+        ignore_index: Some(3),
+        label_smoothing: 0.05,
+    };
+    check_xent::<f64>(61, cols, opts, &mut rng, 1e-13);
+}
+
+#[test]
+#[should_panic(expected = "softmax_cross_entropy: row 60 (label 1) is fully masked")]
+fn softmax_xent_parallel_panic_names_the_global_row() {
+    let cols = softmax_xent::PARALLEL_MIN_LOGITS / 61 + 1;
+    let mut x = vec![0.0f32; 61 * cols];
+    x[60 * cols..].fill(f32::NEG_INFINITY);
+    let mut g = vec![0.0f32; 61 * cols];
+    softmax_xent::fused(&x, cols, &[1; 61], XentOptions::default(), 1.0, &mut g);
+}

@@ -116,6 +116,7 @@ fn row_exp_sums<T: Real, M: Math, const STORE: bool, const SUM_D: bool>(
     m: T,
     out: &mut [T],
     next: &[T],
+    next_out: *const T,
 ) -> (T, T) {
     let mut se = [T::zero(); L];
     let mut sd = [T::zero(); L];
@@ -129,6 +130,9 @@ fn row_exp_sums<T: Real, M: Math, const STORE: bool, const SUM_D: bool>(
         while off < L {
             if at + off < next.len() {
                 M::prefetch(next[at + off..].as_ptr());
+                if STORE {
+                    M::prefetch(next_out.wrapping_add(at + off));
+                }
             }
             off += line;
         }
@@ -180,13 +184,13 @@ fn fused_body<T: Real, M: Math>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
-    d_loss: T,
+    (d_loss, n, row0): (T, T, usize),
     grad: &mut [T],
 ) -> T {
-    let n = counted_rows(labels, opts);
     let eps = opts.label_smoothing;
     let c = T::from(cols).unwrap();
     let mut total = T::zero();
+    let g_base = grad.as_ptr();
     for (r, (&y, (x, g))) in labels
         .iter()
         .zip(logits.chunks_exact(cols).zip(grad.chunks_exact_mut(cols)))
@@ -197,12 +201,14 @@ fn fused_body<T: Real, M: Math>(
             continue;
         }
         let m = row_max(x);
-        check_row(r, y, m);
+        check_row(row0 + r, y, m);
         let next = logits.get((r + 1) * cols..(r + 2) * cols).unwrap_or(&[]);
+        // The next gradient row too: its lines come from DRAM before being overwritten.
+        let g_next = g_base.wrapping_add((r + 1) * cols);
         let (s, sum_d) = if eps == T::zero() {
-            row_exp_sums::<T, M, true, false>(x, m, g, next)
+            row_exp_sums::<T, M, true, false>(x, m, g, next, g_next)
         } else {
-            row_exp_sums::<T, M, true, true>(x, m, g, next)
+            row_exp_sums::<T, M, true, true>(x, m, g, next, g_next)
         };
         total += row_loss(s.ln(), x[y] - m, sum_d, eps, c);
         // g_j = d·(e_j/s − ε/C)/N, then g_y −= d·(1 − ε)/N.
@@ -213,7 +219,7 @@ fn fused_body<T: Real, M: Math>(
         }
         g[y] -= d_loss * (T::one() - eps) / n;
     }
-    total / n
+    total
 }
 
 #[inline(always)]
@@ -222,9 +228,9 @@ fn forward_body<T: Real, M: Math>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
+    row0: usize,
     lse: &mut [T],
 ) -> T {
-    let n = counted_rows(labels, opts);
     let eps = opts.label_smoothing;
     let c = T::from(cols).unwrap();
     let mut total = T::zero();
@@ -239,18 +245,18 @@ fn forward_body<T: Real, M: Math>(
             continue;
         }
         let m = row_max(x);
-        check_row(r, y, m);
+        check_row(row0 + r, y, m);
         let next = logits.get((r + 1) * cols..(r + 2) * cols).unwrap_or(&[]);
         let (s, sum_d) = if eps == T::zero() {
-            row_exp_sums::<T, M, false, false>(x, m, &mut [], next)
+            row_exp_sums::<T, M, false, false>(x, m, &mut [], next, std::ptr::null())
         } else {
-            row_exp_sums::<T, M, false, true>(x, m, &mut [], next)
+            row_exp_sums::<T, M, false, true>(x, m, &mut [], next, std::ptr::null())
         };
         let ln_s = s.ln();
         *l = m + ln_s;
         total += row_loss(ln_s, x[y] - m, sum_d, eps, c);
     }
-    total / n
+    total
 }
 
 #[inline(always)]
@@ -259,11 +265,9 @@ fn backward_body<T: Real, M: Math>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
-    lse: &[T],
-    d_loss: T,
+    (lse, d_loss, n): (&[T], T, T),
     grad: &mut [T],
 ) {
-    let n = counted_rows(labels, opts);
     let eps = opts.label_smoothing;
     let c = T::from(cols).unwrap();
     let a = d_loss / n;
@@ -291,10 +295,10 @@ fn fused_avx2<T: Real>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
-    d: T,
+    k: (T, T, usize),
     g: &mut [T],
 ) -> T {
-    fused_body::<T, VecMath>(x, cols, labels, opts, d, g)
+    fused_body::<T, VecMath>(x, cols, labels, opts, k, g)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -304,9 +308,10 @@ fn forward_avx2<T: Real>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
+    row0: usize,
     lse: &mut [T],
 ) -> T {
-    forward_body::<T, VecMath>(x, cols, labels, opts, lse)
+    forward_body::<T, VecMath>(x, cols, labels, opts, row0, lse)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -316,11 +321,42 @@ fn backward_avx2<T: Real>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
-    lse: &[T],
-    d: T,
+    k: (&[T], T, T),
     g: &mut [T],
 ) {
-    backward_body::<T, VecMath>(x, cols, labels, opts, lse, d, g)
+    backward_body::<T, VecMath>(x, cols, labels, opts, k, g)
+}
+
+/// Problems with at least this many logits are split into one block of rows per
+/// thread of rayon's global pool (rows are independent). Below it one thread is faster.
+pub const PARALLEL_MIN_LOGITS: usize = 1 << 20;
+
+/// Runs `f(logits, labels, out, first_row)` on contiguous row blocks, in parallel for
+/// large inputs; `out` holds `out_per_row` values per row. Returns the blocks' results
+/// summed in block order (deterministic for a given thread count).
+fn over_row_blocks<T: Real>(
+    logits: &[T],
+    cols: usize,
+    labels: &[usize],
+    out: &mut [T],
+    out_per_row: usize,
+    f: impl Fn(&[T], &[usize], &mut [T], usize) -> T + Sync,
+) -> T {
+    use rayon::prelude::*;
+    let rows = labels.len();
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || rows < 2 || logits.len() < PARALLEL_MIN_LOGITS {
+        return f(logits, labels, out, 0);
+    }
+    let per = rows.div_ceil(threads);
+    let parts: Vec<T> = logits
+        .par_chunks(per * cols)
+        .zip(labels.par_chunks(per))
+        .zip(out.par_chunks_mut(per * out_per_row))
+        .enumerate()
+        .map(|(i, ((x, l), o))| f(x, l, o, i * per))
+        .collect();
+    parts.into_iter().sum()
 }
 
 /// Loss and gradient in one call: returns the mean loss and writes
@@ -352,12 +388,21 @@ pub fn fused<T: Real>(
 ) -> T {
     check_args(logits.len(), cols, labels, grad.len());
     check_labels(labels, cols, opts);
-    match Arch::get() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
-        Arch::Avx2Fma => unsafe { fused_avx2(logits, cols, labels, opts, d_loss, grad) },
-        _ => fused_body::<T, StdMath>(logits, cols, labels, opts, d_loss, grad),
-    }
+    let n = counted_rows(labels, opts);
+    let total = over_row_blocks(
+        logits,
+        cols,
+        labels,
+        grad,
+        cols,
+        |x, l, g, row0| match Arch::get() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
+            Arch::Avx2Fma => unsafe { fused_avx2(x, cols, l, opts, (d_loss, n, row0), g) },
+            _ => fused_body::<T, StdMath>(x, cols, l, opts, (d_loss, n, row0), g),
+        },
+    );
+    total / n
 }
 
 /// Forward only: returns the mean loss and saves each row's log-sum-exp
@@ -379,12 +424,21 @@ pub fn forward<T: Real>(
         labels.len(),
         "softmax_cross_entropy: lse buffer must hold one value per row"
     );
-    match Arch::get() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
-        Arch::Avx2Fma => unsafe { forward_avx2(logits, cols, labels, opts, lse) },
-        _ => forward_body::<T, StdMath>(logits, cols, labels, opts, lse),
-    }
+    let n = counted_rows(labels, opts);
+    let total = over_row_blocks(
+        logits,
+        cols,
+        labels,
+        lse,
+        1,
+        |x, l, out, row0| match Arch::get() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
+            Arch::Avx2Fma => unsafe { forward_avx2(x, cols, l, opts, row0, out) },
+            _ => forward_body::<T, StdMath>(x, cols, l, opts, row0, out),
+        },
+    );
+    total / n
 }
 
 /// Backward from the saved log-sum-exps: `grad = d_loss·(e^(x − lse) − t)/N`, one pass.
@@ -407,10 +461,15 @@ pub fn backward<T: Real>(
         labels.len(),
         "softmax_cross_entropy: lse buffer must hold one value per row"
     );
-    match Arch::get() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
-        Arch::Avx2Fma => unsafe { backward_avx2(logits, cols, labels, opts, lse, d_loss, grad) },
-        _ => backward_body::<T, StdMath>(logits, cols, labels, opts, lse, d_loss, grad),
-    }
+    let n = counted_rows(labels, opts);
+    over_row_blocks(logits, cols, labels, grad, cols, |x, l, g, row0| {
+        let k = (&lse[row0..row0 + l.len()], d_loss, n);
+        match Arch::get() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
+            Arch::Avx2Fma => unsafe { backward_avx2(x, cols, l, opts, k, g) },
+            _ => backward_body::<T, StdMath>(x, cols, l, opts, k, g),
+        }
+        T::zero()
+    });
 }
