@@ -2,9 +2,11 @@
 //!
 //! One generic body per direction, instantiated twice: with `std` math (the scalar
 //! reference = fallback = oracle, in [`super::scalar`]) and with the branch-free math of
-//! [`Real`] inside an `avx2,fma` shim, where LLVM vectorises every loop (checked by
-//! `benches/matmul.rs`' sibling `benches/softmax_xent.rs` and by reading the asm of
-//! `forward_avx2`: `vfmadd…ps ymm` in the `exp` arms).
+//! [`Real`] inside an `avx2,fma` shim, where LLVM vectorises every loop. Checked by the
+//! `activation/f32/1M` group of `benches/softmax_xent.rs` (dispatched vs oracle, f32,
+//! Gelem/s, shared machine): exp 3.3 vs 0.39, sigmoid 2.6 vs 0.37, tanh 1.9 vs 0.087,
+//! gelu 1.6 vs 0.36; backward of sigmoid/tanh/exp ≈ 6 (L2-bound). Softplus and ln
+//! forward still call libm (`ln_1p`, `ln`) and are not vectorised.
 //!
 //! Conventions (also in docs/RULES.md):
 //! - kinks take the minimum-norm subgradient: `relu′(0) = 0`; `leaky_relu′(0) = slope`
