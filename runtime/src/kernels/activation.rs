@@ -240,6 +240,19 @@ fn backward_avx2<T: Real>(op: Unary<T>, s: &[T], d_y: &[T], d_x: &mut [T]) {
 ///
 /// # Panics
 /// If `x` and `y` differ in length.
+///
+/// # Example
+/// ```
+/// use backprop::kernels::activation::{backward, forward, Unary};
+/// let x = [-1.0f32, 0.0, 2.0];
+/// let mut y = [0.0; 3];
+/// forward(Unary::Sigmoid, &x, &mut y);
+/// assert_eq!(y[1], 0.5);
+/// // Sigmoid saves its output: d_x = d_y·y(1 − y).
+/// let mut d_x = [0.0; 3];
+/// backward(Unary::Sigmoid, &y, &[1.0, 1.0, 1.0], &mut d_x);
+/// assert_eq!(d_x[1], 0.25);
+/// ```
 pub fn forward<T: Real>(op: Unary<T>, x: &[T], y: &mut [T]) {
     assert_eq!(
         x.len(),

@@ -410,6 +410,18 @@ pub fn fused<T: Real>(
 ///
 /// # Panics
 /// As [`fused`]; also if `lse.len() != labels.len()`.
+///
+/// # Example
+/// ```
+/// use backprop::kernels::softmax_xent::{backward, forward, XentOptions};
+/// let logits = [0.0f64, 0.0, 0.0, 0.0]; // 1 row × 4 classes
+/// let mut lse = [0.0];
+/// let loss = forward(&logits, 4, &[3], XentOptions::default(), &mut lse);
+/// assert!((loss - 4f64.ln()).abs() < 1e-15);
+/// let mut grad = [0.0; 4];
+/// backward(&logits, 4, &[3], XentOptions::default(), &lse, 1.0, &mut grad);
+/// assert_eq!(grad, [0.25, 0.25, 0.25, -0.75]);
+/// ```
 pub fn forward<T: Real>(
     logits: &[T],
     cols: usize,

@@ -107,6 +107,18 @@ pub fn check_shapes(op: &str, c: (usize, usize), a: (usize, usize), b: (usize, u
 ///
 /// # Panics
 /// As [`matmul`].
+///
+/// # Example
+/// ```
+/// use backprop::kernels::matmul::{matmul_with, Accum, MatmulConfig, Threads};
+/// use ndarray::Array2;
+/// let a = Array2::<f32>::ones((64, 32));
+/// let b = Array2::<f32>::ones((32, 16));
+/// let mut c = Array2::<f32>::ones((16, 64)); // write Cᵀ: a column-major destination
+/// let cfg = MatmulConfig { accum: Accum::Add, threads: Threads::Count(1) };
+/// matmul_with(c.view_mut().reversed_axes(), a.view(), b.view(), cfg);
+/// assert!(c.iter().all(|&v| v == 33.0));
+/// ```
 pub fn matmul_with<T: Real>(
     mut c: ArrayViewMut2<'_, T>,
     a: ArrayView2<'_, T>,
