@@ -10,6 +10,7 @@
 //! MATMUL_NUM_THREADS=2 CARGO_TARGET_DIR=/work/target-kernels cargo bench -j 2 --bench matmul -- /t2 --warm-up-time 1 --measurement-time 3
 //! ```
 
+use backprop::kernels::matmul::own::matmul_own;
 use backprop::kernels::matmul::{matmul_with, Accum, MatmulConfig, Threads};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
@@ -198,6 +199,13 @@ fn bench(c: &mut Criterion) {
             g.bench_function(BenchmarkId::from_parameter("gemm"), |bch| {
                 bch.iter(|| gemm_peer(&mut out.view_mut(), &black_box(a), &black_box(b), threads))
             });
+            if threads == 1 {
+                g.bench_function(BenchmarkId::from_parameter("own_6x16"), |bch| {
+                    bch.iter(|| {
+                        matmul_own(out.view_mut(), black_box(a), black_box(b), Accum::Replace)
+                    })
+                });
+            }
             if threads == mm_threads {
                 g.bench_function(BenchmarkId::from_parameter("matrixmultiply"), |bch| {
                     bch.iter(|| {
@@ -208,19 +216,22 @@ fn bench(c: &mut Criterion) {
             g.finish();
             // Interleaved minimum of 30 runs each: the least disturbed comparison on a
             // machine shared with other builds.
-            let mut best = [f64::INFINITY; 3];
+            let mut best = [f64::INFINITY; 4];
             let cfg = MatmulConfig {
                 accum: Accum::Replace,
                 threads: Threads::Count(threads),
             };
             for _ in 0..30 {
-                let runs = best.len() - usize::from(threads != mm_threads);
-                for (i, slot) in best.iter_mut().enumerate().take(runs) {
+                for (i, slot) in best.iter_mut().enumerate() {
+                    if (i == 2 && threads != mm_threads) || (i == 3 && threads != 1) {
+                        continue;
+                    }
                     let t = std::time::Instant::now();
                     match i {
                         0 => matmul_with(out.view_mut(), black_box(a), black_box(b), cfg),
                         1 => gemm_peer(&mut out.view_mut(), &black_box(a), &black_box(b), threads),
-                        _ => matrixmultiply_peer(&mut out.view_mut(), &black_box(a), &black_box(b)),
+                        2 => matrixmultiply_peer(&mut out.view_mut(), &black_box(a), &black_box(b)),
+                        _ => matmul_own(out.view_mut(), black_box(a), black_box(b), Accum::Replace),
                     }
                     *slot = slot.min(t.elapsed().as_secs_f64());
                 }
@@ -231,8 +242,13 @@ fn bench(c: &mut Criterion) {
             } else {
                 "   -  ".into()
             };
+            let own = if threads == 1 {
+                format!("{:6.1}", gf(best[3]))
+            } else {
+                "   -  ".into()
+            };
             eprintln!(
-                "min-of-30 GFLOP/s {:<20} t{threads}: ours {:6.1}  gemm {:6.1}  matrixmultiply {mm}  ours/best-peer {:.3}",
+                "min-of-30 GFLOP/s {:<20} t{threads}: ours {:6.1}  gemm {:6.1}  matrixmultiply {mm}  own_6x16 {own}  ours/best-peer {:.3}",
                 case.name,
                 gf(best[0]),
                 gf(best[1]),

@@ -184,6 +184,9 @@ pub fn matmul_with<T: Real>(
     }
 }
 
+#[doc(hidden)]
+pub mod own;
+
 fn strides<T>(v: &ArrayView2<'_, T>) -> (isize, isize) {
     let s = v.strides();
     (s[0], s[1])
