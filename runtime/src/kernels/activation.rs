@@ -73,6 +73,11 @@ pub(crate) trait Math {
     #[inline(always)]
     fn prefetch<T>(_p: *const T) {}
     fn exp<T: Real>(x: T) -> T;
+    /// `eˣ` for `x ≤ 0` (or −∞, NaN).
+    #[inline(always)]
+    fn exp_le0<T: Real>(x: T) -> T {
+        Self::exp(x)
+    }
     fn tanh<T: Real>(x: T) -> T;
     fn sigmoid<T: Real>(x: T) -> T;
 }
@@ -111,6 +116,10 @@ impl Math for VecMath {
     #[inline(always)]
     fn exp<T: Real>(x: T) -> T {
         x.exp_vec()
+    }
+    #[inline(always)]
+    fn exp_le0<T: Real>(x: T) -> T {
+        x.exp_le0_vec()
     }
     #[inline(always)]
     fn tanh<T: Real>(x: T) -> T {

@@ -121,12 +121,9 @@ fn row_exp_sums<T: Real, M: Math, const STORE: bool, const SUM_D: bool>(
 ) -> (T, T) {
     let mut se = [T::zero(); L];
     let mut sd = [T::zero(); L];
-    let mut xc = x.chunks_exact(L);
-    let mut oc = out.chunks_exact_mut(L);
     let line = 64 / std::mem::size_of::<T>();
-    let mut at = 0;
-    for ch in &mut xc {
-        let o = if STORE { oc.next() } else { None };
+    let full = x.len() / L * L;
+    for at in (0..full).step_by(L) {
         let mut off = 0;
         while off < L {
             if at + off < next.len() {
@@ -137,25 +134,24 @@ fn row_exp_sums<T: Real, M: Math, const STORE: bool, const SUM_D: bool>(
             }
             off += line;
         }
-        at += L;
+        let ch = &x[at..at + L];
         let mut e = [T::zero(); L];
         for i in 0..L {
             let d = ch[i] - m;
-            e[i] = M::exp(d);
+            e[i] = M::exp_le0(d);
             se[i] += e[i];
             if SUM_D {
                 sd[i] += d;
             }
         }
-        if let Some(o) = o {
-            o.copy_from_slice(&e);
+        if STORE {
+            out[at..at + L].copy_from_slice(&e);
         }
     }
     let (mut s, mut d) = (se.iter().copied().sum::<T>(), sd.iter().copied().sum::<T>());
-    let tail = xc.remainder();
-    let start = x.len() - tail.len();
-    for (j, &v) in tail.iter().enumerate() {
-        let e = M::exp(v - m);
+    let start = full;
+    for (j, &v) in x[full..].iter().enumerate() {
+        let e = M::exp_le0(v - m);
         s += e;
         if SUM_D {
             d += v - m;
@@ -215,8 +211,15 @@ fn fused_body<T: Real, M: Math>(
         // g_j = d·(e_j/s − ε/C)/N, then g_y −= d·(1 − ε)/N.
         let a = d_loss / (n * s);
         let b = d_loss * eps / (n * c);
-        for gj in g.iter_mut() {
-            *gj = *gj * a - b;
+        if b == T::zero() {
+            // PERF: without smoothing a bare scaling (x·a − 0 is not foldable: −0).
+            for gj in g.iter_mut() {
+                *gj *= a;
+            }
+        } else {
+            for gj in g.iter_mut() {
+                *gj = *gj * a - b;
+            }
         }
         g[y] -= d_loss * (T::one() - eps) / n;
     }
@@ -283,7 +286,7 @@ fn backward_body<T: Real, M: Math>(
             continue;
         }
         for (gj, &xj) in g.iter_mut().zip(x) {
-            *gj = a * M::exp(xj - l) - b;
+            *gj = a * M::exp_le0(xj - l) - b;
         }
         g[y] -= a * (T::one() - eps);
     }
