@@ -10,15 +10,18 @@
 //! ```
 //!
 //! The gradient is the "magic" `(p − one_hot(y))/B` of the lesson when ε = 0 and no row
-//! is ignored. With ε > 0, a −∞-masked entry makes its row's loss +∞ (the target puts
-//! ε/C on a class of probability 0, as in PyTorch); the gradient stays finite. Everything is computed in max-shifted coordinates, so logits of 1e30 stay
-//! finite, and `e^(−∞) = 0` exactly, so −∞-masked entries get a 0 gradient.
+//! is ignored. Everything is computed in max-shifted coordinates, so logits of 1e30 stay
+//! finite, and `e^(−∞) = 0` exactly, so −∞-masked entries get a 0 gradient. With ε > 0,
+//! a masked entry makes its row's loss +∞ (the target puts ε/C on a class of probability
+//! 0, as in PyTorch); the gradient stays finite.
 //!
 //! Passes over a row (C = 50257 f32 is 200 KB, which stays in L2 between passes):
-//! [`fused`] reads the row from memory once (max), then from L2 twice (exp into the
-//! gradient buffer with the sums; scale the gradient in place). The split pair
+//! [`fused`] takes the max, then writes `e^(x − m)` into the gradient row while summing
+//! (and prefetching the next row of logits and of the gradient, so the memory stream
+//! overlaps this compute-bound pass), then scales the gradient in place. The split pair
 //! [`forward`] (max, exp-sum; saves one log-sum-exp per row) and [`backward`] (one pass)
-//! serves the op API, where the loss's cotangent is known only later.
+//! serves the op API, where the loss's cotangent is known only later. Large inputs are
+//! split into row blocks across rayon's threads ([`PARALLEL_MIN_LOGITS`]).
 
 use super::activation::{Math, StdMath, VecMath};
 use super::{Arch, Real};
