@@ -47,8 +47,8 @@ pub trait Real:
     /// (softmax's `x − max`); larger arguments are wrong past `ln(MAX)`.
     fn exp_le0_vec(self) -> Self;
 
-    /// `eˣ − 1` with full relative accuracy near 0; valid for `x ≤ 80` (used by `tanh_vec`); −1 below the
-    /// `exp_vec` cut-off.
+    /// `eˣ − 1` with full relative accuracy near 0; valid for `x ≤ 80` (used by
+    /// `tanh_vec`); −1 below the `exp_vec` cut-off.
     fn expm1_vec(self) -> Self;
 
     /// `tanh(x) = sign(x)·e/(e + 2)` with `e = expm1(2|x|)`, `|x|` clamped at 20 where

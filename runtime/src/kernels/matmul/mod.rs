@@ -8,7 +8,9 @@
 //! AVX2/FMA microkernels of the `gemm` crate (0.19), called through its strided entry
 //! point, which packs any layout. Our own code here is the typed, shape-checked API, the
 //! `Accum` flag, the threading policy, and the scalar reference (`kernels::scalar`) used
-//! when `Arch::get()` is `Scalar` (forced or no AVX2/FMA) and by the tests as the oracle.
+//! under `BACKPROP_FORCE_ARCH=scalar` and by the tests as the oracle. (gemm dispatches on
+//! the CPU itself, so machines without AVX2 still get its SIMD paths.) Our own packed
+//! kernel, measured against gemm and kept for that comparison, is [`own`].
 
 use super::{forced_scalar, scalar, Real};
 use ndarray::{ArrayView2, ArrayViewMut2};
