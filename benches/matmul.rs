@@ -10,8 +10,9 @@
 //! MATMUL_NUM_THREADS=2 CARGO_TARGET_DIR=/work/target-kernels cargo bench -j 2 --bench matmul -- /t2 --warm-up-time 1 --measurement-time 3
 //! ```
 
-use backprop::kernels::matmul::{Accum, MatmulConfig, Threads, matmul_with};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use backprop::kernels::matmul::own::matmul_own;
+use backprop::kernels::matmul::{matmul_with, Accum, MatmulConfig, Threads};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use std::hint::black_box;
 use std::time::Duration;
@@ -200,6 +201,13 @@ fn bench(c: &mut Criterion) {
             g.bench_function(BenchmarkId::from_parameter("gemm"), |bch| {
                 bch.iter(|| gemm_peer(&mut out.view_mut(), &black_box(a), &black_box(b), threads))
             });
+            if threads == 1 {
+                g.bench_function(BenchmarkId::from_parameter("own_6x16"), |bch| {
+                    bch.iter(|| {
+                        matmul_own(out.view_mut(), black_box(a), black_box(b), Accum::Replace)
+                    })
+                });
+            }
             if threads == mm_threads {
                 g.bench_function(BenchmarkId::from_parameter("matrixmultiply"), |bch| {
                     bch.iter(|| {
@@ -208,6 +216,46 @@ fn bench(c: &mut Criterion) {
                 });
             }
             g.finish();
+            // Interleaved minimum of 30 runs each: the least disturbed comparison on a
+            // machine shared with other builds.
+            let mut best = [f64::INFINITY; 4];
+            let cfg = MatmulConfig {
+                accum: Accum::Replace,
+                threads: Threads::Count(threads),
+            };
+            for _ in 0..30 {
+                for (i, slot) in best.iter_mut().enumerate() {
+                    if (i == 2 && threads != mm_threads) || (i == 3 && threads != 1) {
+                        continue;
+                    }
+                    let t = std::time::Instant::now();
+                    match i {
+                        0 => matmul_with(out.view_mut(), black_box(a), black_box(b), cfg),
+                        1 => gemm_peer(&mut out.view_mut(), &black_box(a), &black_box(b), threads),
+                        2 => matrixmultiply_peer(&mut out.view_mut(), &black_box(a), &black_box(b)),
+                        _ => matmul_own(out.view_mut(), black_box(a), black_box(b), Accum::Replace),
+                    }
+                    *slot = slot.min(t.elapsed().as_secs_f64());
+                }
+            }
+            let gf = |t: f64| 2.0 * (case.m * case.k * case.n) as f64 / t / 1e9;
+            let mm = if threads == mm_threads {
+                format!("{:6.1}", gf(best[2]))
+            } else {
+                "   -  ".into()
+            };
+            let own = if threads == 1 {
+                format!("{:6.1}", gf(best[3]))
+            } else {
+                "   -  ".into()
+            };
+            eprintln!(
+                "min-of-30 GFLOP/s {:<20} t{threads}: ours {:6.1}  gemm {:6.1}  matrixmultiply {mm}  own_6x16 {own}  ours/best-peer {:.3}",
+                case.name,
+                gf(best[0]),
+                gf(best[1]),
+                best[1].min(if threads == mm_threads { best[2] } else { f64::INFINITY }) / best[0]
+            );
         }
         black_box(&out);
     }

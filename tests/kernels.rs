@@ -567,3 +567,66 @@ fn forced_scalar_path_passes_too() {
         "kernel tests fail with BACKPROP_FORCE_ARCH=scalar"
     );
 }
+
+/// Above `PARALLEL_MIN_LOGITS` the rows are split across threads: same values, and
+/// panics still name the global row.
+#[test]
+fn softmax_xent_parallel_blocks_match_oracle() {
+    let mut rng = Rng(6);
+    let cols = softmax_xent::PARALLEL_MIN_LOGITS / 61 + 1; // 61 rows cross the threshold
+    check_xent::<f32>(61, cols, XentOptions::default(), &mut rng, 2e-5);
+    let opts = XentOptions {
+        ignore_index: Some(3),
+        label_smoothing: 0.05,
+    };
+    check_xent::<f64>(61, cols, opts, &mut rng, 1e-13);
+}
+
+#[test]
+#[should_panic(expected = "softmax_cross_entropy: row 60 (label 1) is fully masked")]
+fn softmax_xent_parallel_panic_names_the_global_row() {
+    let cols = softmax_xent::PARALLEL_MIN_LOGITS / 61 + 1;
+    let mut x = vec![0.0f32; 61 * cols];
+    x[60 * cols..].fill(f32::NEG_INFINITY);
+    let mut g = vec![0.0f32; 61 * cols];
+    softmax_xent::fused(&x, cols, &[1; 61], XentOptions::default(), 1.0, &mut g);
+}
+
+/// Our own 6×16 microkernel (the measured alternative engine): sizes on both sides of
+/// MR = 6, NR = 16, MC = 96 and KC = 256, every layout, both Accum modes, exact.
+#[test]
+fn own_microkernel_matches_oracle_at_block_edges() {
+    use backprop::kernels::matmul::own::matmul_own;
+    let mut rng = Rng(7);
+    let sizes = [
+        (1, 1, 1),
+        (5, 15, 3),
+        (6, 16, 7),
+        (7, 17, 9),
+        (95, 33, 255),
+        (96, 31, 256),
+        (97, 47, 257),
+        (13, 65, 513),
+    ];
+    for (case, &(m, n, k)) in sizes.iter().enumerate() {
+        for (l, la) in LAYOUTS.into_iter().enumerate() {
+            let lb = LAYOUTS[(l + case) % 5];
+            let lc = LAYOUTS[(l + 2 * case) % 5];
+            for accum in [Accum::Replace, Accum::Add] {
+                let a_s = storage::<f32>(la, m, k, &mut rng, true);
+                let b_s = storage::<f32>(lb, k, n, &mut rng, true);
+                let c_s = storage::<f32>(lc, m, n, &mut rng, true);
+                let (a, b) = (view(la, &a_s), view(lb, &b_s));
+                let mut got_s = c_s.clone();
+                let mut want = view(lc, &c_s).to_owned();
+                matmul_own(view_mut(lc, &mut got_s), a, b, accum);
+                scalar::matmul(want.view_mut(), a, b, accum);
+                assert_eq!(
+                    view(lc, &got_s),
+                    want,
+                    "own {m}×{k}·{k}×{n} {la:?} {lb:?} {lc:?} {accum:?}"
+                );
+            }
+        }
+    }
+}

@@ -387,6 +387,20 @@ fn softmax_cross_entropy_masked_entries_get_zero_gradient() {
 }
 
 #[test]
+fn softmax_cross_entropy_masked_with_smoothing_has_infinite_loss_finite_gradient() {
+    let x = array![[1.0f64, f64::NEG_INFINITY, 2.0]];
+    let opts = XentOptions {
+        ignore_index: None,
+        label_smoothing: 0.3,
+    };
+    assert_eq!(ops::softmax_cross_entropy(&x, &[0], opts), f64::INFINITY);
+    let g = ops::softmax_cross_entropy_vjp(&x, &[0], opts, 1.0);
+    // t = 0.7·one_hot + 0.1: g = p − t, and p = 0 on the masked class.
+    assert!((g[[0, 1]] + 0.1).abs() < 1e-16);
+    assert!(g.iter().all(|v| v.is_finite()));
+}
+
+#[test]
 #[should_panic(
     expected = "softmax_cross_entropy: row 1 (label 0) is fully masked: every logit is -inf"
 )]

@@ -2,9 +2,11 @@
 //!
 //! One generic body per direction, instantiated twice: with `std` math (the scalar
 //! reference = fallback = oracle, in [`super::scalar`]) and with the branch-free math of
-//! [`Real`] inside an `avx2,fma` shim, where LLVM vectorises every loop (checked by
-//! `benches/matmul.rs`' sibling `benches/softmax_xent.rs` and by reading the asm of
-//! `forward_avx2`: `vfmadd…ps ymm` in the `exp` arms).
+//! [`Real`] inside an `avx2,fma` shim, where LLVM vectorises every loop. Checked by the
+//! `activation/f32/1M` group of `benches/softmax_xent.rs` (dispatched vs oracle, f32,
+//! Gelem/s, shared machine): exp 3.3 vs 0.39, sigmoid 2.6 vs 0.37, tanh 1.9 vs 0.087,
+//! gelu 1.6 vs 0.36; backward of sigmoid/tanh/exp ≈ 6 (L2-bound). Softplus and ln
+//! forward still call libm (`ln_1p`, `ln`) and are not vectorised.
 //!
 //! Conventions (also in docs/RULES.md):
 //! - kinks take the minimum-norm subgradient: `relu′(0) = 0`; `leaky_relu′(0) = slope`
@@ -71,6 +73,11 @@ pub(crate) trait Math {
     #[inline(always)]
     fn prefetch<T>(_p: *const T) {}
     fn exp<T: Real>(x: T) -> T;
+    /// `eˣ` for `x ≤ 0` (or −∞, NaN).
+    #[inline(always)]
+    fn exp_le0<T: Real>(x: T) -> T {
+        Self::exp(x)
+    }
     fn tanh<T: Real>(x: T) -> T;
     fn sigmoid<T: Real>(x: T) -> T;
 }
@@ -109,6 +116,10 @@ impl Math for VecMath {
     #[inline(always)]
     fn exp<T: Real>(x: T) -> T {
         x.exp_vec()
+    }
+    #[inline(always)]
+    fn exp_le0<T: Real>(x: T) -> T {
+        x.exp_le0_vec()
     }
     #[inline(always)]
     fn tanh<T: Real>(x: T) -> T {
@@ -234,6 +245,19 @@ fn backward_avx2<T: Real>(op: Unary<T>, s: &[T], d_y: &[T], d_x: &mut [T]) {
 ///
 /// # Panics
 /// If `x` and `y` differ in length.
+///
+/// # Example
+/// ```
+/// use backprop::kernels::activation::{backward, forward, Unary};
+/// let x = [-1.0f32, 0.0, 2.0];
+/// let mut y = [0.0; 3];
+/// forward(Unary::Sigmoid, &x, &mut y);
+/// assert_eq!(y[1], 0.5);
+/// // Sigmoid saves its output: d_x = d_y·y(1 − y).
+/// let mut d_x = [0.0; 3];
+/// backward(Unary::Sigmoid, &y, &[1.0, 1.0, 1.0], &mut d_x);
+/// assert_eq!(d_x[1], 0.25);
+/// ```
 pub fn forward<T: Real>(op: Unary<T>, x: &[T], y: &mut [T]) {
     assert_eq!(
         x.len(),

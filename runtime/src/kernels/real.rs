@@ -43,8 +43,12 @@ pub trait Real:
     /// NaN stays NaN. Accuracy: a few ulp against `std`.
     fn exp_vec(self) -> Self;
 
-    /// `eˣ − 1` with full relative accuracy near 0; valid for `x ≤ 80` (used by `tanh_vec`); −1 below the
-    /// `exp_vec` cut-off.
+    /// [`Real::exp_vec`] without the overflow select, for arguments known to be ≤ 0
+    /// (softmax's `x − max`); larger arguments are wrong past `ln(MAX)`.
+    fn exp_le0_vec(self) -> Self;
+
+    /// `eˣ − 1` with full relative accuracy near 0; valid for `x ≤ 80` (used by
+    /// `tanh_vec`); −1 below the `exp_vec` cut-off.
     fn expm1_vec(self) -> Self;
 
     /// `tanh(x) = sign(x)·e/(e + 2)` with `e = expm1(2|x|)`, `|x|` clamped at 20 where
@@ -68,26 +72,32 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $bits:ty, $ibits:ty, $mant:expr, $magic:expr, $hi:expr, $lo:expr, $ln2_hi:expr, $ln2_lo:expr, [$($c:expr),*]) => {
+    ($t:ty, $bits:ty, $mant:expr, $magic:expr, $hi:expr, $lo:expr, $ln2_hi:expr, $ln2_lo:expr, [$($c:expr),*]) => {
         impl Real for $t {
             const NAME: &'static str = stringify!($t);
 
             #[inline(always)]
             fn exp_vec(self) -> Self {
-                let (ni, q) = exp_core_body!(self, $t, $ibits, $magic, $ln2_hi, $ln2_lo, [$($c),*]);
-                // 2ⁿ·(1 + q) by adding n to the exponent field of 1 + q ∈ [0.7, 1.5]:
+                let y = self.exp_le0_vec();
+                if self > $hi { <$t>::INFINITY } else { y }
+            }
+
+            #[inline(always)]
+            fn exp_le0_vec(self) -> Self {
+                let (n_exp, q, r) = exp_core_body!(self, $t, $bits, $mant, $magic, $ln2_hi, $ln2_lo, [$($c),*]);
+                // 2ⁿ·eʳ by adding n to the exponent field of eʳ = 1 + q·r ∈ [0.7, 1.5]:
                 // stays a normal number for every x in [lo, hi].
-                let y = <$t>::from_bits((q + 1.0).to_bits().wrapping_add((ni << $mant) as $bits));
-                // Outside [lo, hi] the reduction is meaningless (even NaN); these selects
-                // replace it. NaN compares false both times and stays NaN through q.
-                let y = if self > $hi { <$t>::INFINITY } else { y };
+                let y = <$t>::from_bits(q.mul_add(r, 1.0).to_bits().wrapping_add(n_exp));
+                // Below lo the reduction is meaningless (even NaN for −∞); this select
+                // replaces it. NaN compares false and stays NaN through q.
                 if self < $lo { 0.0 } else { y }
             }
 
             #[inline(always)]
             fn expm1_vec(self) -> Self {
-                let (ni, q) = exp_core_body!(self, $t, $ibits, $magic, $ln2_hi, $ln2_lo, [$($c),*]);
-                let s = <$t>::from_bits((1.0 as $t).to_bits().wrapping_add((ni << $mant) as $bits));
+                let (n_exp, q, r) = exp_core_body!(self, $t, $bits, $mant, $magic, $ln2_hi, $ln2_lo, [$($c),*]);
+                let q = q * r;
+                let s = <$t>::from_bits((1.0 as $t).to_bits().wrapping_add(n_exp));
                 // For n = 0, s = 1 exactly and the result is the polynomial itself.
                 let y = q.mul_add(s, s - 1.0);
                 if self < $lo { -1.0 } else { y }
@@ -96,29 +106,33 @@ macro_rules! impl_real {
     };
 }
 
-/// Shared reduction: returns `(n, eʳ − 1)` with `x = n·ln2 + r`.
+/// Shared reduction: returns `(n << mant, q, r)` with `x = n·ln2 + r` and
+/// `eʳ − 1 = q·r`; the first is n moved into the exponent field, ready to add to a
+/// float's bits.
 macro_rules! exp_core_body {
-    ($x:expr, $t:ty, $ibits:ty, $magic:expr, $ln2_hi:expr, $ln2_lo:expr, [$($c:expr),*]) => {{
+    ($x:expr, $t:ty, $bits:ty, $mant:expr, $magic:expr, $ln2_hi:expr, $ln2_lo:expr, [$($c:expr),*]) => {{
         let x: $t = $x;
         // Round-to-nearest by the 1.5·2^mant trick: the sum's low mantissa bits hold n.
         let magic: $t = $magic;
-        let t = x * std::f64::consts::LOG2_E as $t + magic;
+        let t = x.mul_add(std::f64::consts::LOG2_E as $t, magic);
         let n = t - magic;
-        let ni = (t.to_bits().wrapping_sub(magic.to_bits())) as $ibits;
+        // n·2^mant = (bits(t) − bits(magic)) << mant, and bits(magic) << mant wraps to 0
+        // (its low 32−23 / 64−52 bits are zero), so the subtraction can be skipped.
+        let n_exp: $bits = t.to_bits() << $mant;
         // ln2 split into a head with trailing zero bits (exact n·ln2_hi) and the rest
         // (Cody & Waite), so r keeps full precision for large |n|.
         // PERF: mul_add is one vfmadd where the caller enables `fma` (every SIMD shim
         // does); LLVM never contracts a·b + c on its own.
         let r = (-n).mul_add($ln2_lo, (-n).mul_add($ln2_hi, x));
         let coeffs: &[$t] = &[$($c),*];
-        // Horner from the highest term: q = r(1 + r(1/2 + r(1/6 + …))).
+        // Horner from the highest term: q = 1 + r(1/2 + r(1/6 + …)), eʳ − 1 = q·r.
         let mut i = coeffs.len() - 1;
         let mut q: $t = coeffs[i];
         while i > 0 {
             i -= 1;
             q = q.mul_add(r, coeffs[i]);
         }
-        (ni, q * r)
+        (n_exp, q, r)
     }};
 }
 
@@ -126,7 +140,6 @@ macro_rules! exp_core_body {
 impl_real!(
     f32,
     u32,
-    i32,
     23,
     12_582_912.0, // 1.5·2²³
     88.72284,
@@ -145,7 +158,6 @@ impl_real!(
 impl_real!(
     f64,
     u64,
-    i64,
     52,
     6_755_399_441_055_744.0, // 1.5·2⁵²
     709.782712893384,

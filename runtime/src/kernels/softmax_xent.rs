@@ -11,13 +11,17 @@
 //!
 //! The gradient is the "magic" `(p − one_hot(y))/B` of the lesson when ε = 0 and no row
 //! is ignored. Everything is computed in max-shifted coordinates, so logits of 1e30 stay
-//! finite, and `e^(−∞) = 0` exactly, so −∞-masked entries get a 0 gradient.
+//! finite, and `e^(−∞) = 0` exactly, so −∞-masked entries get a 0 gradient. With ε > 0,
+//! a masked entry makes its row's loss +∞ (the target puts ε/C on a class of probability
+//! 0, as in PyTorch); the gradient stays finite.
 //!
 //! Passes over a row (C = 50257 f32 is 200 KB, which stays in L2 between passes):
-//! [`fused`] reads the row from memory once (max), then from L2 twice (exp into the
-//! gradient buffer with the sums; scale the gradient in place). The split pair
+//! [`fused`] takes the max, then writes `e^(x − m)` into the gradient row while summing
+//! (and prefetching the next row of logits and of the gradient, so the memory stream
+//! overlaps this compute-bound pass), then scales the gradient in place. The split pair
 //! [`forward`] (max, exp-sum; saves one log-sum-exp per row) and [`backward`] (one pass)
-//! serves the op API, where the loss's cotangent is known only later.
+//! serves the op API, where the loss's cotangent is known only later. Large inputs are
+//! split into row blocks across rayon's threads ([`PARALLEL_MIN_LOGITS`]).
 
 use super::activation::{Math, StdMath, VecMath};
 use super::{Arch, Real};
@@ -116,41 +120,41 @@ fn row_exp_sums<T: Real, M: Math, const STORE: bool, const SUM_D: bool>(
     m: T,
     out: &mut [T],
     next: &[T],
+    next_out: *const T,
 ) -> (T, T) {
     let mut se = [T::zero(); L];
     let mut sd = [T::zero(); L];
-    let mut xc = x.chunks_exact(L);
-    let mut oc = out.chunks_exact_mut(L);
     let line = 64 / std::mem::size_of::<T>();
-    let mut at = 0;
-    for ch in &mut xc {
-        let o = if STORE { oc.next() } else { None };
+    let full = x.len() / L * L;
+    for at in (0..full).step_by(L) {
         let mut off = 0;
         while off < L {
             if at + off < next.len() {
                 M::prefetch(next[at + off..].as_ptr());
+                if STORE {
+                    M::prefetch(next_out.wrapping_add(at + off));
+                }
             }
             off += line;
         }
-        at += L;
+        let ch = &x[at..at + L];
         let mut e = [T::zero(); L];
         for i in 0..L {
             let d = ch[i] - m;
-            e[i] = M::exp(d);
+            e[i] = M::exp_le0(d);
             se[i] += e[i];
             if SUM_D {
                 sd[i] += d;
             }
         }
-        if let Some(o) = o {
-            o.copy_from_slice(&e);
+        if STORE {
+            out[at..at + L].copy_from_slice(&e);
         }
     }
     let (mut s, mut d) = (se.iter().copied().sum::<T>(), sd.iter().copied().sum::<T>());
-    let tail = xc.remainder();
-    let start = x.len() - tail.len();
-    for (j, &v) in tail.iter().enumerate() {
-        let e = M::exp(v - m);
+    let start = full;
+    for (j, &v) in x[full..].iter().enumerate() {
+        let e = M::exp_le0(v - m);
         s += e;
         if SUM_D {
             d += v - m;
@@ -180,13 +184,13 @@ fn fused_body<T: Real, M: Math>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
-    d_loss: T,
+    (d_loss, n, row0): (T, T, usize),
     grad: &mut [T],
 ) -> T {
-    let n = counted_rows(labels, opts);
     let eps = opts.label_smoothing;
     let c = T::from(cols).unwrap();
     let mut total = T::zero();
+    let g_base = grad.as_ptr();
     for (r, (&y, (x, g))) in labels
         .iter()
         .zip(logits.chunks_exact(cols).zip(grad.chunks_exact_mut(cols)))
@@ -197,23 +201,32 @@ fn fused_body<T: Real, M: Math>(
             continue;
         }
         let m = row_max(x);
-        check_row(r, y, m);
+        check_row(row0 + r, y, m);
         let next = logits.get((r + 1) * cols..(r + 2) * cols).unwrap_or(&[]);
+        // The next gradient row too: its lines come from DRAM before being overwritten.
+        let g_next = g_base.wrapping_add((r + 1) * cols);
         let (s, sum_d) = if eps == T::zero() {
-            row_exp_sums::<T, M, true, false>(x, m, g, next)
+            row_exp_sums::<T, M, true, false>(x, m, g, next, g_next)
         } else {
-            row_exp_sums::<T, M, true, true>(x, m, g, next)
+            row_exp_sums::<T, M, true, true>(x, m, g, next, g_next)
         };
         total += row_loss(s.ln(), x[y] - m, sum_d, eps, c);
         // g_j = d·(e_j/s − ε/C)/N, then g_y −= d·(1 − ε)/N.
         let a = d_loss / (n * s);
         let b = d_loss * eps / (n * c);
-        for gj in g.iter_mut() {
-            *gj = *gj * a - b;
+        if b == T::zero() {
+            // PERF: without smoothing a bare scaling (x·a − 0 is not foldable: −0).
+            for gj in g.iter_mut() {
+                *gj *= a;
+            }
+        } else {
+            for gj in g.iter_mut() {
+                *gj = *gj * a - b;
+            }
         }
         g[y] -= d_loss * (T::one() - eps) / n;
     }
-    total / n
+    total
 }
 
 #[inline(always)]
@@ -222,9 +235,9 @@ fn forward_body<T: Real, M: Math>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
+    row0: usize,
     lse: &mut [T],
 ) -> T {
-    let n = counted_rows(labels, opts);
     let eps = opts.label_smoothing;
     let c = T::from(cols).unwrap();
     let mut total = T::zero();
@@ -239,18 +252,18 @@ fn forward_body<T: Real, M: Math>(
             continue;
         }
         let m = row_max(x);
-        check_row(r, y, m);
+        check_row(row0 + r, y, m);
         let next = logits.get((r + 1) * cols..(r + 2) * cols).unwrap_or(&[]);
         let (s, sum_d) = if eps == T::zero() {
-            row_exp_sums::<T, M, false, false>(x, m, &mut [], next)
+            row_exp_sums::<T, M, false, false>(x, m, &mut [], next, std::ptr::null())
         } else {
-            row_exp_sums::<T, M, false, true>(x, m, &mut [], next)
+            row_exp_sums::<T, M, false, true>(x, m, &mut [], next, std::ptr::null())
         };
         let ln_s = s.ln();
         *l = m + ln_s;
         total += row_loss(ln_s, x[y] - m, sum_d, eps, c);
     }
-    total / n
+    total
 }
 
 #[inline(always)]
@@ -259,11 +272,9 @@ fn backward_body<T: Real, M: Math>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
-    lse: &[T],
-    d_loss: T,
+    (lse, d_loss, n): (&[T], T, T),
     grad: &mut [T],
 ) {
-    let n = counted_rows(labels, opts);
     let eps = opts.label_smoothing;
     let c = T::from(cols).unwrap();
     let a = d_loss / n;
@@ -278,7 +289,7 @@ fn backward_body<T: Real, M: Math>(
             continue;
         }
         for (gj, &xj) in g.iter_mut().zip(x) {
-            *gj = a * M::exp(xj - l) - b;
+            *gj = a * M::exp_le0(xj - l) - b;
         }
         g[y] -= a * (T::one() - eps);
     }
@@ -291,10 +302,10 @@ fn fused_avx2<T: Real>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
-    d: T,
+    k: (T, T, usize),
     g: &mut [T],
 ) -> T {
-    fused_body::<T, VecMath>(x, cols, labels, opts, d, g)
+    fused_body::<T, VecMath>(x, cols, labels, opts, k, g)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -304,9 +315,10 @@ fn forward_avx2<T: Real>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
+    row0: usize,
     lse: &mut [T],
 ) -> T {
-    forward_body::<T, VecMath>(x, cols, labels, opts, lse)
+    forward_body::<T, VecMath>(x, cols, labels, opts, row0, lse)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -316,11 +328,42 @@ fn backward_avx2<T: Real>(
     cols: usize,
     labels: &[usize],
     opts: XentOptions<T>,
-    lse: &[T],
-    d: T,
+    k: (&[T], T, T),
     g: &mut [T],
 ) {
-    backward_body::<T, VecMath>(x, cols, labels, opts, lse, d, g)
+    backward_body::<T, VecMath>(x, cols, labels, opts, k, g)
+}
+
+/// Problems with at least this many logits are split into one block of rows per
+/// thread of rayon's global pool (rows are independent). Below it one thread is faster.
+pub const PARALLEL_MIN_LOGITS: usize = 1 << 20;
+
+/// Runs `f(logits, labels, out, first_row)` on contiguous row blocks, in parallel for
+/// large inputs; `out` holds `out_per_row` values per row. Returns the blocks' results
+/// summed in block order (deterministic for a given thread count).
+fn over_row_blocks<T: Real>(
+    logits: &[T],
+    cols: usize,
+    labels: &[usize],
+    out: &mut [T],
+    out_per_row: usize,
+    f: impl Fn(&[T], &[usize], &mut [T], usize) -> T + Sync,
+) -> T {
+    use rayon::prelude::*;
+    let rows = labels.len();
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || rows < 2 || logits.len() < PARALLEL_MIN_LOGITS {
+        return f(logits, labels, out, 0);
+    }
+    let per = rows.div_ceil(threads);
+    let parts: Vec<T> = logits
+        .par_chunks(per * cols)
+        .zip(labels.par_chunks(per))
+        .zip(out.par_chunks_mut(per * out_per_row))
+        .enumerate()
+        .map(|(i, ((x, l), o))| f(x, l, o, i * per))
+        .collect();
+    parts.into_iter().sum()
 }
 
 /// Loss and gradient in one call: returns the mean loss and writes
@@ -352,12 +395,21 @@ pub fn fused<T: Real>(
 ) -> T {
     check_args(logits.len(), cols, labels, grad.len());
     check_labels(labels, cols, opts);
-    match Arch::get() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
-        Arch::Avx2Fma => unsafe { fused_avx2(logits, cols, labels, opts, d_loss, grad) },
-        _ => fused_body::<T, StdMath>(logits, cols, labels, opts, d_loss, grad),
-    }
+    let n = counted_rows(labels, opts);
+    let total = over_row_blocks(
+        logits,
+        cols,
+        labels,
+        grad,
+        cols,
+        |x, l, g, row0| match Arch::get() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
+            Arch::Avx2Fma => unsafe { fused_avx2(x, cols, l, opts, (d_loss, n, row0), g) },
+            _ => fused_body::<T, StdMath>(x, cols, l, opts, (d_loss, n, row0), g),
+        },
+    );
+    total / n
 }
 
 /// Forward only: returns the mean loss and saves each row's log-sum-exp
@@ -365,6 +417,18 @@ pub fn fused<T: Real>(
 ///
 /// # Panics
 /// As [`fused`]; also if `lse.len() != labels.len()`.
+///
+/// # Example
+/// ```
+/// use backprop::kernels::softmax_xent::{backward, forward, XentOptions};
+/// let logits = [0.0f64, 0.0, 0.0, 0.0]; // 1 row × 4 classes
+/// let mut lse = [0.0];
+/// let loss = forward(&logits, 4, &[3], XentOptions::default(), &mut lse);
+/// assert!((loss - 4f64.ln()).abs() < 1e-15);
+/// let mut grad = [0.0; 4];
+/// backward(&logits, 4, &[3], XentOptions::default(), &lse, 1.0, &mut grad);
+/// assert_eq!(grad, [0.25, 0.25, 0.25, -0.75]);
+/// ```
 pub fn forward<T: Real>(
     logits: &[T],
     cols: usize,
@@ -379,12 +443,21 @@ pub fn forward<T: Real>(
         labels.len(),
         "softmax_cross_entropy: lse buffer must hold one value per row"
     );
-    match Arch::get() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
-        Arch::Avx2Fma => unsafe { forward_avx2(logits, cols, labels, opts, lse) },
-        _ => forward_body::<T, StdMath>(logits, cols, labels, opts, lse),
-    }
+    let n = counted_rows(labels, opts);
+    let total = over_row_blocks(
+        logits,
+        cols,
+        labels,
+        lse,
+        1,
+        |x, l, out, row0| match Arch::get() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
+            Arch::Avx2Fma => unsafe { forward_avx2(x, cols, l, opts, row0, out) },
+            _ => forward_body::<T, StdMath>(x, cols, l, opts, row0, out),
+        },
+    );
+    total / n
 }
 
 /// Backward from the saved log-sum-exps: `grad = d_loss·(e^(x − lse) − t)/N`, one pass.
@@ -407,10 +480,15 @@ pub fn backward<T: Real>(
         labels.len(),
         "softmax_cross_entropy: lse buffer must hold one value per row"
     );
-    match Arch::get() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
-        Arch::Avx2Fma => unsafe { backward_avx2(logits, cols, labels, opts, lse, d_loss, grad) },
-        _ => backward_body::<T, StdMath>(logits, cols, labels, opts, lse, d_loss, grad),
-    }
+    let n = counted_rows(labels, opts);
+    over_row_blocks(logits, cols, labels, grad, cols, |x, l, g, row0| {
+        let k = (&lse[row0..row0 + l.len()], d_loss, n);
+        match Arch::get() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Arch::Avx2Fma is only returned after detecting avx2 and fma at run time.
+            Arch::Avx2Fma => unsafe { backward_avx2(x, cols, l, opts, k, g) },
+            _ => backward_body::<T, StdMath>(x, cols, l, opts, k, g),
+        }
+        T::zero()
+    });
 }

@@ -151,6 +151,11 @@ where
 }
 
 #[doc = binary_doc!("sub", "−")]
+///
+/// ```
+/// let y = backprop::ops::sub(&ndarray::array![[5.0f32, 6.0]], &ndarray::array![1.0f32]);
+/// assert_eq!(y, ndarray::array![[4.0, 5.0]]);
+/// ```
 pub fn sub<S1, S2, T, D1, D2>(
     a: &ArrayBase<S1, D1>,
     b: &ArrayBase<S2, D2>,
@@ -166,6 +171,17 @@ where
 }
 
 #[doc = binary_doc!("mul", "·")]
+///
+/// ```
+/// use backprop::ops::{mul, mul_vjp};
+/// use ndarray::array;
+/// let a = array![[1.0, 2.0], [3.0, 4.0]];
+/// let s = array![[10.0], [100.0]]; // one scale per row
+/// assert_eq!(mul(&a, &s), array![[10.0, 20.0], [300.0, 400.0]]);
+/// let (d_a, d_s) = mul_vjp(&a, &s, &ndarray::Array2::<f64>::ones((2, 2)));
+/// assert_eq!(d_a, array![[10.0, 10.0], [100.0, 100.0]]);
+/// assert_eq!(d_s, array![[3.0], [7.0]]); // Σ over the broadcast axis of 1·a
+/// ```
 pub fn mul<S1, S2, T, D1, D2>(
     a: &ArrayBase<S1, D1>,
     b: &ArrayBase<S2, D2>,
@@ -181,6 +197,11 @@ where
 }
 
 #[doc = binary_doc!("div", "/")]
+///
+/// ```
+/// let y = backprop::ops::div(&ndarray::array![2.0f64, 9.0], &ndarray::array![2.0, 3.0]);
+/// assert_eq!(y, ndarray::array![1.0, 3.0]);
+/// ```
 pub fn div<S1, S2, T, D1, D2>(
     a: &ArrayBase<S1, D1>,
     b: &ArrayBase<S2, D2>,

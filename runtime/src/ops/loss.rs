@@ -50,7 +50,7 @@ where
 {
     let x = rows_of(logits, labels);
     let mut lse = vec![T::zero(); labels.len()];
-    kernel::forward(&x, logits.ncols().max(1), labels, opts, &mut lse)
+    kernel::forward(&x, logits.ncols(), labels, opts, &mut lse)
 }
 
 /// Pullback of [`softmax_cross_entropy`]: `d_logits = d_loss·(softmax(x) − t)/N`, the
@@ -102,7 +102,7 @@ where
     let g = grad
         .as_slice_mut()
         .expect("softmax_cross_entropy: grad must be in standard layout");
-    kernel::fused(&x, logits.ncols().max(1), labels, opts, d_loss, g)
+    kernel::fused(&x, logits.ncols(), labels, opts, d_loss, g)
 }
 
 /// Mean binary cross-entropy with logits `x` and targets `y ∈ [0, 1]`, stable form

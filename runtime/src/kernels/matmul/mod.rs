@@ -8,7 +8,9 @@
 //! AVX2/FMA microkernels of the `gemm` crate (0.19), called through its strided entry
 //! point, which packs any layout. Our own code here is the typed, shape-checked API, the
 //! `Accum` flag, the threading policy, and the scalar reference (`kernels::scalar`) used
-//! when `Arch::get()` is `Scalar` (forced or no AVX2/FMA) and by the tests as the oracle.
+//! under `BACKPROP_FORCE_ARCH=scalar` and by the tests as the oracle. (gemm dispatches on
+//! the CPU itself, so machines without AVX2 still get its SIMD paths.) Our own packed
+//! kernel, measured against gemm and kept for that comparison, is [`own`].
 
 use super::{Real, forced_scalar, scalar};
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -107,6 +109,18 @@ pub fn check_shapes(op: &str, c: (usize, usize), a: (usize, usize), b: (usize, u
 ///
 /// # Panics
 /// As [`matmul`].
+///
+/// # Example
+/// ```
+/// use backprop::kernels::matmul::{matmul_with, Accum, MatmulConfig, Threads};
+/// use ndarray::Array2;
+/// let a = Array2::<f32>::ones((64, 32));
+/// let b = Array2::<f32>::ones((32, 16));
+/// let mut c = Array2::<f32>::ones((16, 64)); // write Cᵀ: a column-major destination
+/// let cfg = MatmulConfig { accum: Accum::Add, threads: Threads::Count(1) };
+/// matmul_with(c.view_mut().reversed_axes(), a.view(), b.view(), cfg);
+/// assert!(c.iter().all(|&v| v == 33.0));
+/// ```
 pub fn matmul_with<T: Real>(
     mut c: ArrayViewMut2<'_, T>,
     a: ArrayView2<'_, T>,
@@ -171,6 +185,9 @@ pub fn matmul_with<T: Real>(
         );
     }
 }
+
+#[doc(hidden)]
+pub mod own;
 
 fn strides<T>(v: &ArrayView2<'_, T>) -> (isize, isize) {
     let s = v.strides();
