@@ -77,13 +77,58 @@ fn timed_after(
     total
 }
 
+/// The ratio measured in pairs: each round times the probe and the kernel back to back
+/// (alternating which goes first), so both run under the same load; prints the median
+/// and quartiles of the per-round ratio probe time / kernel time (1.0: the kernel moves
+/// its 28 bytes per parameter as fast as the probe). Criterion's separate groups run
+/// seconds apart, and on a machine shared with other builds the load changes in between.
+fn paired_ratio(b: &mut Bufs, k: &AdamWConsts, rounds: usize) {
+    let time = |f: &dyn Fn(&mut Bufs), b: &mut Bufs| {
+        let start = Instant::now();
+        f(b);
+        start.elapsed().as_secs_f64()
+    };
+    let kernel = |b: &mut Bufs| adamw::step(&mut b.w, &b.g, &mut b.m, &mut b.v, k);
+    let (mut ratios, mut tp, mut tk) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let (p, kt) = if r % 2 == 0 {
+            let p = time(&probe, b);
+            (p, time(&kernel, b))
+        } else {
+            let kt = time(&kernel, b);
+            (time(&probe, b), kt)
+        };
+        ratios.push(p / kt);
+        tp.push(p);
+        tk.push(kt);
+    }
+    let q = |v: &mut Vec<f64>, f: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * f).round() as usize]
+    };
+    let n = b.w.len();
+    let gbs = |t: f64| 28.0 * n as f64 / t / 1e9;
+    let (pm, km) = (q(&mut tp, 0.5), q(&mut tk, 0.5));
+    println!(
+        "paired n={n}: probe median {:.3} ms ({:.1} GB/s), kernel median {:.3} ms ({:.1} GB/s), \
+         ratio median {:.3} (p25 {:.3}, p75 {:.3}) over {rounds} rounds",
+        pm * 1e3,
+        gbs(pm),
+        km * 1e3,
+        gbs(km),
+        q(&mut ratios, 0.5),
+        q(&mut ratios, 0.25),
+        q(&mut ratios, 0.75),
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("adamw_step");
     group.sampling_mode(SamplingMode::Flat);
     for n in SIZES {
         let big = n >= 10_000_000;
-        group.sample_size(if big { 10 } else { 30 });
-        group.measurement_time(Duration::from_secs(if big { 4 } else { 3 }));
+        group.sample_size(if big { 20 } else { 50 });
+        group.measurement_time(Duration::from_secs(if big { 6 } else { 4 }));
         group.warm_up_time(Duration::from_secs(1));
         group.throughput(Throughput::Bytes(28 * n as u64));
         let mut b = bufs(n);
@@ -99,6 +144,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("fused_kernel", n), |bch| {
             bch.iter_custom(|iters| timed_after(iters, &mut b, probe, kernel))
         });
+        paired_ratio(&mut b, &k, if big { 40 } else { 1000 });
         // The whole optimizer call: shape checks and the non-finite scan of g (one more
         // read stream) around the same kernel; throughput still counted as 28 B/param.
         let mut opt = AdamW::<f32>::new(AdamWConfig {

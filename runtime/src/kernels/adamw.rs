@@ -500,8 +500,8 @@ mod tests {
 
     #[test]
     fn simd_matches_scalar_large_and_threaded() {
-        // Above PARALLEL_MIN_LEN the work is split across threads at 16-float boundaries;
-        // odd sizes leave a ragged last chunk.
+        // Above PARALLEL_MIN_LEN the work is handed to two threads in BLOCK-sized pieces;
+        // odd sizes leave a ragged last block with a scalar tail.
         let k = AdamWConsts::new(3e-4, 0.9, 0.95, 1e-8, 0.1, 0.0, 7);
         for n in [PARALLEL_MIN_LEN - 1, PARALLEL_MIN_LEN, 1_000_003] {
             compare(n, &k);
