@@ -11,8 +11,8 @@
 //! ```
 
 use backprop::kernels::matmul::own::matmul_own;
-use backprop::kernels::matmul::{matmul_with, Accum, MatmulConfig, Threads};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use backprop::kernels::matmul::{Accum, MatmulConfig, Threads, matmul_with};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use std::hint::black_box;
 use std::time::Duration;
@@ -254,7 +254,11 @@ fn bench(c: &mut Criterion) {
                 case.name,
                 gf(best[0]),
                 gf(best[1]),
-                best[1].min(if threads == mm_threads { best[2] } else { f64::INFINITY }) / best[0]
+                best[1].min(if threads == mm_threads {
+                    best[2]
+                } else {
+                    f64::INFINITY
+                }) / best[0]
             );
         }
         black_box(&out);

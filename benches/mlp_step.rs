@@ -13,10 +13,10 @@
 //! CARGO_TARGET_DIR=/work/target-kernels cargo bench -j 2 --bench mlp_step -- --warm-up-time 1 --measurement-time 3
 //! ```
 
-use backprop::kernels::matmul::{matmul, Accum};
-use backprop::kernels::softmax_xent::{fused, XentOptions};
+use backprop::kernels::matmul::{Accum, matmul};
+use backprop::kernels::softmax_xent::{XentOptions, fused};
 use backprop::ops;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::{Array1, Array2, Axis};
 use std::hint::black_box;
 use std::time::Duration;
@@ -122,14 +122,18 @@ fn bench(c: &mut Criterion) {
     let (l, dw, db) = step_ops(&p, &x, &y);
     let l2 = step_kernels(&p, &x, &y, &mut s);
     assert!((l - l2).abs() < 1e-5);
-    assert!(dw[0]
-        .iter()
-        .zip(s.d_w1.iter())
-        .all(|(a, b)| (a - b).abs() < 1e-5));
-    assert!(db[1]
-        .iter()
-        .zip(s.d_b2.iter())
-        .all(|(a, b)| (a - b).abs() < 1e-6));
+    assert!(
+        dw[0]
+            .iter()
+            .zip(s.d_w1.iter())
+            .all(|(a, b)| (a - b).abs() < 1e-5)
+    );
+    assert!(
+        db[1]
+            .iter()
+            .zip(s.d_b2.iter())
+            .all(|(a, b)| (a - b).abs() < 1e-6)
+    );
 
     let mut g = c.benchmark_group("mlp_step/f32/128x784x256x10");
     // Useful flops: forward 2·B·(D·H + H·C), backward twice that minus the skipped ∂L/∂X.

@@ -16,9 +16,9 @@
 //! ```
 
 use backprop::kernels::activation::{self, Unary};
-use backprop::kernels::softmax_xent::{backward, forward, fused, XentOptions};
-use backprop::kernels::{scalar, Real};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use backprop::kernels::softmax_xent::{XentOptions, backward, forward, fused};
+use backprop::kernels::{Real, scalar};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -165,7 +165,7 @@ pub fn check_initial_loss(loss: f64, classes: usize, tolerance: f64) -> Option<F
 pub fn check_layer_norms(norms: &[(String, f64)], ratio: f64) -> Vec<Finding> {
     let values: Vec<f64> = norms.iter().map(|(_, n)| *n).collect();
     let m = median(&values);
-    if !(m > 0.0) {
+    if m.is_nan() || m <= 0.0 {
         return Vec::new();
     }
     norms
