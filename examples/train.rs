@@ -11,7 +11,7 @@
 
 use backprop::data::{Dataset, load_idx};
 use backprop::memory::MemoryReport;
-use backprop_tests::mlp::{TrainConfig, digits, train};
+use backprop_tests::mlp::{TrainConfig, digits, standardize, train};
 use backprop_tests::plot::{Series, lines};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -127,16 +127,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (name, tr, va) = match load(&args) {
+    let (name, mut tr, mut va) = match load(&args) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let (mean, std) = standardize(&mut tr, &mut [&mut va]);
     let c = &args.cfg;
     println!(
-        "data:  {name}: {} training, {} validation images of {}×{}, {} classes",
+        "data:  {name}: {} training, {} validation images of {}×{}, {} classes; pixels standardised (training mean {mean:.3}, std {std:.3})",
         tr.labels.len(),
         va.labels.len(),
         tr.shape.0,
@@ -144,7 +145,7 @@ fn main() -> ExitCode {
         tr.classes
     );
     println!(
-        "model: {}-{}-{}-{} MLP (ReLU), He init; AdamW (lr {:.0e}, λ {}), warmup {:.0}% + cosine, clip {:.1}; batch {}, {} epochs, seed {}",
+        "model: {}-{}-{}-{} MLP (ReLU), He init (Glorot output layer); AdamW (lr {:.0e}, λ {}), warmup {:.0}% + cosine, clip {:.1}; batch {}, {} epochs, seed {}",
         tr.images.ncols(),
         c.hidden[0],
         c.hidden[1],

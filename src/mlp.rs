@@ -101,7 +101,8 @@ impl From<MlpLossGrad> for Mlp {
 }
 
 impl Mlp {
-    /// He-normal weights (`N(0, 2/fan_in)`, right for ReLU), zero biases.
+    /// He-normal hidden weights (`N(0, 2/fan_in)`, right before a ReLU), a Glorot-normal
+    /// output layer, zero biases.
     pub fn new(inputs: usize, hidden: [usize; 2], classes: usize, rng: &mut StdRng) -> Mlp {
         let mut m = Mlp {
             w1: Array2::zeros((inputs, hidden[0])),
@@ -111,13 +112,15 @@ impl Mlp {
             w3: Array2::zeros((hidden[1], classes)),
             b3: Array1::zeros(classes),
         };
-        init_params(&mut m, rng, |_, shape| {
-            if shape.len() == 2 {
-                // ndarray weights are fan_in × fan_out (x·W): Fans::of_shape reads
-                // PyTorch's out × in, so give it the transposed shape.
-                Init::KaimingNormal(Fans::of_shape(&[shape[1], shape[0]]), FanMode::FanIn)
-            } else {
-                Init::Zeros
+        init_params(&mut m, rng, |name, shape| {
+            // Weights are fan_in × fan_out (y = x·W), the layout Fans::of_shape reads.
+            let fans = || Fans::of_shape(shape);
+            match (name, shape.len()) {
+                // The output layer feeds softmax, not a ReLU: Glorot's variance keeps
+                // the first logits small, so the first loss is near ln C.
+                ("w3", 2) => Init::XavierNormal(fans()),
+                (_, 2) => Init::KaimingNormal(fans(), FanMode::FanIn),
+                _ => Init::Zeros,
             }
         });
         m
@@ -187,6 +190,27 @@ pub fn digits(validation_fraction: f64, seed: u64) -> (Dataset, Dataset) {
         shape: (8, 8),
     };
     (take(&order[n_val..]), take(&order[..n_val]))
+}
+
+/// Standardises pixels with the training set's mean and standard deviation (one pair
+/// for all pixels, as torchvision's `Normalize` does for MNIST): inputs centred at 0
+/// with unit variance keep the first layer's pre-activations at the scale He
+/// initialisation assumes. Returns (mean, std) so the same transform applies to the
+/// validation set.
+pub fn standardize(train: &mut Dataset, others: &mut [&mut Dataset]) -> (f32, f32) {
+    let n = train.images.len() as f64;
+    let mean = train.images.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = train
+        .images
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let (mean, std) = (mean as f32, (var.sqrt() as f32).max(1e-6));
+    for d in std::iter::once(train).chain(others.iter_mut().map(|d| &mut **d)) {
+        d.images.mapv_inplace(|v| (v - mean) / std);
+    }
+    (mean, std)
 }
 
 /// How to train.
