@@ -9,8 +9,12 @@
 //! skip (a third of the flops); the macro's activity analysis removes it. The rest is
 //! allocation and separate bias/ReLU passes.
 //!
+//! Also `grad` (the same loss written as a `#[grad]` function, its generated
+//! value-and-gradient) against `forward` (that function alone: the inference path), the
+//! ratio issue 4 targets (≤ 2.5×; the ideal is 2.0 since X needs no gradient).
+//!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-kernels cargo bench -j 2 --bench mlp_step -- --warm-up-time 1 --measurement-time 3
+//! cargo bench --bench mlp_step -- --warm-up-time 1 --measurement-time 3
 //! ```
 
 use backprop::kernels::matmul::{Accum, matmul};
@@ -20,6 +24,14 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::{Array1, Array2, Axis};
 use std::hint::black_box;
 use std::time::Duration;
+
+/// The step as a user writes it: `#[grad]` differentiates the weights only.
+#[backprop::grad(w1, b1, w2, b2)]
+fn loss(x: &Array2<f32>, y: &[usize], w1: &Array2<f32>, b1: &Array1<f32>, w2: &Array2<f32>, b2: &Array1<f32>) -> f32 {
+    let h = ops::relu(&(x.dot(w1) + b1));
+    let logits = h.dot(w2) + b2;
+    ops::softmax_cross_entropy(&logits, y, XentOptions::default())
+}
 
 const B: usize = 128;
 const D: usize = 784;
@@ -118,10 +130,13 @@ fn bench(c: &mut Criterion) {
         d_b1: Array1::zeros(H),
         d_b2: Array1::zeros(C),
     };
+    // The generated gradient equals the hand-written one.
+    let (lg, gg) = loss_grad(&x, &y, &p.w1, &p.b1, &p.w2, &p.b2);
     // Both paths compute the same gradient.
     let (l, dw, db) = step_ops(&p, &x, &y);
     let l2 = step_kernels(&p, &x, &y, &mut s);
-    assert!((l - l2).abs() < 1e-5);
+    assert!((l - l2).abs() < 1e-5 && (lg - l2).abs() < 1e-5);
+    assert!(gg.w1.iter().zip(s.d_w1.iter()).all(|(a, b)| (a - b).abs() < 1e-5));
     assert!(
         dw[0]
             .iter()
@@ -140,30 +155,34 @@ fn bench(c: &mut Criterion) {
     let flops = 2 * B * (D * H + H * C) * 3 - 2 * B * D * H;
     g.throughput(Throughput::Elements(flops as u64));
     g.bench_function("ops", |b| b.iter(|| step_ops(&p, black_box(&x), &y)));
+    g.bench_function("grad", |b| b.iter(|| loss_grad(black_box(&x), &y, &p.w1, &p.b1, &p.w2, &p.b2)));
+    g.bench_function("forward", |b| b.iter(|| loss(black_box(&x), &y, &p.w1, &p.b1, &p.w2, &p.b2)));
     g.bench_function("kernels", |b| {
         b.iter(|| step_kernels(&p, black_box(&x), &y, &mut s))
     });
     g.finish();
 
     // Interleaved minimum of 50 each (the machine is shared; see docs/PERFORMANCE.md).
-    let mut best = [f64::INFINITY; 2];
+    let mut best = [f64::INFINITY; 4];
     for _ in 0..50 {
         for (i, slot) in best.iter_mut().enumerate() {
             let t = std::time::Instant::now();
-            if i == 0 {
-                black_box(step_ops(&p, black_box(&x), &y));
-            } else {
-                black_box(step_kernels(&p, black_box(&x), &y, &mut s));
+            match i {
+                0 => drop(black_box(step_ops(&p, black_box(&x), &y))),
+                1 => drop(black_box(step_kernels(&p, black_box(&x), &y, &mut s))),
+                2 => drop(black_box(loss_grad(black_box(&x), &y, &p.w1, &p.b1, &p.w2, &p.b2))),
+                _ => drop(black_box(loss(black_box(&x), &y, &p.w1, &p.b1, &p.w2, &p.b2))),
             }
             *slot = slot.min(t.elapsed().as_secs_f64());
         }
     }
     eprintln!(
-        "min-of-50 mlp_step: ops {:.3} ms ({:.1} GFLOP/s), kernels {:.3} ms ({:.1} GFLOP/s)",
+        "min-of-50 mlp_step: ops {:.3} ms, kernels {:.3} ms, #[grad] {:.3} ms, forward {:.3} ms; #[grad] / forward = {:.2}",
         best[0] * 1e3,
-        flops as f64 / best[0] / 1e9,
         best[1] * 1e3,
-        flops as f64 / best[1] / 1e9
+        best[2] * 1e3,
+        best[3] * 1e3,
+        best[2] / best[3]
     );
 }
 
