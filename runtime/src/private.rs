@@ -34,3 +34,21 @@ pub fn one<T: num_traits::One>() -> T {
 pub fn rejected() -> ! {
     panic!("#[grad] rejected this function at compile time; see the compile error")
 }
+
+/// A cotangent the caller can accumulate: anything but [`Inactive`]. The expansion
+/// checks each cotangent a call returns for an active argument with this, so passing
+/// an active value to a parameter the callee does not differentiate is an error at the
+/// call that names the problem.
+#[diagnostic::on_unimplemented(
+    message = "an active value is passed to a parameter that the called function does not differentiate",
+    label = "this call's rule returns no gradient for one of its active arguments",
+    note = "differentiate that parameter in the callee (`#[grad(x, k)]`), or pass a constant (`backprop::stop_gradient(...)`)"
+)]
+pub trait Cotangent {}
+impl Cotangent for f32 {}
+impl Cotangent for f64 {}
+impl<A, D> Cotangent for ndarray::Array<A, D> {}
+
+/// Compile-time check only (see [`Cotangent`]).
+#[inline(always)]
+pub fn expect_cotangent<C: Cotangent>(_: &C) {}

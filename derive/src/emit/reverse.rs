@@ -191,6 +191,12 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                     }
                 }
                 out.push(quote_spanned!(*span=> let (#(#pats,)*) = ::backprop::__private::Pullback::backward(#tape, #d_def);));
+                // An active value passed where the callee takes a constant would get an
+                // `Inactive` slot: say so at the call, not where the types clash later.
+                for slot in slots.iter().flatten() {
+                    let d = cx.adjoint(*slot);
+                    out.push(quote_spanned!(*span=> ::backprop::__private::expect_cotangent(&#d);));
+                }
                 out.extend(accum);
             }
         }

@@ -189,6 +189,19 @@ impl Lowerer<'_> {
                 }
             };
             let kind = self.param_kind(&pt.ty);
+            if let Type::Reference(r) = &*pt.ty
+                && r.mutability.is_none()
+                && self.is_float_type(&r.elem)
+            {
+                self.cx.error_spanned_by(
+                    &pt.ty,
+                    format!(
+                        "`#[grad]` differentiates floats taken by value: write `{ident}: {}`; a `{}` argument would silently get no gradient",
+                        r.elem.to_token_stream(),
+                        pt.ty.to_token_stream().to_string().replace("& ", "&")
+                    ),
+                );
+            }
             let var = self.new_var(ident.clone());
             self.claimed.insert(ident.to_string());
             self.scopes[0].insert(ident.to_string(), var);
