@@ -36,6 +36,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Creates `dir` and draws `series` into `dir/file`; returns the PNG's path.
+///
+/// With `log_y` the values are plotted as log₁₀ y on a linear axis (non-positive and
+/// non-finite points dropped) and the label says so: `plot::lines`' own log axis prints
+/// ticks such as `0.60000000001` or `9.99999999e-7` for some ranges.
 fn draw(
     dir: &Path,
     file: &str,
@@ -47,7 +51,30 @@ fn draw(
 ) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join(file);
-    lines(&path, title, x_label, y_label, series, log_y)?;
+    if log_y {
+        let logged: Vec<Series<'_>> = series
+            .iter()
+            .map(|s| Series {
+                label: s.label,
+                points: s
+                    .points
+                    .iter()
+                    .filter(|(x, y)| x.is_finite() && y.is_finite() && *y > 0.0)
+                    .map(|&(x, y)| (x, y.log10()))
+                    .collect(),
+            })
+            .collect();
+        lines(
+            &path,
+            title,
+            x_label,
+            &format!("log10 {y_label}"),
+            &logged,
+            false,
+        )?;
+    } else {
+        lines(&path, title, x_label, y_label, series, false)?;
+    }
     Ok(path)
 }
 
@@ -337,6 +364,8 @@ impl ScratchAdam {
 pub struct Ex2Config {
     /// The symmetric positive-definite matrix.
     pub a: Array2<f64>,
+    /// How `a` was built, for titles (`"diag(10, 0.01)"`).
+    pub name: String,
     /// Starting point.
     pub w0: Array1<f64>,
     /// The one learning rate all three optimizers use.
@@ -354,6 +383,7 @@ impl Default for Ex2Config {
     fn default() -> Self {
         Ex2Config {
             a: array![[10.0, 0.0], [0.0, 0.01]],
+            name: "diag(10, 0.01)".into(),
             w0: array![1.0, 1.0],
             lr: 0.03,
             steps: 200,
@@ -371,6 +401,7 @@ impl Ex2Config {
         let d = array![[10.0, 0.0], [0.0, 0.01]];
         Ex2Config {
             a: r.dot(&d).dot(&r.t()),
+            name: format!("R·diag(10, 0.01)·Rᵀ, R a {angle} rad rotation"),
             ..Default::default()
         }
     }
@@ -397,7 +428,7 @@ impl Ex2Report {
             .and_then(|(_, l)| l.last().copied())
     }
 
-    /// Loss against step for the three optimizers on one log-scale plot.
+    /// Loss against step for the three optimizers on one plot, y as log₁₀ f(w).
     ///
     /// # Errors
     /// When the PNG cannot be written.
@@ -414,12 +445,11 @@ impl Ex2Report {
             dir,
             file,
             &format!(
-                "exercise 2: f(w) = wᵀAw, A = {:?}, lr {}",
-                self.config.a.as_slice().unwrap_or(&[]),
-                self.config.lr
+                "exercise 2: f(w) = wᵀAw, A = {}, lr {}",
+                self.config.name, self.config.lr
             ),
             "step",
-            "f(w) (log scale)",
+            "f(w)",
             &series,
             true,
         )
@@ -431,7 +461,8 @@ impl fmt::Display for Ex2Report {
         let c = &self.config;
         writeln!(
             f,
-            "f(w) = wᵀAw, A = {}, w₀ = {}, lr {} for all, {} steps",
+            "f(w) = wᵀAw, A = {} = {}, w₀ = {}, lr {} for all, {} steps",
+            c.name,
             c.a.to_string().replace('\n', ""),
             c.w0,
             c.lr,
@@ -474,7 +505,8 @@ fn run_quadratic<O: Optimizer<f64>>(mut opt: O, cfg: &Ex2Config) -> Vec<f64> {
 /// With an ill-conditioned `A` the lr is capped by the steepest direction, so SGD
 /// crawls along the flat one; momentum accumulates speed there (×1/(1 − β) at most);
 /// Adam divides each coordinate's step by its own gradient scale, so both coordinates
-/// move at about `lr` per step. That per-coordinate scaling matches a diagonal `A`
+/// move at about `lr` per step (its loss then dips through the minimum again and again,
+/// each bounce lower: the figure shows it). That per-coordinate scaling matches a diagonal `A`
 /// exactly; [`Ex2Config::rotated`] checks that the win is not only that (at 0.5 rad
 /// Adam still ends lowest, measured in `examples/ex2_optimizers_on_quadratic.rs`).
 pub fn ex2_optimizers_on_quadratic(cfg: &Ex2Config) -> Ex2Report {
@@ -940,7 +972,7 @@ impl Ex4Report {
             .map(|(lr, _)| *lr)
     }
 
-    /// Final training loss against lr, log-log (x is log₁₀ lr).
+    /// Final training loss against lr, log-log (log₁₀ of both).
     ///
     /// # Errors
     /// When the PNG cannot be written.
@@ -954,7 +986,7 @@ impl Ex4Report {
                 self.fit.epochs
             ),
             "log10(learning rate)",
-            "final training loss (log scale)",
+            "final training loss",
             &[Series {
                 label: "final loss",
                 points: self
@@ -1101,7 +1133,7 @@ impl Ex5Report {
             "loss.png",
             "exercise 5: training loss, warmup + cosine vs constant lr",
             "step",
-            "mini-batch loss (log scale)",
+            "mini-batch loss",
             &[
                 Series {
                     label: "warmup + cosine",
@@ -1263,7 +1295,7 @@ impl Ex6Report {
                 self.config.lr
             ),
             "step",
-            "mini-batch loss (log scale)",
+            "mini-batch loss",
             &[
                 Series {
                     label: "no clipping (until it diverged)",
@@ -1445,7 +1477,7 @@ pub fn format_memory_table(rows: &[MemoryRow]) -> String {
 }
 
 /// Bytes against batch size: training (weights, gradients, state, tape) against
-/// inference (weights and two layers), log-scale.
+/// inference (weights and two layers), log₁₀ bytes against log₂ batch.
 ///
 /// # Errors
 /// When the PNG cannot be written.
@@ -1460,7 +1492,7 @@ pub fn plot_memory(rows: &[MemoryRow], dir: &Path) -> Result<PathBuf, String> {
         "memory.png",
         "digits MLP: training vs inference memory by batch size",
         "log2(batch size)",
-        "bytes (log scale)",
+        "bytes",
         &[
             Series {
                 label: "training total",
