@@ -2,5 +2,6 @@
 //! lesson's exercises, as a library so the test suite runs the same code on a small
 //! budget. Not published; users depend on `backprop` alone.
 
+pub mod exercises;
 pub mod mlp;
 pub mod plot;
