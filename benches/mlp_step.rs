@@ -27,7 +27,14 @@ use std::time::Duration;
 
 /// The step as a user writes it: `#[grad]` differentiates the weights only.
 #[backprop::grad(w1, b1, w2, b2)]
-fn loss(x: &Array2<f32>, y: &[usize], w1: &Array2<f32>, b1: &Array1<f32>, w2: &Array2<f32>, b2: &Array1<f32>) -> f32 {
+fn loss(
+    x: &Array2<f32>,
+    y: &[usize],
+    w1: &Array2<f32>,
+    b1: &Array1<f32>,
+    w2: &Array2<f32>,
+    b2: &Array1<f32>,
+) -> f32 {
     let h = ops::relu(&(x.dot(w1) + b1));
     let logits = h.dot(w2) + b2;
     ops::softmax_cross_entropy(&logits, y, XentOptions::default())
@@ -136,7 +143,12 @@ fn bench(c: &mut Criterion) {
     let (l, dw, db) = step_ops(&p, &x, &y);
     let l2 = step_kernels(&p, &x, &y, &mut s);
     assert!((l - l2).abs() < 1e-5 && (lg - l2).abs() < 1e-5);
-    assert!(gg.w1.iter().zip(s.d_w1.iter()).all(|(a, b)| (a - b).abs() < 1e-5));
+    assert!(
+        gg.w1
+            .iter()
+            .zip(s.d_w1.iter())
+            .all(|(a, b)| (a - b).abs() < 1e-5)
+    );
     assert!(
         dw[0]
             .iter()
@@ -155,8 +167,12 @@ fn bench(c: &mut Criterion) {
     let flops = 2 * B * (D * H + H * C) * 3 - 2 * B * D * H;
     g.throughput(Throughput::Elements(flops as u64));
     g.bench_function("ops", |b| b.iter(|| step_ops(&p, black_box(&x), &y)));
-    g.bench_function("grad", |b| b.iter(|| loss_grad(black_box(&x), &y, &p.w1, &p.b1, &p.w2, &p.b2)));
-    g.bench_function("forward", |b| b.iter(|| loss(black_box(&x), &y, &p.w1, &p.b1, &p.w2, &p.b2)));
+    g.bench_function("grad", |b| {
+        b.iter(|| loss_grad(black_box(&x), &y, &p.w1, &p.b1, &p.w2, &p.b2))
+    });
+    g.bench_function("forward", |b| {
+        b.iter(|| loss(black_box(&x), &y, &p.w1, &p.b1, &p.w2, &p.b2))
+    });
     g.bench_function("kernels", |b| {
         b.iter(|| step_kernels(&p, black_box(&x), &y, &mut s))
     });
@@ -170,8 +186,22 @@ fn bench(c: &mut Criterion) {
             match i {
                 0 => drop(black_box(step_ops(&p, black_box(&x), &y))),
                 1 => drop(black_box(step_kernels(&p, black_box(&x), &y, &mut s))),
-                2 => drop(black_box(loss_grad(black_box(&x), &y, &p.w1, &p.b1, &p.w2, &p.b2))),
-                _ => drop(black_box(loss(black_box(&x), &y, &p.w1, &p.b1, &p.w2, &p.b2))),
+                2 => drop(black_box(loss_grad(
+                    black_box(&x),
+                    &y,
+                    &p.w1,
+                    &p.b1,
+                    &p.w2,
+                    &p.b2,
+                ))),
+                _ => drop(black_box(loss(
+                    black_box(&x),
+                    &y,
+                    &p.w1,
+                    &p.b1,
+                    &p.w2,
+                    &p.b2,
+                ))),
             }
             *slot = slot.min(t.elapsed().as_secs_f64());
         }

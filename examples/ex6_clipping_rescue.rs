@@ -1,4 +1,4 @@
-//! Exercise 6, gradient clipping rescue: plain SGD on the digits MLP at lr 1.5 from the
+//! Exercise 6, gradient clipping rescue: plain SGD on the digits MLP at lr 2.5 from the
 //! first step diverges without clipping (its loss blows up past 10× the initial loss
 //! within a few steps) and trains with the global gradient norm clipped at 1.0.
 //!

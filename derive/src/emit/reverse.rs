@@ -141,6 +141,10 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
         count_contributions(&lines[first_new..], &mut count);
     }
 
+    let generic = func.params.iter().any(|p| {
+        p.kind == crate::ir::ParamKind::Scalar
+            && !matches!(&p.ty, syn::Type::Path(t) if t.path.get_ident().is_some_and(|i| i == "f32" || i == "f64"))
+    });
     // Emit.
     let mut defined: HashSet<VarId> = HashSet::new();
     if let Some(v) = seed {
@@ -193,9 +197,15 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                 out.push(quote_spanned!(*span=> let (#(#pats,)*) = ::backprop::__private::Pullback::backward(#tape, #d_def);));
                 // An active value passed where the callee takes a constant would get an
                 // `Inactive` slot: say so at the call, not where the types clash later.
-                for slot in slots.iter().flatten() {
-                    let d = cx.adjoint(*slot);
-                    out.push(quote_spanned!(*span=> ::backprop::__private::expect_cotangent(&#d);));
+                // (Only for concrete float types: the check's trait cannot name a generic
+                // `T: Float` without overlapping its array impl.)
+                if !generic {
+                    for slot in slots.iter().flatten() {
+                        let d = cx.adjoint(*slot);
+                        out.push(
+                            quote_spanned!(*span=> ::backprop::__private::expect_cotangent(&#d);),
+                        );
+                    }
                 }
                 out.extend(accum);
             }
