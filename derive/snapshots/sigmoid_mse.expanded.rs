@@ -63,6 +63,7 @@ impl sigmoid_mse {
             d_e = d_e + ::backprop::__private::mul_vjp_rhs(e, d_t2);
             let d_p = d_e;
             let (d_t1,) = ::backprop::__private::Pullback::backward(tape_p, d_p);
+            ::backprop::__private::expect_cotangent(&d_t1);
             let d_t0 = d_t1;
             let d_b = d_t1;
             let d_w = ::backprop::__private::mul_vjp_lhs(x, d_t0);

@@ -56,14 +56,14 @@ impl mlp {
     ) {
         #[allow(deprecated)]
         let _ = mlp;
-        let t0 = x.dot(w1);
+        let t0 = ::backprop::__private::tensor::dot(&x, &w1);
         let shape_t0 = ::backprop::__private::tensor::shape_of(&t0);
         let shape_b1 = ::backprop::__private::tensor::shape_of(&b1);
         ::backprop::__private::tensor::check_broadcast("`x.dot(w1) + b1`", &&t0, &b1);
         let t1 = &t0 + b1;
         let t2 = &t1;
         let (h, tape_h) = relu::forward(t2);
-        let t3 = h.dot(w2);
+        let t3 = ::backprop::__private::tensor::dot(&h, &w2);
         let shape_t3 = ::backprop::__private::tensor::shape_of(&t3);
         let shape_b2 = ::backprop::__private::tensor::shape_of(&b2);
         ::backprop::__private::tensor::check_broadcast("`h.dot(w2) + b2`", &&t3, &b2);
@@ -90,12 +90,14 @@ impl mlp {
             <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
         ) {
             let (d_t4, _, _) = ::backprop::__private::Pullback::backward(tape_t6, d_t6);
+            ::backprop::__private::expect_cotangent(&d_t4);
             let d_logits = d_t4;
             let d_t3 = ::backprop::__private::tensor::add_vjp(&shape_t3, &d_logits);
             let d_b2 = ::backprop::__private::tensor::add_vjp(&shape_b2, &d_logits);
             let d_h = ::backprop::__private::tensor::dot_vjp_lhs(&w2, &d_t3);
             let d_w2 = ::backprop::__private::tensor::dot_vjp_rhs(&h, &d_t3);
             let (d_t2,) = ::backprop::__private::Pullback::backward(tape_h, d_h);
+            ::backprop::__private::expect_cotangent(&d_t2);
             let d_t1 = d_t2;
             let d_t0 = ::backprop::__private::tensor::add_vjp(&shape_t0, &d_t1);
             let d_b1 = ::backprop::__private::tensor::add_vjp(&shape_b1, &d_t1);

@@ -201,6 +201,13 @@ impl<'a> Emitter<'a> {
         }
         let value = match &s.rhs {
             Rhs::Copy(Operand::Const(e)) => e.to_token_stream(),
+            // `a.dot(b)` runs on the crate's matmul kernel (see `tensor::dot`).
+            Rhs::Prim { prim, args, .. }
+                if prim.name == "dot" && !self.plan.kinds.scalar_path[i] =>
+            {
+                let (a, b) = (self.operand(&args[0]), self.operand(&args[1]));
+                quote_spanned!(span=> ::backprop::__private::tensor::dot(&#a, &#b))
+            }
             Rhs::Copy(o) => self.operand(o),
             Rhs::Prim { spelling, args, .. }
                 if !self.plan.kinds.scalar_path[i]

@@ -559,3 +559,92 @@ pub fn check_broadcast<A: Value, B: Value>(what: &str, a: &A, b: &B) {
         co_broadcast(what, x.shape(), y.shape());
     }
 }
+
+/// `a.dot(b)` in a `#[grad]` forward pass: matrix·matrix runs on the crate's matmul
+/// kernel (gemm's microkernel, both cores for large products), the other shapes on
+/// ndarray's `dot`. The value equals ndarray's up to the order of floating-point sums.
+pub trait DotForward<B> {
+    /// The product's type.
+    type Out;
+    /// `self · b`.
+    fn dot_forward(&self, b: &B) -> Self::Out;
+}
+
+impl<A: Real, S1: Data<Elem = A>, S2: Data<Elem = A>> DotForward<ArrayBase<S2, Ix2>>
+    for ArrayBase<S1, Ix2>
+{
+    type Out = Array2<A>;
+    fn dot_forward(&self, b: &ArrayBase<S2, Ix2>) -> Array2<A> {
+        crate::ops::matmul(self, b)
+    }
+}
+
+impl<A: Real, S1: Data<Elem = A>, S2: Data<Elem = A>> DotForward<ArrayBase<S2, Ix1>>
+    for ArrayBase<S1, Ix2>
+{
+    type Out = Array1<A>;
+    fn dot_forward(&self, b: &ArrayBase<S2, Ix1>) -> Array1<A> {
+        self.dot(b)
+    }
+}
+
+impl<A: Real, S1: Data<Elem = A>, S2: Data<Elem = A>> DotForward<ArrayBase<S2, Ix2>>
+    for ArrayBase<S1, Ix1>
+{
+    type Out = Array1<A>;
+    fn dot_forward(&self, b: &ArrayBase<S2, Ix2>) -> Array1<A> {
+        self.dot(b)
+    }
+}
+
+impl<A: Real, S1: Data<Elem = A>, S2: Data<Elem = A>> DotForward<ArrayBase<S2, Ix1>>
+    for ArrayBase<S1, Ix1>
+{
+    type Out = A;
+    fn dot_forward(&self, b: &ArrayBase<S2, Ix1>) -> A {
+        self.dot(b)
+    }
+}
+
+/// An array or a reference to one, seen as a view.
+pub trait Viewable {
+    /// Element type.
+    type Elem;
+    /// Dimension.
+    type Dim: Dimension;
+    /// A view of the array.
+    fn as_view(&self) -> ndarray::ArrayView<'_, Self::Elem, Self::Dim>;
+}
+
+impl<A, S: Data<Elem = A>, D: Dimension> Viewable for ArrayBase<S, D> {
+    type Elem = A;
+    type Dim = D;
+    fn as_view(&self) -> ndarray::ArrayView<'_, A, D> {
+        self.view()
+    }
+}
+
+impl<V: Viewable + ?Sized> Viewable for &V {
+    type Elem = V::Elem;
+    type Dim = V::Dim;
+    fn as_view(&self) -> ndarray::ArrayView<'_, V::Elem, V::Dim> {
+        (**self).as_view()
+    }
+}
+
+/// `a.dot(b)` for the forward pass (see [`DotForward`]); operands may be arrays,
+/// views or references to them.
+#[inline]
+pub fn dot<'a, X, Y>(
+    a: &'a X,
+    b: &'a Y,
+) -> <ndarray::ArrayView<'a, X::Elem, X::Dim> as DotForward<
+    ndarray::ArrayView<'a, Y::Elem, Y::Dim>,
+>>::Out
+where
+    X: Viewable,
+    Y: Viewable,
+    ndarray::ArrayView<'a, X::Elem, X::Dim>: DotForward<ndarray::ArrayView<'a, Y::Elem, Y::Dim>>,
+{
+    a.as_view().dot_forward(&b.as_view())
+}
