@@ -632,15 +632,16 @@ impl<V: Viewable + ?Sized> Viewable for &V {
     }
 }
 
+/// The product type of `a.dot(b)` for viewable operands.
+pub type DotOut<'a, X, Y> =
+    <ndarray::ArrayView<'a, <X as Viewable>::Elem, <X as Viewable>::Dim> as DotForward<
+        ndarray::ArrayView<'a, <Y as Viewable>::Elem, <Y as Viewable>::Dim>,
+    >>::Out;
+
 /// `a.dot(b)` for the forward pass (see [`DotForward`]); operands may be arrays,
 /// views or references to them.
 #[inline]
-pub fn dot<'a, X, Y>(
-    a: &'a X,
-    b: &'a Y,
-) -> <ndarray::ArrayView<'a, X::Elem, X::Dim> as DotForward<
-    ndarray::ArrayView<'a, Y::Elem, Y::Dim>,
->>::Out
+pub fn dot<'a, X, Y>(a: &'a X, b: &'a Y) -> DotOut<'a, X, Y>
 where
     X: Viewable,
     Y: Viewable,
