@@ -1,6 +1,6 @@
 //! AdaFactor: Adam-like scaling with a factored second moment (sublinear memory).
 
-use super::{BufferCtx, OptState, Optimizer, ParamGroup, StateSpec, plumbing};
+use super::{BufferCtx, OptState, Optimizer, ParamGroup, StateSpec, constructors, plumbing};
 use crate::params::Real;
 
 /// Configuration of [`AdaFactor`]; `Default` is the paper's (Shazeer & Stern 2018,
@@ -84,21 +84,7 @@ pub struct AdaFactor<F> {
     state: OptState<F>,
 }
 
-impl<F: Real> AdaFactor<F> {
-    /// An optimizer with this configuration and no parameter groups.
-    pub fn new(cfg: AdaFactorConfig) -> Self {
-        AdaFactor {
-            cfg,
-            groups: Vec::new(),
-            state: OptState::default(),
-        }
-    }
-    /// Sets the parameter groups (first match wins).
-    pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
-        self.groups = groups;
-        self
-    }
-}
+constructors!(AdaFactor, AdaFactorConfig);
 
 impl<F: Real> Default for AdaFactor<F> {
     fn default() -> Self {

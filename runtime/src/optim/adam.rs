@@ -1,7 +1,9 @@
 //! Adam and AdamW: bias-corrected first and second moments; AdamW decouples the weight
 //! decay from them. Both run the fused kernel of [`crate::kernels::adamw`].
 
-use super::{BufferCtx, OptState, Optimizer, ParamGroup, StateSpec, plumbing};
+use super::{
+    BufferCtx, OptState, Optimizer, ParamGroup, StateSpec, constructors, lr_plumbing, plumbing,
+};
 use crate::kernels::adamw::AdamWConsts;
 use crate::params::Real;
 
@@ -62,35 +64,13 @@ pub struct Adam<F> {
     state: OptState<F>,
 }
 
-impl<F: Real> Adam<F> {
-    /// An optimizer with this configuration and no parameter groups.
-    pub fn new(cfg: AdamConfig) -> Self {
-        Adam {
-            cfg,
-            groups: Vec::new(),
-            state: OptState::default(),
-        }
-    }
-    /// Sets the parameter groups (first match wins).
-    pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
-        self.groups = groups;
-        self
-    }
-}
+constructors!(Adam, AdamConfig);
 
 impl<F: Real> Optimizer<F> for Adam<F> {
     const NAME: &'static str = "adam";
     plumbing!();
 
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.cfg.weight_decay
-    }
+    lr_plumbing!();
     fn hyper_params(&self) -> Vec<(String, f64)> {
         let c = &self.cfg;
         vec![
@@ -188,21 +168,7 @@ pub struct AdamW<F> {
     state: OptState<F>,
 }
 
-impl<F: Real> AdamW<F> {
-    /// An optimizer with this configuration and no parameter groups.
-    pub fn new(cfg: AdamWConfig) -> Self {
-        AdamW {
-            cfg,
-            groups: Vec::new(),
-            state: OptState::default(),
-        }
-    }
-    /// Sets the parameter groups (first match wins).
-    pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
-        self.groups = groups;
-        self
-    }
-}
+constructors!(AdamW, AdamWConfig);
 
 impl<F: Real> Default for AdamW<F> {
     fn default() -> Self {
@@ -214,15 +180,7 @@ impl<F: Real> Optimizer<F> for AdamW<F> {
     const NAME: &'static str = "adamw";
     plumbing!();
 
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.cfg.weight_decay
-    }
+    lr_plumbing!();
     fn hyper_params(&self) -> Vec<(String, f64)> {
         let c = &self.cfg;
         vec![

@@ -1,6 +1,8 @@
 //! Lion: the sign of an interpolated momentum, one state buffer.
 
-use super::{BufferCtx, OptState, Optimizer, ParamGroup, StateSpec, plumbing};
+use super::{
+    BufferCtx, OptState, Optimizer, ParamGroup, StateSpec, constructors, lr_plumbing, plumbing,
+};
 use crate::params::Real;
 
 /// Configuration of [`Lion`]; `Default` is the paper's (`lr = 1e-4`, `β₁ = 0.9`,
@@ -54,35 +56,13 @@ pub struct Lion<F> {
     state: OptState<F>,
 }
 
-impl<F: Real> Lion<F> {
-    /// An optimizer with this configuration and no parameter groups.
-    pub fn new(cfg: LionConfig) -> Self {
-        Lion {
-            cfg,
-            groups: Vec::new(),
-            state: OptState::default(),
-        }
-    }
-    /// Sets the parameter groups (first match wins).
-    pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
-        self.groups = groups;
-        self
-    }
-}
+constructors!(Lion, LionConfig);
 
 impl<F: Real> Optimizer<F> for Lion<F> {
     const NAME: &'static str = "lion";
     plumbing!();
 
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.cfg.weight_decay
-    }
+    lr_plumbing!();
     fn hyper_params(&self) -> Vec<(String, f64)> {
         let c = &self.cfg;
         vec![

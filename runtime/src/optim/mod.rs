@@ -766,3 +766,43 @@ macro_rules! plumbing {
     };
 }
 pub(crate) use plumbing;
+
+/// `lr`, `set_lr` and `weight_decay` for a config with plain `lr` and `weight_decay`
+/// fields (every optimizer but AdaFactor, whose lr is optional).
+macro_rules! lr_plumbing {
+    () => {
+        fn lr(&self) -> f64 {
+            self.cfg.lr
+        }
+        fn set_lr(&mut self, lr: f64) {
+            self.cfg.lr = lr;
+        }
+        fn weight_decay(&self) -> f64 {
+            self.cfg.weight_decay
+        }
+    };
+}
+pub(crate) use lr_plumbing;
+
+/// `new(cfg)` and `with_groups(groups)` for an optimizer struct with fields `cfg`,
+/// `groups` and `state`.
+macro_rules! constructors {
+    ($ty:ident, $cfg:ty) => {
+        impl<F: Real> $ty<F> {
+            /// An optimizer with this configuration and no parameter groups.
+            pub fn new(cfg: $cfg) -> Self {
+                $ty {
+                    cfg,
+                    groups: Vec::new(),
+                    state: OptState::default(),
+                }
+            }
+            /// Sets the parameter groups (first match wins).
+            pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
+                self.groups = groups;
+                self
+            }
+        }
+    };
+}
+pub(crate) use constructors;

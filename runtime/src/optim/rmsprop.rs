@@ -1,6 +1,8 @@
 //! RMSProp: per-parameter step sizes from a running mean of squared gradients.
 
-use super::{BufferCtx, OptState, Optimizer, ParamGroup, StateSpec, plumbing};
+use super::{
+    BufferCtx, OptState, Optimizer, ParamGroup, StateSpec, constructors, lr_plumbing, plumbing,
+};
 use crate::params::Real;
 
 /// Configuration of [`RmsProp`]; `Default` is PyTorch's (`lr = 1e-2`, `α = 0.99`,
@@ -55,35 +57,13 @@ pub struct RmsProp<F> {
     state: OptState<F>,
 }
 
-impl<F: Real> RmsProp<F> {
-    /// An optimizer with this configuration and no parameter groups.
-    pub fn new(cfg: RmsPropConfig) -> Self {
-        RmsProp {
-            cfg,
-            groups: Vec::new(),
-            state: OptState::default(),
-        }
-    }
-    /// Sets the parameter groups (first match wins).
-    pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
-        self.groups = groups;
-        self
-    }
-}
+constructors!(RmsProp, RmsPropConfig);
 
 impl<F: Real> Optimizer<F> for RmsProp<F> {
     const NAME: &'static str = "rmsprop";
     plumbing!();
 
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.cfg.weight_decay
-    }
+    lr_plumbing!();
     fn hyper_params(&self) -> Vec<(String, f64)> {
         let c = &self.cfg;
         vec![

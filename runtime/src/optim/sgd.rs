@@ -1,6 +1,8 @@
 //! Stochastic gradient descent, with heavy-ball momentum and Nesterov momentum.
 
-use super::{BufferCtx, OptState, Optimizer, ParamGroup, StateSpec, plumbing};
+use super::{
+    BufferCtx, OptState, Optimizer, ParamGroup, StateSpec, constructors, lr_plumbing, plumbing,
+};
 use crate::params::Real;
 
 /// Configuration of [`Sgd`]; `Default` is plain SGD at PyTorch's `lr = 1e-3`.
@@ -76,35 +78,13 @@ pub struct Sgd<F> {
     state: OptState<F>,
 }
 
-impl<F: Real> Sgd<F> {
-    /// An optimizer with this configuration and no parameter groups.
-    pub fn new(cfg: SgdConfig) -> Self {
-        Sgd {
-            cfg,
-            groups: Vec::new(),
-            state: OptState::default(),
-        }
-    }
-    /// Sets the parameter groups (first match wins).
-    pub fn with_groups(mut self, groups: Vec<ParamGroup>) -> Self {
-        self.groups = groups;
-        self
-    }
-}
+constructors!(Sgd, SgdConfig);
 
 impl<F: Real> Optimizer<F> for Sgd<F> {
     const NAME: &'static str = "sgd";
     plumbing!();
 
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.cfg.weight_decay
-    }
+    lr_plumbing!();
     fn hyper_params(&self) -> Vec<(String, f64)> {
         let c = &self.cfg;
         vec![
