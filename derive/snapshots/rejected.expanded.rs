@@ -1,5 +1,5 @@
 ::core::compile_error! {
-    "`for` loops not supported by `#[grad]` yet; `#[grad]` differentiates straight-line code: `let` bindings (shadowing, `let mut` with `=`, `+=`, `-=`, `*=`, `/=`), arithmetic `+ - * /` and unary `-` (on floats and ndarray arrays, with broadcasting), float methods, the array methods `dot`, `t`, `sum`, `mean`, `sum_axis`, borrows `&x`, calls of functions that have a rule (`#[grad]` functions, `backprop::sigmoid`, `backprop::ops::relu`, ...), blocks and a final `return`"
+    "`for` loops not supported by `#[grad]` yet; `#[grad]` differentiates `let` bindings (shadowing, `let mut` with `=`, `+=`, `-=`, `*=`, `/=`), `if`/`else` on scalars (as statements and expressions, and an early `if c { return v; }`), arithmetic `+ - * /` and unary `-` (on floats and ndarray arrays, with broadcasting), float methods, the array methods `dot`, `t`, `sum`, `mean`, `sum_axis`, borrows `&x`, calls of functions that have a rule (`#[grad]` functions, `backprop::sigmoid`, `backprop::ops::relu`, ...), blocks and a final `return`; loops are not supported yet"
 }
 /// Rejected: the expansion is the function, stub companions and the errors.
 fn f(x: f64, n: usize) -> f64 {

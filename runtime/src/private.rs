@@ -6,7 +6,7 @@ pub use crate::functions::vjp::*;
 pub use crate::rules::scalar::*;
 pub use crate::rules::tensor;
 pub use crate::rules::tensor::Scalar as Real;
-pub use crate::tape::{HeapOfOther, HeapOfOwned, Inactive, MapGrad, Probe, Pullback, Tape};
+pub use crate::tape::{Branch, HeapOfOther, HeapOfOwned, Inactive, MapGrad, Probe, Pullback, Tape};
 pub use core::option::Option;
 pub use num_traits::Float;
 

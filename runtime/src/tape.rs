@@ -192,3 +192,13 @@ pub trait HeapOfOther {
 }
 
 impl<T: ?Sized> HeapOfOther for &Probe<'_, T> {}
+
+/// Which branch of an `if` ran, holding that branch's pullback: the tape of a branch is
+/// this one tag plus what the taken branch's pullback reads.
+#[doc(hidden)]
+pub enum Branch<A, B> {
+    /// The `if` branch ran.
+    Then(A),
+    /// The `else` branch ran.
+    Else(B),
+}

@@ -2,8 +2,13 @@
 //! useful (the result depends on it). Only active values get an adjoint; everything
 //! else is copied into the forward pass as it is and costs nothing in reverse
 //! (Hascoët & Pascual 2013, "The Tapenade AD tool", §3.1; JAX's symbolic zeros).
+//!
+//! Branches: an `if`'s outputs are varied when either branch's value is, and a useful
+//! output makes both branches' values useful (whichever branch runs, its value
+//! matters). The condition is a bool and never active. SSA has no loops yet, so one
+//! forward and one backward pass over the nested statements suffice.
 
-use crate::ir::{Func, Operand, Rhs, VarId};
+use crate::ir::{Func, Operand, Rhs, Stmt, VarId};
 
 pub struct Activity {
     varied: Vec<bool>,
@@ -25,33 +30,68 @@ fn propagates(rhs: &Rhs) -> bool {
     !matches!(rhs, Rhs::ZeroDerivative { .. })
 }
 
+fn forward(stmts: &[Stmt], varied: &mut [bool]) {
+    let is = |o: &Operand, varied: &[bool]| o.var().is_some_and(|v| varied[v.0]);
+    for s in stmts {
+        match &s.rhs {
+            Rhs::If(node) => {
+                forward(&node.then_body, varied);
+                forward(&node.else_body, varied);
+                let mut any = false;
+                for out in &node.outs {
+                    varied[out.def.0] = is(&out.then_val, varied) || is(&out.else_val, varied);
+                    any |= varied[out.def.0];
+                }
+                varied[s.def.0] = any;
+            }
+            rhs if propagates(rhs) => {
+                varied[s.def.0] = rhs.operands().iter().any(|o| is(o, varied))
+            }
+            _ => {}
+        }
+    }
+}
+
+fn backward(stmts: &[Stmt], useful: &mut [bool]) {
+    let mark = |o: &Operand, useful: &mut [bool]| {
+        if let Some(v) = o.var() {
+            useful[v.0] = true;
+        }
+    };
+    for s in stmts.iter().rev() {
+        match &s.rhs {
+            Rhs::If(node) => {
+                for out in &node.outs {
+                    if useful[out.def.0] {
+                        useful[s.def.0] = true;
+                        mark(&out.then_val, useful);
+                        mark(&out.else_val, useful);
+                    }
+                }
+                backward(&node.then_body, useful);
+                backward(&node.else_body, useful);
+            }
+            rhs if useful[s.def.0] && propagates(rhs) => {
+                for o in rhs.operands() {
+                    mark(o, useful);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 pub fn analyse(func: &Func) -> Activity {
     let n = func.vars.len();
     let mut varied = vec![false; n];
     for p in &func.params {
         varied[p.var.0] = p.active;
     }
-    // Forward: straight-line SSA needs one pass in program order.
-    for s in &func.body {
-        if propagates(&s.rhs) {
-            varied[s.def.0] = s
-                .rhs
-                .operands()
-                .iter()
-                .any(|o| o.var().is_some_and(|v| varied[v.0]));
-        }
-    }
+    forward(&func.body, &mut varied);
     let mut useful = vec![false; n];
     if let Some(v) = func.ret.var() {
         useful[v.0] = true;
     }
-    // Backward: one pass in reverse program order.
-    for s in func.body.iter().rev() {
-        if useful[s.def.0] && propagates(&s.rhs) {
-            for v in s.rhs.operands().iter().filter_map(Operand::var) {
-                useful[v.0] = true;
-            }
-        }
-    }
+    backward(&func.body, &mut useful);
     Activity { varied, useful }
 }

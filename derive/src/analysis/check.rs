@@ -7,15 +7,39 @@
 
 use super::activity::Activity;
 use crate::diag::Ctxt;
-use crate::ir::{Func, Rhs};
+use crate::ir::{Func, Rhs, walk};
 
 pub fn check(cx: &Ctxt, func: &Func, activity: &Activity) {
-    for s in &func.body {
+    walk(&func.body, &mut |s| {
         if let Rhs::NoRule { args, why, at, .. } = &s.rhs
             && activity.is_active(s.def)
             && args.iter().any(|a| activity.operand_active(a))
         {
             cx.error_spanned_by(at, why);
         }
-    }
+    });
+}
+
+/// Branches on the tensor path are not supported yet: each branch's pullback returns a
+/// zero for what the other branch differentiates, and a zero array needs a shape.
+pub fn check_branches(cx: &Ctxt, func: &Func, activity: &Activity, kinds: &super::kind::Kinds) {
+    walk(&func.body, &mut |s| {
+        if let Rhs::If(node) = &s.rhs
+            && activity.is_active(s.def)
+        {
+            let mut tensor = !kinds.scalar_path(s.def);
+            crate::ir::walk(&node.then_body, &mut |b| {
+                tensor |= !kinds.scalar_path(b.def)
+            });
+            crate::ir::walk(&node.else_body, &mut |b| {
+                tensor |= !kinds.scalar_path(b.def)
+            });
+            if tensor {
+                cx.error_at(
+                    s.span,
+                    "`#[grad]` differentiates `if`/`else` on scalars; a branch that computes with ndarray arrays is not supported yet (compute both sides and select with arithmetic, or move the branch out of the differentiated function)",
+                );
+            }
+        }
+    });
 }

@@ -12,11 +12,14 @@
 //! so a value this analysis cannot prove scalar is never mis-handled, only handled
 //! more generally.
 
-use crate::ir::{Func, ParamKind, Rhs};
+use crate::ir::{Func, Operand, ParamKind, Rhs, Stmt, VarId};
+use std::collections::HashMap;
 
 pub struct Kinds {
-    /// Per statement: takes the scalar path.
-    pub scalar_path: Vec<bool>,
+    /// Per value: certainly a scalar.
+    pub scalar: Vec<bool>,
+    /// Per statement (keyed by what it defines): takes the scalar path.
+    scalar_path: HashMap<VarId, bool>,
     /// Per value: an array this function owns (the result of an operation, not an
     /// argument, a borrow or a view of one). The tensor path borrows such a value when
     /// an operator would consume it (`&t0 + b`), since the tape may still read it.
@@ -25,38 +28,54 @@ pub struct Kinds {
 
 impl Kinds {
     pub fn any_tensor(&self) -> bool {
-        self.scalar_path.iter().any(|s| !s)
+        self.scalar_path.values().any(|s| !s)
+    }
+
+    /// Whether the statement defining `def` takes the scalar path.
+    pub fn scalar_path(&self, def: VarId) -> bool {
+        self.scalar_path.get(&def).copied().unwrap_or(true)
+    }
+}
+
+fn walk(stmts: &[Stmt], k: &mut Kinds) {
+    for s in stmts {
+        let scalar = |o: &Operand, k: &Kinds| o.var().is_none_or(|v| k.scalar[v.0]);
+        let inputs_scalar = s.rhs.operands().iter().all(|o| scalar(o, k));
+        let out_scalar = match &s.rhs {
+            Rhs::If(node) => {
+                walk(&node.then_body, k);
+                walk(&node.else_body, k);
+                let mut all = true;
+                for out in &node.outs {
+                    let sc = scalar(&out.then_val, k) && scalar(&out.else_val, k);
+                    k.scalar[out.def.0] = sc;
+                    all &= sc;
+                }
+                all
+            }
+            Rhs::Prim { prim, .. } if prim.reduces => true,
+            _ => inputs_scalar,
+        };
+        k.scalar_path.insert(s.def, inputs_scalar && out_scalar);
+        k.scalar[s.def.0] = out_scalar;
+        k.owned_array[s.def.0] = !out_scalar
+            && match &s.rhs {
+                Rhs::Prim { prim, .. } => prim.name != "&",
+                Rhs::Copy(o) => o.var().is_some_and(|v| k.owned_array[v.0]),
+                _ => true,
+            };
     }
 }
 
 pub fn analyse(func: &Func) -> Kinds {
-    let mut scalar = vec![true; func.vars.len()];
+    let mut k = Kinds {
+        scalar: vec![true; func.vars.len()],
+        scalar_path: HashMap::new(),
+        owned_array: vec![false; func.vars.len()],
+    };
     for p in &func.params {
-        scalar[p.var.0] = p.kind != ParamKind::Tensor;
+        k.scalar[p.var.0] = p.kind != ParamKind::Tensor;
     }
-    let mut owned_array = vec![false; func.vars.len()];
-    let mut scalar_path = Vec::with_capacity(func.body.len());
-    for s in &func.body {
-        let inputs_scalar = s
-            .rhs
-            .operands()
-            .iter()
-            .filter_map(|o| o.var())
-            .all(|v| scalar[v.0]);
-        scalar_path.push(inputs_scalar);
-        scalar[s.def.0] = match &s.rhs {
-            Rhs::Prim { prim, .. } if prim.reduces => true,
-            _ => inputs_scalar,
-        };
-        owned_array[s.def.0] = !scalar[s.def.0]
-            && match &s.rhs {
-                Rhs::Prim { prim, .. } => prim.name != "&",
-                Rhs::Copy(o) => o.var().is_some_and(|v| owned_array[v.0]),
-                _ => true,
-            };
-    }
-    Kinds {
-        scalar_path,
-        owned_array,
-    }
+    walk(&func.body, &mut k);
+    k
 }

@@ -20,6 +20,7 @@ pub fn analyse(cx: &Ctxt, func: &Func) -> Plan {
     let activity = activity::analyse(func);
     check::check(cx, func, &activity);
     let kinds = kind::analyse(func);
+    check::check_branches(cx, func, &activity, &kinds);
     let saved = record::saved(func, &activity, &kinds);
     Plan {
         activity,

@@ -15,13 +15,13 @@ use std::collections::BTreeSet;
 
 pub fn saved(func: &Func, activity: &Activity, kinds: &Kinds) -> BTreeSet<VarId> {
     let mut saved = BTreeSet::new();
-    for (i, s) in func.body.iter().enumerate() {
+    crate::ir::walk(&func.body, &mut |s| {
         if !activity.is_active(s.def) {
-            continue;
+            return;
         }
         match &s.rhs {
             Rhs::Prim { prim, args, .. } => {
-                for (k, vjp) in prim.vjps_on(kinds.scalar_path[i]).iter().enumerate() {
+                for (k, vjp) in prim.vjps_on(kinds.scalar_path(s.def)).iter().enumerate() {
                     if !activity.operand_active(&args[k]) {
                         continue;
                     }
@@ -38,12 +38,14 @@ pub fn saved(func: &Func, activity: &Activity, kinds: &Kinds) -> BTreeSet<VarId>
                     }
                 }
             }
-            // The call's tape: recorded under the call's own name (see emit::reverse).
-            Rhs::Call { .. } => {
+            // A call's or a branch's tape: recorded under the statement's own name
+            // (see emit::reverse); a branch keeps which way it went and what that
+            // branch's pullback reads.
+            Rhs::Call { .. } | Rhs::If(_) => {
                 saved.insert(s.def);
             }
             Rhs::Copy(_) | Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } => {}
         }
-    }
+    });
     saved
 }

@@ -34,6 +34,9 @@ pub struct Emitter<'a> {
     pub captured: std::cell::RefCell<std::collections::BTreeSet<VarId>>,
     /// Calls whose tapes the reverse pass runs (so the closure captures them).
     pub captured_tapes: std::cell::RefCell<std::collections::BTreeSet<VarId>>,
+    /// Each branch's pullback closures, built by the forward pass (which stores them in
+    /// the tape) and read by the reverse pass (which needs their outer values).
+    branches: HashMap<VarId, super::reverse::BranchPullbacks>,
 }
 
 impl<'a> Emitter<'a> {
@@ -47,6 +50,7 @@ impl<'a> Emitter<'a> {
             shapes: HashMap::new(),
             captured: Default::default(),
             captured_tapes: Default::default(),
+            branches: HashMap::new(),
         }
     }
 
@@ -114,7 +118,7 @@ impl<'a> Emitter<'a> {
                         spelling,
                     },
                 ..
-            }) = self.func.body.iter().find(|s| s.def == v)
+            }) = self.func.def_of(v)
         {
             match prim.name {
                 "&" => return self.saved_operand(&args[0]),
@@ -144,22 +148,94 @@ impl<'a> Emitter<'a> {
     }
 
     pub fn forward(&mut self) -> TokenStream {
-        let mut out = Vec::new();
-        for (i, s) in self.func.body.iter().enumerate() {
-            // Shapes first: the operation may consume its operands.
-            out.extend(self.shape_saves(i, s));
-            out.push(self.stmt(i, s));
-        }
+        let out = self.block(&self.func.body);
         quote!(#(#out)*)
+    }
+
+    fn block(&mut self, stmts: &[Stmt]) -> Vec<TokenStream> {
+        let mut out = Vec::new();
+        for s in stmts {
+            // Shapes first: the operation may consume its operands.
+            out.extend(self.shape_saves(s));
+            out.push(self.stmt(s));
+        }
+        out
+    }
+
+    /// The branch pullbacks of the `if` defining `def` (built by its forward pass).
+    pub fn branch_pullbacks(
+        &mut self,
+        def: VarId,
+        node: &crate::ir::IfNode,
+    ) -> super::reverse::BranchPullbacks {
+        if !self.branches.contains_key(&def) {
+            let built = super::reverse::build_branch_pullbacks(self, node);
+            self.branches.insert(def, built);
+        }
+        let b = &self.branches[&def];
+        super::reverse::BranchPullbacks {
+            then_closure: b.then_closure.clone(),
+            else_closure: b.else_closure.clone(),
+            outer: b.outer.clone(),
+        }
+    }
+
+    /// Before:
+    /// ```text
+    /// let y = if c { x * x } else { x };
+    /// ```
+    /// After: each branch runs its statements, then returns its values and its own
+    /// pullback, tagged with the branch taken (one enum: the tape's "which way" bit).
+    /// ```text
+    /// let (y, branch) = if c {
+    ///     let t0 = x * x;
+    ///     (t0, Branch::Then(move |d_y: f64| -> (f64,) { let d_x = ... ; (d_x,) }))
+    /// } else {
+    ///     (x, Branch::Else(move |d_y: f64| -> (f64,) { let d_x = d_y; (d_x,) }))
+    /// };
+    /// ```
+    fn if_stmt(&mut self, s: &Stmt, node: &crate::ir::IfNode) -> TokenStream {
+        let cond = self.operand(&node.cond);
+        let outs: Vec<Ident> = node.outs.iter().map(|o| self.var(o.def).clone()).collect();
+        let then_stmts = self.block(&node.then_body);
+        let else_stmts = self.block(&node.else_body);
+        let then_vals: Vec<TokenStream> = node
+            .outs
+            .iter()
+            .map(|o| self.operand(&o.then_val))
+            .collect();
+        let else_vals: Vec<TokenStream> = node
+            .outs
+            .iter()
+            .map(|o| self.operand(&o.else_val))
+            .collect();
+        let span = s.span;
+        if !self.plan.activity.is_active(s.def) {
+            return quote_spanned! {span=>
+                let (#(#outs,)*) = if #cond { #(#then_stmts)* (#(#then_vals,)*) } else { #(#else_stmts)* (#(#else_vals,)*) };
+            };
+        }
+        let pb = self.branch_pullbacks(s.def, node);
+        let (then_pb, else_pb) = (pb.then_closure, pb.else_closure);
+        let tape = self.tape(s.def);
+        quote_spanned! {span=>
+            let (#(#outs,)* #tape) = if #cond {
+                #(#then_stmts)*
+                (#(#then_vals,)* ::backprop::__private::Branch::Then(#then_pb))
+            } else {
+                #(#else_stmts)*
+                (#(#else_vals,)* ::backprop::__private::Branch::Else(#else_pb))
+            };
+        }
     }
 
     /// On the tensor path, `let shape_a = shape_of(&a);` for each operand whose
     /// cotangent a broadcasting rule must sum back to its shape.
-    fn shape_saves(&mut self, i: usize, s: &Stmt) -> Vec<TokenStream> {
+    fn shape_saves(&mut self, s: &Stmt) -> Vec<TokenStream> {
         let Rhs::Prim { prim, args, .. } = &s.rhs else {
             return Vec::new();
         };
-        let scalar_path = self.plan.kinds.scalar_path[i];
+        let scalar_path = self.plan.kinds.scalar_path(s.def);
         if scalar_path || !self.plan.activity.is_active(s.def) {
             return Vec::new();
         }
@@ -186,7 +262,10 @@ impl<'a> Emitter<'a> {
         out
     }
 
-    fn stmt(&mut self, i: usize, s: &Stmt) -> TokenStream {
+    fn stmt(&mut self, s: &Stmt) -> TokenStream {
+        if let Rhs::If(node) = &s.rhs {
+            return self.if_stmt(s, node);
+        }
         let def = self.var(s.def).clone();
         let ty = s.ty.as_ref().map(|t| quote!(: #t));
         let span = s.span;
@@ -203,14 +282,14 @@ impl<'a> Emitter<'a> {
             Rhs::Copy(Operand::Const(e)) => e.to_token_stream(),
             // `a.dot(b)` runs on the crate's matmul kernel (see `tensor::dot`).
             Rhs::Prim { prim, args, .. }
-                if prim.name == "dot" && !self.plan.kinds.scalar_path[i] =>
+                if prim.name == "dot" && !self.plan.kinds.scalar_path(s.def) =>
             {
                 let (a, b) = (self.operand(&args[0]), self.operand(&args[1]));
                 quote_spanned!(span=> ::backprop::__private::tensor::dot(&#a, &#b))
             }
             Rhs::Copy(o) => self.operand(o),
             Rhs::Prim { spelling, args, .. }
-                if !self.plan.kinds.scalar_path[i]
+                if !self.plan.kinds.scalar_path(s.def)
                     && matches!(spelling, Spelling::Operator(_) | Spelling::Unary(_)) =>
             {
                 // An operator consumes an owned array the tape may still read: borrow it.
@@ -236,7 +315,7 @@ impl<'a> Emitter<'a> {
             Rhs::Prim { spelling, args, .. }
             | Rhs::ZeroDerivative { spelling, args }
             | Rhs::NoRule { spelling, args, .. } => self.spelled(spelling, args, span),
-            Rhs::Call { .. } => unreachable!("handled above"),
+            Rhs::Call { .. } | Rhs::If(_) => unreachable!("handled above"),
         };
         quote_spanned!(span=> let #def #ty = #value;)
     }

@@ -389,18 +389,35 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
     // The tape's size: the closure's own bytes are measured by the runtime; what its
     // captured arrays and nested tapes own on the heap is added here. Scalar code has
     // nothing on the heap and keeps the plain constructor.
-    let has_calls = func
-        .body
-        .iter()
-        .any(|s| matches!(s.rhs, crate::ir::Rhs::Call { .. }));
+    let mut has_calls = false;
+    crate::ir::walk(&func.body, &mut |s| {
+        has_calls |= matches!(s.rhs, crate::ir::Rhs::Call { .. } | crate::ir::Rhs::If(_))
+    });
     let (heap, tape) = if shape.tensor || has_calls {
+        // Only values in scope at the top of the forward pass: a branch's own values
+        // live in that branch's pullback, which its tape (counted here) holds.
+        let mut visible: std::collections::HashSet<crate::ir::VarId> =
+            func.params.iter().map(|p| p.var).collect();
+        for s in &func.body {
+            visible.insert(s.def);
+            if let crate::ir::Rhs::If(node) = &s.rhs {
+                visible.extend(node.outs.iter().map(|o| o.def));
+            }
+        }
         let mut names: Vec<syn::Ident> = ctx
             .captured
             .borrow()
             .iter()
+            .filter(|v| visible.contains(v))
             .map(|v| ctx.var(*v).clone())
             .collect();
-        let tapes: Vec<crate::ir::VarId> = ctx.captured_tapes.borrow().iter().copied().collect();
+        let tapes: Vec<crate::ir::VarId> = ctx
+            .captured_tapes
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|v| visible.contains(v))
+            .collect();
         names.extend(tapes.into_iter().map(|v| ctx.tape(v)));
         let captured: Vec<TokenStream> = names
             .iter()

@@ -25,10 +25,10 @@
 
 use super::forward::Emitter;
 use crate::ir::op::{Need, Vjp};
-use crate::ir::{Operand, Rhs, VarId};
+use crate::ir::{IfNode, Operand, Rhs, Stmt, VarId};
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// One step of the reverse pass.
 enum Line {
@@ -38,31 +38,59 @@ enum Line {
         expr: TokenStream,
         span: Span,
     },
-    /// `let (d_x, _, d_y) = backward(tape, d_def)`: a call's cotangents, one per argument.
-    Call {
-        def: VarId,
+    /// `let (d_x, _, d_y) = <invoke>`: cotangents for several values at once, from a
+    /// call's tape (one per argument) or a branch's (one per outer value it reads).
+    Many {
+        invoke: TokenStream,
         slots: Vec<Option<VarId>>,
         span: Span,
+        check: bool,
     },
 }
 
-pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
+/// A branch's two pullback closures and the outer values they return cotangents for.
+pub struct BranchPullbacks {
+    pub then_closure: TokenStream,
+    pub else_closure: TokenStream,
+    pub outer: Vec<VarId>,
+}
+
+/// The reverse pass over `stmts`, in reverse order. `seeds` already have their adjoint
+/// bound (closure parameters); `initial` are contributions made before the first
+/// statement is undone (a branch's outputs flowing into its values). Returns the
+/// statements and the set of values whose adjoint it defined.
+fn reverse_block(
+    cx: &mut Emitter<'_>,
+    stmts: &[Stmt],
+    seeds: &[VarId],
+    initial: Vec<(VarId, TokenStream)>,
+) -> (Vec<TokenStream>, HashSet<VarId>, HashMap<VarId, usize>) {
     let func = cx.func;
     let activity = &cx.plan.activity;
-    // Which values get an adjoint, and how many contributions each receives.
-    let mut count: HashMap<VarId, usize> = HashMap::new();
-    let seed = func.ret.var().filter(|v| activity.is_active(*v));
-    if let Some(v) = seed {
-        count.insert(v, 1);
-    }
-    let mut lines = Vec::new();
-    for (i, s) in func.body.iter().enumerate().rev() {
+    let mut count: HashMap<VarId, usize> = seeds.iter().map(|v| (*v, 1)).collect();
+    let mut lines: Vec<Line> = initial
+        .into_iter()
+        .map(|(target, expr)| Line::Contrib {
+            target,
+            expr,
+            span: Span::call_site(),
+        })
+        .collect();
+    count_contributions(&lines, &mut count);
+    for s in stmts.iter().rev() {
+        let first_new = lines.len();
+        let active = |o: &Operand| o.var().filter(|v| activity.is_active(*v));
+        if let Rhs::If(node) = &s.rhs {
+            if activity.is_active(s.def) && node.outs.iter().any(|o| count.contains_key(&o.def)) {
+                lines.push(branch_line(cx, s.def, node, &count, s.span));
+            }
+            count_contributions(&lines[first_new..], &mut count);
+            continue;
+        }
         if !activity.is_active(s.def) || !count.contains_key(&s.def) {
             continue;
         }
-        let first_new = lines.len();
         let args = s.rhs.operands();
-        let active = |o: &Operand| o.var().filter(|v| activity.is_active(*v));
         match &s.rhs {
             Rhs::Copy(o) => {
                 if let Some(t) = active(o) {
@@ -75,7 +103,7 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                 }
             }
             Rhs::Prim { prim, .. } => {
-                let scalar_path = cx.plan.kinds.scalar_path[i];
+                let scalar_path = cx.plan.kinds.scalar_path(s.def);
                 let single = prim.arity() == 1;
                 for (k, vjp) in prim.vjps_on(scalar_path).iter().enumerate() {
                     let Some(t) = active(&args[k]) else { continue };
@@ -130,13 +158,18 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
             }
             Rhs::Call { .. } => {
                 let slots: Vec<Option<VarId>> = args.iter().map(active).collect();
-                lines.push(Line::Call {
-                    def: s.def,
+                let tape = cx.tape(s.def);
+                cx.captured_tapes.borrow_mut().insert(s.def);
+                let d_def = cx.adjoint(s.def);
+                let invoke = quote_spanned!(s.span=> ::backprop::__private::Pullback::backward(#tape, #d_def));
+                lines.push(Line::Many {
+                    invoke,
                     slots,
                     span: s.span,
+                    check: true,
                 });
             }
-            Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } => {}
+            Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } | Rhs::If(_) => {}
         }
         count_contributions(&lines[first_new..], &mut count);
     }
@@ -145,22 +178,12 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
         p.kind == crate::ir::ParamKind::Scalar
             && !matches!(&p.ty, syn::Type::Path(t) if t.path.get_ident().is_some_and(|i| i == "f32" || i == "f64"))
     });
-    // Emit.
-    let mut defined: HashSet<VarId> = HashSet::new();
-    if let Some(v) = seed {
-        defined.insert(v);
-    }
+    let mut defined: HashSet<VarId> = seeds.iter().copied().collect();
     let mut out = Vec::new();
-    let mut emitted: HashMap<VarId, usize> = HashMap::new();
-    if let Some(v) = seed {
-        emitted.insert(v, 1);
-    }
     for line in &lines {
         match line {
             Line::Contrib { target, expr, span } => {
                 let d = cx.adjoint(*target);
-                let n = emitted.entry(*target).or_insert(0);
-                *n += 1;
                 if defined.insert(*target) {
                     let mutability = if count[target] > 1 {
                         quote!(mut)
@@ -172,10 +195,12 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                     out.push(quote_spanned!(*span=> #d = #d + #expr;));
                 }
             }
-            Line::Call { def, slots, span } => {
-                let tape = cx.tape(*def);
-                cx.captured_tapes.borrow_mut().insert(*def);
-                let d_def = cx.adjoint(*def);
+            Line::Many {
+                invoke,
+                slots,
+                span,
+                check,
+            } => {
                 let mut pats = Vec::new();
                 let mut accum = Vec::new();
                 for slot in slots {
@@ -194,12 +219,12 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
                         }
                     }
                 }
-                out.push(quote_spanned!(*span=> let (#(#pats,)*) = ::backprop::__private::Pullback::backward(#tape, #d_def);));
+                out.push(quote_spanned!(*span=> let (#(#pats,)*) = #invoke;));
                 // An active value passed where the callee takes a constant would get an
                 // `Inactive` slot: say so at the call, not where the types clash later.
                 // (Only for concrete float types: the check's trait cannot name a generic
                 // `T: Float` without overlapping its array impl.)
-                if !generic {
+                if *check && !generic {
                     for slot in slots.iter().flatten() {
                         let d = cx.adjoint(*slot);
                         out.push(
@@ -211,7 +236,136 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
             }
         }
     }
+    (out, defined, count)
+}
 
+/// The values a block defines (its statements and its branches' outputs).
+fn defined_in(stmts: &[Stmt]) -> HashSet<VarId> {
+    let mut set = HashSet::new();
+    crate::ir::walk(stmts, &mut |s| {
+        set.insert(s.def);
+        if let Rhs::If(node) = &s.rhs {
+            set.extend(node.outs.iter().map(|o| o.def));
+        }
+    });
+    set
+}
+
+/// Before (forward):
+/// ```text
+/// let (y, branch) = if c { let t = x * x; (t, Then(pullback_then)) } else { (x, Else(pullback_else)) };
+/// ```
+/// After (reverse): the branch taken is the one whose pullback the tape holds.
+/// ```text
+/// let (d_x,) = match branch { Then(pb) => pb(d_y), Else(pb) => pb(d_y) };
+/// ```
+fn branch_line(
+    cx: &mut Emitter<'_>,
+    def: VarId,
+    node: &IfNode,
+    count: &HashMap<VarId, usize>,
+    span: Span,
+) -> Line {
+    let pullbacks = cx.branch_pullbacks(def, node);
+    let activity = &cx.plan.activity;
+    let args: Vec<TokenStream> = node
+        .outs
+        .iter()
+        .filter(|o| activity.is_active(o.def))
+        .map(|o| {
+            if count.contains_key(&o.def) {
+                let d = cx.adjoint(o.def);
+                quote!(#d)
+            } else {
+                quote!(::backprop::__private::zero())
+            }
+        })
+        .collect();
+    let tape = cx.tape(def);
+    cx.captured_tapes.borrow_mut().insert(def);
+    let invoke = quote_spanned! {span=>
+        match #tape {
+            ::backprop::__private::Branch::Then(pullback) => pullback(#(#args),*),
+            ::backprop::__private::Branch::Else(pullback) => pullback(#(#args),*),
+        }
+    };
+    Line::Many {
+        invoke,
+        slots: pullbacks.outer.iter().map(|v| Some(*v)).collect(),
+        span,
+        check: false,
+    }
+}
+
+/// The pullback closures of both branches of an `if` (built once, by the forward pass
+/// that places them in the tape, and read again by the reverse pass).
+pub fn build_branch_pullbacks(cx: &mut Emitter<'_>, node: &IfNode) -> BranchPullbacks {
+    let activity = &cx.plan.activity;
+    let ret_ty = cx.func.ret_ty.clone();
+    let active_outs: Vec<&crate::ir::IfOut> = node
+        .outs
+        .iter()
+        .filter(|o| activity.is_active(o.def))
+        .collect();
+    let params: Vec<TokenStream> = active_outs
+        .iter()
+        .map(|o| {
+            let d = cx.adjoint(o.def);
+            quote!(#d: #ret_ty)
+        })
+        .collect();
+    let mut sides = Vec::new();
+    for (body, pick) in [(&node.then_body, true), (&node.else_body, false)] {
+        let initial: Vec<(VarId, TokenStream)> = active_outs
+            .iter()
+            .filter_map(|o| {
+                let val = if pick { &o.then_val } else { &o.else_val };
+                let v = val.var().filter(|v| activity.is_active(*v))?;
+                let d = cx.adjoint(o.def);
+                Some((v, quote!(#d)))
+            })
+            .collect();
+        let (stmts, defined, _) = reverse_block(cx, body, &[], initial);
+        let local = defined_in(body);
+        let reaches: BTreeSet<VarId> = defined.into_iter().filter(|v| !local.contains(v)).collect();
+        sides.push((stmts, reaches));
+    }
+    let outer: Vec<VarId> = sides[0].1.union(&sides[1].1).copied().collect();
+    let tuple_ty: Vec<TokenStream> = outer.iter().map(|_| quote!(#ret_ty)).collect();
+    let mut closures = Vec::new();
+    for (stmts, reaches) in sides {
+        let values: Vec<TokenStream> = outer
+            .iter()
+            .map(|v| {
+                if reaches.contains(v) {
+                    let d = cx.adjoint(*v);
+                    quote!(#d)
+                } else {
+                    quote!(::backprop::__private::zero())
+                }
+            })
+            .collect();
+        closures.push(quote! {
+            move |#(#params),*| -> (#(#tuple_ty,)*) {
+                #(#stmts)*
+                (#(#values,)*)
+            }
+        });
+    }
+    let else_closure = closures.pop().expect("two sides");
+    let then_closure = closures.pop().expect("two sides");
+    BranchPullbacks {
+        then_closure,
+        else_closure,
+        outer,
+    }
+}
+
+pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
+    let func = cx.func;
+    let seed = func.ret.var().filter(|v| cx.plan.activity.is_active(*v));
+    let seeds: Vec<VarId> = seed.into_iter().collect();
+    let (out, defined, count) = reverse_block(cx, &func.body, &seeds, Vec::new());
     // The gradient: one slot per argument.
     let grads: Vec<TokenStream> = func
         .params
@@ -258,7 +412,7 @@ fn count_contributions(lines: &[Line], count: &mut HashMap<VarId, usize>) {
     for l in lines {
         match l {
             Line::Contrib { target, .. } => *count.entry(*target).or_insert(0) += 1,
-            Line::Call { slots, .. } => {
+            Line::Many { slots, .. } => {
                 for t in slots.iter().flatten() {
                     *count.entry(*t).or_insert(0) += 1;
                 }

@@ -2,7 +2,7 @@
 //! locals, every unsupported construct reported with its span and what is supported.
 
 use super::op::{self, MethodKind};
-use super::{Func, Operand, Param, ParamKind, Rhs, Spelling, Stmt, VarId, VarInfo};
+use super::{Func, IfNode, IfOut, Operand, Param, ParamKind, Rhs, Spelling, Stmt, VarId, VarInfo};
 use crate::attr::GradArgs;
 use crate::diag::Ctxt;
 use crate::emit::names::Names;
@@ -14,11 +14,12 @@ use syn::visit::Visit;
 use syn::{BinOp, Expr, FnArg, ItemFn, Pat, ReturnType, Type, UnOp};
 
 /// What `#[grad]` differentiates, for the end of every "not supported" message.
-pub const SUPPORTED: &str = "`#[grad]` differentiates straight-line code: `let` bindings (shadowing, `let mut` with \
-     `=`, `+=`, `-=`, `*=`, `/=`), arithmetic `+ - * /` and unary `-` (on floats and ndarray arrays, with \
-     broadcasting), float methods, the array methods `dot`, `t`, `sum`, `mean`, `sum_axis`, borrows `&x`, calls \
-     of functions that have a rule (`#[grad]` functions, `backprop::sigmoid`, `backprop::ops::relu`, ...), \
-     blocks and a final `return`";
+pub const SUPPORTED: &str = "`#[grad]` differentiates `let` bindings (shadowing, `let mut` with `=`, `+=`, `-=`, \
+     `*=`, `/=`), `if`/`else` on scalars (as statements and expressions, and an early \
+     `if c { return v; }`), arithmetic `+ - * /` and unary `-` (on floats and ndarray arrays, \
+     with broadcasting), float methods, the array methods `dot`, `t`, `sum`, `mean`, `sum_axis`, \
+     borrows `&x`, calls of functions that have a rule (`#[grad]` functions, `backprop::sigmoid`, \
+     `backprop::ops::relu`, ...), blocks and a final `return`; loops are not supported yet";
 
 pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
     // Always `Some`: see the comment before the return.
@@ -351,6 +352,30 @@ impl Lowerer<'_> {
         let mut tail = None;
         for (k, stmt) in stmts.iter().enumerate() {
             let last = k + 1 == stmts.len();
+            // `if c { ...; return v; } rest` in the function body is
+            // `if c { ...; v } else { rest }`: the early return becomes a branch.
+            if is_body
+                && !last
+                && let syn::Stmt::Expr(Expr::If(i), _) = stmt
+                && i.else_branch.is_none()
+                && let Some(syn::Stmt::Expr(Expr::Return(r), _)) = i.then_branch.stmts.last()
+                && let Some(value) = &r.expr
+            {
+                let mut rewritten = i.clone();
+                let n = rewritten.then_branch.stmts.len();
+                rewritten.then_branch.stmts[n - 1] = syn::Stmt::Expr((**value).clone(), None);
+                let rest = syn::Block {
+                    brace_token: Default::default(),
+                    stmts: stmts[k + 1..].to_vec(),
+                };
+                let else_expr = Expr::Block(syn::ExprBlock {
+                    attrs: Vec::new(),
+                    label: None,
+                    block: rest,
+                });
+                rewritten.else_branch = Some((Default::default(), Box::new(else_expr)));
+                return self.if_expr(&rewritten, None, true, true);
+            }
             match stmt {
                 syn::Stmt::Expr(Expr::Return(_), _) | syn::Stmt::Expr(_, None) if last => {}
                 other => {
@@ -518,8 +543,11 @@ impl Lowerer<'_> {
             Expr::Return(r) => {
                 self.cx.error_spanned_by(
                     r,
-                    format!("`#[grad]` supports `return` only as the last statement of the function (early returns are not supported yet); {SUPPORTED}"),
+                    format!("`#[grad]` supports `return` as the last statement of the function and as the last statement of an `if` without `else` in the function body (`if c {{ return v; }}`); {SUPPORTED}"),
                 );
+            }
+            Expr::If(i) if self.mentions_local(e) => {
+                let _ = self.if_expr(i, None, false, false);
             }
             Expr::Block(b) if b.label.is_none() => {
                 // A block used as a statement: its value (if any) is discarded.
@@ -650,8 +678,140 @@ impl Lowerer<'_> {
                 self.scopes.pop();
                 v
             }
+            Expr::If(i) => self.if_expr(i, want, true, false),
             _ => self.unsupported(e),
         }
+    }
+
+    /// `if c { .. } else { .. }` in SSA form: each branch is lowered into its own body,
+    /// starting from the same bindings; every local either branch reassigns, and the
+    /// branch's value when it is used as an expression, becomes an output (a φ-node)
+    /// rebound after the `if`. `else_is_body` marks the rewritten rest of the function
+    /// after an early `return` (its own `return`s are allowed).
+    fn if_expr(
+        &mut self,
+        i: &syn::ExprIf,
+        want: Option<&Ident>,
+        needs_value: bool,
+        else_is_body: bool,
+    ) -> Operand {
+        let span = i.span();
+        if let Expr::Let(l) = &*i.cond {
+            self.cx.error_spanned_by(
+                l,
+                format!("`if let` is not supported by `#[grad]` yet; {SUPPORTED}"),
+            );
+            return dummy();
+        }
+        let cond = self.expr(&i.cond, None);
+        let before = self.scopes.clone();
+        let outer_body = std::mem::take(&mut self.body);
+        // then
+        self.scopes.push(HashMap::new());
+        let then_val = if needs_value {
+            Some(self.block_value(&i.then_branch.stmts, i.then_branch.span(), false))
+        } else {
+            for stmt in &i.then_branch.stmts {
+                match stmt {
+                    syn::Stmt::Expr(e, None) => self.expr_stmt(e),
+                    other => self.block_stmt(other, false),
+                }
+            }
+            None
+        };
+        self.scopes.pop();
+        let then_body = std::mem::take(&mut self.body);
+        let then_scopes = std::mem::replace(&mut self.scopes, before.clone());
+        // else
+        let else_val = match &i.else_branch {
+            Some((_, else_expr)) => match (&**else_expr, needs_value) {
+                (Expr::Block(b), true) if else_is_body => {
+                    Some(self.block_value(&b.block.stmts, b.block.span(), true))
+                }
+                (e, true) => Some(self.expr(e, None)),
+                (e, false) => {
+                    self.expr_stmt(e);
+                    None
+                }
+            },
+            None if needs_value => {
+                self.cx.error_spanned_by(
+                    i,
+                    "`#[grad]` needs an `if` used as a value to have an `else` branch",
+                );
+                Some(dummy())
+            }
+            None => None,
+        };
+        let else_body = std::mem::replace(&mut self.body, outer_body);
+        let else_scopes = std::mem::replace(&mut self.scopes, before.clone());
+        // φ-nodes: the value, then every outer local a branch rebound.
+        let mut outs = Vec::new();
+        let mut value = None;
+        if let (Some(t), Some(e)) = (then_val, else_val) {
+            let def = match want {
+                Some(ident) => {
+                    let v = self.user_var(ident);
+                    self.named_result = Some(v);
+                    v
+                }
+                None => {
+                    let name = self.names.temp(span);
+                    self.new_var(name)
+                }
+            };
+            outs.push(IfOut {
+                def,
+                then_val: t,
+                else_val: e,
+            });
+            value = Some(def);
+        }
+        let mut rebinds = Vec::new();
+        for (level, scope) in before.iter().enumerate() {
+            let mut names: Vec<&String> = scope.keys().collect();
+            names.sort();
+            for name in names {
+                let old = scope[name];
+                let t = then_scopes[level][name];
+                let e = else_scopes[level][name];
+                if t == old && e == old {
+                    continue;
+                }
+                let ident = if let Some(raw) = name.strip_prefix("r#") {
+                    Ident::new_raw(raw, span)
+                } else {
+                    Ident::new(name, span)
+                };
+                let first = false;
+                let fresh = self.names.claim_user(&ident, first);
+                let def = self.new_var(fresh);
+                outs.push(IfOut {
+                    def,
+                    then_val: Operand::Var(t),
+                    else_val: Operand::Var(e),
+                });
+                rebinds.push((level, name.clone(), def));
+            }
+        }
+        for (level, name, def) in rebinds {
+            self.scopes[level].insert(name, def);
+        }
+        let tape = self.names.fresh("branch", span);
+        let def = self.new_var(tape);
+        self.body.push(Stmt {
+            def,
+            rhs: Rhs::If(Box::new(IfNode {
+                cond,
+                then_body,
+                else_body,
+                outs,
+            })),
+            span,
+            ty: None,
+            source: String::new(),
+        });
+        value.map_or_else(dummy, Operand::Var)
     }
 
     fn binary(&mut self, b: &syn::ExprBinary, want: Option<&Ident>) -> Operand {

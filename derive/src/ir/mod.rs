@@ -111,6 +111,28 @@ pub enum Rhs {
         /// The user's expression, to span the error on all of it.
         at: proc_macro2::TokenStream,
     },
+    /// `if cond { .. } else { .. }`: the statement's `def` names the branch's tape; the
+    /// values it produces (its own value and the locals either branch reassigns) are
+    /// the `outs`, SSA's φ-nodes.
+    If(Box<IfNode>),
+}
+
+/// A two-way branch in SSA form.
+#[derive(Clone, Debug)]
+pub struct IfNode {
+    /// A bool; never active.
+    pub cond: Operand,
+    pub then_body: Vec<Stmt>,
+    pub else_body: Vec<Stmt>,
+    pub outs: Vec<IfOut>,
+}
+
+/// One value an `if` produces: `def` after the branch, from `then_val` or `else_val`.
+#[derive(Clone, Debug)]
+pub struct IfOut {
+    pub def: VarId,
+    pub then_val: Operand,
+    pub else_val: Operand,
 }
 
 impl Rhs {
@@ -121,6 +143,7 @@ impl Rhs {
             | Rhs::Call { args, .. }
             | Rhs::ZeroDerivative { args, .. }
             | Rhs::NoRule { args, .. } => args,
+            Rhs::If(node) => std::slice::from_ref(&node.cond),
         }
     }
 }
@@ -151,5 +174,32 @@ pub struct Func {
 impl Func {
     pub fn name(&self, v: VarId) -> &Ident {
         &self.vars[v.0].name
+    }
+
+    /// The statement that defines `v`, at any depth.
+    pub fn def_of(&self, v: VarId) -> Option<&Stmt> {
+        fn find(stmts: &[Stmt], v: VarId) -> Option<&Stmt> {
+            stmts.iter().find_map(|s| {
+                if s.def == v {
+                    return Some(s);
+                }
+                match &s.rhs {
+                    Rhs::If(node) => find(&node.then_body, v).or_else(|| find(&node.else_body, v)),
+                    _ => None,
+                }
+            })
+        }
+        find(&self.body, v)
+    }
+}
+
+/// Every statement, branches included, in program order.
+pub fn walk<'a>(stmts: &'a [Stmt], f: &mut dyn FnMut(&'a Stmt)) {
+    for s in stmts {
+        f(s);
+        if let Rhs::If(node) = &s.rhs {
+            walk(&node.then_body, f);
+            walk(&node.else_body, f);
+        }
     }
 }

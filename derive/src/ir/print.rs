@@ -27,6 +27,12 @@ impl fmt::Display for Func {
                 Rhs::Call { path, .. } => format!("call {}", path.to_token_stream()),
                 Rhs::ZeroDerivative { .. } => "zero-derivative".to_string(),
                 Rhs::NoRule { .. } => "no-rule".to_string(),
+                Rhs::If(node) => format!(
+                    "if (then {} stmts, else {} stmts, {} outputs)",
+                    node.then_body.len(),
+                    node.else_body.len(),
+                    node.outs.len()
+                ),
             };
             writeln!(f, "let {} = {kind}({})", self.name(s.def), args.join(", "))?;
         }
