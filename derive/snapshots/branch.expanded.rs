@@ -26,7 +26,13 @@ struct branchy {}
 impl branchy {
     /// Forward pass with one cotangent per argument (`Inactive` for constants).
     #[inline]
-    #[allow(unused_variables, unreachable_code, clippy::all)]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unreachable_code,
+        clippy::all
+    )]
     fn forward(
         x: f64,
         y: f64,

@@ -22,7 +22,13 @@ struct softplus_sq {}
 impl softplus_sq {
     /// Forward pass with one cotangent per argument (`Inactive` for constants).
     #[inline]
-    #[allow(unused_variables, unreachable_code, clippy::all)]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unreachable_code,
+        clippy::all
+    )]
     fn forward<T: Float>(
         x: T,
         y: T,

@@ -20,7 +20,13 @@ struct sigmoid_mse {}
 impl sigmoid_mse {
     /// Forward pass with one cotangent per argument (`Inactive` for constants).
     #[inline]
-    #[allow(unused_variables, unreachable_code, clippy::all)]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unreachable_code,
+        clippy::all
+    )]
     fn forward(
         w: f64,
         x: f64,

@@ -32,7 +32,13 @@ struct mlp {}
 impl mlp {
     /// Forward pass with one cotangent per argument (`Inactive` for constants).
     #[inline]
-    #[allow(unused_variables, unreachable_code, clippy::all)]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unreachable_code,
+        clippy::all
+    )]
     fn forward(
         x: ArrayView2<'_, f32>,
         labels: &[usize],

@@ -22,7 +22,13 @@ struct f {}
 impl f {
     /// Forward pass with one cotangent per argument (`Inactive` for constants).
     #[inline]
-    #[allow(unused_variables, unreachable_code, clippy::all)]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unreachable_code,
+        clippy::all
+    )]
     fn forward(
         a: f64,
         b: f64,

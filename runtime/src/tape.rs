@@ -202,3 +202,10 @@ pub enum Branch<A, B> {
     /// The `else` branch ran.
     Else(B),
 }
+
+impl<T> HeapOfOwned for Probe<'_, Vec<T>> {
+    /// A loop's stack of per-iteration pullbacks: its allocation.
+    fn heap_bytes(&self) -> usize {
+        self.0.capacity() * core::mem::size_of::<T>()
+    }
+}

@@ -10,7 +10,7 @@ import json, re, sys
 
 SRC = "../shared/cases/cases.jsonl"
 UNSUPPORTED_MARKERS = [
-    (r"\bfor\b", "for loops"), (r"\bwhile\b", "while loops"),
+    (r"\bfor\b.*\bin\b\s+[a-z_]+(\.iter\(\))?\s*\{", "for over slices"),
     (r"&\[", "slices"), (r"vec!", "Vec buffers"), (r"\bloop\b", "loop"),
 ]
 

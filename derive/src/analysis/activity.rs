@@ -44,6 +44,33 @@ fn forward(stmts: &[Stmt], varied: &mut [bool]) {
                 }
                 varied[s.def.0] = any;
             }
+            Rhs::Loop(node) => {
+                // Carried values: varied if the initial value is, or if an iteration
+                // makes them so; iterate the body to a fixed point (at most one more
+                // pass per carried value).
+                for c in &node.carried {
+                    varied[c.entry.0] = is(&c.init, varied);
+                }
+                loop {
+                    forward(&node.body, varied);
+                    let mut changed = false;
+                    for c in &node.carried {
+                        if is(&c.exit, varied) && !varied[c.entry.0] {
+                            varied[c.entry.0] = true;
+                            changed = true;
+                        }
+                    }
+                    if !changed {
+                        break;
+                    }
+                }
+                let mut any = false;
+                for c in &node.carried {
+                    varied[c.out.0] = varied[c.entry.0] || is(&c.exit, varied);
+                    any |= varied[c.out.0];
+                }
+                varied[s.def.0] = any;
+            }
             rhs if propagates(rhs) => {
                 varied[s.def.0] = rhs.operands().iter().any(|o| is(o, varied))
             }
@@ -70,6 +97,36 @@ fn backward(stmts: &[Stmt], useful: &mut [bool]) {
                 }
                 backward(&node.then_body, useful);
                 backward(&node.else_body, useful);
+            }
+            Rhs::Loop(node) => {
+                // A useful output makes its last exit useful; a useful entry makes the
+                // previous iteration's exit and the initial value useful.
+                for c in &node.carried {
+                    if useful[c.out.0] {
+                        useful[s.def.0] = true;
+                        mark(&c.exit, useful);
+                        useful[c.entry.0] = true;
+                        mark(&c.init, useful);
+                    }
+                }
+                loop {
+                    backward(&node.body, useful);
+                    let mut changed = false;
+                    for c in &node.carried {
+                        let exit_useful = c.exit.var().is_some_and(|v| useful[v.0]);
+                        if useful[c.entry.0] && !exit_useful {
+                            mark(&c.exit, useful);
+                            changed = true;
+                        }
+                        if useful[c.entry.0] {
+                            useful[s.def.0] = true;
+                            mark(&c.init, useful);
+                        }
+                    }
+                    if !changed {
+                        break;
+                    }
+                }
             }
             rhs if useful[s.def.0] && propagates(rhs) => {
                 for o in rhs.operands() {

@@ -24,20 +24,20 @@ pub fn check(cx: &Ctxt, func: &Func, activity: &Activity) {
 /// zero for what the other branch differentiates, and a zero array needs a shape.
 pub fn check_branches(cx: &Ctxt, func: &Func, activity: &Activity, kinds: &super::kind::Kinds) {
     walk(&func.body, &mut |s| {
-        if let Rhs::If(node) = &s.rhs
-            && activity.is_active(s.def)
-        {
+        let bodies: Vec<&[crate::ir::Stmt]> = match &s.rhs {
+            Rhs::If(node) => vec![&node.then_body, &node.else_body],
+            Rhs::Loop(node) => vec![&node.body],
+            _ => return,
+        };
+        if activity.is_active(s.def) {
             let mut tensor = !kinds.scalar_path(s.def);
-            crate::ir::walk(&node.then_body, &mut |b| {
-                tensor |= !kinds.scalar_path(b.def)
-            });
-            crate::ir::walk(&node.else_body, &mut |b| {
-                tensor |= !kinds.scalar_path(b.def)
-            });
+            for b in bodies {
+                crate::ir::walk(b, &mut |st| tensor |= !kinds.scalar_path(st.def));
+            }
             if tensor {
                 cx.error_at(
                     s.span,
-                    "`#[grad]` differentiates `if`/`else` on scalars; a branch that computes with ndarray arrays is not supported yet (compute both sides and select with arithmetic, or move the branch out of the differentiated function)",
+                    "`#[grad]` differentiates `if`/`else` and loops on scalars; a branch or loop that computes with ndarray arrays is not supported yet (write it with array operations, or move it out of the differentiated function)",
                 );
             }
         }

@@ -53,6 +53,19 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                 }
                 all
             }
+            Rhs::Loop(node) => {
+                for c in &node.carried {
+                    k.scalar[c.entry.0] = scalar(&c.init, k);
+                }
+                walk(&node.body, k);
+                let mut all = true;
+                for c in &node.carried {
+                    let sc = scalar(&c.init, k) && scalar(&c.exit, k);
+                    k.scalar[c.out.0] = sc;
+                    all &= sc;
+                }
+                all
+            }
             Rhs::Prim { prim, .. } if prim.reduces => true,
             _ => inputs_scalar,
         };

@@ -41,7 +41,7 @@ pub fn saved(func: &Func, activity: &Activity, kinds: &Kinds) -> BTreeSet<VarId>
             // A call's or a branch's tape: recorded under the statement's own name
             // (see emit::reverse); a branch keeps which way it went and what that
             // branch's pullback reads.
-            Rhs::Call { .. } | Rhs::If(_) => {
+            Rhs::Call { .. } | Rhs::If(_) | Rhs::Loop(_) => {
                 saved.insert(s.def);
             }
             Rhs::Copy(_) | Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } => {}

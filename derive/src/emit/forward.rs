@@ -37,6 +37,7 @@ pub struct Emitter<'a> {
     /// Each branch's pullback closures, built by the forward pass (which stores them in
     /// the tape) and read by the reverse pass (which needs their outer values).
     branches: HashMap<VarId, super::reverse::BranchPullbacks>,
+    loops: HashMap<VarId, super::reverse::LoopPullback>,
 }
 
 impl<'a> Emitter<'a> {
@@ -51,6 +52,7 @@ impl<'a> Emitter<'a> {
             captured: Default::default(),
             captured_tapes: Default::default(),
             branches: HashMap::new(),
+            loops: HashMap::new(),
         }
     }
 
@@ -180,6 +182,94 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// The per-iteration pullback of the loop defining `def` (built by its forward pass).
+    pub fn loop_pullback(
+        &mut self,
+        def: VarId,
+        node: &crate::ir::LoopNode,
+    ) -> super::reverse::LoopPullback {
+        if !self.loops.contains_key(&def) {
+            let built = super::reverse::build_loop_pullback(self, node);
+            self.loops.insert(def, built);
+        }
+        let b = &self.loops[&def];
+        super::reverse::LoopPullback {
+            closure: b.closure.clone(),
+            active: b.active.clone(),
+            outer: b.outer.clone(),
+        }
+    }
+
+    /// A loop: the carried values live in mutable state named after their value after
+    /// the loop; each iteration binds their entry values, runs the body and, when the
+    /// loop is active, pushes its pullback onto the loop's tape (a `Vec`).
+    fn loop_stmt(&mut self, s: &Stmt, node: &crate::ir::LoopNode) -> TokenStream {
+        let span = s.span;
+        let active = self.plan.activity.is_active(s.def);
+        let states: Vec<Ident> = node
+            .carried
+            .iter()
+            .map(|c| self.var(c.out).clone())
+            .collect();
+        let inits: Vec<TokenStream> = node.carried.iter().map(|c| self.operand(&c.init)).collect();
+        let entries: Vec<Ident> = node
+            .carried
+            .iter()
+            .map(|c| self.var(c.entry).clone())
+            .collect();
+        let exits: Vec<TokenStream> = node.carried.iter().map(|c| self.operand(&c.exit)).collect();
+        let body = self.block(&node.body);
+        let (push, tape_decl) = if active {
+            let closure = self.loop_pullback(s.def, node).closure;
+            let tape = self.tape(s.def);
+            (
+                quote!(#tape.push(#closure);),
+                quote!(let mut #tape = ::std::vec::Vec::new();),
+            )
+        } else {
+            (quote!(), quote!())
+        };
+        let iteration = |body: &[TokenStream], head: TokenStream| {
+            quote! {
+                #(let #entries = #states;)*
+                #head
+                #(#body)*
+                #push
+                #(#states = #exits;)*
+            }
+        };
+        let lp = match &node.head {
+            crate::ir::LoopHead::For { index, range } if active => {
+                // A range knows its length: the tape is allocated once, exactly.
+                let i = self.var(*index).clone();
+                let it = iteration(&body, quote!());
+                let tape = self.tape(s.def);
+                let r = self.names.fresh("range", span);
+                quote_spanned! {span=>
+                    let #r = #range;
+                    #tape.reserve_exact(::core::iter::Iterator::size_hint(&#r).0);
+                    for #i in #r { #it }
+                }
+            }
+            crate::ir::LoopHead::For { index, range } => {
+                let i = self.var(*index).clone();
+                let it = iteration(&body, quote!());
+                quote_spanned!(span=> for #i in #range { #it })
+            }
+            crate::ir::LoopHead::While { cond, head_len } => {
+                let c = self.operand(cond);
+                let (head, rest) = body.split_at(*head_len);
+                let it = iteration(rest, quote!(#(#head)* if !#c { break; }));
+                quote_spanned!(span=> loop { #it })
+            }
+        };
+        quote! {
+            #(let mut #states = #inits;)*
+            #tape_decl
+            #lp
+        }
+    }
+
     /// Before:
     /// ```text
     /// let y = if c { x * x } else { x };
@@ -266,6 +356,9 @@ impl<'a> Emitter<'a> {
         if let Rhs::If(node) = &s.rhs {
             return self.if_stmt(s, node);
         }
+        if let Rhs::Loop(node) = &s.rhs {
+            return self.loop_stmt(s, node);
+        }
         let def = self.var(s.def).clone();
         let ty = s.ty.as_ref().map(|t| quote!(: #t));
         let span = s.span;
@@ -315,7 +408,7 @@ impl<'a> Emitter<'a> {
             Rhs::Prim { spelling, args, .. }
             | Rhs::ZeroDerivative { spelling, args }
             | Rhs::NoRule { spelling, args, .. } => self.spelled(spelling, args, span),
-            Rhs::Call { .. } | Rhs::If(_) => unreachable!("handled above"),
+            Rhs::Call { .. } | Rhs::If(_) | Rhs::Loop(_) => unreachable!("handled above"),
         };
         quote_spanned!(span=> let #def #ty = #value;)
     }

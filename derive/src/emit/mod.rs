@@ -297,7 +297,7 @@ impl Shape<'_> {
                 #[inline]
                 // The forward pass repeats the user's statements (linted already, on `f`)
                 // and the reverse pass is machine-written: lints on either are noise here.
-                #[allow(unused_variables, unreachable_code, clippy::all)]
+                #[allow(unused_variables, unused_assignments, unused_mut, unreachable_code, clippy::all)]
                 #vis fn forward #impl_generics (#inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
                     #forward_body
                 }
@@ -391,7 +391,10 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
     // nothing on the heap and keeps the plain constructor.
     let mut has_calls = false;
     crate::ir::walk(&func.body, &mut |s| {
-        has_calls |= matches!(s.rhs, crate::ir::Rhs::Call { .. } | crate::ir::Rhs::If(_))
+        has_calls |= matches!(
+            s.rhs,
+            crate::ir::Rhs::Call { .. } | crate::ir::Rhs::If(_) | crate::ir::Rhs::Loop(_)
+        )
     });
     let (heap, tape) = if shape.tensor || has_calls {
         // Only values in scope at the top of the forward pass: a branch's own values
@@ -400,8 +403,10 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
             func.params.iter().map(|p| p.var).collect();
         for s in &func.body {
             visible.insert(s.def);
-            if let crate::ir::Rhs::If(node) = &s.rhs {
-                visible.extend(node.outs.iter().map(|o| o.def));
+            match &s.rhs {
+                crate::ir::Rhs::If(node) => visible.extend(node.outs.iter().map(|o| o.def)),
+                crate::ir::Rhs::Loop(node) => visible.extend(node.carried.iter().map(|c| c.out)),
+                _ => {}
             }
         }
         let mut names: Vec<syn::Ident> = ctx

@@ -25,7 +25,7 @@
 
 use super::forward::Emitter;
 use crate::ir::op::{Need, Vjp};
-use crate::ir::{IfNode, Operand, Rhs, Stmt, VarId};
+use crate::ir::{IfNode, LoopNode, Operand, Rhs, Stmt, VarId};
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -83,6 +83,14 @@ fn reverse_block(
         if let Rhs::If(node) = &s.rhs {
             if activity.is_active(s.def) && node.outs.iter().any(|o| count.contains_key(&o.def)) {
                 lines.push(branch_line(cx, s.def, node, &count, s.span));
+            }
+            count_contributions(&lines[first_new..], &mut count);
+            continue;
+        }
+        if let Rhs::Loop(node) = &s.rhs {
+            if activity.is_active(s.def) && node.carried.iter().any(|c| count.contains_key(&c.out))
+            {
+                lines.push(loop_line(cx, s.def, node, &count, s.span));
             }
             count_contributions(&lines[first_new..], &mut count);
             continue;
@@ -169,7 +177,7 @@ fn reverse_block(
                     check: true,
                 });
             }
-            Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } | Rhs::If(_) => {}
+            Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } | Rhs::If(_) | Rhs::Loop(_) => {}
         }
         count_contributions(&lines[first_new..], &mut count);
     }
@@ -244,8 +252,10 @@ fn defined_in(stmts: &[Stmt]) -> HashSet<VarId> {
     let mut set = HashSet::new();
     crate::ir::walk(stmts, &mut |s| {
         set.insert(s.def);
-        if let Rhs::If(node) = &s.rhs {
-            set.extend(node.outs.iter().map(|o| o.def));
+        match &s.rhs {
+            Rhs::If(node) => set.extend(node.outs.iter().map(|o| o.def)),
+            Rhs::Loop(node) => set.extend(node.carried.iter().flat_map(|c| [c.entry, c.out])),
+            _ => {}
         }
     });
     set
@@ -418,5 +428,165 @@ fn count_contributions(lines: &[Line], count: &mut HashMap<VarId, usize>) {
                 }
             }
         }
+    }
+}
+
+/// A loop's per-iteration pullback closure, the carried values it differentiates, and
+/// the outer values it returns cotangents for.
+pub struct LoopPullback {
+    pub closure: TokenStream,
+    /// Indices into `carried` of the carried values with an adjoint.
+    pub active: Vec<usize>,
+    pub outer: Vec<VarId>,
+}
+
+/// The pullback of one iteration: from the cotangents of the carried values at the end
+/// of the iteration to those at its start, plus what flows to values read from outside
+/// the loop.
+pub fn build_loop_pullback(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopPullback {
+    let activity = &cx.plan.activity;
+    let ret_ty = cx.func.ret_ty.clone();
+    let active: Vec<usize> = (0..node.carried.len())
+        .filter(|k| {
+            activity.is_active(node.carried[*k].entry) || activity.is_active(node.carried[*k].out)
+        })
+        .collect();
+    let mut params = Vec::new();
+    let mut initial = Vec::new();
+    for &k in &active {
+        let c = &node.carried[k];
+        let name = format!(
+            "d_{}_next",
+            cx.var(c.out).to_string().trim_start_matches("r#")
+        );
+        let p = cx.names.fresh(&name, Span::call_site());
+        params.push(quote!(#p: #ret_ty));
+        if let Some(v) = c.exit.var().filter(|v| activity.is_active(*v)) {
+            initial.push((v, quote!(#p)));
+        }
+    }
+    let (stmts, defined, _) = reverse_block(cx, &node.body, &[], initial);
+    let mut local = defined_in(&node.body);
+    local.extend(node.carried.iter().map(|c| c.entry));
+    let outer: Vec<VarId> = defined
+        .iter()
+        .filter(|v| !local.contains(v))
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut values = Vec::new();
+    for &k in &active {
+        let e = node.carried[k].entry;
+        if defined.contains(&e) {
+            let d = cx.adjoint(e);
+            values.push(quote!(#d));
+        } else {
+            values.push(quote!(::backprop::__private::zero()));
+        }
+    }
+    for v in &outer {
+        let d = cx.adjoint(*v);
+        values.push(quote!(#d));
+    }
+    let tys: Vec<TokenStream> = values.iter().map(|_| quote!(#ret_ty)).collect();
+    let closure = quote! {
+        move |#(#params),*| -> (#(#tys,)*) {
+            #(#stmts)*
+            (#(#values,)*)
+        }
+    };
+    LoopPullback {
+        closure,
+        active,
+        outer,
+    }
+}
+
+/// Before (forward): every iteration pushes its pullback.
+/// ```text
+/// let mut v_1 = v;
+/// let mut iterations = Vec::new();
+/// for _ in 0..n { let v_2 = v_1; let v_3 = v_2 * v_2; iterations.push(move |d_v_1_next| ..); v_1 = v_3; }
+/// ```
+/// After (reverse): the pullbacks run last-in first-out.
+/// ```text
+/// let (d_v,) = { let mut d_v_1_carry = d_v_1;
+///     while let Some(pullback) = iterations.pop() { let (d,) = pullback(d_v_1_carry); d_v_1_carry = d; }
+///     (d_v_1_carry,) };
+/// ```
+fn loop_line(
+    cx: &mut Emitter<'_>,
+    def: VarId,
+    node: &LoopNode,
+    count: &HashMap<VarId, usize>,
+    span: Span,
+) -> Line {
+    let pb = cx.loop_pullback(def, node);
+    let activity = &cx.plan.activity;
+    let tape = cx.tape(def);
+    cx.captured_tapes.borrow_mut().insert(def);
+    let mut carry_names = Vec::new();
+    let mut inits = Vec::new();
+    for &k in &pb.active {
+        let c = &node.carried[k];
+        let name = cx.names.fresh(
+            &format!(
+                "d_{}_carry",
+                cx.var(c.out).to_string().trim_start_matches("r#")
+            ),
+            span,
+        );
+        let start = if count.contains_key(&c.out) {
+            let d = cx.adjoint(c.out);
+            quote!(#d)
+        } else {
+            quote!(::backprop::__private::zero())
+        };
+        inits.push(quote!(let mut #name = #start;));
+        carry_names.push(name);
+    }
+    let outer_names: Vec<proc_macro2::Ident> = pb
+        .outer
+        .iter()
+        .map(|v| {
+            cx.names.fresh(
+                &format!("d_{}_sum", cx.var(*v).to_string().trim_start_matches("r#")),
+                span,
+            )
+        })
+        .collect();
+    let step_names: Vec<proc_macro2::Ident> = (0..carry_names.len() + outer_names.len())
+        .map(|k| cx.names.fresh(&format!("step_{k}"), span))
+        .collect();
+    let (carry_steps, outer_steps) = step_names.split_at(carry_names.len());
+    let invoke = quote_spanned! {span=>
+        {
+            #(#inits)*
+            #(let mut #outer_names = ::backprop::__private::zero();)*
+            while let ::core::option::Option::Some(pullback) = #tape.pop() {
+                let (#(#step_names,)*) = pullback(#(#carry_names),*);
+                #(#carry_names = #carry_steps;)*
+                #(#outer_names = #outer_names + #outer_steps;)*
+            }
+            (#(#carry_names,)* #(#outer_names,)*)
+        }
+    };
+    let mut slots: Vec<Option<VarId>> = pb
+        .active
+        .iter()
+        .map(|&k| {
+            node.carried[k]
+                .init
+                .var()
+                .filter(|v| activity.is_active(*v))
+        })
+        .collect();
+    slots.extend(pb.outer.iter().map(|v| Some(*v)));
+    Line::Many {
+        invoke,
+        slots,
+        span,
+        check: false,
     }
 }

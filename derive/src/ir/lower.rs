@@ -2,7 +2,10 @@
 //! locals, every unsupported construct reported with its span and what is supported.
 
 use super::op::{self, MethodKind};
-use super::{Func, IfNode, IfOut, Operand, Param, ParamKind, Rhs, Spelling, Stmt, VarId, VarInfo};
+use super::{
+    Carried, Func, IfNode, IfOut, LoopHead, LoopNode, Operand, Param, ParamKind, Rhs, Spelling,
+    Stmt, VarId, VarInfo,
+};
 use crate::attr::GradArgs;
 use crate::diag::Ctxt;
 use crate::emit::names::Names;
@@ -19,7 +22,9 @@ pub const SUPPORTED: &str = "`#[grad]` differentiates `let` bindings (shadowing,
      `if c { return v; }`), arithmetic `+ - * /` and unary `-` (on floats and ndarray arrays, \
      with broadcasting), float methods, the array methods `dot`, `t`, `sum`, `mean`, `sum_axis`, \
      borrows `&x`, calls of functions that have a rule (`#[grad]` functions, `backprop::sigmoid`, \
-     `backprop::ops::relu`, ...), blocks and a final `return`; loops are not supported yet";
+     `backprop::ops::relu`, ...), blocks, a final `return`, and on scalars `for` over integer \
+     ranges and `while` loops; `loop`, `break`, `continue` and iterating over slices are not \
+     supported yet";
 
 pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
     // Always `Some`: see the comment before the return.
@@ -549,6 +554,8 @@ impl Lowerer<'_> {
             Expr::If(i) if self.mentions_local(e) => {
                 let _ = self.if_expr(i, None, false, false);
             }
+            Expr::ForLoop(f) if f.label.is_none() => self.for_loop(f),
+            Expr::While(w) if w.label.is_none() => self.while_loop(w),
             Expr::Block(b) if b.label.is_none() => {
                 // A block used as a statement: its value (if any) is discarded.
                 self.scopes.push(HashMap::new());
@@ -812,6 +819,203 @@ impl Lowerer<'_> {
             source: String::new(),
         });
         value.map_or_else(dummy, Operand::Var)
+    }
+
+    /// The outer locals a loop body assigns to (`x = ...`, `x += ...`), sorted: the
+    /// values the loop carries from one iteration to the next.
+    fn assigned_in(&self, body: &syn::Block) -> Vec<String> {
+        struct Finder<'s, 'a> {
+            lw: &'s Lowerer<'a>,
+            found: std::collections::BTreeSet<String>,
+        }
+        impl<'ast> Visit<'ast> for Finder<'_, '_> {
+            fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
+                if let Expr::Path(p) = &*a.left
+                    && let Some(i) = p.path.get_ident()
+                    && self.lw.lookup(&i.to_string()).is_some()
+                {
+                    self.found.insert(i.to_string());
+                }
+                syn::visit::visit_expr_assign(self, a);
+            }
+            fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
+                if compound(&b.op).is_some()
+                    && let Expr::Path(p) = &*b.left
+                    && let Some(i) = p.path.get_ident()
+                    && self.lw.lookup(&i.to_string()).is_some()
+                {
+                    self.found.insert(i.to_string());
+                }
+                syn::visit::visit_expr_binary(self, b);
+            }
+        }
+        let mut f = Finder {
+            lw: self,
+            found: Default::default(),
+        };
+        f.visit_block(body);
+        f.found.into_iter().collect()
+    }
+
+    fn ident_of(name: &str, span: Span) -> Ident {
+        match name.strip_prefix("r#") {
+            Some(raw) => Ident::new_raw(raw, span),
+            None => Ident::new(name, span),
+        }
+    }
+
+    /// Lowers a loop: binds each carried local to its `entry` value in a new scope,
+    /// lowers `head` (a `while` condition) then the body, and rebinds the carried
+    /// locals to their `out` values after the loop.
+    fn lower_loop(
+        &mut self,
+        body: &syn::Block,
+        span: Span,
+        head: impl FnOnce(&mut Self) -> LoopHeadDraft,
+    ) {
+        let carried_names = self.assigned_in(body);
+        let inits: Vec<(String, VarId)> = carried_names
+            .iter()
+            .filter_map(|n| Some((n.clone(), self.lookup(n)?)))
+            .collect();
+        let outer_body = std::mem::take(&mut self.body);
+        self.scopes.push(HashMap::new());
+        let mut entries = Vec::new();
+        for (name, _) in &inits {
+            let ident = Self::ident_of(name, span);
+            let fresh = self.names.claim_user(&ident, false);
+            let v = self.new_var(fresh);
+            self.scopes
+                .last_mut()
+                .expect("scope")
+                .insert(name.clone(), v);
+            entries.push(v);
+        }
+        let draft = head(self);
+        let head_len = self.body.len();
+        for stmt in &body.stmts {
+            match stmt {
+                syn::Stmt::Expr(e, None) => self.expr_stmt(e),
+                other => self.block_stmt(other, false),
+            }
+        }
+        let exits: Vec<VarId> = inits
+            .iter()
+            .map(|(n, _)| self.lookup(n).expect("carried local"))
+            .collect();
+        self.scopes.pop();
+        let body_stmts = std::mem::replace(&mut self.body, outer_body);
+        let mut carried = Vec::new();
+        for ((name, init), (entry, exit)) in inits.iter().zip(entries.into_iter().zip(exits)) {
+            let ident = Self::ident_of(name, span);
+            let fresh = self.names.claim_user(&ident, false);
+            let out = self.new_var(fresh);
+            carried.push(Carried {
+                init: Operand::Var(*init),
+                entry,
+                exit: Operand::Var(exit),
+                out,
+            });
+            self.rebind(name, out);
+        }
+        let head = match draft {
+            LoopHeadDraft::For { index, range } => LoopHead::For { index, range },
+            LoopHeadDraft::While(cond) => LoopHead::While { cond, head_len },
+        };
+        let tape = self.names.fresh("iterations", span);
+        let def = self.new_var(tape);
+        self.body.push(Stmt {
+            def,
+            rhs: Rhs::Loop(Box::new(LoopNode {
+                head,
+                body: body_stmts,
+                carried,
+            })),
+            span,
+            ty: None,
+            source: String::new(),
+        });
+    }
+
+    /// `for i in a..b`, `a..=b`, `(a..b).rev()`, `(a..b).step_by(k)`: the bounds are
+    /// lowered (they may read locals), the index is a new (inactive) local.
+    fn for_loop(&mut self, f: &syn::ExprForLoop) {
+        let span = f.span();
+        let index_ident = match &*f.pat {
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => Some(pi.ident.clone()),
+            Pat::Wild(_) => None,
+            other => {
+                self.bad_pattern(other);
+                return;
+            }
+        };
+        let Some(range) = self.range_tokens(&f.expr) else {
+            self.cx.error_spanned_by(
+                &f.expr,
+                format!("`#[grad]` supports `for` over integer ranges (`a..b`, `a..=b`, `(a..b).rev()`, `(a..b).step_by(k)`); iterating over slices is not supported yet; {SUPPORTED}"),
+            );
+            return;
+        };
+        self.lower_loop(&f.body, span, move |lw| {
+            let name = match &index_ident {
+                Some(i) => lw.names.claim_user(i, false),
+                None => lw.names.fresh("_i", span),
+            };
+            let index = lw.new_var(name);
+            if let Pat::Ident(pi) = &*f.pat {
+                lw.scopes
+                    .last_mut()
+                    .expect("scope")
+                    .insert(pi.ident.to_string(), index);
+            }
+            LoopHeadDraft::For { index, range }
+        });
+    }
+
+    /// The tokens of a supported range, with its bounds lowered to operands.
+    fn range_tokens(&mut self, e: &Expr) -> Option<proc_macro2::TokenStream> {
+        match e {
+            Expr::Paren(p) => self.range_tokens(&p.expr).map(|t| quote::quote!((#t))),
+            Expr::Range(r) => {
+                let start = r.start.as_ref().map(|s| self.expr(s, None));
+                let end = r.end.as_ref().map(|s| self.expr(s, None));
+                let (start, end) = (start?, end?);
+                let [a, b] = [start, end].map(|o| match o {
+                    Operand::Var(v) => self.vars[v.0].name.to_token_stream(),
+                    Operand::Const(c) => quote::quote!((#c)),
+                });
+                let limits = &r.limits;
+                Some(quote::quote!(#a #limits #b))
+            }
+            Expr::MethodCall(m) if m.method == "rev" && m.args.is_empty() => {
+                let inner = self.range_tokens(&m.receiver)?;
+                Some(quote::quote!((#inner).rev()))
+            }
+            Expr::MethodCall(m) if m.method == "step_by" && m.args.len() == 1 => {
+                let inner = self.range_tokens(&m.receiver)?;
+                let k = match self.expr(&m.args[0], None) {
+                    Operand::Var(v) => self.vars[v.0].name.to_token_stream(),
+                    Operand::Const(c) => quote::quote!((#c)),
+                };
+                Some(quote::quote!((#inner).step_by(#k)))
+            }
+            _ => None,
+        }
+    }
+
+    /// `while cond { .. }`: the condition is re-evaluated at the top of every iteration.
+    fn while_loop(&mut self, w: &syn::ExprWhile) {
+        if let Expr::Let(l) = &*w.cond {
+            self.cx.error_spanned_by(
+                l,
+                format!("`while let` is not supported by `#[grad]` yet; {SUPPORTED}"),
+            );
+            return;
+        }
+        let cond = (*w.cond).clone();
+        self.lower_loop(&w.body, w.span(), move |lw| {
+            LoopHeadDraft::While(lw.expr(&cond, None))
+        });
     }
 
     fn binary(&mut self, b: &syn::ExprBinary, want: Option<&Ident>) -> Operand {
@@ -1147,6 +1351,15 @@ fn is_array_type_name(name: &str) -> bool {
             | "ArcArray1"
             | "ArcArray2"
     )
+}
+
+/// A loop head while its body is being lowered.
+enum LoopHeadDraft {
+    For {
+        index: VarId,
+        range: proc_macro2::TokenStream,
+    },
+    While(Operand),
 }
 
 fn compound(op: &BinOp) -> Option<(super::Prim, BinOp)> {

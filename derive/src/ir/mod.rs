@@ -115,6 +115,39 @@ pub enum Rhs {
     /// values it produces (its own value and the locals either branch reassigns) are
     /// the `outs`, SSA's φ-nodes.
     If(Box<IfNode>),
+    /// A `for` over a range or a `while`: the statement's `def` names the per-iteration
+    /// stack of pullbacks.
+    Loop(Box<LoopNode>),
+}
+
+/// How a loop iterates.
+#[derive(Clone, Debug)]
+pub enum LoopHead {
+    /// `for pat in <range>`: the range tokens (bounds already lowered to operands).
+    For {
+        index: VarId,
+        range: proc_macro2::TokenStream,
+    },
+    /// `while cond`: `cond` is computed by the first `head_len` statements of the body.
+    While { cond: Operand, head_len: usize },
+}
+
+/// A loop in SSA form: each local the body reassigns is *carried*: read at the top of
+/// an iteration as `entry`, written at its end as `exit`, `init` before the loop, `out`
+/// after it.
+#[derive(Clone, Debug)]
+pub struct LoopNode {
+    pub head: LoopHead,
+    pub body: Vec<Stmt>,
+    pub carried: Vec<Carried>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Carried {
+    pub init: Operand,
+    pub entry: VarId,
+    pub exit: Operand,
+    pub out: VarId,
 }
 
 /// A two-way branch in SSA form.
@@ -144,6 +177,7 @@ impl Rhs {
             | Rhs::ZeroDerivative { args, .. }
             | Rhs::NoRule { args, .. } => args,
             Rhs::If(node) => std::slice::from_ref(&node.cond),
+            Rhs::Loop(_) => &[],
         }
     }
 }
@@ -185,6 +219,7 @@ impl Func {
                 }
                 match &s.rhs {
                     Rhs::If(node) => find(&node.then_body, v).or_else(|| find(&node.else_body, v)),
+                    Rhs::Loop(node) => find(&node.body, v),
                     _ => None,
                 }
             })
@@ -197,9 +232,13 @@ impl Func {
 pub fn walk<'a>(stmts: &'a [Stmt], f: &mut dyn FnMut(&'a Stmt)) {
     for s in stmts {
         f(s);
-        if let Rhs::If(node) = &s.rhs {
-            walk(&node.then_body, f);
-            walk(&node.else_body, f);
+        match &s.rhs {
+            Rhs::If(node) => {
+                walk(&node.then_body, f);
+                walk(&node.else_body, f);
+            }
+            Rhs::Loop(node) => walk(&node.body, f),
+            _ => {}
         }
     }
 }

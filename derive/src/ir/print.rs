@@ -27,6 +27,11 @@ impl fmt::Display for Func {
                 Rhs::Call { path, .. } => format!("call {}", path.to_token_stream()),
                 Rhs::ZeroDerivative { .. } => "zero-derivative".to_string(),
                 Rhs::NoRule { .. } => "no-rule".to_string(),
+                Rhs::Loop(node) => format!(
+                    "loop ({} stmts, {} carried)",
+                    node.body.len(),
+                    node.carried.len()
+                ),
                 Rhs::If(node) => format!(
                     "if (then {} stmts, else {} stmts, {} outputs)",
                     node.then_body.len(),
