@@ -392,11 +392,18 @@ pub fn train(
         let train_acc = model.accuracy(train.images.view(), &train.labels);
         let val_acc = model.accuracy(validation.images.view(), &validation.labels);
         report.epochs.push((epoch, train_acc, val_acc));
-        bar.println(format!(
+        let line = format!(
             "epoch {epoch:>3}: train {:.2}%  validation {:.2}%",
             train_acc * 100.0,
             val_acc * 100.0
-        ));
+        );
+        // Without a terminal (output piped) the bar draws nothing: print the line plainly.
+        // `--quiet` (progress off) prints neither.
+        if cfg.progress && bar.is_hidden() {
+            println!("{line}");
+        } else if cfg.progress {
+            bar.println(line);
+        }
     }
     bar.finish_and_clear();
     report.seconds = start.elapsed().as_secs_f64();

@@ -43,3 +43,34 @@ pub fn check_branches(cx: &Ctxt, func: &Func, activity: &Activity, kinds: &super
         }
     });
 }
+
+/// Methods whose tensor rules exist for scalars only (`x.sum().max(y)` is fine; on an
+/// array these are not elementwise rules yet): a clear error instead of a type error
+/// inside the expansion.
+pub fn check_scalar_only_methods(
+    cx: &Ctxt,
+    func: &Func,
+    activity: &Activity,
+    kinds: &super::kind::Kinds,
+) {
+    const SCALAR_ONLY: &[&str] = &[
+        "powf", "clamp", "max", "min", "hypot", "atan2", "log", "mul_add",
+    ];
+    walk(&func.body, &mut |s| {
+        if let Rhs::Prim { prim, args, .. } = &s.rhs
+            && SCALAR_ONLY.contains(&prim.name)
+            && activity.is_active(s.def)
+            && args
+                .iter()
+                .any(|a| a.var().is_some_and(|v| !kinds.scalar[v.0]))
+        {
+            cx.error_at(
+                s.span,
+                format!(
+                    "`.{}()` on ndarray arrays has no rule in `#[grad]` yet (it has one on floats); on arrays use the elementwise methods with rules (exp, ln, sqrt, powi, tanh, ...) or `backprop::ops` functions",
+                    prim.name
+                ),
+            );
+        }
+    });
+}

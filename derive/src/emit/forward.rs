@@ -367,6 +367,7 @@ impl<'a> Emitter<'a> {
             if self.plan.activity.is_active(s.def) {
                 let tape = self.tape(s.def);
                 let companion = companion_path(path);
+                let ty = s.ty.as_ref().map(|t| quote!(: (#t, _)));
                 return quote_spanned!(span=> let (#def, #tape) #ty = #companion(#(#args),*););
             }
             return quote_spanned!(span=> let #def #ty = #path(#(#args),*););
@@ -391,16 +392,33 @@ impl<'a> Emitter<'a> {
                     .map(|a| match a.var() {
                         Some(v) if self.plan.kinds.owned_array[v.0] => {
                             let x = self.var(v);
-                            quote!(&#x)
+                            // A call's result may be a scalar (every `#[grad]` function
+                            // returns one) or an array: borrow only an array.
+                            if matches!(
+                                self.func.def_of(v),
+                                Some(Stmt {
+                                    rhs: Rhs::Call { .. },
+                                    ..
+                                })
+                            ) {
+                                quote!(::backprop::__private::tensor::by_ref(&#x))
+                            } else {
+                                quote!(&#x)
+                            }
                         }
                         _ => self.operand(a),
                     })
                     .collect();
                 let value = self.spelled_ops(spelling, &ops, span);
                 if let (Spelling::Operator(_), [a, b]) = (spelling, &ops[..]) {
-                    // ndarray's own panic on a shape mismatch names neither shape.
+                    // ndarray's own panic on a shape mismatch names neither shape; and
+                    // `y += x` must keep `y`'s shape, as ndarray's `+=` does.
                     let what = format!("`{}`", s.source);
-                    let check = quote_spanned!(span=> ::backprop::__private::tensor::check_broadcast(#what, &#a, &#b););
+                    let check = if s.compound {
+                        quote_spanned!(span=> ::backprop::__private::tensor::check_assign(#what, &#a, &#b);)
+                    } else {
+                        quote_spanned!(span=> ::backprop::__private::tensor::check_broadcast(#what, &#a, &#b);)
+                    };
                     return quote!(#check let #def #ty = #value;);
                 }
                 value

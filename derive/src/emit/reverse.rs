@@ -133,6 +133,13 @@ fn reverse_block(
                                 .iter()
                                 .map(|n| {
                                     let value = match n {
+                                        // A constant on the tensor path takes the element
+                                        // type of the cotangent (`x / 3.0` on f32 arrays).
+                                        Need::In(j) if !scalar_path && args[*j].var().is_none() => {
+                                            let c = cx.operand(&args[*j]);
+                                            let d = cx.adjoint(s.def);
+                                            return quote!(&::backprop::__private::tensor::like(&#d, #c));
+                                        }
                                         Need::In(j) => cx.saved_operand(&args[*j]),
                                         Need::Out => {
                                             cx.captured.borrow_mut().insert(s.def);

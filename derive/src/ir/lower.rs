@@ -39,6 +39,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         items: Vec::new(),
         generics,
         named_result: None,
+        temps: HashSet::new(),
     };
     check_signature(cx, item);
     let ret_ty = lw.return_type(item);
@@ -102,6 +103,8 @@ struct Lowerer<'a> {
     body: Vec<Stmt>,
     items: Vec<syn::Item>,
     generics: HashSet<String>,
+    /// Values named `t0`, `t1`, ...: operations' results that no user binding named.
+    temps: HashSet<VarId>,
     /// The var created for the `want`ed name by the last `define`, so a `let` knows its
     /// initializer already produced the binding (no extra copy).
     named_result: Option<VarId>,
@@ -281,6 +284,18 @@ impl Lowerer<'_> {
         self.new_var(name)
     }
 
+    /// A temporary defined by the last statement and not bound to any name.
+    fn is_fresh_temp(&self, v: VarId) -> bool {
+        self.body
+            .last()
+            .is_some_and(|s| s.def == v && !matches!(s.rhs, Rhs::If(_) | Rhs::Loop(_)))
+            && !self
+                .scopes
+                .iter()
+                .any(|scope| scope.values().any(|b| *b == v))
+            && self.temps.contains(&v)
+    }
+
     fn lookup(&self, name: &str) -> Option<VarId> {
         self.scopes.iter().rev().find_map(|s| s.get(name).copied())
     }
@@ -304,7 +319,9 @@ impl Lowerer<'_> {
             }
             None => {
                 let name = self.names.temp(span);
-                self.new_var(name)
+                let v = self.new_var(name);
+                self.temps.insert(v);
+                v
             }
         };
         self.body.push(Stmt {
@@ -313,6 +330,7 @@ impl Lowerer<'_> {
             span,
             ty: None,
             source: String::new(),
+            compound: false,
         });
         Operand::Var(def)
     }
@@ -467,6 +485,14 @@ impl Lowerer<'_> {
         let Some(ident) = ident else { return };
         let var = match value {
             Operand::Var(v) if self.named_result == Some(v) => v,
+            // The tail of a block (`let y = { z.exp() };`): a temporary defined just now
+            // and read nowhere else takes the binding's name instead of being moved into
+            // a copy (the tape may still read it).
+            Operand::Var(v) if self.is_fresh_temp(v) => {
+                let fresh = self.user_var(ident);
+                self.vars[v.0].name = self.vars[fresh.0].name.clone();
+                v
+            }
             other => {
                 let v = self.user_var(ident);
                 self.body.push(Stmt {
@@ -475,6 +501,7 @@ impl Lowerer<'_> {
                     span: init.expr.span(),
                     ty: None,
                     source: String::new(),
+                    compound: false,
                 });
                 v
             }
@@ -514,6 +541,7 @@ impl Lowerer<'_> {
                             span: a.right.span(),
                             ty: None,
                             source: String::new(),
+                            compound: false,
                         });
                         v
                     }
@@ -540,6 +568,10 @@ impl Lowerer<'_> {
                     },
                     e.span(),
                 );
+                if let Some(last) = self.body.last_mut() {
+                    last.compound = true;
+                    last.source = pretty(&e.to_token_stream());
+                }
                 self.named_result = None;
                 if let Operand::Var(v) = out {
                     self.rebind(&name.to_string(), v);
@@ -817,6 +849,7 @@ impl Lowerer<'_> {
             span,
             ty: None,
             source: String::new(),
+            compound: false,
         });
         value.map_or_else(dummy, Operand::Var)
     }
@@ -934,6 +967,7 @@ impl Lowerer<'_> {
             span,
             ty: None,
             source: String::new(),
+            compound: false,
         });
     }
 

@@ -192,6 +192,9 @@ pub struct Stmt {
     pub ty: Option<Type>,
     /// The user's expression as text, for run-time messages (`x.dot(w1) + b1`).
     pub source: String,
+    /// A compound assignment (`y += x`): on arrays the result keeps `y`'s shape, so `x`
+    /// must broadcast into it (checked at run time, as ndarray's `+=` does).
+    pub compound: bool,
 }
 
 #[derive(Debug)]

@@ -171,6 +171,14 @@ const ZERO_DERIVATIVE_METHODS: &[&str] = &[
     "partial_cmp",
     "total_cmp",
     "to_bits",
+    "len",
+    "is_empty",
+    "nrows",
+    "ncols",
+    "ndim",
+    "shape",
+    "dim",
+    "raw_dim",
 ];
 
 /// What a method name means.
@@ -201,7 +209,7 @@ pub fn supported_methods() -> String {
         .map(|p| p.name)
         .collect();
     format!(
-        "the float methods with a rule are {}; {} have derivative 0; on ndarray arrays also dot, t, sum, mean, sum_axis, to_owned, view",
+        "the float methods with a rule are {}; {} have derivative 0; on ndarray arrays also dot, t, sum, mean().unwrap(), sum_axis, mean_axis(..).unwrap(), to_owned, view",
         with_rule.join(", "),
         ZERO_DERIVATIVE_METHODS[..6].join(", ")
     )

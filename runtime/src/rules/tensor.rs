@@ -496,6 +496,20 @@ impl<A: Real, S: Data<Elem = A>> DotRhs<A> for ArrayBase<S, Ix1> {
         self.mapv(|a| scalar::strong_mul(*d, a))
     }
 }
+// (k)·(k×n): a and d are vectors, b a matrix: ∂a = b·d, ∂b = a⊗d (outer).
+impl<A: Real, S: Data<Elem = A>> DotLhs<Array1<A>> for ArrayBase<S, Ix2> {
+    type Out = Array1<A>;
+    fn dot_lhs(&self, d: &Array1<A>) -> Array1<A> {
+        self.dot(d)
+    }
+}
+impl<A: Real, S: Data<Elem = A>> DotRhs<Array1<A>> for ArrayBase<S, Ix1> {
+    type Out = Array2<A>;
+    fn dot_rhs(&self, d: &Array1<A>) -> Array2<A> {
+        let (k, n) = (self.len(), d.len());
+        Array2::from_shape_fn((k, n), |(i, j)| self[i] * d[j])
+    }
+}
 impl<V: DotLhs<C> + ?Sized, C> DotLhs<C> for &V {
     type Out = V::Out;
     fn dot_lhs(&self, d: &C) -> V::Out {
@@ -509,9 +523,7 @@ impl<V: DotRhs<C> + ?Sized, C> DotRhs<C> for &V {
     }
 }
 
-/// `y = a.dot(b)`: `∂a` (saves `b`). Vector·matrix (k)·(k×n) is not differentiated in
-/// `a` yet: ndarray's `Ix1·Ix2` shares `dot_lhs`'s `(b: Ix2, d: Ix1)` key with the
-/// matrix·vector `∂b`, so write it as `b.t().dot(a)` (matrix·vector) instead.
+/// `y = a.dot(b)`: `∂a` (saves `b`), for each of ndarray's `dot` shapes.
 pub fn dot_vjp_lhs<B: DotLhs<C>, C>(b: &B, d: &C) -> B::Out {
     b.dot_lhs(d)
 }
@@ -648,4 +660,77 @@ where
     ndarray::ArrayView<'a, X::Elem, X::Dim>: DotForward<ndarray::ArrayView<'a, Y::Elem, Y::Dim>>,
 {
     a.as_view().dot_forward(&b.as_view())
+}
+
+/// A constant operand of a tensor rule (`x / 3.0`, `x * K`) in the element type of the
+/// cotangent, so an f32 array divided by a literal (which alone would be f64) works.
+pub fn like<C: Value, V: num_traits::ToPrimitive>(_: &C, v: V) -> C::Elem {
+    <C::Elem as num_traits::NumCast>::from(v).expect("a numeric constant converts to f32/f64")
+}
+
+/// Panics, naming the operation and both shapes, unless `rhs` broadcasts to `lhs`'s
+/// shape: what ndarray's `+=` requires (the result keeps `lhs`'s shape), which `#[grad]`
+/// checks before evaluating `lhs += rhs` as `lhs + rhs`.
+#[track_caller]
+pub fn check_assign<A: Value, B: Value>(what: &str, lhs: &A, rhs: &B) {
+    if let DynView::Array(x) = lhs.dyn_view() {
+        let target = x.shape().to_vec();
+        let source = match rhs.dyn_view() {
+            DynView::Array(y) => y.shape().to_vec(),
+            DynView::Scalar(_) => Vec::new(),
+        };
+        let fits = source.len() <= target.len()
+            && source
+                .iter()
+                .rev()
+                .zip(target.iter().rev())
+                .all(|(s, t)| s == t || *s == 1);
+        assert!(
+            fits,
+            "{what}: cannot broadcast {} into {}",
+            shape_str(&source),
+            shape_str(&target)
+        );
+    }
+}
+
+/// A value an operator may consume, borrowed if it is an array and copied if it is a
+/// scalar: how the tensor path passes the result of a call, whose kind the macro
+/// cannot see, to an operator without moving it away from the tape.
+pub trait ByRef {
+    /// `&Self` for an array, `Self` for a scalar.
+    type Out<'a>
+    where
+        Self: 'a;
+    /// The borrow or the copy.
+    fn by_ref(&self) -> Self::Out<'_>;
+}
+
+impl ByRef for f32 {
+    type Out<'a> = f32;
+    fn by_ref(&self) -> f32 {
+        *self
+    }
+}
+
+impl ByRef for f64 {
+    type Out<'a> = f64;
+    fn by_ref(&self) -> f64 {
+        *self
+    }
+}
+
+impl<S: Data, D: Dimension> ByRef for ArrayBase<S, D> {
+    type Out<'a>
+        = &'a ArrayBase<S, D>
+    where
+        Self: 'a;
+    fn by_ref(&self) -> &ArrayBase<S, D> {
+        self
+    }
+}
+
+/// See [`ByRef`].
+pub fn by_ref<V: ByRef>(v: &V) -> V::Out<'_> {
+    v.by_ref()
 }
