@@ -49,9 +49,10 @@ impl loops {
         let sum = 0.0;
         let mut prod_3 = prod;
         let mut sum_3 = sum;
-        let mut tape_iterations = ::std::vec::Vec::new();
         let range = (0)..n;
-        tape_iterations.reserve_exact(::core::iter::Iterator::size_hint(&range).0);
+        let mut tape_iterations = ::std::vec::Vec::with_capacity(
+            ::core::iter::Iterator::size_hint(&range).0,
+        );
         for _i in range {
             let prod_1 = prod_3;
             let sum_1 = sum_3;
@@ -95,9 +96,9 @@ impl loops {
         };
         let pullback = move |d_sum_6: f64| -> (f64, ::backprop::__private::Inactive) {
             let (d_sum_3,) = {
-                let mut d_sum_6_carry = d_sum_6;
-                while let ::core::option::Option::Some(pullback) = tape_iterations_1
-                    .pop()
+                let mut d_sum_6_carry: f64 = d_sum_6;
+                for pullback in ::core::iter::IntoIterator::into_iter(tape_iterations_1)
+                    .rev()
                 {
                     let (step_0,) = pullback(d_sum_6_carry);
                     d_sum_6_carry = step_0;
@@ -105,10 +106,11 @@ impl loops {
                 (d_sum_6_carry,)
             };
             let (_, _, d_x) = {
-                let mut d_prod_3_carry = ::backprop::__private::zero();
-                let mut d_sum_3_carry = d_sum_3;
-                let mut d_x_sum = ::backprop::__private::zero();
-                while let ::core::option::Option::Some(pullback) = tape_iterations.pop()
+                let mut d_prod_3_carry: f64 = ::backprop::__private::zero();
+                let mut d_sum_3_carry: f64 = d_sum_3;
+                let mut d_x_sum: f64 = ::backprop::__private::zero();
+                for pullback in ::core::iter::IntoIterator::into_iter(tape_iterations)
+                    .rev()
                 {
                     let (step_0_1, step_1, step_2) = pullback(
                         d_prod_3_carry,

@@ -41,9 +41,10 @@ impl f {
         let _ = f;
         let acc = 0.0;
         let mut acc_3 = acc;
-        let mut tape_iterations = ::std::vec::Vec::new();
         let range = (0)..n;
-        tape_iterations.reserve_exact(::core::iter::Iterator::size_hint(&range).0);
+        let mut tape_iterations = ::std::vec::Vec::with_capacity(
+            ::core::iter::Iterator::size_hint(&range).0,
+        );
         for _i in range {
             let acc_1 = acc_3;
             let acc_2 = acc_1 + x;
@@ -62,9 +63,10 @@ impl f {
         };
         let pullback = move |d_acc_3: f64| -> (f64, ::backprop::__private::Inactive) {
             let (_, d_x) = {
-                let mut d_acc_3_carry = d_acc_3;
-                let mut d_x_sum = ::backprop::__private::zero();
-                while let ::core::option::Option::Some(pullback) = tape_iterations.pop()
+                let mut d_acc_3_carry: f64 = d_acc_3;
+                let mut d_x_sum: f64 = ::backprop::__private::zero();
+                for pullback in ::core::iter::IntoIterator::into_iter(tape_iterations)
+                    .rev()
                 {
                     let (step_0, step_1) = pullback(d_acc_3_carry);
                     d_acc_3_carry = step_0;

@@ -247,7 +247,7 @@ impl<'a> Emitter<'a> {
                 let r = self.names.fresh("range", span);
                 quote_spanned! {span=>
                     let #r = #range;
-                    #tape.reserve_exact(::core::iter::Iterator::size_hint(&#r).0);
+                    let mut #tape = ::std::vec::Vec::with_capacity(::core::iter::Iterator::size_hint(&#r).0);
                     for #i in #r { #it }
                 }
             }
@@ -262,6 +262,12 @@ impl<'a> Emitter<'a> {
                 let it = iteration(rest, quote!(#(#head)* if !#c { break; }));
                 quote_spanned!(span=> loop { #it })
             }
+        };
+        // A range's loop declares its tape itself, sized from the range.
+        let tape_decl = if matches!(node.head, crate::ir::LoopHead::For { .. }) {
+            quote!()
+        } else {
+            tape_decl
         };
         quote! {
             #(let mut #states = #inits;)*

@@ -519,7 +519,7 @@ pub fn build_loop_pullback(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopPullbac
 /// After (reverse): the pullbacks run last-in first-out.
 /// ```text
 /// let (d_v,) = { let mut d_v_1_carry = d_v_1;
-///     while let Some(pullback) = iterations.pop() { let (d,) = pullback(d_v_1_carry); d_v_1_carry = d; }
+///     for pullback in iterations.into_iter().rev() { let (d,) = pullback(d_v_1_carry); d_v_1_carry = d; }
 ///     (d_v_1_carry,) };
 /// ```
 fn loop_line(
@@ -530,6 +530,7 @@ fn loop_line(
     span: Span,
 ) -> Line {
     let pb = cx.loop_pullback(def, node);
+    let ret_ty = cx.func.ret_ty.clone();
     let activity = &cx.plan.activity;
     let tape = cx.tape(def);
     cx.captured_tapes.borrow_mut().insert(def);
@@ -550,7 +551,7 @@ fn loop_line(
         } else {
             quote!(::backprop::__private::zero())
         };
-        inits.push(quote!(let mut #name = #start;));
+        inits.push(quote!(let mut #name: #ret_ty = #start;));
         carry_names.push(name);
     }
     let outer_names: Vec<proc_macro2::Ident> = pb
@@ -570,8 +571,8 @@ fn loop_line(
     let invoke = quote_spanned! {span=>
         {
             #(#inits)*
-            #(let mut #outer_names = ::backprop::__private::zero();)*
-            while let ::core::option::Option::Some(pullback) = #tape.pop() {
+            #(let mut #outer_names: #ret_ty = ::backprop::__private::zero();)*
+            for pullback in ::core::iter::IntoIterator::into_iter(#tape).rev() {
                 let (#(#step_names,)*) = pullback(#(#carry_names),*);
                 #(#carry_names = #carry_steps;)*
                 #(#outer_names = #outer_names + #outer_steps;)*
