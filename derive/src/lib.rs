@@ -11,6 +11,7 @@ extern crate proc_macro;
 
 mod analysis;
 mod attr;
+mod custom;
 mod diag;
 mod emit;
 mod expand;
@@ -31,4 +32,15 @@ pub fn grad(
     item: proc_macro::TokenStream,
 ) -> proc_macro::TokenStream {
     expand::grad(attr.into(), item.into()).into()
+}
+
+/// Declares a function's pullback by hand: `#[custom_vjp(my_vjp)]` on `fn f(a, b) -> y`,
+/// where `fn my_vjp(a, b, y, d) -> (d_a, d_b)` returns one cotangent per argument.
+/// `#[grad]` functions then differentiate calls of `f` through `my_vjp`.
+#[proc_macro_attribute]
+pub fn custom_vjp(
+    attr: proc_macro::TokenStream,
+    item: proc_macro::TokenStream,
+) -> proc_macro::TokenStream {
+    custom::custom_vjp(attr.into(), item.into()).into()
 }

@@ -50,7 +50,7 @@ pub mod private;
 #[doc(hidden)]
 pub use private as __private;
 
-pub use backprop_derive::grad;
+pub use backprop_derive::{custom_vjp, grad};
 pub use functions::companions::{gelu, leaky_relu, relu, sigmoid, silu, softplus};
 pub use functions::{gelu, leaky_relu, relu, sigmoid, silu, softplus};
 pub use tape::{Inactive, Pullback, Tape};

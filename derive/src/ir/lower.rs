@@ -21,8 +21,8 @@ pub const SUPPORTED: &str = "`#[grad]` differentiates `let` bindings (shadowing,
      `*=`, `/=`), `if`/`else` on scalars (as statements and expressions, and an early \
      `if c { return v; }`), arithmetic `+ - * /` and unary `-` (on floats and ndarray arrays, \
      with broadcasting), float methods, the array methods `dot`, `t`, `sum`, `mean`, `sum_axis`, \
-     borrows `&x`, calls of functions that have a rule (`#[grad]` functions, `backprop::sigmoid`, \
-     `backprop::ops::relu`, ...), blocks, a final `return`, and on scalars `for` over integer \
+     borrows `&x`, calls of functions that have a rule (`#[grad]` and `#[custom_vjp]` functions, \
+     `backprop::sigmoid`, `backprop::ops::relu`, ...), blocks, a final `return`, and on scalars `for` over integer \
      ranges and `while` loops; `loop`, `break`, `continue` and iterating over slices are not \
      supported yet";
 

@@ -1,0 +1,122 @@
+//! `#[custom_vjp(pullback)]`: a function whose pullback the user writes by hand (a
+//! stable formula, a call into foreign code, a faster gradient). It gets the same rule
+//! companion as a `#[grad]` function, so `#[grad]` code calls it the same way.
+//!
+//! Before:
+//! ```text
+//! #[custom_vjp(log1pexp_vjp)]
+//! fn log1pexp(x: f64) -> f64 { .. }
+//! fn log1pexp_vjp(x: f64, y: f64, d: f64) -> (f64,) { (d * sigmoid(x),) }
+//! ```
+//! After (besides the function, unchanged):
+//! ```text
+//! struct log1pexp {}
+//! impl log1pexp {
+//!     fn forward(x: f64) -> (f64, impl Pullback<f64, Grad = (f64,)>) {
+//!         let y = log1pexp(x);
+//!         (y, Tape::new(move |d: f64| log1pexp_vjp(x, y, d)))
+//!     }
+//! }
+//! ```
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote};
+use syn::{FnArg, ItemFn, Pat, ReturnType};
+
+pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item_fn: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let err = syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "`#[custom_vjp(pullback)]` goes on a function of floats",
+            )
+            .to_compile_error();
+            return quote!(#err #item);
+        }
+    };
+    let pullback: syn::Path = match syn::parse2(attr.clone()) {
+        Ok(p) => p,
+        Err(_) => {
+            let err = syn::Error::new_spanned(
+                &item_fn.sig.ident,
+                "`#[custom_vjp(pullback)]` names the function that computes the pullback: it takes the arguments, the value and the output cotangent, and returns one cotangent per argument as a tuple",
+            )
+            .to_compile_error();
+            return quote!(#err #item_fn);
+        }
+    };
+    let mut errors = Vec::new();
+    let mut names = Vec::new();
+    let mut types = Vec::new();
+    let floats = crate::ir::lower::float_type_params(&item_fn.sig.generics);
+    for input in &item_fn.sig.inputs {
+        match input {
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                    let is_float = matches!(&*pt.ty, syn::Type::Path(p) if p.path.get_ident().is_some_and(|i| i == "f32" || i == "f64" || floats.contains(&i.to_string())));
+                    if !is_float {
+                        errors.push(syn::Error::new_spanned(
+                            &pt.ty,
+                            "`#[custom_vjp]` declares rules for functions of floats (`f32`, `f64`, a generic `T: Float`): every argument gets a cotangent of its own type",
+                        ));
+                    }
+                    names.push(pi.ident.clone());
+                    types.push((*pt.ty).clone());
+                }
+                other => errors.push(syn::Error::new_spanned(
+                    other,
+                    "`#[custom_vjp]` needs each argument to be a plain name",
+                )),
+            },
+            FnArg::Receiver(r) => errors.push(syn::Error::new_spanned(
+                r,
+                "`#[custom_vjp]` cannot declare a rule for a method taking `self`",
+            )),
+        }
+    }
+    let ret = match &item_fn.sig.output {
+        ReturnType::Type(_, ty) => (**ty).clone(),
+        ReturnType::Default => {
+            errors.push(syn::Error::new_spanned(
+                &item_fn.sig.ident,
+                "`#[custom_vjp]` needs a function that returns a float",
+            ));
+            syn::parse_quote!(())
+        }
+    };
+    if !errors.is_empty() {
+        let errors = errors.into_iter().map(|e| e.to_compile_error());
+        return quote!(#(#errors)* #item_fn);
+    }
+    let name = &item_fn.sig.ident;
+    let vis = &item_fn.vis;
+    let (impl_generics, _, where_clause) = item_fn.sig.generics.split_for_impl();
+    let inputs = names.iter().zip(&types).map(|(n, t)| quote!(#n: #t));
+    let cfgs = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
+    let cfgs2 = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
+    let doc = format!(
+        "Forward pass of `{name}` with its hand-written pullback `{}`.",
+        pullback.to_token_stream().to_string().replace(' ', "")
+    );
+    quote! {
+        #item_fn
+
+        /// The rule companion of a `#[custom_vjp]` function: how differentiated code calls it.
+        #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        #vis struct #name {}
+
+        #(#cfgs2)*
+        #[allow(dead_code)]
+        impl #name {
+            #[doc = #doc]
+            #[inline]
+            #vis fn forward #impl_generics (#(#inputs),*) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = (#(#types,)*)>) #where_clause {
+                let value = #name(#(#names),*);
+                (value, ::backprop::__private::Tape::new(move |d_out: #ret| -> (#(#types,)*) { #pullback(#(#names,)* value, d_out) }))
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+use backprop::custom_vjp;
+
+#[custom_vjp(scale_vjp)]
+fn scale(x: f64, k: usize) -> f64 {
+    x * k as f64
+}
+
+fn scale_vjp(x: f64, k: usize, _y: f64, d: f64) -> (f64, usize) {
+    let _ = x;
+    (d * k as f64, 0)
+}
+
+fn main() {}
