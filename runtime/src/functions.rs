@@ -186,7 +186,7 @@ pub mod vjp {
         strong_mul(d, sigmoid(x))
     }
 
-    /// See [`gelu`](super::gelu) for the derivation.
+    /// See [`gelu`] for the derivation.
     #[inline(always)]
     pub fn gelu_vjp<T: Float>(x: T, d: T) -> T {
         let half = T::from(0.5).unwrap_or_else(T::nan);

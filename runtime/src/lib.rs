@@ -19,13 +19,24 @@
 //! assert_eq!(f(2.0, 3.0, 4.0), 100.0); // `f` itself is unchanged
 //! ```
 //!
+//! What `#[grad]` differentiates: floats (`f32`, `f64`, `T: Float`) and ndarray arrays;
+//! `let`, reassignment and compound assignment; `if`/`else` and loops (`for` over
+//! ranges, `while`) on scalar code; arithmetic with broadcasting, float and array
+//! methods (`dot`, `t`, `sum`, ...); calls of other `#[grad]` functions, of
+//! [`macro@custom_vjp`] functions (hand-written pullbacks) and of the differentiable
+//! [`ops`]. Anything else is a compile error that says what is supported. The
+//! repository's README lists it all, and `docs/RULES.md` every rule with its convention
+//! at kinks.
+//!
 //! | module | holds |
 //! |---|---|
 //! | [`rules`] | the pullback of every primitive, by type, with its convention at kinks |
 //! | [`functions`] | differentiable scalar activations: sigmoid, relu, gelu, ... |
 //! | [`tape`] | the forward pass's saved state and the [`Pullback`] trait |
-//! | [`gradcheck`] | central differences in f64 against a generated gradient |
+//! | [`mod@gradcheck`] | central differences in f64 against a generated gradient |
 //! | [`ops`] | differentiable tensor functions over ndarray, each with its pullback |
+//! | [`optim`], [`schedule`], [`clip`], [`init`], [`memory`], [`params`] | the training toolbox |
+//! | [`data`], [`diagnostics`] | IDX datasets; the training pathologies as checks |
 //! | [`kernels`] | the hot loops, with CPU-feature dispatch and scalar oracles |
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
