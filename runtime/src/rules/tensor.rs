@@ -185,16 +185,7 @@ pub enum Dyn<A> {
     Array(ArrayD<A>),
 }
 
-fn shape_str(s: &[usize]) -> String {
-    if s.is_empty() {
-        "scalar".into()
-    } else {
-        s.iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("×")
-    }
-}
+use crate::ops::shape_str;
 
 /// NumPy's broadcast of two shapes, or a panic naming both and the operation.
 fn co_broadcast(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
