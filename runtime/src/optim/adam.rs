@@ -72,33 +72,20 @@ impl<F: Real> Optimizer<F> for Adam<F> {
 
     lr_plumbing!();
     fn hyper_params(&self) -> Vec<(String, f64)> {
-        let c = &self.cfg;
-        vec![
-            ("lr".into(), c.lr),
-            ("beta1".into(), c.beta1),
-            ("beta2".into(), c.beta2),
-            ("eps".into(), c.eps),
-            ("weight_decay".into(), c.weight_decay),
-        ]
+        adam_hyper_params(
+            self.cfg.lr,
+            self.cfg.beta1,
+            self.cfg.beta2,
+            self.cfg.eps,
+            self.cfg.weight_decay,
+        )
     }
     fn state_layout(&self, shape: &[usize]) -> Vec<StateSpec> {
-        vec![StateSpec::new("m", shape), StateSpec::new("v", shape)]
+        adam_state_layout(shape)
     }
     fn update(&self, ctx: &BufferCtx<'_>, w: &mut [F], g: &[F], state: &mut [Vec<F>]) {
-        let [m, v] = state else {
-            unreachable!("Adam keeps two state buffers")
-        };
         let c = &self.cfg;
-        let k = AdamWConsts::new(
-            ctx.lr,
-            c.beta1,
-            c.beta2,
-            c.eps,
-            0.0,
-            ctx.weight_decay,
-            ctx.t,
-        );
-        F::adamw_step(w, g, m, v, &k);
+        adam_update(ctx, (c.beta1, c.beta2, c.eps), false, w, g, state);
     }
 }
 
@@ -182,32 +169,63 @@ impl<F: Real> Optimizer<F> for AdamW<F> {
 
     lr_plumbing!();
     fn hyper_params(&self) -> Vec<(String, f64)> {
-        let c = &self.cfg;
-        vec![
-            ("lr".into(), c.lr),
-            ("beta1".into(), c.beta1),
-            ("beta2".into(), c.beta2),
-            ("eps".into(), c.eps),
-            ("weight_decay".into(), c.weight_decay),
-        ]
+        adam_hyper_params(
+            self.cfg.lr,
+            self.cfg.beta1,
+            self.cfg.beta2,
+            self.cfg.eps,
+            self.cfg.weight_decay,
+        )
     }
     fn state_layout(&self, shape: &[usize]) -> Vec<StateSpec> {
-        vec![StateSpec::new("m", shape), StateSpec::new("v", shape)]
+        adam_state_layout(shape)
     }
     fn update(&self, ctx: &BufferCtx<'_>, w: &mut [F], g: &[F], state: &mut [Vec<F>]) {
-        let [m, v] = state else {
-            unreachable!("AdamW keeps two state buffers")
-        };
         let c = &self.cfg;
-        let k = AdamWConsts::new(
-            ctx.lr,
-            c.beta1,
-            c.beta2,
-            c.eps,
-            ctx.weight_decay,
-            0.0,
-            ctx.t,
-        );
-        F::adamw_step(w, g, m, v, &k);
+        adam_update(ctx, (c.beta1, c.beta2, c.eps), true, w, g, state);
     }
+}
+
+/// Adam's and AdamW's hyper-parameters, by name, for the state dict.
+fn adam_hyper_params(
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+) -> Vec<(String, f64)> {
+    vec![
+        ("lr".into(), lr),
+        ("beta1".into(), beta1),
+        ("beta2".into(), beta2),
+        ("eps".into(), eps),
+        ("weight_decay".into(), weight_decay),
+    ]
+}
+
+/// Both keep the first and second moments `m` and `v`, shaped like the parameter.
+fn adam_state_layout(shape: &[usize]) -> Vec<StateSpec> {
+    vec![StateSpec::new("m", shape), StateSpec::new("v", shape)]
+}
+
+/// One fused step of the Adam family: the group's weight decay is decoupled
+/// (AdamW: `w ← w − lr·λ·w`) or coupled L2 (Adam: `g ← g + λ·w`).
+fn adam_update<F: Real>(
+    ctx: &BufferCtx<'_>,
+    (beta1, beta2, eps): (f64, f64, f64),
+    decoupled: bool,
+    w: &mut [F],
+    g: &[F],
+    state: &mut [Vec<F>],
+) {
+    let [m, v] = state else {
+        unreachable!("the Adam family keeps two state buffers")
+    };
+    let (decoupled_wd, l2_wd) = if decoupled {
+        (ctx.weight_decay, 0.0)
+    } else {
+        (0.0, ctx.weight_decay)
+    };
+    let k = AdamWConsts::new(ctx.lr, beta1, beta2, eps, decoupled_wd, l2_wd, ctx.t);
+    F::adamw_step(w, g, m, v, &k);
 }
