@@ -41,75 +41,27 @@ impl branchy {
         let _ = branchy;
         let t0 = x <= 0.0;
         let (t5, tape_branch_2) = if t0 {
-            (
-                y,
-                ::backprop::__private::Branch::Then(move |d_t5: f64| -> (f64, f64) {
-                    let d_y = d_t5;
-                    (::backprop::__private::zero(), d_y)
-                }),
-            )
+            (y, ::backprop::__private::Branch::Then(()))
         } else {
             let v = x * y;
             let t1 = v > 1.0;
             let (v_2, tape_branch) = if t1 {
                 let v_1 = v.ln();
-                (
-                    v_1,
-                    ::backprop::__private::Branch::Then(move |d_v_2: f64| -> (f64,) {
-                        let d_v_1 = d_v_2;
-                        let d_v = ::backprop::__private::ln_vjp(v, d_v_1);
-                        (d_v,)
-                    }),
-                )
+                (v_1, ::backprop::__private::Branch::Then(()))
             } else {
-                (
-                    v,
-                    ::backprop::__private::Branch::Else(move |d_v_2: f64| -> (f64,) {
-                        let d_v = d_v_2;
-                        (d_v,)
-                    }),
-                )
+                (v, ::backprop::__private::Branch::Else(()))
             };
             let t2 = y > 0.0;
             let (w, tape_branch_1) = if t2 {
                 let t3 = v_2 * y;
-                (
-                    t3,
-                    ::backprop::__private::Branch::Then(move |d_w: f64| -> (f64, f64) {
-                        let d_t3 = d_w;
-                        let d_v_2 = ::backprop::__private::mul_vjp_lhs(y, d_t3);
-                        let d_y = ::backprop::__private::mul_vjp_rhs(v_2, d_t3);
-                        (d_y, d_v_2)
-                    }),
-                )
+                (t3, ::backprop::__private::Branch::Then(()))
             } else {
-                (
-                    v_2,
-                    ::backprop::__private::Branch::Else(move |d_w: f64| -> (f64, f64) {
-                        let d_v_2 = d_w;
-                        (::backprop::__private::zero(), d_v_2)
-                    }),
-                )
+                (v_2, ::backprop::__private::Branch::Else(()))
             };
             let t4 = w + x;
             (
                 t4,
-                ::backprop::__private::Branch::Else(move |d_t5: f64| -> (f64, f64) {
-                    let d_t4 = d_t5;
-                    let d_w = d_t4;
-                    let mut d_x = d_t4;
-                    let (mut d_y, d_v_2) = match tape_branch_1 {
-                        ::backprop::__private::Branch::Then(pullback) => pullback(d_w),
-                        ::backprop::__private::Branch::Else(pullback) => pullback(d_w),
-                    };
-                    let (d_v,) = match tape_branch {
-                        ::backprop::__private::Branch::Then(pullback) => pullback(d_v_2),
-                        ::backprop::__private::Branch::Else(pullback) => pullback(d_v_2),
-                    };
-                    d_x = d_x + ::backprop::__private::mul_vjp_lhs(y, d_v);
-                    d_y = d_y + ::backprop::__private::mul_vjp_rhs(x, d_v);
-                    (d_x, d_y)
-                }),
+                ::backprop::__private::Branch::Else((v, v_2, tape_branch, tape_branch_1)),
             )
         };
         let heap_bytes = {
@@ -119,9 +71,50 @@ impl branchy {
                 + (&::backprop::__private::Probe(&tape_branch_2)).heap_bytes()
         };
         let pullback = move |d_t5: f64| -> (f64, f64) {
-            let (d_x, d_y) = match tape_branch_2 {
-                ::backprop::__private::Branch::Then(pullback) => pullback(d_t5),
-                ::backprop::__private::Branch::Else(pullback) => pullback(d_t5),
+            let (d_x, d_y) = {
+                match tape_branch_2 {
+                    ::backprop::__private::Branch::Then(()) => {
+                        let d_y = d_t5;
+                        (::backprop::__private::zero::<f64>(), d_y)
+                    }
+                    ::backprop::__private::Branch::Else(
+                        (v, v_2, tape_branch, tape_branch_1),
+                    ) => {
+                        let d_t4 = d_t5;
+                        let d_w = d_t4;
+                        let mut d_x = d_t4;
+                        let (mut d_y, d_v_2) = {
+                            match tape_branch_1 {
+                                ::backprop::__private::Branch::Then(()) => {
+                                    let d_t3 = d_w;
+                                    let d_v_2 = ::backprop::__private::mul_vjp_lhs(y, d_t3);
+                                    let d_y = ::backprop::__private::mul_vjp_rhs(v_2, d_t3);
+                                    (d_y, d_v_2)
+                                }
+                                ::backprop::__private::Branch::Else(()) => {
+                                    let d_v_2 = d_w;
+                                    (::backprop::__private::zero::<f64>(), d_v_2)
+                                }
+                            }
+                        };
+                        let (d_v,) = {
+                            match tape_branch {
+                                ::backprop::__private::Branch::Then(()) => {
+                                    let d_v_1 = d_v_2;
+                                    let d_v = ::backprop::__private::ln_vjp(v, d_v_1);
+                                    (d_v,)
+                                }
+                                ::backprop::__private::Branch::Else(()) => {
+                                    let d_v = d_v_2;
+                                    (d_v,)
+                                }
+                            }
+                        };
+                        d_x = d_x + ::backprop::__private::mul_vjp_lhs(y, d_v);
+                        d_y = d_y + ::backprop::__private::mul_vjp_rhs(x, d_v);
+                        (d_x, d_y)
+                    }
+                }
             };
             (d_x, d_y)
         };

@@ -45,6 +45,7 @@ impl loops {
     ) {
         #[allow(deprecated)]
         let _ = loops;
+        let mut tape_heap: usize = 0;
         let prod = 1.0;
         let sum = 0.0;
         let mut prod_3 = prod;
@@ -58,19 +59,14 @@ impl loops {
             let sum_1 = sum_3;
             let prod_2 = prod_1 * x;
             let sum_2 = sum_1 + prod_2;
-            tape_iterations
-                .push(move |d_prod_3_next: f64, d_sum_3_next: f64| -> (f64, f64, f64) {
-                    let mut d_prod_2 = d_prod_3_next;
-                    let d_sum_2 = d_sum_3_next;
-                    let d_sum_1 = d_sum_2;
-                    d_prod_2 = d_prod_2 + d_sum_2;
-                    let d_prod_1 = ::backprop::__private::mul_vjp_lhs(x, d_prod_2);
-                    let d_x = ::backprop::__private::mul_vjp_rhs(prod_1, d_prod_2);
-                    (d_prod_1, d_sum_1, d_x)
-                });
+            tape_iterations.push((prod_1,));
             prod_3 = prod_2;
             sum_3 = sum_2;
         }
+        tape_heap
+            += ::backprop::__private::HeapOfOwned::heap_bytes(
+                &::backprop::__private::Probe(&tape_iterations),
+            );
         let mut sum_6 = sum_3;
         let mut tape_iterations_1 = ::std::vec::Vec::new();
         loop {
@@ -80,27 +76,27 @@ impl loops {
                 break;
             }
             let sum_5 = sum_4 * 0.5;
-            tape_iterations_1
-                .push(move |d_sum_6_next: f64| -> (f64,) {
-                    let d_sum_5 = d_sum_6_next;
-                    let d_sum_4 = ::backprop::__private::mul_vjp_lhs(0.5, d_sum_5);
-                    (d_sum_4,)
-                });
+            tape_iterations_1.push(());
             sum_6 = sum_5;
         }
+        tape_heap
+            += ::backprop::__private::HeapOfOwned::heap_bytes(
+                &::backprop::__private::Probe(&tape_iterations_1),
+            );
         let heap_bytes = {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
-            (&::backprop::__private::Probe(&x)).heap_bytes()
-                + (&::backprop::__private::Probe(&tape_iterations)).heap_bytes()
-                + (&::backprop::__private::Probe(&tape_iterations_1)).heap_bytes()
+            (&::backprop::__private::Probe(&x)).heap_bytes() + tape_heap
         };
         let pullback = move |d_sum_6: f64| -> (f64, ::backprop::__private::Inactive) {
             let (d_sum_3,) = {
                 let mut d_sum_6_carry: f64 = d_sum_6;
-                for pullback in ::core::iter::IntoIterator::into_iter(tape_iterations_1)
-                    .rev()
-                {
-                    let (step_0,) = pullback(d_sum_6_carry);
+                for () in tape_iterations_1.into_iter().rev() {
+                    let d_sum_6_next = d_sum_6_carry;
+                    let (step_0,) = {
+                        let d_sum_5 = d_sum_6_next;
+                        let d_sum_4 = ::backprop::__private::mul_vjp_lhs(0.5, d_sum_5);
+                        (d_sum_4,)
+                    };
                     d_sum_6_carry = step_0;
                 }
                 (d_sum_6_carry,)
@@ -109,13 +105,18 @@ impl loops {
                 let mut d_prod_3_carry: f64 = ::backprop::__private::zero();
                 let mut d_sum_3_carry: f64 = d_sum_3;
                 let mut d_x_sum: f64 = ::backprop::__private::zero();
-                for pullback in ::core::iter::IntoIterator::into_iter(tape_iterations)
-                    .rev()
-                {
-                    let (step_0_1, step_1, step_2) = pullback(
-                        d_prod_3_carry,
-                        d_sum_3_carry,
-                    );
+                for (prod_1,) in tape_iterations.into_iter().rev() {
+                    let d_prod_3_next = d_prod_3_carry;
+                    let d_sum_3_next = d_sum_3_carry;
+                    let (step_0_1, step_1, step_2) = {
+                        let mut d_prod_2 = d_prod_3_next;
+                        let d_sum_2 = d_sum_3_next;
+                        let d_sum_1 = d_sum_2;
+                        d_prod_2 = d_prod_2 + d_sum_2;
+                        let d_prod_1 = ::backprop::__private::mul_vjp_lhs(x, d_prod_2);
+                        let d_x = ::backprop::__private::mul_vjp_rhs(prod_1, d_prod_2);
+                        (d_prod_1, d_sum_1, d_x)
+                    };
                     d_prod_3_carry = step_0_1;
                     d_sum_3_carry = step_1;
                     d_x_sum = d_x_sum + step_2;

@@ -39,6 +39,7 @@ impl f {
     ) {
         #[allow(deprecated)]
         let _ = f;
+        let mut tape_heap: usize = 0;
         let acc = 0.0;
         let mut acc_3 = acc;
         let range = (0)..n;
@@ -48,27 +49,29 @@ impl f {
         for _i in range {
             let acc_1 = acc_3;
             let acc_2 = acc_1 + x;
-            tape_iterations
-                .push(move |d_acc_3_next: f64| -> (f64, f64) {
-                    let d_acc_2 = d_acc_3_next;
-                    let d_acc_1 = d_acc_2;
-                    let d_x = d_acc_2;
-                    (d_acc_1, d_x)
-                });
+            tape_iterations.push(());
             acc_3 = acc_2;
         }
+        tape_heap
+            += ::backprop::__private::HeapOfOwned::heap_bytes(
+                &::backprop::__private::Probe(&tape_iterations),
+            );
         let heap_bytes = {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
-            (&::backprop::__private::Probe(&tape_iterations)).heap_bytes()
+            tape_heap
         };
         let pullback = move |d_acc_3: f64| -> (f64, ::backprop::__private::Inactive) {
             let (_, d_x) = {
                 let mut d_acc_3_carry: f64 = d_acc_3;
                 let mut d_x_sum: f64 = ::backprop::__private::zero();
-                for pullback in ::core::iter::IntoIterator::into_iter(tape_iterations)
-                    .rev()
-                {
-                    let (step_0, step_1) = pullback(d_acc_3_carry);
+                for () in tape_iterations.into_iter().rev() {
+                    let d_acc_3_next = d_acc_3_carry;
+                    let (step_0, step_1) = {
+                        let d_acc_2 = d_acc_3_next;
+                        let d_acc_1 = d_acc_2;
+                        let d_x = d_acc_2;
+                        (d_acc_1, d_x)
+                    };
                     d_acc_3_carry = step_0;
                     d_x_sum = d_x_sum + step_1;
                 }

@@ -40,6 +40,7 @@ pub fn expand(
                     ty: (*pt.ty).clone(),
                     active: is_active,
                     tensor: false,
+                    elem: None,
                 })
             }
         })

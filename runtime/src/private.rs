@@ -48,7 +48,39 @@ pub trait Cotangent {}
 impl Cotangent for f32 {}
 impl Cotangent for f64 {}
 impl<A, D> Cotangent for ndarray::Array<A, D> {}
+impl<T> Cotangent for std::vec::Vec<T> {}
 
 /// Compile-time check only (see [`Cotangent`]).
 #[inline(always)]
 pub fn expect_cotangent<C: Cotangent>(_: &C) {}
+
+/// The `k`-th index of a `for` loop's range, for the reverse pass (which recomputes
+/// the index instead of saving it). O(1) for ranges, `rev()` and `step_by`.
+#[inline(always)]
+pub fn nth<I: Iterator + Clone>(range: &I, k: usize) -> I::Item {
+    match range.clone().nth(k) {
+        Some(i) => i,
+        None => unreachable!("the loop ran its iteration {k}, so its range has it"),
+    }
+}
+
+/// `Σ d`: the cotangent of the fill value of `vec![v; n]`.
+#[inline]
+pub fn sum_of<T: Copy + core::ops::Add<Output = T> + num_traits::Zero>(d: &[T]) -> T {
+    d.iter().fold(T::zero(), |a, &b| a + b)
+}
+
+/// `d_x += part`, elementwise: a buffer's cotangent from a call or a copy, added into
+/// the adjoint of the buffer (or sub-slice) it came from.
+#[inline]
+pub fn add_into<T: Copy + core::ops::AddAssign>(target: &mut [T], part: &[T]) {
+    assert!(
+        part.len() <= target.len(),
+        "a buffer's cotangent has {} elements, but the buffer it flows into has {}",
+        part.len(),
+        target.len()
+    );
+    for (t, &p) in target.iter_mut().zip(part) {
+        *t += p;
+    }
+}

@@ -5,17 +5,25 @@
 //!
 //! Branches: an `if`'s outputs are varied when either branch's value is, and a useful
 //! output makes both branches' values useful (whichever branch runs, its value
-//! matters). The condition is a bool and never active. SSA has no loops yet, so one
-//! forward and one backward pass over the nested statements suffice.
+//! matters). The condition is a bool and never active. Loops iterate their body to a
+//! fixed point; buffers (written in place, so not SSA) make the whole function iterate.
 
-use crate::ir::{Func, Operand, Rhs, Stmt, VarId};
+use crate::ir::{BufOp, Func, Operand, Rhs, Stmt, VarId};
 
 pub struct Activity {
     varied: Vec<bool>,
     useful: Vec<bool>,
+    /// `if`s and loops whose bodies read or write active buffers: they have a reverse
+    /// pass even when no scalar they produce has an adjoint.
+    touches: std::collections::HashSet<VarId>,
 }
 
 impl Activity {
+    /// Whether the `if` or loop defining `v` updates adjoint buffers in reverse.
+    pub fn touches_buffers(&self, v: VarId) -> bool {
+        self.touches.contains(&v)
+    }
+
     pub fn is_active(&self, v: VarId) -> bool {
         self.varied[v.0] && self.useful[v.0]
     }
@@ -71,6 +79,24 @@ fn forward(stmts: &[Stmt], varied: &mut [bool]) {
                 }
                 varied[s.def.0] = any;
             }
+            // Buffers are written in place: a write of a varied value makes the whole
+            // buffer varied, also for reads earlier in the program (the caller iterates
+            // to a fixed point).
+            Rhs::Buffer { op, args } => match op {
+                BufOp::Write => {
+                    if is(&args[2], varied)
+                        && let Some(b) = args[0].var()
+                    {
+                        varied[b.0] = true;
+                    }
+                }
+                BufOp::Fill | BufOp::FillArray | BufOp::ToVec => {
+                    varied[s.def.0] |= is(&args[0], varied)
+                }
+                BufOp::Read | BufOp::View | BufOp::Alias | BufOp::Borrow => {
+                    varied[s.def.0] = is(&args[0], varied)
+                }
+            },
             rhs if propagates(rhs) => {
                 varied[s.def.0] = rhs.operands().iter().any(|o| is(o, varied))
             }
@@ -128,6 +154,14 @@ fn backward(stmts: &[Stmt], useful: &mut [bool]) {
                     }
                 }
             }
+            Rhs::Buffer { op, args } => match op {
+                BufOp::Write if args[0].var().is_some_and(|b| useful[b.0]) => {
+                    mark(&args[2], useful);
+                }
+                BufOp::Write => {}
+                _ if useful[s.def.0] => mark(&args[0], useful),
+                _ => {}
+            },
             rhs if useful[s.def.0] && propagates(rhs) => {
                 for o in rhs.operands() {
                     mark(o, useful);
@@ -144,11 +178,74 @@ pub fn analyse(func: &Func) -> Activity {
     for p in &func.params {
         varied[p.var.0] = p.active;
     }
-    forward(&func.body, &mut varied);
+    // Buffer writes reach back to values defined earlier: iterate to a fixed point
+    // (each pass only adds; a pass per buffer at most).
+    loop {
+        let before = varied.clone();
+        forward(&func.body, &mut varied);
+        if before == varied {
+            break;
+        }
+    }
     let mut useful = vec![false; n];
     if let Some(v) = func.ret.var() {
         useful[v.0] = true;
     }
-    backward(&func.body, &mut useful);
-    Activity { varied, useful }
+    loop {
+        let before = useful.clone();
+        backward(&func.body, &mut useful);
+        if before == useful {
+            break;
+        }
+    }
+    let mut touches = std::collections::HashSet::new();
+    mark_touches(&func.body, &varied, &useful, &mut touches);
+    for v in &touches {
+        varied[v.0] = true;
+        useful[v.0] = true;
+    }
+    Activity {
+        varied,
+        useful,
+        touches,
+    }
+}
+
+/// Whether `stmts` (at any depth) hold an active buffer operation; records each `if`
+/// and loop that does.
+fn mark_touches(
+    stmts: &[Stmt],
+    varied: &[bool],
+    useful: &[bool],
+    touches: &mut std::collections::HashSet<VarId>,
+) -> bool {
+    let active = |v: VarId| varied[v.0] && useful[v.0];
+    let mut any = false;
+    for s in stmts {
+        let inner = match &s.rhs {
+            Rhs::If(node) => {
+                let a = mark_touches(&node.then_body, varied, useful, touches);
+                let b = mark_touches(&node.else_body, varied, useful, touches);
+                a || b
+            }
+            Rhs::Loop(node) => mark_touches(&node.body, varied, useful, touches),
+            Rhs::Buffer {
+                op: BufOp::Write,
+                args,
+            } => {
+                any |= args[0].var().is_some_and(active);
+                false
+            }
+            Rhs::Buffer { .. } => {
+                any |= active(s.def);
+                false
+            }
+            _ => false,
+        };
+        if inner {
+            touches.insert(s.def);
+            any = true;
+        }
+    }
+    any
 }

@@ -10,12 +10,20 @@ use crate::diag::Ctxt;
 use crate::ir::{Func, Rhs, walk};
 
 pub fn check(cx: &Ctxt, func: &Func, activity: &Activity) {
+    // One error per chain: `x.iter().skip(1).sum()` reports `.iter()`, not each link.
+    let mut reported = std::collections::HashSet::new();
     walk(&func.body, &mut |s| {
         if let Rhs::NoRule { args, why, at, .. } = &s.rhs
             && activity.is_active(s.def)
             && args.iter().any(|a| activity.operand_active(a))
         {
-            cx.error_spanned_by(at, why);
+            if !args
+                .iter()
+                .any(|a| a.var().is_some_and(|v| reported.contains(&v)))
+            {
+                cx.error_spanned_by(at, why);
+            }
+            reported.insert(s.def);
         }
     });
 }

@@ -67,6 +67,8 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                 all
             }
             Rhs::Prim { prim, .. } if prim.reduces => true,
+            // Buffers of floats hold scalars; their operations are scalar code.
+            Rhs::Buffer { .. } => true,
             _ => inputs_scalar,
         };
         k.scalar_path.insert(s.def, inputs_scalar && out_scalar);

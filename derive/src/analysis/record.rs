@@ -44,7 +44,8 @@ pub fn saved(func: &Func, activity: &Activity, kinds: &Kinds) -> BTreeSet<VarId>
             Rhs::Call { .. } | Rhs::If(_) | Rhs::Loop(_) => {
                 saved.insert(s.def);
             }
-            Rhs::Copy(_) | Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } => {}
+            Rhs::Copy(_) | Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } | Rhs::Buffer { .. } => {
+            }
         }
     });
     saved

@@ -36,8 +36,17 @@ pub struct Emitter<'a> {
     pub captured_tapes: std::cell::RefCell<std::collections::BTreeSet<VarId>>,
     /// Each branch's pullback closures, built by the forward pass (which stores them in
     /// the tape) and read by the reverse pass (which needs their outer values).
-    branches: HashMap<VarId, super::reverse::BranchPullbacks>,
-    loops: HashMap<VarId, super::reverse::LoopPullback>,
+    branches: HashMap<VarId, std::rc::Rc<super::reverse::BranchReverse>>,
+    loops: HashMap<VarId, std::rc::Rc<super::reverse::LoopReverse>>,
+    /// `range`: the range a `for` loop iterates, kept when its reverse reads the index.
+    ranges: HashMap<VarId, Ident>,
+    /// Buffers written element-wise (declared `let mut`).
+    written: std::collections::HashSet<VarId>,
+    /// `tape_heap`, once a loop needs it.
+    pub heap: Option<Ident>,
+    /// Calls that pass a buffer of this function: per argument, the copy kept for the
+    /// reverse pass, which runs the callee's forward again on it.
+    pub snapshots: HashMap<VarId, Vec<Option<Ident>>>,
 }
 
 impl<'a> Emitter<'a> {
@@ -53,7 +62,64 @@ impl<'a> Emitter<'a> {
             captured_tapes: Default::default(),
             branches: HashMap::new(),
             loops: HashMap::new(),
+            ranges: HashMap::new(),
+            heap: None,
+            snapshots: HashMap::new(),
+            written: {
+                let mut w = std::collections::HashSet::new();
+                crate::ir::walk(&func.body, &mut |s| {
+                    if let Rhs::Buffer {
+                        op: crate::ir::BufOp::Write,
+                        args,
+                    } = &s.rhs
+                    {
+                        w.extend(args[0].var());
+                    }
+                });
+                w
+            },
         }
+    }
+
+    /// A buffer whose elements belong to this function (not to an argument).
+    pub fn is_local_buffer(&self, v: VarId) -> bool {
+        self.func.is_buffer(v)
+            && !self
+                .func
+                .params
+                .iter()
+                .any(|p| p.var == self.func.buffer_root(v).0)
+    }
+
+    fn local_buffer_args(&self, args: &[Operand]) -> bool {
+        args.iter()
+            .any(|a| a.var().is_some_and(|v| self.is_local_buffer(v)))
+    }
+
+    /// The tape name of `v`'s statement, if one was made.
+    pub fn tape_if_any(&self, v: VarId) -> Option<Ident> {
+        self.tapes.get(&v).cloned()
+    }
+
+    /// The range name of the loop defining `v`, if one was made.
+    pub fn range_if_any(&self, v: VarId) -> Option<Ident> {
+        self.ranges.get(&v).cloned()
+    }
+
+    /// `range`: the range of the `for` loop defining `v`.
+    pub fn range(&mut self, v: VarId) -> Ident {
+        if let Some(i) = self.ranges.get(&v) {
+            return i.clone();
+        }
+        let i = self.names.fresh("range", self.func.name(v).span());
+        self.ranges.insert(v, i.clone());
+        i
+    }
+
+    /// A statement without control flow, as the forward pass writes it (for values
+    /// the reverse pass recomputes).
+    pub fn simple_stmt(&mut self, s: &Stmt) -> TokenStream {
+        self.stmt(s)
     }
 
     pub fn var(&self, v: VarId) -> &Ident {
@@ -164,45 +230,37 @@ impl<'a> Emitter<'a> {
         out
     }
 
-    /// The branch pullbacks of the `if` defining `def` (built by its forward pass).
-    pub fn branch_pullbacks(
+    /// The reverse of the `if` defining `def` (built once, by its forward pass).
+    pub fn branch_reverse(
         &mut self,
         def: VarId,
         node: &crate::ir::IfNode,
-    ) -> super::reverse::BranchPullbacks {
+    ) -> std::rc::Rc<super::reverse::BranchReverse> {
         if !self.branches.contains_key(&def) {
-            let built = super::reverse::build_branch_pullbacks(self, node);
-            self.branches.insert(def, built);
+            let built = super::reverse::build_branch_reverse(self, node);
+            self.branches.insert(def, std::rc::Rc::new(built));
         }
-        let b = &self.branches[&def];
-        super::reverse::BranchPullbacks {
-            then_closure: b.then_closure.clone(),
-            else_closure: b.else_closure.clone(),
-            outer: b.outer.clone(),
-        }
+        self.branches[&def].clone()
     }
 
-    /// The per-iteration pullback of the loop defining `def` (built by its forward pass).
-    pub fn loop_pullback(
+    /// The reverse of one iteration of the loop defining `def` (built once, by its
+    /// forward pass).
+    pub fn loop_reverse(
         &mut self,
         def: VarId,
         node: &crate::ir::LoopNode,
-    ) -> super::reverse::LoopPullback {
+    ) -> std::rc::Rc<super::reverse::LoopReverse> {
         if !self.loops.contains_key(&def) {
-            let built = super::reverse::build_loop_pullback(self, node);
-            self.loops.insert(def, built);
+            let built = super::reverse::build_loop_reverse(self, node);
+            self.loops.insert(def, std::rc::Rc::new(built));
         }
-        let b = &self.loops[&def];
-        super::reverse::LoopPullback {
-            closure: b.closure.clone(),
-            active: b.active.clone(),
-            outer: b.outer.clone(),
-        }
+        self.loops[&def].clone()
     }
 
     /// A loop: the carried values live in mutable state named after their value after
     /// the loop; each iteration binds their entry values, runs the body and, when the
-    /// loop is active, pushes its pullback onto the loop's tape (a `Vec`).
+    /// loop is active, pushes what its reverse reads onto the loop's tape (a `Vec` of
+    /// tuples; `()` when an iteration needs nothing, which allocates nothing).
     fn loop_stmt(&mut self, s: &Stmt, node: &crate::ir::LoopNode) -> TokenStream {
         let span = s.span;
         let active = self.plan.activity.is_active(s.def);
@@ -219,15 +277,13 @@ impl<'a> Emitter<'a> {
             .collect();
         let exits: Vec<TokenStream> = node.carried.iter().map(|c| self.operand(&c.exit)).collect();
         let body = self.block(&node.body);
-        let (push, tape_decl) = if active {
-            let closure = self.loop_pullback(s.def, node).closure;
+        let (push, index_kept) = if active {
+            let rev = self.loop_reverse(s.def, node);
             let tape = self.tape(s.def);
-            (
-                quote!(#tape.push(#closure);),
-                quote!(let mut #tape = ::std::vec::Vec::new();),
-            )
+            let saved = &rev.saved;
+            (quote!(#tape.push((#(#saved,)*));), rev.index)
         } else {
-            (quote!(), quote!())
+            (quote!(), false)
         };
         let iteration = |body: &[TokenStream], head: TokenStream| {
             quote! {
@@ -238,17 +294,25 @@ impl<'a> Emitter<'a> {
                 #(#states = #exits;)*
             }
         };
+        let heap = self.heap_counter(s.def, active);
         let lp = match &node.head {
             crate::ir::LoopHead::For { index, range } if active => {
-                // A range knows its length: the tape is allocated once, exactly.
+                // A range knows its length: the tape is allocated once, exactly. The
+                // reverse pass recomputes the index from the range when it reads it.
                 let i = self.var(*index).clone();
                 let it = iteration(&body, quote!());
                 let tape = self.tape(s.def);
-                let r = self.names.fresh("range", span);
+                let r = self.range(s.def);
+                let iter = if index_kept {
+                    quote!(#r.clone())
+                } else {
+                    quote!(#r)
+                };
                 quote_spanned! {span=>
                     let #r = #range;
                     let mut #tape = ::std::vec::Vec::with_capacity(::core::iter::Iterator::size_hint(&#r).0);
-                    for #i in #r { #it }
+                    for #i in #iter { #it }
+                    #heap
                 }
             }
             crate::ir::LoopHead::For { index, range } => {
@@ -260,34 +324,55 @@ impl<'a> Emitter<'a> {
                 let c = self.operand(cond);
                 let (head, rest) = body.split_at(*head_len);
                 let it = iteration(rest, quote!(#(#head)* if !#c { break; }));
-                quote_spanned!(span=> loop { #it })
+                let tape_decl = if active {
+                    let tape = self.tape(s.def);
+                    quote!(let mut #tape = ::std::vec::Vec::new();)
+                } else {
+                    quote!()
+                };
+                quote_spanned!(span=> #tape_decl loop { #it } #heap)
             }
-        };
-        // A range's loop declares its tape itself, sized from the range.
-        let tape_decl = if matches!(node.head, crate::ir::LoopHead::For { .. }) {
-            quote!()
-        } else {
-            tape_decl
         };
         quote! {
             #(let mut #states = #inits;)*
-            #tape_decl
             #lp
         }
+    }
+
+    /// `tape_heap += <heap of the loop's stack>;`: the bytes a loop's stack holds,
+    /// counted once the loop is done (nested loops count each of their runs).
+    fn heap_counter(&mut self, def: VarId, active: bool) -> TokenStream {
+        if !active {
+            return quote!();
+        }
+        let tape = self.tape(def);
+        let counter = self.heap_name();
+        quote!(#counter += ::backprop::__private::HeapOfOwned::heap_bytes(&::backprop::__private::Probe(&#tape));)
+    }
+
+    /// The forward pass's running count of heap bytes its loops keep for the tape.
+    pub fn heap_name(&mut self) -> Ident {
+        if self.heap.is_none() {
+            self.heap = Some(
+                self.names
+                    .fresh("tape_heap", proc_macro2::Span::call_site()),
+            );
+        }
+        self.heap.clone().expect("set above")
     }
 
     /// Before:
     /// ```text
     /// let y = if c { x * x } else { x };
     /// ```
-    /// After: each branch runs its statements, then returns its values and its own
-    /// pullback, tagged with the branch taken (one enum: the tape's "which way" bit).
+    /// After: each branch runs its statements, then returns its values and what its
+    /// reverse reads, tagged with the branch taken (the tape's "which way" bit).
     /// ```text
     /// let (y, branch) = if c {
     ///     let t0 = x * x;
-    ///     (t0, Branch::Then(move |d_y: f64| -> (f64,) { let d_x = ... ; (d_x,) }))
+    ///     (t0, Branch::Then((x,)))
     /// } else {
-    ///     (x, Branch::Else(move |d_y: f64| -> (f64,) { let d_x = d_y; (d_x,) }))
+    ///     (x, Branch::Else(()))
     /// };
     /// ```
     fn if_stmt(&mut self, s: &Stmt, node: &crate::ir::IfNode) -> TokenStream {
@@ -311,16 +396,17 @@ impl<'a> Emitter<'a> {
                 let (#(#outs,)*) = if #cond { #(#then_stmts)* (#(#then_vals,)*) } else { #(#else_stmts)* (#(#else_vals,)*) };
             };
         }
-        let pb = self.branch_pullbacks(s.def, node);
-        let (then_pb, else_pb) = (pb.then_closure, pb.else_closure);
+        let rev = self.branch_reverse(s.def, node);
+        let then_saved = &rev.arms[0].0;
+        let else_saved = &rev.arms[1].0;
         let tape = self.tape(s.def);
         quote_spanned! {span=>
             let (#(#outs,)* #tape) = if #cond {
                 #(#then_stmts)*
-                (#(#then_vals,)* ::backprop::__private::Branch::Then(#then_pb))
+                (#(#then_vals,)* ::backprop::__private::Branch::Then((#(#then_saved,)*)))
             } else {
                 #(#else_stmts)*
-                (#(#else_vals,)* ::backprop::__private::Branch::Else(#else_pb))
+                (#(#else_vals,)* ::backprop::__private::Branch::Else((#(#else_saved,)*)))
             };
         }
     }
@@ -368,8 +454,83 @@ impl<'a> Emitter<'a> {
         let def = self.var(s.def).clone();
         let ty = s.ty.as_ref().map(|t| quote!(: #t));
         let span = s.span;
+        if let Rhs::Buffer { op, args } = &s.rhs {
+            use crate::ir::BufOp;
+            let a: Vec<TokenStream> = args.iter().map(|o| self.operand(o)).collect();
+            let mutability = if self.written.contains(&s.def) {
+                quote!(mut)
+            } else {
+                quote!()
+            };
+            return match op {
+                BufOp::Read => {
+                    let (x, i) = (&a[0], &a[1]);
+                    quote_spanned!(span=> let #def #ty = #x[#i];)
+                }
+                BufOp::Write => {
+                    let (x, i, v) = (&a[0], &a[1], &a[2]);
+                    quote_spanned!(span=> #x[#i] = #v;)
+                }
+                BufOp::Fill => {
+                    let (v, n) = (&a[0], &a[1]);
+                    quote_spanned!(span=> let #mutability #def #ty = ::std::vec![#v; #n];)
+                }
+                BufOp::FillArray => {
+                    let (v, n) = (&a[0], &a[1]);
+                    quote_spanned!(span=> let #mutability #def #ty = [#v; #n];)
+                }
+                BufOp::ToVec => {
+                    let x = &a[0];
+                    quote_spanned!(span=> let #mutability #def #ty = #x.to_vec();)
+                }
+                BufOp::View => {
+                    let (x, start) = (&a[0], &a[1]);
+                    match a.get(2) {
+                        Some(end) => quote_spanned!(span=> let #def #ty = &#x[#start..#end];),
+                        None => quote_spanned!(span=> let #def #ty = &#x[#start..];),
+                    }
+                }
+                BufOp::Alias => {
+                    let x = &a[0];
+                    quote_spanned!(span=> let #mutability #def #ty = #x;)
+                }
+                BufOp::Borrow => {
+                    let x = &a[0];
+                    quote_spanned!(span=> let #def #ty = &#x;)
+                }
+            };
+        }
         if let Rhs::Call { path, args } = &s.rhs {
+            let arg_ops = args;
             let args: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+            if self.plan.activity.is_active(s.def) && self.local_buffer_args(arg_ops) {
+                // The callee's tape would borrow a buffer of this function, which ends
+                // with the forward pass (and may be written after the call): keep a
+                // copy instead, and run the callee's forward again in the reverse pass
+                // (a checkpoint of the call).
+                let mut saves = Vec::new();
+                let mut names = Vec::new();
+                for a in arg_ops {
+                    match a.var() {
+                        Some(v) if self.is_local_buffer(v) => {
+                            let x = self.var(v).clone();
+                            let snap = self.names.fresh(
+                                &format!("snapshot_{}", x.to_string().trim_start_matches("r#")),
+                                span,
+                            );
+                            let counter = self.heap_name();
+                            saves.push(
+                                quote_spanned!(span=> let #snap = ::std::vec::Vec::from(&#x[..]);),
+                            );
+                            saves.push(quote_spanned!(span=> #counter += ::backprop::__private::HeapOfOwned::heap_bytes(&::backprop::__private::Probe(&#snap));));
+                            names.push(Some(snap));
+                        }
+                        _ => names.push(None),
+                    }
+                }
+                self.snapshots.insert(s.def, names);
+                return quote_spanned!(span=> #(#saves)* let #def #ty = #path(#(#args),*););
+            }
             if self.plan.activity.is_active(s.def) {
                 let tape = self.tape(s.def);
                 let companion = companion_path(path);
@@ -432,7 +593,9 @@ impl<'a> Emitter<'a> {
             Rhs::Prim { spelling, args, .. }
             | Rhs::ZeroDerivative { spelling, args }
             | Rhs::NoRule { spelling, args, .. } => self.spelled(spelling, args, span),
-            Rhs::Call { .. } | Rhs::If(_) | Rhs::Loop(_) => unreachable!("handled above"),
+            Rhs::Call { .. } | Rhs::If(_) | Rhs::Loop(_) | Rhs::Buffer { .. } => {
+                unreachable!("handled above")
+            }
         };
         quote_spanned!(span=> let #def #ty = #value;)
     }
@@ -476,6 +639,10 @@ impl<'a> Emitter<'a> {
                 let a = &ops[0];
                 quote_spanned!(span=> &#a)
             }
+            Spelling::Index => {
+                let (a, i) = (&ops[0], &ops[1]);
+                quote_spanned!(span=> #a[#i])
+            }
             Spelling::MethodTurbofish(m) => {
                 let recv = &ops[0];
                 let rest = &ops[1..];
@@ -493,7 +660,7 @@ impl<'a> Emitter<'a> {
 /// `backprop::sigmoid::<f64>` → `backprop::sigmoid::forward::<f64>`: the rule
 /// companion lives in the type namespace under the function's own name, so it follows
 /// the function through `use` and paths.
-fn companion_path(path: &syn::ExprPath) -> TokenStream {
+pub fn companion_path(path: &syn::ExprPath) -> TokenStream {
     let mut path = path.clone();
     let mut turbofish = quote!();
     if let Some(last) = path.path.segments.last_mut()

@@ -47,6 +47,9 @@ pub struct ShapeParam {
     pub active: bool,
     /// An ndarray array: its gradient is an owned array of the same dimension.
     pub tensor: bool,
+    /// A buffer of floats (`&[f64]`, `Vec<f32>`, `[f64; N]`): its gradient is a
+    /// `Vec` of this element type.
+    pub elem: Option<syn::Type>,
 }
 
 /// The shared shape of the companions, used by both the real expansion and the
@@ -84,6 +87,9 @@ fn with_static_lifetimes(ty: &syn::Type) -> syn::Type {
 impl ShapeParam {
     /// The type of this argument's gradient (its cotangent).
     pub fn grad_ty(&self) -> TokenStream {
+        if let Some(elem) = &self.elem {
+            return quote!(::std::vec::Vec<#elem>);
+        }
         if self.tensor {
             let ty = with_static_lifetimes(&self.ty);
             quote!(<#ty as ::backprop::__private::tensor::Value>::Cot)
@@ -239,8 +245,12 @@ impl Shape<'_> {
             let doc = format!("∂{name}/∂{n}");
             quote!(#[doc = #doc] pub #n: #ty)
         });
-        // Arrays are not `Copy`; scalar gradients are.
-        let copy = if self.params.iter().any(|p| p.active && p.tensor) {
+        // Arrays and `Vec`s are not `Copy`; scalar gradients are.
+        let copy = if self
+            .params
+            .iter()
+            .any(|p| p.active && (p.tensor || p.elem.is_some()))
+        {
             quote!()
         } else {
             quote!(Copy,)
@@ -362,6 +372,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
                 ty: p.ty.clone(),
                 active: p.active,
                 tensor: is_tensor(p),
+                elem: p.elem.clone(),
             })
             .collect(),
         ret_ty: func.ret_ty.clone(),
@@ -416,18 +427,31 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
             .filter(|v| visible.contains(v))
             .map(|v| ctx.var(*v).clone())
             .collect();
+        // Loops count their stacks themselves (`tape_heap`), nested runs included.
         let tapes: Vec<crate::ir::VarId> = ctx
             .captured_tapes
             .borrow()
             .iter()
             .copied()
             .filter(|v| visible.contains(v))
+            .filter(|v| {
+                !matches!(
+                    func.def_of(*v),
+                    Some(crate::ir::Stmt {
+                        rhs: crate::ir::Rhs::Loop(_),
+                        ..
+                    })
+                )
+            })
             .collect();
         names.extend(tapes.into_iter().map(|v| ctx.tape(v)));
-        let captured: Vec<TokenStream> = names
+        let mut captured: Vec<TokenStream> = names
             .iter()
             .map(|x| quote!((&::backprop::__private::Probe(&#x)).heap_bytes()))
             .collect();
+        if let Some(h) = &ctx.heap {
+            captured.push(quote!(#h));
+        }
         let sum = if captured.is_empty() {
             quote!(0)
         } else {
@@ -451,9 +475,11 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
             quote!(::backprop::__private::Tape::new(#pullback_name)),
         )
     };
+    let heap_decl = ctx.heap.as_ref().map(|h| quote!(let mut #h: usize = 0;));
     let body = quote! {
         #keep_used
         #(#items)*
+        #heap_decl
         #forward
         #heap
         let #pullback_name = #pullback;

@@ -25,8 +25,8 @@
 
 use super::forward::Emitter;
 use crate::ir::op::{Need, Vjp};
-use crate::ir::{IfNode, LoopNode, Operand, Rhs, Stmt, VarId};
-use proc_macro2::{Span, TokenStream};
+use crate::ir::{BufOp, IfNode, LoopNode, Operand, Rhs, Spelling, Stmt, VarId};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -46,13 +46,33 @@ enum Line {
         span: Span,
         check: bool,
     },
+    /// A statement on adjoint buffers (`d_x[i] += d_t;`), emitted as it is.
+    Raw(TokenStream),
 }
 
-/// A branch's two pullback closures and the outer values they return cotangents for.
-pub struct BranchPullbacks {
-    pub then_closure: TokenStream,
-    pub else_closure: TokenStream,
+/// The reverse of an `if`: for each arm, the values its forward pass saves (the data
+/// in `Branch::Then(..)`/`Branch::Else(..)`) and its reverse statements; and the outer
+/// values whose cotangents the arms return.
+pub struct BranchReverse {
+    /// `(saved, statements)` for the then arm and the else arm.
+    pub arms: [(Vec<Ident>, Vec<TokenStream>); 2],
     pub outer: Vec<VarId>,
+}
+
+/// The reverse of one loop iteration, run inline in the enclosing reverse pass.
+pub struct LoopReverse {
+    /// Indices into `carried` of the carried values with an adjoint.
+    pub active: Vec<usize>,
+    /// `d_<out>_next`: each active carried value's cotangent at the end of an iteration.
+    pub params: Vec<Ident>,
+    /// Recomputed values, then the reverse statements, then the tuple of cotangents:
+    /// the carried values' at the start of the iteration, then the outer values'.
+    pub body: Vec<TokenStream>,
+    pub outer: Vec<VarId>,
+    /// What each iteration pushes.
+    pub saved: Vec<Ident>,
+    /// Whether the reverse pass needs the loop's index (recomputed from the range).
+    pub index: bool,
 }
 
 /// The reverse pass over `stmts`, in reverse order. `seeds` already have their adjoint
@@ -77,21 +97,48 @@ fn reverse_block(
         })
         .collect();
     count_contributions(&lines, &mut count);
+    // The adjoint of each buffer this block creates, zero until the reverse pass
+    // reaches back to its reads and writes.
+    let ret_ty = func.ret_ty.clone();
+    for s in stmts {
+        if let Rhs::Buffer {
+            op: BufOp::Fill | BufOp::FillArray | BufOp::ToVec,
+            args,
+        } = &s.rhs
+            && activity.is_active(s.def)
+        {
+            let d = cx.adjoint(s.def);
+            let n = cx.operand(&args[1]);
+            lines.push(Line::Raw(
+                quote_spanned!(s.span=> let mut #d: ::std::vec::Vec<#ret_ty> = ::std::vec![::backprop::__private::zero(); #n];),
+            ));
+        }
+    }
     for s in stmts.iter().rev() {
         let first_new = lines.len();
         let active = |o: &Operand| o.var().filter(|v| activity.is_active(*v));
         if let Rhs::If(node) = &s.rhs {
-            if activity.is_active(s.def) && node.outs.iter().any(|o| count.contains_key(&o.def)) {
+            if activity.is_active(s.def)
+                && (node.outs.iter().any(|o| count.contains_key(&o.def))
+                    || activity.touches_buffers(s.def))
+            {
                 lines.push(branch_line(cx, s.def, node, &count, s.span));
             }
             count_contributions(&lines[first_new..], &mut count);
             continue;
         }
         if let Rhs::Loop(node) = &s.rhs {
-            if activity.is_active(s.def) && node.carried.iter().any(|c| count.contains_key(&c.out))
+            if activity.is_active(s.def)
+                && (node.carried.iter().any(|c| count.contains_key(&c.out))
+                    || activity.touches_buffers(s.def))
             {
                 lines.push(loop_line(cx, s.def, node, &count, s.span));
             }
+            count_contributions(&lines[first_new..], &mut count);
+            continue;
+        }
+        if let Rhs::Buffer { op, args } = &s.rhs {
+            buffer_lines(cx, s, *op, args, &count, &mut lines);
             count_contributions(&lines[first_new..], &mut count);
             continue;
         }
@@ -171,12 +218,29 @@ fn reverse_block(
                     });
                 }
             }
-            Rhs::Call { .. } => {
+            Rhs::Call { path, .. } => {
                 let slots: Vec<Option<VarId>> = args.iter().map(active).collect();
                 let tape = cx.tape(s.def);
-                cx.captured_tapes.borrow_mut().insert(s.def);
                 let d_def = cx.adjoint(s.def);
-                let invoke = quote_spanned!(s.span=> ::backprop::__private::Pullback::backward(#tape, #d_def));
+                let invoke = if let Some(snaps) = cx.snapshots.get(&s.def).cloned() {
+                    // A checkpointed call: its forward runs again on the saved copies.
+                    let call_args: Vec<TokenStream> = args
+                        .iter()
+                        .zip(&snaps)
+                        .map(|(a, snap)| match snap {
+                            Some(x) => quote!(&#x[..]),
+                            None => cx.operand(a),
+                        })
+                        .collect();
+                    let companion = super::forward::companion_path(path);
+                    quote_spanned!(s.span=> {
+                        let (_, #tape) = #companion(#(#call_args),*);
+                        ::backprop::__private::Pullback::backward(#tape, #d_def)
+                    })
+                } else {
+                    cx.captured_tapes.borrow_mut().insert(s.def);
+                    quote_spanned!(s.span=> ::backprop::__private::Pullback::backward(#tape, #d_def))
+                };
                 lines.push(Line::Many {
                     invoke,
                     slots,
@@ -184,7 +248,11 @@ fn reverse_block(
                     check: true,
                 });
             }
-            Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } | Rhs::If(_) | Rhs::Loop(_) => {}
+            Rhs::ZeroDerivative { .. }
+            | Rhs::NoRule { .. }
+            | Rhs::If(_)
+            | Rhs::Loop(_)
+            | Rhs::Buffer { .. } => {}
         }
         count_contributions(&lines[first_new..], &mut count);
     }
@@ -210,6 +278,7 @@ fn reverse_block(
                     out.push(quote_spanned!(*span=> #d = #d + #expr;));
                 }
             }
+            Line::Raw(ts) => out.push(ts.clone()),
             Line::Many {
                 invoke,
                 slots,
@@ -221,6 +290,14 @@ fn reverse_block(
                 for slot in slots {
                     match slot {
                         None => pats.push(quote!(_)),
+                        // A buffer argument's cotangent is a `Vec`: added into the
+                        // adjoint of the buffer it views, in place.
+                        Some(t) if func.is_buffer(*t) => {
+                            let part = cx.names.fresh("d_part", *span);
+                            pats.push(quote!(#part));
+                            let target = buffer_slice(cx, *t);
+                            accum.push(quote_spanned!(*span=> ::backprop::__private::add_into(#target, &#part);));
+                        }
                         Some(t) => {
                             let d = cx.adjoint(*t);
                             if defined.insert(*t) {
@@ -240,7 +317,7 @@ fn reverse_block(
                 // (Only for concrete float types: the check's trait cannot name a generic
                 // `T: Float` without overlapping its array impl.)
                 if *check && !generic {
-                    for slot in slots.iter().flatten() {
+                    for slot in slots.iter().flatten().filter(|t| !func.is_buffer(**t)) {
                         let d = cx.adjoint(*slot);
                         out.push(
                             quote_spanned!(*span=> ::backprop::__private::expect_cotangent(&#d);),
@@ -268,13 +345,143 @@ fn defined_in(stmts: &[Stmt]) -> HashSet<VarId> {
     set
 }
 
+/// Every identifier in `ts`.
+fn idents(ts: &TokenStream, out: &mut HashSet<String>) {
+    for tt in ts.clone() {
+        match tt {
+            proc_macro2::TokenTree::Ident(i) => {
+                out.insert(i.to_string());
+            }
+            proc_macro2::TokenTree::Group(g) => idents(&g.stream(), out),
+            _ => {}
+        }
+    }
+}
+
+/// What a block's reverse pass (`rev`) reads of the values the block defines, and how
+/// each is made available: recomputed at the top of the reverse block when that is
+/// cheap and exact (index arithmetic, copies, reads of argument slices, which cannot
+/// change while the tape borrows them), saved by the forward pass otherwise (Tapenade's
+/// TBR: needed *and* overwritten, since the block runs again or its values go out of
+/// scope). `entries` are values defined at the block's top that are never recomputed
+/// (a loop's carried values); `index` is a loop's index, recomputed from its range.
+///
+/// Returns the recomputing statements, the names to save, and whether the index is
+/// read.
+fn materialize(
+    cx: &mut Emitter<'_>,
+    stmts: &[Stmt],
+    entries: &[VarId],
+    index: Option<VarId>,
+    rev: &TokenStream,
+) -> (Vec<TokenStream>, Vec<Ident>, bool) {
+    let func = cx.func;
+    // Values defined at the top of this block (nested blocks save their own).
+    let mut local: HashSet<VarId> = entries.iter().copied().collect();
+    local.extend(index);
+    let mut extra_names: Vec<Ident> = Vec::new();
+    for s in stmts {
+        local.insert(s.def);
+        match &s.rhs {
+            Rhs::If(node) => local.extend(node.outs.iter().map(|o| o.def)),
+            Rhs::Loop(node) => {
+                local.extend(node.carried.iter().map(|c| c.out));
+                extra_names.extend(cx.range_if_any(s.def));
+            }
+            _ => {}
+        }
+        extra_names.extend(cx.tape_if_any(s.def));
+        if let Some(snaps) = cx.snapshots.get(&s.def) {
+            extra_names.extend(snaps.iter().flatten().cloned());
+        }
+    }
+    // Which are recomputable, in program order (SSA: operands come first).
+    let mut recomputable: HashSet<VarId> = HashSet::new();
+    for s in stmts {
+        let avail = |v: VarId, r: &HashSet<VarId>| {
+            !local.contains(&v) || r.contains(&v) || Some(v) == index
+        };
+        let ops_ok = s
+            .rhs
+            .operands()
+            .iter()
+            .all(|o| o.var().is_none_or(|v| avail(v, &recomputable)));
+        let cheap = match &s.rhs {
+            Rhs::Copy(Operand::Var(_)) => true,
+            Rhs::ZeroDerivative { spelling, .. } => !matches!(spelling, Spelling::Path(_)),
+            Rhs::Prim {
+                spelling: Spelling::Operator(_) | Spelling::Unary(_),
+                ..
+            } => !cx.plan.activity.is_active(s.def),
+            Rhs::Buffer {
+                op: BufOp::Read,
+                args,
+            } => {
+                let (root, _) = func.buffer_root(args[0].var().expect("a buffer"));
+                func.params.iter().any(|p| p.var == root)
+            }
+            Rhs::Buffer {
+                op: BufOp::View | BufOp::Alias | BufOp::Borrow,
+                ..
+            } => true,
+            _ => false,
+        };
+        if cheap && ops_ok && !entries.contains(&s.def) {
+            recomputable.insert(s.def);
+        }
+    }
+    let mut mentioned = HashSet::new();
+    idents(rev, &mut mentioned);
+    let mut needed: BTreeSet<VarId> = local
+        .iter()
+        .copied()
+        .filter(|v| mentioned.contains(&cx.var(*v).to_string()))
+        .collect();
+    // A recomputed value needs its operands.
+    let mut work: Vec<VarId> = needed.iter().copied().collect();
+    while let Some(v) = work.pop() {
+        if !recomputable.contains(&v) {
+            continue;
+        }
+        let s = stmts
+            .iter()
+            .find(|s| s.def == v)
+            .expect("a local statement");
+        for o in s.rhs.operands() {
+            if let Some(w) = o.var()
+                && local.contains(&w)
+                && needed.insert(w)
+            {
+                work.push(w);
+            }
+        }
+    }
+    let recompute: Vec<TokenStream> = stmts
+        .iter()
+        .filter(|s| needed.contains(&s.def) && recomputable.contains(&s.def))
+        .map(|s| cx.simple_stmt(s))
+        .collect();
+    let mut saved: Vec<Ident> = needed
+        .iter()
+        .filter(|v| !recomputable.contains(v) && Some(**v) != index)
+        .map(|v| cx.var(*v).clone())
+        .collect();
+    saved.extend(
+        extra_names
+            .into_iter()
+            .filter(|n| mentioned.contains(&n.to_string())),
+    );
+    let index_needed = index.is_some_and(|i| needed.contains(&i));
+    (recompute, saved, index_needed)
+}
+
 /// Before (forward):
 /// ```text
-/// let (y, branch) = if c { let t = x * x; (t, Then(pullback_then)) } else { (x, Else(pullback_else)) };
+/// let (y, branch) = if c { let t = x * x; (t, Then((x,))) } else { (x, Else(())) };
 /// ```
-/// After (reverse): the branch taken is the one whose pullback the tape holds.
+/// After (reverse): the arm the tape says ran, with the values it saved.
 /// ```text
-/// let (d_x,) = match branch { Then(pb) => pb(d_y), Else(pb) => pb(d_y) };
+/// let (d_x,) = match branch { Then((x,)) => { ..; (d_x,) }, Else(()) => { ..; (d_x,) } };
 /// ```
 fn branch_line(
     cx: &mut Emitter<'_>,
@@ -283,53 +490,47 @@ fn branch_line(
     count: &HashMap<VarId, usize>,
     span: Span,
 ) -> Line {
-    let pullbacks = cx.branch_pullbacks(def, node);
+    let rev = cx.branch_reverse(def, node);
     let activity = &cx.plan.activity;
-    let args: Vec<TokenStream> = node
+    let ret_ty = cx.func.ret_ty.clone();
+    // An output nothing after the `if` reads has a zero cotangent.
+    let zeros: Vec<TokenStream> = node
         .outs
         .iter()
-        .filter(|o| activity.is_active(o.def))
+        .filter(|o| activity.is_active(o.def) && !count.contains_key(&o.def))
         .map(|o| {
-            if count.contains_key(&o.def) {
-                let d = cx.adjoint(o.def);
-                quote!(#d)
-            } else {
-                quote!(::backprop::__private::zero())
-            }
+            let d = cx.adjoint(o.def);
+            quote!(let #d: #ret_ty = ::backprop::__private::zero();)
         })
         .collect();
     let tape = cx.tape(def);
     cx.captured_tapes.borrow_mut().insert(def);
+    let [(then_saved, then_body), (else_saved, else_body)] = &rev.arms;
     let invoke = quote_spanned! {span=>
-        match #tape {
-            ::backprop::__private::Branch::Then(pullback) => pullback(#(#args),*),
-            ::backprop::__private::Branch::Else(pullback) => pullback(#(#args),*),
+        {
+            #(#zeros)*
+            match #tape {
+                ::backprop::__private::Branch::Then((#(#then_saved,)*)) => { #(#then_body)* }
+                ::backprop::__private::Branch::Else((#(#else_saved,)*)) => { #(#else_body)* }
+            }
         }
     };
     Line::Many {
         invoke,
-        slots: pullbacks.outer.iter().map(|v| Some(*v)).collect(),
+        slots: rev.outer.iter().map(|v| Some(*v)).collect(),
         span,
         check: false,
     }
 }
 
-/// The pullback closures of both branches of an `if` (built once, by the forward pass
-/// that places them in the tape, and read again by the reverse pass).
-pub fn build_branch_pullbacks(cx: &mut Emitter<'_>, node: &IfNode) -> BranchPullbacks {
+/// The reverse of both arms of an `if` (built once, by the forward pass that saves
+/// what they read, and read again by the reverse pass).
+pub fn build_branch_reverse(cx: &mut Emitter<'_>, node: &IfNode) -> BranchReverse {
     let activity = &cx.plan.activity;
-    let ret_ty = cx.func.ret_ty.clone();
     let active_outs: Vec<&crate::ir::IfOut> = node
         .outs
         .iter()
         .filter(|o| activity.is_active(o.def))
-        .collect();
-    let params: Vec<TokenStream> = active_outs
-        .iter()
-        .map(|o| {
-            let d = cx.adjoint(o.def);
-            quote!(#d: #ret_ty)
-        })
         .collect();
     let mut sides = Vec::new();
     for (body, pick) in [(&node.then_body, true), (&node.else_body, false)] {
@@ -345,12 +546,12 @@ pub fn build_branch_pullbacks(cx: &mut Emitter<'_>, node: &IfNode) -> BranchPull
         let (stmts, defined, _) = reverse_block(cx, body, &[], initial);
         let local = defined_in(body);
         let reaches: BTreeSet<VarId> = defined.into_iter().filter(|v| !local.contains(v)).collect();
-        sides.push((stmts, reaches));
+        sides.push((body, stmts, reaches));
     }
-    let outer: Vec<VarId> = sides[0].1.union(&sides[1].1).copied().collect();
-    let tuple_ty: Vec<TokenStream> = outer.iter().map(|_| quote!(#ret_ty)).collect();
-    let mut closures = Vec::new();
-    for (stmts, reaches) in sides {
+    let outer: Vec<VarId> = sides[0].2.union(&sides[1].2).copied().collect();
+    let ret_ty = cx.func.ret_ty.clone();
+    let mut arms = Vec::new();
+    for (body, stmts, reaches) in sides {
         let values: Vec<TokenStream> = outer
             .iter()
             .map(|v| {
@@ -358,30 +559,43 @@ pub fn build_branch_pullbacks(cx: &mut Emitter<'_>, node: &IfNode) -> BranchPull
                     let d = cx.adjoint(*v);
                     quote!(#d)
                 } else {
-                    quote!(::backprop::__private::zero())
+                    quote!(::backprop::__private::zero::<#ret_ty>())
                 }
             })
             .collect();
-        closures.push(quote! {
-            move |#(#params),*| -> (#(#tuple_ty,)*) {
-                #(#stmts)*
-                (#(#values,)*)
-            }
-        });
+        let rev = quote!(#(#stmts)*);
+        let (recompute, saved, _) = materialize(cx, body, &[], None, &rev);
+        let mut all = recompute;
+        all.extend(stmts);
+        all.push(quote!((#(#values,)*)));
+        arms.push((saved, all));
     }
-    let else_closure = closures.pop().expect("two sides");
-    let then_closure = closures.pop().expect("two sides");
-    BranchPullbacks {
-        then_closure,
-        else_closure,
+    let else_arm = arms.pop().expect("two arms");
+    let then_arm = arms.pop().expect("two arms");
+    BranchReverse {
+        arms: [then_arm, else_arm],
         outer,
     }
 }
 
+/// The gradient of every argument, and the adjoint buffers of the buffer arguments.
 pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
     let func = cx.func;
     let seed = func.ret.var().filter(|v| cx.plan.activity.is_active(*v));
     let seeds: Vec<VarId> = seed.into_iter().collect();
+    // `let mut d_w = vec![0.0; w.len()];` for each active buffer argument: reads add
+    // into it in place.
+    let buffers: Vec<TokenStream> = func
+        .params
+        .iter()
+        .filter(|p| p.kind == crate::ir::ParamKind::Buffer && cx.plan.activity.is_active(p.var))
+        .map(|p| {
+            let d = cx.adjoint(p.var);
+            let x = &p.ident;
+            let elem = p.elem.as_ref().expect("a buffer's element type");
+            quote!(let mut #d: ::std::vec::Vec<#elem> = ::std::vec![::backprop::__private::zero(); #x.len()];)
+        })
+        .collect();
     let (out, defined, count) = reverse_block(cx, &func.body, &seeds, Vec::new());
     // The gradient: one slot per argument.
     let grads: Vec<TokenStream> = func
@@ -390,6 +604,14 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
         .map(|p| {
             if !p.active {
                 quote!(::backprop::__private::Inactive)
+            } else if p.kind == crate::ir::ParamKind::Buffer {
+                if cx.plan.activity.is_active(p.var) {
+                    let d = cx.adjoint(p.var);
+                    quote!(#d)
+                } else {
+                    let x = &p.ident;
+                    quote!(::std::vec![::backprop::__private::zero(); #x.len()])
+                }
             } else if defined.contains(&p.var) {
                 let d = cx.adjoint(p.var);
                 quote!(#d)
@@ -418,9 +640,98 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
     };
     quote! {
         move |#param: #ret_ty| -> #tuple_ty {
+            #(#buffers)*
             #(#out)*
             (#(#grads,)*)
         }
+    }
+}
+
+/// `d_x[off + i]`: the adjoint element of element `i` of buffer `buf` (a view adds its
+/// offset into the buffer that owns the elements).
+fn buffer_elem(cx: &mut Emitter<'_>, buf: VarId, index: &Operand) -> TokenStream {
+    let (root, offsets) = cx.func.buffer_root(buf);
+    let d = cx.adjoint(root);
+    let i = cx.operand(index);
+    let offs: Vec<TokenStream> = offsets.iter().map(|o| cx.operand(o)).collect();
+    quote!(#d[#(#offs +)* #i])
+}
+
+/// `&mut d_x[off..]`: the adjoint elements of buffer (or view) `buf`.
+fn buffer_slice(cx: &mut Emitter<'_>, buf: VarId) -> TokenStream {
+    let (root, offsets) = cx.func.buffer_root(buf);
+    let d = cx.adjoint(root);
+    if offsets.is_empty() {
+        quote!(&mut #d[..])
+    } else {
+        let offs: Vec<TokenStream> = offsets.iter().map(|o| cx.operand(o)).collect();
+        quote!(&mut #d[#(#offs)+*..])
+    }
+}
+
+/// The reverse of a buffer operation:
+/// - `t = x[i]`: `d_x[i] += d_t;` (a read adds to the element's adjoint);
+/// - `x[i] = v`: `let d_v = d_x[i]; d_x[i] = 0;` (the old element no longer reaches the result);
+/// - `h = vec![v; n]`: `d_v = Σ d_h`; `h = x.to_vec()`: `d_x += d_h`;
+/// - views and borrows: nothing (their adjoint *is* a part of the owner's).
+fn buffer_lines(
+    cx: &mut Emitter<'_>,
+    s: &Stmt,
+    op: BufOp,
+    args: &[Operand],
+    count: &HashMap<VarId, usize>,
+    lines: &mut Vec<Line>,
+) {
+    let activity = &cx.plan.activity;
+    let span = s.span;
+    let active = |o: &Operand| o.var().filter(|v| activity.is_active(*v));
+    match op {
+        BufOp::Read => {
+            if activity.is_active(s.def) && count.contains_key(&s.def) {
+                let buf = args[0].var().expect("a buffer");
+                let elem = buffer_elem(cx, buf, &args[1]);
+                let d = cx.adjoint(s.def);
+                lines.push(Line::Raw(quote_spanned!(span=> #elem += #d;)));
+            }
+        }
+        BufOp::Write => {
+            let Some(buf) = active(&args[0]) else { return };
+            let elem = buffer_elem(cx, buf, &args[1]);
+            if let Some(v) = active(&args[2]) {
+                lines.push(Line::Contrib {
+                    target: v,
+                    expr: elem.clone(),
+                    span,
+                });
+            }
+            lines.push(Line::Raw(
+                quote_spanned!(span=> #elem = ::backprop::__private::zero();),
+            ));
+        }
+        BufOp::Fill | BufOp::FillArray => {
+            if let Some(v) = active(&args[0])
+                && activity.is_active(s.def)
+            {
+                let d = cx.adjoint(s.def);
+                lines.push(Line::Contrib {
+                    target: v,
+                    expr: quote_spanned!(span=> ::backprop::__private::sum_of(&#d)),
+                    span,
+                });
+            }
+        }
+        BufOp::ToVec => {
+            if let Some(src) = active(&args[0])
+                && activity.is_active(s.def)
+            {
+                let d = cx.adjoint(s.def);
+                let target = buffer_slice(cx, src);
+                lines.push(Line::Raw(
+                    quote_spanned!(span=> ::backprop::__private::add_into(#target, &#d);),
+                ));
+            }
+        }
+        BufOp::View | BufOp::Alias | BufOp::Borrow => {}
     }
 }
 
@@ -434,25 +745,16 @@ fn count_contributions(lines: &[Line], count: &mut HashMap<VarId, usize>) {
                     *count.entry(*t).or_insert(0) += 1;
                 }
             }
+            Line::Raw(_) => {}
         }
     }
 }
 
-/// A loop's per-iteration pullback closure, the carried values it differentiates, and
-/// the outer values it returns cotangents for.
-pub struct LoopPullback {
-    pub closure: TokenStream,
-    /// Indices into `carried` of the carried values with an adjoint.
-    pub active: Vec<usize>,
-    pub outer: Vec<VarId>,
-}
-
-/// The pullback of one iteration: from the cotangents of the carried values at the end
+/// The reverse of one iteration: from the cotangents of the carried values at the end
 /// of the iteration to those at its start, plus what flows to values read from outside
 /// the loop.
-pub fn build_loop_pullback(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopPullback {
+pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse {
     let activity = &cx.plan.activity;
-    let ret_ty = cx.func.ret_ty.clone();
     let active: Vec<usize> = (0..node.carried.len())
         .filter(|k| {
             activity.is_active(node.carried[*k].entry) || activity.is_active(node.carried[*k].out)
@@ -467,10 +769,10 @@ pub fn build_loop_pullback(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopPullbac
             cx.var(c.out).to_string().trim_start_matches("r#")
         );
         let p = cx.names.fresh(&name, Span::call_site());
-        params.push(quote!(#p: #ret_ty));
         if let Some(v) = c.exit.var().filter(|v| activity.is_active(*v)) {
             initial.push((v, quote!(#p)));
         }
+        params.push(p);
     }
     let (stmts, defined, _) = reverse_block(cx, &node.body, &[], initial);
     let mut local = defined_in(&node.body);
@@ -482,6 +784,7 @@ pub fn build_loop_pullback(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopPullbac
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let ret_ty = cx.func.ret_ty.clone();
     let mut values = Vec::new();
     for &k in &active {
         let e = node.carried[k].entry;
@@ -489,37 +792,43 @@ pub fn build_loop_pullback(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopPullbac
             let d = cx.adjoint(e);
             values.push(quote!(#d));
         } else {
-            values.push(quote!(::backprop::__private::zero()));
+            values.push(quote!(::backprop::__private::zero::<#ret_ty>()));
         }
     }
     for v in &outer {
         let d = cx.adjoint(*v);
         values.push(quote!(#d));
     }
-    let tys: Vec<TokenStream> = values.iter().map(|_| quote!(#ret_ty)).collect();
-    let closure = quote! {
-        move |#(#params),*| -> (#(#tys,)*) {
-            #(#stmts)*
-            (#(#values,)*)
-        }
+    let rev = quote!(#(#stmts)*);
+    let entries: Vec<VarId> = node.carried.iter().map(|c| c.entry).collect();
+    let index = match &node.head {
+        crate::ir::LoopHead::For { index, .. } => Some(*index),
+        crate::ir::LoopHead::While { .. } => None,
     };
-    LoopPullback {
-        closure,
+    let (recompute, saved, index_needed) = materialize(cx, &node.body, &entries, index, &rev);
+    let mut body = recompute;
+    body.extend(stmts);
+    body.push(quote!((#(#values,)*)));
+    LoopReverse {
         active,
+        params,
+        body,
         outer,
+        saved,
+        index: index_needed,
     }
 }
 
-/// Before (forward): every iteration pushes its pullback.
+/// Before (forward): every iteration pushes what its reverse reads.
 /// ```text
 /// let mut v_1 = v;
-/// let mut iterations = Vec::new();
-/// for _ in 0..n { let v_2 = v_1; let v_3 = v_2 * v_2; iterations.push(move |d_v_1_next| ..); v_1 = v_3; }
+/// let mut iterations = Vec::with_capacity(n);
+/// for _ in 0..n { let v_2 = v_1; let v_3 = v_2 * v_2; iterations.push((v_2,)); v_1 = v_3; }
 /// ```
-/// After (reverse): the pullbacks run last-in first-out.
+/// After (reverse): the iterations run again last-in first-out, inline.
 /// ```text
 /// let (d_v,) = { let mut d_v_1_carry = d_v_1;
-///     for pullback in iterations.into_iter().rev() { let (d,) = pullback(d_v_1_carry); d_v_1_carry = d; }
+///     for (v_2,) in iterations.into_iter().rev() { let d_v_1_next = d_v_1_carry; ..; d_v_1_carry = d_v_2; }
 ///     (d_v_1_carry,) };
 /// ```
 fn loop_line(
@@ -529,14 +838,14 @@ fn loop_line(
     count: &HashMap<VarId, usize>,
     span: Span,
 ) -> Line {
-    let pb = cx.loop_pullback(def, node);
+    let rev = cx.loop_reverse(def, node);
     let ret_ty = cx.func.ret_ty.clone();
     let activity = &cx.plan.activity;
     let tape = cx.tape(def);
     cx.captured_tapes.borrow_mut().insert(def);
     let mut carry_names = Vec::new();
     let mut inits = Vec::new();
-    for &k in &pb.active {
+    for &k in &rev.active {
         let c = &node.carried[k];
         let name = cx.names.fresh(
             &format!(
@@ -554,7 +863,7 @@ fn loop_line(
         inits.push(quote!(let mut #name: #ret_ty = #start;));
         carry_names.push(name);
     }
-    let outer_names: Vec<proc_macro2::Ident> = pb
+    let outer_names: Vec<Ident> = rev
         .outer
         .iter()
         .map(|v| {
@@ -564,23 +873,46 @@ fn loop_line(
             )
         })
         .collect();
-    let step_names: Vec<proc_macro2::Ident> = (0..carry_names.len() + outer_names.len())
+    let step_names: Vec<Ident> = (0..carry_names.len() + outer_names.len())
         .map(|k| cx.names.fresh(&format!("step_{k}"), span))
         .collect();
     let (carry_steps, outer_steps) = step_names.split_at(carry_names.len());
+    let params = &rev.params;
+    let saved = &rev.saved;
+    let body = &rev.body;
+    let (pattern, enumerate, index) = if rev.index {
+        let crate::ir::LoopHead::For { index, .. } = &node.head else {
+            unreachable!("only a `for` has an index")
+        };
+        let i = cx.var(*index).clone();
+        let range = cx.range(def);
+        let k = cx.names.fresh("k", span);
+        (
+            quote!((#k, (#(#saved,)*))),
+            quote!(.enumerate()),
+            quote!(let #i = ::backprop::__private::nth(&#range, #k);),
+        )
+    } else {
+        (quote!((#(#saved,)*)), quote!(), quote!())
+    };
+    let the_loop = quote_spanned! {span=>
+        for #pattern in #tape.into_iter() #enumerate .rev() {
+            #index
+            #(let #params = #carry_names;)*
+            let (#(#step_names,)*) = { #(#body)* };
+            #(#carry_names = #carry_steps;)*
+            #(#outer_names = #outer_names + #outer_steps;)*
+        }
+    };
     let invoke = quote_spanned! {span=>
         {
             #(#inits)*
             #(let mut #outer_names: #ret_ty = ::backprop::__private::zero();)*
-            for pullback in ::core::iter::IntoIterator::into_iter(#tape).rev() {
-                let (#(#step_names,)*) = pullback(#(#carry_names),*);
-                #(#carry_names = #carry_steps;)*
-                #(#outer_names = #outer_names + #outer_steps;)*
-            }
+            #the_loop
             (#(#carry_names,)* #(#outer_names,)*)
         }
     };
-    let mut slots: Vec<Option<VarId>> = pb
+    let mut slots: Vec<Option<VarId>> = rev
         .active
         .iter()
         .map(|&k| {
@@ -590,7 +922,7 @@ fn loop_line(
                 .filter(|v| activity.is_active(*v))
         })
         .collect();
-    slots.extend(pb.outer.iter().map(|v| Some(*v)));
+    slots.extend(rev.outer.iter().map(|v| Some(*v)));
     Line::Many {
         invoke,
         slots,

@@ -3,8 +3,8 @@
 
 use super::op::{self, MethodKind};
 use super::{
-    Carried, Func, IfNode, IfOut, LoopHead, LoopNode, Operand, Param, ParamKind, Rhs, Spelling,
-    Stmt, VarId, VarInfo,
+    BufOp, Carried, Func, IfNode, IfOut, LoopHead, LoopNode, Operand, Param, ParamKind, Rhs,
+    Spelling, Stmt, VarId, VarInfo,
 };
 use crate::attr::GradArgs;
 use crate::diag::Ctxt;
@@ -19,11 +19,14 @@ use syn::{BinOp, Expr, FnArg, ItemFn, Pat, ReturnType, Type, UnOp};
 /// What `#[grad]` differentiates, for the end of every "not supported" message.
 pub const SUPPORTED: &str = "`#[grad]` differentiates `let` bindings (shadowing, `let mut` with `=`, `+=`, `-=`, \
      `*=`, `/=`), `if`/`else` on scalars (as statements and expressions, and an early \
-     `if c { return v; }`), arithmetic `+ - * /` and unary `-` (on floats and ndarray arrays, \
-     with broadcasting), float methods, the array methods `dot`, `t`, `sum`, `mean`, `sum_axis`, \
-     borrows `&x`, calls of functions that have a rule (`#[grad]` and `#[custom_vjp]` functions, \
-     `backprop::sigmoid`, `backprop::ops::relu`, ...), blocks, a final `return`, and on scalars `for` over integer \
-     ranges and `while` loops; `loop`, `break`, `continue` and iterating over slices are not \
+     `if c { return v; }`), `for` over integer ranges and over buffers (`x.iter()`, \
+     `.enumerate()`, `.zip(..)`), `while` loops, buffers of floats (`&[f64]`, `Vec<f64>`, \
+     `[f64; N]`: indexing, `len`, sub-slices `&x[a..b]`, element writes on local buffers, \
+     `iter().sum()`, `.map(..).sum()`, `.fold(..)`), arithmetic `+ - * /` and unary `-` (on \
+     floats and ndarray arrays, with broadcasting), float methods, the array methods `dot`, \
+     `t`, `sum`, `mean`, `sum_axis`, borrows `&x`, calls of functions that have a rule \
+     (`#[grad]` and `#[custom_vjp]` functions, `backprop::sigmoid`, `backprop::ops::relu`, \
+     ...), blocks and a final `return`; `loop`, `break`, `continue` and `match` are not \
      supported yet";
 
 pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
@@ -40,6 +43,8 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         generics,
         named_result: None,
         temps: HashSet::new(),
+        buffers: HashSet::new(),
+        owner_rhs: HashMap::new(),
     };
     check_signature(cx, item);
     let ret_ty = lw.return_type(item);
@@ -55,6 +60,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         items: lw.items,
         body: lw.body,
         ret,
+        buffers: lw.buffers,
     })
 }
 
@@ -108,6 +114,11 @@ struct Lowerer<'a> {
     /// The var created for the `want`ed name by the last `define`, so a `let` knows its
     /// initializer already produced the binding (no extra copy).
     named_result: Option<VarId>,
+    /// Values that are buffers of floats (see `BufOp`).
+    buffers: HashSet<VarId>,
+    /// How each buffer the function owns was made (found from nested blocks, whose
+    /// statements are lowered apart from the enclosing body).
+    owner_rhs: HashMap<VarId, Rhs>,
 }
 
 impl Lowerer<'_> {
@@ -135,18 +146,52 @@ impl Lowerer<'_> {
                     .unwrap_or_default();
                 if is_array_type_name(&last) {
                     ParamKind::Tensor
+                } else if last == "Vec" && self.buffer_elem(ty).is_some() {
+                    ParamKind::Buffer
                 } else {
                     ParamKind::Other
                 }
             }
             Type::Reference(r) if r.mutability.is_none() => match self.param_kind(&r.elem) {
                 ParamKind::Tensor => ParamKind::Tensor,
+                ParamKind::Buffer => ParamKind::Buffer,
+                _ if matches!(&*r.elem, Type::Slice(_)) && self.buffer_elem(ty).is_some() => {
+                    ParamKind::Buffer
+                }
                 _ => ParamKind::Other,
             },
+            Type::Array(_) if self.buffer_elem(ty).is_some() => ParamKind::Buffer,
             Type::Paren(p) => self.param_kind(&p.elem),
             Type::Group(g) => self.param_kind(&g.elem),
             _ => ParamKind::Other,
         }
+    }
+
+    /// The float element type of a buffer type: `f64` for `&[f64]`, `&Vec<f64>`,
+    /// `[f64; N]`, `Vec<f64>`.
+    fn buffer_elem(&self, ty: &Type) -> Option<Type> {
+        let elem = match ty {
+            Type::Reference(r) if r.mutability.is_none() => return self.buffer_elem(&r.elem),
+            Type::Paren(p) => return self.buffer_elem(&p.elem),
+            Type::Group(g) => return self.buffer_elem(&g.elem),
+            Type::Slice(s) => (*s.elem).clone(),
+            Type::Array(a) => (*a.elem).clone(),
+            Type::Path(p) if p.qself.is_none() => {
+                let last = p.path.segments.last()?;
+                if last.ident != "Vec" {
+                    return None;
+                }
+                let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                    return None;
+                };
+                match args.args.first()? {
+                    syn::GenericArgument::Type(t) => t.clone(),
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        self.is_float_type(&elem).then_some(elem)
     }
 
     fn return_type(&self, item: &ItemFn) -> Option<Type> {
@@ -214,12 +259,19 @@ impl Lowerer<'_> {
             let var = self.new_var(ident.clone());
             self.claimed.insert(ident.to_string());
             self.scopes[0].insert(ident.to_string(), var);
+            let elem = self
+                .buffer_elem(&pt.ty)
+                .filter(|_| kind == ParamKind::Buffer);
+            if kind == ParamKind::Buffer {
+                self.buffers.insert(var);
+            }
             params.push(Param {
                 ident,
                 ty: (*pt.ty).clone(),
                 kind,
                 active: false,
                 var,
+                elem,
             });
         }
         match &args.active {
@@ -255,7 +307,7 @@ impl Lowerer<'_> {
                             self.cx.error_spanned_by(
                                 name,
                                 format!(
-                                    "`{name}` has type `{}`, which `#[grad]` cannot differentiate: active arguments are floats (`f32`, `f64` or a generic `T: Float`) and ndarray arrays (`&Array2<f32>`, `ArrayView1<f64>`, ...); integers, bools and other data stay constants",
+                                    "`{name}` has type `{}`, which `#[grad]` cannot differentiate: active arguments are floats (`f32`, `f64` or a generic `T: Float`), buffers of floats (`&[f64]`, `&Vec<f32>`, `[f64; N]`) and ndarray arrays (`&Array2<f32>`, `ArrayView1<f64>`, ...); integers, bools and other data stay constants",
                                     p.ty.to_token_stream()
                                 ),
                             );
@@ -408,7 +460,7 @@ impl Lowerer<'_> {
             }
             match stmt {
                 syn::Stmt::Local(local) => self.local(local),
-                syn::Stmt::Item(item) if is_body => self.items.push(item.clone()),
+                syn::Stmt::Item(item) if is_body => self.body_item(item),
                 syn::Stmt::Item(item) => self.cx.error_spanned_by(
                     item,
                     "`#[grad]` does not support items (`const`, `fn`, `use`, ...) inside a nested block: declare them at the top level of the function body",
@@ -438,10 +490,30 @@ impl Lowerer<'_> {
     }
 
     /// One statement that is not the block's tail.
+    /// An item in the function body, hoisted as it is. A helper `fn` returning a float
+    /// is differentiated too (it gets `#[grad]`), so the function can call it.
+    fn body_item(&mut self, item: &syn::Item) {
+        let mut item = item.clone();
+        if let syn::Item::Fn(f) = &mut item
+            && let ReturnType::Type(_, ty) = &f.sig.output
+            && (is_primitive_float_path(ty)
+                || matches!(&**ty, Type::Path(p) if p.path.get_ident().is_some_and(|i| i == "f32" || i == "f64")))
+            && !f.attrs.iter().any(|a| {
+                a.path()
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.ident == "grad" || s.ident == "custom_vjp")
+            })
+        {
+            f.attrs.push(syn::parse_quote!(#[::backprop::grad]));
+        }
+        self.items.push(item);
+    }
+
     fn block_stmt(&mut self, stmt: &syn::Stmt, is_body: bool) {
         match stmt {
             syn::Stmt::Local(local) => self.local(local),
-            syn::Stmt::Item(item) if is_body => self.items.push(item.clone()),
+            syn::Stmt::Item(item) if is_body => self.body_item(item),
             syn::Stmt::Item(item) => self.cx.error_spanned_by(
                 item,
                 "`#[grad]` does not support items (`const`, `fn`, `use`, ...) inside a nested block: declare them at the top level of the function body",
@@ -493,6 +565,10 @@ impl Lowerer<'_> {
                 self.vars[v.0].name = self.vars[fresh.0].name.clone();
                 v
             }
+            Operand::Var(b) if self.buffers.contains(&b) => {
+                let v = self.alias(Operand::Var(b), Some(ident), init.expr.span());
+                v.var().expect("a new value")
+            }
             other => {
                 let v = self.user_var(ident);
                 self.body.push(Stmt {
@@ -526,6 +602,12 @@ impl Lowerer<'_> {
 
     fn expr_stmt(&mut self, e: &Expr) {
         match e {
+            Expr::Assign(a) if matches!(&*a.left, Expr::Index(_)) => {
+                self.store(&a.left, None, &a.right, e);
+            }
+            Expr::Binary(b) if compound(&b.op).is_some() && matches!(&*b.left, Expr::Index(_)) => {
+                self.store(&b.left, compound(&b.op), &b.right, e);
+            }
             Expr::Assign(a) => {
                 let Some(name) = self.assign_target(&a.left) else {
                     return;
@@ -626,6 +708,9 @@ impl Lowerer<'_> {
 
     /// Lowers `e` to an operand; the operation at its top (if any) defines `want`.
     fn expr(&mut self, e: &Expr, want: Option<&Ident>) -> Operand {
+        if let Some(v) = self.new_buffer(e, want) {
+            return v;
+        }
         if !self.mentions_local(e) {
             return match e {
                 Expr::Return(_)
@@ -662,6 +747,8 @@ impl Lowerer<'_> {
                         span,
                     )
                 }
+                // `*v` (an element reached through an iterator, or a borrow): the value.
+                UnOp::Deref(_) => self.expr(&u.expr, want),
                 UnOp::Not(_) => {
                     let x = self.expr(&u.expr, None);
                     self.define(
@@ -675,6 +762,32 @@ impl Lowerer<'_> {
                 }
                 _ => self.unsupported(e),
             },
+            Expr::Reference(r) if r.mutability.is_none() && self.is_buffer_expr(&r.expr) => {
+                if is_range_index(&r.expr) {
+                    return self.expr(&r.expr, want);
+                }
+                let x = self.expr(&r.expr, None);
+                self.new_buffer_var(want, BufOp::Borrow, vec![x], span)
+            }
+            Expr::Index(ix) if self.is_buffer_expr(&ix.expr) => self.index(ix, want),
+            Expr::Index(ix) => {
+                let base = self.expr(&ix.expr, None);
+                let idx = self.expr(&ix.index, None);
+                let why = format!(
+                    "`#[grad]` differentiates indexing into buffers of floats (`&[f64]`, `Vec<f64>`, `[f64; N]`, their sub-slices `&x[a..b]`); `{}` indexes something else",
+                    pretty(&e.to_token_stream())
+                );
+                self.define(
+                    want,
+                    Rhs::NoRule {
+                        spelling: Spelling::Index,
+                        at: e.to_token_stream(),
+                        args: vec![base, idx],
+                        why,
+                    },
+                    span,
+                )
+            }
             Expr::Reference(r) if r.mutability.is_none() => {
                 let x = self.expr(&r.expr, None);
                 self.define(
@@ -975,6 +1088,9 @@ impl Lowerer<'_> {
     /// lowered (they may read locals), the index is a new (inactive) local.
     fn for_loop(&mut self, f: &syn::ExprForLoop) {
         let span = f.span();
+        if let Some(chain) = self.chain(&f.expr, true) {
+            return self.for_over_chain(chain, &f.pat, &f.body.stmts, span);
+        }
         let index_ident = match &*f.pat {
             Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => Some(pi.ident.clone()),
             Pat::Wild(_) => None,
@@ -986,7 +1102,7 @@ impl Lowerer<'_> {
         let Some(range) = self.range_tokens(&f.expr) else {
             self.cx.error_spanned_by(
                 &f.expr,
-                format!("`#[grad]` supports `for` over integer ranges (`a..b`, `a..=b`, `(a..b).rev()`, `(a..b).step_by(k)`); iterating over slices is not supported yet; {SUPPORTED}"),
+                format!("`#[grad]` supports `for` over integer ranges (`a..b`, `a..=b`, `(a..b).rev()`, `(a..b).step_by(k)`) and over buffers of floats (`for v in x`, `x.iter()`, `.copied()`, `.enumerate()`, `.zip(y)`, `.map(|v| ..)`); {SUPPORTED}"),
             );
             return;
         };
@@ -1071,6 +1187,17 @@ impl Lowerer<'_> {
             );
             return dummy();
         }
+        // `a && b`, `a || b` evaluate `b` only when needed (`j > 0 && v[j - 1] < v[j]`
+        // must not index with `j - 1` when `j == 0`): lowered as the `if` they are.
+        if matches!(b.op, BinOp::And(_) | BinOp::Or(_)) && self.mentions_local(&b.right) {
+            let (l, r) = (&b.left, &b.right);
+            let i: syn::ExprIf = if matches!(b.op, BinOp::And(_)) {
+                syn::parse_quote_spanned!(span=> if #l { #r } else { false })
+            } else {
+                syn::parse_quote_spanned!(span=> if #l { true } else { #r })
+            };
+            return self.if_expr(&i, want, true, false);
+        }
         let prim = match b.op {
             BinOp::Add(_) => Some(op::ADD),
             BinOp::Sub(_) => Some(op::SUB),
@@ -1119,6 +1246,9 @@ impl Lowerer<'_> {
     }
 
     fn method_call(&mut self, m: &syn::ExprMethodCall, want: Option<&Ident>) -> Operand {
+        if let Some(v) = self.buffer_method(m, want) {
+            return v;
+        }
         // `x.mean().unwrap()`: ndarray's mean returns `Option`; the pair is one operation.
         if (m.method == "unwrap" || m.method == "expect")
             && let Expr::MethodCall(inner) = &*m.receiver
@@ -1183,6 +1313,16 @@ impl Lowerer<'_> {
                 args,
             },
             MethodKind::ZeroDerivative => Rhs::ZeroDerivative { spelling, args },
+            MethodKind::Unknown if args[0].var().is_some_and(|v| self.buffers.contains(&v)) => {
+                Rhs::NoRule {
+                    spelling,
+                    at: m.to_token_stream(),
+                    args,
+                    why: format!(
+                        "`.{name}()` on a buffer of floats has no derivative rule in `#[grad]`: buffers support indexing `x[i]`, `len()`, sub-slices `&x[a..b]`, `to_vec()`, and the iterators `x.iter()` (with `.copied()`, `.enumerate()`, `.zip(..)`, `.map(|v| ..)`) in a `for` loop or ended by `.sum()`, `.product()` or `.fold(init, |acc, v| ..)`"
+                    ),
+                }
+            }
             MethodKind::Unknown => Rhs::NoRule {
                 spelling,
                 at: m.to_token_stream(),
@@ -1305,6 +1445,420 @@ impl Lowerer<'_> {
             },
             span,
         )
+    }
+
+    // ---- buffers --------------------------------------------------------------------
+
+    /// Whether `e` names a buffer of floats: a local or argument that is one, a borrow
+    /// of one, or a sub-slice `x[a..b]` of one.
+    fn is_buffer_expr(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Path(p) => {
+                p.qself.is_none()
+                    && p.path
+                        .get_ident()
+                        .and_then(|i| self.lookup(&i.to_string()))
+                        .is_some_and(|v| self.buffers.contains(&v))
+            }
+            Expr::Paren(p) => self.is_buffer_expr(&p.expr),
+            Expr::Group(g) => self.is_buffer_expr(&g.expr),
+            Expr::Reference(r) => r.mutability.is_none() && self.is_buffer_expr(&r.expr),
+            Expr::Index(ix) => is_range_index(e) && self.is_buffer_expr(&ix.expr),
+            _ => false,
+        }
+    }
+
+    fn new_buffer_var(
+        &mut self,
+        want: Option<&Ident>,
+        op: BufOp,
+        args: Vec<Operand>,
+        span: Span,
+    ) -> Operand {
+        let v = self.define(want, Rhs::Buffer { op, args }, span);
+        if let Operand::Var(b) = v {
+            self.buffers.insert(b);
+            if matches!(op, BufOp::Fill | BufOp::FillArray | BufOp::ToVec) {
+                self.owner_rhs.insert(
+                    b,
+                    Rhs::Buffer {
+                        op,
+                        args: Vec::new(),
+                    },
+                );
+            }
+        }
+        v
+    }
+
+    /// `&x`, `let y = x;`: another name for buffer `x`'s elements.
+    fn alias(&mut self, x: Operand, want: Option<&Ident>, span: Span) -> Operand {
+        self.new_buffer_var(want, BufOp::Alias, vec![x], span)
+    }
+
+    /// `x[i]` (an element) or `x[a..b]` (a view) of a buffer.
+    fn index(&mut self, ix: &syn::ExprIndex, want: Option<&Ident>) -> Operand {
+        let span = ix.span();
+        let base = self.expr(&ix.expr, None);
+        if let Expr::Range(r) = &*ix.index {
+            if matches!(r.limits, syn::RangeLimits::Closed(_)) {
+                self.cx.error_spanned_by(
+                    r,
+                    "`#[grad]` supports sub-slices `&x[a..b]`, `&x[a..]` and `&x[..b]`; write `a..=b` as `a..b + 1`",
+                );
+                return dummy();
+            }
+            let start = match &r.start {
+                Some(a) => self.expr(a, None),
+                None => Operand::Const(syn::parse_quote!(0)),
+            };
+            let mut args = vec![base, start];
+            if let Some(b) = &r.end {
+                args.push(self.expr(b, None));
+            }
+            return self.new_buffer_var(want, BufOp::View, args, span);
+        }
+        let idx = self.expr(&ix.index, None);
+        self.define(
+            want,
+            Rhs::Buffer {
+                op: BufOp::Read,
+                args: vec![base, idx],
+            },
+            span,
+        )
+    }
+
+    /// A buffer the function creates: `vec![v; n]`, `vec![a, b, c]`, `[v; N]`, `[a, b, c]`.
+    fn new_buffer(&mut self, e: &Expr, want: Option<&Ident>) -> Option<Operand> {
+        let span = e.span();
+        let (op, fill, len) = match e {
+            Expr::Macro(m) if m.mac.path.is_ident("vec") => {
+                let repeat = m.mac.parse_body_with(|input: syn::parse::ParseStream<'_>| {
+                    let v: Expr = input.parse()?;
+                    let _: syn::Token![;] = input.parse()?;
+                    let n: Expr = input.parse()?;
+                    Ok((v, n))
+                });
+                match repeat {
+                    Ok((v, n)) => (BufOp::Fill, v, n),
+                    Err(_) => {
+                        let list = m
+                            .mac
+                            .parse_body_with(
+                                syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated,
+                            )
+                            .ok()?;
+                        let elems: Vec<Expr> = list.into_iter().collect();
+                        return Some(self.buffer_from_list(&elems, BufOp::Fill, want, span));
+                    }
+                }
+            }
+            Expr::Repeat(r) => (BufOp::FillArray, (*r.expr).clone(), (*r.len).clone()),
+            Expr::Array(a) if self.mentions_local(e) => {
+                let elems: Vec<Expr> = a.elems.iter().cloned().collect();
+                return Some(self.buffer_from_list(&elems, BufOp::FillArray, want, span));
+            }
+            _ => return None,
+        };
+        let fill = self.expr(&fill, None);
+        let len = self.expr(&len, None);
+        Some(self.new_buffer_var(want, op, vec![fill, len], span))
+    }
+
+    /// `vec![a, b, c]` is `vec![a; 3]` followed by `v[1] = b; v[2] = c;` (exact in
+    /// reverse too: the writes zero the adjoints of the elements they replace).
+    fn buffer_from_list(
+        &mut self,
+        elems: &[Expr],
+        op: BufOp,
+        want: Option<&Ident>,
+        span: Span,
+    ) -> Operand {
+        let Some(first) = elems.first() else {
+            self.cx.error_at(span, "`#[grad]` needs a buffer literal to have at least one element (`vec![0.0; n]` makes an empty one)");
+            return dummy();
+        };
+        let fill = self.expr(first, None);
+        let n = elems.len();
+        let v = self.new_buffer_var(
+            want,
+            op,
+            vec![fill, Operand::Const(syn::parse_quote!(#n))],
+            span,
+        );
+        for (k, e) in elems.iter().enumerate().skip(1) {
+            let value = self.expr(e, None);
+            self.write(
+                v.clone(),
+                Operand::Const(syn::parse_quote!(#k)),
+                value,
+                e.span(),
+            );
+        }
+        v
+    }
+
+    fn write(&mut self, base: Operand, index: Operand, value: Operand, span: Span) {
+        let name = self.names.temp(span);
+        let def = self.new_var(name);
+        self.body.push(Stmt {
+            def,
+            rhs: Rhs::Buffer {
+                op: BufOp::Write,
+                args: vec![base, index, value],
+            },
+            span,
+            ty: None,
+            source: String::new(),
+            compound: false,
+        });
+    }
+
+    /// `x[i] = v` and `x[i] += v` (`-=`, `*=`, `/=`) on a buffer the function owns.
+    fn store(
+        &mut self,
+        target: &Expr,
+        op: Option<(super::Prim, BinOp)>,
+        value: &Expr,
+        whole: &Expr,
+    ) {
+        let span = whole.span();
+        let Expr::Index(ix) = target else {
+            unreachable!("callers match an index")
+        };
+        let base_ok = !is_range_index(target)
+            && matches!(&*ix.expr, Expr::Path(_))
+            && self.is_buffer_expr(&ix.expr);
+        let base = if base_ok {
+            self.expr(&ix.expr, None)
+        } else {
+            dummy()
+        };
+        let owned = base.var().is_some_and(|b| {
+            matches!(
+                self.body_def(b),
+                Some(Rhs::Buffer {
+                    op: BufOp::Fill | BufOp::FillArray | BufOp::ToVec,
+                    ..
+                })
+            )
+        });
+        if !owned {
+            self.cx.error_spanned_by(
+                target,
+                format!(
+                    "`#[grad]` supports writing elements (`x[i] = ...`, `x[i] += ...`) of a buffer of floats the function creates (`let mut h = vec![0.0; n];`, `let mut v = x.to_vec();`, `let mut a = [0.0; N];`); `{}` is not one: copy it first with `.to_vec()`",
+                    pretty(&ix.expr.to_token_stream())
+                ),
+            );
+            return;
+        }
+        let idx = self.expr(&ix.index, None);
+        let value = match op {
+            None => self.expr(value, None),
+            Some((prim, bop)) => {
+                let old = self.define(
+                    None,
+                    Rhs::Buffer {
+                        op: BufOp::Read,
+                        args: vec![base.clone(), idx.clone()],
+                    },
+                    span,
+                );
+                let rhs = self.expr(value, None);
+                let out = self.define(
+                    None,
+                    Rhs::Prim {
+                        prim,
+                        spelling: Spelling::Operator(bop),
+                        args: vec![old, rhs],
+                    },
+                    span,
+                );
+                if let Some(last) = self.body.last_mut() {
+                    last.source = pretty(&whole.to_token_stream());
+                }
+                out
+            }
+        };
+        self.write(base, idx, value, span);
+    }
+
+    /// How buffer `v` was made, if the function made it.
+    fn body_def(&self, v: VarId) -> Option<&Rhs> {
+        self.owner_rhs.get(&v)
+    }
+
+    /// `x.to_vec()`, `x.clone()`, `x.to_owned()` of a buffer; `.sum()`, `.product()`,
+    /// `.fold(..)` over an iterator of one.
+    fn buffer_method(&mut self, m: &syn::ExprMethodCall, want: Option<&Ident>) -> Option<Operand> {
+        let span = m.span();
+        let name = m.method.to_string();
+        if matches!(name.as_str(), "to_vec" | "clone" | "to_owned")
+            && m.args.is_empty()
+            && self.is_buffer_expr(&m.receiver)
+        {
+            let src = self.expr(&m.receiver, None);
+            let len = self.define(
+                None,
+                Rhs::ZeroDerivative {
+                    spelling: Spelling::Method(Ident::new("len", span)),
+                    args: vec![src.clone()],
+                },
+                span,
+            );
+            return Some(self.new_buffer_var(want, BufOp::ToVec, vec![src, len], span));
+        }
+        // `v.swap(a, b)` on a buffer the function owns: two reads, two writes.
+        if name == "swap" && m.args.len() == 2 && self.is_buffer_expr(&m.receiver) {
+            let (a, b) = (&m.args[0], &m.args[1]);
+            let recv = &m.receiver;
+            let ia = self.names.fresh("swap_a", span);
+            let ib = self.names.fresh("swap_b", span);
+            let ta = self.names.fresh("swap_va", span);
+            let stmts: Vec<syn::Stmt> = vec![
+                syn::parse_quote_spanned!(span=> let #ia = #a;),
+                syn::parse_quote_spanned!(span=> let #ib = #b;),
+                syn::parse_quote_spanned!(span=> let #ta = #recv[#ia];),
+                syn::parse_quote_spanned!(span=> #recv[#ia] = #recv[#ib];),
+                syn::parse_quote_spanned!(span=> #recv[#ib] = #ta;),
+            ];
+            for st in &stmts {
+                self.block_stmt(st, false);
+            }
+            return Some(dummy());
+        }
+        let (init, fold): (Expr, Option<&Expr>) = match (name.as_str(), m.args.len()) {
+            ("sum", 0) => (syn::parse_quote_spanned!(span=> 0.0), None),
+            ("product", 0) => (syn::parse_quote_spanned!(span=> 1.0), None),
+            ("fold", 2) => (m.args[0].clone(), Some(&m.args[1])),
+            _ => return None,
+        };
+        let chain = self.chain(&m.receiver, false)?;
+        let acc = self.names.fresh("acc", span);
+        let elem_ident = self.names.fresh("elem", span);
+        let step: Expr = match (name.as_str(), fold) {
+            ("sum", _) => syn::parse_quote_spanned!(span=> #acc + #elem_ident),
+            ("product", _) => syn::parse_quote_spanned!(span=> #acc * #elem_ident),
+            (_, Some(Expr::Closure(c))) if c.inputs.len() == 2 => {
+                let mut stmts = bind_pattern(&c.inputs[0], &syn::parse_quote!(#acc))?;
+                stmts.extend(bind_pattern(&c.inputs[1], &syn::parse_quote!(#elem_ident))?);
+                let body = &c.body;
+                syn::parse_quote_spanned!(span=> { #(#stmts)* #body })
+            }
+            (_, Some(f @ Expr::Path(_))) => syn::parse_quote_spanned!(span=> #f(#acc, #elem_ident)),
+            _ => {
+                self.cx.error_spanned_by(
+                    &m.args[1],
+                    "`#[grad]` supports `fold` with a closure of two arguments (`|acc, v| acc + v * v`) or a function path (`f64::max`)",
+                );
+                return Some(dummy());
+            }
+        };
+        let elem_pat: Pat = syn::parse_quote!(#elem_ident);
+        let mut body: Vec<syn::Stmt> = Vec::new();
+        body.push(syn::parse_quote_spanned!(span=> #acc = #step;));
+        // `let mut acc = init; for elem in chain { acc = step; } acc`, lowered as written.
+        let local: syn::Stmt = syn::parse_quote_spanned!(span=> let mut #acc = #init;);
+        let syn::Stmt::Local(local) = local else {
+            unreachable!("a let")
+        };
+        self.local(&local);
+        self.for_over_chain(chain, &elem_pat, &body, span);
+        let acc_var = self.lookup(&acc.to_string()).expect("bound above");
+        Some(match want {
+            Some(w) => self.define(Some(w), Rhs::Copy(Operand::Var(acc_var)), span),
+            None => Operand::Var(acc_var),
+        })
+    }
+
+    /// An iterator over buffers: `x.iter()`, `x.iter().copied()`, `.enumerate()`,
+    /// `.zip(y.iter())`, `.map(|v| ...)`. `bare` also accepts a buffer itself (`for v in
+    /// x`, `for v in &x`).
+    fn chain(&self, e: &Expr, bare: bool) -> Option<Chain> {
+        match e {
+            Expr::Paren(p) => self.chain(&p.expr, bare),
+            Expr::MethodCall(m) => match (m.method.to_string().as_str(), m.args.len()) {
+                ("iter" | "into_iter", 0)
+                    if self.is_buffer_expr(&m.receiver) || self.is_local_path(&m.receiver) =>
+                {
+                    Some(Chain::Elems((*m.receiver).clone()))
+                }
+                ("copied" | "cloned", 0) => self.chain(&m.receiver, false),
+                ("enumerate", 0) => {
+                    Some(Chain::Enumerate(Box::new(self.chain(&m.receiver, false)?)))
+                }
+                ("zip", 1) => Some(Chain::Zip(
+                    Box::new(self.chain(&m.receiver, false)?),
+                    Box::new(self.chain(&m.args[0], true)?),
+                )),
+                ("map", 1) => match &m.args[0] {
+                    Expr::Closure(c) if c.inputs.len() == 1 => Some(Chain::Map(
+                        Box::new(self.chain(&m.receiver, false)?),
+                        c.clone(),
+                    )),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ if bare && self.is_buffer_expr(e) => Some(Chain::Elems(e.clone())),
+            // `for k in [1.0, 2.0, 3.0]`: the literal is bound to a local first.
+            Expr::Array(_) | Expr::Repeat(_) if bare => Some(Chain::Elems(e.clone())),
+            _ => None,
+        }
+    }
+
+    fn is_local_path(&self, e: &Expr) -> bool {
+        matches!(e, Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some_and(|i| self.lookup(&i.to_string()).is_some()))
+    }
+
+    /// `for pat in chain { body }` as the loop over indices it is:
+    /// `for k in 0..x.len() { let pat = x[k]; body }`.
+    fn for_over_chain(&mut self, chain: Chain, pat: &Pat, body: &[syn::Stmt], span: Span) {
+        let chain = self.bind_sources(chain, span);
+        let k = self.names.fresh("k", span);
+        let len = chain.len();
+        let elem = chain.elem(&k);
+        let Some(mut stmts) = bind_pattern(pat, &elem) else {
+            self.cx.error_spanned_by(
+                pat,
+                "`#[grad]` supports a name (`v`, `&v`), `_` or a tuple of those (`(i, v)`, `(a, b)`) as the pattern of a loop over a buffer",
+            );
+            return;
+        };
+        stmts.extend(body.iter().cloned());
+        let f: syn::ExprForLoop =
+            syn::parse_quote_spanned!(span=> for #k in 0..#len { #(#stmts)* });
+        self.for_loop(&f);
+    }
+
+    /// Binds every source of the chain that is not a plain name (`&z[a..b]`, `&x`) to
+    /// a local, so the loop evaluates it once.
+    fn bind_sources(&mut self, chain: Chain, span: Span) -> Chain {
+        match chain {
+            Chain::Elems(e) if matches!(e, Expr::Path(_)) => Chain::Elems(e),
+            Chain::Elems(e) => {
+                let src = self.names.fresh("src", span);
+                let local: syn::Stmt =
+                    if matches!(e, Expr::Reference(_)) || !self.is_buffer_expr(&e) {
+                        syn::parse_quote_spanned!(span=> let #src = #e;)
+                    } else {
+                        syn::parse_quote_spanned!(span=> let #src = &#e;)
+                    };
+                let syn::Stmt::Local(local) = local else {
+                    unreachable!("a let")
+                };
+                self.local(&local);
+                Chain::Elems(syn::parse_quote!(#src))
+            }
+            Chain::Enumerate(c) => Chain::Enumerate(Box::new(self.bind_sources(*c, span))),
+            Chain::Zip(a, b) => Chain::Zip(
+                Box::new(self.bind_sources(*a, span)),
+                Box::new(self.bind_sources(*b, span)),
+            ),
+            Chain::Map(c, f) => Chain::Map(Box::new(self.bind_sources(*c, span)), f),
+        }
     }
 
     // ---- errors ---------------------------------------------------------------------
@@ -1492,4 +2046,92 @@ fn pretty(ts: &proc_macro2::TokenStream) -> String {
         out.push(c);
     }
     out
+}
+
+/// `x[a..b]`: indexing with a range.
+fn is_range_index(e: &Expr) -> bool {
+    match e {
+        Expr::Index(ix) => matches!(&*ix.index, Expr::Range(_)),
+        Expr::Paren(p) => is_range_index(&p.expr),
+        Expr::Group(g) => is_range_index(&g.expr),
+        _ => false,
+    }
+}
+
+/// An iterator over buffers, as `for` loops and `sum`/`fold` see it.
+enum Chain {
+    /// The elements of a buffer (an expression naming it).
+    Elems(Expr),
+    /// `(index, element)`.
+    Enumerate(Box<Chain>),
+    /// `(a, b)`, as long as the shorter.
+    Zip(Box<Chain>, Box<Chain>),
+    /// The closure applied to each element.
+    Map(Box<Chain>, syn::ExprClosure),
+}
+
+impl Chain {
+    fn len(&self) -> Expr {
+        match self {
+            Chain::Elems(e) => syn::parse_quote!(#e.len()),
+            Chain::Enumerate(c) | Chain::Map(c, _) => c.len(),
+            Chain::Zip(a, b) => {
+                let (a, b) = (a.len(), b.len());
+                syn::parse_quote!(#a.min(#b))
+            }
+        }
+    }
+
+    /// The element at index `k`, as an expression (tuples for `enumerate`/`zip`).
+    fn elem(&self, k: &Ident) -> Expr {
+        match self {
+            Chain::Elems(e) => syn::parse_quote!(#e[#k]),
+            Chain::Enumerate(c) => {
+                let v = c.elem(k);
+                syn::parse_quote!((#k, #v))
+            }
+            Chain::Zip(a, b) => {
+                let (a, b) = (a.elem(k), b.elem(k));
+                syn::parse_quote!((#a, #b))
+            }
+            Chain::Map(c, f) => {
+                let v = c.elem(k);
+                let body = &f.body;
+                match bind_pattern(&f.inputs[0], &v) {
+                    Some(stmts) => syn::parse_quote!({ #(#stmts)* #body }),
+                    // Reported by the caller's pattern check on the same closure.
+                    None => syn::parse_quote!({ #body }),
+                }
+            }
+        }
+    }
+}
+
+/// `let pat = value;` as `let`s of plain names: `&v` binds `v`, `(a, b)` against a
+/// tuple expression binds each part, `_` binds nothing. `None` for other patterns.
+fn bind_pattern(pat: &Pat, value: &Expr) -> Option<Vec<syn::Stmt>> {
+    match pat {
+        Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+            let i = &pi.ident;
+            Some(vec![syn::parse_quote!(let #i = #value;)])
+        }
+        Pat::Reference(r) => bind_pattern(&r.pat, value),
+        Pat::Type(t) => bind_pattern(&t.pat, value),
+        Pat::Paren(p) => bind_pattern(&p.pat, value),
+        Pat::Wild(_) => Some(Vec::new()),
+        Pat::Tuple(t) => {
+            let Expr::Tuple(parts) = value else {
+                return None;
+            };
+            if parts.elems.len() != t.elems.len() {
+                return None;
+            }
+            let mut out = Vec::new();
+            for (p, v) in t.elems.iter().zip(parts.elems.iter()) {
+                out.extend(bind_pattern(p, v)?);
+            }
+            Some(out)
+        }
+        _ => None,
+    }
 }

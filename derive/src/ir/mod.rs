@@ -29,6 +29,9 @@ pub enum ParamKind {
     Scalar,
     /// An ndarray array, view or a reference to one (`&Array2<f32>`, `ArrayView1<f64>`).
     Tensor,
+    /// A buffer of floats: `&[f64]`, `&Vec<f32>`, `&[T; N]`, `Vec<f64>`, `[f64; N]`. Its
+    /// gradient is a `Vec` of the same length.
+    Buffer,
     /// Anything else: integers, bools, labels, sizes. Never active.
     Other,
 }
@@ -40,6 +43,8 @@ pub struct Param {
     pub kind: ParamKind,
     pub active: bool,
     pub var: VarId,
+    /// The element type of a buffer argument (`f64` for `&[f64]`).
+    pub elem: Option<Type>,
 }
 
 /// An input of an operation.
@@ -78,6 +83,34 @@ pub enum Spelling {
     /// `x.mean().unwrap()`: a method whose `Option` result is unwrapped at once (`tail`
     /// is `.unwrap()` or `.expect("...")`, kept as written).
     MethodUnwrap(Ident, proc_macro2::TokenStream),
+    /// `labels[i]`: indexing something that is not a float buffer (data).
+    Index,
+}
+
+/// An operation on a buffer of floats (a slice, `Vec` or array). Buffers are the one
+/// place where the IR is not SSA: element writes mutate the buffer in place, and the
+/// reverse pass mirrors that with an adjoint buffer `d_x` updated in place (a read
+/// `t = x[i]` adds `d_t` into `d_x[i]`; a write `x[i] = v` moves `d_x[i]` to `d_v`
+/// and zeroes it), so a loop over `n` elements costs O(n) in reverse, not O(n²).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufOp {
+    /// `x[i]`: args `[x, i]`; defines the element.
+    Read,
+    /// `x[i] = v`: args `[x, i, v]`; `def` is a placeholder.
+    Write,
+    /// `vec![v; n]`: args `[v, n]`; defines a new buffer.
+    Fill,
+    /// `[v; N]`: args `[v, N]`.
+    FillArray,
+    /// `x.to_vec()`: args `[x, n]` (`n` = `x.len()`); a new buffer, a copy of `x`.
+    ToVec,
+    /// `&x[a..b]`: args `[x, a, b]`; `&x[a..]`: args `[x, a]`. A view: its elements
+    /// are `x`'s from `a` on.
+    View,
+    /// `let y = x;`: args `[x]`; another name for the same buffer.
+    Alias,
+    /// `&x`: args `[x]`; a borrow of the same buffer.
+    Borrow,
 }
 
 /// The right-hand side of a `let`.
@@ -116,8 +149,10 @@ pub enum Rhs {
     /// the `outs`, SSA's φ-nodes.
     If(Box<IfNode>),
     /// A `for` over a range or a `while`: the statement's `def` names the per-iteration
-    /// stack of pullbacks.
+    /// stack of saved values.
     Loop(Box<LoopNode>),
+    /// An operation on a buffer of floats.
+    Buffer { op: BufOp, args: Vec<Operand> },
 }
 
 /// How a loop iterates.
@@ -175,7 +210,8 @@ impl Rhs {
             Rhs::Prim { args, .. }
             | Rhs::Call { args, .. }
             | Rhs::ZeroDerivative { args, .. }
-            | Rhs::NoRule { args, .. } => args,
+            | Rhs::NoRule { args, .. }
+            | Rhs::Buffer { args, .. } => args,
             Rhs::If(node) => std::slice::from_ref(&node.cond),
             Rhs::Loop(_) => &[],
         }
@@ -206,9 +242,36 @@ pub struct Func {
     pub items: Vec<syn::Item>,
     pub body: Vec<Stmt>,
     pub ret: Operand,
+    /// Every value that is a buffer of floats (arguments, new buffers, views, aliases).
+    pub buffers: std::collections::HashSet<VarId>,
 }
 
 impl Func {
+    pub fn is_buffer(&self, v: VarId) -> bool {
+        self.buffers.contains(&v)
+    }
+
+    /// The buffer that owns `v`'s elements and the offsets of `v`'s element 0 in it
+    /// (one per view on the way; none for the owner itself).
+    pub fn buffer_root(&self, v: VarId) -> (VarId, Vec<Operand>) {
+        let mut offsets = Vec::new();
+        let mut cur = v;
+        while let Some(Stmt {
+            rhs: Rhs::Buffer { op, args },
+            ..
+        }) = self.def_of(cur)
+        {
+            match op {
+                BufOp::View => offsets.push(args[1].clone()),
+                BufOp::Alias | BufOp::Borrow => {}
+                _ => break,
+            }
+            cur = args[0].var().expect("a view's base is a buffer");
+        }
+        offsets.reverse();
+        (cur, offsets)
+    }
+
     pub fn name(&self, v: VarId) -> &Ident {
         &self.vars[v.0].name
     }

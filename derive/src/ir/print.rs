@@ -27,6 +27,7 @@ impl fmt::Display for Func {
                 Rhs::Call { path, .. } => format!("call {}", path.to_token_stream()),
                 Rhs::ZeroDerivative { .. } => "zero-derivative".to_string(),
                 Rhs::NoRule { .. } => "no-rule".to_string(),
+                Rhs::Buffer { op, .. } => format!("buffer {op:?}"),
                 Rhs::Loop(node) => format!(
                     "loop ({} stmts, {} carried)",
                     node.body.len(),
