@@ -135,7 +135,7 @@ tests = []
 for k in range(N):
     vars_ = ["x", "y"]
     mutable = []
-    body = ["let mut h = vec![0.0; 3];"]
+    body = ["let mut h = vec![0.0_f64; 3];"]
     for name in ["a", "b"][: rng.randint(1, 2)]:
         body.append(f"let mut {name} = ({expr(vars_)}).tanh();")
         mutable.append(name)

@@ -390,9 +390,10 @@ fn materialize(
             }
             _ => {}
         }
-        extra_names.extend(cx.tape_if_any(s.def));
-        if let Some(snaps) = cx.snapshots.get(&s.def) {
-            extra_names.extend(snaps.iter().flatten().cloned());
+        // A checkpointed call keeps its copies; its tape is made again in reverse.
+        match cx.snapshots.get(&s.def) {
+            Some(snaps) => extra_names.extend(snaps.iter().flatten().cloned()),
+            None => extra_names.extend(cx.tape_if_any(s.def)),
         }
     }
     // Which are recomputable, in program order (SSA: operands come first).

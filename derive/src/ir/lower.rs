@@ -1760,7 +1760,13 @@ impl Lowerer<'_> {
         let mut body: Vec<syn::Stmt> = Vec::new();
         body.push(syn::parse_quote_spanned!(span=> #acc = #step;));
         // `let mut acc = init; for elem in chain { acc = step; } acc`, lowered as written.
-        let local: syn::Stmt = syn::parse_quote_spanned!(span=> let mut #acc = #init;);
+        // `sum::<f64>()` says the accumulator's type; without it, inference does.
+        let local: syn::Stmt = match m.turbofish.as_ref().and_then(|t| t.args.first()) {
+            Some(syn::GenericArgument::Type(ty)) => {
+                syn::parse_quote_spanned!(span=> let mut #acc: #ty = #init;)
+            }
+            _ => syn::parse_quote_spanned!(span=> let mut #acc = #init;),
+        };
         let syn::Stmt::Local(local) = local else {
             unreachable!("a let")
         };
