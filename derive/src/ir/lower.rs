@@ -20,14 +20,14 @@ use syn::{BinOp, Expr, FnArg, ItemFn, Pat, ReturnType, Type, UnOp};
 pub const SUPPORTED: &str = "`#[grad]` differentiates `let` bindings (shadowing, `let mut` with `=`, `+=`, `-=`, \
      `*=`, `/=`), `if`/`else` on scalars (as statements and expressions, and an early \
      `if c { return v; }`), `for` over integer ranges and over buffers (`x.iter()`, \
-     `.enumerate()`, `.zip(..)`), `while` loops, buffers of floats (`&[f64]`, `Vec<f64>`, \
+     `.enumerate()`, `.zip(..)`), `while` and `loop` with `break` (also `break value`) and `continue`, buffers of floats (`&[f64]`, `Vec<f64>`, \
      `[f64; N]`: indexing, `len`, sub-slices `&x[a..b]`, element writes on local buffers, \
      `iter().sum()`, `.map(..).sum()`, `.fold(..)`), arithmetic `+ - * /` and unary `-` (on \
      floats and ndarray arrays, with broadcasting), float methods, the array methods `dot`, \
      `t`, `sum`, `mean`, `sum_axis`, borrows `&x`, calls of functions that have a rule \
      (`#[grad]` and `#[custom_vjp]` functions, `backprop::sigmoid`, `backprop::ops::relu`, \
-     ...), blocks and a final `return`; `loop`, `break`, `continue` and `match` are not \
-     supported yet";
+     ...), blocks and a final `return`; `match`, labelled `break`/`continue` and `return` \
+     inside loops are not supported yet";
 
 pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
     // Always `Some`: see the comment before the return.
@@ -668,8 +668,23 @@ impl Lowerer<'_> {
             Expr::If(i) if self.mentions_local(e) => {
                 let _ = self.if_expr(i, None, false, false);
             }
-            Expr::ForLoop(f) if f.label.is_none() => self.for_loop(f),
-            Expr::While(w) if w.label.is_none() => self.while_loop(w),
+            Expr::ForLoop(f) if f.label.is_none() => {
+                let _ = self.loop_with_jumps(LoopSyntax::For(f), None);
+            }
+            Expr::While(w) if w.label.is_none() => {
+                let _ = self.loop_with_jumps(LoopSyntax::While(w), None);
+            }
+            Expr::Loop(l) if l.label.is_none() => {
+                let _ = self.loop_with_jumps(LoopSyntax::Loop(l), None);
+            }
+            Expr::ForLoop(syn::ExprForLoop { label: Some(l), .. })
+            | Expr::While(syn::ExprWhile { label: Some(l), .. })
+            | Expr::Loop(syn::ExprLoop { label: Some(l), .. }) => {
+                self.cx.error_spanned_by(
+                    l,
+                    "`#[grad]` does not support labelled loops yet (a labelled `break` leaves several loops at once); restructure with a flag, or move the inner loop into a `#[grad]` helper",
+                );
+            }
             Expr::Block(b) if b.label.is_none() => {
                 // A block used as a statement: its value (if any) is discarded.
                 self.scopes.push(HashMap::new());
@@ -831,6 +846,7 @@ impl Lowerer<'_> {
                 v
             }
             Expr::If(i) => self.if_expr(i, want, true, false),
+            Expr::Loop(l) if l.label.is_none() => self.loop_with_jumps(LoopSyntax::Loop(l), want),
             _ => self.unsupported(e),
         }
     }
@@ -1166,6 +1182,116 @@ impl Lowerer<'_> {
         self.lower_loop(&w.body, w.span(), move |lw| {
             LoopHeadDraft::While(lw.expr(&cond, None))
         });
+    }
+
+    /// Loops with `break` (also `break value` out of a `loop`) and `continue`, as the
+    /// flags they mean: `break` sets `done`, `continue` sets `skip`, and every
+    /// statement after a jump runs under `if !done && !skip { .. }`. A `while` then
+    /// tests `!done` first, a `loop` is `while !done`, and a `for` runs its remaining
+    /// iterations without doing anything (each records one skipped branch).
+    fn loop_with_jumps(&mut self, syntax: LoopSyntax<'_>, want: Option<&Ident>) -> Operand {
+        let body = match syntax {
+            LoopSyntax::For(f) => &f.body,
+            LoopSyntax::While(w) => &w.body,
+            LoopSyntax::Loop(l) => &l.body,
+        };
+        let span = body.span();
+        let mut found = JumpFinder::default();
+        found.visit_block(body);
+        for bad in &found.labelled {
+            self.cx.error_spanned_by(
+                bad,
+                "`#[grad]` does not support labelled `break`/`continue` yet; restructure the loops so each `break` leaves the innermost one",
+            );
+        }
+        for bad in &found.in_expression {
+            self.cx.error_spanned_by(
+                bad,
+                "`#[grad]` supports `break` and `continue` as statements (`if c { break; }`), not inside an expression",
+            );
+        }
+        if !found.labelled.is_empty() || !found.in_expression.is_empty() {
+            return dummy();
+        }
+        let plain_while = |lw: &mut Self| {
+            match syntax {
+                LoopSyntax::For(f) => lw.for_loop(f),
+                LoopSyntax::While(w) => lw.while_loop(w),
+                LoopSyntax::Loop(_) => unreachable!("a loop without break never ends"),
+            }
+            dummy()
+        };
+        if !found.breaks && !found.continues {
+            if let LoopSyntax::Loop(l) = syntax {
+                self.cx.error_spanned_by(
+                    &l.loop_token,
+                    "`#[grad]` needs a `loop` to end with `break`; this one never does",
+                );
+                return dummy();
+            }
+            return plain_while(self);
+        }
+        let flags = JumpFlags {
+            done: found.breaks.then(|| self.names.fresh("done", span)),
+            skip: found.continues.then(|| self.names.fresh("skip", span)),
+            out: found
+                .break_value
+                .then(|| self.names.fresh("loop_value", span)),
+        };
+        let mut prelude: Vec<syn::Stmt> = Vec::new();
+        if let Some(done) = &flags.done {
+            prelude.push(syn::parse_quote_spanned!(span=> let mut #done = false;));
+        }
+        if let Some(out) = &flags.out {
+            // `break value` leaves a float (the loop's value); it starts as 0.
+            prelude.push(syn::parse_quote_spanned!(span=> let mut #out = 0.0;));
+        }
+        let mut new_body: Vec<syn::Stmt> = Vec::new();
+        if let Some(skip) = &flags.skip {
+            new_body.push(syn::parse_quote_spanned!(span=> let mut #skip = false;));
+        }
+        new_body.extend(guard(&body.stmts, &flags));
+        let looped: syn::Stmt = match (syntax, &flags.done) {
+            (LoopSyntax::For(f), Some(done)) => {
+                let (pat, expr) = (&f.pat, &f.expr);
+                syn::parse_quote_spanned!(span=> for #pat in #expr { if !#done { #(#new_body)* } })
+            }
+            (LoopSyntax::For(f), None) => {
+                let (pat, expr) = (&f.pat, &f.expr);
+                syn::parse_quote_spanned!(span=> for #pat in #expr { #(#new_body)* })
+            }
+            (LoopSyntax::While(w), Some(done)) => {
+                let cond = &w.cond;
+                syn::parse_quote_spanned!(span=> while !#done && (#cond) { #(#new_body)* })
+            }
+            (LoopSyntax::While(w), None) => {
+                let cond = &w.cond;
+                syn::parse_quote_spanned!(span=> while #cond { #(#new_body)* })
+            }
+            (LoopSyntax::Loop(_), Some(done)) => {
+                syn::parse_quote_spanned!(span=> while !#done { #(#new_body)* })
+            }
+            (LoopSyntax::Loop(l), None) => {
+                self.cx.error_spanned_by(
+                    &l.loop_token,
+                    "`#[grad]` needs a `loop` to end with `break`; this one never does",
+                );
+                return dummy();
+            }
+        };
+        for st in prelude.iter().chain(std::iter::once(&looped)) {
+            self.block_stmt(st, false);
+        }
+        match &flags.out {
+            Some(out) => {
+                let v = self.lookup(&out.to_string()).expect("bound above");
+                match want {
+                    Some(w) => self.define(Some(w), Rhs::Copy(Operand::Var(v)), span),
+                    None => Operand::Var(v),
+                }
+            }
+            None => dummy(),
+        }
     }
 
     fn binary(&mut self, b: &syn::ExprBinary, want: Option<&Ident>) -> Operand {
@@ -2139,5 +2265,188 @@ fn bind_pattern(pat: &Pat, value: &Expr) -> Option<Vec<syn::Stmt>> {
             Some(out)
         }
         _ => None,
+    }
+}
+
+/// The three loop forms, as written.
+#[derive(Clone, Copy)]
+enum LoopSyntax<'a> {
+    For(&'a syn::ExprForLoop),
+    While(&'a syn::ExprWhile),
+    Loop(&'a syn::ExprLoop),
+}
+
+/// The flags a loop's `break`/`continue` become.
+struct JumpFlags {
+    done: Option<Ident>,
+    skip: Option<Ident>,
+    out: Option<Ident>,
+}
+
+impl JumpFlags {
+    /// `!done && !skip`: the loop body goes on.
+    fn running(&self) -> Expr {
+        match (&self.done, &self.skip) {
+            (Some(d), Some(s)) => syn::parse_quote!(!#d && !#s),
+            (Some(d), None) => syn::parse_quote!(!#d),
+            (None, Some(s)) => syn::parse_quote!(!#s),
+            (None, None) => syn::parse_quote!(true),
+        }
+    }
+}
+
+/// Finds the `break`/`continue` of one loop (not of loops nested in it, nor inside
+/// closures), and the ones it cannot rewrite.
+#[derive(Default)]
+struct JumpFinder {
+    breaks: bool,
+    continues: bool,
+    break_value: bool,
+    labelled: Vec<proc_macro2::TokenStream>,
+    in_expression: Vec<proc_macro2::TokenStream>,
+}
+
+impl<'ast> Visit<'ast> for JumpFinder {
+    fn visit_expr_break(&mut self, b: &'ast syn::ExprBreak) {
+        if b.label.is_some() {
+            self.labelled.push(b.to_token_stream());
+        }
+        self.breaks = true;
+        self.break_value |= b.expr.is_some();
+        syn::visit::visit_expr_break(self, b);
+    }
+    fn visit_expr_continue(&mut self, c: &'ast syn::ExprContinue) {
+        if c.label.is_some() {
+            self.labelled.push(c.to_token_stream());
+        }
+        self.continues = true;
+    }
+    fn visit_expr_for_loop(&mut self, f: &'ast syn::ExprForLoop) {
+        self.visit_expr(&f.expr);
+        self.labelled_inside(&f.body);
+    }
+    fn visit_expr_while(&mut self, w: &'ast syn::ExprWhile) {
+        self.visit_expr(&w.cond);
+        self.labelled_inside(&w.body);
+    }
+    fn visit_expr_loop(&mut self, l: &'ast syn::ExprLoop) {
+        self.labelled_inside(&l.body);
+    }
+    fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+    fn visit_block(&mut self, b: &'ast syn::Block) {
+        for st in &b.stmts {
+            match st {
+                syn::Stmt::Expr(e, _) if statement_position(e) => self.visit_expr(e),
+                syn::Stmt::Expr(e, _) => self.in_expression_check(e),
+                syn::Stmt::Local(l) => {
+                    if let Some(init) = &l.init {
+                        self.in_expression_check(&init.expr);
+                    }
+                }
+                other => syn::visit::visit_stmt(self, other),
+            }
+        }
+    }
+}
+
+impl JumpFinder {
+    /// A nested loop's own jumps are its business; only labelled ones could reach out.
+    fn labelled_inside(&mut self, body: &syn::Block) {
+        let mut inner = JumpFinder::default();
+        inner.visit_block(body);
+        self.labelled.extend(inner.labelled);
+        self.in_expression.extend(inner.in_expression);
+    }
+
+    /// A jump inside an expression (`let x = if c { break } else { 1.0 };`).
+    fn in_expression_check(&mut self, e: &Expr) {
+        let mut inner = JumpFinder::default();
+        inner.visit_expr(e);
+        if inner.breaks || inner.continues {
+            self.in_expression.push(e.to_token_stream());
+        }
+        self.labelled.extend(inner.labelled);
+    }
+}
+
+/// Expressions whose jumps the rewrite can reach: a jump itself, an `if` (its
+/// branches are blocks of statements) and a block.
+fn statement_position(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Break(_)
+            | Expr::Continue(_)
+            | Expr::If(_)
+            | Expr::Block(_)
+            | Expr::ForLoop(_)
+            | Expr::While(_)
+            | Expr::Loop(_)
+    )
+}
+
+/// Whether `s` jumps out of the loop being rewritten (not counting nested loops).
+fn jumps(s: &syn::Stmt) -> bool {
+    let mut f = JumpFinder::default();
+    f.visit_stmt(s);
+    f.breaks || f.continues
+}
+
+/// Statements with their jumps turned into flags, and everything after a statement
+/// that may jump guarded by `if !done && !skip { .. }`.
+fn guard(stmts: &[syn::Stmt], flags: &JumpFlags) -> Vec<syn::Stmt> {
+    let mut out = Vec::new();
+    for (k, st) in stmts.iter().enumerate() {
+        if !jumps(st) {
+            out.push(st.clone());
+            continue;
+        }
+        out.push(rewrite_jump(st, flags));
+        let rest = guard(&stmts[k + 1..], flags);
+        if !rest.is_empty() {
+            let running = flags.running();
+            out.push(syn::parse_quote!(if #running { #(#rest)* }));
+        }
+        break;
+    }
+    out
+}
+
+fn rewrite_jump(st: &syn::Stmt, flags: &JumpFlags) -> syn::Stmt {
+    let syn::Stmt::Expr(e, _) = st else {
+        return st.clone();
+    };
+    let e = rewrite_jump_expr(e, flags);
+    syn::Stmt::Expr(e, Some(Default::default()))
+}
+
+fn rewrite_jump_expr(e: &Expr, flags: &JumpFlags) -> Expr {
+    match e {
+        Expr::Break(b) => {
+            let done = flags.done.as_ref().expect("a break sets done");
+            match (&b.expr, &flags.out) {
+                (Some(v), Some(out)) => {
+                    syn::parse_quote_spanned!(b.span()=> { #out = #v; #done = true; })
+                }
+                _ => syn::parse_quote_spanned!(b.span()=> { #done = true; }),
+            }
+        }
+        Expr::Continue(c) => {
+            let skip = flags.skip.as_ref().expect("a continue sets skip");
+            syn::parse_quote_spanned!(c.span()=> { #skip = true; })
+        }
+        Expr::If(i) => {
+            let mut i = i.clone();
+            i.then_branch.stmts = guard(&i.then_branch.stmts, flags);
+            if let Some((_, else_expr)) = &mut i.else_branch {
+                **else_expr = rewrite_jump_expr(else_expr, flags);
+            }
+            Expr::If(i)
+        }
+        Expr::Block(b) => {
+            let mut b = b.clone();
+            b.block.stmts = guard(&b.block.stmts, flags);
+            Expr::Block(b)
+        }
+        other => other.clone(),
     }
 }

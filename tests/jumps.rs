@@ -1,0 +1,133 @@
+//! `loop`, `break` (also with a value) and `continue` in `#[grad]` functions: the jump
+//! becomes a flag, the statements after it run under `if !done`, and the reverse pass
+//! replays exactly the iterations (and the part of the last one) that ran.
+#![allow(clippy::assign_op_pattern)]
+
+use backprop::{grad, gradcheck};
+
+/// Halve until below 0.1: v = x·2⁻ᵏ for the first k that gets there.
+#[grad]
+fn halve_until_small(x: f64) -> f64 {
+    let mut v = x;
+    loop {
+        v = v * 0.5;
+        if v < 0.1 {
+            break;
+        }
+    }
+    v
+}
+
+#[test]
+fn loop_with_break() {
+    // 1.0 → 0.5 → 0.25 → 0.125 → 0.0625: four halvings.
+    let (v, g) = halve_until_small_grad(1.0);
+    assert_eq!(v, 0.0625);
+    assert_eq!(g.x, 0.0625);
+    gradcheck!(halve_until_small(x = 0.77)).assert();
+}
+
+/// Σ v² over the non-negative elements: `continue` skips the rest of an iteration.
+#[grad]
+fn positive_squares(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for &v in x {
+        if v < 0.0 {
+            continue;
+        }
+        s += v * v;
+    }
+    s
+}
+
+#[test]
+fn for_with_continue() {
+    let (v, g) = positive_squares_grad(&[1.0, -2.0, 3.0]);
+    assert_eq!(v, 10.0);
+    assert_eq!(g.x, vec![2.0, 0.0, 6.0]);
+    gradcheck!(positive_squares(x = &vec![0.5, -1.5, 2.0, -0.1])).assert();
+}
+
+/// Accumulate a·x_k until the running sum passes `limit`: elements after the `break`
+/// get no gradient, and neither does the rest of the breaking iteration.
+#[grad(a, x)]
+fn sum_until(a: f64, x: &[f64], limit: f64) -> f64 {
+    let mut s = 0.0;
+    let mut last = 0.0;
+    for i in 0..x.len() {
+        s += a * x[i];
+        if s > limit {
+            break;
+        }
+        last = x[i];
+    }
+    s + last
+}
+
+#[test]
+fn for_with_break() {
+    // a = 2, x = [1, 2, 3, 4], limit 5: s = 2, 6 → break at i = 1; last = x[0] = 1.
+    let (v, g) = sum_until_grad(2.0, &[1.0, 2.0, 3.0, 4.0], 5.0);
+    assert_eq!(v, 7.0);
+    assert_eq!(g.a, 3.0);
+    assert_eq!(g.x, vec![2.0 + 1.0, 2.0, 0.0, 0.0]);
+    gradcheck!(sum_until(a = 1.3, x = &vec![0.4, 0.9, 1.7, 0.2], limit = const 2.0)).assert();
+}
+
+/// `break value` out of a `loop`, and a `while` with a `break` inside a nested `if`.
+#[grad]
+fn grow(x: f64) -> f64 {
+    let mut v = x;
+    let r = loop {
+        if v > 10.0 {
+            break v * 2.0;
+        }
+        v = v * 1.5;
+    };
+    let mut w = r;
+    let mut k = 0;
+    while k < 100 {
+        k += 1;
+        if w > 5.0 {
+            w = w - 2.0;
+            if w < 8.0 {
+                break;
+            }
+        }
+    }
+    w
+}
+
+#[test]
+fn break_with_a_value_and_from_nested_ifs() {
+    // x = 4: 4 → 6 → 9 → 13.5 > 10: r = 27 = 4·1.5³·2, dr/dx = 6.75.
+    // w: 27 → 25 → ... → 7 (ten subtractions; 7 < 8 breaks): w = r − 20.
+    let (v, g) = grow_grad(4.0);
+    assert_eq!(v, 7.0);
+    assert_eq!(g.x, 6.75);
+    gradcheck!(grow(x = 4.3)).assert();
+}
+
+/// A `break` in an inner loop leaves only the inner loop.
+#[grad]
+fn row_prefix_sums(m: &[f64], rows: usize, cols: usize) -> f64 {
+    let mut total = 0.0;
+    for r in 0..rows {
+        for c in 0..cols {
+            let v = m[r * cols + c];
+            if v < 0.0 {
+                break;
+            }
+            total += v * v;
+        }
+    }
+    total
+}
+
+#[test]
+fn inner_break_leaves_the_inner_loop() {
+    let m = [1.0, -1.0, 5.0, 2.0, 3.0, -4.0];
+    let (v, g) = row_prefix_sums_grad(&m, 2, 3);
+    assert_eq!(v, 1.0 + 4.0 + 9.0);
+    assert_eq!(g.m, vec![2.0, 0.0, 0.0, 4.0, 6.0, 0.0]);
+}
