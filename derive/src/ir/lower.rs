@@ -1224,7 +1224,7 @@ impl Lowerer<'_> {
         if !found.breaks && !found.continues {
             if let LoopSyntax::Loop(l) = syntax {
                 self.cx.error_spanned_by(
-                    &l.loop_token,
+                    l.loop_token,
                     "`#[grad]` needs a `loop` to end with `break`; this one never does",
                 );
                 return dummy();
@@ -1273,7 +1273,7 @@ impl Lowerer<'_> {
             }
             (LoopSyntax::Loop(l), None) => {
                 self.cx.error_spanned_by(
-                    &l.loop_token,
+                    l.loop_token,
                     "`#[grad]` needs a `loop` to end with `break`; this one never does",
                 );
                 return dummy();
