@@ -643,6 +643,10 @@ impl<'a> Emitter<'a> {
                 let (a, i) = (&ops[0], &ops[1]);
                 quote_spanned!(span=> #a[#i])
             }
+            Spelling::Matches(pat) => {
+                let a = &ops[0];
+                quote_spanned!(span=> ::core::matches!(#a, #pat))
+            }
             Spelling::MethodTurbofish(m) => {
                 let recv = &ops[0];
                 let rest = &ops[1..];

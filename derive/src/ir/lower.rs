@@ -26,8 +26,9 @@ pub const SUPPORTED: &str = "`#[grad]` differentiates `let` bindings (shadowing,
      floats and ndarray arrays, with broadcasting), float methods, the array methods `dot`, \
      `t`, `sum`, `mean`, `sum_axis`, borrows `&x`, calls of functions that have a rule \
      (`#[grad]` and `#[custom_vjp]` functions, `backprop::sigmoid`, `backprop::ops::relu`, \
-     ...), blocks and a final `return`; `match`, labelled `break`/`continue` and `return` \
-     inside loops are not supported yet";
+     ...), `match` on values without a derivative (arms binding no parts), `matches!`, \
+     blocks and a final `return`; labelled loops, `if let`/`while let` and `return` inside \
+     loops are not supported yet";
 
 pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
     // Always `Some`: see the comment before the return.
@@ -677,6 +678,9 @@ impl Lowerer<'_> {
             Expr::Loop(l) if l.label.is_none() => {
                 let _ = self.loop_with_jumps(LoopSyntax::Loop(l), None);
             }
+            Expr::Match(m) => {
+                let _ = self.match_expr(m, None, false);
+            }
             Expr::ForLoop(syn::ExprForLoop { label: Some(l), .. })
             | Expr::While(syn::ExprWhile { label: Some(l), .. })
             | Expr::Loop(syn::ExprLoop { label: Some(l), .. }) => {
@@ -725,6 +729,18 @@ impl Lowerer<'_> {
     fn expr(&mut self, e: &Expr, want: Option<&Ident>) -> Operand {
         if let Some(v) = self.new_buffer(e, want) {
             return v;
+        }
+        if let Expr::Macro(m) = e
+            && m.mac
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "matches")
+        {
+            return self.matches_macro(m, want);
+        }
+        if let Expr::Match(m) = e {
+            return self.match_expr(m, want, true);
         }
         if !self.mentions_local(e) {
             return match e {
@@ -1182,6 +1198,140 @@ impl Lowerer<'_> {
         self.lower_loop(&w.body, w.span(), move |lw| {
             LoopHeadDraft::While(lw.expr(&cond, None))
         });
+    }
+
+    /// `matches!(x, PAT)`: a bool with derivative 0 (`x` is evaluated once).
+    fn matches_macro(&mut self, m: &syn::ExprMacro, want: Option<&Ident>) -> Operand {
+        let parsed = m.mac.parse_body_with(|input: syn::parse::ParseStream<'_>| {
+            let e: Expr = input.parse()?;
+            let _: syn::Token![,] = input.parse()?;
+            let pat = Pat::parse_multi_with_leading_vert(input)?;
+            let _: Option<syn::Token![,]> = input.parse()?;
+            if !input.is_empty() {
+                return Err(input.error("a guard"));
+            }
+            Ok((e, pat))
+        });
+        let Ok((scrutinee, pat)) = parsed else {
+            self.cx.error_spanned_by(
+                m,
+                "`#[grad]` supports `matches!(value, PATTERN)` without a guard; write the guard with `&&` after it",
+            );
+            return dummy();
+        };
+        let x = self.expr(&scrutinee, None);
+        self.define(
+            want,
+            Rhs::ZeroDerivative {
+                spelling: Spelling::Matches(pat.to_token_stream()),
+                args: vec![x],
+            },
+            m.span(),
+        )
+    }
+
+    /// `match` on a value that carries no derivative (an integer, an enum, a
+    /// comparison), as the `if` chain it is: arm k runs when
+    /// `matches!(x, PAT_k) && guard_k` and no earlier arm did. A last arm whose pattern
+    /// always matches (`_`, a name) is the `else`. Arms may bind the whole value to a
+    /// name (`n => ..`), not parts of it.
+    fn match_expr(
+        &mut self,
+        m: &syn::ExprMatch,
+        want: Option<&Ident>,
+        needs_value: bool,
+    ) -> Operand {
+        let span = m.span();
+        let scrutinee = self.names.fresh("scrutinee", span);
+        let value = &m.expr;
+        let local: syn::Stmt = syn::parse_quote_spanned!(span=> let #scrutinee = #value;);
+        self.block_stmt(&local, false);
+        let mut arms: Vec<(Option<Expr>, Expr)> = Vec::new();
+        for (k, arm) in m.arms.iter().enumerate() {
+            let last = k + 1 == m.arms.len();
+            let (binding, pat) = match &arm.pat {
+                Pat::Ident(pi)
+                    if pi.subpat.is_none()
+                        && pi.by_ref.is_none()
+                        && !pi.ident.to_string().starts_with(char::is_uppercase) =>
+                {
+                    (Some(pi.ident.clone()), None)
+                }
+                Pat::Wild(_) => (None, None),
+                p => (None, Some(p.clone())),
+            };
+            if let Some(p) = &pat
+                && binds_names(p)
+            {
+                self.cx.error_spanned_by(
+                    p,
+                    "`#[grad]` supports `match` arms whose patterns bind no names (literals, ranges, `_`, enum variants without fields, `|`), or bind the whole value (`n => ..`); take the parts apart before the `match`",
+                );
+                return dummy();
+            }
+            let body = &arm.body;
+            let body: Expr = match &binding {
+                Some(b) => {
+                    syn::parse_quote_spanned!(arm.body.span()=> { let #b = #scrutinee; #body })
+                }
+                None => syn::parse_quote_spanned!(arm.body.span()=> { #body }),
+            };
+            let cond: Option<Expr> = match (&pat, &arm.guard) {
+                (None, None) => None,
+                (Some(p), None) => {
+                    Some(syn::parse_quote_spanned!(span=> ::core::matches!(#scrutinee, #p)))
+                }
+                (Some(p), Some((_, g))) => {
+                    Some(syn::parse_quote_spanned!(span=> ::core::matches!(#scrutinee, #p) && (#g)))
+                }
+                (None, Some((_, g))) => match &binding {
+                    Some(b) => Some(syn::parse_quote_spanned!(span=> { let #b = #scrutinee; #g })),
+                    None => Some(syn::parse_quote_spanned!(span=> #g)),
+                },
+            };
+            let cond = if last && arm.guard.is_none() {
+                None
+            } else {
+                cond
+            };
+            let catch_all = cond.is_none();
+            arms.push((cond, body));
+            if catch_all {
+                if !last {
+                    self.cx.error_spanned_by(
+                        &m.arms[k + 1].pat,
+                        "`#[grad]`: this arm is unreachable (an earlier arm matches every value)",
+                    );
+                    return dummy();
+                }
+                break;
+            }
+        }
+        // Fold from the last arm: `if c1 { b1 } else if c2 { b2 } else { b3 }`.
+        let mut iter = arms.into_iter().rev();
+        let Some((last_cond, last_body)) = iter.next() else {
+            self.cx
+                .error_spanned_by(m, "`#[grad]` needs a `match` to have an arm");
+            return dummy();
+        };
+        let mut chain: Expr = match last_cond {
+            // Exhaustive without a catch-all (rustc checks the original function): the
+            // last arm is the `else`.
+            Some(_) | None => last_body,
+        };
+        for (cond, body) in iter {
+            let cond = cond.expect("only the last arm may match everything");
+            chain = syn::parse_quote_spanned!(span=> if #cond #body else #chain);
+        }
+        match chain {
+            Expr::If(i) => self.if_expr(&i, want, needs_value, false),
+            Expr::Block(b) if needs_value => self.expr(&Expr::Block(b), want),
+            Expr::Block(b) => {
+                self.expr_stmt(&Expr::Block(b));
+                dummy()
+            }
+            _ => unreachable!("arms are blocks"),
+        }
     }
 
     /// Loops with `break` (also `break value` out of a `loop`) and `continue`, as the
@@ -2449,4 +2599,21 @@ fn rewrite_jump_expr(e: &Expr, flags: &JumpFlags) -> Expr {
         }
         other => other.clone(),
     }
+}
+
+/// Whether a pattern binds a name (`Some(v)`, `x @ 1..=3`); constants (`K`, `Mode::Fast`)
+/// and literals do not.
+fn binds_names(p: &Pat) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_pat_ident(&mut self, pi: &'ast syn::PatIdent) {
+            if pi.subpat.is_some() || !pi.ident.to_string().starts_with(char::is_uppercase) {
+                self.0 = true;
+            }
+            syn::visit::visit_pat_ident(self, pi);
+        }
+    }
+    let mut f = Finder(false);
+    f.visit_pat(p);
+    f.0
 }

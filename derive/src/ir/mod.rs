@@ -85,6 +85,8 @@ pub enum Spelling {
     MethodUnwrap(Ident, proc_macro2::TokenStream),
     /// `labels[i]`: indexing something that is not a float buffer (data).
     Index,
+    /// `matches!(x, PAT)`: the pattern's tokens.
+    Matches(proc_macro2::TokenStream),
 }
 
 /// An operation on a buffer of floats (a slice, `Vec` or array). Buffers are the one
