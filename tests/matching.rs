@@ -22,10 +22,10 @@ fn activate(x: f64, act: Act, k: usize) -> f64 {
     };
     let mut z = y;
     match k {
-        0 => z = z + 1.0,
-        1..=3 => z = z * x,
+        0 => z += 1.0,
+        1..=3 => z *= x,
         n => {
-            z = z * n as f64;
+            z *= n as f64;
         }
     }
     z
