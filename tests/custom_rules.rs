@@ -58,3 +58,63 @@ fn a_two_argument_custom_rule() {
     let (_, g) = through_dist_grad(1.5);
     assert!((g.x - (5f64.sqrt() + 1.0)).abs() < 1e-15);
 }
+
+/// log Σ exp(x_i), stable, over a slice; its gradient softmax(x) given by hand.
+#[custom_vjp(logsumexp_vjp)]
+fn logsumexp(x: &[f64]) -> f64 {
+    let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+/// A slice argument's cotangent is a `Vec` of its length.
+fn logsumexp_vjp(x: &[f64], y: f64, d: f64) -> (Vec<f64>,) {
+    (x.iter().map(|v| d * (v - y).exp()).collect(),)
+}
+
+#[grad]
+fn cross_entropy(z: &[f64], label: usize) -> f64 {
+    logsumexp(z) - z[label]
+}
+
+#[test]
+fn a_custom_rule_over_a_slice() {
+    let z = [1.0, 2.0, 3.0];
+    let (v, g) = cross_entropy_grad(&z, 2);
+    let s: f64 = z.iter().map(|v| v.exp()).sum();
+    assert!((v - (s.ln() - 3.0)).abs() < 1e-14);
+    // softmax − onehot.
+    for (k, zk) in z.iter().enumerate() {
+        let want = zk.exp() / s - f64::from(k == 2);
+        assert!((g.z[k] - want).abs() < 1e-15, "{k}: {} vs {want}", g.z[k]);
+    }
+    gradcheck!(cross_entropy(z = &vec![0.3, -1.2, 2.2, 0.0], label = const 1)).assert();
+}
+
+/// ‖A‖²_F / n over an ndarray argument, with a data argument whose slot is `Inactive`.
+#[custom_vjp(frobenius_vjp)]
+fn frobenius(a: &ndarray::Array2<f64>, n: usize) -> f64 {
+    a.iter().map(|v| v * v).sum::<f64>() / n as f64
+}
+
+fn frobenius_vjp(
+    a: &ndarray::Array2<f64>,
+    n: usize,
+    _y: f64,
+    d: f64,
+) -> (ndarray::Array2<f64>, backprop::Inactive) {
+    (a * (2.0 * d / n as f64), backprop::Inactive)
+}
+
+#[grad]
+fn regularised(w: &ndarray::Array2<f64>, lambda: f64) -> f64 {
+    lambda * frobenius(w, 4)
+}
+
+#[test]
+fn a_custom_rule_over_an_array_with_a_data_argument() {
+    let w = ndarray::array![[1.0, 2.0], [3.0, -1.0]];
+    let (v, g) = regularised_grad(&w, 0.5);
+    assert_eq!(v, 0.5 * 15.0 / 4.0);
+    assert_eq!(g.w, &w * 0.25);
+    assert_eq!(g.lambda, 15.0 / 4.0);
+}

@@ -21,6 +21,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
+use std::collections::HashSet;
 use syn::{FnArg, ItemFn, Pat, ReturnType};
 
 pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -49,20 +50,15 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Vec::new();
     let mut names = Vec::new();
     let mut types = Vec::new();
+    let mut cotangents = Vec::new();
     let floats = crate::ir::lower::float_type_params(&item_fn.sig.generics);
     for input in &item_fn.sig.inputs {
         match input {
             FnArg::Typed(pt) => match &*pt.pat {
                 Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
-                    let is_float = matches!(&*pt.ty, syn::Type::Path(p) if p.path.get_ident().is_some_and(|i| i == "f32" || i == "f64" || floats.contains(&i.to_string())));
-                    if !is_float {
-                        errors.push(syn::Error::new_spanned(
-                            &pt.ty,
-                            "`#[custom_vjp]` declares rules for functions of floats (`f32`, `f64`, a generic `T: Float`): every argument gets a cotangent of its own type",
-                        ));
-                    }
                     names.push(pi.ident.clone());
                     types.push((*pt.ty).clone());
+                    cotangents.push(cotangent_type(&pt.ty, &floats));
                 }
                 other => errors.push(syn::Error::new_spanned(
                     other,
@@ -113,10 +109,54 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
         impl #name {
             #[doc = #doc]
             #[inline]
-            #vis fn forward #impl_generics (#(#inputs),*) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = (#(#types,)*)>) #where_clause {
+            #vis fn forward #impl_generics (#(#inputs),*) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = (#(#cotangents,)*)>) #where_clause {
                 let value = #name(#(#names),*);
-                (value, ::backprop::__private::Tape::new(move |d_out: #ret| -> (#(#types,)*) { #pullback(#(#names,)* value, d_out) }))
+                (value, ::backprop::__private::Tape::new(move |d_out: #ret| -> (#(#cotangents,)*) { #pullback(#(#names,)* value, d_out) }))
             }
         }
     }
+}
+
+/// The cotangent type of an argument: a float's own type; `Vec<T>` for a buffer of
+/// floats (`&[T]`, `&Vec<T>`, `[T; N]`); an ndarray array's owned array; `Inactive` for
+/// anything else (sizes, labels), which the pullback returns as `backprop::Inactive`.
+fn cotangent_type(ty: &syn::Type, floats: &HashSet<String>) -> TokenStream {
+    let is_float = |t: &syn::Type| matches!(t, syn::Type::Path(p) if p.path.get_ident().is_some_and(|i| i == "f32" || i == "f64" || floats.contains(&i.to_string())));
+    if is_float(ty) {
+        return quote!(#ty);
+    }
+    let inner = match ty {
+        syn::Type::Reference(r) if r.mutability.is_none() => &*r.elem,
+        other => other,
+    };
+    let elem = match inner {
+        syn::Type::Slice(s) => Some(&*s.elem),
+        syn::Type::Array(a) => Some(&*a.elem),
+        syn::Type::Path(p) => p.path.segments.last().and_then(|s| {
+            if s.ident != "Vec" {
+                return None;
+            }
+            match &s.arguments {
+                syn::PathArguments::AngleBracketed(a) => match a.args.first() {
+                    Some(syn::GenericArgument::Type(t)) => Some(t),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }),
+        _ => None,
+    };
+    if let Some(e) = elem.filter(|e| is_float(e)) {
+        return quote!(::std::vec::Vec<#e>);
+    }
+    let is_array = matches!(inner, syn::Type::Path(p) if p.path.segments.last().is_some_and(|s| {
+        let n = s.ident.to_string();
+        n.starts_with("Array") || n == "CowArray" || n.starts_with("ArcArray")
+    }));
+    if is_array {
+        let mut owned = inner.clone();
+        crate::emit::strip_lifetimes(&mut owned);
+        return quote!(<#owned as ::backprop::__private::tensor::Value>::Cot);
+    }
+    quote!(::backprop::__private::Inactive)
 }

@@ -41,6 +41,7 @@ pub fn expand(
                     active: is_active,
                     tensor: false,
                     elem: None,
+                    strukt: false,
                 })
             }
         })

@@ -13,6 +13,7 @@ mod analysis;
 mod attr;
 mod custom;
 mod diag;
+mod differentiable;
 mod emit;
 mod expand;
 mod fallback;
@@ -43,4 +44,13 @@ pub fn custom_vjp(
     item: proc_macro::TokenStream,
 ) -> proc_macro::TokenStream {
     custom::custom_vjp(attr.into(), item.into()).into()
+}
+
+/// Makes a struct of parameters one differentiable value: `#[grad]` differentiates an
+/// argument of this type as a whole (its gradient is a value of the same type), and the
+/// training toolbox steps it (`backprop::params::Params`). Fields are floats, `Vec`s or
+/// arrays of floats, ndarray arrays, or other `Differentiable` structs.
+#[proc_macro_derive(Differentiable)]
+pub fn derive_differentiable(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    differentiable::derive(input.into()).into()
 }

@@ -44,6 +44,7 @@
 pub mod clip;
 pub mod data;
 pub mod diagnostics;
+pub mod differentiable;
 pub mod functions;
 pub mod gradcheck;
 pub mod init;
@@ -62,6 +63,7 @@ pub mod private;
 pub use private as __private;
 
 pub use backprop_derive::{custom_vjp, grad};
+pub use differentiable::Differentiable;
 pub use functions::companions::{gelu, leaky_relu, relu, sigmoid, silu, softplus};
 pub use functions::{gelu, leaky_relu, relu, sigmoid, silu, softplus};
 pub use tape::{Inactive, Pullback, Tape};

@@ -259,6 +259,30 @@ impl<'x, P: ?Sized> Named<'_, &'x mut P> {
     }
 }
 
+/// A float is one buffer of one value (shape `[]`): a scalar field of a parameter struct
+/// (a bias, a temperature).
+macro_rules! scalar_params {
+    ($($t:ty),*) => {$(
+        impl Params<$t> for $t {
+            fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, $t>)) {
+                f(BufferRef {
+                    name: prefix.to_string(),
+                    shape: Vec::new(),
+                    values: core::slice::from_ref(self),
+                })
+            }
+            fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, $t>)) {
+                f(BufferMut {
+                    name: prefix.to_string(),
+                    shape: Vec::new(),
+                    values: core::slice::from_mut(self),
+                })
+            }
+        }
+    )*};
+}
+scalar_params!(f32, f64);
+
 impl<F: Real> Params<F> for Vec<F> {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
         f(BufferRef {

@@ -2,6 +2,7 @@
 //! expansions call these by absolute path (`::backprop::__private::...`) so they keep
 //! working beside a user's shadowed prelude or renamed imports.
 
+pub use crate::differentiable::{Accumulate, Differentiable};
 pub use crate::functions::vjp::*;
 pub use crate::rules::scalar::*;
 pub use crate::rules::tensor;
@@ -83,4 +84,16 @@ pub fn add_into<T: Copy + core::ops::AddAssign>(target: &mut [T], part: &[T]) {
     for (t, &p) in target.iter_mut().zip(part) {
         *t += p;
     }
+}
+
+/// The adjoint of a struct argument before the reverse pass: zeros of its shape.
+#[inline]
+pub fn zero_like<T: Differentiable>(x: &T) -> T {
+    x.zero_like()
+}
+
+/// `*place += cotangent` for a field of a struct argument.
+#[inline]
+pub fn accumulate<T: Accumulate<R>, R>(place: &mut T, cotangent: R) {
+    place.accumulate(cotangent);
 }

@@ -93,9 +93,12 @@ fn forward(stmts: &[Stmt], varied: &mut [bool]) {
                 BufOp::Fill | BufOp::FillArray | BufOp::ToVec => {
                     varied[s.def.0] |= is(&args[0], varied)
                 }
-                BufOp::Read | BufOp::View | BufOp::Alias | BufOp::Borrow => {
-                    varied[s.def.0] = is(&args[0], varied)
-                }
+                BufOp::Read
+                | BufOp::View
+                | BufOp::Alias
+                | BufOp::Borrow
+                | BufOp::Field(_)
+                | BufOp::FieldRead(_) => varied[s.def.0] = is(&args[0], varied),
             },
             rhs if propagates(rhs) => {
                 varied[s.def.0] = rhs.operands().iter().any(|o| is(o, varied))

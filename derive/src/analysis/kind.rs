@@ -24,6 +24,8 @@ pub struct Kinds {
     /// argument, a borrow or a view of one). The tensor path borrows such a value when
     /// an operator would consume it (`&t0 + b`), since the tape may still read it.
     pub owned_array: Vec<bool>,
+    /// Values read by a primitive or a call (not by a buffer operation).
+    operand_of_arithmetic: std::collections::HashSet<VarId>,
 }
 
 impl Kinds {
@@ -67,7 +69,13 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                 all
             }
             Rhs::Prim { prim, .. } if prim.reduces => true,
-            // Buffers of floats hold scalars; their operations are scalar code.
+            // A field view used in arithmetic or a call may be an array (`&p.w`): the
+            // tensor path, which is right for scalars too. Buffers of floats hold
+            // scalars; their other operations are scalar code.
+            Rhs::Buffer {
+                op: crate::ir::BufOp::Field(_),
+                ..
+            } => !k.operand_of_arithmetic.contains(&s.def),
             Rhs::Buffer { .. } => true,
             _ => inputs_scalar,
         };
@@ -76,6 +84,8 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
         k.owned_array[s.def.0] = !out_scalar
             && match &s.rhs {
                 Rhs::Prim { prim, .. } => prim.name != "&",
+                // Views and borrows (`&p.w`) own nothing.
+                Rhs::Buffer { .. } => false,
                 Rhs::Copy(o) => o.var().is_some_and(|v| k.owned_array[v.0]),
                 _ => true,
             };
@@ -87,7 +97,14 @@ pub fn analyse(func: &Func) -> Kinds {
         scalar: vec![true; func.vars.len()],
         scalar_path: HashMap::new(),
         owned_array: vec![false; func.vars.len()],
+        operand_of_arithmetic: Default::default(),
     };
+    crate::ir::walk(&func.body, &mut |s| {
+        if matches!(s.rhs, Rhs::Prim { .. } | Rhs::Call { .. }) {
+            k.operand_of_arithmetic
+                .extend(s.rhs.operands().iter().filter_map(Operand::var));
+        }
+    });
     for p in &func.params {
         k.scalar[p.var.0] = p.kind != ParamKind::Tensor;
     }

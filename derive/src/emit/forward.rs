@@ -498,6 +498,14 @@ impl<'a> Emitter<'a> {
                     let x = &a[0];
                     quote_spanned!(span=> let #def #ty = &#x;)
                 }
+                BufOp::Field(m) => {
+                    let x = &a[0];
+                    quote_spanned!(span=> let #def #ty = &#x.#m;)
+                }
+                BufOp::FieldRead(m) => {
+                    let x = &a[0];
+                    quote_spanned!(span=> let #def #ty = #x.#m;)
+                }
             };
         }
         if let Rhs::Call { path, args } = &s.rhs {

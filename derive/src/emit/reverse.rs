@@ -138,7 +138,7 @@ fn reverse_block(
             continue;
         }
         if let Rhs::Buffer { op, args } = &s.rhs {
-            buffer_lines(cx, s, *op, args, &count, &mut lines);
+            buffer_lines(cx, s, op, args, &count, &mut lines);
             count_contributions(&lines[first_new..], &mut count);
             continue;
         }
@@ -265,6 +265,12 @@ fn reverse_block(
     let mut out = Vec::new();
     for line in &lines {
         match line {
+            Line::Contrib { target, expr, span } if is_place(cx, *target) => {
+                let place = adjoint_place(cx, *target);
+                out.push(
+                    quote_spanned!(*span=> ::backprop::__private::accumulate(&mut #place, #expr);),
+                );
+            }
             Line::Contrib { target, expr, span } => {
                 let d = cx.adjoint(*target);
                 if defined.insert(*target) {
@@ -290,6 +296,13 @@ fn reverse_block(
                 for slot in slots {
                     match slot {
                         None => pats.push(quote!(_)),
+                        // A struct's (or a field's) cotangent: added into its place.
+                        Some(t) if is_place(cx, *t) && !func.is_buffer(*t) => {
+                            let part = cx.names.fresh("d_part", *span);
+                            pats.push(quote!(#part));
+                            let place = adjoint_place(cx, *t);
+                            accum.push(quote_spanned!(*span=> ::backprop::__private::accumulate(&mut #place, #part);));
+                        }
                         // A buffer argument's cotangent is a `Vec`: added into the
                         // adjoint of the buffer it views, in place.
                         Some(t) if func.is_buffer(*t) => {
@@ -317,7 +330,13 @@ fn reverse_block(
                 // (Only for concrete float types: the check's trait cannot name a generic
                 // `T: Float` without overlapping its array impl.)
                 if *check && !generic {
-                    for slot in slots.iter().flatten().filter(|t| !func.is_buffer(**t)) {
+                    let plain: Vec<VarId> = slots
+                        .iter()
+                        .flatten()
+                        .copied()
+                        .filter(|t| !func.is_buffer(*t) && !is_place(cx, *t))
+                        .collect();
+                    for slot in &plain {
                         let d = cx.adjoint(*slot);
                         out.push(
                             quote_spanned!(*span=> ::backprop::__private::expect_cotangent(&#d);),
@@ -414,15 +433,18 @@ fn materialize(
                 spelling: Spelling::Operator(_) | Spelling::Unary(_),
                 ..
             } => !cx.plan.activity.is_active(s.def),
+            // Arguments (and fields of struct arguments) are borrowed by the tape and
+            // cannot change before the reverse pass: read them again.
             Rhs::Buffer {
                 op: BufOp::Read,
                 args,
             } => {
                 let (root, _) = func.buffer_root(args[0].var().expect("a buffer"));
-                func.params.iter().any(|p| p.var == root)
+                func.params.iter().any(|p| p.var == root) || func.is_field_view(root)
             }
             Rhs::Buffer {
-                op: BufOp::View | BufOp::Alias | BufOp::Borrow,
+                op:
+                    BufOp::View | BufOp::Alias | BufOp::Borrow | BufOp::Field(_) | BufOp::FieldRead(_),
                 ..
             } => true,
             _ => false,
@@ -597,6 +619,24 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
             quote!(let mut #d: ::std::vec::Vec<#elem> = ::std::vec![::backprop::__private::zero(); #x.len()];)
         })
         .collect();
+    // `let mut d_p = zero_like(p);` for each struct argument: its fields' contributions
+    // are added in place.
+    let structs: Vec<TokenStream> = func
+        .params
+        .iter()
+        .filter(|p| p.kind == crate::ir::ParamKind::Struct && p.active)
+        .map(|p| {
+            let d = cx.adjoint(p.var);
+            let x = &p.ident;
+            let arg = if matches!(p.ty, syn::Type::Reference(_)) {
+                quote!(#x)
+            } else {
+                quote!(&#x)
+            };
+            quote_spanned!(x.span()=> let mut #d = ::backprop::__private::zero_like(#arg);)
+        })
+        .collect();
+    let buffers: Vec<TokenStream> = buffers.into_iter().chain(structs).collect();
     let (out, defined, count) = reverse_block(cx, &func.body, &seeds, Vec::new());
     // The gradient: one slot per argument.
     let grads: Vec<TokenStream> = func
@@ -605,6 +645,9 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
         .map(|p| {
             if !p.active {
                 quote!(::backprop::__private::Inactive)
+            } else if p.kind == crate::ir::ParamKind::Struct {
+                let d = cx.adjoint(p.var);
+                quote!(#d)
             } else if p.kind == crate::ir::ParamKind::Buffer {
                 if cx.plan.activity.is_active(p.var) {
                     let d = cx.adjoint(p.var);
@@ -648,11 +691,21 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
     }
 }
 
+/// A struct argument or a field view: its adjoint is a place updated in place.
+fn is_place(cx: &Emitter<'_>, v: VarId) -> bool {
+    cx.func.is_field_view(v)
+        || cx
+            .func
+            .params
+            .iter()
+            .any(|p| p.var == v && p.kind == crate::ir::ParamKind::Struct)
+}
+
 /// `d_x[off + i]`: the adjoint element of element `i` of buffer `buf` (a view adds its
 /// offset into the buffer that owns the elements).
 fn buffer_elem(cx: &mut Emitter<'_>, buf: VarId, index: &Operand) -> TokenStream {
     let (root, offsets) = cx.func.buffer_root(buf);
-    let d = cx.adjoint(root);
+    let d = adjoint_place(cx, root);
     let i = cx.operand(index);
     let offs: Vec<TokenStream> = offsets.iter().map(|o| cx.operand(o)).collect();
     quote!(#d[#(#offs +)* #i])
@@ -661,7 +714,7 @@ fn buffer_elem(cx: &mut Emitter<'_>, buf: VarId, index: &Operand) -> TokenStream
 /// `&mut d_x[off..]`: the adjoint elements of buffer (or view) `buf`.
 fn buffer_slice(cx: &mut Emitter<'_>, buf: VarId) -> TokenStream {
     let (root, offsets) = cx.func.buffer_root(buf);
-    let d = cx.adjoint(root);
+    let d = adjoint_place(cx, root);
     if offsets.is_empty() {
         quote!(&mut #d[..])
     } else {
@@ -678,7 +731,7 @@ fn buffer_slice(cx: &mut Emitter<'_>, buf: VarId) -> TokenStream {
 fn buffer_lines(
     cx: &mut Emitter<'_>,
     s: &Stmt,
-    op: BufOp,
+    op: &BufOp,
     args: &[Operand],
     count: &HashMap<VarId, usize>,
     lines: &mut Vec<Line>,
@@ -732,7 +785,49 @@ fn buffer_lines(
                 ));
             }
         }
-        BufOp::View | BufOp::Alias | BufOp::Borrow => {}
+        BufOp::FieldRead(m) => {
+            if activity.is_active(s.def) && count.contains_key(&s.def) {
+                let base = args[0].var().expect("a struct");
+                let place = adjoint_place(cx, base);
+                let d = cx.adjoint(s.def);
+                lines.push(Line::Raw(quote_spanned!(span=> #place.#m += #d;)));
+            }
+        }
+        BufOp::View | BufOp::Alias | BufOp::Borrow | BufOp::Field(_) => {}
+    }
+}
+
+/// The adjoint of a struct argument or of a field view of one: `d_p`, `d_p.layer1.w`.
+pub fn adjoint_place(cx: &mut Emitter<'_>, v: VarId) -> TokenStream {
+    match cx.func.def_of(v) {
+        Some(Stmt {
+            rhs:
+                Rhs::Buffer {
+                    op: BufOp::Field(m),
+                    args,
+                },
+            ..
+        }) => {
+            let base = args[0].var().expect("a struct");
+            let m = m.clone();
+            let place = adjoint_place(cx, base);
+            quote!(#place.#m)
+        }
+        Some(Stmt {
+            rhs:
+                Rhs::Buffer {
+                    op: BufOp::Alias | BufOp::Borrow,
+                    args,
+                },
+            ..
+        }) => {
+            let base = args[0].var().expect("a struct");
+            adjoint_place(cx, base)
+        }
+        _ => {
+            let d = cx.adjoint(v);
+            quote!(#d)
+        }
     }
 }
 

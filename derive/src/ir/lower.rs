@@ -46,6 +46,13 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         temps: HashSet::new(),
         buffers: HashSet::new(),
         owner_rhs: HashMap::new(),
+        places: HashSet::new(),
+        type_params: item
+            .sig
+            .generics
+            .type_params()
+            .map(|t| t.ident.to_string())
+            .collect(),
     };
     check_signature(cx, item);
     let ret_ty = lw.return_type(item);
@@ -117,6 +124,10 @@ struct Lowerer<'a> {
     named_result: Option<VarId>,
     /// Values that are buffers of floats (see `BufOp`).
     buffers: HashSet<VarId>,
+    /// Struct arguments and field views of them (`&p.w`).
+    places: HashSet<VarId>,
+    /// The function's type parameters (a `T` argument is not a struct).
+    type_params: HashSet<String>,
     /// How each buffer the function owns was made (found from nested blocks, whose
     /// statements are lowered apart from the enclosing body).
     owner_rhs: HashMap<VarId, Rhs>,
@@ -149,6 +160,8 @@ impl Lowerer<'_> {
                     ParamKind::Tensor
                 } else if last == "Vec" && self.buffer_elem(ty).is_some() {
                     ParamKind::Buffer
+                } else if is_struct_type_name(&last) && !self.type_params.contains(&last) {
+                    ParamKind::Struct
                 } else {
                     ParamKind::Other
                 }
@@ -156,6 +169,7 @@ impl Lowerer<'_> {
             Type::Reference(r) if r.mutability.is_none() => match self.param_kind(&r.elem) {
                 ParamKind::Tensor => ParamKind::Tensor,
                 ParamKind::Buffer => ParamKind::Buffer,
+                ParamKind::Struct => ParamKind::Struct,
                 _ if matches!(&*r.elem, Type::Slice(_)) && self.buffer_elem(ty).is_some() => {
                     ParamKind::Buffer
                 }
@@ -265,6 +279,9 @@ impl Lowerer<'_> {
                 .filter(|_| kind == ParamKind::Buffer);
             if kind == ParamKind::Buffer {
                 self.buffers.insert(var);
+            }
+            if kind == ParamKind::Struct {
+                self.places.insert(var);
             }
             params.push(Param {
                 ident,
@@ -793,6 +810,9 @@ impl Lowerer<'_> {
                 }
                 _ => self.unsupported(e),
             },
+            Expr::Reference(r) if r.mutability.is_none() && self.is_field_of_place(&r.expr) => {
+                self.place(&r.expr, want)
+            }
             Expr::Reference(r) if r.mutability.is_none() && self.is_buffer_expr(&r.expr) => {
                 if is_range_index(&r.expr) {
                     return self.expr(&r.expr, want);
@@ -801,6 +821,18 @@ impl Lowerer<'_> {
                 self.new_buffer_var(want, BufOp::Borrow, vec![x], span)
             }
             Expr::Index(ix) if self.is_buffer_expr(&ix.expr) => self.index(ix, want),
+            // `p.b`: the value of a field of a struct argument.
+            Expr::Field(f) if self.is_place_expr(&f.base) => {
+                let base = self.place(&f.base, None);
+                self.define(
+                    want,
+                    Rhs::Buffer {
+                        op: BufOp::FieldRead(f.member.clone()),
+                        args: vec![base],
+                    },
+                    span,
+                )
+            }
             Expr::Index(ix) => {
                 let base = self.expr(&ix.expr, None);
                 let idx = self.expr(&ix.index, None);
@@ -1570,7 +1602,7 @@ impl Lowerer<'_> {
             );
             return dummy();
         }
-        let mut args = vec![self.expr(&m.receiver, None)];
+        let mut args = vec![self.receiver(&m.receiver, &m.method)];
         for a in &m.args {
             args.push(self.expr(a, None));
         }
@@ -1734,14 +1766,79 @@ impl Lowerer<'_> {
                     && p.path
                         .get_ident()
                         .and_then(|i| self.lookup(&i.to_string()))
-                        .is_some_and(|v| self.buffers.contains(&v))
+                        .is_some_and(|v| self.buffers.contains(&v) || self.is_field_view_var(v))
             }
             Expr::Paren(p) => self.is_buffer_expr(&p.expr),
             Expr::Group(g) => self.is_buffer_expr(&g.expr),
             Expr::Reference(r) => r.mutability.is_none() && self.is_buffer_expr(&r.expr),
             Expr::Index(ix) => is_range_index(e) && self.is_buffer_expr(&ix.expr),
+            // `p.w` of a struct argument: indexed, it is a buffer.
+            Expr::Field(_) => self.is_field_of_place(e),
             _ => false,
         }
+    }
+
+    /// A struct argument, or a field (at any depth) of one.
+    fn is_place_expr(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Path(p) => {
+                p.qself.is_none()
+                    && p.path
+                        .get_ident()
+                        .and_then(|i| self.lookup(&i.to_string()))
+                        .is_some_and(|v| self.places.contains(&v))
+            }
+            Expr::Paren(p) => self.is_place_expr(&p.expr),
+            Expr::Field(f) => self.is_place_expr(&f.base),
+            _ => false,
+        }
+    }
+
+    /// `p.w`, `p.layer1.w`: a field of a struct argument.
+    fn is_field_of_place(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Paren(p) => self.is_field_of_place(&p.expr),
+            Expr::Field(f) => self.is_place_expr(&f.base),
+            _ => false,
+        }
+    }
+
+    /// A struct argument or a view of a field of one (`let t = &p.w;`), whose adjoint is
+    /// the same field of the argument's adjoint.
+    fn place(&mut self, e: &Expr, want: Option<&Ident>) -> Operand {
+        match e {
+            Expr::Paren(p) => self.place(&p.expr, want),
+            Expr::Field(f) if self.is_place_expr(&f.base) => {
+                let base = self.place(&f.base, None);
+                let v = self.define(
+                    want,
+                    Rhs::Buffer {
+                        op: BufOp::Field(f.member.clone()),
+                        args: vec![base],
+                    },
+                    f.span(),
+                );
+                if let Operand::Var(b) = v {
+                    self.places.insert(b);
+                }
+                v
+            }
+            _ => self.expr(e, want),
+        }
+    }
+
+    /// A method's receiver: a field of a struct argument is borrowed (`p.w.len()`,
+    /// `p.w.dot(&x)`), except for float methods, which take the value (`p.b.exp()`).
+    fn receiver(&mut self, e: &Expr, method: &Ident) -> Operand {
+        if self.is_field_of_place(e) && !op::is_float_method(&method.to_string()) {
+            self.place(e, None)
+        } else {
+            self.expr(e, None)
+        }
+    }
+
+    fn is_field_view_var(&self, v: VarId) -> bool {
+        self.places.contains(&v) && !self.scopes[0].values().any(|p| *p == v)
     }
 
     fn new_buffer_var(
@@ -1751,7 +1848,14 @@ impl Lowerer<'_> {
         args: Vec<Operand>,
         span: Span,
     ) -> Operand {
-        let v = self.define(want, Rhs::Buffer { op, args }, span);
+        let v = self.define(
+            want,
+            Rhs::Buffer {
+                op: op.clone(),
+                args,
+            },
+            span,
+        );
         if let Operand::Var(b) = v {
             self.buffers.insert(b);
             if matches!(op, BufOp::Fill | BufOp::FillArray | BufOp::ToVec) {
@@ -1775,7 +1879,7 @@ impl Lowerer<'_> {
     /// `x[i]` (an element) or `x[a..b]` (a view) of a buffer.
     fn index(&mut self, ix: &syn::ExprIndex, want: Option<&Ident>) -> Operand {
         let span = ix.span();
-        let base = self.expr(&ix.expr, None);
+        let base = self.place(&ix.expr, None);
         if let Expr::Range(r) = &*ix.index {
             if matches!(r.limits, syn::RangeLimits::Closed(_)) {
                 self.cx.error_spanned_by(
@@ -1975,7 +2079,7 @@ impl Lowerer<'_> {
             && m.args.is_empty()
             && self.is_buffer_expr(&m.receiver)
         {
-            let src = self.expr(&m.receiver, None);
+            let src = self.place(&m.receiver, None);
             let len = self.define(
                 None,
                 Rhs::ZeroDerivative {
@@ -2616,4 +2720,30 @@ fn binds_names(p: &Pat) -> bool {
     let mut f = Finder(false);
     f.visit_pat(p);
     f.0
+}
+
+/// A type that names a struct of parameters: capitalised, and not one of the
+/// standard containers or ndarray types `#[grad]` knows otherwise.
+fn is_struct_type_name(name: &str) -> bool {
+    name.starts_with(char::is_uppercase)
+        && !is_array_type_name(name)
+        && !matches!(
+            name,
+            "Vec"
+                | "Option"
+                | "Result"
+                | "String"
+                | "Box"
+                | "Rc"
+                | "Arc"
+                | "HashMap"
+                | "BTreeMap"
+                | "HashSet"
+                | "BTreeSet"
+                | "VecDeque"
+                | "Cow"
+                | "Range"
+                | "PhantomData"
+                | "Self"
+        )
 }

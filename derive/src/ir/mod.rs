@@ -32,6 +32,9 @@ pub enum ParamKind {
     /// A buffer of floats: `&[f64]`, `&Vec<f32>`, `&[T; N]`, `Vec<f64>`, `[f64; N]`. Its
     /// gradient is a `Vec` of the same length.
     Buffer,
+    /// A struct of parameters (`&Mlp`, `Line`): `backprop::Differentiable`; its gradient
+    /// is a value of the same type.
+    Struct,
     /// Anything else: integers, bools, labels, sizes. Never active.
     Other,
 }
@@ -94,7 +97,7 @@ pub enum Spelling {
 /// reverse pass mirrors that with an adjoint buffer `d_x` updated in place (a read
 /// `t = x[i]` adds `d_t` into `d_x[i]`; a write `x[i] = v` moves `d_x[i]` to `d_v`
 /// and zeroes it), so a loop over `n` elements costs O(n) in reverse, not O(n²).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BufOp {
     /// `x[i]`: args `[x, i]`; defines the element.
     Read,
@@ -113,6 +116,11 @@ pub enum BufOp {
     Alias,
     /// `&x`: args `[x]`; a borrow of the same buffer.
     Borrow,
+    /// `&p.w`: args `[p]`; a borrow of a field of a struct argument (or of a field of
+    /// one). Its adjoint is the same field of `p`'s adjoint, `d_p.w`.
+    Field(syn::Member),
+    /// `p.b`: args `[p]`; the value of a float field.
+    FieldRead(syn::Member),
 }
 
 /// The right-hand side of a `let`.
@@ -251,6 +259,21 @@ pub struct Func {
 impl Func {
     pub fn is_buffer(&self, v: VarId) -> bool {
         self.buffers.contains(&v)
+    }
+
+    /// `&p.w` (at any depth): a field view, whose adjoint is a field of a struct
+    /// argument's adjoint.
+    pub fn is_field_view(&self, v: VarId) -> bool {
+        matches!(
+            self.def_of(v),
+            Some(Stmt {
+                rhs: Rhs::Buffer {
+                    op: BufOp::Field(_),
+                    ..
+                },
+                ..
+            })
+        )
     }
 
     /// The buffer that owns `v`'s elements and the offsets of `v`'s element 0 in it

@@ -201,6 +201,15 @@ pub fn method(name: &str, arity: usize) -> MethodKind {
     MethodKind::Unknown
 }
 
+/// A method with a rule on floats (not an array method): `p.b.exp()` reads the value.
+pub fn is_float_method(name: &str) -> bool {
+    METHODS
+        .iter()
+        .take_while(|p| p.name != "to_owned")
+        .any(|p| p.name == name)
+        || ZERO_DERIVATIVE_METHODS[..6].contains(&name)
+}
+
 /// The sentence every "no rule" message ends with.
 pub fn supported_methods() -> String {
     let with_rule: Vec<&str> = METHODS

@@ -1,5 +1,7 @@
 use backprop::custom_vjp;
 
+// A data argument (`k: usize`) has no cotangent: the pullback returns
+// `backprop::Inactive` in its slot, and any other type is a type error at the attribute.
 #[custom_vjp(scale_vjp)]
 fn scale(x: f64, k: usize) -> f64 {
     x * k as f64

@@ -1,0 +1,147 @@
+//! Values `#[grad]` differentiates as one argument: a struct of parameters.
+//!
+//! A `#[grad]` argument whose type is a struct (`p: &Mlp`) is differentiated as a whole:
+//! its gradient is a value of the same type, each field holding the derivative of the
+//! loss with respect to that field (JAX's pytrees, PyTorch's `module.parameters()`
+//! gradients, as one typed value). The reverse pass starts from [`Differentiable::zero_like`]
+//! and adds each field's contributions in place (`d_p.w[i] += ..`, `d_p.b += ..`).
+//!
+//! `#[derive(Differentiable)]` implements it for a struct whose fields are floats,
+//! `Vec`s or arrays of floats, ndarray arrays, or other `Differentiable` structs; the
+//! derive also implements [`Params`](crate::params::Params), so the same struct is what
+//! the optimizers step, clipping clips and the memory report counts.
+//!
+//! ```
+//! use backprop::{grad, Differentiable};
+//!
+//! #[derive(Clone, Debug, PartialEq, Differentiable)]
+//! struct Line { w: Vec<f64>, b: f64 }
+//!
+//! /// Mean squared error of w·x + b against y over a batch of rows.
+//! #[grad(p)]
+//! fn mse(p: &Line, xs: &[f64], ys: &[f64]) -> f64 {
+//!     let d = p.w.len();
+//!     let mut s = 0.0;
+//!     for i in 0..ys.len() {
+//!         let mut z = p.b;
+//!         for j in 0..d {
+//!             z += p.w[j] * xs[i * d + j];
+//!         }
+//!         let e = z - ys[i];
+//!         s += e * e;
+//!     }
+//!     s / ys.len() as f64
+//! }
+//!
+//! let p = Line { w: vec![1.0, -1.0], b: 0.5 };
+//! let (loss, g) = mse_grad(&p, &[1.0, 2.0, 3.0, 1.0], &[0.0, 1.0]);
+//! // Residuals: (1 − 2 + 0.5) − 0 = −0.5 and (3 − 1 + 0.5) − 1 = 1.5.
+//! assert_eq!(loss, (0.25 + 2.25) / 2.0);
+//! // ∂/∂w = mean 2e·x, ∂/∂b = mean 2e: the gradient is a `Line`.
+//! assert_eq!(g.p, Line { w: vec![-0.5 + 4.5, -1.0 + 1.5], b: -0.5 + 1.5 });
+//! ```
+
+pub use backprop_derive::Differentiable;
+
+/// A value whose gradient has its own type: floats, buffers of floats, ndarray arrays,
+/// and structs of those (`#[derive(Differentiable)]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `Differentiable`, so `#[grad]` cannot differentiate an argument of this type",
+    label = "differentiated as a struct of parameters",
+    note = "derive it (`#[derive(backprop::Differentiable)]`) if it holds parameters, or list the differentiated arguments in `#[grad(...)]` to keep it as data"
+)]
+pub trait Differentiable: Sized {
+    /// A value shaped like `self` with every float 0: where a reverse pass starts.
+    fn zero_like(&self) -> Self;
+}
+
+impl Differentiable for f32 {
+    fn zero_like(&self) -> Self {
+        0.0
+    }
+}
+
+impl Differentiable for f64 {
+    fn zero_like(&self) -> Self {
+        0.0
+    }
+}
+
+impl<T: Differentiable> Differentiable for Vec<T> {
+    fn zero_like(&self) -> Self {
+        self.iter().map(Differentiable::zero_like).collect()
+    }
+}
+
+impl<T: Differentiable, const N: usize> Differentiable for [T; N] {
+    fn zero_like(&self) -> Self {
+        core::array::from_fn(|k| self[k].zero_like())
+    }
+}
+
+impl<T: Differentiable> Differentiable for Box<T> {
+    fn zero_like(&self) -> Self {
+        Box::new((**self).zero_like())
+    }
+}
+
+impl<A: Clone + num_traits::Zero, D: ndarray::Dimension> Differentiable for ndarray::Array<A, D> {
+    fn zero_like(&self) -> Self {
+        ndarray::Array::zeros(self.raw_dim())
+    }
+}
+
+/// Adds a field's cotangent into the field's adjoint, in place (what the reverse pass
+/// does for `p.b`, `&p.w`).
+#[doc(hidden)]
+pub trait Accumulate<Rhs = Self> {
+    /// `*self += rhs`, elementwise.
+    fn accumulate(&mut self, rhs: Rhs);
+}
+
+impl Accumulate for f32 {
+    fn accumulate(&mut self, rhs: f32) {
+        *self += rhs;
+    }
+}
+
+impl Accumulate for f64 {
+    fn accumulate(&mut self, rhs: f64) {
+        *self += rhs;
+    }
+}
+
+impl<T: Copy + core::ops::AddAssign> Accumulate<Vec<T>> for Vec<T> {
+    fn accumulate(&mut self, rhs: Vec<T>) {
+        crate::private::add_into(self, &rhs);
+    }
+}
+
+impl<T: Copy + core::ops::AddAssign, const N: usize> Accumulate for [T; N] {
+    fn accumulate(&mut self, rhs: [T; N]) {
+        crate::private::add_into(self, &rhs);
+    }
+}
+
+impl<T: Copy + core::ops::AddAssign, const N: usize> Accumulate<Vec<T>> for [T; N] {
+    fn accumulate(&mut self, rhs: Vec<T>) {
+        crate::private::add_into(self, &rhs);
+    }
+}
+
+impl<A, D> Accumulate for ndarray::Array<A, D>
+where
+    A: Clone + core::ops::AddAssign,
+    D: ndarray::Dimension,
+{
+    fn accumulate(&mut self, rhs: Self) {
+        assert_eq!(
+            self.shape(),
+            rhs.shape(),
+            "a field's cotangent has shape {:?}, the field {:?}",
+            rhs.shape(),
+            self.shape()
+        );
+        *self += &rhs;
+    }
+}

@@ -1,0 +1,219 @@
+//! Structs of parameters as `#[grad]` arguments: `#[derive(Differentiable)]`, field
+//! access (`p.b`, `p.w[i]`, `p.l1.w[j]`, `&p.w` of an array), the gradient as a value of
+//! the same struct, structs passed to other `#[grad]` functions, and the same struct
+//! stepped by an optimizer.
+#![allow(clippy::needless_range_loop)]
+
+use backprop::ops::{XentOptions, relu, softmax_cross_entropy};
+use backprop::optim::{AdamW, Optimizer};
+use backprop::params::Params;
+use backprop::{Differentiable, grad};
+use ndarray::{Array1, Array2, array};
+
+/// Central differences over every scalar of a parameter struct (through `Params`),
+/// against the gradient struct, element by element.
+#[track_caller]
+fn check_struct<P: Params<f64> + Clone>(p: &P, g: &P, f: impl Fn(&P) -> f64) {
+    let grads: Vec<f64> = g.buffers().iter().flat_map(|b| b.values.to_vec()).collect();
+    let n = p.num_scalars();
+    assert_eq!(grads.len(), n, "the gradient has the parameters' shape");
+    for k in 0..n {
+        let shifted = |delta: f64| {
+            let mut q = p.clone();
+            let mut seen = 0;
+            for b in q.buffers_mut() {
+                if k < seen + b.values.len() {
+                    b.values[k - seen] += delta;
+                    break;
+                }
+                seen += b.values.len();
+            }
+            f(&q)
+        };
+        let h = 1e-6;
+        let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
+        assert!(
+            (numeric - grads[k]).abs() <= 1e-6 + 1e-5 * numeric.abs(),
+            "scalar {k}: analytic {}, numeric {numeric}",
+            grads[k]
+        );
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Layer {
+    w: Vec<f64>,
+    b: Vec<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Mlp {
+    l1: Layer,
+    l2: Layer,
+    temperature: f64,
+}
+
+/// y = W·x + b for a row-major `out × inp` matrix: a helper the loss calls with a field.
+#[grad(layer, x)]
+fn affine_sum_tanh(layer: &Layer, x: &[f64]) -> f64 {
+    let out = layer.b.len();
+    let inp = x.len();
+    let mut s = 0.0;
+    for o in 0..out {
+        let mut z = layer.b[o];
+        for i in 0..inp {
+            z += layer.w[o * inp + i] * x[i];
+        }
+        s += z.tanh();
+    }
+    s
+}
+
+/// A two-layer network written over slices, with nested fields and a scalar field.
+#[grad(p)]
+fn mlp_loss(p: &Mlp, x: &[f64], target: f64) -> f64 {
+    let hidden = p.l1.b.len();
+    let inp = x.len();
+    let mut h = vec![0.0; hidden];
+    for o in 0..hidden {
+        let mut z = p.l1.b[o];
+        for i in 0..inp {
+            z += p.l1.w[o * inp + i] * x[i];
+        }
+        h[o] = z.tanh();
+    }
+    let mut y = p.l2.b[0];
+    for j in 0..hidden {
+        y += p.l2.w[j] * h[j];
+    }
+    let e = y / p.temperature - target;
+    e * e + 0.1 * affine_sum_tanh(&p.l1, x)
+}
+
+fn sample_mlp() -> Mlp {
+    Mlp {
+        l1: Layer {
+            w: vec![0.3, -0.2, 0.5, 0.1, -0.4, 0.25],
+            b: vec![0.05, -0.1, 0.2],
+        },
+        l2: Layer {
+            w: vec![0.7, -0.3, 0.45],
+            b: vec![0.1],
+        },
+        temperature: 1.5,
+    }
+}
+
+#[test]
+fn nested_struct_gradient_matches_central_differences() {
+    let p = sample_mlp();
+    let x = [0.8, -1.1];
+    let (value, g) = mlp_loss_grad(&p, &x, 0.3);
+    assert_eq!(value, mlp_loss(&p, &x, 0.3));
+    check_struct(&p, &g.p, |q| mlp_loss(q, &x, 0.3));
+}
+
+#[test]
+fn scalar_field_by_hand() {
+    // A network whose hidden layer is zero: y = b2, L = (b2/T − t)² + 0.1·Σ tanh(b1).
+    let p = Mlp {
+        l1: Layer {
+            w: vec![0.0; 2],
+            b: vec![0.0],
+        },
+        l2: Layer {
+            w: vec![0.0],
+            b: vec![2.0],
+        },
+        temperature: 4.0,
+    };
+    let (value, g) = mlp_loss_grad(&p, &[1.0, 1.0], 1.0);
+    // e = 2/4 − 1 = −0.5: L = 0.25; dL/db2 = 2e/T = −0.25; dL/dT = −2e·b2/T² = 0.125.
+    assert_eq!(value, 0.25);
+    assert_eq!(g.p.l2.b, vec![-0.25]);
+    assert_eq!(g.p.temperature, 0.125);
+    // dL/db1 = 0.1·(1 − tanh² 0) = 0.1 (and h = tanh(0) feeds y with weight 0).
+    assert_eq!(g.p.l1.b, vec![0.1]);
+}
+
+#[test]
+fn an_optimizer_steps_the_same_struct() {
+    let mut p = sample_mlp();
+    let x = [0.8, -1.1];
+    let mut opt = AdamW::<f64>::default();
+    let first = mlp_loss(&p, &x, 0.3);
+    for _ in 0..50 {
+        let (_, g) = mlp_loss_grad(&p, &x, 0.3);
+        opt.step(&mut p, &g.p).expect("same shapes");
+    }
+    assert!(mlp_loss(&p, &x, 0.3) < 0.5 * first);
+    let names: Vec<String> = p.buffers().into_iter().map(|b| b.name).collect();
+    assert_eq!(names, ["l1.w", "l1.b", "l2.w", "l2.b", "temperature"]);
+}
+
+/// A struct of ndarray arrays: fields borrowed into array expressions.
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Dense {
+    w1: Array2<f64>,
+    b1: Array1<f64>,
+    w2: Array2<f64>,
+    b2: Array1<f64>,
+}
+
+#[grad(p)]
+fn dense_loss(p: &Dense, x: &Array2<f64>, labels: &[usize]) -> f64 {
+    let h = relu(&(x.dot(&p.w1) + &p.b1));
+    let logits = h.dot(&p.w2) + &p.b2;
+    softmax_cross_entropy(&logits, labels, XentOptions::default())
+}
+
+#[test]
+fn array_fields_take_the_tensor_rules() {
+    let p = Dense {
+        w1: Array2::from_shape_fn((4, 6), |(i, j)| ((i * 6 + j) as f64 * 0.71).cos() * 0.5),
+        b1: Array1::from_shape_fn(6, |j| 0.05 * j as f64 - 0.1),
+        w2: Array2::from_shape_fn((6, 3), |(i, j)| ((i * 3 + j) as f64 * 1.3).sin() * 0.5),
+        b2: array![0.1, 0.0, -0.1],
+    };
+    let x = Array2::from_shape_fn((5, 4), |(i, j)| ((i * 4 + j) as f64 * 0.37).sin());
+    let labels = [0, 2, 1, 1, 0];
+    let (value, g) = dense_loss_grad(&p, &x, &labels);
+    assert_eq!(value, dense_loss(&p, &x, &labels));
+    assert_eq!(g.p.w1.shape(), &[4, 6]);
+    // The bias row's gradient sums over the batch: its entries add up to the sum of
+    // (softmax − onehot)/B over every row and class, which is 0.
+    assert!(g.p.b2.sum().abs() < 1e-12);
+    check_struct(&p, &g.p, |q| dense_loss(q, &x, &labels));
+}
+
+/// A struct taken by value, with a fixed-size array field.
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Quadratic {
+    coeffs: [f64; 3],
+    shift: f64,
+}
+
+#[grad(q)]
+fn eval_at(q: Quadratic, x: f64) -> f64 {
+    let t = x - q.shift;
+    q.coeffs[0] + q.coeffs[1] * t + q.coeffs[2] * t * t
+}
+
+#[test]
+fn struct_by_value_with_an_array_field() {
+    let q = Quadratic {
+        coeffs: [1.0, 2.0, 3.0],
+        shift: 0.5,
+    };
+    let (v, g) = eval_at_grad(q.clone(), 2.5);
+    // t = 2: v = 1 + 4 + 12; d/dc = (1, t, t²); d/dshift = −(c1 + 2c2·t) = −14.
+    assert_eq!(v, 17.0);
+    assert_eq!(
+        g.q,
+        Quadratic {
+            coeffs: [1.0, 2.0, 4.0],
+            shift: -14.0
+        }
+    );
+    check_struct(&q, &g.q, |p| eval_at(p.clone(), 2.5));
+}
