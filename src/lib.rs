@@ -1,7 +1,9 @@
-//! The project's applications: the main training job (`examples/train.rs`) and the
-//! lesson's exercises, as a library so the test suite runs the same code on a small
-//! budget. Not published; users depend on `backprop` alone.
+//! The project's applications: the main training job (`examples/train.rs`), the
+//! lesson's exercises and two ADBench objectives (`benches/adbench.rs`), as a library so
+//! the test suite runs the same code on a small budget. Not published; users depend on
+//! `backprop` alone.
 
+pub mod adbench;
 pub mod exercises;
 pub mod mlp;
 pub mod plot;
