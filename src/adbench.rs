@@ -13,9 +13,8 @@
 
 // Written the way the ADBench C++ reference is written: index loops over flat buffers,
 // which clippy would rewrite into iterator chains, and ADBench's long argument lists.
-// `manual_memcpy`: clippy's rewrite of the LSTM's copy loop, `input.copy_from_slice(..)`,
-// compiles under `#[grad]` but no gradient flows through it (the copy is not seen as a
-// write), so the element loop stays.
+// `manual_memcpy`: the LSTM's copy loop stays as ADBench writes it (`#[grad]` also
+// takes `copy_from_slice`, as the element writes it is).
 #![allow(
     clippy::needless_range_loop,
     clippy::too_many_arguments,

@@ -374,3 +374,55 @@ fn swap_moves_elements_and_their_gradients() {
     assert_eq!(g.a, vec![2.0 * 3.0 * 1.0, 2.0 * 2.0 * 2.0, 2.0 * 1.0 * 3.0]);
     gradcheck!(reversed_weights(a = &a.to_vec())).assert();
 }
+
+/// The slice methods that write: `fill`, `copy_from_slice` (also on a sub-slice) and
+/// `reverse`, each the element writes it is (a break-it pass found them silently
+/// ignored before).
+#[grad]
+fn copy_from(x: &[f64]) -> f64 {
+    let mut h = vec![0.0; 2];
+    h[0] = 1.0;
+    h.copy_from_slice(&x[..2]);
+    h[0] * h[1]
+}
+
+#[grad]
+fn fill_with(x: &[f64]) -> f64 {
+    let mut h = vec![0.0; 3];
+    h[0] = 1.0;
+    h.fill(x[0]);
+    h[1..].fill(x[1]);
+    h[0] * h[1] * h[2]
+}
+
+#[grad]
+fn reversed(x: &[f64]) -> f64 {
+    let mut h = x.to_vec();
+    h[0] *= 1.0;
+    h.reverse();
+    h[0] * 3.0 + h[1]
+}
+
+#[test]
+fn writing_slice_methods() {
+    let x = [2.0, 5.0];
+    assert_eq!(
+        copy_from_grad(&x),
+        (10.0, CopyFromGrad { x: vec![5.0, 2.0] })
+    );
+    // h = [2, 5, 5]: 50; d/dx0 = 25, d/dx1 = 2·2·5 = 20.
+    assert_eq!(
+        fill_with_grad(&x),
+        (
+            50.0,
+            FillWithGrad {
+                x: vec![25.0, 20.0]
+            }
+        )
+    );
+    assert_eq!(
+        reversed_grad(&x),
+        (17.0, ReversedGrad { x: vec![1.0, 3.0] })
+    );
+    gradcheck!(fill_with(x = &vec![0.7, -1.3])).assert();
+}

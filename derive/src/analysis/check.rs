@@ -13,9 +13,14 @@ pub fn check(cx: &Ctxt, func: &Func, activity: &Activity) {
     // One error per chain: `x.iter().skip(1).sum()` reports `.iter()`, not each link.
     let mut reported = std::collections::HashSet::new();
     walk(&func.body, &mut |s| {
+        // A method without a rule on an active buffer may write it (`h.sort_by(..)`,
+        // `h.rotate_left(1)`): an error even when its result is unused, never a silently
+        // wrong gradient.
+        let on_active_buffer = matches!(&s.rhs, Rhs::NoRule { args, .. }
+            if args.first().and_then(|a| a.var()).is_some_and(|b| func.is_buffer(b) && activity.is_active(b)));
         if let Rhs::NoRule { args, why, at, .. } = &s.rhs
-            && activity.is_active(s.def)
-            && args.iter().any(|a| activity.operand_active(a))
+            && (on_active_buffer
+                || activity.is_active(s.def) && args.iter().any(|a| activity.operand_active(a)))
         {
             if !args
                 .iter()

@@ -1627,7 +1627,7 @@ impl Lowerer<'_> {
                     at: m.to_token_stream(),
                     args,
                     why: format!(
-                        "`.{name}()` on a buffer of floats has no derivative rule in `#[grad]`: buffers support indexing `x[i]`, `len()`, sub-slices `&x[a..b]`, `to_vec()`, and the iterators `x.iter()` (with `.copied()`, `.enumerate()`, `.zip(..)`, `.map(|v| ..)`) in a `for` loop or ended by `.sum()`, `.product()` or `.fold(init, |acc, v| ..)`"
+                        "`.{name}()` on a buffer of floats has no derivative rule in `#[grad]`: buffers support indexing `x[i]`, `len()`, sub-slices `&x[a..b]`, `to_vec()`, on buffers the function creates `swap`, `fill`, `copy_from_slice` and `reverse`, and the iterators `x.iter()` (with `.copied()`, `.enumerate()`, `.zip(..)`, `.map(|v| ..)`) in a `for` loop or ended by `.sum()`, `.product()` or `.fold(init, |acc, v| ..)`"
                     ),
                 }
             }
@@ -2089,6 +2089,57 @@ impl Lowerer<'_> {
                 span,
             );
             return Some(self.new_buffer_var(want, BufOp::ToVec, vec![src, len], span));
+        }
+        // `h.fill(v)`, `h[a..b].copy_from_slice(src)`, `h.reverse()` on a buffer the
+        // function owns: the element writes they are.
+        if matches!(
+            (name.as_str(), m.args.len()),
+            ("fill", 1) | ("copy_from_slice", 1) | ("reverse", 0)
+        ) && self.is_buffer_expr(&m.receiver)
+        {
+            let (base, start, end): (Expr, Expr, Option<Expr>) = match &*m.receiver {
+                Expr::Index(ix) => match &*ix.index {
+                    Expr::Range(r) if !matches!(r.limits, syn::RangeLimits::Closed(_)) => (
+                        (*ix.expr).clone(),
+                        r.start
+                            .as_deref()
+                            .cloned()
+                            .unwrap_or_else(|| syn::parse_quote!(0)),
+                        r.end.as_deref().cloned(),
+                    ),
+                    _ => return None,
+                },
+                other => ((*other).clone(), syn::parse_quote!(0), None),
+            };
+            let start_v = self.names.fresh("start", span);
+            let len_v = self.names.fresh("len", span);
+            let k = self.names.fresh("k", span);
+            let end: Expr = end.unwrap_or_else(|| syn::parse_quote!(#base.len()));
+            let mut stmts: Vec<syn::Stmt> = vec![
+                syn::parse_quote_spanned!(span=> let #start_v = #start;),
+                syn::parse_quote_spanned!(span=> let #len_v = #end - #start_v;),
+            ];
+            match name.as_str() {
+                "fill" => {
+                    let v = &m.args[0];
+                    let fill_v = self.names.fresh("fill_value", span);
+                    stmts.push(syn::parse_quote_spanned!(span=> let #fill_v = #v;));
+                    stmts.push(syn::parse_quote_spanned!(span=> for #k in 0..#len_v { #base[#start_v + #k] = #fill_v; }));
+                }
+                "copy_from_slice" => {
+                    let src = &m.args[0];
+                    let src_v = self.names.fresh("source", span);
+                    stmts.push(syn::parse_quote_spanned!(span=> let #src_v = #src;));
+                    stmts.push(syn::parse_quote_spanned!(span=> for #k in 0..#len_v { #base[#start_v + #k] = #src_v[#k]; }));
+                }
+                _ => {
+                    stmts.push(syn::parse_quote_spanned!(span=> for #k in 0..#len_v / 2 { #base.swap(#start_v + #k, #start_v + #len_v - 1 - #k); }));
+                }
+            }
+            for st in &stmts {
+                self.block_stmt(st, false);
+            }
+            return Some(dummy());
         }
         // `v.swap(a, b)` on a buffer the function owns: two reads, two writes.
         if name == "swap" && m.args.len() == 2 && self.is_buffer_expr(&m.receiver) {
