@@ -429,10 +429,11 @@ fn materialize(
         let cheap = match &s.rhs {
             Rhs::Copy(Operand::Var(_)) => true,
             Rhs::ZeroDerivative { spelling, .. } => !matches!(spelling, Spelling::Path(_)),
+            // One flop from values the reverse has anyway: cheaper than a save.
             Rhs::Prim {
                 spelling: Spelling::Operator(_) | Spelling::Unary(_),
                 ..
-            } => !cx.plan.activity.is_active(s.def),
+            } => cx.plan.kinds.scalar_path(s.def),
             // Arguments (and fields of struct arguments) are borrowed by the tape and
             // cannot change before the reverse pass: read them again.
             Rhs::Buffer {

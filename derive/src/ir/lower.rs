@@ -46,6 +46,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         temps: HashSet::new(),
         buffers: HashSet::new(),
         owner_rhs: HashMap::new(),
+        read_cache: HashMap::new(),
         places: HashSet::new(),
         type_params: item
             .sig
@@ -131,6 +132,9 @@ struct Lowerer<'a> {
     /// How each buffer the function owns was made (found from nested blocks, whose
     /// statements are lowered apart from the enclosing body).
     owner_rhs: HashMap<VarId, Rhs>,
+    /// Element reads since the last write or control-flow boundary, by buffer and
+    /// index: `q[i] * q[i]` reads (and saves) the element once.
+    read_cache: HashMap<(VarId, String), VarId>,
 }
 
 impl Lowerer<'_> {
@@ -920,6 +924,7 @@ impl Lowerer<'_> {
             return dummy();
         }
         let cond = self.expr(&i.cond, None);
+        self.read_cache.clear();
         let before = self.scopes.clone();
         let outer_body = std::mem::take(&mut self.body);
         // then
@@ -937,6 +942,7 @@ impl Lowerer<'_> {
         };
         self.scopes.pop();
         let then_body = std::mem::take(&mut self.body);
+        self.read_cache.clear();
         let then_scopes = std::mem::replace(&mut self.scopes, before.clone());
         // else
         let else_val = match &i.else_branch {
@@ -960,6 +966,7 @@ impl Lowerer<'_> {
             None => None,
         };
         let else_body = std::mem::replace(&mut self.body, outer_body);
+        self.read_cache.clear();
         let else_scopes = std::mem::replace(&mut self.scopes, before.clone());
         // φ-nodes: the value, then every outer local a branch rebound.
         let mut outs = Vec::new();
@@ -1089,6 +1096,7 @@ impl Lowerer<'_> {
             .filter_map(|n| Some((n.clone(), self.lookup(n)?)))
             .collect();
         let outer_body = std::mem::take(&mut self.body);
+        self.read_cache.clear();
         self.scopes.push(HashMap::new());
         let mut entries = Vec::new();
         for (name, _) in &inits {
@@ -1114,6 +1122,7 @@ impl Lowerer<'_> {
             .map(|(n, _)| self.lookup(n).expect("carried local"))
             .collect();
         self.scopes.pop();
+        self.read_cache.clear();
         let body_stmts = std::mem::replace(&mut self.body, outer_body);
         let mut carried = Vec::new();
         for ((name, init), (entry, exit)) in inits.iter().zip(entries.into_iter().zip(exits)) {
@@ -1899,14 +1908,31 @@ impl Lowerer<'_> {
             return self.new_buffer_var(want, BufOp::View, args, span);
         }
         let idx = self.expr(&ix.index, None);
-        self.define(
+        let key = base.var().map(|b| {
+            let i = match &idx {
+                Operand::Var(v) => format!("v{}", v.0),
+                Operand::Const(c) => c.to_token_stream().to_string(),
+            };
+            (b, i)
+        });
+        if want.is_none()
+            && let Some(key) = &key
+            && let Some(v) = self.read_cache.get(key)
+        {
+            return Operand::Var(*v);
+        }
+        let out = self.define(
             want,
             Rhs::Buffer {
                 op: BufOp::Read,
                 args: vec![base, idx],
             },
             span,
-        )
+        );
+        if let (Some(key), Operand::Var(v)) = (key, &out) {
+            self.read_cache.insert(key, *v);
+        }
+        out
     }
 
     /// A buffer the function creates: `vec![v; n]`, `vec![a, b, c]`, `[v; N]`, `[a, b, c]`.
@@ -1980,6 +2006,7 @@ impl Lowerer<'_> {
     }
 
     fn write(&mut self, base: Operand, index: Operand, value: Operand, span: Span) {
+        self.read_cache.clear();
         let name = self.names.temp(span);
         let def = self.new_var(name);
         self.body.push(Stmt {
