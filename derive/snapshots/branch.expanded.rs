@@ -59,10 +59,7 @@ impl branchy {
                 (v_2, ::backprop::__private::Branch::Else(()))
             };
             let t4 = w + x;
-            (
-                t4,
-                ::backprop::__private::Branch::Else((v, v_2, tape_branch, tape_branch_1)),
-            )
+            (t4, ::backprop::__private::Branch::Else((v_2, tape_branch, tape_branch_1)))
         };
         let heap_bytes = {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
@@ -78,8 +75,9 @@ impl branchy {
                         (::backprop::__private::zero::<f64>(), d_y)
                     }
                     ::backprop::__private::Branch::Else(
-                        (v, v_2, tape_branch, tape_branch_1),
+                        (v_2, tape_branch, tape_branch_1),
                     ) => {
+                        let v = x * y;
                         let d_t4 = d_t5;
                         let d_w = d_t4;
                         let mut d_x = d_t4;

@@ -43,52 +43,49 @@ impl overwrite {
         #[allow(deprecated)]
         let _ = overwrite;
         let mut tape_heap: usize = 0;
+        let mut tape_iterations = ::std::vec::Vec::new();
+        let mut tape_iterations_1 = ::std::vec::Vec::new();
         let n = x.len();
         let t0 = x.len();
         let mut v = x.to_vec();
         let mut y = ::std::vec![0.0; n];
         let range = (0)..n;
-        let mut tape_iterations = ::std::vec::Vec::with_capacity(
-            ::core::iter::Iterator::size_hint(&range).0,
-        );
-        for i_1 in range.clone() {
+        tape_iterations.reserve(::core::iter::Iterator::size_hint(&range).0);
+        for i_1 in ::core::clone::Clone::clone(&range) {
             let t1 = x[i_1];
-            let t2 = x[i_1];
-            let t3 = t1 * t2;
-            y[i_1] = t3;
+            let t2 = t1 * t1;
+            y[i_1] = t2;
             tape_iterations.push(());
+        }
+        let t4 = y[1];
+        let t5 = y[2];
+        let t6 = t4 * t5;
+        v[0] = t6;
+        let s = 0.0;
+        let mut s_3 = s;
+        let range_1 = (0)..n;
+        tape_iterations_1.reserve(::core::iter::Iterator::size_hint(&range_1).0);
+        for i_2 in ::core::clone::Clone::clone(&range_1) {
+            let s_1 = s_3;
+            let t8 = v[i_2];
+            let t9 = y[i_2];
+            let t10 = t8 * t9;
+            let s_2 = s_1 + t10;
+            tape_iterations_1.push(());
+            s_3 = s_2;
         }
         tape_heap
             += ::backprop::__private::HeapOfOwned::heap_bytes(
                 &::backprop::__private::Probe(&tape_iterations),
             );
-        let t5 = y[1];
-        let t6 = y[2];
-        let t7 = t5 * t6;
-        v[0] = t7;
-        let s = 0.0;
-        let mut s_3 = s;
-        let range_1 = (0)..n;
-        let mut tape_iterations_1 = ::std::vec::Vec::with_capacity(
-            ::core::iter::Iterator::size_hint(&range_1).0,
-        );
-        for i_2 in range_1.clone() {
-            let s_1 = s_3;
-            let t9 = v[i_2];
-            let t10 = y[i_2];
-            let t11 = t9 * t10;
-            let s_2 = s_1 + t11;
-            tape_iterations_1.push((t9, t10));
-            s_3 = s_2;
-        }
         tape_heap
             += ::backprop::__private::HeapOfOwned::heap_bytes(
                 &::backprop::__private::Probe(&tape_iterations_1),
             );
         let heap_bytes = {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
-            (&::backprop::__private::Probe(&t5)).heap_bytes()
-                + (&::backprop::__private::Probe(&t6)).heap_bytes() + tape_heap
+            (&::backprop::__private::Probe(&t4)).heap_bytes()
+                + (&::backprop::__private::Probe(&t5)).heap_bytes() + tape_heap
         };
         let pullback = move |d_s_3: f64| -> (::std::vec::Vec<f64>,) {
             let mut d_x: ::std::vec::Vec<f64> = ::std::vec![
@@ -102,40 +99,42 @@ impl overwrite {
             ];
             let (_,) = {
                 let mut d_s_3_carry: f64 = d_s_3;
-                for (k, (t9, t10)) in tape_iterations_1.into_iter().enumerate().rev() {
+                for k in (0..::core::iter::Iterator::size_hint(&range_1).0).rev() {
+                    let () = ::backprop::__private::pop(&mut tape_iterations_1);
                     let i_2 = ::backprop::__private::nth(&range_1, k);
                     let d_s_3_next = d_s_3_carry;
                     let (step_0,) = {
+                        let t8 = v[i_2];
+                        let t9 = y[i_2];
                         let d_s_2 = d_s_3_next;
                         let d_s_1 = d_s_2;
-                        let d_t11 = d_s_2;
-                        let d_t9 = ::backprop::__private::mul_vjp_lhs(t10, d_t11);
-                        let d_t10 = ::backprop::__private::mul_vjp_rhs(t9, d_t11);
-                        d_y[i_2] += d_t10;
-                        d_v[i_2] += d_t9;
+                        let d_t10 = d_s_2;
+                        let d_t8 = ::backprop::__private::mul_vjp_lhs(t9, d_t10);
+                        let d_t9 = ::backprop::__private::mul_vjp_rhs(t8, d_t10);
+                        d_y[i_2] += d_t9;
+                        d_v[i_2] += d_t8;
                         (d_s_1,)
                     };
                     d_s_3_carry = step_0;
                 }
                 (d_s_3_carry,)
             };
-            let d_t7 = d_v[0];
+            let d_t6 = d_v[0];
             d_v[0] = ::backprop::__private::zero();
-            let d_t5 = ::backprop::__private::mul_vjp_lhs(t6, d_t7);
-            let d_t6 = ::backprop::__private::mul_vjp_rhs(t5, d_t7);
-            d_y[2] += d_t6;
-            d_y[1] += d_t5;
+            let d_t4 = ::backprop::__private::mul_vjp_lhs(t5, d_t6);
+            let d_t5 = ::backprop::__private::mul_vjp_rhs(t4, d_t6);
+            d_y[2] += d_t5;
+            d_y[1] += d_t4;
             let () = {
-                for (k_1, ()) in tape_iterations.into_iter().enumerate().rev() {
+                for k_1 in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
+                    let () = ::backprop::__private::pop(&mut tape_iterations);
                     let i_1 = ::backprop::__private::nth(&range, k_1);
                     let () = {
                         let t1 = x[i_1];
-                        let t2 = x[i_1];
-                        let d_t3 = d_y[i_1];
+                        let d_t2 = d_y[i_1];
                         d_y[i_1] = ::backprop::__private::zero();
-                        let d_t1 = ::backprop::__private::mul_vjp_lhs(t2, d_t3);
-                        let d_t2 = ::backprop::__private::mul_vjp_rhs(t1, d_t3);
-                        d_x[i_1] += d_t2;
+                        let mut d_t1 = ::backprop::__private::mul_vjp_lhs(t1, d_t2);
+                        d_t1 = d_t1 + ::backprop::__private::mul_vjp_rhs(t1, d_t2);
                         d_x[i_1] += d_t1;
                         ()
                     };

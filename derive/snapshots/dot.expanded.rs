@@ -43,14 +43,13 @@ impl dot {
         #[allow(deprecated)]
         let _ = dot;
         let mut tape_heap: usize = 0;
+        let mut tape_iterations = ::std::vec::Vec::new();
         let acc = 0.0;
         let t0 = w.len();
         let mut acc_3 = acc;
         let range = (0)..t0;
-        let mut tape_iterations = ::std::vec::Vec::with_capacity(
-            ::core::iter::Iterator::size_hint(&range).0,
-        );
-        for i_1 in range.clone() {
+        tape_iterations.reserve(::core::iter::Iterator::size_hint(&range).0);
+        for i_1 in ::core::clone::Clone::clone(&range) {
             let acc_1 = acc_3;
             let t1 = w[i_1];
             let t2 = x[i_1];
@@ -78,7 +77,8 @@ impl dot {
             ];
             let (_,) = {
                 let mut d_acc_3_carry: f64 = d_acc_3;
-                for (k, ()) in tape_iterations.into_iter().enumerate().rev() {
+                for k in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
+                    let () = ::backprop::__private::pop(&mut tape_iterations);
                     let i_1 = ::backprop::__private::nth(&range, k);
                     let d_acc_3_next = d_acc_3_carry;
                     let (step_0,) = {

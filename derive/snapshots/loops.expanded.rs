@@ -46,15 +46,15 @@ impl loops {
         #[allow(deprecated)]
         let _ = loops;
         let mut tape_heap: usize = 0;
+        let mut tape_iterations = ::std::vec::Vec::new();
+        let mut tape_iterations_1 = ::std::vec::Vec::new();
         let prod = 1.0;
         let sum = 0.0;
         let mut prod_3 = prod;
         let mut sum_3 = sum;
         let range = (0)..n;
-        let mut tape_iterations = ::std::vec::Vec::with_capacity(
-            ::core::iter::Iterator::size_hint(&range).0,
-        );
-        for _i in range {
+        tape_iterations.reserve(::core::iter::Iterator::size_hint(&range).0);
+        for _i in ::core::clone::Clone::clone(&range) {
             let prod_1 = prod_3;
             let sum_1 = sum_3;
             let prod_2 = prod_1 * x;
@@ -63,12 +63,8 @@ impl loops {
             prod_3 = prod_2;
             sum_3 = sum_2;
         }
-        tape_heap
-            += ::backprop::__private::HeapOfOwned::heap_bytes(
-                &::backprop::__private::Probe(&tape_iterations),
-            );
         let mut sum_6 = sum_3;
-        let mut tape_iterations_1 = ::std::vec::Vec::new();
+        let start = tape_iterations_1.len();
         loop {
             let sum_4 = sum_6;
             let t0 = sum_4 > 10.0;
@@ -79,6 +75,11 @@ impl loops {
             tape_iterations_1.push(());
             sum_6 = sum_5;
         }
+        let count = tape_iterations_1.len() - start;
+        tape_heap
+            += ::backprop::__private::HeapOfOwned::heap_bytes(
+                &::backprop::__private::Probe(&tape_iterations),
+            );
         tape_heap
             += ::backprop::__private::HeapOfOwned::heap_bytes(
                 &::backprop::__private::Probe(&tape_iterations_1),
@@ -90,7 +91,8 @@ impl loops {
         let pullback = move |d_sum_6: f64| -> (f64, ::backprop::__private::Inactive) {
             let (d_sum_3,) = {
                 let mut d_sum_6_carry: f64 = d_sum_6;
-                for () in tape_iterations_1.into_iter().rev() {
+                for k in (0..count).rev() {
+                    let () = ::backprop::__private::pop(&mut tape_iterations_1);
                     let d_sum_6_next = d_sum_6_carry;
                     let (step_0,) = {
                         let d_sum_5 = d_sum_6_next;
@@ -105,7 +107,8 @@ impl loops {
                 let mut d_prod_3_carry: f64 = ::backprop::__private::zero();
                 let mut d_sum_3_carry: f64 = d_sum_3;
                 let mut d_x_sum: f64 = ::backprop::__private::zero();
-                for (prod_1,) in tape_iterations.into_iter().rev() {
+                for k_1 in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
+                    let (prod_1,) = ::backprop::__private::pop(&mut tape_iterations);
                     let d_prod_3_next = d_prod_3_carry;
                     let d_sum_3_next = d_sum_3_carry;
                     let (step_0_1, step_1, step_2) = {

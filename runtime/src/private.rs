@@ -97,3 +97,12 @@ pub fn zero_like<T: Differentiable>(x: &T) -> T {
 pub fn accumulate<T: Accumulate<R>, R>(place: &mut T, cotangent: R) {
     place.accumulate(cotangent);
 }
+
+/// The last entry of a loop's stack: what the iteration being undone saved.
+#[inline(always)]
+pub fn pop<T>(stack: &mut Vec<T>) -> T {
+    match stack.pop() {
+        Some(entry) => entry,
+        None => unreachable!("the reverse pass undoes exactly the iterations the forward pass ran"),
+    }
+}

@@ -44,6 +44,13 @@ pub struct Emitter<'a> {
     written: std::collections::HashSet<VarId>,
     /// `tape_heap`, once a loop needs it.
     pub heap: Option<Ident>,
+    /// The loops with a stack (declared once, at the top of the forward pass).
+    pub stacks: Vec<VarId>,
+    /// Reads of buffers this function owns that no later write can change: the
+    /// reverse pass reads them again from the buffer (which the tape then keeps)
+    /// instead of saving each element.
+    pub stable_reads: std::collections::HashSet<VarId>,
+    counts: HashMap<VarId, Ident>,
     /// Calls that pass a buffer of this function: per argument, the copy kept for the
     /// reverse pass, which runs the callee's forward again on it.
     pub snapshots: HashMap<VarId, Vec<Option<Ident>>>,
@@ -65,6 +72,9 @@ impl<'a> Emitter<'a> {
             ranges: HashMap::new(),
             heap: None,
             snapshots: HashMap::new(),
+            stacks: Vec::new(),
+            counts: HashMap::new(),
+            stable_reads: stable_reads(func),
             written: {
                 let mut w = std::collections::HashSet::new();
                 crate::ir::walk(&func.body, &mut |s| {
@@ -104,6 +114,21 @@ impl<'a> Emitter<'a> {
     /// The range name of the loop defining `v`, if one was made.
     pub fn range_if_any(&self, v: VarId) -> Option<Ident> {
         self.ranges.get(&v).cloned()
+    }
+
+    /// `count`: the number of iterations the `while` loop defining `v` ran.
+    pub fn count(&mut self, v: VarId) -> Ident {
+        if let Some(i) = self.counts.get(&v) {
+            return i.clone();
+        }
+        let i = self.names.fresh("count", self.func.name(v).span());
+        self.counts.insert(v, i.clone());
+        i
+    }
+
+    /// The iteration-count name of the `while` loop defining `v`, if one was made.
+    pub fn count_if_any(&self, v: VarId) -> Option<Ident> {
+        self.counts.get(&v).cloned()
     }
 
     /// `range`: the range of the `for` loop defining `v`.
@@ -277,13 +302,13 @@ impl<'a> Emitter<'a> {
             .collect();
         let exits: Vec<TokenStream> = node.carried.iter().map(|c| self.operand(&c.exit)).collect();
         let body = self.block(&node.body);
-        let (push, index_kept) = if active {
+        let push = if active {
             let rev = self.loop_reverse(s.def, node);
             let tape = self.tape(s.def);
             let saved = &rev.saved;
-            (quote!(#tape.push((#(#saved,)*));), rev.index)
+            quote!(#tape.push((#(#saved,)*));)
         } else {
-            (quote!(), false)
+            quote!()
         };
         let iteration = |body: &[TokenStream], head: TokenStream| {
             quote! {
@@ -294,28 +319,24 @@ impl<'a> Emitter<'a> {
                 #(#states = #exits;)*
             }
         };
-        let heap = self.heap_counter(s.def, active);
         let lp = match &node.head {
-            crate::ir::LoopHead::For { index, range } if active => {
-                // A range knows its length: the tape is allocated once, exactly. The
-                // reverse pass recomputes the index from the range when it reads it.
+            crate::ir::LoopHead::For { index, range, .. } if active => {
+                // One stack per loop for the whole forward pass (declared at its top):
+                // a nested loop's runs share it, with no allocation per run. The
+                // reverse pass recomputes the index, and the number of iterations, from
+                // the range (a `for` always runs its whole range: `break` is a flag).
                 let i = self.var(*index).clone();
                 let it = iteration(&body, quote!());
                 let tape = self.tape(s.def);
+                self.stacks.push(s.def);
                 let r = self.range(s.def);
-                let iter = if index_kept {
-                    quote!(#r.clone())
-                } else {
-                    quote!(#r)
-                };
                 quote_spanned! {span=>
                     let #r = #range;
-                    let mut #tape = ::std::vec::Vec::with_capacity(::core::iter::Iterator::size_hint(&#r).0);
-                    for #i in #iter { #it }
-                    #heap
+                    #tape.reserve(::core::iter::Iterator::size_hint(&#r).0);
+                    for #i in ::core::clone::Clone::clone(&#r) { #it }
                 }
             }
-            crate::ir::LoopHead::For { index, range } => {
+            crate::ir::LoopHead::For { index, range, .. } => {
                 let i = self.var(*index).clone();
                 let it = iteration(&body, quote!());
                 quote_spanned!(span=> for #i in #range { #it })
@@ -324,30 +345,26 @@ impl<'a> Emitter<'a> {
                 let c = self.operand(cond);
                 let (head, rest) = body.split_at(*head_len);
                 let it = iteration(rest, quote!(#(#head)* if !#c { break; }));
-                let tape_decl = if active {
+                if active {
+                    // A `while` counts its iterations for the reverse pass.
                     let tape = self.tape(s.def);
-                    quote!(let mut #tape = ::std::vec::Vec::new();)
+                    self.stacks.push(s.def);
+                    let start = self.names.fresh("start", span);
+                    let count = self.count(s.def);
+                    quote_spanned! {span=>
+                        let #start = #tape.len();
+                        loop { #it }
+                        let #count = #tape.len() - #start;
+                    }
                 } else {
-                    quote!()
-                };
-                quote_spanned!(span=> #tape_decl loop { #it } #heap)
+                    quote_spanned!(span=> loop { #it })
+                }
             }
         };
         quote! {
             #(let mut #states = #inits;)*
             #lp
         }
-    }
-
-    /// `tape_heap += <heap of the loop's stack>;`: the bytes a loop's stack holds,
-    /// counted once the loop is done (nested loops count each of their runs).
-    fn heap_counter(&mut self, def: VarId, active: bool) -> TokenStream {
-        if !active {
-            return quote!();
-        }
-        let tape = self.tape(def);
-        let counter = self.heap_name();
-        quote!(#counter += ::backprop::__private::HeapOfOwned::heap_bytes(&::backprop::__private::Probe(&#tape));)
     }
 
     /// The forward pass's running count of heap bytes its loops keep for the tape.
@@ -683,4 +700,97 @@ pub fn companion_path(path: &syn::ExprPath) -> TokenStream {
         turbofish = quote!(::<#args>);
     }
     quote!(#path::forward #turbofish)
+}
+
+/// Reads `t = h[i]` of a buffer `h` the function creates, after which no write to `h`
+/// can happen: every write comes earlier in the program and shares no loop with the
+/// read (other than loops that also create `h` afresh each iteration). The reverse
+/// pass can read such an element from `h` itself.
+fn stable_reads(func: &Func) -> std::collections::HashSet<VarId> {
+    use crate::ir::BufOp;
+    struct Event {
+        pos: usize,
+        loops: Vec<VarId>,
+        root: VarId,
+        read: Option<VarId>,
+        write: bool,
+        create: bool,
+        alias: bool,
+    }
+    fn scan(
+        func: &Func,
+        stmts: &[Stmt],
+        loops: &mut Vec<VarId>,
+        pos: &mut usize,
+        out: &mut Vec<Event>,
+    ) {
+        for s in stmts {
+            *pos += 1;
+            match &s.rhs {
+                Rhs::If(node) => {
+                    scan(func, &node.then_body, loops, pos, out);
+                    scan(func, &node.else_body, loops, pos, out);
+                }
+                Rhs::Loop(node) => {
+                    loops.push(s.def);
+                    scan(func, &node.body, loops, pos, out);
+                    loops.pop();
+                }
+                Rhs::Buffer { op, args } => {
+                    let base = args[0].var();
+                    let event = |root: VarId| Event {
+                        pos: *pos,
+                        loops: loops.clone(),
+                        root,
+                        read: None,
+                        write: false,
+                        create: false,
+                        alias: false,
+                    };
+                    match op {
+                        BufOp::Fill | BufOp::FillArray | BufOp::ToVec => out.push(Event {
+                            create: true,
+                            ..event(s.def)
+                        }),
+                        BufOp::Write | BufOp::Read | BufOp::Alias => {
+                            let Some(b) = base else { continue };
+                            let root = func.buffer_root(b).0;
+                            out.push(Event {
+                                read: (*op == BufOp::Read).then_some(s.def),
+                                write: *op == BufOp::Write,
+                                alias: *op == BufOp::Alias,
+                                ..event(root)
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut events = Vec::new();
+    scan(func, &func.body, &mut Vec::new(), &mut 0, &mut events);
+    let mut stable = std::collections::HashSet::new();
+    for r in events.iter().filter(|e| e.read.is_some()) {
+        let Some(create) = events.iter().find(|e| e.create && e.root == r.root) else {
+            continue;
+        };
+        let ok = events.iter().filter(|e| e.root == r.root).all(|e| {
+            if e.alias {
+                return false;
+            }
+            if !e.write {
+                return true;
+            }
+            e.pos < r.pos
+                && e.loops
+                    .iter()
+                    .all(|l| !r.loops.contains(l) || create.loops.contains(l))
+        });
+        if ok {
+            stable.insert(r.read.expect("a read"));
+        }
+    }
+    stable
 }

@@ -418,6 +418,10 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
     let mut ctx = forward::Emitter::new(func, plan, names);
     let forward = ctx.forward();
     let pullback = reverse::pullback(&mut ctx, &shape.tuple_ty());
+    // Loops' stacks count their heap into `tape_heap` (declared below).
+    if !ctx.stacks.is_empty() {
+        let _ = ctx.heap_name();
+    }
     let pullback_name = ctx.names.fresh("pullback", proc_macro2::Span::call_site());
     let items = &func.items;
     let ret = ctx.operand(&func.ret);
@@ -499,12 +503,31 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
             quote!(::backprop::__private::Tape::new(#pullback_name)),
         )
     };
+    // Each loop's stack, for the whole forward pass.
+    let stacks: Vec<syn::Ident> = ctx
+        .stacks
+        .clone()
+        .into_iter()
+        .map(|v| ctx.tape(v))
+        .collect();
     let heap_decl = ctx.heap.as_ref().map(|h| quote!(let mut #h: usize = 0;));
+    let stack_decls = stacks
+        .iter()
+        .map(|t| quote!(let mut #t = ::std::vec::Vec::new();));
+    let stack_heap: Vec<TokenStream> = match &ctx.heap {
+        Some(h) => stacks
+            .iter()
+            .map(|t| quote!(#h += ::backprop::__private::HeapOfOwned::heap_bytes(&::backprop::__private::Probe(&#t));))
+            .collect(),
+        None => Vec::new(),
+    };
     let body = quote! {
         #keep_used
         #(#items)*
         #heap_decl
+        #(#stack_decls)*
         #forward
+        #(#stack_heap)*
         #heap
         let #pullback_name = #pullback;
         (#ret, #tape)

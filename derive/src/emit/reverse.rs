@@ -403,9 +403,16 @@ fn materialize(
         local.insert(s.def);
         match &s.rhs {
             Rhs::If(node) => local.extend(node.outs.iter().map(|o| o.def)),
-            Rhs::Loop(node) => {
-                local.extend(node.carried.iter().map(|c| c.out));
-                extra_names.extend(cx.range_if_any(s.def));
+            Rhs::Loop(_) => {
+                local.extend(match &s.rhs {
+                    Rhs::Loop(node) => node.carried.iter().map(|c| c.out).collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                });
+                // A `while`'s iteration count is saved; a `for`'s range is rebuilt
+                // below when its bounds are at hand, saved otherwise. Its stack is
+                // the function's, not the block's.
+                extra_names.extend(cx.count_if_any(s.def));
+                continue;
             }
             _ => {}
         }
@@ -441,7 +448,9 @@ fn materialize(
                 args,
             } => {
                 let (root, _) = func.buffer_root(args[0].var().expect("a buffer"));
-                func.params.iter().any(|p| p.var == root) || func.is_field_view(root)
+                func.params.iter().any(|p| p.var == root)
+                    || func.is_field_view(root)
+                    || cx.stable_reads.contains(&s.def)
             }
             Rhs::Buffer {
                 op:
@@ -461,6 +470,29 @@ fn materialize(
         .copied()
         .filter(|v| mentioned.contains(&cx.var(*v).to_string()))
         .collect();
+    // Ranges of nested `for` loops: rebuilt from their bounds when those are at hand.
+    let mut rebuilt_ranges: HashSet<VarId> = HashSet::new();
+    for s in stmts {
+        let Rhs::Loop(node) = &s.rhs else { continue };
+        let crate::ir::LoopHead::For { bounds, .. } = &node.head else {
+            continue;
+        };
+        let Some(r) = cx.range_if_any(s.def) else {
+            continue;
+        };
+        if !mentioned.contains(&r.to_string()) {
+            continue;
+        }
+        let at_hand = bounds
+            .iter()
+            .all(|v| !local.contains(v) || recomputable.contains(v) || Some(*v) == index);
+        if at_hand {
+            rebuilt_ranges.insert(s.def);
+            needed.extend(bounds.iter().copied().filter(|v| local.contains(v)));
+        } else {
+            extra_names.push(r);
+        }
+    }
     // A recomputed value needs its operands.
     let mut work: Vec<VarId> = needed.iter().copied().collect();
     while let Some(v) = work.pop() {
@@ -480,11 +512,19 @@ fn materialize(
             }
         }
     }
-    let recompute: Vec<TokenStream> = stmts
-        .iter()
-        .filter(|s| needed.contains(&s.def) && recomputable.contains(&s.def))
-        .map(|s| cx.simple_stmt(s))
-        .collect();
+    let mut recompute: Vec<TokenStream> = Vec::new();
+    for s in stmts {
+        if needed.contains(&s.def) && recomputable.contains(&s.def) {
+            recompute.push(cx.simple_stmt(s));
+        }
+        if rebuilt_ranges.contains(&s.def)
+            && let Rhs::Loop(node) = &s.rhs
+            && let crate::ir::LoopHead::For { range, .. } = &node.head
+        {
+            let r = cx.range(s.def);
+            recompute.push(quote!(let #r = #range;));
+        }
+    }
     let mut saved: Vec<Ident> = needed
         .iter()
         .filter(|v| !recomputable.contains(v) && Some(**v) != index)
@@ -668,6 +708,30 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
             }
         })
         .collect();
+    // A view of a buffer this function owns (`let tail = &v[1..];`) borrows a local of
+    // the forward pass: the pullback takes the buffer and makes the view again.
+    let mut mentioned = HashSet::new();
+    idents(&quote!(#(#out)*), &mut mentioned);
+    let view_stmts: Vec<&Stmt> = func
+        .body
+        .iter()
+        .filter(|s| {
+            matches!(
+                &s.rhs,
+                Rhs::Buffer {
+                    op: BufOp::View | BufOp::Borrow,
+                    ..
+                }
+            ) && mentioned.contains(&func.name(s.def).to_string())
+                && !func
+                    .params
+                    .iter()
+                    .any(|p| p.var == func.buffer_root(s.def).0)
+                && !func.is_field_view(func.buffer_root(s.def).0)
+        })
+        .collect();
+    let views: Vec<TokenStream> = view_stmts.into_iter().map(|s| cx.simple_stmt(s)).collect();
+    let buffers: Vec<TokenStream> = buffers.into_iter().chain(views).collect();
     let ret_ty = &func.ret_ty;
     let param = match seed {
         Some(v) => {
@@ -977,23 +1041,31 @@ fn loop_line(
     let params = &rev.params;
     let saved = &rev.saved;
     let body = &rev.body;
-    let (pattern, enumerate, index) = if rev.index {
+    // This run's iterations are the last `n` entries of the loop's stack.
+    let n = match &node.head {
+        crate::ir::LoopHead::For { .. } => {
+            let range = cx.range(def);
+            quote!(::core::iter::Iterator::size_hint(&#range).0)
+        }
+        crate::ir::LoopHead::While { .. } => {
+            let count = cx.count(def);
+            quote!(#count)
+        }
+    };
+    let k = cx.names.fresh("k", span);
+    let index = if rev.index {
         let crate::ir::LoopHead::For { index, .. } = &node.head else {
             unreachable!("only a `for` has an index")
         };
         let i = cx.var(*index).clone();
         let range = cx.range(def);
-        let k = cx.names.fresh("k", span);
-        (
-            quote!((#k, (#(#saved,)*))),
-            quote!(.enumerate()),
-            quote!(let #i = ::backprop::__private::nth(&#range, #k);),
-        )
+        quote!(let #i = ::backprop::__private::nth(&#range, #k);)
     } else {
-        (quote!((#(#saved,)*)), quote!(), quote!())
+        quote!()
     };
     let the_loop = quote_spanned! {span=>
-        for #pattern in #tape.into_iter() #enumerate .rev() {
+        for #k in (0..#n).rev() {
+            let (#(#saved,)*) = ::backprop::__private::pop(&mut #tape);
             #index
             #(let #params = #carry_names;)*
             let (#(#step_names,)*) = { #(#body)* };

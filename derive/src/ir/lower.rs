@@ -1138,7 +1138,19 @@ impl Lowerer<'_> {
             self.rebind(name, out);
         }
         let head = match draft {
-            LoopHeadDraft::For { index, range } => LoopHead::For { index, range },
+            LoopHeadDraft::For { index, range } => {
+                let mut bounds = Vec::new();
+                collect_idents(&range, &mut |name| {
+                    if let Some(v) = self.vars.iter().position(|info| info.name == name) {
+                        bounds.push(VarId(v));
+                    }
+                });
+                LoopHead::For {
+                    index,
+                    range,
+                    bounds,
+                }
+            }
             LoopHeadDraft::While(cond) => LoopHead::While { cond, head_len },
         };
         let tape = self.names.fresh("iterations", span);
@@ -2824,4 +2836,15 @@ fn is_struct_type_name(name: &str) -> bool {
                 | "PhantomData"
                 | "Self"
         )
+}
+
+/// Calls `f` with every identifier in `ts`.
+fn collect_idents(ts: &proc_macro2::TokenStream, f: &mut dyn FnMut(&str)) {
+    for tt in ts.clone() {
+        match tt {
+            proc_macro2::TokenTree::Ident(i) => f(&i.to_string()),
+            proc_macro2::TokenTree::Group(g) => collect_idents(&g.stream(), f),
+            _ => {}
+        }
+    }
 }

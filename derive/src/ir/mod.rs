@@ -172,6 +172,9 @@ pub enum LoopHead {
     For {
         index: VarId,
         range: proc_macro2::TokenStream,
+        /// The locals the range's bounds read (the reverse pass rebuilds the range
+        /// from them when they are at hand, instead of saving it).
+        bounds: Vec<VarId>,
     },
     /// `while cond`: `cond` is computed by the first `head_len` statements of the body.
     While { cond: Operand, head_len: usize },
