@@ -131,3 +131,60 @@ fn inner_break_leaves_the_inner_loop() {
     assert_eq!(v, 1.0 + 4.0 + 9.0);
     assert_eq!(g.m, vec![2.0, 0.0, 0.0, 4.0, 6.0, 0.0]);
 }
+
+/// Newton's iteration for √a that returns as soon as the step is small: `return` from
+/// inside a loop.
+#[grad]
+fn newton_sqrt_early(a: f64) -> f64 {
+    let mut x = a;
+    for _ in 0..100 {
+        let next = 0.5 * (x + a / x);
+        if (next - x).abs() < 1e-13 {
+            return next;
+        }
+        x = next;
+    }
+    x
+}
+
+#[test]
+fn return_from_inside_a_loop() {
+    let (v, g) = newton_sqrt_early_grad(2.0);
+    assert!((v - 2f64.sqrt()).abs() < 1e-15);
+    assert!((g.a - 0.5 / 2f64.sqrt()).abs() < 1e-12, "{}", g.a);
+}
+
+/// The first w·x[i]·x[j] above a threshold, from two nested loops; the sum of all of
+/// them if none is.
+#[grad(w, x)]
+fn first_large_product(w: f64, x: &[f64], limit: f64) -> f64 {
+    let mut total = 0.0;
+    for i in 0..x.len() {
+        for j in i..x.len() {
+            let p = w * x[i] * x[j];
+            if p > limit {
+                return p + total;
+            }
+            total += p;
+        }
+    }
+    total
+}
+
+#[test]
+fn return_from_nested_loops() {
+    // x = [1, 2, 3], w = 1: products 1, 2, 3, 4 (i = j = 1), 6 > 5 → 6 + (1 + 2 + 3 + 4).
+    let (v, g) = first_large_product_grad(1.0, &[1.0, 2.0, 3.0], 5.0);
+    assert_eq!(v, 16.0);
+    // Every product is linear in w: d/dw = 16.
+    assert_eq!(g.w, 16.0);
+    // d/dx = w·Σ over the products used of ∂(x_i x_j): x0: 2·1 + 2 + 3 = 7;
+    // x1: 1 + 2·2 + 3 = 8; x2: 1 + 2 = 3.
+    assert_eq!(g.x, vec![7.0, 8.0, 3.0]);
+    // None large: the sum of all six products, 1+2+3+4+6+9 = 25.
+    assert_eq!(
+        first_large_product_grad(1.0, &[1.0, 2.0, 3.0], 100.0).0,
+        25.0
+    );
+    gradcheck!(first_large_product(w = 0.9, x = &vec![1.1, 1.9, 3.2], limit = const 5.0)).assert();
+}

@@ -27,8 +27,8 @@ pub const SUPPORTED: &str = "`#[grad]` differentiates `let` bindings (shadowing,
      `t`, `sum`, `mean`, `sum_axis`, borrows `&x`, calls of functions that have a rule \
      (`#[grad]` and `#[custom_vjp]` functions, `backprop::sigmoid`, `backprop::ops::relu`, \
      ...), `match` on values without a derivative (arms binding no parts), `matches!`, \
-     blocks and a final `return`; labelled loops, `if let`/`while let` and `return` inside \
-     loops are not supported yet";
+     blocks, a final `return` and `return` from loops; labelled loops and `if let`/`while let` \
+     are not supported yet";
 
 pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
     // Always `Some`: see the comment before the return.
@@ -58,7 +58,8 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
     check_signature(cx, item);
     let ret_ty = lw.return_type(item);
     let params = lw.params(item, args);
-    let ret = lw.block_value(&item.block.stmts, item.block.span(), true);
+    let body = lift_loop_returns(&item.block.stmts, &lw.names_for_lift(), ret_ty.as_ref());
+    let ret = lw.block_value(&body, item.block.span(), true);
     // With errors the function is not emitted, but analysing it still reports the
     // errors only analysis finds (an active value reaching an op without a rule), so
     // one compile shows every problem.
@@ -684,7 +685,7 @@ impl Lowerer<'_> {
             Expr::Return(r) => {
                 self.cx.error_spanned_by(
                     r,
-                    format!("`#[grad]` supports `return` as the last statement of the function and as the last statement of an `if` without `else` in the function body (`if c {{ return v; }}`); {SUPPORTED}"),
+                    format!("`#[grad]` supports `return` as the last statement of the function, as the last statement of an `if` without `else` in the function body (`if c {{ return v; }}`), and as a statement inside a loop of the function body; {SUPPORTED}"),
                 );
             }
             Expr::If(i) if self.mentions_local(e) => {
@@ -1858,6 +1859,15 @@ impl Lowerer<'_> {
         }
     }
 
+    /// Two fresh names for `lift_loop_returns`.
+    fn names_for_lift(&mut self) -> (Ident, Ident) {
+        let span = Span::call_site();
+        (
+            self.names.fresh("returned_value", span),
+            self.names.fresh("returned", span),
+        )
+    }
+
     fn is_field_view_var(&self, v: VarId) -> bool {
         self.places.contains(&v) && !self.scopes[0].values().any(|p| *p == v)
     }
@@ -2847,4 +2857,92 @@ fn collect_idents(ts: &proc_macro2::TokenStream, f: &mut dyn FnMut(&str)) {
             _ => {}
         }
     }
+}
+
+/// `return v` inside a loop in the function body, as the flags it means: the `return`
+/// becomes `{ returned_value = v; returned = true; break; }`, every loop it crosses is
+/// left with `if returned { break; }`, and after the outermost one
+/// `if returned { return returned_value; }` is an early return like any other. Other
+/// statements are returned as they are.
+fn lift_loop_returns(
+    stmts: &[syn::Stmt],
+    names: &(Ident, Ident),
+    ret_ty: Option<&Type>,
+) -> Vec<syn::Stmt> {
+    use syn::visit_mut::VisitMut;
+    struct Lift<'a> {
+        ret: &'a Ident,
+        flag: &'a Ident,
+        found: bool,
+    }
+    impl VisitMut for Lift<'_> {
+        fn visit_block_mut(&mut self, b: &mut syn::Block) {
+            let mut out = Vec::new();
+            for mut st in std::mem::take(&mut b.stmts) {
+                if let syn::Stmt::Expr(Expr::Return(r), _) = &st
+                    && let Some(v) = &r.expr
+                {
+                    let (ret, flag) = (self.ret, self.flag);
+                    out.push(
+                        syn::parse_quote_spanned!(r.span()=> { #ret = #v; #flag = true; break; }),
+                    );
+                    self.found = true;
+                    continue;
+                }
+                let is_loop = matches!(
+                    st,
+                    syn::Stmt::Expr(Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_), _)
+                );
+                let before = std::mem::replace(&mut self.found, false);
+                syn::visit_mut::visit_stmt_mut(self, &mut st);
+                let inner = self.found;
+                self.found |= before;
+                out.push(st);
+                if is_loop && inner {
+                    let flag = self.flag;
+                    out.push(syn::parse_quote!(if #flag { break; }));
+                }
+            }
+            b.stmts = out;
+        }
+        fn visit_expr_closure_mut(&mut self, _: &mut syn::ExprClosure) {}
+        fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+    }
+    let (ret, flag) = names;
+    let mut out = Vec::new();
+    let mut lifted = false;
+    for st in stmts {
+        let mut st = st.clone();
+        let body = match &mut st {
+            syn::Stmt::Expr(Expr::ForLoop(f), _) => Some(&mut f.body),
+            syn::Stmt::Expr(Expr::While(w), _) => Some(&mut w.body),
+            syn::Stmt::Expr(Expr::Loop(l), _) => Some(&mut l.body),
+            _ => None,
+        };
+        let mut found = false;
+        if let Some(body) = body {
+            let mut lift = Lift {
+                ret,
+                flag,
+                found: false,
+            };
+            lift.visit_block_mut(body);
+            found = lift.found;
+        }
+        out.push(st);
+        if found {
+            lifted = true;
+            out.push(syn::parse_quote!(if #flag { return #ret; }));
+        }
+    }
+    if !lifted {
+        return stmts.to_vec();
+    }
+    let ty = ret_ty.map_or_else(|| quote::quote!(f64), |t| t.to_token_stream());
+    let mut with_flags: Vec<syn::Stmt> = vec![
+        syn::parse_quote!(let mut #ret: #ty = ::backprop::__private::zero();),
+        syn::parse_quote!(let mut #flag = false;),
+    ];
+    with_flags.extend(out);
+    with_flags
 }
