@@ -73,6 +73,17 @@ pub struct LoopReverse {
     pub saved: Vec<Ident>,
     /// Whether the reverse pass needs the loop's index (recomputed from the range).
     pub index: bool,
+    /// Counters the reverse pass runs backwards instead of saving.
+    pub reversible: Vec<Reversible>,
+}
+
+/// A carried integer counter stepped by a literal: `entry = exit − step` in reverse.
+pub struct Reversible {
+    pub entry: VarId,
+    pub out: VarId,
+    pub step: TokenStream,
+    /// `-` for a counter the body increments, `+` for one it decrements.
+    pub undo: TokenStream,
 }
 
 /// The reverse pass over `stmts`, in reverse order. `seeds` already have their adjoint
@@ -392,9 +403,11 @@ fn materialize(
     stmts: &[Stmt],
     entries: &[VarId],
     index: Option<VarId>,
+    given: &[VarId],
     rev: &TokenStream,
 ) -> (Vec<TokenStream>, Vec<Ident>, bool) {
     let func = cx.func;
+    let provided = |v: VarId| Some(v) == index || given.contains(&v);
     // Values defined at the top of this block (nested blocks save their own).
     let mut local: HashSet<VarId> = entries.iter().copied().collect();
     local.extend(index);
@@ -424,10 +437,10 @@ fn materialize(
     }
     // Which are recomputable, in program order (SSA: operands come first).
     let mut recomputable: HashSet<VarId> = HashSet::new();
+    let mut cheap_kind: HashSet<VarId> = HashSet::new();
     for s in stmts {
-        let avail = |v: VarId, r: &HashSet<VarId>| {
-            !local.contains(&v) || r.contains(&v) || Some(v) == index
-        };
+        let avail =
+            |v: VarId, r: &HashSet<VarId>| !local.contains(&v) || r.contains(&v) || provided(v);
         let ops_ok = s
             .rhs
             .operands()
@@ -459,6 +472,9 @@ fn materialize(
             } => true,
             _ => false,
         };
+        if cheap && !entries.contains(&s.def) {
+            cheap_kind.insert(s.def);
+        }
         if cheap && ops_ok && !entries.contains(&s.def) {
             recomputable.insert(s.def);
         }
@@ -485,7 +501,7 @@ fn materialize(
         }
         let at_hand = bounds
             .iter()
-            .all(|v| !local.contains(v) || recomputable.contains(v) || Some(*v) == index);
+            .all(|v| !local.contains(v) || recomputable.contains(v) || provided(*v));
         if at_hand {
             rebuilt_ranges.insert(s.def);
             needed.extend(bounds.iter().copied().filter(|v| local.contains(v)));
@@ -512,6 +528,45 @@ fn materialize(
             }
         }
     }
+    // A cheap value whose operands are saved anyway (`icf[li]` when `li` is saved) is
+    // recomputed from them rather than saved beside them.
+    for s in stmts {
+        if !needed.contains(&s.def) || recomputable.contains(&s.def) || !cheap_kind.contains(&s.def)
+        {
+            continue;
+        }
+        let from_saved = s.rhs.operands().iter().all(|o| {
+            o.var().is_none_or(|w| {
+                !local.contains(&w)
+                    || recomputable.contains(&w)
+                    || provided(w)
+                    || (needed.contains(&w) && w != s.def)
+            })
+        });
+        if from_saved {
+            recomputable.insert(s.def);
+        }
+    }
+    // Their operands are needed too (recomputed in turn, or saved).
+    let mut work: Vec<VarId> = needed
+        .iter()
+        .copied()
+        .filter(|v| recomputable.contains(v))
+        .collect();
+    while let Some(v) = work.pop() {
+        let Some(s) = stmts.iter().find(|s| s.def == v) else {
+            continue;
+        };
+        for o in s.rhs.operands() {
+            if let Some(w) = o.var()
+                && local.contains(&w)
+                && needed.insert(w)
+                && recomputable.contains(&w)
+            {
+                work.push(w);
+            }
+        }
+    }
     let mut recompute: Vec<TokenStream> = Vec::new();
     for s in stmts {
         if needed.contains(&s.def) && recomputable.contains(&s.def) {
@@ -527,7 +582,7 @@ fn materialize(
     }
     let mut saved: Vec<Ident> = needed
         .iter()
-        .filter(|v| !recomputable.contains(v) && Some(**v) != index)
+        .filter(|v| !recomputable.contains(v) && !provided(**v))
         .map(|v| cx.var(*v).clone())
         .collect();
     saved.extend(
@@ -628,7 +683,7 @@ pub fn build_branch_reverse(cx: &mut Emitter<'_>, node: &IfNode) -> BranchRevers
             })
             .collect();
         let rev = quote!(#(#stmts)*);
-        let (recompute, saved, _) = materialize(cx, body, &[], None, &rev);
+        let (recompute, saved, _) = materialize(cx, body, &[], None, &[], &rev);
         let mut all = recompute;
         all.extend(stmts);
         all.push(quote!((#(#values,)*)));
@@ -966,7 +1021,55 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         crate::ir::LoopHead::For { index, .. } => Some(*index),
         crate::ir::LoopHead::While { .. } => None,
     };
-    let (recompute, saved, index_needed) = materialize(cx, &node.body, &entries, index, &rev);
+    // Integer counters stepped by a literal (`li += 1`, `j -= 1`) are run backwards in
+    // the reverse pass (entry = exit − step) instead of saved per iteration.
+    let reversible: Vec<Reversible> = node
+        .carried
+        .iter()
+        .filter(|c| !activity.is_active(c.entry))
+        .filter_map(|c| {
+            let x = c.exit.var()?;
+            let st = node.body.iter().find(|s| s.def == x)?;
+            let Rhs::Prim {
+                prim,
+                spelling: Spelling::Operator(_),
+                args,
+            } = &st.rhs
+            else {
+                return None;
+            };
+            let is_int = |o: &Operand| {
+                matches!(
+                    o,
+                    Operand::Const(syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Int(_),
+                        ..
+                    }))
+                )
+            };
+            let (step, undo) = match (prim.name, &args[..]) {
+                ("+", [Operand::Var(e), k]) if *e == c.entry && is_int(k) => (k.clone(), quote!(-)),
+                ("+", [k, Operand::Var(e)]) if *e == c.entry && is_int(k) => (k.clone(), quote!(-)),
+                ("-", [Operand::Var(e), k]) if *e == c.entry && is_int(k) => (k.clone(), quote!(+)),
+                _ => return None,
+            };
+            Some(Reversible {
+                entry: c.entry,
+                out: c.out,
+                step: cx.operand(&step),
+                undo,
+            })
+        })
+        .collect();
+    let given: Vec<VarId> = reversible.iter().map(|r| r.entry).collect();
+    let (recompute, saved, index_needed) =
+        materialize(cx, &node.body, &entries, index, &given, &rev);
+    let mut used = HashSet::new();
+    idents(&quote!(#(#recompute)* #rev), &mut used);
+    let reversible: Vec<Reversible> = reversible
+        .into_iter()
+        .filter(|r| used.contains(&cx.var(r.entry).to_string()))
+        .collect();
     let mut body = recompute;
     body.extend(stmts);
     body.push(quote!((#(#values,)*)));
@@ -977,6 +1080,7 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         outer,
         saved,
         index: index_needed,
+        reversible,
     }
 }
 
@@ -1063,10 +1167,25 @@ fn loop_line(
     } else {
         quote!()
     };
+    let mut counter_init = Vec::new();
+    let mut counter_step = Vec::new();
+    for r in &rev.reversible {
+        let entry = cx.var(r.entry).clone();
+        let out = cx.var(r.out).clone();
+        let state = cx.names.fresh(
+            &format!("{}_backwards", out.to_string().trim_start_matches("r#")),
+            span,
+        );
+        let (step, undo) = (&r.step, &r.undo);
+        counter_init.push(quote!(let mut #state = #out;));
+        counter_step.push(quote!(let #entry = #state #undo #step; #state = #entry;));
+    }
     let the_loop = quote_spanned! {span=>
+        #(#counter_init)*
         for #k in (0..#n).rev() {
             let (#(#saved,)*) = ::backprop::__private::pop(&mut #tape);
             #index
+            #(#counter_step)*
             #(let #params = #carry_names;)*
             let (#(#step_names,)*) = { #(#body)* };
             #(#carry_names = #carry_steps;)*
