@@ -29,119 +29,149 @@ fn p0(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = ((x.sin() + (x * slice_helper(w))) + y.tanh()).tanh();
     if n > 3 {
-        let mut k597348 = 0;
-        while k597348 < n {
-            a *= ((backprop::sigmoid(x) - (y * y + 1.0).sqrt()) - x).tanh();
-            k597348 += 1;
+        let mut k825047 = 0;
+        while k825047 < n {
+            a *= (x).tanh();
+            k825047 += 1;
         }
     } else {
-        h[0] = ((((a / (1.0 + a * a)) / (1.0 + w[0] * w[0]))
-            * ((a / (1.0 + a * a)) / (1.0 + w[0] * w[0]))
-            + 1.0)
-            .ln())
-        .tanh();
-        let mut k855215 = 0;
-        while k855215 < n {
-            a = (backprop::sigmoid((y * (h[0] / (1.0 + w[2] * w[2]))))).tanh();
-            k855215 += 1;
-        }
-    }
-    for i0 in 0..n + 1 {
-        if n % 2 == 0 {
-            let v3 = (((a * h[2]) - (y * y + 1.0).sqrt()) * (x.cos() - (y / (1.0 + y * y)))).tanh();
-        } else {
-            a *= (a.tanh() * h[2].cos().atan()).tanh();
-            let v3 =
-                ((1.5_f64 + backprop::sigmoid(a)) * (y.tanh() * y.tanh()).exp().recip()).tanh();
-        }
-        h[i0 % 3] =
-            ((x.sin() * x.sin() + 1.0).sqrt() * ((y * y + 1.0).ln() - backprop::sigmoid(y))).tanh();
-    }
-    if n > 2 {
-        a += (x).tanh();
-    } else {
-    }
-    for i0 in 0..n + 1 {
-        if a > 0.0 {
-            h[2] += ((((0.5_f64 + w[0]) * (y * y).exp().recip())
-                * ((0.5_f64 + w[0]) * (y * y).exp().recip())
-                + 1.0)
-                .ln())
+        for _ in (0..n).rev() {
+            a *= (((x - a) * (x - a) + 1.0).ln()
+                + ((w[1] + slice_helper(&h)) * (a * a).exp().recip()))
             .tanh();
-        } else {
-            h[0] *= ((a / (1.0 + (y - y) * (y - y))) + x).tanh();
-            a *= ((((y * y) / (1.0 + y * y)) * ((y * y) / (1.0 + y * y)) + 1.0).sqrt()).tanh();
+            a = (backprop::sigmoid((y * (h[0] / (1.0 + w[2] * w[2]))))).tanh();
+            a += (h[0]).tanh();
         }
-        a -= (w[0] / (1.0 + (slice_helper(w) * w[0]) * (slice_helper(w) * w[0]))).tanh();
-        if n % 2 == 0 {
-            let v3 = ((w[0] * w[0] + 1.0).ln()).tanh();
-            a += (3.0_f64 + h[i0 % 3]).tanh();
-        } else {
-        }
+        h[2] *= (slice_helper(&h)).tanh();
     }
-    let v3 = ((x * x + 1.0).ln()).tanh();
-    a + y
+    if n > 3 {
+        let v3 = (y).tanh();
+        if n > 2 {
+            a += (h[0]).tanh();
+            a += (y).tanh();
+        } else {
+            a -= ((1.5_f64 * 1.5_f64).exp().recip()).tanh();
+        }
+    } else {
+        let v3 = (y).tanh();
+    }
+    let mut k16880 = 0;
+    while k16880 < n {
+        a = ((x * x).atan()).tanh();
+        let v3 = ((a - x).sin() * helper((w[0] - w.iter().map(|v| v * v).sum::<f64>()))).tanh();
+        k16880 += 1;
+    }
+    let v3 = ((backprop::sigmoid((h[0] - slice_helper(w)))
+        * backprop::sigmoid((h[0] - slice_helper(w)))
+        + 1.0)
+        .ln())
+    .tanh();
+    for _ in (0..n).rev() {
+        if v3 > -0.13 {
+            break;
+        }
+        let v4 = ((v3 + (3.0_f64 - x)) - ((w[1] * w[1]).exp().recip() + (x + w[0]))).tanh();
+        let v5 = (v4).tanh();
+        h[1] *= (backprop::sigmoid((2.0_f64 - w[1]).tanh())).tanh();
+    }
+    a + x
 }
 
 #[grad]
 fn p1(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(
-        (x.atan()
-            + (w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>() + 1.0)
-                .ln()),
-    ))
-    .tanh();
-    let mut b = (x).tanh();
-    let v4 = (slice_helper(&h)).tanh();
-    let v5 = ((v4.tanh() * v4.tanh() + 1.0).sqrt() * w[2]).tanh();
-    if y > -0.2 {
-        let v6 = ((backprop::sigmoid(y) * backprop::sigmoid(y)).exp().recip()).tanh();
-    } else {
-        b = (h[2] + backprop::sigmoid(slice_helper(&h))).tanh();
-    }
-    for _ in 0..n {
-        let mut k891550 = 0;
-        while k891550 < n {
-            b = (((y * y) * (y * y) + 1.0).ln()
-                * (x / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())))
-            .tanh();
-            let v6 = (w[1] - (a * a + 1.0).sqrt()).tanh();
-            k891550 += 1;
+    let mut a = (((w[0] * w[0]).exp().recip() - (1.5_f64 * slice_helper(w)))
+        / (1.0
+            + ((x / (1.0 + 1.5_f64 * 1.5_f64)) * h[1]) * ((x / (1.0 + 1.5_f64 * 1.5_f64)) * h[1])))
+        .tanh();
+    let mut b = ((x + y).cos() * (w[0] * w[0] + 1.0).ln()).tanh();
+    if b > -0.2 {
+        b = (b).tanh();
+        if n % 2 == 0 {
+            b *= (a).tanh();
+        } else {
+            b += (((a + b).sin() * (a + b).sin() + 1.0).sqrt()).tanh();
         }
+    } else {
+        if y > 0.0 {
+            b = (((b - b) * (b - b)).exp().recip().tanh()).tanh();
+        } else {
+        }
+        b = (((a * 0.5_f64) - h[2]).cos()).tanh();
     }
-    a -= (((slice_helper(&h) / (1.0 + 0.5_f64 * 0.5_f64)).sin()
-        * (slice_helper(&h) / (1.0 + 0.5_f64 * 0.5_f64)).sin()
+    let v4 = ((((x * x + 1.0).sqrt() - slice_helper(&h).sin())
+        * ((x * x + 1.0).sqrt() - slice_helper(&h).sin())
         + 1.0)
         .ln())
     .tanh();
-    a + b + x
+    for i0 in 0..n + 1 {
+        for _ in (0..n).rev() {
+            b += (helper(h.iter().sum::<f64>())).tanh();
+            let v5 = (w[1] - (a * a + 1.0).sqrt()).tanh();
+            a -= (((slice_helper(&h) / (1.0 + 0.5_f64 * 0.5_f64)).sin()
+                * (slice_helper(&h) / (1.0 + 0.5_f64 * 0.5_f64)).sin()
+                + 1.0)
+                .ln())
+            .tanh();
+            if v4 > -0.13 {
+                break;
+            }
+        }
+        if x > 0.07 {
+            continue;
+        }
+        let v5 = (((w[1] + y) + (a * a)).atan()).tanh();
+    }
+    let v5 = (y * h[1]).tanh();
+    a + b + b
 }
 
 #[grad]
 fn p2(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    a = ((x.tanh() + (y * y)) * (y * 2.0_f64).cos()).tanh();
-    if n % 2 == 0 {
-        let mut k552226 = 0;
-        while k552226 < n {
-            h[0] += (((y * h.iter().sum::<f64>()) * (w[0] * a))
-                / (1.0 + ((y - x) - (h[0] / (1.0 + a * a))) * ((y - x) - (h[0] / (1.0 + a * a)))))
-                .tanh();
-            a += ((a * a + 1.0).sqrt()).tanh();
-            k552226 += 1;
+    let mut a = (h[1] * w[0].cos()).tanh();
+    a = ((((slice_helper(&h) * slice_helper(&h) + 1.0).ln() * x)
+        * ((slice_helper(&h) * slice_helper(&h) + 1.0).ln() * x)
+        + 1.0)
+        .ln())
+    .tanh();
+    let mut k422881 = 0;
+    loop {
+        if k422881 >= n {
+            break;
         }
-        for i1 in 0..n + 1 {
-            let v3 = (x).tanh();
-            let v4 = (a).tanh();
-            h[i1 % 3] *= (3.0_f64 - y).tanh();
+        a *= (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            + 1.0)
+            .sqrt()
+            * (slice_helper(&h) - w.iter().map(|v| v * v).sum::<f64>()))
+            - a)
+            .tanh();
+        let mut k487631 = 0;
+        while k487631 < n {
+            h[0] *= (3.0_f64 + a).tanh();
+            h[2] = ((2.0_f64 + y).cos()).tanh();
+            k487631 += 1;
         }
-    } else {
-        a = (1.5_f64 + y).tanh();
+        if x > 0.61 {
+            break;
+        }
+        k422881 += 1;
     }
-    for i0 in 0..n + 1 {
-        let v3 = (w[1]).tanh();
+    let mut k763319 = 0;
+    while k763319 < n {
+        a = ((y.atan() + (a - h[1])) - (y * a)).tanh();
+        let v3 = (((x + w[0]) - (x * x + 1.0).sqrt())
+            - ((h.iter().sum::<f64>() * h.iter().sum::<f64>())
+                .exp()
+                .recip()
+                * (h.iter().sum::<f64>() * h.iter().sum::<f64>())
+                    .exp()
+                    .recip()
+                + 1.0)
+                .sqrt())
+        .tanh();
+        k763319 += 1;
     }
     a + y
 }
@@ -149,57 +179,66 @@ fn p2(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 #[grad]
 fn p3(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((x + (y + h[1])) * (x * x).cos()).tanh();
-    let mut b =
-        (((x + 1.5_f64) * (x + 1.5_f64) + 1.0).sqrt() - (1.5_f64 - (x * x + 1.0).sqrt())).tanh();
-    for i0 in 0..n + 1 {
-        let v4 = (backprop::sigmoid(((w[i0 % 3] + a) - (y - y)))).tanh();
-        for _ in 0..n {
-            a *= (y).tanh();
-            b = (w[1]).tanh();
+    let mut a = (x.cos()).tanh();
+    let mut b = (backprop::sigmoid((x / (1.0 + y * y)))).tanh();
+    if n % 2 == 0 {
+        for _ in (0..n).rev() {
+            let v4 = (x - w[1]).tanh();
+            b += (helper(((b / (1.0 + x * x)) * (slice_helper(&h) / (1.0 + h[1] * h[1]))))).tanh();
         }
-        h[0] = (backprop::sigmoid((h[2] - w[i0 % 3]))).tanh();
+    } else {
     }
-    let v4 = ((helper(a) * (y / (1.0 + 2.0_f64 * 2.0_f64))).tanh()).tanh();
-    for _ in (0..n).rev() {
-        let mut k206773 = 0;
-        while k206773 < n {
-            a *= (((a / (1.0 + 3.0_f64 * 3.0_f64)).sin() * (a / (1.0 + 3.0_f64 * 3.0_f64)).sin()
-                + 1.0)
-                .sqrt())
-            .tanh();
-            a += (helper((b.tanh() * (b - x)))).tanh();
-            k206773 += 1;
+    let mut k136127 = 0;
+    while k136127 < n {
+        match n % 3 {
+            0 => {
+                h[0] += (((a / (1.0 + 3.0_f64 * 3.0_f64)).sin()
+                    * (a / (1.0 + 3.0_f64 * 3.0_f64)).sin()
+                    + 1.0)
+                    .sqrt())
+                .tanh();
+                a += (helper((b.tanh() * (b - x)))).tanh();
+            }
+            1 | 2 => {
+                b *= (a).tanh();
+                a += (((h[1] * h[1] + 1.0).sqrt() * (h[1] * h[1] + 1.0).sqrt() + 1.0).ln()
+                    * ((w[2] + b) / (1.0 + 0.25_f64 * 0.25_f64)))
+                    .tanh();
+            }
+            _ => {
+                h[1] += (w
+                    .iter()
+                    .zip(h.iter())
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+                    .atan())
+                .tanh();
+                a *= (helper(1.5_f64)
+                    / (1.0
+                        + ((x + x) * (x + x)).exp().recip() * ((x + x) * (x + x)).exp().recip()))
+                .tanh();
+            }
         }
-        if n > 0 {
-            a += (((h[1] * h[1] + 1.0).sqrt() * (h[1] * h[1] + 1.0).sqrt() + 1.0).ln()
-                * ((w[2] - v4) / (1.0 + b * b)))
-                .tanh();
-            b *= (w
-                .iter()
-                .zip(h.iter())
-                .map(|(a, b)| a * b)
-                .sum::<f64>()
-                .atan()
-                / (1.0
-                    + ((3.0_f64 * 0.5_f64) / (1.0 + (1.5_f64 - a) * (1.5_f64 - a)))
-                        * ((3.0_f64 * 0.5_f64) / (1.0 + (1.5_f64 - a) * (1.5_f64 - a)))))
-                .tanh();
+        if n > 3 {
+            b += (2.0_f64).tanh();
+            a += (h.iter().sum::<f64>()).tanh();
         } else {
+            b = (backprop::sigmoid(a).cos() + (a - h[2]).atan()).tanh();
         }
+        k136127 += 1;
     }
-    if x > 0.1 {
-        let v5 = (helper((b / (1.0 + 2.0_f64 * 2.0_f64))) - x.cos()).tanh();
-        b = (backprop::sigmoid(a).cos()
-            * (v4 - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).sin())
-        .tanh();
-    } else {
-        a = ((helper((a - 2.0_f64)) * helper((a - 2.0_f64)) + 1.0).sqrt()).tanh();
-    }
-    if n > 3 {
-        h[1] += (w[2]).tanh();
-    } else {
-        h[1] *= (helper((b - x).tanh())).tanh();
+    let mut k155424 = 0;
+    while k155424 < n {
+        for _ in (0..n).rev() {
+            b *= (backprop::sigmoid((b.cos() * b.cos() + 1.0).sqrt())).tanh();
+            let v4 = (((y.atan() * y.atan() + 1.0).sqrt() * (y.atan() * y.atan() + 1.0).sqrt()
+                + 1.0)
+                .ln())
+            .tanh();
+            b += (((b * b + 1.0).sqrt().atan() * (b * b + 1.0).sqrt().atan() + 1.0).ln()).tanh();
+        }
+        h[0] = ((helper(w[1]) + x.sin()) - ((b * a) - (h[2] / (1.0 + x * x)))).tanh();
+        k155424 += 1;
     }
     a + b + x
 }
@@ -207,756 +246,746 @@ fn p3(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 #[grad]
 fn p4(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (2.0_f64).tanh();
-    let mut b = (backprop::sigmoid(h[0])
-        / (1.0 + (helper(w[1]) * a.tanh()) * (helper(w[1]) * a.tanh())))
-    .tanh();
-    let v4 = (slice_helper(w)).tanh();
-    h[2] *= (h[2]
-        / (1.0 + h.iter().sum::<f64>().tanh().sin() * h.iter().sum::<f64>().tanh().sin()))
-    .tanh();
-    a + b + b
+    let mut a = ((x * x).exp().recip()).tanh();
+    h[1] *= ((w
+        .iter()
+        .zip(h.iter())
+        .map(|(a, b)| a * b)
+        .sum::<f64>()
+        .sin()
+        * w.iter()
+            .zip(h.iter())
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+            .sin()
+        + 1.0)
+        .sqrt()
+        - (a - (a + a)))
+        .tanh();
+    for i0 in 0..n + 1 {
+        if x > 0.37 {
+            continue;
+        }
+        a = (a).tanh();
+    }
+    if y > -0.2 {
+        a *= ((helper(w[2].cos()) * helper(w[2].cos()) + 1.0).sqrt()).tanh();
+        let v3 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    } else {
+    }
+    a + x
 }
 
 #[grad]
 fn p5(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * x).exp().recip() * (h[1] * slice_helper(&h))).tanh();
-    let mut b = ((w[0] * w[0] + 1.0).sqrt()).tanh();
-    let v4 = (b).tanh();
-    for i0 in 0..n + 1 {
-        a -= (x.sin() * (a.atan() * (0.25_f64 * w[2]))).tanh();
-        if n > 1 {
-            let v5 = (w[i0 % 3]).tanh();
-            let v6 = ((h[1].atan() + x.sin()) * helper(b).atan()).tanh();
+    let mut a = (y.atan()).tanh();
+    let mut b = (0.5_f64.sin()).tanh();
+    for _ in (0..n).rev() {
+        if n > 3 {
+            let v4 = (backprop::sigmoid(
+                (helper(y) + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - 3.0_f64)),
+            ))
+            .tanh();
+            let v5 = ((w
+                .iter()
+                .zip(h.iter())
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                .sin()
+                * w.iter()
+                    .zip(h.iter())
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+                    .sin()
+                + 1.0)
+                .sqrt()
+                - ((x - x) + b))
+                .tanh();
         } else {
-            let v5 = ((helper(y) - (w[i0 % 3] + h[i0 % 3])).sin()).tanh();
+            a += (helper(((y * y).exp().recip() * backprop::sigmoid(b)))).tanh();
+            let v4 = (a
+                / (1.0
+                    + backprop::sigmoid((a / (1.0 + y * y)))
+                        * backprop::sigmoid((a / (1.0 + y * y)))))
+            .tanh();
         }
-        let v5 = (x).tanh();
+        if b > 0.07 {
+            break;
+        }
+        let mut k737784 = 0;
+        while k737784 < n {
+            a *= (backprop::sigmoid((a * 0.25_f64))).tanh();
+            h[2] *= (w[1].sin().sin() - h[2]).tanh();
+            k737784 += 1;
+        }
+        let v4 = (y * (backprop::sigmoid(h.iter().sum::<f64>()) + helper(w[1]))).tanh();
     }
-    h[2] = (a + (b - x).atan()).tanh();
-    a += (v4).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p6(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (2.0_f64).tanh();
-    let mut b = ((((y - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) / (1.0 + y * y))
-        * ((y - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) / (1.0 + y * y))
-        + 1.0)
-        .sqrt())
-    .tanh();
-    let v4 = ((b * b + 1.0).ln()).tanh();
-    a -= (((a + a) * (a + a) + 1.0).sqrt() + ((0.25_f64 * a) * b.tanh())).tanh();
-    h[0] += (((backprop::sigmoid(h.iter().sum::<f64>())
-        / (1.0 + (a * slice_helper(w)) * (a * slice_helper(w))))
-        * (backprop::sigmoid(h.iter().sum::<f64>())
-            / (1.0 + (a * slice_helper(w)) * (a * slice_helper(w))))
-        + 1.0)
-        .sqrt())
-    .tanh();
-    a + b + y
-}
-
-#[grad]
-fn p7(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(x)).tanh();
     for _ in 0..n {
-        if y > 0.0 {
+        if b > 0.07 {
+            break;
+        }
+        if b > 0.0 {
             a = (((x.tanh() * x.tanh()).exp().recip() * (x.tanh() * x.tanh()).exp().recip())
                 .exp()
                 .recip())
             .tanh();
         } else {
-            a -= (a).tanh();
+            b -= (y).tanh();
         }
     }
-    for i0 in 0..n + 1 {
-        if y > -0.2 {
-            a += (y).tanh();
-        } else {
-            a = ((y + w[i0 % 3]).atan().tanh()).tanh();
-            a = (w[0] * (x * 2.0_f64).cos()).tanh();
-        }
-        let v3 = (a).tanh();
-        let v4 = (((w[2] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) - (y - y))
-            / (1.0 + (y - helper(x)) * (y - helper(x))))
+    a + b + a
+}
+
+#[grad]
+fn p6(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x.sin()).tanh();
+    let mut b = (y).tanh();
+    h[2] = ((slice_helper(w).tanh() * slice_helper(w).tanh() + 1.0).sqrt()
+        + (helper(w.iter().map(|v| v * v).sum::<f64>()) - 1.5_f64))
         .tanh();
+    let mut k444329 = 0;
+    while k444329 < n {
+        a = (y
+            + ((x / (1.0 + w[1] * w[1])) * (x / (1.0 + w[1] * w[1])))
+                .exp()
+                .recip())
+        .tanh();
+        if b > -0.2 {
+            b = (slice_helper(&h)
+                * ((h[2] * h[2] + 1.0).ln() / (1.0 + backprop::sigmoid(x) * backprop::sigmoid(x))))
+            .tanh();
+            b *= (((2.0_f64 - w[1])
+                / (1.0 + (w[0] / (1.0 + h[1] * h[1])) * (w[0] / (1.0 + h[1] * h[1]))))
+                / (1.0 + backprop::sigmoid((w[1] + a)) * backprop::sigmoid((w[1] + a))))
+            .tanh();
+        } else {
+        }
+        k444329 += 1;
     }
-    h[2] += (backprop::sigmoid(((w[2] * w[1]) * (w[2] * w[1]) + 1.0).sqrt())).tanh();
+    let v4 =
+        ((w[1] - 0.5_f64) / (1.0 + ((b + a) / (1.0 + b * b)) * ((b + a) / (1.0 + b * b)))).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p7(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (3.0_f64 * (y * y).tanh()).tanh();
+    let v3 = (2.0_f64).tanh();
+    for _ in (0..n).rev() {
+        let v4 = ((a + (x + a)) + (x.tanh() * x.tanh()).exp().recip()).tanh();
+        h[0] *= (slice_helper(w)).tanh();
+    }
+    let mut k43341 = 0;
+    while k43341 < n {
+        if n % 2 == 0 {
+            a *= (w[2] * (a + (y + h[0]))).tanh();
+            let v4 = (backprop::sigmoid((x - 3.0_f64)) / (1.0 + a.cos() * a.cos())).tanh();
+        } else {
+        }
+        k43341 += 1;
+    }
+    a -= ((a * a + 1.0).ln() / (1.0 + v3 * v3)).tanh();
+    h[2] *= (backprop::sigmoid(helper((y / (1.0 + h[0] * h[0]))))).tanh();
     a + y
 }
 
 #[grad]
 fn p8(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((2.0_f64 * helper(3.0_f64)) / (1.0 + helper((y - y)) * helper((y - y)))).tanh();
-    let mut b = ((y * y).exp().recip()).tanh();
-    b -= (slice_helper(&h)).tanh();
-    if n % 2 == 0 {
-        b = (b).tanh();
-        let v4 = (b.atan()).tanh();
-    } else {
+    let mut a = (((helper(w[1]) + y.atan()) * (helper(w[1]) + y.atan()) + 1.0).ln()).tanh();
+    let mut b = (x - ((w[2] - y) + slice_helper(w))).tanh();
+    let v4 = (b.cos().cos() * w[1]).tanh();
+    for i0 in 0..n + 1 {
+        if x > 0.07 {
+            continue;
+        }
+        let v5 = (h[i0 % 3]).tanh();
+        if n % 2 == 0 {
+            h[i0 % 3] =
+                (helper((w[1] / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt())))).tanh();
+        } else {
+        }
+        if n > 1 {
+            b *= (y).tanh();
+        } else {
+            b *= (a).tanh();
+        }
     }
-    a = (((y * y + 1.0).ln() * (y * y + 1.0).ln() + 1.0).sqrt() * slice_helper(w)).tanh();
-    let v4 = ((2.0_f64 - (a - h[0])).tanh()).tanh();
-    a + b + a
+    h[1] *= ((a * a + 1.0).ln().cos()).tanh();
+    a + b + y
 }
 
 #[grad]
 fn p9(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (3.0_f64).tanh();
-    a = (x).tanh();
-    let mut k976681 = 0;
-    while k976681 < n {
-        a = (x + (slice_helper(w) * x.atan())).tanh();
-        k976681 += 1;
+    let mut a = (backprop::sigmoid(backprop::sigmoid(3.0_f64))).tanh();
+    if n % 2 == 0 {
+        if x > -0.2 {
+            a +=
+                (((a - y) + x.sin()) * ((a * a + 1.0).ln() * (a * a + 1.0).ln() + 1.0).ln()).tanh();
+        } else {
+        }
+    } else {
     }
-    let v3 = ((y * y + 1.0).ln()).tanh();
-    a += (((y * y).exp().recip() * (1.5_f64 * y)).cos()).tanh();
+    let mut k143345 = 0;
+    loop {
+        if k143345 >= n {
+            break;
+        }
+        let v3 = ((backprop::sigmoid(x) / (1.0 + w[2].tanh() * w[2].tanh())) - y.atan()).tanh();
+        if y > 0.61 {
+            break;
+        }
+        k143345 += 1;
+    }
+    let v3 = ((x.tanh().cos() * x.tanh().cos() + 1.0).ln()).tanh();
+    for _ in 0..n {
+        let v4 = (((v3 * v3).exp().recip() + helper(x))
+            * ((a + w[2]) / (1.0 + (v3 * v3) * (v3 * v3))))
+            .tanh();
+    }
+    for i0 in 0..n + 1 {
+        let v4 = (backprop::sigmoid(x).tanh() / (1.0 + slice_helper(w) * slice_helper(w))).tanh();
+        if y > 0.37 {
+            break;
+        }
+        for _ in 0..n {
+            let v5 = (v4.sin() - (y.tanh() * y.tanh() + 1.0).sqrt()).tanh();
+            let v6 = ((h[i0 % 3] * h[i0 % 3] + 1.0).ln()).tanh();
+            let v7 =
+                ((backprop::sigmoid(h[0]) + h[i0 % 3]) / (1.0 + helper(v4) * helper(v4))).tanh();
+        }
+    }
     a + x
 }
 
 #[grad]
 fn p10(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((slice_helper(w) * slice_helper(w) + 1.0).sqrt() / (1.0 + x * x)).tanh();
-    for i0 in 0..n + 1 {
-        let mut k102486 = 0;
-        while k102486 < n {
-            a += ((x.tanh() * y) * (3.0_f64 - a.cos())).tanh();
-            a *= (((y * y) - (y / (1.0 + 2.0_f64 * 2.0_f64))).atan()).tanh();
-            k102486 += 1;
-        }
-        let v3 = (x - ((w[2] - y) + h[i0 % 3])).tanh();
-    }
-    for _ in 0..n {
-        let mut k946471 = 0;
-        while k946471 < n {
-            a *= (0.5_f64).tanh();
-            let v3 = ((((x * y) * (x * y) + 1.0).ln() * ((x * y) * (x * y) + 1.0).ln())
-                .exp()
-                .recip())
+    let mut a =
+        (((h[1] - y) / (1.0 + (w[1] / (1.0 + w[0] * w[0])) * (w[1] / (1.0 + w[0] * w[0])))) * y)
             .tanh();
-            k946471 += 1;
+    a = (a / (1.0 + (x.cos() - h.iter().sum::<f64>()) * (x.cos() - h.iter().sum::<f64>()))).tanh();
+    match n % 3 {
+        0 => {
+            h[1] += (a.sin()).tanh();
         }
-        let mut k936106 = 0;
-        while k936106 < n {
-            a -= (a).tanh();
-            a -= (w[1]).tanh();
-            k936106 += 1;
+        1 | 2 => {
+            if n % 2 == 0 {
+                a += (backprop::sigmoid(y)).tanh();
+            } else {
+            }
+            let v3 = (slice_helper(w)).tanh();
         }
-        let mut k44738 = 0;
-        while k44738 < n {
-            let v3 = (a).tanh();
-            k44738 += 1;
+        _ => {
+            a = (((a / (1.0 + x * x)) * y.atan()) / (1.0 + a * a)).tanh();
         }
     }
-    a + y
+    a + x
 }
 
 #[grad]
 fn p11(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y / (1.0 + slice_helper(w) * slice_helper(w))).tanh();
-    let v3 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    if y > -0.2 {
-        h[1] *= ((a * a + 1.0).ln().cos()).tanh();
+    let mut a = (0.5_f64 * h.iter().sum::<f64>()).tanh();
+    match n % 3 {
+        0 => {
+            let v3 = (h[1]).tanh();
+            let v4 = (backprop::sigmoid((2.0_f64 * 2.0_f64).exp().recip().tanh())).tanh();
+        }
+        1 | 2 => {}
+        _ => {
+            let mut k512226 = 0;
+            loop {
+                if k512226 >= n {
+                    break;
+                }
+                a *= (((h[0] / (1.0 + x * x)) / (1.0 + (a + x) * (a + x)))
+                    * (w[1] / (1.0 + y * y)))
+                    .tanh();
+                if a > 0.61 {
+                    break;
+                }
+                k512226 += 1;
+            }
+            h[0] *= (y * backprop::sigmoid(helper(2.0_f64))).tanh();
+        }
+    }
+    if y > 0.1 {
+        if a > 0.1 {
+            h[1] *= (x).tanh();
+        } else {
+            a += (helper(backprop::sigmoid(helper(a)))).tanh();
+            let v3 = (3.0_f64).tanh();
+        }
     } else {
     }
-    let mut k977606 = 0;
-    while k977606 < n {
-        let mut k675494 = 0;
-        while k675494 < n {
-            let v4 = ((backprop::sigmoid(v3) * backprop::sigmoid(v3))
-                .exp()
-                .recip()
-                .cos())
-            .tanh();
-            a = (((a * a + 1.0).sqrt() * (a * a + 1.0).sqrt() + 1.0).sqrt() + w[0]).tanh();
-            k675494 += 1;
-        }
-        a = ((helper(v3) * helper(v3) + 1.0).ln() - y.sin().tanh()).tanh();
-        k977606 += 1;
-    }
-    a + a
+    let v3 = (y).tanh();
+    a + v3
 }
 
 #[grad]
 fn p12(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (y).tanh();
-    let mut k668897 = 0;
-    while k668897 < n {
-        a = (backprop::sigmoid((x + (2.0_f64 * 2.0_f64 + 1.0).sqrt()))).tanh();
-        b = (helper((a * slice_helper(&h))).tanh()).tanh();
-        k668897 += 1;
-    }
-    let v4 = (y).tanh();
-    let v5 = ((w[2].sin() - (a / (1.0 + a * a))) * backprop::sigmoid((v4 * v4))).tanh();
-    a = (b).tanh();
-    let mut k808726 = 0;
-    while k808726 < n {
-        b -= (v5 - ((b - a) * (b - a) + 1.0).sqrt()).tanh();
-        k808726 += 1;
-    }
-    a + b + y
-}
-
-#[grad]
-fn p13(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(x.sin())).tanh();
-    let mut b = (x.tanh()).tanh();
-    let v4 =
-        (helper((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * (y / (1.0 + y * y)))))
-            .tanh();
-    let v5 = (x).tanh();
-    let v6 = (a).tanh();
-    let v7 = (a).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p14(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
     let mut a =
-        (((h[1] - y) / (1.0 + (w[1] / (1.0 + w[0] * w[0])) * (w[1] / (1.0 + w[0] * w[0])))) * y)
-            .tanh();
-    a = (a / (1.0 + (x.cos() - h.iter().sum::<f64>()) * (x.cos() - h.iter().sum::<f64>()))).tanh();
-    let mut k30121 = 0;
-    while k30121 < n {
-        h[1] += (a.sin()).tanh();
-        if n % 2 == 0 {
-            a += (backprop::sigmoid(y) / (1.0 + x * x)).tanh();
-            a *= ((((0.25_f64 * h[2])
+        ((backprop::sigmoid(h[2].atan()) * backprop::sigmoid(h[2].atan()) + 1.0).ln()).tanh();
+    let mut b = (x).tanh();
+    let v4 = (a).tanh();
+    for i0 in 0..n + 1 {
+        for _ in (0..n).rev() {
+            a = (v4.tanh()
                 / (1.0
-                    + w.iter().map(|v| v * v).sum::<f64>()
-                        * w.iter().map(|v| v * v).sum::<f64>()))
-                * ((0.25_f64 * h[2])
-                    / (1.0
-                        + w.iter().map(|v| v * v).sum::<f64>()
-                            * w.iter().map(|v| v * v).sum::<f64>()))
-                + 1.0)
-                .ln())
-            .tanh();
-        } else {
-            a += (x.tanh() + h[0]).tanh();
-        }
-        k30121 += 1;
-    }
-    a + x
-}
-
-#[grad]
-fn p15(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((((y - y) / (1.0 + (y * y).exp().recip() * (y * y).exp().recip()))
-        * ((y - y) / (1.0 + (y * y).exp().recip() * (y * y).exp().recip()))
-        + 1.0)
-        .ln())
-    .tanh();
-    let v3 = (((x - slice_helper(&h)) * (w[1] - x)).sin()).tanh();
-    a -= ((((x - v3) / (1.0 + backprop::sigmoid(a) * backprop::sigmoid(a)))
-        * ((x - v3) / (1.0 + backprop::sigmoid(a) * backprop::sigmoid(a)))
-        + 1.0)
-        .sqrt())
-    .tanh();
-    let v4 = ((slice_helper(w) * slice_helper(w) + 1.0).sqrt() + (y + y).cos()).tanh();
-    a + y
-}
-
-#[grad]
-fn p16(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * y) - x).tanh();
-    if a > 0.1 {
-        let mut k244554 = 0;
-        while k244554 < n {
-            let v3 = ((x.cos() * (y / (1.0 + x * x))) + x).tanh();
-            k244554 += 1;
-        }
-    } else {
-        h[2] += (x.atan()).tanh();
-    }
-    h[2] += (a).tanh();
-    a + x
-}
-
-#[grad]
-fn p17(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(x)
-        / (1.0 + ((w[2] * 3.0_f64) + x.tanh()) * ((w[2] * 3.0_f64) + x.tanh())))
-    .tanh();
-    a = ((((x - y) * (x - y)).exp().recip() * ((x - y) * (x - y)).exp().recip())
-        .exp()
-        .recip())
-    .tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (y).tanh();
-    }
-    a + a
-}
-
-#[grad]
-fn p18(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x.atan()).tanh();
-    let mut b = ((y.atan() * y.atan()).exp().recip()).tanh();
-    a = (((b * w[1]) - backprop::sigmoid(slice_helper(w)))
-        / (1.0 + (b * a).tanh() * (b * a).tanh()))
-    .tanh();
-    let mut k41991 = 0;
-    while k41991 < n {
-        let v4 = (x).tanh();
-        let mut k696590 = 0;
-        while k696590 < n {
-            b = (((x / (1.0 + v4 * v4)) - 1.5_f64) + ((b * v4) + (w[1] * w[1] + 1.0).ln())).tanh();
-            k696590 += 1;
-        }
-        k41991 += 1;
-    }
-    a + b + b
-}
-
-#[grad]
-fn p19(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a =
-        (helper((x.tanh() + (h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).ln()))).tanh();
-    let mut b = ((a + (a * y)).tanh()).tanh();
-    a = (helper(b)).tanh();
-    let mut k838746 = 0;
-    while k838746 < n {
-        h[0] = (backprop::sigmoid(backprop::sigmoid(a))).tanh();
-        k838746 += 1;
-    }
-    a = ((x / (1.0 + h.iter().sum::<f64>().tanh() * h.iter().sum::<f64>().tanh()))
-        / (1.0
-            + (w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>() + 1.0)
-                .sqrt()
-                .atan()
-                * (w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()
-                    + 1.0)
-                    .sqrt()
-                    .atan()))
-    .tanh();
-    a + b + x
-}
-
-#[grad]
-fn p20(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w.iter().map(|v| v * v).sum::<f64>().tanh()).tanh();
-    let mut b = (y).tanh();
-    for i0 in 0..n + 1 {
-        h[i0 % 3] *= (y).tanh();
-        b *= ((((h[0] * h[0]).exp().recip() * (a * h[0]))
-            * ((h[0] * h[0]).exp().recip() * (a * h[0])))
-            .exp()
-            .recip())
-        .tanh();
-    }
-    for i0 in 0..n + 1 {
-        b += (helper(((x * y) / (1.0 + (a * a + 1.0).sqrt() * (a * a + 1.0).sqrt())))).tanh();
-        a = (x.sin()).tanh();
-        b = (slice_helper(&h).tanh()).tanh();
-    }
-    b += (b).tanh();
-    let v4 = (slice_helper(&h).tanh()).tanh();
-    a + b + x
-}
-
-#[grad]
-fn p21(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper((h.iter().sum::<f64>().tanh() + (x + w[2])))).tanh();
-    let mut k254945 = 0;
-    while k254945 < n {
-        if y > -0.2 {
-            a *= (((a / (1.0 + y * y)) + y) * backprop::sigmoid(a)).tanh();
-            h[2] += ((a * a).tanh().tanh()).tanh();
-        } else {
-            a *= (slice_helper(w) + a).tanh();
-        }
-        k254945 += 1;
-    }
-    for _ in (0..n).rev() {
-        let mut k129757 = 0;
-        while k129757 < n {
-            let v3 = ((((h[1] + a) - w[1]) * ((h[1] + a) - w[1]) + 1.0).sqrt()).tanh();
-            h[1] = (((y + v3) + (a + 0.25_f64)) - y).tanh();
-            k129757 += 1;
-        }
-        let v3 = (x - (0.25_f64 + (slice_helper(&h) - slice_helper(&h)))).tanh();
-        let v4 = (((y - h[0]).atan() * (y - h[0]).atan()).exp().recip()).tanh();
-    }
-    for _ in (0..n).rev() {
-        for i1 in 0..n + 1 {
-            a *= (x).tanh();
-            let v3 = (((h[2].sin() - (h[i1 % 3] + a)) * (h[2].sin() - (h[i1 % 3] + a)) + 1.0).ln())
+                    + ((a / (1.0 + x * x)) * (w[2] * v4)) * ((a / (1.0 + x * x)) * (w[2] * v4))))
                 .tanh();
+            a -= (y).tanh();
+            a += (((h[1] / (1.0 + y * y)) + (y * y).exp().recip()).tanh()).tanh();
+            if v4 > 0.37 {
+                break;
+            }
         }
-    }
-    a + y
-}
-
-#[grad]
-fn p22(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((3.0_f64 * 3.0_f64 + 1.0).sqrt().sin() - x).tanh();
-    let v3 = (x).tanh();
-    h[2] *= ((1.5_f64 / (1.0 + h.iter().sum::<f64>().sin() * h.iter().sum::<f64>().sin())).atan())
-        .tanh();
-    h[2] *= (helper(a.tanh()) + ((y - w[0]) * (x - slice_helper(w)))).tanh();
-    a + x
-}
-
-#[grad]
-fn p23(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (1.5_f64.atan()).tanh();
-    let mut b = (y).tanh();
-    if n > 2 {
-        h[2] += (a).tanh();
-        a += (b + (x + b.cos())).tanh();
-    } else {
-        let mut k99432 = 0;
-        while k99432 < n {
-            a *= (((a - y) / (1.0 + (h[1] * a) * (h[1] * a))).sin()).tanh();
-            k99432 += 1;
-        }
-    }
-    let mut k387606 = 0;
-    while k387606 < n {
-        for _ in 0..n {
-            b -= (a).tanh();
-            let v4 = (((h[0] * h[0]).exp().recip() * h[2]).cos()).tanh();
-        }
-        let mut k729086 = 0;
-        while k729086 < n {
-            let v4 = ((x * x + 1.0).sqrt()).tanh();
-            let v5 = (b
-                * ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + b * b))
-                    * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + b * b))
-                    + 1.0)
-                    .sqrt())
-            .tanh();
-            k729086 += 1;
-        }
-        k387606 += 1;
-    }
-    if b > -0.2 {
-        if n % 2 == 0 {
-            let v4 = (helper((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * y.sin())))
-                .tanh();
-            a = ((y * y + 1.0).ln() * ((y * y + 1.0).ln() / (1.0 + a * a))).tanh();
+        if n > 2 {
+            b *= ((b * y) * (0.5_f64 * (a / (1.0 + b * b)))).tanh();
         } else {
+            b -= (((v4 + v4.sin()) * (v4 + v4.sin()) + 1.0).ln()).tanh();
         }
-    } else {
-        let mut k717872 = 0;
-        while k717872 < n {
-            a += (w[1]).tanh();
-            k717872 += 1;
-        }
+        let v5 = (x).tanh();
     }
-    let mut k628179 = 0;
-    while k628179 < n {
-        h[0] *= (3.0_f64 * a).tanh();
-        let v4 = ((y * y + 1.0).sqrt() - helper(x)).tanh();
-        k628179 += 1;
-    }
-    for i0 in 0..n + 1 {
-        for _ in 0..n {
-            let v4 = ((((a / (1.0 + b * b)) * (w[1] - x)) * ((a / (1.0 + b * b)) * (w[1] - x))
-                + 1.0)
-                .sqrt())
-            .tanh();
+    let mut k330637 = 0;
+    while k330637 < n {
+        if x > -0.2 {
+            h[0] = (h[2].sin()).tanh();
+        } else {
+            b *= ((b * b + 1.0).ln()).tanh();
+            h[2] *=
+                (((b - h.iter().sum::<f64>()) - y) * (slice_helper(w) / (1.0 + v4 * v4))).tanh();
         }
-        h[1] += (y).tanh();
-        let v4 = (((backprop::sigmoid(a) - (b / (1.0 + w[i0 % 3] * w[i0 % 3])))
-            * (backprop::sigmoid(a) - (b / (1.0 + w[i0 % 3] * w[i0 % 3])))
-            + 1.0)
-            .sqrt())
+        let v5 = (((x * x + 1.0).sqrt() * (x * x + 1.0).sqrt() + 1.0)
+            .sqrt()
+            .tanh())
         .tanh();
+        k330637 += 1;
     }
     a + b + a
 }
 
 #[grad]
-fn p24(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p13(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((((x + 0.5_f64) * y.tanh()) * ((x + 0.5_f64) * y.tanh()) + 1.0).sqrt()).tanh();
-    let mut b = (y.atan()).tanh();
-    for _ in (0..n).rev() {
-        let v4 = (x / (1.0 + x * x)).tanh();
-        for i1 in 0..n + 1 {
-            a *= (a - h[1]).tanh();
-            b *= (b).tanh();
+    let mut a = ((y.sin() / (1.0 + slice_helper(w) * slice_helper(w))).sin()).tanh();
+    let mut b = (y - (a / (1.0 + x * x)).cos()).tanh();
+    for _ in 0..n {
+        h[1] = (((x + w[0]) * (y + a)) - y.atan().atan()).tanh();
+        b = ((h.iter().sum::<f64>() * h.iter().sum::<f64>())
+            .exp()
+            .recip())
+        .tanh();
+        h[1] = ((3.0_f64 * 3.0_f64).exp().recip()).tanh();
+    }
+    if b > 0.0 {
+        for _ in (0..n).rev() {
+            a *= (a).tanh();
+            let v4 = (x.sin()).tanh();
+        }
+        a = (x).tanh();
+    } else {
+        if a > 0.0 {
+            b += (b / (1.0 + x * x)).tanh();
+            b += (b).tanh();
+        } else {
+        }
+        for _ in 0..n {
+            b *= (w[0]).tanh();
+            let v4 = ((y * y + 1.0).sqrt()).tanh();
+            h[1] = ((((b / (1.0 + w[1] * w[1])) * (b / (1.0 + w[1] * w[1])))
+                .exp()
+                .recip()
+                * ((b / (1.0 + w[1] * w[1])) * (b / (1.0 + w[1] * w[1])))
+                    .exp()
+                    .recip())
+            .exp()
+            .recip())
+            .tanh();
         }
     }
-    h[1] *=
-        ((slice_helper(&h).cos() * slice_helper(&h).cos() + 1.0).ln() * (w[0] + b.tanh())).tanh();
-    b *= ((y * y).exp().recip()).tanh();
-    let v4 = (1.5_f64).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p14(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[1] * (helper(x) * helper(x) + 1.0).ln()).tanh();
+    for i0 in 0..n + 1 {
+        for _ in 0..n {
+            a *= (backprop::sigmoid((y.sin() * y.sin()).exp().recip())).tanh();
+            let v3 = (y).tanh();
+            a *= (v3).tanh();
+        }
+        if a > 0.1 {
+            a += (h[0]).tanh();
+            let v3 = (y.atan()).tanh();
+        } else {
+        }
+    }
+    h[0] = (x + (a.atan() - (y + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))).tanh();
+    a = (a).tanh();
+    h[2] = (h.iter().sum::<f64>()).tanh();
+    a -= (helper((y + h.iter().sum::<f64>()))).tanh();
+    a + y
+}
+
+#[grad]
+fn p15(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (3.0_f64 - h[1].cos().atan()).tanh();
+    let mut b = (1.5_f64).tanh();
+    let v4 = (b).tanh();
+    let mut k815025 = 0;
+    while k815025 < n {
+        if n % 2 == 0 {
+            a *= ((v4 * (3.0_f64 * 3.0_f64 + 1.0).sqrt()) - y).tanh();
+            let v5 = (3.0_f64).tanh();
+        } else {
+        }
+        h[2] *= ((1.5_f64 / (1.0 + h.iter().sum::<f64>().sin() * h.iter().sum::<f64>().sin()))
+            .atan())
+        .tanh();
+        k815025 += 1;
+    }
+    h[2] *= (helper(a.tanh()) + ((y - w[0]) * (x - slice_helper(w)))).tanh();
+    b = (1.5_f64.atan()).tanh();
+    let v5 = (((b * w[1]) * (y * y).exp().recip()) + b.sin()).tanh();
+    a + b + v5
+}
+
+#[grad]
+fn p16(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let v3 = (a).tanh();
+    let v4 = (a).tanh();
+    if v4 > 0.0 {
+        let v5 = (((x - y) + (slice_helper(&h) * slice_helper(&h) + 1.0).ln()).sin()).tanh();
+        a -= (a).tanh();
+    } else {
+    }
+    let v5 = (w[2]).tanh();
+    a + y
+}
+
+#[grad]
+fn p17(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid(x)).tanh();
+    let mut b = (((0.5_f64 * x) * (x - h[2])).atan()).tanh();
+    for i0 in 0..n + 1 {
+        if b > 0.37 {
+            break;
+        }
+        let v4 = (0.5_f64 * (0.25_f64 - (2.0_f64 + b))).tanh();
+        for i1 in 0..n + 1 {
+            if y > -0.13 {
+                break;
+            }
+            a = (((b * b + 1.0).sqrt() * (b * b + 1.0).sqrt()).exp().recip()
+                / (1.0
+                    + (h[i1 % 3].cos() * h[i1 % 3].cos() + 1.0).ln()
+                        * (h[i1 % 3].cos() * h[i1 % 3].cos() + 1.0).ln()))
+            .tanh();
+        }
+        let v5 = (x).tanh();
+    }
+    for _ in 0..n {
+        for _ in (0..n).rev() {
+            h[1] *= (helper(a) / (1.0 + a * a)).tanh();
+            a += ((y * y + 1.0).sqrt() - helper(x)).tanh();
+        }
+    }
+    b += (a * backprop::sigmoid((1.5_f64 * 1.5_f64 + 1.0).ln())).tanh();
+    let v4 = (w[2] - a).tanh();
+    b -= (y).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p18(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid(
+        (backprop::sigmoid(y)
+            + (y / (1.0
+                + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))),
+    ))
+    .tanh();
+    let mut k381419 = 0;
+    while k381419 < n {
+        a = (w.iter().map(|v| v * v).sum::<f64>().tanh()).tanh();
+        k381419 += 1;
+    }
+    if a > 0.0 {
+        for _ in (0..n).rev() {
+            let v3 = (((a * x) * (a * x) + 1.0).sqrt()
+                * (w.iter().map(|v| v * v).sum::<f64>()
+                    - (slice_helper(w)
+                        / (1.0
+                            + w.iter().map(|v| v * v).sum::<f64>()
+                                * w.iter().map(|v| v * v).sum::<f64>()))))
+            .tanh();
+            let v4 = (v3 * (backprop::sigmoid(v3) * (x - v3))).tanh();
+            a *= (((v4 / (1.0 + w[1] * w[1])) * (v4 / (1.0 + w[1] * w[1])))
+                .exp()
+                .recip()
+                * backprop::sigmoid(v4))
+            .tanh();
+        }
+        for _ in (0..n).rev() {
+            if x > 0.37 {
+                continue;
+            }
+            let v3 = (((x * x + 1.0).ln() - a) * x).tanh();
+        }
+    } else {
+        a = ((w.iter().map(|v| v * v).sum::<f64>() / (1.0 + a * a)).cos() + h[0]).tanh();
+        let v3 = (a - helper(backprop::sigmoid(a))).tanh();
+    }
+    if n % 2 == 0 {
+        if n > 2 {
+            a += ((helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                / (1.0 + a * a))
+                / (1.0
+                    + (x.atan() + (1.5_f64 * 1.5_f64 + 1.0).ln())
+                        * (x.atan() + (1.5_f64 * 1.5_f64 + 1.0).ln())))
+            .tanh();
+        } else {
+        }
+        let v3 = (a + (helper(a) - y)).tanh();
+    } else {
+    }
+    for i0 in 0..n + 1 {
+        let v3 = (w[0]).tanh();
+        if n > 2 {
+            let v4 = (((v3 + v3)
+                / (1.0 + (a / (1.0 + 3.0_f64 * 3.0_f64)) * (a / (1.0 + 3.0_f64 * 3.0_f64))))
+                - 1.5_f64)
+                .tanh();
+        } else {
+            a += ((h[i0 % 3] * (3.0_f64 + h[1])) + h[0]).tanh();
+            let v4 = (x).tanh();
+        }
+        if v3 > -0.2 {
+            let v4 = (y / (1.0 + v3.atan().tanh() * v3.atan().tanh())).tanh();
+            let v5 = ((h[2] * h[2] + 1.0).ln()).tanh();
+        } else {
+            a *= (((a + w[i0 % 3]) + a.atan()).cos()).tanh();
+            let v4 = ((((x * y) * (x * y) + 1.0).ln() * ((x * y) * (x * y) + 1.0).ln())
+                .exp()
+                .recip())
+            .tanh();
+        }
+    }
+    a + x
+}
+
+#[grad]
+fn p19(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let v3 = (((a * a).exp().recip() * (y * a)) + a.sin()).tanh();
+    let v4 = (w[2]).tanh();
+    a + y
+}
+
+#[grad]
+fn p20(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (backprop::sigmoid((3.0_f64 - 0.5_f64)) + a).tanh();
+    if x > 0.1 {
+        h[2] = (0.5_f64 - slice_helper(w)).tanh();
+        let v4 = (helper(y)).tanh();
+    } else {
+        let v4 = (a).tanh();
+        a = ((y.atan() - slice_helper(w)).cos()).tanh();
+    }
+    let v4 = (((x * x + 1.0).sqrt() - (1.5_f64 - slice_helper(w))) + (y + (x - 1.5_f64))).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p21(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((h.iter().sum::<f64>() - 0.5_f64).atan().cos()).tanh();
+    let mut b = (y + ((a / (1.0 + slice_helper(&h) * slice_helper(&h))) - (y - x))).tanh();
+    let v4 = (backprop::sigmoid(((a / (1.0 + a * a)) * (x * b)))).tanh();
+    for _ in 0..n {
+        a += (h[2] / (1.0 + backprop::sigmoid((a * b)) * backprop::sigmoid((a * b)))).tanh();
+    }
+    if y > -0.2 {
+        let v5 = (w[0].tanh() * b).tanh();
+    } else {
+        b = (backprop::sigmoid(h[0])).tanh();
+        match n % 3 {
+            0 => {
+                a += (((y + a) + (w[0] - y)) + (y - v4)).tanh();
+            }
+            1 | 2 => {
+                b += (v4 - (a / (1.0 + v4 * v4)).tanh()).tanh();
+            }
+            _ => {
+                a += (v4).tanh();
+            }
+        }
+    }
+    let v5 = (x).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p22(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((x * y) / (1.0 + (y - y) * (y - y))) * 2.0_f64).tanh();
+    let v3 = ((h.iter().sum::<f64>().cos() - (y / (1.0 + x * x))).tanh()).tanh();
+    let v4 = (((x * x + 1.0).sqrt() * (x * x + 1.0).sqrt()).exp().recip() - v3).tanh();
+    a + y
+}
+
+#[grad]
+fn p23(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (1.5_f64).tanh();
+    let mut k652439 = 0;
+    loop {
+        if k652439 >= n {
+            break;
+        }
+        a = (((h[2] * w[0]) * h.iter().sum::<f64>().atan()) - (helper(b) + h.iter().sum::<f64>()))
+            .tanh();
+        for i1 in 0..n + 1 {
+            let v4 = (y.cos() * ((b - x) + w[2])).tanh();
+        }
+        if a > 0.61 {
+            break;
+        }
+        k652439 += 1;
+    }
+    b = ((b.sin() * b.sin() + 1.0).ln() / (1.0 + b * b)).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p24(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((backprop::sigmoid(x).sin() * backprop::sigmoid(x).sin())
+        .exp()
+        .recip())
+    .tanh();
+    let mut b = (x).tanh();
+    a = (backprop::sigmoid(h[0])).tanh();
+    h[1] += ((backprop::sigmoid(y) * backprop::sigmoid(y) + 1.0)
+        .ln()
+        .tanh())
+    .tanh();
+    if n % 2 == 0 {
+        let v4 = (1.5_f64).tanh();
+        b = (a * b).tanh();
+    } else {
+        let mut k552573 = 0;
+        loop {
+            if k552573 >= n {
+                break;
+            }
+            b *= (a).tanh();
+            b += (backprop::sigmoid(w[2])).tanh();
+            if x > 0.61 {
+                break;
+            }
+            k552573 += 1;
+        }
+    }
+    let v4 = (y.atan()).tanh();
+    for _ in 0..n {
+        for i1 in 0..n + 1 {
+            let v5 = (w[0].cos()).tanh();
+            a += (a).tanh();
+            a *= (((y * y + 1.0).ln() * (y * y + 1.0).ln() + 1.0).sqrt()
+                - (y.atan() * y.atan()).exp().recip())
+            .tanh();
+        }
+        for _ in 0..n {
+            b *= (h.iter().sum::<f64>()
+                + (w.iter().map(|v| v * v).sum::<f64>() + (v4 / (1.0 + v4 * v4))))
+                .tanh();
+        }
+        match n % 3 {
+            0 => {
+                let v5 = (0.5_f64).tanh();
+            }
+            1 | 2 => {
+                a += ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + y * y))
+                    .atan()
+                    + (x * x).exp().recip())
+                .tanh();
+                let v5 = ((b * (x - y)) - b).tanh();
+            }
+            _ => {
+                let v5 = (2.0_f64).tanh();
+            }
+        }
+    }
     a + b + y
 }
 
 #[grad]
 fn p25(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * x).sin()).tanh();
-    let mut b = (((a * 3.0_f64) * (a * 3.0_f64) + 1.0).sqrt().atan()).tanh();
-    let v4 = (x.cos().cos()).tanh();
-    let v5 = (v4 * slice_helper(w)).tanh();
-    h[2] += ((w.iter().map(|v| v * v).sum::<f64>().atan() * (slice_helper(&h) - b))
-        + (v5 - w[1]).tanh())
-    .tanh();
-    b *= ((v5 + (w[1] / (1.0 + v5 * v5)))
-        + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-    .tanh();
-    for i0 in 0..n + 1 {
-        b = (w[i0 % 3]).tanh();
+    let mut a = (helper(backprop::sigmoid((slice_helper(w) + y)))).tanh();
+    if n > 3 {
+        let v3 = (a).tanh();
+        let mut k229791 = 0;
+        while k229791 < n {
+            let v4 = (h[2]).tanh();
+            h[2] *= (helper(((w[1] - v3) - (slice_helper(&h) - x)))).tanh();
+            k229791 += 1;
+        }
+    } else {
+        for i1 in 0..n + 1 {
+            let v3 =
+                (backprop::sigmoid(y) / (1.0 + (a * a + 1.0).ln() * (a * a + 1.0).ln())).tanh();
+            if a > 0.37 {
+                continue;
+            }
+        }
     }
-    a + b + b
+    a = ((w[1] + x).atan().tanh()).tanh();
+    h[0] = (x).tanh();
+    let v3 = ((x * x).exp().recip()).tanh();
+    a + y
 }
 
 #[grad]
 fn p26(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * x + 1.0).sqrt() + ((y + 0.5_f64) - x)).tanh();
-    for i0 in 0..n + 1 {
-        h[i0 % 3] = (w[i0 % 3].cos().sin()).tanh();
-        let v3 = ((h[1].sin() * x.tanh()).cos()).tanh();
-    }
-    if n % 2 == 0 {
-        a -= (slice_helper(w)).tanh();
-        let mut k112723 = 0;
-        while k112723 < n {
-            a += (backprop::sigmoid(a).sin() - h[2]).tanh();
-            k112723 += 1;
-        }
-    } else {
-        let mut k783298 = 0;
-        while k783298 < n {
-            h[1] += (h.iter().sum::<f64>().sin() + h[1].cos()).tanh();
-            let v3 = ((((x * x) * (x * x) + 1.0).ln() * ((x * x) * (x * x) + 1.0).ln())
-                .exp()
-                .recip())
-            .tanh();
-            k783298 += 1;
-        }
-        a += (x).tanh();
-    }
-    let v3 = ((a + h[0]).cos().tanh()).tanh();
-    for _ in (0..n).rev() {
-        let mut k213273 = 0;
-        while k213273 < n {
-            let v4 = (x).tanh();
-            k213273 += 1;
-        }
-        for i1 in 0..n + 1 {
-            let v4 = (y).tanh();
-            let v5 = (v3.tanh().atan() + a.tanh()).tanh();
-        }
-        let v4 = (slice_helper(&h)).tanh();
-    }
-    let v4 = (((0.5_f64 - slice_helper(w)) * (0.5_f64 - slice_helper(w)) + 1.0).sqrt()).tanh();
-    a + a
-}
-
-#[grad]
-fn p27(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (h[2] * y).tanh();
-    let v3 = ((h[2] * h[2]).exp().recip().atan()).tanh();
-    let v4 = ((w[2] - (x * x))
+    let mut a = ((w.iter().map(|v| v * v).sum::<f64>().atan()
         / (1.0
-            + (backprop::sigmoid(slice_helper(w)) + x.cos())
-                * (backprop::sigmoid(slice_helper(w)) + x.cos())))
-    .tanh();
-    let v5 = (v3).tanh();
-    for i0 in 0..n + 1 {
-        let mut k96862 = 0;
-        while k96862 < n {
-            h[i0 % 3] = (((h[1].atan() / (1.0 + a * a)) * (h[1].atan() / (1.0 + a * a)))
-                .exp()
-                .recip())
-            .tanh();
-            h[i0 % 3] = ((((x + v3) * (x + v3) + 1.0).ln() * ((x + v3) * (x + v3) + 1.0).ln())
-                .exp()
-                .recip())
-            .tanh();
-            k96862 += 1;
-        }
-        if n > 0 {
-            let v6 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + 0.5_f64).tanh();
-            let v7 = (((x - v4) * (x - v4) + 1.0).sqrt().cos()).tanh();
-        } else {
-            a *= (backprop::sigmoid(v3)).tanh();
-            a += (x).tanh();
-        }
-    }
-    a + v4
-}
-
-#[grad]
-fn p28(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (h.iter().sum::<f64>()).tanh();
-    a = (w[0]).tanh();
-    let v3 = (((h[0] - h[0]).sin() * (h[0] - h[0]).sin() + 1.0).sqrt()).tanh();
-    h[2] *= (x - ((a * a).exp().recip() + (w[0] - y))).tanh();
-    for i0 in 0..n + 1 {
-        a += (3.0_f64).tanh();
-    }
-    h[2] = (helper(((y + w[1]) / (1.0 + backprop::sigmoid(2.0_f64) * backprop::sigmoid(2.0_f64)))))
+            + (w[0] - w.iter().map(|v| v * v).sum::<f64>())
+                * (w[0] - w.iter().map(|v| v * v).sum::<f64>())))
+        - y)
         .tanh();
-    a + x
-}
-
-#[grad]
-fn p29(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let v3 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    a += (((x / (1.0 + v3.cos() * v3.cos())) * (x / (1.0 + v3.cos() * v3.cos())) + 1.0).sqrt())
-        .tanh();
-    let v4 = (((3.0_f64 * y) - (y - y)) + (v3 + (h[2] - v3))).tanh();
-    let v5 = (v4).tanh();
-    a = (y).tanh();
-    a + x
-}
-
-#[grad]
-fn p30(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (x).tanh();
-    if b > 0.0 {
-        for i1 in 0..n + 1 {
-            h[2] *= (x.sin()).tanh();
-            b *= (w[i1 % 3]).tanh();
-        }
-        let v4 = (backprop::sigmoid(h[1])).tanh();
+    let v3 = (y - slice_helper(&h)).tanh();
+    if x > -0.2 {
+        let v4 = (a).tanh();
+        a *= (a).tanh();
     } else {
-        let v4 = (1.5_f64 + (y * w[0])).tanh();
-    }
-    a *= (w[1]).tanh();
-    a + b + a
-}
-
-#[grad]
-fn p31(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y.sin() * y.sin() + 1.0).ln() / (1.0 + y * y)).tanh();
-    let mut b = (((h.iter().sum::<f64>() + (w[0] - x)) * (h.iter().sum::<f64>() + (w[0] - x)))
-        .exp()
-        .recip())
-    .tanh();
-    let v4 = (0.25_f64).tanh();
-    a = (backprop::sigmoid(h[0])).tanh();
-    a + b + a
-}
-
-#[grad]
-fn p32(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper((h[1] * h[1] + 1.0).sqrt()) - (y * y + 1.0).ln().sin()).tanh();
-    let mut k304542 = 0;
-    while k304542 < n {
-        let v3 = (w
-            .iter()
-            .zip(h.iter())
-            .map(|(a, b)| a * b)
-            .sum::<f64>()
-            .atan())
-        .tanh();
-        let mut k219401 = 0;
-        while k219401 < n {
-            let v4 = (y).tanh();
-            k219401 += 1;
-        }
-        k304542 += 1;
-    }
-    let v3 = (((x.tanh() + backprop::sigmoid(h[1])) * (x.tanh() + backprop::sigmoid(h[1])) + 1.0)
-        .ln())
-    .tanh();
-    h[2] *= ((w[2] + w[1]).cos().sin()).tanh();
-    a = (h[1].tanh()).tanh();
-    a + v3
-}
-
-#[grad]
-fn p33(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x.tanh() * x.tanh()).exp().recip() + y).tanh();
-    for _ in 0..n {
-        let v3 = ((x.sin() * slice_helper(w)) + x).tanh();
-        let v4 = (backprop::sigmoid(h[2].atan()) - x).tanh();
-        a = ((slice_helper(w) * slice_helper(w)).exp().recip() - x).tanh();
-    }
-    if a > 0.0 {
-        if n % 2 == 0 {
-            a -= (x + y).tanh();
-        } else {
-            let v3 = ((y * y).exp().recip()).tanh();
-        }
-        h[0] += (x).tanh();
-    } else {
-        let v3 = (a - ((a - a) + (a * a + 1.0).sqrt())).tanh();
+        a = ((((y + a) + (x * x).exp().recip()) * ((y + a) + (x * x).exp().recip()) + 1.0).sqrt())
+            .tanh();
+        a *= (h[1]).tanh();
     }
     if n % 2 == 0 {
-        if n > 3 {
-            a *= (a).tanh();
-            a *= (2.0_f64).tanh();
-        } else {
-        }
-        if n % 2 == 0 {
-            a = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                + 1.0)
-                .ln()
-                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                    + 1.0)
-                    .ln())
-            .exp()
-            .recip()
-            .sin())
-            .tanh();
-        } else {
-        }
-    } else {
-        for _ in 0..n {
-            let v3 = (helper(((y * y) / (1.0 + (a - a) * (a - a))))).tanh();
-            let v4 = ((v3 + (x + y)) / (1.0 + y * y)).tanh();
-            let v5 = ((x * x).exp().recip()).tanh();
-        }
-    }
-    for _ in 0..n {
-        for i1 in 0..n + 1 {
-            a *= (((a / (1.0 + y * y)) + x) * (slice_helper(&h) - x)).tanh();
-        }
-    }
-    h[0] = (helper((h[1] / (1.0 + slice_helper(&h) * slice_helper(&h)))).cos()).tanh();
-    a + y
-}
-
-#[grad]
-fn p34(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (((3.0_f64 + x) * backprop::sigmoid(y)).sin()).tanh();
-    if n % 2 == 0 {
-        if b > -0.2 {
-            b += (((w[1] * w[1] + 1.0).sqrt() + h[1].sin()) - a).tanh();
+        if v3 > -0.2 {
+            a += (((w[1] * w[1] + 1.0).sqrt() + h[1].sin()) - a).tanh();
         } else {
         }
         if n > 3 {
@@ -965,166 +994,143 @@ fn p34(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
             let v4 = (x).tanh();
         }
     } else {
-        let mut k322526 = 0;
-        while k322526 < n {
-            b -= ((backprop::sigmoid(h.iter().sum::<f64>())
-                * backprop::sigmoid(h.iter().sum::<f64>())
+        let mut k547474 = 0;
+        loop {
+            if k547474 >= n {
+                break;
+            }
+            a *= ((v3 * v3 + 1.0).sqrt()).tanh();
+            a += (a).tanh();
+            if x > 0.61 {
+                break;
+            }
+            k547474 += 1;
+        }
+        let v4 = ((a.cos() * helper(v3)) / (1.0 + ((h[2] - x) * x.cos()) * ((h[2] - x) * x.cos())))
+            .tanh();
+    }
+    for i0 in 0..n + 1 {
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                let v4 = (2.0_f64).tanh();
+            }
+            _ => {}
+        }
+    }
+    let mut k795536 = 0;
+    while k795536 < n {
+        let v4 = (((v3 * h[1]) + (x - slice_helper(&h))) * ((a + a) * (x * x + 1.0).ln())).tanh();
+        h[0] += (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+        k795536 += 1;
+    }
+    a + v3
+}
+
+#[grad]
+fn p27(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (a).tanh();
+    let v4 = (((y * a) + (a / (1.0 + a * a))).sin()).tanh();
+    let mut k624452 = 0;
+    loop {
+        if k624452 >= n {
+            break;
+        }
+        h[1] += ((helper(h[0]) + (h.iter().sum::<f64>() - a)) * (x * v4)).tanh();
+        match n % 3 {
+            0 => {
+                h[2] += (backprop::sigmoid((a - 3.0_f64).tanh())).tanh();
+            }
+            1 | 2 => {
+                a *= (((w.iter().map(|v| v * v).sum::<f64>() * y)
+                    / (1.0 + (w[0] - x) * (w[0] - x)))
+                    * backprop::sigmoid((a * w.iter().map(|v| v * v).sum::<f64>())))
+                .tanh();
+            }
+            _ => {
+                let v5 = (y * a).tanh();
+            }
+        }
+        if a > 0.61 {
+            break;
+        }
+        k624452 += 1;
+    }
+    b = (h[1]).tanh();
+    let v5 = (((y - x) * (y - x)).exp().recip().cos()).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p28(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = (slice_helper(&h)).tanh();
+    let v4 = (w.iter().map(|v| v * v).sum::<f64>().cos() * (y - a).atan()).tanh();
+    h[0] = (((v4 + y) / (1.0 + h[0].cos() * h[0].cos())).cos()).tanh();
+    for i0 in 0..n + 1 {
+        a = ((v4.tanh() - (y / (1.0 + w[0] * w[0])))
+            / (1.0 + backprop::sigmoid(y) * backprop::sigmoid(y)))
+        .tanh();
+        let v5 = (x * h[i0 % 3]).tanh();
+        let v6 = ((b - backprop::sigmoid(v4)) - ((w[1] - h[0]) * v4)).tanh();
+    }
+    if n % 2 == 0 {
+        let v5 = (((a.atan() * backprop::sigmoid(y)) * (a.atan() * backprop::sigmoid(y)) + 1.0)
+            .sqrt())
+        .tanh();
+        let v6 = (w[1].atan()).tanh();
+    } else {
+        let v5 = (((x * x + 1.0).ln() * (x * x + 1.0).ln() + 1.0).sqrt()).tanh();
+    }
+    if n > 2 {
+        for i1 in 0..n + 1 {
+            h[2] *= (b.atan()).tanh();
+            let v5 = (backprop::sigmoid(((3.0_f64 * 3.0_f64).exp().recip() + (v4 * h[1])))).tanh();
+            a += (((b * 0.5_f64) * helper(0.5_f64)) + a).tanh();
+        }
+        b = (w[2] + h[2]).tanh();
+    } else {
+        let v5 = (((b + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) * y)
+            * (helper(y) - (slice_helper(w) * slice_helper(w) + 1.0).ln()))
+        .tanh();
+        if n % 2 == 0 {
+            a *= ((((h[2] * h[2]).exp().recip() + b.sin())
+                * ((h[2] * h[2]).exp().recip() + b.sin())
                 + 1.0)
                 .sqrt())
             .tanh();
-            k322526 += 1;
-        }
-        for i1 in 0..n + 1 {
-            b += (w[i1 % 3]).tanh();
-        }
-    }
-    if n % 2 == 0 {
-        a -= (b.cos().tanh()
-            + ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)
-                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)
-                + 1.0)
-                .ln())
-        .tanh();
-    } else {
-        let mut k334343 = 0;
-        while k334343 < n {
-            b *= (a).tanh();
-            k334343 += 1;
-        }
-    }
-    b += (((slice_helper(w) * slice_helper(w) + 1.0).ln()
-        + (w.iter().map(|v| v * v).sum::<f64>() - slice_helper(&h)))
-    .tanh())
-    .tanh();
-    h[2] = (slice_helper(w).sin().sin() - backprop::sigmoid((x + w[0]))).tanh();
-    let v4 = (a).tanh();
-    a + b + x
-}
-
-#[grad]
-fn p35(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * x + 1.0).ln()).tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (backprop::sigmoid((y + x)) + (w[2] * (slice_helper(&h) + x))).tanh();
-    }
-    let v3 = (((y * 1.5_f64) - x).sin()).tanh();
-    let v4 = (h.iter().sum::<f64>()).tanh();
-    a + a
-}
-
-#[grad]
-fn p36(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a =
-        (((w[1] * y) + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).cos()).tanh();
-    if n % 2 == 0 {
-        if n > 3 {
-            a = (x).tanh();
         } else {
         }
-        h[2] = (w[0]).tanh();
-    } else {
-        let v3 = (((a * y) * (a * y) + 1.0).ln() + 0.25_f64).tanh();
-        let v4 = (y).tanh();
-    }
-    let v3 = ((h[1] * h[1]).exp().recip().sin()).tanh();
-    let mut k538570 = 0;
-    while k538570 < n {
-        if n % 2 == 0 {
-            a *= ((a * (y - y))
-                / (1.0
-                    + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-            .tanh();
-        } else {
-            h[1] += (((y + w.iter().map(|v| v * v).sum::<f64>())
-                / (1.0 + (v3 / (1.0 + y * y)) * (v3 / (1.0 + y * y))))
-                * (x * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-            .tanh();
-            h[1] += ((v3 + v3).tanh() + ((y + h[1]) * (y + h[1])).exp().recip()).tanh();
-        }
-        let v4 = (slice_helper(&h) * (0.25_f64 + (3.0_f64 + x))).tanh();
-        k538570 += 1;
-    }
-    for i0 in 0..n + 1 {
-        a += (backprop::sigmoid(y) + (a * a + 1.0).sqrt()).tanh();
-    }
-    a + y
-}
-
-#[grad]
-fn p37(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b =
-        (backprop::sigmoid(((a * a + 1.0).sqrt() * (a * a + 1.0).sqrt()).exp().recip())).tanh();
-    let v4 = (w[1].atan()).tanh();
-    for _ in 0..n {
-        b += (a + v4).tanh();
-        if a > 0.0 {
-            b *= ((helper((b - v4)) * helper((b - v4))).exp().recip()).tanh();
-            let v5 = (backprop::sigmoid((v4 * h[1]).tanh())).tanh();
-        } else {
-            let v5 = (h[1]).tanh();
-            a += (v4 * w[2]).tanh();
-        }
-    }
-    a += ((h.iter().sum::<f64>()
-        * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-        .exp()
-        .recip())
-        + h[2])
-        .tanh();
-    if n > 3 {
-        h[1] *= (((a * h[2]) * (a * h[2]) + 1.0).sqrt()).tanh();
-    } else {
     }
     a + b + y
 }
 
 #[grad]
-fn p38(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p29(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((1.5_f64 * h.iter().sum::<f64>()).cos()
-        * ((w[0] * w[0] + 1.0).ln() * (w[0] * w[0] + 1.0).ln() + 1.0).ln())
+    let mut a = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        + ((x - w[1]) * (x - w[1])).exp().recip())
     .tanh();
-    h[0] = (1.5_f64).tanh();
-    h[1] = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    h[1] += (helper((a / (1.0 + 2.0_f64 * 2.0_f64)))).tanh();
-    a + y
+    let mut b = (w[0]).tanh();
+    for i0 in 0..n + 1 {
+        b = (x.atan() * helper((y + h[0]))).tanh();
+        b -= (((x + h[1]) * 2.0_f64) + ((y * y + 1.0).sqrt() / (1.0 + (b - b) * (b - b)))).tanh();
+    }
+    a += (a / (1.0 + ((b - y) + b) * ((b - y) + b))).tanh();
+    b += ((a.atan() - b).atan()).tanh();
+    a *= (b - ((a + slice_helper(w)) - a)).tanh();
+    a + b + b
 }
 
 #[grad]
-fn p39(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p30(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((w.iter().map(|v| v * v).sum::<f64>() * x).atan()
-        / (1.0 + helper((x + h[0])) * helper((x + h[0]))))
-    .tanh();
-    for _ in (0..n).rev() {
-        let v3 = (((x * a) * backprop::sigmoid(a)) - backprop::sigmoid(h[2]).tanh()).tanh();
-    }
-    h[2] = (h.iter().sum::<f64>()).tanh();
-    a = (y).tanh();
-    a = (backprop::sigmoid((h.iter().sum::<f64>() / (1.0 + y * y)).atan())).tanh();
-    let mut k940170 = 0;
-    while k940170 < n {
-        let v3 = ((y * y + 1.0).ln()).tanh();
-        a -= (v3).tanh();
-        k940170 += 1;
-    }
-    a + y
-}
-
-#[grad]
-fn p40(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * (0.5_f64 + y))
-        - (x + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + w[1])))
-        .tanh();
-    let mut b = ((y * y + 1.0).ln()).tanh();
-    let v4 = (b).tanh();
+    let mut a = (y).tanh();
+    let v3 = (1.5_f64).tanh();
+    let v4 = (v3).tanh();
     let v5 = ((((slice_helper(&h) / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>()))
         / (1.0 + backprop::sigmoid(v4) * backprop::sigmoid(v4)))
         * ((slice_helper(&h) / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>()))
@@ -1132,220 +1138,244 @@ fn p40(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
         + 1.0)
         .sqrt())
     .tanh();
-    let mut k671968 = 0;
-    while k671968 < n {
-        let v6 = (((h[1] * v5) + (1.5_f64 + b))
-            / (1.0
-                + (0.5_f64 - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).cos()
-                    * (0.5_f64 - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).cos()))
-        .tanh();
-        k671968 += 1;
-    }
-    a + b + y
+    a + y
 }
 
 #[grad]
-fn p41(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p31(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((y - x) * x.atan()) + ((y * x) + 1.5_f64)).tanh();
-    let mut k645115 = 0;
-    while k645115 < n {
-        if n % 2 == 0 {
-            a *= (h.iter().sum::<f64>().atan()).tanh();
-        } else {
-            a += (a).tanh();
-            a *= (a * h[0].sin()).tanh();
-        }
-        for i1 in 0..n + 1 {
-            let v3 = (y).tanh();
-        }
-        k645115 += 1;
-    }
-    let v3 = (helper(x)).tanh();
-    a + v3
-}
-
-#[grad]
-fn p42(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((0.25_f64 - x) / (1.0 + (y * y) * (y * y))) + x).tanh();
-    if n > 0 {
-        a = ((backprop::sigmoid(3.0_f64) * backprop::sigmoid(3.0_f64) + 1.0).sqrt()
-            - ((h[1] * h[1] + 1.0).ln() / (1.0 + (a + x) * (a + x))))
-            .tanh();
-        let v3 = (w[0].sin() * w[2]).tanh();
-    } else {
-    }
-    a = (helper(((a - w.iter().map(|v| v * v).sum::<f64>()) + (y + a)))).tanh();
-    if n > 2 {
-        let mut k249011 = 0;
-        while k249011 < n {
-            a *= ((y
-                / (1.0
-                    + (h.iter().sum::<f64>() / (1.0 + a * a))
-                        * (h.iter().sum::<f64>() / (1.0 + a * a))))
-                - y)
-                .tanh();
-            let v3 = ((y.tanh()
-                + (w[1] + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-                - ((h[1] * w[2]) - (y - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
-            .tanh();
-            k249011 += 1;
-        }
-        let v3 = (((a * y).sin() * (a * y).sin() + 1.0).ln()).tanh();
-    } else {
-        let mut k541327 = 0;
-        while k541327 < n {
-            a *= (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-            k541327 += 1;
-        }
-        if x > -0.2 {
-            a = (w[0] - w[0].cos().tanh()).tanh();
-            let v3 = (y).tanh();
-        } else {
-        }
-    }
-    let v3 = (y).tanh();
-    if v3 > 0.0 {
-        for _ in 0..n {
-            a += (a).tanh();
-            a *= (a).tanh();
-        }
-    } else {
-        if n > 0 {
-            a = (((y + w[2]) * (0.5_f64 * 0.5_f64 + 1.0).ln()).cos()).tanh();
-        } else {
-            let v4 = (v3 + v3).tanh();
-        }
-    }
-    a + v3
-}
-
-#[grad]
-fn p43(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y + y.atan())
-        - ((w[0] * w[0] + 1.0).sqrt() * (w[0] * w[0] + 1.0).sqrt())
-            .exp()
-            .recip())
-    .tanh();
-    let mut b = (0.5_f64).tanh();
-    let v4 = (x).tanh();
-    let v5 = (y).tanh();
-    b = (a).tanh();
-    if n > 3 {
-        let v6 = (v5 + a).tanh();
-        h[2] = (((b * w.iter().map(|v| v * v).sum::<f64>())
-            / (1.0 + (h[1] + h[0]) * (h[1] + h[0])))
-            + (v5.cos() / (1.0 + (y + x) * (y + x))))
-            .tanh();
-    } else {
-    }
+    let mut a = (((x - y) / (1.0 + w[2].cos() * w[2].cos())) * ((x * w[1]) - 0.5_f64)).tanh();
+    let mut b = (x.atan()).tanh();
+    a += (b * ((a * a + 1.0).ln() + (a * x))).tanh();
+    let v4 = (a).tanh();
     a + b + v4
 }
 
 #[grad]
-fn p44(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p32(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y
-        * (0.25_f64.atan() - (w.iter().map(|v| v * v).sum::<f64>() + h.iter().sum::<f64>())))
-    .tanh();
-    let mut b = (((a + w[0]) + x.tanh()) / (1.0 + x * x)).tanh();
-    for _ in 0..n {
-        if n % 2 == 0 {
-            b *= (((h[0] * h[0] + 1.0).ln() * (h[0] * h[0] + 1.0).ln())
-                .exp()
-                .recip()
-                .atan())
-            .tanh();
-        } else {
-        }
-        h[2] = (backprop::sigmoid(b)).tanh();
-        let mut k788365 = 0;
-        while k788365 < n {
-            b *= (b.sin()).tanh();
-            b *= ((b.sin() - (w[1] / (1.0 + x * x))) * ((3.0_f64 - a) + (a / (1.0 + h[0] * h[0]))))
+    let mut a = (x.atan() * h.iter().sum::<f64>().atan()).tanh();
+    let mut b = (((slice_helper(w) * w[1]) + (a * y)).cos()).tanh();
+    let v4 = (b + b).tanh();
+    let v5 = (h[0]).tanh();
+    h[2] *= ((b * b + 1.0).sqrt()).tanh();
+    if n % 2 == 0 {
+        h[1] += (((v4.sin() * h[1]) * (v4.sin() * h[1]) + 1.0).ln()).tanh();
+    } else {
+        let mut k89436 = 0;
+        loop {
+            if k89436 >= n {
+                break;
+            }
+            b = ((backprop::sigmoid(3.0_f64) * backprop::sigmoid(3.0_f64) + 1.0).sqrt()
+                - ((h[1] * h[1] + 1.0).ln() / (1.0 + (v4 + y) * (v4 + y))))
                 .tanh();
-            k788365 += 1;
+            let v6 = (w[0].sin() * w[2]).tanh();
+            if y > 0.61 {
+                break;
+            }
+            k89436 += 1;
         }
+        b = (helper(((v4 - w.iter().map(|v| v * v).sum::<f64>()) + (b + v5)))).tanh();
     }
-    let v4 = (w[0] / (1.0 + ((x * y) - a) * ((x * y) - a))).tanh();
-    h[0] *= ((backprop::sigmoid((b * b + 1.0).ln()) * backprop::sigmoid((b * b + 1.0).ln()))
+    a + b + v5
+}
+
+#[grad]
+fn p33(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y.cos().atan().tanh()).tanh();
+    if n % 2 == 0 {
+        let v3 = ((y / (1.0 + (h.iter().sum::<f64>() * a) * (h.iter().sum::<f64>() * a)))
+            + ((w[1] + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) - a))
+            .tanh();
+        let v4 = (((v3 - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+            / (1.0 + helper(x) * helper(x)))
+            * y.cos())
+        .tanh();
+    } else {
+        a = (((y
+            / (1.0
+                + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+            * (y / (1.0
+                + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
+        .exp()
+        .recip())
+        .tanh();
+    }
+    a = (y).tanh();
+    let v3 = ((w[0]
+        + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+        .exp()
+        .recip())
+    .tanh())
+    .tanh();
+    let v4 = ((h.iter().sum::<f64>() * h.iter().sum::<f64>())
         .exp()
         .recip())
     .tanh();
-    let v5 = ((b * backprop::sigmoid(0.5_f64)) / (1.0 + b * b)).tanh();
-    let v6 =
-        (((v5 * v5 + 1.0).ln() / (1.0 + (a * h[1]) * (a * h[1]))) - backprop::sigmoid(w[0])).tanh();
-    a + b + b
+    let v5 = (y).tanh();
+    a + v4
 }
 
 #[grad]
-fn p45(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p34(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y - x.tanh()) * helper((1.5_f64 - x))).tanh();
-    let mut b = (backprop::sigmoid((h[0] * (y * x)))).tanh();
-    let v4 = ((y.sin() * (3.0_f64 / (1.0 + w[0] * w[0]))) - a).tanh();
-    if n % 2 == 0 {
-        h[2] = (w[1].atan()).tanh();
+    let mut a = ((0.5_f64 * y).sin() * y).tanh();
+    a = (y).tanh();
+    h[2] += ((backprop::sigmoid(a) * backprop::sigmoid(a) + 1.0).ln()).tanh();
+    if n > 1 {
+        for _ in (0..n).rev() {
+            let v3 = (y * (y + y)).tanh();
+            if x > 0.07 {
+                break;
+            }
+            a *= (((x + (y * y + 1.0).sqrt()) * (x + (y * y + 1.0).sqrt()) + 1.0).sqrt()).tanh();
+            let v4 = (v3.tanh().cos()).tanh();
+        }
     } else {
-        h[1] += ((h.iter().sum::<f64>() - w[0]) - ((y / (1.0 + x * x)) + slice_helper(w))).tanh();
-        let v5 = (w[0] * (h[0] + x)).tanh();
-    }
-    h[0] *= ((0.25_f64 * 0.25_f64 + 1.0).ln()).tanh();
-    let v5 = ((w[1].sin() * h[1]) / (1.0 + ((x + b) * v4) * ((x + b) * v4))).tanh();
-    h[1] += (v5 / (1.0 + 3.0_f64 * 3.0_f64)).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p46(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y / (1.0 + (y.atan() + (w[2] * y)) * (y.atan() + (w[2] * y)))).tanh();
-    let mut b = (((2.0_f64 * 2.0_f64).exp().recip() * (2.0_f64 * 2.0_f64).exp().recip())
-        .exp()
-        .recip()
-        .atan())
-    .tanh();
-    let v4 = (a).tanh();
-    for _ in (0..n).rev() {
-        let mut k514469 = 0;
-        while k514469 < n {
-            a *= (x).tanh();
-            k514469 += 1;
-        }
-        if n > 1 {
-            b -= (w[0]).tanh();
-            b += (h[1] - (a.atan() / (1.0 + a * a))).tanh();
+        let v3 = (y).tanh();
+        if y > -0.2 {
+            a *= (((a * a).exp().recip() * (a * a).exp().recip() + 1.0).ln()).tanh();
+            a += (((v3 * w.iter().map(|v| v * v).sum::<f64>())
+                / (1.0 + (h[1] + h[0]) * (h[1] + h[0])))
+                + ((y * y + 1.0).sqrt()
+                    / (1.0
+                        + (x + w.iter().map(|v| v * v).sum::<f64>())
+                            * (x + w.iter().map(|v| v * v).sum::<f64>()))))
+            .tanh();
         } else {
-            b += (2.0_f64 - ((a * a + 1.0).ln() - (w[1] * w[1]).exp().recip())).tanh();
-            h[2] = (helper((0.25_f64 - a)) + h.iter().sum::<f64>()).tanh();
+            a -= (a).tanh();
+            a = (slice_helper(w).cos()).tanh();
         }
     }
-    a + b + a
+    h[0] *= (a).tanh();
+    a = ((w[0] + w.iter().map(|v| v * v).sum::<f64>()) - (x * (h.iter().sum::<f64>() * a))).tanh();
+    a + a
 }
 
 #[grad]
-fn p47(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p35(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    h[1] += (((a / (1.0 + w[2] * w[2])) * (a / (1.0 + w[2] * w[2])))
-        .exp()
-        .recip()
-        + (slice_helper(w) - (x / (1.0 + a * a))))
+    let mut a = ((y.atan() / (1.0 + (h[0] * h[0] + 1.0).ln() * (h[0] * h[0] + 1.0).ln()))
+        / (1.0 + 0.5_f64 * 0.5_f64))
         .tanh();
-    for _ in 0..n {
-        let v3 = (a + y).tanh();
-        let v4 = (x).tanh();
+    let v3 = (((a * y) * y) * x).tanh();
+    let mut k458503 = 0;
+    while k458503 < n {
+        if y > -0.2 {
+            let v4 = (x
+                / (1.0 + ((h.iter().sum::<f64>() + y) * v3) * ((h.iter().sum::<f64>() + y) * v3)))
+                .tanh();
+            let v5 = (backprop::sigmoid(y).cos()
+                / (1.0
+                    + ((slice_helper(&h) + 2.0_f64)
+                        * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * a))
+                        * ((slice_helper(&h) + 2.0_f64)
+                            * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * a))))
+                .tanh();
+        } else {
+            let v4 = (h[2] / (1.0 + ((x * a) - (x + a)) * ((x * a) - (x + a)))).tanh();
+            a -= (w[2]).tanh();
+        }
+        k458503 += 1;
     }
-    a + x
+    match n % 3 {
+        0 => {
+            let v4 = ((x * x + 1.0).sqrt()
+                / (1.0
+                    + (helper(v3) - backprop::sigmoid(x)) * (helper(v3) - backprop::sigmoid(x))))
+            .tanh();
+            h[2] += (a
+                / (1.0
+                    + ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + v4)
+                        * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + v4)
+                        + 1.0)
+                        .ln()
+                        * ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + v4)
+                            * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + v4)
+                            + 1.0)
+                            .ln()))
+            .tanh();
+        }
+        1 | 2 => {
+            for i1 in 0..n + 1 {
+                let v4 = (w[2]).tanh();
+                a *= ((a * a).exp().recip() * (1.5_f64 / (1.0 + v4 * v4)).cos()).tanh();
+            }
+        }
+        _ => {}
+    }
+    a = (backprop::sigmoid((y - w[1])).cos()).tanh();
+    h[1] = (x / (1.0 + w[1] * w[1])).tanh();
+    a + v3
 }
 
 #[grad]
-fn p48(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p36(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y.tanh() * y).cos()).tanh();
-    let mut b = (((x * x + 1.0).sqrt() * x) * 0.25_f64).tanh();
+    let mut a = (h.iter().sum::<f64>() * ((x / (1.0 + x * x)) * (y * y + 1.0).sqrt())).tanh();
+    let mut b = (y - a).tanh();
+    let v4 = (x.sin().tanh()).tanh();
+    a *= (helper((backprop::sigmoid(y) * (0.25_f64 - y)))).tanh();
+    a = ((b * b + 1.0).ln()).tanh();
+    a + b + v4
+}
+
+#[grad]
+fn p37(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((0.5_f64 * y).tanh()).tanh();
+    let mut b = ((w[0] * w[0] + 1.0).ln() * (w[2] - y).atan()).tanh();
+    a -= (a).tanh();
+    let v4 = ((w.iter().map(|v| v * v).sum::<f64>().tanh()
+        * w.iter().map(|v| v * v).sum::<f64>().tanh()
+        + 1.0)
+        .sqrt()
+        - (x * x + 1.0).sqrt())
+    .tanh();
+    let v5 = (helper(b).sin().atan()).tanh();
+    let v6 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p38(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y.atan() / (1.0 + w[0] * w[0])) - ((x - y) * (3.0_f64 / (1.0 + y * y)))).tanh();
+    let v3 = (a).tanh();
+    let v4 = (h[0]).tanh();
+    h[1] *= (((v3 - y) * (v3 - y) + 1.0).sqrt() - a.sin().atan()).tanh();
+    a + a
+}
+
+#[grad]
+fn p39(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()
+        + 1.0)
+        .ln()
+        - (y - x))
+        * (h[1].sin()
+            * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+            .exp()
+            .recip()))
+    .tanh();
+    let mut b = (y).tanh();
+    if x > -0.2 {
+        let v4 = (w[0]).tanh();
+        if n % 2 == 0 {
+            h[2] = (x).tanh();
+            let v5 = ((x + b).tanh().cos()).tanh();
+        } else {
+            a = (((x * x + 1.0).sqrt() * y) * 0.25_f64).tanh();
+        }
+    } else {
+    }
     h[0] += (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + h.iter().sum::<f64>())
         * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + h.iter().sum::<f64>()))
     .exp()
@@ -1354,402 +1384,435 @@ fn p48(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     .tanh();
     let v4 = (y).tanh();
     h[0] *= (slice_helper(&h)).tanh();
+    a += (((v4 - v4) - a) / (1.0 + a * a)).tanh();
     a + b + b
+}
+
+#[grad]
+fn p40(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (0.5_f64).tanh();
+    let v3 = ((y.cos() - (a - w[1])) * ((y - 2.0_f64) - (a - a))).tanh();
+    a *= (3.0_f64).tanh();
+    a + x
+}
+
+#[grad]
+fn p41(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = (x * a).tanh();
+    for i0 in 0..n + 1 {
+        a += (((b - b) + (b - y)).tanh()).tanh();
+        let mut k453078 = 0;
+        while k453078 < n {
+            let v4 = (3.0_f64).tanh();
+            a *= ((((y * y + 1.0).ln() - h[1].tanh()) * ((y * y + 1.0).ln() - h[1].tanh()) + 1.0)
+                .ln())
+            .tanh();
+            k453078 += 1;
+        }
+        for _ in 0..n {
+            a += (a).tanh();
+            b += (x / (1.0 + (0.25_f64 * w[i0 % 3]).atan() * (0.25_f64 * w[i0 % 3]).atan())).tanh();
+        }
+    }
+    h[0] = (y.cos()).tanh();
+    for i0 in 0..n + 1 {
+        let v4 = (h.iter().sum::<f64>().atan()).tanh();
+        h[i0 % 3] = (((a - v4).sin() * (a - v4).sin() + 1.0).ln()).tanh();
+    }
+    if x > 0.0 {
+        let v4 = ((y * y + 1.0).ln() + helper(y)).tanh();
+        for i1 in 0..n + 1 {
+            if b > 0.37 {
+                break;
+            }
+            b *= (1.5_f64).tanh();
+            a = ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - h[i1 % 3])
+                - ((y * y + 1.0).ln() + h.iter().sum::<f64>()))
+            .tanh();
+        }
+    } else {
+        let mut k660461 = 0;
+        while k660461 < n {
+            let v4 = (((x * y) * y.atan()).sin()).tanh();
+            k660461 += 1;
+        }
+        let v4 = (((2.0_f64 * 2.0_f64 + 1.0).ln() + (w[0] / (1.0 + a * a)))
+            / (1.0 + helper((b * b + 1.0).sqrt()) * helper((b * b + 1.0).sqrt())))
+        .tanh();
+    }
+    b = ((b - (w[1] * w[1]).exp().recip()).atan()).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p42(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = ((h.iter().sum::<f64>().tanh() * (3.0_f64 - y)).tanh()).tanh();
+    b = (b / (1.0 + b * b)).tanh();
+    let v4 = (a + (y / (1.0 + y * y))).tanh();
+    b = (y * b).tanh();
+    a + b + y
+}
+
+#[grad]
+fn p43(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w[0].sin()).tanh();
+    let mut b = (x).tanh();
+    let mut k164538 = 0;
+    loop {
+        if k164538 >= n {
+            break;
+        }
+        let v4 = (a).tanh();
+        b -= (backprop::sigmoid(helper(w.iter().map(|v| v * v).sum::<f64>()))
+            / (1.0 + a.cos() * a.cos()))
+        .tanh();
+        if b > 0.61 {
+            break;
+        }
+        k164538 += 1;
+    }
+    b -= ((helper(slice_helper(w)) * (slice_helper(&h) + slice_helper(w)))
+        + ((h.iter().sum::<f64>() - 0.5_f64) - y))
+        .tanh();
+    a + b + a
+}
+
+#[grad]
+fn p44(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x - ((y + x) * (y + x) + 1.0).sqrt()).tanh();
+    h[2] = (slice_helper(&h)).tanh();
+    h[2] += ((a * backprop::sigmoid(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+        + h.iter().sum::<f64>().tanh())
+    .tanh();
+    a = ((slice_helper(w) - slice_helper(&h)).cos().sin()).tanh();
+    a + a
+}
+
+#[grad]
+fn p45(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((w[2] / (1.0 + w[0] * w[0])) - (y / (1.0 + x * x))).tanh();
+    let mut b = ((w[2] * (a + x)) / (1.0 + (y * y).exp().recip() * (y * y).exp().recip())).tanh();
+    h[0] *= (x).tanh();
+    h[0] *= ((w[1] - 1.5_f64).cos() - ((y - 2.0_f64) * (slice_helper(w) - b))).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p46(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[1]).tanh();
+    let mut b = (y - ((x - x) * (a * a).exp().recip())).tanh();
+    h[1] *= (((w.iter().map(|v| v * v).sum::<f64>() / (1.0 + 2.0_f64 * 2.0_f64)).tanh()
+        * (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + 2.0_f64 * 2.0_f64)).tanh())
+    .exp()
+    .recip())
+    .tanh();
+    let v4 = ((x * x).exp().recip()).tanh();
+    let v5 = (h.iter().sum::<f64>()).tanh();
+    b = ((((b / (1.0 + v5 * v5)) * (v5 + y)) * ((b / (1.0 + v5 * v5)) * (v5 + y)) + 1.0).ln())
+        .tanh();
+    for _ in 0..n {
+        for i1 in 0..n + 1 {
+            let v6 = (((w[i1 % 3] / (1.0 + 2.0_f64 * 2.0_f64))
+                * (w[i1 % 3] / (1.0 + 2.0_f64 * 2.0_f64)))
+                .exp()
+                .recip()
+                + w[i1 % 3])
+                .tanh();
+            let v7 = (v5.tanh().tanh() - v4).tanh();
+            let v8 = (((v6 + v5) - b) * (v6 * v6 + 1.0).ln().tanh()).tanh();
+        }
+    }
+    a + b + a
+}
+
+#[grad]
+fn p47(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w[1]).tanh();
+    let mut b = (((y + 0.5_f64) + (y - slice_helper(w))) / (1.0 + 0.5_f64 * 0.5_f64)).tanh();
+    h[0] += (y * b.cos()).tanh();
+    let v4 = ((b.cos().cos() * b.cos().cos()).exp().recip()).tanh();
+    a = (w[1]).tanh();
+    if n > 2 {
+        for _ in (0..n).rev() {
+            h[0] *= (v4).tanh();
+            if x > 0.07 {
+                break;
+            }
+        }
+        let mut k811508 = 0;
+        loop {
+            if k811508 >= n {
+                break;
+            }
+            a *= (((2.0_f64 + b) + (a + x)) - ((v4 - h.iter().sum::<f64>()) * b)).tanh();
+            let v5 = ((b.tanh() / (1.0 + (w[1] + x) * (w[1] + x))).atan()).tanh();
+            if b > 0.61 {
+                break;
+            }
+            k811508 += 1;
+        }
+    } else {
+        b = (h[1]).tanh();
+        for _ in 0..n {
+            b *= ((w[0] * w[0] + 1.0).ln()).tanh();
+            let v5 = (slice_helper(w)).tanh();
+            a *= ((helper(a) * helper(a)).exp().recip() + v4).tanh();
+        }
+    }
+    h[2] *= (2.0_f64 / (1.0 + x * x)).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p48(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (0.5_f64 + ((h[1] * 3.0_f64) - (slice_helper(&h) * slice_helper(&h) + 1.0).sqrt())).tanh();
+    for _ in (0..n).rev() {
+        if n % 2 == 0 {
+            a *= (((y + x) * (y + x) + 1.0).ln()).tanh();
+            h[1] = (a).tanh();
+        } else {
+            a += (((a * x).sin() * (a * x).sin() + 1.0).sqrt()).tanh();
+            a *= ((0.5_f64 + 1.5_f64)
+                - ((w[1] * w[1] + 1.0).ln() / (1.0 + w[1].cos() * w[1].cos())))
+            .tanh();
+        }
+        let v3 = (2.0_f64).tanh();
+    }
+    h[0] += (w[0]).tanh();
+    h[2] += (h[1] - ((x + x) - (2.0_f64 / (1.0 + w[0] * w[0])))).tanh();
+    for _ in (0..n).rev() {
+        a = (helper(w[0])).tanh();
+    }
+    a + a
 }
 
 #[grad]
 fn p49(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let v3 =
-        ((helper(x) * helper(x) + 1.0).ln() + ((w[0] + w[1]) * (h[0] * h[0]).exp().recip())).tanh();
-    let v4 = (backprop::sigmoid(a)).tanh();
-    a -= (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    a = (v3).tanh();
-    a + a
+    let mut a = (w.iter().map(|v| v * v).sum::<f64>().sin() + (x + (x * x + 1.0).sqrt())).tanh();
+    let mut b = (a - h.iter().sum::<f64>()).tanh();
+    for i0 in 0..n + 1 {
+        if a > -0.13 {
+            break;
+        }
+        let mut k106643 = 0;
+        while k106643 < n {
+            let v4 = (b
+                / (1.0
+                    + (helper(a) * helper(a)).exp().recip()
+                        * (helper(a) * helper(a)).exp().recip()))
+            .tanh();
+            b += (b + ((w[i0 % 3] + a) / (1.0 + a * a))).tanh();
+            k106643 += 1;
+        }
+    }
+    for _ in (0..n).rev() {
+        a += (b - backprop::sigmoid(a.tanh())).tanh();
+        for _ in 0..n {
+            a += (((x * x)
+                / (1.0 + (0.5_f64 * 0.5_f64 + 1.0).ln() * (0.5_f64 * 0.5_f64 + 1.0).ln()))
+                * 0.25_f64.tanh().tanh())
+            .tanh();
+        }
+        a = (a + ((x * w.iter().map(|v| v * v).sum::<f64>()) + helper(y))).tanh();
+    }
+    for _ in (0..n).rev() {
+        a = ((((b + b) + x.sin()) * ((b + b) + x.sin())).exp().recip()).tanh();
+        match n % 3 {
+            0 => {
+                a += (w[2]).tanh();
+                let v4 = (a - (b - x).atan()).tanh();
+            }
+            1 | 2 => {
+                b *= (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+            }
+            _ => {}
+        }
+        for _ in (0..n).rev() {
+            h[1] *= (a.tanh() + (backprop::sigmoid(slice_helper(w)) * (y + a))).tanh();
+        }
+    }
+    a + b + x
 }
 
 #[grad]
 fn p50(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y + h[2]).cos() - (x * 0.25_f64).cos()).tanh();
-    let mut b = (backprop::sigmoid(a)).tanh();
-    for i0 in 0..n + 1 {
-        a = (w[1]).tanh();
-    }
-    let v4 = ((y.atan()
-        * (w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
-            .exp()
-            .recip())
-        - b)
-        .tanh();
-    a += (((y * y + 1.0).sqrt() * (y * y + 1.0).sqrt() + 1.0).ln()
-        / (1.0
-            + (h[1].tanh() + w.iter().map(|v| v * v).sum::<f64>())
-                * (h[1].tanh() + w.iter().map(|v| v * v).sum::<f64>())))
+    let mut a = (x.cos().sin() * x).tanh();
+    let mut b = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        + ((0.25_f64 / (1.0 + 0.5_f64 * 0.5_f64)) * (0.25_f64 / (1.0 + 0.5_f64 * 0.5_f64)) + 1.0)
+            .ln())
     .tanh();
-    h[2] = (v4).tanh();
+    let mut k867363 = 0;
+    while k867363 < n {
+        let mut k803641 = 0;
+        loop {
+            if k803641 >= n {
+                break;
+            }
+            b *= (((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()
+                + 1.0)
+                .sqrt()
+                + b.tanh())
+                - ((x * x + 1.0).sqrt() * (x * x + 1.0).sqrt() + 1.0).sqrt())
+            .tanh();
+            if y > 0.61 {
+                break;
+            }
+            k803641 += 1;
+        }
+        if n % 2 == 0 {
+            b = (y
+                / (1.0
+                    + ((x / (1.0 + y * y)) * (x / (1.0 + y * y)) + 1.0).ln()
+                        * ((x / (1.0 + y * y)) * (x / (1.0 + y * y)) + 1.0).ln()))
+            .tanh();
+            h[2] = (((y / (1.0 + x * x)) / (1.0 + h[2].atan() * h[2].atan()))
+                * (1.5_f64 / (1.0 + backprop::sigmoid(w[2]) * backprop::sigmoid(w[2]))))
+            .tanh();
+        } else {
+            a += ((backprop::sigmoid((0.25_f64 + w[0])) * backprop::sigmoid((0.25_f64 + w[0])))
+                .exp()
+                .recip())
+            .tanh();
+            let v4 = ((helper(x) + (2.0_f64 * 2.0_f64 + 1.0).ln())
+                / (1.0 + (w[2] * w[2] + 1.0).ln() * (w[2] * w[2] + 1.0).ln()))
+            .tanh();
+        }
+        k867363 += 1;
+    }
+    if n % 2 == 0 {
+        let v4 = (b).tanh();
+    } else {
+        if n > 3 {
+            let v4 = (backprop::sigmoid(a)
+                + ((y + x)
+                    + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + x * x))))
+                .tanh();
+        } else {
+        }
+        for i1 in 0..n + 1 {
+            if a > 0.37 {
+                break;
+            }
+            a -= (y).tanh();
+            b *= (a.sin()).tanh();
+            b *= (slice_helper(&h)).tanh();
+        }
+    }
+    b = ((x * x).exp().recip().sin() * ((a * a).exp().recip() - y.cos())).tanh();
+    if n % 2 == 0 {
+        a = (((a * a).exp().recip() * 0.5_f64) + x).tanh();
+    } else {
+        h[0] *= (helper(y.sin().tanh())).tanh();
+    }
     a + b + a
 }
 
 #[grad]
 fn p51(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((w[2] * w[2] + 1.0).sqrt()).tanh();
-    h[2] += (backprop::sigmoid(a.atan())
-        + ((h[2] * w[1]) * (h.iter().sum::<f64>() * slice_helper(w))))
-    .tanh();
-    a += (h.iter().sum::<f64>()).tanh();
-    if n % 2 == 0 {
-        let v3 = (((x * x + 1.0).ln() * (x * x + 1.0).ln() + 1.0).sqrt()
-            - (a * a).exp().recip().sin())
-        .tanh();
-        let v4 = ((y * y + 1.0).ln() + helper(y)).tanh();
-    } else {
+    let mut a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    let mut b = ((h[1] - (w[1] / (1.0 + w[1] * w[1]))) + y).tanh();
+    for i0 in 0..n + 1 {
+        let mut k168644 = 0;
+        loop {
+            if k168644 >= n {
+                break;
+            }
+            let v4 = ((helper(b) + (w.iter().map(|v| v * v).sum::<f64>() + y)).tanh()).tanh();
+            let v5 = (0.5_f64 - ((w[i0 % 3] * a) * b)).tanh();
+            if b > 0.61 {
+                break;
+            }
+            k168644 += 1;
+        }
+        let v4 = (backprop::sigmoid(y).sin().cos()).tanh();
     }
-    a = (slice_helper(&h)).tanh();
-    a + y
+    b += (h[0].sin().atan()).tanh();
+    b += (w[2] + (0.25_f64 * 0.25_f64 + 1.0).sqrt()).tanh();
+    let v4 = (a
+        / (1.0
+            + (backprop::sigmoid(h[1]) + (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + b * b)))
+                * (backprop::sigmoid(h[1])
+                    + (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + b * b)))))
+        .tanh();
+    let v5 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    a + b + x
 }
 
 #[grad]
 fn p52(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((0.25_f64 * h.iter().sum::<f64>()) * (0.25_f64 * h.iter().sum::<f64>()) + 1.0)
-        .sqrt()
-        / (1.0 + ((y / (1.0 + 2.0_f64 * 2.0_f64)) + y) * ((y / (1.0 + 2.0_f64 * 2.0_f64)) + y)))
-        .tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (a).tanh();
-        let mut k475449 = 0;
-        while k475449 < n {
-            let v4 = (((x * y) * y.atan()).sin()).tanh();
-            k475449 += 1;
-        }
+    let mut a = ((x / (1.0 + x * x)).sin() * ((x + x) - (h[2] + x))).tanh();
+    let mut b = ((a.sin() * a.sin() + 1.0).sqrt() + (slice_helper(w) * w[1].cos())).tanh();
+    h[1] += (x).tanh();
+    let mut k935105 = 0;
+    while k935105 < n {
+        h[1] = (y - y).tanh();
+        k935105 += 1;
     }
-    let v3 = (((2.0_f64 * 2.0_f64 + 1.0).ln() + (w[0] / (1.0 + y * y)))
-        / (1.0
-            + (backprop::sigmoid(a) * backprop::sigmoid(a) + 1.0).sqrt()
-                * (backprop::sigmoid(a) * backprop::sigmoid(a) + 1.0).sqrt()))
-    .tanh();
-    a + v3
+    a + b + y
 }
 
 #[grad]
 fn p53(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y - (w[1] * w[1]).exp().recip()).atan()).tanh();
-    let mut b = (x).tanh();
-    for _ in 0..n {
-        if n % 2 == 0 {
-            h[2] = (0.5_f64).tanh();
-            a *= (b / (1.0 + b * b)).tanh();
-        } else {
-        }
-        if n % 2 == 0 {
-            h[1] = (y).tanh();
-            let v4 =
-                (((x + x) * (x + x) + 1.0).ln() * ((w[1] * w[1] + 1.0).ln() + y.tanh())).tanh();
-        } else {
-            a *= (b).tanh();
-        }
-        let v4 = (slice_helper(&h).sin()).tanh();
-    }
-    a = (helper(b) / (1.0 + a * a)).tanh();
-    a + b + y
+    let mut a = (slice_helper(&h).atan() - ((w[1] / (1.0 + y * y)) + helper(y))).tanh();
+    a = (w.iter().map(|v| v * v).sum::<f64>() + x).tanh();
+    let v3 = (y.sin().sin().sin()).tanh();
+    let v4 = (v3 / (1.0 + ((x + v3) + 3.0_f64) * ((x + v3) + 3.0_f64))).tanh();
+    a + v4
 }
 
 #[grad]
 fn p54(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((slice_helper(w) * 0.25_f64) * (slice_helper(&h) + slice_helper(w)))
-        + ((h.iter().sum::<f64>() - 0.5_f64) - x))
-        .tanh();
-    let mut b = ((a * a + 1.0).sqrt()).tanh();
-    let mut k10744 = 0;
-    while k10744 < n {
-        let v4 = (((a + x) * (a + x) + 1.0).sqrt() + ((w[1] + a) * helper(b))).tanh();
-        let mut k811960 = 0;
-        while k811960 < n {
-            let v5 = ((h[1] * h[1] + 1.0).sqrt().sin()
-                / (1.0
-                    + ((h[2] + h[2]) * (slice_helper(w) / (1.0 + y * y)))
-                        * ((h[2] + h[2]) * (slice_helper(w) / (1.0 + y * y)))))
+    let mut a = ((3.0_f64 * 3.0_f64 + 1.0).sqrt()).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            match n % 3 {
+                0 => {}
+                1 | 2 => {}
+                _ => {}
+            }
+            a -= (backprop::sigmoid(((x * x + 1.0).sqrt() * (x * x + 1.0).sqrt()).exp().recip()))
                 .tanh();
-            k811960 += 1;
         }
-        k10744 += 1;
+        _ => {
+            for _ in 0..n {
+                let v3 = (w[2]).tanh();
+            }
+        }
     }
-    a = (backprop::sigmoid(w[0])).tanh();
-    a + b + x
+    a -= (x).tanh();
+    a = (((h[0] * h[0] + 1.0).sqrt() * (h[2] - a)).tanh()).tanh();
+    let v3 = (y).tanh();
+    let mut k387647 = 0;
+    while k387647 < n {
+        let v4 = (((a / (1.0 + h[1] * h[1])) + w[0]) * backprop::sigmoid(v3.sin())).tanh();
+        a = ((h[0].cos() + w.iter().map(|v| v * v).sum::<f64>()) / (1.0 + a.cos() * a.cos()))
+            .tanh();
+        k387647 += 1;
+    }
+    a + y
 }
 
 #[grad]
 fn p55(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = ((backprop::sigmoid(y) * backprop::sigmoid(y) + 1.0).sqrt()
-        + (w.iter().map(|v| v * v).sum::<f64>() * (w[2] + y)))
-        .tanh();
-    let v4 = (y).tanh();
-    a -= ((h[1].sin() * (a + a)) - a).tanh();
-    a *= ((backprop::sigmoid(y) - backprop::sigmoid(w[0]))
-        / (1.0 + ((x - y) * (v4 * v4).exp().recip()) * ((x - y) * (v4 * v4).exp().recip())))
-    .tanh();
-    for i0 in 0..n + 1 {
-        if n % 2 == 0 {
-            b += (v4 * ((a * a) * (a * a)).exp().recip()).tanh();
-        } else {
-        }
-        h[1] += (v4).tanh();
-    }
-    a + b + b
-}
-
-#[grad]
-fn p56(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[2]).tanh();
-    let mut b = (h[2].tanh() + ((y - a) * (x * 3.0_f64))).tanh();
-    h[0] *= (a).tanh();
-    let v4 = (backprop::sigmoid(helper(x.cos()))).tanh();
-    let v5 = (((b + a) - y) * (b * b + 1.0).ln().tanh()).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p57(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[1]
-        - ((slice_helper(&h) + y)
-            / (1.0
-                + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - h[0])
-                    * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - h[0]))))
-        .tanh();
-    let v3 = ((a * y).cos() + y).tanh();
-    let v4 = (h[2] * v3.cos().cos()).tanh();
-    let v5 = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)
-        + (w[0] * w[0] + 1.0).ln())
-        * ((v4 + x) + h.iter().sum::<f64>().sin()))
-    .tanh();
-    a + a
-}
-
-#[grad]
-fn p58(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y * y + 1.0).ln() / (1.0 + (1.5_f64 - x) * (1.5_f64 - x))).cos()).tanh();
-    let v3 = (a).tanh();
-    h[0] *= ((x * x + 1.0).ln()).tanh();
-    if n > 1 {
-        if n > 1 {
-            let v4 = ((0.5_f64 - 0.25_f64).sin()
-                + (w.iter().map(|v| v * v).sum::<f64>().sin()
-                    - (w[2] * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
-            .tanh();
-        } else {
-            a += (slice_helper(w)).tanh();
-            a *= ((helper(a) * helper(a)).exp().recip() * x).tanh();
-        }
-        h[2] *= (2.0_f64 / (1.0 + x * x)).tanh();
-    } else {
-        h[2] += (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-        h[2] += ((x * x + 1.0).sqrt()).tanh();
-    }
-    let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    for _ in (0..n).rev() {
-        if n % 2 == 0 {
-            a *= (((v3 + x) * (v3 + x) + 1.0).ln()).tanh();
-            h[1] = (v4).tanh();
-        } else {
-            a *= (((w[1] * x) * (w[1] * x) + 1.0).ln()).tanh();
-        }
-        a *= (0.5_f64 + 1.5_f64).tanh();
-    }
-    a + v4
-}
-
-#[grad]
-fn p59(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = ((backprop::sigmoid(x).sin() * backprop::sigmoid(x).sin())
-        .exp()
-        .recip())
-    .tanh();
-    h[0] *= (a.cos()).tanh();
-    h[2] += (h[1] - ((x + y) - (2.0_f64 / (1.0 + w[0] * w[0])))).tanh();
-    for _ in (0..n).rev() {
-        b = (helper(w[0])).tanh();
-    }
-    for _ in (0..n).rev() {
-        h[0] = ((x + (x * x + 1.0).sqrt()) + h.iter().sum::<f64>()).tanh();
-    }
-    a + b + x
-}
-
-#[grad]
-fn p60(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((0.5_f64 * 0.5_f64).exp().recip() * x) + (w[2] / (1.0 + y * y))).tanh();
-    let mut b = (((2.0_f64 + x) * (2.0_f64 + x)).exp().recip()).tanh();
-    let v4 = (((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).sqrt()
-        + (a * a).exp().recip())
-        / (1.0 + b.tanh() * b.tanh()))
-    .tanh();
-    for _ in (0..n).rev() {
-        a += (b - backprop::sigmoid(a.tanh())).tanh();
-        for _ in 0..n {
-            a += (((v4 * 0.5_f64) / (1.0 + (3.0_f64 - x) * (3.0_f64 - x)))
-                * 0.25_f64.tanh().tanh())
-            .tanh();
-        }
-        for _ in 0..n {
-            let v5 =
-                ((x.tanh() + (x * v4)) + ((w[1] / (1.0 + w[2] * w[2])) * 2.0_f64.atan())).tanh();
-            b *= ((a.tanh() * (x * x).exp().recip()) * ((v5 + h[0]) * (v5 + h[0])).exp().recip())
-                .tanh();
-            let v6 = (slice_helper(w)).tanh();
-        }
-    }
-    if n > 2 {
-        b = (((a - b) + (3.0_f64 * 3.0_f64 + 1.0).ln()) * ((b * b + 1.0).ln() + a)).tanh();
-        let v5 = ((x.cos() * x.cos() + 1.0).ln() - ((h[2] / (1.0 + x * x)) - (w[1] + h[2]))).tanh();
-    } else {
-        let mut k824855 = 0;
-        while k824855 < n {
-            let v5 = (((0.25_f64 - w[1]).sin() * (0.25_f64 - w[1]).sin() + 1.0).ln()).tanh();
-            k824855 += 1;
-        }
-        let v5 = ((a * a + 1.0).sqrt()).tanh();
-    }
-    a + b + b
-}
-
-#[grad]
-fn p61(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a =
-        (((h[0] - x) - (x * x + 1.0).sqrt()) * ((h[2] - 0.5_f64) - slice_helper(&h))).tanh();
-    let mut b = (w[2]).tanh();
-    let v4 = (a).tanh();
-    h[0] = (b).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p62(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y - h[2]) + (0.25_f64 - y)) / (1.0 + y * y)).tanh();
-    h[2] = ((y * y).exp().recip()).tanh();
-    for _ in 0..n {
-        let v3 = (a).tanh();
-    }
-    let v3 = ((helper((1.5_f64 - y)) * helper((1.5_f64 - y)) + 1.0).ln()).tanh();
-    if n > 0 {
-        if n % 2 == 0 {
-            let v4 = ((((v3 * y) * v3) * ((v3 * y) * v3) + 1.0).ln()).tanh();
-        } else {
-            let v4 = (((h.iter().sum::<f64>() + x) * (w[1] - y)) * ((v3 - x) - (v3 * v3))).tanh();
-            a *= (v3 / (1.0 + ((a * v4) * y.tanh()) * ((a * v4) * y.tanh()))).tanh();
-        }
-        let mut k734543 = 0;
-        while k734543 < n {
-            a += ((a.sin() * a.sin()).exp().recip().sin()).tanh();
-            k734543 += 1;
-        }
-    } else {
-        a -= (v3 + (w[1] / (1.0 + v3 * v3)).sin()).tanh();
-    }
-    let v4 = ((y.atan() + a).sin()).tanh();
-    a + a
-}
-
-#[grad]
-fn p63(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a =
-        (backprop::sigmoid(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).sin()).tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (y * x).tanh();
-        let v4 = (w[2] - (v3.atan() + a)).tanh();
-        for i1 in 0..n + 1 {
-            a += (((v4 - (y * v3)) * (v4 - (y * v3)) + 1.0).sqrt()).tanh();
-            let v5 = (x + w[1]).tanh();
-        }
-    }
-    let v3 = (y + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    let v4 = (backprop::sigmoid((x * 3.0_f64)) * x.atan()).tanh();
-    let mut k509130 = 0;
-    while k509130 < n {
-        a += (x).tanh();
-        a += (w[2] + (0.25_f64 * 0.25_f64 + 1.0).sqrt()).tanh();
-        k509130 += 1;
-    }
-    let v5 = (a
-        / (1.0
-            + (backprop::sigmoid(h[1])
-                + (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + v3 * v3)))
-                * (backprop::sigmoid(h[1])
-                    + (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + v3 * v3)))))
-        .tanh();
-    a + y
-}
-
-#[grad]
-fn p64(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    if n % 2 == 0 {
-        let v3 = (x).tanh();
-    } else {
-    }
-    let v3 = ((h.iter().sum::<f64>() - (x * x + 1.0).ln()) + helper(helper(y))).tanh();
-    a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    a = (a).tanh();
-    a + y
-}
-
-#[grad]
-fn p65(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((h.iter().sum::<f64>() + (slice_helper(&h) + y))
-        * (h.iter().sum::<f64>() + (slice_helper(&h) + y)))
-        .exp()
-        .recip())
-    .tanh();
-    let mut b = (((x * x + 1.0).sqrt().cos() * (x * x + 1.0).sqrt().cos() + 1.0).sqrt()).tanh();
-    for i0 in 0..n + 1 {
-        let v4 = (w[i0 % 3] + h[i0 % 3]).tanh();
-    }
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            b *= (x / (1.0 + (x + (y / (1.0 + x * x))) * (x + (y / (1.0 + x * x))))).tanh();
-            let v4 = (y - ((0.5_f64 - y) * (b / (1.0 + y * y)))).tanh();
-        }
-    }
-    a = ((y.cos() - 3.0_f64).atan()).tanh();
-    a + b + a
-}
-
-#[grad]
-fn p66(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let v3 = (x).tanh();
-    h[1] *= (y).tanh();
-    for i0 in 0..n + 1 {
-        a += (w[2] * ((y + 3.0_f64) - x)).tanh();
-        let v4 = (a.tanh().sin()
-            - (backprop::sigmoid(h[i0 % 3]) * backprop::sigmoid(h[i0 % 3]) + 1.0).ln())
-        .tanh();
-    }
-    let v4 = (((a / (1.0 + h[1] * h[1])) + w[0]) * backprop::sigmoid(v3.sin())).tanh();
-    a = ((h[0].cos() + w.iter().map(|v| v * v).sum::<f64>()) / (1.0 + a.cos() * a.cos())).tanh();
-    a + y
-}
-
-#[grad]
-fn p67(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (x - x.atan()).tanh();
     let mut b = (x).tanh();
@@ -1768,19 +1831,19 @@ fn p67(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p68(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p56(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = ((h.iter().sum::<f64>().atan() - (1.5_f64 * 1.5_f64).exp().recip())
         * (x * x + 1.0).ln())
     .tanh();
     let mut b = (a).tanh();
-    let mut k28164 = 0;
-    while k28164 < n {
-        let v4 = (((w[1] + y) * backprop::sigmoid(y)).sin()).tanh();
-        let v5 = (w[0]).tanh();
-        k28164 += 1;
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            a = (((y + y) + x.tanh()) + (b * (1.5_f64 / (1.0 + b * b)))).tanh();
+        }
+        _ => {}
     }
-    h[2] *= (h[2].cos().sin()).tanh();
     if n % 2 == 0 {
         if n > 2 {
             a *= ((2.0_f64 + h[1]).sin() - (y.sin() * (y * y + 1.0).sqrt())).tanh();
@@ -1798,325 +1861,421 @@ fn p68(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     }
     h[2] *= (slice_helper(w).cos()).tanh();
     h[0] = (h[2] - a).tanh();
-    a + b + x
+    for i0 in 0..n + 1 {
+        b = ((h[2] * (b / (1.0 + y * y))).tanh()).tanh();
+    }
+    a + b + b
 }
 
 #[grad]
-fn p69(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p57(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a =
-        (helper(x.atan()) / (1.0 + (y / (1.0 + x * x)).tanh() * (y / (1.0 + x * x)).tanh())).tanh();
-    let mut b = (x + x.cos()).tanh();
-    let v4 = (a).tanh();
-    h[1] *= ((x / (1.0 + v4 * v4)).sin().cos()).tanh();
-    a + b + x
-}
-
-#[grad]
-fn p70(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((slice_helper(&h) + y) / (1.0 + y * y)) - y).tanh();
-    let mut b = (w[1]
-        / (1.0
-            + (slice_helper(&h) * slice_helper(&h)).exp().recip()
-                * (slice_helper(&h) * slice_helper(&h)).exp().recip()))
-    .tanh();
-    h[1] = (w[0]).tanh();
-    let v4 = ((b + (b + 1.5_f64)).tanh()).tanh();
-    b = ((v4.cos() / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt())) + v4.sin()).tanh();
-    b = (w[1]).tanh();
+    let mut a = (x).tanh();
+    let mut b = (x.cos()).tanh();
+    for _ in (0..n).rev() {
+        let v4 = (helper((helper(x) + a.tanh()))).tanh();
+        if b > 0.07 {
+            break;
+        }
+        let v5 = (y).tanh();
+    }
+    let v4 = (w[2] - (a - (w[2] * w[1]))).tanh();
     a + b + a
 }
 
 #[grad]
-fn p71(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p58(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((h[0] + y).atan().cos()).tanh();
-    let mut k941078 = 0;
-    while k941078 < n {
-        let v3 = (((x - x) + (y - w[1])).atan()).tanh();
-        k941078 += 1;
+    let mut a = ((((0.25_f64 + x) * w[2]) * ((0.25_f64 + x) * w[2]))
+        .exp()
+        .recip())
+    .tanh();
+    let mut b = (y).tanh();
+    let mut k775823 = 0;
+    loop {
+        if k775823 >= n {
+            break;
+        }
+        let mut k619331 = 0;
+        loop {
+            if k619331 >= n {
+                break;
+            }
+            b *= ((h.iter().sum::<f64>() * (y * y + 1.0).sqrt()) * (b.sin() * helper(x))).tanh();
+            if x > 0.61 {
+                break;
+            }
+            k619331 += 1;
+        }
+        let v4 = (((2.0_f64 + w.iter().map(|v| v * v).sum::<f64>()) * b) * (y + a).atan()).tanh();
+        if b > 0.61 {
+            break;
+        }
+        k775823 += 1;
     }
-    a -= (x).tanh();
-    for _ in 0..n {
-        for i1 in 0..n + 1 {
-            a += (backprop::sigmoid((x / (1.0 + a * a)).atan())).tanh();
+    if n % 2 == 0 {
+        b += (x - helper((y * w[2]))).tanh();
+        h[2] *= ((w[1] - 0.5_f64.tanh()).tanh()).tanh();
+    } else {
+        let mut k810229 = 0;
+        while k810229 < n {
+            let v4 = (((0.25_f64 * 0.25_f64 + 1.0).sqrt() * 3.0_f64) - a).tanh();
+            k810229 += 1;
         }
     }
-    a + x
+    let v4 = (helper(a).cos().tanh()).tanh();
+    h[2] += (backprop::sigmoid(((y - x) - slice_helper(&h)))).tanh();
+    let v5 = (h[1].tanh()).tanh();
+    a + b + v5
 }
 
 #[grad]
-fn p72(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p59(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((helper((x * x + 1.0).sqrt()) * helper((x * x + 1.0).sqrt()) + 1.0).ln()).tanh();
-    for _ in 0..n {
-        h[2] *= (x).tanh();
-        a = (((w[2] * w[2] + 1.0).ln() * (w[2] * w[2] + 1.0).ln() + 1.0).ln() - h[2]).tanh();
-    }
-    for _ in (0..n).rev() {
-        h[0] += (((a / (1.0 + h[0] * h[0])) - w[0].tanh()).tanh()).tanh();
-    }
-    for _ in (0..n).rev() {
-        let v3 = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)
-            / (1.0 + (x * h[0]) * (x * h[0])))
-            .atan())
-        .tanh();
-    }
-    a = (slice_helper(&h).sin().sin() + x).tanh();
-    if n > 2 {
-        let v3 = (x).tanh();
+    let mut a = (helper(helper(h[0]).atan())).tanh();
+    let mut b = (w[1]).tanh();
+    let v4 = (((y * x) * (y * x) + 1.0).ln() * a).tanh();
+    if n > 1 {
+        h[0] = (helper((v4 * v4 + 1.0).ln().tanh())).tanh();
     } else {
-    }
-    a + x
-}
-
-#[grad]
-fn p73(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (w[1].atan()).tanh();
-    a += (backprop::sigmoid(helper(w[1])).cos()).tanh();
-    if n > 3 {
-        let v4 = (0.5_f64 - (backprop::sigmoid(b) * backprop::sigmoid(b) + 1.0).sqrt()).tanh();
-        if n > 1 {
-            let v5 = ((helper(2.0_f64)
-                / (1.0 + (w[1] * w[1] + 1.0).ln() * (w[1] * w[1] + 1.0).ln()))
-                - (b / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())).tanh())
+        let v5 = ((helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+            * helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+        .exp()
+        .recip()
+            / (1.0 + (w[1].cos() + (0.5_f64 - v4)) * (w[1].cos() + (0.5_f64 - v4))))
             .tanh();
-            b -= (v4 / (1.0 + w[1].sin().sin() * w[1].sin().sin())).tanh();
-        } else {
-            b *= (x).tanh();
+        for i1 in 0..n + 1 {
+            let v6 = ((backprop::sigmoid(backprop::sigmoid(v4))
+                * backprop::sigmoid(backprop::sigmoid(v4))
+                + 1.0)
+                .sqrt())
+            .tanh();
+            h[1] += (y).tanh();
+            b -= ((v6.tanh() * v6.tanh() + 1.0).ln()
+                / (1.0 + (h[i1 % 3].cos() - a) * (h[i1 % 3].cos() - a)))
+                .tanh();
         }
-    } else {
-        b = (w[2]).tanh();
     }
+    a + b + v4
+}
+
+#[grad]
+fn p60(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[2]).tanh();
+    h[1] *= (x).tanh();
+    for i0 in 0..n + 1 {
+        a = (x).tanh();
+    }
+    let v3 = (w[2]).tanh();
     if x > -0.2 {
         let v4 = (y).tanh();
     } else {
         if n > 1 {
-            b += (slice_helper(w)).tanh();
-            b *= (slice_helper(w) * ((h[0] * x) - w[1])).tanh();
+            a += (slice_helper(w)).tanh();
+            a *= (slice_helper(w) * ((h[0] * x) - w[1])).tanh();
         } else {
-            b *= (h.iter().sum::<f64>()).tanh();
+            a *= (h.iter().sum::<f64>()).tanh();
         }
     }
     if n > 2 {
         if y > 0.0 {
             a += (helper((w[0] - a)) + w[2].tanh().cos()).tanh();
-            let v4 = (b.atan()).tanh();
+            let v4 = (v3.atan()).tanh();
         } else {
             let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
             let v5 = ((h[0] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) + a).tanh();
         }
-        b *= (b).tanh();
+        a *= (v3).tanh();
     } else {
         if n % 2 == 0 {
-            b *= (1.5_f64).tanh();
+            a *= (1.5_f64).tanh();
         } else {
         }
     }
-    let v4 = (y).tanh();
-    a + b + a
+    a + x
 }
 
 #[grad]
-fn p74(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p61(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y / (1.0 + 2.0_f64 * 2.0_f64)).tanh()
-        / (1.0 + (x.tanh() / (1.0 + x * x)) * (x.tanh() / (1.0 + x * x))))
-        .tanh();
-    let mut b = (0.5_f64 + (y / (1.0 + x * x))).tanh();
-    let v4 = ((helper(x) - (x * x).exp().recip()).cos()).tanh();
-    let v5 = (((a / (1.0 + b * b)) * (a / (1.0 + b * b))).exp().recip()).tanh();
-    a + b + v5
-}
-
-#[grad]
-fn p75(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[1] * x).tanh();
-    let mut b = (((x - 3.0_f64) * (x * x).exp().recip())
-        * (h[0] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).cos())
-    .tanh();
-    let v4 = (y).tanh();
-    let v5 = (b).tanh();
-    h[1] = (((2.0_f64 / (1.0 + w[0] * w[0])) * (0.25_f64 * v4)) + v5).tanh();
-    let v6 = ((x * x).exp().recip().tanh()).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p76(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (h.iter().sum::<f64>().tanh() + ((w[0] * x) * (w[0] * x) + 1.0).sqrt()).tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (y.cos().atan() - (a - w[0]).atan()).tanh();
-        let v4 = (((x - v3) * (x - v3)).exp().recip() / (1.0 + h[1].cos() * h[1].cos())).tanh();
-    }
-    let v3 =
-        (((x * x + 1.0).ln() / (1.0 + (a * a).exp().recip() * (a * a).exp().recip())).sin()).tanh();
-    if n > 1 {
-        let mut k256061 = 0;
-        while k256061 < n {
-            a *= ((a - w[2]).atan()
-                / (1.0 + (v3 * v3 + 1.0).ln().sin() * (v3 * v3 + 1.0).ln().sin()))
+    let mut a = (x).tanh();
+    for _ in 0..n {
+        h[0] += ((h[1] * (x + x)).cos()).tanh();
+        let mut k54535 = 0;
+        loop {
+            if k54535 >= n {
+                break;
+            }
+            a = ((a * (a - h[2]))
+                / (1.0 + backprop::sigmoid(x.atan()) * backprop::sigmoid(x.atan())))
             .tanh();
-            k256061 += 1;
+            if a > 0.61 {
+                break;
+            }
+            k54535 += 1;
         }
-    } else {
-        a = (((y * y).exp().recip() + h[0].cos()) * ((v3 - h[1]) * (v3 - h[1])).exp().recip())
-            .tanh();
     }
-    if n > 2 {
-        a += (((x * x).exp().recip() - h[2]).cos()).tanh();
-    } else {
-        for _ in 0..n {
-            let v4 = (a).tanh();
-            let v5 = ((2.0_f64.atan() + w[0]) * ((v4 * v4 + 1.0).ln() - w[0].atan())).tanh();
-            let v6 = (x).tanh();
+    let v3 = (x).tanh();
+    let mut k111670 = 0;
+    while k111670 < n {
+        let v4 = ((v3 / (1.0 + y * y))
+            / (1.0
+                + ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
+                    .exp()
+                    .recip()
+                    - y)
+                    * ((w.iter().map(|v| v * v).sum::<f64>()
+                        * w.iter().map(|v| v * v).sum::<f64>())
+                    .exp()
+                    .recip()
+                        - y)))
+            .tanh();
+        let mut k296686 = 0;
+        while k296686 < n {
+            let v5 = ((h[0] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).cos()
+                - (y * y))
+                .tanh();
+            k296686 += 1;
         }
+        k111670 += 1;
+    }
+    h[1] = (((2.0_f64 / (1.0 + w[0] * w[0])) + (0.25_f64 - y)) - (w[2] + x).cos()).tanh();
+    a + x
+}
+
+#[grad]
+fn p62(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    a -= (x.sin()).tanh();
+    a = (a.sin() * a).tanh();
+    h[1] +=
+        ((h[0] - 2.0_f64.atan()) - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    if n % 2 == 0 {
         if n > 3 {
-            let v4 = (backprop::sigmoid((y - (2.0_f64 - a)))).tanh();
-            a = (((a + v3) - (v4 * v4).exp().recip()) + ((h[0] + v3) + v3.atan())).tanh();
+            h[1] = (x).tanh();
         } else {
+            let v3 = (x).tanh();
+            let v4 = (w[0]).tanh();
+        }
+        let v3 = (((w[1] * h.iter().sum::<f64>()) * (w[1] * h.iter().sum::<f64>()))
+            .exp()
+            .recip()
+            * helper(slice_helper(&h)))
+        .tanh();
+    } else {
+        a = (y).tanh();
+    }
+    for _ in (0..n).rev() {
+        let v3 = (((x - x) - (y * y)).tanh()).tanh();
+        let v4 = (h[0].tanh() * ((v3 - h[1]) * (v3 - h[1])).exp().recip()).tanh();
+        if n > 2 {
+            a += (helper((v4.sin() + 0.25_f64))).tanh();
+        } else {
+            let v5 = ((h[0] - (0.25_f64 * 0.25_f64 + 1.0).ln()).cos()).tanh();
+            h[0] *= (h.iter().sum::<f64>()).tanh();
         }
     }
+    a + x
+}
+
+#[grad]
+fn p63(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (1.5_f64.tanh().sin()).tanh();
+    h[2] += (((0.25_f64 + slice_helper(&h)).tanh() * (0.25_f64 + slice_helper(&h)).tanh())
+        .exp()
+        .recip())
+    .tanh();
+    if n % 2 == 0 {
+        a *= (1.5_f64 - ((y - y) + (a - slice_helper(w)))).tanh();
+        let v3 = ((a - x.atan()) + ((0.5_f64 + 0.5_f64) - (x * y))).tanh();
+    } else {
+    }
+    a = ((w[0] * w[0]).exp().recip()).tanh();
+    for _ in 0..n {
+        let mut k799323 = 0;
+        loop {
+            if k799323 >= n {
+                break;
+            }
+            let v3 = (y.atan()).tanh();
+            a += ((y - (w[0] * w[0]).exp().recip()) + (helper(a) - (1.5_f64 + y))).tanh();
+            if x > 0.61 {
+                break;
+            }
+            k799323 += 1;
+        }
+        a = ((y * helper(3.0_f64)) - (slice_helper(w) + (a * a + 1.0).ln())).tanh();
+    }
+    let v3 = (backprop::sigmoid((y / (1.0 + a * a))) - (2.0_f64 + a).atan()).tanh();
     a + v3
 }
 
 #[grad]
-fn p77(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p64(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((x + slice_helper(&h)) * (y - y)) - ((x - x) * (y * y))).tanh();
-    let mut b = (backprop::sigmoid((a + a).sin())).tanh();
-    let v4 = (h[0] + (b - (h[0] - y))).tanh();
-    let v5 = (slice_helper(&h) - ((v4 - 0.25_f64) - (v4 + y))).tanh();
-    h[2] += (h.iter().sum::<f64>()).tanh();
-    for _ in 0..n {
-        if v5 > 0.0 {
-            b *= (v5.cos().atan()
-                + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                    / (1.0 + backprop::sigmoid(v5) * backprop::sigmoid(v5))))
-            .tanh();
-            let v6 = ((0.25_f64 * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).cos()
-                - (backprop::sigmoid(b) - a))
-                .tanh();
-        } else {
-            a -= ((h[0] + b).tanh().atan()).tanh();
-        }
-        b = (((a * a + 1.0).sqrt() + (y * y + 1.0).ln()) * y).tanh();
+    let mut a = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    if x > 0.0 {
+        h[0] = (((a
+            / (1.0
+                + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+            + (h[0] - a))
+            .tanh())
+        .tanh();
+    } else {
     }
-    let v6 = (b
-        - ((w[0] / (1.0 + h[1] * h[1]))
-            / (1.0 + (b + h.iter().sum::<f64>()) * (b + h.iter().sum::<f64>()))))
-    .tanh();
-    a + b + x
-}
-
-#[grad]
-fn p78(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a =
-        ((((x * h[0]) + (w[2] - slice_helper(w))) * ((x * h[0]) + (w[2] - slice_helper(w))) + 1.0)
+    if n > 3 {
+        h[2] += (h[0].cos()).tanh();
+    } else {
+        a -= ((((0.25_f64 - y) + (x * x + 1.0).ln()) * ((0.25_f64 - y) + (x * x + 1.0).ln())
+            + 1.0)
             .sqrt())
         .tanh();
-    let v3 = (0.25_f64).tanh();
-    h[2] *= (((a * h[1]) - v3.sin()) * ((y - a) * (a + y))).tanh();
-    h[0] += ((x - (h[2] / (1.0 + slice_helper(w) * slice_helper(w)))).cos()).tanh();
-    a = (helper(x)).tanh();
-    h[2] += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+        let v3 = ((1.5_f64 * 1.5_f64).exp().recip()).tanh();
+    }
     a + a
 }
 
 #[grad]
-fn p79(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p65(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (w[1].cos() + x).tanh();
-    let v3 = (h[0].tanh()).tanh();
-    for _ in 0..n {
-        let mut k96412 = 0;
-        while k96412 < n {
-            a += ((v3 * v3 + 1.0).ln()).tanh();
-            h[1] = (2.0_f64.sin() + (h[2] / (1.0 + w[2] * w[2]))).tanh();
-            k96412 += 1;
-        }
-        if n > 0 {
-            let v4 = ((x.tanh() + (y - v3)) - v3).tanh();
-        } else {
-            let v4 = ((backprop::sigmoid(3.0_f64) * backprop::sigmoid(3.0_f64))
-                .exp()
-                .recip()
-                .tanh())
-            .tanh();
+    let mut a = (backprop::sigmoid(backprop::sigmoid(1.5_f64)).sin()).tanh();
+    let v3 = (x + (h[0] * a).cos()).tanh();
+    if n > 1 {
+        a -= ((v3 + a).atan() / (1.0 + a * a)).tanh();
+    } else {
+        let v4 = (backprop::sigmoid(v3).atan()
+            / (1.0 + ((a - x) * (a - x) + 1.0).sqrt() * ((a - x) * (a - x) + 1.0).sqrt()))
+        .tanh();
+        let mut k958204 = 0;
+        loop {
+            if k958204 >= n {
+                break;
+            }
+            h[0] += ((x - (h[2] / (1.0 + slice_helper(w) * slice_helper(w)))).cos()).tanh();
+            a = (helper(x)).tanh();
+            if a > 0.61 {
+                break;
+            }
+            k958204 += 1;
         }
     }
-    let v4 = ((x + (w[0] - y))
-        / (1.0
-            + (x + (0.25_f64 * 0.25_f64).exp().recip())
-                * (x + (0.25_f64 * 0.25_f64).exp().recip())))
-    .tanh();
-    h[1] = (x).tanh();
-    a + v3
+    a = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    a = (w[1].cos() + x).tanh();
+    a + a
 }
 
 #[grad]
-fn p80(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p66(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (backprop::sigmoid(((h[0] - h.iter().sum::<f64>()) * helper(x)))).tanh();
-    let mut k203038 = 0;
-    while k203038 < n {
-        h[2] += ((x.sin() - (b * b + 1.0).sqrt())
-            / (1.0 + ((b + w[1]) + w[0]) * ((b + w[1]) + w[0])))
-            .tanh();
-        k203038 += 1;
+    let mut a = (1.5_f64).tanh();
+    for i0 in 0..n + 1 {
+        a = (y.tanh()).tanh();
+        let v3 = (((x * x) * a.cos()).sin()).tanh();
     }
-    let v4 = (((y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-        * (y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-        + 1.0)
-        .sqrt()
-        - (x * x).exp().recip().sin())
+    a = ((h.iter().sum::<f64>() * h.iter().sum::<f64>())
+        .exp()
+        .recip()
+        + ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + w[0])
+            * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + w[0]))
+            .exp()
+            .recip())
     .tanh();
-    if n % 2 == 0 {
-        h[2] += ((0.5_f64 * 0.5_f64 + 1.0).sqrt()).tanh();
-        for _ in (0..n).rev() {
-            let v5 = (slice_helper(w)).tanh();
+    a + y
+}
+
+#[grad]
+fn p67(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((h[0] - x) + helper(y)) - helper(backprop::sigmoid(y))).tanh();
+    for i0 in 0..n + 1 {
+        if n % 2 == 0 {
+            let v3 = (h[2]).tanh();
+            a += ((a * a).exp().recip()).tanh();
+        } else {
+            let v3 = (((w[0] - x) * (x + slice_helper(&h))) - a).tanh();
+            let v4 = (((3.0_f64 * 3.0_f64 + 1.0).ln()
+                - (w[2] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+            .atan())
+            .tanh();
         }
+        if x > -0.13 {
+            continue;
+        }
+    }
+    a *= (x).tanh();
+    a + a
+}
+
+#[grad]
+fn p68(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    if y > -0.2 {
+        h[1] *= (h[0].sin()).tanh();
     } else {
     }
-    let v5 = (((b - b) * (b - b) + 1.0).sqrt() - (x + v4)).tanh();
-    a + b + v5
-}
-
-#[grad]
-fn p81(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[1] - (helper(slice_helper(&h)) - x.cos())).tanh();
-    let mut b = ((y * y).exp().recip().sin()).tanh();
-    let v4 = (b).tanh();
-    let v5 = (y).tanh();
-    for i0 in 0..n + 1 {
-        if v5 > -0.2 {
-            b += (h[i0 % 3]).tanh();
-            b += (y).tanh();
-        } else {
-            a *= (backprop::sigmoid(((v4 * x) * h[2].sin()))).tanh();
-            a *= (((0.25_f64 * 0.25_f64 + 1.0).sqrt() * (v4 / (1.0 + w[i0 % 3] * w[i0 % 3])))
-                * ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * v5) + v5.sin()))
-            .tanh();
-        }
-        let v6 =
-            (h[i0 % 3] + ((b - x) / (1.0 + (y * y).exp().recip() * (y * y).exp().recip()))).tanh();
-        a = (v4).tanh();
+    let v3 = (helper((a * y)) * (h[1] + (x - y))).tanh();
+    let v4 = (v3).tanh();
+    if n % 2 == 0 {
+        a += (y).tanh();
+    } else {
+        let v5 = (h[2] - ((slice_helper(w) - a) + (w[0] / (1.0 + h[2] * h[2])))).tanh();
     }
-    a *= (0.25_f64).tanh();
-    h[1] *= (v5).tanh();
-    a + b + v5
+    if n % 2 == 0 {
+        let v5 = ((w[2] * w[2] + 1.0).ln()).tanh();
+    } else {
+        a = (a).tanh();
+        h[1] += (backprop::sigmoid(x.cos())).tanh();
+    }
+    a + a
 }
 
 #[grad]
-fn p82(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p69(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w[1] * h[1]) * w.iter().map(|v| v * v).sum::<f64>().atan())
+        + ((y * y + 1.0).ln() * x.atan()))
+    .tanh();
+    let mut k982948 = 0;
+    loop {
+        if k982948 >= n {
+            break;
+        }
+        let v3 = ((0.5_f64 - backprop::sigmoid(w[2])).tanh()).tanh();
+        if y > 0.61 {
+            break;
+        }
+        k982948 += 1;
+    }
+    if x > 0.0 {
+        a *= (backprop::sigmoid(
+            ((w[2] + a)
+                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                .exp()
+                .recip()),
+        ))
+        .tanh();
+        let mut k255897 = 0;
+        while k255897 < n {
+            let v3 =
+                (((y - x) / (1.0 + (x * x).exp().recip() * (x * x).exp().recip())).sin()).tanh();
+            k255897 += 1;
+        }
+    } else {
+        let v3 = (a).tanh();
+        a *= (0.25_f64).tanh();
+    }
+    h[1] *= (a).tanh();
+    a + a
+}
+
+#[grad]
+fn p70(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (x).tanh();
     let mut b = (y).tanh();
@@ -2124,55 +2283,65 @@ fn p82(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
         .tanh();
     for i0 in 0..n + 1 {
         for _ in (0..n).rev() {
+            if y > 0.07 {
+                break;
+            }
             a *= (a).tanh();
             b *= (helper(((a / (1.0 + b * b)) + (w[1] / (1.0 + a * a))))).tanh();
         }
-        let v4 = (backprop::sigmoid(w[1]) * (a + w[0]).tanh()).tanh();
+        a = (b).tanh();
     }
-    a + b + b
+    a + b + a
 }
 
 #[grad]
-fn p83(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p71(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y + x).tanh();
-    a = ((x + (y - w[0])).sin()).tanh();
-    let v3 = (x - (a - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).sin()).tanh();
-    if n % 2 == 0 {
-        if n > 3 {
-            a -= (h[2]).tanh();
-            a += ((((x + h[0]) * (1.5_f64 + h[0])) * ((x + h[0]) * (1.5_f64 + h[0])) + 1.0).ln())
-                .tanh();
-        } else {
+    let mut a = ((backprop::sigmoid(h[2]) / (1.0 + (x / (1.0 + y * y)) * (x / (1.0 + y * y))))
+        / (1.0 + x * x))
+        .tanh();
+    a *= (a.tanh() / (1.0 + backprop::sigmoid(y) * backprop::sigmoid(y))).tanh();
+    for i0 in 0..n + 1 {
+        let v3 = (x - (a - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).sin()).tanh();
+    }
+    let v3 = ((x / (1.0 + a.atan() * a.atan())).atan()).tanh();
+    a + v3
+}
+
+#[grad]
+fn p72(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[2]).tanh();
+    let mut b = (((3.0_f64 - h.iter().sum::<f64>()) - backprop::sigmoid(1.5_f64))
+        / (1.0 + x.cos() * x.cos()))
+    .tanh();
+    for i0 in 0..n + 1 {
+        let v4 = (((x / (1.0 + 2.0_f64 * 2.0_f64)) * y)
+            / (1.0
+                + ((w[1] * w[1]).exp().recip() * (w[1] * w[1]).exp().recip() + 1.0).ln()
+                    * ((w[1] * w[1]).exp().recip() * (w[1] * w[1]).exp().recip() + 1.0).ln()))
+        .tanh();
+        let v5 = (((backprop::sigmoid(h[2]) - h.iter().sum::<f64>())
+            * (backprop::sigmoid(h[2]) - h.iter().sum::<f64>()))
+        .exp()
+        .recip())
+        .tanh();
+        let v6 = (((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()
+            + 1.0)
+            .ln()
+            - x)
+            * helper((x * v4)))
+        .tanh();
+    }
+    h[2] = (y).tanh();
+    if x > -0.2 {
+        for _ in (0..n).rev() {
+            a += (((a * h[2]) - (y - slice_helper(w))) / (1.0 + x * x)).tanh();
+            h[0] = (y).tanh();
+            let v4 = (slice_helper(&h)).tanh();
         }
     } else {
-        let v4 = (v3).tanh();
-    }
-    for i0 in 0..n + 1 {
-        a = (2.0_f64).tanh();
-        let v4 = (h[2]).tanh();
-    }
-    let v4 = (backprop::sigmoid((x.sin() * a.atan()))).tanh();
-    a + x
-}
-
-#[grad]
-fn p84(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((x * h[1]) + y) - (x * x + 1.0).ln().sin()).tanh();
-    a = ((helper(w[2]) * helper(w[2])).cos()).tanh();
-    let v3 = (x).tanh();
-    for _ in (0..n).rev() {
-        for _ in 0..n {
-            a = (w[0]).tanh();
-            let v4 = ((((y - slice_helper(w)) / (1.0 + w[0] * w[0]))
-                * ((y - slice_helper(w)) / (1.0 + w[0] * w[0]))
-                + 1.0)
-                .sqrt())
-            .tanh();
-            let v5 = (x).tanh();
-        }
-        let v4 = ((slice_helper(w) - (v3 - w[1])) + ((h[0] * w[0]) - a)).tanh();
+        a -= (((y / (1.0 + b * b)) - (1.5_f64 - 0.25_f64)).tanh()).tanh();
         if a > -0.2 {
             h[2] += (w[1] - y).tanh();
         } else {
@@ -2181,442 +2350,436 @@ fn p84(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     for i0 in 0..n + 1 {
         let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
         let v5 = ((a + h[1]).sin()).tanh();
+        if y > 0.37 {
+            continue;
+        }
     }
+    a + b + y
+}
+
+#[grad]
+fn p73(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid((x / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())))
+        / (1.0 + x * x))
+        .tanh();
+    let mut b = (h[2]).tanh();
+    for i0 in 0..n + 1 {
+        b = (x).tanh();
+        a *= (x).tanh();
+    }
+    let v4 = (x - (x * x + 1.0).sqrt()).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p74(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[0]).tanh();
+    for i0 in 0..n + 1 {
+        if y > 0.37 {
+            break;
+        }
+        for _ in (0..n).rev() {
+            a *= (h[i0 % 3]
+                / (1.0 + ((slice_helper(w) * h[1]) - y) * ((slice_helper(w) * h[1]) - y)))
+                .tanh();
+            a *= (y.atan()).tanh();
+            h[i0 % 3] = (x).tanh();
+        }
+    }
+    h[1] += (backprop::sigmoid((a - h[2]))
+        / (1.0
+            + ((w[0] + a)
+                / (1.0
+                    + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)
+                        * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)))
+                * ((w[0] + a)
+                    / (1.0
+                        + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)
+                            * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)))))
+        .tanh();
+    h[0] *= (w[2]).tanh();
+    a + y
+}
+
+#[grad]
+fn p75(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        ((x.atan() * y) / (1.0 + ((x + y) * (y + 3.0_f64)) * ((x + y) * (y + 3.0_f64)))).tanh();
+    let mut b = (h.iter().sum::<f64>() - 1.5_f64).tanh();
+    b = ((b * b + 1.0).ln()).tanh();
+    h[1] = (y).tanh();
+    let v4 = (y * (backprop::sigmoid(x) * backprop::sigmoid(x) + 1.0).ln()).tanh();
+    match n % 3 {
+        0 => {
+            a = (backprop::sigmoid(((b / (1.0 + x * x)) + (b * v4)))).tanh();
+        }
+        1 | 2 => {}
+        _ => {}
+    }
+    a + b + b
+}
+
+#[grad]
+fn p76(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    let v3 = ((h.iter().sum::<f64>() + h[0]).sin().cos()).tanh();
+    let v4 =
+        (helper((h[1] / (1.0 + (w[2] - h.iter().sum::<f64>()) * (w[2] - h.iter().sum::<f64>())))))
+            .tanh();
+    a *= (1.5_f64).tanh();
     a + a
 }
 
 #[grad]
-fn p85(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p77(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y * helper(y)).tanh();
-    let mut b = ((helper(y) * helper(y) + 1.0).ln() + a).tanh();
-    let mut k627840 = 0;
-    while k627840 < n {
-        let v4 = (b).tanh();
-        let v5 = (x).tanh();
-        k627840 += 1;
-    }
-    for i0 in 0..n + 1 {
-        let v4 = (y).tanh();
-        let v5 =
-            (((h[i0 % 3] * y) * (h[i0 % 3] * y) + 1.0).ln() * ((x / (1.0 + b * b)) - y)).tanh();
-    }
-    let v4 = ((b * b + 1.0).sqrt()).tanh();
-    for i0 in 0..n + 1 {
-        h[i0 % 3] = (h[1]).tanh();
-        b -= (v4).tanh();
-        let v5 = (x).tanh();
-    }
-    if n % 2 == 0 {
-        h[0] += (backprop::sigmoid(h[1]).atan() - w[0].sin()).tanh();
-        if n % 2 == 0 {
-            b *= (a).tanh();
-        } else {
-            b *= (((v4 * v4) * (v4 * v4) + 1.0).ln() * x).tanh();
-        }
-    } else {
-        let v5 = (w[0]).tanh();
-    }
-    a + b + v4
-}
-
-#[grad]
-fn p86(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(x) * ((x - 1.5_f64) * (x - 1.5_f64) + 1.0).sqrt()).tanh();
-    h[0] *= (slice_helper(&h)).tanh();
-    h[1] = (x).tanh();
-    a + x
-}
-
-#[grad]
-fn p87(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x - backprop::sigmoid(x)) * (w[2] - x).tanh()).tanh();
-    let mut b = (a).tanh();
-    let v4 = (x).tanh();
-    for _ in 0..n {
-        if n > 1 {
-            let v5 = (backprop::sigmoid((0.25_f64 - h[0]))
-                + ((y + w.iter().map(|v| v * v).sum::<f64>()) * w[2]))
-                .tanh();
-            b = ((((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).sqrt()
-                + (3.0_f64 + h[2]))
-                * ((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).sqrt()
-                    + (3.0_f64 + h[2]))
-                + 1.0)
-                .sqrt())
-            .tanh();
-        } else {
-            a += (((b / (1.0 + b * b)) + 1.5_f64.tanh()) - (v4 - 0.25_f64)).tanh();
-        }
-    }
-    for i0 in 0..n + 1 {
-        for _ in 0..n {
-            let v5 = (v4).tanh();
-            a *= (a).tanh();
-        }
-        let v5 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    }
-    let v5 = ((v4 - (2.0_f64 + h[0]))
-        / (1.0
-            + (w[2].tanh() * w[2].tanh()).exp().recip()
-                * (w[2].tanh() * w[2].tanh()).exp().recip()))
+    let mut a = (((w[2] - x) + (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + 1.5_f64 * 1.5_f64)))
+        + w[0])
+        .tanh();
+    let mut b = (((backprop::sigmoid(0.25_f64) - (y + h[1]))
+        * (backprop::sigmoid(0.25_f64) - (y + h[1]))
+        + 1.0)
+        .sqrt())
     .tanh();
-    for _ in (0..n).rev() {
-        if v4 > 0.0 {
-            b = (h[2] / (1.0 + y * y)).tanh();
-        } else {
-            b += (0.25_f64).tanh();
-            let v6 = (v5).tanh();
-        }
-    }
-    a + b + v5
+    let v4 = (b.sin()).tanh();
+    h[0] += (v4 / (1.0 + (a.tanh() - h[0].sin()) * (a.tanh() - h[0].sin()))).tanh();
+    a + b + a
 }
 
 #[grad]
-fn p88(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p78(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let v3 = (a).tanh();
+    let mut a = (((slice_helper(&h) + y) * (slice_helper(&h) + y))
+        .exp()
+        .recip()
+        + helper(y).cos())
+    .tanh();
     if n % 2 == 0 {
-        let mut k478773 = 0;
-        while k478773 < n {
-            a *= (a.tanh()).tanh();
-            k478773 += 1;
-        }
+        let v3 = ((a + (x + 0.25_f64)).atan()).tanh();
     } else {
-        a -= (slice_helper(w).cos()).tanh();
-        for i1 in 0..n + 1 {
-            a += (v3).tanh();
-            a = ((((h[0] - a) * (v3 + w.iter().map(|v| v * v).sum::<f64>()))
-                * ((h[0] - a) * (v3 + w.iter().map(|v| v * v).sum::<f64>())))
-            .exp()
-            .recip())
+    }
+    for _ in 0..n {
+        for _ in (0..n).rev() {
+            let v3 = (((a * a + 1.0).ln() - x)
+                / (1.0 + slice_helper(w).cos() * slice_helper(w).cos()))
             .tanh();
-            let v4 = (h[i1 % 3].tanh().sin()
-                / (1.0 + ((y * y).exp().recip() - a) * ((y * y).exp().recip() - a)))
-                .tanh();
+            a += (((v3 + y) * (v3 + y)).exp().recip() + w[1]).tanh();
+            h[1] += ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+            .exp()
+            .recip()
+                - slice_helper(w))
+            .tanh();
+            if a > 0.07 {
+                continue;
+            }
         }
     }
+    a + y
+}
+
+#[grad]
+fn p79(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w[2] + x).sin() * (w[2] + x).sin() + 1.0).sqrt()).tanh();
+    h[2] *= (((x + y) / (1.0 + (2.0_f64 / (1.0 + x * x)) * (2.0_f64 / (1.0 + x * x))))
+        - (helper(0.5_f64) * helper(0.5_f64) + 1.0).ln())
+    .tanh();
+    let v3 = (a).tanh();
+    let v4 = ((w[0] * (x - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+        - ((y + x) - h[0]))
+        .tanh();
+    a = (x - 0.5_f64).tanh();
+    a + v3
+}
+
+#[grad]
+fn p80(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (3.0_f64 * x.sin().atan()).tanh();
+    a = (w[0] + (backprop::sigmoid(2.0_f64) * (y - x))).tanh();
+    a *= (((a / (1.0 + 0.5_f64 * 0.5_f64)) * (a / (1.0 + 0.5_f64 * 0.5_f64)) + 1.0).sqrt()
+        * (a * helper(a)))
+    .tanh();
+    a + y
+}
+
+#[grad]
+fn p81(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(w[0])).tanh();
+    let v3 = (w[0]).tanh();
+    a = (((h[0] * h[0]).exp().recip() + (w[0] / (1.0 + 1.5_f64 * 1.5_f64)))
+        + h.iter().sum::<f64>())
+    .tanh();
     for i0 in 0..n + 1 {
-        h[i0 % 3] +=
-            (x + ((v3 + 0.25_f64) / (1.0 + (a * a + 1.0).ln() * (a * a + 1.0).ln()))).tanh();
-        for _ in 0..n {
-            a *= (w[0]).tanh();
-            a += (helper(h[0].sin()) - (a + y)).tanh();
-        }
+        let v4 = (((h[i0 % 3] + v3) * (w[i0 % 3] + y)) * (h[2] + (x * x + 1.0).ln())).tanh();
+        a -= ((w[1] * w[1] + 1.0).sqrt()).tanh();
     }
     a + v3
 }
 
 #[grad]
-fn p89(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p82(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (x).tanh();
-    let mut k446781 = 0;
-    while k446781 < n {
-        if a > 0.0 {
-            b *= ((x * x + 1.0).ln() + (w[0] - (x - 2.0_f64))).tanh();
+    let mut a = (((h[1] + y) - (y - w.iter().map(|v| v * v).sum::<f64>())).cos()).tanh();
+    let v3 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    h[2] *= (((w[1] - v3)
+        / (1.0
+            + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * v3)
+                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * v3)))
+        + 3.0_f64)
+        .tanh();
+    a = ((slice_helper(&h) * (y * y + 1.0).sqrt())
+        / (1.0 + helper(slice_helper(w)).cos() * helper(slice_helper(w)).cos()))
+    .tanh();
+    let v4 = ((((v3 * v3 + 1.0).ln() / (1.0 + v3 * v3))
+        * ((v3 * v3 + 1.0).ln() / (1.0 + v3 * v3)))
+        .exp()
+        .recip())
+    .tanh();
+    h[1] += ((slice_helper(w) * slice_helper(w) + 1.0).sqrt()).tanh();
+    a + v3
+}
+
+#[grad]
+fn p83(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w.iter().map(|v| v * v).sum::<f64>()
+        / (1.0 + (y - (h[0] * w[0])) * (y - (h[0] * w[0]))))
+        .tanh();
+    let mut b = ((helper(1.5_f64) - x.sin()) - ((0.25_f64 + y) - (x * a))).tanh();
+    if n > 2 {
+        let v4 = (x).tanh();
+        if b > 0.0 {
+            h[1] = (a.atan().tanh()).tanh();
+        } else {
+            b -= (((x * h[1]) * x.cos()).sin()).tanh();
+        }
+    } else {
+        let v4 = (b).tanh();
+    }
+    for i0 in 0..n + 1 {
+        let v4 = ((y * y + 1.0).ln().cos() + (a - (x * y))).tanh();
+        h[0] = ((v4 * (h[2] * y)).sin()).tanh();
+        h[0] += (w[1] + (b - helper(b))).tanh();
+    }
+    match n % 3 {
+        0 => {
+            for i1 in 0..n + 1 {
+                h[i1 % 3] = ((w[i1 % 3].tanh() * w[i1 % 3].tanh() + 1.0).ln()
+                    * ((a * a) - b.atan()))
+                .tanh();
+                b += (((w[0] * b) * (w[0] * b) + 1.0).sqrt()).tanh();
+                a += (((a + a) / (1.0 + 2.0_f64 * 2.0_f64)) * (0.25_f64 * 0.25_f64).exp().recip())
+                    .tanh();
+            }
+        }
+        1 | 2 => {
+            if n % 2 == 0 {
+                h[1] *= ((y.sin() * (y + y)) + y).tanh();
+            } else {
+            }
+            let v4 = (backprop::sigmoid(
+                ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x) + (y - y)),
+            ))
+            .tanh();
+        }
+        _ => {
+            let v4 = (((a + a) * (w[2] * w[2] + 1.0).sqrt()) + b.cos()).tanh();
+        }
+    }
+    h[0] *= (b.sin()).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p84(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x / (1.0 + (x.atan() + x.sin()) * (x.atan() + x.sin()))).tanh();
+    let v3 = (((h[1] / (1.0 + w[1] * w[1])) - (a + a))
+        + backprop::sigmoid(backprop::sigmoid(h[2])))
+    .tanh();
+    let v4 = (a).tanh();
+    a = (a).tanh();
+    let v5 = (v4).tanh();
+    a + v4
+}
+
+#[grad]
+fn p85(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((backprop::sigmoid((x * x + 1.0).ln()) * backprop::sigmoid((x * x + 1.0).ln())
+        + 1.0)
+        .ln())
+    .tanh();
+    let mut b = (((w[0] * w[2])
+        / (1.0 + (h.iter().sum::<f64>() + y) * (h.iter().sum::<f64>() + y)))
+        * (w[2].atan() * w[2].atan() + 1.0).ln())
+    .tanh();
+    let v4 =
+        (((a + y) * (x - a)) * (b / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>()))).tanh();
+    let v5 = (a).tanh();
+    let v6 = (b.tanh() * backprop::sigmoid(v4).atan()).tanh();
+    let v7 = (helper((a * a + 1.0).ln())
+        / (1.0 + (a.atan() / (1.0 + v6 * v6)) * (a.atan() / (1.0 + v6 * v6))))
+        .tanh();
+    a + b + v6
+}
+
+#[grad]
+fn p86(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y.tanh() + (y * y).exp().recip()) - (h[1] + y).cos()).tanh();
+    let v3 = (a).tanh();
+    let v4 = (helper(helper((x - 1.5_f64)))).tanh();
+    for _ in 0..n {
+        if n % 2 == 0 {
+            a = (((x + w[2]) + (slice_helper(&h) - h[1])) * w[0].atan()).tanh();
+            let v5 = ((a + (x + a)).sin()).tanh();
         } else {
         }
-        let v4 = (w[1] * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-        k446781 += 1;
+        if x > -0.13 {
+            continue;
+        }
     }
-    h[2] = (((y / (1.0 + h[2] * h[2])) * helper(w.iter().map(|v| v * v).sum::<f64>()))
-        + ((y * x) * (y * x)).exp().recip())
+    a + v4
+}
+
+#[grad]
+fn p87(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y * y + 1.0).sqrt()).tanh();
+    let mut b = (x).tanh();
+    a -= (h[0]).tanh();
+    if n > 1 {
+        a = ((b.cos() - (x * x + 1.0).ln()) * 0.5_f64).tanh();
+    } else {
+    }
+    h[1] += (b).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p88(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((x.sin() * w[1].sin()) / (1.0 + x * x)).tanh();
+    a = (a * x).tanh();
+    h[1] *= (a - (h[2] + h[0]).atan()).tanh();
+    match n % 3 {
+        0 => {
+            for _ in 0..n {
+                a += ((x - (3.0_f64 * 3.0_f64 + 1.0).ln())
+                    - (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                        / (1.0 + (a + x) * (a + x))))
+                    .tanh();
+            }
+        }
+        1 | 2 => {
+            let mut k502572 = 0;
+            while k502572 < n {
+                a += (w[2]).tanh();
+                k502572 += 1;
+            }
+            h[2] *= (((x / (1.0 + 3.0_f64 * 3.0_f64)) * (x / (1.0 + 3.0_f64 * 3.0_f64)) + 1.0)
+                .sqrt())
+            .tanh();
+        }
+        _ => {
+            let v3 = ((x - x).sin() + w[0]).tanh();
+            if n > 1 {
+                a += (y + a).tanh();
+                let v4 = (((y / (1.0 + h[0] * h[0])) * (y / (1.0 + h[0] * h[0])) + 1.0).sqrt() * x)
+                    .tanh();
+            } else {
+            }
+        }
+    }
+    a = (backprop::sigmoid((a + a)).cos()).tanh();
+    a = ((((w[0] + 0.25_f64) / (1.0 + backprop::sigmoid(x) * backprop::sigmoid(x)))
+        * ((w[0] + 0.25_f64) / (1.0 + backprop::sigmoid(x) * backprop::sigmoid(x)))
+        + 1.0)
+        .ln())
     .tanh();
-    a = ((helper(x) / (1.0 + w[1] * w[1])) * ((y * y).exp().recip() + (b + 2.0_f64))).tanh();
+    a + x
+}
+
+#[grad]
+fn p89(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(w[2]).sin() + (h[2] - y)).tanh();
+    let mut b = (((w[2] + x) * (w[2] + x)).exp().recip().cos()).tanh();
+    let v4 = ((x * x + 1.0).ln()).tanh();
+    for i0 in 0..n + 1 {
+        if b > 0.0 {
+            a += (a).tanh();
+            let v5 = (((h[2] * a) - (w[2] - h[0]))
+                / (1.0 + ((b * v4) - h[i0 % 3]) * ((b * v4) - h[i0 % 3])))
+                .tanh();
+        } else {
+            b *= (((y + a) * (0.25_f64 * 0.25_f64).exp().recip()).tanh()).tanh();
+        }
+        let v5 = (1.5_f64).tanh();
+        if x > 0.37 {
+            continue;
+        }
+    }
+    let v5 = (w[1] - (y.sin() * helper(v4))).tanh();
+    for _ in 0..n {
+        h[1] += (helper(backprop::sigmoid(v4).atan())).tanh();
+        if a > 0.07 {
+            break;
+        }
+        let v6 =
+            (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * backprop::sigmoid(x)).tanh();
+    }
+    h[2] = (((h[1] * h[0]) + (v4 * v4 + 1.0).sqrt()).cos()).tanh();
     a + b + a
 }
 
 #[grad]
 fn p90(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(h[2]).cos()).tanh();
-    let v3 = (helper(helper(x))).tanh();
-    h[2] *= (a).tanh();
-    a = (((0.25_f64 * 2.0_f64) - (x * x)).sin()).tanh();
-    for i0 in 0..n + 1 {
-        let mut k390933 = 0;
-        while k390933 < n {
-            a += (((a + a) - (w[2] / (1.0 + a * a)))
-                * ((w[1] - v3) / (1.0 + (w[i0 % 3] - h[2]) * (w[i0 % 3] - h[2]))))
-                .tanh();
-            k390933 += 1;
-        }
-        let mut k594772 = 0;
-        while k594772 < n {
-            a *= (backprop::sigmoid((y - y))
-                * ((w[0] / (1.0 + x * x)) * (w[0] / (1.0 + x * x)) + 1.0).sqrt())
+    let mut a = (2.0_f64.atan()).tanh();
+    if n % 2 == 0 {
+        a = ((a * x) * helper((a - x))).tanh();
+        a = (h[1]).tanh();
+    } else {
+        let v3 = ((slice_helper(&h) * (x - y)) * (w.iter().map(|v| v * v).sum::<f64>() + (y + x)))
             .tanh();
-            let v4 = (w[1]).tanh();
-            k594772 += 1;
-        }
-        let v4 =
-            (((v3 * (x / (1.0 + v3 * v3))) * (v3 * (x / (1.0 + v3 * v3))) + 1.0).sqrt()).tanh();
+        a = (((a / (1.0 + x * x)) * (a / (1.0 + x * x)) + 1.0)
+            .sqrt()
+            .tanh())
+        .tanh();
     }
-    a *= (((3.0_f64 * 3.0_f64 + 1.0).sqrt() - (h[0] * w[0])) * ((w[2] * 1.5_f64) - x.sin())).tanh();
+    a = (backprop::sigmoid(y)).tanh();
+    for i0 in 0..n + 1 {
+        let mut k505650 = 0;
+        while k505650 < n {
+            a += (y - ((x - y) - x)).tanh();
+            k505650 += 1;
+        }
+        if a > 0.0 {
+            a += (y * ((a * a).exp().recip() - (a + y))).tanh();
+            let v3 = (a).tanh();
+        } else {
+            let v3 = (x).tanh();
+            a += ((h[1] * (h[2] - 0.25_f64)) + ((a * v3) - (w[0] * w[0] + 1.0).ln())).tanh();
+        }
+        if a > -0.13 {
+            continue;
+        }
+    }
+    let v3 = (x + a.tanh().cos()).tanh();
     a + a
 }
 
 #[grad]
 fn p91(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y + 1.0).sqrt() / (1.0 + 0.5_f64 * 0.5_f64)).tanh();
-    let mut b = (w[1]).tanh();
-    b = (backprop::sigmoid(a)).tanh();
-    let v4 = (x).tanh();
-    if b > 0.0 {
-        h[1] = (a.atan().tanh()).tanh();
-    } else {
-        b -= (((x * h[1]) * x.cos()).sin()).tanh();
-    }
-    a *= (w[2].sin() / (1.0 + (3.0_f64 - a.cos()) * (3.0_f64 - a.cos()))).tanh();
-    a = (h[2]).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p92(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((helper(y) * x) + w[2]).tanh();
-    let mut b = ((h[2].sin() + (x + x)) / (1.0 + w[1] * w[1])).tanh();
-    a *= (helper(b)).tanh();
-    h[1] += ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-        + 1.0)
-        .ln())
-    .tanh();
-    h[0] = ((w.iter().map(|v| v * v).sum::<f64>().tanh()
-        * w.iter().map(|v| v * v).sum::<f64>().tanh()
-        + 1.0)
-        .ln()
-        * ((a * a) - b.atan()))
-    .tanh();
-    a + b + b
-}
-
-#[grad]
-fn p93(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((w[0] * y) * (w[0] * y) + 1.0).sqrt()).tanh();
-    a = (((y + y) / (1.0 + 2.0_f64 * 2.0_f64)) * (0.25_f64 * 0.25_f64).exp().recip()).tanh();
-    if n % 2 == 0 {
-        h[1] *= ((a.cos() * helper(a)) * w[0]).tanh();
-    } else {
-        if x > 0.1 {
-            a += (a).tanh();
-        } else {
-            let v3 = (h.iter().sum::<f64>()).tanh();
-            h[0] *= ((w[1] * v3) - (v3 - (2.0_f64 * 2.0_f64).exp().recip())).tanh();
-        }
-    }
-    a = (slice_helper(w) + backprop::sigmoid((w[2] * h.iter().sum::<f64>()))).tanh();
-    a + a
-}
-
-#[grad]
-fn p94(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x.atan()).tanh();
-    let mut b = (w[1]).tanh();
-    let mut k21784 = 0;
-    while k21784 < n {
-        let v4 = (y).tanh();
-        a *= (w[0] - (v4 - (w[1] * w[1] + 1.0).ln())).tanh();
-        k21784 += 1;
-    }
-    let v4 = (y).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p95(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (h[1]).tanh();
-    let mut b = ((x * y.tanh()).tanh()).tanh();
-    let v4 = (b).tanh();
-    b = ((backprop::sigmoid(a) * backprop::sigmoid(a) + 1.0).ln()).tanh();
-    h[1] += (helper(w[2]).atan() * helper((a + v4))).tanh();
-    if n > 0 {
-        let v5 = (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + y * y)).tanh();
-        let v6 = ((((h[2]
-            / (1.0
-                + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-            * y)
-            * ((h[2]
-                / (1.0
-                    + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-                * y))
-            .exp()
-            .recip())
-        .tanh();
-    } else {
-        let v5 = ((0.25_f64 * 0.25_f64 + 1.0).sqrt()).tanh();
-    }
-    a + b + y
-}
-
-#[grad]
-fn p96(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    let mut b = ((y.atan() * y.atan() + 1.0).sqrt()).tanh();
-    let mut k336443 = 0;
-    while k336443 < n {
-        if n % 2 == 0 {
-            a += (b.cos()).tanh();
-            b *= (((y / (1.0 + a * a)) * (y / (1.0 + a * a))).exp().recip()
-                - (b.sin() * b.sin() + 1.0).ln())
-            .tanh();
-        } else {
-        }
-        if y > 0.1 {
-            a -= (helper(helper((x - 1.5_f64)))).tanh();
-            a += ((helper(b) * helper(b) + 1.0).ln()).tanh();
-        } else {
-            a += (x.atan()).tanh();
-            b = (b).tanh();
-        }
-        k336443 += 1;
-    }
-    let v4 = (x).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p97(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0]).tanh();
-    a = ((y - (a * x)).cos()).tanh();
-    let v3 = (a).tanh();
-    if n > 3 {
-        let mut k96376 = 0;
-        while k96376 < n {
-            a += ((x * x + 1.0).ln()).tanh();
-            let v4 = (helper(helper(y)) + v3).tanh();
-            k96376 += 1;
-        }
-        let v4 = ((a.sin() * a.sin() + 1.0).ln()).tanh();
-    } else {
-        let v4 = ((x - (x - h[1])) + ((x * x + 1.0).sqrt() * x)).tanh();
-    }
-    for _ in (0..n).rev() {
-        h[2] = (x).tanh();
-    }
-    let mut k80940 = 0;
-    while k80940 < n {
-        if v3 > 0.0 {
-            a = (y.cos()).tanh();
-        } else {
-            a *= (backprop::sigmoid(y)).tanh();
-            a = (w[1] * (y - (3.0_f64 * 3.0_f64 + 1.0).ln())).tanh();
-        }
-        if a > 0.0 {
-            let v4 = (v3).tanh();
-            a += (((a * x) * (a * x)).exp().recip().atan()).tanh();
-        } else {
-            let v4 = (y).tanh();
-            a = (0.25_f64).tanh();
-        }
-        k80940 += 1;
-    }
-    a + a
-}
-
-#[grad]
-fn p98(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (w[0]
-        + (h.iter().sum::<f64>() * h.iter().sum::<f64>())
-            .exp()
-            .recip()
-            .atan())
-    .tanh();
-    b += (y + a).tanh();
-    let v4 = (((y / (1.0 + h[0] * h[0])) * (y / (1.0 + h[0] * h[0])) + 1.0).sqrt() * x).tanh();
-    let v5 = (helper((h[1].atan() * h[1].atan() + 1.0).sqrt())).tanh();
-    h[1] = (((slice_helper(w) - (h[0] + 0.25_f64)) * (slice_helper(w) - (h[0] + 0.25_f64)) + 1.0)
-        .sqrt())
-    .tanh();
-    a + b + a
-}
-
-#[grad]
-fn p99(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0] - helper(w[2]).sin()).tanh();
-    h[0] *= (y).tanh();
-    if x > -0.2 {
-        a -= ((3.0_f64 - (a * x)) - ((x + w[1]) * y)).tanh();
-    } else {
-    }
-    let v3 = (backprop::sigmoid(a.atan()) - (w[2] * w[2]).exp().recip()).tanh();
-    h[0] *= (((slice_helper(w) - y) + (h[2] * v3)).atan()).tanh();
-    let v4 = ((helper(y) + x) + slice_helper(w)).tanh();
-    a + x
-}
-
-#[grad]
-fn p100(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((w[1] * w[1] + 1.0).sqrt() * (w[1] * w[1] + 1.0).sqrt() + 1.0).ln()).tanh();
-    a *= ((a / (1.0 + x * x)) + y).tanh();
-    a = (y).tanh();
-    let mut k556758 = 0;
-    while k556758 < n {
-        let v3 = (backprop::sigmoid((x.sin() + (a * x)))).tanh();
-        k556758 += 1;
-    }
-    let mut k521547 = 0;
-    while k521547 < n {
-        let v3 = (x.cos() - ((h[1] + h[2]) / (1.0 + 2.0_f64 * 2.0_f64))).tanh();
-        let v4 = ((helper(helper(v3)) * helper(helper(v3))).exp().recip()).tanh();
-        k521547 += 1;
-    }
-    let mut k876773 = 0;
-    while k876773 < n {
-        h[0] *= (y).tanh();
-        h[1] += (helper(a).tanh()).tanh();
-        k876773 += 1;
-    }
-    a + x
-}
-
-#[grad]
-fn p101(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - ((y + x) + y)).tanh();
-    let mut b =
-        ((((x * a) * (x * a)).exp().recip() * ((x * a) * (x * a)).exp().recip() + 1.0).ln()).tanh();
-    b = (w[0]).tanh();
-    let v4 = (h[1].atan() - (y + w[1]).atan()).tanh();
-    let v5 = (b).tanh();
-    if n % 2 == 0 {
-        h[1] += (y).tanh();
-        b += (w[0].atan()).tanh();
-    } else {
-        if y > 0.1 {
-            b *= (((v4 + b) * (v4 + b) + 1.0).sqrt().tanh()).tanh();
-            let v6 = (((x * h[0].tanh()) * (x * h[0].tanh())).exp().recip()).tanh();
-        } else {
-        }
-        for i1 in 0..n + 1 {
-            let v6 = (b).tanh();
-            b *= (y - v4).tanh();
-            b *= ((a + (y * w[i1 % 3])) + v5.tanh().cos()).tanh();
-        }
-    }
-    a + b + a
-}
-
-#[grad]
-fn p102(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = ((helper(2.0_f64) - (h.iter().sum::<f64>() + x)) * (y.tanh() + y)).tanh();
     if n % 2 == 0 {
@@ -2628,633 +2791,682 @@ fn p102(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
             a *= (w[i1 % 3]).tanh();
         }
     }
-    let mut k666216 = 0;
-    while k666216 < n {
-        let mut k740924 = 0;
-        while k740924 < n {
-            a += (y).tanh();
-            k740924 += 1;
-        }
-        k666216 += 1;
+    let v3 = ((x * x + 1.0).sqrt().tanh() * a).tanh();
+    let v4 = ((x * x + 1.0).ln().tanh() + helper((y + y))).tanh();
+    a + v3
+}
+
+#[grad]
+fn p92(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + x) - (x - w[1]))
+        * ((y * y + 1.0).ln() * (y * y + 1.0).ln() + 1.0).ln())
+    .tanh();
+    let v3 = ((h[1].cos() * h[1].cos() + 1.0).sqrt() / (1.0 + w[2] * w[2])).tanh();
+    let v4 = ((helper(h[0]) + v3.sin()).tanh()).tanh();
+    a + v4
+}
+
+#[grad]
+fn p93(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((w[0] + y).tanh()).tanh();
+    let mut k160002 = 0;
+    while k160002 < n {
+        let v3 = (a).tanh();
+        a = (x).tanh();
+        k160002 += 1;
     }
-    let mut k173977 = 0;
-    while k173977 < n {
-        let v3 =
-            (backprop::sigmoid((slice_helper(&h).tanh() * slice_helper(&h).tanh() + 1.0).ln()))
+    if n > 2 {
+        for _ in 0..n {
+            a += (y).tanh();
+        }
+        let v3 = (((x * x + 1.0).ln() + w[2].sin()).cos()).tanh();
+    } else {
+    }
+    a + x
+}
+
+#[grad]
+fn p94(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(x.atan().tanh())).tanh();
+    if n > 3 {
+        if n > 2 {
+            let v3 = ((w[2] * 0.5_f64).tanh()
+                * ((y * y + 1.0).ln() - (0.5_f64 - slice_helper(&h))))
+            .tanh();
+        } else {
+            a += (((y + x) - (w[2] * slice_helper(&h)))
+                / (1.0 + backprop::sigmoid((a * 0.25_f64)) * backprop::sigmoid((a * 0.25_f64))))
+            .tanh();
+            a *= (w[1]
+                + (h.iter().sum::<f64>().cos()
+                    - helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
+            .tanh();
+        }
+    } else {
+        for _ in 0..n {
+            let v3 = (y).tanh();
+        }
+        h[2] *= (((y.cos() * (0.25_f64 - y)) * (y.cos() * (0.25_f64 - y)) + 1.0).sqrt()).tanh();
+    }
+    let v3 = ((y / (1.0 + y.sin() * y.sin())) - a).tanh();
+    for i0 in 0..n + 1 {
+        for i1 in 0..n + 1 {
+            a += (v3.cos().cos()).tanh();
+            a = (a).tanh();
+        }
+        if y > -0.2 {
+            a += (helper((h[0] * 0.25_f64)) * ((w[1] * w[1] + 1.0).sqrt() + x)).tanh();
+        } else {
+            let v4 = (backprop::sigmoid(((v3 * w[i0 % 3]) * (y - w[0])))).tanh();
+        }
+        h[i0 % 3] = (backprop::sigmoid(h.iter().sum::<f64>()).cos()).tanh();
+    }
+    let mut k14597 = 0;
+    loop {
+        if k14597 >= n {
+            break;
+        }
+        if a > 0.0 {
+            let v4 = (((helper(a) * w[0]) * (helper(a) * w[0])).exp().recip()).tanh();
+        } else {
+            a += (h[1]).tanh();
+        }
+        for i1 in 0..n + 1 {
+            let v4 = (((0.25_f64 / (1.0 + 2.0_f64 * 2.0_f64))
+                * (0.25_f64 / (1.0 + 2.0_f64 * 2.0_f64)))
+                .exp()
+                .recip()
+                - a)
                 .tanh();
-        k173977 += 1;
+            if a > 0.07 {
+                break;
+            }
+            a *= (helper(y)).tanh();
+        }
+        if v3 > 0.61 {
+            break;
+        }
+        k14597 += 1;
     }
     a + a
+}
+
+#[grad]
+fn p95(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((slice_helper(w) * slice_helper(w) + 1.0).ln()).tanh();
+    let mut k705248 = 0;
+    while k705248 < n {
+        if n % 2 == 0 {
+            let v3 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+        } else {
+            let v3 = ((a * a + 1.0).sqrt() * (helper(y) + (a + x))).tanh();
+            let v4 = (((y / (1.0 + x * x)) - backprop::sigmoid(y))
+                + ((x * x + 1.0).sqrt() + helper(v3)))
+            .tanh();
+        }
+        for _ in (0..n).rev() {
+            let v3 = (x
+                - (a.atan()
+                    - (x / (1.0
+                        + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))))
+            .tanh();
+            a += (x).tanh();
+            a = (h[2]).tanh();
+        }
+        k705248 += 1;
+    }
+    let v3 = (((y / (1.0 + x * x)) + y).atan()).tanh();
+    let v4 = (backprop::sigmoid((v3 + (x + a)))).tanh();
+    a += (((a + slice_helper(w)) / (1.0 + (h[2] / (1.0 + a * a)) * (h[2] / (1.0 + a * a))))
+        - slice_helper(&h))
+    .tanh();
+    a + a
+}
+
+#[grad]
+fn p96(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((x * x).exp().recip() - x).tanh();
+    a += ((slice_helper(&h) * slice_helper(&h) + 1.0).ln()).tanh();
+    for i0 in 0..n + 1 {
+        if n % 2 == 0 {
+            a *= (((h[1] / (1.0 + y * y)) * (3.0_f64 + w[1])) / (1.0 + x * x)).tanh();
+            let v3 = (a).tanh();
+        } else {
+        }
+        if x > 0.0 {
+            let v3 = (a.tanh()).tanh();
+        } else {
+            h[i0 % 3] = (((y * a) * (y * a) + 1.0).ln()
+                / (1.0
+                    + (helper(h[0]) / (1.0 + a.sin() * a.sin()))
+                        * (helper(h[0]) / (1.0 + a.sin() * a.sin()))))
+            .tanh();
+            a *= (backprop::sigmoid(y)).tanh();
+        }
+        for i1 in 0..n + 1 {
+            a += (w[1]).tanh();
+            let v3 = (((a + y) / (1.0 + a * a)) + backprop::sigmoid((h[1] + a))).tanh();
+            a *= ((1.5_f64 * 1.5_f64 + 1.0).ln()).tanh();
+            if a > 0.37 {
+                continue;
+            }
+        }
+    }
+    let v3 = (backprop::sigmoid(((y - h.iter().sum::<f64>()) + (a * x)))).tanh();
+    let v4 =
+        (((w[2] * 3.0_f64) / (1.0 + v3.atan() * v3.atan())) * ((a + x) / (1.0 + x * x))).tanh();
+    h[0] += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    a + v3
+}
+
+#[grad]
+fn p97(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x.tanh()).tanh();
+    let mut b = (x.atan()).tanh();
+    a = (((y * b).tanh() * (y * b).tanh()).exp().recip()).tanh();
+    for i0 in 0..n + 1 {
+        h[1] += (y).tanh();
+        a = ((w[i0 % 3] * w[i0 % 3]).exp().recip()).tanh();
+    }
+    for i0 in 0..n + 1 {
+        b -= (x.atan()).tanh();
+        let mut k427131 = 0;
+        while k427131 < n {
+            let v4 = (w[1] - (helper(x) * helper(x)).exp().recip()).tanh();
+            a *= (x).tanh();
+            k427131 += 1;
+        }
+    }
+    for _ in (0..n).rev() {
+        h[1] += (((slice_helper(&h) * slice_helper(&h)).exp().recip() + b).sin()).tanh();
+    }
+    let v4 = (helper((b * b + 1.0).sqrt()).tanh()).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p98(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y - backprop::sigmoid(y)).tanh();
+    let mut b = (h[0]).tanh();
+    if n % 2 == 0 {
+        for _ in 0..n {
+            b *= (((a / (1.0 + y * y)) + backprop::sigmoid(0.5_f64)) / (1.0 + y * y)).tanh();
+            a *= (((a.tanh() * a.tanh() + 1.0).ln() * (a.tanh() * a.tanh() + 1.0).ln())
+                .exp()
+                .recip())
+            .tanh();
+        }
+        a -= (helper(
+            (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                + 1.0)
+                .ln(),
+        ))
+        .tanh();
+    } else {
+        b = (x * a.atan()).tanh();
+    }
+    match n % 3 {
+        0 => {
+            a = (a).tanh();
+            if b > 0.0 {
+                a += (((slice_helper(&h) + 0.5_f64) - (3.0_f64 * b)).sin()).tanh();
+            } else {
+            }
+        }
+        1 | 2 => {
+            let v4 = (((0.25_f64 + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                - (h[2] * x))
+                - h[2])
+                .tanh();
+        }
+        _ => {
+            h[2] *= (w[1]).tanh();
+            b = (b).tanh();
+        }
+    }
+    a + b + b
+}
+
+#[grad]
+fn p99(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(y) * (y * y).exp().recip().cos()).tanh();
+    let v3 = (helper(x.tanh()) + ((3.0_f64 + y) * (3.0_f64 + y)).exp().recip()).tanh();
+    if n > 2 {
+        a = ((0.25_f64 * 0.25_f64).exp().recip()).tanh();
+    } else {
+    }
+    a = (v3).tanh();
+    if n % 2 == 0 {
+        match n % 3 {
+            0 => {
+                a += (backprop::sigmoid((0.25_f64 + x).tanh())).tanh();
+            }
+            1 | 2 => {
+                a += (h[0]).tanh();
+            }
+            _ => {
+                let v4 = (w[0]).tanh();
+                a *= ((v4 * (slice_helper(w) - 1.5_f64)) + ((v4 * v4 + 1.0).sqrt() - (y + v3)))
+                    .tanh();
+            }
+        }
+    } else {
+        a += (backprop::sigmoid(x.sin())).tanh();
+    }
+    if v3 > 0.1 {
+        if x > -0.2 {
+            a += (a.atan()).tanh();
+        } else {
+            let v4 =
+                ((v3 * v3).exp().recip().cos() * (0.25_f64 * 0.25_f64 + 1.0).ln().cos()).tanh();
+        }
+    } else {
+        let v4 = (((x - y) / (1.0 + helper(0.25_f64) * helper(0.25_f64)))
+            - (w[0] * (a - h.iter().sum::<f64>())))
+        .tanh();
+    }
+    a + v3
+}
+
+#[grad]
+fn p100(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((x / (1.0 + x * x)) * (x / (1.0 + x * x)) + 1.0).sqrt() / (1.0 + x * x)).tanh();
+    a += (((w[1] * slice_helper(w).sin()) * (w[1] * slice_helper(w).sin()))
+        .exp()
+        .recip())
+    .tanh();
+    h[0] *= (((y * y + 1.0).ln() * (1.5_f64 * 1.5_f64 + 1.0).sqrt()).cos()).tanh();
+    for i0 in 0..n + 1 {
+        h[0] += (h[1] * w[2]).tanh();
+        if a > 0.07 {
+            break;
+        }
+    }
+    a + a
+}
+
+#[grad]
+fn p101(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (((slice_helper(w) * slice_helper(w)).exp().recip() / (1.0 + w[1] * w[1])).atan()).tanh();
+    let v3 = (helper(x)).tanh();
+    a += (w[2] * ((w[0] + slice_helper(w)) - w[1])).tanh();
+    if n % 2 == 0 {
+        h[2] *= (y.tanh()).tanh();
+        let v4 = (h[2] / (1.0 + backprop::sigmoid(y) * backprop::sigmoid(y))).tanh();
+    } else {
+    }
+    a + x
+}
+
+#[grad]
+fn p102(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[2]).tanh();
+    let mut b = (h[0]).tanh();
+    a = (a.tanh()).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            for i1 in 0..n + 1 {
+                b *= (((y + a) * (y - w[i1 % 3])) - (backprop::sigmoid(b) * (0.5_f64 * y))).tanh();
+                if b > 0.37 {
+                    continue;
+                }
+                let v4 = (((x * x).exp().recip() * (0.5_f64 - w[i1 % 3])).tanh()).tanh();
+                let v5 = (a).tanh();
+            }
+        }
+        _ => {
+            h[2] *= (h[1]).tanh();
+        }
+    }
+    let v4 = (0.5_f64.sin().cos()).tanh();
+    for i0 in 0..n + 1 {
+        let mut k624417 = 0;
+        loop {
+            if k624417 >= n {
+                break;
+            }
+            let v5 = ((w[1] + h[i0 % 3]).sin().cos()).tanh();
+            if a > 0.61 {
+                break;
+            }
+            k624417 += 1;
+        }
+        let v5 = (y).tanh();
+        let v6 = (h[2] - ((y + a) * backprop::sigmoid(h[i0 % 3]))).tanh();
+    }
+    h[0] *= (h.iter().sum::<f64>()).tanh();
+    a + b + y
 }
 
 #[grad]
 fn p103(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let v3 = (((h[0] * a) * (x * x))
-        * (h[2]
-            / (1.0
-                + (a + w.iter().map(|v| v * v).sum::<f64>())
-                    * (a + w.iter().map(|v| v * v).sum::<f64>()))))
-    .tanh();
-    h[1] += (a.cos()).tanh();
-    let v4 = (h.iter().sum::<f64>() + (helper(h[0]) + v3.sin())).tanh();
-    a + v4
+    let mut a = (y).tanh();
+    let mut b = (x).tanh();
+    let v4 =
+        (helper((y / (1.0 + x * x))) - (h[1] * w.iter().map(|v| v * v).sum::<f64>()).atan()).tanh();
+    for i0 in 0..n + 1 {
+        if n > 2 {
+            a += (0.25_f64 - h[0]).tanh();
+            a *= (((w[1].tanh() * w[1].tanh() + 1.0).ln()
+                * (w[1].tanh() * w[1].tanh() + 1.0).ln()
+                + 1.0)
+                .ln())
+            .tanh();
+        } else {
+        }
+        h[1] += (helper(2.0_f64)).tanh();
+        match n % 3 {
+            0 => {
+                b += (helper(a)).tanh();
+                b += ((y / (1.0 + (a + x) * (a + x))).atan()).tanh();
+            }
+            1 | 2 => {
+                a *= (2.0_f64 - v4).tanh();
+            }
+            _ => {
+                let v5 = (y).tanh();
+            }
+        }
+    }
+    let mut k318741 = 0;
+    while k318741 < n {
+        let v5 =
+            ((backprop::sigmoid(a) * backprop::sigmoid(a)).exp().recip() / (1.0 + b * b)).tanh();
+        k318741 += 1;
+    }
+    a + b + y
 }
 
 #[grad]
 fn p104(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((w[0] + y).tanh()).tanh();
-    let mut k643771 = 0;
-    while k643771 < n {
-        let v3 = (((h[0] - h[0]) + h.iter().sum::<f64>().tanh())
-            / (1.0
-                + (y * (w.iter().map(|v| v * v).sum::<f64>() * a))
-                    * (y * (w.iter().map(|v| v * v).sum::<f64>() * a))))
-            .tanh();
-        let mut k251940 = 0;
-        while k251940 < n {
-            a += (0.5_f64).tanh();
-            a += (v3.tanh()).tanh();
-            k251940 += 1;
+    let mut a = (0.25_f64 * backprop::sigmoid(0.25_f64)).tanh();
+    if a > 0.1 {
+        h[0] += (((h[1] / (1.0 + helper(a) * helper(a))) * (h[1] / (1.0 + helper(a) * helper(a)))
+            + 1.0)
+            .sqrt())
+        .tanh();
+    } else {
+        a -= (x).tanh();
+        for i1 in 0..n + 1 {
+            a += ((w[2] - y).sin().tanh()).tanh();
+            let v3 = ((y / (1.0 + (a * 3.0_f64) * (a * 3.0_f64))) - 0.5_f64).tanh();
+            a += ((a.sin() * (w[2] - v3)).sin()).tanh();
+            if x > 0.37 {
+                break;
+            }
         }
-        k643771 += 1;
     }
-    for _ in 0..n {
-        a = ((a.cos() * (y * a)).tanh()).tanh();
+    a *= (backprop::sigmoid(h[2])).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            let v3 =
+                ((y / (1.0 + (x - y) * (x - y))) * backprop::sigmoid(backprop::sigmoid(a))).tanh();
+            for _ in 0..n {
+                let v4 = (((h.iter().sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
+                    + (y * y + 1.0).ln())
+                    + helper((slice_helper(w) - w[1])))
+                .tanh();
+                h[0] = (v3).tanh();
+                let v5 = ((x.atan() / (1.0 + w[0].atan() * w[0].atan()))
+                    + ((v4 - v4) / (1.0 + backprop::sigmoid(v4) * backprop::sigmoid(v4))))
+                .tanh();
+                if a > 0.37 {
+                    continue;
+                }
+            }
+        }
+        _ => {}
+    }
+    for i0 in 0..n + 1 {
+        a -= (helper(((a - h[1]) * (a - h[1]) + 1.0).ln())).tanh();
+        h[1] *= (w[i0 % 3].tanh() / (1.0 + (a * y.cos()) * (a * y.cos()))).tanh();
+        a = ((x * x).exp().recip()).tanh();
+    }
+    if n % 2 == 0 {
+        a = (a).tanh();
+    } else {
         if a > 0.0 {
-            a *= (backprop::sigmoid(y)).tanh();
-            a *= ((((w.iter().map(|v| v * v).sum::<f64>() + slice_helper(&h)) / (1.0 + x * x))
-                * ((w.iter().map(|v| v * v).sum::<f64>() + slice_helper(&h)) / (1.0 + x * x))
+            a *= (h[2]).tanh();
+        } else {
+            h[0] += (y).tanh();
+            a = ((((h.iter().sum::<f64>() / (1.0 + a * a))
+                * (h.iter().sum::<f64>() / (1.0 + a * a)))
+                .exp()
+                .recip()
+                * ((h.iter().sum::<f64>() / (1.0 + a * a))
+                    * (h.iter().sum::<f64>() / (1.0 + a * a)))
+                    .exp()
+                    .recip()
                 + 1.0)
                 .sqrt())
             .tanh();
-        } else {
-            let v3 = (backprop::sigmoid(helper(y)) - (w[1].atan() * w[1].atan() + 1.0).ln()).tanh();
-            let v4 = ((a * a).exp().recip() - v3).tanh();
         }
     }
-    a + a
+    a + x
 }
 
 #[grad]
 fn p105(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    let mut b = (a).tanh();
-    a -= (((a / (1.0 + h[0] * h[0])) * (a / (1.0 + h[0] * h[0])) + 1.0).ln() - b.tanh()).tanh();
-    let v4 = (w[0].cos()).tanh();
-    for i0 in 0..n + 1 {
-        let v5 = (x.cos()).tanh();
-        let v6 = (v5 + ((h[2] * h[2]).exp().recip() + backprop::sigmoid(x))).tanh();
+    let mut a = (slice_helper(&h)
+        - (x.tanh()
+            / (1.0
+                + (y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                    * (y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))))
+    .tanh();
+    let mut b = (x.cos().tanh()).tanh();
+    if n > 2 {
+        h[2] += (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    } else {
+        h[2] += (b
+            / (1.0
+                + ((w[1] + a) * backprop::sigmoid(slice_helper(w)))
+                    * ((w[1] + a) * backprop::sigmoid(slice_helper(w)))))
+        .tanh();
     }
-    a + b + v4
+    let mut k64814 = 0;
+    while k64814 < n {
+        if n > 2 {
+            let v4 = (y - ((b * b).exp().recip() - h[1])).tanh();
+        } else {
+            let v4 = ((y.tanh() - (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * y))
+                + x.tanh())
+            .tanh();
+        }
+        k64814 += 1;
+    }
+    let v4 = (h.iter().sum::<f64>()).tanh();
+    if n > 0 {
+        let v5 = ((slice_helper(w) - y) * (v4.atan() * v4.atan() + 1.0).ln()).tanh();
+    } else {
+        if v4 > 0.0 {
+            let v5 = ((h[0] - v4) * (w[1].cos() * w[1].cos() + 1.0).sqrt()).tanh();
+            a += ((a.atan() * v4).tanh()).tanh();
+        } else {
+            let v5 = ((b * b + 1.0).ln()).tanh();
+        }
+        let v5 = (helper((w[0] * w[0] + 1.0).sqrt().cos())).tanh();
+    }
+    let v5 = (v4).tanh();
+    a + b + v5
 }
 
 #[grad]
 fn p106(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    a *= ((x / (1.0 + helper(x) * helper(x))) + 2.0_f64).tanh();
-    let v3 = (0.25_f64).tanh();
-    if n > 3 {
-        h[0] = (h[1]).tanh();
-        let v4 = (backprop::sigmoid(((v3 * h.iter().sum::<f64>()) * (y - w[0])))).tanh();
-    } else {
-        for i1 in 0..n + 1 {
-            let v4 = (helper(1.5_f64)).tanh();
-            let v5 = ((v4 - v4).atan() + a).tanh();
-            let v6 = ((v4 * v4).exp().recip()).tanh();
+    let mut a = (y / (1.0 + 0.25_f64.cos() * 0.25_f64.cos())).tanh();
+    if n > 1 {
+        a = (x).tanh();
+        let mut k17930 = 0;
+        loop {
+            if k17930 >= n {
+                break;
+            }
+            let v3 = (0.25_f64).tanh();
+            a += (v3 + backprop::sigmoid((a / (1.0 + w[0] * w[0])))).tanh();
+            if x > 0.61 {
+                break;
+            }
+            k17930 += 1;
         }
+    } else {
+        let v3 = (((x * x).exp().recip() * (x * x).exp().recip())
+            .exp()
+            .recip())
+        .tanh();
+        a -= ((backprop::sigmoid(x) * backprop::sigmoid(x) + 1.0).sqrt()).tanh();
     }
-    h[2] *= (x).tanh();
-    a + x
+    h[2] += ((w[2] - y).tanh() * x).tanh();
+    a *= ((h[1] - h.iter().sum::<f64>())
+        - ((y + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) + helper(x)))
+    .tanh();
+    let v3 = (a).tanh();
+    a + y
 }
 
 #[grad]
 fn p107(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * h[0]) - x).tanh();
-    let mut k15675 = 0;
-    while k15675 < n {
-        let mut k693931 = 0;
-        while k693931 < n {
-            h[1] += ((a * (x * x + 1.0).ln()) + (y.tanh() - helper(w[2]))).tanh();
-            let v3 = (x).tanh();
-            k693931 += 1;
-        }
-        let v3 = (x).tanh();
-        k15675 += 1;
-    }
-    let v3 = (x).tanh();
-    for i0 in 0..n + 1 {
-        if n % 2 == 0 {
-            a *= (a / (1.0 + ((v3 - y) + (y * y + 1.0).ln()) * ((v3 - y) + (y * y + 1.0).ln())))
+    let mut a = (backprop::sigmoid((x * x + 1.0).sqrt())).tanh();
+    let mut b = ((w
+        .iter()
+        .zip(h.iter())
+        .map(|(a, b)| a * b)
+        .sum::<f64>()
+        .cos()
+        + y.sin())
+        + (x + a).atan())
+    .tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            if n % 2 == 0 {
+                let v4 = (b).tanh();
+            } else {
+                a *= (x
+                    / (1.0
+                        + ((b + 2.0_f64) * (b + 2.0_f64) + 1.0).sqrt()
+                            * ((b + 2.0_f64) * (b + 2.0_f64) + 1.0).sqrt()))
                 .tanh();
-            h[i0 % 3] += (x * (w[i0 % 3] / (1.0 + (a - a) * (a - a)))).tanh();
-        } else {
+                a += ((((b / (1.0 + 3.0_f64 * 3.0_f64)) * (b - y))
+                    * ((b / (1.0 + 3.0_f64 * 3.0_f64)) * (b - y))
+                    + 1.0)
+                    .sqrt())
+                .tanh();
+            }
         }
-        if n > 0 {
-            a += ((h[0] * h[0]).exp().recip().sin() * h[i0 % 3]).tanh();
-            a *= (((v3 / (1.0 + x * x)) + a).atan()).tanh();
-        } else {
-        }
-        let mut k241100 = 0;
-        while k241100 < n {
-            a = (((v3 * y) * (v3 * y)).exp().recip() - v3).tanh();
-            a *= (y).tanh();
-            k241100 += 1;
+        _ => {
+            b = (((h[2] / (1.0 + h[0] * h[0])) - helper(a)) * (h[1] * a).sin()).tanh();
         }
     }
-    for _ in 0..n {
-        for i1 in 0..n + 1 {
-            let v4 = (((slice_helper(&h) + w[2]) + (y - v3)) * h[2].cos()).tanh();
-            a *= (v3.cos() - ((a / (1.0 + v3 * v3)) * (a / (1.0 + v3 * v3)) + 1.0).sqrt()).tanh();
-        }
-        a = (backprop::sigmoid((a + y)) * y).tanh();
-        a += ((x.tanh() - (x * a)) + a.atan()).tanh();
-    }
-    a + y
+    let v4 = (helper((x + (b + y)))).tanh();
+    let v5 = (((x + a) * b).tanh()).tanh();
+    a + b + v4
 }
 
 #[grad]
 fn p108(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    for _ in 0..n {
-        if n % 2 == 0 {
-            h[0] += (y.atan()).tanh();
-            let v3 = (((a + y) / (1.0 + a * a)) + backprop::sigmoid((h[1] + a))).tanh();
-        } else {
-            let v3 = (helper(((x + y) * (y * y + 1.0).sqrt()))).tanh();
-            let v4 = (((y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                * (y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                + 1.0)
-                .sqrt()
-                + v3)
-                .tanh();
-        }
-        a += (x - (3.0_f64 / (1.0 + helper(a) * helper(a)))).tanh();
-    }
-    a *= ((x * x) - ((slice_helper(&h) * y) / (1.0 + (h[0] + w[0]) * (h[0] + w[0])))).tanh();
-    a = (x.atan()).tanh();
-    h[2] = ((a.cos() * a.cos()).exp().recip()).tanh();
+    let mut a = (3.0_f64).tanh();
+    a = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x) * 1.5_f64).atan()).tanh();
+    h[1] *= (backprop::sigmoid(((y + w[0]) + y))).tanh();
     a + a
 }
 
 #[grad]
 fn p109(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((y - 0.25_f64) * x).cos()).tanh();
-    let mut b = ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
-        .exp()
-        .recip())
+    let mut a = ((x + (y + x)).atan()).tanh();
+    let mut b = (w[2] + (x * x + 1.0).sqrt().cos()).tanh();
+    h[1] = (b).tanh();
+    h[1] = (b).tanh();
+    let v4 = ((x / (1.0 + a * a)).tanh()
+        - ((w[2] - slice_helper(&h)) * (w[2] - slice_helper(&h)))
+            .exp()
+            .recip())
     .tanh();
-    b -= ((b * 2.0_f64).atan() + ((b / (1.0 + a * a)) + h.iter().sum::<f64>())).tanh();
-    a -= (x - (a * a + 1.0).sqrt()).tanh();
-    a + b + a
+    if n % 2 == 0 {
+        let v5 = (x).tanh();
+    } else {
+        for _ in (0..n).rev() {
+            h[1] *= (((2.0_f64 - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                * y.sin())
+                - w.iter()
+                    .zip(h.iter())
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+                    .sin()
+                    .tanh())
+            .tanh();
+            b = ((w[0] - h.iter().sum::<f64>()).atan() * (x - (b / (1.0 + v4 * v4)))).tanh();
+            b *= (slice_helper(&h)).tanh();
+        }
+        let v5 = (((v4 - v4) - (b + w[2])) / (1.0 + 0.5_f64 * 0.5_f64)).tanh();
+    }
+    let v5 = (b / (1.0 + a * a)).tanh();
+    a + b + b
 }
 
 #[grad]
 fn p110(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y + 1.0).ln() + y).tanh();
-    let mut b = (a / (1.0 + (2.0_f64 * a).tanh() * (2.0_f64 * a).tanh())).tanh();
-    a += (backprop::sigmoid(b) * h[1].cos().atan()).tanh();
-    if n > 1 {
-        a = (b - ((a + y) + x.sin())).tanh();
-    } else {
-    }
-    a = (((helper(b) - a.tanh()) * (helper(b) - a.tanh()))
-        .exp()
-        .recip())
-    .tanh();
+    let mut a = ((0.25_f64.cos() + (0.25_f64 - 1.5_f64))
+        - ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * y) + x))
+        .tanh();
+    a = (slice_helper(&h)).tanh();
     if n > 2 {
-        let mut k853938 = 0;
-        while k853938 < n {
-            b = (backprop::sigmoid(a) + (1.5_f64.atan() * 1.5_f64.atan() + 1.0).sqrt()).tanh();
-            let v4 = (b).tanh();
-            k853938 += 1;
+        if x > 0.1 {
+            a = ((1.5_f64 * 1.5_f64).exp().recip()).tanh();
+            a *= ((w.iter().map(|v| v * v).sum::<f64>() / (1.0 + x * x)) * y).tanh();
+        } else {
+            a += ((a - a).tanh().cos()).tanh();
         }
-        h[0] = ((a.cos() + x) - ((b / (1.0 + 0.5_f64 * 0.5_f64)) - b)).tanh();
     } else {
-        for i1 in 0..n + 1 {
-            b = (h[2]).tanh();
+    }
+    a = (x).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            let v3 = ((w[0] * w[0] + 1.0).sqrt().cos()
+                * (x * (slice_helper(w) + w.iter().map(|v| v * v).sum::<f64>())))
+            .tanh();
+            if v3 > -0.2 {
+                a = ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()
+                    + 1.0)
+                    .ln())
+                .tanh();
+                a = (((a - x) + slice_helper(w).atan()) / (1.0 + a * a)).tanh();
+            } else {
+                h[1] += (2.0_f64.cos()).tanh();
+            }
+        }
+        _ => {
+            let v3 = ((h.iter().sum::<f64>() * 0.25_f64.cos()) + y).tanh();
         }
     }
-    a + b + b
+    a + y
 }
 
 #[grad]
 fn p111(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper((x * y)) - (x.tanh() * x.tanh() + 1.0).sqrt()).tanh();
-    a = (((a - 3.0_f64).tanh() * (a - 3.0_f64).tanh() + 1.0).ln()).tanh();
-    let v3 = (backprop::sigmoid((a * y)) * (w[0] * w[0]).exp().recip().tanh()).tanh();
-    if n > 0 {
-        let mut k448111 = 0;
-        while k448111 < n {
-            let v4 = (((h.iter().sum::<f64>() / (1.0 + v3 * v3)) + (slice_helper(&h) * 3.0_f64))
-                .atan())
-            .tanh();
-            k448111 += 1;
-        }
-        if v3 > 0.1 {
-            a += ((0.25_f64 + w[0])
-                / (1.0
-                    + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + y).cos()
-                        * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + y).cos()))
-            .tanh();
-            let v4 = (((1.5_f64 - h[2]) / (1.0 + (w[0] - y) * (w[0] - y)))
-                - helper((slice_helper(w) - 1.5_f64)))
-            .tanh();
-        } else {
-        }
-    } else {
-        a = ((x * x + 1.0).sqrt().atan() * ((x * x).exp().recip() * backprop::sigmoid(v3))).tanh();
-    }
-    h[1] = (h[1].tanh()).tanh();
-    a + y
-}
-
-#[grad]
-fn p112(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (0.25_f64.sin()).tanh();
-    h[1] = (a).tanh();
-    h[1] *= ((a * a).exp().recip()).tanh();
-    h[0] += (((2.0_f64 + h[1]) * (x * x + 1.0).sqrt()) + (helper(w[2]) * helper(w[2]) + 1.0).ln())
-        .tanh();
-    a *= (x).tanh();
-    a + y
-}
-
-#[grad]
-fn p113(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (h[1]).tanh();
-    h[1] *= (x).tanh();
-    h[1] += (h[1]).tanh();
-    for _ in 0..n {
-        a += (slice_helper(w).sin()).tanh();
-        if a > -0.2 {
-            a *= ((x / (1.0 + y * y)).cos().atan()).tanh();
-        } else {
-        }
-        h[1] = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    }
-    a + b + a
-}
-
-#[grad]
-fn p114(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((slice_helper(&h) * w[0]) * y) + (h[2] + (w[1] + w[1]))).tanh();
-    let v3 = (backprop::sigmoid(helper((x + x)))).tanh();
-    for _ in (0..n).rev() {
-        let v4 = (slice_helper(w)).tanh();
-    }
-    a + y
-}
-
-#[grad]
-fn p115(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((w[2] - y) * w[2])
-        / (1.0 + (h[0] * (slice_helper(w) - x)) * (h[0] * (slice_helper(w) - x))))
-        .tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (a).tanh();
-        let mut k847855 = 0;
-        while k847855 < n {
-            a *= (((0.5_f64 * 0.5_f64 + 1.0).ln() - v3.sin()) * w[1]).tanh();
-            k847855 += 1;
-        }
-    }
-    a -= (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    a = (h[2]).tanh();
-    a + y
-}
-
-#[grad]
-fn p116(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((x * h.iter().sum::<f64>()) * x)
-        - ((w[0] / (1.0 + h[1] * h[1])) / (1.0 + slice_helper(&h) * slice_helper(&h))))
-    .tanh();
-    let v3 = (((0.5_f64 - h.iter().sum::<f64>()) - (y - y)) * ((a * a).exp().recip() + x)).tanh();
-    let mut k36640 = 0;
-    while k36640 < n {
-        if n > 3 {
-            a = (backprop::sigmoid((w[1] + h[1])) + v3).tanh();
-            a *= (y).tanh();
-        } else {
-        }
-        k36640 += 1;
-    }
-    for _ in (0..n).rev() {
-        let v4 = ((((y + a) * backprop::sigmoid(slice_helper(&h)))
-            * ((y + a) * backprop::sigmoid(slice_helper(&h)))
-            + 1.0)
-            .ln())
-        .tanh();
-        for _ in (0..n).rev() {
-            let v5 = (h.iter().sum::<f64>()).tanh();
-            a += (y.cos()).tanh();
-        }
-        let v5 = (helper((y / (1.0 + x * x)))
-            - (h[1] * w.iter().map(|v| v * v).sum::<f64>()).atan())
-        .tanh();
-    }
-    a + a
-}
-
-#[grad]
-fn p117(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y - (y * y + 1.0).sqrt()) - 0.25_f64).tanh();
-    let mut b = ((a - (slice_helper(w) * w[0])) - x).tanh();
-    for _ in 0..n {
-        let mut k900041 = 0;
-        while k900041 < n {
-            h[2] += (a).tanh();
-            k900041 += 1;
-        }
-        let v4 = (helper(a)).tanh();
-    }
-    for i0 in 0..n + 1 {
-        for _ in (0..n).rev() {
-            a *= (((b + 3.0_f64) + (x - h.iter().sum::<f64>()))
-                / (1.0 + backprop::sigmoid((a - x)) * backprop::sigmoid((a - x))))
-            .tanh();
-            b += (y).tanh();
-            h[i0 % 3] = (b).tanh();
-        }
-        let v4 = (((y / (1.0 + x * x)) * 0.5_f64.tanh()).sin()).tanh();
-    }
-    let v4 = (b).tanh();
-    for _ in (0..n).rev() {
-        for i1 in 0..n + 1 {
-            b *= (a).tanh();
-        }
-        b = ((w.iter().map(|v| v * v).sum::<f64>() * (2.0_f64 + a)) + (w[0] + x).sin()).tanh();
-        a *= (a
-            / (1.0
-                + ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                .exp()
-                .recip()
-                    - (w[1] + h.iter().sum::<f64>()))
-                    * ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                    .exp()
-                    .recip()
-                        - (w[1] + h.iter().sum::<f64>()))))
-        .tanh();
-    }
-    a + b + y
-}
-
-#[grad]
-fn p118(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (h[1]).tanh();
-    let mut b = ((h[2]
-        + (h[2]
-            / (1.0
-                + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())))
-        * (h[1] + a.atan()))
-    .tanh();
-    let mut k39579 = 0;
-    while k39579 < n {
-        for _ in 0..n {
-            h[1] *= ((a.sin() * (w[2] * h.iter().sum::<f64>()))
-                + ((w[1] * w[1] + 1.0).sqrt() - (a + b)))
-                .tanh();
-            a *= (((y * y + 1.0).ln() + x).atan()).tanh();
-            b *= (backprop::sigmoid(((h[1] - y) * (h[1] - y)).exp().recip())).tanh();
-        }
-        for i1 in 0..n + 1 {
-            b = (((helper(b) / (1.0 + helper(a) * helper(a)))
-                * (helper(b) / (1.0 + helper(a) * helper(a))))
-            .exp()
-            .recip())
-            .tanh();
-            h[2] += (((y + b) * w[2].cos()).atan()).tanh();
-            b += ((a * a + 1.0).sqrt()).tanh();
-        }
-        k39579 += 1;
-    }
-    h[1] *= ((helper(a) * 0.5_f64.tanh()).cos()).tanh();
-    a = (y.atan().atan()).tanh();
-    a += (y).tanh();
-    let mut k648380 = 0;
-    while k648380 < n {
-        h[0] = ((a.sin() - (h[2] * w[0])).sin()).tanh();
-        k648380 += 1;
-    }
-    a + b + b
-}
-
-#[grad]
-fn p119(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((backprop::sigmoid(3.0_f64) * backprop::sigmoid(3.0_f64))
-        .exp()
-        .recip()
-        .atan())
-    .tanh();
-    let v3 = (((w.iter().map(|v| v * v).sum::<f64>() + h.iter().sum::<f64>()) * x) * y).tanh();
-    let mut k964214 = 0;
-    while k964214 < n {
-        for i1 in 0..n + 1 {
-            let v4 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-            a += (v4 * (h[0] - (a * v3))).tanh();
-            let v5 = (backprop::sigmoid(y)).tanh();
-        }
-        h[1] += (a - backprop::sigmoid(w[1]).atan()).tanh();
-        k964214 += 1;
-    }
-    a = (((x - x) * y).cos()).tanh();
-    a + a
-}
-
-#[grad]
-fn p120(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((w[1] * w[1] + 1.0).sqrt() * (w[1] * w[1] + 1.0).sqrt() + 1.0).ln()).tanh();
-    let mut b = (y.tanh() + ((a * x) - helper(w.iter().map(|v| v * v).sum::<f64>()))).tanh();
-    a = (y).tanh();
-    if a > 0.1 {
-        for _ in 0..n {
-            a *= (b + (b * b + 1.0).ln().tanh()).tanh();
-            a = ((0.25_f64.tanh() * x.tanh())
-                + ((h[2] * h[2] + 1.0).ln() * (h[2] * h[2] + 1.0).ln() + 1.0).ln())
-            .tanh();
-            b += (b).tanh();
-        }
-    } else {
-        let v4 = (a.atan()).tanh();
-    }
-    a + b + a
-}
-
-#[grad]
-fn p121(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((slice_helper(w) * y).atan() * (slice_helper(w) * y).atan() + 1.0).ln()).tanh();
-    let mut b = (a).tanh();
-    if n > 1 {
-        let v4 = (helper((b / (1.0 + b * b))).cos()).tanh();
-    } else {
-        let mut k162664 = 0;
-        while k162664 < n {
-            a += ((helper((b + 1.5_f64)) * helper((b + 1.5_f64)) + 1.0).ln()).tanh();
-            let v4 = (0.25_f64).tanh();
-            k162664 += 1;
-        }
-        for _ in 0..n {
-            a += (b).tanh();
-            a -= (backprop::sigmoid(h[0]).sin() * w[1]).tanh();
-        }
-    }
-    a = (backprop::sigmoid(a) - (x * x + 1.0).ln().tanh()).tanh();
-    let v4 = (b).tanh();
-    let mut k406534 = 0;
-    while k406534 < n {
-        let mut k248498 = 0;
-        while k248498 < n {
-            b = (x).tanh();
-            let v5 = ((backprop::sigmoid(b) / (1.0 + b * b)) - h.iter().sum::<f64>()).tanh();
-            k248498 += 1;
-        }
-        for i1 in 0..n + 1 {
-            let v5 = (v4).tanh();
-        }
-        k406534 += 1;
-    }
-    for i0 in 0..n + 1 {
-        h[2] =
-            (((h[i0 % 3] / (1.0 + v4 * v4)) * w.iter().map(|v| v * v).sum::<f64>()).tanh()).tanh();
-        let v5 = (h[i0 % 3]).tanh();
-        if n % 2 == 0 {
-            b *= ((x + v4).atan() + 0.25_f64).tanh();
-        } else {
-            let v6 = (h[0]).tanh();
-        }
-    }
-    a + b + b
-}
-
-#[grad]
-fn p122(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y - ((w[2] * y) - backprop::sigmoid(w[2]))).tanh();
-    if n % 2 == 0 {
-        let v3 = (((a / (1.0 + w[1] * w[1])) + backprop::sigmoid(x)).atan()).tanh();
-        let v4 = (h[2]).tanh();
-    } else {
-        h[1] += (helper((a * a)) * y).tanh();
-    }
-    let v3 = (w
-        .iter()
-        .zip(h.iter())
-        .map(|(a, b)| a * b)
-        .sum::<f64>()
-        .sin()
-        + (helper(w[1]) - h[0].tanh()))
-    .tanh();
-    let v4 = ((x * a.cos()) + w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    let v5 = ((v4.cos() / (1.0 + 3.0_f64 * 3.0_f64)) * x).tanh();
-    for i0 in 0..n + 1 {
-        h[2] *= (y).tanh();
-        let mut k217403 = 0;
-        while k217403 < n {
-            h[i0 % 3] *= ((h[1].sin() - v3) + slice_helper(w)).tanh();
-            a += ((x * x + 1.0).ln()).tanh();
-            k217403 += 1;
-        }
-        let v6 = ((x * h.iter().sum::<f64>()).atan()).tanh();
-    }
-    a + v5
-}
-
-#[grad]
-fn p123(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x - (helper(x) + (y - y))).tanh();
-    for i0 in 0..n + 1 {
-        a = (w[1]).tanh();
-    }
-    let v3 = ((backprop::sigmoid(x) * backprop::sigmoid(x)).exp().recip()
-        * ((y + a) * backprop::sigmoid(w[0])))
-    .tanh();
-    let v4 = (a).tanh();
-    a + y
-}
-
-#[grad]
-fn p124(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(
-        ((y + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-            * (y + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-            + 1.0)
-            .ln(),
-    ))
-    .tanh();
-    let mut b = (backprop::sigmoid(a).sin() + w[0]).tanh();
-    a += (x).tanh();
-    if a > 0.1 {
-        for _ in 0..n {
-            b = ((0.5_f64.tanh() + (h.iter().sum::<f64>() / (1.0 + b * b)))
-                - ((x * x + 1.0).sqrt() + w[2]))
-                .tanh();
-            let v4 = (b.cos()).tanh();
-            let v5 = (backprop::sigmoid(a)).tanh();
-        }
-    } else {
-    }
-    h[0] = (backprop::sigmoid((2.0_f64 - a)) / (1.0 + x * x)).tanh();
-    h[1] *=
-        ((((y / (1.0 + x * x)) * (b * a)) * ((y / (1.0 + x * x)) * (b * a)) + 1.0).sqrt()).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p125(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper((x.tanh() * x.tanh() + 1.0).ln())).tanh();
-    let mut b = (((y - x.cos()) * (y - x.cos()) + 1.0).ln()).tanh();
-    h[0] = ((a / (1.0 + 2.0_f64.atan() * 2.0_f64.atan())) - b).tanh();
-    if n > 3 {
-        let v4 = (backprop::sigmoid((y * y + 1.0).sqrt()) - x).tanh();
-        let mut k737674 = 0;
-        while k737674 < n {
-            h[1] = (y - ((h[0] + h[2]) + b.cos())).tanh();
-            b = ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()
-                + 1.0)
-                .ln())
-            .tanh();
-            k737674 += 1;
-        }
-    } else {
-        let v4 = (1.5_f64 - (w[2] / (1.0 + h[1] * h[1])).sin()).tanh();
-        if b > 0.0 {
-            let v5 = ((w.iter().map(|v| v * v).sum::<f64>() / (1.0 + a * a)).cos()
-                - ((x - b) * w.iter().map(|v| v * v).sum::<f64>()))
-            .tanh();
-            let v6 = (b).tanh();
-        } else {
-        }
-    }
-    a + b + b
-}
-
-#[grad]
-fn p126(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (x).tanh();
     let v3 = ((y.sin() * y.sin() + 1.0).ln().tanh()).tanh();
@@ -3267,7 +3479,7 @@ fn p126(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p127(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p112(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (x).tanh();
     let mut b = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
@@ -3275,285 +3487,289 @@ fn p127(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     for _ in 0..n {
         let v5 = (y).tanh();
         a = (h[0].cos()).tanh();
-        let mut k594795 = 0;
-        while k594795 < n {
-            b = (w[1] + w[2]).tanh();
-            k594795 += 1;
+        let mut k690168 = 0;
+        loop {
+            if k690168 >= n {
+                break;
+            }
+            b *= (w[1]).tanh();
+            let v6 = (h[2].tanh()).tanh();
+            if v5 > 0.61 {
+                break;
+            }
+            k690168 += 1;
+        }
+        if b > 0.37 {
+            continue;
         }
     }
-    a + b + x
-}
-
-#[grad]
-fn p128(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x.tanh() + x).tanh();
-    h[0] += (backprop::sigmoid((helper(y) / (1.0 + a.atan() * a.atan())))).tanh();
-    if n % 2 == 0 {
-        let v3 = (helper(a) - helper((a - 1.5_f64))).tanh();
-        h[2] = (((h[0] + y) - (w.iter().map(|v| v * v).sum::<f64>() * y)).sin()).tanh();
-    } else {
-        for i1 in 0..n + 1 {
-            let v3 = (((y * y + 1.0).ln() * (y * y + 1.0).ln() + 1.0).ln() * h[1]).tanh();
-        }
-    }
-    let v3 = (backprop::sigmoid(x.cos())).tanh();
-    a + a
-}
-
-#[grad]
-fn p129(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((x * x) * (x * x)).exp().recip() - ((w[2] + x) - x.cos())).tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (w[2]).tanh();
-        for _ in 0..n {
-            h[0] = (backprop::sigmoid((a * a).exp().recip())).tanh();
-            let v4 = (h[1]).tanh();
-            a = (((w[i0 % 3] + v3) - w[2].cos())
-                * ((w[0] + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                    / (1.0 + backprop::sigmoid(y) * backprop::sigmoid(y))))
-            .tanh();
-        }
-    }
-    a = ((w[0] + x.sin()) - ((w[1] - 2.0_f64) * (w[1] - 2.0_f64) + 1.0).ln()).tanh();
-    for _ in 0..n {
-        if a > -0.2 {
-            a *= (a).tanh();
-        } else {
-            a += (y).tanh();
-        }
-        let v3 = ((((x + w[2]) * w[1].sin()) * ((x + w[2]) * w[1].sin()) + 1.0).sqrt()).tanh();
-        let mut k181876 = 0;
-        while k181876 < n {
-            a += (x).tanh();
-            a += (w[2] + (a * w[1]).sin()).tanh();
-            k181876 += 1;
-        }
-    }
-    a + y
-}
-
-#[grad]
-fn p130(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((slice_helper(&h) + y).sin() / (1.0 + helper((x + y)) * helper((x + y)))).tanh();
-    let mut b = (((a + slice_helper(w)) - (2.0_f64 * y))
-        + ((y * y).exp().recip() * (y * y).exp().recip() + 1.0).sqrt())
-    .tanh();
-    let mut k46215 = 0;
-    while k46215 < n {
-        a -= (w[1]).tanh();
-        let v4 = (((a - y) * (1.5_f64 * a)) / (1.0 + w[0] * w[0])).tanh();
-        k46215 += 1;
-    }
-    h[0] *= (backprop::sigmoid((x * x + 1.0).ln()).sin()).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p131(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let v3 = (a).tanh();
-    let v4 = (((h[0] * v3).atan() * (h[0] * v3).atan() + 1.0).sqrt()).tanh();
-    a + a
-}
-
-#[grad]
-fn p132(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((w.iter().map(|v| v * v).sum::<f64>()
-        / (1.0 + slice_helper(w) * slice_helper(w)))
-        * (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + slice_helper(w) * slice_helper(w)))
-        + 1.0)
-        .ln()
-        - (0.5_f64.sin() + y.cos()))
-    .tanh();
-    let mut b = ((h[0] * h[0] + 1.0).ln()).tanh();
-    a -= (a).tanh();
-    h[1] *= (w[1].tanh()).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p133(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = ((backprop::sigmoid(a) * y)
-        + (y / (1.0
-            + (slice_helper(w) / (1.0 + h[1] * h[1])) * (slice_helper(w) / (1.0 + h[1] * h[1])))))
-        .tanh();
-    a -= (((a + a) - (1.5_f64 * 1.5_f64).exp().recip())
-        + ((h[2] / (1.0 + x * x)) + (x * x + 1.0).ln()))
-    .tanh();
-    h[0] += ((slice_helper(&h) + w[1]).sin() + ((a - x) * 0.25_f64.atan())).tanh();
-    let mut k531290 = 0;
-    while k531290 < n {
-        if n > 3 {
-            let v4 = ((h[1] - (slice_helper(w) + y)) / (1.0 + y.sin() * y.sin())).tanh();
-            let v5 = (3.0_f64).tanh();
-        } else {
-        }
-        let v4 = ((x * x + 1.0).ln() - ((a * a + 1.0).sqrt() * (a * a + 1.0).sqrt() + 1.0).sqrt())
-            .tanh();
-        k531290 += 1;
-    }
-    let v4 = (h.iter().sum::<f64>()).tanh();
     a + b + v4
 }
 
 #[grad]
-fn p134(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p113(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    a = (a.cos()).tanh();
-    h[1] = ((1.5_f64 * 1.5_f64 + 1.0).ln()
-        - ((y - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) * (h[0] - a)))
-        .tanh();
-    let v3 = (w[2]).tanh();
-    let mut k334126 = 0;
-    while k334126 < n {
-        if x > 0.0 {
-            a += (backprop::sigmoid(y)).tanh();
-            a = (a.cos().tanh() + ((3.0_f64 * 0.5_f64) - (y * y))).tanh();
-        } else {
-            let v4 = (y).tanh();
-            a *= ((slice_helper(&h) - (a / (1.0 + v3 * v3))) - ((v4 * w[0]) - w[1])).tanh();
-        }
-        let mut k321392 = 0;
-        while k321392 < n {
-            a *= (v3
-                / (1.0
-                    + ((x - x) / (1.0 + (h[2] - h[2]) * (h[2] - h[2])))
-                        * ((x - x) / (1.0 + (h[2] - h[2]) * (h[2] - h[2])))))
-                .tanh();
-            h[2] = (((y + y) * (y + y) + 1.0).ln() / (1.0 + 0.5_f64 * 0.5_f64)).tanh();
-            k321392 += 1;
-        }
-        k334126 += 1;
-    }
-    let v4 = ((x * x + 1.0).ln().sin()
-        * ((1.5_f64 + y)
-            / (1.0
-                + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
-    .tanh();
-    a + v3
-}
-
-#[grad]
-fn p135(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x - (y * (slice_helper(w) - w.iter().map(|v| v * v).sum::<f64>()))).tanh();
-    let v3 = (h[2]).tanh();
-    let mut k863236 = 0;
-    while k863236 < n {
-        if y > 0.1 {
-            h[0] *= ((((slice_helper(&h) - slice_helper(&h)) * (v3 * v3 + 1.0).sqrt())
-                * ((slice_helper(&h) - slice_helper(&h)) * (v3 * v3 + 1.0).sqrt())
-                + 1.0)
-                .sqrt())
-            .tanh();
-        } else {
-        }
-        h[1] += (x).tanh();
-        k863236 += 1;
-    }
-    let v4 = (y).tanh();
-    for i0 in 0..n + 1 {
-        let v5 = ((v4.sin() * v4.sin() + 1.0).ln() - backprop::sigmoid(y)).tanh();
-        a -= ((v4 * v4).exp().recip()).tanh();
-    }
-    let v5 = (y).tanh();
-    a + x
-}
-
-#[grad]
-fn p136(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x.tanh() + (w[0] * w[0] + 1.0).ln()) + ((0.5_f64 - y) - x)).tanh();
-    let v3 = (y).tanh();
-    let mut k805309 = 0;
-    while k805309 < n {
-        let mut k993070 = 0;
-        while k993070 < n {
-            a += ((((0.5_f64 / (1.0 + v3 * v3)) / (1.0 + (0.5_f64 - v3) * (0.5_f64 - v3)))
-                * ((0.5_f64 / (1.0 + v3 * v3)) / (1.0 + (0.5_f64 - v3) * (0.5_f64 - v3)))
-                + 1.0)
-                .sqrt())
-            .tanh();
-            a = ((v3 - (y / (1.0 + 1.5_f64 * 1.5_f64)))
-                / (1.0 + ((y - 0.5_f64) / (1.0 + v3 * v3)) * ((y - 0.5_f64) / (1.0 + v3 * v3))))
-                .tanh();
-            k993070 += 1;
-        }
-        k805309 += 1;
-    }
-    let v4 = (y).tanh();
-    let mut k846214 = 0;
-    while k846214 < n {
-        h[1] += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-        a *= (x).tanh();
-        k846214 += 1;
-    }
-    let mut k755177 = 0;
-    while k755177 < n {
-        a -= (((y - 3.0_f64) * (w[1] * 0.5_f64)).tanh()).tanh();
-        h[0] *= (y).tanh();
-        k755177 += 1;
-    }
+    let mut a = (y).tanh();
+    let v3 = ((3.0_f64 - (a * a + 1.0).sqrt()).atan()).tanh();
+    a = ((x + slice_helper(w)) * 2.0_f64).tanh();
+    let v4 = ((x / (1.0 + y * y)) - ((y + w[1]) / (1.0 + y.cos() * y.cos()))).tanh();
     a + y
 }
 
 #[grad]
-fn p137(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p114(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y).exp().recip() * slice_helper(&h)).tanh();
-    let mut b = (((a * x) / (1.0 + (h[2] * h[2]).exp().recip() * (h[2] * h[2]).exp().recip()))
-        * ((x - y) * y.atan()))
+    let mut a = (h.iter().sum::<f64>()).tanh();
+    let v3 = (y - (h.iter().sum::<f64>().atan() / (1.0 + (a - a) * (a - a)))).tanh();
+    a = (y).tanh();
+    a *= (h[1]).tanh();
+    a = (w[2] - y).tanh();
+    h[1] *= (w[2]).tanh();
+    a + y
+}
+
+#[grad]
+fn p115(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((y * x).atan() * (y * x).atan() + 1.0).ln()).tanh();
+    let mut b = (a).tanh();
+    match n % 3 {
+        0 => {
+            h[0] = (x).tanh();
+            h[0] = (b * h[1]).tanh();
+        }
+        1 | 2 => {
+            let v4 = (y).tanh();
+            if n % 2 == 0 {
+                h[2] *= (helper(
+                    (a.cos()
+                        + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                            + 1.0)
+                            .ln()),
+                ))
+                .tanh();
+            } else {
+                let v5 = (((x + h[2]) - (h.iter().sum::<f64>() - w[1])) - w[1]).tanh();
+            }
+        }
+        _ => {
+            for _ in (0..n).rev() {
+                b = (((x * a) * (b - w[0])) * ((y + h[2]) * (y + h[2]) + 1.0).sqrt()).tanh();
+                a *= ((y * b) + slice_helper(w)).tanh();
+            }
+        }
+    }
+    let v4 =
+        (((a * w[1]) / (1.0 + (b - y) * (b - y))) / (1.0 + (b.sin() + b) * (b.sin() + b))).tanh();
+    h[0] += (a.tanh().tanh()).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p116(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((((x * 2.0_f64) - (x * x + 1.0).ln()) * ((x * 2.0_f64) - (x * x + 1.0).ln()))
+        .exp()
+        .recip())
     .tanh();
-    let v4 = (h[2].cos()).tanh();
-    let v5 = (h[0]).tanh();
-    let v6 = (b).tanh();
+    let mut b = (a).tanh();
+    let v4 = (b / (1.0 + (b * b + 1.0).ln() * (b * b + 1.0).ln())).tanh();
+    for _ in 0..n {
+        let v5 = (((a / (1.0 + w[0] * w[0])) * (v4 * w[0])).sin()).tanh();
+        let mut k893338 = 0;
+        while k893338 < n {
+            a *= (y * (w[1] - (1.5_f64 * 1.5_f64 + 1.0).ln())).tanh();
+            k893338 += 1;
+        }
+        let v6 = ((((b * b + 1.0).sqrt() / (1.0 + a.atan() * a.atan()))
+            * ((b * b + 1.0).sqrt() / (1.0 + a.atan() * a.atan()))
+            + 1.0)
+            .sqrt())
+        .tanh();
+    }
+    a + b + b
+}
+
+#[grad]
+fn p117(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = ((h[2] + a).cos() * x).tanh();
+    let v4 = ((a + (w[0] / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())))
+        / (1.0 + ((h[1] + a) + (b * y)) * ((h[1] + a) + (b * y))))
+        .tanh();
+    b += (b).tanh();
+    if n % 2 == 0 {
+        b = (((a / (1.0 + b * b)) - (x * h[1])) - 3.0_f64).tanh();
+        for i1 in 0..n + 1 {
+            b *= (v4).tanh();
+        }
+    } else {
+        a *= (x).tanh();
+        a = (helper(b) - (slice_helper(&h) * (y / (1.0 + b * b)))).tanh();
+    }
     a + b + a
 }
 
 #[grad]
-fn p138(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p118(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((((x - w[1]) - (x * x)) * ((x - w[1]) - (x * x)) + 1.0).ln()).tanh();
-    let v3 = (h[1] - w[2]).tanh();
-    for _ in (0..n).rev() {
-        for _ in (0..n).rev() {
-            let v4 = ((y.sin() + w.iter().map(|v| v * v).sum::<f64>()).atan()).tanh();
+    let mut a = (((0.25_f64.atan() - helper(h[1])) * (0.25_f64.atan() - helper(h[1])))
+        .exp()
+        .recip())
+    .tanh();
+    let mut b = (slice_helper(w)).tanh();
+    let v4 = ((h[1] - (slice_helper(w) + y)) / (1.0 + y.sin() * y.sin())).tanh();
+    let v5 = (3.0_f64).tanh();
+    let v6 = (slice_helper(w) * x).tanh();
+    for _ in 0..n {
+        let v7 = (a * y).tanh();
+        for i1 in 0..n + 1 {
+            let v8 = ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+            .exp()
+            .recip())
+            .tanh();
         }
-        let v4 = (((w[1] + y) + (x / (1.0 + h[1] * h[1]))) * a).tanh();
-        let mut k196287 = 0;
-        while k196287 < n {
-            a += (a.cos() + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-            k196287 += 1;
+        if x > 0.0 {
+            h[1] = ((1.5_f64 * 1.5_f64 + 1.0).ln()
+                + ((v7 - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) - (h[0] * v6)))
+                .tanh();
+        } else {
+            let v8 = (backprop::sigmoid(3.0_f64)).tanh();
+            b *= (v7).tanh();
         }
     }
-    a + x
+    a + b + a
 }
 
 #[grad]
-fn p139(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p119(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0] / (1.0 + x * x)).tanh();
-    if n > 1 {
-        let mut k274758 = 0;
-        while k274758 < n {
-            a += (a.sin() * ((y - x) + y.cos())).tanh();
-            a *= (backprop::sigmoid((w[2] - (w[1] + a)))).tanh();
-            k274758 += 1;
-        }
-        for _ in (0..n).rev() {
-            a *= (helper(y.tanh()) - ((a * a) * (a * a) + 1.0).ln()).tanh();
-            a += ((x / (1.0 + a * a)).sin()
-                - ((y * y).exp().recip() * (y * y).exp().recip() + 1.0).sqrt())
+    let mut a = (backprop::sigmoid(x)).tanh();
+    a = ((1.5_f64.tanh() + (w[0] * a)) + (a + y).sin()).tanh();
+    let v3 = (x).tanh();
+    h[1] += (h[2] - ((v3 + y) - (y * h[2]))).tanh();
+    a -= (((x / (1.0 + x * x)) - (y + h.iter().sum::<f64>())) - (helper(v3) * (x * 0.25_f64)))
+        .tanh();
+    a + a
+}
+
+#[grad]
+fn p120(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b =
+        ((((h[0] + h[0]) + (x * x + 1.0).ln()) * ((h[0] + h[0]) + (x * x + 1.0).ln()) + 1.0).ln())
             .tanh();
+    let v4 = (helper(h[1]) + helper((x / (1.0 + y * y)))).tanh();
+    h[1] = (a).tanh();
+    b = ((v4 - (slice_helper(&h) / (1.0 + h[2] * h[2]))) * y).tanh();
+    if n > 1 {
+        if a > 0.1 {
+            h[1] += ((b + x.tanh()) + v4).tanh();
+            let v5 = (b).tanh();
+        } else {
+        }
+    } else {
+        for i1 in 0..n + 1 {
+            let v5 = (v4.sin()).tanh();
+            if v4 > 0.07 {
+                break;
+            }
+            a += (a).tanh();
+            b -= ((v4 * v4).exp().recip()).tanh();
+        }
+        let v5 = (0.25_f64 + slice_helper(&h)).tanh();
+    }
+    a + b + v4
+}
+
+#[grad]
+fn p121(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    a = (((2.0_f64 - x) * a) - helper((0.25_f64 - h[2]))).tanh();
+    a += ((((0.5_f64 / (1.0 + a * a)) / (1.0 + (w[0] - 0.25_f64) * (w[0] - 0.25_f64)))
+        * ((0.5_f64 / (1.0 + a * a)) / (1.0 + (w[0] - 0.25_f64) * (w[0] - 0.25_f64)))
+        + 1.0)
+        .ln())
+    .tanh();
+    a + y
+}
+
+#[grad]
+fn p122(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y - (x / (1.0 + 1.5_f64 * 1.5_f64)))
+        / (1.0 + ((x - 0.5_f64) / (1.0 + y * y)) * ((x - 0.5_f64) / (1.0 + y * y))))
+        .tanh();
+    a += ((backprop::sigmoid(a) - (a * a).exp().recip()).tanh()).tanh();
+    let v3 = (((w[0] - x) * (w[0] - x)).exp().recip().atan()).tanh();
+    if v3 > 0.1 {
+        h[0] *= (y).tanh();
+    } else {
+    }
+    a += ((a.atan() - a) / (1.0 + (y * y).exp().recip() * (y * y).exp().recip())).tanh();
+    a + y
+}
+
+#[grad]
+fn p123(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((helper(y) * helper(y) + 1.0).sqrt()).tanh();
+    a = (h.iter().sum::<f64>()).tanh();
+    let v3 = (x.tanh()).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            h[1] = ((((x - w[1]) - (y * x)) * ((x - w[1]) - (y * x)) + 1.0).ln()).tanh();
+        }
+        _ => {
+            a = (h[0]).tanh();
+            let v4 = (backprop::sigmoid(w[2]).cos()
+                - ((a * a).exp().recip()
+                    + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + x * x))))
+                .tanh();
+        }
+    }
+    for _ in 0..n {
+        let v4 = (((w[1] + y) + (x / (1.0 + h[1] * h[1]))) * a).tanh();
+        match n % 3 {
+            0 => {
+                a *= (3.0_f64).tanh();
+                a *= (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + (y * y).tanh())
+                    .tanh();
+            }
+            1 | 2 => {}
+            _ => {
+                let v5 = ((helper(v3).cos() * helper(v3).cos() + 1.0).sqrt()).tanh();
+            }
+        }
+    }
+    h[0] *= (w[2]).tanh();
+    a + v3
+}
+
+#[grad]
+fn p124(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let v3 = (x - ((h[0] / (1.0 + a * a)) * (h[0] / (1.0 + a * a)) + 1.0).sqrt()).tanh();
+    let mut k128497 = 0;
+    while k128497 < n {
+        if y > 0.0 {
+            a += ((v3.tanh() * v3.tanh() + 1.0).ln().sin()).tanh();
+        } else {
+            a *= (w.iter().map(|v| v * v).sum::<f64>()
+                - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+            .tanh();
+        }
+        let mut k260252 = 0;
+        while k260252 < n {
+            h[2] +=
+                (w[0] - ((v3 * v3).exp().recip() * (v3 * v3).exp().recip() + 1.0).sqrt()).tanh();
             a *= (w
                 .iter()
                 .zip(h.iter())
@@ -3561,406 +3777,498 @@ fn p139(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
                 .sum::<f64>()
                 .cos())
             .tanh();
+            k260252 += 1;
         }
-    } else {
-        a -= (y.atan()).tanh();
+        k128497 += 1;
     }
-    let v3 = (y
-        / (1.0
-            + ((a - w[2]) - (a + w.iter().map(|v| v * v).sum::<f64>()))
-                * ((a - w[2]) - (a + w.iter().map(|v| v * v).sum::<f64>()))))
-    .tanh();
-    let v4 = (x).tanh();
-    if n > 0 {
-        a -= (backprop::sigmoid(helper(h[1])) + (backprop::sigmoid(y) - (w[0] - a))).tanh();
-    } else {
-        a += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - (x * y)).tanh();
-        let v5 = ((helper(x) - v3).atan()).tanh();
-    }
-    a + v3
-}
-
-#[grad]
-fn p140(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((0.5_f64 * x).atan() * ((w[1] - x) + (x * slice_helper(&h)))).tanh();
-    a = (helper((y * y + 1.0).ln())).tanh();
-    if a > -0.2 {
-        let v3 = ((helper(x) * helper(x)).exp().recip().cos()).tanh();
-        a -= (y.cos().atan() + a).tanh();
-    } else {
-    }
-    a + a
-}
-
-#[grad]
-fn p141(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(((y / (1.0 + x * x)) * (y / (1.0 + x * x)) + 1.0).ln())).tanh();
-    let mut b = (y - (h[1].sin() * h[1].sin()).exp().recip()).tanh();
-    let v4 = (b * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * h[2]).tanh()).tanh();
-    let v5 = ((1.5_f64 - helper(x)) * y).tanh();
-    let mut k576962 = 0;
-    while k576962 < n {
-        let v6 = ((h[0] + (x / (1.0 + y * y))).tanh()).tanh();
-        k576962 += 1;
-    }
-    let v6 = (b.tanh()).tanh();
-    for _ in (0..n).rev() {
-        let v7 = (backprop::sigmoid((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - b)))
-            .tanh();
-        h[0] += (1.5_f64).tanh();
-    }
-    a + b + b
-}
-
-#[grad]
-fn p142(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (((y + (w[0] * y)) * (y + (w[0] * y)) + 1.0).ln()).tanh();
-    a += ((a.sin() * a.sin()).exp().recip() - (y.tanh() * y.tanh() + 1.0).ln()).tanh();
-    let v4 = (((b - 0.25_f64) / (1.0 + (1.5_f64 * b) * (1.5_f64 * b))).tanh()).tanh();
-    h[2] += (a.atan()).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p143(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((0.25_f64 * 0.25_f64 + 1.0).sqrt() - h[0]).tanh();
-    let v3 = ((y * y + 1.0).ln() + (h[1] * h[1] + 1.0).ln()).tanh();
-    let v4 = (((h[0] / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>()))
-        / (1.0 + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
-    .sin())
-    .tanh();
-    for _ in 0..n {
-        let v5 = ((v3 - (y * slice_helper(&h))).cos()).tanh();
-    }
-    for i0 in 0..n + 1 {
-        a = (helper((0.25_f64 * 0.25_f64).exp().recip())).tanh();
-    }
-    for _ in (0..n).rev() {
-        a = ((v3 / (1.0 + (x * x + 1.0).ln() * (x * x + 1.0).ln())).cos()).tanh();
-        for _ in 0..n {
-            h[0] = (v3).tanh();
-            a *= (backprop::sigmoid((x * h[1])) * helper(w[1])).tanh();
-            let v5 = (v4 + ((a - v4) - backprop::sigmoid(v3))).tanh();
-        }
-    }
-    a + a
-}
-
-#[grad]
-fn p144(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (((h.iter().sum::<f64>() * slice_helper(&h)).tanh()
-        * (h.iter().sum::<f64>() * slice_helper(&h)).tanh())
-    .exp()
-    .recip())
-    .tanh();
-    if x > 0.1 {
-        let v4 = (y.sin() * 0.25_f64).tanh();
-        let v5 = (helper(((h.iter().sum::<f64>() - h.iter().sum::<f64>()) * (y - y)))).tanh();
-    } else {
-        for i1 in 0..n + 1 {
-            b += (((y * y + 1.0).sqrt()
-                / (1.0
-                    + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-                * (x / (1.0 + a * a)))
-                .tanh();
-            a += ((w[1] + h[0]) + ((y * y + 1.0).ln() + (x * x + 1.0).ln())).tanh();
-        }
-        let v4 = ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()
-            + 1.0)
-            .ln()
-            * ((h[0] / (1.0 + slice_helper(&h) * slice_helper(&h))) * y))
-            .tanh();
-    }
+    let v4 = (backprop::sigmoid(helper(v3.cos()))).tanh();
     if n % 2 == 0 {
-        let mut k51833 = 0;
-        while k51833 < n {
-            b += (helper(b)).tanh();
-            k51833 += 1;
-        }
+        let v5 = ((a + v4).sin() + y).tanh();
+        a = (backprop::sigmoid(h.iter().sum::<f64>()) + v5).tanh();
     } else {
-    }
-    if x > 0.1 {
-        h[0] = ((((a / (1.0 + w[0] * w[0])) - (0.25_f64 * w[0]))
-            * ((a / (1.0 + w[0] * w[0])) - (0.25_f64 * w[0]))
-            + 1.0)
-            .ln())
-        .tanh();
-        for i1 in 0..n + 1 {
-            b = (x).tanh();
-            h[i1 % 3] *= (helper(y) * ((a - w[0]) * (a - w[0]) + 1.0).ln()).tanh();
-        }
-    } else {
-        b = (helper(((b / (1.0 + b * b)) + b))).tanh();
-    }
-    if n > 0 {
-        let v4 = (((0.5_f64 / (1.0 + b * b)) - (y - x)) - b).tanh();
-        h[2] += (y).tanh();
-    } else {
-        for _ in 0..n {
-            b += (y).tanh();
-            b *= (b).tanh();
-            h[0] *= ((backprop::sigmoid(a)
-                * helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-            .cos())
-            .tanh();
-        }
-        b = ((y.cos() * (a + w.iter().map(|v| v * v).sum::<f64>()))
-            + ((x - b) * (x - b) + 1.0).ln())
-        .tanh();
-    }
-    a + b + a
-}
-
-#[grad]
-fn p145(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0]).tanh();
-    a = (backprop::sigmoid(slice_helper(&h))).tanh();
-    let v3 = (a).tanh();
-    for _ in (0..n).rev() {
-        for _ in (0..n).rev() {
-            let v4 = (((x - x) * (x - x)).exp().recip() * (v3 * v3 + 1.0).ln().tanh()).tanh();
-        }
-        h[2] += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + (v3 * v3).exp().recip())
-            .tanh();
-    }
-    a + a
-}
-
-#[grad]
-fn p146(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x.atan()).tanh();
-    if x > 0.0 {
-        for i1 in 0..n + 1 {
-            a *= (w[2].atan().tanh() * (a - (1.5_f64 + a))).tanh();
-            h[1] += ((x + (x + x)) / (1.0 + y * y)).tanh();
-        }
-    } else {
-    }
-    for i0 in 0..n + 1 {
-        let v3 = (h[1]).tanh();
-    }
-    for i0 in 0..n + 1 {
-        if n > 2 {
-            let v3 = (w[i0 % 3]).tanh();
-        } else {
-        }
-        a = ((x + (0.25_f64 / (1.0 + y * y))).sin()).tanh();
-    }
-    for _ in (0..n).rev() {
-        a = (((a + x) + y.sin()) - ((a / (1.0 + x * x)) * w[1])).tanh();
-    }
-    let v3 = (y).tanh();
-    a + a
-}
-
-#[grad]
-fn p147(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((slice_helper(w) * y) - ((y * x) - y)).tanh();
-    if a > -0.2 {
-        let v3 = (0.5_f64).tanh();
-        for _ in 0..n {
-            let v4 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-            let v5 = (helper(v4)).tanh();
-        }
-    } else {
-        a += (x * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-        h[0] += (a).tanh();
-    }
-    let v3 = ((y + (a - 1.5_f64)).sin()).tanh();
-    a = (((x * x).exp().recip() / (1.0 + w[0].atan() * w[0].atan())) / (1.0 + a * a)).tanh();
-    h[1] += (slice_helper(w)).tanh();
-    for i0 in 0..n + 1 {
-        let v4 = (((h[2] * 0.25_f64) - (x / (1.0 + h[2] * h[2]))) - (a + (w[0] - a))).tanh();
-        for i1 in 0..n + 1 {
-            a *= (((a / (1.0 + h[i1 % 3] * h[i1 % 3])) * a) * a).tanh();
-            a *= ((v4 - v3).tanh() / (1.0 + w[0] * w[0])).tanh();
-        }
-    }
-    a + v3
-}
-
-#[grad]
-fn p148(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[2]).tanh();
-    let mut b = (((w[1] - 1.5_f64) - (y - w[1])) / (1.0 + (a * x) * (a * x))).tanh();
-    if a > 0.1 {
-        if n > 1 {
-            b += ((y.tanh() - b.cos())
-                - ((y / (1.0 + 3.0_f64 * 3.0_f64)) * (y / (1.0 + 3.0_f64 * 3.0_f64)) + 1.0).sqrt())
-            .tanh();
-            let v4 = (w[0].sin()).tanh();
-        } else {
-        }
-    } else {
-        h[1] += (helper(((b + a) * (b + a)).exp().recip())).tanh();
-    }
-    h[1] = (h[1]).tanh();
-    a -= (backprop::sigmoid((h[0] * h[0]).exp().recip().tanh())).tanh();
-    let v4 = ((helper(y)
-        * (w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
-            .exp()
-            .recip())
-    .sin())
-    .tanh();
-    a + b + x
-}
-
-#[grad]
-fn p149(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    h[1] *= (w[2]).tanh();
-    let v3 = (((h[0] * a)
-        / (1.0 + (slice_helper(w) + slice_helper(w)) * (slice_helper(w) + slice_helper(w))))
-        - a)
-        .tanh();
-    let v4 = (backprop::sigmoid(y.tanh()) * x).tanh();
-    for _ in 0..n {
-        h[0] *= (((helper(0.25_f64) * helper(0.25_f64) + 1.0).ln()
-            * (helper(0.25_f64) * helper(0.25_f64) + 1.0).ln())
-        .exp()
-        .recip())
-        .tanh();
-        h[2] *= (y).tanh();
-        a = (((v3 * h[2]) * x) + ((w[1] * w[1] + 1.0).sqrt() * (y + v3))).tanh();
-    }
-    a + v3
-}
-
-#[grad]
-fn p150(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper((y / (1.0 + y * y))).atan()).tanh();
-    for _ in (0..n).rev() {
-        if y > 0.0 {
-            let v3 = (x.atan()).tanh();
-            a += (w[0]).tanh();
-        } else {
-            h[0] *= (y / (1.0 + (x + (x / (1.0 + y * y))) * (x + (x / (1.0 + y * y))))).tanh();
-            let v3 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-        }
-        h[0] = (y).tanh();
-        let v3 = (w[0]).tanh();
-    }
-    for _ in 0..n {
-        if n > 3 {
-            h[1] *= (((1.5_f64 / (1.0 + x * x)) * w[0].atan()).atan()).tanh();
-            a *= (((y.atan() - y) * (y.atan() - y) + 1.0).sqrt()).tanh();
-        } else {
-        }
-    }
-    let v3 = ((w[1] - (w[2] * w[2]).exp().recip()) + (y * y).exp().recip()).tanh();
-    for _ in (0..n).rev() {
-        let v4 = (h.iter().sum::<f64>().sin()).tanh();
     }
     a + y
 }
 
 #[grad]
-fn p151(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p125(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x * (w[0] + (y * y + 1.0).sqrt())).tanh();
-    let mut b =
-        (((backprop::sigmoid(1.5_f64) - x) * (backprop::sigmoid(1.5_f64) - x) + 1.0).sqrt()).tanh();
-    let mut k474896 = 0;
-    while k474896 < n {
-        let v4 = (h[2]).tanh();
-        if x > 0.0 {
-            let v5 = (((a * x) * (a * x) + 1.0).ln().sin()).tanh();
-            a = ((a + w.iter().map(|v| v * v).sum::<f64>()).sin()
-                / (1.0 + ((y + b) + x) * ((y + b) + x)))
-                .tanh();
+    let mut a = (((x - x) - (w[0] - y)).sin()).tanh();
+    let mut b = (((a * a + 1.0).ln() + (slice_helper(w) * h.iter().sum::<f64>()))
+        + (w[2] / (1.0 + (a * h[0]) * (a * h[0]))))
+        .tanh();
+    if b > -0.2 {
+        let v4 = (((w[0] + w[1]) * (w[1] - y)).atan()).tanh();
+    } else {
+        a = (y - a).tanh();
+        let v4 = ((helper(2.0_f64) * (slice_helper(&h) - b)).atan()).tanh();
+    }
+    a += ((helper(w[2]) + (b + a))
+        / (1.0
+            + ((h[2] * h[2]).exp().recip() / (1.0 + (x * b) * (x * b)))
+                * ((h[2] * h[2]).exp().recip() / (1.0 + (x * b) * (x * b)))))
+        .tanh();
+    a + b + x
+}
+
+#[grad]
+fn p126(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    for i0 in 0..n + 1 {
+        if x > -0.2 {
+            let v3 = (helper((w[2] - h[2])) + backprop::sigmoid(h[0])).tanh();
+            let v4 = (helper(((h[i0 % 3] - v3) * (h[i0 % 3] - v3)).exp().recip())).tanh();
         } else {
-            a *= (w[0]).tanh();
+            a = ((a - x).atan() - y).tanh();
+            let v3 = (w[i0 % 3]).tanh();
         }
-        k474896 += 1;
+        for i1 in 0..n + 1 {
+            a *= (a).tanh();
+        }
+    }
+    for _ in (0..n).rev() {
+        if y > 0.07 {
+            break;
+        }
+        for i1 in 0..n + 1 {
+            a *= (y.cos()).tanh();
+        }
+    }
+    let mut k218784 = 0;
+    loop {
+        if k218784 >= n {
+            break;
+        }
+        let v3 = ((w[0] + (slice_helper(w) + w[0])) * x).tanh();
+        for i1 in 0..n + 1 {
+            let v4 = ((a * a + 1.0).ln().tanh()).tanh();
+            if a > 0.37 {
+                continue;
+            }
+            a += (((v3 / (1.0 + slice_helper(&h) * slice_helper(&h))) * v4.atan())
+                / (1.0 + v4 * v4))
+                .tanh();
+        }
+        if y > 0.61 {
+            break;
+        }
+        k218784 += 1;
+    }
+    for _ in (0..n).rev() {
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                a += (helper(y)).tanh();
+            }
+            _ => {}
+        }
+        if y > -0.13 {
+            break;
+        }
+    }
+    h[0] += (h[2] - (a.atan() * a.atan()).exp().recip()).tanh();
+    a + x
+}
+
+#[grad]
+fn p127(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[0]).tanh();
+    let mut b = (((x - backprop::sigmoid(x)) * (x - backprop::sigmoid(x)))
+        .exp()
+        .recip())
+    .tanh();
+    match n % 3 {
+        0 => {
+            let v4 = (a.cos()).tanh();
+        }
+        1 | 2 => {}
+        _ => {
+            let mut k629664 = 0;
+            while k629664 < n {
+                a = (h[1]).tanh();
+                k629664 += 1;
+            }
+            b = (a).tanh();
+        }
     }
     for i0 in 0..n + 1 {
-        let v4 = (((y * a) + (h[2] * a)).atan()).tanh();
-        let v5 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-        h[i0 % 3] = (v5).tanh();
+        let v4 = (h[1].cos() + (b / (1.0 + y * y)).cos()).tanh();
+        let v5 = (v4).tanh();
+        b = ((1.5_f64 - b) * (h[0].atan() - (w[0] * v5))).tanh();
     }
+    h[1] = (slice_helper(&h) - ((slice_helper(w) + b) * (slice_helper(w) + b) + 1.0).ln()).tanh();
+    let v4 = (((h.iter().sum::<f64>() * slice_helper(&h)).tanh()
+        * (h.iter().sum::<f64>() * slice_helper(&h)).tanh())
+    .exp()
+    .recip())
+    .tanh();
+    let mut k935672 = 0;
+    loop {
+        if k935672 >= n {
+            break;
+        }
+        let v5 = (slice_helper(&h)).tanh();
+        if a > 0.61 {
+            break;
+        }
+        k935672 += 1;
+    }
+    a + b + v4
+}
+
+#[grad]
+fn p128(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((h[1] / (1.0 + x * x)) + (y + x))
+        / (1.0 + (h[0] * (y - slice_helper(w))) * (h[0] * (y - slice_helper(w)))))
+    .tanh();
+    if n > 1 {
+        let v3 = (a - (x / (1.0 + a * a))).tanh();
+        a = (slice_helper(w)).tanh();
+    } else {
+    }
+    h[1] = (y).tanh();
+    let v3 = (((x * x + 1.0).ln() + (x * x + 1.0).ln()) - y).tanh();
+    if y > 0.1 {
+        let mut k773741 = 0;
+        while k773741 < n {
+            a += (x - (x.tanh() / (1.0 + y * y))).tanh();
+            k773741 += 1;
+        }
+        for _ in 0..n {
+            a *= (h[0]).tanh();
+        }
+    } else {
+        h[0] = ((((a / (1.0 + w[0] * w[0])) - (0.25_f64 * w[0]))
+            * ((a / (1.0 + w[0] * w[0])) - (0.25_f64 * w[0]))
+            + 1.0)
+            .ln())
+        .tanh();
+    }
+    a + a
+}
+
+#[grad]
+fn p129(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    let mut b = (3.0_f64.atan()).tanh();
+    h[0] += (((y / (1.0 + b * b)) - (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * a))
+        * slice_helper(&h).sin().tanh())
+    .tanh();
+    h[2] *= (y).tanh();
     a + b + b
 }
 
 #[grad]
-fn p152(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p130(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y * ((y - y) + (x + 1.5_f64))).tanh();
-    a = (((x + 1.5_f64) - y) / (1.0 + y * y)).tanh();
-    a = (((x + y) + (y + y)) + x).tanh();
-    let v3 = ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + backprop::sigmoid(y))
-        * (y.atan() * y.atan()).exp().recip())
+    let mut a = (w[1]).tanh();
+    if n % 2 == 0 {
+        a = (x).tanh();
+    } else {
+    }
+    let v3 =
+        ((x - (x + w[2])) / (1.0 + (x * x + 1.0).ln().cos() * (x * x + 1.0).ln().cos())).tanh();
+    a = (w[1]
+        / (1.0
+            + (y - (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + slice_helper(&h)))
+                * (y - (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    + slice_helper(&h)))))
     .tanh();
+    a + y
+}
+
+#[grad]
+fn p131(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid(x)).tanh();
+    let mut b = ((a * a).cos() + (w.iter().map(|v| v * v).sum::<f64>() * a).cos()).tanh();
+    if y > 0.0 {
+        let v4 = ((h[1] - slice_helper(&h).tanh()).cos()).tanh();
+    } else {
+    }
+    a *= (b).tanh();
+    for _ in (0..n).rev() {
+        for i1 in 0..n + 1 {
+            let v4 = ((h[i1 % 3] + (w[1] * x)) + (0.25_f64 - (x - h[2]))).tanh();
+        }
+        h[2] += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + (b * b).exp().recip())
+            .tanh();
+        let v4 =
+            (((b * b).exp().recip() + (x * h[2])) / (1.0 + ((a * x) + b) * ((a * x) + b))).tanh();
+        if b > -0.13 {
+            continue;
+        }
+    }
+    a + b + x
+}
+
+#[grad]
+fn p132(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(h[1])).tanh();
+    for i0 in 0..n + 1 {
+        a = ((x + x) / (1.0 + y * y)).tanh();
+    }
+    let v3 = (y).tanh();
+    let v4 = (v3.atan().sin() + (x - a)).tanh();
+    let v5 = ((((x * x + 1.0).ln() * (x * x + 1.0).ln()).exp().recip()
+        * ((x * x + 1.0).ln() * (x * x + 1.0).ln()).exp().recip()
+        + 1.0)
+        .ln())
+    .tanh();
+    let v6 = (((h[0] * h[0] + 1.0).ln() + (h.iter().sum::<f64>() + v5))
+        + (w[0]
+            / (1.0
+                + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + x)
+                    * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + x))))
+        .tanh();
+    a + v6
+}
+
+#[grad]
+fn p133(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y.atan()).tanh();
+    let v3 = (helper((x - (3.0_f64 * y)))).tanh();
+    h[2] *= (1.5_f64).tanh();
+    if n % 2 == 0 {
+        a = ((x - y).sin() * 2.0_f64).tanh();
+        let v4 = ((w[2] * w[2]).exp().recip().tanh()).tanh();
+    } else {
+        if v3 > 0.1 {
+            let v4 = (y).tanh();
+            a *= (((v4 - 1.5_f64) - (y + v4)) + v3).tanh();
+        } else {
+            a += ((a - (h[1] * h[1] + 1.0).ln()).tanh()).tanh();
+        }
+        for _ in (0..n).rev() {
+            a += (2.0_f64.sin()).tanh();
+        }
+    }
+    let v4 = ((y + (y + a)) - (h[1].atan() + slice_helper(w))).tanh();
+    a + v4
+}
+
+#[grad]
+fn p134(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((((0.25_f64 - h[1]) - (y * 0.5_f64)) * ((0.25_f64 - h[1]) - (y * 0.5_f64)) + 1.0)
+        .ln())
+    .tanh();
+    if n % 2 == 0 {
+        let v3 = (h[0]).tanh();
+        if n > 3 {
+            a *= (y.sin()).tanh();
+        } else {
+        }
+    } else {
+        let v3 = (x - (y * y + 1.0).ln()).tanh();
+        a += (x).tanh();
+    }
+    for i0 in 0..n + 1 {
+        if x > -0.13 {
+            continue;
+        }
+        a *= (backprop::sigmoid(x)).tanh();
+        let mut k745684 = 0;
+        while k745684 < n {
+            a *= (w[1]).tanh();
+            k745684 += 1;
+        }
+    }
+    a + a
+}
+
+#[grad]
+fn p135(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    for _ in (0..n).rev() {
+        if n % 2 == 0 {
+            a *= (x).tanh();
+        } else {
+            a += ((w[2] * h[2]) - (y * x)).tanh();
+        }
+        if x > 0.07 {
+            break;
+        }
+        let v3 = (((x / (1.0 + y * y)) * h[0].tanh()).atan()).tanh();
+    }
+    let v3 = ((helper(x)
+        * (w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
+            .exp()
+            .recip())
+    .sin())
+    .tanh();
+    for i0 in 0..n + 1 {
+        if n % 2 == 0 {
+            a += (helper(w[i0 % 3])).tanh();
+            a = (h[0]).tanh();
+        } else {
+            h[i0 % 3] *= (((h[i0 % 3] * h[i0 % 3]).exp().recip() - (h[1] - w[0])).cos()).tanh();
+        }
+        let v4 = (x).tanh();
+    }
+    if n > 2 {
+        let v4 = (((helper(0.25_f64) * helper(0.25_f64) + 1.0).ln()
+            * (helper(0.25_f64) * helper(0.25_f64) + 1.0).ln())
+        .exp()
+        .recip())
+        .tanh();
+        h[2] *= (y).tanh();
+    } else {
+        let v4 = (((slice_helper(&h) + y) + backprop::sigmoid(w[0]))
+            + ((a * a).exp().recip() * (a * a).exp().recip() + 1.0).sqrt())
+        .tanh();
+        match n % 3 {
+            0 => {
+                a += ((((v4 / (1.0 + h[0] * h[0])) * (v4 / (1.0 + h[0] * h[0])) + 1.0).ln()
+                    * ((v4 / (1.0 + h[0] * h[0])) * (v4 / (1.0 + h[0] * h[0])) + 1.0).ln()
+                    + 1.0)
+                    .sqrt())
+                .tanh();
+                a *= (h[0].atan() * v4).tanh();
+            }
+            1 | 2 => {
+                let v5 = (3.0_f64).tanh();
+            }
+            _ => {
+                a += (w[0]).tanh();
+                a *= (h[1]).tanh();
+            }
+        }
+    }
+    if a > 0.0 {
+        for i1 in 0..n + 1 {
+            a = (x).tanh();
+            a += (v3 * ((slice_helper(&h) * w[0]) * (v3 - y))).tanh();
+            a *= (v3).tanh();
+        }
+    } else {
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                a += (helper(((0.5_f64 - x) * (0.5_f64 - x) + 1.0).sqrt())).tanh();
+                a *= (((x - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                    + (slice_helper(w) * y))
+                    / (1.0 + y * y))
+                    .tanh();
+            }
+            _ => {}
+        }
+        a += (h[1]).tanh();
+    }
+    a + x
+}
+
+#[grad]
+fn p136(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[2].sin() / (1.0 + y * y)).tanh();
+    a = ((w[1].sin() * w[1].sin() + 1.0).ln()
+        + ((a - 3.0_f64) + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - 1.5_f64)))
+        .tanh();
+    h[1] += (slice_helper(w) * (w[0].tanh() / (1.0 + helper(x) * helper(x)))).tanh();
+    let mut k292554 = 0;
+    while k292554 < n {
+        if n > 0 {
+            a *= ((2.0_f64 + w.iter().map(|v| v * v).sum::<f64>()).sin() - ((x + y) + x)).tanh();
+            a *= (w[0]).tanh();
+        } else {
+        }
+        for i1 in 0..n + 1 {
+            a *= (a).tanh();
+            if y > -0.13 {
+                break;
+            }
+        }
+        k292554 += 1;
+    }
+    a = (h[2]).tanh();
+    a + x
+}
+
+#[grad]
+fn p137(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x - (y.cos() + y)).tanh();
+    let mut b = (((x * y) * (x / (1.0 + h[0] * h[0]))) - (x - (y / (1.0 + a * a)))).tanh();
+    for _ in 0..n {
+        let v4 = (a).tanh();
+        h[1] = (helper((h[0] + h[1])).tanh()).tanh();
+        let v5 = (x).tanh();
+        if a > -0.13 {
+            continue;
+        }
+    }
+    for i0 in 0..n + 1 {
+        h[i0 % 3] = (w[0]).tanh();
+    }
+    a + b + y
+}
+
+#[grad]
+fn p138(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w[1].cos() - helper(x)) * (w[1].cos() - helper(x)) + 1.0).sqrt()).tanh();
+    let v3 = (backprop::sigmoid(
+        ((0.25_f64
+            / (1.0
+                + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+            * 3.0_f64),
+    ))
+    .tanh();
+    let v4 = ((h[1] + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + h[1]))
+        * ((v3 * v3 + 1.0).sqrt() + backprop::sigmoid(a)))
+    .tanh();
+    for _ in (0..n).rev() {
+        match n % 3 {
+            0 => {
+                a *= (w[1] / (1.0 + v4 * v4)).tanh();
+                let v5 = (y).tanh();
+            }
+            1 | 2 => {}
+            _ => {
+                a += ((y - w[1]).sin().atan()).tanh();
+                a *= (v4.sin() + ((v4 / (1.0 + w[1] * w[1])) + v3)).tanh();
+            }
+        }
+        if y > 0.37 {
+            break;
+        }
+    }
+    match n % 3 {
+        0 => {
+            if n % 2 == 0 {
+                a += (3.0_f64).tanh();
+                a = (w[1].atan().sin() - ((v3 * v3 + 1.0).sqrt() * a)).tanh();
+            } else {
+            }
+        }
+        1 | 2 => {}
+        _ => {}
+    }
+    a = (backprop::sigmoid(x.cos())).tanh();
     a + v3
 }
 
 #[grad]
-fn p153(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[1]).tanh();
-    let mut b = ((0.25_f64 / (1.0 + h[0] * h[0]))
-        - (slice_helper(&h) * slice_helper(&h) + 1.0).sqrt().tanh())
-    .tanh();
-    if y > 0.1 {
-        a = (((slice_helper(&h) / (1.0 + b * b)).cos() * (slice_helper(&h) / (1.0 + b * b)).cos()
-            + 1.0)
-            .ln())
-        .tanh();
-        let v4 = (((b * y) * a.atan()) + a).tanh();
-    } else {
-    }
-    if n > 0 {
-        for i1 in 0..n + 1 {
-            let v4 = (backprop::sigmoid(
-                ((h[2] * h[2] + 1.0).sqrt() * (h[2] * h[2] + 1.0).sqrt() + 1.0).sqrt(),
-            ))
-            .tanh();
-        }
-        let v4 = (x).tanh();
-    } else {
-        a -= ((backprop::sigmoid(b).sin() * backprop::sigmoid(b).sin())
-            .exp()
-            .recip())
-        .tanh();
-    }
-    h[0] = (((x - a) + (w[0] * w[0]).exp().recip())
-        - ((x * x + 1.0).ln() / (1.0 + (x / (1.0 + y * y)) * (x / (1.0 + y * y)))))
-        .tanh();
-    a += (a * a).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p154(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p139(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (x).tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (y.atan()).tanh();
-        a = (x).tanh();
-        if y > -0.2 {
-            a *= (w[i0 % 3].atan() + ((1.5_f64 * 1.5_f64) * (1.5_f64 * 1.5_f64) + 1.0).ln()).tanh();
-            let v4 = (slice_helper(&h)).tanh();
-        } else {
-        }
-    }
-    let v3 = (helper((w[2] + x).atan())).tanh();
+    let mut b = ((slice_helper(w) + (a + slice_helper(&h)))
+        - ((y - w[0]) - (h.iter().sum::<f64>() / (1.0 + y * y))))
+        .tanh();
+    let v4 = (helper((w[2] + x).atan())).tanh();
     for _ in (0..n).rev() {
-        let v4 = ((a - 3.0_f64).atan().sin()).tanh();
+        let v5 = ((a - 3.0_f64).atan().sin()).tanh();
         if n > 0 {
-            let v5 = (((1.5_f64 * 1.5_f64).exp().recip() * (1.5_f64 * 1.5_f64).exp().recip())
+            let v6 = (((1.5_f64 * 1.5_f64).exp().recip() * (1.5_f64 * 1.5_f64).exp().recip())
                 .exp()
                 .recip())
             .tanh();
@@ -3975,198 +4283,211 @@ fn p154(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
             .tanh();
         } else {
         }
+        if v4 > -0.13 {
+            continue;
+        }
     }
-    let v4 = ((((w[2] - h.iter().sum::<f64>()) * (w[2] - h.iter().sum::<f64>()))
-        .exp()
-        .recip()
-        * ((w[2] - h.iter().sum::<f64>()) * (w[2] - h.iter().sum::<f64>()))
-            .exp()
-            .recip()
-        + 1.0)
-        .sqrt())
-    .tanh();
-    let mut k816683 = 0;
-    while k816683 < n {
-        if n > 0 {
-            a += ((v3.tanh() * 3.0_f64) - helper(x.tanh())).tanh();
-            a *= (((v3 * v3).exp().recip() / (1.0 + (x * x + 1.0).ln() * (x * x + 1.0).ln()))
-                .tanh())
-            .tanh();
-        } else {
-            a *= (w[1]).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p140(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w[2]).tanh();
+    for _ in (0..n).rev() {
+        h[2] *= (helper(((y * w[0]) * h[2].sin()))).tanh();
+    }
+    let v3 = (helper(((a - a) + 2.0_f64.cos()))).tanh();
+    if x > 0.1 {
+        let mut k13880 = 0;
+        loop {
+            if k13880 >= n {
+                break;
+            }
+            let v4 = (w[1]).tanh();
             a += (helper(v4).cos() + (y + v3).cos()).tanh();
+            if x > 0.61 {
+                break;
+            }
+            k13880 += 1;
         }
-        for i1 in 0..n + 1 {
-            a += (((h[2] - h[0]) + slice_helper(w)) + backprop::sigmoid(helper(x))).tanh();
-            a *= (h[0]).tanh();
-            let v5 = (w[i1 % 3].sin()).tanh();
-        }
-        k816683 += 1;
-    }
-    a + v4
-}
-
-#[grad]
-fn p155(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x.sin()).tanh();
-    let mut b = ((2.0_f64
-        / (1.0
-            + (h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).sqrt()
-                * (h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).sqrt()))
-        / (1.0 + (0.25_f64 + y).tanh() * (0.25_f64 + y).tanh()))
-    .tanh();
-    a = (((x.sin() - (slice_helper(w) / (1.0 + a * a)))
-        * (x.sin() - (slice_helper(w) / (1.0 + a * a)))
-        + 1.0)
-        .ln())
-    .tanh();
-    let v4 = (((w[0] / (1.0 + (a * a + 1.0).ln() * (a * a + 1.0).ln()))
-        * (w[0] / (1.0 + (a * a + 1.0).ln() * (a * a + 1.0).ln()))
-        + 1.0)
-        .sqrt())
-    .tanh();
-    if n % 2 == 0 {
-        let v5 = (b).tanh();
-        a = ((((w.iter().map(|v| v * v).sum::<f64>() * slice_helper(&h)) - (y + v5))
-            * ((w.iter().map(|v| v * v).sum::<f64>() * slice_helper(&h)) - (y + v5)))
-            .exp()
-            .recip())
-        .tanh();
-    } else {
-        if x > 0.1 {
-            h[0] *= (backprop::sigmoid(((b + a) * (b + a) + 1.0).sqrt())).tanh();
-        } else {
-            b += (0.5_f64).tanh();
-        }
-        for i1 in 0..n + 1 {
-            let v5 = (((x - slice_helper(w)) * (3.0_f64 - y)) * (h[0] - y.tanh())).tanh();
-            h[2] += (h[1]).tanh();
-            a += (y).tanh();
-        }
-    }
-    if a > 0.0 {
-        h[0] = (a).tanh();
-    } else {
-    }
-    a + b + b
-}
-
-#[grad]
-fn p156(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (0.5_f64).tanh();
-    let mut b =
-        ((helper(y) * helper(y)).exp().recip() - ((w[0] - a) * (w[0] - a) + 1.0).ln()).tanh();
-    if n % 2 == 0 {
-        if y > 0.1 {
-            b -= (2.0_f64 * ((b - a) * (b - a) + 1.0).ln()).tanh();
-            b *= ((b / (1.0 + y * y)).atan().cos()).tanh();
-        } else {
-        }
-        let v4 = (a).tanh();
-    } else {
         if n % 2 == 0 {
-            let v4 = (h[0]).tanh();
+            a += (slice_helper(&h) - (slice_helper(w) + a)).tanh();
         } else {
+            a += (((w[0] + y) + (y + y)).tanh()).tanh();
+            a *= ((a.tanh() + (0.25_f64 + v3)) - (a - (0.5_f64 + x))).tanh();
         }
+    } else {
     }
-    let mut k68529 = 0;
-    while k68529 < n {
-        let mut k860484 = 0;
-        while k860484 < n {
-            a -= (b).tanh();
-            k860484 += 1;
-        }
-        k68529 += 1;
-    }
-    a + b + y
-}
-
-#[grad]
-fn p157(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    h[2] += (slice_helper(w)).tanh();
-    let v3 = (3.0_f64 - w.iter().map(|v| v * v).sum::<f64>().atan()).tanh();
-    let v4 = ((0.5_f64.atan() - v3) - y).tanh();
-    a += (x).tanh();
     a + v3
 }
 
 #[grad]
-fn p158(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p141(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * (y * y)) / (1.0 + w[1] * w[1])).tanh();
-    h[2] =
-        ((x.atan() - (y / (1.0 + slice_helper(&h) * slice_helper(&h)))) * slice_helper(&h)).tanh();
-    a = (slice_helper(&h)).tanh();
-    if a > 0.0 {
-        if x > 0.1 {
-            h[2] = (a
-                + (y.cos()
-                    * (w.iter().map(|v| v * v).sum::<f64>()
-                        / (1.0 + slice_helper(w) * slice_helper(w)))))
-            .tanh();
-            a *= ((0.25_f64 + y).cos() * (h[0] * (w[1] / (1.0 + 1.5_f64 * 1.5_f64)))).tanh();
-        } else {
-        }
-        for _ in (0..n).rev() {
-            a *= (((y * a) * (y * a) + 1.0).sqrt()).tanh();
-            let v3 = ((helper((w[2] * w[2]).exp().recip()) * helper((w[2] * w[2]).exp().recip()))
-                .exp()
-                .recip())
-            .tanh();
-        }
-    } else {
-    }
-    let mut k167888 = 0;
-    while k167888 < n {
-        if n > 3 {
-            let v3 = (y).tanh();
-        } else {
-        }
-        for i1 in 0..n + 1 {
-            h[i1 % 3] *= (helper(0.5_f64)).tanh();
-            a *= (h[0].sin() / (1.0 + ((a - x) - x) * ((a - x) - x))).tanh();
-            a *= (((w[1] - a) - (h[0] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-                / (1.0
-                    + ((w[2] * w[2] + 1.0).sqrt() * (w[2] * w[2] + 1.0).sqrt() + 1.0).sqrt()
-                        * ((w[2] * w[2] + 1.0).sqrt() * (w[2] * w[2] + 1.0).sqrt() + 1.0).sqrt()))
-            .tanh();
-        }
-        k167888 += 1;
-    }
-    let v3 = (y * x).tanh();
-    a + a
+    let mut a = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        + 1.0)
+        .sqrt()
+        - backprop::sigmoid(x))
+        + ((x * x + 1.0).sqrt() * (x * x + 1.0).sqrt() + 1.0).ln())
+    .tanh();
+    let mut b = (helper(backprop::sigmoid((y * x)))).tanh();
+    let v4 = (slice_helper(&h)).tanh();
+    b = (y).tanh();
+    a + b + v4
 }
 
 #[grad]
-fn p159(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p142(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y * ((x - w[2]) / (1.0 + (y * y + 1.0).ln() * (y * y + 1.0).ln()))).tanh();
-    h[1] *= (helper(((a * 2.0_f64) * a))).tanh();
-    h[2] += (backprop::sigmoid(h[2])).tanh();
-    if n > 3 {
-        h[0] += (((a * x) * (x * a)).sin()).tanh();
-    } else {
-        let v3 = (backprop::sigmoid((w[0] * (a * a + 1.0).sqrt()))).tanh();
+    let mut a = (h[0].tanh()).tanh();
+    let v3 = (w[1]).tanh();
+    let mut k490499 = 0;
+    while k490499 < n {
+        let v4 = (v3
+            / (1.0
+                + helper((x + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+                    * helper((x + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))))
+        .tanh();
+        let v5 = (y).tanh();
+        k490499 += 1;
     }
+    for _ in 0..n {
+        a += (v3).tanh();
+        h[0] = (helper(a).cos()
+            / (1.0
+                + ((slice_helper(w) + 0.25_f64) * (slice_helper(w) + 0.25_f64) + 1.0).ln()
+                    * ((slice_helper(w) + 0.25_f64) * (slice_helper(w) + 0.25_f64) + 1.0).ln()))
+        .tanh();
+        for i1 in 0..n + 1 {
+            a += (v3.cos().sin() + ((y - v3) + 0.5_f64)).tanh();
+        }
+    }
+    a + y
+}
+
+#[grad]
+fn p143(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((0.25_f64 * 0.25_f64).exp().recip() * (x / (1.0 + w[2] * w[2])))
+        - ((w[2] + x) - y))
+        .tanh();
+    let v3 = (backprop::sigmoid(a)).tanh();
+    for i0 in 0..n + 1 {
+        for _ in (0..n).rev() {
+            h[1] += (y).tanh();
+            a *= ((((h[0] / (1.0 + a * a)) * (h[0] / (1.0 + a * a)) + 1.0).sqrt()
+                * ((h[0] / (1.0 + a * a)) * (h[0] / (1.0 + a * a)) + 1.0).sqrt())
+            .exp()
+            .recip())
+            .tanh();
+            let v4 = (1.5_f64.tanh().tanh() + (y / (1.0 + h[0] * h[0]))).tanh();
+        }
+    }
+    let v4 = ((v3 + 1.5_f64).tanh().tanh()).tanh();
+    a + v4
+}
+
+#[grad]
+fn p144(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y + slice_helper(w)).tanh();
+    if n % 2 == 0 {
+        let v3 = (((x - a) * (x - a) + 1.0).sqrt() * a.tanh()).tanh();
+    } else {
+        a += (x * (x * x + 1.0).sqrt().atan()).tanh();
+    }
+    if n > 3 {
+        let v3 = (h[0]).tanh();
+        if n % 2 == 0 {
+            a *= (((helper(w[1]) + backprop::sigmoid(slice_helper(&h)))
+                * (helper(w[1]) + backprop::sigmoid(slice_helper(&h)))
+                + 1.0)
+                .sqrt())
+            .tanh();
+            a += (slice_helper(&h)).tanh();
+        } else {
+            a += (w[2]).tanh();
+            a += ((x + v3) - y).tanh();
+        }
+    } else {
+    }
+    a *= (helper((slice_helper(&h) / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>()))).cos())
+        .tanh();
+    a + y
+}
+
+#[grad]
+fn p145(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((h[0] * (w[1] / (1.0 + 1.5_f64 * 1.5_f64)))
+        - (backprop::sigmoid(slice_helper(w)) - (y + x)))
+        .tanh();
+    let mut b = (a).tanh();
+    let v4 = ((helper((w[2] * w[2]).exp().recip()) * helper((w[2] * w[2]).exp().recip()))
+        .exp()
+        .recip())
+    .tanh();
+    let v5 = (v4).tanh();
+    a -= (((x + b) * (x + b) + 1.0).sqrt()
+        + ((0.5_f64 * h[2]) / (1.0 + (v4 / (1.0 + x * x)) * (v4 / (1.0 + x * x)))))
+        .tanh();
+    if n % 2 == 0 {
+        for _ in 0..n {
+            a *= (x).tanh();
+        }
+        let v6 = (y - h[1]).tanh();
+    } else {
+        for _ in (0..n).rev() {
+            if b > -0.13 {
+                continue;
+            }
+            a *= (v4).tanh();
+            h[1] = (((v4 - x) / (1.0 + (1.5_f64 + a) * (1.5_f64 + a))).tanh()).tanh();
+            let v6 = (((y / (1.0 + x * x)) * (y / (1.0 + x * x))).exp().recip()
+                / (1.0
+                    + ((slice_helper(&h) / (1.0 + a * a))
+                        / (1.0 + (a * slice_helper(w)) * (a * slice_helper(w))))
+                        * ((slice_helper(&h) / (1.0 + a * a))
+                            / (1.0 + (a * slice_helper(w)) * (a * slice_helper(w))))))
+            .tanh();
+        }
+        let v6 = (((h[2] * h[2] + 1.0).ln() - b).tanh()).tanh();
+    }
+    a + b + v5
+}
+
+#[grad]
+fn p146(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper((y - y)).cos()).tanh();
+    let mut b = (backprop::sigmoid((y + y).tanh())).tanh();
+    let v4 = (backprop::sigmoid(
+        ((w.iter().map(|v| v * v).sum::<f64>() * w[1])
+            * (w.iter().map(|v| v * v).sum::<f64>() * w[1])
+            + 1.0)
+            .sqrt(),
+    ))
+    .tanh();
     if n > 2 {
         if n % 2 == 0 {
-            let v3 = (0.25_f64).tanh();
+            let v5 = (0.25_f64).tanh();
         } else {
-            a *= (((a - y) * (a - y) + 1.0).sqrt().cos()).tanh();
+            a *= (((a - b).cos() * (a - b).cos()).exp().recip()).tanh();
         }
-        let v3 = ((h.iter().sum::<f64>().sin() - (a * a + 1.0).ln()) - (y * y + 1.0).sqrt()).tanh();
+        if y > 0.0 {
+            a += (((v4 + h.iter().sum::<f64>()) - (a + b)) - helper((y * y + 1.0).sqrt())).tanh();
+        } else {
+            a += (h[1]).tanh();
+        }
     } else {
-        let v3 = ((h[2] + (y + x)) + h[1]).tanh();
     }
-    a + a
+    a + b + v4
 }
 
 #[grad]
-fn p160(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p147(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (h[1] * helper((w[2] - 1.5_f64))).tanh();
     let mut b = (0.5_f64).tanh();
@@ -4177,599 +4498,622 @@ fn p160(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
             + ((a - b) + backprop::sigmoid(h.iter().sum::<f64>()))
                 * ((a - b) + backprop::sigmoid(h.iter().sum::<f64>()))))
     .tanh();
-    let mut k964778 = 0;
-    while k964778 < n {
+    let mut k643749 = 0;
+    while k643749 < n {
         let v5 = (((b * b + 1.0).ln() - (a + a)).atan()).tanh();
-        k964778 += 1;
+        k643749 += 1;
     }
     for _ in 0..n {
+        if b > 0.07 {
+            break;
+        }
         a *= (((w[1] * w[1] + 1.0).sqrt() - (v4 * x)) + b).tanh();
     }
+    a + b + x
+}
+
+#[grad]
+fn p148(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid((y - x))).tanh();
+    let v3 = ((y * y + 1.0).sqrt()
+        + ((h[2] * h[2] + 1.0).sqrt() / (1.0 + (a * a + 1.0).sqrt() * (a * a + 1.0).sqrt())))
+    .tanh();
+    for i0 in 0..n + 1 {
+        a = (a.atan().cos()).tanh();
+    }
+    let mut k520637 = 0;
+    while k520637 < n {
+        match n % 3 {
+            0 => {
+                a *= (slice_helper(w)).tanh();
+            }
+            1 | 2 => {
+                a += ((x / (1.0 + a.sin() * a.sin())).cos()).tanh();
+                a = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+            }
+            _ => {
+                a += (x - (0.25_f64.sin() + (2.0_f64 * h.iter().sum::<f64>()))).tanh();
+            }
+        }
+        let v4 = ((x + (3.0_f64 - x)) + w.iter().map(|v| v * v).sum::<f64>()).tanh();
+        k520637 += 1;
+    }
+    a + v3
+}
+
+#[grad]
+fn p149(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (((slice_helper(w) - (y / (1.0 + y * y))) * (slice_helper(w) - (y / (1.0 + y * y))) + 1.0)
+            .sqrt())
+        .tanh();
+    h[0] = (x).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {}
+        _ => {}
+    }
+    for i0 in 0..n + 1 {
+        let mut k436578 = 0;
+        loop {
+            if k436578 >= n {
+                break;
+            }
+            a = (x).tanh();
+            h[0] = ((x.atan() * (y * x)) - backprop::sigmoid(y.atan())).tanh();
+            if y > 0.61 {
+                break;
+            }
+            k436578 += 1;
+        }
+        for _ in (0..n).rev() {
+            let v3 = (x).tanh();
+        }
+        if n % 2 == 0 {
+            h[i0 % 3] += (helper((x.sin() - w[0]))).tanh();
+        } else {
+            a += (x).tanh();
+            a = ((helper(a) - w[i0 % 3]) * slice_helper(&h)).tanh();
+        }
+    }
+    a + x
+}
+
+#[grad]
+fn p150(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)
+        / (1.0 + w[1] * w[1]))
+        * (h[0] * x))
+        .tanh();
+    let v3 = ((y * y + 1.0).sqrt()).tanh();
+    let v4 = (w.iter().map(|v| v * v).sum::<f64>()
+        - ((0.25_f64 * 0.25_f64).exp().recip() + (x - y)))
+        .tanh();
+    let v5 = (v4).tanh();
+    a + a
+}
+
+#[grad]
+fn p151(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y * x).tanh();
+    a *= ((((a * a + 1.0).sqrt() * helper(h[2])) * ((a * a + 1.0).sqrt() * helper(h[2])))
+        .exp()
+        .recip())
+    .tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            let mut k738954 = 0;
+            while k738954 < n {
+                a += ((a * w.iter().map(|v| v * v).sum::<f64>().atan())
+                    + (a.sin() * backprop::sigmoid(h[1])))
+                .tanh();
+                k738954 += 1;
+            }
+        }
+        _ => {
+            for _ in 0..n {
+                a += (h[0]).tanh();
+                let v3 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+                let v4 = ((((h[2] / (1.0 + x * x)) * (x * x).exp().recip())
+                    * ((h[2] / (1.0 + x * x)) * (x * x).exp().recip()))
+                .exp()
+                .recip())
+                .tanh();
+            }
+        }
+    }
+    a = (x + (3.0_f64.cos() + backprop::sigmoid(x))).tanh();
+    let v3 = (y).tanh();
+    a + v3
+}
+
+#[grad]
+fn p152(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((y * h[1]) + 0.25_f64.cos()) - 3.0_f64).tanh();
+    let mut b =
+        (((a + h[1]) * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * a)).sin()).tanh();
+    b += (w[0]).tanh();
+    b -= (helper(backprop::sigmoid(x)) / (1.0 + (b * b + 1.0).ln() * (b * b + 1.0).ln())).tanh();
     a + b + a
+}
+
+#[grad]
+fn p153(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    a = (1.5_f64 * 0.25_f64).tanh();
+    a = (h[2]).tanh();
+    a + x
+}
+
+#[grad]
+fn p154(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w[2] * x) - helper(1.5_f64)) * x).tanh();
+    let mut b = (x).tanh();
+    if n % 2 == 0 {
+        for i1 in 0..n + 1 {
+            b = ((y * y + 1.0).ln()).tanh();
+            if a > -0.13 {
+                break;
+            }
+            h[1] = (backprop::sigmoid(a)).tanh();
+            let v4 = ((w[0] - a).sin().sin()).tanh();
+        }
+    } else {
+        b = (backprop::sigmoid((b - (h[2] + h[1])))).tanh();
+    }
+    if n > 2 {
+        a = (y / (1.0 + (y * a).tanh() * (y * a).tanh())).tanh();
+    } else {
+    }
+    a + b + b
+}
+
+#[grad]
+fn p155(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x - y).tanh();
+    let mut b = (a).tanh();
+    if a > 0.1 {
+        b += ((y.atan() - y)
+            / (1.0 + ((x * x) * (x * x) + 1.0).sqrt() * ((x * x) * (x * x) + 1.0).sqrt()))
+        .tanh();
+    } else {
+    }
+    for i0 in 0..n + 1 {
+        for _ in (0..n).rev() {
+            b += (0.5_f64).tanh();
+            a *= (x.atan()).tanh();
+            b *= ((w[2].cos() * y.cos()) + ((a * a + 1.0).sqrt() * backprop::sigmoid(y))).tanh();
+        }
+        b -= (2.0_f64).tanh();
+        let mut k342669 = 0;
+        loop {
+            if k342669 >= n {
+                break;
+            }
+            b *= ((h[2]
+                * (a / (1.0
+                    + w.iter().map(|v| v * v).sum::<f64>()
+                        * w.iter().map(|v| v * v).sum::<f64>())))
+                * h.iter().sum::<f64>())
+            .tanh();
+            a += ((helper(y) * helper(y) + 1.0).ln()).tanh();
+            if a > 0.61 {
+                break;
+            }
+            k342669 += 1;
+        }
+    }
+    for _ in (0..n).rev() {
+        h[2] *= (w[0]).tanh();
+    }
+    if n > 1 {
+        h[2] = (((helper(a) - (b * b + 1.0).ln()) * (helper(a) - (b * b + 1.0).ln()) + 1.0).sqrt())
+            .tanh();
+        h[0] = (backprop::sigmoid(backprop::sigmoid((y * 0.5_f64)))).tanh();
+    } else {
+        for _ in (0..n).rev() {
+            if a > 0.37 {
+                break;
+            }
+            let v4 = (backprop::sigmoid(a.cos())).tanh();
+            b = (b - 0.5_f64).tanh();
+            let v5 = (a).tanh();
+        }
+        for _ in 0..n {
+            h[2] = (((y - w[1]) + (x - b)) + (w[1] * w[2])).tanh();
+            if b > 0.07 {
+                break;
+            }
+        }
+    }
+    let v4 = ((helper(b) * (y / (1.0 + b * b))).cos()).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p156(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((x + y).atan() - 3.0_f64).tanh();
+    let mut b =
+        ((a - x.tanh()) * (w.iter().map(|v| v * v).sum::<f64>() * slice_helper(&h)).sin()).tanh();
+    a -= (x).tanh();
+    let v4 = (y).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p157(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[0]).tanh();
+    for _ in (0..n).rev() {
+        let v3 = (w[2] * ((y * y + 1.0).ln() / (1.0 + a * a))).tanh();
+    }
+    h[1] *= (((y + a) + h.iter().sum::<f64>())
+        + ((y * y + 1.0).sqrt()
+            * w.iter()
+                .zip(h.iter())
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                .sin()))
+    .tanh();
+    let v3 = (1.5_f64).tanh();
+    a + a
+}
+
+#[grad]
+fn p158(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y / (1.0 + x * x)).tanh();
+    let v3 = (3.0_f64).tanh();
+    for _ in (0..n).rev() {
+        let v4 = ((helper(x.tanh()) * helper(x.tanh()) + 1.0).ln()).tanh();
+    }
+    if n > 0 {
+        if n % 2 == 0 {
+            a += ((slice_helper(&h).atan() * slice_helper(&h).atan() + 1.0).ln()
+                * ((w[0] - slice_helper(&h)) * (y * y + 1.0).ln()))
+            .tanh();
+            a += (w[2]).tanh();
+        } else {
+            a *= (w[1]).tanh();
+            a += (a).tanh();
+        }
+        a = (a).tanh();
+    } else {
+    }
+    let v4 = (a / (1.0 + (a.atan() + (a * a).exp().recip()) * (a.atan() + (a * a).exp().recip())))
+        .tanh();
+    let v5 = (y).tanh();
+    a + v4
+}
+
+#[grad]
+fn p159(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((slice_helper(&h) + x) - x).cos()).tanh();
+    let mut b = ((x * x + 1.0).ln() / (1.0 + ((y * y) + w[0]) * ((y * y) + w[0]))).tanh();
+    let v4 = (a).tanh();
+    let v5 = (a).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p160(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    if n % 2 == 0 {
+        let v3 = ((a.sin() * a) * h.iter().sum::<f64>().cos().atan()).tanh();
+        a = ((h[2] - (h[2] * h[2] + 1.0).sqrt()) * h[2]).tanh();
+    } else {
+        let v3 = ((h[2] - x.cos()) + (y + y).tanh()).tanh();
+        a += (y + ((a - h[1]) / (1.0 + w[2] * w[2]))).tanh();
+    }
+    let mut k934291 = 0;
+    while k934291 < n {
+        let v3 = ((y + (x * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+            / (1.0 + x * x))
+            .tanh();
+        a = (0.5_f64 + w[0]).tanh();
+        k934291 += 1;
+    }
+    a = (((a * a).exp().recip() + (a + a)) * ((a * y) / (1.0 + (y - a) * (y - a)))).tanh();
+    for i0 in 0..n + 1 {
+        let v3 = (y).tanh();
+        let v4 = (v3.tanh() + helper(x)).tanh();
+        h[i0 % 3] *= ((y * y + 1.0).sqrt()).tanh();
+    }
+    a += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    a + y
 }
 
 #[grad]
 fn p161(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((w[0] - x).sin() - (backprop::sigmoid(w[1]) + w[2])).tanh();
-    let v3 = (((a - a) + (a * a + 1.0).sqrt()).atan()).tanh();
-    a = ((slice_helper(w).tanh() - a).cos()).tanh();
+    let mut a = (((w[2] / (1.0 + y * y)) * (y * x)) * (x + y)).tanh();
+    let v3 = ((a - (w[1] + 3.0_f64)) * (x + y).tanh()).tanh();
     for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            a += ((w[0] * w[0] + 1.0).sqrt()).tanh();
+        if x > -0.13 {
+            break;
         }
-        h[1] = ((backprop::sigmoid(x) * helper(w[i0 % 3])).sin()).tanh();
-        let v4 = ((x * a).tanh()
-            / (1.0
-                + (0.25_f64.sin() + (2.0_f64 * w[i0 % 3]))
-                    * (0.25_f64.sin() + (2.0_f64 * w[i0 % 3]))))
-            .tanh();
+        a *= (v3).tanh();
     }
-    for i0 in 0..n + 1 {
-        if v3 > 0.1 {
-            let v4 = (h[0]).tanh();
-        } else {
-            h[i0 % 3] = (backprop::sigmoid(v3)).tanh();
-            a = (a).tanh();
-        }
-        if v3 > -0.2 {
-            h[1] = ((a - (x + y)) + helper((v3 + x))).tanh();
-            h[i0 % 3] += (((2.0_f64 - x) * (v3 * x)) - backprop::sigmoid(a.atan())).tanh();
-        } else {
-            a *= (x).tanh();
-        }
-    }
+    let v4 = (y).tanh();
+    a = (v3).tanh();
+    a -= (v4).tanh();
     a + y
 }
 
 #[grad]
 fn p162(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (0.25_f64).tanh();
-    h[1] = (y + (a * a + 1.0).sqrt()).tanh();
-    for _ in 0..n {
-        for i1 in 0..n + 1 {
-            a = (w[0]).tanh();
-            a = ((helper(a) - w[i1 % 3]) * slice_helper(&h)).tanh();
+    let mut a = ((3.0_f64 * 3.0_f64).exp().recip()).tanh();
+    let mut b = ((y - slice_helper(&h)).sin().tanh()).tanh();
+    let v4 = (w[1] - a).tanh();
+    let v5 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    let mut k402555 = 0;
+    loop {
+        if k402555 >= n {
+            break;
         }
-    }
-    if n % 2 == 0 {
-        a *= (((w[1] - (a + h.iter().sum::<f64>())) * (w[1] - (a + h.iter().sum::<f64>())) + 1.0)
-            .ln())
-        .tanh();
-        if a > 0.0 {
-            a += (((a * w[2]) + y) * ((a * a).exp().recip() - (x / (1.0 + h[2] * h[2])))).tanh();
-            a += (y * x).tanh();
-        } else {
-            a *= ((((a * a + 1.0).sqrt() * helper(h[2])) * ((a * a + 1.0).sqrt() * helper(h[2])))
-                .exp()
-                .recip())
+        b *= (w[1]
+            / (1.0
+                + (backprop::sigmoid(1.5_f64) - (w.iter().map(|v| v * v).sum::<f64>() * h[2]))
+                    * (backprop::sigmoid(1.5_f64)
+                        - (w.iter().map(|v| v * v).sum::<f64>() * h[2]))))
             .tanh();
+        if v4 > 0.61 {
+            break;
         }
-    } else {
+        k402555 += 1;
     }
-    let mut k449475 = 0;
-    while k449475 < n {
-        a *= (0.5_f64).tanh();
-        k449475 += 1;
-    }
-    a += ((a * w.iter().map(|v| v * v).sum::<f64>().atan()) + (a.sin() * backprop::sigmoid(h[1])))
-        .tanh();
-    a + y
+    a + b + x
 }
 
 #[grad]
 fn p163(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (w[2]
-        / (1.0
-            + ((x / (1.0 + 3.0_f64 * 3.0_f64)) + slice_helper(&h).atan())
-                * ((x / (1.0 + 3.0_f64 * 3.0_f64)) + slice_helper(&h).atan())))
-    .tanh();
-    let mut b = (0.25_f64 + ((x * x).exp().recip() - (1.5_f64 * 1.5_f64).exp().recip())).tanh();
-    h[1] *= (backprop::sigmoid((3.0_f64.cos() * 3.0_f64.cos()).exp().recip())).tanh();
-    let v4 = (b).tanh();
-    let v5 = (((2.0_f64 - v4).tanh() * (2.0_f64 - v4).tanh() + 1.0).sqrt()).tanh();
-    a + b + a
+    let mut a = (w[0]).tanh();
+    h[1] = (x).tanh();
+    let v3 = (0.25_f64).tanh();
+    for _ in (0..n).rev() {
+        for i1 in 0..n + 1 {
+            a = (v3.atan().cos() * (0.5_f64 + (w[0] * v3))).tanh();
+        }
+        let v4 = (y / (1.0 + (a * w[2]).sin() * (a * w[2]).sin())).tanh();
+        match n % 3 {
+            0 => {
+                a *= (w[2].sin().tanh().cos()).tanh();
+            }
+            1 | 2 => {}
+            _ => {
+                a += (x + ((h[0] - v4) * v4.cos())).tanh();
+            }
+        }
+    }
+    if a > -0.2 {
+        h[2] = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            + (w.iter().map(|v| v * v).sum::<f64>() * h[2].sin()))
+        .tanh();
+        a = (v3).tanh();
+    } else {
+    }
+    for _ in 0..n {
+        h[0] *= ((w.iter().map(|v| v * v).sum::<f64>().atan() - (a + y)).cos()).tanh();
+        let v4 = (((x / (1.0 + x * x)) * (x - a))
+            * ((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).sqrt() - (2.0_f64 * 2.0_f64)))
+            .tanh();
+    }
+    a + y
 }
 
 #[grad]
 fn p164(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x * x).tanh();
-    let mut b = (x).tanh();
-    let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-        + (w[0] * w[0]).exp().recip())
-    .tanh();
-    if n > 0 {
-        let v5 = (helper(b).cos()
-            - (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * (x * x + 1.0).ln()))
-        .tanh();
-        h[2] *= (v4).tanh();
-    } else {
-        a = (helper(((1.5_f64 - x) - (a * b)))).tanh();
-        b = (b + y).tanh();
+    let mut a = (y.tanh()).tanh();
+    let mut b = ((h.iter().sum::<f64>() - y).cos() * (x * 3.0_f64).tanh()).tanh();
+    let mut k248618 = 0;
+    while k248618 < n {
+        match n % 3 {
+            0 => {
+                a += ((x * x + 1.0).sqrt()).tanh();
+                let v4 =
+                    ((w[1].sin() - (b * b).exp().recip()) - ((h[1] - b) * helper(2.0_f64))).tanh();
+            }
+            1 | 2 => {
+                h[0] = ((((h[2] - b) * (h[2] - b) + 1.0).sqrt()
+                    * ((h[2] - b) * (h[2] - b) + 1.0).sqrt()
+                    + 1.0)
+                    .ln())
+                .tanh();
+                b *= (h[2]).tanh();
+            }
+            _ => {
+                b = ((b * b).exp().recip()).tanh();
+            }
+        }
+        k248618 += 1;
     }
-    let mut k668003 = 0;
-    while k668003 < n {
-        let v5 = ((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).sqrt()).tanh();
-        let v6 = (w[1]).tanh();
-        k668003 += 1;
-    }
-    if n > 1 {
-        b *= (helper((v4 * b.sin()))).tanh();
-    } else {
-        b = (slice_helper(&h)).tanh();
-        h[2] *= (w[0]).tanh();
-    }
+    b -= (1.5_f64).tanh();
+    let v4 = (x).tanh();
+    h[2] += (v4.atan()).tanh();
+    h[1] *= (v4).tanh();
     a + b + a
 }
 
 #[grad]
 fn p165(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    if n % 2 == 0 {
-        let mut k945076 = 0;
-        while k945076 < n {
-            a = (slice_helper(w)).tanh();
-            a += (slice_helper(w).atan()).tanh();
-            k945076 += 1;
-        }
-    } else {
-    }
+    let mut a = ((w[2] * w[2]).exp().recip()).tanh();
+    let mut b = (y).tanh();
+    let v4 = ((1.5_f64 * 1.5_f64 + 1.0).sqrt().atan().cos()).tanh();
+    let v5 = ((((a + v4) + (y - a)) * ((a + v4) + (y - a))).exp().recip()).tanh();
+    let v6 = (a).tanh();
+    let v7 = (x).tanh();
     for i0 in 0..n + 1 {
-        a -= (((backprop::sigmoid(w[0]) - 1.5_f64) * (backprop::sigmoid(w[0]) - 1.5_f64) + 1.0)
-            .ln())
-        .tanh();
-        if n % 2 == 0 {
-            h[0] *= ((h[i0 % 3].atan() * (h[1] * h[1]).exp().recip()).sin()).tanh();
-        } else {
-        }
-        let v3 = (((w[2] + y) / (1.0 + (1.5_f64 * y) * (1.5_f64 * y))).sin()).tanh();
+        a = (((x * y) * (v7 * w[2])) + (1.5_f64.sin() - (w[0] / (1.0 + h[2] * h[2])))).tanh();
     }
-    let mut k549132 = 0;
-    while k549132 < n {
-        let mut k552668 = 0;
-        while k552668 < n {
-            a = (h[1]).tanh();
-            k552668 += 1;
-        }
-        k549132 += 1;
-    }
-    for _ in (0..n).rev() {
-        for _ in 0..n {
-            let v3 = (backprop::sigmoid(y).sin()).tanh();
-        }
-        for _ in (0..n).rev() {
-            a *= ((backprop::sigmoid(w[2]) + (w[0] * w[0] + 1.0).ln()).cos()).tanh();
-            a = (y).tanh();
-        }
-        if n > 2 {
-            h[1] += (((y * a) * (y * a) + 1.0).ln() + helper((0.25_f64 * a))).tanh();
-        } else {
-        }
-    }
-    a + y
+    a + b + v7
 }
 
 #[grad]
 fn p166(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (h.iter().sum::<f64>()
-        + ((y * y).exp().recip() * (y * y).exp().recip())
-            .exp()
-            .recip())
-    .tanh();
-    let mut b = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + h[1])
-        - (w[2] * w[2] + 1.0).sqrt())
-        * (slice_helper(&h).cos() + (a * x)))
-        .tanh();
-    for i0 in 0..n + 1 {
-        let v4 = (((b - w[1]) * (b - w[1]) + 1.0).sqrt().sin()).tanh();
-    }
-    for _ in 0..n {
-        if y > -0.2 {
-            let v4 = ((y * w[2]).sin().atan()).tanh();
-            h[0] += (((y - 0.5_f64) * (y - 0.5_f64)).exp().recip() - 2.0_f64).tanh();
-        } else {
+    let mut a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    let mut b = (2.0_f64 * a).tanh();
+    if b > 0.1 {
+        for i1 in 0..n + 1 {
+            let v4 = (3.0_f64).tanh();
         }
+        let v4 = (y * (w[0] - (x / (1.0 + x * x)))).tanh();
+    } else {
+        a *= (slice_helper(&h) + (w[2] + b)).tanh();
     }
-    a + b + y
+    let v4 = (y).tanh();
+    a + b + v4
 }
 
 #[grad]
 fn p167(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (slice_helper(&h)).tanh();
-    let mut b = (y).tanh();
-    if b > 0.1 {
-        let v4 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-        let mut k456553 = 0;
-        while k456553 < n {
-            h[1] *= ((x * (v4 + 1.5_f64)).cos()).tanh();
-            k456553 += 1;
-        }
+    let mut a = (((x + w.iter().map(|v| v * v).sum::<f64>()) * w[2].sin())
+        + ((w[2] + h[1]) * (h.iter().sum::<f64>() + slice_helper(&h))))
+    .tanh();
+    let mut b = ((y + (x - y)) - ((a + x) * (a + x)).exp().recip()).tanh();
+    if n > 0 {
+        let v4 = (slice_helper(&h)
+            - w.iter()
+                .zip(h.iter())
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                .atan())
+        .tanh();
+        h[0] *= (v4.tanh() - a).tanh();
     } else {
-        if y > -0.2 {
-            b = ((w[0] * b).cos() - x).tanh();
-            a += ((backprop::sigmoid(2.0_f64) / (1.0 + (x * w[2]) * (x * w[2]))) + y).tanh();
-        } else {
-        }
+        let v4 = (backprop::sigmoid(
+            (w[2] / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())).sin(),
+        ))
+        .tanh();
     }
-    let v4 = (helper(w[1].sin()).sin()).tanh();
-    a -= (v4).tanh();
-    a + b + x
+    let v4 = (b).tanh();
+    a + b + v4
 }
 
 #[grad]
 fn p168(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((x.cos() + (y * y).exp().recip()) - ((x + h[1]) * (y * 3.0_f64))).tanh();
-    let v3 = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - y) + (x + x))
-        / (1.0 + slice_helper(&h).atan() * slice_helper(&h).atan()))
-    .tanh();
-    for _ in 0..n {
-        let v4 = (((x * x).exp().recip() * y) - (a * a + 1.0).ln()).tanh();
-        if n % 2 == 0 {
-            h[0] += (backprop::sigmoid(v4.sin())
-                * ((w.iter().map(|v| v * v).sum::<f64>() - y) - v3.cos()))
-            .tanh();
-            a -= (v3).tanh();
-        } else {
-            a *= (((w[2] + slice_helper(w)) * w[2]) + (w[1] - (v4 + v4))).tanh();
-            let v5 = (x).tanh();
+    let mut a = (0.25_f64.tanh()).tanh();
+    let v3 = (((a + 2.0_f64) * (a + 2.0_f64) + 1.0).ln().sin()).tanh();
+    let mut k686970 = 0;
+    loop {
+        if k686970 >= n {
+            break;
         }
         for _ in 0..n {
-            h[1] *= (h.iter().sum::<f64>()).tanh();
-            a = (((x * w[2]) * (x * w[2])).exp().recip()
-                / (1.0 + (x * x + 1.0).sqrt().sin() * (x * x + 1.0).sqrt().sin()))
-            .tanh();
-            h[0] += (x - helper((x - x))).tanh();
+            a *= (w[1] * y).tanh();
         }
+        let v4 = ((a.cos() * a).tanh()).tanh();
+        if a > 0.61 {
+            break;
+        }
+        k686970 += 1;
     }
-    if n % 2 == 0 {
-        h[0] *= (v3).tanh();
-    } else {
-        let v4 = (((y * h[1]) + w.iter().map(|v| v * v).sum::<f64>()) * x).tanh();
-        let v5 = (x.cos() - ((h[2] / (1.0 + v4 * v4)) - v4)).tanh();
-    }
-    a + v3
+    a + y
 }
 
 #[grad]
 fn p169(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (w[1]).tanh();
-    for _ in (0..n).rev() {
-        let v3 = ((backprop::sigmoid(x) * backprop::sigmoid(x) + 1.0).ln()).tanh();
-        let v4 = (y.cos()).tanh();
-    }
-    if n > 2 {
-        let v3 = (a).tanh();
-        h[0] += (y).tanh();
-    } else {
-    }
-    let mut k538943 = 0;
-    while k538943 < n {
+    let mut a = (y).tanh();
+    let mut b = (2.0_f64
+        / (1.0
+            + (slice_helper(&h) * h.iter().sum::<f64>())
+                * (slice_helper(&h) * h.iter().sum::<f64>())))
+    .tanh();
+    if n % 2 == 0 {
         for i1 in 0..n + 1 {
-            a *= (w[2]).tanh();
+            let v4 = (h[2]).tanh();
         }
-        let v3 = (((y / (1.0 + x * x)) * (y / (1.0 + x * x)))
-            .exp()
-            .recip()
-            .atan())
-        .tanh();
-        k538943 += 1;
+    } else {
+        if n > 2 {
+            h[1] = (x).tanh();
+        } else {
+        }
+        for i1 in 0..n + 1 {
+            h[2] += (y).tanh();
+            b *= (b).tanh();
+            a = (((w.iter().map(|v| v * v).sum::<f64>() - x)
+                * (w.iter().map(|v| v * v).sum::<f64>() - x)
+                + 1.0)
+                .ln())
+            .tanh();
+        }
     }
-    a + x
+    a -= (x.cos()).tanh();
+    h[2] += ((((b - 1.5_f64) - (a - h[2])) * ((b - 1.5_f64) - (a - h[2])) + 1.0).sqrt()).tanh();
+    h[0] *= ((a * a + 1.0).sqrt().tanh()).tanh();
+    a + b + b
 }
 
 #[grad]
 fn p170(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((x * (y * y).exp().recip()) * (x * (y * y).exp().recip()))
+    let mut a = ((y * y + 1.0).ln()).tanh();
+    let mut b = ((((y * a) / (1.0 + x * x)) * ((y * a) / (1.0 + x * x)))
         .exp()
         .recip())
     .tanh();
-    let mut b = (0.5_f64 + w[0]).tanh();
-    if n > 3 {
-        h[0] *= (b).tanh();
+    a = ((a * b).tanh() + ((x - b) / (1.0 + (a - h[2]) * (a - h[2])))).tanh();
+    if n % 2 == 0 {
+        let v4 = (helper((b + slice_helper(w))) / (1.0 + w[2] * w[2])).tanh();
     } else {
+        let v4 = (b.tanh().cos()).tanh();
+        b = (w.iter().map(|v| v * v).sum::<f64>() - (3.0_f64 + (w[2] - y))).tanh();
     }
-    if n > 3 {
-        let v4 = (b).tanh();
-    } else {
-        if a > -0.2 {
-            a += (((b - h[1]) * (b - h[1])).exp().recip()).tanh();
-            let v4 = ((0.5_f64 + (a / (1.0 + b * b))) + (y * y).exp().recip()).tanh();
-        } else {
-            h[0] += (b).tanh();
-        }
-    }
-    let mut k249037 = 0;
-    while k249037 < n {
-        let v4 = (((x * x + 1.0).sqrt() / (1.0 + (a - x) * (a - x)))
-            / (1.0 + (b * b).exp().recip() * (b * b).exp().recip()))
-        .tanh();
-        for _ in 0..n {
-            a += (w[1].tanh() + backprop::sigmoid(b)).tanh();
-            b = (slice_helper(&h)).tanh();
-            let v5 = (0.5_f64).tanh();
-        }
-        k249037 += 1;
-    }
-    if x > -0.2 {
-        a = (b).tanh();
-        a = (b).tanh();
-    } else {
-        if y > 0.1 {
-            b *= (3.0_f64).tanh();
-        } else {
-        }
-    }
-    b *= ((a * a + 1.0).ln()).tanh();
-    a + b + b
+    let v4 = (x).tanh();
+    let v5 = (helper((w[2] * w[2] + 1.0).ln())).tanh();
+    let v6 = (backprop::sigmoid(
+        ((slice_helper(w) - v5)
+            * w.iter()
+                .zip(h.iter())
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                .sin()),
+    ))
+    .tanh();
+    a + b + v6
 }
 
 #[grad]
 fn p171(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let v3 = (backprop::sigmoid((y / (1.0 + a * a)))
-        * ((0.25_f64 * a) + w.iter().map(|v| v * v).sum::<f64>()))
-    .tanh();
-    let v4 = ((slice_helper(w).tanh() + x).atan()).tanh();
-    h[1] = (x).tanh();
-    let v5 = (0.25_f64).tanh();
-    a + a
+    let mut a = (((0.5_f64 + 2.0_f64) * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+        + y)
+        .tanh();
+    let mut b = ((a + y).tanh()).tanh();
+    let v4 = (1.5_f64.atan() * backprop::sigmoid(h[0])).tanh();
+    if n % 2 == 0 {
+        let v5 = ((helper(x) / (1.0 + slice_helper(w) * slice_helper(w)))
+            - (backprop::sigmoid(y) * backprop::sigmoid(y) + 1.0).ln())
+        .tanh();
+        let v6 = (v4).tanh();
+    } else {
+    }
+    a *= ((h.iter().sum::<f64>().atan() + (y + slice_helper(w))) * v4).tanh();
+    let v5 = ((a / (1.0 + b * b)) * helper(w.iter().map(|v| v * v).sum::<f64>())).tanh();
+    a + b + v4
 }
 
 #[grad]
 fn p172(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(w[0].sin())).tanh();
-    h[2] = (backprop::sigmoid(((h[1] * x) / (1.0 + (a * x) * (a * x))))).tanh();
-    if n % 2 == 0 {
-        let v3 = (((x.tanh() * w[2].sin()) * (x.tanh() * w[2].sin()) + 1.0).sqrt()).tanh();
-    } else {
-    }
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            a += (a).tanh();
-            a += (x * ((h[0] * a) + (y * w[0]))).tanh();
-            a = (((x * x + 1.0).sqrt() / (1.0 + (y + 3.0_f64) * (y + 3.0_f64))) * h[1]).tanh();
-        }
-        if n > 1 {
-            a += (backprop::sigmoid((slice_helper(&h) - w[1])).tanh()).tanh();
-            a *= (((w[1] * w[1] + 1.0).ln() * (w[1] * w[1] + 1.0).ln() + 1.0).sqrt() * y).tanh();
-        } else {
-        }
-    }
-    a + x
-}
-
-#[grad]
-fn p173(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    let mut b = (a).tanh();
-    a -= (w[0]).tanh();
-    for _ in 0..n {
-        let mut k392913 = 0;
-        while k392913 < n {
-            b *= (b).tanh();
-            a *= (((b * b + 1.0).sqrt() + h[1]) - (a.cos() * (b * y))).tanh();
-            k392913 += 1;
-        }
-    }
-    for _ in 0..n {
-        h[2] = ((b * b + 1.0).ln().atan()
-            / (1.0 + backprop::sigmoid((2.0_f64 + x)) * backprop::sigmoid((2.0_f64 + x))))
-        .tanh();
-    }
-    a + b + x
-}
-
-#[grad]
-fn p174(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0]).tanh();
-    let mut b = (((x / (1.0 + w[1] * w[1])) * (x - slice_helper(&h))).atan()).tanh();
-    b -= (backprop::sigmoid(((x - x) - (a * w[1])))).tanh();
-    let mut k265954 = 0;
-    while k265954 < n {
-        b *= (h[2]).tanh();
-        h[2] += (b).tanh();
-        k265954 += 1;
-    }
-    let v4 = (a).tanh();
-    let mut k137830 = 0;
-    while k137830 < n {
-        let v5 = (2.0_f64).tanh();
-        k137830 += 1;
-    }
-    a + b + v4
-}
-
-#[grad]
-fn p175(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y - x).sin().tanh()).tanh();
-    let mut b = (backprop::sigmoid((w[2] - x).atan())).tanh();
-    let v4 = (b).tanh();
-    if a > -0.2 {
-        h[1] = ((h.iter().sum::<f64>().cos() * h.iter().sum::<f64>().cos() + 1.0)
-            .ln()
-            .cos())
-        .tanh();
-        h[1] = (helper(y)).tanh();
-    } else {
-        let v5 = (x).tanh();
-    }
-    for i0 in 0..n + 1 {
-        a = (((x * x) * (b * w[2])) + (1.5_f64.sin() - (w[0] / (1.0 + h[2] * h[2])))).tanh();
-    }
-    a + b + v4
-}
-
-#[grad]
-fn p176(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper((y - x))
-        / (1.0
-            + ((x * x).exp().recip() * (x * x).exp().recip())
-                .exp()
-                .recip()
-                * ((x * x).exp().recip() * (x * x).exp().recip())
-                    .exp()
-                    .recip()))
-    .tanh();
-    let mut b = (a).tanh();
-    let v4 = (0.5_f64).tanh();
-    a = (((a * a).exp().recip() + w[1].cos()) / (1.0 + slice_helper(&h) * slice_helper(&h))).tanh();
-    b = ((slice_helper(&h) + (x - 0.25_f64)) - y).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p177(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y).exp().recip()).tanh();
-    if n % 2 == 0 {
-        for _ in 0..n {
-            a += (((h.iter().sum::<f64>() + slice_helper(&h)) * backprop::sigmoid(y))
-                / (1.0 + x * x))
-                .tanh();
-            a *= ((a * (a + x)) - (w[1] - 2.0_f64.cos())).tanh();
-            a *= (w
-                .iter()
-                .zip(h.iter())
-                .map(|(a, b)| a * b)
-                .sum::<f64>()
-                .atan())
-            .tanh();
-        }
-        h[0] *= (a.tanh() - y).tanh();
-    } else {
-        let v3 = (backprop::sigmoid(
-            (w[2] / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())).sin(),
-        ))
-        .tanh();
-    }
-    let v3 = (y).tanh();
-    a = (0.25_f64.tanh()).tanh();
-    let v4 = (backprop::sigmoid(w.iter().map(|v| v * v).sum::<f64>())).tanh();
-    for i0 in 0..n + 1 {
-        let v5 = (x).tanh();
-        if v5 > -0.2 {
-            a *= (w[1] + v4).tanh();
-        } else {
-            a *= (((helper(v4) + (v4 * v4 + 1.0).ln()) * (helper(v4) + (v4 * v4 + 1.0).ln())
-                + 1.0)
-                .sqrt())
-            .tanh();
-            a = (x).tanh();
-        }
-    }
-    a + x
-}
-
-#[grad]
-fn p178(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (2.0_f64
-        / (1.0
-            + (slice_helper(&h) * h.iter().sum::<f64>())
-                * (slice_helper(&h) * h.iter().sum::<f64>())))
-    .tanh();
-    let mut b = (backprop::sigmoid(slice_helper(&h))).tanh();
-    b *= (backprop::sigmoid((x.cos() - w[0]))).tanh();
-    h[0] += (h[2].cos()).tanh();
-    for _ in 0..n {
-        if n > 1 {
-            b += ((helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                * helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                + 1.0)
-                .ln()
-                .atan())
-            .tanh();
-            let v4 = ((y / (1.0 + a * a)).atan() + x).tanh();
-        } else {
-            a *= (b
-                - ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + x * x))
-                    - h[2]))
-                .tanh();
-        }
-        let v4 = (((x * x + 1.0).sqrt() * (x * x + 1.0).sqrt() + 1.0).ln()
-            * (slice_helper(w) * slice_helper(w) + 1.0).sqrt())
-        .tanh();
-    }
-    a + b + x
-}
-
-#[grad]
-fn p179(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(((y * y).exp().recip() - (x + x)))).tanh();
-    for _ in (0..n).rev() {
-        h[0] *= (((a - h.iter().sum::<f64>()) + w.iter().map(|v| v * v).sum::<f64>())
-            / (1.0 + ((a * w[2]) * w[0]) * ((a * w[2]) * w[0])))
-            .tanh();
-        for _ in 0..n {
-            a = (x).tanh();
-            a *= (((a - y) / (1.0 + backprop::sigmoid(x) * backprop::sigmoid(x))) * x).tanh();
-        }
-        let mut k343846 = 0;
-        while k343846 < n {
-            a += (x).tanh();
-            k343846 += 1;
-        }
-    }
-    let v3 =
-        (backprop::sigmoid(((y * y).exp().recip() - (w.iter().map(|v| v * v).sum::<f64>() - x))))
-            .tanh();
-    a + y
-}
-
-#[grad]
-fn p180(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((((h[0] * h[0] + 1.0).ln()
-        / (1.0 + (slice_helper(w) - y) * (slice_helper(w) - y)))
-        * ((h[0] * h[0] + 1.0).ln() / (1.0 + (slice_helper(w) - y) * (slice_helper(w) - y)))
-        + 1.0)
-        .ln())
-    .tanh();
-    let mut b = (helper(backprop::sigmoid((y + w[1])))).tanh();
-    let v4 = ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-        + 1.0)
-        .sqrt()
-        - (h[2] + b))
-        .tanh();
-    b = (y).tanh();
-    let v5 = (1.5_f64).tanh();
-    h[0] = (y).tanh();
-    let mut k319867 = 0;
-    while k319867 < n {
-        let v6 = ((w[1] * w[2]).cos() - (v4 * (h.iter().sum::<f64>() / (1.0 + x * x)))).tanh();
-        if b > 0.0 {
-            h[0] = (v6).tanh();
-        } else {
-            let v7 = ((w.iter().map(|v| v * v).sum::<f64>() * 0.25_f64)
-                .cos()
-                .atan())
-            .tanh();
-            b = (((v4 * v4) - (b + x)) * (y * w.iter().map(|v| v * v).sum::<f64>())).tanh();
-        }
-        k319867 += 1;
-    }
-    a + b + v4
-}
-
-#[grad]
-fn p181(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (backprop::sigmoid(x)).tanh();
     let v3 = (((y * y + 1.0).sqrt() - (1.5_f64 - h[2]))
@@ -4794,111 +5138,158 @@ fn p181(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p182(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p173(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = ((x * x).exp().recip() * x).tanh();
     let v3 = (backprop::sigmoid(((w[2] + y) + x))).tanh();
-    let mut k641235 = 0;
-    while k641235 < n {
-        a = (3.0_f64).tanh();
-        let v4 = (x).tanh();
-        k641235 += 1;
-    }
-    for i0 in 0..n + 1 {
-        let mut k961546 = 0;
-        while k961546 < n {
-            a *= ((helper(y) + (a * w[1]))
-                - ((a * a + 1.0).sqrt() * (a * a + 1.0).sqrt()).exp().recip())
-            .tanh();
-            a *= (0.5_f64).tanh();
-            k961546 += 1;
-        }
-        a = (((0.5_f64 * 0.5_f64 + 1.0).ln() * (0.5_f64 * 0.5_f64 + 1.0).ln() + 1.0).ln()
-            + ((h[i0 % 3] + h.iter().sum::<f64>()) + h[i0 % 3]))
-            .tanh();
-        let v4 = (backprop::sigmoid((v3 * v3 + 1.0).sqrt())).tanh();
-    }
-    if a > 0.1 {
-        let v4 = (backprop::sigmoid(h[1])).tanh();
-        h[0] = (a.sin()).tanh();
-    } else {
-    }
-    a = ((((v3 * v3) + x) * ((v3 * v3) + x) + 1.0).sqrt()).tanh();
-    a + v3
-}
-
-#[grad]
-fn p183(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((0.5_f64 * x) * (0.5_f64 * x)).exp().recip().tanh()).tanh();
-    let v3 = (((a + y) * (h[0] + w[0])) * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+    let mut k406721 = 0;
+    while k406721 < n {
+        let v4 = ((2.0_f64 * 2.0_f64).exp().recip().sin()
+            / (1.0 + a.tanh().atan() * a.tanh().atan()))
         .tanh();
-    a = (helper(((h.iter().sum::<f64>() + x) * (h.iter().sum::<f64>() + x) + 1.0).sqrt())).tanh();
-    a + a
+        k406721 += 1;
+    }
+    let v4 = (v3).tanh();
+    a = (3.0_f64).tanh();
+    let v5 = (slice_helper(w) + (0.5_f64 + (0.5_f64 * a))).tanh();
+    a + y
 }
 
 #[grad]
-fn p184(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p174(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((3.0_f64 * 3.0_f64).exp().recip()).tanh();
-    let mut k426893 = 0;
-    while k426893 < n {
-        h[2] += (((y.atan() - (a - x)) * (y.atan() - (a - x))).exp().recip()).tanh();
-        if n % 2 == 0 {
-            a += (a).tanh();
-        } else {
-        }
-        k426893 += 1;
-    }
-    for i0 in 0..n + 1 {
-        h[2] = (((y - a).atan() * (y - a).atan() + 1.0).sqrt()).tanh();
-    }
-    h[1] += (w.iter().map(|v| v * v).sum::<f64>().sin().sin().cos()).tanh();
-    for i0 in 0..n + 1 {
-        h[2] += ((h[0] + 0.5_f64).tanh()
+    let mut a = (((slice_helper(&h) + h.iter().sum::<f64>()) + slice_helper(&h))
+        - ((w.iter().map(|v| v * v).sum::<f64>() - w[0]) + (y / (1.0 + x * x))))
+        .tanh();
+    let mut b = (w[1]).tanh();
+    let v4 = ((h[1] + (x - 0.25_f64)).cos()).tanh();
+    b = ((((b * b) + x) * ((b * b) + x) + 1.0).sqrt()).tanh();
+    h[2] += (backprop::sigmoid(((1.5_f64 + h[0]) + slice_helper(w)))).tanh();
+    a + b + y
+}
+
+#[grad]
+fn p175(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (1.5_f64 * x).tanh();
+    let v3 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        + ((slice_helper(w) - 2.0_f64) * (slice_helper(w) - 2.0_f64) + 1.0).ln())
+    .tanh();
+    let v4 = ((((h.iter().sum::<f64>()
+        / (1.0
+            + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+        - (y - 2.0_f64))
+        * ((h.iter().sum::<f64>()
             / (1.0
-                + backprop::sigmoid(backprop::sigmoid(a))
-                    * backprop::sigmoid(backprop::sigmoid(a))))
+                + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+            - (y - 2.0_f64))
+        + 1.0)
+        .ln())
+    .tanh();
+    if n % 2 == 0 {
+        h[1] *= (((0.25_f64 * v4) * (slice_helper(&h) + x)).tanh()).tanh();
+        let v5 = ((v4 * v4).exp().recip()).tanh();
+    } else {
+        let v5 = ((w
+            .iter()
+            .zip(h.iter())
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+            .atan()
+            * w.iter()
+                .zip(h.iter())
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                .atan()
+            + 1.0)
+            .sqrt()
+            / (1.0
+                + ((v3 / (1.0 + slice_helper(w) * slice_helper(w))) + v4.tanh())
+                    * ((v3 / (1.0 + slice_helper(w) * slice_helper(w))) + v4.tanh())))
         .tanh();
-        for i1 in 0..n + 1 {
-            h[i1 % 3] = (((y + a) + (w[i1 % 3] + a)) - ((x + x) * (x + x) + 1.0).ln()).tanh();
-        }
-        for i1 in 0..n + 1 {
-            a += ((y.atan() * y.atan() + 1.0).ln()).tanh();
+        let v6 = (y).tanh();
+    }
+    for _ in (0..n).rev() {
+        let v5 = ((h[1] * h[1] + 1.0).sqrt()).tanh();
+        let mut k970190 = 0;
+        while k970190 < n {
+            let v6 = ((backprop::sigmoid(backprop::sigmoid(v5))
+                * backprop::sigmoid(backprop::sigmoid(v5)))
+            .exp()
+            .recip())
+            .tanh();
+            k970190 += 1;
         }
     }
-    if n > 1 {
-        let v3 = (y - helper((w[2] * w[2] + 1.0).sqrt())).tanh();
-        let v4 = ((2.0_f64.sin() * 2.0_f64.sin()).exp().recip() * (y.tanh() * y)).tanh();
-    } else {
-        a -= (h[1].sin()).tanh();
+    for _ in 0..n {
+        for i1 in 0..n + 1 {
+            let v5 = (v4).tanh();
+            if a > 0.07 {
+                break;
+            }
+        }
+        a *= (v4.cos().cos() - ((y + y) * (y + y) + 1.0).ln()).tanh();
+    }
+    a + v4
+}
+
+#[grad]
+fn p176(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((h[0] / (1.0 + y.atan() * y.atan())) - helper((y * y).exp().recip())).tanh();
+    for i0 in 0..n + 1 {
+        a = ((backprop::sigmoid(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+            * backprop::sigmoid(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+            + 1.0)
+            .sqrt()
+            .atan())
+        .tanh();
+        if y > 0.07 {
+            break;
+        }
+    }
+    match n % 3 {
+        0 => {
+            if n > 3 {
+                let v3 = (a).tanh();
+            } else {
+                a *= (w[1]).tanh();
+                a += (a.tanh()).tanh();
+            }
+            let v3 = (helper((y + a)).tanh()).tanh();
+        }
+        1 | 2 => {
+            h[2] *= (((a * x) * (h[0] * x)) + h[1]).tanh();
+            let mut k588188 = 0;
+            loop {
+                if k588188 >= n {
+                    break;
+                }
+                a *= (0.5_f64 * (3.0_f64 * 3.0_f64 + 1.0).ln()).tanh();
+                let v3 = ((y.atan() * w[0]) - a).tanh();
+                if y > 0.61 {
+                    break;
+                }
+                k588188 += 1;
+            }
+        }
+        _ => {
+            a = (h[1]).tanh();
+        }
+    }
+    for i0 in 0..n + 1 {
+        h[0] += ((y + (2.0_f64 - x)) * (x.cos() * (x - 0.5_f64))).tanh();
+        if y > 0.37 {
+            break;
+        }
     }
     a + x
 }
 
 #[grad]
-fn p185(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((w[0] * w[0] + 1.0).sqrt()).tanh();
-    let mut b = (y + a).tanh();
-    a = ((w[1] * w[1] + 1.0).sqrt().sin()).tanh();
-    h[0] *= (((h[2] * h[2] + 1.0).sqrt() - a.tanh()) + (b / (1.0 + (b + b) * (b + b)))).tanh();
-    let mut k587459 = 0;
-    while k587459 < n {
-        if n > 1 {
-            h[0] += (w[1] - a).tanh();
-            a = (h[1]).tanh();
-        } else {
-        }
-        k587459 += 1;
-    }
-    let v4 = ((h.iter().sum::<f64>().sin() - (y - h[1])) - y).tanh();
-    let v5 = ((((y - 0.5_f64) + y.cos()) * ((y - 0.5_f64) + y.cos()) + 1.0).sqrt()).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p186(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p177(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (x * w
         .iter()
@@ -4929,216 +5320,244 @@ fn p186(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p187(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p178(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(
-        ((x * x + 1.0).sqrt()
-            * (0.5_f64 + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())),
-    ))
-    .tanh();
-    let mut b = (slice_helper(&h) - (helper(a) * (y * y + 1.0).sqrt())).tanh();
+    let mut a = (helper(((h[1] / (1.0 + h[0] * h[0])) / (1.0 + helper(x) * helper(x))))).tanh();
+    let mut b = (y).tanh();
     for i0 in 0..n + 1 {
-        h[i0 % 3] += ((helper(
-            (y / (1.0
-                + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())),
-        ) * helper(
-            (y / (1.0
-                + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())),
-        ))
-        .exp()
-        .recip())
-        .tanh();
-    }
-    let v4 = (x).tanh();
-    for _ in (0..n).rev() {
-        b = (backprop::sigmoid(helper(a)) * a).tanh();
-    }
-    a + b + x
-}
-
-#[grad]
-fn p188(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y - y) * (y - y) + 1.0).ln() + (w[1] * x).atan()).tanh();
-    let mut b = (w[1]).tanh();
-    let v4 = (backprop::sigmoid((a.sin() * a.sin() + 1.0).sqrt())).tanh();
-    a = (backprop::sigmoid((x - a)) - ((h[0] * h.iter().sum::<f64>()) * w[2])).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p189(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w.iter().map(|v| v * v).sum::<f64>() * ((y - x) - 0.25_f64)).tanh();
-    let mut b =
-        ((a * a + 1.0).sqrt().sin() - (w.iter().map(|v| v * v).sum::<f64>() + (x - h[1]))).tanh();
-    b = (helper((x * x + 1.0).sqrt()) - ((y - 0.5_f64) + a)).tanh();
-    h[1] *= ((y * y + 1.0).ln()).tanh();
-    let v4 = ((((a + a) * (b - w[2])) * ((a + a) * (b - w[2])))
-        .exp()
-        .recip())
-    .tanh();
-    let v5 = (v4).tanh();
-    h[0] += (b).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p190(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let v3 = (a).tanh();
-    h[1] = ((a - (1.5_f64 - a)) * (y - v3)).tanh();
-    let v4 =
-        (((v3 + y) - y.cos()) + ((w.iter().map(|v| v * v).sum::<f64>() - v3) + y.sin())).tanh();
-    if x > 0.0 {
-        a -= ((((a / (1.0 + 0.5_f64 * 0.5_f64)) * (a / (1.0 + 0.5_f64 * 0.5_f64)) + 1.0).ln()
-            * ((a / (1.0 + 0.5_f64 * 0.5_f64)) * (a / (1.0 + 0.5_f64 * 0.5_f64)) + 1.0).ln()
+        let v4 = (((b / (1.0 + 1.5_f64 * 1.5_f64)).atan()
+            * (b / (1.0 + 1.5_f64 * 1.5_f64)).atan()
             + 1.0)
             .sqrt())
         .tanh();
-    } else {
-        let v5 = (h[0]).tanh();
-    }
-    let v5 = (helper(slice_helper(&h)).cos()).tanh();
-    a + x
-}
-
-#[grad]
-fn p191(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    let mut b = (slice_helper(&h).cos().tanh() - a).tanh();
-    let mut k971458 = 0;
-    while k971458 < n {
-        a = (w[0]).tanh();
-        let v4 = (b).tanh();
-        k971458 += 1;
-    }
-    h[2] = (0.5_f64).tanh();
-    h[2] += (y.sin().sin()).tanh();
-    let v4 = (((b / (1.0 + slice_helper(&h) * slice_helper(&h))) + (y - slice_helper(&h)))
-        / (1.0
-            + ((y / (1.0 + slice_helper(w) * slice_helper(w)))
-                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                * ((y / (1.0 + slice_helper(w) * slice_helper(w)))
-                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
-    .tanh();
-    a + b + b
-}
-
-#[grad]
-fn p192(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y.sin() - w[1]).tanh();
-    let mut b = ((y.atan() * (h[0] * h[0]).exp().recip())
-        - (h[1] - backprop::sigmoid(w.iter().map(|v| v * v).sum::<f64>())))
-    .tanh();
-    h[1] += (y).tanh();
-    let v4 = ((3.0_f64
-        / (1.0
-            + backprop::sigmoid(h.iter().sum::<f64>())
-                * backprop::sigmoid(h.iter().sum::<f64>())))
-    .cos())
-    .tanh();
-    a + b + x
-}
-
-#[grad]
-fn p193(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y + 1.0).sqrt()
-        - (h[0] / (1.0 + backprop::sigmoid(x) * backprop::sigmoid(x))))
-    .tanh();
-    let v3 = ((((w.iter().map(|v| v * v).sum::<f64>() - 2.0_f64) + a)
-        * ((w.iter().map(|v| v * v).sum::<f64>() - 2.0_f64) + a))
-        .exp()
-        .recip())
-    .tanh();
-    a = ((0.25_f64 + (v3 * a)) + helper((slice_helper(&h) * slice_helper(&h) + 1.0).sqrt())).tanh();
-    for _ in (0..n).rev() {
         if n % 2 == 0 {
-            a += (a).tanh();
+            a *= (0.5_f64.sin()).tanh();
         } else {
-            let v4 = (slice_helper(&h).cos()).tanh();
-            a += (h.iter().sum::<f64>().cos().sin() * v4.cos()).tanh();
+            let v5 = ((y.sin() * y.sin() + 1.0).sqrt()).tanh();
+            b += (v5
+                * ((b / (1.0 + b * b))
+                    / (1.0 + (w[0] * w[0] + 1.0).ln() * (w[0] * w[0] + 1.0).ln())))
+            .tanh();
         }
-        let v4 = (((y + x) / (1.0 + w[2] * w[2])) + v3).tanh();
     }
-    a + y
+    let mut k334078 = 0;
+    while k334078 < n {
+        let v4 = (w
+            .iter()
+            .zip(h.iter())
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+            .atan()
+            * w.iter().map(|v| v * v).sum::<f64>())
+        .tanh();
+        a -= (((b * b + 1.0).ln() - h[0]) - (2.0_f64 * 2.0_f64 + 1.0).ln()).tanh();
+        k334078 += 1;
+    }
+    h[2] = ((a.tanh() * a.tanh() + 1.0).ln()).tanh();
+    let v4 = (x).tanh();
+    a + b + y
 }
 
 #[grad]
-fn p194(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p179(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * w.iter().map(|v| v * v).sum::<f64>()).tanh() * ((x * x) + 0.5_f64)).tanh();
-    a *= ((h[1].sin() * h[1].sin() + 1.0).ln() + w[1]).tanh();
-    let mut k612407 = 0;
-    while k612407 < n {
-        let v3 = ((backprop::sigmoid(h[0]) - w[0]) + h[1]).tanh();
-        k612407 += 1;
-    }
-    h[0] *= (h[2]).tanh();
-    for _ in 0..n {
-        a -= (helper((0.25_f64 - x)) * h[2]).tanh();
-        a = (((a + y) * (a + y) + 1.0).ln() * (2.0_f64 * 2.0_f64 + 1.0).ln()).tanh();
-    }
-    let mut k701458 = 0;
-    while k701458 < n {
-        if a > 0.1 {
-            let v3 = (backprop::sigmoid(x.atan())
-                + ((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).ln() * (0.25_f64 * y)))
-                .tanh();
-        } else {
-        }
-        k701458 += 1;
-    }
-    a + y
+    let mut a = (((x - y) / (1.0 + (y - x) * (y - x))) - 0.25_f64).tanh();
+    h[1] *= (((y * y).exp().recip() + backprop::sigmoid(w[2])).cos()).tanh();
+    let v3 = (y).tanh();
+    let v4 = (((x.tanh()
+        + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            + 1.0)
+            .ln())
+        * (x.tanh()
+            + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                + 1.0)
+                .ln())
+        + 1.0)
+        .sqrt())
+    .tanh();
+    h[2] = (a - a).tanh();
+    a + a
 }
 
 #[grad]
-fn p195(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p180(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (x).tanh();
-    let mut b = ((h[0] * h[0] + 1.0).ln()
-        - ((w.iter().map(|v| v * v).sum::<f64>() * x)
-            / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt())))
-    .tanh();
-    if a > 0.0 {
+    let v3 = ((((a - 2.0_f64) - y.cos()) * ((a - 2.0_f64) - y.cos()) + 1.0).ln()).tanh();
+    let mut k579334 = 0;
+    while k579334 < n {
+        let v4 = (v3).tanh();
+        k579334 += 1;
+    }
+    a = (y).tanh();
+    a = ((y.atan() * y.atan() + 1.0).ln() * ((v3 / (1.0 + a * a)) * (a - a))).tanh();
+    a + y
+}
+
+#[grad]
+fn p181(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y.tanh() * y.tanh()).exp().recip()).tanh();
+    let mut b = (y).tanh();
+    let mut k333888 = 0;
+    while k333888 < n {
+        let v4 = (y - h[2]).tanh();
+        let v5 = (0.5_f64).tanh();
+        k333888 += 1;
+    }
+    for i0 in 0..n + 1 {
         for i1 in 0..n + 1 {
-            a *= ((((y / (1.0 + h[1] * h[1])) + b) * ((y / (1.0 + h[1] * h[1])) + b) + 1.0).sqrt())
-                .tanh();
-            a += (((a * a + 1.0).ln() * (a * a + 1.0).ln() + 1.0).sqrt() + w[i1 % 3]).tanh();
+            if a > 0.07 {
+                break;
+            }
+            a += (w[0] * a.atan()).tanh();
+            b += (((h[i1 % 3] * h[i1 % 3] + 1.0).sqrt() + (a / (1.0 + h[0] * h[0]))) + a).tanh();
         }
-        a += (slice_helper(&h) * (0.25_f64.tanh() * 0.25_f64.tanh() + 1.0).sqrt()).tanh();
-    } else {
-        let v4 = (backprop::sigmoid(((w[0] - x) - (x * b)))).tanh();
-        let v5 = (y * backprop::sigmoid((h[2] * x))).tanh();
-    }
-    if b > 0.1 {
-        h[2] += (y).tanh();
-    } else {
-        let v4 = (b.sin()).tanh();
-    }
-    let mut k348984 = 0;
-    while k348984 < n {
-        for _ in 0..n {
-            h[2] += (h[2]).tanh();
-            b += (((0.5_f64 * b) + helper(w[1])).cos()).tanh();
-            a += ((x.tanh() + (0.5_f64 - w.iter().map(|v| v * v).sum::<f64>())).atan()).tanh();
+        let v4 = (w[i0 % 3]).tanh();
+        a = (w.iter().map(|v| v * v).sum::<f64>() - helper(b)).tanh();
+        if a > 0.07 {
+            break;
         }
-        let v4 = (a).tanh();
-        k348984 += 1;
     }
-    a += ((3.0_f64 * 3.0_f64 + 1.0).sqrt()).tanh();
-    h[0] *= ((b.sin() * b.sin() + 1.0).sqrt()).tanh();
+    a = (w[0]).tanh();
+    let v4 = (b).tanh();
     a + b + a
 }
 
 #[grad]
-fn p196(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p182(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((w[2] * w[2] + 1.0).sqrt()).tanh();
+    let mut a = ((0.5_f64 * 0.5_f64 + 1.0).ln()).tanh();
+    let mut b = (((a * a + 1.0).sqrt() / (1.0 + a * a)).cos()).tanh();
+    if n > 1 {
+        h[2] += (a).tanh();
+    } else {
+        let v4 = (y).tanh();
+        h[2] += (w[1]).tanh();
+    }
+    a = ((y - x).tanh() / (1.0 + x * x)).tanh();
+    a + b + y
+}
+
+#[grad]
+fn p183(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid((slice_helper(&h) - y)).atan()).tanh();
+    let mut b = ((a * (h[1] * 2.0_f64)).tanh()).tanh();
+    h[0] += ((b * (x * x)).tanh()).tanh();
+    for i0 in 0..n + 1 {
+        if b > -0.13 {
+            break;
+        }
+        for i1 in 0..n + 1 {
+            h[2] = (w[0] - h[0]).tanh();
+        }
+    }
+    let v4 = (helper(((w.iter().map(|v| v * v).sum::<f64>() - 2.0_f64) + x))).tanh();
+    if n % 2 == 0 {
+        if n % 2 == 0 {
+            let v5 = (helper((h[1] * h[1] + 1.0).sqrt()) - a).tanh();
+            a += ((y * y + 1.0).sqrt() / (1.0 + y * y)).tanh();
+        } else {
+            a -= (0.5_f64.atan()).tanh();
+            b *= (y + helper((v4 + 3.0_f64))).tanh();
+        }
+    } else {
+        for i1 in 0..n + 1 {
+            a = ((x * x + 1.0).sqrt()).tanh();
+        }
+    }
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            for i1 in 0..n + 1 {
+                a *= (w[0]).tanh();
+                if v4 > 0.07 {
+                    continue;
+                }
+            }
+        }
+        _ => {}
+    }
+    a + b + x
+}
+
+#[grad]
+fn p184(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((helper(x) + 0.5_f64) - (y.atan() + (2.0_f64 * 2.0_f64 + 1.0).ln())).tanh();
+    match n % 3 {
+        0 => {
+            if x > 0.0 {
+                a = (x.atan().cos() + (w[1] / (1.0 + a * a))).tanh();
+                a += (((x + h.iter().sum::<f64>()) + backprop::sigmoid(w[1]))
+                    / (1.0 + ((h[2] - w[0]) * (x + 1.5_f64)) * ((h[2] - w[0]) * (x + 1.5_f64))))
+                    .tanh();
+            } else {
+                a = (a).tanh();
+                a += ((backprop::sigmoid(w.iter().map(|v| v * v).sum::<f64>()) / (1.0 + y * y))
+                    * h[0])
+                    .tanh();
+            }
+            a = (backprop::sigmoid((1.5_f64 - h.iter().sum::<f64>())) + (a * y).atan()).tanh();
+        }
+        1 | 2 => {
+            a = ((h[0] * h[0] + 1.0).ln()
+                - ((w.iter().map(|v| v * v).sum::<f64>() * x)
+                    / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt())))
+            .tanh();
+        }
+        _ => {
+            for _ in 0..n {
+                if y > -0.13 {
+                    break;
+                }
+                let v3 = (y).tanh();
+                a += (a / (1.0 + slice_helper(w) * slice_helper(w))).tanh();
+                a += (y + (a.sin() - (w.iter().map(|v| v * v).sum::<f64>() - 2.0_f64))).tanh();
+            }
+            let v3 = (slice_helper(&h) * (0.25_f64.tanh() * 0.25_f64.tanh() + 1.0).sqrt()).tanh();
+        }
+    }
+    a = ((w.iter().map(|v| v * v).sum::<f64>()
+        + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+    .cos()
+        + (slice_helper(w).cos() + a))
+        .tanh();
+    a + x
+}
+
+#[grad]
+fn p185(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((slice_helper(&h) * w[0])
+        / (1.0 + backprop::sigmoid(h[0]) * backprop::sigmoid(h[0])))
+        + (x - x).atan())
+    .tanh();
+    let mut b = (y).tanh();
+    let v4 = (b * ((a + x) * (y * y + 1.0).ln())).tanh();
+    for _ in 0..n {
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                a += (x / (1.0 + y.atan().atan() * y.atan().atan())).tanh();
+            }
+            _ => {
+                b += (h.iter().sum::<f64>()).tanh();
+            }
+        }
+        let v5 = (x + ((y - v4) + (slice_helper(w) * h[1]))).tanh();
+    }
+    h[0] *= (x).tanh();
+    a + b + v4
+}
+
+#[grad]
+fn p186(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
     let v3 = (x).tanh();
     a = ((a * a + 1.0).ln() + w[2].cos()).tanh();
     a = (w[1]).tanh();
@@ -5148,7 +5567,7 @@ fn p196(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p197(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p187(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (((w[0] / (1.0 + w[1] * w[1])) + (y - y)) - x).tanh();
     if n > 3 {
@@ -5163,7 +5582,7 @@ fn p197(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p198(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p188(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (y).tanh();
     let mut b = ((h[1] * h[1] + 1.0).sqrt() / (1.0 + w[2] * w[2])).tanh();
@@ -5172,82 +5591,99 @@ fn p198(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
             + 1.0)
             .ln())
         .tanh();
-        let mut k33037 = 0;
-        while k33037 < n {
-            let v5 = (1.5_f64).tanh();
-            k33037 += 1;
+        match n % 3 {
+            0 => {}
+            1 | 2 => {}
+            _ => {}
         }
     } else {
-        let mut k964364 = 0;
-        while k964364 < n {
+        let mut k401644 = 0;
+        while k401644 < n {
             let v4 = (x.atan().atan().cos()).tanh();
             a *= (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-            k964364 += 1;
+            k401644 += 1;
         }
-        let v4 = (backprop::sigmoid((a - (a + w.iter().map(|v| v * v).sum::<f64>())))).tanh();
     }
+    let v4 = (backprop::sigmoid((a - (a + w.iter().map(|v| v * v).sum::<f64>())))).tanh();
     h[1] *= ((x / (1.0 + x * x)).cos() + ((x - x) * (x - x) + 1.0).ln()).tanh();
     for _ in 0..n {
-        let v4 = ((backprop::sigmoid((3.0_f64 * h[1])) * backprop::sigmoid((3.0_f64 * h[1]))
+        let v5 = ((backprop::sigmoid((3.0_f64 * h[1])) * backprop::sigmoid((3.0_f64 * h[1]))
             + 1.0)
             .ln())
         .tanh();
-        if n % 2 == 0 {
-            let v5 = (v4).tanh();
-        } else {
-            b += (3.0_f64 * (helper(a) - (w[2] * w[2] + 1.0).sqrt())).tanh();
-            let v5 = (((a + h[2]) * (a + h[2])).exp().recip() - w[1]).tanh();
-        }
-    }
-    a = (w[2].sin().cos()
-        / (1.0 + (y.atan() / (1.0 + x.sin() * x.sin())) * (y.atan() / (1.0 + x.sin() * x.sin()))))
-    .tanh();
-    a + b + a
-}
-
-#[grad]
-fn p199(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((((h[0] * y) * y) * ((h[0] * y) * y) + 1.0).ln()).tanh();
-    a = (y).tanh();
-    h[2] = (y).tanh();
-    let mut k529025 = 0;
-    while k529025 < n {
-        for _ in 0..n {
-            h[1] = (((y * a).tanh() * (y * a).tanh() + 1.0).ln()).tanh();
-            a *= (y).tanh();
-            a -= ((x
-                / (1.0
-                    + (y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                        * (y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
-                - ((x - h.iter().sum::<f64>()) - (w[0] * w[2])))
+        if n > 0 {
+            a += ((x.cos() / (1.0 + 3.0_f64 * 3.0_f64)) + ((v5 * v5 + 1.0).ln() * (w[0] - a)))
                 .tanh();
-        }
-        k529025 += 1;
-    }
-    let mut k307355 = 0;
-    while k307355 < n {
-        a = (backprop::sigmoid((h[1].tanh() * y.cos()))).tanh();
-        if x > -0.2 {
-            let v3 = (y + a.tanh().tanh()).tanh();
-            a *= (v3).tanh();
         } else {
-            a *= ((((a * y) - (w[2] - x)) * ((a * y) - (w[2] - x)) + 1.0).sqrt()).tanh();
-            h[1] *= (h[0]).tanh();
         }
-        k307355 += 1;
     }
-    let mut k435797 = 0;
-    while k435797 < n {
-        let v3 = (((a + x) + (a + x)).cos()).tanh();
-        let v4 = (h[1] / (1.0 + (w[0] * v3).sin() * (w[0] * v3).sin())).tanh();
-        k435797 += 1;
-    }
-    a + y
+    a + b + x
 }
 
 #[grad]
-fn p200(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p189(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y - (x * y)) - helper((y * y + 1.0).sqrt())).tanh();
+    let mut b = (((slice_helper(w) - a).cos() * (slice_helper(w) - a).cos())
+        .exp()
+        .recip())
+    .tanh();
+    let mut k387206 = 0;
+    loop {
+        if k387206 >= n {
+            break;
+        }
+        a = (((a * b) / (1.0 + (a * 0.25_f64) * (a * 0.25_f64))) - backprop::sigmoid(w[1].sin()))
+            .tanh();
+        let v4 = ((((a - x) * (a - x)).exp().recip() * ((a - x) * (a - x)).exp().recip())
+            .exp()
+            .recip())
+        .tanh();
+        if b > 0.61 {
+            break;
+        }
+        k387206 += 1;
+    }
+    let v4 = (a * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    let v5 = (helper(v4.sin()) + (slice_helper(w) * (0.5_f64 + x))).tanh();
+    b = (((v4 / (1.0 + b * b)).atan() * (v4 / (1.0 + b * b)).atan())
+        .exp()
+        .recip())
+    .tanh();
+    let mut k490274 = 0;
+    while k490274 < n {
+        let mut k846928 = 0;
+        while k846928 < n {
+            b *= (((1.5_f64 - (b / (1.0 + b * b))) * (1.5_f64 - (b / (1.0 + b * b))) + 1.0).ln())
+                .tanh();
+            k846928 += 1;
+        }
+        k490274 += 1;
+    }
+    a + b + v4
+}
+
+#[grad]
+fn p190(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((helper(slice_helper(w)) + backprop::sigmoid(y))
+        * (helper(slice_helper(w)) + backprop::sigmoid(y))
+        + 1.0)
+        .ln())
+    .tanh();
+    let v3 = (((h.iter().sum::<f64>() * slice_helper(w))
+        * (h.iter().sum::<f64>() * slice_helper(w))
+        + 1.0)
+        .ln()
+        - (backprop::sigmoid(y) - (x * x).exp().recip()))
+    .tanh();
+    let v4 = (((y + x) + (x + w[0])).cos()).tanh();
+    let v5 = (h[1] / (1.0 + (w[0] * v3).sin() * (w[0] * v3).sin())).tanh();
+    a + a
+}
+
+#[grad]
+fn p191(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = ((y * w[2]).cos() + ((y + y) * (y + y)).exp().recip()).tanh();
     h[2] = (a * (w[0] + a).sin()).tanh();
@@ -5261,7 +5697,7 @@ fn p200(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p201(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p192(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (w[1]).tanh();
     h[0] = (helper((y + y).tanh())).tanh();
@@ -5275,7 +5711,7 @@ fn p201(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p202(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p193(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (y
         / (1.0 + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
@@ -5286,268 +5722,226 @@ fn p202(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
             + 1.0)
             .ln())
     .tanh();
-    let mut k138610 = 0;
-    while k138610 < n {
-        let v4 = (h[0] + ((y + 0.5_f64) * x)).tanh();
-        k138610 += 1;
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            a = (h[0].atan()).tanh();
+        }
+        _ => {
+            if n > 1 {
+                let v4 = (y).tanh();
+            } else {
+            }
+            let v4 = ((backprop::sigmoid(b.atan()) * backprop::sigmoid(b.atan()))
+                .exp()
+                .recip())
+            .tanh();
+        }
     }
-    let v4 = (w[2] + backprop::sigmoid(b)).tanh();
-    let v5 = (((h[0] * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) - y.sin())
+    let v4 = (((h[0] * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) - y.sin())
         + (y / (1.0 + x.cos() * x.cos())))
     .tanh();
     b = (3.0_f64 + ((x - slice_helper(&h)) * (x - slice_helper(&h)) + 1.0).ln()).tanh();
-    let v6 = (b / (1.0 + b.tanh() * b.tanh())).tanh();
-    a + b + v4
+    let v5 = (b / (1.0 + b.tanh() * b.tanh())).tanh();
+    a = (w[0] - v5).tanh();
+    a + b + v5
 }
 
 #[grad]
-fn p203(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p194(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (h[0]).tanh();
-    let v3 = (h[2]).tanh();
-    let v4 = (w
-        .iter()
-        .zip(h.iter())
-        .map(|(a, b)| a * b)
-        .sum::<f64>()
-        .atan()
-        .tanh()
-        / (1.0
-            + (a / (1.0
-                + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
-            .atan()
-                * (a / (1.0
-                    + w.iter().map(|v| v * v).sum::<f64>()
-                        * w.iter().map(|v| v * v).sum::<f64>()))
-                .atan()))
-    .tanh();
-    let v5 = (((v3 * v3 + 1.0).ln()
-        / (1.0 + (3.0_f64 * 3.0_f64 + 1.0).sqrt() * (3.0_f64 * 3.0_f64 + 1.0).sqrt()))
-        * ((x * x + 1.0).ln() + y))
-        .tanh();
-    a + a
-}
-
-#[grad]
-fn p204(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let v3 = (y).tanh();
-    let v4 = ((helper(3.0_f64.atan()) * helper(3.0_f64.atan()) + 1.0).ln()).tanh();
-    let v5 = (((x - h[1]) + backprop::sigmoid(slice_helper(&h)))
-        / (1.0
-            + ((w.iter().map(|v| v * v).sum::<f64>() - h.iter().sum::<f64>()) - y)
-                * ((w.iter().map(|v| v * v).sum::<f64>() - h.iter().sum::<f64>()) - y)))
-        .tanh();
-    let v6 = (((1.5_f64 * helper(3.0_f64)) * (1.5_f64 * helper(3.0_f64)) + 1.0).ln()).tanh();
-    let mut k154853 = 0;
-    while k154853 < n {
-        let mut k760266 = 0;
-        while k760266 < n {
-            a += (0.25_f64).tanh();
-            a += (backprop::sigmoid((h[2] * h[2] + 1.0).ln()) / (1.0 + v5.atan() * v5.atan()))
-                .tanh();
-            k760266 += 1;
+    let mut a = ((2.0_f64 * 2.0_f64).exp().recip()).tanh();
+    let v3 = ((slice_helper(w) * slice_helper(w) + 1.0).ln()).tanh();
+    for i0 in 0..n + 1 {
+        for i1 in 0..n + 1 {
+            a *= ((slice_helper(w) * slice_helper(w) + 1.0).ln().tanh()
+                / (1.0
+                    + ((w[0] + w[i1 % 3]) / (1.0 + helper(w[0]) * helper(w[0])))
+                        * ((w[0] + w[i1 % 3]) / (1.0 + helper(w[0]) * helper(w[0])))))
+            .tanh();
+            a = ((w[2] / (1.0 + (w[2] * w[2]).exp().recip() * (w[2] * w[2]).exp().recip()))
+                * backprop::sigmoid((h[1] + h[0])))
+            .tanh();
         }
-        let v7 = (helper((2.0_f64 + h[0])).cos()).tanh();
-        k154853 += 1;
+        match n % 3 {
+            0 => {
+                a += (w[1]).tanh();
+            }
+            1 | 2 => {}
+            _ => {
+                let v4 = (((y * y).exp().recip() + v3.sin()) * 1.5_f64).tanh();
+                a *= ((h[0] * 1.5_f64) / (1.0 + (v4 - h[2]).sin() * (v4 - h[2]).sin())).tanh();
+            }
+        }
     }
-    a + y
+    if n % 2 == 0 {
+        h[0] += (helper((2.0_f64 + h[0])).cos()).tanh();
+        let v4 = (helper((v3 - v3)).tanh()).tanh();
+    } else {
+    }
+    let v4 = (((w[2] - a) + h[0].tanh()) + (w[0] * w[0] + 1.0).sqrt()).tanh();
+    a = ((y - (h[1] / (1.0 + x * x))) + v3).tanh();
+    a + v4
 }
 
 #[grad]
-fn p205(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p195(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (x).tanh();
-    let mut b = (((a * a + 1.0).ln() * 2.0_f64) - (helper(w[1]) + (w[0] / (1.0 + a * a)))).tanh();
-    let v4 = (x).tanh();
-    b += (y + ((b + a) / (1.0 + h[0].sin() * h[0].sin()))).tanh();
-    a + b + x
-}
-
-#[grad]
-fn p206(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a =
-        ((((x + h[0]) + (h[2] * h[2] + 1.0).ln()) * ((x + h[0]) + (h[2] * h[2] + 1.0).ln()) + 1.0)
-            .sqrt())
+    for i0 in 0..n + 1 {
+        h[i0 % 3] *= (((2.0_f64 * h[i0 % 3]) * (y - 0.25_f64))
+            + (w[0].sin() - (a * a).exp().recip()))
         .tanh();
-    h[1] += ((h[2] + w[0]).atan()
-        / (1.0 + (backprop::sigmoid(a) - 2.0_f64) * (backprop::sigmoid(a) - 2.0_f64)))
-        .tanh();
-    let v3 = (w[2] - (helper(h[0]) / (1.0 + a.cos() * a.cos()))).tanh();
-    let mut k602088 = 0;
-    while k602088 < n {
-        let v4 = (a * 3.0_f64).tanh();
-        k602088 += 1;
-    }
-    a + x
-}
-
-#[grad]
-fn p207(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((1.5_f64 * 1.5_f64 + 1.0).sqrt()).tanh();
-    let mut k512985 = 0;
-    while k512985 < n {
-        let v3 = ((a.tanh() * a.tanh() + 1.0).sqrt()
-            / (1.0
-                + (x / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt()))
-                    * (x / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt()))))
-        .tanh();
-        k512985 += 1;
+        for _ in 0..n {
+            a *= (0.5_f64).tanh();
+            let v3 = (w[2]).tanh();
+        }
     }
     for i0 in 0..n + 1 {
-        let v3 = (x).tanh();
-    }
-    a + x
-}
-
-#[grad]
-fn p208(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y + 1.0).ln()).tanh();
-    let mut k714391 = 0;
-    while k714391 < n {
-        a -= ((0.5_f64 * 0.5_f64).exp().recip()).tanh();
-        k714391 += 1;
-    }
-    if n > 2 {
-        a = (0.25_f64).tanh();
+        let mut k790393 = 0;
+        while k790393 < n {
+            a += (w[1]).tanh();
+            a *= (w[i0 % 3].sin().cos() - (h[2] + h[1])).tanh();
+            k790393 += 1;
+        }
         for i1 in 0..n + 1 {
-            a *= ((x * x).cos() + (helper(y) / (1.0 + w[1].sin() * w[1].sin()))).tanh();
-            let v3 = (x).tanh();
-            a -= (w[1]).tanh();
+            h[i1 % 3] = ((w[i1 % 3].tanh() / (1.0 + y.sin() * y.sin())) - y).tanh();
+            a += ((y * y + 1.0).ln()).tanh();
         }
-    } else {
-        if y > -0.2 {
-            a *= ((helper((y - a)) * helper((y - a)) + 1.0).ln()).tanh();
-            a += (y.sin()).tanh();
-        } else {
-            let v3 = (a).tanh();
-        }
-        if n % 2 == 0 {
-            let v3 = ((y + (x * x + 1.0).ln())
-                * ((x * x + 1.0).ln()
-                    / (1.0
-                        + (slice_helper(&h) + slice_helper(&h))
-                            * (slice_helper(&h) + slice_helper(&h)))))
-            .tanh();
-        } else {
-            let v3 = (a.atan() / (1.0 + (a * x).sin() * (a * x).sin())).tanh();
-        }
+        a = (((0.5_f64 * y).cos() * (0.5_f64 * y).cos()).exp().recip()).tanh();
     }
-    for i0 in 0..n + 1 {
-        h[i0 % 3] = ((((w[2] - y) + (w[i0 % 3] + h[0])) * ((w[2] - y) + (w[i0 % 3] + h[0])) + 1.0)
-            .ln())
-        .tanh();
-    }
-    let mut k470449 = 0;
-    while k470449 < n {
-        h[1] *= ((((y - 1.5_f64) + a) * ((y - 1.5_f64) + a) + 1.0).sqrt()).tanh();
-        h[2] += (helper((x - y)).sin()).tanh();
-        k470449 += 1;
-    }
-    a = ((w[0] * w[0] + 1.0).ln()).tanh();
+    h[2] *= ((slice_helper(w) * y).atan() + (y.cos() * y.cos() + 1.0).sqrt()).tanh();
+    let v3 = (backprop::sigmoid((a * a)) + x).tanh();
     a + x
 }
 
 #[grad]
-fn p209(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p196(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + y * y))
-        / (1.0 + (x + h.iter().sum::<f64>()) * (x + h.iter().sum::<f64>())))
-        + (helper(x) * helper(x) + 1.0).ln())
+    let mut a = (((w[1] * w[0]) * (w[1] * w[0]) + 1.0).sqrt()
+        - ((y * y) - (slice_helper(w) * slice_helper(w)).exp().recip()))
     .tanh();
-    let mut b = (helper(a)).tanh();
-    for _ in (0..n).rev() {
-        h[0] *= (y).tanh();
-        h[1] = (y + (b / (1.0 + (w[1] - x) * (w[1] - x)))).tanh();
+    let mut b = (((w[0] * w[0] + 1.0).ln() * (w[0] * w[0] + 1.0).ln() + 1.0).sqrt() + y).tanh();
+    let v4 = (x).tanh();
+    b *= (backprop::sigmoid(helper(y)) + (v4 * v4 + 1.0).ln()).tanh();
+    b = ((((w[1] * w[1] + 1.0).ln() * (w[1] * w[1] + 1.0).ln())
+        .exp()
+        .recip()
+        * ((w[1] * w[1] + 1.0).ln() * (w[1] * w[1] + 1.0).ln())
+            .exp()
+            .recip()
+        + 1.0)
+        .ln())
+    .tanh();
+    match n % 3 {
+        0 => {
+            let v5 = (((2.0_f64 * 2.0_f64 + 1.0).ln() * (2.0_f64 * 2.0_f64 + 1.0).ln() + 1.0)
+                .sqrt())
+            .tanh();
+        }
+        1 | 2 => {}
+        _ => {
+            let v5 = (w[0]).tanh();
+            h[0] += (x
+                + ((w[2] - b)
+                    + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + 0.25_f64)))
+                .tanh();
+        }
     }
-    let v4 = (b).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p197(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((x * x + 1.0).sqrt() + w[0]).atan()).tanh();
+    let mut b = (helper((y.atan() * backprop::sigmoid(slice_helper(&h))))).tanh();
+    let v4 = (x * backprop::sigmoid(w[1]).cos()).tanh();
+    h[2] += (w[2] * ((b + slice_helper(w)) / (1.0 + w[2].atan() * w[2].atan()))).tanh();
+    for _ in (0..n).rev() {
+        h[0] += (helper((y + a)) + w[1]).tanh();
+    }
+    h[2] += ((b - a).tanh() - y.sin()).tanh();
     let v5 = (b
         / (1.0
             + ((0.25_f64 - y) * (0.25_f64 - y)).exp().recip()
                 * ((0.25_f64 - y) * (0.25_f64 - y)).exp().recip()))
     .tanh();
-    let v6 = (helper(((y * y + 1.0).sqrt() - (h[1] / (1.0 + y * y))))).tanh();
+    a + b + y
+}
+
+#[grad]
+fn p198(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((x * x + 1.0).ln() * y).tanh();
+    let v3 = ((h[0] - x.tanh())
+        + helper((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * y)))
+    .tanh();
+    let v4 = (a.sin() + (a - (h[0] * slice_helper(&h)))).tanh();
+    a + v4
+}
+
+#[grad]
+fn p199(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (w[0]).tanh();
+    for _ in (0..n).rev() {
+        let v4 = (backprop::sigmoid(1.5_f64)).tanh();
+        for i1 in 0..n + 1 {
+            b += (a - (b - y).atan()).tanh();
+        }
+        let v5 = ((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0)
+            .ln()
+            .atan()
+            + helper(b))
+        .tanh();
+    }
+    let v4 = (((a * a + 1.0).sqrt() + (x * x + 1.0).ln()) * (y * y + 1.0).sqrt()).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p200(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    let mut b = ((y - x).atan() * (x.atan() - (a * slice_helper(w)))).tanh();
+    if n % 2 == 0 {
+        a = (((y * y + 1.0).ln() * (y * y + 1.0).ln()).exp().recip()
+            * ((w[2] + x) - (a / (1.0 + h[0] * h[0]))))
+            .tanh();
+        if n > 3 {
+            let v4 = (b).tanh();
+            a += (w[0].cos()).tanh();
+        } else {
+        }
+    } else {
+    }
+    let mut k860801 = 0;
+    while k860801 < n {
+        let v4 = ((backprop::sigmoid((0.25_f64 * a)) * backprop::sigmoid((0.25_f64 * a)) + 1.0)
+            .sqrt())
+        .tanh();
+        k860801 += 1;
+    }
     a + b + b
 }
 
 #[grad]
-fn p210(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p201(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (0.5_f64).tanh();
-    let v3 = (h[0]).tanh();
-    h[0] += (v3).tanh();
-    let mut k219832 = 0;
-    while k219832 < n {
-        a = (helper(w[1]).cos()).tanh();
-        k219832 += 1;
-    }
-    let mut k772662 = 0;
-    while k772662 < n {
-        let mut k805601 = 0;
-        while k805601 < n {
-            a -= (a).tanh();
-            k805601 += 1;
-        }
-        if n % 2 == 0 {
-            a += (h.iter().sum::<f64>()).tanh();
-            a += (x.sin()).tanh();
-        } else {
-            a += ((v3.sin()
-                / (1.0 + (0.5_f64 * 0.5_f64).exp().recip() * (0.5_f64 * 0.5_f64).exp().recip()))
-                - x.atan())
+    let mut a = (h.iter().sum::<f64>()).tanh();
+    let mut b =
+        ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>() + 1.0).ln()
+            * (a * 1.5_f64))
             .tanh();
-            a -= (((a - 1.5_f64)
-                / (1.0 + (2.0_f64 * 2.0_f64 + 1.0).ln() * (2.0_f64 * 2.0_f64 + 1.0).ln()))
-                + ((w.iter().map(|v| v * v).sum::<f64>() + w[0])
-                    / (1.0 + slice_helper(w) * slice_helper(w))))
-            .tanh();
-        }
-        k772662 += 1;
-    }
-    if n > 1 {
-        h[2] += (y).tanh();
-    } else {
-        for _ in (0..n).rev() {
-            h[2] = ((v3 - y).atan() * (y.atan() * (a - w[2]))).tanh();
-        }
-        let v4 = (h[1] * ((a / (1.0 + v3 * v3)) * (a / (1.0 + v3 * v3)) + 1.0).sqrt()).tanh();
-    }
-    a + x
-}
-
-#[grad]
-fn p211(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x.tanh() / (1.0 + w[2] * w[2])) - x).tanh();
-    let v3 = ((x.atan() * 0.25_f64)
-        + (backprop::sigmoid(0.5_f64) * backprop::sigmoid(0.5_f64) + 1.0).sqrt())
-    .tanh();
-    let v4 = (0.25_f64).tanh();
-    a + a
-}
-
-#[grad]
-fn p212(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0].cos()).tanh();
-    let mut b = (0.25_f64).tanh();
-    let mut k677127 = 0;
-    while k677127 < n {
-        b = (a + ((slice_helper(&h) / (1.0 + a * a)) - y.cos())).tanh();
-        if a > 0.0 {
-            let v4 =
-                ((h[1].tanh() + (a * a + 1.0).sqrt()) * (b.tanh() * b.tanh() + 1.0).ln()).tanh();
-            a = (y).tanh();
+    let mut k140019 = 0;
+    while k140019 < n {
+        if n > 3 {
+            b += (a.cos()).tanh();
+            h[0] += ((y * y + 1.0).ln() - ((0.25_f64 * b) / (1.0 + b * b))).tanh();
         } else {
-            b *= (a).tanh();
         }
-        k677127 += 1;
-    }
-    if n % 2 == 0 {
         for _ in 0..n {
             b *= (a - (helper(a) - helper(0.25_f64))).tanh();
             a = (((x * x + 1.0).sqrt() + (y + b)) - h[1]).tanh();
@@ -5557,187 +5951,190 @@ fn p212(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
                         * ((h[0] + a) + slice_helper(&h).atan())))
             .tanh();
         }
-    } else {
-        for i1 in 0..n + 1 {
-            b *= (x * 2.0_f64).tanh();
-            b *= (y).tanh();
-            b -= ((y - b) / (1.0 + (h[i1 % 3] - (h[i1 % 3] - b)) * (h[i1 % 3] - (h[i1 % 3] - b))))
-                .tanh();
-        }
+        k140019 += 1;
     }
-    let v4 = (backprop::sigmoid((b - a)).cos()).tanh();
+    if n % 2 == 0 {
+        let v4 = (x).tanh();
+        let v5 = (((a.sin() - backprop::sigmoid(v4)) * (a.sin() - backprop::sigmoid(v4)))
+            .exp()
+            .recip())
+        .tanh();
+    } else {
+        h[0] = (y).tanh();
+    }
+    let v4 = (a).tanh();
+    a = (2.0_f64).tanh();
     a + b + a
 }
 
 #[grad]
-fn p213(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p202(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((h[0] - y) - (h[2] * x)).atan()).tanh();
-    let v3 = ((h[0] * h[0] + 1.0).sqrt()).tanh();
-    let v4 = (x).tanh();
-    a + v4
-}
-
-#[grad]
-fn p214(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (h[2].atan().sin()).tanh();
-    a -= ((w[2].tanh() - 2.0_f64.atan()).cos()).tanh();
-    if n > 0 {
-        let v3 = (((x + w.iter().map(|v| v * v).sum::<f64>()) * (y - x))
-            / (1.0
-                + ((y / (1.0 + 0.5_f64 * 0.5_f64)) / (1.0 + a.sin() * a.sin()))
-                    * ((y / (1.0 + 0.5_f64 * 0.5_f64)) / (1.0 + a.sin() * a.sin()))))
-        .tanh();
-        for i1 in 0..n + 1 {
-            let v4 = (a).tanh();
-            a = ((((h[2] * y) * y) * ((h[2] * y) * y) + 1.0).ln()).tanh();
-            a += (a + (w[2] + (w[1] - 3.0_f64))).tanh();
-        }
-    } else {
-    }
-    let mut k605652 = 0;
-    while k605652 < n {
-        h[1] += (((y.cos() / (1.0 + (x / (1.0 + y * y)) * (x / (1.0 + y * y))))
-            * (y.cos() / (1.0 + (x / (1.0 + y * y)) * (x / (1.0 + y * y))))
-            + 1.0)
-            .ln())
-        .tanh();
-        h[2] *= ((1.5_f64 * 1.5_f64 + 1.0).ln() * w.iter().map(|v| v * v).sum::<f64>()).tanh();
-        k605652 += 1;
-    }
-    let v3 = ((y * y + 1.0).ln().cos().sin()).tanh();
-    if y > 0.0 {
-        a = ((v3 * v3).exp().recip() + v3).tanh();
-        let v4 = (a).tanh();
-    } else {
-        let v4 = (((v3 + h[1]) - x) * (v3.tanh() - a)).tanh();
-    }
-    a + x
-}
-
-#[grad]
-fn p215(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x.sin().sin() + w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    if a > 0.1 {
-        for i1 in 0..n + 1 {
-            a += ((y + (w[1] - a))
-                * ((w[1] * w[1] + 1.0).ln() * (w[1] * w[1] + 1.0).ln() + 1.0).sqrt())
-            .tanh();
-            let v3 = ((y - y).tanh() + (h[1] - (w[0] + 2.0_f64))).tanh();
-        }
-        if n % 2 == 0 {
-            a *= (((slice_helper(&h) / (1.0 + a * a)) * (slice_helper(&h) / (1.0 + a * a)))
-                .exp()
-                .recip())
-            .tanh();
-            a *= ((y * y + 1.0).sqrt().sin()).tanh();
-        } else {
-        }
-    } else {
-        let mut k627982 = 0;
-        while k627982 < n {
-            a *= ((2.0_f64 + x).cos()).tanh();
-            k627982 += 1;
-        }
-        if a > -0.2 {
-            a *= (slice_helper(&h)).tanh();
-        } else {
-            let v3 = ((y.cos() + (0.5_f64 * 0.5_f64 + 1.0).sqrt()) - ((a * x) * (y - y))).tanh();
-            a *= ((v3.atan() * v3.atan()).exp().recip() + 1.5_f64.sin()).tanh();
-        }
-    }
-    if n % 2 == 0 {
-        a = (a + a).tanh();
-    } else {
-        for i1 in 0..n + 1 {
-            let v3 = (backprop::sigmoid(h[1]) + h[1]).tanh();
-            a += (a * x).tanh();
-        }
-    }
-    if n > 0 {
-        for i1 in 0..n + 1 {
-            let v3 = (a).tanh();
-        }
-    } else {
-    }
-    let mut k422968 = 0;
-    while k422968 < n {
-        if n > 2 {
-            a += (((w[1] - 1.5_f64) * (w[1] - 1.5_f64) + 1.0).ln() * y).tanh();
-        } else {
-            a *= ((h[1] * h[1] + 1.0).sqrt()).tanh();
-        }
-        k422968 += 1;
-    }
-    if a > 0.1 {
-        let mut k525665 = 0;
-        while k525665 < n {
-            a = (a - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-            a *= (w[0]).tanh();
-            k525665 += 1;
-        }
-    } else {
-        let v3 =
-            ((x * x + 1.0).ln() - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    }
-    a + a
-}
-
-#[grad]
-fn p216(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((backprop::sigmoid(0.25_f64) * backprop::sigmoid(x)).atan()).tanh();
-    a += (0.25_f64 / (1.0 + x * x)).tanh();
-    let mut k448571 = 0;
-    while k448571 < n {
-        let v3 = (a).tanh();
-        h[2] += (((w[1] - 3.0_f64) / (1.0 + x * x))
-            + ((a * slice_helper(&h)) * (a * slice_helper(&h)) + 1.0).sqrt())
-        .tanh();
-        k448571 += 1;
-    }
-    a + a
-}
-
-#[grad]
-fn p217(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let v3 = (x).tanh();
-    a = (backprop::sigmoid(x.cos()) * w[0]).tanh();
-    let v4 =
-        (((x / (1.0 + v3 * v3)) / (1.0 + a.tanh() * a.tanh())) - (y * y + 1.0).ln().tanh()).tanh();
-    a *= (1.5_f64 * (2.0_f64 - slice_helper(&h)).cos()).tanh();
-    a + x
-}
-
-#[grad]
-fn p218(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((x - y) * (x - y) + 1.0).ln() + y).tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (h[i0 % 3].atan()).tanh();
-        if a > -0.2 {
-            a = (v3.cos()).tanh();
-        } else {
-            a *= (y * (0.25_f64 - (0.5_f64 * x))).tanh();
-            a *= ((v3.sin() * (y + a)).atan()).tanh();
-        }
-    }
-    a *= ((helper(y) / (1.0 + y.tanh() * y.tanh())).tanh()).tanh();
-    let v3 = (y).tanh();
-    let v4 = ((x * x + 1.0).ln()).tanh();
-    let v5 = ((backprop::sigmoid((v4 + x)) * backprop::sigmoid((v4 + x)))
-        .exp()
-        .recip())
+    let mut a = (slice_helper(w).atan()).tanh();
+    let mut b = (((y + 1.5_f64) * (y + slice_helper(&h))) + (w[1] * w[1] + 1.0).ln()).tanh();
+    h[1] *= ((backprop::sigmoid((x * x).exp().recip()) * backprop::sigmoid((x * x).exp().recip())
+        + 1.0)
+        .sqrt())
     .tanh();
-    a + v5
+    if a > 0.1 {
+        if n > 0 {
+            a *= (backprop::sigmoid((a.sin() + (h[0] * w[2])))).tanh();
+            b *= (helper(x.tanh())).tanh();
+        } else {
+            h[1] += (a).tanh();
+        }
+    } else {
+    }
+    for _ in 0..n {
+        if x > -0.2 {
+            a *= (h[1]).tanh();
+            b -= ((b.sin() * b.sin()).exp().recip().cos()).tanh();
+        } else {
+        }
+        let v4 = (((b * b + 1.0).sqrt() + helper(y))
+            / (1.0 + w[0].tanh().sin() * w[0].tanh().sin()))
+        .tanh();
+    }
+    let v4 = (x
+        - ((3.0_f64 + slice_helper(w))
+            / (1.0 + (2.0_f64 * 2.0_f64 + 1.0).ln() * (2.0_f64 * 2.0_f64 + 1.0).ln())))
+    .tanh();
+    let v5 = ((w[1] * w[1] + 1.0).sqrt().cos()
+        / (1.0
+            + (b / (1.0 + (slice_helper(w) + 3.0_f64) * (slice_helper(w) + 3.0_f64)))
+                * (b / (1.0 + (slice_helper(w) + 3.0_f64) * (slice_helper(w) + 3.0_f64)))))
+        .tanh();
+    a + b + a
 }
 
 #[grad]
-fn p219(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p203(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (((w[2] - y) * (y * y + 1.0).sqrt()) + ((w[0] - x) * (h[0] * h[0] + 1.0).sqrt())).tanh();
+    let mut b = (y).tanh();
+    let v4 = (b - 0.25_f64).tanh();
+    let mut k48942 = 0;
+    while k48942 < n {
+        if n > 3 {
+            a *= (backprop::sigmoid(((h[2] * b) - a))).tanh();
+            a += (x.sin().sin() + w.iter().map(|v| v * v).sum::<f64>()).tanh();
+        } else {
+            a += (b / (1.0 + x * x)).tanh();
+            h[0] = (b).tanh();
+        }
+        b = (((x * 0.5_f64) / (1.0 + a.tanh() * a.tanh())) + (helper(x) - (slice_helper(&h) + x)))
+            .tanh();
+        k48942 += 1;
+    }
+    if b > -0.2 {
+        let v5 = (y.atan().atan() * helper((x * x + 1.0).ln())).tanh();
+    } else {
+        let mut k530851 = 0;
+        while k530851 < n {
+            h[0] *= (((w[1] * w[1] + 1.0).sqrt() + w[0]) + (2.0_f64 / (1.0 + x * x)).tanh()).tanh();
+            k530851 += 1;
+        }
+    }
+    a + b + a
+}
+
+#[grad]
+fn p204(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w[2] * x.sin()).tanh();
+    let v3 = ((y + a) + (a / (1.0 + a * a))).tanh();
+    if x > 0.0 {
+        for _ in 0..n {
+            a *= (v3 + ((w[1] * w[1] + 1.0).ln() - (slice_helper(w) * w[0]))).tanh();
+            let v4 = (((slice_helper(w) * slice_helper(w)).exp().recip() + a.tanh()).tanh()).tanh();
+        }
+    } else {
+        for i1 in 0..n + 1 {
+            let v4 = (v3.atan()).tanh();
+            if a > 0.37 {
+                break;
+            }
+        }
+        let v4 = (h[1] - ((x * x + 1.0).ln() - (a * a + 1.0).sqrt())).tanh();
+    }
+    a += (y.cos().tanh()).tanh();
+    a = (((0.5_f64 / (1.0 + y * y)) * (0.5_f64 / (1.0 + y * y)) + 1.0).ln()
+        / (1.0 + (a.sin() * a.sin()).exp().recip() * (a.sin() * a.sin()).exp().recip()))
+    .tanh();
+    for i0 in 0..n + 1 {
+        let v4 = ((((v3 * v3) * x.sin()) * ((v3 * v3) * x.sin()) + 1.0).ln()).tanh();
+    }
+    a + v3
+}
+
+#[grad]
+fn p205(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((x.sin() + y.sin()).sin()).tanh();
+    for _ in 0..n {
+        a = (y).tanh();
+        for _ in 0..n {
+            a += (helper(y)).tanh();
+            a *= (((y / (1.0 + 0.5_f64 * 0.5_f64)) * (y / (1.0 + 0.5_f64 * 0.5_f64)))
+                .exp()
+                .recip()
+                * slice_helper(w))
+            .tanh();
+        }
+    }
+    for i0 in 0..n + 1 {
+        if a > 0.37 {
+            continue;
+        }
+        a = (0.25_f64).tanh();
+    }
+    a + a
+}
+
+#[grad]
+fn p206(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((y + 2.0_f64) + backprop::sigmoid(y))
+        * (backprop::sigmoid(2.0_f64) * backprop::sigmoid(2.0_f64) + 1.0).sqrt())
+    .tanh();
+    for _ in (0..n).rev() {
+        a = (x).tanh();
+    }
+    h[1] = (x.cos() * (y + a).sin()).tanh();
+    let v3 = (((x / (1.0 + a * a))
+        / (1.0 + (x / (1.0 + 2.0_f64 * 2.0_f64)) * (x / (1.0 + 2.0_f64 * 2.0_f64))))
+        - h[1].atan().cos())
+    .tanh();
+    let v4 = (((a + w[0]) * (a + slice_helper(&h))).sin()).tanh();
+    a + y
+}
+
+#[grad]
+fn p207(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y + x).tanh();
+    let mut b = (y).tanh();
+    for i0 in 0..n + 1 {
+        a -= (b.atan()).tanh();
+    }
+    h[1] *= (y).tanh();
+    for i0 in 0..n + 1 {
+        for i1 in 0..n + 1 {
+            if x > -0.13 {
+                break;
+            }
+            b *= (y * (0.25_f64 - (0.5_f64 * x))).tanh();
+            b *= ((b.sin() * (y + a)).atan()).tanh();
+            b *= ((helper(a) / (1.0 + a.tanh() * a.tanh())).tanh()).tanh();
+        }
+        a *= (h[1] * backprop::sigmoid((y + x))).tanh();
+    }
+    a + b + y
+}
+
+#[grad]
+fn p208(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (helper(x)).tanh();
     for _ in 0..n {
@@ -5759,116 +6156,128 @@ fn p219(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
             + a)
             .tanh();
     }
-    for i0 in 0..n + 1 {
-        if n > 0 {
-            a += (x).tanh();
-            a *= ((w[1] * (a * 2.0_f64)) + (x.sin() - x)).tanh();
-        } else {
-            a *= ((x.sin() * (w[2] * h[i0 % 3]))
-                / (1.0 + ((y - w[i0 % 3]) * 0.5_f64.atan()) * ((y - w[i0 % 3]) * 0.5_f64.atan())))
-            .tanh();
-            let v3 = (y).tanh();
-        }
-    }
-    for _ in 0..n {
-        for _ in (0..n).rev() {
-            a *= (w[2]).tanh();
-            a += (0.5_f64).tanh();
-        }
-        if y > -0.2 {
-            h[2] *= (helper((h[2] + y).atan())).tanh();
-            a += ((y * y + 1.0).ln()).tanh();
-        } else {
-            a = (a - (y - (a / (1.0 + 1.5_f64 * 1.5_f64)))).tanh();
-        }
-        for _ in (0..n).rev() {
-            let v3 = (a * slice_helper(w)).tanh();
-            h[2] *= ((w[1] + h.iter().sum::<f64>()) - ((a * a + 1.0).ln() * x)).tanh();
-        }
-    }
-    for _ in 0..n {
-        let mut k41020 = 0;
-        while k41020 < n {
-            let v3 = (((a * a + 1.0).sqrt() - (x * 2.0_f64)) * (h[0] - x).cos()).tanh();
-            k41020 += 1;
-        }
-    }
-    let v3 = (((a * a + 1.0).sqrt() - (x * x).exp().recip()).cos()).tanh();
-    a + x
-}
-
-#[grad]
-fn p220(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * y).cos().sin()).tanh();
-    let mut b = ((y + w.iter().map(|v| v * v).sum::<f64>()).atan() - helper(a.cos())).tanh();
-    b -= (b.atan().sin() - (b * b + 1.0).sqrt()).tanh();
-    for i0 in 0..n + 1 {
-        if n % 2 == 0 {
-            b = (helper(backprop::sigmoid(a)) * (a * b).cos()).tanh();
-        } else {
-            a = (y).tanh();
-        }
-        let v4 = (w[0]).tanh();
-        let v5 = (x).tanh();
-    }
-    a + b + b
-}
-
-#[grad]
-fn p221(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y / (1.0 + x * x)) * (y / (1.0 + x * x)) + 1.0).ln()
-        + (slice_helper(&h) * (w[1] * w[1]).exp().recip()))
-    .tanh();
-    let mut b = ((y * y + 1.0).sqrt() + (x * 1.5_f64)).tanh();
-    h[0] += (backprop::sigmoid(y) - y).tanh();
-    let v4 = (helper(0.25_f64).atan()).tanh();
-    let mut k690296 = 0;
-    while k690296 < n {
-        if a > 0.0 {
-            a *= (helper((0.25_f64 * a))).tanh();
-            h[2] *= (slice_helper(w)).tanh();
-        } else {
-            let v5 = (a).tanh();
-        }
-        let v5 = (x).tanh();
-        k690296 += 1;
-    }
-    let v5 = (backprop::sigmoid(3.0_f64).tanh() * slice_helper(w)).tanh();
-    a = (y).tanh();
-    a + b + a
-}
-
-#[grad]
-fn p222(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(
-        (y.cos() * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + x * x))),
-    ))
-    .tanh();
-    let v3 = ((y.atan() * y.atan() + 1.0).sqrt()
-        * ((h.iter().sum::<f64>() + w[0]) * (h.iter().sum::<f64>() + w[0]) + 1.0).sqrt())
-    .tanh();
-    let v4 = (a).tanh();
-    if x > 0.0 {
-        let v5 = (1.5_f64 + helper(a.cos())).tanh();
-        a = ((((w[2] / (1.0 + a * a)) * a) * ((w[2] / (1.0 + a * a)) * a) + 1.0).ln()).tanh();
+    let v3 = (((w[1] * w[1] + 1.0).ln() * (x - w[1])) + slice_helper(&h)).tanh();
+    let v4 =
+        (((w[1] * slice_helper(&h).atan()) * (w[1] * slice_helper(&h).atan()) + 1.0).ln()).tanh();
+    if v3 > 0.1 {
+        let v5 = (2.0_f64).tanh();
+        h[1] *= (((slice_helper(w) * v5) * (slice_helper(w) * v5))
+            .exp()
+            .recip()
+            * ((y - x) / (1.0 + (v5 * v5 + 1.0).ln() * (v5 * v5 + 1.0).ln())))
+        .tanh();
     } else {
-        let mut k360312 = 0;
-        while k360312 < n {
-            a += ((slice_helper(w).sin() - slice_helper(&h)) - (w[2] * w[2] + 1.0).ln().cos())
-                .tanh();
-            a *= (h[2] / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())).tanh();
-            k360312 += 1;
+    }
+    if v4 > 0.1 {
+        a -= (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            + 1.0)
+            .sqrt()
+            * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                + 1.0)
+                .sqrt()
+            + 1.0)
+            .sqrt())
+        .tanh();
+    } else {
+        let mut k496406 = 0;
+        loop {
+            if k496406 >= n {
+                break;
+            }
+            a = (x).tanh();
+            a *= ((3.0_f64.tanh() * w[1].cos()) - x).tanh();
+            if v4 > 0.61 {
+                break;
+            }
+            k496406 += 1;
         }
-        a = (h[0]).tanh();
     }
     a + v4
 }
 
 #[grad]
-fn p223(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p209(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(helper(h[1])) * (y * y + 1.0).sqrt()).tanh();
+    let mut b = (y + ((1.5_f64 * 1.5_f64 + 1.0).ln() / (1.0 + (x * y) * (x * y)))).tanh();
+    a = ((h[1].tanh() * (b + y)).tanh()).tanh();
+    if n % 2 == 0 {
+        b += (((y.cos() - (b * b).exp().recip()) * (y.cos() - (b * b).exp().recip()) + 1.0).sqrt())
+            .tanh();
+    } else {
+        if n > 0 {
+            b *= (((backprop::sigmoid(x) * a) * (backprop::sigmoid(x) * a) + 1.0).sqrt()).tanh();
+        } else {
+            a *= (y + (b + w[2].sin())).tanh();
+            let v4 = (helper(b)).tanh();
+        }
+        let v4 = (h[2] / (1.0 + w[1] * w[1])).tanh();
+    }
+    a + b + a
+}
+
+#[grad]
+fn p210(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let v3 = (y).tanh();
+    a *= (((v3 * slice_helper(w)) + x) - ((x * 3.0_f64) * (x * 3.0_f64) + 1.0).sqrt()).tanh();
+    let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    a + a
+}
+
+#[grad]
+fn p211(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = ((((y - x) * x) * ((y - x) * x) + 1.0).sqrt()).tanh();
+    let v4 = (helper((a.sin() + (slice_helper(w) - b)))).tanh();
+    for _ in (0..n).rev() {
+        a -= (slice_helper(&h) * ((a * a) * (a * a)).exp().recip()).tanh();
+        let v5 = (y).tanh();
+        h[2] += (x).tanh();
+    }
+    if n % 2 == 0 {
+        for _ in (0..n).rev() {
+            let v5 = (backprop::sigmoid(y)).tanh();
+            if v4 > 0.37 {
+                break;
+            }
+        }
+    } else {
+    }
+    if n % 2 == 0 {
+        if n > 3 {
+            a += ((w[2] + (x + y)) * slice_helper(w)).tanh();
+        } else {
+            let v5 = ((x / (1.0 + (a - x) * (a - x))) + (h[0].atan() * (v4 * h[1]))).tanh();
+            let v6 = (y).tanh();
+        }
+        b = (y.cos() - (v4 / (1.0 + w[0] * w[0])).tanh()).tanh();
+    } else {
+        let v5 = (w[1] + (backprop::sigmoid(v4) - (w[0] + v4))).tanh();
+        let v6 = (v5).tanh();
+    }
+    for i0 in 0..n + 1 {
+        h[i0 % 3] += ((helper(a.cos()) * helper(a.cos())).exp().recip()).tanh();
+    }
+    a + b + y
+}
+
+#[grad]
+fn p212(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    h[0] += (a).tanh();
+    let v3 = (backprop::sigmoid((h[0] * a)).sin()).tanh();
+    let v4 = ((w[2] * w[2] + 1.0).ln().cos() * ((1.5_f64 + h[2]) * (v3 / (1.0 + y * y)))).tanh();
+    a + v4
+}
+
+#[grad]
+fn p213(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (h[0]).tanh();
     let mut b = ((x + x).sin().sin()).tanh();
@@ -5879,317 +6288,353 @@ fn p223(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
                 .tanh();
         }
     } else {
-        let mut k596877 = 0;
-        while k596877 < n {
-            a = (helper(a) + slice_helper(w)).tanh();
-            a += (x / (1.0 + (a + backprop::sigmoid(h[1])) * (a + backprop::sigmoid(h[1])))).tanh();
-            k596877 += 1;
-        }
-        a = (a).tanh();
     }
-    for _ in (0..n).rev() {
-        a = (2.0_f64).tanh();
-        let v4 = (y).tanh();
-        for i1 in 0..n + 1 {
-            b *= (h[i1 % 3]).tanh();
-            a *= (a.tanh()).tanh();
+    let v4 = (((x * x + 1.0).ln() + (b * h.iter().sum::<f64>()))
+        + (x / (1.0
+            + (y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                * (y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))))
+    .tanh();
+    if n > 0 {
+        let v5 =
+            (((w[1] / (1.0 + v4 * v4)).sin() * (w[1] / (1.0 + v4 * v4)).sin() + 1.0).ln()).tanh();
+    } else {
+    }
+    a + b + a
+}
+
+#[grad]
+fn p214(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    if y > -0.2 {
+        if n > 2 {
+            let v3 = (h[2]).tanh();
+        } else {
             a += (((h[0] - h[1]) * (h[0] - h[1]) + 1.0).ln() / (1.0 + w[2].sin() * w[2].sin()))
                 .tanh();
         }
-    }
-    if n % 2 == 0 {
-        if n > 2 {
-            let v4 = ((y * y).exp().recip().sin().tanh()).tanh();
-            a *= ((helper(a) * helper(b)) * (b - 0.5_f64.tanh())).tanh();
+        if n % 2 == 0 {
+            a += (a
+                / (1.0
+                    + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
+            .tanh();
+            let v3 = (a).tanh();
         } else {
+            let v3 = (x).tanh();
+            a += ((v3 * v3).exp().recip()).tanh();
         }
+    } else {
+    }
+    for _ in (0..n).rev() {
+        let v3 = (y).tanh();
+    }
+    if n > 3 {
         for i1 in 0..n + 1 {
-            let v4 = (((w[2] / (1.0 + b * b)) * (w[2] / (1.0 + b * b)))
+            let v3 = (((w[2] / (1.0 + y * y)) * (w[2] / (1.0 + y * y)))
                 .exp()
                 .recip()
                 + w[0])
                 .tanh();
-            let v5 = (v4).tanh();
+            let v4 = (a).tanh();
         }
     } else {
-        if b > 0.1 {
-            b *= (slice_helper(w) - (y - a)).tanh();
-        } else {
+    }
+    a + y
+}
+
+#[grad]
+fn p215(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((w[2] * w[2] + 1.0).sqrt()).tanh();
+    h[0] = ((a - (x - w[1])).sin()).tanh();
+    if y > 0.1 {
+        let v3 = (a).tanh();
+        let mut k533450 = 0;
+        while k533450 < n {
+            a *= (h[2]).tanh();
+            k533450 += 1;
+        }
+    } else {
+        let mut k767141 = 0;
+        while k767141 < n {
+            a += (w[2]).tanh();
+            a = (x).tanh();
+            k767141 += 1;
         }
     }
-    a + b + y
+    let v3 = ((((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - x) * y)
+        * ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - x) * y)
+        + 1.0)
+        .ln())
+    .tanh();
+    for i0 in 0..n + 1 {
+        a = (((0.25_f64 + x) + y) + ((w[1] * w[1]) / (1.0 + 0.5_f64 * 0.5_f64))).tanh();
+    }
+    for i0 in 0..n + 1 {
+        a *= (v3).tanh();
+        if n > 2 {
+            a += (x).tanh();
+            a *= (slice_helper(&h) + (y * y).exp().recip()).tanh();
+        } else {
+            a += (helper((a / (1.0 + 2.0_f64 * 2.0_f64))).sin()).tanh();
+        }
+        let mut k652099 = 0;
+        while k652099 < n {
+            let v4 = (h[2]).tanh();
+            a *= (0.25_f64
+                / (1.0 + ((x - y) * (x - y) + 1.0).ln() * ((x - y) * (x - y) + 1.0).ln()))
+            .tanh();
+            k652099 += 1;
+        }
+    }
+    a + a
+}
+
+#[grad]
+fn p216(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((helper(x) * h.iter().sum::<f64>())
+        + ((y
+            / (1.0
+                + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
+            / (1.0 + helper(x) * helper(x))))
+    .tanh();
+    a -= (0.25_f64).tanh();
+    a = (backprop::sigmoid(a.atan()) - backprop::sigmoid(y.cos())).tanh();
+    let mut k791471 = 0;
+    while k791471 < n {
+        a *= (helper(backprop::sigmoid(y)) - a).tanh();
+        k791471 += 1;
+    }
+    h[0] += ((((h.iter().sum::<f64>() + a) + (y + x)) * ((h.iter().sum::<f64>() + a) + (y + x))
+        + 1.0)
+        .ln())
+    .tanh();
+    for _ in (0..n).rev() {
+        a *= ((a + (y + y))
+            / (1.0 + (y.sin() * y.sin() + 1.0).sqrt() * (y.sin() * y.sin() + 1.0).sqrt()))
+        .tanh();
+    }
+    a + a
+}
+
+#[grad]
+fn p217(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((x * x) * (slice_helper(w) * 3.0_f64)).sin()).tanh();
+    a = ((((x * h[2]) + a) * ((x * h[2]) + a)).exp().recip()).tanh();
+    let v3 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    h[1] = (helper(x)).tanh();
+    h[2] += ((x + x) * (w[2] * w[2] + 1.0).ln()).tanh();
+    h[1] += (x).tanh();
+    a + v3
+}
+
+#[grad]
+fn p218(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let v3 = (((x - slice_helper(w)) * (x - slice_helper(w)) + 1.0).ln() + x).tanh();
+    h[2] *= (helper((a * a).exp().recip()).sin()).tanh();
+    let v4 = (((y * v3) + x) + y).tanh();
+    h[2] += (1.5_f64.atan() + w[1]).tanh();
+    a + v3
+}
+
+#[grad]
+fn p219(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((x * x).exp().recip().sin() * (y.tanh() + (y / (1.0 + y * y)))).tanh();
+    a = ((h[1] / (1.0 + h[0] * h[0])).sin() * (y.sin() * y.sin()).exp().recip()).tanh();
+    if x > 0.1 {
+        a = ((a - x).cos()).tanh();
+        let v3 = (helper(x)
+            - (backprop::sigmoid(y) / (1.0 + backprop::sigmoid(x) * backprop::sigmoid(x))))
+        .tanh();
+    } else {
+        let mut k555801 = 0;
+        while k555801 < n {
+            let v3 = (h[1] + ((3.0_f64 + a) + (y * w[1]))).tanh();
+            k555801 += 1;
+        }
+        for _ in 0..n {
+            a *= (a).tanh();
+            h[1] += (h.iter().sum::<f64>()).tanh();
+            if x > 0.07 {
+                break;
+            }
+        }
+    }
+    let v3 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    let v4 = (((w[2] * w[2] + 1.0).sqrt() / (1.0 + (v3 * v3 + 1.0).ln() * (v3 * v3 + 1.0).ln()))
+        .tanh())
+    .tanh();
+    if n % 2 == 0 {
+        h[1] += (a * ((w[0] * w[0]) - v3)).tanh();
+        for _ in 0..n {
+            a += ((y * y + 1.0).ln()).tanh();
+        }
+    } else {
+        if n % 2 == 0 {
+            let v5 = (((v3 - a) + v3) * (x.tanh() * x.tanh()).exp().recip()).tanh();
+            let v6 = (3.0_f64.tanh()).tanh();
+        } else {
+        }
+        a -= (y).tanh();
+    }
+    a + x
+}
+
+#[grad]
+fn p220(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y.tanh() - 3.0_f64) * helper(x)).tanh();
+    let v3 = (x).tanh();
+    let v4 = (x).tanh();
+    let mut k846538 = 0;
+    while k846538 < n {
+        let v5 = (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + y * y)).tanh();
+        if v5 > 0.0 {
+            let v6 = (backprop::sigmoid(backprop::sigmoid(1.5_f64)) + x).tanh();
+        } else {
+        }
+        k846538 += 1;
+    }
+    let v5 = (v4 + (v4 * v3.tanh())).tanh();
+    a + v5
+}
+
+#[grad]
+fn p221(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w[1]).tanh();
+    let v3 = ((a * a + 1.0).ln()).tanh();
+    a *= (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        + ((1.5_f64 - v3)
+            * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                + 1.0)
+                .ln()))
+    .tanh();
+    a + a
+}
+
+#[grad]
+fn p222(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((h.iter().sum::<f64>() - y) - y.tanh()).tanh()).tanh();
+    let mut b = (h[0]
+        - ((w.iter().map(|v| v * v).sum::<f64>() * a)
+            * (0.5_f64 * w.iter().map(|v| v * v).sum::<f64>())))
+    .tanh();
+    let v4 = (w[0].tanh() + (a * (0.5_f64 - w[1]))).tanh();
+    let v5 = (a.cos()).tanh();
+    a + b + v5
+}
+
+#[grad]
+fn p223(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (y - ((w[1] * w[1]).exp().recip() * (w[1] * w[1]).exp().recip() + 1.0).sqrt()).tanh();
+    a = (h[2]).tanh();
+    let v3 = (((a * a + 1.0).ln() + (h[1] + x))
+        / (1.0
+            + ((y * y) / (1.0 + (w[0] * w[0] + 1.0).sqrt() * (w[0] * w[0] + 1.0).sqrt()))
+                * ((y * y) / (1.0 + (w[0] * w[0] + 1.0).sqrt() * (w[0] * w[0] + 1.0).sqrt()))))
+    .tanh();
+    a + x
 }
 
 #[grad]
 fn p224(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a =
-        (helper(((slice_helper(&h) + 0.5_f64) * (slice_helper(&h) + 0.5_f64) + 1.0).sqrt())).tanh();
-    let mut b = (y).tanh();
-    let v4 = (b + ((b - 3.0_f64) * (b - 3.0_f64) + 1.0).ln()).tanh();
-    let mut k144249 = 0;
-    while k144249 < n {
-        for i1 in 0..n + 1 {
-            b *= (w[i1 % 3]).tanh();
-            b = (a).tanh();
-            b += (w[i1 % 3] + ((y - v4) + w.iter().map(|v| v * v).sum::<f64>())).tanh();
+    let mut a = (2.0_f64).tanh();
+    let mut b = ((y.sin() * helper(a)) + a).tanh();
+    a = (y).tanh();
+    for _ in 0..n {
+        let v4 = (a).tanh();
+        if a > 0.07 {
+            break;
         }
-        k144249 += 1;
     }
-    let v5 = (v4).tanh();
+    for _ in 0..n {
+        if n > 1 {
+            a *= (helper(
+                ((a * slice_helper(&h)) / (1.0 + (x * x).exp().recip() * (x * x).exp().recip())),
+            ))
+            .tanh();
+            b = ((x - (a + y)) + a).tanh();
+        } else {
+            let v4 = (a * (b.cos() + (b / (1.0 + b * b)))).tanh();
+        }
+    }
     a + b + b
 }
 
 #[grad]
 fn p225(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (w[1]).tanh();
-    let mut b = (((x * x + 1.0).sqrt() * x).sin()).tanh();
-    h[2] += (((x - x) * (x - x) + 1.0).sqrt() - helper((w[2] - slice_helper(&h)))).tanh();
-    let v4 = (y).tanh();
-    let v5 = (v4 + helper((a / (1.0 + 2.0_f64 * 2.0_f64)))).tanh();
-    let mut k356645 = 0;
-    while k356645 < n {
-        let v6 = (v5 / (1.0 + x.atan().atan() * x.atan().atan())).tanh();
-        let v7 = (w[0] * x).tanh();
-        k356645 += 1;
-    }
-    for _ in (0..n).rev() {
-        for i1 in 0..n + 1 {
-            h[i1 % 3] *= (0.5_f64).tanh();
-        }
-        b = (w[1]).tanh();
-    }
-    a + b + y
-}
-
-#[grad]
-fn p226(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (slice_helper(w)).tanh();
-    let mut b = (backprop::sigmoid((y - a)) * 0.25_f64).tanh();
+    let mut a =
+        (h.iter().sum::<f64>() + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
     for i0 in 0..n + 1 {
-        if n % 2 == 0 {
-            a *= ((helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                * helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-            .exp()
-            .recip()
-                * ((a - y) + helper(w[i0 % 3])))
-            .tanh();
-        } else {
-            let v4 = (((2.0_f64 * 2.0_f64 + 1.0).ln() / (1.0 + (y + w[i0 % 3]) * (y + w[i0 % 3])))
-                - ((x + a) - (b / (1.0 + a * a))))
-                .tanh();
-            let v5 = (((y - h[i0 % 3]).sin() * (y - h[i0 % 3]).sin() + 1.0).sqrt()).tanh();
-        }
-        h[2] += (helper((y + b)) - (b / (1.0 + w[1] * w[1])).atan()).tanh();
-        let v4 = (w[i0 % 3] - (y.sin() * y.sin() + 1.0).ln()).tanh();
-    }
-    h[1] = ((y.cos().sin() * y.cos().sin() + 1.0).sqrt()).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p227(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    a = (w[2]).tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (a).tanh();
-        if x > -0.2 {
-            a *= (h[i0 % 3]).tanh();
-        } else {
-            let v4 = (((a + v3) * helper(w[2])) * (0.5_f64 + v3)).tanh();
-        }
-    }
-    let v3 = (h[0]).tanh();
-    a + a
-}
-
-#[grad]
-fn p228(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (0.25_f64).tanh();
-    a += (x).tanh();
-    let v3 = (slice_helper(&h)).tanh();
-    a = (h[2]).tanh();
-    a + x
-}
-
-#[grad]
-fn p229(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x.sin()).tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (h[2].tanh() * (x / (1.0 + w[0].atan() * w[0].atan()))).tanh();
-        a *= ((0.25_f64 * 0.25_f64).exp().recip() * a).tanh();
-        if n > 0 {
-            a += (a).tanh();
-        } else {
-            a = ((a * a).exp().recip()).tanh();
-            let v4 = (2.0_f64).tanh();
-        }
-    }
-    if n % 2 == 0 {
-        if x > 0.1 {
-            a *= ((y * (a / (1.0 + a * a))) + a.sin()).tanh();
-            let v3 = (helper(x)).tanh();
-        } else {
-        }
-        let v3 = (a).tanh();
-    } else {
-    }
-    let v3 = (h[1] * (y + (y + y))).tanh();
-    let mut k553861 = 0;
-    while k553861 < n {
-        if n % 2 == 0 {
-            a += ((((w.iter().map(|v| v * v).sum::<f64>() + a)
-                * (w.iter().map(|v| v * v).sum::<f64>() + a)
-                + 1.0)
-                .sqrt()
-                * ((w.iter().map(|v| v * v).sum::<f64>() + a)
-                    * (w.iter().map(|v| v * v).sum::<f64>() + a)
-                    + 1.0)
-                    .sqrt()
-                + 1.0)
-                .ln())
-            .tanh();
-            a += ((x.cos() * x.cos()).exp().recip()
-                / (1.0 + (v3.sin() * (w[2] - v3)) * (v3.sin() * (w[2] - v3))))
-                .tanh();
-        } else {
-            a += (0.5_f64).tanh();
-        }
-        k553861 += 1;
-    }
-    for i0 in 0..n + 1 {
-        if n % 2 == 0 {
-            let v4 =
-                (((a * a + 1.0).ln() + v3.cos()) / (1.0 + (y + y.tanh()) * (y + y.tanh()))).tanh();
-            let v5 = (w[i0 % 3]).tanh();
-        } else {
-            a += (y + backprop::sigmoid((x * x + 1.0).sqrt())).tanh();
-        }
-        if n > 2 {
-            a += (x.cos() / (1.0 + a * a)).tanh();
-            let v4 = (backprop::sigmoid(((x / (1.0 + v3 * v3)) - w[i0 % 3]))).tanh();
-        } else {
-            a += (v3 - ((w[2] / (1.0 + 1.5_f64 * 1.5_f64)) - (h[i0 % 3] + x))).tanh();
-            a = (((w[1] / (1.0 + h[2] * h[2])) / (1.0 + (v3 * x) * (v3 * x))).sin()).tanh();
-        }
-        let v4 = (y - a).tanh();
-    }
-    a + v3
-}
-
-#[grad]
-fn p230(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y * y).exp().recip()
-        / (1.0
-            + (x - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                * (x - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
-        * ((y / (1.0 + w[0] * w[0])) * (y / (1.0 + w[0] * w[0])) + 1.0).sqrt())
-    .tanh();
-    if n % 2 == 0 {
-        a += (backprop::sigmoid((h[0] - (w[1] + h[1])))).tanh();
-        a = ((x.tanh().tanh() * x.tanh().tanh() + 1.0).ln()).tanh();
-    } else {
-        if x > 0.0 {
-            let v3 = (y).tanh();
-        } else {
-            h[0] *= (((y * y + 1.0).sqrt() + a) - (a * (h[1] * w[2]))).tanh();
-            let v3 = ((backprop::sigmoid(a) * backprop::sigmoid(a) + 1.0).sqrt()
-                * ((y + slice_helper(&h)) - x.sin()))
-            .tanh();
-        }
-    }
-    if x > -0.2 {
-        if n > 2 {
-            a = (y).tanh();
-            let v3 = ((y * (y * w[0])) + (helper(x) + (w[2] + h[0]))).tanh();
-        } else {
-        }
-    } else {
-    }
-    let v3 = (helper(x)).tanh();
-    if n > 0 {
-        for i1 in 0..n + 1 {
-            a += (((h[2] - slice_helper(&h)) * (w.iter().map(|v| v * v).sum::<f64>() - y))
-                + (v3 + (x - a)))
-                .tanh();
-            a *= (((w[0] * w[i1 % 3]) - v3.cos()) * helper(v3.sin())).tanh();
-            a = (w[i1 % 3] - w[i1 % 3]).tanh();
-        }
-        for i1 in 0..n + 1 {
-            a *= (a).tanh();
-            h[2] += ((((w[i1 % 3] - w[i1 % 3]) * (w[i1 % 3] - w[i1 % 3]))
+        if n > 1 {
+            h[2] += ((((w[i0 % 3] - w[i0 % 3]) * (w[i0 % 3] - w[i0 % 3]))
                 .exp()
                 .recip()
-                * ((w[i1 % 3] - w[i1 % 3]) * (w[i1 % 3] - w[i1 % 3]))
+                * ((w[i0 % 3] - w[i0 % 3]) * (w[i0 % 3] - w[i0 % 3]))
                     .exp()
                     .recip()
                 + 1.0)
                 .sqrt())
             .tanh();
-            let v4 = ((y + v3) * v3).tanh();
+            let v3 = ((x - a) + (a.tanh() * x)).tanh();
+        } else {
+            a += (x).tanh();
+            h[i0 % 3] = (3.0_f64).tanh();
         }
-    } else {
+        let mut k415657 = 0;
+        loop {
+            if k415657 >= n {
+                break;
+            }
+            a = ((a.sin() + (x - x)).atan()).tanh();
+            a = (0.25_f64.sin().sin() * y).tanh();
+            if y > 0.61 {
+                break;
+            }
+            k415657 += 1;
+        }
+        a = (((y * y + 1.0).ln() + x.tanh()).sin()).tanh();
     }
-    a + x
-}
-
-#[grad]
-fn p231(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (h[2] / (1.0 + h[1] * h[1])).tanh();
-    let v4 = (((w[2] - slice_helper(&h)) - (w[1] - 0.5_f64)) * x).tanh();
-    if n > 3 {
-        let mut k429387 = 0;
-        while k429387 < n {
-            a -= (w.iter().map(|v| v * v).sum::<f64>()
-                * ((w[2] * w[2] + 1.0).ln() / (1.0 + backprop::sigmoid(x) * backprop::sigmoid(x))))
+    h[0] *= (a).tanh();
+    let v3 = (helper((y / (1.0 + slice_helper(w) * slice_helper(w)))).tanh()).tanh();
+    let v4 = ((v3 - (y * x)).sin()).tanh();
+    if n % 2 == 0 {
+        h[1] *= (backprop::sigmoid((v4 + x).sin())).tanh();
+        let v5 = (helper((y.atan() * y.atan() + 1.0).ln())).tanh();
+    } else {
+        let mut k197610 = 0;
+        while k197610 < n {
+            let v5 = (((slice_helper(w) / (1.0 + y * y)) * (slice_helper(w) / (1.0 + y * y))
+                + 1.0)
+                .sqrt()
+                / (1.0 + (y - w[0]).sin() * (y - w[0]).sin()))
             .tanh();
-            b += (b).tanh();
-            k429387 += 1;
+            a += (a).tanh();
+            k197610 += 1;
         }
-        let mut k56428 = 0;
-        while k56428 < n {
-            let v5 = (3.0_f64.cos().atan()
-                - ((b + a)
-                    / (1.0
-                        + (slice_helper(&h) / (1.0 + y * y))
-                            * (slice_helper(&h) / (1.0 + y * y)))))
-                .tanh();
-            k56428 += 1;
-        }
-    } else {
+        let v5 = (x).tanh();
     }
-    let v5 = ((backprop::sigmoid(b) * backprop::sigmoid(h.iter().sum::<f64>()))
-        * (0.5_f64 * 0.5_f64).exp().recip().tanh())
-    .tanh();
-    a + b + y
+    a + v4
 }
 
 #[grad]
-fn p232(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p226(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0] - y).tanh();
-    let v3 = (h[1]).tanh();
-    h[2] = (v3 - v3).tanh();
-    a -= (a).tanh();
-    h[0] = (helper(v3)).tanh();
-    let v4 = (a).tanh();
-    a + a
-}
-
-#[grad]
-fn p233(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let v3 = (backprop::sigmoid(((a / (1.0 + x * x)) * (x + y)))).tanh();
-    if y > 0.0 {
+    let mut a = (w[2]).tanh();
+    let mut b = ((x / (1.0 + x * x)) - y).tanh();
+    if b > 0.1 {
         let v4 = ((a + 0.5_f64).cos() * w[1]).tanh();
     } else {
     }
@@ -6197,723 +6642,1122 @@ fn p233(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
         let v4 = (backprop::sigmoid((h[2] + h[2])).atan()).tanh();
     } else {
     }
-    let v4 = (x).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p227(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (h.iter().sum::<f64>() * ((1.5_f64 * 1.5_f64).exp().recip() * (y * y + 1.0).sqrt())).tanh();
+    h[0] *= (a).tanh();
+    if n > 2 {
+        for _ in (0..n).rev() {
+            a += (y * helper(backprop::sigmoid(
+                w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>(),
+            )))
+            .tanh();
+            if a > -0.13 {
+                continue;
+            }
+        }
+    } else {
+        let v3 = (x).tanh();
+        match n % 3 {
+            0 => {
+                a *= (((a / (1.0 + y * y)) / (1.0 + h[2] * h[2])) * a).tanh();
+                a *= (backprop::sigmoid((x + y)) * ((v3 * y) * (x * x + 1.0).sqrt())).tanh();
+            }
+            1 | 2 => {}
+            _ => {
+                let v4 = (a).tanh();
+                a = (v3 * 1.5_f64).tanh();
+            }
+        }
+    }
+    if n > 1 {
+        let v3 = (a.tanh()).tanh();
+    } else {
+        for i1 in 0..n + 1 {
+            let v3 = ((1.5_f64 + y).atan().sin()).tanh();
+            let v4 = (a).tanh();
+            let v5 =
+                (((w.iter().map(|v| v * v).sum::<f64>() + h[i1 % 3]) * h[0].sin()) + v4).tanh();
+        }
+        let v3 = (((a * a).exp().recip() * (a * a).exp().recip() + 1.0).sqrt()).tanh();
+    }
+    let mut k327863 = 0;
+    while k327863 < n {
+        match n % 3 {
+            0 => {
+                a += (helper(a)).tanh();
+                a += (y).tanh();
+            }
+            1 | 2 => {
+                a = (slice_helper(&h)
+                    / (1.0 + (1.5_f64 * 1.5_f64 + 1.0).sqrt() * (1.5_f64 * 1.5_f64 + 1.0).sqrt()))
+                .tanh();
+            }
+            _ => {
+                a -= (x + a).tanh();
+            }
+        }
+        let v3 = (x).tanh();
+        k327863 += 1;
+    }
+    a + a
+}
+
+#[grad]
+fn p228(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w[2] / (1.0 + x.sin() * x.sin())).tanh();
+    let mut b = (h.iter().sum::<f64>() * x).tanh();
+    for i0 in 0..n + 1 {
+        if a > -0.13 {
+            continue;
+        }
+        for _ in 0..n {
+            let v4 = (((h[1] + b) * a) / (1.0 + y * y)).tanh();
+            if a > 0.07 {
+                continue;
+            }
+        }
+        a = ((x + a) + helper((b - a))).tanh();
+    }
+    let v4 = ((b * b).exp().recip()).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p229(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    for _ in (0..n).rev() {
+        let mut k248410 = 0;
+        loop {
+            if k248410 >= n {
+                break;
+            }
+            a += (helper(w[2])).tanh();
+            let v3 = ((a - h[1]) - (x.cos() / (1.0 + a * a))).tanh();
+            if x > 0.61 {
+                break;
+            }
+            k248410 += 1;
+        }
+        if a > 0.37 {
+            continue;
+        }
+        let v3 = (backprop::sigmoid(w[0])).tanh();
+        if n % 2 == 0 {
+            h[0] *= (3.0_f64).tanh();
+            a += ((x * x + 1.0).ln()).tanh();
+        } else {
+        }
+    }
+    let v3 = (((x * a) + (a * a + 1.0).sqrt())
+        + ((slice_helper(&h) * slice_helper(&h)).exp().recip()
+            * (h.iter().sum::<f64>() / (1.0 + y * y))))
+        .tanh();
+    for i0 in 0..n + 1 {
+        match n % 3 {
+            0 => {
+                let v4 = ((w[0] * w[0]).exp().recip()).tanh();
+                let v5 = (x).tanh();
+            }
+            1 | 2 => {
+                a += ((helper(y) * helper(y) + 1.0).ln()).tanh();
+            }
+            _ => {}
+        }
+    }
+    a + x
+}
+
+#[grad]
+fn p230(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = (0.25_f64).tanh();
+    h[2] = (b - ((a - y) * (a - y) + 1.0).ln()).tanh();
+    if a > -0.2 {
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                let v4 = ((x - h[2]).cos()).tanh();
+                let v5 = (x).tanh();
+            }
+            _ => {
+                let v4 = (a.tanh() - slice_helper(&h)).tanh();
+            }
+        }
+        for i1 in 0..n + 1 {
+            a += (w[2].atan()).tanh();
+            h[i1 % 3] += ((b.cos() * slice_helper(&h)) * ((x + y) + x)).tanh();
+            a *= (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+        }
+    } else {
+    }
+    let v4 = ((helper(a) + h[1]) + y).tanh();
+    let v5 = ((b * backprop::sigmoid(v4)) + (a / (1.0 + y * y)).cos()).tanh();
+    let mut k429583 = 0;
+    while k429583 < n {
+        let v6 = (h[0]).tanh();
+        k429583 += 1;
+    }
+    a + b + v4
+}
+
+#[grad]
+fn p231(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid(x).tanh()
+        - (x.tanh() - (y / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>()))))
+    .tanh();
+    for i0 in 0..n + 1 {
+        if n % 2 == 0 {
+            let v3 = ((a.cos() * a.cos() + 1.0).ln()).tanh();
+        } else {
+        }
+        a -= (a).tanh();
+    }
+    let v3 = (x + h[0].cos()).tanh();
+    a + a
+}
+
+#[grad]
+fn p232(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y * y.sin()).tanh();
+    let mut b = ((w.iter().map(|v| v * v).sum::<f64>().atan() / (1.0 + y * y))
+        - ((w[0] - x)
+            / (1.0
+                + (w[1]
+                    / (1.0
+                        + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+                    * (w[1]
+                        / (1.0
+                            + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))))
+    .tanh();
+    h[1] = (a.sin()).tanh();
+    h[2] = (1.5_f64).tanh();
+    h[1] += (helper(x)).tanh();
+    let v4 = (h[0]).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p233(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((h[2] * h[2] + 1.0).ln() + x.cos())
+        / (1.0
+            + ((x * x + 1.0).ln() + backprop::sigmoid(y))
+                * ((x * x + 1.0).ln() + backprop::sigmoid(y))))
+    .tanh();
+    a *= (x - x).tanh();
+    a -= (((h[1] + w[1]) - (a / (1.0 + a * a))) - h[2].cos().tanh()).tanh();
     a + y
 }
 
 #[grad]
 fn p234(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (slice_helper(&h)).tanh();
-    b -= (a.cos().tanh().sin()).tanh();
-    let v4 = (backprop::sigmoid(a.tanh()) - y.tanh()).tanh();
-    a + b + a
+    let mut a = ((w[2] + backprop::sigmoid(x)).tanh()).tanh();
+    let mut b = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        + 1.0)
+        .ln()
+        * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            + 1.0)
+            .ln())
+    .exp()
+    .recip())
+    .tanh();
+    let v4 = (x).tanh();
+    a = ((helper(h[1]) / (1.0 + (y - b) * (y - b))).sin()).tanh();
+    let v5 = (x).tanh();
+    for i0 in 0..n + 1 {
+        b = (((h[1] + 0.25_f64) - (b * b + 1.0).ln()) + ((y * v5) + (h[1] + w[1]))).tanh();
+        if b > -0.13 {
+            continue;
+        }
+        let v6 = (0.5_f64
+            / (1.0
+                + (helper(h[1]) * helper(h[1]) + 1.0).sqrt()
+                    * (helper(h[1]) * helper(h[1]) + 1.0).sqrt()))
+        .tanh();
+    }
+    a + b + y
 }
 
 #[grad]
 fn p235(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(x.sin().atan())).tanh();
-    let v3 =
-        (x - backprop::sigmoid(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())).tanh();
-    for i0 in 0..n + 1 {
-        h[i0 % 3] = (slice_helper(&h)).tanh();
-        let v4 = (((x - y) * (v3 - y)) * ((v3 * y) * (x * x + 1.0).sqrt())).tanh();
-        let v5 = (y).tanh();
+    let mut a = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {}
+        _ => {}
     }
-    let v4 = ((v3 * 1.5_f64).sin()).tanh();
-    h[2] = (h[2]).tanh();
+    h[0] = (helper(x).atan()).tanh();
+    a = (((2.0_f64 + (w[0] * w[0] + 1.0).sqrt()) * (2.0_f64 + (w[0] * w[0] + 1.0).sqrt()))
+        .exp()
+        .recip())
+    .tanh();
+    for _ in (0..n).rev() {
+        let mut k285132 = 0;
+        loop {
+            if k285132 >= n {
+                break;
+            }
+            let v3 = (helper(w[1]) + ((x - a) - (y - y))).tanh();
+            if a > 0.61 {
+                break;
+            }
+            k285132 += 1;
+        }
+        if y > -0.2 {
+            a += (a).tanh();
+            let v3 = (helper(h.iter().sum::<f64>().sin()) + 0.25_f64).tanh();
+        } else {
+        }
+    }
     a + y
 }
 
 #[grad]
 fn p236(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y / (1.0 + x * x)).cos() + x.atan()).tanh();
-    h[1] = (slice_helper(&h)).tanh();
+    let mut a = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        + 1.0)
+        .ln()
+        - slice_helper(&h))
+        + w.iter().map(|v| v * v).sum::<f64>())
+    .tanh();
+    let mut b = (((x + x) / (1.0 + a * a)).sin()).tanh();
+    let v4 = (helper(x)).tanh();
     if n % 2 == 0 {
-        for _ in 0..n {
-            a += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - x).tanh();
-            let v3 = (w[2] + x).tanh();
+        let v5 = (((x - b) / (1.0 + y * y)) * b.sin()).tanh();
+        let mut k117661 = 0;
+        while k117661 < n {
+            a *= ((w[2] * (h[0] / (1.0 + b * b))) / (1.0 + a * a)).tanh();
+            k117661 += 1;
         }
     } else {
-        for i1 in 0..n + 1 {
-            h[i1 % 3] *= (((a.sin() - a) * (a.sin() - a) + 1.0).ln()).tanh();
-            a = (h[i1 % 3]
-                / (1.0 + (1.5_f64 * 1.5_f64 + 1.0).sqrt() * (1.5_f64 * 1.5_f64 + 1.0).sqrt()))
-            .tanh();
-            a *=
-                (((x + x) - (x * w[1])) / (1.0 + (x.sin() * x.sin()) * (x.sin() * x.sin()))).tanh();
-        }
-        let v3 = (helper(slice_helper(&h)).atan() + backprop::sigmoid((x - 3.0_f64))).tanh();
     }
-    let v3 = ((x.tanh() - (a / (1.0 + a * a))) + (y.tanh() + w[1].sin())).tanh();
-    let v4 = (1.5_f64).tanh();
-    a + v4
+    let v5 = (((w.iter().map(|v| v * v).sum::<f64>() - a)
+        / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt()))
+        * (y - w[2]).cos())
+    .tanh();
+    let v6 = (((v4 + a) * (v4 + a) + 1.0).sqrt()).tanh();
+    let v7 = (slice_helper(&h)).tanh();
+    a + b + v6
 }
 
 #[grad]
 fn p237(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y / (1.0 + x * x)).tanh();
-    let mut b = (y).tanh();
-    let v4 = ((b * b).exp().recip()).tanh();
-    h[0] = (y).tanh();
-    a + b + y
+    let mut a = (((x * h[0]).tanh() * (x * h[0]).tanh()).exp().recip()).tanh();
+    let v3 = (w[2]).tanh();
+    h[2] *= (((slice_helper(w)
+        / (1.0 + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
+        - v3)
+        - ((w[0] * x) * (w[0] * x)).exp().recip())
+    .tanh();
+    let v4 = (a - ((y + x) - a.cos())).tanh();
+    for _ in 0..n {
+        let v5 = ((h.iter().sum::<f64>().atan() * h.iter().sum::<f64>().atan() + 1.0)
+            .sqrt()
+            .cos())
+        .tanh();
+    }
+    a + y
 }
 
 #[grad]
 fn p238(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((0.25_f64 * (y * x)) * (0.25_f64 * (y * x)) + 1.0).ln()).tanh();
-    let mut b = (h[1]).tanh();
-    let v4 = ((((h[2] + x) + a) * ((h[2] + x) + a)).exp().recip()).tanh();
-    for _ in 0..n {
-        if b > 0.0 {
-            b = (((b.cos() + (w[0] * w[0]).exp().recip())
-                * (b.cos() + (w[0] * w[0]).exp().recip())
-                + 1.0)
-                .ln())
-            .tanh();
-            let v5 = (a).tanh();
-        } else {
-        }
-        let v5 = (b).tanh();
-    }
-    if n > 0 {
-        if y > 0.1 {
-            h[0] += (((v4 * h.iter().sum::<f64>()) + backprop::sigmoid(h[0]))
-                + ((w.iter().map(|v| v * v).sum::<f64>() + x) - y))
-                .tanh();
-        } else {
-            a += (helper(v4.cos())).tanh();
-        }
-        for _ in (0..n).rev() {
-            b += (backprop::sigmoid(0.25_f64)).tanh();
-            h[2] = (b - ((a * v4) * (a * v4)).exp().recip()).tanh();
-            h[2] = ((h.iter().sum::<f64>() * h.iter().sum::<f64>())
-                .exp()
-                .recip())
-            .tanh();
-        }
-    } else {
-    }
-    if x > 0.0 {
-        let v5 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-        let mut k776255 = 0;
-        while k776255 < n {
-            b *= (v5).tanh();
-            a *= (w[1]).tanh();
-            k776255 += 1;
-        }
-    } else {
-    }
-    a + b + b
+    let mut a = ((((x * x) * (x * x) + 1.0).ln() * ((x * x) * (x * x) + 1.0).ln())
+        .exp()
+        .recip())
+    .tanh();
+    h[2] = (0.5_f64).tanh();
+    a += (slice_helper(&h).cos()).tanh();
+    a + a
 }
 
 #[grad]
 fn p239(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let v3 = ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
-        .exp()
-        .recip())
-    .tanh();
-    a = (backprop::sigmoid(((a * a + 1.0).ln() * (x + v3)))).tanh();
-    a + y
+    let mut a = (x / (1.0 + y * y)).tanh();
+    let mut b = ((w[1] - (a * y)) * helper(a)).tanh();
+    a -= (((y * y + 1.0).ln() * (y * y + 1.0).ln()).exp().recip()).tanh();
+    let mut k641977 = 0;
+    loop {
+        if k641977 >= n {
+            break;
+        }
+        if n > 0 {
+            b = (y.cos()).tanh();
+            a *= (((slice_helper(w).sin() + (y * y + 1.0).ln())
+                * (slice_helper(w).sin() + (y * y + 1.0).ln()))
+            .exp()
+            .recip())
+            .tanh();
+        } else {
+        }
+        if x > 0.61 {
+            break;
+        }
+        k641977 += 1;
+    }
+    let mut k198433 = 0;
+    while k198433 < n {
+        a = ((a * a + 1.0).ln()).tanh();
+        let v4 = (slice_helper(&h) + ((y / (1.0 + b * b)) * (y / (1.0 + b * b)) + 1.0).ln()).tanh();
+        k198433 += 1;
+    }
+    if n % 2 == 0 {
+        b = ((a * (a - w.iter().map(|v| v * v).sum::<f64>()))
+            + ((w[1] * w[1] + 1.0).ln() * (w[1] * w[1] + 1.0).ln())
+                .exp()
+                .recip())
+        .tanh();
+        h[1] += ((x + (a * a)) / (1.0 + ((w[0] + 1.5_f64) * y) * ((w[0] + 1.5_f64) * y))).tanh();
+    } else {
+    }
+    a + b + y
 }
 
 #[grad]
 fn p240(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (slice_helper(&h)).tanh();
-    if n > 2 {
-        let mut k247922 = 0;
-        while k247922 < n {
-            let v3 = (a.sin()).tanh();
-            k247922 += 1;
+    let mut a = ((x
+        * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            + 1.0)
+            .sqrt())
+    .sin())
+    .tanh();
+    if n > 1 {
+        if y > 0.0 {
+            h[2] = (a).tanh();
+            a += (x.tanh().atan() + (w[0] / (1.0 + x.cos() * x.cos()))).tanh();
+        } else {
         }
+        a = (x).tanh();
     } else {
-        let v3 = (backprop::sigmoid(helper(x))).tanh();
+        a -= (h[1]).tanh();
+        a = (y).tanh();
     }
-    a = (((y / (1.0 + x * x)) * (y / (1.0 + x * x)) + 1.0).ln().cos()).tanh();
-    if x > 0.0 {
-        let v3 = (3.0_f64
-            + ((a * a + 1.0).ln() / (1.0 + (y / (1.0 + x * x)) * (y / (1.0 + x * x)))))
-            .tanh();
-        let v4 = (((y + y) * x)
-            - (slice_helper(w) * (w.iter().map(|v| v * v).sum::<f64>() - w[2])))
-            .tanh();
-    } else {
+    let v3 = ((0.5_f64.atan() + h[2]) - w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    for _ in (0..n).rev() {
+        h[1] *= ((v3 - 1.5_f64).cos().cos()).tanh();
+        a *= (v3.atan().atan()).tanh();
     }
-    let v3 = (y).tanh();
-    h[0] += ((a + h[1]).tanh().tanh()).tanh();
-    a + a
+    let mut k455535 = 0;
+    loop {
+        if k455535 >= n {
+            break;
+        }
+        a += (slice_helper(&h)).tanh();
+        if v3 > 0.61 {
+            break;
+        }
+        k455535 += 1;
+    }
+    match n % 3 {
+        0 => {
+            let v4 = (((slice_helper(&h) * slice_helper(&h)).exp().recip() - slice_helper(&h))
+                .atan())
+            .tanh();
+        }
+        1 | 2 => {}
+        _ => {}
+    }
+    a + y
 }
 
 #[grad]
 fn p241(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((y / (1.0 + x * x)).sin() * (y / (1.0 + x * x)).sin())
-        .exp()
-        .recip())
-    .tanh();
-    h[0] += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    let v3 = (((3.0_f64 * 3.0_f64 + 1.0).ln() + (x + w[1])) * slice_helper(w)).tanh();
-    let mut k929597 = 0;
-    while k929597 < n {
-        a *= (w.iter().map(|v| v * v).sum::<f64>().atan()).tanh();
-        k929597 += 1;
+    let mut a = (x).tanh();
+    let mut b = ((w[0].sin() + w[0]) / (1.0 + (y + a).tanh() * (y + a).tanh())).tanh();
+    let mut k777565 = 0;
+    loop {
+        if k777565 >= n {
+            break;
+        }
+        h[1] = (b).tanh();
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                a += (h[2].tanh()).tanh();
+                a += ((a * a + 1.0).sqrt().atan()).tanh();
+            }
+            _ => {
+                b *= (backprop::sigmoid((b.sin() * (b * b).exp().recip()))).tanh();
+                b += (slice_helper(&h) - h.iter().sum::<f64>()).tanh();
+            }
+        }
+        if b > 0.61 {
+            break;
+        }
+        k777565 += 1;
     }
-    h[2] *= (w[0] / (1.0 + helper(backprop::sigmoid(a)) * helper(backprop::sigmoid(a)))).tanh();
-    h[1] = (((2.0_f64 * h[0]) * (2.0_f64 * h[0])).exp().recip() - 1.5_f64).tanh();
-    a + a
+    h[0] = (a).tanh();
+    let mut k835610 = 0;
+    while k835610 < n {
+        let v4 = (slice_helper(&h)).tanh();
+        k835610 += 1;
+    }
+    for _ in (0..n).rev() {
+        b += (backprop::sigmoid(backprop::sigmoid((y * x)))).tanh();
+        b = (helper(((w[1] - a) / (1.0 + backprop::sigmoid(y) * backprop::sigmoid(y))))).tanh();
+        let v4 = (h[2]).tanh();
+    }
+    a + b + x
 }
 
 #[grad]
 fn p242(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((h[2].sin() * (y * w[0])) + (y * y).cos()).tanh();
-    h[2] = (a / (1.0 + (y.sin() - (w[0] - x)) * (y.sin() - (w[0] - x)))).tanh();
-    let v3 = ((2.0_f64 - (a * 2.0_f64)).cos()).tanh();
-    a + v3
+    let mut a = ((x * x + 1.0).sqrt()).tanh();
+    let v3 = (a).tanh();
+    h[2] += (h.iter().sum::<f64>()).tanh();
+    for _ in (0..n).rev() {
+        let v4 = ((h[2] + a) - (w[0] * w[0] + 1.0).ln()).tanh();
+    }
+    if x > -0.2 {
+        for i1 in 0..n + 1 {
+            if a > 0.07 {
+                continue;
+            }
+            a = (h[i1 % 3]).tanh();
+            a = ((helper(x) * 3.0_f64)
+                / (1.0
+                    + ((0.5_f64 - a) * (y * y).exp().recip())
+                        * ((0.5_f64 - a) * (y * y).exp().recip())))
+            .tanh();
+            let v4 = (backprop::sigmoid(a)).tanh();
+        }
+        h[1] = (((v3 + x) - v3)
+            - ((w[0] - w[2]) / (1.0 + (v3 * v3 + 1.0).sqrt() * (v3 * v3 + 1.0).sqrt())))
+        .tanh();
+    } else {
+        let v4 = ((y * y).exp().recip() + (a * v3)).tanh();
+        h[1] = (h[1].tanh()).tanh();
+    }
+    a + y
 }
 
 #[grad]
 fn p243(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (0.25_f64.atan().cos() * helper(h[1])).tanh();
-    let mut b = (helper(a)).tanh();
-    let v4 = (((helper(y) * helper(y) + 1.0).ln() * (helper(y) * helper(y) + 1.0).ln())
-        .exp()
-        .recip())
-    .tanh();
-    let v5 = (((h[1]
-        / (1.0
-            + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                / (1.0 + slice_helper(w) * slice_helper(w)))
-                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                    / (1.0 + slice_helper(w) * slice_helper(w)))))
-        * (h[1]
-            / (1.0
-                + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                    / (1.0 + slice_helper(w) * slice_helper(w)))
-                    * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                        / (1.0 + slice_helper(w) * slice_helper(w)))))
-        + 1.0)
-        .sqrt())
-    .tanh();
-    let mut k397284 = 0;
-    while k397284 < n {
-        for i1 in 0..n + 1 {
-            let v6 =
-                (helper(((v5 * v5).exp().recip() * (v5 * v5).exp().recip() + 1.0).ln())).tanh();
-            b += (a * ((a / (1.0 + h[1] * h[1])) / (1.0 + h[i1 % 3] * h[i1 % 3]))).tanh();
-        }
-        let v6 = (a + ((x - x) * (x - x)).exp().recip()).tanh();
-        k397284 += 1;
+    let mut a =
+        (backprop::sigmoid((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + h[0]))
+            * ((y - 2.0_f64) / (1.0 + y * y)))
+            .tanh();
+    a = (a).tanh();
+    for _ in 0..n {
+        let v3 = ((y.sin() * (slice_helper(w) - a)).atan()).tanh();
     }
-    let v6 = (3.0_f64).tanh();
-    let v7 = (helper(w[1])).tanh();
-    a + b + v6
+    a + a
 }
 
 #[grad]
 fn p244(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (h[0]).tanh();
-    let mut b = (x + ((x + y) + y)).tanh();
-    a = ((helper(slice_helper(&h)) * helper(slice_helper(&h)) + 1.0).sqrt()
-        / (1.0 + slice_helper(&h) * slice_helper(&h)))
-    .tanh();
-    let v4 = (x + a).tanh();
-    a + b + y
+    let mut a = (backprop::sigmoid(x)).tanh();
+    let mut b = (y).tanh();
+    a += (y.atan()).tanh();
+    b -= (y - (b * b + 1.0).sqrt()).tanh();
+    for i0 in 0..n + 1 {
+        let v4 = (((slice_helper(w).sin() * slice_helper(w).sin() + 1.0).sqrt()
+            * (slice_helper(w).sin() * slice_helper(w).sin() + 1.0).sqrt())
+        .exp()
+        .recip())
+        .tanh();
+        a *= (a).tanh();
+    }
+    a + b + a
 }
 
 #[grad]
 fn p245(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    h[0] *= (((a * a).exp().recip() / (1.0 + slice_helper(w) * slice_helper(w)))
-        + ((y * x) + (x / (1.0 + x * x))))
-        .tanh();
-    let v3 = (((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()
-        + 1.0)
-        .sqrt()
-        * h[0])
-        .cos())
-    .tanh();
-    a + v3
+    let mut a = (y).tanh();
+    for _ in 0..n {
+        if n > 2 {
+            h[2] = (((x * x + 1.0).ln() * (x * x + 1.0).ln() + 1.0).ln()
+                / (1.0 + ((x * h[1]) * (h[1] + a)) * ((x * h[1]) * (h[1] + a))))
+                .tanh();
+            a += (w.iter().map(|v| v * v).sum::<f64>() + helper(y.sin())).tanh();
+        } else {
+            let v3 = (backprop::sigmoid(
+                (backprop::sigmoid(slice_helper(w)) / (1.0 + helper(a) * helper(a))),
+            ))
+            .tanh();
+        }
+    }
+    a += (a).tanh();
+    if n % 2 == 0 {
+        if n > 0 {
+            h[1] = (x.sin().cos()).tanh();
+            a *= (h[2] * (y * a).atan()).tanh();
+        } else {
+        }
+        let mut k138818 = 0;
+        while k138818 < n {
+            let v3 = (a).tanh();
+            let v4 = (w[1]).tanh();
+            k138818 += 1;
+        }
+    } else {
+        let mut k48624 = 0;
+        while k48624 < n {
+            let v3 = ((h[2] / (1.0 + h[1] * h[1])) - h[2]).tanh();
+            a += (backprop::sigmoid((helper(x) / (1.0 + a * a)))).tanh();
+            k48624 += 1;
+        }
+    }
+    a + x
 }
 
 #[grad]
 fn p246(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let v3 = (((a * a + 1.0).sqrt() * (a * a + 1.0).sqrt() + 1.0).sqrt() + a).tanh();
-    let v4 = (v3 - 2.0_f64).tanh();
-    for _ in 0..n {
-        a *= (v4).tanh();
-        h[0] *= (((a * a + 1.0).sqrt() * (a * a + 1.0).sqrt()).exp().recip()).tanh();
-    }
-    if n > 2 {
-        if y > -0.2 {
-            a *= (y).tanh();
-        } else {
-            a *= ((v3 * h[0]).atan().atan()).tanh();
-            a += (w[2]).tanh();
+    let mut a =
+        ((x + h.iter().sum::<f64>()) / (1.0 + (x.sin() + x.tanh()) * (x.sin() + x.tanh()))).tanh();
+    let mut b = (backprop::sigmoid(w.iter().map(|v| v * v).sum::<f64>())).tanh();
+    b = (((0.5_f64 / (1.0 + y * y)).atan() * (0.5_f64 / (1.0 + y * y)).atan() + 1.0).sqrt()).tanh();
+    h[2] *= ((y * y + 1.0).sqrt()).tanh();
+    match n % 3 {
+        0 => {
+            for i1 in 0..n + 1 {
+                h[i1 % 3] = ((a.tanh() * a.tanh() + 1.0).sqrt()).tanh();
+            }
+            b = ((a.cos() * a.cos() + 1.0).sqrt() * b.cos()).tanh();
         }
-        for _ in 0..n {
-            a += (0.5_f64).tanh();
-        }
-    } else {
-    }
-    if n > 2 {
-        a += (((2.0_f64 - y) * (2.0_f64 - y) + 1.0).sqrt() + (w[2].cos() - helper(y))).tanh();
-        let v5 = (y).tanh();
-    } else {
-        if n > 1 {
-            a = (v3.cos()).tanh();
-        } else {
-            a *= ((y * (3.0_f64 * x))
-                / (1.0 + ((h[1] - v3) * h[1].atan()) * ((h[1] - v3) * h[1].atan())))
+        1 | 2 => {
+            b = (a).tanh();
+            a *= (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                + 1.0)
+                .ln()
+                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    + 1.0)
+                    .ln()
+                + 1.0)
+                .sqrt()
+                .sin())
             .tanh();
-            a = (0.5_f64 / (1.0 + v4 * v4)).tanh();
+        }
+        _ => {
+            let v4 = (h[2]).tanh();
         }
     }
-    a + x
+    if b > 0.0 {
+        b += (y.sin().sin()).tanh();
+    } else {
+        for _ in 0..n {
+            let v4 = ((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).sqrt()).tanh();
+            a *= ((y * y + 1.0).sqrt() + (3.0_f64 - y).tanh()).tanh();
+        }
+        h[2] += (((0.25_f64 * (w[1] * y)) * (0.25_f64 * (w[1] * y)) + 1.0).ln()).tanh();
+    }
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            for _ in (0..n).rev() {
+                a += (y).tanh();
+                a += (x).tanh();
+            }
+            let v4 = (x).tanh();
+        }
+        _ => {
+            for _ in (0..n).rev() {
+                h[2] += ((a * a + 1.0).ln()).tanh();
+                h[0] *= (b).tanh();
+                a *= (0.5_f64).tanh();
+            }
+            b = (x).tanh();
+        }
+    }
+    a + b + b
 }
 
 #[grad]
 fn p247(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * x + 1.0).sqrt()).tanh();
+    let mut a = (backprop::sigmoid(x) - w[1]).tanh();
+    a += (helper(((a - 1.5_f64) * helper(y)))).tanh();
     for i0 in 0..n + 1 {
-        let v3 = (((h[i0 % 3] - w[1]) + (w[i0 % 3] - a)) * (a * a + 1.0).sqrt().cos()).tanh();
-        h[0] *= (h[2]).tanh();
-    }
-    for _ in (0..n).rev() {
-        let mut k448916 = 0;
-        while k448916 < n {
-            a *= (x - 0.5_f64).tanh();
-            k448916 += 1;
+        for i1 in 0..n + 1 {
+            a += ((0.25_f64 + a) + ((y * a) * (y + w[2]))).tanh();
         }
     }
-    a += (slice_helper(&h).cos()).tanh();
-    if n % 2 == 0 {
-        for _ in 0..n {
-            h[1] = (backprop::sigmoid(w.iter().map(|v| v * v).sum::<f64>())
-                / (1.0 + (y / (1.0 + a.atan() * a.atan())) * (y / (1.0 + a.atan() * a.atan()))))
-            .tanh();
-            a *= (((x * x + 1.0).ln() - 1.5_f64) + w[1].atan()).tanh();
+    for _ in 0..n {
+        let v3 = (y).tanh();
+        if y > 0.07 {
+            continue;
         }
-    } else {
-        h[2] *= (a - (helper(w[1]) - (w[0] * w[0] + 1.0).ln())).tanh();
-        let v3 = (x).tanh();
     }
-    a + x
+    a = (x).tanh();
+    for i0 in 0..n + 1 {
+        if n > 1 {
+            a += (((h[2] + a) * h[1]) - ((y - x) + x)).tanh();
+        } else {
+            a *= (x).tanh();
+            a += (y).tanh();
+        }
+        a = (y).tanh();
+        a *= (backprop::sigmoid(x).atan() * w[2].sin()).tanh();
+    }
+    a + a
 }
 
 #[grad]
 fn p248(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((((x - x) + y) * ((x - x) + y) + 1.0).sqrt()).tanh();
-    let v3 = (slice_helper(&h)).tanh();
-    a -= ((slice_helper(&h) + w[1]).cos()).tanh();
-    h[2] *= (slice_helper(w)).tanh();
+    let mut a = ((x / (1.0 + 2.0_f64 * 2.0_f64)).sin() - x).tanh();
+    let v3 = (x.sin()).tanh();
+    a = ((v3 / (1.0 + w[1].cos() * w[1].cos())) - (x.tanh() / (1.0 + a * a))).tanh();
+    for _ in (0..n).rev() {
+        a = ((h[1] * h[1] + 1.0).ln()).tanh();
+        if n > 2 {
+            a -= (((0.25_f64 - 1.5_f64).cos() * (0.25_f64 - 1.5_f64).cos() + 1.0).ln()).tanh();
+            a += (((v3 * x) * (v3 * x) + 1.0).ln().tanh()).tanh();
+        } else {
+            a *= (a).tanh();
+            a += (y).tanh();
+        }
+        a = (h[2]).tanh();
+    }
+    let v4 = (v3.sin().atan()).tanh();
     a + v3
 }
 
 #[grad]
 fn p249(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (a * y).tanh();
-    for i0 in 0..n + 1 {
-        h[1] += (b - 0.25_f64).tanh();
-    }
-    let v4 = (((w[1] + h[1]) * (w[1] + h[1])).exp().recip() * y).tanh();
-    let v5 = (b).tanh();
-    a -= ((helper(0.25_f64) * helper(0.25_f64)).exp().recip().tanh()).tanh();
-    let v6 = (((slice_helper(&h) - v5) + (v4 * slice_helper(w)))
-        + ((w[0] * w[0]).exp().recip() * (w[2] * v4)))
-        .tanh();
-    a + b + v5
+    let mut a = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * y)
+        * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * y)
+        + 1.0)
+        .sqrt())
+    .tanh();
+    a += (x).tanh();
+    let v3 = (backprop::sigmoid(((a * a + 1.0).sqrt() / (1.0 + x * x)))).tanh();
+    let v4 = ((x / (1.0 + v3 * v3)) * h[1]).tanh();
+    a + y
 }
 
 #[grad]
 fn p250(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y * x).tanh();
-    let v3 = (helper(h[1]).tanh()).tanh();
-    let v4 = (y).tanh();
-    for i0 in 0..n + 1 {
-        a = (v4.cos()).tanh();
-        let v5 = (((v3 - h[1]) * x) + y).tanh();
-        h[1] += ((((v3 - w[1]) - (w[0] / (1.0 + h[0] * h[0])))
-            * ((v3 - w[1]) - (w[0] / (1.0 + h[0] * h[0]))))
-            .exp()
-            .recip())
-        .tanh();
-    }
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            let v5 = ((a + (h[i1 % 3] * h[i1 % 3]).exp().recip())
-                + ((y * 2.0_f64) - (w[i1 % 3] * w[i1 % 3] + 1.0).ln()))
-            .tanh();
-            a *= (((w[2] * w[2] + 1.0).sqrt() + x.tanh())
-                - ((v3 * v3 + 1.0).ln() * (v3 * v3 + 1.0).ln()).exp().recip())
-            .tanh();
+    let mut a = (y).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            let mut k644287 = 0;
+            while k644287 < n {
+                let v3 = (x
+                    / (1.0
+                        + (w.iter().map(|v| v * v).sum::<f64>().tanh() - (x - a))
+                            * (w.iter().map(|v| v * v).sum::<f64>().tanh() - (x - a))))
+                    .tanh();
+                let v4 = ((y / (1.0 + a * a)).cos().sin()).tanh();
+                k644287 += 1;
+            }
+        }
+        _ => {
+            if n > 3 {
+                a *= (((x * x).exp().recip() / (1.0 + 3.0_f64 * 3.0_f64)) - a).tanh();
+            } else {
+            }
+            if n > 3 {
+                a = (backprop::sigmoid(w[1]).cos()
+                    - (y / (1.0 + slice_helper(&h) * slice_helper(&h))).cos())
+                .tanh();
+            } else {
+                let v3 = (x).tanh();
+                let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+            }
         }
     }
-    let mut k210814 = 0;
-    while k210814 < n {
-        let v5 = (helper(v4)).tanh();
-        let mut k683282 = 0;
-        while k683282 < n {
-            h[0] += ((x * (a + v5)).atan()).tanh();
-            k683282 += 1;
+    for i0 in 0..n + 1 {
+        if a > 0.07 {
+            break;
         }
-        k210814 += 1;
+        h[2] *= (backprop::sigmoid(x)).tanh();
+        if x > 0.1 {
+            h[i0 % 3] += (backprop::sigmoid((a.atan() * (a * a + 1.0).ln()))).tanh();
+            h[2] += (h[0] / (1.0 + w[i0 % 3] * w[i0 % 3])).tanh();
+        } else {
+            a += (x).tanh();
+        }
     }
-    a + v4
+    let v3 = (y * (helper(w[2]) - (a * y))).tanh();
+    if n > 2 {
+        if n % 2 == 0 {
+            a *= ((2.0_f64.tanh() * 2.0_f64.tanh() + 1.0).ln()).tanh();
+            a -= (backprop::sigmoid((v3 * h[0].sin()))).tanh();
+        } else {
+            a = (slice_helper(&h) - 1.5_f64.tanh()).tanh();
+        }
+    } else {
+        let v4 = ((y.atan() + 0.25_f64).tanh()).tanh();
+    }
+    let mut k299306 = 0;
+    loop {
+        if k299306 >= n {
+            break;
+        }
+        a = (x).tanh();
+        if a > 0.61 {
+            break;
+        }
+        k299306 += 1;
+    }
+    a + x
 }
 
 #[grad]
 fn p251(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid((y.sin() * (y * y).exp().recip()))).tanh();
-    let mut b = (x.cos()).tanh();
-    let v4 = (b / (1.0 + x * x)).tanh();
-    h[0] = ((a * a + 1.0).sqrt() * b.atan()).tanh();
-    a *= ((slice_helper(w) / (1.0 + v4 * v4)) * (w[1] + 3.0_f64).atan()).tanh();
-    b = ((v4.cos() * (b / (1.0 + slice_helper(w) * slice_helper(w)))) / (1.0 + w[0] * w[0])).tanh();
-    a + b + x
+    let mut a = (x).tanh();
+    a += ((a * a + 1.0).ln()).tanh();
+    a = (x.tanh()).tanh();
+    let v3 = (backprop::sigmoid(x) + ((y * y + 1.0).sqrt() * helper(a))).tanh();
+    a + x
 }
 
 #[grad]
 fn p252(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (1.5_f64).tanh();
-    let mut k418336 = 0;
-    while k418336 < n {
-        let mut k620629 = 0;
-        while k620629 < n {
-            let v3 = (((y * a) - w[1]) / (1.0 + y.cos() * y.cos())).tanh();
-            a += ((w[0] * w[0] + 1.0).ln()).tanh();
-            k620629 += 1;
-        }
-        h[0] += (((y * y + 1.0).sqrt() * (y + a)) - ((3.0_f64 + y) + 1.5_f64.tanh())).tanh();
-        k418336 += 1;
-    }
-    a = (w[0].tanh()).tanh();
-    if n % 2 == 0 {
-        h[1] *= (y).tanh();
-    } else {
-    }
-    h[1] = (x).tanh();
-    a + a
-}
-
-#[grad]
-fn p253(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid((w.iter().map(|v| v * v).sum::<f64>().sin() - y))).tanh();
-    let mut b = (helper(helper(a).cos())).tanh();
-    for i0 in 0..n + 1 {
-        let v4 = ((y * y).exp().recip() + (a * b)).tanh();
-        h[i0 % 3] += (a.atan() + (a * a).exp().recip().sin()).tanh();
-        if n > 0 {
-            let v5 = ((a + (x * v4)).tanh()).tanh();
-        } else {
-        }
-    }
-    let v4 = (backprop::sigmoid((a.sin() - (slice_helper(w) * a)))).tanh();
-    if n % 2 == 0 {
-        a = (((b + w[1]) - b) - slice_helper(w)).tanh();
-        for _ in 0..n {
-            let v5 = (b).tanh();
-        }
-    } else {
-        let v5 = (((v4 * v4.tanh()) * (v4 * v4.tanh()) + 1.0).ln()).tanh();
-        for i1 in 0..n + 1 {
-            let v6 = (backprop::sigmoid((a + (w[1] - w[2])))).tanh();
-        }
-    }
-    h[2] += (((helper(b) + h.iter().sum::<f64>()) * (helper(b) + h.iter().sum::<f64>()) + 1.0)
-        .ln())
-    .tanh();
-    h[0] *= (0.5_f64 + v4).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p254(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((w.iter().map(|v| v * v).sum::<f64>() + h.iter().sum::<f64>().sin())
-        + (y - helper(x)))
-    .tanh();
-    let mut b = (((h[2] - y) * (x / (1.0 + y * y))) * y.atan()).tanh();
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            b *= (y).tanh();
-            b *= (y + (0.5_f64 / (1.0 + 0.5_f64 * 0.5_f64)).sin()).tanh();
-        }
-        if n > 1 {
-            b += (a).tanh();
-            b = ((b - x).sin() * (0.5_f64 + h[2])).tanh();
-        } else {
-            let v4 = (b).tanh();
-            b += ((helper(h[2]) * a) * ((w[0] / (1.0 + a * a)) - y.sin())).tanh();
-        }
-    }
-    for i0 in 0..n + 1 {
-        a = (a.cos().cos().tanh()).tanh();
-        for _ in 0..n {
-            a *= ((y.atan() - y.atan())
-                / (1.0
-                    + ((x / (1.0 + y * y)) + 0.25_f64.sin())
-                        * ((x / (1.0 + y * y)) + 0.25_f64.sin())))
-            .tanh();
-        }
-        a = (w[1].sin()).tanh();
-    }
-    h[0] *= ((helper(helper(b)) * helper(helper(b))).exp().recip()).tanh();
-    let v4 = (((a.cos() + 0.5_f64) * (a.cos() + 0.5_f64) + 1.0).sqrt()).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p255(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((helper((y / (1.0 + y * y))) * helper((y / (1.0 + y * y))) + 1.0).sqrt()).tanh();
-    let mut b = ((h[2].cos() * h[2].cos() + 1.0).ln() - w[0]).tanh();
-    for _ in (0..n).rev() {
-        if b > 0.0 {
-            b += (y.sin().sin()).tanh();
-        } else {
-            b += (helper(((x - a) - b.cos()))).tanh();
-            b = ((h[0] - (slice_helper(w) * h[1])) - helper((b / (1.0 + y * y)))).tanh();
-        }
-        let mut k300142 = 0;
-        while k300142 < n {
-            let v4 = ((x * x).exp().recip()).tanh();
-            let v5 = (w[2]).tanh();
-            k300142 += 1;
-        }
-        for i1 in 0..n + 1 {
-            a += (x).tanh();
-            a *= (b).tanh();
-        }
-    }
-    h[1] = (h.iter().sum::<f64>() * (x * x).sin()).tanh();
-    a += (w
-        .iter()
-        .zip(h.iter())
-        .map(|(a, b)| a * b)
-        .sum::<f64>()
-        .atan())
-    .tanh();
-    a + b + a
-}
-
-#[grad]
-fn p256(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    a = (backprop::sigmoid(a).sin()).tanh();
-    if n % 2 == 0 {
-        for _ in (0..n).rev() {
-            a *= (h[2] - a).tanh();
-            a *= ((x / (1.0 + (w[1] * w[1]).exp().recip() * (w[1] * w[1]).exp().recip()))
-                / (1.0 + (0.5_f64 * 0.5_f64).exp().recip() * (0.5_f64 * 0.5_f64).exp().recip()))
-            .tanh();
-        }
-        let v3 = (0.25_f64).tanh();
-    } else {
-    }
-    a + y
-}
-
-#[grad]
-fn p257(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[1]).tanh();
-    let v3 = (a).tanh();
-    a *= (x * (y - (y - x))).tanh();
-    a + y
-}
-
-#[grad]
-fn p258(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x / (1.0 + (w[0].sin() - helper(w[0])) * (w[0].sin() - helper(w[0])))).tanh();
-    let mut b = (a
-        / (1.0 + ((h[1] + w[2]) - (a * a + 1.0).ln()) * ((h[1] + w[2]) - (a * a + 1.0).ln())))
-    .tanh();
-    let v4 = (y).tanh();
-    let mut k828766 = 0;
-    while k828766 < n {
-        if n > 1 {
-            let v5 = ((a.atan() / (1.0 + (w[0] + v4) * (w[0] + v4)))
-                + (backprop::sigmoid(x) - (3.0_f64 - w.iter().map(|v| v * v).sum::<f64>())))
-            .tanh();
-            a *= ((v4 - w.iter().map(|v| v * v).sum::<f64>()) * y.sin()).tanh();
-        } else {
-            a *= (0.25_f64.cos().atan().atan()).tanh();
-        }
-        k828766 += 1;
-    }
-    for _ in (0..n).rev() {
-        let v5 = ((a * a + 1.0).sqrt()).tanh();
-    }
-    let mut k705953 = 0;
-    while k705953 < n {
-        if n % 2 == 0 {
-            a += (((v4 * v4).exp().recip() * (v4 * v4).exp().recip() + 1.0)
-                .sqrt()
-                .sin())
-            .tanh();
-            b += (a).tanh();
-        } else {
-            let v5 = (b).tanh();
-            h[2] += (((slice_helper(&h) - v5) * (slice_helper(&h) - v5) + 1.0).ln() * x).tanh();
-        }
-        k705953 += 1;
-    }
-    a + b + a
-}
-
-#[grad]
-fn p259(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x / (1.0 + h[2].atan() * h[2].atan())).tanh();
-    let mut b = (helper(
-        (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + y.cos() * y.cos())),
-    ))
-    .tanh();
-    if n > 1 {
-        let mut k695812 = 0;
-        while k695812 < n {
-            a *= ((slice_helper(w) - (a + y)) * slice_helper(&h)).tanh();
-            b += (x).tanh();
-            k695812 += 1;
-        }
-        let v4 = (b).tanh();
-    } else {
-    }
-    for _ in (0..n).rev() {
-        if n % 2 == 0 {
-            h[2] += (x).tanh();
-            b *= (x).tanh();
-        } else {
-            h[2] += (x).tanh();
-        }
-        b = ((helper(a) + (slice_helper(&h) / (1.0 + 2.0_f64 * 2.0_f64))) - h[1]).tanh();
-        let mut k447342 = 0;
-        while k447342 < n {
-            b *= (((y * y).exp().recip() / (1.0 + 3.0_f64 * 3.0_f64)) + a).tanh();
-            k447342 += 1;
-        }
-    }
-    if n > 3 {
-        a = (backprop::sigmoid(w[1]).cos()
-            - (b / (1.0 + slice_helper(&h) * slice_helper(&h))).cos())
-        .tanh();
-    } else {
-        let v4 = (x).tanh();
-        let v5 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    }
-    a + b + a
-}
-
-#[grad]
-fn p260(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((w[2] + (x + x)) - 3.0_f64).tanh();
-    let v3 = (y).tanh();
-    let v4 = ((v3 - w.iter().map(|v| v * v).sum::<f64>()).cos() + ((a + x) + (y + v3))).tanh();
-    let v5 = (x).tanh();
-    a += (backprop::sigmoid((v4 * v4).exp().recip())
-        * (w[0] / (1.0 + (h[2] * h[0]) * (h[2] * h[0]))))
-        .tanh();
-    a + v3
-}
-
-#[grad]
-fn p261(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(
-        ((w[1]
-            / (1.0 + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
-            - w[2].tanh()),
-    ))
-    .tanh();
-    let mut b = (a.sin()).tanh();
-    let v4 = ((w[2] + (b * y)).sin()).tanh();
-    if n > 1 {
-        let mut k281741 = 0;
-        while k281741 < n {
-            a = (0.5_f64 * (helper(w[0]) * y)).tanh();
-            b *= (2.0_f64 * (x + helper(y))).tanh();
-            k281741 += 1;
-        }
-        for _ in 0..n {
-            let v5 = (((h[0].atan() - v4.sin()) * (h[0].atan() - v4.sin()) + 1.0).ln()).tanh();
-        }
-    } else {
-        h[1] += (x).tanh();
-        let v5 = (a).tanh();
-    }
-    if n > 1 {
-        h[2] *= (a).tanh();
-        a += ((slice_helper(&h) * slice_helper(&h) + 1.0).ln()).tanh();
-    } else {
-        let v5 = (a.atan().cos() * w[2]).tanh();
-        b = (0.25_f64.atan()).tanh();
-    }
-    let v5 = (h[0]).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p262(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = ((x * x + 1.0).sqrt()).tanh();
+    let mut a = (((w[2] * w[2]).exp().recip() * y) + ((y / (1.0 + x * x)) - 0.25_f64)).tanh();
+    let mut b = (y).tanh();
+    a = ((x * x + 1.0).sqrt().atan()).tanh();
     let v4 = (h[0].tanh()).tanh();
     for _ in 0..n {
         let v5 = (x.sin()).tanh();
         let v6 =
             ((((w[2] * w[2] + 1.0).ln() + x) * ((w[2] * w[2] + 1.0).ln() + x) + 1.0).ln()).tanh();
         a += (((b * 0.25_f64) * (b * 0.25_f64) + 1.0).ln().sin()).tanh();
-    }
-    let v5 = (v4).tanh();
-    for _ in 0..n {
-        let mut k970700 = 0;
-        while k970700 < n {
-            b *= (helper(backprop::sigmoid(a).cos())).tanh();
-            b += (((v5 + h[1]) + (v4 - w[2])) + (0.5_f64 - (h.iter().sum::<f64>() * b))).tanh();
-            k970700 += 1;
+        if a > 0.37 {
+            break;
         }
     }
+    a + b + v4
+}
+
+#[grad]
+fn p253(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(w[2])).tanh();
+    if n > 1 {
+        if n % 2 == 0 {
+            a *= (a).tanh();
+        } else {
+            h[0] += (a).tanh();
+            a = ((h.iter().sum::<f64>() * h.iter().sum::<f64>())
+                .exp()
+                .recip()
+                - x.cos().cos())
+            .tanh();
+        }
+    } else {
+        for i1 in 0..n + 1 {
+            a += ((w[1] - x).tanh()).tanh();
+            a *= (((w[i1 % 3] * a) * (0.25_f64 * 0.25_f64 + 1.0).ln())
+                / (1.0 + (y * y + 1.0).ln() * (y * y + 1.0).ln()))
+            .tanh();
+            a += (y.tanh()).tanh();
+        }
+        a = ((y.cos().tanh() * y.cos().tanh()).exp().recip()).tanh();
+    }
+    a *= (backprop::sigmoid((w[1] * a)) - helper((x + a))).tanh();
+    let v3 = (y / (1.0 + (a / (1.0 + a * a)) * (a / (1.0 + a * a)))).tanh();
+    h[0] *= (h[0]).tanh();
+    a = (y).tanh();
+    a + a
+}
+
+#[grad]
+fn p254(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(slice_helper(&h))).tanh();
+    let mut b = (((y + 0.25_f64) * (h[0] / (1.0 + w[0] * w[0]))) / (1.0 + a * a)).tanh();
+    h[0] *= (a).tanh();
+    if y > 0.1 {
+        match n % 3 {
+            0 => {}
+            1 | 2 => {}
+            _ => {
+                let v4 = (h[1]).tanh();
+            }
+        }
+        let v4 = (x).tanh();
+    } else {
+        h[1] *= (x).tanh();
+    }
+    let v4 = (helper(w[2].cos())).tanh();
     for _ in (0..n).rev() {
-        if n > 1 {
-            let v6 = (x).tanh();
-            b *= (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * v5)
-                * (0.25_f64 * 0.25_f64 + 1.0).ln())
-                / (1.0 + (a * a + 1.0).ln() * (a * a + 1.0).ln()))
+        let v5 = ((0.5_f64 / (1.0 + v4 * v4)).sin()
+            / (1.0
+                + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + v4 * v4))
+                    * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + v4 * v4))))
+            .tanh();
+    }
+    for i0 in 0..n + 1 {
+        h[i0 % 3] += (((b + y) + x) * (0.5_f64 + x).sin()).tanh();
+        let v5 = (w[0] - ((y + 1.5_f64) + v4)).tanh();
+    }
+    a + b + a
+}
+
+#[grad]
+fn p255(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y - x.cos().cos()).tanh();
+    let mut b = (a).tanh();
+    for i0 in 0..n + 1 {
+        if y > 0.1 {
+            let v4 = ((x / (1.0 + (b + y) * (b + y))).sin()).tanh();
+        } else {
+            let v4 = (a).tanh();
+        }
+    }
+    a *= (w[2].atan()).tanh();
+    if n % 2 == 0 {
+        if a > 0.1 {
+            b *= ((helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                - (y * y + 1.0).sqrt())
+            .tanh())
             .tanh();
         } else {
-            a = (b.tanh()).tanh();
-            h[0] = (backprop::sigmoid(
-                ((x * x)
-                    / (1.0
-                        + (v4 / (1.0 + slice_helper(w) * slice_helper(w)))
-                            * (v4 / (1.0 + slice_helper(w) * slice_helper(w))))),
-            ))
+        }
+    } else {
+        let v4 = (((0.5_f64
+            / (1.0
+                + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
+            - (y * a))
+            / (1.0 + (h[0] - (x * 3.0_f64)) * (h[0] - (x * 3.0_f64))))
             .tanh();
+    }
+    a + b + x
+}
+
+#[grad]
+fn p256(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((0.25_f64 * 0.25_f64 + 1.0).sqrt()
+        / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>()))
+        * 0.5_f64.sin().cos())
+    .tanh();
+    let mut b = (h.iter().sum::<f64>() * (x - backprop::sigmoid(slice_helper(&h)))).tanh();
+    for i0 in 0..n + 1 {
+        if n > 3 {
+            h[i0 % 3] =
+                (x.sin() / (1.0 + (helper(w[i0 % 3]) * x) * (helper(w[i0 % 3]) * x))).tanh();
+        } else {
+            let v4 = (1.5_f64 / (1.0 + helper(a.atan()) * helper(a.atan()))).tanh();
+            b = (h[2] - b).tanh();
+        }
+        h[i0 % 3] += (3.0_f64).tanh();
+    }
+    a -= (y).tanh();
+    b = (h[2]).tanh();
+    let v4 = (b - 0.5_f64).tanh();
+    h[0] += (v4
+        - ((y * h.iter().sum::<f64>()) * (y * h.iter().sum::<f64>()))
+            .exp()
+            .recip())
+    .tanh();
+    a + b + b
+}
+
+#[grad]
+fn p257(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (x + h[1]).tanh();
+    for _ in (0..n).rev() {
+        if b > 0.07 {
+            continue;
+        }
+        h[2] += ((((a * 3.0_f64) - (w[0] * 2.0_f64)) * ((a * 3.0_f64) - (w[0] * 2.0_f64)) + 1.0)
+            .ln())
+        .tanh();
+        for i1 in 0..n + 1 {
+            let v4 = (w[i1 % 3] - (w[0] * w[0] + 1.0).sqrt()).tanh();
+            a += (h[1]).tanh();
+            a += ((h[0] + h[1]).tanh() + y).tanh();
+        }
+    }
+    if a > -0.2 {
+        for _ in 0..n {
+            let v4 = ((w[0] + 3.0_f64)
+                / (1.0
+                    + ((b / (1.0 + w[0] * w[0])) * (b / (1.0 + w[0] * w[0])))
+                        .exp()
+                        .recip()
+                        * ((b / (1.0 + w[0] * w[0])) * (b / (1.0 + w[0] * w[0])))
+                            .exp()
+                            .recip()))
+            .tanh();
+            if a > -0.13 {
+                break;
+            }
+            b *= (b).tanh();
+            a *= (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                - helper(w.iter().map(|v| v * v).sum::<f64>()).tanh())
+            .tanh();
+        }
+    } else {
+    }
+    for _ in (0..n).rev() {
+        let v4 = ((b - h[1]).atan().cos()).tanh();
+        b = (h[2]).tanh();
+    }
+    h[1] *=
+        (((b.atan() * b.atan() + 1.0).ln() * (b.atan() * b.atan() + 1.0).ln() + 1.0).sqrt()).tanh();
+    a + b + y
+}
+
+#[grad]
+fn p258(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w[2] * w[2]).exp().recip() + y) + (helper(x) * helper(x) + 1.0).sqrt()).tanh();
+    let v3 = (backprop::sigmoid(((w[1] + a) * a.atan()))).tanh();
+    if n > 1 {
+        a -= (((a * a + 1.0).sqrt() - (h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).ln())
+            - backprop::sigmoid(w[0]))
+        .tanh();
+    } else {
+        a = (x
+            + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+            .exp()
+            .recip()
+            .sin())
+        .tanh();
+    }
+    let v4 = (v3).tanh();
+    a + y
+}
+
+#[grad]
+fn p259(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = (a).tanh();
+    h[2] *= (((y * w[0]) * (y * w[0])).exp().recip() + a.tanh()).tanh();
+    let mut k352101 = 0;
+    while k352101 < n {
+        let v4 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+        h[0] = (((w[0] / (1.0 + v4 * v4)) * h[0])
+            - (backprop::sigmoid(3.0_f64) * backprop::sigmoid(3.0_f64) + 1.0).ln())
+        .tanh();
+        k352101 += 1;
+    }
+    if y > 0.1 {
+        for _ in (0..n).rev() {
+            let v4 = (h[0].tanh() + 0.25_f64.sin().cos()).tanh();
+            let v5 = (2.0_f64).tanh();
+            if y > -0.13 {
+                continue;
+            }
+            a += (((y * w[1]) + h[1])
+                / (1.0
+                    + ((y * y + 1.0).ln() + (b / (1.0 + y * y)))
+                        * ((y * y + 1.0).ln() + (b / (1.0 + y * y)))))
+                .tanh();
+        }
+    } else {
+    }
+    a + b + x
+}
+
+#[grad]
+fn p260(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y * helper(x)) / (1.0 + (x * x + 1.0).ln() * (x * x + 1.0).ln())).tanh();
+    let mut b = ((((x + y) + h[2].sin()) * ((x + y) + h[2].sin()) + 1.0).ln()).tanh();
+    for _ in (0..n).rev() {
+        if n > 1 {
+            a += (a.atan()).tanh();
+        } else {
+        }
+        h[1] = (helper(h[1])).tanh();
+    }
+    b = ((((w[2] - x) * (3.0_f64 / (1.0 + b * b))) * ((w[2] - x) * (3.0_f64 / (1.0 + b * b))))
+        .exp()
+        .recip())
+    .tanh();
+    h[1] += ((((x * x + 1.0).sqrt() / (1.0 + (x * x) * (x * x)))
+        * ((x * x + 1.0).sqrt() / (1.0 + (x * x) * (x * x)))
+        + 1.0)
+        .sqrt())
+    .tanh();
+    h[2] *= (((a - b) * (a - b) + 1.0).sqrt().tanh()).tanh();
+    let v4 = (((y - y).cos() * (y - y).cos() + 1.0).sqrt()).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p261(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = (backprop::sigmoid((w[2] - w[1]))
+        + ((a + y) * w.iter().map(|v| v * v).sum::<f64>()))
+    .tanh();
+    h[1] = (x).tanh();
+    let v4 =
+        ((2.0_f64.cos() * helper(x)) * helper(w.iter().map(|v| v * v).sum::<f64>().sin())).tanh();
+    let mut k706025 = 0;
+    while k706025 < n {
+        if n > 2 {
+            b *= (w[1] + x.tanh().sin()).tanh();
+            let v5 = (backprop::sigmoid(h[2]).tanh()).tanh();
+        } else {
+            a += (a).tanh();
+        }
+        k706025 += 1;
+    }
+    a + b + b
+}
+
+#[grad]
+fn p262(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((((x * 2.0_f64) * (x * 2.0_f64) + 1.0).sqrt()
+        * ((x * 2.0_f64) * (x * 2.0_f64) + 1.0).sqrt())
+    .exp()
+    .recip())
+    .tanh();
+    let mut b = (x).tanh();
+    let v4 = (helper(w.iter().map(|v| v * v).sum::<f64>()).tanh()).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            b += ((x + (h.iter().sum::<f64>() + a)) + (a / (1.0 + y * y)).sin()).tanh();
+        }
+        _ => {
+            if x > -0.2 {
+                b = (h[2].cos()).tanh();
+            } else {
+                let v5 = ((((x - x) * (x - x) + 1.0).ln() * ((x - x) * (x - x) + 1.0).ln() + 1.0)
+                    .ln())
+                .tanh();
+            }
+            let v5 = (3.0_f64).tanh();
         }
     }
     a + b + b
@@ -6921,278 +7765,6 @@ fn p262(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 
 #[grad]
 fn p263(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(h[1].sin().cos())).tanh();
-    let mut b = (a).tanh();
-    a = (((x + x) + (a * y))
-        / (1.0
-            + ((h.iter().sum::<f64>() * h.iter().sum::<f64>())
-                .exp()
-                .recip()
-                + (2.0_f64 - y))
-                * ((h.iter().sum::<f64>() * h.iter().sum::<f64>())
-                    .exp()
-                    .recip()
-                    + (2.0_f64 - y))))
-        .tanh();
-    let mut k560819 = 0;
-    while k560819 < n {
-        b -= (2.0_f64).tanh();
-        k560819 += 1;
-    }
-    h[1] += (a).tanh();
-    a + b + x
-}
-
-#[grad]
-fn p264(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (((h[2] + a) * (h[2] + a)).exp().recip() - a).tanh();
-    let v4 = (y).tanh();
-    let v5 = (a).tanh();
-    let v6 = (a
-        / (1.0
-            + ((slice_helper(w) + slice_helper(&h)) - (a * a + 1.0).ln())
-                * ((slice_helper(w) + slice_helper(&h)) - (a * a + 1.0).ln())))
-    .tanh();
-    let v7 = (1.5_f64 + (v4.sin() / (1.0 + (v6 / (1.0 + y * y)) * (v6 / (1.0 + y * y))))).tanh();
-    a + b + a
-}
-
-#[grad]
-fn p265(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (h[1]).tanh();
-    h[2] = (b).tanh();
-    a += (x).tanh();
-    let v4 = (x + h[2]).tanh();
-    for i0 in 0..n + 1 {
-        b = (x).tanh();
-        let v5 = (h[2]).tanh();
-        h[0] *= (helper(b)).tanh();
-    }
-    a + b + y
-}
-
-#[grad]
-fn p266(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y.tanh() - (w[1] + x)) + x).tanh();
-    let mut b = (w[1]).tanh();
-    for i0 in 0..n + 1 {
-        let v4 = ((x / (1.0 + (b + y) * (b + y))).sin()).tanh();
-    }
-    h[0] *= (3.0_f64 * b).tanh();
-    let mut k640117 = 0;
-    while k640117 < n {
-        h[0] += (a).tanh();
-        k640117 += 1;
-    }
-    a + b + y
-}
-
-#[grad]
-fn p267(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (backprop::sigmoid(y).cos().sin()).tanh();
-    let v4 = (((2.0_f64 - 1.5_f64)
-        - (0.5_f64
-            / (1.0
-                + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())))
-        * ((w[1] + h.iter().sum::<f64>()) * (w[1] + h.iter().sum::<f64>()) + 1.0).sqrt())
-    .tanh();
-    let v5 = (helper((b / (1.0 + b * b)))
-        + ((0.25_f64 * 0.25_f64 + 1.0).sqrt()
-            / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())))
-    .tanh();
-    for _ in 0..n {
-        for i1 in 0..n + 1 {
-            a += (a).tanh();
-            a += (x).tanh();
-            b *= (h[i1 % 3].atan().atan()
-                + (backprop::sigmoid(h.iter().sum::<f64>()) - (slice_helper(w) * a)))
-                .tanh();
-        }
-        let v6 = (a).tanh();
-        let v7 = (((0.5_f64.cos() - b) * (0.5_f64.cos() - b)).exp().recip()).tanh();
-    }
-    a + b + a
-}
-
-#[grad]
-fn p268(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y.atan()).tanh();
-    let mut b = ((2.0_f64 * 2.0_f64 + 1.0).ln() + (w[1] * (y * x))).tanh();
-    h[1] *= (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    let v4 = (1.5_f64).tanh();
-    let v5 = ((w[0] * w[0]).exp().recip() * v4).tanh();
-    a + b + v5
-}
-
-#[grad]
-fn p269(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = ((y + backprop::sigmoid(x)).sin()).tanh();
-    let v4 = (h[1]).tanh();
-    let v5 = (helper((helper(w[1]) + (b / (1.0 + v4 * v4))))).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p270(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid((2.0_f64.atan() + backprop::sigmoid(x)))).tanh();
-    let mut b = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    h[0] += (backprop::sigmoid(((1.5_f64 + w[0]) + w[1].tanh()))).tanh();
-    let v4 = (y).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p271(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (((0.5_f64 + h[0]) / (1.0 + (w[1] - 1.5_f64) * (w[1] - 1.5_f64))) + a).tanh();
-    for i0 in 0..n + 1 {
-        let v4 = ((b - 0.25_f64).tanh() - w[i0 % 3]).tanh();
-        b += (((w[1] * v4).tanh() * (w[1] * v4).tanh() + 1.0).ln()).tanh();
-        let v5 = (h.iter().sum::<f64>() - y.sin()).tanh();
-    }
-    if n % 2 == 0 {
-        h[2] *= (((y * slice_helper(w)) * (0.25_f64 + y)) * (y - y).cos()).tanh();
-        h[0] += (3.0_f64).tanh();
-    } else {
-        let v4 = (b).tanh();
-        a = ((b * b + 1.0).ln()).tanh();
-    }
-    a + b + x
-}
-
-#[grad]
-fn p272(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(0.25_f64)).tanh();
-    let v3 = (y).tanh();
-    let v4 = (((h[2] * h[2] + 1.0).sqrt() * (h[2] * h[2] + 1.0).sqrt() + 1.0)
-        .sqrt()
-        .sin())
-    .tanh();
-    a + y
-}
-
-#[grad]
-fn p273(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (((a + y) * (h[1] * x)) + h.iter().sum::<f64>()).tanh();
-    let v4 = (h[0]).tanh();
-    h[0] *= (v4).tanh();
-    let v5 = (a.cos().atan() + a).tanh();
-    let mut k724113 = 0;
-    while k724113 < n {
-        let mut k716919 = 0;
-        while k716919 < n {
-            h[0] = ((((b / (1.0 + v4 * v4)) + y) * ((b / (1.0 + v4 * v4)) + y))
-                .exp()
-                .recip())
-            .tanh();
-            k716919 += 1;
-        }
-        h[1] *= (w[1]).tanh();
-        k724113 += 1;
-    }
-    a + b + v4
-}
-
-#[grad]
-fn p274(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y + 1.0).ln() * y).tanh();
-    let mut b = ((x + (y * y).exp().recip())
-        / (1.0
-            + ((x * x + 1.0).ln() / (1.0 + x.cos() * x.cos()))
-                * ((x * x + 1.0).ln() / (1.0 + x.cos() * x.cos()))))
-    .tanh();
-    let v4 = (2.0_f64).tanh();
-    let mut k241811 = 0;
-    while k241811 < n {
-        b = (((w[1].cos() / (1.0 + (a * y) * (a * y))) * (w[1].cos() / (1.0 + (a * y) * (a * y)))
-            + 1.0)
-            .sqrt())
-        .tanh();
-        h[1] = (w[1].cos() - (0.25_f64 - (0.5_f64 / (1.0 + y * y)))).tanh();
-        k241811 += 1;
-    }
-    if x > 0.0 {
-        let v5 = (w[2]).tanh();
-        let v6 = (y.tanh().cos().sin()).tanh();
-    } else {
-    }
-    a + b + a
-}
-
-#[grad]
-fn p275(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(y)).tanh();
-    let mut b = (x - (a * a + 1.0).ln()).tanh();
-    h[1] = (helper(h[1])).tanh();
-    if b > -0.2 {
-        let v4 = ((backprop::sigmoid(x) - (b * a))
-            - ((x * x + 1.0).sqrt() / (1.0 + (x * x) * (x * x))))
-            .tanh();
-        h[2] *= (((a - b) * (a - b) + 1.0).sqrt().tanh()).tanh();
-    } else {
-        if n % 2 == 0 {
-            a += ((a * 3.0_f64).cos() * (backprop::sigmoid(w[1]) - (b * b + 1.0).sqrt())).tanh();
-        } else {
-            let v4 = (y * ((h.iter().sum::<f64>() - a) - b)).tanh();
-            b = (helper((helper(x) * (a + 0.5_f64)))).tanh();
-        }
-    }
-    for _ in 0..n {
-        for i1 in 0..n + 1 {
-            b *= ((w[1] - (y * y).exp().recip())
-                / (1.0 + (a + (w[2] * w[2]).exp().recip()) * (a + (w[2] * w[2]).exp().recip())))
-            .tanh();
-            a *= (w[2]).tanh();
-            a += (a).tanh();
-        }
-        b *= (((2.0_f64 * 2.0_f64 + 1.0).sqrt() * (2.0_f64 * 2.0_f64 + 1.0).sqrt())
-            .exp()
-            .recip()
-            / (1.0 + y * y))
-            .tanh();
-        let v4 = (w[0]
-            / (1.0 + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
-        .tanh();
-    }
-    a + b + x
-}
-
-#[grad]
-fn p276(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (h[1] + (a + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())).tanh();
-    if n > 3 {
-        b = ((w[2] + x).cos()).tanh();
-        b = (h[2].cos()).tanh();
-    } else {
-        let v4 =
-            ((((x - x) * (x - x) + 1.0).ln() * ((x - x) * (x - x) + 1.0).ln() + 1.0).ln()).tanh();
-    }
-    let v4 = (3.0_f64).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p277(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (((y * y + 1.0).sqrt() + (x * x)) + ((x - x) * (x - x) + 1.0).sqrt()).tanh();
     a -= ((((x - y) / (1.0 + y.tanh() * y.tanh())) * ((x - y) / (1.0 + y.tanh() * y.tanh())))
@@ -7207,7 +7779,7 @@ fn p277(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p278(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p264(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (y + helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())).tanh();
     let mut b = ((h.iter().sum::<f64>() * x) - x).tanh();
@@ -7216,523 +7788,979 @@ fn p278(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
             b += (h[0] * (w[i1 % 3].cos() * (y + y))).tanh();
             a *= ((a * a + 1.0).sqrt().atan().sin()).tanh();
             let v4 = ((x * x).tanh() - (b.cos() * b.cos() + 1.0).ln()).tanh();
+            if a > 0.07 {
+                continue;
+            }
         }
-        let v4 = (w[1]).tanh();
+        b = ((backprop::sigmoid(x) - (b - a)) + ((a + a) / (1.0 + h[0] * h[0]))).tanh();
     } else {
-        let v4 = (h[2] * y).tanh();
-        if b > 0.0 {
-            let v5 = (slice_helper(w)).tanh();
-            b *= (x).tanh();
-        } else {
-        }
     }
-    let v4 = (h[0]).tanh();
-    for i0 in 0..n + 1 {
-        if a > 0.0 {
+    let mut k593050 = 0;
+    while k593050 < n {
+        let mut k85729 = 0;
+        loop {
+            if k85729 >= n {
+                break;
+            }
             b *= (h[0]
                 / (1.0
                     + ((x * y) / (1.0 + (x * x + 1.0).ln() * (x * x + 1.0).ln()))
                         * ((x * y) / (1.0 + (x * x + 1.0).ln() * (x * x + 1.0).ln()))))
             .tanh();
-        } else {
-            b = ((a * a).exp().recip()).tanh();
+            if b > 0.61 {
+                break;
+            }
+            k85729 += 1;
         }
-        b = ((a - (a / (1.0 + a * a))) + v4).tanh();
-        b += (w[1]).tanh();
+        b = ((a * a).exp().recip()).tanh();
+        k593050 += 1;
     }
-    a + b + y
+    b = ((a - (a / (1.0 + a * a))) - x).tanh();
+    a + b + b
 }
 
 #[grad]
-fn p279(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (a).tanh();
-    a -= (a.sin()).tanh();
-    if n > 3 {
-        h[2] = (((a - h[2]) + y) * (helper(x) * (w[0] * w[0] + 1.0).ln())).tanh();
-    } else {
-        let mut k838280 = 0;
-        while k838280 < n {
-            h[0] = ((((x * b) * (x * b) + 1.0).ln() * ((x * b) * (x * b) + 1.0).ln() + 1.0).sqrt())
-                .tanh();
-            a *= (1.5_f64.cos()).tanh();
-            k838280 += 1;
-        }
-        let mut k59205 = 0;
-        while k59205 < n {
-            let v4 = ((helper(x) + (x - h[1])).tanh()).tanh();
-            h[1] += (h[2]).tanh();
-            k59205 += 1;
-        }
-    }
-    if n > 3 {
-        let v4 = ((slice_helper(&h) * y).sin() * b).tanh();
-    } else {
-        let mut k987318 = 0;
-        while k987318 < n {
-            let v4 = (backprop::sigmoid(w[0])).tanh();
-            b += ((x.atan() - (a * a + 1.0).ln())
-                + (w.iter().map(|v| v * v).sum::<f64>().sin() + (a * a + 1.0).ln()))
-            .tanh();
-            k987318 += 1;
-        }
-    }
-    a + b + y
-}
-
-#[grad]
-fn p280(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p265(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (w[1]).tanh();
-    let mut b = (helper(y).tanh()).tanh();
-    for _ in (0..n).rev() {
-        let v4 = ((b * b + 1.0).sqrt()).tanh();
-    }
-    h[1] *= (h[0]).tanh();
-    if n > 2 {
-        let v4 = (((3.0_f64 + w[0]) + helper(1.5_f64)).sin()).tanh();
-    } else {
-        let mut k507540 = 0;
-        while k507540 < n {
-            let v4 = (((b + 0.25_f64)
-                * (a / (1.0
-                    + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
-                / (1.0 + (a * a + 1.0).sqrt().atan() * (a * a + 1.0).sqrt().atan()))
-            .tanh();
-            k507540 += 1;
-        }
-        let mut k796032 = 0;
-        while k796032 < n {
-            h[1] *= ((a.tanh() * (a + h[1])) - (b + b).sin()).tanh();
-            let v4 = ((w[0] * w[0] + 1.0).ln() - (y * y + 1.0).sqrt().tanh()).tanh();
-            k796032 += 1;
-        }
-    }
-    a + b + x
-}
-
-#[grad]
-fn p281(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    let mut b = (h[0]).tanh();
-    if n > 2 {
-        if n % 2 == 0 {
-            h[1] = (((h.iter().sum::<f64>() / (1.0 + h[2] * h[2])) * (h[2] - a))
-                / (1.0
-                    + (h[1] - (y / (1.0 + 0.5_f64 * 0.5_f64)))
-                        * (h[1] - (y / (1.0 + 0.5_f64 * 0.5_f64)))))
-                .tanh();
-        } else {
-            a *= (b.atan()).tanh();
-        }
-    } else {
-        if y > 0.0 {
-            b += (h[0].sin() * ((b * w[1]) * (a + y))).tanh();
-            a *= (((w[1] / (1.0 + x * x)) * (w[1] / (1.0 + x * x)) + 1.0).ln()
-                * backprop::sigmoid((2.0_f64 - w[0])))
-            .tanh();
-        } else {
-            a *= (b * w[0]).tanh();
-            b *= ((1.5_f64.tanh() / (1.0 + (h[0] * h[0] + 1.0).ln() * (h[0] * h[0] + 1.0).ln()))
-                .tanh())
-            .tanh();
-        }
-    }
-    if b > -0.2 {
-        for i1 in 0..n + 1 {
-            let v4 = (3.0_f64).tanh();
-            b = (a.tanh()).tanh();
-        }
-    } else {
-        h[0] = ((x - (x * x).exp().recip()).atan()).tanh();
-        h[2] = (b).tanh();
-    }
-    let v4 = (y).tanh();
-    let v5 = (((v4 * v4 + 1.0).sqrt() * b)
-        + (w.iter()
-            .zip(h.iter())
-            .map(|(a, b)| a * b)
-            .sum::<f64>()
-            .sin()
-            - (x * h.iter().sum::<f64>())))
-    .tanh();
-    let v6 = (((a - v4) * (a - v4) + 1.0).ln() * v4).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p282(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y - ((y + y) * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())).tanh();
-    let mut b = (slice_helper(w)).tanh();
-    a -= (a
-        - (w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>() + 1.0)
-            .sqrt()
-            .tanh())
-    .tanh();
-    a = ((h[0] * a) * ((b * 2.0_f64) * (x - x))).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p283(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x.tanh() - y).tanh();
-    let mut b = ((w[0] * w[0] + 1.0).sqrt() * ((w[2] * x) + (y * y).exp().recip())).tanh();
-    b = (((w[2] - w[1]) - (h[1] - y)) - w[2]).tanh();
-    let v4 = (3.0_f64).tanh();
-    b -= (((v4 * v4) + (w[0] / (1.0 + y * y))) - ((b - y) + (3.0_f64 / (1.0 + y * y)))).tanh();
-    if n > 0 {
-        let mut k647788 = 0;
-        while k647788 < n {
-            let v5 = (a).tanh();
-            b *= ((v4 * v4 + 1.0).sqrt()).tanh();
-            k647788 += 1;
-        }
+    a += (x).tanh();
+    if n % 2 == 0 {
+        let v3 = (y).tanh();
     } else {
     }
-    let v5 = ((2.0_f64 * 2.0_f64 + 1.0).ln().tanh().atan()).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p284(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y.sin()).tanh();
-    if n > 0 {
-        a -= ((a - h.iter().sum::<f64>()) + (y - 2.0_f64).sin()).tanh();
+    if n > 3 {
+        h[2] = (((y - h[2]) + x)
+            * (a.sin()
+                * w.iter()
+                    .zip(h.iter())
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+                    .cos()))
+        .tanh();
     } else {
-        a += ((y - (a - a)) * (y + w[0]).atan()).tanh();
-    }
-    let v3 = (x).tanh();
-    for _ in 0..n {
-        a += (y).tanh();
-    }
-    if n > 1 {
-        let mut k607098 = 0;
-        while k607098 < n {
-            a = (a).tanh();
-            k607098 += 1;
-        }
-    } else {
-        let v4 = (x).tanh();
-        let v5 = ((v4 * slice_helper(&h)).sin() / (1.0 + w[0] * w[0])).tanh();
+        a = ((h[2] - helper(x)) - a).tanh();
     }
     a + y
 }
 
 #[grad]
-fn p285(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p266(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (slice_helper(w)).tanh();
-    let mut b = ((w[2] * (y * y + 1.0).ln()) * (y * y + 1.0).ln().cos()).tanh();
-    for _ in (0..n).rev() {
-        let v4 = ((3.0_f64 * 3.0_f64 + 1.0).ln()).tanh();
-    }
-    b = (w[2] * a).tanh();
-    for i0 in 0..n + 1 {
-        let v4 = (b).tanh();
-    }
-    let v4 = ((((a / (1.0 + w[0] * w[0])) * x) * ((a / (1.0 + w[0] * w[0])) * x))
-        .exp()
-        .recip())
-    .tanh();
-    a + b + a
-}
-
-#[grad]
-fn p286(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((w[0] - y).tanh() / (1.0 + y * y)).tanh();
-    let mut b = ((a + helper(a)).atan()).tanh();
-    for _ in 0..n {
-        if n % 2 == 0 {
-            a = ((helper(3.0_f64) * helper(3.0_f64) + 1.0).sqrt().cos()).tanh();
-        } else {
-        }
-        let v4 = (a - (x * y).atan()).tanh();
-    }
-    h[0] *= (w[2].sin().tanh() - 0.5_f64).tanh();
-    let mut k662247 = 0;
-    while k662247 < n {
-        for _ in 0..n {
-            let v4 = (helper(h[0].tanh())
-                / (1.0
-                    + ((y + y) * (w.iter().map(|v| v * v).sum::<f64>() + b))
-                        * ((y + y) * (w.iter().map(|v| v * v).sum::<f64>() + b))))
-                .tanh();
-            b *= (((b - slice_helper(w)) * (b - slice_helper(w)))
-                .exp()
-                .recip()
-                / (1.0
-                    + backprop::sigmoid((w.iter().map(|v| v * v).sum::<f64>() * v4))
-                        * backprop::sigmoid((w.iter().map(|v| v * v).sum::<f64>() * v4))))
-            .tanh();
-            let v5 = (backprop::sigmoid(((h[0] * h[0] + 1.0).sqrt() + y))).tanh();
-        }
-        for _ in 0..n {
-            let v4 = (helper(((slice_helper(w) - 2.0_f64) + slice_helper(w)))).tanh();
-            let v5 = ((h[2] / (1.0 + v4 * v4)) * (v4 - v4).tanh()).tanh();
-            a += (helper(v5)
-                / (1.0
-                    + (a / (1.0
-                        + (w.iter().map(|v| v * v).sum::<f64>() + 0.5_f64)
-                            * (w.iter().map(|v| v * v).sum::<f64>() + 0.5_f64)))
-                        * (a / (1.0
-                            + (w.iter().map(|v| v * v).sum::<f64>() + 0.5_f64)
-                                * (w.iter().map(|v| v * v).sum::<f64>() + 0.5_f64)))))
-                .tanh();
-        }
-        k662247 += 1;
-    }
-    let v4 = ((a * a + 1.0).sqrt()).tanh();
+    let mut a = (1.5_f64.cos() + (backprop::sigmoid(x) - x)).tanh();
+    let mut b = (0.25_f64.tanh().tanh() - backprop::sigmoid((a / (1.0 + a * a)))).tanh();
     if n % 2 == 0 {
-        let v5 = (((y * y + 1.0).sqrt() + a.atan()) + b).tanh();
-        for _ in (0..n).rev() {
-            b *= (v4).tanh();
-            let v6 = ((backprop::sigmoid((a * 2.0_f64)) * backprop::sigmoid((a * 2.0_f64)))
+        if n % 2 == 0 {
+            let v4 = (((helper(a) - (3.0_f64 * a)) * (helper(a) - (3.0_f64 * a)))
                 .exp()
                 .recip())
             .tanh();
-            b = (v5
+        } else {
+            b += ((x.atan() - (a * a + 1.0).ln())
+                + (w.iter().map(|v| v * v).sum::<f64>().sin() + (a * a + 1.0).ln()))
+            .tanh();
+        }
+        let v4 = (w[1]).tanh();
+    } else {
+        b *= (a - ((b / (1.0 + h[0] * h[0])) + (a * a + 1.0).ln())).tanh();
+    }
+    let v4 = (h[0]).tanh();
+    if n > 2 {
+        let v5 = (((3.0_f64 + w[0]) + helper(1.5_f64)).sin()).tanh();
+    } else {
+        let mut k133518 = 0;
+        while k133518 < n {
+            h[0] = ((backprop::sigmoid(h.iter().sum::<f64>())
+                * backprop::sigmoid(h.iter().sum::<f64>())
+                + 1.0)
+                .sqrt())
+            .tanh();
+            k133518 += 1;
+        }
+        for _ in (0..n).rev() {
+            b -= (backprop::sigmoid(
+                (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + h[1]),
+            )
+            .cos())
+            .tanh();
+        }
+    }
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            let v5 = (a).tanh();
+            for _ in 0..n {
+                h[2] = (((a - x) + y) + ((0.25_f64 * 0.25_f64 + 1.0).sqrt() * v5)).tanh();
+                b += ((x - v5).tanh() - ((h[2] + slice_helper(w)) * w[1].sin())).tanh();
+                a *= (h[2] + (b.sin() * (h.iter().sum::<f64>() + b))).tanh();
+            }
+        }
+        _ => {}
+    }
+    for i0 in 0..n + 1 {
+        for i1 in 0..n + 1 {
+            b *= ((((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - b)
+                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - b))
+                .exp()
+                .recip()
+                * ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - b)
+                    * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - b))
+                    .exp()
+                    .recip()
+                + 1.0)
+                .ln())
+            .tanh();
+            b = ((((v4 * v4 + 1.0).sqrt() * (w[1] - h[2]))
+                * ((v4 * v4 + 1.0).sqrt() * (w[1] - h[2]))
+                + 1.0)
+                .ln())
+            .tanh();
+            a = (w[2]).tanh();
+        }
+        let v5 = (((w[1] / (1.0 + x * x)) * (w[1] / (1.0 + x * x)) + 1.0).ln()
+            * backprop::sigmoid((2.0_f64 - w[0])))
+        .tanh();
+    }
+    a + b + x
+}
+
+#[grad]
+fn p267(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    if x > 0.0 {
+        for _ in 0..n {
+            a = (backprop::sigmoid(((h[0] * h[0] + 1.0).ln() - y))).tanh();
+            a += (y).tanh();
+            let v3 = ((2.0_f64 / (1.0 + (x * x + 1.0).ln() * (x * x + 1.0).ln())).tanh()).tanh();
+        }
+        let v3 = (x).tanh();
+    } else {
+        for i1 in 0..n + 1 {
+            a *= (y).tanh();
+            a += ((y * y + 1.0).sqrt()
+                / (1.0 + ((y * a) + slice_helper(w)) * ((y * a) + slice_helper(w))))
+            .tanh();
+        }
+        if n > 2 {
+            a += (3.0_f64).tanh();
+            a += (a * x).tanh();
+        } else {
+            let v3 = (backprop::sigmoid((x * helper(a)))).tanh();
+            a *= (((v3 + v3) * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                / (1.0 + backprop::sigmoid(0.25_f64) * backprop::sigmoid(0.25_f64)))
+            .tanh();
+        }
+    }
+    let v3 = (y
+        - (w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>() + 1.0)
+            .sqrt()
+            .tanh())
+    .tanh();
+    a = ((h[0] * a) * ((v3 * 2.0_f64) * (x - x))).tanh();
+    if n % 2 == 0 {
+        let v4 = (helper(x)).tanh();
+        let mut k59039 = 0;
+        while k59039 < n {
+            h[0] *= (((y / (1.0 + h[2] * h[2]))
+                / (1.0 + (v3 * v3).exp().recip() * (v3 * v3).exp().recip()))
+            .tanh())
+            .tanh();
+            k59039 += 1;
+        }
+    } else {
+        a -= ((((h[2] - w[1]) - (h[1] - y)) * ((h[2] - w[1]) - (h[1] - y)))
+            .exp()
+            .recip())
+        .tanh();
+        let v4 = (h[1]).tanh();
+    }
+    let v4 = (3.0_f64).tanh();
+    a + v3
+}
+
+#[grad]
+fn p268(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = ((1.5_f64 + h[2].atan()) - x.cos()).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {}
+        _ => {
+            a = ((b.cos().cos() * b.cos().cos() + 1.0).sqrt()).tanh();
+        }
+    }
+    a = ((((2.0_f64 - 0.25_f64) - helper(x)) * ((2.0_f64 - 0.25_f64) - helper(x)))
+        .exp()
+        .recip())
+    .tanh();
+    let v4 = ((2.0_f64 * 2.0_f64 + 1.0).ln().tanh().atan()).tanh();
+    a *= (h[0] + (x.atan() + 2.0_f64.tanh())).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p269(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((helper(w.iter().map(|v| v * v).sum::<f64>()) - y) - (x * y)).tanh();
+    h[2] = (a).tanh();
+    a = (((w[0] * y).cos() * (w[0] * y).cos() + 1.0).sqrt()).tanh();
+    for _ in 0..n {
+        for i1 in 0..n + 1 {
+            h[i1 % 3] *= (((0.5_f64 * 0.5_f64).exp().recip() * (y * y + 1.0).sqrt()) * y).tanh();
+            let v3 = (h[1] - (w[i1 % 3].tanh() - (w[i1 % 3] - x))).tanh();
+        }
+    }
+    let v3 = (w[2]).tanh();
+    for i0 in 0..n + 1 {
+        for _ in 0..n {
+            let v4 = (1.5_f64).tanh();
+        }
+        let v4 = (w.iter().map(|v| v * v).sum::<f64>()
+            - (w.iter()
+                .zip(h.iter())
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                .atan()
+                * (x - w.iter().map(|v| v * v).sum::<f64>())))
+        .tanh();
+        if n % 2 == 0 {
+            a += ((((a / (1.0 + w[0] * w[0])) * x) * ((a / (1.0 + w[0] * w[0])) * x))
+                .exp()
+                .recip())
+            .tanh();
+        } else {
+            a *= (backprop::sigmoid(w[0])).tanh();
+        }
+    }
+    a + a
+}
+
+#[grad]
+fn p270(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b =
+        ((x * x).exp().recip() - ((x / (1.0 + 0.25_f64 * 0.25_f64)) - (a / (1.0 + a * a)))).tanh();
+    h[2] += ((w[1].cos() + b) / (1.0 + (b * (x * x + 1.0).ln()) * (b * (x * x + 1.0).ln()))).tanh();
+    if n % 2 == 0 {
+        let v4 = (w[2].sin().tanh() - 0.5_f64).tanh();
+    } else {
+    }
+    let mut k43989 = 0;
+    loop {
+        if k43989 >= n {
+            break;
+        }
+        for i1 in 0..n + 1 {
+            if x > -0.13 {
+                break;
+            }
+            b *= (((w[i1 % 3] * y) * (x - h[1])) - x).tanh();
+        }
+        if b > 0.61 {
+            break;
+        }
+        k43989 += 1;
+    }
+    a + b + b
+}
+
+#[grad]
+fn p271(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((helper(x) * (3.0_f64 - 1.5_f64)) * (helper(x) * (3.0_f64 - 1.5_f64)) + 1.0)
+        .sqrt())
+    .tanh();
+    for i0 in 0..n + 1 {
+        a = ((backprop::sigmoid((h[0] * h[0] + 1.0).ln())
+            * backprop::sigmoid((h[0] * h[0] + 1.0).ln())
+            + 1.0)
+            .ln())
+        .tanh();
+        let mut k363044 = 0;
+        while k363044 < n {
+            a -= (w[i0 % 3]).tanh();
+            a = ((x.sin() + w[0].sin()) * x.sin()).tanh();
+            k363044 += 1;
+        }
+        let v3 = (((3.0_f64 / (1.0 + w[2] * w[2])) + (a + a)).tanh()).tanh();
+    }
+    let v3 = ((y * y + 1.0).sqrt()).tanh();
+    if n % 2 == 0 {
+        let v4 = (((y * y + 1.0).sqrt() + a.atan()) + v3).tanh();
+        for _ in (0..n).rev() {
+            a *= (v4).tanh();
+            let v5 = ((backprop::sigmoid((a * 2.0_f64)) * backprop::sigmoid((a * 2.0_f64)))
+                .exp()
+                .recip())
+            .tanh();
+            a = (v5
                 * ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + a * a))
                     / (1.0 + (a - a) * (a - a))))
                 .tanh();
         }
     } else {
-        for _ in 0..n {
-            let v5 = (b
-                / (1.0
-                    + ((slice_helper(&h) - a)
-                        / (1.0 + (a * a).exp().recip() * (a * a).exp().recip()))
-                        * ((slice_helper(&h) - a)
-                            / (1.0 + (a * a).exp().recip() * (a * a).exp().recip()))))
+        a = ((v3 / (1.0 + (y / (1.0 + a * a)) * (y / (1.0 + a * a)))) - ((x * a) - (v3 - y)))
             .tanh();
-        }
-        let v5 = (((h[0] - slice_helper(&h)) / (1.0 + h[1] * h[1]))
-            * (a.atan() / (1.0 + (y * h.iter().sum::<f64>()) * (y * h.iter().sum::<f64>()))))
-        .tanh();
+        let v4 = (w[1].sin().cos() / (1.0 + 1.5_f64 * 1.5_f64)).tanh();
     }
+    a + v3
+}
+
+#[grad]
+fn p272(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((3.0_f64
+        / (1.0 + (h.iter().sum::<f64>() * 1.5_f64) * (h.iter().sum::<f64>() * 1.5_f64)))
+        * (3.0_f64
+            / (1.0 + (h.iter().sum::<f64>() * 1.5_f64) * (h.iter().sum::<f64>() * 1.5_f64)))
+        + 1.0)
+        .ln())
+    .tanh();
+    a += (backprop::sigmoid((x / (1.0 + w[0] * w[0])).cos())).tanh();
+    if n % 2 == 0 {
+        if a > 0.0 {
+            let v3 = ((backprop::sigmoid(y) / (1.0 + (x + a) * (x + a))).cos()).tanh();
+        } else {
+            h[0] = ((y.cos() * y.cos() + 1.0).ln() - ((y - h[1]) - (y * w[1]))).tanh();
+        }
+    } else {
+        let v3 = (w[1]).tanh();
+        if y > 0.0 {
+            a = (a.atan() / (1.0 + ((0.25_f64 * w[1]) + 0.5_f64) * ((0.25_f64 * w[1]) + 0.5_f64)))
+                .tanh();
+        } else {
+            a *= (w[0]).tanh();
+            a *= (0.5_f64).tanh();
+        }
+    }
+    if n % 2 == 0 {
+        a += (((y * w[1].tanh()) * (y * w[1].tanh()) + 1.0).ln()).tanh();
+        if n % 2 == 0 {
+            a += ((w[0].tanh() * w[0].tanh()).exp().recip() - ((y / (1.0 + a * a)) - (x + a)))
+                .tanh();
+            a += ((x * x).exp().recip() - h[1]).tanh();
+        } else {
+            let v3 = (x).tanh();
+        }
+    } else {
+        let v3 = (h[1]).tanh();
+    }
+    let v3 = (w[1]).tanh();
+    let v4 = (helper((y * slice_helper(w))) / (1.0 + x * x)).tanh();
+    a + y
+}
+
+#[grad]
+fn p273(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    if n > 2 {
+        for i1 in 0..n + 1 {
+            let v3 = (a / (1.0 + w[i1 % 3] * w[i1 % 3])).tanh();
+            let v4 = (a).tanh();
+            a += (w[2]).tanh();
+        }
+    } else {
+    }
+    a = (a + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    if n > 1 {
+        a *= (a).tanh();
+        for _ in (0..n).rev() {
+            a *= ((y + (x + a)) - 3.0_f64).tanh();
+            let v3 = (x).tanh();
+        }
+    } else {
+    }
+    a + y
+}
+
+#[grad]
+fn p274(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    let mut b = (backprop::sigmoid((w[2] * x.tanh()))).tanh();
+    let mut k648819 = 0;
+    loop {
+        if k648819 >= n {
+            break;
+        }
+        let v4 = (w[2] - b).tanh();
+        if b > 0.61 {
+            break;
+        }
+        k648819 += 1;
+    }
+    h[1] *= ((y * (b * a)) - a).tanh();
+    let v4 = (helper(((a + w[2]) / (1.0 + helper(x) * helper(x))))).tanh();
+    a + b + v4
+}
+
+#[grad]
+fn p275(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[1]).tanh();
+    let mut b = (y).tanh();
+    let v4 = (backprop::sigmoid((w[0] + y).sin())).tanh();
+    b *= (((slice_helper(w) * y) - (a * a).exp().recip())
+        + (backprop::sigmoid(b) - (v4 * v4 + 1.0).sqrt()))
+    .tanh();
+    h[0] = (v4 + a).tanh();
+    for i0 in 0..n + 1 {
+        let v5 = ((helper(y) + backprop::sigmoid(b))
+            / (1.0 + h[2].atan().tanh() * h[2].atan().tanh()))
+        .tanh();
+        a -= ((1.5_f64.atan() + w.iter().map(|v| v * v).sum::<f64>()).tanh()).tanh();
+    }
+    if n % 2 == 0 {
+        let v5 = (helper((w[2] - x))
+            - ((y * slice_helper(&h))
+                + (w[1] * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
+        .tanh();
+        if n % 2 == 0 {
+            h[1] += (x + (helper(a) + v5)).tanh();
+            b += (((v5 * v5 + 1.0).ln() + (v5 - y)) * y).tanh();
+        } else {
+            let v6 = ((w.iter().map(|v| v * v).sum::<f64>() * slice_helper(w)).tanh()
+                + ((v5 + a) * (y + slice_helper(w))))
+            .tanh();
+            h[1] += ((b - w[1]).tanh()).tanh();
+        }
+    } else {
+        h[0] *= (x).tanh();
+        for _ in (0..n).rev() {
+            a *= (helper((3.0_f64 + y).sin())).tanh();
+            b -= (h[0] + a).tanh();
+            let v5 = (x).tanh();
+        }
+    }
+    a + b + b
+}
+
+#[grad]
+fn p276(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(0.25_f64.cos().tanh())).tanh();
+    if n % 2 == 0 {
+        a = (y).tanh();
+    } else {
+        h[2] *= (a / (1.0 + (helper(x) + (a - a)) * (helper(x) + (a - a)))).tanh();
+    }
+    let v3 = (w[1].tanh()).tanh();
+    a + v3
+}
+
+#[grad]
+fn p277(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid((3.0_f64.atan() * (y - 3.0_f64)))).tanh();
+    for i0 in 0..n + 1 {
+        h[i0 % 3] *= (y * a.atan()).tanh();
+        if a > 0.07 {
+            break;
+        }
+        a = (helper(h[i0 % 3])).tanh();
+        h[i0 % 3] += (((y * (x + y)) * (y * (x + y))).exp().recip()).tanh();
+    }
+    a += ((h.iter().sum::<f64>().sin() - (h.iter().sum::<f64>() + a)) + a).tanh();
+    a += ((slice_helper(w) * slice_helper(w) + 1.0).ln()).tanh();
+    if x > 0.1 {
+        let v3 = (a).tanh();
+        h[1] = (v3).tanh();
+    } else {
+        let mut k554948 = 0;
+        while k554948 < n {
+            let v3 = (0.25_f64).tanh();
+            let v4 = ((y * y).exp().recip().sin()).tanh();
+            k554948 += 1;
+        }
+    }
+    if n % 2 == 0 {
+        let v3 = (x - 0.5_f64).tanh();
+        let v4 = ((w[1] / (1.0 + a * a)).tanh().tanh()).tanh();
+    } else {
+    }
+    a + y
+}
+
+#[grad]
+fn p278(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((backprop::sigmoid(h.iter().sum::<f64>()) + x).sin()).tanh();
+    let v3 = (((x * x + 1.0).sqrt() + a) + x).tanh();
+    h[1] = ((w[2] + h[1].cos()) * w[2]).tanh();
+    for i0 in 0..n + 1 {
+        if x > 0.1 {
+            a *= (backprop::sigmoid(y) / (1.0 + w[i0 % 3].tanh() * w[i0 % 3].tanh())).tanh();
+        } else {
+        }
+        let v4 = (backprop::sigmoid((w[0] * w[i0 % 3])) + 1.5_f64.cos()).tanh();
+    }
+    a + x
+}
+
+#[grad]
+fn p279(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+        / (1.0 + slice_helper(&h) * slice_helper(&h)))
+    .tanh();
+    let v3 = (helper(a)).tanh();
+    for _ in 0..n {
+        if a > 0.07 {
+            continue;
+        }
+        for _ in 0..n {
+            if v3 > 0.37 {
+                break;
+            }
+            a -= ((w[1] * w[1] + 1.0).sqrt()).tanh();
+            a = (h.iter().sum::<f64>()).tanh();
+        }
+        for i1 in 0..n + 1 {
+            a += (a - (1.5_f64 / (1.0 + (x * x).exp().recip() * (x * x).exp().recip()))).tanh();
+            let v4 = ((1.5_f64 * 1.5_f64 + 1.0).sqrt()).tanh();
+            if a > 0.07 {
+                break;
+            }
+        }
+        let mut k471946 = 0;
+        loop {
+            if k471946 >= n {
+                break;
+            }
+            a = (x).tanh();
+            a *= ((a * a + 1.0).sqrt().tanh() - y).tanh();
+            if x > 0.61 {
+                break;
+            }
+            k471946 += 1;
+        }
+    }
+    let mut k813423 = 0;
+    while k813423 < n {
+        h[2] +=
+            (((a / (1.0 + h[1] * h[1])) - y) - ((v3 - 0.5_f64) - backprop::sigmoid(w[0]))).tanh();
+        let v4 = (((w[1] * x).sin() * (w[1] * x).sin() + 1.0).sqrt()).tanh();
+        k813423 += 1;
+    }
+    if n > 2 {
+        a = (v3).tanh();
+        h[1] += (x - (backprop::sigmoid(a) + (0.5_f64 * 0.5_f64 + 1.0).ln())).tanh();
+    } else {
+        a -= (x).tanh();
+        if n % 2 == 0 {
+            a += (h[2].atan()).tanh();
+        } else {
+            h[0] *= ((y + (0.5_f64 - x)) + (x - x).sin()).tanh();
+            a += (((h[2] - v3) / (1.0 + x * x)).sin()).tanh();
+        }
+    }
+    a = (v3).tanh();
+    a + a
+}
+
+#[grad]
+fn p280(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (0.5_f64).tanh();
+    let v3 = ((x * h[2]).sin().cos()).tanh();
+    let v4 = (backprop::sigmoid(((w[0] * w[0] + 1.0).sqrt() * (y + x)))).tanh();
+    match n % 3 {
+        0 => {
+            for i1 in 0..n + 1 {
+                a = ((((w[0] * w[0] + 1.0).ln() / (1.0 + (v4 * 1.5_f64) * (v4 * 1.5_f64)))
+                    * ((w[0] * w[0] + 1.0).ln() / (1.0 + (v4 * 1.5_f64) * (v4 * 1.5_f64)))
+                    + 1.0)
+                    .ln())
+                .tanh();
+                a += (helper(v3).atan()).tanh();
+                let v5 = ((v3 - a.sin()).cos()).tanh();
+            }
+        }
+        1 | 2 => {
+            a = (slice_helper(w)).tanh();
+        }
+        _ => {
+            a = ((((0.5_f64 * 0.5_f64).exp().recip() + y.atan())
+                * ((0.5_f64 * 0.5_f64).exp().recip() + y.atan())
+                + 1.0)
+                .ln())
+            .tanh();
+            a = (v3).tanh();
+        }
+    }
+    a + x
+}
+
+#[grad]
+fn p281(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = ((x + x.atan())
+        / (1.0
+            + ((w[1] * w[1] + 1.0).sqrt() * h.iter().sum::<f64>().atan())
+                * ((w[1] * w[1] + 1.0).sqrt() * h.iter().sum::<f64>().atan())))
+    .tanh();
+    let v4 = ((y.atan() * (b / (1.0 + w[2] * w[2]))) * w[1]).tanh();
+    let v5 = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        + 1.0)
+        .ln()
+        * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            + 1.0)
+            .ln()
+        + 1.0)
+        .sqrt()
+        + x.cos().sin())
+    .tanh();
+    b = (((x * h[2]) - v5) / (1.0 + y.atan() * y.atan())).tanh();
+    if n % 2 == 0 {
+        let v6 = (x).tanh();
+    } else {
+    }
+    if n > 1 {
+        let v6 = (1.5_f64).tanh();
+    } else {
+    }
+    a + b + x
+}
+
+#[grad]
+fn p282(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y.cos() * y.cos()).exp().recip()).tanh();
+    let mut b = (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + y * y)).tanh();
+    if n % 2 == 0 {
+        if a > 0.1 {
+            a += (h[1].sin().cos()
+                - (0.25_f64.sin()
+                    - (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                        + 1.0)
+                        .ln()))
+            .tanh();
+            let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                / (1.0 + (helper(x) * b) * (helper(x) * b)))
+                .tanh();
+        } else {
+            a *= (((a * a).exp().recip() + (slice_helper(&h) - slice_helper(w))) * (b - y).atan())
+                .tanh();
+        }
+    } else {
+        if n > 2 {
+            a += (w[2]).tanh();
+            let v4 = (y).tanh();
+        } else {
+        }
+    }
+    let v4 = (y).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p283(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = (h[0].tanh() * x.cos().tanh()).tanh();
+    h[2] += (a.tanh().tanh().cos()).tanh();
+    let mut k309508 = 0;
+    loop {
+        if k309508 >= n {
+            break;
+        }
+        h[0] += (((x / (1.0 + a * a)) * y.atan()) + 0.25_f64).tanh();
+        if a > 0.61 {
+            break;
+        }
+        k309508 += 1;
+    }
+    a + b + a
+}
+
+#[grad]
+fn p284(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((y * x) + (y - slice_helper(w))).sin()).tanh();
+    h[0] *= (x).tanh();
+    for i0 in 0..n + 1 {
+        h[i0 % 3] *= (1.5_f64 - (w[2] / (1.0 + (h[2] + y) * (h[2] + y)))).tanh();
+        for i1 in 0..n + 1 {
+            if a > 0.37 {
+                break;
+            }
+            let v3 = (((slice_helper(&h) + a) * h[0].cos()) * (a.cos() + (w[1] * a))).tanh();
+        }
+        if y > 0.37 {
+            break;
+        }
+    }
+    a + a
+}
+
+#[grad]
+fn p285(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[2] - (h[1] - h[0])).tanh();
+    a = (x).tanh();
+    h[0] = ((x * x + 1.0).ln()).tanh();
+    a + x
+}
+
+#[grad]
+fn p286(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (backprop::sigmoid(w[1]).atan()).tanh();
+    b = (a).tanh();
+    let v4 = ((x + (w[2] / (1.0 + 2.0_f64 * 2.0_f64)))
+        / (1.0 + (2.0_f64 - a).tanh() * (2.0_f64 - a).tanh()))
+    .tanh();
+    if a > -0.2 {
+        h[1] *= (w[1].sin().sin().atan()).tanh();
+    } else {
+        let v5 = ((w[0] * w[0]).exp().recip()).tanh();
+        let mut k390380 = 0;
+        while k390380 < n {
+            let v6 = (((h.iter().sum::<f64>() * h.iter().sum::<f64>())
+                .exp()
+                .recip()
+                * (h.iter().sum::<f64>() * h.iter().sum::<f64>())
+                    .exp()
+                    .recip())
+            .exp()
+            .recip())
+            .tanh();
+            k390380 += 1;
+        }
+    }
+    let v5 = (a).tanh();
     a + b + b
 }
 
 #[grad]
 fn p287(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (helper((x * x + 1.0).ln()).atan()).tanh();
-    let mut b = (a / (1.0 + (y.atan() - 1.5_f64) * (y.atan() - 1.5_f64))).tanh();
-    if n % 2 == 0 {
-        if a > 0.1 {
-            h[1] += (y * (slice_helper(w) * slice_helper(w) + 1.0).sqrt()).tanh();
-            a += ((b.cos() * b.cos() + 1.0).ln() - ((b - h[1]) - (a * w[1]))).tanh();
-        } else {
-            let v4 = (w[1]).tanh();
-            b += (x
-                - ((b * b + 1.0).sqrt()
-                    / (1.0 + backprop::sigmoid(w[1]) * backprop::sigmoid(w[1]))))
-            .tanh();
-        }
-    } else {
-        if y > 0.0 {
-            h[0] += (0.5_f64).tanh();
-        } else {
-            a *= (backprop::sigmoid(helper((b + 0.5_f64)))).tanh();
-            b *= (a.cos().sin()
-                / (1.0
-                    + ((b * b).exp().recip() - (1.5_f64 * 1.5_f64 + 1.0).sqrt())
-                        * ((b * b).exp().recip() - (1.5_f64 * 1.5_f64 + 1.0).sqrt())))
-            .tanh();
+    let mut a = (slice_helper(&h) + ((x - h[0]) + (x * x))).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {}
+        _ => {
+            let v3 = (x.sin() / (1.0 + w[1] * w[1])).tanh();
         }
     }
-    b = (b).tanh();
-    if n > 1 {
-        h[0] = ((y * y).exp().recip() - h[1]).tanh();
-    } else {
-        let v4 = (y).tanh();
+    let mut k37680 = 0;
+    while k37680 < n {
+        let v3 = (x - (h[1] / (1.0 + (a + 1.5_f64) * (a + 1.5_f64)))).tanh();
+        k37680 += 1;
     }
-    for _ in (0..n).rev() {
-        let v4 = (w[1] * b).tanh();
-        for i1 in 0..n + 1 {
-            let v5 = (v4).tanh();
-        }
-    }
-    a + b + a
+    a + x
 }
 
 #[grad]
 fn p288(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let v3 = (w[0] + w[2]).tanh();
-    for i0 in 0..n + 1 {
-        let v4 = (y / (1.0 + (v3 * h[0].tanh()) * (v3 * h[0].tanh()))).tanh();
-        if n % 2 == 0 {
-            a = ((w.iter().map(|v| v * v).sum::<f64>() / (1.0 + a * a)) - (v4 + (v4 - v3))).tanh();
-            a += (a).tanh();
-        } else {
-            a += ((0.25_f64.cos() + w[1].cos()) - w[i0 % 3].atan()).tanh();
+    let mut a = ((x / (1.0 + w[1] * w[1])).tanh().cos()).tanh();
+    let mut b = (a).tanh();
+    let mut k933380 = 0;
+    loop {
+        if k933380 >= n {
+            break;
         }
-        for _ in 0..n {
-            let v5 = (backprop::sigmoid(v3.cos())).tanh();
-            a += ((((v5 + x) * (v3 - 0.5_f64)) * ((v5 + x) * (v3 - 0.5_f64)) + 1.0).sqrt()).tanh();
+        if n > 3 {
+            b *= ((3.0_f64 * 3.0_f64 + 1.0).sqrt()).tanh();
+        } else {
+        }
+        if x > 0.61 {
+            break;
+        }
+        k933380 += 1;
+    }
+    for i0 in 0..n + 1 {
+        b = (h[i0 % 3]).tanh();
+        if n > 0 {
+            let v4 = ((helper((1.5_f64 * h[0])) * helper((1.5_f64 * h[0])) + 1.0).sqrt()).tanh();
+            h[i0 % 3] = ((b - x).cos() + helper(y)).tanh();
+        } else {
+            a = (((3.0_f64 * a) - (x * x).exp().recip()) + a).tanh();
         }
     }
-    a + v3
-}
-
-#[grad]
-fn p289(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y.atan() - (y * y)) * (y.atan() - (y * y)) + 1.0).sqrt()).tanh();
-    let mut b = (helper(a)).tanh();
     if n > 0 {
-        let v4 = (((y + slice_helper(w)) * (y + slice_helper(w)) + 1.0).ln()
-            + (h[0] / (1.0 + (b + w[0]) * (b + w[0]))))
-            .tanh();
-        h[1] *= (((a * a).exp().recip() * (a * a).exp().recip() + 1.0).sqrt()
-            + (backprop::sigmoid(b) - (v4 * v4 + 1.0).sqrt()))
+        let v4 = ((backprop::sigmoid((a * a).exp().recip())
+            * backprop::sigmoid((a * a).exp().recip()))
+        .exp()
+        .recip())
         .tanh();
     } else {
-        b = (slice_helper(&h)).tanh();
-    }
-    let v4 = (x).tanh();
-    for i0 in 0..n + 1 {
-        a *= ((helper(y) + backprop::sigmoid(b)) / (1.0 + h[2].atan().tanh() * h[2].atan().tanh()))
-            .tanh();
-        a -= ((1.5_f64.atan() + w.iter().map(|v| v * v).sum::<f64>()).tanh()).tanh();
-    }
-    for _ in 0..n {
         for i1 in 0..n + 1 {
-            let v5 = (helper((w[2] - x)) * ((y * h[i1 % 3]) * (w[1] - w[i1 % 3]))).tanh();
-            a += (((y * y).exp().recip() * 0.5_f64)
-                + ((h[2] * x) / (1.0 + (h[1] - v5) * (h[1] - v5))))
-                .tanh();
+            let v4 = (x - ((y / (1.0 + 3.0_f64 * 3.0_f64)) * (w[0] / (1.0 + x * x)))).tanh();
+            let v5 = (v4).tanh();
         }
-    }
-    a + b + v4
-}
-
-#[grad]
-fn p290(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y + 1.0).sqrt()).tanh();
-    let mut b = (a).tanh();
-    let v4 = (x).tanh();
-    for _ in 0..n {
-        let v5 = (0.25_f64 * (backprop::sigmoid(b) + (a * y))).tanh();
-        h[0] += (w[0]).tanh();
+        if n > 2 {
+            h[2] *= ((a.atan() * a.atan()).exp().recip()
+                / (1.0
+                    + ((w[0] + y) * (w[0] + y) + 1.0).sqrt()
+                        * ((w[0] + y) * (w[0] + y) + 1.0).sqrt()))
+            .tanh();
+        } else {
+            b = (((w.iter().map(|v| v * v).sum::<f64>() / (1.0 + h[1] * h[1]))
+                / (1.0 + (x + x) * (x + x)))
+                .cos())
+            .tanh();
+            a *= (h[2]).tanh();
+        }
     }
     a + b + b
 }
 
 #[grad]
-fn p291(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p289(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(y).sin()).tanh();
-    let mut b = (helper((x + x)).sin()).tanh();
-    if n > 3 {
-        let v4 = (y).tanh();
-        if n > 3 {
-            let v5 = ((x * x).exp().recip()).tanh();
-            let v6 = ((v4 * v4 + 1.0).ln()).tanh();
-        } else {
-            let v5 = ((backprop::sigmoid(v4) * backprop::sigmoid(v4) + 1.0)
-                .sqrt()
-                .sin())
-            .tanh();
+    let mut a = (y).tanh();
+    let v3 = (helper(a)).tanh();
+    if n > 0 {
+        let v4 = (w[1]).tanh();
+        for i1 in 0..n + 1 {
+            if v3 > 0.07 {
+                continue;
+            }
+            a *= ((a - h[i1 % 3]).tanh() * (h[2] / (1.0 + v3 * v3)).tanh()).tanh();
         }
     } else {
-        if n > 0 {
-            a *= (helper(
-                ((w.iter().map(|v| v * v).sum::<f64>() - a)
-                    * (w.iter().map(|v| v * v).sum::<f64>() - a)
-                    + 1.0)
-                    .sqrt(),
-            ))
-            .tanh();
-            b *= (b).tanh();
+        let v4 = (2.0_f64).tanh();
+        let v5 = (h[0]).tanh();
+    }
+    a + v3
+}
+
+#[grad]
+fn p290(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((w[2] + (y * x)) - (w[0] + h.iter().sum::<f64>()).tanh()).tanh();
+    let mut b = (((helper(1.5_f64) * helper(1.5_f64) + 1.0).ln()
+        * (helper(1.5_f64) * helper(1.5_f64) + 1.0).ln()
+        + 1.0)
+        .sqrt())
+    .tanh();
+    for i0 in 0..n + 1 {
+        if a > -0.2 {
+            b += (((h[i0 % 3] - x) + a.tanh()) * 0.5_f64).tanh();
+            a += (x + w.iter().map(|v| v * v).sum::<f64>()).tanh();
         } else {
-            let v4 = ((a * a + 1.0).sqrt()).tanh();
-            a += (helper((a.tanh() - (0.25_f64 * 0.25_f64).exp().recip()))).tanh();
+            h[i0 % 3] += (b).tanh();
         }
-        a *= (a).tanh();
+        a += (w[1]).tanh();
+        if b > 0.37 {
+            continue;
+        }
     }
-    b = ((backprop::sigmoid(b) * backprop::sigmoid(b) + 1.0).sqrt()
-        * ((b / (1.0 + h[2] * h[2])) * a))
+    for _ in (0..n).rev() {
+        let v4 = (((b.cos() * backprop::sigmoid(a)) * (b.cos() * backprop::sigmoid(a)))
+            .exp()
+            .recip())
         .tanh();
-    let mut k87153 = 0;
-    while k87153 < n {
-        b *= (helper(slice_helper(w))
+        let v5 = (((a * a + 1.0).sqrt().atan() * (a * a + 1.0).sqrt().atan())
+            .exp()
+            .recip())
+        .tanh();
+    }
+    let v4 = (((slice_helper(&h) + w[0]) * w[0].tanh())
+        + ((3.0_f64 + y) * (3.0_f64 + y)).exp().recip())
+    .tanh();
+    if n > 2 {
+        if n % 2 == 0 {
+            b += (b * b).tanh();
+        } else {
+        }
+        a = (3.0_f64 * backprop::sigmoid((w[0] * y))).tanh();
+    } else {
+        a = (((x * b) + (3.0_f64 * 3.0_f64).exp().recip())
             / (1.0
-                + ((slice_helper(&h) / (1.0 + x * x)) / (1.0 + y.sin() * y.sin()))
-                    * ((slice_helper(&h) / (1.0 + x * x)) / (1.0 + y.sin() * y.sin()))))
+                + backprop::sigmoid((a * a + 1.0).sqrt())
+                    * backprop::sigmoid((a * a + 1.0).sqrt())))
         .tanh();
-        k87153 += 1;
+        let v5 = ((y / (1.0 + (a - a) * (a - a))) - backprop::sigmoid((b * x))).tanh();
     }
-    let v4 = (b).tanh();
     a + b + x
+}
+
+#[grad]
+fn p291(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((h[0] - x).cos()
+        / (1.0
+            + (backprop::sigmoid(y) * backprop::sigmoid(y) + 1.0).sqrt()
+                * (backprop::sigmoid(y) * backprop::sigmoid(y) + 1.0).sqrt()))
+    .tanh();
+    let v3 = (a - ((w[0] * y) - (h[2] * h[2] + 1.0).sqrt())).tanh();
+    let v4 = (h.iter().sum::<f64>()).tanh();
+    let mut k884173 = 0;
+    loop {
+        if k884173 >= n {
+            break;
+        }
+        if n % 2 == 0 {
+            let v5 = (backprop::sigmoid(w[0].sin())).tanh();
+            a = (backprop::sigmoid((backprop::sigmoid(v3) * h[0]))).tanh();
+        } else {
+        }
+        h[1] *= ((v4 * h[2].cos()).atan()).tanh();
+        if v3 > 0.61 {
+            break;
+        }
+        k884173 += 1;
+    }
+    a + v3
 }
 
 #[grad]
 fn p292(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut k385009 = 0;
-    while k385009 < n {
-        let v3 = ((y + a).cos() - x).tanh();
-        h[1] +=
-            ((x.sin() - (x * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())) * x).tanh();
-        k385009 += 1;
-    }
-    h[1] = (y).tanh();
-    let mut k298905 = 0;
-    while k298905 < n {
-        if n > 1 {
-            h[1] += ((x * x).exp().recip().sin()).tanh();
-        } else {
-            let v3 = (w[1]).tanh();
-            a -= (a).tanh();
-        }
-        let v3 = (0.5_f64).tanh();
-        k298905 += 1;
-    }
+    let mut a = (helper(x) + x.tanh().tanh()).tanh();
     let v3 = (y).tanh();
-    a *= (helper(((0.5_f64 * w[0]) / (1.0 + (y * a) * (y * a))))).tanh();
-    a + y
+    let v4 = (v3 * w[2]).tanh();
+    a + v4
 }
 
 #[grad]
 fn p293(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    a = (((a + a) * (a + a) + 1.0).sqrt() + w[0]).tanh();
-    h[1] = ((w[2] + h[1].cos()) * w[2]).tanh();
-    for i0 in 0..n + 1 {
-        if a > 0.1 {
-            a *= (backprop::sigmoid(x) / (1.0 + w[i0 % 3].tanh() * w[i0 % 3].tanh())).tanh();
-        } else {
-        }
-        let v3 = (backprop::sigmoid((w[0] * w[i0 % 3])) + 1.5_f64.cos()).tanh();
-    }
-    a += ((y - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-        / (1.0 + slice_helper(&h) * slice_helper(&h)))
-    .tanh();
-    a + y
+    let mut a = ((w.iter().map(|v| v * v).sum::<f64>() - x)
+        * (y + (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + x * x))))
+        .tanh();
+    a -= (y).tanh();
+    a += ((((w[2] - h[0]) * y) * ((w[2] - h[0]) * y)).exp().recip()).tanh();
+    let v3 = (a).tanh();
+    let v4 = (((a - y) * (w[1] * w[1] + 1.0).sqrt()) * x).tanh();
+    h[2] *= ((v3 + helper(0.5_f64)).tanh()).tanh();
+    a + v3
 }
 
 #[grad]
 fn p294(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    h[1] = (x * backprop::sigmoid(helper(a))).tanh();
-    a = (h.iter().sum::<f64>()).tanh();
-    let v3 = (x).tanh();
-    for i0 in 0..n + 1 {
-        a += (a - (1.5_f64 / (1.0 + (x * x).exp().recip() * (x * x).exp().recip()))).tanh();
-        let v4 = ((1.5_f64 * 1.5_f64 + 1.0).sqrt()).tanh();
+    let mut a = (h[1]).tanh();
+    h[0] += (backprop::sigmoid((y.sin() * a))).tanh();
+    h[2] *= ((2.0_f64 * 2.0_f64).exp().recip()).tanh();
+    for _ in (0..n).rev() {
+        h[2] = ((backprop::sigmoid(0.25_f64) + (a * a + 1.0).sqrt())
+            + ((y * y).exp().recip() - 0.5_f64.atan()))
+        .tanh();
+        let v3 = ((((w[0] - slice_helper(w)) * (w[0] - slice_helper(w)))
+            .exp()
+            .recip()
+            * ((w[0] - slice_helper(w)) * (w[0] - slice_helper(w)))
+                .exp()
+                .recip()
+            + 1.0)
+            .sqrt())
+        .tanh();
+        if n % 2 == 0 {
+            h[2] *= ((y * a) - (a - h[1])).tanh();
+        } else {
+        }
     }
     a + y
 }
@@ -7740,467 +8768,122 @@ fn p294(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 #[grad]
 fn p295(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let v3 = (((y / (1.0 + w[1] * w[1])) - (y / (1.0 + 3.0_f64 * 3.0_f64)))
-        / (1.0 + (x.cos() * (x * x + 1.0).ln()) * (x.cos() * (x * x + 1.0).ln())))
-    .tanh();
-    h[1] += (backprop::sigmoid((slice_helper(w) - (w[0] - x)))).tanh();
-    let v4 =
-        (((v3 - 0.5_f64) - backprop::sigmoid(w[0])) * (backprop::sigmoid(v3) - h[0].sin())).tanh();
-    if n > 2 {
-        a = (v3).tanh();
-        h[1] += (v4 - y).tanh();
-    } else {
-        let v5 = (x).tanh();
-    }
-    a + x
+    let mut a = (backprop::sigmoid(x) * y).tanh();
+    let mut b = (y).tanh();
+    let v4 = (helper((b * 2.0_f64)) - ((3.0_f64 * slice_helper(w)) + x)).tanh();
+    let v5 = (((slice_helper(&h) * slice_helper(&h)).exp().recip() * x) - a).tanh();
+    a + b + a
 }
 
 #[grad]
 fn p296(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((0.5_f64 + 0.25_f64).sin() * (0.5_f64 + 0.25_f64).sin() + 1.0).ln()).tanh();
-    a = (x).tanh();
+    let mut a = ((y * y + 1.0).sqrt()).tanh();
+    let mut b = ((w[0] * y).cos() * y).tanh();
+    h[1] += ((y + x.atan()).atan()).tanh();
+    match n % 3 {
+        0 => {
+            if n % 2 == 0 {
+                b = (h[1]).tanh();
+            } else {
+            }
+            match n % 3 {
+                0 => {
+                    a *= (b * (a.atan() - (h[2] * w[0]))).tanh();
+                    let v4 = ((h[0] * h[0] + 1.0).sqrt()
+                        + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - a))
+                        .tanh();
+                }
+                1 | 2 => {
+                    let v4 = ((w.iter().map(|v| v * v).sum::<f64>() * h[0]) * y).tanh();
+                }
+                _ => {
+                    a *= (backprop::sigmoid((w[2].tanh() * w[2].tanh() + 1.0).ln())).tanh();
+                    b *= (w[1]).tanh();
+                }
+            }
+        }
+        1 | 2 => {}
+        _ => {
+            let mut k358886 = 0;
+            while k358886 < n {
+                a += (b).tanh();
+                b += (y).tanh();
+                k358886 += 1;
+            }
+        }
+    }
+    a *= (b).tanh();
     for i0 in 0..n + 1 {
-        h[i0 % 3] *= ((x + (0.5_f64 - x)) + (x - x).sin()).tanh();
-        for _ in 0..n {
-            a -= ((x * a).sin().sin()).tanh();
-            a = (a).tanh();
-            a *= ((h[1] * (y / (1.0 + h[0] * h[0]))) + ((a * a) * backprop::sigmoid(x))).tanh();
-        }
-        if n > 1 {
-            a += (((a * y) * (w[0] * w[0] + 1.0).ln()).sin()).tanh();
-            let v3 = ((w[2].cos() * w[2].cos() + 1.0).ln().cos()).tanh();
-        } else {
-            let v3 = (helper(y).atan()).tanh();
-            let v4 = ((v3 - a.sin()).cos()).tanh();
-        }
-    }
-    a + a
-}
-
-#[grad]
-fn p297(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(slice_helper(w))).tanh();
-    let mut b = (0.25_f64).tanh();
-    for _ in (0..n).rev() {
-        let v4 = (y).tanh();
-        let v5 = (v4 * ((b - a) * (x * x))).tanh();
-    }
-    let mut k711282 = 0;
-    while k711282 < n {
-        let v4 = ((x + slice_helper(w).atan()) + a).tanh();
-        for i1 in 0..n + 1 {
-            b *= (((a * a + 1.0).sqrt()
-                / (1.0
-                    + (x * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                        * (x * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
-            .cos())
-            .tanh();
-            b *= (helper(((y * v4) * (b - y)))).tanh();
-            b += (a - y).tanh();
-        }
-        k711282 += 1;
-    }
-    if n % 2 == 0 {
         let v4 = (x).tanh();
-    } else {
-    }
-    a + b + y
-}
-
-#[grad]
-fn p298(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    a = (a).tanh();
-    if n > 2 {
-        for i1 in 0..n + 1 {
-            a += (y).tanh();
+        if a > 0.37 {
+            break;
         }
-    } else {
-    }
-    if n % 2 == 0 {
-        if n > 0 {
-            let v3 = ((y / (1.0 + w[0].atan() * w[0].atan())).sin()).tanh();
-            a += (y).tanh();
-        } else {
-            a *= (y).tanh();
-        }
-    } else {
-        a = (y).tanh();
-    }
-    a *= (y).tanh();
-    a + a
-}
-
-#[grad]
-fn p299(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((h.iter().sum::<f64>() * y) - h[2]) * helper(x).cos()).tanh();
-    let mut b = (3.0_f64 * helper(y)).tanh();
-    h[2] += ((w.iter().map(|v| v * v).sum::<f64>() + w[2]).tanh()).tanh();
-    let v4 = (y).tanh();
-    a + b + x
-}
-
-#[grad]
-fn p300(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (h[0].tanh() * x.cos().tanh()).tanh();
-    h[2] += (a.tanh().tanh().cos()).tanh();
-    let mut k464796 = 0;
-    while k464796 < n {
-        if a > 0.1 {
-            h[0] += (3.0_f64).tanh();
-            let v4 = (b.tanh()).tanh();
-        } else {
-            b = (((h[1] * h[1] + 1.0).ln()
-                / (1.0
-                    + w.iter().map(|v| v * v).sum::<f64>()
-                        * w.iter().map(|v| v * v).sum::<f64>()))
-                + ((b * y) + (b - slice_helper(w))))
-            .tanh();
-        }
-        let v4 = (helper((helper(y) * helper(y) + 1.0).ln())).tanh();
-        k464796 += 1;
-    }
-    a + b + b
-}
-
-#[grad]
-fn p301(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(((h.iter().sum::<f64>() + x) * (w[0] * w[0]).exp().recip()))).tanh();
-    let mut b = (((y * w[2]) * (x + slice_helper(&h))) * a.sin().cos()).tanh();
-    for i0 in 0..n + 1 {
-        h[1] += (((x * x).exp().recip() - h[0]) + (backprop::sigmoid(x) * (b + b))).tanh();
-        if x > 0.0 {
-            h[i0 % 3] *= (a - a).tanh();
-            a += (b).tanh();
-        } else {
-            b *= (a.sin()).tanh();
-            h[i0 % 3] *= ((w[2] / (1.0 + 2.0_f64 * 2.0_f64)).tanh() * (2.0_f64 - a).tanh()).tanh();
-        }
-    }
-    let v4 = ((3.0_f64 * (2.0_f64 * 2.0_f64 + 1.0).ln()).cos()).tanh();
-    if n % 2 == 0 {
-        let v5 = (v4).tanh();
-    } else {
-        for _ in (0..n).rev() {
-            a -= (v4).tanh();
-            a += (h[0]
-                - ((slice_helper(w) * slice_helper(w)).exp().recip()
-                    * (slice_helper(w) * slice_helper(w)).exp().recip())
-                .exp()
-                .recip())
-            .tanh();
-        }
-    }
-    h[0] *= (((b - v4) + y.cos()).sin()).tanh();
-    let mut k427817 = 0;
-    while k427817 < n {
-        a = (((0.5_f64 - v4) + b.sin()) * ((b - w[2]) + (h[1] - a))).tanh();
-        k427817 += 1;
     }
     a + b + a
 }
 
 #[grad]
-fn p302(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p297(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = (w[1]).tanh();
+    let v4 = ((a * w[1]).sin() * ((2.0_f64 * 2.0_f64 + 1.0).sqrt() * (b * b + 1.0).ln())).tanh();
+    if n > 0 {
+        let v5 = (a.tanh()).tanh();
+        b = (((y + v5) * (y + v5)).exp().recip().tanh()).tanh();
+    } else {
+    }
+    let v5 = ((w[2] + backprop::sigmoid(v4)) * ((a * a + 1.0).ln() * (w[0] - a))).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p298(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
+        .exp()
+        .recip()
+        .atan()
+        * (w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
+            .exp()
+            .recip()
+            .atan()
+        + 1.0)
+        .ln())
+    .tanh();
+    let mut b = (h[0]).tanh();
+    let v4 = (1.5_f64).tanh();
+    h[0] += (h[0].sin()).tanh();
+    let v5 = (a).tanh();
+    h[0] *= (h.iter().sum::<f64>()).tanh();
+    a + b + v5
+}
+
+#[grad]
+fn p299(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (y).tanh();
-    let mut k571566 = 0;
-    while k571566 < n {
-        let v3 = (x).tanh();
-        k571566 += 1;
-    }
-    let v3 = (((x * x + 1.0).ln() * (x * x + 1.0).ln() + 1.0)
-        .sqrt()
-        .atan())
-    .tanh();
-    a = (((x / (1.0 + slice_helper(w) * slice_helper(w))) * (y * y + 1.0).sqrt())
-        * (slice_helper(&h)
-            / (1.0
-                + (w.iter().map(|v| v * v).sum::<f64>() + slice_helper(w))
-                    * (w.iter().map(|v| v * v).sum::<f64>() + slice_helper(w)))))
-    .tanh();
-    if n > 2 {
-        h[0] *= (a).tanh();
-    } else {
-        let v4 = (slice_helper(&h)).tanh();
-    }
-    if n % 2 == 0 {
-        a = (((y * a)
-            / (1.0
-                + (w.iter().map(|v| v * v).sum::<f64>() + slice_helper(&h))
-                    * (w.iter().map(|v| v * v).sum::<f64>() + slice_helper(&h))))
-            + ((2.0_f64 / (1.0 + h[0] * h[0])) - (a / (1.0 + a * a))))
-            .tanh();
-    } else {
-    }
-    a + v3
-}
-
-#[grad]
-fn p303(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid((0.25_f64 * x)) * (x * (w[1] / (1.0 + x * x)))).tanh();
-    let mut b = (x - ((x / (1.0 + 3.0_f64 * 3.0_f64)) * (w[0] / (1.0 + x * x)))).tanh();
-    h[2] += (helper((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * b))).tanh();
-    if n % 2 == 0 {
-        let v4 = (((x / (1.0 + a * a)).atan() * (x / (1.0 + a * a)).atan())
-            .exp()
-            .recip())
-        .tanh();
-        b = (((v4 + x).sin() * (v4 + x).sin()).exp().recip()).tanh();
-    } else {
-        if n > 3 {
-            let v4 = (((y * y + 1.0).sqrt().cos() * (y * y + 1.0).sqrt().cos())
-                .exp()
-                .recip())
-            .tanh();
-            a = (backprop::sigmoid(v4) - 0.5_f64.atan()).tanh();
-        } else {
-            let v4 = (x).tanh();
-        }
-        let v4 = ((y.atan() * w[0]).atan()).tanh();
-    }
-    a + b + x
-}
-
-#[grad]
-fn p304(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (2.0_f64).tanh();
-    let mut b = (((y - x) * (y - x) + 1.0).ln()).tanh();
-    h[0] += ((h[2] * x).cos().cos()).tanh();
-    for _ in 0..n {
-        let v4 =
-            (a + ((h[1] * h[1] + 1.0).sqrt() * (h[1] * h[1] + 1.0).sqrt() + 1.0).sqrt()).tanh();
-        let v5 = (((slice_helper(&h).cos() + (slice_helper(w) + x))
-            * (slice_helper(&h).cos() + (slice_helper(w) + x))
-            + 1.0)
-            .ln())
-        .tanh();
-    }
-    let v4 = ((y * y).exp().recip() - h[2]).tanh();
-    let v5 = (b).tanh();
-    let v6 = (w[2]).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p305(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    let v3 = (y).tanh();
-    let v4 = ((((y * h[1]) - (x + v3)) * ((y * h[1]) - (x + v3)))
-        .exp()
-        .recip())
-    .tanh();
-    a + a
-}
-
-#[grad]
-fn p306(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((3.0_f64 * 3.0_f64 + 1.0).sqrt() * (x - w[2]))
-        + ((x - w.iter().map(|v| v * v).sum::<f64>()) - (y * y)))
-        .tanh();
-    a = (a * ((x / (1.0 + a * a)) + x)).tanh();
-    a = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x) + y.atan()).sin()).tanh();
-    let v3 = ((((a * w[0]) / (1.0 + slice_helper(w).tanh() * slice_helper(w).tanh()))
-        * ((a * w[0]) / (1.0 + slice_helper(w).tanh() * slice_helper(w).tanh()))
-        + 1.0)
-        .ln())
-    .tanh();
-    a + y
-}
-
-#[grad]
-fn p307(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * x + 1.0).sqrt()).tanh();
-    let mut b = (a).tanh();
-    a = ((((b * b + 1.0).sqrt() * (b * b + 1.0).sqrt() + 1.0).sqrt()
-        * ((b * b + 1.0).sqrt() * (b * b + 1.0).sqrt() + 1.0).sqrt()
-        + 1.0)
-        .ln())
-    .tanh();
-    if a > -0.2 {
-        if a > 0.0 {
-            let v4 = ((2.0_f64 * 2.0_f64).exp().recip()).tanh();
-        } else {
-            a *= (backprop::sigmoid((y + b)) + (1.5_f64 * 1.5_f64 + 1.0).sqrt()).tanh();
-            b += (a).tanh();
-        }
-        let mut k4092 = 0;
-        while k4092 < n {
-            let v4 = (x).tanh();
-            k4092 += 1;
-        }
-    } else {
-    }
-    b *= (h[1] * x.sin()).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p308(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * x + 1.0).ln() + y).tanh();
-    a *= ((a * a + 1.0).sqrt().sin()
-        * (slice_helper(w) / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())).tanh())
-    .tanh();
-    for i0 in 0..n + 1 {
-        h[2] = (a * backprop::sigmoid(y).atan()).tanh();
-        let v3 = ((helper(w[0]) / (1.0 + w[0].cos() * w[0].cos()))
-            - ((w[i0 % 3] + y) * (w[i0 % 3] + y)).exp().recip())
-        .tanh();
-    }
-    let v3 = (y * w[2]).tanh();
-    a = (slice_helper(&h)).tanh();
-    let v4 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    a + a
-}
-
-#[grad]
-fn p309(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (h.iter().sum::<f64>()).tanh();
-    h[1] = (a).tanh();
-    if a > 0.1 {
-        let v3 = (y).tanh();
-    } else {
-        a = (y).tanh();
-    }
-    a += ((((w[2] - h[0]) * y) * ((w[2] - h[0]) * y)).exp().recip()).tanh();
-    let v3 = (a).tanh();
-    a + x
-}
-
-#[grad]
-fn p310(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((w[0] * w[0] + 1.0).sqrt()).tanh();
-    let mut b = (y / (1.0 + a * a)).tanh();
-    if n > 0 {
-        if b > 0.1 {
-            let v4 = (x - (x + h[1])).tanh();
-            a += (x + x).tanh();
-        } else {
-            let v4 = (3.0_f64 + h[1]).tanh();
-        }
-        a -= (backprop::sigmoid(b)).tanh();
-    } else {
-        for i1 in 0..n + 1 {
-            b *= (a - a).tanh();
-        }
-        h[2] += (x
-            * ((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).ln() + slice_helper(w)))
-        .tanh();
-    }
-    a -= (backprop::sigmoid(a)
-        / (1.0
-            + (y.sin() / (1.0 + (h[2] - x) * (h[2] - x)))
-                * (y.sin() / (1.0 + (h[2] - x) * (h[2] - x)))))
-        .tanh();
-    let v4 = ((helper(b) + (b * b + 1.0).sqrt())
-        / (1.0
-            + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * y).cos()
-                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * y).cos()))
-    .tanh();
-    b = (((b * b).exp().recip() * 2.0_f64) * (y * y + 1.0).sqrt()).tanh();
-    b = (h.iter().sum::<f64>() - (3.0_f64 - 0.25_f64)).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p311(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((slice_helper(&h) * w[2]) * y).tanh();
-    a += (((a + y) - 2.0_f64).tanh()).tanh();
-    let v3 = ((0.5_f64 * 0.5_f64 + 1.0).sqrt()).tanh();
-    let v4 = (a).tanh();
-    let v5 = (v3).tanh();
-    a + y
-}
-
-#[grad]
-fn p312(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0]).tanh();
-    a = (x).tanh();
-    a = (h[1]).tanh();
-    let v3 = (backprop::sigmoid((w[1] - w[1])) * (h[1] + (a * a))).tanh();
-    a += ((h[0] * h[0] + 1.0).sqrt()
-        + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - a))
-        .tanh();
-    a + v3
-}
-
-#[grad]
-fn p313(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x.tanh() / (1.0 + x.cos() * x.cos())) * x.tanh()).tanh();
-    a = (w[1] - 1.5_f64).tanh();
-    if n > 2 {
-        a = (a).tanh();
-    } else {
-        if n % 2 == 0 {
-            a = (((y * y).exp().recip() * (w.iter().map(|v| v * v).sum::<f64>() + x)) - a).tanh();
-            h[0] = (a).tanh();
-        } else {
-            a += (a).tanh();
-            let v3 = (slice_helper(&h)
-                * ((y - slice_helper(w)) * (y - slice_helper(w)) + 1.0).sqrt())
-            .tanh();
-        }
-    }
-    if n % 2 == 0 {
-        let v3 = (y).tanh();
-    } else {
-        let v3 = (w[0] - (backprop::sigmoid(x) * backprop::sigmoid(x)).exp().recip()).tanh();
-        let v4 = (v3.cos()).tanh();
-    }
-    let v3 = (w[2] - backprop::sigmoid((x * x + 1.0).ln())).tanh();
-    a + y
-}
-
-#[grad]
-fn p314(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y - h[2]) - (w[1] * w[1]).exp().recip()).tanh()).tanh();
     let mut b = (x).tanh();
-    for _ in (0..n).rev() {
-        let v4 = ((b.tanh() * b.tanh()).exp().recip()).tanh();
-    }
-    let v4 = ((((y + slice_helper(w)) + b.cos()) * ((y + slice_helper(w)) + b.cos()))
-        .exp()
-        .recip())
-    .tanh();
     a *= (helper(y.sin()) - 3.0_f64).tanh();
     for i0 in 0..n + 1 {
         h[i0 % 3] *=
             (backprop::sigmoid((0.5_f64 + x)) / (1.0 + helper(a.atan()) * helper(a.atan()))).tanh();
         h[0] += (((b + slice_helper(w))
             / (1.0 + backprop::sigmoid(h[0]) * backprop::sigmoid(h[0])))
-            / (1.0 + (v4 + b).atan() * (v4 + b).atan()))
+            / (1.0 + (y + b).atan() * (y + b).atan()))
         .tanh();
-        a *= (v4 * b).tanh();
+        a *= (x - ((a + x) * (a + x)).exp().recip()).tanh();
     }
+    let v4 = ((b.atan() + y) + h[2]).tanh();
     a + b + x
 }
 
 #[grad]
-fn p315(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p300(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((w.iter().map(|v| v * v).sum::<f64>() * y).sin() + (slice_helper(w) + x)).tanh();
-    let mut b = (backprop::sigmoid(y) * y).tanh();
-    b -= (h[1] - backprop::sigmoid((h[1] + w.iter().map(|v| v * v).sum::<f64>()))).tanh();
+    let mut a = (y / (1.0 + ((w[1] * y) * (x - h[1])) * ((w[1] * y) * (x - h[1])))).tanh();
+    let mut b = (slice_helper(w)).tanh();
     let v4 = (((b * b) * (b * b)).exp().recip()
         - ((x / (1.0 + slice_helper(w) * slice_helper(w))) + (w[1] * w[1]).exp().recip()))
     .tanh();
@@ -8213,283 +8896,282 @@ fn p315(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
             .sqrt())
         .tanh();
     }
-    a + b + v4
-}
-
-#[grad]
-fn p316(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x - helper(h[2])).tanh();
-    let mut b = (2.0_f64.sin()).tanh();
-    h[0] += (x.tanh() * a.atan()).tanh();
-    a = (0.25_f64 * (x.sin() * helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
-        .tanh();
-    let mut k157372 = 0;
-    while k157372 < n {
-        for i1 in 0..n + 1 {
-            b += (w[i1 % 3]).tanh();
-            let v4 = (2.0_f64).tanh();
-            b *= (helper((v4 / (1.0 + w[2] * w[2])))).tanh();
-        }
-        k157372 += 1;
+    b = (y - helper(h[2])).tanh();
+    if n % 2 == 0 {
+        let v5 = (w[1]).tanh();
+    } else {
     }
-    a + b + y
+    for i0 in 0..n + 1 {
+        b *= (((y * (v4 + v4)) * (y * (v4 + v4))).exp().recip()).tanh();
+        if n % 2 == 0 {
+            h[i0 % 3] = ((backprop::sigmoid(helper(y)) * backprop::sigmoid(helper(y)))
+                .exp()
+                .recip())
+            .tanh();
+        } else {
+            b += (w[i0 % 3]).tanh();
+            let v5 = (2.0_f64).tanh();
+        }
+    }
+    a + b + b
 }
 
 #[grad]
-fn p317(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p301(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y.sin() - ((h[1] + x) * w[2].atan())).tanh();
-    let mut b = (x * (h.iter().sum::<f64>() - y)).tanh();
+    let mut a = (((x / (1.0 + 3.0_f64 * 3.0_f64)) * (x / (1.0 + 3.0_f64 * 3.0_f64)))
+        .exp()
+        .recip())
+    .tanh();
+    let mut b = (((x * w[2]) * (x * w[2]) + 1.0).sqrt()
+        / (1.0 + slice_helper(&h).sin() * slice_helper(&h).sin()))
+    .tanh();
+    h[0] *= (backprop::sigmoid(b)).tanh();
+    a = ((h.iter().sum::<f64>() - b).sin()).tanh();
     a = (slice_helper(w)).tanh();
     for i0 in 0..n + 1 {
         let v4 = ((h[i0 % 3] * b).atan() + a).tanh();
     }
-    a + b + x
-}
-
-#[grad]
-fn p318(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((x * x + 1.0).sqrt() * (y * x)) * y).tanh();
-    let v3 = (a / (1.0 + (2.0_f64 - y).cos() * (2.0_f64 - y).cos())).tanh();
-    let v4 = (y).tanh();
-    for _ in (0..n).rev() {
-        for _ in (0..n).rev() {
-            a *= (slice_helper(&h)).tanh();
-        }
-    }
-    h[2] *= (((y / (1.0 + v3 * v3)) * (y / (1.0 + v3 * v3)) + 1.0)
-        .sqrt()
-        .tanh())
+    let v4 = ((slice_helper(&h) + slice_helper(&h)).sin()
+        + ((x
+            / (1.0
+                + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+            * y.cos()))
     .tanh();
-    a + a
+    a + b + b
 }
 
 #[grad]
-fn p319(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y.sin().atan() * (y + 1.5_f64).atan()).tanh();
-    let mut b = ((helper(x) * (x - a)) / (1.0 + y * y)).tanh();
-    b += ((((y / (1.0 + a * a)) * a) * ((y / (1.0 + a * a)) * a) + 1.0).sqrt()).tanh();
-    let mut k678789 = 0;
-    while k678789 < n {
-        let v4 = (b / (1.0 + (a + (y * y + 1.0).ln()) * (a + (y * y + 1.0).ln()))).tanh();
-        let mut k323312 = 0;
-        while k323312 < n {
-            let v5 = (y.tanh() * ((0.25_f64 + w.iter().map(|v| v * v).sum::<f64>()) * (h[0] + b)))
-                .tanh();
-            k323312 += 1;
-        }
-        k678789 += 1;
-    }
-    a = (w[1]).tanh();
-    a + b + x
-}
-
-#[grad]
-fn p320(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * h[0]).cos() + y).tanh();
-    let mut b = ((helper(h[2]) - (a * a + 1.0).sqrt())
-        - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-    .tanh();
-    if x > -0.2 {
-        b = ((x * x).exp().recip().cos() - x).tanh();
-    } else {
-        b += (x.tanh()).tanh();
-        for i1 in 0..n + 1 {
-            h[i1 % 3] +=
-                (w[i1 % 3] - ((a * a).exp().recip() * (a * a).exp().recip() + 1.0).ln()).tanh();
-            a = (a).tanh();
-        }
-    }
-    let v4 = (((slice_helper(&h) - (b + 3.0_f64)) * (slice_helper(&h) - (b + 3.0_f64)) + 1.0).ln())
-        .tanh();
-    if v4 > -0.2 {
-        let mut k15717 = 0;
-        while k15717 < n {
-            let v5 =
-                (((y - a) + (0.5_f64 * h[2])) * ((2.0_f64 * 2.0_f64).exp().recip() + b)).tanh();
-            k15717 += 1;
-        }
-    } else {
-    }
-    h[2] *= (((3.0_f64 * 3.0_f64 + 1.0).sqrt() - (b / (1.0 + h[0] * h[0]))) + (helper(w[0]) * y))
-        .tanh();
-    a = (w[2]).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p321(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (2.0_f64 - backprop::sigmoid(y)).tanh();
-    let v3 = ((backprop::sigmoid((a * a + 1.0).sqrt()) * backprop::sigmoid((a * a + 1.0).sqrt())
-        + 1.0)
-        .sqrt())
-    .tanh();
-    a += (y).tanh();
-    a += (y).tanh();
-    for i0 in 0..n + 1 {
-        h[i0 % 3] *= (w[0].cos() * h[0]).tanh();
-        if v3 > 0.0 {
-            let v4 = ((h[1] / (1.0 + y * y)) * (w[2] * v3).atan()).tanh();
-            a += ((x.atan() * x.atan() + 1.0).ln()).tanh();
-        } else {
-            h[0] *= (((y / (1.0 + v3 * v3)) + x) - w[i0 % 3].atan()).tanh();
-            a *= (helper(((3.0_f64 * 3.0_f64).exp().recip() / (1.0 + h[2].cos() * h[2].cos()))))
-                .tanh();
-        }
-    }
-    if n % 2 == 0 {
-        for i1 in 0..n + 1 {
-            a += (w[0]).tanh();
-            a += (3.0_f64 - ((y / (1.0 + 1.5_f64 * 1.5_f64)) + (a / (1.0 + x * x)))).tanh();
-            let v4 = ((w[1].cos() - w[2]).cos()).tanh();
-        }
-        let v4 = (h[2]).tanh();
-    } else {
-        a *= (v3 + (helper(h[0]) + w[0])).tanh();
-    }
-    a + x
-}
-
-#[grad]
-fn p322(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (3.0_f64 + (x + (w[0] + w[1]))).tanh();
-    let mut b = (a).tanh();
-    if a > -0.2 {
-        let mut k328014 = 0;
-        while k328014 < n {
-            let v4 = (b).tanh();
-            h[0] += ((h[2] + y).atan() - ((h[0] * x) * b.tanh())).tanh();
-            k328014 += 1;
-        }
-        let v4 = (b - y).tanh();
-    } else {
-        for i1 in 0..n + 1 {
-            a += (helper(x)).tanh();
-            a = (x * (w.iter().map(|v| v * v).sum::<f64>().tanh() + (w[2] - w[1]))).tanh();
-        }
-    }
-    let v4 = (((y * a) * helper(w[1])) / (1.0 + a.atan() * a.atan())).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p323(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p302(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (x).tanh();
-    if y > -0.2 {
-        h[2] = ((y - h[1]).tanh() - x).tanh();
-        if x > 0.0 {
-            h[1] = (x).tanh();
-            a = (x).tanh();
+    let v3 = (h.iter().sum::<f64>().sin() - (y + 2.0_f64)).tanh();
+    for _ in (0..n).rev() {
+        for i1 in 0..n + 1 {
+            if a > -0.13 {
+                break;
+            }
+            a *= ((a + (0.5_f64 + a)).cos()).tanh();
+            a -= (a.cos()).tanh();
+            let v4 =
+                (((w[i1 % 3] / (1.0 + w[i1 % 3] * w[i1 % 3])) - x.cos()) + (a - y).atan()).tanh();
+        }
+        a = (a).tanh();
+        if y > -0.13 {
+            continue;
+        }
+    }
+    let v4 = (((a / (1.0 + 0.5_f64 * 0.5_f64)) - (w[2] * w[2] + 1.0).ln()).sin()).tanh();
+    a + y
+}
+
+#[grad]
+fn p303(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (2.0_f64).tanh();
+    let mut b = (((y * y).exp().recip() - y) * (a.cos() * (y * y).exp().recip())).tanh();
+    let v4 = (a).tanh();
+    for i0 in 0..n + 1 {
+        let v5 = ((h[0] + x).cos() - ((v4 / (1.0 + y * y)) * w[1].atan())).tanh();
+        b = ((helper(b) * v5.cos()) + v4).tanh();
+        a = ((3.0_f64 + x) / (1.0 + backprop::sigmoid((w[2] - y)) * backprop::sigmoid((w[2] - y))))
+            .tanh();
+    }
+    let v5 = (((backprop::sigmoid(w[1]) * backprop::sigmoid(w[1]) + 1.0).sqrt()
+        * (backprop::sigmoid(w[1]) * backprop::sigmoid(w[1]) + 1.0).sqrt()
+        + 1.0)
+        .ln())
+    .tanh();
+    if n % 2 == 0 {
+        let v6 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+        let mut k354294 = 0;
+        while k354294 < n {
+            b *= (a + (b - slice_helper(&h))).tanh();
+            k354294 += 1;
+        }
+    } else {
+        b = (v5
+            / (1.0
+                + (a.cos() + backprop::sigmoid(3.0_f64)) * (a.cos() + backprop::sigmoid(3.0_f64))))
+        .tanh();
+    }
+    a + b + x
+}
+
+#[grad]
+fn p304(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w[2] - y) + (0.5_f64 * h[2])) * ((2.0_f64 * 2.0_f64).exp().recip() + y)).tanh();
+    h[2] *= (((3.0_f64 * 3.0_f64 + 1.0).sqrt() - (y / (1.0 + h[0] * h[0]))) + (helper(w[0]) * x))
+        .tanh();
+    a = (w[2]).tanh();
+    let v3 = ((y * y + 1.0).ln()).tanh();
+    a + y
+}
+
+#[grad]
+fn p305(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    let v3 = (a).tanh();
+    if n % 2 == 0 {
+        a += (y).tanh();
+        a += (y).tanh();
+    } else {
+        let v4 = (a).tanh();
+        let mut k973597 = 0;
+        loop {
+            if k973597 >= n {
+                break;
+            }
+            let v5 = (x).tanh();
+            if x > 0.61 {
+                break;
+            }
+            k973597 += 1;
+        }
+    }
+    for i0 in 0..n + 1 {
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                a += (y).tanh();
+                a *= (helper(a.cos()) - w[2].sin().atan()).tanh();
+            }
+            _ => {
+                h[0] *= (((y / (1.0 + v3 * v3)) + x) - w[i0 % 3].atan()).tanh();
+                a *=
+                    (helper(((3.0_f64 * 3.0_f64).exp().recip() / (1.0 + h[2].cos() * h[2].cos()))))
+                        .tanh();
+            }
+        }
+        if v3 > 0.07 {
+            continue;
+        }
+        if n % 2 == 0 {
+            a *= ((w[2].cos() - w[0]) - (v3 * v3 + 1.0).sqrt()).tanh();
+            a *= ((v3 - (x - x)) * (a / (1.0 + (w[2] + y) * (w[2] + y)))).tanh();
         } else {
-            let v3 = (a).tanh();
-            a += ((w.iter().map(|v| v * v).sum::<f64>() - v3)
+        }
+    }
+    match n % 3 {
+        0 => {
+            let v4 = (slice_helper(w)).tanh();
+            if n > 0 {
+                h[0] = (0.25_f64).tanh();
+            } else {
+                a *= (2.0_f64 / (1.0 + (w[0] + (x * h[0])) * (w[0] + (x * h[0])))).tanh();
+                a *= ((v3.atan() * backprop::sigmoid(x)) * (x - h[2])).tanh();
+            }
+        }
+        1 | 2 => {
+            for _ in 0..n {
+                a *= (x).tanh();
+                a += (w[0].atan()).tanh();
+            }
+            let v4 = (v3).tanh();
+        }
+        _ => {}
+    }
+    h[1] += ((x.sin() + (y / (1.0 + 2.0_f64 * 2.0_f64))) * x).tanh();
+    a + v3
+}
+
+#[grad]
+fn p306(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[0] * ((y * x) - w[1])).tanh();
+    let mut b = (y).tanh();
+    if a > 0.0 {
+        a *= (b * ((y - x) / (1.0 + (a + h[2]) * (a + h[2])))).tanh();
+        if a > 0.0 {
+            b *= (((h[1] - a) * (b * y)) * (x - y).tanh()).tanh();
+            b += ((w.iter().map(|v| v * v).sum::<f64>() - b)
                 / (1.0
                     + backprop::sigmoid((h.iter().sum::<f64>() * 0.25_f64))
                         * backprop::sigmoid((h.iter().sum::<f64>() * 0.25_f64))))
             .tanh();
+        } else {
+            a += ((w[2].atan() * w[2].atan() + 1.0).sqrt()).tanh();
+            b *= (a).tanh();
         }
     } else {
-        for i1 in 0..n + 1 {
-            a *= (0.25_f64).tanh();
-            a *= (y).tanh();
-        }
-        if a > 0.1 {
-            h[2] = (2.0_f64).tanh();
-        } else {
-        }
+        let v4 = (((w[2] + w[2]) + 2.0_f64).sin()).tanh();
+        a *= ((b * b + 1.0).ln() * (a.tanh() + (slice_helper(&h) + y))).tanh();
     }
-    for i0 in 0..n + 1 {
-        for _ in 0..n {
-            a += (0.25_f64).tanh();
-        }
-        if n % 2 == 0 {
-            a *= (x * (0.5_f64 - x).sin()).tanh();
-            let v3 = (a).tanh();
-        } else {
-            a += (w[1].sin()).tanh();
-            let v3 = (y.atan() - (h[i0 % 3] - (a + w[2]))).tanh();
-        }
-        h[2] += (a).tanh();
-    }
-    a += (y).tanh();
-    if a > 0.0 {
-        for i1 in 0..n + 1 {
-            let v3 = ((y * y + 1.0).sqrt()).tanh();
-            let v4 = (w[i1 % 3].atan()).tanh();
-        }
-    } else {
-        let v3 = (x * ((x * x + 1.0).sqrt() - a.sin())).tanh();
-        let mut k133836 = 0;
-        while k133836 < n {
-            let v4 = (y).tanh();
-            a += (((v3 / (1.0 + w[2] * w[2])) - v3) + y).tanh();
-            k133836 += 1;
-        }
-    }
-    for i0 in 0..n + 1 {
-        if x > 0.1 {
-            a *= (a).tanh();
-            a -= (0.5_f64).tanh();
-        } else {
-            let v3 = (((x * a) - (a * a + 1.0).sqrt())
-                / (1.0 + ((w[2] + 2.0_f64) * (a * y)) * ((w[2] + 2.0_f64) * (a * y))))
-                .tanh();
-            a *= (x).tanh();
-        }
-    }
-    a + a
-}
-
-#[grad]
-fn p324(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(slice_helper(&h))).tanh();
-    let mut b = (x).tanh();
-    b = (b).tanh();
-    for _ in (0..n).rev() {
-        let v4 = ((h.iter().sum::<f64>() * 2.0_f64) + helper(1.5_f64)).tanh();
-        h[0] *= (((x * x + 1.0).sqrt() + 3.0_f64.sin()) * (v4 + a).atan()).tanh();
-        let v5 = (w[1]).tanh();
-    }
-    a + b + y
-}
-
-#[grad]
-fn p325(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((0.5_f64 - (3.0_f64 - y))
-        / (1.0 + ((y - slice_helper(&h)) + (x + y)) * ((y - slice_helper(&h)) + (x + y))))
-        .tanh();
-    let mut b = (x).tanh();
-    let v4 = ((backprop::sigmoid(b) / (1.0 + x.cos() * x.cos())) + y).tanh();
-    let v5 = (w[0]).tanh();
-    let v6 = (v5 + y).tanh();
-    b = (((a * v5) - (w[0] * w[0] + 1.0).ln()) * backprop::sigmoid((v5 + v6))).tanh();
+    let v4 = (x.tanh()).tanh();
+    a = ((w[0].tanh().atan() * w[0].tanh().atan()).exp().recip()).tanh();
+    a -= (b).tanh();
     a + b + x
 }
 
 #[grad]
-fn p326(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p307(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((x * x).exp().recip() * (x * x).exp().recip())
-        .exp()
-        .recip()
-        / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt()))
-    .tanh();
-    let v3 = (y).tanh();
-    a = (a.atan() * (y * y + 1.0).ln()).tanh();
-    a + a
+    let mut a = (x.sin() * slice_helper(&h)).tanh();
+    let mut b = (a).tanh();
+    h[1] = (a).tanh();
+    let v4 = (((a * w[1]) * (a * w[1])).exp().recip()).tanh();
+    let v5 = (b.sin()).tanh();
+    a + b + b
 }
 
 #[grad]
-fn p327(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p308(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y + y).tanh();
+    let mut b = (((x - y) * a) + (y - (1.5_f64 + x))).tanh();
+    if y > -0.2 {
+        if n % 2 == 0 {
+            let v4 = ((((y + w[0]) * (y + w[0]) + 1.0).sqrt()
+                * ((y + w[0]) * (y + w[0]) + 1.0).sqrt())
+            .exp()
+            .recip())
+            .tanh();
+        } else {
+        }
+    } else {
+        for i1 in 0..n + 1 {
+            b *= ((w[1] + h[1].cos()).tanh()).tanh();
+        }
+        let v4 = (((x - a) - (a * b)) / (1.0 + x.atan().sin() * x.atan().sin())).tanh();
+    }
+    if n % 2 == 0 {
+        if n > 3 {
+            let v4 = (backprop::sigmoid((helper(h[0]) - a))).tanh();
+            b *= (((y * y + 1.0).sqrt() * b) + b).tanh();
+        } else {
+            let v4 = (((w[2] + h[1]) + (b * w[1])) * (a.cos() * (y * y + 1.0).sqrt())).tanh();
+            let v5 = (((v4 + y) / (1.0 + (w[0] - slice_helper(w)) * (w[0] - slice_helper(w))))
+                * ((v4 - y) * h[1]))
+                .tanh();
+        }
+        b = (x - 0.5_f64).tanh();
+    } else {
+        let mut k521752 = 0;
+        while k521752 < n {
+            a += (a).tanh();
+            a += (y).tanh();
+            k521752 += 1;
+        }
+    }
+    let v4 = (x - helper(helper(slice_helper(w)))).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p309(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y - (x * w[2]).sin()).tanh();
+    let v3 = (((a * y) + (y * h[1])).sin()).tanh();
+    h[2] = (v3).tanh();
+    let v4 = ((backprop::sigmoid(x) - 0.5_f64.sin()) - h[2]).tanh();
+    a + v4
+}
+
+#[grad]
+fn p310(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = ((w[1] + x).atan().sin()).tanh();
     a = ((y - 0.5_f64)
@@ -8524,7 +9206,7 @@ fn p327(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p328(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p311(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (y).tanh();
     let mut b = ((x + (x + y)) + x).tanh();
@@ -8536,7 +9218,7 @@ fn p328(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p329(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p312(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a =
         ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - y).atan() - 3.0_f64).tanh();
@@ -8555,1087 +9237,1112 @@ fn p329(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
             b *= ((w[2] * w[2]).exp().recip()).tanh();
         }
     } else {
-        let mut k209028 = 0;
-        while k209028 < n {
-            b *= ((w[0] * (a / (1.0 + w[1] * w[1]))) * y).tanh();
-            let v4 = (((b - y) - slice_helper(&h)) - x).tanh();
-            k209028 += 1;
+        let mut k96360 = 0;
+        while k96360 < n {
+            b -= (w[0]
+                + ((slice_helper(&h) + w[0])
+                    / (1.0 + (w[0] - slice_helper(&h)) * (w[0] - slice_helper(&h)))))
+            .tanh();
+            a -= (h[1] / (1.0 + slice_helper(&h) * slice_helper(&h))).tanh();
+            k96360 += 1;
         }
     }
-    let mut k695486 = 0;
-    while k695486 < n {
-        for _ in (0..n).rev() {
-            a = (b).tanh();
-            b *= (helper(helper((h[2] / (1.0 + 0.5_f64 * 0.5_f64))))).tanh();
+    a += ((a * (a * a)) / (1.0 + ((b * y) + (x * a)) * ((b * y) + (x * a)))).tanh();
+    a = (((x.cos() * (y + h[2])) * (x.cos() * (y + h[2])) + 1.0).sqrt()).tanh();
+    let v4 = (1.5_f64).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p313(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y / (1.0 + y * y)).tanh();
+    let mut b = (a + 2.0_f64).tanh();
+    let v4 = (((w[2] * (a * y)) * (w[2] * (a * y)) + 1.0).ln()).tanh();
+    for i0 in 0..n + 1 {
+        if b > -0.13 {
+            break;
         }
-        k695486 += 1;
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                let v5 = (backprop::sigmoid(h[i0 % 3]).cos()
+                    / (1.0 + ((3.0_f64 + v4) * h[2]) * ((3.0_f64 + v4) * h[2])))
+                    .tanh();
+                let v6 = ((y + (0.25_f64 / (1.0 + y * y))) - x.sin().atan()).tanh();
+            }
+            _ => {
+                let v5 = ((h[0] * h[0] + 1.0).sqrt()).tanh();
+                b = (w[0]).tanh();
+            }
+        }
+        h[i0 % 3] = (((v4 - w[i0 % 3]) / (1.0 + (w[0] + w[i0 % 3]) * (w[0] + w[i0 % 3])))
+            * (x + h[0]).atan())
+        .tanh();
     }
-    for _ in (0..n).rev() {
-        let v4 = (x).tanh();
-        let v5 = (v4 - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-        let v6 = (w[0].tanh()).tanh();
-    }
-    a = (slice_helper(w)).tanh();
     a + b + y
 }
 
 #[grad]
-fn p330(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y.atan() / (1.0 + (x - 0.25_f64) * (x - 0.25_f64))).sin()).tanh();
-    let v3 = (((w[2] * (y * x)) * (w[2] * (y * x)) + 1.0).ln()).tanh();
-    for i0 in 0..n + 1 {
-        let mut k100721 = 0;
-        while k100721 < n {
-            a *= (backprop::sigmoid(h[i0 % 3]).cos()
-                / (1.0 + ((3.0_f64 + x) + w[i0 % 3]) * ((3.0_f64 + x) + w[i0 % 3])))
-                .tanh();
-            k100721 += 1;
-        }
-        if a > -0.2 {
-            let v4 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-        } else {
-            a += ((3.0_f64 * h[1]) + a).tanh();
-        }
-    }
-    a + a
-}
-
-#[grad]
-fn p331(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p314(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (y).tanh();
-    if y > 0.0 {
-        a *= (((0.25_f64 / (1.0 + y * y)) * y)
-            / (1.0 + (slice_helper(&h) + w[0]).tanh() * (slice_helper(&h) + w[0]).tanh()))
-        .tanh();
-    } else {
-        let mut k739961 = 0;
-        while k739961 < n {
-            let v3 =
-                (x / (1.0 + (y - backprop::sigmoid(h[1])) * (y - backprop::sigmoid(h[1])))).tanh();
-            k739961 += 1;
-        }
-    }
-    if n % 2 == 0 {
-        let mut k6695 = 0;
-        while k6695 < n {
-            a *= ((helper(0.25_f64) / (1.0 + helper(a) * helper(a))) - h[0]).tanh();
-            k6695 += 1;
-        }
-        let v3 = (((h[1] * h[2]) * (y + a))
-            - ((a / (1.0 + w[0] * w[0])) * (a / (1.0 + w[0] * w[0])))
-                .exp()
-                .recip())
-        .tanh();
-    } else {
-        if y > 0.0 {
-            a = (backprop::sigmoid(backprop::sigmoid(x)) - (w[1] * w[1] + 1.0).ln()).tanh();
-            a += (w[0]).tanh();
-        } else {
-            let v3 = (y).tanh();
-            let v4 = ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                + 1.0)
-                .ln())
-            .tanh();
-        }
-    }
-    let v3 = (((y + 3.0_f64) - (x + x)).sin()).tanh();
-    a + a
-}
-
-#[grad]
-fn p332(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (2.0_f64).tanh();
-    let mut b =
-        (((y + (h[0] * h[0]).exp().recip()) * (y + (h[0] * h[0]).exp().recip()) + 1.0).ln()).tanh();
-    let v4 =
-        (slice_helper(w) - ((y + a) / (1.0 + backprop::sigmoid(x) * backprop::sigmoid(x)))).tanh();
-    b *= (3.0_f64).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p333(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0] - 3.0_f64).tanh();
-    if x > -0.2 {
-        let v3 = (backprop::sigmoid(h.iter().sum::<f64>().cos())
-            / (1.0 + slice_helper(w) * slice_helper(w)))
-        .tanh();
-    } else {
-        for i1 in 0..n + 1 {
-            h[i1 % 3] += (a).tanh();
-        }
-    }
-    for _ in (0..n).rev() {
-        a = ((helper(w[2]) + (y * y + 1.0).ln()) * y).tanh();
-        let v3 = ((3.0_f64 + w[1]) / (1.0 + h[0].atan() * h[0].atan())).tanh();
-        for i1 in 0..n + 1 {
-            a *= (0.5_f64).tanh();
-        }
-    }
-    a -= (a).tanh();
-    if x > -0.2 {
-        if n % 2 == 0 {
-            let v3 = (h[1]).tanh();
-            a *= (0.5_f64).tanh();
-        } else {
-            a = (((2.0_f64 * slice_helper(w)) * (2.0_f64 * slice_helper(w)))
-                .exp()
-                .recip()
-                .tanh())
-            .tanh();
-            a = (((y / (1.0 + y * y))
-                - w.iter()
-                    .zip(h.iter())
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>()
-                    .tanh())
-                + h[1])
-                .tanh();
-        }
-    } else {
-    }
-    let v3 = (a).tanh();
-    a + x
-}
-
-#[grad]
-fn p334(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    if x > -0.2 {
-        if y > 0.0 {
-            a += ((a * helper(y)).sin()).tanh();
-        } else {
-        }
-        if n % 2 == 0 {
-            h[1] *= ((((w[0] - a) - (x - a)) * ((w[0] - a) - (x - a)) + 1.0).sqrt()).tanh();
-        } else {
-        }
-    } else {
-        for _ in (0..n).rev() {
-            a *= (((w.iter().map(|v| v * v).sum::<f64>() * w[1])
-                * (w.iter().map(|v| v * v).sum::<f64>() * w[1])
-                + 1.0)
-                .ln()
-                - ((a / (1.0 + y * y)) * (a / (1.0 + y * y)) + 1.0).sqrt())
-            .tanh();
-            let v3 = (y).tanh();
-            a += ((a * a + 1.0).sqrt()).tanh();
-        }
-        let mut k991884 = 0;
-        while k991884 < n {
-            a += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                / (1.0 + (helper(w[0]) - (a * x)) * (helper(w[0]) - (a * x))))
-                .tanh();
-            k991884 += 1;
-        }
-    }
-    h[2] *= (y).tanh();
-    a + y
-}
-
-#[grad]
-fn p335(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y.sin() * y.sin() + 1.0).sqrt() - 2.0_f64).tanh();
-    let mut b = ((w[1] * w[1] + 1.0).ln()
-        / (1.0 + backprop::sigmoid((a / (1.0 + y * y))) * backprop::sigmoid((a / (1.0 + y * y)))))
-    .tanh();
-    for i0 in 0..n + 1 {
-        b = (b).tanh();
-    }
-    let v4 = ((b * x).sin()
-        * ((w[1] * h.iter().sum::<f64>())
-            / (1.0 + backprop::sigmoid(w[0]) * backprop::sigmoid(w[0]))))
-    .tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p336(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[2]).tanh();
-    let mut b = ((helper(2.0_f64) * helper(2.0_f64) + 1.0).sqrt()).tanh();
-    for _ in (0..n).rev() {
-        if n % 2 == 0 {
-            b += (3.0_f64).tanh();
-            a += (h[2] * ((a - w[1]) - helper(b))).tanh();
-        } else {
-            b *= ((a / (1.0 + w[2].sin() * w[2].sin())).tanh()).tanh();
-            b = ((w[0].cos() - (b - b)) * y).tanh();
-        }
-    }
-    for i0 in 0..n + 1 {
-        a = ((backprop::sigmoid(h.iter().sum::<f64>()) * (y * y + 1.0).ln())
-            * ((x / (1.0 + w[2] * w[2])) - backprop::sigmoid(w[i0 % 3])))
-        .tanh();
-        if n % 2 == 0 {
-            h[1] = (b).tanh();
-            b += (h[0] / (1.0 + (w[1] * x).atan() * (w[1] * x).atan())).tanh();
-        } else {
-        }
-        for _ in 0..n {
-            a += (0.5_f64).tanh();
-        }
-    }
-    h[1] *= (b.tanh()).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p337(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y + helper(w[1]).atan()).tanh();
-    let mut b = (h[2]).tanh();
-    for _ in (0..n).rev() {
-        let mut k974932 = 0;
-        while k974932 < n {
-            let v4 = (((x * b) + y) + a).tanh();
-            h[2] *= ((((w[0] - a) / (1.0 + backprop::sigmoid(b) * backprop::sigmoid(b)))
-                * ((w[0] - a) / (1.0 + backprop::sigmoid(b) * backprop::sigmoid(b)))
-                + 1.0)
-                .ln())
-            .tanh();
-            k974932 += 1;
-        }
-        if n % 2 == 0 {
-            a = (0.25_f64).tanh();
-        } else {
-            a *= (w.iter().map(|v| v * v).sum::<f64>().tanh()).tanh();
-            let v4 = (2.0_f64).tanh();
-        }
-        let v4 = ((3.0_f64.sin() - b) * ((y * a) * b)).tanh();
-    }
-    h[2] += (w[0]).tanh();
-    for _ in (0..n).rev() {
-        let v4 = (helper(a.sin())).tanh();
-        let v5 = (slice_helper(w).cos()
-            / (1.0
-                + ((w[2] * 3.0_f64) + (a / (1.0 + v4 * v4)))
-                    * ((w[2] * 3.0_f64) + (a / (1.0 + v4 * v4)))))
-            .tanh();
-        h[0] += (((v4 - (v4 * 3.0_f64)) * (v4 - (v4 * 3.0_f64)) + 1.0).ln()).tanh();
-    }
-    for _ in (0..n).rev() {
-        let mut k265295 = 0;
-        while k265295 < n {
-            b *= (x).tanh();
-            k265295 += 1;
-        }
-    }
-    a + b + a
-}
-
-#[grad]
-fn p338(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0]).tanh();
-    let mut b = ((a * a).exp().recip()).tanh();
-    if n > 1 {
-        b = (((y + y) * (y + y)).exp().recip() - ((x - x) * (a + b))).tanh();
-    } else {
-        h[0] *= ((((h[1] / (1.0 + x * x)) * y) * ((h[1] / (1.0 + x * x)) * y) + 1.0).sqrt()).tanh();
-        let mut k362211 = 0;
-        while k362211 < n {
-            a += (b - ((h[2] - y) + backprop::sigmoid(a))).tanh();
-            k362211 += 1;
-        }
-    }
-    let v4 = (w[2]).tanh();
-    h[0] += (((x - w[2]) * w[2]) / (1.0 + (v4 * (h[1] * b)) * (v4 * (h[1] * b)))).tanh();
-    a = (x.sin()).tanh();
-    b *= (((x * x + 1.0).ln() * (x * x + 1.0).ln()).exp().recip()
-        + (h.iter().sum::<f64>() * y).sin())
-    .tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p339(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x.cos().atan()).tanh();
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            a += ((((a / (1.0 + w[i1 % 3] * w[i1 % 3]))
-                / (1.0
-                    + (w[0] / (1.0 + w[i1 % 3] * w[i1 % 3]))
-                        * (w[0] / (1.0 + w[i1 % 3] * w[i1 % 3]))))
-                * ((a / (1.0 + w[i1 % 3] * w[i1 % 3]))
-                    / (1.0
-                        + (w[0] / (1.0 + w[i1 % 3] * w[i1 % 3]))
-                            * (w[0] / (1.0 + w[i1 % 3] * w[i1 % 3]))))
-                + 1.0)
-                .ln())
-            .tanh();
-        }
-    }
-    for i0 in 0..n + 1 {
-        let v3 = (backprop::sigmoid((x.atan() + (w[2] - x)))).tanh();
-        let v4 = (v3).tanh();
-    }
-    if n > 3 {
-        a = (a).tanh();
-    } else {
-    }
-    a + y
-}
-
-#[grad]
-fn p340(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y * h[0]).tanh();
-    let mut b = (2.0_f64).tanh();
-    let mut k581261 = 0;
-    while k581261 < n {
-        let mut k766789 = 0;
-        while k766789 < n {
-            b *= (a).tanh();
-            k766789 += 1;
-        }
-        k581261 += 1;
-    }
-    b += ((slice_helper(&h).sin() * slice_helper(&h).sin())
+    let mut b = ((((y - 3.0_f64) * (2.0_f64 / (1.0 + y * y)))
+        * ((y - 3.0_f64) * (2.0_f64 / (1.0 + y * y))))
         .exp()
         .recip())
     .tanh();
-    a = (0.25_f64.tanh()).tanh();
-    if n % 2 == 0 {
-        a *= (backprop::sigmoid((h[0] * y)).atan()).tanh();
-    } else {
-        let mut k308063 = 0;
-        while k308063 < n {
-            let v4 = ((h[2] + helper(x)) / (1.0 + a * a)).tanh();
-            let v5 = (((b * b + 1.0).sqrt() * (b * b + 1.0).sqrt() + 1.0).ln()
-                - ((a * a).exp().recip() - (y + a)))
-                .tanh();
-            k308063 += 1;
+    let mut k200319 = 0;
+    while k200319 < n {
+        a = (y).tanh();
+        let mut k614098 = 0;
+        loop {
+            if k614098 >= n {
+                break;
+            }
+            let v4 = (w[0]).tanh();
+            h[1] += (((a * a).exp().recip() * (a * a).exp().recip())
+                .exp()
+                .recip())
+            .tanh();
+            if x > 0.61 {
+                break;
+            }
+            k614098 += 1;
         }
-        if n > 1 {
-            a *= (b + a).tanh();
-            b += (x).tanh();
-        } else {
+        k200319 += 1;
+    }
+    let mut k926086 = 0;
+    loop {
+        if k926086 >= n {
+            break;
         }
+        let v4 = (b).tanh();
+        if a > 0.61 {
+            break;
+        }
+        k926086 += 1;
+    }
+    a = (x.tanh()
+        / (1.0
+            + (x / (1.0
+                + (w[1] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                    * (w[1] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
+                * (x / (1.0
+                    + (w[1] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                        * (w[1] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))))
+    .tanh();
+    for _ in 0..n {
+        let v4 = (b + ((y * y + 1.0).ln() + b)).tanh();
+        if x > -0.13 {
+            break;
+        }
+    }
+    let mut k592901 = 0;
+    loop {
+        if k592901 >= n {
+            break;
+        }
+        for i1 in 0..n + 1 {
+            let v4 = ((y * b).atan()).tanh();
+        }
+        if a > 0.61 {
+            break;
+        }
+        k592901 += 1;
     }
     a + b + x
 }
 
 #[grad]
-fn p341(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p315(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((slice_helper(&h) * y) * (slice_helper(&h) * y) + 1.0)
-        .ln()
-        .tanh())
+    let mut a = (x).tanh();
+    a -= ((1.5_f64.tanh() * y) / (1.0 + a * a)).tanh();
+    let mut k619756 = 0;
+    while k619756 < n {
+        let v3 = (x).tanh();
+        k619756 += 1;
+    }
+    if n > 0 {
+        let v3 = (y).tanh();
+    } else {
+        for i1 in 0..n + 1 {
+            a += (0.25_f64).tanh();
+        }
+        for _ in (0..n).rev() {
+            h[0] = (((a - 0.25_f64) + a) + a).tanh();
+            a -= ((x / (1.0 + x * x)).atan() + ((a - x) * x)).tanh();
+            let v3 = ((y + (a + slice_helper(&h))) * (0.5_f64 * 0.5_f64 + 1.0).ln().tanh()).tanh();
+        }
+    }
+    a + x
+}
+
+#[grad]
+fn p316(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (backprop::sigmoid((y / (1.0 + x * x))) + (w[2].atan() * w[2].atan() + 1.0).ln()).tanh();
+    match n % 3 {
+        0 => {
+            let v3 = (helper((x - x).atan())).tanh();
+        }
+        1 | 2 => {
+            a -= (slice_helper(w)).tanh();
+        }
+        _ => {}
+    }
+    let mut k403725 = 0;
+    while k403725 < n {
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                a += (x).tanh();
+            }
+            _ => {}
+        }
+        if x > -0.2 {
+            a *=
+                (((y * y + 1.0).sqrt() * (h[2] * y)) - ((y + w[1]) + (y - slice_helper(w)))).tanh();
+            a += (h[1] - ((y * x) * (h[2] - h[1]))).tanh();
+        } else {
+            let v3 = (helper(
+                ((y * w.iter().map(|v| v * v).sum::<f64>())
+                    * (y * w.iter().map(|v| v * v).sum::<f64>())
+                    + 1.0)
+                    .ln(),
+            ))
+            .tanh();
+            a -= (a * (h.iter().sum::<f64>() * (slice_helper(&h) * slice_helper(&h)))).tanh();
+        }
+        k403725 += 1;
+    }
+    a + x
+}
+
+#[grad]
+fn p317(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        / (1.0 + (slice_helper(w) * w[0]) * (slice_helper(w) * w[0])))
+        * (x.atan() - (slice_helper(&h) - y)))
+        .tanh();
+    a *= (((a + a) + (w[1] * y)) + (y.sin() / (1.0 + (x / (1.0 + y * y)) * (x / (1.0 + y * y)))))
+        .tanh();
+    for i0 in 0..n + 1 {
+        let v3 = (w[2]).tanh();
+        let v4 = (x * (backprop::sigmoid(v3) * (h[i0 % 3] - w[0]))).tanh();
+    }
+    let mut k550977 = 0;
+    while k550977 < n {
+        let v3 = (y * (slice_helper(&h) / (1.0 + helper(a) * helper(a)))).tanh();
+        if n % 2 == 0 {
+            a += (y - a.atan()).tanh();
+        } else {
+            h[0] += (a.atan().tanh() / (1.0 + (y * x.tanh()) * (y * x.tanh()))).tanh();
+        }
+        k550977 += 1;
+    }
+    a + x
+}
+
+#[grad]
+fn p318(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((w[0].cos() - (y - y)) * x).tanh();
+    let mut b = (w[0] * ((a - h[0]) * (x * x + 1.0).ln())).tanh();
+    if n > 0 {
+        if n % 2 == 0 {
+            b *= ((b - (2.0_f64 + 0.5_f64))
+                * ((b * b).exp().recip() * (b * b).exp().recip())
+                    .exp()
+                    .recip())
+            .tanh();
+            a += (helper(x.atan().cos())).tanh();
+        } else {
+            h[1] *= (slice_helper(&h) * (x.cos() * (3.0_f64 + y))).tanh();
+            a += (((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).ln()
+                + backprop::sigmoid(w.iter().map(|v| v * v).sum::<f64>()))
+                - (x + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).cos())
+            .tanh();
+        }
+    } else {
+        if n > 0 {
+            b +=
+                (((b + a) / (1.0 + slice_helper(&h) * slice_helper(&h))) - (a + h[1]).sin()).tanh();
+        } else {
+        }
+    }
+    a = (0.25_f64).tanh();
+    if b > -0.2 {
+        let mut k158441 = 0;
+        while k158441 < n {
+            let v4 = ((3.0_f64.sin() - b) * ((y * a) * b)).tanh();
+            h[2] += (w[0]).tanh();
+            k158441 += 1;
+        }
+    } else {
+    }
+    a + b + y
+}
+
+#[grad]
+fn p319(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y.sin() * y.sin() + 1.0).sqrt()).tanh();
+    let mut b = ((slice_helper(w).tanh() * slice_helper(w).tanh() + 1.0).ln()
+        + (x * x).exp().recip())
     .tanh();
-    let mut b = (((x * x + 1.0).sqrt() * helper(h[0])) - (x / (1.0 + a * a)).atan()).tanh();
-    h[1] *= (((helper(2.0_f64) * helper(2.0_f64) + 1.0).ln()
-        * (helper(2.0_f64) * helper(2.0_f64) + 1.0).ln()
+    if b > 0.1 {
+        let v4 = (((x - y) * (x - y) + 1.0).sqrt() * (a - x).cos()).tanh();
+        for _ in 0..n {
+            b *= (((h[1] - y) + (b * b + 1.0).ln()).cos()).tanh();
+            b *= (y).tanh();
+            h[0] += (helper(slice_helper(w)) - x).tanh();
+        }
+    } else {
+    }
+    for _ in (0..n).rev() {
+        if a > -0.13 {
+            continue;
+        }
+        for _ in (0..n).rev() {
+            h[0] *=
+                ((((h[1] / (1.0 + x * x)) * y) * ((h[1] / (1.0 + x * x)) * y) + 1.0).sqrt()).tanh();
+            b *= (w[0]).tanh();
+            b += (b).tanh();
+        }
+    }
+    a + b + y
+}
+
+#[grad]
+fn p320(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((x - y).sin()).tanh();
+    let mut b = (((h.iter().sum::<f64>() * x) * w.iter().map(|v| v * v).sum::<f64>())
+        * ((a - w[2]) * a.atan()))
+    .tanh();
+    if n > 3 {
+        let v4 = ((y + (w[0] * 2.0_f64))
+            / (1.0 + (h.iter().sum::<f64>() * y).sin() * (h.iter().sum::<f64>() * y).sin()))
+        .tanh();
+    } else {
+    }
+    b = ((y.atan() + y.atan()).cos()).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p321(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((h[1].cos() * helper(y))
+        + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+        .exp()
+        .recip())
+    .tanh();
+    let mut b = ((y / (1.0 + (3.0_f64 / (1.0 + w[2] * w[2])) * (3.0_f64 / (1.0 + w[2] * w[2]))))
+        / (1.0 + ((y - y) * (y - y) + 1.0).ln() * ((y - y) * (y - y) + 1.0).ln()))
+    .tanh();
+    h[2] = (x).tanh();
+    h[0] = (a).tanh();
+    let v4 = (2.0_f64 - helper((x + h[2]))).tanh();
+    h[1] *= (x * (slice_helper(&h) + v4).sin()).tanh();
+    a + b + v4
+}
+
+#[grad]
+fn p322(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(y)).tanh();
+    h[1] = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {}
+        _ => {
+            a = (helper((a * a).exp().recip())).tanh();
+        }
+    }
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            if x > 0.1 {
+                let v3 = (x).tanh();
+                let v4 = (2.0_f64 - ((a * a).exp().recip() - (y + a))).tanh();
+            } else {
+                a *= (w[2]).tanh();
+                h[2] = (((w[1] * w[1] + 1.0).sqrt()
+                    / (1.0 + (y * y).exp().recip() * (y * y).exp().recip()))
+                .cos())
+                .tanh();
+            }
+            let v3 = (((h[0] * h[0]).exp().recip() * (h[0] * h[0]).exp().recip() + 1.0).sqrt()
+                + (slice_helper(&h).tanh() / (1.0 + (w[1] - h[0]) * (w[1] - h[0]))))
+                .tanh();
+        }
+        _ => {
+            let v3 = (((3.0_f64 - y) / (1.0 + (a - h[1]) * (a - h[1])))
+                - backprop::sigmoid((y / (1.0 + 0.25_f64 * 0.25_f64))))
+            .tanh();
+            h[1] *=
+                ((backprop::sigmoid(v3.cos()) * backprop::sigmoid(v3.cos()) + 1.0).sqrt()).tanh();
+        }
+    }
+    a + y
+}
+
+#[grad]
+fn p323(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (((x * x).exp().recip() * (slice_helper(&h) * y)) - backprop::sigmoid(h[0]).cos()).tanh();
+    let mut b = (h[2] + (y * x)).tanh();
+    h[1] *= (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    for i0 in 0..n + 1 {
+        for i1 in 0..n + 1 {
+            a *= ((y * y).exp().recip().cos() - w[i1 % 3]).tanh();
+        }
+    }
+    let v4 = (b).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p324(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y.sin().tanh() * y.sin().tanh() + 1.0).ln()).tanh();
+    if a > 0.0 {
+        a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+        let v3 = (x).tanh();
+    } else {
+        h[2] *= ((a - (w[2] * w[2] + 1.0).ln()) - y.atan()).tanh();
+    }
+    h[2] *= ((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).sqrt() * ((y + y) * y)).tanh();
+    a + x
+}
+
+#[grad]
+fn p325(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper((x - y))).tanh();
+    let mut b = (a).tanh();
+    match n % 3 {
+        0 => {
+            h[2] = (b).tanh();
+        }
+        1 | 2 => {
+            if n > 2 {
+                a += (((x - w.iter().map(|v| v * v).sum::<f64>()) + a.cos()) - b.atan()).tanh();
+                b += (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + b * b))
+                    / (1.0 + (y * y + 1.0).ln() * (y * y + 1.0).ln()))
+                .sin())
+                .tanh();
+            } else {
+                b += (x / (1.0 + helper(a) * helper(a))).tanh();
+                let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+            }
+            h[0] += (y).tanh();
+        }
+        _ => {
+            if y > -0.2 {
+                a = (x + (0.5_f64 * (x * x).exp().recip())).tanh();
+                b = ((x * (y * w[0])) * (y.tanh() * x.atan())).tanh();
+            } else {
+                a += (b).tanh();
+            }
+        }
+    }
+    if n % 2 == 0 {
+        if n > 1 {
+            b *= ((y * b) - helper((a + a))).tanh();
+            h[2] += (((a - slice_helper(&h)) / (1.0 + helper(h[1]) * helper(h[1])))
+                + (x * x + 1.0).ln().tanh())
+            .tanh();
+        } else {
+            let v4 = (slice_helper(&h).tanh().atan()).tanh();
+        }
+        for _ in 0..n {
+            b *= (y).tanh();
+            a += (x).tanh();
+            if b > 0.07 {
+                continue;
+            }
+        }
+    } else {
+    }
+    let v4 = (((w[0] + h[1]) * (a / (1.0 + slice_helper(&h) * slice_helper(&h)))) * b).tanh();
+    let v5 = ((y / (1.0 + (x * h.iter().sum::<f64>()) * (x * h.iter().sum::<f64>())))
+        + backprop::sigmoid(y))
+    .tanh();
+    let v6 = (b).tanh();
+    a + b + v4
+}
+
+#[grad]
+fn p326(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y - slice_helper(&h)).tanh() / (1.0 + y * y)).tanh();
+    let mut b = ((x.sin() - (a - y)) + 3.0_f64).tanh();
+    let v4 = (a).tanh();
+    let v5 = (h[0]).tanh();
+    for i0 in 0..n + 1 {
+        b += (v4 + backprop::sigmoid(a)).tanh();
+        a = ((y * y + 1.0).sqrt() - ((a / (1.0 + y * y)) * (a / (1.0 + y * y)) + 1.0).sqrt())
+            .tanh();
+    }
+    a + b + a
+}
+
+#[grad]
+fn p327(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper((w[1] * w[1]).exp().recip()) - (y + x)).tanh();
+    let v3 = ((a.tanh() * a.tanh() + 1.0).sqrt().tanh()).tanh();
+    a = ((v3 * (3.0_f64 + h[0])).sin()).tanh();
+    if n > 2 {
+        let v4 = (((h.iter().sum::<f64>() * h[0]) + a).atan()).tanh();
+        for _ in 0..n {
+            let v5 = (((y * w[0]) * (y * w[0]) + 1.0).sqrt()).tanh();
+            a += (backprop::sigmoid((h[2] + v4)).tanh()).tanh();
+        }
+    } else {
+        h[2] = (backprop::sigmoid(x).sin() - (x * x + 1.0).ln()).tanh();
+    }
+    a + a
+}
+
+#[grad]
+fn p328(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((x.atan() + helper(y)) * (y * y + 1.0).ln()).tanh();
+    let mut b = ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
+        .exp()
+        .recip())
+    .tanh();
+    h[1] += (y).tanh();
+    for _ in (0..n).rev() {
+        if a > -0.2 {
+            a *= (h[2]).tanh();
+        } else {
+        }
+        for _ in 0..n {
+            a += (x.tanh()).tanh();
+            a -= (w[1]).tanh();
+            let v4 = (helper((helper(1.5_f64) / (1.0 + helper(b) * helper(b))))).tanh();
+        }
+    }
+    a += (w[2].sin()).tanh();
+    let mut k819392 = 0;
+    while k819392 < n {
+        let mut k85481 = 0;
+        while k85481 < n {
+            a *= (x).tanh();
+            k85481 += 1;
+        }
+        a -= (w
+            .iter()
+            .zip(h.iter())
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+            .cos()
+            .tanh()
+            + b)
+            .tanh();
+        k819392 += 1;
+    }
+    a + b + y
+}
+
+#[grad]
+fn p329(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    let mut b = (((h.iter().sum::<f64>() / (1.0 + x * x)) * 2.0_f64.tanh()) * y).tanh();
+    b -= ((((h[1] * slice_helper(&h)) + (a + h[1])) * ((h[1] * slice_helper(&h)) + (a + h[1]))
         + 1.0)
         .ln())
     .tanh();
-    if n > 3 {
-        b = (a).tanh();
-    } else {
+    for i0 in 0..n + 1 {
+        for _ in (0..n).rev() {
+            a *= ((y * y + 1.0).ln().sin().sin()).tanh();
+            if y > 0.37 {
+                break;
+            }
+        }
     }
-    if n > 1 {
+    let v4 = ((((a * h[0]) + (w[0] + x)) * ((a * h[0]) + (w[0] + x)) + 1.0).sqrt()).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p330(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((w[1] * w[1]).exp().recip()).tanh();
+    let mut b = (slice_helper(&h).cos()
+        - ((x / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>()))
+            * (x / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())))
+        .exp()
+        .recip())
+    .tanh();
+    b -= (((3.0_f64 - h.iter().sum::<f64>()).tanh() * (3.0_f64 - h.iter().sum::<f64>()).tanh()
+        + 1.0)
+        .ln())
+    .tanh();
+    let v4 = ((w[2] - (b * y))
+        / (1.0
+            + (2.0_f64.cos() + (h[1] / (1.0 + x * x))) * (2.0_f64.cos() + (h[1] / (1.0 + x * x)))))
+        .tanh();
+    a + b + b
+}
+
+#[grad]
+fn p331(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid(y).cos()).tanh();
+    if n > 0 {
+        for _ in (0..n).rev() {
+            let v3 = (((1.5_f64 + a) * (1.5_f64 + a) + 1.0).ln() / (1.0 + y * y)).tanh();
+        }
         if n % 2 == 0 {
-            let v4 = ((3.0_f64 * 3.0_f64).exp().recip()
-                / (1.0 + ((a + h[2]) + (x * x)) * ((a + h[2]) + (x * x))))
-                .tanh();
+            a *= (y).tanh();
         } else {
+            a = (((a * a + 1.0).ln() * (a * a + 1.0).ln())
+                .exp()
+                .recip()
+                .atan())
+            .tanh();
         }
     } else {
-        a = ((w[0].atan() * w[0].atan()).exp().recip() * x).tanh();
+        let v3 = (((0.5_f64 * 0.5_f64).exp().recip().cos()
+            * (0.5_f64 * 0.5_f64).exp().recip().cos())
+        .exp()
+        .recip())
+        .tanh();
     }
-    h[1] *= (y.cos()
-        / (1.0 + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
+    a -= (backprop::sigmoid(w[2]) + w[1]).tanh();
+    a = (0.25_f64).tanh();
+    if n % 2 == 0 {
+        for i1 in 0..n + 1 {
+            let v3 = ((backprop::sigmoid(y) / (1.0 + helper(x) * helper(x))) + h[0]).tanh();
+            a *= ((v3 * v3 + 1.0).sqrt()).tanh();
+            a = (h[2] - 3.0_f64).tanh();
+        }
+    } else {
+        h[0] *= (slice_helper(&h)).tanh();
+        if x > 0.0 {
+            a *= ((((w[1] - w.iter().map(|v| v * v).sum::<f64>())
+                / (1.0
+                    + w.iter().map(|v| v * v).sum::<f64>()
+                        * w.iter().map(|v| v * v).sum::<f64>()))
+                * ((w[1] - w.iter().map(|v| v * v).sum::<f64>())
+                    / (1.0
+                        + w.iter().map(|v| v * v).sum::<f64>()
+                            * w.iter().map(|v| v * v).sum::<f64>()))
+                + 1.0)
+                .sqrt())
+            .tanh();
+            a += (h[0]).tanh();
+        } else {
+        }
+    }
+    a + x
+}
+
+#[grad]
+fn p332(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let v3 = (slice_helper(&h) * a).tanh();
+    a += (((y / (1.0 + w[1] * w[1])) * (y / (1.0 + w[1] * w[1])) + 1.0).ln() - a).tanh();
+    match n % 3 {
+        0 => {
+            let v4 = (y - ((y * v3) + (h[1] * h[1]).exp().recip())).tanh();
+            for i1 in 0..n + 1 {
+                h[0] = (v3 - (h.iter().sum::<f64>().cos() + (x * 3.0_f64))).tanh();
+            }
+        }
+        1 | 2 => {
+            let v4 = (x).tanh();
+            let v5 = ((((v3 + h[1]) * h.iter().sum::<f64>())
+                * ((v3 + h[1]) * h.iter().sum::<f64>())
+                + 1.0)
+                .ln())
+            .tanh();
+        }
+        _ => {
+            let mut k926160 = 0;
+            while k926160 < n {
+                a *= (y).tanh();
+                k926160 += 1;
+            }
+            a = (w[1]).tanh();
+        }
+    }
+    a *= (0.25_f64).tanh();
+    h[1] *= ((((y / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())) * a)
+        * ((y / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())) * a))
+        .exp()
+        .recip())
     .tanh();
-    h[0] = (helper(
-        ((w.iter().map(|v| v * v).sum::<f64>() / (1.0 + b * b))
-            * (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + b * b)))
+    a + x
+}
+
+#[grad]
+fn p333(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((x.tanh() * (slice_helper(w) * y)).atan()).tanh();
+    let mut b = (backprop::sigmoid(
+        ((w[0] / (1.0 + x * x)) * (w[0] / (1.0 + x * x)))
             .exp()
             .recip(),
     ))
     .tanh();
+    for i0 in 0..n + 1 {
+        if y > 0.07 {
+            continue;
+        }
+        let mut k167923 = 0;
+        while k167923 < n {
+            b += (w[1] + w[0]).tanh();
+            b += (((y / (1.0 + w[2] * w[2])) / (1.0 + x * x))
+                - (x.tanh() * (w[2] * w[2] + 1.0).ln()))
+            .tanh();
+            k167923 += 1;
+        }
+        let v4 = (h[i0 % 3]).tanh();
+        h[i0 % 3] += (v4.cos()).tanh();
+    }
+    a *= (y).tanh();
     a + b + a
+}
+
+#[grad]
+fn p334(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((backprop::sigmoid(0.25_f64) * backprop::sigmoid(0.25_f64))
+        .exp()
+        .recip()
+        + ((x - slice_helper(w)) * y))
+        .tanh();
+    let mut k606443 = 0;
+    while k606443 < n {
+        let v3 = (backprop::sigmoid(2.0_f64)).tanh();
+        a += (backprop::sigmoid(w[0].atan())).tanh();
+        k606443 += 1;
+    }
+    h[2] = (y).tanh();
+    a = (slice_helper(w)).tanh();
+    if n % 2 == 0 {
+        let v3 = (x).tanh();
+    } else {
+    }
+    a = (a.cos()).tanh();
+    a + a
+}
+
+#[grad]
+fn p335(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[2]).tanh();
+    if n > 0 {
+        let v3 = ((h[1] / (1.0 + (w[2] * w[2] + 1.0).sqrt() * (w[2] * w[2] + 1.0).sqrt()))
+            - (y + a))
+            .tanh();
+        let v4 = (slice_helper(&h)).tanh();
+    } else {
+        for i1 in 0..n + 1 {
+            a -= (h[0]).tanh();
+            if a > -0.13 {
+                break;
+            }
+            h[i1 % 3] = (a / (1.0 + (y.sin() * a) * (y.sin() * a))).tanh();
+        }
+        if n > 0 {
+            a += (x).tanh();
+        } else {
+            a = (w[0]).tanh();
+            a *= (y).tanh();
+        }
+    }
+    for i0 in 0..n + 1 {
+        a = (y).tanh();
+        if a > -0.13 {
+            continue;
+        }
+    }
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            h[1] *= (a).tanh();
+        }
+        _ => {}
+    }
+    let v3 = ((backprop::sigmoid(2.0_f64) - x) - (w[1] / (1.0 + h[2].cos() * h[2].cos()))).tanh();
+    a + a
+}
+
+#[grad]
+fn p336(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y.cos()).tanh();
+    let mut b = (helper((h[2] / (1.0 + y * y))) * ((w[2] + a) * (w[2] + a) + 1.0).sqrt()).tanh();
+    let v4 = (((w[1] - b) / (1.0 + b * b)) / (1.0 + (a.sin() * h[2]) * (a.sin() * h[2]))).tanh();
+    for _ in 0..n {
+        for _ in 0..n {
+            let v5 = (backprop::sigmoid(v4).atan()).tanh();
+            a *= ((b * b + 1.0).sqrt()).tanh();
+            a *= (((b * y) / (1.0 + (v4 / (1.0 + y * y)) * (v4 / (1.0 + y * y)))).cos()).tanh();
+        }
+        let v5 = (((h.iter().sum::<f64>() - w[0]) * w[1]).cos()).tanh();
+        match n % 3 {
+            0 => {
+                b = (0.5_f64).tanh();
+            }
+            1 | 2 => {
+                let v6 = (backprop::sigmoid(h[0])).tanh();
+                a += (backprop::sigmoid((v5 * v5 + 1.0).sqrt()).sin()).tanh();
+            }
+            _ => {}
+        }
+    }
+    let v5 = (y).tanh();
+    b = ((1.5_f64 - (v4 * v4 + 1.0).sqrt()) * ((w[0] * h.iter().sum::<f64>()) - (x + v5))).tanh();
+    match n % 3 {
+        0 => {
+            let mut k47695 = 0;
+            loop {
+                if k47695 >= n {
+                    break;
+                }
+                let v6 = (x).tanh();
+                if a > 0.61 {
+                    break;
+                }
+                k47695 += 1;
+            }
+            if n % 2 == 0 {
+                h[2] = (((b / (1.0 + 2.0_f64 * 2.0_f64)) / (1.0 + x * x)) + 0.25_f64.cos().cos())
+                    .tanh();
+                a *= (x).tanh();
+            } else {
+                let v6 = (((h.iter().sum::<f64>().atan() * 1.5_f64)
+                    * (h.iter().sum::<f64>().atan() * 1.5_f64)
+                    + 1.0)
+                    .sqrt())
+                .tanh();
+            }
+        }
+        1 | 2 => {
+            let v6 = (b + ((x + x) / (1.0 + (x + slice_helper(w)) * (x + slice_helper(w))))).tanh();
+        }
+        _ => {}
+    }
+    a + b + a
+}
+
+#[grad]
+fn p337(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((((slice_helper(&h) - w[1]) + (x + y)) * ((slice_helper(&h) - w[1]) + (x + y)))
+        .exp()
+        .recip())
+    .tanh();
+    let mut b = (a).tanh();
+    let v4 = ((backprop::sigmoid(h[1]) + (y * y + 1.0).ln())
+        * (b + (x + w.iter().map(|v| v * v).sum::<f64>())))
+    .tanh();
+    b = (w[1]).tanh();
+    a + b + y
+}
+
+#[grad]
+fn p338(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y.atan() - (h.iter().sum::<f64>() - h.iter().sum::<f64>()))
+        + (x * x + 1.0).sqrt())
+    .tanh();
+    let mut b = (a.tanh()).tanh();
+    h[1] = (((h[2] - x) * (h[2] - x) + 1.0).sqrt()
+        / (1.0 + (x - (b / (1.0 + x * x))) * (x - (b / (1.0 + x * x)))))
+        .tanh();
+    let v4 = (y).tanh();
+    let v5 = (1.5_f64.cos()).tanh();
+    b = (((x - a)
+        / (1.0
+            + (v4 + w.iter().map(|v| v * v).sum::<f64>())
+                * (v4 + w.iter().map(|v| v * v).sum::<f64>())))
+        * (v5.cos() * v5.cos() + 1.0).sqrt())
+    .tanh();
+    if n > 2 {
+        let v6 = ((x * (h[2] - 1.5_f64)).tanh()).tanh();
+    } else {
+    }
+    a + b + a
+}
+
+#[grad]
+fn p339(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x.tanh()).tanh();
+    h[0] =
+        (h[2].cos() / (1.0 + (slice_helper(&h) * x).tanh() * (slice_helper(&h) * x).tanh())).tanh();
+    let v3 = ((slice_helper(w).sin() * slice_helper(w).sin() + 1.0).ln()).tanh();
+    a + a
+}
+
+#[grad]
+fn p340(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((h[0].sin() * x)
+        / (1.0
+            + ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + y * y))
+                / (1.0 + (x * y) * (x * y)))
+                * ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + y * y))
+                    / (1.0 + (x * y) * (x * y)))))
+        .tanh();
+    let mut b = (y.atan()).tanh();
+    let v4 = (b).tanh();
+    let v5 = (((v4 * h.iter().sum::<f64>()) + b) + (w[1] + (w[0] + b))).tanh();
+    for _ in (0..n).rev() {
+        b -= (x).tanh();
+        if a > 0.07 {
+            continue;
+        }
+    }
+    let v6 = (((y * y).exp().recip() * (v5 * y)) + (a - b.tanh())).tanh();
+    a + b + v6
+}
+
+#[grad]
+fn p341(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((backprop::sigmoid(w[2]) - (y + y)) * (1.5_f64.cos() + (x * y))).tanh();
+    let mut b = (x).tanh();
+    for _ in 0..n {
+        for _ in (0..n).rev() {
+            a += (x).tanh();
+            let v4 = (b.cos()).tanh();
+            a -= (y * (h[0].tanh() * h[0].tanh()).exp().recip()).tanh();
+        }
+        let v4 = (x).tanh();
+        b = ((0.5_f64 * 0.5_f64).exp().recip()).tanh();
+    }
+    if n % 2 == 0 {
+        let v4 =
+            (((2.0_f64 * 2.0_f64 + 1.0).sqrt() + (x + y)) + (x.cos() + (a * a + 1.0).ln())).tanh();
+        h[2] = ((x * x).exp().recip()).tanh();
+    } else {
+    }
+    if n > 1 {
+        let v4 = ((x.atan() * slice_helper(&h).atan()) - ((y + y) - y.tanh())).tanh();
+    } else {
+        let v4 = (((w[0] * w[0] + 1.0).sqrt() - (b * b + 1.0).ln()) * b.sin().cos()).tanh();
+    }
+    for i0 in 0..n + 1 {
+        h[i0 % 3] += (helper(a).atan().atan()).tanh();
+    }
+    a + b + b
 }
 
 #[grad]
 fn p342(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((3.0_f64 + h[1]) * (3.0_f64 + h[1]) + 1.0).ln()
-        * helper((w.iter().map(|v| v * v).sum::<f64>() - x)))
+    let mut a = (y).tanh();
+    let mut b = ((a + h.iter().sum::<f64>()) - a).tanh();
+    h[0] += (b).tanh();
+    a = ((b.cos() * a.cos())
+        + ((h[2] * h[2]).exp().recip() * (h[2] * h[2]).exp().recip())
+            .exp()
+            .recip())
     .tanh();
-    let mut b = (a).tanh();
-    if n % 2 == 0 {
-        h[2] += (((a - slice_helper(&h)) * (2.0_f64 * 2.0_f64 + 1.0).ln()).cos()).tanh();
+    b += ((x.tanh() * (h.iter().sum::<f64>() + b))
+        * helper((slice_helper(w) * slice_helper(w)).exp().recip()))
+    .tanh();
+    if n > 0 {
+        b += (x).tanh();
+        a -= ((a + (h[2] / (1.0 + w[0] * w[0]))) + (x / (1.0 + (b * a) * (b * a)))).tanh();
     } else {
-        let v4 = (x * (b.sin() * b)).tanh();
     }
-    a = (a).tanh();
     a + b + b
 }
 
 #[grad]
 fn p343(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    a = ((a + a).sin().atan()).tanh();
-    let v3 = ((w.iter().map(|v| v * v).sum::<f64>().tanh()
-        - (w.iter().map(|v| v * v).sum::<f64>() + y))
-        / (1.0 + x * x))
-        .tanh();
-    h[0] += (a * a).tanh();
-    h[2] *= ((v3.sin() / (1.0 + (a * a) * (a * a))).cos()).tanh();
-    a + v3
+    let mut a = ((y / (1.0 + x * x))
+        + w.iter()
+            .zip(h.iter())
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+            .cos()
+            .tanh())
+    .tanh();
+    let mut b = (backprop::sigmoid(y.tanh()).sin()).tanh();
+    let v4 = (x).tanh();
+    match n % 3 {
+        0 => {
+            let v5 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+            let v6 = (((v5 * v5) - backprop::sigmoid(a)) * ((h[2] * h[2]).exp().recip() * (b * b)))
+                .tanh();
+        }
+        1 | 2 => {}
+        _ => {
+            for i1 in 0..n + 1 {
+                a = (y * ((y * w[0]) / (1.0 + b * b))).tanh();
+            }
+            if n > 2 {
+                let v5 = (y).tanh();
+                let v6 = (y + 1.5_f64).tanh();
+            } else {
+                let v5 = (b.atan()).tanh();
+            }
+        }
+    }
+    a + b + b
 }
 
 #[grad]
 fn p344(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y * y).tanh();
-    let mut b = (x).tanh();
-    b += (y).tanh();
-    a *= (y + (x * (y - a))).tanh();
-    let v4 = (b).tanh();
-    for _ in 0..n {
-        let v5 = (1.5_f64).tanh();
+    let mut a = ((x * x + 1.0).sqrt().sin().tanh()).tanh();
+    a *= (helper((x / (1.0 + a * a))).sin()).tanh();
+    for i0 in 0..n + 1 {
+        let v3 = ((((h[i0 % 3] - a) * (h[i0 % 3] - a) + 1.0).ln()
+            * ((h[i0 % 3] - a) * (h[i0 % 3] - a) + 1.0).ln()
+            + 1.0)
+            .sqrt())
+        .tanh();
+        let v4 = (((a + v3) * (w[2] * w[2]).exp().recip()) - (w[i0 % 3] - (v3 * h[1]))).tanh();
     }
-    h[2] *= (((a * a + 1.0).ln() * (a * a + 1.0).ln()).exp().recip() - helper(w[2]).cos()).tanh();
-    a + b + x
+    a + y
 }
 
 #[grad]
 fn p345(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((3.0_f64 - x.atan()) * (3.0_f64 - x.atan()) + 1.0).sqrt()).tanh();
-    let mut b = ((a * a).exp().recip()).tanh();
-    let mut k427607 = 0;
-    while k427607 < n {
-        h[0] *= (y).tanh();
-        k427607 += 1;
-    }
-    let v4 = (w[1]).tanh();
-    for _ in (0..n).rev() {
-        let v5 = (backprop::sigmoid((b - v4).atan())).tanh();
-        h[1] = ((0.25_f64 - helper(v5))
-            + ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()
+    let mut a = (helper((x * x + 1.0).ln())).tanh();
+    let mut k289711 = 0;
+    while k289711 < n {
+        if n > 0 {
+            let v3 = ((((x + 0.25_f64)
+                / (1.0
+                    + (w.iter().map(|v| v * v).sum::<f64>() * w[1])
+                        * (w.iter().map(|v| v * v).sum::<f64>() * w[1])))
+                * ((x + 0.25_f64)
+                    / (1.0
+                        + (w.iter().map(|v| v * v).sum::<f64>() * w[1])
+                            * (w.iter().map(|v| v * v).sum::<f64>() * w[1])))
                 + 1.0)
-                .ln()
-                / (1.0 + (v4 * v4 + 1.0).ln() * (v4 * v4 + 1.0).ln())))
-        .tanh();
-        for _ in (0..n).rev() {
-            b -= (v4).tanh();
+                .ln())
+            .tanh();
+        } else {
+        }
+        h[2] *= (helper(2.0_f64)).tanh();
+        k289711 += 1;
+    }
+    let v3 = (backprop::sigmoid(y)).tanh();
+    for i0 in 0..n + 1 {
+        h[i0 % 3] *= (v3).tanh();
+        let v4 = ((v3 * x).cos()).tanh();
+        for i1 in 0..n + 1 {
+            let v5 = (v4).tanh();
         }
     }
-    for i0 in 0..n + 1 {
-        let v5 = (((b + v4) * a) + ((w[0] + h[1]) * (a / (1.0 + h[i0 % 3] * h[i0 % 3])))).tanh();
+    match n % 3 {
+        0 => {
+            let v4 = (w[1]
+                + (0.25_f64 / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())).tanh())
+            .tanh();
+            let v5 = (v4.sin() - backprop::sigmoid((x + slice_helper(&h)))).tanh();
+        }
+        1 | 2 => {
+            let v4 = ((h.iter().sum::<f64>() + v3).sin().sin()).tanh();
+            a = (x).tanh();
+        }
+        _ => {}
     }
-    for i0 in 0..n + 1 {
-        let v5 = ((y / (1.0 + (x * w[i0 % 3]) * (x * w[i0 % 3]))) + backprop::sigmoid(y)).tanh();
-        let v6 = (b).tanh();
-        b = ((b - h[i0 % 3]).tanh() / (1.0 + v4 * v4)).tanh();
-    }
-    a + b + a
+    a + x
 }
 
 #[grad]
 fn p346(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y.sin() - y).tanh();
-    let mut b = (y.sin()).tanh();
-    let mut k145960 = 0;
-    while k145960 < n {
-        b = (h[0]).tanh();
-        let v4 = (((y + x) + b) + ((h[1] + a) * (h[1] + a) + 1.0).sqrt()).tanh();
-        k145960 += 1;
-    }
-    let v4 = ((((a / (1.0 + y * y)) * (a / (1.0 + y * y)) + 1.0).sqrt()
-        * ((a / (1.0 + y * y)) * (a / (1.0 + y * y)) + 1.0).sqrt()
-        + 1.0)
-        .ln())
+    let mut a = (x).tanh();
+    let mut b = (y).tanh();
+    let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        * ((x * x).exp().recip() * (x * x).exp().recip() + 1.0).ln())
     .tanh();
-    let mut k969571 = 0;
-    while k969571 < n {
-        let mut k852439 = 0;
-        while k852439 < n {
-            b += (a.cos() / (1.0 + w[0] * w[0])).tanh();
-            a += (v4).tanh();
-            k852439 += 1;
+    if n > 0 {
+        for i1 in 0..n + 1 {
+            b *= (x - v4.cos()).tanh();
+            a += (2.0_f64).tanh();
+            if a > 0.37 {
+                continue;
+            }
+            let v5 = (helper((w[0] * (x - slice_helper(w))))).tanh();
         }
-        k969571 += 1;
+        h[0] += (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    } else {
     }
+    b = (((x - w[2]) - (v4 - b)).cos()).tanh();
+    a *= (a).tanh();
     a + b + v4
 }
 
 #[grad]
 fn p347(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y + h[1]).tanh();
-    let mut b = (y).tanh();
-    let mut k126940 = 0;
-    while k126940 < n {
-        if n > 0 {
-            b *= ((b * a).cos() * helper((y - h.iter().sum::<f64>()))).tanh();
-        } else {
-            b += (3.0_f64).tanh();
-        }
-        if n % 2 == 0 {
-            let v4 = (h.iter().sum::<f64>() * (h[2] - y).tanh()).tanh();
-        } else {
-            h[2] = (backprop::sigmoid(x).sin() - (x * x + 1.0).ln()).tanh();
-        }
-        k126940 += 1;
-    }
-    let v4 = (y.cos() - ((b + h[2]) * backprop::sigmoid(b))).tanh();
-    h[2] *= (w[2]).tanh();
-    let v5 = (x.sin() - (1.5_f64 * 1.5_f64 + 1.0).ln()).tanh();
-    if n % 2 == 0 {
-        for i1 in 0..n + 1 {
-            b += (w.iter().map(|v| v * v).sum::<f64>().tanh()).tanh();
-        }
-    } else {
-    }
-    a + b + y
-}
-
-#[grad]
-fn p348(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (a * ((h[1] * h[1]).exp().recip() * helper(1.5_f64))).tanh();
-    for _ in (0..n).rev() {
-        a += (w[2].sin()).tanh();
-    }
-    let mut k677848 = 0;
-    while k677848 < n {
-        let mut k464964 = 0;
-        while k464964 < n {
-            h[0] *= (0.5_f64).tanh();
-            k464964 += 1;
-        }
-        let v4 = (y).tanh();
-        k677848 += 1;
-    }
-    h[0] += (((a + b) * (a + b)).exp().recip()
-        - ((x + w[0]) * (h.iter().sum::<f64>() / (1.0 + x * x))))
+    let mut a = ((w[1]
+        / (1.0
+            + (y / (1.0 + slice_helper(w) * slice_helper(w)))
+                * (y / (1.0 + slice_helper(w) * slice_helper(w)))))
+        + (x / (1.0
+            + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + h[1] * h[1]))
+                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    / (1.0 + h[1] * h[1])))))
         .tanh();
-    h[2] += ((((y / (1.0 + y * y)) * (y / (1.0 + y * y)) + 1.0).sqrt()
-        * ((y / (1.0 + y * y)) * (y / (1.0 + y * y)) + 1.0).sqrt()
-        + 1.0)
-        .sqrt())
-    .tanh();
-    for _ in (0..n).rev() {
-        let v4 = (h[2]).tanh();
-    }
-    a + b + y
-}
-
-#[grad]
-fn p349(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x - h[0]) + (h[2].sin() * h[2].sin() + 1.0).sqrt()).tanh();
-    let mut b = ((x * x).exp().recip().cos()).tanh();
-    for i0 in 0..n + 1 {
-        a = ((x + y.tanh()) * (w[2] - h[i0 % 3])).tanh();
-        if n % 2 == 0 {
-            a += ((y - x) - b).tanh();
-        } else {
-            b *= (3.0_f64.tanh()).tanh();
-        }
-        let v4 = ((b * b + 1.0).ln()).tanh();
-    }
-    b += (w[2]).tanh();
-    for i0 in 0..n + 1 {
-        b = ((a * a).exp().recip()).tanh();
-    }
-    let v4 = (slice_helper(w) + b).tanh();
-    for i0 in 0..n + 1 {
-        b = (y).tanh();
-    }
-    a + b + b
-}
-
-#[grad]
-fn p350(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let v3 = (a / (1.0 + x * x)).tanh();
-    let v4 = (v3).tanh();
-    a = (h.iter().sum::<f64>()).tanh();
-    a + v4
-}
-
-#[grad]
-fn p351(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (h[2] - (x.tanh() / (1.0 + x.tanh() * x.tanh()))).tanh();
-    a = (((a * a + 1.0).ln() * (a * a + 1.0).ln())
-        .exp()
-        .recip()
-        .atan())
-    .tanh();
-    h[1] += (((x * x).exp().recip()
-        / (1.0 + backprop::sigmoid(2.0_f64) * backprop::sigmoid(2.0_f64)))
-        / (1.0 + backprop::sigmoid((w[2] * x)) * backprop::sigmoid((w[2] * x))))
-    .tanh();
-    let v3 = (y).tanh();
-    if a > 0.1 {
-        h[2] += (helper((y * y + 1.0).ln()).cos()).tanh();
-        a = ((0.5_f64 * 0.5_f64).exp().recip().sin() - (x * y)).tanh();
-    } else {
-        for i1 in 0..n + 1 {
-            a *= ((v3 + (h[i1 % 3] + y))
-                + (0.5_f64 - (w.iter().map(|v| v * v).sum::<f64>() + 0.5_f64)))
-                .tanh();
-            let v4 = (x).tanh();
-        }
-        a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    }
-    let v4 = (backprop::sigmoid(y)).tanh();
-    a + v4
-}
-
-#[grad]
-fn p352(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[1]).tanh();
-    let mut b =
-        (((y / (1.0 + x.cos() * x.cos())) * (y / (1.0 + x.cos() * x.cos())) + 1.0).ln()).tanh();
-    let mut k225884 = 0;
-    while k225884 < n {
-        if y > 0.0 {
-            let v4 = ((a * backprop::sigmoid(3.0_f64))
-                + (0.25_f64 / (1.0 + slice_helper(w) * slice_helper(w))).cos())
-            .tanh();
-        } else {
-            b *= (((0.25_f64 - b) / (1.0 + (y * y) * (y * y))) + (h[1] + (w[1] * w[1] + 1.0).ln()))
-                .tanh();
-        }
-        k225884 += 1;
-    }
-    let v4 = ((((b + h[1]) * h.iter().sum::<f64>()) * ((b + h[1]) * h.iter().sum::<f64>()) + 1.0)
-        .ln())
-    .tanh();
-    for i0 in 0..n + 1 {
-        h[0] += (v4).tanh();
-        let mut k224056 = 0;
-        while k224056 < n {
-            b *= (w[i0 % 3]).tanh();
-            k224056 += 1;
-        }
-    }
-    let v5 = (slice_helper(w)).tanh();
-    a + b + a
-}
-
-#[grad]
-fn p353(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((h[2] * h[2]).exp().recip().sin()).tanh();
-    let v3 = (y - (a * w[0])).tanh();
-    a = ((backprop::sigmoid(x) - (h.iter().sum::<f64>() / (1.0 + 2.0_f64 * 2.0_f64)))
-        * (1.5_f64 / (1.0 + (w[2] / (1.0 + y * y)) * (w[2] / (1.0 + y * y)))))
-        .tanh();
-    for _ in (0..n).rev() {
-        a += ((v3.tanh() - (v3 + v3)) * (x + (x * x))).tanh();
-    }
-    h[2] *= (backprop::sigmoid(x)).tanh();
-    h[1] = ((w[0] + v3).tanh()
-        - ((h[2] * h[2]).exp().recip() / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())))
-    .tanh();
-    a + a
-}
-
-#[grad]
-fn p354(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((x - slice_helper(w)) * y).cos()).tanh();
-    let mut b = ((backprop::sigmoid(0.5_f64) - (a * a + 1.0).sqrt()) * (a - w[1].sin())).tanh();
-    h[2] = (b).tanh();
-    b = (slice_helper(w)).tanh();
-    if n % 2 == 0 {
-        let v4 = (y).tanh();
-    } else {
-    }
-    a = (y.tanh()).tanh();
-    let v4 = (((w.iter().map(|v| v * v).sum::<f64>() / (1.0 + 0.5_f64 * 0.5_f64))
-        * (w.iter().map(|v| v * v).sum::<f64>() / (1.0 + 0.5_f64 * 0.5_f64))
-        + 1.0)
-        .ln()
-        .tanh())
-    .tanh();
-    a + b + b
-}
-
-#[grad]
-fn p355(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(w.iter().map(|v| v * v).sum::<f64>())).tanh();
-    if n % 2 == 0 {
-        let v3 = (y).tanh();
-        let v4 = (backprop::sigmoid(x)).tanh();
-    } else {
-        for _ in (0..n).rev() {
-            a *= (helper((h[1] - x)).sin()).tanh();
-            let v3 = ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                + 1.0)
-                .sqrt())
-            .tanh();
-            let v4 = (y).tanh();
-        }
-    }
-    for i0 in 0..n + 1 {
-        h[1] *= (w[2]).tanh();
-    }
-    if n > 1 {
-        let v3 = (w[0] + helper(y.tanh())).tanh();
-    } else {
-        h[1] += (((x * x + 1.0).ln() * (x * x + 1.0).ln() + 1.0).ln()
-            - (x.cos() / (1.0 + (y + y) * (y + y))))
-            .tanh();
-        h[0] *= (y).tanh();
-    }
-    a = (y).tanh();
-    a + a
-}
-
-#[grad]
-fn p356(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((w[1].atan() * w[1].atan() + 1.0).ln()).tanh();
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            a *= (helper(w[2]) / (1.0 + backprop::sigmoid(w[2]) * backprop::sigmoid(w[2]))).tanh();
-            let v3 = (((w[1] - y) / (1.0 + y * y))
-                / (1.0 + ((a * a + 1.0).sqrt() * h[2]) * ((a * a + 1.0).sqrt() * h[2])))
-                .tanh();
-            a += (backprop::sigmoid((y * v3)) - ((y * y).exp().recip() - (x * 0.25_f64))).tanh();
-        }
-        let mut k682363 = 0;
-        while k682363 < n {
-            a = (y).tanh();
-            k682363 += 1;
-        }
-        a += (((3.0_f64 * w[i0 % 3]) - (3.0_f64 / (1.0 + x * x))) - (a + a)).tanh();
-    }
-    let v3 = (a + y).tanh();
-    h[0] = ((backprop::sigmoid(a).sin() * backprop::sigmoid(a).sin())
-        .exp()
-        .recip())
-    .tanh();
-    a + a
-}
-
-#[grad]
-fn p357(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y * y + 1.0).sqrt() / (1.0 + x.tanh() * x.tanh())).cos()).tanh();
-    for _ in (0..n).rev() {
-        let mut k971717 = 0;
-        while k971717 < n {
-            h[0] *= (2.0_f64).tanh();
-            k971717 += 1;
-        }
-        if n % 2 == 0 {
-            let v3 = (((x + x) * (x + x) + 1.0).ln()).tanh();
-        } else {
-            a += (((3.0_f64 * y) + (a * a + 1.0).sqrt())
-                * backprop::sigmoid((0.5_f64 * 0.5_f64 + 1.0).sqrt()))
-            .tanh();
-            let v3 = (backprop::sigmoid(x) + (3.0_f64 - (y - h.iter().sum::<f64>()))).tanh();
-        }
-    }
-    let mut k736171 = 0;
-    while k736171 < n {
-        let mut k235185 = 0;
-        while k235185 < n {
-            let v3 = (y).tanh();
-            h[1] += ((v3 + x).atan()).tanh();
-            k235185 += 1;
-        }
-        let v3 = (a).tanh();
-        k736171 += 1;
-    }
-    h[1] *= (slice_helper(&h)).tanh();
-    if n % 2 == 0 {
+    if n > 0 {
+        a = (w[1].tanh().cos() - ((y / (1.0 + w[0] * w[0])) - (a - 0.25_f64))).tanh();
         let v3 =
-            ((y * (x / (1.0 + y * y))) + (backprop::sigmoid(h[1]) - (a * a).exp().recip())).tanh();
+            (h[2] / (1.0 + helper(backprop::sigmoid(a)) * helper(backprop::sigmoid(a)))).tanh();
     } else {
-        for i1 in 0..n + 1 {
-            a += (((a + h[1]) - x) - (1.5_f64 * h[0]).cos()).tanh();
-        }
-        for _ in 0..n {
-            a *= (w[2] - 0.25_f64).tanh();
-        }
+        let v3 = (((x * x + 1.0).sqrt() * (x * x + 1.0).sqrt() + 1.0).ln()).tanh();
+        let v4 = (y).tanh();
     }
-    a + x
-}
-
-#[grad]
-fn p358(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((x - h[0]) * (x - h[0]) + 1.0).sqrt() - (x - (y / (1.0 + x * x)))).tanh();
-    let v3 = (1.5_f64.cos() + (a * a)).tanh();
-    let mut k362343 = 0;
-    while k362343 < n {
-        let v4 = (((y * h.iter().sum::<f64>()) * (y * h.iter().sum::<f64>()) + 1.0).sqrt()
-            + (y * y + 1.0).sqrt().cos())
-        .tanh();
-        if a > 0.1 {
-            let v5 = ((1.5_f64 * 1.5_f64 + 1.0).sqrt()).tanh();
+    if n > 0 {
+        if x > 0.0 {
+            h[0] *= (h[1]).tanh();
         } else {
-            a *= (0.5_f64.tanh()).tanh();
-            a += (x).tanh();
+            a += (((a + y) * (a + y) + 1.0).sqrt().sin()).tanh();
+            a *= ((w[1] * w[1]).exp().recip() + a.atan()).tanh();
         }
-        k362343 += 1;
+    } else {
+        let mut k849936 = 0;
+        while k849936 < n {
+            a = (0.25_f64.atan()).tanh();
+            k849936 += 1;
+        }
     }
     for i0 in 0..n + 1 {
-        let v4 = (((h[i0 % 3] * x).tanh() * (h[i0 % 3] * x).tanh())
-            .exp()
-            .recip())
-        .tanh();
-    }
-    a + a
-}
-
-#[grad]
-fn p359(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (slice_helper(w).sin()).tanh();
-    for _ in (0..n).rev() {
-        let mut k328978 = 0;
-        while k328978 < n {
-            let v3 = (((w[1] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                + (h[1] * w[1]))
-                + a)
-                .tanh();
-            let v4 = (y.atan()).tanh();
-            k328978 += 1;
+        for _ in (0..n).rev() {
+            let v3 = (h.iter().sum::<f64>()).tanh();
+            a += (v3 / (1.0 + (y * h[1]).atan() * (y * h[1]).atan())).tanh();
         }
-        a = (a * ((y + 2.0_f64) - (1.5_f64 * w.iter().map(|v| v * v).sum::<f64>()))).tanh();
-        a *= (w[1]).tanh();
+        let v3 = (0.25_f64 + a).tanh();
     }
-    for i0 in 0..n + 1 {
-        a += (y).tanh();
-        for i1 in 0..n + 1 {
-            a *= (x).tanh();
-        }
-    }
-    h[1] *= ((0.5_f64 * 0.5_f64 + 1.0).sqrt()).tanh();
-    if a > 0.0 {
-        for _ in 0..n {
-            a += ((helper(x) - y.tanh()).atan()).tanh();
-            h[0] += ((((x * x + 1.0).ln() * (x * x + 1.0).ln()).exp().recip()
-                * ((x * x + 1.0).ln() * (x * x + 1.0).ln()).exp().recip()
-                + 1.0)
-                .ln())
-            .tanh();
-        }
-        h[0] *= (helper(slice_helper(&h)).sin()).tanh();
+    if n > 2 {
+        a -= ((1.5_f64 * 1.5_f64 + 1.0).ln()).tanh();
     } else {
-        for i1 in 0..n + 1 {
-            let v3 = ((h[i1 % 3] * h[i1 % 3] + 1.0).sqrt() - (h[0].tanh() * helper(a))).tanh();
-        }
+        h[2] *= (w[0]).tanh();
     }
-    a + x
-}
-
-#[grad]
-fn p360(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    if n % 2 == 0 {
-        let mut k773762 = 0;
-        while k773762 < n {
-            a += (h[0]).tanh();
-            k773762 += 1;
-        }
-    } else {
-    }
-    let v3 = (x - ((a * y) + helper(a))).tanh();
-    let v4 = (((0.25_f64 + w[1]) - (w[0] * a)).cos()).tanh();
-    let v5 = ((w[1] * w[1] + 1.0).ln() * v3).tanh();
-    let mut k863805 = 0;
-    while k863805 < n {
-        let v6 = (helper((helper(w[0]) * helper(w[0])).exp().recip())).tanh();
-        k863805 += 1;
-    }
-    a + x
-}
-
-#[grad]
-fn p361(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y.tanh() - (y * y)) + ((y - 1.5_f64) * x)).tanh();
-    let mut b = (h[1]).tanh();
-    let v4 = (((w[0] * w[0] + 1.0).sqrt() - (b * b + 1.0).ln()) * b.sin().cos()).tanh();
-    for i0 in 0..n + 1 {
-        h[i0 % 3] += (helper(a).atan().atan()).tanh();
-    }
-    h[1] = (backprop::sigmoid(((x - h[2]) - (y - v4)))).tanh();
-    let v5 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * (b + backprop::sigmoid(a)))
-        .tanh();
-    a + b + a
-}
-
-#[grad]
-fn p362(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y * y) * h[0].atan()).atan()).tanh();
-    let mut b = (backprop::sigmoid(h[0])).tanh();
-    let mut k765967 = 0;
-    while k765967 < n {
-        for i1 in 0..n + 1 {
-            b += (((b * b + 1.0).sqrt() * (b * b + 1.0).sqrt() + 1.0).ln() - (y - x)).tanh();
-            let v4 = (w[2] - a).tanh();
-        }
-        a += (x
-            / (1.0
-                + (h.iter().sum::<f64>() * (0.5_f64 - y))
-                    * (h.iter().sum::<f64>() * (0.5_f64 - y))))
-            .tanh();
-        k765967 += 1;
-    }
-    a -= (helper(w[0]).cos()).tanh();
-    a + b + a
-}
-
-#[grad]
-fn p363(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((h[1] - x) * (h[1] - x) + 1.0).ln().cos()).tanh();
-    if y > 0.1 {
-        a += ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + 2.0_f64)
-            - ((a * a) - backprop::sigmoid(y)))
-        .tanh();
-    } else {
-        let v3 = (((a - y) * (a - y)).exp().recip().atan()).tanh();
-    }
-    if a > -0.2 {
-        for i1 in 0..n + 1 {
-            let v3 = ((h[0] + a) + ((x - h[2]) + backprop::sigmoid(x))).tanh();
-            a *= (x).tanh();
-            let v4 = (a * v3.atan()).tanh();
-        }
-    } else {
-        let v3 = (((h[2] + 2.0_f64)
-            / (1.0 + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
-            * ((y * h[2]) + a))
-            .tanh();
-    }
-    a = ((y.sin() + x) * (y - 2.0_f64).sin()).tanh();
-    let v3 = (y).tanh();
-    a + v3
-}
-
-#[grad]
-fn p364(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid((w[0].sin() / (1.0 + (y * x) * (y * x))))).tanh();
-    h[1] += (a * (y * (y * y).exp().recip())).tanh();
-    let v3 = (3.0_f64 * y).tanh();
-    a = ((helper(1.5_f64) + v3)
-        / (1.0 + ((v3 + x) / (1.0 + a.sin() * a.sin())) * ((v3 + x) / (1.0 + a.sin() * a.sin()))))
-    .tanh();
+    a *= (helper(1.5_f64)).tanh();
     a + y
 }
 
 #[grad]
-fn p365(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(((x + x) * (x + x)).exp().recip())).tanh();
-    let v3 = ((y * a).sin()).tanh();
-    for _ in (0..n).rev() {
-        let v4 = (a + ((h.iter().sum::<f64>() + slice_helper(&h)) * a.cos())).tanh();
-        let mut k818997 = 0;
-        while k818997 < n {
-            a += (x).tanh();
-            k818997 += 1;
-        }
-        let v5 = (backprop::sigmoid((a * a + 1.0).ln()) - v4).tanh();
-    }
-    let v4 = (v3).tanh();
-    for i0 in 0..n + 1 {
-        let v5 = ((v3 / (1.0 + x.cos() * x.cos())).sin()).tanh();
-        let v6 = ((v4 * v4 + 1.0).ln()).tanh();
-    }
-    if n % 2 == 0 {
-        for i1 in 0..n + 1 {
-            a *= (y).tanh();
-        }
-        let mut k825710 = 0;
-        while k825710 < n {
-            a += (((y + x) / (1.0 + (v4 + x) * (v4 + x))).sin()).tanh();
-            a = ((y.sin() * y.sin()).exp().recip() + (x + (a - a))).tanh();
-            k825710 += 1;
-        }
-    } else {
-        let v5 = (((h[1] * w[0]) + (h[2] - a)) + backprop::sigmoid(slice_helper(w).atan())).tanh();
-    }
-    a + v3
-}
-
-#[grad]
-fn p366(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (h[2] * helper(w[2])).tanh();
-    h[2] *= (y).tanh();
-    h[2] = ((backprop::sigmoid(y) / (1.0 + w[0] * w[0])) * (y / (1.0 + a * a)).tanh()).tanh();
-    a = (backprop::sigmoid(((w[1] - x) * (x + a)))).tanh();
-    for _ in (0..n).rev() {
-        let v3 = (((x
-            / (1.0
-                + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-            * h[1])
-            .cos())
-        .tanh();
-    }
-    a + x
-}
-
-#[grad]
-fn p367(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (slice_helper(&h) + y).tanh();
-    let mut b = ((y * y + 1.0).sqrt()
-        / (1.0 + (a.tanh() * h.iter().sum::<f64>()) * (a.tanh() * h.iter().sum::<f64>())))
-    .tanh();
-    h[0] *= (h[1]).tanh();
-    if n > 1 {
-        if a > 0.1 {
-            a += (a / (1.0 + b * b)).tanh();
-            let v4 = (((x * x).exp().recip() - backprop::sigmoid(y)).sin()).tanh();
-        } else {
-            let v4 = (h[1]).tanh();
-        }
-        h[1] = (2.0_f64).tanh();
-    } else {
-        b = (b).tanh();
-    }
-    a + b + b
-}
-
-#[grad]
-fn p368(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y.sin() / (1.0 + w[0] * w[0])).sin()).tanh();
-    a -= (backprop::sigmoid(a.sin())).tanh();
-    let v3 = (slice_helper(w)
-        * ((slice_helper(w) * w[0])
-            + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + 0.5_f64)))
-        .tanh();
-    a + v3
-}
-
-#[grad]
-fn p369(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p348(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (w[1] / (1.0 + x * x)).tanh();
     let v3 = (a).tanh();
@@ -9645,7 +10352,7 @@ fn p369(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p370(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p349(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (helper(3.0_f64)).tanh();
     let mut b = ((x * (w[0] * w[0] + 1.0).ln())
@@ -9672,7 +10379,7 @@ fn p370(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p371(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p350(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (h[2].atan().sin()).tanh();
     let mut b = (h[1]).tanh();
@@ -9693,7 +10400,7 @@ fn p371(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p372(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p351(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = ((x * x).exp().recip()).tanh();
     let mut b = (((y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
@@ -9708,22 +10415,25 @@ fn p372(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
                 .ln()
                 / (1.0 + y * y))
                 .tanh();
+            if b > 0.37 {
+                break;
+            }
             let v5 = (b).tanh();
             let v6 = ((h[0] + w[2]).cos().sin()).tanh();
         }
-        let v4 = (slice_helper(&h) - y).tanh();
+        let v4 = (y.sin()).tanh();
     } else {
-        a = (helper(((h[2] - x) * (x * w[2])))).tanh();
-        let v4 = (w[0].sin()).tanh();
-    }
-    if n % 2 == 0 {
-        let mut k691078 = 0;
-        while k691078 < n {
-            let v4 = (y.sin() - (h[2].tanh() + a)).tanh();
-            k691078 += 1;
+        if x > 0.0 {
+            b += (x.tanh()).tanh();
+            a = (helper((a * b)).cos()).tanh();
+        } else {
         }
-    } else {
-        a *= (h[2]).tanh();
+        if y > -0.2 {
+            a += (x).tanh();
+            let v4 = (2.0_f64.tanh().atan()).tanh();
+        } else {
+            a *= (h[2]).tanh();
+        }
     }
     if n > 1 {
         let v4 = ((w
@@ -9746,167 +10456,713 @@ fn p372(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     } else {
         let v4 = ((w[2] * w[2]).exp().recip()).tanh();
     }
-    let mut k322391 = 0;
-    while k322391 < n {
-        b -= (b - y).tanh();
-        let v4 = (((y * b) * slice_helper(w).atan())
-            / (1.0
-                + ((w[1] + x) / (1.0 + (x * h[0]) * (x * h[0])))
-                    * ((w[1] + x) / (1.0 + (x * h[0]) * (x * h[0])))))
-            .tanh();
-        k322391 += 1;
+    let mut k641234 = 0;
+    while k641234 < n {
+        h[0] = (((y * y + 1.0).sqrt() * (y * y + 1.0).sqrt()).exp().recip()).tanh();
+        let v4 = (x.sin()).tanh();
+        k641234 += 1;
     }
+    a -= (w[2]).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p352(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((0.25_f64 * 0.25_f64 + 1.0).ln()).tanh();
+    let mut b = (((h[0] * h[0]) * x) * ((a + slice_helper(w)) * a)).tanh();
+    h[2] *= (((helper(y) + (w.iter().map(|v| v * v).sum::<f64>() * slice_helper(&h)))
+        * (helper(y) + (w.iter().map(|v| v * v).sum::<f64>() * slice_helper(&h)))
+        + 1.0)
+        .sqrt())
+    .tanh();
+    let mut k179756 = 0;
+    while k179756 < n {
+        if y > 0.0 {
+            b += (x).tanh();
+        } else {
+        }
+        let v4 = (((w[2] / (1.0 + y * y)) * (w[2] / (1.0 + y * y)))
+            .exp()
+            .recip()
+            + ((y - x) / (1.0 + b.atan() * b.atan())))
+        .tanh();
+        k179756 += 1;
+    }
+    let v4 = (b - helper(0.5_f64).tanh()).tanh();
+    if n > 0 {
+        a = (x * ((x * x + 1.0).sqrt() + backprop::sigmoid(h[1]))).tanh();
+    } else {
+    }
+    a + b + x
+}
+
+#[grad]
+fn p353(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[2]).tanh();
+    a -= (a.atan()).tanh();
+    h[0] *= (slice_helper(w).sin() * y).tanh();
+    let v3 = (y).tanh();
+    for _ in (0..n).rev() {
+        let v4 = (y).tanh();
+        if a > -0.13 {
+            continue;
+        }
+        a += ((h[0] * 1.5_f64.cos()) * helper(h[2].sin())).tanh();
+    }
+    let v4 = (((h.iter().sum::<f64>() * slice_helper(w))
+        - (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() / (1.0 + y * y)))
+        * 0.5_f64)
+        .tanh();
+    a + a
+}
+
+#[grad]
+fn p354(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y * y).tanh();
+    if n > 2 {
+        for i1 in 0..n + 1 {
+            a *= ((y * y + 1.0).ln() + ((x - h[i1 % 3]) * (x - h[i1 % 3]) + 1.0).ln()).tanh();
+        }
+    } else {
+        let v3 = (backprop::sigmoid((x * w[2])).tanh()).tanh();
+        if n > 1 {
+            a += ((0.25_f64 * 0.25_f64 + 1.0).ln()).tanh();
+        } else {
+        }
+    }
+    let v3 = (backprop::sigmoid(w[2].atan().sin())).tanh();
+    for _ in (0..n).rev() {
+        a *= (a).tanh();
+        if x > 0.37 {
+            break;
+        }
+        let v4 = (v3 / (1.0 + (0.25_f64 - helper(x)) * (0.25_f64 - helper(x)))).tanh();
+    }
+    let v4 = ((a * a + 1.0).sqrt()).tanh();
+    a + v3
+}
+
+#[grad]
+fn p355(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((w[0].cos() - (h[2] * h[2] + 1.0).ln()) + y).tanh();
+    let v3 = ((w[0] * w[0] + 1.0).ln()).tanh();
+    a *= ((slice_helper(w) * slice_helper(w)).exp().recip().atan()).tanh();
+    a + y
+}
+
+#[grad]
+fn p356(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (0.25_f64).tanh();
+    let mut b = (((x + y) - (x * x + 1.0).sqrt()) - (0.25_f64 + (a / (1.0 + x * x)))).tanh();
+    let mut k749991 = 0;
+    while k749991 < n {
+        let v4 = (helper((3.0_f64 / (1.0 + b * b))) + (y.tanh() - (w[2] + h[1]))).tanh();
+        let v5 = (h[0] - (h[0].cos() / (1.0 + b * b))).tanh();
+        k749991 += 1;
+    }
+    let v4 = (y).tanh();
+    if n % 2 == 0 {
+        for _ in 0..n {
+            b *= (h[2] + v4.atan()).tanh();
+            b = (helper((helper(0.25_f64) - (w[1] - b)))).tanh();
+        }
+    } else {
+    }
+    if n % 2 == 0 {
+        b = (((3.0_f64 / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())) / (1.0 + y * y))
+            - x)
+            .tanh();
+    } else {
+    }
+    a + b + v4
+}
+
+#[grad]
+fn p357(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    if n % 2 == 0 {
+        let v3 = (slice_helper(w)).tanh();
+        a *= (((2.0_f64 * 2.0_f64).exp().recip() + a).atan()).tanh();
+    } else {
+        if n % 2 == 0 {
+            a = (((w[0] * w[0]).exp().recip() - slice_helper(&h)) - ((h[1] - w[1]) - (y + a)))
+                .tanh();
+            a = ((backprop::sigmoid(a) / (1.0 + x.cos() * x.cos())) * ((w[2] + y) * h[1].tanh()))
+                .tanh();
+        } else {
+        }
+        a = (w[2]).tanh();
+    }
+    let v3 = (y).tanh();
+    let v4 = ((v3.cos() + h.iter().sum::<f64>().cos()).atan()).tanh();
+    a + x
+}
+
+#[grad]
+fn p358(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (((0.25_f64 * y) * (0.25_f64 * y)).exp().recip().sin()).tanh();
+    if n % 2 == 0 {
+        h[1] += (((a * a + 1.0).sqrt() / (1.0 + backprop::sigmoid(y) * backprop::sigmoid(y)))
+            / (1.0 + x * x))
+            .tanh();
+        for _ in 0..n {
+            h[0] *= ((((h[0] * h[0]) - (y - y)) * ((h[0] * h[0]) - (y - y)) + 1.0).sqrt()).tanh();
+            b *= (a.cos()).tanh();
+        }
+    } else {
+    }
+    let v4 = (w[2]).tanh();
+    let v5 = (((3.0_f64 * y) * x) * ((x * x + 1.0).sqrt() + (slice_helper(&h) * y))).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            let v6 = ((v5 + backprop::sigmoid(v4)) + (y.cos() * w[1].sin())).tanh();
+            for i1 in 0..n + 1 {
+                if v6 > -0.13 {
+                    continue;
+                }
+                a *= (v5).tanh();
+            }
+        }
+        _ => {}
+    }
+    let mut k125618 = 0;
+    loop {
+        if k125618 >= n {
+            break;
+        }
+        if n > 3 {
+            let v6 = ((y - slice_helper(&h)).sin()
+                * ((v4
+                    / (1.0
+                        + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                            * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+                    * w[1]))
+                .tanh();
+            let v7 = (b).tanh();
+        } else {
+            b = (((b + w[2]) - (1.5_f64 + w[0])) + (a * (v5 + b))).tanh();
+        }
+        if a > 0.61 {
+            break;
+        }
+        k125618 += 1;
+    }
+    a + b + a
+}
+
+#[grad]
+fn p359(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    if a > -0.2 {
+        for _ in (0..n).rev() {
+            if x > -0.13 {
+                continue;
+            }
+            h[2] += ((w[0].cos() + x) - 0.25_f64).tanh();
+            a += (1.5_f64).tanh();
+        }
+        for _ in (0..n).rev() {
+            let v3 = (w[2].tanh() / (1.0 + y * y)).tanh();
+        }
+    } else {
+        h[2] *= (3.0_f64 / (1.0 + ((x * a) - w[2]) * ((x * a) - w[2]))).tanh();
+    }
+    a *= ((a.tanh() * y.sin()) + (backprop::sigmoid(0.5_f64) - x)).tanh();
+    for i0 in 0..n + 1 {
+        for i1 in 0..n + 1 {
+            a += (backprop::sigmoid(a) - (y - (0.5_f64 + y))).tanh();
+            a += (y + (y - (y - a))).tanh();
+            h[i1 % 3] += (a).tanh();
+        }
+        if n > 3 {
+            let v3 = (y).tanh();
+            a *= ((helper(a) + x) - ((v3 - v3) * (v3 - v3) + 1.0).ln()).tanh();
+        } else {
+        }
+    }
+    a = ((y + (h[2] + y)) * ((y * y + 1.0).ln() - (x * w[1]))).tanh();
+    if n % 2 == 0 {
+        let v3 = (helper(y)).tanh();
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                let v4 = (v3).tanh();
+                a = (((y / (1.0 + v3 * v3)) * (y / (1.0 + v3 * v3)) + 1.0)
+                    .sqrt()
+                    .atan())
+                .tanh();
+            }
+            _ => {}
+        }
+    } else {
+    }
+    a + a
+}
+
+#[grad]
+fn p360(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid(x) - ((y - 3.0_f64) / (1.0 + (x + x) * (x + x)))).tanh();
+    let mut b = (((x + 3.0_f64)
+        - w.iter()
+            .zip(h.iter())
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+            .sin())
+        - ((h[0] * h[0] + 1.0).ln() * (h[0] * h[0] + 1.0).ln() + 1.0).ln())
+    .tanh();
+    let mut k551283 = 0;
+    while k551283 < n {
+        for _ in (0..n).rev() {
+            let v4 = (x).tanh();
+            h[0] += (y).tanh();
+            a += ((x * x).exp().recip()).tanh();
+        }
+        k551283 += 1;
+    }
+    if n % 2 == 0 {
+        let v4 = (x + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    } else {
+        let v4 = (h[1]).tanh();
+        let v5 = ((helper(b) - (x * x + 1.0).sqrt()) / (1.0 + slice_helper(&h) * slice_helper(&h)))
+            .tanh();
+    }
+    let v4 = (x / (1.0 + (slice_helper(w) * w[0]) * (slice_helper(w) * w[0]))).tanh();
+    let v5 = ((b * h[0]) * backprop::sigmoid(v4.atan())).tanh();
+    if n % 2 == 0 {
+        b *= (h[2]).tanh();
+    } else {
+        let v6 =
+            (((w[0] + a) * (w[0] + a) + 1.0).sqrt() * (v4.tanh() * v4.tanh()).exp().recip()).tanh();
+    }
+    a + b + a
+}
+
+#[grad]
+fn p361(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x.cos()).tanh();
+    let v3 = (y).tanh();
+    let v4 = (x).tanh();
+    let v5 = (backprop::sigmoid((a * a + 1.0).ln()).atan()).tanh();
+    a + v3
+}
+
+#[grad]
+fn p362(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w.iter().map(|v| v * v).sum::<f64>() * (y + x).cos()).tanh();
+    let mut b = (((x * x + 1.0).sqrt().atan() * (x * x + 1.0).sqrt().atan())
+        .exp()
+        .recip())
+    .tanh();
+    h[0] = ((y.tanh().tanh() * y.tanh().tanh()).exp().recip()).tanh();
+    let v4 = (((w[2] + 2.0_f64) - (h[1] - x)) - backprop::sigmoid((a - w[0]))).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p363(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((x * (h[0] + h[1])) + x).tanh();
+    let mut b = (3.0_f64 * y).tanh();
+    a *= (((a - 0.25_f64) / (1.0 + (h[2] * a) * (h[2] * a))) - y).tanh();
+    if n > 3 {
+        let v4 = (b * x).tanh();
+    } else {
+        let v4 = (w[1]).tanh();
+    }
+    let v4 = ((h[0] * h[0] + 1.0).ln()).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p364(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper((y.cos() + h[1]))).tanh();
+    let mut b = (w[0]).tanh();
+    a = ((h[1].atan() + (w[0] / (1.0 + 0.5_f64 * 0.5_f64))) * ((y * y + 1.0).ln() - h[1])).tanh();
+    let v4 = (2.0_f64 / (1.0 + a * a)).tanh();
+    if v4 > -0.2 {
+        let v5 = ((x + h[0])
+            + ((x * x).exp().recip() * (x * x).exp().recip())
+                .exp()
+                .recip())
+        .tanh();
+        if n > 0 {
+            let v6 = (h[1]).tanh();
+        } else {
+            b *= (y.atan() * ((w[1] * v4) / (1.0 + (w[2] + x) * (w[2] + x)))).tanh();
+        }
+    } else {
+    }
+    h[0] *= (h[0] * (y * y).exp().recip()).tanh();
+    let v5 = (((v4 / (1.0 + 1.5_f64 * 1.5_f64)) + h[2])
+        * ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>() + 1.0)
+            .ln()
+            * (a - a)))
+        .tanh();
     a + b + y
+}
+
+#[grad]
+fn p365(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w[0] / (1.0 + y * y)) * (3.0_f64 * x)).cos()).tanh();
+    a = ((slice_helper(w) + helper(x)) - ((0.25_f64 * x) - a)).tanh();
+    a += ((backprop::sigmoid(y) * y).sin()).tanh();
+    if n > 3 {
+        let v3 = (((y / (1.0 + y * y)) * (y / (1.0 + y * y)) + 1.0).ln() + (1.5_f64.cos() - h[0]))
+            .tanh();
+    } else {
+        a = (3.0_f64).tanh();
+        let v3 = (x).tanh();
+    }
+    a = ((a * a).exp().recip()).tanh();
+    a -= (a.sin() + ((x * x + 1.0).ln() - y.cos())).tanh();
+    a + y
+}
+
+#[grad]
+fn p366(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y - x).atan()
+        * ((h.iter().sum::<f64>() * h.iter().sum::<f64>()) * (y / (1.0 + w[2] * w[2]))))
+        .tanh();
+    h[1] = (y
+        + (w.iter().map(|v| v * v).sum::<f64>().atan()
+            * w.iter().map(|v| v * v).sum::<f64>().atan()
+            + 1.0)
+            .ln())
+    .tanh();
+    if n % 2 == 0 {
+        let v3 = (a.atan().cos()).tanh();
+    } else {
+        let v3 = ((h[0].tanh() + y) + (backprop::sigmoid(a) + (a - x))).tanh();
+    }
+    a + y
+}
+
+#[grad]
+fn p367(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y * helper(h[2]).atan()).tanh();
+    a = (((a * a + 1.0).sqrt() * (a * a + 1.0).sqrt() + 1.0).sqrt() + y).tanh();
+    if n % 2 == 0 {
+        if n % 2 == 0 {
+            let v3 = ((w[2] * w[2] + 1.0).sqrt()).tanh();
+            a += (helper(a)).tanh();
+        } else {
+            a += ((((h[0] / (1.0 + w[2] * w[2])) / (1.0 + a * a))
+                * ((h[0] / (1.0 + w[2] * w[2])) / (1.0 + a * a)))
+                .exp()
+                .recip())
+            .tanh();
+            a *= (y + a).tanh();
+        }
+    } else {
+        for _ in 0..n {
+            a = (w[0].tanh()).tanh();
+            a += (helper((a * a + 1.0).ln()) - (0.25_f64.sin() * 0.25_f64.sin()).exp().recip())
+                .tanh();
+            a = (helper((w[2] + w[2]).sin())).tanh();
+        }
+    }
+    for i0 in 0..n + 1 {
+        if a > -0.13 {
+            break;
+        }
+        h[0] *= ((h[i0 % 3] + h[0].tanh()) * helper(x)).tanh();
+    }
+    a + x
+}
+
+#[grad]
+fn p368(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    a = (x).tanh();
+    h[1] += (w.iter().map(|v| v * v).sum::<f64>() + (x * y)).tanh();
+    for i0 in 0..n + 1 {
+        h[1] *= (a).tanh();
+        let v3 = (h[i0 % 3]).tanh();
+        for i1 in 0..n + 1 {
+            a += (x).tanh();
+            a -= ((v3 - (w[i1 % 3] / (1.0 + x * x))).sin()).tanh();
+            if x > -0.13 {
+                break;
+            }
+        }
+        if a > 0.07 {
+            continue;
+        }
+    }
+    match n % 3 {
+        0 => {}
+        1 | 2 => {}
+        _ => {}
+    }
+    a + x
+}
+
+#[grad]
+fn p369(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid(w[2])).tanh();
+    let mut b = (backprop::sigmoid((y + a))).tanh();
+    let v4 = (h[0]).tanh();
+    if x > 0.1 {
+        a = (v4).tanh();
+        let v5 = (h[2]).tanh();
+    } else {
+        let v5 = (h[1].tanh() + (x * x + 1.0).ln().atan()).tanh();
+    }
+    let v5 = ((backprop::sigmoid(x) * backprop::sigmoid(x) + 1.0).sqrt() - (a + b)).tanh();
+    a + b + v5
+}
+
+#[grad]
+fn p370(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (2.0_f64).tanh();
+    let mut b = (((a * w[0]) + (3.0_f64 - 1.5_f64)).sin()).tanh();
+    let mut k500669 = 0;
+    while k500669 < n {
+        a = (y).tanh();
+        for _ in (0..n).rev() {
+            b = (w[2]).tanh();
+            a += (((b - y) * (b - y) + 1.0).sqrt() * y).tanh();
+            a += ((0.5_f64 * 0.5_f64 + 1.0).ln() - slice_helper(w)).tanh();
+        }
+        k500669 += 1;
+    }
+    h[0] = (((b * a.cos()) * (b * a.cos())).exp().recip()).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p371(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid(((x * slice_helper(w)) * x))).tanh();
+    h[2] += (y).tanh();
+    let v3 = (w[2]).tanh();
+    let v4 = (w[1]).tanh();
+    a + v3
+}
+
+#[grad]
+fn p372(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (x).tanh();
+    let mut k951158 = 0;
+    loop {
+        if k951158 >= n {
+            break;
+        }
+        h[0] += (a - (1.5_f64 * 1.5_f64 + 1.0).sqrt().tanh()).tanh();
+        if y > 0.61 {
+            break;
+        }
+        k951158 += 1;
+    }
+    let v4 = (0.5_f64).tanh();
+    let v5 = (helper((x * w[0])) * (a * a + 1.0).ln()).tanh();
+    a + b + b
 }
 
 #[grad]
 fn p373(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((x - (y / (1.0 + y * y))) * (x - (y / (1.0 + y * y))) + 1.0).ln()).tanh();
-    a = ((h[1] / (1.0 + 2.0_f64 * 2.0_f64)).sin()).tanh();
-    a = ((((x * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) / (1.0 + w[0] * w[0]))
-        * ((x * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) / (1.0 + w[0] * w[0])))
-        .exp()
-        .recip())
-    .tanh();
-    if n > 2 {
-        let v3 = (a
-            / (1.0 + (a.cos() + (x * x).exp().recip()) * (a.cos() + (x * x).exp().recip())))
+    let mut a = (backprop::sigmoid(x)).tanh();
+    let mut b =
+        ((a - a).cos() - (slice_helper(&h).cos() * slice_helper(&h).cos() + 1.0).sqrt()).tanh();
+    for i0 in 0..n + 1 {
+        let v4 = (((w[2] / (1.0 + y * y)) * (w[2] / (1.0 + y * y)) + 1.0).ln()).tanh();
+        a *= (x).tanh();
+    }
+    a -= (((y * w[2]) * (y * w[2]) + 1.0).ln() * ((b * a) * (b * a) + 1.0).sqrt()).tanh();
+    if n % 2 == 0 {
+        h[1] *= (((w[0].tanh() * y.sin()) * (w[0].tanh() * y.sin()))
+            .exp()
+            .recip())
         .tanh();
-        a = (y).tanh();
+        let mut k201025 = 0;
+        loop {
+            if k201025 >= n {
+                break;
+            }
+            let v4 = (((h[1] - b) / (1.0 + (y / (1.0 + b * b)) * (y / (1.0 + b * b))))
+                + h.iter().sum::<f64>())
+            .tanh();
+            if y > 0.61 {
+                break;
+            }
+            k201025 += 1;
+        }
     } else {
     }
-    let v3 = ((backprop::sigmoid(h.iter().sum::<f64>()) * (x * slice_helper(w)))
-        / (1.0
-            + ((a * y) * (a / (1.0 + 1.5_f64 * 1.5_f64)))
-                * ((a * y) * (a / (1.0 + 1.5_f64 * 1.5_f64)))))
-        .tanh();
-    a = (x * ((x * x + 1.0).sqrt() + backprop::sigmoid(h[1]))).tanh();
-    a + y
+    let v4 = ((a + (w[2] + a)).cos()).tanh();
+    a + b + x
 }
 
 #[grad]
 fn p374(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((y / (1.0 + x * x)) * (w[1] + y)) * (y.atan() - 3.0_f64)).tanh();
-    a -= (h.iter().sum::<f64>()).tanh();
-    a = (x).tanh();
-    h[0] += (y).tanh();
-    h[0] = (helper((a * a).sin())).tanh();
-    a + a
+    let mut a = (2.0_f64
+        - (slice_helper(&h).cos() * slice_helper(&h).cos())
+            .exp()
+            .recip())
+    .tanh();
+    let mut b = (slice_helper(w)).tanh();
+    if y > -0.2 {
+        let v4 = (x).tanh();
+        let v5 = (1.5_f64).tanh();
+    } else {
+        a = (a - backprop::sigmoid((slice_helper(w) + y))).tanh();
+        if n % 2 == 0 {
+            b += (a).tanh();
+            b *= ((w[0].cos() * (a + x))
+                / (1.0
+                    + ((x - slice_helper(&h)) - (x - w.iter().map(|v| v * v).sum::<f64>()))
+                        * ((x - slice_helper(&h)) - (x - w.iter().map(|v| v * v).sum::<f64>()))))
+            .tanh();
+        } else {
+            b += (b).tanh();
+            h[2] = (((y * b) * (y * b) + 1.0).ln()
+                - ((x - x) + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - h[0])))
+                .tanh();
+        }
+    }
+    let v4 = (x + ((b * w[1]) * (a + y))).tanh();
+    let v5 = (v4 * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    h[1] *= ((w
+        .iter()
+        .zip(h.iter())
+        .map(|(a, b)| a * b)
+        .sum::<f64>()
+        .cos()
+        * w.iter()
+            .zip(h.iter())
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+            .cos()
+        + 1.0)
+        .sqrt())
+    .tanh();
+    a + b + x
 }
 
 #[grad]
 fn p375(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((0.25_f64 * x.tanh())
-        / (1.0 + backprop::sigmoid(w[2]).atan() * backprop::sigmoid(w[2]).atan()))
-    .tanh();
-    let mut b = (x).tanh();
-    a -= (x).tanh();
-    let mut k587591 = 0;
-    while k587591 < n {
-        let mut k175097 = 0;
-        while k175097 < n {
-            h[2] += (helper(w[1].cos())).tanh();
-            k175097 += 1;
+    let mut a = (x).tanh();
+    let mut b = (((h[2] - (a - x)) * (h[2] - (a - x)) + 1.0).sqrt()).tanh();
+    h[0] += (helper(y)).tanh();
+    let mut k828257 = 0;
+    loop {
+        if k828257 >= n {
+            break;
         }
-        k587591 += 1;
+        let v4 = (((x - b).sin() * (x - b).sin()).exp().recip()).tanh();
+        if a > 0.61 {
+            break;
+        }
+        k828257 += 1;
     }
-    let v4 = (h.iter().sum::<f64>()).tanh();
-    a + b + v4
+    a + b + a
 }
 
 #[grad]
 fn p376(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y + 1.0).ln()
-        - backprop::sigmoid((x * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
-    .tanh();
-    let mut b = (y + ((y * x) * a.tanh())).tanh();
-    if x > 0.1 {
-        for i1 in 0..n + 1 {
-            b *= (x).tanh();
-            b += (backprop::sigmoid((y * y + 1.0).ln()).atan()).tanh();
-            let v4 = (a - 0.25_f64).tanh();
-        }
-        let v4 = (w[2] - (h[0] * (w.iter().map(|v| v * v).sum::<f64>() + b))).tanh();
-    } else {
-    }
-    for i0 in 0..n + 1 {
-        if n > 0 {
-            let v4 = (w[1].cos().atan() - ((b + h[2]) * (b + h[2]) + 1.0).sqrt()).tanh();
-        } else {
-        }
-        if a > 0.0 {
-            b *= ((slice_helper(w) * slice_helper(w)).exp().recip().atan()).tanh();
-            a = ((x + x).tanh() + a).tanh();
-        } else {
-            a = ((((b - w[2]) - 3.0_f64) * ((b - w[2]) - 3.0_f64) + 1.0).ln()).tanh();
-        }
-    }
-    let v4 = ((h[0].cos() - slice_helper(&h)) * ((b - a) / (1.0 + x.atan() * x.atan()))).tanh();
-    a + b + x
+    let mut a = (x.cos().cos() * helper(x)).tanh();
+    let v3 = ((y * y + 1.0).ln()).tanh();
+    a = (a).tanh();
+    a + y
 }
 
 #[grad]
 fn p377(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((((w[1] * x) + (y * h.iter().sum::<f64>()))
-        * ((w[1] * x) + (y * h.iter().sum::<f64>())))
-    .exp()
-    .recip())
-    .tanh();
-    let mut b = (((h[0] - y) - (a + slice_helper(&h))) * (a + 2.0_f64).tanh()).tanh();
-    let v4 = (h[1]).tanh();
-    a -= ((((w[1] - b) / (1.0 + (y * y + 1.0).ln() * (y * y + 1.0).ln()))
-        * ((w[1] - b) / (1.0 + (y * y + 1.0).ln() * (y * y + 1.0).ln())))
-    .exp()
-    .recip())
-    .tanh();
-    let v5 = (backprop::sigmoid((0.5_f64 + v4)) + (x.atan() * x.atan()).exp().recip()).tanh();
-    if a > 0.1 {
-        let v6 = (helper((b.sin() * b.sin() + 1.0).ln())).tanh();
-    } else {
-        let v6 = (slice_helper(w)).tanh();
+    let mut a = (x - ((x * x + 1.0).sqrt() + h[1])).tanh();
+    let mut b = (y).tanh();
+    a = ((1.5_f64 - a).tanh() / (1.0 + y * y)).tanh();
+    for _ in 0..n {
+        for _ in 0..n {
+            h[1] *= (w.iter().map(|v| v * v).sum::<f64>() - ((0.25_f64 - w[2]) * y)).tanh();
+            a += (x.cos() - (0.5_f64.sin() - (a * a).exp().recip())).tanh();
+            let v4 = (slice_helper(&h).tanh() - helper(a.tanh())).tanh();
+        }
     }
-    b *= (((2.0_f64 * 2.0_f64).exp().recip() + a).atan()).tanh();
-    a + b + v4
+    if b > 0.0 {
+        a = (x).tanh();
+    } else {
+        let v4 = ((b * x)
+            / (1.0
+                + (y.sin() - (y / (1.0 + w[1] * w[1]))) * (y.sin() - (y / (1.0 + w[1] * w[1])))))
+            .tanh();
+        h[1] *= (b).tanh();
+    }
+    let v4 = (w
+        .iter()
+        .zip(h.iter())
+        .map(|(a, b)| a * b)
+        .sum::<f64>()
+        .sin()
+        .sin()
+        .atan())
+    .tanh();
+    a + b + y
 }
 
 #[grad]
 fn p378(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y.sin() - (x - h[0])) * ((h.iter().sum::<f64>() - y) - (y - x))).tanh();
-    let v3 = (a + (helper(slice_helper(w)) / (1.0 + backprop::sigmoid(a) * backprop::sigmoid(a))))
-        .tanh();
-    let mut k809675 = 0;
-    while k809675 < n {
-        if n > 3 {
-            a *= ((h[0] * h[0] + 1.0).ln().tanh()).tanh();
+    let mut a = (((x * x + 1.0).ln() * (x * x + 1.0).ln() + 1.0).ln()).tanh();
+    h[1] += (h.iter().sum::<f64>()).tanh();
+    if n % 2 == 0 {
+        if n % 2 == 0 {
+            a *=
+                (backprop::sigmoid(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())).tanh();
         } else {
-            h[0] *= (backprop::sigmoid(3.0_f64)).tanh();
-        }
-        for i1 in 0..n + 1 {
-            a += (x * w[1]).tanh();
-            a *= (((h[1] * h[1]).exp().recip() / (1.0 + v3 * v3))
-                + ((v3 + v3) / (1.0 + (y - y) * (y - y))))
-                .tanh();
-        }
-        k809675 += 1;
-    }
-    let v4 = ((x.sin() * x.sin()).exp().recip() * (x + y).cos()).tanh();
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
+            a *= ((y * y + 1.0).sqrt().sin() - (a + a)).tanh();
             a *= (a).tanh();
-            a += (v4).tanh();
-            let v5 = (w[2] - 0.5_f64).tanh();
         }
-        let mut k167719 = 0;
-        while k167719 < n {
-            a *= (backprop::sigmoid(((x * x).exp().recip() + (x * x + 1.0).sqrt()))).tanh();
-            let v5 = (helper((y * (h[1] * v3)))).tanh();
-            k167719 += 1;
+        for _ in 0..n {
+            a = ((y.tanh() * y.tanh() + 1.0).ln()).tanh();
+            a -= ((helper(h[1]) + (y * y + 1.0).ln()) * y).tanh();
+            let v3 = ((((h.iter().sum::<f64>() * a) * (1.5_f64 / (1.0 + w[0] * w[0])))
+                * ((h.iter().sum::<f64>() * a) * (1.5_f64 / (1.0 + w[0] * w[0])))
+                + 1.0)
+                .sqrt())
+            .tanh();
+        }
+    } else {
+        h[2] *= (((0.25_f64 - w.iter().map(|v| v * v).sum::<f64>())
+            * (0.25_f64 - w.iter().map(|v| v * v).sum::<f64>())
+            + 1.0)
+            .sqrt()
+            / (1.0
+                + ((w.iter().map(|v| v * v).sum::<f64>() * 0.5_f64) / (1.0 + y * y))
+                    * ((w.iter().map(|v| v * v).sum::<f64>() * 0.5_f64) / (1.0 + y * y))))
+            .tanh();
+        for _ in 0..n {
+            a *= (((x + 2.0_f64) * (x + 2.0_f64) + 1.0).sqrt()).tanh();
+            a += (helper((x * x).exp().recip()).cos()).tanh();
+            if y > 0.07 {
+                continue;
+            }
         }
     }
     a + a
@@ -9915,549 +11171,105 @@ fn p378(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 #[grad]
 fn p379(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (h[2]).tanh();
-    let mut b = (((x - h[0]) + (x * x + 1.0).sqrt()) + ((y - x) * h[2])).tanh();
-    b = (((a + w[1]).cos() * (a + w[1]).cos() + 1.0).sqrt()).tanh();
-    let v4 = (b).tanh();
-    b += (w[1] - (0.25_f64.atan() / (1.0 + (w[0] + y) * (w[0] + y)))).tanh();
+    let mut a = ((x - (x - w[1])) + helper(x.atan())).tanh();
+    let mut b = (helper(y)).tanh();
+    let v4 = ((x.atan() / (1.0 + (y * w[1]) * (y * w[1])))
+        - ((y - y) + backprop::sigmoid(1.5_f64)))
+    .tanh();
     for i0 in 0..n + 1 {
-        let mut k353157 = 0;
-        while k353157 < n {
-            a += ((y * h[1]) - (y * y).exp().recip()).tanh();
-            k353157 += 1;
+        h[i0 % 3] = ((((a / (1.0 + b * b)) * b) * ((a / (1.0 + b * b)) * b) + 1.0).ln()).tanh();
+        if a > 0.37 {
+            break;
         }
-        a = (((b * b + 1.0).sqrt() - (slice_helper(&h) / (1.0 + w[1] * w[1])))
-            / (1.0 + (w[0].cos() + y) * (w[0].cos() + y)))
-            .tanh();
-        let v5 = ((v4 + (h[i0 % 3] - x)) - (2.0_f64 - b).sin()).tanh();
+        let v5 = (y).tanh();
     }
-    a + b + x
+    h[0] = ((w[2].atan() / (1.0 + (b + 2.0_f64) * (b + 2.0_f64)))
+        / (1.0 + (a + (v4 * slice_helper(&h))) * (a + (v4 * slice_helper(&h)))))
+    .tanh();
+    a + b + b
 }
 
 #[grad]
 fn p380(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    h[2] = ((((w.iter().map(|v| v * v).sum::<f64>() - a) / (1.0 + helper(a) * helper(a)))
-        * ((w.iter().map(|v| v * v).sum::<f64>() - a) / (1.0 + helper(a) * helper(a)))
-        + 1.0)
-        .sqrt())
+    let mut a = (((x * x + 1.0).ln() * (x * x + 1.0).ln()).exp().recip()
+        + ((x - slice_helper(w)) + h.iter().sum::<f64>()))
     .tanh();
-    let v3 = (((y * y).exp().recip() + helper(a)).cos()).tanh();
+    if n > 2 {
+        let mut k642731 = 0;
+        loop {
+            if k642731 >= n {
+                break;
+            }
+            a *= (((a - (y / (1.0 + a * a))) * (a - (y / (1.0 + a * a))))
+                .exp()
+                .recip())
+            .tanh();
+            a += (y).tanh();
+            if y > 0.61 {
+                break;
+            }
+            k642731 += 1;
+        }
+    } else {
+        h[2] = (y).tanh();
+    }
+    h[0] *= ((h[0] * a).cos() * 1.5_f64.cos()).tanh();
+    for _ in 0..n {
+        if y > -0.13 {
+            continue;
+        }
+        a = ((w.iter().map(|v| v * v).sum::<f64>()
+            + (x * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+            / (1.0 + (a / (1.0 + helper(y) * helper(y))) * (a / (1.0 + helper(y) * helper(y)))))
+        .tanh();
+    }
+    let v3 = ((y.tanh() + y.atan()) + (x / (1.0 + x.sin() * x.sin()))).tanh();
     a + v3
 }
 
 #[grad]
 fn p381(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((backprop::sigmoid(0.5_f64) - x) - (x * x).exp().recip()).tanh();
-    let mut b = ((slice_helper(&h).atan() * a) * x).tanh();
-    if x > -0.2 {
-        let v4 = (h[1] / (1.0 + w[0] * w[0])).tanh();
-        let v5 = (((a + h[0]) - (v4 - w[0])) + b).tanh();
-    } else {
-        let mut k746322 = 0;
-        while k746322 < n {
-            a = (h[0]).tanh();
-            h[1] += (a).tanh();
-            k746322 += 1;
-        }
-        if n > 1 {
-            let v4 = (0.5_f64 / (1.0 + (b - b) * (b - b))).tanh();
-            b += ((slice_helper(&h) + a).atan()
-                / (1.0 + ((w[0] / (1.0 + y * y)) - 0.5_f64) * ((w[0] / (1.0 + y * y)) - 0.5_f64)))
-                .tanh();
-        } else {
-            b += (w[1]).tanh();
-        }
-    }
+    let mut a = (((x * x + 1.0).sqrt() * (x * x + 1.0).sqrt()).exp().recip()).tanh();
+    a -= (w[2]).tanh();
     if n % 2 == 0 {
-        let v4 = (helper(b)).tanh();
-        let mut k303963 = 0;
-        while k303963 < n {
-            let v5 = (b).tanh();
-            let v6 = (h[2].cos().tanh()
-                + ((b + 0.25_f64) / (1.0 + (v4 * v4 + 1.0).ln() * (v4 * v4 + 1.0).ln())))
-            .tanh();
-            k303963 += 1;
-        }
+        a += (((a * y)
+            * w.iter()
+                .zip(h.iter())
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                .tanh())
+        .cos())
+        .tanh();
+        let v3 = (h[0].cos()
+            - ((h[0] * h[0]).exp().recip()
+                / (1.0 + (x * slice_helper(&h)) * (x * slice_helper(&h)))))
+        .tanh();
     } else {
-        h[2] = ((b + x) - helper(backprop::sigmoid(x))).tanh();
-        let v4 = (slice_helper(&h).sin()).tanh();
-    }
-    let mut k717464 = 0;
-    while k717464 < n {
-        if n > 3 {
-            let v4 = (helper(b.sin()).cos()).tanh();
-            b *= (((w.iter().map(|v| v * v).sum::<f64>() * y) * x)
-                + w.iter().map(|v| v * v).sum::<f64>())
-            .tanh();
-        } else {
-            a += (helper((1.5_f64 / (1.0 + y * y)))).tanh();
-            let v4 = (a.cos() * b.atan()).tanh();
+        match n % 3 {
+            0 => {
+                let v3 = (backprop::sigmoid(
+                    (backprop::sigmoid(y) - (slice_helper(&h) * slice_helper(&h)).exp().recip()),
+                ))
+                .tanh();
+            }
+            1 | 2 => {
+                a *= (w[0]).tanh();
+                let v3 = (w[2]).tanh();
+            }
+            _ => {
+                let v3 = (a).tanh();
+            }
         }
-        b *= (((w.iter().map(|v| v * v).sum::<f64>() - a) + 1.5_f64).sin()).tanh();
-        k717464 += 1;
+        let v3 = (x).tanh();
     }
-    let v4 = (slice_helper(w)).tanh();
-    a + b + y
+    h[2] = (w[2] - ((a * x) + (x * x + 1.0).ln())).tanh();
+    a + x
 }
 
 #[grad]
 fn p382(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x + x).tanh();
-    let mut b = (((h[2] * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) - 3.0_f64)
-        / (1.0
-            + (x.tanh() - (a - h.iter().sum::<f64>())) * (x.tanh() - (a - h.iter().sum::<f64>()))))
-    .tanh();
-    let v4 = (((h[2].sin() - w[0]) * (h[2].sin() - w[0]) + 1.0).sqrt()).tanh();
-    let v5 = ((y * y + 1.0).sqrt().sin()).tanh();
-    a += (v4).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p383(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    h[0] += (x).tanh();
-    let mut k620978 = 0;
-    while k620978 < n {
-        let mut k327476 = 0;
-        while k327476 < n {
-            h[1] += (w.iter().map(|v| v * v).sum::<f64>() + (y * a).cos()).tanh();
-            let v3 = (((x * x + 1.0).sqrt().atan() * (x * x + 1.0).sqrt().atan())
-                .exp()
-                .recip())
-            .tanh();
-            k327476 += 1;
-        }
-        let v3 = (a.tanh()).tanh();
-        k620978 += 1;
-    }
-    a + y
-}
-
-#[grad]
-fn p384(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((1.5_f64 - 1.5_f64) * ((w[2] + 2.0_f64) - (h[1] - x))).tanh();
-    let mut b = (helper(((2.0_f64 - y) - (a / (1.0 + y * y))))).tanh();
-    if n > 0 {
-        for _ in 0..n {
-            let v4 = (a).tanh();
-        }
-        let v4 = (x).tanh();
-    } else {
-        h[1] += (((2.0_f64 / (1.0 + h[1] * h[1])) * b.atan()) - (w[0] - (y - a))).tanh();
-        if n % 2 == 0 {
-            b += (1.5_f64.atan()).tanh();
-        } else {
-        }
-    }
-    let v4 = (a).tanh();
-    let v5 = (((a - a) * (h[1] - y)) + ((y * v4) * (y * v4) + 1.0).ln()).tanh();
-    h[1] += ((backprop::sigmoid(y) * (y / (1.0 + v4 * v4)))
-        / (1.0 + ((w[1] - v5) * a) * ((w[1] - v5) * a)))
-        .tanh();
-    let v6 = ((a + b).atan() + v4.cos()).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p385(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((x * h[2]) - (x - x)) / (1.0 + y * y)).tanh();
-    let mut b = (x.atan() * ((w[1] * a) / (1.0 + (w[2] + x) * (w[2] + x)))).tanh();
-    h[0] *= (h[0] * (y * y).exp().recip()).tanh();
-    let v4 = (((a / (1.0 + 1.5_f64 * 1.5_f64)) + h[2])
-        * ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>() + 1.0)
-            .ln()
-            * (a - a)))
-        .tanh();
-    for _ in (0..n).rev() {
-        if n > 3 {
-            let v5 = (x).tanh();
-            h[2] = ((b.sin() / (1.0 + (b - a) * (b - a))).cos()).tanh();
-        } else {
-            b *= ((w[0] - h[1]) - (1.5_f64 * x).cos()).tanh();
-            b += ((w[2] * w[2] + 1.0).sqrt() + (b * b + 1.0).sqrt()).tanh();
-        }
-    }
-    a + b + v4
-}
-
-#[grad]
-fn p386(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y * h[1]) + x) - (y + 3.0_f64)).tanh();
-    let mut k68689 = 0;
-    while k68689 < n {
-        if n % 2 == 0 {
-            a -= (a.sin() + ((x * x + 1.0).ln() - y.cos())).tanh();
-        } else {
-            a *= (2.0_f64).tanh();
-        }
-        a = (h[2]).tanh();
-        k68689 += 1;
-    }
-    a = (y.sin()).tanh();
-    h[1] += (a.atan() / (1.0 + 0.5_f64 * 0.5_f64)).tanh();
-    a + a
-}
-
-#[grad]
-fn p387(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((((y * w[2]) + (y * y + 1.0).ln()) * ((y * w[2]) + (y * y + 1.0).ln()))
-        .exp()
-        .recip())
-    .tanh();
-    let mut k467849 = 0;
-    while k467849 < n {
-        let mut k71936 = 0;
-        while k71936 < n {
-            h[0] *= (a).tanh();
-            a += ((y / (1.0 + (x * x) * (x * x))) + (backprop::sigmoid(a) + (a - x))).tanh();
-            k71936 += 1;
-        }
-        h[2] = (helper(backprop::sigmoid(w[0])) - (y - a).cos()).tanh();
-        k467849 += 1;
-    }
-    let mut k915329 = 0;
-    while k915329 < n {
-        let v3 = (a.sin()).tanh();
-        let v4 = (slice_helper(&h) + 3.0_f64).tanh();
-        k915329 += 1;
-    }
-    a -= (x).tanh();
-    a + y
-}
-
-#[grad]
-fn p388(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * x + 1.0).sqrt().cos()).tanh();
-    let mut b = ((w[0] - slice_helper(w)).atan().atan()).tanh();
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            b += (y * x).tanh();
-            let v4 = ((w[0].tanh() * w[0].tanh()).exp().recip()).tanh();
-            b += ((helper(v4) - (b * a)) * w[1]).tanh();
-        }
-        for _ in (0..n).rev() {
-            a += (x).tanh();
-            b *= (b).tanh();
-        }
-    }
-    h[0] += (y).tanh();
-    a = (x.cos() * (backprop::sigmoid(y) - (a * h[1]))).tanh();
-    a + b + x
-}
-
-#[grad]
-fn p389(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid((x.sin() - x))).tanh();
-    let v3 = (y.tanh()).tanh();
-    for i0 in 0..n + 1 {
-        h[1] *= (x).tanh();
-        let v4 = ((y - x) * (x.cos() / (1.0 + h[1] * h[1]))).tanh();
-        let v5 = (v4).tanh();
-    }
-    if n % 2 == 0 {
-        let v4 = (a).tanh();
-    } else {
-        let v4 = ((y.cos() / (1.0 + a * a)).atan()).tanh();
-    }
-    let v4 = (a + ((a * a).exp().recip() + 1.5_f64.cos())).tanh();
-    a + y
-}
-
-#[grad]
-fn p390(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0]).tanh();
-    if n > 0 {
-        let v3 = (((y - x) - 0.5_f64.cos()) - ((a * y) - w[0].tanh())).tanh();
-        h[1] = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + slice_helper(w))
-            * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + slice_helper(w))
-            + 1.0)
-            .ln()
-            .atan())
-        .tanh();
-    } else {
-        h[1] =
-            (((0.25_f64 / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())) + x).sin()).tanh();
-    }
-    a = ((a * a).exp().recip() + (helper(0.5_f64) - (a * y))).tanh();
-    if y > -0.2 {
-        a *= (y).tanh();
-    } else {
-        a = ((a.tanh() - (y - y)) - 2.0_f64).tanh();
-        if x > 0.0 {
-            a *= (h[2].tanh()).tanh();
-            a = ((((a * y) + (x - w[2])) * ((a * y) + (x - w[2])) + 1.0).ln()).tanh();
-        } else {
-            a = (((a - x) - (h[0] + y)) - x).tanh();
-            a += (w[1]).tanh();
-        }
-    }
-    a + a
-}
-
-#[grad]
-fn p391(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (h[1]).tanh();
-    let mut b = (y + (x * x + 1.0).sqrt().cos()).tanh();
-    let v4 = (a).tanh();
-    let v5 = ((v4 + v4).sin()).tanh();
-    h[1] *= (backprop::sigmoid((w[0] / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())))
-        / (1.0
-            + ((slice_helper(w) * slice_helper(w)).exp().recip() * a.cos())
-                * ((slice_helper(w) * slice_helper(w)).exp().recip() * a.cos())))
-    .tanh();
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            b *= ((((w[2] / (1.0 + v5 * v5)) * (v4 * v4 + 1.0).sqrt())
-                * ((w[2] / (1.0 + v5 * v5)) * (v4 * v4 + 1.0).sqrt()))
-            .exp()
-            .recip())
-            .tanh();
-            b += (helper(h[1])).tanh();
-            let v6 =
-                (backprop::sigmoid((v5 * w[i1 % 3])) - helper((w[2] * w[2] + 1.0).ln())).tanh();
-        }
-        h[2] *= (((h[i0 % 3] * h[i0 % 3] + 1.0).ln() * (h[i0 % 3] * h[i0 % 3] + 1.0).ln() + 1.0)
-            .ln())
-        .tanh();
-    }
-    a + b + b
-}
-
-#[grad]
-fn p392(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y * y).exp().recip() * (y * y).exp().recip() + 1.0).ln()).tanh();
-    let mut b = ((helper(a) * helper(a)).exp().recip().sin()).tanh();
-    let mut k533625 = 0;
-    while k533625 < n {
-        let v4 = (a).tanh();
-        k533625 += 1;
-    }
-    h[2] += ((slice_helper(&h) * slice_helper(&h)).exp().recip()).tanh();
-    for i0 in 0..n + 1 {
-        if y > -0.2 {
-            let v4 = ((b + a).cos() * x.cos()).tanh();
-        } else {
-        }
-        for _ in (0..n).rev() {
-            a -= (((y / (1.0 + h[1] * h[1])) - h[i0 % 3]) + (a - x)).tanh();
-            let v4 = (1.5_f64).tanh();
-        }
-    }
-    a + b + y
-}
-
-#[grad]
-fn p393(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y
-        / (1.0
-            + backprop::sigmoid((slice_helper(w) + x)) * backprop::sigmoid((slice_helper(w) + x))))
-    .tanh();
-    let mut b = ((x * x + 1.0).ln()).tanh();
-    b += (a).tanh();
-    for i0 in 0..n + 1 {
-        b = (x.cos() * y).tanh();
-    }
-    let v4 = (1.5_f64 - slice_helper(&h)).tanh();
-    for i0 in 0..n + 1 {
-        let v5 = ((a + 0.5_f64).sin().cos()).tanh();
-    }
-    for _ in (0..n).rev() {
-        let v5 = (0.25_f64.tanh()).tanh();
-        let v6 = (b).tanh();
-        if n % 2 == 0 {
-            a += (v6).tanh();
-        } else {
-        }
-    }
-    a + b + a
-}
-
-#[grad]
-fn p394(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y + y).sin() * (y + y).sin() + 1.0).sqrt()).tanh();
-    let mut b = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    b = (backprop::sigmoid(b)).tanh();
-    h[2] += (h[0]).tanh();
-    let v4 = ((a + (w[0] * y)) * backprop::sigmoid(x).cos()).tanh();
-    let v5 = (backprop::sigmoid(helper(x)) + v4).tanh();
-    a + b + x
-}
-
-#[grad]
-fn p395(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (h[2] * helper((h[0] * x))).tanh();
-    for i0 in 0..n + 1 {
-        let v3 = (backprop::sigmoid(helper((a * x)))).tanh();
-    }
-    for _ in 0..n {
-        let v3 = (y).tanh();
-        let v4 = ((w[0] * w[0]).exp().recip()).tanh();
-        h[0] *= (v3).tanh();
-    }
-    let v3 = (((h[0] / (1.0 + (y - y) * (y - y))) * (h[0] / (1.0 + (y - y) * (y - y))))
-        .exp()
-        .recip())
-    .tanh();
-    let v4 = (((a * x) * (a * x) + 1.0).sqrt().tanh()).tanh();
-    let v5 = (h[1]).tanh();
-    a + y
-}
-
-#[grad]
-fn p396(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b =
-        (helper(((x * x + 1.0).ln() / (1.0 + (slice_helper(&h) - y) * (slice_helper(&h) - y)))))
-            .tanh();
-    for _ in 0..n {
-        for _ in 0..n {
-            h[1] *= (w.iter().map(|v| v * v).sum::<f64>() - ((0.25_f64 - w[2]) * y)).tanh();
-            a += (x.cos() - (0.5_f64.sin() - (a * a).exp().recip())).tanh();
-            let v4 = (slice_helper(&h).tanh() - helper(a.tanh())).tanh();
-        }
-    }
-    if n % 2 == 0 {
-        let v4 = (x / (1.0 + (b + backprop::sigmoid(0.5_f64)) * (b + backprop::sigmoid(0.5_f64))))
-            .tanh();
-    } else {
-    }
-    if y > -0.2 {
-        let v4 = (w[1] * ((y - w[2]) * h[1])).tanh();
-    } else {
-        let v4 = (x.atan()).tanh();
-        let v5 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    }
-    a + b + a
-}
-
-#[grad]
-fn p397(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((x * h[2]) - x).atan()).tanh();
-    let mut k241065 = 0;
-    while k241065 < n {
-        let v3 = (1.5_f64).tanh();
-        let v4 = (backprop::sigmoid(a).atan() / (1.0 + (x.atan() + y) * (x.atan() + y))).tanh();
-        k241065 += 1;
-    }
-    let v3 = (w[2]).tanh();
-    if a > -0.2 {
-        let v4 = (helper((0.5_f64 * 0.5_f64 + 1.0).sqrt()).atan()).tanh();
-        if n % 2 == 0 {
-            a = (((3.0_f64 / (1.0 + a * a)) * (3.0_f64 / (1.0 + a * a)) + 1.0).ln() - w[2]).tanh();
-        } else {
-            let v5 = (((h.iter().sum::<f64>() - x) - w[2]).tanh()).tanh();
-            a = ((slice_helper(&h) / (1.0 + v3 * v3)).atan().sin()).tanh();
-        }
-    } else {
-        let mut k723311 = 0;
-        while k723311 < n {
-            a = ((a + (v3 * y)) * ((2.0_f64 - a) * backprop::sigmoid(2.0_f64))).tanh();
-            let v4 = (a.cos()).tanh();
-            k723311 += 1;
-        }
-    }
-    if n > 2 {
-        a = (x).tanh();
-    } else {
-    }
-    a = ((1.5_f64.atan() * slice_helper(w)) + v3).tanh();
-    a + v3
-}
-
-#[grad]
-fn p398(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(((slice_helper(w) - y) - 3.0_f64))).tanh();
-    let mut b = (((y * y) * 0.25_f64).cos()).tanh();
-    let mut k852867 = 0;
-    while k852867 < n {
-        a = (backprop::sigmoid(backprop::sigmoid(h.iter().sum::<f64>()))
-            + ((a + a) / (1.0 + w[1] * w[1])))
-            .tanh();
-        h[2] = (w[0]).tanh();
-        k852867 += 1;
-    }
-    let v4 = ((w[2].atan() / (1.0 + (b + 2.0_f64) * (b + 2.0_f64)))
-        / (1.0 + (a * (a * b)) * (a * (a * b))))
-        .tanh();
-    let v5 = (b.sin()).tanh();
-    for i0 in 0..n + 1 {
-        let v6 = (y).tanh();
-        let v7 = (h[1]).tanh();
-    }
-    let v6 = (w[1] * (b + h[1].tanh())).tanh();
-    a + b + b
-}
-
-#[grad]
-fn p399(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * x + 1.0).sqrt()).tanh();
-    let mut b = ((x.cos() - x.tanh()) * y.cos().sin()).tanh();
-    h[2] = (y).tanh();
-    let v4 = (((h[0] + w[0]) + (1.5_f64 - w[2])) * b).tanh();
-    let v5 = ((w[1] * v4).cos()).tanh();
-    b -= (w[2]).tanh();
-    b = ((y * y + 1.0).ln().tanh() / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())).tanh();
-    a + b + v5
-}
-
-#[grad]
-fn p400(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((3.0_f64 + y) + (y / (1.0 + y * y))) - x).tanh();
-    let mut b = (0.25_f64).tanh();
-    let v4 = ((((3.0_f64 * 3.0_f64).exp().recip() * (w[1] / (1.0 + x * x)))
-        * ((3.0_f64 * 3.0_f64).exp().recip() * (w[1] / (1.0 + x * x))))
-        .exp()
-        .recip())
-    .tanh();
-    let mut k14662 = 0;
-    while k14662 < n {
-        let v5 = (helper(((w[0] * w[0] + 1.0).ln() + (w[2] * x)))).tanh();
-        for i1 in 0..n + 1 {
-            let v6 = (((v4 / (1.0 + v5 * v5)) + (w[0] - a)) - (2.0_f64 * (b - v4))).tanh();
-            h[i1 % 3] *= (y).tanh();
-        }
-        k14662 += 1;
-    }
-    let mut k271414 = 0;
-    while k271414 < n {
-        for _ in (0..n).rev() {
-            h[0] = ((x.cos() * x.cos() + 1.0).sqrt()).tanh();
-            let v5 = (((a * a).exp().recip() * (a * a).exp().recip() + 1.0).sqrt()
-                + slice_helper(w))
-            .tanh();
-            b *= (w[2]).tanh();
-        }
-        k271414 += 1;
-    }
-    let v5 = (backprop::sigmoid(x)).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p401(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (((x * (slice_helper(w) * x)) * (x * (slice_helper(w) * x)))
         .exp()
@@ -10475,823 +11287,879 @@ fn p401(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p402(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p383(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (2.0_f64.atan().sin()).tanh();
     let v3 = (((y + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) + x).tanh()).tanh();
-    let mut k547124 = 0;
-    while k547124 < n {
-        if n > 0 {
-            a += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-        } else {
-            let v4 = ((((h[1] + v3) * (v3 / (1.0 + 0.25_f64 * 0.25_f64)))
-                * ((h[1] + v3) * (v3 / (1.0 + 0.25_f64 * 0.25_f64))))
-                .exp()
-                .recip())
-            .tanh();
-            h[1] = (v3).tanh();
-        }
-        a -= (a).tanh();
-        k547124 += 1;
+    let mut k677489 = 0;
+    while k677489 < n {
+        a -= (y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+        k677489 += 1;
     }
-    if n > 2 {
+    let v4 = ((((h[1] + v3) * (v3 / (1.0 + 0.25_f64 * 0.25_f64)))
+        * ((h[1] + v3) * (v3 / (1.0 + 0.25_f64 * 0.25_f64))))
+        .exp()
+        .recip())
+    .tanh();
+    h[1] = (v3).tanh();
+    a + v3
+}
+
+#[grad]
+fn p384(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let v3 = ((((x * x) * y.sin()) * ((x * x) * y.sin()) + 1.0).ln()).tanh();
+    let v4 = (a).tanh();
+    if n > 0 {
         if n % 2 == 0 {
-            let v4 = (((a + a) / (1.0 + (h[0] * h[0] + 1.0).sqrt() * (h[0] * h[0] + 1.0).sqrt()))
-                .tanh())
+            let v5 = ((helper(v3) * x).atan()).tanh();
+        } else {
+            h[1] *= (3.0_f64).tanh();
+            a += (((a - y) * (a - y) + 1.0).ln() - (a + y).sin()).tanh();
+        }
+    } else {
+    }
+    if n % 2 == 0 {
+        if n % 2 == 0 {
+            let v5 = (v3 - ((v3 - a) + (v4 + a))).tanh();
+            a *= (((v3 - x)
+                / (1.0 + (slice_helper(&h) / (1.0 + x * x)) * (slice_helper(&h) / (1.0 + x * x))))
+                - v3.atan())
             .tanh();
         } else {
-            a += ((x.cos() * (a + x)).atan()).tanh();
-            a = ((a * a + 1.0).ln().atan()
-                / (1.0
-                    + ((a * a + 1.0).ln() * (a * a + 1.0).ln()).exp().recip()
-                        * ((a * a + 1.0).ln() * (a * a + 1.0).ln()).exp().recip()))
-            .tanh();
         }
-        let v4 = (((y * v3) * (y * v3) + 1.0).sqrt()).tanh();
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                a *= (a.cos() * backprop::sigmoid(y.sin())).tanh();
+                a *= (a * ((3.0_f64 - v4) * (3.0_f64 - v4) + 1.0).sqrt()).tanh();
+            }
+            _ => {
+                let v5 = (x).tanh();
+                a += (backprop::sigmoid((1.5_f64 * y))
+                    * backprop::sigmoid((2.0_f64 / (1.0 + x * x))))
+                .tanh();
+            }
+        }
     } else {
-        let mut k925988 = 0;
-        while k925988 < n {
-            a = (v3 * (1.5_f64 + a.tanh())).tanh();
-            a = ((3.0_f64.cos() * a) * ((a - v3) - (x * x))).tanh();
-            k925988 += 1;
+        for _ in 0..n {
+            let v5 = (a + helper((h[0] * a))).tanh();
+            a = (w[1] / (1.0 + slice_helper(&h).tanh() * slice_helper(&h).tanh())).tanh();
+            a = (y).tanh();
+        }
+        let v5 = (v4).tanh();
+    }
+    a = ((x * x).exp().recip().cos().sin()).tanh();
+    a + y
+}
+
+#[grad]
+fn p385(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = ((a.atan() * (x * y))
+        + helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).sin())
+    .tanh();
+    let mut k298919 = 0;
+    while k298919 < n {
+        let mut k620013 = 0;
+        while k620013 < n {
+            b += (((slice_helper(&h) * w.iter().map(|v| v * v).sum::<f64>())
+                * (slice_helper(&h) / (1.0 + x * x)))
+                / (1.0 + b.cos() * b.cos()))
+            .tanh();
+            k620013 += 1;
+        }
+        k298919 += 1;
+    }
+    let v4 = (x + ((1.5_f64 * 0.5_f64) * (1.5_f64 * 0.5_f64)).exp().recip()).tanh();
+    let v5 = (b * b).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p386(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let v3 = (x).tanh();
+    h[1] *=
+        (backprop::sigmoid((backprop::sigmoid(v3) + (slice_helper(w) / (1.0 + v3 * v3))))).tanh();
+    let v4 = (x).tanh();
+    a + a
+}
+
+#[grad]
+fn p387(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(w[1]).cos()).tanh();
+    h[1] *= ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + y).cos()
+        - (helper(w[1]) - (w[1] / (1.0 + slice_helper(&h) * slice_helper(&h)))))
+    .tanh();
+    let v3 = (a.cos()).tanh();
+    let v4 = (y).tanh();
+    let mut k627735 = 0;
+    while k627735 < n {
+        for i1 in 0..n + 1 {
+            a += (x).tanh();
+            let v5 = (v4 - (x + v4).atan()).tanh();
+            a -= (v3).tanh();
+        }
+        let v5 = (slice_helper(w)).tanh();
+        k627735 += 1;
+    }
+    if x > -0.2 {
+        for i1 in 0..n + 1 {
+            let v5 = (w[i1 % 3]).tanh();
+            let v6 = (v4.atan()).tanh();
+        }
+    } else {
+        a = (2.0_f64).tanh();
+        for _ in 0..n {
+            let v5 =
+                (((v4 / (1.0 + x * x)).sin() * (v4 / (1.0 + x * x)).sin() + 1.0).sqrt()).tanh();
+            let v6 = (a).tanh();
         }
     }
-    a = (v3.atan()).tanh();
     a + a
+}
+
+#[grad]
+fn p388(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    h[0] = (a * ((h.iter().sum::<f64>() + h[1]) * h[1])).tanh();
+    h[0] += (1.5_f64.tanh()).tanh();
+    a = (((y + x) * (slice_helper(w) * y)) + backprop::sigmoid(y)).tanh();
+    for _ in 0..n {
+        a -= (a * (x - 0.25_f64).tanh()).tanh();
+    }
+    let v3 = (((w[0] + h[2]) * (y + a)).sin()).tanh();
+    a + v3
+}
+
+#[grad]
+fn p389(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[2]).tanh();
+    match n % 3 {
+        0 => {
+            let v3 = ((y * y + 1.0).sqrt()).tanh();
+            let v4 = (v3
+                / (1.0
+                    + (backprop::sigmoid(slice_helper(w)) - (v3 + y))
+                        * (backprop::sigmoid(slice_helper(w)) - (v3 + y))))
+                .tanh();
+        }
+        1 | 2 => {
+            if y > 0.1 {
+                let v3 = (x).tanh();
+            } else {
+                a += ((helper(x) * helper(a)) * (x.tanh() / (1.0 + 2.0_f64 * 2.0_f64))).tanh();
+            }
+        }
+        _ => {}
+    }
+    if x > 0.1 {
+        match n % 3 {
+            0 => {
+                let v3 = (helper(a)).tanh();
+                a += (((y * y) * (y * y) + 1.0).sqrt() * (x + (w[1] - w[0]))).tanh();
+            }
+            1 | 2 => {}
+            _ => {}
+        }
+        a = (slice_helper(w)).tanh();
+    } else {
+    }
+    a + a
+}
+
+#[grad]
+fn p390(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    for i0 in 0..n + 1 {
+        if n > 2 {
+            let v3 = (((a * a + 1.0).sqrt() * (a * a + 1.0).sqrt()).exp().recip()).tanh();
+            a *= (((x * x + 1.0).ln() * y.atan()).tanh()).tanh();
+        } else {
+            let v3 = ((h[i0 % 3] + slice_helper(w)).sin() * ((y + h[i0 % 3]) - w[0])).tanh();
+        }
+        let v3 = (((w[i0 % 3] + y) + (1.5_f64 - a)).atan()).tanh();
+    }
+    a = (x).tanh();
+    a + x
+}
+
+#[grad]
+fn p391(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (3.0_f64 - (0.25_f64.tanh() * 0.25_f64.tanh() + 1.0).sqrt()).tanh();
+    let mut b = (x
+        - ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)
+            * (x / (1.0 + w[0] * w[0]))))
+        .tanh();
+    if b > -0.2 {
+        let v4 = (backprop::sigmoid(h[1].cos()) / (1.0 + x * x)).tanh();
+    } else {
+        a = ((slice_helper(w) * (3.0_f64 * 3.0_f64 + 1.0).ln()).sin()).tanh();
+    }
+    a = ((b / (1.0 + a * a)).sin() - (a / (1.0 + x * x)).tanh()).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p392(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let v3 = (3.0_f64 - x).tanh();
+    let v4 = (a).tanh();
+    for i0 in 0..n + 1 {
+        a -= (x * ((h[1] * h[1]).exp().recip() - h[1])).tanh();
+        if a > -0.13 {
+            break;
+        }
+    }
+    let v5 = (((y - v3) - a) * x.atan()).tanh();
+    h[2] *= (((v4 - h[1]) - (h[0] / (1.0 + y * y))) - backprop::sigmoid((v5 + a))).tanh();
+    a + v5
+}
+
+#[grad]
+fn p393(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x + backprop::sigmoid((x * x))).tanh();
+    for _ in 0..n {
+        match n % 3 {
+            0 => {
+                a += (((w[1] + y)
+                    - (w.iter().map(|v| v * v).sum::<f64>()
+                        * w.iter().map(|v| v * v).sum::<f64>()
+                        + 1.0)
+                        .sqrt())
+                .atan())
+                .tanh();
+            }
+            1 | 2 => {
+                a = ((x * x + 1.0).sqrt()).tanh();
+                h[2] += (a).tanh();
+            }
+            _ => {
+                let v3 = (backprop::sigmoid(((a / (1.0 + x * x)) / (1.0 + a * a)))).tanh();
+            }
+        }
+    }
+    let v3 = (((y - y) + (y - 1.5_f64))
+        - backprop::sigmoid((x * w.iter().map(|v| v * v).sum::<f64>())))
+    .tanh();
+    a + x
+}
+
+#[grad]
+fn p394(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((backprop::sigmoid(w[0]) * backprop::sigmoid(w[0]))
+        .exp()
+        .recip())
+    .tanh();
+    let mut b = (a).tanh();
+    let v4 = (x).tanh();
+    b = (x).tanh();
+    for _ in (0..n).rev() {
+        h[2] += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+        let mut k801006 = 0;
+        loop {
+            if k801006 >= n {
+                break;
+            }
+            a += (((y * y).exp().recip() / (1.0 + (y - v4) * (y - v4))) * ((b * a) - 3.0_f64))
+                .tanh();
+            let v5 = (x).tanh();
+            if y > 0.61 {
+                break;
+            }
+            k801006 += 1;
+        }
+        if y > 0.07 {
+            continue;
+        }
+    }
+    let v5 = (y).tanh();
+    if n % 2 == 0 {
+        let mut k202442 = 0;
+        while k202442 < n {
+            let v6 = (v5.atan()).tanh();
+            h[1] += (v5 / (1.0 + v4 * v4)).tanh();
+            k202442 += 1;
+        }
+        a = (((w[0] * w[0] + 1.0).sqrt() * (w[0] * w[0] + 1.0).sqrt() + 1.0).sqrt()).tanh();
+    } else {
+    }
+    a + b + x
+}
+
+#[grad]
+fn p395(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = (slice_helper(w)).tanh();
+    let v4 = (b).tanh();
+    let v5 = (b).tanh();
+    h[1] += (slice_helper(&h)).tanh();
+    b = (w[1]).tanh();
+    h[1] *= (slice_helper(&h)).tanh();
+    a + b + v4
+}
+
+#[grad]
+fn p396(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y - w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    let mut b = ((x * x + 1.0).sqrt().tanh()).tanh();
+    let mut k581983 = 0;
+    while k581983 < n {
+        let v4 = ((b - a).tanh() * ((b + 3.0_f64) + x)).tanh();
+        h[1] = ((3.0_f64 / (1.0 + h[0] * h[0])).tanh()
+            - ((w[1] - h[2]) * (w[1] - h[2])).exp().recip())
+        .tanh();
+        k581983 += 1;
+    }
+    let v4 = ((h.iter().sum::<f64>() * a) - a).tanh();
+    for _ in 0..n {
+        for _ in 0..n {
+            a += (h.iter().sum::<f64>().tanh().sin()).tanh();
+            let v5 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+            b *= (((v5 / (1.0 + v4 * v4)) / (1.0 + (b * x) * (b * x)))
+                + ((w.iter().map(|v| v * v).sum::<f64>() - a) / (1.0 + h[0].sin() * h[0].sin())))
+            .tanh();
+            if v4 > 0.07 {
+                break;
+            }
+        }
+        b = ((y * y + 1.0).sqrt()).tanh();
+    }
+    let v5 = ((a + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).atan()
+        / (1.0 + (v4 - a).tanh() * (v4 - a).tanh()))
+    .tanh();
+    a + b + a
+}
+
+#[grad]
+fn p397(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y * h[2]).tanh().tanh()).tanh();
+    let v3 = (y).tanh();
+    a *= (((x * x + 1.0).sqrt().cos() * (x * x + 1.0).sqrt().cos() + 1.0).ln()).tanh();
+    let v4 = (x).tanh();
+    for i0 in 0..n + 1 {
+        let v5 = ((((v3 - a) - (y * y).exp().recip()) * ((v3 - a) - (y * y).exp().recip()))
+            .exp()
+            .recip())
+        .tanh();
+        let v6 = (x).tanh();
+        h[i0 % 3] = ((helper(x) * helper(x) + 1.0).ln()).tanh();
+    }
+    a + v4
+}
+
+#[grad]
+fn p398(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (slice_helper(&h)).tanh();
+    let mut b = (((0.25_f64 * y) + w[0].atan()) + (2.0_f64 * y)).tanh();
+    for i0 in 0..n + 1 {
+        let mut k937601 = 0;
+        while k937601 < n {
+            b *= (((w[i0 % 3] * a) / (1.0 + a.sin() * a.sin())) - (b.cos() - (w[i0 % 3] - b)))
+                .tanh();
+            k937601 += 1;
+        }
+        for i1 in 0..n + 1 {
+            a *= (1.5_f64).tanh();
+            b *= ((((y - y) / (1.0 + (a * a).exp().recip() * (a * a).exp().recip()))
+                * ((y - y) / (1.0 + (a * a).exp().recip() * (a * a).exp().recip())))
+            .exp()
+            .recip())
+            .tanh();
+        }
+    }
+    a = (h[2]).tanh();
+    h[2] += (x / (1.0 + x * x)).tanh();
+    b = ((a * a).exp().recip()).tanh();
+    h[0] *= ((backprop::sigmoid(y) / (1.0 + h[2] * h[2])).tanh()).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p399(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((x * y) * y) - h[1]).tanh();
+    let v3 = (a - ((a - a) - (w[0] / (1.0 + a * a)))).tanh();
+    a = (v3.sin()).tanh();
+    let v4 = (a).tanh();
+    let v5 = (h[2]).tanh();
+    let mut k849782 = 0;
+    loop {
+        if k849782 >= n {
+            break;
+        }
+        for _ in 0..n {
+            h[1] *= (x).tanh();
+            a -= (backprop::sigmoid(((x - slice_helper(w)) - w[0]))).tanh();
+        }
+        if y > 0.61 {
+            break;
+        }
+        k849782 += 1;
+    }
+    a + v5
+}
+
+#[grad]
+fn p400(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y.atan().sin() * 2.0_f64).tanh();
+    let mut b = ((y - w[1].tanh()) + y).tanh();
+    h[2] *= (backprop::sigmoid(h[0].atan())
+        + (helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+            - (slice_helper(w) * w.iter().map(|v| v * v).sum::<f64>())))
+    .tanh();
+    for _ in 0..n {
+        let v4 = ((y * y + 1.0).sqrt().sin()).tanh();
+        for i1 in 0..n + 1 {
+            a -= (0.5_f64).tanh();
+            b *= ((backprop::sigmoid(x) * v4).tanh()).tanh();
+        }
+    }
+    let v4 = (b).tanh();
+    a + b + a
+}
+
+#[grad]
+fn p401(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(x)).tanh();
+    let mut b = ((h[1].tanh() / (1.0 + x * x)) + (1.5_f64 - x).sin()).tanh();
+    let v4 = ((backprop::sigmoid(a) * (a * a + 1.0).sqrt()).cos()).tanh();
+    match n % 3 {
+        0 => {
+            let v5 = (w[0] * ((a * a + 1.0).ln() * (a * a + 1.0).ln() + 1.0).sqrt()).tanh();
+            b = (y).tanh();
+        }
+        1 | 2 => {
+            let mut k108977 = 0;
+            while k108977 < n {
+                let v5 = (x).tanh();
+                k108977 += 1;
+            }
+        }
+        _ => {
+            let v5 = (y).tanh();
+            let v6 = ((w[0] - h[1]) * a).tanh();
+        }
+    }
+    a + b + y
+}
+
+#[grad]
+fn p402(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let v3 = (backprop::sigmoid(a)).tanh();
+    let v4 = (slice_helper(&h).atan() * ((h[1] * h[1]).exp().recip() / (1.0 + y.cos() * y.cos())))
+        .tanh();
+    for _ in (0..n).rev() {
+        if a > 0.37 {
+            break;
+        }
+        h[0] += (x).tanh();
+    }
+    a += (w[1]).tanh();
+    a + x
 }
 
 #[grad]
 fn p403(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((w[2] * 0.5_f64)
-        / (1.0
-            + (y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                * (y * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
-        / (1.0 + ((y - h[2]) * (y - h[2]) + 1.0).ln() * ((y - h[2]) * (y - h[2]) + 1.0).ln()))
-    .tanh();
-    h[2] += (((y - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-        * (y - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-        + 1.0)
-        .sqrt()
-        - y.sin())
-    .tanh();
-    let v3 = (0.25_f64 - (backprop::sigmoid(x) - backprop::sigmoid(a))).tanh();
-    h[1] *= (backprop::sigmoid(w.iter().map(|v| v * v).sum::<f64>())).tanh();
-    let v4 = (((w.iter().map(|v| v * v).sum::<f64>() - h[0]) - (3.0_f64 / (1.0 + x * x)))
-        / (1.0
-            + (w[1] / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt()))
-                * (w[1] / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt()))))
-    .tanh();
-    a + v4
+    let mut a = (x).tanh();
+    let mut b = ((a.sin() - (x / (1.0 + h[0] * h[0]))) - ((y + x) * (y + x) + 1.0).ln()).tanh();
+    let v4 = (slice_helper(&h)).tanh();
+    let v5 = ((y.tanh() * (y + w[2])) + a).tanh();
+    let mut k423828 = 0;
+    loop {
+        if k423828 >= n {
+            break;
+        }
+        let v6 = (y).tanh();
+        if x > 0.61 {
+            break;
+        }
+        k423828 += 1;
+    }
+    b *= (helper((slice_helper(&h) / (1.0 + (h[1] + h[0]) * (h[1] + h[0]))))).tanh();
+    for i0 in 0..n + 1 {
+        let v6 = (((2.0_f64 * 2.0_f64).exp().recip() - w[i0 % 3].tanh()) * w[1]).tanh();
+        h[i0 % 3] *= (h[1]).tanh();
+        if n % 2 == 0 {
+            let v7 = (w[0]).tanh();
+            a *= (1.5_f64).tanh();
+        } else {
+        }
+    }
+    a + b + v4
 }
 
 #[grad]
 fn p404(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(x)).tanh();
-    let v3 = (a).tanh();
-    let mut k665760 = 0;
-    while k665760 < n {
-        if n % 2 == 0 {
-            let v4 = (v3).tanh();
-        } else {
-            a += (backprop::sigmoid(0.25_f64) - v3).tanh();
-        }
-        h[2] = (backprop::sigmoid((a - h.iter().sum::<f64>()).cos())).tanh();
-        k665760 += 1;
-    }
-    a + a
-}
-
-#[grad]
-fn p405(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x.tanh().atan()).tanh();
-    let v3 = (slice_helper(&h)).tanh();
-    for _ in (0..n).rev() {
-        a = (0.5_f64 / (1.0 + v3 * v3)).tanh();
-        let mut k655030 = 0;
-        while k655030 < n {
-            let v4 = (x).tanh();
-            k655030 += 1;
-        }
-        for _ in 0..n {
-            a += (y).tanh();
-        }
-    }
-    a + a
-}
-
-#[grad]
-fn p406(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (a).tanh();
-    if n > 1 {
-        let v4 = (x).tanh();
-    } else {
-        let v4 = ((h[0] * backprop::sigmoid(b))
-            / (1.0
-                + (h.iter().sum::<f64>() + w[0]).atan() * (h.iter().sum::<f64>() + w[0]).atan()))
-        .tanh();
-    }
-    a -= (b).tanh();
-    if n > 2 {
-        a -= (y
-            / (1.0
-                + (h.iter().sum::<f64>().cos() * h.iter().sum::<f64>().cos() + 1.0).ln()
-                    * (h.iter().sum::<f64>().cos() * h.iter().sum::<f64>().cos() + 1.0).ln()))
-        .tanh();
-    } else {
-    }
-    let v4 = (a).tanh();
-    a = (h[1]).tanh();
-    a + b + a
-}
-
-#[grad]
-fn p407(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (a).tanh();
-    let v4 = (y).tanh();
-    let mut k452928 = 0;
-    while k452928 < n {
-        h[2] = (((w[1] + h[1]) * 1.5_f64).atan()).tanh();
-        if b > 0.0 {
-            a = ((b + (b + w[2])) / (1.0 + a * a)).tanh();
-            let v5 = (v4).tanh();
-        } else {
-            a += (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-        }
-        k452928 += 1;
-    }
-    let v5 = (v4.atan()).tanh();
-    a + b + a
-}
-
-#[grad]
-fn p408(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (2.0_f64).tanh();
-    for _ in 0..n {
-        let v3 = (((a / (1.0 + x * x)).sin() * (a / (1.0 + x * x)).sin() + 1.0).sqrt()).tanh();
-        let v4 = (a).tanh();
-    }
-    a *= (a).tanh();
-    let mut k420948 = 0;
-    while k420948 < n {
-        if x > 0.0 {
-            a *= (w[2]).tanh();
-            a *= (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + (a + w[1])).tanh();
-        } else {
-            let v3 = (((h.iter().sum::<f64>() / (1.0 + y * y)) - (h[1] - y)) * a).tanh();
-            a = (v3).tanh();
-        }
-        if x > 0.1 {
-            a -= (a * (x - 0.25_f64).tanh()).tanh();
-        } else {
-            a = ((helper(x) - x.atan()) * (helper(x) + (w[1] * w[1]).exp().recip())).tanh();
-        }
-        k420948 += 1;
-    }
-    let v3 = ((y * y + 1.0).sqrt()).tanh();
-    a + a
-}
-
-#[grad]
-fn p409(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y
-        / (1.0
-            + (backprop::sigmoid(slice_helper(w)) - (y + x))
-                * (backprop::sigmoid(slice_helper(w)) - (y + x))))
-        .tanh();
-    let mut b = (a
-        / (1.0
-            + (w[0] + (h[2] * w.iter().map(|v| v * v).sum::<f64>()))
-                * (w[0] + (h[2] * w.iter().map(|v| v * v).sum::<f64>()))))
+    let mut a = ((y.sin() - (y * y)).atan()).tanh();
+    let v3 = (backprop::sigmoid(helper(w[1])).tanh()).tanh();
+    let v4 = (backprop::sigmoid((x * w.iter().map(|v| v * v).sum::<f64>()))
+        + ((w.iter().map(|v| v * v).sum::<f64>() / (1.0 + y * y)) - w[0].tanh()))
     .tanh();
-    a = (slice_helper(w)).tanh();
-    if b > -0.2 {
-        let v4 = (2.0_f64).tanh();
-    } else {
-        let v4 = (x).tanh();
-        let v5 = ((helper(a) * (h.iter().sum::<f64>() * a)) + (helper(y) - y)).tanh();
-    }
-    let v4 = ((x.sin() + (h.iter().sum::<f64>() + x)) - x).tanh();
-    a -= (x - slice_helper(&h)).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p410(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((0.5_f64 * x) - (x * x + 1.0).ln()).tanh()).tanh();
-    a = (x + y.atan()).tanh();
-    h[2] += (x).tanh();
-    if a > -0.2 {
-        let v3 = (x
-            / (1.0
-                + ((h.iter().sum::<f64>() + y) + (1.5_f64 - a))
-                    * ((h.iter().sum::<f64>() + y) + (1.5_f64 - a))))
-            .tanh();
-    } else {
-        a += ((y * y + 1.0).ln()).tanh();
-    }
-    let v3 = (y).tanh();
-    for _ in 0..n {
-        for _ in (0..n).rev() {
-            h[0] = (a + ((0.25_f64 * 0.25_f64).exp().recip() * (v3 + v3))).tanh();
-            a += (helper(v3)).tanh();
+    if n > 1 {
+        for _ in 0..n {
+            a *= (((w[2] / (1.0 + w[2] * w[2])) * (w[2] / (1.0 + w[2] * w[2])) + 1.0).ln()
+                - ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - v4) + (x - v3)))
+                .tanh();
+            let v5 = (v3).tanh();
         }
-        a *= (1.5_f64).tanh();
-        h[0] *= ((h[0].cos() * (a / (1.0 + a * a))).sin()).tanh();
+        if v3 > -0.2 {
+            a += (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * v4)
+                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * v4))
+                .exp()
+                .recip()
+                .sin())
+            .tanh();
+            let v5 = (((h[1] * x) / (1.0 + helper(v3) * helper(v3)))
+                + ((h.iter().sum::<f64>() / (1.0 + v4 * v4))
+                    * (h.iter().sum::<f64>() / (1.0 + v4 * v4))
+                    + 1.0)
+                    .ln())
+            .tanh();
+        } else {
+            let v5 = (((v3 * v4)
+                / (1.0
+                    + (w.iter().map(|v| v * v).sum::<f64>()
+                        * w.iter().map(|v| v * v).sum::<f64>())
+                    .exp()
+                    .recip()
+                        * (w.iter().map(|v| v * v).sum::<f64>()
+                            * w.iter().map(|v| v * v).sum::<f64>())
+                        .exp()
+                        .recip()))
+            .tanh())
+            .tanh();
+            a += (1.5_f64).tanh();
+        }
+    } else {
+        let v5 = (a / (1.0 + v3.tanh() * v3.tanh())).tanh();
+        if n > 1 {
+            let v6 = (v3).tanh();
+            a += ((v3 * (v4 / (1.0 + v5 * v5)))
+                / (1.0 + ((v5 * 0.25_f64) * (v4 * a)) * ((v5 * 0.25_f64) * (v4 * a))))
+                .tanh();
+        } else {
+            a += (a).tanh();
+            a += ((backprop::sigmoid(y) + (y - v3)).atan()).tanh();
+        }
     }
     a + y
 }
 
 #[grad]
+fn p405(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut k993654 = 0;
+    while k993654 < n {
+        for _ in (0..n).rev() {
+            if y > 0.37 {
+                continue;
+            }
+            a = (a).tanh();
+        }
+        if n > 1 {
+            let v3 = (0.25_f64).tanh();
+        } else {
+        }
+        k993654 += 1;
+    }
+    for _ in (0..n).rev() {
+        h[0] += (y + (h.iter().sum::<f64>() / (1.0 + h[2].tanh() * h[2].tanh()))).tanh();
+        let v3 = (x).tanh();
+        a = (x).tanh();
+    }
+    if x > 0.0 {
+        let v3 = (h[0].tanh().sin()).tanh();
+        let v4 = (((y + a) / (1.0 + (y + y) * (y + y))).atan()).tanh();
+    } else {
+        let v3 = (w[0]).tanh();
+    }
+    a + y
+}
+
+#[grad]
+fn p406(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (1.5_f64).tanh();
+    let mut b = (((y / (1.0 + h[0] * h[0])) - y) + (y * y + 1.0).ln()).tanh();
+    let mut k514544 = 0;
+    while k514544 < n {
+        let mut k796798 = 0;
+        loop {
+            if k796798 >= n {
+                break;
+            }
+            b -= (b
+                / (1.0
+                    + ((y * w.iter().map(|v| v * v).sum::<f64>()) + a)
+                        * ((y * w.iter().map(|v| v * v).sum::<f64>()) + a)))
+                .tanh();
+            let v4 = (a).tanh();
+            if a > 0.61 {
+                break;
+            }
+            k796798 += 1;
+        }
+        k514544 += 1;
+    }
+    let mut k692194 = 0;
+    while k692194 < n {
+        b += (w[0]).tanh();
+        k692194 += 1;
+    }
+    a + b + b
+}
+
+#[grad]
+fn p407(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (((x / (1.0 + x * x)) - (y * y + 1.0).ln()) + ((y * slice_helper(w)) + w[1])).tanh();
+    let v3 = (3.0_f64).tanh();
+    if n > 3 {
+        for _ in 0..n {
+            if a > 0.37 {
+                break;
+            }
+            a += (a).tanh();
+        }
+        let v4 = ((y.tanh() * (x + w.iter().map(|v| v * v).sum::<f64>()))
+            / (1.0 + helper((v3 * v3 + 1.0).sqrt()) * helper((v3 * v3 + 1.0).sqrt())))
+        .tanh();
+    } else {
+        if y > 0.1 {
+            a += ((x * x).exp().recip()).tanh();
+        } else {
+            a = (backprop::sigmoid(x.tanh()) * ((w[2] - x) + (2.0_f64 / (1.0 + x * x)))).tanh();
+            let v4 = (a
+                * ((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).sqrt()
+                    / (1.0 + (w[1] - x) * (w[1] - x))))
+                .tanh();
+        }
+        let v4 = (y.sin().cos() - ((y + x) + (y / (1.0 + x * x)))).tanh();
+    }
+    a + a
+}
+
+#[grad]
+fn p408(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (x.sin()).tanh();
+    for i0 in 0..n + 1 {
+        if b > 0.07 {
+            break;
+        }
+        if n % 2 == 0 {
+            b *= (y).tanh();
+        } else {
+            h[i0 % 3] = (y - y).tanh();
+        }
+        if b > 0.1 {
+            a *= ((b.sin() + (x / (1.0 + a * a))) - (helper(a) / (1.0 + x.cos() * x.cos()))).tanh();
+            a = (x).tanh();
+        } else {
+            let v4 = ((b * b).exp().recip()).tanh();
+        }
+    }
+    b = (x).tanh();
+    let mut k734592 = 0;
+    while k734592 < n {
+        let v4 = (backprop::sigmoid(b.atan())).tanh();
+        k734592 += 1;
+    }
+    a + b + b
+}
+
+#[grad]
+fn p409(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((w[1] - (x + x))
+        / (1.0
+            + ((x / (1.0 + x * x)) * (x / (1.0 + x * x)) + 1.0).sqrt()
+                * ((x / (1.0 + x * x)) * (x / (1.0 + x * x)) + 1.0).sqrt()))
+    .tanh();
+    a = (a.atan()).tanh();
+    h[2] = (h.iter().sum::<f64>().sin()).tanh();
+    a + a
+}
+
+#[grad]
+fn p410(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (y).tanh();
+    h[1] += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    b = ((a.sin() * a.sin() + 1.0).sqrt()).tanh();
+    if n > 2 {
+        let v4 = (((h[2] + x) * (h[2] + x)).exp().recip().sin()).tanh();
+    } else {
+    }
+    a + b + x
+}
+
+#[grad]
 fn p411(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (h[2]).tanh();
-    let mut b = (x).tanh();
-    let v4 = (((y - (slice_helper(&h) + x)) * (y - (slice_helper(&h) + x)) + 1.0).sqrt()).tanh();
-    let v5 = (helper((a + h[2]).atan())).tanh();
-    let v6 = (x).tanh();
-    for _ in (0..n).rev() {
-        if n > 3 {
-            a *= (x).tanh();
-            a *= (a).tanh();
-        } else {
-            let v7 = ((b.atan() * y) + ((y - b) - a)).tanh();
-        }
-        b = (w[2]).tanh();
-        h[0] += (h[2]).tanh();
+    let mut a = (y / (1.0 + x * x)).tanh();
+    let mut b = ((y * a).cos() * a).tanh();
+    let v4 = (y.cos()).tanh();
+    let mut k428533 = 0;
+    while k428533 < n {
+        h[0] = (h[0]).tanh();
+        a += ((slice_helper(w) * v4) - (b - (b - h[2]))).tanh();
+        k428533 += 1;
     }
-    b = (backprop::sigmoid((v6 * v6 + 1.0).ln())).tanh();
-    a + b + a
+    a = ((a * a + 1.0).ln() - h.iter().sum::<f64>()).tanh();
+    h[0] += ((x * x).exp().recip()).tanh();
+    a + b + b
 }
 
 #[grad]
 fn p412(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (slice_helper(&h).cos()).tanh();
-    h[1] += (((x - x) * (x - x)).exp().recip() + x).tanh();
-    for _ in 0..n {
-        let mut k310791 = 0;
-        while k310791 < n {
-            let v3 = (backprop::sigmoid((h.iter().sum::<f64>() - x)) - (0.5_f64 - a)).tanh();
-            k310791 += 1;
-        }
-    }
-    for _ in (0..n).rev() {
-        let v3 = ((a - x).atan() - ((a / (1.0 + x * x)) / (1.0 + a * a))).tanh();
-        a *= (w[1]).tanh();
-    }
-    h[1] = (((y - 1.5_f64) * (y - 1.5_f64)).exp().recip()
-        / (1.0
-            + backprop::sigmoid((x * w.iter().map(|v| v * v).sum::<f64>()))
-                * backprop::sigmoid((x * w.iter().map(|v| v * v).sum::<f64>()))))
-    .tanh();
-    let mut k9933 = 0;
-    while k9933 < n {
-        for _ in (0..n).rev() {
-            a += (w[1] - a).tanh();
-        }
-        let v3 = ((h[2].sin() - (x * x))
-            / (1.0
-                + ((h[1] * h[0]) * (h[1] * h[0])).exp().recip()
-                    * ((h[1] * h[0]) * (h[1] * h[0])).exp().recip()))
-        .tanh();
-        k9933 += 1;
-    }
+    let mut a = (x).tanh();
+    a = (y + 1.5_f64.cos()).tanh();
+    let v3 = ((x * x + 1.0).ln()).tanh();
+    let v4 = (a * ((a * a) * (x + y))).tanh();
     a + x
 }
 
 #[grad]
 fn p413(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(((h.iter().sum::<f64>() + x) / (1.0 + w[2] * w[2])))).tanh();
-    let mut b = (((y / (1.0 + a * a)) * (y - x)) + x).tanh();
-    h[2] = (backprop::sigmoid(y) / (1.0 + y * y)).tanh();
-    let v4 = (w[1]).tanh();
-    a + b + a
-}
-
-#[grad]
-fn p414(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((1.5_f64 * backprop::sigmoid(x)) * (1.5_f64 * backprop::sigmoid(x)))
-        .exp()
-        .recip())
-    .tanh();
-    for _ in (0..n).rev() {
-        let mut k470739 = 0;
-        while k470739 < n {
-            h[0] = ((slice_helper(w) - x) * (y * y + 1.0).ln()).tanh();
-            k470739 += 1;
-        }
-        a *= ((3.0_f64 - h[1]).tanh() - (w.iter().map(|v| v * v).sum::<f64>() + w[2].cos())).tanh();
-    }
-    let v3 = (x).tanh();
-    a + x
-}
-
-#[grad]
-fn p415(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((((y + 1.5_f64) / (1.0 + helper(slice_helper(&h)) * helper(slice_helper(&h))))
-        * ((y + 1.5_f64) / (1.0 + helper(slice_helper(&h)) * helper(slice_helper(&h))))
-        + 1.0)
-        .sqrt())
-    .tanh();
-    a = (((3.0_f64 + x) - x) * h.iter().sum::<f64>()).tanh();
-    for i0 in 0..n + 1 {
-        if n > 2 {
-            a *= (y).tanh();
-            a += ((y * y + 1.0).sqrt()).tanh();
-        } else {
-            let v3 = (2.0_f64.atan() + x).tanh();
-            let v4 = (w[i0 % 3].sin() * x).tanh();
-        }
-    }
-    if n % 2 == 0 {
-        a -= (x).tanh();
-    } else {
-        a = (w[1]).tanh();
-        let v3 = (x.atan().sin() / (1.0 + a * a)).tanh();
-    }
-    a = (x).tanh();
-    a = ((slice_helper(&h) * slice_helper(&h) + 1.0).ln() - a).tanh();
-    a + y
-}
-
-#[grad]
-fn p416(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y + 1.0).ln()).tanh();
-    for _ in (0..n).rev() {
-        let v3 = ((h[2].tanh() - helper(x)) * y.tanh()).tanh();
-        let v4 = ((helper((1.5_f64 / (1.0 + h[0] * h[0])))
-            * helper((1.5_f64 / (1.0 + h[0] * h[0])))
-            + 1.0)
-            .ln())
-        .tanh();
-        for _ in (0..n).rev() {
-            h[0] += ((y * y).exp().recip()).tanh();
-        }
-    }
-    let v3 = ((((x * x + 1.0).ln() * (x * x + 1.0).ln() + 1.0).ln()
-        * ((x * x + 1.0).ln() * (x * x + 1.0).ln() + 1.0).ln()
-        + 1.0)
-        .sqrt())
-    .tanh();
-    h[1] = ((x * x + 1.0).sqrt()).tanh();
-    a + a
-}
-
-#[grad]
-fn p417(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
     let mut a = (h.iter().sum::<f64>()).tanh();
-    let mut b = (w[2]).tanh();
-    let v4 = (a).tanh();
-    for _ in 0..n {
-        for i1 in 0..n + 1 {
-            a *= (v4.sin().atan() - (y * (v4 - v4))).tanh();
-            b *= (w[i1 % 3] - x.tanh()).tanh();
-            let v5 = (helper(a)).tanh();
-        }
-        let v5 = ((x + b).sin()
-            + ((x + w.iter().map(|v| v * v).sum::<f64>()) / (1.0 + (v4 * w[0]) * (v4 * w[0]))))
-            .tanh();
-    }
-    a + b + b
-}
-
-#[grad]
-fn p418(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = ((y.sin() * backprop::sigmoid(x))
-        / (1.0
-            + ((3.0_f64 * h.iter().sum::<f64>()) + x) * ((3.0_f64 * h.iter().sum::<f64>()) + x)))
-        .tanh();
-    for _ in (0..n).rev() {
-        a += (helper(x)).tanh();
-        if y > 0.1 {
-            let v4 = (y).tanh();
-            a *= ((y * y).exp().recip() * (0.5_f64.tanh() / (1.0 + (y + v4) * (y + v4)))).tanh();
-        } else {
-        }
-        h[2] = (((a + h[1]) + x.sin()) * ((a * a).exp().recip() - h[1])).tanh();
-    }
-    let mut k435327 = 0;
-    while k435327 < n {
-        if n > 3 {
-            let v4 = (a).tanh();
-        } else {
-        }
-        let v4 = (((x * (a / (1.0 + b * b))) * (x * (a / (1.0 + b * b))) + 1.0).sqrt()).tanh();
-        k435327 += 1;
-    }
-    if n > 0 {
-        h[2] += (b).tanh();
-    } else {
-    }
-    for i0 in 0..n + 1 {
-        a -= (((x - a) * w[1]) / (1.0 + ((b * y) + a) * ((b * y) + a))).tanh();
-    }
-    a + b + y
-}
-
-#[grad]
-fn p419(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y - (y + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).atan()).tanh();
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            a += (((a - x.cos()) * (a - x.cos())).exp().recip()).tanh();
-        }
-    }
-    for i0 in 0..n + 1 {
-        let v3 = (((y - w[1]) + (w[2] - w[0])) + a).tanh();
-        a = (a.atan()).tanh();
-        for _ in (0..n).rev() {
-            a += ((w[2].atan() * (x / (1.0 + 0.5_f64 * 0.5_f64)))
-                + ((y * y + 1.0).sqrt() * (y * y + 1.0).sqrt() + 1.0).sqrt())
-            .tanh();
-        }
-    }
-    h[0] = (h[2]).tanh();
-    let v3 = (((a * y) / (1.0 + backprop::sigmoid(y) * backprop::sigmoid(y))) * w[0]).tanh();
-    a + a
-}
-
-#[grad]
-fn p420(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((y * y + 1.0).ln() * (y * y + 1.0).ln() + 1.0).sqrt()
-        - ((h.iter().sum::<f64>() + x) * (h.iter().sum::<f64>() + x) + 1.0).ln())
+    let mut b = (w[0].tanh()).tanh();
+    let v4 = ((backprop::sigmoid(a) * backprop::sigmoid(a) + 1.0)
+        .ln()
+        .sin())
     .tanh();
-    let v3 = (x + (a * a + 1.0).sqrt().atan()).tanh();
-    let mut k82367 = 0;
-    while k82367 < n {
-        a = ((y * a.sin()) * v3.tanh()).tanh();
-        k82367 += 1;
+    let mut k462050 = 0;
+    while k462050 < n {
+        a *= (b.sin() / (1.0 + (backprop::sigmoid(v4) - y) * (backprop::sigmoid(v4) - y))).tanh();
+        k462050 += 1;
     }
-    let mut k205860 = 0;
-    while k205860 < n {
-        let v4 = (slice_helper(&h)).tanh();
-        let v5 = ((y.atan() + (w[0] * w[0] + 1.0).ln()).cos()).tanh();
-        k205860 += 1;
-    }
-    a = (helper(x) - x).tanh();
-    a + y
-}
-
-#[grad]
-fn p421(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(x)).tanh();
-    a = (a).tanh();
-    let v3 = (a).tanh();
-    a + y
-}
-
-#[grad]
-fn p422(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[0].sin()).tanh();
-    let mut b = (helper(h[1]) - (y.tanh() * y.tanh()).exp().recip()).tanh();
-    for _ in 0..n {
-        b = (w[1]).tanh();
-    }
-    h[1] *= ((b * y).sin().cos()).tanh();
-    h[0] = (y / (1.0 + (b * (x - a)) * (b * (x - a)))).tanh();
-    h[2] = (((w[1] * w[1] + 1.0).ln() - b) - (b * b).exp().recip().tanh()).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p423(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((w[2] / (1.0 + w[2] * w[2])) - w[2].cos()).tanh();
-    let mut b = (((y * w.iter().map(|v| v * v).sum::<f64>())
-        * (y * w.iter().map(|v| v * v).sum::<f64>()))
-    .exp()
-    .recip()
-        - y.tanh().tanh())
-    .tanh();
-    let v4 = (3.0_f64).tanh();
-    h[2] += ((v4 * v4 + 1.0).sqrt()).tanh();
-    for i0 in 0..n + 1 {
-        for _ in 0..n {
-            let v5 = (backprop::sigmoid((x.atan() - w[1]))).tanh();
-            b += (0.25_f64).tanh();
+    match n % 3 {
+        0 => {
+            let v5 = (((a - 0.25_f64) + w.iter().map(|v| v * v).sum::<f64>())
+                / (1.0 + 1.5_f64 * 1.5_f64))
+                .tanh();
         }
-        let v5 = (x).tanh();
-        a += ((v4 * v4 + 1.0).ln()).tanh();
-    }
-    let v5 = (((x + h[2]).atan() * (x + h[2]).atan() + 1.0).ln()).tanh();
-    if b > 0.0 {
-        b = (x + a).tanh();
-    } else {
-        let v6 = (v5).tanh();
-    }
-    a + b + b
-}
-
-#[grad]
-fn p424(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y.tanh() * (3.0_f64 * x)) + w[0]).tanh();
-    let mut b = (h[1]).tanh();
-    let mut k936651 = 0;
-    while k936651 < n {
-        let v4 = (x).tanh();
-        a = (a).tanh();
-        k936651 += 1;
-    }
-    for i0 in 0..n + 1 {
-        let v4 = (((a - x) + (h[2] + y)).sin()).tanh();
-    }
-    let mut k945515 = 0;
-    while k945515 < n {
-        a += (1.5_f64).tanh();
-        k945515 += 1;
-    }
-    a = (a / (1.0 + b.tanh() * b.tanh())).tanh();
-    if n > 1 {
-        let v4 = (b).tanh();
-        let mut k732401 = 0;
-        while k732401 < n {
-            b += (b).tanh();
-            k732401 += 1;
+        1 | 2 => {}
+        _ => {
+            for _ in 0..n {
+                a *= (backprop::sigmoid(x.atan()) + y).tanh();
+            }
         }
-    } else {
-        a *= (((b * b + 1.0).sqrt() / (1.0 + helper(a) * helper(a))) - (a * 2.0_f64).tanh()).tanh();
+    }
+    let mut k358193 = 0;
+    while k358193 < n {
+        a -= (((v4 + 0.5_f64) + (h[0] - b)) * w[1]).tanh();
+        k358193 += 1;
     }
     a + b + x
 }
 
 #[grad]
-fn p425(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p414(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (w[2]).tanh();
-    a = (0.5_f64 * ((a - a) / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>()))).tanh();
-    let mut k865031 = 0;
-    while k865031 < n {
-        h[0] += (x * y).tanh();
-        k865031 += 1;
-    }
-    a = (y
-        / (1.0 + (3.0_f64 * 3.0_f64 + 1.0).sqrt().sin() * (3.0_f64 * 3.0_f64 + 1.0).sqrt().sin()))
+    let mut a = (((x * h[0]) / (1.0 + 0.5_f64.cos() * 0.5_f64.cos())).tanh()).tanh();
+    let mut b = (a).tanh();
+    let v4 = (((b / (1.0 + slice_helper(w) * slice_helper(w)))
+        * (b / (1.0 + slice_helper(w) * slice_helper(w)))
+        + 1.0)
+        .sqrt()
+        .atan())
     .tanh();
-    h[0] = (y).tanh();
-    a = (((h[0].cos() * h[0].cos() + 1.0).sqrt() * (h[0].cos() * h[0].cos() + 1.0).sqrt() + 1.0)
-        .ln())
-    .tanh();
-    a + x
-}
-
-#[grad]
-fn p426(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x + (y.tanh() * y.tanh() + 1.0).sqrt()).tanh();
-    for _ in (0..n).rev() {
-        a *= (a).tanh();
-        a = ((y + w[0]) - ((a * slice_helper(&h)) + (x + 0.25_f64))).tanh();
-        a -= (h[0]).tanh();
-    }
-    let v3 = ((y * y + 1.0).ln() / (1.0 + 1.5_f64 * 1.5_f64)).tanh();
-    let mut k41723 = 0;
-    while k41723 < n {
-        for _ in 0..n {
-            a *= (a).tanh();
-        }
-        k41723 += 1;
-    }
-    let v4 = (((y * w.iter().map(|v| v * v).sum::<f64>()) + a).tanh()).tanh();
-    if n % 2 == 0 {
-        let v5 = ((x.tanh() / (1.0 + (y + a) * (y + a)))
-            / (1.0 + (y.sin() + helper(w[1])) * (y.sin() + helper(w[1]))))
-        .tanh();
-        h[0] += ((x.cos() - (v4 * w[0])) - 3.0_f64).tanh();
+    b += (a.tanh().cos() * (3.0_f64 * (x + w[2]))).tanh();
+    let v5 = (h[0]).tanh();
+    let v6 = (b).tanh();
+    if n > 0 {
+        let v7 = (((y - a) + (w[1] * h[1])).atan()).tanh();
     } else {
-        if y > -0.2 {
-            a = (a).tanh();
-        } else {
-        }
-        let v5 = (v4).tanh();
     }
-    a + a
+    a + b + v5
 }
 
 #[grad]
-fn p427(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p415(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x.tanh()).tanh();
-    let v3 = (((y * y + 1.0).ln()
-        + w.iter()
-            .zip(h.iter())
-            .map(|(a, b)| a * b)
-            .sum::<f64>()
-            .sin())
-    .tanh())
-    .tanh();
-    a -= ((x * x).exp().recip() * (a / (1.0 + x.tanh() * x.tanh()))).tanh();
-    h[1] *= (w[2]).tanh();
-    let v4 = (a / (1.0 + y.atan() * y.atan())).tanh();
-    a = (v3 / (1.0 + (y + a).tanh() * (y + a).tanh())).tanh();
+    let mut a = ((w[2] / (1.0 + (x * x + 1.0).sqrt() * (x * x + 1.0).sqrt()))
+        + (x.cos() * (x * 2.0_f64)))
+        .tanh();
+    let v3 = (((a * a + 1.0).sqrt() + (x / (1.0 + h[1] * h[1]))).sin()).tanh();
+    a *= (((w.iter().map(|v| v * v).sum::<f64>()
+        / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>()))
+        * helper(x))
+        * v3)
+        .tanh();
+    let v4 = ((x + 3.0_f64.tanh()) * h.iter().sum::<f64>()).tanh();
+    a + v4
+}
+
+#[grad]
+fn p416(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((slice_helper(w) + 1.5_f64) / (1.0 + y.atan() * y.atan())).tanh();
+    let mut b = (y).tanh();
+    let v4 = (a / (1.0 + b.atan().cos() * b.atan().cos())).tanh();
+    let v5 = ((1.5_f64 * 1.5_f64 + 1.0).ln()).tanh();
+    a + b + v4
+}
+
+#[grad]
+fn p417(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((backprop::sigmoid(3.0_f64) + (w[1] + x)).sin()).tanh();
+    let v3 = (((y + x) + w.iter().map(|v| v * v).sum::<f64>())
+        / (1.0 + (x * (x - y)) * (x * (x - y))))
+        .tanh();
+    h[1] = (a).tanh();
     a + v3
 }
 
 #[grad]
-fn p428(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y.atan()).tanh();
-    let v3 = (((x / (1.0 + x * x)).sin() * (x / (1.0 + x * x)).sin())
-        .exp()
-        .recip())
-    .tanh();
-    a = (h.iter().sum::<f64>()).tanh();
-    let mut k248515 = 0;
-    while k248515 < n {
-        h[0] += (v3).tanh();
-        let v4 = ((slice_helper(&h).atan() * slice_helper(&h).atan() + 1.0).sqrt()
-            + ((x * x + 1.0).sqrt() - (y + a)))
-            .tanh();
-        k248515 += 1;
-    }
-    a + x
-}
-
-#[grad]
-fn p429(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (x).tanh();
-    if b > 0.1 {
-        for i1 in 0..n + 1 {
-            let v4 = (a.sin() + a).tanh();
-        }
-        for i1 in 0..n + 1 {
-            let v4 = (((h[2] + 1.5_f64) * y.atan())
-                / (1.0 + (y / (1.0 + w[1] * w[1])) * (y / (1.0 + w[1] * w[1]))))
-                .tanh();
-            a *= (((3.0_f64 + a) * slice_helper(&h).atan())
-                - (b.tanh() / (1.0 + (w[0] / (1.0 + v4 * v4)) * (w[0] / (1.0 + v4 * v4)))))
-                .tanh();
-            a = (1.5_f64).tanh();
-        }
-    } else {
-        if n % 2 == 0 {
-            let v4 = (backprop::sigmoid(x)).tanh();
-        } else {
-        }
-        if n > 3 {
-            b += (a.cos()).tanh();
-        } else {
-            b = (a).tanh();
-            b += ((a * a + 1.0).ln() + a).tanh();
-        }
-    }
-    if n > 3 {
-        a = (h[2]).tanh();
-        for i1 in 0..n + 1 {
-            let v4 = (((a * b) + b) - (h[2] + (b / (1.0 + y * y)))).tanh();
-            b += ((v4 * v4 + 1.0).ln() + b.cos().cos()).tanh();
-            a += (((b + x) * (w[0] / (1.0 + b * b))) - h[i1 % 3].atan()).tanh();
-        }
-    } else {
-        if n % 2 == 0 {
-            b += ((h[0] * (b - x)) * 0.25_f64).tanh();
-            b += (h.iter().sum::<f64>()).tanh();
-        } else {
-            b += (a).tanh();
-            a *= (b - ((h[1] - y) - (y * y + 1.0).ln())).tanh();
-        }
-        if b > 0.0 {
-            b *= (((b + x) / (1.0 + x.cos() * x.cos()))
-                - w.iter()
-                    .zip(h.iter())
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>()
-                    .tanh())
-            .tanh();
-        } else {
-            b += (a).tanh();
-            let v4 = ((b.atan() * b.atan()).exp().recip()).tanh();
-        }
-    }
-    a *= (b.sin() / (1.0 + (b.tanh() - b) * (b.tanh() - b))).tanh();
-    let mut k701045 = 0;
-    while k701045 < n {
-        let v4 = (((a - 0.25_f64) + w.iter().map(|v| v * v).sum::<f64>())
-            / (1.0 + 1.5_f64 * 1.5_f64))
-            .tanh();
-        let v5 = (slice_helper(w) * x).tanh();
-        k701045 += 1;
-    }
-    a + b + a
-}
-
-#[grad]
-fn p430(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p418(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (y).tanh();
-    let mut b = (x).tanh();
-    if n > 2 {
-        a -= (((b + b) + (x + y)) * ((h.iter().sum::<f64>() - h[2]) - (x * h[0]))).tanh();
-    } else {
-        let mut k65404 = 0;
-        while k65404 < n {
-            b += (b).tanh();
-            k65404 += 1;
-        }
-    }
-    if n > 0 {
-        for _ in (0..n).rev() {
-            b += (a.tanh().cos() * (3.0_f64 * (x + w[2]))).tanh();
-            let v4 = (h[0]).tanh();
-        }
-        let v4 = (b).tanh();
-    } else {
-        let v4 = ((x * x + 1.0).ln()).tanh();
-        for i1 in 0..n + 1 {
-            b *= ((w[1] * w[1]).exp().recip() - (w[0] * (w[1] * h[2]))).tanh();
-        }
-    }
-    for i0 in 0..n + 1 {
-        if n > 3 {
-            a = (a + ((b * b + 1.0).ln() / (1.0 + (x * x + 1.0).sqrt() * (x * x + 1.0).sqrt())))
-                .tanh();
-            let v4 = (a).tanh();
-        } else {
-            let v4 = (b.cos()).tanh();
-        }
-        let v4 = (helper((a + w[i0 % 3]))
-            / (1.0
-                + ((a + 0.25_f64) * (a + 0.25_f64) + 1.0).sqrt()
-                    * ((a + 0.25_f64) * (a + 0.25_f64) + 1.0).sqrt()))
-        .tanh();
-    }
-    a + b + a
-}
-
-#[grad]
-fn p431(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (3.0_f64).tanh();
-    let mut k97211 = 0;
-    while k97211 < n {
-        let v3 = (backprop::sigmoid((x * x + 1.0).sqrt()).tanh()).tanh();
-        k97211 += 1;
-    }
-    a = (((y - 0.25_f64) + helper(a)).cos()).tanh();
-    let v3 = (h[0]).tanh();
-    let mut k428080 = 0;
-    while k428080 < n {
-        let v4 = (3.0_f64).tanh();
-        let v5 = (x.sin().sin() + (a.tanh() * a.tanh() + 1.0).ln()).tanh();
-        k428080 += 1;
-    }
-    let v4 = (x).tanh();
-    a + y
-}
-
-#[grad]
-fn p432(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x.cos()).tanh();
-    let mut b = (x - ((x - a) - w[1])).tanh();
-    let mut k956668 = 0;
-    while k956668 < n {
-        let v4 = (b).tanh();
-        k956668 += 1;
-    }
-    h[2] *= (w.iter().map(|v| v * v).sum::<f64>() + helper((x * a))).tanh();
-    let mut k332590 = 0;
-    while k332590 < n {
-        h[2] *= (helper(x.sin())).tanh();
-        let mut k791899 = 0;
-        while k791899 < n {
-            a *= (backprop::sigmoid(helper(0.25_f64))).tanh();
-            b = (h[2]).tanh();
-            k791899 += 1;
-        }
-        k332590 += 1;
-    }
-    h[2] = ((a.atan() * a.atan() + 1.0).ln()
-        / (1.0 + (x * (y * y).exp().recip()) * (x * (y * y).exp().recip())))
+    let mut b = (((y - x) * (y - x) + 1.0).sqrt()).tanh();
+    a = ((helper(x) * x)
+        - ((0.5_f64 * 0.5_f64 + 1.0).ln() / (1.0 + (x * x).exp().recip() * (x * x).exp().recip())))
     .tanh();
+    b *= (slice_helper(w)).tanh();
+    let v4 = (((y * y + 1.0).ln() * (y * y + 1.0).ln() + 1.0)
+        .sqrt()
+        .atan())
+    .tanh();
+    h[1] += (x * (1.5_f64 * 1.5_f64).exp().recip()).tanh();
     a + b + y
 }
 
 #[grad]
-fn p433(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p419(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = ((w[0] * w[0] + 1.0).sqrt()).tanh();
     let mut b = (x).tanh();
@@ -11299,69 +12167,54 @@ fn p433(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
         h[i0 % 3] *= (helper((y * y + 1.0).ln()) - y.tanh()).tanh();
         let v4 = (h[i0 % 3]).tanh();
     }
-    for i0 in 0..n + 1 {
-        if n > 0 {
-            b = (a * ((h[1] - h[0]) - x)).tanh();
-            a += (((helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) - (b * b))
-                * (helper(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) - (b * b)))
-                .exp()
-                .recip())
-            .tanh();
-        } else {
-        }
-        let v4 = ((((h[2] - x) * (h[2] - x)).exp().recip()
-            * ((h[2] - x) * (h[2] - x)).exp().recip()
-            + 1.0)
-            .ln())
-        .tanh();
-        let mut k920472 = 0;
-        while k920472 < n {
-            b = (a).tanh();
-            k920472 += 1;
-        }
-    }
-    a + b + a
-}
-
-#[grad]
-fn p434(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x * slice_helper(&h)).tanh();
-    let mut b = (y / (1.0 + (x * w[1]).tanh() * (x * w[1]).tanh())).tanh();
-    let v4 = (0.5_f64).tanh();
-    let v5 = (v4).tanh();
-    if n > 3 {
-        for _ in (0..n).rev() {
-            let v6 = (backprop::sigmoid(v5)).tanh();
-        }
+    if n > 2 {
+        let v4 = (x.sin() / (1.0 + a * a)).tanh();
+        b *= ((x * backprop::sigmoid(a)) * a).tanh();
     } else {
-        for i1 in 0..n + 1 {
-            b += ((helper(b) * helper(b) + 1.0).sqrt()).tanh();
-            h[i1 % 3] *= (h[0]).tanh();
-            let v6 = (y - helper((y - x))).tanh();
+        for _ in (0..n).rev() {
+            b *= (1.5_f64).tanh();
+            let v4 = (x.sin().atan() + (b * h.iter().sum::<f64>()).atan()).tanh();
         }
+        b = (((slice_helper(&h) * h[0]) * (slice_helper(&h) * h[0]))
+            .exp()
+            .recip()
+            / (1.0 + b * b))
+            .tanh();
     }
-    h[2] += (x).tanh();
-    b += (b).tanh();
-    a + b + x
+    a + b + y
 }
 
 #[grad]
-fn p435(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p420(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid((y * y).exp().recip().tanh())).tanh();
-    let mut b = ((((w.iter().map(|v| v * v).sum::<f64>() + slice_helper(&h))
-        - (w[2] * w[2] + 1.0).sqrt())
-        * ((w.iter().map(|v| v * v).sum::<f64>() + slice_helper(&h))
-            - (w[2] * w[2] + 1.0).sqrt())
-        + 1.0)
-        .sqrt())
-    .tanh();
-    for _ in 0..n {
-        let v4 = (backprop::sigmoid(h[1])).tanh();
-        b = (((y + h.iter().sum::<f64>()) - slice_helper(w)).sin()).tanh();
+    let mut a = (((y - x) * (y - x) + 1.0).ln().cos()).tanh();
+    let mut b = (h.iter().sum::<f64>()).tanh();
+    a = (((a - b) * (a - b)).exp().recip()).tanh();
+    let v4 = (helper((w[2] * w[2] + 1.0).sqrt()) + ((y * w[0]) - (y + x))).tanh();
+    for _ in (0..n).rev() {
+        a -= (y - (h[0] + (h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).sqrt())).tanh();
+        let v5 = (w[1]).tanh();
     }
-    a -= ((b / (1.0 + (x * 1.5_f64) * (x * 1.5_f64))) - b).tanh();
+    let mut k593883 = 0;
+    while k593883 < n {
+        let v5 = ((v4.tanh() * v4.tanh() + 1.0).ln()).tanh();
+        let v6 = (((w[2] * w[2] + 1.0).sqrt().sin() * (w[2] * w[2] + 1.0).sqrt().sin() + 1.0)
+            .sqrt())
+        .tanh();
+        k593883 += 1;
+    }
+    let v5 = (backprop::sigmoid(h[1])).tanh();
+    a + b + v4
+}
+
+#[grad]
+fn p421(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((x + h.iter().sum::<f64>()) - slice_helper(w)).sin()).tanh();
+    let mut b = (backprop::sigmoid(0.5_f64)).tanh();
+    for i0 in 0..n + 1 {
+        let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() - b).tanh();
+    }
     b = ((w[2] / (1.0 + y * y)).cos()
         * ((h[0] / (1.0 + y * y)) * (h[0] / (1.0 + y * y)) + 1.0).sqrt())
     .tanh();
@@ -11369,7 +12222,7 @@ fn p435(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 }
 
 #[grad]
-fn p436(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p422(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (((0.25_f64 - x) - (x - w[2]))
         / (1.0
@@ -11392,115 +12245,574 @@ fn p436(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
         } else {
         }
     }
-    a += (1.5_f64).tanh();
-    b = (((a * b) - (2.0_f64 - b)).tanh()).tanh();
-    let v4 = (a).tanh();
-    a + b + v4
+    if n > 1 {
+        for i1 in 0..n + 1 {
+            b += (backprop::sigmoid((a / (1.0 + b * b)))
+                / (1.0 + ((w[1] * w[2]) - a) * ((w[1] * w[2]) - a)))
+                .tanh();
+        }
+        if n % 2 == 0 {
+            let v4 = (h[1] * (a * (x * x).exp().recip())).tanh();
+        } else {
+            let v4 = (y.tanh().sin()).tanh();
+        }
+    } else {
+        match n % 3 {
+            0 => {
+                a *= ((x / (1.0 + w[2].cos() * w[2].cos())) - 3.0_f64).tanh();
+            }
+            1 | 2 => {
+                a += ((b
+                    / (1.0
+                        + w.iter()
+                            .zip(h.iter())
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                            .tanh()
+                            * w.iter()
+                                .zip(h.iter())
+                                .map(|(a, b)| a * b)
+                                .sum::<f64>()
+                                .tanh()))
+                    + h[0])
+                    .tanh();
+            }
+            _ => {
+                let v4 = (b.sin()).tanh();
+                let v5 = ((x * h[0]).sin().sin()).tanh();
+            }
+        }
+        if x > 0.1 {
+            a += (a.sin() + ((b - x) - x.atan())).tanh();
+        } else {
+            let v4 = (w[2]).tanh();
+            a *= (w[1]).tanh();
+        }
+    }
+    let v4 = (w[1]).tanh();
+    h[2] += (1.5_f64).tanh();
+    a + b + y
+}
+
+#[grad]
+fn p423(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (helper(h[1])).tanh();
+    let mut b = ((a / (1.0 + (y * w[0]) * (y * w[0]))).cos()).tanh();
+    for i0 in 0..n + 1 {
+        b = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+        let v4 = (h[i0 % 3]).tanh();
+        a *= (b - v4.cos()).tanh();
+    }
+    let v4 = (backprop::sigmoid(w[2]) * 0.25_f64).tanh();
+    h[1] += (a).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p424(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = ((h[2] + w[1]) - (a - (y * y).exp().recip())).tanh();
+    let v4 = ((x * x).exp().recip() / (1.0 + (y * b) * (y * b))).tanh();
+    if n % 2 == 0 {
+        let v5 = (w[2]).tanh();
+        for i1 in 0..n + 1 {
+            let v6 = (helper(v5)).tanh();
+            b *= (v6
+                - (slice_helper(w).cos() * slice_helper(w).cos())
+                    .exp()
+                    .recip())
+            .tanh();
+            b += ((y * y + 1.0).ln()).tanh();
+            if a > -0.13 {
+                continue;
+            }
+        }
+    } else {
+    }
+    for i0 in 0..n + 1 {
+        if n % 2 == 0 {
+            a *= (((w[1] * x) / (1.0 + (h[1] * h[1] + 1.0).sqrt() * (h[1] * h[1] + 1.0).sqrt()))
+                * 0.5_f64)
+                .tanh();
+        } else {
+        }
+        h[1] = ((v4.sin() * v4.sin() + 1.0).sqrt()).tanh();
+    }
+    let v5 = (x * ((a * a).exp().recip() * (a * a).exp().recip() + 1.0).ln()).tanh();
+    for i0 in 0..n + 1 {
+        if v5 > 0.37 {
+            break;
+        }
+        b -= (w[0]).tanh();
+        for _ in (0..n).rev() {
+            a += ((h[i0 % 3] / (1.0 + w[1] * w[1])) / (1.0 + v5 * v5)).tanh();
+            if b > -0.13 {
+                break;
+            }
+            a += (((y + w[1]) - b) - x.sin()).tanh();
+        }
+        for i1 in 0..n + 1 {
+            a = (w[i1 % 3].sin()).tanh();
+            if b > 0.07 {
+                continue;
+            }
+            let v6 = (v4).tanh();
+        }
+    }
+    a + b + y
+}
+
+#[grad]
+fn p425(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((w[2] * w[2] + 1.0).sqrt()).tanh();
+    let v3 = (a
+        / (1.0
+            + (w[0] / (1.0 + (0.5_f64 - w[2]) * (0.5_f64 - w[2])))
+                * (w[0] / (1.0 + (0.5_f64 - w[2]) * (0.5_f64 - w[2])))))
+        .tanh();
+    a = (helper((0.5_f64 + v3)) + ((y - a) + a)).tanh();
+    if n > 2 {
+        let mut k251773 = 0;
+        while k251773 < n {
+            h[1] += (y.sin()).tanh();
+            h[1] *= (((y * a) + y) + (1.5_f64 * (x - 0.25_f64))).tanh();
+            k251773 += 1;
+        }
+        if n % 2 == 0 {
+            a *= (((v3 * v3 + 1.0).sqrt()
+                / (1.0
+                    + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+                * (x + 3.0_f64).cos())
+            .tanh();
+        } else {
+            a *= (y).tanh();
+            let v4 = (((a - v3) + v3.tanh()) * a).tanh();
+        }
+    } else {
+    }
+    if n > 0 {
+        h[2] += (x - (1.5_f64.cos() + (y + y))).tanh();
+        let v4 = (backprop::sigmoid(w[1]) / (1.0 + w[1] * w[1])).tanh();
+    } else {
+    }
+    a + v3
+}
+
+#[grad]
+fn p426(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (x * x).tanh();
+    let v4 = (((x + 3.0_f64) * (x + 3.0_f64) + 1.0).ln()
+        * ((h[1] * h[1] + 1.0).ln() * (h[1] * h[1] + 1.0).ln() + 1.0).sqrt())
+    .tanh();
+    let v5 = (((a / (1.0 + a * a)) - 1.5_f64.cos())
+        / (1.0 + (y * h.iter().sum::<f64>()).atan() * (y * h.iter().sum::<f64>()).atan()))
+    .tanh();
+    if n > 2 {
+        for i1 in 0..n + 1 {
+            if b > 0.07 {
+                continue;
+            }
+            b *= (v4 - v4).tanh();
+            a = (x).tanh();
+            let v6 = (helper(((h[i1 % 3] - h[i1 % 3]) + (h[1] - v5)))).tanh();
+        }
+        let v6 = (b).tanh();
+    } else {
+        let v6 = (v5.tanh()).tanh();
+    }
+    a + b + x
+}
+
+#[grad]
+fn p427(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = (((y - x) / (1.0 + backprop::sigmoid(x) * backprop::sigmoid(x))).atan()).tanh();
+    let mut k145438 = 0;
+    while k145438 < n {
+        let v4 = (x).tanh();
+        k145438 += 1;
+    }
+    let mut k303366 = 0;
+    while k303366 < n {
+        for i1 in 0..n + 1 {
+            b -= (b).tanh();
+            if a > 0.37 {
+                continue;
+            }
+            b *= (b.tanh().sin()).tanh();
+            let v4 = (b).tanh();
+        }
+        if x > 0.0 {
+            b = ((w[1].atan() + backprop::sigmoid(x)).sin()).tanh();
+            a += ((y.cos() * y.cos() + 1.0).ln()).tanh();
+        } else {
+            b += ((helper(a) * helper(a)).exp().recip()).tanh();
+            b = (slice_helper(w)).tanh();
+        }
+        k303366 += 1;
+    }
+    b = (((x - y) + (h[1] / (1.0 + b * b)))
+        * ((y * y + 1.0).sqrt()
+            - (slice_helper(&h) / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>()))))
+    .tanh();
+    if n > 1 {
+        match n % 3 {
+            0 => {
+                h[0] += (x).tanh();
+            }
+            1 | 2 => {}
+            _ => {
+                let v4 = (((h.iter().sum::<f64>() + y) * (h.iter().sum::<f64>() + y) + 1.0)
+                    .sqrt()
+                    .atan())
+                .tanh();
+            }
+        }
+        let v4 = (0.5_f64 * 2.0_f64).tanh();
+    } else {
+        let v4 = ((a * a).exp().recip().sin().cos()).tanh();
+    }
+    a + b + x
+}
+
+#[grad]
+fn p428(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w.iter().map(|v| v * v).sum::<f64>().tanh()).tanh();
+    let mut k517366 = 0;
+    while k517366 < n {
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                a *= (backprop::sigmoid(a)).tanh();
+            }
+            _ => {
+                a *= (backprop::sigmoid((x - a)) + h[2]).tanh();
+                let v3 = (((a / (1.0 + x * x)) - w[0]) + x).tanh();
+            }
+        }
+        let v3 = (3.0_f64 * y).tanh();
+        k517366 += 1;
+    }
+    let v3 = ((backprop::sigmoid(y) * backprop::sigmoid(y) + 1.0).ln()
+        + (backprop::sigmoid(y) * a))
+        .tanh();
+    let v4 = (w[0]).tanh();
+    a + x
+}
+
+#[grad]
+fn p429(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (((y * x) * 3.0_f64.atan()) / (1.0 + ((w[2] - y) * h[2]) * ((w[2] - y) * h[2]))).tanh();
+    if x > -0.2 {
+        a *= (x).tanh();
+    } else {
+        if a > 0.0 {
+            a = (2.0_f64).tanh();
+            a += (a).tanh();
+        } else {
+            a *= (a * ((y * y).exp().recip() + h[1])).tanh();
+            let v3 = (a * x).tanh();
+        }
+    }
+    for i0 in 0..n + 1 {
+        let v3 = (helper((x.tanh() / (1.0 + (h[2] + h[1]) * (h[2] + h[1]))))).tanh();
+        a -= (y * w[2]).tanh();
+    }
+    h[2] *=
+        (helper(((x / (1.0 + 3.0_f64 * 3.0_f64)) * (x / (1.0 + 3.0_f64 * 3.0_f64)) + 1.0).ln()))
+            .tanh();
+    h[0] += (0.5_f64 - x).tanh();
+    let v3 = (a / (1.0 + (y - a).cos() * (y - a).cos())).tanh();
+    a + v3
+}
+
+#[grad]
+fn p430(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x).tanh();
+    let mut b = (backprop::sigmoid(((x * h[2]) + y.atan()))).tanh();
+    h[0] = (slice_helper(w) + (y - (a * a))).tanh();
+    let mut k446501 = 0;
+    while k446501 < n {
+        let v4 = (a).tanh();
+        b = (v4 - (backprop::sigmoid(b) * backprop::sigmoid(b) + 1.0).ln()).tanh();
+        k446501 += 1;
+    }
+    b -= (y - helper((y / (1.0 + slice_helper(w) * slice_helper(w))))).tanh();
+    h[1] = (3.0_f64).tanh();
+    if n % 2 == 0 {
+        if a > -0.2 {
+            a += ((x - w[0]).tanh()).tanh();
+        } else {
+        }
+        for _ in 0..n {
+            if a > 0.07 {
+                continue;
+            }
+            h[1] += ((y * y).exp().recip()).tanh();
+            let v4 = (x).tanh();
+        }
+    } else {
+        if y > 0.0 {
+            let v4 = (b - ((a + a) - y.cos())).tanh();
+        } else {
+            let v4 = (helper((a * (a * a).exp().recip()))).tanh();
+        }
+    }
+    a + b + y
+}
+
+#[grad]
+fn p431(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (((y * y + 1.0).sqrt() + (w.iter().map(|v| v * v).sum::<f64>() - w[1])).atan()).tanh();
+    a = (y.sin()).tanh();
+    let v3 = (y.atan().cos().atan()).tanh();
+    a += ((backprop::sigmoid(slice_helper(&h)) - helper(h[2])) + w[2]).tanh();
+    a = (x).tanh();
+    a + x
+}
+
+#[grad]
+fn p432(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((w[1] * x).tanh() + ((y + y) * (h[1] * h[1]).exp().recip())).tanh();
+    for i0 in 0..n + 1 {
+        for _ in (0..n).rev() {
+            h[i0 % 3] *= (w[0] + x).tanh();
+            h[i0 % 3] = (((a + a) - 0.5_f64).atan()).tanh();
+        }
+        if x > 0.07 {
+            break;
+        }
+    }
+    for i0 in 0..n + 1 {
+        a = (((h[1] - y).tanh() * (h[1] - y).tanh() + 1.0).sqrt()).tanh();
+        if y > 0.37 {
+            continue;
+        }
+    }
+    match n % 3 {
+        0 => {
+            let v3 =
+                (((h[0] * (x / (1.0 + x * x))) * (h[0] * (x / (1.0 + x * x))) + 1.0).ln()).tanh();
+        }
+        1 | 2 => {}
+        _ => {}
+    }
+    a + x
+}
+
+#[grad]
+fn p433(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((w.iter().map(|v| v * v).sum::<f64>()
+        / (1.0 + (x / (1.0 + 0.25_f64 * 0.25_f64)) * (x / (1.0 + 0.25_f64 * 0.25_f64))))
+        * (w.iter().map(|v| v * v).sum::<f64>()
+            / (1.0 + (x / (1.0 + 0.25_f64 * 0.25_f64)) * (x / (1.0 + 0.25_f64 * 0.25_f64)))))
+        .exp()
+        .recip())
+    .tanh();
+    for _ in 0..n {
+        if y > 0.07 {
+            break;
+        }
+        let mut k326162 = 0;
+        while k326162 < n {
+            let v3 = ((((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + a) * y)
+                * ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + a) * y))
+                .exp()
+                .recip())
+            .tanh();
+            a *= (y).tanh();
+            k326162 += 1;
+        }
+    }
+    if n % 2 == 0 {
+        let mut k878293 = 0;
+        loop {
+            if k878293 >= n {
+                break;
+            }
+            let v3 = (w[0]).tanh();
+            if y > 0.61 {
+                break;
+            }
+            k878293 += 1;
+        }
+    } else {
+    }
+    a *= (helper(a).cos().tanh()).tanh();
+    a + y
+}
+
+#[grad]
+fn p434(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((y + h[0]) / (1.0 + (y - 0.5_f64).atan() * (y - 0.5_f64).atan())).tanh();
+    let v3 = (y + a).tanh();
+    h[2] = (y.tanh().tanh()).tanh();
+    let v4 = (((v3 / (1.0 + v3 * v3)) * (v3 / (1.0 + v3 * v3)))
+        .exp()
+        .recip()
+        + (y.sin() * (v3 - a)))
+        .tanh();
+    a + a
+}
+
+#[grad]
+fn p435(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a =
+        (helper(((w[0] - y) / (1.0 + (h[2] * h[2] + 1.0).sqrt() * (h[2] * h[2] + 1.0).sqrt()))))
+            .tanh();
+    let mut b = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    let v4 =
+        ((((x * w[2]) - (0.5_f64 + w[0])) * ((x * w[2]) - (0.5_f64 + w[0])) + 1.0).ln()).tanh();
+    let v5 = (backprop::sigmoid((y + (h[1] / (1.0 + v4 * v4))))).tanh();
+    let v6 = ((a * (y / (1.0 + 3.0_f64 * 3.0_f64))).cos()).tanh();
+    a + b + v5
+}
+
+#[grad]
+fn p436(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (2.0_f64).tanh();
+    let mut b = (slice_helper(w)).tanh();
+    let mut k799597 = 0;
+    loop {
+        if k799597 >= n {
+            break;
+        }
+        let v4 = (y + ((a / (1.0 + a * a)) - (h[2] * h[2] + 1.0).sqrt())).tanh();
+        match n % 3 {
+            0 => {}
+            1 | 2 => {
+                let v5 = (helper((x - x).sin())).tanh();
+                b = ((0.25_f64 - (v4 * v4)).tanh()).tanh();
+            }
+            _ => {}
+        }
+        if a > 0.61 {
+            break;
+        }
+        k799597 += 1;
+    }
+    let v4 = ((0.25_f64 * 0.25_f64 + 1.0).sqrt().tanh().atan()).tanh();
+    b -= (((v4 * 3.0_f64) - b) / (1.0 + a * a)).tanh();
+    if b > 0.1 {
+        let v5 = (helper(h[0])).tanh();
+        let v6 = (2.0_f64 + (h.iter().sum::<f64>() + (w[1] - y))).tanh();
+    } else {
+    }
+    a + b + b
 }
 
 #[grad]
 fn p437(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (slice_helper(&h)
-        - ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + x) + (y * h[1])))
-        .tanh();
-    let mut b = (((a - h[1]) * a.sin())
-        / (1.0 + ((3.0_f64 - x) + h[0].cos()) * ((3.0_f64 - x) + h[0].cos())))
+    let mut a = (x).tanh();
+    let mut b = (w[1] + (h.iter().sum::<f64>() / (1.0 + x * x)).atan()).tanh();
+    let v4 = ((y * y + 1.0).ln() / (1.0 + slice_helper(&h) * slice_helper(&h))).tanh();
+    h[0] = ((b * b).exp().recip()).tanh();
+    let v5 = (2.0_f64).tanh();
+    h[2] = (((2.0_f64.tanh() / (1.0 + (h[1] - a) * (h[1] - a)))
+        * (2.0_f64.tanh() / (1.0 + (h[1] - a) * (h[1] - a)))
+        + 1.0)
+        .sqrt())
     .tanh();
-    a = ((helper(x) * helper(x) + 1.0).sqrt() * (1.5_f64 * 1.5_f64 + 1.0).sqrt()).tanh();
-    a = (1.5_f64).tanh();
-    let mut k174119 = 0;
-    while k174119 < n {
-        for _ in 0..n {
-            let v4 = (b.sin()).tanh();
-            let v5 = ((x * h[0]).sin().sin()).tanh();
-            a += (0.5_f64).tanh();
-        }
-        for i1 in 0..n + 1 {
-            a = (y.sin().sin()).tanh();
-        }
-        k174119 += 1;
-    }
-    let mut k313307 = 0;
-    while k313307 < n {
-        b = ((((w.iter().map(|v| v * v).sum::<f64>()
-            / (1.0
-                + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
-            - (h[2] + b))
-            * ((w.iter().map(|v| v * v).sum::<f64>()
-                / (1.0
-                    + w.iter().map(|v| v * v).sum::<f64>()
-                        * w.iter().map(|v| v * v).sum::<f64>()))
-                - (h[2] + b))
-            + 1.0)
-            .ln())
-        .tanh();
-        k313307 += 1;
-    }
-    let v4 = (w[1]).tanh();
-    a + b + a
+    a + b + y
 }
 
 #[grad]
 fn p438(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (1.5_f64.cos()).tanh();
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            h[i1 % 3] =
-                ((a + h.iter().sum::<f64>()) - ((x * x + 1.0).sqrt() + (0.25_f64 * x))).tanh();
+    let mut a = (x + h[0]).tanh();
+    let mut b = (slice_helper(&h) + (y - x)).tanh();
+    h[0] *= (w[1] * 1.5_f64.cos()).tanh();
+    if n % 2 == 0 {
+        let v4 = (slice_helper(&h) * y).tanh();
+        if n > 0 {
+            let v5 = (slice_helper(w)).tanh();
+            a *= (h[1].atan().atan()
+                / (1.0 + helper((v5 * slice_helper(w))) * helper((v5 * slice_helper(w)))))
+            .tanh();
+        } else {
+            let v5 = (v4 - 1.5_f64).tanh();
+            let v6 = (helper((y + (0.5_f64 * 0.5_f64 + 1.0).ln()))).tanh();
         }
-        h[i0 % 3] += (a.cos()).tanh();
-        for _ in 0..n {
-            a *= (backprop::sigmoid(w[2])).tanh();
-            let v3 = (((y * (y * h[0])) * (y * (y * h[0])) + 1.0).sqrt()).tanh();
-            a += (h[2] + w[1]).tanh();
+    } else {
+        for _ in (0..n).rev() {
+            if b > -0.13 {
+                break;
+            }
+            let v4 = (h[1].cos() - x.sin()).tanh();
+            h[1] += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+            a += (y).tanh();
         }
     }
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            a *= (helper(a)).tanh();
-            let v3 = (y).tanh();
-        }
-    }
-    for i0 in 0..n + 1 {
-        for i1 in 0..n + 1 {
-            let v3 = (((y + a) / (1.0 + (w[i1 % 3] * w[i1 % 3]) * (w[i1 % 3] * w[i1 % 3]))).atan())
-                .tanh();
-        }
-        a = ((x * x + 1.0).sqrt() * 2.0_f64.sin().atan()).tanh();
-    }
-    let v3 = (slice_helper(&h) * ((a * a + 1.0).ln() / (1.0 + x * x))).tanh();
-    a + a
+    a + b + a
 }
 
 #[grad]
 fn p439(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * (x * x + 1.0).ln()) * helper(x.sin())).tanh();
-    let mut b = ((a * (a * a)) - a.sin()).tanh();
-    a += ((2.0_f64.cos() / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())) - h[2].atan())
+    let mut a = (h[1]).tanh();
+    a = (0.25_f64).tanh();
+    if a > 0.1 {
+        h[2] *= (helper(x)).tanh();
+    } else {
+        let v3 = (((a * a).exp().recip() + w[1].atan())
+            * ((slice_helper(w) + h.iter().sum::<f64>())
+                * (slice_helper(w) + h.iter().sum::<f64>()))
+            .exp()
+            .recip())
         .tanh();
-    let v4 = (helper((x * w.iter().map(|v| v * v).sum::<f64>())) - slice_helper(&h).atan()).tanh();
-    let v5 = (0.5_f64).tanh();
-    a + b + a
+    }
+    a += ((slice_helper(w) * slice_helper(w) + 1.0).sqrt()).tanh();
+    let mut k92965 = 0;
+    loop {
+        if k92965 >= n {
+            break;
+        }
+        a = (x * y).tanh();
+        let v3 = (3.0_f64
+            / (1.0
+                + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+        .tanh();
+        if y > 0.61 {
+            break;
+        }
+        k92965 += 1;
+    }
+    a + y
 }
 
 #[grad]
 fn p440(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((3.0_f64 * 3.0_f64).exp().recip()).tanh();
-    let v3 = (((y * h[1]) * (y * h[1]) + 1.0).ln() - (y - h[1])).tanh();
-    for i0 in 0..n + 1 {
-        a = (w[i0 % 3].sin()).tanh();
-        let v4 = (a).tanh();
-    }
-    if n % 2 == 0 {
-        if y > 0.0 {
-            a += (v3.atan()).tanh();
-        } else {
-        }
-    } else {
+    let mut a = (x).tanh();
+    let v3 = (((y - 2.0_f64) * (y - 2.0_f64)).exp().recip().sin()).tanh();
+    let v4 = (((a + w[2]) * (a + w[2])).exp().recip() * ((x * a) * (x + v3))).tanh();
+    for _ in 0..n {
+        let v5 = (x).tanh();
+        a *= ((((v4 / (1.0 + v3 * v3)) + v4.tanh()) * ((v4 / (1.0 + v3 * v3)) + v4.tanh()))
+            .exp()
+            .recip())
+        .tanh();
+        a *= (h[2]).tanh();
     }
     a + y
 }
@@ -11508,31 +12820,59 @@ fn p440(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 #[grad]
 fn p441(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * x + 1.0).sqrt().tanh()).tanh();
-    if n % 2 == 0 {
-        let v3 = (helper(a)).tanh();
-    } else {
-        let v3 = ((slice_helper(w) + y) * a).tanh();
-        a = (helper((v3 - v3).atan())).tanh();
+    let mut a = (x + (x.cos() / (1.0 + (y + y) * (y + y)))).tanh();
+    let v3 = ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+        + 1.0)
+        .sqrt())
+    .tanh();
+    let mut k162948 = 0;
+    while k162948 < n {
+        if n > 2 {
+            a += (a).tanh();
+        } else {
+            a += (((x * x + 1.0).sqrt() + y.cos()) * 3.0_f64.tanh()).tanh();
+            let v4 = (v3.sin()).tanh();
+        }
+        let v4 = (((y.tanh() / (1.0 + x * x)) * (y.tanh() / (1.0 + x * x)) + 1.0).sqrt()).tanh();
+        k162948 += 1;
     }
-    for i0 in 0..n + 1 {
-        a = (y).tanh();
-        a = ((a * a).exp().recip() / (1.0 + 2.0_f64 * 2.0_f64)).tanh();
+    let v4 = (w[2]).tanh();
+    let mut k648713 = 0;
+    loop {
+        if k648713 >= n {
+            break;
+        }
+        for i1 in 0..n + 1 {
+            h[i1 % 3] *= ((h[0] * (w[0] - w[i1 % 3])).atan()).tanh();
+        }
+        if v4 > 0.61 {
+            break;
+        }
+        k648713 += 1;
     }
-    a = (0.5_f64.sin()).tanh();
-    a + a
+    a + v3
 }
 
 #[grad]
 fn p442(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((slice_helper(w) + (x - x)).sin()).tanh();
-    let mut b = (y).tanh();
-    b -= (((0.5_f64 + 1.5_f64) + 3.0_f64.sin()) / (1.0 + (y + h[0]).tanh() * (y + h[0]).tanh()))
-        .tanh();
-    for _ in (0..n).rev() {
-        h[0] = (1.5_f64 * ((2.0_f64 * 0.5_f64) * (3.0_f64 + w[2]))).tanh();
-        h[0] *= ((helper(w[0]) + y).atan()).tanh();
+    let mut a = (helper(((x + h[2]) - (x + x)))).tanh();
+    let mut b = ((a * a + 1.0).sqrt().sin() * (helper(y) + y)).tanh();
+    let v4 = (helper(0.5_f64) - ((a * a).exp().recip() + (h[1] * h[1] + 1.0).ln())).tanh();
+    for _ in 0..n {
+        let mut k102993 = 0;
+        loop {
+            if k102993 >= n {
+                break;
+            }
+            b += (x.atan().atan()).tanh();
+            b *= (b).tanh();
+            if a > 0.61 {
+                break;
+            }
+            k102993 += 1;
+        }
     }
     a + b + a
 }
@@ -11540,932 +12880,513 @@ fn p442(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
 #[grad]
 fn p443(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((slice_helper(w) - y) * (slice_helper(w) - y))
-        .exp()
-        .recip()
-        * helper((w[1] + y)))
-    .tanh();
-    let mut b = (((y - (y * y).exp().recip()) * (y - (y * y).exp().recip()) + 1.0).sqrt()).tanh();
-    for _ in 0..n {
-        let v4 = (x).tanh();
-    }
-    h[1] *= (((b + (b - y)) * (b + (b - y)) + 1.0).sqrt()).tanh();
-    let v4 = (slice_helper(&h)
-        / (1.0 + (y * h.iter().sum::<f64>()).atan() * (y * h.iter().sum::<f64>()).atan()))
-    .tanh();
-    if n > 2 {
-        for i1 in 0..n + 1 {
-            b *= (v4 - v4).tanh();
-            a = (x).tanh();
-            let v5 = (helper(((h[i1 % 3] - h[i1 % 3]) * (h[1] + a)))).tanh();
+    let mut a = (((x + x) * (w[2] + 3.0_f64)) + (x.cos() * x.cos() + 1.0).sqrt()).tanh();
+    for _ in (0..n).rev() {
+        a *= ((0.25_f64 * (y * a)) / (1.0 + x.cos() * x.cos())).tanh();
+        if a > 0.07 {
+            break;
         }
-        let v5 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    } else {
-        a += (backprop::sigmoid((v4 + x))).tanh();
-        let v5 = (h[2]).tanh();
+        a += (slice_helper(w)).tanh();
+        for i1 in 0..n + 1 {
+            a *= (((y * y) - a) - x).tanh();
+            a *= (((h[1] + h.iter().sum::<f64>()) / (1.0 + h[i1 % 3] * h[i1 % 3])) * a).tanh();
+            if a > 0.07 {
+                continue;
+            }
+            a += (w[i1 % 3]).tanh();
+        }
     }
-    let v5 = ((x * x + 1.0).sqrt() - (b * b + 1.0).ln()).tanh();
-    a + b + v4
+    a -= ((x.sin() - (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * a)) - x).tanh();
+    a + x
 }
 
 #[grad]
 fn p444(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (backprop::sigmoid((x * y))
-        + ((y - a) / (1.0 + backprop::sigmoid(x) * backprop::sigmoid(x))))
-    .tanh();
-    let v4 = (b).tanh();
-    let v5 = (slice_helper(w) / (1.0 + v4.atan() * v4.atan())).tanh();
-    a + b + a
+    let mut a = ((y + (x + x)) * x.cos().tanh()).tanh();
+    let mut b = ((3.0_f64 * 3.0_f64).exp().recip()).tanh();
+    for i0 in 0..n + 1 {
+        for i1 in 0..n + 1 {
+            b = (((y + b) * (y + b)).exp().recip() * x).tanh();
+        }
+        if y > -0.13 {
+            break;
+        }
+        let mut k546374 = 0;
+        while k546374 < n {
+            a += (y).tanh();
+            k546374 += 1;
+        }
+        for _ in 0..n {
+            b += (a).tanh();
+            h[i0 % 3] = (x).tanh();
+            h[0] = (a + helper(y)).tanh();
+            if b > 0.07 {
+                continue;
+            }
+        }
+    }
+    b = ((w
+        .iter()
+        .zip(h.iter())
+        .map(|(a, b)| a * b)
+        .sum::<f64>()
+        .sin()
+        - (3.0_f64 * 3.0_f64 + 1.0).ln())
+        + ((b / (1.0 + y * y)) * y))
+        .tanh();
+    a + b + b
 }
 
 #[grad]
 fn p445(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y.atan()).tanh();
-    let mut b = (helper(a).tanh()).tanh();
-    let mut k724197 = 0;
-    while k724197 < n {
-        a += ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
-            .exp()
-            .recip()
-            .cos())
-        .tanh();
-        let v4 = (3.0_f64).tanh();
-        k724197 += 1;
-    }
-    if n > 1 {
-        h[1] += ((2.0_f64 * 2.0_f64 + 1.0).sqrt()).tanh();
-        a = (x).tanh();
-    } else {
-        b -= ((b * b + 1.0).sqrt()).tanh();
-        let mut k295129 = 0;
-        while k295129 < n {
-            a -= ((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0)
-                .ln()
-                .sin())
-            .tanh();
-            a *= (a.cos().tanh()
-                / (1.0
-                    + (a.tanh() * a.tanh()).exp().recip() * (a.tanh() * a.tanh()).exp().recip()))
-            .tanh();
-            k295129 += 1;
+    let mut a = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
+    a = (h[0]).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {}
+        _ => {
+            let v3 = (3.0_f64 - h[1]).tanh();
+            a = (a).tanh();
         }
     }
-    a + b + b
+    a + y
 }
 
 #[grad]
 fn p446(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let v3 = ((3.0_f64 - w[2]).cos() * x.sin()).tanh();
-    if y > 0.0 {
-        let v4 = (2.0_f64).tanh();
-        a -= ((a * a + 1.0).ln()).tanh();
-    } else {
-        let v4 = ((v3 * v3).exp().recip()).tanh();
-        if n % 2 == 0 {
-            a *= ((h[2] * h[2]).exp().recip() - y).tanh();
-            a *= ((v4 / (1.0 + v4.cos() * v4.cos())).cos()).tanh();
-        } else {
-        }
+    let mut a = (helper(0.25_f64) + ((slice_helper(w) / (1.0 + x * x)) + (y - y))).tanh();
+    for _ in 0..n {
+        a = (w[2]).tanh();
     }
-    a + a
+    a = (w[2]).tanh();
+    if n > 2 {
+        for i1 in 0..n + 1 {
+            a += (a).tanh();
+            if x > -0.13 {
+                continue;
+            }
+            a += (h[1].atan()).tanh();
+            h[i1 % 3] *= (2.0_f64).tanh();
+        }
+        for _ in 0..n {
+            a *= (0.5_f64.cos().cos()).tanh();
+            let v3 = (y).tanh();
+        }
+    } else {
+    }
+    for _ in 0..n {
+        a = (helper((x * x)).atan()).tanh();
+        a = (y * ((x - x) + x.cos())).tanh();
+    }
+    a + y
 }
 
 #[grad]
 fn p447(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y).exp().recip() * backprop::sigmoid((x - 0.25_f64))).tanh();
-    for i0 in 0..n + 1 {
-        a -= (backprop::sigmoid(a) - a).tanh();
-        a = (x).tanh();
-        let v3 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    }
-    if x > 0.1 {
-        if a > -0.2 {
-            a *= ((a.atan() * a.atan()).exp().recip()).tanh();
-            let v3 = (y).tanh();
-        } else {
-            let v3 =
-                (((x / (1.0 + x * x)) * (x / (1.0 + x * x)) + 1.0).sqrt() + (a * helper(y))).tanh();
-            let v4 = (((v3 * v3).exp().recip() + h[1]).sin()).tanh();
+    let mut a = (((x * x).exp().recip() + (0.25_f64 + x)).sin()).tanh();
+    let v3 = ((0.5_f64 / (1.0 + a * a)).cos().sin()).tanh();
+    let v4 = (2.0_f64).tanh();
+    let v5 = (((y - y)
+        / (1.0
+            + (0.25_f64 / (1.0 + slice_helper(&h) * slice_helper(&h)))
+                * (0.25_f64 / (1.0 + slice_helper(&h) * slice_helper(&h)))))
+        / (1.0 + ((x + h[2]) - x.atan()) * ((x + h[2]) - x.atan())))
+    .tanh();
+    if v4 > 0.1 {
+        for _ in (0..n).rev() {
+            let v6 = (x).tanh();
+        }
+        for _ in 0..n {
+            let v6 = (v5).tanh();
+            a += ((0.5_f64 * 0.5_f64).exp().recip() - w[0].cos()).tanh();
+            a *= ((1.5_f64.atan() + x) - w[2]).tanh();
         }
     } else {
-        a = (w[2].tanh().cos() - (backprop::sigmoid(slice_helper(w)) - (a + h[2]))).tanh();
-        h[2] *= (y).tanh();
+        a = (3.0_f64 * (h[1] + a)).tanh();
+        h[1] += (x.sin()).tanh();
     }
-    if x > 0.1 {
-        for i1 in 0..n + 1 {
-            a *= (h[i1 % 3]).tanh();
-            a *= (((y + h[i1 % 3]) - backprop::sigmoid(y)) / (1.0 + 0.5_f64 * 0.5_f64)).tanh();
-            let v3 = (a + (w[0] * (y - a))).tanh();
-        }
-    } else {
-        a = (x).tanh();
-    }
-    a += (helper((0.25_f64 * 0.25_f64 + 1.0).sqrt()).atan()).tanh();
-    a + a
+    a + y
 }
 
 #[grad]
 fn p448(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y - (y + w[0])) - (h[1].cos() * y)).tanh();
-    let mut b = (slice_helper(&h)).tanh();
-    for _ in (0..n).rev() {
-        b = (((y - 3.0_f64.atan()) * (y - 3.0_f64.atan()) + 1.0).ln()).tanh();
+    let mut a = (1.5_f64).tanh();
+    let mut b = (x - (0.25_f64 * x.tanh())).tanh();
+    h[2] *= ((backprop::sigmoid(y) * x.atan()).atan()).tanh();
+    for _ in 0..n {
+        for _ in 0..n {
+            let v4 = (h[2].sin()).tanh();
+            b = ((slice_helper(&h) + v4) + ((h[0] - b) * (h[0] - b) + 1.0).sqrt()).tanh();
+            let v5 = (h.iter().sum::<f64>().cos() - v4).tanh();
+        }
+        if n > 1 {
+            b += (b.sin()).tanh();
+            a *= ((helper(x) * helper(x)).exp().recip() * helper((slice_helper(w) * b))).tanh();
+        } else {
+        }
     }
-    a -= (backprop::sigmoid(((x - b) * (b * b)))).tanh();
-    h[1] = (b / (1.0 + (x + x).cos() * (x + x).cos())).tanh();
-    a = (x).tanh();
-    let v4 = ((w[0] - x) * ((y * x) - (a + h[2]))).tanh();
-    a + b + b
+    let v4 = (((b.atan() - (b + h[0])) * (b.atan() - (b + h[0])))
+        .exp()
+        .recip())
+    .tanh();
+    a + b + a
 }
 
 #[grad]
 fn p449(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (helper((y - x))
-        + (backprop::sigmoid(w[1]) * backprop::sigmoid(w[1]))
-            .exp()
-            .recip())
-    .tanh();
-    let mut b = ((x.cos() - (a / (1.0 + h[2] * h[2]))) * (y + (a * a + 1.0).ln())).tanh();
-    if x > -0.2 {
-        let v4 = (helper((w.iter().map(|v| v * v).sum::<f64>() + (b / (1.0 + b * b))))).tanh();
-        a = (backprop::sigmoid(x).cos()).tanh();
-    } else {
-        b -= (((y * slice_helper(w)) - (h[1] * h[1]).exp().recip())
-            - (helper(y) / (1.0 + (b * a) * (b * a))))
-            .tanh();
+    let mut a = ((w[1] * y) * ((w[0] - y) * backprop::sigmoid(y))).tanh();
+    match n % 3 {
+        0 => {
+            let v3 = (x).tanh();
+            let v4 = (backprop::sigmoid((v3 * v3 + 1.0).ln()).tanh()).tanh();
+        }
+        1 | 2 => {
+            if n % 2 == 0 {
+                let v3 = (y).tanh();
+                let v4 = ((w[1] - 2.0_f64)
+                    + (w[0] - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
+                .tanh();
+            } else {
+            }
+        }
+        _ => {
+            let v3 = (y).tanh();
+        }
     }
-    b = ((y * y + 1.0).sqrt()).tanh();
-    h[1] = (helper((w[2] + 0.25_f64))).tanh();
-    a + b + y
+    for _ in 0..n {
+        if y > -0.13 {
+            continue;
+        }
+        a = ((x - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) - h.iter().sum::<f64>())
+            .tanh();
+        for i1 in 0..n + 1 {
+            h[0] *= (h[0]).tanh();
+        }
+    }
+    a = (h[0] - (backprop::sigmoid(w[0]) + (w[0] * w[0] + 1.0).ln())).tanh();
+    a + y
 }
 
 #[grad]
 fn p450(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y * y + 1.0).ln()).tanh();
-    h[1] = (x + x).tanh();
-    h[1] = (y).tanh();
-    let mut k759071 = 0;
-    while k759071 < n {
-        let v3 = ((((y * y).exp().recip() * x) * ((y * y).exp().recip() * x) + 1.0).sqrt()).tanh();
-        k759071 += 1;
+    let mut a = ((h[2] + slice_helper(&h).atan()).atan()).tanh();
+    let mut b = (w[0]).tanh();
+    let mut k286348 = 0;
+    while k286348 < n {
+        h[0] += (a).tanh();
+        k286348 += 1;
     }
-    for i0 in 0..n + 1 {
-        a = (((h[1] - y).tanh() * (h[1] - y).tanh() + 1.0).sqrt()).tanh();
+    for _ in (0..n).rev() {
+        for _ in (0..n).rev() {
+            b *= (h[2] + ((a - a) + (y * y + 1.0).ln())).tanh();
+            let v4 = (backprop::sigmoid((x / (1.0 + y * y)).atan())).tanh();
+        }
+        for i1 in 0..n + 1 {
+            a = (((b - x.atan()) * (b - x.atan()) + 1.0).ln()).tanh();
+        }
+        for i1 in 0..n + 1 {
+            let v4 = ((x - (w[i1 % 3] + a)) + (a * b).atan()).tanh();
+            a = ((b * b).exp().recip().cos()
+                / (1.0
+                    + (w.iter().map(|v| v * v).sum::<f64>()
+                        * w.iter().map(|v| v * v).sum::<f64>()
+                        + 1.0)
+                        .sqrt()
+                        * (w.iter().map(|v| v * v).sum::<f64>()
+                            * w.iter().map(|v| v * v).sum::<f64>()
+                            + 1.0)
+                            .sqrt()))
+            .tanh();
+        }
     }
-    let v3 = (y.atan()).tanh();
-    a + x
+    a + b + a
 }
 
 #[grad]
 fn p451(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = (h[0] + ((h[2] + x) / (1.0 + (x * a) * (x * a)))).tanh();
-    let mut k113249 = 0;
-    while k113249 < n {
-        let mut k892778 = 0;
-        while k892778 < n {
-            let v4 = (x).tanh();
-            k892778 += 1;
+    let mut a = (helper((x + h[0])) * (y.cos() * (x * x))).tanh();
+    let v3 = (x).tanh();
+    let mut k861310 = 0;
+    while k861310 < n {
+        if n % 2 == 0 {
+            a += (1.5_f64).tanh();
+        } else {
+            a += ((w[1] * y).sin() - ((a * w[1]) * (a * w[1])).exp().recip()).tanh();
+            a = (a).tanh();
         }
-        k113249 += 1;
-    }
-    for _ in (0..n).rev() {
-        for _ in 0..n {
-            h[2] += (((1.5_f64 * b) * (1.5_f64 * b)).exp().recip() + (y * y)).tanh();
-            b *= (b + w.iter().map(|v| v * v).sum::<f64>()).tanh();
-            h[2] = ((2.0_f64.cos() * (b / (1.0 + a * a)))
-                / (1.0
-                    + ((x * x).exp().recip() + (h[0] * h[0] + 1.0).sqrt())
-                        * ((x * x).exp().recip() + (h[0] * h[0] + 1.0).sqrt())))
-            .tanh();
+        if a > -0.2 {
+            let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + v3).tanh();
+            a += (x.atan()).tanh();
+        } else {
+            h[1] *= (w[0]).tanh();
         }
-        let v4 = (((x * y) / (1.0 + (b - w[0]) * (b - w[0]))).tanh()).tanh();
+        k861310 += 1;
     }
-    a + b + b
+    h[1] = (helper(x)).tanh();
+    let v4 = ((y + w[0]).sin().sin()).tanh();
+    let v5 = (((x + y) / (1.0 + w[0] * w[0])).cos()).tanh();
+    a + a
 }
 
 #[grad]
 fn p452(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x.tanh().tanh()).tanh();
-    a += (y).tanh();
-    a = ((x.sin() * x.sin() + 1.0).ln() + y).tanh();
+    let mut a = (w[1] - (slice_helper(&h).atan() * x)).tanh();
+    h[2] = ((x * x + 1.0).ln()).tanh();
+    let v3 = (a * y.sin().tanh()).tanh();
+    match n % 3 {
+        0 => {
+            h[1] *= (((y - 0.5_f64) - (v3 * v3)) + a).tanh();
+        }
+        1 | 2 => {}
+        _ => {
+            a -= (((v3 / (1.0 + a * a)) * (v3 / (1.0 + a * a)) + 1.0).sqrt()
+                - ((v3 + x) + (w[2] * a)))
+                .tanh();
+            let v4 = (y.sin() + v3).tanh();
+        }
+    }
+    for i0 in 0..n + 1 {
+        let v4 = ((y * y + 1.0).ln()).tanh();
+        let v5 =
+            ((helper(a) * helper(a) + 1.0).sqrt() - backprop::sigmoid((w[2] * w[i0 % 3]))).tanh();
+    }
+    let v4 = (backprop::sigmoid(h[1]) * y).tanh();
     a + x
 }
 
 #[grad]
 fn p453(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    if n > 1 {
-        let mut k891982 = 0;
-        while k891982 < n {
-            a += (((x * w.iter().map(|v| v * v).sum::<f64>())
-                * (x * w.iter().map(|v| v * v).sum::<f64>())
-                + 1.0)
-                .sqrt()
-                - ((y - h[1]) - (x * w[2])))
-                .tanh();
-            k891982 += 1;
-        }
-        let v3 = ((x - (x + x)) * ((w[0] - 2.0_f64) * (w[0] - 2.0_f64)).exp().recip()).tanh();
-    } else {
-    }
-    let mut k148659 = 0;
-    while k148659 < n {
-        let v3 = (3.0_f64).tanh();
-        k148659 += 1;
-    }
-    let v3 = ((y * y + 1.0).sqrt().sin().cos()).tanh();
-    a + v3
+    let mut a = (((w[0] * w[0] + 1.0).ln() / (1.0 + w[0].tanh() * w[0].tanh())) - y.sin()).tanh();
+    let v3 = (2.0_f64 - slice_helper(&h)).tanh();
+    let v4 = (backprop::sigmoid(
+        (backprop::sigmoid(y)
+            / (1.0 + (0.25_f64 * 0.25_f64).exp().recip() * (0.25_f64 * 0.25_f64).exp().recip())),
+    ))
+    .tanh();
+    a + v4
 }
 
 #[grad]
 fn p454(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(((y - x) + (y - w[0])))).tanh();
-    let mut b = ((w[1] * a).cos() + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-    h[1] += (backprop::sigmoid(x)).tanh();
-    b = (a).tanh();
-    a + b + a
+    let mut a = (h[2]
+        - ((slice_helper(&h) * slice_helper(&h) + 1.0).sqrt()
+            * (slice_helper(&h) * slice_helper(&h) + 1.0).sqrt())
+        .exp()
+        .recip())
+    .tanh();
+    let v3 = (helper((w[1] * w[1] + 1.0).ln())).tanh();
+    a = (x).tanh();
+    let v4 = (y).tanh();
+    a += (v3).tanh();
+    let v5 = ((((v3 + a) * (v3 + a)).exp().recip() * ((v3 + a) * (v3 + a)).exp().recip())
+        .exp()
+        .recip())
+    .tanh();
+    a + a
 }
 
 #[grad]
 fn p455(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x.atan()).tanh();
-    h[2] = (helper((h[2] * h[2]).exp().recip())).tanh();
-    let v3 = (a.atan().atan() * ((2.0_f64 / (1.0 + w[0] * w[0])) + (a + x))).tanh();
-    a + v3
+    let mut a = (x
+        + ((y * y + 1.0).ln() / (1.0 + (h[2] * h[2] + 1.0).ln() * (h[2] * h[2] + 1.0).ln())))
+    .tanh();
+    let mut b = (helper((y / (1.0 + x * x))) * h[2]).tanh();
+    a = (helper(helper(x)) / (1.0 + y.tanh().cos() * y.tanh().cos())).tanh();
+    let v4 = (((b * b + 1.0).ln() * (b * b + 1.0).ln() + 1.0).sqrt()).tanh();
+    for i0 in 0..n + 1 {
+        if v4 > 0.37 {
+            break;
+        }
+        if n % 2 == 0 {
+            h[i0 % 3] += ((((x * x + 1.0).sqrt() + (b - w[i0 % 3]))
+                * ((x * x + 1.0).sqrt() + (b - w[i0 % 3])))
+                .exp()
+                .recip())
+            .tanh();
+            a += (((h[2] / (1.0 + x * x)) * (h[2] / (1.0 + x * x)))
+                .exp()
+                .recip()
+                .tanh())
+            .tanh();
+        } else {
+            b += (w[0]).tanh();
+        }
+    }
+    a + b + x
 }
 
 #[grad]
 fn p456(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = ((helper(y) - (y - a)) + (h.iter().sum::<f64>() + (w[1] - x))).tanh();
-    b *= (a).tanh();
-    b = ((y.atan() / (1.0 + b * b)).tanh()).tanh();
-    a += ((a.cos() / (1.0 + (b - x) * (b - x))) * (b - (b / (1.0 + h[1] * h[1])))).tanh();
+    let mut a = (x
+        - ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>())
+            .exp()
+            .recip()
+            - y))
+        .tanh();
+    let mut b = ((0.5_f64 * 0.5_f64 + 1.0).ln().cos()).tanh();
+    for _ in 0..n {
+        h[0] += (w.iter().map(|v| v * v).sum::<f64>() - ((b + 0.5_f64) + (h[2] + b))).tanh();
+        a -= (w[1] + a.atan()).tanh();
+        h[2] += (((y * x) * (y * x) + 1.0).ln() - b).tanh();
+    }
+    h[0] = ((b - (h[2] + 0.25_f64)) + b).tanh();
+    b = (((h.iter().sum::<f64>() + x) + (1.5_f64 - a)) * (w[0] + w[0].cos())).tanh();
+    b = (helper((y * y + 1.0).sqrt())).tanh();
     a + b + x
 }
 
 #[grad]
 fn p457(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y - (y + x)) * ((y + x) - y)).tanh();
-    let mut b = (y - (a * x).cos()).tanh();
-    b = (backprop::sigmoid(w.iter().map(|v| v * v).sum::<f64>())).tanh();
-    a += ((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-        * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() + a))
-        .cos())
-    .tanh();
-    a = (b * (0.25_f64.atan() / (1.0 + (b * b).exp().recip() * (b * b).exp().recip()))).tanh();
-    a + b + b
+    let mut a = (((y / (1.0 + y * y))
+        / (1.0
+            + (x / (1.0
+                + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
+                * (x / (1.0
+                    + w.iter().map(|v| v * v).sum::<f64>()
+                        * w.iter().map(|v| v * v).sum::<f64>()))))
+        - y)
+        .tanh();
+    h[2] *=
+        ((((a + x) * (x + slice_helper(w))) * ((a + x) * (x + slice_helper(w))) + 1.0).ln()).tanh();
+    let v3 = ((y * y + 1.0).ln()).tanh();
+    for i0 in 0..n + 1 {
+        a = ((((y - y) * y) * ((y - y) * y) + 1.0).sqrt()).tanh();
+        let v4 = (y).tanh();
+        if y > 0.37 {
+            continue;
+        }
+    }
+    a = ((h[1] * h[1] + 1.0).sqrt() + v3).tanh();
+    a + y
 }
 
 #[grad]
 fn p458(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (h[0]).tanh();
-    h[0] *= (a).tanh();
-    for _ in (0..n).rev() {
-        h[2] *= ((((h[2] / (1.0 + slice_helper(&h) * slice_helper(&h))) + (x * a))
-            * ((h[2] / (1.0 + slice_helper(&h) * slice_helper(&h))) + (x * a))
-            + 1.0)
-            .sqrt())
-        .tanh();
+    let mut a = (helper((x.atan() * x.atan()).exp().recip())).tanh();
+    let mut k772674 = 0;
+    while k772674 < n {
+        a = ((backprop::sigmoid(w[2]) / (1.0 + (a * y) * (a * y))) + y).tanh();
+        k772674 += 1;
     }
-    let v3 = (x.sin()).tanh();
-    for _ in 0..n {
-        h[1] = ((h.iter().sum::<f64>() * (w[0] * w[0] + 1.0).sqrt()).cos()).tanh();
-    }
-    a + x
+    let v3 = (a).tanh();
+    a + y
 }
 
 #[grad]
 fn p459(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((y / (1.0 + 3.0_f64.tanh() * 3.0_f64.tanh())).cos()).tanh();
-    let mut b = (x).tanh();
-    let mut k276725 = 0;
-    while k276725 < n {
-        let v4 = (b).tanh();
-        k276725 += 1;
+    let mut a = (h.iter().sum::<f64>() * ((w[1] + 1.5_f64) + y.atan())).tanh();
+    let mut b =
+        (y / (1.0 + ((x - slice_helper(w)) + (a - x)) * ((x - slice_helper(w)) + (a - x)))).tanh();
+    let mut k58719 = 0;
+    while k58719 < n {
+        b += (x + y).tanh();
+        for _ in 0..n {
+            b += (b.cos()).tanh();
+            b = (((b * x) * (b * x) + 1.0).ln() + (2.0_f64 / (1.0 + 2.0_f64 * 2.0_f64)).cos())
+                .tanh();
+            if b > -0.13 {
+                break;
+            }
+            a += (((y - y) / (1.0 + (a * a).exp().recip() * (a * a).exp().recip())) - a).tanh();
+        }
+        k58719 += 1;
     }
-    a *= ((w[0] * w[0] + 1.0).sqrt() - (b.tanh() * h.iter().sum::<f64>())).tanh();
-    a -= (((w[1] * w[2]) * (a / (1.0 + a * a))).sin()).tanh();
-    let v4 = (x).tanh();
-    let v5 = (((v4 + slice_helper(&h)) * x) / (1.0 + (v4.atan() * a) * (v4.atan() * a))).tanh();
-    a + b + v5
+    a += (h[2] - b).tanh();
+    let v4 = ((y + (2.0_f64 * b)) - backprop::sigmoid(b)).tanh();
+    match n % 3 {
+        0 => {
+            let v5 = ((y - (2.0_f64 + b))
+                - (backprop::sigmoid(b) * backprop::sigmoid(b) + 1.0).ln())
+            .tanh();
+        }
+        1 | 2 => {
+            a -= (backprop::sigmoid((a + (w[1] + y)))).tanh();
+            let mut k17230 = 0;
+            while k17230 < n {
+                b *= (a).tanh();
+                k17230 += 1;
+            }
+        }
+        _ => {}
+    }
+    a + b + a
 }
 
 #[grad]
 fn p460(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((w[0] * y) * (w[0] * y) + 1.0).ln() + (y / (1.0 + 0.25_f64 * 0.25_f64))).tanh();
-    let mut b = (h[1] * x).tanh();
-    let v4 = (x.atan() - (h[2] * x.cos())).tanh();
-    a = (x).tanh();
-    a + b + y
+    let mut a = (w[0]).tanh();
+    let mut k641456 = 0;
+    while k641456 < n {
+        let v3 = (x
+            + ((h[0] * h[0]).exp().recip() * (h[0] * h[0]).exp().recip())
+                .exp()
+                .recip())
+        .tanh();
+        k641456 += 1;
+    }
+    h[0] = (helper(backprop::sigmoid(a)).atan()).tanh();
+    let v3 = (h[0] + x).tanh();
+    h[0] = (y).tanh();
+    a + v3
 }
 
 #[grad]
 fn p461(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (h[2] + ((y - 3.0_f64) * (y + x))).tanh();
-    a = (y
-        / (1.0
-            + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                + 1.0)
-                .sqrt()
-                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                    * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                    + 1.0)
-                    .sqrt()))
-    .tanh();
-    let mut k747677 = 0;
-    while k747677 < n {
-        let mut k456019 = 0;
-        while k456019 < n {
-            a += (1.5_f64
-                / (1.0
-                    + ((h[2] + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                        * 1.5_f64)
-                        * ((h[2] + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-                            * 1.5_f64)))
-                .tanh();
-            k456019 += 1;
+    let mut a = (y - backprop::sigmoid((x * x))).tanh();
+    let mut b = (helper(h[2]) - x).tanh();
+    match n % 3 {
+        0 => {
+            a = (backprop::sigmoid((b * (a / (1.0 + h[2] * h[2]))))).tanh();
+            let v4 = (((a + 0.5_f64).sin() * (a + 0.5_f64).sin() + 1.0).ln()).tanh();
         }
-        h[2] *= (a).tanh();
-        k747677 += 1;
+        1 | 2 => {
+            let v4 = (slice_helper(&h)).tanh();
+            h[1] = (b).tanh();
+        }
+        _ => {}
     }
-    a + a
+    a = (a).tanh();
+    for _ in 0..n {
+        if a > -0.2 {
+            a += (backprop::sigmoid(0.25_f64)).tanh();
+            h[2] *= (3.0_f64).tanh();
+        } else {
+            b *= ((w[2].cos() * w[2].cos()).exp().recip().sin()).tanh();
+        }
+    }
+    a + b + y
 }
 
 #[grad]
 fn p462(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y.tanh()).tanh();
-    let mut k713092 = 0;
-    while k713092 < n {
-        for _ in 0..n {
-            let v3 = (slice_helper(w)).tanh();
-        }
-        k713092 += 1;
-    }
-    let mut k35441 = 0;
-    while k35441 < n {
-        let v3 = (helper(1.5_f64)).tanh();
-        let v4 = (x).tanh();
-        k35441 += 1;
-    }
-    let v3 = (a).tanh();
-    if x > 0.0 {
-        if x > 0.0 {
-            a -= ((y / (1.0 + (w[0] - h.iter().sum::<f64>()) * (w[0] - h.iter().sum::<f64>())))
-                .atan())
-            .tanh();
-            a -= (helper(((x + h[2]) - (x + x)))).tanh();
-        } else {
-            let v4 = (v3 * (a - h[0]).atan()).tanh();
-        }
-        let v4 = (x).tanh();
-    } else {
-        let v4 = (v3 * 0.5_f64).tanh();
-        a -= (w[1]).tanh();
-    }
-    a + y
-}
-
-#[grad]
-fn p463(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (slice_helper(w) / (1.0 + 0.5_f64 * 0.5_f64)).tanh();
-    let mut b = (a - (y.tanh() - (a * a + 1.0).sqrt())).tanh();
-    let v4 = (((b / (1.0 + b * b)) / (1.0 + (x * x).exp().recip() * (x * x).exp().recip())).atan())
-        .tanh();
-    let v5 = (((w[2] + h.iter().sum::<f64>()) * h[0].tanh()).sin()).tanh();
-    let mut k187968 = 0;
-    while k187968 < n {
-        b *= (b).tanh();
-        h[1] += (w[2].cos().cos() * (slice_helper(w) * v5.cos())).tanh();
-        k187968 += 1;
-    }
-    a + b + x
-}
-
-#[grad]
-fn p464(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((backprop::sigmoid(x) * backprop::sigmoid(x) + 1.0).ln()
-        / (1.0
-            + ((y + x) / (1.0 + (x * x + 1.0).sqrt() * (x * x + 1.0).sqrt()))
-                * ((y + x) / (1.0 + (x * x + 1.0).sqrt() * (x * x + 1.0).sqrt()))))
+    let mut a = (((0.25_f64 - y).cos() * (0.25_f64 - y).cos()).exp().recip()).tanh();
+    let mut b = (w
+        .iter()
+        .zip(h.iter())
+        .map(|(a, b)| a * b)
+        .sum::<f64>()
+        .cos())
     .tanh();
-    let mut b =
-        (((h[1] + h.iter().sum::<f64>()) / (1.0 + slice_helper(w) * slice_helper(w))) * a).tanh();
-    if x > 0.1 {
-        let mut k552669 = 0;
-        while k552669 < n {
-            let v4 = (b).tanh();
-            b +=
-                (backprop::sigmoid(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())).tanh();
-            k552669 += 1;
-        }
-    } else {
-        let v4 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-            / (1.0
-                + ((y * b) / (1.0 + (w[2] / (1.0 + b * b)) * (w[2] / (1.0 + b * b))))
-                    * ((y * b) / (1.0 + (w[2] / (1.0 + b * b)) * (w[2] / (1.0 + b * b))))))
-            .tanh();
-        for i1 in 0..n + 1 {
-            h[i1 % 3] = (w[2]).tanh();
-        }
-    }
-    if n > 0 {
-        for i1 in 0..n + 1 {
-            b *= (((0.5_f64 * b) - y).tanh()).tanh();
-        }
-        h[0] = ((3.0_f64.tanh() * 3.0_f64.tanh() + 1.0).sqrt().cos()).tanh();
-    } else {
-        if n > 0 {
-            b += (a + ((x * y) - h.iter().sum::<f64>())).tanh();
-        } else {
-            let v4 = (a).tanh();
-        }
-        h[0] = (y).tanh();
-    }
-    a + b + x
-}
-
-#[grad]
-fn p465(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(x).cos()).tanh();
-    let mut b = (helper(
-        ((3.0_f64 * 3.0_f64 + 1.0).ln() * (3.0_f64 * 3.0_f64 + 1.0).ln())
-            .exp()
-            .recip(),
-    ))
-    .tanh();
-    a += (((b / (1.0 + y * y)) * y)
-        - ((w.iter().map(|v| v * v).sum::<f64>() - y)
-            * (w.iter().map(|v| v * v).sum::<f64>() - y))
-            .exp()
-            .recip())
-    .tanh();
-    if a > 0.1 {
-        let v4 = (2.0_f64).tanh();
-    } else {
-        let v4 = (backprop::sigmoid(h[1])).tanh();
-        a = (a).tanh();
-    }
-    a + b + a
-}
-
-#[grad]
-fn p466(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(0.25_f64) + ((slice_helper(w) / (1.0 + x * x)) + (y - y))).tanh();
-    for _ in 0..n {
-        a = (w[2]).tanh();
-    }
-    a = (w[2].cos()).tanh();
-    if n > 3 {
-        if a > 0.0 {
-            let v3 = (((x - a) - (x - y)) + (a.cos() * a.cos() + 1.0).ln()).tanh();
-        } else {
-        }
-    } else {
-        if n > 0 {
-            a += (y * x).tanh();
-            a *= (w[1]).tanh();
-        } else {
-        }
-    }
-    let mut k65863 = 0;
-    while k65863 < n {
-        let v3 = (h[2]
-            - ((0.25_f64
-                / (1.0
-                    + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                        * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-                + (y * 0.25_f64)))
-            .tanh();
-        let v4 = (v3).tanh();
-        k65863 += 1;
-    }
-    a + x
-}
-
-#[grad]
-fn p467(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (1.5_f64).tanh();
-    a = (x).tanh();
-    a *= ((3.0_f64 * 3.0_f64).exp().recip()).tanh();
-    a *= (x + ((a - a) + 1.5_f64)).tanh();
-    a + a
-}
-
-#[grad]
-fn p468(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (helper(y)).tanh();
-    let v3 = (x).tanh();
-    let v4 = ((v3 * v3).exp().recip()).tanh();
-    a + a
-}
-
-#[grad]
-fn p469(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (slice_helper(&h).sin()).tanh();
-    let mut b = (backprop::sigmoid(y)
-        / (1.0 + (a * a + 1.0).sqrt().sin() * (a * a + 1.0).sqrt().sin()))
-    .tanh();
-    let v4 = (((h[1] * b) * (x - a)) * 0.5_f64).tanh();
-    let v5 = (3.0_f64.tanh() + ((a - 3.0_f64) + x)).tanh();
-    let v6 = (((1.5_f64 * v4) / (1.0 + helper(x) * helper(x)))
-        + (backprop::sigmoid(v5) + (w[0] / (1.0 + x * x))))
-        .tanh();
-    a = (v4).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p470(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (w[1]).tanh();
-    h[1] = ((backprop::sigmoid(w[2]) * backprop::sigmoid(w[2]))
-        .exp()
-        .recip()
-        * (slice_helper(&h) * y).sin())
-    .tanh();
-    let v3 = (slice_helper(w)).tanh();
-    for _ in 0..n {
-        let v4 = (((v3 - y) * (v3 - y) + 1.0).ln().tanh()).tanh();
-        for _ in 0..n {
-            a += (((3.0_f64 * y).cos() * (3.0_f64 * y).cos() + 1.0).ln()).tanh();
-            let v5 = (v3).tanh();
-            a += (y).tanh();
-        }
-        let v5 = ((helper(a) * helper(a) + 1.0).ln()).tanh();
-    }
-    a + a
-}
-
-#[grad]
-fn p471(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((y.cos() * y.cos() + 1.0).sqrt()
-        / (1.0
-            + (h[2].tanh() * h[2].tanh() + 1.0).sqrt() * (h[2].tanh() * h[2].tanh() + 1.0).sqrt()))
-    .tanh();
-    let v3 = ((a - 0.25_f64).tanh().sin()).tanh();
-    a *= (backprop::sigmoid((a + y.cos()))).tanh();
-    if n % 2 == 0 {
-        let v4 = (w[0]).tanh();
-    } else {
-        h[0] = (w[1]).tanh();
-        let v4 = (((w[0] - a) * backprop::sigmoid(a))
-            / (1.0 + (y * y).exp().recip() * (y * y).exp().recip()))
-        .tanh();
-    }
-    for _ in 0..n {
-        if n % 2 == 0 {
-            h[0] += ((y * y + 1.0).ln()).tanh();
-            h[0] = (y).tanh();
-        } else {
-        }
-        let v4 = (w[1] - 2.0_f64).tanh();
-    }
-    if y > 0.0 {
-        for i1 in 0..n + 1 {
-            a += ((v3 + (a - y)) + h[i1 % 3]).tanh();
-        }
-        let v4 = (v3).tanh();
-    } else {
-    }
-    a + v3
-}
-
-#[grad]
-fn p472(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((h[0] + (y - y)) * (h[0] + (y - y))).exp().recip()).tanh();
-    let mut k257341 = 0;
-    while k257341 < n {
-        h[2] = (a - h[0]).tanh();
-        k257341 += 1;
-    }
-    h[2] += (a).tanh();
-    a + x
-}
-
-#[grad]
-fn p473(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((((x / (1.0 + h[0] * h[0])) / (1.0 + (y - w[0]) * (y - w[0])))
-        * ((x / (1.0 + h[0] * h[0])) / (1.0 + (y - w[0]) * (y - w[0])))
-        + 1.0)
-        .sqrt())
-    .tanh();
-    let mut b = (x).tanh();
-    for _ in (0..n).rev() {
-        for _ in (0..n).rev() {
-            b *= (h[2] + ((a - a) + (y * y + 1.0).ln())).tanh();
-            let v4 = (backprop::sigmoid((x / (1.0 + y * y)).atan())).tanh();
-        }
-        for _ in (0..n).rev() {
-            a *= (a + a.tanh().cos()).tanh();
-            h[2] = (a).tanh();
-        }
-        h[1] = ((y + h[2]).tanh() - (b * x)).tanh();
-    }
-    if n > 3 {
-        b = ((a * a).exp().recip().cos() - ((a / (1.0 + x * x)) - (b - y))).tanh();
-    } else {
-        let v4 = (h[0]).tanh();
-        for _ in 0..n {
-            b = (a).tanh();
-            let v5 = (3.0_f64).tanh();
-            b = (backprop::sigmoid(w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).sin())
-                .tanh();
-        }
-    }
-    a + b + x
-}
-
-#[grad]
-fn p474(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x * x + 1.0).sqrt() - w[1].sin()).tanh();
-    let mut b = (y - ((w[2] * y) * (y + w[2]))).tanh();
-    h[2] *= (helper(h[0])).tanh();
-    let v4 = ((h[1] * h[1]).exp().recip()).tanh();
-    let mut k252376 = 0;
-    while k252376 < n {
-        b -= (backprop::sigmoid(((b * v4) * (3.0_f64 + v4)))).tanh();
-        k252376 += 1;
-    }
-    for _ in (0..n).rev() {
-        h[2] = (x.atan()).tanh();
-        let v5 = (v4 + x).tanh();
-        let v6 = (0.5_f64
-            / (1.0 + (w[1] - (a * slice_helper(&h))) * (w[1] - (a * slice_helper(&h)))))
-        .tanh();
-    }
-    let v5 = (h[0]).tanh();
-    a + b + v4
-}
-
-#[grad]
-fn p475(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((((x - x) - 0.5_f64) * ((x - x) - 0.5_f64) + 1.0).sqrt()).tanh();
-    let mut b = (helper(y.sin().tanh())).tanh();
-    let mut k750549 = 0;
-    while k750549 < n {
-        h[1] *= (((y - 0.5_f64) - (b * b)) + a).tanh();
-        for i1 in 0..n + 1 {
-            let v4 = (h[i1 % 3] - b).tanh();
-        }
-        k750549 += 1;
-    }
-    for _ in (0..n).rev() {
-        for _ in 0..n {
-            b *= ((w[2] * w[2] + 1.0).sqrt().tanh()).tanh();
-            a *= (a).tanh();
-        }
-        if a > 0.1 {
-            a *= ((b + (y * y + 1.0).ln()) * x).tanh();
-        } else {
-            b += (slice_helper(&h) * (w[1].atan() - w[1])).tanh();
-            a = (h[1]).tanh();
-        }
-        if n > 1 {
-            a += (((w[0] * w[0] + 1.0).ln() / (1.0 + w[0].tanh() * w[0].tanh())) - a.sin()).tanh();
-        } else {
-        }
-    }
-    let v4 = (2.0_f64 - slice_helper(&h)).tanh();
-    let v5 = (backprop::sigmoid(
-        (backprop::sigmoid(y)
-            / (1.0 + (0.25_f64 * 0.25_f64).exp().recip() * (0.25_f64 * 0.25_f64).exp().recip())),
-    ))
-    .tanh();
-    a = ((v5 / (1.0 + (a * a).exp().recip() * (a * a).exp().recip()))
-        + ((b - 1.5_f64) / (1.0 + (v4 + b) * (v4 + b))))
-        .tanh();
-    a + b + x
-}
-
-#[grad]
-fn p476(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y).tanh();
-    let mut b = ((y.atan() * y.atan()).exp().recip() + (backprop::sigmoid(h[2]) + y.cos())).tanh();
-    h[1] = ((((w[1] / (1.0 + b * b)) / (1.0 + a.sin() * a.sin()))
-        * ((w[1] / (1.0 + b * b)) / (1.0 + a.sin() * a.sin()))
-        + 1.0)
-        .ln())
-    .tanh();
-    let v4 = (helper(y)).tanh();
-    b += (w[2].atan() + a).tanh();
-    let mut k111549 = 0;
-    while k111549 < n {
-        for i1 in 0..n + 1 {
-            b += (b).tanh();
-            a += (a).tanh();
-            let v5 = (((y - b) + (b + h[0])).atan()).tanh();
-        }
-        k111549 += 1;
-    }
-    a + b + a
-}
-
-#[grad]
-fn p477(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (((x / (1.0 + x * x))
-        + (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * y))
-        .atan())
-    .tanh();
-    for _ in 0..n {
-        if n % 2 == 0 {
-            a += (3.0_f64).tanh();
-            a = (backprop::sigmoid(y)).tanh();
-        } else {
-            let v3 = ((x.cos() * (y * y + 1.0).sqrt()).atan()).tanh();
-            a *= (y).tanh();
-        }
-        for _ in (0..n).rev() {
-            a += (a).tanh();
-        }
-    }
-    let v3 = (x + y).tanh();
-    let v4 = (backprop::sigmoid((y.sin() * y.sin() + 1.0).ln())).tanh();
-    let v5 =
-        ((w[1] - a.atan()) + ((h[2] * h[2]).exp().recip() / (1.0 + (v4 + a) * (v4 + a)))).tanh();
-    a = ((slice_helper(w) + x).tanh() - ((y + slice_helper(w)) + v3)).tanh();
-    a + a
-}
-
-#[grad]
-fn p478(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    h[2] = (x).tanh();
-    for _ in (0..n).rev() {
-        let v3 = (((x * x).exp().recip() + y.cos()) - ((y + h[2]) * (y + h[2]) + 1.0).ln()).tanh();
-        h[1] *= (w[1]).tanh();
-        if n % 2 == 0 {
-            a *= (x - v3).tanh();
-            a = (0.25_f64.atan()).tanh();
-        } else {
-            a *= (a).tanh();
-            a *= (x).tanh();
-        }
-    }
-    for i0 in 0..n + 1 {
-        let mut k290212 = 0;
-        while k290212 < n {
-            a = ((((x / (1.0 + w[0] * w[0])) * (x / (1.0 + w[0] * w[0])) + 1.0).sqrt()
-                * ((x / (1.0 + w[0] * w[0])) * (x / (1.0 + w[0] * w[0])) + 1.0).sqrt()
-                + 1.0)
-                .sqrt())
-            .tanh();
-            k290212 += 1;
-        }
-        for i1 in 0..n + 1 {
-            a *= (x).tanh();
-        }
-        let mut k39066 = 0;
-        while k39066 < n {
-            let v3 = (w.iter().map(|v| v * v).sum::<f64>()
-                + ((x / (1.0 + x * x)) / (1.0 + (a + x) * (a + x))))
-                .tanh();
-            a *= ((w[0] * (1.5_f64 / (1.0 + w[1] * w[1])))
-                - (helper(v3) - (0.5_f64 / (1.0 + h[2] * h[2]))))
-                .tanh();
-            k39066 += 1;
-        }
-    }
-    let v3 = (y).tanh();
-    a + v3
-}
-
-#[grad]
-fn p479(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = ((x + y)
-        / (1.0
-            + ((w[1] * y) * (w[1] * y)).exp().recip() * ((w[1] * y) * (w[1] * y)).exp().recip()))
-    .tanh();
-    for i0 in 0..n + 1 {
-        if n % 2 == 0 {
-            a *= (y).tanh();
-            a += (w[i0 % 3]).tanh();
-        } else {
-        }
-    }
-    h[0] += (((y * h.iter().sum::<f64>()) + 3.0_f64) / (1.0 + helper(w[1]) * helper(w[1]))).tanh();
-    for _ in 0..n {
-        if n > 3 {
-            a = (((y + a) * (y + a) + 1.0).ln() + (2.0_f64 / (1.0 + 2.0_f64 * 2.0_f64)).cos())
-                .tanh();
-        } else {
-            a += (((x * a) / (1.0 + a * a)) + ((y + a) + (x - w[0]))).tanh();
-        }
-        if n % 2 == 0 {
-            a *= (x * y).tanh();
-        } else {
-            a *= (backprop::sigmoid((h[1] + (1.5_f64 + y)))).tanh();
-        }
-    }
-    a + x
-}
-
-#[grad]
-fn p480(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y - (y - slice_helper(&h)).atan()).tanh();
-    let mut b = ((backprop::sigmoid(a) - (y - slice_helper(&h))) - x).tanh();
-    let mut k886556 = 0;
-    while k886556 < n {
-        let mut k967930 = 0;
-        while k967930 < n {
-            a += (((a * a).exp().recip() * (a * a).exp().recip() + 1.0).ln()
-                + w.iter().map(|v| v * v).sum::<f64>())
-            .tanh();
-            h[0] *= (w.iter().map(|v| v * v).sum::<f64>()
-                - ((0.5_f64 * 0.5_f64).exp().recip() * (x - y)))
-                .tanh();
-            k967930 += 1;
-        }
-        let mut k279874 = 0;
-        while k279874 < n {
-            b = (a).tanh();
-            a += (y).tanh();
-            k279874 += 1;
-        }
-        k886556 += 1;
-    }
-    let v4 = (x).tanh();
-    let v5 = (w[0]).tanh();
-    a + b + v5
-}
-
-#[grad]
-fn p481(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (2.0_f64.atan()).tanh();
-    let mut b = ((x - backprop::sigmoid(h[1])).tanh()).tanh();
-    for _ in 0..n {
-        a = (helper(x.atan())).tanh();
-        for _ in 0..n {
-            let v4 = (b).tanh();
-            h[0] += (h[2]).tanh();
-            a += (((a + 0.5_f64).sin() * (a + 0.5_f64).sin() + 1.0).ln()).tanh();
-        }
-        if n % 2 == 0 {
-            let v4 = (y).tanh();
-            h[2] *=
-                ((x - (w[2] * w[2] + 1.0).sqrt()) - ((v4 / (1.0 + w[0] * w[0])) - x.atan())).tanh();
-        } else {
-        }
-    }
-    a = (helper(b).atan() - ((1.5_f64 * 1.5_f64).exp().recip() / (1.0 + y * y))).tanh();
-    let mut k602062 = 0;
-    while k602062 < n {
-        let mut k451785 = 0;
-        while k451785 < n {
-            let v4 = (backprop::sigmoid(
-                w.iter()
-                    .zip(h.iter())
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>()
-                    .cos(),
-            ))
-            .tanh();
-            a *= (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-            k451785 += 1;
-        }
-        k602062 += 1;
-    }
+    a *= (w.iter().map(|v| v * v).sum::<f64>()).tanh();
     if y > 0.1 {
         a = (y / (1.0 + ((y - y) * (x - y)) * ((y - y) * (x - y)))).tanh();
         b *= ((((slice_helper(&h) - a) * b) * ((slice_helper(&h) - a) * b) + 1.0).sqrt()).tanh();
@@ -12474,401 +13395,1134 @@ fn p481(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
         let v4 = (x.cos().cos() - a).tanh();
     }
     h[2] *= (((0.5_f64 * h[1]) * x) * (b + a)).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p482(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (y - ((0.5_f64 * 0.5_f64 + 1.0).ln() * y)).tanh();
-    let mut b = ((a / (1.0 + x * x)) / (1.0 + x * x)).tanh();
-    if b > 0.0 {
-        let v4 =
-            (((h[1] - a) - (w[0] + x)) - (w.iter().map(|v| v * v).sum::<f64>() + x).tanh()).tanh();
-        b += ((a * a + 1.0).ln()).tanh();
-    } else {
-        if n > 2 {
-            a += (backprop::sigmoid(((w[2] * b) * (w[2] * b)).exp().recip())).tanh();
-            b *= (((y + b) / (1.0 + (w[1] - 0.5_f64) * (w[1] - 0.5_f64))).tanh()).tanh();
-        } else {
-            let v4 = (w[2]).tanh();
-        }
-    }
-    a -= ((w[0].tanh() * w[0].tanh()).exp().recip()).tanh();
-    for i0 in 0..n + 1 {
-        b = (h[2] + (h[0] + b.atan())).tanh();
-    }
-    let mut k837174 = 0;
-    while k837174 < n {
-        b = (b.tanh()).tanh();
-        k837174 += 1;
-    }
-    a = ((0.25_f64 - y).cos() * y.atan()).tanh();
-    a + b + y
-}
-
-#[grad]
-fn p483(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
-    let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(h[0])).tanh();
-    let mut b = (w[0]).tanh();
-    for i0 in 0..n + 1 {
-        h[i0 % 3] *= ((b * b + 1.0).sqrt()).tanh();
-    }
-    h[0] = (((slice_helper(w) + b) * (x * x).exp().recip()) - w[1]).tanh();
+    let v4 = (((0.5_f64 * slice_helper(w)) - (w[1] + b))
+        * ((y / (1.0 + w[2] * w[2])) * (y / (1.0 + w[2] * w[2])))
+            .exp()
+            .recip())
+    .tanh();
+    a = (y).tanh();
     a + b + b
 }
 
 #[grad]
-fn p484(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p463(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (w[2]).tanh();
-    let mut k260550 = 0;
-    while k260550 < n {
-        h[1] += (((y + 1.5_f64) - y.atan())
-            - ((y * 2.0_f64) / (1.0 + (x * x).exp().recip() * (x * x).exp().recip())))
-        .tanh();
-        let mut k978222 = 0;
-        while k978222 < n {
-            h[1] *= ((helper(w[2]) * helper(w[2]) + 1.0).sqrt().sin()).tanh();
-            k978222 += 1;
+    let mut a = (((x * x + 1.0).ln() * (x * x + 1.0).ln())
+        .exp()
+        .recip()
+        .sin())
+    .tanh();
+    let mut b = ((y - (a - w[0])) - (w.iter().map(|v| v * v).sum::<f64>() - x)).tanh();
+    let v4 = (backprop::sigmoid(((y * a) * backprop::sigmoid(1.5_f64)))).tanh();
+    let mut k251978 = 0;
+    loop {
+        if k251978 >= n {
+            break;
         }
-        k260550 += 1;
+        h[1] += (((0.25_f64 * 0.25_f64).exp().recip().tanh()
+            * (0.25_f64 * 0.25_f64).exp().recip().tanh())
+        .exp()
+        .recip())
+        .tanh();
+        if v4 > 0.61 {
+            break;
+        }
+        k251978 += 1;
     }
-    h[0] = (((w[2] * slice_helper(w)) - (w[1] + x)).sin()).tanh();
+    b = (v4).tanh();
+    let v5 = (helper(x.sin())).tanh();
+    a -= ((w[0].tanh() * w[0].tanh()).exp().recip()).tanh();
+    a + b + v5
+}
+
+#[grad]
+fn p464(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y + (y * y + 1.0).sqrt()).tanh();
+    let mut b = ((x * x).exp().recip().sin()).tanh();
+    for _ in (0..n).rev() {
+        for _ in 0..n {
+            b += (((y + 0.25_f64) + (a / (1.0 + a * a)))
+                * ((slice_helper(&h) * slice_helper(&h)).exp().recip()
+                    * (h[0] + w.iter().map(|v| v * v).sum::<f64>())))
+            .tanh();
+            let v4 = (helper(x.sin())).tanh();
+            a *= (h.iter().sum::<f64>() - 3.0_f64).tanh();
+        }
+        if a > -0.2 {
+            let v4 = (0.5_f64).tanh();
+            let v5 = (((w[2] + x) - (b / (1.0 + v4 * v4))) - a).tanh();
+        } else {
+            let v4 = (1.5_f64).tanh();
+        }
+        let v4 = ((y.tanh() * y.tanh() + 1.0).ln()
+            / (1.0
+                + backprop::sigmoid(w.iter().map(|v| v * v).sum::<f64>()).cos()
+                    * backprop::sigmoid(w.iter().map(|v| v * v).sum::<f64>()).cos()))
+        .tanh();
+    }
+    let v4 = (((b * b + 1.0).sqrt() * (b * b + 1.0).sqrt() + 1.0).sqrt()
+        / (1.0 + (y + b.cos()) * (y + b.cos())))
+    .tanh();
+    let mut k513200 = 0;
+    loop {
+        if k513200 >= n {
+            break;
+        }
+        b = (backprop::sigmoid((1.5_f64.atan() - h.iter().sum::<f64>().tanh()))).tanh();
+        a = (backprop::sigmoid(y.tanh().cos())).tanh();
+        if v4 > 0.61 {
+            break;
+        }
+        k513200 += 1;
+    }
+    if n % 2 == 0 {
+        h[1] =
+            ((v4 - w[1]).cos() + ((x * x + 1.0).sqrt() * (x * x + 1.0).sqrt() + 1.0).sqrt()).tanh();
+        a = (v4 * ((w[1] * x) + a)).tanh();
+    } else {
+        if v4 > 0.1 {
+            b += ((backprop::sigmoid(b).tanh() * backprop::sigmoid(b).tanh())
+                .exp()
+                .recip())
+            .tanh();
+            a += ((((x * y) * (x * y)).exp().recip() * ((x * y) * (x * y)).exp().recip() + 1.0)
+                .sqrt())
+            .tanh();
+        } else {
+            a += (x.atan() + b).tanh();
+        }
+        let v5 = (2.0_f64).tanh();
+    }
+    a + b + x
+}
+
+#[grad]
+fn p465(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid(w[0])).tanh();
+    h[2] += ((w[2] * w[2] + 1.0).ln()).tanh();
+    h[2] *= (((a * 3.0_f64) * (a * 3.0_f64)).exp().recip().cos()).tanh();
+    for i0 in 0..n + 1 {
+        if y > -0.13 {
+            break;
+        }
+        if n % 2 == 0 {
+            a += (backprop::sigmoid((x - y)) - w[2]).tanh();
+            a += (((x * x + 1.0).ln()
+                / (1.0
+                    + (h[i0 % 3] * h[i0 % 3] + 1.0).sqrt()
+                        * (h[i0 % 3] * h[i0 % 3] + 1.0).sqrt()))
+                / (1.0 + w[2] * w[2]))
+                .tanh();
+        } else {
+            a += (((w[0] * w[0] + 1.0).ln() * (w[0] * w[0] + 1.0).ln())
+                .exp()
+                .recip()
+                / (1.0 + x * x))
+                .tanh();
+        }
+        let v3 = (x.cos()).tanh();
+    }
+    let v3 = (y).tanh();
+    a + a
+}
+
+#[grad]
+fn p466(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((x + y) / (1.0 + (w[2] + h[0]) * (w[2] + h[0])))
+        + ((w[2] * w[2] + 1.0).ln() + w.iter().map(|v| v * v).sum::<f64>()))
+    .tanh();
+    let mut b = ((a.cos() * (h[2] * x)) - x).tanh();
+    a = (((a + a) + (h.iter().sum::<f64>() / (1.0 + a * a))).sin()).tanh();
+    let mut k852157 = 0;
+    while k852157 < n {
+        h[2] *= (((x + 2.0_f64) + w[2]).tanh()).tanh();
+        if n % 2 == 0 {
+            b = ((h.iter().sum::<f64>() + b) * 0.5_f64).tanh();
+        } else {
+            a += (b).tanh();
+            a += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+        }
+        k852157 += 1;
+    }
+    let v4 = (3.0_f64 + (b * h.iter().sum::<f64>()).sin()).tanh();
+    b = ((y - slice_helper(w)) - y).tanh();
+    let v5 = (((x
+        / (1.0 + w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>()))
+        + x)
+        .sin())
+    .tanh();
+    a + b + v4
+}
+
+#[grad]
+fn p467(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y).tanh();
+    let mut b = (a).tanh();
+    match n % 3 {
+        0 => {
+            b = (a).tanh();
+            if y > -0.2 {
+                let v4 = (slice_helper(&h).atan().cos()).tanh();
+                let v5 = (y).tanh();
+            } else {
+            }
+        }
+        1 | 2 => {}
+        _ => {
+            h[0] = (2.0_f64).tanh();
+            let v4 = ((a * a).exp().recip()).tanh();
+        }
+    }
+    b = (backprop::sigmoid(((b * x) + (0.5_f64 * 0.5_f64 + 1.0).ln()))).tanh();
+    a + b + y
+}
+
+#[grad]
+fn p468(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((h.iter().sum::<f64>() / (1.0 + y * y)) - x) + x).tanh();
+    let mut b = (0.5_f64.cos()).tanh();
+    h[2] += (x).tanh();
+    let v4 = ((((h[2] * x) * (h[2] * x) + 1.0).ln() * ((h[2] * x) * (h[2] * x) + 1.0).ln())
+        .exp()
+        .recip())
+    .tanh();
+    h[2] += ((a / (1.0 + x.cos() * x.cos())) - x).tanh();
+    let v5 = ((((x + slice_helper(&h)) - x) * ((x + slice_helper(&h)) - x) + 1.0).ln()).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p469(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid((x - y)) * ((1.5_f64 / (1.0 + y * y)) + slice_helper(w))).tanh();
+    for i0 in 0..n + 1 {
+        if n > 0 {
+            a += ((3.0_f64 - y).cos().tanh()).tanh();
+            a += (((w[0] / (1.0 + (x / (1.0 + y * y)) * (x / (1.0 + y * y))))
+                * (w[0] / (1.0 + (x / (1.0 + y * y)) * (x / (1.0 + y * y))))
+                + 1.0)
+                .ln())
+            .tanh();
+        } else {
+        }
+        if x > 0.07 {
+            continue;
+        }
+        if n % 2 == 0 {
+            a -= ((w[1] * h[2]).cos()
+                / (1.0
+                    + (x.atan() / (1.0 + h[i0 % 3] * h[i0 % 3]))
+                        * (x.atan() / (1.0 + h[i0 % 3] * h[i0 % 3]))))
+                .tanh();
+            a += ((a * x) + a.tanh()).tanh();
+        } else {
+            a = (a).tanh();
+            h[0] = ((w[2] * w[2]).exp().recip()).tanh();
+        }
+        for i1 in 0..n + 1 {
+            let v3 = ((w[1] * w[1]).exp().recip() + h.iter().sum::<f64>()).tanh();
+        }
+    }
+    if y > 0.1 {
+        let v3 = ((helper(y).sin() * helper(y).sin()).exp().recip()).tanh();
+        if n > 1 {
+            a += (backprop::sigmoid(backprop::sigmoid(x))).tanh();
+            let v4 = (helper((h[1] / (1.0 + y.cos() * y.cos())))).tanh();
+        } else {
+            let v4 = ((w[0] + (y * 2.0_f64)) - 0.5_f64).tanh();
+            a += (v4 * y).tanh();
+        }
+    } else {
+        let v3 = (backprop::sigmoid(backprop::sigmoid(0.5_f64)).tanh()).tanh();
+        a *= (a).tanh();
+    }
     a + x
 }
 
 #[grad]
-fn p485(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p470(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (y.sin() * backprop::sigmoid((0.5_f64 * w[1]))).tanh();
-    a -= (((a * y) * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
-        + (w.iter().map(|v| v * v).sum::<f64>() * a).sin())
+    let mut a =
+        (((y / (1.0 + h.iter().sum::<f64>() * h.iter().sum::<f64>())) + helper(x)).atan()).tanh();
+    let v3 = (a).tanh();
+    let v4 = ((a / (1.0 + x.tanh() * x.tanh()))
+        / (1.0
+            + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
+                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
     .tanh();
-    for _ in (0..n).rev() {
-        a = (a * y.atan()).tanh();
+    a = (w[1] + ((h[2] - y) + 3.0_f64)).tanh();
+    let mut k358003 = 0;
+    loop {
+        if k358003 >= n {
+            break;
+        }
+        for _ in (0..n).rev() {
+            h[2] *= (((x / (1.0 + v3 * v3)) + a) + helper(w[1].tanh())).tanh();
+            a *= (backprop::sigmoid(a)).tanh();
+        }
+        if x > 0.61 {
+            break;
+        }
+        k358003 += 1;
     }
-    let v3 = (h[0]).tanh();
-    a + y
+    for _ in 0..n {
+        a -= (((a * x) - (v4 * y)).tanh()).tanh();
+        a += (slice_helper(w) - v4).tanh();
+        h[0] += (backprop::sigmoid(y)
+            * ((v3 / (1.0 + slice_helper(&h) * slice_helper(&h))) + (h[0] - slice_helper(&h))))
+        .tanh();
+        if x > 0.07 {
+            break;
+        }
+    }
+    a + v4
 }
 
 #[grad]
-fn p486(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p471(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (h[0].atan().cos() * helper(3.0_f64.sin())).tanh();
-    let mut k641019 = 0;
-    while k641019 < n {
-        let v3 = (helper(1.5_f64.sin()) + (slice_helper(&h) - x)).tanh();
-        h[0] += (((a + 2.0_f64) * (a + 2.0_f64)).exp().recip().cos()).tanh();
-        k641019 += 1;
-    }
+    let mut a = (((y * y).exp().recip() / (1.0 + x.atan() * x.atan()))
+        + helper((h.iter().sum::<f64>() - x)))
+    .tanh();
+    let mut b = ((w[1] * y) - (x.cos() * x.cos()).exp().recip()).tanh();
+    let v4 = ((x + (w[0] - x)) - y).tanh();
+    let v5 = (1.5_f64.sin()).tanh();
+    let v6 = (0.25_f64 - (h.iter().sum::<f64>() / (1.0 + v4 * v4))).tanh();
+    let v7 = ((w.iter().map(|v| v * v).sum::<f64>() * w.iter().map(|v| v * v).sum::<f64>() + 1.0)
+        .sqrt())
+    .tanh();
+    b = (((h[1] + v4) * (h[1] + v4) + 1.0).sqrt() * (1.5_f64 * 1.5_f64).exp().recip()).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p472(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (h[2].atan()).tanh();
+    let mut b = (y.atan()).tanh();
     for _ in (0..n).rev() {
-        a -= (((a * a + 1.0).ln() * (a * a + 1.0).ln() + 1.0).ln() * a.tanh().sin()).tanh();
-        let v3 = ((y * y + 1.0).ln() / (1.0 + y.atan() * y.atan())).tanh();
-        for i1 in 0..n + 1 {
-            a *= (((v3 * a) + w[i1 % 3])
-                / (1.0
-                    + ((h[i1 % 3] / (1.0 + a * a))
-                        / (1.0
-                            + (h[i1 % 3] * h[i1 % 3] + 1.0).sqrt()
-                                * (h[i1 % 3] * h[i1 % 3] + 1.0).sqrt()))
-                        * ((h[i1 % 3] / (1.0 + a * a))
-                            / (1.0
-                                + (h[i1 % 3] * h[i1 % 3] + 1.0).sqrt()
-                                    * (h[i1 % 3] * h[i1 % 3] + 1.0).sqrt()))))
-            .tanh();
-            let v4 = (((v3.cos() * v3.cos() + 1.0).ln() * (v3.cos() * v3.cos() + 1.0).ln() + 1.0)
-                .ln())
-            .tanh();
-            a *= (backprop::sigmoid(0.5_f64)).tanh();
+        let v4 = (x - ((x * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()) + x)).tanh();
+        let mut k191194 = 0;
+        while k191194 < n {
+            let v5 = (h[2] - v4).tanh();
+            k191194 += 1;
+        }
+        for _ in 0..n {
+            a *= (h[2] - (b.cos() - 1.5_f64)).tanh();
+            a *= ((y.cos() * y.cos() + 1.0).sqrt().sin()).tanh();
         }
     }
-    let v3 = (y).tanh();
-    for i0 in 0..n + 1 {
-        let v4 = (a - (x * h[i0 % 3])).tanh();
+    let v4 = (x.tanh()).tanh();
+    let v5 = ((x + w[0].atan()).cos()).tanh();
+    let v6 = (((b * b).exp().recip() + v4) * (helper(h[0]) / (1.0 + b * b))).tanh();
+    a + b + y
+}
+
+#[grad]
+fn p473(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((2.0_f64 + helper(h[1])).cos()).tanh();
+    h[0] *= (x).tanh();
+    let v3 = ((w[2] * x).atan() * (0.5_f64 * w[0]).tanh()).tanh();
+    a + v3
+}
+
+#[grad]
+fn p474(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (y.cos() + x).tanh();
+    let mut b = ((backprop::sigmoid(0.25_f64) - (y + y)) * y.tanh()).tanh();
+    let v4 = (0.25_f64).tanh();
+    let v5 = ((b / (1.0 + x * x)).tanh()).tanh();
+    a + b + y
+}
+
+#[grad]
+fn p475(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((h[2] * h[2]).exp().recip()).tanh();
+    let mut b = (backprop::sigmoid(helper(w[0]))).tanh();
+    if n > 0 {
+        let v4 = (h[1]).tanh();
+    } else {
+        let v4 = ((2.0_f64 - x.cos()).atan()).tanh();
+    }
+    h[1] += (backprop::sigmoid(((0.5_f64 / (1.0 + y * y)) * (0.5_f64 / (1.0 + y * y)) + 1.0).ln()))
+        .tanh();
+    a + b + x
+}
+
+#[grad]
+fn p476(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((y - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+        * (y - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+        + 1.0)
+        .ln()
+        .cos())
+    .tanh();
+    if x > -0.2 {
+        let v3 =
+            (((3.0_f64 * 3.0_f64 + 1.0).sqrt() - backprop::sigmoid(a)) * helper((a + a))).tanh();
+        let v4 = (w[2]).tanh();
+    } else {
+    }
+    a -= (((a * x) * (a * x) + 1.0).ln() - ((3.0_f64 + h[1]) * x)).tanh();
+    for _ in (0..n).rev() {
+        let v3 =
+            (a - backprop::sigmoid((slice_helper(&h) * slice_helper(&h)).exp().recip())).tanh();
+        for _ in (0..n).rev() {
+            let v4 = ((((x + slice_helper(&h)) + y) * ((x + slice_helper(&h)) + y))
+                .exp()
+                .recip())
+            .tanh();
+            a *= ((helper(v3).atan() * helper(v3).atan()).exp().recip()).tanh();
+        }
+    }
+    a *= (y * (backprop::sigmoid(h.iter().sum::<f64>()) / (1.0 + y.cos() * y.cos()))).tanh();
+    h[2] *= ((helper(y) * w[2]) * (x - y.cos())).tanh();
+    a + x
+}
+
+#[grad]
+fn p477(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x.sin() - y).tanh();
+    let v3 = ((y - a).atan()).tanh();
+    if n % 2 == 0 {
+        let v4 = (v3.atan()).tanh();
+        let mut k264984 = 0;
+        loop {
+            if k264984 >= n {
+                break;
+            }
+            let v5 = ((((3.0_f64 * y) * (a * x)) * ((3.0_f64 * y) * (a * x)) + 1.0).ln()).tanh();
+            a += (v4.sin()).tanh();
+            if v4 > 0.61 {
+                break;
+            }
+            k264984 += 1;
+        }
+    } else {
+        if n > 3 {
+            let v4 = (h[1]).tanh();
+        } else {
+            h[0] += (((slice_helper(&h) - a) * 2.0_f64.cos()) * v3).tanh();
+            let v4 = (x).tanh();
+        }
+        a = (a).tanh();
+    }
+    if x > 0.1 {
+        h[0] = (slice_helper(&h)).tanh();
+        let v4 = (v3).tanh();
+    } else {
+    }
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            let v4 = (((w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)
+                * (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)
+                + 1.0)
+                .sqrt()
+                + h.iter().sum::<f64>().cos().tanh())
+            .tanh();
+            a *= ((((h[2] * v3) - 2.0_f64) * ((h[2] * v3) - 2.0_f64) + 1.0).sqrt()).tanh();
+        }
+        _ => {
+            h[1] = (helper((backprop::sigmoid(v3) * w[2].tanh()))).tanh();
+        }
     }
     a + v3
 }
 
 #[grad]
-fn p487(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+fn p478(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (h.iter().sum::<f64>()).tanh();
-    let mut b = (0.5_f64).tanh();
-    if x > 0.1 {
-        let v4 = (a).tanh();
-        let v5 = (helper(helper(h[1]))).tanh();
+    let mut a = (((w.iter().map(|v| v * v).sum::<f64>() / (1.0 + x * x))
+        * (w.iter().map(|v| v * v).sum::<f64>() + y))
+        .tanh())
+    .tanh();
+    if a > -0.2 {
+        let v3 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+    } else {
+        for i1 in 0..n + 1 {
+            a += (x).tanh();
+        }
+        h[0] *= (((x * x + 1.0).ln() / (1.0 + (a - a) * (a - a))) - (3.0_f64 * a).tanh()).tanh();
+    }
+    h[1] *= (2.0_f64).tanh();
+    a + a
+}
+
+#[grad]
+fn p479(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((slice_helper(&h) + x) * x).atan()).tanh();
+    let mut b = (((w[0] * w[0]).exp().recip() * (w[0] * w[0]).exp().recip())
+        .exp()
+        .recip()
+        + w[0].atan())
+    .tanh();
+    for _ in (0..n).rev() {
+        let mut k275679 = 0;
+        while k275679 < n {
+            a *= (x.tanh()).tanh();
+            h[1] += (x).tanh();
+            k275679 += 1;
+        }
+        b = (h[1] + 3.0_f64).tanh();
+    }
+    let v4 = (b).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p480(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w[0] * x).tanh();
+    let mut b = (((h[2] * a) - (y - 3.0_f64)) + x).tanh();
+    h[2] += ((b.cos()
+        / (1.0
+            + (h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).ln()
+                * (h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).ln()))
+    .sin())
+    .tanh();
+    b += (b).tanh();
+    for _ in (0..n).rev() {
+        let v4 = (y.atan()).tanh();
+        if a > -0.13 {
+            continue;
+        }
+        b *= (((h[1] - b) / (1.0 + w[1] * w[1])) * ((y + x) * (y + x)).exp().recip()).tanh();
+    }
+    h[0] += (h.iter().sum::<f64>()).tanh();
+    a + b + x
+}
+
+#[grad]
+fn p481(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((slice_helper(w).sin() * slice_helper(w).sin())
+        .exp()
+        .recip())
+    .tanh();
+    let mut b = (helper(w.iter().map(|v| v * v).sum::<f64>())).tanh();
+    for _ in (0..n).rev() {
+        if x > 0.37 {
+            continue;
+        }
+        a = (y - ((h[2] * h[2] + 1.0).ln() * (x - b))).tanh();
+        let v4 = (w[2]).tanh();
+        for _ in 0..n {
+            h[0] = (helper(backprop::sigmoid(v4.sin()))).tanh();
+            a += (v4).tanh();
+        }
+    }
+    for _ in 0..n {
+        b = (b).tanh();
+        if x > -0.13 {
+            break;
+        }
+        for _ in 0..n {
+            b *= (x.atan().tanh()).tanh();
+            a += (x).tanh();
+            let v4 = (((a - x) * x) * slice_helper(w).atan().sin()).tanh();
+        }
+        b = (b + (x + x)).tanh();
+    }
+    let v4 = (h[0]).tanh();
+    if n > 1 {
+        for _ in (0..n).rev() {
+            let v5 = (helper(h[0])).tanh();
+            b += ((v4.cos() + (b * h.iter().sum::<f64>())) - (y * h[0]).tanh()).tanh();
+            b *= ((y - h[1])
+                - ((a + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                    * (a + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())
+                    + 1.0)
+                    .ln())
+            .tanh();
+        }
+    } else {
+        for i1 in 0..n + 1 {
+            h[2] += (helper(helper(h.iter().sum::<f64>()))
+                * helper((w.iter().map(|v| v * v).sum::<f64>() + 2.0_f64)))
+            .tanh();
+        }
+        h[2] = (2.0_f64).tanh();
+    }
+    h[1] = (helper(b)).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p482(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (w[0]).tanh();
+    let mut b = ((a * helper(w[2])) / (1.0 + ((y + 0.25_f64) + y) * ((y + 0.25_f64) + y))).tanh();
+    if x > 0.0 {
+        h[0] = (b).tanh();
+    } else {
+        if n > 3 {
+            a -= (((0.5_f64 * 0.5_f64 + 1.0).sqrt() * w[0])
+                / (1.0 + slice_helper(&h) * slice_helper(&h)))
+            .tanh();
+            a *= (y).tanh();
+        } else {
+            h[0] = ((x * x + 1.0).sqrt()).tanh();
+            let v4 = (((0.5_f64 + slice_helper(w)) * (b + slice_helper(w)))
+                - (slice_helper(w) * slice_helper(w) + 1.0).ln())
+            .tanh();
+        }
+        if a > 0.0 {
+            b *= (x).tanh();
+        } else {
+            let v4 = (b - ((a * b) * h.iter().sum::<f64>())).tanh();
+        }
+    }
+    let v4 = (backprop::sigmoid(y) * helper(x).atan()).tanh();
+    b *= (h[0]).tanh();
+    for i0 in 0..n + 1 {
+        a = (((a - h[i0 % 3]) + h[i0 % 3]) * ((w[0] + x) - 2.0_f64)).tanh();
+        if a > -0.13 {
+            continue;
+        }
+        a += (w[i0 % 3]).tanh();
+        let v5 = (h[0].cos().atan() / (1.0 + h[2] * h[2])).tanh();
+    }
+    if a > 0.1 {
+        b *= ((slice_helper(&h) * slice_helper(&h) + 1.0)
+            .sqrt()
+            .atan()
+            .atan())
+        .tanh();
+        a *= (((backprop::sigmoid(y) / (1.0 + (x / (1.0 + b * b)) * (x / (1.0 + b * b))))
+            * (backprop::sigmoid(y) / (1.0 + (x / (1.0 + b * b)) * (x / (1.0 + b * b))))
+            + 1.0)
+            .sqrt())
+        .tanh();
     } else {
     }
-    b = ((h[2] * y).sin() * (b * b + 1.0).ln().cos()).tanh();
-    let v4 = ((y.atan() + a.sin()).sin()).tanh();
+    a + b + b
+}
+
+#[grad]
+fn p483(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = ((x * x + 1.0).ln()).tanh();
+    if n % 2 == 0 {
+        h[0] += (slice_helper(w)).tanh();
+    } else {
+        for _ in (0..n).rev() {
+            let v3 = ((x / (1.0 + 0.5_f64 * 0.5_f64)).sin()).tanh();
+            if y > -0.13 {
+                break;
+            }
+            a *= ((w[0].sin().atan() * w[0].sin().atan()).exp().recip()).tanh();
+            let v4 = ((v3 * x).atan() + ((a - v3) - helper(a))).tanh();
+        }
+    }
+    a -= (((y * x) * (y * x)).exp().recip()
+        / (1.0
+            + ((x / (1.0 + x * x))
+                / (1.0
+                    + w.iter().map(|v| v * v).sum::<f64>()
+                        * w.iter().map(|v| v * v).sum::<f64>()))
+                * ((x / (1.0 + x * x))
+                    / (1.0
+                        + w.iter().map(|v| v * v).sum::<f64>()
+                            * w.iter().map(|v| v * v).sum::<f64>()))))
+    .tanh();
+    let v3 = (((y + a) + (w[1] + 1.5_f64)) * (a.atan() + (a - y))).tanh();
+    a + v3
+}
+
+#[grad]
+fn p484(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (backprop::sigmoid((w[0] + x)).cos()).tanh();
+    let mut b = ((x * x + 1.0).ln()
+        / (1.0
+            + ((x * x).exp().recip() / (1.0 + (a - x) * (a - x)))
+                * ((x * x).exp().recip() / (1.0 + (a - x) * (a - x)))))
+        .tanh();
+    b = (a).tanh();
+    a *= ((b.tanh() + x).cos()).tanh();
+    a = (((x - b) * (x - b) + 1.0).ln() / (1.0 + x * x)).tanh();
+    a = ((a * a + 1.0).ln()).tanh();
+    if n % 2 == 0 {
+        h[2] = (slice_helper(&h)).tanh();
+    } else {
+    }
+    a + b + a
+}
+
+#[grad]
+fn p485(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (x + helper(y)).tanh();
+    if n % 2 == 0 {
+        a *= (backprop::sigmoid((a.sin() - slice_helper(w)))).tanh();
+        a = ((((0.5_f64 + x) + x) * ((0.5_f64 + x) + x) + 1.0).ln()).tanh();
+    } else {
+        let v3 = ((w[2] / (1.0 + w[1] * w[1])) / (1.0 + x.sin().atan() * x.sin().atan())).tanh();
+        a = ((h[0] + h[1]).atan() - (y.sin() / (1.0 + y * y))).tanh();
+    }
+    match n % 3 {
+        0 => {
+            match n % 3 {
+                0 => {}
+                1 | 2 => {
+                    h[2] += (y).tanh();
+                }
+                _ => {
+                    a *= ((x * (y + a)) * (a.cos() / (1.0 + (x * a) * (x * a)))).tanh();
+                    h[2] += (((w[0] / (1.0 + slice_helper(w) * slice_helper(w)))
+                        - h.iter().sum::<f64>().cos())
+                        * (0.25_f64 * 0.25_f64).exp().recip())
+                    .tanh();
+                }
+            }
+            let v3 = ((y - x) + helper(2.0_f64).tanh()).tanh();
+        }
+        1 | 2 => {}
+        _ => {
+            a = ((x * x + 1.0).sqrt()).tanh();
+            a = ((x * x + 1.0).sqrt() / (1.0 + 3.0_f64 * 3.0_f64)).tanh();
+        }
+    }
+    let mut k493458 = 0;
+    loop {
+        if k493458 >= n {
+            break;
+        }
+        let v3 = ((y * y + 1.0).ln()).tanh();
+        if y > 0.61 {
+            break;
+        }
+        k493458 += 1;
+    }
+    for i0 in 0..n + 1 {
+        h[1] *= (a).tanh();
+    }
+    if y > 0.0 {
+        let mut k42638 = 0;
+        while k42638 < n {
+            a *= (((x * x + 1.0).sqrt() / (1.0 + slice_helper(w) * slice_helper(w)))
+                / (1.0 + h[0] * h[0]))
+                .tanh();
+            k42638 += 1;
+        }
+    } else {
+        let v3 = ((backprop::sigmoid(w[1]) * backprop::sigmoid(w[1]) + 1.0).sqrt()
+            * (w[1].sin() * y))
+            .tanh();
+    }
+    a + x
+}
+
+#[grad]
+fn p486(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (slice_helper(&h)).tanh();
+    a *= (slice_helper(w) * a).tanh();
+    match n % 3 {
+        0 => {
+            h[2] += (backprop::sigmoid(
+                ((x / (1.0 + slice_helper(&h) * slice_helper(&h))) + (y * y).exp().recip()),
+            ))
+            .tanh();
+            let v3 = (y).tanh();
+        }
+        1 | 2 => {
+            for i1 in 0..n + 1 {
+                a *= (h[i1 % 3]
+                    + (w[i1 % 3]
+                        / (1.0 + backprop::sigmoid(0.25_f64) * backprop::sigmoid(0.25_f64))))
+                .tanh();
+            }
+        }
+        _ => {}
+    }
+    let v3 = (((a + 0.5_f64) / (1.0 + h[1] * h[1])).atan()).tanh();
+    a *= (((x * x + 1.0).ln() * (x * x + 1.0).ln()).exp().recip()
+        + ((v3 * v3 + 1.0).sqrt() - h[0]))
+        .tanh();
+    a + y
+}
+
+#[grad]
+fn p487(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
+    let mut h = vec![0.0_f64; 3];
+    let mut a = (((y * y + 1.0).ln() - 3.0_f64.cos()).tanh()).tanh();
+    let mut b = ((2.0_f64 * 2.0_f64 + 1.0).sqrt() - ((a - w[1]) + (y * y + 1.0).sqrt())).tanh();
+    h[1] += (((y.tanh() * (3.0_f64 + a)) * (y.tanh() * (3.0_f64 + a)) + 1.0).sqrt()).tanh();
+    let v4 = ((y - w[2]).tanh().atan()).tanh();
+    if n % 2 == 0 {
+        match n % 3 {
+            0 => {
+                b += (helper(helper((v4 * v4 + 1.0).sqrt()))).tanh();
+            }
+            1 | 2 => {
+                b = ((v4 * v4 + 1.0).sqrt()).tanh();
+                h[0] *= (x).tanh();
+            }
+            _ => {
+                let v5 = (w[2]).tanh();
+                b *= (v5 - ((w[0] / (1.0 + h[0] * h[0])) - b.atan())).tanh();
+            }
+        }
+    } else {
+        match n % 3 {
+            0 => {
+                let v5 = ((w.iter().map(|v| v * v).sum::<f64>() * 0.25_f64.cos()).sin()).tanh();
+            }
+            1 | 2 => {
+                b *= (y.cos()).tanh();
+                b *= (b / (1.0 + w[1] * w[1])).tanh();
+            }
+            _ => {
+                let v5 = (b - y).tanh();
+            }
+        }
+    }
     a + b + v4
 }
 
 #[grad]
 fn p488(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((h[1] + (x * w[0])).tanh()).tanh();
-    let mut b = (x).tanh();
-    let v4 = ((y * y + 1.0).sqrt()).tanh();
+    let mut a = (y).tanh();
+    let mut b = (y - slice_helper(&h).tanh()).tanh();
+    h[1] += (backprop::sigmoid((1.5_f64 * 1.5_f64 + 1.0).sqrt().tanh())).tanh();
     for i0 in 0..n + 1 {
-        let mut k995863 = 0;
-        while k995863 < n {
-            let v5 = (x).tanh();
-            a += (y / (1.0 + w[2] * w[2])).tanh();
-            k995863 += 1;
-        }
-        if n > 3 {
-            a += (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
-            let v5 = (3.0_f64 + (v4 + b).sin()).tanh();
-        } else {
-            h[i0 % 3] += (y - slice_helper(w)).tanh();
-            let v5 = (a * (x + w[i0 % 3]).sin()).tanh();
-        }
-        a = (h[i0 % 3]).tanh();
+        let v4 = (y).tanh();
     }
-    let v5 = (v4.tanh()).tanh();
-    let mut k145944 = 0;
-    while k145944 < n {
-        b = (a).tanh();
-        k145944 += 1;
-    }
-    a + b + v5
+    a + b + a
 }
 
 #[grad]
 fn p489(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x.atan()).tanh();
-    let v3 = (a + ((y + x) - (x * a))).tanh();
-    h[1] = (w[1] + h.iter().sum::<f64>()).tanh();
-    a += ((((h[0] / (1.0 + 0.5_f64 * 0.5_f64)) + (slice_helper(w) * slice_helper(&h)))
-        * ((h[0] / (1.0 + 0.5_f64 * 0.5_f64)) + (slice_helper(w) * slice_helper(&h)))
-        + 1.0)
-        .sqrt())
-    .tanh();
-    a + y
+    let mut a =
+        (helper(y) / (1.0 + (x - (y * y).exp().recip()) * (x - (y * y).exp().recip()))).tanh();
+    let v3 = (helper(a) * (0.25_f64 * (y - y))).tanh();
+    let v4 = ((x * h[0]).sin() * h[1]).tanh();
+    match n % 3 {
+        0 => {
+            let v5 = ((v3.sin() + (v3 / (1.0 + h[2] * h[2])))
+                / (1.0
+                    + (a / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt()))
+                        * (a / (1.0 + (y * y + 1.0).sqrt() * (y * y + 1.0).sqrt()))))
+            .tanh();
+            for i1 in 0..n + 1 {
+                let v6 = (v3 * h[2]).tanh();
+                h[i1 % 3] = (((a + h[i1 % 3]).tanh() * (a + h[i1 % 3]).tanh() + 1.0).sqrt()).tanh();
+                let v7 = (((h[i1 % 3] - v3) - (h[0] * v4)) + (3.0_f64 * v3.tanh())).tanh();
+            }
+        }
+        1 | 2 => {
+            if n % 2 == 0 {
+                a += (y).tanh();
+            } else {
+                let v5 = (a - y).tanh();
+            }
+        }
+        _ => {
+            if n % 2 == 0 {
+                let v5 = (v4).tanh();
+            } else {
+                a += (v3 * y).tanh();
+                a = (backprop::sigmoid((v4 / (1.0 + x * x))) * x).tanh();
+            }
+        }
+    }
+    for _ in 0..n {
+        if x > 0.37 {
+            continue;
+        }
+        let v5 = (((helper(x) / (1.0 + (x + slice_helper(&h)) * (x + slice_helper(&h))))
+            * (helper(x) / (1.0 + (x + slice_helper(&h)) * (x + slice_helper(&h))))
+            + 1.0)
+            .sqrt())
+        .tanh();
+    }
+    let v5 = (((1.5_f64 * x) / (1.0 + x * x)) + (3.0_f64 - (x + v4))).tanh();
+    a + v5
 }
 
 #[grad]
 fn p490(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((w[0] * (w[0] + h[0]))
-        / (1.0 + (x / (1.0 + h[0].cos() * h[0].cos())) * (x / (1.0 + h[0].cos() * h[0].cos()))))
-    .tanh();
-    let mut b = (a).tanh();
-    a -= (((h[0] / (1.0 + h[0] * h[0])) * (y / (1.0 + x * x))) * helper(w[2])).tanh();
-    a *= (x).tanh();
-    for _ in (0..n).rev() {
-        h[0] += (y - backprop::sigmoid(0.5_f64)).tanh();
-        let v4 =
-            (backprop::sigmoid((x - a)) * ((1.5_f64 / (1.0 + b * b)) + slice_helper(w))).tanh();
-        let v5 = (h[2]).tanh();
-    }
-    if n > 0 {
-        for i1 in 0..n + 1 {
-            a += ((w[i1 % 3].atan()
-                / (1.0 + (h[i1 % 3] / (1.0 + a * a)) * (h[i1 % 3] / (1.0 + a * a))))
-                - y)
-                .tanh();
-            h[i1 % 3] += ((w[1] * w[1] + 1.0).ln() - ((y * y + 1.0).ln() * w[1])).tanh();
-        }
-        for _ in (0..n).rev() {
-            let v4 = ((slice_helper(w).atan() * slice_helper(w).atan() + 1.0).ln()).tanh();
-            let v5 = (b - v4).tanh();
-        }
-    } else {
-    }
-    let mut k72773 = 0;
-    while k72773 < n {
-        let v4 = (((h[0] * a) * 0.5_f64.cos()).cos()).tanh();
-        let v5 = (((x * x + 1.0).ln() + (v4 * v4 + 1.0).sqrt()).sin()).tanh();
-        k72773 += 1;
-    }
-    a + b + y
+    let mut a = (y).tanh();
+    let mut b = (((x - h[0]) * (x - h[0])).exp().recip().atan()).tanh();
+    a = (x.sin()).tanh();
+    let v4 = ((y * y + 1.0).ln()).tanh();
+    let v5 = (backprop::sigmoid((y * y + 1.0).sqrt())).tanh();
+    a + b + v4
 }
 
 #[grad]
 fn p491(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x).tanh();
-    let mut b = (y - x).tanh();
-    if n % 2 == 0 {
-        let v4 = ((y * x).atan().sin()).tanh();
-    } else {
-        a += (helper(((a + y) + b.tanh()))).tanh();
+    let mut a = (backprop::sigmoid(helper(
+        (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x),
+    )))
+    .tanh();
+    let mut b = (slice_helper(w).tanh()).tanh();
+    b += ((backprop::sigmoid(w[2]) + (1.5_f64 + y))
+        / (1.0 + ((y - a) * (y - a) + 1.0).sqrt() * ((y - a) * (y - a) + 1.0).sqrt()))
+    .tanh();
+    for i0 in 0..n + 1 {
+        let v4 = ((2.0_f64 * 2.0_f64).exp().recip().sin().atan()).tanh();
     }
-    let v4 = ((w[1] * a).sin()).tanh();
-    let v5 = (((a + h[2]) * x) - a.sin().sin()).tanh();
-    a + b + b
+    a + b + y
 }
 
 #[grad]
 fn p492(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((x - h[0]).atan() / (1.0 + slice_helper(w) * slice_helper(w))).tanh();
-    let v3 = (w[1]).tanh();
-    let v4 = ((y + (w[1] + y))
-        * ((x - a) + (w[2] + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>())))
+    let mut a =
+        ((helper(y) + (y / (1.0 + y * y))) + (h[1].atan() * h[1].atan() + 1.0).sqrt()).tanh();
+    let mut b = ((helper(slice_helper(w)) / (1.0 + x * x)) - h[1]).tanh();
+    h[2] += (backprop::sigmoid((b - slice_helper(w)))
+        + w.iter()
+            .zip(h.iter())
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+            .tanh())
     .tanh();
-    let mut k507394 = 0;
-    while k507394 < n {
-        let mut k216637 = 0;
-        while k216637 < n {
-            let v5 = ((a * a).exp().recip()).tanh();
-            a = ((y * y + 1.0).ln()).tanh();
-            k216637 += 1;
-        }
-        k507394 += 1;
-    }
-    let v5 = ((a.atan() * a.atan() + 1.0).sqrt()
-        + backprop::sigmoid((slice_helper(w) * slice_helper(w) + 1.0).sqrt()))
-    .tanh();
-    a + v4
+    h[1] *= (((a / (1.0 + h[2] * h[2])) / (1.0 + (x + b) * (x + b))).tanh()).tanh();
+    a + b + a
 }
 
 #[grad]
 fn p493(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (backprop::sigmoid(y) - (backprop::sigmoid(y) + (x + h[0]))).tanh();
-    h[2] *= (a).tanh();
-    let v3 = (w.iter().map(|v| v * v).sum::<f64>()).tanh();
-    a += (slice_helper(w) - v3).tanh();
-    let v4 = (x).tanh();
-    a + v4
+    let mut a = (((h[1] * y) * (h[1] * y)).exp().recip().tanh()).tanh();
+    let v3 = (slice_helper(w)).tanh();
+    let mut k429699 = 0;
+    loop {
+        if k429699 >= n {
+            break;
+        }
+        h[1] *= (v3).tanh();
+        if a > 0.61 {
+            break;
+        }
+        k429699 += 1;
+    }
+    a = ((v3 * w[1]).atan().atan()).tanh();
+    a + y
 }
 
 #[grad]
 fn p494(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a =
-        (x * (y * (1.5_f64 - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))).tanh();
-    let mut b = (y).tanh();
-    if n > 3 {
-        if n % 2 == 0 {
-            a *= ((x * (h.iter().sum::<f64>() - y))
-                / (1.0 + ((2.0_f64 - x) / (1.0 + a * a)) * ((2.0_f64 - x) / (1.0 + a * a))))
-                .tanh();
-        } else {
-            a *= (b * a).tanh();
-            h[1] += (((b + a) * y) + h.iter().sum::<f64>()).tanh();
-        }
-        let v4 = (0.25_f64 + (h.iter().sum::<f64>() / (1.0 + a * a))).tanh();
-    } else {
-        if n % 2 == 0 {
-            b += ((((a - slice_helper(&h)) + y) * ((a - slice_helper(&h)) + y))
-                .exp()
-                .recip())
-            .tanh();
-            b *= (backprop::sigmoid(x).atan()
-                + ((w[2] * w[2] + 1.0).sqrt() * (w[2] * w[2] + 1.0).sqrt())
+    let mut a = (x).tanh();
+    let mut b =
+        (helper((w[0] - (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>() * x)))).tanh();
+    if b > 0.0 {
+        for i1 in 0..n + 1 {
+            if b > 0.07 {
+                break;
+            }
+            let v4 = (helper(
+                (backprop::sigmoid(h[i1 % 3]) * backprop::sigmoid(h[i1 % 3]))
                     .exp()
-                    .recip())
+                    .recip(),
+            ))
             .tanh();
-        } else {
-            let v4 = (x).tanh();
-            h[0] = ((v4.tanh() * v4.tanh() + 1.0).sqrt()).tanh();
+            b *= (h[2] * (helper(1.5_f64) * helper(1.5_f64)).exp().recip()).tanh();
+            let v5 = (w[i1 % 3]).tanh();
+        }
+        for _ in 0..n {
+            b = (a / (1.0 + ((x * x + 1.0).sqrt() - 1.5_f64) * ((x * x + 1.0).sqrt() - 1.5_f64)))
+                .tanh();
+        }
+    } else {
+        b = (2.0_f64 - ((h[1] + h[1]) * (h[1] + h[1]) + 1.0).ln()).tanh();
+        for _ in 0..n {
+            a *= (backprop::sigmoid(w[2].tanh())).tanh();
+            if b > -0.13 {
+                break;
+            }
         }
     }
-    a += (helper(y).tanh()).tanh();
-    a + b + b
+    b = ((((3.0_f64 - w[0]) * (a - a)) * ((3.0_f64 - w[0]) * (a - a)) + 1.0).sqrt()).tanh();
+    for _ in (0..n).rev() {
+        let v4 = ((h.iter().sum::<f64>() * h.iter().sum::<f64>() + 1.0).ln()).tanh();
+        if a > 0.37 {
+            continue;
+        }
+        for _ in 0..n {
+            if y > 0.37 {
+                continue;
+            }
+            b *= ((((y / (1.0 + h[2] * h[2])) / (1.0 + b * b))
+                * ((y / (1.0 + h[2] * h[2])) / (1.0 + b * b))
+                + 1.0)
+                .ln())
+            .tanh();
+            b = (v4).tanh();
+            a = (((x + w[2]) + y) / (1.0 + y * y)).tanh();
+        }
+    }
+    b = ((helper(0.5_f64) + x.tanh()) * ((2.0_f64 * 2.0_f64 + 1.0).ln() * h[2])).tanh();
+    a + b + x
 }
 
 #[grad]
 fn p495(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((x * x + 1.0).sqrt() * (x * x + 1.0).sqrt() + 1.0).ln()
-        - (backprop::sigmoid(y) + x))
-        .tanh();
-    if n % 2 == 0 {
-        for i1 in 0..n + 1 {
-            let v3 = ((a + (y * y + 1.0).ln()).tanh()).tanh();
-            let v4 = ((x + w[0].atan()).cos()).tanh();
-        }
-        let v3 = (((y * y).exp().recip() + a) * (helper(h[0]) / (1.0 + y * y))).tanh();
-    } else {
-    }
-    for i0 in 0..n + 1 {
-        let v3 = ((backprop::sigmoid((a - w[0])) * backprop::sigmoid((a - w[0])))
-            .exp()
-            .recip())
-        .tanh();
-        for i1 in 0..n + 1 {
-            let v4 = ((w[2] * y).atan() * (0.5_f64 * w[0]).tanh()).tanh();
-        }
-    }
-    let mut k471140 = 0;
-    while k471140 < n {
-        let v3 = (y.cos()).tanh();
-        k471140 += 1;
-    }
-    let v3 = ((y * y).exp().recip()).tanh();
-    a = ((x.atan() / (1.0 + v3 * v3)) / (1.0 + ((x - x) - (v3 * x)) * ((x - x) - (v3 * x)))).tanh();
-    a + x
+    let mut a = (y).tanh();
+    let mut b = (x * ((y * y + 1.0).sqrt() * (y * y + 1.0).sqrt() + 1.0).sqrt()).tanh();
+    a += (((b * b + 1.0).ln() - (a * b)).cos()).tanh();
+    h[0] = (backprop::sigmoid(b).cos()).tanh();
+    let v4 = (x.tanh() + helper((a - x))).tanh();
+    a + b + x
 }
 
 #[grad]
 fn p496(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (x - x).tanh();
-    let mut b = ((h[2] * h[2]).exp().recip()).tanh();
-    if x > 0.0 {
-        if n % 2 == 0 {
-            a += (h.iter().sum::<f64>()).tanh();
-        } else {
-            h[1] = (w[1].atan() * ((w[2] + b) + b)).tanh();
-        }
-        let v4 = (a).tanh();
-    } else {
-    }
-    let v4 = (y - b.tanh()).tanh();
-    a + b + x
+    let mut a = (3.0_f64).tanh();
+    let mut b = ((x / (1.0 + (a + a) * (a + a))) / (1.0 + a * a)).tanh();
+    b += (a).tanh();
+    h[0] *= (x).tanh();
+    a = (a).tanh();
+    b += (a).tanh();
+    a + b + b
 }
 
 #[grad]
 fn p497(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = (((3.0_f64 * 3.0_f64 + 1.0).sqrt() * (y * y + 1.0).sqrt()) * y).tanh();
-    let mut b = (y).tanh();
-    let v4 = (b).tanh();
-    h[2] += (a.sin().sin() - ((b * b).exp().recip() * y)).tanh();
-    a + b + b
+    let mut a = ((x * x + 1.0).ln()).tanh();
+    let mut k358953 = 0;
+    loop {
+        if k358953 >= n {
+            break;
+        }
+        let v3 = (x).tanh();
+        if x > 0.61 {
+            break;
+        }
+        k358953 += 1;
+    }
+    let v3 = (slice_helper(w)).tanh();
+    for i0 in 0..n + 1 {
+        let v4 = (v3).tanh();
+        let v5 = (helper(v3) - (x * x).exp().recip()).tanh();
+        for _ in 0..n {
+            a *= (((w[0] - a) * (w[0] - a)).exp().recip().atan()).tanh();
+        }
+    }
+    a + y
 }
 
 #[grad]
 fn p498(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
     let mut a = (y).tanh();
-    let mut b = (((x * x + 1.0).ln() - (slice_helper(w) - a))
-        / (1.0
-            + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()
-                * w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()))
-    .tanh();
-    b += (a - (h.iter().sum::<f64>() - b)).tanh();
-    let v4 = (helper((w[2].atan() * w[2].atan()).exp().recip())).tanh();
-    for i0 in 0..n + 1 {
-        let v5 = (3.0_f64).tanh();
-        a = (h.iter().sum::<f64>().tanh()).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            a -= (0.25_f64).tanh();
+            let v3 = (w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+        }
+        _ => {
+            let v3 = (backprop::sigmoid(h[2])).tanh();
+        }
     }
-    a + b + b
+    match n % 3 {
+        0 => {
+            let v3 = (x.tanh() - w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>()).tanh();
+            let v4 = ((y.cos() / (1.0 + 2.0_f64.sin() * 2.0_f64.sin()))
+                / (1.0 + 2.0_f64 * 2.0_f64))
+                .tanh();
+        }
+        1 | 2 => {
+            if n > 3 {
+                a += (h.iter().sum::<f64>()).tanh();
+            } else {
+                let v3 = (a).tanh();
+            }
+            for _ in (0..n).rev() {
+                a += (h[0] - y).tanh();
+            }
+        }
+        _ => {
+            if n > 2 {
+                a += (h[0]).tanh();
+            } else {
+                a += (y).tanh();
+                a *= (2.0_f64 * y.atan()).tanh();
+            }
+        }
+    }
+    let v3 = ((a * a).exp().recip()).tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            for _ in (0..n).rev() {
+                h[1] *= (backprop::sigmoid(h.iter().sum::<f64>()).cos()
+                    + (v3.sin() * v3.sin()).exp().recip())
+                .tanh();
+                a += ((y * v3).tanh().sin()).tanh();
+                a *= ((((v3 * a) * (v3 * v3).exp().recip())
+                    * ((v3 * a) * (v3 * v3).exp().recip())
+                    + 1.0)
+                    .ln())
+                .tanh();
+            }
+        }
+        _ => {
+            let v4 = (y * y).tanh();
+        }
+    }
+    if n % 2 == 0 {
+        a = ((h[0] * h[0] + 1.0).sqrt()
+            / (1.0 + ((0.25_f64 + v3) - (x + v3)) * ((0.25_f64 + v3) - (x + v3))))
+            .tanh();
+    } else {
+    }
+    a + y
 }
 
 #[grad]
 fn p499(x: f64, y: f64, w: &[f64], n: usize) -> f64 {
     let mut h = vec![0.0_f64; 3];
-    let mut a = ((backprop::sigmoid(x) + y).atan()).tanh();
-    let mut b =
-        (backprop::sigmoid((x + h[1])) - (w.iter().map(|v| v * v).sum::<f64>() + (a + a))).tanh();
-    let mut k378506 = 0;
-    while k378506 < n {
-        let v4 = (h[0]).tanh();
-        k378506 += 1;
+    let mut a = (w
+        .iter()
+        .zip(h.iter())
+        .map(|(a, b)| a * b)
+        .sum::<f64>()
+        .sin())
+    .tanh();
+    a *= (((y * y + 1.0).sqrt().atan() * (y * y + 1.0).sqrt().atan())
+        .exp()
+        .recip())
+    .tanh();
+    match n % 3 {
+        0 => {}
+        1 | 2 => {
+            a -= ((1.5_f64 - (1.5_f64 - 1.5_f64)) + (x - (x - y))).tanh();
+        }
+        _ => {}
     }
-    let v4 = (a).tanh();
-    let v5 = ((helper(helper(w[1])) * helper(helper(w[1])) + 1.0).sqrt()).tanh();
-    let v6 = (b.atan()).tanh();
-    a + b + x
+    if n % 2 == 0 {
+        let v3 = (x).tanh();
+    } else {
+    }
+    h[0] = (((x * x + 1.0).sqrt() * (x * x + 1.0).sqrt()).exp().recip()
+        + (0.5_f64 * 0.5_f64 + 1.0).ln())
+    .tanh();
+    a + a
 }
 
 /// Points: a few x, y and trip counts.

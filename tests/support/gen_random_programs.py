@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes tests/random_programs.rs: 500 small `#[grad]` functions mixing `let`,
-reassignment, compound assignment, branches, `for` and `while` loops, calls, a slice
+reassignment, compound assignment, branches, `match`, `for`, `while` and `loop` loops
+with `break`/`continue` on active values, calls, a slice
 argument `w` (indexing, iterator sums) and a local buffer `h` (element writes, reads,
 passed to a call), each checked against central differences (f64) at several points.
 Deterministic (seeded).
@@ -88,10 +89,44 @@ def stmt(vars_, mutable, depth):
         if " i " in head:
             INDEX.append(f"i{depth}")
         inner = list(vars_)
+        body = []
         for _ in range(rng.randint(1, 3)):
-            lines += ["    " + l for l in stmt(inner, mutable, depth + 1)]
+            body.append(stmt(inner, mutable, depth + 1))
+        if rng.random() < 0.35:
+            # An early exit or skip on an active value (points sit away from the threshold).
+            jump = rng.choice(["break", "continue"])
+            cond = f"{rng.choice(vars_ + mutable)} > {rng.choice(['0.37', '-0.13', '0.07'])}"
+            body.insert(rng.randint(0, len(body)), [f"if {cond} {{", f"    {jump};", "}"])
+        for b in body:
+            lines += ["    " + l for l in b]
         if " i " in head:
             INDEX.pop()
+        lines.append("}")
+    elif depth < 2 and rng.random() < 0.3:
+        # A `match` on the (inactive) trip count.
+        lines.append("match n % 3 {")
+        for pat in ["0", "1 | 2", "_"]:
+            lines.append(f"    {pat} => {{")
+            inner = list(vars_)
+            for _ in range(rng.randint(0, 2)):
+                lines += ["        " + l for l in stmt(inner, mutable, depth + 1)]
+            lines.append("    }")
+        lines.append("}")
+    elif depth < 2 and rng.random() < 0.3:
+        # `loop` with the exit test first and a `break` on an active value.
+        c = f"k{rng.randint(0, 10**6)}"
+        lines.append(f"let mut {c} = 0;")
+        lines.append("loop {")
+        lines.append(f"    if {c} >= n {{")
+        lines.append("        break;")
+        lines.append("    }")
+        inner = list(vars_)
+        for _ in range(rng.randint(1, 2)):
+            lines += ["    " + l for l in stmt(inner, mutable, depth + 1)]
+        lines.append(f"    if {rng.choice(vars_)} > 0.61 {{")
+        lines.append("        break;")
+        lines.append("    }")
+        lines.append(f"    {c} += 1;")
         lines.append("}")
     elif depth < 2:
         # A while loop with a bounded trip count (a counter carried beside the values).
