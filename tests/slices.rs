@@ -426,3 +426,29 @@ fn writing_slice_methods() {
     );
     gradcheck!(fill_with(x = &vec![0.7, -1.3])).assert();
 }
+
+/// Generic over the float type: the same code for `&[f32]` and `&[f64]`.
+#[grad]
+fn sum_squares<T: num_traits::Float>(x: &[T]) -> T {
+    let mut s = T::zero();
+    for i in 0..x.len() {
+        s = s + x[i] * x[i];
+    }
+    s
+}
+
+#[grad]
+fn sum_squares_iter<T: num_traits::Float + std::iter::Sum>(x: &[T]) -> T {
+    x.iter().map(|v| *v * *v).sum()
+}
+
+#[test]
+fn generic_float_buffers() {
+    assert_eq!(sum_squares_grad(&[1.0f64, -2.0]).1.x, vec![2.0, -4.0]);
+    assert_eq!(sum_squares_grad(&[1.0f32, -2.0]).1.x, vec![2.0f32, -4.0]);
+    assert_eq!(
+        sum_squares_iter_grad(&[3.0f64, 0.5]),
+        (9.25, SumSquaresIterGrad { x: vec![6.0, 1.0] })
+    );
+    gradcheck!(sum_squares(x = &vec![0.3, -1.7, 2.2])).assert();
+}

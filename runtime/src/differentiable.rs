@@ -111,19 +111,19 @@ impl Accumulate for f64 {
     }
 }
 
-impl<T: Copy + core::ops::AddAssign> Accumulate<Vec<T>> for Vec<T> {
+impl<T: Copy + core::ops::Add<Output = T>> Accumulate<Vec<T>> for Vec<T> {
     fn accumulate(&mut self, rhs: Vec<T>) {
         crate::private::add_into(self, &rhs);
     }
 }
 
-impl<T: Copy + core::ops::AddAssign, const N: usize> Accumulate for [T; N] {
+impl<T: Copy + core::ops::Add<Output = T>, const N: usize> Accumulate for [T; N] {
     fn accumulate(&mut self, rhs: [T; N]) {
         crate::private::add_into(self, &rhs);
     }
 }
 
-impl<T: Copy + core::ops::AddAssign, const N: usize> Accumulate<Vec<T>> for [T; N] {
+impl<T: Copy + core::ops::Add<Output = T>, const N: usize> Accumulate<Vec<T>> for [T; N] {
     fn accumulate(&mut self, rhs: Vec<T>) {
         crate::private::add_into(self, &rhs);
     }

@@ -74,7 +74,7 @@ pub fn sum_of<T: Copy + core::ops::Add<Output = T> + num_traits::Zero>(d: &[T]) 
 /// `d_x += part`, elementwise: a buffer's cotangent from a call or a copy, added into
 /// the adjoint of the buffer (or sub-slice) it came from.
 #[inline]
-pub fn add_into<T: Copy + core::ops::AddAssign>(target: &mut [T], part: &[T]) {
+pub fn add_into<T: Copy + core::ops::Add<Output = T>>(target: &mut [T], part: &[T]) {
     assert!(
         part.len() <= target.len(),
         "a buffer's cotangent has {} elements, but the buffer it flows into has {}",
@@ -82,7 +82,7 @@ pub fn add_into<T: Copy + core::ops::AddAssign>(target: &mut [T], part: &[T]) {
         target.len()
     );
     for (t, &p) in target.iter_mut().zip(part) {
-        *t += p;
+        *t = *t + p;
     }
 }
 

@@ -91,6 +91,11 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// The generics of the function being differentiated.
+    pub fn item_generics(&self) -> syn::Generics {
+        self.func.generics.clone()
+    }
+
     /// A buffer whose elements belong to this function (not to an argument).
     pub fn is_local_buffer(&self, v: VarId) -> bool {
         self.func.is_buffer(v)

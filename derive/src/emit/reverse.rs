@@ -811,6 +811,17 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
     }
 }
 
+/// `target += d`, or `target = target + d` in a function generic over its float type
+/// (`T: Float` has no `+=`).
+fn add_assign(cx: &Emitter<'_>, target: &TokenStream, d: &Ident, span: Span) -> TokenStream {
+    let generic = !crate::ir::lower::float_type_params(&cx.item_generics()).is_empty();
+    if generic {
+        quote_spanned!(span=> #target = #target + #d;)
+    } else {
+        quote_spanned!(span=> #target += #d;)
+    }
+}
+
 /// A struct argument or a field view: its adjoint is a place updated in place.
 fn is_place(cx: &Emitter<'_>, v: VarId) -> bool {
     cx.func.is_field_view(v)
@@ -865,7 +876,7 @@ fn buffer_lines(
                 let buf = args[0].var().expect("a buffer");
                 let elem = buffer_elem(cx, buf, &args[1]);
                 let d = cx.adjoint(s.def);
-                lines.push(Line::Raw(quote_spanned!(span=> #elem += #d;)));
+                lines.push(Line::Raw(add_assign(cx, &elem, &d, span)));
             }
         }
         BufOp::Write => {
@@ -910,7 +921,8 @@ fn buffer_lines(
                 let base = args[0].var().expect("a struct");
                 let place = adjoint_place(cx, base);
                 let d = cx.adjoint(s.def);
-                lines.push(Line::Raw(quote_spanned!(span=> #place.#m += #d;)));
+                let target = quote!(#place.#m);
+                lines.push(Line::Raw(add_assign(cx, &target, &d, span)));
             }
         }
         BufOp::View | BufOp::Alias | BufOp::Borrow | BufOp::Field(_) => {}

@@ -71,6 +71,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         body: lw.body,
         ret,
         buffers: lw.buffers,
+        generics: item.sig.generics.clone(),
     })
 }
 
@@ -2210,6 +2211,15 @@ impl Lowerer<'_> {
             return Some(dummy());
         }
         let (init, fold): (Expr, Option<&Expr>) = match (name.as_str(), m.args.len()) {
+            // A float literal, or the float type's own 0 and 1 in generic code.
+            ("sum", 0) if !self.generics.is_empty() => (
+                syn::parse_quote_spanned!(span=> ::backprop::__private::zero()),
+                None,
+            ),
+            ("product", 0) if !self.generics.is_empty() => (
+                syn::parse_quote_spanned!(span=> ::backprop::__private::one()),
+                None,
+            ),
             ("sum", 0) => (syn::parse_quote_spanned!(span=> 0.0), None),
             ("product", 0) => (syn::parse_quote_spanned!(span=> 1.0), None),
             ("fold", 2) => (m.args[0].clone(), Some(&m.args[1])),

@@ -257,6 +257,8 @@ pub struct Func {
     pub ret: Operand,
     /// Every value that is a buffer of floats (arguments, new buffers, views, aliases).
     pub buffers: std::collections::HashSet<VarId>,
+    /// The function's generics (float type parameters change how adjoints add up).
+    pub generics: syn::Generics,
 }
 
 impl Func {
