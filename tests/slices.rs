@@ -452,3 +452,30 @@ fn generic_float_buffers() {
     );
     gradcheck!(sum_squares(x = &vec![0.3, -1.7, 2.2])).assert();
 }
+
+/// `.rev()` on a buffer's iterator, alone, under `enumerate` and in a `zip`.
+#[grad]
+fn reversed_orders(x: &[f64], y: &[f64]) -> f64 {
+    let mut horner = 0.0;
+    for v in x.iter().rev() {
+        horner = horner * 2.0 + v;
+    }
+    let mut tail_weighted = 0.0;
+    for (k, v) in x.iter().rev().enumerate() {
+        tail_weighted += (k as f64 + 1.0) * v;
+    }
+    let crossed: f64 = x.iter().rev().zip(y.iter()).map(|(a, b)| a * b).sum();
+    horner + tail_weighted + crossed
+}
+
+#[test]
+fn reversed_iterators() {
+    let x = [1.0, 2.0, 3.0];
+    let y = [10.0, 20.0];
+    let (v, g) = reversed_orders_grad(&x, &y);
+    // horner over 3, 2, 1: ((3)·2 + 2)·2 + 1 = 17 = x0 + 2x1 + 4x2;
+    // tail_weighted = 1·3 + 2·2 + 3·1 = 10 = 3x0 + 2x1 + x2; crossed = 3·10 + 2·20 = 70.
+    assert_eq!(v, 17.0 + 10.0 + 70.0);
+    assert_eq!(g.x, vec![1.0 + 3.0, 2.0 + 2.0 + 20.0, 4.0 + 1.0 + 10.0]);
+    assert_eq!(g.y, vec![3.0, 2.0]);
+}

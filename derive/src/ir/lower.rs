@@ -1189,7 +1189,7 @@ impl Lowerer<'_> {
         let Some(range) = self.range_tokens(&f.expr) else {
             self.cx.error_spanned_by(
                 &f.expr,
-                format!("`#[grad]` supports `for` over integer ranges (`a..b`, `a..=b`, `(a..b).rev()`, `(a..b).step_by(k)`) and over buffers of floats (`for v in x`, `x.iter()`, `.copied()`, `.enumerate()`, `.zip(y)`, `.map(|v| ..)`); {SUPPORTED}"),
+                format!("`#[grad]` supports `for` over integer ranges (`a..b`, `a..=b`, `(a..b).rev()`, `(a..b).step_by(k)`) and over buffers of floats (`for v in x`, `x.iter()`, `.copied()`, `.rev()`, `.enumerate()`, `.zip(y)`, `.map(|v| ..)`); {SUPPORTED}"),
             );
             return;
         };
@@ -1650,7 +1650,7 @@ impl Lowerer<'_> {
                     at: m.to_token_stream(),
                     args,
                     why: format!(
-                        "`.{name}()` on a buffer of floats has no derivative rule in `#[grad]`: buffers support indexing `x[i]`, `len()`, sub-slices `&x[a..b]`, `to_vec()`, on buffers the function creates `swap`, `fill`, `copy_from_slice` and `reverse`, and the iterators `x.iter()` (with `.copied()`, `.enumerate()`, `.zip(..)`, `.map(|v| ..)`) in a `for` loop or ended by `.sum()`, `.product()` or `.fold(init, |acc, v| ..)`"
+                        "`.{name}()` on a buffer of floats has no derivative rule in `#[grad]`: buffers support indexing `x[i]`, `len()`, sub-slices `&x[a..b]`, `to_vec()`, on buffers the function creates `swap`, `fill`, `copy_from_slice` and `reverse`, and the iterators `x.iter()` (with `.copied()`, `.rev()`, `.enumerate()`, `.zip(..)`, `.map(|v| ..)`) in a `for` loop or ended by `.sum()`, `.product()` or `.fold(init, |acc, v| ..)`"
                     ),
                 }
             }
@@ -2285,6 +2285,7 @@ impl Lowerer<'_> {
                 ("enumerate", 0) => {
                     Some(Chain::Enumerate(Box::new(self.chain(&m.receiver, false)?)))
                 }
+                ("rev", 0) => Some(Chain::Rev(Box::new(self.chain(&m.receiver, false)?))),
                 ("zip", 1) => Some(Chain::Zip(
                     Box::new(self.chain(&m.receiver, false)?),
                     Box::new(self.chain(&m.args[0], true)?),
@@ -2315,7 +2316,7 @@ impl Lowerer<'_> {
         let chain = self.bind_sources(chain, span);
         let k = self.names.fresh("k", span);
         let len = chain.len();
-        let elem = chain.elem(&k);
+        let elem = chain.elem(&syn::parse_quote!(#k));
         let Some(mut stmts) = bind_pattern(pat, &elem) else {
             self.cx.error_spanned_by(
                 pat,
@@ -2354,6 +2355,7 @@ impl Lowerer<'_> {
                 Box::new(self.bind_sources(*b, span)),
             ),
             Chain::Map(c, f) => Chain::Map(Box::new(self.bind_sources(*c, span)), f),
+            Chain::Rev(c) => Chain::Rev(Box::new(self.bind_sources(*c, span))),
         }
     }
 
@@ -2564,13 +2566,15 @@ enum Chain {
     Zip(Box<Chain>, Box<Chain>),
     /// The closure applied to each element.
     Map(Box<Chain>, syn::ExprClosure),
+    /// Back to front.
+    Rev(Box<Chain>),
 }
 
 impl Chain {
     fn len(&self) -> Expr {
         match self {
             Chain::Elems(e) => syn::parse_quote!(#e.len()),
-            Chain::Enumerate(c) | Chain::Map(c, _) => c.len(),
+            Chain::Enumerate(c) | Chain::Map(c, _) | Chain::Rev(c) => c.len(),
             Chain::Zip(a, b) => {
                 let (a, b) = (a.len(), b.len());
                 syn::parse_quote!(#a.min(#b))
@@ -2579,9 +2583,13 @@ impl Chain {
     }
 
     /// The element at index `k`, as an expression (tuples for `enumerate`/`zip`).
-    fn elem(&self, k: &Ident) -> Expr {
+    fn elem(&self, k: &Expr) -> Expr {
         match self {
             Chain::Elems(e) => syn::parse_quote!(#e[#k]),
+            Chain::Rev(c) => {
+                let len = c.len();
+                c.elem(&syn::parse_quote!((#len - 1 - #k)))
+            }
             Chain::Enumerate(c) => {
                 let v = c.elem(k);
                 syn::parse_quote!((#k, #v))
