@@ -188,3 +188,62 @@ fn return_from_nested_loops() {
     );
     gradcheck!(first_large_product(w = 0.9, x = &vec![1.1, 1.9, 3.2], limit = const 5.0)).assert();
 }
+
+/// `break` and `return` in `match` arms inside loops, an integer `break` value, and a
+/// body that ends with a `loop` left only by `return`.
+#[grad]
+fn first_index_then_scale(x: &[f64], limit: f64) -> f64 {
+    let found = loop {
+        let mut i = 0;
+        while i < x.len() {
+            if x[i] > limit {
+                break;
+            }
+            i += 1;
+        }
+        break i;
+    };
+    let mut s = 0.0;
+    for k in 0..x.len() {
+        match k % 3 {
+            0 => {
+                s += x[k];
+            }
+            1 => {
+                if k > found {
+                    break;
+                }
+                s += 2.0 * x[k];
+            }
+            _ => {
+                continue;
+            }
+        }
+    }
+    s
+}
+
+#[grad]
+fn newton_until_converged(a: f64) -> f64 {
+    let mut x = a;
+    loop {
+        let next = 0.5 * (x + a / x);
+        if (next - x).abs() < 1e-13 {
+            return next;
+        }
+        x = next;
+    }
+}
+
+#[test]
+fn jumps_in_match_arms_and_a_final_loop() {
+    // x = [1, 2, 5, 3, 4]: found = 2 (x[2] = 5 is the first above 4.5);
+    // k = 0: s = 1; k = 1: 1 ≤ 2, s += 4; k = 2: skip; k = 3: s += 3; k = 4: 4 > 2 → break.
+    let x = [1.0, 2.0, 5.0, 3.0, 4.0];
+    let (v, g) = first_index_then_scale_grad(&x, 4.5);
+    assert_eq!(v, 8.0);
+    assert_eq!(g.x, vec![1.0, 2.0, 0.0, 1.0, 0.0]);
+    let (v, g) = newton_until_converged_grad(9.0);
+    assert!((v - 3.0).abs() < 1e-15);
+    assert!((g.a - 1.0 / 6.0).abs() < 1e-12);
+}

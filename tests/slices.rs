@@ -479,3 +479,42 @@ fn reversed_iterators() {
     assert_eq!(g.x, vec![1.0 + 3.0, 2.0 + 2.0 + 20.0, 4.0 + 1.0 + 10.0]);
     assert_eq!(g.y, vec![3.0, 2.0]);
 }
+
+/// A local buffer passed to helpers taking `&Vec<f64>`, `&[f64; 2]` and `[f64; 2]`
+/// (the calls are checkpointed on copies of the argument's own type), and a `zip`
+/// whose closure names its parts after the other buffer.
+#[grad]
+fn vec_helper(v: &Vec<f64>) -> f64 {
+    v[0] * v[1]
+}
+
+#[grad]
+fn array_ref_helper(v: &[f64; 2]) -> f64 {
+    v[0] - v[1]
+}
+
+#[grad]
+fn array_helper(v: [f64; 2]) -> f64 {
+    v[0] * v[0] + v[1]
+}
+
+#[grad]
+fn helper_forms(x: &[f64], y: &[f64]) -> f64 {
+    let h = vec![x[0], x[1]];
+    let a = [x[0], y[0]];
+    let crossed: f64 = x.iter().zip(y.iter()).map(|(y, x)| y * x * x).sum();
+    vec_helper(&h) + array_ref_helper(&a) + array_helper(a) + crossed
+}
+
+#[test]
+fn checkpointed_calls_keep_argument_types_and_zip_names_are_hygienic() {
+    let x = [2.0, 3.0];
+    let y = [5.0, 7.0];
+    let (v, g) = helper_forms_grad(&x, &y);
+    // 6 + (2 − 5) + (4 + 5) + (2·25 + 3·49) = 6 − 3 + 9 + 197.
+    assert_eq!(v, 209.0);
+    // d/dx0 = x1 + 1 + 2x0 + y0² = 3 + 1 + 4 + 25; d/dx1 = x0 + y1² = 2 + 49.
+    // d/dy0 = −1 + 1 + 2x0y0 = 20; d/dy1 = 2x1y1 = 42.
+    assert_eq!(g.x, vec![33.0, 51.0]);
+    assert_eq!(g.y, vec![20.0, 42.0]);
+}

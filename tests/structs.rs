@@ -217,3 +217,27 @@ fn struct_by_value_with_an_array_field() {
     );
     check_struct(&q, &g.q, |p| eval_at(p.clone(), 2.5));
 }
+
+/// Iterating a struct's `Vec` field.
+#[grad(p)]
+fn field_sums(p: &Layer) -> f64 {
+    let s: f64 = p.w.iter().sum();
+    let q: f64 = p.b.iter().map(|v| v * v).sum();
+    let mut t = 0.0;
+    for v in &p.w {
+        t += v * v * v;
+    }
+    s + q + t
+}
+
+#[test]
+fn iterating_vec_fields() {
+    let p = Layer {
+        w: vec![1.0, 2.0],
+        b: vec![3.0],
+    };
+    let (v, g) = field_sums_grad(&p);
+    assert_eq!(v, 3.0 + 9.0 + 9.0);
+    assert_eq!(g.p.w, vec![1.0 + 3.0, 1.0 + 12.0]);
+    assert_eq!(g.p.b, vec![6.0]);
+}

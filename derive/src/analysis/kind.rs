@@ -24,7 +24,7 @@ pub struct Kinds {
     /// argument, a borrow or a view of one). The tensor path borrows such a value when
     /// an operator would consume it (`&t0 + b`), since the tape may still read it.
     pub owned_array: Vec<bool>,
-    /// Values read by a primitive or a call (not by a buffer operation).
+    /// Values read by a primitive (not by a call or a buffer operation).
     operand_of_arithmetic: std::collections::HashSet<VarId>,
 }
 
@@ -100,7 +100,7 @@ pub fn analyse(func: &Func) -> Kinds {
         operand_of_arithmetic: Default::default(),
     };
     crate::ir::walk(&func.body, &mut |s| {
-        if matches!(s.rhs, Rhs::Prim { .. } | Rhs::Call { .. }) {
+        if matches!(s.rhs, Rhs::Prim { .. }) {
             k.operand_of_arithmetic
                 .extend(s.rhs.operands().iter().filter_map(Operand::var));
         }

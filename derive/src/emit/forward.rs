@@ -53,7 +53,8 @@ pub struct Emitter<'a> {
     counts: HashMap<VarId, Ident>,
     /// Calls that pass a buffer of this function: per argument, the copy kept for the
     /// reverse pass, which runs the callee's forward again on it.
-    pub snapshots: HashMap<VarId, Vec<Option<Ident>>>,
+    /// (Per argument: the copy's name and how the reverse pass passes it.)
+    pub snapshots: HashMap<VarId, Vec<Option<(Ident, TokenStream)>>>,
 }
 
 impl<'a> Emitter<'a> {
@@ -549,11 +550,34 @@ impl<'a> Emitter<'a> {
                                 span,
                             );
                             let counter = self.heap_name();
-                            saves.push(
-                                quote_spanned!(span=> let #snap = ::std::vec::Vec::from(&#x[..]);),
-                            );
-                            saves.push(quote_spanned!(span=> #counter += ::backprop::__private::HeapOfOwned::heap_bytes(&::backprop::__private::Probe(&#snap));));
-                            names.push(Some(snap));
+                            // The copy has the argument's own type: `&h` passes `&copy`
+                            // (a `&Vec` or `&[f64; N]`), a view `&h[a..b]` a slice, `h`
+                            // itself (moved) the copy itself.
+                            let (copy, pass) = match self.func.def_of(v) {
+                                Some(Stmt {
+                                    rhs:
+                                        Rhs::Buffer {
+                                            op: crate::ir::BufOp::Borrow,
+                                            ..
+                                        },
+                                    ..
+                                }) => (quote!(::core::clone::Clone::clone(#x)), quote!(&#snap)),
+                                Some(Stmt {
+                                    rhs:
+                                        Rhs::Buffer {
+                                            op: crate::ir::BufOp::View,
+                                            ..
+                                        },
+                                    ..
+                                }) => (quote!(::std::vec::Vec::from(&#x[..])), quote!(&#snap[..])),
+                                _ => (quote!(::core::clone::Clone::clone(&#x)), quote!(#snap)),
+                            };
+                            saves.push(quote_spanned!(span=> let #snap = #copy;));
+                            saves.push(quote_spanned!(span=> #counter += {
+                                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                                (&::backprop::__private::Probe(&#snap)).heap_bytes()
+                            };));
+                            names.push(Some((snap, pass)));
                         }
                         _ => names.push(None),
                     }

@@ -239,7 +239,7 @@ fn reverse_block(
                         .iter()
                         .zip(&snaps)
                         .map(|(a, snap)| match snap {
-                            Some(x) => quote!(&#x[..]),
+                            Some((_, pass)) => pass.clone(),
                             None => cx.operand(a),
                         })
                         .collect();
@@ -431,7 +431,7 @@ fn materialize(
         }
         // A checkpointed call keeps its copies; its tape is made again in reverse.
         match cx.snapshots.get(&s.def) {
-            Some(snaps) => extra_names.extend(snaps.iter().flatten().cloned()),
+            Some(snaps) => extra_names.extend(snaps.iter().flatten().map(|(x, _)| x.clone())),
             None => extra_names.extend(cx.tape_if_any(s.def)),
         }
     }

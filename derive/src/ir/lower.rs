@@ -54,6 +54,9 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
             .type_params()
             .map(|t| t.ident.to_string())
             .collect(),
+        fn_name: item.sig.ident.to_string(),
+        array_params: HashSet::new(),
+        struct_params: HashSet::new(),
     };
     check_signature(cx, item);
     let ret_ty = lw.return_type(item);
@@ -131,6 +134,12 @@ struct Lowerer<'a> {
     places: HashSet<VarId>,
     /// The function's type parameters (a `T` argument is not a struct).
     type_params: HashSet<String>,
+    /// The function's own name (a call of it is recursion).
+    fn_name: String,
+    /// Array arguments taken by value (`p: [f64; 3]`), and copies of arrays.
+    array_params: HashSet<VarId>,
+    /// Struct arguments.
+    struct_params: HashSet<VarId>,
     /// How each buffer the function owns was made (found from nested blocks, whose
     /// statements are lowered apart from the enclosing body).
     owner_rhs: HashMap<VarId, Rhs>,
@@ -288,6 +297,10 @@ impl Lowerer<'_> {
             }
             if kind == ParamKind::Struct {
                 self.places.insert(var);
+                self.struct_params.insert(var);
+            }
+            if kind == ParamKind::Buffer && matches!(&*pt.ty, Type::Array(_)) {
+                self.array_params.insert(var);
             }
             params.push(Param {
                 ident,
@@ -589,6 +602,28 @@ impl Lowerer<'_> {
                 self.vars[v.0].name = self.vars[fresh.0].name.clone();
                 v
             }
+            // `let b = a;` copies an array (`[f64; N]`): a new buffer, as `to_vec` makes.
+            Operand::Var(b) if self.buffers.contains(&b) && self.is_array_valued(b) => {
+                let span = init.expr.span();
+                let len = self.define(
+                    None,
+                    Rhs::ZeroDerivative {
+                        spelling: Spelling::Method(Ident::new("len", span)),
+                        args: vec![Operand::Var(b)],
+                    },
+                    span,
+                );
+                let v = self.new_buffer_var(
+                    Some(ident),
+                    BufOp::ToVec,
+                    vec![Operand::Var(b), len],
+                    span,
+                );
+                let v = v.var().expect("a new value");
+                self.array_params.insert(v);
+                v
+            }
+            // `let y = x;` of a `Vec` or a slice: another name for the same elements.
             Operand::Var(b) if self.buffers.contains(&b) => {
                 let v = self.alias(Operand::Var(b), Some(ident), init.expr.span());
                 v.var().expect("a new value")
@@ -1003,6 +1038,12 @@ impl Lowerer<'_> {
                 if t == old && e == old {
                     continue;
                 }
+                if self.buffers.contains(&old) {
+                    self.cx.error_at(
+                        span,
+                        format!("`#[grad]` does not support assigning a whole buffer (`{name} = ...`) inside a branch yet; write its elements instead (`{name}.copy_from_slice(&new)`, `{name}[i] = ...`)"),
+                    );
+                }
                 let ident = if let Some(raw) = name.strip_prefix("r#") {
                     Ident::new_raw(raw, span)
                 } else {
@@ -1097,6 +1138,14 @@ impl Lowerer<'_> {
             .iter()
             .filter_map(|n| Some((n.clone(), self.lookup(n)?)))
             .collect();
+        for (name, v) in &inits {
+            if self.buffers.contains(v) {
+                self.cx.error_at(
+                    span,
+                    format!("`#[grad]` does not support assigning a whole buffer (`{name} = ...`) inside a loop yet; write its elements instead (`{name}.copy_from_slice(&new)`, `{name}[i] = ...`)"),
+                );
+            }
+        }
         let outer_body = std::mem::take(&mut self.body);
         self.read_cache.clear();
         self.scopes.push(HashMap::new());
@@ -1186,6 +1235,18 @@ impl Lowerer<'_> {
                 return;
             }
         };
+        if let Expr::MethodCall(m) = &*f.expr
+            && let Some(bad) = self.unsupported_adaptor(m)
+        {
+            self.cx.error_spanned_by(
+                &bad.method,
+                format!(
+                    "`.{}()` on an iterator over a buffer is not supported by `#[grad]`; a `for` loop runs over `x`, `x.iter()` with `.copied()`, `.cloned()`, `.rev()`, `.enumerate()`, `.zip(..)`, `.map(|v| ..)`, or an integer range",
+                    bad.method
+                ),
+            );
+            return;
+        }
         let Some(range) = self.range_tokens(&f.expr) else {
             self.cx.error_spanned_by(
                 &f.expr,
@@ -1448,8 +1509,10 @@ impl Lowerer<'_> {
             prelude.push(syn::parse_quote_spanned!(span=> let mut #done = false;));
         }
         if let Some(out) = &flags.out {
-            // `break value` leaves a float (the loop's value); it starts as 0.
-            prelude.push(syn::parse_quote_spanned!(span=> let mut #out = 0.0;));
+            // `break value` leaves the loop's value; it starts as the type's 0.
+            prelude.push(
+                syn::parse_quote_spanned!(span=> let mut #out = ::backprop::__private::zero();),
+            );
         }
         let mut new_body: Vec<syn::Stmt> = Vec::new();
         if let Some(skip) = &flags.skip {
@@ -1457,6 +1520,36 @@ impl Lowerer<'_> {
         }
         new_body.extend(guard(&body.stmts, &flags));
         let looped: syn::Stmt = match (syntax, &flags.done) {
+            // `for i in a..b` with a `break`: a `while` over a counter, so it stops where
+            // the `break` happens (the counter runs backwards in reverse: nothing saved).
+            (LoopSyntax::For(f), Some(done))
+                if matches!(&*f.expr, Expr::Range(r) if r.start.is_some() && r.end.is_some() && matches!(r.limits, syn::RangeLimits::HalfOpen(_)))
+                    && matches!(&*f.pat, Pat::Ident(_) | Pat::Wild(_)) =>
+            {
+                let Expr::Range(r) = &*f.expr else {
+                    unreachable!("matched above")
+                };
+                let (start, end) = (
+                    r.start.as_ref().expect("checked"),
+                    r.end.as_ref().expect("checked"),
+                );
+                let counter = self.names.fresh("next_index", span);
+                let end_v = self.names.fresh("end", span);
+                prelude.push(syn::parse_quote_spanned!(span=> let mut #counter = #start;));
+                prelude.push(syn::parse_quote_spanned!(span=> let #end_v = #end;));
+                let bind: Option<syn::Stmt> = match &*f.pat {
+                    Pat::Ident(pi) => {
+                        let i = &pi.ident;
+                        Some(syn::parse_quote_spanned!(span=> let #i = #counter;))
+                    }
+                    _ => None,
+                };
+                syn::parse_quote_spanned!(span=> while !#done && #counter < #end_v {
+                    #bind
+                    #counter += 1;
+                    #(#new_body)*
+                })
+            }
             (LoopSyntax::For(f), Some(done)) => {
                 let (pat, expr) = (&f.pat, &f.expr);
                 syn::parse_quote_spanned!(span=> for #pat in #expr { if !#done { #(#new_body)* } })
@@ -1580,6 +1673,16 @@ impl Lowerer<'_> {
         if let Some(v) = self.buffer_method(m, want) {
             return v;
         }
+        if let Some(bad) = self.unsupported_adaptor(m) {
+            self.cx.error_spanned_by(
+                &bad.method,
+                format!(
+                    "`.{}()` on an iterator over a buffer is not supported by `#[grad]`; the iterator forms it differentiates are `x.iter()` with `.copied()`, `.cloned()`, `.rev()`, `.enumerate()`, `.zip(..)`, `.map(|v| ..)`, in a `for` loop or ended by `.sum()`, `.product()` or `.fold(init, |acc, v| ..)`",
+                    bad.method
+                ),
+            );
+            return dummy();
+        }
         // `x.mean().unwrap()`: ndarray's mean returns `Option`; the pair is one operation.
         if (m.method == "unwrap" || m.method == "expect")
             && let Expr::MethodCall(inner) = &*m.receiver
@@ -1698,6 +1801,15 @@ impl Lowerer<'_> {
                     "`#[grad]` does not support qualified paths (`<{} as ...>::f(x)`); write the method call (`x.exp()`) or `f64::exp(x)`",
                     q.ty.to_token_stream()
                 ),
+            );
+            return dummy();
+        }
+        if let Some(i) = path.path.get_ident()
+            && *i == self.fn_name
+        {
+            self.cx.error_spanned_by(
+                &c.func,
+                format!("`#[grad]` does not differentiate recursive calls (`{i}` calls itself): its tape would contain itself; write the recursion as a loop, or move the recursive part into a function with a `#[custom_vjp]` rule"),
             );
             return dummy();
         }
@@ -1869,8 +1981,20 @@ impl Lowerer<'_> {
         )
     }
 
+    /// A buffer whose value is an array (`[f64; N]`, made by `[v; N]` or `[a, b]`, or an
+    /// array argument taken by value): `let b = a;` and `for v in a` copy it.
+    fn is_array_valued(&self, v: VarId) -> bool {
+        matches!(
+            self.owner_rhs.get(&v),
+            Some(Rhs::Buffer {
+                op: BufOp::FillArray,
+                ..
+            })
+        ) || self.array_params.contains(&v)
+    }
+
     fn is_field_view_var(&self, v: VarId) -> bool {
-        self.places.contains(&v) && !self.scopes[0].values().any(|p| *p == v)
+        self.places.contains(&v) && !self.struct_params.contains(&v)
     }
 
     fn new_buffer_var(
@@ -1984,7 +2108,7 @@ impl Lowerer<'_> {
                 }
             }
             Expr::Repeat(r) => (BufOp::FillArray, (*r.expr).clone(), (*r.len).clone()),
-            Expr::Array(a) if self.mentions_local(e) => {
+            Expr::Array(a) if !a.elems.is_empty() => {
                 let elems: Vec<Expr> = a.elems.iter().cloned().collect();
                 return Some(self.buffer_from_list(&elems, BufOp::FillArray, want, span));
             }
@@ -2299,11 +2423,47 @@ impl Lowerer<'_> {
                 },
                 _ => None,
             },
-            _ if bare && self.is_buffer_expr(e) => Some(Chain::Elems(e.clone())),
+            _ if bare && (self.is_buffer_expr(e) || self.is_local_path(e)) => {
+                Some(Chain::Elems(e.clone()))
+            }
             // `for k in [1.0, 2.0, 3.0]`: the literal is bound to a local first.
             Expr::Array(_) | Expr::Repeat(_) if bare => Some(Chain::Elems(e.clone())),
             _ => None,
         }
+    }
+
+    /// In `x.iter().skip(1).sum()`, the first adaptor (from `iter`) that `chain` does
+    /// not know, to name it in the error.
+    fn unsupported_adaptor<'m>(
+        &self,
+        m: &'m syn::ExprMethodCall,
+    ) -> Option<&'m syn::ExprMethodCall> {
+        let mut calls = vec![m];
+        let mut cur = m;
+        while let Expr::MethodCall(inner) = &*cur.receiver {
+            calls.push(inner);
+            cur = inner;
+        }
+        // The innermost call must be `iter`/`into_iter` on a buffer.
+        let bottom = calls.pop()?;
+        if !matches!(bottom.method.to_string().as_str(), "iter" | "into_iter")
+            || !(self.is_buffer_expr(&bottom.receiver) || self.is_local_path(&bottom.receiver))
+        {
+            return None;
+        }
+        const ADAPTORS: &[&str] = &["copied", "cloned", "rev", "enumerate", "zip", "map"];
+        // From `iter` outwards: adaptors, then a consumer ends the iterator (what comes
+        // after works on its float result).
+        for c in calls.into_iter().rev() {
+            let name = c.method.to_string();
+            if matches!(name.as_str(), "sum" | "product" | "fold") {
+                return None;
+            }
+            if !ADAPTORS.contains(&name.as_str()) {
+                return Some(c);
+            }
+        }
+        None
     }
 
     fn is_local_path(&self, e: &Expr) -> bool {
@@ -2334,6 +2494,21 @@ impl Lowerer<'_> {
     /// a local, so the loop evaluates it once.
     fn bind_sources(&mut self, chain: Chain, span: Span) -> Chain {
         match chain {
+            // `for v in a` over an array iterates a copy of it (the body may write `a`).
+            Chain::Elems(Expr::Path(p))
+                if p.path.get_ident().is_some_and(|i| {
+                    self.lookup(&i.to_string())
+                        .is_some_and(|v| self.is_array_valued(v))
+                }) =>
+            {
+                let src = self.names.fresh("src", span);
+                let local: syn::Stmt = syn::parse_quote_spanned!(span=> let #src = #p;);
+                let syn::Stmt::Local(local) = local else {
+                    unreachable!("a let")
+                };
+                self.local(&local);
+                Chain::Elems(syn::parse_quote!(#src))
+            }
             Chain::Elems(e) if matches!(e, Expr::Path(_)) => Chain::Elems(e),
             Chain::Elems(e) => {
                 let src = self.names.fresh("src", span);
@@ -2614,15 +2789,49 @@ impl Chain {
 /// `let pat = value;` as `let`s of plain names: `&v` binds `v`, `(a, b)` against a
 /// tuple expression binds each part, `_` binds nothing. `None` for other patterns.
 fn bind_pattern(pat: &Pat, value: &Expr) -> Option<Vec<syn::Stmt>> {
+    // Every part is read before any name is bound, so a pattern `(y, x)` over elements
+    // of buffers named `x` and `y` reads the buffers, not the new bindings.
+    let mut leaves = Vec::new();
+    pattern_leaves(pat, value, &mut leaves)?;
+    if leaves.len() <= 1 {
+        return Some(
+            leaves
+                .into_iter()
+                .map(|(i, v)| syn::parse_quote!(let #i = #v;))
+                .collect(),
+        );
+    }
+    let temps: Vec<Ident> = leaves
+        .iter()
+        .map(|(i, _)| {
+            quote::format_ident!("__backprop_elem_{}", i.to_string().trim_start_matches("r#"))
+        })
+        .collect();
+    let mut out: Vec<syn::Stmt> = leaves
+        .iter()
+        .zip(&temps)
+        .map(|((_, v), t)| syn::parse_quote!(let #t = #v;))
+        .collect();
+    out.extend(
+        leaves
+            .iter()
+            .zip(&temps)
+            .map(|((i, _), t)| -> syn::Stmt { syn::parse_quote!(let #i = #t;) }),
+    );
+    Some(out)
+}
+
+/// The names a pattern binds, each with the part of `value` it binds.
+fn pattern_leaves(pat: &Pat, value: &Expr, out: &mut Vec<(Ident, Expr)>) -> Option<()> {
     match pat {
         Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
-            let i = &pi.ident;
-            Some(vec![syn::parse_quote!(let #i = #value;)])
+            out.push((pi.ident.clone(), value.clone()));
+            Some(())
         }
-        Pat::Reference(r) => bind_pattern(&r.pat, value),
-        Pat::Type(t) => bind_pattern(&t.pat, value),
-        Pat::Paren(p) => bind_pattern(&p.pat, value),
-        Pat::Wild(_) => Some(Vec::new()),
+        Pat::Reference(r) => pattern_leaves(&r.pat, value, out),
+        Pat::Type(t) => pattern_leaves(&t.pat, value, out),
+        Pat::Paren(p) => pattern_leaves(&p.pat, value, out),
+        Pat::Wild(_) => Some(()),
         Pat::Tuple(t) => {
             let Expr::Tuple(parts) = value else {
                 return None;
@@ -2630,11 +2839,10 @@ fn bind_pattern(pat: &Pat, value: &Expr) -> Option<Vec<syn::Stmt>> {
             if parts.elems.len() != t.elems.len() {
                 return None;
             }
-            let mut out = Vec::new();
             for (p, v) in t.elems.iter().zip(parts.elems.iter()) {
-                out.extend(bind_pattern(p, v)?);
+                pattern_leaves(p, v, out)?;
             }
-            Some(out)
+            Some(())
         }
         _ => None,
     }
@@ -2750,6 +2958,7 @@ fn statement_position(e: &Expr) -> bool {
             | Expr::Continue(_)
             | Expr::If(_)
             | Expr::Block(_)
+            | Expr::Match(_)
             | Expr::ForLoop(_)
             | Expr::While(_)
             | Expr::Loop(_)
@@ -2818,6 +3027,13 @@ fn rewrite_jump_expr(e: &Expr, flags: &JumpFlags) -> Expr {
             let mut b = b.clone();
             b.block.stmts = guard(&b.block.stmts, flags);
             Expr::Block(b)
+        }
+        Expr::Match(m) => {
+            let mut m = m.clone();
+            for arm in &mut m.arms {
+                *arm.body = rewrite_jump_expr(&arm.body, flags);
+            }
+            Expr::Match(m)
         }
         other => other.clone(),
     }
@@ -2952,6 +3168,14 @@ fn lift_loop_returns(
             lifted = true;
             out.push(syn::parse_quote!(if #flag { return #ret; }));
         }
+    }
+    // A body that ends with a `loop` left only by `return`: its value is the returned one.
+    if lifted
+        && matches!(stmts.last(), Some(syn::Stmt::Expr(Expr::Loop(_), _)))
+        && matches!(out.last(), Some(syn::Stmt::Expr(Expr::If(_), _)))
+    {
+        out.pop();
+        out.push(syn::Stmt::Expr(syn::parse_quote!(#ret), None));
     }
     if !lifted {
         return stmts.to_vec();
