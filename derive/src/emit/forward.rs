@@ -574,6 +574,7 @@ impl<'a> Emitter<'a> {
                             };
                             saves.push(quote_spanned!(span=> let #snap = #copy;));
                             saves.push(quote_spanned!(span=> #counter += {
+                                #[allow(unused_imports)]
                                 use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
                                 (&::backprop::__private::Probe(&#snap)).heap_bytes()
                             };));
