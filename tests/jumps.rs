@@ -1,7 +1,11 @@
 //! `loop`, `break` (also with a value) and `continue` in `#[grad]` functions: the jump
 //! becomes a flag, the statements after it run under `if !done`, and the reverse pass
 //! replays exactly the iterations (and the part of the last one) that ran.
-#![allow(clippy::assign_op_pattern, clippy::needless_range_loop, clippy::never_loop)]
+#![allow(
+    clippy::assign_op_pattern,
+    clippy::needless_range_loop,
+    clippy::never_loop
+)]
 
 use backprop::{grad, gradcheck};
 

@@ -330,7 +330,9 @@ impl<'a> Emitter<'a> {
                 // One stack per loop for the whole forward pass (declared at its top):
                 // a nested loop's runs share it, with no allocation per run. The
                 // reverse pass recomputes the index, and the number of iterations, from
-                // the range (a `for` always runs its whole range: `break` is a flag).
+                // the range (a `for` that remains a `for` runs its whole range: a `break`
+                // in a plain `a..b` loop makes it a `while` over a counter, and in a
+                // `rev`/`step_by` loop a flag that skips the rest).
                 let i = self.var(*index).clone();
                 let it = iteration(&body, quote!());
                 let tape = self.tape(s.def);
