@@ -315,6 +315,26 @@ impl Lowerer<'_> {
             None => {
                 for p in &mut params {
                     p.active = p.kind != ParamKind::Other;
+                    // A buffer of buffers would silently stay data.
+                    let inner = match &p.ty {
+                        Type::Reference(r) => &*r.elem,
+                        other => other,
+                    };
+                    let nested = match inner {
+                        Type::Slice(sl) => self.buffer_elem(&sl.elem).is_some(),
+                        Type::Array(a) => self.buffer_elem(&a.elem).is_some(),
+                        _ => false,
+                    };
+                    if nested {
+                        self.cx.error_spanned_by(
+                            &p.ty,
+                            format!(
+                                "`#[grad]` does not differentiate nested buffers (`{}`) yet: flatten it into one `&[f64]` (row-major), or name the differentiated arguments in `#[grad(...)]` to keep `{}` as data",
+                                p.ty.to_token_stream().to_string().replace(' ', ""),
+                                p.ident
+                            ),
+                        );
+                    }
                 }
             }
             Some(list) => {
