@@ -24,6 +24,11 @@ impl Activity {
         self.touches.contains(&v)
     }
 
+    /// Depends on an active argument (whether or not the result uses it).
+    pub fn is_varied(&self, v: VarId) -> bool {
+        self.varied[v.0]
+    }
+
     pub fn is_active(&self, v: VarId) -> bool {
         self.varied[v.0] && self.useful[v.0]
     }

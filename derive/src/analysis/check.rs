@@ -18,6 +18,25 @@ pub fn check(cx: &Ctxt, func: &Func, activity: &Activity) {
         // wrong gradient.
         let on_active_buffer = matches!(&s.rhs, Rhs::NoRule { args, .. }
             if args.first().and_then(|a| a.var()).is_some_and(|b| func.is_buffer(b) && activity.is_active(b)));
+        // `h.push(x)`, `h.insert(i, x)` with a differentiated `x`: a method that changes
+        // its receiver, which `#[grad]` cannot follow, even though its result is unused.
+        let mutates_with_varied = matches!(&s.rhs, Rhs::NoRule { spelling: crate::ir::Spelling::Method(m), args, .. }
+            if MUTATING.contains(&m.to_string().as_str())
+                && args.iter().any(|a| a.var().is_some_and(|v| activity.is_varied(v))));
+        if let Rhs::NoRule {
+            spelling: crate::ir::Spelling::Method(m),
+            at,
+            ..
+        } = &s.rhs
+            && mutates_with_varied
+        {
+            cx.error_spanned_by(
+                at,
+                format!("`.{m}()` changes the collection it is called on, which `#[grad]` cannot follow: make a buffer of the final length (`vec![0.0; n]`, `x.to_vec()`) and write its elements (`h[i] = ...`)"),
+            );
+            reported.insert(s.def);
+            return;
+        }
         if let Rhs::NoRule { args, why, at, .. } = &s.rhs
             && (on_active_buffer
                 || activity.is_active(s.def) && args.iter().any(|a| activity.operand_active(a)))
@@ -32,6 +51,34 @@ pub fn check(cx: &Ctxt, func: &Func, activity: &Activity) {
         }
     });
 }
+
+/// Methods that change their receiver (`Vec`, `VecDeque`, slices).
+const MUTATING: &[&str] = &[
+    "push",
+    "push_back",
+    "push_front",
+    "insert",
+    "extend",
+    "extend_from_slice",
+    "append",
+    "resize",
+    "truncate",
+    "clear",
+    "retain",
+    "pop",
+    "remove",
+    "swap_remove",
+    "drain",
+    "sort",
+    "sort_by",
+    "sort_unstable",
+    "sort_unstable_by",
+    "sort_by_key",
+    "dedup",
+    "rotate_left",
+    "rotate_right",
+    "split_off",
+];
 
 /// Branches on the tensor path are not supported yet: each branch's pullback returns a
 /// zero for what the other branch differentiates, and a zero array needs a shape.
