@@ -124,12 +124,8 @@ impl<'a> Emitter<'a> {
 
     /// `count`: the number of iterations the `while` loop defining `v` ran.
     pub fn count(&mut self, v: VarId) -> Ident {
-        if let Some(i) = self.counts.get(&v) {
-            return i.clone();
-        }
-        let i = self.names.fresh("count", self.func.name(v).span());
-        self.counts.insert(v, i.clone());
-        i
+        let span = self.func.name(v).span();
+        memoized(&mut self.counts, &mut self.names, v, "count", span)
     }
 
     /// The iteration-count name of the `while` loop defining `v`, if one was made.
@@ -139,12 +135,8 @@ impl<'a> Emitter<'a> {
 
     /// `range`: the range of the `for` loop defining `v`.
     pub fn range(&mut self, v: VarId) -> Ident {
-        if let Some(i) = self.ranges.get(&v) {
-            return i.clone();
-        }
-        let i = self.names.fresh("range", self.func.name(v).span());
-        self.ranges.insert(v, i.clone());
-        i
+        let span = self.func.name(v).span();
+        memoized(&mut self.ranges, &mut self.names, v, "range", span)
     }
 
     /// A statement without control flow, as the forward pass writes it (for values
@@ -159,44 +151,29 @@ impl<'a> Emitter<'a> {
 
     /// `d_x`: the adjoint of `x`.
     pub fn adjoint(&mut self, v: VarId) -> Ident {
-        if let Some(i) = self.adjoints.get(&v) {
-            return i.clone();
-        }
-        let name = self.func.name(v);
-        let i = self.names.fresh(
-            &format!("d_{}", name.to_string().trim_start_matches("r#")),
-            name.span(),
-        );
-        self.adjoints.insert(v, i.clone());
-        i
+        let (base, span) = self.derived_name("d", v);
+        memoized(&mut self.adjoints, &mut self.names, v, &base, span)
     }
 
     /// `tape_x`: the tape of the call that defined `x`.
     pub fn tape(&mut self, v: VarId) -> Ident {
-        if let Some(i) = self.tapes.get(&v) {
-            return i.clone();
-        }
-        let name = self.func.name(v);
-        let i = self.names.fresh(
-            &format!("tape_{}", name.to_string().trim_start_matches("r#")),
-            name.span(),
-        );
-        self.tapes.insert(v, i.clone());
-        i
+        let (base, span) = self.derived_name("tape", v);
+        memoized(&mut self.tapes, &mut self.names, v, &base, span)
     }
 
     /// `shape_x`: the shape of `x`, saved for a broadcasting rule on the tensor path.
     pub fn shape(&mut self, v: VarId) -> Ident {
-        if let Some(i) = self.shapes.get(&v) {
-            return i.clone();
-        }
+        let (base, span) = self.derived_name("shape", v);
+        memoized(&mut self.shapes, &mut self.names, v, &base, span)
+    }
+
+    /// `prefix_x` for value `x`, with `x`'s span.
+    fn derived_name(&self, prefix: &str, v: VarId) -> (String, proc_macro2::Span) {
         let name = self.func.name(v);
-        let i = self.names.fresh(
-            &format!("shape_{}", name.to_string().trim_start_matches("r#")),
+        (
+            format!("{prefix}_{}", name.to_string().trim_start_matches("r#")),
             name.span(),
-        );
-        self.shapes.insert(v, i.clone());
-        i
+        )
     }
 
     /// A value a rule reads in the reverse pass, looking through borrows: for
@@ -825,4 +802,17 @@ fn stable_reads(func: &Func) -> std::collections::HashSet<VarId> {
         }
     }
     stable
+}
+
+/// The name kept for `v` in `map`, made fresh from `base` the first time.
+fn memoized(
+    map: &mut HashMap<VarId, Ident>,
+    names: &mut Names,
+    v: VarId,
+    base: &str,
+    span: proc_macro2::Span,
+) -> Ident {
+    map.entry(v)
+        .or_insert_with(|| names.fresh(base, span))
+        .clone()
 }
