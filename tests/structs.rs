@@ -5,7 +5,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use backprop::ops::{XentOptions, relu, softmax_cross_entropy};
-use backprop::optim::{AdamW, Optimizer};
+use backprop::optim::{AdamW, AdamWConfig, Optimizer};
 use backprop::params::Params;
 use backprop::{Differentiable, grad};
 use ndarray::{Array1, Array2, array};
@@ -240,4 +240,57 @@ fn iterating_vec_fields() {
     assert_eq!(v, 3.0 + 9.0 + 9.0);
     assert_eq!(g.p.w, vec![1.0 + 3.0, 1.0 + 12.0]);
     assert_eq!(g.p.b, vec![6.0]);
+}
+
+/// The README's "Loops, slices and structs" example, as written there.
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Line {
+    w: Vec<f64>,
+    b: f64,
+}
+
+/// Mean squared error of w·x + b over rows of `xs` (row-major, `ys.len()` rows).
+#[grad(p)]
+fn mse(p: &Line, xs: &[f64], ys: &[f64]) -> f64 {
+    let d = p.w.len();
+    let mut s = 0.0;
+    for (i, y) in ys.iter().enumerate() {
+        let z: f64 =
+            p.w.iter()
+                .zip(&xs[i * d..(i + 1) * d])
+                .map(|(w, x)| w * x)
+                .sum();
+        let e = z + p.b - y;
+        s += e * e;
+    }
+    s / ys.len() as f64
+}
+
+#[test]
+fn readme_line_example() {
+    let mut p = Line {
+        w: vec![0.0, 0.0],
+        b: 0.0,
+    };
+    let (xs, ys) = ([1.0, 2.0, 3.0, 1.0], [5.0, 5.0]);
+    // At zero parameters: e = −5 for both rows; dL/dw = mean 2e·x = (−20, −15), dL/db = −10.
+    let (l, g) = mse_grad(&p, &xs, &ys);
+    assert_eq!(l, 25.0);
+    assert_eq!(
+        g.p,
+        Line {
+            w: vec![-20.0, -15.0],
+            b: -10.0
+        }
+    );
+    check_struct(&p, &g.p, |q| mse(q, &xs, &ys));
+    let mut opt = AdamW::<f64>::new(AdamWConfig {
+        lr: 0.1,
+        ..Default::default()
+    });
+    for _ in 0..200 {
+        let (_, g) = mse_grad(&p, &xs, &ys);
+        opt.step(&mut p, &g.p).unwrap();
+    }
+    assert!(mse(&p, &xs, &ys) < 0.01, "{}", mse(&p, &xs, &ys));
 }
