@@ -128,6 +128,14 @@ impl<'a> Emitter<'a> {
         memoized(&mut self.counts, &mut self.names, v, "count", span)
     }
 
+    /// The names of the loop-invariant reads the loop defining `v` makes after it.
+    pub fn hoisted_names(&self, v: VarId) -> Vec<Ident> {
+        self.loops
+            .get(&v)
+            .map(|r| r.hoisted.iter().map(|(h, _)| h.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// The iteration-count name of the `while` loop defining `v`, if one was made.
     pub fn count_if_any(&self, v: VarId) -> Option<Ident> {
         self.counts.get(&v).cloned()
@@ -285,13 +293,13 @@ impl<'a> Emitter<'a> {
             .collect();
         let exits: Vec<TokenStream> = node.carried.iter().map(|c| self.operand(&c.exit)).collect();
         let body = self.block(&node.body);
-        let push = if active {
+        let (push, hoisted) = if active {
             let rev = self.loop_reverse(s.def, node);
             let tape = self.tape(s.def);
             let saved = &rev.saved;
-            quote!(#tape.push((#(#saved,)*));)
+            (quote!(#tape.push((#(#saved,)*));), rev.hoisted.clone())
         } else {
-            quote!()
+            (quote!(), Vec::new())
         };
         let iteration = |body: &[TokenStream], head: TokenStream| {
             quote! {
@@ -315,10 +323,14 @@ impl<'a> Emitter<'a> {
                 let tape = self.tape(s.def);
                 self.stacks.push(s.def);
                 let r = self.range(s.def);
+                let after = hoisted.iter().map(|(h, read)| {
+                    quote!(let #h = if ::core::iter::Iterator::size_hint(&#r).0 > 0 { #read } else { ::backprop::__private::zero() };)
+                });
                 quote_spanned! {span=>
                     let #r = #range;
                     #tape.reserve(::core::iter::Iterator::size_hint(&#r).0);
                     for #i in ::core::clone::Clone::clone(&#r) { #it }
+                    #(#after)*
                 }
             }
             crate::ir::LoopHead::For { index, range, .. } => {
@@ -336,10 +348,14 @@ impl<'a> Emitter<'a> {
                     self.stacks.push(s.def);
                     let start = self.names.fresh("start", span);
                     let count = self.count(s.def);
+                    let after = hoisted.iter().map(|(h, read)| {
+                        quote!(let #h = if #count > 0 { #read } else { ::backprop::__private::zero() };)
+                    });
                     quote_spanned! {span=>
                         let #start = #tape.len();
                         loop { #it }
                         let #count = #tape.len() - #start;
+                        #(#after)*
                     }
                 } else {
                     quote_spanned!(span=> loop { #it })

@@ -75,6 +75,8 @@ pub struct LoopReverse {
     pub index: bool,
     /// Counters the reverse pass runs backwards instead of saving.
     pub reversible: Vec<Reversible>,
+    /// Loop-invariant reads, read once after the loop: `(name, read)`.
+    pub hoisted: Vec<(Ident, TokenStream)>,
 }
 
 /// A carried integer counter stepped by a literal: `entry = exit − step` in reverse.
@@ -425,6 +427,7 @@ fn materialize(
                 // below when its bounds are at hand, saved otherwise. Its stack is
                 // the function's, not the block's.
                 extra_names.extend(cx.count_if_any(s.def));
+                extra_names.extend(cx.hoisted_names(s.def));
                 continue;
             }
             _ => {}
@@ -1074,7 +1077,7 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         })
         .collect();
     let given: Vec<VarId> = reversible.iter().map(|r| r.entry).collect();
-    let (recompute, saved, index_needed) =
+    let (recompute, mut saved, index_needed) =
         materialize(cx, &node.body, &entries, index, &given, &rev);
     let mut used = HashSet::new();
     idents(&quote!(#(#recompute)* #rev), &mut used);
@@ -1082,7 +1085,58 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         .into_iter()
         .filter(|r| used.contains(&cx.var(r.entry).to_string()))
         .collect();
-    let mut body = recompute;
+    // A read every iteration makes of the same element of a buffer the loop does not
+    // write (`xcentered[i]` inside `for j`) is the same value each time: read once after
+    // the loop (when it ran) instead of saved per iteration.
+    let mut written = HashSet::new();
+    crate::ir::walk(&node.body, &mut |st| {
+        if let Rhs::Buffer {
+            op: BufOp::Write,
+            args,
+        } = &st.rhs
+            && let Some(b) = args[0].var()
+        {
+            written.insert(cx.func.buffer_root(b).0);
+        }
+    });
+    let mut body_defs = defined_in(&node.body);
+    body_defs.extend(node.carried.iter().map(|c| c.entry));
+    let from_outside = |o: &Operand| {
+        o.var()
+            .is_none_or(|v| !body_defs.contains(&v) && Some(v) != index)
+    };
+    let mut hoisted = Vec::new();
+    let mut prelude = Vec::new();
+    for st in &node.body {
+        let Rhs::Buffer {
+            op: BufOp::Read,
+            args,
+        } = &st.rhs
+        else {
+            continue;
+        };
+        let name = cx.var(st.def).clone();
+        let Some(pos) = saved.iter().position(|n| *n == name) else {
+            continue;
+        };
+        let base = args[0].var().expect("a buffer");
+        if !from_outside(&args[0])
+            || !from_outside(&args[1])
+            || written.contains(&cx.func.buffer_root(base).0)
+        {
+            continue;
+        }
+        saved.remove(pos);
+        let h = cx.names.fresh(
+            &format!("{}_hoisted", name.to_string().trim_start_matches("r#")),
+            name.span(),
+        );
+        let (b, i) = (cx.operand(&args[0]), cx.operand(&args[1]));
+        hoisted.push((h.clone(), quote!(#b[#i])));
+        prelude.push(quote!(let #name = #h;));
+    }
+    let mut body = prelude;
+    body.extend(recompute);
     body.extend(stmts);
     body.push(quote!((#(#values,)*)));
     LoopReverse {
@@ -1093,6 +1147,7 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         saved,
         index: index_needed,
         reversible,
+        hoisted,
     }
 }
 
