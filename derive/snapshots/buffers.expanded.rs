@@ -43,8 +43,8 @@ impl overwrite {
         #[allow(deprecated)]
         let _ = overwrite;
         let mut tape_heap: usize = 0;
-        let mut tape_iterations = ::std::vec::Vec::new();
-        let mut tape_iterations_1 = ::std::vec::Vec::new();
+        let mut tape_iterations = ::backprop::__private::Stack::new();
+        let mut tape_iterations_1 = ::backprop::__private::Stack::new();
         let n = x.len();
         let t0 = x.len();
         let mut v = x.to_vec();

@@ -43,7 +43,7 @@ impl dot {
         #[allow(deprecated)]
         let _ = dot;
         let mut tape_heap: usize = 0;
-        let mut tape_iterations = ::std::vec::Vec::new();
+        let mut tape_iterations = ::backprop::__private::Stack::new();
         let acc = 0.0;
         let t0 = w.len();
         let mut acc_3 = acc;

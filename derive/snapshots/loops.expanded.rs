@@ -46,8 +46,8 @@ impl loops {
         #[allow(deprecated)]
         let _ = loops;
         let mut tape_heap: usize = 0;
-        let mut tape_iterations = ::std::vec::Vec::new();
-        let mut tape_iterations_1 = ::std::vec::Vec::new();
+        let mut tape_iterations = ::backprop::__private::Stack::new();
+        let mut tape_iterations_1 = ::backprop::__private::Stack::new();
         let prod = 1.0;
         let sum = 0.0;
         let mut prod_3 = prod;

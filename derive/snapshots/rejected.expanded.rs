@@ -40,7 +40,7 @@ impl f {
         #[allow(deprecated)]
         let _ = f;
         let mut tape_heap: usize = 0;
-        let mut tape_iterations = ::std::vec::Vec::new();
+        let mut tape_iterations = ::backprop::__private::Stack::new();
         let acc = 0.0;
         let mut acc_3 = acc;
         let range = (0)..n;

@@ -55,6 +55,8 @@ pub mod optim;
 pub mod params;
 pub mod rules;
 pub mod schedule;
+#[doc(hidden)]
+pub mod stack;
 pub mod tape;
 
 #[doc(hidden)]

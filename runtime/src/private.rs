@@ -7,6 +7,7 @@ pub use crate::functions::vjp::*;
 pub use crate::rules::scalar::*;
 pub use crate::rules::tensor;
 pub use crate::rules::tensor::Scalar as Real;
+pub use crate::stack::Stack;
 pub use crate::tape::{Branch, HeapOfOther, HeapOfOwned, Inactive, MapGrad, Probe, Pullback, Tape};
 pub use core::option::Option;
 pub use num_traits::Float;
@@ -100,7 +101,7 @@ pub fn accumulate<T: Accumulate<R>, R>(place: &mut T, cotangent: R) {
 
 /// The last entry of a loop's stack: what the iteration being undone saved.
 #[inline(always)]
-pub fn pop<T>(stack: &mut Vec<T>) -> T {
+pub fn pop<T>(stack: &mut crate::stack::Stack<T>) -> T {
     match stack.pop() {
         Some(entry) => entry,
         None => unreachable!("the reverse pass undoes exactly the iterations the forward pass ran"),

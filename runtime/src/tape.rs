@@ -209,3 +209,11 @@ impl<T> HeapOfOwned for Probe<'_, Vec<T>> {
         self.0.capacity() * core::mem::size_of::<T>()
     }
 }
+
+impl<T> HeapOfOwned for Probe<'_, crate::stack::Stack<T>> {
+    /// A loop's stack: the bytes its entries take (its allocation, recycled from earlier
+    /// tapes, may be larger).
+    fn heap_bytes(&self) -> usize {
+        self.0.len() * core::mem::size_of::<T>()
+    }
+}

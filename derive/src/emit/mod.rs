@@ -513,7 +513,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
     let heap_decl = ctx.heap.as_ref().map(|h| quote!(let mut #h: usize = 0;));
     let stack_decls = stacks
         .iter()
-        .map(|t| quote!(let mut #t = ::std::vec::Vec::new();));
+        .map(|t| quote!(let mut #t = ::backprop::__private::Stack::new();));
     let stack_heap: Vec<TokenStream> = match &ctx.heap {
         Some(h) => stacks
             .iter()
