@@ -294,3 +294,16 @@ fn readme_line_example() {
     }
     assert!(mse(&p, &xs, &ys) < 0.01, "{}", mse(&p, &xs, &ys));
 }
+
+#[test]
+fn gradcheck_takes_struct_arguments() {
+    let p = sample_mlp();
+    let x = vec![0.8, -1.1];
+    let report = backprop::gradcheck!(mlp_loss(p = &p, x = const &x, target = const 0.3));
+    assert!(report.passed(), "{report}");
+    let q = Quadratic {
+        coeffs: [1.0, 2.0, 3.0],
+        shift: 0.5,
+    };
+    backprop::gradcheck!(eval_at(q = q.clone(), x = const 2.5)).assert();
+}

@@ -66,7 +66,36 @@ pub fn derive(input: TokenStream) -> TokenStream {
     let accumulate = members.iter().map(
         |(m, _, _)| quote!(::backprop::__private::Accumulate::accumulate(&mut self.#m, rhs.#m);),
     );
+    // `gradcheck!` perturbs a struct argument through its fields, in declaration order.
+    let flat_parts = members
+        .iter()
+        .map(|(m, _, _)| quote!(out.extend(::backprop::gradcheck::GradValue::to_flat(&self.#m));));
+    let rebuilt = members.iter().map(|(m, _, _)| {
+        quote!(#m: {
+            let n = ::backprop::gradcheck::GradValue::to_flat(&self.#m).len();
+            let v = ::backprop::gradcheck::GradValue::with_flat(&self.#m, &flat[k..k + n]);
+            k += n;
+            v
+        })
+    });
+    let rebuilt = match &data.fields {
+        Fields::Unit => quote!(#name),
+        _ => quote!(#name { #(#rebuilt),* }),
+    };
     quote! {
+        impl #impl_generics ::backprop::gradcheck::GradValue for #name #ty_generics #where_clause {
+            fn to_flat(&self) -> ::std::vec::Vec<f64> {
+                let mut out = ::std::vec::Vec::new();
+                #(#flat_parts)*
+                out
+            }
+            #[allow(unused_assignments, unused_mut, unused_variables)]
+            fn with_flat(&self, flat: &[f64]) -> Self {
+                let mut k = 0usize;
+                #rebuilt
+            }
+        }
+
         impl #impl_generics ::backprop::__private::Accumulate for #name #ty_generics #where_clause {
             fn accumulate(&mut self, rhs: Self) {
                 #(#accumulate)*

@@ -97,6 +97,22 @@ impl GradValue for Vec<f32> {
     }
 }
 
+impl<T: GradValue + Copy, const N: usize> GradValue for [T; N] {
+    fn to_flat(&self) -> Vec<f64> {
+        self.iter().flat_map(GradValue::to_flat).collect()
+    }
+    fn with_flat(&self, flat: &[f64]) -> Self {
+        let mut out = *self;
+        let mut k = 0;
+        for v in &mut out {
+            let n = v.to_flat().len();
+            *v = v.with_flat(&flat[k..k + n]);
+            k += n;
+        }
+        out
+    }
+}
+
 impl<A, D> GradValue for ndarray::Array<A, D>
 where
     A: crate::kernels::Real,
@@ -287,10 +303,12 @@ pub fn check(
 
 /// Checks a `#[grad]` function's gradient against central differences.
 ///
-/// `gradcheck!(f(a = 1.0, b = 2.0, n = const 3))` evaluates `f` and `f::grad` (the
-/// companion the macro generates) with `a` and `b` differentiated and `n` passed as a
-/// constant; `w = &w0` passes a perturbed copy of the array `w0` by reference (for
-/// arguments of type `&Array2<f64>`); a trailing `, options` sets [`Options`]. Returns a [`Report`]. The
+/// `gradcheck!(f(a = 1.0, b = 2.0, n = const 3))` evaluates `f` and its gradient (what
+/// `f_grad` returns, through the companion `f::grad` the macro generates) with `a` and `b` differentiated and `n` passed as a
+/// constant; `w = &w0` passes a perturbed copy of `w0` by reference (for arguments of
+/// type `&[f64]` (pass a `Vec<f64>`), `&Array2<f64>`, or `&P` for a struct `P` with
+/// `#[derive(Differentiable)]`, which perturbs every float of every field); a trailing
+/// `, options` sets [`Options`]. Returns a [`Report`]. The
 /// function is evaluated in f64: it must return `f64`, or be generic over
 /// `T: Float` (then `T = f64`). Check an `f32` function through a generic version.
 #[macro_export]

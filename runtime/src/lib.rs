@@ -19,20 +19,30 @@
 //! assert_eq!(f(2.0, 3.0, 4.0), 100.0); // `f` itself is unchanged
 //! ```
 //!
-//! What `#[grad]` differentiates: floats (`f32`, `f64`, `T: Float`) and ndarray arrays;
-//! `let`, reassignment and compound assignment; `if`/`else` and loops (`for` over
-//! ranges, `while`) on scalar code; arithmetic with broadcasting, float and array
-//! methods (`dot`, `t`, `sum`, ...); calls of other `#[grad]` functions, of
-//! [`macro@custom_vjp`] functions (hand-written pullbacks) and of the differentiable
-//! [`ops`]. Anything else is a compile error that says what is supported. The
-//! repository's README lists it all, and `docs/RULES.md` every rule with its convention
-//! at kinks.
+//! `#[grad] fn f(..) -> R` keeps `f` and adds `f_grad(..) -> (R, FGrad)` (value and
+//! gradient; `FGrad` has one field per differentiated argument, of the argument's
+//! gradient type), `f_forward(..) -> (R, impl Pullback)` (value and tape;
+//! [`Pullback::bytes`] says what it keeps) and `f_backward(tape, d_out) -> FGrad`.
+//!
+//! What `#[grad]` differentiates: floats (`f32`, `f64`, `T: Float`), buffers of floats
+//! (`&[f64]`, `Vec<f64>`, `[f64; N]`: the gradient is a `Vec`), ndarray arrays, and
+//! structs of parameters ([`Differentiable`], derivable: the gradient is the same
+//! struct); `let`, reassignment and compound assignment; `if`/`else`, `match` on values
+//! without a derivative, `for` over ranges and over buffers (`x.iter()`, `.zip`,
+//! `.enumerate`, `.map(..).sum()`, `.fold`), `while` and `loop` with `break`/`continue`
+//! and `return` from loops; indexing, sub-slices and element writes of local buffers;
+//! arithmetic with broadcasting, float and array methods (`dot`, `t`, `sum`, ...);
+//! calls of other `#[grad]` functions, of [`macro@custom_vjp`] functions (hand-written
+//! pullbacks) and of the differentiable [`ops`]. Anything else is a compile error that
+//! says what is supported. The repository's README lists it all, and `docs/RULES.md`
+//! every rule with its convention at kinks and what its tape keeps.
 //!
 //! | module | holds |
 //! |---|---|
 //! | [`rules`] | the pullback of every primitive, by type, with its convention at kinks |
 //! | [`functions`] | differentiable scalar activations: sigmoid, relu, gelu, ... |
 //! | [`tape`] | the forward pass's saved state and the [`Pullback`] trait |
+//! | [`differentiable`] | structs of parameters as one differentiable argument |
 //! | [`mod@gradcheck`] | central differences in f64 against a generated gradient |
 //! | [`ops`] | differentiable tensor functions over ndarray, each with its pullback |
 //! | [`optim`], [`schedule`], [`clip`], [`init`], [`memory`], [`params`] | the training toolbox |

@@ -1247,14 +1247,6 @@ impl Lowerer<'_> {
         if let Some(chain) = self.chain(&f.expr, true) {
             return self.for_over_chain(chain, &f.pat, &f.body.stmts, span);
         }
-        let index_ident = match &*f.pat {
-            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => Some(pi.ident.clone()),
-            Pat::Wild(_) => None,
-            other => {
-                self.bad_pattern(other);
-                return;
-            }
-        };
         if let Expr::MethodCall(m) = &*f.expr
             && let Some(bad) = self.unsupported_adaptor(m)
         {
@@ -1273,6 +1265,17 @@ impl Lowerer<'_> {
                 format!("`#[grad]` supports `for` over integer ranges (`a..b`, `a..=b`, `(a..b).rev()`, `(a..b).step_by(k)`) and over buffers of floats (`for v in x`, `x.iter()`, `.copied()`, `.rev()`, `.enumerate()`, `.zip(y)`, `.map(|v| ..)`); {SUPPORTED}"),
             );
             return;
+        };
+        let index_ident = match &*f.pat {
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => Some(pi.ident.clone()),
+            Pat::Wild(_) => None,
+            other => {
+                self.cx.error_spanned_by(
+                    other,
+                    "`#[grad]` needs a `for` over a range to bind its index to a name or `_`",
+                );
+                return;
+            }
         };
         self.lower_loop(&f.body, span, move |lw| {
             let name = match &index_ident {

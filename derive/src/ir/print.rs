@@ -27,7 +27,11 @@ impl fmt::Display for Func {
                 Rhs::Call { path, .. } => format!("call {}", path.to_token_stream()),
                 Rhs::ZeroDerivative { .. } => "zero-derivative".to_string(),
                 Rhs::NoRule { .. } => "no-rule".to_string(),
-                Rhs::Buffer { op, .. } => format!("buffer {op:?}"),
+                Rhs::Buffer { op, .. } => match op {
+                    super::BufOp::Field(m) => format!("field .{}", m.to_token_stream()),
+                    super::BufOp::FieldRead(m) => format!("read field .{}", m.to_token_stream()),
+                    other => format!("buffer {other:?}"),
+                },
                 Rhs::Loop(node) => format!(
                     "loop ({} stmts, {} carried)",
                     node.body.len(),
