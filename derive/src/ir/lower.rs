@@ -1182,12 +1182,17 @@ impl Lowerer<'_> {
         }
         let draft = head(self);
         let head_len = self.body.len();
+        // The body's own `let`s live in a scope of their own: `let c = ..;` in the body
+        // shadows the carried `c` for the rest of that iteration only, while `c = ..;`
+        // before it assigns the carried value.
+        self.scopes.push(HashMap::new());
         for stmt in &body.stmts {
             match stmt {
                 syn::Stmt::Expr(e, None) => self.expr_stmt(e),
                 other => self.block_stmt(other, false),
             }
         }
+        self.scopes.pop();
         let exits: Vec<VarId> = inits
             .iter()
             .map(|(n, _)| self.lookup(n).expect("carried local"))
