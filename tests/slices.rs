@@ -518,3 +518,32 @@ fn checkpointed_calls_keep_argument_types_and_zip_names_are_hygienic() {
     assert_eq!(g.x, vec![33.0, 51.0]);
     assert_eq!(g.y, vec![20.0, 42.0]);
 }
+
+/// A buffer built with `Vec::new()`/`with_capacity` and `push`, read back and written.
+#[grad]
+fn pushed(x: &[f64]) -> f64 {
+    let mut h = Vec::with_capacity(x.len());
+    for v in x {
+        h.push(v * v);
+    }
+    let mut acc = Vec::new();
+    let mut s = 0.0;
+    for i in 0..h.len() {
+        s += h[i];
+        acc.push(s);
+    }
+    h[0] = 2.0 * h[0];
+    acc.iter().map(|a| a * a).sum::<f64>() + h[0] + h.len() as f64
+}
+
+#[test]
+fn vectors_built_by_push() {
+    let x = [1.0, 2.0];
+    let (v, g) = pushed_grad(&x);
+    // h = [1, 4]; acc = [1, 5]; Σ acc² = 26; then h[0] = 2 → 26 + 2 + 2.
+    assert_eq!(v, 30.0);
+    // acc0 = x0², acc1 = x0² + x1²: d/dx0 = 2·acc0·2x0 + 2·acc1·2x0 + 2·2x0 = 4 + 20 + 4;
+    // d/dx1 = 2·acc1·2x1 = 40.
+    assert_eq!(g.x, vec![28.0, 40.0]);
+    backprop::gradcheck!(pushed(x = &vec![0.7, -1.3, 0.4])).assert();
+}

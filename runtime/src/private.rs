@@ -107,3 +107,13 @@ pub fn pop<T>(stack: &mut crate::stack::Stack<T>) -> T {
         None => unreachable!("the reverse pass undoes exactly the iterations the forward pass ran"),
     }
 }
+
+/// The last element of a buffer's adjoint, removed: the cotangent of the element a
+/// `push` appended (pushes are undone last first).
+#[inline(always)]
+pub fn pop_last<T>(adjoint: &mut Vec<T>) -> T {
+    match adjoint.pop() {
+        Some(d) => d,
+        None => unreachable!("the reverse pass undoes exactly the pushes the forward pass made"),
+    }
+}

@@ -88,13 +88,14 @@ fn forward(stmts: &[Stmt], varied: &mut [bool]) {
             // buffer varied, also for reads earlier in the program (the caller iterates
             // to a fixed point).
             Rhs::Buffer { op, args } => match op {
-                BufOp::Write => {
-                    if is(&args[2], varied)
+                BufOp::Write | BufOp::Push => {
+                    if is(args.last().expect("a value"), varied)
                         && let Some(b) = args[0].var()
                     {
                         varied[b.0] = true;
                     }
                 }
+                BufOp::NewVec => {}
                 BufOp::Fill | BufOp::FillArray | BufOp::ToVec => {
                     varied[s.def.0] |= is(&args[0], varied)
                 }
@@ -163,10 +164,10 @@ fn backward(stmts: &[Stmt], useful: &mut [bool]) {
                 }
             }
             Rhs::Buffer { op, args } => match op {
-                BufOp::Write if args[0].var().is_some_and(|b| useful[b.0]) => {
-                    mark(&args[2], useful);
+                BufOp::Write | BufOp::Push if args[0].var().is_some_and(|b| useful[b.0]) => {
+                    mark(args.last().expect("a value"), useful);
                 }
-                BufOp::Write => {}
+                BufOp::Write | BufOp::Push | BufOp::NewVec => {}
                 _ if useful[s.def.0] => mark(&args[0], useful),
                 _ => {}
             },
@@ -238,7 +239,7 @@ fn mark_touches(
             }
             Rhs::Loop(node) => mark_touches(&node.body, varied, useful, touches),
             Rhs::Buffer {
-                op: BufOp::Write,
+                op: BufOp::Write | BufOp::Push,
                 args,
             } => {
                 any |= args[0].var().is_some_and(active);

@@ -524,6 +524,16 @@ impl<'a> Emitter<'a> {
                     let x = &a[0];
                     quote_spanned!(span=> let #def #ty = #x.#m;)
                 }
+                BufOp::NewVec => match a.first() {
+                    Some(n) => {
+                        quote_spanned!(span=> let mut #def #ty = ::std::vec::Vec::with_capacity(#n);)
+                    }
+                    None => quote_spanned!(span=> let mut #def #ty = ::std::vec::Vec::new();),
+                },
+                BufOp::Push => {
+                    let (h, v) = (&a[0], &a[1]);
+                    quote_spanned!(span=> #h.push(#v);)
+                }
             };
         }
         if let Rhs::Call { path, args } = &s.rhs {
@@ -762,7 +772,7 @@ fn stable_reads(func: &Func) -> std::collections::HashSet<VarId> {
                     loops.pop();
                 }
                 Rhs::Buffer { op, args } => {
-                    let base = args[0].var();
+                    let base = args.first().and_then(Operand::var);
                     let event = |root: VarId| Event {
                         pos: *pos,
                         loops: loops.clone(),
@@ -773,16 +783,18 @@ fn stable_reads(func: &Func) -> std::collections::HashSet<VarId> {
                         alias: false,
                     };
                     match op {
-                        BufOp::Fill | BufOp::FillArray | BufOp::ToVec => out.push(Event {
-                            create: true,
-                            ..event(s.def)
-                        }),
-                        BufOp::Write | BufOp::Read | BufOp::Alias => {
+                        BufOp::Fill | BufOp::FillArray | BufOp::ToVec | BufOp::NewVec => {
+                            out.push(Event {
+                                create: true,
+                                ..event(s.def)
+                            })
+                        }
+                        BufOp::Write | BufOp::Push | BufOp::Read | BufOp::Alias => {
                             let Some(b) = base else { continue };
                             let root = func.buffer_root(b).0;
                             out.push(Event {
                                 read: (*op == BufOp::Read).then_some(s.def),
-                                write: *op == BufOp::Write,
+                                write: matches!(op, BufOp::Write | BufOp::Push),
                                 alias: *op == BufOp::Alias,
                                 ..event(root)
                             });

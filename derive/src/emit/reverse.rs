@@ -115,13 +115,20 @@ fn reverse_block(
     let ret_ty = func.ret_ty.clone();
     for s in stmts {
         if let Rhs::Buffer {
-            op: BufOp::Fill | BufOp::FillArray | BufOp::ToVec,
+            op: op @ (BufOp::Fill | BufOp::FillArray | BufOp::ToVec | BufOp::NewVec),
             args,
         } = &s.rhs
             && activity.is_active(s.def)
         {
             let d = cx.adjoint(s.def);
-            let n = cx.operand(&args[1]);
+            // A buffer built by `push` has its final length when the reverse pass
+            // reaches the end of its block.
+            let n = if *op == BufOp::NewVec {
+                let h = cx.var(s.def).clone();
+                quote!(#h.len())
+            } else {
+                cx.operand(&args[1])
+            };
             lines.push(Line::Raw(
                 quote_spanned!(s.span=> let mut #d: ::std::vec::Vec<#ret_ty> = ::std::vec![::backprop::__private::zero(); #n];),
             ));
@@ -451,7 +458,10 @@ fn materialize(
             .all(|o| o.var().is_none_or(|v| avail(v, &recomputable)));
         let cheap = match &s.rhs {
             Rhs::Copy(Operand::Var(_)) => true,
-            Rhs::ZeroDerivative { spelling, .. } => !matches!(spelling, Spelling::Path(_)),
+            // (`h.len()` of a buffer built by `push` changes as it grows: saved.)
+            Rhs::ZeroDerivative { spelling, args } => {
+                !matches!(spelling, Spelling::Path(_)) && !args.iter().any(|a| growable(cx, a))
+            }
             // One flop from values the reverse has anyway: cheaper than a save.
             Rhs::Prim {
                 spelling: Spelling::Operator(_) | Spelling::Unary(_),
@@ -814,6 +824,23 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
     }
 }
 
+/// A buffer built by `push` (or a view of one).
+fn growable(cx: &Emitter<'_>, o: &Operand) -> bool {
+    o.var().is_some_and(|v| {
+        cx.func.is_buffer(v)
+            && matches!(
+                cx.func.def_of(cx.func.buffer_root(v).0),
+                Some(Stmt {
+                    rhs: Rhs::Buffer {
+                        op: BufOp::NewVec,
+                        ..
+                    },
+                    ..
+                })
+            )
+    })
+}
+
 /// `target += d`, or `target = target + d` in a function generic over its float type
 /// (`T: Float` has no `+=`).
 fn add_assign(cx: &Emitter<'_>, target: &TokenStream, d: &Ident, span: Span) -> TokenStream {
@@ -928,7 +955,20 @@ fn buffer_lines(
                 lines.push(Line::Raw(add_assign(cx, &target, &d, span)));
             }
         }
-        BufOp::View | BufOp::Alias | BufOp::Borrow | BufOp::Field(_) => {}
+        BufOp::Push => {
+            let Some(buf) = active(&args[0]) else { return };
+            let d = adjoint_place(cx, buf);
+            let popped = quote_spanned!(span=> ::backprop::__private::pop_last(&mut #d));
+            match active(&args[1]) {
+                Some(v) => lines.push(Line::Contrib {
+                    target: v,
+                    expr: popped,
+                    span,
+                }),
+                None => lines.push(Line::Raw(quote_spanned!(span=> #popped;))),
+            }
+        }
+        BufOp::View | BufOp::Alias | BufOp::Borrow | BufOp::Field(_) | BufOp::NewVec => {}
     }
 }
 
@@ -1091,7 +1131,7 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
     let mut written = HashSet::new();
     crate::ir::walk(&node.body, &mut |st| {
         if let Rhs::Buffer {
-            op: BufOp::Write,
+            op: BufOp::Write | BufOp::Push,
             args,
         } = &st.rhs
             && let Some(b) = args[0].var()

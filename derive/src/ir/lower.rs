@@ -2042,7 +2042,10 @@ impl Lowerer<'_> {
         );
         if let Operand::Var(b) = v {
             self.buffers.insert(b);
-            if matches!(op, BufOp::Fill | BufOp::FillArray | BufOp::ToVec) {
+            if matches!(
+                op,
+                BufOp::Fill | BufOp::FillArray | BufOp::ToVec | BufOp::NewVec
+            ) {
                 self.owner_rhs.insert(
                     b,
                     Rhs::Buffer {
@@ -2113,6 +2116,22 @@ impl Lowerer<'_> {
     /// A buffer the function creates: `vec![v; n]`, `vec![a, b, c]`, `[v; N]`, `[a, b, c]`.
     fn new_buffer(&mut self, e: &Expr, want: Option<&Ident>) -> Option<Operand> {
         let span = e.span();
+        // `Vec::new()`, `Vec::with_capacity(n)`: a buffer built by `push`.
+        if let Expr::Call(c) = e
+            && let Expr::Path(p) = &*c.func
+            && p.qself.is_none()
+            && p.path.segments.len() == 2
+            && p.path.segments[0].ident == "Vec"
+            && p.path.segments[0].arguments.is_empty()
+        {
+            let f = p.path.segments[1].ident.to_string();
+            let args = match (f.as_str(), c.args.len()) {
+                ("new", 0) => Vec::new(),
+                ("with_capacity", 1) => vec![self.expr(&c.args[0], None)],
+                _ => return None,
+            };
+            return Some(self.new_buffer_var(want, BufOp::NewVec, args, span));
+        }
         let (op, fill, len) = match e {
             Expr::Macro(m) if m.mac.path.is_ident("vec") => {
                 let repeat = m.mac.parse_body_with(|input: syn::parse::ParseStream<'_>| {
@@ -2221,7 +2240,7 @@ impl Lowerer<'_> {
             matches!(
                 self.body_def(b),
                 Some(Rhs::Buffer {
-                    op: BufOp::Fill | BufOp::FillArray | BufOp::ToVec,
+                    op: BufOp::Fill | BufOp::FillArray | BufOp::ToVec | BufOp::NewVec,
                     ..
                 })
             )
@@ -2344,6 +2363,36 @@ impl Lowerer<'_> {
             return Some(dummy());
         }
         // `v.swap(a, b)` on a buffer the function owns: two reads, two writes.
+        // `h.push(v)` on a buffer made by `Vec::new()`.
+        if name == "push"
+            && m.args.len() == 1
+            && let Expr::Path(p) = &*m.receiver
+            && let Some(h) = p.path.get_ident().and_then(|i| self.lookup(&i.to_string()))
+            && matches!(
+                self.owner_rhs.get(&h),
+                Some(Rhs::Buffer {
+                    op: BufOp::NewVec,
+                    ..
+                })
+            )
+        {
+            let v = self.expr(&m.args[0], None);
+            self.read_cache.clear();
+            let name = self.names.temp(span);
+            let def = self.new_var(name);
+            self.body.push(Stmt {
+                def,
+                rhs: Rhs::Buffer {
+                    op: BufOp::Push,
+                    args: vec![Operand::Var(h), v],
+                },
+                span,
+                ty: None,
+                source: String::new(),
+                compound: false,
+            });
+            return Some(dummy());
+        }
         if name == "swap" && m.args.len() == 2 && self.is_buffer_expr(&m.receiver) {
             let (a, b) = (&m.args[0], &m.args[1]);
             let recv = &m.receiver;

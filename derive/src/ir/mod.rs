@@ -121,6 +121,12 @@ pub enum BufOp {
     Field(syn::Member),
     /// `p.b`: args `[p]`; the value of a float field.
     FieldRead(syn::Member),
+    /// `Vec::new()` (args `[]`) or `Vec::with_capacity(n)` (args `[n]`): a new, empty
+    /// buffer that grows by `push`.
+    NewVec,
+    /// `h.push(v)`: args `[h, v]`. In reverse the pushed element's adjoint is the last
+    /// element of `d_h` (pushes are undone last first): `d_v = d_h.pop()`.
+    Push,
 }
 
 /// The right-hand side of a `let`.
