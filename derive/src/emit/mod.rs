@@ -132,9 +132,11 @@ impl Shape<'_> {
             .generics
             .type_params()
             .filter(|tp| {
-                self.params
-                    .iter()
-                    .any(|p| p.active && mentions(p.ty.to_token_stream(), &tp.ident.to_string()))
+                self.params.iter().any(|p| {
+                    p.active
+                        && crate::ir::idents(&p.ty.to_token_stream())
+                            .contains(&tp.ident.to_string())
+                })
             })
             .map(|tp| tp.ident.clone())
             .collect()
@@ -368,14 +370,6 @@ impl Shape<'_> {
             }
         }
     }
-}
-
-fn mentions(ts: TokenStream, name: &str) -> bool {
-    ts.into_iter().any(|tt| match tt {
-        proc_macro2::TokenTree::Ident(i) => i == name,
-        proc_macro2::TokenTree::Group(g) => mentions(g.stream(), name),
-        _ => false,
-    })
 }
 
 /// The full expansion of a function that passed every check.

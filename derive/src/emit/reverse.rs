@@ -384,19 +384,6 @@ fn defined_in(stmts: &[Stmt]) -> HashSet<VarId> {
     set
 }
 
-/// Every identifier in `ts`.
-fn idents(ts: &TokenStream, out: &mut HashSet<String>) {
-    for tt in ts.clone() {
-        match tt {
-            proc_macro2::TokenTree::Ident(i) => {
-                out.insert(i.to_string());
-            }
-            proc_macro2::TokenTree::Group(g) => idents(&g.stream(), out),
-            _ => {}
-        }
-    }
-}
-
 /// What a block's reverse pass (`rev`) reads of the values the block defines, and how
 /// each is made available: recomputed at the top of the reverse block when that is
 /// cheap and exact (index arithmetic, copies, reads of argument slices, which cannot
@@ -492,8 +479,7 @@ fn materialize(
             recomputable.insert(s.def);
         }
     }
-    let mut mentioned = HashSet::new();
-    idents(rev, &mut mentioned);
+    let mentioned = crate::ir::idents(rev);
     let mut needed: BTreeSet<VarId> = local
         .iter()
         .copied()
@@ -778,8 +764,7 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> TokenStream {
         .collect();
     // A view of a buffer this function owns (`let tail = &v[1..];`) borrows a local of
     // the forward pass: the pullback takes the buffer and makes the view again.
-    let mut mentioned = HashSet::new();
-    idents(&quote!(#(#out)*), &mut mentioned);
+    let mentioned = crate::ir::idents(&quote!(#(#out)*));
     let view_stmts: Vec<&Stmt> = func
         .body
         .iter()
@@ -1119,8 +1104,7 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
     let given: Vec<VarId> = reversible.iter().map(|r| r.entry).collect();
     let (recompute, mut saved, index_needed) =
         materialize(cx, &node.body, &entries, index, &given, &rev);
-    let mut used = HashSet::new();
-    idents(&quote!(#(#recompute)* #rev), &mut used);
+    let used = crate::ir::idents(&quote!(#(#recompute)* #rev));
     let reversible: Vec<Reversible> = reversible
         .into_iter()
         .filter(|r| used.contains(&cx.var(r.entry).to_string()))

@@ -1215,12 +1215,11 @@ impl Lowerer<'_> {
         }
         let head = match draft {
             LoopHeadDraft::For { index, range } => {
-                let mut bounds = Vec::new();
-                collect_idents(&range, &mut |name| {
-                    if let Some(v) = self.vars.iter().position(|info| info.name == name) {
-                        bounds.push(VarId(v));
-                    }
-                });
+                let names = super::idents(&range);
+                let bounds: Vec<VarId> = (0..self.vars.len())
+                    .filter(|v| names.contains(&self.vars[*v].name.to_string()))
+                    .map(VarId)
+                    .collect();
                 LoopHead::For {
                     index,
                     range,
@@ -3157,17 +3156,6 @@ fn is_struct_type_name(name: &str) -> bool {
                 | "PhantomData"
                 | "Self"
         )
-}
-
-/// Calls `f` with every identifier in `ts`.
-fn collect_idents(ts: &proc_macro2::TokenStream, f: &mut dyn FnMut(&str)) {
-    for tt in ts.clone() {
-        match tt {
-            proc_macro2::TokenTree::Ident(i) => f(&i.to_string()),
-            proc_macro2::TokenTree::Group(g) => collect_idents(&g.stream(), f),
-            _ => {}
-        }
-    }
 }
 
 /// `return v` inside a loop in the function body, as the flags it means: the `return`

@@ -330,6 +330,24 @@ impl Func {
     }
 }
 
+/// Every identifier in `ts`, at any depth (the names generated code mentions).
+pub fn idents(ts: &proc_macro2::TokenStream) -> std::collections::HashSet<String> {
+    fn walk(ts: &proc_macro2::TokenStream, out: &mut std::collections::HashSet<String>) {
+        for tt in ts.clone() {
+            match tt {
+                proc_macro2::TokenTree::Ident(i) => {
+                    out.insert(i.to_string());
+                }
+                proc_macro2::TokenTree::Group(g) => walk(&g.stream(), out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = std::collections::HashSet::new();
+    walk(ts, &mut out);
+    out
+}
+
 /// Every statement, branches included, in program order.
 pub fn walk<'a>(stmts: &'a [Stmt], f: &mut dyn FnMut(&'a Stmt)) {
     for s in stmts {
