@@ -763,3 +763,132 @@ fn gradcheck_two_layer_mlp_8_16_4() {
         TOL,
     );
 }
+
+/// The transpose of broadcasting summed the slow, obvious way: for every element of `g`,
+/// add it to the target element it was broadcast from.
+fn unbroadcast_by_hand(g: &ArrayD<f64>, target: &[usize]) -> ArrayD<f64> {
+    let pad = g.ndim() - target.len();
+    let mut out = ArrayD::zeros(IxDyn(target));
+    for (idx, &v) in g.indexed_iter() {
+        let from: Vec<usize> = (0..target.len())
+            .map(|a| if target[a] == 1 { 0 } else { idx[a + pad] })
+            .collect();
+        out[IxDyn(&from)] += v;
+    }
+    out
+}
+
+#[test]
+fn unbroadcast_equals_the_sum_by_hand_for_every_pattern_and_layout() {
+    let mut rng = Rng(0x5eed);
+    let g = rng.array((2, 3, 4), |v| v).into_dyn();
+    // Leading axes summed away (the one-pass path), size-1 axes kept (general path),
+    // both, nothing, and everything.
+    let targets: [&[usize]; 10] = [
+        &[4],
+        &[3, 4],
+        &[1, 4],
+        &[1, 3, 4],
+        &[1, 1, 4],
+        &[2, 1, 4],
+        &[2, 3, 1],
+        &[3, 1],
+        &[2, 3, 4],
+        &[],
+    ];
+    for t in targets {
+        let want = unbroadcast_by_hand(&g, t);
+        let got = ops::unbroadcast(&g, &IxDyn(t));
+        assert_eq!(got.shape(), t, "shape for target {t:?}");
+        for (a, b) in got.iter().zip(want.iter()) {
+            assert!((a - b).abs() < 1e-12, "target {t:?}: {a} vs {b}");
+        }
+        // A non-contiguous view (axes permuted) takes the general path: same sums.
+        let p = g.clone().permuted_axes(IxDyn(&[2, 1, 0]));
+        let pt: Vec<usize> = p.shape().to_vec();
+        if t.len() <= 3
+            && t.iter()
+                .rev()
+                .zip(pt.iter().rev())
+                .all(|(a, b)| a == b || *a == 1)
+        {
+            let want = unbroadcast_by_hand(&p.to_owned(), t);
+            let got = ops::unbroadcast(&p, &IxDyn(t));
+            for (a, b) in got.iter().zip(want.iter()) {
+                assert!((a - b).abs() < 1e-12, "permuted, target {t:?}: {a} vs {b}");
+            }
+        }
+    }
+    // A bias row summed over a batch: exact values.
+    let d = array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]];
+    assert_eq!(ops::unbroadcast(&d, &ndarray::Ix1(2)), array![9.0, 12.0]);
+    assert_eq!(
+        ops::unbroadcast(&d, &ndarray::Ix2(1, 2)),
+        array![[9.0, 12.0]]
+    );
+    assert_eq!(
+        ops::unbroadcast(&d, &ndarray::Ix2(3, 1)),
+        array![[3.0], [7.0], [11.0]]
+    );
+    // An empty batch sums to zeros of the target's shape.
+    let e = Array2::<f64>::zeros((0, 3));
+    assert_eq!(ops::unbroadcast(&e, &ndarray::Ix1(3)), Array1::zeros(3));
+}
+
+#[test]
+#[should_panic(expected = "unbroadcast: 3 does not broadcast to 2×4")]
+fn unbroadcast_names_both_shapes_when_they_do_not_broadcast() {
+    let g = Array2::<f64>::zeros((2, 4));
+    ops::unbroadcast(&g, &ndarray::Ix1(3));
+}
+
+#[test]
+fn matmul_writes_every_element_of_its_fresh_output() {
+    // `ops::matmul` allocates its output without zero-filling it; every element must
+    // still equal the product, at sizes on both sides of gemm's blocks, for transposed
+    // operands, and for an inner dimension of 0 (a product of zeros).
+    let mut rng = Rng(7);
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (7, 3, 5),
+        (33, 17, 65),
+        (128, 10, 256),
+        (5, 0, 4),
+    ] {
+        let a = rng.array((m, k), |v| v);
+        let b = rng.array((k, n), |v| v);
+        let want = Array2::from_shape_fn((m, n), |(i, j)| {
+            (0..k).map(|p| a[[i, p]] * b[[p, j]]).sum::<f64>()
+        });
+        let got = ops::matmul(&a, &b);
+        assert_close("matmul", &got, &want, 1e-12);
+        let got_t = ops::matmul(&b.t(), &a.t());
+        assert_close("matmul of transposes", &got_t, &want.t(), 1e-12);
+    }
+}
+
+#[test]
+fn relu_pullback_masks_in_any_layout_and_zeroes_nan_where_off() {
+    use backprop::Pullback;
+    let x = array![[-1.0, 2.0, 0.0], [3.0, -4.0, 5.0]];
+    // Standard layout: the slice path.
+    let (y, tape) = ops::relu::forward(&x);
+    assert_eq!(y, array![[0.0, 2.0, 0.0], [3.0, 0.0, 5.0]]);
+    let (d,) = tape.backward(array![[f64::NAN, 1.0, 7.0], [2.0, f64::NAN, 3.0]]);
+    assert_eq!(d, array![[0.0, 1.0, 0.0], [2.0, 0.0, 3.0]]);
+    // A cotangent in column-major layout: the general path, same answer.
+    let (_, tape) = ops::relu::forward(&x);
+    use ndarray::ShapeBuilder;
+    let d_y = Array2::from_shape_vec((2, 3).f(), vec![1.0, 2.0, 1.0, 9.0, 7.0, 3.0]).unwrap();
+    assert!(!d_y.is_standard_layout());
+    let (d,) = tape.backward(d_y);
+    assert_eq!(d, array![[0.0, 1.0, 0.0], [2.0, 0.0, 3.0]]);
+}
+
+#[test]
+#[should_panic(expected = "relu pullback: the cotangent is 3×2 but the value is 2×3")]
+fn relu_pullback_names_both_shapes_on_a_mismatch() {
+    use backprop::Pullback;
+    let (_, tape) = ops::relu::forward(&array![[-1.0, 2.0, 0.0], [3.0, -4.0, 5.0]]);
+    tape.backward(Array2::zeros((3, 2)));
+}

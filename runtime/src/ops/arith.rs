@@ -88,21 +88,76 @@ where
     if t.len() > g.ndim() {
         fail();
     }
-    let mut r: Array<T, IxDyn> = g.view().into_dyn().to_owned();
-    while r.ndim() > t.len() {
-        r = r.sum_axis(Axis(0));
+    if g.shape() == t {
+        // Nothing was broadcast: one copy, in g's own layout.
+        return g.to_owned().into_dimensionality::<D>().expect("same shape");
+    }
+    if let Some(r) = sum_leading(g, target) {
+        return r;
+    }
+    // Sum straight from the view: each reduction reads its input once and writes a
+    // smaller array; the full-size cotangent is never copied.
+    let gv = g.view().into_dyn();
+    let mut r: Option<Array<T, IxDyn>> = None;
+    let lead = g.ndim() - t.len();
+    for _ in 0..lead {
+        let next = match &r {
+            Some(a) => a.sum_axis(Axis(0)),
+            None => gv.sum_axis(Axis(0)),
+        };
+        r = Some(next);
     }
     for (ax, &want) in t.iter().enumerate() {
-        let have = r.shape()[ax];
+        let have = r.as_ref().map_or(gv.shape()[ax], |a| a.shape()[ax]);
         if want == have {
             continue;
         }
         if want != 1 {
             fail();
         }
-        r = r.sum_axis(Axis(ax)).insert_axis(Axis(ax));
+        let next = match &r {
+            Some(a) => a.sum_axis(Axis(ax)),
+            None => gv.sum_axis(Axis(ax)),
+        };
+        r = Some(next.insert_axis(Axis(ax)));
     }
-    r.into_dimensionality::<D>().unwrap()
+    r.unwrap_or_else(|| gv.to_owned())
+        .into_dimensionality::<D>()
+        .unwrap()
+}
+
+/// The common case of [`unbroadcast`] in one pass: `g` is contiguous and `target` is
+/// `g`'s shape with some leading axes summed away (or kept with size 1), as for a bias
+/// row added to every row of a batch. Rows are added in order (for one summed axis this
+/// is the general path's order too). `None` when the case does not apply.
+fn sum_leading<S, T, DO, D>(g: &ArrayBase<S, DO>, target: &D) -> Option<Array<T, D>>
+where
+    S: Data<Elem = T>,
+    T: Real,
+    DO: Dimension,
+    D: Dimension,
+{
+    let gs = g.as_slice()?;
+    let shape = g.shape();
+    let t = target.slice();
+    let pad = shape.len() - t.len();
+    let at = |i: usize| if i < pad { 1 } else { t[i - pad] };
+    // The first axis from which target and g agree; every axis before it is 1 in target.
+    let p = (0..=shape.len())
+        .rev()
+        .take_while(|&i| i == shape.len() || at(i) == shape[i])
+        .last()?;
+    if (0..p).any(|i| at(i) != 1) {
+        return None;
+    }
+    let inner: usize = shape[p..].iter().product();
+    let mut acc = vec![T::zero(); inner];
+    if inner > 0 {
+        for row in gs.chunks_exact(inner) {
+            acc.iter_mut().zip(row).for_each(|(a, &v)| *a = *a + v);
+        }
+    }
+    Array::from_shape_vec(target.clone(), acc).ok()
 }
 
 fn bview<'a, S, T, D, E>(x: &'a ArrayBase<S, D>, dim: &E) -> ArrayView<'a, T, E>

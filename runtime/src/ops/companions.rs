@@ -93,11 +93,22 @@ impl relu {
         (
             y,
             Tape::with_heap_bytes(heap, move |mut d: Array<T, D>| {
-                ndarray::Zip::from(&mut d).and(&mask).for_each(|d, &m| {
-                    if !m {
-                        *d = T::zero();
-                    }
-                });
+                // A select rather than a conditional store, so the loop vectorises
+                // (and a NaN in `d` where the mask is off still becomes 0).
+                if d.shape() != mask.shape() {
+                    panic!(
+                        "relu pullback: the cotangent is {} but the value is {}",
+                        super::shape_str(d.shape()),
+                        super::shape_str(mask.shape())
+                    );
+                }
+                let keep = |d: &mut T, m: bool| *d = if m { *d } else { T::zero() };
+                match (d.as_slice_mut(), mask.as_slice()) {
+                    (Some(ds), Some(ms)) => ds.iter_mut().zip(ms).for_each(|(d, &m)| keep(d, m)),
+                    _ => ndarray::Zip::from(&mut d)
+                        .and(&mask)
+                        .for_each(|d, &m| keep(d, m)),
+                }
                 (d,)
             }),
         )

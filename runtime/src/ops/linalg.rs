@@ -23,10 +23,7 @@ where
     S2: Data<Elem = T>,
     T: Real,
 {
-    kernel::check_shapes("matmul", (a.nrows(), b.ncols()), a.dim(), b.dim());
-    let mut y = Array2::zeros((a.nrows(), b.ncols()));
-    kernel::matmul(y.view_mut(), a.view(), b.view(), Accum::Replace);
-    y
+    kernel::matmul_new(a.view(), b.view())
 }
 
 /// Pullback of [`matmul`]: `(d_a, d_b) = (d_y·bᵀ, aᵀ·d_y)`. Saves both inputs.

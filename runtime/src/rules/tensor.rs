@@ -121,6 +121,9 @@ pub trait ShapeOf<A: Real> {
     type Cot;
     /// Sums `g` (of this shape or broadcast from it) back to this shape.
     fn fit(&self, g: Dyn<A>) -> Self::Cot;
+    /// [`fit`](Self::fit) from a borrowed cotangent: reductions read the view directly,
+    /// and only a cotangent that already has this shape is copied.
+    fn fit_view(&self, g: DynView<'_, A>) -> Self::Cot;
     /// A cotangent of this shape with every element `v`.
     fn fill(&self, v: A) -> Self::Cot;
     /// How many elements.
@@ -137,6 +140,12 @@ impl<A: Real> ShapeOf<A> for ScalarShape<A> {
         match g {
             Dyn::Scalar(v) => v,
             Dyn::Array(a) => a.sum(),
+        }
+    }
+    fn fit_view(&self, g: DynView<'_, A>) -> A {
+        match g {
+            DynView::Scalar(v) => v,
+            DynView::Array(a) => a.sum(),
         }
     }
     fn fill(&self, v: A) -> A {
@@ -156,6 +165,12 @@ impl<A: Real, D: Dimension> ShapeOf<A> for ArrayShape<A, D> {
                 a.into_dimensionality::<D>().expect("same shape")
             }
             Dyn::Array(a) => crate::ops::unbroadcast(&a, &self.dim),
+        }
+    }
+    fn fit_view(&self, g: DynView<'_, A>) -> Array<A, D> {
+        match g {
+            DynView::Scalar(v) => Array::from_elem(self.dim.clone(), v),
+            DynView::Array(a) => crate::ops::unbroadcast(&a, &self.dim),
         }
     }
     fn fill(&self, v: A) -> Array<A, D> {
@@ -252,7 +267,7 @@ pub fn zeros_like<V: Value>(x: &V) -> V::Cot {
 
 /// `y = a ± b`: `∂a = Σ_broadcast d` (and `∂b` the same with the other shape).
 pub fn add_vjp<A: Real, Sh: ShapeOf<A>, C: Value<Elem = A>>(shape: &Sh, d: &C) -> Sh::Cot {
-    shape.fit(map_dyn(d.dyn_view(), |d| d))
+    shape.fit_view(d.dyn_view())
 }
 
 /// `y = a − b`: `∂b = −Σ_broadcast d`.
