@@ -218,13 +218,13 @@ fn bench(c: &mut Criterion) {
             g.finish();
             // Interleaved minimum of 30 runs each: the least disturbed comparison on a
             // machine shared with other builds.
-            let mut best = [f64::INFINITY; 4];
+            let mut runs: [Vec<f64>; 4] = Default::default();
             let cfg = MatmulConfig {
                 accum: Accum::Replace,
                 threads: Threads::Count(threads),
             };
             for _ in 0..30 {
-                for (i, slot) in best.iter_mut().enumerate() {
+                for (i, slot) in runs.iter_mut().enumerate() {
                     if (i == 2 && threads != mm_threads) || (i == 3 && threads != 1) {
                         continue;
                     }
@@ -235,10 +235,19 @@ fn bench(c: &mut Criterion) {
                         2 => matrixmultiply_peer(&mut out.view_mut(), &black_box(a), &black_box(b)),
                         _ => matmul_own(out.view_mut(), black_box(a), black_box(b), Accum::Replace),
                     }
-                    *slot = slot.min(t.elapsed().as_secs_f64());
+                    slot.push(t.elapsed().as_secs_f64());
                 }
             }
             let gf = |t: f64| 2.0 * (case.m * case.k * case.n) as f64 / t / 1e9;
+            // Minimum (least disturbed) and median (what a step sees on average).
+            let stat = |f: fn(&[f64]) -> f64| {
+                runs.clone().map(|mut v| {
+                    v.sort_by(f64::total_cmp);
+                    if v.is_empty() { f64::INFINITY } else { f(&v) }
+                })
+            };
+            let median = stat(|v| v[v.len() / 2]);
+            let best = stat(|v| v[0]);
             let mm = if threads == mm_threads {
                 format!("{:6.1}", gf(best[2]))
             } else {
@@ -259,6 +268,17 @@ fn bench(c: &mut Criterion) {
                 } else {
                     f64::INFINITY
                 }) / best[0]
+            );
+            eprintln!(
+                "median-of-30 GFLOP/s {:<17} t{threads}: ours {:6.1}  gemm {:6.1}  matrixmultiply {}",
+                case.name,
+                gf(median[0]),
+                gf(median[1]),
+                if threads == mm_threads {
+                    format!("{:6.1}", gf(median[2]))
+                } else {
+                    "   -  ".into()
+                },
             );
         }
         black_box(&out);

@@ -20,7 +20,7 @@
 use backprop::kernels::matmul::{Accum, matmul};
 use backprop::kernels::softmax_xent::{XentOptions, fused};
 use backprop::ops;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use ndarray::{Array1, Array2, Axis};
 use std::hint::black_box;
 use std::time::Duration;
@@ -224,4 +224,40 @@ criterion_group! {
         .sample_size(20);
     targets = bench
 }
-criterion_main!(benches);
+/// `MLP_STEP_MEDIAN=N`: skip criterion, time `N` calls of the generated
+/// value-and-gradient one by one and print their median, the same statistic
+/// `benches/peers/jax_mlp_step.py` prints for JAX. `benches/peers/compare_mlp_step.sh`
+/// alternates the two to measure the ratio on a machine whose speed drifts.
+fn main() {
+    if let Ok(n) = std::env::var("MLP_STEP_MEDIAN") {
+        let n: usize = n
+            .parse()
+            .expect("MLP_STEP_MEDIAN is a count of timed calls");
+        let x = filled(B, D, 1, 1.0);
+        let y: Vec<usize> = (0..B).map(|i| (i * 7) % C).collect();
+        let (w1, b1) = (filled(D, H, 2, 0.1), Array1::from_elem(H, 0.01));
+        let (w2, b2) = (filled(H, C, 3, 0.1), Array1::zeros(C));
+        let run = || drop(black_box(loss_grad(black_box(&x), &y, &w1, &b1, &w2, &b2)));
+        // Warm-up for half a second, as criterion does: thread pool, allocator, caches.
+        let start = std::time::Instant::now();
+        while start.elapsed().as_secs_f64() < 0.5 {
+            run();
+        }
+        let mut times: Vec<f64> = (0..n)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                run();
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "backprop value_and_grad: median {:.3} ms, min {:.3} ms",
+            times[n / 2] * 1e3,
+            times[0] * 1e3
+        );
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -274,6 +274,46 @@ fn matmul_two_threads_real_values_mlp_shapes() {
     }
 }
 
+/// Products above `PARALLEL_MIN_FLOPS` with more than one thread are cut into one block
+/// of C per thread (along its longer side, 16-aligned) and the blocks run as separate
+/// gemm calls. Every layout of every operand, both accumulate modes, block counts that
+/// do not divide the side (ragged last block), more threads than 16-wide blocks, and
+/// the exact threshold: integer-valued inputs, so the result must equal the oracle.
+#[test]
+fn matmul_split_across_threads_every_layout_and_ragged_blocks() {
+    use backprop::kernels::matmul::PARALLEL_MIN_FLOPS;
+    let mut rng = Rng(5);
+    // (m, n, k): rows split (m > n), columns split, a side of 17 and 33 (two or three
+    // blocks at most), and 2mnk exactly at the threshold.
+    let sizes = [
+        (300, 70, 100),
+        (70, 300, 100),
+        (1000, 17, 150),
+        (33, 33, 2000),
+        (200, 50, 200),
+    ];
+    assert_eq!(2 * 200 * 50 * 200, PARALLEL_MIN_FLOPS);
+    let mut case = 0;
+    for &(m, n, k) in &sizes {
+        assert!(2 * m * n * k >= PARALLEL_MIN_FLOPS);
+        for threads in [2, 5] {
+            for accum in [Accum::Replace, Accum::Add] {
+                // Rotate through the layouts so every operand sees each of them.
+                let (la, lb, lc) = (
+                    LAYOUTS[case % 5],
+                    LAYOUTS[(case / 5 + case) % 5],
+                    LAYOUTS[(case / 25 + 2 * case) % 5],
+                );
+                case += 1;
+                check_matmul::<f32>(m, n, k, la, lb, lc, accum, threads, true, &mut rng);
+                if accum == Accum::Add {
+                    check_matmul::<f64>(m, n, k, lc, la, lb, accum, threads, true, &mut rng);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_replace_ignores_nan_in_destination_and_empty_k_zeroes() {
     let a = Array2::<f32>::ones((3, 4));

@@ -154,7 +154,7 @@ where
     let mut acc = vec![T::zero(); inner];
     if inner > 0 {
         for row in gs.chunks_exact(inner) {
-            acc.iter_mut().zip(row).for_each(|(a, &v)| *a = *a + v);
+            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
         }
     }
     Array::from_shape_vec(target.clone(), acc).ok()

@@ -11,9 +11,13 @@
 //! under `BACKPROP_FORCE_ARCH=scalar` and by the tests as the oracle. (gemm dispatches on
 //! the CPU itself, so machines without AVX2 still get its SIMD paths.) Our own packed
 //! kernel, measured against gemm and kept for that comparison, is [`own`].
+//!
+//! Threads: a large product is cut into one block of C per thread, each a
+//! single-threaded gemm call on rayon's pool, rather than handed to gemm's own
+//! threading (why, with the figures: `split_across_threads`).
 
 use super::{Real, forced_scalar, scalar};
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 
 /// What the product does with the destination's old contents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -29,10 +33,12 @@ pub enum Accum {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Threads {
     /// One thread when `m·n·k` is below [`PARALLEL_MIN_FLOPS`]/2, else every thread of
-    /// rayon's global pool.
+    /// rayon's global pool, each computing one block of C.
     #[default]
     Auto,
-    /// Exactly this many (1 = the calling thread only).
+    /// This many (1 = the calling thread only). Products below
+    /// [`PARALLEL_MIN_FLOPS`] still run on one thread, and C is cut into at most one
+    /// 16-wide block per thread.
     Count(usize),
 }
 
@@ -147,20 +153,86 @@ pub fn matmul_with<T: Real>(
         Threads::Auto if 2 * m * n * k < PARALLEL_MIN_FLOPS => 1,
         Threads::Auto => rayon::current_num_threads(),
     };
-    let par = if threads <= 1 {
-        gemm::Parallelism::None
+    let read_dst = cfg.accum == Accum::Add;
+    if threads > 1 && 2 * m * n * k >= PARALLEL_MIN_FLOPS {
+        split_across_threads(c, a, b, read_dst, threads);
     } else {
-        gemm::Parallelism::Rayon(threads)
+        gemm_serial(c, a, b, read_dst);
+    }
+}
+
+/// Rows or columns of C per block are a multiple of this (gemm's f32 AVX2 microkernel
+/// is 16 wide), so no block ends in a ragged microkernel tile except the last.
+const BLOCK_ALIGN: usize = 16;
+
+/// `C (+)= A·B` on `threads` pool threads: C is cut along its longer side into one block
+/// per thread, and each block is a single-threaded gemm call (A's or B's matching slice
+/// times the whole other operand).
+///
+/// Why not gemm's own threading: it fans out to the pool once per packing step and once
+/// per block of K (about eight times for 128×784·784×256), and each fan-out from a thread
+/// outside the pool wakes the sleeping workers and puts the caller to sleep and back.
+/// On this 2-core VM that gave medians of 131 GFLOP/s on ∂L/∂W = Xᵀ·∂L/∂Y (784×128·
+/// 128×256) with bursts of slow steps; one block per thread gives 180–205, and the MLP
+/// step's median went from 0.66 to 0.63 ms with far fewer outliers. The cost is packing
+/// the shared operand once per thread instead of once, which the measurements include
+/// (docs/PERFORMANCE.md, "Matmul").
+fn split_across_threads<T: Real>(
+    c: ArrayViewMut2<'_, T>,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    read_dst: bool,
+    threads: usize,
+) {
+    let (m, n) = c.dim();
+    let along_rows = m > n;
+    let (axis, len) = if along_rows {
+        (Axis(0), m)
+    } else {
+        (Axis(1), n)
     };
+    let parts = threads.min(len.div_ceil(BLOCK_ALIGN)).max(1);
+    let size = len.div_ceil(parts).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN;
+    // Called from outside the pool, `scope` runs this closure on a pool thread, which
+    // takes the first block itself while the other threads take the rest.
+    rayon::scope(move |s| {
+        let (mut c, mut a, mut b) = (c, a, b);
+        while c.len_of(axis) > size {
+            let (c_head, c_rest) = c.split_at(axis, size);
+            let (a_head, b_head);
+            if along_rows {
+                let (head, rest) = a.split_at(Axis(0), size);
+                (a_head, b_head, a) = (head, b, rest);
+            } else {
+                let (head, rest) = b.split_at(Axis(1), size);
+                (a_head, b_head, b) = (a, head, rest);
+            }
+            s.spawn(move |_| gemm_serial(c_head, a_head, b_head, read_dst));
+            c = c_rest;
+        }
+        gemm_serial(c, a, b, read_dst);
+    });
+}
+
+/// One single-threaded call of gemm's strided entry point.
+fn gemm_serial<T: Real>(
+    mut c: ArrayViewMut2<'_, T>,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    read_dst: bool,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
     let (c_rs, c_cs) = strides(&c.view());
     let (a_rs, a_cs) = strides(&a);
     let (b_rs, b_cs) = strides(&b);
-    let read_dst = cfg.accum == Accum::Add;
-    // SAFETY: the three pointers come from live ndarray views whose shapes were checked
-    // above (a: m×k, b: k×n, c: m×n) and whose strides are passed unchanged, so every
-    // element gemm reads or writes is inside its view. `c` is borrowed mutably, so it
-    // cannot alias `a` or `b`. T is f32 or f64 (sealed), both supported by gemm, which
-    // detects its own CPU features.
+    // SAFETY: the three pointers come from live ndarray views whose shapes agree (a: m×k,
+    // b: k×n, c: m×n; checked by `matmul_with` before any split, and a split cuts c
+    // together with its matching slice of a or b) and whose strides are passed
+    // unchanged, so every element gemm reads or writes is inside its view. `c` is
+    // borrowed mutably, so it cannot alias `a` or `b`, and the blocks of a split are
+    // disjoint. T is f32 or f64 (sealed), both supported by gemm, which detects its own
+    // CPU features.
     unsafe {
         gemm::gemm(
             m,
@@ -181,7 +253,7 @@ pub fn matmul_with<T: Real>(
             false,
             false,
             false,
-            par,
+            gemm::Parallelism::None,
         );
     }
 }
