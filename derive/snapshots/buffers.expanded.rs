@@ -42,20 +42,15 @@ impl overwrite {
     ) {
         #[allow(deprecated)]
         let _ = overwrite;
-        let mut tape_heap: usize = 0;
-        let mut tape_iterations = ::backprop::__private::Stack::new();
-        let mut tape_iterations_1 = ::backprop::__private::Stack::new();
         let n = x.len();
         let t0 = x.len();
         let mut v = x.to_vec();
         let mut y = ::std::vec![0.0; n];
         let range = (0)..n;
-        tape_iterations.reserve(::core::iter::Iterator::size_hint(&range).0);
         for i_1 in ::core::clone::Clone::clone(&range) {
             let t1 = x[i_1];
             let t2 = t1 * t1;
             y[i_1] = t2;
-            tape_iterations.push(());
         }
         let t4 = y[1];
         let t5 = y[2];
@@ -64,28 +59,18 @@ impl overwrite {
         let s = 0.0;
         let mut s_3 = s;
         let range_1 = (0)..n;
-        tape_iterations_1.reserve(::core::iter::Iterator::size_hint(&range_1).0);
         for i_2 in ::core::clone::Clone::clone(&range_1) {
             let s_1 = s_3;
             let t8 = v[i_2];
             let t9 = y[i_2];
             let t10 = t8 * t9;
             let s_2 = s_1 + t10;
-            tape_iterations_1.push(());
             s_3 = s_2;
         }
-        tape_heap
-            += ::backprop::__private::HeapOfOwned::heap_bytes(
-                &::backprop::__private::Probe(&tape_iterations),
-            );
-        tape_heap
-            += ::backprop::__private::HeapOfOwned::heap_bytes(
-                &::backprop::__private::Probe(&tape_iterations_1),
-            );
         let heap_bytes = {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
             (&::backprop::__private::Probe(&t4)).heap_bytes()
-                + (&::backprop::__private::Probe(&t5)).heap_bytes() + tape_heap
+                + (&::backprop::__private::Probe(&t5)).heap_bytes()
         };
         let pullback = move |d_s_3: f64| -> (::std::vec::Vec<f64>,) {
             let mut d_x: ::std::vec::Vec<f64> = ::std::vec![
@@ -100,7 +85,6 @@ impl overwrite {
             let (_,) = {
                 let mut d_s_3_carry: f64 = d_s_3;
                 for k in (0..::core::iter::Iterator::size_hint(&range_1).0).rev() {
-                    let () = ::backprop::__private::pop(&mut tape_iterations_1);
                     let i_2 = ::backprop::__private::nth(&range_1, k);
                     let d_s_3_next = d_s_3_carry;
                     let (step_0,) = {
@@ -127,7 +111,6 @@ impl overwrite {
             d_y[1] += d_t4;
             let () = {
                 for k_1 in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
-                    let () = ::backprop::__private::pop(&mut tape_iterations);
                     let i_1 = ::backprop::__private::nth(&range, k_1);
                     let () = {
                         let t1 = x[i_1];

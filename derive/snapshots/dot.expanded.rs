@@ -42,29 +42,21 @@ impl dot {
     ) {
         #[allow(deprecated)]
         let _ = dot;
-        let mut tape_heap: usize = 0;
-        let mut tape_iterations = ::backprop::__private::Stack::new();
         let acc = 0.0;
         let t0 = w.len();
         let mut acc_3 = acc;
         let range = (0)..t0;
-        tape_iterations.reserve(::core::iter::Iterator::size_hint(&range).0);
         for i_1 in ::core::clone::Clone::clone(&range) {
             let acc_1 = acc_3;
             let t1 = w[i_1];
             let t2 = x[i_1];
             let t3 = t1 * t2;
             let acc_2 = acc_1 + t3;
-            tape_iterations.push(());
             acc_3 = acc_2;
         }
-        tape_heap
-            += ::backprop::__private::HeapOfOwned::heap_bytes(
-                &::backprop::__private::Probe(&tape_iterations),
-            );
         let heap_bytes = {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
-            tape_heap
+            0
         };
         let pullback = move |
             d_acc_3: f64,
@@ -78,7 +70,6 @@ impl dot {
             let (_,) = {
                 let mut d_acc_3_carry: f64 = d_acc_3;
                 for k in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
-                    let () = ::backprop::__private::pop(&mut tape_iterations);
                     let i_1 = ::backprop::__private::nth(&range, k);
                     let d_acc_3_next = d_acc_3_carry;
                     let (step_0,) = {

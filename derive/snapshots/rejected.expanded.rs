@@ -39,32 +39,23 @@ impl f {
     ) {
         #[allow(deprecated)]
         let _ = f;
-        let mut tape_heap: usize = 0;
-        let mut tape_iterations = ::backprop::__private::Stack::new();
         let acc = 0.0;
         let mut acc_3 = acc;
         let range = (0)..n;
-        tape_iterations.reserve(::core::iter::Iterator::size_hint(&range).0);
         for _i in ::core::clone::Clone::clone(&range) {
             let acc_1 = acc_3;
             let acc_2 = acc_1 + x;
-            tape_iterations.push(());
             acc_3 = acc_2;
         }
-        tape_heap
-            += ::backprop::__private::HeapOfOwned::heap_bytes(
-                &::backprop::__private::Probe(&tape_iterations),
-            );
         let heap_bytes = {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
-            tape_heap
+            0
         };
         let pullback = move |d_acc_3: f64| -> (f64, ::backprop::__private::Inactive) {
             let (_, d_x) = {
                 let mut d_acc_3_carry: f64 = d_acc_3;
                 let mut d_x_sum: f64 = ::backprop::__private::zero();
                 for k in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
-                    let () = ::backprop::__private::pop(&mut tape_iterations);
                     let d_acc_3_next = d_acc_3_carry;
                     let (step_0, step_1) = {
                         let d_acc_2 = d_acc_3_next;

@@ -55,6 +55,13 @@ pub struct Emitter<'a> {
     /// reverse pass, which runs the callee's forward again on it.
     /// (Per argument: the copy's name and how the reverse pass passes it.)
     pub snapshots: HashMap<VarId, Vec<Option<(Ident, TokenStream)>>>,
+    /// Loop-invariant reads of an active buffer (`xcentered[i]` inside `for j`): the
+    /// reverse pass sums their cotangent over the iterations and adds it to the element
+    /// once after the loop, instead of a load-add-store on the same element every
+    /// iteration (a chain through memory the compiler cannot keep in a register).
+    pub accumulated_reads: std::collections::HashSet<VarId>,
+    /// Those of `accumulated_reads` whose cotangent the reverse body defines.
+    pub accumulated_defined: std::collections::HashSet<VarId>,
 }
 
 impl<'a> Emitter<'a> {
@@ -73,6 +80,8 @@ impl<'a> Emitter<'a> {
             ranges: HashMap::new(),
             heap: None,
             snapshots: HashMap::new(),
+            accumulated_reads: Default::default(),
+            accumulated_defined: Default::default(),
             stacks: Vec::new(),
             counts: HashMap::new(),
             stable_reads: stable_reads(func),
@@ -293,11 +302,21 @@ impl<'a> Emitter<'a> {
             .collect();
         let exits: Vec<TokenStream> = node.carried.iter().map(|c| self.operand(&c.exit)).collect();
         let body = self.block(&node.body);
+        // A `for` whose iterations save nothing needs no stack at all: its reverse pass
+        // takes the iteration count from the range (a `while` counts with its stack).
+        let stackless = active
+            && matches!(node.head, crate::ir::LoopHead::For { .. })
+            && self.loop_reverse(s.def, node).saved.is_empty();
         let (push, hoisted) = if active {
             let rev = self.loop_reverse(s.def, node);
             let tape = self.tape(s.def);
             let saved = &rev.saved;
-            (quote!(#tape.push((#(#saved,)*));), rev.hoisted.clone())
+            let push = if stackless {
+                quote!()
+            } else {
+                quote!(#tape.push((#(#saved,)*));)
+            };
+            (push, rev.hoisted.clone())
         } else {
             (quote!(), Vec::new())
         };
@@ -321,14 +340,20 @@ impl<'a> Emitter<'a> {
                 let i = self.var(*index).clone();
                 let it = iteration(&body, quote!());
                 let tape = self.tape(s.def);
-                self.stacks.push(s.def);
+                let reserve = if stackless {
+                    quote!()
+                } else {
+                    self.stacks.push(s.def);
+                    let r = self.range(s.def);
+                    quote!(#tape.reserve(::core::iter::Iterator::size_hint(&#r).0);)
+                };
                 let r = self.range(s.def);
                 let after = hoisted.iter().map(|(h, read)| {
                     quote!(let #h = if ::core::iter::Iterator::size_hint(&#r).0 > 0 { #read } else { ::backprop::__private::zero() };)
                 });
                 quote_spanned! {span=>
                     let #r = #range;
-                    #tape.reserve(::core::iter::Iterator::size_hint(&#r).0);
+                    #reserve
                     for #i in ::core::clone::Clone::clone(&#r) { #it }
                     #(#after)*
                 }

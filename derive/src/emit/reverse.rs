@@ -77,6 +77,10 @@ pub struct LoopReverse {
     pub reversible: Vec<Reversible>,
     /// Loop-invariant reads, read once after the loop: `(name, read)`.
     pub hoisted: Vec<(Ident, TokenStream)>,
+    /// Loop-invariant reads of active buffers: the adjoint element each one's cotangent
+    /// is added to once after the loop (the body returns the cotangents after the
+    /// carried and outer ones).
+    pub accumulated: Vec<TokenStream>,
 }
 
 /// A carried integer counter stepped by a literal: `entry = exit − step` in reverse.
@@ -887,6 +891,13 @@ fn buffer_lines(
     let active = |o: &Operand| o.var().filter(|v| activity.is_active(*v));
     match op {
         BufOp::Read => {
+            if cx.accumulated_reads.contains(&s.def) {
+                // Summed over the iterations by the loop (`build_loop_reverse`).
+                if activity.is_active(s.def) && count.contains_key(&s.def) {
+                    cx.accumulated_defined.insert(s.def);
+                }
+                return;
+            }
             if activity.is_active(s.def) && count.contains_key(&s.def) {
                 let buf = args[0].var().expect("a buffer");
                 let elem = buffer_elem(cx, buf, &args[1]);
@@ -1030,6 +1041,13 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         }
         params.push(p);
     }
+    let invariant = invariant_reads(cx, node);
+    let accumulate: Vec<VarId> = invariant
+        .iter()
+        .copied()
+        .filter(|v| activity.is_active(*v))
+        .collect();
+    cx.accumulated_reads.extend(accumulate.iter().copied());
     let (stmts, defined, _) = reverse_block(cx, &node.body, &[], initial);
     let mut local = defined_in(&node.body);
     local.extend(node.carried.iter().map(|c| c.entry));
@@ -1054,6 +1072,24 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
     for v in &outer {
         let d = cx.adjoint(*v);
         values.push(quote!(#d));
+    }
+    let mut accumulated = Vec::new();
+    for &v in &accumulate {
+        if cx.accumulated_defined.contains(&v) {
+            let d = cx.adjoint(v);
+            values.push(quote!(#d));
+        } else {
+            values.push(quote!(::backprop::__private::zero::<#ret_ty>()));
+        }
+        let Some(Stmt {
+            rhs: Rhs::Buffer { args, .. },
+            ..
+        }) = node.body.iter().find(|s| s.def == v)
+        else {
+            unreachable!("an invariant read is a statement of the loop body")
+        };
+        let buf = args[0].var().expect("a buffer");
+        accumulated.push(buffer_elem(cx, buf, &args[1]));
     }
     let rev = quote!(#(#stmts)*);
     let entries: Vec<VarId> = node.carried.iter().map(|c| c.entry).collect();
@@ -1112,44 +1148,16 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
     // A read every iteration makes of the same element of a buffer the loop does not
     // write (`xcentered[i]` inside `for j`) is the same value each time: read once after
     // the loop (when it ran) instead of saved per iteration.
-    let mut written = HashSet::new();
-    crate::ir::walk(&node.body, &mut |st| {
-        if let Rhs::Buffer {
-            op: BufOp::Write | BufOp::Push,
-            args,
-        } = &st.rhs
-            && let Some(b) = args[0].var()
-        {
-            written.insert(cx.func.buffer_root(b).0);
-        }
-    });
-    let mut body_defs = defined_in(&node.body);
-    body_defs.extend(node.carried.iter().map(|c| c.entry));
-    let from_outside = |o: &Operand| {
-        o.var()
-            .is_none_or(|v| !body_defs.contains(&v) && Some(v) != index)
-    };
     let mut hoisted = Vec::new();
     let mut prelude = Vec::new();
-    for st in &node.body {
-        let Rhs::Buffer {
-            op: BufOp::Read,
-            args,
-        } = &st.rhs
-        else {
-            continue;
+    for st in node.body.iter().filter(|st| invariant.contains(&st.def)) {
+        let Rhs::Buffer { args, .. } = &st.rhs else {
+            unreachable!("invariant reads are buffer reads")
         };
         let name = cx.var(st.def).clone();
         let Some(pos) = saved.iter().position(|n| *n == name) else {
             continue;
         };
-        let base = args[0].var().expect("a buffer");
-        if !from_outside(&args[0])
-            || !from_outside(&args[1])
-            || written.contains(&cx.func.buffer_root(base).0)
-        {
-            continue;
-        }
         saved.remove(pos);
         let h = cx.names.fresh(
             &format!("{}_hoisted", name.to_string().trim_start_matches("r#")),
@@ -1172,7 +1180,50 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         index: index_needed,
         reversible,
         hoisted,
+        accumulated,
     }
+}
+
+/// The reads at the top level of a loop's body whose buffer and index come from outside
+/// the loop and whose buffer the loop never writes: the same element every iteration.
+fn invariant_reads(cx: &Emitter<'_>, node: &LoopNode) -> Vec<VarId> {
+    let mut written = HashSet::new();
+    crate::ir::walk(&node.body, &mut |st| {
+        if let Rhs::Buffer {
+            op: BufOp::Write | BufOp::Push,
+            args,
+        } = &st.rhs
+            && let Some(b) = args[0].var()
+        {
+            written.insert(cx.func.buffer_root(b).0);
+        }
+    });
+    let index = match &node.head {
+        crate::ir::LoopHead::For { index, .. } => Some(*index),
+        crate::ir::LoopHead::While { .. } => None,
+    };
+    let mut body_defs = defined_in(&node.body);
+    body_defs.extend(node.carried.iter().map(|c| c.entry));
+    let from_outside = |o: &Operand| {
+        o.var()
+            .is_none_or(|v| !body_defs.contains(&v) && Some(v) != index)
+    };
+    node.body
+        .iter()
+        .filter(|st| match &st.rhs {
+            Rhs::Buffer {
+                op: BufOp::Read,
+                args,
+            } => {
+                let base = args[0].var().expect("a buffer");
+                from_outside(&args[0])
+                    && from_outside(&args[1])
+                    && !written.contains(&cx.func.buffer_root(base).0)
+            }
+            _ => false,
+        })
+        .map(|st| st.def)
+        .collect()
 }
 
 /// Before (forward): every iteration pushes what its reverse reads.
@@ -1229,10 +1280,16 @@ fn loop_line(
             )
         })
         .collect();
-    let step_names: Vec<Ident> = (0..carry_names.len() + outer_names.len())
+    let acc_names: Vec<Ident> = rev
+        .accumulated
+        .iter()
+        .map(|_| cx.names.fresh("d_read_sum", span))
+        .collect();
+    let step_names: Vec<Ident> = (0..carry_names.len() + outer_names.len() + acc_names.len())
         .map(|k| cx.names.fresh(&format!("step_{k}"), span))
         .collect();
-    let (carry_steps, outer_steps) = step_names.split_at(carry_names.len());
+    let (carry_steps, rest) = step_names.split_at(carry_names.len());
+    let (outer_steps, acc_steps) = rest.split_at(outer_names.len());
     let params = &rev.params;
     let saved = &rev.saved;
     let body = &rev.body;
@@ -1271,23 +1328,45 @@ fn loop_line(
         counter_init.push(quote!(let mut #state = #out;));
         counter_step.push(quote!(let #entry = #state #undo #step; #state = #entry;));
     }
+    // A `for` that saves nothing has no stack (see `loop_stmt`).
+    let pop = if saved.is_empty() && matches!(node.head, crate::ir::LoopHead::For { .. }) {
+        quote!()
+    } else {
+        quote!(let (#(#saved,)*) = ::backprop::__private::pop(&mut #tape);)
+    };
     let the_loop = quote_spanned! {span=>
         #(#counter_init)*
         for #k in (0..#n).rev() {
-            let (#(#saved,)*) = ::backprop::__private::pop(&mut #tape);
+            #pop
             #index
             #(#counter_step)*
             #(let #params = #carry_names;)*
             let (#(#step_names,)*) = { #(#body)* };
             #(#carry_names = #carry_steps;)*
             #(#outer_names = #outer_names + #outer_steps;)*
+            #(#acc_names = #acc_names + #acc_steps;)*
         }
+    };
+    // Each invariant read's summed cotangent goes to its element once (only when the
+    // loop ran: the forward pass never read the element otherwise).
+    let acc_adds: Vec<TokenStream> = rev
+        .accumulated
+        .iter()
+        .zip(&acc_names)
+        .map(|(elem, sum)| add_assign(cx, elem, sum, span))
+        .collect();
+    let acc_after = if acc_adds.is_empty() {
+        quote!()
+    } else {
+        quote!(if #n > 0 { #(#acc_adds)* })
     };
     let invoke = quote_spanned! {span=>
         {
             #(#inits)*
             #(let mut #outer_names: #ret_ty = ::backprop::__private::zero();)*
+            #(let mut #acc_names: #ret_ty = ::backprop::__private::zero();)*
             #the_loop
+            #acc_after
             (#(#carry_names,)* #(#outer_names,)*)
         }
     };
