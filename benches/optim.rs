@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 
 use backprop::kernels::adamw::{self, AdamWConsts};
 use backprop::optim::{AdamW, AdamWConfig, Optimizer};
-use criterion::{
-    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
-};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
 
 const SIZES: [usize; 2] = [1_000_000, 100_000_000];
 
@@ -163,4 +161,54 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `ADAMW_SERVE=1`: skip criterion and serve timing requests for
+/// `benches/peers/compare_adamw.py`, one per line on stdin: `<n> <reps> <step|kernel>`.
+/// For each it times `reps` calls of `AdamW::step` (the optimizer call, as PyTorch's
+/// `opt.step()` is) or of the bare fused kernel on `n` parameters, one call at a time,
+/// and prints their median in ms. Buffers and optimizer state are made on the first
+/// request for an `n` and kept, so every timed call reuses them.
+fn main() {
+    if std::env::var_os("ADAMW_SERVE").is_some() {
+        use std::io::{BufRead, Write};
+        let mut ready: std::collections::HashMap<usize, (Bufs, AdamW<f32>)> = Default::default();
+        let k = AdamWConsts::new(1e-3, 0.9, 0.999, 1e-8, 0.01, 0.0, 100);
+        for line in std::io::stdin().lock().lines() {
+            let line = line.expect("a request line");
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let [n, reps, what] = parts[..] else {
+                panic!("request `{line}` is not `<n> <reps> <step|kernel>`")
+            };
+            let (n, reps): (usize, usize) = (n.parse().expect("n"), reps.parse().expect("reps"));
+            let (b, opt) = ready.entry(n).or_insert_with(|| {
+                let mut b = bufs(n);
+                let mut opt = AdamW::<f32>::new(AdamWConfig {
+                    lr: 1e-3,
+                    weight_decay: 0.01,
+                    ..Default::default()
+                });
+                // Allocates m and v and faults their pages in, untimed.
+                opt.step(&mut b.w, &b.g).expect("finite gradients");
+                (b, opt)
+            });
+            let mut times: Vec<f64> = (0..reps.max(1))
+                .map(|_| {
+                    let start = Instant::now();
+                    match what {
+                        "step" => {
+                            opt.step(&mut b.w, &b.g).expect("finite gradients");
+                        }
+                        _ => adamw::step(&mut b.w, &b.g, &mut b.m, &mut b.v, &k),
+                    }
+                    start.elapsed().as_secs_f64()
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            println!("{:.6}", times[times.len() / 2] * 1e3);
+            std::io::stdout().flush().expect("stdout");
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -154,6 +154,7 @@ fn a_multiplying_loop_saves_per_iteration() {
 
 /// Σᵢ Σ_{j>i} x[i]·w[j]: `x[i]` is read by every iteration of the inner loop. The
 /// reverse pass sums its cotangent over those iterations and adds it to `d_x[i]` once.
+#[allow(clippy::needless_range_loop)] // the index loops are what is tested
 #[grad]
 fn upper_pairs(x: &[f64], w: &[f64]) -> f64 {
     let mut s = 0.0;
