@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use backprop::kernels::adamw::{self, AdamWConsts};
-use backprop::optim::{AdamW, AdamWConfig, Optimizer};
+use backprop::optim::{AdamW, AdamWConfig, Finite, Optimizer};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
 
 const SIZES: [usize; 2] = [1_000_000, 100_000_000];
@@ -163,9 +163,10 @@ fn bench(c: &mut Criterion) {
 criterion_group!(benches, bench);
 
 /// `ADAMW_SERVE=1`: skip criterion and serve timing requests for
-/// `benches/peers/compare_adamw.py`, one per line on stdin: `<n> <reps> <step|kernel>`.
+/// `benches/peers/compare_adamw.py`, one per line on stdin: `<n> <reps> <step|finite|kernel>`.
 /// For each it times `reps` calls of `AdamW::step` (the optimizer call, as PyTorch's
-/// `opt.step()` is) or of the bare fused kernel on `n` parameters, one call at a time,
+/// `opt.step()` is), of `AdamW::step_finite` (the same call handed a proof that the
+/// gradients are finite, as clipping makes one) or of the bare fused kernel on `n` parameters, one call at a time,
 /// and prints their median in ms. Buffers and optimizer state are made on the first
 /// request for an `n` and kept, so every timed call reuses them.
 fn main() {
@@ -177,7 +178,7 @@ fn main() {
             let line = line.expect("a request line");
             let parts: Vec<&str> = line.split_whitespace().collect();
             let [n, reps, what] = parts[..] else {
-                panic!("request `{line}` is not `<n> <reps> <step|kernel>`")
+                panic!("request `{line}` is not `<n> <reps> <step|finite|kernel>`")
             };
             let (n, reps): (usize, usize) = (n.parse().expect("n"), reps.parse().expect("reps"));
             let (b, opt) = ready.entry(n).or_insert_with(|| {
@@ -191,12 +192,17 @@ fn main() {
                 opt.step(&mut b.w, &b.g).expect("finite gradients");
                 (b, opt)
             });
+            // For `finite`: the proof a clipping pass would hand over, made untimed.
+            let proof = Finite::check(&b.g).expect("finite gradients");
             let mut times: Vec<f64> = (0..reps.max(1))
                 .map(|_| {
                     let start = Instant::now();
                     match what {
                         "step" => {
                             opt.step(&mut b.w, &b.g).expect("finite gradients");
+                        }
+                        "finite" => {
+                            opt.step_finite(&mut b.w, proof).expect("shapes match");
                         }
                         _ => adamw::step(&mut b.w, &b.g, &mut b.m, &mut b.v, &k),
                     }

@@ -556,3 +556,37 @@ fn non_finite_index_is_exact_in_large_f32_buffers() {
     );
     assert!(w.iter().all(|&x| x == 0.0));
 }
+
+#[test]
+fn step_finite_equals_step_and_the_proof_is_only_made_for_finite_gradients() {
+    use backprop::clip::clip_grad_norm_finite;
+    use backprop::optim::Finite;
+    // Two optimizers, the same three steps: one scans, one is handed the proof.
+    let cfg = AdamWConfig {
+        lr: 1e-2,
+        weight_decay: 0.1,
+        ..Default::default()
+    };
+    let (mut a, mut b) = (AdamW::<f32>::new(cfg.clone()), AdamW::<f32>::new(cfg));
+    let (mut wa, mut wb) = (vec![0.5f32, -1.5, 2.0], vec![0.5f32, -1.5, 2.0]);
+    for k in 0..3 {
+        let mut g = vec![0.3f32 * k as f32 - 0.2, 1.7, -4.0];
+        let mut h = g.clone();
+        let _ = backprop::clip::clip_grad_norm(&mut g, 2.0, backprop::clip::NonFiniteNorm::Error);
+        a.step(&mut wa, &g).unwrap();
+        let (_, finite) = clip_grad_norm_finite(&mut h, 2.0).unwrap();
+        b.step_finite(&mut wb, finite).unwrap();
+    }
+    assert_eq!(wa, wb, "the proof changes nothing but the scan");
+    // No proof for NaN or ±∞, and the gradients are left as they were.
+    assert!(Finite::check(&vec![1.0f32, f32::INFINITY]).is_none());
+    assert!(Finite::check(&vec![f64::NAN]).is_none());
+    let mut bad = vec![f32::NAN, 3.0];
+    assert!(clip_grad_norm_finite(&mut bad, 1.0).is_err());
+    assert_eq!(bad[1], 3.0);
+    // f64 values whose squares overflow: every value is finite, but the norm is ∞, so
+    // no proof is made (conservative, never wrong).
+    let mut huge = vec![1e200f64, 1e200];
+    assert!(clip_grad_norm_finite(&mut huge, 1.0).is_err());
+    assert!(Finite::check(&huge).is_some());
+}
