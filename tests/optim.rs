@@ -567,7 +567,7 @@ fn step_finite_equals_step_and_the_proof_is_only_made_for_finite_gradients() {
         weight_decay: 0.1,
         ..Default::default()
     };
-    let (mut a, mut b) = (AdamW::<f32>::new(cfg.clone()), AdamW::<f32>::new(cfg));
+    let (mut a, mut b) = (AdamW::<f32>::new(cfg), AdamW::<f32>::new(cfg));
     let (mut wa, mut wb) = (vec![0.5f32, -1.5, 2.0], vec![0.5f32, -1.5, 2.0]);
     for k in 0..3 {
         let mut g = vec![0.3f32 * k as f32 - 0.2, 1.7, -4.0];
