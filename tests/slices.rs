@@ -547,3 +547,68 @@ fn vectors_built_by_push() {
     assert_eq!(g.x, vec![28.0, 40.0]);
     backprop::gradcheck!(pushed(x = &vec![0.7, -1.3, 0.4])).assert();
 }
+
+/// `h[j] += e`, `h[j] = h[j] - e` and `h[j] = e + h[j]`: in-place element updates,
+/// whose reverse hands `d_h[j]` to `e` and leaves it in place.
+#[grad]
+fn in_place_updates(x: &[f64], w: &[f64]) -> f64 {
+    let n = x.len();
+    let mut h = vec![0.0; n];
+    for i in 0..n {
+        for j in 0..n {
+            h[j] += w[j] * x[i];
+        }
+        h[i] = h[i] - x[i] * x[i];
+        h[0] = 2.0 * w[i] + h[0];
+    }
+    let mut s = 0.0;
+    for j in 0..n {
+        s += h[j] * h[j];
+    }
+    s
+}
+
+#[test]
+fn in_place_element_updates_by_hand_and_against_central_differences() {
+    // n = 1, x = [3], w = [2]: h0 = 0 + 2·3 = 6; h0 = 6 − 9 = −3; h0 = 2·2 + (−3) = 1.
+    // s = h0² = 1; ds/dh0 = 2. dh0/dx = w − 2x = −4, dh0/dw = x + 2 = 5.
+    let (v, g) = in_place_updates_grad(&[3.0], &[2.0]);
+    assert_eq!(v, 1.0);
+    assert_eq!(g.x, vec![-8.0]);
+    assert_eq!(g.w, vec![10.0]);
+    let x = [0.4, -1.1, 0.8];
+    let w = [1.3, 0.2, -0.7];
+    gradcheck!(in_place_updates(x = &x.to_vec(), w = &w.to_vec())).assert();
+}
+
+/// Look-alikes that are not in-place updates: the old element is read again, another
+/// index is read, the element is written in between. Each must keep the plain rules.
+#[grad]
+fn not_in_place(x: &[f64]) -> f64 {
+    let mut h = vec![1.0, 2.0];
+    // The old element is used twice.
+    let r = h[0];
+    h[0] = r + x[0];
+    let twice = r * x[1];
+    // Another element on the right.
+    h[1] = h[0] + x[1];
+    // A write between the read and the write back.
+    let old = h[1];
+    h[1] = 5.0 * x[0];
+    h[1] = old + x[0];
+    h[0] * h[1] + twice
+}
+
+#[test]
+fn updates_that_only_look_in_place_keep_the_plain_rules() {
+    // x = [a, b]: h0 = 1 + a; twice = b; h1 = (1 + a) + b, then old = h1, h1 = old + a.
+    // f = (1 + a)(1 + 2a + b) + b. df/da = (1 + 2a + b) + 2(1 + a), df/db = (1 + a) + 1.
+    let (a, b) = (0.5, -2.0);
+    let (v, g) = not_in_place_grad(&[a, b]);
+    assert_eq!(v, (1.0 + a) * (1.0 + 2.0 * a + b) + b);
+    assert_eq!(
+        g.x,
+        vec![(1.0 + 2.0 * a + b) + 2.0 * (1.0 + a), (1.0 + a) + 1.0]
+    );
+    gradcheck!(not_in_place(x = &vec![0.3, 1.7])).assert();
+}

@@ -59,7 +59,7 @@ impl loops {
             let sum_1 = sum_3;
             let prod_2 = prod_1 * x;
             let sum_2 = sum_1 + prod_2;
-            tape_iterations.push((prod_1,));
+            tape_iterations.push_reserved((prod_1,));
             prod_3 = prod_2;
             sum_3 = sum_2;
         }

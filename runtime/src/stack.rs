@@ -88,6 +88,36 @@ impl<T> Stack<T> {
     }
 }
 
+impl<T> Stack<T> {
+    /// Pushes onto a stack whose capacity was reserved for it (a `for` loop reserves
+    /// its trip count before it runs). Unlike `Vec::push` there is no call to a growth
+    /// path inside the loop, only a check whose failure never returns, so the compiler
+    /// can keep the loop's floating-point values in registers across the push instead
+    /// of spilling them around a possible call (every `xmm` register is caller-saved).
+    ///
+    /// # Panics
+    /// If the stack is full: the reservation was too small, a bug in the caller.
+    #[inline(always)]
+    pub fn push_reserved(&mut self, value: T) {
+        let len = self.items.len();
+        if len == self.items.capacity() {
+            reservation_exceeded();
+        }
+        // SAFETY: `len < capacity`, so slot `len` is allocated and unused; writing it and
+        // then raising the length by one is exactly what `Vec::push` does without growth.
+        unsafe {
+            self.items.as_mut_ptr().add(len).write(value);
+            self.items.set_len(len + 1);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn reservation_exceeded() -> ! {
+    panic!("#[grad] tape: a loop pushed more entries than it reserved (a bug in backprop)")
+}
+
 impl<T> Default for Stack<T> {
     fn default() -> Self {
         Self::new()

@@ -62,6 +62,15 @@ pub struct Emitter<'a> {
     pub accumulated_reads: std::collections::HashSet<VarId>,
     /// Those of `accumulated_reads` whose cotangent the reverse body defines.
     pub accumulated_defined: std::collections::HashSet<VarId>,
+    /// In-place element updates `x[i] = x[i] ± e` (what `x[i] += e` lowers to): the
+    /// write's def → the read's def. Their reverse leaves `d_x[i]` as it is and gives
+    /// it to `e`, instead of reading it, zeroing it and adding it back (see
+    /// `reverse::in_place_updates`).
+    pub in_place_writes: HashMap<VarId, VarId>,
+    /// The reads of those updates, whose cotangent is not added back.
+    pub in_place_reads: std::collections::HashSet<VarId>,
+    /// How many times each value is used, over the whole function.
+    pub uses: HashMap<VarId, usize>,
 }
 
 impl<'a> Emitter<'a> {
@@ -82,6 +91,9 @@ impl<'a> Emitter<'a> {
             snapshots: HashMap::new(),
             accumulated_reads: Default::default(),
             accumulated_defined: Default::default(),
+            in_place_writes: HashMap::new(),
+            in_place_reads: Default::default(),
+            uses: crate::ir::use_counts(func),
             stacks: Vec::new(),
             counts: HashMap::new(),
             stable_reads: stable_reads(func),
@@ -313,6 +325,9 @@ impl<'a> Emitter<'a> {
             let saved = &rev.saved;
             let push = if stackless {
                 quote!()
+            } else if matches!(node.head, crate::ir::LoopHead::For { .. }) {
+                // A `for` reserved its trip count before it started.
+                quote!(#tape.push_reserved((#(#saved,)*));)
             } else {
                 quote!(#tape.push((#(#saved,)*));)
             };

@@ -80,7 +80,7 @@ pub struct LoopReverse {
     /// Loop-invariant reads of active buffers: the adjoint element each one's cotangent
     /// is added to once after the loop (the body returns the cotangents after the
     /// carried and outer ones).
-    pub accumulated: Vec<TokenStream>,
+    pub accumulated: Vec<(Ident, TokenStream)>,
 }
 
 /// A carried integer counter stepped by a literal: `entry = exit − step` in reverse.
@@ -103,6 +103,7 @@ fn reverse_block(
     initial: Vec<(VarId, TokenStream)>,
 ) -> (Vec<TokenStream>, HashSet<VarId>, HashMap<VarId, usize>) {
     let func = cx.func;
+    in_place_updates(cx, stmts);
     let activity = &cx.plan.activity;
     let mut count: HashMap<VarId, usize> = seeds.iter().map(|v| (*v, 1)).collect();
     let mut lines: Vec<Line> = initial
@@ -186,6 +187,10 @@ fn reverse_block(
                 let single = prim.arity() == 1;
                 for (k, vjp) in prim.vjps_on(scalar_path).iter().enumerate() {
                     let Some(t) = active(&args[k]) else { continue };
+                    if cx.in_place_reads.contains(&t) {
+                        // The old element of an in-place update: see `in_place_updates`.
+                        continue;
+                    }
                     let d = cx.adjoint(s.def);
                     let expr = match vjp {
                         // A one-input op is the only reader of its cotangent: move it.
@@ -891,6 +896,9 @@ fn buffer_lines(
     let active = |o: &Operand| o.var().filter(|v| activity.is_active(*v));
     match op {
         BufOp::Read => {
+            if cx.in_place_reads.contains(&s.def) {
+                return;
+            }
             if cx.accumulated_reads.contains(&s.def) {
                 // Summed over the iterations by the loop (`build_loop_reverse`).
                 if activity.is_active(s.def) && count.contains_key(&s.def) {
@@ -914,6 +922,11 @@ fn buffer_lines(
                     expr: elem.clone(),
                     span,
                 });
+            }
+            if cx.in_place_writes.contains_key(&s.def) {
+                // `x[i] = x[i] ± e`: the old element reaches the result through the new
+                // one, so its adjoint stays (no zeroing, and its read adds nothing back).
+                return;
             }
             lines.push(Line::Raw(
                 quote_spanned!(span=> #elem = ::backprop::__private::zero();),
@@ -1089,7 +1102,8 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
             unreachable!("an invariant read is a statement of the loop body")
         };
         let buf = args[0].var().expect("a buffer");
-        accumulated.push(buffer_elem(cx, buf, &args[1]));
+        let elem = buffer_elem(cx, buf, &args[1]);
+        accumulated.push((cx.var(v).clone(), elem));
     }
     let rev = quote!(#(#stmts)*);
     let entries: Vec<VarId> = node.carried.iter().map(|c| c.entry).collect();
@@ -1283,7 +1297,10 @@ fn loop_line(
     let acc_names: Vec<Ident> = rev
         .accumulated
         .iter()
-        .map(|_| cx.names.fresh("d_read_sum", span))
+        .map(|(read, _)| {
+            let name = format!("d_{}_sum", read.to_string().trim_start_matches("r#"));
+            cx.names.fresh(&name, span)
+        })
         .collect();
     let step_names: Vec<Ident> = (0..carry_names.len() + outer_names.len() + acc_names.len())
         .map(|k| cx.names.fresh(&format!("step_{k}"), span))
@@ -1353,7 +1370,7 @@ fn loop_line(
         .accumulated
         .iter()
         .zip(&acc_names)
-        .map(|(elem, sum)| add_assign(cx, elem, sum, span))
+        .map(|((_, elem), sum)| add_assign(cx, elem, sum, span))
         .collect();
     let acc_after = if acc_adds.is_empty() {
         quote!()
@@ -1386,5 +1403,90 @@ fn loop_line(
         slots,
         span,
         check: false,
+    }
+}
+
+/// Finds in-place element updates in one block: `r = x[i]; s = r ± e; x[i] = s` (what
+/// `x[i] += e` and `x[i] -= e` lower to) where `r` and `s` have no other use, the
+/// buffer and index operands are the same, and only arithmetic and reads happen in
+/// between. Their reverse is `d_s = d_x[i]; d_e = ±d_s` with `d_x[i]` left as it is:
+/// the plain rules would read `d_x[i]`, zero it, and add the same value back through
+/// the read (a load, two stores and an add per update, in a chain through memory).
+fn in_place_updates(cx: &mut Emitter<'_>, stmts: &[Stmt]) {
+    let activity = &cx.plan.activity;
+    let single = |v: VarId| cx.uses.get(&v).copied() == Some(1);
+    let mut found = Vec::new();
+    for (c, w) in stmts.iter().enumerate() {
+        let Rhs::Buffer {
+            op: BufOp::Write,
+            args: wargs,
+        } = &w.rhs
+        else {
+            continue;
+        };
+        let Some(sv) = wargs[2]
+            .var()
+            .filter(|v| single(*v) && activity.is_active(*v))
+        else {
+            continue;
+        };
+        let Some(b) = stmts[..c].iter().rposition(|st| st.def == sv) else {
+            continue;
+        };
+        let Rhs::Prim {
+            prim,
+            spelling: Spelling::Operator(_),
+            args: pargs,
+        } = &stmts[b].rhs
+        else {
+            continue;
+        };
+        let read_of = |o: &Operand| -> Option<usize> {
+            let r = o.var().filter(|v| single(*v))?;
+            let a = stmts[..b].iter().rposition(|st| st.def == r)?;
+            match &stmts[a].rhs {
+                Rhs::Buffer {
+                    op: BufOp::Read,
+                    args: rargs,
+                } if operand_eq(&rargs[0], &wargs[0]) && operand_eq(&rargs[1], &wargs[1]) => {
+                    Some(a)
+                }
+                _ => None,
+            }
+        };
+        let a = match (prim.name, &pargs[..]) {
+            ("+", [l, r]) => read_of(l).or_else(|| read_of(r)),
+            ("-", [l, _]) => read_of(l),
+            _ => None,
+        };
+        let Some(a) = a else { continue };
+        let quiet = stmts[a + 1..c].iter().all(|st| {
+            matches!(
+                st.rhs,
+                Rhs::Prim { .. }
+                    | Rhs::Copy(_)
+                    | Rhs::ZeroDerivative { .. }
+                    | Rhs::Buffer {
+                        op: BufOp::Read,
+                        ..
+                    }
+            )
+        });
+        if quiet {
+            found.push((w.def, stmts[a].def));
+        }
+    }
+    for (write, read) in found {
+        cx.in_place_writes.insert(write, read);
+        cx.in_place_reads.insert(read);
+    }
+}
+
+/// The same operand: the same value, or the same constant tokens.
+fn operand_eq(a: &Operand, b: &Operand) -> bool {
+    match (a, b) {
+        (Operand::Var(x), Operand::Var(y)) => x == y,
+        (Operand::Const(x), Operand::Const(y)) => quote!(#x).to_string() == quote!(#y).to_string(),
+        _ => false,
     }
 }

@@ -349,6 +349,41 @@ pub fn idents(ts: &proc_macro2::TokenStream) -> std::collections::HashSet<String
 }
 
 /// Every statement, branches included, in program order.
+/// How many times each value is read anywhere in `func`: as an operand, a branch's
+/// output, a loop's carried value or bound, a `while` condition, or the result.
+pub fn use_counts(func: &Func) -> std::collections::HashMap<VarId, usize> {
+    let mut n = std::collections::HashMap::new();
+    let mut add = |v: VarId| *n.entry(v).or_insert(0) += 1;
+    walk(&func.body, &mut |st| {
+        st.rhs
+            .operands()
+            .iter()
+            .filter_map(Operand::var)
+            .for_each(&mut add);
+        match &st.rhs {
+            Rhs::If(node) => {
+                for out in &node.outs {
+                    out.then_val.var().into_iter().for_each(&mut add);
+                    out.else_val.var().into_iter().for_each(&mut add);
+                }
+            }
+            Rhs::Loop(node) => {
+                for c in &node.carried {
+                    c.init.var().into_iter().for_each(&mut add);
+                    c.exit.var().into_iter().for_each(&mut add);
+                }
+                match &node.head {
+                    LoopHead::For { bounds, .. } => bounds.iter().copied().for_each(&mut add),
+                    LoopHead::While { cond, .. } => cond.var().into_iter().for_each(&mut add),
+                }
+            }
+            _ => {}
+        }
+    });
+    func.ret.var().into_iter().for_each(&mut add);
+    n
+}
+
 pub fn walk<'a>(stmts: &'a [Stmt], f: &mut dyn FnMut(&'a Stmt)) {
     for s in stmts {
         f(s);
