@@ -33,6 +33,11 @@
 //!   [`OptimError::NonFiniteGradient`] and leaves parameters and state untouched;
 //!   [`Optimizer::step_with`] with [`NonFinite::Skip`] instead skips the step and reports
 //!   it (optax's `apply_if_finite`). State is never updated from a non-finite gradient.
+//!   Both scan every gradient value first, one more read of the gradients per step. A
+//!   loop that clips has read them already: [`crate::clip::clip_grad_norm_finite`]
+//!   returns a [`Finite`] proof with the norm, and [`Optimizer::step_finite`] takes it
+//!   instead of scanning again (the same step at the cost of PyTorch's fused one, which
+//!   checks nothing; docs/PERFORMANCE.md).
 
 mod adafactor;
 mod adam;
