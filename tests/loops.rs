@@ -200,3 +200,114 @@ fn an_invariant_read_in_a_loop_that_did_not_run_is_not_touched_in_reverse() {
     assert_eq!(v, 12.0);
     assert_eq!(g.x, vec![0.0, 6.0]);
 }
+
+// Every range form a `for` accepts, with the index read again by the reverse pass (the
+// multiplier `i as f64` is recomputed from it): the reverse walks the range backwards
+// (`range.rev()`), or, for `step_by` over `a..=b`, which cannot run backwards, counts
+// down through `nth`. f(x) = Σ over the range of i·x[i]², so d_x[i] = 2·i·x[i] per visit.
+macro_rules! range_form {
+    ($name:ident, $range:expr) => {
+        #[allow(clippy::needless_range_loop)]
+        #[grad]
+        fn $name(x: &[f64]) -> f64 {
+            let mut s = 0.0;
+            for i in $range {
+                s += (i as f64) * x[i] * x[i];
+            }
+            s
+        }
+    };
+}
+range_form!(half_open, 1..7);
+range_form!(closed, 1..=7);
+range_form!(half_open_rev, (1..7).rev());
+range_form!(closed_rev, (1..=7).rev());
+range_form!(half_open_step, (1..8).step_by(3));
+range_form!(closed_step, (1..=7).step_by(3));
+range_form!(rev_then_step, (0..8).rev().step_by(3));
+range_form!(step_then_rev, (0..8).step_by(3).rev());
+
+#[test]
+fn every_range_form_walks_back_over_the_same_indices() {
+    type Grad = fn(&[f64]) -> (f64, Vec<f64>);
+    let x: Vec<f64> = (0..9).map(|k| 0.3 + 0.1 * k as f64).collect();
+    let cases: [(&str, Grad, Vec<usize>); 8] = [
+        (
+            "1..7",
+            |x| {
+                let (v, g) = half_open_grad(x);
+                (v, g.x)
+            },
+            (1..7).collect(),
+        ),
+        (
+            "1..=7",
+            |x| {
+                let (v, g) = closed_grad(x);
+                (v, g.x)
+            },
+            (1..=7).collect(),
+        ),
+        (
+            "(1..7).rev()",
+            |x| {
+                let (v, g) = half_open_rev_grad(x);
+                (v, g.x)
+            },
+            (1..7).rev().collect(),
+        ),
+        (
+            "(1..=7).rev()",
+            |x| {
+                let (v, g) = closed_rev_grad(x);
+                (v, g.x)
+            },
+            (1..=7).rev().collect(),
+        ),
+        (
+            "(1..8).step_by(3)",
+            |x| {
+                let (v, g) = half_open_step_grad(x);
+                (v, g.x)
+            },
+            (1..8).step_by(3).collect(),
+        ),
+        (
+            "(1..=7).step_by(3)",
+            |x| {
+                let (v, g) = closed_step_grad(x);
+                (v, g.x)
+            },
+            (1..=7).step_by(3).collect(),
+        ),
+        (
+            "(0..8).rev().step_by(3)",
+            |x| {
+                let (v, g) = rev_then_step_grad(x);
+                (v, g.x)
+            },
+            (0..8).rev().step_by(3).collect(),
+        ),
+        (
+            "(0..8).step_by(3).rev()",
+            |x| {
+                let (v, g) = step_then_rev_grad(x);
+                (v, g.x)
+            },
+            (0..8).step_by(3).rev().collect(),
+        ),
+    ];
+    for (what, grad, visits) in cases {
+        let (v, g) = grad(&x);
+        let mut want_v = 0.0;
+        let mut want_g = vec![0.0; x.len()];
+        for &i in &visits {
+            want_v += (i as f64) * x[i] * x[i];
+            want_g[i] += 2.0 * i as f64 * x[i];
+        }
+        assert!((v - want_v).abs() < 1e-12, "{what}: value {v} vs {want_v}");
+        for (i, (a, b)) in g.iter().zip(&want_g).enumerate() {
+            assert!((a - b).abs() < 1e-12, "{what}: d_x[{i}] = {a}, want {b}");
+        }
+    }
+}

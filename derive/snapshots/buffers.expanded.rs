@@ -84,8 +84,9 @@ impl overwrite {
             ];
             let (_,) = {
                 let mut d_s_3_carry: f64 = d_s_3;
-                for k in (0..::core::iter::Iterator::size_hint(&range_1).0).rev() {
-                    let i_2 = ::backprop::__private::nth(&range_1, k);
+                for i_2 in ::core::iter::Iterator::rev(
+                    ::core::clone::Clone::clone(&range_1),
+                ) {
                     let d_s_3_next = d_s_3_carry;
                     let (step_0,) = {
                         let t8 = v[i_2];
@@ -110,8 +111,9 @@ impl overwrite {
             d_y[2] += d_t5;
             d_y[1] += d_t4;
             let () = {
-                for k_1 in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
-                    let i_1 = ::backprop::__private::nth(&range, k_1);
+                for i_1 in ::core::iter::Iterator::rev(
+                    ::core::clone::Clone::clone(&range),
+                ) {
                     let () = {
                         let t1 = x[i_1];
                         let d_t2 = d_y[i_1];

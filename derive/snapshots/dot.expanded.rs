@@ -69,8 +69,9 @@ impl dot {
             ];
             let (_,) = {
                 let mut d_acc_3_carry: f64 = d_acc_3;
-                for k in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
-                    let i_1 = ::backprop::__private::nth(&range, k);
+                for i_1 in ::core::iter::Iterator::rev(
+                    ::core::clone::Clone::clone(&range),
+                ) {
                     let d_acc_3_next = d_acc_3_carry;
                     let (step_0,) = {
                         let t1 = w[i_1];

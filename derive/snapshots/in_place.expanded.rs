@@ -91,8 +91,9 @@ impl outer_sum {
             ];
             let (_,) = {
                 let mut d_s_3_carry: f64 = d_s_3;
-                for k_1 in (0..::core::iter::Iterator::size_hint(&range_2).0).rev() {
-                    let j_2 = ::backprop::__private::nth(&range_2, k_1);
+                for j_2 in ::core::iter::Iterator::rev(
+                    ::core::clone::Clone::clone(&range_2),
+                ) {
                     let d_s_3_next = d_s_3_carry;
                     let (step_0_1,) = {
                         let t7 = h[j_2];
@@ -109,16 +110,16 @@ impl outer_sum {
                 (d_s_3_carry,)
             };
             let () = {
-                for k_2 in (0..::core::iter::Iterator::size_hint(&range_1).0).rev() {
-                    let i_1 = ::backprop::__private::nth(&range_1, k_2);
+                for i_1 in ::core::iter::Iterator::rev(
+                    ::core::clone::Clone::clone(&range_1),
+                ) {
                     let () = {
                         let range = (0)..n;
                         let () = {
                             let mut d_t3_sum: f64 = ::backprop::__private::zero();
-                            for k in (0..::core::iter::Iterator::size_hint(&range).0)
-                                .rev()
-                            {
-                                let j_1 = ::backprop::__private::nth(&range, k);
+                            for j_1 in ::core::iter::Iterator::rev(
+                                ::core::clone::Clone::clone(&range),
+                            ) {
                                 let (step_0,) = {
                                     let t2 = w[j_1];
                                     let t3 = x[i_1];

@@ -1322,15 +1322,31 @@ fn loop_line(
         }
     };
     let k = cx.names.fresh("k", span);
-    let index = if rev.index {
-        let crate::ir::LoopHead::For { index, .. } = &node.head else {
-            unreachable!("only a `for` has an index")
-        };
-        let i = cx.var(*index).clone();
-        let range = cx.range(def);
-        quote!(let #i = ::backprop::__private::nth(&#range, #k);)
-    } else {
-        quote!()
+    // The index: the reverse walks the range backwards (`range.rev()`), or, for a range
+    // that cannot run backwards (`step_by` over `a..=b`: not double-ended), counts down
+    // and takes the k-th element (`nth`, O(1) for ranges).
+    let (index, walk) = match &node.head {
+        crate::ir::LoopHead::For {
+            index,
+            range: tokens,
+            ..
+        } if rev.index => {
+            let i = cx.var(*index).clone();
+            let range = cx.range(def);
+            let text = tokens.to_string();
+            if text.contains("step_by") && text.contains("..=") {
+                (
+                    quote!(let #i = ::backprop::__private::nth(&#range, #k);),
+                    quote!(#k in (0..#n).rev()),
+                )
+            } else {
+                (
+                    quote!(),
+                    quote!(#i in ::core::iter::Iterator::rev(::core::clone::Clone::clone(&#range))),
+                )
+            }
+        }
+        _ => (quote!(), quote!(#k in (0..#n).rev())),
     };
     let mut counter_init = Vec::new();
     let mut counter_step = Vec::new();
@@ -1353,7 +1369,7 @@ fn loop_line(
     };
     let the_loop = quote_spanned! {span=>
         #(#counter_init)*
-        for #k in (0..#n).rev() {
+        for #walk {
             #pop
             #index
             #(#counter_step)*

@@ -1301,6 +1301,8 @@ impl Lowerer<'_> {
     fn range_tokens(&mut self, e: &Expr) -> Option<proc_macro2::TokenStream> {
         match e {
             Expr::Paren(p) => self.range_tokens(&p.expr).map(|t| quote::quote!((#t))),
+            // A range passed through a `macro_rules!` `$r:expr` arrives in an invisible group.
+            Expr::Group(g) => self.range_tokens(&g.expr).map(|t| quote::quote!((#t))),
             Expr::Range(r) => {
                 let start = r.start.as_ref().map(|s| self.expr(s, None));
                 let end = r.end.as_ref().map(|s| self.expr(s, None));
