@@ -86,7 +86,7 @@ impl loops {
             );
         let heap_bytes = {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
-            (&::backprop::__private::Probe(&x)).heap_bytes() + tape_heap
+            tape_heap
         };
         let pullback = move |d_sum_6: f64| -> (f64, ::backprop::__private::Inactive) {
             let (d_sum_3,) = {

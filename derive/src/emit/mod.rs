@@ -442,11 +442,21 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
                 _ => {}
             }
         }
+        // A float owns no heap: no probe for it (which also keeps a failed call's result,
+        // whose type rustc no longer knows, from adding a second error to the first).
+        let heapless = |v: &crate::ir::VarId| {
+            plan.kinds.scalar[v.0]
+                && !func.is_buffer(*v)
+                && !func
+                    .params
+                    .iter()
+                    .any(|p| p.var == *v && p.kind == crate::ir::ParamKind::Struct)
+        };
         let mut names: Vec<syn::Ident> = ctx
             .captured
             .borrow()
             .iter()
-            .filter(|v| visible.contains(v))
+            .filter(|v| visible.contains(v) && !heapless(v))
             .map(|v| ctx.var(*v).clone())
             .collect();
         // Loops count their stacks themselves (`tape_heap`), nested runs included.
