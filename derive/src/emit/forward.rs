@@ -60,21 +60,18 @@ pub struct Emitter<'a> {
     /// once after the loop, instead of a load-add-store on the same element every
     /// iteration (a chain through memory the compiler cannot keep in a register).
     pub accumulated_reads: std::collections::HashSet<VarId>,
-    /// Those of `accumulated_reads` whose cotangent the reverse body defines.
-    pub accumulated_defined: std::collections::HashSet<VarId>,
-    /// In-place element updates `x[i] = x[i] ± e` (what `x[i] += e` lowers to): the
-    /// write's def → the read's def. Their reverse leaves `d_x[i]` as it is and gives
-    /// it to `e`, instead of reading it, zeroing it and adding it back (see
-    /// `reverse::in_place_updates`).
-    pub in_place_writes: HashMap<VarId, VarId>,
+    /// The writes of in-place element updates `x[i] = x[i] ± e` (what `x[i] += e`
+    /// lowers to): their reverse leaves `d_x[i]` as it is and gives it to `e`, instead
+    /// of reading it, zeroing it and adding it back (`reverse::in_place_updates`).
+    pub in_place_writes: std::collections::HashSet<VarId>,
     /// The reads of those updates, whose cotangent is not added back.
     pub in_place_reads: std::collections::HashSet<VarId>,
-    /// How many times each value is used, over the whole function.
-    pub uses: HashMap<VarId, usize>,
 }
 
 impl<'a> Emitter<'a> {
     pub fn new(func: &'a Func, plan: &'a Plan, names: Names) -> Self {
+        let (in_place_writes, in_place_reads) =
+            super::reverse::in_place_updates(func, &plan.activity);
         Emitter {
             func,
             plan,
@@ -90,10 +87,8 @@ impl<'a> Emitter<'a> {
             heap: None,
             snapshots: HashMap::new(),
             accumulated_reads: Default::default(),
-            accumulated_defined: Default::default(),
-            in_place_writes: HashMap::new(),
-            in_place_reads: Default::default(),
-            uses: crate::ir::use_counts(func),
+            in_place_writes,
+            in_place_reads,
             stacks: Vec::new(),
             counts: HashMap::new(),
             stable_reads: stable_reads(func),
@@ -314,11 +309,7 @@ impl<'a> Emitter<'a> {
             .collect();
         let exits: Vec<TokenStream> = node.carried.iter().map(|c| self.operand(&c.exit)).collect();
         let body = self.block(&node.body);
-        // A `for` whose iterations save nothing needs no stack at all: its reverse pass
-        // takes the iteration count from the range (a `while` counts with its stack).
-        let stackless = active
-            && matches!(node.head, crate::ir::LoopHead::For { .. })
-            && self.loop_reverse(s.def, node).saved.is_empty();
+        let stackless = active && self.loop_reverse(s.def, node).stackless(node);
         let (push, hoisted) = if active {
             let rev = self.loop_reverse(s.def, node);
             let tape = self.tape(s.def);

@@ -83,6 +83,15 @@ pub struct LoopReverse {
     pub accumulated: Vec<(Ident, TokenStream)>,
 }
 
+impl LoopReverse {
+    /// A `for` whose iterations save nothing has no stack at all: its reverse takes the
+    /// iteration count from the range, as it takes the index. (A `while` counts its
+    /// iterations with its stack.)
+    pub fn stackless(&self, node: &LoopNode) -> bool {
+        self.saved.is_empty() && matches!(node.head, crate::ir::LoopHead::For { .. })
+    }
+}
+
 /// A carried integer counter stepped by a literal: `entry = exit − step` in reverse.
 pub struct Reversible {
     pub entry: VarId,
@@ -103,7 +112,6 @@ fn reverse_block(
     initial: Vec<(VarId, TokenStream)>,
 ) -> (Vec<TokenStream>, HashSet<VarId>, HashMap<VarId, usize>) {
     let func = cx.func;
-    in_place_updates(cx, stmts);
     let activity = &cx.plan.activity;
     let mut count: HashMap<VarId, usize> = seeds.iter().map(|v| (*v, 1)).collect();
     let mut lines: Vec<Line> = initial
@@ -901,9 +909,6 @@ fn buffer_lines(
             }
             if cx.accumulated_reads.contains(&s.def) {
                 // Summed over the iterations by the loop (`build_loop_reverse`).
-                if activity.is_active(s.def) && count.contains_key(&s.def) {
-                    cx.accumulated_defined.insert(s.def);
-                }
                 return;
             }
             if activity.is_active(s.def) && count.contains_key(&s.def) {
@@ -923,7 +928,7 @@ fn buffer_lines(
                     span,
                 });
             }
-            if cx.in_place_writes.contains_key(&s.def) {
+            if cx.in_place_writes.contains(&s.def) {
                 // `x[i] = x[i] ± e`: the old element reaches the result through the new
                 // one, so its adjoint stays (no zeroing, and its read adds nothing back).
                 return;
@@ -1088,7 +1093,7 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
     }
     let mut accumulated = Vec::new();
     for &v in &accumulate {
-        if cx.accumulated_defined.contains(&v) {
+        if defined.contains(&v) {
             let d = cx.adjoint(v);
             values.push(quote!(#d));
         } else {
@@ -1328,21 +1333,20 @@ fn loop_line(
     let (index, walk) = match &node.head {
         crate::ir::LoopHead::For {
             index,
-            range: tokens,
+            double_ended,
             ..
         } if rev.index => {
             let i = cx.var(*index).clone();
             let range = cx.range(def);
-            let text = tokens.to_string();
-            if text.contains("step_by") && text.contains("..=") {
-                (
-                    quote!(let #i = ::backprop::__private::nth(&#range, #k);),
-                    quote!(#k in (0..#n).rev()),
-                )
-            } else {
+            if *double_ended {
                 (
                     quote!(),
                     quote!(#i in ::core::iter::Iterator::rev(::core::clone::Clone::clone(&#range))),
+                )
+            } else {
+                (
+                    quote!(let #i = ::backprop::__private::nth(&#range, #k);),
+                    quote!(#k in (0..#n).rev()),
                 )
             }
         }
@@ -1361,8 +1365,7 @@ fn loop_line(
         counter_init.push(quote!(let mut #state = #out;));
         counter_step.push(quote!(let #entry = #state #undo #step; #state = #entry;));
     }
-    // A `for` that saves nothing has no stack (see `loop_stmt`).
-    let pop = if saved.is_empty() && matches!(node.head, crate::ir::LoopHead::For { .. }) {
+    let pop = if rev.stackless(node) {
         quote!()
     } else {
         quote!(let (#(#saved,)*) = ::backprop::__private::pop(&mut #tape);)
@@ -1422,80 +1425,93 @@ fn loop_line(
     }
 }
 
-/// Finds in-place element updates in one block: `r = x[i]; s = r ± e; x[i] = s` (what
-/// `x[i] += e` and `x[i] -= e` lower to) where `r` and `s` have no other use, the
-/// buffer and index operands are the same, and only arithmetic and reads happen in
-/// between. Their reverse is `d_s = d_x[i]; d_e = ±d_s` with `d_x[i]` left as it is:
-/// the plain rules would read `d_x[i]`, zero it, and add the same value back through
-/// the read (a load, two stores and an add per update, in a chain through memory).
-fn in_place_updates(cx: &mut Emitter<'_>, stmts: &[Stmt]) {
-    let activity = &cx.plan.activity;
-    let single = |v: VarId| cx.uses.get(&v).copied() == Some(1);
-    let mut found = Vec::new();
-    for (c, w) in stmts.iter().enumerate() {
-        let Rhs::Buffer {
-            op: BufOp::Write,
-            args: wargs,
-        } = &w.rhs
-        else {
-            continue;
-        };
-        let Some(sv) = wargs[2]
-            .var()
-            .filter(|v| single(*v) && activity.is_active(*v))
-        else {
-            continue;
-        };
-        let Some(b) = stmts[..c].iter().rposition(|st| st.def == sv) else {
-            continue;
-        };
-        let Rhs::Prim {
-            prim,
-            spelling: Spelling::Operator(_),
-            args: pargs,
-        } = &stmts[b].rhs
-        else {
-            continue;
-        };
-        let read_of = |o: &Operand| -> Option<usize> {
-            let r = o.var().filter(|v| single(*v))?;
-            let a = stmts[..b].iter().rposition(|st| st.def == r)?;
-            match &stmts[a].rhs {
-                Rhs::Buffer {
-                    op: BufOp::Read,
-                    args: rargs,
-                } if operand_eq(&rargs[0], &wargs[0]) && operand_eq(&rargs[1], &wargs[1]) => {
-                    Some(a)
-                }
-                _ => None,
-            }
-        };
-        let a = match (prim.name, &pargs[..]) {
-            ("+", [l, r]) => read_of(l).or_else(|| read_of(r)),
-            ("-", [l, _]) => read_of(l),
-            _ => None,
-        };
-        let Some(a) = a else { continue };
-        let quiet = stmts[a + 1..c].iter().all(|st| {
-            matches!(
-                st.rhs,
-                Rhs::Prim { .. }
-                    | Rhs::Copy(_)
-                    | Rhs::ZeroDerivative { .. }
-                    | Rhs::Buffer {
+/// The in-place element updates of a function, as (writes, reads): in each block,
+/// `r = x[i]; s = r ± e; x[i] = s` (what `x[i] += e` and `x[i] -= e` lower to) where `r`
+/// and `s` have no other use, the buffer and index operands are the same, and only
+/// arithmetic and reads happen in between. Their reverse is `d_s = d_x[i]; d_e = ±d_s`
+/// with `d_x[i]` left as it is: the plain rules would read `d_x[i]`, zero it, and add the
+/// same value back through the read (a load, two stores and an add per update, in a
+/// chain through memory).
+pub fn in_place_updates(
+    func: &crate::ir::Func,
+    activity: &crate::analysis::activity::Activity,
+) -> (HashSet<VarId>, HashSet<VarId>) {
+    let uses = crate::ir::use_counts(func);
+    let single = |v: VarId| uses.get(&v).copied() == Some(1);
+    let (mut writes, mut reads) = (HashSet::new(), HashSet::new());
+    let mut block = |stmts: &[Stmt]| {
+        for (c, w) in stmts.iter().enumerate() {
+            let Rhs::Buffer {
+                op: BufOp::Write,
+                args: wargs,
+            } = &w.rhs
+            else {
+                continue;
+            };
+            let Some(sv) = wargs[2]
+                .var()
+                .filter(|v| single(*v) && activity.is_active(*v))
+            else {
+                continue;
+            };
+            let Some(b) = stmts[..c].iter().rposition(|st| st.def == sv) else {
+                continue;
+            };
+            let Rhs::Prim {
+                prim,
+                spelling: Spelling::Operator(_),
+                args: pargs,
+            } = &stmts[b].rhs
+            else {
+                continue;
+            };
+            let read_of = |o: &Operand| -> Option<usize> {
+                let r = o.var().filter(|v| single(*v))?;
+                let a = stmts[..b].iter().rposition(|st| st.def == r)?;
+                match &stmts[a].rhs {
+                    Rhs::Buffer {
                         op: BufOp::Read,
-                        ..
+                        args: rargs,
+                    } if operand_eq(&rargs[0], &wargs[0]) && operand_eq(&rargs[1], &wargs[1]) => {
+                        Some(a)
                     }
-            )
-        });
-        if quiet {
-            found.push((w.def, stmts[a].def));
+                    _ => None,
+                }
+            };
+            let a = match (prim.name, &pargs[..]) {
+                ("+", [l, r]) => read_of(l).or_else(|| read_of(r)),
+                ("-", [l, _]) => read_of(l),
+                _ => None,
+            };
+            let Some(a) = a else { continue };
+            let quiet = stmts[a + 1..c].iter().all(|st| {
+                matches!(
+                    st.rhs,
+                    Rhs::Prim { .. }
+                        | Rhs::Copy(_)
+                        | Rhs::ZeroDerivative { .. }
+                        | Rhs::Buffer {
+                            op: BufOp::Read,
+                            ..
+                        }
+                )
+            });
+            if quiet {
+                writes.insert(w.def);
+                reads.insert(stmts[a].def);
+            }
         }
-    }
-    for (write, read) in found {
-        cx.in_place_writes.insert(write, read);
-        cx.in_place_reads.insert(read);
-    }
+    };
+    block(&func.body);
+    crate::ir::walk(&func.body, &mut |st| match &st.rhs {
+        Rhs::If(node) => {
+            block(&node.then_body);
+            block(&node.else_body);
+        }
+        Rhs::Loop(node) => block(&node.body),
+        _ => {}
+    });
+    (writes, reads)
 }
 
 /// The same operand: the same value, or the same constant tokens.

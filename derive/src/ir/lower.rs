@@ -1214,7 +1214,11 @@ impl Lowerer<'_> {
             self.rebind(name, out);
         }
         let head = match draft {
-            LoopHeadDraft::For { index, range } => {
+            LoopHeadDraft::For {
+                index,
+                range,
+                double_ended,
+            } => {
                 let names = super::idents(&range);
                 let bounds: Vec<VarId> = (0..self.vars.len())
                     .filter(|v| names.contains(&self.vars[*v].name.to_string()))
@@ -1224,6 +1228,7 @@ impl Lowerer<'_> {
                     index,
                     range,
                     bounds,
+                    double_ended,
                 }
             }
             LoopHeadDraft::While(cond) => LoopHead::While { cond, head_len },
@@ -1293,7 +1298,11 @@ impl Lowerer<'_> {
                     .expect("scope")
                     .insert(pi.ident.to_string(), index);
             }
-            LoopHeadDraft::For { index, range }
+            LoopHeadDraft::For {
+                index,
+                range,
+                double_ended: double_ended(&f.expr),
+            }
         });
     }
 
@@ -2697,8 +2706,31 @@ enum LoopHeadDraft {
     For {
         index: VarId,
         range: proc_macro2::TokenStream,
+        double_ended: bool,
     },
     While(Operand),
+}
+
+/// Whether a supported range (see `range_tokens`) can run backwards: `step_by` over
+/// `a..=b` cannot (an inclusive range of `usize` is not an exact-size iterator, so the
+/// step adaptor is not double-ended); every other form can.
+fn double_ended(e: &Expr) -> bool {
+    fn inclusive(e: &Expr) -> bool {
+        match e {
+            Expr::Paren(p) => inclusive(&p.expr),
+            Expr::Group(g) => inclusive(&g.expr),
+            Expr::Range(r) => matches!(r.limits, syn::RangeLimits::Closed(_)),
+            Expr::MethodCall(m) => inclusive(&m.receiver),
+            _ => false,
+        }
+    }
+    match e {
+        Expr::Paren(p) => double_ended(&p.expr),
+        Expr::Group(g) => double_ended(&g.expr),
+        Expr::MethodCall(m) if m.method == "step_by" => !inclusive(&m.receiver),
+        Expr::MethodCall(m) => double_ended(&m.receiver),
+        _ => true,
+    }
 }
 
 fn compound(op: &BinOp) -> Option<(super::Prim, BinOp)> {

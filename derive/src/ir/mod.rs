@@ -181,6 +181,9 @@ pub enum LoopHead {
         /// The locals the range's bounds read (the reverse pass rebuilds the range
         /// from them when they are at hand, instead of saving it).
         bounds: Vec<VarId>,
+        /// Whether the range can run backwards (`range.rev()`): all forms but
+        /// `step_by` over `a..=b`.
+        double_ended: bool,
     },
     /// `while cond`: `cond` is computed by the first `head_len` statements of the body.
     While { cond: Operand, head_len: usize },
@@ -348,7 +351,6 @@ pub fn idents(ts: &proc_macro2::TokenStream) -> std::collections::HashSet<String
     out
 }
 
-/// Every statement, branches included, in program order.
 /// How many times each value is read anywhere in `func`: as an operand, a branch's
 /// output, a loop's carried value or bound, a `while` condition, or the result.
 pub fn use_counts(func: &Func) -> std::collections::HashMap<VarId, usize> {
@@ -384,6 +386,7 @@ pub fn use_counts(func: &Func) -> std::collections::HashMap<VarId, usize> {
     n
 }
 
+/// Every statement, branches included, in program order.
 pub fn walk<'a>(stmts: &'a [Stmt], f: &mut dyn FnMut(&'a Stmt)) {
     for s in stmts {
         f(s);
