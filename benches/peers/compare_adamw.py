@@ -13,13 +13,12 @@ fused step, which checks nothing).
 
     python3 benches/peers/compare_adamw.py [rounds]      # 15 by default
 """
-import json
 import os
 import statistics
 import subprocess
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+from bench_binary import ROOT, bench_binary
 VENV = os.path.join(ROOT, "target", "peers-torch")
 SIZES = ((1_000_000, 100), (100_000_000, 5))
 
@@ -32,17 +31,6 @@ def venv_python():
     return py
 
 
-def bench_binary():
-    out = subprocess.run(
-        ["cargo", "bench", "--bench", "optim", "--no-run", "--message-format=json"],
-        cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        m = json.loads(line)
-        if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "optim" and m.get("executable"):
-            return m["executable"]
-    raise SystemExit("no optim bench binary")
-
-
 def ask(proc, request):
     proc.stdin.write(request + "\n")
     proc.stdin.flush()
@@ -51,7 +39,7 @@ def ask(proc, request):
 
 def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 15
-    ours = subprocess.Popen([bench_binary()], cwd=ROOT, env={**os.environ, "ADAMW_SERVE": "1"},
+    ours = subprocess.Popen([bench_binary("optim")], cwd=ROOT, env={**os.environ, "ADAMW_SERVE": "1"},
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     torch = subprocess.Popen([venv_python(), "-W", "ignore", os.path.join(ROOT, "benches", "peers", "torch_adamw.py"), "--serve"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

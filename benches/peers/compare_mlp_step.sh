@@ -14,12 +14,7 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet "jax[cpu]"
 fi
-bin=$(cargo bench --bench mlp_step --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "mlp_step" and m.get("executable"):
-        print(m["executable"])')
+bin=$(python3 benches/peers/bench_binary.py mlp_step)
 ours() { MLP_STEP_MEDIAN=300 "$bin" | sed -n 's/.*median \([0-9.]*\) ms.*/\1/p'; }
 jax() { "$venv/bin/python" benches/peers/jax_mlp_step.py | sed -n 's/^jax value_and_grad: median \([0-9.]*\) ms.*/\1/p'; }
 ratios=()
