@@ -17,10 +17,7 @@ use backprop::{Differentiable, grad, gradcheck};
 #[path = "support/probe.rs"]
 #[macro_use]
 mod probe;
-use probe::check;
-
-const X5: [f64; 5] = [0.5, -1.5, 2.0, 0.3, 1.1];
-const X7: [f64; 7] = [0.5, -1.5, 2.0, 0.3, 1.1, -0.7, 0.9];
+use probe::{X5, X7, check};
 
 // ------------------------------------------------------------ 1. in-place updates
 

@@ -2,6 +2,10 @@
 //! one slice, and a check of a generated value and gradient against them.
 #![allow(dead_code)]
 
+/// Points away from kinks, of the two lengths the probes use.
+pub const X5: [f64; 5] = [0.5, -1.5, 2.0, 0.3, 1.1];
+pub const X7: [f64; 7] = [0.5, -1.5, 2.0, 0.3, 1.1, -0.7, 0.9];
+
 /// Central differences of a function of one slice.
 pub fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
     (0..x.len())
