@@ -554,5 +554,9 @@ mod tests {
         assert!(!any_non_finite(&g));
         g[1_000_002] = f32::NAN;
         assert!(any_non_finite(&g));
+        // ... and in the first chunk, on the pool's other side.
+        g[1_000_002] = 1.0;
+        g[0] = f32::NEG_INFINITY;
+        assert!(any_non_finite(&g));
     }
 }
