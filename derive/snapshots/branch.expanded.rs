@@ -116,6 +116,18 @@ impl branchy {
         };
         (t5, ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback))
     }
+    /// The tape of a call made before, from copies of its arguments: the
+    /// forward pass runs again (a checkpoint); the value it returned
+    /// before is not needed.
+    #[inline]
+    #[allow(unused_variables)]
+    fn rebuild(
+        x: f64,
+        y: f64,
+        __value: f64,
+    ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = (f64, f64)>) {
+        branchy::forward(x, y)
+    }
     /// Value and gradient.
     #[inline]
     #[allow(unused_variables, unreachable_code, non_snake_case)]

@@ -71,74 +71,166 @@ impl overwrite {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
             0
         };
-        let pullback = move |d_s_3: f64| -> (::std::vec::Vec<f64>,) {
+        let pullback = move |d_s_3: f64, strong_zeros: bool| -> (::std::vec::Vec<f64>,) {
+            let (x,) = (x,);
             let mut d_x: ::std::vec::Vec<f64> = ::std::vec![
                 ::backprop::__private::zero(); x.len()
             ];
-            let mut d_v: ::std::vec::Vec<f64> = ::std::vec![
-                ::backprop::__private::zero(); t0
-            ];
-            let mut d_y: ::std::vec::Vec<f64> = ::std::vec![
-                ::backprop::__private::zero(); n
-            ];
-            let (_,) = {
-                let mut d_s_3_carry: f64 = d_s_3;
-                for i_2 in ::core::iter::Iterator::rev(
-                    ::core::clone::Clone::clone(&range_1),
-                ) {
-                    let d_s_3_next = d_s_3_carry;
-                    let (step_0,) = {
-                        let t8 = v[i_2];
-                        let t9 = y[i_2];
-                        let d_s_2 = d_s_3_next;
-                        let d_s_1 = d_s_2;
-                        let d_t10 = d_s_2;
-                        let d_t8 = ::backprop::__private::mul_vjp_lhs(t9, d_t10);
-                        let d_t9 = ::backprop::__private::mul_vjp_rhs(t8, d_t10);
-                        d_y[i_2] += d_t9;
-                        d_v[i_2] += d_t8;
-                        (d_s_1,)
-                    };
-                    d_s_3_carry = step_0;
-                }
-                (d_s_3_carry,)
-            };
-            let d_t6 = d_v[0];
-            d_v[0] = ::backprop::__private::zero();
-            let d_t4 = ::backprop::__private::mul_vjp_lhs(t5, d_t6);
-            let d_t5 = ::backprop::__private::mul_vjp_rhs(t4, d_t6);
-            d_y[2] += d_t5;
-            d_y[1] += d_t4;
-            let () = {
-                for i_1 in ::core::iter::Iterator::rev(
-                    ::core::clone::Clone::clone(&range),
-                ) {
-                    let () = {
-                        let t1 = x[i_1];
-                        let d_t2 = d_y[i_1];
-                        d_y[i_1] = ::backprop::__private::zero();
-                        let mut d_t1 = ::backprop::__private::mul_vjp_lhs(t1, d_t2);
-                        d_t1 = d_t1 + ::backprop::__private::mul_vjp_rhs(t1, d_t2);
-                        d_x[i_1] += d_t1;
-                        ()
-                    };
-                }
+            let () = if strong_zeros {
+                let mut d_v: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); t0
+                ];
+                let mut d_y: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); n
+                ];
+                let (_,) = {
+                    let mut d_s_3_carry: f64 = d_s_3;
+                    for i_2 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range_1),
+                    ) {
+                        let d_s_3_next = d_s_3_carry;
+                        let (step_0,) = {
+                            let t8 = v[i_2];
+                            let t9 = y[i_2];
+                            let d_s_2 = d_s_3_next;
+                            let d_s_1 = d_s_2;
+                            let d_t10 = d_s_2;
+                            let d_t8 = ::backprop::__private::mul_vjp_lhs(t9, d_t10);
+                            let d_t9 = ::backprop::__private::mul_vjp_rhs(t8, d_t10);
+                            d_y[i_2] += d_t9;
+                            d_v[i_2] += d_t8;
+                            (d_s_1,)
+                        };
+                        d_s_3_carry = step_0;
+                    }
+                    (d_s_3_carry,)
+                };
+                let d_t6 = d_v[0];
+                d_v[0] = ::backprop::__private::zero();
+                let d_t4 = ::backprop::__private::mul_vjp_lhs(t5, d_t6);
+                let d_t5 = ::backprop::__private::mul_vjp_rhs(t4, d_t6);
+                d_y[2] += d_t5;
+                d_y[1] += d_t4;
+                let () = {
+                    for i_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range),
+                    ) {
+                        let () = {
+                            let t1 = x[i_1];
+                            let d_t2 = d_y[i_1];
+                            d_y[i_1] = ::backprop::__private::zero();
+                            let mut d_t1 = ::backprop::__private::mul_vjp_lhs(t1, d_t2);
+                            d_t1 = d_t1 + ::backprop::__private::mul_vjp_rhs(t1, d_t2);
+                            d_x[i_1] += d_t1;
+                            ()
+                        };
+                    }
+                    ()
+                };
+                ::backprop::__private::add_into(&mut d_x[..], &d_v);
+                ()
+            } else {
+                let mut d_v: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); t0
+                ];
+                let mut d_y: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); n
+                ];
+                let (_,) = {
+                    let mut d_s_3_carry: f64 = d_s_3;
+                    for i_2 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range_1),
+                    ) {
+                        let d_s_3_next = d_s_3_carry;
+                        let (step_0,) = {
+                            let t8 = v[i_2];
+                            let t9 = y[i_2];
+                            let d_s_2 = d_s_3_next;
+                            let d_s_1 = d_s_2;
+                            let d_t10 = d_s_2;
+                            let d_t8 = ::backprop::__private::plain::mul_vjp_lhs(
+                                t9,
+                                d_t10,
+                            );
+                            let d_t9 = ::backprop::__private::plain::mul_vjp_rhs(
+                                t8,
+                                d_t10,
+                            );
+                            d_y[i_2] += d_t9;
+                            d_v[i_2] += d_t8;
+                            (d_s_1,)
+                        };
+                        d_s_3_carry = step_0;
+                    }
+                    (d_s_3_carry,)
+                };
+                let d_t6 = d_v[0];
+                d_v[0] = ::backprop::__private::zero();
+                let d_t4 = ::backprop::__private::plain::mul_vjp_lhs(t5, d_t6);
+                let d_t5 = ::backprop::__private::plain::mul_vjp_rhs(t4, d_t6);
+                d_y[2] += d_t5;
+                d_y[1] += d_t4;
+                let () = {
+                    for i_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range),
+                    ) {
+                        let () = {
+                            let t1 = x[i_1];
+                            let d_t2 = d_y[i_1];
+                            d_y[i_1] = ::backprop::__private::zero();
+                            let mut d_t1 = ::backprop::__private::plain::mul_vjp_lhs(
+                                t1,
+                                d_t2,
+                            );
+                            d_t1 = d_t1
+                                + ::backprop::__private::plain::mul_vjp_rhs(t1, d_t2);
+                            d_x[i_1] += d_t1;
+                            ()
+                        };
+                    }
+                    ()
+                };
+                ::backprop::__private::add_into(&mut d_x[..], &d_v);
                 ()
             };
-            ::backprop::__private::add_into(&mut d_x[..], &d_v);
             (d_x,)
         };
-        (s_3, ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback))
+        (s_3, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))
+    }
+    /// The tape of a call made before, from copies of its arguments: the
+    /// forward pass runs again (a checkpoint); the value it returned
+    /// before is not needed.
+    #[inline]
+    #[allow(unused_variables)]
+    fn rebuild(
+        x: &[f64],
+        __value: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<f64, Grad = (::std::vec::Vec<f64>,)>,
+    ) {
+        overwrite::forward(x)
     }
     /// Value and gradient.
     #[inline]
     #[allow(unused_variables, unreachable_code, non_snake_case)]
     fn grad(x: &[f64]) -> (f64, OverwriteGrad) {
-        let (value, tape) = overwrite_forward(x);
-        (
-            value,
-            ::backprop::__private::Pullback::backward(tape, ::backprop::__private::one()),
-        )
+        let (__value, __tape) = overwrite::forward(x);
+        let __grad = ::backprop::__private::Pullback::backward_unguarded(
+            __tape,
+            ::backprop::__private::one(),
+        );
+        let __grad = if ::backprop::__private::any_nan(&__grad.0[..]) {
+            let (_, __tape) = overwrite::forward(x);
+            ::backprop::__private::Pullback::backward(
+                __tape,
+                ::backprop::__private::one(),
+            )
+        } else {
+            __grad
+        };
+        let (x,) = __grad;
+        (__value, OverwriteGrad { x })
     }
 }
 ///Value and gradient of `overwrite` (generated by `#[grad]`).

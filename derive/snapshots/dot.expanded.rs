@@ -60,48 +60,114 @@ impl dot {
         };
         let pullback = move |
             d_acc_3: f64,
+            strong_zeros: bool,
         | -> (::std::vec::Vec<f64>, ::std::vec::Vec<f64>) {
+            let (w, x) = (w, x);
             let mut d_w: ::std::vec::Vec<f64> = ::std::vec![
                 ::backprop::__private::zero(); w.len()
             ];
             let mut d_x: ::std::vec::Vec<f64> = ::std::vec![
                 ::backprop::__private::zero(); x.len()
             ];
-            let (_,) = {
-                let mut d_acc_3_carry: f64 = d_acc_3;
-                for i_1 in ::core::iter::Iterator::rev(
-                    ::core::clone::Clone::clone(&range),
-                ) {
-                    let d_acc_3_next = d_acc_3_carry;
-                    let (step_0,) = {
-                        let t1 = w[i_1];
-                        let t2 = x[i_1];
-                        let d_acc_2 = d_acc_3_next;
-                        let d_acc_1 = d_acc_2;
-                        let d_t3 = d_acc_2;
-                        let d_t1 = ::backprop::__private::mul_vjp_lhs(t2, d_t3);
-                        let d_t2 = ::backprop::__private::mul_vjp_rhs(t1, d_t3);
-                        d_x[i_1] += d_t2;
-                        d_w[i_1] += d_t1;
-                        (d_acc_1,)
-                    };
-                    d_acc_3_carry = step_0;
-                }
-                (d_acc_3_carry,)
+            let () = if strong_zeros {
+                let (_,) = {
+                    let mut d_acc_3_carry: f64 = d_acc_3;
+                    for i_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range),
+                    ) {
+                        let d_acc_3_next = d_acc_3_carry;
+                        let (step_0,) = {
+                            let t1 = w[i_1];
+                            let t2 = x[i_1];
+                            let d_acc_2 = d_acc_3_next;
+                            let d_acc_1 = d_acc_2;
+                            let d_t3 = d_acc_2;
+                            let d_t1 = ::backprop::__private::mul_vjp_lhs(t2, d_t3);
+                            let d_t2 = ::backprop::__private::mul_vjp_rhs(t1, d_t3);
+                            d_x[i_1] += d_t2;
+                            d_w[i_1] += d_t1;
+                            (d_acc_1,)
+                        };
+                        d_acc_3_carry = step_0;
+                    }
+                    (d_acc_3_carry,)
+                };
+                ()
+            } else {
+                let (_,) = {
+                    let mut d_acc_3_carry: f64 = d_acc_3;
+                    for i_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range),
+                    ) {
+                        let d_acc_3_next = d_acc_3_carry;
+                        let (step_0,) = {
+                            let t1 = w[i_1];
+                            let t2 = x[i_1];
+                            let d_acc_2 = d_acc_3_next;
+                            let d_acc_1 = d_acc_2;
+                            let d_t3 = d_acc_2;
+                            let d_t1 = ::backprop::__private::plain::mul_vjp_lhs(
+                                t2,
+                                d_t3,
+                            );
+                            let d_t2 = ::backprop::__private::plain::mul_vjp_rhs(
+                                t1,
+                                d_t3,
+                            );
+                            d_x[i_1] += d_t2;
+                            d_w[i_1] += d_t1;
+                            (d_acc_1,)
+                        };
+                        d_acc_3_carry = step_0;
+                    }
+                    (d_acc_3_carry,)
+                };
+                ()
             };
             (d_w, d_x)
         };
-        (acc_3, ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback))
+        (acc_3, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))
+    }
+    /// The tape of a call made before, from copies of its arguments: the
+    /// forward pass runs again (a checkpoint); the value it returned
+    /// before is not needed.
+    #[inline]
+    #[allow(unused_variables)]
+    fn rebuild(
+        w: &[f64],
+        x: &[f64],
+        __value: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
+        >,
+    ) {
+        dot::forward(w, x)
     }
     /// Value and gradient.
     #[inline]
     #[allow(unused_variables, unreachable_code, non_snake_case)]
     fn grad(w: &[f64], x: &[f64]) -> (f64, DotGrad) {
-        let (value, tape) = dot_forward(w, x);
-        (
-            value,
-            ::backprop::__private::Pullback::backward(tape, ::backprop::__private::one()),
-        )
+        let (__value, __tape) = dot::forward(w, x);
+        let __grad = ::backprop::__private::Pullback::backward_unguarded(
+            __tape,
+            ::backprop::__private::one(),
+        );
+        let __grad = if ::backprop::__private::any_nan(&__grad.0[..])
+            || ::backprop::__private::any_nan(&__grad.1[..])
+        {
+            let (_, __tape) = dot::forward(w, x);
+            ::backprop::__private::Pullback::backward(
+                __tape,
+                ::backprop::__private::one(),
+            )
+        } else {
+            __grad
+        };
+        let (w, x) = __grad;
+        (__value, DotGrad { w, x })
     }
 }
 ///Value and gradient of `dot` (generated by `#[grad]`).

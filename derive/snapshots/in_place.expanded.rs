@@ -79,82 +79,188 @@ impl outer_sum {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
             0
         };
-        let pullback = move |d_s_3: f64| -> (::std::vec::Vec<f64>, ::std::vec::Vec<f64>) {
+        let pullback = move |
+            d_s_3: f64,
+            strong_zeros: bool,
+        | -> (::std::vec::Vec<f64>, ::std::vec::Vec<f64>) {
+            let (x, w) = (x, w);
             let mut d_x: ::std::vec::Vec<f64> = ::std::vec![
                 ::backprop::__private::zero(); x.len()
             ];
             let mut d_w: ::std::vec::Vec<f64> = ::std::vec![
                 ::backprop::__private::zero(); w.len()
             ];
-            let mut d_h: ::std::vec::Vec<f64> = ::std::vec![
-                ::backprop::__private::zero(); n
-            ];
-            let (_,) = {
-                let mut d_s_3_carry: f64 = d_s_3;
-                for j_2 in ::core::iter::Iterator::rev(
-                    ::core::clone::Clone::clone(&range_2),
-                ) {
-                    let d_s_3_next = d_s_3_carry;
-                    let (step_0_1,) = {
-                        let t7 = h[j_2];
-                        let d_s_2 = d_s_3_next;
-                        let d_s_1 = d_s_2;
-                        let d_t8 = d_s_2;
-                        let mut d_t7 = ::backprop::__private::mul_vjp_lhs(t7, d_t8);
-                        d_t7 = d_t7 + ::backprop::__private::mul_vjp_rhs(t7, d_t8);
-                        d_h[j_2] += d_t7;
-                        (d_s_1,)
-                    };
-                    d_s_3_carry = step_0_1;
-                }
-                (d_s_3_carry,)
-            };
-            let () = {
-                for i_1 in ::core::iter::Iterator::rev(
-                    ::core::clone::Clone::clone(&range_1),
-                ) {
-                    let () = {
-                        let range = (0)..n;
+            let () = if strong_zeros {
+                let mut d_h: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); n
+                ];
+                let (_,) = {
+                    let mut d_s_3_carry: f64 = d_s_3;
+                    for j_2 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range_2),
+                    ) {
+                        let d_s_3_next = d_s_3_carry;
+                        let (step_0_1,) = {
+                            let t7 = h[j_2];
+                            let d_s_2 = d_s_3_next;
+                            let d_s_1 = d_s_2;
+                            let d_t8 = d_s_2;
+                            let mut d_t7 = ::backprop::__private::mul_vjp_lhs(t7, d_t8);
+                            d_t7 = d_t7 + ::backprop::__private::mul_vjp_rhs(t7, d_t8);
+                            d_h[j_2] += d_t7;
+                            (d_s_1,)
+                        };
+                        d_s_3_carry = step_0_1;
+                    }
+                    (d_s_3_carry,)
+                };
+                let () = {
+                    for i_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range_1),
+                    ) {
                         let () = {
-                            let mut d_t3_sum: f64 = ::backprop::__private::zero();
-                            for j_1 in ::core::iter::Iterator::rev(
-                                ::core::clone::Clone::clone(&range),
-                            ) {
-                                let (step_0,) = {
-                                    let t2 = w[j_1];
-                                    let t3 = x[i_1];
-                                    let d_t5 = d_h[j_1];
-                                    let d_t4 = d_t5;
-                                    let d_t2 = ::backprop::__private::mul_vjp_lhs(t3, d_t4);
-                                    let d_t3 = ::backprop::__private::mul_vjp_rhs(t2, d_t4);
-                                    d_w[j_1] += d_t2;
-                                    (d_t3,)
-                                };
-                                d_t3_sum = d_t3_sum + step_0;
-                            }
-                            if ::core::iter::Iterator::size_hint(&range).0 > 0 {
-                                d_x[i_1] += d_t3_sum;
-                            }
+                            let range = (0)..n;
+                            let () = {
+                                let mut d_t3_sum: f64 = ::backprop::__private::zero();
+                                for j_1 in ::core::iter::Iterator::rev(
+                                    ::core::clone::Clone::clone(&range),
+                                ) {
+                                    let (step_0,) = {
+                                        let t2 = w[j_1];
+                                        let t3 = x[i_1];
+                                        let d_t5 = d_h[j_1];
+                                        let d_t4 = d_t5;
+                                        let d_t2 = ::backprop::__private::mul_vjp_lhs(t3, d_t4);
+                                        let d_t3 = ::backprop::__private::mul_vjp_rhs(t2, d_t4);
+                                        d_w[j_1] += d_t2;
+                                        (d_t3,)
+                                    };
+                                    d_t3_sum = d_t3_sum + step_0;
+                                }
+                                if ::core::iter::Iterator::size_hint(&range).0 > 0 {
+                                    d_x[i_1] += d_t3_sum;
+                                }
+                                ()
+                            };
                             ()
                         };
-                        ()
-                    };
-                }
+                    }
+                    ()
+                };
+                ()
+            } else {
+                let mut d_h: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); n
+                ];
+                let (_,) = {
+                    let mut d_s_3_carry: f64 = d_s_3;
+                    for j_2 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range_2),
+                    ) {
+                        let d_s_3_next = d_s_3_carry;
+                        let (step_0_1,) = {
+                            let t7 = h[j_2];
+                            let d_s_2 = d_s_3_next;
+                            let d_s_1 = d_s_2;
+                            let d_t8 = d_s_2;
+                            let mut d_t7 = ::backprop::__private::plain::mul_vjp_lhs(
+                                t7,
+                                d_t8,
+                            );
+                            d_t7 = d_t7
+                                + ::backprop::__private::plain::mul_vjp_rhs(t7, d_t8);
+                            d_h[j_2] += d_t7;
+                            (d_s_1,)
+                        };
+                        d_s_3_carry = step_0_1;
+                    }
+                    (d_s_3_carry,)
+                };
+                let () = {
+                    for i_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range_1),
+                    ) {
+                        let () = {
+                            let range = (0)..n;
+                            let () = {
+                                let mut d_t3_sum: f64 = ::backprop::__private::zero();
+                                for j_1 in ::core::iter::Iterator::rev(
+                                    ::core::clone::Clone::clone(&range),
+                                ) {
+                                    let (step_0,) = {
+                                        let t2 = w[j_1];
+                                        let t3 = x[i_1];
+                                        let d_t5 = d_h[j_1];
+                                        let d_t4 = d_t5;
+                                        let d_t2 = ::backprop::__private::plain::mul_vjp_lhs(
+                                            t3,
+                                            d_t4,
+                                        );
+                                        let d_t3 = ::backprop::__private::plain::mul_vjp_rhs(
+                                            t2,
+                                            d_t4,
+                                        );
+                                        d_w[j_1] += d_t2;
+                                        (d_t3,)
+                                    };
+                                    d_t3_sum = d_t3_sum + step_0;
+                                }
+                                if ::core::iter::Iterator::size_hint(&range).0 > 0 {
+                                    d_x[i_1] += d_t3_sum;
+                                }
+                                ()
+                            };
+                            ()
+                        };
+                    }
+                    ()
+                };
                 ()
             };
             (d_x, d_w)
         };
-        (s_3, ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback))
+        (s_3, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))
+    }
+    /// The tape of a call made before, from copies of its arguments: the
+    /// forward pass runs again (a checkpoint); the value it returned
+    /// before is not needed.
+    #[inline]
+    #[allow(unused_variables)]
+    fn rebuild(
+        x: &[f64],
+        w: &[f64],
+        __value: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
+        >,
+    ) {
+        outer_sum::forward(x, w)
     }
     /// Value and gradient.
     #[inline]
     #[allow(unused_variables, unreachable_code, non_snake_case)]
     fn grad(x: &[f64], w: &[f64]) -> (f64, OuterSumGrad) {
-        let (value, tape) = outer_sum_forward(x, w);
-        (
-            value,
-            ::backprop::__private::Pullback::backward(tape, ::backprop::__private::one()),
-        )
+        let (__value, __tape) = outer_sum::forward(x, w);
+        let __grad = ::backprop::__private::Pullback::backward_unguarded(
+            __tape,
+            ::backprop::__private::one(),
+        );
+        let __grad = if ::backprop::__private::any_nan(&__grad.0[..])
+            || ::backprop::__private::any_nan(&__grad.1[..])
+        {
+            let (_, __tape) = outer_sum::forward(x, w);
+            ::backprop::__private::Pullback::backward(
+                __tape,
+                ::backprop::__private::one(),
+            )
+        } else {
+            __grad
+        };
+        let (x, w) = __grad;
+        (__value, OuterSumGrad { x, w })
     }
 }
 ///Value and gradient of `outer_sum` (generated by `#[grad]`).

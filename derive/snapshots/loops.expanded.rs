@@ -88,57 +88,154 @@ impl loops {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
             tape_heap
         };
-        let pullback = move |d_sum_6: f64| -> (f64, ::backprop::__private::Inactive) {
-            let (d_sum_3,) = {
-                let mut d_sum_6_carry: f64 = d_sum_6;
-                for k in (0..count).rev() {
-                    let () = ::backprop::__private::pop(&mut tape_iterations_1);
-                    let d_sum_6_next = d_sum_6_carry;
-                    let (step_0,) = {
-                        let d_sum_5 = d_sum_6_next;
-                        let d_sum_4 = ::backprop::__private::mul_vjp_lhs(0.5, d_sum_5);
-                        (d_sum_4,)
-                    };
-                    d_sum_6_carry = step_0;
-                }
-                (d_sum_6_carry,)
-            };
-            let (_, _, d_x) = {
-                let mut d_prod_3_carry: f64 = ::backprop::__private::zero();
-                let mut d_sum_3_carry: f64 = d_sum_3;
-                let mut d_x_sum: f64 = ::backprop::__private::zero();
-                for k_1 in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
-                    let (prod_1,) = ::backprop::__private::pop(&mut tape_iterations);
-                    let d_prod_3_next = d_prod_3_carry;
-                    let d_sum_3_next = d_sum_3_carry;
-                    let (step_0_1, step_1, step_2) = {
-                        let mut d_prod_2 = d_prod_3_next;
-                        let d_sum_2 = d_sum_3_next;
-                        let d_sum_1 = d_sum_2;
-                        d_prod_2 = d_prod_2 + d_sum_2;
-                        let d_prod_1 = ::backprop::__private::mul_vjp_lhs(x, d_prod_2);
-                        let d_x = ::backprop::__private::mul_vjp_rhs(prod_1, d_prod_2);
-                        (d_prod_1, d_sum_1, d_x)
-                    };
-                    d_prod_3_carry = step_0_1;
-                    d_sum_3_carry = step_1;
-                    d_x_sum = d_x_sum + step_2;
-                }
-                (d_prod_3_carry, d_sum_3_carry, d_x_sum)
+        let pullback = move |
+            d_sum_6: f64,
+            strong_zeros: bool,
+        | -> (f64, ::backprop::__private::Inactive) {
+            let (x, mut tape_iterations, mut tape_iterations_1) = (
+                x,
+                tape_iterations,
+                tape_iterations_1,
+            );
+            let (d_x,) = if strong_zeros {
+                let (d_sum_3,) = {
+                    let mut d_sum_6_carry: f64 = d_sum_6;
+                    for k in (0..count).rev() {
+                        let () = ::backprop::__private::pop(&mut tape_iterations_1);
+                        let d_sum_6_next = d_sum_6_carry;
+                        let (step_0,) = {
+                            let d_sum_5 = d_sum_6_next;
+                            let d_sum_4 = ::backprop::__private::mul_vjp_lhs(
+                                0.5,
+                                d_sum_5,
+                            );
+                            (d_sum_4,)
+                        };
+                        d_sum_6_carry = step_0;
+                    }
+                    (d_sum_6_carry,)
+                };
+                let (_, _, d_x) = {
+                    let mut d_prod_3_carry: f64 = ::backprop::__private::zero();
+                    let mut d_sum_3_carry: f64 = d_sum_3;
+                    let mut d_x_sum: f64 = ::backprop::__private::zero();
+                    for k_1 in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
+                        let (prod_1,) = ::backprop::__private::pop(&mut tape_iterations);
+                        let d_prod_3_next = d_prod_3_carry;
+                        let d_sum_3_next = d_sum_3_carry;
+                        let (step_0_1, step_1, step_2) = {
+                            let mut d_prod_2 = d_prod_3_next;
+                            let d_sum_2 = d_sum_3_next;
+                            let d_sum_1 = d_sum_2;
+                            d_prod_2 = d_prod_2 + d_sum_2;
+                            let d_prod_1 = ::backprop::__private::mul_vjp_lhs(
+                                x,
+                                d_prod_2,
+                            );
+                            let d_x = ::backprop::__private::mul_vjp_rhs(
+                                prod_1,
+                                d_prod_2,
+                            );
+                            (d_prod_1, d_sum_1, d_x)
+                        };
+                        d_prod_3_carry = step_0_1;
+                        d_sum_3_carry = step_1;
+                        d_x_sum = d_x_sum + step_2;
+                    }
+                    (d_prod_3_carry, d_sum_3_carry, d_x_sum)
+                };
+                (d_x,)
+            } else {
+                let (d_sum_3,) = {
+                    let mut d_sum_6_carry: f64 = d_sum_6;
+                    for k in (0..count).rev() {
+                        let () = ::backprop::__private::pop(&mut tape_iterations_1);
+                        let d_sum_6_next = d_sum_6_carry;
+                        let (step_0,) = {
+                            let d_sum_5 = d_sum_6_next;
+                            let d_sum_4 = ::backprop::__private::plain::mul_vjp_lhs(
+                                0.5,
+                                d_sum_5,
+                            );
+                            (d_sum_4,)
+                        };
+                        d_sum_6_carry = step_0;
+                    }
+                    (d_sum_6_carry,)
+                };
+                let (_, _, d_x) = {
+                    let mut d_prod_3_carry: f64 = ::backprop::__private::zero();
+                    let mut d_sum_3_carry: f64 = d_sum_3;
+                    let mut d_x_sum: f64 = ::backprop::__private::zero();
+                    for k_1 in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
+                        let (prod_1,) = ::backprop::__private::pop(&mut tape_iterations);
+                        let d_prod_3_next = d_prod_3_carry;
+                        let d_sum_3_next = d_sum_3_carry;
+                        let (step_0_1, step_1, step_2) = {
+                            let mut d_prod_2 = d_prod_3_next;
+                            let d_sum_2 = d_sum_3_next;
+                            let d_sum_1 = d_sum_2;
+                            d_prod_2 = d_prod_2 + d_sum_2;
+                            let d_prod_1 = ::backprop::__private::plain::mul_vjp_lhs(
+                                x,
+                                d_prod_2,
+                            );
+                            let d_x = ::backprop::__private::plain::mul_vjp_rhs(
+                                prod_1,
+                                d_prod_2,
+                            );
+                            (d_prod_1, d_sum_1, d_x)
+                        };
+                        d_prod_3_carry = step_0_1;
+                        d_sum_3_carry = step_1;
+                        d_x_sum = d_x_sum + step_2;
+                    }
+                    (d_prod_3_carry, d_sum_3_carry, d_x_sum)
+                };
+                (d_x,)
             };
             (d_x, ::backprop::__private::Inactive)
         };
-        (sum_6, ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback))
+        (sum_6, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))
+    }
+    /// The tape of a call made before, from copies of its arguments: the
+    /// forward pass runs again (a checkpoint); the value it returned
+    /// before is not needed.
+    #[inline]
+    #[allow(unused_variables)]
+    fn rebuild(
+        x: f64,
+        n: usize,
+        __value: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (f64, ::backprop::__private::Inactive),
+        >,
+    ) {
+        loops::forward(x, n)
     }
     /// Value and gradient.
     #[inline]
     #[allow(unused_variables, unreachable_code, non_snake_case)]
     fn grad(x: f64, n: usize) -> (f64, LoopsGrad) {
-        let (value, tape) = loops_forward(x, n);
-        (
-            value,
-            ::backprop::__private::Pullback::backward(tape, ::backprop::__private::one()),
-        )
+        let (__value, __tape) = loops::forward(x, n);
+        let __grad = ::backprop::__private::Pullback::backward_unguarded(
+            __tape,
+            ::backprop::__private::one(),
+        );
+        let __grad = if ::backprop::__private::is_nan(&__grad.0) {
+            let (_, __tape) = loops::forward(x, n);
+            ::backprop::__private::Pullback::backward(
+                __tape,
+                ::backprop::__private::one(),
+            )
+        } else {
+            __grad
+        };
+        let (x, _) = __grad;
+        (__value, LoopsGrad { x })
     }
 }
 ///Value and gradient of `loops` (generated by `#[grad]`).

@@ -58,6 +58,18 @@ impl softplus_sq {
         };
         (t3, ::backprop::__private::Tape::new(pullback))
     }
+    /// The tape of a call made before, from copies of its arguments: the
+    /// forward pass runs again (a checkpoint); the value it returned
+    /// before is not needed.
+    #[inline]
+    #[allow(unused_variables)]
+    fn rebuild<T: Float>(
+        x: T,
+        y: T,
+        __value: T,
+    ) -> (T, impl ::backprop::__private::Pullback<T, Grad = (T, T)>) {
+        softplus_sq::forward::<T>(x, y)
+    }
     /// Value and gradient.
     #[inline]
     #[allow(unused_variables, unreachable_code, non_snake_case)]

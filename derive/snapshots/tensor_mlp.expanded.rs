@@ -95,6 +95,7 @@ impl mlp {
             <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
             <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
         ) {
+            let (x, w2) = (x, w2);
             let (d_t4, _, _) = ::backprop::__private::Pullback::backward(tape_t6, d_t6);
             ::backprop::__private::expect_cotangent(&d_t4);
             let d_logits = d_t4;
@@ -118,6 +119,35 @@ impl mlp {
             )
         };
         (t6, ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback))
+    }
+    /// The tape of a call made before, from copies of its arguments: the
+    /// forward pass runs again (a checkpoint); the value it returned
+    /// before is not needed.
+    #[inline]
+    #[allow(unused_variables)]
+    fn rebuild(
+        x: ArrayView2<'_, f32>,
+        labels: &[usize],
+        w1: &Array2<f32>,
+        b1: &Array1<f32>,
+        w2: &Array2<f32>,
+        b2: &Array1<f32>,
+        __value: f32,
+    ) -> (
+        f32,
+        impl ::backprop::__private::Pullback<
+            f32,
+            Grad = (
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+            ),
+        >,
+    ) {
+        mlp::forward(x, labels, w1, b1, w2, b2)
     }
     /// Value and gradient.
     #[inline]

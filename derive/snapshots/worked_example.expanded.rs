@@ -50,6 +50,19 @@ impl f {
         };
         (t0, ::backprop::__private::Tape::new(pullback))
     }
+    /// The tape of a call made before, from copies of its arguments: the
+    /// forward pass runs again (a checkpoint); the value it returned
+    /// before is not needed.
+    #[inline]
+    #[allow(unused_variables)]
+    fn rebuild(
+        a: f64,
+        b: f64,
+        c: f64,
+        __value: f64,
+    ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = (f64, f64, f64)>) {
+        f::forward(a, b, c)
+    }
     /// Value and gradient.
     #[inline]
     #[allow(unused_variables, unreachable_code, non_snake_case)]

@@ -88,7 +88,11 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
     let name = &item_fn.sig.ident;
     let vis = &item_fn.vis;
     let (impl_generics, _, where_clause) = item_fn.sig.generics.split_for_impl();
-    let inputs = names.iter().zip(&types).map(|(n, t)| quote!(#n: #t));
+    let inputs: Vec<TokenStream> = names
+        .iter()
+        .zip(&types)
+        .map(|(n, t)| quote!(#n: #t))
+        .collect();
     let cfgs = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let cfgs2 = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let doc = format!(
@@ -110,8 +114,16 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
             #[doc = #doc]
             #[inline]
             #vis fn forward #impl_generics (#(#inputs),*) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = (#(#cotangents,)*)>) #where_clause {
-                let value = #name(#(#names),*);
-                (value, ::backprop::__private::Tape::new(move |d_out: #ret| -> (#(#cotangents,)*) { #pullback(#(#names,)* value, d_out) }))
+                let __value = #name(#(#names),*);
+                (__value, ::backprop::__private::Tape::new(move |__d_out: #ret| -> (#(#cotangents,)*) { #pullback(#(#names,)* __value, __d_out) }))
+            }
+
+            /// The tape of a call made before, from its arguments (copies kept by the
+            /// caller) and the value it returned: the pullback needs nothing else, so
+            /// nothing is computed again.
+            #[inline]
+            #vis fn rebuild #impl_generics (#(#inputs,)* __value: #ret) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = (#(#cotangents,)*)>) #where_clause {
+                (__value, ::backprop::__private::Tape::new(move |__d_out: #ret| -> (#(#cotangents,)*) { #pullback(#(#names,)* __value, __d_out) }))
             }
         }
     }

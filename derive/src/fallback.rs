@@ -71,6 +71,7 @@ pub fn expand(
     let companions = shape.companions(
         forward_body,
         Some((stub.clone(), fwd_pub, stub.clone(), stub)),
+        false,
     );
     // The stubs cannot use the arguments: silence that, only the real errors remain.
     quote! {

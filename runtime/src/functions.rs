@@ -142,11 +142,62 @@ pub fn silu<T: Float>(x: T) -> T {
     x * sigmoid(x)
 }
 
+/// log Σᵢ exp(xᵢ) of a slice, shifted by its maximum m (m + log Σᵢ exp(xᵢ − m)) so it
+/// neither overflows nor underflows: the normaliser of a softmax, a mixture's
+/// log-likelihood.
+///
+/// - Input: `x`, any length; `f32` or `f64`.
+/// - Value: −∞ for an empty slice or one of only −∞ (the log of an empty sum), +∞ if
+///   any element is +∞, NaN if any is NaN.
+/// - Rule (in `#[grad]` code): ∂y/∂xᵢ = exp(xᵢ − y) = softmax(x)ᵢ, from the input and
+///   the value alone, so a call inside a loop on a buffer the loop overwrites keeps a
+///   copy of the input and the value, and its reverse pass computes nothing forward
+///   again (`logsumexp::rebuild`). A zero cotangent gives a zero gradient (strong zero).
+///   The shift and the derivative: Bishop, *Pattern Recognition and Machine Learning*
+///   (2006), eq. 4.104 for the softmax as the gradient of log Σ exp.
+///
+/// ```
+/// use backprop::{grad, logsumexp};
+///
+/// #[grad]
+/// fn lse(v: &[f64]) -> f64 {
+///     logsumexp(v)
+/// }
+///
+/// let (y, g) = lse_grad(&[0.0, 0.0]);
+/// assert!((y - 2f64.ln()).abs() < 1e-15);
+/// assert_eq!(g.v, vec![0.5, 0.5]);
+/// assert_eq!(logsumexp(&[1000.0, 1000.0]), 1000.0 + 2f64.ln());
+/// ```
+pub fn logsumexp<T: Float>(x: &[T]) -> T {
+    // `max` passes over NaN; a NaN term then makes the sum below NaN.
+    let m = x.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+    if m.is_infinite() {
+        // −∞: empty, or every term is 0; +∞: one term is infinite (unless one is NaN).
+        return if x.iter().any(|v| v.is_nan()) {
+            T::nan()
+        } else {
+            m
+        };
+    }
+    let s = x.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
+    m + s.ln()
+}
+
 /// Pullbacks of the functions above, one per input (the same naming as
 /// [`crate::rules::scalar`]).
 pub mod vjp {
     use super::*;
     use crate::rules::scalar::strong_mul;
+
+    /// ∂ logsumexp(x)/∂xᵢ · d = exp(xᵢ − y) · d: the softmax of `x` times the
+    /// cotangent, from the input and the value `y`. Zero for a zero cotangent.
+    pub fn logsumexp_vjp<T: Float>(x: &[T], y: T, d: T) -> Vec<T> {
+        if d == T::zero() {
+            return vec![T::zero(); x.len()];
+        }
+        x.iter().map(|&v| d * (v - y).exp()).collect()
+    }
 
     /// σ'(x) = y(1 − y) from the saved output.
     #[inline(always)]
@@ -255,6 +306,30 @@ pub mod companions {
         #[inline(always)]
         fn value<T: Float>(x: T) -> T {
             super::silu(x)
+        }
+    }
+
+    /// The rule of [`super::logsumexp`] (a slice argument: its cotangent is a `Vec`).
+    #[doc(hidden)]
+    #[allow(non_camel_case_types)]
+    pub struct logsumexp {}
+
+    impl logsumexp {
+        /// Forward pass: the value, and a tape that borrows `x` and keeps the value.
+        #[inline]
+        pub fn forward<T: Float>(x: &[T]) -> (T, crate::Tape<impl FnOnce(T) -> (Vec<T>,) + '_>) {
+            let y = super::logsumexp(x);
+            Self::rebuild(x, y)
+        }
+
+        /// The tape of a call made before, from (a copy of) its input and its value:
+        /// nothing is computed until the reverse pass.
+        #[inline]
+        pub fn rebuild<T: Float>(
+            x: &[T],
+            y: T,
+        ) -> (T, crate::Tape<impl FnOnce(T) -> (Vec<T>,) + '_>) {
+            (y, crate::Tape::new(move |d: T| (logsumexp_vjp(x, y, d),)))
         }
     }
 }

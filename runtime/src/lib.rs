@@ -76,8 +76,8 @@ pub use private as __private;
 
 pub use backprop_derive::{custom_vjp, grad};
 pub use differentiable::Differentiable;
-pub use functions::companions::{gelu, leaky_relu, relu, sigmoid, silu, softplus};
-pub use functions::{gelu, leaky_relu, relu, sigmoid, silu, softplus};
+pub use functions::companions::{gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus};
+pub use functions::{gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus};
 pub use tape::{Inactive, Pullback, Tape};
 
 /// Returns `x` unchanged, but `#[grad]` treats the result as a constant: no gradient

@@ -8,9 +8,38 @@ pub use crate::rules::scalar::*;
 pub use crate::rules::tensor;
 pub use crate::rules::tensor::Scalar as Real;
 pub use crate::stack::Stack;
-pub use crate::tape::{Branch, HeapOfOther, HeapOfOwned, Inactive, MapGrad, Probe, Pullback, Tape};
+pub use crate::tape::{
+    Branch, DualTape, HeapOfOther, HeapOfOwned, Inactive, MapGrad, Probe, Pullback, Tape,
+};
 pub use core::option::Option;
 pub use num_traits::Float;
+
+/// The scalar rules without strong zeros, under the same names: the second reverse
+/// body of a `#[grad]` function calls these (see [`crate::rules::scalar::plain`] for
+/// when, and why the gradient is the same).
+pub mod plain {
+    pub use crate::functions::vjp::*;
+    pub use crate::rules::scalar::plain::*;
+}
+
+/// Whether a scalar cotangent is NaN (the test `f_grad` makes after a reverse pass
+/// without strong zeros).
+#[inline(always)]
+pub fn is_nan<T: num_traits::Float>(x: &T) -> bool {
+    x.is_nan()
+}
+
+/// Whether any element of a buffer's cotangent is NaN.
+#[inline]
+pub fn any_nan<T: num_traits::Float>(x: &[T]) -> bool {
+    // A sum is NaN when a term is (or when infinities of both signs meet, which the
+    // exact test below then rules out); the sum runs without a branch per element.
+    let mut sum = T::zero();
+    for v in x {
+        sum = sum + *v;
+    }
+    !sum.is_finite() && x.iter().any(|v| v.is_nan())
+}
 
 /// Wraps a tape so its gradient passes through `f` (positional tuple → named struct).
 #[inline(always)]

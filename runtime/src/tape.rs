@@ -26,6 +26,18 @@ pub trait Pullback<Cot> {
     /// Runs the reverse pass with output cotangent `d_out` (use 1 for the gradient of
     /// a scalar loss). Consumes the tape: its saved values are moved out, not copied.
     fn backward(self, d_out: Cot) -> Self::Grad;
+    /// The reverse pass without strong zeros, where the tape has one (`0 · ∞` is NaN
+    /// there); otherwise [`backward`](Pullback::backward). `f_grad` calls it first and
+    /// falls back to a strong-zero pass if the gradient has a NaN: see
+    /// [`crate::rules::scalar::plain`] for why the two then agree.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn backward_unguarded(self, d_out: Cot) -> Self::Grad
+    where
+        Self: Sized,
+    {
+        self.backward(d_out)
+    }
     /// Bytes the tape holds: the captured saved values, plus heap buffers (per-loop
     /// stacks, nested tapes' buffers) it owns.
     fn bytes(&self) -> usize;
@@ -102,6 +114,66 @@ impl<F> fmt::Debug for Tape<F> {
     }
 }
 
+/// A [`Tape`] whose reverse pass comes in two forms, chosen by the closure's second
+/// argument: with strong zeros (`true`, what [`Pullback::backward`] runs) and without
+/// (`false`, [`Pullback::backward_unguarded`]). `#[grad]` builds one when the reverse
+/// pass has scalar rules to gain from it; see [`crate::rules::scalar::plain`].
+#[must_use = "a tape does nothing until its backward pass runs"]
+pub struct DualTape<F> {
+    heap_bytes: usize,
+    pullback: F,
+}
+
+impl<F> DualTape<F> {
+    /// A tape whose saved state is exactly what `pullback` captures.
+    #[inline(always)]
+    pub fn new(pullback: F) -> Self {
+        DualTape {
+            heap_bytes: 0,
+            pullback,
+        }
+    }
+
+    /// A tape that also owns `heap_bytes` of heap buffers (loop stacks, nested tapes).
+    #[inline(always)]
+    pub fn with_heap_bytes(heap_bytes: usize, pullback: F) -> Self {
+        DualTape {
+            heap_bytes,
+            pullback,
+        }
+    }
+}
+
+impl<Cot, G, F> Pullback<Cot> for DualTape<F>
+where
+    F: FnOnce(Cot, bool) -> G,
+{
+    type Grad = G;
+
+    #[inline(always)]
+    fn backward(self, d_out: Cot) -> G {
+        (self.pullback)(d_out, true)
+    }
+
+    #[inline(always)]
+    fn backward_unguarded(self, d_out: Cot) -> G {
+        (self.pullback)(d_out, false)
+    }
+
+    fn bytes(&self) -> usize {
+        core::mem::size_of_val(&self.pullback) + self.heap_bytes
+    }
+}
+
+impl<F> fmt::Debug for DualTape<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tape")
+            .field("saved_bytes", &core::mem::size_of_val(&self.pullback))
+            .field("heap_bytes", &self.heap_bytes)
+            .finish()
+    }
+}
+
 /// A tape whose gradient is passed through a conversion (positional tuple → named
 /// struct). Holds exactly what the inner tape holds.
 #[must_use = "a tape does nothing until its backward pass runs"]
@@ -128,6 +200,11 @@ where
     #[inline(always)]
     fn backward(self, d_out: Cot) -> G {
         (self.f)(self.inner.backward(d_out))
+    }
+
+    #[inline(always)]
+    fn backward_unguarded(self, d_out: Cot) -> G {
+        (self.f)(self.inner.backward_unguarded(d_out))
     }
 
     fn bytes(&self) -> usize {

@@ -756,6 +756,17 @@ impl<'a> Emitter<'a> {
 /// companion lives in the type namespace under the function's own name, so it follows
 /// the function through `use` and paths.
 pub fn companion_path(path: &syn::ExprPath) -> TokenStream {
+    companion_fn(path, "forward")
+}
+
+/// `helper::rebuild` (with its turbofish): a checkpointed call's tape, made again in
+/// the reverse pass from the copies of its arguments and the value it returned.
+pub fn rebuild_path(path: &syn::ExprPath) -> TokenStream {
+    companion_fn(path, "rebuild")
+}
+
+fn companion_fn(path: &syn::ExprPath, name: &str) -> TokenStream {
+    let name = syn::Ident::new(name, proc_macro2::Span::call_site());
     let mut path = path.clone();
     let mut turbofish = quote!();
     if let Some(last) = path.path.segments.last_mut()
@@ -765,7 +776,7 @@ pub fn companion_path(path: &syn::ExprPath) -> TokenStream {
         let args = args.args;
         turbofish = quote!(::<#args>);
     }
-    quote!(#path::forward #turbofish)
+    quote!(#path::#name #turbofish)
 }
 
 /// Reads `t = h[i]` of a buffer `h` the function creates, after which no write to `h`

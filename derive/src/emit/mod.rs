@@ -162,6 +162,78 @@ impl Shape<'_> {
         quote!(#(#inputs),*)
     }
 
+    /// Whether `f_grad` may run the forward pass a second time (for the strong-zero
+    /// fallback): every argument is `Copy` (a reference, a primitive number, an array of
+    /// floats, or a type parameter bounded by `Float`, `Real` or `Copy`), and every
+    /// gradient is a float or a buffer of floats (whose NaNs it can test).
+    pub fn plain_first(&self) -> bool {
+        if self.tensor
+            || self
+                .params
+                .iter()
+                .any(|p| p.active && (p.tensor || p.strukt))
+        {
+            return false;
+        }
+        let copy_params: Vec<String> = self
+            .item
+            .sig
+            .generics
+            .type_params()
+            .filter(|tp| {
+                let mut bounds: Vec<&syn::TypeParamBound> = tp.bounds.iter().collect();
+                if let Some(w) = &self.item.sig.generics.where_clause {
+                    for pred in &w.predicates {
+                        if let syn::WherePredicate::Type(pt) = pred
+                            && tp.ident == pt.bounded_ty.to_token_stream().to_string()
+                        {
+                            bounds.extend(pt.bounds.iter());
+                        }
+                    }
+                }
+                bounds.iter().any(|b| match b {
+                    syn::TypeParamBound::Trait(t) => t.path.segments.last().is_some_and(|s| {
+                        s.ident == "Float" || s.ident == "Real" || s.ident == "Copy"
+                    }),
+                    _ => false,
+                })
+            })
+            .map(|tp| tp.ident.to_string())
+            .collect();
+        let is_copy = |ty: &syn::Type| -> bool {
+            match ty {
+                syn::Type::Reference(r) => r.mutability.is_none(),
+                syn::Type::Path(p) if p.qself.is_none() => p.path.get_ident().is_some_and(|i| {
+                    let i = i.to_string();
+                    matches!(
+                        i.as_str(),
+                        "f32"
+                            | "f64"
+                            | "i8"
+                            | "i16"
+                            | "i32"
+                            | "i64"
+                            | "i128"
+                            | "isize"
+                            | "u8"
+                            | "u16"
+                            | "u32"
+                            | "u64"
+                            | "u128"
+                            | "usize"
+                            | "bool"
+                            | "char"
+                    ) || copy_params.contains(&i)
+                }),
+                syn::Type::Array(a) => {
+                    matches!(&*a.elem, syn::Type::Path(p) if p.path.is_ident("f32") || p.path.is_ident("f64"))
+                }
+                _ => false,
+            }
+        };
+        self.params.iter().all(|p| is_copy(&p.ty))
+    }
+
     pub fn arg_names(&self) -> Vec<&syn::Ident> {
         self.params.iter().map(|p| &p.name).collect()
     }
@@ -233,6 +305,7 @@ impl Shape<'_> {
         &self,
         forward_body: TokenStream,
         grad_bodies: Option<(TokenStream, TokenStream, TokenStream, TokenStream)>,
+        plain_first: bool,
     ) -> TokenStream {
         let item = self.item;
         let vis = &item.vis;
@@ -246,6 +319,11 @@ impl Shape<'_> {
         let tuple_ty = self.tuple_ty();
         let ret = &self.ret_ty;
         let inputs = self.inputs();
+        let rebuild_inputs = if self.params.is_empty() {
+            quote!(__value: #ret)
+        } else {
+            quote!(#inputs, __value: #ret)
+        };
         let args = self.arg_names();
         let generics = self.generics();
         let (impl_generics, _, where_clause) = generics.split_for_impl();
@@ -292,12 +370,70 @@ impl Shape<'_> {
         });
         let field_names = self.params.iter().filter(|p| p.active).map(|p| &p.name);
         let tf = self.turbofish();
+        // `f_grad` tries the reverse pass without strong zeros first, and runs both
+        // passes again with them only if the gradient has a NaN (the two agree
+        // otherwise: see `backprop::rules::scalar::plain`). That needs the arguments
+        // twice, so only functions whose arguments are all `Copy` do it.
+        let slots_for_grad: Vec<TokenStream> = self
+            .params
+            .iter()
+            .map(|p| {
+                if p.active {
+                    p.name.to_token_stream()
+                } else {
+                    quote!(_)
+                }
+            })
+            .collect();
+        let field_names_for_grad: Vec<&syn::Ident> = self
+            .params
+            .iter()
+            .filter(|p| p.active)
+            .map(|p| &p.name)
+            .collect();
+        let grad_default = if plain_first {
+            let checks: Vec<TokenStream> = self
+                .params
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.active)
+                .map(|(k, p)| {
+                    let k = syn::Index::from(k);
+                    if p.elem.is_some() {
+                        quote!(::backprop::__private::any_nan(&__grad.#k[..]))
+                    } else {
+                        quote!(::backprop::__private::is_nan(&__grad.#k))
+                    }
+                })
+                .collect();
+            let any = if checks.is_empty() {
+                quote!(false)
+            } else {
+                quote!(#(#checks)||*)
+            };
+            quote! {
+                // (Its own names start with `__`: the arguments are used again below.)
+                let (__value, __tape) = #name::forward #tf (#(#args),*);
+                let __grad = ::backprop::__private::Pullback::backward_unguarded(__tape, ::backprop::__private::one());
+                // A NaN: run again with strong zeros, where `0 · ∞` is 0.
+                let __grad = if #any {
+                    let (_, __tape) = #name::forward #tf (#(#args),*);
+                    ::backprop::__private::Pullback::backward(__tape, ::backprop::__private::one())
+                } else {
+                    __grad
+                };
+                let (#(#slots_for_grad,)*) = __grad;
+                (__value, #grad_ident { #(#field_names_for_grad),* })
+            }
+        } else {
+            quote! {
+                let (value, tape) = #f_forward #tf (#(#args),*);
+                (value, ::backprop::__private::Pullback::backward(tape, ::backprop::__private::one()))
+            }
+        };
         let (grad_body, forward_pub_body, backward_body, grad_free_body) = grad_bodies.unwrap_or_else(|| {
             (
-                quote! {
-                    let (value, tape) = #f_forward #tf (#(#args),*);
-                    (value, ::backprop::__private::Pullback::backward(tape, ::backprop::__private::one()))
-                },
+                grad_default,
                 quote! {
                     let (value, tape) = #name::forward #tf (#(#args),*);
                     (value, ::backprop::__private::map_grad(tape, |(#(#slots,)*)| #grad_ident { #(#field_names),* }))
@@ -335,6 +471,15 @@ impl Shape<'_> {
                 #[allow(unused_variables, unused_assignments, unused_mut, unreachable_code, clippy::all)]
                 #vis fn forward #impl_generics (#inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
                     #forward_body
+                }
+
+                /// The tape of a call made before, from copies of its arguments: the
+                /// forward pass runs again (a checkpoint); the value it returned
+                /// before is not needed.
+                #[inline]
+                #[allow(unused_variables)]
+                #vis fn rebuild #impl_generics (#rebuild_inputs)  -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
+                    #name::forward #tf (#(#args),*)
                 }
 
                 /// Value and gradient.
@@ -411,7 +556,8 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
     };
     let mut ctx = forward::Emitter::new(func, plan, names);
     let forward = ctx.forward();
-    let pullback = reverse::pullback(&mut ctx, &shape.tuple_ty());
+    let (pullback, dual) = reverse::pullback(&mut ctx, &shape.tuple_ty());
+    let tape_ty = if dual { quote!(DualTape) } else { quote!(Tape) };
     // Loops' stacks count their heap into `tape_heap` (declared below).
     if !ctx.stacks.is_empty() {
         let _ = ctx.heap_name();
@@ -499,12 +645,12 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
                     #sum
                 };
             },
-            quote!(::backprop::__private::Tape::with_heap_bytes(#heap_name, #pullback_name)),
+            quote!(::backprop::__private::#tape_ty::with_heap_bytes(#heap_name, #pullback_name)),
         )
     } else {
         (
             quote!(),
-            quote!(::backprop::__private::Tape::new(#pullback_name)),
+            quote!(::backprop::__private::#tape_ty::new(#pullback_name)),
         )
     };
     // Each loop's stack, for the whole forward pass.
@@ -536,7 +682,8 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
         let #pullback_name = #pullback;
         (#ret, #tape)
     };
-    let companions = shape.companions(body, None);
+    let plain_first = dual && shape.plain_first();
+    let companions = shape.companions(body, None, plain_first);
     quote! {
         #item
         #companions
