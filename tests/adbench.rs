@@ -9,7 +9,8 @@
 
 use backprop::{gradcheck, sigmoid};
 use backprop_tests::adbench::{
-    gmm_input, gmm_objective, gmm_objective_grad, lstm_input, lstm_objective, lstm_objective_grad,
+    gmm_input, gmm_objective, gmm_objective_grad, logsumexp_by_hand_grad, lstm_input,
+    lstm_objective, lstm_objective_grad,
 };
 
 #[track_caller]
@@ -18,6 +19,26 @@ fn assert_close(got: f64, want: f64, tol: f64) {
         (got - want).abs() <= tol * want.abs().max(1.0),
         "got {got}, expected {want} (tolerance {tol})"
     );
+}
+
+/// The `#[grad]` logsumexp of `src/adbench.rs` and the runtime's (which the objective
+/// calls) agree in value and gradient, large and mixed-sign inputs included.
+#[test]
+fn logsumexp_by_hand_agrees_with_the_runtimes() {
+    for v in [
+        vec![0.3, -1.2, 2.5, 0.0],
+        vec![1000.0, 1001.0, 999.0],
+        vec![-700.0, -702.5],
+        vec![4.0],
+    ] {
+        let (y, g) = logsumexp_by_hand_grad(&v);
+        assert_close(y, backprop::logsumexp(&v), 1e-15);
+        let softmax: Vec<f64> = v.iter().map(|x| (x - y).exp()).collect();
+        // exp(xᵢ − y) inherits y's rounding (an ulp of 1000 is 1.1e-13).
+        for (a, b) in g.v.iter().zip(&softmax) {
+            assert_close(*a, *b, 1e-12);
+        }
+    }
 }
 
 #[test]
