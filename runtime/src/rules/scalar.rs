@@ -54,8 +54,8 @@ include!("scalar_table.rs");
 /// never by cotangents). So when the gradient this module gives has no NaN, it is the
 /// strong-zero gradient, up to the sign of a zero; when it has one, `f_grad` runs the
 /// forward pass again and the reverse pass with strong zeros. Without the test of `d`
-/// in every product the compiler keeps a reverse loop's products free of branches: the
-/// ADBench GMM gradient takes about 10% less time (`docs/PERFORMANCE.md`).
+/// in every product the compiler keeps a reverse loop's products free of branches
+/// (`docs/PERFORMANCE.md` has what that is worth on the ADBench GMM gradient).
 pub mod plain {
     use super::{half, two};
     use num_traits::Float;
