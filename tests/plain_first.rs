@@ -185,6 +185,25 @@ fn logsumexp_values_at_the_edges() {
 }
 
 #[test]
+fn logsumexp_gradient_is_the_softmax_at_any_magnitude() {
+    // The rounded value would say [1, 1] here: the rule forms the sum again.
+    let (_, g) = lse_grad(&[1e16, 1e16]);
+    assert_eq!(g.v, vec![0.5, 0.5]);
+    let (_, g) = lse_grad(&[-1e16, -1e16, -1e16, -1e16]);
+    assert_eq!(g.v, vec![0.25; 4]);
+    // f32 at 1e7 (the rounded value would give 0.368 each).
+    #[grad]
+    fn lse32(v: &[f32]) -> f32 {
+        logsumexp(v)
+    }
+    let (_, g) = lse32_grad(&[1e7, 1e7]);
+    assert_eq!(g.v, vec![0.5f32, 0.5]);
+    let (_, g) = lse32_grad(&[0.0, 1.0]);
+    let e = 1f32.exp();
+    assert!((g.v[0] - 1.0 / (1.0 + e)).abs() < 1e-7 && (g.v[1] - e / (1.0 + e)).abs() < 1e-7);
+}
+
+#[test]
 fn logsumexp_gradient_is_the_softmax() {
     let v = [1.0, 2.0, 3.0];
     let (y, g) = lse_grad(&v);

@@ -216,18 +216,25 @@ impl overwrite {
     #[allow(unused_variables, unreachable_code, non_snake_case)]
     fn grad(x: &[f64]) -> (f64, OverwriteGrad) {
         let (__value, __tape) = overwrite::forward(x);
-        let __grad = ::backprop::__private::Pullback::backward_unguarded(
-            __tape,
-            ::backprop::__private::one(),
-        );
-        let __grad = if ::backprop::__private::any_nan(&__grad.0[..]) {
-            let (_, __tape) = overwrite::forward(x);
-            ::backprop::__private::Pullback::backward(
+        let (__grad, __nan_seen) = ::backprop::__private::plain_pass(|| {
+            ::backprop::__private::Pullback::backward_unguarded(
                 __tape,
                 ::backprop::__private::one(),
             )
+        });
+        let (__value, __grad) = if __nan_seen
+            || ::backprop::__private::any_nan(&__grad.0[..])
+        {
+            let (__value, __tape) = overwrite::forward(x);
+            (
+                __value,
+                ::backprop::__private::Pullback::backward(
+                    __tape,
+                    ::backprop::__private::one(),
+                ),
+            )
         } else {
-            __grad
+            (__value, __grad)
         };
         let (x,) = __grad;
         (__value, OverwriteGrad { x })

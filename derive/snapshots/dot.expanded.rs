@@ -151,20 +151,26 @@ impl dot {
     #[allow(unused_variables, unreachable_code, non_snake_case)]
     fn grad(w: &[f64], x: &[f64]) -> (f64, DotGrad) {
         let (__value, __tape) = dot::forward(w, x);
-        let __grad = ::backprop::__private::Pullback::backward_unguarded(
-            __tape,
-            ::backprop::__private::one(),
-        );
-        let __grad = if ::backprop::__private::any_nan(&__grad.0[..])
-            || ::backprop::__private::any_nan(&__grad.1[..])
-        {
-            let (_, __tape) = dot::forward(w, x);
-            ::backprop::__private::Pullback::backward(
+        let (__grad, __nan_seen) = ::backprop::__private::plain_pass(|| {
+            ::backprop::__private::Pullback::backward_unguarded(
                 __tape,
                 ::backprop::__private::one(),
             )
+        });
+        let (__value, __grad) = if __nan_seen
+            || ::backprop::__private::any_nan(&__grad.0[..])
+            || ::backprop::__private::any_nan(&__grad.1[..])
+        {
+            let (__value, __tape) = dot::forward(w, x);
+            (
+                __value,
+                ::backprop::__private::Pullback::backward(
+                    __tape,
+                    ::backprop::__private::one(),
+                ),
+            )
         } else {
-            __grad
+            (__value, __grad)
         };
         let (w, x) = __grad;
         (__value, DotGrad { w, x })

@@ -244,20 +244,26 @@ impl outer_sum {
     #[allow(unused_variables, unreachable_code, non_snake_case)]
     fn grad(x: &[f64], w: &[f64]) -> (f64, OuterSumGrad) {
         let (__value, __tape) = outer_sum::forward(x, w);
-        let __grad = ::backprop::__private::Pullback::backward_unguarded(
-            __tape,
-            ::backprop::__private::one(),
-        );
-        let __grad = if ::backprop::__private::any_nan(&__grad.0[..])
-            || ::backprop::__private::any_nan(&__grad.1[..])
-        {
-            let (_, __tape) = outer_sum::forward(x, w);
-            ::backprop::__private::Pullback::backward(
+        let (__grad, __nan_seen) = ::backprop::__private::plain_pass(|| {
+            ::backprop::__private::Pullback::backward_unguarded(
                 __tape,
                 ::backprop::__private::one(),
             )
+        });
+        let (__value, __grad) = if __nan_seen
+            || ::backprop::__private::any_nan(&__grad.0[..])
+            || ::backprop::__private::any_nan(&__grad.1[..])
+        {
+            let (__value, __tape) = outer_sum::forward(x, w);
+            (
+                __value,
+                ::backprop::__private::Pullback::backward(
+                    __tape,
+                    ::backprop::__private::one(),
+                ),
+            )
         } else {
-            __grad
+            (__value, __grad)
         };
         let (x, w) = __grad;
         (__value, OuterSumGrad { x, w })

@@ -221,18 +221,24 @@ impl loops {
     #[allow(unused_variables, unreachable_code, non_snake_case)]
     fn grad(x: f64, n: usize) -> (f64, LoopsGrad) {
         let (__value, __tape) = loops::forward(x, n);
-        let __grad = ::backprop::__private::Pullback::backward_unguarded(
-            __tape,
-            ::backprop::__private::one(),
-        );
-        let __grad = if ::backprop::__private::is_nan(&__grad.0) {
-            let (_, __tape) = loops::forward(x, n);
-            ::backprop::__private::Pullback::backward(
+        let (__grad, __nan_seen) = ::backprop::__private::plain_pass(|| {
+            ::backprop::__private::Pullback::backward_unguarded(
                 __tape,
                 ::backprop::__private::one(),
             )
+        });
+        let (__value, __grad) = if __nan_seen || ::backprop::__private::is_nan(&__grad.0)
+        {
+            let (__value, __tape) = loops::forward(x, n);
+            (
+                __value,
+                ::backprop::__private::Pullback::backward(
+                    __tape,
+                    ::backprop::__private::one(),
+                ),
+            )
         } else {
-            __grad
+            (__value, __grad)
         };
         let (x, _) = __grad;
         (__value, LoopsGrad { x })

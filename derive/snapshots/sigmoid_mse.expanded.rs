@@ -123,20 +123,25 @@ impl sigmoid_mse {
     #[allow(unused_variables, unreachable_code, non_snake_case)]
     fn grad(w: f64, x: f64, b: f64, y: f64) -> (f64, SigmoidMseGrad) {
         let (__value, __tape) = sigmoid_mse::forward(w, x, b, y);
-        let __grad = ::backprop::__private::Pullback::backward_unguarded(
-            __tape,
-            ::backprop::__private::one(),
-        );
-        let __grad = if ::backprop::__private::is_nan(&__grad.0)
-            || ::backprop::__private::is_nan(&__grad.2)
-        {
-            let (_, __tape) = sigmoid_mse::forward(w, x, b, y);
-            ::backprop::__private::Pullback::backward(
+        let (__grad, __nan_seen) = ::backprop::__private::plain_pass(|| {
+            ::backprop::__private::Pullback::backward_unguarded(
                 __tape,
                 ::backprop::__private::one(),
             )
+        });
+        let (__value, __grad) = if __nan_seen || ::backprop::__private::is_nan(&__grad.0)
+            || ::backprop::__private::is_nan(&__grad.2)
+        {
+            let (__value, __tape) = sigmoid_mse::forward(w, x, b, y);
+            (
+                __value,
+                ::backprop::__private::Pullback::backward(
+                    __tape,
+                    ::backprop::__private::one(),
+                ),
+            )
         } else {
-            __grad
+            (__value, __grad)
         };
         let (w, _, b, _) = __grad;
         (__value, SigmoidMseGrad { w, b })

@@ -93,6 +93,11 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
         .zip(&types)
         .map(|(n, t)| quote!(#n: #t))
         .collect();
+    // The companions' own locals, named apart from every argument.
+    let taken: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let value = crate::emit::fresh_apart("__value", &taken);
+    let d_out = crate::emit::fresh_apart("__d_out", &taken);
+    let strong = crate::emit::fresh_apart("__strong", &taken);
     let cfgs = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let cfgs2 = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let doc = format!(
@@ -114,16 +119,23 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
             #[doc = #doc]
             #[inline]
             #vis fn forward #impl_generics (#(#inputs),*) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = (#(#cotangents,)*)>) #where_clause {
-                let __value = #name(#(#names),*);
-                (__value, ::backprop::__private::Tape::new(move |__d_out: #ret| -> (#(#cotangents,)*) { #pullback(#(#names,)* __value, __d_out) }))
+                let #value = #name(#(#names),*);
+                #name::rebuild(#(#names,)* #value)
             }
 
             /// The tape of a call made before, from its arguments (copies kept by the
             /// caller) and the value it returned: the pullback needs nothing else, so
             /// nothing is computed again.
             #[inline]
-            #vis fn rebuild #impl_generics (#(#inputs,)* __value: #ret) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = (#(#cotangents,)*)>) #where_clause {
-                (__value, ::backprop::__private::Tape::new(move |__d_out: #ret| -> (#(#cotangents,)*) { #pullback(#(#names,)* __value, __d_out) }))
+            #vis fn rebuild #impl_generics (#(#inputs,)* #value: #ret) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = (#(#cotangents,)*)>) #where_clause {
+                // In a plain pass (`f_grad`'s first try), a NaN cotangent is noted:
+                // this pullback may not carry it through (see `note_plain_nan`).
+                (#value, ::backprop::__private::DualTape::new(move |#d_out: #ret, #strong: bool| -> (#(#cotangents,)*) {
+                    if !#strong {
+                        ::backprop::__private::note_plain_nan(&#d_out);
+                    }
+                    #pullback(#(#names,)* #value, #d_out)
+                }))
             }
         }
     }

@@ -192,11 +192,27 @@ pub mod vjp {
 
     /// ∂ logsumexp(x)/∂xᵢ · d = exp(xᵢ − y) · d: the softmax of `x` times the
     /// cotangent, from the input and the value `y`. Zero for a zero cotangent.
+    ///
+    /// `y` is rounded: `exp(xᵢ − y)` is off by a relative `|y|·ε/2` at most (ε the
+    /// type's epsilon). That is used only while it is at most 2⁻⁴⁶ (|y| ≤ 128 in f64);
+    /// beyond it (and always in f32) the sum is formed again, shifted by the maximum
+    /// m: `exp(xᵢ − m) / Σⱼ exp(xⱼ − m)`, exact to a few ulps at any magnitude (at
+    /// `[1e16, 1e16]` the rounded `y` would give `[1, 1]`, not `[½, ½]`).
     pub fn logsumexp_vjp<T: Float>(x: &[T], y: T, d: T) -> Vec<T> {
         if d == T::zero() {
             return vec![T::zero(); x.len()];
         }
-        x.iter().map(|&v| d * (v - y).exp()).collect()
+        let tolerance = T::from(2f64.powi(-46)).unwrap_or_else(T::epsilon);
+        if y.is_finite() && y.abs() * T::epsilon() <= tolerance {
+            return x.iter().map(|&v| d * (v - y).exp()).collect();
+        }
+        let m = x.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+        if !m.is_finite() || !y.is_finite() {
+            // ±∞ or NaN: the same expression, whose NaNs and zeros are the answer.
+            return x.iter().map(|&v| d * (v - y).exp()).collect();
+        }
+        let s = x.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
+        x.iter().map(|&v| d * ((v - m).exp() / s)).collect()
     }
 
     /// σ'(x) = y(1 − y) from the saved output.

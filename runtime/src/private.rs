@@ -22,6 +22,32 @@ pub mod plain {
     pub use crate::rules::scalar::plain::*;
 }
 
+std::thread_local! {
+    static PLAIN_NAN: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Notes a NaN cotangent reaching a hand-written pullback during a plain pass. Such a
+/// pullback need not be linear in its cotangent (a clipped gradient, `d.clamp(-1, 1)`)
+/// and could turn the NaN of a plain `0 · ∞` into a number: `f_grad` then takes the
+/// strong-zero pass, as it would for a NaN in the gradient.
+#[inline(always)]
+pub fn note_plain_nan<T: PartialEq>(d: &T) {
+    #[allow(clippy::eq_op)]
+    if d != d {
+        PLAIN_NAN.with(|c| c.set(true));
+    }
+}
+
+/// Runs `pass` (a reverse pass without strong zeros) and says whether a hand-written
+/// pullback saw a NaN cotangent during it ([`note_plain_nan`]).
+#[inline(always)]
+pub fn plain_pass<G>(pass: impl FnOnce() -> G) -> (G, bool) {
+    let outer = PLAIN_NAN.with(|c| c.replace(false));
+    let grad = pass();
+    let seen = PLAIN_NAN.with(|c| c.replace(outer));
+    (grad, seen)
+}
+
 /// Whether a scalar cotangent is NaN (the test `f_grad` makes after a reverse pass
 /// without strong zeros).
 #[inline(always)]

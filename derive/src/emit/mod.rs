@@ -22,6 +22,16 @@ use quote::{ToTokens, format_ident, quote};
 use syn::ItemFn;
 
 /// `loss_fn` → `LossFnGrad`.
+/// `base`, or `base_`, `base__`, ...: the first that is none of `taken` (a companion's
+/// own local, which must not shadow an argument it passes on).
+pub fn fresh_apart(base: &str, taken: &[String]) -> syn::Ident {
+    let mut name = base.to_string();
+    while taken.contains(&name) {
+        name.push('_');
+    }
+    syn::Ident::new(&name, proc_macro2::Span::call_site())
+}
+
 pub fn grad_struct_ident(item: &ItemFn) -> syn::Ident {
     let camel: String = item
         .sig
@@ -319,10 +329,12 @@ impl Shape<'_> {
         let tuple_ty = self.tuple_ty();
         let ret = &self.ret_ty;
         let inputs = self.inputs();
+        let taken: Vec<String> = self.params.iter().map(|p| p.name.to_string()).collect();
+        let before = fresh_apart("__value", &taken);
         let rebuild_inputs = if self.params.is_empty() {
-            quote!(__value: #ret)
+            quote!(#before: #ret)
         } else {
-            quote!(#inputs, __value: #ret)
+            quote!(#inputs, #before: #ret)
         };
         let args = self.arg_names();
         let generics = self.generics();
@@ -392,6 +404,13 @@ impl Shape<'_> {
             .map(|p| &p.name)
             .collect();
         let grad_default = if plain_first {
+            let taken: Vec<String> = self.params.iter().map(|p| p.name.to_string()).collect();
+            let (value, tape, grad, seen) = (
+                fresh_apart("__value", &taken),
+                fresh_apart("__tape", &taken),
+                fresh_apart("__grad", &taken),
+                fresh_apart("__nan_seen", &taken),
+            );
             let checks: Vec<TokenStream> = self
                 .params
                 .iter()
@@ -400,30 +419,27 @@ impl Shape<'_> {
                 .map(|(k, p)| {
                     let k = syn::Index::from(k);
                     if p.elem.is_some() {
-                        quote!(::backprop::__private::any_nan(&__grad.#k[..]))
+                        quote!(::backprop::__private::any_nan(&#grad.#k[..]))
                     } else {
-                        quote!(::backprop::__private::is_nan(&__grad.#k))
+                        quote!(::backprop::__private::is_nan(&#grad.#k))
                     }
                 })
                 .collect();
-            let any = if checks.is_empty() {
-                quote!(false)
-            } else {
-                quote!(#(#checks)||*)
-            };
             quote! {
-                // (Its own names start with `__`: the arguments are used again below.)
-                let (__value, __tape) = #name::forward #tf (#(#args),*);
-                let __grad = ::backprop::__private::Pullback::backward_unguarded(__tape, ::backprop::__private::one());
-                // A NaN: run again with strong zeros, where `0 · ∞` is 0.
-                let __grad = if #any {
-                    let (_, __tape) = #name::forward #tf (#(#args),*);
-                    ::backprop::__private::Pullback::backward(__tape, ::backprop::__private::one())
+                let (#value, #tape) = #name::forward #tf (#(#args),*);
+                let (#grad, #seen) = ::backprop::__private::plain_pass(|| {
+                    ::backprop::__private::Pullback::backward_unguarded(#tape, ::backprop::__private::one())
+                });
+                // A NaN: both passes again, with strong zeros (where `0 · ∞` is 0). The
+                // value returned is the second forward pass's, so the two match.
+                let (#value, #grad) = if #seen #(|| #checks)* {
+                    let (#value, #tape) = #name::forward #tf (#(#args),*);
+                    (#value, ::backprop::__private::Pullback::backward(#tape, ::backprop::__private::one()))
                 } else {
-                    __grad
+                    (#value, #grad)
                 };
-                let (#(#slots_for_grad,)*) = __grad;
-                (__value, #grad_ident { #(#field_names_for_grad),* })
+                let (#(#slots_for_grad,)*) = #grad;
+                (#value, #grad_ident { #(#field_names_for_grad),* })
             }
         } else {
             quote! {
@@ -478,7 +494,7 @@ impl Shape<'_> {
                 /// before is not needed.
                 #[inline]
                 #[allow(unused_variables)]
-                #vis fn rebuild #impl_generics (#rebuild_inputs)  -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
+                #vis fn rebuild #impl_generics (#rebuild_inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
                     #name::forward #tf (#(#args),*)
                 }
 
@@ -515,6 +531,88 @@ impl Shape<'_> {
             }
         }
     }
+}
+
+/// Whether the function calls code no rule covers (`rand::random()`, a counter, a
+/// macro) on constants. Such a call may have effects or differ from one run to the
+/// next, so `f_grad` does not run the forward pass twice for it: no plain pass first.
+fn calls_outside_rules(func: &Func) -> bool {
+    // Constructors of constants (`T::zero()`, `T::from(0.5).unwrap()`) and float
+    // methods are pure; any other call or macro might not be.
+    const PURE_CALLS: &[&str] = &[
+        "zero",
+        "one",
+        "from",
+        "from_f64",
+        "from_f32",
+        "nan",
+        "infinity",
+        "neg_infinity",
+        "epsilon",
+        "max_value",
+        "min_value",
+        "min_positive_value",
+        "cast",
+    ];
+    const PURE_METHODS: &[&str] = &[
+        "unwrap",
+        "expect",
+        "into",
+        "clone",
+        "abs",
+        "sqrt",
+        "cbrt",
+        "exp",
+        "exp2",
+        "ln",
+        "log",
+        "log2",
+        "log10",
+        "powi",
+        "powf",
+        "sin",
+        "cos",
+        "tan",
+        "tanh",
+        "sinh",
+        "cosh",
+        "recip",
+        "neg",
+        "max",
+        "min",
+        "to_radians",
+        "to_degrees",
+    ];
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
+            let pure = matches!(&*c.func, syn::Expr::Path(p)
+                if p.path.segments.last().is_some_and(|s| PURE_CALLS.contains(&s.ident.to_string().as_str())));
+            self.0 |= !pure;
+            syn::visit::visit_expr_call(self, c);
+        }
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            self.0 |= !PURE_METHODS.contains(&m.method.to_string().as_str());
+            syn::visit::visit_expr_method_call(self, m);
+        }
+        fn visit_expr_macro(&mut self, _: &'ast syn::ExprMacro) {
+            self.0 = true;
+        }
+    }
+    let mut found = false;
+    crate::ir::walk(&func.body, &mut |s| {
+        if matches!(s.rhs, crate::ir::Rhs::NoRule { .. }) {
+            found = true;
+        }
+        for o in s.rhs.operands() {
+            if let crate::ir::Operand::Const(e) = o {
+                let mut f = Finder(false);
+                syn::visit::Visit::visit_expr(&mut f, e);
+                found |= f.0;
+            }
+        }
+    });
+    found
 }
 
 /// The full expansion of a function that passed every check.
@@ -682,7 +780,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
         let #pullback_name = #pullback;
         (#ret, #tape)
     };
-    let plain_first = dual && shape.plain_first();
+    let plain_first = dual && shape.plain_first() && !calls_outside_rules(func);
     let companions = shape.companions(body, None, plain_first);
     quote! {
         #item
