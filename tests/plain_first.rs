@@ -282,3 +282,46 @@ fn a_parameter_named_value_is_not_confused_with_the_result() {
         vec![(2.0 + 3.0) + (4.0 + 12.0), (4.0 + 12.0) + (6.0 + 27.0)]
     );
 }
+
+// ---- which functions try the plain pass -----------------------------------------
+
+static SCALE_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// `2x`, counting its forward calls (a rule call: the plain pass may run it twice).
+#[custom_vjp(counted_double_vjp)]
+fn counted_double(x: f64) -> f64 {
+    SCALE_CALLS.fetch_add(1, Ordering::SeqCst);
+    2.0 * x
+}
+
+fn counted_double_vjp(_x: f64, _y: f64, d: f64) -> (f64,) {
+    (2.0 * d,)
+}
+
+/// Casts, `len()` and operators on constants do not stop the plain pass.
+#[grad]
+fn mean_weighted_roots(x: &[f64], w: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        s += counted_double(w[i]) * x[i].sqrt();
+    }
+    s / n
+}
+
+#[test]
+fn casts_and_len_keep_the_plain_pass_and_its_fallback() {
+    // No 0·∞: one forward pass.
+    SCALE_CALLS.store(0, Ordering::SeqCst);
+    let (v, g) = mean_weighted_roots_grad(&[1.0, 4.0], &[1.0, 1.0]);
+    assert_eq!(SCALE_CALLS.load(Ordering::SeqCst), 2);
+    assert_eq!(v, (2.0 + 4.0) / 2.0);
+    assert_eq!(g.x, vec![0.5, 0.25]);
+    // 0·∞ at x₀: the plain pass had a NaN, so the forward pass ran again.
+    SCALE_CALLS.store(0, Ordering::SeqCst);
+    let (v, g) = mean_weighted_roots_grad(&[0.0, 4.0], &[0.0, 1.0]);
+    assert_eq!(SCALE_CALLS.load(Ordering::SeqCst), 4);
+    assert_eq!(v, 2.0);
+    assert_eq!(g.x, vec![0.0, 0.25]);
+    assert_eq!(g.w, vec![0.0, 2.0]);
+}

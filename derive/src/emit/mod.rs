@@ -601,8 +601,28 @@ fn calls_outside_rules(func: &Func) -> bool {
     }
     let mut found = false;
     crate::ir::walk(&func.body, &mut |s| {
-        if matches!(s.rhs, crate::ir::Rhs::NoRule { .. }) {
-            found = true;
+        // An operation without a rule on constants: operators, casts and indexing are
+        // pure; a method or a function might not be. (Operations with derivative 0,
+        // `len()`, `floor()`, comparisons, are the op table's, all pure.)
+        if let crate::ir::Rhs::NoRule { spelling, .. } = &s.rhs {
+            use crate::ir::Spelling as Sp;
+            found |= match spelling {
+                Sp::Operator(_)
+                | Sp::Unary(_)
+                | Sp::Cast(_)
+                | Sp::Ref
+                | Sp::Index
+                | Sp::Matches(_) => false,
+                Sp::Method(m) | Sp::MethodUnwrap(m, _) => {
+                    !PURE_METHODS.contains(&m.to_string().as_str())
+                }
+                Sp::MethodTurbofish(_) => true,
+                Sp::Path(p) => !p
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|seg| PURE_CALLS.contains(&seg.ident.to_string().as_str())),
+            };
         }
         for o in s.rhs.operands() {
             if let crate::ir::Operand::Const(e) = o {
