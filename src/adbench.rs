@@ -31,8 +31,8 @@ use rand::{Rng, SeedableRng};
 
 /// log Σᵢ exp(vᵢ), shifted by the maximum so it neither overflows nor underflows,
 /// written with `#[grad]`: the same function as [`backprop::logsumexp`], which the GMM
-/// objective calls. With this one instead its gradient takes 3.2× the objective rather
-/// than 3.0× (`docs/PERFORMANCE.md`): called on a buffer the loop overwrites, a
+/// objective calls. With this one instead its gradient takes 3.1× the objective rather
+/// than 2.9× (`docs/PERFORMANCE.md`): called on a buffer the loop overwrites, a
 /// `#[grad]` function runs its forward pass again in the reverse pass, where the
 /// runtime's rule needs only the copy and the value.
 #[grad]
