@@ -788,7 +788,8 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
         .collect();
     // A view of a buffer this function owns (`let tail = &v[1..];`) borrows a local of
     // the forward pass: the pullback takes the buffer and makes the view again.
-    let mentioned = crate::ir::idents(&quote!(#(#out)*));
+    let body = quote!(#(#out)*);
+    let mentioned = crate::ir::idents(&body);
     let view_stmts: Vec<&Stmt> = func
         .body
         .iter()
@@ -857,7 +858,6 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
             quote!(#unused)
         }
     };
-    let body = quote!(#(#out)*);
     // Tensor code keeps one body: its rules are kernels with their own zero handling,
     // so a second body would only double its size.
     let tensor = cx.plan.kinds.any_tensor()

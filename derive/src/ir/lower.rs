@@ -75,6 +75,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         ret,
         buffers: lw.buffers,
         generics: item.sig.generics.clone(),
+        defs: Default::default(),
     })
 }
 

@@ -268,6 +268,9 @@ pub struct Func {
     pub buffers: std::collections::HashSet<VarId>,
     /// The function's generics (float type parameters change how adjoints add up).
     pub generics: syn::Generics,
+    /// Where each value is defined, built on the first `def_of` (the body is not
+    /// changed after lowering): a path of (statement index, nested body) steps.
+    pub defs: std::cell::OnceCell<std::collections::HashMap<VarId, Vec<(usize, u8)>>>,
 }
 
 impl Func {
@@ -316,20 +319,57 @@ impl Func {
     }
 
     /// The statement that defines `v`, at any depth.
+    /// The statement that defines `v`, if one does. O(depth) after the first call,
+    /// which indexes the body (the search it replaced was linear, and quadratic over
+    /// an expansion).
     pub fn def_of(&self, v: VarId) -> Option<&Stmt> {
-        fn find(stmts: &[Stmt], v: VarId) -> Option<&Stmt> {
-            stmts.iter().find_map(|s| {
-                if s.def == v {
-                    return Some(s);
-                }
+        // Step kinds: 0 = the statement itself, 1 = a then-arm, 2 = an else-arm,
+        // 3 = a loop body (then the next index is inside it).
+        fn index(
+            stmts: &[Stmt],
+            path: &mut Vec<(usize, u8)>,
+            out: &mut std::collections::HashMap<VarId, Vec<(usize, u8)>>,
+        ) {
+            for (k, s) in stmts.iter().enumerate() {
+                path.push((k, 0));
+                out.entry(s.def).or_insert_with(|| path.clone());
+                path.pop();
                 match &s.rhs {
-                    Rhs::If(node) => find(&node.then_body, v).or_else(|| find(&node.else_body, v)),
-                    Rhs::Loop(node) => find(&node.body, v),
-                    _ => None,
+                    Rhs::If(node) => {
+                        path.push((k, 1));
+                        index(&node.then_body, path, out);
+                        path.pop();
+                        path.push((k, 2));
+                        index(&node.else_body, path, out);
+                        path.pop();
+                    }
+                    Rhs::Loop(node) => {
+                        path.push((k, 3));
+                        index(&node.body, path, out);
+                        path.pop();
+                    }
+                    _ => {}
                 }
-            })
+            }
         }
-        find(&self.body, v)
+        let defs = self.defs.get_or_init(|| {
+            let mut out = std::collections::HashMap::new();
+            index(&self.body, &mut Vec::new(), &mut out);
+            out
+        });
+        let path = defs.get(&v)?;
+        let mut stmts: &[Stmt] = &self.body;
+        for &(k, kind) in path {
+            let s = &stmts[k];
+            match (kind, &s.rhs) {
+                (0, _) => return Some(s),
+                (1, Rhs::If(node)) => stmts = &node.then_body,
+                (2, Rhs::If(node)) => stmts = &node.else_body,
+                (3, Rhs::Loop(node)) => stmts = &node.body,
+                _ => unreachable!("the index follows the body's shape"),
+            }
+        }
+        None
     }
 }
 
