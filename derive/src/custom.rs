@@ -93,11 +93,14 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
         .zip(&types)
         .map(|(n, t)| quote!(#n: #t))
         .collect();
-    // The companions' own locals, named apart from every argument.
-    let taken: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let value = crate::emit::fresh_apart("__value", &taken);
-    let d_out = crate::emit::fresh_apart("__d_out", &taken);
-    let strong = crate::emit::fresh_apart("__strong", &taken);
+    // The companions' own locals, named apart from every identifier of the function.
+    let mut own = crate::emit::names::Names::new(item_fn.to_token_stream());
+    let span = proc_macro2::Span::call_site();
+    let (value, d_out, strong) = (
+        own.fresh("__value", span),
+        own.fresh("__d_out", span),
+        own.fresh("__strong", span),
+    );
     let cfgs = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let cfgs2 = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let doc = format!(

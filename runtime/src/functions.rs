@@ -170,8 +170,7 @@ pub fn silu<T: Float>(x: T) -> T {
 /// assert_eq!(logsumexp(&[1000.0, 1000.0]), 1000.0 + 2f64.ln());
 /// ```
 pub fn logsumexp<T: Float>(x: &[T]) -> T {
-    // `max` passes over NaN; a NaN term then makes the sum below NaN.
-    let m = x.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+    let (m, s) = shifted_sum(x);
     if m.is_infinite() {
         // −∞: empty, or every term is 0; +∞: one term is infinite (unless one is NaN).
         return if x.iter().any(|v| v.is_nan()) {
@@ -180,8 +179,17 @@ pub fn logsumexp<T: Float>(x: &[T]) -> T {
             m
         };
     }
-    let s = x.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
     m + s.ln()
+}
+
+/// `(m, Σᵢ exp(xᵢ − m))` with m = max x: logsumexp's shift and sum (the sum is only
+/// meaningful for a finite m). `max` passes over NaN; a NaN term makes the sum NaN.
+fn shifted_sum<T: Float>(x: &[T]) -> (T, T) {
+    let m = x.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+    if !m.is_finite() {
+        return (m, T::zero());
+    }
+    (m, x.iter().fold(T::zero(), |s, &v| s + (v - m).exp()))
 }
 
 /// Pullbacks of the functions above, one per input (the same naming as
@@ -206,12 +214,11 @@ pub mod vjp {
         if y.is_finite() && y.abs() * T::epsilon() <= tolerance {
             return x.iter().map(|&v| d * (v - y).exp()).collect();
         }
-        let m = x.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+        let (m, s) = super::shifted_sum(x);
         if !m.is_finite() || !y.is_finite() {
             // ±∞ or NaN: the same expression, whose NaNs and zeros are the answer.
             return x.iter().map(|&v| d * (v - y).exp()).collect();
         }
-        let s = x.iter().fold(T::zero(), |s, &v| s + (v - m).exp());
         x.iter().map(|&v| d * ((v - m).exp() / s)).collect()
     }
 
