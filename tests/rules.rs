@@ -266,3 +266,35 @@ fn zero_cotangents_are_strong_zeros() {
         "the weight's own gradient is ln 0 + 1/0 + ...: not hidden"
     );
 }
+
+/// The plain table (`rules::scalar::plain`, what `f_grad` tries first in loops) is the
+/// same formulas with `d · local` a plain product: equal to the strong rules for a
+/// non-zero cotangent, NaN instead of 0 for `0 · ∞`.
+#[test]
+fn plain_rules_differ_from_strong_ones_only_at_zero_times_infinity() {
+    use backprop::rules::scalar::{self as strong, plain};
+    let mut rng = StdRng::seed_from_u64(0x91a1);
+    for _ in 0..POINTS {
+        let (x, d): (f64, f64) = (rng.random_range(0.1..4.0), rng.random_range(-2.0..2.0));
+        let y = x.sqrt();
+        assert_eq!(plain::mul_vjp_lhs(x, d), strong::mul_vjp_lhs(x, d));
+        assert_eq!(plain::div_vjp_lhs(x, d), strong::div_vjp_lhs(x, d));
+        assert_eq!(
+            plain::div_vjp_rhs(x, 1.0 / x, d),
+            strong::div_vjp_rhs(x, 1.0 / x, d)
+        );
+        assert_eq!(plain::sqrt_vjp(y, d), strong::sqrt_vjp(y, d));
+        assert_eq!(plain::ln_vjp(x, d), strong::ln_vjp(x, d));
+        assert_eq!(plain::tanh_vjp(x.tanh(), d), strong::tanh_vjp(x.tanh(), d));
+        assert_eq!(plain::max_vjp_a(x, d, d), strong::max_vjp_a(x, d, d));
+    }
+    // 0 · ∞: strong gives 0, plain NaN.
+    assert_eq!(strong::sqrt_vjp(0.0, 0.0), 0.0);
+    assert!(plain::sqrt_vjp(0.0, 0.0).is_nan());
+    assert_eq!(strong::div_vjp_lhs(0.0, 0.0), 0.0);
+    assert!(plain::div_vjp_lhs(0.0, 0.0).is_nan());
+    assert_eq!(strong::mul_vjp_lhs(f64::INFINITY, 0.0), 0.0);
+    assert!(plain::mul_vjp_lhs(f64::INFINITY, 0.0).is_nan());
+    // A non-zero cotangent times ∞ is ∞ in both.
+    assert_eq!(plain::ln_vjp(0.0, 1.0), strong::ln_vjp(0.0, 1.0));
+}
