@@ -34,9 +34,19 @@ impl Ctxt {
             .push(err);
     }
 
-    /// Consumes the collector: `Err` with all errors combined, if there were any.
+    /// How many errors were recorded so far (a stage that finds new ones can stop
+    /// before it reports their consequences).
+    pub fn error_count(&self) -> usize {
+        self.errors.borrow().as_ref().map_or(0, Vec::len)
+    }
+
+    /// Consumes the collector: `Err` with all errors combined, if there were any. An
+    /// error whose message repeats an earlier one (a closure called twice) is dropped:
+    /// one refusal, one error.
     pub fn check(self) -> Result<(), Vec<syn::Error>> {
-        let errors = self.errors.borrow_mut().take().expect("Ctxt checked twice");
+        let mut errors = self.errors.borrow_mut().take().expect("Ctxt checked twice");
+        let mut seen = std::collections::HashSet::new();
+        errors.retain(|e| seen.insert(e.to_string()));
         if errors.is_empty() {
             Ok(())
         } else {

@@ -4,6 +4,7 @@ use crate::diag::Ctxt;
 use crate::{analysis, attr, emit, fallback, ir};
 use proc_macro2::TokenStream;
 use quote::quote;
+use syn::visit_mut::VisitMut;
 
 pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item_fn: syn::ItemFn = match syn::parse2(item.clone()) {
@@ -27,6 +28,43 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
         .to_compile_error();
         return quote!(#err #item_fn);
     }
+    let conds = match crate::cfg::conditions(&item_fn.block) {
+        Ok(c) => c,
+        Err(e) => {
+            let active = attr::parse(attr).ok().and_then(|a| a.active);
+            return fallback::expand(&item_fn, active.as_deref(), vec![e]);
+        }
+    };
+    if !conds.is_empty() {
+        return per_configuration(attr, &item_fn, &conds);
+    }
+    pipeline(attr, &item_fn)
+}
+
+/// One expansion per combination of the body's `#[cfg]` conditions (see `cfg.rs`):
+/// `f` once as written, and each combination's companions under its own `#[cfg]`.
+fn per_configuration(
+    attr: TokenStream,
+    item_fn: &syn::ItemFn,
+    conds: &[TokenStream],
+) -> TokenStream {
+    let mut out = quote!(#item_fn);
+    for mask in 0..1u32 << conds.len() {
+        let keep: Vec<bool> = (0..conds.len()).map(|k| mask >> k & 1 == 1).collect();
+        let pruned = crate::cfg::prune(item_fn, conds, &keep);
+        let expansion = pipeline(attr.clone(), &pruned);
+        let pred = crate::cfg::predicate(conds, &keep);
+        out.extend(crate::cfg::guard(expansion, &pred, &item_fn.sig.ident));
+    }
+    out
+}
+
+/// attribute → lower → analyse → emit, for a body without `#[cfg]`.
+fn pipeline(attr: TokenStream, item_fn: &syn::ItemFn) -> TokenStream {
+    let mut item_fn = item_fn.clone();
+    // An empty statement (`let y = x;;`) is nothing to rustc; syn keeps it as an empty
+    // expression, which the generated code must not repeat.
+    EmptyStatements.visit_block_mut(&mut item_fn.block);
     let args = match attr::parse(attr) {
         Ok(a) => a,
         Err(e) => return fallback::expand(&item_fn, Some(&[]), vec![e]),
@@ -54,4 +92,14 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
         );
     }
     emit::emit(&item_fn, &func, &plan)
+}
+
+struct EmptyStatements;
+
+impl syn::visit_mut::VisitMut for EmptyStatements {
+    fn visit_block_mut(&mut self, b: &mut syn::Block) {
+        b.stmts
+            .retain(|s| !matches!(s, syn::Stmt::Expr(syn::Expr::Verbatim(t), _) if t.is_empty()));
+        syn::visit_mut::visit_block_mut(self, b);
+    }
 }

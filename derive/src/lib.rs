@@ -11,6 +11,7 @@ extern crate proc_macro;
 
 mod analysis;
 mod attr;
+mod cfg;
 mod custom;
 mod diag;
 mod differentiable;

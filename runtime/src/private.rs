@@ -79,6 +79,14 @@ pub fn zero<T: num_traits::Zero>() -> T {
     T::zero()
 }
 
+/// −0.0, where a sum starts: std's `Sum` for floats starts there (the neutral element:
+/// −0 + x = x for every x, +0 included), so an empty sum is −0.0 in `f` and its
+/// companions alike.
+#[inline(always)]
+pub fn neg_zero<T: num_traits::Float>() -> T {
+    T::neg_zero()
+}
+
 /// The seed cotangent dL/dL = 1.
 #[inline(always)]
 pub fn one<T: num_traits::One>() -> T {
@@ -129,8 +137,16 @@ pub fn sum_of<T: Copy + core::ops::Add<Output = T> + num_traits::Zero>(d: &[T]) 
 
 /// `d_x += part`, elementwise: a buffer's cotangent from a call or a copy, added into
 /// the adjoint of the buffer (or sub-slice) it came from.
+///
+/// `part` is any owner of a slice (the callee's `Vec`): taking it generically keeps a
+/// call rustc cannot resolve (a function without a rule) at its one error, instead of
+/// adding "`[f64]` has no size known at compile time" for the unknown cotangent.
 #[inline]
-pub fn add_into<T: Copy + core::ops::Add<Output = T>>(target: &mut [T], part: &[T]) {
+pub fn add_into<T: Copy + core::ops::Add<Output = T>, P: AsRef<[T]> + ?Sized>(
+    target: &mut [T],
+    part: &P,
+) {
+    let part = part.as_ref();
     assert!(
         part.len() <= target.len(),
         "a buffer's cotangent has {} elements, but the buffer it flows into has {}",

@@ -114,13 +114,18 @@ impl<'a> Emitter<'a> {
     }
 
     /// A buffer whose elements belong to this function (not to an argument).
+    /// A buffer this function owns: a local, or an argument taken by value (`x:
+    /// Vec<f64>`, `x: [f64; 3]`). A callee's tape cannot borrow it past the forward
+    /// pass, so a call on it is checkpointed. A borrowed argument (`&[f64]`) outlives
+    /// the tape and is passed as it is.
     pub fn is_local_buffer(&self, v: VarId) -> bool {
+        let root = self.func.buffer_root(v).0;
         self.func.is_buffer(v)
             && !self
                 .func
                 .params
                 .iter()
-                .any(|p| p.var == self.func.buffer_root(v).0)
+                .any(|p| p.var == root && matches!(p.ty, syn::Type::Reference(_)))
     }
 
     fn local_buffer_args(&self, args: &[Operand]) -> bool {

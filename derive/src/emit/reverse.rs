@@ -193,7 +193,8 @@ fn reverse_block(
             Rhs::Prim { prim, .. } => {
                 let scalar_path = cx.plan.kinds.scalar_path(s.def);
                 let single = prim.arity() == 1;
-                for (k, vjp) in prim.vjps_on(scalar_path).iter().enumerate() {
+                let vjps = prim.vjps_on(scalar_path);
+                for (k, vjp) in vjps.iter().enumerate() {
                     let Some(t) = active(&args[k]) else { continue };
                     if cx.in_place_reads.contains(&t) {
                         // The old element of an in-place update: see `in_place_updates`.
@@ -217,9 +218,15 @@ fn reverse_block(
                                 .iter()
                                 .map(|n| {
                                     let value = match n {
-                                        // A constant on the tensor path takes the element
-                                        // type of the cotangent (`x / 3.0` on f32 arrays).
-                                        Need::In(j) if !scalar_path && args[*j].var().is_none() => {
+                                        // A float constant on the tensor path takes the
+                                        // element type of the cotangent (`x / 3.0` on f32
+                                        // arrays); an input nothing flows to is data (the
+                                        // `i32` exponent of `powi`) and stays as written.
+                                        Need::In(j)
+                                            if !scalar_path
+                                                && args[*j].var().is_none()
+                                                && vjps[*j] != Vjp::Zero =>
+                                        {
                                             let c = cx.operand(&args[*j]);
                                             let d = cx.adjoint(s.def);
                                             return quote!(&::backprop::__private::tensor::like(&#d, #c));

@@ -43,6 +43,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         items: Vec::new(),
         generics,
         named_result: None,
+        poisoned: HashSet::new(),
         temps: HashSet::new(),
         buffers: HashSet::new(),
         owner_rhs: HashMap::new(),
@@ -61,8 +62,14 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
     check_signature(cx, item);
     let ret_ty = lw.return_type(item);
     let params = lw.params(item, args);
-    let body = lift_loop_returns(&item.block.stmts, &lw.names_for_lift(), ret_ty.as_ref());
-    let ret = lw.block_value(&body, item.block.span(), true);
+    // A refused signature is the one error: the body is not lowered against it (a tuple
+    // result would add "tuples not supported" for its tail).
+    let ret = if cx.error_count() > 0 {
+        dummy()
+    } else {
+        let body = lift_loop_returns(&item.block.stmts, &lw.names_for_lift(), ret_ty.as_ref());
+        lw.block_value(&body, item.block.span(), true)
+    };
     // With errors the function is not emitted, but analysing it still reports the
     // errors only analysis finds (an active value reaching an op without a rule), so
     // one compile shows every problem.
@@ -129,6 +136,8 @@ struct Lowerer<'a> {
     /// The var created for the `want`ed name by the last `define`, so a `let` knows its
     /// initializer already produced the binding (no extra copy).
     named_result: Option<VarId>,
+    /// Names whose `let` was refused (see `local`).
+    poisoned: HashSet<String>,
     /// Values that are buffers of floats (see `BufOp`).
     buffers: HashSet<VarId>,
     /// Struct arguments and field views of them (`&p.w`).
@@ -316,6 +325,12 @@ impl Lowerer<'_> {
             None => {
                 for p in &mut params {
                     p.active = p.kind != ParamKind::Other;
+                    // A type the macro cannot see into is differentiated as a struct of
+                    // parameters, unless the body treats it as data: an enum matched on
+                    // or compared (`match mode { .. }`, `mode == Mode::Train`).
+                    if p.kind == ParamKind::Struct && used_as_data(&item.block, &p.ident) {
+                        p.active = false;
+                    }
                     // A buffer of buffers would silently stay data.
                     let inner = match &p.ty {
                         Type::Reference(r) => &*r.elem,
@@ -482,6 +497,13 @@ impl Lowerer<'_> {
 
     /// Lowers a block's statements and returns the value of its tail expression.
     fn block_value(&mut self, stmts: &[syn::Stmt], span: Span, is_body: bool) -> Operand {
+        let split;
+        let stmts = if is_body {
+            split = split_returning_lets(stmts);
+            &split[..]
+        } else {
+            stmts
+        };
         let mut tail = None;
         for (k, stmt) in stmts.iter().enumerate() {
             let last = k + 1 == stmts.len();
@@ -538,6 +560,10 @@ impl Lowerer<'_> {
             }
         }
         tail.unwrap_or_else(|| {
+            // A block that ends in a refused `return` has had its error.
+            if let Some(syn::Stmt::Expr(Expr::Return(_), _)) = stmts.last() {
+                return dummy();
+            }
             let what = if is_body { "the function body" } else { "this block" };
             self.cx.error_at(
                 stmts.last().map_or(span, |s| s.span()),
@@ -581,7 +607,52 @@ impl Lowerer<'_> {
         }
     }
 
+    /// A `let`. Statements nest (the loop an iterator reduction becomes, inside a
+    /// `vec![..]` literal): each leaves `named_result` as it found it, so the `let`
+    /// around it still recognises its own binding.
     fn local(&mut self, local: &syn::Local) {
+        let outer = self.named_result;
+        let errors = self.cx.error_count();
+        self.local_binding(local);
+        self.named_result = outer;
+        // A refused `let` poisons its name: later reads and assignments of it are
+        // consequences of the one error, not errors of their own.
+        let mut names = Vec::new();
+        pattern_names(&local.pat, &mut names);
+        for n in names {
+            if self.cx.error_count() > errors {
+                self.poisoned.insert(n);
+            } else {
+                self.poisoned.remove(&n);
+            }
+        }
+    }
+
+    fn reads_poisoned(&self, e: &Expr) -> bool {
+        use syn::visit::Visit;
+        struct Find<'a> {
+            poisoned: &'a HashSet<String>,
+            found: bool,
+        }
+        impl<'v> Visit<'v> for Find<'_> {
+            fn visit_expr_path(&mut self, p: &'v syn::ExprPath) {
+                if let Some(i) = p.path.get_ident() {
+                    self.found |= self.poisoned.contains(&i.to_string());
+                }
+            }
+        }
+        if self.poisoned.is_empty() {
+            return false;
+        }
+        let mut f = Find {
+            poisoned: &self.poisoned,
+            found: false,
+        };
+        f.visit_expr(e);
+        f.found
+    }
+
+    fn local_binding(&mut self, local: &syn::Local) {
         if let Some(init) = &local.init
             && let Some((_, diverge)) = &init.diverge
         {
@@ -681,6 +752,15 @@ impl Lowerer<'_> {
     }
 
     fn expr_stmt(&mut self, e: &Expr) {
+        if self.reads_poisoned(e) {
+            return;
+        }
+        let outer = self.named_result;
+        self.expr_stmt_inner(e);
+        self.named_result = outer;
+    }
+
+    fn expr_stmt_inner(&mut self, e: &Expr) {
         match e {
             Expr::Assign(a) if matches!(&*a.left, Expr::Index(_)) => {
                 self.store(&a.left, None, &a.right, e);
@@ -806,6 +886,10 @@ impl Lowerer<'_> {
 
     /// Lowers `e` to an operand; the operation at its top (if any) defines `want`.
     fn expr(&mut self, e: &Expr, want: Option<&Ident>) -> Operand {
+        // A local whose `let` was refused has had its error; what reads it has none.
+        if self.reads_poisoned(e) {
+            return dummy();
+        }
         if let Some(v) = self.new_buffer(e, want) {
             return v;
         }
@@ -2423,16 +2507,18 @@ impl Lowerer<'_> {
             return Some(dummy());
         }
         let (init, fold): (Expr, Option<&Expr>) = match (name.as_str(), m.args.len()) {
-            // A float literal, or the float type's own 0 and 1 in generic code.
+            // A float literal, or the float type's own 0 and 1 in generic code. A sum
+            // starts from −0.0, as std's `Sum` for floats does: it is the neutral element
+            // (−0 + x = x for every x, +0 included), so an empty sum is −0.0 in both.
             ("sum", 0) if !self.generics.is_empty() => (
-                syn::parse_quote_spanned!(span=> ::backprop::__private::zero()),
+                syn::parse_quote_spanned!(span=> ::backprop::__private::neg_zero()),
                 None,
             ),
             ("product", 0) if !self.generics.is_empty() => (
                 syn::parse_quote_spanned!(span=> ::backprop::__private::one()),
                 None,
             ),
-            ("sum", 0) => (syn::parse_quote_spanned!(span=> 0.0), None),
+            ("sum", 0) => (syn::parse_quote_spanned!(span=> -0.0), None),
             ("product", 0) => (syn::parse_quote_spanned!(span=> 1.0), None),
             ("fold", 2) => (m.args[0].clone(), Some(&m.args[1])),
             _ => return None,
@@ -3208,6 +3294,23 @@ fn lift_loop_returns(
         ret: &'a Ident,
         flag: &'a Ident,
         found: bool,
+        /// What a `break` out of the innermost loop carries: nothing, or (in a loop
+        /// whose value is bound, `let r = loop { .. }`) a placeholder of its type,
+        /// never read, since the function returns right after.
+        break_value: Option<Expr>,
+    }
+    impl Lift<'_> {
+        fn brk(&self) -> Expr {
+            match &self.break_value {
+                Some(v) => syn::parse_quote!(break #v),
+                None => syn::parse_quote!(break),
+            }
+        }
+        fn in_loop(&mut self, value: Option<Expr>, body: &mut syn::Block) {
+            let saved = std::mem::replace(&mut self.break_value, value);
+            self.visit_block_mut(body);
+            self.break_value = saved;
+        }
     }
     impl VisitMut for Lift<'_> {
         fn visit_block_mut(&mut self, b: &mut syn::Block) {
@@ -3216,9 +3319,9 @@ fn lift_loop_returns(
                 if let syn::Stmt::Expr(Expr::Return(r), _) = &st
                     && let Some(v) = &r.expr
                 {
-                    let (ret, flag) = (self.ret, self.flag);
+                    let (ret, flag, brk) = (self.ret, self.flag, self.brk());
                     out.push(
-                        syn::parse_quote_spanned!(r.span()=> { #ret = #v; #flag = true; break; }),
+                        syn::parse_quote_spanned!(r.span()=> { #ret = #v; #flag = true; #brk; }),
                     );
                     self.found = true;
                     continue;
@@ -3226,32 +3329,63 @@ fn lift_loop_returns(
                 let is_loop = matches!(
                     st,
                     syn::Stmt::Expr(Expr::ForLoop(_) | Expr::While(_) | Expr::Loop(_), _)
-                );
+                ) || value_loop(&mut st).is_some();
                 let before = std::mem::replace(&mut self.found, false);
                 syn::visit_mut::visit_stmt_mut(self, &mut st);
                 let inner = self.found;
                 self.found |= before;
                 out.push(st);
                 if is_loop && inner {
-                    let flag = self.flag;
-                    out.push(syn::parse_quote!(if #flag { break; }));
+                    let (flag, brk) = (self.flag, self.brk());
+                    out.push(syn::parse_quote!(if #flag { #brk; }));
                 }
             }
             b.stmts = out;
         }
+        fn visit_local_mut(&mut self, l: &mut syn::Local) {
+            match value_loop_of(l) {
+                Some(body) => self.in_loop(Some(placeholder()), body),
+                None => syn::visit_mut::visit_local_mut(self, l),
+            }
+        }
+        fn visit_expr_for_loop_mut(&mut self, f: &mut syn::ExprForLoop) {
+            self.in_loop(None, &mut f.body);
+        }
+        fn visit_expr_while_mut(&mut self, w: &mut syn::ExprWhile) {
+            self.in_loop(None, &mut w.body);
+        }
+        fn visit_expr_loop_mut(&mut self, l: &mut syn::ExprLoop) {
+            self.in_loop(None, &mut l.body);
+        }
         fn visit_expr_closure_mut(&mut self, _: &mut syn::ExprClosure) {}
         fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+    }
+    /// `let r = loop { .. };`: the loop's body.
+    fn value_loop_of(l: &mut syn::Local) -> Option<&mut syn::Block> {
+        match l.init.as_mut().map(|i| &mut *i.expr) {
+            Some(Expr::Loop(lp)) => Some(&mut lp.body),
+            _ => None,
+        }
+    }
+    fn value_loop(st: &mut syn::Stmt) -> Option<&mut syn::Block> {
+        match st {
+            syn::Stmt::Local(l) => value_loop_of(l),
+            _ => None,
+        }
+    }
+    fn placeholder() -> Expr {
+        syn::parse_quote!(::backprop::__private::zero())
     }
     let (ret, flag) = names;
     let mut out = Vec::new();
     let mut lifted = false;
     for st in stmts {
         let mut st = st.clone();
-        let body = match &mut st {
-            syn::Stmt::Expr(Expr::ForLoop(f), _) => Some(&mut f.body),
-            syn::Stmt::Expr(Expr::While(w), _) => Some(&mut w.body),
-            syn::Stmt::Expr(Expr::Loop(l), _) => Some(&mut l.body),
-            _ => None,
+        let (body, break_value) = match &mut st {
+            syn::Stmt::Expr(Expr::ForLoop(f), _) => (Some(&mut f.body), None),
+            syn::Stmt::Expr(Expr::While(w), _) => (Some(&mut w.body), None),
+            syn::Stmt::Expr(Expr::Loop(l), _) => (Some(&mut l.body), None),
+            other => (value_loop(other), Some(placeholder())),
         };
         let mut found = false;
         if let Some(body) = body {
@@ -3259,6 +3393,7 @@ fn lift_loop_returns(
                 ret,
                 flag,
                 found: false,
+                break_value,
             };
             lift.visit_block_mut(body);
             found = lift.found;
@@ -3287,4 +3422,117 @@ fn lift_loop_returns(
     ];
     with_flags.extend(out);
     with_flags
+}
+
+/// Whether the body matches on `x` or compares it (`match x`, `matches!(x, ..)`,
+/// `if let P = x`, `x == y`, `x != y`): what a program does with an enum or other data,
+/// never with a struct of parameters.
+fn used_as_data(body: &syn::Block, x: &Ident) -> bool {
+    use syn::visit::Visit;
+    struct Find<'a> {
+        x: &'a Ident,
+        found: bool,
+    }
+    impl Find<'_> {
+        fn is_x(&self, e: &Expr) -> bool {
+            match e {
+                Expr::Path(p) => p.path.is_ident(self.x),
+                Expr::Reference(r) => self.is_x(&r.expr),
+                Expr::Paren(p) => self.is_x(&p.expr),
+                Expr::Unary(u) if matches!(u.op, syn::UnOp::Deref(_)) => self.is_x(&u.expr),
+                _ => false,
+            }
+        }
+    }
+    impl<'a> Visit<'a> for Find<'_> {
+        fn visit_expr(&mut self, e: &'a Expr) {
+            match e {
+                Expr::Match(m) if self.is_x(&m.expr) => self.found = true,
+                Expr::Let(l) if self.is_x(&l.expr) => self.found = true,
+                Expr::Binary(b)
+                    if matches!(b.op, BinOp::Eq(_) | BinOp::Ne(_))
+                        && (self.is_x(&b.left) || self.is_x(&b.right)) =>
+                {
+                    self.found = true
+                }
+                Expr::Macro(m) if m.mac.path.is_ident("matches") => {
+                    let first = m.mac.parse_body_with(|input: syn::parse::ParseStream<'_>| {
+                        let e: Expr = input.parse()?;
+                        let _: proc_macro2::TokenStream = input.parse()?;
+                        Ok(e)
+                    });
+                    if first.is_ok_and(|e| self.is_x(&e)) {
+                        self.found = true;
+                    }
+                }
+                _ => {}
+            }
+            syn::visit::visit_expr(self, e);
+        }
+    }
+    let mut f = Find { x, found: false };
+    f.visit_block(body);
+    f.found
+}
+
+/// `let v = if c { ..; return r; } else { e };` in the function body is
+/// `if c { ..; return r; } let v = { e };` (and `else { ..; return r; }` likewise, with
+/// the condition negated): the early return the body supports, then a plain `let`.
+fn split_returning_lets(stmts: &[syn::Stmt]) -> Vec<syn::Stmt> {
+    fn returns(b: &syn::Block) -> bool {
+        matches!(b.stmts.last(), Some(syn::Stmt::Expr(Expr::Return(r), _)) if r.expr.is_some())
+    }
+    let mut out = Vec::with_capacity(stmts.len());
+    for st in stmts {
+        if let syn::Stmt::Local(l) = st
+            && let Some(init) = &l.init
+            && init.diverge.is_none()
+            && let Expr::If(i) = &*init.expr
+            && let Some((_, else_expr)) = &i.else_branch
+            && let Expr::Block(else_block) = &**else_expr
+            && else_block.label.is_none()
+            && returns(&i.then_branch) != returns(&else_block.block)
+        {
+            let cond = &i.cond;
+            let (guard, value): (syn::Stmt, &syn::Block) = if returns(&i.then_branch) {
+                let then = &i.then_branch;
+                (
+                    syn::parse_quote_spanned!(i.if_token.span=> if #cond #then),
+                    &else_block.block,
+                )
+            } else {
+                let els = &else_block.block;
+                (
+                    syn::parse_quote_spanned!(i.if_token.span=> if !(#cond) #els),
+                    &i.then_branch,
+                )
+            };
+            let mut plain = l.clone();
+            plain.init = Some(syn::LocalInit {
+                eq_token: init.eq_token,
+                expr: Box::new(syn::parse_quote!(#value)),
+                diverge: None,
+            });
+            out.push(guard);
+            out.push(syn::Stmt::Local(plain));
+            continue;
+        }
+        out.push(st.clone());
+    }
+    out
+}
+
+/// The names a `let` pattern binds.
+fn pattern_names(pat: &Pat, out: &mut Vec<String>) {
+    match pat {
+        Pat::Ident(pi) => out.push(pi.ident.to_string()),
+        Pat::Type(pt) => pattern_names(&pt.pat, out),
+        Pat::Tuple(t) => t.elems.iter().for_each(|p| pattern_names(p, out)),
+        Pat::TupleStruct(t) => t.elems.iter().for_each(|p| pattern_names(p, out)),
+        Pat::Reference(r) => pattern_names(&r.pat, out),
+        Pat::Paren(p) => pattern_names(&p.pat, out),
+        Pat::Slice(s) => s.elems.iter().for_each(|p| pattern_names(p, out)),
+        Pat::Struct(s) => s.fields.iter().for_each(|f| pattern_names(&f.pat, out)),
+        _ => {}
+    }
 }

@@ -1,0 +1,196 @@
+//! Forms README's "What is supported" lists that once failed to compile or gave a value
+//! other than `f`'s (issue 13's fuzzer findings), each with hand-derived values.
+
+use backprop::grad;
+use ndarray::{Array1, array};
+
+#[grad]
+fn weighted_sum(x: &[f64], a: f64) -> f64 {
+    let mut s = 0.0;
+    for v in x {
+        s += v * a;
+    }
+    s
+}
+
+/// An owned `Vec` argument lent to a call with a rule (the call is checkpointed).
+#[grad]
+fn owned_vec_by_reference(x: Vec<f64>, a: f64) -> f64 {
+    weighted_sum(&x, a) * x[0]
+}
+
+#[test]
+fn owned_buffer_argument_passed_by_reference() {
+    // (a·Σx)·x0: ∂x0 = a·x0 + a·Σx, ∂x1 = a·x0, ∂a = Σx·x0.
+    let (v, g) = owned_vec_by_reference_grad(vec![1.0, 2.0], 3.0);
+    assert_eq!(v, 9.0);
+    assert_eq!(g.x, vec![12.0, 3.0]);
+    assert_eq!(g.a, 3.0);
+    backprop::gradcheck!(owned_vec_by_reference(x = vec![0.3, -1.2, 0.8], a = 0.7)).assert();
+}
+
+/// An owned array argument lent to `backprop::logsumexp`.
+#[grad]
+fn owned_array_logsumexp(x: [f64; 3]) -> f64 {
+    backprop::logsumexp(&x)
+}
+
+#[test]
+fn owned_array_to_logsumexp() {
+    let (v, g) = owned_array_logsumexp_grad([0.0, 0.0, 0.0]);
+    assert!((v - 3f64.ln()).abs() < 1e-15);
+    for d in &g.x {
+        assert!((d - 1.0 / 3.0).abs() < 1e-15);
+    }
+}
+
+/// A `vec![..]` literal whose later element is an iterator reduction, then written.
+#[grad]
+fn literal_with_reduction(x: &[f64]) -> f64 {
+    let mut h = vec![x[0], x.iter().sum::<f64>()];
+    h[0] = h[0] * 2.0;
+    h[0] * h[1]
+}
+
+#[test]
+fn vec_literal_with_a_reduction_then_written() {
+    // 2·x0·(x0 + x1): ∂x0 = 4·x0 + 2·x1, ∂x1 = 2·x0.
+    let (v, g) = literal_with_reduction_grad(&[1.5, -0.5]);
+    assert_eq!(v, 3.0);
+    assert_eq!(g.x, vec![5.0, 3.0]);
+}
+
+/// `return` inside a loop whose value is bound.
+#[grad]
+fn return_in_value_loop(x: f64) -> f64 {
+    let mut y = x;
+    let r = loop {
+        y = y * 0.5;
+        if y < 1.0 {
+            return y * 3.0;
+        }
+        if y < 4.0 {
+            break y * y;
+        }
+    };
+    r + 1.0
+}
+
+#[test]
+fn return_inside_a_loop_whose_value_is_bound() {
+    // x = 10: y = 5, 2.5 → break 6.25 → 7.25; d/dx = 2·(x/4)·(1/4) = x/8.
+    let (v, g) = return_in_value_loop_grad(10.0);
+    assert_eq!((v, g.x), (7.25, 1.25));
+    // x = 1.5: y = 0.75 < 1 → return 2.25; d/dx = 1.5.
+    let (v, g) = return_in_value_loop_grad(1.5);
+    assert_eq!((v, g.x), (2.25, 1.5));
+    assert_eq!(return_in_value_loop(10.0), 7.25);
+}
+
+/// `let v = if c { return r; } else { e };`: an early return with the value bound.
+#[grad]
+fn return_in_let_if(x: f64) -> f64 {
+    let v = if x < 0.0 {
+        return 0.5 * x;
+    } else {
+        x * x
+    };
+    let w = if x > 5.0 { x } else { return v + 1.0 };
+    w * v
+}
+
+#[test]
+fn return_inside_a_bound_if() {
+    assert_eq!(return_in_let_if_grad(-2.0).1.x, 0.5);
+    let (v, g) = return_in_let_if_grad(2.0);
+    assert_eq!((v, g.x), (5.0, 4.0));
+    let (v, g) = return_in_let_if_grad(6.0);
+    assert_eq!((v, g.x), (216.0, 108.0));
+}
+
+/// `powi` on an ndarray array.
+#[grad]
+fn powi_on_array(x: &Array1<f64>) -> f64 {
+    x.powi(3).sum()
+}
+
+#[test]
+fn powi_on_arrays() {
+    let (v, g) = powi_on_array_grad(&array![1.0, -2.0]);
+    assert_eq!(v, -7.0);
+    assert_eq!(g.x, array![3.0, 12.0]);
+}
+
+/// An empty statement.
+#[grad]
+fn empty_statement(x: f64) -> f64 {
+    #[allow(redundant_semicolons)]
+    let y = x * 2.0;
+    y * x
+}
+
+#[test]
+fn empty_statements_are_nothing() {
+    assert_eq!(
+        empty_statement_grad(3.0),
+        (18.0, EmptyStatementGrad { x: 12.0 })
+    );
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Train,
+    Eval,
+}
+
+/// An enum argument under a bare `#[grad]` is a constant, as an integer is.
+#[grad]
+fn with_mode(x: f64, mode: Mode) -> f64 {
+    match mode {
+        Mode::Train => x * 2.0,
+        Mode::Eval => x * 3.0,
+    }
+}
+
+#[grad]
+fn with_mode_compared(x: f64, mode: Mode) -> f64 {
+    if mode == Mode::Train { x * x } else { x }
+}
+
+#[test]
+fn enum_arguments_are_constants() {
+    let (v, g) = with_mode_grad(1.0, Mode::Train);
+    assert_eq!((v, g.x), (2.0, 2.0));
+    let (v, g) = with_mode_grad(1.0, Mode::Eval);
+    assert_eq!((v, g.x), (3.0, 3.0));
+    assert_eq!(with_mode_compared_grad(3.0, Mode::Train).1.x, 6.0);
+    assert_eq!(with_mode_compared_grad(3.0, Mode::Eval).1.x, 1.0);
+}
+
+/// An empty `.sum()` is −0.0 in std; `f_grad`'s value is `f`'s bit for bit.
+#[grad]
+fn empty_sum(x: &[f64], a: f64) -> f64 {
+    let s: f64 = x.iter().sum();
+    a * s.atan2(-1.0)
+}
+
+#[grad]
+fn empty_sum_generic<T: num_traits::Float + std::iter::Sum>(x: &[T], a: T) -> T {
+    let s: T = x.iter().copied().sum();
+    a * s.atan2(-T::one())
+}
+
+#[test]
+fn empty_sum_keeps_the_sign_of_zero() {
+    let f = empty_sum(&[], 2.0);
+    assert_eq!(f, -2.0 * std::f64::consts::PI);
+    let (v, g) = empty_sum_grad(&[], 2.0);
+    assert_eq!(v.to_bits(), f.to_bits());
+    assert_eq!(g.a.to_bits(), (-std::f64::consts::PI).to_bits());
+    let (v, _) = empty_sum_generic_grad::<f32>(&[], 2.0);
+    assert_eq!(v.to_bits(), empty_sum_generic::<f32>(&[], 2.0).to_bits());
+    // A non-empty sum is unchanged.
+    let (v, g) = empty_sum_grad(&[0.5, 0.25], 1.0);
+    assert_eq!(v, empty_sum(&[0.5, 0.25], 1.0));
+    assert_eq!(g.x.len(), 2);
+}

@@ -1,0 +1,11 @@
+use backprop::grad;
+
+#[grad]
+fn f(x: f64) -> (f64, f64) {
+    (x, x * x)
+}
+
+fn main() {
+    let (_, g) = f_grad(1.0);
+    let _: f64 = g.x;
+}
