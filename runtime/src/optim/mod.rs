@@ -779,8 +779,9 @@ pub trait Optimizer<F: Real> {
     /// # Errors
     /// [`OptimError::BufferCount`] / [`OptimError::ShapeMismatch`] naming both sides when
     /// the gradients or the state do not match the parameters;
-    /// [`OptimError::NonFiniteGradient`] under [`NonFinite::Error`]. On any error nothing
-    /// is modified.
+    /// [`OptimError::NonFiniteGradient`] under [`NonFinite::Error`];
+    /// [`OptimError::StepOverflow`] when the step counter is already `u64::MAX`. On any
+    /// error nothing is modified.
     fn step_with<P: Params<F> + ?Sized>(
         &mut self,
         params: &mut P,
@@ -795,7 +796,8 @@ pub trait Optimizer<F: Real> {
     ///
     /// # Errors
     /// [`OptimError::BufferCount`] / [`OptimError::ShapeMismatch`] as
-    /// [`Optimizer::step_with`]; never [`OptimError::NonFiniteGradient`].
+    /// [`Optimizer::step_with`], and [`OptimError::StepOverflow`]; never
+    /// [`OptimError::NonFiniteGradient`].
     fn step_finite<P: Params<F> + ?Sized>(
         &mut self,
         params: &mut P,
