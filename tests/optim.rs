@@ -1,10 +1,12 @@
 //! Optimizers from the user's side: first steps against hand derivations (f64, 1e-12),
 //! decoupled decay, bias correction, the lesson's exercise 2, non-finite policy, param
-//! groups, and state save/load.
+//! groups, and state save/load, including damaged state: truncated at every offset,
+//! every single-bit flip, non-finite or negative moments, an overflowing step counter.
 
 use backprop::optim::{
     AdaFactor, Adam, AdamConfig, AdamW, AdamWConfig, Lion, LionConfig, NonFinite, OptimError,
-    Optimizer, ParamGroup, RmsProp, RmsPropConfig, Select, Sgd, SgdConfig, StateDict, StepOutcome,
+    Optimizer, ParamGroup, RmsProp, RmsPropConfig, STATE_FORMAT_VERSION, Select, Sgd, SgdConfig,
+    StateDict, StepOutcome,
 };
 
 const TOL: f64 = 1e-12;
@@ -503,14 +505,22 @@ fn mismatched_state_load_names_both_shapes() {
     );
     // Bytes of the wrong dtype and truncated bytes.
     let bytes = sd.to_bytes();
-    assert!(matches!(
-        StateDict::<f32>::from_bytes(&bytes),
-        Err(OptimError::Malformed(_))
-    ));
-    assert!(matches!(
+    let err = StateDict::<f32>::from_bytes(&bytes).unwrap_err();
+    assert_eq!(
+        err,
+        OptimError::DtypeMismatch {
+            expected: "f32",
+            found: "f64"
+        }
+    );
+    assert_eq!(err.to_string(), "optimizer state holds f64, loading as f32");
+    assert_eq!(
         StateDict::<f64>::from_bytes(&bytes[..bytes.len() - 1]),
-        Err(OptimError::Malformed(_))
-    ));
+        Err(OptimError::Truncated {
+            expected: bytes.len() as u64,
+            found: bytes.len() - 1
+        })
+    );
 }
 
 #[test]
@@ -589,4 +599,377 @@ fn step_finite_equals_step_and_the_proof_is_only_made_for_finite_gradients() {
     let mut huge = vec![1e200f64, 1e200];
     assert!(clip_grad_norm_finite(&mut huge, 1.0).is_err());
     assert!(Finite::check(&huge).is_some());
+}
+
+// ---- damaged state files ----------------------------------------------------------
+
+type Named = Vec<(&'static str, Vec<f64>)>;
+
+/// A small Adam state (two buffers `w` and `b`: `w.m`, `w.v`, `b.m`, `b.v`) after two
+/// steps, and its parameters.
+fn small_adam_state() -> (Adam<f64>, Named) {
+    let mut w: Named = vec![("w", vec![0.5, -1.0, 2.0]), ("b", vec![0.25])];
+    let g: Named = vec![("w", vec![0.1, -0.2, 0.3]), ("b", vec![-0.4])];
+    let mut opt = Adam::new(AdamConfig::default());
+    opt.step(&mut w, &g).unwrap();
+    opt.step(&mut w, &g).unwrap();
+    (opt, w)
+}
+
+/// Another Adam on the same parameters with a different state (one step, other
+/// gradients), to load into: a rejected load must leave it exactly as it was.
+fn target(w: &Named) -> Adam<f64> {
+    let mut w = w.clone();
+    let g: Named = vec![("w", vec![-3.0, 1.0, 0.5]), ("b", vec![2.0])];
+    let mut opt = Adam::new(AdamConfig::default());
+    opt.step(&mut w, &g).unwrap();
+    opt
+}
+
+fn load_bytes(opt: &mut Adam<f64>, w: &Named, bytes: &[u8]) -> Result<(), OptimError> {
+    let sd = StateDict::<f64>::from_bytes(bytes)?;
+    opt.load_state_dict(w, &sd)
+}
+
+#[test]
+fn state_format_version_is_2() {
+    let (opt, _) = small_adam_state();
+    let bytes = opt.state_dict().to_bytes();
+    assert_eq!(STATE_FORMAT_VERSION, 2);
+    assert_eq!(&bytes[..8], b"BPOPTSD2");
+    // Header: magic, payload length, CRC-32 of the payload.
+    let payload_len = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+    assert_eq!(payload_len as usize, bytes.len() - 20);
+}
+
+#[test]
+fn state_truncated_at_every_offset_is_rejected_by_name() {
+    let (opt, w) = small_adam_state();
+    let bytes = opt.state_dict().to_bytes();
+    let mut into = target(&w);
+    let before = into.state_dict().to_bytes();
+    for cut in 0..bytes.len() {
+        let err = load_bytes(&mut into, &w, &bytes[..cut]).unwrap_err();
+        // Shorter than the 20-byte header: the header's size; else the header's promise.
+        let expected = if cut < 20 { 20 } else { bytes.len() as u64 };
+        assert_eq!(
+            err,
+            OptimError::Truncated {
+                expected,
+                found: cut
+            },
+            "cut at {cut}"
+        );
+        assert_eq!(into.state_dict().to_bytes(), before, "cut at {cut}");
+    }
+    let err = load_bytes(&mut into, &w, &bytes[..100]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "optimizer state truncated: the header promises {} bytes, found 100",
+            bytes.len()
+        )
+    );
+}
+
+#[test]
+fn state_trailing_bytes_are_rejected_by_name() {
+    let (opt, w) = small_adam_state();
+    let mut bytes = opt.state_dict().to_bytes();
+    bytes.push(0);
+    let mut into = target(&w);
+    let before = into.state_dict().to_bytes();
+    let err = load_bytes(&mut into, &w, &bytes).unwrap_err();
+    assert_eq!(
+        err,
+        OptimError::TrailingBytes {
+            expected: bytes.len() as u64 - 1,
+            found: bytes.len()
+        }
+    );
+    assert!(err.to_string().contains("trailing bytes"), "{err}");
+    assert_eq!(into.state_dict().to_bytes(), before);
+}
+
+/// Before the checksum, 1,085 of 2,088 single-bit flips of a small state file loaded
+/// silently with different values. Now every flip is caught by the part of the header
+/// it lands in, and the optimizer loaded into is unchanged.
+#[test]
+fn every_single_bit_flip_is_rejected_by_name_and_changes_nothing() {
+    let (opt, w) = small_adam_state();
+    let bytes = opt.state_dict().to_bytes();
+    let mut into = target(&w);
+    let before = into.state_dict().to_bytes();
+    let mut flips = 0;
+    for at in 0..bytes.len() {
+        for bit in 0..8 {
+            let mut bad = bytes.clone();
+            bad[at] ^= 1 << bit;
+            let err = match load_bytes(&mut into, &w, &bad) {
+                // Only acceptable if it is the same state (no flip is, with a checksum).
+                Ok(()) => {
+                    assert_eq!(into.state_dict(), opt.state_dict(), "byte {at} bit {bit}");
+                    continue;
+                }
+                Err(err) => err,
+            };
+            let ok = match at {
+                0..7 => matches!(err, OptimError::BadMagic { .. }),
+                7 => matches!(
+                    err,
+                    OptimError::UnsupportedVersion {
+                        supported: b'2',
+                        ..
+                    }
+                ),
+                // The length: the bytes are now too short or too long for it.
+                8..16 => matches!(
+                    err,
+                    OptimError::Truncated { .. } | OptimError::TrailingBytes { .. }
+                ),
+                _ => matches!(err, OptimError::ChecksumMismatch { .. }),
+            };
+            assert!(ok, "byte {at} bit {bit}: {err:?}");
+            assert_eq!(
+                into.state_dict().to_bytes(),
+                before,
+                "byte {at} bit {bit}: state changed by a rejected load"
+            );
+            flips += 1;
+        }
+    }
+    assert_eq!(flips, 8 * bytes.len());
+    // The message names both checksums.
+    let mut bad = bytes.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let err = load_bytes(&mut into, &w, &bad).unwrap_err();
+    let OptimError::ChecksumMismatch { stored, computed } = err else {
+        panic!("{err:?}")
+    };
+    assert_ne!(stored, computed);
+    assert!(
+        err.to_string().contains(&format!("0x{stored:08x}"))
+            && err.to_string().contains(&format!("0x{computed:08x}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn state_of_another_format_or_none_is_named() {
+    let (opt, _) = small_adam_state();
+    let mut v1 = opt.state_dict().to_bytes();
+    v1[7] = b'1';
+    let err = StateDict::<f64>::from_bytes(&v1).unwrap_err();
+    assert_eq!(
+        err,
+        OptimError::UnsupportedVersion {
+            found: b'1',
+            supported: b'2'
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "optimizer state format version 1, this build reads version 2"
+    );
+    let err = StateDict::<f64>::from_bytes(b"\x89PNG\r\n\x1a\n and more").unwrap_err();
+    assert_eq!(
+        err,
+        OptimError::BadMagic {
+            found: b"\x89PNG\r\n\x1a\n".to_vec()
+        }
+    );
+    assert!(err.to_string().contains("expected \"BPOPTSD2\""), "{err}");
+}
+
+#[test]
+fn checksummed_but_undecodable_payload_is_malformed() {
+    // Invalid UTF-8 in the optimizer's name, with the CRC-32 fixed up to match: only
+    // something other than to_bytes writes this.
+    let (opt, _) = small_adam_state();
+    let mut bytes = opt.state_dict().to_bytes();
+    // Payload: dtype byte, then the name's u32 length, then "adam".
+    bytes[20 + 1 + 4] = 0xff;
+    let crc = crc32(&bytes[20..]);
+    bytes[16..20].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(
+        StateDict::<f64>::from_bytes(&bytes),
+        Err(OptimError::Malformed(why)) if why.contains("UTF-8")
+    ));
+}
+
+/// CRC-32 (IEEE, reflected, polynomial 0xEDB88320), bit by bit: an independent check
+/// of the one the crate computes.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+#[test]
+fn header_crc_is_the_ieee_crc32_of_the_payload() {
+    let (opt, _) = small_adam_state();
+    let bytes = opt.state_dict().to_bytes();
+    assert_eq!(crc32(b"123456789"), 0xCBF4_3926); // the standard check value
+    assert_eq!(
+        u32::from_le_bytes(bytes[16..20].try_into().unwrap()),
+        crc32(&bytes[20..])
+    );
+}
+
+/// Edits one saved buffer, saves it with a valid checksum, and loads it into `target`.
+fn load_edited(edit: impl FnOnce(&mut StateDict<f64>)) -> (Result<(), OptimError>, bool) {
+    let (opt, w) = small_adam_state();
+    let mut sd = opt.state_dict();
+    edit(&mut sd);
+    let mut into = target(&w);
+    let before = into.state_dict().to_bytes();
+    let res = load_bytes(&mut into, &w, &sd.to_bytes());
+    (res, into.state_dict().to_bytes() == before)
+}
+
+fn buffer<'s>(sd: &'s mut StateDict<f64>, name: &str) -> &'s mut Vec<f64> {
+    &mut sd
+        .buffers
+        .iter_mut()
+        .find(|b| b.name == name)
+        .unwrap()
+        .values
+}
+
+#[test]
+fn non_finite_moments_are_rejected_by_name_and_change_nothing() {
+    let (res, unchanged) = load_edited(|sd| buffer(sd, "w.v")[1] = f64::NAN);
+    let err = res.unwrap_err();
+    assert!(
+        matches!(&err, OptimError::NonFiniteState { name, index: 1, value } if name == "w.v" && value.is_nan()),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "saved state `w.v` holds non-finite NaN at flat index 1; state unchanged"
+    );
+    assert!(unchanged);
+    let (res, unchanged) = load_edited(|sd| buffer(sd, "b.m")[0] = f64::NEG_INFINITY);
+    assert_eq!(
+        res,
+        Err(OptimError::NonFiniteState {
+            name: "b.m".into(),
+            index: 0,
+            value: f64::NEG_INFINITY
+        })
+    );
+    assert!(unchanged);
+}
+
+#[test]
+fn negative_second_moment_is_rejected_but_negative_momentum_loads() {
+    let (res, unchanged) = load_edited(|sd| buffer(sd, "w.v")[2] = -1e-3);
+    let err = res.unwrap_err();
+    assert_eq!(
+        err,
+        OptimError::NegativeState {
+            name: "w.v".into(),
+            index: 2,
+            value: -1e-3
+        }
+    );
+    assert!(
+        err.to_string().contains("`w.v` is a second moment"),
+        "{err}"
+    );
+    assert!(unchanged);
+    // A first moment has any sign.
+    let (res, unchanged) = load_edited(|sd| buffer(sd, "w.m")[2] = -1e-3);
+    assert_eq!(res, Ok(()));
+    assert!(!unchanged);
+    // Second moments of RMSProp and AdaFactor are checked too; SGD's velocity is not one.
+    let w = vec![("w", vec![1.0f64, 2.0])];
+    let g = vec![("w", vec![0.5f64, -0.5])];
+    let mut rms = RmsProp::new(RmsPropConfig::default());
+    rms.step(&mut w.clone(), &g).unwrap();
+    let mut sd = rms.state_dict();
+    sd.buffers[0].values[0] = -1.0;
+    assert!(matches!(
+        RmsProp::new(RmsPropConfig::default()).load_state_dict(&w, &sd),
+        Err(OptimError::NegativeState { index: 0, .. })
+    ));
+    let mut ada = AdaFactor::default();
+    ada.step(&mut w.clone(), &g).unwrap();
+    let mut sd = ada.state_dict();
+    sd.buffers[0].values[1] = -1.0;
+    assert!(matches!(
+        AdaFactor::default().load_state_dict(&w, &sd),
+        Err(OptimError::NegativeState { index: 1, .. })
+    ));
+    let mut sgd = Sgd::new(SgdConfig::momentum(0.1, 0.9));
+    sgd.step(&mut w.clone(), &g).unwrap();
+    let mut sd = sgd.state_dict();
+    sd.buffers[0].values[0] = -1.0;
+    assert_eq!(
+        Sgd::new(SgdConfig::momentum(0.1, 0.9)).load_state_dict(&w, &sd),
+        Ok(())
+    );
+}
+
+#[test]
+fn value_count_that_disagrees_with_the_shape_is_named() {
+    let (opt, w) = small_adam_state();
+    let mut sd = opt.state_dict();
+    buffer(&mut sd, "w.m").pop();
+    let mut into = target(&w);
+    let before = into.state_dict().to_bytes();
+    let err = into.load_state_dict(&w, &sd).unwrap_err();
+    assert_eq!(
+        err,
+        OptimError::ValueCount {
+            name: "w.m".into(),
+            shape: vec![3],
+            found: 2
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "saved state `w.m` has shape [3] (3 values) but 2 values"
+    );
+    assert_eq!(into.state_dict().to_bytes(), before);
+}
+
+#[test]
+fn step_counter_at_u64_max_is_rejected_and_a_step_from_max_minus_one_stops_there() {
+    let (res, unchanged) = load_edited(|sd| sd.step = u64::MAX);
+    let err = res.unwrap_err();
+    assert_eq!(err, OptimError::StepOverflow { step: u64::MAX });
+    assert!(err.to_string().contains("18446744073709551615"), "{err}");
+    assert!(unchanged);
+    // One below loads; the step after it uses t = u64::MAX; the one after that is
+    // refused with parameters and state unchanged (it used to wipe the state in debug
+    // builds and turn every parameter NaN in release).
+    let (opt, mut w) = small_adam_state();
+    let mut sd = opt.state_dict();
+    sd.step = u64::MAX - 1;
+    let mut into = target(&w);
+    into.load_state_dict(&w, &sd).unwrap();
+    let g: Named = vec![("w", vec![0.1, -0.2, 0.3]), ("b", vec![-0.4])];
+    assert_eq!(
+        into.step(&mut w, &g),
+        Ok(StepOutcome::Applied { t: u64::MAX })
+    );
+    assert!(w.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    let (w_before, state_before) = (w.clone(), into.state_dict().to_bytes());
+    assert_eq!(
+        into.step(&mut w, &g),
+        Err(OptimError::StepOverflow { step: u64::MAX })
+    );
+    assert_eq!(w, w_before);
+    assert_eq!(into.state_dict().to_bytes(), state_before);
 }

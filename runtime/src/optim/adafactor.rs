@@ -141,11 +141,11 @@ impl<F: Real> Optimizer<F> for AdaFactor<F> {
                 .copied()
                 .collect();
             vec![
-                StateSpec::new("row", &shape[..nd - 1]),
-                StateSpec::new("col", &col),
+                StateSpec::second_moment("row", &shape[..nd - 1]),
+                StateSpec::second_moment("col", &col),
             ]
         } else {
-            vec![StateSpec::new("v", shape)]
+            vec![StateSpec::second_moment("v", shape)]
         };
         if self.cfg.beta1.is_some() {
             specs.push(StateSpec::new("m", shape));

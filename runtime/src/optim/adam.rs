@@ -205,7 +205,10 @@ fn adam_hyper_params(
 
 /// Both keep the first and second moments `m` and `v`, shaped like the parameter.
 fn adam_state_layout(shape: &[usize]) -> Vec<StateSpec> {
-    vec![StateSpec::new("m", shape), StateSpec::new("v", shape)]
+    vec![
+        StateSpec::new("m", shape),
+        StateSpec::second_moment("v", shape),
+    ]
 }
 
 /// One fused step of the Adam family: the group's weight decay is decoupled

@@ -140,6 +140,12 @@ pub enum StepOutcome {
 /// Errors of the fallible optimizer API; every message names both sides of a mismatch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OptimError {
+    /// The step counter is `u64::MAX` and cannot be incremented: a saved state that
+    /// says so is rejected on load, and a step from it is refused.
+    StepOverflow {
+        /// The step counter.
+        step: u64,
+    },
     /// Two sets have different numbers of buffers.
     BufferCount {
         /// What was compared (`"gradients"`, `"saved state"`, ...).
@@ -178,7 +184,76 @@ pub enum OptimError {
         /// The name in the state.
         found: String,
     },
-    /// Saved bytes cannot be decoded.
+    /// Saved bytes do not start with the state file's magic (`BPOPTSD` + version).
+    BadMagic {
+        /// Up to the first 8 bytes found.
+        found: Vec<u8>,
+    },
+    /// Saved bytes are a state file of another format version.
+    UnsupportedVersion {
+        /// The version byte found (`b'1'` for the unchecksummed first format).
+        found: u8,
+        /// The version this build reads and writes ([`STATE_FORMAT_VERSION`]).
+        supported: u8,
+    },
+    /// Saved bytes are shorter than their header says (or than the header itself).
+    Truncated {
+        /// Bytes the header promises (header included).
+        expected: u64,
+        /// Bytes present.
+        found: usize,
+    },
+    /// Saved bytes go on past the length their header gives.
+    TrailingBytes {
+        /// Bytes the header promises (header included).
+        expected: u64,
+        /// Bytes present.
+        found: usize,
+    },
+    /// The payload's CRC-32 differs from the one stored: the bytes were changed.
+    ChecksumMismatch {
+        /// The CRC-32 in the header.
+        stored: u32,
+        /// The CRC-32 of the payload as found.
+        computed: u32,
+    },
+    /// Saved state of one element type loaded as another.
+    DtypeMismatch {
+        /// The type loading it (`"f32"`, `"f64"`).
+        expected: &'static str,
+        /// The type in the bytes.
+        found: &'static str,
+    },
+    /// A saved state buffer holds a different number of values than its shape.
+    ValueCount {
+        /// Buffer name.
+        name: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Values present.
+        found: usize,
+    },
+    /// A saved state buffer holds NaN or ±∞.
+    NonFiniteState {
+        /// Buffer name.
+        name: String,
+        /// Flat index of the first non-finite value.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A saved second moment (a running mean of squares) is negative.
+    NegativeState {
+        /// Buffer name.
+        name: String,
+        /// Flat index of the first negative value.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
+    /// Saved bytes pass the checksum but cannot be decoded (invalid UTF-8, a dtype
+    /// byte that is neither 0 nor 1, a payload whose parts overrun its length): written
+    /// by something other than [`StateDict::to_bytes`].
     Malformed(String),
 }
 
@@ -217,6 +292,50 @@ impl fmt::Display for OptimError {
                     "saved state is for optimizer `{found}`, this optimizer is `{expected}`"
                 )
             }
+            OptimError::StepOverflow { step } => write!(
+                f,
+                "step counter {step} cannot be incremented (the next step would overflow u64); state unchanged"
+            ),
+            OptimError::BadMagic { found } => write!(
+                f,
+                "not an optimizer state: the bytes start with \"{}\", expected \"{}\"",
+                found.escape_ascii(),
+                MAGIC.escape_ascii()
+            ),
+            OptimError::UnsupportedVersion { found, supported } => write!(
+                f,
+                "optimizer state format version {}, this build reads version {}",
+                char::from(*found).escape_default(),
+                char::from(*supported)
+            ),
+            OptimError::Truncated { expected, found } => write!(
+                f,
+                "optimizer state truncated: the header promises {expected} bytes, found {found}"
+            ),
+            OptimError::TrailingBytes { expected, found } => write!(
+                f,
+                "optimizer state has trailing bytes: the header promises {expected} bytes, found {found}"
+            ),
+            OptimError::ChecksumMismatch { stored, computed } => write!(
+                f,
+                "optimizer state corrupt: the payload's CRC-32 is 0x{computed:08x}, the header says 0x{stored:08x}"
+            ),
+            OptimError::DtypeMismatch { expected, found } => {
+                write!(f, "optimizer state holds {found}, loading as {expected}")
+            }
+            OptimError::ValueCount { name, shape, found } => write!(
+                f,
+                "saved state `{name}` has shape {shape:?} ({} values) but {found} values",
+                shape.iter().product::<usize>()
+            ),
+            OptimError::NonFiniteState { name, index, value } => write!(
+                f,
+                "saved state `{name}` holds non-finite {value} at flat index {index}; state unchanged"
+            ),
+            OptimError::NegativeState { name, index, value } => write!(
+                f,
+                "saved state `{name}` is a second moment (a mean of squares) but holds {value} at flat index {index}; state unchanged"
+            ),
             OptimError::Malformed(why) => write!(f, "malformed optimizer state bytes: {why}"),
         }
     }
@@ -302,21 +421,33 @@ pub struct BufferCtx<'s> {
     pub shape: &'s [usize],
 }
 
-/// One state buffer an optimizer keeps for a parameter: its suffix (`"m"`) and shape.
+/// One state buffer an optimizer keeps for a parameter: its suffix (`"m"`), shape, and
+/// whether its values are never negative (checked when a saved state is loaded).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateSpec {
     /// Suffix appended to the parameter's name in the state dict (`"w.m"`).
     pub suffix: &'static str,
     /// Shape of the buffer.
     pub shape: Vec<usize>,
+    /// The values are never negative (second moments: running means of squares).
+    pub non_negative: bool,
 }
 
 impl StateSpec {
-    /// A state buffer named `suffix` of `shape`.
+    /// A state buffer named `suffix` of `shape`, of any sign (a momentum).
     pub fn new(suffix: &'static str, shape: &[usize]) -> Self {
         StateSpec {
             suffix,
             shape: shape.to_vec(),
+            non_negative: false,
+        }
+    }
+    /// A state buffer that is never negative (a second moment): loading a saved state
+    /// with a negative value in it is [`OptimError::NegativeState`].
+    pub fn second_moment(suffix: &'static str, shape: &[usize]) -> Self {
+        StateSpec {
+            non_negative: true,
+            ..StateSpec::new(suffix, shape)
         }
     }
 }
@@ -375,67 +506,130 @@ pub struct StateBuffer<F> {
     pub values: Vec<F>,
 }
 
-const MAGIC: &[u8; 8] = b"BPOPTSD1";
+/// The format version [`StateDict::to_bytes`] writes and [`StateDict::from_bytes`]
+/// reads: 2 (version 1 had no length or checksum and is refused).
+pub const STATE_FORMAT_VERSION: u8 = b'2' - b'0';
+const MAGIC: &[u8; 8] = b"BPOPTSD2";
+/// Magic (8), payload length (8), CRC-32 (4).
+const HEADER_LEN: usize = 20;
 
 impl<F: Real> StateDict<F> {
-    /// Encodes as little-endian bytes, in this order:
+    /// Encodes as little-endian bytes: a header that fixes the length and checksums the
+    /// rest, then the payload.
     ///
     /// ```text
-    /// b"BPOPTSD1"  u8 dtype (0 = f32, 1 = f64)  str optimizer  u64 step
+    /// b"BPOPTSD2"  u64 payload length  u32 CRC-32 (IEEE) of the payload
+    /// payload:
+    /// u8 dtype (0 = f32, 1 = f64)  str optimizer  u64 step
     /// u32 n_hyper   { str name  f64 value } × n_hyper
     /// u32 n_buffers { str name  u32 ndim  u64 dim × ndim  F value × Π dims } × n_buffers
     /// str = u32 byte length + UTF-8 bytes
     /// ```
+    ///
+    /// The last byte of the magic is the format version ([`STATE_FORMAT_VERSION`]).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
-        out.push(match F::DTYPE {
+        let mut payload = Vec::new();
+        payload.push(match F::DTYPE {
             Dtype::F64 => 1,
             _ => 0,
         });
-        put_str(&mut out, &self.optimizer);
-        out.extend_from_slice(&self.step.to_le_bytes());
-        out.extend_from_slice(&(self.hyper.len() as u32).to_le_bytes());
+        put_str(&mut payload, &self.optimizer);
+        payload.extend_from_slice(&self.step.to_le_bytes());
+        payload.extend_from_slice(&(self.hyper.len() as u32).to_le_bytes());
         for (k, v) in &self.hyper {
-            put_str(&mut out, k);
-            out.extend_from_slice(&v.to_le_bytes());
+            put_str(&mut payload, k);
+            payload.extend_from_slice(&v.to_le_bytes());
         }
-        out.extend_from_slice(&(self.buffers.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&(self.buffers.len() as u32).to_le_bytes());
         for b in &self.buffers {
-            put_str(&mut out, &b.name);
-            out.extend_from_slice(&(b.shape.len() as u32).to_le_bytes());
+            put_str(&mut payload, &b.name);
+            payload.extend_from_slice(&(b.shape.len() as u32).to_le_bytes());
             for &d in &b.shape {
-                out.extend_from_slice(&(d as u64).to_le_bytes());
+                payload.extend_from_slice(&(d as u64).to_le_bytes());
             }
             for &x in &b.values {
-                x.write_le(&mut out);
+                x.write_le(&mut payload);
             }
         }
+        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
         out
     }
 
-    /// Decodes [`StateDict::to_bytes`] output.
+    /// Decodes [`StateDict::to_bytes`] output, checking the header first: the magic and
+    /// version, the length (no fewer and no more bytes), then the payload's CRC-32, so
+    /// any change to the bytes that keeps their length is caught before decoding. The
+    /// values themselves are checked by [`Optimizer::load_state_dict`].
     ///
     /// # Errors
-    /// [`OptimError::Malformed`] on a wrong magic, a dtype other than `F`, truncation,
-    /// invalid UTF-8 or trailing bytes.
+    /// [`OptimError::BadMagic`] (not a state file), [`OptimError::UnsupportedVersion`],
+    /// [`OptimError::Truncated`] / [`OptimError::TrailingBytes`] (the header's length
+    /// and the bytes' disagree), [`OptimError::ChecksumMismatch`],
+    /// [`OptimError::DtypeMismatch`] (saved as the other of `f32`/`f64`), and
+    /// [`OptimError::Malformed`] for a payload that passes the checksum but does not
+    /// decode (not written by [`StateDict::to_bytes`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, OptimError> {
-        let mut r = Reader { b: bytes, at: 0 };
-        if r.take(8)? != MAGIC {
-            return Err(OptimError::Malformed("missing the BPOPTSD1 header".into()));
+        let lead = &bytes[..bytes.len().min(8)];
+        if lead != &MAGIC[..lead.len()] {
+            let version_only = lead.len() == 8 && lead[..7] == MAGIC[..7];
+            return Err(if version_only {
+                OptimError::UnsupportedVersion {
+                    found: lead[7],
+                    supported: MAGIC[7],
+                }
+            } else {
+                OptimError::BadMagic {
+                    found: lead.to_vec(),
+                }
+            });
         }
+        if bytes.len() < HEADER_LEN {
+            return Err(OptimError::Truncated {
+                expected: HEADER_LEN as u64,
+                found: bytes.len(),
+            });
+        }
+        let payload_len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+        let expected = payload_len.saturating_add(HEADER_LEN as u64);
+        match (bytes.len() as u64).cmp(&expected) {
+            std::cmp::Ordering::Less => {
+                return Err(OptimError::Truncated {
+                    expected,
+                    found: bytes.len(),
+                });
+            }
+            std::cmp::Ordering::Greater => {
+                return Err(OptimError::TrailingBytes {
+                    expected,
+                    found: bytes.len(),
+                });
+            }
+            std::cmp::Ordering::Equal => {}
+        }
+        let stored = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
+        let payload = &bytes[HEADER_LEN..];
+        let computed = crc32fast::hash(payload);
+        if computed != stored {
+            return Err(OptimError::ChecksumMismatch { stored, computed });
+        }
+        let mut r = Reader { b: payload, at: 0 };
         let want = match F::DTYPE {
             Dtype::F64 => 1,
             _ => 0,
         };
-        let dt = r.take(1)?[0];
-        if dt != want {
-            let name = |d: u8| if d == 1 { "f64" } else { "f32" };
-            return Err(OptimError::Malformed(format!(
-                "state holds {}, loading as {}",
-                name(dt),
-                name(want)
-            )));
+        let name = |d: u8| if d == 1 { "f64" } else { "f32" };
+        match r.take(1)?[0] {
+            dt if dt == want => {}
+            dt @ (0 | 1) => {
+                return Err(OptimError::DtypeMismatch {
+                    expected: name(want),
+                    found: name(dt),
+                });
+            }
+            dt => return Err(OptimError::Malformed(format!("dtype byte {dt}"))),
         }
         let optimizer = r.str()?;
         let step = r.u64()?;
@@ -475,10 +669,10 @@ impl<F: Real> StateDict<F> {
                 values,
             });
         }
-        if r.at != bytes.len() {
+        if r.at != payload.len() {
             return Err(OptimError::Malformed(format!(
-                "{} trailing bytes",
-                bytes.len() - r.at
+                "{} bytes left over after the last buffer",
+                payload.len() - r.at
             )));
         }
         Ok(StateDict {
@@ -585,8 +779,9 @@ pub trait Optimizer<F: Real> {
     /// # Errors
     /// [`OptimError::BufferCount`] / [`OptimError::ShapeMismatch`] naming both sides when
     /// the gradients or the state do not match the parameters;
-    /// [`OptimError::NonFiniteGradient`] under [`NonFinite::Error`]. On any error nothing
-    /// is modified.
+    /// [`OptimError::NonFiniteGradient`] under [`NonFinite::Error`];
+    /// [`OptimError::StepOverflow`] when the step counter is already `u64::MAX`. On any
+    /// error nothing is modified.
     fn step_with<P: Params<F> + ?Sized>(
         &mut self,
         params: &mut P,
@@ -601,7 +796,8 @@ pub trait Optimizer<F: Real> {
     ///
     /// # Errors
     /// [`OptimError::BufferCount`] / [`OptimError::ShapeMismatch`] as
-    /// [`Optimizer::step_with`]; never [`OptimError::NonFiniteGradient`].
+    /// [`Optimizer::step_with`], and [`OptimError::StepOverflow`]; never
+    /// [`OptimError::NonFiniteGradient`].
     fn step_finite<P: Params<F> + ?Sized>(
         &mut self,
         params: &mut P,
@@ -655,12 +851,18 @@ pub trait Optimizer<F: Real> {
         }
     }
 
-    /// Replaces the state with `sd`, after checking it against `params`: optimizer
-    /// name, number of state buffers, and each buffer's name and shape.
+    /// Replaces the state with `sd`, after checking it against `params` (optimizer name,
+    /// number of state buffers, each buffer's name, shape and number of values) and
+    /// checking its values: a step counter below `u64::MAX` (the next step increments
+    /// it), finite values, and no negative second moment. The new state is built and
+    /// checked aside and swapped in only when all of it passes.
     ///
     /// # Errors
-    /// [`OptimError::WrongOptimizer`], [`OptimError::BufferCount`] (both counts) or
-    /// [`OptimError::ShapeMismatch`] (both names and shapes); the current state is kept.
+    /// [`OptimError::WrongOptimizer`], [`OptimError::StepOverflow`],
+    /// [`OptimError::BufferCount`] (both counts), [`OptimError::ShapeMismatch`] (both
+    /// names and shapes), [`OptimError::ValueCount`], [`OptimError::NonFiniteState`],
+    /// [`OptimError::NegativeState`] (each naming the buffer and the flat index). On
+    /// every error the current state is kept as it was.
     fn load_state_dict<P: Params<F> + ?Sized>(
         &mut self,
         params: &P,
@@ -671,6 +873,9 @@ pub trait Optimizer<F: Real> {
                 expected: Self::NAME.into(),
                 found: sd.optimizer.clone(),
             });
+        }
+        if sd.step == u64::MAX {
+            return Err(OptimError::StepOverflow { step: sd.step });
         }
         let mut fresh = fresh_slots(self, params);
         let expected: Vec<(String, Vec<usize>)> = fresh
@@ -691,12 +896,32 @@ pub trait Optimizer<F: Real> {
             for (buf, spec) in slot.bufs.iter_mut().zip(&slot.specs) {
                 let saved = it.next().expect("counts checked");
                 if saved.values.len() != buf.len() {
-                    return Err(OptimError::Malformed(format!(
-                        "`{}` has shape {:?} but {} values",
-                        saved.name,
-                        spec.shape,
-                        saved.values.len()
-                    )));
+                    return Err(OptimError::ValueCount {
+                        name: saved.name.clone(),
+                        shape: spec.shape.clone(),
+                        found: saved.values.len(),
+                    });
+                }
+                if F::any_non_finite(&saved.values) {
+                    let index = saved
+                        .values
+                        .iter()
+                        .position(|x| !x.is_finite())
+                        .expect("a non-finite value");
+                    return Err(OptimError::NonFiniteState {
+                        name: saved.name.clone(),
+                        index,
+                        value: saved.values[index].f64(),
+                    });
+                }
+                if spec.non_negative
+                    && let Some(index) = saved.values.iter().position(|x| x.f64() < 0.0)
+                {
+                    return Err(OptimError::NegativeState {
+                        name: saved.name.clone(),
+                        index,
+                        value: saved.values[index].f64(),
+                    });
                 }
                 buf.copy_from_slice(&saved.values);
             }
@@ -872,9 +1097,15 @@ fn step_checked<F: Real, O: Optimizer<F> + ?Sized, P: Params<F> + ?Sized>(
             };
         }
     }
+    let t = opt
+        .state()
+        .t
+        .checked_add(1)
+        .ok_or(OptimError::StepOverflow {
+            step: opt.state().t,
+        })?;
     let mut state = std::mem::take(opt.state_mut());
-    state.t += 1;
-    let t = state.t;
+    state.t = t;
     let (lr, wd) = (opt.lr(), opt.weight_decay());
     for ((w, g), slot) in ws
         .iter_mut()

@@ -74,7 +74,7 @@ impl<F: Real> Optimizer<F> for RmsProp<F> {
         ]
     }
     fn state_layout(&self, shape: &[usize]) -> Vec<StateSpec> {
-        vec![StateSpec::new("v", shape)]
+        vec![StateSpec::second_moment("v", shape)]
     }
     fn update(&self, ctx: &BufferCtx<'_>, w: &mut [F], g: &[F], state: &mut [Vec<F>]) {
         let [v] = state else {
