@@ -44,6 +44,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         generics,
         named_result: None,
         poisoned: HashSet::new(),
+        closures: HashMap::new(),
         temps: HashSet::new(),
         buffers: HashSet::new(),
         owner_rhs: HashMap::new(),
@@ -138,6 +139,8 @@ struct Lowerer<'a> {
     named_result: Option<VarId>,
     /// Names whose `let` was refused (see `local`).
     poisoned: HashSet<String>,
+    /// Closures bound to a local (`let act = |z: f64| z.tanh();`), inlined at each call.
+    closures: HashMap<String, LocalClosure>,
     /// Values that are buffers of floats (see `BufOp`).
     buffers: HashSet<VarId>,
     /// Struct arguments and field views of them (`&p.w`).
@@ -611,14 +614,28 @@ impl Lowerer<'_> {
     /// `vec![..]` literal): each leaves `named_result` as it found it, so the `let`
     /// around it still recognises its own binding.
     fn local(&mut self, local: &syn::Local) {
+        let mut names = Vec::new();
+        pattern_names(&local.pat, &mut names);
+        for n in &names {
+            self.closures.remove(n);
+        }
+        match self.local_closure(local) {
+            Ok(Some(closure)) => {
+                self.closures.insert(names[0].clone(), closure);
+                return;
+            }
+            Ok(None) => {}
+            Err(()) => {
+                self.poisoned.extend(names);
+                return;
+            }
+        }
         let outer = self.named_result;
         let errors = self.cx.error_count();
         self.local_binding(local);
         self.named_result = outer;
         // A refused `let` poisons its name: later reads and assignments of it are
         // consequences of the one error, not errors of their own.
-        let mut names = Vec::new();
-        pattern_names(&local.pat, &mut names);
         for n in names {
             if self.cx.error_count() > errors {
                 self.poisoned.insert(n);
@@ -626,6 +643,116 @@ impl Lowerer<'_> {
                 self.poisoned.remove(&n);
             }
         }
+    }
+
+    /// `let act = |z: f64| z.tanh();`: a closure of plain parameters bound to a name is
+    /// kept as syntax, with the locals it reads as they are now, and inlined where it is
+    /// called (`act(x)` is `{ let z = x; z.tanh() }`), so each call is differentiated
+    /// like the code it stands for.
+    fn local_closure(&mut self, local: &syn::Local) -> Result<Option<LocalClosure>, ()> {
+        let Pat::Ident(pi) = &local.pat else {
+            return Ok(None);
+        };
+        let Some(init) = &local.init else {
+            return Ok(None);
+        };
+        let mut init = &*init.expr;
+        while let Expr::Paren(p) = init {
+            init = &p.expr;
+        }
+        let Expr::Closure(c) = init else {
+            return Ok(None);
+        };
+        let mut params = Vec::new();
+        for input in &c.inputs {
+            let p = match input {
+                Pat::Type(pt) => &*pt.pat,
+                other => other,
+            };
+            match p {
+                Pat::Ident(i) if i.by_ref.is_none() && i.subpat.is_none() => {
+                    params.push(i.ident.clone())
+                }
+                _ => {
+                    self.cx.error_spanned_by(
+                        input,
+                        "`#[grad]` inlines a closure bound to a local at its calls; its parameters must be plain names (`|z: f64| ..`, `|a, b| ..`)",
+                    );
+                    return Err(());
+                }
+            }
+        }
+        if c.asyncness.is_some() || c.lifetimes.is_some() {
+            return Ok(None);
+        }
+        // The body reads the captured locals as they are here (a `move` closure's copy;
+        // a borrowing one sees the same values, since rustc allows no assignment while
+        // it is borrowed). A closure that assigns to what it captured (`FnMut`) is not
+        // the expression it stands for.
+        let assigned = self.assigned_in(&syn::parse_quote!({ #c; }));
+        if let Some(n) = assigned.first() {
+            self.cx.error_spanned_by(
+                c,
+                format!("`#[grad]` inlines a closure bound to a local at its calls; this one assigns to `{n}`, which it captured: write the update where the closure is called"),
+            );
+            return Err(());
+        }
+        let mut reads = Vec::new();
+        free_names(&c.body, &mut reads);
+        let captures = reads
+            .into_iter()
+            .filter(|n| !params.iter().any(|p| p == n))
+            .filter_map(|n| Some((n.clone(), self.lookup(&n)?)))
+            .collect();
+        Ok(Some(LocalClosure {
+            name: pi.ident.clone(),
+            params,
+            body: (*c.body).clone(),
+            captures,
+        }))
+    }
+
+    /// A call of a closure bound to a local: its body, lowered with the parameters bound
+    /// to the arguments.
+    fn inline_closure(
+        &mut self,
+        cl: &LocalClosure,
+        c: &syn::ExprCall,
+        args: Vec<Operand>,
+        want: Option<&Ident>,
+    ) -> Operand {
+        let name = &cl.name;
+        if cl.params.len() != args.len() {
+            self.cx.error_spanned_by(
+                c,
+                format!(
+                    "the closure `{name}` takes {} argument(s), this call passes {}",
+                    cl.params.len(),
+                    args.len()
+                ),
+            );
+            return dummy();
+        }
+        let span = c.span();
+        let mut scope = HashMap::new();
+        for (p, a) in cl.params.iter().zip(args) {
+            let v = match a {
+                Operand::Var(v) => v,
+                other => match self.define(None, Rhs::Copy(other), span) {
+                    Operand::Var(v) => v,
+                    Operand::Const(_) => unreachable!("define makes a var"),
+                },
+            };
+            scope.insert(p.to_string(), v);
+        }
+        // The body sees the locals it captured, then the parameters.
+        let saved = std::mem::take(&mut self.scopes);
+        let mut outer: HashMap<String, VarId> = cl.captures.iter().cloned().collect();
+        outer.extend(scope);
+        self.scopes = vec![outer];
+        let value = self.expr(&cl.body, want);
+        self.scopes = saved;
+        value
     }
 
     fn reads_poisoned(&self, e: &Expr) -> bool {
@@ -888,6 +1015,16 @@ impl Lowerer<'_> {
     fn expr(&mut self, e: &Expr, want: Option<&Ident>) -> Operand {
         // A local whose `let` was refused has had its error; what reads it has none.
         if self.reads_poisoned(e) {
+            return dummy();
+        }
+        if let Expr::Path(p) = e
+            && let Some(i) = p.path.get_ident()
+            && self.closures.contains_key(&i.to_string())
+        {
+            self.cx.error_spanned_by(
+                e,
+                format!("`{i}` is a closure bound to a local: `#[grad]` inlines it where it is called (`{i}(x)`), and cannot pass it as a value; call it, or make it a `#[grad]` function"),
+            );
             return dummy();
         }
         if let Some(v) = self.new_buffer(e, want) {
@@ -1935,6 +2072,11 @@ impl Lowerer<'_> {
                 format!("`#[grad]` does not differentiate recursive calls (`{i}` calls itself): its tape would contain itself; write the recursion as a loop, or move the recursive part into a function with a `#[custom_vjp]` rule"),
             );
             return dummy();
+        }
+        if let Some(i) = path.path.get_ident()
+            && let Some(cl) = self.closures.get(&i.to_string()).cloned()
+        {
+            return self.inline_closure(&cl, c, args, want);
         }
         if let Some(i) = path.path.get_ident()
             && self.lookup(&i.to_string()).is_some()
@@ -3535,4 +3677,32 @@ fn pattern_names(pat: &Pat, out: &mut Vec<String>) {
         Pat::Struct(s) => s.fields.iter().for_each(|f| pattern_names(&f.pat, out)),
         _ => {}
     }
+}
+
+/// A closure bound to a local, kept for inlining at its calls (see `local_closure`).
+#[derive(Clone)]
+struct LocalClosure {
+    name: Ident,
+    params: Vec<Ident>,
+    body: Expr,
+    /// The locals the body reads, as they were where the closure was made (inlining
+    /// reads these, not what the names mean at the call).
+    captures: Vec<(String, VarId)>,
+}
+
+/// The single-segment paths an expression reads (`x`, `w` in `w * x.exp()`).
+fn free_names(e: &Expr, out: &mut Vec<String>) {
+    use syn::visit::Visit;
+    struct Find<'a>(&'a mut Vec<String>);
+    impl<'v> Visit<'v> for Find<'_> {
+        fn visit_expr_path(&mut self, p: &'v syn::ExprPath) {
+            if let Some(i) = p.path.get_ident() {
+                let n = i.to_string();
+                if !self.0.contains(&n) {
+                    self.0.push(n);
+                }
+            }
+        }
+    }
+    Find(out).visit_expr(e);
 }

@@ -2,8 +2,8 @@ use backprop::grad;
 
 #[grad]
 fn f(x: f64) -> f64 {
-    let act = |z: f64| z.tanh();
-    act(x) + act(2.0 * x)
+    let act = backprop::sigmoid::<f64>;
+    act(x)
 }
 
 fn main() {

@@ -1,0 +1,99 @@
+//! Closures bound to a local and called: `#[grad]` inlines each call, so every call is
+//! differentiated like the code it stands for (hand-derived values and gradchecks).
+
+use backprop::grad;
+
+#[grad]
+fn called_twice(x: f64, w: f64) -> f64 {
+    let act = |z: f64| (w * z).tanh();
+    act(x) + act(2.0 * x)
+}
+
+#[test]
+fn a_closure_called_twice() {
+    let (v, g) = called_twice_grad(0.5, 1.5);
+    let (t1, t2) = (0.75f64.tanh(), 1.5f64.tanh());
+    assert!((v - (t1 + t2)).abs() < 1e-15);
+    let (s1, s2) = (1.0 - t1 * t1, 1.0 - t2 * t2);
+    assert!((g.x - (1.5 * s1 + 3.0 * s2)).abs() < 1e-12);
+    assert!((g.w - (0.5 * s1 + s2)).abs() < 1e-12);
+    backprop::gradcheck!(called_twice(x = 0.3, w = -0.8)).assert();
+}
+
+#[grad]
+fn block_body(x: f64) -> f64 {
+    let sq = |a, b| {
+        let t = a * b;
+        t * t
+    };
+    sq(x, 3.0) + sq(x, x)
+}
+
+#[test]
+fn a_closure_with_a_block_body_and_two_parameters() {
+    // 9x² + x⁴ at 2: 36 + 16; derivative 18x + 4x³ = 36 + 32.
+    assert_eq!(block_body_grad(2.0), (52.0, BlockBodyGrad { x: 68.0 }));
+}
+
+#[grad]
+fn in_a_loop(x: &[f64], w: f64) -> f64 {
+    let term = |i: usize| (x[i] * w).sin();
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        s += term(i) * x[i];
+    }
+    s
+}
+
+#[test]
+fn a_closure_reading_a_buffer_called_in_a_loop() {
+    let x = [0.2, -0.4, 0.9];
+    let w = 1.3;
+    let (v, g) = in_a_loop_grad(&x, w);
+    let want: f64 = x.iter().map(|xi| (xi * w).sin() * xi).sum();
+    assert!((v - want).abs() < 1e-15);
+    // ∂w = Σ xᵢ² cos(xᵢ w); ∂xᵢ = w xᵢ cos(xᵢ w) + sin(xᵢ w).
+    let dw: f64 = x.iter().map(|xi| xi * xi * (xi * w).cos()).sum();
+    assert!((g.w - dw).abs() < 1e-12);
+    for (k, xi) in x.iter().enumerate() {
+        let d = w * xi * (xi * w).cos() + (xi * w).sin();
+        assert!((g.x[k] - d).abs() < 1e-12);
+    }
+    backprop::gradcheck!(in_a_loop(x = &x.to_vec(), w = 0.7)).assert();
+}
+
+#[grad]
+fn move_closure_sees_its_copy(x: f64) -> f64 {
+    let w = x * 2.0;
+    let scale = move |z: f64| z * w;
+    let w = 10.0;
+    scale(x) + w
+}
+
+#[test]
+fn shadowing_after_the_closure_keeps_the_captured_value() {
+    // 2x² + 10 at 3: 28; derivative 4x = 12.
+    assert_eq!(move_closure_sees_its_copy(3.0), 28.0);
+    assert_eq!(
+        move_closure_sees_its_copy_grad(3.0),
+        (28.0, MoveClosureSeesItsCopyGrad { x: 12.0 })
+    );
+}
+
+#[grad]
+fn move_closure_then_reassigned(x: f64) -> f64 {
+    let mut w = 2.0;
+    let scale = move |z: f64| z * w;
+    w = w * x;
+    scale(x) + w
+}
+
+#[test]
+fn reassigning_after_a_move_closure_keeps_the_captured_value() {
+    // 2x + 2x at 3: 12; derivative 4.
+    assert_eq!(move_closure_then_reassigned(3.0), 12.0);
+    assert_eq!(
+        move_closure_then_reassigned_grad(3.0),
+        (12.0, MoveClosureThenReassignedGrad { x: 4.0 })
+    );
+}

@@ -1,0 +1,12 @@
+use backprop::grad;
+
+#[grad]
+fn f(x: f64) -> f64 {
+    let add = |(a, b): (f64, f64)| a + b;
+    add((x, x))
+}
+
+fn main() {
+    let (_, g) = f_grad(1.0);
+    let _: f64 = g.x;
+}
