@@ -194,3 +194,64 @@ fn empty_sum_keeps_the_sign_of_zero() {
     assert_eq!(v, empty_sum(&[0.5, 0.25], 1.0));
     assert_eq!(g.x.len(), 2);
 }
+
+/// A scalar made from an array's shape divides an array (`/ d.sqrt()`, attention's scale).
+#[grad(q, k)]
+fn scaled_scores(q: &ndarray::Array2<f64>, k: &ndarray::Array2<f64>) -> f64 {
+    let d = q.ncols() as f64;
+    let s = q.dot(&k.t()) / d.sqrt();
+    s.sum()
+}
+
+#[test]
+fn a_local_scalar_from_a_shape_scales_an_array() {
+    let q = array![[1.0, 2.0], [3.0, 4.0]];
+    let k = array![[0.5, -1.0], [2.0, 1.0]];
+    // Σ qkᵀ/√2 = (Σᵢ qᵢ)·(Σⱼ kⱼ)/√2 = [4, 6]·[2.5, 0]/√2; ∂qᵢ = Σⱼ kⱼ/√2, ∂kⱼ = Σᵢ qᵢ/√2.
+    let r = std::f64::consts::FRAC_1_SQRT_2;
+    let (v, g) = scaled_scores_grad(&q, &k);
+    assert!((v - 10.0 * r).abs() < 1e-14);
+    let (dq, dk) = (array![2.5 * r, 0.0], array![4.0 * r, 6.0 * r]);
+    for row in g.q.rows() {
+        assert!((&row - &dq).iter().all(|e| e.abs() < 1e-14), "{row}");
+    }
+    for row in g.k.rows() {
+        assert!((&row - &dk).iter().all(|e| e.abs() < 1e-14), "{row}");
+    }
+}
+
+/// `let (n, d) = x.dim();` destructures data.
+#[grad(w)]
+fn mean_of_product(x: &ndarray::Array2<f64>, w: &ndarray::Array2<f64>) -> f64 {
+    let (n, d) = x.dim();
+    let y = x.dot(w);
+    y.sum() / (n * d) as f64
+}
+
+#[test]
+fn tuple_of_dimensions() {
+    let x = array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]];
+    let w = array![[1.0], [2.0]];
+    // Σ xw / 6 = 33/6; ∂w = Σ_rows x / 6 = [9, 12]/6.
+    let (v, g) = mean_of_product_grad(&x, &w);
+    assert_eq!(v, 5.5);
+    assert_eq!(g.w, array![[1.5], [2.0]]);
+}
+
+/// `&ids[1..]`: a sub-slice of integer labels is data.
+#[grad]
+fn gather_rest(x: &[f64], ids: &[usize]) -> f64 {
+    let rest = &ids[1..];
+    let mut s = 0.0;
+    for &i in rest {
+        s += x[i] * x[i];
+    }
+    s
+}
+
+#[test]
+fn sub_slice_of_labels() {
+    let (v, g) = gather_rest_grad(&[1.0, 2.0, 3.0], &[0, 2, 2, 1]);
+    assert_eq!(v, 9.0 + 9.0 + 4.0);
+    assert_eq!(g.x, vec![0.0, 4.0, 12.0]);
+}

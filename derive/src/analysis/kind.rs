@@ -69,6 +69,21 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                 all
             }
             Rhs::Prim { prim, .. } if prim.reduces => true,
+            // `n as f64`: `as` makes a number, never an array (`q.ncols() as f64` reads
+            // an array but is a scalar).
+            Rhs::ZeroDerivative {
+                spelling: crate::ir::Spelling::Cast(_),
+                ..
+            }
+            | Rhs::NoRule {
+                spelling: crate::ir::Spelling::Cast(_) | crate::ir::Spelling::TupleField(_),
+                ..
+            } => true,
+            // `x.len()`, `x.dim()`: lengths and shapes of arrays are data, not arrays.
+            Rhs::ZeroDerivative {
+                spelling: crate::ir::Spelling::Method(m),
+                ..
+            } if crate::ir::op::returns_data(&m.to_string()) => true,
             // A field view used in arithmetic or a call may be an array (`&p.w`): the
             // tensor path, which is right for scalars too. Buffers of floats hold
             // scalars; their other operations are scalar code.

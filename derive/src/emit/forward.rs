@@ -739,6 +739,14 @@ impl<'a> Emitter<'a> {
                 let (a, i) = (&ops[0], &ops[1]);
                 quote_spanned!(span=> #a[#i])
             }
+            Spelling::TupleField(k) => {
+                let a = &ops[0];
+                quote_spanned!(span=> #a.#k)
+            }
+            Spelling::RefIndex => {
+                let (a, i) = (&ops[0], &ops[1]);
+                quote_spanned!(span=> &#a[#i])
+            }
             Spelling::Matches(pat) => {
                 let a = &ops[0];
                 quote_spanned!(span=> ::core::matches!(#a, #pat))

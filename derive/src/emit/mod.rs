@@ -559,6 +559,8 @@ fn calls_outside_rules(func: &Func) -> bool {
                 | Sp::Cast(_)
                 | Sp::Ref
                 | Sp::Index
+                | Sp::RefIndex
+                | Sp::TupleField(_)
                 | Sp::Matches(_) => false,
                 // (A method reaches `NoRule` only when the op table does not know it.)
                 Sp::Method(_) | Sp::MethodUnwrap(..) | Sp::MethodTurbofish(_) => true,

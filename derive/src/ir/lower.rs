@@ -799,6 +799,9 @@ impl Lowerer<'_> {
                 other => return self.bad_pattern(other),
             },
             Pat::Wild(_) => (None, None),
+            Pat::Tuple(t) if local.init.is_some() && t.elems.iter().all(is_plain_binding) => {
+                return self.tuple_of_data(t, local);
+            }
             other => return self.bad_pattern(other),
         };
         let Some(init) = &local.init else {
@@ -869,6 +872,40 @@ impl Lowerer<'_> {
             .last_mut()
             .expect("scope")
             .insert(ident.to_string(), var);
+    }
+
+    /// `let (n, d) = x.dim();`: each name is an element of the tuple, data without a
+    /// derivative (a tuple of active values is refused where it is made).
+    fn tuple_of_data(&mut self, t: &syn::PatTuple, local: &syn::Local) {
+        let init = &local.init.as_ref().expect("checked by the caller").expr;
+        let span = init.span();
+        let tuple = self.expr(init, None);
+        for (k, elem) in t.elems.iter().enumerate() {
+            let Pat::Ident(pi) = elem else { continue };
+            let index = syn::Index {
+                index: k as u32,
+                span,
+            };
+            let v = self.define(
+                Some(&pi.ident),
+                Rhs::NoRule {
+                    spelling: Spelling::TupleField(index),
+                    at: init.to_token_stream(),
+                    args: vec![tuple.clone()],
+                    why: format!(
+                        "`#[grad]` destructures a tuple of data (`let (n, d) = x.dim();`); `{}` carries a derivative",
+                        pretty(&init.to_token_stream())
+                    ),
+                },
+                pi.ident.span(),
+            );
+            if let Operand::Var(v) = v {
+                self.scopes
+                    .last_mut()
+                    .expect("scope")
+                    .insert(pi.ident.to_string(), v);
+            }
+        }
     }
 
     fn bad_pattern(&self, pat: &Pat) {
@@ -1116,23 +1153,10 @@ impl Lowerer<'_> {
                     span,
                 )
             }
-            Expr::Index(ix) => {
-                let base = self.expr(&ix.expr, None);
-                let idx = self.expr(&ix.index, None);
-                let why = format!(
-                    "`#[grad]` differentiates indexing into buffers of floats (`&[f64]`, `Vec<f64>`, `[f64; N]`, their sub-slices `&x[a..b]`); `{}` indexes something else",
-                    pretty(&e.to_token_stream())
-                );
-                self.define(
-                    want,
-                    Rhs::NoRule {
-                        spelling: Spelling::Index,
-                        at: e.to_token_stream(),
-                        args: vec![base, idx],
-                        why,
-                    },
-                    span,
-                )
+            Expr::Index(_) => self.data_index(e, Spelling::Index, want),
+            // `&labels[1..]`: borrowed together, since the place alone has no size.
+            Expr::Reference(r) if r.mutability.is_none() && matches!(&*r.expr, Expr::Index(_)) => {
+                self.data_index(&r.expr, Spelling::RefIndex, want)
             }
             Expr::Reference(r) if r.mutability.is_none() => {
                 let x = self.expr(&r.expr, None);
@@ -2348,6 +2372,31 @@ impl Lowerer<'_> {
             self.read_cache.insert(key, *v);
         }
         out
+    }
+
+    /// Indexing something that is not a float buffer (data: `labels[i]`, with `&` when
+    /// `spelling` is `RefIndex`): an operation without a rule, fine on inactive values.
+    fn data_index(&mut self, e: &Expr, spelling: Spelling, want: Option<&Ident>) -> Operand {
+        let Expr::Index(ix) = e else {
+            unreachable!("callers pass an index")
+        };
+        let span = e.span();
+        let base = self.expr(&ix.expr, None);
+        let idx = self.expr(&ix.index, None);
+        let why = format!(
+            "`#[grad]` differentiates indexing into buffers of floats (`&[f64]`, `Vec<f64>`, `[f64; N]`, their sub-slices `&x[a..b]`); `{}` indexes something else",
+            pretty(&e.to_token_stream())
+        );
+        self.define(
+            want,
+            Rhs::NoRule {
+                spelling,
+                at: e.to_token_stream(),
+                args: vec![base, idx],
+                why,
+            },
+            span,
+        )
     }
 
     /// A buffer the function creates: `vec![v; n]`, `vec![a, b, c]`, `[v; N]`, `[a, b, c]`.
@@ -3705,4 +3754,13 @@ fn free_names(e: &Expr, out: &mut Vec<String>) {
         }
     }
     Find(out).visit_expr(e);
+}
+
+/// A pattern that binds one name as it is (`n`, `mut n`) or nothing (`_`).
+fn is_plain_binding(p: &Pat) -> bool {
+    match p {
+        Pat::Ident(pi) => pi.by_ref.is_none() && pi.subpat.is_none(),
+        Pat::Wild(_) => true,
+        _ => false,
+    }
 }

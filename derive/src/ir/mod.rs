@@ -88,6 +88,11 @@ pub enum Spelling {
     MethodUnwrap(Ident, proc_macro2::TokenStream),
     /// `labels[i]`: indexing something that is not a float buffer (data).
     Index,
+    /// `t.0`: an element of a tuple of data (`let (n, d) = x.dim();`).
+    TupleField(syn::Index),
+    /// `&labels[1..]`: a borrowed sub-slice of data (one operation: the slice alone
+    /// has no size).
+    RefIndex,
     /// `matches!(x, PAT)`: the pattern's tokens.
     Matches(proc_macro2::TokenStream),
 }

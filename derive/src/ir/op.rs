@@ -161,6 +161,11 @@ const ZERO_DERIVATIVE_METHODS: &[&str] = &[
     "round_ties_even",
     "trunc",
     "signum",
+];
+
+/// Methods with a non-float result (a flag, an ordering, a length or a shape): derivative
+/// zero, and never an array, whatever they are called on.
+const DATA_METHODS: &[&str] = &[
     "is_nan",
     "is_finite",
     "is_infinite",
@@ -181,6 +186,11 @@ const ZERO_DERIVATIVE_METHODS: &[&str] = &[
     "raw_dim",
 ];
 
+/// Whether `x.name()` is data rather than an array (`x.len()`, `x.dim()`).
+pub fn returns_data(name: &str) -> bool {
+    DATA_METHODS.contains(&name)
+}
+
 /// What a method name means.
 pub enum MethodKind {
     Prim(Prim),
@@ -195,7 +205,7 @@ pub fn method(name: &str, arity: usize) -> MethodKind {
     {
         return MethodKind::Prim(*p);
     }
-    if ZERO_DERIVATIVE_METHODS.contains(&name) {
+    if ZERO_DERIVATIVE_METHODS.contains(&name) || DATA_METHODS.contains(&name) {
         return MethodKind::ZeroDerivative;
     }
     MethodKind::Unknown
