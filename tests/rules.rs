@@ -298,3 +298,180 @@ fn plain_rules_differ_from_strong_ones_only_at_zero_times_infinity() {
     // A non-zero cotangent times ∞ is ∞ in both.
     assert_eq!(plain::ln_vjp(0.0, 1.0), strong::ln_vjp(0.0, 1.0));
 }
+
+// ---- limits at ±∞ (issue 13, item 7) -----------------------------------------------
+
+/// Value and derivative of every activation at ±∞ (and where `x²` overflows) are their
+/// limits, never the `∞·0 = NaN` of the plain formulas; NaN stays NaN. Through the
+/// `#[grad]` rules, in `T`.
+fn activation_limits<T: Float + std::fmt::Debug>() {
+    let inf = T::infinity();
+    let huge = T::max_value().sqrt() * T::from(4.0).unwrap(); // x² overflows
+    let (zero, one) = (T::zero(), T::one());
+    let cases: [(&str, fn(T) -> (T, T), T, T, T); 18] = [
+        (
+            "gelu(-inf)",
+            |x| (r_gelu(x), r_gelu::grad(x).1.x),
+            -inf,
+            zero,
+            zero,
+        ),
+        (
+            "gelu(+inf)",
+            |x| (r_gelu(x), r_gelu::grad(x).1.x),
+            inf,
+            inf,
+            one,
+        ),
+        (
+            "gelu(-huge)",
+            |x| (r_gelu(x), r_gelu::grad(x).1.x),
+            -huge,
+            zero,
+            zero,
+        ),
+        (
+            "gelu(+huge)",
+            |x| (r_gelu(x), r_gelu::grad(x).1.x),
+            huge,
+            huge,
+            one,
+        ),
+        (
+            "silu(-inf)",
+            |x| (r_silu(x), r_silu::grad(x).1.x),
+            -inf,
+            zero,
+            zero,
+        ),
+        (
+            "silu(+inf)",
+            |x| (r_silu(x), r_silu::grad(x).1.x),
+            inf,
+            inf,
+            one,
+        ),
+        (
+            "silu(+huge)",
+            |x| (r_silu(x), r_silu::grad(x).1.x),
+            huge,
+            huge,
+            one,
+        ),
+        (
+            "softplus(-inf)",
+            |x| (r_softplus(x), r_softplus::grad(x).1.x),
+            -inf,
+            zero,
+            zero,
+        ),
+        (
+            "softplus(+inf)",
+            |x| (r_softplus(x), r_softplus::grad(x).1.x),
+            inf,
+            inf,
+            one,
+        ),
+        (
+            "sigmoid(-inf)",
+            |x| (r_sigmoid(x), r_sigmoid::grad(x).1.x),
+            -inf,
+            zero,
+            zero,
+        ),
+        (
+            "sigmoid(+inf)",
+            |x| (r_sigmoid(x), r_sigmoid::grad(x).1.x),
+            inf,
+            one,
+            zero,
+        ),
+        (
+            "tanh(-inf)",
+            |x| (r_tanh(x), r_tanh::grad(x).1.x),
+            -inf,
+            -one,
+            zero,
+        ),
+        (
+            "tanh(+inf)",
+            |x| (r_tanh(x), r_tanh::grad(x).1.x),
+            inf,
+            one,
+            zero,
+        ),
+        (
+            "relu(-inf)",
+            |x| (r_relu(x), r_relu::grad(x).1.x),
+            -inf,
+            zero,
+            zero,
+        ),
+        (
+            "relu(+inf)",
+            |x| (r_relu(x), r_relu::grad(x).1.x),
+            inf,
+            inf,
+            one,
+        ),
+        (
+            "leaky_relu(-inf, 0.1)",
+            |x| (r_leaky_relu(x), r_leaky_relu::grad(x).1.x),
+            -inf,
+            -inf,
+            T::from(0.1).unwrap(),
+        ),
+        (
+            "leaky_relu(+inf, 0.1)",
+            |x| (r_leaky_relu(x), r_leaky_relu::grad(x).1.x),
+            inf,
+            inf,
+            one,
+        ),
+        (
+            "leaky_relu(-inf, 0)",
+            |x| {
+                (
+                    r_leaky_slope(x, T::zero()),
+                    r_leaky_slope::grad(x, T::zero()).1.a,
+                )
+            },
+            -inf,
+            zero,
+            zero,
+        ),
+    ];
+    for (name, f, x, value, derivative) in cases {
+        let (v, g) = f(x);
+        assert_eq!(
+            (v, g),
+            (value, derivative),
+            "{name} in {}",
+            std::any::type_name::<T>()
+        );
+    }
+    // ∂/∂slope of leaky_relu at −∞ is min(x, 0) = −∞: the true limit, kept.
+    assert_eq!(r_leaky_slope::grad(-inf, zero).1.b, -inf);
+    // NaN in, NaN out: the limits never hide one.
+    let nan = T::nan();
+    for (name, (v, g)) in [
+        ("gelu", (r_gelu(nan), r_gelu::grad(nan).1.x)),
+        ("silu", (r_silu(nan), r_silu::grad(nan).1.x)),
+        (
+            "leaky_relu(·, 0)",
+            (r_leaky_slope(nan, zero), r_leaky_slope::grad(nan, zero).1.a),
+        ),
+        ("softplus", (r_softplus(nan), r_softplus::grad(nan).1.x)),
+    ] {
+        assert!(
+            v.is_nan() && g.is_nan(),
+            "{name}(NaN) = {v:?}, derivative {g:?}"
+        );
+    }
+}
+
+#[test]
+fn activations_take_their_limits_at_infinity() {
+    activation_limits::<f64>();
+    activation_limits::<f32>();
+}
