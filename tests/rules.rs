@@ -428,7 +428,9 @@ fn activation_limits<T: Float + std::fmt::Debug>() {
     let inf = T::infinity();
     let huge = T::max_value().sqrt() * T::from(4.0).unwrap(); // x² overflows
     let (zero, one) = (T::zero(), T::one());
-    let cases: [(&str, fn(T) -> (T, T), T, T, T); 18] = [
+    // (name, x ↦ (value, derivative), x, limit of the value, limit of the derivative)
+    type Case<T> = (&'static str, fn(T) -> (T, T), T, T, T);
+    let cases: [Case<T>; 18] = [
         (
             "gelu(-inf)",
             |x| (r_gelu(x), r_gelu::grad(x).1.x),
