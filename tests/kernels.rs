@@ -511,6 +511,72 @@ fn special_values<T: Real>() {
     );
 }
 
+/// Every activation at ±∞, where `x²` overflows, and at NaN: the dispatched kernel
+/// (SIMD here, scalar in the forced child run) equals the scalar oracle and the exact
+/// limit, forward and backward (cotangents 1 and 0.5).
+fn limits_at_infinity<T: Real>() {
+    let (inf, zero, one) = (T::infinity(), T::zero(), T::one());
+    let huge = T::max_value().sqrt() * T::from(4.0).unwrap();
+    let tenth = T::from(0.1).unwrap();
+    // (op, x, f(x), f′(x)); saved value = x or f(x) as the op says.
+    let cases = [
+        (Unary::Gelu, -inf, zero, zero),
+        (Unary::Gelu, inf, inf, one),
+        (Unary::Gelu, -huge, zero, zero),
+        (Unary::Gelu, huge, huge, one),
+        (Unary::Silu, -inf, zero, zero),
+        (Unary::Silu, inf, inf, one),
+        (Unary::Silu, huge, huge, one),
+        (Unary::Softplus, -inf, zero, zero),
+        (Unary::Softplus, inf, inf, one),
+        (Unary::Sigmoid, -inf, zero, zero),
+        (Unary::Sigmoid, inf, one, zero),
+        (Unary::Tanh, -inf, -one, zero),
+        (Unary::Tanh, inf, one, zero),
+        (Unary::Relu, -inf, zero, zero),
+        (Unary::Relu, inf, inf, one),
+        (Unary::LeakyRelu(tenth), -inf, -inf, tenth),
+        (Unary::LeakyRelu(tenth), inf, inf, one),
+        (Unary::LeakyRelu(zero), -inf, zero, zero),
+    ];
+    for (op, x, fx, dfx) in cases {
+        let ctx = format!("{} {op:?} at {x}", T::NAME);
+        let mut y_ref = [zero];
+        scalar::unary_forward(op, &[x], &mut y_ref);
+        assert_eq!(special(op, x), fx, "{ctx}: value");
+        assert_eq!(y_ref[0], fx, "{ctx}: oracle value");
+        let saved = match op.saves() {
+            activation::Saves::Input => x,
+            activation::Saves::Output => fx,
+        };
+        for d in [one, T::from(0.5).unwrap()] {
+            let mut g_ref = [zero];
+            scalar::unary_backward(op, &[saved], &[d], &mut g_ref);
+            assert_eq!(special_vjp(op, saved, d), d * dfx, "{ctx}: derivative·{d}");
+            assert_eq!(g_ref[0], d * dfx, "{ctx}: oracle derivative·{d}");
+        }
+    }
+    for op in [
+        Unary::Gelu,
+        Unary::Silu,
+        Unary::LeakyRelu(zero),
+        Unary::Softplus,
+    ] {
+        assert!(special(op, T::nan()).is_nan(), "{op:?}(NaN)");
+    }
+    // (leaky_relu′ at NaN is `slope`, 0 here: a branch on x > 0, as relu′; the NaN is
+    // in the value.)
+    for op in [Unary::Gelu, Unary::Silu, Unary::Softplus] {
+        assert!(special_vjp(op, T::nan(), one).is_nan(), "{op:?}′(NaN)");
+    }
+}
+
+#[test]
+fn activations_take_their_limits_at_infinity() {
+    limits_at_infinity::<f32>();
+    limits_at_infinity::<f64>();
+}
+
 #[test]
 fn activation_special_values_and_strong_zeros() {
     special_values::<f32>();

@@ -438,6 +438,9 @@ fn gradcheck_bce_with_logits_and_mse() {
     );
     // Stable at extreme logits: ln(1 + e^1000) is not evaluated directly.
     assert!(ops::bce_with_logits(&array![1000.0, -1000.0], &array![0.0, 1.0]) == 1000.0);
+    // Infinite logits: the limits, in both precisions (∞ − ∞ in the plain formula).
+    bce_limits::<f64>();
+    bce_limits::<f32>();
     let (gp, gt) = ops::mse_vjp(&x, &t, d);
     assert_close(
         "mse d_pred",
@@ -451,6 +454,36 @@ fn gradcheck_bce_with_logits_and_mse() {
         &num_grad(&t, |tp| d * ops::mse(&x, tp)),
         TOL,
     );
+}
+
+/// `bce_with_logits` and its pullback at infinite logits: loss 0 and gradient 0 where
+/// the target matches the sign (z = +∞, y = 1; z = −∞, y = 0), loss +∞ and gradient
+/// ±1 where it does not, ∂/∂y = −z; NaN stays NaN.
+fn bce_limits<T: backprop::kernels::Real>() {
+    let (inf, zero, one) = (T::infinity(), T::zero(), T::one());
+    let half = T::from(0.5).unwrap();
+    // (z, y, loss, d_z, d_y), one element at a time (n = 1).
+    for (z, y, loss, dz, dy) in [
+        (inf, one, zero, zero, -inf),
+        (-inf, zero, zero, zero, inf),
+        (inf, zero, inf, one, -inf),
+        (-inf, one, inf, -one, inf),
+        (inf, half, inf, half, -inf),
+    ] {
+        let (zs, ys) = (array![z], array![y]);
+        assert_eq!(
+            ops::bce_with_logits(&zs, &ys),
+            loss,
+            "loss at z = {z}, y = {y}"
+        );
+        let (gz, gy) = ops::bce_with_logits_vjp(&zs, &ys, one);
+        assert_eq!((gz[0], gy[0]), (dz, dy), "gradient at z = {z}, y = {y}");
+    }
+    // A matched infinite logit among finite ones adds nothing to the mean.
+    let l = ops::bce_with_logits(&array![inf, zero], &array![one, one]);
+    assert_eq!(l, T::from(std::f64::consts::LN_2 / 2.0).unwrap());
+    assert!(ops::bce_with_logits(&array![inf], &array![T::nan()]).is_nan());
+    assert!(ops::bce_with_logits(&array![T::nan()], &array![one]).is_nan());
 }
 
 // ---------------------------------------------------------------- matmul, reductions

@@ -269,7 +269,9 @@ fn zero_cotangents_are_strong_zeros() {
 
 /// The plain table (`rules::scalar::plain`, what `f_grad` tries first in loops) is the
 /// same formulas with `d · local` a plain product: equal to the strong rules for a
-/// non-zero cotangent, NaN instead of 0 for `0 · ∞`.
+/// non-zero finite cotangent, NaN instead of 0 for `0 · ∞` and for `∞ · 0` (an
+/// infinite cotangent through an exactly zero local derivative), and NaN in both for
+/// a NaN cotangent.
 #[test]
 fn plain_rules_differ_from_strong_ones_only_at_zero_times_infinity() {
     use backprop::rules::scalar::{self as strong, plain};
@@ -297,4 +299,300 @@ fn plain_rules_differ_from_strong_ones_only_at_zero_times_infinity() {
     assert!(plain::mul_vjp_lhs(f64::INFINITY, 0.0).is_nan());
     // A non-zero cotangent times ∞ is ∞ in both.
     assert_eq!(plain::ln_vjp(0.0, 1.0), strong::ln_vjp(0.0, 1.0));
+    // ∞ · 0 (an infinite cotangent, a zero local derivative): strong 0, plain NaN.
+    let inf = f64::INFINITY;
+    assert_eq!(strong::mul_vjp_lhs(0.0, inf), 0.0);
+    assert_eq!(strong::mul_vjp_rhs(-0.0, -inf), 0.0);
+    assert!(plain::mul_vjp_lhs(0.0, inf).is_nan());
+    assert_eq!(strong::powi_vjp(0.0, 3, inf), 0.0);
+    assert!(plain::powi_vjp(0.0, 3, inf).is_nan());
+    assert_eq!(strong::ln_vjp(inf, inf), 0.0, "ln′(∞) = 1/∞ = 0");
+    assert_eq!(
+        strong::div_vjp_lhs(inf, inf),
+        0.0,
+        "∂(a/b)/∂a = 1/b = 0 at b = ∞"
+    );
+    assert!(plain::div_vjp_lhs(inf, inf).is_nan());
+    assert_eq!(
+        strong::div_vjp_rhs(2.0, 0.0, inf),
+        0.0,
+        "∂(a/b)/∂b = −y/b = 0 at y = 0"
+    );
+    assert!(plain::div_vjp_rhs(2.0, 0.0, inf).is_nan());
+    // ...but only for an exact zero: a non-zero local derivative keeps ∞.
+    assert_eq!(strong::mul_vjp_lhs(1e-300, inf), inf);
+    assert_eq!(strong::div_vjp_rhs(2.0, 1e-300, inf), -inf);
+    // A NaN cotangent or a NaN local derivative is never hidden.
+    let nan = f64::NAN;
+    assert!(strong::mul_vjp_lhs(0.0, nan).is_nan());
+    assert!(strong::mul_vjp_lhs(nan, inf).is_nan());
+    assert!(strong::div_vjp_lhs(inf, nan).is_nan());
+    assert!(
+        strong::div_vjp_rhs(inf, nan, inf).is_nan(),
+        "y NaN at b = ∞"
+    );
+    assert!(strong::div_vjp_rhs(2.0, 0.0, nan).is_nan());
+    assert!(backprop::rules::scalar::strong_mul(nan, 0.0).is_nan());
+}
+
+// ---- strong zeros both ways (issue 13, item 7) -------------------------------------
+
+/// r = |0·sin a| written as √(z·z): constant 0 in `a`, so dr/da = 0. The reverse pass
+/// meets √′(0) = ∞ and then z·z's local derivative z = 0 (JAX and PyTorch: NaN).
+#[grad]
+fn sqrt_of_zeroed_square(a: f64) -> f64 {
+    let z = 0.0 * a.sin();
+    (z * z).sqrt()
+}
+
+/// A hand-written norm: √(Σ xᵢ²), through a loop (so `f_grad` tries the plain pass
+/// first, gets `∞·0 = NaN` at the origin, and falls back to the strong pass).
+#[grad]
+fn loop_norm(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for v in x {
+        s += v * v;
+    }
+    s.sqrt()
+}
+
+/// ∛(x³) = x and (∛x)³ = x: derivative 1 everywhere, but at 0 both reverse passes
+/// multiply ∛′(0) = ∞ by a zero, so the strong zeros give 0 (JAX/PyTorch: NaN).
+#[grad]
+fn cbrt_of_cube(x: f64) -> f64 {
+    x.powi(3).cbrt()
+}
+
+#[grad]
+fn cube_of_cbrt(x: f64) -> f64 {
+    x.cbrt().powi(3)
+}
+
+#[test]
+fn strong_zeros_hold_both_ways() {
+    use backprop::Pullback;
+    for a in [0.7, -2.0, 0.0] {
+        assert_eq!(
+            sqrt_of_zeroed_square_grad(a),
+            (0.0, SqrtOfZeroedSquareGrad { a: 0.0 })
+        );
+        let (v, tape) = sqrt_of_zeroed_square_forward(a);
+        assert_eq!(v, 0.0);
+        assert_eq!(tape.backward(1.0).a, 0.0, "f_backward at a = {a}");
+        // Any finite non-zero output cotangent: still 0.
+        let (_, tape) = sqrt_of_zeroed_square_forward(a);
+        assert_eq!(sqrt_of_zeroed_square_backward(tape, -3.5).a, 0.0);
+    }
+    // The norm at the origin: the minimum-norm subgradient 0 (as hypot and abs), and the
+    // ordinary gradient x/|x| elsewhere.
+    assert_eq!(
+        loop_norm_grad(&[0.0, 0.0]),
+        (0.0, LoopNormGrad { x: vec![0.0, 0.0] })
+    );
+    let g = loop_norm_grad(&[3.0, -4.0]).1.x;
+    assert!(
+        (g[0] - 0.6).abs() < 1e-15 && (g[1] + 0.8).abs() < 1e-15,
+        "{g:?}"
+    );
+    // The documented limitation: 0 where the true derivative is 1, both ways round.
+    assert_eq!(cbrt_of_cube_grad(0.0).1.x, 0.0);
+    assert_eq!(cube_of_cbrt_grad(0.0).1.x, 0.0);
+    assert!((cbrt_of_cube_grad(0.5).1.x - 1.0).abs() < 1e-15);
+}
+
+#[test]
+fn infinite_cotangents_keep_nan_visible() {
+    // A NaN input: z = 0·sin(NaN) = NaN, the value and the gradient are NaN.
+    let (v, g) = sqrt_of_zeroed_square_grad(f64::NAN);
+    assert!(v.is_nan() && g.a.is_nan(), "value {v}, gradient {}", g.a);
+    // A NaN made on the way: sin(∞) = NaN.
+    let (v, g) = sqrt_of_zeroed_square_grad(f64::INFINITY);
+    assert!(v.is_nan() && g.a.is_nan(), "value {v}, gradient {}", g.a);
+    // A NaN element of the norm's input.
+    let (v, g) = loop_norm_grad(&[0.0, f64::NAN]);
+    assert!(
+        v.is_nan() && g.x[1].is_nan(),
+        "value {v}, gradient {:?}",
+        g.x
+    );
+    // An infinite derivative under a non-zero cotangent is still reported.
+    assert_eq!(r_sqrt_grad(0.0).1.x, f64::INFINITY);
+}
+
+// ---- limits at ±∞ (issue 13, item 7) -----------------------------------------------
+
+/// Value and derivative of every activation at ±∞ (and where `x²` overflows) are their
+/// limits, never the `∞·0 = NaN` of the plain formulas; NaN stays NaN. Through the
+/// `#[grad]` rules, in `T`.
+fn activation_limits<T: Float + std::fmt::Debug>() {
+    let inf = T::infinity();
+    let huge = T::max_value().sqrt() * T::from(4.0).unwrap(); // x² overflows
+    let (zero, one) = (T::zero(), T::one());
+    // (name, x ↦ (value, derivative), x, limit of the value, limit of the derivative)
+    type Case<T> = (&'static str, fn(T) -> (T, T), T, T, T);
+    let cases: [Case<T>; 18] = [
+        (
+            "gelu(-inf)",
+            |x| (r_gelu(x), r_gelu::grad(x).1.x),
+            -inf,
+            zero,
+            zero,
+        ),
+        (
+            "gelu(+inf)",
+            |x| (r_gelu(x), r_gelu::grad(x).1.x),
+            inf,
+            inf,
+            one,
+        ),
+        (
+            "gelu(-huge)",
+            |x| (r_gelu(x), r_gelu::grad(x).1.x),
+            -huge,
+            zero,
+            zero,
+        ),
+        (
+            "gelu(+huge)",
+            |x| (r_gelu(x), r_gelu::grad(x).1.x),
+            huge,
+            huge,
+            one,
+        ),
+        (
+            "silu(-inf)",
+            |x| (r_silu(x), r_silu::grad(x).1.x),
+            -inf,
+            zero,
+            zero,
+        ),
+        (
+            "silu(+inf)",
+            |x| (r_silu(x), r_silu::grad(x).1.x),
+            inf,
+            inf,
+            one,
+        ),
+        (
+            "silu(+huge)",
+            |x| (r_silu(x), r_silu::grad(x).1.x),
+            huge,
+            huge,
+            one,
+        ),
+        (
+            "softplus(-inf)",
+            |x| (r_softplus(x), r_softplus::grad(x).1.x),
+            -inf,
+            zero,
+            zero,
+        ),
+        (
+            "softplus(+inf)",
+            |x| (r_softplus(x), r_softplus::grad(x).1.x),
+            inf,
+            inf,
+            one,
+        ),
+        (
+            "sigmoid(-inf)",
+            |x| (r_sigmoid(x), r_sigmoid::grad(x).1.x),
+            -inf,
+            zero,
+            zero,
+        ),
+        (
+            "sigmoid(+inf)",
+            |x| (r_sigmoid(x), r_sigmoid::grad(x).1.x),
+            inf,
+            one,
+            zero,
+        ),
+        (
+            "tanh(-inf)",
+            |x| (r_tanh(x), r_tanh::grad(x).1.x),
+            -inf,
+            -one,
+            zero,
+        ),
+        (
+            "tanh(+inf)",
+            |x| (r_tanh(x), r_tanh::grad(x).1.x),
+            inf,
+            one,
+            zero,
+        ),
+        (
+            "relu(-inf)",
+            |x| (r_relu(x), r_relu::grad(x).1.x),
+            -inf,
+            zero,
+            zero,
+        ),
+        (
+            "relu(+inf)",
+            |x| (r_relu(x), r_relu::grad(x).1.x),
+            inf,
+            inf,
+            one,
+        ),
+        (
+            "leaky_relu(-inf, 0.1)",
+            |x| (r_leaky_relu(x), r_leaky_relu::grad(x).1.x),
+            -inf,
+            -inf,
+            T::from(0.1).unwrap(),
+        ),
+        (
+            "leaky_relu(+inf, 0.1)",
+            |x| (r_leaky_relu(x), r_leaky_relu::grad(x).1.x),
+            inf,
+            inf,
+            one,
+        ),
+        (
+            "leaky_relu(-inf, 0)",
+            |x| {
+                (
+                    r_leaky_slope(x, T::zero()),
+                    r_leaky_slope::grad(x, T::zero()).1.a,
+                )
+            },
+            -inf,
+            zero,
+            zero,
+        ),
+    ];
+    for (name, f, x, value, derivative) in cases {
+        let (v, g) = f(x);
+        assert_eq!(
+            (v, g),
+            (value, derivative),
+            "{name} in {}",
+            std::any::type_name::<T>()
+        );
+    }
+    // ∂/∂slope of leaky_relu at −∞ is min(x, 0) = −∞: the true limit, kept.
+    assert_eq!(r_leaky_slope::grad(-inf, zero).1.b, -inf);
+    // NaN in, NaN out: the limits never hide one.
+    let nan = T::nan();
+    for (name, (v, g)) in [
+        ("gelu", (r_gelu(nan), r_gelu::grad(nan).1.x)),
+        ("silu", (r_silu(nan), r_silu::grad(nan).1.x)),
+        ("softplus", (r_softplus(nan), r_softplus::grad(nan).1.x)),
+    ] {
+        assert!(
+            v.is_nan() && g.is_nan(),
+            "{name}(NaN) = {v:?}, derivative {g:?}"
+        );
+    }
+    // leaky_relu′ at NaN is the slope (a branch on x > 0, as relu′): the NaN is in the
+    // value.
+    assert!(r_leaky_slope(nan, zero).is_nan());
+}
+
+#[test]
+fn activations_take_their_limits_at_infinity() {
+    activation_limits::<f64>();
+    activation_limits::<f32>();
 }

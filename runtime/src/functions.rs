@@ -74,13 +74,21 @@ pub fn relu<T: Float>(x: T) -> T {
 ///
 /// Derivative 1 for x > 0 and `slope` for x ≤ 0 (at the kink, `slope` is the
 /// minimum-norm element of [slope, 1] for 0 ≤ slope ≤ 1). ∂/∂slope = min(x, 0).
+/// At x = −∞ the value is the limit: −∞·slope, and 0 for slope = 0.
 ///
 /// ```
 /// assert_eq!(backprop::leaky_relu(-2.0_f64, 0.1), -0.2);
 /// ```
 #[inline]
 pub fn leaky_relu<T: Float>(x: T, slope: T) -> T {
-    if x > T::zero() { x } else { slope * x }
+    if x > T::zero() {
+        x
+    } else if slope == T::zero() && x.is_infinite() {
+        // 0·(−∞): the limit of 0·x as x → −∞ is 0 (the slope-0 function is relu).
+        T::zero()
+    } else {
+        slope * x
+    }
 }
 
 /// Softplus ln(1 + eˣ), computed stably as max(x, 0) + ln(1 + e^(−|x|)).
@@ -104,15 +112,27 @@ pub fn softplus<T: Float>(x: T) -> T {
 /// slope of the Gaussian CDF Φ at 0 (Φ'(0) = 1/√(2π), and tanh'(0) = 1, so the
 /// argument is scaled by 2·1/√(2π) = √(2/π)). The rule saves x.
 ///
+/// At ±∞ the value and the derivative are their limits: gelu(−∞) = 0, gelu′(−∞) = 0,
+/// gelu(+∞) = +∞, gelu′(+∞) = 1 (the products x·(1 + t) and x·(1 − t²) are 0·∞ there,
+/// and are taken as 0 wherever the saturated factor is exactly 0).
+///
 /// ```
 /// assert_eq!(backprop::gelu(0.0_f64), 0.0);
+/// assert_eq!(backprop::gelu(f64::NEG_INFINITY), 0.0);
 /// assert!((backprop::gelu(1.0_f64) - 0.8411919906082768).abs() < 1e-12);
 /// ```
 #[inline]
 pub fn gelu<T: Float>(x: T) -> T {
     let half = T::from(0.5).unwrap_or_else(T::nan);
     let t = gelu_inner(x).tanh();
-    half * x * (T::one() + t)
+    let h = T::one() + t;
+    // 1 + t is exactly 0 once tanh saturates (x below about −9 in f64): the value is
+    // then 0, also at x = −∞ where x·0 would be NaN. NaN x gives NaN h.
+    if h == T::zero() {
+        T::zero()
+    } else {
+        half * x * h
+    }
 }
 
 #[inline(always)]
@@ -132,14 +152,18 @@ fn gelu_inner<T: Float>(x: T) -> T {
 
 /// SiLU (swish) x·σ(x) (Elfwing et al. 2018; Ramachandran et al. 2017).
 ///
-/// Derivative σ(x)(1 + x(1 − σ(x))). The rule saves x.
+/// Derivative σ(x)(1 + x(1 − σ(x))). The rule saves x. At ±∞ both are their limits:
+/// silu(−∞) = 0, silu′(−∞) = 0, silu(+∞) = +∞, silu′(+∞) = 1.
 ///
 /// ```
 /// assert_eq!(backprop::silu(0.0_f64), 0.0);
+/// assert_eq!(backprop::silu(f64::NEG_INFINITY), 0.0);
 /// ```
 #[inline]
 pub fn silu<T: Float>(x: T) -> T {
-    x * sigmoid(x)
+    let s = sigmoid(x);
+    // σ(−∞) = 0 exactly, and −∞·0 would be NaN; the limit is 0.
+    if s == T::zero() { T::zero() } else { x * s }
 }
 
 /// log Σᵢ exp(xᵢ) of a slice, shifted by its maximum m (m + log Σᵢ exp(xᵢ − m)) so it
@@ -268,17 +292,30 @@ pub mod vjp {
         let (k, c) = gelu_consts::<T>();
         let t = gelu_inner(x).tanh();
         let du = k * (T::one() + three * c * x * x);
-        strong_mul(
-            d,
-            half * (T::one() + t) + half * x * (T::one() - t * t) * du,
-        )
+        let s = T::one() - t * t;
+        // Where tanh has saturated (1 − t² = 0 exactly: |x| above about 9 in f64, and
+        // ±∞) the second term is 0·x·u′, with x or u′ possibly infinite (x² overflows
+        // above 1.3e154): it is 0, and the derivative is ½(1 + t), 0 or 1.
+        let tail = if s == T::zero() {
+            T::zero()
+        } else {
+            half * x * s * du
+        };
+        strong_mul(d, half * (T::one() + t) + tail)
     }
 
-    /// silu'(x) = σ(x)(1 + x(1 − σ(x))).
+    /// silu'(x) = σ(x)(1 + x(1 − σ(x))); σ(x) where σ(1 − σ) is exactly 0 (σ saturated,
+    /// and at ±∞, where x·(1 − σ) would be ∞·0): 0 at −∞, 1 at +∞.
     #[inline(always)]
     pub fn silu_vjp<T: Float>(x: T, d: T) -> T {
         let s = sigmoid(x);
-        strong_mul(d, s * (T::one() + x * (T::one() - s)))
+        let m = T::one() - s;
+        let local = if s * m == T::zero() {
+            s
+        } else {
+            s * (T::one() + x * m)
+        };
+        strong_mul(d, local)
     }
 }
 

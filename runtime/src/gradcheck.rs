@@ -1,14 +1,44 @@
-//! Central differences in f64 against a generated gradient.
+//! Central differences in f64 against a generated gradient and its reverse pass.
 //!
-//! The same check PyTorch's `torch.autograd.gradcheck` and JAX's `check_grads` make:
-//! perturb one input element at a time by ±h, take (f(x + h) − f(x − h)) / 2h, and
-//! compare with the analytic gradient element by element. The central difference has
-//! truncation error O(h²·f‴) and round-off error O(ε_mach·|f|/h); h = 1e-6·max(1, |x|)
-//! balances the two in f64 (Nocedal & Wright, *Numerical Optimization*, §8.1).
+//! Two checks, both at the given point:
 //!
-//! An element passes when |analytic − numeric| ≤ atol + rtol·|numeric| (the defaults
-//! are PyTorch's: atol = 1e-5, rtol = 1e-3). The report names, per argument, the
-//! worst element with its absolute and relative error.
+//! 1. **Per coordinate**, as PyTorch's `torch.autograd.gradcheck`: perturb one input
+//!    element at a time by ±hᵢ, take nᵢ = (f(x + hᵢeᵢ) − f(x − hᵢeᵢ)) / 2hᵢ, and compare
+//!    with the gradient `f_grad` returns, element by element.
+//! 2. **Random VJPs**, as JAX's `check_vjp`: for a few pairs (u, d) drawn from a
+//!    fixed-seed generator (u a direction over every coordinate of every checked
+//!    argument, d an output cotangent with |d| in [0.5, 0.75] or [1.5, 3], never near 1),
+//!    compare ⟨d, J·u⟩, with J·u a central difference along u, against ⟨J^T d, u⟩,
+//!    with J^T d the reverse pass run with cotangent d (`f_forward` then
+//!    `f_backward(tape, d)`). A pullback that ignores its cotangent returns the
+//!    gradient for every d and fails here, even alone in a function, where check 1 (which
+//!    uses d = 1) cannot see it.
+//!
+//! **Step.** hᵢ = eps·max(1, |xᵢ|) with eps = ∛ε ≈ 6.1e-6 (ε = 2⁻⁵² the f64 epsilon): the
+//! central difference has truncation error hᵢ²|f‴|/6 and round-off error about
+//! ε|f|/hᵢ, and ∛ε balances the two (Nocedal & Wright, *Numerical Optimization*,
+//! 2nd ed., §8.1), leaving about ε^⅔ ≈ 4e-11 relative for a smooth, well-scaled f.
+//!
+//! **Tolerance.** An element passes when
+//! |analytic − numeric| ≤ atol·S + rtol·max(|analytic|, |numeric|) + E, with S = max(|f(x)|,
+//! maxᵢ |nᵢ|) the function's own magnitude (so the check means the same at 1e-8 and at
+//! 1e8: no fixed absolute floor that a small gradient hides under), rtol = 1e-6 and
+//! atol = 1e-7 by default. rtol is 25 000 times the ~4e-11 expected error, so only
+//! functions with |f‴/f′| beyond ~1e5 at the point come near it, while a 0.05% error
+//! (5e-4) fails by 500×; atol·S leaves ~2 500× the round-off ε·S/h for coordinates
+//! whose gradient is near 0. E = |D(h) − D(2h)|, the difference of the central
+//! differences with steps h and 2h, is the numeric derivative's own error estimate
+//! (Richardson: the truncation error of D(h) is about a third of it, and round-off
+//! shows up in it too): tiny for a smooth, well-conditioned f, it widens the tolerance
+//! only where the difference itself cannot be trusted, as for an f computed by
+//! catastrophic cancellation (a value of 1e-9 left from O(1) terms, whose last digits
+//! are rounding). A VJP pair passes when |⟨d, J·u⟩ − ⟨J^T d, u⟩| ≤ atol·S·|d|·maxᵢ|uᵢ| +
+//! rtol·Σᵢ|(J^T d)ᵢ uᵢ| + |d|·E_u, relative to the terms of the sum (the sum itself may
+//! cancel), E_u the same estimate along u. NaN anywhere fails.
+//!
+//! The [`Report`] says what was checked (arguments, coordinates, pairs, seed, step,
+//! tolerances), the worst element of each argument, each pair, and the worst error
+//! overall with where it is.
 //!
 //! Check points away from kinks (`abs` at 0, `max` at a tie): there the central
 //! difference averages the two one-sided slopes and need not match the convention the
@@ -26,28 +56,37 @@
 //! let report = gradcheck!(f(x = 0.7, y = -1.3, n = const 3));
 //! report.assert();
 //! assert!(report.worst_abs_err() < 1e-8);
+//! assert_eq!(report.pairs.len(), 3);
 //! ```
 
 use core::fmt;
 
-/// Tolerances and step of a gradient check.
+/// Tolerances, step and random pairs of a gradient check (see the module docs for
+/// why these values).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
-    /// Relative step: h = eps · max(1, |x|).
+    /// Relative step: hᵢ = eps · max(1, |xᵢ|).
     pub eps: f64,
-    /// Absolute tolerance.
+    /// Absolute tolerance, as a fraction of the function's magnitude
+    /// S = max(|f(x)|, maxᵢ |numericᵢ|).
     pub atol: f64,
-    /// Relative tolerance, against the numeric value.
+    /// Relative tolerance, against max(|analytic|, |numeric|).
     pub rtol: f64,
+    /// How many random (direction, output cotangent) pairs check the reverse pass.
+    pub pairs: usize,
+    /// Seed of the generator of those pairs (fixed: a check is reproducible).
+    pub seed: u64,
 }
 
 impl Default for Options {
-    /// PyTorch's gradcheck defaults: eps = 1e-6, atol = 1e-5, rtol = 1e-3.
+    /// eps = ∛ε ≈ 6.06e-6, atol = 1e-7 (× S), rtol = 1e-6, 3 pairs, seed 0x6ec4.
     fn default() -> Self {
         Options {
-            eps: 1e-6,
-            atol: 1e-5,
-            rtol: 1e-3,
+            eps: f64::EPSILON.cbrt(),
+            atol: 1e-7,
+            rtol: 1e-6,
+            pairs: 3,
+            seed: 0x6ec4,
         }
     }
 }
@@ -138,7 +177,7 @@ where
 pub struct ArgReport {
     /// The argument's name.
     pub name: String,
-    /// How many elements it has.
+    /// How many elements (coordinates) it has; each was checked.
     pub len: usize,
     /// Index of the element with the largest error relative to its tolerance.
     pub worst_index: usize,
@@ -150,36 +189,85 @@ pub struct ArgReport {
     pub abs_err: f64,
     /// |analytic − numeric| / max(|numeric|, f64::MIN_POSITIVE).
     pub rel_err: f64,
+    /// The tolerance there.
+    pub tol: f64,
     /// Whether every element is within tolerance (and none is NaN).
     pub passed: bool,
 }
 
-/// The outcome of a gradient check: one [`ArgReport`] per checked argument.
+/// One random VJP pair: ⟨d, J·u⟩ by central differences against ⟨J^T d, u⟩ from the
+/// reverse pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairReport {
+    /// The output cotangent d.
+    pub d_out: f64,
+    /// ⟨d, J·u⟩, J·u a central difference along u.
+    pub numeric: f64,
+    /// ⟨J^T d, u⟩, J^T d the reverse pass run with d.
+    pub analytic: f64,
+    /// |analytic − numeric|.
+    pub abs_err: f64,
+    /// The tolerance.
+    pub tol: f64,
+    /// Whether it is within tolerance (and not NaN).
+    pub passed: bool,
+}
+
+/// The outcome of a gradient check: one [`ArgReport`] per checked argument and one
+/// [`PairReport`] per random VJP pair.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
     /// The function's value at the point.
     pub value: f64,
+    /// S = max(|f(x)|, maxᵢ |numericᵢ|), the scale of the absolute tolerance.
+    pub scale: f64,
     /// One entry per differentiated argument, in order.
     pub args: Vec<ArgReport>,
-    /// The tolerances used.
+    /// One entry per random VJP pair.
+    pub pairs: Vec<PairReport>,
+    /// The tolerances, step and seed used.
     pub options: Options,
 }
 
 impl Report {
-    /// Whether every element of every argument is within tolerance.
+    /// Whether every element of every argument and every VJP pair is within tolerance.
     pub fn passed(&self) -> bool {
-        self.args.iter().all(|a| a.passed)
+        self.args.iter().all(|a| a.passed) && self.pairs.iter().all(|p| p.passed)
     }
 
-    /// The largest absolute error over all arguments.
+    /// The largest absolute error over all arguments' elements.
     pub fn worst_abs_err(&self) -> f64 {
         self.args.iter().map(|a| a.abs_err).fold(0.0, f64::max)
     }
 
-    /// Panics with the report if any element is out of tolerance.
+    /// The largest error / tolerance ratio over all elements and pairs (∞ for a NaN),
+    /// and where: `"argument `x`, element 3"` or `"VJP pair 1"`.
+    pub fn worst(&self) -> (f64, String) {
+        let ratio = |e: f64, t: f64| if e.is_nan() { f64::INFINITY } else { e / t };
+        let mut worst = (-1.0, String::from("nothing checked"));
+        for a in &self.args {
+            let r = ratio(a.abs_err, a.tol);
+            if r > worst.0 {
+                worst = (
+                    r,
+                    format!("argument `{}`, element {}", a.name, a.worst_index),
+                );
+            }
+        }
+        for (k, p) in self.pairs.iter().enumerate() {
+            let r = ratio(p.abs_err, p.tol);
+            if r > worst.0 {
+                worst = (r, format!("VJP pair {k} (d_out = {:.4})", p.d_out));
+            }
+        }
+        worst
+    }
+
+    /// Panics with the report if any element or pair is out of tolerance.
     ///
     /// # Panics
-    /// When [`Report::passed`] is false; the message is the whole report.
+    /// When [`Report::passed`] is false; the message starts "gradient check failed"
+    /// and is followed by the whole report.
     #[track_caller]
     pub fn assert(&self) {
         assert!(self.passed(), "gradient check failed:\n{self}");
@@ -188,21 +276,33 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = &self.options;
+        let coords: usize = self.args.iter().map(|a| a.len).sum();
         writeln!(
             f,
-            "value {:e}; tolerance |analytic − numeric| ≤ {:e} + {:e}·|numeric|",
-            self.value, self.options.atol, self.options.rtol
+            "checked {} argument(s), {coords} coordinate(s) in all, by central differences \
+             (h = {:.2e}·max(1, |x|)), and {} random VJP pair(s) (seed {:#x})",
+            self.args.len(),
+            o.eps,
+            self.pairs.len(),
+            o.seed
         )?;
         writeln!(
             f,
-            "{:<12} {:>5} {:>24} {:>24} {:>10} {:>10}  ok",
-            "argument", "worst", "analytic", "numeric", "abs err", "rel err"
+            "value {:e}; scale S = {:e}; pass if |analytic − numeric| ≤ {:e}·S + {:e}·max(|analytic|, |numeric|) + |D(h) − D(2h)|",
+            self.value, self.scale, o.atol, o.rtol
+        )?;
+        writeln!(
+            f,
+            "{:<12} {:>6} {:>5} {:>24} {:>24} {:>10} {:>10} {:>9}  ok",
+            "argument", "coords", "worst", "analytic", "numeric", "abs err", "rel err", "err/tol"
         )?;
         for a in &self.args {
             writeln!(
                 f,
-                "{:<12} {:>5} {:>24.16e} {:>24.16e} {:>10.2e} {:>10.2e}  {}",
+                "{:<12} {:>6} {:>5} {:>24.16e} {:>24.16e} {:>10.2e} {:>10.2e} {:>9.2e}  {}",
                 a.name,
+                a.len,
                 if a.len == 1 {
                     String::from("-")
                 } else {
@@ -212,47 +312,134 @@ impl fmt::Display for Report {
                 a.numeric,
                 a.abs_err,
                 a.rel_err,
+                a.abs_err / a.tol,
                 if a.passed { "yes" } else { "NO" }
             )?;
         }
-        Ok(())
+        if !self.pairs.is_empty() {
+            writeln!(
+                f,
+                "{:<12} {:>12} {:>24} {:>24} {:>10} {:>9}  ok",
+                "VJP pair",
+                "d_out",
+                "<J^T d, u> (reverse)",
+                "<d, J u> (numeric)",
+                "abs err",
+                "err/tol"
+            )?;
+            for (k, p) in self.pairs.iter().enumerate() {
+                writeln!(
+                    f,
+                    "{:<12} {:>12.4e} {:>24.16e} {:>24.16e} {:>10.2e} {:>9.2e}  {}",
+                    k,
+                    p.d_out,
+                    p.analytic,
+                    p.numeric,
+                    p.abs_err,
+                    p.abs_err / p.tol,
+                    if p.passed { "yes" } else { "NO" }
+                )?;
+            }
+        }
+        let (ratio, at) = self.worst();
+        writeln!(
+            f,
+            "worst: {at}, error {ratio:.3e}× its tolerance: {}",
+            if self.passed() { "passed" } else { "FAILED" }
+        )
     }
 }
 
-/// Checks `grad` against central differences of `value` at `at`.
+/// SplitMix64 (Steele, Lea & Flood 2014): the fixed-seed generator of the VJP pairs.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Checks `grad` against central differences of `value` at `at`, per coordinate, and
+/// `vjp` with random output cotangents along random directions (see the module docs).
 ///
 /// `at` holds the differentiated arguments, each as its name and flat f64 elements;
-/// `value` evaluates the function at such a point, `grad` returns the analytic
-/// gradient as one flat vector per argument, in the same order and lengths.
+/// `value` evaluates the function at such a point; `grad` returns the analytic
+/// gradient as one flat vector per argument, in the same order and lengths; `vjp(point,
+/// d)` returns the reverse pass's result for the output cotangent `d`, shaped the same.
 ///
 /// # Panics
-/// If `grad` returns a different number of arguments or a different length for one
-/// than `at` has (naming both).
+/// If `grad` or `vjp` returns a different number of arguments or a different length
+/// for one than `at` has (naming both).
 pub fn check(
     at: &[(&str, Vec<f64>)],
     value: impl Fn(&[Vec<f64>]) -> f64,
     grad: impl Fn(&[Vec<f64>]) -> Vec<Vec<f64>>,
+    vjp: impl Fn(&[Vec<f64>], f64) -> Vec<Vec<f64>>,
     options: Options,
 ) -> Report {
     let mut point: Vec<Vec<f64>> = at.iter().map(|(_, v)| v.clone()).collect();
     let f0 = value(&point);
+    let shape_check = |what: &str, g: &[Vec<f64>]| {
+        assert_eq!(
+            g.len(),
+            at.len(),
+            "gradcheck: the {what} has {} arguments but the point has {}",
+            g.len(),
+            at.len()
+        );
+        for (k, (name, x)) in at.iter().enumerate() {
+            assert_eq!(
+                g[k].len(),
+                x.len(),
+                "gradcheck: the {what} of `{name}` has {} elements but the argument has {}",
+                g[k].len(),
+                x.len()
+            );
+        }
+    };
     let analytic = grad(&point);
-    assert_eq!(
-        analytic.len(),
-        at.len(),
-        "gradcheck: the gradient has {} arguments but the point has {}",
-        analytic.len(),
-        at.len()
-    );
+    shape_check("gradient", &analytic);
+    let step = |x: f64| options.eps * x.abs().max(1.0);
+
+    // 1. Central differences, one coordinate at a time, with steps h and 2h: the
+    // difference of the two estimates is the numeric derivative's own error estimate.
+    let mut numeric: Vec<Vec<f64>> = Vec::with_capacity(at.len());
+    let mut estimate: Vec<Vec<f64>> = Vec::with_capacity(at.len());
+    for k in 0..at.len() {
+        let mut n_k = Vec::with_capacity(point[k].len());
+        let mut e_k = Vec::with_capacity(point[k].len());
+        for i in 0..point[k].len() {
+            let x = point[k][i];
+            let h = step(x);
+            let mut at_offset = |dx: f64| {
+                point[k][i] = x + dx;
+                let v = value(&point);
+                point[k][i] = x;
+                v
+            };
+            let d1 = (at_offset(h) - at_offset(-h)) / (2.0 * h);
+            let d2 = (at_offset(2.0 * h) - at_offset(-2.0 * h)) / (4.0 * h);
+            n_k.push(d1);
+            e_k.push((d1 - d2).abs());
+        }
+        numeric.push(n_k);
+        estimate.push(e_k);
+    }
+    let scale = numeric
+        .iter()
+        .flatten()
+        .fold(f0.abs(), |m, &n| if n.abs() > m { n.abs() } else { m });
+    let atol = options.atol * scale;
     let mut args = Vec::with_capacity(at.len());
     for (k, (name, _)) in at.iter().enumerate() {
-        assert_eq!(
-            analytic[k].len(),
-            point[k].len(),
-            "gradcheck: the gradient of `{name}` has {} elements but the argument has {}",
-            analytic[k].len(),
-            point[k].len()
-        );
         let mut report = ArgReport {
             name: (*name).to_string(),
             len: point[k].len(),
@@ -261,50 +448,120 @@ pub fn check(
             numeric: f64::NAN,
             abs_err: 0.0,
             rel_err: 0.0,
+            tol: atol,
             passed: true,
         };
         let mut worst_ratio = -1.0;
-        for i in 0..point[k].len() {
-            let x = point[k][i];
-            let h = options.eps * x.abs().max(1.0);
-            point[k][i] = x + h;
-            let up = value(&point);
-            point[k][i] = x - h;
-            let down = value(&point);
-            point[k][i] = x;
-            let numeric = (up - down) / (2.0 * h);
-            let a = analytic[k][i];
-            let abs_err = (a - numeric).abs();
-            let ok = abs_err <= options.atol + options.rtol * numeric.abs();
+        for (i, ((&a, &n), &e)) in analytic[k]
+            .iter()
+            .zip(&numeric[k])
+            .zip(&estimate[k])
+            .enumerate()
+        {
+            let abs_err = (a - n).abs();
+            let tol = atol + options.rtol * a.abs().max(n.abs()) + e;
+            let ok = abs_err <= tol;
             // NaN compares false: a NaN anywhere is the worst element and fails.
             let ratio = if abs_err.is_nan() {
                 f64::INFINITY
             } else {
-                abs_err / (options.atol + options.rtol * numeric.abs())
+                abs_err / tol
             };
             if ratio > worst_ratio {
                 worst_ratio = ratio;
                 report.worst_index = i;
                 report.analytic = a;
-                report.numeric = numeric;
+                report.numeric = n;
                 report.abs_err = abs_err;
-                report.rel_err = abs_err / numeric.abs().max(f64::MIN_POSITIVE);
+                report.rel_err = abs_err / n.abs().max(f64::MIN_POSITIVE);
+                report.tol = tol;
             }
             report.passed &= ok;
         }
         args.push(report);
     }
+
+    // 2. Random VJPs: ⟨d, J·u⟩ (numeric) against ⟨J^T d, u⟩ (reverse pass with d).
+    let mut rng = SplitMix(options.seed);
+    let mut pairs = Vec::with_capacity(options.pairs);
+    for _ in 0..options.pairs {
+        // u: each coordinate uniform in [−1, 1), scaled like its step.
+        let r: Vec<Vec<f64>> = point
+            .iter()
+            .map(|x| x.iter().map(|_| 2.0 * rng.unit() - 1.0).collect())
+            .collect();
+        let u: Vec<Vec<f64>> = point
+            .iter()
+            .zip(&r)
+            .map(|(x, r)| {
+                x.iter()
+                    .zip(r)
+                    .map(|(&x, &r)| r * x.abs().max(1.0))
+                    .collect()
+            })
+            .collect();
+        // d: |d| in [0.5, 0.75) or [1.5, 3), either sign; never near 1, never 0.
+        let magnitude = if rng.unit() < 0.5 {
+            0.5 + 0.25 * rng.unit()
+        } else {
+            1.5 + 1.5 * rng.unit()
+        };
+        let d_out = if rng.unit() < 0.5 {
+            -magnitude
+        } else {
+            magnitude
+        };
+        let t = options.eps;
+        let shifted = |sign: f64| -> Vec<Vec<f64>> {
+            point
+                .iter()
+                .zip(&u)
+                .map(|(x, u)| x.iter().zip(u).map(|(&x, &u)| x + sign * t * u).collect())
+                .collect()
+        };
+        let jvp = (value(&shifted(1.0)) - value(&shifted(-1.0))) / (2.0 * t);
+        let jvp2 = (value(&shifted(2.0)) - value(&shifted(-2.0))) / (4.0 * t);
+        let numeric = d_out * jvp;
+        let back = vjp(&point, d_out);
+        shape_check("reverse pass", &back);
+        let mut analytic = 0.0;
+        let mut terms = 0.0;
+        for (b, u) in back.iter().zip(&u) {
+            for (&b, &u) in b.iter().zip(u) {
+                analytic += b * u;
+                terms += (b * u).abs();
+            }
+        }
+        let u_max = r.iter().flatten().fold(0.0f64, |m, &v| m.max(v.abs()));
+        let abs_err = (analytic - numeric).abs();
+        let tol = atol * d_out.abs() * u_max
+            + options.rtol * terms.max(numeric.abs())
+            + d_out.abs() * (jvp - jvp2).abs();
+        pairs.push(PairReport {
+            d_out,
+            numeric,
+            analytic,
+            abs_err,
+            tol,
+            passed: abs_err <= tol,
+        });
+    }
     Report {
         value: f0,
+        scale,
         args,
+        pairs,
         options,
     }
 }
 
-/// Checks a `#[grad]` function's gradient against central differences.
+/// Checks a `#[grad]` function's gradient against central differences, per coordinate
+/// and along random directions with random output cotangents (see [`check`] and the
+/// module docs for the step and tolerances).
 ///
 /// `gradcheck!(f(a = 1.0, b = 2.0, n = const 3))` evaluates `f` and its gradient (what
-/// `f_grad` returns, through the companion `f::grad` the macro generates) with `a` and `b` differentiated and `n` passed as a
+/// `f_grad` returns, through the companion `f::grad` the macro generates, and the reverse
+/// pass with random output cotangents, through `f::vjp`) with `a` and `b` differentiated and `n` passed as a
 /// constant; `w = &w0` passes a perturbed copy of `w0` by reference (for arguments of
 /// type `&[f64]` (pass a `Vec<f64>`), `&Array2<f64>`, or `&P` for a struct `P` with
 /// `#[derive(Differentiable)]`, which perturbs every float of every field); a trailing
@@ -340,6 +597,10 @@ macro_rules! __gradcheck_munch {
             },
             |point: &[::std::vec::Vec<f64>]| {
                 let (_, g): (f64, _) = $f::grad($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
+                ::std::vec![$($crate::gradcheck::GradValue::to_flat(&g.$name)),*]
+            },
+            |point: &[::std::vec::Vec<f64>], d_out: f64| {
+                let (_, g): (f64, _) = $f::vjp($($crate::__gradcheck_munch!(@arg point $($c)*),)* d_out);
                 ::std::vec![$($crate::gradcheck::GradValue::to_flat(&g.$name)),*]
             },
             options,

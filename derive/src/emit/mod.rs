@@ -313,6 +313,12 @@ impl Shape<'_> {
         } else {
             quote!(#inputs, #before: #ret)
         };
+        let d_vjp = local("__d_out");
+        let vjp_inputs = if self.params.is_empty() {
+            quote!(#d_vjp: #ret)
+        } else {
+            quote!(#inputs, #d_vjp: #ret)
+        };
         let args = self.arg_names();
         let generics = self.generics();
         let (impl_generics, _, where_clause) = generics.split_for_impl();
@@ -472,6 +478,16 @@ impl Shape<'_> {
                 #[allow(unused_variables, unreachable_code, non_snake_case)]
                 #vis fn grad #impl_generics (#inputs) -> (#ret, #grad_ty) #where_clause {
                     #grad_body
+                }
+
+                /// Value and the reverse pass with an output cotangent (what
+                /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
+                /// checks it with random cotangents.
+                #[inline]
+                #[allow(unused_variables, unreachable_code, non_snake_case)]
+                #vis fn vjp #impl_generics (#vjp_inputs) -> (#ret, #grad_ty) #where_clause {
+                    let (value, tape) = #f_forward #tf (#(#args),*);
+                    (value, ::backprop::__private::Pullback::backward(tape, #d_vjp))
                 }
             }
 

@@ -14,6 +14,9 @@
 //! - strong zeros: where `f′` can be infinite (`sqrt` at 0, `ln` at 0, `exp` past
 //!   overflow), a zero cotangent gives exactly `0`, never `0·∞ = NaN` (Enzyme's
 //!   `CheckedMul`).
+//! - limits at ±∞: `gelu`, `silu` and `leaky_relu` (slope 0) give their limits there,
+//!   for the value and the derivative (`gelu(−∞) = 0`, `gelu′(+∞) = 1`, ...), never
+//!   the `∞·0 = NaN` of the plain formula; NaN stays NaN.
 
 use super::{Arch, Real};
 
@@ -171,15 +174,31 @@ pub(crate) fn forward_body<T: Real, M: Math>(op: Unary<T>, x: &[T], y: &mut [T])
     let two = c::<T>(2.0);
     match op {
         Unary::Relu => map(x, y, |v| if v > zero { v } else { zero }),
-        Unary::LeakyRelu(a) => map(x, y, |v| if v > zero { v } else { a * v }),
+        // 0·(−∞) for slope 0 is the limit 0 (the slope-0 function is relu).
+        Unary::LeakyRelu(a) => map(x, y, |v| {
+            if v > zero {
+                v
+            } else if a == zero && v.is_infinite() {
+                zero
+            } else {
+                a * v
+            }
+        }),
         Unary::Gelu => {
             let k = sqrt_2_over_pi::<T>();
             let a = c::<T>(GELU_A);
             // ½(1 + tanh u) = σ(2u): the same function without the cancellation of
-            // 1 + tanh u → 0 for negative x.
-            map(x, y, |v| v * M::sigmoid(two * k * (v + a * v * v * v)))
+            // 1 + tanh u → 0 for negative x. Where σ is exactly 0 (x = −∞ among
+            // others) the value is its limit 0, not −∞·0.
+            map(x, y, |v| {
+                let s = M::sigmoid(two * k * (v + a * v * v * v));
+                if s == zero { zero } else { v * s }
+            })
         }
-        Unary::Silu => map(x, y, |v| v * M::sigmoid(v)),
+        Unary::Silu => map(x, y, |v| {
+            let s = M::sigmoid(v);
+            if s == zero { zero } else { v * s }
+        }),
         Unary::Sigmoid => map(x, y, M::sigmoid),
         Unary::Tanh => map(x, y, M::tanh),
         // PERF: ln_1p is a libm call, so this arm is not vectorised.
@@ -204,16 +223,29 @@ pub(crate) fn backward_body<T: Real, M: Math>(op: Unary<T>, s: &[T], d_y: &[T], 
             let a = c::<T>(GELU_A);
             let a3 = c::<T>(3.0 * GELU_A);
             // With s = σ(2u): ½(1 + t) = s and ½(1 − t²) = 2s(1 − s).
+            // Where σ has saturated (s(1 − s) = 0 exactly, also at ±∞ and where x²
+            // overflows) the second term is 0·x·u′ with x or u′ possibly infinite: 0.
             map2(s, d_y, d_x, |x, d| {
                 let x2 = x * x;
                 let sg = M::sigmoid(two * k * (x + a * x2 * x));
                 let du = k * (one + a3 * x2);
-                d * (sg + two * x * sg * (one - sg) * du)
+                let local = if sg * (one - sg) == zero {
+                    sg
+                } else {
+                    sg + two * x * sg * (one - sg) * du
+                };
+                d * local
             })
         }
+        // As GELU: σ where σ(1 − σ) = 0 exactly (0 at −∞, 1 at +∞, not ∞·0).
         Unary::Silu => map2(s, d_y, d_x, |x, d| {
             let sg = M::sigmoid(x);
-            d * (sg * (one + x * (one - sg)))
+            let local = if sg * (one - sg) == zero {
+                sg
+            } else {
+                sg * (one + x * (one - sg))
+            };
+            d * local
         }),
         Unary::Sigmoid => map2(s, d_y, d_x, |y, d| d * (y * (one - y))),
         Unary::Tanh => map2(s, d_y, d_x, |y, d| d * (one - y * y)),

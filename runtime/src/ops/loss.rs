@@ -107,6 +107,8 @@ where
 
 /// Mean binary cross-entropy with logits `x` and targets `y ∈ [0, 1]`, stable form
 /// `max(x, 0) − x·y + ln(1 + e^−|x|)` (as PyTorch's `binary_cross_entropy_with_logits`).
+/// At an infinite logit each term is its limit: 0 for `x = +∞, y = 1` and for
+/// `x = −∞, y = 0`, `+∞` for a wrong sign (the formula as written is NaN for the first two).
 ///
 /// # Panics
 /// If `x` and `y` differ in shape.
@@ -127,8 +129,27 @@ where
     let mut total = T::zero();
     Zip::from(x)
         .and(y)
-        .for_each(|&a, &b| total += a.max(T::zero()) - a * b + (-a.abs()).exp().ln_1p());
+        .for_each(|&a, &b| total += bce_term(a, b));
     total / n
+}
+
+/// One element of [`bce_with_logits`]: `max(x, 0) − x·y + ln(1 + e^−|x|)`. At an
+/// infinite logit `max(x, 0) − x·y` is `∞ − ∞`; its limit is `x(1 − y)` for `x = +∞`
+/// and `−x·y` for `x = −∞`, which is 0 when the target matches (`y = 1`, resp. 0) and
+/// `+∞` otherwise. NaN stays NaN. Finite logits take the formula as it is.
+#[inline(always)]
+fn bce_term<T: Real>(x: T, y: T) -> T {
+    let linear = if x.is_infinite() {
+        let w = if x > T::zero() { T::one() - y } else { y };
+        if w == T::zero() {
+            T::zero()
+        } else {
+            x.abs() * w
+        }
+    } else {
+        x.max(T::zero()) - x * y
+    };
+    linear + (-x.abs()).exp().ln_1p()
 }
 
 /// Pullback of [`bce_with_logits`]: `d_x = d_l·(σ(x) − y)/n`, `d_y = −d_l·x/n`. Saves

@@ -17,6 +17,10 @@
 //!   `ln` at 0, division by 0, ...) returns exactly 0 when the cotangent is 0, so an
 //!   unused or zero-weighted branch never turns into `0 · ∞ = NaN`. A non-zero
 //!   cotangent times an infinite derivative stays infinite: that is the true answer.
+//!   Symmetrically, an infinite cotangent times a local derivative that is exactly 0
+//!   gives 0 (`√(z²)` at `z = 0`, `√(w·x)` at `w = 0`); a NaN cotangent stays NaN.
+//!   `docs/RULES.md` ("Strong zeros") has the reasoning and where it is not the true
+//!   derivative.
 
 pub mod nondiff;
 pub mod scalar;

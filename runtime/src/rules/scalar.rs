@@ -13,10 +13,18 @@
 use num_traits::Float;
 
 /// `d · local`, but exactly 0 when `d` is 0, so a zero cotangent times an infinite
-/// (or NaN) local derivative contributes nothing. See "strong zeros" in [`crate::rules`].
+/// (or NaN) local derivative contributes nothing; and exactly 0 when `local` is 0 and
+/// `d` is ±∞, so an infinite cotangent through a zero local derivative contributes
+/// nothing either (`0 · ∞ = 0` whichever factor is the zero). A NaN cotangent stays
+/// NaN (`NaN · 0` is NaN), and so does a NaN local derivative under a non-zero
+/// cotangent. See "strong zeros" in [`crate::rules`] and `docs/RULES.md`.
 #[inline(always)]
 pub fn strong_mul<T: Float>(d: T, local: T) -> T {
-    if d == T::zero() { T::zero() } else { d * local }
+    if d == T::zero() || (local == T::zero() && d.is_infinite()) {
+        T::zero()
+    } else {
+        d * local
+    }
 }
 
 /// This module's zero convention: strong (see [`strong_mul`]).
@@ -25,11 +33,16 @@ fn times<T: Float>(d: T, local: T) -> T {
     strong_mul(d, local)
 }
 
-/// `value`, or exactly 0 when the cotangent `d` is 0 (the strong zero of a rule whose
-/// value is not a plain product, such as `d / b`).
+/// `value`, or exactly 0 when the cotangent `d` is 0, or when it is ±∞ and the local
+/// derivative is exactly 0 (`local_is_zero`): the strong zeros of [`strong_mul`] for a
+/// rule whose value is not a plain product, such as `d / b`.
 #[inline(always)]
-fn guard<T: Float>(d: T, value: T) -> T {
-    if d == T::zero() { T::zero() } else { value }
+fn guard<T: Float>(d: T, local_is_zero: bool, value: T) -> T {
+    if d == T::zero() || (local_is_zero && d.is_infinite()) {
+        T::zero()
+    } else {
+        value
+    }
 }
 
 #[inline(always)]
@@ -44,8 +57,9 @@ fn half<T: Float>() -> T {
 
 include!("scalar_table.rs");
 
-/// The same rules without strong zeros: `d · local` is a plain product, so `0 · ∞` is
-/// NaN here.
+/// The same rules without strong zeros: `d · local` is a plain product, so `0 · ∞` (a
+/// zero cotangent times an infinite derivative, or an infinite cotangent times a zero
+/// one) is NaN here.
 ///
 /// Only the value-and-gradient entry point (`f_grad`) uses these, and only as a first
 /// try: a strong zero changes a result only where this module would produce a NaN
@@ -68,7 +82,7 @@ pub mod plain {
 
     /// `value` as it is (no strong zero).
     #[inline(always)]
-    fn guard<T: Float>(_d: T, value: T) -> T {
+    fn guard<T: Float>(_d: T, _local_is_zero: bool, value: T) -> T {
         value
     }
 

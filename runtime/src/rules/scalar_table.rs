@@ -1,8 +1,8 @@
 // The scalar rule table, included twice by `scalar.rs`: once with strong zeros
 // (`crate::rules::scalar`) and once without (`crate::rules::scalar::plain`). Every
 // product of a cotangent and a local derivative goes through `times(d, local)`, every
-// other expression that strong zeros guard through `guard(d, value)`; the including
-// module defines both.
+// other expression that strong zeros guard through `guard(d, local_is_zero, value)`;
+// the including module defines both.
 
 // ---- arithmetic -------------------------------------------------------------------
 
@@ -18,16 +18,21 @@ pub fn mul_vjp_rhs<T: Float>(a: T, d: T) -> T {
     times(d, a)
 }
 
-/// `y = a / b`: `∂y/∂a = 1/b`. Strong zero (infinite at `b = 0`).
+/// `y = a / b`: `∂y/∂a = 1/b`. Strong zero (infinite at `b = 0`; zero at `b = ±∞`).
 #[inline(always)]
 pub fn div_vjp_lhs<T: Float>(b: T, d: T) -> T {
-    guard(d, d / b)
+    guard(d, b.is_infinite(), d / b)
 }
 
-/// `y = a / b`: `∂y/∂b = −a/b² = −y/b`. Strong zero (infinite at `b = 0`).
+/// `y = a / b`: `∂y/∂b = −a/b² = −y/b`. Strong zero (infinite at `b = 0`; zero where
+/// `y = 0` or `b = ±∞` with `y` finite).
 #[inline(always)]
 pub fn div_vjp_rhs<T: Float>(b: T, y: T, d: T) -> T {
-    guard(d, -(d * y / b))
+    guard(
+        d,
+        y == T::zero() || (b.is_infinite() && y.is_finite()),
+        -(d * y / b),
+    )
 }
 
 // ---- exponentials and logarithms --------------------------------------------------

@@ -334,8 +334,9 @@ pub fn div_vjp_rhs<
         Dyn::Scalar(v) => DynView::Scalar(*v),
         Dyn::Array(a) => DynView::Array(a.view()),
     };
+    // −(d/b)·y with strong zeros both ways: 0 for q = 0, and for q = ±∞ at y = 0.
     shape_b.fit(zip_dyn("div", view, y.dyn_view(), |q, y| {
-        if q == A::zero() { A::zero() } else { -(q * y) }
+        scalar::strong_mul(q, -y)
     }))
 }
 
