@@ -255,3 +255,90 @@ fn sub_slice_of_labels() {
     assert_eq!(v, 9.0 + 9.0 + 4.0);
     assert_eq!(g.x, vec![0.0, 4.0, 12.0]);
 }
+
+/// `zip(&x)` over an owned buffer argument (the random programs' finding): `&x` of a
+/// named buffer iterates `x` itself, not a local reference captured beside `x`.
+#[grad]
+fn zip_owned_by_reference(x: Vec<f64>) -> f64 {
+    let h = x.to_vec();
+    h.iter().zip(&x).map(|(p, q)| p * q).sum::<f64>()
+}
+
+#[grad]
+fn zip_owned_array_in_a_loop(x: [f64; 2]) -> f64 {
+    let mut s = 0.0;
+    for (p, q) in x.iter().zip(&x) {
+        s += p * q * q;
+    }
+    s
+}
+
+#[test]
+fn zip_over_an_owned_argument_by_reference() {
+    // Σ x²: ∂ = 2x; Σ x³: ∂ = 3x².
+    let (v, g) = zip_owned_by_reference_grad(vec![1.5, -2.0]);
+    assert_eq!((v, g.x), (6.25, vec![3.0, -4.0]));
+    let (v, g) = zip_owned_array_in_a_loop_grad([1.5, -2.0]);
+    assert_eq!((v, g.x), (3.375 - 8.0, vec![6.75, 12.0]));
+}
+
+/// A buffer shadowed by `let` after an early `return` (from an `if` or from a loop):
+/// the rest of the body is a scope of its own, not a branch that reassigns the buffer.
+#[grad]
+fn shadow_buffer_after_return(x: &[f64]) -> f64 {
+    let h = x.to_vec();
+    if x[0] > 0.0 {
+        return h[0];
+    }
+    let mut h = x.to_vec();
+    h[0] *= 3.0;
+    h[0] * h[1]
+}
+
+#[grad]
+fn shadow_buffer_after_loop_return(x: &[f64]) -> f64 {
+    let mut h = x.to_vec();
+    for i in 0..2 {
+        h[i] += 1.0;
+        if h[i] > 0.9 {
+            return h[0] * h[0];
+        }
+    }
+    let mut h = x.to_vec();
+    h[1] *= 3.0;
+    h[0] * h[1]
+}
+
+#[test]
+fn buffer_shadowed_after_an_early_return() {
+    // x0 > 0: h0 = x0, ∂ = (1, 0).
+    assert_eq!(
+        shadow_buffer_after_return_grad(&[2.0, 5.0]),
+        (2.0, ShadowBufferAfterReturnGrad { x: vec![1.0, 0.0] })
+    );
+    // x0 ≤ 0: 3·x0·x1, ∂ = (3·x1, 3·x0).
+    assert_eq!(
+        shadow_buffer_after_return_grad(&[-2.0, 5.0]),
+        (
+            -30.0,
+            ShadowBufferAfterReturnGrad {
+                x: vec![15.0, -6.0]
+            }
+        )
+    );
+    // x0 + 1 > 0.9: returns (x0 + 1)², ∂ = (2·(x0 + 1), 0).
+    assert_eq!(
+        shadow_buffer_after_loop_return_grad(&[0.5, -3.0]),
+        (2.25, ShadowBufferAfterLoopReturnGrad { x: vec![3.0, 0.0] })
+    );
+    // Neither h0 = x0 + 1 nor h1 = x1 + 1 passes 0.9: 3·x0·x1.
+    assert_eq!(
+        shadow_buffer_after_loop_return_grad(&[-0.5, -0.5]),
+        (
+            0.75,
+            ShadowBufferAfterLoopReturnGrad {
+                x: vec![-1.5, -1.5]
+            }
+        )
+    );
+}

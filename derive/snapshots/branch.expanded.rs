@@ -43,23 +43,23 @@ impl branchy {
         let (t5, tape_branch_2) = if t0 {
             (y, ::backprop::__private::Branch::Then(()))
         } else {
-            let v = x * y;
-            let t1 = v > 1.0;
-            let (v_2, tape_branch) = if t1 {
-                let v_1 = v.ln();
-                (v_1, ::backprop::__private::Branch::Then(()))
+            let v_1 = x * y;
+            let t1 = v_1 > 1.0;
+            let (v_3, tape_branch) = if t1 {
+                let v_2 = v_1.ln();
+                (v_2, ::backprop::__private::Branch::Then(()))
             } else {
-                (v, ::backprop::__private::Branch::Else(()))
+                (v_1, ::backprop::__private::Branch::Else(()))
             };
             let t2 = y > 0.0;
-            let (w, tape_branch_1) = if t2 {
-                let t3 = v_2 * y;
+            let (w_1, tape_branch_1) = if t2 {
+                let t3 = v_3 * y;
                 (t3, ::backprop::__private::Branch::Then(()))
             } else {
-                (v_2, ::backprop::__private::Branch::Else(()))
+                (v_3, ::backprop::__private::Branch::Else(()))
             };
-            let t4 = w + x;
-            (t4, ::backprop::__private::Branch::Else((v_2, tape_branch, tape_branch_1)))
+            let t4 = w_1 + x;
+            (t4, ::backprop::__private::Branch::Else((v_3, tape_branch, tape_branch_1)))
         };
         let heap_bytes = {
             use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
@@ -73,41 +73,41 @@ impl branchy {
                         (::backprop::__private::zero::<f64>(), d_y)
                     }
                     ::backprop::__private::Branch::Else(
-                        (v_2, tape_branch, tape_branch_1),
+                        (v_3, tape_branch, tape_branch_1),
                     ) => {
-                        let v = x * y;
+                        let v_1 = x * y;
                         let d_t4 = d_t5;
-                        let d_w = d_t4;
+                        let d_w_1 = d_t4;
                         let mut d_x = d_t4;
-                        let (mut d_y, d_v_2) = {
+                        let (mut d_y, d_v_3) = {
                             match tape_branch_1 {
                                 ::backprop::__private::Branch::Then(()) => {
-                                    let d_t3 = d_w;
-                                    let d_v_2 = ::backprop::__private::mul_vjp_lhs(y, d_t3);
-                                    let d_y = ::backprop::__private::mul_vjp_rhs(v_2, d_t3);
-                                    (d_y, d_v_2)
+                                    let d_t3 = d_w_1;
+                                    let d_v_3 = ::backprop::__private::mul_vjp_lhs(y, d_t3);
+                                    let d_y = ::backprop::__private::mul_vjp_rhs(v_3, d_t3);
+                                    (d_y, d_v_3)
                                 }
                                 ::backprop::__private::Branch::Else(()) => {
-                                    let d_v_2 = d_w;
-                                    (::backprop::__private::zero::<f64>(), d_v_2)
+                                    let d_v_3 = d_w_1;
+                                    (::backprop::__private::zero::<f64>(), d_v_3)
                                 }
                             }
                         };
-                        let (d_v,) = {
+                        let (d_v_1,) = {
                             match tape_branch {
                                 ::backprop::__private::Branch::Then(()) => {
-                                    let d_v_1 = d_v_2;
-                                    let d_v = ::backprop::__private::ln_vjp(v, d_v_1);
-                                    (d_v,)
+                                    let d_v_2 = d_v_3;
+                                    let d_v_1 = ::backprop::__private::ln_vjp(v_1, d_v_2);
+                                    (d_v_1,)
                                 }
                                 ::backprop::__private::Branch::Else(()) => {
-                                    let d_v = d_v_2;
-                                    (d_v,)
+                                    let d_v_1 = d_v_3;
+                                    (d_v_1,)
                                 }
                             }
                         };
-                        d_x = d_x + ::backprop::__private::mul_vjp_lhs(y, d_v);
-                        d_y = d_y + ::backprop::__private::mul_vjp_rhs(x, d_v);
+                        d_x = d_x + ::backprop::__private::mul_vjp_lhs(y, d_v_1);
+                        d_y = d_y + ::backprop::__private::mul_vjp_rhs(x, d_v_1);
                         (d_x, d_y)
                     }
                 }

@@ -1250,8 +1250,13 @@ impl Lowerer<'_> {
         // else
         let else_val = match &i.else_branch {
             Some((_, else_expr)) => match (&**else_expr, needs_value) {
+                // The rest of the body after an early `return` is a scope of its own:
+                // its `let`s (a buffer shadowed, say) are not rebindings the `if` merges.
                 (Expr::Block(b), true) if else_is_body => {
-                    Some(self.block_value(&b.block.stmts, b.block.span(), true))
+                    self.scopes.push(HashMap::new());
+                    let v = self.block_value(&b.block.stmts, b.block.span(), true);
+                    self.scopes.pop();
+                    Some(v)
                 }
                 (e, true) => Some(self.expr(e, None)),
                 (e, false) => {
@@ -2875,6 +2880,13 @@ impl Lowerer<'_> {
                 Chain::Elems(syn::parse_quote!(#src))
             }
             Chain::Elems(e) if matches!(e, Expr::Path(_)) => Chain::Elems(e),
+            // `&x` of a named buffer iterates `x` itself: a local reference to an owned
+            // argument would be captured beside the argument it borrows.
+            Chain::Elems(Expr::Reference(r))
+                if r.mutability.is_none() && matches!(&*r.expr, Expr::Path(_)) =>
+            {
+                self.bind_sources(Chain::Elems(*r.expr), span)
+            }
             Chain::Elems(e) => {
                 let src = self.names.fresh("src", span);
                 let local: syn::Stmt =
