@@ -216,6 +216,47 @@ fn matmul_every_layout_pair_at_block_edges() {
     }
 }
 
+/// Many threads: C is cut into a grid of blocks (4×4 at 16 threads on a square C, odd
+/// grids at 3, 6 and 7), with ragged last blocks in both directions, every layout of the
+/// destination. Exact (small integers), so any block written twice or not at all shows.
+#[test]
+fn matmul_many_threads_grid_of_blocks() {
+    let mut rng = Rng(7);
+    for threads in [3, 4, 6, 7, 16] {
+        for (i, lc) in LAYOUTS.into_iter().enumerate() {
+            let accum = if i % 2 == 0 {
+                Accum::Add
+            } else {
+                Accum::Replace
+            };
+            check_matmul::<f32>(
+                203,
+                301,
+                40,
+                Layout::RowMajor,
+                Layout::Transposed,
+                lc,
+                accum,
+                threads,
+                true,
+                &mut rng,
+            );
+        }
+        check_matmul::<f64>(
+            130,
+            517,
+            33,
+            Layout::ColMajor,
+            Layout::RowMajor,
+            Layout::RowMajor,
+            Accum::Add,
+            threads,
+            true,
+            &mut rng,
+        );
+    }
+}
+
 /// Two threads, real-valued inputs, at the MLP's backward shapes with transposed views.
 #[test]
 fn matmul_two_threads_real_values_mlp_shapes() {

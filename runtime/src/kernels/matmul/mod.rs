@@ -12,9 +12,10 @@
 //! the CPU itself, so machines without AVX2 still get its SIMD paths.) Our own packed
 //! kernel, measured against gemm and kept for that comparison, is [`own`].
 //!
-//! Threads: a large product is cut into one block of C per thread, each a
+//! Threads: a large product is cut into a grid of blocks of C, one per thread, each a
 //! single-threaded gemm call on rayon's pool, rather than handed to gemm's own
-//! threading (why, with the figures: `split_across_threads`).
+//! threading (why, with the figures: `split_across_threads`); from
+//! [`GEMM_THREADING_MIN_FLOPS`] up, gemm's own threading, which shares one packed B.
 
 use super::{Real, forced_scalar, scalar};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
@@ -33,7 +34,8 @@ pub enum Accum {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Threads {
     /// One thread when `m·n·k` is below [`PARALLEL_MIN_FLOPS`]/2, else every thread of
-    /// rayon's global pool, each computing one block of C.
+    /// rayon's global pool, each computing one block of C (gemm's own threading from
+    /// [`GEMM_THREADING_MIN_FLOPS`] up).
     #[default]
     Auto,
     /// This many (1 = the calling thread only). Products below
@@ -47,6 +49,17 @@ pub enum Threads {
 /// 128×256·256×10, 0.65 Mflop, 2 threads are slower; at 128×784·784×256, 51 Mflop, they
 /// are 1.7× faster).
 pub const PARALLEL_MIN_FLOPS: usize = 4_000_000;
+
+/// Products of at least this many flops run on gemm's own threading (one packed B
+/// shared by all threads), smaller ones on one block of C per thread
+/// (`split_across_threads`). Measured on a 16-core AVX-512 Xeon (docs/PERFORMANCE.md,
+/// "Sixteen cores"): at sgemm 2048³ (17 Gflop) per-thread blocks took 69 / 32 ms at
+/// 4 / 8 threads against gemm's 41 / 21 ms, and the 1024-2048-2048-1000 MLP step
+/// (products of 2–4 Gflop) 85 ms against 55 at 8 threads: each single-threaded gemm
+/// call blocks for the whole L3, so parallel blocks evict each other's packed panels.
+/// The MLP-sized products of 51 Mflop and below keep the blocks, which were 12–16 %
+/// faster on ∂L/∂W on 2 cores.
+pub const GEMM_THREADING_MIN_FLOPS: usize = 1 << 30;
 
 /// Options for [`matmul_with`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -154,8 +167,15 @@ pub fn matmul_with<T: Real>(
         Threads::Auto => rayon::current_num_threads(),
     };
     let read_dst = cfg.accum == Accum::Add;
-    if threads > 1 && 2 * m * n * k >= PARALLEL_MIN_FLOPS {
-        split_across_threads(c, a, b, read_dst, threads);
+    let flops = 2 * m * n * k;
+    if threads > 1 && flops >= PARALLEL_MIN_FLOPS {
+        match threading() {
+            Threading::Gemm => gemm_call(c, a, b, read_dst, gemm::Parallelism::Rayon(threads)),
+            Threading::Auto if flops >= GEMM_THREADING_MIN_FLOPS => {
+                gemm_call(c, a, b, read_dst, gemm::Parallelism::Rayon(threads))
+            }
+            _ => split_across_threads(c, a, b, read_dst, threads),
+        }
     } else {
         gemm_serial(c, a, b, read_dst);
     }
@@ -165,9 +185,9 @@ pub fn matmul_with<T: Real>(
 /// is 16 wide), so no block ends in a ragged microkernel tile except the last.
 const BLOCK_ALIGN: usize = 16;
 
-/// `C (+)= A·B` on `threads` pool threads: C is cut along its longer side into one block
-/// per thread, and each block is a single-threaded gemm call (A's or B's matching slice
-/// times the whole other operand).
+/// `C (+)= A·B` on `threads` pool threads: C is cut into a grid of `pr × pc` blocks, one
+/// per thread, and each block is a single-threaded gemm call (A's row slice times B's
+/// column slice).
 ///
 /// Why not gemm's own threading: it fans out to the pool once per packing step and once
 /// per block of K (about eight times for 128×784·784×256), and each fan-out from a thread
@@ -175,8 +195,12 @@ const BLOCK_ALIGN: usize = 16;
 /// On this 2-core VM that gave medians of 131 GFLOP/s on ∂L/∂W = Xᵀ·∂L/∂Y (784×128·
 /// 128×256) with bursts of slow steps; one block per thread gives 180–205, and the MLP
 /// step's median went from 0.66 to 0.63 ms with far fewer outliers. The cost is packing
-/// the shared operand once per thread instead of once, which the measurements include
-/// (docs/PERFORMANCE.md, "Matmul").
+/// each block's slices of A and B for itself (docs/PERFORMANCE.md, "Matmul").
+///
+/// The grid ([`grid`]) keeps that cost small at many threads: cutting a 2048×2048 C
+/// into 16 strips of 128 columns would have every thread pack all of A (2048×2048);
+/// a 4×4 grid of 512×512 blocks packs a quarter of A and of B per thread.
+/// Products from [`GEMM_THREADING_MIN_FLOPS`] up go to gemm's own threading instead.
 fn split_across_threads<T: Real>(
     c: ArrayViewMut2<'_, T>,
     a: ArrayView2<'_, T>,
@@ -185,41 +209,105 @@ fn split_across_threads<T: Real>(
     threads: usize,
 ) {
     let (m, n) = c.dim();
-    let along_rows = m > n;
-    let (axis, len) = if along_rows {
-        (Axis(0), m)
-    } else {
-        (Axis(1), n)
-    };
-    let parts = threads.min(len.div_ceil(BLOCK_ALIGN)).max(1);
-    let size = len.div_ceil(parts).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN;
+    let (rows, cols) = grid(m, n, threads);
+    let rsize = m.div_ceil(rows).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN;
+    let csize = n.div_ceil(cols).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN;
     // Called from outside the pool, `scope` runs this closure on a pool thread, which
-    // takes the first block itself while the other threads take the rest.
+    // takes the last block itself while the other threads take the rest.
     rayon::scope(move |s| {
-        let (mut c, mut a, mut b) = (c, a, b);
-        while c.len_of(axis) > size {
-            let (c_head, c_rest) = c.split_at(axis, size);
-            let (a_head, b_head);
-            if along_rows {
-                let (head, rest) = a.split_at(Axis(0), size);
-                (a_head, b_head, a) = (head, b, rest);
+        let (mut c, mut a) = (c, a);
+        loop {
+            let last_row = c.nrows() <= rsize;
+            let (c_row, c_next, a_row, a_next);
+            if last_row {
+                (c_row, a_row) = (c, a);
+                (c_next, a_next) = (None, None);
             } else {
-                let (head, rest) = b.split_at(Axis(1), size);
-                (a_head, b_head, b) = (a, head, rest);
+                let (ch, cr) = c.split_at(Axis(0), rsize);
+                let (ah, ar) = a.split_at(Axis(0), rsize);
+                (c_row, a_row) = (ch, ah);
+                (c_next, a_next) = (Some(cr), Some(ar));
             }
-            s.spawn(move |_| gemm_serial(c_head, a_head, b_head, read_dst));
-            c = c_rest;
+            let (mut c_row, mut b_rest) = (c_row, b);
+            while c_row.ncols() > csize {
+                let (ch, cr) = c_row.split_at(Axis(1), csize);
+                let (bh, br) = b_rest.split_at(Axis(1), csize);
+                s.spawn(move |_| gemm_serial(ch, a_row, bh, read_dst));
+                (c_row, b_rest) = (cr, br);
+            }
+            match (c_next, a_next) {
+                (Some(cn), Some(an)) => {
+                    s.spawn(move |_| gemm_serial(c_row, a_row, b_rest, read_dst));
+                    (c, a) = (cn, an);
+                }
+                _ => return gemm_serial(c_row, a_row, b_rest, read_dst),
+            }
         }
-        gemm_serial(c, a, b, read_dst);
     });
+}
+
+/// The block grid `(rows, cols)` for an m×n destination on `threads` threads: at most
+/// `threads` blocks (at most one per 16 rows or columns), chosen to minimise the
+/// packing each block does (its rows plus its columns), ties going to fewer blocks cut
+/// across rows. Two threads give two blocks along the longer side, as before the grid.
+pub(crate) fn grid(m: usize, n: usize, threads: usize) -> (usize, usize) {
+    let max_r = m.div_ceil(BLOCK_ALIGN).max(1);
+    let max_c = n.div_ceil(BLOCK_ALIGN).max(1);
+    let mut best = (1, 1);
+    let mut best_key = (usize::MAX, usize::MAX, usize::MAX);
+    for r in 1..=threads.min(max_r) {
+        let c = (threads / r).min(max_c);
+        let blocks = r * c;
+        let (rs, cs) = (m.div_ceil(r), n.div_ceil(c));
+        // Fewest idle threads first, then the least packed per block.
+        let key = (threads - blocks, rs + cs, r);
+        if key < best_key {
+            (best, best_key) = ((r, c), key);
+        }
+    }
+    best
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Threading {
+    /// Blocks below [`GEMM_THREADING_MIN_FLOPS`], gemm's threading above.
+    Auto,
+    /// `BACKPROP_MATMUL_THREADING=gemm`: gemm's own threading for every threaded product.
+    Gemm,
+    /// `BACKPROP_MATMUL_THREADING=blocks`: one block per thread for every threaded product.
+    Blocks,
+}
+
+/// The threading of large products, from `BACKPROP_MATMUL_THREADING` (read once; a
+/// switch for measuring the two against each other).
+fn threading() -> Threading {
+    static T: std::sync::OnceLock<Threading> = std::sync::OnceLock::new();
+    *T.get_or_init(
+        || match std::env::var("BACKPROP_MATMUL_THREADING").as_deref() {
+            Ok("gemm") => Threading::Gemm,
+            Ok("blocks") => Threading::Blocks,
+            _ => Threading::Auto,
+        },
+    )
 }
 
 /// One single-threaded call of gemm's strided entry point.
 fn gemm_serial<T: Real>(
+    c: ArrayViewMut2<'_, T>,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    read_dst: bool,
+) {
+    gemm_call(c, a, b, read_dst, gemm::Parallelism::None)
+}
+
+/// One call of gemm's strided entry point with the given parallelism.
+fn gemm_call<T: Real>(
     mut c: ArrayViewMut2<'_, T>,
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
     read_dst: bool,
+    parallelism: gemm::Parallelism,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -253,7 +341,7 @@ fn gemm_serial<T: Real>(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
@@ -295,4 +383,20 @@ pub mod own;
 fn strides<T>(v: &ArrayView2<'_, T>) -> (isize, isize) {
     let s = v.strides();
     (s[0], s[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid;
+
+    #[test]
+    fn grid_cuts_the_longer_side_at_two_threads_and_squares_at_sixteen() {
+        assert_eq!(grid(784, 256, 2), (2, 1));
+        assert_eq!(grid(128, 784, 2), (1, 2));
+        assert_eq!(grid(2048, 2048, 16), (4, 4));
+        assert_eq!(grid(512, 2048, 16), (2, 8));
+        assert_eq!(grid(20, 20, 16), (2, 2)); // at most one block per 16 rows/columns
+        assert_eq!(grid(5, 4096, 8), (1, 8));
+        assert_eq!(grid(100, 100, 1), (1, 1));
+    }
 }
