@@ -1,6 +1,8 @@
 //! `#[cfg]` inside a `#[grad]` body: the generated companions see exactly the
 //! statements `f` sees (derive/src/cfg.rs expands once per combination of conditions).
 
+#![allow(clippy::non_minimal_cfg, clippy::assign_op_pattern)]
+
 use backprop::grad;
 
 // The reproducer: a statement under a false `#[cfg]` must not run in `f_grad`.

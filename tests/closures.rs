@@ -1,6 +1,8 @@
 //! Closures bound to a local and called: `#[grad]` inlines each call, so every call is
 //! differentiated like the code it stands for (hand-derived values and gradchecks).
 
+#![allow(clippy::needless_range_loop, clippy::assign_op_pattern)]
+
 use backprop::grad;
 
 #[grad]

@@ -1,6 +1,8 @@
 //! Forms README's "What is supported" lists that once failed to compile or gave a value
 //! other than `f`'s (issue 13's fuzzer findings), each with hand-derived values.
 
+#![allow(clippy::useless_vec, clippy::assign_op_pattern)]
+
 use backprop::grad;
 use ndarray::{Array1, array};
 
