@@ -28,6 +28,16 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
         .to_compile_error();
         return quote!(#err #item_fn);
     }
+    // An associated function: the companions are items an `impl` cannot hold, so say
+    // that once instead of letting rustc report each of them.
+    if crate::context::in_impl_or_trait(item_fn.sig.fn_token.span) == Some(true) {
+        let err = syn::Error::new_spanned(
+            &item_fn.sig.ident,
+            "`#[grad]` on an associated function (inside an `impl` or `trait`) is not supported yet: what it generates (`FGrad`, `f_grad`, the rule companion) are items an `impl` cannot hold; write a free function (`fn loss(m: &Model, ..)`) and call it from the method",
+        )
+        .to_compile_error();
+        return quote!(#err #item_fn);
+    }
     let conds = match crate::cfg::conditions(&item_fn.block) {
         Ok(c) => c,
         Err(e) => {

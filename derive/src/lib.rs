@@ -12,6 +12,7 @@ extern crate proc_macro;
 mod analysis;
 mod attr;
 mod cfg;
+mod context;
 mod custom;
 mod diag;
 mod differentiable;
