@@ -128,9 +128,27 @@ impl<'a> Emitter<'a> {
                 .any(|p| p.var == root && matches!(p.ty, syn::Type::Reference(_)))
     }
 
-    fn local_buffer_args(&self, args: &[Operand]) -> bool {
-        args.iter()
-            .any(|a| a.var().is_some_and(|v| self.is_local_buffer(v)))
+    /// `&h` of an array this function made (`dense(&h, w, b)` after `let h =
+    /// layer_norm(..)`): a callee's tape cannot borrow it past the forward pass either.
+    pub fn is_local_array_ref(&self, v: VarId) -> bool {
+        match self.func.def_of(v) {
+            Some(Stmt {
+                rhs: Rhs::Prim { prim, args, .. },
+                ..
+            }) if prim.name == "&" => args[0]
+                .var()
+                .is_some_and(|x| self.plan.kinds.owned_array[x.0] || self.owned_array_param(x)),
+            _ => false,
+        }
+    }
+
+    /// An array argument taken by value (`x: Array2<f64>`): owned by this function.
+    fn owned_array_param(&self, v: VarId) -> bool {
+        self.func.params.iter().any(|p| {
+            p.var == v
+                && p.kind == crate::ir::ParamKind::Tensor
+                && !matches!(p.ty, syn::Type::Reference(_))
+        })
     }
 
     /// The tape name of `v`'s statement, if one was made.
@@ -575,7 +593,16 @@ impl<'a> Emitter<'a> {
         if let Rhs::Call { path, args } = &s.rhs {
             let arg_ops = args;
             let args: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
-            if self.plan.activity.is_active(s.def) && self.local_buffer_args(arg_ops) {
+            // `&h` of a local array only needs a checkpoint for a callee whose tape
+            // borrows its inputs (a `#[grad]` function), not for the runtime's ops.
+            let local_arrays = !crate::ir::op::is_runtime_array_op(&path.path)
+                && arg_ops
+                    .iter()
+                    .any(|a| a.var().is_some_and(|v| self.is_local_array_ref(v)));
+            let local_buffers = arg_ops
+                .iter()
+                .any(|a| a.var().is_some_and(|v| self.is_local_buffer(v)));
+            if self.plan.activity.is_active(s.def) && (local_buffers || local_arrays) {
                 // The callee's tape would borrow a buffer of this function, which ends
                 // with the forward pass (and may be written after the call): keep a
                 // copy instead, and run the callee's forward again in the reverse pass
@@ -584,7 +611,10 @@ impl<'a> Emitter<'a> {
                 let mut names = Vec::new();
                 for a in arg_ops {
                     match a.var() {
-                        Some(v) if self.is_local_buffer(v) => {
+                        Some(v)
+                            if self.is_local_buffer(v)
+                                || local_arrays && self.is_local_array_ref(v) =>
+                        {
                             let x = self.var(v).clone();
                             let snap = self.names.fresh(
                                 &format!("snapshot_{}", x.to_string().trim_start_matches("r#")),
@@ -603,6 +633,13 @@ impl<'a> Emitter<'a> {
                                         },
                                     ..
                                 }) => (quote!(::core::clone::Clone::clone(#x)), quote!(&#snap)),
+                                // `&h` of a local array: a copy of the array, lent.
+                                Some(Stmt {
+                                    rhs: Rhs::Prim { prim, .. },
+                                    ..
+                                }) if prim.name == "&" => {
+                                    (quote!(::core::clone::Clone::clone(#x)), quote!(&#snap))
+                                }
                                 Some(Stmt {
                                     rhs:
                                         Rhs::Buffer {

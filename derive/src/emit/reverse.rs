@@ -125,7 +125,7 @@ fn reverse_block(
     count_contributions(&lines, &mut count);
     // The adjoint of each buffer this block creates, zero until the reverse pass
     // reaches back to its reads and writes.
-    let ret_ty = func.ret_ty.clone();
+    let ret_ty = func.float_ty.clone();
     for s in stmts {
         if let Rhs::Buffer {
             op: op @ (BufOp::Fill | BufOp::FillArray | BufOp::ToVec | BufOp::NewVec),
@@ -639,7 +639,7 @@ fn branch_line(
 ) -> Line {
     let rev = cx.branch_reverse(def, node);
     let activity = &cx.plan.activity;
-    let ret_ty = cx.func.ret_ty.clone();
+    let ret_ty = cx.func.float_ty.clone();
     // An output nothing after the `if` reads has a zero cotangent.
     let zeros: Vec<TokenStream> = node
         .outs
@@ -696,7 +696,7 @@ pub fn build_branch_reverse(cx: &mut Emitter<'_>, node: &IfNode) -> BranchRevers
         sides.push((body, stmts, reaches));
     }
     let outer: Vec<VarId> = sides[0].2.union(&sides[1].2).copied().collect();
-    let ret_ty = cx.func.ret_ty.clone();
+    let ret_ty = cx.func.float_ty.clone();
     let mut arms = Vec::new();
     for (body, stmts, reaches) in sides {
         let values: Vec<TokenStream> = outer
@@ -1248,7 +1248,7 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let ret_ty = cx.func.ret_ty.clone();
+    let ret_ty = cx.func.float_ty.clone();
     let mut values = Vec::new();
     for &k in &active {
         let e = node.carried[k].entry;
@@ -1437,7 +1437,7 @@ fn loop_line(
     span: Span,
 ) -> Line {
     let rev = cx.loop_reverse(def, node);
-    let ret_ty = cx.func.ret_ty.clone();
+    let ret_ty = cx.func.float_ty.clone();
     let activity = &cx.plan.activity;
     let tape = cx.tape(def);
     cx.captured_tapes.borrow_mut().insert(def);

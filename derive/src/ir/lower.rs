@@ -76,6 +76,11 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
     // one compile shows every problem.
     Some(Func {
         params,
+        float_ty: ret_ty
+            .as_ref()
+            .and_then(|t| lw.owned_array_elem(t))
+            .or_else(|| ret_ty.clone())
+            .unwrap_or_else(|| syn::parse_quote!(f64)),
         ret_ty: ret_ty.unwrap_or_else(|| syn::parse_quote!(f64)),
         vars: lw.vars,
         items: lw.items,
@@ -249,16 +254,39 @@ impl Lowerer<'_> {
             ReturnType::Type(_, ty) if self.is_float_type(ty) || is_primitive_float_path(ty) => {
                 Some((**ty).clone())
             }
+            // A layer: an owned ndarray array of floats (`Array2<f64>`, `Array<T, Ix3>`).
+            ReturnType::Type(_, ty) if self.owned_array_elem(ty).is_some() => Some((**ty).clone()),
             ReturnType::Type(_, ty) => {
                 self.cx.error_spanned_by(
                     ty,
                     format!(
-                        "`#[grad]` differentiates a function that returns one float (`f32`, `f64` or a generic `T: Float`), the loss; this one returns `{}`",
+                        "`#[grad]` differentiates a function that returns one float (`f32`, `f64` or a generic `T: Float`), the loss, or an owned ndarray array of floats (`Array2<f64>`, a layer); this one returns `{}`",
                         ty.to_token_stream()
                     ),
                 );
                 None
             }
+        }
+    }
+
+    /// The element type of an owned ndarray array of floats (`f64` for `Array2<f64>`,
+    /// `T` for `Array<T, Ix2>`); `None` for anything else (views and references too).
+    fn owned_array_elem(&self, ty: &Type) -> Option<Type> {
+        let Type::Path(p) = ty else { return None };
+        let last = p.path.segments.last()?;
+        let name = last.ident.to_string();
+        if !(name == "Array"
+            || name == "ArrayD"
+            || name.starts_with("Array") && name[5..].parse::<u8>().is_ok())
+        {
+            return None;
+        }
+        let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+            return None;
+        };
+        match args.args.first()? {
+            syn::GenericArgument::Type(t) if self.is_float_type(t) => Some(t.clone()),
+            _ => None,
         }
     }
 

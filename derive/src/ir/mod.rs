@@ -263,7 +263,11 @@ pub struct Stmt {
 #[derive(Debug)]
 pub struct Func {
     pub params: Vec<Param>,
+    /// The result's type: a float, or an owned ndarray array of floats.
     pub ret_ty: Type,
+    /// The float type adjoints are made of: the result's type, or its element type when
+    /// the function returns an array.
+    pub float_ty: Type,
     pub vars: Vec<VarInfo>,
     /// Items declared in the body (`const`, `use`, `fn`), hoisted as they are.
     pub items: Vec<syn::Item>,

@@ -252,3 +252,40 @@ pub fn is_integer_type_name(name: &str) -> bool {
             | "bool"
     )
 }
+
+/// `backprop::ops`' functions: their tapes own what they keep (a copy of the input, the
+/// output, a mask), so a call on an array this function made needs no checkpoint.
+const RUNTIME_ARRAY_OPS: &[&str] = &[
+    "relu",
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "silu",
+    "softplus",
+    "leaky_relu",
+    "softmax",
+    "log_softmax",
+    "softmax_cross_entropy",
+    "bce_with_logits",
+    "mse",
+    "matmul",
+    "matvec",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "sum",
+    "mean",
+    "sum_axis",
+    "mean_axis",
+];
+
+/// Whether a call's path names one of `backprop::ops`' functions (`relu`, `ops::relu`,
+/// `backprop::ops::relu`; a bare name as the runtime's, imported).
+pub fn is_runtime_array_op(path: &syn::Path) -> bool {
+    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let Some(last) = segs.last() else {
+        return false;
+    };
+    RUNTIME_ARRAY_OPS.contains(&last.as_str()) && (segs.len() == 1 || segs[segs.len() - 2] == "ops")
+}

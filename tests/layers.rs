@@ -1,0 +1,204 @@
+//! Array-valued `#[grad]` functions (layers): `f_vjp` with any output cotangent, calls
+//! from other `#[grad]` functions at any depth, and the same network written with and
+//! without layer functions giving the same gradient.
+
+use backprop::{Pullback, grad};
+use ndarray::{Array1, Array2, Axis, array};
+
+/// LayerNorm over the last axis (Ba, Kiros & Hinton 2016), eps = 1e-5, written with the
+/// array operations `#[grad]` supports: statistics over the columns of `xᵀ`.
+#[grad]
+fn layer_norm(x: &Array2<f64>, gamma: &Array1<f64>, beta: &Array1<f64>) -> Array2<f64> {
+    let xt = x.t();
+    let mean = xt.mean_axis(Axis(0)).unwrap();
+    let xc = &xt - &mean;
+    let var = (&xc * &xc).mean_axis(Axis(0)).unwrap();
+    let std = (var + 1e-5).sqrt();
+    let xhat = &xc / &std;
+    &xhat.t() * gamma + beta
+}
+
+/// `tanh(x·w + b)`.
+#[grad]
+fn dense(x: &Array2<f64>, w: &Array2<f64>, b: &Array1<f64>) -> Array2<f64> {
+    (x.dot(w) + b).tanh()
+}
+
+/// A pre-norm residual block: `x + dense(layer_norm(x))`.
+#[grad]
+fn block(
+    x: &Array2<f64>,
+    w: &Array2<f64>,
+    b: &Array1<f64>,
+    gamma: &Array1<f64>,
+    beta: &Array1<f64>,
+) -> Array2<f64> {
+    let h = layer_norm(x, gamma, beta);
+    let z = dense(&h, w, b);
+    x + &z
+}
+
+/// Two blocks sharing weights, then the mean square: three levels of calls.
+#[grad]
+fn two_blocks(
+    x: &Array2<f64>,
+    w: &Array2<f64>,
+    b: &Array1<f64>,
+    gamma: &Array1<f64>,
+    beta: &Array1<f64>,
+) -> f64 {
+    let y = block(x, w, b, gamma, beta);
+    let y2 = block(&y, w, b, gamma, beta);
+    (&y2 * &y2).mean().unwrap()
+}
+
+/// The same network with every layer written inline.
+#[grad]
+fn two_blocks_inlined(
+    x: &Array2<f64>,
+    w: &Array2<f64>,
+    b: &Array1<f64>,
+    gamma: &Array1<f64>,
+    beta: &Array1<f64>,
+) -> f64 {
+    let xt = x.t();
+    let mean = xt.mean_axis(Axis(0)).unwrap();
+    let xc = &xt - &mean;
+    let var = (&xc * &xc).mean_axis(Axis(0)).unwrap();
+    let xhat = &xc / &(var + 1e-5).sqrt();
+    let h = &xhat.t() * gamma + beta;
+    let y = x + &(h.dot(w) + b).tanh();
+    let yt = y.t();
+    let mean2 = yt.mean_axis(Axis(0)).unwrap();
+    let yc = &yt - &mean2;
+    let var2 = (&yc * &yc).mean_axis(Axis(0)).unwrap();
+    let yhat = &yc / &(var2 + 1e-5).sqrt();
+    let h2 = &yhat.t() * gamma + beta;
+    let y2 = &y + &(h2.dot(w) + b).tanh();
+    (&y2 * &y2).mean().unwrap()
+}
+
+struct Point {
+    x: Array2<f64>,
+    w: Array2<f64>,
+    b: Array1<f64>,
+    gamma: Array1<f64>,
+    beta: Array1<f64>,
+}
+
+fn point() -> Point {
+    Point {
+        x: array![[1.0, 2.0, 0.5], [0.5, -1.0, 0.25]],
+        w: array![[0.1, -0.2, 0.3], [0.4, 0.5, -0.6], [0.2, 0.1, 0.0]],
+        b: array![0.1, 0.0, -0.1],
+        gamma: array![1.0, 0.5, 2.0],
+        beta: array![0.0, 0.1, -0.2],
+    }
+}
+
+#[test]
+fn layer_norm_by_hand() {
+    let p = point();
+    let y = layer_norm(&p.x, &p.gamma, &p.beta);
+    // Row 0: mean 7/6, centred (−1/6, 5/6, −2/3), variance 7/18.
+    let std = (7.0f64 / 18.0 + 1e-5).sqrt();
+    let want = [
+        -1.0 / 6.0 / std,
+        5.0 / 6.0 / std * 0.5 + 0.1,
+        -2.0 / 3.0 / std * 2.0 - 0.2,
+    ];
+    for (k, w) in want.iter().enumerate() {
+        assert!((y[[0, k]] - w).abs() < 1e-14, "{} vs {w}", y[[0, k]]);
+    }
+    // `f_vjp`'s value is `f`'s.
+    let (v, _) = layer_norm_vjp(&p.x, &p.gamma, &p.beta, Array2::ones((2, 3)));
+    assert_eq!(v, y);
+}
+
+#[test]
+fn layer_norm_vjp_of_ones_gives_the_column_sums_for_beta_and_zero_for_x_rows() {
+    let p = point();
+    let (_, g) = layer_norm_vjp(&p.x, &p.gamma, &p.beta, Array2::ones((2, 3)));
+    // ∂β = Σ_rows d_out = 2 per column; ∂γ = Σ_rows x̂, ∂x: each row's VJP sums to 0
+    // (LayerNorm is invariant to adding a constant to a row).
+    assert_eq!(g.beta, array![2.0, 2.0, 2.0]);
+    let xhat = layer_norm(&p.x, &Array1::ones(3), &Array1::zeros(3));
+    for (k, s) in xhat.sum_axis(Axis(0)).iter().enumerate() {
+        assert!((g.gamma[k] - s).abs() < 1e-14);
+    }
+    for row in g.x.rows() {
+        assert!(row.sum().abs() < 1e-12, "{row}");
+    }
+}
+
+/// ⟨d, J·u⟩ by central differences against ⟨Jᵀd, u⟩ from `f_vjp`, for a random pair.
+#[test]
+fn layer_vjp_matches_central_differences() {
+    let p = point();
+    let d = array![[0.3, -1.1, 0.7], [2.0, 0.4, -0.5]];
+    let u = array![[0.2, 0.9, -0.4], [-0.6, 0.1, 0.8]];
+    let (_, g) = dense_vjp(&p.x, &p.w, &p.b, d.clone());
+    let h = 1e-6;
+    let fp = dense(&(&p.x + &(&u * h)), &p.w, &p.b);
+    let fm = dense(&(&p.x - &(&u * h)), &p.w, &p.b);
+    let numeric = ((&fp - &fm) / (2.0 * h) * &d).sum();
+    let reverse = (&g.x * &u).sum();
+    assert!((numeric - reverse).abs() < 1e-8, "{numeric} vs {reverse}");
+}
+
+#[test]
+fn nested_layers_gradcheck() {
+    let p = point();
+    backprop::gradcheck!(two_blocks(
+        x = &p.x,
+        w = &p.w,
+        b = &p.b,
+        gamma = &p.gamma,
+        beta = &p.beta
+    ))
+    .assert();
+}
+
+#[test]
+fn layers_as_functions_equal_the_network_inlined() {
+    let p = point();
+    let (v1, g1) = two_blocks_grad(&p.x, &p.w, &p.b, &p.gamma, &p.beta);
+    let (v2, g2) = two_blocks_inlined_grad(&p.x, &p.w, &p.b, &p.gamma, &p.beta);
+    assert!((v1 - v2).abs() < 1e-14);
+    let close = |a: &Array2<f64>, b: &Array2<f64>| (a - b).iter().all(|e| e.abs() < 1e-12);
+    assert!(close(&g1.x, &g2.x));
+    assert!(close(&g1.w, &g2.w));
+    for (a, b) in [(&g1.b, &g2.b), (&g1.gamma, &g2.gamma), (&g1.beta, &g2.beta)] {
+        assert!((a - b).iter().all(|e| e.abs() < 1e-12), "{a} vs {b}");
+    }
+}
+
+#[test]
+fn a_layer_called_on_a_local_array_keeps_a_copy_on_the_tape() {
+    let p = point();
+    let (_, tape) = two_blocks_forward(&p.x, &p.w, &p.b, &p.gamma, &p.beta);
+    // The second block's input `y` (2×3 f64) is copied for the checkpointed call.
+    assert!(tape.bytes() >= 2 * 3 * 8, "{}", tape.bytes());
+}
+
+/// f32: the same layer instantiated at f32 agrees with f64.
+#[grad]
+fn dense32(x: &Array2<f32>, w: &Array2<f32>, b: &Array1<f32>) -> Array2<f32> {
+    (x.dot(w) + b).tanh()
+}
+
+#[test]
+fn f32_layer_agrees_with_f64() {
+    let p = point();
+    let d = array![[0.3, -1.1, 0.7], [2.0, 0.4, -0.5]];
+    let (_, g64) = dense_vjp(&p.x, &p.w, &p.b, d.clone());
+    let (_, g32) = dense32_vjp(
+        &p.x.mapv(|v| v as f32),
+        &p.w.mapv(|v| v as f32),
+        &p.b.mapv(|v| v as f32),
+        d.mapv(|v| v as f32),
+    );
+    for (a, b) in g64.w.iter().zip(g32.w.iter()) {
+        assert!((a - *b as f64).abs() < 1e-5, "{a} vs {b}");
+    }
+}
