@@ -33,10 +33,9 @@ fn offset_of(text: &str, line: usize, column: usize) -> Option<usize> {
         text.match_indices('\n').nth(line - 2)?.0 + 1
     };
     let rest = &text[start..];
-    match rest.char_indices().nth(column.checked_sub(1)?) {
-        Some((i, _)) => Some(start + i),
-        None => None,
-    }
+    rest.char_indices()
+        .nth(column.checked_sub(1)?)
+        .map(|(i, _)| start + i)
 }
 
 /// The text before the `{` of the innermost block open at `offset` (from the previous
