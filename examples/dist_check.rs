@@ -8,7 +8,7 @@
 //! mpirun -np 2 --oversubscribe target/debug/examples/dist_check panic         # exits 101
 //! mpirun -np 2 --oversubscribe target/debug/examples/dist_check exit          # exits 3
 //! mpirun -np 2 --oversubscribe target/debug/examples/dist_check kill          # exits 137
-//! BACKPROP_DIST_TIMEOUT_S=3 mpirun -np 2 --oversubscribe target/debug/examples/dist_check stall  # exits 124
+//! BACKPROP_DIST_TIMEOUT_S=3 mpirun -np 2 --oversubscribe target/debug/examples/dist_check stall  # exits 75
 //! mpirun -np 2 --oversubscribe target/release/examples/dist_check bench       # allreduce timings
 //! ```
 //!

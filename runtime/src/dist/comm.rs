@@ -21,8 +21,9 @@ use crate::params::{Params, Real};
 /// panicking process); `mpirun` exits with it.
 pub const ABORT_ON_PANIC: i32 = 101;
 /// The exit code a rank passes to `MPI_Abort` when a collective outlives
-/// [`DistConfig::timeout`] (the code `timeout(1)` uses).
-pub const ABORT_ON_TIMEOUT: i32 = 124;
+/// [`DistConfig::timeout`] (sysexits' `EX_TEMPFAIL`; not 124, which `timeout(1)` returns,
+/// so a wrapper can tell the watchdog from its own limit).
+pub const ABORT_ON_TIMEOUT: i32 = 75;
 
 /// Whether the panic hook installed by [`Dist::init_with`] should abort the world; off
 /// once the `Dist` is dropped (MPI is finalised then).
