@@ -3,20 +3,25 @@
 //! ```text
 //! cargo run --release --example train                      # UCI digits, shipped in a dependency
 //! cargo run --release --example train -- --data /usr/share/datasets/fashion-mnist
+//! cargo build --release --features mpi --example train       # data-parallel, over MPI:
+//! mpirun -np 2 target/release/examples/train --dist --batch 32
 //! ```
 //!
 //! Options: `--data DIR` (IDX files: train-images-idx3-ubyte[.gz] and friends),
-//! `--epochs N`, `--batch N`, `--lr X`, `--hidden H1,H2`, `--seed N`, `--out DIR`
-//! (default `out/train`), `--quiet` (no progress bar).
+//! `--epochs N`, `--batch N` (per rank with `--dist`), `--lr X`, `--hidden H1,H2`,
+//! `--seed N`, `--out DIR` (default `out/train`), `--quiet` (no progress bar), `--dist`
+//! (one rank of an MPI world: run it under `mpirun`; needs the `mpi` feature; rank 0
+//! prints and plots).
 
 use backprop::data::{Dataset, load_idx};
 use backprop::memory::MemoryReport;
-use backprop_tests::mlp::{TrainConfig, digits, standardize, train};
+use backprop_tests::mlp::{Alone, Replicas, TrainConfig, digits, standardize, train_with};
 use backprop_tests::plot::{Series, lines};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 struct Args {
+    dist: bool,
     data: Option<PathBuf>,
     out: PathBuf,
     cfg: TrainConfig,
@@ -24,6 +29,7 @@ struct Args {
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
+        dist: false,
         data: None,
         out: PathBuf::from("out/train"),
         cfg: TrainConfig::default(),
@@ -68,6 +74,7 @@ fn parse() -> Result<Args, String> {
                 args.cfg.hidden = [h1, h2];
             }
             "--quiet" => args.cfg.progress = false,
+            "--dist" => args.dist = true,
             "-h" | "--help" => {
                 println!(
                     "{}",
@@ -119,6 +126,25 @@ fn load(args: &Args) -> Result<(String, Dataset, Dataset), String> {
     }
 }
 
+/// The replicas `--dist` asks for: this process alone, or its rank of the MPI world.
+fn replicas(dist: bool) -> Result<Box<dyn Replicas>, String> {
+    if !dist {
+        return Ok(Box::new(Alone));
+    }
+    #[cfg(feature = "mpi")]
+    {
+        backprop::dist::Dist::init()
+            .map(|d| Box::new(d) as Box<dyn Replicas>)
+            .map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "mpi"))]
+    Err(
+        "--dist needs the `mpi` feature: cargo build --release --features mpi --example train, \
+         then mpirun -np 2 target/release/examples/train --dist (docs/DISTRIBUTED.md)"
+            .into(),
+    )
+}
+
 fn main() -> ExitCode {
     let args = match parse() {
         Ok(a) => a,
@@ -127,6 +153,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut replicas = match replicas(args.dist) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Every rank trains; rank 0 alone prints, plots and writes files.
+    let root = replicas.rank() == 0;
     let (name, mut tr, mut va) = match load(&args) {
         Ok(d) => d,
         Err(e) => {
@@ -136,35 +171,45 @@ fn main() -> ExitCode {
     };
     let (mean, std) = standardize(&mut tr, &mut [&mut va]);
     let c = &args.cfg;
-    println!(
-        "data:  {name}: {} training, {} validation images of {}×{}, {} classes; pixels standardised (training mean {mean:.3}, std {std:.3})",
-        tr.labels.len(),
-        va.labels.len(),
-        tr.shape.0,
-        tr.shape.1,
-        tr.classes
-    );
-    println!(
-        "model: {}-{}-{}-{} MLP (ReLU), He init (Glorot output layer); AdamW (lr {:.0e}, λ {}), warmup {:.0}% + cosine, clip {:.1}; batch {}, {} epochs, seed {}",
-        tr.images.ncols(),
-        c.hidden[0],
-        c.hidden[1],
-        tr.classes,
-        c.lr,
-        c.weight_decay,
-        c.warmup_fraction * 100.0,
-        c.clip,
-        c.batch,
-        c.epochs,
-        c.seed
-    );
-    let report = match train(&tr, &va, c) {
+    let n = replicas.size();
+    if root {
+        println!(
+            "data:  {name}: {} training, {} validation images of {}×{}, {} classes; pixels standardised (training mean {mean:.3}, std {std:.3})",
+            tr.labels.len(),
+            va.labels.len(),
+            tr.shape.0,
+            tr.shape.1,
+            tr.classes
+        );
+        println!(
+            "model: {}-{}-{}-{} MLP (ReLU), He init (Glorot output layer); AdamW (lr {:.0e}, λ {}), warmup {:.0}% + cosine, clip {:.1}; batch {}, {} epochs, seed {}",
+            tr.images.ncols(),
+            c.hidden[0],
+            c.hidden[1],
+            tr.classes,
+            c.lr,
+            c.weight_decay,
+            c.warmup_fraction * 100.0,
+            c.clip,
+            if n > 1 {
+                format!("{n} ranks × {} = {}", c.batch, n * c.batch)
+            } else {
+                c.batch.to_string()
+            },
+            c.epochs,
+            c.seed
+        );
+    }
+    let report = match train_with(&tr, &va, c, replicas.as_mut()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("training diverged: {e}");
+            eprintln!("rank {}: training failed: {e}", replicas.rank());
             return ExitCode::FAILURE;
         }
     };
+    if !root {
+        return ExitCode::SUCCESS;
+    }
     if let Err(e) = std::fs::create_dir_all(&args.out) {
         eprintln!("error: {}: {e}", args.out.display());
         return ExitCode::FAILURE;
@@ -233,6 +278,17 @@ fn main() -> ExitCode {
         v * 100.0,
         report.steps,
         report.seconds
+    );
+    let per_step = |s: f64| s / report.steps.max(1) as f64 * 1e3;
+    println!(
+        "steps: {:.3} ms per step on {} (gradient, averaging, clipping, AdamW; no evaluation), of which averaging over the ranks {:.3} ms",
+        per_step(report.step_seconds),
+        if n > 1 {
+            format!("{n} ranks, rank 0's clock")
+        } else {
+            "1 process".to_string()
+        },
+        per_step(report.mean_seconds)
     );
     ExitCode::SUCCESS
 }

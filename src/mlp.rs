@@ -8,6 +8,7 @@
 use backprop::clip::{NonFiniteNorm, clip_grad_norm};
 use backprop::data::Dataset;
 use backprop::diagnostics::{self, Finding, Monitor};
+use backprop::dist::ShardedSampler;
 use backprop::init::{FanMode, Fans, Init, init_params};
 use backprop::ops::{XentOptions, relu, softmax_cross_entropy};
 use backprop::optim::{AdamW, AdamWConfig, Optimizer, ParamGroup, Select};
@@ -213,6 +214,65 @@ pub fn standardize(train: &mut Dataset, others: &mut [&mut Dataset]) -> (f32, f3
     (mean, std)
 }
 
+/// The processes one training run spans: this process alone ([`Alone`]), or the ranks of
+/// an MPI world (`backprop::dist::Dist`, with the `mpi` feature). The loop is the same:
+/// each replica computes the gradient on its shard of the step's rows, [`Replicas::mean`]
+/// averages gradient and loss over the replicas, and every replica takes the same step.
+pub trait Replicas {
+    /// This replica's index, `0..size()`; replica 0 logs and plots.
+    fn rank(&self) -> usize;
+    /// The number of replicas.
+    fn size(&self) -> usize;
+    /// Makes every replica's initial model replica 0's.
+    ///
+    /// # Errors
+    /// When the replicas' models have different shapes.
+    fn start(&mut self, model: &mut Mlp) -> Result<(), String>;
+    /// Replaces gradient and loss with their means over the replicas.
+    ///
+    /// # Errors
+    /// When the replicas' gradients have different shapes.
+    fn mean(&mut self, grads: &mut Mlp, loss: &mut f32) -> Result<(), String>;
+}
+
+/// One process: the gradient is the mean over its batch already.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Alone;
+
+impl Replicas for Alone {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        1
+    }
+    fn start(&mut self, _: &mut Mlp) -> Result<(), String> {
+        Ok(())
+    }
+    fn mean(&mut self, _: &mut Mlp, _: &mut f32) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The ranks of an MPI world: rank 0's initial model is broadcast, and gradient and loss
+/// go through one bucketed allreduce per step.
+#[cfg(feature = "mpi")]
+impl Replicas for backprop::dist::Dist {
+    fn rank(&self) -> usize {
+        backprop::dist::Dist::rank(self)
+    }
+    fn size(&self) -> usize {
+        backprop::dist::Dist::size(self)
+    }
+    fn start(&mut self, model: &mut Mlp) -> Result<(), String> {
+        self.broadcast_params(model).map_err(|e| e.to_string())
+    }
+    fn mean(&mut self, grads: &mut Mlp, loss: &mut f32) -> Result<(), String> {
+        self.allreduce_mean(&mut (grads, loss))
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// How to train.
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
@@ -220,7 +280,7 @@ pub struct TrainConfig {
     pub hidden: [usize; 2],
     /// Passes over the training set.
     pub epochs: usize,
-    /// Rows per step.
+    /// Rows per step (per replica: N replicas take N·`batch` rows per step).
     pub batch: usize,
     /// Peak learning rate (reached at the end of warmup).
     pub lr: f64,
@@ -275,6 +335,13 @@ pub struct TrainReport {
     pub steps: u64,
     /// Wall time of training, seconds.
     pub seconds: f64,
+    /// Of which in training steps (gradient, averaging, clipping, optimizer; no
+    /// evaluation), seconds.
+    pub step_seconds: f64,
+    /// Of which averaging gradients and loss over the replicas ([`Replicas::mean`]).
+    pub mean_seconds: f64,
+    /// Replicas the run spanned.
+    pub replicas: usize,
     /// Bytes of one step's tape at the configured batch size.
     pub tape_bytes: usize,
     /// Bytes of optimizer state.
@@ -315,10 +382,30 @@ pub fn train(
     validation: &Dataset,
     cfg: &TrainConfig,
 ) -> Result<TrainReport, String> {
+    train_with(train, validation, cfg, &mut Alone)
+}
+
+/// [`train`] over `replicas`: each takes its shard of every step's `size()·batch` rows
+/// ([`ShardedSampler`] over a permutation all replicas draw from the same seed), so N
+/// replicas at `batch` take the steps one process at N·`batch` takes. Only replica 0
+/// draws the progress bar and prints.
+///
+/// # Errors
+/// When training diverges (a non-finite loss), with the diagnosis, or the replicas'
+/// models differ in shape.
+pub fn train_with(
+    train: &Dataset,
+    validation: &Dataset,
+    cfg: &TrainConfig,
+    replicas: &mut dyn Replicas,
+) -> Result<TrainReport, String> {
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let inputs = train.images.ncols();
     let mut model = Mlp::new(inputs, cfg.hidden, train.classes, &mut rng);
-    let steps_per_epoch = train.labels.len().div_ceil(cfg.batch) as u64;
+    replicas.start(&mut model)?;
+    let sampler = ShardedSampler::new(replicas.size(), replicas.rank(), cfg.batch);
+    let progress = cfg.progress && replicas.rank() == 0;
+    let steps_per_epoch = sampler.steps(train.labels.len()) as u64;
     let planned = steps_per_epoch * cfg.epochs as u64;
     let total = cfg.max_steps.map_or(planned, |m| m.min(planned));
     let schedule = WarmupCosine {
@@ -337,7 +424,7 @@ pub fn train(
     let mut report = TrainReport::default();
     let mut monitor = Monitor::new(50, 10.0);
     let bar = ProgressBar::new(total);
-    if !cfg.progress {
+    if !progress {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
@@ -354,13 +441,23 @@ pub fn train(
     let mut step: u64 = 0;
     'epochs: for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
-        for chunk in order.chunks(cfg.batch) {
+        for shard in sampler.shards(&order) {
             if step >= total {
                 break 'epochs;
             }
-            let x = train.images.select(Axis(0), chunk);
-            let y: Vec<usize> = chunk.iter().map(|&i| train.labels[i]).collect();
-            let (loss, mut g) = model.loss_grad(x.view(), &y);
+            let t_step = Instant::now();
+            let x = train.images.select(Axis(0), shard.rows);
+            let y: Vec<usize> = shard.rows.iter().map(|&i| train.labels[i]).collect();
+            let (mut loss, mut g) = model.loss_grad(x.view(), &y);
+            // A short last step splits unevenly: weight each replica's mean by its rows.
+            let weight = shard.weight() as f32;
+            if weight != 1.0 {
+                loss *= weight;
+                g.visit_mut("", &mut |b| b.values.iter_mut().for_each(|v| *v *= weight));
+            }
+            let t_mean = Instant::now();
+            replicas.mean(&mut g, &mut loss)?;
+            report.mean_seconds += t_mean.elapsed().as_secs_f64();
             let loss = f64::from(loss);
             if step == 0
                 && let Some(f) = diagnostics::check_initial_loss(loss, train.classes, 0.5)
@@ -379,11 +476,13 @@ pub fn train(
             let lr = schedule.lr(step);
             opt.set_lr(lr);
             opt.step(&mut model, &g).map_err(|e| e.to_string())?;
+            report.step_seconds += t_step.elapsed().as_secs_f64();
             report.losses.push(loss);
             report.grad_norms.push(norm);
             report.lrs.push(lr);
             step += 1;
-            let rate = (step as f64 * cfg.batch as f64) / start.elapsed().as_secs_f64().max(1e-9);
+            let rate = (step as f64 * sampler.global_batch() as f64)
+                / start.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
                 "{loss:.4}  |g| {norm:.3}  lr {lr:.2e}  {rate:.0} samples/s"
             ));
@@ -399,15 +498,16 @@ pub fn train(
         );
         // Without a terminal (output piped) the bar draws nothing: print the line plainly.
         // `--quiet` (progress off) prints neither.
-        if cfg.progress && bar.is_hidden() {
+        if progress && bar.is_hidden() {
             println!("{line}");
-        } else if cfg.progress {
+        } else if progress {
             bar.println(line);
         }
     }
     bar.finish_and_clear();
     report.seconds = start.elapsed().as_secs_f64();
     report.steps = step;
+    report.replicas = replicas.size();
     report.optimizer_state_bytes = opt.state_bytes();
     // End-of-run diagnostics on the validation set.
     let (h1, h2, _) = model.forward(validation.images.view());

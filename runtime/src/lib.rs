@@ -48,6 +48,7 @@
 //! | [`optim`], [`schedule`], [`clip`], [`init`], [`memory`], [`params`] | the training toolbox |
 //! | [`data`], [`diagnostics`] | IDX datasets; the training pathologies as checks |
 //! | [`kernels`] | the hot loops, with CPU-feature dispatch and scalar oracles |
+//! | [`dist`] | data-parallel training over MPI (feature `mpi`): rank-sharded batches, bucketed allreduce |
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -55,6 +56,7 @@ pub mod clip;
 pub mod data;
 pub mod diagnostics;
 pub mod differentiable;
+pub mod dist;
 pub mod functions;
 pub mod gradcheck;
 pub mod init;
