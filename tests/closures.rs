@@ -99,3 +99,60 @@ fn reassigning_after_a_move_closure_keeps_the_captured_value() {
         (12.0, MoveClosureThenReassignedGrad { x: 4.0 })
     );
 }
+
+// Found by the break-it pass: a closure called with arguments that read no local
+// (`act(2.0)`) was taken for a constant expression, and ran a `#[grad]` fn of the same
+// name instead; a closure reading an earlier binding of its own name was refused; an
+// owned array argument consumed by an operator did not compile.
+#[grad]
+fn act(z: f64) -> f64 {
+    z * 100.0
+}
+#[grad]
+fn shadow_fn(x: f64) -> f64 {
+    let act = |z: f64| z * x;
+    act(2.0) + act(x)
+}
+#[grad]
+fn constant_args(x: f64, w: f64) -> f64 {
+    let c = |z: f64| z * x;
+    let k = || x * w;
+    c(x) + c(2.0) + k() * k()
+}
+#[grad]
+fn reads_own_name(x: f64) -> f64 {
+    let f = x * 2.0;
+    let f = |z: f64| z * f;
+    f(x)
+}
+#[test]
+fn closures_called_with_constant_arguments_and_shadowing() {
+    assert_eq!(shadow_fn(0.5), 1.25);
+    assert_eq!(shadow_fn_grad(0.5), (1.25, ShadowFnGrad { x: 3.0 }));
+    // x² + 2x + x²w²: d/dx = 2x + 2 + 2xw², d/dw = 2x²w.
+    let (v, g) = constant_args_grad(1.5, 2.0);
+    assert_eq!(v, constant_args(1.5, 2.0));
+    assert_eq!((g.x, g.w), (3.0 + 2.0 + 12.0, 9.0));
+    assert_eq!(
+        reads_own_name_grad(3.0),
+        (18.0, ReadsOwnNameGrad { x: 12.0 })
+    );
+}
+
+#[grad]
+fn owned_arr(x: ndarray::Array1<f64>, w: f64) -> ndarray::Array1<f64> {
+    x * w
+}
+#[grad]
+fn owned_arr_loss(x: ndarray::Array1<f64>, w: f64) -> f64 {
+    (x * w).sum()
+}
+
+#[test]
+fn owned_array_arguments_consumed_by_operators() {
+    let (v, g) = owned_arr_vjp(ndarray::Array1::ones(2), 2.0, ndarray::Array1::ones(2));
+    assert_eq!(v, ndarray::array![2.0, 2.0]);
+    assert_eq!((g.x, g.w), (ndarray::array![2.0, 2.0], 2.0));
+    let (v, g) = owned_arr_loss_grad(ndarray::array![1.0, 3.0], 2.0);
+    assert_eq!((v, g.w), (8.0, 4.0));
+}

@@ -122,6 +122,9 @@ pub fn analyse(func: &Func) -> Kinds {
     });
     for p in &func.params {
         k.scalar[p.var.0] = p.kind != ParamKind::Tensor;
+        // `x: Array1<f64>` taken by value is this function's to consume, like a result.
+        k.owned_array[p.var.0] =
+            p.kind == ParamKind::Tensor && crate::ir::is_owned_array_type(&p.ty);
     }
     walk(&func.body, &mut k);
     k

@@ -137,18 +137,9 @@ impl<'a> Emitter<'a> {
                 ..
             }) if prim.name == "&" => args[0]
                 .var()
-                .is_some_and(|x| self.plan.kinds.owned_array[x.0] || self.owned_array_param(x)),
+                .is_some_and(|x| self.plan.kinds.owned_array[x.0]),
             _ => false,
         }
-    }
-
-    /// An array argument taken by value (`x: Array2<f64>`): owned by this function.
-    fn owned_array_param(&self, v: VarId) -> bool {
-        self.func.params.iter().any(|p| {
-            p.var == v
-                && p.kind == crate::ir::ParamKind::Tensor
-                && !matches!(p.ty, syn::Type::Reference(_))
-        })
     }
 
     /// The tape name of `v`'s statement, if one was made.

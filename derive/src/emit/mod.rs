@@ -169,16 +169,7 @@ impl Shape<'_> {
     /// Whether the function returns an owned ndarray array (a layer) rather than a loss:
     /// it then has a VJP (`f_vjp(.., d_out)`) instead of a gradient (`f_grad`).
     pub fn returns_array(&self) -> bool {
-        match &self.ret_ty {
-            syn::Type::Path(p) => p.path.segments.last().is_some_and(|s| {
-                let n = s.ident.to_string();
-                n == "Array"
-                    || n == "ArrayD"
-                    || n.strip_prefix("Array")
-                        .is_some_and(|d| d.parse::<u8>().is_ok())
-            }),
-            _ => false,
-        }
+        crate::ir::is_owned_array_type(&self.ret_ty)
     }
 
     pub fn plain_first(&self) -> bool {

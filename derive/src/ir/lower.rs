@@ -492,6 +492,12 @@ impl Lowerer<'_> {
     }
 
     /// Does `e` read any local value? If not, it is a constant and is kept verbatim.
+    /// A name this function binds: a local, a closure bound to a local (`act(2.0)` is
+    /// the closure's call, not a constant expression), or a refused `let`.
+    fn is_local_name(&self, n: &str) -> bool {
+        self.lookup(n).is_some() || self.closures.contains_key(n) || self.poisoned.contains(n)
+    }
+
     fn mentions_local(&self, e: &Expr) -> bool {
         struct Finder<'s, 'a> {
             lw: &'s Lowerer<'a>,
@@ -502,13 +508,13 @@ impl Lowerer<'_> {
                 if p.qself.is_none()
                     && let Some(i) = p.path.get_ident()
                 {
-                    self.found |= self.lw.lookup(&i.to_string()).is_some();
+                    self.found |= self.lw.is_local_name(&i.to_string());
                 }
             }
             fn visit_macro(&mut self, m: &'ast syn::Macro) {
                 fn scan(ts: proc_macro2::TokenStream, lw: &Lowerer<'_>) -> bool {
                     ts.into_iter().any(|tt| match tt {
-                        proc_macro2::TokenTree::Ident(i) => lw.lookup(&i.to_string()).is_some(),
+                        proc_macro2::TokenTree::Ident(i) => lw.is_local_name(&i.to_string()),
                         proc_macro2::TokenTree::Group(g) => scan(g.stream(), lw),
                         _ => false,
                     })
@@ -649,6 +655,10 @@ impl Lowerer<'_> {
         }
         match self.local_closure(local) {
             Ok(Some(closure)) => {
+                // The closure shadows a local of its name bound before it in this scope.
+                if let Some(scope) = self.scopes.last_mut() {
+                    scope.remove(&names[0]);
+                }
                 self.closures.insert(names[0].clone(), closure);
                 return;
             }
@@ -773,13 +783,20 @@ impl Lowerer<'_> {
             };
             scope.insert(p.to_string(), v);
         }
-        // The body sees the locals it captured, then the parameters.
+        // The body sees the locals it captured, then the parameters; a captured local
+        // or a parameter named like a closure hides that closure (`let f = x * 2.0;
+        // let f = |z| z * f;` reads the float).
         let saved = std::mem::take(&mut self.scopes);
         let mut outer: HashMap<String, VarId> = cl.captures.iter().cloned().collect();
         outer.extend(scope);
+        let hidden: Vec<(String, LocalClosure)> = outer
+            .keys()
+            .filter_map(|n| Some((n.clone(), self.closures.remove(n)?)))
+            .collect();
         self.scopes = vec![outer];
         let value = self.expr(&cl.body, want);
         self.scopes = saved;
+        self.closures.extend(hidden);
         value
     }
 

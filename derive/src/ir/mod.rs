@@ -449,3 +449,18 @@ pub fn walk<'a>(stmts: &'a [Stmt], f: &mut dyn FnMut(&'a Stmt)) {
         }
     }
 }
+
+/// `Array2<f64>`, `Array<T, D>`, `ArrayD<f32>`: an owned ndarray array (not a view, not a
+/// reference), by the spelling of its type.
+pub fn is_owned_array_type(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(p) => p.path.segments.last().is_some_and(|s| {
+            let n = s.ident.to_string();
+            n == "Array"
+                || n == "ArrayD"
+                || n.strip_prefix("Array")
+                    .is_some_and(|d| d.parse::<u8>().is_ok())
+        }),
+        _ => false,
+    }
+}
