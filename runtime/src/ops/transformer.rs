@@ -613,9 +613,14 @@ fn masked_row<T: Real>(x: &[T], keep: impl Fn(usize) -> bool, y: &mut [T]) {
 ///
 /// ```
 /// use ndarray::array;
-/// let y = backprop::ops::softmax_masked(&array![[0.0f64, 5.0, 0.0], [1.0, 2.0, 3.0]],
-///                                       &array![true, false, true]);
-/// assert_eq!(y, array![[0.5, 0.0, 0.5], [1.0 / (1.0 + 2f64.exp()), 0.0, 2f64.exp() / (1.0 + 2f64.exp())]]);
+/// let y = backprop::ops::softmax_masked(
+///     &array![[0.0f64, 5.0, 0.0], [1.0, 2.0, 3.0]],
+///     &array![true, false, true],
+/// );
+/// assert_eq!(y.row(0), array![0.5, 0.0, 0.5]);
+/// let p = 1.0 / (1.0 + 2f64.exp()); // row 1 keeps 1.0 and 3.0
+/// assert!((y[[1, 0]] - p).abs() < 1e-15 && y[[1, 1]] == 0.0);
+/// assert!((y[[1, 2]] - (1.0 - p)).abs() < 1e-15);
 /// let none = backprop::ops::softmax_masked(&array![1.0f32, 2.0], &array![false, false]);
 /// assert_eq!(none, array![0.0, 0.0]);
 /// ```
