@@ -17,8 +17,8 @@ use crate::kernels::Real;
 use crate::kernels::softmax_xent::XentOptions;
 use crate::tape::{Inactive, Tape};
 use ndarray::{
-    Array, Array1, Array2, Array4, ArrayBase, ArrayView, ArrayView1, Data, Dimension, Ix1, Ix2,
-    Ix4, IxDyn, s,
+    Array, Array1, Array2, Array4, ArrayBase, ArrayView, ArrayView1, ArrayView2, Data, Dimension,
+    Ix1, Ix2, Ix4, IxDyn, s,
 };
 
 /// Bytes of `n` elements of `A`.
@@ -825,15 +825,98 @@ where
     attention_with_stats(q, k, v, causal).0
 }
 
-/// `S = Q_h·K_hᵀ/√d` for one head, masked above the diagonal when `causal`.
-fn head_scores<T: Real>(
-    q: ndarray::ArrayView2<'_, T>,
-    k: ndarray::ArrayView2<'_, T>,
-    scale: T,
-) -> Array2<T> {
+/// `S = Q_h·K_hᵀ/√d` for one head.
+fn head_scores<T: Real>(q: ArrayView2<'_, T>, k: ArrayView2<'_, T>, scale: T) -> Array2<T> {
     let mut s = q.dot(&k.t());
     s.mapv_inplace(|v| v * scale);
     s
+}
+
+/// One head's forward: `(O_h, lse per row)`. Row `i` keeps columns `< kept(i)`; a row
+/// whose kept scores are all −∞ gets `P = 0`, `O = 0` and `lse = −∞`.
+fn head_forward<T: Real>(
+    q: ArrayView2<'_, T>,
+    k: ArrayView2<'_, T>,
+    v: ArrayView2<'_, T>,
+    scale: T,
+    causal: bool,
+) -> (Array2<T>, Vec<T>) {
+    let t = q.nrows();
+    let mut p = head_scores(q, k, scale);
+    let mut lse = vec![T::neg_infinity(); t];
+    for (i, mut row) in p.rows_mut().into_iter().enumerate() {
+        let row = row.as_slice_mut().unwrap();
+        let kept = if causal {
+            (i + 1).min(row.len())
+        } else {
+            row.len()
+        };
+        let (head, tail) = row.split_at_mut(kept);
+        tail.iter_mut().for_each(|x| *x = T::zero());
+        let m = head
+            .iter()
+            .fold(T::neg_infinity(), |a, &c| if c > a { c } else { a });
+        if m == T::neg_infinity() {
+            head.iter_mut().for_each(|x| *x = T::zero());
+            continue;
+        }
+        let mut sum = T::zero();
+        for x in head.iter_mut() {
+            *x = (*x - m).exp();
+            sum += *x;
+        }
+        let inv = T::one() / sum;
+        head.iter_mut().for_each(|x| *x *= inv);
+        lse[i] = m + sum.ln();
+    }
+    (p.dot(&v), lse)
+}
+
+/// One head's backward (Dao et al. 2022, Algorithm 2 with one block): `(d_Q, d_K, d_V)`.
+fn head_backward<T: Real>(
+    q: ArrayView2<'_, T>,
+    k: ArrayView2<'_, T>,
+    v: ArrayView2<'_, T>,
+    o: ArrayView2<'_, T>,
+    d_o: ArrayView2<'_, T>,
+    lse: &[T],
+    scale: T,
+    causal: bool,
+) -> (Array2<T>, Array2<T>, Array2<T>) {
+    let mut p = head_scores(q, k, scale);
+    for (i, mut row) in p.rows_mut().into_iter().enumerate() {
+        let l = lse[i];
+        for (j, x) in row.iter_mut().enumerate() {
+            *x = if (causal && j > i) || l == T::neg_infinity() {
+                T::zero()
+            } else {
+                (*x - l).exp()
+            };
+        }
+    }
+    let dv = p.t().dot(&d_o);
+    let mut ds = d_o.dot(&v.t());
+    for (i, (mut dsr, pr)) in ds.rows_mut().into_iter().zip(p.rows()).enumerate() {
+        let di: T = d_o.row(i).iter().zip(o.row(i)).map(|(&a, &c)| a * c).sum();
+        for (x, &pv) in dsr.iter_mut().zip(pr) {
+            *x = pv * (*x - di) * scale;
+        }
+    }
+    (ds.dot(&k), ds.t().dot(&q), dv)
+}
+
+/// Work (multiply-adds) above which attention spreads its heads over rayon's threads.
+const ATTENTION_PARALLEL_MIN_FLOPS: usize = 1 << 18;
+
+/// Runs `f` on every head index `0..heads`, on rayon's threads when there are several
+/// heads and enough work, and returns the results in order.
+fn per_head<R: Send>(heads: usize, work: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    if heads > 1 && work >= ATTENTION_PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
+        (0..heads).into_par_iter().map(f).collect()
+    } else {
+        (0..heads).map(f).collect()
+    }
 }
 
 /// [`attention`] and its log-sum-exp per row (`[B, H, T]` row-major), what
@@ -856,34 +939,16 @@ where
     check_attention("attention", q.shape(), k.shape(), v.shape());
     let (b, h, t, d) = q.dim();
     let scale = T::one() / T::from(d.max(1)).unwrap().sqrt();
+    let (qv, kv, vv) = (q.view(), k.view(), v.view());
+    let heads = per_head(b * h, b * h * t * t * d, |i| {
+        let sl = s![i / h, i % h, .., ..];
+        head_forward(qv.slice(sl), kv.slice(sl), vv.slice(sl), scale, causal)
+    });
     let mut out = Array4::zeros((b, h, t, d));
-    let mut lse = vec![T::zero(); b * h * t];
-    for bi in 0..b {
-        for hi in 0..h {
-            let mut p = head_scores(
-                q.slice(s![bi, hi, .., ..]),
-                k.slice(s![bi, hi, .., ..]),
-                scale,
-            );
-            let l = &mut lse[(bi * h + hi) * t..(bi * h + hi + 1) * t];
-            for (i, mut row) in p.rows_mut().into_iter().enumerate() {
-                let row = row.as_slice_mut().unwrap();
-                let x: Vec<T> = row.to_vec();
-                if causal {
-                    masked_row(&x, |j| j <= i, row);
-                } else {
-                    masked_row(&x, |_| true, row);
-                }
-                let kept = if causal { i + 1 } else { t };
-                let m = x[..kept]
-                    .iter()
-                    .fold(T::neg_infinity(), |a, &c| if c > a { c } else { a });
-                let ssum: T = x[..kept].iter().map(|&c| (c - m).exp()).sum();
-                l[i] = m + ssum.ln();
-            }
-            out.slice_mut(s![bi, hi, .., ..])
-                .assign(&p.dot(&v.slice(s![bi, hi, .., ..])));
-        }
+    let mut lse = Vec::with_capacity(b * h * t);
+    for (i, (o, l)) in heads.into_iter().enumerate() {
+        out.slice_mut(s![i / h, i % h, .., ..]).assign(&o);
+        lse.extend_from_slice(&l);
     }
     (out, lse)
 }
@@ -924,41 +989,28 @@ where
         lse.len()
     );
     let scale = T::one() / T::from(d.max(1)).unwrap().sqrt();
-    let (mut dq, mut dk, mut dv) = (
-        Array4::zeros((b, h, t, d)),
-        Array4::zeros((b, h, t, d)),
-        Array4::zeros((b, h, t, d)),
-    );
-    for bi in 0..b {
-        for hi in 0..h {
-            let (qh, kh, vh) = (
-                q.slice(s![bi, hi, .., ..]),
-                k.slice(s![bi, hi, .., ..]),
-                v.slice(s![bi, hi, .., ..]),
-            );
-            let (oh, doh) = (o.slice(s![bi, hi, .., ..]), d_o.slice(s![bi, hi, .., ..]));
-            let l = &lse[(bi * h + hi) * t..(bi * h + hi + 1) * t];
-            let mut p = head_scores(qh, kh, scale);
-            for (i, mut row) in p.rows_mut().into_iter().enumerate() {
-                for (j, s) in row.iter_mut().enumerate() {
-                    *s = if causal && j > i {
-                        T::zero()
-                    } else {
-                        (*s - l[i]).exp()
-                    };
-                }
-            }
-            dv.slice_mut(s![bi, hi, .., ..]).assign(&p.t().dot(&doh));
-            let mut ds = doh.dot(&vh.t());
-            for (i, (mut dsr, pr)) in ds.rows_mut().into_iter().zip(p.rows()).enumerate() {
-                let di: T = doh.row(i).iter().zip(oh.row(i)).map(|(&a, &c)| a * c).sum();
-                for (x, &pv) in dsr.iter_mut().zip(pr) {
-                    *x = pv * (*x - di) * scale;
-                }
-            }
-            dq.slice_mut(s![bi, hi, .., ..]).assign(&ds.dot(&kh));
-            dk.slice_mut(s![bi, hi, .., ..]).assign(&ds.t().dot(&qh));
-        }
+    let (qv, kv, vv, ov, dov) = (q.view(), k.view(), v.view(), o.view(), d_o.view());
+    let heads = per_head(b * h, 2 * b * h * t * t * d, |i| {
+        let sl = s![i / h, i % h, .., ..];
+        head_backward(
+            qv.slice(sl),
+            kv.slice(sl),
+            vv.slice(sl),
+            ov.slice(sl),
+            dov.slice(sl),
+            &lse[i * t..(i + 1) * t],
+            scale,
+            causal,
+        )
+    });
+    let mut dq = Array4::zeros((b, h, t, d));
+    let mut dk = Array4::zeros((b, h, t, d));
+    let mut dv = Array4::zeros((b, h, t, d));
+    for (i, (a, c, e)) in heads.into_iter().enumerate() {
+        let sl = s![i / h, i % h, .., ..];
+        dq.slice_mut(sl).assign(&a);
+        dk.slice_mut(sl).assign(&c);
+        dv.slice_mut(sl).assign(&e);
     }
     (dq, dk, dv)
 }
