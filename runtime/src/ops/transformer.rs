@@ -14,6 +14,7 @@
 
 use super::{shape_str, softmax_vjp};
 use crate::kernels::Real;
+use crate::kernels::masked_softmax::{self as kernel, Keep};
 use crate::kernels::softmax_xent::XentOptions;
 use crate::tape::{Inactive, Tape};
 use ndarray::{
@@ -576,29 +577,6 @@ impl embedding {
 
 // ------------------------------------------------------------------ masked softmax
 
-/// Softmax of one row over the kept entries; a row with nothing kept (or only −∞ kept)
-/// is all zeros.
-#[inline]
-fn masked_row<T: Real>(x: &[T], keep: impl Fn(usize) -> bool, y: &mut [T]) {
-    let mut m = T::neg_infinity();
-    for (j, &v) in x.iter().enumerate() {
-        if keep(j) && v > m {
-            m = v;
-        }
-    }
-    if m == T::neg_infinity() {
-        y.iter_mut().for_each(|o| *o = T::zero());
-        return;
-    }
-    let mut s = T::zero();
-    for (j, (o, &v)) in y.iter_mut().zip(x).enumerate() {
-        *o = if keep(j) { (v - m).exp() } else { T::zero() };
-        s += *o;
-    }
-    let inv = T::one() / s;
-    y.iter_mut().for_each(|o| *o *= inv);
-}
-
 /// Softmax over the last axis restricted to `mask`'s true entries: `y_j = e^(x_j − m)/Σ_k
 /// e^(x_k − m)` over kept `j, k` (`m` the kept max), `y_j = 0` where `mask` is false.
 /// A row with no kept finite logit (all masked, or all kept logits −∞) is all zeros,
@@ -633,7 +611,9 @@ where
     E: Dimension,
 {
     let n = last_axis("softmax_masked", x.shape());
-    let keep: Vec<bool> = match mask.broadcast(x.shape()) {
+    // Broadcast to x's own dimension type: iterating an IxDyn view is several times
+    // slower.
+    let keep: Vec<bool> = match mask.broadcast(x.raw_dim()) {
         Some(m) => m.iter().copied().collect(),
         None => panic!(
             "softmax_masked: mask is {} but x is {} (the mask must broadcast to x)",
@@ -644,15 +624,9 @@ where
     let xs = x.as_standard_layout();
     let mut y = Array::zeros(x.raw_dim());
     if n > 0 && !x.is_empty() {
-        for ((xi, yi), ki) in xs
-            .as_slice()
-            .unwrap()
-            .chunks_exact(n)
-            .zip(y.as_slice_mut().unwrap().chunks_exact_mut(n))
-            .zip(keep.chunks_exact(n))
-        {
-            masked_row(xi, |j| ki[j], yi);
-        }
+        let mut lse = vec![T::zero(); x.len() / n];
+        let ys = y.as_slice_mut().unwrap();
+        kernel::forward(xs.as_slice().unwrap(), n, Keep::Mask(&keep), ys, &mut lse);
     }
     y
 }
@@ -691,16 +665,9 @@ where
     let xs = x.as_standard_layout();
     let mut y = Array::zeros(x.raw_dim());
     if t > 0 && !x.is_empty() {
-        for (r, (xi, yi)) in xs
-            .as_slice()
-            .unwrap()
-            .chunks_exact(t)
-            .zip(y.as_slice_mut().unwrap().chunks_exact_mut(t))
-            .enumerate()
-        {
-            let i = r % t;
-            masked_row(xi, |j| j <= i, yi);
-        }
+        let mut lse = vec![T::zero(); x.len() / t];
+        let ys = y.as_slice_mut().unwrap();
+        kernel::forward(xs.as_slice().unwrap(), t, Keep::Causal, ys, &mut lse);
     }
     y
 }
@@ -843,31 +810,12 @@ fn head_forward<T: Real>(
 ) -> (Array2<T>, Vec<T>) {
     let t = q.nrows();
     let mut p = head_scores(q, k, scale);
-    let mut lse = vec![T::neg_infinity(); t];
-    for (i, mut row) in p.rows_mut().into_iter().enumerate() {
-        let row = row.as_slice_mut().unwrap();
-        let kept = if causal {
-            (i + 1).min(row.len())
-        } else {
-            row.len()
-        };
-        let (head, tail) = row.split_at_mut(kept);
-        tail.iter_mut().for_each(|x| *x = T::zero());
-        let m = head
-            .iter()
-            .fold(T::neg_infinity(), |a, &c| if c > a { c } else { a });
-        if m == T::neg_infinity() {
-            head.iter_mut().for_each(|x| *x = T::zero());
-            continue;
-        }
-        let mut sum = T::zero();
-        for x in head.iter_mut() {
-            *x = (*x - m).exp();
-            sum += *x;
-        }
-        let inv = T::one() / sum;
-        head.iter_mut().for_each(|x| *x *= inv);
-        lse[i] = m + sum.ln();
+    let mut lse = vec![T::zero(); t];
+    if t > 0 {
+        let keep = if causal { Keep::Causal } else { Keep::All };
+        let ps = p.as_slice_mut().unwrap();
+        let x = ps.to_vec();
+        kernel::forward(&x, t, keep, ps, &mut lse);
     }
     (p.dot(&v), lse)
 }
@@ -884,15 +832,9 @@ fn head_backward<T: Real>(
     causal: bool,
 ) -> (Array2<T>, Array2<T>, Array2<T>) {
     let mut p = head_scores(q, k, scale);
-    for (i, mut row) in p.rows_mut().into_iter().enumerate() {
-        let l = lse[i];
-        for (j, x) in row.iter_mut().enumerate() {
-            *x = if (causal && j > i) || l == T::neg_infinity() {
-                T::zero()
-            } else {
-                (*x - l).exp()
-            };
-        }
+    if !p.is_empty() {
+        let t = p.nrows();
+        kernel::exp_shifted(p.as_slice_mut().unwrap(), t, causal, lse);
     }
     let dv = p.t().dot(&d_o);
     let mut ds = d_o.dot(&v.t());
