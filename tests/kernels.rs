@@ -796,7 +796,9 @@ fn check_masked_softmax<T: Real>(ulps: f64) {
         if n > 2 {
             x[n + 1] = T::neg_infinity();
         }
-        let mut mask: Vec<bool> = (0..rows * n).map(|_| !rng.next().is_multiple_of(3)).collect();
+        let mut mask: Vec<bool> = (0..rows * n)
+            .map(|_| !rng.next().is_multiple_of(3))
+            .collect();
         mask[n..2 * n].iter_mut().for_each(|m| *m = false); // row 1 fully masked
         for keep in [Keep::All, Keep::Causal, Keep::Mask(&mask)] {
             let (mut y, mut y_ref) = (vec![T::zero(); x.len()], vec![T::zero(); x.len()]);

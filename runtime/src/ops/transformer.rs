@@ -49,6 +49,24 @@ fn check_param(op: &str, x: &[usize], name: &str, p: &[usize]) {
 
 // ------------------------------------------------------------------ normalisation
 
+/// `Σ_j f(j)` over `0..n` with 8 independent accumulators: float adds are not
+/// reassociated, and one running sum would wait on each add's latency.
+#[inline(always)]
+fn lane_sum<T: Real>(n: usize, f: impl Fn(usize) -> T) -> T {
+    const W: usize = 8;
+    let mut acc = [T::zero(); W];
+    let full = n / W * W;
+    let mut j = 0;
+    while j < full {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(j + l);
+        }
+        j += W;
+    }
+    let tail = (full..n).fold(T::zero(), |s, j| s + f(j));
+    acc.iter().copied().sum::<T>() + tail
+}
+
 /// One row of layer (or RMS, `rms`) normalisation: writes `y`, returns `(μ, 1/σ)`.
 #[inline]
 fn norm_row<T: Real>(
@@ -63,9 +81,9 @@ fn norm_row<T: Real>(
     let mu = if rms {
         T::zero()
     } else {
-        x.iter().copied().sum::<T>() / n
+        lane_sum(x.len(), |j| x[j]) / n
     };
-    let var = x.iter().map(|&v| (v - mu) * (v - mu)).sum::<T>() / n;
+    let var = lane_sum(x.len(), |j| (x[j] - mu) * (x[j] - mu)) / n;
     let r = T::one() / (var + eps).sqrt();
     match beta {
         Some(b) => {
@@ -169,16 +187,18 @@ where
         .enumerate()
     {
         let (mu, rs) = (mean[r], rstd[r]);
-        let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
         for j in 0..d {
             let xh = (xi[j] - mu) * rs;
-            let gj = dyi[j] * g[j];
             gx[j] = xh;
-            sum_g += gj;
-            sum_gx += gj * xh;
             dgs[j] += dyi[j] * xh;
             dbs[j] += dyi[j];
         }
+        let sum_g = if rms {
+            T::zero()
+        } else {
+            lane_sum(d, |j| dyi[j] * g[j])
+        };
+        let sum_gx = lane_sum(d, |j| dyi[j] * g[j] * gx[j]);
         let a = if rms { T::zero() } else { sum_g / n };
         let b = sum_gx / n;
         for j in 0..d {
