@@ -12,7 +12,7 @@
     clippy::too_many_arguments
 )]
 
-use super::{shape_str, softmax_vjp};
+use super::shape_str;
 use crate::kernels::Real;
 use crate::kernels::masked_softmax::{self as kernel, Keep};
 use crate::kernels::softmax_xent::XentOptions;
@@ -603,7 +603,7 @@ impl embedding {
 /// with zero gradient — never NaN (PyTorch's `softmax` gives NaN there).
 ///
 /// Shapes: `x` any `[.., n]`; `mask` any shape that broadcasts to `x`'s (NumPy rules),
-/// true = keep. `f32` or `f64`. The pullback is [`softmax_vjp`]'s on the output
+/// true = keep. `f32` or `f64`. The pullback is [`softmax_masked_vjp`] on the output
 /// (`y = 0` at masked entries makes their gradient 0); the tape saves `y`.
 ///
 /// # Panics
@@ -658,7 +658,7 @@ where
 /// scores are −∞ (then the row is 0).
 ///
 /// Shapes: `x` `[.., T, T]` (at least two axes, the last two equal). `f32` or `f64`.
-/// Pullback [`softmax_vjp`] on the saved output.
+/// Pullback [`softmax_masked_vjp`] on the saved output.
 ///
 /// # Panics
 /// If `x` has fewer than two axes or its last two differ (naming the op and the shape).
@@ -693,7 +693,8 @@ where
 }
 
 /// Pullback of [`softmax_masked`] and [`softmax_causal`] from the saved output `y`:
-/// [`softmax_vjp`], `d_x = y ⊙ (d_y − ⟨d_y, y⟩_row)`, which is 0 wherever `y` is (masked
+/// as [`softmax_vjp`](super::softmax_vjp), `d_x = y ⊙ (d_y − ⟨d_y, y⟩_row)` (the row sum over 8
+/// accumulators), which is 0 wherever `y` is (masked
 /// entries, empty rows).
 ///
 /// # Panics
@@ -705,7 +706,25 @@ where
     T: Real,
     D: Dimension,
 {
-    softmax_vjp(y, d_y)
+    super::same_shape("softmax_masked_vjp", "y", y.shape(), "d_y", d_y.shape());
+    let n = last_axis("softmax_masked_vjp", y.shape());
+    let (ys, ds) = (y.as_standard_layout(), d_y.as_standard_layout());
+    let mut d_x = Array::zeros(y.raw_dim());
+    if n > 0 && !y.is_empty() {
+        for ((yi, di), oi) in ys
+            .as_slice()
+            .unwrap()
+            .chunks_exact(n)
+            .zip(ds.as_slice().unwrap().chunks_exact(n))
+            .zip(d_x.as_slice_mut().unwrap().chunks_exact_mut(n))
+        {
+            let dot = lane_sum(n, |j| yi[j] * di[j]);
+            for ((o, &a), &b) in oi.iter_mut().zip(yi).zip(di) {
+                *o = a * (b - dot);
+            }
+        }
+    }
+    d_x
 }
 
 #[doc(hidden)]
@@ -732,7 +751,7 @@ impl softmax_masked {
         (
             y,
             Tape::with_heap_bytes(nbytes::<T>(saved.len()), move |d: Array<T, D>| {
-                (softmax_vjp(&saved, &d), Inactive)
+                (softmax_masked_vjp(&saved, &d), Inactive)
             }),
         )
     }
@@ -759,7 +778,7 @@ impl softmax_causal {
         (
             y,
             Tape::with_heap_bytes(nbytes::<T>(saved.len()), move |d: Array<T, D>| {
-                (softmax_vjp(&saved, &d),)
+                (softmax_masked_vjp(&saved, &d),)
             }),
         )
     }
