@@ -630,6 +630,23 @@ fn gradcheck_cross_entropy_btv() {
     }
 }
 
+/// `[N, V]` logits given as the transpose of a `[V, N]` array, labels as a slice.
+#[grad(z)]
+fn xent_t(z: &Array2<f64>, labels: &[usize], opts: XentOptions<f64>) -> f64 {
+    cross_entropy(&z.t(), labels, opts)
+}
+
+#[test]
+fn gradcheck_cross_entropy_transposed_logits() {
+    let z = Rng(13).array((5, 4)) * 2.0;
+    let labels = vec![1usize, 4, 0, 9];
+    let opts = XentOptions {
+        ignore_index: Some(9),
+        label_smoothing: 0.2,
+    };
+    gradcheck!(xent_t(z = &z, labels = const &labels, opts = const opts)).assert();
+}
+
 #[test]
 fn cross_entropy_means_over_counted_rows_and_all_ignored_is_zero() {
     let mut r = Rng(11);
