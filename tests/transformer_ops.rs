@@ -696,3 +696,35 @@ fn cross_entropy_names_both_shapes() {
         XentOptions::default(),
     );
 }
+
+// ---------------------------------------------------------------- composed
+
+/// A one-head causal block composed from the ops under `#[grad]`: lookup, LayerNorm,
+/// self-attention with `h` as q, k and v (three cotangents summed), a residual, exact
+/// GELU, dropout and cross-entropy over every position.
+#[grad(table, g, b)]
+fn tiny_block(
+    table: &Array2<f64>,
+    g: &Array1<f64>,
+    b: &Array1<f64>,
+    ids: &Array3<usize>,
+    labels: &Array3<usize>,
+) -> f64 {
+    let x = embedding(table, ids);
+    let h = layer_norm(&x, g, b, 1e-5);
+    let a = attention(&h, &h, &h, true);
+    let r = &x + &a;
+    let z = dropout(&gelu_exact(&r), 0.2, 5);
+    cross_entropy(&z, labels, XentOptions::default())
+}
+
+#[test]
+fn gradcheck_a_composed_block() {
+    let mut r = Rng(14);
+    let table = r.array((7, 4));
+    let (g, b) = (r.array(4) + 1.0, r.array(4) * 0.1);
+    let ids = array![[[0usize, 3, 6]], [[2, 2, 5]]]; // [B=2, H=1, T=3]
+    let labels = array![[[1usize, 0, 3]], [[2, 3, 0]]];
+    gradcheck!(tiny_block(table = &table, g = &g, b = &b, ids = const &ids, labels = const &labels))
+        .assert();
+}
