@@ -25,25 +25,33 @@ pub enum Keep<'a> {
 /// Independent accumulators, so the float sums vectorise.
 const L: usize = 16;
 
+/// Max of `x` over 16 independent lanes (masked entries count as −∞).
 #[inline(always)]
 fn lanes_max<T: Real>(x: &[T], mask: Option<&[bool]>) -> T {
+    // Two loops rather than a branch on `mask` inside one, so each vectorises.
+    let pick = |v: T, k: bool| if k { v } else { T::neg_infinity() };
     let mut acc = [T::neg_infinity(); L];
     let full = x.len() / L * L;
-    for at in (0..full).step_by(L) {
-        for i in 0..L {
-            let v = match mask {
-                Some(m) if !m[at + i] => T::neg_infinity(),
-                _ => x[at + i],
-            };
-            acc[i] = if v > acc[i] { v } else { acc[i] };
+    match mask {
+        None => {
+            for ch in x[..full].chunks_exact(L) {
+                for i in 0..L {
+                    acc[i] = if ch[i] > acc[i] { ch[i] } else { acc[i] };
+                }
+            }
+        }
+        Some(mk) => {
+            for (ch, kc) in x[..full].chunks_exact(L).zip(mk[..full].chunks_exact(L)) {
+                for i in 0..L {
+                    let v = pick(ch[i], kc[i]);
+                    acc[i] = if v > acc[i] { v } else { acc[i] };
+                }
+            }
         }
     }
     let mut m = T::neg_infinity();
     for j in full..x.len() {
-        let v = match mask {
-            Some(mk) if !mk[j] => T::neg_infinity(),
-            _ => x[j],
-        };
+        let v = mask.map_or(x[j], |mk| pick(x[j], mk[j]));
         m = if v > m { v } else { m };
     }
     for a in acc {
@@ -56,9 +64,9 @@ fn lanes_max<T: Real>(x: &[T], mask: Option<&[bool]>) -> T {
 fn lanes_sum<T: Real>(x: &[T]) -> T {
     let mut acc = [T::zero(); L];
     let full = x.len() / L * L;
-    for at in (0..full).step_by(L) {
+    for ch in x[..full].chunks_exact(L) {
         for i in 0..L {
-            acc[i] += x[at + i];
+            acc[i] += ch[i];
         }
     }
     acc.iter().copied().sum::<T>() + x[full..].iter().copied().sum::<T>()
