@@ -4,8 +4,12 @@
 //! `f::forward` returning the value and a [`Tape`], so `#[grad]` code calls them like
 //! the other [`crate::ops`]; the rules are listed in `docs/RULES.md`.
 //!
-//! The loops are plain scalar Rust over contiguous rows, which LLVM auto-vectorises
-//! where it can; the products inside attention run on ndarray's `dot` (matrixmultiply).
+//! The softmax rows (masked, causal, and inside attention) and attention's backward
+//! `e^(s − lse)` run on [`crate::kernels::masked_softmax`] (AVX2 + FMA with a scalar
+//! oracle); the norms, embedding, dropout and exact GELU are plain loops over contiguous
+//! rows (the norms' row sums over 8 accumulators), left to LLVM's auto-vectoriser; the
+//! products inside attention run on ndarray's `dot` (matrixmultiply), with heads spread
+//! over rayon's threads for large inputs.
 #![allow(
     non_camel_case_types,
     clippy::type_complexity,
