@@ -60,6 +60,33 @@ fn lanes_max<T: Real>(x: &[T], mask: Option<&[bool]>) -> T {
     m
 }
 
+/// Max of `x[..limit]`, computed over all of `x` with the entries from `limit` on
+/// counted as −∞ (so the loop runs over whole blocks).
+#[inline(always)]
+fn lanes_max_below<T: Real>(x: &[T], limit: usize) -> T {
+    let mut acc = [T::neg_infinity(); L];
+    let full = x.len() / L * L;
+    for (c, ch) in x[..full].chunks_exact(L).enumerate() {
+        for i in 0..L {
+            let v = if c * L + i < limit {
+                ch[i]
+            } else {
+                T::neg_infinity()
+            };
+            acc[i] = if v > acc[i] { v } else { acc[i] };
+        }
+    }
+    let mut m = T::neg_infinity();
+    for (j, &v) in x.iter().enumerate().skip(full) {
+        let v = if j < limit { v } else { T::neg_infinity() };
+        m = if v > m { v } else { m };
+    }
+    for a in acc {
+        m = if a > m { a } else { m };
+    }
+    m
+}
+
 #[inline(always)]
 fn lanes_sum<T: Real>(x: &[T]) -> T {
     let mut acc = [T::zero(); L];
@@ -83,14 +110,23 @@ pub(crate) fn forward_body<T: Real, M: Math>(
     lse: &mut [T],
 ) {
     for (r, (xi, yi)) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)).enumerate() {
-        let (kept, mask) = match keep {
-            Keep::All => (n, None),
-            Keep::Causal => (r % n + 1, None),
-            Keep::Mask(m) => (n, Some(&m[r * n..(r + 1) * n])),
+        // Causal rows work on their kept prefix rounded up to whole 16-lane blocks
+        // (`limit` of them kept), so short rows do not fall to a scalar tail.
+        let (span, limit, mask) = match keep {
+            Keep::All => (n, n, None),
+            Keep::Causal => {
+                let kept = r % n + 1;
+                ((kept.div_ceil(L) * L).min(n), kept, None)
+            }
+            Keep::Mask(m) => (n, n, Some(&m[r * n..(r + 1) * n])),
         };
-        let (xk, (yk, tail)) = (&xi[..kept], yi.split_at_mut(kept));
+        let (xk, (yk, tail)) = (&xi[..span], yi.split_at_mut(span));
         tail.iter_mut().for_each(|v| *v = T::zero());
-        let m = lanes_max(xk, mask);
+        let m = if limit < span {
+            lanes_max_below(xk, limit)
+        } else {
+            lanes_max(xk, mask)
+        };
         if m == T::neg_infinity() {
             yk.iter_mut().for_each(|v| *v = T::zero());
             lse[r] = T::neg_infinity();
@@ -101,6 +137,13 @@ pub(crate) fn forward_body<T: Real, M: Math>(
                 for ((o, &v), &k) in yk.iter_mut().zip(xk).zip(mk) {
                     let e = M::exp_le0(v - m);
                     *o = if k { e } else { T::zero() };
+                }
+            }
+            None if limit < span => {
+                for (j, (o, &v)) in yk.iter_mut().zip(xk).enumerate() {
+                    // e^(−∞) = 0 exactly on both paths.
+                    let d = if j < limit { v - m } else { T::neg_infinity() };
+                    *o = M::exp_le0(d);
                 }
             }
             None => {
@@ -123,16 +166,19 @@ pub(crate) fn exp_shifted_body<T: Real, M: Math>(p: &mut [T], n: usize, causal: 
     for (r, pi) in p.chunks_exact_mut(n).enumerate() {
         let l = lse[r];
         let kept = if causal { r % n + 1 } else { n };
-        let (pk, tail) = pi.split_at_mut(kept);
+        // As in the forward: whole blocks, entries from `kept` on given e^(−∞) = 0.
+        let span = (kept.div_ceil(L) * L).min(n);
+        let (pk, tail) = pi.split_at_mut(span);
         tail.iter_mut().for_each(|v| *v = T::zero());
         if l == T::neg_infinity() {
             pk.iter_mut().for_each(|v| *v = T::zero());
             continue;
         }
-        for v in pk.iter_mut() {
+        for (j, v) in pk.iter_mut().enumerate() {
             // s − lse ≤ 0 up to rounding; clamp so exp_le0's domain holds.
             let d = *v - l;
-            *v = M::exp_le0(if d > T::zero() { T::zero() } else { d });
+            let d = if d > T::zero() { T::zero() } else { d };
+            *v = M::exp_le0(if j < kept { d } else { T::neg_infinity() });
         }
     }
 }
