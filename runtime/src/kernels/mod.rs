@@ -50,6 +50,8 @@ pub fn forced_scalar() -> bool {
 
 pub mod activation;
 pub mod adamw;
+pub mod erf;
+pub mod masked_softmax;
 pub mod matmul;
 mod real;
 pub mod scalar;

@@ -89,3 +89,21 @@ pub fn softmax_xent<T: Real>(
     }
     total / count
 }
+
+/// Masked row softmax with `std`'s `exp`: the oracle of
+/// [`super::masked_softmax::forward`].
+pub fn masked_softmax<T: Real>(
+    x: &[T],
+    n: usize,
+    keep: super::masked_softmax::Keep<'_>,
+    y: &mut [T],
+    lse: &mut [T],
+) {
+    super::masked_softmax::forward_body::<T, StdMath>(x, n, keep, y, lse)
+}
+
+/// `e^(p − lse)` per row with `std`'s `exp`: the oracle of
+/// [`super::masked_softmax::exp_shifted`].
+pub fn exp_shifted<T: Real>(p: &mut [T], n: usize, causal: bool, lse: &[T]) {
+    super::masked_softmax::exp_shifted_body::<T, StdMath>(p, n, causal, lse)
+}

@@ -66,7 +66,7 @@ fn bytes<A, D: Dimension>(a: &Array<A, D>) -> usize {
     a.len() * core::mem::size_of::<A>()
 }
 
-saves_input!(gelu => gelu_vjp, silu => silu_vjp, softplus => softplus_vjp, ln => ln_vjp);
+saves_input!(gelu => gelu_vjp, gelu_exact => gelu_exact_vjp, silu => silu_vjp, softplus => softplus_vjp, ln => ln_vjp);
 saves_output!(sigmoid => sigmoid_vjp, tanh => tanh_vjp, exp => exp_vjp, sqrt => sqrt_vjp, softmax => softmax_vjp, log_softmax => log_softmax_vjp);
 
 #[doc(hidden)]

@@ -36,6 +36,7 @@ mod linalg;
 mod loss;
 mod normalize;
 mod reduce;
+mod transformer;
 
 pub use activation::*;
 pub use arith::*;
@@ -44,6 +45,7 @@ pub use linalg::*;
 pub use loss::*;
 pub use normalize::*;
 pub use reduce::*;
+pub use transformer::*;
 
 pub use crate::kernels::softmax_xent::XentOptions;
 

@@ -1,0 +1,1353 @@
+//! Fused transformer ops: layer and RMS normalisation, embedding lookup, masked and
+//! causal softmax, scaled dot-product attention, exact GELU, dropout, and cross-entropy
+//! over `[.., V]` logits. Each op `f` comes with `f_vjp` (its pullback) and a companion
+//! `f::forward` returning the value and a [`Tape`], so `#[grad]` code calls them like
+//! the other [`crate::ops`]; the rules are listed in `docs/RULES.md`.
+//!
+//! The softmax rows (masked, causal, and inside attention) and attention's backward
+//! `e^(s − lse)` run on [`crate::kernels::masked_softmax`] (AVX2 + FMA with a scalar
+//! oracle); the norms, embedding, dropout and exact GELU are plain loops over contiguous
+//! rows (the norms' row sums over 8 accumulators), left to LLVM's auto-vectoriser; the
+//! products inside attention run on ndarray's `dot` (matrixmultiply), with heads spread
+//! over rayon's threads for large inputs.
+#![allow(
+    non_camel_case_types,
+    clippy::type_complexity,
+    clippy::too_many_arguments
+)]
+
+use super::shape_str;
+use crate::kernels::Real;
+use crate::kernels::masked_softmax::{self as kernel, Keep};
+use crate::kernels::softmax_xent::XentOptions;
+use crate::tape::{Inactive, Tape};
+use ndarray::{
+    Array, Array1, Array2, Array4, ArrayBase, ArrayView, ArrayView1, ArrayView2, Data, Dimension,
+    Ix1, Ix2, Ix4, IxDyn, s,
+};
+
+/// Bytes of `n` elements of `A`.
+fn nbytes<A>(n: usize) -> usize {
+    n * core::mem::size_of::<A>()
+}
+
+/// The last axis's length of `x`, panicking on a 0-dimensional `x`.
+fn last_axis(op: &str, shape: &[usize]) -> usize {
+    match shape.last() {
+        Some(&d) => d,
+        None => panic!("{op}: x is a scalar but needs a last axis"),
+    }
+}
+
+/// Panics unless the parameter `p` has shape `[d]`, `d` the last axis of `x`.
+fn check_param(op: &str, x: &[usize], name: &str, p: &[usize]) {
+    if p.len() != 1 || p[0] != last_axis(op, x) {
+        panic!(
+            "{op}: x is {} but {name} is {} (want the last axis, {})",
+            shape_str(x),
+            shape_str(p),
+            last_axis(op, x)
+        );
+    }
+}
+
+// ------------------------------------------------------------------ normalisation
+
+/// `Σ_j f(j)` over `0..n` with 8 independent accumulators: float adds are not
+/// reassociated, and one running sum would wait on each add's latency.
+#[inline(always)]
+fn lane_sum<T: Real>(n: usize, f: impl Fn(usize) -> T) -> T {
+    const W: usize = 8;
+    let mut acc = [T::zero(); W];
+    let full = n / W * W;
+    let mut j = 0;
+    while j < full {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(j + l);
+        }
+        j += W;
+    }
+    let tail = (full..n).fold(T::zero(), |s, j| s + f(j));
+    acc.iter().copied().sum::<T>() + tail
+}
+
+/// One row of layer (or RMS, `rms`) normalisation: writes `y`, returns `(μ, 1/σ)`.
+#[inline]
+fn norm_row<T: Real>(
+    x: &[T],
+    gamma: &[T],
+    beta: Option<&[T]>,
+    eps: T,
+    rms: bool,
+    y: &mut [T],
+) -> (T, T) {
+    let n = T::from(x.len()).unwrap();
+    let mu = if rms {
+        T::zero()
+    } else {
+        lane_sum(x.len(), |j| x[j]) / n
+    };
+    let var = lane_sum(x.len(), |j| (x[j] - mu) * (x[j] - mu)) / n;
+    let r = T::one() / (var + eps).sqrt();
+    match beta {
+        Some(b) => {
+            for (((o, &v), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(b) {
+                *o = (v - mu) * r * g + b;
+            }
+        }
+        None => {
+            for ((o, &v), &g) in y.iter_mut().zip(x).zip(gamma) {
+                *o = (v - mu) * r * g;
+            }
+        }
+    }
+    (mu, r)
+}
+
+/// Forward of both normalisations; returns `(y, μ per row, 1/σ per row)`.
+fn norm_forward<S1, S2, T, D>(
+    op: &str,
+    x: &ArrayBase<S1, D>,
+    gamma: &ArrayBase<S2, Ix1>,
+    beta: Option<&[T]>,
+    eps: T,
+    rms: bool,
+) -> (Array<T, D>, Vec<T>, Vec<T>)
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    check_param(op, x.shape(), "gamma", gamma.shape());
+    let d = last_axis(op, x.shape());
+    let xs = x.as_standard_layout();
+    let g = gamma.to_vec();
+    let mut y = Array::zeros(x.raw_dim());
+    let rows = x.len().checked_div(d).unwrap_or(0);
+    let (mut mean, mut rstd) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+    if rows > 0 {
+        for (xi, yi) in xs
+            .as_slice()
+            .unwrap()
+            .chunks_exact(d)
+            .zip(y.as_slice_mut().unwrap().chunks_exact_mut(d))
+        {
+            let (m, r) = norm_row(xi, &g, beta, eps, rms, yi);
+            mean.push(m);
+            rstd.push(r);
+        }
+    }
+    (y, mean, rstd)
+}
+
+/// Pullback of both normalisations from `x`, `γ` and the saved `μ`, `1/σ` per row:
+/// `x̂ = (x − μ)/σ`, `g = d_y ⊙ γ`, `d_x = (1/σ)(g − mean(g) − x̂·mean(g ⊙ x̂))`
+/// (`mean(g)` dropped for RMS), `d_γ = Σ_rows d_y ⊙ x̂`, `d_β = Σ_rows d_y`.
+fn norm_backward<S1, S2, S3, T, D>(
+    op: &str,
+    x: &ArrayBase<S1, D>,
+    gamma: &ArrayBase<S2, Ix1>,
+    mean: &[T],
+    rstd: &[T],
+    d_y: &ArrayBase<S3, D>,
+    rms: bool,
+) -> (Array<T, D>, Array1<T>, Array1<T>)
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    S3: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    super::same_shape(op, "x", x.shape(), "d_y", d_y.shape());
+    check_param(op, x.shape(), "gamma", gamma.shape());
+    let d = last_axis(op, x.shape());
+    let rows = x.len().checked_div(d).unwrap_or(0);
+    assert!(
+        mean.len() == rows && rstd.len() == rows,
+        "{op}: x has {rows} rows but the saved statistics have {} and {}",
+        mean.len(),
+        rstd.len()
+    );
+    let mut d_x = Array::zeros(x.raw_dim());
+    let mut d_g = Array1::zeros(d);
+    let mut d_b = Array1::zeros(d);
+    if rows == 0 {
+        return (d_x, d_g, d_b);
+    }
+    let xs = x.as_standard_layout();
+    let dys = d_y.as_standard_layout();
+    let g = gamma.to_vec();
+    let (dgs, dbs) = (d_g.as_slice_mut().unwrap(), d_b.as_slice_mut().unwrap());
+    let n = T::from(d).unwrap();
+    let mut gx = vec![T::zero(); d];
+    for (r, ((xi, dyi), dxi)) in xs
+        .as_slice()
+        .unwrap()
+        .chunks_exact(d)
+        .zip(dys.as_slice().unwrap().chunks_exact(d))
+        .zip(d_x.as_slice_mut().unwrap().chunks_exact_mut(d))
+        .enumerate()
+    {
+        let (mu, rs) = (mean[r], rstd[r]);
+        for j in 0..d {
+            let xh = (xi[j] - mu) * rs;
+            gx[j] = xh;
+            dgs[j] += dyi[j] * xh;
+            dbs[j] += dyi[j];
+        }
+        let sum_g = if rms {
+            T::zero()
+        } else {
+            lane_sum(d, |j| dyi[j] * g[j])
+        };
+        let sum_gx = lane_sum(d, |j| dyi[j] * g[j] * gx[j]);
+        let a = if rms { T::zero() } else { sum_g / n };
+        let b = sum_gx / n;
+        for j in 0..d {
+            dxi[j] = rs * (dyi[j] * g[j] - a - gx[j] * b);
+        }
+    }
+    (d_x, d_g, d_b)
+}
+
+/// Layer normalisation over the last axis: `y = γ ⊙ (x − μ)/√(σ² + ε) + β`, with `μ`,
+/// `σ²` the mean and (biased) variance of each last-axis row (Ba, Kiros & Hinton 2016,
+/// "Layer Normalization", eq. 4; PyTorch's `layer_norm` over the last dimension).
+///
+/// Shapes: `x` any `[.., d]` (at least one axis, any layout), `gamma` and `beta` `[d]`;
+/// the result has `x`'s shape. `f32` or `f64`. The companion's tape saves `x`, `γ` and
+/// two numbers per row (`μ`, `1/σ`), not the normalised `x̂`.
+///
+/// # Panics
+/// If `x` is 0-dimensional, or `gamma` or `beta` is not `[d]` (the message names the op
+/// and both shapes).
+///
+/// ```
+/// use ndarray::array;
+/// let y = backprop::ops::layer_norm(&array![[1.0f64, 3.0]], &array![1.0, 2.0], &array![0.0, 0.5], 0.0);
+/// assert_eq!(y, array![[-1.0, 2.5]]);
+/// ```
+pub fn layer_norm<S1, S2, S3, T, D>(
+    x: &ArrayBase<S1, D>,
+    gamma: &ArrayBase<S2, Ix1>,
+    beta: &ArrayBase<S3, Ix1>,
+    eps: T,
+) -> Array<T, D>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    S3: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    layer_norm_with_stats(x, gamma, beta, eps).0
+}
+
+/// [`layer_norm`] and its per-row statistics `(y, μ, 1/σ)` (row-major order of the
+/// leading axes), what [`layer_norm_vjp`] reads.
+///
+/// # Panics
+/// As [`layer_norm`].
+pub fn layer_norm_with_stats<S1, S2, S3, T, D>(
+    x: &ArrayBase<S1, D>,
+    gamma: &ArrayBase<S2, Ix1>,
+    beta: &ArrayBase<S3, Ix1>,
+    eps: T,
+) -> (Array<T, D>, Vec<T>, Vec<T>)
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    S3: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    check_param("layer_norm", x.shape(), "beta", beta.shape());
+    let b = beta.to_vec();
+    norm_forward("layer_norm", x, gamma, Some(&b), eps, false)
+}
+
+/// Pullback of [`layer_norm`] from `x`, `γ` and the saved row statistics `μ`, `1/σ`:
+/// with `x̂ = (x − μ)/σ` and `g = d_y ⊙ γ`,
+/// `d_x = (1/σ)·(g − mean(g) − x̂·mean(g ⊙ x̂))` per row, `d_γ = Σ_rows d_y ⊙ x̂`,
+/// `d_β = Σ_rows d_y`. Returns `(d_x, d_γ, d_β)`.
+///
+/// # Panics
+/// If `d_y` is not `x`'s shape, `gamma` is not `[d]`, or the statistics do not have one
+/// entry per row.
+pub fn layer_norm_vjp<S1, S2, S3, T, D>(
+    x: &ArrayBase<S1, D>,
+    gamma: &ArrayBase<S2, Ix1>,
+    mean: &[T],
+    rstd: &[T],
+    d_y: &ArrayBase<S3, D>,
+) -> (Array<T, D>, Array1<T>, Array1<T>)
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    S3: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    norm_backward("layer_norm_vjp", x, gamma, mean, rstd, d_y, false)
+}
+
+/// RMS normalisation over the last axis: `y = γ ⊙ x/√(mean(x²) + ε)` (Zhang & Sennrich
+/// 2019, "Root Mean Square Layer Normalization", eq. 4; no re-centring, no bias).
+///
+/// Shapes: `x` any `[.., d]`, `gamma` `[d]`; the result has `x`'s shape. `f32` or `f64`.
+/// The companion's tape saves `x`, `γ` and `1/rms` per row.
+///
+/// # Panics
+/// If `x` is 0-dimensional or `gamma` is not `[d]` (naming the op and both shapes).
+///
+/// ```
+/// use ndarray::array;
+/// let y = backprop::ops::rms_norm(&array![[3.0f64, 4.0]], &array![1.0, 2.0], 0.0);
+/// let r = (12.5f64).sqrt();
+/// assert_eq!(y, array![[3.0 / r, 8.0 / r]]);
+/// ```
+pub fn rms_norm<S1, S2, T, D>(
+    x: &ArrayBase<S1, D>,
+    gamma: &ArrayBase<S2, Ix1>,
+    eps: T,
+) -> Array<T, D>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    rms_norm_with_stats(x, gamma, eps).0
+}
+
+/// [`rms_norm`] and `1/rms` per row, what [`rms_norm_vjp`] reads.
+///
+/// # Panics
+/// As [`rms_norm`].
+pub fn rms_norm_with_stats<S1, S2, T, D>(
+    x: &ArrayBase<S1, D>,
+    gamma: &ArrayBase<S2, Ix1>,
+    eps: T,
+) -> (Array<T, D>, Vec<T>)
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    let (y, _, r) = norm_forward("rms_norm", x, gamma, None, eps, true);
+    (y, r)
+}
+
+/// Pullback of [`rms_norm`] from `x`, `γ` and `1/rms` per row: with `x̂ = x/rms`,
+/// `g = d_y ⊙ γ`, `d_x = (1/rms)·(g − x̂·mean(g ⊙ x̂))`, `d_γ = Σ_rows d_y ⊙ x̂`.
+/// Returns `(d_x, d_γ)`.
+///
+/// # Panics
+/// As [`layer_norm_vjp`].
+pub fn rms_norm_vjp<S1, S2, S3, T, D>(
+    x: &ArrayBase<S1, D>,
+    gamma: &ArrayBase<S2, Ix1>,
+    rstd: &[T],
+    d_y: &ArrayBase<S3, D>,
+) -> (Array<T, D>, Array1<T>)
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    S3: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    let zeros = vec![T::zero(); rstd.len()];
+    let (d_x, d_g, _) = norm_backward("rms_norm_vjp", x, gamma, &zeros, rstd, d_y, true);
+    (d_x, d_g)
+}
+
+#[doc(hidden)]
+pub struct layer_norm {}
+impl layer_norm {
+    /// Forward pass: the value and a tape holding `x`, `γ`, and `μ`, `1/σ` per row.
+    #[inline]
+    pub fn forward<S1, S2, S3, T, D>(
+        x: &ArrayBase<S1, D>,
+        gamma: &ArrayBase<S2, Ix1>,
+        beta: &ArrayBase<S3, Ix1>,
+        eps: T,
+    ) -> (
+        Array<T, D>,
+        Tape<
+            impl FnOnce(Array<T, D>) -> (Array<T, D>, Array1<T>, Array1<T>, Inactive)
+            + use<S1, S2, S3, T, D>,
+        >,
+    )
+    where
+        S1: Data<Elem = T>,
+        S2: Data<Elem = T>,
+        S3: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+    {
+        let (y, mean, rstd) = layer_norm_with_stats(x, gamma, beta, eps);
+        let (xs, gs) = (x.as_standard_layout().into_owned(), gamma.to_owned());
+        let heap = nbytes::<T>(xs.len() + gs.len() + mean.len() + rstd.len());
+        (
+            y,
+            Tape::with_heap_bytes(heap, move |d: Array<T, D>| {
+                let (dx, dg, db) = layer_norm_vjp(&xs, &gs, &mean, &rstd, &d);
+                (dx, dg, db, Inactive)
+            }),
+        )
+    }
+}
+
+#[doc(hidden)]
+pub struct rms_norm {}
+impl rms_norm {
+    /// Forward pass: the value and a tape holding `x`, `γ`, and `1/rms` per row.
+    #[inline]
+    pub fn forward<S1, S2, T, D>(
+        x: &ArrayBase<S1, D>,
+        gamma: &ArrayBase<S2, Ix1>,
+        eps: T,
+    ) -> (
+        Array<T, D>,
+        Tape<impl FnOnce(Array<T, D>) -> (Array<T, D>, Array1<T>, Inactive) + use<S1, S2, T, D>>,
+    )
+    where
+        S1: Data<Elem = T>,
+        S2: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+    {
+        let (y, rstd) = rms_norm_with_stats(x, gamma, eps);
+        let (xs, gs) = (x.as_standard_layout().into_owned(), gamma.to_owned());
+        let heap = nbytes::<T>(xs.len() + gs.len() + rstd.len());
+        (
+            y,
+            Tape::with_heap_bytes(heap, move |d: Array<T, D>| {
+                let (dx, dg) = rms_norm_vjp(&xs, &gs, &rstd, &d);
+                (dx, dg, Inactive)
+            }),
+        )
+    }
+}
+
+// ------------------------------------------------------------------ embedding
+
+/// Integer indices of any shape: `&[usize]`, `Vec<usize>`, `[usize; N]`, or an ndarray
+/// array of `usize` (token ids for [`embedding`], labels for [`cross_entropy`]).
+pub trait Ids {
+    /// The dimension of the index array.
+    type Dim: Dimension;
+    /// The indices as an array view.
+    fn ids(&self) -> ArrayView<'_, usize, Self::Dim>;
+}
+
+impl Ids for [usize] {
+    type Dim = Ix1;
+    fn ids(&self) -> ArrayView<'_, usize, Ix1> {
+        ArrayView1::from(self)
+    }
+}
+
+impl Ids for Vec<usize> {
+    type Dim = Ix1;
+    fn ids(&self) -> ArrayView<'_, usize, Ix1> {
+        ArrayView1::from(self.as_slice())
+    }
+}
+
+impl<const N: usize> Ids for [usize; N] {
+    type Dim = Ix1;
+    fn ids(&self) -> ArrayView<'_, usize, Ix1> {
+        ArrayView1::from(&self[..])
+    }
+}
+
+impl<S: Data<Elem = usize>, D: Dimension> Ids for ArrayBase<S, D> {
+    type Dim = D;
+    fn ids(&self) -> ArrayView<'_, usize, D> {
+        self.view()
+    }
+}
+
+/// `ids.shape + [d]`.
+fn with_last(ids: &[usize], d: usize) -> IxDyn {
+    let mut sh = ids.to_vec();
+    sh.push(d);
+    IxDyn(&sh)
+}
+
+/// Embedding lookup (a gather): `y[i.., :] = table[ids[i..], :]`.
+///
+/// Shapes: `table` `[V, d]` (any layout), `ids` any shape (a slice, `Vec`, array of
+/// `usize`, or an ndarray array of `usize`); the result is `ids.shape + [d]`. `f32` or
+/// `f64`. The pullback scatter-adds rows into a zero `[V, d]` gradient: O(T·d) work
+/// after the zero fill, `T` = number of ids (as PyTorch's dense `embedding_backward`).
+///
+/// # Panics
+/// If an id is ≥ V (naming the op, the id, its position and V).
+///
+/// ```
+/// use ndarray::array;
+/// let table = array![[0.0f32, 1.0], [2.0, 3.0], [4.0, 5.0]];
+/// let y = backprop::ops::embedding(&table, &[2usize, 0, 2]);
+/// assert_eq!(y, array![[4.0, 5.0], [0.0, 1.0], [4.0, 5.0]]);
+/// ```
+pub fn embedding<S, T, I>(
+    table: &ArrayBase<S, Ix2>,
+    ids: &I,
+) -> Array<T, <I::Dim as Dimension>::Larger>
+where
+    S: Data<Elem = T>,
+    T: Real,
+    I: Ids + ?Sized,
+{
+    let ids = ids.ids();
+    let (v, d) = table.dim();
+    let mut out = Vec::with_capacity(ids.len() * d);
+    for (pos, &id) in ids.iter().enumerate() {
+        check_id("embedding", id, pos, v);
+        match table.row(id).as_slice() {
+            Some(r) => out.extend_from_slice(r),
+            None => out.extend(table.row(id).iter().copied()),
+        }
+    }
+    Array::from_shape_vec(with_last(ids.shape(), d), out)
+        .unwrap()
+        .into_dimensionality()
+        .unwrap()
+}
+
+fn check_id(op: &str, id: usize, pos: usize, v: usize) {
+    if id >= v {
+        panic!("{op}: id {id} at position {pos} is out of range for a table of {v} rows");
+    }
+}
+
+/// Pullback of [`embedding`]: `d_table[ids[i..], :] += d_y[i.., :]` into a zero
+/// `[vocab, d]` array (repeated ids accumulate). Saves only the ids.
+///
+/// # Panics
+/// If `d_y` is not `ids.shape + [d]` or an id is ≥ `vocab`.
+pub fn embedding_vjp<S, T, I, E>(vocab: usize, ids: &I, d_y: &ArrayBase<S, E>) -> Array2<T>
+where
+    S: Data<Elem = T>,
+    T: Real,
+    I: Ids + ?Sized,
+    E: Dimension,
+{
+    let ids = ids.ids();
+    let d = d_y.shape().last().copied().unwrap_or(0);
+    let want = with_last(ids.shape(), d);
+    if d_y.ndim() != ids.ndim() + 1 || d_y.shape()[..ids.ndim()] != *ids.shape() {
+        panic!(
+            "embedding_vjp: ids are {} but d_y is {} (want {})",
+            shape_str(ids.shape()),
+            shape_str(d_y.shape()),
+            shape_str(want.slice())
+        );
+    }
+    let mut g = Array2::zeros((vocab, d));
+    let dy = d_y.as_standard_layout();
+    let gs = g.as_slice_mut().unwrap();
+    if d > 0 {
+        for (pos, (&id, row)) in ids
+            .iter()
+            .zip(dy.as_slice().unwrap().chunks_exact(d))
+            .enumerate()
+        {
+            check_id("embedding_vjp", id, pos, vocab);
+            for (o, &v) in gs[id * d..(id + 1) * d].iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+    }
+    g
+}
+
+#[doc(hidden)]
+pub struct embedding {}
+impl embedding {
+    /// Forward pass: the gathered rows and a tape holding the ids (8 bytes each) and V.
+    #[inline]
+    pub fn forward<S, T, I>(
+        table: &ArrayBase<S, Ix2>,
+        ids: &I,
+    ) -> (
+        Array<T, <I::Dim as Dimension>::Larger>,
+        Tape<
+            impl FnOnce(Array<T, <I::Dim as Dimension>::Larger>) -> (Array2<T>, Inactive) + use<S, T, I>,
+        >,
+    )
+    where
+        S: Data<Elem = T>,
+        T: Real,
+        I: Ids + ?Sized,
+    {
+        let y = embedding(table, ids);
+        let saved = ids.ids().to_owned();
+        let vocab = table.nrows();
+        (
+            y,
+            Tape::with_heap_bytes(nbytes::<usize>(saved.len()), move |d: Array<T, _>| {
+                (embedding_vjp(vocab, &saved, &d), Inactive)
+            }),
+        )
+    }
+}
+
+// ------------------------------------------------------------------ masked softmax
+
+/// Softmax over the last axis restricted to `mask`'s true entries: `y_j = e^(x_j − m)/Σ_k
+/// e^(x_k − m)` over kept `j, k` (`m` the kept max), `y_j = 0` where `mask` is false.
+/// A row with no kept finite logit (all masked, or all kept logits −∞) is all zeros,
+/// with zero gradient — never NaN (PyTorch's `softmax` gives NaN there).
+///
+/// Shapes: `x` any `[.., n]`; `mask` any shape that broadcasts to `x`'s (NumPy rules),
+/// true = keep. `f32` or `f64`. The pullback is [`softmax_masked_vjp`] on the output
+/// (`y = 0` at masked entries makes their gradient 0); the tape saves `y`.
+///
+/// # Panics
+/// If `mask` does not broadcast to `x`'s shape (naming the op and both shapes).
+///
+/// ```
+/// use ndarray::array;
+/// let y = backprop::ops::softmax_masked(
+///     &array![[0.0f64, 5.0, 0.0], [1.0, 2.0, 3.0]],
+///     &array![true, false, true],
+/// );
+/// assert_eq!(y.row(0), array![0.5, 0.0, 0.5]);
+/// let p = 1.0 / (1.0 + 2f64.exp()); // row 1 keeps 1.0 and 3.0
+/// assert!((y[[1, 0]] - p).abs() < 1e-15 && y[[1, 1]] == 0.0);
+/// assert!((y[[1, 2]] - (1.0 - p)).abs() < 1e-15);
+/// let none = backprop::ops::softmax_masked(&array![1.0f32, 2.0], &array![false, false]);
+/// assert_eq!(none, array![0.0, 0.0]);
+/// ```
+pub fn softmax_masked<S1, S2, T, D, E>(x: &ArrayBase<S1, D>, mask: &ArrayBase<S2, E>) -> Array<T, D>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = bool>,
+    T: Real,
+    D: Dimension,
+    E: Dimension,
+{
+    let n = last_axis("softmax_masked", x.shape());
+    // Broadcast to x's own dimension type: iterating an IxDyn view is several times
+    // slower.
+    let keep: Vec<bool> = match mask.broadcast(x.raw_dim()) {
+        Some(m) => m.iter().copied().collect(),
+        None => panic!(
+            "softmax_masked: mask is {} but x is {} (the mask must broadcast to x)",
+            shape_str(mask.shape()),
+            shape_str(x.shape())
+        ),
+    };
+    let xs = x.as_standard_layout();
+    let mut y = Array::zeros(x.raw_dim());
+    if n > 0 && !x.is_empty() {
+        let mut lse = vec![T::zero(); x.len() / n];
+        let ys = y.as_slice_mut().unwrap();
+        kernel::forward(xs.as_slice().unwrap(), n, Keep::Mask(&keep), ys, &mut lse);
+    }
+    y
+}
+
+/// Causal softmax of attention scores `[.., T, T]` over the last axis: row `i` keeps
+/// columns `j ≤ i` (`j > i` masked to output 0), as GPT's `masked_fill(tril == 0, −∞)`
+/// followed by `softmax` (Radford et al. 2018; Vaswani et al. 2017, §3.2.3). Row 0 keeps
+/// one entry, so no row is empty; −∞ scores give 0 and no NaN unless a whole row's kept
+/// scores are −∞ (then the row is 0).
+///
+/// Shapes: `x` `[.., T, T]` (at least two axes, the last two equal). `f32` or `f64`.
+/// Pullback [`softmax_masked_vjp`] on the saved output.
+///
+/// # Panics
+/// If `x` has fewer than two axes or its last two differ (naming the op and the shape).
+///
+/// ```
+/// use ndarray::array;
+/// let y = backprop::ops::softmax_causal(&array![[1.0f64, 9.0], [0.0, 0.0]]);
+/// assert_eq!(y, array![[1.0, 0.0], [0.5, 0.5]]);
+/// ```
+pub fn softmax_causal<S, T, D>(x: &ArrayBase<S, D>) -> Array<T, D>
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    let sh = x.shape();
+    if sh.len() < 2 || sh[sh.len() - 1] != sh[sh.len() - 2] {
+        panic!(
+            "softmax_causal: x is {} but must be [.., T, T] (square in the last two axes)",
+            shape_str(sh)
+        );
+    }
+    let t = sh[sh.len() - 1];
+    let xs = x.as_standard_layout();
+    let mut y = Array::zeros(x.raw_dim());
+    if t > 0 && !x.is_empty() {
+        let mut lse = vec![T::zero(); x.len() / t];
+        let ys = y.as_slice_mut().unwrap();
+        kernel::forward(xs.as_slice().unwrap(), t, Keep::Causal, ys, &mut lse);
+    }
+    y
+}
+
+/// Pullback of [`softmax_masked`] and [`softmax_causal`] from the saved output `y`:
+/// as [`softmax_vjp`](super::softmax_vjp), `d_x = y ⊙ (d_y − ⟨d_y, y⟩_row)` (the row sum over 8
+/// accumulators), which is 0 wherever `y` is (masked
+/// entries, empty rows).
+///
+/// # Panics
+/// If `y` and `d_y` differ in shape.
+pub fn softmax_masked_vjp<S1, S2, T, D>(y: &ArrayBase<S1, D>, d_y: &ArrayBase<S2, D>) -> Array<T, D>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    super::same_shape("softmax_masked_vjp", "y", y.shape(), "d_y", d_y.shape());
+    let n = last_axis("softmax_masked_vjp", y.shape());
+    let (ys, ds) = (y.as_standard_layout(), d_y.as_standard_layout());
+    let mut d_x = Array::zeros(y.raw_dim());
+    if n > 0 && !y.is_empty() {
+        for ((yi, di), oi) in ys
+            .as_slice()
+            .unwrap()
+            .chunks_exact(n)
+            .zip(ds.as_slice().unwrap().chunks_exact(n))
+            .zip(d_x.as_slice_mut().unwrap().chunks_exact_mut(n))
+        {
+            let dot = lane_sum(n, |j| yi[j] * di[j]);
+            for ((o, &a), &b) in oi.iter_mut().zip(yi).zip(di) {
+                *o = a * (b - dot);
+            }
+        }
+    }
+    d_x
+}
+
+#[doc(hidden)]
+pub struct softmax_masked {}
+impl softmax_masked {
+    /// Forward pass: the value and a tape holding a copy of it.
+    #[inline]
+    pub fn forward<S1, S2, T, D, E>(
+        x: &ArrayBase<S1, D>,
+        mask: &ArrayBase<S2, E>,
+    ) -> (
+        Array<T, D>,
+        Tape<impl FnOnce(Array<T, D>) -> (Array<T, D>, Inactive) + use<S1, S2, T, D, E>>,
+    )
+    where
+        S1: Data<Elem = T>,
+        S2: Data<Elem = bool>,
+        T: Real,
+        D: Dimension,
+        E: Dimension,
+    {
+        let y = softmax_masked(x, mask);
+        let saved = y.clone();
+        (
+            y,
+            Tape::with_heap_bytes(nbytes::<T>(saved.len()), move |d: Array<T, D>| {
+                (softmax_masked_vjp(&saved, &d), Inactive)
+            }),
+        )
+    }
+}
+
+#[doc(hidden)]
+pub struct softmax_causal {}
+impl softmax_causal {
+    /// Forward pass: the value and a tape holding a copy of it.
+    #[inline]
+    pub fn forward<S, T, D>(
+        x: &ArrayBase<S, D>,
+    ) -> (
+        Array<T, D>,
+        Tape<impl FnOnce(Array<T, D>) -> (Array<T, D>,) + use<S, T, D>>,
+    )
+    where
+        S: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+    {
+        let y = softmax_causal(x);
+        let saved = y.clone();
+        (
+            y,
+            Tape::with_heap_bytes(nbytes::<T>(saved.len()), move |d: Array<T, D>| {
+                (softmax_masked_vjp(&saved, &d),)
+            }),
+        )
+    }
+}
+
+// ------------------------------------------------------------------ attention
+
+fn check_attention(op: &str, q: &[usize], k: &[usize], v: &[usize]) {
+    if q != k {
+        panic!("{op}: q is {} but k is {}", shape_str(q), shape_str(k));
+    }
+    if q != v {
+        panic!("{op}: q is {} but v is {}", shape_str(q), shape_str(v));
+    }
+}
+
+/// Scaled dot-product attention over `[B, H, T, d]`: per batch and head,
+/// `O = softmax(Q·Kᵀ/√d + M)·V`, `M` = −∞ above the diagonal when `causal` (Vaswani et
+/// al. 2017, eq. 1). Returns `O` `[B, H, T, d]`.
+///
+/// The companion's tape keeps `Q`, `K`, `V`, `O` and one log-sum-exp per row
+/// (`m_i + ln Σ_j e^(s_ij − m_i)`, `B·H·T` numbers), never the `T×T` probabilities: the
+/// backward pass recomputes them block by block (per head) from that statistic, as
+/// FlashAttention does (Dao et al. 2022, Algorithm 2 and §3.1). Tape bytes are
+/// O(B·H·T·d). `f32` or `f64`; any layout.
+///
+/// # Panics
+/// If `q`, `k` and `v` do not all have the same shape (naming the op and two shapes).
+///
+/// ```
+/// use ndarray::Array4;
+/// // With one key, the output is that key's value whatever the query.
+/// let q = Array4::from_elem((1, 1, 1, 2), 3.0f64);
+/// let k = Array4::from_elem((1, 1, 1, 2), -1.0);
+/// let v = Array4::from_shape_vec((1, 1, 1, 2), vec![0.25, 4.0]).unwrap();
+/// assert_eq!(backprop::ops::attention(&q, &k, &v, true), v);
+/// ```
+pub fn attention<S1, S2, S3, T>(
+    q: &ArrayBase<S1, Ix4>,
+    k: &ArrayBase<S2, Ix4>,
+    v: &ArrayBase<S3, Ix4>,
+    causal: bool,
+) -> Array4<T>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    S3: Data<Elem = T>,
+    T: Real,
+{
+    attention_with_stats(q, k, v, causal).0
+}
+
+/// `S = Q_h·K_hᵀ/√d` for one head.
+fn head_scores<T: Real>(q: ArrayView2<'_, T>, k: ArrayView2<'_, T>, scale: T) -> Array2<T> {
+    let mut s = q.dot(&k.t());
+    s.mapv_inplace(|v| v * scale);
+    s
+}
+
+/// One head's forward: `(O_h, lse per row)`. Row `i` keeps columns `< kept(i)`; a row
+/// whose kept scores are all −∞ gets `P = 0`, `O = 0` and `lse = −∞`.
+fn head_forward<T: Real>(
+    q: ArrayView2<'_, T>,
+    k: ArrayView2<'_, T>,
+    v: ArrayView2<'_, T>,
+    scale: T,
+    causal: bool,
+) -> (Array2<T>, Vec<T>) {
+    let t = q.nrows();
+    let mut p = head_scores(q, k, scale);
+    let mut lse = vec![T::zero(); t];
+    if t > 0 {
+        let keep = if causal { Keep::Causal } else { Keep::All };
+        let ps = p.as_slice_mut().unwrap();
+        let x = ps.to_vec();
+        kernel::forward(&x, t, keep, ps, &mut lse);
+    }
+    (p.dot(&v), lse)
+}
+
+/// One head's backward (Dao et al. 2022, Algorithm 2 with one block): `(d_Q, d_K, d_V)`.
+fn head_backward<T: Real>(
+    q: ArrayView2<'_, T>,
+    k: ArrayView2<'_, T>,
+    v: ArrayView2<'_, T>,
+    o: ArrayView2<'_, T>,
+    d_o: ArrayView2<'_, T>,
+    lse: &[T],
+    scale: T,
+    causal: bool,
+) -> (Array2<T>, Array2<T>, Array2<T>) {
+    let mut p = head_scores(q, k, scale);
+    if !p.is_empty() {
+        let t = p.nrows();
+        kernel::exp_shifted(p.as_slice_mut().unwrap(), t, causal, lse);
+    }
+    let dv = p.t().dot(&d_o);
+    let mut ds = d_o.dot(&v.t());
+    for (i, (mut dsr, pr)) in ds.rows_mut().into_iter().zip(p.rows()).enumerate() {
+        let di: T = d_o.row(i).iter().zip(o.row(i)).map(|(&a, &c)| a * c).sum();
+        for (x, &pv) in dsr.iter_mut().zip(pr) {
+            *x = pv * (*x - di) * scale;
+        }
+    }
+    (ds.dot(&k), ds.t().dot(&q), dv)
+}
+
+/// Work (multiply-adds) above which attention spreads its heads over rayon's threads.
+const ATTENTION_PARALLEL_MIN_FLOPS: usize = 1 << 18;
+
+/// Runs `f` on every head index `0..heads`, on rayon's threads when there are several
+/// heads and enough work, and returns the results in order.
+fn per_head<R: Send>(heads: usize, work: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    if heads > 1 && work >= ATTENTION_PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
+        (0..heads).into_par_iter().map(f).collect()
+    } else {
+        (0..heads).map(f).collect()
+    }
+}
+
+/// [`attention`] and its log-sum-exp per row (`[B, H, T]` row-major), what
+/// [`attention_vjp`] reads.
+///
+/// # Panics
+/// As [`attention`].
+pub fn attention_with_stats<S1, S2, S3, T>(
+    q: &ArrayBase<S1, Ix4>,
+    k: &ArrayBase<S2, Ix4>,
+    v: &ArrayBase<S3, Ix4>,
+    causal: bool,
+) -> (Array4<T>, Vec<T>)
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    S3: Data<Elem = T>,
+    T: Real,
+{
+    check_attention("attention", q.shape(), k.shape(), v.shape());
+    let (b, h, t, d) = q.dim();
+    let scale = T::one() / T::from(d.max(1)).unwrap().sqrt();
+    let (qv, kv, vv) = (q.view(), k.view(), v.view());
+    let heads = per_head(b * h, b * h * t * t * d, |i| {
+        let sl = s![i / h, i % h, .., ..];
+        head_forward(qv.slice(sl), kv.slice(sl), vv.slice(sl), scale, causal)
+    });
+    let mut out = Array4::zeros((b, h, t, d));
+    let mut lse = Vec::with_capacity(b * h * t);
+    for (i, (o, l)) in heads.into_iter().enumerate() {
+        out.slice_mut(s![i / h, i % h, .., ..]).assign(&o);
+        lse.extend_from_slice(&l);
+    }
+    (out, lse)
+}
+
+/// Pullback of [`attention`] from `Q`, `K`, `V`, the output `O` and the saved
+/// log-sum-exp per row (Dao et al. 2022, Algorithm 2, one block per head): recompute
+/// `P = e^(S − lse)` (0 where masked), then `d_V = Pᵀ·d_O`, `d_P = d_O·Vᵀ`,
+/// `D_i = Σ_j d_O_ij·O_ij`, `d_S = P ⊙ (d_P − D)`, `d_Q = d_S·K/√d`, `d_K = d_Sᵀ·Q/√d`.
+/// Returns `(d_Q, d_K, d_V)`.
+///
+/// # Panics
+/// If the shapes disagree (naming the op and two shapes) or `lse` is not `B·H·T` long.
+pub fn attention_vjp<S1, S2, S3, S4, S5, T>(
+    q: &ArrayBase<S1, Ix4>,
+    k: &ArrayBase<S2, Ix4>,
+    v: &ArrayBase<S3, Ix4>,
+    o: &ArrayBase<S4, Ix4>,
+    lse: &[T],
+    causal: bool,
+    d_o: &ArrayBase<S5, Ix4>,
+) -> (Array4<T>, Array4<T>, Array4<T>)
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    S3: Data<Elem = T>,
+    S4: Data<Elem = T>,
+    S5: Data<Elem = T>,
+    T: Real,
+{
+    check_attention("attention_vjp", q.shape(), k.shape(), v.shape());
+    super::same_shape("attention_vjp", "q", q.shape(), "d_o", d_o.shape());
+    super::same_shape("attention_vjp", "q", q.shape(), "o", o.shape());
+    let (b, h, t, d) = q.dim();
+    assert!(
+        lse.len() == b * h * t,
+        "attention_vjp: q is {} but lse holds {} rows",
+        shape_str(q.shape()),
+        lse.len()
+    );
+    let scale = T::one() / T::from(d.max(1)).unwrap().sqrt();
+    let (qv, kv, vv, ov, dov) = (q.view(), k.view(), v.view(), o.view(), d_o.view());
+    let heads = per_head(b * h, 2 * b * h * t * t * d, |i| {
+        let sl = s![i / h, i % h, .., ..];
+        head_backward(
+            qv.slice(sl),
+            kv.slice(sl),
+            vv.slice(sl),
+            ov.slice(sl),
+            dov.slice(sl),
+            &lse[i * t..(i + 1) * t],
+            scale,
+            causal,
+        )
+    });
+    let mut dq = Array4::zeros((b, h, t, d));
+    let mut dk = Array4::zeros((b, h, t, d));
+    let mut dv = Array4::zeros((b, h, t, d));
+    for (i, (a, c, e)) in heads.into_iter().enumerate() {
+        let sl = s![i / h, i % h, .., ..];
+        dq.slice_mut(sl).assign(&a);
+        dk.slice_mut(sl).assign(&c);
+        dv.slice_mut(sl).assign(&e);
+    }
+    (dq, dk, dv)
+}
+
+#[doc(hidden)]
+pub struct attention {}
+impl attention {
+    /// Forward pass: `O` and a tape holding `Q`, `K`, `V`, `O` and one log-sum-exp per
+    /// row: `(4·B·H·T·d + B·H·T)` elements, linear in `T`.
+    #[inline]
+    pub fn forward<S1, S2, S3, T>(
+        q: &ArrayBase<S1, Ix4>,
+        k: &ArrayBase<S2, Ix4>,
+        v: &ArrayBase<S3, Ix4>,
+        causal: bool,
+    ) -> (
+        Array4<T>,
+        Tape<
+            impl FnOnce(Array4<T>) -> (Array4<T>, Array4<T>, Array4<T>, Inactive) + use<S1, S2, S3, T>,
+        >,
+    )
+    where
+        S1: Data<Elem = T>,
+        S2: Data<Elem = T>,
+        S3: Data<Elem = T>,
+        T: Real,
+    {
+        let (o, lse) = attention_with_stats(q, k, v, causal);
+        let (qs, ks, vs, os) = (q.to_owned(), k.to_owned(), v.to_owned(), o.clone());
+        let heap = nbytes::<T>(qs.len() + ks.len() + vs.len() + os.len() + lse.len());
+        (
+            o,
+            Tape::with_heap_bytes(heap, move |d: Array4<T>| {
+                let (dq, dk, dv) = attention_vjp(&qs, &ks, &vs, &os, &lse, causal, &d);
+                (dq, dk, dv, Inactive)
+            }),
+        )
+    }
+}
+
+// ------------------------------------------------------------------ GELU (exact), dropout
+
+/// `Φ(x) = ½·erfc(−x/√2)`, the standard normal CDF, computed in f64.
+fn normal_cdf(x: f64) -> f64 {
+    0.5 * crate::kernels::erf::erfc(-x * core::f64::consts::FRAC_1_SQRT_2)
+}
+
+/// GELU in its exact form, `x·Φ(x) = ½x·(1 + erf(x/√2))` (Hendrycks & Gimpel 2016, §2;
+/// PyTorch's `gelu(approximate='none')`). `Φ` is evaluated as `½·erfc(−x/√2)` in f64
+/// (fdlibm's `erf`/`erfc`, about 1 ulp; see `kernels::erf`), so the left tail keeps its
+/// relative accuracy; f32 inputs are widened and the result rounded. [`gelu`] is the
+/// tanh approximation.
+///
+/// Shapes: any; the result has `x`'s. The companion's tape saves `x`.
+///
+/// ```
+/// let y = backprop::ops::gelu_exact(&ndarray::array![0.0f64, 1.0, -1.0]);
+/// assert_eq!(y[0], 0.0);
+/// assert!((y[1] - 0.8413447460685429).abs() < 1e-15);
+/// assert!((y[2] + 0.15865525393145707).abs() < 1e-15);
+/// ```
+///
+/// [`gelu`]: super::gelu
+pub fn gelu_exact<S, T, D>(x: &ArrayBase<S, D>) -> Array<T, D>
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    x.mapv(|v| {
+        let f = v.to_f64().unwrap();
+        T::from(f * normal_cdf(f)).unwrap()
+    })
+}
+
+/// Pullback of [`gelu_exact`]: `d_x = d_y·(Φ(x) + x·φ(x))`, `φ(x) = e^(−x²/2)/√(2π)`.
+///
+/// # Panics
+/// If `x` and `d_y` differ in shape.
+pub fn gelu_exact_vjp<S1, S2, T, D>(x: &ArrayBase<S1, D>, d_y: &ArrayBase<S2, D>) -> Array<T, D>
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    super::same_shape("gelu_exact_vjp", "x", x.shape(), "d_y", d_y.shape());
+    let inv_sqrt_2pi = 0.5 * core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
+    ndarray::Zip::from(x).and(d_y).map_collect(|&v, &dy| {
+        let f = v.to_f64().unwrap();
+        let dphi = normal_cdf(f) + f * (-0.5 * f * f).exp() * inv_sqrt_2pi;
+        T::from(dy.to_f64().unwrap() * dphi).unwrap()
+    })
+}
+
+/// SplitMix64's output `i` for `seed` (Steele, Lea & Flood 2014): a counter-based
+/// stream, so element `i`'s draw does not depend on the order elements are visited.
+#[inline]
+fn splitmix(seed: u64, i: u64) -> u64 {
+    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The keep mask of [`dropout`] over `n` elements (standard-layout order), one bit per
+/// element (`bit i of word i/64`): element `i` is kept when its uniform draw
+/// `u_i ∈ [0, 1)` (53 bits of SplitMix64 output `i` of `seed`) is ≥ `p`.
+///
+/// # Panics
+/// If `p` is not in `[0, 1]`.
+pub fn dropout_mask(n: usize, p: f64, seed: u64) -> Vec<u64> {
+    assert!(
+        (0.0..=1.0).contains(&p),
+        "dropout: p must be in [0, 1], got {p}"
+    );
+    let mut bits = vec![0u64; n.div_ceil(64)];
+    for i in 0..n {
+        let u = (splitmix(seed, i as u64) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+        if u >= p {
+            bits[i / 64] |= 1 << (i % 64);
+        }
+    }
+    bits
+}
+
+fn apply_mask<S: Data<Elem = T>, T: Real, D: Dimension>(
+    x: &ArrayBase<S, D>,
+    bits: &[u64],
+    p: f64,
+) -> Array<T, D> {
+    let scale = T::from(1.0 / (1.0 - p)).unwrap_or(T::zero());
+    let xs = x.as_standard_layout();
+    let mut y = Array::zeros(x.raw_dim());
+    for (i, (o, &v)) in y.iter_mut().zip(xs.iter()).enumerate() {
+        if bits[i / 64] >> (i % 64) & 1 == 1 {
+            *o = v * scale;
+        }
+    }
+    y
+}
+
+/// Inverted dropout: `y = x ⊙ keep/(1 − p)`, each element kept with probability `1 − p`
+/// (Srivastava et al. 2014; the `1/(1 − p)` scale at training time, as PyTorch's
+/// `dropout`). Deterministic for a `seed`: the mask is [`dropout_mask`]`(x.len(), p,
+/// seed)` in `x`'s logical (row-major) order, the same in f32 and f64. `p = 1` drops
+/// everything (output and gradient 0).
+///
+/// Shapes: any; the result has `x`'s. The companion's tape saves the mask as bits
+/// (`⌈n/64⌉` words), not `x`.
+///
+/// # Panics
+/// If `p` is not in `[0, 1]`.
+///
+/// ```
+/// let x = ndarray::Array1::from_elem(1000, 1.0f64);
+/// let y = backprop::ops::dropout(&x, 0.25, 7);
+/// let kept = y.iter().filter(|&&v| v != 0.0).count();
+/// assert!((700..800).contains(&kept));
+/// assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-15));
+/// assert_eq!(y, backprop::ops::dropout(&x, 0.25, 7));
+/// ```
+pub fn dropout<S, T, D>(x: &ArrayBase<S, D>, p: f64, seed: u64) -> Array<T, D>
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    let bits = dropout_mask(x.len(), p, seed);
+    apply_mask(x, &bits, p)
+}
+
+/// Pullback of [`dropout`] from the saved mask bits: `d_x = d_y ⊙ keep/(1 − p)`.
+///
+/// # Panics
+/// If `bits` holds fewer than `d_y.len()` bits.
+pub fn dropout_vjp<S, T, D>(bits: &[u64], p: f64, d_y: &ArrayBase<S, D>) -> Array<T, D>
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    assert!(
+        bits.len() * 64 >= d_y.len(),
+        "dropout_vjp: d_y is {} but the mask holds {} bits",
+        shape_str(d_y.shape()),
+        bits.len() * 64
+    );
+    apply_mask(d_y, bits, p)
+}
+
+#[doc(hidden)]
+pub struct dropout {}
+impl dropout {
+    /// Forward pass: the value and a tape holding the keep mask, 1 bit per element.
+    #[inline]
+    pub fn forward<S, T, D>(
+        x: &ArrayBase<S, D>,
+        p: f64,
+        seed: u64,
+    ) -> (
+        Array<T, D>,
+        Tape<impl FnOnce(Array<T, D>) -> (Array<T, D>, Inactive, Inactive) + use<S, T, D>>,
+    )
+    where
+        S: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+    {
+        let bits = dropout_mask(x.len(), p, seed);
+        let y = apply_mask(x, &bits, p);
+        (
+            y,
+            Tape::with_heap_bytes(nbytes::<u64>(bits.len()), move |d: Array<T, D>| {
+                (dropout_vjp(&bits, p, &d), Inactive, Inactive)
+            }),
+        )
+    }
+}
+
+// ------------------------------------------------------------------ cross-entropy
+
+/// Flattens `[.., V]` logits to `[N, V]` and the labels to `N`, checking they agree.
+fn flatten_xent<'a, S, T, D, I>(
+    logits: &'a ArrayBase<S, D>,
+    labels: &I,
+) -> (ndarray::CowArray<'a, T, Ix2>, Vec<usize>)
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+    I: Ids + ?Sized,
+{
+    let sh = logits.shape();
+    let lab = labels.ids();
+    if sh.is_empty() || sh[..sh.len() - 1] != *lab.shape() {
+        panic!(
+            "cross_entropy: logits are {} but labels are {} (want the logits' leading axes)",
+            shape_str(sh),
+            shape_str(lab.shape())
+        );
+    }
+    let v = sh[sh.len() - 1];
+    let n = lab.len();
+    let two = logits
+        .as_standard_layout()
+        .into_shape_with_order((n, v))
+        .unwrap();
+    (two, lab.iter().copied().collect())
+}
+
+/// Mean softmax cross-entropy over `[.., V]` logits (`[N, V]`, or `[B, T, V]` for a
+/// sequence model) against integer labels of the leading shape (`[N]`, `[B, T]`, or
+/// flat): [`softmax_cross_entropy`](super::softmax_cross_entropy) on the flattened
+/// rows, with its [`XentOptions`]: rows whose label is `ignore_index` add no loss and
+/// no gradient and are not counted in the mean; `label_smoothing` ε makes the target
+/// `(1 − ε)·one_hot(y) + ε/V` (PyTorch's `cross_entropy(ignore_index, label_smoothing)`;
+/// Szegedy et al. 2016, §7). If every row is ignored the loss is 0 and the gradient 0
+/// (PyTorch gives NaN).
+///
+/// `f32` or `f64`; any layout. The companion computes the loss and gradient in one
+/// fused pass and keeps the gradient (`N·V`) on the tape.
+///
+/// # Panics
+/// If the labels' shape is not the logits' leading shape (naming the op and both
+/// shapes), a label is ≥ V and not ignored, or a counted row is entirely −∞.
+///
+/// ```
+/// use backprop::ops::{cross_entropy, XentOptions};
+/// let logits = ndarray::Array3::<f64>::zeros((2, 3, 4)); // [B, T, V]
+/// let labels = ndarray::array![[0usize, 1, 9], [3, 9, 2]]; // 9 = padding
+/// let opts = XentOptions { ignore_index: Some(9), ..XentOptions::default() };
+/// assert!((cross_entropy(&logits, &labels, opts) - 4f64.ln()).abs() < 1e-15);
+/// ```
+pub fn cross_entropy<S, T, D, I>(logits: &ArrayBase<S, D>, labels: &I, opts: XentOptions<T>) -> T
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+    I: Ids + ?Sized,
+{
+    let (x, lab) = flatten_xent(logits, labels);
+    super::softmax_cross_entropy(&x, &lab, opts)
+}
+
+/// Pullback of [`cross_entropy`]: `d_logits = d_loss·(softmax(x) − t)/N` per counted
+/// row, 0 on ignored rows, in the logits' shape.
+///
+/// # Panics
+/// As [`cross_entropy`].
+pub fn cross_entropy_vjp<S, T, D, I>(
+    logits: &ArrayBase<S, D>,
+    labels: &I,
+    opts: XentOptions<T>,
+    d_loss: T,
+) -> Array<T, D>
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+    I: Ids + ?Sized,
+{
+    cross_entropy_with_grad(logits, labels, opts, d_loss).1
+}
+
+fn cross_entropy_with_grad<S, T, D, I>(
+    logits: &ArrayBase<S, D>,
+    labels: &I,
+    opts: XentOptions<T>,
+    d_loss: T,
+) -> (T, Array<T, D>)
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+    I: Ids + ?Sized,
+{
+    let (x, lab) = flatten_xent(logits, labels);
+    let mut g = Array2::zeros(x.raw_dim());
+    let loss = super::softmax_cross_entropy_with_grad(&x, &lab, opts, d_loss, &mut g);
+    (loss, g.into_shape_with_order(logits.raw_dim()).unwrap())
+}
+
+#[doc(hidden)]
+pub struct cross_entropy {}
+impl cross_entropy {
+    /// Forward pass: the loss, computed with its gradient in one fused pass; the tape
+    /// keeps that gradient and the backward pass scales it by the cotangent.
+    #[inline]
+    pub fn forward<S, T, D, I>(
+        logits: &ArrayBase<S, D>,
+        labels: &I,
+        opts: XentOptions<T>,
+    ) -> (
+        T,
+        Tape<impl FnOnce(T) -> (Array<T, D>, Inactive, Inactive) + use<S, T, D, I>>,
+    )
+    where
+        S: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+        I: Ids + ?Sized,
+    {
+        let (loss, mut grad) = cross_entropy_with_grad(logits, labels, opts, T::one());
+        (
+            loss,
+            Tape::with_heap_bytes(nbytes::<T>(grad.len()), move |d: T| {
+                if d != T::one() {
+                    grad.mapv_inplace(|g| crate::rules::scalar::strong_mul(d, g));
+                }
+                (grad, Inactive, Inactive)
+            }),
+        )
+    }
+}

@@ -1,0 +1,730 @@
+//! The fused transformer ops of `backprop::ops` (issue #15, part 2): every op gradchecked
+//! in f64 through a small `#[grad]` wrapper (so the companion `op::forward` and its tape
+//! are what is checked), transposed operands, hand-computed values, f32 against f64,
+//! masked rows and −∞ logits free of NaN, attention's tape linear in T, and shape errors
+//! naming the op and both shapes.
+
+#![allow(clippy::excessive_precision)]
+
+use backprop::ops::{
+    self, XentOptions, attention, cross_entropy, dropout, embedding, gelu_exact, layer_norm,
+    rms_norm, softmax_causal, softmax_masked,
+};
+use backprop::{Pullback, grad, gradcheck};
+use ndarray::{Array, Array1, Array2, Array3, Array4, Dimension, ShapeBuilder, array};
+
+/// xorshift64*: deterministic, no dependency. Uniform in [−1, 1).
+struct Rng(u64);
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 52) as f64 * 2.0 - 1.0
+    }
+    fn array<Sh: ShapeBuilder<Dim = D>, D: Dimension>(&mut self, shape: Sh) -> Array<f64, D> {
+        Array::from_shape_simple_fn(shape, || self.unit())
+    }
+}
+
+fn max_abs_diff<D: Dimension>(a: &Array<f64, D>, b: &Array<f64, D>) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn to_f32<D: Dimension>(a: &Array<f64, D>) -> Array<f32, D> {
+    a.mapv(|v| v as f32)
+}
+
+fn to_f64<D: Dimension>(a: &Array<f32, D>) -> Array<f64, D> {
+    a.mapv(|v| v as f64)
+}
+
+// ---------------------------------------------------------------- layer_norm, rms_norm
+
+#[grad(x, g, b)]
+fn ln3(x: &Array3<f64>, g: &Array1<f64>, b: &Array1<f64>, w: &Array3<f64>) -> f64 {
+    let y = layer_norm(x, g, b, 1e-5);
+    (&y * w).sum()
+}
+
+/// The operand is a transposed (strided) view of `x`.
+#[grad(x, g, b)]
+fn ln_t(x: &Array2<f64>, g: &Array1<f64>, b: &Array1<f64>, w: &Array2<f64>) -> f64 {
+    let y = layer_norm(&x.t(), g, b, 1e-5);
+    (&y * w).sum()
+}
+
+#[grad(x, g)]
+fn rms3(x: &Array3<f64>, g: &Array1<f64>, w: &Array3<f64>) -> f64 {
+    let y = rms_norm(x, g, 1e-6);
+    (&y * w).sum()
+}
+
+#[grad(x, g)]
+fn rms_t(x: &Array2<f64>, g: &Array1<f64>, w: &Array2<f64>) -> f64 {
+    let y = rms_norm(&x.t(), g, 1e-6);
+    (&y * w).sum()
+}
+
+#[test]
+fn gradcheck_layer_norm_and_rms_norm() {
+    let mut r = Rng(1);
+    let (x, w) = (r.array((2, 3, 5)), r.array((2, 3, 5)));
+    let (g, b) = (r.array(5) + 1.0, r.array(5));
+    gradcheck!(ln3(x = &x, g = &g, b = &b, w = const &w)).assert();
+    gradcheck!(rms3(x = &x, g = &g, w = const &w)).assert();
+    // x is 5×4 in memory; the op sees its 4×5 transpose.
+    let (xt, wt) = (r.array((5, 4)), r.array((4, 5)));
+    gradcheck!(ln_t(x = &xt, g = &g, b = &b, w = const &wt)).assert();
+    gradcheck!(rms_t(x = &xt, g = &g, w = const &wt)).assert();
+}
+
+#[test]
+fn layer_norm_and_rms_norm_by_hand() {
+    // x = [1, 2, 3]: μ = 2, σ² = 2/3, x̂ = [−1, 0, 1]·√(3/2).
+    let y = layer_norm(
+        &array![[1.0f64, 2.0, 3.0]],
+        &array![1.0, 1.0, 2.0],
+        &array![0.0, 0.5, 0.0],
+        0.0,
+    );
+    let s = 1.5f64.sqrt();
+    assert!(max_abs_diff(&y, &array![[-s, 0.5, 2.0 * s]]) < 1e-15, "{y}");
+    // rms([3, 4]) = √12.5.
+    let y = rms_norm(&array![3.0f64, 4.0], &array![1.0, 1.0], 0.0);
+    assert!(max_abs_diff(&y, &array![3.0 / 12.5f64.sqrt(), 4.0 / 12.5f64.sqrt()]) < 1e-15);
+    // The tape keeps x, γ and two numbers per row: (6 + 3 + 2·2)·8 bytes of heap.
+    let x = Array2::<f64>::ones((2, 3));
+    let (_, tape) = ops::layer_norm::forward(&x, &Array1::ones(3), &Array1::zeros(3), 1e-5);
+    let heap = (6 + 3 + 4) * 8;
+    assert!(
+        tape.bytes() >= heap && tape.bytes() < heap + 512,
+        "{}",
+        tape.bytes()
+    );
+    // A constant row: x̂ = 0, d_x = (1/√ε)(g − mean g) and finite.
+    let (_, tape) = ops::layer_norm::forward(&x, &Array1::ones(3), &Array1::zeros(3), 1e-5);
+    let (dx, dg, db, _) = tape.backward(array![[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]);
+    assert!(dx.iter().all(|v| v.is_finite()));
+    assert_eq!(dg, array![0.0, 0.0, 0.0]);
+    assert_eq!(db, array![1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn layer_norm_f32_agrees_with_f64() {
+    let mut r = Rng(2);
+    let (x, g, b) = (r.array((4, 7)) * 3.0, r.array(7), r.array(7));
+    let y64 = layer_norm(&x, &g, &b, 1e-5);
+    let y32 = layer_norm(&to_f32(&x), &to_f32(&g), &to_f32(&b), 1e-5f32);
+    assert!(max_abs_diff(&y64, &to_f64(&y32)) < 1e-5);
+    let y64 = rms_norm(&x, &g, 1e-6);
+    let y32 = rms_norm(&to_f32(&x), &to_f32(&g), 1e-6f32);
+    assert!(max_abs_diff(&y64, &to_f64(&y32)) < 1e-5);
+    let d = r.array((4, 7));
+    let (_, t64) = ops::layer_norm::forward(&x, &g, &b, 1e-5);
+    let (_, t32) = ops::layer_norm::forward(&to_f32(&x), &to_f32(&g), &to_f32(&b), 1e-5f32);
+    let (a, ag, _, _) = t64.backward(d.clone());
+    let (c, cg, _, _) = t32.backward(to_f32(&d));
+    assert!(max_abs_diff(&a, &to_f64(&c)) < 1e-4 && max_abs_diff(&ag, &to_f64(&cg)) < 1e-4);
+}
+
+#[test]
+#[should_panic(expected = "layer_norm: x is 2×3 but gamma is 4")]
+fn layer_norm_names_both_shapes() {
+    let _ = layer_norm(
+        &Array2::<f64>::zeros((2, 3)),
+        &Array1::zeros(4),
+        &Array1::zeros(3),
+        1e-5,
+    );
+}
+
+#[test]
+#[should_panic(expected = "rms_norm: x is 2×3 but gamma is 2")]
+fn rms_norm_names_both_shapes() {
+    let _ = rms_norm(&Array2::<f64>::zeros((2, 3)), &Array1::zeros(2), 1e-5);
+}
+
+// ---------------------------------------------------------------- embedding
+
+#[grad(table)]
+fn emb(table: &Array2<f64>, ids: &Array2<usize>, w: &Array3<f64>) -> f64 {
+    let y = embedding(table, ids);
+    (&y * w).sum()
+}
+
+#[grad(table)]
+fn emb_slice(table: &Array2<f64>, ids: &[usize], w: &Array2<f64>) -> f64 {
+    let y = embedding(&table.t(), ids);
+    (&y * w).sum()
+}
+
+#[test]
+fn gradcheck_embedding() {
+    let mut r = Rng(3);
+    let table = r.array((5, 3));
+    let ids = array![[4usize, 0, 4], [1, 1, 2]]; // repeated ids accumulate
+    let w = r.array((2, 3, 3));
+    gradcheck!(emb(table = &table, ids = const &ids, w = const &w)).assert();
+    // Transposed table: the op sees table.t() as a 3×5 table (V = 3, d = 5).
+    let ids = vec![2usize, 0, 2, 1];
+    let w = r.array((4, 5));
+    let table = r.array((5, 3));
+    gradcheck!(emb_slice(table = &table, ids = const &ids, w = const &w)).assert();
+}
+
+#[test]
+fn embedding_by_hand_and_scatter_add() {
+    let table = array![[0.0f64, 1.0], [2.0, 3.0], [4.0, 5.0]];
+    let ids = array![[2usize, 0], [2, 2]];
+    let (y, tape) = ops::embedding::forward(&table, &ids);
+    assert_eq!(
+        y,
+        array![[[4.0, 5.0], [0.0, 1.0]], [[4.0, 5.0], [4.0, 5.0]]]
+    );
+    // The tape holds the 4 ids, not the table.
+    assert!(
+        tape.bytes() >= 32 && tape.bytes() < 32 + 256,
+        "{}",
+        tape.bytes()
+    );
+    let (d_table, _) = tape.backward(Array3::ones((2, 2, 2)));
+    assert_eq!(d_table, array![[1.0, 1.0], [0.0, 0.0], [3.0, 3.0]]);
+    let y32 = embedding(&to_f32(&table), &[1usize]);
+    assert_eq!(y32, array![[2.0f32, 3.0]]);
+}
+
+#[test]
+#[should_panic(expected = "embedding: id 5 at position 1 is out of range for a table of 3 rows")]
+fn embedding_id_out_of_range() {
+    let _ = embedding(&Array2::<f64>::zeros((3, 2)), &[0usize, 5]);
+}
+
+// ---------------------------------------------------------------- masked softmax
+
+#[grad(x)]
+fn sm_masked(x: &Array3<f64>, mask: &Array2<bool>, w: &Array3<f64>) -> f64 {
+    let y = softmax_masked(x, mask);
+    (&y * w).sum()
+}
+
+#[grad(x)]
+fn sm_masked_t(x: &Array2<f64>, mask: &Array1<bool>, w: &Array2<f64>) -> f64 {
+    let y = softmax_masked(&x.t(), mask);
+    (&y * w).sum()
+}
+
+#[grad(x)]
+fn sm_causal(x: &Array3<f64>, w: &Array3<f64>) -> f64 {
+    let y = softmax_causal(x);
+    (&y * w).sum()
+}
+
+#[test]
+fn gradcheck_masked_and_causal_softmax() {
+    let mut r = Rng(4);
+    let x = r.array((2, 3, 4)) * 2.0;
+    let w = r.array((2, 3, 4));
+    // The [3, 4] mask broadcasts over the batch; its row 1 is fully masked.
+    let mask = array![
+        [true, false, true, true],
+        [false, false, false, false],
+        [false, true, true, false]
+    ];
+    gradcheck!(sm_masked(x = &x, mask = const &mask, w = const &w)).assert();
+    let (xt, wt, mask) = (
+        r.array((4, 3)),
+        r.array((3, 4)),
+        array![true, true, false, true],
+    );
+    gradcheck!(sm_masked_t(x = &xt, mask = const &mask, w = const &wt)).assert();
+    let (xc, wc) = (r.array((2, 3, 3)) * 2.0, r.array((2, 3, 3)));
+    gradcheck!(sm_causal(x = &xc, w = const &wc)).assert();
+}
+
+#[test]
+fn masked_softmax_by_hand_and_nan_free() {
+    let e = 1f64.exp();
+    let y = softmax_masked(&array![[0.0f64, 1.0, 7.0]], &array![[true, true, false]]);
+    assert!(max_abs_diff(&y, &array![[1.0 / (1.0 + e), e / (1.0 + e), 0.0]]) < 1e-15);
+    // −∞ logits kept: probability 0; a row whose kept logits are all −∞ or that is fully
+    // masked: output 0 and gradient 0.
+    let ninf = f64::NEG_INFINITY;
+    let x = array![[ninf, 0.0, 0.0], [ninf, ninf, 1.0], [1.0, 2.0, 3.0]];
+    let mask = array![
+        [true, true, true],
+        [true, true, false],
+        [false, false, false]
+    ];
+    let (y, tape) = ops::softmax_masked::forward(&x, &mask);
+    assert_eq!(y, array![[0.0, 0.5, 0.5], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]);
+    let (dx, _) = tape.backward(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]);
+    assert!(dx.iter().all(|v| v.is_finite()), "{dx}");
+    assert_eq!(dx.row(1), array![0.0, 0.0, 0.0]);
+    assert_eq!(dx.row(2), array![0.0, 0.0, 0.0]);
+    assert_eq!(dx[[0, 0]], 0.0);
+    // Causal: row i keeps columns ≤ i; −∞ scores inside are NaN-free.
+    let s = array![[[5.0f64, 1.0, 1.0], [ninf, 0.0, 9.0], [0.0, 0.0, 0.0]]];
+    let (y, tape) = ops::softmax_causal::forward(&s);
+    assert_eq!(
+        y,
+        array![[
+            [1.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0],
+            [1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]
+        ]]
+    );
+    let (dx,) = tape.backward(Array3::ones((1, 3, 3)));
+    assert!(dx.iter().all(|&v| v == 0.0), "{dx}");
+    // f32 agrees.
+    let x = Rng(5).array((3, 5)) * 3.0;
+    let m = array![true, false, true, true, false];
+    let a = softmax_masked(&x, &m);
+    let b = softmax_masked(&to_f32(&x), &m);
+    assert!(max_abs_diff(&a, &to_f64(&b)) < 1e-6);
+    let a = softmax_causal(&x.slice(ndarray::s![..3, ..3]));
+    let b = softmax_causal(&to_f32(&x.slice(ndarray::s![..3, ..3]).to_owned()));
+    assert!(max_abs_diff(&a, &to_f64(&b)) < 1e-6);
+}
+
+#[test]
+#[should_panic(expected = "softmax_masked: mask is 2 but x is 2×3")]
+fn softmax_masked_names_both_shapes() {
+    let _ = softmax_masked(&Array2::<f64>::zeros((2, 3)), &array![true, false]);
+}
+
+#[test]
+#[should_panic(expected = "softmax_causal: x is 2×3 but must be [.., T, T]")]
+fn softmax_causal_needs_square_scores() {
+    let _ = softmax_causal(&Array2::<f64>::zeros((2, 3)));
+}
+
+// ---------------------------------------------------------------- attention
+
+#[grad(q, k, v)]
+fn att(q: &Array4<f64>, k: &Array4<f64>, v: &Array4<f64>, w: &Array4<f64>, causal: bool) -> f64 {
+    let o = attention(q, k, v, causal);
+    (&o * w).sum()
+}
+
+/// The unfused reference: softmax(QKᵀ/√d + mask)·V per head, from the other ops.
+fn attention_reference(
+    q: &Array4<f64>,
+    k: &Array4<f64>,
+    v: &Array4<f64>,
+    causal: bool,
+) -> Array4<f64> {
+    let (b, h, t, d) = q.dim();
+    let mut o = Array4::zeros((b, h, t, d));
+    for bi in 0..b {
+        for hi in 0..h {
+            let s = ndarray::s![bi, hi, .., ..];
+            let sc = q.slice(s).dot(&k.slice(s).t()) / (d as f64).sqrt();
+            let p = if causal {
+                softmax_causal(&sc)
+            } else {
+                ops::softmax(&sc)
+            };
+            o.slice_mut(s).assign(&p.dot(&v.slice(s)));
+        }
+    }
+    o
+}
+
+#[test]
+fn gradcheck_attention() {
+    let mut r = Rng(6);
+    let sh = (2, 2, 3, 4);
+    let (q, k, v, w) = (r.array(sh), r.array(sh), r.array(sh), r.array(sh));
+    gradcheck!(att(q = &q, k = &k, v = &v, w = const &w, causal = const true)).assert();
+    gradcheck!(att(q = &q, k = &k, v = &v, w = const &w, causal = const false)).assert();
+}
+
+#[test]
+fn attention_matches_the_unfused_composition_and_accepts_views() {
+    let mut r = Rng(7);
+    let sh = (2, 3, 5, 4);
+    let (q, k, v) = (r.array(sh) * 2.0, r.array(sh) * 2.0, r.array(sh));
+    for causal in [false, true] {
+        let o = attention(&q, &k, &v, causal);
+        assert!(max_abs_diff(&o, &attention_reference(&q, &k, &v, causal)) < 1e-14);
+        // Strided operands: k stored as [B, H, d, T] and viewed with its last two axes swapped.
+        let k_store = k
+            .clone()
+            .permuted_axes([0, 1, 3, 2])
+            .as_standard_layout()
+            .into_owned();
+        let k_view = k_store.view().permuted_axes([0, 1, 3, 2]);
+        assert!(max_abs_diff(&attention(&q, &k_view, &v, causal), &o) < 1e-15);
+        let (_, t1) = ops::attention::forward(&q, &k, &v, causal);
+        let (_, t2) = ops::attention::forward(&q, &k_view, &v.view(), causal);
+        let d = r.array(sh);
+        let (a, b, c, _) = t1.backward(d.clone());
+        let (a2, b2, c2, _) = t2.backward(d);
+        assert!(max_abs_diff(&a, &a2) + max_abs_diff(&b, &b2) + max_abs_diff(&c, &c2) < 1e-14);
+        // f32 agrees.
+        let o32 = attention(&to_f32(&q), &to_f32(&k), &to_f32(&v), causal);
+        assert!(max_abs_diff(&o, &to_f64(&o32)) < 1e-5);
+    }
+}
+
+/// Heads spread over rayon's threads (B·H·T²·d ≥ 2¹⁸) give the same values and
+/// gradients as the unfused composition.
+#[test]
+fn attention_on_threads_matches_the_unfused_composition() {
+    let mut r = Rng(12);
+    let sh = (2, 2, 64, 16);
+    let (q, k, v, d) = (r.array(sh), r.array(sh), r.array(sh), r.array(sh));
+    for causal in [false, true] {
+        let (o, tape) = ops::attention::forward(&q, &k, &v, causal);
+        assert!(max_abs_diff(&o, &attention_reference(&q, &k, &v, causal)) < 1e-14);
+        let (dq, _, dv, _) = tape.backward(d.clone());
+        // d_V = Pᵀ·d_O and d_Q = d_S·K/√d per head from the explicit P.
+        for (bi, hi) in [(0usize, 0usize), (1, 1)] {
+            let sl = ndarray::s![bi, hi, .., ..];
+            let sc = q.slice(sl).dot(&k.slice(sl).t()) / 4.0;
+            let p = if causal {
+                softmax_causal(&sc)
+            } else {
+                ops::softmax(&sc)
+            };
+            let dvh = p.t().dot(&d.slice(sl));
+            assert!(max_abs_diff(&dv.slice(sl).to_owned(), &dvh) < 1e-13);
+            let dp = d.slice(sl).dot(&v.slice(sl).t());
+            let ds = ops::softmax_vjp(&p, &dp) / 4.0;
+            assert!(max_abs_diff(&dq.slice(sl).to_owned(), &ds.dot(&k.slice(sl))) < 1e-13);
+        }
+    }
+}
+
+#[test]
+fn attention_tape_is_linear_in_t() {
+    let bytes = |t: usize| {
+        let x = Array4::<f32>::from_elem((1, 2, t, 8), 0.1);
+        let (_, tape) = ops::attention::forward(&x, &x, &x, true);
+        tape.bytes()
+    };
+    let (b256, b1024) = (bytes(256), bytes(1024));
+    // Q, K, V, O and one log-sum-exp per row: (4·d + 1)·B·H·T·4 bytes, no T×T term.
+    assert!(
+        (33 * 2 * 256 * 4..33 * 2 * 256 * 4 + 1024).contains(&b256),
+        "{b256}"
+    );
+    let ratio = b1024 as f64 / b256 as f64;
+    assert!(
+        (3.9..4.05).contains(&ratio),
+        "T=256: {b256} B, T=1024: {b1024} B, ratio {ratio}"
+    );
+}
+
+#[test]
+#[should_panic(expected = "attention: q is 1×1×2×3 but k is 1×1×4×3")]
+fn attention_names_both_shapes() {
+    let _ = attention(
+        &Array4::<f64>::zeros((1, 1, 2, 3)),
+        &Array4::zeros((1, 1, 4, 3)),
+        &Array4::zeros((1, 1, 2, 3)),
+        false,
+    );
+}
+
+// ---------------------------------------------------------------- GELU (exact), erf
+
+#[grad(x)]
+fn gelu_e(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let y = gelu_exact(&x.t());
+    (&y * w).sum()
+}
+
+#[test]
+fn gradcheck_gelu_exact() {
+    let mut r = Rng(8);
+    let (x, w) = (r.array((4, 3)) * 4.0, r.array((3, 4)));
+    gradcheck!(gelu_e(x = &x, w = const &w)).assert();
+}
+
+/// erf by its everywhere-positive series `(2/√π)·e^(−x²)·Σ_n 2ⁿx^(2n+1)/(1·3···(2n+1))`
+/// (Abramowitz & Stegun 7.1.6): no cancellation, so accurate to a few ulp for x ≤ 3.
+fn erf_series(x: f64) -> f64 {
+    let (mut term, mut sum, mut n) = (x, x, 0.0);
+    while term > sum * 1e-18 {
+        n += 1.0;
+        term *= 2.0 * x * x / (2.0 * n + 1.0);
+        sum += term;
+    }
+    std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp() * sum
+}
+
+/// erfc by its continued fraction (A&S 7.1.14, evaluated backwards), for x ≥ 2.
+fn erfc_cf(x: f64) -> f64 {
+    let mut f = x;
+    for k in (1..200).rev() {
+        f = x + (k as f64 / 2.0) / f;
+    }
+    (-x * x).exp() / (f * std::f64::consts::PI.sqrt())
+}
+
+#[test]
+fn gelu_exact_values_and_erf_accuracy() {
+    use backprop::kernels::erf::{erf, erfc};
+    for i in 1..=300 {
+        let x = i as f64 * 0.01;
+        let (got, want) = (erf(x), erf_series(x));
+        assert!(
+            (got - want).abs() <= 1e-15 * want,
+            "erf({x}) = {got}, series {want}"
+        );
+        assert_eq!(erf(-x), -got);
+    }
+    for i in 0..=240 {
+        let x = 2.0 + i as f64 * 0.1;
+        let (got, want) = (erfc(x), erfc_cf(x));
+        // The oracle's own e^(−x²) carries x²·ε of rounding.
+        assert!(
+            (got - want).abs() <= (1e-15 + 2e-16 * x * x) * want,
+            "erfc({x}) = {got}, cf {want}"
+        );
+        assert!((erfc(-x) - (2.0 - want)).abs() <= 4e-16);
+    }
+    // 50-digit values (Python `decimal`: the series above and the continued fraction,
+    // rounded to f64): within 2 ulp.
+    let erf_table = [
+        (0.001, 1.12837879096923648e-03),
+        (0.1, 1.12462916018284897e-01),
+        (0.44, 4.66225115277957514e-01),
+        (0.84375, 7.67225661232341594e-01),
+        (1.0, 8.42700792949714894e-01),
+        (1.2, 9.10313978229635334e-01),
+        (2.0, 9.95322265018952712e-01),
+        (2.5, 9.99593047982554994e-01),
+        (3.0, 9.99977909503001361e-01),
+        (4.0, 9.99999984582742085e-01),
+    ];
+    for (x, want) in erf_table {
+        assert!(
+            (erf(x) - want).abs() <= 4.5e-16 * want,
+            "erf({x}) = {}, want {want}",
+            erf(x)
+        );
+    }
+    let erfc_table = [
+        (0.5, 4.79500122186953481e-01),
+        (1.0, 1.57299207050285134e-01),
+        (2.0, 4.67773498104726623e-03),
+        (3.0, 2.20904969985854412e-05),
+        (5.0, 1.53745979442803494e-12),
+        (7.0, 4.18382560777941421e-23),
+        (10.0, 2.08848758376254488e-45),
+        (15.0, 7.21299417245120682e-100),
+        (20.0, 5.39586561160790118e-176),
+        (26.0, 5.66319240885614319e-296),
+    ];
+    for (x, want) in erfc_table {
+        assert!(
+            (erfc(x) - want).abs() <= 4.5e-16 * want,
+            "erfc({x}) = {}, want {want}",
+            erfc(x)
+        );
+    }
+    assert_eq!(
+        (erf(0.0), erf(f64::INFINITY), erf(f64::NEG_INFINITY)),
+        (0.0, 1.0, -1.0)
+    );
+    assert_eq!((erfc(f64::INFINITY), erfc(f64::NEG_INFINITY)), (0.0, 2.0));
+    // GELU(x) = x·Φ(x): Φ(1) = 0.841344746068542948…, Φ(−3) = 1.34989803163009458e-3.
+    let y = gelu_exact(&array![1.0f64, -3.0, -40.0, 0.0]);
+    assert!((y[0] - 0.8413447460685429).abs() < 2e-16);
+    // (x/√2 is rounded, and erfc amplifies that by 2z² ≈ 9 here: ~1e-15 relative.)
+    assert!(
+        (y[1] + 3.0 * 1.34989803163009458e-3).abs() < 2e-15 * 4.05e-3,
+        "{:e} vs {:e}",
+        y[1],
+        -3.0 * 1.34989803163009458e-3
+    );
+    assert!(y[2] <= 0.0 && y[2] > -1e-300 && y[3] == 0.0, "{y}");
+    let y32 = gelu_exact(&array![1.0f32, -3.0]);
+    assert_eq!(
+        y32,
+        array![
+            0.8413447460685429f64 as f32,
+            (-3.0 * 1.34989803163009458e-3f64) as f32
+        ]
+    );
+}
+
+// ---------------------------------------------------------------- dropout
+
+#[grad(x)]
+fn drop(x: &Array2<f64>, w: &Array2<f64>, seed: u64) -> f64 {
+    let y = dropout(&x.t(), 0.3, seed);
+    (&y * w).sum()
+}
+
+#[test]
+fn gradcheck_dropout() {
+    let mut r = Rng(9);
+    let (x, w) = (r.array((5, 4)), r.array((4, 5)));
+    gradcheck!(drop(x = &x, w = const &w, seed = const 11)).assert();
+}
+
+#[test]
+fn dropout_is_deterministic_scaled_and_saves_bits() {
+    let x = Array2::<f64>::from_elem((100, 100), 2.0);
+    let (y, tape) = ops::dropout::forward(&x, 0.1, 42);
+    assert_eq!(y, dropout(&x, 0.1, 42));
+    assert_ne!(y, dropout(&x, 0.1, 43));
+    let kept = y.iter().filter(|&&v| v != 0.0).count();
+    assert!((8800..9200).contains(&kept), "{kept}");
+    assert!(y.iter().all(|&v| v == 0.0 || (v - 2.0 / 0.9).abs() < 1e-15));
+    // 10 000 elements: 157 words of mask bits.
+    assert!(
+        tape.bytes() >= 157 * 8 && tape.bytes() < 157 * 8 + 128,
+        "{}",
+        tape.bytes()
+    );
+    let (dx, _, _) = tape.backward(Array2::ones((100, 100)));
+    assert_eq!(dx, y.mapv(|v| v / 2.0));
+    // Same mask in f32.
+    let y32 = dropout(&to_f32(&x), 0.1, 42);
+    assert_eq!(y32.mapv(|v| v != 0.0), y.mapv(|v| v != 0.0));
+    // p = 0 keeps everything, p = 1 drops everything, without NaN.
+    assert_eq!(dropout(&x, 0.0, 1), x);
+    let (y, tape) = ops::dropout::forward(&x, 1.0, 1);
+    assert!(y.iter().all(|&v| v == 0.0));
+    assert!(
+        tape.backward(Array2::ones((100, 100)))
+            .0
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+}
+
+#[test]
+#[should_panic(expected = "dropout: p must be in [0, 1], got 1.5")]
+fn dropout_rejects_p_outside_0_1() {
+    let _ = dropout(&array![1.0f64], 1.5, 0);
+}
+
+// ---------------------------------------------------------------- cross-entropy
+
+#[grad(z)]
+fn xent3(z: &Array3<f64>, labels: &Array2<usize>, opts: XentOptions<f64>) -> f64 {
+    cross_entropy(z, labels, opts)
+}
+
+#[test]
+fn gradcheck_cross_entropy_btv() {
+    let mut r = Rng(10);
+    let z = r.array((2, 3, 5)) * 2.0;
+    let labels = array![[0usize, 7, 4], [2, 2, 7]];
+    for eps in [0.0, 0.1] {
+        let opts = XentOptions {
+            ignore_index: Some(7),
+            label_smoothing: eps,
+        };
+        gradcheck!(xent3(z = &z, labels = const &labels, opts = const opts)).assert();
+    }
+}
+
+/// `[N, V]` logits given as the transpose of a `[V, N]` array, labels as a slice.
+#[grad(z)]
+fn xent_t(z: &Array2<f64>, labels: &[usize], opts: XentOptions<f64>) -> f64 {
+    cross_entropy(&z.t(), labels, opts)
+}
+
+#[test]
+fn gradcheck_cross_entropy_transposed_logits() {
+    let z = Rng(13).array((5, 4)) * 2.0;
+    let labels = vec![1usize, 4, 0, 9];
+    let opts = XentOptions {
+        ignore_index: Some(9),
+        label_smoothing: 0.2,
+    };
+    gradcheck!(xent_t(z = &z, labels = const &labels, opts = const opts)).assert();
+}
+
+#[test]
+fn cross_entropy_means_over_counted_rows_and_all_ignored_is_zero() {
+    let mut r = Rng(11);
+    let z = r.array((2, 3, 5));
+    let labels = array![[0usize, 7, 4], [2, 2, 7]];
+    let opts = XentOptions {
+        ignore_index: Some(7),
+        label_smoothing: 0.1,
+    };
+    // Same as the 2-D op on the flattened rows, ignored rows dropped from the mean.
+    let flat = z.clone().into_shape_with_order((6, 5)).unwrap();
+    let want = ops::softmax_cross_entropy(&flat, &[0, 7, 4, 2, 2, 7], opts);
+    assert_eq!(cross_entropy(&z, &labels, opts), want);
+    let kept = ndarray::stack![
+        ndarray::Axis(0),
+        flat.row(0),
+        flat.row(2),
+        flat.row(3),
+        flat.row(4)
+    ];
+    let by_hand = ops::softmax_cross_entropy(&kept, &[0, 4, 2, 2], opts);
+    assert!((want - by_hand).abs() < 1e-15);
+    // Every row ignored: loss 0 and gradient 0.
+    let all = Array2::from_elem((2, 3), 7usize);
+    let (l, tape) = ops::cross_entropy::forward(&z, &all, opts);
+    assert_eq!(l, 0.0);
+    let (g, _, _) = tape.backward(1.0);
+    assert!(g.iter().all(|&v| v == 0.0));
+    // A flat slice of labels works for [N, V]; f32 agrees.
+    let l32 = cross_entropy(
+        &to_f32(&flat),
+        &[0usize, 7, 4, 2, 2, 7][..],
+        XentOptions {
+            ignore_index: Some(7),
+            label_smoothing: 0.1f32,
+        },
+    );
+    assert!((l32 as f64 - want).abs() < 1e-6);
+}
+
+#[test]
+#[should_panic(expected = "cross_entropy: logits are 2×3×5 but labels are 6")]
+fn cross_entropy_names_both_shapes() {
+    let _ = cross_entropy(
+        &Array3::<f64>::zeros((2, 3, 5)),
+        &[0usize; 6],
+        XentOptions::default(),
+    );
+}
+
+// ---------------------------------------------------------------- composed
+
+/// A one-head causal block composed from the ops under `#[grad]`: lookup, LayerNorm,
+/// self-attention with `h` as q, k and v (three cotangents summed), a residual, exact
+/// GELU, dropout and cross-entropy over every position.
+#[grad(table, g, b)]
+fn tiny_block(
+    table: &Array2<f64>,
+    g: &Array1<f64>,
+    b: &Array1<f64>,
+    ids: &Array3<usize>,
+    labels: &Array3<usize>,
+) -> f64 {
+    let x = embedding(table, ids);
+    let h = layer_norm(&x, g, b, 1e-5);
+    let a = attention(&h, &h, &h, true);
+    let r = &x + &a;
+    let z = dropout(&gelu_exact(&r), 0.2, 5);
+    cross_entropy(&z, labels, XentOptions::default())
+}
+
+#[test]
+fn gradcheck_a_composed_block() {
+    let mut r = Rng(14);
+    let table = r.array((7, 4));
+    let (g, b) = (r.array(4) + 1.0, r.array(4) * 0.1);
+    let ids = array![[[0usize, 3, 6]], [[2, 2, 5]]]; // [B=2, H=1, T=3]
+    let labels = array![[[1usize, 0, 3]], [[2, 3, 0]]];
+    gradcheck!(tiny_block(table = &table, g = &g, b = &b, ids = const &ids, labels = const &labels))
+        .assert();
+}
