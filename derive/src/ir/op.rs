@@ -278,6 +278,15 @@ const RUNTIME_ARRAY_OPS: &[&str] = &[
     "mean",
     "sum_axis",
     "mean_axis",
+    "layer_norm",
+    "rms_norm",
+    "embedding",
+    "softmax_masked",
+    "softmax_causal",
+    "attention",
+    "gelu_exact",
+    "dropout",
+    "cross_entropy",
 ];
 
 /// Whether a call's path names one of `backprop::ops`' functions (`relu`, `ops::relu`,
