@@ -104,6 +104,7 @@ fn forward(stmts: &[Stmt], varied: &mut [bool]) {
                 | BufOp::Alias
                 | BufOp::Borrow
                 | BufOp::Field(_)
+                | BufOp::Elem
                 | BufOp::FieldRead(_) => varied[s.def.0] = is(&args[0], varied),
             },
             rhs if propagates(rhs) => {

@@ -60,6 +60,18 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                     k.scalar[c.entry.0] = scalar(&c.init, k);
                 }
                 walk(&node.body, k);
+                // A carried value that starts a float and leaves an iteration an array
+                // (`acc = acc + x` with `x` an array) is an array from the top: walk again.
+                let mut again = false;
+                for c in &node.carried {
+                    if k.scalar[c.entry.0] && !scalar(&c.exit, k) {
+                        k.scalar[c.entry.0] = false;
+                        again = true;
+                    }
+                }
+                if again {
+                    walk(&node.body, k);
+                }
                 let mut all = true;
                 for c in &node.carried {
                     let sc = scalar(&c.init, k) && scalar(&c.exit, k);

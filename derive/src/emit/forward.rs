@@ -29,6 +29,17 @@ pub struct Emitter<'a> {
     adjoints: HashMap<VarId, Ident>,
     tapes: HashMap<VarId, Ident>,
     shapes: HashMap<VarId, Ident>,
+    /// The block (an id from `scopes`) each value's shape was taken in: a block inside
+    /// a loop or an arm cannot lend its `shape_x` to code after it.
+    shape_scope: HashMap<VarId, usize>,
+    /// The shape each tensor statement's rule reads, per operand.
+    stmt_shapes: HashMap<(VarId, VarId), Ident>,
+    /// The shapes taken just before each statement (saved with the block's other
+    /// values when that block is a loop body or an arm).
+    pub shapes_at: HashMap<VarId, Vec<Ident>>,
+    /// The blocks being emitted, innermost last, and the next block's id.
+    scopes: Vec<usize>,
+    next_scope: usize,
     /// Values the reverse pass reads (so the closure captures them): what the tape
     /// holds, for its byte count.
     pub captured: std::cell::RefCell<std::collections::BTreeSet<VarId>>,
@@ -79,6 +90,11 @@ impl<'a> Emitter<'a> {
             adjoints: HashMap::new(),
             tapes: HashMap::new(),
             shapes: HashMap::new(),
+            shape_scope: HashMap::new(),
+            stmt_shapes: HashMap::new(),
+            shapes_at: HashMap::new(),
+            scopes: Vec::new(),
+            next_scope: 0,
             captured: Default::default(),
             captured_tapes: Default::default(),
             branches: HashMap::new(),
@@ -267,13 +283,24 @@ impl<'a> Emitter<'a> {
     }
 
     fn block(&mut self, stmts: &[Stmt]) -> Vec<TokenStream> {
+        self.scopes.push(self.next_scope);
+        self.next_scope += 1;
         let mut out = Vec::new();
         for s in stmts {
             // Shapes first: the operation may consume its operands.
             out.extend(self.shape_saves(s));
             out.push(self.stmt(s));
         }
+        self.scopes.pop();
         out
+    }
+
+    /// The shape of operand `v` that the rule of statement `def` reads.
+    pub fn stmt_shape(&mut self, def: VarId, v: VarId) -> Ident {
+        match self.stmt_shapes.get(&(def, v)) {
+            Some(i) => i.clone(),
+            None => self.shape(v),
+        }
     }
 
     /// The reverse of the `if` defining `def` (built once, by its forward pass).
@@ -327,7 +354,26 @@ impl<'a> Emitter<'a> {
         let (push, hoisted) = if active {
             let rev = self.loop_reverse(s.def, node);
             let tape = self.tape(s.def);
-            let saved = &rev.saved;
+            // An array the iteration saves and also hands to the next iteration (its
+            // exit value) is copied onto the stack: the carry moves it.
+            let exit_arrays: Vec<Ident> = node
+                .carried
+                .iter()
+                .filter_map(|c| c.exit.var())
+                .filter(|v| !self.plan.kinds.scalar[v.0])
+                .map(|v| self.var(v).clone())
+                .collect();
+            let saved: Vec<TokenStream> = rev
+                .saved
+                .iter()
+                .map(|n| {
+                    if exit_arrays.contains(n) {
+                        quote!(::core::clone::Clone::clone(&#n))
+                    } else {
+                        quote!(#n)
+                    }
+                })
+                .collect();
             let push = if stackless {
                 quote!()
             } else if matches!(node.head, crate::ir::LoopHead::For { .. }) {
@@ -495,10 +541,28 @@ impl<'a> Emitter<'a> {
             for need in *needs {
                 if let crate::ir::op::Need::Shape(j) = need {
                     let Some(v) = args[*j].var() else { continue };
-                    if self.shapes.contains_key(&v) {
+                    let in_scope = self
+                        .shape_scope
+                        .get(&v)
+                        .is_some_and(|sc| self.scopes.contains(sc));
+                    if in_scope {
+                        let shape = self.shapes[&v].clone();
+                        self.stmt_shapes.insert((s.def, v), shape);
                         continue;
                     }
-                    let shape = self.shape(v);
+                    // Taken in a block that has ended (a loop body, an arm): again here.
+                    let shape = if self.shapes.contains_key(&v) {
+                        let (base, span) = self.derived_name("shape", v);
+                        let fresh = self.names.fresh(&base, span);
+                        self.shapes.insert(v, fresh.clone());
+                        fresh
+                    } else {
+                        self.shape(v)
+                    };
+                    self.shape_scope
+                        .insert(v, *self.scopes.last().expect("inside a block"));
+                    self.stmt_shapes.insert((s.def, v), shape.clone());
+                    self.shapes_at.entry(s.def).or_default().push(shape.clone());
                     let x = self.var(v).clone();
                     out.push(quote_spanned!(s.span=> let #shape = ::backprop::__private::tensor::shape_of(&#x);));
                 }
@@ -568,6 +632,10 @@ impl<'a> Emitter<'a> {
                 BufOp::FieldRead(m) => {
                     let x = &a[0];
                     quote_spanned!(span=> let #def #ty = #x.#m;)
+                }
+                BufOp::Elem => {
+                    let (x, i) = (&a[0], &a[1]);
+                    quote_spanned!(span=> let #def #ty = &#x[#i];)
                 }
                 BufOp::NewVec => match a.first() {
                     Some(n) => {

@@ -96,7 +96,14 @@ impl ShapeParam {
     pub fn grad_ty(&self) -> TokenStream {
         if self.strukt {
             let ty = match &self.ty {
-                syn::Type::Reference(r) => (*r.elem).clone(),
+                // `&[Layer]`: its gradient is a `Vec<Layer>`.
+                syn::Type::Reference(r) => match &*r.elem {
+                    syn::Type::Slice(s) => {
+                        let elem = &s.elem;
+                        syn::parse_quote!(::std::vec::Vec<#elem>)
+                    }
+                    other => other.clone(),
+                },
                 other => other.clone(),
             };
             let ty = with_static_lifetimes(&ty);

@@ -241,7 +241,7 @@ fn reverse_block(
                                             let v = args[*j]
                                                 .var()
                                                 .expect("shapes are saved for active operands");
-                                            let shape = cx.shape(v);
+                                            let shape = cx.stmt_shape(s.def, v);
                                             quote!(#shape)
                                         }
                                     };
@@ -455,6 +455,10 @@ fn materialize(
             }
             _ => {}
         }
+        // Shapes taken in this block for its broadcasting rules.
+        if let Some(shapes) = cx.shapes_at.get(&s.def) {
+            extra_names.extend(shapes.iter().cloned());
+        }
         // A checkpointed call keeps its copies; its tape is made again in reverse.
         match cx.snapshots.get(&s.def) {
             Some(snaps) => extra_names.extend(snaps.iter().flatten().map(|(x, _)| x.clone())),
@@ -496,7 +500,12 @@ fn materialize(
             }
             Rhs::Buffer {
                 op:
-                    BufOp::View | BufOp::Alias | BufOp::Borrow | BufOp::Field(_) | BufOp::FieldRead(_),
+                    BufOp::View
+                    | BufOp::Alias
+                    | BufOp::Borrow
+                    | BufOp::Field(_)
+                    | BufOp::Elem
+                    | BufOp::FieldRead(_),
                 ..
             } => true,
             _ => false,
@@ -1154,7 +1163,12 @@ fn buffer_lines(
                 None => lines.push(Line::Raw(quote_spanned!(span=> #popped;))),
             }
         }
-        BufOp::View | BufOp::Alias | BufOp::Borrow | BufOp::Field(_) | BufOp::NewVec => {}
+        BufOp::View
+        | BufOp::Alias
+        | BufOp::Borrow
+        | BufOp::Field(_)
+        | BufOp::Elem
+        | BufOp::NewVec => {}
     }
 }
 
@@ -1173,6 +1187,18 @@ pub fn adjoint_place(cx: &mut Emitter<'_>, v: VarId) -> TokenStream {
             let m = m.clone();
             let place = adjoint_place(cx, base);
             quote!(#place.#m)
+        }
+        Some(Stmt {
+            rhs: Rhs::Buffer {
+                op: BufOp::Elem,
+                args,
+            },
+            ..
+        }) => {
+            let base = args[0].var().expect("a collection of structs");
+            let i = cx.operand(&args[1]);
+            let place = adjoint_place(cx, base);
+            quote!(#place[#i])
         }
         Some(Stmt {
             rhs:
@@ -1255,6 +1281,11 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         if defined.contains(&e) {
             let d = cx.adjoint(e);
             values.push(quote!(#d));
+        } else if !cx.plan.kinds.scalar[e.0] {
+            // An array carried into an iteration that does not read it: a zero of the
+            // shape it had there.
+            let x = cx.var(e).clone();
+            values.push(quote!(::backprop::__private::tensor::zeros_like(&#x)));
         } else {
             values.push(quote!(::backprop::__private::zero::<#ret_ty>()));
         }
@@ -1452,15 +1483,31 @@ fn loop_line(
             ),
             span,
         );
+        let tensor = !cx.plan.kinds.scalar[c.out.0];
         let start = if count.contains_key(&c.out) {
             let d = cx.adjoint(c.out);
             quote!(#d)
+        } else if tensor {
+            // Nothing after the loop reads the array: a zero of its final shape.
+            let x = cx.var(c.out).clone();
+            quote!(::backprop::__private::tensor::zeros_like(&#x))
         } else {
             quote!(::backprop::__private::zero())
         };
-        inits.push(quote!(let mut #name: #ret_ty = #start;));
+        if tensor {
+            inits.push(quote!(let mut #name = #start;));
+        } else {
+            inits.push(quote!(let mut #name: #ret_ty = #start;));
+        }
         carry_names.push(name);
     }
+    // An array read from outside the loop sums its cotangents over the iterations
+    // from the first one on (its zero needs its shape: made only if the loop never ran).
+    let outer_tensor: Vec<bool> = rev
+        .outer
+        .iter()
+        .map(|v| !cx.plan.kinds.scalar[v.0])
+        .collect();
     let outer_names: Vec<Ident> = rev
         .outer
         .iter()
@@ -1542,6 +1589,42 @@ fn loop_line(
     } else {
         quote!(let (#(#saved,)*) = ::backprop::__private::pop(&mut #tape);)
     };
+    let outer_updates: Vec<TokenStream> = outer_names
+        .iter()
+        .zip(outer_steps)
+        .zip(&outer_tensor)
+        .map(|((sum, step), tensor)| {
+            if *tensor {
+                quote!(#sum = ::backprop::__private::tensor::lazy_add(#sum, #step);)
+            } else {
+                quote!(#sum = #sum + #step;)
+            }
+        })
+        .collect();
+    let outer_inits: Vec<TokenStream> = outer_names
+        .iter()
+        .zip(&outer_tensor)
+        .map(|(sum, tensor)| {
+            if *tensor {
+                quote!(let mut #sum = ::core::option::Option::None;)
+            } else {
+                quote!(let mut #sum: #ret_ty = ::backprop::__private::zero();)
+            }
+        })
+        .collect();
+    let outer_results: Vec<TokenStream> = outer_names
+        .iter()
+        .zip(&outer_tensor)
+        .zip(&rev.outer)
+        .map(|((sum, tensor), v)| {
+            if *tensor {
+                let x = cx.var(*v).clone();
+                quote!(::backprop::__private::tensor::sum_or_zeros_like(#sum, &#x))
+            } else {
+                quote!(#sum)
+            }
+        })
+        .collect();
     let the_loop = quote_spanned! {span=>
         #(#counter_init)*
         for #walk {
@@ -1551,7 +1634,7 @@ fn loop_line(
             #(let #params = #carry_names;)*
             let (#(#step_names,)*) = { #(#body)* };
             #(#carry_names = #carry_steps;)*
-            #(#outer_names = #outer_names + #outer_steps;)*
+            #(#outer_updates)*
             #(#acc_names = #acc_names + #acc_steps;)*
         }
     };
@@ -1571,11 +1654,11 @@ fn loop_line(
     let invoke = quote_spanned! {span=>
         {
             #(#inits)*
-            #(let mut #outer_names: #ret_ty = ::backprop::__private::zero();)*
+            #(#outer_inits)*
             #(let mut #acc_names: #ret_ty = ::backprop::__private::zero();)*
             #the_loop
             #acc_after
-            (#(#carry_names,)* #(#outer_names,)*)
+            (#(#carry_names,)* #(#outer_results,)*)
         }
     };
     let mut slots: Vec<Option<VarId>> = rev

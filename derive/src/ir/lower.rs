@@ -59,6 +59,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         fn_name: item.sig.ident.to_string(),
         array_params: HashSet::new(),
         struct_params: HashSet::new(),
+        field_bases: field_bases(&item.block),
     };
     check_signature(cx, item);
     let ret_ty = lw.return_type(item);
@@ -158,6 +159,9 @@ struct Lowerer<'a> {
     array_params: HashSet<VarId>,
     /// Struct arguments.
     struct_params: HashSet<VarId>,
+    /// Names the body reads a field of (`layer.w`): a binding of one of them to an
+    /// element of a collection of structs (`let layer = &p.layers[i];`) is a place.
+    field_bases: HashSet<String>,
     /// How each buffer the function owns was made (found from nested blocks, whose
     /// statements are lowered apart from the enclosing body).
     owner_rhs: HashMap<VarId, Rhs>,
@@ -193,6 +197,9 @@ impl Lowerer<'_> {
                     ParamKind::Tensor
                 } else if last == "Vec" && self.buffer_elem(ty).is_some() {
                     ParamKind::Buffer
+                } else if last == "Vec" && self.struct_elem(ty) {
+                    // `Vec<Layer>`: a collection of structs of parameters.
+                    ParamKind::Struct
                 } else if is_struct_type_name(&last) && !self.type_params.contains(&last) {
                     ParamKind::Struct
                 } else {
@@ -206,13 +213,46 @@ impl Lowerer<'_> {
                 _ if matches!(&*r.elem, Type::Slice(_)) && self.buffer_elem(ty).is_some() => {
                     ParamKind::Buffer
                 }
+                _ if matches!(&*r.elem, Type::Slice(_)) && self.struct_elem(ty) => {
+                    ParamKind::Struct
+                }
                 _ => ParamKind::Other,
             },
             Type::Array(_) if self.buffer_elem(ty).is_some() => ParamKind::Buffer,
+            Type::Array(_) if self.struct_elem(ty) => ParamKind::Struct,
             Type::Paren(p) => self.param_kind(&p.elem),
             Type::Group(g) => self.param_kind(&g.elem),
             _ => ParamKind::Other,
         }
+    }
+
+    /// Whether `ty` is a collection of structs of parameters: `&[Layer]`, `Vec<Layer>`,
+    /// `[Layer; N]` (and references to them).
+    fn struct_elem(&self, ty: &Type) -> bool {
+        let elem = match ty {
+            Type::Reference(r) if r.mutability.is_none() => return self.struct_elem(&r.elem),
+            Type::Paren(p) => return self.struct_elem(&p.elem),
+            Type::Group(g) => return self.struct_elem(&g.elem),
+            Type::Slice(s) => &*s.elem,
+            Type::Array(a) => &*a.elem,
+            Type::Path(p) if p.qself.is_none() => {
+                let Some(last) = p.path.segments.last() else {
+                    return false;
+                };
+                if last.ident != "Vec" {
+                    return false;
+                }
+                let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                    return false;
+                };
+                match args.args.first() {
+                    Some(syn::GenericArgument::Type(t)) => t,
+                    _ => return false,
+                }
+            }
+            _ => return false,
+        };
+        self.param_kind(elem) == ParamKind::Struct
     }
 
     /// The float element type of a buffer type: `f64` for `&[f64]`, `&Vec<f64>`,
@@ -1178,6 +1218,15 @@ impl Lowerer<'_> {
             Expr::Reference(r) if r.mutability.is_none() && self.is_field_of_place(&r.expr) => {
                 self.place(&r.expr, want)
             }
+            // `let layer = &p.layers[i];` with `layer.w` read later: a struct place.
+            Expr::Reference(r)
+                if r.mutability.is_none()
+                    && matches!(&*r.expr, Expr::Index(_))
+                    && want.is_some_and(|w| self.field_bases.contains(&w.to_string()))
+                    && self.is_place_expr(&r.expr) =>
+            {
+                self.place(&r.expr, want)
+            }
             Expr::Reference(r) if r.mutability.is_none() && self.is_buffer_expr(&r.expr) => {
                 if is_range_index(&r.expr) {
                     return self.expr(&r.expr, want);
@@ -1549,6 +1598,9 @@ impl Lowerer<'_> {
     /// lowered (they may read locals), the index is a new (inactive) local.
     fn for_loop(&mut self, f: &syn::ExprForLoop) {
         let span = f.span();
+        if let Some(indexed) = self.struct_collection_loop(f) {
+            return self.for_loop(&indexed);
+        }
         if let Some(chain) = self.chain(&f.expr, true) {
             return self.for_over_chain(chain, &f.pat, &f.body.stmts, span);
         }
@@ -1600,6 +1652,61 @@ impl Lowerer<'_> {
                 double_ended: double_ended(&f.expr),
             }
         });
+    }
+
+    /// `for layer in &p.layers { .. layer.w .. }` (also `p.layers.iter()`, and
+    /// `for (i, layer) in p.layers.iter().enumerate()`) over a collection of structs
+    /// of parameters: the index loop it means, `for i in 0..p.layers.len() { let layer =
+    /// &p.layers[i]; .. }`, whose `layer` is a place (its adjoint is `d_p.layers[i]`).
+    /// Recognised when the loop variable's fields are read (a float has none).
+    fn struct_collection_loop(&mut self, f: &syn::ExprForLoop) -> Option<syn::ExprForLoop> {
+        let (index, elem, enumerated) = match &*f.pat {
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                (None, pi.ident.clone(), false)
+            }
+            Pat::Tuple(t) if t.elems.len() == 2 => {
+                let Pat::Ident(x) = &t.elems[1] else {
+                    return None;
+                };
+                let i = match &t.elems[0] {
+                    Pat::Ident(i) => Some(i.ident.clone()),
+                    Pat::Wild(_) => None,
+                    _ => return None,
+                };
+                (i, x.ident.clone(), true)
+            }
+            _ => return None,
+        };
+        if !self.field_bases.contains(&elem.to_string()) {
+            return None;
+        }
+        let mut e = &*f.expr;
+        if enumerated {
+            match e {
+                Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
+                    e = &m.receiver
+                }
+                _ => return None,
+            }
+        }
+        let coll = match e {
+            Expr::Reference(r) if r.mutability.is_none() => &*r.expr,
+            Expr::MethodCall(m) if m.method == "iter" && m.args.is_empty() => &*m.receiver,
+            other => other,
+        };
+        if !self.is_place_expr(coll) {
+            return None;
+        }
+        let span = f.span();
+        let k = index.unwrap_or_else(|| self.names.fresh("layer_index", span));
+        let stmts = &f.body.stmts;
+        let label = &f.label;
+        Some(syn::parse_quote_spanned! {span=>
+            #label for #k in 0..#coll.len() {
+                let #elem = &#coll[#k];
+                #(#stmts)*
+            }
+        })
     }
 
     /// The tokens of a supported range, with its bounds lowered to operands.
@@ -2264,6 +2371,9 @@ impl Lowerer<'_> {
             }
             Expr::Paren(p) => self.is_place_expr(&p.expr),
             Expr::Field(f) => self.is_place_expr(&f.base),
+            // `p.layers[i]` in `p.layers[i].w`: one struct of a collection of structs
+            // (a float buffer's element has no fields, so this is only asked of bases).
+            Expr::Index(ix) => !is_range_index(e) && self.is_place_expr(&ix.expr),
             _ => false,
         }
     }
@@ -2291,6 +2401,22 @@ impl Lowerer<'_> {
                         args: vec![base],
                     },
                     f.span(),
+                );
+                if let Operand::Var(b) = v {
+                    self.places.insert(b);
+                }
+                v
+            }
+            Expr::Index(ix) if !is_range_index(e) && self.is_place_expr(&ix.expr) => {
+                let base = self.place(&ix.expr, None);
+                let i = self.expr(&ix.index, None);
+                let v = self.define(
+                    want,
+                    Rhs::Buffer {
+                        op: BufOp::Elem,
+                        args: vec![base, i],
+                    },
+                    ix.span(),
                 );
                 if let Operand::Var(b) = v {
                     self.places.insert(b);
@@ -3820,4 +3946,22 @@ fn is_plain_binding(p: &Pat) -> bool {
         Pat::Wild(_) => true,
         _ => false,
     }
+}
+
+/// The names the block reads a field of (`layer.w`, `layer.0`).
+fn field_bases(block: &syn::Block) -> HashSet<String> {
+    struct V(HashSet<String>);
+    impl<'ast> Visit<'ast> for V {
+        fn visit_expr_field(&mut self, f: &'ast syn::ExprField) {
+            if let Expr::Path(p) = &*f.base
+                && let Some(i) = p.path.get_ident()
+            {
+                self.0.insert(i.to_string());
+            }
+            syn::visit::visit_expr_field(self, f);
+        }
+    }
+    let mut v = V(HashSet::new());
+    v.visit_block(block);
+    v.0
 }

@@ -126,6 +126,10 @@ pub enum BufOp {
     Field(syn::Member),
     /// `p.b`: args `[p]`; the value of a float field.
     FieldRead(syn::Member),
+    /// `&p.layers[i]`: args `[p.layers, i]`; a borrow of one struct of a collection of
+    /// structs (a `Vec<Layer>` field, a `&Vec<Layer>` argument). A place: its adjoint is
+    /// the same element of the collection's adjoint, `d_p.layers[i]`.
+    Elem,
     /// `Vec::new()` (args `[]`) or `Vec::with_capacity(n)` (args `[n]`): a new, empty
     /// buffer that grows by `push`.
     NewVec,
@@ -294,7 +298,7 @@ impl Func {
             self.def_of(v),
             Some(Stmt {
                 rhs: Rhs::Buffer {
-                    op: BufOp::Field(_),
+                    op: BufOp::Field(_) | BufOp::Elem,
                     ..
                 },
                 ..

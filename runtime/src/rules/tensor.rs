@@ -741,3 +741,19 @@ impl<S: Data, D: Dimension> ByRef for ArrayBase<S, D> {
 pub fn by_ref<V: ByRef>(v: &V) -> V::Out<'_> {
     v.by_ref()
 }
+
+// ---- loops carrying arrays ---------------------------------------------------------
+
+/// The running sum of a value's cotangents over a loop's iterations, started by the
+/// first (a zero array would need a shape the macro does not know).
+pub fn lazy_add<C: core::ops::Add<Output = C>>(sum: Option<C>, step: C) -> Option<C> {
+    Some(match sum {
+        Some(s) => s + step,
+        None => step,
+    })
+}
+
+/// The summed cotangent of `x`, or a zero of `x`'s shape when the loop never ran.
+pub fn sum_or_zeros_like<V: Value>(sum: Option<V::Cot>, x: &V) -> V::Cot {
+    sum.unwrap_or_else(|| zeros_like(x))
+}
