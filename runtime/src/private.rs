@@ -160,30 +160,13 @@ pub fn add_into<T: Copy + core::ops::Add<Output = T>, P: AsRef<[T]> + ?Sized>(
 
 /// The adjoint of a struct argument before the reverse pass: zeros of its shape.
 #[inline]
-pub fn zero_like<T: ZeroLike + ?Sized>(x: &T) -> T::Owned {
-    x.zeros()
+pub fn zero_like<T: Differentiable>(x: &T) -> T {
+    x.zero_like()
 }
 
-/// A struct argument's zero adjoint: the same type, or a `Vec` for a slice of structs
-/// (`&[Layer]`, whose gradient is a `Vec<Layer>`).
-pub trait ZeroLike {
-    type Owned;
-    fn zeros(&self) -> Self::Owned;
-}
-
-impl<T: Differentiable> ZeroLike for T {
-    type Owned = T;
-    #[inline]
-    fn zeros(&self) -> T {
-        self.zero_like()
-    }
-}
-
-impl<T: Differentiable> ZeroLike for [T] {
-    type Owned = Vec<T>;
-    fn zeros(&self) -> Vec<T> {
-        self.iter().map(Differentiable::zero_like).collect()
-    }
+/// The adjoint of a slice of structs (`layers: &[Layer]`): a `Vec` of zeros of each.
+pub fn zero_like_slice<T: Differentiable>(x: &[T]) -> Vec<T> {
+    x.iter().map(Differentiable::zero_like).collect()
 }
 
 /// `*place += cotangent` for a field of a struct argument.

@@ -80,32 +80,6 @@ const MUTATING: &[&str] = &[
     "split_off",
 ];
 
-/// Branches on the tensor path are not supported yet: each branch's pullback returns a
-/// zero for what the other branch differentiates, and a zero array needs a shape.
-pub fn check_branches(cx: &Ctxt, func: &Func, activity: &Activity, kinds: &super::kind::Kinds) {
-    walk(&func.body, &mut |s| {
-        let bodies: Vec<&[crate::ir::Stmt]> = match &s.rhs {
-            Rhs::If(node) => vec![&node.then_body, &node.else_body],
-            // Loops carry array state (`h = layer(&h)`): their reverse makes zeros from
-            // the primal values it has at hand.
-            Rhs::Loop(_) => return,
-            _ => return,
-        };
-        if activity.is_active(s.def) {
-            let mut tensor = !kinds.scalar_path(s.def);
-            for b in bodies {
-                crate::ir::walk(b, &mut |st| tensor |= !kinds.scalar_path(st.def));
-            }
-            if tensor {
-                cx.error_at(
-                    s.span,
-                    "`#[grad]` differentiates `if`/`else` and loops on scalars; a branch or loop that computes with ndarray arrays is not supported yet (write it with array operations, or move it out of the differentiated function)",
-                );
-            }
-        }
-    });
-}
-
 /// Methods whose tensor rules exist for scalars only (`x.sum().max(y)` is fine; on an
 /// array these are not elementwise rules yet): a clear error instead of a type error
 /// inside the expansion.

@@ -342,7 +342,30 @@ impl<'a> Emitter<'a> {
             .iter()
             .map(|c| self.var(c.out).clone())
             .collect();
-        let inits: Vec<TokenStream> = node.carried.iter().map(|c| self.operand(&c.init)).collect();
+        // An array that starts a carried state and is also read by a pullback (`tanh`
+        // keeps its output) is copied into the loop: the loop's state moves.
+        let inits: Vec<TokenStream> = node
+            .carried
+            .iter()
+            .map(|c| match c.init.var() {
+                Some(v) if !self.plan.kinds.scalar[v.0] && self.plan.saved.contains(&v) => {
+                    let x = self.var(v);
+                    quote!(::core::clone::Clone::clone(&#x))
+                }
+                _ => self.operand(&c.init),
+            })
+            .collect();
+        // A `while` that stops hands its state back (entry → state) when it is an array,
+        // which the iteration's first line moved out.
+        let restores: Vec<TokenStream> = node
+            .carried
+            .iter()
+            .filter(|c| !self.plan.kinds.scalar[c.entry.0])
+            .map(|c| {
+                let (st, en) = (self.var(c.out), self.var(c.entry));
+                quote!(#st = #en;)
+            })
+            .collect();
         let entries: Vec<Ident> = node
             .carried
             .iter()
@@ -432,7 +455,7 @@ impl<'a> Emitter<'a> {
             crate::ir::LoopHead::While { cond, head_len } => {
                 let c = self.operand(cond);
                 let (head, rest) = body.split_at(*head_len);
-                let it = iteration(rest, quote!(#(#head)* if !#c { break; }));
+                let it = iteration(rest, quote!(#(#head)* if !#c { #(#restores)* break; }));
                 if active {
                     // A `while` counts its iterations for the reverse pass.
                     let tape = self.tape(s.def);
@@ -506,16 +529,62 @@ impl<'a> Emitter<'a> {
             };
         }
         let rev = self.branch_reverse(s.def, node);
-        let then_saved = &rev.arms[0].0;
-        let else_saved = &rev.arms[1].0;
+        // An array an arm saves and also returns is copied into the tape.
+        let copy_returned =
+            |saved: &[Ident], vals: &[TokenStream], this: &Self| -> Vec<TokenStream> {
+                let returned: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
+                saved
+                    .iter()
+                    .map(|n| {
+                        let array = this
+                            .func
+                            .vars
+                            .iter()
+                            .position(|v| v.name == *n)
+                            .is_some_and(|k| !this.plan.kinds.scalar[k]);
+                        if array && returned.contains(&n.to_string()) {
+                            quote!(::core::clone::Clone::clone(&#n))
+                        } else {
+                            quote!(#n)
+                        }
+                    })
+                    .collect()
+            };
+        let then_saved = copy_returned(&rev.arms[0].0, &then_vals, self);
+        let else_saved = copy_returned(&rev.arms[1].0, &else_vals, self);
         let tape = self.tape(s.def);
+        // The copies are taken before the values move out of the arm.
+        let (then_tag, else_tag) = if then_saved.len() + else_saved.len()
+            == rev.arms[0].0.len() + rev.arms[1].0.len()
+            && [&then_saved, &else_saved]
+                .iter()
+                .all(|sv| sv.iter().all(|t| !t.to_string().contains("clone")))
+        {
+            (
+                quote!(::backprop::__private::Branch::Then((#(#then_saved,)*))),
+                quote!(::backprop::__private::Branch::Else((#(#else_saved,)*))),
+            )
+        } else {
+            let kept = self.names.fresh("kept", span);
+            return quote_spanned! {span=>
+                let (#(#outs,)* #tape) = if #cond {
+                    #(#then_stmts)*
+                    let #kept = (#(#then_saved,)*);
+                    (#(#then_vals,)* ::backprop::__private::Branch::Then(#kept))
+                } else {
+                    #(#else_stmts)*
+                    let #kept = (#(#else_saved,)*);
+                    (#(#else_vals,)* ::backprop::__private::Branch::Else(#kept))
+                };
+            };
+        };
         quote_spanned! {span=>
             let (#(#outs,)* #tape) = if #cond {
                 #(#then_stmts)*
-                (#(#then_vals,)* ::backprop::__private::Branch::Then((#(#then_saved,)*)))
+                (#(#then_vals,)* #then_tag)
             } else {
                 #(#else_stmts)*
-                (#(#else_vals,)* ::backprop::__private::Branch::Else((#(#else_saved,)*)))
+                (#(#else_vals,)* #else_tag)
             };
         }
     }

@@ -656,7 +656,13 @@ fn branch_line(
         .filter(|o| activity.is_active(o.def) && !count.contains_key(&o.def))
         .map(|o| {
             let d = cx.adjoint(o.def);
-            quote!(let #d: #ret_ty = ::backprop::__private::zero();)
+            if cx.plan.kinds.scalar[o.def.0] {
+                quote!(let #d: #ret_ty = ::backprop::__private::zero();)
+            } else {
+                // An array nothing after the `if` reads: a zero of its shape.
+                let x = cx.var(o.def).clone();
+                quote!(let #d = ::backprop::__private::tensor::zeros_like(&#x);)
+            }
         })
         .collect();
     let tape = cx.tape(def);
@@ -714,6 +720,10 @@ pub fn build_branch_reverse(cx: &mut Emitter<'_>, node: &IfNode) -> BranchRevers
                 if reaches.contains(v) {
                     let d = cx.adjoint(*v);
                     quote!(#d)
+                } else if !cx.plan.kinds.scalar[v.0] {
+                    // An array this arm does not read: a zero of its shape.
+                    let x = cx.var(*v).clone();
+                    quote!(::backprop::__private::tensor::zeros_like(&#x))
                 } else {
                     quote!(::backprop::__private::zero::<#ret_ty>())
                 }
@@ -768,7 +778,12 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
             } else {
                 quote!(&#x)
             };
-            quote_spanned!(x.span()=> let mut #d = ::backprop::__private::zero_like(#arg);)
+            let slice = matches!(&p.ty, syn::Type::Reference(r) if matches!(*r.elem, syn::Type::Slice(_)));
+            if slice {
+                quote_spanned!(x.span()=> let mut #d = ::backprop::__private::zero_like_slice(#arg);)
+            } else {
+                quote_spanned!(x.span()=> let mut #d = ::backprop::__private::zero_like(#arg);)
+            }
         })
         .collect();
     let buffers: Vec<TokenStream> = buffers.into_iter().chain(structs).collect();
