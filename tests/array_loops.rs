@@ -219,3 +219,93 @@ fn array_if_expression_by_hand() {
     assert_eq!(g.w, Array2::<f64>::zeros((2, 2)));
     backprop::gradcheck!(branch_value(x = &x, w = &w, deep = const true)).assert();
 }
+
+/// A layer as a `#[grad]` function of a layer struct.
+#[grad]
+fn dense_layer(x: &Array2<f64>, layer: &Layer) -> Array2<f64> {
+    (x.dot(&layer.w) + &layer.b).tanh()
+}
+
+/// LayerNorm without gains (statistics over the columns of `xᵀ`).
+#[grad]
+fn normalize(x: &Array2<f64>) -> Array2<f64> {
+    let xt = x.t();
+    let mean = xt.mean_axis(ndarray::Axis(0)).unwrap();
+    let xc = &xt - &mean;
+    let var = (&xc * &xc).mean_axis(ndarray::Axis(0)).unwrap();
+    (&xc / &(var + 1e-5).sqrt()).t().to_owned()
+}
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct Mlp {
+    layers: Vec<Layer>,
+}
+
+/// Layers called as `#[grad]` functions inside the loop, on the loop's own array.
+#[grad(layers)]
+fn mlp_of_calls(layers: &[Layer], x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for layer in layers {
+        h = dense_layer(&h, layer);
+    }
+    (&h * &h).mean().unwrap()
+}
+
+/// Residual blocks with a norm, through a field of a struct.
+#[grad(p, x)]
+fn residual_stack(p: &Mlp, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for layer in &p.layers {
+        let z = dense_layer(&normalize(&h), layer);
+        h = &h + &z;
+    }
+    h.sum()
+}
+
+#[grad]
+fn residual_stack_unrolled(
+    w0: &Array2<f64>,
+    b0: &Array1<f64>,
+    w1: &Array2<f64>,
+    b1: &Array1<f64>,
+    x: &Array2<f64>,
+) -> f64 {
+    let n0 = normalize(x);
+    let h1 = x + &(n0.dot(w0) + b0).tanh();
+    let n1 = normalize(&h1);
+    let h2 = &h1 + &(n1.dot(w1) + b1).tanh();
+    h2.sum()
+}
+
+#[test]
+fn layer_calls_in_a_loop_equal_inline_layers() {
+    let (x, _, _) = point();
+    let ls = layers();
+    let (v, g) = mlp_of_calls_grad(&ls, &x);
+    let (vu, gu) = mlp_grad(&ls, &x);
+    assert_eq!(v, vu);
+    assert_eq!(g.layers, gu.layers);
+}
+
+#[test]
+fn residual_blocks_over_a_vec_field_equal_unrolled() {
+    let (x, _, _) = point();
+    let sq = |s: f64| Layer {
+        w: array![[0.1, -0.2, 0.3], [0.4, 0.5, -0.6], [0.2, 0.1, 0.0]] * s,
+        b: array![0.1, 0.0, -0.1] * s,
+    };
+    let p = Mlp {
+        layers: vec![sq(1.0), sq(-0.5)],
+    };
+    let (v, g) = residual_stack_grad(&p, &x);
+    let l = &p.layers;
+    let (vu, gu) = residual_stack_unrolled_grad(&l[0].w, &l[0].b, &l[1].w, &l[1].b, &x);
+    assert!((v - vu).abs() < 1e-13, "{v} vs {vu}");
+    let close = |a: &Array2<f64>, b: &Array2<f64>| {
+        a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-12)
+    };
+    assert!(close(&g.p.layers[0].w, &gu.w0));
+    assert!(close(&g.p.layers[1].w, &gu.w1));
+    assert!(g.p.layers[1].b.iter().zip(&gu.b1).all(|(a, b)| (a - b).abs() < 1e-12));
+    assert!(close(&g.x, &gu.x));
+}

@@ -51,6 +51,8 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                 for out in &node.outs {
                     let sc = scalar(&out.then_val, k) && scalar(&out.else_val, k);
                     k.scalar[out.def.0] = sc;
+                    let owned = |o: &Operand| o.var().is_some_and(|v| k.owned_array[v.0]);
+                    k.owned_array[out.def.0] = !sc && (owned(&out.then_val) || owned(&out.else_val));
                     all &= sc;
                 }
                 all
@@ -76,6 +78,12 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                 for c in &node.carried {
                     let sc = scalar(&c.init, k) && scalar(&c.exit, k);
                     k.scalar[c.out.0] = sc;
+                    // Array state a loop carries is the function's own (an iteration's
+                    // result), whatever started it.
+                    let owned = |o: &Operand| o.var().is_some_and(|v| k.owned_array[v.0]);
+                    let own = !sc && (owned(&c.init) || owned(&c.exit));
+                    k.owned_array[c.out.0] = own;
+                    k.owned_array[c.entry.0] = own;
                     all &= sc;
                 }
                 all

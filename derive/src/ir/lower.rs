@@ -3948,7 +3948,9 @@ fn is_plain_binding(p: &Pat) -> bool {
     }
 }
 
-/// The names the block reads a field of (`layer.w`, `layer.0`).
+/// The names the block reads a field of (`layer.w`, `layer.0`), or passes as they are
+/// to a function (`dense(&h, layer)`: a reference to a struct; a float reached through
+/// an iterator is passed as `*v`).
 fn field_bases(block: &syn::Block) -> HashSet<String> {
     struct V(HashSet<String>);
     impl<'ast> Visit<'ast> for V {
@@ -3959,6 +3961,16 @@ fn field_bases(block: &syn::Block) -> HashSet<String> {
                 self.0.insert(i.to_string());
             }
             syn::visit::visit_expr_field(self, f);
+        }
+        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
+            for a in &c.args {
+                if let Expr::Path(p) = a
+                    && let Some(i) = p.path.get_ident()
+                {
+                    self.0.insert(i.to_string());
+                }
+            }
+            syn::visit::visit_expr_call(self, c);
         }
     }
     let mut v = V(HashSet::new());
