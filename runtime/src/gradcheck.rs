@@ -92,12 +92,21 @@ impl Default for Options {
 }
 
 /// A value that a gradient check can flatten to f64 elements and rebuild.
+///
+/// Implemented for `f32`, `f64`, ndarray arrays of either, and `Vec`s, arrays and
+/// `Box`es of such values (a `Vec<f64>` is its elements; a `Vec<Layer>` the elements of
+/// each layer in turn); `#[derive(Differentiable)]` implements it for a struct, its
+/// fields in declaration order.
 pub trait GradValue: Sized {
     /// The value's elements, in a fixed order (row-major for arrays), as f64.
     fn to_flat(&self) -> Vec<f64>;
     /// A value shaped like `self` with the elements `flat` (in [`GradValue::to_flat`]'s
     /// order).
     fn with_flat(&self, flat: &[f64]) -> Self;
+    /// How many elements [`GradValue::to_flat`] returns.
+    fn flat_len(&self) -> usize {
+        self.to_flat().len()
+    }
 }
 
 impl GradValue for f64 {
@@ -106,6 +115,9 @@ impl GradValue for f64 {
     }
     fn with_flat(&self, flat: &[f64]) -> Self {
         flat[0]
+    }
+    fn flat_len(&self) -> usize {
+        1
     }
 }
 
@@ -116,39 +128,68 @@ impl GradValue for f32 {
     fn with_flat(&self, flat: &[f64]) -> Self {
         flat[0] as f32
     }
+    fn flat_len(&self) -> usize {
+        1
+    }
 }
 
-impl GradValue for Vec<f64> {
+/// Consecutive parts of `flat`, one per element of `parts`, each rebuilt by the element.
+fn rebuild_each<'p, T: GradValue + 'p>(
+    parts: impl IntoIterator<Item = &'p T>,
+    flat: &[f64],
+) -> Vec<T> {
+    let mut k = 0;
+    parts
+        .into_iter()
+        .map(|v| {
+            let n = v.flat_len();
+            let out = v.with_flat(&flat[k..k + n]);
+            k += n;
+            out
+        })
+        .collect()
+}
+
+impl<T: GradValue> GradValue for Vec<T> {
     fn to_flat(&self) -> Vec<f64> {
-        self.clone()
+        let mut out = Vec::with_capacity(self.flat_len());
+        for v in self {
+            out.extend(v.to_flat());
+        }
+        out
     }
     fn with_flat(&self, flat: &[f64]) -> Self {
-        flat.to_vec()
+        rebuild_each(self, flat)
+    }
+    fn flat_len(&self) -> usize {
+        self.iter().map(GradValue::flat_len).sum()
     }
 }
 
-impl GradValue for Vec<f32> {
-    fn to_flat(&self) -> Vec<f64> {
-        self.iter().map(|&v| f64::from(v)).collect()
-    }
-    fn with_flat(&self, flat: &[f64]) -> Self {
-        flat.iter().map(|&v| v as f32).collect()
-    }
-}
-
-impl<T: GradValue + Copy, const N: usize> GradValue for [T; N] {
+impl<T: GradValue, const N: usize> GradValue for [T; N] {
     fn to_flat(&self) -> Vec<f64> {
         self.iter().flat_map(GradValue::to_flat).collect()
     }
     fn with_flat(&self, flat: &[f64]) -> Self {
-        let mut out = *self;
-        let mut k = 0;
-        for v in &mut out {
-            let n = v.to_flat().len();
-            *v = v.with_flat(&flat[k..k + n]);
-            k += n;
+        match rebuild_each(self, flat).try_into() {
+            Ok(a) => a,
+            Err(_) => unreachable!("one element rebuilt per element"),
         }
-        out
+    }
+    fn flat_len(&self) -> usize {
+        self.iter().map(GradValue::flat_len).sum()
+    }
+}
+
+impl<T: GradValue> GradValue for Box<T> {
+    fn to_flat(&self) -> Vec<f64> {
+        (**self).to_flat()
+    }
+    fn with_flat(&self, flat: &[f64]) -> Self {
+        Box::new((**self).with_flat(flat))
+    }
+    fn flat_len(&self) -> usize {
+        (**self).flat_len()
     }
 }
 
@@ -169,6 +210,9 @@ where
             .collect();
         ndarray::Array::from_shape_vec(self.raw_dim(), elems)
             .expect("gradcheck: flat length matches the shape")
+    }
+    fn flat_len(&self) -> usize {
+        self.len()
     }
 }
 

@@ -330,8 +330,14 @@ impl Shape<'_> {
         let (impl_generics, _, where_clause) = generics.split_for_impl();
         let attrs = self.carried_attrs();
         let used = self.used_type_params();
+        // A tensor cotangent (`<&Array2<T> as Value>::Cot`) is a type only for the
+        // floats the tensor rules take: the struct carries the bound its companions do,
+        // or it would not be well-formed under the user's own bounds (`T: Float +
+        // LinalgScalar`).
         let struct_generics = if used.is_empty() {
             quote!()
+        } else if self.tensor {
+            quote!(<#(#used),*> where #(#used: ::backprop::__private::Real),*)
         } else {
             quote!(<#(#used),*>)
         };
