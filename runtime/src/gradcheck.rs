@@ -91,6 +91,70 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The defaults for a function computed in `f32`, which cannot be evaluated in f64:
+    /// step ∛ε₃₂ ≈ 4.9e-3 (the same balance of truncation against round-off, with f32's
+    /// ε = 2⁻²³), atol = 2e-3 (× S) and rtol = 1e-3. The central difference of an f32
+    /// function is good to about (ε₃₂)^⅔ ≈ 2.4e-5 relative at best, and a few ε₃₂·|f|/h
+    /// where the function's own rounding adds up over many terms, so these bounds catch a
+    /// wrong rule (errors of order 1) and errors down to about 1%, not the 0.05% an f64
+    /// check catches. `gradcheck!` takes them for a function whose result is `f32`.
+    pub fn f32() -> Self {
+        Options {
+            eps: f64::from(f32::EPSILON).cbrt(),
+            atol: 2e-3,
+            rtol: 1e-3,
+            ..Options::default()
+        }
+    }
+}
+
+/// What `gradcheck!` accepts as a function's result: `f64`, or `f32` (checked with
+/// [`Options::f32`] unless options are given).
+#[diagnostic::on_unimplemented(
+    message = "`gradcheck!` checks functions returning `f64` or `f32`, not `{Self}`",
+    note = "a function returning an array (a layer) is checked through a loss that reduces it to a float"
+)]
+pub trait Output: Copy {
+    /// The value as f64.
+    fn to_f64(self) -> f64;
+    /// An output cotangent of this type.
+    fn from_f64(d: f64) -> Self;
+    /// The default [`Options`] for a function with this result.
+    fn options() -> Options;
+}
+
+impl Output for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(d: f64) -> f64 {
+        d
+    }
+    fn options() -> Options {
+        Options::default()
+    }
+}
+
+impl Output for f32 {
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn from_f64(d: f64) -> f32 {
+        d as f32
+    }
+    fn options() -> Options {
+        Options::f32()
+    }
+}
+
+/// The options `gradcheck!` runs with: those given, else the defaults for the
+/// function's result type (a value of it, computed at the point, picks them).
+#[doc(hidden)]
+pub fn options_for<V: Output>(_value: &V, given: Option<Options>) -> Options {
+    given.unwrap_or_else(V::options)
+}
+
 /// A value that a gradient check can flatten to f64 elements and rebuild.
 ///
 /// Implemented for `f32`, `f64`, ndarray arrays of either, and `Vec`s, arrays and
@@ -609,9 +673,13 @@ pub fn check(
 /// constant; `w = &w0` passes a perturbed copy of `w0` by reference (for arguments of
 /// type `&[f64]` (pass a `Vec<f64>`), `&Array2<f64>`, or `&P` for a struct `P` with
 /// `#[derive(Differentiable)]`, which perturbs every float of every field); a trailing
-/// `, options` sets [`Options`]. Returns a [`Report`]. The
-/// function is evaluated in f64: it must return `f64`, or be generic over
-/// `T: Float` (then `T = f64`). Check an `f32` function through a generic version.
+/// `, options` sets [`Options`]. Returns a [`Report`].
+///
+/// The function is evaluated at the precision of the arguments given: a function
+/// returning `f64` (or generic over `T: Float` or `T: backprop::Real` and given f64
+/// values) is checked in f64 with [`Options::default`]; a function returning `f32` (or
+/// given f32 values) is checked in f32 with [`Options::f32`]'s step and tolerances. A
+/// generic function is best checked in f64, and its f32 instance against its f64 one.
 #[macro_export]
 macro_rules! gradcheck {
     ($f:ident ( $($args:tt)* ) $(, $opts:expr)? $(,)?) => {
@@ -632,19 +700,26 @@ macro_rules! __gradcheck_munch {
         $crate::__gradcheck_munch!(@f $f @o $o @k ($($k)* + 1) @call [$($c)* (active ($e) ($($k)*))] @act [$($a)* ($name, $e)] $($($rest)*)?)
     };
     (@f $f:ident @o [$($o:expr)?] @k $k:tt @call [$(($($c:tt)*))*] @act [$(($name:ident, $e:expr))*]) => {{
-        let options: $crate::gradcheck::Options = $crate::__gradcheck_munch!(@opts $($o)?);
+        let at: &[(&str, ::std::vec::Vec<f64>)] = &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat(&$e))),*];
+        // The function's value at the point picks the defaults: f32 steps and
+        // tolerances for a function computed in f32.
+        let options: $crate::gradcheck::Options = {
+            let point: ::std::vec::Vec<::std::vec::Vec<f64>> = at.iter().map(|(_, v)| v.clone()).collect();
+            let point: &[::std::vec::Vec<f64>] = &point;
+            let value = $f($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
+            $crate::gradcheck::options_for(&value, $crate::__gradcheck_munch!(@opts $($o)?))
+        };
         $crate::gradcheck::check(
-            &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat(&$e))),*],
+            at,
             |point: &[::std::vec::Vec<f64>]| {
-                let value: f64 = $f($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
-                value
+                $crate::gradcheck::Output::to_f64($f($($crate::__gradcheck_munch!(@arg point $($c)*)),*))
             },
             |point: &[::std::vec::Vec<f64>]| {
-                let (_, g): (f64, _) = $f::grad($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
+                let (_, g) = $f::grad($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
                 ::std::vec![$($crate::gradcheck::GradValue::to_flat(&g.$name)),*]
             },
             |point: &[::std::vec::Vec<f64>], d_out: f64| {
-                let (_, g): (f64, _) = $f::vjp($($crate::__gradcheck_munch!(@arg point $($c)*),)* d_out);
+                let (_, g) = $f::vjp($($crate::__gradcheck_munch!(@arg point $($c)*),)* $crate::gradcheck::Output::from_f64(d_out));
                 ::std::vec![$($crate::gradcheck::GradValue::to_flat(&g.$name)),*]
             },
             options,
@@ -653,6 +728,6 @@ macro_rules! __gradcheck_munch {
     (@arg $p:ident const $e:expr) => { $e };
     (@arg $p:ident active ($e:expr) ($($k:tt)*)) => { $crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]) };
     (@arg $p:ident borrowed ($e:expr) ($($k:tt)*)) => { &$crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]) };
-    (@opts) => { ::core::default::Default::default() };
-    (@opts $o:expr) => { $o };
+    (@opts) => { ::core::option::Option::None };
+    (@opts $o:expr) => { ::core::option::Option::Some($o) };
 }

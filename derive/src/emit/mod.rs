@@ -229,11 +229,18 @@ impl Shape<'_> {
     }
 
     /// The function's generics, plus `T: backprop::Real` on its float type parameters
-    /// when a tensor rule may see them.
+    /// when a tensor rule may see them, or a generic struct of parameters holds them
+    /// (`p: &Layer<T>` needs `Layer<T>: Differentiable`, which needs `T`'s).
     fn generics(&self) -> syn::Generics {
         let mut generics = self.item.sig.generics.clone();
-        if self.tensor {
-            let used = self.used_type_params();
+        let strukt = self.params.iter().any(|p| p.active && p.strukt);
+        if self.tensor || strukt {
+            let floats = crate::ir::lower::float_type_params(&self.item.sig.generics);
+            let used: Vec<syn::Ident> = self
+                .used_type_params()
+                .into_iter()
+                .filter(|t| self.tensor || floats.contains(&t.to_string()))
+                .collect();
             let wc = generics.make_where_clause();
             for t in used {
                 wc.predicates
