@@ -22,7 +22,7 @@ pub fn derive(input: TokenStream) -> TokenStream {
         .to_compile_error();
     };
     let name = &input.ident;
-    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
     let members: Vec<(syn::Member, String, &syn::Type)> = data
         .fields
         .iter()
@@ -70,9 +70,12 @@ pub fn derive(input: TokenStream) -> TokenStream {
     let flat_parts = members
         .iter()
         .map(|(m, _, _)| quote!(out.extend(::backprop::gradcheck::GradValue::to_flat(&self.#m));));
+    let flat_lens = members
+        .iter()
+        .map(|(m, _, _)| quote!(+ ::backprop::gradcheck::GradValue::flat_len(&self.#m)));
     let rebuilt = members.iter().map(|(m, _, _)| {
         quote!(#m: {
-            let n = ::backprop::gradcheck::GradValue::to_flat(&self.#m).len();
+            let n = ::backprop::gradcheck::GradValue::flat_len(&self.#m);
             let v = ::backprop::gradcheck::GradValue::with_flat(&self.#m, &flat[k..k + n]);
             k += n;
             v
@@ -82,12 +85,45 @@ pub fn derive(input: TokenStream) -> TokenStream {
         Fields::Unit => quote!(#name),
         _ => quote!(#name { #(#rebuilt),* }),
     };
+    // A generic struct (`Layer<T>` with `w: Array2<T>`) holds what its fields' types do
+    // only for some `T`: each impl requires the trait of every field's type, so it
+    // exists exactly where the fields have it (`Layer<f32>`, `Layer<f64>`). A struct
+    // without type parameters keeps its own where clause: a field without the trait is
+    // then an error at the field's use, not a false bound on the impl.
+    let field_bounds = |trait_path: TokenStream| -> Option<syn::WhereClause> {
+        if input.generics.type_params().next().is_none() {
+            return input.generics.where_clause.clone();
+        }
+        let mut wc = input
+            .generics
+            .where_clause
+            .clone()
+            .unwrap_or_else(|| syn::parse_quote!(where));
+        for (_, _, ty) in &members {
+            wc.predicates.push(syn::parse_quote!(#ty: #trait_path));
+        }
+        Some(wc)
+    };
+    let grad_value_where = field_bounds(quote!(::backprop::gradcheck::GradValue));
+    let accumulate_where = field_bounds(quote!(::backprop::__private::Accumulate));
+    let differentiable_where = field_bounds(quote!(::backprop::Differentiable));
+    let mut list_where = input
+        .generics
+        .where_clause
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(where));
+    list_where
+        .predicates
+        .push(syn::parse_quote!(#name #ty_generics: ::backprop::params::Params<#float>));
     quote! {
-        impl #impl_generics ::backprop::gradcheck::GradValue for #name #ty_generics #where_clause {
+        impl #impl_generics ::backprop::gradcheck::GradValue for #name #ty_generics #grad_value_where {
             fn to_flat(&self) -> ::std::vec::Vec<f64> {
                 let mut out = ::std::vec::Vec::new();
                 #(#flat_parts)*
                 out
+            }
+            fn flat_len(&self) -> usize {
+                0 #(#flat_lens)*
             }
             #[allow(unused_assignments, unused_mut, unused_variables)]
             fn with_flat(&self, flat: &[f64]) -> Self {
@@ -96,13 +132,13 @@ pub fn derive(input: TokenStream) -> TokenStream {
             }
         }
 
-        impl #impl_generics ::backprop::__private::Accumulate for #name #ty_generics #where_clause {
+        impl #impl_generics ::backprop::__private::Accumulate for #name #ty_generics #accumulate_where {
             fn accumulate(&mut self, rhs: Self) {
                 #(#accumulate)*
             }
         }
 
-        impl #impl_generics ::backprop::Differentiable for #name #ty_generics #where_clause {
+        impl #impl_generics ::backprop::Differentiable for #name #ty_generics #differentiable_where {
             fn zero_like(&self) -> Self {
                 #zero
             }
@@ -114,6 +150,17 @@ pub fn derive(input: TokenStream) -> TokenStream {
             }
             fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(::backprop::params::BufferMut<'a, #float>)) {
                 #(#visits_mut)*
+            }
+        }
+
+        // A list of these structs (`Vec<Layer>`, `[Layer; 3]`) is a list of sets:
+        // `layers.0.w`, `layers.1.w`.
+        impl #params_impl_generics ::backprop::params::ListItem<#float> for #name #ty_generics #list_where {
+            fn visit_list<'a>(list: &'a [Self], prefix: &str, f: &mut dyn FnMut(::backprop::params::BufferRef<'a, #float>)) {
+                ::backprop::params::visit_each(list, prefix, f)
+            }
+            fn visit_list_mut<'a>(list: &'a mut [Self], prefix: &str, f: &mut dyn FnMut(::backprop::params::BufferMut<'a, #float>)) {
+                ::backprop::params::visit_each_mut(list, prefix, f)
             }
         }
     }

@@ -91,6 +91,59 @@ impl<A: Clone + num_traits::Zero, D: ndarray::Dimension> Differentiable for ndar
     }
 }
 
+/// The float bound for generic code over arrays: `f32` or `f64`, as `#[grad]`, the
+/// tensor rules, [`crate::ops`], the optimizers and `gradcheck!` need it, and as ndarray
+/// needs it (`dot` wants [`ndarray::LinalgScalar`], `&a * t` [`ndarray::ScalarOperand`],
+/// `mean` [`num_traits::FromPrimitive`]).
+///
+/// The bounds a user writes for ndarray code (`T: Float + LinalgScalar + ScalarOperand`)
+/// are enough for a `#[grad]` function over arrays: its companions add what the rules
+/// need. This trait is for code that also calls [`crate::ops`], steps an optimizer or
+/// calls the companions from another generic function, where `T` must be one of the
+/// two floats the kernels are written for. It also gives a generic parameter struct
+/// (`#[derive(Differentiable)] struct Layer<T> { w: Array2<T>, b: T }`) its traits in
+/// generic code: `Layer<T>: Differentiable + Params<T>` for `T: Real`.
+///
+///
+/// ```
+/// use backprop::{Real, grad};
+/// use ndarray::{Array1, Array2};
+///
+/// #[grad(w, b)]
+/// fn dense<T: Real>(w: &Array2<T>, b: &Array1<T>, x: &Array2<T>) -> T {
+///     let h = backprop::ops::relu(&(x.dot(w) + b));
+///     (&h * &h).mean().unwrap()
+/// }
+///
+/// fn loss_and_grad<T: Real>(w: &Array2<T>, b: &Array1<T>, x: &Array2<T>) -> T {
+///     dense_grad(w, b, x).0
+/// }
+///
+/// let x = Array2::from_elem((2, 3), 1.0);
+/// assert_eq!(loss_and_grad(&Array2::<f32>::eye(3), &Array1::zeros(3), &x), 1.0);
+/// assert_eq!(loss_and_grad(&Array2::<f64>::eye(3), &Array1::zeros(3), &x), 1.0);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `f32` or `f64`, the floats `backprop::Real` stands for",
+    note = "generic code over arrays is written for `T: backprop::Real`; call it with `f32` or `f64`"
+)]
+pub trait Real:
+    crate::kernels::Real
+    + crate::params::Real
+    + crate::rules::tensor::Scalar
+    + ndarray::LinalgScalar
+    + ndarray::ScalarOperand
+    + num_traits::FromPrimitive
+    + crate::gradcheck::GradValue
+    + Differentiable
+    + Accumulate
+    + crate::params::Params<Self>
+{
+}
+
+impl Real for f32 {}
+impl Real for f64 {}
+
 /// Adds a field's cotangent into the field's adjoint, in place (what the reverse pass
 /// does for `p.b`, `&p.w`).
 #[doc(hidden)]
@@ -111,21 +164,57 @@ impl Accumulate for f64 {
     }
 }
 
-impl<T: Copy + core::ops::Add<Output = T>> Accumulate<Vec<T>> for Vec<T> {
+/// Elementwise: a list of buffers or of parameter structs (`Vec<Layer>`) accumulates
+/// each element into its own, as a `Vec<f64>` does each float.
+///
+/// # Panics
+/// If the lengths differ (naming both).
+impl<T: Accumulate> Accumulate for Vec<T> {
     fn accumulate(&mut self, rhs: Vec<T>) {
-        crate::private::add_into(self, &rhs);
+        assert_eq!(
+            self.len(),
+            rhs.len(),
+            "a list's cotangent has {} elements, the list it is added into {}",
+            rhs.len(),
+            self.len()
+        );
+        for (t, r) in self.iter_mut().zip(rhs) {
+            t.accumulate(r);
+        }
     }
 }
 
-impl<T: Copy + core::ops::Add<Output = T>, const N: usize> Accumulate for [T; N] {
+impl<T: Accumulate, const N: usize> Accumulate for [T; N] {
     fn accumulate(&mut self, rhs: [T; N]) {
-        crate::private::add_into(self, &rhs);
+        for (t, r) in self.iter_mut().zip(rhs) {
+            t.accumulate(r);
+        }
     }
 }
 
-impl<T: Copy + core::ops::Add<Output = T>, const N: usize> Accumulate<Vec<T>> for [T; N] {
+/// A callee's cotangent for an array argument passed as a buffer (`g(&p.w)` with
+/// `w: [f64; 3]`) is a `Vec`.
+///
+/// # Panics
+/// If the lengths differ (naming both).
+impl<T: Accumulate, const N: usize> Accumulate<Vec<T>> for [T; N] {
     fn accumulate(&mut self, rhs: Vec<T>) {
-        crate::private::add_into(self, &rhs);
+        assert_eq!(
+            N,
+            rhs.len(),
+            "a list's cotangent has {} elements, the array it is added into {}",
+            rhs.len(),
+            N
+        );
+        for (t, r) in self.iter_mut().zip(rhs) {
+            t.accumulate(r);
+        }
+    }
+}
+
+impl<T: Accumulate> Accumulate for Box<T> {
+    fn accumulate(&mut self, rhs: Box<T>) {
+        (**self).accumulate(*rhs);
     }
 }
 

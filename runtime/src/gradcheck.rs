@@ -91,13 +91,86 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The defaults for a function computed in `f32`, which cannot be evaluated in f64:
+    /// step ∛ε₃₂ ≈ 4.9e-3 (the same balance of truncation against round-off, with f32's
+    /// ε = 2⁻²³), atol = 2e-3 (× S) and rtol = 1e-3. The central difference of an f32
+    /// function is good to about (ε₃₂)^⅔ ≈ 2.4e-5 relative at best, and a few ε₃₂·|f|/h
+    /// where the function's own rounding adds up over many terms, so these bounds catch a
+    /// wrong rule (errors of order 1) and errors down to about 1%, not the 0.05% an f64
+    /// check catches. `gradcheck!` takes them for a function whose result is `f32`.
+    pub fn f32() -> Self {
+        Options {
+            eps: f64::from(f32::EPSILON).cbrt(),
+            atol: 2e-3,
+            rtol: 1e-3,
+            ..Options::default()
+        }
+    }
+}
+
+/// What `gradcheck!` accepts as a function's result: `f64`, or `f32` (checked with
+/// [`Options::f32`] unless options are given).
+#[diagnostic::on_unimplemented(
+    message = "`gradcheck!` checks functions returning `f64` or `f32`, not `{Self}`",
+    note = "a function returning an array (a layer) is checked through a loss that reduces it to a float"
+)]
+pub trait Output: Copy {
+    /// The value as f64.
+    fn to_f64(self) -> f64;
+    /// An output cotangent of this type.
+    fn from_f64(d: f64) -> Self;
+    /// The default [`Options`] for a function with this result.
+    fn options() -> Options;
+}
+
+impl Output for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(d: f64) -> f64 {
+        d
+    }
+    fn options() -> Options {
+        Options::default()
+    }
+}
+
+impl Output for f32 {
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn from_f64(d: f64) -> f32 {
+        d as f32
+    }
+    fn options() -> Options {
+        Options::f32()
+    }
+}
+
+/// The options `gradcheck!` runs with: those given, else the defaults for the
+/// function's result type (a value of it, computed at the point, picks them).
+#[doc(hidden)]
+pub fn options_for<V: Output>(_value: &V, given: Option<Options>) -> Options {
+    given.unwrap_or_else(V::options)
+}
+
 /// A value that a gradient check can flatten to f64 elements and rebuild.
+///
+/// Implemented for `f32`, `f64`, ndarray arrays of either, and `Vec`s, arrays and
+/// `Box`es of such values (a `Vec<f64>` is its elements; a `Vec<Layer>` the elements of
+/// each layer in turn); `#[derive(Differentiable)]` implements it for a struct, its
+/// fields in declaration order.
 pub trait GradValue: Sized {
     /// The value's elements, in a fixed order (row-major for arrays), as f64.
     fn to_flat(&self) -> Vec<f64>;
     /// A value shaped like `self` with the elements `flat` (in [`GradValue::to_flat`]'s
     /// order).
     fn with_flat(&self, flat: &[f64]) -> Self;
+    /// How many elements [`GradValue::to_flat`] returns.
+    fn flat_len(&self) -> usize {
+        self.to_flat().len()
+    }
 }
 
 impl GradValue for f64 {
@@ -106,6 +179,9 @@ impl GradValue for f64 {
     }
     fn with_flat(&self, flat: &[f64]) -> Self {
         flat[0]
+    }
+    fn flat_len(&self) -> usize {
+        1
     }
 }
 
@@ -116,39 +192,68 @@ impl GradValue for f32 {
     fn with_flat(&self, flat: &[f64]) -> Self {
         flat[0] as f32
     }
+    fn flat_len(&self) -> usize {
+        1
+    }
 }
 
-impl GradValue for Vec<f64> {
+/// Consecutive parts of `flat`, one per element of `parts`, each rebuilt by the element.
+fn rebuild_each<'p, T: GradValue + 'p>(
+    parts: impl IntoIterator<Item = &'p T>,
+    flat: &[f64],
+) -> Vec<T> {
+    let mut k = 0;
+    parts
+        .into_iter()
+        .map(|v| {
+            let n = v.flat_len();
+            let out = v.with_flat(&flat[k..k + n]);
+            k += n;
+            out
+        })
+        .collect()
+}
+
+impl<T: GradValue> GradValue for Vec<T> {
     fn to_flat(&self) -> Vec<f64> {
-        self.clone()
+        let mut out = Vec::with_capacity(self.flat_len());
+        for v in self {
+            out.extend(v.to_flat());
+        }
+        out
     }
     fn with_flat(&self, flat: &[f64]) -> Self {
-        flat.to_vec()
+        rebuild_each(self, flat)
+    }
+    fn flat_len(&self) -> usize {
+        self.iter().map(GradValue::flat_len).sum()
     }
 }
 
-impl GradValue for Vec<f32> {
-    fn to_flat(&self) -> Vec<f64> {
-        self.iter().map(|&v| f64::from(v)).collect()
-    }
-    fn with_flat(&self, flat: &[f64]) -> Self {
-        flat.iter().map(|&v| v as f32).collect()
-    }
-}
-
-impl<T: GradValue + Copy, const N: usize> GradValue for [T; N] {
+impl<T: GradValue, const N: usize> GradValue for [T; N] {
     fn to_flat(&self) -> Vec<f64> {
         self.iter().flat_map(GradValue::to_flat).collect()
     }
     fn with_flat(&self, flat: &[f64]) -> Self {
-        let mut out = *self;
-        let mut k = 0;
-        for v in &mut out {
-            let n = v.to_flat().len();
-            *v = v.with_flat(&flat[k..k + n]);
-            k += n;
+        match rebuild_each(self, flat).try_into() {
+            Ok(a) => a,
+            Err(_) => unreachable!("one element rebuilt per element"),
         }
-        out
+    }
+    fn flat_len(&self) -> usize {
+        self.iter().map(GradValue::flat_len).sum()
+    }
+}
+
+impl<T: GradValue> GradValue for Box<T> {
+    fn to_flat(&self) -> Vec<f64> {
+        (**self).to_flat()
+    }
+    fn with_flat(&self, flat: &[f64]) -> Self {
+        Box::new((**self).with_flat(flat))
+    }
+    fn flat_len(&self) -> usize {
+        (**self).flat_len()
     }
 }
 
@@ -169,6 +274,9 @@ where
             .collect();
         ndarray::Array::from_shape_vec(self.raw_dim(), elems)
             .expect("gradcheck: flat length matches the shape")
+    }
+    fn flat_len(&self) -> usize {
+        self.len()
     }
 }
 
@@ -565,9 +673,13 @@ pub fn check(
 /// constant; `w = &w0` passes a perturbed copy of `w0` by reference (for arguments of
 /// type `&[f64]` (pass a `Vec<f64>`), `&Array2<f64>`, or `&P` for a struct `P` with
 /// `#[derive(Differentiable)]`, which perturbs every float of every field); a trailing
-/// `, options` sets [`Options`]. Returns a [`Report`]. The
-/// function is evaluated in f64: it must return `f64`, or be generic over
-/// `T: Float` (then `T = f64`). Check an `f32` function through a generic version.
+/// `, options` sets [`Options`]. Returns a [`Report`].
+///
+/// The function is evaluated at the precision of the arguments given: a function
+/// returning `f64` (or generic over `T: Float` or `T: backprop::Real` and given f64
+/// values) is checked in f64 with [`Options::default`]; a function returning `f32` (or
+/// given f32 values) is checked in f32 with [`Options::f32`]'s step and tolerances. A
+/// generic function is best checked in f64, and its f32 instance against its f64 one.
 #[macro_export]
 macro_rules! gradcheck {
     ($f:ident ( $($args:tt)* ) $(, $opts:expr)? $(,)?) => {
@@ -588,19 +700,26 @@ macro_rules! __gradcheck_munch {
         $crate::__gradcheck_munch!(@f $f @o $o @k ($($k)* + 1) @call [$($c)* (active ($e) ($($k)*))] @act [$($a)* ($name, $e)] $($($rest)*)?)
     };
     (@f $f:ident @o [$($o:expr)?] @k $k:tt @call [$(($($c:tt)*))*] @act [$(($name:ident, $e:expr))*]) => {{
-        let options: $crate::gradcheck::Options = $crate::__gradcheck_munch!(@opts $($o)?);
+        let at: &[(&str, ::std::vec::Vec<f64>)] = &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat(&$e))),*];
+        // The function's value at the point picks the defaults: f32 steps and
+        // tolerances for a function computed in f32.
+        let options: $crate::gradcheck::Options = {
+            let point: ::std::vec::Vec<::std::vec::Vec<f64>> = at.iter().map(|(_, v)| v.clone()).collect();
+            let point: &[::std::vec::Vec<f64>] = &point;
+            let value = $f($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
+            $crate::gradcheck::options_for(&value, $crate::__gradcheck_munch!(@opts $($o)?))
+        };
         $crate::gradcheck::check(
-            &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat(&$e))),*],
+            at,
             |point: &[::std::vec::Vec<f64>]| {
-                let value: f64 = $f($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
-                value
+                $crate::gradcheck::Output::to_f64($f($($crate::__gradcheck_munch!(@arg point $($c)*)),*))
             },
             |point: &[::std::vec::Vec<f64>]| {
-                let (_, g): (f64, _) = $f::grad($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
+                let (_, g) = $f::grad($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
                 ::std::vec![$($crate::gradcheck::GradValue::to_flat(&g.$name)),*]
             },
             |point: &[::std::vec::Vec<f64>], d_out: f64| {
-                let (_, g): (f64, _) = $f::vjp($($crate::__gradcheck_munch!(@arg point $($c)*),)* d_out);
+                let (_, g) = $f::vjp($($crate::__gradcheck_munch!(@arg point $($c)*),)* $crate::gradcheck::Output::from_f64(d_out));
                 ::std::vec![$($crate::gradcheck::GradValue::to_flat(&g.$name)),*]
             },
             options,
@@ -609,6 +728,6 @@ macro_rules! __gradcheck_munch {
     (@arg $p:ident const $e:expr) => { $e };
     (@arg $p:ident active ($e:expr) ($($k:tt)*)) => { $crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]) };
     (@arg $p:ident borrowed ($e:expr) ($($k:tt)*)) => { &$crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]) };
-    (@opts) => { ::core::default::Default::default() };
-    (@opts $o:expr) => { $o };
+    (@opts) => { ::core::option::Option::None };
+    (@opts $o:expr) => { ::core::option::Option::Some($o) };
 }

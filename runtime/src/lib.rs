@@ -77,7 +77,7 @@ pub mod private;
 pub use private as __private;
 
 pub use backprop_derive::{custom_vjp, grad};
-pub use differentiable::Differentiable;
+pub use differentiable::{Differentiable, Real};
 pub use functions::companions::{gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus};
 pub use functions::{gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus};
 pub use tape::{Inactive, Pullback, Tape};

@@ -167,9 +167,10 @@ pub struct BufferMut<'a, F> {
 /// A set of parameter buffers of element type `F`, walked in a stable order.
 ///
 /// Implemented for single buffers (`Vec<F>`, `[F; N]`, `[F]`, `ndarray::Array<F, D>`),
-/// lists of buffers (`Vec`, arrays and slices of `Vec<F>` or of `Array<F, D>`; element `i`
-/// is named `i`), tuples of up to six sets (named `0`, `1`, ...), lists of named sets
-/// (`Vec<(String, P)>`, `Vec<(&str, P)>`, `[(&str, P); N]`), and `&mut P`.
+/// lists of sets (`Vec`, arrays and slices of `Vec<F>`, of `Array<F, D>`, of
+/// `#[derive(Differentiable)]` structs, of such lists; element `i` is named `i`, see
+/// [`ListItem`]), tuples of up to six sets (named `0`, `1`, ...), lists of named sets
+/// (`Vec<(String, P)>`, `Vec<(&str, P)>`, `[(&str, P); N]`), `Box<P>` and `&mut P`.
 /// A user struct implements it by visiting its fields in declaration order under their
 /// names (see [`Named`]):
 ///
@@ -283,57 +284,138 @@ macro_rules! scalar_params {
 }
 scalar_params!(f32, f64);
 
-impl<F: Real> Params<F> for Vec<F> {
-    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
+/// How a list of `Self` (a `Vec<Self>`, `[Self; N]`, `[Self]`) is visited: a list of
+/// floats is one buffer of shape `[len]`; a list of anything else (buffers, arrays,
+/// parameter structs, named entries) is one set per element, element `i` named `i`
+/// (`layers.0.w`, `layers.1.w`), or by its name for a `(name, set)` entry.
+///
+/// Why a trait on the element and not two impls on `Vec`: `Vec<F>` (one buffer) and
+/// `Vec<P: Params<F>>` (a list of sets) would overlap, since a float is a set of its own
+/// (`f64: Params<f64>`, a scalar field). With this trait there is one impl of
+/// [`Params`] for `Vec<P>`, and the element decides. `#[derive(Differentiable)]`
+/// implements it for a struct (a list of structs is a list of sets), so `Vec<Layer>`
+/// and `[Layer; 3]` fields are parameters like any other.
+pub trait ListItem<F> {
+    /// Visits `list` under `prefix`.
+    fn visit_list<'a>(list: &'a [Self], prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>))
+    where
+        Self: Sized;
+    /// Visits `list` mutably under `prefix`.
+    fn visit_list_mut<'a>(list: &'a mut [Self], prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>))
+    where
+        Self: Sized;
+}
+
+/// Visits each element of a list as a set of its own, element `i` under `prefix.i`: the
+/// [`ListItem`] walk of everything but floats (and of derived structs).
+pub fn visit_each<'a, F, P: Params<F>>(
+    list: &'a [P],
+    prefix: &str,
+    f: &mut dyn FnMut(BufferRef<'a, F>),
+) {
+    for (i, p) in list.iter().enumerate() {
+        p.visit(&join_name(prefix, &i.to_string()), f);
+    }
+}
+
+/// The mutable walk of [`visit_each`].
+pub fn visit_each_mut<'a, F, P: Params<F>>(
+    list: &'a mut [P],
+    prefix: &str,
+    f: &mut dyn FnMut(BufferMut<'a, F>),
+) {
+    for (i, p) in list.iter_mut().enumerate() {
+        p.visit_mut(&join_name(prefix, &i.to_string()), f);
+    }
+}
+
+/// A list of floats is one buffer.
+impl<F: Real> ListItem<F> for F {
+    fn visit_list<'a>(list: &'a [F], prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
         f(BufferRef {
             name: prefix.to_string(),
-            shape: vec![self.len()],
-            values: self,
+            shape: vec![list.len()],
+            values: list,
         })
     }
-    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
-        let shape = vec![self.len()];
+    fn visit_list_mut<'a>(list: &'a mut [F], prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
+        let shape = vec![list.len()];
         f(BufferMut {
             name: prefix.to_string(),
             shape,
-            values: self,
+            values: list,
         })
     }
 }
 
-impl<F: Real, const N: usize> Params<F> for [F; N] {
+/// Lists whose elements are sets: element `i` is named `i`.
+macro_rules! list_of_sets {
+    ($(impl[$($gen:tt)*] $ty:ty;)*) => {$(
+        impl<$($gen)*> ListItem<F> for $ty {
+            fn visit_list<'a>(list: &'a [Self], prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
+                visit_each(list, prefix, f)
+            }
+            fn visit_list_mut<'a>(list: &'a mut [Self], prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
+                visit_each_mut(list, prefix, f)
+            }
+        }
+    )*};
+}
+list_of_sets! {
+    impl[F, P: ListItem<F>] Vec<P>;
+    impl[F, P: ListItem<F>, const N: usize] [P; N];
+    impl[F: Real, D: ndarray::Dimension] ndarray::Array<F, D>;
+}
+
+/// Named entries: entry `(name, set)` is visited under `prefix.name`, in list order.
+///
+/// (A lone `(String, P)` is not a set of its own: it would overlap the 2-tuple impl.)
+macro_rules! named_entries {
+    ($(impl[$($gen:tt)*] $ty:ty;)*) => {$(
+        impl<$($gen)*> ListItem<F> for $ty {
+            fn visit_list<'a>(list: &'a [Self], prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
+                for (name, p) in list.iter() {
+                    p.visit(&join_name(prefix, name), f);
+                }
+            }
+            fn visit_list_mut<'a>(list: &'a mut [Self], prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
+                for (name, p) in list.iter_mut() {
+                    p.visit_mut(&join_name(prefix, name), f);
+                }
+            }
+        }
+    )*};
+}
+named_entries! {
+    impl[F, P: Params<F>] (String, P);
+    impl[F, P: Params<F>] (&'static str, P);
+}
+
+impl<F, P: ListItem<F>> Params<F> for Vec<P> {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
-        f(BufferRef {
-            name: prefix.to_string(),
-            shape: vec![N],
-            values: self,
-        })
+        P::visit_list(self, prefix, f)
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
-        f(BufferMut {
-            name: prefix.to_string(),
-            shape: vec![N],
-            values: self,
-        })
+        P::visit_list_mut(self, prefix, f)
     }
 }
 
-/// A flat slice is one buffer. (A slice of buffers is `Vec<P>` or `[P; N]`.)
-impl<F: Real> Params<F> for [F] {
+impl<F, P: ListItem<F>, const N: usize> Params<F> for [P; N] {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
-        f(BufferRef {
-            name: prefix.to_string(),
-            shape: vec![self.len()],
-            values: self,
-        })
+        P::visit_list(self, prefix, f)
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
-        let shape = vec![self.len()];
-        f(BufferMut {
-            name: prefix.to_string(),
-            shape,
-            values: self,
-        })
+        P::visit_list_mut(self, prefix, f)
+    }
+}
+
+/// A flat slice is one buffer; a slice of sets is a list of them.
+impl<F, P: ListItem<F>> Params<F> for [P] {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
+        P::visit_list(self, prefix, f)
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
+        P::visit_list_mut(self, prefix, f)
     }
 }
 
@@ -346,57 +428,14 @@ impl<F, P: Params<F> + ?Sized> Params<F> for &mut P {
     }
 }
 
-/// A list of sets: element `i` is named `i` (`"0"`, `"1"`, ...).
-macro_rules! impl_list {
-    ($(impl[$($gen:tt)*] $ty:ty;)*) => {$(
-        impl<$($gen)*> Params<F> for $ty {
-            fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
-                for (i, p) in self.iter().enumerate() {
-                    p.visit(&join_name(prefix, &i.to_string()), f);
-                }
-            }
-            fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
-                for (i, p) in self.iter_mut().enumerate() {
-                    p.visit_mut(&join_name(prefix, &i.to_string()), f);
-                }
-            }
-        }
-    )*};
-}
-// A blanket `Vec<P: Params>` would overlap `Vec<F>` (a downstream type could be both a
-// `Real` and a `Params` of itself), so lists of buffers are spelled out per element kind.
-impl_list! {
-    impl[F: Real] Vec<Vec<F>>;
-    impl[F: Real, const N: usize] [Vec<F>; N];
-    impl[F: Real] [Vec<F>];
-    impl[F: Real, D: ndarray::Dimension] Vec<ndarray::Array<F, D>>;
-    impl[F: Real, D: ndarray::Dimension, const N: usize] [ndarray::Array<F, D>; N];
-    impl[F: Real, D: ndarray::Dimension] [ndarray::Array<F, D>];
-}
-
-/// Named entries: entry `(name, set)` is visited under `prefix.name`, in list order.
-///
-/// (A lone `(String, P)` is not a set of its own: it would overlap the 2-tuple impl.)
-macro_rules! impl_named_list {
-    ($(impl[$($gen:tt)*] $ty:ty;)*) => {$(
-        impl<$($gen)*> Params<F> for $ty {
-            fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
-                for (name, p) in self.iter() {
-                    p.visit(&join_name(prefix, name), f);
-                }
-            }
-            fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
-                for (name, p) in self.iter_mut() {
-                    p.visit_mut(&join_name(prefix, name), f);
-                }
-            }
-        }
-    )*};
-}
-impl_named_list! {
-    impl[F: Real, P: Params<F>] Vec<(String, P)>;
-    impl[F: Real, P: Params<F>] Vec<(&'static str, P)>;
-    impl[F: Real, P: Params<F>, const N: usize] [(&'static str, P); N];
+/// A boxed set is the set (a `Box<Layer>` field names its buffers as the layer would).
+impl<F, P: Params<F> + ?Sized> Params<F> for Box<P> {
+    fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
+        (**self).visit(prefix, f)
+    }
+    fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
+        (**self).visit_mut(prefix, f)
+    }
 }
 
 macro_rules! impl_tuple {

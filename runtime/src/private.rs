@@ -2,11 +2,13 @@
 //! expansions call these by absolute path (`::backprop::__private::...`) so they keep
 //! working beside a user's shadowed prelude or renamed imports.
 
+/// The bound `#[grad]` adds to a generic function's float type parameters in its
+/// companions (the tensor rules' `Scalar`, and a generic struct's `Differentiable`).
+pub use crate::differentiable::Real;
 pub use crate::differentiable::{Accumulate, Differentiable};
 pub use crate::functions::vjp::*;
 pub use crate::rules::scalar::*;
 pub use crate::rules::tensor;
-pub use crate::rules::tensor::Scalar as Real;
 pub use crate::stack::Stack;
 pub use crate::tape::{
     Branch, DualTape, HeapOfOther, HeapOfOwned, Inactive, MapGrad, Probe, Pullback, Tape,

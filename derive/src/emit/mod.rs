@@ -236,11 +236,18 @@ impl Shape<'_> {
     }
 
     /// The function's generics, plus `T: backprop::Real` on its float type parameters
-    /// when a tensor rule may see them.
+    /// when a tensor rule may see them, or a generic struct of parameters holds them
+    /// (`p: &Layer<T>` needs `Layer<T>: Differentiable`, which needs `T`'s).
     fn generics(&self) -> syn::Generics {
         let mut generics = self.item.sig.generics.clone();
-        if self.tensor {
-            let used = self.used_type_params();
+        let strukt = self.params.iter().any(|p| p.active && p.strukt);
+        if self.tensor || strukt {
+            let floats = crate::ir::lower::float_type_params(&self.item.sig.generics);
+            let used: Vec<syn::Ident> = self
+                .used_type_params()
+                .into_iter()
+                .filter(|t| self.tensor || floats.contains(&t.to_string()))
+                .collect();
             let wc = generics.make_where_clause();
             for t in used {
                 wc.predicates
@@ -337,8 +344,14 @@ impl Shape<'_> {
         let (impl_generics, _, where_clause) = generics.split_for_impl();
         let attrs = self.carried_attrs();
         let used = self.used_type_params();
+        // A tensor cotangent (`<&Array2<T> as Value>::Cot`) is a type only for the
+        // floats the tensor rules take: the struct carries the bound its companions do,
+        // or it would not be well-formed under the user's own bounds (`T: Float +
+        // LinalgScalar`).
         let struct_generics = if used.is_empty() {
             quote!()
+        } else if self.tensor {
+            quote!(<#(#used),*> where #(#used: ::backprop::__private::Real),*)
         } else {
             quote!(<#(#used),*>)
         };

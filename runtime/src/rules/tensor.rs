@@ -68,6 +68,10 @@ scalar_impls!(f32, f64);
 
 /// A float the tensor rules accept as a scalar value (`f32` or `f64`). `#[grad]` adds
 /// `T: Scalar` to a generic function's companions when a tensor rule may see `T`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `f32` or `f64`, the floats `#[grad]`'s tensor rules run on",
+    note = "a generic function calling the companions of a generic `#[grad]` function over arrays (`f_grad::<T>`) needs `T: backprop::Real`"
+)]
 pub trait Scalar:
     Real
     + Value<Elem = Self, Cot = Self, Shape = ScalarShape<Self>>
