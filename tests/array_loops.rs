@@ -301,11 +301,16 @@ fn residual_blocks_over_a_vec_field_equal_unrolled() {
     let l = &p.layers;
     let (vu, gu) = residual_stack_unrolled_grad(&l[0].w, &l[0].b, &l[1].w, &l[1].b, &x);
     assert!((v - vu).abs() < 1e-13, "{v} vs {vu}");
-    let close = |a: &Array2<f64>, b: &Array2<f64>| {
-        a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-12)
-    };
+    let close =
+        |a: &Array2<f64>, b: &Array2<f64>| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-12);
     assert!(close(&g.p.layers[0].w, &gu.w0));
     assert!(close(&g.p.layers[1].w, &gu.w1));
-    assert!(g.p.layers[1].b.iter().zip(&gu.b1).all(|(a, b)| (a - b).abs() < 1e-12));
+    assert!(
+        g.p.layers[1]
+            .b
+            .iter()
+            .zip(&gu.b1)
+            .all(|(a, b)| (a - b).abs() < 1e-12)
+    );
     assert!(close(&g.x, &gu.x));
 }

@@ -52,7 +52,8 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                     let sc = scalar(&out.then_val, k) && scalar(&out.else_val, k);
                     k.scalar[out.def.0] = sc;
                     let owned = |o: &Operand| o.var().is_some_and(|v| k.owned_array[v.0]);
-                    k.owned_array[out.def.0] = !sc && (owned(&out.then_val) || owned(&out.else_val));
+                    k.owned_array[out.def.0] =
+                        !sc && (owned(&out.then_val) || owned(&out.else_val));
                     all &= sc;
                 }
                 all

@@ -81,6 +81,11 @@ pub struct LoopReverse {
     /// is added to once after the loop (the body returns the cotangents after the
     /// carried and outer ones).
     pub accumulated: Vec<(Ident, TokenStream)>,
+    /// Carried arrays whose value at the end of an iteration is not saved: it is the
+    /// next iteration's entry, which that iteration saved (the last one's is the
+    /// loop's result). `(exit, entry, out)`: the reverse walk hands each popped entry
+    /// back as the exit of the iteration before it.
+    pub relayed: Vec<(VarId, VarId, VarId)>,
 }
 
 impl LoopReverse {
@@ -1374,9 +1379,34 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
             })
         })
         .collect();
-    let given: Vec<VarId> = reversible.iter().map(|r| r.entry).collect();
-    let (recompute, mut saved, index_needed) =
+    let mut given: Vec<VarId> = reversible.iter().map(|r| r.entry).collect();
+    let (mut recompute, mut saved, mut index_needed) =
         materialize(cx, &node.body, &entries, index, &given, &rev);
+    // An array state saved both at the top of an iteration (its entry) and at the end
+    // (its exit, `tanh` keeping its output) would be on the stack twice: the exit of
+    // iteration k is the entry of iteration k + 1. Keep the entries only.
+    let relayed: Vec<(VarId, VarId, VarId)> = node
+        .carried
+        .iter()
+        .filter(|c| !cx.plan.kinds.scalar[c.entry.0])
+        .filter_map(|c| {
+            let exit = c.exit.var()?;
+            let is_saved = |v: VarId| saved.contains(cx.var(v));
+            (exit != c.entry
+                && is_saved(exit)
+                && is_saved(c.entry)
+                && defined_in(&node.body).contains(&exit))
+            .then_some((exit, c.entry, c.out))
+        })
+        .collect();
+    if !relayed.is_empty() {
+        given.extend(relayed.iter().map(|r| r.0));
+        (recompute, saved, index_needed) =
+            materialize(cx, &node.body, &entries, index, &given, &rev);
+        for r in &relayed {
+            cx.captured.borrow_mut().insert(r.2);
+        }
+    }
     let used = crate::ir::idents(&quote!(#(#recompute)* #rev));
     let reversible: Vec<Reversible> = reversible
         .into_iter()
@@ -1418,6 +1448,7 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         reversible,
         hoisted,
         accumulated,
+        relayed,
     }
 }
 
@@ -1588,6 +1619,21 @@ fn loop_line(
     };
     let mut counter_init = Vec::new();
     let mut counter_step = Vec::new();
+    let mut relay_after = Vec::new();
+    for &(exit, entry, out) in &rev.relayed {
+        let (exit, entry, out) = (
+            cx.var(exit).clone(),
+            cx.var(entry).clone(),
+            cx.var(out).clone(),
+        );
+        let state = cx.names.fresh(
+            &format!("{}_relayed", exit.to_string().trim_start_matches("r#")),
+            span,
+        );
+        counter_init.push(quote!(let mut #state = #out;));
+        counter_step.push(quote!(let #exit = #state;));
+        relay_after.push(quote!(#state = #entry;));
+    }
     for r in &rev.reversible {
         let entry = cx.var(r.entry).clone();
         let out = cx.var(r.out).clone();
@@ -1648,6 +1694,7 @@ fn loop_line(
             #(#counter_step)*
             #(let #params = #carry_names;)*
             let (#(#step_names,)*) = { #(#body)* };
+            #(#relay_after)*
             #(#carry_names = #carry_steps;)*
             #(#outer_updates)*
             #(#acc_names = #acc_names + #acc_steps;)*
