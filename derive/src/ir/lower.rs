@@ -1,6 +1,8 @@
 //! syn → IR: one operation per `let` (A-normal form), SSA versions for reassigned
 //! locals, every unsupported construct reported with its span and what is supported.
 
+mod methods;
+
 use super::op::{self, MethodKind};
 use super::{
     BufOp, Carried, Func, IfNode, IfOut, LoopHead, LoopNode, Operand, Param, ParamKind, Rhs,
@@ -1113,6 +1115,11 @@ impl Lowerer<'_> {
             return v;
         }
         if let Expr::Macro(m) = e
+            && let Some(v) = self.join_macro(m, want)
+        {
+            return v;
+        }
+        if let Expr::Macro(m) = e
             && m.mac
                 .path
                 .segments
@@ -2007,6 +2014,9 @@ impl Lowerer<'_> {
         if let Some(v) = self.buffer_method(m, want) {
             return v;
         }
+        if let Some(v) = self.array_method(m, want) {
+            return v;
+        }
         if let Some(bad) = self.unsupported_adaptor(m) {
             self.cx.error_spanned_by(
                 &bad.method,
@@ -2106,6 +2116,9 @@ impl Lowerer<'_> {
     }
 
     fn call(&mut self, c: &syn::ExprCall, want: Option<&Ident>) -> Operand {
+        if let Some(v) = self.bare_join(c) {
+            return v;
+        }
         let Expr::Path(path) = &*c.func else {
             self.cx.error_spanned_by(&c.func, format!("`#[grad]` supports calls of a function by its path (`f(x)`, `backprop::sigmoid(x)`); {SUPPORTED}"));
             return dummy();
