@@ -74,3 +74,108 @@ fn gradcheck_select() {
     let table = r.array((4, 3));
     gradcheck!(select_local_ids(table = &table, n = const 3)).assert();
 }
+
+// ---------------------------------------------------------------- views
+
+/// Ranges, a step, a negative index and a single index that drops an axis.
+#[grad(x)]
+fn slices(x: &Array3<f64>, w: &Array2<f64>, v: &Array1<f64>) -> f64 {
+    let a = x.slice(s![1, .., ..;2]);
+    let b = x.slice(s![-1, 1..3, -2]);
+    (&a * w).sum() + (&b * v).sum()
+}
+
+/// A slice whose bounds are locals, of a transposed view.
+#[grad(x)]
+fn slice_locals_t(x: &Array2<f64>, k: usize) -> f64 {
+    let lo = k - 1;
+    let y = x.t();
+    let a = y.slice(s![lo..k + 1, ..]);
+    a.mapv(|v| v * v).sum()
+}
+
+#[grad(x)]
+fn slice_axis_index_axis(x: &Array3<f64>, w: &Array3<f64>, u: &Array2<f64>) -> f64 {
+    let a = x.slice_axis(Axis(2), Slice::new(1, None, 2));
+    let b = x.index_axis(Axis(1), 2);
+    (&a * w).sum() + (&b * u).sum()
+}
+
+#[grad(x)]
+fn rows_and_columns(x: &Array2<f64>, i: usize) -> f64 {
+    let r = x.row(i);
+    let c = x.column(0);
+    r.dot(&r) + (&c * 3.0).sum()
+}
+
+#[test]
+fn views_by_hand() {
+    let x = array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+    // L = Σ row(1)² + 3·Σ column(0) = 16 + 25 + 36 + 3·5 = 92.
+    let (l, g) = rows_and_columns_grad(&x, 1);
+    assert_eq!(l, 92.0);
+    assert_eq!(g.x, array![[3.0, 0.0, 0.0], [11.0, 10.0, 12.0]]);
+}
+
+#[test]
+fn gradcheck_views() {
+    let mut r = Rng(2);
+    let x = r.array((3, 4, 5));
+    let w = r.array((4, 3));
+    let v = r.array(2);
+    gradcheck!(slices(x = &x, w = const &w, v = const &v)).assert();
+    let w = r.array((3, 4, 2));
+    let u = r.array((3, 5));
+    gradcheck!(slice_axis_index_axis(x = &x, w = const &w, u = const &u)).assert();
+    let x2 = r.array((4, 3));
+    gradcheck!(slice_locals_t(x = &x2, k = const 1)).assert();
+    gradcheck!(rows_and_columns(x = &x2, i = const 2)).assert();
+}
+
+// ---------------------------------------------------------------- shapes
+
+#[grad(x)]
+fn shapes(x: &Array2<f64>, w: &Array3<f64>) -> f64 {
+    let a = x.view().insert_axis(Axis(0));
+    let b = x.view().permuted_axes([1, 0]).insert_axis(Axis(2));
+    let c = (&a * &a).remove_axis(Axis(0));
+    let d = x.view().reversed_axes();
+    (&b * w).sum() + c.sum() + d.column(1).sum()
+}
+
+#[grad(x)]
+fn reshapes(x: &Array2<f64>, w: &Array3<f64>, n: usize) -> f64 {
+    let xt = x.t();
+    let y = xt.to_shape((2, n, 3)).unwrap();
+    let z = x.exp().into_shape_with_order((3, 2 * n)).unwrap();
+    (&y * w).sum() + z.row(1).sum()
+}
+
+#[grad(x)]
+fn permute3(x: &Array3<f64>, w: &Array3<f64>) -> f64 {
+    let y = x.view().permuted_axes([2, 0, 1]);
+    (&y * w).sum()
+}
+
+#[test]
+fn gradcheck_shapes() {
+    let mut r = Rng(3);
+    let x = r.array((2, 3));
+    let w = r.array((3, 2, 1));
+    gradcheck!(shapes(x = &x, w = const &w)).assert();
+    let w = r.array((2, 1, 3));
+    gradcheck!(reshapes(x = &x, w = const &w, n = const 1)).assert();
+    let x = r.array((2, 3, 4));
+    let w = r.array((4, 2, 3));
+    gradcheck!(permute3(x = &x, w = const &w)).assert();
+}
+
+#[test]
+fn shapes_by_hand() {
+    // Σ (x⊙x) + column 1 of xᵀ (row 1 of x) + Σ xᵀ⊙w with w = 0.
+    let x = array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+    let w = Array3::zeros((3, 2, 1));
+    let (l, g) = shapes_grad(&x, &w);
+    assert_eq!(l, 91.0 + 15.0);
+    assert_eq!(g.x, array![[2.0, 4.0, 6.0], [9.0, 11.0, 13.0]]);
+}

@@ -248,7 +248,7 @@ impl<'a> Emitter<'a> {
                 // owned receiver was moved into the result, which is then kept.
                 name if crate::ir::op::VIEW_METHODS.contains(&name)
                     || crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name)
-                        && !self.owns_data(&args[0]) =>
+                        && !self.owns_data(o) =>
                 {
                     let source = self.saved_operand(&args[0]);
                     let source = if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name) {
@@ -281,11 +281,11 @@ impl<'a> Emitter<'a> {
             }) => match prim.name {
                 "&" | "view" | "t" => false,
                 name if crate::ir::op::VIEW_METHODS.contains(&name) => false,
-                name if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name)
-                    || name == "reversed_axes" =>
-                {
-                    self.owns_data(&args[0])
+                // Made a view of an owned receiver too, except as the result.
+                name if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name) => {
+                    self.owns_data(&args[0]) && self.func.ret.var() == Some(v)
                 }
+                "reversed_axes" => self.owns_data(&args[0]),
                 _ => true,
             },
             Some(Stmt {
@@ -757,6 +757,19 @@ impl<'a> Emitter<'a> {
                     return quote!(#check let #def #ty = #value;);
                 }
                 value
+            }
+            // A consuming view method (`insert_axis`, `into_shape_with_order`) on an
+            // array this function owns takes a view of it instead: a rule may still read
+            // the array, which the method would have moved away.
+            Rhs::Prim { prim, spelling, args }
+                if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&prim.name)
+                    && self.owns_data(&args[0])
+                    && self.func.ret.var() != Some(s.def) =>
+            {
+                let mut ops: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+                let recv = &ops[0];
+                ops[0] = quote!((#recv).view());
+                self.spelled_ops(spelling, &ops, span)
             }
             Rhs::Prim { spelling, args, .. }
             | Rhs::ZeroDerivative { spelling, args }
