@@ -179,3 +179,195 @@ fn shapes_by_hand() {
     assert_eq!(l, 91.0 + 15.0);
     assert_eq!(g.x, array![[2.0, 4.0, 6.0], [9.0, 11.0, 13.0]]);
 }
+
+// ---------------------------------------------------------------- joins
+
+#[grad(a, b)]
+fn joins(a: &Array2<f64>, b: &Array2<f64>, w: &Array2<f64>, u: &Array3<f64>) -> f64 {
+    let c = concatenate(Axis(1), &[a.view(), b.view(), a.view()]).unwrap();
+    let bt = b.t();
+    let d = ndarray::stack(Axis(0), &[a.view(), bt.slice(s![-2.., ..])]).unwrap();
+    (&c * w).sum() + (&d * u).sum()
+}
+
+#[grad(a, b)]
+fn join_macros(a: &Array2<f64>, b: &Array2<f64>, w: &Array2<f64>, u: &Array3<f64>) -> f64 {
+    let e = a.exp();
+    let c = ndarray::concatenate![Axis(0), e, b.t()];
+    let d = stack![Axis(2), *a, e];
+    (&c * w).sum() + (&d * u).sum()
+}
+
+#[test]
+fn joins_by_hand() {
+    let a = array![[1.0, 2.0], [3.0, 4.0]];
+    let b = array![[5.0, 6.0], [7.0, 8.0]];
+    // c = [a | b | a], w picks columns with weights 1..6; d is zero-weighted.
+    let w = array![[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]];
+    let u = Array3::zeros((2, 2, 2));
+    let (l, g) = joins_grad(&a, &b, &w, &u);
+    assert_eq!(l, (1.0 + 3.0) + 2.0 * (2.0 + 4.0) + 3.0 * 12.0 + 4.0 * 14.0 + 5.0 * 4.0 + 6.0 * 6.0);
+    assert_eq!(g.a, array![[6.0, 8.0], [6.0, 8.0]]);
+    assert_eq!(g.b, array![[3.0, 4.0], [3.0, 4.0]]);
+}
+
+#[test]
+fn gradcheck_joins() {
+    let mut r = Rng(4);
+    // c = [a | b | a] is 2×7; d stacks a and the last two rows of bᵀ: 2×2×2.
+    let a = r.array((2, 2));
+    let b = r.array((2, 3));
+    let w = r.array((2, 7));
+    let u = r.array((2, 2, 2));
+    gradcheck!(joins(a = &a, b = &b, w = const &w, u = const &u)).assert();
+    let a = r.array((2, 3));
+    let b = r.array((3, 2));
+    let w = r.array((4, 3));
+    let u = r.array((2, 3, 2));
+    gradcheck!(join_macros(a = &a, b = &b, w = const &w, u = const &u)).assert();
+}
+
+#[test]
+#[should_panic(expected = "concatenate: cannot concatenate 2×3 and 3×2 along axis 0")]
+fn concatenate_names_both_shapes() {
+    let a = Array2::<f64>::zeros((2, 3));
+    let b = Array2::<f64>::zeros((3, 2));
+    let _ = join_macros_bad_grad(&a, &b);
+}
+
+#[grad(a, b)]
+fn join_macros_bad(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+    let c = concatenate![Axis(0), *a, *b];
+    c.sum()
+}
+
+// ---------------------------------------------------------------- max and min along an axis
+
+#[grad(x)]
+fn fold_max(x: &Array2<f64>, w: &Array1<f64>) -> f64 {
+    let m = x.fold_axis(Axis(1), f64::NEG_INFINITY, |&a, &b| a.max(b));
+    (&m * w).sum()
+}
+
+#[grad(x)]
+fn map_max_min(x: &Array2<f64>, w: &Array1<f64>) -> f64 {
+    let xt = x.t();
+    let m = xt.map_axis(Axis(1), |r| r.fold(f64::NEG_INFINITY, |a, &b| a.max(b)));
+    let n = x.fold_axis(Axis(0), f64::INFINITY, |a, b| a.min(*b));
+    (&m * w).sum() + (&n * &n).sum()
+}
+
+/// A numerically stable softmax row by row, as users write it.
+#[grad(x)]
+fn stable_softmax(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let m = x.map_axis(Axis(1), |r| r.fold(f64::NEG_INFINITY, |a, &b| a.max(b)));
+    let e = (x - &m.insert_axis(Axis(1))).mapv(f64::exp);
+    let z = e.sum_axis(Axis(1)).insert_axis(Axis(1));
+    let p = &e / &z;
+    (&p * w).sum()
+}
+
+#[test]
+fn max_ties_split_evenly() {
+    let x = array![[1.0, 3.0, 3.0, 3.0], [2.0, f64::NAN, 0.0, -1.0]];
+    let w = array![6.0, 1.0];
+    let (l, g) = fold_max_grad(&x, &w);
+    assert_eq!(l, 18.0 + 2.0);
+    assert_eq!(g.x, array![[0.0, 2.0, 2.0, 2.0], [1.0, 0.0, 0.0, 0.0]]);
+}
+
+#[test]
+fn gradcheck_max_min() {
+    let mut r = Rng(5);
+    let x = r.array((3, 4));
+    let w = r.array(3);
+    gradcheck!(fold_max(x = &x, w = const &w)).assert();
+    let x = r.array((4, 3));
+    gradcheck!(map_max_min(x = &x, w = const &w)).assert();
+    let x = r.array((3, 5));
+    let w = r.array((3, 5));
+    gradcheck!(stable_softmax(x = &x, w = const &w)).assert();
+}
+
+// ---------------------------------------------------------------- var, std, mean, sum
+
+#[grad(x)]
+fn moments(x: &Array2<f64>, w: &Array1<f64>, u: &Array1<f64>) -> f64 {
+    let v = x.var_axis(Axis(1), 0.0);
+    let s = x.t().std_axis(Axis(0), 1.0);
+    let m = x.mean_axis(Axis(0)).unwrap();
+    let t = x.sum_axis(Axis(1));
+    (&v * w).sum() + (&s * w).sum() + (&m * u).sum() + (&t * &t).sum()
+}
+
+#[test]
+fn var_by_hand() {
+    // var of [1, 3] is 1 (ddof 0): ∂/∂x = 2(x − 2)/2 = [−1, 1]; std (ddof 1) is √2:
+    // ∂/∂x = (x − 2)/(1·√2).
+    let x = array![[1.0, 3.0]];
+    let w = array![1.0];
+    let u = array![0.0, 0.0];
+    let (l, g) = moments_grad(&x, &w, &u);
+    assert!((l - (1.0 + 2f64.sqrt() + 16.0)).abs() < 1e-12);
+    let r = 1.0 / 2f64.sqrt();
+    let expected = array![[-1.0 - r + 8.0, 1.0 + r + 8.0]];
+    assert!((&g.x - &expected).iter().all(|d| d.abs() < 1e-12), "{}", g.x);
+}
+
+#[test]
+fn std_of_a_constant_lane_has_gradient_zero() {
+    let x = array![[2.0, 2.0, 2.0]];
+    let (_, g) = moments_grad(&x, &array![1.0], &array![0.0, 0.0, 0.0]);
+    assert!(g.x.iter().all(|v| v.is_finite()), "{}", g.x);
+}
+
+#[test]
+fn gradcheck_moments() {
+    let mut r = Rng(6);
+    let x = r.array((3, 4));
+    let w = r.array(3);
+    let u = r.array(4);
+    gradcheck!(moments(x = &x, w = const &w, u = const &u)).assert();
+}
+
+// ---------------------------------------------------------------- mapv
+
+#[grad(x)]
+fn mapv_forms(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let a = x.mapv(|v| v.tanh());
+    let b = x.mapv(f64::tanh);
+    let c = x.t().mapv(|v| 1.0 / (1.0 + (-v).exp()));
+    (&a * w).sum() + (&b * &b).sum() + (&c * &c.t().dot(w)).sum()
+}
+
+/// A block body, a captured active scalar and `powi`.
+#[grad(x, s)]
+fn mapv_block(x: &Array1<f64>, s: f64) -> f64 {
+    let y = x.mapv(|v| {
+        let e = (v * s).exp();
+        e / (1.0 + e) + v.powi(3)
+    });
+    y.sum()
+}
+
+#[test]
+fn mapv_by_hand() {
+    let x = array![0.0, 1.0];
+    let (l, g) = mapv_block_grad(&x, 2.0);
+    let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+    assert!((l - (0.5 + sig(2.0) + 1.0)).abs() < 1e-15);
+    let ds = |z: f64| sig(z) * (1.0 - sig(z));
+    assert!((g.x[0] - 2.0 * ds(0.0)).abs() < 1e-15);
+    assert!((g.x[1] - (2.0 * ds(2.0) + 3.0)).abs() < 1e-15);
+    assert!((g.s - ds(2.0)).abs() < 1e-15);
+}
+
+#[test]
+fn gradcheck_mapv() {
+    let mut r = Rng(7);
+    let x = r.array((3, 3));
+    let w = r.array((3, 3));
+    gradcheck!(mapv_forms(x = &x, w = const &w)).assert();
+    let x = r.array(5);
+    gradcheck!(mapv_block(x = &x, s = 0.7)).assert();
+}
