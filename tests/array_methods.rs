@@ -371,3 +371,33 @@ fn gradcheck_mapv() {
     let x = r.array(5);
     gradcheck!(mapv_block(x = &x, s = 0.7)).assert();
 }
+
+// ---------------------------------------------------------------- f32
+
+#[grad(x)]
+fn mixed_f32(x: &Array2<f32>, ids: &[usize]) -> f32 {
+    let e = x.select(Axis(0), ids).mapv(|v| v.tanh());
+    let m = e.fold_axis(Axis(1), f32::NEG_INFINITY, |&a, &b| a.max(b));
+    let c = concatenate(Axis(0), &[m.view(), x.slice(s![.., 0])]).unwrap();
+    c.sum() + x.var_axis(Axis(0), 1.0).sum()
+}
+
+#[grad(x)]
+fn mixed_f64(x: &Array2<f64>, ids: &[usize]) -> f64 {
+    let e = x.select(Axis(0), ids).mapv(|v| v.tanh());
+    let m = e.fold_axis(Axis(1), f64::NEG_INFINITY, |&a, &b| a.max(b));
+    let c = concatenate(Axis(0), &[m.view(), x.slice(s![.., 0])]).unwrap();
+    c.sum() + x.var_axis(Axis(0), 1.0).sum()
+}
+
+#[test]
+fn f32_agrees_with_f64() {
+    let mut r = Rng(8);
+    let x = r.array((4, 3));
+    let ids = [3usize, 1, 3];
+    gradcheck!(mixed_f64(x = &x, ids = const &ids[..])).assert();
+    let (l64, g64) = mixed_f64_grad(&x, &ids);
+    let (l32, g32) = mixed_f32_grad(&x.mapv(|v| v as f32), &ids);
+    assert!((l64 - l32 as f64).abs() < 1e-5);
+    assert!(g64.x.iter().zip(&g32.x).all(|(a, b)| (a - *b as f64).abs() < 1e-5));
+}

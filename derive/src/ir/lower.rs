@@ -2594,6 +2594,14 @@ impl Lowerer<'_> {
                 })
             )
         });
+        if !owned && matches!(&*ix.index, Expr::Array(_) | Expr::Tuple(_)) {
+            // `a[[i, j]] = v`: an element of an ndarray array.
+            self.cx.error_spanned_by(
+                target,
+                "`#[grad]` does not differentiate element writes into ndarray arrays (`a[[i, j]] = v`); write the array operation instead: for a causal mask on attention scores `backprop::ops::softmax_causal(&scores)` (or `softmax_masked(&scores, &mask)` with a constant `bool` mask built outside the function), for a constant array an argument marked constant in `#[grad(..)]`, and `ndarray::concatenate`/`stack` or `select` to assemble rows",
+            );
+            return;
+        }
         if !owned {
             self.cx.error_spanned_by(
                 target,
