@@ -258,6 +258,24 @@ impl<'a> Emitter<'a> {
                         return quote!((#source).#m());
                     }
                 }
+                // Views with arguments (`x.row(i)`, `x.slice(s![..])`): the same method on
+                // the source, its data arguments read again. A consuming method
+                // (`insert_axis`) is re-derived through a view, and only from a view: an
+                // owned receiver was moved into the result, which is then kept.
+                name if crate::ir::op::VIEW_METHODS.contains(&name)
+                    || crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name)
+                        && !self.owns_data(o) =>
+                {
+                    let source = self.saved_operand(&args[0]);
+                    let source = if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name) {
+                        quote!((#source).view())
+                    } else {
+                        quote!((#source))
+                    };
+                    let mut ops = vec![source];
+                    ops.extend(args[1..].iter().map(|a| self.saved_operand(a)));
+                    return self.spelled_ops(spelling, &ops, proc_macro2::Span::call_site());
+                }
                 _ => {}
             }
         }
@@ -265,6 +283,32 @@ impl<'a> Emitter<'a> {
             self.captured.borrow_mut().insert(v);
         }
         self.operand(o)
+    }
+
+    /// Whether `o` owns its elements: an owned array argument, or a result that is not a
+    /// borrow or a view (of something that does not own them).
+    fn owns_data(&self, o: &Operand) -> bool {
+        let Some(v) = o.var() else { return false };
+        match self.func.def_of(v) {
+            None => self.plan.kinds.owned_array[v.0],
+            Some(Stmt {
+                rhs: Rhs::Prim { prim, args, .. },
+                ..
+            }) => match prim.name {
+                "&" | "view" | "t" => false,
+                name if crate::ir::op::VIEW_METHODS.contains(&name) => false,
+                // Made a view of an owned receiver too, except as the result.
+                name if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name) => {
+                    self.owns_data(&args[0]) && self.func.ret.var() == Some(v)
+                }
+                "reversed_axes" => self.owns_data(&args[0]),
+                _ => true,
+            },
+            Some(Stmt {
+                rhs: Rhs::Copy(c), ..
+            }) => self.owns_data(c),
+            Some(_) => true,
+        }
     }
 
     pub fn operand(&self, o: &Operand) -> TokenStream {
@@ -851,6 +895,19 @@ impl<'a> Emitter<'a> {
                 }
                 value
             }
+            // A consuming view method (`insert_axis`, `into_shape_with_order`) on an
+            // array this function owns takes a view of it instead: a rule may still read
+            // the array, which the method would have moved away.
+            Rhs::Prim { prim, spelling, args }
+                if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&prim.name)
+                    && self.owns_data(&args[0])
+                    && self.func.ret.var() != Some(s.def) =>
+            {
+                let mut ops: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+                let recv = &ops[0];
+                ops[0] = quote!((#recv).view());
+                self.spelled_ops(spelling, &ops, span)
+            }
             Rhs::Prim { spelling, args, .. }
             | Rhs::ZeroDerivative { spelling, args }
             | Rhs::NoRule { spelling, args, .. } => self.spelled(spelling, args, span),
@@ -920,6 +977,11 @@ impl<'a> Emitter<'a> {
                 let recv = &ops[0];
                 let rest = &ops[1..];
                 quote_spanned!(span=> #recv.#m(#(#rest),*))
+            }
+            Spelling::Join(path, what) => {
+                let axis = &ops[0];
+                let arrays = &ops[1..];
+                quote_spanned!(span=> #path(#what, #axis, &[#((#arrays).view()),*]))
             }
             Spelling::MethodUnwrap(m, tail) => {
                 let recv = &ops[0];

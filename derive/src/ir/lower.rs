@@ -1,6 +1,8 @@
 //! syn → IR: one operation per `let` (A-normal form), SSA versions for reassigned
 //! locals, every unsupported construct reported with its span and what is supported.
 
+mod methods;
+
 use super::op::{self, MethodKind};
 use super::{
     BufOp, Carried, Func, IfNode, IfOut, LoopHead, LoopNode, Operand, Param, ParamKind, Rhs,
@@ -1153,6 +1155,11 @@ impl Lowerer<'_> {
             return v;
         }
         if let Expr::Macro(m) = e
+            && let Some(v) = self.join_macro(m, want)
+        {
+            return v;
+        }
+        if let Expr::Macro(m) = e
             && m.mac
                 .path
                 .segments
@@ -2114,6 +2121,9 @@ impl Lowerer<'_> {
         if let Some(v) = self.buffer_method(m, want) {
             return v;
         }
+        if let Some(v) = self.array_method(m, want) {
+            return v;
+        }
         if let Some(bad) = self.unsupported_adaptor(m) {
             self.cx.error_spanned_by(
                 &bad.method,
@@ -2213,6 +2223,9 @@ impl Lowerer<'_> {
     }
 
     fn call(&mut self, c: &syn::ExprCall, want: Option<&Ident>) -> Operand {
+        if let Some(v) = self.bare_join(c) {
+            return v;
+        }
         let Expr::Path(path) = &*c.func else {
             self.cx.error_spanned_by(&c.func, format!("`#[grad]` supports calls of a function by its path (`f(x)`, `backprop::sigmoid(x)`); {SUPPORTED}"));
             return dummy();
@@ -2707,6 +2720,14 @@ impl Lowerer<'_> {
                 })
             )
         });
+        if !owned && matches!(&*ix.index, Expr::Array(_) | Expr::Tuple(_)) {
+            // `a[[i, j]] = v`: an element of an ndarray array.
+            self.cx.error_spanned_by(
+                target,
+                "`#[grad]` does not differentiate element writes into ndarray arrays (`a[[i, j]] = v`); write the array operation instead: for a causal mask on attention scores `backprop::ops::softmax_causal(&scores)` (or `softmax_masked(&scores, &mask)` with a constant `bool` mask built outside the function), for a constant array an argument marked constant in `#[grad(..)]`, and `ndarray::concatenate`/`stack` or `select` to assemble rows",
+            );
+            return;
+        }
         if !owned {
             self.cx.error_spanned_by(
                 target,

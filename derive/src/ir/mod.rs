@@ -95,6 +95,10 @@ pub enum Spelling {
     RefIndex,
     /// `matches!(x, PAT)`: the pattern's tokens.
     Matches(proc_macro2::TokenStream),
+    /// `ndarray::concatenate(axis, &[a, b]).unwrap()`, `stack![axis, a, b]`: the
+    /// runtime's forward (which names the shapes on a mismatch) and the op's name;
+    /// operand 0 is the axis, the others the arrays (passed as views).
+    Join(proc_macro2::TokenStream, String),
 }
 
 /// An operation on a buffer of floats (a slice, `Vec` or array). Buffers are the one

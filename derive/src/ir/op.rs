@@ -150,7 +150,84 @@ const METHODS: &[Prim] = &[
     // `x.mean().unwrap()` and `x.mean_axis(axis).unwrap()` (ndarray returns `Option`).
     Prim { name: "mean_unwrap", vjps: &[Rule("mean_vjp", &[Shape(0)])], tensor: None, reduces: true },
     p("mean_axis_unwrap", &[Rule("mean_axis_vjp", &[Shape(0), In(1)]), Zero]),
+    // Gathers and views: the cotangent goes back into zeros of the source's shape.
+    p("select", &[Rule("select_vjp", &[Shape(0), In(1), In(2)]), Zero, Zero]),
+    p("slice", &[Rule("slice_vjp", &[Shape(0), In(1)]), Zero]),
+    p("slice_axis", &[Rule("slice_axis_vjp", &[Shape(0), In(1), In(2)]), Zero, Zero]),
+    p("index_axis", &[Rule("index_axis_vjp", &[Shape(0), In(1), In(2)]), Zero, Zero]),
+    p("row", &[Rule("row_vjp", &[Shape(0), In(1)]), Zero]),
+    p("column", &[Rule("column_vjp", &[Shape(0), In(1)]), Zero]),
+    // Shapes.
+    p("insert_axis", &[Rule("insert_axis_vjp", &[In(1)]), Zero]),
+    p("remove_axis", &[Rule("remove_axis_vjp", &[In(1)]), Zero]),
+    p("permuted_axes", &[Rule("permuted_axes_vjp", &[In(1)]), Zero]),
+    // `x.into_shape_with_order(s).unwrap()`, `x.to_shape(s).unwrap()` (row-major).
+    p("into_shape_with_order_unwrap", &[Rule("reshape_vjp", &[Shape(0)]), Zero]),
+    p("to_shape_unwrap", &[Rule("reshape_vjp", &[Shape(0)]), Zero]),
+    // Reductions along an axis; `max_axis`/`min_axis` are what `fold_axis`/`map_axis`
+    // computing a max or min are lowered to (input 0 is a borrow of the receiver).
+    p("var_axis", &[Rule("var_axis_vjp", &[In(0), In(1), In(2)]), Zero, Zero]),
+    p("std_axis", &[Rule("std_axis_vjp", &[In(0), In(1), In(2), Out]), Zero, Zero]),
+    p("max_axis", &[Rule("max_axis_vjp", &[In(0), In(1), Out]), Zero]),
+    p("min_axis", &[Rule("min_axis_vjp", &[In(0), In(1), Out]), Zero]),
 ];
+
+/// The methods whose result is a view of their receiver (or, for the consuming ones,
+/// the receiver itself reshaped): a rule that reads such a value re-derives it from
+/// its source in the reverse pass instead of keeping it (see `Emitter::saved_operand`).
+pub const VIEW_METHODS: &[&str] = &[
+    "slice",
+    "slice_axis",
+    "index_axis",
+    "row",
+    "column",
+    "to_shape_unwrap",
+];
+
+/// View methods that consume their receiver (`self`): re-derived through `.view()`, and
+/// only when the receiver is itself a view (an owned result is kept as it is).
+pub const CONSUMING_VIEW_METHODS: &[&str] = &[
+    "insert_axis",
+    "remove_axis",
+    "permuted_axes",
+    "into_shape_with_order_unwrap",
+];
+
+/// `ndarray::concatenate` / `concatenate!` (`stack`) with `n` arrays: input 0 is the
+/// axis, input k the k-th array, whose cotangent is its slice of `d` (for
+/// `concatenate`, the shapes of the inputs before it give the offset).
+pub fn join(stack: bool, n: usize) -> Option<Prim> {
+    const CONCAT: &[Vjp] = &[
+        Zero,
+        Rule("concatenate_vjp_1", &[In(0), Shape(1)]),
+        Rule("concatenate_vjp_2", &[In(0), Shape(1), Shape(2)]),
+        Rule("concatenate_vjp_3", &[In(0), Shape(1), Shape(2), Shape(3)]),
+        Rule("concatenate_vjp_4", &[In(0), Shape(1), Shape(2), Shape(3), Shape(4)]),
+        Rule("concatenate_vjp_5", &[In(0), Shape(1), Shape(2), Shape(3), Shape(4), Shape(5)]),
+        Rule("concatenate_vjp_6", &[In(0), Shape(1), Shape(2), Shape(3), Shape(4), Shape(5), Shape(6)]),
+        Rule("concatenate_vjp_7", &[In(0), Shape(1), Shape(2), Shape(3), Shape(4), Shape(5), Shape(6), Shape(7)]),
+        Rule("concatenate_vjp_8", &[In(0), Shape(1), Shape(2), Shape(3), Shape(4), Shape(5), Shape(6), Shape(7), Shape(8)]),
+    ];
+    const STACK: &[Vjp] = &[
+        Zero,
+        Rule("stack_vjp_1", &[In(0)]),
+        Rule("stack_vjp_2", &[In(0)]),
+        Rule("stack_vjp_3", &[In(0)]),
+        Rule("stack_vjp_4", &[In(0)]),
+        Rule("stack_vjp_5", &[In(0)]),
+        Rule("stack_vjp_6", &[In(0)]),
+        Rule("stack_vjp_7", &[In(0)]),
+        Rule("stack_vjp_8", &[In(0)]),
+    ];
+    if n == 0 || n > MAX_JOIN {
+        return None;
+    }
+    let (name, vjps) = if stack { ("stack", STACK) } else { ("concatenate", CONCAT) };
+    Some(p(name, &vjps[..=n]))
+}
+
+/// The most arrays `concatenate`/`stack` may join inside `#[grad]`.
+pub const MAX_JOIN: usize = 8;
 
 /// Methods whose derivative is zero wherever it exists (piecewise-constant, or with a
 /// non-float result). Mirrors `backprop::rules::nondiff`.
@@ -228,7 +305,7 @@ pub fn supported_methods() -> String {
         .map(|p| p.name)
         .collect();
     format!(
-        "the float methods with a rule are {}; {} have derivative 0; on ndarray arrays also dot, t, sum, mean().unwrap(), sum_axis, mean_axis(..).unwrap(), to_owned, view",
+        "the float methods with a rule are {}; {} have derivative 0; on ndarray arrays also dot, t, reversed_axes, sum, mean().unwrap(), sum_axis, mean_axis(..).unwrap(), var_axis, std_axis, to_owned, view, select, slice(s![..]), slice_axis, index_axis, row, column, insert_axis, remove_axis, permuted_axes, into_shape_with_order(..).unwrap(), to_shape(..).unwrap(), mapv(|v| ..) with elementwise float methods, and fold_axis/map_axis computing a max or min",
         with_rule.join(", "),
         ZERO_DERIVATIVE_METHODS[..6].join(", ")
     )

@@ -22,6 +22,7 @@
 //!   `docs/RULES.md` ("Strong zeros") has the reasoning and where it is not the true
 //!   derivative.
 
+pub mod array_methods;
 pub mod nondiff;
 pub mod scalar;
 pub mod tensor;

@@ -13,6 +13,7 @@
 //! This is why the forward pass saves `shape_of(&a)` for such an operand: a few
 //! integers for an array, nothing (a zero-sized value) for a scalar.
 
+pub use super::array_methods::*;
 use crate::kernels::Real;
 use crate::rules::scalar;
 use core::marker::PhantomData;

@@ -1,0 +1,550 @@
+//! ndarray methods that need more than a table entry: a data argument written with a
+//! macro (`s![..]`) or mentioning locals (`(b, t * d)`), a closure argument
+//! (`mapv`, `fold_axis`, `map_axis`), a fused `.unwrap()` (`into_shape_with_order`,
+//! `to_shape`, `ndarray::concatenate`/`stack`) and the `concatenate!`/`stack!` macros.
+
+use super::{Lowerer, dummy};
+use crate::ir::op::{self, MethodKind};
+use crate::ir::{Operand, Rhs, Spelling};
+use proc_macro2::{Group, Ident, TokenStream, TokenTree};
+use quote::{ToTokens, quote};
+use std::collections::HashMap;
+use syn::spanned::Spanned;
+use syn::{Expr, Pat};
+
+/// Float methods a `mapv` closure may call on its element: ndarray has each of them
+/// as an elementwise array method, with the tensor path's elementwise rule.
+const ELEMENTWISE: &[&str] = &[
+    "exp", "exp2", "exp_m1", "ln", "ln_1p", "log2", "log10", "sqrt", "cbrt", "recip", "abs",
+    "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "powi", "fract",
+    "floor", "ceil", "round", "trunc", "signum",
+];
+
+const MAPV_FORMS: &str = "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods exp, exp2, exp_m1, ln, ln_1p, log2, log10, sqrt, cbrt, recip, abs, sin, cos, tan, asin, acos, atan, sinh, cosh, tanh, powi, fract (floor, ceil, round, trunc, signum with derivative 0), possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array";
+
+const FOLD_FORMS: &str = "`#[grad]` differentiates `fold_axis`/`map_axis` only when they compute a max or a min along the axis: `x.fold_axis(Axis(k), f64::NEG_INFINITY, |&a, &b| a.max(b))` (with `f64::INFINITY` and `min` for a min), or `x.map_axis(Axis(k), |r| r.fold(f64::NEG_INFINITY, |a, &b| a.max(b)))`; for a sum or mean along an axis use `sum_axis`/`mean_axis(..).unwrap()`";
+
+impl Lowerer<'_> {
+    /// The ndarray methods lowered here, or `None` for the generic method path.
+    pub(super) fn array_method(
+        &mut self,
+        m: &syn::ExprMethodCall,
+        want: Option<&Ident>,
+    ) -> Option<Operand> {
+        if m.turbofish.is_some() {
+            return None;
+        }
+        let name = m.method.to_string();
+        match (name.as_str(), m.args.len()) {
+            ("unwrap" | "expect", _) => self.unwrapped(m, want),
+            ("mapv", 1) => Some(self.mapv(m, want)),
+            ("fold_axis", 3) => Some(self.extreme_axis(m, &m.args[0], &m.args[1], &m.args[2], want)),
+            ("map_axis", 2) => {
+                let Some((init, f)) = map_axis_fold(&m.args[1]) else {
+                    self.cx.error_spanned_by(&m.args[1], FOLD_FORMS);
+                    return Some(dummy());
+                };
+                Some(self.extreme_axis(m, &m.args[0], init, f, want))
+            }
+            ("slice" | "slice_axis" | "index_axis" | "select" | "row" | "column" | "insert_axis"
+            | "remove_axis" | "permuted_axes" | "var_axis" | "std_axis", _)
+                if m.args.iter().any(|a| self.needs_data_lowering(a)) =>
+            {
+                let MethodKind::Prim(prim) = op::method(&name, m.args.len() + 1) else {
+                    return None;
+                };
+                let mut args = vec![self.receiver(&m.receiver, &m.method)];
+                for a in &m.args {
+                    args.push(self.data_arg(a));
+                }
+                Some(self.define(
+                    want,
+                    Rhs::Prim {
+                        prim,
+                        spelling: Spelling::Method(m.method.clone()),
+                        args,
+                    },
+                    m.span(),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a method argument is data the generic path cannot lower: a macro
+    /// (`s![..]`), or an expression other than a name that mentions a local.
+    fn needs_data_lowering(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Macro(_) => true,
+            Expr::Path(p) if p.path.get_ident().is_some() => false,
+            Expr::Lit(_) => false,
+            _ => self.mentions_local(e),
+        }
+    }
+
+    /// A data argument (an axis, an index, a slice, ids, a shape): a name is its value;
+    /// anything else is kept as written, with the locals it reads renamed to their
+    /// current versions, and evaluated again where a rule reads it (these are cheap
+    /// and pure: `s![.., a..b]`, `Axis(k)`, `(n, d)`, `&ids`).
+    pub(super) fn data_arg(&mut self, e: &Expr) -> Operand {
+        match e {
+            Expr::Path(p) if p.path.get_ident().is_some() => self.expr(e, None),
+            Expr::Lit(_) => Operand::Const(e.clone()),
+            _ if !self.mentions_local(e) => match e {
+                Expr::Macro(_) => Operand::Const(e.clone()),
+                _ => self.expr(e, None),
+            },
+            _ => {
+                let ts = self.renamed(e.to_token_stream());
+                match syn::parse2::<Expr>(ts) {
+                    Ok(e) => Operand::Const(e),
+                    Err(_) => {
+                        self.cx
+                            .error_spanned_by(e, "`#[grad]` could not read this argument");
+                        dummy()
+                    }
+                }
+            }
+        }
+    }
+
+    /// `ts` with every local it names replaced by that local's current version.
+    fn renamed(&self, ts: TokenStream) -> TokenStream {
+        let toks: Vec<TokenTree> = ts.into_iter().collect();
+        let punct = |k: usize, c: char| matches!(toks.get(k), Some(TokenTree::Punct(p)) if p.as_char() == c);
+        let mut out = Vec::with_capacity(toks.len());
+        for (k, tt) in toks.iter().enumerate() {
+            match tt {
+                TokenTree::Ident(i) => {
+                    let after_dot = k >= 1 && punct(k - 1, '.');
+                    let after_path = k >= 2 && punct(k - 1, ':') && punct(k - 2, ':');
+                    let before_path = punct(k + 1, ':') || punct(k + 1, '!');
+                    match self.lookup(&i.to_string()) {
+                        Some(v) if !after_dot && !after_path && !before_path => {
+                            let mut name = self.vars[v.0].name.clone();
+                            name.set_span(i.span());
+                            out.push(TokenTree::Ident(name));
+                        }
+                        _ => out.push(tt.clone()),
+                    }
+                }
+                TokenTree::Group(g) => {
+                    let mut ng = Group::new(g.delimiter(), self.renamed(g.stream()));
+                    ng.set_span(g.span());
+                    out.push(TokenTree::Group(ng));
+                }
+                _ => out.push(tt.clone()),
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// `x.into_shape_with_order(s).unwrap()`, `x.to_shape(s).unwrap()`, and
+    /// `ndarray::concatenate(axis, &[..]).unwrap()` / `stack(..)`: one operation each.
+    fn unwrapped(&mut self, m: &syn::ExprMethodCall, want: Option<&Ident>) -> Option<Operand> {
+        let tail = {
+            let method = &m.method;
+            let margs = &m.args;
+            quote!(.#method(#margs))
+        };
+        match &*m.receiver {
+            Expr::MethodCall(inner)
+                if inner.turbofish.is_none()
+                    && inner.args.len() == 1
+                    && (inner.method == "into_shape_with_order" || inner.method == "to_shape") =>
+            {
+                let shape = &inner.args[0];
+                if let Some(order) = column_major(shape) {
+                    self.cx.error_spanned_by(
+                        order,
+                        format!("`#[grad]` differentiates `.{}(..)` in row-major order only (the default, `Order::RowMajor`); reshape a `.t()` or `.permuted_axes(..)` view instead", inner.method),
+                    );
+                    return Some(dummy());
+                }
+                let name = format!("{}_unwrap", inner.method);
+                let MethodKind::Prim(prim) = op::method(&name, 2) else {
+                    unreachable!("reshapes are in the table")
+                };
+                let args = vec![
+                    self.receiver(&inner.receiver, &inner.method),
+                    self.data_arg(shape),
+                ];
+                Some(self.define(
+                    want,
+                    Rhs::Prim {
+                        prim,
+                        spelling: Spelling::MethodUnwrap(inner.method.clone(), tail),
+                        args,
+                    },
+                    m.span(),
+                ))
+            }
+            Expr::Call(c) => {
+                let stack = join_kind(c)?;
+                if c.args.len() != 2 {
+                    return None;
+                }
+                let arrays = match &c.args[1] {
+                    Expr::Reference(r) => match &*r.expr {
+                        Expr::Array(a) => a.elems.iter().cloned().collect::<Vec<_>>(),
+                        _ => {
+                            self.cx.error_spanned_by(&c.args[1], JOIN_FORMS);
+                            return Some(dummy());
+                        }
+                    },
+                    _ => {
+                        self.cx.error_spanned_by(&c.args[1], JOIN_FORMS);
+                        return Some(dummy());
+                    }
+                };
+                Some(self.join(stack, &c.args[0], &arrays, m.span(), want))
+            }
+            _ => None,
+        }
+    }
+
+    /// `ndarray::concatenate(..)` / `stack(..)` called without `.unwrap()`.
+    pub(super) fn bare_join(&mut self, c: &syn::ExprCall) -> Option<Operand> {
+        join_kind(c)?;
+        self.cx.error_spanned_by(c, JOIN_FORMS);
+        Some(dummy())
+    }
+
+    /// `concatenate![axis, a, b]`, `stack![axis, a, b]`.
+    pub(super) fn join_macro(&mut self, m: &syn::ExprMacro, want: Option<&Ident>) -> Option<Operand> {
+        let last = m.mac.path.segments.last()?.ident.to_string();
+        let stack = match last.as_str() {
+            "concatenate" => false,
+            "stack" => true,
+            _ => return None,
+        };
+        let parsed = m
+            .mac
+            .parse_body_with(syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated);
+        let Ok(list) = parsed else {
+            self.cx.error_spanned_by(m, JOIN_FORMS);
+            return Some(dummy());
+        };
+        let list: Vec<Expr> = list.into_iter().collect();
+        if list.len() < 2 {
+            self.cx.error_spanned_by(m, JOIN_FORMS);
+            return Some(dummy());
+        }
+        Some(self.join(stack, &list[0], &list[1..], m.span(), want))
+    }
+
+    fn join(
+        &mut self,
+        stack: bool,
+        axis: &Expr,
+        arrays: &[Expr],
+        span: proc_macro2::Span,
+        want: Option<&Ident>,
+    ) -> Operand {
+        let Some(prim) = op::join(stack, arrays.len()) else {
+            self.cx.error_spanned_by(
+                axis,
+                format!(
+                    "`#[grad]` joins 1 to {} arrays with `concatenate`/`stack`; this call joins {}: join in steps",
+                    op::MAX_JOIN,
+                    arrays.len()
+                ),
+            );
+            return dummy();
+        };
+        let mut args = vec![self.data_arg(axis)];
+        for a in arrays {
+            args.push(self.expr(a, None));
+        }
+        let (path, what) = if stack {
+            (quote!(::backprop::__private::tensor::stack), "stack")
+        } else {
+            (
+                quote!(::backprop::__private::tensor::concatenate),
+                "concatenate",
+            )
+        };
+        self.define(want, Rhs::Prim { prim, spelling: Spelling::Join(path, what.to_string()), args }, span)
+    }
+
+    /// `x.mapv(|v| body)`: the body lowered with `v` standing for the whole array, so
+    /// each operation is the array operation with its elementwise rule.
+    fn mapv(&mut self, m: &syn::ExprMethodCall, want: Option<&Ident>) -> Operand {
+        let arg = &m.args[0];
+        let (param, body): (Ident, Expr) = match strip(arg) {
+            Expr::Closure(c) if c.inputs.len() == 1 => {
+                let p = match &c.inputs[0] {
+                    Pat::Type(pt) => &*pt.pat,
+                    other => other,
+                };
+                match p {
+                    Pat::Ident(i) if i.by_ref.is_none() && i.subpat.is_none() => {
+                        (i.ident.clone(), (*c.body).clone())
+                    }
+                    _ => {
+                        self.cx.error_spanned_by(&c.inputs[0], MAPV_FORMS);
+                        return dummy();
+                    }
+                }
+            }
+            Expr::Path(p)
+                if p.qself.is_none()
+                    && p.path.segments.len() >= 2
+                    && ELEMENTWISE
+                        .contains(&p.path.segments.last().expect("two segments").ident.to_string().as_str())
+                    && p.path.segments.last().expect("two segments").ident != "powi" =>
+            {
+                let method = p.path.segments.last().expect("two segments").ident.clone();
+                let v = Ident::new("__backprop_mapv_element", arg.span());
+                (v.clone(), syn::parse_quote_spanned!(arg.span()=> #v.#method()))
+            }
+            _ => {
+                self.cx.error_spanned_by(arg, MAPV_FORMS);
+                return dummy();
+            }
+        };
+        if let Err(bad) = elementwise_body(&body, &param) {
+            self.cx.error_spanned_by(bad, MAPV_FORMS);
+            return dummy();
+        }
+        let x = self.receiver(&m.receiver, &m.method);
+        let xv = match x {
+            Operand::Var(v) => v,
+            Operand::Const(_) => return self.expr(&syn::parse_quote!(#m), want),
+        };
+        let mut scope = HashMap::new();
+        scope.insert(param.to_string(), xv);
+        let hidden = self.closures.remove(&param.to_string());
+        self.scopes.push(scope);
+        let value = self.expr(&body, want);
+        self.scopes.pop();
+        if let Some(cl) = hidden {
+            self.closures.insert(param.to_string(), cl);
+        }
+        value
+    }
+
+    /// `fold_axis`/`map_axis` computing a max or a min: `max_axis(&x, axis)`.
+    fn extreme_axis(
+        &mut self,
+        m: &syn::ExprMethodCall,
+        axis: &Expr,
+        init: &Expr,
+        f: &Expr,
+        want: Option<&Ident>,
+    ) -> Operand {
+        let Some(kind) = extreme_kind(init, f) else {
+            self.cx.error_spanned_by(
+                quote!(#init, #f),
+                FOLD_FORMS,
+            );
+            return dummy();
+        };
+        let x = self.receiver(&m.receiver, &m.method);
+        let span = m.span();
+        let r = self.define(
+            None,
+            Rhs::Prim {
+                prim: op::REF,
+                spelling: Spelling::Ref,
+                args: vec![x],
+            },
+            span,
+        );
+        let axis = self.data_arg(axis);
+        let MethodKind::Prim(prim) = op::method(kind, 2) else {
+            unreachable!("max_axis and min_axis are in the table")
+        };
+        let path = syn::Ident::new(kind, span);
+        self.define(
+            want,
+            Rhs::Prim {
+                prim,
+                spelling: Spelling::Path(syn::parse_quote!(::backprop::__private::tensor::#path)),
+                args: vec![r, axis],
+            },
+            span,
+        )
+    }
+}
+
+const JOIN_FORMS: &str = "`#[grad]` differentiates `ndarray::concatenate(axis, &[a.view(), b.view()]).unwrap()`, `ndarray::stack(axis, &[..]).unwrap()` and the macros `concatenate![axis, a, b]`, `stack![axis, a, b]`, with the arrays listed in the call";
+
+fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => strip(&p.expr),
+        Expr::Group(g) => strip(&g.expr),
+        _ => e,
+    }
+}
+
+/// `concatenate`/`stack` called by a path naming ndarray's (`ndarray::stack`, or a bare
+/// name): `Some(is_stack)`.
+fn join_kind(c: &syn::ExprCall) -> Option<bool> {
+    let Expr::Path(p) = &*c.func else { return None };
+    let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let last = segs.last()?;
+    if segs.len() > 1 && segs[segs.len() - 2] != "ndarray" {
+        return None;
+    }
+    match last.as_str() {
+        "concatenate" => Some(false),
+        "stack" => Some(true),
+        _ => None,
+    }
+}
+
+/// `(shape, Order::ColumnMajor)`: the order argument, if it is not row-major.
+fn column_major(shape: &Expr) -> Option<&Expr> {
+    let Expr::Tuple(t) = strip(shape) else { return None };
+    if t.elems.len() != 2 {
+        return None;
+    }
+    let Expr::Path(p) = strip(&t.elems[1]) else { return None };
+    let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let last = segs.last()?.as_str();
+    let is_order = segs.len() >= 2 && segs[segs.len() - 2] == "Order";
+    (is_order && !matches!(last, "RowMajor" | "C")).then_some(&t.elems[1])
+}
+
+/// `|r| r.fold(init, f)` (also over `r.iter()`, `.copied()`, `.cloned()`).
+fn map_axis_fold(arg: &Expr) -> Option<(&Expr, &Expr)> {
+    let Expr::Closure(c) = strip(arg) else { return None };
+    if c.inputs.len() != 1 {
+        return None;
+    }
+    let r = match &c.inputs[0] {
+        Pat::Ident(i) => i.ident.to_string(),
+        Pat::Type(pt) => match &*pt.pat {
+            Pat::Ident(i) => i.ident.to_string(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let body = match strip(&c.body) {
+        Expr::Block(b) if b.block.stmts.len() == 1 => match &b.block.stmts[0] {
+            syn::Stmt::Expr(e, None) => e,
+            _ => return None,
+        },
+        e => e,
+    };
+    let Expr::MethodCall(fold) = strip(body) else { return None };
+    if fold.method != "fold" || fold.args.len() != 2 {
+        return None;
+    }
+    let mut recv = strip(&fold.receiver);
+    while let Expr::MethodCall(inner) = recv {
+        if !inner.args.is_empty() || !matches!(inner.method.to_string().as_str(), "iter" | "copied" | "cloned" | "into_iter") {
+            return None;
+        }
+        recv = strip(&inner.receiver);
+    }
+    let Expr::Path(p) = recv else { return None };
+    if !p.path.is_ident(&r) {
+        return None;
+    }
+    Some((&fold.args[0], &fold.args[1]))
+}
+
+/// `"max_axis"` for `(−∞, |a, b| a.max(b))`, `"min_axis"` for `(∞, |a, b| a.min(b))`.
+fn extreme_kind(init: &Expr, f: &Expr) -> Option<&'static str> {
+    let Expr::Closure(c) = strip(f) else { return None };
+    if c.inputs.len() != 2 {
+        return None;
+    }
+    fn name(p: &Pat) -> Option<String> {
+        match p {
+            Pat::Ident(i) => Some(i.ident.to_string()),
+            Pat::Reference(r) => name(&r.pat),
+            Pat::Type(t) => name(&t.pat),
+            _ => None,
+        }
+    }
+    let (a, b) = (name(&c.inputs[0])?, name(&c.inputs[1])?);
+    let body: String = c
+        .body
+        .to_token_stream()
+        .to_string()
+        .chars()
+        .filter(|ch| !ch.is_whitespace() && *ch != '*')
+        .collect();
+    let body = body.trim_start_matches('{').trim_end_matches('}');
+    let kind = ["max", "min"].into_iter().find(|k| {
+        let forms = [
+            format!("{a}.{k}({b})"),
+            format!("{b}.{k}({a})"),
+            format!("({a}).{k}({b})"),
+        ];
+        forms.iter().any(|f| body == f)
+            || ["f64", "f32", "Float", "T", "A"].iter().any(|o| {
+                body == format!("{o}::{k}({a},{b})") || body == format!("{o}::{k}({b},{a})")
+            })
+    })?;
+    let init: String = init
+        .to_token_stream()
+        .to_string()
+        .chars()
+        .filter(|ch| !ch.is_whitespace())
+        .collect();
+    let negative = init.ends_with("NEG_INFINITY")
+        || init.ends_with("neg_infinity()")
+        || (init.starts_with('-') && (init.ends_with("INFINITY") || init.ends_with("infinity()")));
+    let positive = !negative && (init.ends_with("::INFINITY") || init.ends_with("::infinity()"));
+    match kind {
+        "max" if negative => Some("max_axis"),
+        "min" if positive => Some("min_axis"),
+        _ => None,
+    }
+}
+
+/// Checks a `mapv` body: `Err` with the first expression that is not elementwise.
+fn elementwise_body<'e>(e: &'e Expr, v: &Ident) -> Result<(), &'e dyn ToTokens> {
+    match e {
+        Expr::Lit(_) | Expr::Path(_) => Ok(()),
+        Expr::Paren(p) => elementwise_body(&p.expr, v),
+        Expr::Group(g) => elementwise_body(&g.expr, v),
+        Expr::Binary(b) => {
+            use syn::BinOp::{Add, Div, Mul, Sub};
+            if !matches!(b.op, Add(_) | Sub(_) | Mul(_) | Div(_)) {
+                return Err(e);
+            }
+            elementwise_body(&b.left, v)?;
+            elementwise_body(&b.right, v)
+        }
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => elementwise_body(&u.expr, v),
+        Expr::MethodCall(m) if m.turbofish.is_none() => {
+            let name = m.method.to_string();
+            if !ELEMENTWISE.contains(&name.as_str()) {
+                return Err(&m.method);
+            }
+            if name == "powi" {
+                // The exponent is an integer: a literal or a constant.
+                if m.args.len() != 1 {
+                    return Err(e);
+                }
+            } else if !m.args.is_empty() {
+                return Err(e);
+            }
+            elementwise_body(&m.receiver, v)
+        }
+        Expr::Block(b) if b.label.is_none() => {
+            for (k, st) in b.block.stmts.iter().enumerate() {
+                match st {
+                    syn::Stmt::Local(l) => {
+                        let Some(init) = &l.init else { return Err(l) };
+                        if init.diverge.is_some() {
+                            return Err(l);
+                        }
+                        elementwise_body(&init.expr, v)?;
+                    }
+                    syn::Stmt::Expr(e, None) if k + 1 == b.block.stmts.len() => {
+                        elementwise_body(e, v)?
+                    }
+                    other => return Err(other),
+                }
+            }
+            Ok(())
+        }
+        _ => Err(e),
+    }
+}

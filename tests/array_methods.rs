@@ -1,0 +1,403 @@
+//! ndarray methods inside `#[grad]` functions (issue #15, part 1): gathers (`select`),
+//! views (`slice(s![..])`, `slice_axis`, `index_axis`, `row`, `column`), shape methods
+//! (`insert_axis`, `remove_axis`, `into_shape_with_order`, `to_shape`,
+//! `permuted_axes`, `reversed_axes`, `t`), joins (`concatenate`, `stack` and their
+//! macros), a max or min along an axis (`fold_axis`, `map_axis`), `var_axis`,
+//! `std_axis`, `mean_axis`, `sum_axis`, and `mapv` with elementwise closures. Each is
+//! gradchecked in f64 at random inputs (strided and transposed operands where they
+//! matter); the simple ones also against values computed by hand.
+
+#![allow(clippy::excessive_precision, clippy::reversed_empty_ranges)]
+
+use backprop::{grad, gradcheck};
+use ndarray::{
+    Array, Array1, Array2, Array3, Axis, Dimension, ShapeBuilder, Slice, array, concatenate, s,
+    stack,
+};
+
+/// xorshift64*: deterministic, no dependency. Uniform in [−1, 1).
+struct Rng(u64);
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 52) as f64 * 2.0 - 1.0
+    }
+    fn array<Sh: ShapeBuilder<Dim = D>, D: Dimension>(&mut self, shape: Sh) -> Array<f64, D> {
+        Array::from_shape_simple_fn(shape, || self.unit())
+    }
+}
+
+// ---------------------------------------------------------------- select
+
+/// An embedding lookup: rows of `table` picked by `ids` (repeats add up in reverse).
+#[grad(table)]
+fn select_rows(table: &Array2<f64>, ids: &[usize], w: &Array2<f64>) -> f64 {
+    let e = table.select(Axis(0), ids);
+    (&e * w).sum()
+}
+
+/// `&Vec<usize>` ids, borrowed, and a column gather on a transposed table.
+#[grad(table)]
+fn select_cols_t(table: &Array2<f64>, ids: &Vec<usize>, w: &Array2<f64>) -> f64 {
+    let e = table.t().select(Axis(1), &ids);
+    (&e * w).sum()
+}
+
+/// Ids made in the function.
+#[grad(table)]
+fn select_local_ids(table: &Array2<f64>, n: usize) -> f64 {
+    let ids = vec![n, 0, n - 1, n];
+    let e = table.select(Axis(0), &ids);
+    e.mapv(|v| v * v).sum()
+}
+
+#[test]
+fn select_by_hand() {
+    let table = array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]];
+    let w = array![[1.0, 10.0], [100.0, 1000.0], [0.5, 0.25]];
+    let (l, g) = select_rows_grad(&table, &[2, 0, 2], &w);
+    assert_eq!(l, 5.0 + 60.0 + 100.0 + 2000.0 + 2.5 + 1.5);
+    assert_eq!(g.table, array![[100.0, 1000.0], [0.0, 0.0], [1.5, 10.25]]);
+}
+
+#[test]
+fn gradcheck_select() {
+    let mut r = Rng(1);
+    let table = r.array((5, 3));
+    let ids = vec![4usize, 0, 4, 2];
+    let w = r.array((4, 3));
+    gradcheck!(select_rows(table = &table, ids = const &ids, w = const &w)).assert();
+    let w = r.array((3, 4));
+    gradcheck!(select_cols_t(table = &table, ids = const &ids, w = const &w)).assert();
+    let table = r.array((4, 3));
+    gradcheck!(select_local_ids(table = &table, n = const 3)).assert();
+}
+
+// ---------------------------------------------------------------- views
+
+/// Ranges, a step, a negative index and a single index that drops an axis.
+#[grad(x)]
+fn slices(x: &Array3<f64>, w: &Array2<f64>, v: &Array1<f64>) -> f64 {
+    let a = x.slice(s![1, .., ..;2]);
+    let b = x.slice(s![-1, 1..3, -2]);
+    (&a * w).sum() + (&b * v).sum()
+}
+
+/// A slice whose bounds are locals, of a transposed view.
+#[grad(x)]
+fn slice_locals_t(x: &Array2<f64>, k: usize) -> f64 {
+    let lo = k - 1;
+    let y = x.t();
+    let a = y.slice(s![lo..k + 1, ..]);
+    a.mapv(|v| v * v).sum()
+}
+
+#[grad(x)]
+fn slice_axis_index_axis(x: &Array3<f64>, w: &Array3<f64>, u: &Array2<f64>) -> f64 {
+    let a = x.slice_axis(Axis(2), Slice::new(1, None, 2));
+    let b = x.index_axis(Axis(1), 2);
+    (&a * w).sum() + (&b * u).sum()
+}
+
+#[grad(x)]
+fn rows_and_columns(x: &Array2<f64>, i: usize) -> f64 {
+    let r = x.row(i);
+    let c = x.column(0);
+    r.dot(&r) + (&c * 3.0).sum()
+}
+
+#[test]
+fn views_by_hand() {
+    let x = array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+    // L = Σ row(1)² + 3·Σ column(0) = 16 + 25 + 36 + 3·5 = 92.
+    let (l, g) = rows_and_columns_grad(&x, 1);
+    assert_eq!(l, 92.0);
+    assert_eq!(g.x, array![[3.0, 0.0, 0.0], [11.0, 10.0, 12.0]]);
+}
+
+#[test]
+fn gradcheck_views() {
+    let mut r = Rng(2);
+    let x = r.array((3, 4, 5));
+    let w = r.array((4, 3));
+    let v = r.array(2);
+    gradcheck!(slices(x = &x, w = const &w, v = const &v)).assert();
+    let w = r.array((3, 4, 2));
+    let u = r.array((3, 5));
+    gradcheck!(slice_axis_index_axis(x = &x, w = const &w, u = const &u)).assert();
+    let x2 = r.array((4, 3));
+    gradcheck!(slice_locals_t(x = &x2, k = const 1)).assert();
+    gradcheck!(rows_and_columns(x = &x2, i = const 2)).assert();
+}
+
+// ---------------------------------------------------------------- shapes
+
+#[grad(x)]
+fn shapes(x: &Array2<f64>, w: &Array3<f64>) -> f64 {
+    let a = x.view().insert_axis(Axis(0));
+    let b = x.view().permuted_axes([1, 0]).insert_axis(Axis(2));
+    let c = (&a * &a).remove_axis(Axis(0));
+    let d = x.view().reversed_axes();
+    (&b * w).sum() + c.sum() + d.column(1).sum()
+}
+
+#[grad(x)]
+fn reshapes(x: &Array2<f64>, w: &Array3<f64>, n: usize) -> f64 {
+    let xt = x.t();
+    let y = xt.to_shape((2, n, 3)).unwrap();
+    let z = x.exp().into_shape_with_order((3, 2 * n)).unwrap();
+    (&y * w).sum() + z.row(1).sum()
+}
+
+#[grad(x)]
+fn permute3(x: &Array3<f64>, w: &Array3<f64>) -> f64 {
+    let y = x.view().permuted_axes([2, 0, 1]);
+    (&y * w).sum()
+}
+
+#[test]
+fn gradcheck_shapes() {
+    let mut r = Rng(3);
+    let x = r.array((2, 3));
+    let w = r.array((3, 2, 1));
+    gradcheck!(shapes(x = &x, w = const &w)).assert();
+    let w = r.array((2, 1, 3));
+    gradcheck!(reshapes(x = &x, w = const &w, n = const 1)).assert();
+    let x = r.array((2, 3, 4));
+    let w = r.array((4, 2, 3));
+    gradcheck!(permute3(x = &x, w = const &w)).assert();
+}
+
+#[test]
+fn shapes_by_hand() {
+    // Σ (x⊙x) + column 1 of xᵀ (row 1 of x) + Σ xᵀ⊙w with w = 0.
+    let x = array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+    let w = Array3::zeros((3, 2, 1));
+    let (l, g) = shapes_grad(&x, &w);
+    assert_eq!(l, 91.0 + 15.0);
+    assert_eq!(g.x, array![[2.0, 4.0, 6.0], [9.0, 11.0, 13.0]]);
+}
+
+// ---------------------------------------------------------------- joins
+
+#[grad(a, b)]
+fn joins(a: &Array2<f64>, b: &Array2<f64>, w: &Array2<f64>, u: &Array3<f64>) -> f64 {
+    let c = concatenate(Axis(1), &[a.view(), b.view(), a.view()]).unwrap();
+    let bt = b.t();
+    let d = ndarray::stack(Axis(0), &[a.view(), bt.slice(s![-2.., ..])]).unwrap();
+    (&c * w).sum() + (&d * u).sum()
+}
+
+#[grad(a, b)]
+fn join_macros(a: &Array2<f64>, b: &Array2<f64>, w: &Array2<f64>, u: &Array3<f64>) -> f64 {
+    let e = a.exp();
+    let c = ndarray::concatenate![Axis(0), e, b.t()];
+    let d = stack![Axis(2), *a, e];
+    (&c * w).sum() + (&d * u).sum()
+}
+
+#[test]
+fn joins_by_hand() {
+    let a = array![[1.0, 2.0], [3.0, 4.0]];
+    let b = array![[5.0, 6.0], [7.0, 8.0]];
+    // c = [a | b | a], w picks columns with weights 1..6; d is zero-weighted.
+    let w = array![[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]];
+    let u = Array3::zeros((2, 2, 2));
+    let (l, g) = joins_grad(&a, &b, &w, &u);
+    assert_eq!(l, (1.0 + 3.0) + 2.0 * (2.0 + 4.0) + 3.0 * 12.0 + 4.0 * 14.0 + 5.0 * 4.0 + 6.0 * 6.0);
+    assert_eq!(g.a, array![[6.0, 8.0], [6.0, 8.0]]);
+    assert_eq!(g.b, array![[3.0, 4.0], [3.0, 4.0]]);
+}
+
+#[test]
+fn gradcheck_joins() {
+    let mut r = Rng(4);
+    // c = [a | b | a] is 2×7; d stacks a and the last two rows of bᵀ: 2×2×2.
+    let a = r.array((2, 2));
+    let b = r.array((2, 3));
+    let w = r.array((2, 7));
+    let u = r.array((2, 2, 2));
+    gradcheck!(joins(a = &a, b = &b, w = const &w, u = const &u)).assert();
+    let a = r.array((2, 3));
+    let b = r.array((3, 2));
+    let w = r.array((4, 3));
+    let u = r.array((2, 3, 2));
+    gradcheck!(join_macros(a = &a, b = &b, w = const &w, u = const &u)).assert();
+}
+
+#[test]
+#[should_panic(expected = "concatenate: cannot concatenate 2×3 and 3×2 along axis 0")]
+fn concatenate_names_both_shapes() {
+    let a = Array2::<f64>::zeros((2, 3));
+    let b = Array2::<f64>::zeros((3, 2));
+    let _ = join_macros_bad_grad(&a, &b);
+}
+
+#[grad(a, b)]
+fn join_macros_bad(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+    let c = concatenate![Axis(0), *a, *b];
+    c.sum()
+}
+
+// ---------------------------------------------------------------- max and min along an axis
+
+#[grad(x)]
+fn fold_max(x: &Array2<f64>, w: &Array1<f64>) -> f64 {
+    let m = x.fold_axis(Axis(1), f64::NEG_INFINITY, |&a, &b| a.max(b));
+    (&m * w).sum()
+}
+
+#[grad(x)]
+fn map_max_min(x: &Array2<f64>, w: &Array1<f64>) -> f64 {
+    let xt = x.t();
+    let m = xt.map_axis(Axis(1), |r| r.fold(f64::NEG_INFINITY, |a, &b| a.max(b)));
+    let n = x.fold_axis(Axis(0), f64::INFINITY, |a, b| a.min(*b));
+    (&m * w).sum() + (&n * &n).sum()
+}
+
+/// A numerically stable softmax row by row, as users write it.
+#[grad(x)]
+fn stable_softmax(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let m = x.map_axis(Axis(1), |r| r.fold(f64::NEG_INFINITY, |a, &b| a.max(b)));
+    let e = (x - &m.insert_axis(Axis(1))).mapv(f64::exp);
+    let z = e.sum_axis(Axis(1)).insert_axis(Axis(1));
+    let p = &e / &z;
+    (&p * w).sum()
+}
+
+#[test]
+fn max_ties_split_evenly() {
+    let x = array![[1.0, 3.0, 3.0, 3.0], [2.0, f64::NAN, 0.0, -1.0]];
+    let w = array![6.0, 1.0];
+    let (l, g) = fold_max_grad(&x, &w);
+    assert_eq!(l, 18.0 + 2.0);
+    assert_eq!(g.x, array![[0.0, 2.0, 2.0, 2.0], [1.0, 0.0, 0.0, 0.0]]);
+}
+
+#[test]
+fn gradcheck_max_min() {
+    let mut r = Rng(5);
+    let x = r.array((3, 4));
+    let w = r.array(3);
+    gradcheck!(fold_max(x = &x, w = const &w)).assert();
+    let x = r.array((4, 3));
+    gradcheck!(map_max_min(x = &x, w = const &w)).assert();
+    let x = r.array((3, 5));
+    let w = r.array((3, 5));
+    gradcheck!(stable_softmax(x = &x, w = const &w)).assert();
+}
+
+// ---------------------------------------------------------------- var, std, mean, sum
+
+#[grad(x)]
+fn moments(x: &Array2<f64>, w: &Array1<f64>, u: &Array1<f64>) -> f64 {
+    let v = x.var_axis(Axis(1), 0.0);
+    let s = x.t().std_axis(Axis(0), 1.0);
+    let m = x.mean_axis(Axis(0)).unwrap();
+    let t = x.sum_axis(Axis(1));
+    (&v * w).sum() + (&s * w).sum() + (&m * u).sum() + (&t * &t).sum()
+}
+
+#[test]
+fn var_by_hand() {
+    // var of [1, 3] is 1 (ddof 0): ∂/∂x = 2(x − 2)/2 = [−1, 1]; std (ddof 1) is √2:
+    // ∂/∂x = (x − 2)/(1·√2).
+    let x = array![[1.0, 3.0]];
+    let w = array![1.0];
+    let u = array![0.0, 0.0];
+    let (l, g) = moments_grad(&x, &w, &u);
+    assert!((l - (1.0 + 2f64.sqrt() + 16.0)).abs() < 1e-12);
+    let r = 1.0 / 2f64.sqrt();
+    let expected = array![[-1.0 - r + 8.0, 1.0 + r + 8.0]];
+    assert!((&g.x - &expected).iter().all(|d| d.abs() < 1e-12), "{}", g.x);
+}
+
+#[test]
+fn std_of_a_constant_lane_has_gradient_zero() {
+    let x = array![[2.0, 2.0, 2.0]];
+    let (_, g) = moments_grad(&x, &array![1.0], &array![0.0, 0.0, 0.0]);
+    assert!(g.x.iter().all(|v| v.is_finite()), "{}", g.x);
+}
+
+#[test]
+fn gradcheck_moments() {
+    let mut r = Rng(6);
+    let x = r.array((3, 4));
+    let w = r.array(3);
+    let u = r.array(4);
+    gradcheck!(moments(x = &x, w = const &w, u = const &u)).assert();
+}
+
+// ---------------------------------------------------------------- mapv
+
+#[grad(x)]
+fn mapv_forms(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let a = x.mapv(|v| v.tanh());
+    let b = x.mapv(f64::tanh);
+    let c = x.t().mapv(|v| 1.0 / (1.0 + (-v).exp()));
+    (&a * w).sum() + (&b * &b).sum() + (&c * &c.t().dot(w)).sum()
+}
+
+/// A block body, a captured active scalar and `powi`.
+#[grad(x, s)]
+fn mapv_block(x: &Array1<f64>, s: f64) -> f64 {
+    let y = x.mapv(|v| {
+        let e = (v * s).exp();
+        e / (1.0 + e) + v.powi(3)
+    });
+    y.sum()
+}
+
+#[test]
+fn mapv_by_hand() {
+    let x = array![0.0, 1.0];
+    let (l, g) = mapv_block_grad(&x, 2.0);
+    let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+    assert!((l - (0.5 + sig(2.0) + 1.0)).abs() < 1e-15);
+    let ds = |z: f64| sig(z) * (1.0 - sig(z));
+    assert!((g.x[0] - 2.0 * ds(0.0)).abs() < 1e-15);
+    assert!((g.x[1] - (2.0 * ds(2.0) + 3.0)).abs() < 1e-15);
+    assert!((g.s - ds(2.0)).abs() < 1e-15);
+}
+
+#[test]
+fn gradcheck_mapv() {
+    let mut r = Rng(7);
+    let x = r.array((3, 3));
+    let w = r.array((3, 3));
+    gradcheck!(mapv_forms(x = &x, w = const &w)).assert();
+    let x = r.array(5);
+    gradcheck!(mapv_block(x = &x, s = 0.7)).assert();
+}
+
+// ---------------------------------------------------------------- f32
+
+#[grad(x)]
+fn mixed_f32(x: &Array2<f32>, ids: &[usize]) -> f32 {
+    let e = x.select(Axis(0), ids).mapv(|v| v.tanh());
+    let m = e.fold_axis(Axis(1), f32::NEG_INFINITY, |&a, &b| a.max(b));
+    let c = concatenate(Axis(0), &[m.view(), x.slice(s![.., 0])]).unwrap();
+    c.sum() + x.var_axis(Axis(0), 1.0).sum()
+}
+
+#[grad(x)]
+fn mixed_f64(x: &Array2<f64>, ids: &[usize]) -> f64 {
+    let e = x.select(Axis(0), ids).mapv(|v| v.tanh());
+    let m = e.fold_axis(Axis(1), f64::NEG_INFINITY, |&a, &b| a.max(b));
+    let c = concatenate(Axis(0), &[m.view(), x.slice(s![.., 0])]).unwrap();
+    c.sum() + x.var_axis(Axis(0), 1.0).sum()
+}
+
+#[test]
+fn f32_agrees_with_f64() {
+    let mut r = Rng(8);
+    let x = r.array((4, 3));
+    let ids = [3usize, 1, 3];
+    gradcheck!(mixed_f64(x = &x, ids = const &ids[..])).assert();
+    let (l64, g64) = mixed_f64_grad(&x, &ids);
+    let (l32, g32) = mixed_f32_grad(&x.mapv(|v| v as f32), &ids);
+    assert!((l64 - l32 as f64).abs() < 1e-5);
+    assert!(g64.x.iter().zip(&g32.x).all(|(a, b)| (a - *b as f64).abs() < 1e-5));
+}

@@ -1,0 +1,9 @@
+use backprop::grad;
+use ndarray::Array2;
+
+#[grad(x)]
+fn g(x: &Array2<f64>) -> f64 {
+    x.mapv(|v| v.max(0.0)).sum()
+}
+
+fn main() {}
