@@ -82,8 +82,28 @@ pub fn derive(input: TokenStream) -> TokenStream {
         Fields::Unit => quote!(#name),
         _ => quote!(#name { #(#rebuilt),* }),
     };
+    // A generic struct (`Model<T> { w: Array1<T> }`): each impl holds when its fields'
+    // types implement the trait, as the derive of std's traits would bound them. A
+    // struct without type parameters keeps the plain impls.
+    let bounded = |tr: TokenStream| -> TokenStream {
+        if input.generics.type_params().next().is_none() {
+            return quote!(#where_clause);
+        }
+        let mut w = input
+            .generics
+            .where_clause
+            .clone()
+            .unwrap_or_else(|| syn::parse_quote!(where));
+        for (_, _, ty) in &members {
+            w.predicates.push(syn::parse_quote!(#ty: #tr));
+        }
+        quote!(#w)
+    };
+    let where_grad_value = bounded(quote!(::backprop::gradcheck::GradValue));
+    let where_accumulate = bounded(quote!(::backprop::__private::Accumulate));
+    let where_differentiable = bounded(quote!(::backprop::Differentiable));
     quote! {
-        impl #impl_generics ::backprop::gradcheck::GradValue for #name #ty_generics #where_clause {
+        impl #impl_generics ::backprop::gradcheck::GradValue for #name #ty_generics #where_grad_value {
             fn to_flat(&self) -> ::std::vec::Vec<f64> {
                 let mut out = ::std::vec::Vec::new();
                 #(#flat_parts)*
@@ -96,13 +116,13 @@ pub fn derive(input: TokenStream) -> TokenStream {
             }
         }
 
-        impl #impl_generics ::backprop::__private::Accumulate for #name #ty_generics #where_clause {
+        impl #impl_generics ::backprop::__private::Accumulate for #name #ty_generics #where_accumulate {
             fn accumulate(&mut self, rhs: Self) {
                 #(#accumulate)*
             }
         }
 
-        impl #impl_generics ::backprop::Differentiable for #name #ty_generics #where_clause {
+        impl #impl_generics ::backprop::Differentiable for #name #ty_generics #where_differentiable {
             fn zero_like(&self) -> Self {
                 #zero
             }

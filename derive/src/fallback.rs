@@ -9,11 +9,12 @@ use quote::{format_ident, quote};
 
 use syn::{FnArg, ItemFn, Pat, ReturnType};
 
+/// The stub expansion, and the signature facts methods forwarding to the stubs need.
 pub fn expand(
     item: &ItemFn,
     active: Option<&[syn::Ident]>,
     errors: Vec<syn::Error>,
-) -> TokenStream {
+) -> (TokenStream, crate::emit::Api) {
     let errors = errors.into_iter().map(|e| e.to_compile_error());
     let params: Vec<ShapeParam> = item
         .sig
@@ -28,10 +29,13 @@ pub fn expand(
                     _ => (format_ident!("arg{}", k), false),
                 };
                 let is_float = is_float(item, &pt.ty);
+                // A method's receiver (`#[grad]` on an `impl`, `methods.rs`): a struct of
+                // parameters, whose stub gradient keeps the field call sites read.
+                let receiver = plain && name == crate::methods::SELF_ARG;
                 let is_active = plain
                     && match active {
-                        Some(list) => is_float && list.contains(&name),
-                        None => is_float,
+                        Some(list) => (is_float || receiver) && list.contains(&name),
+                        None => is_float || receiver,
                     };
                 // Stubs differentiate floats only: an array argument's stub gradient
                 // would need the tensor traits, and the real error is elsewhere.
@@ -41,7 +45,7 @@ pub fn expand(
                     active: is_active,
                     tensor: false,
                     elem: None,
-                    strukt: false,
+                    strukt: receiver,
                 })
             }
         })
@@ -74,11 +78,12 @@ pub fn expand(
         false,
     );
     // The stubs cannot use the arguments: silence that, only the real errors remain.
-    quote! {
+    let out = quote! {
         #(#errors)*
         #item
         #companions
-    }
+    };
+    (out, shape.api())
 }
 
 fn is_float(item: &ItemFn, ty: &syn::Type) -> bool {
