@@ -30,6 +30,12 @@ impl Line {
     fn loss_of_params(&self, x: f64, y: f64) -> f64 {
         self.loss(x, y)
     }
+
+    /// An associated function calling the method on its `&Self` argument, both ways.
+    #[grad(line)]
+    fn two_points(line: &Self, x: f64, y: f64) -> f64 {
+        line.loss(x, y) + Self::loss(line, y, x)
+    }
 }
 
 #[test]
@@ -50,6 +56,10 @@ fn a_method_has_the_hand_computed_gradient() {
     let (value, g) = line.loss_of_params_grad(2.0, 1.0);
     assert_eq!(value, 30.25);
     assert_eq!(g.self_, Line { a: 22.0, b: 11.0 });
+    // At (1, 2): r = 1.5, so 2.25 more, and (2r·x, 2r) = (3, 3) more.
+    let (value, g) = Line::two_points_grad(&line, 2.0, 1.0);
+    assert_eq!(value, 32.5);
+    assert_eq!(g.line, Line { a: 25.0, b: 14.0 });
 }
 
 /// A two-layer network whose loss calls its hidden layer, a method returning an array.

@@ -29,9 +29,13 @@ pub fn expand(
                     _ => (format_ident!("arg{}", k), false),
                 };
                 let is_float = is_float(item, &pt.ty);
-                // A method's receiver (`#[grad]` on an `impl`, `methods.rs`): a struct of
-                // parameters, whose stub gradient keeps the field call sites read.
-                let receiver = plain && name == crate::methods::SELF_ARG;
+                // A struct of parameters (`p: &Mlp`, a method's `self_`): its stub
+                // gradient keeps the field call sites read (`g.p`), as lowering decides
+                // (a type that is matched on or compared is data).
+                let receiver = plain
+                    && is_struct(item, &pt.ty)
+                    && (name == crate::methods::SELF_ARG
+                        || !crate::ir::lower::used_as_data(&item.block, &name));
                 let is_active = plain
                     && match active {
                         Some(list) => (is_float || receiver) && list.contains(&name),
@@ -93,6 +97,20 @@ fn is_float(item: &ItemFn, ty: &syn::Type) -> bool {
             .path
             .get_ident()
             .is_some_and(|i| i == "f32" || i == "f64" || floats.contains(&i.to_string())),
+        _ => false,
+    }
+}
+
+/// `Mlp`, `&Mlp`, `&nn::Model<T>`: a named type that is not a float, an array, a `Vec` or
+/// a type parameter (lowering's `ParamKind::Struct`).
+fn is_struct(item: &ItemFn, ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Reference(r) if r.mutability.is_none() => is_struct(item, &r.elem),
+        syn::Type::Path(p) if p.qself.is_none() => p.path.segments.last().is_some_and(|s| {
+            let name = s.ident.to_string();
+            crate::ir::lower::is_struct_type_name(&name)
+                && !item.sig.generics.type_params().any(|t| t.ident == name)
+        }),
         _ => false,
     }
 }

@@ -199,10 +199,32 @@ fn free_fn(
         sig,
         block: Box::new(method.block.clone()),
     };
+    // Arguments of the self type (`m: &Self`, `other: &Model`): `m.loss(x)` on them is a
+    // call of the `#[grad]` method too.
+    let self_text = self_ty.to_token_stream().to_string();
+    let receivers: Vec<syn::Ident> = method
+        .sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            FnArg::Typed(pt) => match (&*pt.pat, &*pt.ty) {
+                (Pat::Ident(pi), Type::Reference(r))
+                    if r.mutability.is_none()
+                        && (matches!(&*r.elem, Type::Path(p) if p.qself.is_none() && p.path.is_ident("Self"))
+                            || r.elem.to_token_stream().to_string() == self_text) =>
+                {
+                    Some(pi.ident.clone())
+                }
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
     let mut rewrite = Rewrite {
         self_ty,
         self_name,
         siblings,
+        receivers: &receivers,
     };
     rewrite.visit_signature_mut(&mut item.sig);
     rewrite.visit_block_mut(&mut item.block);
@@ -226,9 +248,25 @@ struct Rewrite<'a> {
     self_ty: &'a Type,
     self_name: &'a syn::Ident,
     siblings: &'a [(syn::Ident, bool)],
+    /// Arguments of type `&Self`: method calls on them are calls like `self.f(..)`.
+    receivers: &'a [syn::Ident],
 }
 
 impl Rewrite<'_> {
+    /// `self`, or an argument of type `&Self` (possibly in parentheses).
+    fn is_receiver(&self, e: &syn::Expr) -> bool {
+        match e {
+            syn::Expr::Path(p) => {
+                p.qself.is_none()
+                    && p.path
+                        .get_ident()
+                        .is_some_and(|i| i == "self" || self.receivers.iter().any(|r| r == i))
+            }
+            syn::Expr::Paren(p) => self.is_receiver(&p.expr),
+            _ => false,
+        }
+    }
+
     /// The self type as a path usable in expressions too (`Model::<T>`).
     fn self_path(&self) -> Option<syn::Path> {
         let Type::Path(p) = self.self_ty else {
@@ -265,21 +303,13 @@ impl Rewrite<'_> {
     }
 }
 
-fn is_self_expr(e: &syn::Expr) -> bool {
-    match e {
-        syn::Expr::Path(p) => p.qself.is_none() && p.path.is_ident("self"),
-        syn::Expr::Paren(p) => is_self_expr(&p.expr),
-        _ => false,
-    }
-}
-
 impl VisitMut for Rewrite<'_> {
     fn visit_expr_mut(&mut self, e: &mut syn::Expr) {
         match e {
             // `self.layer(x)` → `__Model_layer(self, x)` (then `self` → `self_`).
             syn::Expr::MethodCall(m)
                 if m.turbofish.is_none()
-                    && is_self_expr(&m.receiver)
+                    && self.is_receiver(&m.receiver)
                     && self.siblings.iter().any(|(s, r)| *r && *s == m.method) =>
             {
                 let f = free_name(self.self_name, &m.method);
@@ -576,6 +606,10 @@ pub fn refuse_without_impl_attr(item_fn: &ItemFn, context: Option<Block>) -> Tok
         ),
     )
     .to_compile_error();
+    // An array whose length is the error: rustc reports it once (the copies share a
+    // span and a message) and treats the type as an error, so `g.self_` at a call site
+    // adds nothing. (`compile_error!` as a type would be `()`.)
+    let err = quote!([(); #err]);
     let ret: Type = match &item_fn.sig.output {
         ReturnType::Type(_, t) => (**t).clone(),
         ReturnType::Default => syn::parse_quote!(()),
@@ -590,6 +624,7 @@ pub fn refuse_without_impl_attr(item_fn: &ItemFn, context: Option<Block>) -> Tok
         #[allow(dead_code, unused_variables, clippy::type_complexity, clippy::too_many_arguments)]
     };
     let f_forward = format_ident!("{}_forward", name, span = span);
+    let f_backward = format_ident!("{}_backward", name, span = span);
     let first = if crate::ir::is_owned_array_type(&ret) {
         let f_vjp = format_ident!("{}_vjp", name, span = span);
         quote! {
@@ -608,6 +643,8 @@ pub fn refuse_without_impl_attr(item_fn: &ItemFn, context: Option<Block>) -> Tok
         #first
         #attrs
         #vis fn #f_forward #impl_generics (#(#params),*) -> (#ret, #err) #where_clause { #stub }
+        #attrs
+        #vis fn #f_backward #impl_generics (tape: #err, d_out: #ret) -> #err #where_clause { #stub }
     }
 }
 
