@@ -191,7 +191,7 @@ fn free_fn(
         .collect();
     attrs.push(syn::parse_quote!(#[doc(hidden)]));
     attrs.push(syn::parse_quote!(
-        #[allow(non_snake_case, dead_code, private_interfaces, private_bounds)]
+        #[allow(non_snake_case, dead_code, private_interfaces, private_bounds, clippy::multiple_bound_locations)]
     ));
     let mut item = ItemFn {
         attrs,
@@ -520,7 +520,7 @@ fn forwarding_methods(
     let mut out: Vec<TokenStream> = Vec::new();
     let attrs = quote! {
         #[inline]
-        #[allow(dead_code, clippy::type_complexity, clippy::too_many_arguments)]
+        #[allow(dead_code, clippy::type_complexity, clippy::too_many_arguments, clippy::multiple_bound_locations)]
     };
     if crate::ir::is_owned_array_type(&free_ret) {
         let f_vjp = format_ident!("{}_vjp", name, span = span);
