@@ -7,11 +7,26 @@
 //!
 //! The scan is conservative: anything it cannot place (a span from a macro expansion, a
 //! file that does not read back as expected) answers "not in an impl", the old behaviour.
+//! `#[grad]` on the `impl` itself (`methods.rs`) needs none of this; the scan only lets
+//! a `#[grad]` method without it say so, once.
 
-/// Whether the function whose `fn` keyword has this span is declared directly inside an
-/// `impl` or `trait` block. `None` when that cannot be known (outside rustc, in a macro's
-/// expansion).
-pub fn in_impl_or_trait(fn_token: proc_macro2::Span) -> Option<bool> {
+/// The kind of block a function is declared directly inside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// `impl Model { .. }`, `impl<T> Model<T> where .. { .. }`.
+    Impl,
+    /// `impl Loss for Model { .. }`.
+    TraitImpl,
+    /// `trait Loss { .. }`.
+    Trait,
+    /// A module, a function body, ...
+    Other,
+}
+
+/// The block that the function whose `fn` keyword has this span is declared directly
+/// in. `Some(Block::Other)` in a function body or a `mod`; `None` at the top level of a
+/// file, and when that cannot be known (outside rustc, in a macro's expansion).
+pub fn enclosing_block(fn_token: proc_macro2::Span) -> Option<Block> {
     if !proc_macro::is_available() {
         return None;
     }
@@ -22,7 +37,7 @@ pub fn in_impl_or_trait(fn_token: proc_macro2::Span) -> Option<bool> {
     if !text[offset..].starts_with("fn") {
         return None;
     }
-    enclosing_header(&text, offset).map(|h| is_impl_or_trait_header(&h))
+    enclosing_header(&text, offset).map(|h| block_kind(&h))
 }
 
 /// The byte offset of a 1-based line and column (columns count chars).
@@ -169,9 +184,9 @@ fn skip_char_or_lifetime(bytes: &[u8], i: usize) -> usize {
     i + 1
 }
 
-/// `impl<T> Model<T> where ..`, `unsafe impl ..`, `pub trait Loss`, with attributes and
-/// doc comments before them.
-fn is_impl_or_trait_header(header: &str) -> bool {
+/// `impl<T> Model<T> where ..`, `unsafe impl ..`, `impl Loss for Model`, `pub trait
+/// Loss`, with attributes and doc comments before them.
+fn block_kind(header: &str) -> Block {
     let mut words = header
         .lines()
         .map(str::trim)
@@ -181,10 +196,26 @@ fn is_impl_or_trait_header(header: &str) -> bool {
         match w {
             "pub" | "unsafe" | "default" | "auto" => continue,
             w if w.starts_with("pub(") => continue,
-            w => return w == "impl" || w.starts_with("impl<") || w == "trait",
+            "trait" => return Block::Trait,
+            w if w == "impl" || w.starts_with("impl<") => {
+                // `for` as a word of its own outside `<..>` (not `for<'a>` in a bound).
+                let mut depth = w.matches('<').count() as i64 - w.matches('>').count() as i64;
+                for rest in words.by_ref() {
+                    if rest == "for" && depth <= 0 {
+                        return Block::TraitImpl;
+                    }
+                    if rest == "where" && depth <= 0 {
+                        break;
+                    }
+                    depth += rest.matches('<').count() as i64;
+                    depth -= rest.matches('>').count() as i64 - rest.matches("->").count() as i64;
+                }
+                return Block::Impl;
+            }
+            _ => return Block::Other,
         }
     }
-    false
+    Block::Other
 }
 
 #[cfg(test)]
@@ -213,20 +244,17 @@ mod tests {
             pub(crate) trait T { fn traited(); }
             mod m { fn in_mod() {} }
             impl<'a, T: Clone> Wrap<'a, T> where T: Copy { fn generic() {} }
+            impl<T> Loss for Wrap<T> { fn for_trait() {} }
+            impl<F: for<'a> Fn(&'a f64) -> f64> Holder<F> where F: Copy { fn hrtb() {} }
         "##;
-        assert!(is_impl_or_trait_header(
-            &header_at(src, "fn inside").unwrap()
-        ));
+        let kind = |marker| block_kind(&header_at(src, marker).unwrap());
+        assert_eq!(kind("fn inside"), Block::Impl);
         assert_eq!(header_at(src, "fn outside"), None);
-        assert!(is_impl_or_trait_header(
-            &header_at(src, "fn traited").unwrap()
-        ));
-        assert!(!is_impl_or_trait_header(
-            &header_at(src, "fn in_mod").unwrap()
-        ));
-        assert!(is_impl_or_trait_header(
-            &header_at(src, "fn generic").unwrap()
-        ));
+        assert_eq!(kind("fn traited"), Block::Trait);
+        assert_eq!(kind("fn in_mod"), Block::Other);
+        assert_eq!(kind("fn generic"), Block::Impl);
+        assert_eq!(kind("fn for_trait"), Block::TraitImpl);
+        assert_eq!(kind("fn hrtb"), Block::Impl);
         // After the function with the tricky literals, the top level again.
         let after = src.find("pub(crate) trait").unwrap();
         assert_eq!(enclosing_header(src, after), None);
@@ -235,9 +263,10 @@ mod tests {
     #[test]
     fn a_function_in_a_function_body_is_not_in_an_impl() {
         let src = "impl M { fn a() { fn helper() {} } }";
-        assert!(!is_impl_or_trait_header(
-            &header_at(src, "fn helper").unwrap()
-        ));
+        assert_eq!(
+            block_kind(&header_at(src, "fn helper").unwrap()),
+            Block::Other
+        );
     }
 
     #[test]

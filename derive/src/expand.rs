@@ -10,6 +10,10 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item_fn: syn::ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
+            // `#[grad] impl Model { #[grad] fn loss(&self, ..) .. }`: see `methods.rs`.
+            if let Ok(item_impl) = syn::parse2::<syn::ItemImpl>(item.clone()) {
+                return crate::methods::grad_impl(attr, item_impl);
+            }
             let err = syn::Error::new(
                 proc_macro2::Span::call_site(),
                 "`#[grad]` goes on a free function of floats, such as `fn loss(w: f64, x: f64) -> f64 { ... }`",
@@ -18,37 +22,31 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#err #item);
         }
     };
-    // A method (`self`) sits in an impl block, where the stub companions (free functions
-    // and structs) cannot go: report the error on the original item alone.
-    if let Some(syn::FnArg::Receiver(r)) = item_fn.sig.inputs.first() {
-        let err = syn::Error::new_spanned(
-            r,
-            "`#[grad]` cannot differentiate a method taking `self`: write a free function and pass the value as an argument",
-        )
-        .to_compile_error();
-        return quote!(#err #item_fn);
+    // A method or an associated function without `#[grad]` on its `impl`: the
+    // companions (structs, free functions) cannot go in the impl block. One error, and
+    // stub methods so that call sites add none (see `methods.rs`).
+    let receiver = matches!(item_fn.sig.inputs.first(), Some(syn::FnArg::Receiver(_)));
+    let context = crate::context::enclosing_block(item_fn.sig.fn_token.span);
+    if receiver || context.is_some_and(|c| c != crate::context::Block::Other) {
+        return crate::methods::refuse_without_impl_attr(&item_fn, context);
     }
-    // An associated function: the companions are items an `impl` cannot hold, so say
-    // that once instead of letting rustc report each of them.
-    if crate::context::in_impl_or_trait(item_fn.sig.fn_token.span) == Some(true) {
-        let err = syn::Error::new_spanned(
-            &item_fn.sig.ident,
-            "`#[grad]` on an associated function (inside an `impl` or `trait`) is not supported yet: what it generates (`FGrad`, `f_grad`, the rule companion) are items an `impl` cannot hold; write a free function (`fn loss(m: &Model, ..)`) and call it from the method",
-        )
-        .to_compile_error();
-        return quote!(#err #item_fn);
-    }
+    grad_fn(attr, &item_fn).0
+}
+
+/// `#[grad]` on a free function (or on a method turned into one by `methods.rs`): the
+/// expansion, and what methods forwarding to its companions need.
+pub fn grad_fn(attr: TokenStream, item_fn: &syn::ItemFn) -> (TokenStream, emit::Api) {
     let conds = match crate::cfg::conditions(&item_fn.block) {
         Ok(c) => c,
         Err(e) => {
             let active = attr::parse(attr).ok().and_then(|a| a.active);
-            return fallback::expand(&item_fn, active.as_deref(), vec![e]);
+            return fallback::expand(item_fn, active.as_deref(), vec![e]);
         }
     };
     if !conds.is_empty() {
-        return per_configuration(attr, &item_fn, &conds);
+        return per_configuration(attr, item_fn, &conds);
     }
-    pipeline(attr, &item_fn)
+    pipeline(attr, item_fn)
 }
 
 /// One expansion per combination of the body's `#[cfg]` conditions (see `cfg.rs`):
@@ -57,20 +55,24 @@ fn per_configuration(
     attr: TokenStream,
     item_fn: &syn::ItemFn,
     conds: &[TokenStream],
-) -> TokenStream {
+) -> (TokenStream, emit::Api) {
     let mut out = quote!(#item_fn);
+    let mut api = None;
     for mask in 0..1u32 << conds.len() {
         let keep: Vec<bool> = (0..conds.len()).map(|k| mask >> k & 1 == 1).collect();
         let pruned = crate::cfg::prune(item_fn, conds, &keep);
-        let expansion = pipeline(attr.clone(), &pruned);
+        let (expansion, a) = pipeline(attr.clone(), &pruned);
+        // (Every combination has the same signature; the first one's gradient type
+        // stands for all.)
+        api.get_or_insert(a);
         let pred = crate::cfg::predicate(conds, &keep);
         out.extend(crate::cfg::guard(expansion, &pred, &item_fn.sig.ident));
     }
-    out
+    (out, api.expect("at least one combination"))
 }
 
 /// attribute → lower → analyse → emit, for a body without `#[cfg]`.
-fn pipeline(attr: TokenStream, item_fn: &syn::ItemFn) -> TokenStream {
+fn pipeline(attr: TokenStream, item_fn: &syn::ItemFn) -> (TokenStream, emit::Api) {
     let mut item_fn = item_fn.clone();
     // An empty statement (`let y = x;;`) is nothing to rustc; syn keeps it as an empty
     // expression, which the generated code must not repeat.

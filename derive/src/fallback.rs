@@ -9,11 +9,12 @@ use quote::{format_ident, quote};
 
 use syn::{FnArg, ItemFn, Pat, ReturnType};
 
+/// The stub expansion, and the signature facts methods forwarding to the stubs need.
 pub fn expand(
     item: &ItemFn,
     active: Option<&[syn::Ident]>,
     errors: Vec<syn::Error>,
-) -> TokenStream {
+) -> (TokenStream, crate::emit::Api) {
     let errors = errors.into_iter().map(|e| e.to_compile_error());
     let params: Vec<ShapeParam> = item
         .sig
@@ -28,10 +29,17 @@ pub fn expand(
                     _ => (format_ident!("arg{}", k), false),
                 };
                 let is_float = is_float(item, &pt.ty);
+                // A struct of parameters (`p: &Mlp`, a method's `self_`): its stub
+                // gradient keeps the field call sites read (`g.p`), as lowering decides
+                // (a type that is matched on or compared is data).
+                let receiver = plain
+                    && is_struct(item, &pt.ty)
+                    && (name == crate::methods::SELF_ARG
+                        || !crate::ir::lower::used_as_data(&item.block, &name));
                 let is_active = plain
                     && match active {
-                        Some(list) => is_float && list.contains(&name),
-                        None => is_float,
+                        Some(list) => (is_float || receiver) && list.contains(&name),
+                        None => is_float || receiver,
                     };
                 // Stubs differentiate floats only: an array argument's stub gradient
                 // would need the tensor traits, and the real error is elsewhere.
@@ -41,7 +49,7 @@ pub fn expand(
                     active: is_active,
                     tensor: false,
                     elem: None,
-                    strukt: false,
+                    strukt: receiver,
                 })
             }
         })
@@ -74,11 +82,12 @@ pub fn expand(
         false,
     );
     // The stubs cannot use the arguments: silence that, only the real errors remain.
-    quote! {
+    let out = quote! {
         #(#errors)*
         #item
         #companions
-    }
+    };
+    (out, shape.api())
 }
 
 fn is_float(item: &ItemFn, ty: &syn::Type) -> bool {
@@ -88,6 +97,20 @@ fn is_float(item: &ItemFn, ty: &syn::Type) -> bool {
             .path
             .get_ident()
             .is_some_and(|i| i == "f32" || i == "f64" || floats.contains(&i.to_string())),
+        _ => false,
+    }
+}
+
+/// `Mlp`, `&Mlp`, `&nn::Model<T>`: a named type that is not a float, an array, a `Vec` or
+/// a type parameter (lowering's `ParamKind::Struct`).
+fn is_struct(item: &ItemFn, ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Reference(r) if r.mutability.is_none() => is_struct(item, &r.elem),
+        syn::Type::Path(p) if p.qself.is_none() => p.path.segments.last().is_some_and(|s| {
+            let name = s.ident.to_string();
+            crate::ir::lower::is_struct_type_name(&name)
+                && !item.sig.generics.type_params().any(|t| t.ident == name)
+        }),
         _ => false,
     }
 }

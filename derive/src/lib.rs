@@ -20,6 +20,7 @@ mod emit;
 mod expand;
 mod fallback;
 mod ir;
+mod methods;
 #[cfg(test)]
 mod snapshots;
 #[cfg(test)]
@@ -29,6 +30,10 @@ mod tests;
 ///
 /// See the `backprop` crate's documentation for the generated API
 /// (`f_grad`, `f_forward`, `f_backward`, the `FGrad` struct) and what is supported.
+///
+/// On an `impl` block, differentiates the methods (`&self`) and associated functions
+/// marked `#[grad]` inside it: `#[grad] impl Model { #[grad] fn loss(&self, ..) .. }`
+/// adds `loss_grad` (or `loss_vjp`), `loss_forward` and `loss_backward` to the impl.
 #[proc_macro_attribute]
 pub fn grad(
     attr: proc_macro::TokenStream,

@@ -33,7 +33,9 @@
 //! and `return` from loops; indexing, sub-slices and element writes of local buffers;
 //! arithmetic with broadcasting, float and array methods (`dot`, `t`, `sum`, ...);
 //! calls of other `#[grad]` functions, of [`macro@custom_vjp`] functions (hand-written
-//! pullbacks) and of the differentiable [`ops`]. Anything else is a compile error that
+//! pullbacks) and of the differentiable [`ops`]; `&self` methods and associated functions
+//! with `#[grad]` on their `impl` too (`#[grad] impl Model { #[grad] fn loss(&self, ..) }`
+//! adds `model.loss_grad(..)`, whose gradient's `self_` is a `Model`). Anything else is a compile error that
 //! says what is supported. The repository's README lists it all, and `docs/RULES.md`
 //! every rule with its convention at kinks and what its tape keeps.
 //!

@@ -149,6 +149,55 @@ impl Shape<'_> {
             .collect()
     }
 
+    /// The gradient struct's bounds, where a field's type needs them to be well-formed: a
+    /// generic array's cotangent (`<Array1<T> as Value>::Cot` needs `T: Real`) or a
+    /// generic struct (`Scale<T>` declared with `T: Real`). The function's own trait
+    /// bounds on the struct's parameters, and `T: Real` for tensor code. Empty (no `where`
+    /// at all) otherwise, as before.
+    fn grad_struct_where(&self, used: &[syn::Ident]) -> TokenStream {
+        let needs = self
+            .params
+            .iter()
+            .any(|p| p.active && (p.tensor || p.strukt));
+        if used.is_empty() || !needs {
+            return quote!();
+        }
+        let generics = self.generics();
+        let mut preds: Vec<TokenStream> = Vec::new();
+        let traits_only = |bounds: &mut dyn Iterator<Item = &syn::TypeParamBound>| {
+            bounds
+                .filter(|b| matches!(b, syn::TypeParamBound::Trait(_)))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        for tp in generics.type_params().filter(|tp| used.contains(&tp.ident)) {
+            let bounds = traits_only(&mut tp.bounds.iter());
+            if !bounds.is_empty() {
+                let t = &tp.ident;
+                preds.push(quote!(#t: #(#bounds)+*));
+            }
+        }
+        if let Some(w) = &generics.where_clause {
+            for pred in &w.predicates {
+                if let syn::WherePredicate::Type(pt) = pred
+                    && let syn::Type::Path(p) = &pt.bounded_ty
+                    && p.path.get_ident().is_some_and(|i| used.contains(i))
+                {
+                    let bounds = traits_only(&mut pt.bounds.iter());
+                    if !bounds.is_empty() {
+                        let t = &pt.bounded_ty;
+                        preds.push(quote!(#t: #(#bounds)+*));
+                    }
+                }
+            }
+        }
+        if preds.is_empty() {
+            quote!()
+        } else {
+            quote!(where #(#preds),*)
+        }
+    }
+
     /// The positional cotangent tuple: the argument's type if active, `Inactive` if not.
     pub fn tuple_ty(&self) -> TokenStream {
         let tys = self.params.iter().map(|p| {
@@ -355,6 +404,7 @@ impl Shape<'_> {
         } else {
             quote!(<#(#used),*>)
         };
+        let struct_where = self.grad_struct_where(&used);
         let fields = self.params.iter().filter(|p| p.active).map(|p| {
             let n = &p.name;
             let ty = p.grad_ty();
@@ -510,7 +560,7 @@ impl Shape<'_> {
             #[doc = #grad_doc]
             #(#attrs)*
             #derives
-            #vis struct #grad_ident #struct_generics { #(#fields,)* }
+            #vis struct #grad_ident #struct_generics #struct_where { #(#fields,)* }
 
             /// The rule companion of a `#[grad]` function: how other differentiated code calls it.
             #(#attrs)*
@@ -653,8 +703,39 @@ fn calls_outside_rules(func: &Func) -> bool {
     found
 }
 
-/// The full expansion of a function that passed every check.
-pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
+/// What methods that forward to the companions (`#[grad]` on an `impl`, `methods.rs`)
+/// need to spell their signatures.
+pub struct Api {
+    /// The gradient struct's type, with its generic arguments (`ModelLossGrad<T>`).
+    pub grad_ty: TokenStream,
+    /// The bounds the companions add to the function's own (`T: Real` for tensor code).
+    pub bounds: Vec<syn::WherePredicate>,
+}
+
+impl Shape<'_> {
+    pub fn api(&self) -> Api {
+        let own = self
+            .item
+            .sig
+            .generics
+            .where_clause
+            .as_ref()
+            .map_or(0, |w| w.predicates.len());
+        let bounds = self
+            .generics()
+            .where_clause
+            .map(|w| w.predicates.into_iter().skip(own).collect())
+            .unwrap_or_default();
+        Api {
+            grad_ty: self.grad_ty(),
+            bounds,
+        }
+    }
+}
+
+/// The full expansion of a function that passed every check, and the signature facts
+/// methods forwarding to its companions need.
+pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
     let mut names = Names::new(item.to_token_stream());
     for v in &func.vars {
         names.reserve(&v.name.to_string());
@@ -833,8 +914,9 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> TokenStream {
     };
     let plain_first = dual && shape.plain_first() && !calls_outside_rules(func);
     let companions = shape.companions(body, None, plain_first);
-    quote! {
+    let out = quote! {
         #item
         #companions
-    }
+    };
+    (out, shape.api())
 }

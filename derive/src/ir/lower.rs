@@ -2208,6 +2208,22 @@ impl Lowerer<'_> {
                     ),
                 }
             }
+            // `m.loss(x)` on a struct argument: a method, whose rule (if it is a `#[grad]`
+            // method) only the functions of its own `#[grad] impl` can name.
+            MethodKind::Unknown
+                if args[0]
+                    .var()
+                    .is_some_and(|v| self.struct_params.contains(&v)) =>
+            {
+                Rhs::NoRule {
+                    spelling,
+                    at: m.to_token_stream(),
+                    args,
+                    why: format!(
+                        "`#[grad]` cannot differentiate a call of the method `.{name}()` of a struct argument here: a `#[grad]` method is called with its rule by the `#[grad]` functions of its own `#[grad] impl` (`self.{name}(..)`, or `m.{name}(..)` on an argument `m: &Self`); make this function an associated function of that impl, or wrap a value that needs no gradient in `backprop::stop_gradient(...)`"
+                    ),
+                }
+            }
             MethodKind::Unknown => Rhs::NoRule {
                 spelling,
                 at: m.to_token_stream(),
@@ -3650,7 +3666,7 @@ fn binds_names(p: &Pat) -> bool {
 
 /// A type that names a struct of parameters: capitalised, and not one of the
 /// standard containers or ndarray types `#[grad]` knows otherwise.
-fn is_struct_type_name(name: &str) -> bool {
+pub(crate) fn is_struct_type_name(name: &str) -> bool {
     name.starts_with(char::is_uppercase)
         && !is_array_type_name(name)
         && !matches!(
@@ -3822,7 +3838,7 @@ fn lift_loop_returns(
 /// Whether the body matches on `x` or compares it (`match x`, `matches!(x, ..)`,
 /// `if let P = x`, `x == y`, `x != y`): what a program does with an enum or other data,
 /// never with a struct of parameters.
-fn used_as_data(body: &syn::Block, x: &Ident) -> bool {
+pub(crate) fn used_as_data(body: &syn::Block, x: &Ident) -> bool {
     use syn::visit::Visit;
     struct Find<'a> {
         x: &'a Ident,

@@ -11,4 +11,7 @@ impl Model {
 
 fn main() {
     let _ = Model::loss(1.0);
+    // No second error at the call site.
+    let (v, g) = Model::loss_grad(1.0);
+    let _ = v + g.x;
 }
