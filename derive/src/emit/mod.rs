@@ -159,11 +159,14 @@ impl Shape<'_> {
             .params
             .iter()
             .any(|p| p.active && (p.tensor || p.strukt));
-        if used.is_empty() || !needs {
+        if used.is_empty() || !(needs || self.tensor) {
             return quote!();
         }
         let generics = self.generics();
         let mut preds: Vec<TokenStream> = Vec::new();
+        if self.tensor {
+            preds.extend(used.iter().map(|t| quote!(#t: ::backprop::__private::Real)));
+        }
         let traits_only = |bounds: &mut dyn Iterator<Item = &syn::TypeParamBound>| {
             bounds
                 .filter(|b| matches!(b, syn::TypeParamBound::Trait(_)))
@@ -399,8 +402,6 @@ impl Shape<'_> {
         // LinalgScalar`).
         let struct_generics = if used.is_empty() {
             quote!()
-        } else if self.tensor {
-            quote!(<#(#used),*> where #(#used: ::backprop::__private::Real),*)
         } else {
             quote!(<#(#used),*>)
         };
@@ -684,7 +685,9 @@ fn calls_outside_rules(func: &Func) -> bool {
                 | Sp::TupleField(_)
                 | Sp::Matches(_) => false,
                 // (A method reaches `NoRule` only when the op table does not know it.)
-                Sp::Method(_) | Sp::MethodUnwrap(..) | Sp::MethodTurbofish(_) | Sp::Join(..) => true,
+                Sp::Method(_) | Sp::MethodUnwrap(..) | Sp::MethodTurbofish(_) | Sp::Join(..) => {
+                    true
+                }
                 Sp::Path(p) => !p
                     .path
                     .segments
