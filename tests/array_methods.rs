@@ -7,7 +7,7 @@
 //! gradchecked in f64 at random inputs (strided and transposed operands where they
 //! matter); the simple ones also against values computed by hand.
 
-#![allow(clippy::excessive_precision, clippy::reversed_empty_ranges)]
+#![allow(clippy::excessive_precision, clippy::needless_borrow, clippy::ptr_arg)]
 
 use backprop::{grad, gradcheck};
 use ndarray::{
@@ -203,10 +203,16 @@ fn joins_by_hand() {
     let a = array![[1.0, 2.0], [3.0, 4.0]];
     let b = array![[5.0, 6.0], [7.0, 8.0]];
     // c = [a | b | a], w picks columns with weights 1..6; d is zero-weighted.
-    let w = array![[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]];
+    let w = array![
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    ];
     let u = Array3::zeros((2, 2, 2));
     let (l, g) = joins_grad(&a, &b, &w, &u);
-    assert_eq!(l, (1.0 + 3.0) + 2.0 * (2.0 + 4.0) + 3.0 * 12.0 + 4.0 * 14.0 + 5.0 * 4.0 + 6.0 * 6.0);
+    assert_eq!(
+        l,
+        (1.0 + 3.0) + 2.0 * (2.0 + 4.0) + 3.0 * 12.0 + 4.0 * 14.0 + 5.0 * 4.0 + 6.0 * 6.0
+    );
     assert_eq!(g.a, array![[6.0, 8.0], [6.0, 8.0]]);
     assert_eq!(g.b, array![[3.0, 4.0], [3.0, 4.0]]);
 }
@@ -311,7 +317,11 @@ fn var_by_hand() {
     assert!((l - (1.0 + 2f64.sqrt() + 16.0)).abs() < 1e-12);
     let r = 1.0 / 2f64.sqrt();
     let expected = array![[-1.0 - r + 8.0, 1.0 + r + 8.0]];
-    assert!((&g.x - &expected).iter().all(|d| d.abs() < 1e-12), "{}", g.x);
+    assert!(
+        (&g.x - &expected).iter().all(|d| d.abs() < 1e-12),
+        "{}",
+        g.x
+    );
 }
 
 #[test]
@@ -399,5 +409,10 @@ fn f32_agrees_with_f64() {
     let (l64, g64) = mixed_f64_grad(&x, &ids);
     let (l32, g32) = mixed_f32_grad(&x.mapv(|v| v as f32), &ids);
     assert!((l64 - l32 as f64).abs() < 1e-5);
-    assert!(g64.x.iter().zip(&g32.x).all(|(a, b)| (a - *b as f64).abs() < 1e-5));
+    assert!(
+        g64.x
+            .iter()
+            .zip(&g32.x)
+            .all(|(a, b)| (a - *b as f64).abs() < 1e-5)
+    );
 }

@@ -761,10 +761,13 @@ impl<'a> Emitter<'a> {
             // A consuming view method (`insert_axis`, `into_shape_with_order`) on an
             // array this function owns takes a view of it instead: a rule may still read
             // the array, which the method would have moved away.
-            Rhs::Prim { prim, spelling, args }
-                if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&prim.name)
-                    && self.owns_data(&args[0])
-                    && self.func.ret.var() != Some(s.def) =>
+            Rhs::Prim {
+                prim,
+                spelling,
+                args,
+            } if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&prim.name)
+                && self.owns_data(&args[0])
+                && self.func.ret.var() != Some(s.def) =>
             {
                 let mut ops: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
                 let recv = &ops[0];

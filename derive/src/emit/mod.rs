@@ -614,7 +614,9 @@ fn calls_outside_rules(func: &Func) -> bool {
                 | Sp::TupleField(_)
                 | Sp::Matches(_) => false,
                 // (A method reaches `NoRule` only when the op table does not know it.)
-                Sp::Method(_) | Sp::MethodUnwrap(..) | Sp::MethodTurbofish(_) | Sp::Join(..) => true,
+                Sp::Method(_) | Sp::MethodUnwrap(..) | Sp::MethodTurbofish(_) | Sp::Join(..) => {
+                    true
+                }
                 Sp::Path(p) => !p
                     .path
                     .segments

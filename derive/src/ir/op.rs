@@ -202,11 +202,53 @@ pub fn join(stack: bool, n: usize) -> Option<Prim> {
         Rule("concatenate_vjp_1", &[In(0), Shape(1)]),
         Rule("concatenate_vjp_2", &[In(0), Shape(1), Shape(2)]),
         Rule("concatenate_vjp_3", &[In(0), Shape(1), Shape(2), Shape(3)]),
-        Rule("concatenate_vjp_4", &[In(0), Shape(1), Shape(2), Shape(3), Shape(4)]),
-        Rule("concatenate_vjp_5", &[In(0), Shape(1), Shape(2), Shape(3), Shape(4), Shape(5)]),
-        Rule("concatenate_vjp_6", &[In(0), Shape(1), Shape(2), Shape(3), Shape(4), Shape(5), Shape(6)]),
-        Rule("concatenate_vjp_7", &[In(0), Shape(1), Shape(2), Shape(3), Shape(4), Shape(5), Shape(6), Shape(7)]),
-        Rule("concatenate_vjp_8", &[In(0), Shape(1), Shape(2), Shape(3), Shape(4), Shape(5), Shape(6), Shape(7), Shape(8)]),
+        Rule(
+            "concatenate_vjp_4",
+            &[In(0), Shape(1), Shape(2), Shape(3), Shape(4)],
+        ),
+        Rule(
+            "concatenate_vjp_5",
+            &[In(0), Shape(1), Shape(2), Shape(3), Shape(4), Shape(5)],
+        ),
+        Rule(
+            "concatenate_vjp_6",
+            &[
+                In(0),
+                Shape(1),
+                Shape(2),
+                Shape(3),
+                Shape(4),
+                Shape(5),
+                Shape(6),
+            ],
+        ),
+        Rule(
+            "concatenate_vjp_7",
+            &[
+                In(0),
+                Shape(1),
+                Shape(2),
+                Shape(3),
+                Shape(4),
+                Shape(5),
+                Shape(6),
+                Shape(7),
+            ],
+        ),
+        Rule(
+            "concatenate_vjp_8",
+            &[
+                In(0),
+                Shape(1),
+                Shape(2),
+                Shape(3),
+                Shape(4),
+                Shape(5),
+                Shape(6),
+                Shape(7),
+                Shape(8),
+            ],
+        ),
     ];
     const STACK: &[Vjp] = &[
         Zero,
@@ -222,7 +264,11 @@ pub fn join(stack: bool, n: usize) -> Option<Prim> {
     if n == 0 || n > MAX_JOIN {
         return None;
     }
-    let (name, vjps) = if stack { ("stack", STACK) } else { ("concatenate", CONCAT) };
+    let (name, vjps) = if stack {
+        ("stack", STACK)
+    } else {
+        ("concatenate", CONCAT)
+    };
     Some(p(name, &vjps[..=n]))
 }
 

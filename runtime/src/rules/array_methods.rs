@@ -11,11 +11,10 @@
 use super::tensor::{ArrayShape, Viewable};
 use crate::kernels::Real;
 use crate::ops::shape_str;
-use num_traits::{Float, One, Zero};
 use ndarray::{
-    Array, Array1, ArrayView, Axis, Dimension, IntoDimension, Ix2, RemoveAxis, Slice, SliceArg,
-    Zip,
+    Array, Array1, ArrayView, Axis, Dimension, IntoDimension, Ix2, RemoveAxis, Slice, SliceArg, Zip,
 };
+use num_traits::{Float, One, Zero};
 
 fn zeros_of<A: Real, D: Dimension>(shape: &ArrayShape<A, D>) -> Array<A, D> {
     Array::from_elem(shape.dim.clone(), A::zero())
@@ -95,7 +94,10 @@ pub fn column_vjp<A: Real>(shape: &ArrayShape<A, Ix2>, j: &usize, d: &Array1<A>)
 // ---- shapes -----------------------------------------------------------------------------
 
 /// `y = x.insert_axis(axis)`: `∂x = d` without that (length-1) axis.
-pub fn insert_axis_vjp<A: Real, E: RemoveAxis>(axis: &Axis, d: &Array<A, E>) -> Array<A, E::Smaller> {
+pub fn insert_axis_vjp<A: Real, E: RemoveAxis>(
+    axis: &Axis,
+    d: &Array<A, E>,
+) -> Array<A, E::Smaller> {
     d.view().remove_axis(*axis).to_owned()
 }
 
@@ -181,6 +183,7 @@ macro_rules! concatenate_parts {
         /// `y = concatenate(axis, &[x₁, x₂, ..])`: the cotangent of one input is the
         /// slice of `d` along `axis` where that input was placed (the shapes of the
         /// inputs before it give its offset).
+        #[allow(clippy::too_many_arguments)]
         pub fn $name<A: Real, D: Dimension>(
             axis: &Axis,
             $($before: &ArrayShape<A, D>,)*
@@ -246,7 +249,8 @@ where
     X::Elem: Real,
     X::Dim: RemoveAxis,
 {
-    x.as_view().fold_axis(axis, X::Elem::infinity(), |&a, &b| a.min(b))
+    x.as_view()
+        .fold_axis(axis, X::Elem::infinity(), |&a, &b| a.min(b))
 }
 
 /// `y = max_axis(x, axis)` (or `min_axis`): each lane's `d` goes to the elements equal
@@ -388,7 +392,9 @@ where
         .for_each(|mut o, xl, &d| {
             let mean = xl.iter().fold(X::Elem::zero(), |a, &b| a + b) / nf;
             let g = f(n, d) / denom;
-            Zip::from(&mut o).and(&xl).for_each(|o, &v| *o = g * (v - mean));
+            Zip::from(&mut o)
+                .and(&xl)
+                .for_each(|o, &v| *o = g * (v - mean));
         });
     out
 }

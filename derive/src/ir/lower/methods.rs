@@ -15,9 +15,9 @@ use syn::{Expr, Pat};
 /// Float methods a `mapv` closure may call on its element: ndarray has each of them
 /// as an elementwise array method, with the tensor path's elementwise rule.
 const ELEMENTWISE: &[&str] = &[
-    "exp", "exp2", "exp_m1", "ln", "ln_1p", "log2", "log10", "sqrt", "cbrt", "recip", "abs",
-    "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "powi", "fract",
-    "floor", "ceil", "round", "trunc", "signum",
+    "exp", "exp2", "exp_m1", "ln", "ln_1p", "log2", "log10", "sqrt", "cbrt", "recip", "abs", "sin",
+    "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "powi", "fract", "floor", "ceil",
+    "round", "trunc", "signum",
 ];
 
 const MAPV_FORMS: &str = "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods exp, exp2, exp_m1, ln, ln_1p, log2, log10, sqrt, cbrt, recip, abs, sin, cos, tan, asin, acos, atan, sinh, cosh, tanh, powi, fract (floor, ceil, round, trunc, signum with derivative 0), possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array";
@@ -38,7 +38,9 @@ impl Lowerer<'_> {
         match (name.as_str(), m.args.len()) {
             ("unwrap" | "expect", _) => self.unwrapped(m, want),
             ("mapv", 1) => Some(self.mapv(m, want)),
-            ("fold_axis", 3) => Some(self.extreme_axis(m, &m.args[0], &m.args[1], &m.args[2], want)),
+            ("fold_axis", 3) => {
+                Some(self.extreme_axis(m, &m.args[0], &m.args[1], &m.args[2], want))
+            }
             ("map_axis", 2) => {
                 let Some((init, f)) = map_axis_fold(&m.args[1]) else {
                     self.cx.error_spanned_by(&m.args[1], FOLD_FORMS);
@@ -46,10 +48,11 @@ impl Lowerer<'_> {
                 };
                 Some(self.extreme_axis(m, &m.args[0], init, f, want))
             }
-            ("slice" | "slice_axis" | "index_axis" | "select" | "row" | "column" | "insert_axis"
-            | "remove_axis" | "permuted_axes" | "var_axis" | "std_axis", _)
-                if m.args.iter().any(|a| self.needs_data_lowering(a)) =>
-            {
+            (
+                "slice" | "slice_axis" | "index_axis" | "select" | "row" | "column" | "insert_axis"
+                | "remove_axis" | "permuted_axes" | "var_axis" | "std_axis",
+                _,
+            ) if m.args.iter().any(|a| self.needs_data_lowering(a)) => {
                 let MethodKind::Prim(prim) = op::method(&name, m.args.len() + 1) else {
                     return None;
                 };
@@ -211,7 +214,11 @@ impl Lowerer<'_> {
     }
 
     /// `concatenate![axis, a, b]`, `stack![axis, a, b]`.
-    pub(super) fn join_macro(&mut self, m: &syn::ExprMacro, want: Option<&Ident>) -> Option<Operand> {
+    pub(super) fn join_macro(
+        &mut self,
+        m: &syn::ExprMacro,
+        want: Option<&Ident>,
+    ) -> Option<Operand> {
         let last = m.mac.path.segments.last()?.ident.to_string();
         let stack = match last.as_str() {
             "concatenate" => false,
@@ -264,7 +271,15 @@ impl Lowerer<'_> {
                 "concatenate",
             )
         };
-        self.define(want, Rhs::Prim { prim, spelling: Spelling::Join(path, what.to_string()), args }, span)
+        self.define(
+            want,
+            Rhs::Prim {
+                prim,
+                spelling: Spelling::Join(path, what.to_string()),
+                args,
+            },
+            span,
+        )
     }
 
     /// `x.mapv(|v| body)`: the body lowered with `v` standing for the whole array, so
@@ -290,20 +305,30 @@ impl Lowerer<'_> {
             Expr::Path(p)
                 if p.qself.is_none()
                     && p.path.segments.len() >= 2
-                    && ELEMENTWISE
-                        .contains(&p.path.segments.last().expect("two segments").ident.to_string().as_str())
+                    && ELEMENTWISE.contains(
+                        &p.path
+                            .segments
+                            .last()
+                            .expect("two segments")
+                            .ident
+                            .to_string()
+                            .as_str(),
+                    )
                     && p.path.segments.last().expect("two segments").ident != "powi" =>
             {
                 let method = p.path.segments.last().expect("two segments").ident.clone();
                 let v = Ident::new("__backprop_mapv_element", arg.span());
-                (v.clone(), syn::parse_quote_spanned!(arg.span()=> #v.#method()))
+                (
+                    v.clone(),
+                    syn::parse_quote_spanned!(arg.span()=> #v.#method()),
+                )
             }
             _ => {
                 self.cx.error_spanned_by(arg, MAPV_FORMS);
                 return dummy();
             }
         };
-        if let Err(bad) = elementwise_body(&body, &param) {
+        if let Err(bad) = elementwise_body(&body) {
             self.cx.error_spanned_by(bad, MAPV_FORMS);
             return dummy();
         }
@@ -334,10 +359,7 @@ impl Lowerer<'_> {
         want: Option<&Ident>,
     ) -> Operand {
         let Some(kind) = extreme_kind(init, f) else {
-            self.cx.error_spanned_by(
-                quote!(#init, #f),
-                FOLD_FORMS,
-            );
+            self.cx.error_spanned_by(quote!(#init, #f), FOLD_FORMS);
             return dummy();
         };
         let x = self.receiver(&m.receiver, &m.method);
@@ -382,7 +404,12 @@ fn strip(e: &Expr) -> &Expr {
 /// name): `Some(is_stack)`.
 fn join_kind(c: &syn::ExprCall) -> Option<bool> {
     let Expr::Path(p) = &*c.func else { return None };
-    let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let segs: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
     let last = segs.last()?;
     if segs.len() > 1 && segs[segs.len() - 2] != "ndarray" {
         return None;
@@ -396,12 +423,21 @@ fn join_kind(c: &syn::ExprCall) -> Option<bool> {
 
 /// `(shape, Order::ColumnMajor)`: the order argument, if it is not row-major.
 fn column_major(shape: &Expr) -> Option<&Expr> {
-    let Expr::Tuple(t) = strip(shape) else { return None };
+    let Expr::Tuple(t) = strip(shape) else {
+        return None;
+    };
     if t.elems.len() != 2 {
         return None;
     }
-    let Expr::Path(p) = strip(&t.elems[1]) else { return None };
-    let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let Expr::Path(p) = strip(&t.elems[1]) else {
+        return None;
+    };
+    let segs: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
     let last = segs.last()?.as_str();
     let is_order = segs.len() >= 2 && segs[segs.len() - 2] == "Order";
     (is_order && !matches!(last, "RowMajor" | "C")).then_some(&t.elems[1])
@@ -409,7 +445,9 @@ fn column_major(shape: &Expr) -> Option<&Expr> {
 
 /// `|r| r.fold(init, f)` (also over `r.iter()`, `.copied()`, `.cloned()`).
 fn map_axis_fold(arg: &Expr) -> Option<(&Expr, &Expr)> {
-    let Expr::Closure(c) = strip(arg) else { return None };
+    let Expr::Closure(c) = strip(arg) else {
+        return None;
+    };
     if c.inputs.len() != 1 {
         return None;
     }
@@ -428,13 +466,20 @@ fn map_axis_fold(arg: &Expr) -> Option<(&Expr, &Expr)> {
         },
         e => e,
     };
-    let Expr::MethodCall(fold) = strip(body) else { return None };
+    let Expr::MethodCall(fold) = strip(body) else {
+        return None;
+    };
     if fold.method != "fold" || fold.args.len() != 2 {
         return None;
     }
     let mut recv = strip(&fold.receiver);
     while let Expr::MethodCall(inner) = recv {
-        if !inner.args.is_empty() || !matches!(inner.method.to_string().as_str(), "iter" | "copied" | "cloned" | "into_iter") {
+        if !inner.args.is_empty()
+            || !matches!(
+                inner.method.to_string().as_str(),
+                "iter" | "copied" | "cloned" | "into_iter"
+            )
+        {
             return None;
         }
         recv = strip(&inner.receiver);
@@ -448,7 +493,9 @@ fn map_axis_fold(arg: &Expr) -> Option<(&Expr, &Expr)> {
 
 /// `"max_axis"` for `(−∞, |a, b| a.max(b))`, `"min_axis"` for `(∞, |a, b| a.min(b))`.
 fn extreme_kind(init: &Expr, f: &Expr) -> Option<&'static str> {
-    let Expr::Closure(c) = strip(f) else { return None };
+    let Expr::Closure(c) = strip(f) else {
+        return None;
+    };
     if c.inputs.len() != 2 {
         return None;
     }
@@ -498,20 +545,20 @@ fn extreme_kind(init: &Expr, f: &Expr) -> Option<&'static str> {
 }
 
 /// Checks a `mapv` body: `Err` with the first expression that is not elementwise.
-fn elementwise_body<'e>(e: &'e Expr, v: &Ident) -> Result<(), &'e dyn ToTokens> {
+fn elementwise_body(e: &Expr) -> Result<(), &dyn ToTokens> {
     match e {
         Expr::Lit(_) | Expr::Path(_) => Ok(()),
-        Expr::Paren(p) => elementwise_body(&p.expr, v),
-        Expr::Group(g) => elementwise_body(&g.expr, v),
+        Expr::Paren(p) => elementwise_body(&p.expr),
+        Expr::Group(g) => elementwise_body(&g.expr),
         Expr::Binary(b) => {
             use syn::BinOp::{Add, Div, Mul, Sub};
             if !matches!(b.op, Add(_) | Sub(_) | Mul(_) | Div(_)) {
                 return Err(e);
             }
-            elementwise_body(&b.left, v)?;
-            elementwise_body(&b.right, v)
+            elementwise_body(&b.left)?;
+            elementwise_body(&b.right)
         }
-        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => elementwise_body(&u.expr, v),
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => elementwise_body(&u.expr),
         Expr::MethodCall(m) if m.turbofish.is_none() => {
             let name = m.method.to_string();
             if !ELEMENTWISE.contains(&name.as_str()) {
@@ -525,7 +572,7 @@ fn elementwise_body<'e>(e: &'e Expr, v: &Ident) -> Result<(), &'e dyn ToTokens> 
             } else if !m.args.is_empty() {
                 return Err(e);
             }
-            elementwise_body(&m.receiver, v)
+            elementwise_body(&m.receiver)
         }
         Expr::Block(b) if b.label.is_none() => {
             for (k, st) in b.block.stmts.iter().enumerate() {
@@ -535,10 +582,10 @@ fn elementwise_body<'e>(e: &'e Expr, v: &Ident) -> Result<(), &'e dyn ToTokens> 
                         if init.diverge.is_some() {
                             return Err(l);
                         }
-                        elementwise_body(&init.expr, v)?;
+                        elementwise_body(&init.expr)?;
                     }
                     syn::Stmt::Expr(e, None) if k + 1 == b.block.stmts.len() => {
-                        elementwise_body(e, v)?
+                        elementwise_body(e)?
                     }
                     other => return Err(other),
                 }
