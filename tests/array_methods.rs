@@ -7,7 +7,7 @@
 //! gradchecked in f64 at random inputs (strided and transposed operands where they
 //! matter); the simple ones also against values computed by hand.
 
-#![allow(clippy::excessive_precision, clippy::reversed_empty_ranges)]
+#![allow(clippy::excessive_precision, clippy::needless_borrow, clippy::ptr_arg)]
 
 use backprop::{grad, gradcheck};
 use ndarray::{

@@ -183,6 +183,7 @@ macro_rules! concatenate_parts {
         /// `y = concatenate(axis, &[x₁, x₂, ..])`: the cotangent of one input is the
         /// slice of `d` along `axis` where that input was placed (the shapes of the
         /// inputs before it give its offset).
+        #[allow(clippy::too_many_arguments)]
         pub fn $name<A: Real, D: Dimension>(
             axis: &Axis,
             $($before: &ArrayShape<A, D>,)*

@@ -328,7 +328,7 @@ impl Lowerer<'_> {
                 return dummy();
             }
         };
-        if let Err(bad) = elementwise_body(&body, &param) {
+        if let Err(bad) = elementwise_body(&body) {
             self.cx.error_spanned_by(bad, MAPV_FORMS);
             return dummy();
         }
@@ -545,20 +545,20 @@ fn extreme_kind(init: &Expr, f: &Expr) -> Option<&'static str> {
 }
 
 /// Checks a `mapv` body: `Err` with the first expression that is not elementwise.
-fn elementwise_body<'e>(e: &'e Expr, v: &Ident) -> Result<(), &'e dyn ToTokens> {
+fn elementwise_body(e: &Expr) -> Result<(), &dyn ToTokens> {
     match e {
         Expr::Lit(_) | Expr::Path(_) => Ok(()),
-        Expr::Paren(p) => elementwise_body(&p.expr, v),
-        Expr::Group(g) => elementwise_body(&g.expr, v),
+        Expr::Paren(p) => elementwise_body(&p.expr),
+        Expr::Group(g) => elementwise_body(&g.expr),
         Expr::Binary(b) => {
             use syn::BinOp::{Add, Div, Mul, Sub};
             if !matches!(b.op, Add(_) | Sub(_) | Mul(_) | Div(_)) {
                 return Err(e);
             }
-            elementwise_body(&b.left, v)?;
-            elementwise_body(&b.right, v)
+            elementwise_body(&b.left)?;
+            elementwise_body(&b.right)
         }
-        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => elementwise_body(&u.expr, v),
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => elementwise_body(&u.expr),
         Expr::MethodCall(m) if m.turbofish.is_none() => {
             let name = m.method.to_string();
             if !ELEMENTWISE.contains(&name.as_str()) {
@@ -572,7 +572,7 @@ fn elementwise_body<'e>(e: &'e Expr, v: &Ident) -> Result<(), &'e dyn ToTokens> 
             } else if !m.args.is_empty() {
                 return Err(e);
             }
-            elementwise_body(&m.receiver, v)
+            elementwise_body(&m.receiver)
         }
         Expr::Block(b) if b.label.is_none() => {
             for (k, st) in b.block.stmts.iter().enumerate() {
@@ -582,10 +582,10 @@ fn elementwise_body<'e>(e: &'e Expr, v: &Ident) -> Result<(), &'e dyn ToTokens> 
                         if init.diverge.is_some() {
                             return Err(l);
                         }
-                        elementwise_body(&init.expr, v)?;
+                        elementwise_body(&init.expr)?;
                     }
                     syn::Stmt::Expr(e, None) if k + 1 == b.block.stmts.len() => {
-                        elementwise_body(e, v)?
+                        elementwise_body(e)?
                     }
                     other => return Err(other),
                 }
