@@ -4,7 +4,7 @@
 #![allow(clippy::useless_vec, clippy::assign_op_pattern)]
 
 use backprop::grad;
-use ndarray::{Array1, array};
+use ndarray::{Array1, Array2, array};
 
 #[grad]
 fn weighted_sum(x: &[f64], a: f64) -> f64 {
@@ -343,4 +343,96 @@ fn buffer_shadowed_after_an_early_return() {
             }
         )
     );
+}
+
+// ---- issue 14's small forms ------------------------------------------------------
+
+/// Recursion: a `#[grad]` function that calls itself (its inner tapes are boxed).
+#[grad]
+fn power_by_recursion(x: f64, n: u32) -> f64 {
+    if n == 0 {
+        1.0
+    } else {
+        x * power_by_recursion(x, n - 1)
+    }
+}
+
+#[test]
+fn recursion_by_hand_and_gradcheck() {
+    // x³ at 2: value 8, derivative 3x² = 12.
+    let (v, g) = power_by_recursion_grad(2.0, 3);
+    assert_eq!((v, g.x), (8.0, 12.0));
+    let (_, g0) = power_by_recursion_grad(2.0, 0);
+    assert_eq!(g0.x, 0.0);
+    backprop::gradcheck!(power_by_recursion(x = 1.3, n = const 5)).assert();
+}
+
+/// `if let Some(m) = mask` on an optional mask (an `Option` argument is data).
+#[grad(x)]
+fn optionally_masked(x: &Array2<f64>, mask: Option<&Array2<f64>>) -> f64 {
+    let mut s = x.clone();
+    if let Some(m) = mask {
+        s = &s * m;
+    }
+    (&s * &s).sum()
+}
+
+/// The same through `&Option<Array2>` and an `if let` expression.
+#[grad(x)]
+fn optionally_scaled(x: &Array2<f64>, scale: &Option<Array2<f64>>) -> f64 {
+    let s = if let Some(m) = scale { x * m } else { x * 1.0 };
+    s.sum()
+}
+
+#[test]
+fn if_let_some_by_hand() {
+    let x = array![[1.0, 2.0]];
+    let m = array![[0.0, 3.0]];
+    // Σ(x·m)² = 36, ∂x = 2·x·m² = (0, 36).
+    let (v, g) = optionally_masked_grad(&x, Some(&m));
+    assert_eq!((v, g.x), (36.0, array![[0.0, 36.0]]));
+    let (v, g) = optionally_masked_grad(&x, None);
+    assert_eq!((v, g.x), (5.0, array![[2.0, 4.0]]));
+    let (_, g) = optionally_scaled_grad(&x, &Some(m.clone()));
+    assert_eq!(g.x, m);
+    let (_, g) = optionally_scaled_grad(&x, &None);
+    assert_eq!(g.x, array![[1.0, 1.0]]);
+}
+
+/// Options as the docs show them: a struct literal with `..Default::default()`.
+#[grad(logits)]
+fn smoothed_xent(logits: &Array2<f64>, labels: &[usize]) -> f64 {
+    let opts = backprop::ops::XentOptions {
+        label_smoothing: 0.1,
+        ..Default::default()
+    };
+    backprop::ops::cross_entropy(logits, labels, opts)
+}
+
+#[test]
+fn struct_literal_options_gradcheck() {
+    let logits = array![[0.5, -1.0, 2.0], [0.1, 0.2, -0.3]];
+    let labels = [2usize, 0];
+    backprop::gradcheck!(smoothed_xent(logits = &logits, labels = const &labels)).assert();
+    // Smoothing moves the target off one-hot: the gradient of a row is p − q with
+    // q = 0.9·onehot + 0.1/3, summing to zero per row.
+    let (_, g) = smoothed_xent_grad(&logits, &labels);
+    for row in g.logits.rows() {
+        assert!(row.sum().abs() < 1e-15, "{row}");
+    }
+}
+
+/// Anything inside `stop_gradient(..)` is data, closures and methods without rules too.
+#[grad]
+fn gated(x: &Array1<f64>) -> f64 {
+    let gate = backprop::stop_gradient(x.mapv(|z| if z > 0.0 { 1.0 } else { 0.0 }));
+    (x * &gate).sum()
+}
+
+#[test]
+fn stop_gradient_of_a_closure_by_hand() {
+    let x = array![-1.0, 2.0, 0.5];
+    let (v, g) = gated_grad(&x);
+    assert_eq!(v, 2.5);
+    assert_eq!(g.x, array![0.0, 1.0, 1.0]);
 }

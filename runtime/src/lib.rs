@@ -82,7 +82,7 @@ pub use backprop_derive::{custom_vjp, grad};
 pub use differentiable::{Differentiable, Real};
 pub use functions::companions::{gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus};
 pub use functions::{gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus};
-pub use tape::{Inactive, Pullback, Tape};
+pub use tape::{BoxedTape, Inactive, Pullback, Tape};
 
 /// Returns `x` unchanged, but `#[grad]` treats the result as a constant: no gradient
 /// flows back through it (JAX's `lax.stop_gradient`, PyTorch's `.detach()`).

@@ -11,7 +11,7 @@ pub use crate::rules::scalar::*;
 pub use crate::rules::tensor;
 pub use crate::stack::Stack;
 pub use crate::tape::{
-    Branch, DualTape, HeapOfOther, HeapOfOwned, Inactive, MapGrad, Probe, Pullback, Tape,
+    Branch, DualTape, HeapOfOther, HeapOfOwned, Inactive, MapGrad, Probe, Pullback, Tape, boxed,
 };
 pub use core::option::Option;
 pub use num_traits::Float;
@@ -193,5 +193,28 @@ pub fn pop_last<T>(adjoint: &mut Vec<T>) -> T {
     match adjoint.pop() {
         Some(d) => d,
         None => unreachable!("the reverse pass undoes exactly the pushes the forward pass made"),
+    }
+}
+
+/// `if let Some(m) = mask` in `#[grad]` code: the option's value by reference, whether
+/// it was written `mask: Option<&T>`, `mask: &Option<T>` or `&mask`.
+pub fn option_ref<'a, T: ?Sized, O: OptionRef<'a, T>>(o: O) -> Option<&'a T> {
+    o.option_ref()
+}
+
+#[doc(hidden)]
+pub trait OptionRef<'a, T: ?Sized> {
+    fn option_ref(self) -> Option<&'a T>;
+}
+
+impl<'a, T: ?Sized> OptionRef<'a, T> for Option<&'a T> {
+    fn option_ref(self) -> Option<&'a T> {
+        self
+    }
+}
+
+impl<'a, T> OptionRef<'a, T> for &'a Option<T> {
+    fn option_ref(self) -> Option<&'a T> {
+        self.as_ref()
     }
 }

@@ -294,3 +294,47 @@ impl<T> HeapOfOwned for Probe<'_, crate::stack::Stack<T>> {
         self.0.len() * core::mem::size_of::<T>()
     }
 }
+
+/// A tape behind a pointer, for a `#[grad]` function that calls itself: its tape holds
+/// the tape of the inner call, whose type would otherwise contain itself. One
+/// allocation per recursive call.
+#[must_use = "a tape does nothing until its backward pass runs"]
+pub struct BoxedTape<'a, Cot, G>(Box<dyn ErasedPullback<Cot, G> + 'a>);
+
+trait ErasedPullback<Cot, G> {
+    fn backward_boxed(self: Box<Self>, d_out: Cot) -> G;
+    fn backward_unguarded_boxed(self: Box<Self>, d_out: Cot) -> G;
+    fn bytes(&self) -> usize;
+}
+
+impl<Cot, P: Pullback<Cot>> ErasedPullback<Cot, P::Grad> for P {
+    fn backward_boxed(self: Box<Self>, d_out: Cot) -> P::Grad {
+        (*self).backward(d_out)
+    }
+    fn backward_unguarded_boxed(self: Box<Self>, d_out: Cot) -> P::Grad {
+        (*self).backward_unguarded(d_out)
+    }
+    fn bytes(&self) -> usize {
+        Pullback::bytes(self)
+    }
+}
+
+impl<Cot, G> Pullback<Cot> for BoxedTape<'_, Cot, G> {
+    type Grad = G;
+    fn backward(self, d_out: Cot) -> G {
+        self.0.backward_boxed(d_out)
+    }
+    fn backward_unguarded(self, d_out: Cot) -> G {
+        self.0.backward_unguarded_boxed(d_out)
+    }
+    fn bytes(&self) -> usize {
+        // The inner tape lives on the heap: all of it is heap bytes of this one.
+        self.0.bytes()
+    }
+}
+
+/// Puts a tape behind a pointer (see [`BoxedTape`]).
+#[doc(hidden)]
+pub fn boxed<'a, Cot, P: Pullback<Cot> + 'a>(tape: P) -> BoxedTape<'a, Cot, P::Grad> {
+    BoxedTape(Box::new(tape))
+}

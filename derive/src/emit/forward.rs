@@ -840,6 +840,14 @@ impl<'a> Emitter<'a> {
                 let tape = self.tape(s.def);
                 let companion = companion_path(path);
                 let ty = s.ty.as_ref().map(|t| quote!(: (#t, _)));
+                // A call of the function itself: its tape is behind a pointer (the
+                // tape of this call would otherwise contain its own type).
+                if path.path.get_ident() == Some(&self.func.name) {
+                    return quote_spanned!(span=>
+                        let (#def, #tape) #ty = #companion(#(#args),*);
+                        let #tape = ::backprop::__private::boxed(#tape);
+                    );
+                }
                 return quote_spanned!(span=> let (#def, #tape) #ty = #companion(#(#args),*););
             }
             return quote_spanned!(span=> let #def #ty = #path(#(#args),*););

@@ -58,7 +58,6 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
             .type_params()
             .map(|t| t.ident.to_string())
             .collect(),
-        fn_name: item.sig.ident.to_string(),
         array_params: HashSet::new(),
         struct_params: HashSet::new(),
         field_bases: field_bases(&item.block),
@@ -92,6 +91,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         buffers: lw.buffers,
         generics: item.sig.generics.clone(),
         defs: Default::default(),
+        name: item.sig.ident.clone(),
     })
 }
 
@@ -155,8 +155,6 @@ struct Lowerer<'a> {
     places: HashSet<VarId>,
     /// The function's type parameters (a `T` argument is not a struct).
     type_params: HashSet<String>,
-    /// The function's own name (a call of it is recursion).
-    fn_name: String,
     /// Array arguments taken by value (`p: [f64; 3]`), and copies of arrays.
     array_params: HashSet<VarId>,
     /// Struct arguments.
@@ -1321,9 +1319,32 @@ impl Lowerer<'_> {
     ) -> Operand {
         let span = i.span();
         if let Expr::Let(l) = &*i.cond {
+            // `if let Some(m) = mask { .. }` on an `Option` of data (an argument of
+            // type `Option<&Array2<f64>>` is never differentiated): the `if` it means,
+            // `if opt.is_some() { let m = opt.unwrap(); .. }`.
+            if let Pat::TupleStruct(ts) = &*l.pat
+                && ts.path.is_ident("Some")
+                && ts.elems.len() == 1
+                && let Some(Pat::Ident(bind)) = ts.elems.first()
+                && bind.by_ref.is_none()
+                && bind.subpat.is_none()
+            {
+                let opt = self.names.fresh("option", span);
+                let e = &l.expr;
+                let value = quote::quote!(::backprop::__private::option_ref(#e));
+                let local: syn::Stmt = syn::parse_quote_spanned!(span=> let #opt = #value;);
+                self.block_stmt(&local, false);
+                let x = &bind.ident;
+                let then_stmts = &i.then_branch.stmts;
+                let mut rewritten = i.clone();
+                rewritten.cond = Box::new(syn::parse_quote_spanned!(span=> #opt.is_some()));
+                rewritten.then_branch =
+                    syn::parse_quote_spanned!(span=> { let #x = #opt.unwrap(); #(#then_stmts)* });
+                return self.if_expr(&rewritten, want, needs_value, else_is_body);
+            }
             self.cx.error_spanned_by(
                 l,
-                format!("`if let` is not supported by `#[grad]` yet; {SUPPORTED}"),
+                format!("`#[grad]` supports `if let Some(x) = option` on an `Option` of data (an argument is never differentiated through an `Option`); other `if let` patterns are not supported: write a `match` on a value without a derivative, or `if`; {SUPPORTED}"),
             );
             return dummy();
         }
@@ -2246,7 +2267,6 @@ impl Lowerer<'_> {
             self.cx.error_spanned_by(&c.func, format!("`#[grad]` supports calls of a function by its path (`f(x)`, `backprop::sigmoid(x)`); {SUPPORTED}"));
             return dummy();
         };
-        let args: Vec<Operand> = c.args.iter().map(|a| self.expr(a, None)).collect();
         let segs: Vec<String> = path
             .path
             .segments
@@ -2262,8 +2282,13 @@ impl Lowerer<'_> {
             ["stop_gradient"] | [.., "backprop", "stop_gradient"]
         );
         if is_stop_gradient && path.qself.is_none() {
+            // Nothing inside `stop_gradient(..)` is differentiated: it is kept as written
+            // (closures, methods without rules and all), reading the locals' current
+            // versions.
+            let args: Vec<Operand> = c.args.iter().map(|a| self.data_arg(a)).collect();
             return self.define(want, Rhs::ZeroDerivative { spelling, args }, span);
         }
+        let args: Vec<Operand> = c.args.iter().map(|a| self.expr(a, None)).collect();
         if let Some(q) = &path.qself {
             self.cx.error_spanned_by(
                 &c.func,
@@ -2271,15 +2296,6 @@ impl Lowerer<'_> {
                     "`#[grad]` does not support qualified paths (`<{} as ...>::f(x)`); write the method call (`x.exp()`) or `f64::exp(x)`",
                     q.ty.to_token_stream()
                 ),
-            );
-            return dummy();
-        }
-        if let Some(i) = path.path.get_ident()
-            && *i == self.fn_name
-        {
-            self.cx.error_spanned_by(
-                &c.func,
-                format!("`#[grad]` does not differentiate recursive calls (`{i}` calls itself): its tape would contain itself; write the recursion as a loop, or move the recursive part into a function with a `#[custom_vjp]` rule"),
             );
             return dummy();
         }

@@ -288,6 +288,8 @@ pub struct Func {
     /// Where each value is defined, built on the first `def_of` (the body is not
     /// changed after lowering): a path of (statement index, nested body) steps.
     pub defs: std::cell::OnceCell<std::collections::HashMap<VarId, Vec<(usize, u8)>>>,
+    /// The function's name (a call of it is recursion: its tape is boxed).
+    pub name: Ident,
 }
 
 impl Func {
