@@ -436,3 +436,14 @@ fn stop_gradient_of_a_closure_by_hand() {
     assert_eq!(v, 2.5);
     assert_eq!(g.x, array![0.0, 1.0, 1.0]);
 }
+
+#[grad]
+fn optionally_scaled_scalar(x: f64, scale: Option<f64>) -> f64 {
+    if let Some(s) = scale { x * s } else { x }
+}
+
+#[test]
+fn if_let_some_on_a_number() {
+    assert_eq!(optionally_scaled_scalar_grad(2.0, Some(3.0)).1.x, 3.0);
+    assert_eq!(optionally_scaled_scalar_grad(2.0, None).1.x, 1.0);
+}

@@ -198,23 +198,39 @@ pub fn pop_last<T>(adjoint: &mut Vec<T>) -> T {
 
 /// `if let Some(m) = mask` in `#[grad]` code: the option's value by reference, whether
 /// it was written `mask: Option<&T>`, `mask: &Option<T>` or `&mask`.
-pub fn option_ref<'a, T: ?Sized, O: OptionRef<'a, T>>(o: O) -> Option<&'a T> {
+/// A number held by value (`scale: Option<f64>`) comes out by value.
+pub fn option_ref<O: OptionRef>(o: O) -> Option<O::Out> {
     o.option_ref()
 }
 
 #[doc(hidden)]
-pub trait OptionRef<'a, T: ?Sized> {
-    fn option_ref(self) -> Option<&'a T>;
+pub trait OptionRef {
+    type Out;
+    fn option_ref(self) -> Option<Self::Out>;
 }
 
-impl<'a, T: ?Sized> OptionRef<'a, T> for Option<&'a T> {
+impl<'a, T: ?Sized> OptionRef for Option<&'a T> {
+    type Out = &'a T;
     fn option_ref(self) -> Option<&'a T> {
         self
     }
 }
 
-impl<'a, T> OptionRef<'a, T> for &'a Option<T> {
+impl<'a, T> OptionRef for &'a Option<T> {
+    type Out = &'a T;
     fn option_ref(self) -> Option<&'a T> {
         self.as_ref()
     }
 }
+
+macro_rules! option_by_value {
+    ($($t:ty),*) => {$(
+        impl OptionRef for Option<$t> {
+            type Out = $t;
+            fn option_ref(self) -> Option<$t> {
+                self
+            }
+        }
+    )*};
+}
+option_by_value!(f32, f64, usize, u32, u64, i32, i64, bool);

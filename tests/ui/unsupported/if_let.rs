@@ -1,8 +1,9 @@
 use backprop::grad;
 
+// `if let Some(s) = option` is supported; other patterns are not.
 #[grad]
-fn f(x: f64, scale: Option<f64>) -> f64 {
-    if let Some(s) = scale { x * s } else { x }
+fn f(x: f64, scale: Result<f64, ()>) -> f64 {
+    if let Ok(s) = scale { x * s } else { x }
 }
 
 fn main() {}
