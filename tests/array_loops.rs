@@ -314,3 +314,24 @@ fn residual_blocks_over_a_vec_field_equal_unrolled() {
     );
     assert!(close(&g.x, &gu.x));
 }
+
+/// What a loop over layers keeps: per iteration one activation (the state entering it:
+/// `dot`'s pullback reads it, and `tanh`'s output is the next iteration's entry, relayed
+/// in reverse instead of saved again) and two shapes of a few words.
+#[test]
+fn loop_tape_holds_one_activation_per_iteration() {
+    use backprop::Pullback;
+    let x = Array2::from_elem((64, 32), 0.1);
+    let w = Array2::from_elem((32, 32), 0.01);
+    let b = Array1::from_elem(32, 0.0);
+    let bytes = |n: usize| deep_forward(&x, &w, &b, n).1.bytes();
+    let activation = 64 * 32 * 8;
+    let step = bytes(2) - bytes(1);
+    for n in 2..6 {
+        assert_eq!(bytes(n + 1) - bytes(n), step, "linear in the trip count");
+    }
+    assert!(
+        step >= activation && step < activation + 256,
+        "one activation ({activation} B) and a few words per iteration, got {step}"
+    );
+}

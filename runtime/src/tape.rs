@@ -338,3 +338,9 @@ impl<Cot, G> Pullback<Cot> for BoxedTape<'_, Cot, G> {
 pub fn boxed<'a, Cot, P: Pullback<Cot> + 'a>(tape: P) -> BoxedTape<'a, Cot, P::Grad> {
     BoxedTape(Box::new(tape))
 }
+
+impl<Cot, G> HeapOfOwned for Probe<'_, BoxedTape<'_, Cot, G>> {
+    fn heap_bytes(&self) -> usize {
+        Pullback::bytes(self.0)
+    }
+}

@@ -441,13 +441,41 @@ impl<'a> Emitter<'a> {
                     }
                 })
                 .collect();
+            // The stack counts its entries' own bytes; an array or a nested tape in an
+            // entry also owns heap, counted as it is pushed.
+            let heap_items: Vec<Ident> = rev
+                .saved
+                .iter()
+                .filter(|n| {
+                    self.tapes.values().any(|t| t == *n)
+                        || self
+                            .func
+                            .vars
+                            .iter()
+                            .position(|v| v.name == **n)
+                            .is_some_and(|k| !self.plan.kinds.scalar[k])
+                })
+                .cloned()
+                .collect();
+            let count_heap = if heap_items.is_empty() || stackless {
+                quote!()
+            } else {
+                let counter = self.heap_name();
+                quote! {
+                    #counter += {
+                        #[allow(unused_imports)]
+                        use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                        0 #(+ (&::backprop::__private::Probe(&#heap_items)).heap_bytes())*
+                    };
+                }
+            };
             let push = if stackless {
                 quote!()
             } else if matches!(node.head, crate::ir::LoopHead::For { .. }) {
                 // A `for` reserved its trip count before it started.
-                quote!(#tape.push_reserved((#(#saved,)*));)
+                quote!(#count_heap #tape.push_reserved((#(#saved,)*));)
             } else {
-                quote!(#tape.push((#(#saved,)*));)
+                quote!(#count_heap #tape.push((#(#saved,)*));)
             };
             (push, rev.hoisted.clone())
         } else {
