@@ -124,8 +124,9 @@ impl<A: Clone + num_traits::Zero, D: ndarray::Dimension> Differentiable for ndar
 /// assert_eq!(loss_and_grad(&Array2::<f64>::eye(3), &Array1::zeros(3), &x), 1.0);
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not `f32` or `f64`, the floats `backprop::Real` stands for",
-    note = "generic code over arrays is written for `T: backprop::Real`; call it with `f32` or `f64`"
+    message = "`{Self}` is not known to be `f32` or `f64`: the bound `backprop::Real` is missing",
+    label = "needs `{Self}: backprop::Real`",
+    note = "in generic code, add `{Self}: backprop::Real` to the bounds (`f32` or `f64`; it implies `num_traits::Float` and ndarray's `LinalgScalar` and `ScalarOperand`)"
 )]
 pub trait Real:
     crate::kernels::Real
