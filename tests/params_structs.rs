@@ -89,6 +89,31 @@ fn names<F, P: Params<F>>(p: &P) -> Vec<String> {
     p.buffers().into_iter().map(|b| b.name).collect()
 }
 
+/// A tuple struct of a list of buffers and a list of layers.
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Pair(Vec<Vec<f64>>, [Layer; 2]);
+
+#[test]
+fn tuple_structs_and_lists_of_buffers() {
+    use backprop::__private::Accumulate;
+    let p = Pair(
+        vec![vec![1.0, 2.0], vec![3.0]],
+        [layer(2, 1, 0.0), layer(1, 1, 1.0)],
+    );
+    assert_eq!(
+        names(&p),
+        ["0.0", "0.1", "1.0.w", "1.0.b", "1.1.w", "1.1.b"]
+    );
+    let z = p.zero_like();
+    assert_eq!(z.0, vec![vec![0.0, 0.0], vec![0.0]]);
+    let mut acc = p.clone();
+    acc.accumulate(p.clone());
+    assert_eq!(acc.0, vec![vec![2.0, 4.0], vec![6.0]]);
+    assert_eq!(acc.1[1].w, &p.1[1].w * 2.0);
+    assert_eq!(p.to_flat().len(), 3 + 2 + 1 + 1 + 1);
+    assert_eq!(p.with_flat(&p.to_flat()), p);
+}
+
 // ---- zero_like, Accumulate -----------------------------------------------------
 
 #[test]
