@@ -482,7 +482,7 @@ fn glayer_loss<T: Real>(p: &GLayer<T>, x: &Array2<T>) -> T {
     let h = (x.dot(&p.w) + &p.b).tanh();
     let mut s = (&h * &h).sum() * p.gain;
     for i in 0..p.extra.len() {
-        s = s + p.extra[i] * p.extra[i];
+        s += p.extra[i] * p.extra[i];
     }
     s
 }
