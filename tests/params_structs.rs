@@ -569,3 +569,54 @@ fn generic_layer_gradients_at_f64_and_f32() {
     assert!(report.passed(), "{report}");
     assert_eq!(report.options, Options::f32());
 }
+
+// ---- a struct holding a list of layers as a #[grad] argument ---------------------
+
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Inner {
+    layers: Vec<Layer>,
+    bias: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Outer {
+    inner: Inner,
+    scale: f64,
+}
+
+#[grad(q)]
+fn inner_bias(q: &Inner, x: f64) -> f64 {
+    q.bias * x
+}
+
+/// The callee's gradient, an `Inner` with its list of layers, is accumulated into the
+/// caller's `d_p.inner` (elementwise through the list).
+#[grad(p)]
+fn outer_loss(p: &Outer, x: f64) -> f64 {
+    p.scale * inner_bias(&p.inner, x)
+}
+
+#[test]
+fn a_struct_with_a_list_of_layers_is_a_grad_argument() {
+    let p = Outer {
+        inner: Inner {
+            layers: model().layers,
+            bias: 0.5,
+        },
+        scale: 3.0,
+    };
+    let (v, g) = outer_loss_grad(&p, 2.0);
+    assert_eq!(v, 3.0);
+    assert_eq!(g.p.inner.bias, 6.0);
+    assert_eq!(g.p.scale, 1.0);
+    // The layers take no part: zeros of their shapes.
+    assert_eq!(
+        g.p.inner.layers,
+        p.inner
+            .layers
+            .iter()
+            .map(|l| l.zero_like())
+            .collect::<Vec<_>>()
+    );
+    gradcheck!(outer_loss(p = &p, x = const 2.0)).assert();
+}
