@@ -89,6 +89,31 @@ fn names<F, P: Params<F>>(p: &P) -> Vec<String> {
     p.buffers().into_iter().map(|b| b.name).collect()
 }
 
+/// A tuple struct of a list of buffers and a list of layers.
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Pair(Vec<Vec<f64>>, [Layer; 2]);
+
+#[test]
+fn tuple_structs_and_lists_of_buffers() {
+    use backprop::__private::Accumulate;
+    let p = Pair(
+        vec![vec![1.0, 2.0], vec![3.0]],
+        [layer(2, 1, 0.0), layer(1, 1, 1.0)],
+    );
+    assert_eq!(
+        names(&p),
+        ["0.0", "0.1", "1.0.w", "1.0.b", "1.1.w", "1.1.b"]
+    );
+    let z = p.zero_like();
+    assert_eq!(z.0, vec![vec![0.0, 0.0], vec![0.0]]);
+    let mut acc = p.clone();
+    acc.accumulate(p.clone());
+    assert_eq!(acc.0, vec![vec![2.0, 4.0], vec![6.0]]);
+    assert_eq!(acc.1[1].w, &p.1[1].w * 2.0);
+    assert_eq!(p.to_flat().len(), 3 + 2 + 1 + 1 + 1);
+    assert_eq!(p.with_flat(&p.to_flat()), p);
+}
+
 // ---- zero_like, Accumulate -----------------------------------------------------
 
 #[test]
@@ -457,7 +482,7 @@ fn glayer_loss<T: Real>(p: &GLayer<T>, x: &Array2<T>) -> T {
     let h = (x.dot(&p.w) + &p.b).tanh();
     let mut s = (&h * &h).sum() * p.gain;
     for i in 0..p.extra.len() {
-        s = s + p.extra[i] * p.extra[i];
+        s += p.extra[i] * p.extra[i];
     }
     s
 }
@@ -543,4 +568,55 @@ fn generic_layer_gradients_at_f64_and_f32() {
     let report = gradcheck!(glayer_loss(p = &p32, x = const &x32));
     assert!(report.passed(), "{report}");
     assert_eq!(report.options, Options::f32());
+}
+
+// ---- a struct holding a list of layers as a #[grad] argument ---------------------
+
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Inner {
+    layers: Vec<Layer>,
+    bias: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Outer {
+    inner: Inner,
+    scale: f64,
+}
+
+#[grad(q)]
+fn inner_bias(q: &Inner, x: f64) -> f64 {
+    q.bias * x
+}
+
+/// The callee's gradient, an `Inner` with its list of layers, is accumulated into the
+/// caller's `d_p.inner` (elementwise through the list).
+#[grad(p)]
+fn outer_loss(p: &Outer, x: f64) -> f64 {
+    p.scale * inner_bias(&p.inner, x)
+}
+
+#[test]
+fn a_struct_with_a_list_of_layers_is_a_grad_argument() {
+    let p = Outer {
+        inner: Inner {
+            layers: model().layers,
+            bias: 0.5,
+        },
+        scale: 3.0,
+    };
+    let (v, g) = outer_loss_grad(&p, 2.0);
+    assert_eq!(v, 3.0);
+    assert_eq!(g.p.inner.bias, 6.0);
+    assert_eq!(g.p.scale, 1.0);
+    // The layers take no part: zeros of their shapes.
+    assert_eq!(
+        g.p.inner.layers,
+        p.inner
+            .layers
+            .iter()
+            .map(|l| l.zero_like())
+            .collect::<Vec<_>>()
+    );
+    gradcheck!(outer_loss(p = &p, x = const 2.0)).assert();
 }

@@ -1,9 +1,13 @@
 //! `#[derive(Differentiable)]`: a struct of parameters as one differentiable value.
 //!
-//! Emits `backprop::Differentiable` (`zero_like`: every field's own `zero_like`) and
-//! `backprop::params::Params<F>` (visit the fields in declaration order under their
-//! names, `layer1.w`), so the struct `#[grad]` differentiates is the struct the
-//! optimizers step.
+//! Emits `backprop::Differentiable` (`zero_like`: every field's own `zero_like`),
+//! `Accumulate` (field by field), `gradcheck::GradValue` (the fields' elements in
+//! declaration order), `backprop::params::Params<F>` (visit the fields in declaration
+//! order under their names, `layer1.w`) and `params::ListItem<F>` (a `Vec` or array of
+//! the struct is a list of sets, `layers.0.w`), so the struct `#[grad]` differentiates
+//! is the struct the optimizers step. On a generic struct each impl is bounded by the
+//! fields' types (`Array2<T>: Differentiable`), so it holds for the `T`s the fields
+//! allow (docs/DESIGN.md, "Structs of parameters").
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};

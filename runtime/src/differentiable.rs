@@ -7,9 +7,11 @@
 //! and adds each field's contributions in place (`d_p.w[i] += ..`, `d_p.b += ..`).
 //!
 //! `#[derive(Differentiable)]` implements it for a struct whose fields are floats,
-//! `Vec`s or arrays of floats, ndarray arrays, or other `Differentiable` structs; the
-//! derive also implements [`Params`](crate::params::Params), so the same struct is what
-//! the optimizers step, clipping clips and the memory report counts.
+//! `Vec`s or arrays of floats, ndarray arrays, other `Differentiable` structs, and
+//! `Vec`s, arrays and `Box`es of those (`layers: Vec<Layer>`), generic structs
+//! (`Layer<T>`) included; the derive also implements [`Params`](crate::params::Params),
+//! so the same struct is what the optimizers step, clipping clips and the memory report
+//! counts, its tensors named by path (`layers.0.w`).
 //!
 //! ```
 //! use backprop::{grad, Differentiable};
@@ -119,13 +121,15 @@ impl<A: Clone + num_traits::Zero, D: ndarray::Dimension> Differentiable for ndar
 ///     dense_grad(w, b, x).0
 /// }
 ///
-/// let x = Array2::from_elem((2, 3), 1.0);
-/// assert_eq!(loss_and_grad(&Array2::<f32>::eye(3), &Array1::zeros(3), &x), 1.0);
-/// assert_eq!(loss_and_grad(&Array2::<f64>::eye(3), &Array1::zeros(3), &x), 1.0);
+/// let x = Array2::<f64>::from_elem((2, 3), 1.0);
+/// assert_eq!(loss_and_grad(&Array2::eye(3), &Array1::zeros(3), &x), 1.0);
+/// let x = x.mapv(|v| v as f32);
+/// assert_eq!(loss_and_grad(&Array2::eye(3), &Array1::zeros(3), &x), 1.0);
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not `f32` or `f64`, the floats `backprop::Real` stands for",
-    note = "generic code over arrays is written for `T: backprop::Real`; call it with `f32` or `f64`"
+    message = "`{Self}` is not known to be `f32` or `f64`: the bound `backprop::Real` is missing",
+    label = "needs `{Self}: backprop::Real`",
+    note = "in generic code, add `{Self}: backprop::Real` to the bounds (`f32` or `f64`; it implies `num_traits::Float` and ndarray's `LinalgScalar` and `ScalarOperand`)"
 )]
 pub trait Real:
     crate::kernels::Real

@@ -1,4 +1,5 @@
-//! Central differences in f64 against a generated gradient and its reverse pass.
+//! Central differences in f64 against a generated gradient and its reverse pass (in f32,
+//! with [`Options::f32`], for a function computed in f32).
 //!
 //! Two checks, both at the given point:
 //!

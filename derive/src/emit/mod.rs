@@ -300,10 +300,26 @@ impl Shape<'_> {
                 .into_iter()
                 .filter(|t| self.tensor || floats.contains(&t.to_string()))
                 .collect();
-            let wc = generics.make_where_clause();
+            // Beside the parameter's own bounds: inline if it has them there, in the
+            // where clause if it is bounded there (bounds in both places are clippy's
+            // `multiple_bound_locations`, reported on the user's `T`).
+            let bound: syn::TypeParamBound = syn::parse_quote!(::backprop::__private::Real);
             for t in used {
-                wc.predicates
-                    .push(syn::parse_quote!(#t: ::backprop::__private::Real));
+                let in_where = generics.where_clause.as_mut().and_then(|wc| {
+                    wc.predicates.iter_mut().find_map(|pred| match pred {
+                        syn::WherePredicate::Type(pt)
+                            if matches!(&pt.bounded_ty, syn::Type::Path(p) if p.path.is_ident(&t)) =>
+                        {
+                            Some(pt)
+                        }
+                        _ => None,
+                    })
+                });
+                if let Some(pt) = in_where {
+                    pt.bounds.push(bound.clone());
+                } else if let Some(tp) = generics.type_params_mut().find(|tp| tp.ident == t) {
+                    tp.bounds.push(bound.clone());
+                }
             }
         }
         generics

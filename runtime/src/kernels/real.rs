@@ -21,8 +21,9 @@ mod sealed {
 
 /// A floating-point element a kernel runs on: `f32` or `f64` (sealed).
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not `f32` or `f64`, the element types backprop's kernels and tensor rules run on",
-    note = "in generic code, bound the float type with `T: backprop::Real` (`f32` or `f64`; it implies `num_traits::Float`, ndarray's `LinalgScalar` and `ScalarOperand`, and what `backprop::ops`, the optimizers and `#[grad]`'s companions need)"
+    message = "`{Self}` is not known to be `f32` or `f64`, the element types backprop's kernels and tensor rules run on",
+    label = "needs `{Self}: backprop::Real`",
+    note = "in generic code, add `{Self}: backprop::Real` to the bounds (`f32` or `f64`; it implies `num_traits::Float`, ndarray's `LinalgScalar` and `ScalarOperand`, and what `backprop::ops`, the optimizers and `#[grad]`'s companions need)"
 )]
 pub trait Real:
     num_traits::Float

@@ -70,8 +70,9 @@ scalar_impls!(f32, f64);
 /// A float the tensor rules accept as a scalar value (`f32` or `f64`). `#[grad]` adds
 /// `T: Scalar` to a generic function's companions when a tensor rule may see `T`.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not `f32` or `f64`, the floats `#[grad]`'s tensor rules run on",
-    note = "a generic function calling the companions of a generic `#[grad]` function over arrays (`f_grad::<T>`) needs `T: backprop::Real`"
+    message = "`{Self}` is not known to be `f32` or `f64`, the floats `#[grad]`'s tensor rules run on",
+    label = "needs `{Self}: backprop::Real`",
+    note = "in generic code, add `{Self}: backprop::Real` to the bounds (`f32` or `f64`)"
 )]
 pub trait Scalar:
     Real
