@@ -90,7 +90,9 @@ fn main() {
     };
     // Same value and gradient.
     let (v, g) = looped_grad(&p, &x);
-    let (vu, gu) = unrolled_grad(&x, &l[0].w, &l[0].b, &l[1].w, &l[1].b, &l[2].w, &l[2].b, &l[3].w, &l[3].b);
+    let (vu, gu) = unrolled_grad(
+        &x, &l[0].w, &l[0].b, &l[1].w, &l[1].b, &l[2].w, &l[2].b, &l[3].w, &l[3].b,
+    );
     assert_eq!(v, vu);
     assert_eq!(g.p.layers[0].w, gu.w0);
     assert_eq!(g.p.layers[3].b, gu.b3);
@@ -110,9 +112,12 @@ fn main() {
             let a = time(&|| {
                 run_loop();
             });
-            (a, time(&|| {
-                run_unrolled();
-            }))
+            (
+                a,
+                time(&|| {
+                    run_unrolled();
+                }),
+            )
         } else {
             let b = time(&|| {
                 run_unrolled();

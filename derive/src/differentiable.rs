@@ -47,6 +47,17 @@ pub fn derive(input: TokenStream) -> TokenStream {
         Fields::Unit => quote!(#name),
         _ => quote!(#name { #(#zero_fields),* }),
     };
+    let lazy_fields = members
+        .iter()
+        .map(|(m, _, _)| quote!(#m: ::backprop::Differentiable::lazy_zero(&self.#m)));
+    let lazy = match &data.fields {
+        Fields::Unit => quote!(#name),
+        _ => quote!(#name { #(#lazy_fields),* }),
+    };
+    let fills: Vec<TokenStream> = members
+        .iter()
+        .map(|(m, _, _)| quote!(::backprop::Differentiable::fill_missing(&mut self.#m, &like.#m);))
+        .collect();
     let float = format_ident!("__BackpropFloat");
     let mut params_generics = input.generics.clone();
     params_generics.params.push(syn::parse_quote!(#float));
@@ -145,6 +156,12 @@ pub fn derive(input: TokenStream) -> TokenStream {
         impl #impl_generics ::backprop::Differentiable for #name #ty_generics #differentiable_where {
             fn zero_like(&self) -> Self {
                 #zero
+            }
+            fn lazy_zero(&self) -> Self {
+                #lazy
+            }
+            fn fill_missing(&mut self, like: &Self) {
+                #(#fills)*
             }
         }
 

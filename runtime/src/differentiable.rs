@@ -55,6 +55,26 @@ pub use backprop_derive::Differentiable;
 pub trait Differentiable: Sized {
     /// A value shaped like `self` with every float 0: where a reverse pass starts.
     fn zero_like(&self) -> Self;
+
+    /// A zero that may leave its arrays unallocated (empty) until a cotangent arrives,
+    /// which then moves in instead of being added to zeros ([`Accumulate`] on an empty
+    /// array): what a reverse pass starts from. Followed by
+    /// [`fill_missing`](Differentiable::fill_missing) before the gradient is returned.
+    /// The default is [`zero_like`](Differentiable::zero_like).
+    #[doc(hidden)]
+    fn lazy_zero(&self) -> Self {
+        self.zero_like()
+    }
+
+    /// Allocates, as zeros shaped like `like`, the arrays of a
+    /// [`lazy_zero`](Differentiable::lazy_zero) that no cotangent reached.
+    ///
+    /// # Panics
+    /// If an array has another non-empty shape than its counterpart in `like`.
+    #[doc(hidden)]
+    fn fill_missing(&mut self, like: &Self) {
+        let _ = like;
+    }
 }
 
 impl Differentiable for f32 {
@@ -73,11 +93,27 @@ impl<T: Differentiable> Differentiable for Vec<T> {
     fn zero_like(&self) -> Self {
         self.iter().map(Differentiable::zero_like).collect()
     }
+    fn lazy_zero(&self) -> Self {
+        self.iter().map(Differentiable::lazy_zero).collect()
+    }
+    fn fill_missing(&mut self, like: &Self) {
+        for (x, l) in self.iter_mut().zip(like) {
+            x.fill_missing(l);
+        }
+    }
 }
 
 impl<T: Differentiable, const N: usize> Differentiable for [T; N] {
     fn zero_like(&self) -> Self {
         core::array::from_fn(|k| self[k].zero_like())
+    }
+    fn lazy_zero(&self) -> Self {
+        core::array::from_fn(|k| self[k].lazy_zero())
+    }
+    fn fill_missing(&mut self, like: &Self) {
+        for (x, l) in self.iter_mut().zip(like) {
+            x.fill_missing(l);
+        }
     }
 }
 
@@ -85,11 +121,33 @@ impl<T: Differentiable> Differentiable for Box<T> {
     fn zero_like(&self) -> Self {
         Box::new((**self).zero_like())
     }
+    fn lazy_zero(&self) -> Self {
+        Box::new((**self).lazy_zero())
+    }
+    fn fill_missing(&mut self, like: &Self) {
+        (**self).fill_missing(like)
+    }
 }
 
 impl<A: Clone + num_traits::Zero, D: ndarray::Dimension> Differentiable for ndarray::Array<A, D> {
     fn zero_like(&self) -> Self {
         ndarray::Array::zeros(self.raw_dim())
+    }
+    /// Empty (no allocation): the first cotangent moves in.
+    fn lazy_zero(&self) -> Self {
+        ndarray::Array::zeros(D::zeros(self.ndim()))
+    }
+    fn fill_missing(&mut self, like: &Self) {
+        if self.shape() == like.shape() {
+            return;
+        }
+        assert!(
+            self.is_empty(),
+            "a parameter's gradient has shape {:?}, the parameter {:?}",
+            self.shape(),
+            like.shape()
+        );
+        *self = ndarray::Array::zeros(like.raw_dim());
     }
 }
 
@@ -228,6 +286,12 @@ where
     D: ndarray::Dimension,
 {
     fn accumulate(&mut self, rhs: Self) {
+        // The lazy zero a reverse pass starts from (`Differentiable::lazy_zero`): the
+        // first cotangent moves in, with no zeros to add it to.
+        if self.is_empty() && !rhs.is_empty() {
+            *self = rhs;
+            return;
+        }
         assert_eq!(
             self.shape(),
             rhs.shape(),

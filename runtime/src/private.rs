@@ -162,13 +162,29 @@ pub fn add_into<T: Copy + core::ops::Add<Output = T>, P: AsRef<[T]> + ?Sized>(
 
 /// The adjoint of a struct argument before the reverse pass: zeros of its shape.
 #[inline]
+/// Its arrays are left empty until a cotangent moves in (`Differentiable::lazy_zero`);
+/// `fill_missing` completes it before the gradient is returned.
 pub fn zero_like<T: Differentiable>(x: &T) -> T {
-    x.zero_like()
+    x.lazy_zero()
 }
 
 /// The adjoint of a slice of structs (`layers: &[Layer]`): a `Vec` of zeros of each.
 pub fn zero_like_slice<T: Differentiable>(x: &[T]) -> Vec<T> {
-    x.iter().map(Differentiable::zero_like).collect()
+    x.iter().map(Differentiable::lazy_zero).collect()
+}
+
+/// A struct argument's gradient, completed: arrays no cotangent reached become zeros.
+pub fn fill_missing<T: Differentiable>(mut d: T, like: &T) -> T {
+    d.fill_missing(like);
+    d
+}
+
+/// [`fill_missing`] for a slice of structs.
+pub fn fill_missing_slice<T: Differentiable>(mut d: Vec<T>, like: &[T]) -> Vec<T> {
+    for (x, l) in d.iter_mut().zip(like) {
+        x.fill_missing(l);
+    }
+    d
 }
 
 /// `*place += cotangent` for a field of a struct argument.

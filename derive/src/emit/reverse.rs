@@ -801,8 +801,17 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
             if !p.active {
                 quote!(::backprop::__private::Inactive)
             } else if p.kind == crate::ir::ParamKind::Struct {
+                // Arrays no cotangent reached were left unallocated: zeros now.
                 let d = cx.adjoint(p.var);
-                quote!(#d)
+                let x = &p.ident;
+                let slice = matches!(&p.ty, syn::Type::Reference(r) if matches!(*r.elem, syn::Type::Slice(_)));
+                let by_ref = matches!(p.ty, syn::Type::Reference(_));
+                let arg = if by_ref { quote!(#x) } else { quote!(&#x) };
+                if slice {
+                    quote!(::backprop::__private::fill_missing_slice(#d, #arg))
+                } else {
+                    quote!(::backprop::__private::fill_missing(#d, #arg))
+                }
             } else if p.kind == crate::ir::ParamKind::Buffer {
                 if cx.plan.activity.is_active(p.var) {
                     let d = cx.adjoint(p.var);
