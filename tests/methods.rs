@@ -149,13 +149,13 @@ fn a_method_returning_an_array_has_a_vjp() {
 
 /// A generic struct of arrays, differentiated at `f32` and `f64`.
 #[derive(Clone, Debug, PartialEq, Differentiable)]
-struct Scale<T: backprop::kernels::Real> {
+struct Scale<T: backprop::Real> {
     w: Array1<T>,
     b: Array1<T>,
 }
 
 #[grad]
-impl<T: backprop::kernels::Real> Scale<T> {
+impl<T: backprop::Real> Scale<T> {
     /// `Σ tanh(w ⊙ x + b)`.
     #[grad]
     fn energy(&self, x: &Array1<T>) -> T {

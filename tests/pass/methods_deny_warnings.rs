@@ -15,7 +15,7 @@ struct Model {
 
 /// A public one, with a generic impl.
 #[derive(Clone, Debug, Differentiable)]
-pub struct Scale<T: backprop::kernels::Real> {
+pub struct Scale<T: backprop::Real> {
     /// Weights.
     pub w: Array1<T>,
 }
@@ -36,7 +36,7 @@ impl Model {
 }
 
 #[grad]
-impl<T: backprop::kernels::Real> Scale<T> {
+impl<T: backprop::Real> Scale<T> {
     /// `Σ tanh(w ⊙ x)`.
     #[grad]
     pub fn energy(&self, x: &Array1<T>) -> T {
