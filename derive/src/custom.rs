@@ -96,10 +96,11 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
     // The companions' own locals, named apart from every identifier of the function.
     let mut own = crate::emit::names::Names::new(item_fn.to_token_stream());
     let span = proc_macro2::Span::call_site();
-    let (value, d_out, strong) = (
+    let (value, d_out, strong, kept) = (
         own.fresh("__value", span),
         own.fresh("__d_out", span),
         own.fresh("__strong", span),
+        own.fresh("__kept", span),
     );
     let cfgs = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let cfgs2 = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
@@ -133,11 +134,14 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
             #vis fn rebuild #impl_generics (#(#inputs,)* #value: #ret) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = (#(#cotangents,)*)>) #where_clause {
                 // In a plain pass (`f_grad`'s first try), a NaN cotangent is noted:
                 // this pullback may not carry it through (see `note_plain_nan`).
+                // The pullback reads the value too: an array result is copied for it
+                // (a float is a copy anyway).
+                let #kept = ::core::clone::Clone::clone(&#value);
                 (#value, ::backprop::__private::DualTape::new(move |#d_out: #ret, #strong: bool| -> (#(#cotangents,)*) {
                     if !#strong {
                         ::backprop::__private::note_plain_nan(&#d_out);
                     }
-                    #pullback(#(#names,)* #value, #d_out)
+                    #pullback(#(#names,)* #kept, #d_out)
                 }))
             }
         }
