@@ -335,3 +335,47 @@ fn loop_tape_holds_one_activation_per_iteration() {
         "one activation ({activation} B) and a few words per iteration, got {step}"
     );
 }
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct GLayer<T> {
+    w: Array2<T>,
+    b: Array1<T>,
+}
+
+/// The loop over layers, generic over the float type.
+#[grad(layers)]
+fn mlp_generic<T: backprop::Real>(layers: &[GLayer<T>], x: &Array2<T>) -> T {
+    let mut h = x.clone();
+    for layer in layers {
+        h = (h.dot(&layer.w) + &layer.b).tanh();
+    }
+    (&h * &h).sum()
+}
+
+#[test]
+fn generic_loop_over_layers_f32_agrees_with_f64() {
+    let (x, _, _) = point();
+    let ls: Vec<GLayer<f64>> = layers()
+        .into_iter()
+        .map(|l| GLayer { w: l.w, b: l.b })
+        .collect();
+    let ls32: Vec<GLayer<f32>> = ls
+        .iter()
+        .map(|l| GLayer {
+            w: l.w.mapv(|v| v as f32),
+            b: l.b.mapv(|v| v as f32),
+        })
+        .collect();
+    let (v, g) = mlp_generic_grad(&ls, &x);
+    let (v32, g32) = mlp_generic_grad(&ls32, &x.mapv(|v| v as f32));
+    assert!(
+        (v32 as f64 - v).abs() < 1e-5 * (1.0 + v.abs()),
+        "{v32} vs {v}"
+    );
+    for (a, b) in g32.layers.iter().zip(&g.layers) {
+        for (x, y) in a.w.iter().zip(&b.w) {
+            assert!((*x as f64 - y).abs() < 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+    backprop::gradcheck!(mlp_generic(layers = &ls, x = const &x)).assert();
+}

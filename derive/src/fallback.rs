@@ -36,19 +36,24 @@ pub fn expand(
                     && is_struct(item, &pt.ty)
                     && (name == crate::methods::SELF_ARG
                         || !crate::ir::lower::used_as_data(&item.block, &name));
+                // A buffer of floats (`&[f64]`): its stub gradient is the `Vec` call
+                // sites index (`g.x[0]`). An array of a concrete float type: its owned
+                // array (a generic one's would need the tensor traits on `T`).
+                let elem = buffer_elem(item, &pt.ty).filter(|_| plain);
+                let tensor =
+                    plain && item.sig.generics.type_params().next().is_none() && is_array(&pt.ty);
+                let differentiable = is_float || receiver || elem.is_some() || tensor;
                 let is_active = plain
                     && match active {
-                        Some(list) => (is_float || receiver) && list.contains(&name),
-                        None => is_float || receiver,
+                        Some(list) => differentiable && list.contains(&name),
+                        None => differentiable,
                     };
-                // Stubs differentiate floats only: an array argument's stub gradient
-                // would need the tensor traits, and the real error is elsewhere.
                 Some(ShapeParam {
                     name,
                     ty: (*pt.ty).clone(),
                     active: is_active,
-                    tensor: false,
-                    elem: None,
+                    tensor,
+                    elem,
                     strukt: receiver,
                 })
             }
@@ -111,6 +116,43 @@ fn is_struct(item: &ItemFn, ty: &syn::Type) -> bool {
             crate::ir::lower::is_struct_type_name(&name)
                 && !item.sig.generics.type_params().any(|t| t.ident == name)
         }),
+        _ => false,
+    }
+}
+
+/// The float element of `&[f64]`, `&Vec<f32>`, `[f64; N]`, `Vec<T>` (T a float).
+fn buffer_elem(item: &ItemFn, ty: &syn::Type) -> Option<syn::Type> {
+    let elem = match ty {
+        syn::Type::Reference(r) if r.mutability.is_none() => return buffer_elem(item, &r.elem),
+        syn::Type::Slice(s) => (*s.elem).clone(),
+        syn::Type::Array(a) => (*a.elem).clone(),
+        syn::Type::Path(p) if p.qself.is_none() => {
+            let last = p.path.segments.last()?;
+            if last.ident != "Vec" {
+                return None;
+            }
+            let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                return None;
+            };
+            match args.args.first()? {
+                syn::GenericArgument::Type(t) => t.clone(),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    is_float(item, &elem).then_some(elem)
+}
+
+/// An ndarray array, view or a reference to one.
+fn is_array(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Reference(r) if r.mutability.is_none() => is_array(&r.elem),
+        syn::Type::Path(p) if p.qself.is_none() => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| crate::ir::lower::is_array_type_name(&s.ident.to_string())),
         _ => false,
     }
 }

@@ -163,14 +163,20 @@ pub fn add_into<T: Copy + core::ops::Add<Output = T>, P: AsRef<[T]> + ?Sized>(
 /// The adjoint of a struct argument before the reverse pass: zeros of its shape.
 #[inline]
 /// Its arrays are left empty until a cotangent moves in (`Differentiable::lazy_zero`);
-/// `fill_missing` completes it before the gradient is returned.
-pub fn zero_like<T: Differentiable>(x: &T) -> T {
-    x.lazy_zero()
+/// the function returned beside it (`fill_missing`) completes it before the gradient is
+/// returned. (One bound check here: a struct that is not `Differentiable` is one error.)
+#[allow(clippy::type_complexity)]
+pub fn zero_like<T: Differentiable>(x: &T) -> (T, fn(T, &T) -> T) {
+    (x.lazy_zero(), fill_missing::<T>)
 }
 
 /// The adjoint of a slice of structs (`layers: &[Layer]`): a `Vec` of zeros of each.
-pub fn zero_like_slice<T: Differentiable>(x: &[T]) -> Vec<T> {
-    x.iter().map(Differentiable::lazy_zero).collect()
+#[allow(clippy::type_complexity)]
+pub fn zero_like_slice<T: Differentiable>(x: &[T]) -> (Vec<T>, fn(Vec<T>, &[T]) -> Vec<T>) {
+    (
+        x.iter().map(Differentiable::lazy_zero).collect(),
+        fill_missing_slice::<T>,
+    )
 }
 
 /// A struct argument's gradient, completed: arrays no cotangent reached become zeros.

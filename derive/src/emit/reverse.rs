@@ -27,7 +27,7 @@ use super::forward::Emitter;
 use crate::ir::op::{Need, Vjp};
 use crate::ir::{BufOp, IfNode, LoopNode, Operand, Rhs, Spelling, Stmt, VarId};
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// One step of the reverse pass.
@@ -784,10 +784,11 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
                 quote!(&#x)
             };
             let slice = matches!(&p.ty, syn::Type::Reference(r) if matches!(*r.elem, syn::Type::Slice(_)));
+            let fill = format_ident!("fill_{}", d);
             if slice {
-                quote_spanned!(x.span()=> let mut #d = ::backprop::__private::zero_like_slice(#arg);)
+                quote_spanned!(x.span()=> let (mut #d, #fill) = ::backprop::__private::zero_like_slice(#arg);)
             } else {
-                quote_spanned!(x.span()=> let mut #d = ::backprop::__private::zero_like(#arg);)
+                quote_spanned!(x.span()=> let (mut #d, #fill) = ::backprop::__private::zero_like(#arg);)
             }
         })
         .collect();
@@ -804,14 +805,10 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
                 // Arrays no cotangent reached were left unallocated: zeros now.
                 let d = cx.adjoint(p.var);
                 let x = &p.ident;
-                let slice = matches!(&p.ty, syn::Type::Reference(r) if matches!(*r.elem, syn::Type::Slice(_)));
                 let by_ref = matches!(p.ty, syn::Type::Reference(_));
                 let arg = if by_ref { quote!(#x) } else { quote!(&#x) };
-                if slice {
-                    quote!(::backprop::__private::fill_missing_slice(#d, #arg))
-                } else {
-                    quote!(::backprop::__private::fill_missing(#d, #arg))
-                }
+                let fill = format_ident!("fill_{}", d);
+                quote!(#fill(#d, #arg))
             } else if p.kind == crate::ir::ParamKind::Buffer {
                 if cx.plan.activity.is_active(p.var) {
                     let d = cx.adjoint(p.var);

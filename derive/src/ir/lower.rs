@@ -20,16 +20,16 @@ use syn::{BinOp, Expr, FnArg, ItemFn, Pat, ReturnType, Type, UnOp};
 
 /// What `#[grad]` differentiates, for the end of every "not supported" message.
 pub const SUPPORTED: &str = "`#[grad]` differentiates `let` bindings (shadowing, `let mut` with `=`, `+=`, `-=`, \
-     `*=`, `/=`), `if`/`else` on scalars (as statements and expressions, and an early \
-     `if c { return v; }`), `for` over integer ranges and over buffers (`x.iter()`, \
-     `.enumerate()`, `.zip(..)`), `while` and `loop` with `break` (also `break value`) and `continue`, buffers of floats (`&[f64]`, `Vec<f64>`, \
+     `*=`, `/=`), `if`/`else` on floats and arrays (as statements and expressions, an early \
+     `if c { return v; }`, `if let Some(x) = option`), `for` over integer ranges, over buffers (`x.iter()`, \
+     `.enumerate()`, `.zip(..)`) and over lists of structs (`for layer in &p.layers`), `while` and `loop` with `break` (also `break value`) and `continue`, buffers of floats (`&[f64]`, `Vec<f64>`, \
      `[f64; N]`: indexing, `len`, sub-slices `&x[a..b]`, element writes on local buffers, \
      `iter().sum()`, `.map(..).sum()`, `.fold(..)`), arithmetic `+ - * /` and unary `-` (on \
-     floats and ndarray arrays, with broadcasting), float methods, the array methods `dot`, \
-     `t`, `sum`, `mean`, `sum_axis`, borrows `&x`, calls of functions that have a rule \
+     floats and ndarray arrays, with broadcasting), float methods, the array methods README lists \
+     (`dot`, `t`, `sum`, `mean`, `sum_axis`, `select`, `slice`, `mapv`, ...), borrows `&x`, calls of functions that have a rule \
      (`#[grad]` and `#[custom_vjp]` functions, `backprop::sigmoid`, `backprop::ops::relu`, \
      ...), `match` on values without a derivative (arms binding no parts), `matches!`, \
-     blocks, a final `return` and `return` from loops; labelled loops and `if let`/`while let` \
+     blocks, a final `return` and `return` from loops; labelled loops and `while let` \
      are not supported yet";
 
 pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
@@ -3186,7 +3186,7 @@ impl Lowerer<'_> {
 }
 
 /// ndarray's array types, by the last segment of their path.
-fn is_array_type_name(name: &str) -> bool {
+pub(crate) fn is_array_type_name(name: &str) -> bool {
     matches!(
         name,
         "Array"
