@@ -379,3 +379,66 @@ fn generic_loop_over_layers_f32_agrees_with_f64() {
     }
     backprop::gradcheck!(mlp_generic(layers = &ls, x = const &x)).assert();
 }
+
+mod readme {
+    //! The README's "Models: layers in a `Vec`, stacked in a loop" example, as written
+    //! there.
+    use backprop::optim::{AdamW, AdamWConfig, Optimizer};
+    use backprop::{Differentiable, grad};
+    use ndarray::{Array1, Array2, array};
+
+    #[derive(Clone, Differentiable)]
+    struct Layer {
+        w: Array2<f64>,
+        b: Array1<f64>,
+    }
+
+    #[derive(Clone, Differentiable)]
+    struct Mlp {
+        layers: Vec<Layer>,
+    }
+
+    #[grad]
+    fn dense(x: &Array2<f64>, layer: &Layer) -> Array2<f64> {
+        (x.dot(&layer.w) + &layer.b).tanh()
+    }
+
+    #[grad(p)]
+    fn loss(p: &Mlp, x: &Array2<f64>, y: &Array2<f64>) -> f64 {
+        let mut h = x.clone();
+        for layer in &p.layers {
+            h = dense(&h, layer);
+        }
+        let e = &h - y;
+        (&e * &e).mean().unwrap()
+    }
+
+    #[test]
+    fn readme_model_in_a_vec_learns_xor() {
+        let layer = |i: usize, o: usize| Layer {
+            w: Array2::from_shape_fn((i, o), |(r, c)| ((r * o + c) as f64 * 0.7).sin() * 0.5),
+            b: Array1::zeros(o),
+        };
+        let mut p = Mlp {
+            layers: vec![layer(2, 8), layer(8, 8), layer(8, 1)],
+        };
+        let (x, y) = (
+            array![[0., 0.], [0., 1.], [1., 0.], [1., 1.]],
+            array![[0.], [1.], [1.], [0.]],
+        );
+        let mut opt = AdamW::<f64>::new(AdamWConfig {
+            lr: 0.05,
+            weight_decay: 0.0,
+            ..Default::default()
+        });
+        let before = loss(&p, &x, &y);
+        for _ in 0..300 {
+            let (_, g) = loss_grad(&p, &x, &y);
+            assert_eq!(g.p.layers[1].w.dim(), (8, 8));
+            opt.step(&mut p, &g.p).unwrap();
+        }
+        let after = loss(&p, &x, &y);
+        assert!(after < 0.01, "loss {before} -> {after}");
+        backprop::gradcheck!(loss(p = &p, x = const &x, y = const &y)).assert();
+    }
+}
