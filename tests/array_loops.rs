@@ -1,7 +1,11 @@
 //! Arrays through loops and branches: array state reassigned in `for`/`while` bodies
 //! and `if` arms, gradchecked and equal to the same code unrolled by hand.
 
-#![allow(clippy::needless_range_loop, clippy::assign_op_pattern)]
+#![allow(
+    clippy::needless_range_loop,
+    clippy::assign_op_pattern,
+    clippy::too_many_arguments
+)]
 
 use backprop::grad;
 use ndarray::{Array1, Array2, array};

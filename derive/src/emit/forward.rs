@@ -633,8 +633,8 @@ impl<'a> Emitter<'a> {
                 .all(|sv| sv.iter().all(|t| !t.to_string().contains("clone")))
         {
             (
-                quote!(::backprop::__private::Branch::Then((#(#then_saved,)*))),
-                quote!(::backprop::__private::Branch::Else((#(#else_saved,)*))),
+                quote_spanned!(span=> ::backprop::__private::Branch::Then((#(#then_saved,)*))),
+                quote_spanned!(span=> ::backprop::__private::Branch::Else((#(#else_saved,)*))),
             )
         } else {
             let kept = self.names.fresh("kept", span);
