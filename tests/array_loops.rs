@@ -446,3 +446,57 @@ mod readme {
         backprop::gradcheck!(loss(p = &p, x = const &x, y = const &y)).assert();
     }
 }
+
+/// `loop` with a `break` and a `continue` over array state.
+#[grad]
+fn loop_with_jumps(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    let mut k = 0;
+    loop {
+        k += 1;
+        if k == 2 {
+            continue;
+        }
+        h = h.dot(w).tanh();
+        if k >= 4 {
+            break;
+        }
+    }
+    h.sum()
+}
+
+/// A `match` choosing the layer's activation per step.
+#[grad]
+fn match_per_step(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for i in (0..3).rev() {
+        h = match i {
+            0 => h.dot(w),
+            1 => h.dot(w).tanh(),
+            _ => &h * &h,
+        };
+    }
+    h.sum()
+}
+
+#[test]
+fn jumps_and_matches_over_arrays_equal_unrolled() {
+    let (x, w, _) = point();
+    // k = 1, 3, 4 apply the layer; k = 2 skips it.
+    let (v, g) = loop_with_jumps_grad(&x, &w);
+    let (vu, gu) = deep_unrolled_grad(&x, &w, &Array1::zeros(3));
+    let three = x.dot(&w).tanh().dot(&w).tanh().dot(&w).tanh();
+    assert_eq!(v, three.sum());
+    // deep_unrolled is the mean square of the same three layers: a different loss,
+    // the same network (its value pins the layers, not the gradient).
+    assert_eq!(vu, (&three * &three).mean().unwrap());
+    assert_eq!(g.w.dim(), gu.w.dim());
+    backprop::gradcheck!(loop_with_jumps(x = &x, w = &w)).assert();
+    let (m, _) = match_per_step_grad(&x, &w);
+    let want = {
+        let h = &x * &x;
+        h.dot(&w).tanh().dot(&w).sum()
+    };
+    assert_eq!(m, want);
+    backprop::gradcheck!(match_per_step(x = &x, w = &w)).assert();
+}

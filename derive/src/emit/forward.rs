@@ -584,15 +584,31 @@ impl<'a> Emitter<'a> {
         let outs: Vec<Ident> = node.outs.iter().map(|o| self.var(o.def).clone()).collect();
         let then_stmts = self.block(&node.then_body);
         let else_stmts = self.block(&node.else_body);
+        // An array from before the `if` that an arm hands on unchanged (`h` in the arm
+        // that does not reassign it) is copied when a pullback also reads it: handing it
+        // on moves it.
+        let pass = |this: &Self, o: &Operand, body: &[Stmt]| -> TokenStream {
+            match o.var() {
+                Some(v)
+                    if !this.plan.kinds.scalar[v.0]
+                        && this.plan.saved.contains(&v)
+                        && !body.iter().any(|st| st.def == v) =>
+                {
+                    let x = this.var(v);
+                    quote!(::core::clone::Clone::clone(&#x))
+                }
+                _ => this.operand(o),
+            }
+        };
         let then_vals: Vec<TokenStream> = node
             .outs
             .iter()
-            .map(|o| self.operand(&o.then_val))
+            .map(|o| pass(self, &o.then_val, &node.then_body))
             .collect();
         let else_vals: Vec<TokenStream> = node
             .outs
             .iter()
-            .map(|o| self.operand(&o.else_val))
+            .map(|o| pass(self, &o.else_val, &node.else_body))
             .collect();
         let span = s.span;
         if !self.plan.activity.is_active(s.def) {
