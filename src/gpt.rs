@@ -582,8 +582,22 @@ impl Corpus {
 pub fn ndarray_sources(block_size: usize) -> Result<Corpus, GptError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    // Only this platform's packages: the full graph lists target-specific crates (wasm's
+    // bumpalo) that were never downloaded, and `--offline` would fail on them.
+    let host = std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("-vV")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        })
+        .ok_or_else(|| GptError::Corpus("`rustc -vV` gave no host triple".into()))?;
     let out = std::process::Command::new(&cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--manifest-path"])
+        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform"])
+        .arg(&host)
+        .arg("--manifest-path")
         .arg(manifest)
         .output()
         .map_err(|e| GptError::Corpus(format!("running `{cargo} metadata`: {e}")))?;
