@@ -24,7 +24,9 @@
 use backprop::memory::MemoryReport;
 use backprop::optim::Optimizer;
 use backprop::params::Params;
-use backprop_tests::gpt::{Corpus, GptError, Trainer, TrainConfig, ndarray_sources, peak_rss_bytes};
+use backprop_tests::gpt::{
+    Corpus, GptError, TrainConfig, Trainer, ndarray_sources, peak_rss_bytes,
+};
 use backprop_tests::plot::{Series, lines};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::Write;
@@ -88,7 +90,10 @@ fn parse() -> Result<Args, String> {
             "--top-k" => num!(a.top_k),
             "--warmup" => {
                 let v = value()?;
-                warmup = Some(v.parse().map_err(|_| format!("--warmup: cannot parse `{v}`"))?);
+                warmup = Some(
+                    v.parse()
+                        .map_err(|_| format!("--warmup: cannot parse `{v}`"))?,
+                );
             }
             "--untied" => a.cfg.tied = false,
             "--quiet" => a.quiet = true,
@@ -109,7 +114,7 @@ fn parse() -> Result<Args, String> {
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
     }
-    if a.cfg.n_head == 0 || a.cfg.n_embd % a.cfg.n_head != 0 {
+    if a.cfg.n_head == 0 || !a.cfg.n_embd.is_multiple_of(a.cfg.n_head) {
         return Err(format!(
             "--embd {} must be a multiple of --heads {}",
             a.cfg.n_embd, a.cfg.n_head
@@ -205,11 +210,24 @@ fn run(a: &Args) -> Result<(), String> {
     );
     println!(
         "train: AdamW (lr {:.0e} → {:.0e}, β {}/{}, weight decay {} on matrices), warmup {} + cosine to step {}, clip {:.1}; batch {} × {} tokens",
-        c.lr, c.min_lr, c.beta1, c.beta2, c.weight_decay, c.warmup, c.steps, c.clip, c.batch, c.block_size
+        c.lr,
+        c.min_lr,
+        c.beta1,
+        c.beta2,
+        c.weight_decay,
+        c.warmup,
+        c.steps,
+        c.clip,
+        c.batch,
+        c.block_size
     );
     if let Some(dir) = &a.dump_init {
         dump_init(&tr, &corpus, dir)?;
-        println!("dumped the initial weights and {} batches to {}", c.steps.saturating_sub(tr.step), dir.display());
+        println!(
+            "dumped the initial weights and {} batches to {}",
+            c.steps.saturating_sub(tr.step),
+            dir.display()
+        );
     }
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let ckpt = a.out.join("ckpt.bin");
@@ -223,8 +241,10 @@ fn run(a: &Args) -> Result<(), String> {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}<{eta_precise}]")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}<{eta_precise}]",
+        )
+        .expect("valid template"),
     );
     let say = |line: String| {
         if a.quiet || bar.is_hidden() {
@@ -235,7 +255,8 @@ fn run(a: &Args) -> Result<(), String> {
     };
     let mut losses: Vec<(f64, f64)> = Vec::new();
     let mut vals: Vec<(f64, f64)> = Vec::new();
-    let mut csv = String::from("step,loss,grad_norm,lr,val_loss\n");
+    let mut csv = String::from("step,loss,grad_norm,lr,ms,val_loss\n");
+    let mut step_ms: Vec<f64> = Vec::new();
     let tokens_per_step = (c.batch * c.block_size) as f64;
     let mut step_seconds = 0.0;
     let first_step = tr.step;
@@ -243,12 +264,20 @@ fn run(a: &Args) -> Result<(), String> {
     if tr.step == 0 {
         let v = tr.val_loss();
         vals.push((0.0, v));
-        say(format!("step {:>5}: validation loss {v:.4} (ln V = {:.4})", 0, (corpus.vocab_size() as f64).ln()));
+        say(format!(
+            "step {:>5}: validation loss {v:.4} (ln V = {:.4})",
+            0,
+            (corpus.vocab_size() as f64).ln()
+        ));
     }
     while tr.step < c.steps {
         let t0 = Instant::now();
-        let s = tr.train_step(&corpus).map_err(|e: GptError| e.to_string())?;
-        step_seconds += t0.elapsed().as_secs_f64();
+        let s = tr
+            .train_step(&corpus)
+            .map_err(|e: GptError| e.to_string())?;
+        let dt = t0.elapsed().as_secs_f64();
+        step_seconds += dt;
+        step_ms.push(dt * 1e3);
         let step = tr.step;
         losses.push(((step - 1) as f64, s.loss));
         let done = (step - first_step) as f64;
@@ -261,7 +290,7 @@ fn run(a: &Args) -> Result<(), String> {
         ));
         bar.inc(1);
         let mut val = String::new();
-        if step % c.eval_interval == 0 || step == c.steps {
+        if step.is_multiple_of(c.eval_interval) || step == c.steps {
             let v = tr.val_loss();
             vals.push((step as f64, v));
             val = format!("{v}");
@@ -274,7 +303,14 @@ fn run(a: &Args) -> Result<(), String> {
                 ckpt.display()
             ));
         }
-        csv.push_str(&format!("{},{},{},{},{val}\n", step - 1, s.loss, s.grad_norm, s.lr));
+        csv.push_str(&format!(
+            "{},{},{},{},{:.3},{val}\n",
+            step - 1,
+            s.loss,
+            s.grad_norm,
+            s.lr,
+            dt * 1e3
+        ));
     }
     bar.finish_and_clear();
     let wall = t_train.elapsed().as_secs_f64();
@@ -289,8 +325,14 @@ fn run(a: &Args) -> Result<(), String> {
             "step",
             "cross-entropy (nats/char, log scale)",
             &[
-                Series { label: "train (batch)", points: losses.clone() },
-                Series { label: "validation", points: vals.clone() },
+                Series {
+                    label: "train (batch)",
+                    points: losses.clone(),
+                },
+                Series {
+                    label: "validation",
+                    points: vals.clone(),
+                },
             ],
             true,
         )
@@ -299,17 +341,24 @@ fn run(a: &Args) -> Result<(), String> {
     }
 
     if steps_done > 0 {
+        step_ms.sort_by(f64::total_cmp);
         println!(
-            "done:  {} steps in {:.1} s ({:.1} s in steps: {:.1} ms/step, {:.0} tokens/s); final validation loss {:.4}",
+            "done:  {} steps in {:.1} s ({:.1} s in steps: mean {:.1} ms/step, median {:.1}, {:.0} tokens/s); final validation loss {:.4}",
             steps_done,
             wall,
             step_seconds,
             step_seconds / steps_done as f64 * 1e3,
+            step_ms[step_ms.len() / 2],
             steps_done as f64 * tokens_per_step / step_seconds,
             vals.last().map_or(f64::NAN, |v| v.1)
         );
     }
-    println!("files: {}, {}, {}", png.display(), a.out.join("losses.csv").display(), ckpt.display());
+    println!(
+        "files: {}, {}, {}",
+        png.display(),
+        a.out.join("losses.csv").display(),
+        ckpt.display()
+    );
     if a.sample > 0 {
         let t0 = Instant::now();
         let text = tr.sample(&corpus, &a.prompt, a.sample, a.temperature, a.top_k, c.seed);
@@ -335,11 +384,26 @@ fn run(a: &Args) -> Result<(), String> {
     println!("memory (f32):");
     println!("  | what | bytes |");
     println!("  |---|---:|");
-    println!("  | weights ({} parameters) | {} |", n_params, mb(mem.weights));
+    println!(
+        "  | weights ({} parameters) | {} |",
+        n_params,
+        mb(mem.weights)
+    );
     println!("  | gradients | {} |", mb(mem.grads));
-    println!("  | AdamW state (m, v) | {} |", mb(tr.opt.state_bytes() as u128));
-    println!("  | one step's tape (batch {} × {}) | {} |", c.batch, c.block_size, mb(tape_bytes as u128));
-    println!("  | training total (weights + gradients + AdamW + tape) | {} |", mb(mem.training_bytes()));
+    println!(
+        "  | AdamW state (m, v) | {} |",
+        mb(tr.opt.state_bytes() as u128)
+    );
+    println!(
+        "  | one step's tape (batch {} × {}) | {} |",
+        c.batch,
+        c.block_size,
+        mb(tape_bytes as u128)
+    );
+    println!(
+        "  | training total (weights + gradients + AdamW + tape) | {} |",
+        mb(mem.training_bytes())
+    );
     match peak_rss_bytes() {
         Some(r) => println!("  | peak RSS of this process (VmHWM) | {} |", mb(r)),
         None => println!("  | peak RSS of this process | unavailable |"),

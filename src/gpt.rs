@@ -16,6 +16,10 @@
 //! initialisation), checkpoints (weights, AdamW state, step and RNG state, each part
 //! CRC-checked) and sampling (temperature + top-k).
 
+// `#[grad]`'s companions of a generic function repeat its `T: Real` bound in a where
+// clause, which clippy reports at the function's own bound.
+#![allow(clippy::multiple_bound_locations)]
+
 use backprop::clip::{NonFiniteNorm, clip_grad_norm};
 use backprop::init::{Init, init_params};
 use backprop::ops::{XentOptions, attention, cross_entropy, embedding, gelu_exact, layer_norm};
@@ -195,7 +199,7 @@ pub fn gpt_loss<T: Real>(
     let t = ids.ncols();
     let tok = embedding(&p.wte, ids);
     let pos = p.wpe.slice(s![0..t, ..]);
-    let mut x = tok + &pos;
+    let mut x = tok + pos;
     for blk in &p.blocks {
         x = block(&x, blk, n_head);
     }
@@ -270,7 +274,7 @@ impl<T: Real> Gpt<T> {
     /// layer functions [`gpt_loss`] differentiates.
     pub fn logits(&self, ids: &Array2<usize>, n_head: usize) -> Array3<T> {
         let t = ids.ncols();
-        let mut x = embedding(&self.wte, ids) + &self.wpe.slice(s![0..t, ..]);
+        let mut x = embedding(&self.wte, ids) + self.wpe.slice(s![0..t, ..]);
         for blk in &self.blocks {
             x = block(&x, blk, n_head);
         }
@@ -354,7 +358,11 @@ impl fmt::Display for GptError {
         match self {
             GptError::Io { path, error } => write!(f, "{}: {error}", path.display()),
             GptError::EmptyData { path } => {
-                write!(f, "{}: empty data file (no characters to train on)", path.display())
+                write!(
+                    f,
+                    "{}: empty data file (no characters to train on)",
+                    path.display()
+                )
             }
             GptError::BinaryData {
                 path,
@@ -584,18 +592,25 @@ pub fn ndarray_sources(block_size: usize) -> Result<Corpus, GptError> {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     // Only this platform's packages: the full graph lists target-specific crates (wasm's
     // bumpalo) that were never downloaded, and `--offline` would fail on them.
-    let host = std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-        .arg("-vV")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
-        })
-        .ok_or_else(|| GptError::Corpus("`rustc -vV` gave no host triple".into()))?;
+    let host =
+        std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .arg("-vV")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+            })
+            .ok_or_else(|| GptError::Corpus("`rustc -vV` gave no host triple".into()))?;
     let out = std::process::Command::new(&cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+        ])
         .arg(&host)
         .arg("--manifest-path")
         .arg(manifest)
@@ -837,7 +852,13 @@ impl Trainer {
     /// # Errors
     /// [`GptError::Training`] on a non-finite gradient (nothing is changed).
     pub fn step_on(&mut self, x: &Array2<usize>, y: &Array2<usize>) -> Result<StepStats, GptError> {
-        let (loss, g) = gpt_loss_grad(&self.model, x, y, self.model_cfg.n_head, self.model_cfg.tied);
+        let (loss, g) = gpt_loss_grad(
+            &self.model,
+            x,
+            y,
+            self.model_cfg.n_head,
+            self.model_cfg.tied,
+        );
         let mut g = g.p;
         let grad_norm = clip_grad_norm(&mut g, self.cfg.clip, NonFiniteNorm::Return)
             .map_err(|e| GptError::Training(e.to_string()))?;
@@ -875,7 +896,13 @@ impl Trainer {
 
     /// Bytes the tape of one training step keeps (`gpt_loss_forward`'s tape).
     pub fn tape_bytes(&self, x: &Array2<usize>, y: &Array2<usize>) -> usize {
-        let (_, tape) = gpt_loss_forward(&self.model, x, y, self.model_cfg.n_head, self.model_cfg.tied);
+        let (_, tape) = gpt_loss_forward(
+            &self.model,
+            x,
+            y,
+            self.model_cfg.n_head,
+            self.model_cfg.tied,
+        );
         tape.bytes()
     }
 
@@ -982,16 +1009,22 @@ impl Trainer {
                     format!("weights part of {n} bytes in a file of {}", bytes.len()),
                 )
             })?;
-        let w = StateDict::<f32>::from_bytes(&rest[..n]).map_err(|e| bad("weights", e.to_string()))?;
-        let o = StateDict::<f32>::from_bytes(&rest[n..]).map_err(|e| bad("optimizer", e.to_string()))?;
-        let mismatch = |field: &str, expected: String, found: String| GptError::CheckpointMismatch {
-            path: path.to_path_buf(),
-            field: field.to_string(),
-            expected,
-            found,
-        };
+        let w =
+            StateDict::<f32>::from_bytes(&rest[..n]).map_err(|e| bad("weights", e.to_string()))?;
+        let o = StateDict::<f32>::from_bytes(&rest[n..])
+            .map_err(|e| bad("optimizer", e.to_string()))?;
+        let mismatch =
+            |field: &str, expected: String, found: String| GptError::CheckpointMismatch {
+                path: path.to_path_buf(),
+                field: field.to_string(),
+                expected,
+                found,
+            };
         if w.optimizer != "gpt-weights" {
-            return Err(bad("weights", format!("named {:?}, not \"gpt-weights\"", w.optimizer)));
+            return Err(bad(
+                "weights",
+                format!("named {:?}, not \"gpt-weights\"", w.optimizer),
+            ));
         }
         let hyper = |k: &str| w.hyper.iter().find(|(n, _)| n == k).map(|&(_, v)| v);
         for (k, v) in self.identity() {
@@ -1026,7 +1059,10 @@ impl Trainer {
                     ));
                 }
                 if let Some(i) = s.values.iter().position(|v| !v.is_finite()) {
-                    return Err(bad("weights", format!("{}[{i}] is {}", s.name, s.values[i])));
+                    return Err(bad(
+                        "weights",
+                        format!("{}[{i}] is {}", s.name, s.values[i]),
+                    ));
                 }
                 b.values.copy_from_slice(&s.values);
             }
@@ -1041,7 +1077,11 @@ impl Trainer {
         opt.load_state_dict(&model, &o).map_err(|e| match e {
             OptimError::WrongOptimizer { .. }
             | OptimError::BufferCount { .. }
-            | OptimError::ShapeMismatch { .. } => mismatch("optimizer state", "adamw over this model".into(), e.to_string()),
+            | OptimError::ShapeMismatch { .. } => mismatch(
+                "optimizer state",
+                "adamw over this model".into(),
+                e.to_string(),
+            ),
             other => bad("optimizer", other.to_string()),
         })?;
         self.model = model;
@@ -1052,8 +1092,25 @@ impl Trainer {
     }
 
     /// `n` characters sampled after `prompt` (see [`sample`]).
-    pub fn sample(&self, corpus: &Corpus, prompt: &str, n: usize, temperature: f64, top_k: usize, seed: u64) -> String {
-        sample(&self.model, &self.model_cfg, corpus, prompt, n, temperature, top_k, seed)
+    pub fn sample(
+        &self,
+        corpus: &Corpus,
+        prompt: &str,
+        n: usize,
+        temperature: f64,
+        top_k: usize,
+        seed: u64,
+    ) -> String {
+        sample(
+            &self.model,
+            &self.model_cfg,
+            corpus,
+            prompt,
+            n,
+            temperature,
+            top_k,
+            seed,
+        )
     }
 }
 

@@ -3,6 +3,9 @@
 //! checkpoints that resume bit for bit, deterministic sampling, and named errors for bad
 //! data and bad checkpoints.
 
+// `#[grad]`'s companions of a generic function repeat its `T: Real` bound in a where clause.
+#![allow(clippy::multiple_bound_locations)]
+
 use backprop::ops::{XentOptions, attention, cross_entropy, embedding, gelu_exact, layer_norm};
 use backprop::params::Params;
 use backprop::{Real, grad, gradcheck};
@@ -74,36 +77,80 @@ fn gpt2_unrolled<T: Real>(p: &Gpt<T>, ids: &Array2<usize>, targets: &Array2<usiz
     let (bs, t) = ids.dim();
     let c = p.wte.ncols();
     let hd = c / 2;
-    let x0 = embedding(&p.wte, ids) + &p.wpe.slice(s![0..t, ..]);
+    let x0 = embedding(&p.wte, ids) + p.wpe.slice(s![0..t, ..]);
     // Block 0.
     let b0 = &p.blocks[0];
     let h = layer_norm(&x0, &b0.ln1_g, &b0.ln1_b, eps);
     let qkv = h.to_shape((bs * t, c)).unwrap().dot(&b0.w_qkv) + &b0.b_qkv;
-    let q = qkv.slice(s![.., 0..c]).to_owned().into_shape_with_order((bs, t, 2, hd)).unwrap().permuted_axes([0, 2, 1, 3]).to_owned();
-    let k = qkv.slice(s![.., c..2 * c]).to_owned().into_shape_with_order((bs, t, 2, hd)).unwrap().permuted_axes([0, 2, 1, 3]).to_owned();
-    let v = qkv.slice(s![.., 2 * c..3 * c]).to_owned().into_shape_with_order((bs, t, 2, hd)).unwrap().permuted_axes([0, 2, 1, 3]).to_owned();
+    let q = qkv
+        .slice(s![.., 0..c])
+        .to_owned()
+        .into_shape_with_order((bs, t, 2, hd))
+        .unwrap()
+        .permuted_axes([0, 2, 1, 3])
+        .to_owned();
+    let k = qkv
+        .slice(s![.., c..2 * c])
+        .to_owned()
+        .into_shape_with_order((bs, t, 2, hd))
+        .unwrap()
+        .permuted_axes([0, 2, 1, 3])
+        .to_owned();
+    let v = qkv
+        .slice(s![.., 2 * c..3 * c])
+        .to_owned()
+        .into_shape_with_order((bs, t, 2, hd))
+        .unwrap()
+        .permuted_axes([0, 2, 1, 3])
+        .to_owned();
     let o = attention(&q, &k, &v, true);
     let op = o.permuted_axes([0, 2, 1, 3]);
-    let a = (op.to_shape((bs * t, c)).unwrap().dot(&b0.w_proj) + &b0.b_proj).into_shape_with_order((bs, t, c)).unwrap();
+    let a = (op.to_shape((bs * t, c)).unwrap().dot(&b0.w_proj) + &b0.b_proj)
+        .into_shape_with_order((bs, t, c))
+        .unwrap();
     let x1 = &x0 + &a;
     let h = layer_norm(&x1, &b0.ln2_g, &b0.ln2_b, eps);
     let f = gelu_exact(&(h.to_shape((bs * t, c)).unwrap().dot(&b0.w_fc) + &b0.b_fc));
-    let m = (f.dot(&b0.w_out) + &b0.b_out).into_shape_with_order((bs, t, c)).unwrap();
+    let m = (f.dot(&b0.w_out) + &b0.b_out)
+        .into_shape_with_order((bs, t, c))
+        .unwrap();
     let x2 = &x1 + &m;
     // Block 1.
     let b1 = &p.blocks[1];
     let h = layer_norm(&x2, &b1.ln1_g, &b1.ln1_b, eps);
     let qkv = h.to_shape((bs * t, c)).unwrap().dot(&b1.w_qkv) + &b1.b_qkv;
-    let q = qkv.slice(s![.., 0..c]).to_owned().into_shape_with_order((bs, t, 2, hd)).unwrap().permuted_axes([0, 2, 1, 3]).to_owned();
-    let k = qkv.slice(s![.., c..2 * c]).to_owned().into_shape_with_order((bs, t, 2, hd)).unwrap().permuted_axes([0, 2, 1, 3]).to_owned();
-    let v = qkv.slice(s![.., 2 * c..3 * c]).to_owned().into_shape_with_order((bs, t, 2, hd)).unwrap().permuted_axes([0, 2, 1, 3]).to_owned();
+    let q = qkv
+        .slice(s![.., 0..c])
+        .to_owned()
+        .into_shape_with_order((bs, t, 2, hd))
+        .unwrap()
+        .permuted_axes([0, 2, 1, 3])
+        .to_owned();
+    let k = qkv
+        .slice(s![.., c..2 * c])
+        .to_owned()
+        .into_shape_with_order((bs, t, 2, hd))
+        .unwrap()
+        .permuted_axes([0, 2, 1, 3])
+        .to_owned();
+    let v = qkv
+        .slice(s![.., 2 * c..3 * c])
+        .to_owned()
+        .into_shape_with_order((bs, t, 2, hd))
+        .unwrap()
+        .permuted_axes([0, 2, 1, 3])
+        .to_owned();
     let o = attention(&q, &k, &v, true);
     let op = o.permuted_axes([0, 2, 1, 3]);
-    let a = (op.to_shape((bs * t, c)).unwrap().dot(&b1.w_proj) + &b1.b_proj).into_shape_with_order((bs, t, c)).unwrap();
+    let a = (op.to_shape((bs * t, c)).unwrap().dot(&b1.w_proj) + &b1.b_proj)
+        .into_shape_with_order((bs, t, c))
+        .unwrap();
     let x3 = &x2 + &a;
     let h = layer_norm(&x3, &b1.ln2_g, &b1.ln2_b, eps);
     let f = gelu_exact(&(h.to_shape((bs * t, c)).unwrap().dot(&b1.w_fc) + &b1.b_fc));
-    let m = (f.dot(&b1.w_out) + &b1.b_out).into_shape_with_order((bs, t, c)).unwrap();
+    let m = (f.dot(&b1.w_out) + &b1.b_out)
+        .into_shape_with_order((bs, t, c))
+        .unwrap();
     let x4 = &x3 + &m;
     // Head.
     let h = layer_norm(&x4, &p.lnf_g, &p.lnf_b, eps);
@@ -166,7 +213,8 @@ fn loop_over_blocks_equals_two_blocks_unrolled() {
     assert!((f64::from(l32) - l).abs() < 1e-5, "{l32} vs {l}");
 }
 
-const TEXT: &str = "fn add(a: i32, b: i32) -> i32 { a + b }\nfn sub(a: i32, b: i32) -> i32 { a - b }\n";
+const TEXT: &str =
+    "fn add(a: i32, b: i32) -> i32 { a + b }\nfn sub(a: i32, b: i32) -> i32 { a - b }\n";
 
 fn small_run() -> TrainConfig {
     TrainConfig {
@@ -195,7 +243,10 @@ fn loss_falls_on_a_small_corpus() {
     let cfg = small_run();
     let mut t = Trainer::new(&cfg, &c);
     let v0 = t.val_loss();
-    assert!((v0 - (c.vocab_size() as f64).ln()).abs() < 0.1, "first loss {v0}");
+    assert!(
+        (v0 - (c.vocab_size() as f64).ln()).abs() < 0.1,
+        "first loss {v0}"
+    );
     let mut first = 0.0;
     for i in 0..cfg.steps {
         let s = t.train_step(&c).unwrap();
@@ -205,7 +256,10 @@ fn loss_falls_on_a_small_corpus() {
         }
     }
     let v1 = t.val_loss();
-    assert!(v1 < 0.5 * v0, "validation loss {v0} -> {v1} (first train loss {first})");
+    assert!(
+        v1 < 0.5 * v0,
+        "validation loss {v0} -> {v1} (first train loss {first})"
+    );
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -217,7 +271,13 @@ fn tmp(name: &str) -> PathBuf {
 /// Weights, AdamW's moments and step, steps taken and the window generator (the
 /// learning rate a state dict also records is set from the schedule at every step).
 #[derive(PartialEq)]
-struct Snapshot(Gpt<f32>, Vec<backprop::optim::StateBuffer<f32>>, u64, u64, Rng64);
+struct Snapshot(
+    Gpt<f32>,
+    Vec<backprop::optim::StateBuffer<f32>>,
+    u64,
+    u64,
+    Rng64,
+);
 
 fn snapshot(t: &Trainer) -> Snapshot {
     use backprop::optim::Optimizer;
@@ -227,8 +287,15 @@ fn snapshot(t: &Trainer) -> Snapshot {
 
 fn same(a: &Snapshot, b: &Snapshot) -> bool {
     let bits = |s: &Snapshot| -> Vec<u32> {
-        let mut v: Vec<u32> = s.0.buffers().iter().flat_map(|b| b.values.iter().map(|x| x.to_bits())).collect();
-        v.extend(s.1.iter().flat_map(|b| b.values.iter().map(|x| x.to_bits())));
+        let mut v: Vec<u32> =
+            s.0.buffers()
+                .iter()
+                .flat_map(|b| b.values.iter().map(|x| x.to_bits()))
+                .collect();
+        v.extend(
+            s.1.iter()
+                .flat_map(|b| b.values.iter().map(|x| x.to_bits())),
+        );
         v
     };
     a == b && bits(a) == bits(b)
@@ -253,17 +320,27 @@ fn checkpoint_resumes_bit_for_bit() {
     first.save(&path).unwrap();
     let mut resumed = Trainer::new(&cfg, &c);
     resumed.resume(&path).unwrap();
-    assert!(same(&snapshot(&resumed), &snapshot(&first)), "resume did not restore the run");
+    assert!(
+        same(&snapshot(&resumed), &snapshot(&first)),
+        "resume did not restore the run"
+    );
     for _ in 0..3 {
         resumed.train_step(&c).unwrap();
     }
     let (a, b) = (snapshot(&resumed), snapshot(&straight));
     assert_eq!((a.2, a.3), (6, 6));
     for (x, y) in a.0.buffers().iter().zip(b.0.buffers()) {
-        let same = x.values.iter().zip(y.values).all(|(u, v)| u.to_bits() == v.to_bits());
+        let same = x
+            .values
+            .iter()
+            .zip(y.values)
+            .all(|(u, v)| u.to_bits() == v.to_bits());
         assert!(same, "{} differs after resuming", x.name);
     }
-    assert!(same(&a, &b), "optimizer state or generator differ after resuming");
+    assert!(
+        same(&a, &b),
+        "optimizer state or generator differ after resuming"
+    );
 }
 
 #[test]
@@ -288,19 +365,43 @@ fn bad_checkpoints_are_named_errors_and_change_nothing() {
     };
     // Not a checkpoint at all.
     let e = check(&mut victim, b"hello", "garbage.ckpt");
-    assert!(matches!(e, GptError::BadCheckpoint { part: "header", .. }), "{e}");
+    assert!(
+        matches!(e, GptError::BadCheckpoint { part: "header", .. }),
+        "{e}"
+    );
     // One flipped bit in the weights: their CRC-32.
     let mut flipped = bytes.clone();
     flipped[200] ^= 1;
     let e = check(&mut victim, &flipped, "flipped.ckpt");
-    assert!(matches!(e, GptError::BadCheckpoint { part: "weights", .. }), "{e}");
-    assert!(e.to_string().contains("CRC") || e.to_string().contains("checksum"), "{e}");
+    assert!(
+        matches!(
+            e,
+            GptError::BadCheckpoint {
+                part: "weights",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("CRC") || e.to_string().contains("checksum"),
+        "{e}"
+    );
     // One flipped bit in the optimizer state, near the end.
     let mut flipped = bytes.clone();
     let n = flipped.len();
     flipped[n - 3] ^= 0x10;
     let e = check(&mut victim, &flipped, "flipped_opt.ckpt");
-    assert!(matches!(e, GptError::BadCheckpoint { part: "optimizer", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            GptError::BadCheckpoint {
+                part: "optimizer",
+                ..
+            }
+        ),
+        "{e}"
+    );
     // Truncated.
     let e = check(&mut victim, &bytes[..bytes.len() - 10], "short.ckpt");
     assert!(matches!(e, GptError::BadCheckpoint { .. }), "{e}");
@@ -328,7 +429,10 @@ fn bad_checkpoints_are_named_errors_and_change_nothing() {
     // A missing file.
     let e = victim.resume(&tmp("missing.ckpt")).unwrap_err();
     assert!(matches!(e, GptError::Io { .. }), "{e}");
-    assert!(same(&snapshot(&victim), &before), "a failed resume changed the trainer");
+    assert!(
+        same(&snapshot(&victim), &before),
+        "a failed resume changed the trainer"
+    );
 }
 
 #[test]
@@ -347,7 +451,10 @@ fn sampling_is_deterministic_for_a_seed() {
     let others: Vec<String> = (0..4).map(|s| t.sample(&c, "fn ", 40, 0.8, 5, s)).collect();
     assert!(others.iter().any(|o| *o != a), "every seed gave {a:?}");
     // Top-1 is greedy: the seed does not matter.
-    assert_eq!(t.sample(&c, "fn ", 20, 1.0, 1, 1), t.sample(&c, "fn ", 20, 1.0, 1, 2));
+    assert_eq!(
+        t.sample(&c, "fn ", 20, 1.0, 1, 1),
+        t.sample(&c, "fn ", 20, 1.0, 1, 2)
+    );
 }
 
 #[test]
@@ -362,12 +469,20 @@ fn bad_data_files_are_named_errors() {
     assert!(e.to_string().contains("empty.txt"), "{e}");
     let e = Corpus::from_file(&write("nul.txt", b"abc\0def"), 2).unwrap_err();
     assert!(matches!(e, GptError::BinaryData { offset: 3, .. }), "{e}");
-    let e = Corpus::from_file(&write("latin1.txt", b"caf\xe9 au lait, s'il vous plait"), 2).unwrap_err();
+    let e = Corpus::from_file(&write("latin1.txt", b"caf\xe9 au lait, s'il vous plait"), 2)
+        .unwrap_err();
     assert!(matches!(e, GptError::BinaryData { offset: 3, .. }), "{e}");
     assert!(e.to_string().contains("UTF-8"), "{e}");
     let e = Corpus::from_file(&write("short.txt", "héllo wörld".as_bytes()), 16).unwrap_err();
     assert!(
-        matches!(e, GptError::TooShort { chars: 11, needed: 18, .. }),
+        matches!(
+            e,
+            GptError::TooShort {
+                chars: 11,
+                needed: 18,
+                ..
+            }
+        ),
         "{e}"
     );
     let e = Corpus::from_file(&tmp("does-not-exist.txt"), 16).unwrap_err();
