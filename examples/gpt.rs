@@ -13,12 +13,13 @@
 //! of the `ndarray` crate the build already has (found by `cargo metadata`).
 //!
 //! Options: `--steps N`, `--data FILE`, `--seed S`, `--resume FILE` (a checkpoint of the
-//! same model and data; the run continues bit for bit), `--out DIR` (default `out/gpt`:
+//! same model and data; resumed with the same options the run continues bit for bit), `--out DIR` (default `out/gpt`:
 //! ckpt.bin, loss.png, losses.csv), `--batch N`, `--block N`, `--layers N`, `--heads N`,
 //! `--embd N`, `--untied` (separate output head), `--lr X`, `--min-lr X`, `--warmup N`,
 //! `--weight-decay X`, `--eval-interval N`, `--eval-iters N`, `--sample N` (characters
 //! to generate at the end, default 400), `--prompt S`, `--temperature X` (0.8),
-//! `--top-k K` (20), `--dump-init DIR` (initial weights and the first `--steps` batches
+//! `--top-k K` (20), `--stop-at N` (stop after step N, checkpointing there, as if
+//! interrupted: the schedule still ends at `--steps`), `--dump-init DIR` (initial weights and the first `--steps` batches
 //! for `benches/peers/torch_gpt.py`), `--quiet` (no progress bar).
 
 use backprop::memory::MemoryReport;
@@ -45,6 +46,7 @@ struct Args {
     temperature: f64,
     top_k: usize,
     quiet: bool,
+    stop_at: Option<u64>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -59,6 +61,7 @@ fn parse() -> Result<Args, String> {
         temperature: 0.8,
         top_k: 20,
         quiet: false,
+        stop_at: None,
     };
     let mut warmup = None;
     let mut it = std::env::args().skip(1);
@@ -93,6 +96,13 @@ fn parse() -> Result<Args, String> {
                 warmup = Some(
                     v.parse()
                         .map_err(|_| format!("--warmup: cannot parse `{v}`"))?,
+                );
+            }
+            "--stop-at" => {
+                let v = value()?;
+                a.stop_at = Some(
+                    v.parse()
+                        .map_err(|_| format!("--stop-at: cannot parse `{v}`"))?,
                 );
             }
             "--untied" => a.cfg.tied = false,
@@ -270,7 +280,8 @@ fn run(a: &Args) -> Result<(), String> {
             (corpus.vocab_size() as f64).ln()
         ));
     }
-    while tr.step < c.steps {
+    let stop = a.stop_at.map_or(c.steps, |s| s.min(c.steps));
+    while tr.step < stop {
         let t0 = Instant::now();
         let s = tr
             .train_step(&corpus)
@@ -290,7 +301,7 @@ fn run(a: &Args) -> Result<(), String> {
         ));
         bar.inc(1);
         let mut val = String::new();
-        if step.is_multiple_of(c.eval_interval) || step == c.steps {
+        if step.is_multiple_of(c.eval_interval) || step == stop {
             let v = tr.val_loss();
             vals.push((step as f64, v));
             val = format!("{v}");
