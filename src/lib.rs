@@ -5,5 +5,6 @@
 
 pub mod adbench;
 pub mod exercises;
+pub mod gpt;
 pub mod mlp;
 pub mod plot;
