@@ -158,6 +158,31 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// Whether `v` (or what `&v` borrows) is a view, through view methods, of an array
+    /// this function made rather than of an argument.
+    pub fn view_of_local(&self, v: VarId, through_view: bool) -> bool {
+        if self.func.params.iter().any(|p| p.var == v) {
+            return false;
+        }
+        match self.func.def_of(v) {
+            Some(Stmt {
+                rhs: Rhs::Prim { prim, args, .. },
+                ..
+            }) => {
+                let name = prim.name;
+                let view = matches!(name, "t" | "view" | "reversed_axes")
+                    || crate::ir::op::VIEW_METHODS.contains(&name)
+                    || crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name);
+                match args[0].var() {
+                    Some(u) if name == "&" => self.view_of_local(u, through_view),
+                    Some(u) if view => self.view_of_local(u, true),
+                    _ => through_view,
+                }
+            }
+            _ => through_view,
+        }
+    }
+
     /// The tape name of `v`'s statement, if one was made.
     pub fn tape_if_any(&self, v: VarId) -> Option<Ident> {
         self.tapes.get(&v).cloned()
@@ -808,7 +833,20 @@ impl<'a> Emitter<'a> {
         }
         if let Rhs::Call { path, args } = &s.rhs {
             let arg_ops = args;
-            let args: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+            // A runtime op's tape keeps its inputs by type: a view of an array this
+            // function made (`z.insert_axis(Axis(0))`) would tie the tape to that local,
+            // so the op gets an owned copy of the view.
+            let runtime_op = crate::ir::op::is_runtime_array_op(&path.path);
+            let args: Vec<TokenStream> = args
+                .iter()
+                .map(|a| match a.var() {
+                    Some(v) if runtime_op && self.view_of_local(v, false) => {
+                        let x = self.operand(a);
+                        quote!(&::backprop::__private::tensor::owned_view(#x))
+                    }
+                    _ => self.operand(a),
+                })
+                .collect();
             // `&h` of a local array only needs a checkpoint for a callee whose tape
             // borrows its inputs (a `#[grad]` function), not for the runtime's ops.
             let local_arrays = !crate::ir::op::is_runtime_array_op(&path.path)

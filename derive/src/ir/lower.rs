@@ -2288,7 +2288,23 @@ impl Lowerer<'_> {
             let args: Vec<Operand> = c.args.iter().map(|a| self.data_arg(a)).collect();
             return self.define(want, Rhs::ZeroDerivative { spelling, args }, span);
         }
-        let args: Vec<Operand> = c.args.iter().map(|a| self.expr(a, None)).collect();
+        // `dense(&h, &p.layers[i])`: one struct of a list, passed whole (a float of a
+        // buffer would be passed by value, never as `&x[i]`, to a `#[grad]` function).
+        let args: Vec<Operand> = c
+            .args
+            .iter()
+            .map(|a| match a {
+                Expr::Reference(r)
+                    if r.mutability.is_none()
+                        && matches!(&*r.expr, Expr::Index(_))
+                        && !is_range_index(&r.expr)
+                        && self.is_place_expr(&r.expr) =>
+                {
+                    self.place(&r.expr, None)
+                }
+                _ => self.expr(a, None),
+            })
+            .collect();
         if let Some(q) = &path.qself {
             self.cx.error_spanned_by(
                 &c.func,
@@ -2603,7 +2619,11 @@ impl Lowerer<'_> {
         };
         let span = e.span();
         let base = self.expr(&ix.expr, None);
-        let idx = self.expr(&ix.index, None);
+        // `&ys[t..t + 1]`: a range of data, kept as written (its bounds renamed).
+        let idx = match &*ix.index {
+            Expr::Range(_) => self.data_arg(&ix.index),
+            _ => self.expr(&ix.index, None),
+        };
         let why = format!(
             "`#[grad]` differentiates indexing into buffers of floats (`&[f64]`, `Vec<f64>`, `[f64; N]`, their sub-slices `&x[a..b]`); `{}` indexes something else",
             pretty(&e.to_token_stream())

@@ -763,3 +763,10 @@ pub fn lazy_add<C: core::ops::Add<Output = C>>(sum: Option<C>, step: C) -> Optio
 pub fn sum_or_zeros_like<V: Value>(sum: Option<V::Cot>, x: &V) -> V::Cot {
     sum.unwrap_or_else(|| zeros_like(x))
 }
+
+/// An owned copy of a view (a runtime op's input that is a view of a local array).
+pub fn owned_view<A: Clone, S: ndarray::Data<Elem = A>, D: ndarray::Dimension>(
+    x: &ArrayBase<S, D>,
+) -> Array<A, D> {
+    x.to_owned()
+}

@@ -119,7 +119,8 @@ impl Lowerer<'_> {
         for (k, tt) in toks.iter().enumerate() {
             match tt {
                 TokenTree::Ident(i) => {
-                    let after_dot = k >= 1 && punct(k - 1, '.');
+                    // `.len()` follows a dot; `..t` (a range) does not.
+                    let after_dot = k >= 1 && punct(k - 1, '.') && !(k >= 2 && punct(k - 2, '.'));
                     let after_path = k >= 2 && punct(k - 1, ':') && punct(k - 2, ':');
                     let before_path = punct(k + 1, ':') || punct(k + 1, '!');
                     match self.lookup(&i.to_string()) {
