@@ -1337,7 +1337,7 @@ impl Lowerer<'_> {
                 let x = &bind.ident;
                 let then_stmts = &i.then_branch.stmts;
                 let mut rewritten = i.clone();
-                rewritten.cond = Box::new(syn::parse_quote_spanned!(span=> #opt.is_some()));
+                *rewritten.cond = syn::parse_quote_spanned!(span=> #opt.is_some());
                 rewritten.then_branch =
                     syn::parse_quote_spanned!(span=> { let #x = #opt.unwrap(); #(#then_stmts)* });
                 return self.if_expr(&rewritten, want, needs_value, else_is_body);
