@@ -7,7 +7,8 @@
 //! The softmax rows (masked, causal, and inside attention) and attention's backward
 //! `e^(s − lse)` run on [`crate::kernels::masked_softmax`] (AVX2 + FMA with a scalar
 //! oracle); the norms, embedding, dropout and exact GELU are plain loops over contiguous
-//! rows (the norms' row sums over 8 accumulators), left to LLVM's auto-vectoriser; the
+//! rows (the norms' row sums over 8 accumulators, their row loops also compiled for
+//! AVX2 + FMA and dispatched on `Arch::get`), left to LLVM's auto-vectoriser; the
 //! products inside attention run on the crate's gemm-backed matmul, one thread per head
 //! with heads spread over rayon's threads for large inputs, and skip the blocks above the
 //! diagonal when causal.
@@ -18,10 +19,10 @@
 )]
 
 use super::shape_str;
-use crate::kernels::Real;
 use crate::kernels::masked_softmax::{self as kernel, Keep};
 use crate::kernels::matmul::{Accum, MatmulConfig, Threads, matmul_with};
 use crate::kernels::softmax_xent::XentOptions;
+use crate::kernels::{Arch, Real};
 use crate::tape::{Inactive, Tape};
 use ndarray::{
     Array, Array1, Array2, Array4, ArrayBase, ArrayView, ArrayView1, ArrayView2, ArrayViewMut2,
@@ -74,7 +75,7 @@ fn lane_sum<T: Real>(n: usize, f: impl Fn(usize) -> T) -> T {
 }
 
 /// One row of layer (or RMS, `rms`) normalisation: writes `y`, returns `(μ, 1/σ)`.
-#[inline]
+#[inline(always)]
 fn norm_row<T: Real>(
     x: &[T],
     gamma: &[T],
@@ -129,18 +130,51 @@ where
     let rows = x.len().checked_div(d).unwrap_or(0);
     let (mut mean, mut rstd) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
     if rows > 0 {
-        for (xi, yi) in xs
-            .as_slice()
-            .unwrap()
-            .chunks_exact(d)
-            .zip(y.as_slice_mut().unwrap().chunks_exact_mut(d))
-        {
-            let (m, r) = norm_row(xi, &g, beta, eps, rms, yi);
-            mean.push(m);
-            rstd.push(r);
+        let (xsl, ysl) = (xs.as_slice().unwrap(), y.as_slice_mut().unwrap());
+        let stats = (&mut mean, &mut rstd);
+        match Arch::get() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Arch::get() returned Avx2Fma only after detecting AVX2 and FMA.
+            Arch::Avx2Fma => unsafe { norm_forward_rows_avx2(xsl, ysl, &g, beta, eps, rms, stats) },
+            _ => norm_forward_rows(xsl, ysl, &g, beta, eps, rms, stats),
         }
     }
     (y, mean, rstd)
+}
+
+/// The row loop of [`norm_forward`]: rows of `g.len()`, pushing `μ` and `1/σ`.
+#[inline(always)]
+fn norm_forward_rows<T: Real>(
+    xs: &[T],
+    ys: &mut [T],
+    g: &[T],
+    beta: Option<&[T]>,
+    eps: T,
+    rms: bool,
+    (mean, rstd): (&mut Vec<T>, &mut Vec<T>),
+) {
+    let d = g.len();
+    for (xi, yi) in xs.chunks_exact(d).zip(ys.chunks_exact_mut(d)) {
+        let (m, r) = norm_row(xi, g, beta, eps, rms, yi);
+        mean.push(m);
+        rstd.push(r);
+    }
+}
+
+/// [`norm_forward_rows`] compiled for AVX2 + FMA (the row sums and the scaling loop
+/// vectorise 8 wide instead of SSE's 4 or scalar).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn norm_forward_rows_avx2<T: Real>(
+    xs: &[T],
+    ys: &mut [T],
+    g: &[T],
+    beta: Option<&[T]>,
+    eps: T,
+    rms: bool,
+    stats: (&mut Vec<T>, &mut Vec<T>),
+) {
+    norm_forward_rows(xs, ys, g, beta, eps, rms, stats)
 }
 
 /// Pullback of both normalisations from `x`, `γ` and the saved `μ`, `1/σ` per row:
@@ -182,14 +216,53 @@ where
     let dys = d_y.as_standard_layout();
     let g = gamma.to_vec();
     let (dgs, dbs) = (d_g.as_slice_mut().unwrap(), d_b.as_slice_mut().unwrap());
+    let (xsl, dysl) = (xs.as_slice().unwrap(), dys.as_slice().unwrap());
+    let dxs = d_x.as_slice_mut().unwrap();
+    let stats = (mean, rstd);
+    match Arch::get() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Arch::get() returned Avx2Fma only after detecting AVX2 and FMA.
+        Arch::Avx2Fma => unsafe {
+            norm_backward_rows_avx2(xsl, dysl, dxs, &g, stats, rms, (dgs, dbs))
+        },
+        _ => norm_backward_rows(xsl, dysl, dxs, &g, stats, rms, (dgs, dbs)),
+    }
+    (d_x, d_g, d_b)
+}
+
+/// [`norm_backward_rows`] compiled for AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn norm_backward_rows_avx2<T: Real>(
+    xs: &[T],
+    dys: &[T],
+    dxs: &mut [T],
+    g: &[T],
+    stats: (&[T], &[T]),
+    rms: bool,
+    sums: (&mut [T], &mut [T]),
+) {
+    norm_backward_rows(xs, dys, dxs, g, stats, rms, sums)
+}
+
+/// The row loop of [`norm_backward`]: writes `d_x`, adds into `d_γ` and `d_β`.
+#[inline(always)]
+fn norm_backward_rows<T: Real>(
+    xs: &[T],
+    dys: &[T],
+    dxs: &mut [T],
+    g: &[T],
+    (mean, rstd): (&[T], &[T]),
+    rms: bool,
+    (dgs, dbs): (&mut [T], &mut [T]),
+) {
+    let d = g.len();
     let n = T::from(d).unwrap();
     let mut gx = vec![T::zero(); d];
     for (r, ((xi, dyi), dxi)) in xs
-        .as_slice()
-        .unwrap()
         .chunks_exact(d)
-        .zip(dys.as_slice().unwrap().chunks_exact(d))
-        .zip(d_x.as_slice_mut().unwrap().chunks_exact_mut(d))
+        .zip(dys.chunks_exact(d))
+        .zip(dxs.chunks_exact_mut(d))
         .enumerate()
     {
         let (mu, rs) = (mean[r], rstd[r]);
@@ -211,7 +284,6 @@ where
             dxi[j] = rs * (dyi[j] * g[j] - a - gx[j] * b);
         }
     }
-    (d_x, d_g, d_b)
 }
 
 /// Layer normalisation over the last axis: `y = γ ⊙ (x − μ)/√(σ² + ε) + β`, with `μ`,
