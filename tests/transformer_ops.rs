@@ -291,6 +291,35 @@ fn masked_softmax_by_hand_and_nan_free() {
     assert!(max_abs_diff(&a, &to_f64(&b)) < 1e-6);
 }
 
+/// The causal companion's tape keeps only the entries on or below the diagonal; its
+/// gradient equals the masked op's with a lower-triangular mask (rows of 1 to 20 kept
+/// entries, across the 8-lane sums' edges), and strided cotangents are read correctly.
+#[test]
+fn softmax_causal_packed_tape_matches_the_masked_op() {
+    let mut r = Rng(13);
+    let t = 20;
+    let x = r.array((2, 3, t, t)) * 3.0;
+    let d = r.array((2, 3, t, t));
+    let mask = Array2::from_shape_fn((t, t), |(i, j)| j <= i);
+    let (yc, tc) = ops::softmax_causal::forward(&x);
+    let (ym, tm) = ops::softmax_masked::forward(&x, &mask);
+    assert_eq!(yc, ym);
+    let packed = 8 * 6 * t * (t + 1) / 2;
+    assert!(
+        tc.bytes() >= packed && tc.bytes() < packed + 256,
+        "{}",
+        tc.bytes()
+    );
+    let d_t = d
+        .clone()
+        .permuted_axes([0, 1, 3, 2])
+        .as_standard_layout()
+        .into_owned();
+    let (dc,) = tc.backward(d_t.view().permuted_axes([0, 1, 3, 2]).to_owned());
+    let (dm, _) = tm.backward(d);
+    assert!(max_abs_diff(&dc, &dm) < 1e-15);
+}
+
 #[test]
 #[should_panic(expected = "softmax_masked: mask is 2 but x is 2×3")]
 fn softmax_masked_names_both_shapes() {
@@ -373,30 +402,33 @@ fn attention_matches_the_unfused_composition_and_accepts_views() {
 }
 
 /// Heads spread over rayon's threads (B·H·T²·d ≥ 2¹⁸) give the same values and
-/// gradients as the unfused composition.
+/// gradients as the unfused composition; T = 70 has causal row blocks of 32, 32 and 6.
 #[test]
 fn attention_on_threads_matches_the_unfused_composition() {
     let mut r = Rng(12);
-    let sh = (2, 2, 64, 16);
-    let (q, k, v, d) = (r.array(sh), r.array(sh), r.array(sh), r.array(sh));
-    for causal in [false, true] {
-        let (o, tape) = ops::attention::forward(&q, &k, &v, causal);
-        assert!(max_abs_diff(&o, &attention_reference(&q, &k, &v, causal)) < 1e-14);
-        let (dq, _, dv, _) = tape.backward(d.clone());
-        // d_V = Pᵀ·d_O and d_Q = d_S·K/√d per head from the explicit P.
-        for (bi, hi) in [(0usize, 0usize), (1, 1)] {
-            let sl = ndarray::s![bi, hi, .., ..];
-            let sc = q.slice(sl).dot(&k.slice(sl).t()) / 4.0;
-            let p = if causal {
-                softmax_causal(&sc)
-            } else {
-                ops::softmax(&sc)
-            };
-            let dvh = p.t().dot(&d.slice(sl));
-            assert!(max_abs_diff(&dv.slice(sl).to_owned(), &dvh) < 1e-13);
-            let dp = d.slice(sl).dot(&v.slice(sl).t());
-            let ds = ops::softmax_vjp(&p, &dp) / 4.0;
-            assert!(max_abs_diff(&dq.slice(sl).to_owned(), &ds.dot(&k.slice(sl))) < 1e-13);
+    for sh in [(2, 2, 64, 16), (1, 2, 70, 8)] {
+        let (q, k, v, d) = (r.array(sh), r.array(sh), r.array(sh), r.array(sh));
+        let scale = 1.0 / (sh.3 as f64).sqrt();
+        for causal in [false, true] {
+            let (o, tape) = ops::attention::forward(&q, &k, &v, causal);
+            assert!(max_abs_diff(&o, &attention_reference(&q, &k, &v, causal)) < 1e-14);
+            let (dq, dk, dv, _) = tape.backward(d.clone());
+            // d_V = Pᵀ·d_O, d_Q = d_S·K/√d and d_K = d_Sᵀ·Q/√d per head from the explicit P.
+            for (bi, hi) in [(0usize, 0usize), (sh.0 - 1, 1)] {
+                let sl = ndarray::s![bi, hi, .., ..];
+                let sc = q.slice(sl).dot(&k.slice(sl).t()) * scale;
+                let p = if causal {
+                    softmax_causal(&sc)
+                } else {
+                    ops::softmax(&sc)
+                };
+                let dvh = p.t().dot(&d.slice(sl));
+                assert!(max_abs_diff(&dv.slice(sl).to_owned(), &dvh) < 1e-13);
+                let dp = d.slice(sl).dot(&v.slice(sl).t());
+                let ds = ops::softmax_vjp(&p, &dp) * scale;
+                assert!(max_abs_diff(&dq.slice(sl).to_owned(), &ds.dot(&k.slice(sl))) < 1e-13);
+                assert!(max_abs_diff(&dk.slice(sl).to_owned(), &ds.t().dot(&q.slice(sl))) < 1e-13);
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! and attention's tape bytes at T=256 and T=1024.
 //!
 //! `cargo run --release -p backprop --example transformer_ops_timing`
-//! (figures in docs/PERFORMANCE.md; PyTorch eager on the same cores is still to be run).
+//! (figures in docs/PERFORMANCE.md; against PyTorch eager: `benches/peers/compare_transformer_ops.py`).
 
 use backprop::Pullback;
 use backprop::ops;

@@ -540,7 +540,7 @@ impl Shape<'_> {
                     #[doc = #doc_vjp]
                     #(#attrs)*
                     #[inline]
-                    #[allow(unused_variables, unreachable_code, non_snake_case)]
+                    #[allow(unused_variables, unused_parens, unreachable_code, non_snake_case, clippy::too_many_arguments)]
                     #vis fn #f_vjp #impl_generics (#vjp_inputs) -> (#ret, #grad_ty) #where_clause {
                         #name::vjp #tf (#(#args,)* #d_vjp)
                     }
@@ -551,7 +551,7 @@ impl Shape<'_> {
                 quote! {
                     /// Value and gradient.
                     #[inline]
-                    #[allow(unused_variables, unreachable_code, non_snake_case)]
+                    #[allow(unused_variables, unused_parens, unreachable_code, non_snake_case, clippy::too_many_arguments)]
                     #vis fn grad #impl_generics (#inputs) -> (#ret, #grad_ty) #where_clause {
                         #grad_body
                     }
@@ -560,7 +560,7 @@ impl Shape<'_> {
                     #[doc = #doc_grad]
                     #(#attrs)*
                     #[inline]
-                    #[allow(unused_variables, unreachable_code, non_snake_case)]
+                    #[allow(unused_variables, unused_parens, unreachable_code, non_snake_case, clippy::too_many_arguments)]
                     #vis fn #f_grad #impl_generics (#inputs) -> (#ret, #grad_ty) #where_clause {
                         #grad_free_body
                     }
@@ -592,7 +592,7 @@ impl Shape<'_> {
                 #[inline]
                 // The forward pass repeats the user's statements (linted already, on `f`)
                 // and the reverse pass is machine-written: lints on either are noise here.
-                #[allow(unused_variables, unused_assignments, unused_mut, unreachable_code, clippy::all)]
+                #[allow(unused_variables, unused_assignments, unused_mut, unused_parens, unreachable_code, clippy::all)]
                 #vis fn forward #impl_generics (#inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
                     #forward_body
                 }
@@ -601,7 +601,7 @@ impl Shape<'_> {
                 /// forward pass runs again (a checkpoint); the value it returned
                 /// before is not needed.
                 #[inline]
-                #[allow(unused_variables)]
+                #[allow(unused_variables, clippy::too_many_arguments)]
                 #vis fn rebuild #impl_generics (#rebuild_inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
                     #name::forward #tf (#(#args),*)
                 }
@@ -612,7 +612,7 @@ impl Shape<'_> {
                 /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
                 /// checks it with random cotangents.
                 #[inline]
-                #[allow(unused_variables, unreachable_code, non_snake_case)]
+                #[allow(unused_variables, unused_parens, unreachable_code, non_snake_case, clippy::too_many_arguments)]
                 #vis fn vjp #impl_generics (#vjp_inputs) -> (#ret, #grad_ty) #where_clause {
                     let (value, tape) = #f_forward #tf (#(#args),*);
                     (value, ::backprop::__private::Pullback::backward(tape, #d_vjp))
@@ -624,7 +624,7 @@ impl Shape<'_> {
             #[doc = #doc_fwd]
             #(#attrs)*
             #[inline]
-            #[allow(unused_variables, unreachable_code, non_snake_case)]
+            #[allow(unused_variables, unused_parens, unreachable_code, non_snake_case, clippy::too_many_arguments)]
             #vis fn #f_forward #impl_generics (#inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #grad_ty>) #where_clause {
                 #forward_pub_body
             }
@@ -632,7 +632,7 @@ impl Shape<'_> {
             #[doc = #doc_bwd]
             #(#attrs)*
             #[inline]
-            #[allow(unused_variables, unreachable_code, non_snake_case)]
+            #[allow(unused_variables, unused_parens, unreachable_code, non_snake_case, clippy::too_many_arguments)]
             #vis fn #f_backward #impl_generics (tape: impl ::backprop::__private::Pullback<#ret, Grad = #grad_ty>, d_out: #ret) -> #grad_ty #where_clause {
                 #backward_body
             }

@@ -7,9 +7,11 @@
 //! The softmax rows (masked, causal, and inside attention) and attention's backward
 //! `e^(s − lse)` run on [`crate::kernels::masked_softmax`] (AVX2 + FMA with a scalar
 //! oracle); the norms, embedding, dropout and exact GELU are plain loops over contiguous
-//! rows (the norms' row sums over 8 accumulators), left to LLVM's auto-vectoriser; the
-//! products inside attention run on ndarray's `dot` (matrixmultiply), with heads spread
-//! over rayon's threads for large inputs.
+//! rows (the norms' row sums over 8 accumulators, their row loops also compiled for
+//! AVX2 + FMA and dispatched on `Arch::get`), left to LLVM's auto-vectoriser; the
+//! products inside attention run on the crate's gemm-backed matmul, one thread per head
+//! with heads spread over rayon's threads for large inputs, and skip the blocks above the
+//! diagonal when causal.
 #![allow(
     non_camel_case_types,
     clippy::type_complexity,
@@ -17,13 +19,14 @@
 )]
 
 use super::shape_str;
-use crate::kernels::Real;
 use crate::kernels::masked_softmax::{self as kernel, Keep};
+use crate::kernels::matmul::{Accum, MatmulConfig, Threads, matmul_with};
 use crate::kernels::softmax_xent::XentOptions;
+use crate::kernels::{Arch, Real};
 use crate::tape::{Inactive, Tape};
 use ndarray::{
-    Array, Array1, Array2, Array4, ArrayBase, ArrayView, ArrayView1, ArrayView2, Data, Dimension,
-    Ix1, Ix2, Ix4, IxDyn, s,
+    Array, Array1, Array2, Array4, ArrayBase, ArrayView, ArrayView1, ArrayView2, ArrayViewMut2,
+    Data, Dimension, Ix1, Ix2, Ix4, IxDyn, s,
 };
 
 /// Bytes of `n` elements of `A`.
@@ -72,7 +75,7 @@ fn lane_sum<T: Real>(n: usize, f: impl Fn(usize) -> T) -> T {
 }
 
 /// One row of layer (or RMS, `rms`) normalisation: writes `y`, returns `(μ, 1/σ)`.
-#[inline]
+#[inline(always)]
 fn norm_row<T: Real>(
     x: &[T],
     gamma: &[T],
@@ -127,18 +130,51 @@ where
     let rows = x.len().checked_div(d).unwrap_or(0);
     let (mut mean, mut rstd) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
     if rows > 0 {
-        for (xi, yi) in xs
-            .as_slice()
-            .unwrap()
-            .chunks_exact(d)
-            .zip(y.as_slice_mut().unwrap().chunks_exact_mut(d))
-        {
-            let (m, r) = norm_row(xi, &g, beta, eps, rms, yi);
-            mean.push(m);
-            rstd.push(r);
+        let (xsl, ysl) = (xs.as_slice().unwrap(), y.as_slice_mut().unwrap());
+        let stats = (&mut mean, &mut rstd);
+        match Arch::get() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Arch::get() returned Avx2Fma only after detecting AVX2 and FMA.
+            Arch::Avx2Fma => unsafe { norm_forward_rows_avx2(xsl, ysl, &g, beta, eps, rms, stats) },
+            _ => norm_forward_rows(xsl, ysl, &g, beta, eps, rms, stats),
         }
     }
     (y, mean, rstd)
+}
+
+/// The row loop of [`norm_forward`]: rows of `g.len()`, pushing `μ` and `1/σ`.
+#[inline(always)]
+fn norm_forward_rows<T: Real>(
+    xs: &[T],
+    ys: &mut [T],
+    g: &[T],
+    beta: Option<&[T]>,
+    eps: T,
+    rms: bool,
+    (mean, rstd): (&mut Vec<T>, &mut Vec<T>),
+) {
+    let d = g.len();
+    for (xi, yi) in xs.chunks_exact(d).zip(ys.chunks_exact_mut(d)) {
+        let (m, r) = norm_row(xi, g, beta, eps, rms, yi);
+        mean.push(m);
+        rstd.push(r);
+    }
+}
+
+/// [`norm_forward_rows`] compiled for AVX2 + FMA (the row sums and the scaling loop
+/// vectorise 8 wide instead of SSE's 4 or scalar).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn norm_forward_rows_avx2<T: Real>(
+    xs: &[T],
+    ys: &mut [T],
+    g: &[T],
+    beta: Option<&[T]>,
+    eps: T,
+    rms: bool,
+    stats: (&mut Vec<T>, &mut Vec<T>),
+) {
+    norm_forward_rows(xs, ys, g, beta, eps, rms, stats)
 }
 
 /// Pullback of both normalisations from `x`, `γ` and the saved `μ`, `1/σ` per row:
@@ -180,14 +216,53 @@ where
     let dys = d_y.as_standard_layout();
     let g = gamma.to_vec();
     let (dgs, dbs) = (d_g.as_slice_mut().unwrap(), d_b.as_slice_mut().unwrap());
+    let (xsl, dysl) = (xs.as_slice().unwrap(), dys.as_slice().unwrap());
+    let dxs = d_x.as_slice_mut().unwrap();
+    let stats = (mean, rstd);
+    match Arch::get() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Arch::get() returned Avx2Fma only after detecting AVX2 and FMA.
+        Arch::Avx2Fma => unsafe {
+            norm_backward_rows_avx2(xsl, dysl, dxs, &g, stats, rms, (dgs, dbs))
+        },
+        _ => norm_backward_rows(xsl, dysl, dxs, &g, stats, rms, (dgs, dbs)),
+    }
+    (d_x, d_g, d_b)
+}
+
+/// [`norm_backward_rows`] compiled for AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn norm_backward_rows_avx2<T: Real>(
+    xs: &[T],
+    dys: &[T],
+    dxs: &mut [T],
+    g: &[T],
+    stats: (&[T], &[T]),
+    rms: bool,
+    sums: (&mut [T], &mut [T]),
+) {
+    norm_backward_rows(xs, dys, dxs, g, stats, rms, sums)
+}
+
+/// The row loop of [`norm_backward`]: writes `d_x`, adds into `d_γ` and `d_β`.
+#[inline(always)]
+fn norm_backward_rows<T: Real>(
+    xs: &[T],
+    dys: &[T],
+    dxs: &mut [T],
+    g: &[T],
+    (mean, rstd): (&[T], &[T]),
+    rms: bool,
+    (dgs, dbs): (&mut [T], &mut [T]),
+) {
+    let d = g.len();
     let n = T::from(d).unwrap();
     let mut gx = vec![T::zero(); d];
     for (r, ((xi, dyi), dxi)) in xs
-        .as_slice()
-        .unwrap()
         .chunks_exact(d)
-        .zip(dys.as_slice().unwrap().chunks_exact(d))
-        .zip(d_x.as_slice_mut().unwrap().chunks_exact_mut(d))
+        .zip(dys.chunks_exact(d))
+        .zip(dxs.chunks_exact_mut(d))
         .enumerate()
     {
         let (mu, rs) = (mean[r], rstd[r]);
@@ -209,7 +284,6 @@ where
             dxi[j] = rs * (dyi[j] * g[j] - a - gx[j] * b);
         }
     }
-    (d_x, d_g, d_b)
 }
 
 /// Layer normalisation over the last axis: `y = γ ⊙ (x − μ)/√(σ² + ε) + β`, with `μ`,
@@ -761,10 +835,58 @@ impl softmax_masked {
     }
 }
 
+/// The kept entries of causal softmax rows `y` (`[.., T, T]` in standard layout, rows of
+/// `t`): row `r` keeps its first `r mod t + 1`, packed one row after another, so the
+/// tape holds `T(T+1)/2` numbers per `[T, T]` block instead of `T²`.
+fn pack_causal<T: Real>(y: &[T], t: usize) -> Vec<T> {
+    let rows = y.len().checked_div(t).unwrap_or(0);
+    let mut out = Vec::with_capacity(rows.div_ceil(t.max(1)) * t * (t + 1) / 2);
+    for (r, row) in y.chunks_exact(t.max(1)).enumerate() {
+        out.extend_from_slice(&row[..r % t + 1]);
+    }
+    out
+}
+
+/// [`softmax_masked_vjp`] for [`softmax_causal`] from the packed kept entries
+/// ([`pack_causal`]): `d_x = y ⊙ (d_y − ⟨d_y, y⟩_row)` over each row's kept prefix, 0
+/// above the diagonal (where `y` is 0).
+fn softmax_causal_vjp_packed<S, T, D>(packed: &[T], dim: D, d_y: &ArrayBase<S, D>) -> Array<T, D>
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
+    super::same_shape("softmax_causal_vjp", "y", dim.slice(), "d_y", d_y.shape());
+    let mut d_x = Array::zeros(dim);
+    let t = last_axis("softmax_causal_vjp", d_x.shape());
+    if t == 0 || d_x.is_empty() {
+        return d_x;
+    }
+    let ds = d_y.as_standard_layout();
+    let mut off = 0;
+    for (r, (di, oi)) in ds
+        .as_slice()
+        .unwrap()
+        .chunks_exact(t)
+        .zip(d_x.as_slice_mut().unwrap().chunks_exact_mut(t))
+        .enumerate()
+    {
+        let n = r % t + 1;
+        let (yi, di) = (&packed[off..off + n], &di[..n]);
+        off += n;
+        let dot = lane_sum(n, |j| yi[j] * di[j]);
+        for ((o, &a), &b) in oi[..n].iter_mut().zip(yi).zip(di) {
+            *o = a * (b - dot);
+        }
+    }
+    d_x
+}
+
 #[doc(hidden)]
 pub struct softmax_causal {}
 impl softmax_causal {
-    /// Forward pass: the value and a tape holding a copy of it.
+    /// Forward pass: the value and a tape holding its kept (on or below the diagonal)
+    /// entries, `T(T+1)/2` per `[T, T]` block.
     #[inline]
     pub fn forward<S, T, D>(
         x: &ArrayBase<S, D>,
@@ -778,11 +900,13 @@ impl softmax_causal {
         D: Dimension,
     {
         let y = softmax_causal(x);
-        let saved = y.clone();
+        let t = last_axis("softmax_causal", y.shape());
+        let saved = pack_causal(y.as_slice().unwrap(), t);
+        let dim = y.raw_dim();
         (
             y,
             Tape::with_heap_bytes(nbytes::<T>(saved.len()), move |d: Array<T, D>| {
-                (softmax_masked_vjp(&saved, &d),)
+                (softmax_causal_vjp_packed(&saved, dim, &d),)
             }),
         )
     }
@@ -835,10 +959,52 @@ where
     attention_with_stats(q, k, v, causal).0
 }
 
-/// `S = Q_h·K_hᵀ/√d` for one head.
-fn head_scores<T: Real>(q: ArrayView2<'_, T>, k: ArrayView2<'_, T>, scale: T) -> Array2<T> {
-    let mut s = q.dot(&k.t());
-    s.mapv_inplace(|v| v * scale);
+/// `C ← A·B` for one head, on the calling thread (heads are already spread over
+/// rayon's threads): the crate's gemm-backed matmul, which packs less than ndarray's
+/// `dot` (matrixmultiply) at these sizes.
+fn head_mm<T: Real>(c: ArrayViewMut2<'_, T>, a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) {
+    let cfg = MatmulConfig {
+        accum: Accum::Replace,
+        threads: Threads::Count(1),
+    };
+    matmul_with(c, a, b, cfg);
+}
+
+/// Rows per block of a causal head: block `[r0, r1)` of `S`, `P` and `d_S` only has
+/// entries in columns `< r1`, so the products skip the blocks above the diagonal
+/// (36 of 64 block pairs computed at T = 256, 3 of 4 at T = 64). A multiple of the
+/// softmax kernel's 16 lanes, so a causal row's rounded-up span stays inside its block.
+const CAUSAL_BLOCK: usize = 32;
+
+/// The row blocks of a head of `t` rows and, for each, the columns it can reach:
+/// `[(r0, r1, cols)]`, `cols = r1` when causal, else one block of all `t`.
+fn row_blocks(t: usize, causal: bool) -> impl Iterator<Item = (usize, usize, usize)> {
+    let step = if causal { CAUSAL_BLOCK } else { t.max(1) };
+    (0..t).step_by(step).map(move |r0| {
+        let r1 = (r0 + step).min(t);
+        (r0, r1, if causal { r1 } else { t })
+    })
+}
+
+/// `S = Q_h·K_hᵀ/√d` for one head; with `causal`, only the blocks on or below the
+/// diagonal are computed and the rest is 0 (the softmax masks it).
+fn head_scores<T: Real>(
+    q: ArrayView2<'_, T>,
+    k: ArrayView2<'_, T>,
+    scale: T,
+    causal: bool,
+) -> Array2<T> {
+    let t = q.nrows();
+    let mut s = Array2::zeros((t, t));
+    for (r0, r1, cols) in row_blocks(t, causal) {
+        let mut blk = s.slice_mut(s![r0..r1, ..cols]);
+        head_mm(
+            blk.view_mut(),
+            q.slice(s![r0..r1, ..]),
+            k.slice(s![..cols, ..]).t(),
+        );
+        blk.mapv_inplace(|v| v * scale);
+    }
     s
 }
 
@@ -852,7 +1018,7 @@ fn head_forward<T: Real>(
     causal: bool,
 ) -> (Array2<T>, Vec<T>) {
     let t = q.nrows();
-    let mut p = head_scores(q, k, scale);
+    let mut p = head_scores(q, k, scale, causal);
     let mut lse = vec![T::zero(); t];
     if t > 0 {
         let keep = if causal { Keep::Causal } else { Keep::All };
@@ -860,10 +1026,19 @@ fn head_forward<T: Real>(
         let x = ps.to_vec();
         kernel::forward(&x, t, keep, ps, &mut lse);
     }
-    (p.dot(&v), lse)
+    let mut o = Array2::zeros((t, v.ncols()));
+    for (r0, r1, cols) in row_blocks(t, causal) {
+        head_mm(
+            o.slice_mut(s![r0..r1, ..]),
+            p.slice(s![r0..r1, ..cols]),
+            v.slice(s![..cols, ..]),
+        );
+    }
+    (o, lse)
 }
 
-/// One head's backward (Dao et al. 2022, Algorithm 2 with one block): `(d_Q, d_K, d_V)`.
+/// One head's backward (Dao et al. 2022, Algorithm 2, with blocks of rows when causal):
+/// `(d_Q, d_K, d_V)`.
 fn head_backward<T: Real>(
     q: ArrayView2<'_, T>,
     k: ArrayView2<'_, T>,
@@ -874,20 +1049,52 @@ fn head_backward<T: Real>(
     scale: T,
     causal: bool,
 ) -> (Array2<T>, Array2<T>, Array2<T>) {
-    let mut p = head_scores(q, k, scale);
+    let (t, d) = q.dim();
+    let mut p = head_scores(q, k, scale, causal);
     if !p.is_empty() {
-        let t = p.nrows();
         kernel::exp_shifted(p.as_slice_mut().unwrap(), t, causal, lse);
     }
-    let dv = p.t().dot(&d_o);
-    let mut ds = d_o.dot(&v.t());
+    // d_P = d_O·Vᵀ on the reachable blocks (0 elsewhere, where P is 0 too).
+    let mut ds = Array2::zeros((t, t));
+    for (r0, r1, cols) in row_blocks(t, causal) {
+        head_mm(
+            ds.slice_mut(s![r0..r1, ..cols]),
+            d_o.slice(s![r0..r1, ..]),
+            v.slice(s![..cols, ..]).t(),
+        );
+    }
     for (i, (mut dsr, pr)) in ds.rows_mut().into_iter().zip(p.rows()).enumerate() {
         let di: T = d_o.row(i).iter().zip(o.row(i)).map(|(&a, &c)| a * c).sum();
         for (x, &pv) in dsr.iter_mut().zip(pr) {
             *x = pv * (*x - di) * scale;
         }
     }
-    (ds.dot(&k), ds.t().dot(&q), dv)
+    let (mut dq, mut dk, mut dv) = (
+        Array2::zeros((t, d)),
+        Array2::zeros((t, d)),
+        Array2::zeros((t, d)),
+    );
+    for (r0, r1, cols) in row_blocks(t, causal) {
+        // Rows r0..r1 of d_Q reach columns < cols; columns r0..r1 of P and d_S are
+        // reached by rows from r0 on when causal (from 0 otherwise).
+        let from = if causal { r0 } else { 0 };
+        head_mm(
+            dq.slice_mut(s![r0..r1, ..]),
+            ds.slice(s![r0..r1, ..cols]),
+            k.slice(s![..cols, ..]),
+        );
+        head_mm(
+            dk.slice_mut(s![r0..r1, ..]),
+            ds.slice(s![from.., r0..r1]).t(),
+            q.slice(s![from.., ..]),
+        );
+        head_mm(
+            dv.slice_mut(s![r0..r1, ..]),
+            p.slice(s![from.., r0..r1]).t(),
+            d_o.slice(s![from.., ..]),
+        );
+    }
+    (dq, dk, dv)
 }
 
 /// Work (multiply-adds) above which attention spreads its heads over rayon's threads.
