@@ -160,23 +160,7 @@ fn cotangent_type(ty: &syn::Type, floats: &HashSet<String>) -> TokenStream {
         syn::Type::Reference(r) if r.mutability.is_none() => &*r.elem,
         other => other,
     };
-    let elem = match inner {
-        syn::Type::Slice(s) => Some(&*s.elem),
-        syn::Type::Array(a) => Some(&*a.elem),
-        syn::Type::Path(p) => p.path.segments.last().and_then(|s| {
-            if s.ident != "Vec" {
-                return None;
-            }
-            match &s.arguments {
-                syn::PathArguments::AngleBracketed(a) => match a.args.first() {
-                    Some(syn::GenericArgument::Type(t)) => Some(t),
-                    _ => None,
-                },
-                _ => None,
-            }
-        }),
-        _ => None,
-    };
+    let elem = crate::ir::lower::collection_elem(inner);
     if let Some(e) = elem.filter(|e| is_float(e)) {
         return quote!(::std::vec::Vec<#e>);
     }

@@ -122,26 +122,9 @@ fn is_struct(item: &ItemFn, ty: &syn::Type) -> bool {
 
 /// The float element of `&[f64]`, `&Vec<f32>`, `[f64; N]`, `Vec<T>` (T a float).
 fn buffer_elem(item: &ItemFn, ty: &syn::Type) -> Option<syn::Type> {
-    let elem = match ty {
-        syn::Type::Reference(r) if r.mutability.is_none() => return buffer_elem(item, &r.elem),
-        syn::Type::Slice(s) => (*s.elem).clone(),
-        syn::Type::Array(a) => (*a.elem).clone(),
-        syn::Type::Path(p) if p.qself.is_none() => {
-            let last = p.path.segments.last()?;
-            if last.ident != "Vec" {
-                return None;
-            }
-            let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-                return None;
-            };
-            match args.args.first()? {
-                syn::GenericArgument::Type(t) => t.clone(),
-                _ => return None,
-            }
-        }
-        _ => return None,
-    };
-    is_float(item, &elem).then_some(elem)
+    crate::ir::lower::collection_elem(ty)
+        .filter(|e| is_float(item, e))
+        .cloned()
 }
 
 /// An ndarray array, view or a reference to one.

@@ -158,6 +158,15 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// Whether the value emitted as `name` is an array (not a float, a shape or a tape).
+    fn is_array_name(&self, name: &Ident) -> bool {
+        self.func
+            .vars
+            .iter()
+            .position(|v| v.name == *name)
+            .is_some_and(|k| !self.plan.kinds.scalar[k])
+    }
+
     /// Whether `v` (or what `&v` borrows) is a view, through view methods, of an array
     /// this function made rather than of an argument.
     pub fn view_of_local(&self, v: VarId, through_view: bool) -> bool {
@@ -471,15 +480,7 @@ impl<'a> Emitter<'a> {
             let heap_items: Vec<Ident> = rev
                 .saved
                 .iter()
-                .filter(|n| {
-                    self.tapes.values().any(|t| t == *n)
-                        || self
-                            .func
-                            .vars
-                            .iter()
-                            .position(|v| v.name == **n)
-                            .is_some_and(|k| !self.plan.kinds.scalar[k])
-                })
+                .filter(|n| self.tapes.values().any(|t| t == *n) || self.is_array_name(n))
                 .cloned()
                 .collect();
             let count_heap = if heap_items.is_empty() || stackless {
@@ -642,42 +643,34 @@ impl<'a> Emitter<'a> {
             };
         }
         let rev = self.branch_reverse(s.def, node);
-        // An array an arm saves and also returns is copied into the tape.
-        let copy_returned =
-            |saved: &[Ident], vals: &[TokenStream], this: &Self| -> Vec<TokenStream> {
-                let returned: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
-                saved
-                    .iter()
-                    .map(|n| {
-                        let array = this
-                            .func
-                            .vars
-                            .iter()
-                            .position(|v| v.name == *n)
-                            .is_some_and(|k| !this.plan.kinds.scalar[k]);
-                        if array && returned.contains(&n.to_string()) {
-                            quote!(::core::clone::Clone::clone(&#n))
-                        } else {
-                            quote!(#n)
-                        }
-                    })
-                    .collect()
-            };
-        let then_saved = copy_returned(&rev.arms[0].0, &then_vals, self);
-        let else_saved = copy_returned(&rev.arms[1].0, &else_vals, self);
-        let tape = self.tape(s.def);
-        // The copies are taken before the values move out of the arm.
-        let (then_tag, else_tag) = if then_saved.len() + else_saved.len()
-            == rev.arms[0].0.len() + rev.arms[1].0.len()
-            && [&then_saved, &else_saved]
+        // An array an arm saves and also returns is copied into the tape, before the
+        // returned value moves out of the arm.
+        let copied = |saved: &[Ident], vals: &[TokenStream], this: &Self| -> Vec<bool> {
+            let returned: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
+            saved
                 .iter()
-                .all(|sv| sv.iter().all(|t| !t.to_string().contains("clone")))
-        {
-            (
-                quote_spanned!(span=> ::backprop::__private::Branch::Then((#(#then_saved,)*))),
-                quote_spanned!(span=> ::backprop::__private::Branch::Else((#(#else_saved,)*))),
-            )
-        } else {
+                .map(|n| this.is_array_name(n) && returned.contains(&n.to_string()))
+                .collect()
+        };
+        let then_copied = copied(&rev.arms[0].0, &then_vals, self);
+        let else_copied = copied(&rev.arms[1].0, &else_vals, self);
+        let kept_items = |saved: &[Ident], copied: &[bool]| -> Vec<TokenStream> {
+            saved
+                .iter()
+                .zip(copied)
+                .map(|(n, c)| {
+                    if *c {
+                        quote!(::core::clone::Clone::clone(&#n))
+                    } else {
+                        quote!(#n)
+                    }
+                })
+                .collect()
+        };
+        let then_saved = kept_items(&rev.arms[0].0, &then_copied);
+        let else_saved = kept_items(&rev.arms[1].0, &else_copied);
+        let tape = self.tape(s.def);
+        if then_copied.iter().chain(&else_copied).any(|c| *c) {
             let kept = self.names.fresh("kept", span);
             return quote_spanned! {span=>
                 let (#(#outs,)* #tape) = if #cond {
@@ -690,7 +683,11 @@ impl<'a> Emitter<'a> {
                     (#(#else_vals,)* ::backprop::__private::Branch::Else(#kept))
                 };
             };
-        };
+        }
+        let then_tag =
+            quote_spanned!(span=> ::backprop::__private::Branch::Then((#(#then_saved,)*)));
+        let else_tag =
+            quote_spanned!(span=> ::backprop::__private::Branch::Else((#(#else_saved,)*)));
         quote_spanned! {span=>
             let (#(#outs,)* #tape) = if #cond {
                 #(#then_stmts)*

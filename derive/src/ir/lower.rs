@@ -229,57 +229,15 @@ impl Lowerer<'_> {
     /// Whether `ty` is a collection of structs of parameters: `&[Layer]`, `Vec<Layer>`,
     /// `[Layer; N]` (and references to them).
     fn struct_elem(&self, ty: &Type) -> bool {
-        let elem = match ty {
-            Type::Reference(r) if r.mutability.is_none() => return self.struct_elem(&r.elem),
-            Type::Paren(p) => return self.struct_elem(&p.elem),
-            Type::Group(g) => return self.struct_elem(&g.elem),
-            Type::Slice(s) => &*s.elem,
-            Type::Array(a) => &*a.elem,
-            Type::Path(p) if p.qself.is_none() => {
-                let Some(last) = p.path.segments.last() else {
-                    return false;
-                };
-                if last.ident != "Vec" {
-                    return false;
-                }
-                let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-                    return false;
-                };
-                match args.args.first() {
-                    Some(syn::GenericArgument::Type(t)) => t,
-                    _ => return false,
-                }
-            }
-            _ => return false,
-        };
-        self.param_kind(elem) == ParamKind::Struct
+        collection_elem(ty).is_some_and(|e| self.param_kind(e) == ParamKind::Struct)
     }
 
     /// The float element type of a buffer type: `f64` for `&[f64]`, `&Vec<f64>`,
     /// `[f64; N]`, `Vec<f64>`.
     fn buffer_elem(&self, ty: &Type) -> Option<Type> {
-        let elem = match ty {
-            Type::Reference(r) if r.mutability.is_none() => return self.buffer_elem(&r.elem),
-            Type::Paren(p) => return self.buffer_elem(&p.elem),
-            Type::Group(g) => return self.buffer_elem(&g.elem),
-            Type::Slice(s) => (*s.elem).clone(),
-            Type::Array(a) => (*a.elem).clone(),
-            Type::Path(p) if p.qself.is_none() => {
-                let last = p.path.segments.last()?;
-                if last.ident != "Vec" {
-                    return None;
-                }
-                let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-                    return None;
-                };
-                match args.args.first()? {
-                    syn::GenericArgument::Type(t) => t.clone(),
-                    _ => return None,
-                }
-            }
-            _ => return None,
-        };
-        self.is_float_type(&elem).then_some(elem)
+        collection_elem(ty)
+            .filter(|e| self.is_float_type(e))
+            .cloned()
     }
 
     fn return_type(&self, item: &ItemFn) -> Option<Type> {
@@ -4049,4 +4007,30 @@ fn field_bases(block: &syn::Block) -> HashSet<String> {
     let mut v = V(HashSet::new());
     v.visit_block(block);
     v.0
+}
+
+/// The element type of a slice, array or `Vec` type (through references, parentheses
+/// and invisible groups): `Layer` for `&[Layer]`, `f64` for `Vec<f64>`.
+pub(crate) fn collection_elem(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() => collection_elem(&r.elem),
+        Type::Paren(p) => collection_elem(&p.elem),
+        Type::Group(g) => collection_elem(&g.elem),
+        Type::Slice(s) => Some(&s.elem),
+        Type::Array(a) => Some(&a.elem),
+        Type::Path(p) if p.qself.is_none() => {
+            let last = p.path.segments.last()?;
+            if last.ident != "Vec" {
+                return None;
+            }
+            let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                return None;
+            };
+            match args.args.first()? {
+                syn::GenericArgument::Type(t) => Some(t),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
