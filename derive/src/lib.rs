@@ -21,6 +21,7 @@ mod expand;
 mod fallback;
 mod ir;
 mod methods;
+mod rule_table;
 #[cfg(test)]
 mod snapshots;
 #[cfg(test)]
@@ -60,4 +61,13 @@ pub fn custom_vjp(
 #[proc_macro_derive(Differentiable)]
 pub fn derive_differentiable(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     differentiable::derive(input.into()).into()
+}
+
+/// `__rule_table!(callback)` expands to `callback! { <derive/src/rule_table.in> }`: the
+/// runtime generates its scalar and elementwise rules from the same table the macro
+/// reads. Not part of the public API.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __rule_table(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    rule_table::expand(input.into()).into()
 }

@@ -200,6 +200,7 @@ pub trait Real:
     + Differentiable
     + Accumulate
     + crate::params::Params<Self>
+    + crate::functions::Erf<Output = Self>
 {
 }
 

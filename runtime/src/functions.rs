@@ -319,6 +319,104 @@ pub mod vjp {
     }
 }
 
+/// The error function `erf x = (2/√π) ∫₀ˣ e^(−t²) dt`, for `f32`, `f64` or any
+/// `T: Float` (evaluated in f64 by [`crate::kernels::erf::erf`], fdlibm's algorithm,
+/// within about one ulp, then rounded to `T`).
+///
+/// Differentiable inside `#[grad]`: `∂ erf x/∂x = (2/√π)·e^(−x²)` (DLMF 7.10.1), the
+/// rule `erf_vjp` of the rule table. On arrays and in generic code, use the method
+/// form of [`Erf`] (`a.erf()`), which has the same rule elementwise.
+///
+/// ```
+/// assert!((backprop::erf(0.5_f64) - 0.520_499_877_813_046_5).abs() < 1e-15);
+/// assert_eq!(backprop::erf(0.0_f32), 0.0);
+/// ```
+#[inline]
+pub fn erf<T: Float>(x: T) -> T {
+    x.to_f64().map_or_else(T::nan, |v| {
+        T::from(crate::kernels::erf::erf(v)).unwrap_or_else(T::nan)
+    })
+}
+
+/// The complementary error function `erfc x = 1 − erf x`, computed without the
+/// cancellation for large `x` (see [`crate::kernels::erf::erfc`]).
+///
+/// Differentiable inside `#[grad]`: `∂ erfc x/∂x = −(2/√π)·e^(−x²)` (DLMF 7.10.1), the
+/// rule `erfc_vjp` of the rule table.
+///
+/// ```
+/// assert!((backprop::erfc(3.0_f64) - 2.209_049_699_858_544e-5).abs() < 1e-19);
+/// ```
+#[inline]
+pub fn erfc<T: Float>(x: T) -> T {
+    x.to_f64().map_or_else(T::nan, |v| {
+        T::from(crate::kernels::erf::erfc(v)).unwrap_or_else(T::nan)
+    })
+}
+
+/// `erf` and `erfc` as methods: on `f32`/`f64` (and so in generic code bounded by
+/// [`crate::Real`]) and elementwise on ndarray arrays (`a.erf()` returns a new array
+/// of the same shape).
+///
+/// Inside `#[grad]`, `x.erf()` and `x.erfc()` have the rule table's rules on scalars and
+/// elementwise on arrays (`a.erf()`, `a.mapv(|v| v.erf())`). On a concrete `f64` or
+/// `f32`, prefer the functions [`erf`]/[`erfc`]: the standard library has an unstable
+/// `f64::erf`, so rustc warns (`unstable_name_collisions`) that the method may change
+/// meaning once that is stabilised (to the same function).
+///
+/// ```
+/// use backprop::Erf;
+/// use ndarray::array;
+/// let a = array![-1.0_f64, 0.0, 2.0];
+/// let y = a.erf();
+/// assert_eq!(y[1], 0.0);
+/// assert!((y[0] + 0.842_700_792_949_714_9).abs() < 1e-15);
+/// fn generic<T: backprop::Real>(x: T) -> T {
+///     x.erfc()
+/// }
+/// assert_eq!(generic(0.0_f32), 1.0);
+/// ```
+pub trait Erf {
+    /// The result: `Self` for a float, an owned array for an array.
+    type Output;
+    /// The error function, [`erf`].
+    fn erf(self) -> Self::Output;
+    /// The complementary error function, [`erfc`].
+    fn erfc(self) -> Self::Output;
+}
+
+macro_rules! erf_for_float {
+    ($($t:ty),*) => {$(
+        impl Erf for $t {
+            type Output = $t;
+            #[inline]
+            fn erf(self) -> $t {
+                erf(self)
+            }
+            #[inline]
+            fn erfc(self) -> $t {
+                erfc(self)
+            }
+        }
+    )*};
+}
+erf_for_float!(f32, f64);
+
+impl<A, S, D> Erf for &ndarray::ArrayBase<S, D>
+where
+    A: Float,
+    S: ndarray::Data<Elem = A>,
+    D: ndarray::Dimension,
+{
+    type Output = ndarray::Array<A, D>;
+    fn erf(self) -> Self::Output {
+        self.mapv(erf)
+    }
+    fn erfc(self) -> Self::Output {
+        self.mapv(erfc)
+    }
+}
+
 /// The rule companions. Each `value` is the plain function; `forward` pairs it with
 /// the pullback capturing only what that pullback reads.
 pub mod companions {
@@ -331,6 +429,10 @@ pub mod companions {
     rule_companion!(softplus(x) -> y => |d| (softplus_vjp(x, d)));
     rule_companion!(gelu(x) -> y => |d| (gelu_vjp(x, d)));
     rule_companion!(silu(x) -> y => |d| (silu_vjp(x, d)));
+    // The rule table's rules (`derive/src/rule_table.in`): the function spelling of the
+    // methods `x.erf()`, `x.erfc()`.
+    rule_companion!(erf(x) -> y => |d| (crate::rules::scalar::erf_vjp(x, d)));
+    rule_companion!(erfc(x) -> y => |d| (crate::rules::scalar::erfc_vjp(x, d)));
 
     impl sigmoid {
         #[inline(always)]
@@ -366,6 +468,18 @@ pub mod companions {
         #[inline(always)]
         fn value<T: Float>(x: T) -> T {
             super::silu(x)
+        }
+    }
+    impl erf {
+        #[inline(always)]
+        fn value<T: Float>(x: T) -> T {
+            super::erf(x)
+        }
+    }
+    impl erfc {
+        #[inline(always)]
+        fn value<T: Float>(x: T) -> T {
+            super::erfc(x)
         }
     }
 

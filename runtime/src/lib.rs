@@ -80,8 +80,10 @@ pub use private as __private;
 
 pub use backprop_derive::{custom_vjp, grad};
 pub use differentiable::{Differentiable, Real};
-pub use functions::companions::{gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus};
-pub use functions::{gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus};
+pub use functions::companions::{
+    erf, erfc, gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus,
+};
+pub use functions::{Erf, erf, erfc, gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus};
 pub use tape::{BoxedTape, Inactive, Pullback, Tape};
 
 /// Returns `x` unchanged, but `#[grad]` treats the result as a constant: no gradient

@@ -103,40 +103,11 @@ pub const NEG: Prim = p("-", &[Negate]);
 /// `&x`: a borrow, the identity for derivatives.
 pub const REF: Prim = p("&", &[Identity]);
 
-/// Methods with a rule, by name; the receiver is input 0. One line per rule.
+/// Array methods with a rule, by name; the receiver is input 0. One line per rule. The
+/// float methods (also elementwise on arrays) are the rule table's
+/// (`derive/src/rule_table.in`, [`crate::rule_table::methods`]).
 #[rustfmt::skip]
 const METHODS: &[Prim] = &[
-    p("exp", &[Rule("exp_vjp", &[Out])]),
-    p("exp2", &[Rule("exp2_vjp", &[Out])]),
-    p("exp_m1", &[Rule("exp_m1_vjp", &[Out])]),
-    p("ln", &[Rule("ln_vjp", &[In(0)])]),
-    p("ln_1p", &[Rule("ln_1p_vjp", &[In(0)])]),
-    p("log2", &[Rule("log2_vjp", &[In(0)])]),
-    p("log10", &[Rule("log10_vjp", &[In(0)])]),
-    p("log", &[Rule("log_vjp_x", &[In(0), In(1)]), Rule("log_vjp_base", &[In(1), Out])]),
-    p("sqrt", &[Rule("sqrt_vjp", &[Out])]),
-    p("cbrt", &[Rule("cbrt_vjp", &[Out])]),
-    p("powi", &[Rule("powi_vjp", &[In(0), In(1)]), Zero]),
-    p("powf", &[Rule("powf_vjp_x", &[In(0), In(1)]), Rule("powf_vjp_p", &[In(0), Out])]),
-    p("recip", &[Rule("recip_vjp", &[Out])]),
-    p("abs", &[Rule("abs_vjp", &[In(0)])]),
-    p("max", &[Rule("max_vjp_a", &[In(0), In(1)]), Rule("max_vjp_b", &[In(0), In(1)])]),
-    p("min", &[Rule("min_vjp_a", &[In(0), In(1)]), Rule("min_vjp_b", &[In(0), In(1)])]),
-    p("clamp", &[Rule("clamp_vjp_x", &[In(0), In(1), In(2)]), Rule("clamp_vjp_lo", &[In(0), In(1)]), Rule("clamp_vjp_hi", &[In(0), In(2)])]),
-    p("hypot", &[Rule("hypot_vjp_a", &[In(0), Out]), Rule("hypot_vjp_b", &[In(1), Out])]),
-    p("atan2", &[Rule("atan2_vjp_y", &[In(0), In(1)]), Rule("atan2_vjp_x", &[In(0), In(1)])]),
-    p("mul_add", &[Rule("mul_vjp_lhs", &[In(1)]), Rule("mul_vjp_rhs", &[In(0)]), Identity]),
-    p("sin", &[Rule("sin_vjp", &[In(0)])]),
-    p("cos", &[Rule("cos_vjp", &[In(0)])]),
-    p("tan", &[Rule("tan_vjp", &[Out])]),
-    p("asin", &[Rule("asin_vjp", &[In(0)])]),
-    p("acos", &[Rule("acos_vjp", &[In(0)])]),
-    p("atan", &[Rule("atan_vjp", &[In(0)])]),
-    p("sinh", &[Rule("sinh_vjp", &[In(0)])]),
-    p("cosh", &[Rule("cosh_vjp", &[In(0)])]),
-    p("tanh", &[Rule("tanh_vjp", &[Out])]),
-    p("fract", &[Identity]),
-    // ndarray arrays (the tensor path only): views and copies, transposes, products, reductions.
     p("to_owned", &[Identity]),
     p("into_owned", &[Identity]),
     p("view", &[Identity]),
@@ -322,8 +293,9 @@ pub enum MethodKind {
 }
 
 pub fn method(name: &str, arity: usize) -> MethodKind {
-    if let Some(p) = METHODS
+    if let Some(p) = crate::rule_table::methods()
         .iter()
+        .chain(METHODS)
         .find(|p| p.name == name && p.arity() == arity)
     {
         return MethodKind::Prim(*p);
@@ -336,18 +308,14 @@ pub fn method(name: &str, arity: usize) -> MethodKind {
 
 /// A method with a rule on floats (not an array method): `p.b.exp()` reads the value.
 pub fn is_float_method(name: &str) -> bool {
-    METHODS
-        .iter()
-        .take_while(|p| p.name != "to_owned")
-        .any(|p| p.name == name)
+    crate::rule_table::methods().iter().any(|p| p.name == name)
         || ZERO_DERIVATIVE_METHODS[..6].contains(&name)
 }
 
 /// The sentence every "no rule" message ends with.
 pub fn supported_methods() -> String {
-    let with_rule: Vec<&str> = METHODS
+    let with_rule: Vec<&str> = crate::rule_table::methods()
         .iter()
-        .take_while(|p| p.name != "to_owned")
         .map(|p| p.name)
         .collect();
     format!(

@@ -55,7 +55,46 @@ fn half<T: Float>() -> T {
     T::one() / two::<T>()
 }
 
-include!("scalar_table.rs");
+/// `2/√π`, the derivative of `erf` at 0.
+#[inline(always)]
+fn frac_2_sqrt_pi<T: Float>() -> T {
+    T::from(core::f64::consts::FRAC_2_SQRT_PI).unwrap_or_else(T::nan)
+}
+
+/// Generates one scalar rule function per rule body in the rule table
+/// (`derive/src/rule_table.in`, handed over by `backprop_derive::__rule_table!`), using
+/// the `times` and `guard` of the module it is invoked in: strong zeros here, none in
+/// [`plain`].
+macro_rules! scalar_rules {
+    (@line $(#[doc = $doc:literal])* $d:ident = $rule:ident
+        ( $($read:ident $(: $rty:ty)?),* ) => $body:expr ;) => {
+        $(#[doc = $doc])*
+        #[inline(always)]
+        pub fn $rule<T: Float>($($read: scalar_rules!(@ty $($rty)?)),*) -> T {
+            $body
+        }
+    };
+    // `identity`, `negate`, `zero`, and a rule whose body an earlier line gave.
+    (@line $($line:tt)*) => {};
+    (@ty) => { T };
+    (@ty $t:ty) => { $t };
+    ($(
+        $(#[$meta:meta])*
+        $kind:ident $op:ident ( $($inp:ident $(: $ity:ty)?),* ) -> $out:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $d:ident = $rule:ident $( ( $($read:ident $(: $rty:ty)?),* ) $(=> $body:expr)? )? ;
+            )*
+        }
+    )*) => {
+        $($(
+            scalar_rules!(@line $(#[doc = $doc])* $d = $rule
+                $( ( $($read $(: $rty)?),* ) $(=> $body)? )? ;);
+        )*)*
+    };
+}
+
+backprop_derive::__rule_table!(scalar_rules);
 
 /// The same rules without strong zeros: `d · local` is a plain product, so `0 · ∞` (a
 /// zero cotangent times an infinite derivative, or an infinite cotangent times a zero
@@ -71,7 +110,7 @@ include!("scalar_table.rs");
 /// in every product the compiler keeps a reverse loop's products free of branches
 /// (`docs/PERFORMANCE.md` has what that is worth on the ADBench GMM gradient).
 pub mod plain {
-    use super::{half, two};
+    use super::{frac_2_sqrt_pi, half, two};
     use num_traits::Float;
 
     /// This module's zero convention: none, `d · local`.
@@ -86,5 +125,5 @@ pub mod plain {
         value
     }
 
-    include!("scalar_table.rs");
+    backprop_derive::__rule_table!(scalar_rules);
 }

@@ -396,54 +396,52 @@ impl<V: Elementwise<C> + ?Sized, C> Elementwise<C> for &V {
     }
 }
 
-macro_rules! elementwise_rules {
-    ($($name:ident),* $(,)?) => {$(
-        #[doc = concat!("Elementwise [`", stringify!($name), "`](crate::rules::scalar::", stringify!($name), ") over a scalar or an array.")]
+/// Generates the array path's rule for each float method in the rule table
+/// (`derive/src/rule_table.in`): a rule reading one value is elementwise
+/// ([`Elementwise`]: an array's rule maps the scalar rule over the saved array and the
+/// cotangent); a rule reading several is the scalar rule on scalars the tensor path
+/// reaches (`x.sum().max(y)`), taking references. Operators (un-broadcasting, above) and
+/// rules with a non-float argument (`powi`, below) are written here by hand.
+macro_rules! tensor_rules {
+    (@line method $(#[doc = $doc:literal])* $d:ident = $rule:ident
+        ( $x:ident, $dd:ident ) => $body:expr ;) => {
+        #[doc = concat!("Elementwise [`", stringify!($rule), "`](crate::rules::scalar::", stringify!($rule), ") over a scalar or an array.")]
         #[inline]
-        pub fn $name<V: Elementwise<C>, C>(saved: &V, d: &C) -> C {
-            saved.zip_cot(d, |s, d| scalar::$name(s, d))
+        pub fn $rule<V: Elementwise<C>, C>(saved: &V, d: &C) -> C {
+            saved.zip_cot(d, |s, d| scalar::$rule(s, d))
         }
-    )*};
+    };
+    (@line method $(#[doc = $doc:literal])* $d:ident = $rule:ident
+        ( $($x:ident),+ ) => $body:expr ;) => {
+        #[doc = concat!("[`", stringify!($rule), "`](crate::rules::scalar::", stringify!($rule), ") on scalars reached by the tensor path (e.g. `x.sum().max(y)`).")]
+        #[inline]
+        pub fn $rule<A: Real>($($x: &A),+) -> A {
+            scalar::$rule($(*$x),+)
+        }
+    };
+    (@line $($line:tt)*) => {};
+    ($(
+        $(#[$meta:meta])*
+        $kind:ident $op:ident ( $($inp:ident $(: $ity:ty)?),* ) -> $out:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $d:ident = $rule:ident $( ( $($read:ident $(: $rty:ty)?),* ) $(=> $body:expr)? )? ;
+            )*
+        }
+    )*) => {
+        $($(
+            tensor_rules!(@line $kind $(#[doc = $doc])* $d = $rule
+                $( ( $($read $(: $rty)?),* ) $(=> $body)? )? ;);
+        )*)*
+    };
 }
 
-elementwise_rules!(
-    exp_vjp, exp2_vjp, exp_m1_vjp, ln_vjp, ln_1p_vjp, log2_vjp, log10_vjp, sqrt_vjp, cbrt_vjp,
-    recip_vjp, abs_vjp, sin_vjp, cos_vjp, tan_vjp, asin_vjp, acos_vjp, atan_vjp, sinh_vjp,
-    cosh_vjp, tanh_vjp,
-);
+backprop_derive::__rule_table!(tensor_rules);
 
 /// Elementwise `powi`: `∂x = d·n·xⁿ⁻¹`.
 pub fn powi_vjp<V: Elementwise<C>, C>(x: &V, n: &i32, d: &C) -> C {
     x.zip_cot(d, |x, d| scalar::powi_vjp(x, *n, d))
 }
-
-macro_rules! scalar_only_rules {
-    ($($name:ident($($arg:ident),*)),* $(,)?) => {$(
-        #[doc = concat!("[`", stringify!($name), "`](crate::rules::scalar::", stringify!($name), ") on scalars reached by the tensor path (e.g. `x.sum().max(y)`).")]
-        #[inline]
-        pub fn $name<A: Real>($($arg: &A,)* d: &A) -> A {
-            scalar::$name($(*$arg,)* *d)
-        }
-    )*};
-}
-
-scalar_only_rules!(
-    log_vjp_x(x, base),
-    log_vjp_base(base, y),
-    powf_vjp_x(x, p),
-    powf_vjp_p(x, y),
-    max_vjp_a(a, b),
-    max_vjp_b(a, b),
-    min_vjp_a(a, b),
-    min_vjp_b(a, b),
-    clamp_vjp_x(x, lo, hi),
-    clamp_vjp_lo(x, lo),
-    clamp_vjp_hi(x, hi),
-    hypot_vjp_a(a, y),
-    hypot_vjp_b(b, y),
-    atan2_vjp_y(y, x),
-    atan2_vjp_x(y, x),
-);
 
 // ---- linear algebra and reductions --------------------------------------------
 

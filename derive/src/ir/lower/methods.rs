@@ -12,15 +12,32 @@ use std::collections::HashMap;
 use syn::spanned::Spanned;
 use syn::{Expr, Pat};
 
-/// Float methods a `mapv` closure may call on its element: ndarray has each of them
-/// as an elementwise array method, with the tensor path's elementwise rule.
-const ELEMENTWISE: &[&str] = &[
-    "exp", "exp2", "exp_m1", "ln", "ln_1p", "log2", "log10", "sqrt", "cbrt", "recip", "abs", "sin",
-    "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "powi", "fract", "floor", "ceil",
-    "round", "trunc", "signum",
-];
+/// Whether a `mapv` closure may call float method `name` on its element: the rule
+/// table's one-argument methods (each also an elementwise array method, with the tensor
+/// path's elementwise rule: ndarray's own, or `backprop::Erf`'s), `powi`, and the
+/// piecewise-constant ones.
+fn elementwise(name: &str) -> bool {
+    crate::rule_table::methods()
+        .iter()
+        .any(|p| p.arity() == 1 && p.name == name)
+        || matches!(
+            name,
+            "powi" | "floor" | "ceil" | "round" | "trunc" | "signum"
+        )
+}
 
-const MAPV_FORMS: &str = "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods exp, exp2, exp_m1, ln, ln_1p, log2, log10, sqrt, cbrt, recip, abs, sin, cos, tan, asin, acos, atan, sinh, cosh, tanh, powi, fract (floor, ceil, round, trunc, signum with derivative 0), possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array";
+/// What a `mapv` closure may be (the message of every refusal of one).
+fn mapv_forms() -> String {
+    let methods: Vec<&str> = crate::rule_table::methods()
+        .iter()
+        .filter(|p| p.arity() == 1)
+        .map(|p| p.name)
+        .collect();
+    format!(
+        "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods {}, powi (floor, ceil, round, trunc, signum with derivative 0), possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array",
+        methods.join(", ")
+    )
+}
 
 const FOLD_FORMS: &str = "`#[grad]` differentiates `fold_axis`/`map_axis` only when they compute a max or a min along the axis: `x.fold_axis(Axis(k), f64::NEG_INFINITY, |&a, &b| a.max(b))` (with `f64::INFINITY` and `min` for a min), or `x.map_axis(Axis(k), |r| r.fold(f64::NEG_INFINITY, |a, &b| a.max(b)))`; for a sum or mean along an axis use `sum_axis`/`mean_axis(..).unwrap()`";
 
@@ -298,7 +315,7 @@ impl Lowerer<'_> {
                         (i.ident.clone(), (*c.body).clone())
                     }
                     _ => {
-                        self.cx.error_spanned_by(&c.inputs[0], MAPV_FORMS);
+                        self.cx.error_spanned_by(&c.inputs[0], mapv_forms());
                         return dummy();
                     }
                 }
@@ -306,14 +323,13 @@ impl Lowerer<'_> {
             Expr::Path(p)
                 if p.qself.is_none()
                     && p.path.segments.len() >= 2
-                    && ELEMENTWISE.contains(
+                    && elementwise(
                         &p.path
                             .segments
                             .last()
                             .expect("two segments")
                             .ident
-                            .to_string()
-                            .as_str(),
+                            .to_string(),
                     )
                     && p.path.segments.last().expect("two segments").ident != "powi" =>
             {
@@ -325,12 +341,12 @@ impl Lowerer<'_> {
                 )
             }
             _ => {
-                self.cx.error_spanned_by(arg, MAPV_FORMS);
+                self.cx.error_spanned_by(arg, mapv_forms());
                 return dummy();
             }
         };
         if let Err(bad) = elementwise_body(&body) {
-            self.cx.error_spanned_by(bad, MAPV_FORMS);
+            self.cx.error_spanned_by(bad, mapv_forms());
             return dummy();
         }
         let x = self.receiver(&m.receiver, &m.method);
@@ -562,7 +578,7 @@ fn elementwise_body(e: &Expr) -> Result<(), &dyn ToTokens> {
         Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => elementwise_body(&u.expr),
         Expr::MethodCall(m) if m.turbofish.is_none() => {
             let name = m.method.to_string();
-            if !ELEMENTWISE.contains(&name.as_str()) {
+            if !elementwise(&name) {
                 return Err(&m.method);
             }
             if name == "powi" {
