@@ -37,11 +37,11 @@ pub fn expand(
                     && (name == crate::methods::SELF_ARG
                         || !crate::ir::lower::used_as_data(&item.block, &name));
                 // A buffer of floats (`&[f64]`): its stub gradient is the `Vec` call
-                // sites index (`g.x[0]`). An array of a concrete float type: its owned
-                // array (a generic one's would need the tensor traits on `T`).
+                // sites index (`g.x[0]`). An array: its owned array (for a generic float
+                // type, the stub companions then carry `T: backprop::Real`, as an
+                // accepted function's do).
                 let elem = buffer_elem(item, &pt.ty).filter(|_| plain);
-                let tensor =
-                    plain && item.sig.generics.type_params().next().is_none() && is_array(&pt.ty);
+                let tensor = plain && is_array(&pt.ty);
                 let differentiable = is_float || receiver || elem.is_some() || tensor;
                 let is_active = plain
                     && match active {
@@ -63,11 +63,12 @@ pub fn expand(
         ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => syn::parse_quote!(()),
     };
+    let tensor = params.iter().any(|p| p.active && p.tensor);
     let shape = Shape {
         item,
         params,
         ret_ty,
-        tensor: false,
+        tensor,
     };
     let r = &shape.ret_ty;
     let grad_ty = shape.grad_ty();
