@@ -242,11 +242,33 @@ fn piecewise_constant<T: Float>(x: T) -> T {
     x.floor() + x.ceil() + x.round() + x.trunc() + x.signum()
 }
 
+/// `round_ties_even` (not on `num_traits::Float`) times `x`: the gradient is the rounded
+/// value, the product rule with a zero-derivative factor.
+#[grad]
+fn round_ties_even_times_x(x: f64) -> f64 {
+    x.round_ties_even() * x
+}
+
 #[test]
 fn piecewise_constant_functions_have_derivative_zero() {
     for x in [-2.5, -1.0, -0.3, 0.0, 0.7, 1.0, 3.5] {
         assert_eq!(piecewise_constant_grad(x).1.x, 0.0, "at {x}");
     }
+    for (x, want) in [(2.5, 2.0), (3.5, 4.0), (-0.5, -0.0), (1.2, 1.0)] {
+        assert_eq!(round_ties_even_times_x_grad(x).1.x, want, "at {x}");
+    }
+    // The list the macro and the runtime read from the rule table.
+    assert_eq!(
+        backprop::rules::nondiff::ZERO_DERIVATIVE_METHODS,
+        &[
+            "floor",
+            "ceil",
+            "round",
+            "round_ties_even",
+            "trunc",
+            "signum"
+        ]
+    );
 }
 
 #[test]
@@ -672,18 +694,19 @@ fn every_table_entry_is_gradchecked_here() {
     let mut names = Vec::new();
     for line in table.lines() {
         let line = line.trim_start();
-        for kind in ["method ", "operator "] {
+        for kind in ["method ", "operator ", "constant "] {
             if let Some(rest) = line.strip_prefix(kind) {
                 names.push(rest.split('(').next().unwrap().trim().to_string());
             }
         }
     }
-    assert!(names.len() >= 35, "{names:?}");
+    assert!(names.len() >= 41, "{names:?}");
     let missing: Vec<&String> = names
         .iter()
         .filter(|n| {
             let checked = |m: &str| this.contains(&format!("!(r_{n}{m},"));
-            !(checked("") || checked("3") || checked("_lo") || checked("_method"))
+            let constant = this.contains(&format!("x.{n}()"));
+            !(checked("") || checked("3") || checked("_lo") || checked("_method") || constant)
         })
         .collect();
     assert!(

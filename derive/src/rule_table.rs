@@ -23,6 +23,8 @@ pub enum Spelled {
     Operator,
     /// `x.name(args)`: a float method, elementwise on arrays.
     Method,
+    /// `x.floor()`: a float method with derivative zero wherever it exists.
+    Constant,
 }
 
 /// One operation. The macro reads names, inputs and rules; the rest (sources,
@@ -125,6 +127,8 @@ struct Parsed {
     entries: Vec<Entry>,
     /// The `method` entries as the macro's primitives, in table order.
     methods: Vec<Prim>,
+    /// The `constant` entries' names, in table order.
+    constants: Vec<&'static str>,
 }
 
 fn parsed() -> &'static Parsed {
@@ -139,9 +143,16 @@ fn parsed() -> &'static Parsed {
             .filter(|e| e.spelled == Spelled::Method)
             .map(|e| e.prim().unwrap_or_else(|err| panic!("{err}")))
             .collect();
+        let constants = table
+            .0
+            .iter()
+            .filter(|e| e.spelled == Spelled::Constant)
+            .map(|e| leak(e.name.clone()))
+            .collect();
         Parsed {
             entries: table.0,
             methods,
+            constants,
         }
     })
 }
@@ -155,6 +166,11 @@ pub fn entries() -> &'static [Entry] {
 /// The float methods with a rule, in table order.
 pub fn methods() -> &'static [Prim] {
     &parsed().methods
+}
+
+/// The float methods whose derivative is zero wherever it exists (`floor`, ...).
+pub fn constants() -> &'static [&'static str] {
+    &parsed().constants
 }
 
 /// `__rule_table!(callback)`: `callback! { <the table> }`, for the runtime.
@@ -231,10 +247,11 @@ impl Parse for Entry {
         let spelled = match kind.to_string().as_str() {
             "operator" => Spelled::Operator,
             "method" => Spelled::Method,
+            "constant" => Spelled::Constant,
             _ => {
                 return Err(syn::Error::new(
                     kind.span(),
-                    "expected `method` or `operator`",
+                    "expected `method`, `operator` or `constant`",
                 ));
             }
         };
@@ -346,7 +363,7 @@ pub fn rules_md() -> String {
                 "div" => "`a / b`".to_string(),
                 other => format!("`{other}`"),
             },
-            Spelled::Method => {
+            Spelled::Method | Spelled::Constant => {
                 let args = e.inputs[1..].join(", ");
                 format!("`{}.{}({args})`", e.inputs[0], e.name)
             }
@@ -355,6 +372,10 @@ pub fn rules_md() -> String {
             let (what, rule) = match &line.pullback {
                 Pullback::Identity => ("`d`".to_string(), "—".to_string()),
                 Pullback::Negate => ("`−d`".to_string(), "—".to_string()),
+                Pullback::Zero if e.spelled == Spelled::Constant => (
+                    "0 (not differentiated through)".to_string(),
+                    "—".to_string(),
+                ),
                 Pullback::Zero => ("nothing".to_string(), "—".to_string()),
                 Pullback::Rule { name, reads, .. } => {
                     let doc = if line.doc.is_empty() {
@@ -388,6 +409,21 @@ mod tests {
         for e in entries() {
             assert_eq!(e.lines.len(), e.inputs.len(), "{}", e.name);
         }
+    }
+
+    #[test]
+    fn constants_are_the_zero_derivative_methods() {
+        assert_eq!(
+            constants(),
+            &[
+                "floor",
+                "ceil",
+                "round",
+                "round_ties_even",
+                "trunc",
+                "signum"
+            ]
+        );
     }
 
     #[test]

@@ -246,17 +246,6 @@ pub fn join(stack: bool, n: usize) -> Option<Prim> {
 /// The most arrays `concatenate`/`stack` may join inside `#[grad]`.
 pub const MAX_JOIN: usize = 8;
 
-/// Methods whose derivative is zero wherever it exists (piecewise-constant, or with a
-/// non-float result). Mirrors `backprop::rules::nondiff`.
-const ZERO_DERIVATIVE_METHODS: &[&str] = &[
-    "floor",
-    "ceil",
-    "round",
-    "round_ties_even",
-    "trunc",
-    "signum",
-];
-
 /// Methods with a non-float result (a flag, an ordering, a length or a shape): derivative
 /// zero, and never an array, whatever they are called on.
 const DATA_METHODS: &[&str] = &[
@@ -300,7 +289,7 @@ pub fn method(name: &str, arity: usize) -> MethodKind {
     {
         return MethodKind::Prim(*p);
     }
-    if ZERO_DERIVATIVE_METHODS.contains(&name) || DATA_METHODS.contains(&name) {
+    if crate::rule_table::constants().contains(&name) || DATA_METHODS.contains(&name) {
         return MethodKind::ZeroDerivative;
     }
     MethodKind::Unknown
@@ -309,7 +298,7 @@ pub fn method(name: &str, arity: usize) -> MethodKind {
 /// A method with a rule on floats (not an array method): `p.b.exp()` reads the value.
 pub fn is_float_method(name: &str) -> bool {
     crate::rule_table::methods().iter().any(|p| p.name == name)
-        || ZERO_DERIVATIVE_METHODS[..6].contains(&name)
+        || crate::rule_table::constants().contains(&name)
 }
 
 /// The sentence every "no rule" message ends with.
@@ -321,7 +310,7 @@ pub fn supported_methods() -> String {
     format!(
         "the float methods with a rule are {}; {} have derivative 0; on ndarray arrays also dot, t, reversed_axes, sum, mean().unwrap(), sum_axis, mean_axis(..).unwrap(), var_axis, std_axis, to_owned, view, select, slice(s![..]), slice_axis, index_axis, row, column, insert_axis, remove_axis, permuted_axes, into_shape_with_order(..).unwrap(), to_shape(..).unwrap(), mapv(|v| ..) with elementwise float methods, and fold_axis/map_axis computing a max or min",
         with_rule.join(", "),
-        ZERO_DERIVATIVE_METHODS[..6].join(", ")
+        crate::rule_table::constants().join(", ")
     )
 }
 

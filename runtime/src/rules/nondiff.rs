@@ -12,14 +12,23 @@
 //! | `as` casts to integers | integer results |
 //! | [`crate::stop_gradient`] | cuts the path on purpose |
 
-/// The float method names the macro treats as derivative-zero (the same list as
-/// `ZERO_DERIVATIVE_METHODS` in `derive/src/ir/op.rs`; `tests/rules.rs` checks each
-/// gives a zero gradient).
-pub const ZERO_DERIVATIVE_METHODS: &[&str] = &[
-    "floor",
-    "ceil",
-    "round",
-    "round_ties_even",
-    "trunc",
-    "signum",
-];
+/// Collects the names of the rule table's `constant` entries.
+macro_rules! nondiff_names {
+    (@acc [$($acc:tt)*]) => {
+        /// The float method names the macro treats as derivative-zero: the `constant`
+        /// entries of the rule table (`derive/src/rule_table.in`), which the macro reads
+        /// too; `tests/rules.rs` checks each gives a zero gradient.
+        pub const ZERO_DERIVATIVE_METHODS: &[&str] = &[$($acc)*];
+    };
+    (@acc [$($acc:tt)*] $(#[$meta:meta])* constant $op:ident ($($i:tt)*) -> $o:ident { $($b:tt)* } $($rest:tt)*) => {
+        nondiff_names!(@acc [$($acc)* stringify!($op),] $($rest)*);
+    };
+    (@acc [$($acc:tt)*] $(#[$meta:meta])* $kind:ident $op:ident ($($i:tt)*) -> $o:ident { $($b:tt)* } $($rest:tt)*) => {
+        nondiff_names!(@acc [$($acc)*] $($rest)*);
+    };
+    ($($table:tt)*) => {
+        nondiff_names!(@acc [] $($table)*);
+    };
+}
+
+backprop_derive::__rule_table!(nondiff_names);
