@@ -925,3 +925,62 @@ fn relu_pullback_names_both_shapes_on_a_mismatch() {
     let (_, tape) = ops::relu::forward(&array![[-1.0, 2.0, 0.0], [3.0, -4.0, 5.0]]);
     tape.backward(Array2::zeros((3, 2)));
 }
+
+// ---- one spelling, one behaviour: `ops::mul`/`ops::div` and `*`/`/` ------------------
+
+#[backprop::grad(a, b)]
+fn mul_div_as_ops(a: &Array2<f64>, b: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let p = ops::mul(a, b);
+    let q = ops::div(a, b);
+    (ops::mul(&p, w) + ops::mul(&q, w)).sum()
+}
+
+#[backprop::grad(a, b)]
+fn mul_div_as_operators(a: &Array2<f64>, b: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let p = a * b;
+    let q = a / b;
+    (&p * w + &q * w).sum()
+}
+
+/// The runtime ops and the operators are one rule each (the rule table's `mul_vjp_*`,
+/// `div_vjp_*`): the same gradient at random points (to the last bits, which depend on
+/// the order the two contributions to `d_b` are added in), and the same strong zero
+/// where a zero cotangent meets an infinite factor (`w = 0` where `b = ∞`), which a
+/// plain product would turn into NaN.
+#[test]
+fn ops_mul_div_and_the_operators_give_the_same_gradient() {
+    let mut rng = Rng(77);
+    let a: Array2<f64> = rng.array((3, 4), |u| 2.0 * u);
+    let mut b: Array2<f64> = rng.array((3, 4), |u| 1.25 + 0.75 * u);
+    let mut w: Array2<f64> = rng.array((3, 4), |u| u);
+    let (v1, g1) = mul_div_as_ops_grad(&a, &b, &w);
+    let (v2, g2) = mul_div_as_operators_grad(&a, &b, &w);
+    assert_eq!(v1, v2);
+    let close = |x: &Array2<f64>, y: &Array2<f64>| {
+        x.iter()
+            .zip(y)
+            .all(|(p, q)| (p - q).abs() <= 1e-14 * p.abs().max(1.0))
+    };
+    assert!(
+        close(&g1.a, &g2.a) && close(&g1.b, &g2.b),
+        "{g1:?} vs {g2:?}"
+    );
+    b[[1, 2]] = f64::INFINITY;
+    w[[1, 2]] = 0.0;
+    let (_, g1) = mul_div_as_ops_grad(&a, &b, &w);
+    let (_, g2) = mul_div_as_operators_grad(&a, &b, &w);
+    assert_eq!(
+        (g1.a[[1, 2]], g1.b[[1, 2]]),
+        (0.0, 0.0),
+        "strong zero through ops"
+    );
+    assert_eq!(
+        (g2.a[[1, 2]], g2.b[[1, 2]]),
+        (0.0, 0.0),
+        "strong zero through * and /"
+    );
+    assert!(
+        close(&g1.a, &g2.a) && close(&g1.b, &g2.b),
+        "{g1:?} vs {g2:?}"
+    );
+}

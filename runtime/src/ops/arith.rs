@@ -7,6 +7,7 @@
 
 use super::shape_str;
 use crate::kernels::Real;
+use crate::rules::scalar as rules;
 use ndarray::{Array, ArrayBase, ArrayView, Axis, Data, DimMax, Dimension, IxDyn, Zip};
 
 /// The broadcast output shape type of `D1` and `D2`.
@@ -314,7 +315,10 @@ where
 }
 
 /// Pullback of [`mul`]: `d_a = unbroadcast(d_y·b)`, `d_b = unbroadcast(d_y·a)`
-/// (∂(ab)/∂a = b). Saves both inputs.
+/// (∂(ab)/∂a = b). Saves both inputs. Each product is the rule table's `mul_vjp_lhs` /
+/// `mul_vjp_rhs`, with its strong zero (a zero cotangent times an infinite factor is
+/// 0), so `ops::mul(&a, &b)` and `&a * &b` in a `#[grad]` function give the same
+/// gradient.
 ///
 /// # Panics
 /// If an input does not broadcast to `d_y`'s shape.
@@ -337,18 +341,20 @@ where
     check_to("mul_vjp", b.shape(), d_y.shape());
     let g_a = Zip::from(d_y)
         .and(&bview(b, &dim))
-        .map_collect(|&g, &y| g * y);
+        .map_collect(|&g, &y| rules::mul_vjp_lhs(y, g));
     let g_b = Zip::from(d_y)
         .and(&bview(a, &dim))
-        .map_collect(|&g, &x| g * x);
+        .map_collect(|&g, &x| rules::mul_vjp_rhs(x, g));
     (
         unbroadcast(&g_a, &a.raw_dim()),
         unbroadcast(&g_b, &b.raw_dim()),
     )
 }
 
-/// Pullback of [`div`]: `d_a = unbroadcast(d_y/b)`, `d_b = unbroadcast(−d_y·a/b²)`
-/// (∂(a/b)/∂b = −a/b²). Saves both inputs.
+/// Pullback of [`div`]: `d_a = unbroadcast(d_y/b)`, `d_b = unbroadcast(−d_y·y/b)` with
+/// `y = a/b` (∂(a/b)/∂b = −a/b²). Saves both inputs. Each is the rule table's
+/// `div_vjp_lhs` / `div_vjp_rhs`, with its strong zeros, so `ops::div(&a, &b)` and
+/// `&a / &b` in a `#[grad]` function give the same gradient.
 ///
 /// # Panics
 /// If an input does not broadcast to `d_y`'s shape.
@@ -370,11 +376,13 @@ where
     check_to("div_vjp", a.shape(), d_y.shape());
     check_to("div_vjp", b.shape(), d_y.shape());
     let bb = bview(b, &dim);
-    let g_a = Zip::from(d_y).and(&bb).map_collect(|&g, &y| g / y);
+    let g_a = Zip::from(d_y)
+        .and(&bb)
+        .map_collect(|&g, &b| rules::div_vjp_lhs(b, g));
     let g_b = Zip::from(d_y)
         .and(&bview(a, &dim))
         .and(&bb)
-        .map_collect(|&g, &x, &y| -g * x / (y * y));
+        .map_collect(|&g, &a, &b| rules::div_vjp_rhs(b, a / b, g));
     (
         unbroadcast(&g_a, &a.raw_dim()),
         unbroadcast(&g_b, &b.raw_dim()),
