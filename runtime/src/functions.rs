@@ -116,6 +116,11 @@ pub fn softplus<T: Float>(x: T) -> T {
 /// gelu(+∞) = +∞, gelu′(+∞) = 1 (the products x·(1 + t) and x·(1 − t²) are 0·∞ there,
 /// and are taken as 0 wherever the saturated factor is exactly 0).
 ///
+/// Computed as `x·σ(2u)` (equal to `½x(1 + tanh u)`, without its cancellation for
+/// negative x) by the same formula as `backprop::ops::gelu`'s kernels
+/// (`kernels::activation::gelu_value`/`gelu_local`), so the scalar function, its rule
+/// and the array op agree.
+///
 /// ```
 /// assert_eq!(backprop::gelu(0.0_f64), 0.0);
 /// assert_eq!(backprop::gelu(f64::NEG_INFINITY), 0.0);
@@ -123,31 +128,7 @@ pub fn softplus<T: Float>(x: T) -> T {
 /// ```
 #[inline]
 pub fn gelu<T: Float>(x: T) -> T {
-    let half = T::from(0.5).unwrap_or_else(T::nan);
-    let t = gelu_inner(x).tanh();
-    let h = T::one() + t;
-    // 1 + t is exactly 0 once tanh saturates (x below about −9 in f64): the value is
-    // then 0, also at x = −∞ where x·0 would be NaN. NaN x gives NaN h.
-    if h == T::zero() {
-        T::zero()
-    } else {
-        half * x * h
-    }
-}
-
-#[inline(always)]
-fn gelu_consts<T: Float>() -> (T, T) {
-    // √(2/π) derived from π, not pasted; 0.044715 is the paper's fitted cubic coefficient.
-    let sqrt_2_over_pi = (T::from(2.0).unwrap_or_else(T::nan)
-        / T::from(core::f64::consts::PI).unwrap_or_else(T::nan))
-    .sqrt();
-    (sqrt_2_over_pi, T::from(0.044715).unwrap_or_else(T::nan))
-}
-
-#[inline(always)]
-fn gelu_inner<T: Float>(x: T) -> T {
-    let (k, c) = gelu_consts::<T>();
-    k * (x + c * x * x * x)
+    crate::kernels::activation::gelu_value(x, sigmoid)
 }
 
 /// SiLU (swish) x·σ(x) (Elfwing et al. 2018; Ramachandran et al. 2017).
@@ -161,9 +142,7 @@ fn gelu_inner<T: Float>(x: T) -> T {
 /// ```
 #[inline]
 pub fn silu<T: Float>(x: T) -> T {
-    let s = sigmoid(x);
-    // σ(−∞) = 0 exactly, and −∞·0 would be NaN; the limit is 0.
-    if s == T::zero() { T::zero() } else { x * s }
+    crate::kernels::activation::silu_value(x, sigmoid)
 }
 
 /// log Σᵢ exp(xᵢ) of a slice, shifted by its maximum m (m + log Σᵢ exp(xᵢ − m)) so it
@@ -287,35 +266,14 @@ pub mod vjp {
     /// See [`gelu`] for the derivation.
     #[inline(always)]
     pub fn gelu_vjp<T: Float>(x: T, d: T) -> T {
-        let half = T::from(0.5).unwrap_or_else(T::nan);
-        let three = T::from(3.0).unwrap_or_else(T::nan);
-        let (k, c) = gelu_consts::<T>();
-        let t = gelu_inner(x).tanh();
-        let du = k * (T::one() + three * c * x * x);
-        let s = T::one() - t * t;
-        // Where tanh has saturated (1 − t² = 0 exactly: |x| above about 9 in f64, and
-        // ±∞) the second term is 0·x·u′, with x or u′ possibly infinite (x² overflows
-        // above 1.3e154): it is 0, and the derivative is ½(1 + t), 0 or 1.
-        let tail = if s == T::zero() {
-            T::zero()
-        } else {
-            half * x * s * du
-        };
-        strong_mul(d, half * (T::one() + t) + tail)
+        strong_mul(d, crate::kernels::activation::gelu_local(x, sigmoid))
     }
 
     /// silu'(x) = σ(x)(1 + x(1 − σ(x))); σ(x) where σ(1 − σ) is exactly 0 (σ saturated,
     /// and at ±∞, where x·(1 − σ) would be ∞·0): 0 at −∞, 1 at +∞.
     #[inline(always)]
     pub fn silu_vjp<T: Float>(x: T, d: T) -> T {
-        let s = sigmoid(x);
-        let m = T::one() - s;
-        let local = if s * m == T::zero() {
-            s
-        } else {
-            s * (T::one() + x * m)
-        };
-        strong_mul(d, local)
+        strong_mul(d, crate::kernels::activation::silu_local(x, sigmoid))
     }
 }
 

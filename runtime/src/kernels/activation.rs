@@ -134,25 +134,79 @@ impl Math for VecMath {
     }
 }
 
-#[inline(always)]
-fn c<T: Real>(v: f64) -> T {
-    T::from(v).unwrap()
-}
-
 /// `d·f` with a strong zero: `d = 0` gives 0 even when `f` is infinite.
 #[inline(always)]
 fn strong_mul<T: Real>(d: T, f: T) -> T {
     if d == T::zero() { T::zero() } else { d * f }
 }
 
-/// `√(2/π)`, as `(2/√π)·(1/√2)`.
-#[inline(always)]
-fn sqrt_2_over_pi<T: Real>() -> T {
-    T::FRAC_2_SQRT_PI() * T::FRAC_1_SQRT_2()
-}
-
 /// GELU's cubic coefficient (Hendrycks & Gimpel 2016, tanh approximation).
 const GELU_A: f64 = 0.044715;
+
+/// GELU's value in its tanh form (Hendrycks & Gimpel 2016), written with σ:
+/// `½x(1 + tanh u) = x·σ(2u)`, `u = √(2/π)(x + 0.044715x³)`, which has no cancellation
+/// of `1 + tanh u → 0` for negative `x`. Where σ is exactly 0 (far left, and `x = −∞`)
+/// the value is its limit 0, not `−∞·0`. The one formula behind `backprop::gelu`, its
+/// rule, and both kernel paths, which differ only in the `sigmoid` they pass (std's
+/// for the scalar function and oracle, [`Real`]'s vectorising one in the kernels).
+#[inline(always)]
+pub(crate) fn gelu_value<T: num_traits::Float>(x: T, sigmoid: impl Fn(T) -> T) -> T {
+    let (k, a) = gelu_consts::<T>();
+    let two = T::one() + T::one();
+    let s = sigmoid(two * k * (x + a * x * x * x));
+    if s == T::zero() { T::zero() } else { x * s }
+}
+
+/// GELU's local derivative (tanh form): with `s = σ(2u)`, `½(1 + t) = s` and
+/// `½(1 − t²) = 2s(1 − s)`, so `f′ = s + 2x·s(1 − s)·u′`, `u′ = √(2/π)(1 + 3·0.044715x²)`.
+/// Where σ has saturated (`s(1 − s) = 0` exactly, also at ±∞ and where `x²` overflows)
+/// the second term is `0·x·u′` with `x` or `u′` possibly infinite: it is taken as 0.
+#[inline(always)]
+pub(crate) fn gelu_local<T: num_traits::Float>(x: T, sigmoid: impl Fn(T) -> T) -> T {
+    let (k, a) = gelu_consts::<T>();
+    let one = T::one();
+    let two = one + one;
+    let x2 = x * x;
+    let sg = sigmoid(two * k * (x + a * x2 * x));
+    let du = k * (one + (two + one) * a * x2);
+    if sg * (one - sg) == T::zero() {
+        sg
+    } else {
+        sg + two * x * sg * (one - sg) * du
+    }
+}
+
+/// `(√(2/π), 0.044715)`: √(2/π) from the constants, 0.044715 the paper's fitted cubic
+/// coefficient.
+#[inline(always)]
+fn gelu_consts<T: num_traits::Float>() -> (T, T) {
+    let k = core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
+    (
+        T::from(k).unwrap_or_else(T::nan),
+        T::from(GELU_A).unwrap_or_else(T::nan),
+    )
+}
+
+/// SiLU's value `x·σ(x)` (Elfwing et al. 2018); 0 where σ is exactly 0 (`x = −∞`),
+/// not `−∞·0`. Shared as [`gelu_value`] is.
+#[inline(always)]
+pub(crate) fn silu_value<T: num_traits::Float>(x: T, sigmoid: impl Fn(T) -> T) -> T {
+    let s = sigmoid(x);
+    if s == T::zero() { T::zero() } else { x * s }
+}
+
+/// SiLU's local derivative `σ(x)(1 + x(1 − σ(x)))`; σ where `σ(1 − σ) = 0` exactly
+/// (0 at −∞, 1 at +∞, not `∞·0`).
+#[inline(always)]
+pub(crate) fn silu_local<T: num_traits::Float>(x: T, sigmoid: impl Fn(T) -> T) -> T {
+    let one = T::one();
+    let s = sigmoid(x);
+    if s * (one - s) == T::zero() {
+        s
+    } else {
+        s * (one + x * (one - s))
+    }
+}
 
 #[inline(always)]
 fn map<T: Real>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
@@ -171,7 +225,6 @@ fn map2<T: Real>(s: &[T], d_y: &[T], d_x: &mut [T], f: impl Fn(T, T) -> T) {
 #[inline(always)]
 pub(crate) fn forward_body<T: Real, M: Math>(op: Unary<T>, x: &[T], y: &mut [T]) {
     let zero = T::zero();
-    let two = c::<T>(2.0);
     match op {
         Unary::Relu => map(x, y, |v| if v > zero { v } else { zero }),
         // 0·(−∞) for slope 0 is the limit 0 (the slope-0 function is relu).
@@ -184,21 +237,8 @@ pub(crate) fn forward_body<T: Real, M: Math>(op: Unary<T>, x: &[T], y: &mut [T])
                 a * v
             }
         }),
-        Unary::Gelu => {
-            let k = sqrt_2_over_pi::<T>();
-            let a = c::<T>(GELU_A);
-            // ½(1 + tanh u) = σ(2u): the same function without the cancellation of
-            // 1 + tanh u → 0 for negative x. Where σ is exactly 0 (x = −∞ among
-            // others) the value is its limit 0, not −∞·0.
-            map(x, y, |v| {
-                let s = M::sigmoid(two * k * (v + a * v * v * v));
-                if s == zero { zero } else { v * s }
-            })
-        }
-        Unary::Silu => map(x, y, |v| {
-            let s = M::sigmoid(v);
-            if s == zero { zero } else { v * s }
-        }),
+        Unary::Gelu => map(x, y, |v| gelu_value(v, M::sigmoid)),
+        Unary::Silu => map(x, y, |v| silu_value(v, M::sigmoid)),
         Unary::Sigmoid => map(x, y, M::sigmoid),
         Unary::Tanh => map(x, y, M::tanh),
         // PERF: ln_1p is a libm call, so this arm is not vectorised.
@@ -214,39 +254,11 @@ pub(crate) fn forward_body<T: Real, M: Math>(op: Unary<T>, x: &[T], y: &mut [T])
 pub(crate) fn backward_body<T: Real, M: Math>(op: Unary<T>, s: &[T], d_y: &[T], d_x: &mut [T]) {
     let zero = T::zero();
     let one = T::one();
-    let two = c::<T>(2.0);
     match op {
         Unary::Relu => map2(s, d_y, d_x, |y, d| if y > zero { d } else { zero }),
         Unary::LeakyRelu(a) => map2(s, d_y, d_x, |x, d| if x > zero { d } else { a * d }),
-        Unary::Gelu => {
-            let k = sqrt_2_over_pi::<T>();
-            let a = c::<T>(GELU_A);
-            let a3 = c::<T>(3.0 * GELU_A);
-            // With s = σ(2u): ½(1 + t) = s and ½(1 − t²) = 2s(1 − s).
-            // Where σ has saturated (s(1 − s) = 0 exactly, also at ±∞ and where x²
-            // overflows) the second term is 0·x·u′ with x or u′ possibly infinite: 0.
-            map2(s, d_y, d_x, |x, d| {
-                let x2 = x * x;
-                let sg = M::sigmoid(two * k * (x + a * x2 * x));
-                let du = k * (one + a3 * x2);
-                let local = if sg * (one - sg) == zero {
-                    sg
-                } else {
-                    sg + two * x * sg * (one - sg) * du
-                };
-                d * local
-            })
-        }
-        // As GELU: σ where σ(1 − σ) = 0 exactly (0 at −∞, 1 at +∞, not ∞·0).
-        Unary::Silu => map2(s, d_y, d_x, |x, d| {
-            let sg = M::sigmoid(x);
-            let local = if sg * (one - sg) == zero {
-                sg
-            } else {
-                sg * (one + x * (one - sg))
-            };
-            d * local
-        }),
+        Unary::Gelu => map2(s, d_y, d_x, |x, d| d * gelu_local(x, M::sigmoid)),
+        Unary::Silu => map2(s, d_y, d_x, |x, d| d * silu_local(x, M::sigmoid)),
         Unary::Sigmoid => map2(s, d_y, d_x, |y, d| d * (y * (one - y))),
         Unary::Tanh => map2(s, d_y, d_x, |y, d| d * (one - y * y)),
         Unary::Softplus => map2(s, d_y, d_x, |x, d| d * M::sigmoid(x)),
