@@ -21,6 +21,7 @@ mod expand;
 mod fallback;
 mod ir;
 mod methods;
+mod names;
 #[cfg(test)]
 mod snapshots;
 #[cfg(test)]

@@ -15,9 +15,9 @@
 //! An active call `sigmoid(z)` becomes `let (p, tape_p) = sigmoid::forward(z);`: the
 //! callee's tape is kept for the reverse pass; an inactive one stays a plain call.
 
-use super::names::Names;
 use crate::analysis::Plan;
 use crate::ir::{Func, Operand, Rhs, Spelling, Stmt, VarId};
+use crate::names::Names;
 use proc_macro2::{Ident, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use std::collections::HashMap;

@@ -11,12 +11,11 @@
 //! ```
 
 pub mod forward;
-pub mod names;
 pub mod reverse;
 
 use crate::analysis::Plan;
 use crate::ir::Func;
-use names::Names;
+use crate::names::Names;
 use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote};
 use syn::ItemFn;

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::attr::GradArgs;
 use crate::diag::Ctxt;
-use crate::emit::names::Names;
+use crate::names::Names;
 use proc_macro2::{Ident, Span};
 use quote::ToTokens;
 use std::collections::{HashMap, HashSet};
