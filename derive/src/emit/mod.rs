@@ -10,7 +10,10 @@
 //!     other `#[grad]` functions call `f` (positional cotangents, one per argument)
 //! ```
 
+pub mod companions;
+pub mod context;
 pub mod forward;
+pub mod prepass;
 pub mod reverse;
 
 use crate::analysis::Plan;
@@ -789,7 +792,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
     } else {
         quote!(#[allow(deprecated)] let _ = #fn_name #tf;)
     };
-    let mut ctx = forward::Emitter::new(func, plan, names);
+    let mut ctx = context::Emitter::new(func, plan, names);
     let forward = ctx.forward();
     let (pullback, dual) = reverse::pullback(&mut ctx, &shape.tuple_ty());
     let tape_ty = if dual { quote!(DualTape) } else { quote!(Tape) };

@@ -23,7 +23,7 @@
 //! The closure captures exactly the values its rule calls read (`a`, `b`, `e`): that
 //! capture *is* the tape (see `analysis::record`).
 
-use super::forward::Emitter;
+use super::context::{BranchReverse, Emitter, LoopReverse, Reversible};
 use crate::ir::op::{Need, Vjp};
 use crate::ir::{BufOp, IfNode, LoopNode, Operand, Rhs, Spelling, Stmt, VarId};
 use proc_macro2::{Ident, Span, TokenStream};
@@ -48,62 +48,6 @@ enum Line {
     },
     /// A statement on adjoint buffers (`d_x[i] += d_t;`), emitted as it is.
     Raw(TokenStream),
-}
-
-/// The reverse of an `if`: for each arm, the values its forward pass saves (the data
-/// in `Branch::Then(..)`/`Branch::Else(..)`) and its reverse statements; and the outer
-/// values whose cotangents the arms return.
-pub struct BranchReverse {
-    /// `(saved, statements)` for the then arm and the else arm.
-    pub arms: [(Vec<Ident>, Vec<TokenStream>); 2],
-    pub outer: Vec<VarId>,
-}
-
-/// The reverse of one loop iteration, run inline in the enclosing reverse pass.
-pub struct LoopReverse {
-    /// Indices into `carried` of the carried values with an adjoint.
-    pub active: Vec<usize>,
-    /// `d_<out>_next`: each active carried value's cotangent at the end of an iteration.
-    pub params: Vec<Ident>,
-    /// Recomputed values, then the reverse statements, then the tuple of cotangents:
-    /// the carried values' at the start of the iteration, then the outer values'.
-    pub body: Vec<TokenStream>,
-    pub outer: Vec<VarId>,
-    /// What each iteration pushes.
-    pub saved: Vec<Ident>,
-    /// Whether the reverse pass needs the loop's index (recomputed from the range).
-    pub index: bool,
-    /// Counters the reverse pass runs backwards instead of saving.
-    pub reversible: Vec<Reversible>,
-    /// Loop-invariant reads, read once after the loop: `(name, read)`.
-    pub hoisted: Vec<(Ident, TokenStream)>,
-    /// Loop-invariant reads of active buffers: the adjoint element each one's cotangent
-    /// is added to once after the loop (the body returns the cotangents after the
-    /// carried and outer ones).
-    pub accumulated: Vec<(Ident, TokenStream)>,
-    /// Carried arrays whose value at the end of an iteration is not saved: it is the
-    /// next iteration's entry, which that iteration saved (the last one's is the
-    /// loop's result). `(exit, entry, out)`: the reverse walk hands each popped entry
-    /// back as the exit of the iteration before it.
-    pub relayed: Vec<(VarId, VarId, VarId)>,
-}
-
-impl LoopReverse {
-    /// A `for` whose iterations save nothing has no stack at all: its reverse takes the
-    /// iteration count from the range, as it takes the index. (A `while` counts its
-    /// iterations with its stack.)
-    pub fn stackless(&self, node: &LoopNode) -> bool {
-        self.saved.is_empty() && matches!(node.head, crate::ir::LoopHead::For { .. })
-    }
-}
-
-/// A carried integer counter stepped by a literal: `entry = exit − step` in reverse.
-pub struct Reversible {
-    pub entry: VarId,
-    pub out: VarId,
-    pub step: TokenStream,
-    /// `-` for a counter the body increments, `+` for one it decrements.
-    pub undo: TokenStream,
 }
 
 /// The reverse pass over `stmts`, in reverse order. `seeds` already have their adjoint
@@ -284,7 +228,7 @@ fn reverse_block(
                     // `rebuild` gets the value the call returned too: a hand-written
                     // rule's pullback needs only that and the arguments, a `#[grad]`
                     // function runs its forward pass again.
-                    let rebuild = super::forward::rebuild_path(path);
+                    let rebuild = super::companions::rebuild_path(path);
                     cx.captured.borrow_mut().insert(s.def);
                     let value = cx.var(s.def).clone();
                     quote_spanned!(s.span=> {
@@ -746,6 +690,35 @@ pub fn build_branch_reverse(cx: &mut Emitter<'_>, node: &IfNode) -> BranchRevers
     BranchReverse {
         arms: [then_arm, else_arm],
         outer,
+    }
+}
+
+impl<'a> Emitter<'a> {
+    /// The reverse of the `if` defining `def` (built once, by its forward pass).
+    pub fn branch_reverse(
+        &mut self,
+        def: VarId,
+        node: &crate::ir::IfNode,
+    ) -> std::rc::Rc<BranchReverse> {
+        if !self.branches.contains_key(&def) {
+            let built = build_branch_reverse(self, node);
+            self.branches.insert(def, std::rc::Rc::new(built));
+        }
+        self.branches[&def].clone()
+    }
+
+    /// The reverse of one iteration of the loop defining `def` (built once, by its
+    /// forward pass).
+    pub fn loop_reverse(
+        &mut self,
+        def: VarId,
+        node: &crate::ir::LoopNode,
+    ) -> std::rc::Rc<LoopReverse> {
+        if !self.loops.contains_key(&def) {
+            let built = build_loop_reverse(self, node);
+            self.loops.insert(def, std::rc::Rc::new(built));
+        }
+        self.loops[&def].clone()
     }
 }
 
@@ -1745,103 +1718,5 @@ fn loop_line(
         slots,
         span,
         check: false,
-    }
-}
-
-/// The in-place element updates of a function, as (writes, reads): in each block,
-/// `r = x[i]; s = r ± e; x[i] = s` (what `x[i] += e` and `x[i] -= e` lower to) where `r`
-/// and `s` have no other use, the buffer and index operands are the same, and only
-/// arithmetic and reads happen in between. Their reverse is `d_s = d_x[i]; d_e = ±d_s`
-/// with `d_x[i]` left as it is: the plain rules would read `d_x[i]`, zero it, and add the
-/// same value back through the read (a load, two stores and an add per update, in a
-/// chain through memory).
-pub fn in_place_updates(
-    func: &crate::ir::Func,
-    activity: &crate::analysis::activity::Activity,
-) -> (HashSet<VarId>, HashSet<VarId>) {
-    let uses = crate::ir::use_counts(func);
-    let single = |v: VarId| uses.get(&v).copied() == Some(1);
-    let (mut writes, mut reads) = (HashSet::new(), HashSet::new());
-    let mut block = |stmts: &[Stmt]| {
-        for (c, w) in stmts.iter().enumerate() {
-            let Rhs::Buffer {
-                op: BufOp::Write,
-                args: wargs,
-            } = &w.rhs
-            else {
-                continue;
-            };
-            let Some(sv) = wargs[2]
-                .var()
-                .filter(|v| single(*v) && activity.is_active(*v))
-            else {
-                continue;
-            };
-            let Some(b) = stmts[..c].iter().rposition(|st| st.def == sv) else {
-                continue;
-            };
-            let Rhs::Prim {
-                prim,
-                spelling: Spelling::Operator(_),
-                args: pargs,
-            } = &stmts[b].rhs
-            else {
-                continue;
-            };
-            let read_of = |o: &Operand| -> Option<usize> {
-                let r = o.var().filter(|v| single(*v))?;
-                let a = stmts[..b].iter().rposition(|st| st.def == r)?;
-                match &stmts[a].rhs {
-                    Rhs::Buffer {
-                        op: BufOp::Read,
-                        args: rargs,
-                    } if operand_eq(&rargs[0], &wargs[0]) && operand_eq(&rargs[1], &wargs[1]) => {
-                        Some(a)
-                    }
-                    _ => None,
-                }
-            };
-            let a = match (prim.name, &pargs[..]) {
-                ("+", [l, r]) => read_of(l).or_else(|| read_of(r)),
-                ("-", [l, _]) => read_of(l),
-                _ => None,
-            };
-            let Some(a) = a else { continue };
-            let quiet = stmts[a + 1..c].iter().all(|st| {
-                matches!(
-                    st.rhs,
-                    Rhs::Prim { .. }
-                        | Rhs::Copy(_)
-                        | Rhs::ZeroDerivative { .. }
-                        | Rhs::Buffer {
-                            op: BufOp::Read,
-                            ..
-                        }
-                )
-            });
-            if quiet {
-                writes.insert(w.def);
-                reads.insert(stmts[a].def);
-            }
-        }
-    };
-    block(&func.body);
-    crate::ir::walk(&func.body, &mut |st| match &st.rhs {
-        Rhs::If(node) => {
-            block(&node.then_body);
-            block(&node.else_body);
-        }
-        Rhs::Loop(node) => block(&node.body),
-        _ => {}
-    });
-    (writes, reads)
-}
-
-/// The same operand: the same value, or the same constant tokens.
-fn operand_eq(a: &Operand, b: &Operand) -> bool {
-    match (a, b) {
-        (Operand::Var(x), Operand::Var(y)) => x == y,
-        (Operand::Const(x), Operand::Const(y)) => quote!(#x).to_string() == quote!(#y).to_string(),
-        _ => false,
     }
 }
