@@ -94,7 +94,7 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
         .map(|(n, t)| quote!(#n: #t))
         .collect();
     // The companions' own locals, named apart from every identifier of the function.
-    let mut own = crate::emit::names::Names::new(item_fn.to_token_stream());
+    let mut own = crate::names::Names::new(item_fn.to_token_stream());
     let span = proc_macro2::Span::call_site();
     let (value, d_out, strong, kept) = (
         own.fresh("__value", span),

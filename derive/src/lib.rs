@@ -21,6 +21,7 @@ mod expand;
 mod fallback;
 mod ir;
 mod methods;
+mod names;
 mod rule_table;
 #[cfg(test)]
 mod snapshots;

@@ -1,0 +1,500 @@
+//! What the forward and the reverse pass share: the `Emitter` (the function, its plan,
+//! the names given to values, adjoints, tapes and shapes, and what the tape captures),
+//! how an operand is written, and the reverse of each branch and loop, built once and
+//! read by both passes.
+
+use super::prepass::{in_place_updates, stable_reads};
+use crate::analysis::Plan;
+use crate::ir::{Func, LoopNode, Operand, Rhs, Spelling, Stmt, VarId};
+use crate::names::Names;
+use proc_macro2::{Ident, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+use std::collections::HashMap;
+
+pub struct Emitter<'a> {
+    pub func: &'a Func,
+    pub plan: &'a Plan,
+    pub names: Names,
+    adjoints: HashMap<VarId, Ident>,
+    pub(super) tapes: HashMap<VarId, Ident>,
+    pub(super) shapes: HashMap<VarId, Ident>,
+    /// The block (an id from `scopes`) each value's shape was taken in: a block inside
+    /// a loop or an arm cannot lend its `shape_x` to code after it.
+    pub(super) shape_scope: HashMap<VarId, usize>,
+    /// The shape each tensor statement's rule reads, per operand.
+    pub(super) stmt_shapes: HashMap<(VarId, VarId), Ident>,
+    /// The shapes taken just before each statement (saved with the block's other
+    /// values when that block is a loop body or an arm).
+    pub shapes_at: HashMap<VarId, Vec<Ident>>,
+    /// The blocks being emitted, innermost last, and the next block's id.
+    pub(super) scopes: Vec<usize>,
+    pub(super) next_scope: usize,
+    /// Values the reverse pass reads (so the closure captures them): what the tape
+    /// holds, for its byte count.
+    pub captured: std::cell::RefCell<std::collections::BTreeSet<VarId>>,
+    /// Calls whose tapes the reverse pass runs (so the closure captures them).
+    pub captured_tapes: std::cell::RefCell<std::collections::BTreeSet<VarId>>,
+    /// Each branch's pullback closures, built by the forward pass (which stores them in
+    /// the tape) and read by the reverse pass (which needs their outer values).
+    pub(super) branches: HashMap<VarId, std::rc::Rc<BranchReverse>>,
+    pub(super) loops: HashMap<VarId, std::rc::Rc<LoopReverse>>,
+    /// `range`: the range a `for` loop iterates, kept when its reverse reads the index.
+    ranges: HashMap<VarId, Ident>,
+    /// Buffers written element-wise (declared `let mut`).
+    pub(super) written: std::collections::HashSet<VarId>,
+    /// `tape_heap`, once a loop needs it.
+    pub heap: Option<Ident>,
+    /// The loops with a stack (declared once, at the top of the forward pass).
+    pub stacks: Vec<VarId>,
+    /// Reads of buffers this function owns that no later write can change: the
+    /// reverse pass reads them again from the buffer (which the tape then keeps)
+    /// instead of saving each element.
+    pub stable_reads: std::collections::HashSet<VarId>,
+    counts: HashMap<VarId, Ident>,
+    /// Calls that pass a buffer of this function: per argument, the copy kept for the
+    /// reverse pass, which runs the callee's forward again on it.
+    /// (Per argument: the copy's name and how the reverse pass passes it.)
+    pub snapshots: HashMap<VarId, Vec<Option<(Ident, TokenStream)>>>,
+    /// Loop-invariant reads of an active buffer (`xcentered[i]` inside `for j`): the
+    /// reverse pass sums their cotangent over the iterations and adds it to the element
+    /// once after the loop, instead of a load-add-store on the same element every
+    /// iteration (a chain through memory the compiler cannot keep in a register).
+    pub accumulated_reads: std::collections::HashSet<VarId>,
+    /// The writes of in-place element updates `x[i] = x[i] ± e` (what `x[i] += e`
+    /// lowers to): their reverse leaves `d_x[i]` as it is and gives it to `e`, instead
+    /// of reading it, zeroing it and adding it back (`prepass::in_place_updates`).
+    pub in_place_writes: std::collections::HashSet<VarId>,
+    /// The reads of those updates, whose cotangent is not added back.
+    pub in_place_reads: std::collections::HashSet<VarId>,
+}
+
+impl<'a> Emitter<'a> {
+    pub fn new(func: &'a Func, plan: &'a Plan, names: Names) -> Self {
+        let (in_place_writes, in_place_reads) = in_place_updates(func, &plan.activity);
+        Emitter {
+            func,
+            plan,
+            names,
+            adjoints: HashMap::new(),
+            tapes: HashMap::new(),
+            shapes: HashMap::new(),
+            shape_scope: HashMap::new(),
+            stmt_shapes: HashMap::new(),
+            shapes_at: HashMap::new(),
+            scopes: Vec::new(),
+            next_scope: 0,
+            captured: Default::default(),
+            captured_tapes: Default::default(),
+            branches: HashMap::new(),
+            loops: HashMap::new(),
+            ranges: HashMap::new(),
+            heap: None,
+            snapshots: HashMap::new(),
+            accumulated_reads: Default::default(),
+            in_place_writes,
+            in_place_reads,
+            stacks: Vec::new(),
+            counts: HashMap::new(),
+            stable_reads: stable_reads(func),
+            written: {
+                let mut w = std::collections::HashSet::new();
+                crate::ir::walk(&func.body, &mut |s| {
+                    if let Rhs::Buffer {
+                        op: crate::ir::BufOp::Write,
+                        args,
+                    } = &s.rhs
+                    {
+                        w.extend(args[0].var());
+                    }
+                });
+                w
+            },
+        }
+    }
+
+    /// The generics of the function being differentiated.
+    pub fn item_generics(&self) -> syn::Generics {
+        self.func.generics.clone()
+    }
+
+    /// A buffer whose elements belong to this function (not to an argument).
+    /// A buffer this function owns: a local, or an argument taken by value (`x:
+    /// Vec<f64>`, `x: [f64; 3]`). A callee's tape cannot borrow it past the forward
+    /// pass, so a call on it is checkpointed. A borrowed argument (`&[f64]`) outlives
+    /// the tape and is passed as it is.
+    pub fn is_local_buffer(&self, v: VarId) -> bool {
+        let root = self.func.buffer_root(v).0;
+        self.func.is_buffer(v)
+            && !self
+                .func
+                .params
+                .iter()
+                .any(|p| p.var == root && matches!(p.ty, syn::Type::Reference(_)))
+    }
+
+    /// `&h` of an array this function made (`dense(&h, w, b)` after `let h =
+    /// layer_norm(..)`): a callee's tape cannot borrow it past the forward pass either.
+    pub fn is_local_array_ref(&self, v: VarId) -> bool {
+        match self.func.def_of(v) {
+            Some(Stmt {
+                rhs: Rhs::Prim { prim, args, .. },
+                ..
+            }) if prim.name == "&" => args[0]
+                .var()
+                .is_some_and(|x| self.plan.kinds.owned_array[x.0]),
+            _ => false,
+        }
+    }
+
+    /// Whether the value emitted as `name` is an array (not a float, a shape or a tape).
+    pub(super) fn is_array_name(&self, name: &Ident) -> bool {
+        self.func
+            .vars
+            .iter()
+            .position(|v| v.name == *name)
+            .is_some_and(|k| !self.plan.kinds.scalar[k])
+    }
+
+    /// Whether `v` (or what `&v` borrows) is a view, through view methods, of an array
+    /// this function made rather than of an argument.
+    pub fn view_of_local(&self, v: VarId, through_view: bool) -> bool {
+        if self.func.params.iter().any(|p| p.var == v) {
+            return false;
+        }
+        match self.func.def_of(v) {
+            Some(Stmt {
+                rhs: Rhs::Prim { prim, args, .. },
+                ..
+            }) => {
+                let name = prim.name;
+                let view = matches!(name, "t" | "view" | "reversed_axes")
+                    || crate::ir::op::VIEW_METHODS.contains(&name)
+                    || crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name);
+                match args[0].var() {
+                    Some(u) if name == "&" => self.view_of_local(u, through_view),
+                    Some(u) if view => self.view_of_local(u, true),
+                    _ => through_view,
+                }
+            }
+            _ => through_view,
+        }
+    }
+
+    /// The tape name of `v`'s statement, if one was made.
+    pub fn tape_if_any(&self, v: VarId) -> Option<Ident> {
+        self.tapes.get(&v).cloned()
+    }
+
+    /// The range name of the loop defining `v`, if one was made.
+    pub fn range_if_any(&self, v: VarId) -> Option<Ident> {
+        self.ranges.get(&v).cloned()
+    }
+
+    /// `count`: the number of iterations the `while` loop defining `v` ran.
+    pub fn count(&mut self, v: VarId) -> Ident {
+        let span = self.func.name(v).span();
+        memoized(&mut self.counts, &mut self.names, v, "count", span)
+    }
+
+    /// The names of the loop-invariant reads the loop defining `v` makes after it.
+    pub fn hoisted_names(&self, v: VarId) -> Vec<Ident> {
+        self.loops
+            .get(&v)
+            .map(|r| r.hoisted.iter().map(|(h, _)| h.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The iteration-count name of the `while` loop defining `v`, if one was made.
+    pub fn count_if_any(&self, v: VarId) -> Option<Ident> {
+        self.counts.get(&v).cloned()
+    }
+
+    /// `range`: the range of the `for` loop defining `v`.
+    pub fn range(&mut self, v: VarId) -> Ident {
+        let span = self.func.name(v).span();
+        memoized(&mut self.ranges, &mut self.names, v, "range", span)
+    }
+
+    pub fn var(&self, v: VarId) -> &Ident {
+        self.func.name(v)
+    }
+
+    /// `d_x`: the adjoint of `x`.
+    pub fn adjoint(&mut self, v: VarId) -> Ident {
+        let (base, span) = self.derived_name("d", v);
+        memoized(&mut self.adjoints, &mut self.names, v, &base, span)
+    }
+
+    /// `tape_x`: the tape of the call that defined `x`.
+    pub fn tape(&mut self, v: VarId) -> Ident {
+        let (base, span) = self.derived_name("tape", v);
+        memoized(&mut self.tapes, &mut self.names, v, &base, span)
+    }
+
+    /// `shape_x`: the shape of `x`, saved for a broadcasting rule on the tensor path.
+    pub fn shape(&mut self, v: VarId) -> Ident {
+        let (base, span) = self.derived_name("shape", v);
+        memoized(&mut self.shapes, &mut self.names, v, &base, span)
+    }
+
+    /// `prefix_x` for value `x`, with `x`'s span.
+    pub(super) fn derived_name(&self, prefix: &str, v: VarId) -> (String, proc_macro2::Span) {
+        let name = self.func.name(v);
+        (
+            format!("{prefix}_{}", name.to_string().trim_start_matches("r#")),
+            name.span(),
+        )
+    }
+
+    /// A value a rule reads in the reverse pass, looking through borrows: for
+    /// `let t = &e; ... t * t`, the tape keeps `e` itself (moved into the closure),
+    /// not a borrow of a local that ends with the forward pass.
+    ///
+    /// Views are re-derived the same way: for `let at = a.t();` the tape keeps `a` and
+    /// the reverse pass reads `a.t()`, since a view borrows the binding it was taken
+    /// from (rematerialising a view costs nothing; keeping it would tie the tape to a
+    /// local of the forward pass).
+    pub fn saved_operand(&self, o: &Operand) -> TokenStream {
+        if let Some(v) = o.var()
+            && let Some(Stmt {
+                rhs:
+                    Rhs::Prim {
+                        prim,
+                        args,
+                        spelling,
+                    },
+                ..
+            }) = self.func.def_of(v)
+        {
+            match prim.name {
+                "&" => return self.saved_operand(&args[0]),
+                "t" | "view" | "reversed_axes" => {
+                    let source = self.saved_operand(&args[0]);
+                    if let Spelling::Method(m) = spelling {
+                        return quote!((#source).#m());
+                    }
+                }
+                // Views with arguments (`x.row(i)`, `x.slice(s![..])`): the same method on
+                // the source, its data arguments read again. A consuming method
+                // (`insert_axis`) is re-derived through a view, and only from a view: an
+                // owned receiver was moved into the result, which is then kept.
+                name if crate::ir::op::VIEW_METHODS.contains(&name)
+                    || crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name)
+                        && !self.owns_data(o) =>
+                {
+                    let source = self.saved_operand(&args[0]);
+                    let source = if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name) {
+                        quote!((#source).view())
+                    } else {
+                        quote!((#source))
+                    };
+                    let mut ops = vec![source];
+                    ops.extend(args[1..].iter().map(|a| self.saved_operand(a)));
+                    return self.spelled_ops(spelling, &ops, proc_macro2::Span::call_site());
+                }
+                _ => {}
+            }
+        }
+        if let Some(v) = o.var() {
+            self.captured.borrow_mut().insert(v);
+        }
+        self.operand(o)
+    }
+
+    /// Whether `o` owns its elements: an owned array argument, or a result that is not a
+    /// borrow or a view (of something that does not own them).
+    pub(super) fn owns_data(&self, o: &Operand) -> bool {
+        let Some(v) = o.var() else { return false };
+        match self.func.def_of(v) {
+            None => self.plan.kinds.owned_array[v.0],
+            Some(Stmt {
+                rhs: Rhs::Prim { prim, args, .. },
+                ..
+            }) => match prim.name {
+                "&" | "view" | "t" => false,
+                name if crate::ir::op::VIEW_METHODS.contains(&name) => false,
+                // Made a view of an owned receiver too, except as the result.
+                name if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name) => {
+                    self.owns_data(&args[0]) && self.func.ret.var() == Some(v)
+                }
+                "reversed_axes" => self.owns_data(&args[0]),
+                _ => true,
+            },
+            Some(Stmt {
+                rhs: Rhs::Copy(c), ..
+            }) => self.owns_data(c),
+            Some(_) => true,
+        }
+    }
+
+    pub fn operand(&self, o: &Operand) -> TokenStream {
+        match o {
+            Operand::Var(v) => self.var(*v).to_token_stream(),
+            Operand::Const(e @ (syn::Expr::Lit(_) | syn::Expr::Path(_) | syn::Expr::Paren(_))) => {
+                e.to_token_stream()
+            }
+            Operand::Const(e) => quote!((#e)),
+        }
+    }
+
+    /// The shape of operand `v` that the rule of statement `def` reads.
+    pub fn stmt_shape(&mut self, def: VarId, v: VarId) -> Ident {
+        match self.stmt_shapes.get(&(def, v)) {
+            Some(i) => i.clone(),
+            None => self.shape(v),
+        }
+    }
+
+    /// The forward pass's running count of heap bytes its loops keep for the tape.
+    pub fn heap_name(&mut self) -> Ident {
+        if self.heap.is_none() {
+            self.heap = Some(
+                self.names
+                    .fresh("tape_heap", proc_macro2::Span::call_site()),
+            );
+        }
+        self.heap.clone().expect("set above")
+    }
+
+    pub(super) fn spelled(
+        &self,
+        spelling: &Spelling,
+        args: &[Operand],
+        span: proc_macro2::Span,
+    ) -> TokenStream {
+        let ops: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+        self.spelled_ops(spelling, &ops, span)
+    }
+
+    pub(super) fn spelled_ops(
+        &self,
+        spelling: &Spelling,
+        ops: &[TokenStream],
+        span: proc_macro2::Span,
+    ) -> TokenStream {
+        match spelling {
+            Spelling::Operator(op) => {
+                let (a, b) = (&ops[0], &ops[1]);
+                quote_spanned!(span=> #a #op #b)
+            }
+            Spelling::Unary(op) => {
+                let a = &ops[0];
+                quote_spanned!(span=> #op #a)
+            }
+            Spelling::Method(m) => {
+                let recv = &ops[0];
+                let rest = &ops[1..];
+                quote_spanned!(span=> #recv.#m(#(#rest),*))
+            }
+            Spelling::Path(p) => quote_spanned!(span=> #p(#(#ops),*)),
+            Spelling::Cast(ty) => {
+                let a = &ops[0];
+                quote_spanned!(span=> #a as #ty)
+            }
+            Spelling::Ref => {
+                let a = &ops[0];
+                quote_spanned!(span=> &#a)
+            }
+            Spelling::Index => {
+                let (a, i) = (&ops[0], &ops[1]);
+                quote_spanned!(span=> #a[#i])
+            }
+            Spelling::TupleField(k) => {
+                let a = &ops[0];
+                quote_spanned!(span=> #a.#k)
+            }
+            Spelling::RefIndex => {
+                let (a, i) = (&ops[0], &ops[1]);
+                quote_spanned!(span=> &#a[#i])
+            }
+            Spelling::Matches(pat) => {
+                let a = &ops[0];
+                quote_spanned!(span=> ::core::matches!(#a, #pat))
+            }
+            Spelling::MethodTurbofish(m) => {
+                let recv = &ops[0];
+                let rest = &ops[1..];
+                quote_spanned!(span=> #recv.#m(#(#rest),*))
+            }
+            Spelling::Join(path, what) => {
+                let axis = &ops[0];
+                let arrays = &ops[1..];
+                quote_spanned!(span=> #path(#what, #axis, &[#((#arrays).view()),*]))
+            }
+            Spelling::MethodUnwrap(m, tail) => {
+                let recv = &ops[0];
+                let rest = &ops[1..];
+                quote_spanned!(span=> #recv.#m(#(#rest),*)#tail)
+            }
+        }
+    }
+}
+
+/// The name kept for `v` in `map`, made fresh from `base` the first time.
+fn memoized(
+    map: &mut HashMap<VarId, Ident>,
+    names: &mut Names,
+    v: VarId,
+    base: &str,
+    span: proc_macro2::Span,
+) -> Ident {
+    map.entry(v)
+        .or_insert_with(|| names.fresh(base, span))
+        .clone()
+}
+
+/// The reverse of an `if`: for each arm, the values its forward pass saves (the data
+/// in `Branch::Then(..)`/`Branch::Else(..)`) and its reverse statements; and the outer
+/// values whose cotangents the arms return.
+pub struct BranchReverse {
+    /// `(saved, statements)` for the then arm and the else arm.
+    pub arms: [(Vec<Ident>, Vec<TokenStream>); 2],
+    pub outer: Vec<VarId>,
+}
+
+/// The reverse of one loop iteration, run inline in the enclosing reverse pass.
+pub struct LoopReverse {
+    /// Indices into `carried` of the carried values with an adjoint.
+    pub active: Vec<usize>,
+    /// `d_<out>_next`: each active carried value's cotangent at the end of an iteration.
+    pub params: Vec<Ident>,
+    /// Recomputed values, then the reverse statements, then the tuple of cotangents:
+    /// the carried values' at the start of the iteration, then the outer values'.
+    pub body: Vec<TokenStream>,
+    pub outer: Vec<VarId>,
+    /// What each iteration pushes.
+    pub saved: Vec<Ident>,
+    /// Whether the reverse pass needs the loop's index (recomputed from the range).
+    pub index: bool,
+    /// Counters the reverse pass runs backwards instead of saving.
+    pub reversible: Vec<Reversible>,
+    /// Loop-invariant reads, read once after the loop: `(name, read)`.
+    pub hoisted: Vec<(Ident, TokenStream)>,
+    /// Loop-invariant reads of active buffers: the adjoint element each one's cotangent
+    /// is added to once after the loop (the body returns the cotangents after the
+    /// carried and outer ones).
+    pub accumulated: Vec<(Ident, TokenStream)>,
+    /// Carried arrays whose value at the end of an iteration is not saved: it is the
+    /// next iteration's entry, which that iteration saved (the last one's is the
+    /// loop's result). `(exit, entry, out)`: the reverse walk hands each popped entry
+    /// back as the exit of the iteration before it.
+    pub relayed: Vec<(VarId, VarId, VarId)>,
+}
+
+impl LoopReverse {
+    /// A `for` whose iterations save nothing has no stack at all: its reverse takes the
+    /// iteration count from the range, as it takes the index. (A `while` counts its
+    /// iterations with its stack.)
+    pub fn stackless(&self, node: &LoopNode) -> bool {
+        self.saved.is_empty() && matches!(node.head, crate::ir::LoopHead::For { .. })
+    }
+}
+
+/// A carried integer counter stepped by a literal: `entry = exit − step` in reverse.
+pub struct Reversible {
+    pub entry: VarId,
+    pub out: VarId,
+    pub step: TokenStream,
+    /// `-` for a counter the body increments, `+` for one it decrements.
+    pub undo: TokenStream,
+}

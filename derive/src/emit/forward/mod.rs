@@ -1,0 +1,359 @@
+//! The forward pass: the user's statements in source order, one operation per `let`,
+//! each spanned to the user expression it came from.
+//!
+//! Before:
+//! ```text
+//! let e = a * b + c;
+//! e * e
+//! ```
+//! After:
+//! ```text
+//! let t0 = a * b;
+//! let e = t0 + c;
+//! let t1 = e * e;
+//! ```
+//! An active call `sigmoid(z)` becomes `let (p, tape_p) = sigmoid::forward(z);`: the
+//! callee's tape is kept for the reverse pass; an inactive one stays a plain call.
+
+mod control;
+
+use super::companions::companion_path;
+use super::context::Emitter;
+use crate::ir::{Operand, Rhs, Spelling, Stmt};
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote, quote_spanned};
+
+impl<'a> Emitter<'a> {
+    /// A statement without control flow, as the forward pass writes it (for values
+    /// the reverse pass recomputes).
+    pub fn simple_stmt(&mut self, s: &Stmt) -> TokenStream {
+        self.stmt(s)
+    }
+
+    pub fn forward(&mut self) -> TokenStream {
+        let out = self.block(&self.func.body);
+        quote!(#(#out)*)
+    }
+
+    fn block(&mut self, stmts: &[Stmt]) -> Vec<TokenStream> {
+        self.scopes.push(self.next_scope);
+        self.next_scope += 1;
+        let mut out = Vec::new();
+        for s in stmts {
+            // Shapes first: the operation may consume its operands.
+            out.extend(self.shape_saves(s));
+            out.push(self.stmt(s));
+        }
+        self.scopes.pop();
+        out
+    }
+
+    /// On the tensor path, `let shape_a = shape_of(&a);` for each operand whose
+    /// cotangent a broadcasting rule must sum back to its shape.
+    fn shape_saves(&mut self, s: &Stmt) -> Vec<TokenStream> {
+        let Rhs::Prim { prim, args, .. } = &s.rhs else {
+            return Vec::new();
+        };
+        let scalar_path = self.plan.kinds.scalar_path(s.def);
+        if scalar_path || !self.plan.activity.is_active(s.def) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (k, vjp) in prim.vjps_on(false).iter().enumerate() {
+            if !self.plan.activity.operand_active(&args[k]) {
+                continue;
+            }
+            let crate::ir::op::Vjp::Rule(_, needs) = vjp else {
+                continue;
+            };
+            for need in *needs {
+                if let crate::ir::op::Need::Shape(j) = need {
+                    let Some(v) = args[*j].var() else { continue };
+                    let in_scope = self
+                        .shape_scope
+                        .get(&v)
+                        .is_some_and(|sc| self.scopes.contains(sc));
+                    if in_scope {
+                        let shape = self.shapes[&v].clone();
+                        self.stmt_shapes.insert((s.def, v), shape);
+                        continue;
+                    }
+                    // Taken in a block that has ended (a loop body, an arm): again here.
+                    let shape = if self.shapes.contains_key(&v) {
+                        let (base, span) = self.derived_name("shape", v);
+                        let fresh = self.names.fresh(&base, span);
+                        self.shapes.insert(v, fresh.clone());
+                        fresh
+                    } else {
+                        self.shape(v)
+                    };
+                    self.shape_scope
+                        .insert(v, *self.scopes.last().expect("inside a block"));
+                    self.stmt_shapes.insert((s.def, v), shape.clone());
+                    self.shapes_at.entry(s.def).or_default().push(shape.clone());
+                    let x = self.var(v).clone();
+                    out.push(quote_spanned!(s.span=> let #shape = ::backprop::__private::tensor::shape_of(&#x);));
+                }
+            }
+        }
+        out
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> TokenStream {
+        if let Rhs::If(node) = &s.rhs {
+            return self.if_stmt(s, node);
+        }
+        if let Rhs::Loop(node) = &s.rhs {
+            return self.loop_stmt(s, node);
+        }
+        let def = self.var(s.def).clone();
+        let ty = s.ty.as_ref().map(|t| quote!(: #t));
+        let span = s.span;
+        if let Rhs::Buffer { op, args } = &s.rhs {
+            use crate::ir::BufOp;
+            let a: Vec<TokenStream> = args.iter().map(|o| self.operand(o)).collect();
+            let mutability = if self.written.contains(&s.def) {
+                quote!(mut)
+            } else {
+                quote!()
+            };
+            return match op {
+                BufOp::Read => {
+                    let (x, i) = (&a[0], &a[1]);
+                    quote_spanned!(span=> let #def #ty = #x[#i];)
+                }
+                BufOp::Write => {
+                    let (x, i, v) = (&a[0], &a[1], &a[2]);
+                    quote_spanned!(span=> #x[#i] = #v;)
+                }
+                BufOp::Fill => {
+                    let (v, n) = (&a[0], &a[1]);
+                    quote_spanned!(span=> let #mutability #def #ty = ::std::vec![#v; #n];)
+                }
+                BufOp::FillArray => {
+                    let (v, n) = (&a[0], &a[1]);
+                    quote_spanned!(span=> let #mutability #def #ty = [#v; #n];)
+                }
+                BufOp::ToVec => {
+                    let x = &a[0];
+                    quote_spanned!(span=> let #mutability #def #ty = #x.to_vec();)
+                }
+                BufOp::View => {
+                    let (x, start) = (&a[0], &a[1]);
+                    match a.get(2) {
+                        Some(end) => quote_spanned!(span=> let #def #ty = &#x[#start..#end];),
+                        None => quote_spanned!(span=> let #def #ty = &#x[#start..];),
+                    }
+                }
+                BufOp::Alias => {
+                    let x = &a[0];
+                    quote_spanned!(span=> let #mutability #def #ty = #x;)
+                }
+                BufOp::Borrow => {
+                    let x = &a[0];
+                    quote_spanned!(span=> let #def #ty = &#x;)
+                }
+                BufOp::Field(m) => {
+                    let x = &a[0];
+                    quote_spanned!(span=> let #def #ty = &#x.#m;)
+                }
+                BufOp::FieldRead(m) => {
+                    let x = &a[0];
+                    quote_spanned!(span=> let #def #ty = #x.#m;)
+                }
+                BufOp::Elem => {
+                    let (x, i) = (&a[0], &a[1]);
+                    quote_spanned!(span=> let #def #ty = &#x[#i];)
+                }
+                BufOp::NewVec => match a.first() {
+                    Some(n) => {
+                        quote_spanned!(span=> let mut #def #ty = ::std::vec::Vec::with_capacity(#n);)
+                    }
+                    None => quote_spanned!(span=> let mut #def #ty = ::std::vec::Vec::new();),
+                },
+                BufOp::Push => {
+                    let (h, v) = (&a[0], &a[1]);
+                    quote_spanned!(span=> #h.push(#v);)
+                }
+            };
+        }
+        if let Rhs::Call { path, args } = &s.rhs {
+            let arg_ops = args;
+            // A runtime op's tape keeps its inputs by type: a view of an array this
+            // function made (`z.insert_axis(Axis(0))`) would tie the tape to that local,
+            // so the op gets an owned copy of the view.
+            let runtime_op = crate::ir::op::is_runtime_array_op(&path.path);
+            let args: Vec<TokenStream> = args
+                .iter()
+                .map(|a| match a.var() {
+                    Some(v) if runtime_op && self.view_of_local(v, false) => {
+                        let x = self.operand(a);
+                        quote!(&::backprop::__private::tensor::owned_view(#x))
+                    }
+                    _ => self.operand(a),
+                })
+                .collect();
+            // `&h` of a local array only needs a checkpoint for a callee whose tape
+            // borrows its inputs (a `#[grad]` function), not for the runtime's ops.
+            let local_arrays = !crate::ir::op::is_runtime_array_op(&path.path)
+                && arg_ops
+                    .iter()
+                    .any(|a| a.var().is_some_and(|v| self.is_local_array_ref(v)));
+            let local_buffers = arg_ops
+                .iter()
+                .any(|a| a.var().is_some_and(|v| self.is_local_buffer(v)));
+            if self.plan.activity.is_active(s.def) && (local_buffers || local_arrays) {
+                // The callee's tape would borrow a buffer of this function, which ends
+                // with the forward pass (and may be written after the call): keep a
+                // copy instead, and run the callee's forward again in the reverse pass
+                // (a checkpoint of the call).
+                let mut saves = Vec::new();
+                let mut names = Vec::new();
+                for a in arg_ops {
+                    match a.var() {
+                        Some(v)
+                            if self.is_local_buffer(v)
+                                || local_arrays && self.is_local_array_ref(v) =>
+                        {
+                            let x = self.var(v).clone();
+                            let snap = self.names.fresh(
+                                &format!("snapshot_{}", x.to_string().trim_start_matches("r#")),
+                                span,
+                            );
+                            let counter = self.heap_name();
+                            // The copy has the argument's own type: `&h` passes `&copy`
+                            // (a `&Vec` or `&[f64; N]`), a view `&h[a..b]` a slice, `h`
+                            // itself (moved) the copy itself.
+                            let (copy, pass) = match self.func.def_of(v) {
+                                Some(Stmt {
+                                    rhs:
+                                        Rhs::Buffer {
+                                            op: crate::ir::BufOp::Borrow,
+                                            ..
+                                        },
+                                    ..
+                                }) => (quote!(::core::clone::Clone::clone(#x)), quote!(&#snap)),
+                                // `&h` of a local array: a copy of the array, lent.
+                                Some(Stmt {
+                                    rhs: Rhs::Prim { prim, .. },
+                                    ..
+                                }) if prim.name == "&" => {
+                                    (quote!(::core::clone::Clone::clone(#x)), quote!(&#snap))
+                                }
+                                Some(Stmt {
+                                    rhs:
+                                        Rhs::Buffer {
+                                            op: crate::ir::BufOp::View,
+                                            ..
+                                        },
+                                    ..
+                                }) => (quote!(::std::vec::Vec::from(&#x[..])), quote!(&#snap[..])),
+                                _ => (quote!(::core::clone::Clone::clone(&#x)), quote!(#snap)),
+                            };
+                            saves.push(quote_spanned!(span=> let #snap = #copy;));
+                            saves.push(quote_spanned!(span=> #counter += {
+                                #[allow(unused_imports)]
+                                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                                (&::backprop::__private::Probe(&#snap)).heap_bytes()
+                            };));
+                            names.push(Some((snap, pass)));
+                        }
+                        _ => names.push(None),
+                    }
+                }
+                self.snapshots.insert(s.def, names);
+                return quote_spanned!(span=> #(#saves)* let #def #ty = #path(#(#args),*););
+            }
+            if self.plan.activity.is_active(s.def) {
+                let tape = self.tape(s.def);
+                let companion = companion_path(path);
+                let ty = s.ty.as_ref().map(|t| quote!(: (#t, _)));
+                // A call of the function itself: its tape is behind a pointer (the
+                // tape of this call would otherwise contain its own type).
+                if path.path.get_ident() == Some(&self.func.name) {
+                    return quote_spanned!(span=>
+                        let (#def, #tape) #ty = #companion(#(#args),*);
+                        let #tape = ::backprop::__private::boxed(#tape);
+                    );
+                }
+                return quote_spanned!(span=> let (#def, #tape) #ty = #companion(#(#args),*););
+            }
+            return quote_spanned!(span=> let #def #ty = #path(#(#args),*););
+        }
+        let value = match &s.rhs {
+            Rhs::Copy(Operand::Const(e)) => e.to_token_stream(),
+            // `a.dot(b)` runs on the crate's matmul kernel (see `tensor::dot`).
+            Rhs::Prim { prim, args, .. }
+                if prim.name == "dot" && !self.plan.kinds.scalar_path(s.def) =>
+            {
+                let (a, b) = (self.operand(&args[0]), self.operand(&args[1]));
+                quote_spanned!(span=> ::backprop::__private::tensor::dot(&#a, &#b))
+            }
+            Rhs::Copy(o) => self.operand(o),
+            Rhs::Prim { spelling, args, .. }
+                if !self.plan.kinds.scalar_path(s.def)
+                    && matches!(spelling, Spelling::Operator(_) | Spelling::Unary(_)) =>
+            {
+                // An operator consumes an owned array the tape may still read: borrow it.
+                let ops: Vec<TokenStream> = args
+                    .iter()
+                    .map(|a| match a.var() {
+                        Some(v) if self.plan.kinds.owned_array[v.0] => {
+                            let x = self.var(v);
+                            // A call's result may be a scalar (every `#[grad]` function
+                            // returns one) or an array: borrow only an array.
+                            if matches!(
+                                self.func.def_of(v),
+                                Some(Stmt {
+                                    rhs: Rhs::Call { .. },
+                                    ..
+                                })
+                            ) {
+                                quote!(::backprop::__private::tensor::by_ref(&#x))
+                            } else {
+                                quote!(&#x)
+                            }
+                        }
+                        _ => self.operand(a),
+                    })
+                    .collect();
+                let value = self.spelled_ops(spelling, &ops, span);
+                if let (Spelling::Operator(_), [a, b]) = (spelling, &ops[..]) {
+                    // ndarray's own panic on a shape mismatch names neither shape; and
+                    // `y += x` must keep `y`'s shape, as ndarray's `+=` does.
+                    let what = format!("`{}`", s.source);
+                    let check = if s.compound {
+                        quote_spanned!(span=> ::backprop::__private::tensor::check_assign(#what, &#a, &#b);)
+                    } else {
+                        quote_spanned!(span=> ::backprop::__private::tensor::check_broadcast(#what, &#a, &#b);)
+                    };
+                    return quote!(#check let #def #ty = #value;);
+                }
+                value
+            }
+            // A consuming view method (`insert_axis`, `into_shape_with_order`) on an
+            // array this function owns takes a view of it instead: a rule may still read
+            // the array, which the method would have moved away.
+            Rhs::Prim {
+                prim,
+                spelling,
+                args,
+            } if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&prim.name)
+                && self.owns_data(&args[0])
+                && self.func.ret.var() != Some(s.def) =>
+            {
+                let mut ops: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
+                let recv = &ops[0];
+                ops[0] = quote!((#recv).view());
+                self.spelled_ops(spelling, &ops, span)
+            }
+            Rhs::Prim { spelling, args, .. }
+            | Rhs::ZeroDerivative { spelling, args }
+            | Rhs::NoRule { spelling, args, .. } => self.spelled(spelling, args, span),
+            Rhs::Call { .. } | Rhs::If(_) | Rhs::Loop(_) | Rhs::Buffer { .. } => {
+                unreachable!("handled above")
+            }
+        };
+        quote_spanned!(span=> let #def #ty = #value;)
+    }
+}

@@ -1,0 +1,236 @@
+//! syn → IR: one operation per `let` (A-normal form), SSA versions for reassigned
+//! locals, every unsupported construct reported with its span and what is supported.
+
+mod branches;
+mod buffers;
+mod chains;
+mod closures;
+mod desugar;
+mod expr;
+mod loops;
+mod methods;
+mod places;
+mod scope;
+mod signature;
+mod stmt;
+
+pub use signature::float_type_params;
+pub(crate) use signature::{
+    collection_elem, is_array_type_name, is_struct_type_name, used_as_data,
+};
+
+use super::{Func, Operand, Rhs, Stmt, VarId, VarInfo};
+use crate::attr::GradArgs;
+use crate::diag::Ctxt;
+use crate::names::Names;
+use closures::LocalClosure;
+use desugar::lift_loop_returns;
+use places::field_bases;
+use quote::ToTokens;
+use signature::check_signature;
+use std::collections::{HashMap, HashSet};
+use syn::spanned::Spanned;
+use syn::{Expr, ItemFn};
+
+/// What `#[grad]` differentiates, for the end of every "not supported" message.
+pub const SUPPORTED: &str = "`#[grad]` differentiates `let` bindings (shadowing, `let mut` with `=`, `+=`, `-=`, \
+     `*=`, `/=`), `if`/`else` on floats and arrays (as statements and expressions, an early \
+     `if c { return v; }`, `if let Some(x) = option`), `for` over integer ranges, over buffers (`x.iter()`, \
+     `.enumerate()`, `.zip(..)`) and over lists of structs (`for layer in &p.layers`), `while` and `loop` with `break` (also `break value`) and `continue`, buffers of floats (`&[f64]`, `Vec<f64>`, \
+     `[f64; N]`: indexing, `len`, sub-slices `&x[a..b]`, element writes on local buffers, \
+     `iter().sum()`, `.map(..).sum()`, `.fold(..)`), arithmetic `+ - * /` and unary `-` (on \
+     floats and ndarray arrays, with broadcasting), float methods, the array methods README lists \
+     (`dot`, `t`, `sum`, `mean`, `sum_axis`, `select`, `slice`, `mapv`, ...), borrows `&x`, calls of functions that have a rule \
+     (`#[grad]` and `#[custom_vjp]` functions, `backprop::sigmoid`, `backprop::ops::relu`, \
+     ...), `match` on values without a derivative (arms binding no parts), `matches!`, \
+     blocks, a final `return` and `return` from loops; labelled loops and `while let` \
+     are not supported yet";
+
+pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
+    // Always `Some`: see the comment before the return.
+    let generics = float_type_params(&item.sig.generics);
+    let mut lw = Lowerer {
+        cx,
+        names: Names::new(item.to_token_stream()),
+        claimed: HashSet::new(),
+        vars: Vec::new(),
+        scopes: vec![HashMap::new()],
+        body: Vec::new(),
+        items: Vec::new(),
+        generics,
+        named_result: None,
+        poisoned: HashSet::new(),
+        closures: HashMap::new(),
+        temps: HashSet::new(),
+        buffers: HashSet::new(),
+        owner_rhs: HashMap::new(),
+        read_cache: HashMap::new(),
+        places: HashSet::new(),
+        type_params: item
+            .sig
+            .generics
+            .type_params()
+            .map(|t| t.ident.to_string())
+            .collect(),
+        array_params: HashSet::new(),
+        struct_params: HashSet::new(),
+        field_bases: field_bases(&item.block),
+    };
+    check_signature(cx, item);
+    let ret_ty = lw.return_type(item);
+    let params = lw.params(item, args);
+    // A refused signature is the one error: the body is not lowered against it (a tuple
+    // result would add "tuples not supported" for its tail).
+    let ret = if cx.error_count() > 0 {
+        dummy()
+    } else {
+        let body = lift_loop_returns(&item.block.stmts, &lw.names_for_lift(), ret_ty.as_ref());
+        lw.block_value(&body, item.block.span(), true)
+    };
+    // With errors the function is not emitted, but analysing it still reports the
+    // errors only analysis finds (an active value reaching an op without a rule), so
+    // one compile shows every problem.
+    Some(Func {
+        params,
+        float_ty: ret_ty
+            .as_ref()
+            .and_then(|t| lw.owned_array_elem(t))
+            .or_else(|| ret_ty.clone())
+            .unwrap_or_else(|| syn::parse_quote!(f64)),
+        ret_ty: ret_ty.unwrap_or_else(|| syn::parse_quote!(f64)),
+        vars: lw.vars,
+        items: lw.items,
+        body: lw.body,
+        ret,
+        buffers: lw.buffers,
+        generics: item.sig.generics.clone(),
+        defs: Default::default(),
+        name: item.sig.ident.clone(),
+    })
+}
+
+struct Lowerer<'a> {
+    cx: &'a Ctxt,
+    names: Names,
+    /// User names already given to a value (the next binding gets `x_1`).
+    claimed: HashSet<String>,
+    vars: Vec<VarInfo>,
+    scopes: Vec<HashMap<String, VarId>>,
+    body: Vec<Stmt>,
+    items: Vec<syn::Item>,
+    generics: HashSet<String>,
+    /// Values named `t0`, `t1`, ...: operations' results that no user binding named.
+    temps: HashSet<VarId>,
+    /// The var created for the `want`ed name by the last `define`, so a `let` knows its
+    /// initializer already produced the binding (no extra copy).
+    named_result: Option<VarId>,
+    /// Names whose `let` was refused (see `local`).
+    poisoned: HashSet<String>,
+    /// Closures bound to a local (`let act = |z: f64| z.tanh();`), inlined at each call.
+    closures: HashMap<String, LocalClosure>,
+    /// Values that are buffers of floats (see `BufOp`).
+    buffers: HashSet<VarId>,
+    /// Struct arguments and field views of them (`&p.w`).
+    places: HashSet<VarId>,
+    /// The function's type parameters (a `T` argument is not a struct).
+    type_params: HashSet<String>,
+    /// Array arguments taken by value (`p: [f64; 3]`), and copies of arrays.
+    array_params: HashSet<VarId>,
+    /// Struct arguments.
+    struct_params: HashSet<VarId>,
+    /// Names the body reads a field of (`layer.w`): a binding of one of them to an
+    /// element of a collection of structs (`let layer = &p.layers[i];`) is a place.
+    field_bases: HashSet<String>,
+    /// How each buffer the function owns was made (found from nested blocks, whose
+    /// statements are lowered apart from the enclosing body).
+    owner_rhs: HashMap<VarId, Rhs>,
+    /// Element reads since the last write or control-flow boundary, by buffer and
+    /// index: `q[i] * q[i]` reads (and saves) the element once.
+    read_cache: HashMap<(VarId, String), VarId>,
+}
+
+impl Lowerer<'_> {
+    // ---- errors ---------------------------------------------------------------------
+
+    fn unsupported_macro(&self, m: &syn::Macro) {
+        self.cx.error_spanned_by(
+            m,
+            format!(
+                "macro invocations (`{}!`) are not supported inside `#[grad]` functions: the macro cannot see what they expand to; {SUPPORTED}",
+                m.path.to_token_stream().to_string().replace(' ', "")
+            ),
+        );
+    }
+
+    fn unsupported(&self, e: &Expr) -> Operand {
+        let what = match e {
+            Expr::If(_) => "`if`",
+            Expr::Match(_) => "`match`",
+            Expr::ForLoop(_) => "`for` loops",
+            Expr::While(_) => "`while` loops",
+            Expr::Loop(_) => "`loop`",
+            Expr::Break(_) => "`break`",
+            Expr::Continue(_) => "`continue`",
+            Expr::Return(_) => "an early `return`",
+            Expr::Closure(_) => "closures",
+            Expr::Index(_) => "indexing",
+            Expr::Field(_) => "field access",
+            Expr::Tuple(_) => "tuples",
+            Expr::Array(_) | Expr::Repeat(_) => "arrays",
+            Expr::Reference(_) => "references (`&x`)",
+            Expr::Unary(_) => "dereferencing (`*x`)",
+            Expr::Range(_) => "ranges",
+            Expr::Macro(m) => {
+                self.unsupported_macro(&m.mac);
+                return dummy();
+            }
+            Expr::Unsafe(_) => "`unsafe` blocks",
+            Expr::Async(_) | Expr::Await(_) => "`async`/`.await`",
+            Expr::Try(_) | Expr::TryBlock(_) => "the `?` operator",
+            Expr::Struct(_) => "struct literals",
+            Expr::Let(_) => "`let` in conditions",
+            Expr::Block(_) => "labelled blocks",
+            _ => "this expression",
+        };
+        self.cx.error_spanned_by(
+            e,
+            format!("{what} not supported by `#[grad]` yet; {SUPPORTED}"),
+        );
+        dummy()
+    }
+}
+
+/// A placeholder operand after an error (the function is not emitted then).
+fn dummy() -> Operand {
+    Operand::Const(syn::parse_quote!(0.0))
+}
+
+/// Tokens as text with Rust's usual spacing (`x.dot(w1) + b1`, not `x . dot (w1) + b1`),
+/// for messages shown at run time.
+fn pretty(ts: &proc_macro2::TokenStream) -> String {
+    let raw = ts.to_string();
+    let mut out = String::with_capacity(raw.len());
+    let chars: Vec<char> = raw.chars().collect();
+    for (k, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let prev = out.chars().last().unwrap_or(' ');
+            let next = chars.get(k + 1).copied().unwrap_or(' ');
+            if matches!(prev, '.' | '(' | '[' | '&' | '!')
+                || matches!(next, '.' | '(' | ')' | '[' | ']' | ',' | ';' | '?')
+            {
+                continue;
+            }
+            // `- x` after an operator or an opening bracket is a unary minus.
+            if prev == '-'
+                && out
+                    .trim_end_matches('-')
+                    .trim_end()
+                    .ends_with(['(', ',', '=', '+', '*', '/'])
+            {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
