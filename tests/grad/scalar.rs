@@ -1,4 +1,4 @@
-//! The lesson's worked examples, with hand-computed values.
+//! Scalar `#[grad]` functions: the lesson's worked examples, with hand-computed values.
 
 use backprop::{Pullback, grad, sigmoid};
 
