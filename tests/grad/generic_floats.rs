@@ -246,3 +246,38 @@ fn f32_tolerances_still_catch_a_wrong_rule() {
     let report = gradcheck!(uses_cube_off(x = 1.2));
     assert!(!report.passed(), "{report}");
 }
+
+// ---- type and const parameters that are not floats ------------------------------------
+
+/// A generic label type is data, not a float.
+/// Pins: every type parameter was taken for a float, not only Float-bounded ones (bf5618a).
+#[grad]
+fn generic_label<T: Float, L: Copy + PartialEq>(x: T, label: L, target: L) -> T {
+    let hit = if_equal(label, target);
+    x * x * T::from(hit).unwrap()
+}
+
+fn if_equal<L: PartialEq>(a: L, b: L) -> f64 {
+    if a == b { 1.0 } else { 0.5 }
+}
+
+#[test]
+fn non_float_type_parameters_are_constants() {
+    let (v, g) = generic_label_grad(3.0_f64, 'a', 'b');
+    assert_eq!((v, g.x), (4.5, 3.0));
+}
+
+/// Const generics: the companions call each other with a turbofish.
+/// Pins: const generic functions did not expand (bf5618a).
+#[grad]
+fn const_generic<const N: usize>(x: f64) -> f64 {
+    x * N as f64
+}
+
+#[test]
+fn const_generic_functions_expand() {
+    assert_eq!(
+        const_generic_grad::<4>(2.0),
+        (8.0, ConstGenericGrad { x: 4.0 })
+    );
+}
