@@ -8,10 +8,10 @@
 
 use backprop::grad;
 
-#[path = "support/probe.rs"]
+#[path = "grad/support.rs"]
 #[macro_use]
-mod probe;
-use probe::{check, fd};
+mod support;
+use support::{check, fd};
 
 // ---------------------------------------------------------------- element overwrite
 

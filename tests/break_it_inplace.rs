@@ -14,10 +14,10 @@
 
 use backprop::{Differentiable, grad, gradcheck};
 
-#[path = "support/probe.rs"]
+#[path = "grad/support.rs"]
 #[macro_use]
-mod probe;
-use probe::{X5, X7, check};
+mod support;
+use support::{X5, X7, check};
 
 // ------------------------------------------------------------ 1. in-place updates
 

@@ -8,6 +8,9 @@
 //! generated ones (`tests/cases.rs`, `tests/random_programs.rs`,
 //! `tests/buffer_programs.rs`) and the rule table's (`tests/rules.rs`).
 
+#[macro_use]
+mod support;
+
 mod adbench;
 mod array_loops;
 mod array_methods;
