@@ -2,9 +2,11 @@
 //! 5): with the bounds a user writes for ndarray code (`T: Float + LinalgScalar +
 //! ScalarOperand`) or the crate's one bound `T: backprop::Real`, instantiated at f32 and
 //! f64, gradchecked in f64, the f32 instance against the f64 one, and `gradcheck!` on
-//! functions computed in f32.
-#![allow(clippy::float_cmp)]
+//! functions computed in f32. Also generic functions over slices, and type and const
+//! parameters that are not floats (data, not derivatives).
+#![allow(clippy::float_cmp, clippy::assign_op_pattern)]
 
+use crate::support::check;
 use backprop::gradcheck::Options;
 use backprop::{Real, custom_vjp, grad, gradcheck};
 use ndarray::{Array1, Array2, LinalgScalar, ScalarOperand, array};
@@ -280,4 +282,25 @@ fn const_generic_functions_expand() {
         const_generic_grad::<4>(2.0),
         (8.0, ConstGenericGrad { x: 4.0 })
     );
+}
+
+// ---- generic buffers ------------------------------------------------------------------
+
+/// `T: Float` with a buffer argument needs `AddAssign` too (see break2_ui/generic_buffer.rs):
+/// with the extra bound it works.
+#[grad]
+fn generic_with_add_assign<T: num_traits::Float + std::ops::AddAssign>(x: &[T]) -> T {
+    let mut h = vec![T::zero(); x.len()];
+    let mut s = T::zero();
+    for i in 0..x.len() {
+        h[i] = x[i] * x[i];
+        s = s + h[i] * x[i];
+    }
+    s
+}
+#[test]
+fn p_generic_with_add_assign() {
+    let x = vec![0.5, -1.5, 2.0];
+    let (v, g) = generic_with_add_assign_grad(&x);
+    check(&|x: &[f64]| generic_with_add_assign(x), v, &g.x, &x);
 }

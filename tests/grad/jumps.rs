@@ -7,6 +7,7 @@
     clippy::never_loop
 )]
 
+use crate::support::check;
 use backprop::{grad, gradcheck};
 
 /// Halve until below 0.1: v = x·2⁻ᵏ for the first k that gets there.
@@ -250,4 +251,202 @@ fn jumps_in_match_arms_and_a_final_loop() {
     let (v, g) = newton_until_converged_grad(9.0);
     assert!((v - 3.0).abs() < 1e-15);
     assert!((g.a - 1.0 / 6.0).abs() < 1e-12);
+}
+
+// ---- continue, return and break values in every loop form -----------------------------
+
+/// continue in a while.
+#[grad]
+fn continue_in_while(x: &[f64]) -> f64 {
+    let mut s = 1.0;
+    let mut i = 0;
+    while i < x.len() {
+        i += 1;
+        if x[i - 1] < 0.0 {
+            continue;
+        }
+        s = s * x[i - 1] + 0.5;
+    }
+    s
+}
+probe!(
+    p_continue_in_while,
+    continue_in_while,
+    continue_in_while_grad,
+    vec![0.5, -1.5, 2.0, 0.9]
+);
+
+/// return from a top-level loop, from inside an if/else inside the loop; code after.
+#[grad]
+fn return_in_else(x: &[f64]) -> f64 {
+    let mut s = x[0];
+    for i in 1..x.len() {
+        if s < 0.0 {
+            s = s * s;
+        } else {
+            s = s * x[i];
+            if s.abs() > 2.0 {
+                return s * 10.0 + x[0];
+            }
+        }
+        s += 0.1;
+    }
+    s + x[1]
+}
+#[test]
+fn p_return_in_else() {
+    for x in [
+        vec![0.5, -1.5, 2.0, 0.9],
+        vec![0.5, 0.5, 0.5, 0.9],
+        vec![-0.5, 0.5, 3.5, 0.9],
+    ] {
+        let (v, g) = return_in_else_grad(&x);
+        check(&|x: &[f64]| return_in_else(x), v, &g.x, &x);
+    }
+}
+
+/// loop with break value reading a buffer, nested in a for.
+#[grad]
+fn break_value_in_for(x: &[f64]) -> f64 {
+    let mut h = x.to_vec();
+    let mut total = 0.0;
+    for i in 0..h.len() {
+        let mut k = 0;
+        let r = loop {
+            h[i] = h[i] * 0.5;
+            k += 1;
+            if h[i].abs() < 0.3 {
+                break h[i] * k as f64;
+            }
+        };
+        total += r * x[i];
+    }
+    total
+}
+probe!(
+    p_break_value_in_for,
+    break_value_in_for,
+    break_value_in_for_grad,
+    vec![0.5, -1.5, 2.0, 0.9]
+);
+
+/// continue in a loop (not for/while).
+#[grad]
+fn continue_in_loop(x: &[f64]) -> f64 {
+    let mut i = 0;
+    let mut s = 0.0;
+    loop {
+        i += 1;
+        if i > x.len() {
+            break;
+        }
+        if i % 2 == 0 {
+            continue;
+        }
+        s = s * x[i - 1] + x[i - 1];
+    }
+    s
+}
+probe!(
+    p_continue_in_loop,
+    continue_in_loop,
+    continue_in_loop_grad,
+    vec![0.5, -1.5, 2.0, 0.9, 1.2]
+);
+
+/// is_empty and early return at the top.
+#[grad]
+fn early_empty(x: &[f64]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    let mut s = x[0];
+    for i in 1..x.len() {
+        s = s.max(x[i]) + 0.1 * x[i];
+    }
+    s
+}
+probe!(
+    p_early_empty,
+    early_empty,
+    early_empty_grad,
+    vec![0.5, -0.8, 0.6]
+);
+#[test]
+fn p_early_empty_empty() {
+    assert_eq!(early_empty_grad(&[]).0, 0.0);
+}
+
+/// break after a write, continue skipping a write.
+#[grad]
+fn break_after_write(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut h = vec![0.0; n];
+    for i in 0..n {
+        h[i] = x[i] * 2.0;
+        if h[i] > 1.5 {
+            break;
+        }
+        if h[i] < 0.0 {
+            continue;
+        }
+        h[i] += h[i] * x[i];
+    }
+    let mut s = 0.0;
+    for i in 0..n {
+        s += h[i] * h[i];
+    }
+    s
+}
+probe!(
+    p_break_after_write,
+    break_after_write,
+    break_after_write_grad,
+    vec![0.5, -0.8, 0.6, 1.2, 0.3]
+);
+
+// ---- a for with break stops where it breaks -------------------------------------------
+
+/// Newton's iteration with a generous iteration cap that converges in a few steps.
+/// Pins: a `for` with `break` grew its tape with its range, not with the iterations run
+/// (fb9a604).
+#[grad]
+fn newton_cap(a: f64, cap: usize) -> f64 {
+    let mut x = a;
+    for _ in 0..cap {
+        let next = 0.5 * (x + a / x);
+        if (next - x).abs() < 1e-13 {
+            break;
+        }
+        x = next;
+    }
+    x
+}
+
+#[test]
+fn p_newton_cap_values() {
+    let (v, g) = newton_cap_grad(2.0, 100);
+    assert!((v - 2f64.sqrt()).abs() < 1e-15);
+    assert!((g.a - 0.5 / 2f64.sqrt()).abs() < 1e-12);
+}
+
+#[test]
+fn p_newton_cap_tape_follows_iterations_run() {
+    use backprop::Pullback;
+    let (_, small) = newton_cap_forward(2.0, 100);
+    let (_, large) = newton_cap_forward(2.0, 1_000_000);
+    assert_eq!(
+        small.bytes(),
+        large.bytes(),
+        "{} vs {}",
+        small.bytes(),
+        large.bytes()
+    );
+}
+
+#[test]
+fn p_newton_cap_unbounded() {
+    assert!((newton_cap(2.0, usize::MAX) - 2f64.sqrt()).abs() < 1e-15);
+    let (v, _) = newton_cap_grad(2.0, usize::MAX);
+    assert!((v - 2f64.sqrt()).abs() < 1e-15);
 }

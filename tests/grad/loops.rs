@@ -1,7 +1,13 @@
 //! Loops in `#[grad]` functions: `for` over ranges and `while`, with values carried from
 //! one iteration to the next; each iteration's pullback is kept and run in reverse.
 // The loops are written the way the shared cases write them (`v = v * 3.0`).
-#![allow(clippy::assign_op_pattern, clippy::manual_swap)]
+#![allow(
+    clippy::assign_op_pattern,
+    clippy::manual_swap,
+    clippy::mut_range_bound,
+    clippy::needless_range_loop,
+    clippy::explicit_counter_loop
+)]
 
 use backprop::{Pullback, grad, gradcheck};
 
@@ -311,3 +317,273 @@ fn every_range_form_walks_back_over_the_same_indices() {
         }
     }
 }
+
+// ---- range bounds changed in and after the loop ---------------------------------------
+
+/// The range's bound changes inside the loop (Rust evaluates the range once).
+#[grad]
+fn range_bound_mutated(x: &[f64]) -> f64 {
+    let mut k = 2;
+    let mut s = 0.0;
+    for i in 0..k {
+        k += 1;
+        s = s * x[i] + x[k];
+    }
+    let mut lo = 1;
+    for i in lo..x.len() {
+        lo = 0;
+        s = s * x[i] + x[lo];
+    }
+    s
+}
+probe!(
+    p_range_bound_mutated,
+    range_bound_mutated,
+    range_bound_mutated_grad,
+    vec![0.5, -1.5, 2.0, 0.3, 1.1]
+);
+
+/// A range bound changed after the loop.
+#[grad]
+fn range_bound_after(x: &[f64]) -> f64 {
+    let mut n = 2;
+    let mut s = 1.0;
+    for i in 0..n {
+        s = s * x[i] + 1.0;
+    }
+    n = 4;
+    s * x[n]
+}
+probe!(
+    p_range_bound_after,
+    range_bound_after,
+    range_bound_after_grad,
+    vec![0.5, -1.5, 2.0, 0.3, 1.1]
+);
+
+/// An inner range whose bound is a local the outer loop changes.
+#[grad]
+fn inner_bound_changes(x: &[f64]) -> f64 {
+    let mut n = 1;
+    let mut s = 1.0;
+    for t in 0..3 {
+        for i in 0..n {
+            s = s * x[i] + x[t];
+        }
+        n += 1;
+    }
+    s
+}
+probe!(
+    p_inner_bound_changes,
+    inner_bound_changes,
+    inner_bound_changes_grad,
+    vec![0.5, -1.5, 2.0, 0.9]
+);
+
+/// An inner range whose bound is changed inside the inner loop itself.
+#[grad]
+fn inner_bound_changed_inside(x: &[f64]) -> f64 {
+    let mut s = 1.0;
+    for t in 0..2 {
+        let mut m = 2;
+        for i in t..m {
+            m += 1;
+            s = s * x[i] + x[m];
+        }
+    }
+    s
+}
+probe!(
+    p_inner_bound_changed_inside,
+    inner_bound_changed_inside,
+    inner_bound_changed_inside_grad,
+    vec![0.5, -1.5, 2.0, 0.9, 0.3]
+);
+
+/// An inner range whose bound is shadowed after the inner loop (same name, new let).
+#[grad]
+fn inner_bound_shadowed(x: &[f64]) -> f64 {
+    let mut s = 1.0;
+    for t in 0..2 {
+        let n = t + 2;
+        for i in 0..n {
+            s = s * x[i] + 0.5;
+        }
+        let n = 0;
+        s += x[n];
+    }
+    s
+}
+probe!(
+    p_inner_bound_shadowed,
+    inner_bound_shadowed,
+    inner_bound_shadowed_grad,
+    vec![0.5, -1.5, 2.0, 0.9]
+);
+
+/// An inner range bound named like a variable declared earlier at top level.
+#[grad]
+fn inner_bound_name_reused(x: &[f64]) -> f64 {
+    let k = 3;
+    let mut s = x[k] * 0.0 + 1.0;
+    for t in 0..3 {
+        let k = t + 1;
+        for i in 0..k {
+            s = s * x[i] + 0.25;
+        }
+    }
+    s
+}
+probe!(
+    p_inner_bound_name_reused,
+    inner_bound_name_reused,
+    inner_bound_name_reused_grad,
+    vec![0.5, -1.5, 2.0, 0.9]
+);
+
+/// The inner range's bound comes from a while loop's counter in the outer loop.
+#[grad]
+fn inner_bound_from_while(x: &[f64]) -> f64 {
+    let mut s = 1.0;
+    let mut j = 0;
+    while j < 3 {
+        j += 1;
+        for i in (0..j).rev() {
+            s = s * x[i] + 0.5;
+        }
+        for i in (j..x.len()).step_by(2) {
+            s = s * x[i] - 0.5;
+        }
+    }
+    s
+}
+probe!(
+    p_inner_bound_from_while,
+    inner_bound_from_while,
+    inner_bound_from_while_grad,
+    vec![0.5, -1.5, 2.0, 0.9, 0.7]
+);
+
+/// An inner range with an inclusive bound read from a buffer length of a view.
+#[grad]
+fn inner_bound_view_len(x: &[f64]) -> f64 {
+    let mut s = 1.0;
+    for t in 0..x.len() {
+        let v = &x[t..];
+        for i in 1..=v.len() - 1 {
+            s = s * v[i] + 0.5 * v[0];
+        }
+    }
+    s
+}
+probe!(
+    p_inner_bound_view_len,
+    inner_bound_view_len,
+    inner_bound_view_len_grad,
+    vec![0.5, -1.5, 2.0, 0.9]
+);
+
+/// Ranges: rev of step_by, inclusive with rev, negative integer ranges.
+#[grad]
+fn range_forms(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut s = 1.0;
+    for i in (0..n).step_by(2).rev() {
+        s = s * x[i] + 0.5;
+    }
+    for i in (1..=n - 1).rev() {
+        s = s * x[i] - x[i - 1];
+    }
+    for i in -2i32..2 {
+        s = s * x[(i + 2) as usize] + i as f64;
+    }
+    for i in (0..=n - 1).step_by(3) {
+        s = s * x[i];
+    }
+    s
+}
+probe!(
+    p_range_forms,
+    range_forms,
+    range_forms_grad,
+    vec![0.5, -0.8, 0.6, 1.1, 0.9]
+);
+
+// ---- deep nesting ---------------------------------------------------------------------
+
+/// Three nested loops; the innermost range's bound is a local of the outermost body.
+#[grad]
+fn three_levels(x: &[f64]) -> f64 {
+    let mut s = 1.0;
+    for a in 0..3 {
+        let m = a + 1;
+        for b in 0..2 {
+            for c in (b..m).rev() {
+                s = s * x[c] + 0.1 * x[b];
+            }
+        }
+    }
+    s
+}
+probe!(
+    p_three_levels,
+    three_levels,
+    three_levels_grad,
+    vec![0.5, -0.8, 0.6]
+);
+
+/// Same, with the bound changed between the inner loops.
+#[grad]
+fn three_levels_mut(x: &[f64]) -> f64 {
+    let mut s = 1.0;
+    let mut m = 1;
+    for a in 0..3 {
+        for b in 0..2 {
+            for c in 0..m {
+                s = s * x[c] + 0.1 * x[b];
+            }
+            m = (m + a) % 3 + 1;
+        }
+    }
+    s
+}
+probe!(
+    p_three_levels_mut,
+    three_levels_mut,
+    three_levels_mut_grad,
+    vec![0.5, -0.8, 0.6]
+);
+
+/// A while inside a for inside a while, with breaks at each level.
+#[grad]
+fn while_for_while(x: &[f64]) -> f64 {
+    let mut s = 0.3;
+    let mut a = 0;
+    while a < 3 {
+        a += 1;
+        for b in 0..x.len() {
+            let mut c = 0;
+            while c < a {
+                c += 1;
+                s = (s * x[b] + 0.2).sin();
+                if s > 0.9 {
+                    break;
+                }
+            }
+            if s < -0.5 {
+                break;
+            }
+        }
+        if s > 0.95 {
+            break;
+        }
+    }
+    s
+}
+probe!(
+    p_while_for_while,
+    while_for_while,
+    while_for_while_grad,
+    vec![0.5, -0.8, 0.6]
+);

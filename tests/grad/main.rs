@@ -16,6 +16,8 @@ mod array_loops;
 mod array_methods;
 mod block_helpers;
 mod branches;
+mod buffer_writes;
+mod calls;
 mod cfg;
 mod closures;
 mod custom_rules;

@@ -2,6 +2,9 @@
 //! `__value`, ...) and raw identifiers: the companions keep the user's names apart from
 //! their own.
 
+// Written the way users write such code, including forms clippy would rewrite.
+#![allow(unused_variables, unused_assignments, clippy::useless_vec)]
+
 use backprop::grad;
 
 // ---- raw identifiers and the expansion's names ----------------------------------------
@@ -39,3 +42,77 @@ fn user_names_do_not_collide_with_generated_ones() {
         (10.0, NamedLikeTheExpansionGrad { x: 6.0 })
     );
 }
+
+// ---- user names like the lowering's ---------------------------------------------------
+
+/// User names like the lowering's fresh names.
+#[grad]
+fn fresh_name_clash(x: &[f64]) -> f64 {
+    let k = x[0];
+    let acc = x[1];
+    let elem = 2.0;
+    let src = x[2];
+    let mut h = vec![0.0; 3];
+    let start = 1;
+    let len = 2;
+    h.fill(k);
+    h[start..].fill(acc);
+    let a: f64 = x.iter().map(|v| v * k + acc * elem).sum();
+    let b = x.iter().fold(src, |a, v| a * v + k);
+    a + b + h[0] * h[1] + h[2] * (start + len) as f64
+}
+probe!(
+    p_fresh_name_clash,
+    fresh_name_clash,
+    fresh_name_clash_grad,
+    vec![0.5, -1.5, 2.0]
+);
+
+/// User names that look like the macro's own: t0, d_x, k, range, done, count, tape...
+#[grad]
+fn hygiene(x: &[f64]) -> f64 {
+    let t0 = x[0] * 2.0;
+    let t1 = t0 * x[1];
+    let d_x = t1 + x[2];
+    let mut done = false;
+    let mut count = 0;
+    let mut k = 0.0;
+    let range = 3;
+    let mut tape = vec![0.0; range];
+    let mut d_tape = 1.0;
+    for i in 0..range {
+        if done {
+            continue;
+        }
+        tape[i] = d_x * x[i] + k;
+        k += tape[i] * t0;
+        count += 1;
+        if k > 5.0 {
+            done = true;
+        }
+    }
+    let pullback = k * d_tape;
+    let heap_bytes = tape[0] * tape[1];
+    let value = pullback + heap_bytes + count as f64;
+    let mut skip = 0.0;
+    let mut loop_value = 0.0;
+    let mut returned = 1.0;
+    let mut i = 0;
+    loop {
+        i += 1;
+        skip += x[i % 3];
+        loop_value = skip * returned;
+        returned *= 0.5;
+        if i > 3 {
+            break;
+        }
+    }
+    let start = 1;
+    let len = 2;
+    let mut acc = vec![0.0; 3];
+    acc[start..].fill(value);
+    let elem = acc.iter().fold(0.0, |source, v| source + v * loop_value);
+    d_tape = elem + t1;
+    d_tape
+}
+probe!(p_hygiene, hygiene, hygiene_grad, vec![0.5, -0.8, 0.6]);

@@ -2,6 +2,13 @@
 //! lives there only, as in `f`; shadowing of locals, arguments and carried loop
 //! variables; items declared inside the body.
 
+// Written the way users write such code, including forms clippy would rewrite.
+#![allow(
+    clippy::assign_op_pattern,
+    clippy::needless_range_loop,
+    clippy::useless_vec
+)]
+
 use backprop::grad;
 
 // ---- blocks ---------------------------------------------------------------------------
@@ -45,3 +52,84 @@ fn statement_blocks_are_accepted() {
         (9.0, StatementBlockGrad { x: 6.0 })
     );
 }
+
+// ---- shadowing in blocks, loop bodies and arms; items in the body ---------------------
+
+/// Shadowing a buffer name.
+#[grad]
+fn shadowing(x: &[f64]) -> f64 {
+    let h = x.to_vec();
+    let h = vec![h[0] * h[1], h[2]];
+    let mut h = h.to_vec();
+    h[0] += h[1];
+    let h = [h[0] * 2.0, h[1]];
+    h[0] * h[1]
+}
+probe!(p_shadowing, shadowing, shadowing_grad, vec![0.5, -1.5, 2.0]);
+
+/// Shadowing inside blocks, loop bodies and branches must not leak.
+#[grad]
+fn scoping(x: &[f64]) -> f64 {
+    let y = {
+        let x = 2.0 * x[0];
+        x * x
+    };
+    let mut s = x[1];
+    let mut t = 0.0;
+    for i in 0..x.len() {
+        let s = s * x[i];
+        t += s;
+    }
+    if x[2] > 0.0 {
+        let t = 100.0;
+        s += t * 0.0 + x[2];
+    }
+    {
+        let s = 5.0;
+        t += s * 0.0;
+    }
+    {
+        s = s * 2.0;
+    }
+    y + s + t + x[0]
+}
+probe!(p_scoping, scoping, scoping_grad, vec![0.5, -0.8, 0.6]);
+
+/// Local fn items inside the body, calling each other.
+#[grad]
+fn local_items(x: &[f64]) -> f64 {
+    fn sq(v: f64) -> f64 {
+        v * v
+    }
+    fn norm(v: &[f64]) -> f64 {
+        let mut s = 0.0;
+        for i in 0..v.len() {
+            s += sq(v[i]);
+        }
+        s.sqrt()
+    }
+    const SCALE: f64 = 2.0;
+    norm(x) * SCALE + sq(x[0])
+}
+probe!(
+    p_local_items,
+    local_items,
+    local_items_grad,
+    vec![0.5, -0.8, 0.6]
+);
+
+/// An argument shadowed by a written local of the same name, after reads of the argument.
+#[grad]
+fn shadow_argument(x: &[f64]) -> f64 {
+    let s0 = x[0] * x[1];
+    let mut x = x.to_vec();
+    x[0] = s0 * 5.0;
+    x[1] *= x[0];
+    s0 * x[0] + x[1]
+}
+probe!(
+    p_shadow_argument,
+    shadow_argument,
+    shadow_argument_grad,
+    vec![0.5, -0.8, 0.6]
+);
