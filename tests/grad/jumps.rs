@@ -4,10 +4,11 @@
 #![allow(
     clippy::assign_op_pattern,
     clippy::needless_range_loop,
-    clippy::never_loop
+    clippy::never_loop,
+    clippy::mut_range_bound
 )]
 
-use crate::support::check;
+use crate::support::{X5, check};
 use backprop::{grad, gradcheck};
 
 /// Halve until below 0.1: v = x·2⁻ᵏ for the first k that gets there.
@@ -450,3 +451,146 @@ fn p_newton_cap_unbounded() {
     let (v, _) = newton_cap_grad(2.0, usize::MAX);
     assert!((v - 2f64.sqrt()).abs() < 1e-15);
 }
+
+/// `for` with break where the range end changes in the body (evaluated once).
+#[grad]
+fn break_end_mutated(x: &[f64]) -> f64 {
+    let mut b = 5;
+    let mut s = 0.0;
+    for i in 0..b {
+        b -= 1;
+        s = s * 0.5 + x[i];
+        if s > 100.0 {
+            break;
+        }
+    }
+    s + b as f64
+}
+probe!(
+    p_break_end_mutated,
+    break_end_mutated,
+    break_end_mutated_grad,
+    X5.to_vec()
+);
+
+/// `for mut i` with break.
+#[grad]
+fn break_mut_index(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for mut i in 0..3 {
+        i += 1;
+        s = s * 0.5 + x[i];
+        if s > 100.0 {
+            break;
+        }
+    }
+    s
+}
+probe!(
+    p_break_mut_index,
+    break_mut_index,
+    break_mut_index_grad,
+    X5.to_vec()
+);
+
+/// Inclusive, rev and step_by ranges with break, reading a local buffer.
+#[grad]
+fn break_ranges(x: &[f64]) -> f64 {
+    let mut h = x.to_vec();
+    let mut s = 0.0;
+    for i in 0..=4 {
+        s = s * 0.5 + h[i];
+        if s > 1.2 {
+            break;
+        }
+    }
+    for i in (0..5).rev() {
+        h[i] = h[i] * s;
+        if h[i] < -1.0 {
+            break;
+        }
+    }
+    for i in (0..5).step_by(2) {
+        s = s * 0.5 + h[i] * x[i];
+        if s > 3.0 {
+            break;
+        }
+    }
+    for i in (1..5).rev().step_by(2) {
+        s = s * 0.5 + h[i];
+        if s < -3.0 {
+            break;
+        }
+    }
+    s
+}
+probe!(p_break_ranges, break_ranges, break_ranges_grad, X5.to_vec());
+
+/// `for` with break and zero iterations (start > end), and start from a variable.
+#[grad]
+fn break_empty(x: &[f64]) -> f64 {
+    let mut s = x[0];
+    let a = 3;
+    for i in a..2 {
+        s = s * x[i];
+        if s > 1.0 {
+            break;
+        }
+    }
+    for i in a..x.len() {
+        s = s * x[i];
+        if s > 10.0 {
+            break;
+        }
+    }
+    s
+}
+probe!(p_break_empty, break_empty, break_empty_grad, X5.to_vec());
+
+/// Break in an inner for whose index reads a local buffer written by the outer loop.
+#[grad]
+fn break_inner_reads(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut h = vec![0.0; n];
+    let mut s = 0.0;
+    for t in 0..n {
+        h[t] = x[t] + s;
+        for i in 0..n {
+            s = s * 0.5 + h[i] * h[t];
+            if i >= t {
+                break;
+            }
+        }
+    }
+    s
+}
+probe!(
+    p_break_inner_reads,
+    break_inner_reads,
+    break_inner_reads_grad,
+    X5.to_vec()
+);
+
+/// Continue and break together with a counter.
+#[grad]
+fn break_continue(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    let mut c = 0;
+    for i in 0..7 {
+        c += 1;
+        if i % 2 == 1 {
+            continue;
+        }
+        s = s + x[i % 5] * x[c % 5];
+        if s > 2.0 {
+            break;
+        }
+    }
+    s * c as f64
+}
+probe!(
+    p_break_continue,
+    break_continue,
+    break_continue_grad,
+    X5.to_vec()
+);

@@ -1,14 +1,20 @@
 //! Loops in `#[grad]` functions: `for` over ranges and `while`, with values carried from
 //! one iteration to the next; each iteration's pullback is kept and run in reverse.
+//! Range bounds changed in and after the loop, deep nests, loops that save nothing per
+//! iteration (the trip count from the range), integer counters run backwards, and the
+//! loop stacks a tape recycles (also across threads).
 // The loops are written the way the shared cases write them (`v = v * 3.0`).
 #![allow(
     clippy::assign_op_pattern,
     clippy::manual_swap,
     clippy::mut_range_bound,
     clippy::needless_range_loop,
-    clippy::explicit_counter_loop
+    clippy::explicit_counter_loop,
+    clippy::identity_op,
+    unused_variables
 )]
 
+use crate::support::{X5, X7, check};
 use backprop::{Pullback, grad, gradcheck};
 
 /// v ← v² n times, then v ← 3v n + 1 times: v = 2·3ⁿ⁺¹·a^(2ⁿ).
@@ -587,3 +593,428 @@ probe!(
     while_for_while_grad,
     vec![0.5, -0.8, 0.6]
 );
+
+// ---- stackless loops: the trip count from the range -----------------------------------
+
+/// Nested stackless loops whose inner range depends on the outer index.
+#[grad]
+fn sl_nested(x: &[f64], w: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        for j in i..w.len() {
+            s += w[j] * x[i];
+        }
+        for j in (0..i).step_by(2).rev() {
+            s += w[j] * x[i] * x[j];
+        }
+    }
+    s
+}
+#[test]
+fn p_sl_nested() {
+    let x = X5.to_vec();
+    let w = vec![0.3, -0.2, 0.9, 0.4, -1.1, 0.6];
+    gradcheck!(sl_nested(x = &x, w = &w)).assert();
+}
+
+/// A range whose bound is changed inside the loop (Rust evaluates it once).
+#[grad]
+fn sl_bound_mutated(x: &[f64]) -> f64 {
+    let mut m = x.len();
+    let mut s = 0.0;
+    for i in 0..m {
+        s += x[i] * x[m - 1 - i];
+        m = m - 0;
+    }
+    let mut n = 3;
+    for i in 0..n {
+        s += x[i];
+        n += 1;
+    }
+    s + n as f64
+}
+probe!(
+    p_sl_bound_mutated,
+    sl_bound_mutated,
+    sl_bound_mutated_grad,
+    X5.to_vec()
+);
+
+/// Signed ranges with negative bounds.
+#[grad]
+fn sl_signed(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for i in -2i64..3 {
+        s += x[(i + 2) as usize] * (i as f64);
+    }
+    for i in (-4i32..=0).rev().step_by(2) {
+        s = s * x[(-i) as usize] + 1.0;
+    }
+    s
+}
+probe!(p_sl_signed, sl_signed, sl_signed_grad, X5.to_vec());
+
+/// Loops over iterators (`enumerate`, `zip`) of different lengths.
+#[grad]
+fn sl_iters(x: &[f64], w: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for (i, v) in x.iter().enumerate() {
+        s += v * w[i % w.len()];
+    }
+    for (a, b) in x.iter().zip(w) {
+        s += a * b * b;
+    }
+    for v in w.iter().rev() {
+        s = s * 0.5 + v;
+    }
+    s
+}
+#[test]
+fn p_sl_iters() {
+    let x = X5.to_vec();
+    let w = vec![0.3, -0.2, 0.9];
+    gradcheck!(sl_iters(x = &x, w = &w)).assert();
+}
+
+/// A loop that saves something (pushes into reserved capacity) inside one that does
+/// not, inside a `while`.
+#[grad]
+fn sl_mixed(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut s = 1.0;
+    let mut k = 0;
+    while k < 2 {
+        for i in 0..n {
+            for j in 0..i {
+                s = s * 0.9 + x[i] * x[j];
+            }
+            s += x[i];
+        }
+        for i in (0..n).rev() {
+            s = (s * x[i]).sin();
+        }
+        k += 1;
+    }
+    s
+}
+probe!(p_sl_mixed, sl_mixed, sl_mixed_grad, X5.to_vec());
+
+/// The same function run twice (recycled stacks), then backward in the other order.
+#[test]
+fn p_sl_two_tapes() {
+    let a = X5.to_vec();
+    let b: Vec<f64> = a.iter().map(|v| v * 0.5).collect();
+    let (va, ta) = sl_mixed_forward(&a);
+    let (vb, tb) = sl_mixed_forward(&b);
+    let gb = sl_mixed_backward(tb, 1.0);
+    let ga = sl_mixed_backward(ta, 1.0);
+    check(&|x: &[f64]| sl_mixed(x), va, &ga.x, &a);
+    check(&|x: &[f64]| sl_mixed(x), vb, &gb.x, &b);
+}
+
+/// Reversible counters in stackless loops: a counter used as an index (also when the
+/// loop runs zero times), and an inner range bounded by an outer counter.
+#[grad]
+fn counters_stackless(x: &[f64], m: usize) -> f64 {
+    let mut k = 0;
+    let mut s = 0.0;
+    for i in 0..m {
+        s += x[k] * x[i];
+        k += 1;
+    }
+    let mut b = 1;
+    for t in 0..3 {
+        for j in 0..b {
+            s += x[j] * x[t] * 0.5;
+        }
+        b += 1;
+    }
+    s + x[k]
+}
+#[test]
+fn p_counters_stackless() {
+    let x = X5.to_vec();
+    for m in [0usize, 3] {
+        let (v, g) = counters_stackless_grad(&x, m);
+        check(&|x: &[f64]| counters_stackless(x, m), v, &g.x, &x);
+    }
+    // m = 0: s = Σ_t Σ_{j<=t} x_j x_t / 2 over t < 3, plus x0.
+    // x = [a, b, c, ..]: s = a²/2 + (ab + b²)/2 + (ac + bc + c²)/2 + a.
+    let (v, g) = counters_stackless_grad(&[1.0, 2.0, 3.0], 0);
+    assert_eq!(v, 0.5 + 3.0 + 9.0 + 1.0);
+    // d/da = a + b/2 + c/2 + 1 = 4.5, d/db = a/2 + b + c/2 = 4, d/dc = a/2 + b/2 + c = 4.5.
+    assert_eq!(g.x, vec![4.5, 4.0, 4.5]);
+}
+
+// ---- integer counters run backwards, carried values recomputed ------------------------
+
+#[grad]
+fn counter_down(x: &[f64]) -> f64 {
+    let mut j = x.len();
+    let mut s = 1.0;
+    while j > 0 {
+        j -= 1;
+        s = s * x[j] + 0.5;
+    }
+    let mut i: i64 = 4;
+    let mut t = 0.0;
+    while i >= 0 {
+        t = t * 0.5 + x[i as usize] * s;
+        i -= 2;
+    }
+    t
+}
+probe!(p_counter_down, counter_down, counter_down_grad, X5.to_vec());
+
+/// Counter stepped by a literal, also reassigned in a branch.
+#[grad]
+fn counter_reassigned(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut li = 0;
+    let mut s = 0.0;
+    for t in 0..8 {
+        if s > 1.0 {
+            li = 0;
+        }
+        s = s * 0.5 + x[li] * x[(li + 1) % n];
+        li += 1;
+        if li == n {
+            li = 1;
+        }
+    }
+    s
+}
+probe!(
+    p_counter_reassigned,
+    counter_reassigned,
+    counter_reassigned_grad,
+    X5.to_vec()
+);
+
+/// Counter stepped at the top, then reassigned at top level later.
+#[grad]
+fn counter_step_then_set(x: &[f64]) -> f64 {
+    let mut li = 0;
+    let mut s = 0.0;
+    for t in 0..4 {
+        li += 2;
+        s = s * 0.5 + x[li % 5];
+        li = li - 1;
+        s = s + x[li % 5] * s;
+    }
+    s
+}
+probe!(
+    p_counter_step_then_set,
+    counter_step_then_set,
+    counter_step_then_set_grad,
+    X5.to_vec()
+);
+
+/// Counter stepped by a literal in a while with break before the step.
+#[grad]
+fn counter_while_break(x: &[f64]) -> f64 {
+    let mut j = 0;
+    let mut s = 0.0;
+    while j < x.len() {
+        s = s * 0.9 + x[j] * x[j];
+        if s > 2.0 {
+            break;
+        }
+        j += 1;
+    }
+    let mut k = 0;
+    loop {
+        k += 1;
+        s = s + x[k] * s;
+        if k >= 3 {
+            break;
+        }
+    }
+    s + j as f64
+}
+probe!(
+    p_counter_while_break,
+    counter_while_break,
+    counter_while_break_grad,
+    X5.to_vec()
+);
+probe!(
+    p_counter_while_break_small,
+    counter_while_break,
+    counter_while_break_grad,
+    vec![0.1, 0.2, 0.3, 0.4, 0.5]
+);
+
+/// Counter carried by an inner loop, reset by the outer; inner range bound is an
+/// outer counter.
+#[grad]
+fn counter_nested(x: &[f64]) -> f64 {
+    let mut m = 1;
+    let mut s = 0.0;
+    let mut g = 0;
+    for t in 0..3 {
+        let mut j = t;
+        for i in 0..m {
+            s = s * 0.5 + x[j] * x[i];
+            j += 1;
+            g += 1;
+        }
+        m += 1;
+        s = s + x[g % 5];
+    }
+    s
+}
+probe!(
+    p_counter_nested,
+    counter_nested,
+    counter_nested_grad,
+    X5.to_vec()
+);
+
+/// Range bound from an outer carried value stepped in a branch.
+#[grad]
+fn range_bound_branch(x: &[f64]) -> f64 {
+    let mut m = 1;
+    let mut s = 0.5;
+    for t in 0..4 {
+        for i in 0..m {
+            s = s * x[i] + 0.1;
+        }
+        if s > 0.0 {
+            m += 1;
+        } else {
+            m = 1;
+        }
+    }
+    s
+}
+probe!(
+    p_range_bound_branch,
+    range_bound_branch,
+    range_bound_branch_grad,
+    X5.to_vec()
+);
+
+/// Index arithmetic from a saved carried value, reads of local buffers from it.
+#[grad]
+fn cheap_from_saved(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut h = x.to_vec();
+    let mut k = 1;
+    let mut s = 0.0;
+    for t in 0..6 {
+        let idx = (k * 3 + t) % n;
+        let v = h[idx];
+        s = s * 0.5 + v * x[t % n];
+        h[idx] = v * 0.9 + s;
+        k = if s > 0.0 { k + 2 } else { k * 2 + 1 };
+    }
+    s
+}
+probe!(
+    p_cheap_from_saved,
+    cheap_from_saved,
+    cheap_from_saved_grad,
+    X5.to_vec()
+);
+
+/// Copies of carried values across iterations.
+#[grad]
+fn cheap_copies(x: &[f64]) -> f64 {
+    let mut a = x[0];
+    let mut b = x[1];
+    for t in 0..5 {
+        let old = a;
+        a = b;
+        b = old * b + x[t];
+    }
+    a * b
+}
+probe!(p_cheap_copies, cheap_copies, cheap_copies_grad, X5.to_vec());
+
+/// Iterator forms: zip of different lengths, enumerate, rev.
+#[grad]
+fn iter_forms(x: &[f64]) -> f64 {
+    let h = x[1..4].to_vec();
+    let mut s = 0.0;
+    for (a, b) in x.iter().zip(h.iter()) {
+        s = s * 0.5 + a * b;
+    }
+    for (i, v) in h.iter().enumerate().rev() {
+        s = s * v + i as f64;
+    }
+    s
+}
+probe!(p_iter_forms, iter_forms, iter_forms_grad, X5.to_vec());
+
+// ---- recycled loop stacks -------------------------------------------------------------
+
+#[grad]
+fn pooled(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut h = x.to_vec();
+    let mut s = 0.0;
+    for t in 0..n {
+        for i in 0..n {
+            s = s * 0.5 + h[i] * x[t];
+            h[i] = s.sin();
+        }
+    }
+    s
+}
+
+#[grad]
+fn pooled_f32(x: &[f32]) -> f32 {
+    let mut s = 0.0f32;
+    let mut c = 0;
+    for t in 0..x.len() {
+        if x[t] > 0.0 {
+            c += 1;
+        }
+        s = s * x[t] + 1.0;
+    }
+    s * c as f32
+}
+
+#[test]
+fn p_stack_pool_repeated_and_threads() {
+    let x = X7.to_vec();
+    let (v0, g0) = pooled_grad(&x);
+    let y: Vec<f32> = X7.iter().map(|v| *v as f32).collect();
+    let (w0, k0) = pooled_f32_grad(&y);
+    check(&|x: &[f64]| pooled(x), v0, &g0.x, &x);
+    for _ in 0..200 {
+        let (v, g) = pooled_grad(&x);
+        assert_eq!(v, v0);
+        assert_eq!(g.x, g0.x);
+        let (w, k) = pooled_f32_grad(&y);
+        assert_eq!(w, w0);
+        assert_eq!(k.x, k0.x);
+        // Tapes dropped unused, in varied order.
+        let (_, t1) = pooled_forward(&x);
+        let (_, t2) = pooled_f32_forward(&y);
+        drop(t1);
+        drop(t2);
+    }
+    let hs: Vec<_> = (0..2)
+        .map(|k| {
+            let x = x.clone();
+            let y = y.clone();
+            let (g0x, k0x) = (g0.x.clone(), k0.x.clone());
+            std::thread::spawn(move || {
+                for _ in 0..300 {
+                    let (v, g) = pooled_grad(&x);
+                    let (w, q) = pooled_f32_grad(&y);
+                    assert_eq!(w, w0);
+                    assert_eq!(q.x, k0x);
+                    assert_eq!(v, v0);
+                    assert_eq!(g.x, g0x);
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+}

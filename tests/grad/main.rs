@@ -22,6 +22,7 @@ mod cfg;
 mod closures;
 mod custom_rules;
 mod generic_floats;
+mod in_place;
 mod jumps;
 mod layers;
 mod loops;

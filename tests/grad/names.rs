@@ -3,8 +3,14 @@
 //! their own.
 
 // Written the way users write such code, including forms clippy would rewrite.
-#![allow(unused_variables, unused_assignments, clippy::useless_vec)]
+#![allow(
+    unused_variables,
+    unused_assignments,
+    clippy::useless_vec,
+    clippy::let_and_return
+)]
 
+use crate::support::X5;
 use backprop::grad;
 
 // ---- raw identifiers and the expansion's names ----------------------------------------
@@ -116,3 +122,25 @@ fn hygiene(x: &[f64]) -> f64 {
     d_tape
 }
 probe!(p_hygiene, hygiene, hygiene_grad, vec![0.5, -0.8, 0.6]);
+
+/// User names that look like the generated ones.
+#[grad]
+fn names_clash(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut range = vec![0.0; n];
+    let mut count = 0.0;
+    let mut start = 0.0;
+    for k in 0..n {
+        let step_0 = x[k];
+        for i_1 in 0..n {
+            let d_x = x[i_1] * x[k];
+            range[i_1] += d_x * step_0;
+            count += x[k] * 0.5;
+        }
+        start += range[k];
+    }
+    let tape_iterations = start * count;
+    let pullback = tape_iterations + range[0];
+    pullback
+}
+probe!(p_names_clash, names_clash, names_clash_grad, X5.to_vec());

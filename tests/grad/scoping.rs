@@ -6,9 +6,11 @@
 #![allow(
     clippy::assign_op_pattern,
     clippy::needless_range_loop,
-    clippy::useless_vec
+    clippy::useless_vec,
+    unused_variables
 )]
 
+use crate::support::X5;
 use backprop::grad;
 
 // ---- blocks ---------------------------------------------------------------------------
@@ -132,4 +134,71 @@ probe!(
     shadow_argument,
     shadow_argument_grad,
     vec![0.5, -0.8, 0.6]
+);
+
+// ---- a let in a loop body shadows a carried variable for that iteration only ----------
+
+/// Range bounds shadowed / modified after the loop; nested loop with its range
+/// bound redefined in the outer body after it.
+/// Pins: a `let` in a loop body shadowing a carried `let mut` replaced the carried value
+/// (10aa381).
+#[grad]
+fn range_bound_shadow(x: &[f64]) -> f64 {
+    let mut n = 2;
+    let mut s = 1.0;
+    for t in 0..3 {
+        for i in 0..n {
+            s = s * x[i] + 0.2;
+        }
+        n = n + 1;
+        let n = 1;
+        s = s * x[n];
+    }
+    let n = 4;
+    s * x[n]
+}
+probe!(
+    p_range_bound_shadow,
+    range_bound_shadow,
+    range_bound_shadow_grad,
+    X5.to_vec()
+);
+
+/// Minimal form of the bug above: a float accumulator shadowed at the end of the body.
+/// Expected value x0+x1+x2 = 6 and gradient [1, 1, 1, 0, 0] at [1, 2, 3, 4, 5].
+/// Pins: a `let` in a loop body shadowing a carried `let mut` replaced the carried value
+/// (10aa381).
+#[grad]
+fn shadow_carried_float(x: &[f64]) -> f64 {
+    let mut c = 0.0;
+    for t in 0..3 {
+        c = c + x[t];
+        let c = 10.0;
+    }
+    c
+}
+probe!(
+    p_shadow_carried_float,
+    shadow_carried_float,
+    shadow_carried_float_grad,
+    vec![1.0, 2.0, 3.0, 4.0, 5.0]
+);
+
+/// The same with an integer counter stepped by a literal, used as an index after.
+#[grad]
+fn shadow_carried_counter(x: &[f64]) -> f64 {
+    let mut n = 0;
+    let mut s = 0.0;
+    for t in 0..3 {
+        n += 1;
+        let n = 4;
+        s = s + x[n];
+    }
+    s * x[n]
+}
+probe!(
+    p_shadow_carried_counter,
+    shadow_carried_counter,
+    shadow_carried_counter_grad,
+    vec![1.0, 2.0, 3.0, 4.0, 5.0]
 );
