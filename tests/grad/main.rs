@@ -10,6 +10,8 @@
 
 #[macro_use]
 mod support;
+#[path = "../support/rng.rs"]
+mod rng;
 
 mod adbench;
 mod array_loops;
