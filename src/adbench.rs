@@ -9,7 +9,7 @@
 //! rather than read from ADBench's data files.
 //!
 //! `benches/adbench.rs` times each objective against its `#[grad]` value + gradient;
-//! `tests/adbench.rs` checks the gradients (central differences, closed forms).
+//! `tests/grad/adbench.rs` checks the gradients (central differences, closed forms).
 
 // Written the way the ADBench C++ reference is written: index loops over flat buffers,
 // which clippy would rewrite into iterator chains, and ADBench's long argument lists.

@@ -3,7 +3,7 @@
 //!
 //! Every exercise returns a report that prints its table (`Display`) and draws its
 //! figure (`plot`, a PNG via [`crate::plot`]). The examples `ex1_backprop_by_hand` ...
-//! `ex6_clipping_rescue` and `memory` run them on the full budget; `tests/exercises.rs`
+//! `ex6_clipping_rescue` and `memory` run them on the full budget; `tests/apps/exercises.rs`
 //! runs the same code on a small budget and asserts the property each exercise is about.
 //!
 //! | exercise | function | what it shows |

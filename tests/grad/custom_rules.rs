@@ -118,3 +118,33 @@ fn a_custom_rule_over_an_array_with_a_data_argument() {
     assert_eq!(g.w, &w * 0.25);
     assert_eq!(g.lambda, 15.0 / 4.0);
 }
+
+// ---- a custom rule on a local buffer --------------------------------------------------
+
+#[backprop::custom_vjp(cubes_vjp)]
+fn cubes(v: &[f64]) -> f64 {
+    v.iter().map(|t| t * t * t).sum()
+}
+fn cubes_vjp(v: &[f64], _y: f64, d: f64) -> (Vec<f64>,) {
+    (v.iter().map(|t| 3.0 * t * t * d).collect(),)
+}
+
+/// A custom rule called on a local buffer that is written afterwards, and in a loop.
+#[grad]
+fn custom_on_local(x: &[f64]) -> f64 {
+    let mut h = x.to_vec();
+    let a = cubes(&h);
+    h[0] = a * h[1];
+    let mut s = a;
+    for t in 0..h.len() {
+        s += cubes(&h[t..]) * 0.1;
+        h[t] = s * 0.5;
+    }
+    s + h[0]
+}
+probe!(
+    p_custom_on_local,
+    custom_on_local,
+    custom_on_local_grad,
+    vec![0.5, -0.8, 0.6]
+);

@@ -447,3 +447,20 @@ fn if_let_some_on_a_number() {
     assert_eq!(optionally_scaled_scalar_grad(2.0, Some(3.0)).1.x, 3.0);
     assert_eq!(optionally_scaled_scalar_grad(2.0, None).1.x, 1.0);
 }
+
+// ---- attributes -----------------------------------------------------------------------
+
+/// Lint attributes on `f` reach its companions (same signature, same lint).
+/// Pins: lint attributes on `f` did not reach its companions (bf5618a).
+#[grad]
+#[allow(clippy::too_many_arguments)]
+fn many_arguments(a: f64, b: f64, c: f64, d: f64, e: f64, f: f64, g: f64, h: f64) -> f64 {
+    a * b + c * d + e * f + g * h
+}
+
+#[test]
+fn lint_attributes_are_carried() {
+    let (v, gr) = many_arguments_grad(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0);
+    assert_eq!(v, 2.0 + 12.0 + 30.0 + 56.0);
+    assert_eq!((gr.a, gr.h), (2.0, 7.0));
+}

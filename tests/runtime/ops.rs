@@ -6,28 +6,11 @@
 // view's lifetime, which clippy's suggested replacement requires.
 #![allow(clippy::redundant_closure)]
 
+use crate::rng::Rng;
 use backprop::ops::{self, XentOptions};
 use ndarray::{
     Array, Array1, Array2, Array3, ArrayBase, ArrayD, Axis, Data, Dimension, IxDyn, array,
 };
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 52) as f64 * 2.0 - 1.0
-    }
-    fn array<Sh: ndarray::ShapeBuilder<Dim = D>, D: Dimension>(
-        &mut self,
-        shape: Sh,
-        f: impl Fn(f64) -> f64,
-    ) -> Array<f64, D> {
-        Array::from_shape_simple_fn(shape, || f(self.unit()))
-    }
-}
 
 /// Central differences `(f(x + h·e_i) − f(x − h·e_i))/2h` for every element i, in f64.
 fn num_grad<D: Dimension>(x: &Array<f64, D>, f: impl Fn(&Array<f64, D>) -> f64) -> Array<f64, D> {
@@ -93,7 +76,7 @@ fn check_unary(
     let mut rng = Rng(11);
     let x_t_store = x.t().to_owned(); // 4×3 row-major; its .t() is a 3×4 strided view
     for (label, xv) in [("row-major", x.view()), ("transposed view", x_t_store.t())] {
-        let w = rng.array((3, 4), |v| v);
+        let w = rng.array_map((3, 4), |v| v);
         let y = f(&xv);
         let got = vjp(&xv, &y, &w);
         let want = num_grad(&xv.to_owned(), |xp| dot(&w, &f(&xp.view())));
@@ -109,13 +92,13 @@ fn away_from_zero(v: f64) -> f64 {
 #[test]
 fn gradcheck_relu() {
     // L = ⟨w, relu(x)⟩, ∂L/∂x = w·1[x > 0]; saves y.
-    let x = Rng(1).array((3, 4), away_from_zero);
+    let x = Rng(1).array_map((3, 4), away_from_zero);
     check_unary("relu", x, |x| ops::relu(x), |_, y, w| ops::relu_vjp(y, w));
 }
 
 #[test]
 fn gradcheck_leaky_relu() {
-    let x = Rng(2).array((3, 4), away_from_zero);
+    let x = Rng(2).array_map((3, 4), away_from_zero);
     check_unary(
         "leaky_relu",
         x,
@@ -126,19 +109,19 @@ fn gradcheck_leaky_relu() {
 
 #[test]
 fn gradcheck_gelu() {
-    let x = Rng(3).array((3, 4), |v| v * 4.0);
+    let x = Rng(3).array_map((3, 4), |v| v * 4.0);
     check_unary("gelu", x, |x| ops::gelu(x), |x, _, w| ops::gelu_vjp(x, w));
 }
 
 #[test]
 fn gradcheck_silu() {
-    let x = Rng(4).array((3, 4), |v| v * 4.0);
+    let x = Rng(4).array_map((3, 4), |v| v * 4.0);
     check_unary("silu", x, |x| ops::silu(x), |x, _, w| ops::silu_vjp(x, w));
 }
 
 #[test]
 fn gradcheck_sigmoid() {
-    let x = Rng(5).array((3, 4), |v| v * 4.0);
+    let x = Rng(5).array_map((3, 4), |v| v * 4.0);
     check_unary(
         "sigmoid",
         x,
@@ -149,13 +132,13 @@ fn gradcheck_sigmoid() {
 
 #[test]
 fn gradcheck_tanh() {
-    let x = Rng(6).array((3, 4), |v| v * 3.0);
+    let x = Rng(6).array_map((3, 4), |v| v * 3.0);
     check_unary("tanh", x, |x| ops::tanh(x), |_, y, w| ops::tanh_vjp(y, w));
 }
 
 #[test]
 fn gradcheck_softplus() {
-    let x = Rng(7).array((3, 4), |v| v * 5.0);
+    let x = Rng(7).array_map((3, 4), |v| v * 5.0);
     check_unary(
         "softplus",
         x,
@@ -167,17 +150,17 @@ fn gradcheck_softplus() {
 #[test]
 fn gradcheck_exp_ln_sqrt() {
     // Moderate range: central differences of a sum of e^x lose eps·Σe^x/h to rounding.
-    let x = Rng(8).array((3, 4), |v| v * 1.5);
+    let x = Rng(8).array_map((3, 4), |v| v * 1.5);
     check_unary("exp", x, |x| ops::exp(x), |_, y, w| ops::exp_vjp(y, w));
     // ln and sqrt on (0.5, 3.5): positive, away from the pole at 0.
-    let x = Rng(9).array((3, 4), |v| v * 1.5 + 2.0);
+    let x = Rng(9).array_map((3, 4), |v| v * 1.5 + 2.0);
     check_unary("ln", x.clone(), |x| ops::ln(x), |x, _, w| ops::ln_vjp(x, w));
     check_unary("sqrt", x, |x| ops::sqrt(x), |_, y, w| ops::sqrt_vjp(y, w));
 }
 
 #[test]
 fn activations_in_f32_agree_with_f64() {
-    let x = Rng(10).array((5, 7), |v| v * 6.0);
+    let x = Rng(10).array_map((5, 7), |v| v * 6.0);
     let x32 = x.mapv(|v| v as f32);
     let pairs: [(&str, Array2<f64>, Array2<f32>); 4] = [
         ("gelu", ops::gelu(&x), ops::gelu(&x32)),
@@ -195,8 +178,8 @@ fn activations_in_f32_agree_with_f64() {
 #[test]
 fn gradcheck_softmax_and_log_softmax_last_axis_3d() {
     let mut rng = Rng(12);
-    let x: Array3<f64> = rng.array((2, 3, 5), |v| v * 3.0);
-    let w: Array3<f64> = rng.array((2, 3, 5), |v| v);
+    let x: Array3<f64> = rng.array_map((2, 3, 5), |v| v * 3.0);
+    let w: Array3<f64> = rng.array_map((2, 3, 5), |v| v);
     let y = ops::softmax(&x);
     for row in y.lanes(Axis(2)) {
         assert!((row.sum() - 1.0).abs() < 1e-15);
@@ -224,7 +207,7 @@ fn labels_for(rows: usize, classes: usize) -> Vec<usize> {
 #[test]
 fn gradcheck_softmax_cross_entropy_with_options() {
     let mut rng = Rng(13);
-    let x: Array2<f64> = rng.array((6, 5), |v| v * 4.0);
+    let x: Array2<f64> = rng.array_map((6, 5), |v| v * 4.0);
     let labels = labels_for(6, 5);
     for opts in [
         XentOptions::default(),
@@ -252,7 +235,7 @@ fn gradcheck_softmax_cross_entropy_with_options() {
 #[test]
 fn softmax_cross_entropy_matches_pytorch_definitions() {
     let mut rng = Rng(14);
-    let x: Array2<f64> = rng.array((4, 3), |v| v * 2.0);
+    let x: Array2<f64> = rng.array_map((4, 3), |v| v * 2.0);
     let labels = vec![0, 2, 1, 2];
     let logp = ops::log_softmax(&x);
     let (eps, c) = (0.1, 3.0);
@@ -309,7 +292,7 @@ fn softmax_cross_entropy_gradient_is_p_minus_one_hot_over_b_exactly() {
     );
     assert!((loss - (4f64.ln() + 2f64.ln()) / 2.0).abs() < 1e-15);
     // Random logits: (softmax − one_hot)/B computed here from ops::softmax.
-    let x: Array2<f64> = Rng(15).array((5, 7), |v| v * 5.0);
+    let x: Array2<f64> = Rng(15).array_map((5, 7), |v| v * 5.0);
     let labels = labels_for(5, 7);
     let mut want = ops::softmax(&x);
     for (r, &y) in labels.iter().enumerate() {
@@ -420,8 +403,8 @@ fn softmax_cross_entropy_out_of_range_label_panics() {
 #[test]
 fn gradcheck_bce_with_logits_and_mse() {
     let mut rng = Rng(16);
-    let x: Array2<f64> = rng.array((3, 4), |v| v * 6.0);
-    let t: Array2<f64> = rng.array((3, 4), |v| (v + 1.0) / 2.0);
+    let x: Array2<f64> = rng.array_map((3, 4), |v| v * 6.0);
+    let t: Array2<f64> = rng.array_map((3, 4), |v| (v + 1.0) / 2.0);
     let d = 1.3;
     let (gx, gt) = ops::bce_with_logits_vjp(&x, &t, d);
     assert_close(
@@ -514,9 +497,9 @@ fn linear_relu_example_exact() {
 #[test]
 fn gradcheck_matmul_with_transposed_views() {
     let mut rng = Rng(17);
-    let a_store: Array2<f64> = rng.array((4, 3), |v| v); // a = a_store.t(): 3×4 view
-    let b: Array2<f64> = rng.array((4, 5), |v| v);
-    let w: Array2<f64> = rng.array((3, 5), |v| v);
+    let a_store: Array2<f64> = rng.array_map((4, 3), |v| v); // a = a_store.t(): 3×4 view
+    let b: Array2<f64> = rng.array_map((4, 5), |v| v);
+    let w: Array2<f64> = rng.array_map((3, 5), |v| v);
     let a = a_store.t();
     let (ga, gb) = ops::matmul_vjp(&a, &b, &w);
     assert_close(
@@ -531,8 +514,8 @@ fn gradcheck_matmul_with_transposed_views() {
         &num_grad(&b, |bp| dot(&w, &ops::matmul(&a, bp))),
         TOL,
     );
-    let x: Array1<f64> = rng.array(4, |v| v);
-    let wv: Array1<f64> = rng.array(3, |v| v);
+    let x: Array1<f64> = rng.array_map(4, |v| v);
+    let wv: Array1<f64> = rng.array_map(3, |v| v);
     let (ga, gx) = ops::matvec_vjp(&a, &x, &wv);
     assert_close(
         "matvec d_a",
@@ -566,7 +549,7 @@ fn matvec_shape_mismatch_panics() {
 #[test]
 fn gradcheck_reductions() {
     let mut rng = Rng(18);
-    let x: Array3<f64> = rng.array((2, 3, 4), |v| v);
+    let x: Array3<f64> = rng.array_map((2, 3, 4), |v| v);
     assert_close(
         "sum",
         &ops::sum_vjp(&x.raw_dim(), 0.5),
@@ -646,9 +629,9 @@ fn gradcheck_broadcasting_binary_ops() {
     ];
     for (sa, sb) in shapes {
         for (name, f, vjp) in binary_ops() {
-            let a = rng.array(IxDyn(sa), |v| v * 2.0);
+            let a = rng.array_map(IxDyn(sa), |v| v * 2.0);
             // Divisors away from 0.
-            let b = rng.array(IxDyn(sb), |v| {
+            let b = rng.array_map(IxDyn(sb), |v| {
                 if name == "div" {
                     away_from_zero(v)
                 } else {
@@ -746,13 +729,13 @@ fn mlp_grad(p: &Mlp, x: &Array2<f64>, y: &[usize]) -> Mlp {
 #[test]
 fn gradcheck_two_layer_mlp_8_16_4() {
     let mut rng = Rng(20);
-    let x: Array2<f64> = rng.array((6, 8), |v| v);
+    let x: Array2<f64> = rng.array_map((6, 8), |v| v);
     let y = labels_for(6, 4);
     let p = Mlp {
-        w1: rng.array((8, 16), |v| v * 0.5),
-        b1: rng.array(16, |v| v * 0.1),
-        w2: rng.array((16, 4), |v| v * 0.5),
-        b2: rng.array(4, |v| v * 0.1),
+        w1: rng.array_map((8, 16), |v| v * 0.5),
+        b1: rng.array_map(16, |v| v * 0.1),
+        w2: rng.array_map((16, 4), |v| v * 0.5),
+        b2: rng.array_map(4, |v| v * 0.1),
     };
     // Away from kinks: no hidden pre-activation within 1e-3 of 0.
     let h = ops::add(&ops::matmul(&x, &p.w1), &p.b1);
@@ -814,7 +797,7 @@ fn unbroadcast_by_hand(g: &ArrayD<f64>, target: &[usize]) -> ArrayD<f64> {
 #[test]
 fn unbroadcast_equals_the_sum_by_hand_for_every_pattern_and_layout() {
     let mut rng = Rng(0x5eed);
-    let g = rng.array((2, 3, 4), |v| v).into_dyn();
+    let g = rng.array_map((2, 3, 4), |v| v).into_dyn();
     // Leading axes summed away (the one-pass path), size-1 axes kept (general path),
     // both, nothing, and everything.
     let targets: [&[usize]; 10] = [
@@ -888,8 +871,8 @@ fn matmul_writes_every_element_of_its_fresh_output() {
         (128, 10, 256),
         (5, 0, 4),
     ] {
-        let a = rng.array((m, k), |v| v);
-        let b = rng.array((k, n), |v| v);
+        let a = rng.array_map((m, k), |v| v);
+        let b = rng.array_map((k, n), |v| v);
         let want = Array2::from_shape_fn((m, n), |(i, j)| {
             (0..k).map(|p| a[[i, p]] * b[[p, j]]).sum::<f64>()
         });
@@ -950,9 +933,9 @@ fn mul_div_as_operators(a: &Array2<f64>, b: &Array2<f64>, w: &Array2<f64>) -> f6
 #[test]
 fn ops_mul_div_and_the_operators_give_the_same_gradient() {
     let mut rng = Rng(77);
-    let a: Array2<f64> = rng.array((3, 4), |u| 2.0 * u);
-    let mut b: Array2<f64> = rng.array((3, 4), |u| 1.25 + 0.75 * u);
-    let mut w: Array2<f64> = rng.array((3, 4), |u| u);
+    let a: Array2<f64> = rng.array_map((3, 4), |u| 2.0 * u);
+    let mut b: Array2<f64> = rng.array_map((3, 4), |u| 1.25 + 0.75 * u);
+    let mut w: Array2<f64> = rng.array_map((3, 4), |u| u);
     let (v1, g1) = mul_div_as_ops_grad(&a, &b, &w);
     let (v2, g2) = mul_div_as_operators_grad(&a, &b, &w);
     assert_eq!(v1, v2);

@@ -127,3 +127,52 @@ fn mixed_branches_match_central_differences() {
         gradcheck!(branchy(x = x, y = y)).assert();
     }
 }
+
+// ---- buffers written in branches; the untaken branch is not run -----------------------
+
+/// Buffer written inside branches.
+#[grad]
+fn branch_writes(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut h = x.to_vec();
+    for i in 0..n {
+        if h[i] > 0.0 {
+            h[i] = h[i] * h[i];
+        } else if i > 0 {
+            h[i] = h[i - 1] * 3.0;
+        } else {
+            h[(i + 1) % n] = h[i] * 2.0;
+        }
+    }
+    h.iter().map(|v| v * v).sum()
+}
+probe!(
+    p_branch_writes,
+    branch_writes,
+    branch_writes_grad,
+    vec![-0.5, -1.5, 2.0, -0.4]
+);
+
+/// The untaken branch must not be evaluated, in the forward or reverse pass
+/// (`j - 1` underflows at j = 0).
+#[grad]
+fn lazy_branches(x: &[f64]) -> f64 {
+    let mut h = x.to_vec();
+    let mut s = 0.0;
+    for j in 0..x.len() {
+        let prev = if j > 0 { h[j - 1] } else { 0.0 };
+        let prev2 = match j {
+            0 => 1.0,
+            _ => h[j - 1] * x[j - 1],
+        };
+        h[j] = h[j] * prev2 + prev;
+        s += h[j] * h[j];
+    }
+    s
+}
+probe!(
+    p_lazy_branches,
+    lazy_branches,
+    lazy_branches_grad,
+    vec![0.5, -0.8, 0.6]
+);

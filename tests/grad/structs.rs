@@ -4,6 +4,7 @@
 //! stepped by an optimizer.
 #![allow(clippy::needless_range_loop)]
 
+use crate::support::check;
 use backprop::ops::{XentOptions, relu, softmax_cross_entropy};
 use backprop::optim::{AdamW, AdamWConfig, Optimizer};
 use backprop::params::Params;
@@ -306,4 +307,195 @@ fn gradcheck_takes_struct_arguments() {
         shift: 0.5,
     };
     backprop::gradcheck!(eval_at(q = q.clone(), x = const 2.5)).assert();
+}
+
+// ---- parameter structs in loops, by value, twice, with jumps --------------------------
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+pub struct Lin {
+    pub w: Vec<f64>,
+    pub b: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+pub struct Net {
+    pub l1: Lin,
+    pub l2: Lin,
+    pub scale: [f64; 2],
+}
+
+/// Flatten a Net to a vector (w1, b1, w2, b2, scale) and back, for central differences.
+fn net_flat(p: &Net) -> Vec<f64> {
+    let mut v = p.l1.w.clone();
+    v.push(p.l1.b);
+    v.extend(&p.l2.w);
+    v.push(p.l2.b);
+    v.extend(p.scale);
+    v
+}
+fn net_from(v: &[f64], like: &Net) -> Net {
+    let n1 = like.l1.w.len();
+    let n2 = like.l2.w.len();
+    Net {
+        l1: Lin {
+            w: v[..n1].to_vec(),
+            b: v[n1],
+        },
+        l2: Lin {
+            w: v[n1 + 1..n1 + 1 + n2].to_vec(),
+            b: v[n1 + 1 + n2],
+        },
+        scale: [v[n1 + 2 + n2], v[n1 + 3 + n2]],
+    }
+}
+fn sample_net() -> Net {
+    Net {
+        l1: Lin {
+            w: vec![0.3, -0.2, 0.5],
+            b: 0.1,
+        },
+        l2: Lin {
+            w: vec![0.7, -0.3, 0.45],
+            b: -0.2,
+        },
+        scale: [1.5, -0.5],
+    }
+}
+#[track_caller]
+fn check_net(f: &dyn Fn(&Net) -> f64, value: f64, g: &Net, p: &Net) {
+    let flat = net_flat(p);
+    check(&|v: &[f64]| f(&net_from(v, p)), value, &net_flat(g), &flat);
+}
+
+#[grad]
+fn lin_apply(l: &Lin, x: &[f64]) -> f64 {
+    let mut z = l.b;
+    for i in 0..l.w.len() {
+        z += l.w[i] * x[i];
+    }
+    z.tanh()
+}
+
+/// Fields in loops, nested fields, array field, helper on &p.l1, field iterators.
+#[grad(p)]
+fn net_loss(p: &Net, x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for t in 0..2 {
+        for i in 0..p.l1.w.len() {
+            s += p.l1.w[i] * p.l2.w[i] * p.scale[t] + p.l1.b * x[i];
+        }
+        s = s * p.scale[1 - t] + p.l2.b;
+    }
+    let a = lin_apply(&p.l2, x);
+    let mut c = 0.0;
+    for i in 0..p.l2.w.len() {
+        c += p.l1.w[i] * p.l2.w[i] * p.l2.b;
+    }
+    let l = &p.l1;
+    let d = l.w[0] * l.b;
+    s + a + c + d + lin_apply(&p.l1, &p.l2.w)
+}
+#[test]
+fn p_net_loss() {
+    let p = sample_net();
+    let x = [0.8, -1.1, 0.4];
+    let (v, g) = net_loss_grad(&p, &x);
+    check_net(&|q| net_loss(q, &x), v, &g.p, &p);
+}
+
+/// A struct by value; the field buffer copied and written.
+#[grad(p)]
+fn net_by_value(p: Net, x: &[f64]) -> f64 {
+    let mut w = p.l1.w.to_vec();
+    for i in 0..w.len() {
+        w[i] = w[i] * p.l2.w[i] + p.scale[0];
+    }
+    let mut s = 0.0;
+    for i in 0..w.len() {
+        s += w[i] * w[i] * x[i];
+    }
+    s + p.l1.b * p.l2.b
+}
+#[test]
+fn p_net_by_value() {
+    let p = sample_net();
+    let x = [0.8, -1.1, 0.4];
+    let (v, g) = net_by_value_grad(p.clone(), &x);
+    check_net(&|q| net_by_value(q.clone(), &x), v, &g.p, &p);
+}
+
+/// The same struct passed twice / two struct args.
+#[grad]
+fn two_lins(a: &Lin, b: &Lin, x: &[f64]) -> f64 {
+    lin_apply(a, x) * lin_apply(b, x) + a.b * b.b + lin_apply(a, &b.w)
+}
+#[test]
+fn p_two_lins_same() {
+    let p = sample_net();
+    let x = [0.8, -1.1, 0.4];
+    let (v, g) = two_lins_grad(&p.l1, &p.l1, &x);
+    // d/dl where both args are the same struct: sum of both gradients
+    let f = |v: &[f64]| {
+        let l = Lin {
+            w: v[..3].to_vec(),
+            b: v[3],
+        };
+        two_lins(&l, &l, &x)
+    };
+    let mut flat = p.l1.w.clone();
+    flat.push(p.l1.b);
+    let mut gsum: Vec<f64> = g.a.w.iter().zip(&g.b.w).map(|(a, b)| a + b).collect();
+    gsum.push(g.a.b + g.b.b);
+    check(&f, v, &gsum, &flat);
+    let (v2, g2) = two_lins_grad(&p.l1, &p.l2, &x);
+    let f2 = |v: &[f64]| {
+        let a = Lin {
+            w: v[..3].to_vec(),
+            b: v[3],
+        };
+        let b = Lin {
+            w: v[4..7].to_vec(),
+            b: v[7],
+        };
+        two_lins(&a, &b, &x)
+    };
+    let mut flat2 = p.l1.w.clone();
+    flat2.push(p.l1.b);
+    flat2.extend(&p.l2.w);
+    flat2.push(p.l2.b);
+    let mut gg = g2.a.w.clone();
+    gg.push(g2.a.b);
+    gg.extend(&g2.b.w);
+    gg.push(g2.b.b);
+    check(&f2, v2, &gg, &flat2);
+}
+
+/// Struct fields with writes to a local, loops with break and match.
+#[grad(p)]
+fn net_jumps(p: &Net, k: usize) -> f64 {
+    let mut s = 0.0;
+    let mut i = 0;
+    loop {
+        if i >= p.l1.w.len() {
+            break;
+        }
+        let w = p.l1.w[i];
+        i += 1;
+        if w < 0.0 {
+            continue;
+        }
+        s += match k {
+            0 => w * p.scale[0],
+            _ => w * p.l2.w[i - 1],
+        };
+    }
+    s * p.l1.b
+}
+#[test]
+fn p_net_jumps() {
+    let p = sample_net();
+    for k in 0..2 {
+        let (v, g) = net_jumps_grad(&p, k);
+        check_net(&|q| net_jumps(q, k), v, &g.p, &p);
+    }
 }

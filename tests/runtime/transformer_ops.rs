@@ -6,26 +6,13 @@
 
 #![allow(clippy::excessive_precision)]
 
+use crate::rng::Rng;
 use backprop::ops::{
     self, XentOptions, attention, cross_entropy, dropout, embedding, gelu_exact, layer_norm,
     rms_norm, softmax_causal, softmax_masked,
 };
 use backprop::{Pullback, grad, gradcheck};
-use ndarray::{Array, Array1, Array2, Array3, Array4, Dimension, ShapeBuilder, array};
-
-/// xorshift64*: deterministic, no dependency. Uniform in [−1, 1).
-struct Rng(u64);
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 52) as f64 * 2.0 - 1.0
-    }
-    fn array<Sh: ShapeBuilder<Dim = D>, D: Dimension>(&mut self, shape: Sh) -> Array<f64, D> {
-        Array::from_shape_simple_fn(shape, || self.unit())
-    }
-}
+use ndarray::{Array, Array1, Array2, Array3, Array4, Dimension, array};
 
 fn max_abs_diff<D: Dimension>(a: &Array<f64, D>, b: &Array<f64, D>) -> f64 {
     assert_eq!(a.shape(), b.shape());

@@ -12,6 +12,7 @@
     clippy::manual_swap
 )]
 
+use crate::support::{check, fd};
 use backprop::{Pullback, grad, gradcheck};
 
 fn close(a: f64, b: f64) -> bool {
@@ -611,4 +612,349 @@ fn updates_that_only_look_in_place_keep_the_plain_rules() {
         vec![(1.0 + 2.0 * a + b) + 2.0 * (1.0 + a), (1.0 + a) + 1.0]
     );
     gradcheck!(not_in_place(x = &vec![0.3, 1.7])).assert();
+}
+
+// ---- recurrences, iterators, views and empty buffers ----------------------------------
+
+/// Prefix sums, backwards recurrence with .rev(), step_by.
+#[grad]
+fn recurrences(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut h = vec![0.0; n];
+    h[0] = x[0];
+    for i in 1..n {
+        h[i] = h[i - 1] * x[i] + x[i];
+    }
+    let mut g = vec![0.0; n + 1];
+    g[n] = 1.0;
+    for i in (0..n).rev() {
+        g[i] = g[i + 1] * h[i].sin();
+    }
+    let mut s = 0.0;
+    for i in (0..n).step_by(2) {
+        s += g[i] * h[i];
+    }
+    for i in (1..n).rev().step_by(2) {
+        s += g[i];
+    }
+    s
+}
+probe!(
+    p_recurrences,
+    recurrences,
+    recurrences_grad,
+    vec![0.5, -1.5, 2.0, 0.3, 0.9]
+);
+
+/// zip of a longer with a shorter buffer: stops at the shorter.
+#[grad]
+fn zip_shorter(x: &[f64]) -> f64 {
+    let a: f64 = x.iter().zip(&x[1..]).map(|(p, q)| p * q).sum();
+    let b: f64 = x[1..].iter().zip(x.iter()).map(|(p, q)| p - q * q).sum();
+    a + b
+}
+probe!(
+    p_zip_shorter,
+    zip_shorter,
+    zip_shorter_grad,
+    vec![0.5, -1.5, 2.0, 0.25]
+);
+
+/// zero iterations and empty slices.
+#[grad]
+fn maybe_empty(x: &[f64]) -> f64 {
+    let mut s = 1.0;
+    for i in 0..x.len() {
+        s *= x[i];
+    }
+    let p: f64 = x.iter().product();
+    let q = x.iter().fold(2.0, |a, v| a + v);
+    let h = vec![0.0; x.len()];
+    let t: f64 = h.iter().sum();
+    s + p + q + t
+}
+#[test]
+fn p_maybe_empty() {
+    let (v, g) = maybe_empty_grad(&[]);
+    assert_eq!(v, 4.0);
+    assert!(g.x.is_empty());
+    let (v, g) = maybe_empty_grad(&[3.0]);
+    check(&|x: &[f64]| maybe_empty(x), v, &g.x, &[3.0]);
+}
+
+/// vec! and arrays repeating an active value.
+#[grad]
+fn repeat_active(x: &[f64]) -> f64 {
+    let a = vec![x[0]; 3];
+    let b = [x[1] * 2.0; 2];
+    let mut c = vec![x[2]; 2];
+    c[0] *= x[0];
+    a[0] * a[1] * a[2] + b[0] * b[1] + c[0] + c[1]
+}
+probe!(
+    p_repeat_active,
+    repeat_active,
+    repeat_active_grad,
+    vec![0.5, -1.5, 2.0]
+);
+
+/// Views of views and views inside loops.
+#[grad]
+fn views(x: &[f64]) -> f64 {
+    let a = &x[1..];
+    let b = &a[1..3];
+    let mut s = b[0] * b[1] + a.len() as f64;
+    for i in 0..x.len() {
+        let t = &x[i..];
+        s += t[0] * t[t.len() - 1];
+        let u: f64 = x[..i].iter().sum();
+        s += u * x[i];
+    }
+    s
+}
+probe!(p_views, views, views_grad, vec![0.5, -1.5, 2.0, 0.9, 1.2]);
+
+/// f32 buffers with writes.
+#[grad]
+fn f32_writes(x: &[f32]) -> f32 {
+    let mut h = x.to_vec();
+    for i in 1..h.len() {
+        h[i] = h[i] * h[i - 1] + 1.0;
+    }
+    h.iter().map(|v| v * v).sum()
+}
+#[test]
+fn p_f32_writes() {
+    let x = [0.5f32, -1.5, 2.0];
+    let (v, g) = f32_writes_grad(&x);
+    let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let f = |x: &[f64]| {
+        let mut h = x.to_vec();
+        for i in 1..h.len() {
+            h[i] = h[i] * h[i - 1] + 1.0;
+        }
+        h.iter().map(|v| v * v).sum::<f64>()
+    };
+    let gd: Vec<f64> = g.x.iter().map(|&v| v as f64).collect();
+    let num = fd(&f, &xd);
+    for (a, b) in gd.iter().zip(&num) {
+        assert!((a - b).abs() < 1e-3 * b.abs().max(1.0), "{gd:?} vs {num:?}");
+    }
+    assert!((v as f64 - f(&xd)).abs() < 1e-4);
+}
+
+/// The idiomatic max over a slice: fold from NaN with f64::max.
+#[grad]
+fn nan_fold_max(x: &[f64]) -> f64 {
+    let m = x.iter().cloned().fold(f64::NAN, f64::max);
+    let n = x.iter().copied().fold(f64::NAN, f64::min);
+    3.0 * m + n
+}
+probe!(
+    p_nan_fold_max,
+    nan_fold_max,
+    nan_fold_max_grad,
+    vec![0.5, -1.5, 2.0, 0.9]
+);
+
+/// Fold from the first element.
+#[grad]
+fn fold_from_first(x: &[f64]) -> f64 {
+    let m = x[1..].iter().fold(x[0], |a, &b| a.max(b));
+    m * m
+}
+probe!(
+    p_fold_from_first,
+    fold_from_first,
+    fold_from_first_grad,
+    vec![0.5, -1.5, 2.0, 0.9]
+);
+
+/// Soft-DTW on a flat table: a DP recurrence over a buffer.
+#[grad(x)]
+fn soft_dtw(x: &[f64], y: &[f64], gamma: f64) -> f64 {
+    let n = x.len();
+    let m = y.len();
+    let w = m + 1;
+    let mut r = vec![1e10; (n + 1) * w];
+    r[0] = 0.0;
+    for i in 1..=n {
+        for j in 1..=m {
+            let d = (x[i - 1] - y[j - 1]) * (x[i - 1] - y[j - 1]);
+            let a = -r[(i - 1) * w + j] / gamma;
+            let b = -r[i * w + j - 1] / gamma;
+            let c = -r[(i - 1) * w + j - 1] / gamma;
+            let mx = a.max(b).max(c);
+            let smin = -gamma * (mx + ((a - mx).exp() + (b - mx).exp() + (c - mx).exp()).ln());
+            r[i * w + j] = d + smin;
+        }
+    }
+    r[n * w + m]
+}
+#[test]
+fn p_soft_dtw() {
+    let x = vec![0.5, -0.8, 0.6, 1.2];
+    let y = [0.1, 0.4, -0.5];
+    let (v, g) = soft_dtw_grad(&x, &y, 0.7);
+    check(&|x: &[f64]| soft_dtw(x, &y, 0.7), v, &g.x, &x);
+}
+
+// ---- indices computed at run time, masks and tables -----------------------------------
+
+/// Argmax found with a branch, then used as an index.
+#[grad]
+fn argmax_index(x: &[f64]) -> f64 {
+    let mut best = 0;
+    for i in 1..x.len() {
+        if x[i] > x[best] {
+            best = i;
+        }
+    }
+    x[best] * x[best] + x[0]
+}
+probe!(
+    p_argmax_index,
+    argmax_index,
+    argmax_index_grad,
+    vec![0.5, -1.5, 2.0, 1.0]
+);
+
+/// Integer index updated in the loop, used to read.
+#[grad]
+fn strided_index(x: &[f64]) -> f64 {
+    let n = x.len();
+    let mut j = 0;
+    let mut s = 0.0;
+    for i in 0..n {
+        s = s * 0.5 + x[j] * x[i];
+        j = (j + 2) % n;
+    }
+    let mut i = 0;
+    while i < n {
+        s += x[i] * s;
+        i += 2;
+    }
+    s
+}
+probe!(
+    p_strided_index,
+    strided_index,
+    strided_index_grad,
+    vec![0.5, -1.5, 2.0, 0.3, 1.1]
+);
+
+/// An integer chosen in a branch, then used as an index.
+#[grad]
+fn index_from_branch(x: &[f64]) -> f64 {
+    let mut k = 0;
+    if x[0] > 0.0 {
+        k = 2;
+    }
+    let mut h = vec![0.0; 3];
+    h[k] = x[1] * x[k];
+    h[2 - k] += x[k] * 3.0;
+    h[0] * h[2] + h[k]
+}
+#[test]
+fn p_index_from_branch() {
+    for x in [vec![0.5, -0.8, 0.6], vec![-0.5, -0.8, 0.6]] {
+        let (v, g) = index_from_branch_grad(&x);
+        check(&|x: &[f64]| index_from_branch(x), v, &g.x, &x);
+    }
+}
+
+/// Integer counter decremented in a loop, used as index.
+#[grad]
+fn countdown(x: &[f64]) -> f64 {
+    let mut j = x.len();
+    let mut s = 1.0;
+    while j > 0 {
+        j -= 1;
+        s = s * x[j] + x[x.len() - 1 - j];
+    }
+    s
+}
+probe!(
+    p_countdown,
+    countdown,
+    countdown_grad,
+    vec![0.5, -0.8, 0.6, 1.1]
+);
+
+/// Gather through an integer index buffer (labels).
+#[grad(logits)]
+fn gather(logits: &[f64], labels: &[usize], c: usize) -> f64 {
+    let mut s = 0.0;
+    for (row, &label) in labels.iter().enumerate() {
+        s -= logits[row * c + label];
+    }
+    for i in 0..labels.len() {
+        s += logits[i * c + labels[i]] * logits[i * c];
+    }
+    s
+}
+#[test]
+fn p_gather() {
+    let logits = vec![0.5, -1.5, 2.0, 0.9, 0.3, -0.7];
+    let labels = [1usize, 2];
+    let (v, g) = gather_grad(&logits, &labels, 3);
+    check(&|x: &[f64]| gather(x, &labels, 3), v, &g.logits, &logits);
+}
+
+/// A bool mask buffer, indexed.
+#[grad(x)]
+fn masked(x: &[f64], mask: &[bool]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        if mask[i] {
+            s += x[i] * x[i];
+        }
+    }
+    s
+}
+#[test]
+fn p_masked() {
+    let x = vec![0.5, -1.5, 2.0, 0.9];
+    let mask = [true, false, true, false];
+    let (v, g) = masked_grad(&x, &mask);
+    check(&|x: &[f64]| masked(x, &mask), v, &g.x, &x);
+}
+
+/// A top-level const sizing an array; array arg; writes with enumerate indices.
+const N3: usize = 3;
+#[grad]
+fn const_sized(p: [f64; N3]) -> f64 {
+    let mut a = [0.0; N3];
+    for (i, v) in p.iter().enumerate() {
+        a[i] += v * v;
+        a[N3 - 1 - i] -= v;
+    }
+    let mut s = 0.0;
+    for v in a {
+        s = s * 0.5 + v * v;
+    }
+    s
+}
+#[test]
+fn p_const_sized() {
+    let p = [0.5, -0.8, 0.6];
+    let (v, g) = const_sized_grad(p);
+    check(&|x: &[f64]| const_sized([x[0], x[1], x[2]]), v, &g.p, &p);
+}
+
+/// Linear interpolation in a table at an active position (index from floor).
+#[grad]
+fn lerp_table(table: &[f64], t: f64) -> f64 {
+    let n = table.len();
+    let pos = t * (n - 1) as f64;
+    let i = (pos.floor() as usize).min(n - 2);
+    let frac = pos - i as f64;
+    table[i] * (1.0 - frac) + table[i + 1] * frac
+}
+#[test]
+fn p_lerp_table() {
+    let table = vec![0.5, -0.8, 0.6, 1.5];
+    let (v, g) = lerp_table_grad(&table, 0.4);
+    check(&|x: &[f64]| lerp_table(x, 0.4), v, &g.table, &table);
+    check(&|x: &[f64]| lerp_table(&table, x[0]), v, &[g.t], &[0.4]);
 }

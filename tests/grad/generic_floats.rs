@@ -2,9 +2,11 @@
 //! 5): with the bounds a user writes for ndarray code (`T: Float + LinalgScalar +
 //! ScalarOperand`) or the crate's one bound `T: backprop::Real`, instantiated at f32 and
 //! f64, gradchecked in f64, the f32 instance against the f64 one, and `gradcheck!` on
-//! functions computed in f32.
-#![allow(clippy::float_cmp)]
+//! functions computed in f32. Also generic functions over slices, and type and const
+//! parameters that are not floats (data, not derivatives).
+#![allow(clippy::float_cmp, clippy::assign_op_pattern)]
 
+use crate::support::check;
 use backprop::gradcheck::Options;
 use backprop::{Real, custom_vjp, grad, gradcheck};
 use ndarray::{Array1, Array2, LinalgScalar, ScalarOperand, array};
@@ -245,4 +247,60 @@ fn gradcheck_checks_f32_functions_in_f32() {
 fn f32_tolerances_still_catch_a_wrong_rule() {
     let report = gradcheck!(uses_cube_off(x = 1.2));
     assert!(!report.passed(), "{report}");
+}
+
+// ---- type and const parameters that are not floats ------------------------------------
+
+/// A generic label type is data, not a float.
+/// Pins: every type parameter was taken for a float, not only Float-bounded ones (bf5618a).
+#[grad]
+fn generic_label<T: Float, L: Copy + PartialEq>(x: T, label: L, target: L) -> T {
+    let hit = if_equal(label, target);
+    x * x * T::from(hit).unwrap()
+}
+
+fn if_equal<L: PartialEq>(a: L, b: L) -> f64 {
+    if a == b { 1.0 } else { 0.5 }
+}
+
+#[test]
+fn non_float_type_parameters_are_constants() {
+    let (v, g) = generic_label_grad(3.0_f64, 'a', 'b');
+    assert_eq!((v, g.x), (4.5, 3.0));
+}
+
+/// Const generics: the companions call each other with a turbofish.
+/// Pins: const generic functions did not expand (bf5618a).
+#[grad]
+fn const_generic<const N: usize>(x: f64) -> f64 {
+    x * N as f64
+}
+
+#[test]
+fn const_generic_functions_expand() {
+    assert_eq!(
+        const_generic_grad::<4>(2.0),
+        (8.0, ConstGenericGrad { x: 4.0 })
+    );
+}
+
+// ---- generic buffers ------------------------------------------------------------------
+
+/// `T: Float` with a buffer argument needs `AddAssign` too (see break2_ui/generic_buffer.rs):
+/// with the extra bound it works.
+#[grad]
+fn generic_with_add_assign<T: num_traits::Float + std::ops::AddAssign>(x: &[T]) -> T {
+    let mut h = vec![T::zero(); x.len()];
+    let mut s = T::zero();
+    for i in 0..x.len() {
+        h[i] = x[i] * x[i];
+        s = s + h[i] * x[i];
+    }
+    s
+}
+#[test]
+fn p_generic_with_add_assign() {
+    let x = vec![0.5, -1.5, 2.0];
+    let (v, g) = generic_with_add_assign_grad(&x);
+    check(&|x: &[f64]| generic_with_add_assign(x), v, &g.x, &x);
 }

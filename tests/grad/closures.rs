@@ -156,3 +156,78 @@ fn owned_array_arguments_consumed_by_operators() {
     let (v, g) = owned_arr_loss_grad(ndarray::array![1.0, 3.0], 2.0);
     assert_eq!((v, g.w), (8.0, 4.0));
 }
+
+// ---- closures capturing and shadowing active locals -----------------------------------
+
+/// Closures capturing an outer active variable.
+#[grad]
+fn capturing(x: &[f64]) -> f64 {
+    let w = x[0] * 2.0;
+    let a: f64 = x.iter().map(|v| v * w).sum();
+    let b = x.iter().fold(w, |acc, v| acc * v + w);
+    let c: f64 = x.iter().zip(x.iter()).map(|(p, q)| p * q * w).sum();
+    a + b + c
+}
+probe!(p_capturing, capturing, capturing_grad, vec![0.5, -1.5, 2.0]);
+
+/// A closure parameter shadowing an outer local, which is used after.
+#[grad]
+fn closure_shadows_outer(x: &[f64]) -> f64 {
+    let v = x[0] * 3.0;
+    let s: f64 = x.iter().map(|v| v * v).sum();
+    let t = x.iter().fold(0.0, |v, w| v + w * x[1]);
+    let mut u = 0.0;
+    for v in x {
+        u += v.sin();
+    }
+    s + v * t + u * v
+}
+probe!(
+    p_closure_shadows_outer,
+    closure_shadows_outer,
+    closure_shadows_outer_grad,
+    vec![0.5, -1.5, 2.0]
+);
+
+/// Variance: a closure capturing the active mean.
+#[grad]
+fn variance(x: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+}
+probe!(
+    p_variance,
+    variance,
+    variance_grad,
+    vec![0.5, -1.5, 2.0, 0.9]
+);
+
+/// Closures with branches, blocks, enumerate + map indexing another buffer, nested zip.
+#[grad]
+fn closure_forms(x: &[f64]) -> f64 {
+    let w = vec![1.0, -2.0, 0.5];
+    let a: f64 = x.iter().map(|&v| if v > 0.0 { v } else { 0.1 * v }).sum();
+    let b: f64 = x
+        .iter()
+        .map(|v| {
+            let t = v * 2.0;
+            t * t
+        })
+        .sum();
+    let c: f64 = x.iter().enumerate().map(|(i, v)| v * w[i] * x[i]).sum();
+    let d: f64 = x
+        .iter()
+        .zip(&w)
+        .zip(x.iter())
+        .map(|((p, q), r)| p * q * r)
+        .sum();
+    let e: f64 = x.iter().map(|v| v.max(0.0)).product();
+    a + b + c + d + e
+}
+probe!(
+    p_closure_forms,
+    closure_forms,
+    closure_forms_grad,
+    vec![0.5, -0.8, 0.6]
+);

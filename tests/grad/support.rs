@@ -1,6 +1,7 @@
-//! Helpers shared by the break-it probe files: central differences of a function of
-//! one slice, and a check of a generated value and gradient against them.
-#![allow(dead_code)]
+//! Helpers shared by the feature modules: central differences of a function of one
+//! slice, a check of a generated value and gradient against them (and `probe!`, a test
+//! of the two at one point), and equality that treats NaN as equal to NaN.
+#![allow(dead_code, unused_macros)]
 
 /// Points away from kinks, of the two lengths the probes use.
 pub const X5: [f64; 5] = [0.5, -1.5, 2.0, 0.3, 1.1];
@@ -41,7 +42,37 @@ macro_rules! probe {
         fn $test() {
             let x: Vec<f64> = $x;
             let (v, g) = $fg(&x);
-            check(&|x: &[f64]| $f(x), v, &g.x, &x);
+            $crate::support::check(&|x: &[f64]| $f(x), v, &g.x, &x);
         }
     };
+}
+
+/// Equal, treating NaN == NaN and +0 == −0.
+pub fn same(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b
+}
+pub fn same_v(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(*x, *y))
+}
+macro_rules! assert_same {
+    ($a:expr, $b:expr) => {{
+        let (a, b) = ($a, $b);
+        assert!(
+            $crate::support::same(a, b),
+            "{} = {a:?} but {} = {b:?}",
+            stringify!($a),
+            stringify!($b)
+        );
+    }};
+}
+macro_rules! assert_same_v {
+    ($a:expr, $b:expr) => {{
+        let (a, b): (&[f64], &[f64]) = (&$a[..], &$b[..]);
+        assert!(
+            $crate::support::same_v(a, b),
+            "{} = {a:?} but {} = {b:?}",
+            stringify!($a),
+            stringify!($b)
+        );
+    }};
 }
