@@ -173,14 +173,32 @@ pub fn constants() -> &'static [&'static str] {
     &parsed().constants
 }
 
-/// `__rule_table!(callback)`: `callback! { <the table> }`, for the runtime.
+/// `__rule_table!(callback)`: `callback! { <the table> }`; `__rule_table!(callback,
+/// args..)`: `callback! { args..; <the table> }`. For the runtime.
 pub fn expand(input: TokenStream) -> TokenStream {
-    let callback: syn::Path = match syn::parse2(input) {
-        Ok(p) => p,
+    struct Call {
+        callback: syn::Path,
+        args: TokenStream,
+    }
+    impl Parse for Call {
+        fn parse(input: ParseStream) -> syn::Result<Self> {
+            let callback = input.parse()?;
+            let args = if input.peek(Token![,]) {
+                input.parse::<Token![,]>()?;
+                let rest: TokenStream = input.parse()?;
+                quote::quote!(#rest;)
+            } else {
+                TokenStream::new()
+            };
+            Ok(Call { callback, args })
+        }
+    }
+    let Call { callback, args } = match syn::parse2(input) {
+        Ok(c) => c,
         Err(e) => return e.to_compile_error(),
     };
     let table: TokenStream = SOURCE.parse().expect("the rule table lexes");
-    quote::quote! { #callback! { #table } }
+    quote::quote! { #callback! { #args #table } }
 }
 
 // ---- parsing --------------------------------------------------------------------------

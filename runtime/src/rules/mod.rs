@@ -22,6 +22,28 @@
 //!   `docs/RULES.md` ("Strong zeros") has the reasoning and where it is not the true
 //!   derivative.
 
+/// Walks the rule table (`derive/src/rule_table.in`, handed over by
+/// `backprop_derive::__rule_table!(rule_lines, callback)`) and calls
+/// `callback!(@line KIND <line>;)` for each input's line, `KIND` being the entry's
+/// `method`, `operator` or `constant`: the table's grammar is matched here once, and each
+/// generator (`scalar_rules!`, `tensor_rules!`) says only what a line becomes.
+macro_rules! rule_lines {
+    ($cb:ident; $(
+        $(#[$meta:meta])*
+        $kind:ident $op:ident ( $($inp:ident $(: $ity:ty)?),* ) -> $out:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $d:ident = $rule:ident $( ( $($read:ident $(: $rty:ty)?),* ) $(=> $body:expr)? )? ;
+            )*
+        }
+    )*) => {
+        $($(
+            $cb!(@line $kind $(#[doc = $doc])* $d = $rule
+                $( ( $($read $(: $rty)?),* ) $(=> $body)? )? ;);
+        )*)*
+    };
+}
+
 pub mod array_methods;
 pub mod nondiff;
 pub mod scalar;

@@ -62,11 +62,11 @@ fn frac_2_sqrt_pi<T: Float>() -> T {
 }
 
 /// Generates one scalar rule function per rule body in the rule table
-/// (`derive/src/rule_table.in`, handed over by `backprop_derive::__rule_table!`), using
+/// (`derive/src/rule_table.in`; each line given by `rules::rule_lines!`), using
 /// the `times` and `guard` of the module it is invoked in: strong zeros here, none in
 /// [`plain`].
 macro_rules! scalar_rules {
-    (@line $(#[doc = $doc:literal])* $d:ident = $rule:ident
+    (@line $kind:ident $(#[doc = $doc:literal])* $d:ident = $rule:ident
         ( $($read:ident $(: $rty:ty)?),* ) => $body:expr ;) => {
         $(#[doc = $doc])*
         #[inline(always)]
@@ -78,23 +78,9 @@ macro_rules! scalar_rules {
     (@line $($line:tt)*) => {};
     (@ty) => { T };
     (@ty $t:ty) => { $t };
-    ($(
-        $(#[$meta:meta])*
-        $kind:ident $op:ident ( $($inp:ident $(: $ity:ty)?),* ) -> $out:ident {
-            $(
-                $(#[doc = $doc:literal])*
-                $d:ident = $rule:ident $( ( $($read:ident $(: $rty:ty)?),* ) $(=> $body:expr)? )? ;
-            )*
-        }
-    )*) => {
-        $($(
-            scalar_rules!(@line $(#[doc = $doc])* $d = $rule
-                $( ( $($read $(: $rty)?),* ) $(=> $body)? )? ;);
-        )*)*
-    };
 }
 
-backprop_derive::__rule_table!(scalar_rules);
+backprop_derive::__rule_table!(rule_lines, scalar_rules);
 
 /// The same rules without strong zeros: `d · local` is a plain product, so `0 · ∞` (a
 /// zero cotangent times an infinite derivative, or an infinite cotangent times a zero
@@ -125,5 +111,5 @@ pub mod plain {
         value
     }
 
-    backprop_derive::__rule_table!(scalar_rules);
+    backprop_derive::__rule_table!(rule_lines, scalar_rules);
 }

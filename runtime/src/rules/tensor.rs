@@ -420,23 +420,9 @@ macro_rules! tensor_rules {
         }
     };
     (@line $($line:tt)*) => {};
-    ($(
-        $(#[$meta:meta])*
-        $kind:ident $op:ident ( $($inp:ident $(: $ity:ty)?),* ) -> $out:ident {
-            $(
-                $(#[doc = $doc:literal])*
-                $d:ident = $rule:ident $( ( $($read:ident $(: $rty:ty)?),* ) $(=> $body:expr)? )? ;
-            )*
-        }
-    )*) => {
-        $($(
-            tensor_rules!(@line $kind $(#[doc = $doc])* $d = $rule
-                $( ( $($read $(: $rty)?),* ) $(=> $body)? )? ;);
-        )*)*
-    };
 }
 
-backprop_derive::__rule_table!(tensor_rules);
+backprop_derive::__rule_table!(rule_lines, tensor_rules);
 
 /// Elementwise `powi`: `∂x = d·n·xⁿ⁻¹`.
 pub fn powi_vjp<V: Elementwise<C>, C>(x: &V, n: &i32, d: &C) -> C {
