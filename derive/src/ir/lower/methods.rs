@@ -20,10 +20,17 @@ fn elementwise(name: &str) -> bool {
     crate::rule_table::methods()
         .iter()
         .any(|p| p.arity() == 1 && p.name == name)
-        || matches!(
-            name,
-            "powi" | "floor" | "ceil" | "round" | "trunc" | "signum"
-        )
+        || name == "powi"
+        || elementwise_constants().any(|c| c == name)
+}
+
+/// The rule table's zero-derivative methods ndarray also has on arrays (all but
+/// `round_ties_even`): the `mapv` lowering calls the array method.
+fn elementwise_constants() -> impl Iterator<Item = &'static str> {
+    crate::rule_table::constants()
+        .iter()
+        .copied()
+        .filter(|c| *c != "round_ties_even")
 }
 
 /// What a `mapv` closure may be (the message of every refusal of one).
@@ -33,9 +40,11 @@ fn mapv_forms() -> String {
         .filter(|p| p.arity() == 1)
         .map(|p| p.name)
         .collect();
+    let constants: Vec<&str> = elementwise_constants().collect();
     format!(
-        "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods {}, powi (floor, ceil, round, trunc, signum with derivative 0), possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array",
-        methods.join(", ")
+        "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods {}, powi ({} with derivative 0), possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array",
+        methods.join(", "),
+        constants.join(", ")
     )
 }
 
