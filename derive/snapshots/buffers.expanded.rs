@@ -77,7 +77,7 @@ impl overwrite {
             let mut d_x: ::std::vec::Vec<f64> = ::std::vec![
                 ::backprop::__private::zero(); x.len()
             ];
-            let () = if strong_zeros {
+            if strong_zeros {
                 let mut d_v: ::std::vec::Vec<f64> = ::std::vec![
                     ::backprop::__private::zero(); t0
                 ];
@@ -112,24 +112,17 @@ impl overwrite {
                 let d_t5 = ::backprop::__private::mul_vjp_rhs(t4, d_t6);
                 d_y[2] += d_t5;
                 d_y[1] += d_t4;
-                let () = {
-                    for i_1 in ::core::iter::Iterator::rev(
-                        ::core::clone::Clone::clone(&range),
-                    ) {
-                        let () = {
-                            let t1 = x[i_1];
-                            let d_t2 = d_y[i_1];
-                            d_y[i_1] = ::backprop::__private::zero();
-                            let mut d_t1 = ::backprop::__private::mul_vjp_lhs(t1, d_t2);
-                            d_t1 = d_t1 + ::backprop::__private::mul_vjp_rhs(t1, d_t2);
-                            d_x[i_1] += d_t1;
-                            ()
-                        };
-                    }
-                    ()
-                };
+                for i_1 in ::core::iter::Iterator::rev(
+                    ::core::clone::Clone::clone(&range),
+                ) {
+                    let t1 = x[i_1];
+                    let d_t2 = d_y[i_1];
+                    d_y[i_1] = ::backprop::__private::zero();
+                    let mut d_t1 = ::backprop::__private::mul_vjp_lhs(t1, d_t2);
+                    d_t1 = d_t1 + ::backprop::__private::mul_vjp_rhs(t1, d_t2);
+                    d_x[i_1] += d_t1;
+                }
                 ::backprop::__private::add_into(&mut d_x[..], &d_v);
-                ()
             } else {
                 let mut d_v: ::std::vec::Vec<f64> = ::std::vec![
                     ::backprop::__private::zero(); t0
@@ -171,29 +164,18 @@ impl overwrite {
                 let d_t5 = ::backprop::__private::plain::mul_vjp_rhs(t4, d_t6);
                 d_y[2] += d_t5;
                 d_y[1] += d_t4;
-                let () = {
-                    for i_1 in ::core::iter::Iterator::rev(
-                        ::core::clone::Clone::clone(&range),
-                    ) {
-                        let () = {
-                            let t1 = x[i_1];
-                            let d_t2 = d_y[i_1];
-                            d_y[i_1] = ::backprop::__private::zero();
-                            let mut d_t1 = ::backprop::__private::plain::mul_vjp_lhs(
-                                t1,
-                                d_t2,
-                            );
-                            d_t1 = d_t1
-                                + ::backprop::__private::plain::mul_vjp_rhs(t1, d_t2);
-                            d_x[i_1] += d_t1;
-                            ()
-                        };
-                    }
-                    ()
-                };
+                for i_1 in ::core::iter::Iterator::rev(
+                    ::core::clone::Clone::clone(&range),
+                ) {
+                    let t1 = x[i_1];
+                    let d_t2 = d_y[i_1];
+                    d_y[i_1] = ::backprop::__private::zero();
+                    let mut d_t1 = ::backprop::__private::plain::mul_vjp_lhs(t1, d_t2);
+                    d_t1 = d_t1 + ::backprop::__private::plain::mul_vjp_rhs(t1, d_t2);
+                    d_x[i_1] += d_t1;
+                }
                 ::backprop::__private::add_into(&mut d_x[..], &d_v);
-                ()
-            };
+            }
             (d_x,)
         };
         (s_3, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))

@@ -70,7 +70,7 @@ impl dot {
             let mut d_x: ::std::vec::Vec<f64> = ::std::vec![
                 ::backprop::__private::zero(); x.len()
             ];
-            let () = if strong_zeros {
+            if strong_zeros {
                 let (_,) = {
                     let mut d_acc_3_carry: f64 = d_acc_3;
                     for i_1 in ::core::iter::Iterator::rev(
@@ -93,7 +93,6 @@ impl dot {
                     }
                     (d_acc_3_carry,)
                 };
-                ()
             } else {
                 let (_,) = {
                     let mut d_acc_3_carry: f64 = d_acc_3;
@@ -123,8 +122,7 @@ impl dot {
                     }
                     (d_acc_3_carry,)
                 };
-                ()
-            };
+            }
             (d_w, d_x)
         };
         (acc_3, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))

@@ -91,7 +91,7 @@ impl outer_sum {
             let mut d_w: ::std::vec::Vec<f64> = ::std::vec![
                 ::backprop::__private::zero(); w.len()
             ];
-            let () = if strong_zeros {
+            if strong_zeros {
                 let mut d_h: ::std::vec::Vec<f64> = ::std::vec![
                     ::backprop::__private::zero(); n
                 ];
@@ -115,40 +115,30 @@ impl outer_sum {
                     }
                     (d_s_3_carry,)
                 };
-                let () = {
-                    for i_1 in ::core::iter::Iterator::rev(
-                        ::core::clone::Clone::clone(&range_1),
+                for i_1 in ::core::iter::Iterator::rev(
+                    ::core::clone::Clone::clone(&range_1),
+                ) {
+                    let range = (0)..n;
+                    let mut d_t3_sum: f64 = ::backprop::__private::zero();
+                    for j_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range),
                     ) {
-                        let () = {
-                            let range = (0)..n;
-                            let () = {
-                                let mut d_t3_sum: f64 = ::backprop::__private::zero();
-                                for j_1 in ::core::iter::Iterator::rev(
-                                    ::core::clone::Clone::clone(&range),
-                                ) {
-                                    let (step_0,) = {
-                                        let t2 = w[j_1];
-                                        let t3 = x[i_1];
-                                        let d_t5 = d_h[j_1];
-                                        let d_t4 = d_t5;
-                                        let d_t2 = ::backprop::__private::mul_vjp_lhs(t3, d_t4);
-                                        let d_t3 = ::backprop::__private::mul_vjp_rhs(t2, d_t4);
-                                        d_w[j_1] += d_t2;
-                                        (d_t3,)
-                                    };
-                                    d_t3_sum = d_t3_sum + step_0;
-                                }
-                                if ::core::iter::Iterator::size_hint(&range).0 > 0 {
-                                    d_x[i_1] += d_t3_sum;
-                                }
-                                ()
-                            };
-                            ()
+                        let (step_0,) = {
+                            let t2 = w[j_1];
+                            let t3 = x[i_1];
+                            let d_t5 = d_h[j_1];
+                            let d_t4 = d_t5;
+                            let d_t2 = ::backprop::__private::mul_vjp_lhs(t3, d_t4);
+                            let d_t3 = ::backprop::__private::mul_vjp_rhs(t2, d_t4);
+                            d_w[j_1] += d_t2;
+                            (d_t3,)
                         };
+                        d_t3_sum = d_t3_sum + step_0;
                     }
-                    ()
-                };
-                ()
+                    if ::core::iter::Iterator::size_hint(&range).0 > 0 {
+                        d_x[i_1] += d_t3_sum;
+                    }
+                }
             } else {
                 let mut d_h: ::std::vec::Vec<f64> = ::std::vec![
                     ::backprop::__private::zero(); n
@@ -177,47 +167,37 @@ impl outer_sum {
                     }
                     (d_s_3_carry,)
                 };
-                let () = {
-                    for i_1 in ::core::iter::Iterator::rev(
-                        ::core::clone::Clone::clone(&range_1),
+                for i_1 in ::core::iter::Iterator::rev(
+                    ::core::clone::Clone::clone(&range_1),
+                ) {
+                    let range = (0)..n;
+                    let mut d_t3_sum_1: f64 = ::backprop::__private::zero();
+                    for j_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range),
                     ) {
-                        let () = {
-                            let range = (0)..n;
-                            let () = {
-                                let mut d_t3_sum: f64 = ::backprop::__private::zero();
-                                for j_1 in ::core::iter::Iterator::rev(
-                                    ::core::clone::Clone::clone(&range),
-                                ) {
-                                    let (step_0,) = {
-                                        let t2 = w[j_1];
-                                        let t3 = x[i_1];
-                                        let d_t5 = d_h[j_1];
-                                        let d_t4 = d_t5;
-                                        let d_t2 = ::backprop::__private::plain::mul_vjp_lhs(
-                                            t3,
-                                            d_t4,
-                                        );
-                                        let d_t3 = ::backprop::__private::plain::mul_vjp_rhs(
-                                            t2,
-                                            d_t4,
-                                        );
-                                        d_w[j_1] += d_t2;
-                                        (d_t3,)
-                                    };
-                                    d_t3_sum = d_t3_sum + step_0;
-                                }
-                                if ::core::iter::Iterator::size_hint(&range).0 > 0 {
-                                    d_x[i_1] += d_t3_sum;
-                                }
-                                ()
-                            };
-                            ()
+                        let (step_0_2,) = {
+                            let t2 = w[j_1];
+                            let t3 = x[i_1];
+                            let d_t5 = d_h[j_1];
+                            let d_t4 = d_t5;
+                            let d_t2 = ::backprop::__private::plain::mul_vjp_lhs(
+                                t3,
+                                d_t4,
+                            );
+                            let d_t3 = ::backprop::__private::plain::mul_vjp_rhs(
+                                t2,
+                                d_t4,
+                            );
+                            d_w[j_1] += d_t2;
+                            (d_t3,)
                         };
+                        d_t3_sum_1 = d_t3_sum_1 + step_0_2;
                     }
-                    ()
-                };
-                ()
-            };
+                    if ::core::iter::Iterator::size_hint(&range).0 > 0 {
+                        d_x[i_1] += d_t3_sum_1;
+                    }
+                }
+            }
             (d_x, d_w)
         };
         (s_3, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))

@@ -6,33 +6,6 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::visit_mut::VisitMut;
 
-pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let item_fn: syn::ItemFn = match syn::parse2(item.clone()) {
-        Ok(f) => f,
-        Err(_) => {
-            // `#[grad] impl Model { #[grad] fn loss(&self, ..) .. }`: see `methods.rs`.
-            if let Ok(item_impl) = syn::parse2::<syn::ItemImpl>(item.clone()) {
-                return crate::methods::grad_impl(attr, item_impl);
-            }
-            let err = syn::Error::new(
-                proc_macro2::Span::call_site(),
-                "`#[grad]` goes on a free function of floats, such as `fn loss(w: f64, x: f64) -> f64 { ... }`",
-            )
-            .to_compile_error();
-            return quote!(#err #item);
-        }
-    };
-    // A method or an associated function without `#[grad]` on its `impl`: the
-    // companions (structs, free functions) cannot go in the impl block. One error, and
-    // stub methods so that call sites add none (see `methods.rs`).
-    let receiver = matches!(item_fn.sig.inputs.first(), Some(syn::FnArg::Receiver(_)));
-    let context = crate::context::enclosing_block(item_fn.sig.fn_token.span);
-    if receiver || context.is_some_and(|c| c != crate::context::Block::Other) {
-        return crate::methods::refuse_without_impl_attr(&item_fn, context);
-    }
-    grad_fn(attr, &item_fn).0
-}
-
 /// `#[grad]` on a free function (or on a method turned into one by `methods.rs`): the
 /// expansion, and what methods forwarding to its companions need.
 pub fn grad_fn(attr: TokenStream, item_fn: &syn::ItemFn) -> (TokenStream, emit::Api) {
@@ -92,16 +65,8 @@ fn pipeline(attr: TokenStream, item_fn: &syn::ItemFn) -> (TokenStream, emit::Api
         return fallback::expand(&item_fn, args.active.as_deref(), Vec::new());
     };
     if std::env::var_os("BACKPROP_DEBUG").is_some_and(|v| v == "1") {
-        let saved: Vec<String> = plan
-            .saved
-            .iter()
-            .map(|v| func.name(*v).to_string())
-            .collect();
-        eprintln!(
-            "#[grad] {}:\n{func}tape: {}\n",
-            item_fn.sig.ident,
-            saved.join(", ")
-        );
+        // The emitter prints what the tape keeps after this.
+        eprintln!("#[grad] {}:\n{func}", item_fn.sig.ident);
     }
     emit::emit(&item_fn, &func, &plan)
 }

@@ -34,7 +34,7 @@ pub fn expand(
                 // (a type that is matched on or compared is data).
                 let receiver = plain
                     && is_struct(item, &pt.ty)
-                    && (name == crate::methods::SELF_ARG
+                    && (name == crate::names::SELF_ARG
                         || !crate::ir::lower::used_as_data(&item.block, &name));
                 // A buffer of floats (`&[f64]`): its stub gradient is the `Vec` call
                 // sites index (`g.x[0]`). An array: its owned array (for a generic float

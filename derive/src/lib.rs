@@ -17,12 +17,12 @@ mod custom;
 mod diag;
 mod differentiable;
 mod emit;
+mod entry;
 mod expand;
 mod fallback;
 mod ir;
 mod methods;
 mod names;
-mod rule_table;
 #[cfg(test)]
 mod snapshots;
 #[cfg(test)]
@@ -41,7 +41,7 @@ pub fn grad(
     attr: proc_macro::TokenStream,
     item: proc_macro::TokenStream,
 ) -> proc_macro::TokenStream {
-    expand::grad(attr.into(), item.into()).into()
+    entry::grad(attr.into(), item.into()).into()
 }
 
 /// Declares a function's pullback by hand: `#[custom_vjp(my_vjp)]` on `fn f(a, b) -> y`,
@@ -70,5 +70,5 @@ pub fn derive_differentiable(input: proc_macro::TokenStream) -> proc_macro::Toke
 #[doc(hidden)]
 #[proc_macro]
 pub fn __rule_table(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
-    rule_table::expand(input.into()).into()
+    ir::rule_table::expand(input.into()).into()
 }

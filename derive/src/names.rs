@@ -8,6 +8,11 @@
 use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use std::collections::HashSet;
 
+/// The name a method's receiver takes in the free function `#[grad]` makes of it, and
+/// of its gradient's field (`g.self_`).
+pub const SELF_ARG: &str = "self_";
+
+#[derive(Clone)]
 pub struct Names {
     used: HashSet<String>,
     next_temp: usize,
@@ -44,6 +49,13 @@ impl Names {
         } else {
             self.fresh(&ident.to_string(), ident.span())
         }
+    }
+
+    /// Marks every name `other` has taken as taken here too (after two runs from the
+    /// same state, such as the two reverse bodies, which may reuse each other's names).
+    pub fn absorb(&mut self, other: Names) {
+        self.used.extend(other.used);
+        self.next_temp = self.next_temp.max(other.next_temp);
     }
 
     /// Marks `name` as taken (a value's emitted name).

@@ -17,7 +17,7 @@ fn expand_file(src: &str) -> String {
     };
     let mut plain = item.clone();
     plain.attrs.retain(|a| !a.path().is_ident("grad"));
-    let out = crate::expand::grad(args, quote::ToTokens::to_token_stream(&plain));
+    let out = crate::entry::grad(args, quote::ToTokens::to_token_stream(&plain));
     let file: syn::File = syn::parse2(out).expect("expansion parses as a file");
     prettyplease::unparse(&file)
 }

@@ -85,7 +85,7 @@ proptest! {
         );
         let Ok(item) = syn::parse_str::<syn::ItemFn>(&src) else { return Ok(()); };
         let attr: proc_macro2::TokenStream = attr.parse().expect("attr tokens");
-        let out = crate::expand::grad(attr, quote::ToTokens::to_token_stream(&item));
+        let out = crate::entry::grad(attr, quote::ToTokens::to_token_stream(&item));
         prop_assert!(syn::parse2::<syn::File>(out).is_ok(), "expansion does not parse for {}", src);
     }
 }
@@ -107,7 +107,7 @@ fn expansion_time() {
     let mut times = Vec::new();
     for _ in 0..runs {
         let t = std::time::Instant::now();
-        let out = crate::expand::grad(proc_macro2::TokenStream::new(), tokens.clone());
+        let out = crate::entry::grad(proc_macro2::TokenStream::new(), tokens.clone());
         times.push(t.elapsed());
         assert!(!out.to_string().contains("compile_error"));
     }

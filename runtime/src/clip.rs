@@ -101,9 +101,7 @@ pub fn clip_grad_norm<F: Real, P: Params<F> + ?Sized>(
     }
     if norm > max_norm {
         let scale = F::of(max_norm / norm);
-        grads.visit_mut("", &mut |b| {
-            b.values.iter_mut().for_each(|x| *x = *x * scale)
-        });
+        grads.visit_mut("", &mut |b| b.values.iter_mut().for_each(|x| *x *= scale));
     }
     Ok(norm)
 }

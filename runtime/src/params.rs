@@ -29,7 +29,7 @@ use num_traits::{Float, FromPrimitive, ToPrimitive};
 /// save/load) and its fused AdamW step (`f32` takes the SIMD kernel, `f64` the scalar
 /// loop).
 pub trait Real:
-    Float + FromPrimitive + ToPrimitive + Debug + Default + Send + Sync + 'static
+    Float + FromPrimitive + ToPrimitive + Debug + Default + Send + Sync + 'static + crate::kernels::Real
 {
     /// The dtype tag stored in saved state.
     const DTYPE: Dtype;

@@ -144,7 +144,7 @@ fn two_layer_mlp_matches_central_differences() {
 }
 
 #[test]
-#[should_panic(expected = "`a + b`: cannot broadcast 2×3 with 4")]
+#[should_panic(expected = "`a + b`: cannot broadcast lhs 2×3 with rhs 4")]
 fn broadcast_mismatch_names_both_shapes() {
     #[grad]
     fn bad(a: &Array2<f64>, b: &Array1<f64>) -> f64 {

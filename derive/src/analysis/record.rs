@@ -1,5 +1,6 @@
-//! What to record: the values the reverse pass reads, so the tape keeps them and
-//! nothing else.
+//! The values some pullback's rule reads, over the whole function: the forward pass
+//! copies such an array where it would otherwise move it on. (What each block's tape
+//! keeps is `save::plan`, once the block's reverse is built.)
 //!
 //! In straight-line SSA code no value is overwritten before the reverse pass runs, so
 //! Tapenade's "to be recorded" set (values needed *and* overwritten) is empty and the

@@ -3,8 +3,8 @@
 //! how an operand is written, and the reverse of each branch and loop, built once and
 //! read by both passes.
 
-use super::prepass::{in_place_updates, stable_reads};
 use crate::analysis::Plan;
+use crate::analysis::save::Reads;
 use crate::ir::{Func, LoopNode, Operand, Rhs, Spelling, Stmt, VarId};
 use crate::names::Names;
 use proc_macro2::{Ident, TokenStream};
@@ -38,6 +38,21 @@ pub struct Emitter<'a> {
     /// the tape) and read by the reverse pass (which needs their outer values).
     pub(super) branches: HashMap<VarId, std::rc::Rc<BranchReverse>>,
     pub(super) loops: HashMap<VarId, std::rc::Rc<LoopReverse>>,
+    /// The same, in the plain mode: built by the pullback from the strong ones'
+    /// decisions (what is saved and recomputed is the same in both bodies).
+    pub(super) plain_branches: HashMap<VarId, std::rc::Rc<BranchReverse>>,
+    pub(super) plain_loops: HashMap<VarId, std::rc::Rc<LoopReverse>>,
+    /// What the reverse code being built reads of the forward pass's values and names
+    /// (each reverse line names its reads as it is built; see `recording`).
+    pub reads: std::cell::RefCell<Reads>,
+    /// Which reverse body is being emitted.
+    pub mode: Mode,
+    /// `BACKPROP_DEBUG=1`: each block's save plan is described in `debug_plans`.
+    pub debug: bool,
+    pub debug_plans: Vec<String>,
+    /// The lines emitted so far whose spelling depends on the mode (a scalar rule, a
+    /// nested pullback): when a body has none, its plain twin would be the same.
+    pub sensitive: usize,
     /// `range`: the range a `for` loop iterates, kept when its reverse reads the index.
     ranges: HashMap<VarId, Ident>,
     /// Buffers written element-wise (declared `let mut`).
@@ -46,10 +61,6 @@ pub struct Emitter<'a> {
     pub heap: Option<Ident>,
     /// The loops with a stack (declared once, at the top of the forward pass).
     pub stacks: Vec<VarId>,
-    /// Reads of buffers this function owns that no later write can change: the
-    /// reverse pass reads them again from the buffer (which the tape then keeps)
-    /// instead of saving each element.
-    pub stable_reads: std::collections::HashSet<VarId>,
     counts: HashMap<VarId, Ident>,
     /// Calls that pass a buffer of this function: per argument, the copy kept for the
     /// reverse pass, which runs the callee's forward again on it.
@@ -60,17 +71,10 @@ pub struct Emitter<'a> {
     /// once after the loop, instead of a load-add-store on the same element every
     /// iteration (a chain through memory the compiler cannot keep in a register).
     pub accumulated_reads: std::collections::HashSet<VarId>,
-    /// The writes of in-place element updates `x[i] = x[i] ± e` (what `x[i] += e`
-    /// lowers to): their reverse leaves `d_x[i]` as it is and gives it to `e`, instead
-    /// of reading it, zeroing it and adding it back (`prepass::in_place_updates`).
-    pub in_place_writes: std::collections::HashSet<VarId>,
-    /// The reads of those updates, whose cotangent is not added back.
-    pub in_place_reads: std::collections::HashSet<VarId>,
 }
 
 impl<'a> Emitter<'a> {
     pub fn new(func: &'a Func, plan: &'a Plan, names: Names) -> Self {
-        let (in_place_writes, in_place_reads) = in_place_updates(func, &plan.activity);
         Emitter {
             func,
             plan,
@@ -87,15 +91,19 @@ impl<'a> Emitter<'a> {
             captured_tapes: Default::default(),
             branches: HashMap::new(),
             loops: HashMap::new(),
+            plain_branches: HashMap::new(),
+            plain_loops: HashMap::new(),
+            reads: Default::default(),
+            mode: Mode::Strong,
+            debug: std::env::var_os("BACKPROP_DEBUG").is_some_and(|v| v == "1"),
+            debug_plans: Vec::new(),
+            sensitive: 0,
             ranges: HashMap::new(),
             heap: None,
             snapshots: HashMap::new(),
             accumulated_reads: Default::default(),
-            in_place_writes,
-            in_place_reads,
             stacks: Vec::new(),
             counts: HashMap::new(),
-            stable_reads: stable_reads(func),
             written: {
                 let mut w = std::collections::HashSet::new();
                 crate::ir::walk(&func.body, &mut |s| {
@@ -220,6 +228,41 @@ impl<'a> Emitter<'a> {
     }
 
     /// `d_x`: the adjoint of `x`.
+    /// `v`, read by the reverse code being built.
+    pub fn read(&self, v: VarId) -> Ident {
+        self.reads.borrow_mut().values.insert(v);
+        self.var(v).clone()
+    }
+
+    /// `o`, read by the reverse code being built.
+    pub fn read_operand(&self, o: &Operand) -> TokenStream {
+        self.reads
+            .borrow_mut()
+            .values
+            .extend(crate::analysis::save::operand_reads(self.func, o));
+        self.operand(o)
+    }
+
+    /// An auxiliary name (a tape, a range, a shape, a copy), read by the reverse code
+    /// being built.
+    pub fn read_name(&self, name: &Ident) {
+        self.reads.borrow_mut().names.insert(name.to_string());
+    }
+
+    /// Runs `f` with a fresh record of reads, and returns what it read (which the caller
+    /// adds to the enclosing record when the code it built is inlined there).
+    pub fn recording<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> (R, Reads) {
+        let outer = self.reads.replace(Reads::default());
+        let r = f(self);
+        let mine = self.reads.replace(outer);
+        (r, mine)
+    }
+
+    /// Adds reads made by code built earlier and inlined here.
+    pub fn read_all(&self, reads: &Reads) {
+        self.reads.borrow_mut().extend(reads);
+    }
+
     pub fn adjoint(&mut self, v: VarId) -> Ident {
         let (base, span) = self.derived_name("d", v);
         memoized(&mut self.adjoints, &mut self.names, v, &base, span)
@@ -298,7 +341,7 @@ impl<'a> Emitter<'a> {
         if let Some(v) = o.var() {
             self.captured.borrow_mut().insert(v);
         }
-        self.operand(o)
+        self.read_operand(o)
     }
 
     /// Whether `o` owns its elements: an owned array argument, or a result that is not a
@@ -447,20 +490,59 @@ fn memoized(
 /// in `Branch::Then(..)`/`Branch::Else(..)`) and its reverse statements; and the outer
 /// values whose cotangents the arms return.
 pub struct BranchReverse {
-    /// `(saved, statements)` for the then arm and the else arm.
-    pub arms: [(Vec<Ident>, Vec<TokenStream>); 2],
+    /// The then arm and the else arm.
+    pub arms: [ArmReverse; 2],
     pub outer: Vec<VarId>,
+    /// Mode-dependent lines in the arms (see `Emitter::sensitive`).
+    pub sensitive: usize,
+    /// What the arms' code reads (for the enclosing block's save plan).
+    pub reads: Reads,
+}
+
+/// The reverse of one arm of an `if`.
+pub struct ArmReverse {
+    /// What the arm's forward pass saves (`Branch::Then((..))`).
+    pub saved: Vec<Ident>,
+    /// The values recomputed at the top of the arm's reverse.
+    pub recompute: Vec<TokenStream>,
+    /// The reverse statements.
+    pub body: Vec<TokenStream>,
+    /// The tuple of the outer values' cotangents.
+    pub tuple: TokenStream,
+}
+
+/// Which of the two reverse bodies is being emitted (`emit::reverse::pullback`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Each scalar rule with strong zeros (`backprop::rules::scalar`: an exactly-zero
+    /// cotangent gives 0 even against an infinite local derivative), each nested
+    /// pullback `Pullback::backward`: the reference, and all `f_backward` runs.
+    Strong,
+    /// The same rules as plain products (`backprop::rules::scalar::plain`), each nested
+    /// pullback `Pullback::backward_unguarded`: what `f_grad` runs first in a function
+    /// with loops or calls, falling back to the strong body when a NaN appears.
+    Plain,
 }
 
 /// The reverse of one loop iteration, run inline in the enclosing reverse pass.
+#[derive(Clone)]
 pub struct LoopReverse {
     /// Indices into `carried` of the carried values with an adjoint.
     pub active: Vec<usize>,
     /// `d_<out>_next`: each active carried value's cotangent at the end of an iteration.
     pub params: Vec<Ident>,
-    /// Recomputed values, then the reverse statements, then the tuple of cotangents:
-    /// the carried values' at the start of the iteration, then the outer values'.
+    /// Hoisted reads and recomputed values, at the top of the iteration's reverse.
+    pub head: Vec<TokenStream>,
+    /// The reverse statements.
     pub body: Vec<TokenStream>,
+    /// The tuple of cotangents the iteration hands on: the carried values' at its
+    /// start, the outer values', the accumulated reads'.
+    pub tuple: TokenStream,
+    /// Mode-dependent lines in `body` (see `Emitter::sensitive`).
+    pub sensitive: usize,
+    /// What `head`, `body` and `tuple` read, and the adjoint elements of `accumulated`
+    /// (for the enclosing block's save plan).
+    pub reads: Reads,
     pub outer: Vec<VarId>,
     /// What each iteration pushes.
     pub saved: Vec<Ident>,
@@ -491,6 +573,7 @@ impl LoopReverse {
 }
 
 /// A carried integer counter stepped by a literal: `entry = exit − step` in reverse.
+#[derive(Clone)]
 pub struct Reversible {
     pub entry: VarId,
     pub out: VarId,

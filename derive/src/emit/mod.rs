@@ -13,7 +13,6 @@
 pub mod companions;
 pub mod context;
 pub mod forward;
-pub mod prepass;
 pub mod reverse;
 mod shape;
 
@@ -149,6 +148,30 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
     let mut ctx = context::Emitter::new(func, plan, names);
     let forward = ctx.forward();
     let (pullback, dual) = reverse::pullback(&mut ctx, &shape.tuple_ty());
+    if ctx.debug {
+        // What the tape keeps: the values and nested tapes the pullback captures, and
+        // what each loop body or arm saves (`analysis::save`).
+        let top: std::collections::HashSet<crate::ir::VarId> = func
+            .body
+            .iter()
+            .map(|s| s.def)
+            .chain(func.params.iter().map(|p| p.var))
+            .collect();
+        let mut kept: Vec<String> = ctx
+            .captured
+            .borrow()
+            .iter()
+            .filter(|v| top.contains(v))
+            .map(|v| func.name(*v).to_string())
+            .collect();
+        let tapes: Vec<crate::ir::VarId> = ctx.captured_tapes.borrow().iter().copied().collect();
+        kept.extend(tapes.into_iter().map(|v| ctx.tape(v).to_string()));
+        eprintln!("tape: {}", kept.join(", "));
+        for line in &ctx.debug_plans {
+            eprintln!("  {line}");
+        }
+        eprintln!();
+    }
     let tape_ty = if dual { quote!(DualTape) } else { quote!(Tape) };
     // Loops' stacks count their heap into `tape_heap` (declared below).
     if !ctx.stacks.is_empty() {

@@ -6,6 +6,7 @@
 pub mod lower;
 pub mod op;
 pub mod print;
+pub mod rule_table;
 
 use proc_macro2::{Ident, Span};
 use syn::Type;
@@ -288,6 +289,8 @@ pub struct Func {
     /// Where each value is defined, built on the first `def_of` (the body is not
     /// changed after lowering): a path of (statement index, nested body) steps.
     pub defs: std::cell::OnceCell<std::collections::HashMap<VarId, Vec<(usize, u8)>>>,
+    /// Each value by its emitted name, built on the first `locals_in`.
+    pub by_name: std::cell::OnceCell<std::collections::HashMap<String, VarId>>,
     /// The function's name (a call of it is recursion: its tape is boxed).
     pub name: Ident,
 }
@@ -335,6 +338,24 @@ impl Func {
 
     pub fn name(&self, v: VarId) -> &Ident {
         &self.vars[v.0].name
+    }
+
+    /// The values a data argument kept as written reads (`s![.., a..b]`, `(n, d)`):
+    /// lowering renamed the locals in it to their versions, which are these names.
+    pub fn locals_in(&self, e: &syn::Expr) -> Vec<VarId> {
+        let by_name = self.by_name.get_or_init(|| {
+            self.vars
+                .iter()
+                .enumerate()
+                .map(|(k, info)| (info.name.to_string(), VarId(k)))
+                .collect()
+        });
+        let mut out: Vec<VarId> = idents(&quote::ToTokens::to_token_stream(e))
+            .iter()
+            .filter_map(|i| by_name.get(i).copied())
+            .collect();
+        out.sort();
+        out
     }
 
     /// The statement that defines `v`, at any depth.

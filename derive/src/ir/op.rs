@@ -105,7 +105,7 @@ pub const REF: Prim = p("&", &[Identity]);
 
 /// Array methods with a rule, by name; the receiver is input 0. One line per rule. The
 /// float methods (also elementwise on arrays) are the rule table's
-/// (`derive/src/rule_table.in`, [`crate::rule_table::methods`]).
+/// (`derive/src/rule_table.in`, [`crate::ir::rule_table::methods`]).
 #[rustfmt::skip]
 const METHODS: &[Prim] = &[
     p("to_owned", &[Identity]),
@@ -282,14 +282,14 @@ pub enum MethodKind {
 }
 
 pub fn method(name: &str, arity: usize) -> MethodKind {
-    if let Some(p) = crate::rule_table::methods()
+    if let Some(p) = crate::ir::rule_table::methods()
         .iter()
         .chain(METHODS)
         .find(|p| p.name == name && p.arity() == arity)
     {
         return MethodKind::Prim(*p);
     }
-    if crate::rule_table::constants().contains(&name) || DATA_METHODS.contains(&name) {
+    if crate::ir::rule_table::constants().contains(&name) || DATA_METHODS.contains(&name) {
         return MethodKind::ZeroDerivative;
     }
     MethodKind::Unknown
@@ -297,20 +297,22 @@ pub fn method(name: &str, arity: usize) -> MethodKind {
 
 /// A method with a rule on floats (not an array method): `p.b.exp()` reads the value.
 pub fn is_float_method(name: &str) -> bool {
-    crate::rule_table::methods().iter().any(|p| p.name == name)
-        || crate::rule_table::constants().contains(&name)
+    crate::ir::rule_table::methods()
+        .iter()
+        .any(|p| p.name == name)
+        || crate::ir::rule_table::constants().contains(&name)
 }
 
 /// The sentence every "no rule" message ends with.
 pub fn supported_methods() -> String {
-    let with_rule: Vec<&str> = crate::rule_table::methods()
+    let with_rule: Vec<&str> = crate::ir::rule_table::methods()
         .iter()
         .map(|p| p.name)
         .collect();
     format!(
         "the float methods with a rule are {}; {} have derivative 0; on ndarray arrays also dot, t, reversed_axes, sum, mean().unwrap(), sum_axis, mean_axis(..).unwrap(), var_axis, std_axis, to_owned, view, select, slice(s![..]), slice_axis, index_axis, row, column, insert_axis, remove_axis, permuted_axes, into_shape_with_order(..).unwrap(), to_shape(..).unwrap(), mapv(|v| ..) with elementwise float methods, and fold_axis/map_axis computing a max or min",
         with_rule.join(", "),
-        crate::rule_table::constants().join(", ")
+        crate::ir::rule_table::constants().join(", ")
     )
 }
 

@@ -30,7 +30,7 @@
 //! ```
 
 use super::Arch;
-use crate::params::Real;
+use super::Real;
 
 /// Tensors shorter than this run on the calling thread (spawning costs ~10 µs; below
 /// ~100k parameters one core finishes sooner than the spawn).
@@ -101,15 +101,12 @@ pub fn step_scalar<F: Real>(w: &mut [F], g: &[F], m: &mut [F], v: &mut [F], k: &
         g.len() == n && m.len() == n && v.len() == n,
         "adamw: slices differ in length"
     );
-    let (b1, b2) = (F::of(k.beta1), F::of(k.beta2));
-    let (one_b1, one_b2) = (F::of(1.0 - k.beta1), F::of(1.0 - k.beta2));
-    let (lr_c1, sqrt_c2, eps, decay, l2) = (
-        F::of(k.lr_c1),
-        F::of(k.sqrt_c2),
-        F::of(k.eps),
-        F::of(k.decay),
-        F::of(k.l2),
-    );
+    // (An `f64` converts to `f32` by rounding, to ±∞ past its range: never `None`.)
+    let of = |x: f64| <F as num_traits::NumCast>::from(x).expect("a float converts");
+    let (b1, b2) = (of(k.beta1), of(k.beta2));
+    let (one_b1, one_b2) = (of(1.0 - k.beta1), of(1.0 - k.beta2));
+    let (lr_c1, sqrt_c2, eps, decay, l2) =
+        (of(k.lr_c1), of(k.sqrt_c2), of(k.eps), of(k.decay), of(k.l2));
     let coupled = k.l2 != 0.0;
     for i in 0..n {
         let gi = if coupled { g[i] + l2 * w[i] } else { g[i] };

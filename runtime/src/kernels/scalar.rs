@@ -4,37 +4,10 @@
 
 use super::Real;
 use super::activation::{StdMath, Unary, backward_body, forward_body};
-use super::matmul::Accum;
 use super::softmax_xent::XentOptions;
-use ndarray::{ArrayView2, ArrayViewMut2};
 
-/// `c ← a·b` or `c ← c + a·b`, the schoolbook triple loop over any strides
-/// (each `c[i, j]` is one left-to-right dot product).
-///
-/// # Panics
-/// On shape mismatch, as [`super::matmul::matmul`].
-pub fn matmul<T: Real>(
-    mut c: ArrayViewMut2<'_, T>,
-    a: ArrayView2<'_, T>,
-    b: ArrayView2<'_, T>,
-    accum: Accum,
-) {
-    super::matmul::check_shapes("matmul", c.dim(), a.dim(), b.dim());
-    let (m, k) = a.dim();
-    let n = b.ncols();
-    for i in 0..m {
-        for j in 0..n {
-            let mut s = T::zero();
-            for p in 0..k {
-                s += a[[i, p]] * b[[p, j]];
-            }
-            match accum {
-                Accum::Replace => c[[i, j]] = s,
-                Accum::Add => c[[i, j]] += s,
-            }
-        }
-    }
-}
+/// The schoolbook matmul (it lives with the matmul kernel, which falls back on it).
+pub use super::matmul::reference::matmul;
 
 /// `y = f(x)` with `std`'s transcendental functions.
 pub fn unary_forward<T: Real>(op: Unary<T>, x: &[T], y: &mut [T]) {

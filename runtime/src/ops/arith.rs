@@ -19,29 +19,10 @@ where
     D1: Dimension + DimMax<D2>,
     D2: Dimension,
 {
-    let n = a.len().max(b.len());
-    let mut out = <Broadcast<D1, D2> as Dimension>::zeros(n);
-    for i in 0..n {
-        let da = if i + a.len() >= n {
-            a[i + a.len() - n]
-        } else {
-            1
-        };
-        let db = if i + b.len() >= n {
-            b[i + b.len() - n]
-        } else {
-            1
-        };
-        out[i] = match (da, db) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            _ => panic!(
-                "{op}: cannot broadcast lhs {} with rhs {}",
-                shape_str(a),
-                shape_str(b)
-            ),
-        };
+    let shape = super::broadcast_shape(op, a, b);
+    let mut out = <Broadcast<D1, D2> as Dimension>::zeros(shape.len());
+    for (o, d) in out.slice_mut().iter_mut().zip(shape) {
+        *o = d;
     }
     out
 }

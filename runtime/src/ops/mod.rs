@@ -49,6 +49,35 @@ pub use transformer::*;
 
 pub use crate::kernels::softmax_xent::XentOptions;
 
+/// The shape `a` and `b` broadcast to (NumPy's rule: align the trailing axes; each
+/// pair of lengths is equal, or one of them is 1), for every elementwise op, however
+/// it is spelled (`a + b` in `#[grad]` code, `ops::add`).
+///
+/// # Panics
+/// `"{op}: cannot broadcast lhs 2×3 with rhs 2"` when they do not.
+pub(crate) fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
+    let n = a.len().max(b.len());
+    let at = |s: &[usize], k: usize| {
+        if k + s.len() >= n {
+            s[k + s.len() - n]
+        } else {
+            1
+        }
+    };
+    (0..n)
+        .map(|k| match (at(a, k), at(b, k)) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => panic!(
+                "{op}: cannot broadcast lhs {} with rhs {}",
+                shape_str(a),
+                shape_str(b)
+            ),
+        })
+        .collect()
+}
+
 /// `[3, 4]` → `"3×4"`, `[5]` → `"5"`, `[]` → `"scalar"`: shapes in panic messages.
 pub(crate) fn shape_str(s: &[usize]) -> String {
     if s.is_empty() {

@@ -86,7 +86,7 @@ impl<F: Real> Optimizer<F> for RmsProp<F> {
         for ((w, &g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
             let g = if coupled { g + l2 * *w } else { g };
             *v = a * *v + one_a * g * g;
-            *w = *w - lr * g / (v.sqrt() + eps);
+            *w -= lr * g / (v.sqrt() + eps);
         }
     }
 }

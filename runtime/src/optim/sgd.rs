@@ -112,7 +112,7 @@ impl<F: Real> Optimizer<F> for Sgd<F> {
             [] => {
                 for (w, &g) in w.iter_mut().zip(g) {
                     let g = if coupled { g + l2 * *w } else { g };
-                    *w = *w - lr * g;
+                    *w -= lr * g;
                 }
             }
             [v] => {
@@ -120,7 +120,7 @@ impl<F: Real> Optimizer<F> for Sgd<F> {
                     let g = if coupled { g + l2 * *w } else { g };
                     *v = beta * *v + g;
                     let d = if self.cfg.nesterov { g + beta * *v } else { *v };
-                    *w = *w - lr * d;
+                    *w -= lr * d;
                 }
             }
             _ => unreachable!("SGD keeps at most one state buffer"),

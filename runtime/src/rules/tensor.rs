@@ -208,30 +208,6 @@ pub enum Dyn<A> {
 
 use crate::ops::shape_str;
 
-/// NumPy's broadcast of two shapes, or a panic naming both and the operation.
-fn co_broadcast(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
-    let n = a.len().max(b.len());
-    let at = |s: &[usize], k: usize| {
-        if k + s.len() >= n {
-            s[k + s.len() - n]
-        } else {
-            1
-        }
-    };
-    (0..n)
-        .map(|k| match (at(a, k), at(b, k)) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            _ => panic!(
-                "{op}: cannot broadcast {} with {}",
-                shape_str(a),
-                shape_str(b)
-            ),
-        })
-        .collect()
-}
-
 /// `f(a, b)` elementwise with broadcasting.
 fn zip_dyn<A: Real>(
     op: &str,
@@ -244,7 +220,7 @@ fn zip_dyn<A: Real>(
         (DynView::Array(x), DynView::Scalar(y)) => Dyn::Array(x.mapv(|x| f(x, y))),
         (DynView::Scalar(x), DynView::Array(y)) => Dyn::Array(y.mapv(|y| f(x, y))),
         (DynView::Array(x), DynView::Array(y)) => {
-            let shape = IxDyn(&co_broadcast(op, x.shape(), y.shape()));
+            let shape = IxDyn(&crate::ops::broadcast_shape(op, x.shape(), y.shape()));
             let xb = x.broadcast(shape.clone()).expect("co-broadcast shape");
             let yb = y.broadcast(shape).expect("co-broadcast shape");
             Dyn::Array(Zip::from(&xb).and(&yb).map_collect(|&x, &y| f(x, y)))
@@ -565,7 +541,7 @@ pub fn mean_axis_vjp<A: Real, D: Dimension + RemoveAxis>(
 #[track_caller]
 pub fn check_broadcast<A: Value, B: Value>(what: &str, a: &A, b: &B) {
     if let (DynView::Array(x), DynView::Array(y)) = (a.dyn_view(), b.dyn_view()) {
-        co_broadcast(what, x.shape(), y.shape());
+        crate::ops::broadcast_shape(what, x.shape(), y.shape());
     }
 }
 

@@ -241,8 +241,8 @@ impl<'a> Emitter<'a> {
                 .map(|n| this.is_array_name(n) && returned.contains(&n.to_string()))
                 .collect()
         };
-        let then_copied = copied(&rev.arms[0].0, &then_vals, self);
-        let else_copied = copied(&rev.arms[1].0, &else_vals, self);
+        let then_copied = copied(&rev.arms[0].saved, &then_vals, self);
+        let else_copied = copied(&rev.arms[1].saved, &else_vals, self);
         let kept_items = |saved: &[Ident], copied: &[bool]| -> Vec<TokenStream> {
             saved
                 .iter()
@@ -256,8 +256,8 @@ impl<'a> Emitter<'a> {
                 })
                 .collect()
         };
-        let then_saved = kept_items(&rev.arms[0].0, &then_copied);
-        let else_saved = kept_items(&rev.arms[1].0, &else_copied);
+        let then_saved = kept_items(&rev.arms[0].saved, &then_copied);
+        let else_saved = kept_items(&rev.arms[1].saved, &else_copied);
         let tape = self.tape(s.def);
         if then_copied.iter().chain(&else_copied).any(|c| *c) {
             let kept = self.names.fresh("kept", span);

@@ -39,8 +39,8 @@ pub(super) fn is_place(cx: &Emitter<'_>, v: VarId) -> bool {
 pub(super) fn buffer_elem(cx: &mut Emitter<'_>, buf: VarId, index: &Operand) -> TokenStream {
     let (root, offsets) = cx.func.buffer_root(buf);
     let d = adjoint_place(cx, root);
-    let i = cx.operand(index);
-    let offs: Vec<TokenStream> = offsets.iter().map(|o| cx.operand(o)).collect();
+    let i = cx.read_operand(index);
+    let offs: Vec<TokenStream> = offsets.iter().map(|o| cx.read_operand(o)).collect();
     quote!(#d[#(#offs +)* #i])
 }
 
@@ -51,7 +51,7 @@ pub(super) fn buffer_slice(cx: &mut Emitter<'_>, buf: VarId) -> TokenStream {
     if offsets.is_empty() {
         quote!(&mut #d[..])
     } else {
-        let offs: Vec<TokenStream> = offsets.iter().map(|o| cx.operand(o)).collect();
+        let offs: Vec<TokenStream> = offsets.iter().map(|o| cx.read_operand(o)).collect();
         quote!(&mut #d[#(#offs)+*..])
     }
 }
@@ -74,7 +74,7 @@ pub(super) fn buffer_lines(
     let active = |o: &Operand| o.var().filter(|v| activity.is_active(*v));
     match op {
         BufOp::Read => {
-            if cx.in_place_reads.contains(&s.def) {
+            if cx.plan.in_place_reads.contains(&s.def) {
                 return;
             }
             if cx.accumulated_reads.contains(&s.def) {
@@ -98,7 +98,7 @@ pub(super) fn buffer_lines(
                     span,
                 });
             }
-            if cx.in_place_writes.contains(&s.def) {
+            if cx.plan.in_place_writes.contains(&s.def) {
                 // `x[i] = x[i] ± e`: the old element reaches the result through the new
                 // one, so its adjoint stays (no zeroing, and its read adds nothing back).
                 return;
@@ -185,7 +185,7 @@ pub fn adjoint_place(cx: &mut Emitter<'_>, v: VarId) -> TokenStream {
             ..
         }) => {
             let base = args[0].var().expect("a collection of structs");
-            let i = cx.operand(&args[1]);
+            let i = cx.read_operand(&args[1]);
             let place = adjoint_place(cx, base);
             quote!(#place[#i])
         }

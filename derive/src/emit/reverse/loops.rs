@@ -3,62 +3,84 @@
 //! walks the iterations backwards in the enclosing reverse pass.
 
 use super::buffers::{add_assign, buffer_elem};
-use super::materialize::materialize;
+use super::materialize::{Materialized, materialize};
 use super::{Line, defined_in, reverse_block};
-use crate::emit::context::{Emitter, LoopReverse, Reversible};
+use crate::analysis::save::Reads;
+use crate::emit::context::{Emitter, LoopReverse, Mode, Reversible};
 use crate::ir::{BufOp, LoopNode, Operand, Rhs, Spelling, Stmt, VarId};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 impl<'a> Emitter<'a> {
-    /// The reverse of one iteration of the loop defining `def` (built once, by its
-    /// forward pass).
+    /// The reverse of one iteration of the loop defining `def` in the current mode (the
+    /// strong one built once, by its forward pass; the plain one from its decisions).
     pub fn loop_reverse(
         &mut self,
         def: VarId,
         node: &crate::ir::LoopNode,
     ) -> std::rc::Rc<LoopReverse> {
         if !self.loops.contains_key(&def) {
+            let mode = std::mem::replace(&mut self.mode, Mode::Strong);
             let built = build_loop_reverse(self, node);
             self.loops.insert(def, std::rc::Rc::new(built));
+            self.mode = mode;
         }
-        self.loops[&def].clone()
+        if self.mode == Mode::Plain && !self.plain_loops.contains_key(&def) {
+            let strong = self.loops[&def].clone();
+            let mut built = (*strong).clone();
+            let it = iteration_reverse(self, node, &strong.params);
+            assert_eq!(
+                it.outer, strong.outer,
+                "both modes reach the same outer values"
+            );
+            built.body = it.stmts;
+            built.tuple = it.tuple;
+            built.sensitive = it.sensitive;
+            self.plain_loops.insert(def, std::rc::Rc::new(built));
+        }
+        match self.mode {
+            Mode::Strong => self.loops[&def].clone(),
+            Mode::Plain => self.plain_loops[&def].clone(),
+        }
     }
 }
 
-/// The reverse of one iteration: from the cotangents of the carried values at the end
-/// of the iteration to those at its start, plus what flows to values read from outside
-/// the loop.
-pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse {
+/// The active carried values of a loop (indices into `carried`).
+fn active_carried(cx: &Emitter<'_>, node: &LoopNode) -> Vec<usize> {
     let activity = &cx.plan.activity;
-    let active: Vec<usize> = (0..node.carried.len())
+    (0..node.carried.len())
         .filter(|k| {
             activity.is_active(node.carried[*k].entry) || activity.is_active(node.carried[*k].out)
         })
-        .collect();
-    let mut params = Vec::new();
+        .collect()
+}
+
+/// One iteration's reverse statements in the current mode, ending with the tuple of
+/// the cotangents it returns (the active carried values' at the start of the
+/// iteration, the outer values', the accumulated reads'), given the names of the
+/// carried values' cotangents at its end. Returns the statements, the tuple, the outer
+/// values, and the number of mode-dependent lines.
+fn iteration_reverse(cx: &mut Emitter<'_>, node: &LoopNode, params: &[Ident]) -> Iteration {
+    let activity = &cx.plan.activity;
+    let active = active_carried(cx, node);
     let mut initial = Vec::new();
-    for &k in &active {
+    for (&k, p) in active.iter().zip(params) {
         let c = &node.carried[k];
-        let name = format!(
-            "d_{}_next",
-            cx.var(c.out).to_string().trim_start_matches("r#")
-        );
-        let p = cx.names.fresh(&name, Span::call_site());
         if let Some(v) = c.exit.var().filter(|v| activity.is_active(*v)) {
             initial.push((v, quote!(#p)));
         }
-        params.push(p);
     }
-    let invariant = invariant_reads(cx, node);
-    let accumulate: Vec<VarId> = invariant
-        .iter()
-        .copied()
+    let accumulate: Vec<VarId> = invariant_reads(cx, node)
+        .into_iter()
         .filter(|v| activity.is_active(*v))
         .collect();
     cx.accumulated_reads.extend(accumulate.iter().copied());
-    let (stmts, defined, _) = reverse_block(cx, &node.body, &[], initial);
+    let before = cx.sensitive;
+    let ((stmts, defined, _), body_reads) =
+        cx.recording(|cx| reverse_block(cx, &node.body, &[], initial));
+    let sensitive = cx.sensitive - before;
+    cx.sensitive = before;
     let mut local = defined_in(&node.body);
     local.extend(node.carried.iter().map(|c| c.entry));
     let outer: Vec<VarId> = defined
@@ -69,33 +91,86 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         .into_iter()
         .collect();
     let ret_ty = cx.func.float_ty.clone();
-    let mut values = Vec::new();
+    let (values, tuple_reads) = cx.recording(|cx| {
+        let mut values = Vec::new();
+        for &k in &active {
+            let e = node.carried[k].entry;
+            if defined.contains(&e) {
+                let d = cx.adjoint(e);
+                values.push(quote!(#d));
+            } else if !cx.plan.kinds.scalar[e.0] {
+                // An array carried into an iteration that does not read it: a zero of the
+                // shape it had there.
+                let x = cx.read(e);
+                values.push(quote!(::backprop::__private::tensor::zeros_like(&#x)));
+            } else {
+                values.push(quote!(::backprop::__private::zero::<#ret_ty>()));
+            }
+        }
+        for v in &outer {
+            let d = cx.adjoint(*v);
+            values.push(quote!(#d));
+        }
+        for &v in &accumulate {
+            if defined.contains(&v) {
+                let d = cx.adjoint(v);
+                values.push(quote!(#d));
+            } else {
+                values.push(quote!(::backprop::__private::zero::<#ret_ty>()));
+            }
+        }
+        values
+    });
+    Iteration {
+        stmts,
+        tuple: quote!((#(#values,)*)),
+        outer,
+        sensitive,
+        body_reads,
+        tuple_reads,
+    }
+}
+
+/// One iteration's reverse in one mode (see `iteration_reverse`).
+struct Iteration {
+    stmts: Vec<TokenStream>,
+    tuple: TokenStream,
+    outer: Vec<VarId>,
+    sensitive: usize,
+    /// What `stmts` read.
+    body_reads: Reads,
+    /// What `tuple` reads.
+    tuple_reads: Reads,
+}
+
+/// The reverse of one iteration: from the cotangents of the carried values at the end
+/// of the iteration to those at its start, plus what flows to values read from outside
+/// the loop; and what the forward pass saves for it.
+fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse {
+    let activity = &cx.plan.activity;
+    let active = active_carried(cx, node);
+    let mut params = Vec::new();
     for &k in &active {
-        let e = node.carried[k].entry;
-        if defined.contains(&e) {
-            let d = cx.adjoint(e);
-            values.push(quote!(#d));
-        } else if !cx.plan.kinds.scalar[e.0] {
-            // An array carried into an iteration that does not read it: a zero of the
-            // shape it had there.
-            let x = cx.var(e).clone();
-            values.push(quote!(::backprop::__private::tensor::zeros_like(&#x)));
-        } else {
-            values.push(quote!(::backprop::__private::zero::<#ret_ty>()));
-        }
+        let c = &node.carried[k];
+        let name = format!(
+            "d_{}_next",
+            cx.var(c.out).to_string().trim_start_matches("r#")
+        );
+        params.push(cx.names.fresh(&name, Span::call_site()));
     }
-    for v in &outer {
-        let d = cx.adjoint(*v);
-        values.push(quote!(#d));
-    }
+    let invariant = invariant_reads(cx, node);
+    let Iteration {
+        stmts: body,
+        tuple,
+        outer,
+        sensitive,
+        body_reads,
+        tuple_reads,
+    } = iteration_reverse(cx, node, &params);
+    let mut reads = body_reads.clone();
+    reads.extend(&tuple_reads);
     let mut accumulated = Vec::new();
-    for &v in &accumulate {
-        if defined.contains(&v) {
-            let d = cx.adjoint(v);
-            values.push(quote!(#d));
-        } else {
-            values.push(quote!(::backprop::__private::zero::<#ret_ty>()));
-        }
+    for &v in invariant.iter().filter(|v| activity.is_active(**v)) {
         let Some(Stmt {
             rhs: Rhs::Buffer { args, .. },
             ..
@@ -104,10 +179,11 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
             unreachable!("an invariant read is a statement of the loop body")
         };
         let buf = args[0].var().expect("a buffer");
-        let elem = buffer_elem(cx, buf, &args[1]);
+        // (Added after the loop, in the enclosing reverse: what it reads counts there.)
+        let (elem, elem_reads) = cx.recording(|cx| buffer_elem(cx, buf, &args[1]));
+        reads.extend(&elem_reads);
         accumulated.push((cx.var(v).clone(), elem));
     }
-    let rev = quote!(#(#stmts)*);
     let entries: Vec<VarId> = node.carried.iter().map(|c| c.entry).collect();
     let index = match &node.head {
         crate::ir::LoopHead::For { index, .. } => Some(*index),
@@ -154,8 +230,7 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         })
         .collect();
     let mut given: Vec<VarId> = reversible.iter().map(|r| r.entry).collect();
-    let (mut recompute, mut saved, mut index_needed) =
-        materialize(cx, &node.body, &entries, index, &given, &rev);
+    let mut m = materialize(cx, &node.body, &entries, index, &given, &body_reads);
     // An array state saved both at the top of an iteration (its entry) and at the end
     // (its exit, `tanh` keeping its output) would be on the stack twice: the exit of
     // iteration k is the entry of iteration k + 1. Keep the entries only.
@@ -165,7 +240,7 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         .filter(|c| !cx.plan.kinds.scalar[c.entry.0])
         .filter_map(|c| {
             let exit = c.exit.var()?;
-            let is_saved = |v: VarId| saved.contains(cx.var(v));
+            let is_saved = |v: VarId| m.saved.contains(cx.var(v));
             (exit != c.entry
                 && is_saved(exit)
                 && is_saved(c.entry)
@@ -175,16 +250,21 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         .collect();
     if !relayed.is_empty() {
         given.extend(relayed.iter().map(|r| r.0));
-        (recompute, saved, index_needed) =
-            materialize(cx, &node.body, &entries, index, &given, &rev);
+        m = materialize(cx, &node.body, &entries, index, &given, &body_reads);
         for r in &relayed {
             cx.captured.borrow_mut().insert(r.2);
         }
     }
-    let used = crate::ir::idents(&quote!(#(#recompute)* #rev));
+    let Materialized {
+        recompute,
+        mut saved,
+        index: index_needed,
+        head_reads,
+    } = m;
+    reads.extend(&head_reads);
     let reversible: Vec<Reversible> = reversible
         .into_iter()
-        .filter(|r| used.contains(&cx.var(r.entry).to_string()))
+        .filter(|r| body_reads.values.contains(&r.entry) || head_reads.values.contains(&r.entry))
         .collect();
     // A read every iteration makes of the same element of a buffer the loop does not
     // write (`xcentered[i]` inside `for j`) is the same value each time: read once after
@@ -206,16 +286,19 @@ pub fn build_loop_reverse(cx: &mut Emitter<'_>, node: &LoopNode) -> LoopReverse 
         );
         let (b, i) = (cx.operand(&args[0]), cx.operand(&args[1]));
         hoisted.push((h.clone(), quote!(#b[#i])));
+        reads.names.insert(h.to_string());
         prelude.push(quote!(let #name = #h;));
     }
-    let mut body = prelude;
-    body.extend(recompute);
-    body.extend(stmts);
-    body.push(quote!((#(#values,)*)));
+    let mut head = prelude;
+    head.extend(recompute);
     LoopReverse {
         active,
         params,
+        head,
         body,
+        tuple,
+        sensitive,
+        reads,
         outer,
         saved,
         index: index_needed,
@@ -292,6 +375,7 @@ pub(super) fn loop_line(
     let activity = &cx.plan.activity;
     let tape = cx.tape(def);
     cx.captured_tapes.borrow_mut().insert(def);
+    cx.read_all(&rev.reads);
     let mut carry_names = Vec::new();
     let mut inits = Vec::new();
     for &k in &rev.active {
@@ -309,7 +393,7 @@ pub(super) fn loop_line(
             quote!(#d)
         } else if tensor {
             // Nothing after the loop reads the array: a zero of its final shape.
-            let x = cx.var(c.out).clone();
+            let x = cx.read(c.out);
             quote!(::backprop::__private::tensor::zeros_like(&#x))
         } else {
             quote!(::backprop::__private::zero())
@@ -353,15 +437,18 @@ pub(super) fn loop_line(
     let (outer_steps, acc_steps) = rest.split_at(outer_names.len());
     let params = &rev.params;
     let saved = &rev.saved;
-    let body = &rev.body;
+    let (head, body, tuple) = (&rev.head, &rev.body, &rev.tuple);
+    cx.sensitive += rev.sensitive;
     // This run's iterations are the last `n` entries of the loop's stack.
     let n = match &node.head {
         crate::ir::LoopHead::For { .. } => {
             let range = cx.range(def);
+            cx.read_name(&range);
             quote!(::core::iter::Iterator::size_hint(&#range).0)
         }
         crate::ir::LoopHead::While { .. } => {
             let count = cx.count(def);
+            cx.read_name(&count);
             quote!(#count)
         }
     };
@@ -395,11 +482,7 @@ pub(super) fn loop_line(
     let mut counter_step = Vec::new();
     let mut relay_after = Vec::new();
     for &(exit, entry, out) in &rev.relayed {
-        let (exit, entry, out) = (
-            cx.var(exit).clone(),
-            cx.var(entry).clone(),
-            cx.var(out).clone(),
-        );
+        let (exit, entry, out) = (cx.var(exit).clone(), cx.read(entry), cx.read(out));
         let state = cx.names.fresh(
             &format!("{}_relayed", exit.to_string().trim_start_matches("r#")),
             span,
@@ -410,7 +493,7 @@ pub(super) fn loop_line(
     }
     for r in &rev.reversible {
         let entry = cx.var(r.entry).clone();
-        let out = cx.var(r.out).clone();
+        let out = cx.read(r.out);
         let state = cx.names.fresh(
             &format!("{}_backwards", out.to_string().trim_start_matches("r#")),
             span,
@@ -422,6 +505,7 @@ pub(super) fn loop_line(
     let pop = if rev.stackless(node) {
         quote!()
     } else {
+        cx.read_name(&tape);
         quote!(let (#(#saved,)*) = ::backprop::__private::pop(&mut #tape);)
     };
     let outer_updates: Vec<TokenStream> = outer_names
@@ -453,13 +537,19 @@ pub(super) fn loop_line(
         .zip(&rev.outer)
         .map(|((sum, tensor), v)| {
             if *tensor {
-                let x = cx.var(*v).clone();
+                let x = cx.read(*v);
                 quote!(::backprop::__private::tensor::sum_or_zeros_like(#sum, &#x))
             } else {
                 quote!(#sum)
             }
         })
         .collect();
+    // An iteration that hands no cotangent on runs its reverse in the loop's body.
+    let step = if step_names.is_empty() {
+        quote!(#(#head)* #(#body)*)
+    } else {
+        quote!(let (#(#step_names,)*) = { #(#head)* #(#body)* #tuple };)
+    };
     let the_loop = quote_spanned! {span=>
         #(#counter_init)*
         for #walk {
@@ -467,7 +557,7 @@ pub(super) fn loop_line(
             #index
             #(#counter_step)*
             #(let #params = #carry_names;)*
-            let (#(#step_names,)*) = { #(#body)* };
+            #step
             #(#relay_after)*
             #(#carry_names = #carry_steps;)*
             #(#outer_updates)*
@@ -487,6 +577,15 @@ pub(super) fn loop_line(
     } else {
         quote!(if #n > 0 { #(#acc_adds)* })
     };
+    if rev.active.is_empty() && rev.outer.is_empty() {
+        // No cotangent leaves the loop (it adds into adjoint buffers): its statements,
+        // inline.
+        return Line::Raw(quote_spanned! {span=>
+            #(let mut #acc_names: #ret_ty = ::backprop::__private::zero();)*
+            #the_loop
+            #acc_after
+        });
+    }
     let invoke = quote_spanned! {span=>
         {
             #(#inits)*

@@ -31,7 +31,7 @@ mod pullback;
 
 pub use pullback::pullback;
 
-use super::context::Emitter;
+use super::context::{Emitter, Mode};
 use crate::ir::op::{Need, Vjp};
 use crate::ir::{BufOp, Operand, Rhs, Stmt, VarId};
 use branch::branch_line;
@@ -97,10 +97,10 @@ fn reverse_block(
             // A buffer built by `push` has its final length when the reverse pass
             // reaches the end of its block.
             let n = if *op == BufOp::NewVec {
-                let h = cx.var(s.def).clone();
+                let h = cx.read(s.def);
                 quote!(#h.len())
             } else {
-                cx.operand(&args[1])
+                cx.read_operand(&args[1])
             };
             lines.push(Line::Raw(
                 quote_spanned!(s.span=> let mut #d: ::std::vec::Vec<#ret_ty> = ::std::vec![::backprop::__private::zero(); #n];),
@@ -156,7 +156,7 @@ fn reverse_block(
                 let vjps = prim.vjps_on(scalar_path);
                 for (k, vjp) in vjps.iter().enumerate() {
                     let Some(t) = active(&args[k]) else { continue };
-                    if cx.in_place_reads.contains(&t) {
+                    if cx.plan.in_place_reads.contains(&t) {
                         // The old element of an in-place update: see `in_place_updates`.
                         continue;
                     }
@@ -187,14 +187,14 @@ fn reverse_block(
                                                 && args[*j].var().is_none()
                                                 && vjps[*j] != Vjp::Zero =>
                                         {
-                                            let c = cx.operand(&args[*j]);
+                                            let c = cx.read_operand(&args[*j]);
                                             let d = cx.adjoint(s.def);
                                             return quote!(&::backprop::__private::tensor::like(&#d, #c));
                                         }
                                         Need::In(j) => cx.saved_operand(&args[*j]),
                                         Need::Out => {
                                             cx.captured.borrow_mut().insert(s.def);
-                                            let out = cx.var(s.def);
+                                            let out = cx.read(s.def);
                                             quote!(#out)
                                         }
                                         Need::Shape(j) => {
@@ -202,6 +202,7 @@ fn reverse_block(
                                                 .var()
                                                 .expect("shapes are saved for active operands");
                                             let shape = cx.stmt_shape(s.def, v);
+                                            cx.read_name(&shape);
                                             quote!(#shape)
                                         }
                                     };
@@ -209,7 +210,15 @@ fn reverse_block(
                                 })
                                 .collect();
                             if scalar_path {
-                                quote_spanned!(s.span=> ::backprop::__private::#rule(#(#needs,)* #d))
+                                cx.sensitive += 1;
+                                match cx.mode {
+                                    Mode::Strong => {
+                                        quote_spanned!(s.span=> ::backprop::__private::#rule(#(#needs,)* #d))
+                                    }
+                                    Mode::Plain => {
+                                        quote_spanned!(s.span=> ::backprop::__private::plain::#rule(#(#needs,)* #d))
+                                    }
+                                }
                             } else {
                                 quote_spanned!(s.span=> ::backprop::__private::tensor::#rule(#(#needs,)* &#d))
                             }
@@ -226,14 +235,22 @@ fn reverse_block(
                 let slots: Vec<Option<VarId>> = args.iter().map(active).collect();
                 let tape = cx.tape(s.def);
                 let d_def = cx.adjoint(s.def);
+                cx.sensitive += 1;
+                let backward = match cx.mode {
+                    Mode::Strong => syn::Ident::new("backward", s.span),
+                    Mode::Plain => syn::Ident::new("backward_unguarded", s.span),
+                };
                 let invoke = if let Some(snaps) = cx.snapshots.get(&s.def).cloned() {
                     // A checkpointed call: its forward runs again on the saved copies.
                     let call_args: Vec<TokenStream> = args
                         .iter()
                         .zip(&snaps)
                         .map(|(a, snap)| match snap {
-                            Some((_, pass)) => pass.clone(),
-                            None => cx.operand(a),
+                            Some((copy, pass)) => {
+                                cx.read_name(copy);
+                                pass.clone()
+                            }
+                            None => cx.read_operand(a),
                         })
                         .collect();
                     // `rebuild` gets the value the call returned too: a hand-written
@@ -241,14 +258,15 @@ fn reverse_block(
                     // function runs its forward pass again.
                     let rebuild = super::companions::rebuild_path(path);
                     cx.captured.borrow_mut().insert(s.def);
-                    let value = cx.var(s.def).clone();
+                    let value = cx.read(s.def);
                     quote_spanned!(s.span=> {
                         let (_, #tape) = #rebuild(#(#call_args,)* #value);
-                        ::backprop::__private::Pullback::backward(#tape, #d_def)
+                        ::backprop::__private::Pullback::#backward(#tape, #d_def)
                     })
                 } else {
                     cx.captured_tapes.borrow_mut().insert(s.def);
-                    quote_spanned!(s.span=> ::backprop::__private::Pullback::backward(#tape, #d_def))
+                    cx.read_name(&tape);
+                    quote_spanned!(s.span=> ::backprop::__private::Pullback::#backward(#tape, #d_def))
                 };
                 lines.push(Line::Many {
                     invoke,

@@ -2,14 +2,14 @@
 //! the gradient tuple, and the second reverse body without strong zeros.
 
 use super::reverse_block;
-use crate::emit::context::Emitter;
+use crate::emit::context::{Emitter, Mode};
 use crate::ir::{BufOp, Rhs, Stmt, VarId};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
 /// The gradient of every argument, and the adjoint buffers of the buffer arguments.
-/// The pullback closure, and whether it has two reverse bodies (with and without strong
-/// zeros; see `plain_body`).
+/// The pullback closure, and whether it has two reverse bodies: with strong zeros and
+/// plain (`Mode`), the same reverse pass emitted twice from the IR.
 pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, bool) {
     let func = cx.func;
     let seed = func.ret.var().filter(|v| cx.plan.activity.is_active(*v));
@@ -51,7 +51,11 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
         })
         .collect();
     let buffers: Vec<TokenStream> = buffers.into_iter().chain(structs).collect();
-    let (out, defined, count) = reverse_block(cx, &func.body, &seeds, Vec::new());
+    let names_before = cx.names.clone();
+    cx.sensitive = 0;
+    let ((out, defined, count), reads) =
+        cx.recording(|cx| reverse_block(cx, &func.body, &seeds, Vec::new()));
+    let sensitive = cx.sensitive;
     // The gradient: one slot per argument.
     let grads: Vec<TokenStream> = func
         .params
@@ -89,7 +93,6 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
     // A view of a buffer this function owns (`let tail = &v[1..];`) borrows a local of
     // the forward pass: the pullback takes the buffer and makes the view again.
     let body = quote!(#(#out)*);
-    let mentioned = crate::ir::idents(&body);
     let view_stmts: Vec<&Stmt> = func
         .body
         .iter()
@@ -100,7 +103,7 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
                     op: BufOp::View | BufOp::Borrow,
                     ..
                 }
-            ) && mentioned.contains(&func.name(s.def).to_string())
+            ) && reads.values.contains(&s.def)
                 && !func
                     .params
                     .iter()
@@ -122,8 +125,8 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
     let read_args: Vec<&Ident> = func
         .params
         .iter()
+        .filter(|p| reads.values.contains(&p.var))
         .map(|p| &p.ident)
-        .filter(|x| mentioned.contains(&x.to_string()))
         .collect();
     // The loops' stacks likewise: a pop then keeps the stack's length in a register
     // instead of storing it back to the closure's state every iteration.
@@ -132,7 +135,7 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
         .clone()
         .into_iter()
         .map(|v| cx.tape(v).clone())
-        .filter(|t| mentioned.contains(&t.to_string()))
+        .filter(|t| reads.names.contains(&t.to_string()))
         .collect();
     let rebind = if (read_args.is_empty() && stacks.is_empty()) || !loops {
         quote!()
@@ -166,13 +169,9 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
             .iter()
             .any(|p| p.kind == crate::ir::ParamKind::Tensor);
     // Straight-line code keeps one body too: its few products cost little, and its
-    // expansion stays one derivation to read.
-    let (plain, rewritten) = if tensor || !loops {
-        (quote!(), 0)
-    } else {
-        plain_body(body.clone())
-    };
-    if rewritten == 0 {
+    // expansion stays one derivation to read. So does a body with no scalar rule and
+    // no nested pullback: its plain twin would be the same.
+    if tensor || !loops || sensitive == 0 {
         return (
             quote! {
                 move |#param: #ret_ty| -> #tuple_ty {
@@ -184,6 +183,18 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
             false,
         );
     }
+    // The second body, from the same state of the name generator (the two are
+    // separate blocks, so they may use the same names).
+    let names_after = std::mem::replace(&mut cx.names, names_before);
+    cx.mode = Mode::Plain;
+    let (plain_out, plain_defined, _) = reverse_block(cx, &func.body, &seeds, Vec::new());
+    cx.mode = Mode::Strong;
+    cx.names.absorb(names_after);
+    assert_eq!(
+        plain_defined, defined,
+        "both bodies define the same adjoints"
+    );
+    let plain = quote!(#(#plain_out)*);
     // Two reverse bodies: the closure's second argument picks one. The adjoints of
     // the arguments each body defines leave it as a tuple; buffers' and structs'
     // adjoints are declared above both and filled in place.
@@ -201,92 +212,34 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
         .map(|p| cx.adjoint(p.var).clone())
         .collect();
     let strong = cx.names.fresh("strong_zeros", Span::call_site());
+    let bodies = if results.is_empty() {
+        // Every gradient is added into adjoint buffers: the bodies are statements.
+        quote! {
+            if #strong {
+                #body
+            } else {
+                #plain
+            }
+        }
+    } else {
+        quote! {
+            let (#(#results,)*) = if #strong {
+                #body
+                (#(#results,)*)
+            } else {
+                #plain
+                (#(#results,)*)
+            };
+        }
+    };
     (
         quote! {
             move |#param: #ret_ty, #strong: bool| -> #tuple_ty {
                 #(#buffers)*
-                let (#(#results,)*) = if #strong {
-                    #body
-                    (#(#results,)*)
-                } else {
-                    #plain
-                    (#(#results,)*)
-                };
+                #bodies
                 (#(#grads,)*)
             }
         },
         true,
     )
-}
-
-/// The reverse body without strong zeros: each scalar rule `::backprop::__private::r`
-/// becomes `::backprop::__private::plain::r` (the same formula with `d · local` a
-/// plain product) and each nested pullback runs its own plain body
-/// (`Pullback::backward_unguarded`). Returns the body and how many paths it changed
-/// (none: the function has no scalar rule, and keeps one body).
-///
-/// Why the gradient is the same when it has no NaN: `backprop::rules::scalar::plain`.
-fn plain_body(body: TokenStream) -> (TokenStream, usize) {
-    use proc_macro2::{Group, TokenTree};
-    fn is_rule(name: &str) -> bool {
-        name.ends_with("_vjp") || name.contains("_vjp_")
-    }
-    fn is_colon(t: Option<&TokenTree>) -> bool {
-        matches!(t, Some(TokenTree::Punct(p)) if p.as_char() == ':')
-    }
-    fn rewrite(ts: TokenStream, count: &mut usize) -> TokenStream {
-        let tokens: Vec<TokenTree> = ts.into_iter().collect();
-        let mut out: Vec<TokenTree> = Vec::with_capacity(tokens.len() + 8);
-        let mut k = 0;
-        while k < tokens.len() {
-            let tt = &tokens[k];
-            k += 1;
-            if let TokenTree::Group(g) = tt {
-                let mut inner = Group::new(g.delimiter(), rewrite(g.stream(), count));
-                inner.set_span(g.span());
-                out.push(TokenTree::Group(inner));
-                continue;
-            }
-            out.push(tt.clone());
-            // `__private ::` then a rule's name, or `Pullback :: backward`.
-            let after_private = matches!(tt, TokenTree::Ident(i) if i == "__private")
-                && is_colon(tokens.get(k))
-                && is_colon(tokens.get(k + 1));
-            if !after_private {
-                continue;
-            }
-            let colons = [tokens[k].clone(), tokens[k + 1].clone()];
-            match tokens.get(k + 2) {
-                // `__private::rule` → `__private::plain::rule`
-                Some(TokenTree::Ident(name)) if is_rule(&name.to_string()) => {
-                    out.extend(colons.iter().cloned());
-                    out.push(TokenTree::Ident(Ident::new("plain", name.span())));
-                    out.extend(colons);
-                    out.push(TokenTree::Ident(name.clone()));
-                    *count += 1;
-                    k += 3;
-                }
-                // `__private::Pullback::backward` → `...::backward_unguarded`
-                Some(TokenTree::Ident(name))
-                    if name == "Pullback"
-                        && is_colon(tokens.get(k + 3))
-                        && is_colon(tokens.get(k + 4))
-                        && matches!(tokens.get(k + 5), Some(TokenTree::Ident(m)) if m == "backward") =>
-                {
-                    out.extend(tokens[k..k + 5].iter().cloned());
-                    out.push(TokenTree::Ident(Ident::new(
-                        "backward_unguarded",
-                        tokens[k + 5].span(),
-                    )));
-                    *count += 1;
-                    k += 6;
-                }
-                _ => {}
-            }
-        }
-        out.into_iter().collect()
-    }
-    let mut count = 0;
-    let body = rewrite(body, &mut count);
-    (body, count)
 }

@@ -17,7 +17,7 @@ use syn::{Expr, Pat};
 /// path's elementwise rule: ndarray's own, or `backprop::Erf`'s), `powi`, and the
 /// piecewise-constant ones.
 fn elementwise(name: &str) -> bool {
-    crate::rule_table::methods()
+    crate::ir::rule_table::methods()
         .iter()
         .any(|p| p.arity() == 1 && p.name == name)
         || name == "powi"
@@ -27,7 +27,7 @@ fn elementwise(name: &str) -> bool {
 /// The rule table's zero-derivative methods ndarray also has on arrays (all but
 /// `round_ties_even`): the `mapv` lowering calls the array method.
 fn elementwise_constants() -> impl Iterator<Item = &'static str> {
-    crate::rule_table::constants()
+    crate::ir::rule_table::constants()
         .iter()
         .copied()
         .filter(|c| *c != "round_ties_even")
@@ -35,7 +35,7 @@ fn elementwise_constants() -> impl Iterator<Item = &'static str> {
 
 /// What a `mapv` closure may be (the message of every refusal of one).
 fn mapv_forms() -> String {
-    let methods: Vec<&str> = crate::rule_table::methods()
+    let methods: Vec<&str> = crate::ir::rule_table::methods()
         .iter()
         .filter(|p| p.arity() == 1)
         .map(|p| p.name)

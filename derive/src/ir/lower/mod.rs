@@ -105,6 +105,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         buffers: lw.buffers,
         generics: item.sig.generics.clone(),
         defs: Default::default(),
+        by_name: Default::default(),
         name: item.sig.ident.clone(),
     })
 }

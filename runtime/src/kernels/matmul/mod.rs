@@ -17,7 +17,7 @@
 //! threading (why, with the figures: `split_across_threads`); from
 //! [`GEMM_THREADING_MIN_FLOPS`] up, gemm's own threading, which shares one packed B.
 
-use super::{Real, forced_scalar, scalar};
+use super::{Real, forced_scalar};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 
 /// What the product does with the destination's old contents.
@@ -159,7 +159,7 @@ pub fn matmul_with<T: Real>(
         return;
     }
     if forced_scalar() {
-        return scalar::matmul(c, a, b, cfg.accum);
+        return reference::matmul(c, a, b, cfg.accum);
     }
     let threads = match cfg.threads {
         Threads::Count(t) => t.max(1),
@@ -379,6 +379,7 @@ pub fn matmul_new<T: Real>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2
 
 #[doc(hidden)]
 pub mod own;
+pub mod reference;
 
 fn strides<T>(v: &ArrayView2<'_, T>) -> (isize, isize) {
     let s = v.strides();

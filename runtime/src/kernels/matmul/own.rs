@@ -26,7 +26,7 @@ const KC: usize = 256;
 const MC: usize = 96;
 
 /// `c ← a·b` or `c ← c + a·b` with our microkernel. Falls back to
-/// [`crate::kernels::scalar::matmul`] without AVX2/FMA.
+/// [`super::reference::matmul`] without AVX2/FMA.
 ///
 /// # Panics
 /// On shape mismatch, as [`super::matmul`].
@@ -56,7 +56,7 @@ pub fn matmul_own(
             return;
         }
     }
-    crate::kernels::scalar::matmul(c, a, b, accum)
+    super::reference::matmul(c, a, b, accum)
 }
 
 /// Packs rows `i0..i0+mc`, columns `p0..p0+kc` of `a` into 6-row k-major slivers.

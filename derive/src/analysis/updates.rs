@@ -1,6 +1,6 @@
-//! Passes over the IR that decide how the emitter treats some statements before any
-//! code is written: reads of buffers no later write changes, and in-place element
-//! updates.
+//! Buffer analyses: reads of buffers no later write changes (the reverse reads them
+//! again instead of saving them), and in-place element updates (whose adjoint is
+//! handed on in place).
 
 use crate::ir::{BufOp, Func, Operand, Rhs, Spelling, Stmt, VarId};
 use quote::quote;

@@ -3,7 +3,7 @@
 //! The table is the one declaration of every differentiable scalar operation: the
 //! macro reads each method's inputs and, per input, the rule its pullback calls and the
 //! values that rule reads; the runtime reads the same tokens through
-//! [`crate::rule_table`]'s `__rule_table!` and generates the rule functions (strong
+//! [`crate::ir::rule_table`]'s `__rule_table!` and generates the rule functions (strong
 //! zero, plain, elementwise) from the bodies. See the grammar at the top of the file.
 
 use crate::ir::op::{Need, Prim, Vjp};
@@ -14,7 +14,7 @@ use syn::punctuated::Punctuated;
 use syn::{Ident, Token};
 
 /// The table's text, compiled into the macro.
-pub const SOURCE: &str = include_str!("rule_table.in");
+pub const SOURCE: &str = include_str!("../rule_table.in");
 
 /// How an operation is spelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
