@@ -23,6 +23,7 @@ mod calls;
 mod cfg;
 mod closures;
 mod custom_rules;
+mod element_writes;
 mod generic_floats;
 mod in_place;
 mod jumps;

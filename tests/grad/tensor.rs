@@ -5,7 +5,7 @@
 
 use backprop::ops::{XentOptions, relu, sigmoid, softmax_cross_entropy};
 use backprop::{Pullback, grad, gradcheck};
-use ndarray::{Array1, Array2, ArrayView2, Axis, array};
+use ndarray::{Array1, Array2, Array3, Array4, ArrayView2, Axis, array};
 
 /// L = Σ relu(X·W): the lesson's linear + ReLU layer.
 #[grad(w)]
@@ -274,4 +274,61 @@ fn lengths_are_constants() {
     let (v, g) = mean_by_len_grad(&array![1.0, 2.0, 3.0, 6.0]);
     assert_eq!(v, 3.0);
     assert_eq!(g.x, array![0.25, 0.25, 0.25, 0.25]);
+}
+
+// ---------------------------------------------------------------- batched matmul
+
+/// `½ Σ y²` of a batched linear map `y = x·w` over `[B, T, d]`.
+#[grad]
+fn batched_linear(x: &Array3<f64>, w: &Array2<f64>) -> f64 {
+    let y = backprop::ops::matmul(x, w);
+    (&y * &y).sum() / 2.0
+}
+
+#[test]
+fn batched_matmul_by_hand() {
+    // x = [[[1, 2]], [[5, 6]]] (2×1×2), w = [[3], [4]]: y = [[[11]], [[39]]],
+    // L = (11² + 39²)/2 = 821, d_y = y, d_x = d_y·wᵀ = [[[33, 44]], [[117, 156]]],
+    // d_w = Σ_b x_bᵀ·d_y_b = [[1·11 + 5·39], [2·11 + 6·39]] = [[206], [256]].
+    let x = ndarray::array![[[1.0, 2.0]], [[5.0, 6.0]]];
+    let w = ndarray::array![[3.0], [4.0]];
+    let (v, g) = batched_linear_grad(&x, &w);
+    assert_eq!(v, 821.0);
+    assert_eq!(g.x, ndarray::array![[[33.0, 44.0]], [[117.0, 156.0]]]);
+    assert_eq!(g.w, ndarray::array![[206.0], [256.0]]);
+    backprop::gradcheck!(batched_linear(x = &x, w = &w)).assert();
+}
+
+/// Scaled dot-product attention over `[B, H, T, d]` written with batched products, as
+/// a user writes it from the paper.
+#[grad(q, k, v)]
+fn attention_by_matmul(q: &Array4<f64>, k: &Array4<f64>, v: &Array4<f64>, w: &Array4<f64>) -> f64 {
+    let (_, _, _, dh) = q.dim();
+    let scores =
+        backprop::ops::matmul(q, &k.view().permuted_axes([0, 1, 3, 2])) / (dh as f64).sqrt();
+    let p = backprop::ops::softmax(&scores);
+    let o = backprop::ops::matmul(&p, v);
+    (o * w).sum()
+}
+
+#[grad(q, k, v)]
+fn attention_fused(q: &Array4<f64>, k: &Array4<f64>, v: &Array4<f64>, w: &Array4<f64>) -> f64 {
+    (backprop::ops::attention(q, k, v, false) * w).sum()
+}
+
+#[test]
+fn attention_by_batched_matmul_matches_the_fused_op() {
+    let mut rng = crate::rng::Rng(41);
+    let q: Array4<f64> = rng.array_map((2, 3, 4, 5), |v| v);
+    let k: Array4<f64> = rng.array_map((2, 3, 4, 5), |v| v);
+    let v: Array4<f64> = rng.array_map((2, 3, 4, 5), |v| v);
+    let w: Array4<f64> = rng.array_map((2, 3, 4, 5), |v| v);
+    let (l, g) = attention_by_matmul_grad(&q, &k, &v, &w);
+    let (lf, gf) = attention_fused_grad(&q, &k, &v, &w);
+    assert!((l - lf).abs() < 1e-12, "{l} vs {lf}");
+    for (name, a, b) in [("q", &g.q, &gf.q), ("k", &g.k, &gf.k), ("v", &g.v, &gf.v)] {
+        let worst = (a - b).iter().fold(0.0f64, |m, e| m.max(e.abs()));
+        assert!(worst < 1e-12, "d_{name}: worst difference {worst}");
+    }
+    backprop::gradcheck!(attention_by_matmul(q = &q, k = &k, v = &v, w = const &w)).assert();
 }

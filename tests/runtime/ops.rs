@@ -531,6 +531,162 @@ fn gradcheck_matmul_with_transposed_views() {
     );
 }
 
+/// The batched product against a loop of 2-D products, item by item, with broadcast
+/// batch axes repeated.
+fn matmul_by_loop(a: &ArrayD<f64>, b: &ArrayD<f64>) -> ArrayD<f64> {
+    let (na, nb) = (a.ndim(), b.ndim());
+    let (m, n) = (a.shape()[na - 2], b.shape()[nb - 1]);
+    let nd = na.max(nb);
+    let pad = |s: &[usize]| {
+        let mut p = vec![1; nd - s.len()];
+        p.extend_from_slice(s);
+        p
+    };
+    let (sa, sb) = (pad(a.shape()), pad(b.shape()));
+    let a = a.to_shape(IxDyn(&sa)).unwrap().to_owned();
+    let b = b.to_shape(IxDyn(&sb)).unwrap().to_owned();
+    let batch: Vec<usize> = (0..nd - 2).map(|i| sa[i].max(sb[i])).collect();
+    let mut out_shape = batch.clone();
+    out_shape.extend([m, n]);
+    let mut out = ArrayD::zeros(IxDyn(&out_shape));
+    for idx in ndarray::indices(IxDyn(&batch)) {
+        let pick = |x: &ArrayD<f64>, s: &[usize]| -> Array2<f64> {
+            let mut v = x.view();
+            for (ax, &len) in s[..nd - 2].iter().enumerate() {
+                v = v.index_axis_move(Axis(0), if len == 1 { 0 } else { idx[ax] });
+            }
+            v.into_dimensionality::<ndarray::Ix2>().unwrap().to_owned()
+        };
+        let (ai, bi) = (pick(&a, &sa), pick(&b, &sb));
+        let mut o = out.view_mut();
+        for ax in 0..nd - 2 {
+            o = o.index_axis_move(Axis(0), idx[ax]);
+        }
+        o.assign(&ai.dot(&bi).into_dyn());
+    }
+    out
+}
+
+/// Batched `matmul` at random inputs: values against a loop of 2-D products, both
+/// pullbacks against central differences, for a linear layer on `[B, T, d]`, attention
+/// scores on `[B, H, T, d]` with a permuted (strided) right operand, batch axes
+/// broadcast on either side, and a 2-D left operand times a batch.
+#[test]
+fn gradcheck_batched_matmul() {
+    let mut rng = Rng(29);
+    let k4: ndarray::Array4<f64> = rng.array_map((2, 3, 5, 4), |v| v);
+    let cases: Vec<(&str, ArrayD<f64>, ArrayD<f64>)> = vec![
+        (
+            "[B,T,d]·[d,n]",
+            rng.array_map((2, 3, 4), |v| v).into_dyn(),
+            rng.array_map((4, 5), |v| v).into_dyn(),
+        ),
+        (
+            "[B,H,T,d]·[B,H,d,T] (rhs a permuted view)",
+            rng.array_map((2, 3, 5, 4), |v| v).into_dyn(),
+            k4.view().permuted_axes([0, 1, 3, 2]).to_owned().into_dyn(),
+        ),
+        (
+            "[B,1,T,d]·[H,d,n] (batch broadcast both ways)",
+            rng.array_map((2, 1, 3, 4), |v| v).into_dyn(),
+            rng.array_map((3, 4, 2), |v| v).into_dyn(),
+        ),
+        (
+            "[m,k]·[B,k,n]",
+            rng.array_map((3, 4), |v| v).into_dyn(),
+            rng.array_map((2, 4, 5), |v| v).into_dyn(),
+        ),
+    ];
+    for (what, a, b) in cases {
+        let y = ops::matmul(&a, &b);
+        assert_close(
+            &format!("{what}: value"),
+            &y,
+            &matmul_by_loop(&a, &b),
+            1e-12,
+        );
+        let w: ArrayD<f64> = rng.array_map(IxDyn(y.shape()), |v| v);
+        let (ga, gb) = ops::matmul_vjp(&a, &b, &w);
+        assert_close(
+            &format!("{what}: d_a"),
+            &ga,
+            &num_grad(&a, |ap| dot(&w, &ops::matmul(ap, &b))),
+            TOL,
+        );
+        assert_close(
+            &format!("{what}: d_b"),
+            &gb,
+            &num_grad(&b, |bp| dot(&w, &ops::matmul(&a, bp))),
+            TOL,
+        );
+    }
+    // Static dimension types: the result has the larger operand's.
+    let x: Array3<f64> = rng.array_map((2, 3, 4), |v| v);
+    let wt: Array2<f64> = rng.array_map((5, 4), |v| v);
+    let y: Array3<f64> = ops::matmul(&x, &wt.t());
+    assert_close(
+        "Array3·view",
+        &y.into_dyn(),
+        &matmul_by_loop(&x.clone().into_dyn(), &wt.t().to_owned().into_dyn()),
+        1e-12,
+    );
+    let q: ndarray::Array4<f64> = rng.array_map((2, 2, 3, 4), |v| v);
+    let s: ndarray::Array4<f64> = ops::matmul(
+        &q,
+        &k4.slice(ndarray::s![..2, ..2, ..3, ..])
+            .permuted_axes([0, 1, 3, 2]),
+    );
+    assert_eq!(s.shape(), &[2, 2, 3, 3]);
+}
+
+/// A batched product in f32 and a large one that spreads its items over threads
+/// agree with the loop of 2-D products.
+#[test]
+fn batched_matmul_f32_and_parallel_batches() {
+    let mut rng = Rng(31);
+    let a: ndarray::Array4<f64> = rng.array_map((4, 6, 40, 32), |v| v);
+    let b: ndarray::Array4<f64> = rng.array_map((4, 6, 32, 40), |v| v);
+    let y = ops::matmul(&a, &b);
+    assert_close(
+        "parallel items",
+        &y.into_dyn(),
+        &matmul_by_loop(&a.clone().into_dyn(), &b.clone().into_dyn()),
+        1e-12,
+    );
+    let (a32, b32) = (a.mapv(|v| v as f32), b.mapv(|v| v as f32));
+    let y32 = ops::matmul(&a32, &b32).mapv(|v| v as f64);
+    assert_close(
+        "f32",
+        &y32.into_dyn(),
+        &matmul_by_loop(&a.into_dyn(), &b.into_dyn()),
+        1e-5,
+    );
+}
+
+#[test]
+#[should_panic(expected = "matmul: cannot broadcast the batch axes of lhs 2×3×4 with rhs 5×4×6")]
+fn batched_matmul_batch_mismatch_names_both_shapes() {
+    ops::matmul(
+        &Array3::<f64>::zeros((2, 3, 4)),
+        &Array3::<f64>::zeros((5, 4, 6)),
+    );
+}
+
+#[test]
+#[should_panic(expected = "matmul: lhs is 2×3×4 but rhs is 2×5×6")]
+fn batched_matmul_inner_mismatch_names_both_shapes() {
+    ops::matmul(
+        &Array3::<f64>::zeros((2, 3, 4)),
+        &Array3::<f64>::zeros((2, 5, 6)),
+    );
+}
+
+#[test]
+#[should_panic(expected = "matmul: rhs is 4, which has fewer than two axes; write matvec or dot")]
+fn matmul_of_a_vector_points_to_matvec() {
+    ops::matmul(&Array3::<f64>::zeros((2, 3, 4)), &Array1::<f64>::zeros(4));
+}
+
 #[test]
 #[should_panic(expected = "matmul: lhs is 128×784 but rhs is 785×256")]
 fn matmul_shape_mismatch_panics_naming_both_shapes() {

@@ -11,7 +11,7 @@
 use super::activity::Activity;
 use super::kind::Kinds;
 use crate::ir::op::{Need, Vjp};
-use crate::ir::{Func, Rhs, VarId};
+use crate::ir::{Func, Operand, Rhs, VarId};
 use std::collections::BTreeSet;
 
 pub fn saved(func: &Func, activity: &Activity, kinds: &Kinds) -> BTreeSet<VarId> {
@@ -34,7 +34,13 @@ pub fn saved(func: &Func, activity: &Activity, kinds: &Kinds) -> BTreeSet<VarId>
                                 Need::Out => Some(s.def),
                                 Need::Shape(_) => None,
                             };
-                            saved.extend(v);
+                            if let Some(v) = v {
+                                saved.insert(v);
+                                // The reverse pass re-derives a borrow or a view from
+                                // its source (`Emitter::saved_operand`): the source is
+                                // what it reads.
+                                saved.extend(view_sources(func, v));
+                            }
                         }
                     }
                 }
@@ -50,4 +56,27 @@ pub fn saved(func: &Func, activity: &Activity, kinds: &Kinds) -> BTreeSet<VarId>
         }
     });
     saved
+}
+
+/// The values a borrow or view `v` is taken from, transitively (`&x`, `x.t()`,
+/// `x.row(i)`, `x.view().insert_axis(..)`).
+fn view_sources(func: &Func, mut v: VarId) -> Vec<VarId> {
+    let mut out = Vec::new();
+    while let Some(crate::ir::Stmt {
+        rhs: Rhs::Prim { prim, args, .. },
+        ..
+    }) = func.def_of(v)
+    {
+        let view = matches!(prim.name, "&" | "t" | "view" | "reversed_axes")
+            || crate::ir::op::VIEW_METHODS.contains(&prim.name)
+            || crate::ir::op::CONSUMING_VIEW_METHODS.contains(&prim.name);
+        match args.first().and_then(Operand::var) {
+            Some(src) if view => {
+                out.push(src);
+                v = src;
+            }
+            _ => break,
+        }
+    }
+    out
 }

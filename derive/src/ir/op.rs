@@ -103,6 +103,33 @@ pub const NEG: Prim = p("-", &[Negate]);
 /// `&x`: a borrow, the identity for derivatives.
 pub const REF: Prim = p("&", &[Identity]);
 
+/// `a[idx] = v` on an ndarray array the function owns: input 0 the array, 1 the value,
+/// 2 the index (data, as written). A new version of the array; the reverse pass moves
+/// the cotangent through `tensor::index_set_vjp` (both cotangents at once, in place), so
+/// these entries only say what the pullback reads.
+pub const INDEX_SET: Prim = p(
+    "index_set",
+    &[
+        Rule("index_set_vjp", &[In(2)]),
+        Rule("index_set_vjp", &[In(2)]),
+        Zero,
+    ],
+);
+/// `a[idx] += v` (`-=` is `+=` of `-v`): as [`INDEX_SET`], through `index_add_vjp`.
+pub const INDEX_ADD: Prim = p(
+    "index_add",
+    &[
+        Rule("index_add_vjp", &[In(2)]),
+        Rule("index_add_vjp", &[In(2)]),
+        Zero,
+    ],
+);
+
+/// Whether `prim` is an element write into an ndarray array ([`INDEX_SET`], [`INDEX_ADD`]).
+pub fn is_element_write(prim: &Prim) -> bool {
+    matches!(prim.name, "index_set" | "index_add")
+}
+
 /// Array methods with a rule, by name; the receiver is input 0. One line per rule. The
 /// float methods (also elementwise on arrays) are the rule table's
 /// (`derive/src/rule_table.in`, [`crate::ir::rule_table::methods`]).

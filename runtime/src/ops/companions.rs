@@ -16,7 +16,9 @@
 use super::*;
 use crate::kernels::Real;
 use crate::tape::{Inactive, Tape};
-use ndarray::{Array, Array1, Array2, ArrayBase, Axis, Data, Dimension, Ix1, Ix2, RemoveAxis};
+use ndarray::{
+    Array, Array1, Array2, ArrayBase, Axis, Data, DimMax, Dimension, Ix1, Ix2, RemoveAxis,
+};
 
 /// Elementwise ops whose rule reads the input `x`.
 macro_rules! saves_input {
@@ -233,28 +235,35 @@ impl mse {
 #[doc(hidden)]
 pub struct matmul {}
 impl matmul {
-    /// Forward pass: `a·b` and a tape holding copies of both. The backward pass computes both
-    /// products (`d·bᵀ`, `aᵀ·d`); write `a.dot(&b)` where only one side is
-    /// differentiated, and `#[grad]` computes only that one.
+    /// Forward pass: `a·b` (batched over leading axes as [`super::matmul`]) and a tape
+    /// holding copies of both. The backward pass computes both products (`d·bᵀ`,
+    /// `aᵀ·d`); write `a.dot(&b)` where only one side is differentiated, and `#[grad]`
+    /// computes only that one.
     #[inline]
-    pub fn forward<S1, S2, T>(
-        a: &ArrayBase<S1, Ix2>,
-        b: &ArrayBase<S2, Ix2>,
+    pub fn forward<S1, S2, T, D1, D2>(
+        a: &ArrayBase<S1, D1>,
+        b: &ArrayBase<S2, D2>,
     ) -> (
-        Array2<T>,
-        Tape<impl FnOnce(Array2<T>) -> (Array2<T>, Array2<T>) + use<S1, S2, T>>,
+        Array<T, Broadcast<D1, D2>>,
+        Tape<
+            impl FnOnce(Array<T, Broadcast<D1, D2>>) -> (Array<T, D1>, Array<T, D2>)
+            + use<S1, S2, T, D1, D2>,
+        >,
     )
     where
         S1: Data<Elem = T>,
         S2: Data<Elem = T>,
         T: Real,
+        D1: Dimension + DimMax<D2>,
+        D2: Dimension,
     {
         let (a_saved, b_saved) = (a.to_owned(), b.to_owned());
         (
             super::matmul(a, b),
-            Tape::with_heap_bytes(bytes(&a_saved) + bytes(&b_saved), move |d: Array2<T>| {
-                matmul_vjp(&a_saved, &b_saved, &d)
-            }),
+            Tape::with_heap_bytes(
+                bytes(&a_saved) + bytes(&b_saved),
+                move |d: Array<T, Broadcast<D1, D2>>| matmul_vjp(&a_saved, &b_saved, &d),
+            ),
         )
     }
 }

@@ -51,11 +51,23 @@ pub use crate::kernels::softmax_xent::XentOptions;
 
 /// The shape `a` and `b` broadcast to (NumPy's rule: align the trailing axes; each
 /// pair of lengths is equal, or one of them is 1), for every elementwise op, however
-/// it is spelled (`a + b` in `#[grad]` code, `ops::add`).
+/// it is spelled (`a + b` in `#[grad]` code, `ops::add`), and for the batch axes of
+/// [`matmul`].
 ///
 /// # Panics
 /// `"{op}: cannot broadcast lhs 2×3 with rhs 2"` when they do not.
 pub(crate) fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
+    try_broadcast_shape(a, b).unwrap_or_else(|| {
+        panic!(
+            "{op}: cannot broadcast lhs {} with rhs {}",
+            shape_str(a),
+            shape_str(b)
+        )
+    })
+}
+
+/// [`broadcast_shape`], `None` where the shapes do not broadcast.
+pub(crate) fn try_broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     let at = |s: &[usize], k: usize| {
         if k + s.len() >= n {
@@ -66,16 +78,31 @@ pub(crate) fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> 
     };
     (0..n)
         .map(|k| match (at(a, k), at(b, k)) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            _ => panic!(
-                "{op}: cannot broadcast lhs {} with rhs {}",
-                shape_str(a),
-                shape_str(b)
-            ),
+            (x, y) if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
         })
         .collect()
+}
+
+/// Work (multiply-adds) above which a batched op (attention's heads, [`matmul`]'s
+/// batch) spreads its items over rayon's threads.
+pub(crate) const BATCH_PARALLEL_MIN_FLOPS: usize = 1 << 18;
+
+/// Runs `f` on every item `0..items`, on rayon's threads when there are several items
+/// and `work` reaches [`BATCH_PARALLEL_MIN_FLOPS`], and returns the results in order.
+pub(crate) fn per_item<R: Send>(
+    items: usize,
+    work: usize,
+    f: impl Fn(usize) -> R + Sync + Send,
+) -> Vec<R> {
+    use rayon::prelude::*;
+    if items > 1 && work >= BATCH_PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
+        (0..items).into_par_iter().map(f).collect()
+    } else {
+        (0..items).map(f).collect()
+    }
 }
 
 /// `[3, 4]` → `"3×4"`, `[5]` → `"5"`, `[]` → `"scalar"`: shapes in panic messages.

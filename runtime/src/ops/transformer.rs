@@ -1097,20 +1097,6 @@ fn head_backward<T: Real>(
     (dq, dk, dv)
 }
 
-/// Work (multiply-adds) above which attention spreads its heads over rayon's threads.
-const ATTENTION_PARALLEL_MIN_FLOPS: usize = 1 << 18;
-
-/// Runs `f` on every head index `0..heads`, on rayon's threads when there are several
-/// heads and enough work, and returns the results in order.
-fn per_head<R: Send>(heads: usize, work: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
-    use rayon::prelude::*;
-    if heads > 1 && work >= ATTENTION_PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
-        (0..heads).into_par_iter().map(f).collect()
-    } else {
-        (0..heads).map(f).collect()
-    }
-}
-
 /// [`attention`] and its log-sum-exp per row (`[B, H, T]` row-major), what
 /// [`attention_vjp`] reads.
 ///
@@ -1132,7 +1118,7 @@ where
     let (b, h, t, d) = q.dim();
     let scale = T::one() / T::from(d.max(1)).unwrap().sqrt();
     let (qv, kv, vv) = (q.view(), k.view(), v.view());
-    let heads = per_head(b * h, b * h * t * t * d, |i| {
+    let heads = super::per_item(b * h, b * h * t * t * d, |i| {
         let sl = s![i / h, i % h, .., ..];
         head_forward(qv.slice(sl), kv.slice(sl), vv.slice(sl), scale, causal)
     });
@@ -1182,7 +1168,7 @@ where
     );
     let scale = T::one() / T::from(d.max(1)).unwrap().sqrt();
     let (qv, kv, vv, ov, dov) = (q.view(), k.view(), v.view(), o.view(), d_o.view());
-    let heads = per_head(b * h, 2 * b * h * t * t * d, |i| {
+    let heads = super::per_item(b * h, 2 * b * h * t * t * d, |i| {
         let sl = s![i / h, i % h, .., ..];
         head_backward(
             qv.slice(sl),

@@ -45,6 +45,7 @@ macro_rules! rule_lines {
 }
 
 pub mod array_methods;
+pub mod element_writes;
 pub mod nondiff;
 pub mod scalar;
 pub mod tensor;

@@ -14,6 +14,7 @@
 //! integers for an array, nothing (a zero-sized value) for a scalar.
 
 pub use super::array_methods::*;
+pub use super::element_writes::*;
 use crate::kernels::Real;
 use crate::rules::scalar;
 use core::marker::PhantomData;

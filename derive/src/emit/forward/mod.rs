@@ -280,6 +280,11 @@ impl<'a> Emitter<'a> {
             }
             return quote_spanned!(span=> let #def #ty = #path(#(#args),*););
         }
+        if let Rhs::Prim { prim, args, .. } = &s.rhs
+            && crate::ir::op::is_element_write(prim)
+        {
+            return self.element_write(s, prim, args);
+        }
         let value = match &s.rhs {
             Rhs::Copy(Operand::Const(e)) => e.to_token_stream(),
             // `a.dot(b)` runs on the crate's matmul kernel (see `tensor::dot`).
@@ -355,5 +360,21 @@ impl<'a> Emitter<'a> {
             }
         };
         quote_spanned!(span=> let #def #ty = #value;)
+    }
+
+    /// `a₁ = a₀ with a₀[idx] = v` (or `+= v`): in place on `a₀`, which is moved in unless
+    /// a pullback still reads it (then the write goes to a copy).
+    fn element_write(&mut self, s: &Stmt, prim: &crate::ir::Prim, args: &[Operand]) -> TokenStream {
+        let def = self.var(s.def).clone();
+        let span = s.span;
+        let array = self.operand(&args[0]);
+        let array = match args[0].var() {
+            Some(v) if self.plan.saved.contains(&v) => quote!(::core::clone::Clone::clone(&#array)),
+            _ => array,
+        };
+        let (v, idx) = (self.operand(&args[1]), self.operand(&args[2]));
+        let f = syn::Ident::new(prim.name, span);
+        let what = format!("`{}`", s.source);
+        quote_spanned!(span=> let #def = ::backprop::__private::tensor::#f(#what, #array, #idx, #v);)
     }
 }

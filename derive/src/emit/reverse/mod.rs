@@ -150,6 +150,20 @@ fn reverse_block(
                     });
                 }
             }
+            // `a₁ = a₀ with [idx] = v`: both cotangents from `d_a₁`, which the rule
+            // takes (no other rule reads it) and updates in place.
+            Rhs::Prim { prim, .. } if crate::ir::op::is_element_write(prim) => {
+                let slots = vec![active(&args[0]), active(&args[1])];
+                let d = cx.adjoint(s.def);
+                let idx = cx.read_operand(&args[2]);
+                let rule = syn::Ident::new(&format!("{}_vjp", prim.name), s.span);
+                lines.push(Line::Many {
+                    invoke: quote_spanned!(s.span=> ::backprop::__private::tensor::#rule(#d, #idx)),
+                    slots,
+                    span: s.span,
+                    check: false,
+                });
+            }
             Rhs::Prim { prim, .. } => {
                 let scalar_path = cx.plan.kinds.scalar_path(s.def);
                 let single = prim.arity() == 1;

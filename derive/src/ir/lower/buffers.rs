@@ -267,6 +267,10 @@ impl Lowerer<'_> {
         let base_ok = !is_range_index(target)
             && matches!(&*ix.expr, Expr::Path(_))
             && self.is_buffer_expr(&ix.expr);
+        if !base_ok && let Some(target) = self.array_write_target(ix) {
+            self.array_element_write(target, ix, op, value, whole);
+            return;
+        }
         let base = if base_ok {
             self.expr(&ix.expr, None)
         } else {
@@ -285,7 +289,11 @@ impl Lowerer<'_> {
             // `a[[i, j]] = v`: an element of an ndarray array.
             self.cx.error_spanned_by(
                 target,
-                "`#[grad]` does not differentiate element writes into ndarray arrays (`a[[i, j]] = v`); write the array operation instead: for a causal mask on attention scores `backprop::ops::softmax_causal(&scores)` (or `softmax_masked(&scores, &mask)` with a constant `bool` mask built outside the function), for a constant array an argument marked constant in `#[grad(..)]`, and `ndarray::concatenate`/`stack` or `select` to assemble rows",
+                format!(
+                    "`#[grad]` writes elements (`a[[i, j]] = v`) of an ndarray array that is a local of the function; `{}` is not one: copy it into a local first (`let mut a = {}.to_owned();`)",
+                    pretty(&ix.expr.to_token_stream()),
+                    pretty(&ix.expr.to_token_stream())
+                ),
             );
             return;
         }

@@ -6,6 +6,7 @@ mod buffers;
 mod chains;
 mod closures;
 mod desugar;
+mod element_writes;
 mod expr;
 mod loops;
 mod methods;
@@ -73,6 +74,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
             .map(|t| t.ident.to_string())
             .collect(),
         array_params: HashSet::new(),
+        tensor_params: HashSet::new(),
         struct_params: HashSet::new(),
         field_bases: field_bases(&item.block),
     };
@@ -139,6 +141,8 @@ struct Lowerer<'a> {
     array_params: HashSet<VarId>,
     /// Struct arguments.
     struct_params: HashSet<VarId>,
+    /// ndarray array arguments (element writes into them are refused).
+    tensor_params: HashSet<VarId>,
     /// Names the body reads a field of (`layer.w`): a binding of one of them to an
     /// element of a collection of structs (`let layer = &p.layers[i];`) is a place.
     field_bases: HashSet<String>,

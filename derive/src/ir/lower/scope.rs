@@ -128,6 +128,12 @@ impl Lowerer<'_> {
                 {
                     self.found.insert(i.to_string());
                 }
+                // `a[[i, j]] = v` makes a new version of an ndarray array `a`.
+                if let Expr::Index(ix) = &*a.left
+                    && let Some((name, _)) = self.lw.array_write_target(ix)
+                {
+                    self.found.insert(name.to_string());
+                }
                 syn::visit::visit_expr_assign(self, a);
             }
             fn visit_expr_binary(&mut self, b: &'ast syn::ExprBinary) {
@@ -137,6 +143,12 @@ impl Lowerer<'_> {
                     && self.lw.lookup(&i.to_string()).is_some()
                 {
                     self.found.insert(i.to_string());
+                }
+                if compound(&b.op).is_some()
+                    && let Expr::Index(ix) = &*b.left
+                    && let Some((name, _)) = self.lw.array_write_target(ix)
+                {
+                    self.found.insert(name.to_string());
                 }
                 syn::visit::visit_expr_binary(self, b);
             }

@@ -213,6 +213,9 @@ impl Lowerer<'_> {
                 self.places.insert(var);
                 self.struct_params.insert(var);
             }
+            if kind == ParamKind::Tensor {
+                self.tensor_params.insert(var);
+            }
             if kind == ParamKind::Buffer && matches!(&*pt.ty, Type::Array(_)) {
                 self.array_params.insert(var);
             }

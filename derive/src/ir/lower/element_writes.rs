@@ -1,0 +1,96 @@
+//! Element writes into ndarray arrays the function owns: `a[[i, j]] = v`,
+//! `a[[i, j]] += v`, `a[[i, j]] -= v` (and `a[i] = v` on a 1-D array). Unlike buffers of
+//! floats, an ndarray array stays SSA: a write is a new version of the array
+//! (`op::INDEX_SET`, `op::INDEX_ADD`), so loops and branches carry it like any array
+//! state, and the forward pass and the pullback both work in place on the one array.
+
+use super::{Lowerer, pretty};
+use crate::ir::op::{INDEX_ADD, INDEX_SET, NEG};
+use crate::ir::{Operand, Rhs, Spelling, VarId};
+use proc_macro2::Ident;
+use quote::ToTokens;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprIndex};
+
+impl Lowerer<'_> {
+    /// The local a write `a[..] = v` targets, when it is an ndarray array (a local that
+    /// is neither a buffer of floats nor a struct): its name and current version.
+    pub(super) fn array_write_target(&self, ix: &ExprIndex) -> Option<(Ident, VarId)> {
+        let Expr::Path(p) = &*ix.expr else {
+            return None;
+        };
+        let name = p.path.get_ident().filter(|_| p.qself.is_none())?;
+        let v = self.lookup(&name.to_string())?;
+        (!self.buffers.contains(&v)
+            && !self.places.contains(&v)
+            && !matches!(&*ix.index, Expr::Range(_)))
+        .then(|| (name.clone(), v))
+    }
+
+    /// `a[idx] = v` (`op` `None`), `a[idx] += v` or `a[idx] -= v`: `a` becomes a new
+    /// version of itself.
+    pub(super) fn array_element_write(
+        &mut self,
+        (name, old): (Ident, VarId),
+        ix: &ExprIndex,
+        op: Option<(crate::ir::Prim, syn::BinOp)>,
+        value: &Expr,
+        whole: &Expr,
+    ) {
+        let span = whole.span();
+        if self.tensor_params.contains(&old) {
+            self.cx.error_spanned_by(
+                &ix.expr,
+                format!(
+                    "`#[grad]` writes elements only into an array the function owns; `{name}` is an argument: copy it first (`let mut {name} = {name}.to_owned();`)"
+                ),
+            );
+            return;
+        }
+        let prim = match op.as_ref().map(|(p, _)| p.name) {
+            None => INDEX_SET,
+            Some("+" | "-") => INDEX_ADD,
+            Some(_) => {
+                self.cx.error_spanned_by(
+                    whole,
+                    "`#[grad]` supports `a[[i, j]] = v`, `a[[i, j]] += v` and `a[[i, j]] -= v` on an element of an ndarray array; for `*=` or `/=` multiply the whole array by a constant one (`&a * &scale`) or write the new value with `=`",
+                );
+                return;
+            }
+        };
+        // The index is data (integers), kept as written with its locals renamed.
+        let idx = if self.mentions_local(&ix.index) {
+            self.data_arg(&ix.index)
+        } else {
+            Operand::Const((*ix.index).clone())
+        };
+        let mut v = self.expr(value, None);
+        if op.as_ref().is_some_and(|(p, _)| p.name == "-") {
+            v = self.define(
+                None,
+                Rhs::Prim {
+                    prim: NEG,
+                    spelling: Spelling::Unary(syn::UnOp::Neg(syn::Token![-](span))),
+                    args: vec![v],
+                },
+                span,
+            );
+        }
+        let out = self.define(
+            Some(&name),
+            Rhs::Prim {
+                prim,
+                spelling: Spelling::Index,
+                args: vec![Operand::Var(old), v, idx],
+            },
+            span,
+        );
+        if let Some(last) = self.body.last_mut() {
+            last.source = pretty(&whole.to_token_stream());
+        }
+        self.named_result = None;
+        if let Operand::Var(v) = out {
+            self.rebind(&name.to_string(), v);
+        }
+    }
+}

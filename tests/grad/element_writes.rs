@@ -1,0 +1,182 @@
+//! Element writes into ndarray arrays the function owns (`a[[i, j]] = v`, `+=`, `-=`,
+//! `a[i] = v` on 1-D): causal masks, arrays built element by element, overwrites, and
+//! writes in loops and branches. Hand-computed values, the fused ops they replace, and
+//! gradchecks.
+
+use backprop::{grad, gradcheck};
+use ndarray::{Array1, Array2, Array4, array};
+
+/// A causal mask written as nanoGPT's `masked_fill`, element by element.
+#[grad(s)]
+fn masked_loss(s: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let (t, _) = s.dim();
+    let mut scores = s.to_owned();
+    for i in 0..t {
+        for j in (i + 1)..t {
+            scores[[i, j]] = f64::NEG_INFINITY;
+        }
+    }
+    let p = backprop::ops::softmax(&scores);
+    (p * w).sum()
+}
+
+#[grad(s)]
+fn fused_loss(s: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    (backprop::ops::softmax_causal(s) * w).sum()
+}
+
+#[test]
+fn causal_mask_by_element_writes_equals_softmax_causal() {
+    let mut rng = crate::rng::Rng(7);
+    let s: Array2<f64> = rng.array_map((5, 5), |v| 2.0 * v);
+    let w: Array2<f64> = rng.array_map((5, 5), |v| v);
+    let (l, g) = masked_loss_grad(&s, &w);
+    let (lf, gf) = fused_loss_grad(&s, &w);
+    assert!((l - lf).abs() < 1e-12, "{l} vs {lf}");
+    for i in 0..5 {
+        for j in 0..5 {
+            let (a, b) = (g.s[[i, j]], gf.s[[i, j]]);
+            assert!((a - b).abs() < 1e-12, "d_s[{i}, {j}]: {a} vs {b}");
+            if j > i {
+                // Masked: the written element no longer depends on s.
+                assert_eq!(a, 0.0, "d_s[{i}, {j}] above the diagonal");
+            }
+        }
+    }
+    assert!(g.s.iter().all(|v| v.is_finite()));
+    gradcheck!(masked_loss(s = &s, w = const &w)).assert();
+}
+
+/// Every head of `[B, H, T, T]` scores masked with a 4-D index.
+#[grad(s)]
+fn masked_heads(s: &Array4<f64>, w: &Array4<f64>) -> f64 {
+    let (b, h, t, _) = s.dim();
+    let mut scores = s * 1.0;
+    for bi in 0..b {
+        for hi in 0..h {
+            for i in 0..t {
+                for j in (i + 1)..t {
+                    scores[[bi, hi, i, j]] = f64::NEG_INFINITY;
+                }
+            }
+        }
+    }
+    (backprop::ops::softmax(&scores) * w).sum()
+}
+
+#[grad(s)]
+fn fused_heads(s: &Array4<f64>, w: &Array4<f64>) -> f64 {
+    (backprop::ops::softmax_causal(s) * w).sum()
+}
+
+#[test]
+fn causal_mask_on_four_axes() {
+    let mut rng = crate::rng::Rng(8);
+    let s: Array4<f64> = rng.array_map((2, 2, 4, 4), |v| v);
+    let w: Array4<f64> = rng.array_map((2, 2, 4, 4), |v| v);
+    let (l, g) = masked_heads_grad(&s, &w);
+    let (lf, gf) = fused_heads_grad(&s, &w);
+    assert!((l - lf).abs() < 1e-12);
+    let worst = (&g.s - &gf.s).iter().fold(0.0f64, |m, e| m.max(e.abs()));
+    assert!(worst < 1e-12, "worst {worst}");
+}
+
+/// An array built from scalars: `m = [[a, b − 2a], [0, a·b]]`, `L = Σ m²`.
+#[grad]
+fn built(a: f64, b: f64) -> f64 {
+    let mut m = Array2::zeros((2, 2));
+    m[[0, 0]] = a;
+    m[[1, 1]] = a * b;
+    m[[0, 1]] += b;
+    m[[0, 1]] -= 2.0 * a;
+    (&m * &m).sum()
+}
+
+#[test]
+fn array_built_element_by_element_by_hand() {
+    // L = a² + a²b² + (b − 2a)²; at a = 1.5, b = −0.5: 2.25 + 0.5625 + 12.25 = 15.0625,
+    // ∂L/∂a = 2a + 2ab² − 4(b − 2a) = 3 + 0.75 + 14 = 17.75,
+    // ∂L/∂b = 2a²b + 2(b − 2a) = −2.25 − 7 = −9.25.
+    let (l, g) = built_grad(1.5, -0.5);
+    assert_eq!(l, 15.0625);
+    assert_eq!(g.a, 17.75);
+    assert_eq!(g.b, -9.25);
+    gradcheck!(built(a = 0.7, b = 1.3)).assert();
+}
+
+/// Overwrites: the first value written to `y[0]` no longer reaches the result.
+#[grad]
+fn overwrite(x: &Array1<f64>, a: f64) -> f64 {
+    let mut y = x.to_owned();
+    y[0] = a;
+    y[0] = 3.0 * a;
+    y[1] += a;
+    (&y * &y).sum()
+}
+
+#[test]
+fn overwritten_elements_by_hand() {
+    // x = [1, 2, 3], a = 0.5: y = [1.5, 2.5, 3], L = 2.25 + 6.25 + 9 = 17.5,
+    // d_x = [0, 5, 6] (x₀ was overwritten), d_a = 2·1.5·3 + 2·2.5 = 14.
+    let (l, g) = overwrite_grad(&array![1.0, 2.0, 3.0], 0.5);
+    assert_eq!(l, 17.5);
+    assert_eq!(g.x, array![0.0, 5.0, 6.0]);
+    assert_eq!(g.a, 14.0);
+}
+
+/// A pullback reads the array before the write (`&y * &y`): the write goes to a copy.
+#[grad]
+fn read_then_write(x: &Array1<f64>) -> f64 {
+    let mut y = x * 2.0;
+    let z = &y * &y;
+    y[1] = 0.0;
+    z.sum() + (&y * x).sum()
+}
+
+#[test]
+fn array_read_before_a_write_by_hand() {
+    // x = [1, 2, 3]: Σ(2x)² = 56, y = [2, 0, 6], Σ y·x = 20, L = 76;
+    // d_x = 8x + [4x₀, 0, 4x₂] = [12, 16, 36].
+    let x = array![1.0, 2.0, 3.0];
+    let (l, g) = read_then_write_grad(&x);
+    assert_eq!(l, 76.0);
+    assert_eq!(g.x, array![12.0, 16.0, 36.0]);
+    gradcheck!(read_then_write(x = &x)).assert();
+}
+
+/// Writes in a loop that also reads the array through a pullback (`tanh` keeps its
+/// output), and in a branch.
+#[grad]
+fn recurrent_writes_simple(x: &Array2<f64>, c: f64) -> f64 {
+    let mut h = x.to_owned();
+    for k in 0..3 {
+        h = h.tanh();
+        h[[k % 2, k]] = c * c;
+        if c > 0.0 {
+            h[[1, 1]] -= c;
+        }
+    }
+    (&h * &h).sum()
+}
+
+#[test]
+fn writes_in_loops_and_branches_gradcheck() {
+    let mut rng = crate::rng::Rng(9);
+    let x: Array2<f64> = rng.array_map((2, 3), |v| v);
+    for c in [0.8, -0.6] {
+        gradcheck!(recurrent_writes_simple(x = &x, c = c)).assert();
+    }
+}
+
+#[grad]
+fn out_of_bounds(x: &Array2<f64>) -> f64 {
+    let mut y = x.to_owned();
+    y[[2, 0]] = 1.0;
+    y.sum()
+}
+
+#[test]
+#[should_panic(expected = "index [2, 0] is out of bounds for an array of shape 2×2")]
+fn element_write_out_of_bounds_names_the_index_and_shape() {
+    out_of_bounds_grad(&Array2::zeros((2, 2)));
+}
