@@ -125,6 +125,16 @@ pub const INDEX_ADD: Prim = p(
     ],
 );
 
+/// `t = a[idx]`, an element of an ndarray array read as a float: input 0 the array, 1
+/// the index (data). Its cotangent is `d_t` at `idx` in zeros of `a`'s shape (the
+/// transpose of a gather, as JAX's and PyTorch's indexing: O(size of `a`) per read).
+pub const INDEX_GET: Prim = Prim {
+    name: "index_get",
+    vjps: &[Rule("index_get_vjp", &[Shape(0), In(1)]), Zero],
+    tensor: None,
+    reduces: true,
+};
+
 /// Whether `prim` is an element write into an ndarray array ([`INDEX_SET`], [`INDEX_ADD`]).
 pub fn is_element_write(prim: &Prim) -> bool {
     matches!(prim.name, "index_set" | "index_add")

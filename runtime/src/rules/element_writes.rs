@@ -1,4 +1,5 @@
-//! Element writes into an ndarray array the `#[grad]` function owns: `a[[i, j]] = v`
+//! Element reads `a[[i, j]]` of ndarray arrays (see [`index_get_vjp`]), and element
+//! writes into an ndarray array the `#[grad]` function owns: `a[[i, j]] = v`
 //! (a causal mask `scores[[i, j]] = f64::NEG_INFINITY`, an array built element by
 //! element from `Array2::zeros`) and `a[[i, j]] += v` (`-=` is `+=` of `-v`).
 //!
@@ -10,6 +11,7 @@
 //! work in place on an array they own, so a loop writing `n` elements costs O(n), not
 //! O(n) copies of the array.
 
+use super::tensor::ArrayShape;
 use crate::kernels::Real;
 use ndarray::{Array, Dimension, NdIndex};
 use std::fmt::Debug;
@@ -65,6 +67,18 @@ pub fn index_add_vjp<T: Real, D: Dimension, I: NdIndex<D> + Debug + Copy>(
 ) -> (Array<T, D>, T) {
     let d_v = *element("index_add_vjp", &mut d, idx);
     (d, d_v)
+}
+
+/// Pullback of an element read `t = a[idx]`: `d_t` at `idx` in zeros of `a`'s shape
+/// (the transpose of a gather, as JAX's and PyTorch's indexing give; O(size of `a`)).
+pub fn index_get_vjp<T: Real, D: Dimension, I: NdIndex<D> + Debug + Copy>(
+    shape: &ArrayShape<T, D>,
+    idx: &I,
+    d: &T,
+) -> Array<T, D> {
+    let mut out = Array::zeros(shape.dim.clone());
+    *element("index_get_vjp", &mut out, *idx) = *d;
+    out
 }
 
 #[track_caller]

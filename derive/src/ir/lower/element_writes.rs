@@ -1,11 +1,12 @@
-//! Element writes into ndarray arrays the function owns: `a[[i, j]] = v`,
+//! Element reads `a[[i, j]]` of ndarray arrays, and element writes into ndarray arrays
+//! the function owns: `a[[i, j]] = v`,
 //! `a[[i, j]] += v`, `a[[i, j]] -= v` (and `a[i] = v` on a 1-D array). Unlike buffers of
 //! floats, an ndarray array stays SSA: a write is a new version of the array
 //! (`op::INDEX_SET`, `op::INDEX_ADD`), so loops and branches carry it like any array
 //! state, and the forward pass and the pullback both work in place on the one array.
 
 use super::{Lowerer, pretty};
-use crate::ir::op::{INDEX_ADD, INDEX_SET, NEG};
+use crate::ir::op::{INDEX_ADD, INDEX_GET, INDEX_SET, NEG};
 use crate::ir::{Operand, Rhs, Spelling, VarId};
 use proc_macro2::Ident;
 use quote::ToTokens;
@@ -92,5 +93,32 @@ impl Lowerer<'_> {
         if let Operand::Var(v) = out {
             self.rebind(&name.to_string(), v);
         }
+    }
+
+    /// Whether `a[idx]` reads an element of an ndarray array: a local or argument that is
+    /// neither a buffer of floats nor a struct, indexed by something other than a range.
+    /// (Indexing data, `labels[i]`, is the same operation on an inactive value.)
+    pub(super) fn array_read_target(&self, ix: &ExprIndex) -> bool {
+        self.array_write_target(ix).is_some()
+    }
+
+    /// `a[idx]` of an ndarray array: `op::INDEX_GET`.
+    pub(super) fn array_element_read(&mut self, ix: &ExprIndex, want: Option<&Ident>) -> Operand {
+        let span = ix.span();
+        let base = self.expr(&ix.expr, None);
+        let idx = if self.mentions_local(&ix.index) {
+            self.data_arg(&ix.index)
+        } else {
+            Operand::Const((*ix.index).clone())
+        };
+        self.define(
+            want,
+            Rhs::Prim {
+                prim: INDEX_GET,
+                spelling: Spelling::Index,
+                args: vec![base, idx],
+            },
+            span,
+        )
     }
 }

@@ -132,6 +132,7 @@ impl Lowerer<'_> {
                     span,
                 )
             }
+            Expr::Index(ix) if self.array_read_target(ix) => self.array_element_read(ix, want),
             Expr::Index(_) => self.data_index(e, Spelling::Index, want),
             // `&labels[1..]`: borrowed together, since the place alone has no size.
             Expr::Reference(r) if r.mutability.is_none() && matches!(&*r.expr, Expr::Index(_)) => {
