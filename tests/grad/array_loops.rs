@@ -500,3 +500,76 @@ fn jumps_and_matches_over_arrays_equal_unrolled() {
     assert_eq!(m, want);
     backprop::gradcheck!(match_per_step(x = &x, w = &w)).assert();
 }
+
+/// A loop whose iterations keep a runtime op's tape (attention keeps Q, K, V, O and the
+/// row statistics): the loop's `tape.bytes()` counts each iteration's nested tape.
+#[grad(x)]
+fn attention_loop(x: &ndarray::Array4<f64>, n: usize) -> f64 {
+    let mut h = x.to_owned();
+    for _ in 0..n {
+        h = backprop::ops::attention(&h, &h, &h, true);
+    }
+    h.sum()
+}
+
+#[test]
+fn loop_tape_counts_nested_op_tapes() {
+    use backprop::Pullback;
+    let x = ndarray::Array4::from_elem((1, 2, 8, 4), 0.1);
+    let one = backprop::ops::attention::forward(&x, &x, &x, true)
+        .1
+        .bytes();
+    let bytes = |n: usize| attention_loop_forward(&x, n).1.bytes();
+    let step = bytes(3) - bytes(2);
+    assert!(
+        step >= one,
+        "each iteration keeps one attention tape ({one} B), the loop grew by {step} B"
+    );
+}
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct ScaleBlock {
+    s: f64,
+    w: Array2<f64>,
+}
+
+/// The same over a list of structs, with a view of the state reshaped for the op, as
+/// a transformer block inlined in `for blk in &p.blocks` is.
+#[grad(x, blocks)]
+fn attention_blocks(x: &ndarray::Array4<f64>, blocks: &[ScaleBlock]) -> f64 {
+    let mut h = x.to_owned();
+    for blk in blocks {
+        let (b, nh, t, d) = h.dim();
+        let flat = h.to_shape((b * nh * t, d)).unwrap();
+        let z = flat
+            .dot(&blk.w)
+            .into_shape_with_order((b, nh, t, d))
+            .unwrap();
+        let a = backprop::ops::attention(&z, &z, &z, true);
+        h = a * blk.s;
+    }
+    h.sum()
+}
+
+#[test]
+fn loop_over_structs_counts_nested_op_tapes() {
+    use backprop::Pullback;
+    let x = ndarray::Array4::from_elem((1, 2, 8, 4), 0.1);
+    let one = backprop::ops::attention::forward(&x, &x, &x, true)
+        .1
+        .bytes();
+    let blk = ScaleBlock {
+        s: 0.5,
+        w: Array2::from_elem((4, 4), 0.2),
+    };
+    let bytes = |n: usize| {
+        attention_blocks_forward(&x, &vec![blk.clone(); n])
+            .1
+            .bytes()
+    };
+    let step = bytes(3) - bytes(2);
+    assert!(
+        step >= one,
+        "each iteration keeps one attention tape ({one} B), the loop grew by {step} B"
+    );
+}
