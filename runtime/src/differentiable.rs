@@ -303,3 +303,41 @@ where
         *self += &rhs;
     }
 }
+
+/// The adjoint of a buffer or array field, ready for element access `d[i]`: an ndarray
+/// array left unallocated by [`Differentiable::lazy_zero`] becomes zeros of the primal's
+/// shape; a `Vec` or a fixed-size array of floats is returned as it is.
+#[doc(hidden)]
+pub trait ElementsOf<P: ?Sized> {
+    /// `self`, with elements to index.
+    fn elements_of(&mut self, primal: &P) -> &mut Self;
+}
+
+impl<A: Clone + num_traits::Zero, D: ndarray::Dimension> ElementsOf<ndarray::Array<A, D>>
+    for ndarray::Array<A, D>
+{
+    fn elements_of(&mut self, primal: &ndarray::Array<A, D>) -> &mut Self {
+        if self.is_empty() && !primal.is_empty() {
+            *self = ndarray::Array::zeros(primal.raw_dim());
+        }
+        self
+    }
+}
+
+impl<T> ElementsOf<Vec<T>> for Vec<T> {
+    fn elements_of(&mut self, _: &Vec<T>) -> &mut Self {
+        self
+    }
+}
+
+impl<T, const N: usize> ElementsOf<[T; N]> for [T; N] {
+    fn elements_of(&mut self, _: &[T; N]) -> &mut Self {
+        self
+    }
+}
+
+/// [`ElementsOf::elements_of`] as a function, for generated code.
+#[doc(hidden)]
+pub fn elements_of<'a, C: ElementsOf<P>, P: ?Sized>(d: &'a mut C, primal: &P) -> &'a mut C {
+    d.elements_of(primal)
+}

@@ -5,7 +5,7 @@
 /// The bound `#[grad]` adds to a generic function's float type parameters in its
 /// companions (the tensor rules' `Scalar`, and a generic struct's `Differentiable`).
 pub use crate::differentiable::Real;
-pub use crate::differentiable::{Accumulate, Differentiable};
+pub use crate::differentiable::{Accumulate, Differentiable, elements_of};
 pub use crate::functions::vjp::*;
 pub use crate::rules::scalar::*;
 pub use crate::rules::tensor;

@@ -242,3 +242,64 @@ fn read_after_write_by_hand() {
     assert_eq!(g.x, array![4.0, 0.0]);
     assert_eq!(g.a, 12.0);
 }
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct Table {
+    wte: Array2<f64>,
+}
+
+/// Reads of an element of a struct argument's array field.
+#[grad(p)]
+fn field_reads(p: &Table, ids: &[usize]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..ids.len() {
+        s += p.wte[[ids[i], 0]] * p.wte[[ids[i], 1]];
+    }
+    s
+}
+
+#[test]
+fn element_reads_of_a_field_by_hand() {
+    // wte = [[1, 2], [3, 4]], ids = [1, 1, 0]: L = 2·3·4 + 1·2 = 26;
+    // ∂L/∂wte = [[2, 1], [2·4, 2·3]] = [[2, 1], [8, 6]].
+    let p = Table {
+        wte: array![[1.0, 2.0], [3.0, 4.0]],
+    };
+    let (l, g) = field_reads_grad(&p, &[1, 1, 0]);
+    assert_eq!(l, 26.0);
+    assert_eq!(g.p.wte, array![[2.0, 1.0], [8.0, 6.0]]);
+}
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct Stack2 {
+    layers: Vec<Table>,
+}
+
+/// Element reads of an array field of each struct in a list, in a loop over it.
+#[grad(p)]
+fn layer_field_reads(p: &Stack2) -> f64 {
+    let mut s = 0.0;
+    for layer in &p.layers {
+        s += layer.wte[[0, 1]] * layer.wte[[1, 0]];
+    }
+    s
+}
+
+#[test]
+fn element_reads_of_fields_in_a_loop_over_structs_by_hand() {
+    // Two layers: 2·3 + 20·30 = 606; each layer's gradient is [[0, w10], [w01, 0]].
+    let p = Stack2 {
+        layers: vec![
+            Table {
+                wte: array![[1.0, 2.0], [3.0, 4.0]],
+            },
+            Table {
+                wte: array![[10.0, 20.0], [30.0, 40.0]],
+            },
+        ],
+    };
+    let (l, g) = layer_field_reads_grad(&p);
+    assert_eq!(l, 606.0);
+    assert_eq!(g.p.layers[0].wte, array![[0.0, 3.0], [2.0, 0.0]]);
+    assert_eq!(g.p.layers[1].wte, array![[0.0, 30.0], [20.0, 0.0]]);
+}

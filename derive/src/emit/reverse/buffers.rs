@@ -38,7 +38,13 @@ pub(super) fn is_place(cx: &Emitter<'_>, v: VarId) -> bool {
 /// offset into the buffer that owns the elements).
 pub(super) fn buffer_elem(cx: &mut Emitter<'_>, buf: VarId, index: &Operand) -> TokenStream {
     let (root, offsets) = cx.func.buffer_root(buf);
-    let d = adjoint_place(cx, root);
+    let mut d = adjoint_place(cx, root);
+    if cx.func.is_field_view(root) {
+        // A struct's adjoint starts with its arrays unallocated (`lazy_zero`): an element
+        // of an ndarray field needs zeros of the primal's shape first.
+        let primal = primal_place(cx, root);
+        d = quote!((*::backprop::__private::elements_of(&mut #d, &#primal)));
+    }
     let i = cx.read_operand(index);
     let offs: Vec<TokenStream> = offsets.iter().map(|o| cx.read_operand(o)).collect();
     quote!(#d[#(#offs +)* #i])
@@ -162,6 +168,53 @@ pub(super) fn buffer_lines(
 }
 
 /// The adjoint of a struct argument or of a field view of one: `d_p`, `d_p.layer1.w`.
+/// The primal place a field view names, spelled from the struct argument
+/// (`p.layers[i].w`), which the tape holds.
+fn primal_place(cx: &mut Emitter<'_>, v: VarId) -> TokenStream {
+    match cx.func.def_of(v) {
+        Some(Stmt {
+            rhs:
+                Rhs::Buffer {
+                    op: BufOp::Field(m),
+                    args,
+                },
+            ..
+        }) => {
+            let base = args[0].var().expect("a struct");
+            let m = m.clone();
+            let place = primal_place(cx, base);
+            quote!(#place.#m)
+        }
+        Some(Stmt {
+            rhs: Rhs::Buffer {
+                op: BufOp::Elem,
+                args,
+            },
+            ..
+        }) => {
+            let base = args[0].var().expect("a collection of structs");
+            let i = cx.read_operand(&args[1]);
+            let place = primal_place(cx, base);
+            quote!(#place[#i])
+        }
+        Some(Stmt {
+            rhs:
+                Rhs::Buffer {
+                    op: BufOp::Alias | BufOp::Borrow,
+                    args,
+                },
+            ..
+        }) => {
+            let base = args[0].var().expect("a struct");
+            primal_place(cx, base)
+        }
+        _ => {
+            let p = cx.read(v);
+            quote!(#p)
+        }
+    }
+}
+
 pub fn adjoint_place(cx: &mut Emitter<'_>, v: VarId) -> TokenStream {
     match cx.func.def_of(v) {
         Some(Stmt {
