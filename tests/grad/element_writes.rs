@@ -249,6 +249,7 @@ struct Table {
 }
 
 /// Reads of an element of a struct argument's array field.
+#[allow(clippy::needless_range_loop)]
 #[grad(p)]
 fn field_reads(p: &Table, ids: &[usize]) -> f64 {
     let mut s = 0.0;
