@@ -304,3 +304,25 @@ fn element_reads_of_fields_in_a_loop_over_structs_by_hand() {
     assert_eq!(g.p.layers[0].wte, array![[0.0, 3.0], [2.0, 0.0]]);
     assert_eq!(g.p.layers[1].wte, array![[0.0, 30.0], [20.0, 0.0]]);
 }
+
+/// `*=` and `/=` on an element: read, combine, write back.
+#[grad]
+fn scale_elements(x: &Array1<f64>, c: f64) -> f64 {
+    let mut y = x.to_owned();
+    y[0] *= c;
+    y[1] /= c;
+    y[2] *= y[0];
+    y.sum()
+}
+
+#[test]
+fn mul_and_div_assign_on_elements_by_hand() {
+    // x = [2, 3, 5], c = 4: y = [8, 0.75, 40], L = 48.75.
+    // L = x₀c + x₁/c + x₂x₀c: ∂/∂x = [c + x₂c, 1/c, x₀c] = [24, 0.25, 8],
+    // ∂/∂c = x₀ − x₁/c² + x₂x₀ = 2 − 0.1875 + 10 = 11.8125.
+    let (l, g) = scale_elements_grad(&array![2.0, 3.0, 5.0], 4.0);
+    assert_eq!(l, 48.75);
+    assert_eq!(g.x, array![24.0, 0.25, 8.0]);
+    assert_eq!(g.c, 11.8125);
+    gradcheck!(scale_elements(x = &array![0.3, -1.2, 0.7], c = 1.7)).assert();
+}

@@ -1,6 +1,6 @@
 //! Element reads `a[[i, j]]` of ndarray arrays, and element writes into ndarray arrays
-//! the function owns: `a[[i, j]] = v`,
-//! `a[[i, j]] += v`, `a[[i, j]] -= v` (and `a[i] = v` on a 1-D array). Unlike buffers of
+//! the function owns: `a[[i, j]] = v`, `+=`, `-=`, `*=`, `/=` (and `a[i] = v` on a
+//! 1-D array). Unlike buffers of
 //! floats, an ndarray array stays SSA: a write is a new version of the array
 //! (`op::INDEX_SET`, `op::INDEX_ADD`), so loops and branches carry it like any array
 //! state, and the forward pass and the pullback both work in place on the one array.
@@ -48,24 +48,39 @@ impl Lowerer<'_> {
             );
             return;
         }
-        let prim = match op.as_ref().map(|(p, _)| p.name) {
-            None => INDEX_SET,
-            Some("+" | "-") => INDEX_ADD,
-            Some(_) => {
-                self.cx.error_spanned_by(
-                    whole,
-                    "`#[grad]` supports `a[[i, j]] = v`, `a[[i, j]] += v` and `a[[i, j]] -= v` on an element of an ndarray array; for `*=` or `/=` multiply the whole array by a constant one (`&a * &scale`) or write the new value with `=`",
-                );
-                return;
-            }
-        };
         // The index is data (integers), kept as written with its locals renamed.
         let idx = if self.mentions_local(&ix.index) {
             self.data_arg(&ix.index)
         } else {
             Operand::Const((*ix.index).clone())
         };
-        let mut v = self.expr(value, None);
+        let (prim, mut v) = match op {
+            None => (INDEX_SET, self.expr(value, None)),
+            Some((p, _)) if matches!(p.name, "+" | "-") => (INDEX_ADD, self.expr(value, None)),
+            // `a[idx] *= v`: the element is read (`INDEX_GET`), multiplied, written back.
+            Some((p, bop)) => {
+                let elem = self.define(
+                    None,
+                    Rhs::Prim {
+                        prim: INDEX_GET,
+                        spelling: Spelling::Index,
+                        args: vec![Operand::Var(old), idx.clone()],
+                    },
+                    span,
+                );
+                let rhs = self.expr(value, None);
+                let new = self.define(
+                    None,
+                    Rhs::Prim {
+                        prim: p,
+                        spelling: Spelling::Operator(bop),
+                        args: vec![elem, rhs],
+                    },
+                    span,
+                );
+                (INDEX_SET, new)
+            }
+        };
         if op.as_ref().is_some_and(|(p, _)| p.name == "-") {
             v = self.define(
                 None,
