@@ -326,3 +326,33 @@ fn mul_and_div_assign_on_elements_by_hand() {
     assert_eq!(g.c, 11.8125);
     gradcheck!(scale_elements(x = &array![0.3, -1.2, 0.7], c = 1.7)).assert();
 }
+
+/// The mask in generic float code, a tuple index, and `Array::from_elem`.
+#[grad(s)]
+fn masked_generic<T: backprop::Real>(s: &Array2<T>, w: &Array2<T>) -> T {
+    let (t, _) = s.dim();
+    let mut scores = s.to_owned();
+    for i in 0..t {
+        for j in (i + 1)..t {
+            scores[(i, j)] = T::neg_infinity();
+        }
+    }
+    let mut bias = ndarray::Array::from_elem((t, t), T::zero());
+    bias[[0, 0]] = s[[0, 0]];
+    (backprop::ops::softmax(&(&scores + &bias)) * w).sum()
+}
+
+#[test]
+fn element_writes_in_generic_code_f32_and_f64() {
+    let mut rng = crate::rng::Rng(12);
+    let s: Array2<f64> = rng.array_map((4, 4), |v| v);
+    let w: Array2<f64> = rng.array_map((4, 4), |v| v);
+    gradcheck!(masked_generic(s = &s, w = const &w)).assert();
+    let (l64, g64) = masked_generic_grad(&s, &w);
+    let (l32, g32) = masked_generic_grad(&s.mapv(|v| v as f32), &w.mapv(|v| v as f32));
+    assert!((l64 - l32 as f64).abs() < 1e-5, "{l64} vs {l32}");
+    for (a, b) in g64.s.iter().zip(g32.s.iter()) {
+        assert!((a - *b as f64).abs() < 1e-5, "{a} vs {b}");
+    }
+    assert_eq!(g64.s[[0, 3]], 0.0);
+}

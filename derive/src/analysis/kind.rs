@@ -100,7 +100,7 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
             | Rhs::ZeroDerivative {
                 spelling: crate::ir::Spelling::Path(p),
                 ..
-            } if is_array_constructor(&p.path) => false,
+            } if crate::ir::op::is_array_constructor(&p.path) => false,
             // `n as f64`: `as` makes a number, never an array (`q.ncols() as f64` reads
             // an array but is a scalar).
             Rhs::ZeroDerivative {
@@ -137,30 +137,6 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                 _ => true,
             };
     }
-}
-
-/// `Array2::zeros`, `Array::from_elem`, `ndarray::Array3::ones`, ...: a path whose
-/// second-to-last segment is an ndarray array type and whose last is a constructor.
-fn is_array_constructor(path: &syn::Path) -> bool {
-    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-    let [.., ty, f] = &segs[..] else {
-        return false;
-    };
-    let array = ty == "Array"
-        || ty == "ArrayD"
-        || (ty.starts_with("Array") && ty[5..].parse::<u8>().is_ok());
-    array
-        && matches!(
-            f.as_str(),
-            "zeros"
-                | "ones"
-                | "from_elem"
-                | "from_shape_fn"
-                | "from_shape_vec"
-                | "from_vec"
-                | "default"
-                | "eye"
-        )
 }
 
 pub fn analyse(func: &Func) -> Kinds {

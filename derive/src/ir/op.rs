@@ -135,6 +135,30 @@ pub const INDEX_GET: Prim = Prim {
     reduces: true,
 };
 
+/// `Array2::zeros`, `Array::from_elem`, `ndarray::Array3::ones`, ...: a path whose
+/// second-to-last segment is an ndarray array type and whose last is a constructor.
+pub fn is_array_constructor(path: &syn::Path) -> bool {
+    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let [.., ty, f] = &segs[..] else {
+        return false;
+    };
+    let array = ty == "Array"
+        || ty == "ArrayD"
+        || (ty.starts_with("Array") && ty[5..].parse::<u8>().is_ok());
+    array
+        && matches!(
+            f.as_str(),
+            "zeros"
+                | "ones"
+                | "from_elem"
+                | "from_shape_fn"
+                | "from_shape_vec"
+                | "from_vec"
+                | "default"
+                | "eye"
+        )
+}
+
 /// Whether `prim` is an element write into an ndarray array ([`INDEX_SET`], [`INDEX_ADD`]).
 pub fn is_element_write(prim: &Prim) -> bool {
     matches!(prim.name, "index_set" | "index_add")

@@ -415,10 +415,14 @@ impl Lowerer<'_> {
         }
         // `dense(&h, &p.layers[i])`: one struct of a list, passed whole (a float of a
         // buffer would be passed by value, never as `&x[i]`, to a `#[grad]` function).
+        // The shape of `Array2::zeros((t, t))` is data, kept as written.
+        let constructor = crate::ir::op::is_array_constructor(&path.path);
         let args: Vec<Operand> = c
             .args
             .iter()
-            .map(|a| match a {
+            .enumerate()
+            .map(|(k, a)| match a {
+                _ if constructor && k == 0 => self.data_arg(a),
                 Expr::Reference(r)
                     if r.mutability.is_none()
                         && matches!(&*r.expr, Expr::Index(_))
