@@ -24,6 +24,7 @@ use crate::kernels::matmul::{Accum, MatmulConfig, Threads, matmul_with};
 use crate::kernels::softmax_xent::XentOptions;
 use crate::kernels::{Arch, Real};
 use crate::tape::{Inactive, Tape};
+use core::mem::MaybeUninit;
 use ndarray::{
     Array, Array1, Array2, Array4, ArrayBase, ArrayView, ArrayView1, ArrayView2, ArrayViewMut2,
     Data, Dimension, Ix1, Ix2, Ix4, IxDyn, s,
@@ -82,7 +83,7 @@ fn norm_row<T: Real>(
     beta: Option<&[T]>,
     eps: T,
     rms: bool,
-    y: &mut [T],
+    y: &mut [MaybeUninit<T>],
 ) -> (T, T) {
     let n = T::from(x.len()).unwrap();
     let mu = if rms {
@@ -95,12 +96,12 @@ fn norm_row<T: Real>(
     match beta {
         Some(b) => {
             for (((o, &v), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(b) {
-                *o = (v - mu) * r * g + b;
+                o.write((v - mu) * r * g + b);
             }
         }
         None => {
             for ((o, &v), &g) in y.iter_mut().zip(x).zip(gamma) {
-                *o = (v - mu) * r * g;
+                o.write((v - mu) * r * g);
             }
         }
     }
@@ -126,7 +127,8 @@ where
     let d = last_axis(op, x.shape());
     let xs = x.as_standard_layout();
     let g = gamma.to_vec();
-    let mut y = Array::zeros(x.raw_dim());
+    // Every element is written below: no zero fill first.
+    let mut y = Array::uninit(x.raw_dim());
     let rows = x.len().checked_div(d).unwrap_or(0);
     let (mut mean, mut rstd) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
     if rows > 0 {
@@ -139,14 +141,16 @@ where
             _ => norm_forward_rows(xsl, ysl, &g, beta, eps, rms, stats),
         }
     }
-    (y, mean, rstd)
+    // SAFETY: the row loop wrote every element (rows·d = x.len(); with no rows, x and y
+    // are empty).
+    (unsafe { y.assume_init() }, mean, rstd)
 }
 
 /// The row loop of [`norm_forward`]: rows of `g.len()`, pushing `μ` and `1/σ`.
 #[inline(always)]
 fn norm_forward_rows<T: Real>(
     xs: &[T],
-    ys: &mut [T],
+    ys: &mut [MaybeUninit<T>],
     g: &[T],
     beta: Option<&[T]>,
     eps: T,
@@ -167,7 +171,7 @@ fn norm_forward_rows<T: Real>(
 #[target_feature(enable = "avx2,fma")]
 fn norm_forward_rows_avx2<T: Real>(
     xs: &[T],
-    ys: &mut [T],
+    ys: &mut [MaybeUninit<T>],
     g: &[T],
     beta: Option<&[T]>,
     eps: T,
@@ -206,11 +210,13 @@ where
         mean.len(),
         rstd.len()
     );
-    let mut d_x = Array::zeros(x.raw_dim());
+    // Every element of d_x is written below: no zero fill first.
+    let mut d_x = Array::uninit(x.raw_dim());
     let mut d_g = Array1::zeros(d);
     let mut d_b = Array1::zeros(d);
     if rows == 0 {
-        return (d_x, d_g, d_b);
+        // SAFETY: no rows: x, and so d_x, has no elements.
+        return (unsafe { d_x.assume_init() }, d_g, d_b);
     }
     let xs = x.as_standard_layout();
     let dys = d_y.as_standard_layout();
@@ -227,7 +233,8 @@ where
         },
         _ => norm_backward_rows(xsl, dysl, dxs, &g, stats, rms, (dgs, dbs)),
     }
-    (d_x, d_g, d_b)
+    // SAFETY: the row loop wrote every element of every row (rows·d = x.len()).
+    (unsafe { d_x.assume_init() }, d_g, d_b)
 }
 
 /// [`norm_backward_rows`] compiled for AVX2 + FMA.
@@ -236,7 +243,7 @@ where
 fn norm_backward_rows_avx2<T: Real>(
     xs: &[T],
     dys: &[T],
-    dxs: &mut [T],
+    dxs: &mut [MaybeUninit<T>],
     g: &[T],
     stats: (&[T], &[T]),
     rms: bool,
@@ -250,7 +257,7 @@ fn norm_backward_rows_avx2<T: Real>(
 fn norm_backward_rows<T: Real>(
     xs: &[T],
     dys: &[T],
-    dxs: &mut [T],
+    dxs: &mut [MaybeUninit<T>],
     g: &[T],
     (mean, rstd): (&[T], &[T]),
     rms: bool,
@@ -281,7 +288,7 @@ fn norm_backward_rows<T: Real>(
         let a = if rms { T::zero() } else { sum_g / n };
         let b = sum_gx / n;
         for j in 0..d {
-            dxi[j] = rs * (dyi[j] * g[j] - a - gx[j] * b);
+            dxi[j].write(rs * (dyi[j] * g[j] - a - gx[j] * b));
         }
     }
 }
