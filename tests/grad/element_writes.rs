@@ -380,3 +380,82 @@ fn one_hot_built_from_labels_equals_the_fused_loss() {
     let worst = (&g.z - &gf.z).iter().fold(0.0f64, |m, e| m.max(e.abs()));
     assert!(worst < 1e-12, "worst {worst}");
 }
+
+// ---------------------------------------------------------------- from a user tryout
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct Dense {
+    w: Array2<f64>,
+    b: Array1<f64>,
+}
+
+/// A copy of a struct's array field, written: an array, not a buffer of floats.
+#[grad(p)]
+fn field_copy_written(p: &Dense, x: &Array2<f64>) -> f64 {
+    let mut w = p.w.to_owned();
+    w[[0, 0]] = 0.0;
+    (x.dot(&w) + &p.b).sum()
+}
+
+#[test]
+fn a_written_copy_of_a_field_by_hand() {
+    // x = [[1, 2]], w = [[3, 4], [5, 6]] with w₀₀ zeroed: x·w = [[10, 16]], b = [1, 1]:
+    // L = 28; ∂L/∂w = xᵀ·1 = [[1, 1], [2, 2]] except w₀₀, which was overwritten: 0.
+    let p = Dense {
+        w: array![[3.0, 4.0], [5.0, 6.0]],
+        b: array![1.0, 1.0],
+    };
+    let (l, g) = field_copy_written_grad(&p, &array![[1.0, 2.0]]);
+    assert_eq!(l, 28.0);
+    assert_eq!(g.p.w, array![[0.0, 1.0], [2.0, 2.0]]);
+    assert_eq!(g.p.b, array![1.0, 1.0]);
+}
+
+/// An element read in one arm of an `if`, then a write after it: the arm that does not
+/// read the array hands it a zero of its shape, taken before the write moves it.
+#[grad]
+fn read_in_branch_then_write(x: &Array2<f64>, c: f64) -> f64 {
+    let mut a = x.to_owned();
+    let mut v = c;
+    if c > 0.0 {
+        v = a[[0, 0]] * c;
+    }
+    a[[1, 1]] = v;
+    a.sum()
+}
+
+/// The same as an `if` expression inside a loop.
+#[grad]
+fn read_in_branch_then_write_in_loop(x: &Array1<f64>, c: f64) -> f64 {
+    let mut a = x.to_owned();
+    for i in 0..a.len() {
+        let v = if i > 0 { a[i - 1] * c } else { c };
+        a[i] = v;
+    }
+    a.sum()
+}
+
+#[test]
+fn reads_in_branches_before_writes() {
+    // c = 2 > 0: a = [[1, 2], [3, 2·1]], L = 8; ∂L/∂x = [[1 + c, 1], [1, 0]], ∂L/∂c = x₀₀.
+    let x = array![[1.0, 2.0], [3.0, 4.0]];
+    let (l, g) = read_in_branch_then_write_grad(&x, 2.0);
+    assert_eq!(l, 8.0);
+    assert_eq!(g.x, array![[3.0, 1.0], [1.0, 0.0]]);
+    assert_eq!(g.c, 1.0);
+    // c = −1: the else arm; a₁₁ = c: L = 1 + 2 + 3 − 1 = 5, ∂L/∂x₁₁ = 0, ∂L/∂c = 1.
+    let (l, g) = read_in_branch_then_write_grad(&x, -1.0);
+    assert_eq!(l, 5.0);
+    assert_eq!(g.x, array![[1.0, 1.0], [1.0, 0.0]]);
+    assert_eq!(g.c, 1.0);
+    // The loop: a = [c, c², c³], every x overwritten.
+    let (l, g) = read_in_branch_then_write_in_loop_grad(&array![5.0, 6.0, 7.0], 2.0);
+    assert_eq!(l, 2.0 + 4.0 + 8.0);
+    assert_eq!(g.x, array![0.0, 0.0, 0.0]);
+    assert_eq!(g.c, 1.0 + 4.0 + 12.0);
+    gradcheck!(read_in_branch_then_write_in_loop(
+        x = &array![0.5, -0.3, 0.8],
+        c = 1.3
+    ))
+    .assert();
+}

@@ -509,6 +509,11 @@ pub struct ArmReverse {
     pub body: Vec<TokenStream>,
     /// The tuple of the outer values' cotangents.
     pub tuple: TokenStream,
+    /// Outer arrays this arm hands a zero cotangent (it does not read them): the name of
+    /// the shape its forward pass takes at its top and saves, and the array's name. The
+    /// array itself may be moved after the `if` (an element write), so the reverse must
+    /// not read it.
+    pub zero_shapes: Vec<(Ident, Ident)>,
 }
 
 /// Which of the two reverse bodies is being emitted (`emit::reverse::pullback`).

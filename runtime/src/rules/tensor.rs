@@ -246,6 +246,12 @@ pub fn zeros_like<V: Value>(x: &V) -> V::Cot {
     x.shape_of().fill(<V::Elem as num_traits::Zero>::zero())
 }
 
+/// The zero cotangent of a value of shape `shape` (taken by [`shape_of`] in the forward
+/// pass, where the value itself may be gone by the reverse pass).
+pub fn zeros_of_shape<A: Real, Sh: ShapeOf<A>>(shape: &Sh) -> Sh::Cot {
+    shape.fill(A::zero())
+}
+
 // ---- arithmetic with broadcasting -----------------------------------------------
 
 /// `y = a ± b`: `∂a = Σ_broadcast d` (and `∂b` the same with the other shape).

@@ -232,6 +232,16 @@ impl<'a> Emitter<'a> {
             };
         }
         let rev = self.branch_reverse(s.def, node);
+        // The shapes of outer arrays an arm hands a zero cotangent, taken at its top.
+        let with_shapes = |arm: &crate::emit::context::ArmReverse, stmts: Vec<TokenStream>| {
+            let lets = arm
+                .zero_shapes
+                .iter()
+                .map(|(n, x)| quote!(let #n = ::backprop::__private::tensor::shape_of(&#x);));
+            lets.chain(stmts).collect::<Vec<TokenStream>>()
+        };
+        let then_stmts = with_shapes(&rev.arms[0], then_stmts);
+        let else_stmts = with_shapes(&rev.arms[1], else_stmts);
         // An array an arm saves and also returns is copied into the tape, before the
         // returned value moves out of the arm.
         let copied = |saved: &[Ident], vals: &[TokenStream], this: &Self| -> Vec<bool> {

@@ -6,7 +6,7 @@ use super::{Line, defined_in, reverse_block};
 use crate::analysis::save::Reads;
 use crate::emit::context::{ArmReverse, BranchReverse, Emitter, Mode};
 use crate::ir::{IfNode, VarId};
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use std::collections::{BTreeSet, HashMap};
 
@@ -123,6 +123,7 @@ fn build_branch_reverse(
     let mut all_reads = Reads::default();
     for (k, (body, stmts, reaches, reads)) in sides.into_iter().enumerate() {
         all_reads.extend(&reads);
+        let mut zero_shapes: Vec<(Ident, Ident)> = Vec::new();
         let (values, tuple_reads) = cx.recording(|cx| -> Vec<TokenStream> {
             outer
                 .iter()
@@ -131,9 +132,22 @@ fn build_branch_reverse(
                         let d = cx.adjoint(*v);
                         quote!(#d)
                     } else if !cx.plan.kinds.scalar[v.0] {
-                        // An array this arm does not read: a zero of its shape.
-                        let x = cx.read(*v);
-                        quote!(::backprop::__private::tensor::zeros_like(&#x))
+                        // An array this arm does not read: a zero of its shape, which
+                        // the arm's forward pass takes (the strong mode names it).
+                        let x = cx.var(*v).clone();
+                        let shape = match decided {
+                            Some(strong) => strong.arms[k]
+                                .zero_shapes
+                                .iter()
+                                .find(|(_, y)| *y == x)
+                                .map(|(n, _)| n.clone())
+                                .expect("both modes zero the same arrays"),
+                            None => cx
+                                .names
+                                .fresh(&format!("zero_shape_{x}"), Span::call_site()),
+                        };
+                        zero_shapes.push((shape.clone(), x));
+                        quote!(::backprop::__private::tensor::zeros_of_shape(&#shape))
                     } else {
                         quote!(::backprop::__private::zero::<#ret_ty>())
                     }
@@ -149,7 +163,9 @@ fn build_branch_reverse(
             None => {
                 let m = materialize(cx, body, &[], None, &[], &reads);
                 all_reads.extend(&m.head_reads);
-                (m.recompute, m.saved)
+                let mut saved = m.saved;
+                saved.extend(zero_shapes.iter().map(|(n, _)| n.clone()));
+                (m.recompute, saved)
             }
         };
         arms.push(ArmReverse {
@@ -157,6 +173,7 @@ fn build_branch_reverse(
             recompute,
             body: stmts,
             tuple: quote!((#(#values,)*)),
+            zero_shapes,
         });
     }
     if let Some(strong) = decided {

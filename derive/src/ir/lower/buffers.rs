@@ -134,7 +134,7 @@ impl Lowerer<'_> {
             _ => self.expr(&ix.index, None),
         };
         let why = format!(
-            "`#[grad]` differentiates indexing into buffers of floats (`&[f64]`, `Vec<f64>`, `[f64; N]`, their sub-slices `&x[a..b]`); `{}` indexes something else",
+            "`#[grad]` differentiates indexing into buffers of floats (`&[f64]`, `Vec<f64>`, `[f64; N]`, their sub-slices `&x[a..b]`) and into an ndarray array by its name (`a[[i, j]]`); `{}` indexes something else: bind it to a local first (`let a = ...;`, then index `a`)",
             pretty(&e.to_token_stream())
         );
         self.define(
@@ -352,8 +352,13 @@ impl Lowerer<'_> {
     ) -> Option<Operand> {
         let span = m.span();
         let name = m.method.to_string();
+        // `let mut w = p.w.to_owned(); w[[0, 0]] = ..`: a copy of an ndarray field (the
+        // body indexes it as an array), an array operation rather than a buffer.
+        let array_copy = want.is_some_and(|w| self.multi_indexed.contains(&w.to_string()))
+            && self.is_place_expr(&m.receiver);
         if matches!(name.as_str(), "to_vec" | "clone" | "to_owned")
             && m.args.is_empty()
+            && !array_copy
             && self.is_buffer_expr(&m.receiver)
         {
             let src = self.place(&m.receiver, None);

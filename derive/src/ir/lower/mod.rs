@@ -77,6 +77,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         tensor_params: HashSet::new(),
         struct_params: HashSet::new(),
         field_bases: field_bases(&item.block),
+        multi_indexed: places::multi_indexed(&item.block),
     };
     check_signature(cx, item);
     let ret_ty = lw.return_type(item);
@@ -146,6 +147,9 @@ struct Lowerer<'a> {
     /// Names the body reads a field of (`layer.w`): a binding of one of them to an
     /// element of a collection of structs (`let layer = &p.layers[i];`) is a place.
     field_bases: HashSet<String>,
+    /// Names the body indexes with several indices (`w[[i, j]]`, `w[(i, j)]`): ndarray
+    /// arrays, never buffers of floats.
+    multi_indexed: HashSet<String>,
     /// How each buffer the function owns was made (found from nested blocks, whose
     /// statements are lowered apart from the enclosing body).
     owner_rhs: HashMap<VarId, Rhs>,

@@ -150,3 +150,23 @@ pub(super) fn field_bases(block: &syn::Block) -> HashSet<String> {
     v.visit_block(block);
     v.0
 }
+
+/// The names `block` indexes with an array or tuple of indices (`w[[i, j]]`,
+/// `w[(i, j)]`), reading or writing: ndarray arrays.
+pub(super) fn multi_indexed(block: &syn::Block) -> HashSet<String> {
+    struct V(HashSet<String>);
+    impl<'ast> Visit<'ast> for V {
+        fn visit_expr_index(&mut self, ix: &'ast syn::ExprIndex) {
+            if let Expr::Path(p) = &*ix.expr
+                && let Some(i) = p.path.get_ident()
+                && matches!(&*ix.index, Expr::Array(_) | Expr::Tuple(_))
+            {
+                self.0.insert(i.to_string());
+            }
+            syn::visit::visit_expr_index(self, ix);
+        }
+    }
+    let mut v = V(HashSet::new());
+    v.visit_block(block);
+    v.0
+}
