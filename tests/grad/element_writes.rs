@@ -459,3 +459,67 @@ fn reads_in_branches_before_writes() {
     ))
     .assert();
 }
+
+/// `a.fill(v)` on a local array, then element writes: a mask filled with −∞ whose
+/// lower triangle is copied from the scores.
+#[grad(s)]
+fn filled_mask(s: &Array2<f64>, w: &Array2<f64>, c: f64) -> f64 {
+    let (t, _) = s.dim();
+    let mut scores = Array2::zeros((t, t));
+    scores.fill(f64::NEG_INFINITY);
+    for i in 0..t {
+        for j in 0..=i {
+            scores[[i, j]] = s[[i, j]];
+        }
+    }
+    let mut bias = s.to_owned();
+    bias.fill(c);
+    (backprop::ops::softmax(&scores) * w).sum() + bias.sum()
+}
+
+#[test]
+fn fill_then_writes_equals_softmax_causal() {
+    let mut rng = crate::rng::Rng(14);
+    let s: Array2<f64> = rng.array_map((4, 4), |v| v);
+    let w: Array2<f64> = rng.array_map((4, 4), |v| v);
+    let (l, g) = filled_mask_grad(&s, &w, 0.5);
+    let (lf, gf) = fused_loss_grad(&s, &w);
+    // bias = 0.5 everywhere: 16 · 0.5 = 8 added, and nothing of s flows through it.
+    assert!((l - (lf + 8.0)).abs() < 1e-12, "{l} vs {lf} + 8");
+    let worst = (&g.s - &gf.s).iter().fold(0.0f64, |m, e| m.max(e.abs()));
+    assert!(worst < 1e-12, "worst {worst}");
+    gradcheck!(filled_mask(s = &s, w = const &w, c = const 0.5)).assert();
+}
+
+#[grad]
+fn filled(x: &Array1<f64>, c: f64) -> f64 {
+    let mut a = x * 2.0;
+    a.fill(c);
+    (&a * x).sum()
+}
+
+#[test]
+fn fill_by_hand() {
+    // a = [c, c, c] (x·2 is overwritten): L = c·Σx = 12, ∂L/∂x = [c, c, c], ∂L/∂c = Σx.
+    let (l, g) = filled_grad(&array![1.0, 2.0, 3.0], 2.0);
+    assert_eq!(l, 12.0);
+    assert_eq!(g.x, array![2.0, 2.0, 2.0]);
+    assert_eq!(g.c, 6.0);
+}
+
+/// A loop bound read from a tuple of data, `x.dim().0`.
+#[grad]
+fn rows_by_dim(x: &Array2<f64>) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.dim().0 {
+        s += x[[i, x.dim().1 - 1]];
+    }
+    s
+}
+
+#[test]
+fn tuple_fields_of_data_by_hand() {
+    let (l, g) = rows_by_dim_grad(&array![[1.0, 2.0], [3.0, 4.0]]);
+    assert_eq!(l, 6.0);
+    assert_eq!(g.x, array![[0.0, 1.0], [0.0, 1.0]]);
+}

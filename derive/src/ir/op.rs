@@ -159,9 +159,14 @@ pub fn is_array_constructor(path: &syn::Path) -> bool {
         )
 }
 
-/// Whether `prim` is an element write into an ndarray array ([`INDEX_SET`], [`INDEX_ADD`]).
+/// `a.fill(v)` on an ndarray array the function owns: input 0 the array, 1 the value.
+/// Every element is replaced: `d_v = Σ d_a₁`, `d_a₀ = 0` (through `tensor::fill_vjp`).
+pub const FILL: Prim = p("fill", &[Rule("fill_vjp", &[]), Rule("fill_vjp", &[])]);
+
+/// Whether `prim` writes into an ndarray array in place ([`INDEX_SET`], [`INDEX_ADD`],
+/// [`FILL`]): a new version of the array, whose pullback takes the cotangent.
 pub fn is_element_write(prim: &Prim) -> bool {
-    matches!(prim.name, "index_set" | "index_add")
+    matches!(prim.name, "index_set" | "index_add" | "fill")
 }
 
 /// Array methods with a rule, by name; the receiver is input 0. One line per rule. The

@@ -81,6 +81,19 @@ pub fn index_get_vjp<T: Real, D: Dimension, I: NdIndex<D> + Debug + Copy>(
     out
 }
 
+/// `a.fill(v)` on the owned `a`, which is returned: every element `v`.
+pub fn fill<T: Real, D: Dimension>(mut a: Array<T, D>, v: T) -> Array<T, D> {
+    a.fill(v);
+    a
+}
+
+/// Pullback of [`fill`]: `(d_a, d_v) = (0, Σ d)`; the zero reuses `d`'s allocation.
+pub fn fill_vjp<T: Real, D: Dimension>(mut d: Array<T, D>) -> (Array<T, D>, T) {
+    let d_v = d.iter().fold(T::zero(), |s, &e| s + e);
+    d.fill(T::zero());
+    (d, d_v)
+}
+
 #[track_caller]
 fn element<'a, T, D: Dimension, I: NdIndex<D> + Debug + Copy>(
     what: &str,

@@ -372,9 +372,17 @@ impl<'a> Emitter<'a> {
             Some(v) if self.plan.saved.contains(&v) => quote!(::core::clone::Clone::clone(&#array)),
             _ => array,
         };
-        let (v, idx) = (self.operand(&args[1]), self.operand(&args[2]));
+        let v = self.operand(&args[1]);
         let f = syn::Ident::new(prim.name, span);
         let what = format!("`{}`", s.source);
-        quote_spanned!(span=> let #def = ::backprop::__private::tensor::#f(#what, #array, #idx, #v);)
+        match args.get(2) {
+            Some(idx) => {
+                let idx = self.operand(idx);
+                quote_spanned!(span=> let #def = ::backprop::__private::tensor::#f(#what, #array, #idx, #v);)
+            }
+            None => {
+                quote_spanned!(span=> let #def = ::backprop::__private::tensor::#f(#array, #v);)
+            }
+        }
     }
 }

@@ -155,10 +155,10 @@ fn reverse_block(
             Rhs::Prim { prim, .. } if crate::ir::op::is_element_write(prim) => {
                 let slots = vec![active(&args[0]), active(&args[1])];
                 let d = cx.adjoint(s.def);
-                let idx = cx.read_operand(&args[2]);
+                let idx: Vec<TokenStream> = args[2..].iter().map(|a| cx.read_operand(a)).collect();
                 let rule = syn::Ident::new(&format!("{}_vjp", prim.name), s.span);
                 lines.push(Line::Many {
-                    invoke: quote_spanned!(s.span=> ::backprop::__private::tensor::#rule(#d, #idx)),
+                    invoke: quote_spanned!(s.span=> ::backprop::__private::tensor::#rule(#d #(, #idx)*)),
                     slots,
                     span: s.span,
                     check: false,

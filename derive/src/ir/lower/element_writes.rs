@@ -6,12 +6,12 @@
 //! state, and the forward pass and the pullback both work in place on the one array.
 
 use super::{Lowerer, pretty};
-use crate::ir::op::{INDEX_ADD, INDEX_GET, INDEX_SET, NEG};
+use crate::ir::op::{FILL, INDEX_ADD, INDEX_GET, INDEX_SET, NEG};
 use crate::ir::{Operand, Rhs, Spelling, VarId};
 use proc_macro2::Ident;
 use quote::ToTokens;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprIndex};
+use syn::{Expr, ExprIndex, ExprMethodCall};
 
 impl Lowerer<'_> {
     /// The local a write `a[..] = v` targets, when it is an ndarray array (a local that
@@ -135,5 +135,55 @@ impl Lowerer<'_> {
             },
             span,
         )
+    }
+
+    /// `a.fill(v)` where `a` names an ndarray array (a local that is neither a buffer of
+    /// floats nor a struct): its name and current version.
+    pub(super) fn array_fill_target(&self, m: &ExprMethodCall) -> Option<(Ident, VarId)> {
+        if m.method != "fill" || m.args.len() != 1 {
+            return None;
+        }
+        let Expr::Path(p) = &*m.receiver else {
+            return None;
+        };
+        let name = p.path.get_ident().filter(|_| p.qself.is_none())?;
+        let v = self.lookup(&name.to_string())?;
+        (!self.buffers.contains(&v) && !self.places.contains(&v)).then(|| (name.clone(), v))
+    }
+
+    /// `a.fill(v)`: `a` becomes a new version of itself, every element `v`.
+    pub(super) fn array_fill(
+        &mut self,
+        (name, old): (Ident, VarId),
+        m: &ExprMethodCall,
+        whole: &Expr,
+    ) {
+        let span = whole.span();
+        if self.tensor_params.contains(&old) {
+            self.cx.error_spanned_by(
+                &m.receiver,
+                format!(
+                    "`#[grad]` writes only into an array the function owns; `{name}` is an argument: copy it first (`let mut {name} = {name}.to_owned();`)"
+                ),
+            );
+            return;
+        }
+        let v = self.expr(&m.args[0], None);
+        let out = self.define(
+            Some(&name),
+            Rhs::Prim {
+                prim: FILL,
+                spelling: Spelling::Method(m.method.clone()),
+                args: vec![Operand::Var(old), v],
+            },
+            span,
+        );
+        if let Some(last) = self.body.last_mut() {
+            last.source = pretty(&whole.to_token_stream());
+        }
+        self.named_result = None;
+        if let Operand::Var(v) = out {
+            self.rebind(&name.to_string(), v);
+        }
     }
 }

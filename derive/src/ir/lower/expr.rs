@@ -132,6 +132,26 @@ impl Lowerer<'_> {
                     span,
                 )
             }
+            // `q.dim().0`: an element of a tuple of data.
+            Expr::Field(f) if matches!(f.member, syn::Member::Unnamed(_)) => {
+                let syn::Member::Unnamed(index) = &f.member else {
+                    unreachable!("matched above")
+                };
+                let tuple = self.expr(&f.base, None);
+                self.define(
+                    want,
+                    Rhs::NoRule {
+                        spelling: Spelling::TupleField(index.clone()),
+                        at: e.to_token_stream(),
+                        args: vec![tuple],
+                        why: format!(
+                            "`#[grad]` reads elements of a tuple of data (`x.dim().0`); `{}` carries a derivative",
+                            pretty(&f.base.to_token_stream())
+                        ),
+                    },
+                    span,
+                )
+            }
             Expr::Index(ix) if self.array_read_target(ix) => self.array_element_read(ix, want),
             Expr::Index(_) => self.data_index(e, Spelling::Index, want),
             // `&labels[1..]`: borrowed together, since the place alone has no size.

@@ -152,6 +152,13 @@ impl Lowerer<'_> {
                 }
                 syn::visit::visit_expr_binary(self, b);
             }
+            fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+                // `a.fill(v)` makes a new version of an ndarray array `a`.
+                if let Some((name, _)) = self.lw.array_fill_target(m) {
+                    self.found.insert(name.to_string());
+                }
+                syn::visit::visit_expr_method_call(self, m);
+            }
         }
         let mut f = Finder {
             lw: self,

@@ -342,6 +342,11 @@ impl Lowerer<'_> {
 
     fn expr_stmt_inner(&mut self, e: &Expr) {
         match e {
+            // `a.fill(v)` on an ndarray array the function owns: a new version of it.
+            Expr::MethodCall(m) if self.array_fill_target(m).is_some() => {
+                let target = self.array_fill_target(m).expect("checked");
+                self.array_fill(target, m, e);
+            }
             Expr::Assign(a) if matches!(&*a.left, Expr::Index(_)) => {
                 self.store(&a.left, None, &a.right, e);
             }
