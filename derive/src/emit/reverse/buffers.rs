@@ -167,10 +167,14 @@ pub(super) fn buffer_lines(
     }
 }
 
-/// The adjoint of a struct argument or of a field view of one: `d_p`, `d_p.layer1.w`.
-/// The primal place a field view names, spelled from the struct argument
-/// (`p.layers[i].w`), which the tape holds.
-fn primal_place(cx: &mut Emitter<'_>, v: VarId) -> TokenStream {
+/// The place a field view names, spelled from its root: `root` names the struct
+/// argument (its primal or its adjoint), and the fields and elements follow
+/// (`p.layers[i].w`, `d_p.layers[i].w`).
+fn place_path(
+    cx: &mut Emitter<'_>,
+    v: VarId,
+    root: fn(&mut Emitter<'_>, VarId) -> TokenStream,
+) -> TokenStream {
     match cx.func.def_of(v) {
         Some(Stmt {
             rhs:
@@ -182,7 +186,7 @@ fn primal_place(cx: &mut Emitter<'_>, v: VarId) -> TokenStream {
         }) => {
             let base = args[0].var().expect("a struct");
             let m = m.clone();
-            let place = primal_place(cx, base);
+            let place = place_path(cx, base, root);
             quote!(#place.#m)
         }
         Some(Stmt {
@@ -194,7 +198,7 @@ fn primal_place(cx: &mut Emitter<'_>, v: VarId) -> TokenStream {
         }) => {
             let base = args[0].var().expect("a collection of structs");
             let i = cx.read_operand(&args[1]);
-            let place = primal_place(cx, base);
+            let place = place_path(cx, base, root);
             quote!(#place[#i])
         }
         Some(Stmt {
@@ -206,56 +210,25 @@ fn primal_place(cx: &mut Emitter<'_>, v: VarId) -> TokenStream {
             ..
         }) => {
             let base = args[0].var().expect("a struct");
-            primal_place(cx, base)
+            place_path(cx, base, root)
         }
-        _ => {
-            let p = cx.read(v);
-            quote!(#p)
-        }
+        _ => root(cx, v),
     }
 }
 
+/// The primal place a field view names, spelled from the struct argument
+/// (`p.layers[i].w`), which the tape holds.
+fn primal_place(cx: &mut Emitter<'_>, v: VarId) -> TokenStream {
+    place_path(cx, v, |cx, v| {
+        let p = cx.read(v);
+        quote!(#p)
+    })
+}
+
+/// The adjoint of a struct argument or of a field view of one: `d_p`, `d_p.layer1.w`.
 pub fn adjoint_place(cx: &mut Emitter<'_>, v: VarId) -> TokenStream {
-    match cx.func.def_of(v) {
-        Some(Stmt {
-            rhs:
-                Rhs::Buffer {
-                    op: BufOp::Field(m),
-                    args,
-                },
-            ..
-        }) => {
-            let base = args[0].var().expect("a struct");
-            let m = m.clone();
-            let place = adjoint_place(cx, base);
-            quote!(#place.#m)
-        }
-        Some(Stmt {
-            rhs: Rhs::Buffer {
-                op: BufOp::Elem,
-                args,
-            },
-            ..
-        }) => {
-            let base = args[0].var().expect("a collection of structs");
-            let i = cx.read_operand(&args[1]);
-            let place = adjoint_place(cx, base);
-            quote!(#place[#i])
-        }
-        Some(Stmt {
-            rhs:
-                Rhs::Buffer {
-                    op: BufOp::Alias | BufOp::Borrow,
-                    args,
-                },
-            ..
-        }) => {
-            let base = args[0].var().expect("a struct");
-            adjoint_place(cx, base)
-        }
-        _ => {
-            let d = cx.adjoint(v);
-            quote!(#d)
-        }
-    }
+    place_path(cx, v, |cx, v| {
+        let d = cx.adjoint(v);
+        quote!(#d)
+    })
 }

@@ -17,15 +17,48 @@ impl Lowerer<'_> {
     /// The local a write `a[..] = v` targets, when it is an ndarray array (a local that
     /// is neither a buffer of floats nor a struct): its name and current version.
     pub(super) fn array_write_target(&self, ix: &ExprIndex) -> Option<(Ident, VarId)> {
-        let Expr::Path(p) = &*ix.expr else {
+        if matches!(&*ix.index, Expr::Range(_)) {
+            return None;
+        }
+        self.array_local(&ix.expr)
+    }
+
+    /// `e` names a local or argument that is neither a buffer of floats nor a struct (an
+    /// ndarray array, where it is indexed or written): its name and current version.
+    fn array_local(&self, e: &Expr) -> Option<(Ident, VarId)> {
+        let Expr::Path(p) = e else {
             return None;
         };
         let name = p.path.get_ident().filter(|_| p.qself.is_none())?;
         let v = self.lookup(&name.to_string())?;
-        (!self.buffers.contains(&v)
-            && !self.places.contains(&v)
-            && !matches!(&*ix.index, Expr::Range(_)))
-        .then(|| (name.clone(), v))
+        (!self.buffers.contains(&v) && !self.places.contains(&v)).then(|| (name.clone(), v))
+    }
+
+    /// Refuses a write into an argument (the caller's data, which the reverse pass may
+    /// read): `true` when `old` is one.
+    fn refuse_argument_write(&self, (name, old): (&Ident, VarId), at: &Expr) -> bool {
+        if !self.tensor_params.contains(&old) {
+            return false;
+        }
+        self.cx.error_spanned_by(
+            at,
+            format!(
+                "`#[grad]` writes only into an array the function owns; `{name}` is an argument: copy it first (`let mut {name} = {name}.to_owned();`)"
+            ),
+        );
+        true
+    }
+
+    /// `name` becomes `rhs`, a new version of the array, made by the statement `whole`.
+    fn new_version(&mut self, name: &Ident, rhs: Rhs, whole: &Expr) {
+        let out = self.define(Some(name), rhs, whole.span());
+        if let Some(last) = self.body.last_mut() {
+            last.source = pretty(&whole.to_token_stream());
+        }
+        self.named_result = None;
+        if let Operand::Var(v) = out {
+            self.rebind(&name.to_string(), v);
+        }
     }
 
     /// `a[idx] = v` (`op` `None`), `a[idx] += v` or `a[idx] -= v`: `a` becomes a new
@@ -39,13 +72,7 @@ impl Lowerer<'_> {
         whole: &Expr,
     ) {
         let span = whole.span();
-        if self.tensor_params.contains(&old) {
-            self.cx.error_spanned_by(
-                &ix.expr,
-                format!(
-                    "`#[grad]` writes elements only into an array the function owns; `{name}` is an argument: copy it first (`let mut {name} = {name}.to_owned();`)"
-                ),
-            );
+        if self.refuse_argument_write((&name, old), &ix.expr) {
             return;
         }
         // The index is data (integers), kept as written with its locals renamed.
@@ -92,22 +119,12 @@ impl Lowerer<'_> {
                 span,
             );
         }
-        let out = self.define(
-            Some(&name),
-            Rhs::Prim {
-                prim,
-                spelling: Spelling::Index,
-                args: vec![Operand::Var(old), v, idx],
-            },
-            span,
-        );
-        if let Some(last) = self.body.last_mut() {
-            last.source = pretty(&whole.to_token_stream());
-        }
-        self.named_result = None;
-        if let Operand::Var(v) = out {
-            self.rebind(&name.to_string(), v);
-        }
+        let rhs = Rhs::Prim {
+            prim,
+            spelling: Spelling::Index,
+            args: vec![Operand::Var(old), v, idx],
+        };
+        self.new_version(&name, rhs, whole);
     }
 
     /// Whether `a[idx]` reads an element of an ndarray array: a local or argument that is
@@ -143,12 +160,7 @@ impl Lowerer<'_> {
         if m.method != "fill" || m.args.len() != 1 {
             return None;
         }
-        let Expr::Path(p) = &*m.receiver else {
-            return None;
-        };
-        let name = p.path.get_ident().filter(|_| p.qself.is_none())?;
-        let v = self.lookup(&name.to_string())?;
-        (!self.buffers.contains(&v) && !self.places.contains(&v)).then(|| (name.clone(), v))
+        self.array_local(&m.receiver)
     }
 
     /// `a.fill(v)`: `a` becomes a new version of itself, every element `v`.
@@ -158,32 +170,15 @@ impl Lowerer<'_> {
         m: &ExprMethodCall,
         whole: &Expr,
     ) {
-        let span = whole.span();
-        if self.tensor_params.contains(&old) {
-            self.cx.error_spanned_by(
-                &m.receiver,
-                format!(
-                    "`#[grad]` writes only into an array the function owns; `{name}` is an argument: copy it first (`let mut {name} = {name}.to_owned();`)"
-                ),
-            );
+        if self.refuse_argument_write((&name, old), &m.receiver) {
             return;
         }
         let v = self.expr(&m.args[0], None);
-        let out = self.define(
-            Some(&name),
-            Rhs::Prim {
-                prim: FILL,
-                spelling: Spelling::Method(m.method.clone()),
-                args: vec![Operand::Var(old), v],
-            },
-            span,
-        );
-        if let Some(last) = self.body.last_mut() {
-            last.source = pretty(&whole.to_token_stream());
-        }
-        self.named_result = None;
-        if let Operand::Var(v) = out {
-            self.rebind(&name.to_string(), v);
-        }
+        let rhs = Rhs::Prim {
+            prim: FILL,
+            spelling: Spelling::Method(m.method.clone()),
+            args: vec![Operand::Var(old), v],
+        };
+        self.new_version(&name, rhs, whole);
     }
 }
