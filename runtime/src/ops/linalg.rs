@@ -7,7 +7,7 @@
 use super::Broadcast;
 use super::shape_str;
 use crate::kernels::Real;
-use crate::kernels::matmul::{self as kernel, Accum, MatmulConfig, Threads};
+use crate::kernels::matmul::{self as kernel, Accum};
 use ndarray::{
     Array, Array1, Array2, ArrayBase, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Data,
     DimMax, Dimension, Ix1, Ix2, IxDyn,
@@ -65,15 +65,10 @@ where
     let (a, b) = (a.view().into_dyn(), b.view().into_dyn());
     let work = plan.items * m * n * k;
     let mut out = vec![T::zero(); plan.items * m * n];
-    let items = super::per_item(plan.items, work, |i| {
-        let (ai, bi) = (plan.lhs(&a, i), plan.rhs(&b, i));
-        let mut c = Array2::zeros((m, n));
-        one_thread(c.view_mut(), ai, bi, Accum::Replace);
-        c
+    super::per_chunk(&mut out, m * n, work, |i, c| {
+        let c = ArrayViewMut2::from_shape((m, n), c).expect("one item's elements");
+        super::matmul_one_thread(c, plan.lhs(&a, i), plan.rhs(&b, i));
     });
-    for (chunk, c) in out.chunks_mut((m * n).max(1)).zip(items) {
-        chunk.copy_from_slice(c.as_slice().expect("a fresh array is standard layout"));
-    }
     reshaped(Array1::from(out), &plan.out_shape(m, n))
 }
 
@@ -142,23 +137,22 @@ where
         d_y.view().into_dyn(),
     );
     let work = 2 * plan.items * m * n * k;
-    let items = super::per_item(plan.items, work, |i| {
-        let (ai, bi) = (plan.lhs(&av, i), plan.rhs(&bv, i));
-        let gi = plan.item(&g, plan.out_batch.as_slice(), i);
-        let mut d_ai = Array2::zeros((m, k));
-        let mut d_bi = Array2::zeros((k, n));
-        one_thread(d_ai.view_mut(), gi, bi.t(), Accum::Replace);
-        one_thread(d_bi.view_mut(), ai.t(), gi, Accum::Replace);
-        (d_ai, d_bi)
-    });
+    // Each item's `d_a` and `d_b` over the broadcast batch, written in place, then summed
+    // back to each operand's batch axes.
     let (mut full_a, mut full_b) = (
-        Vec::with_capacity(plan.items * m * k),
-        Vec::with_capacity(plan.items * k * n),
+        vec![T::zero(); plan.items * m * k],
+        vec![T::zero(); plan.items * k * n],
     );
-    for (d_ai, d_bi) in items {
-        full_a.extend(d_ai.iter());
-        full_b.extend(d_bi.iter());
-    }
+    super::per_chunk(&mut full_a, m * k, work / 2, |i, c| {
+        let c = ArrayViewMut2::from_shape((m, k), c).expect("one item's elements");
+        let gi = plan.item(&g, plan.out_batch.as_slice(), i);
+        super::matmul_one_thread(c, gi, plan.rhs(&bv, i).t());
+    });
+    super::per_chunk(&mut full_b, k * n, work / 2, |i, c| {
+        let c = ArrayViewMut2::from_shape((k, n), c).expect("one item's elements");
+        let gi = plan.item(&g, plan.out_batch.as_slice(), i);
+        super::matmul_one_thread(c, plan.lhs(&av, i).t(), gi);
+    });
     let full_a: ArrayD<T> = reshaped(Array1::from(full_a), &plan.out_shape(m, k));
     let full_b: ArrayD<T> = reshaped(Array1::from(full_b), &plan.out_shape(k, n));
     (
@@ -239,20 +233,6 @@ impl Batch {
         }
         v.into_dimensionality::<Ix2>().expect("two axes remain")
     }
-}
-
-/// `C ← A·B` on the calling thread (the batch is already spread over rayon's threads).
-fn one_thread<T: Real>(
-    c: ArrayViewMut2<'_, T>,
-    a: ArrayView2<'_, T>,
-    b: ArrayView2<'_, T>,
-    accum: Accum,
-) {
-    let cfg = MatmulConfig {
-        accum,
-        threads: Threads::Count(1),
-    };
-    kernel::matmul_with(c, a, b, cfg);
 }
 
 /// `x` as a 2-D view when it has two axes.

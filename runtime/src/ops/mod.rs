@@ -86,6 +86,42 @@ pub(crate) fn try_broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>
         .collect()
 }
 
+/// `C ← A·B` on the calling thread: for batched products whose items are already
+/// spread over rayon's threads (attention's heads, [`matmul`]'s batch), on the crate's
+/// gemm-backed kernel.
+pub(crate) fn matmul_one_thread<T: crate::kernels::Real>(
+    c: ndarray::ArrayViewMut2<'_, T>,
+    a: ndarray::ArrayView2<'_, T>,
+    b: ndarray::ArrayView2<'_, T>,
+) {
+    use crate::kernels::matmul::{Accum, MatmulConfig, Threads, matmul_with};
+    let cfg = MatmulConfig {
+        accum: Accum::Replace,
+        threads: Threads::Count(1),
+    };
+    matmul_with(c, a, b, cfg);
+}
+
+/// Runs `f(i, chunk_i)` on each `chunk`-long piece of `out`, on rayon's threads when
+/// there are several pieces and `work` reaches [`BATCH_PARALLEL_MIN_FLOPS`]: a batched
+/// op writes each item's result in place.
+pub(crate) fn per_chunk<T: Send>(
+    out: &mut [T],
+    chunk: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    let chunk = chunk.max(1);
+    if out.len() > chunk && work >= BATCH_PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
 /// Work (multiply-adds) above which a batched op (attention's heads, [`matmul`]'s
 /// batch) spreads its items over rayon's threads.
 pub(crate) const BATCH_PARALLEL_MIN_FLOPS: usize = 1 << 18;

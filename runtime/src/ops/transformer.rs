@@ -20,14 +20,13 @@
 
 use super::shape_str;
 use crate::kernels::masked_softmax::{self as kernel, Keep};
-use crate::kernels::matmul::{Accum, MatmulConfig, Threads, matmul_with};
 use crate::kernels::softmax_xent::XentOptions;
 use crate::kernels::{Arch, Real};
 use crate::tape::{Inactive, Tape};
 use core::mem::MaybeUninit;
 use ndarray::{
-    Array, Array1, Array2, Array4, ArrayBase, ArrayView, ArrayView1, ArrayView2, ArrayViewMut2,
-    Data, Dimension, Ix1, Ix2, Ix4, IxDyn, s,
+    Array, Array1, Array2, Array4, ArrayBase, ArrayView, ArrayView1, ArrayView2, Data, Dimension,
+    Ix1, Ix2, Ix4, IxDyn, s,
 };
 
 /// Bytes of `n` elements of `A`.
@@ -966,17 +965,6 @@ where
     attention_with_stats(q, k, v, causal).0
 }
 
-/// `C ← A·B` for one head, on the calling thread (heads are already spread over
-/// rayon's threads): the crate's gemm-backed matmul, which packs less than ndarray's
-/// `dot` (matrixmultiply) at these sizes.
-fn head_mm<T: Real>(c: ArrayViewMut2<'_, T>, a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) {
-    let cfg = MatmulConfig {
-        accum: Accum::Replace,
-        threads: Threads::Count(1),
-    };
-    matmul_with(c, a, b, cfg);
-}
-
 /// Rows per block of a causal head: block `[r0, r1)` of `S`, `P` and `d_S` only has
 /// entries in columns `< r1`, so the products skip the blocks above the diagonal
 /// (36 of 64 block pairs computed at T = 256, 3 of 4 at T = 64). A multiple of the
@@ -1005,7 +993,7 @@ fn head_scores<T: Real>(
     let mut s = Array2::zeros((t, t));
     for (r0, r1, cols) in row_blocks(t, causal) {
         let mut blk = s.slice_mut(s![r0..r1, ..cols]);
-        head_mm(
+        super::matmul_one_thread(
             blk.view_mut(),
             q.slice(s![r0..r1, ..]),
             k.slice(s![..cols, ..]).t(),
@@ -1035,7 +1023,7 @@ fn head_forward<T: Real>(
     }
     let mut o = Array2::zeros((t, v.ncols()));
     for (r0, r1, cols) in row_blocks(t, causal) {
-        head_mm(
+        super::matmul_one_thread(
             o.slice_mut(s![r0..r1, ..]),
             p.slice(s![r0..r1, ..cols]),
             v.slice(s![..cols, ..]),
@@ -1064,7 +1052,7 @@ fn head_backward<T: Real>(
     // d_P = d_O·Vᵀ on the reachable blocks (0 elsewhere, where P is 0 too).
     let mut ds = Array2::zeros((t, t));
     for (r0, r1, cols) in row_blocks(t, causal) {
-        head_mm(
+        super::matmul_one_thread(
             ds.slice_mut(s![r0..r1, ..cols]),
             d_o.slice(s![r0..r1, ..]),
             v.slice(s![..cols, ..]).t(),
@@ -1085,17 +1073,17 @@ fn head_backward<T: Real>(
         // Rows r0..r1 of d_Q reach columns < cols; columns r0..r1 of P and d_S are
         // reached by rows from r0 on when causal (from 0 otherwise).
         let from = if causal { r0 } else { 0 };
-        head_mm(
+        super::matmul_one_thread(
             dq.slice_mut(s![r0..r1, ..]),
             ds.slice(s![r0..r1, ..cols]),
             k.slice(s![..cols, ..]),
         );
-        head_mm(
+        super::matmul_one_thread(
             dk.slice_mut(s![r0..r1, ..]),
             ds.slice(s![from.., r0..r1]).t(),
             q.slice(s![from.., ..]),
         );
-        head_mm(
+        super::matmul_one_thread(
             dv.slice_mut(s![r0..r1, ..]),
             p.slice(s![from.., r0..r1]).t(),
             d_o.slice(s![from.., ..]),
