@@ -523,3 +523,29 @@ fn tuple_fields_of_data_by_hand() {
     assert_eq!(l, 6.0);
     assert_eq!(g.x, array![[0.0, 1.0], [0.0, 1.0]]);
 }
+
+/// Element reads in a loop, then a write after it: the loop's reverse must not read the
+/// array the write moved.
+#[grad]
+fn read_in_loop_then_write(x: &Array2<f64>, n: usize) -> f64 {
+    let mut a = x.to_owned();
+    let mut s = 0.0;
+    for i in 0..n {
+        s += a[[i, 0]];
+    }
+    a[[0, 0]] = s;
+    a.sum()
+}
+
+#[test]
+fn reads_in_a_loop_before_a_write() {
+    // n = 2: s = x₀₀ + x₁₀, a₀₀ = s: L = s + x₀₁ + x₁₀ + x₁₁.
+    let x = array![[1.0, 2.0], [3.0, 4.0]];
+    let (l, g) = read_in_loop_then_write_grad(&x, 2);
+    assert_eq!(l, 4.0 + 2.0 + 3.0 + 4.0);
+    assert_eq!(g.x, array![[1.0, 1.0], [2.0, 1.0]]);
+    // n = 0: the loop never runs; a₀₀ = 0.
+    let (l, g) = read_in_loop_then_write_grad(&x, 0);
+    assert_eq!(l, 9.0);
+    assert_eq!(g.x, array![[0.0, 1.0], [1.0, 1.0]]);
+}

@@ -48,8 +48,39 @@ pub fn saved(func: &Func, activity: &Activity, kinds: &Kinds) -> BTreeSet<VarId>
             // A call's or a branch's tape: recorded under the statement's own name
             // (see emit::reverse); a branch keeps which way it went and what that
             // branch's pullback reads.
-            Rhs::Call { .. } | Rhs::If(_) | Rhs::Loop(_) => {
+            Rhs::Call { .. } | Rhs::If(_) => {
                 saved.insert(s.def);
+            }
+            // An outer array an iteration reads gets a zero of its shape when the loop
+            // runs no iteration (`sum_or_zeros_like`): the reverse reads it.
+            Rhs::Loop(node) => {
+                saved.insert(s.def);
+                let mut inside: BTreeSet<VarId> = node.carried.iter().map(|c| c.entry).collect();
+                crate::ir::walk(&node.body, &mut |t| {
+                    inside.insert(t.def);
+                    match &t.rhs {
+                        Rhs::Loop(n) => {
+                            inside.extend(n.carried.iter().flat_map(|c| [c.entry, c.out]))
+                        }
+                        Rhs::If(n) => inside.extend(n.outs.iter().map(|o| o.def)),
+                        _ => {}
+                    }
+                });
+                crate::ir::walk(&node.body, &mut |t| {
+                    // A nested loop's or `if`'s own operands are handed on, not read.
+                    if matches!(t.rhs, Rhs::Loop(_) | Rhs::If(_)) {
+                        return;
+                    }
+                    for o in t.rhs.operands() {
+                        if let Some(v) = o.var()
+                            && !inside.contains(&v)
+                            && activity.is_active(v)
+                            && !kinds.scalar[v.0]
+                        {
+                            saved.insert(v);
+                        }
+                    }
+                });
             }
             Rhs::Copy(_) | Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } | Rhs::Buffer { .. } => {
             }
