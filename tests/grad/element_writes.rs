@@ -505,6 +505,7 @@ fn fill_by_hand() {
     assert_eq!(l, 12.0);
     assert_eq!(g.x, array![2.0, 2.0, 2.0]);
     assert_eq!(g.c, 6.0);
+    gradcheck!(filled(x = &array![0.4, -1.1, 0.9], c = 0.7)).assert();
 }
 
 /// A loop bound read from a tuple of data, `x.dim().0`.
