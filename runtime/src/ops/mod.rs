@@ -111,35 +111,46 @@ pub(crate) fn per_chunk<T: Send>(
     work: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
+    let items = out.len().div_ceil(chunk.max(1));
+    per_chunks([(out, chunk)], items, work, |i, [c]| f(i, c));
+}
+
+/// [`per_chunk`] over `N` outputs at once: item `i` of `items` gets the `i`-th
+/// `chunk`-long piece of each output (an empty slice where `chunk` is 0), so an op with
+/// several results (attention's `O` and log-sum-exp; `d_Q`, `d_K`, `d_V`) writes them
+/// all in place.
+///
+/// # Panics
+/// If an output with a nonzero `chunk` has fewer than `items` pieces.
+pub(crate) fn per_chunks<T: Send, const N: usize>(
+    outs: [(&mut [T], usize); N],
+    items: usize,
+    work: usize,
+    f: impl Fn(usize, [&mut [T]; N]) + Sync + Send,
+) {
     use rayon::prelude::*;
-    let chunk = chunk.max(1);
-    if out.len() > chunk && work >= BATCH_PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
+    let empty = outs.each_ref().map(|(_, c)| *c == 0);
+    let mut pieces = outs.map(|(o, c)| o.chunks_mut(c.max(1)));
+    let jobs: Vec<[&mut [T]; N]> = (0..items)
+        .map(|_| {
+            core::array::from_fn(|k| match empty[k] {
+                true => Default::default(),
+                false => pieces[k]
+                    .next()
+                    .expect("per_chunks: an output is too short"),
+            })
+        })
+        .collect();
+    if items > 1 && work >= BATCH_PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
+        jobs.into_par_iter().enumerate().for_each(|(i, c)| f(i, c));
     } else {
-        out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        jobs.into_iter().enumerate().for_each(|(i, c)| f(i, c));
     }
 }
 
 /// Work (multiply-adds) above which a batched op (attention's heads, [`matmul`]'s
 /// batch) spreads its items over rayon's threads.
 pub(crate) const BATCH_PARALLEL_MIN_FLOPS: usize = 1 << 18;
-
-/// Runs `f` on every item `0..items`, on rayon's threads when there are several items
-/// and `work` reaches [`BATCH_PARALLEL_MIN_FLOPS`], and returns the results in order.
-pub(crate) fn per_item<R: Send>(
-    items: usize,
-    work: usize,
-    f: impl Fn(usize) -> R + Sync + Send,
-) -> Vec<R> {
-    use rayon::prelude::*;
-    if items > 1 && work >= BATCH_PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1 {
-        (0..items).into_par_iter().map(f).collect()
-    } else {
-        (0..items).map(f).collect()
-    }
-}
 
 /// `[3, 4]` → `"3×4"`, `[5]` → `"5"`, `[]` → `"scalar"`: shapes in panic messages.
 pub(crate) fn shape_str(s: &[usize]) -> String {

@@ -56,21 +56,28 @@ fn check_param(op: &str, x: &[usize], name: &str, p: &[usize]) {
 
 // ------------------------------------------------------------------ normalisation
 
-/// `Σ_j f(j)` over `0..n` with 8 independent accumulators: float adds are not
-/// reassociated, and one running sum would wait on each add's latency.
+/// Accumulator lanes of the row sums: one AVX2 register of f32 (two of f64).
+const LANES: usize = 8;
+
+/// `Σ_j f(a_j, b_j)` over two equally long slices with [`LANES`] independent
+/// accumulators (lane `l` takes `j ≡ l mod 8`, then the lanes are added in order and the
+/// tail last): float adds are not reassociated, and one running sum would wait on each
+/// add's latency. Fixed-size chunks, so the lanes compile to vector adds.
 #[inline(always)]
-fn lane_sum<T: Real>(n: usize, f: impl Fn(usize) -> T) -> T {
-    const W: usize = 8;
-    let mut acc = [T::zero(); W];
-    let full = n / W * W;
-    let mut j = 0;
-    while j < full {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += f(j + l);
+fn lane_sum<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .fold(T::zero(), |s, (&x, &y)| s + f(x, y));
+    for (xa, xb) in ca.zip(cb) {
+        let (xa, xb): (&[T; LANES], &[T; LANES]) = (xa.try_into().unwrap(), xb.try_into().unwrap());
+        for l in 0..LANES {
+            acc[l] += f(xa[l], xb[l]);
         }
-        j += W;
     }
-    let tail = (full..n).fold(T::zero(), |s, j| s + f(j));
     acc.iter().copied().sum::<T>() + tail
 }
 
@@ -88,9 +95,9 @@ fn norm_row<T: Real>(
     let mu = if rms {
         T::zero()
     } else {
-        lane_sum(x.len(), |j| x[j]) / n
+        lane_sum(x, x, |v, _| v) / n
     };
-    let var = lane_sum(x.len(), |j| (x[j] - mu) * (x[j] - mu)) / n;
+    let var = lane_sum(x, x, |v, _| (v - mu) * (v - mu)) / n;
     let r = T::one() / (var + eps).sqrt();
     match beta {
         Some(b) => {
@@ -183,24 +190,26 @@ fn norm_forward_rows_avx2<T: Real>(
 /// Pullback of both normalisations from `x`, `γ` and the saved `μ`, `1/σ` per row:
 /// `x̂ = (x − μ)/σ`, `g = d_y ⊙ γ`, `d_x = (1/σ)(g − mean(g) − x̂·mean(g ⊙ x̂))`
 /// (`mean(g)` dropped for RMS), `d_γ = Σ_rows d_y ⊙ x̂`, `d_β = Σ_rows d_y`.
-fn norm_backward<S1, S2, S3, T, D>(
+///
+/// Takes `x` by value and writes `d_x` over it, row by row (a row of `x` is read
+/// into `x̂` before its `d_x` is written): the companions hand over the tape's copy
+/// of `x`, so the backward pass allocates no array of `x`'s size.
+fn norm_backward<S3, T, D>(
     op: &str,
-    x: &ArrayBase<S1, D>,
-    gamma: &ArrayBase<S2, Ix1>,
+    x: Array<T, D>,
+    gamma: &[T],
     mean: &[T],
     rstd: &[T],
     d_y: &ArrayBase<S3, D>,
     rms: bool,
 ) -> (Array<T, D>, Array1<T>, Array1<T>)
 where
-    S1: Data<Elem = T>,
-    S2: Data<Elem = T>,
     S3: Data<Elem = T>,
     T: Real,
     D: Dimension,
 {
     super::same_shape(op, "x", x.shape(), "d_y", d_y.shape());
-    check_param(op, x.shape(), "gamma", gamma.shape());
+    check_param(op, x.shape(), "gamma", &[gamma.len()]);
     let d = last_axis(op, x.shape());
     let rows = x.len().checked_div(d).unwrap_or(0);
     assert!(
@@ -209,54 +218,52 @@ where
         mean.len(),
         rstd.len()
     );
-    // Every element of d_x is written below: no zero fill first.
-    let mut d_x = Array::uninit(x.raw_dim());
+    let mut x = if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    };
     let mut d_g = Array1::zeros(d);
     let mut d_b = Array1::zeros(d);
     if rows == 0 {
-        // SAFETY: no rows: x, and so d_x, has no elements.
-        return (unsafe { d_x.assume_init() }, d_g, d_b);
+        return (x, d_g, d_b);
     }
-    let xs = x.as_standard_layout();
     let dys = d_y.as_standard_layout();
-    let g = gamma.to_vec();
     let (dgs, dbs) = (d_g.as_slice_mut().unwrap(), d_b.as_slice_mut().unwrap());
-    let (xsl, dysl) = (xs.as_slice().unwrap(), dys.as_slice().unwrap());
-    let dxs = d_x.as_slice_mut().unwrap();
+    let dysl = dys.as_slice().unwrap();
+    let xdx = x.as_slice_mut().unwrap();
     let stats = (mean, rstd);
     match Arch::get() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Arch::get() returned Avx2Fma only after detecting AVX2 and FMA.
         Arch::Avx2Fma => unsafe {
-            norm_backward_rows_avx2(xsl, dysl, dxs, &g, stats, rms, (dgs, dbs))
+            norm_backward_rows_avx2(xdx, dysl, gamma, stats, rms, (dgs, dbs))
         },
-        _ => norm_backward_rows(xsl, dysl, dxs, &g, stats, rms, (dgs, dbs)),
+        _ => norm_backward_rows(xdx, dysl, gamma, stats, rms, (dgs, dbs)),
     }
-    // SAFETY: the row loop wrote every element of every row (rows·d = x.len()).
-    (unsafe { d_x.assume_init() }, d_g, d_b)
+    (x, d_g, d_b)
 }
 
 /// [`norm_backward_rows`] compiled for AVX2 + FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn norm_backward_rows_avx2<T: Real>(
-    xs: &[T],
+    xdx: &mut [T],
     dys: &[T],
-    dxs: &mut [MaybeUninit<T>],
     g: &[T],
     stats: (&[T], &[T]),
     rms: bool,
     sums: (&mut [T], &mut [T]),
 ) {
-    norm_backward_rows(xs, dys, dxs, g, stats, rms, sums)
+    norm_backward_rows(xdx, dys, g, stats, rms, sums)
 }
 
-/// The row loop of [`norm_backward`]: writes `d_x`, adds into `d_γ` and `d_β`.
+/// The row loop of [`norm_backward`]: reads each row of `x` from `xdx` and writes its
+/// `d_x` there; adds into `d_γ` and `d_β`.
 #[inline(always)]
 fn norm_backward_rows<T: Real>(
-    xs: &[T],
+    xdx: &mut [T],
     dys: &[T],
-    dxs: &mut [MaybeUninit<T>],
     g: &[T],
     (mean, rstd): (&[T], &[T]),
     rms: bool,
@@ -264,30 +271,35 @@ fn norm_backward_rows<T: Real>(
 ) {
     let d = g.len();
     let n = T::from(d).unwrap();
-    let mut gx = vec![T::zero(); d];
-    for (r, ((xi, dyi), dxi)) in xs
-        .chunks_exact(d)
-        .zip(dys.chunks_exact(d))
-        .zip(dxs.chunks_exact_mut(d))
-        .enumerate()
-    {
+    let (mut gx, mut gy) = (vec![T::zero(); d], vec![T::zero(); d]);
+    for (r, (row, dyi)) in xdx.chunks_exact_mut(d).zip(dys.chunks_exact(d)).enumerate() {
         let (mu, rs) = (mean[r], rstd[r]);
-        for j in 0..d {
-            let xh = (xi[j] - mu) * rs;
-            gx[j] = xh;
-            dgs[j] += dyi[j] * xh;
-            dbs[j] += dyi[j];
+        // Loops over the row that each vectorise: x̂ (kept in `gx`), `g = d_y ⊙ γ`
+        // (in `gy`), d_γ and d_β; the row sums of `g` and `g ⊙ x̂`; then d_x over the
+        // row of x.
+        for (((((xh, gyj), &xv), (&dy, &gj)), dg), db) in gx
+            .iter_mut()
+            .zip(gy.iter_mut())
+            .zip(&*row)
+            .zip(dyi.iter().zip(g))
+            .zip(&mut *dgs)
+            .zip(&mut *dbs)
+        {
+            *xh = (xv - mu) * rs;
+            *gyj = dy * gj;
+            *dg += dy * *xh;
+            *db += dy;
         }
         let sum_g = if rms {
             T::zero()
         } else {
-            lane_sum(d, |j| dyi[j] * g[j])
+            lane_sum(&gy, &gy, |a, _| a)
         };
-        let sum_gx = lane_sum(d, |j| dyi[j] * g[j] * gx[j]);
+        let sum_gx = lane_sum(&gy, &gx, |a, b| a * b);
         let a = if rms { T::zero() } else { sum_g / n };
         let b = sum_gx / n;
-        for j in 0..d {
-            dxi[j].write(rs * (dyi[j] * g[j] - a - gx[j] * b));
+        for ((o, &gyj), &xh) in row.iter_mut().zip(&gy).zip(&gx) {
+            *o = rs * (gyj - a - xh * b);
         }
     }
 }
@@ -370,7 +382,17 @@ where
     T: Real,
     D: Dimension,
 {
-    norm_backward("layer_norm_vjp", x, gamma, mean, rstd, d_y, false)
+    check_param("layer_norm_vjp", x.shape(), "gamma", gamma.shape());
+    let xs = x.as_standard_layout().into_owned();
+    norm_backward(
+        "layer_norm_vjp",
+        xs,
+        &gamma.to_vec(),
+        mean,
+        rstd,
+        d_y,
+        false,
+    )
 }
 
 /// RMS normalisation over the last axis: `y = γ ⊙ x/√(mean(x²) + ε)` (Zhang & Sennrich
@@ -440,8 +462,10 @@ where
     T: Real,
     D: Dimension,
 {
+    check_param("rms_norm_vjp", x.shape(), "gamma", gamma.shape());
+    let (xs, g) = (x.as_standard_layout().into_owned(), gamma.to_vec());
     let zeros = vec![T::zero(); rstd.len()];
-    let (d_x, d_g, _) = norm_backward("rms_norm_vjp", x, gamma, &zeros, rstd, d_y, true);
+    let (d_x, d_g, _) = norm_backward("rms_norm_vjp", xs, &g, &zeros, rstd, d_y, true);
     (d_x, d_g)
 }
 
@@ -470,12 +494,14 @@ impl layer_norm {
         D: Dimension,
     {
         let (y, mean, rstd) = layer_norm_with_stats(x, gamma, beta, eps);
-        let (xs, gs) = (x.as_standard_layout().into_owned(), gamma.to_owned());
+        let (xs, gs) = (x.as_standard_layout().into_owned(), gamma.to_vec());
         let heap = nbytes::<T>(xs.len() + gs.len() + mean.len() + rstd.len());
         (
             y,
             Tape::with_heap_bytes(heap, move |d: Array<T, D>| {
-                let (dx, dg, db) = layer_norm_vjp(&xs, &gs, &mean, &rstd, &d);
+                // d_x is written over the tape's copy of x.
+                let (dx, dg, db) =
+                    norm_backward("layer_norm_vjp", xs, &gs, &mean, &rstd, &d, false);
                 (dx, dg, db, Inactive)
             }),
         )
@@ -502,12 +528,14 @@ impl rms_norm {
         D: Dimension,
     {
         let (y, rstd) = rms_norm_with_stats(x, gamma, eps);
-        let (xs, gs) = (x.as_standard_layout().into_owned(), gamma.to_owned());
+        let (xs, gs) = (x.as_standard_layout().into_owned(), gamma.to_vec());
         let heap = nbytes::<T>(xs.len() + gs.len() + rstd.len());
         (
             y,
             Tape::with_heap_bytes(heap, move |d: Array<T, D>| {
-                let (dx, dg) = rms_norm_vjp(&xs, &gs, &rstd, &d);
+                // d_x is written over the tape's copy of x.
+                let zeros = vec![T::zero(); rstd.len()];
+                let (dx, dg, _) = norm_backward("rms_norm_vjp", xs, &gs, &zeros, &rstd, &d, true);
                 (dx, dg, Inactive)
             }),
         )
@@ -790,25 +818,39 @@ where
     T: Real,
     D: Dimension,
 {
+    softmax_masked_vjp_over(y.as_standard_layout().into_owned(), d_y)
+}
+
+/// [`softmax_masked_vjp`] written over `y`, which it takes by value: each element of
+/// `y` is read once, where its `d_x` goes (the companion hands over the tape's copy).
+fn softmax_masked_vjp_over<S, T, D>(y: Array<T, D>, d_y: &ArrayBase<S, D>) -> Array<T, D>
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
     super::same_shape("softmax_masked_vjp", "y", y.shape(), "d_y", d_y.shape());
     let n = last_axis("softmax_masked_vjp", y.shape());
-    let (ys, ds) = (y.as_standard_layout(), d_y.as_standard_layout());
-    let mut d_x = Array::zeros(y.raw_dim());
+    let mut y = if y.is_standard_layout() {
+        y
+    } else {
+        y.as_standard_layout().into_owned()
+    };
+    let ds = d_y.as_standard_layout();
     if n > 0 && !y.is_empty() {
-        for ((yi, di), oi) in ys
-            .as_slice()
+        for (yi, di) in y
+            .as_slice_mut()
             .unwrap()
-            .chunks_exact(n)
+            .chunks_exact_mut(n)
             .zip(ds.as_slice().unwrap().chunks_exact(n))
-            .zip(d_x.as_slice_mut().unwrap().chunks_exact_mut(n))
         {
-            let dot = lane_sum(n, |j| yi[j] * di[j]);
-            for ((o, &a), &b) in oi.iter_mut().zip(yi).zip(di) {
-                *o = a * (b - dot);
+            let dot = lane_sum(yi, di, |a, b| a * b);
+            for (o, &b) in yi.iter_mut().zip(di) {
+                *o = *o * (b - dot);
             }
         }
     }
-    d_x
+    y
 }
 
 #[doc(hidden)]
@@ -835,7 +877,7 @@ impl softmax_masked {
         (
             y,
             Tape::with_heap_bytes(nbytes::<T>(saved.len()), move |d: Array<T, D>| {
-                (softmax_masked_vjp(&saved, &d), Inactive)
+                (softmax_masked_vjp_over(saved, &d), Inactive)
             }),
         )
     }
@@ -855,35 +897,34 @@ fn pack_causal<T: Real>(y: &[T], t: usize) -> Vec<T> {
 
 /// [`softmax_masked_vjp`] for [`softmax_causal`] from the packed kept entries
 /// ([`pack_causal`]): `d_x = y ⊙ (d_y − ⟨d_y, y⟩_row)` over each row's kept prefix, 0
-/// above the diagonal (where `y` is 0).
-fn softmax_causal_vjp_packed<S, T, D>(packed: &[T], dim: D, d_y: &ArrayBase<S, D>) -> Array<T, D>
+/// above the diagonal (where `y` is 0). Written over `d_y`, which it takes by value
+/// (each element is read once, where its `d_x` goes).
+fn softmax_causal_vjp_packed<T, D>(packed: &[T], dim: D, d_y: Array<T, D>) -> Array<T, D>
 where
-    S: Data<Elem = T>,
     T: Real,
     D: Dimension,
 {
     super::same_shape("softmax_causal_vjp", "y", dim.slice(), "d_y", d_y.shape());
-    let mut d_x = Array::zeros(dim);
-    let t = last_axis("softmax_causal_vjp", d_x.shape());
+    let t = last_axis("softmax_causal_vjp", d_y.shape());
+    let mut d_x = if d_y.is_standard_layout() {
+        d_y
+    } else {
+        d_y.as_standard_layout().into_owned()
+    };
     if t == 0 || d_x.is_empty() {
         return d_x;
     }
-    let ds = d_y.as_standard_layout();
     let mut off = 0;
-    for (r, (di, oi)) in ds
-        .as_slice()
-        .unwrap()
-        .chunks_exact(t)
-        .zip(d_x.as_slice_mut().unwrap().chunks_exact_mut(t))
-        .enumerate()
-    {
+    for (r, oi) in d_x.as_slice_mut().unwrap().chunks_exact_mut(t).enumerate() {
         let n = r % t + 1;
-        let (yi, di) = (&packed[off..off + n], &di[..n]);
+        let yi = &packed[off..off + n];
         off += n;
-        let dot = lane_sum(n, |j| yi[j] * di[j]);
-        for ((o, &a), &b) in oi[..n].iter_mut().zip(yi).zip(di) {
-            *o = a * (b - dot);
+        let (kept, above) = oi.split_at_mut(n);
+        let dot = lane_sum(yi, kept, |a, b| a * b);
+        for (o, &a) in kept.iter_mut().zip(yi) {
+            *o = a * (*o - dot);
         }
+        above.fill(T::zero());
     }
     d_x
 }
@@ -912,7 +953,7 @@ impl softmax_causal {
         (
             y,
             Tape::with_heap_bytes(nbytes::<T>(saved.len()), move |d: Array<T, D>| {
-                (softmax_causal_vjp_packed(&saved, dim, &d),)
+                (softmax_causal_vjp_packed(&saved, dim, d),)
             }),
         )
     }
@@ -1003,25 +1044,26 @@ fn head_scores<T: Real>(
     s
 }
 
-/// One head's forward: `(O_h, lse per row)`. Row `i` keeps columns `< kept(i)`; a row
-/// whose kept scores are all −∞ gets `P = 0`, `O = 0` and `lse = −∞`.
+/// One head's forward, written into `o` (`[T, d]`) and `lse` (`T`). Row `i` keeps
+/// columns `< kept(i)`; a row whose kept scores are all −∞ gets `P = 0`, `O = 0` and
+/// `lse = −∞`.
 fn head_forward<T: Real>(
     q: ArrayView2<'_, T>,
     k: ArrayView2<'_, T>,
     v: ArrayView2<'_, T>,
     scale: T,
     causal: bool,
-) -> (Array2<T>, Vec<T>) {
+    mut o: ndarray::ArrayViewMut2<'_, T>,
+    lse: &mut [T],
+) {
     let t = q.nrows();
     let mut p = head_scores(q, k, scale, causal);
-    let mut lse = vec![T::zero(); t];
     if t > 0 {
         let keep = if causal { Keep::Causal } else { Keep::All };
         let ps = p.as_slice_mut().unwrap();
         let x = ps.to_vec();
-        kernel::forward(&x, t, keep, ps, &mut lse);
+        kernel::forward(&x, t, keep, ps, lse);
     }
-    let mut o = Array2::zeros((t, v.ncols()));
     for (r0, r1, cols) in row_blocks(t, causal) {
         super::matmul_one_thread(
             o.slice_mut(s![r0..r1, ..]),
@@ -1029,11 +1071,10 @@ fn head_forward<T: Real>(
             v.slice(s![..cols, ..]),
         );
     }
-    (o, lse)
 }
 
-/// One head's backward (Dao et al. 2022, Algorithm 2, with blocks of rows when causal):
-/// `(d_Q, d_K, d_V)`.
+/// One head's backward (Dao et al. 2022, Algorithm 2, with blocks of rows when causal),
+/// written into `[d_Q, d_K, d_V]` (each `[T, d]`; every row is written).
 fn head_backward<T: Real>(
     q: ArrayView2<'_, T>,
     k: ArrayView2<'_, T>,
@@ -1043,8 +1084,9 @@ fn head_backward<T: Real>(
     lse: &[T],
     scale: T,
     causal: bool,
-) -> (Array2<T>, Array2<T>, Array2<T>) {
-    let (t, d) = q.dim();
+    [mut dq, mut dk, mut dv]: [ndarray::ArrayViewMut2<'_, T>; 3],
+) {
+    let t = q.nrows();
     let mut p = head_scores(q, k, scale, causal);
     if !p.is_empty() {
         kernel::exp_shifted(p.as_slice_mut().unwrap(), t, causal, lse);
@@ -1064,11 +1106,6 @@ fn head_backward<T: Real>(
             *x = pv * (*x - di) * scale;
         }
     }
-    let (mut dq, mut dk, mut dv) = (
-        Array2::zeros((t, d)),
-        Array2::zeros((t, d)),
-        Array2::zeros((t, d)),
-    );
     for (r0, r1, cols) in row_blocks(t, causal) {
         // Rows r0..r1 of d_Q reach columns < cols; columns r0..r1 of P and d_S are
         // reached by rows from r0 on when causal (from 0 otherwise).
@@ -1089,7 +1126,6 @@ fn head_backward<T: Real>(
             d_o.slice(s![from.., ..]),
         );
     }
-    (dq, dk, dv)
 }
 
 /// [`attention`] and its log-sum-exp per row (`[B, H, T]` row-major), what
@@ -1113,16 +1149,22 @@ where
     let (b, h, t, d) = q.dim();
     let scale = T::one() / T::from(d.max(1)).unwrap().sqrt();
     let (qv, kv, vv) = (q.view(), k.view(), v.view());
-    let heads = super::per_item(b * h, b * h * t * t * d, |i| {
-        let sl = s![i / h, i % h, .., ..];
-        head_forward(qv.slice(sl), kv.slice(sl), vv.slice(sl), scale, causal)
-    });
     let mut out = Array4::zeros((b, h, t, d));
-    let mut lse = Vec::with_capacity(b * h * t);
-    for (i, (o, l)) in heads.into_iter().enumerate() {
-        out.slice_mut(s![i / h, i % h, .., ..]).assign(&o);
-        lse.extend_from_slice(&l);
-    }
+    let mut lse = vec![T::zero(); b * h * t];
+    let outs = [(out.as_slice_mut().unwrap(), t * d), (&mut lse[..], t)];
+    super::per_chunks(outs, b * h, b * h * t * t * d, |i, [o, l]| {
+        let sl = s![i / h, i % h, .., ..];
+        let o = ndarray::ArrayViewMut2::from_shape((t, d), o).unwrap();
+        head_forward(
+            qv.slice(sl),
+            kv.slice(sl),
+            vv.slice(sl),
+            scale,
+            causal,
+            o,
+            l,
+        );
+    });
     (out, lse)
 }
 
@@ -1163,8 +1205,18 @@ where
     );
     let scale = T::one() / T::from(d.max(1)).unwrap().sqrt();
     let (qv, kv, vv, ov, dov) = (q.view(), k.view(), v.view(), o.view(), d_o.view());
-    let heads = super::per_item(b * h, 2 * b * h * t * t * d, |i| {
+    let mut dq = Array4::zeros((b, h, t, d));
+    let mut dk = Array4::zeros((b, h, t, d));
+    let mut dv = Array4::zeros((b, h, t, d));
+    let outs = [
+        dq.as_slice_mut().unwrap(),
+        dk.as_slice_mut().unwrap(),
+        dv.as_slice_mut().unwrap(),
+    ]
+    .map(|o| (o, t * d));
+    super::per_chunks(outs, b * h, 2 * b * h * t * t * d, |i, grads| {
         let sl = s![i / h, i % h, .., ..];
+        let grads = grads.map(|g| ndarray::ArrayViewMut2::from_shape((t, d), g).unwrap());
         head_backward(
             qv.slice(sl),
             kv.slice(sl),
@@ -1174,17 +1226,9 @@ where
             &lse[i * t..(i + 1) * t],
             scale,
             causal,
-        )
+            grads,
+        );
     });
-    let mut dq = Array4::zeros((b, h, t, d));
-    let mut dk = Array4::zeros((b, h, t, d));
-    let mut dv = Array4::zeros((b, h, t, d));
-    for (i, (a, c, e)) in heads.into_iter().enumerate() {
-        let sl = s![i / h, i % h, .., ..];
-        dq.slice_mut(sl).assign(&a);
-        dk.slice_mut(sl).assign(&c);
-        dv.slice_mut(sl).assign(&e);
-    }
     (dq, dk, dv)
 }
 
