@@ -846,7 +846,7 @@ where
         {
             let dot = lane_sum(yi, di, |a, b| a * b);
             for (o, &b) in yi.iter_mut().zip(di) {
-                *o = *o * (b - dot);
+                *o *= b - dot;
             }
         }
     }
