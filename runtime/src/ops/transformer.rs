@@ -1100,11 +1100,26 @@ fn head_backward<T: Real>(
             v.slice(s![..cols, ..]).t(),
         );
     }
-    for (i, (mut dsr, pr)) in ds.rows_mut().into_iter().zip(p.rows()).enumerate() {
-        let di: T = d_o.row(i).iter().zip(o.row(i)).map(|(&a, &c)| a * c).sum();
-        for (x, &pv) in dsr.iter_mut().zip(pr) {
+    // d_S = P ⊙ (d_P − D_i)·scale, D_i = ⟨d_O_i, O_i⟩, over the columns row i reaches. `ds` and `p` are this function's own standard-
+    // layout arrays, so their rows are slices.
+    let (dss, ps) = (ds.as_slice_mut().unwrap(), p.as_slice().unwrap());
+    for (i, (dsr, pr)) in dss.chunks_exact_mut(t).zip(ps.chunks_exact(t)).enumerate() {
+        let di: T = match (d_o.row(i).to_slice(), o.row(i).to_slice()) {
+            (Some(a), Some(c)) => lane_sum(a, c, |x, y| x * y),
+            _ => d_o.row(i).iter().zip(o.row(i)).map(|(&a, &c)| a * c).sum(),
+        };
+        let reach = if causal { i + 1 } else { t };
+        for (x, &pv) in dsr[..reach].iter_mut().zip(&pr[..reach]) {
             *x = pv * (*x - di) * scale;
         }
+        // Above the diagonal inside row i's block d_P was computed but P is 0: d_S is
+        // 0 there (the products below read the whole block).
+        let block_end = if causal {
+            ((i / CAUSAL_BLOCK + 1) * CAUSAL_BLOCK).min(t)
+        } else {
+            t
+        };
+        dsr[reach..block_end].fill(T::zero());
     }
     for (r0, r1, cols) in row_blocks(t, causal) {
         // Rows r0..r1 of d_Q reach columns < cols; columns r0..r1 of P and d_S are
