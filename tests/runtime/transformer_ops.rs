@@ -649,14 +649,18 @@ fn gelu_exact_values_and_erf_accuracy() {
         -3.0 * 1.34989803163009458e-3
     );
     assert!(y[2] <= 0.0 && y[2] > -1e-300 && y[3] == 0.0, "{y}");
+    // f32 (the Chebyshev fit of erfc on the SIMD path): within 2 ulp of the rounded
+    // true values.
     let y32 = gelu_exact(&array![1.0f32, -3.0]);
-    assert_eq!(
-        y32,
-        array![
-            0.8413447460685429f64 as f32,
-            (-3.0 * 1.34989803163009458e-3f64) as f32
-        ]
-    );
+    for (got, want) in y32.iter().zip([
+        0.8413447460685429f64 as f32,
+        (-3.0 * 1.34989803163009458e-3f64) as f32,
+    ]) {
+        assert!(
+            (got - want).abs() <= 2.0 * f32::EPSILON * want.abs(),
+            "{got} vs {want}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- dropout

@@ -32,6 +32,11 @@ pub enum Unary<T> {
     /// `f′ = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²)`, `t = tanh u`; computed as
     /// `x·σ(2u)` and `s + 2x·s(1 − s)·u′` with `s = σ(2u)` (same values, no cancellation).
     Gelu,
+    /// GELU, exact form `x·Φ(x)` (Hendrycks & Gimpel 2016, §2; PyTorch's
+    /// `gelu(approximate='none')`); saves x; `f′ = Φ(x) + x·φ(x)`. Evaluated in f64 and
+    /// rounded: fdlibm's `erfc` on the reference path and for f64, a branch-free
+    /// Chebyshev fit (fractional error < 1.2·10⁻⁷) for f32 on the SIMD path.
+    GeluExact,
     /// SiLU / swish `x·σ(x)` (Elfwing et al. 2018); saves x; `f′ = σ(1 + x(1 − σ))`.
     Silu,
     /// `σ(x) = 1/(1 + e⁻ˣ)`; saves y; `f′ = y(1 − y)`.
@@ -62,9 +67,12 @@ impl<T> Unary<T> {
     pub fn saves(&self) -> Saves {
         match self {
             Unary::Relu | Unary::Sigmoid | Unary::Tanh | Unary::Exp | Unary::Sqrt => Saves::Output,
-            Unary::LeakyRelu(_) | Unary::Gelu | Unary::Silu | Unary::Softplus | Unary::Ln => {
-                Saves::Input
-            }
+            Unary::LeakyRelu(_)
+            | Unary::Gelu
+            | Unary::GeluExact
+            | Unary::Silu
+            | Unary::Softplus
+            | Unary::Ln => Saves::Input,
         }
     }
 }
@@ -83,6 +91,8 @@ pub(crate) trait Math {
     }
     fn tanh<T: Real>(x: T) -> T;
     fn sigmoid<T: Real>(x: T) -> T;
+    /// `Φ(x)`, the standard normal CDF, in f64 for a result of type `T`.
+    fn normal_cdf<T: Real>(x: f64) -> f64;
 }
 
 /// `std`'s functions: correctly rounded or nearly, scalar calls.
@@ -99,6 +109,10 @@ impl Math for StdMath {
     #[inline(always)]
     fn sigmoid<T: Real>(x: T) -> T {
         T::one() / (T::one() + (-x).exp())
+    }
+    #[inline(always)]
+    fn normal_cdf<T: Real>(x: f64) -> f64 {
+        normal_cdf_fdlibm(x)
     }
 }
 
@@ -132,6 +146,85 @@ impl Math for VecMath {
     fn sigmoid<T: Real>(x: T) -> T {
         x.sigmoid_vec()
     }
+    /// For an f32 result the branch-free [`normal_cdf_f32`]; for f64, fdlibm's (scalar).
+    #[inline(always)]
+    fn normal_cdf<T: Real>(x: f64) -> f64 {
+        if core::mem::size_of::<T>() == 4 {
+            normal_cdf_f32(x)
+        } else {
+            normal_cdf_fdlibm(x)
+        }
+    }
+}
+
+/// `Φ(x) = ½·erfc(−x/√2)` with fdlibm's `erfc` ([`super::erf::erfc`], about 1 ulp in
+/// f64): the reference for every exact-GELU path, and the vectorised path's for f64.
+#[inline(always)]
+pub(crate) fn normal_cdf_fdlibm(x: f64) -> f64 {
+    0.5 * super::erf::erfc(-x * core::f64::consts::FRAC_1_SQRT_2)
+}
+
+/// `Φ(x)` for a result that will be rounded to f32: branch-free, in f64 arithmetic, so it
+/// vectorises. `erfc(z) ≈ t·e^(−z² + P(t))` with `t = 2/(2 + z)`, `z = |x|/√2`, `P` the
+/// degree-9 Chebyshev fit of Press et al., *Numerical Recipes in C* (2nd ed., 1992,
+/// §6.2, `erfcc`): fractional error below 1.2·10⁻⁷ for every `z ≥ 0`. `Φ = 1 − ½erfc(z)`
+/// for `x ≥ 0` and `½erfc(z)` otherwise, so the left tail keeps its relative accuracy.
+/// `Φ(−∞) = 0`, `Φ(+∞) = 1`, NaN stays NaN. Exact GELU rounded to f32 through it is
+/// within 2 ulp of the fdlibm path (tested on a grid).
+#[inline(always)]
+pub(crate) fn normal_cdf_f32(x: f64) -> f64 {
+    const P: [f64; 10] = [
+        -1.265_512_23,
+        1.000_023_68,
+        0.374_091_96,
+        0.096_784_18,
+        -0.186_288_06,
+        0.278_868_07,
+        -1.135_203_98,
+        1.488_515_87,
+        -0.822_152_23,
+        0.170_872_77,
+    ];
+    let z = x.abs() * core::f64::consts::FRAC_1_SQRT_2;
+    let t = 2.0 / (2.0 + z);
+    let mut p = P[9];
+    for &c in P[..9].iter().rev() {
+        p = p.mul_add(t, c);
+    }
+    let erfc = t * (-z).mul_add(z, p).exp_vec();
+    if x >= 0.0 {
+        1.0 - 0.5 * erfc
+    } else {
+        0.5 * erfc
+    }
+}
+
+/// `1/√(2π)`, the standard normal density's constant.
+const INV_SQRT_2PI: f64 =
+    0.5 * core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
+
+/// Exact GELU `x·Φ(x)` (Hendrycks & Gimpel 2016, §2), in f64 and rounded to `T`; the limit
+/// 0 where `Φ` is exactly 0 (`x = −∞`), not `−∞·0`.
+#[inline(always)]
+pub(crate) fn gelu_exact_value<T: Real, M: Math>(x: T) -> T {
+    let f = x.to_f64().unwrap_or(f64::NAN);
+    let phi = M::normal_cdf::<T>(f);
+    T::from(if phi == 0.0 { 0.0 } else { f * phi }).unwrap_or_else(T::nan)
+}
+
+/// Exact GELU's derivative `Φ(x) + x·φ(x)`, `φ(x) = e^(−x²/2)/√(2π)`, in f64 and rounded
+/// to `T`; `Φ` where `φ` is exactly 0 (far tails, ±∞), not `∞·0`.
+#[inline(always)]
+pub(crate) fn gelu_exact_local<T: Real, M: Math>(x: T) -> T {
+    let f = x.to_f64().unwrap_or(f64::NAN);
+    let phi = M::normal_cdf::<T>(f);
+    let e = M::exp::<f64>(-0.5 * f * f);
+    T::from(if e == 0.0 {
+        phi
+    } else {
+        phi + f * e * INV_SQRT_2PI
+    })
+    .unwrap_or_else(T::nan)
 }
 
 /// `d·f` with a strong zero: `d = 0` gives 0 even when `f` is infinite.
@@ -238,6 +331,7 @@ pub(crate) fn forward_body<T: Real, M: Math>(op: Unary<T>, x: &[T], y: &mut [T])
             }
         }),
         Unary::Gelu => map(x, y, |v| gelu_value(v, M::sigmoid)),
+        Unary::GeluExact => map(x, y, gelu_exact_value::<T, M>),
         Unary::Silu => map(x, y, |v| silu_value(v, M::sigmoid)),
         Unary::Sigmoid => map(x, y, M::sigmoid),
         Unary::Tanh => map(x, y, M::tanh),
@@ -258,6 +352,7 @@ pub(crate) fn backward_body<T: Real, M: Math>(op: Unary<T>, s: &[T], d_y: &[T], 
         Unary::Relu => map2(s, d_y, d_x, |y, d| if y > zero { d } else { zero }),
         Unary::LeakyRelu(a) => map2(s, d_y, d_x, |x, d| if x > zero { d } else { a * d }),
         Unary::Gelu => map2(s, d_y, d_x, |x, d| d * gelu_local(x, M::sigmoid)),
+        Unary::GeluExact => map2(s, d_y, d_x, |x, d| d * gelu_exact_local::<T, M>(x)),
         Unary::Silu => map2(s, d_y, d_x, |x, d| d * silu_local(x, M::sigmoid)),
         Unary::Sigmoid => map2(s, d_y, d_x, |y, d| d * (y * (one - y))),
         Unary::Tanh => map2(s, d_y, d_x, |y, d| d * (one - y * y)),

@@ -5,7 +5,7 @@ use crate::kernels::Real;
 use crate::kernels::activation::{Unary, backward, forward};
 use ndarray::{Array, ArrayBase, Data, Dimension};
 
-fn apply<S, T, D>(op: Unary<T>, x: &ArrayBase<S, D>) -> Array<T, D>
+pub(super) fn apply<S, T, D>(op: Unary<T>, x: &ArrayBase<S, D>) -> Array<T, D>
 where
     S: Data<Elem = T>,
     T: Real,
@@ -17,7 +17,7 @@ where
     y
 }
 
-fn pull<S1, S2, T, D>(
+pub(super) fn pull<S1, S2, T, D>(
     name: &str,
     op: Unary<T>,
     saved: &ArrayBase<S1, D>,
