@@ -366,6 +366,91 @@ fn gradcheck_mapv() {
     gradcheck!(mapv_block(x = &x, s = 0.7)).assert();
 }
 
+// ------------------------------------- float methods with float arguments, on arrays
+
+/// ReLU and leaky ReLU written as a PyTorch user writes them by hand: `max` with a
+/// literal, and with a multiple of the element (two arrays of one shape).
+#[grad(x)]
+fn relu_by_max(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let r = x.mapv(|v| v.max(0.0));
+    let leaky = x.mapv(|v| v.max(0.01 * v));
+    (&r * w).sum() + leaky.sum()
+}
+
+/// A captured active float in `min`, and the receiver on the float side (`c.max(v)`).
+#[grad(x, c)]
+fn min_with_active_float(x: &Array1<f64>, c: f64) -> f64 {
+    let a = x.mapv(|v| v.min(c));
+    let b = x.mapv(|v| (2.0 * c).max(v));
+    a.sum() + b.sum()
+}
+
+/// ndarray's own `powf`, `clamp`, `hypot` and `log` on arrays, the exponent, bound and
+/// base active floats; `powf` and `clamp` inside `mapv` too.
+#[grad(x, p, lo, hi)]
+fn float_methods_on_arrays(x: &Array2<f64>, p: f64, lo: f64, hi: f64, w: &Array2<f64>) -> f64 {
+    let a = x.powf(p);
+    let b = x.clamp(lo, hi);
+    let c = x.hypot(p);
+    let e = x.log(p + 1.0);
+    let f = x.mapv(|v| v.powf(p).clamp(lo, 3.0) * 2.0);
+    (&a * w).sum() + (&b * &b).sum() + c.sum() + (&e * w).sum() + f.sum()
+}
+
+#[test]
+fn float_methods_on_arrays_by_hand() {
+    // relu_by_max at x = [[2, −1], [0, 3]], w = [[1, 2], [3, 4]]: max's tie at 0 splits
+    // evenly (½), as the scalar rule; leaky: 1 where v > 0.01v, 0.01 where v < 0.
+    let x = array![[2.0, -1.0], [0.0, 3.0]];
+    let w = array![[1.0, 2.0], [3.0, 4.0]];
+    let (l, g) = relu_by_max_grad(&x, &w);
+    assert_eq!(l, 2.0 + 12.0 + (2.0 - 0.01 + 0.0 + 3.0));
+    assert_eq!(g.x, array![[1.0 + 1.0, 0.01], [0.5 * 3.0 + 0.5 * (1.0 + 0.01), 4.0 + 1.0]]);
+    // min_with_active_float at x = [1, 4], c = 2: min picks 1 (x) and 2 (c);
+    // max(4, 1) and max(4, 4) — the tie at x = 4 splits evenly.
+    let (l, g) = min_with_active_float_grad(&array![1.0, 4.0], 2.0);
+    assert_eq!(l, 1.0 + 2.0 + 4.0 + 4.0);
+    assert_eq!(g.x, array![1.0 + 0.0, 0.0 + 0.5]);
+    assert_eq!(g.c, 1.0 + 2.0 * (1.0 + 0.5));
+    // x.powf(p) at x = [[1, 2]], p = 3: ∂x = 3x², ∂p = Σ w·xᵖ ln x = 2·8 ln 2.
+    #[grad(x, p)]
+    fn pow_w(x: &Array2<f64>, p: f64, w: &Array2<f64>) -> f64 {
+        (&x.powf(p) * w).sum()
+    }
+    let (l, g) = pow_w_grad(&array![[1.0, 2.0]], 3.0, &array![[1.0, 2.0]]);
+    assert_eq!(l, 1.0 + 16.0);
+    assert_eq!(g.x, array![[3.0, 2.0 * 12.0]]);
+    assert!((g.p - 16.0 * 2f64.ln()).abs() < 1e-14);
+    // clamp: ∂x is 1 strictly inside, ∂lo is 1 where x < lo.
+    #[grad(x, lo)]
+    fn clamped(x: &Array1<f64>, lo: f64) -> f64 {
+        x.clamp(lo, 1.0).sum()
+    }
+    let (l, g) = clamped_grad(&array![-1.0, 0.5, 2.0], 0.0);
+    assert_eq!(l, 0.0 + 0.5 + 1.0);
+    assert_eq!((g.x, g.lo), (array![0.0, 1.0, 0.0], 1.0));
+}
+
+#[test]
+fn gradcheck_float_methods_on_arrays() {
+    let mut r = Rng(12);
+    let x = r.array((3, 4));
+    let w = r.array((3, 4));
+    gradcheck!(relu_by_max(x = &x, w = const &w)).assert();
+    let x1 = r.array(5);
+    gradcheck!(min_with_active_float(x = &x1, c = 0.3)).assert();
+    // Positive x for powf and log; lo inside the range of x so both sides are hit.
+    let xp = r.array_map((3, 4), |v| 0.5 + v.abs() * 2.0);
+    gradcheck!(float_methods_on_arrays(x = &xp, p = 1.3, lo = 1.1, hi = 2.0, w = const &w)).assert();
+    // f32 agrees with f64.
+    #[grad(x)]
+    fn relu32(x: &Array2<f32>) -> f32 {
+        x.mapv(|v| v.max(0.0) * v).sum()
+    }
+    let (_, g) = relu32_grad(&array![[1.5f32, -2.0]]);
+    assert_eq!(g.x, array![[3.0f32, 0.0]]);
+}
+
 // ---------------------------------------------------------------- f32
 
 #[grad(x)]

@@ -80,8 +80,9 @@ const MUTATING: &[&str] = &[
     "split_off",
 ];
 
-/// Methods whose tensor rules exist for scalars only (`x.sum().max(y)` is fine; on an
-/// array these are not elementwise rules yet): a clear error instead of a type error
+/// Float methods with several float inputs: fine on floats (`x.sum().max(y)`) and, for
+/// [`ELEMENTWISE_WITH_FLOATS`](crate::ir::op::ELEMENTWISE_WITH_FLOATS), on an array
+/// receiver with float arguments; otherwise a clear error instead of a type error
 /// inside the expansion.
 pub fn check_scalar_only_methods(
     cx: &Ctxt,
@@ -93,17 +94,28 @@ pub fn check_scalar_only_methods(
         "powf", "clamp", "max", "min", "hypot", "atan2", "log", "mul_add",
     ];
     walk(&func.body, &mut |s| {
-        if let Rhs::Prim { prim, args, .. } = &s.rhs
-            && SCALAR_ONLY.contains(&prim.name)
-            && activity.is_active(s.def)
-            && args
-                .iter()
-                .any(|a| a.var().is_some_and(|v| !kinds.scalar[v.0]))
+        let Rhs::Prim { prim, args, .. } = &s.rhs else {
+            return;
+        };
+        if !SCALAR_ONLY.contains(&prim.name) {
+            return;
+        }
+        if !args
+            .iter()
+            .any(|a| a.var().is_some_and(|v| !kinds.scalar[v.0]))
         {
+            return;
+        }
+        // With an array operand these are the elementwise form (forward and rules in the
+        // runtime's `rules::elementwise`), differentiated or not.
+        if crate::ir::op::ELEMENTWISE_WITH_FLOATS.contains(&prim.name) {
+            return;
+        }
+        if activity.is_active(s.def) {
             cx.error_at(
                 s.span,
                 format!(
-                    "`.{}()` on ndarray arrays has no rule in `#[grad]` yet (it has one on floats); on arrays use the elementwise methods with rules (exp, ln, sqrt, powi, tanh, ...) or `backprop::ops` functions",
+                    "`.{}()` on ndarray arrays has no rule in `#[grad]` yet (it has one on floats); on arrays use the elementwise methods with rules (exp, ln, sqrt, powi, powf, clamp, max/min inside mapv, tanh, ...) or `backprop::ops` functions",
                     prim.name
                 ),
             );

@@ -446,3 +446,11 @@ pub fn is_runtime_array_op(path: &syn::Path) -> bool {
     };
     RUNTIME_ARRAY_OPS.contains(&last.as_str()) && (segs.len() == 1 || segs[segs.len() - 2] == "ops")
 }
+
+/// Float methods with several float inputs that `#[grad]` also differentiates
+/// elementwise when an operand is an array (`x.powf(p)`, `x.clamp(lo, hi)`, and
+/// `v.max(0.0)` or `v.max(0.01 * v)` inside `mapv`), floats broadcast: the forward and
+/// the rules are in the runtime's `rules::elementwise`, which has one forward function
+/// per name here.
+pub const ELEMENTWISE_WITH_FLOATS: [&str; 6] = ["max", "min", "powf", "hypot", "log", "clamp"];
+

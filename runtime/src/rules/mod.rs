@@ -46,6 +46,7 @@ macro_rules! rule_lines {
 
 pub mod array_methods;
 pub mod element_writes;
+pub mod elementwise;
 pub mod nondiff;
 pub mod scalar;
 pub mod tensor;

@@ -294,6 +294,18 @@ impl<'a> Emitter<'a> {
                 let (a, b) = (self.operand(&args[0]), self.operand(&args[1]));
                 quote_spanned!(span=> ::backprop::__private::tensor::dot(&#a, &#b))
             }
+            // `x.powf(p)`, `v.max(0.0)` in a `mapv`, with an array operand: the runtime's
+            // elementwise form (ndarray has no `max` with a float, nor any of these
+            // between two arrays).
+            Rhs::Prim { prim, args, .. }
+                if crate::ir::op::ELEMENTWISE_WITH_FLOATS.contains(&prim.name)
+                    && !self.plan.kinds.scalar_path(s.def) =>
+            {
+                let f = syn::Ident::new(prim.name, span);
+                let x = self.operand(&args[0]);
+                let rest: Vec<TokenStream> = args[1..].iter().map(|a| self.operand(a)).collect();
+                quote_spanned!(span=> ::backprop::__private::elementwise::#f(&#x #(, &#rest)*))
+            }
             Rhs::Copy(o) => self.operand(o),
             Rhs::Prim { spelling, args, .. }
                 if !self.plan.kinds.scalar_path(s.def)

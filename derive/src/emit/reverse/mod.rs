@@ -233,6 +233,15 @@ fn reverse_block(
                                         quote_spanned!(s.span=> ::backprop::__private::plain::#rule(#(#needs,)* #d))
                                     }
                                 }
+                            } else if crate::ir::op::ELEMENTWISE_WITH_FLOATS.contains(&prim.name) {
+                                // Elementwise on an array receiver: the scalar rule at every
+                                // element; a float argument's cotangent is the sum.
+                                let each = quote_spanned!(s.span=> ::backprop::__private::elementwise::#rule(#(#needs,)* &#d));
+                                if cx.plan.kinds.scalar[t.0] {
+                                    quote_spanned!(s.span=> ::backprop::__private::elementwise::sum(#each))
+                                } else {
+                                    each
+                                }
                             } else {
                                 quote_spanned!(s.span=> ::backprop::__private::tensor::#rule(#(#needs,)* &#d))
                             }

@@ -24,6 +24,14 @@ fn elementwise(name: &str) -> bool {
         || elementwise_constants().any(|c| c == name)
 }
 
+/// The number of float arguments of a method `mapv` lowers to the runtime's elementwise
+/// form with float arguments (`max`, `min`, `powf`, `hypot`, `log`: 1; `clamp`: 2).
+fn with_floats(name: &str) -> Option<usize> {
+    crate::ir::op::ELEMENTWISE_WITH_FLOATS
+        .contains(&name)
+        .then_some(if name == "clamp" { 2 } else { 1 })
+}
+
 /// The rule table's zero-derivative methods ndarray also has on arrays (all but
 /// `round_ties_even`): the `mapv` lowering calls the array method.
 fn elementwise_constants() -> impl Iterator<Item = &'static str> {
@@ -42,8 +50,9 @@ fn mapv_forms() -> String {
         .collect();
     let constants: Vec<&str> = elementwise_constants().collect();
     format!(
-        "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods {}, powi ({} with derivative 0), possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array",
+        "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods {}, powi; {} with float arguments (`v.max(0.0)`, `v.max(0.01 * v)`, `v.powf(p)`, `v.clamp(lo, hi)`); {} with derivative 0; possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array",
         methods.join(", "),
+        crate::ir::op::ELEMENTWISE_WITH_FLOATS.join(", "),
         constants.join(", ")
     )
 }
@@ -587,6 +596,17 @@ fn elementwise_body(e: &Expr) -> Result<(), &dyn ToTokens> {
         Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => elementwise_body(&u.expr),
         Expr::MethodCall(m) if m.turbofish.is_none() => {
             let name = m.method.to_string();
+            if let Some(arity) = with_floats(&name) {
+                // `v.max(0.0)`, `v.powf(p)`, `v.clamp(lo, hi)`: the arguments are floats
+                // (the check after lowering refuses one that depends on the element).
+                if m.args.len() != arity {
+                    return Err(e);
+                }
+                for a in &m.args {
+                    elementwise_body(a)?;
+                }
+                return elementwise_body(&m.receiver);
+            }
             if !elementwise(&name) {
                 return Err(&m.method);
             }
