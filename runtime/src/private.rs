@@ -7,8 +7,8 @@
 pub use crate::differentiable::Real;
 pub use crate::differentiable::{Accumulate, Differentiable, elements_of};
 pub use crate::functions::vjp::*;
-pub use crate::rules::scalar::*;
 pub use crate::rules::elementwise;
+pub use crate::rules::scalar::*;
 pub use crate::rules::tensor;
 pub use crate::stack::Stack;
 pub use crate::tape::{

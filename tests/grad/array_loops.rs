@@ -319,6 +319,85 @@ fn residual_blocks_over_a_vec_field_equal_unrolled() {
     assert!(close(&g.x, &gu.x));
 }
 
+/// The square layers of `residual_blocks_over_a_vec_field_equal_unrolled`, three of them.
+fn square_layers() -> Mlp {
+    let sq = |s: f64| Layer {
+        w: array![[0.1, -0.2, 0.3], [0.4, 0.5, -0.6], [0.2, 0.1, 0.0]] * s,
+        b: array![0.1, 0.0, -0.1] * s,
+    };
+    Mlp {
+        layers: vec![sq(1.0), sq(-0.5), sq(0.7)],
+    }
+}
+
+/// The layers walked backwards (a decoder mirroring an encoder), as a user writes it.
+#[grad(p)]
+fn reversed_stack(p: &Mlp, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for layer in p.layers.iter().rev() {
+        h = (h.dot(&layer.w) + &layer.b).tanh();
+    }
+    h.sum()
+}
+
+/// The same by index.
+#[grad(p)]
+fn reversed_stack_by_index(p: &Mlp, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for i in (0..p.layers.len()).rev() {
+        let layer = &p.layers[i];
+        h = (h.dot(&layer.w) + &layer.b).tanh();
+    }
+    h.sum()
+}
+
+/// `.enumerate().rev()` numbers in the list's order, `.rev().enumerate()` in the
+/// reversed one: each layer's output is scaled by its number plus one.
+#[grad(p)]
+fn numbered_stacks(p: &Mlp, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for (i, layer) in p.layers.iter().enumerate().rev() {
+        h = (h.dot(&layer.w) + &layer.b).tanh() * (i as f64 + 1.0);
+    }
+    let mut g = x.clone();
+    for (i, layer) in p.layers.iter().rev().enumerate() {
+        g = (g.dot(&layer.w) + &layer.b).tanh() * (i as f64 + 1.0);
+    }
+    h.sum() + 2.0 * g.sum()
+}
+
+#[grad(p)]
+fn numbered_stacks_by_index(p: &Mlp, x: &Array2<f64>) -> f64 {
+    let n = p.layers.len();
+    let mut h = x.clone();
+    for i in (0..n).rev() {
+        let layer = &p.layers[i];
+        h = (h.dot(&layer.w) + &layer.b).tanh() * (i as f64 + 1.0);
+    }
+    let mut g = x.clone();
+    for k in (0..n).rev() {
+        let layer = &p.layers[k];
+        g = (g.dot(&layer.w) + &layer.b).tanh() * ((n - 1 - k) as f64 + 1.0);
+    }
+    h.sum() + 2.0 * g.sum()
+}
+
+#[test]
+fn reversed_and_numbered_struct_loops_equal_index_loops() {
+    let (x, _, _) = point();
+    let p = square_layers();
+    let (v, g) = reversed_stack_grad(&p, &x);
+    let (vi, gi) = reversed_stack_by_index_grad(&p, &x);
+    assert_eq!(v, vi);
+    assert_eq!(g.p, gi.p);
+    let (v, g) = numbered_stacks_grad(&p, &x);
+    let (vi, gi) = numbered_stacks_by_index_grad(&p, &x);
+    assert_eq!(v, vi);
+    assert_eq!(g.p, gi.p);
+    // And the reversed stack against central differences.
+    backprop::gradcheck!(reversed_stack(p = &p, x = const &x)).assert();
+}
+
 /// What a loop over layers keeps: per iteration one activation (the state entering it:
 /// `dot`'s pullback reads it, and `tanh`'s output is the next iteration's entry, relayed
 /// in reverse instead of saved again) and two shapes of a few words.

@@ -405,7 +405,13 @@ fn float_methods_on_arrays_by_hand() {
     let w = array![[1.0, 2.0], [3.0, 4.0]];
     let (l, g) = relu_by_max_grad(&x, &w);
     assert_eq!(l, 2.0 + 12.0 + (2.0 - 0.01 + 0.0 + 3.0));
-    assert_eq!(g.x, array![[1.0 + 1.0, 0.01], [0.5 * 3.0 + 0.5 * (1.0 + 0.01), 4.0 + 1.0]]);
+    assert_eq!(
+        g.x,
+        array![
+            [1.0 + 1.0, 0.01],
+            [0.5 * 3.0 + 0.5 * (1.0 + 0.01), 4.0 + 1.0]
+        ]
+    );
     // min_with_active_float at x = [1, 4], c = 2: min picks 1 (x) and 2 (c);
     // max(4, 1) and max(4, 4) — the tie at x = 4 splits evenly.
     let (l, g) = min_with_active_float_grad(&array![1.0, 4.0], 2.0);
@@ -441,7 +447,8 @@ fn gradcheck_float_methods_on_arrays() {
     gradcheck!(min_with_active_float(x = &x1, c = 0.3)).assert();
     // Positive x for powf and log; lo inside the range of x so both sides are hit.
     let xp = r.array_map((3, 4), |v| 0.5 + v.abs() * 2.0);
-    gradcheck!(float_methods_on_arrays(x = &xp, p = 1.3, lo = 1.1, hi = 2.0, w = const &w)).assert();
+    gradcheck!(float_methods_on_arrays(x = &xp, p = 1.3, lo = 1.1, hi = 2.0, w = const &w))
+        .assert();
     // f32 agrees with f64.
     #[grad(x)]
     fn relu32(x: &Array2<f32>) -> f32 {

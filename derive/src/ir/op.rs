@@ -453,4 +453,3 @@ pub fn is_runtime_array_op(path: &syn::Path) -> bool {
 /// the rules are in the runtime's `rules::elementwise`, which has one forward function
 /// per name here.
 pub const ELEMENTWISE_WITH_FLOATS: [&str; 6] = ["max", "min", "powf", "hypot", "log", "clamp"];
-

@@ -174,7 +174,12 @@ pub fn clamp<A: Real, D: Dimension>(
     hi: &impl AsElem<A, D>,
 ) -> Array<A, D> {
     zip_with("clamp", &[x.elem(), lo.elem(), hi.elem()], |v| {
-        assert!(v[1] <= v[2], "clamp: lo = {} must be at most hi = {}", v[1], v[2]);
+        assert!(
+            v[1] <= v[2],
+            "clamp: lo = {} must be at most hi = {}",
+            v[1],
+            v[2]
+        );
         num_traits::clamp(v[0], v[1], v[2])
     })
 }

@@ -9,59 +9,119 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{Expr, Pat, Type};
 
+/// What a `for` over a list of structs may be written as (the message of a refusal).
+const STRUCT_LOOP_FORMS: &str = "a `for` over a list of structs of parameters is differentiated when written `for l in &p.layers`, `p.layers.iter()`, with `.rev()` and/or `.enumerate()` (`for (i, l) in p.layers.iter().enumerate()`); for another order or to walk two lists together, loop over the indices: `for i in 0..p.layers.len() { let l = &p.layers[i]; .. }`";
+
 impl Lowerer<'_> {
-    /// `for layer in &p.layers { .. layer.w .. }` (also `p.layers.iter()`, and
-    /// `for (i, layer) in p.layers.iter().enumerate()`) over a collection of structs
-    /// of parameters: the index loop it means, `for i in 0..p.layers.len() { let layer =
-    /// &p.layers[i]; .. }`, whose `layer` is a place (its adjoint is `d_p.layers[i]`).
-    /// Recognised when the loop variable's fields are read (a float has none).
+    /// `for layer in &p.layers { .. layer.w .. }` (also `p.layers.iter()`, with `.rev()`
+    /// and `.enumerate()` in either order) over a collection of structs of parameters:
+    /// the index loop it means, `for i in 0..p.layers.len() { let layer = &p.layers[i];
+    /// .. }` (`(0..n).rev()` for `.rev()`; after `.rev()`, `.enumerate()` counts from 0
+    /// in the reversed order), whose `layer` is a place (its adjoint is
+    /// `d_p.layers[i]`). Recognised when the loop variable's fields are read (a float
+    /// has none). Another adaptor on such a loop is refused here, with the forms above
+    /// (it would otherwise fail later, at the first field read, with a message about
+    /// fields); the refused loop is lowered as an empty one, so nothing else errs.
     pub(super) fn struct_collection_loop(
         &mut self,
         f: &syn::ExprForLoop,
     ) -> Option<syn::ExprForLoop> {
-        let (index, elem, enumerated) = match &*f.pat {
-            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
-                (None, pi.ident.clone(), false)
+        let names: Vec<Ident> = match &*f.pat {
+            Pat::Ident(pi) => vec![pi.ident.clone()],
+            Pat::Tuple(t) => t
+                .elems
+                .iter()
+                .filter_map(|p| match p {
+                    Pat::Ident(i) => Some(i.ident.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => return None,
+        };
+        if !names
+            .iter()
+            .any(|n| self.field_bases.contains(&n.to_string()))
+        {
+            return None;
+        }
+        let span = f.span();
+        let refuse = |this: &mut Self| {
+            this.cx.error_spanned_by(&f.expr, STRUCT_LOOP_FORMS);
+            Some(syn::parse_quote_spanned! {span=> for _ in 0..0 {} })
+        };
+        // The adaptors, outermost first, down to the collection.
+        let mut adaptors = Vec::new();
+        let mut e = &*f.expr;
+        let coll = loop {
+            match e {
+                Expr::MethodCall(m)
+                    if m.args.is_empty() && (m.method == "rev" || m.method == "enumerate") =>
+                {
+                    adaptors.push(m.method.to_string());
+                    e = &m.receiver;
+                }
+                Expr::MethodCall(m) if m.method == "iter" && m.args.is_empty() => {
+                    break &*m.receiver;
+                }
+                Expr::Reference(r) if r.mutability.is_none() && adaptors.is_empty() => {
+                    break &*r.expr;
+                }
+                // `.zip(..)`, `.skip(n)`, `.step_by(k)`, .. over the list.
+                Expr::MethodCall(_) => return refuse(self),
+                other if adaptors.is_empty() => break other,
+                _ => return refuse(self),
             }
-            Pat::Tuple(t) if t.elems.len() == 2 => {
+        };
+        if !self.is_place_expr(coll) {
+            return if adaptors.is_empty() {
+                None
+            } else {
+                refuse(self)
+            };
+        }
+        adaptors.reverse();
+        let rev = adaptors.iter().position(|a| a == "rev");
+        let enumerate = adaptors.iter().position(|a| a == "enumerate");
+        if adaptors.len() != usize::from(rev.is_some()) + usize::from(enumerate.is_some()) {
+            return refuse(self);
+        }
+        let (index, elem) = match (&*f.pat, enumerate) {
+            (Pat::Ident(pi), None) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                (None, pi.ident.clone())
+            }
+            (Pat::Tuple(t), Some(_)) if t.elems.len() == 2 => {
                 let Pat::Ident(x) = &t.elems[1] else {
-                    return None;
+                    return refuse(self);
                 };
                 let i = match &t.elems[0] {
                     Pat::Ident(i) => Some(i.ident.clone()),
                     Pat::Wild(_) => None,
-                    _ => return None,
+                    _ => return refuse(self),
                 };
-                (i, x.ident.clone(), true)
+                (i, x.ident.clone())
             }
-            _ => return None,
+            _ => return refuse(self),
         };
-        if !self.field_bases.contains(&elem.to_string()) {
-            return None;
-        }
-        let mut e = &*f.expr;
-        if enumerated {
-            match e {
-                Expr::MethodCall(m) if m.method == "enumerate" && m.args.is_empty() => {
-                    e = &m.receiver
-                }
-                _ => return None,
-            }
-        }
-        let coll = match e {
-            Expr::Reference(r) if r.mutability.is_none() => &*r.expr,
-            Expr::MethodCall(m) if m.method == "iter" && m.args.is_empty() => &*m.receiver,
-            other => other,
-        };
-        if !self.is_place_expr(coll) {
-            return None;
-        }
-        let span = f.span();
-        let k = index.unwrap_or_else(|| self.names.fresh("layer_index", span));
+        let k = self.names.fresh("layer_index", span);
         let stmts = &f.body.stmts;
         let label = &f.label;
+        // `.enumerate()` before `.rev()` numbers the elements in the collection's order
+        // (the index is k); after it, in the reversed order.
+        let counted = match (index, rev, enumerate) {
+            (Some(i), Some(r), Some(e)) if r < e => {
+                quote::quote!(let #i = #coll.len() - 1 - #k;)
+            }
+            (Some(i), _, _) => quote::quote!(let #i = #k;),
+            (None, _, _) => quote::quote!(),
+        };
+        let range: Expr = if rev.is_some() {
+            syn::parse_quote_spanned!(span=> (0..#coll.len()).rev())
+        } else {
+            syn::parse_quote_spanned!(span=> 0..#coll.len())
+        };
         Some(syn::parse_quote_spanned! {span=>
-            #label for #k in 0..#coll.len() {
+            #label for #k in #range {
+                #counted
                 let #elem = &#coll[#k];
                 #(#stmts)*
             }

@@ -57,6 +57,26 @@ fn mapv_forms() -> String {
     )
 }
 
+/// ndarray's mutable views and in-place writes through them (refused, one message).
+const MUT_VIEWS: &[&str] = &[
+    "slice_mut",
+    "slice_axis_mut",
+    "index_axis_mut",
+    "row_mut",
+    "column_mut",
+    "view_mut",
+    "diag_mut",
+    "axis_iter_mut",
+    "lanes_mut",
+    "rows_mut",
+    "columns_mut",
+    "iter_mut",
+    "assign",
+    "zip_mut_with",
+    "mapv_inplace",
+    "map_inplace",
+];
+
 const FOLD_FORMS: &str = "`#[grad]` differentiates `fold_axis`/`map_axis` only when they compute a max or a min along the axis: `x.fold_axis(Axis(k), f64::NEG_INFINITY, |&a, &b| a.max(b))` (with `f64::INFINITY` and `min` for a min), or `x.map_axis(Axis(k), |r| r.fold(f64::NEG_INFINITY, |a, &b| a.max(b)))`; for a sum or mean along an axis use `sum_axis`/`mean_axis(..).unwrap()`";
 
 impl Lowerer<'_> {
@@ -70,6 +90,16 @@ impl Lowerer<'_> {
             return None;
         }
         let name = m.method.to_string();
+        if MUT_VIEWS.contains(&name.as_str()) {
+            // Before the arguments are lowered: `s![..]` in them is fine, the write is not.
+            self.cx.error_spanned_by(
+                &m.method,
+                format!(
+                    "`.{name}()` writes into an array through a mutable view, which `#[grad]` does not differentiate; write elements of an array the function owns (`a[[i, j]] = v`, `a[[i, j]] += v`, `a.fill(v)`, in loops), or build the result from pieces (`concatenate`, `stack`, `select`, arithmetic with a mask array)"
+                ),
+            );
+            return Some(dummy());
+        }
         match (name.as_str(), m.args.len()) {
             ("unwrap" | "expect", _) => self.unwrapped(m, want),
             ("mapv", 1) => Some(self.mapv(m, want)),
