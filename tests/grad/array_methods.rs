@@ -366,6 +366,40 @@ fn gradcheck_mapv() {
     gradcheck!(mapv_block(x = &x, s = 0.7)).assert();
 }
 
+// ---------------------------------------------------------------- as_standard_layout
+
+/// Attention heads merged the way a user reshapes them: a permuted view made row-major
+/// with `as_standard_layout`, then reshaped; a transposed product made row-major too.
+#[grad]
+fn heads_merged(x: &Array3<f64>, w: &Array2<f64>) -> f64 {
+    let y = x.view().permuted_axes([1, 0, 2]);
+    let z = y
+        .as_standard_layout()
+        .into_shape_with_order((6, 2))
+        .unwrap();
+    let h = z.dot(w).tanh();
+    let ht = h.t();
+    let q = ht.as_standard_layout();
+    (&q * &q).sum() + z.sum()
+}
+
+#[test]
+fn as_standard_layout_passes_the_cotangent_through() {
+    let mut r = Rng(14);
+    let (x, w) = (r.array((2, 3, 2)), r.array((2, 3)));
+    gradcheck!(heads_merged(x = &x, w = &w)).assert();
+    // By hand: z's elements are x's in the permuted order, each read once by z.sum().
+    #[grad]
+    fn flat_sum(x: &Array3<f64>) -> f64 {
+        let y = x.view().permuted_axes([2, 1, 0]);
+        let z = y.as_standard_layout();
+        (&z * &z).sum() + z.sum()
+    }
+    let (v, g) = flat_sum_grad(&x);
+    assert!((v - (x.mapv(|a| a * a).sum() + x.sum())).abs() < 1e-13);
+    assert_eq!(g.x, x.mapv(|a| 2.0 * a + 1.0));
+}
+
 // ------------------------------------- float methods with float arguments, on arrays
 
 /// ReLU and leaky ReLU written as a PyTorch user writes them by hand: `max` with a

@@ -177,6 +177,9 @@ const METHODS: &[Prim] = &[
     p("to_owned", &[Identity]),
     p("into_owned", &[Identity]),
     p("view", &[Identity]),
+    // A copy in row-major order where the receiver is not (a `CowArray`): the same
+    // values, so the cotangent passes through.
+    p("as_standard_layout", &[Identity]),
     p("clone", &[Identity]),
     p("t", &[Rule("t_vjp", &[])]),
     p("reversed_axes", &[Rule("t_vjp", &[])]),
@@ -219,6 +222,7 @@ pub const VIEW_METHODS: &[&str] = &[
     "row",
     "column",
     "to_shape_unwrap",
+    "as_standard_layout",
 ];
 
 /// View methods that consume their receiver (`self`): re-derived through `.view()`, and
