@@ -366,6 +366,43 @@ fn gradcheck_mapv() {
     gradcheck!(mapv_block(x = &x, s = 0.7)).assert();
 }
 
+// ---------------------------------------------------------------- iterators over n-D arrays
+
+/// `.iter()` over a 2-D array (a local made by `dot`, and an argument) walks it in
+/// row-major order, as ndarray's iterator does.
+#[grad]
+fn iter_2d(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let h = x.dot(w);
+    let squares: f64 = h.iter().map(|v| v * v).sum();
+    let mut numbered = 0.0;
+    for (i, v) in x.iter().enumerate() {
+        numbered += v * (i as f64 + 1.0);
+    }
+    squares + numbered
+}
+
+#[test]
+fn iterators_over_2d_arrays_walk_row_major() {
+    let x = array![[1.0, 2.0], [3.0, 4.0]];
+    let w = array![[1.0, 0.0], [0.0, 2.0]];
+    // h = [[1, 4], [3, 8]]: Σh² = 90; numbered = 1·1 + 2·2 + 3·3 + 4·4 = 30.
+    let (v, g) = iter_2d_grad(&x, &w);
+    assert_eq!(v, 90.0 + 30.0);
+    // d_x = 2h·wᵀ + [1, 2; 3, 4] (the numbers in row-major order).
+    assert_eq!(
+        g.x,
+        array![[2.0 + 1.0, 16.0 + 2.0], [6.0 + 3.0, 32.0 + 4.0]]
+    );
+    assert_eq!(
+        g.w,
+        array![[2.0 + 18.0, 8.0 + 48.0], [4.0 + 24.0, 16.0 + 64.0]]
+    );
+    // A transposed argument is walked in its logical (row-major) order too.
+    let mut r = Rng(15);
+    let (xt, w) = (r.array((3, 2)), r.array((3, 3)));
+    gradcheck!(iter_2d(x = &xt.t().to_owned(), w = &w)).assert();
+}
+
 // ---------------------------------------------------------------- as_standard_layout
 
 /// Attention heads merged the way a user reshapes them: a permuted view made row-major

@@ -79,6 +79,128 @@ impl Lowerer<'_> {
         None
     }
 
+    /// Whether `v` (named `name`) is an ndarray array: an argument of an ndarray type,
+    /// or a local last bound to an ndarray expression ([`Self::is_ndarray_expr`]).
+    fn is_ndarray_var(&self, v: crate::ir::VarId, name: &str) -> bool {
+        self.tensor_params.contains(&v)
+            || !self.param_vars.contains(&v) && self.ndarray_names.contains(name)
+    }
+
+    /// Records whether local `name` is now bound to an ndarray array.
+    pub(super) fn note_ndarray(&mut self, name: &str, array: bool) {
+        if array {
+            self.ndarray_names.insert(name.to_string());
+        } else {
+            self.ndarray_names.remove(name);
+        }
+    }
+
+    /// Whether `e` is, by its syntax, an ndarray array: an ndarray argument or a local
+    /// known as one; a method that makes an array (`dot`, `mapv`, `t`, `to_owned`, a
+    /// view or reshape, `sum_axis`, ...), or an elementwise float method or arithmetic
+    /// on such a value; a call of a `backprop::ops` function that returns one. Only
+    /// what is surely an array: anything else (data slices, scalars, unknown calls) is
+    /// left as it was.
+    pub(super) fn is_ndarray_expr(&self, e: &Expr) -> bool {
+        const MAKES_ARRAY: &[&str] = &[
+            "dot",
+            "mapv",
+            "t",
+            "reversed_axes",
+            "select",
+            "slice",
+            "slice_axis",
+            "index_axis",
+            "row",
+            "column",
+            "insert_axis",
+            "remove_axis",
+            "permuted_axes",
+            "into_shape_with_order",
+            "to_shape",
+            "sum_axis",
+            "mean_axis",
+            "var_axis",
+            "std_axis",
+            "fold_axis",
+            "map_axis",
+            "as_standard_layout",
+        ];
+        const KEEPS_ARRAY: &[&str] = &[
+            "to_owned",
+            "clone",
+            "view",
+            "into_owned",
+            "unwrap",
+            "expect",
+            "exp",
+            "ln",
+            "tanh",
+            "sqrt",
+            "abs",
+            "powi",
+            "powf",
+            "clamp",
+            "recip",
+            "sin",
+            "cos",
+            "exp_m1",
+            "ln_1p",
+            "log2",
+            "log10",
+            "hypot",
+            "log",
+        ];
+        const OPS: &[&str] = &[
+            "layer_norm",
+            "rms_norm",
+            "softmax",
+            "log_softmax",
+            "softmax_causal",
+            "softmax_masked",
+            "attention",
+            "embedding",
+            "relu",
+            "gelu",
+            "gelu_exact",
+            "silu",
+            "sigmoid",
+            "softplus",
+            "dropout",
+            "matmul",
+        ];
+        match e {
+            Expr::Paren(p) => self.is_ndarray_expr(&p.expr),
+            Expr::Group(g) => self.is_ndarray_expr(&g.expr),
+            Expr::Reference(r) => self.is_ndarray_expr(&r.expr),
+            Expr::Path(p) => p.path.get_ident().is_some_and(|i| {
+                let name = i.to_string();
+                self.lookup(&name)
+                    .is_some_and(|v| self.is_ndarray_var(v, &name))
+            }),
+            Expr::MethodCall(m) => {
+                let name = m.method.to_string();
+                MAKES_ARRAY.contains(&name.as_str())
+                    || KEEPS_ARRAY.contains(&name.as_str()) && self.is_ndarray_expr(&m.receiver)
+            }
+            Expr::Binary(b) => {
+                use syn::BinOp::{Add, Div, Mul, Sub};
+                matches!(b.op, Add(_) | Sub(_) | Mul(_) | Div(_))
+                    && (self.is_ndarray_expr(&b.left) || self.is_ndarray_expr(&b.right))
+            }
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => self.is_ndarray_expr(&u.expr),
+            Expr::Call(c) => match &*c.func {
+                Expr::Path(p) => p
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|s| OPS.contains(&s.ident.to_string().as_str())),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     fn is_local_path(&self, e: &Expr) -> bool {
         matches!(e, Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some_and(|i| self.lookup(&i.to_string()).is_some()))
     }
@@ -122,6 +244,26 @@ impl Lowerer<'_> {
             {
                 let src = self.names.fresh("src", span);
                 let local: syn::Stmt = syn::parse_quote_spanned!(span=> let #src = #p;);
+                let syn::Stmt::Local(local) = local else {
+                    unreachable!("a let")
+                };
+                self.local(&local);
+                Chain::Elems(syn::parse_quote!(#src))
+            }
+            // An ndarray array (an array argument, or a local that is no buffer, such as
+            // `let h = x.dot(w);`) is walked in row-major order through a flat 1-D copy
+            // (`to_shape(..).unwrap().to_owned()`, whose rules put the cotangent back in
+            // the array's shape), so `h.iter()` over a 2-D array reads `src[k]` as it does
+            // over a buffer.
+            Chain::Elems(Expr::Path(p))
+                if p.path.get_ident().is_some_and(|i| {
+                    let name = i.to_string();
+                    self.lookup(&name)
+                        .is_some_and(|v| self.is_ndarray_var(v, &name))
+                }) =>
+            {
+                let src = self.names.fresh("src", span);
+                let local: syn::Stmt = syn::parse_quote_spanned!(span=> let #src = #p.to_shape(#p.len()).unwrap().to_owned(););
                 let syn::Stmt::Local(local) = local else {
                     unreachable!("a let")
                 };

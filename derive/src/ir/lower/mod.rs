@@ -75,6 +75,8 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
             .collect(),
         array_params: HashSet::new(),
         tensor_params: HashSet::new(),
+        param_vars: HashSet::new(),
+        ndarray_names: HashSet::new(),
         struct_params: HashSet::new(),
         field_bases: field_bases(&item.block),
         multi_indexed: places::multi_indexed(&item.block),
@@ -144,6 +146,12 @@ struct Lowerer<'a> {
     struct_params: HashSet<VarId>,
     /// ndarray array arguments (element writes into them are refused).
     tensor_params: HashSet<VarId>,
+    /// Every argument.
+    param_vars: HashSet<VarId>,
+    /// Locals last bound to what is syntactically an ndarray array (`x.dot(w)`,
+    /// `(&h + &b).tanh()`, an ndarray argument or such a local): `h.iter()` over one
+    /// walks a flat copy (see `bind_sources`).
+    ndarray_names: HashSet<String>,
     /// Names the body reads a field of (`layer.w`): a binding of one of them to an
     /// element of a collection of structs (`let layer = &p.layers[i];`) is a place.
     field_bases: HashSet<String>,

@@ -201,6 +201,7 @@ impl Lowerer<'_> {
                 );
             }
             let var = self.new_var(ident.clone());
+            self.param_vars.insert(var);
             self.claimed.insert(ident.to_string());
             self.scopes[0].insert(ident.to_string(), var);
             let elem = self

@@ -156,6 +156,10 @@ impl Lowerer<'_> {
                 return;
             }
         }
+        if let ([name], Some(init)) = (&names[..], &local.init) {
+            let array = self.is_ndarray_expr(&init.expr);
+            self.note_ndarray(name, array);
+        }
         let outer = self.named_result;
         let errors = self.cx.error_count();
         self.local_binding(local);
@@ -357,6 +361,8 @@ impl Lowerer<'_> {
                 let Some(name) = self.assign_target(&a.left) else {
                     return;
                 };
+                let array = self.is_ndarray_expr(&a.right);
+                self.note_ndarray(&name.to_string(), array);
                 let value = self.expr(&a.right, Some(&name));
                 let var = match value {
                     Operand::Var(v) if self.named_result == Some(v) => v,
