@@ -41,3 +41,4 @@ mod slices;
 mod structs;
 mod supported_forms;
 mod tensor;
+mod user_programs;
