@@ -366,6 +366,25 @@ fn gradcheck_mapv() {
     gradcheck!(mapv_block(x = &x, s = 0.7)).assert();
 }
 
+/// The same in generic code: constants as `T::zero()`/`T::one()`, inside the closure too.
+#[grad(x, c)]
+fn float_methods_generic<T: backprop::Real>(x: &Array2<T>, c: T) -> T {
+    let z = T::zero();
+    let a = x.mapv(|v| v.max(z) + v.min(c) + v.clamp(z, c) + (v.abs() + c).log(c + T::one()));
+    a.sum() + x.powf(c).sum() + x.hypot(c).sum() + x.clamp(-c, c).sum()
+}
+
+#[test]
+fn float_methods_in_generic_code() {
+    let mut r = Rng(16);
+    let x = r.array_map((2, 3), |v| 0.2 + v.abs());
+    gradcheck!(float_methods_generic(x = &x, c = 0.65)).assert();
+    let (v64, g64) = float_methods_generic_grad(&x, 0.65);
+    let (v32, g32) = float_methods_generic_grad(&x.mapv(|v| v as f32), 0.65f32);
+    assert!((v64 - v32 as f64).abs() < 1e-4 * v64.abs());
+    assert!((g64.c - g32.c as f64).abs() < 1e-4 * g64.c.abs().max(1.0));
+}
+
 // ---------------------------------------------------------------- iterators over n-D arrays
 
 /// `.iter()` over a 2-D array (a local made by `dot`, and an argument) walks it in
@@ -374,11 +393,17 @@ fn gradcheck_mapv() {
 fn iter_2d(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
     let h = x.dot(w);
     let squares: f64 = h.iter().map(|v| v * v).sum();
+    // On a view and on a temporary, without a binding.
+    let transposed: f64 = h.t().iter().map(|v| v * v).sum();
+    let folded = (&h * 2.0)
+        .mapv(|v| v.tanh())
+        .iter()
+        .fold(0.0, |acc, v| acc + v * 3.0);
     let mut numbered = 0.0;
     for (i, v) in x.iter().enumerate() {
         numbered += v * (i as f64 + 1.0);
     }
-    squares + numbered
+    squares + numbered + transposed - squares + folded
 }
 
 #[test]
@@ -386,16 +411,24 @@ fn iterators_over_2d_arrays_walk_row_major() {
     let x = array![[1.0, 2.0], [3.0, 4.0]];
     let w = array![[1.0, 0.0], [0.0, 2.0]];
     // h = [[1, 4], [3, 8]]: Σh² = 90; numbered = 1·1 + 2·2 + 3·3 + 4·4 = 30.
+    // The fold adds 3·Σ tanh(2h), whose gradient is 6(1 − tanh²(2h)) per element of h.
     let (v, g) = iter_2d_grad(&x, &w);
-    assert_eq!(v, 90.0 + 30.0);
-    // d_x = 2h·wᵀ + [1, 2; 3, 4] (the numbers in row-major order).
-    assert_eq!(
-        g.x,
-        array![[2.0 + 1.0, 16.0 + 2.0], [6.0 + 3.0, 32.0 + 4.0]]
+    let h = x.dot(&w);
+    let t = h.mapv(|v| (2.0 * v).tanh());
+    assert!((v - (90.0 + 30.0 + 3.0 * t.sum())).abs() < 1e-12);
+    // d_x = (2h + 6(1 − t²))·wᵀ + [1, 2; 3, 4] (the numbers in row-major order).
+    let dh = &h * 2.0 + t.mapv(|v| 6.0 * (1.0 - v * v));
+    let want_x = dh.dot(&w.t()) + array![[1.0, 2.0], [3.0, 4.0]];
+    assert!(
+        g.x.iter().zip(&want_x).all(|(a, b)| (a - b).abs() < 1e-12),
+        "{}",
+        g.x
     );
-    assert_eq!(
-        g.w,
-        array![[2.0 + 18.0, 8.0 + 48.0], [4.0 + 24.0, 16.0 + 64.0]]
+    let want_w = x.t().dot(&dh);
+    assert!(
+        g.w.iter().zip(&want_w).all(|(a, b)| (a - b).abs() < 1e-12),
+        "{}",
+        g.w
     );
     // A transposed argument is walked in its logical (row-major) order too.
     let mut r = Rng(15);

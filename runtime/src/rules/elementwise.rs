@@ -43,14 +43,8 @@ pub trait AsElem<A, D> {
     fn elem(&self) -> Elem<'_, A, D>;
 }
 
-impl<D: Dimension> AsElem<f32, D> for f32 {
-    fn elem(&self) -> Elem<'_, f32, D> {
-        Elem::Scalar(*self)
-    }
-}
-
-impl<D: Dimension> AsElem<f64, D> for f64 {
-    fn elem(&self) -> Elem<'_, f64, D> {
+impl<A: Real, D: Dimension> AsElem<A, D> for A {
+    fn elem(&self) -> Elem<'_, A, D> {
         Elem::Scalar(*self)
     }
 }
@@ -61,9 +55,23 @@ impl<A: Real, S: Data<Elem = A>, D: Dimension> AsElem<A, D> for ArrayBase<S, D> 
     }
 }
 
-impl<A, D, V: AsElem<A, D> + ?Sized> AsElem<A, D> for &V {
+// References to arrays, spelled out: a blanket `impl for &V` would overlap the scalar
+// impl above (`&V` could be a `Real` for all coherence knows).
+impl<A: Real, S: Data<Elem = A>, D: Dimension> AsElem<A, D> for &ArrayBase<S, D> {
     fn elem(&self) -> Elem<'_, A, D> {
-        (**self).elem()
+        Elem::Array(self.as_standard_layout())
+    }
+}
+
+impl<A: Real, S: Data<Elem = A>, D: Dimension> AsElem<A, D> for &&ArrayBase<S, D> {
+    fn elem(&self) -> Elem<'_, A, D> {
+        Elem::Array(self.as_standard_layout())
+    }
+}
+
+impl<A: Real, D: Dimension> AsElem<A, D> for &A {
+    fn elem(&self) -> Elem<'_, A, D> {
+        Elem::Scalar(**self)
     }
 }
 

@@ -14,7 +14,9 @@ impl Lowerer<'_> {
             Expr::Paren(p) => self.chain(&p.expr, bare),
             Expr::MethodCall(m) => match (m.method.to_string().as_str(), m.args.len()) {
                 ("iter" | "into_iter", 0)
-                    if self.is_buffer_expr(&m.receiver) || self.is_local_path(&m.receiver) =>
+                    if self.is_buffer_expr(&m.receiver)
+                        || self.is_local_path(&m.receiver)
+                        || self.is_ndarray_expr(&m.receiver) =>
                 {
                     Some(Chain::Elems((*m.receiver).clone()))
                 }
@@ -290,7 +292,13 @@ impl Lowerer<'_> {
                     unreachable!("a let")
                 };
                 self.local(&local);
-                Chain::Elems(syn::parse_quote!(#src))
+                // An array expression (`h.t().iter()`) is walked as the local it is
+                // now bound to: through a flat copy.
+                let src: Expr = syn::parse_quote!(#src);
+                match self.is_ndarray_expr(&src) {
+                    true => self.bind_sources(Chain::Elems(src), span),
+                    false => Chain::Elems(src),
+                }
             }
             Chain::Enumerate(c) => Chain::Enumerate(Box::new(self.bind_sources(*c, span))),
             Chain::Zip(a, b) => Chain::Zip(

@@ -1,61 +1,16 @@
 //! ndarray methods that need more than a table entry: a data argument written with a
 //! macro (`s![..]`) or mentioning locals (`(b, t * d)`), a closure argument
-//! (`mapv`, `fold_axis`, `map_axis`), a fused `.unwrap()` (`into_shape_with_order`,
-//! `to_shape`, `ndarray::concatenate`/`stack`) and the `concatenate!`/`stack!` macros.
+//! (`fold_axis`, `map_axis`; `mapv` is in `mapv.rs`), a fused `.unwrap()`
+//! (`into_shape_with_order`, `to_shape`, `ndarray::concatenate`/`stack`), the
+//! `concatenate!`/`stack!` macros, and the refusal of writes through mutable views.
 
 use super::{Lowerer, dummy};
 use crate::ir::op::{self, MethodKind};
 use crate::ir::{Operand, Rhs, Spelling};
 use proc_macro2::{Group, Ident, TokenStream, TokenTree};
 use quote::{ToTokens, quote};
-use std::collections::HashMap;
 use syn::spanned::Spanned;
 use syn::{Expr, Pat};
-
-/// Whether a `mapv` closure may call float method `name` on its element: the rule
-/// table's one-argument methods (each also an elementwise array method, with the tensor
-/// path's elementwise rule: ndarray's own, or `backprop::Erf`'s), `powi`, and the
-/// piecewise-constant ones.
-fn elementwise(name: &str) -> bool {
-    crate::ir::rule_table::methods()
-        .iter()
-        .any(|p| p.arity() == 1 && p.name == name)
-        || name == "powi"
-        || elementwise_constants().any(|c| c == name)
-}
-
-/// The number of float arguments of a method `mapv` lowers to the runtime's elementwise
-/// form with float arguments (`max`, `min`, `powf`, `hypot`, `log`: 1; `clamp`: 2).
-fn with_floats(name: &str) -> Option<usize> {
-    crate::ir::op::ELEMENTWISE_WITH_FLOATS
-        .contains(&name)
-        .then_some(if name == "clamp" { 2 } else { 1 })
-}
-
-/// The rule table's zero-derivative methods ndarray also has on arrays (all but
-/// `round_ties_even`): the `mapv` lowering calls the array method.
-fn elementwise_constants() -> impl Iterator<Item = &'static str> {
-    crate::ir::rule_table::constants()
-        .iter()
-        .copied()
-        .filter(|c| *c != "round_ties_even")
-}
-
-/// What a `mapv` closure may be (the message of every refusal of one).
-fn mapv_forms() -> String {
-    let methods: Vec<&str> = crate::ir::rule_table::methods()
-        .iter()
-        .filter(|p| p.arity() == 1)
-        .map(|p| p.name)
-        .collect();
-    let constants: Vec<&str> = elementwise_constants().collect();
-    format!(
-        "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods {}, powi; {} with float arguments (`v.max(0.0)`, `v.max(0.01 * v)`, `v.powf(p)`, `v.clamp(lo, hi)`); {} with derivative 0; possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array",
-        methods.join(", "),
-        crate::ir::op::ELEMENTWISE_WITH_FLOATS.join(", "),
-        constants.join(", ")
-    )
-}
 
 /// ndarray's mutable views and in-place writes through them (refused, one message).
 const MUT_VIEWS: &[&str] = &[
@@ -348,72 +303,6 @@ impl Lowerer<'_> {
         )
     }
 
-    /// `x.mapv(|v| body)`: the body lowered with `v` standing for the whole array, so
-    /// each operation is the array operation with its elementwise rule.
-    fn mapv(&mut self, m: &syn::ExprMethodCall, want: Option<&Ident>) -> Operand {
-        let arg = &m.args[0];
-        let (param, body): (Ident, Expr) = match strip(arg) {
-            Expr::Closure(c) if c.inputs.len() == 1 => {
-                let p = match &c.inputs[0] {
-                    Pat::Type(pt) => &*pt.pat,
-                    other => other,
-                };
-                match p {
-                    Pat::Ident(i) if i.by_ref.is_none() && i.subpat.is_none() => {
-                        (i.ident.clone(), (*c.body).clone())
-                    }
-                    _ => {
-                        self.cx.error_spanned_by(&c.inputs[0], mapv_forms());
-                        return dummy();
-                    }
-                }
-            }
-            Expr::Path(p)
-                if p.qself.is_none()
-                    && p.path.segments.len() >= 2
-                    && elementwise(
-                        &p.path
-                            .segments
-                            .last()
-                            .expect("two segments")
-                            .ident
-                            .to_string(),
-                    )
-                    && p.path.segments.last().expect("two segments").ident != "powi" =>
-            {
-                let method = p.path.segments.last().expect("two segments").ident.clone();
-                let v = Ident::new("__backprop_mapv_element", arg.span());
-                (
-                    v.clone(),
-                    syn::parse_quote_spanned!(arg.span()=> #v.#method()),
-                )
-            }
-            _ => {
-                self.cx.error_spanned_by(arg, mapv_forms());
-                return dummy();
-            }
-        };
-        if let Err(bad) = elementwise_body(&body) {
-            self.cx.error_spanned_by(bad, mapv_forms());
-            return dummy();
-        }
-        let x = self.receiver(&m.receiver, &m.method);
-        let xv = match x {
-            Operand::Var(v) => v,
-            Operand::Const(_) => return self.expr(&syn::parse_quote!(#m), want),
-        };
-        let mut scope = HashMap::new();
-        scope.insert(param.to_string(), xv);
-        let hidden = self.closures.remove(&param.to_string());
-        self.scopes.push(scope);
-        let value = self.expr(&body, want);
-        self.scopes.pop();
-        if let Some(cl) = hidden {
-            self.closures.insert(param.to_string(), cl);
-        }
-        value
-    }
-
     /// `fold_axis`/`map_axis` computing a max or a min: `max_axis(&x, axis)`.
     fn extreme_axis(
         &mut self,
@@ -457,7 +346,7 @@ impl Lowerer<'_> {
 
 const JOIN_FORMS: &str = "`#[grad]` differentiates `ndarray::concatenate(axis, &[a.view(), b.view()]).unwrap()`, `ndarray::stack(axis, &[..]).unwrap()` and the macros `concatenate![axis, a, b]`, `stack![axis, a, b]`, with the arrays listed in the call";
 
-fn strip(e: &Expr) -> &Expr {
+pub(super) fn strip(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(p) => strip(&p.expr),
         Expr::Group(g) => strip(&g.expr),
@@ -606,68 +495,5 @@ fn extreme_kind(init: &Expr, f: &Expr) -> Option<&'static str> {
         "max" if negative => Some("max_axis"),
         "min" if positive => Some("min_axis"),
         _ => None,
-    }
-}
-
-/// Checks a `mapv` body: `Err` with the first expression that is not elementwise.
-fn elementwise_body(e: &Expr) -> Result<(), &dyn ToTokens> {
-    match e {
-        Expr::Lit(_) | Expr::Path(_) => Ok(()),
-        Expr::Paren(p) => elementwise_body(&p.expr),
-        Expr::Group(g) => elementwise_body(&g.expr),
-        Expr::Binary(b) => {
-            use syn::BinOp::{Add, Div, Mul, Sub};
-            if !matches!(b.op, Add(_) | Sub(_) | Mul(_) | Div(_)) {
-                return Err(e);
-            }
-            elementwise_body(&b.left)?;
-            elementwise_body(&b.right)
-        }
-        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => elementwise_body(&u.expr),
-        Expr::MethodCall(m) if m.turbofish.is_none() => {
-            let name = m.method.to_string();
-            if let Some(arity) = with_floats(&name) {
-                // `v.max(0.0)`, `v.powf(p)`, `v.clamp(lo, hi)`: the arguments are floats
-                // (the check after lowering refuses one that depends on the element).
-                if m.args.len() != arity {
-                    return Err(e);
-                }
-                for a in &m.args {
-                    elementwise_body(a)?;
-                }
-                return elementwise_body(&m.receiver);
-            }
-            if !elementwise(&name) {
-                return Err(&m.method);
-            }
-            if name == "powi" {
-                // The exponent is an integer: a literal or a constant.
-                if m.args.len() != 1 {
-                    return Err(e);
-                }
-            } else if !m.args.is_empty() {
-                return Err(e);
-            }
-            elementwise_body(&m.receiver)
-        }
-        Expr::Block(b) if b.label.is_none() => {
-            for (k, st) in b.block.stmts.iter().enumerate() {
-                match st {
-                    syn::Stmt::Local(l) => {
-                        let Some(init) = &l.init else { return Err(l) };
-                        if init.diverge.is_some() {
-                            return Err(l);
-                        }
-                        elementwise_body(&init.expr)?;
-                    }
-                    syn::Stmt::Expr(e, None) if k + 1 == b.block.stmts.len() => {
-                        elementwise_body(e)?
-                    }
-                    other => return Err(other),
-                }
-            }
-            Ok(())
-        }
-        _ => Err(e),
     }
 }

@@ -9,6 +9,7 @@ mod desugar;
 mod element_writes;
 mod expr;
 mod loops;
+mod mapv;
 mod methods;
 mod places;
 mod scope;
