@@ -294,13 +294,7 @@ fn layer_calls_in_a_loop_equal_inline_layers() {
 #[test]
 fn residual_blocks_over_a_vec_field_equal_unrolled() {
     let (x, _, _) = point();
-    let sq = |s: f64| Layer {
-        w: array![[0.1, -0.2, 0.3], [0.4, 0.5, -0.6], [0.2, 0.1, 0.0]] * s,
-        b: array![0.1, 0.0, -0.1] * s,
-    };
-    let p = Mlp {
-        layers: vec![sq(1.0), sq(-0.5)],
-    };
+    let p = square_layers(&[1.0, -0.5]);
     let (v, g) = residual_stack_grad(&p, &x);
     let l = &p.layers;
     let (vu, gu) = residual_stack_unrolled_grad(&l[0].w, &l[0].b, &l[1].w, &l[1].b, &x);
@@ -319,14 +313,14 @@ fn residual_blocks_over_a_vec_field_equal_unrolled() {
     assert!(close(&g.x, &gu.x));
 }
 
-/// The square layers of `residual_blocks_over_a_vec_field_equal_unrolled`, three of them.
-fn square_layers() -> Mlp {
+/// Square 3×3 layers, one per scale of the same weights.
+fn square_layers(scales: &[f64]) -> Mlp {
     let sq = |s: f64| Layer {
         w: array![[0.1, -0.2, 0.3], [0.4, 0.5, -0.6], [0.2, 0.1, 0.0]] * s,
         b: array![0.1, 0.0, -0.1] * s,
     };
     Mlp {
-        layers: vec![sq(1.0), sq(-0.5), sq(0.7)],
+        layers: scales.iter().map(|&s| sq(s)).collect(),
     }
 }
 
@@ -385,7 +379,7 @@ fn numbered_stacks_by_index(p: &Mlp, x: &Array2<f64>) -> f64 {
 #[test]
 fn reversed_and_numbered_struct_loops_equal_index_loops() {
     let (x, _, _) = point();
-    let p = square_layers();
+    let p = square_layers(&[1.0, -0.5, 0.7]);
     let (v, g) = reversed_stack_grad(&p, &x);
     let (vi, gi) = reversed_stack_by_index_grad(&p, &x);
     assert_eq!(v, vi);
