@@ -38,6 +38,21 @@ fn seed_abc_square_value_and_gradient() {
     close(g.c, 20.0, "d/dc");
 }
 
+#[test]
+fn seed_abc_square_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = seed_abc_square_jvp(2.0, 3.0, 4.0, 0.5, -0.75, 1.25);
+    assert_eq!(
+        value.to_bits(),
+        seed_abc_square(2.0, 3.0, 4.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 25.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 85.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // seed_sigmoid_mse (composition): Seed worked example L=(sigmoid(w.x+b)-y)^2. Closed form: dL/dw = 2(p-y)p(1-p)x, dL/db = 2(p-y)p(1-p). Gradients w.r.t. x and y are included too.
 #[grad]
 fn seed_sigmoid_mse(w: &[f64], x: &[f64], b: f64, y: f64) -> f64 {
@@ -69,6 +84,30 @@ fn seed_sigmoid_mse_value_and_gradient() {
     close(g.x[2], -0.23614757098360833, "d/dx[2]");
     close(g.b, -0.2951844637295104, "d/db");
     close(g.y, 1.379948962255225, "d/dy");
+}
+
+#[test]
+fn seed_sigmoid_mse_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = seed_sigmoid_mse_jvp(
+        &[0.5, -0.3, 0.8],
+        &[1.0, 2.0, -1.0],
+        0.1,
+        1.0,
+        &[0.5, -0.75, 1.25],
+        &[-0.75, 1.25, -0.375],
+        1.25,
+        -0.375,
+    );
+    assert_eq!(
+        value.to_bits(),
+        seed_sigmoid_mse(&[0.5, -0.3, 0.8], &[1.0, 2.0, -1.0], 0.1, 1.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.08764728979978698;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 2.155754634544492,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // seed_linear_relu_sum (composition): Seed: X=[[1,2,3],[4,5,6]], W=[[1,0],[0,1],[1,1]]. XW=[[4,5],[10,11]], all units active. dL/dW = X^T 1 = [[5,5],[7,7],[9,9]], dL/dX = 1 W^T = [[1,1,2],[1,1,2]].
@@ -126,6 +165,36 @@ fn seed_linear_relu_sum_value_and_gradient() {
     close(g.w[3], 7.0, "d/dw[3]");
     close(g.w[4], 9.0, "d/dw[4]");
     close(g.w[5], 9.0, "d/dw[5]");
+}
+
+#[test]
+fn seed_linear_relu_sum_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = seed_linear_relu_sum_jvp(
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+        2,
+        3,
+        2,
+        &[0.5, -0.75, 1.25, -0.375, 0.875, 0.5],
+        &[-0.75, 1.25, -0.375, 0.875, 0.5, -0.75],
+    );
+    assert_eq!(
+        value.to_bits(),
+        seed_linear_relu_sum(
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+            2,
+            3,
+            2
+        )
+        .to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 7.5;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 36.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // seed_linear_bias_relu_mse (composition): Seed layer with a bias that switches unit (0,0) off (pre-activation -1). The dead unit must pass no gradient to W, b or X; its target still gets gradient -(0 - t).
@@ -204,6 +273,42 @@ fn seed_linear_bias_relu_mse_value_and_gradient() {
     close(g.t[3], -7.5, "d/dt[3]");
 }
 
+#[test]
+fn seed_linear_bias_relu_mse_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = seed_linear_bias_relu_mse_jvp(
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+        &[-5.0, 0.5],
+        &[1.0, 2.0, 3.0, 4.0],
+        2,
+        3,
+        2,
+        &[0.5, -0.75, 1.25, -0.375, 0.875, 0.5],
+        &[-0.75, 1.25, -0.375, 0.875, 0.5, -0.75],
+        &[1.25, -0.375],
+        &[-0.375, 0.875, 0.5, -0.75],
+    );
+    assert_eq!(
+        value.to_bits(),
+        seed_linear_bias_relu_mse(
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+            &[-5.0, 0.5],
+            &[1.0, 2.0, 3.0, 4.0],
+            2,
+            3,
+            2
+        )
+        .to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 47.3125;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 173.9375,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // seed_softmax_ce_mean (composition): Seed: mean softmax cross-entropy. Gradient must equal (softmax(z) - onehot)/B. The max-shift m is differentiated too, and its contribution cancels exactly, up to rounding. aprender#2182 is a real bug
 #[grad]
 fn seed_softmax_ce_mean(z: &[f64], labels: &[usize], b: usize, c: usize) -> f64 {
@@ -244,6 +349,27 @@ fn seed_softmax_ce_mean_value_and_gradient() {
     close(g.z[5], -0.3258962860581326, "d/dz[5]");
 }
 
+#[test]
+fn seed_softmax_ce_mean_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = seed_softmax_ce_mean_jvp(
+        &[1.0, 2.0, 3.0, 1.0, -1.0, 0.5],
+        &[0, 2],
+        2,
+        3,
+        &[0.5, -0.75, 1.25, -0.375, 0.875, 0.5],
+    );
+    assert_eq!(
+        value.to_bits(),
+        seed_softmax_ce_mean(&[1.0, 2.0, 3.0, 1.0, -1.0, 0.5], &[0, 2], 2, 3).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -0.1400894493266997;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0396242758002263,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // rule_mixed_product (rule): x^2 y at (3, 2.5): value 22.5, d/dx = 2xy = 15, d/dy = x^2 = 9. The same point rustc's std::autodiff codegen test uses. x*x alone (scalar.rs) is covered by d/dx.
 #[grad]
 fn rule_mixed_product(x: f64, y: f64) -> f64 {
@@ -261,6 +387,21 @@ fn rule_mixed_product_value_and_gradient() {
     );
     close(g.x, 15.0, "d/dx");
     close(g.y, 9.0, "d/dy");
+}
+
+#[test]
+fn rule_mixed_product_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = rule_mixed_product_jvp(3.0, 2.5, 0.5, -0.75);
+    assert_eq!(
+        value.to_bits(),
+        rule_mixed_product(3.0, 2.5).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.75;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 14.25,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // rule_tanh_exp (rule): d tanh = 1 - tanh^2, d exp = exp. micrograd checks these two unary ops against torch at -1, 0.123 and 2.
@@ -282,6 +423,21 @@ fn rule_tanh_exp_value_and_gradient() {
     close(g.y, 0.3678794411714423, "d/dy");
 }
 
+#[test]
+fn rule_tanh_exp_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = rule_tanh_exp_jvp(0.123, -1.0, 0.5, -0.75);
+    assert_eq!(
+        value.to_bits(),
+        rule_tanh_exp(0.123, -1.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.21660156569645722;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // rule_powf_both_args (rule): d/da = b a^(b-1) = 12, d/db = a^b ln a = 8 ln 2. Tangent's gradgrad_pow differentiates a**b w.r.t. both.
 #[grad]
 fn rule_powf_both_args(a: f64, b: f64) -> f64 {
@@ -301,6 +457,21 @@ fn rule_powf_both_args_value_and_gradient() {
     close(g.b, 5.545177444479562, "d/db");
 }
 
+#[test]
+fn rule_powf_both_args_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = rule_powf_both_args_jvp(2.0, 3.0, 0.5, -0.75);
+    assert_eq!(
+        value.to_bits(),
+        rule_powf_both_args(2.0, 3.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 1.8411169166403285;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 10.158883083359672,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // rule_powi_negative (rule): Integer powers, including a negative one: -3 x^-4 + 2x = -48 + 1 = -47 at x=0.5. JAX PR 17996 fixed a wrong jvp for integer exponents.
 #[grad]
 fn rule_powi_negative(x: f64) -> f64 {
@@ -317,6 +488,21 @@ fn rule_powi_negative_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.x, -47.0, "d/dx");
+}
+
+#[test]
+fn rule_powi_negative_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = rule_powi_negative_jvp(0.5, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        rule_powi_negative(0.5).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -23.5;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 23.5,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // rule_atan2_hypot (rule): atan2(y,x): d/dy = x/r^2, d/dx = -y/r^2. hypot: d/dx = x/r, d/dy = y/r. Watch the argument order: Rust's y.atan2(x) means atan2(y, x). autodiff/autodiff#243 was a wrong hypot rule (it showed up in the
@@ -338,6 +524,21 @@ fn rule_atan2_hypot_value_and_gradient() {
     close(g.y, 0.847213595499958, "d/dy");
 }
 
+#[test]
+fn rule_atan2_hypot_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = rule_atan2_hypot_jvp(2.0, 1.0, 0.5, -0.75);
+    assert_eq!(
+        value.to_bits(),
+        rule_atan2_hypot(2.0, 1.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -0.28819660112501055;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // rule_round_floor_fract (rule): Piecewise-constant ops have derivative 0 (round, floor, trunc). fract = x - trunc(x) has derivative 1, so the total is 1. Both JAX and PyTorch use 0 for round/floor (no straight-through estimator). te
 #[grad]
 fn rule_round_floor_fract(x: f64) -> f64 {
@@ -354,6 +555,21 @@ fn rule_round_floor_fract_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.x, 1.0, "d/dx");
+}
+
+#[test]
+fn rule_round_floor_fract_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = rule_round_floor_fract_jvp(2.3, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        rule_round_floor_fract(2.3).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.5;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // cf_sign_dependent_scale (control-flow): The else branch is taken and the argument is overwritten in place (Tangent overwrite_if). grad = 2.
@@ -377,6 +593,21 @@ fn cf_sign_dependent_scale_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.a, 2.0, "d/da");
+}
+
+#[test]
+fn cf_sign_dependent_scale_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = cf_sign_dependent_scale_jvp(-1.5, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        cf_sign_dependent_scale(-1.5).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 1.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // cf_branch_ladder (control-flow): An if/else-if/else ladder whose conditions depend on active values, plus a branch-selected constant k. At a=0.4: k=3, v=1.2, the final else gives -1.2, grad -3. Modelled on Tangent's multiarg_if stres
@@ -410,6 +641,21 @@ fn cf_branch_ladder_value_and_gradient() {
     close(g.a, -3.0, "d/da");
 }
 
+#[test]
+fn cf_branch_ladder_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = cf_branch_ladder_jvp(0.4, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        cf_branch_ladder(0.4).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -1.5;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.5,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // cf_loop_square_then_scale (control-flow): Two loops run in sequence, overwriting the same variable: 54 a^4, grad 216 a^3. Tangent serial_for.
 #[grad]
 fn cf_loop_square_then_scale(a: f64, n: usize) -> f64 {
@@ -436,6 +682,21 @@ fn cf_loop_square_then_scale_value_and_gradient() {
     close(g.a, 287.49600000000004, "d/da");
 }
 
+#[test]
+fn cf_loop_square_then_scale_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = cf_loop_square_then_scale_jvp(1.1, 2, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        cf_loop_square_then_scale(1.1, 2).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 143.74800000000002;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 143.74800000000002,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // cf_while_halving (control-flow): The trip count depends on the input (5 halvings from 3.0). grad = 0.5^5 = 1/32. Tangent while_big.
 #[grad]
 fn cf_while_halving(a: f64) -> f64 {
@@ -456,6 +717,21 @@ fn cf_while_halving_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.a, 0.03125, "d/da");
+}
+
+#[test]
+fn cf_while_halving_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = cf_while_halving_jvp(3.0, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        cf_while_halving(3.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.015625;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // cf_early_return_live (control-flow): A guard with an early return, not taken here: x^4 + x^2, grad 4x^3+2x = 16.5. clad#1954/#1940 are real bugs where early returns broke reverse mode (compile errors, or gradient 0 instead of the right v
@@ -481,6 +757,21 @@ fn cf_early_return_live_value_and_gradient() {
     close(g.x, 16.5, "d/dx");
 }
 
+#[test]
+fn cf_early_return_live_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = cf_early_return_live_jvp(1.5, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        cf_early_return_live(1.5).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 8.25;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 8.25,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // cf_early_return_dead (control-flow): The same guard, taken: value 0 and grad 0. The reverse sweep must not replay code after the return (clad#1958: in clad::hessian, the reverse sweep replayed a loop that the early-return path never ente
 #[grad]
 fn cf_early_return_dead(x: f64) -> f64 {
@@ -502,6 +793,21 @@ fn cf_early_return_dead_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.x, 0.0, "d/dx");
+}
+
+#[test]
+fn cf_early_return_dead_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = cf_early_return_dead_jvp(-2.0, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        cf_early_return_dead(-2.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // cf_early_return_counter (control-flow): clad#1940: an integer-guarded early return followed by a compound assignment. Expected grad 3; clad returned 0. Exercises `as f64` casts of integer inputs, which are constants.
@@ -528,6 +834,21 @@ fn cf_early_return_counter_value_and_gradient() {
     close(g.x, 3.0, "d/dx");
 }
 
+#[test]
+fn cf_early_return_counter_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = cf_early_return_counter_jvp(2.0, 3, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        cf_early_return_counter(2.0, 3).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 1.5;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.5,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // cf_loop_bounds_from_params (control-flow): The loop variable starts from an active parameter: d/dlower = sum 2 x_i step = 3.75. The upper bound only affects the trip count, so d/dupper = 0. upper = 2.1 keeps the point away from the jump at upp
 #[grad]
 fn cf_loop_bounds_from_params(lower: f64, upper: f64) -> f64 {
@@ -552,6 +873,21 @@ fn cf_loop_bounds_from_params_value_and_gradient() {
     );
     close(g.lower, 3.75, "d/dlower");
     close(g.upper, 0.0, "d/dupper");
+}
+
+#[test]
+fn cf_loop_bounds_from_params_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = cf_loop_bounds_from_params_jvp(1.0, 2.1, 0.5, -0.75);
+    assert_eq!(
+        value.to_bits(),
+        cf_loop_bounds_from_params(1.0, 2.1).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 1.875;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.875,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // cf_running_max_strict (control-flow): Data-dependent selection: the gradient goes only to the winning element a[3]. start is overwritten, so its gradient is 0. Enzyme manymax.c.
@@ -584,6 +920,26 @@ fn cf_running_max_strict_value_and_gradient() {
     close(g.start, 0.0, "d/dstart");
 }
 
+#[test]
+fn cf_running_max_strict_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = cf_running_max_strict_jvp(
+        &[1.0, 2.0, 3.0, 102.0, 5.0],
+        3.14,
+        &[0.5, -0.75, 1.25, -0.375, 0.875],
+        -0.75,
+    );
+    assert_eq!(
+        value.to_bits(),
+        cf_running_max_strict(&[1.0, 2.0, 3.0, 102.0, 5.0], 3.14).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -0.375;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // cf_running_max_ties (control-flow): A three-way tie. With strict '>' the first element wins, so the executed-path gradient is [1,0,0]. The reduction ops jnp.max, torch.max and torch.amax split the gradient evenly instead ([1/3,1/3,1/3])
 #[grad]
 fn cf_running_max_ties(a: &[f64], start: f64) -> f64 {
@@ -610,6 +966,22 @@ fn cf_running_max_ties_value_and_gradient() {
     close(g.a[1], 0.0, "d/da[1]");
     close(g.a[2], 0.0, "d/da[2]");
     close(g.start, 0.0, "d/dstart");
+}
+
+#[test]
+fn cf_running_max_ties_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) =
+        cf_running_max_ties_jvp(&[0.6, 0.6, 0.6], 0.0, &[0.5, -0.75, 1.25], -0.75);
+    assert_eq!(
+        value.to_bits(),
+        cf_running_max_ties(&[0.6, 0.6, 0.6], 0.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.5;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // cf_insertion_sort_top_half (control-flow): An in-place sort (swaps on a local Vec) then a sum of the 3 largest. The gradient is 1 for the three largest inputs (2.0, 1.2, 1.1) and 0 elsewhere. Enzyme insertsort_sum.c.
@@ -650,6 +1022,24 @@ fn cf_insertion_sort_top_half_value_and_gradient() {
     close(g.a[5], 1.0, "d/da[5]");
 }
 
+#[test]
+fn cf_insertion_sort_top_half_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = cf_insertion_sort_top_half_jvp(
+        &[0.3, 1.2, -0.5, 2.0, 0.7, 1.1],
+        &[0.5, -0.75, 1.25, -0.375, 0.875, 0.5],
+    );
+    assert_eq!(
+        value.to_bits(),
+        cf_insertion_sort_top_half(&[0.3, 1.2, -0.5, 2.0, 0.7, 1.1]).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -0.625;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.625,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // cf_newton_sqrt (control-flow): Newton iteration for sqrt(a), with `a` active both as the initial iterate and inside every step. After 5 steps, the derivative of the unrolled program equals 1/(2 sqrt 2) to the last bit. A transform
 #[grad]
 fn cf_newton_sqrt(a: f64) -> f64 {
@@ -670,6 +1060,21 @@ fn cf_newton_sqrt_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.a, 0.35355339059327373, "d/da");
+}
+
+#[test]
+fn cf_newton_sqrt_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = cf_newton_sqrt_jvp(2.0, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        cf_newton_sqrt(2.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.17677669529663687;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // mut_accumulate_100 (mutation): `acc += ...` in a loop: each input gets gradient 100. Enzyme loops.c.
@@ -695,6 +1100,21 @@ fn mut_accumulate_100_value_and_gradient() {
     close(g.b, 100.0, "d/db");
 }
 
+#[test]
+fn mut_accumulate_100_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = mut_accumulate_100_jvp(2.0, 3.0, 0.5, -0.75);
+    assert_eq!(
+        value.to_bits(),
+        mut_accumulate_100(2.0, 3.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -25.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 125.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // mut_shadow_slice_to_scalar (mutation): The name x is rebound twice: slice, then its sum, then the square. grad = 2*sum = 12 for every element. This uses iter().sum(), which a source transform must either support or reject with a clear erro
 #[grad]
 fn mut_shadow_slice_to_scalar(x: &[f64]) -> f64 {
@@ -716,6 +1136,21 @@ fn mut_shadow_slice_to_scalar_value_and_gradient() {
     close(g.x[0], 12.0, "d/dx[0]");
     close(g.x[1], 12.0, "d/dx[1]");
     close(g.x[2], 12.0, "d/dx[2]");
+}
+
+#[test]
+fn mut_shadow_slice_to_scalar_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = mut_shadow_slice_to_scalar_jvp(&[1.0, 2.0, 3.0], &[0.5, -0.75, 1.25]);
+    assert_eq!(
+        value.to_bits(),
+        mut_shadow_slice_to_scalar(&[1.0, 2.0, 3.0]).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 12.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 30.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // mut_overwrite_element_squares (mutation): Two local Vecs. One element of the copy is overwritten with a product of the other Vec's entries, then the two Vecs are dotted. Tangent test_subscript3.
@@ -750,6 +1185,21 @@ fn mut_overwrite_element_squares_value_and_gradient() {
     close(g.x[2], 51.0, "d/dx[2]");
 }
 
+#[test]
+fn mut_overwrite_element_squares_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = mut_overwrite_element_squares_jvp(&[1.0, 2.0, 3.0], &[0.5, -0.75, 1.25]);
+    assert_eq!(
+        value.to_bits(),
+        mut_overwrite_element_squares(&[1.0, 2.0, 3.0]).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 63.75;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 135.75,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // mut_aug_mul_self (mutation): `x *= x`: the same variable is both operands of a compound assignment. The result is a^4, grad 4a^3 = 13.5. A transform that reads the already-updated x in the adjoint gets this wrong. Tangent augassi
 #[grad]
 fn mut_aug_mul_self(a: f64) -> f64 {
@@ -768,6 +1218,21 @@ fn mut_aug_mul_self_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.a, 13.5, "d/da");
+}
+
+#[test]
+fn mut_aug_mul_self_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = mut_aug_mul_self_jvp(1.5, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        mut_aug_mul_self(1.5).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 6.75;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 6.75,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // mut_loop_swap (mutation): Loop-carried variables swapped each iteration; after 3 swaps a = 2x, so grad = 2. Zygote#1198, fixed by PR 1637, returned `nothing` because the adjoint swap was lowered as a sequential copy.
@@ -795,6 +1260,21 @@ fn mut_loop_swap_value_and_gradient() {
     close(g.x, 2.0, "d/dx");
 }
 
+#[test]
+fn mut_loop_swap_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = mut_loop_swap_jvp(1.7, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        mut_loop_swap(1.7).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 1.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // mut_param_overwritten (mutation): A parameter is overwritten by another parameter: grad i = 1, grad j = 0. clad#265 returned 0 for i because it kept no adjoint for j. rustc warns that the incoming value of j is never read; that is exp
 #[grad]
 fn mut_param_overwritten(i: f64, mut j: f64) -> f64 {
@@ -813,6 +1293,21 @@ fn mut_param_overwritten_value_and_gradient() {
     );
     close(g.i, 1.0, "d/di");
     close(g.j, 0.0, "d/dj");
+}
+
+#[test]
+fn mut_param_overwritten_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = mut_param_overwritten_jvp(3.0, 5.0, 0.5, -0.75);
+    assert_eq!(
+        value.to_bits(),
+        mut_param_overwritten(3.0, 5.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.5;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // mut_running_state_rnn (mutation): A recurrent state stored in a local Vec (h[t+1] depends on h[t]), with weights shared across steps. Tangent's rnn test, plus a tanh.
@@ -855,6 +1350,27 @@ fn mut_running_state_rnn_value_and_gradient() {
     close(g.w[1], -0.018182800039527547, "d/dw[1]");
 }
 
+#[test]
+fn mut_running_state_rnn_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = mut_running_state_rnn_jvp(
+        &[0.5, -1.0, 1.5, 0.2, -0.3, 0.8],
+        &[0.7, -0.4],
+        3,
+        &[0.5, -0.75, 1.25, -0.375, 0.875, 0.5],
+        &[-0.75, 1.25],
+    );
+    assert_eq!(
+        value.to_bits(),
+        mut_running_state_rnn(&[0.5, -1.0, 1.5, 0.2, -0.3, 0.8], &[0.7, -0.4], 3).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.7076894926634804;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.905864110680763,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // mut_reciprocal_accumulator (mutation): Accumulating reciprocals: grad = -1/x_i^2. NVIDIA warp#1740 reports wrong gradients in a division-inside-loop accumulator pattern, diagnosed as a stale loop-carried accumulator.
 #[grad]
 fn mut_reciprocal_accumulator(x: &[f64]) -> f64 {
@@ -878,6 +1394,21 @@ fn mut_reciprocal_accumulator_value_and_gradient() {
     close(g.x[0], -1.0, "d/dx[0]");
     close(g.x[1], -0.5917159763313609, "d/dx[1]");
     close(g.x[2], -0.39062499999999994, "d/dx[2]");
+}
+
+#[test]
+fn mut_reciprocal_accumulator_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = mut_reciprocal_accumulator_jvp(&[1.0, 1.3, 1.6], &[0.5, -0.75, 1.25]);
+    assert_eq!(
+        value.to_bits(),
+        mut_reciprocal_accumulator(&[1.0, 1.3, 1.6]).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -0.5444942677514792;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.4320682322485205,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // mut_divide_assign_chain (mutation): Repeated `/=`: d/da_i = -result/a_i, d/dstart = 1/prod(a) = 1/120. Enzyme manydiv.c.
@@ -908,6 +1439,26 @@ fn mut_divide_assign_chain_value_and_gradient() {
     close(g.start, 0.008333333333333333, "d/dstart");
 }
 
+#[test]
+fn mut_divide_assign_chain_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = mut_divide_assign_chain_jvp(
+        &[1.0, 2.0, 3.0, 4.0, 5.0],
+        3.14,
+        &[0.5, -0.75, 1.25, -0.375, 0.875],
+        -0.75,
+    );
+    assert_eq!(
+        value.to_bits(),
+        mut_divide_assign_chain(&[1.0, 2.0, 3.0, 4.0, 5.0], 3.14).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -0.022549652777777776;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // mut_block_shadowing (mutation): An inner block shadows y; after the block, the outer y is used again. f = (4x^2+1)*2x, grad 24x^2+2 = 56 at 1.5. A transform that keys adjoints by identifier name conflates the two y's. Tangent's grad
 #[grad]
 fn mut_block_shadowing(x: f64) -> f64 {
@@ -931,6 +1482,21 @@ fn mut_block_shadowing_value_and_gradient() {
     close(g.x, 56.0, "d/dx");
 }
 
+#[test]
+fn mut_block_shadowing_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = mut_block_shadowing_jvp(1.5, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        mut_block_shadowing(1.5).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 28.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 28.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // num_branch_guarded_sqrt (numerics): A real branch: sqrt is never evaluated, so the gradient is 1. A transform that lowers if/else to a select evaluates both branches. That gives NaN: jnp.where and torch.where do (jax#347 and #1052, pyto
 #[grad]
 fn num_branch_guarded_sqrt(x: f64) -> f64 {
@@ -947,6 +1513,21 @@ fn num_branch_guarded_sqrt_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.x, 1.0, "d/dx");
+}
+
+#[test]
+fn num_branch_guarded_sqrt_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = num_branch_guarded_sqrt_jvp(-1.0, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        num_branch_guarded_sqrt(-1.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.5;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // num_dead_value_at_kink (numerics): A computed but unused value has an infinite local derivative at this point. It must not touch the gradient: grad = 2. clad#1108 returned NaN from an unused acos whose argument was out of its domain. M
@@ -968,6 +1549,21 @@ fn num_dead_value_at_kink_value_and_gradient() {
     close(g.x, 2.0, "d/dx");
 }
 
+#[test]
+fn num_dead_value_at_kink_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = num_dead_value_at_kink_jvp(1.0, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        num_dead_value_at_kink(1.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 1.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // num_zero_weighted_sqrt_kink (numerics): The function equals 2x everywhere, so the true gradient is 2. But the adjoint path multiplies a zero cotangent by sqrt's infinite derivative at 0, so JAX and PyTorch both return NaN. 'grad' holds the
 #[grad]
 fn num_zero_weighted_sqrt_kink(x: f64) -> f64 {
@@ -986,6 +1582,21 @@ fn num_zero_weighted_sqrt_kink_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.x, 2.0, "d/dx");
+}
+
+#[test]
+fn num_zero_weighted_sqrt_kink_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = num_zero_weighted_sqrt_kink_jvp(1.0, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        num_zero_weighted_sqrt_kink(1.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 1.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // num_norm_squared_at_zero (numerics): |x|^2 computed through the norm. It is smooth, and the true gradient at 0 is 2x = [0,0]. The literal chain multiplies 2n = 0 by x/n = 0/0, giving NaN in JAX (jax#4177, jax#21723) and in torch when wri
@@ -1013,6 +1624,21 @@ fn num_norm_squared_at_zero_value_and_gradient() {
     close(g.x[1], 0.0, "d/dx[1]");
 }
 
+#[test]
+fn num_norm_squared_at_zero_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = num_norm_squared_at_zero_jvp(&[0.0, 0.0], &[0.5, -0.75]);
+    assert_eq!(
+        value.to_bits(),
+        num_norm_squared_at_zero(&[0.0, 0.0]).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // num_powf_zero_base (numerics): 0^2: d/dx = y x^(y-1) = 0, and d/dy = x^y ln x = 0 * (-inf), which is taken as 0. JAX, PyTorch and ChainRules (PR 513 table: (0.0, 2) => (0.0, 0.0)) all give (0, 0). A naive rule gives NaN for d/dy. s
 #[grad]
 fn num_powf_zero_base(x: f64, y: f64) -> f64 {
@@ -1030,6 +1656,21 @@ fn num_powf_zero_base_value_and_gradient() {
     );
     close(g.x, 0.0, "d/dx");
     close(g.y, 0.0, "d/dy");
+}
+
+#[test]
+fn num_powf_zero_base_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = num_powf_zero_base_jvp(0.0, 2.0, 0.5, -0.75);
+    assert_eq!(
+        value.to_bits(),
+        num_powf_zero_base(0.0, 2.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // num_stable_logsumexp_large (numerics): Max-shifted log-sum-exp at large logits. The grad is softmax(x); the gradient through m cancels (1 - sum p = 0). The naive form overflows to inf and gives NaN gradients (FluxML/NNlib.jl#68, pytorch#31
@@ -1061,6 +1702,22 @@ fn num_stable_logsumexp_large_value_and_gradient() {
     close(g.x[2], 0.09003057317038045, "d/dx[2]");
 }
 
+#[test]
+fn num_stable_logsumexp_large_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) =
+        num_stable_logsumexp_large_jvp(&[1000.0, 1001.0, 999.0], &[0.5, -0.75, 1.25]);
+    assert_eq!(
+        value.to_bits(),
+        num_stable_logsumexp_large(&[1000.0, 1001.0, 999.0]).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -0.26402826484074216;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // ns_relu_branch_at_zero (nonsmooth): ReLU written as a branch: at 0 the else branch runs, so grad = 0. jax.nn.relu (custom_jvp, jax PR 2342/25392) and torch.relu also give 0, so everything agrees.
 #[grad]
 fn ns_relu_branch_at_zero(x: f64) -> f64 {
@@ -1079,6 +1736,21 @@ fn ns_relu_branch_at_zero_value_and_gradient() {
     close(g.x, 0.0, "d/dx");
 }
 
+#[test]
+fn ns_relu_branch_at_zero_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = ns_relu_branch_at_zero_jvp(0.0, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        ns_relu_branch_at_zero(0.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // ns_relu_via_max_at_zero (nonsmooth): ReLU written with f64::max hits a tie at 0. Binary maximum splits ties (0.5) in both JAX and torch. jax.nn.relu, torch.relu and (in torch 2.15) torch.clamp_min give 0. Older torch, from PR 7049 (2018)
 #[grad]
 fn ns_relu_via_max_at_zero(x: f64) -> f64 {
@@ -1095,6 +1767,21 @@ fn ns_relu_via_max_at_zero_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.x, 0.5, "d/dx");
+}
+
+#[test]
+fn ns_relu_via_max_at_zero_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = ns_relu_via_max_at_zero_jvp(0.0, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        ns_relu_via_max_at_zero(0.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.25;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // ns_sqrt_at_zero (nonsmooth): sqrt at 0: the one-sided derivative is +inf, and both JAX and PyTorch return inf. Expected 'Infinity'.
@@ -1134,6 +1821,21 @@ fn ns_min_tie_two_args_value_and_gradient() {
     close(g.b, 0.5, "d/db");
 }
 
+#[test]
+fn ns_min_tie_two_args_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = ns_min_tie_two_args_jvp(2.0, 2.0, 0.5, -0.75);
+    assert_eq!(
+        value.to_bits(),
+        ns_min_tie_two_args(2.0, 2.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -0.125;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // ns_pow_zero_zero (nonsmooth): DISAGREEMENT: 0^0 = 1 (Rust agrees), and the function is not differentiable at (0,0). JAX gives d/dx = NaN (0 * 0^-1), d/dy = 0. torch.pow special-cases exponent 0 and gives (0, 0). ChainRules' table
 #[grad]
 fn ns_pow_zero_zero(x: f64, y: f64) -> f64 {
@@ -1153,6 +1855,21 @@ fn ns_pow_zero_zero_value_and_gradient() {
     close(g.y, 0.0, "d/dy");
 }
 
+#[test]
+fn ns_pow_zero_zero_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = ns_pow_zero_zero_jvp(0.0, 0.0, 0.5, -0.75);
+    assert_eq!(
+        value.to_bits(),
+        ns_pow_zero_zero(0.0, 0.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // ns_softplus_stable_at_zero (nonsmooth): The numerically stable softplus formula is smooth (true grad 0.5 at 0), but it is built from two kinked ops whose conventions must cancel. With JAX's conventions (max tie 0.5, abs'(0)=1) the literal g
 #[grad]
 fn ns_softplus_stable_at_zero(x: f64) -> f64 {
@@ -1169,6 +1886,21 @@ fn ns_softplus_stable_at_zero_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.x, 0.5, "d/dx");
+}
+
+#[test]
+fn ns_softplus_stable_at_zero_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = ns_softplus_stable_at_zero_jvp(0.0, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        ns_softplus_stable_at_zero(0.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 0.25;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // comp_scalar_graph_relu_mix (composition): A small scalar graph in the spirit of micrograd's sanity check: x fans out into several subexpressions, with one inactive ReLU (z<0) and one active. The constants and the point differ from micrograd's
@@ -1194,6 +1926,21 @@ fn comp_scalar_graph_relu_mix_value_and_gradient() {
     close(g.x, 16.5, "d/dx");
 }
 
+#[test]
+fn comp_scalar_graph_relu_mix_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = comp_scalar_graph_relu_mix_jvp(-3.0, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        comp_scalar_graph_relu_mix(-3.0).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 8.25;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 8.25,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // comp_nested_helper_call (composition): Calls a helper fn item inside a loop: a^8, grad 8a^7. In the crate, the helper would normally be a separate #[grad] function; here it is nested so the case stays a single fn. Tangent iterpower_with_ca
 #[grad]
 fn comp_nested_helper_call(a: f64, n: usize) -> f64 {
@@ -1217,6 +1964,21 @@ fn comp_nested_helper_call_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.a, 15.589736800000008, "d/da");
+}
+
+#[test]
+fn comp_nested_helper_call_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = comp_nested_helper_call_jvp(1.1, 3, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        comp_nested_helper_call(1.1, 3).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 7.794868400000004;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 7.794868400000004,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // comp_logistic_tanh_bce (composition): Logistic regression, with the probability written as 0.5(tanh+1) and the label likelihood as a convex mix, summed over samples. Labels are f64, so they get gradients too. Same model as Tangent's logis
@@ -1272,6 +2034,36 @@ fn comp_logistic_tanh_bce_value_and_gradient() {
     close(g.w[0], 2.511106076799987, "d/dw[0]");
     close(g.w[1], -3.0928903028208836, "d/dw[1]");
     close(g.b, -0.8015778109254587, "d/db");
+}
+
+#[test]
+fn comp_logistic_tanh_bce_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = comp_logistic_tanh_bce_jvp(
+        &[0.5, -1.2, 1.0, 0.3, -0.7, 2.0],
+        &[1.0, 0.0, 1.0],
+        &[0.4, -0.6],
+        0.1,
+        &[0.5, -0.75, 1.25, -0.375, 0.875, 0.5],
+        &[-0.75, 1.25, -0.375],
+        &[1.25, -0.375],
+        -0.375,
+    );
+    assert_eq!(
+        value.to_bits(),
+        comp_logistic_tanh_bce(
+            &[0.5, -1.2, 1.0, 0.3, -0.7, 2.0],
+            &[1.0, 0.0, 1.0],
+            &[0.4, -0.6],
+            0.1
+        )
+        .to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -0.7129973964151971;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 14.243926403993807,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 // comp_mlp_tanh_ce (composition): The course's Day 3/4 model in miniature: a 2-layer tanh MLP with mean softmax cross-entropy, over a batch of 2, with hand-written loops. Gradients are checked for every weight, bias and input. For the
@@ -1405,6 +2197,61 @@ fn comp_mlp_tanh_ce_value_and_gradient() {
     close(g.b2[2], -0.18140868820805073, "d/db2[2]");
 }
 
+#[test]
+fn comp_mlp_tanh_ce_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = comp_mlp_tanh_ce_jvp(
+        &[0.2, -0.4, 0.9, -1.1, 0.3, 0.5],
+        &[
+            0.1, -0.2, 0.3, 0.05, -0.3, 0.4, 0.1, -0.25, 0.2, 0.15, -0.35, 0.3,
+        ],
+        &[0.01, -0.02, 0.03, 0.0],
+        &[
+            0.5, -0.4, 0.2, -0.3, 0.1, 0.6, 0.25, -0.15, -0.2, 0.05, 0.35, -0.45,
+        ],
+        &[0.1, 0.0, -0.1],
+        &[2, 0],
+        2,
+        3,
+        4,
+        3,
+        &[0.5, -0.75, 1.25, -0.375, 0.875, 0.5],
+        &[
+            -0.75, 1.25, -0.375, 0.875, 0.5, -0.75, 1.25, -0.375, 0.875, 0.5, -0.75, 1.25,
+        ],
+        &[1.25, -0.375, 0.875, 0.5],
+        &[
+            -0.375, 0.875, 0.5, -0.75, 1.25, -0.375, 0.875, 0.5, -0.75, 1.25, -0.375, 0.875,
+        ],
+        &[0.875, 0.5, -0.75],
+    );
+    assert_eq!(
+        value.to_bits(),
+        comp_mlp_tanh_ce(
+            &[0.2, -0.4, 0.9, -1.1, 0.3, 0.5],
+            &[
+                0.1, -0.2, 0.3, 0.05, -0.3, 0.4, 0.1, -0.25, 0.2, 0.15, -0.35, 0.3
+            ],
+            &[0.01, -0.02, 0.03, 0.0],
+            &[
+                0.5, -0.4, 0.2, -0.3, 0.1, 0.6, 0.25, -0.15, -0.2, 0.05, 0.35, -0.45
+            ],
+            &[0.1, 0.0, -0.1],
+            &[2, 0],
+            2,
+            3,
+            4,
+            3
+        )
+        .to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = -0.4619864263685649;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 3.327252290644049,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
+}
+
 // comp_self_cancel (composition): The same variable on both sides of - and +: grad = (1-1) + (1+1) = 2. paradox PR 3 fixed 'a - a' giving gradient 2 instead of 0.
 #[grad]
 fn comp_self_cancel(a: f64) -> f64 {
@@ -1423,6 +2270,21 @@ fn comp_self_cancel_value_and_gradient() {
         "f_grad's value equals f's"
     );
     close(g.a, 2.0, "d/da");
+}
+
+#[test]
+fn comp_self_cancel_jvp_pairs_the_gradient_with_the_tangent() {
+    let (value, tangent) = comp_self_cancel_jvp(1.7, 0.5);
+    assert_eq!(
+        value.to_bits(),
+        comp_self_cancel(1.7).to_bits(),
+        "f_jvp's value equals f's"
+    );
+    let expected = 1.0;
+    assert!(
+        (tangent - expected).abs() <= 1e-9 * 1.0,
+        "jvp: got {tangent:e}, expected {expected:e}"
+    );
 }
 
 /// Cases that need constructs `#[grad]` does not support yet, with what they need.

@@ -102,6 +102,49 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
         own.fresh("__strong", span),
         own.fresh("__kept", span),
     );
+    let (tangents, tape, tangent) = (
+        own.fresh("__tangents", span),
+        own.fresh("__tape", span),
+        own.fresh("__tangent", span),
+    );
+    let mut slots = Vec::new();
+    let mut cot_names = Vec::new();
+    let mut slot_names = Vec::new();
+    let mut terms = Vec::new();
+    for ty in &types {
+        let (slot, dot) = tangent_slot(ty, &floats);
+        let (c, t) = (own.fresh("__cot", span), own.fresh("__slot", span));
+        slots.push(slot);
+        if let Some(dot) = dot {
+            terms.push(quote! {
+                if let ::core::option::Option::Some(#t) = #t {
+                    #tangent = #tangent + (#dot)(&#c, #t);
+                }
+            });
+        }
+        cot_names.push(c);
+        slot_names.push(t);
+    }
+    // A function returning an array has no directional derivative of one number.
+    let returns_float = matches!(&ret, syn::Type::Path(p) if p.path.get_ident().is_some_and(|i| i == "f32" || i == "f64" || floats.contains(&i.to_string())));
+    let jvp = if returns_float {
+        quote! {
+            /// Forward mode: the value and the pullback's cotangents paired with the
+            /// tangents given (`None`: a constant there), `Σ ⟨∂y/∂xₖ, tₖ⟩`.
+            #[inline]
+            #[allow(unused_variables, non_snake_case, clippy::all)]
+            #vis fn jvp #impl_generics (#(#inputs,)* #tangents: (#(#slots,)*)) -> (#ret, #ret) #where_clause {
+                let (#value, #tape) = #name::forward(#(#names),*);
+                let (#(#cot_names,)*) = ::backprop::__private::Pullback::backward(#tape, ::backprop::__private::one());
+                let (#(#slot_names,)*) = #tangents;
+                let mut #tangent: #ret = ::backprop::__private::zero();
+                #(#terms)*
+                (#value, #tangent)
+            }
+        }
+    } else {
+        quote!()
+    };
     let cfgs = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let cfgs2 = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let doc = format!(
@@ -126,6 +169,8 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
                 let #value = #name(#(#names),*);
                 #name::rebuild(#(#names,)* #value)
             }
+
+            #jvp
 
             /// The tape of a call made before, from its arguments (copies kept by the
             /// caller) and the value it returned: the pullback needs nothing else, so
@@ -174,4 +219,37 @@ fn cotangent_type(ty: &syn::Type, floats: &HashSet<String>) -> TokenStream {
         return quote!(<#owned as ::backprop::__private::tensor::Value>::Cot);
     }
     quote!(::backprop::__private::Inactive)
+}
+
+/// An argument's tangent slot in the companion's `jvp` (as `f::jvp` of a `#[grad]`
+/// function takes it: a float by value, a buffer as a slice, an array as it is passed)
+/// and the function pairing its cotangent with that tangent (`None`: not a float).
+fn tangent_slot(ty: &syn::Type, floats: &HashSet<String>) -> (TokenStream, Option<TokenStream>) {
+    let is_float = |t: &syn::Type| matches!(t, syn::Type::Path(p) if p.path.get_ident().is_some_and(|i| i == "f32" || i == "f64" || floats.contains(&i.to_string())));
+    if is_float(ty) {
+        return (
+            quote!(::core::option::Option<#ty>),
+            Some(quote!(|c: &#ty, t: #ty| ::backprop::__private::jvp::dot_scalar(*c, t))),
+        );
+    }
+    let (inner, by_ref) = match ty {
+        syn::Type::Reference(r) if r.mutability.is_none() => (&*r.elem, true),
+        other => (other, false),
+    };
+    if let Some(e) = crate::ir::lower::collection_elem(inner).filter(|e| is_float(e)) {
+        return (
+            quote!(::core::option::Option<&[#e]>),
+            Some(
+                quote!(|c: &::std::vec::Vec<#e>, t: &[#e]| ::backprop::__private::jvp::dot_buffer(&c[..], t)),
+            ),
+        );
+    }
+    if matches!(cotangent_type(ty, floats).to_string().as_str(), s if s.contains("Inactive")) {
+        return (quote!(::core::option::Option<#ty>), None);
+    }
+    let deref = if by_ref { quote!(&*) } else { quote!(&) };
+    (
+        quote!(::core::option::Option<#ty>),
+        Some(quote!(|c, t: #ty| ::backprop::__private::jvp::dot_array(c, #deref t))),
+    )
 }

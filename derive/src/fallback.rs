@@ -84,8 +84,12 @@ pub fn expand(
     };
     let companions = shape.companions(
         forward_body,
-        Some((stub.clone(), fwd_pub, stub.clone(), stub)),
+        Some((stub.clone(), fwd_pub, stub.clone(), stub.clone())),
         false,
+        Some((
+            syn::Ident::new("__tangents", proc_macro2::Span::call_site()),
+            stub,
+        )),
     );
     // The stubs cannot use the arguments: silence that, only the real errors remain.
     let out = quote! {

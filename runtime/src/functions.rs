@@ -27,9 +27,29 @@ macro_rules! rule_companion {
                 let $y = Self::value($($arg),*);
                 ($y, crate::Tape::new(move |$d: T| ($($vjp),*,)))
             }
+
+            /// Forward mode: the value and `Σ ∂y/∂argₖ · tₖ` over the arguments given a
+            /// tangent (`None`: a constant). A scalar rule's Jacobian is one number per
+            /// argument, its pullback at `d = 1`; a zero tangent contributes nothing
+            /// even where that number is infinite (the strong zero of the rules).
+            #[inline(always)]
+            pub fn jvp<T: Float>($($arg: T,)* tangents: ($(rule_companion!(@slot $arg T),)*)) -> (T, T) {
+                let $y = Self::value($($arg),*);
+                let $d = T::one();
+                let partials = [$($vjp),*];
+                let ($($arg,)*) = tangents;
+                let mut tangent = T::zero();
+                for (p, t) in partials.into_iter().zip([$($arg),*]) {
+                    if let Some(t) = t.filter(|t| *t != T::zero()) {
+                        tangent = tangent + p * t;
+                    }
+                }
+                ($y, tangent)
+            }
         }
     };
     (@ty $arg:ident $t:ty) => { $t };
+    (@slot $arg:ident $t:ty) => { Option<$t> };
 }
 
 /// The logistic sigmoid σ(x) = 1/(1 + e⁻ˣ), computed without overflow for large |x|.
@@ -452,6 +472,22 @@ pub mod companions {
         pub fn forward<T: Float>(x: &[T]) -> (T, crate::Tape<impl FnOnce(T) -> (Vec<T>,) + '_>) {
             let y = super::logsumexp(x);
             Self::rebuild(x, y)
+        }
+
+        /// Forward mode: the value and `Σ softmax(x)ᵢ tᵢ` (`None`: a constant `x`).
+        ///
+        /// # Panics
+        /// If the tangent's length differs from `x`'s.
+        #[inline]
+        pub fn jvp<T: Float>(x: &[T], tangents: (Option<&[T]>,)) -> (T, T) {
+            let y = super::logsumexp(x);
+            match tangents.0 {
+                Some(t) => (
+                    y,
+                    crate::private::jvp::dot_buffer(&logsumexp_vjp(x, y, T::one()), t),
+                ),
+                None => (y, T::zero()),
+            }
         }
 
         /// The tape of a call made before, from (a copy of) its input and its value:

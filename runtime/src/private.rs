@@ -15,6 +15,10 @@ pub use crate::tape::{
     Branch, DualTape, HeapOfOther, HeapOfOwned, Inactive, MapGrad, Probe, Pullback, Tape, boxed,
 };
 pub use core::option::Option;
+
+/// Forward mode's helpers (`f_jvp` and the companions' `jvp`).
+#[path = "jvp.rs"]
+pub mod jvp;
 pub use num_traits::Float;
 
 /// The scalar rules without strong zeros, under the same names: the second reverse

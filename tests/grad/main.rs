@@ -24,6 +24,7 @@ mod cfg;
 mod closures;
 mod custom_rules;
 mod element_writes;
+mod forward_mode;
 mod generic_floats;
 mod in_place;
 mod jumps;

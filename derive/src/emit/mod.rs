@@ -13,8 +13,10 @@
 pub mod companions;
 pub mod context;
 pub mod forward;
+pub mod jvp;
 pub mod reverse;
 mod shape;
+pub mod tangent;
 
 pub use shape::{Api, Shape, ShapeParam, strip_lifetimes};
 
@@ -145,6 +147,12 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
     } else {
         quote!(#[allow(deprecated)] let _ = #fn_name #tf;)
     };
+    // The tangent pass is built first, by its own emitter over the same IR (it keeps no
+    // tape, and shares no state with the forward and reverse passes).
+    let jvp_body = (!shape.returns_array() && tangent::supported(func, plan)).then(|| {
+        let mut em = context::Emitter::new(func, plan, names.clone());
+        tangent::body(&mut em)
+    });
     let mut ctx = context::Emitter::new(func, plan, names);
     let forward = ctx.forward();
     let (pullback, dual) = reverse::pullback(&mut ctx, &shape.tuple_ty());
@@ -311,7 +319,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
         (#ret, #tape)
     };
     let plain_first = dual && shape.plain_first() && !calls_outside_rules(func);
-    let companions = shape.companions(body, None, plain_first);
+    let companions = shape.companions(body, None, plain_first, jvp_body);
     let out = quote! {
         #item
         #companions

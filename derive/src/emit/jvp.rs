@@ -1,0 +1,216 @@
+//! Forward mode's companions: `f_jvp(args.., t_args..) -> (value, tangent)` and the rule
+//! companion's `f::jvp(args.., tangents)`, through which other functions' forward mode
+//! calls `f`.
+//!
+//! The companion takes one `Option` per argument (`None`: the caller holds a constant
+//! there, whose tangent is zero), a buffer's tangent as a slice and a struct's by
+//! reference: the caller then needs to know only what kind of value it passes. Its body
+//! is the tangent pass `emit::tangent` builds from the IR where every operation has a
+//! tangent rule, and otherwise the gradient paired with the tangents, `⟨∇f, t⟩`: exact
+//! for any function that returns a float, at the cost of a reverse pass.
+
+use super::shape::{Shape, ShapeParam};
+use crate::names::Names;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+/// How an argument's tangent travels between companions.
+pub enum TangentKind {
+    /// A float (or anything but the three below): `Option<P>`, by value.
+    Value,
+    /// A buffer of floats: `Option<&[E]>`.
+    Buffer(syn::Type),
+    /// A struct of parameters: `Option<&S>` (`S` the argument's type without its `&`).
+    Struct(syn::Type),
+    /// An ndarray array: `Option<P>`, as the argument.
+    Array,
+}
+
+impl ShapeParam {
+    pub fn tangent_kind(&self) -> TangentKind {
+        if let Some(e) = &self.elem {
+            return TangentKind::Buffer(e.clone());
+        }
+        if self.strukt {
+            return TangentKind::Struct(self.deref_ty());
+        }
+        if self.tensor {
+            return TangentKind::Array;
+        }
+        TangentKind::Value
+    }
+
+    /// The argument's type without its outer `&`.
+    fn deref_ty(&self) -> syn::Type {
+        match &self.ty {
+            syn::Type::Reference(r) => (*r.elem).clone(),
+            other => other.clone(),
+        }
+    }
+
+    fn is_ref(&self) -> bool {
+        matches!(self.ty, syn::Type::Reference(_))
+    }
+
+    /// The companion's slot type for this argument's tangent.
+    pub fn tangent_slot_ty(&self) -> TokenStream {
+        let ty = &self.ty;
+        match self.tangent_kind() {
+            TangentKind::Value | TangentKind::Array => quote!(::core::option::Option<#ty>),
+            TangentKind::Buffer(e) => quote!(::core::option::Option<&[#e]>),
+            TangentKind::Struct(s) => quote!(::core::option::Option<&#s>),
+        }
+    }
+
+    /// `Some(..)` of the tangent `t`, given in the argument's own type, as the slot takes
+    /// it.
+    fn tangent_slot(&self, t: &syn::Ident) -> TokenStream {
+        match self.tangent_kind() {
+            TangentKind::Value | TangentKind::Array => quote!(::core::option::Option::Some(#t)),
+            TangentKind::Buffer(_) => quote!(::core::option::Option::Some(&#t[..])),
+            TangentKind::Struct(_) if self.is_ref() => quote!(::core::option::Option::Some(#t)),
+            TangentKind::Struct(_) => quote!(::core::option::Option::Some(&#t)),
+        }
+    }
+}
+
+impl Shape<'_> {
+    /// The companion's tangent tuple type: one slot per argument.
+    pub fn tangents_ty(&self) -> TokenStream {
+        let slots = self.params.iter().map(ShapeParam::tangent_slot_ty);
+        quote!((#(#slots,)*))
+    }
+
+    /// `f::jvp` (in the rule companion's `impl`) and `f_jvp` beside `f`, for a function
+    /// that returns a float. `native` is the tangent pass's body, when the IR has one;
+    /// it reads the arguments and `tangents` (the slot tuple).
+    pub fn jvp_companions(
+        &self,
+        own: &mut Names,
+        native: Option<(syn::Ident, TokenStream)>,
+    ) -> (TokenStream, TokenStream) {
+        let item = self.item;
+        let vis = &item.vis;
+        let name = &item.sig.ident;
+        let span = name.span();
+        let f_jvp = format_ident!("{}_jvp", name, span = span);
+        let ret = &self.ret_ty;
+        let inputs = self.inputs();
+        let generics = self.generics();
+        let (impl_generics, _, where_clause) = generics.split_for_impl();
+        let attrs = self.carried_attrs();
+        let tf = self.turbofish();
+        let args = self.arg_names();
+        let (tangents, body) = match native {
+            Some(n) => n,
+            None => {
+                let tangents = own.fresh("__tangents", proc_macro2::Span::call_site());
+                let body = self.jvp_through_gradient(own, &tangents);
+                (tangents, body)
+            }
+        };
+        let tangents_ty = self.tangents_ty();
+        let companion_inputs = if self.params.is_empty() {
+            quote!(#tangents: #tangents_ty)
+        } else {
+            quote!(#inputs, #tangents: #tangents_ty)
+        };
+        let method = quote! {
+            /// Value and directional derivative, one tangent slot per argument (`None`:
+            /// a constant there).
+            #[inline]
+            #[allow(unused_variables, unused_mut, unused_parens, unreachable_code, non_snake_case, clippy::all)]
+            #vis fn jvp #impl_generics (#companion_inputs) -> (#ret, #ret) #where_clause {
+                #body
+            }
+        };
+        // `f_jvp(args.., t_a, t_b)`: one tangent per differentiated argument, of the
+        // argument's own type.
+        let mut t_inputs = Vec::new();
+        let mut slots = Vec::new();
+        for p in &self.params {
+            if p.active {
+                let t = own.fresh(
+                    &format!("t_{}", p.name.to_string().trim_start_matches("r#")),
+                    p.name.span(),
+                );
+                let ty = &p.ty;
+                t_inputs.push(quote!(#t: #ty));
+                slots.push(p.tangent_slot(&t));
+            } else {
+                slots.push(quote!(::core::option::Option::None));
+            }
+        }
+        let all_inputs = if self.params.is_empty() {
+            quote!()
+        } else {
+            quote!(#inputs, #(#t_inputs),*)
+        };
+        let doc = format!(
+            "Value of `{name}` and its directional derivative along the tangents given for its differentiated arguments (forward mode; generated by `#[grad]`). A tangent has its argument's type; the result equals the gradient paired with the tangents, `Σ ∂{name}/∂x · t_x`."
+        );
+        let free = quote! {
+            #[doc = #doc]
+            #(#attrs)*
+            #[inline]
+            #[allow(unused_variables, unused_parens, unreachable_code, non_snake_case, clippy::too_many_arguments)]
+            #vis fn #f_jvp #impl_generics (#all_inputs) -> (#ret, #ret) #where_clause {
+                #name::jvp #tf (#(#args,)* (#(#slots,)*))
+            }
+        };
+        (method, free)
+    }
+
+    /// The tangent as the gradient paired with the tangents, `Σ ⟨∂f/∂x, t_x⟩`: the body
+    /// of `jvp` for a function whose operations do not all have tangent rules yet.
+    fn jvp_through_gradient(&self, own: &mut Names, tangents: &syn::Ident) -> TokenStream {
+        let name = &self.item.sig.ident;
+        let tf = self.turbofish();
+        let args = self.arg_names();
+        let ret = &self.ret_ty;
+        let (value, grad, tangent) = (
+            own.fresh("__value", proc_macro2::Span::call_site()),
+            own.fresh("__grad", proc_macro2::Span::call_site()),
+            own.fresh("__tangent", proc_macro2::Span::call_site()),
+        );
+        let mut slots = Vec::new();
+        let mut terms = Vec::new();
+        for p in &self.params {
+            let slot = own.fresh("__slot", proc_macro2::Span::call_site());
+            slots.push(slot.clone());
+            if !p.active {
+                continue;
+            }
+            let field = &p.name;
+            let dot = match p.tangent_kind() {
+                TangentKind::Value => {
+                    quote!(::backprop::__private::jvp::dot_scalar(#grad.#field, #slot))
+                }
+                TangentKind::Buffer(_) => {
+                    quote!(::backprop::__private::jvp::dot_buffer(&#grad.#field[..], #slot))
+                }
+                TangentKind::Struct(_) => {
+                    quote!(::backprop::__private::jvp::dot_params::<#ret, _, _>(&#grad.#field, #slot))
+                }
+                TangentKind::Array if p.is_ref() => {
+                    quote!(::backprop::__private::jvp::dot_array(&#grad.#field, &*#slot))
+                }
+                TangentKind::Array => {
+                    quote!(::backprop::__private::jvp::dot_array(&#grad.#field, &#slot))
+                }
+            };
+            terms.push(quote! {
+                if let ::core::option::Option::Some(#slot) = #slot {
+                    #tangent = #tangent + #dot;
+                }
+            });
+        }
+        quote! {
+            let (#(#slots,)*) = #tangents;
+            let (#value, #grad) = #name::grad #tf (#(#args),*);
+            let mut #tangent: #ret = ::backprop::__private::zero();
+            #(#terms)*
+            (#value, #tangent)
+        }
+    }
+}

@@ -1,0 +1,587 @@
+//! The tangent pass (forward mode): the user's statements in order, each followed by its
+//! tangent, `t_y` beside `y`, in one sweep with no tape.
+//!
+//! Before:
+//! ```text
+//! let e = (a * b).sin();
+//! ```
+//! After:
+//! ```text
+//! let t0 = a * b;
+//! let t_t0 = mul_vjp_lhs(b, t_a) + mul_vjp_rhs(a, t_b);
+//! let e = t0.sin();
+//! let t_e = sin_vjp(t0, t_t0);
+//! ```
+//! A scalar rule's Jacobian is one number per input, so the rule table's pullback of an
+//! input, called with that input's tangent in place of the output cotangent, is its
+//! pushforward: the tangent rules are the table's rules, declared once. Buffers get
+//! tangent buffers written where they are written; loops carry their tangents beside
+//! their values, an `if` returns them beside its values, a call of another function goes
+//! to its companion's `jvp`.
+//!
+//! Covered: the scalar path (floats, buffers of floats, structs of them, loops, branches,
+//! calls). Array code takes `f::jvp`'s other body, the gradient paired with the tangents
+//! (`emit::jvp`).
+
+use super::context::Emitter;
+use crate::ir::op::{Need, Vjp};
+use crate::ir::{BufOp, Func, IfNode, LoopHead, LoopNode, Operand, ParamKind, Rhs, Stmt, VarId};
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{quote, quote_spanned};
+use std::collections::HashMap;
+
+/// Whether every active operation of `func` has a tangent rule here.
+pub fn supported(func: &Func, plan: &crate::analysis::Plan) -> bool {
+    let act = &plan.activity;
+    if func.params.iter().any(|p| {
+        p.active
+            && !matches!(
+                p.kind,
+                ParamKind::Scalar | ParamKind::Buffer | ParamKind::Struct
+            )
+    }) {
+        return false;
+    }
+    if func.ret.var().is_some_and(|v| !plan.kinds.scalar[v.0]) {
+        return false;
+    }
+    let mut ok = true;
+    crate::ir::walk(&func.body, &mut |s| {
+        let active = act.is_active(s.def) || s.rhs.operands().iter().any(|o| act.operand_active(o));
+        if !active {
+            return;
+        }
+        match &s.rhs {
+            Rhs::Prim { prim, .. } => {
+                let rules_ok = prim.vjps_on(true).iter().all(|v| match v {
+                    Vjp::Rule(_, needs) => {
+                        needs.iter().all(|n| matches!(n, Need::In(_) | Need::Out))
+                    }
+                    _ => true,
+                });
+                ok &= plan.kinds.scalar_path(s.def)
+                    && plan.kinds.scalar[s.def.0]
+                    && !crate::ir::op::is_element_write(prim)
+                    && rules_ok;
+            }
+            Rhs::Call { .. } => ok &= plan.kinds.scalar[s.def.0],
+            Rhs::Buffer { .. } => ok &= plan.kinds.scalar[s.def.0],
+            Rhs::Loop(node) => {
+                ok &= node
+                    .carried
+                    .iter()
+                    .all(|c| plan.kinds.scalar[c.entry.0] && plan.kinds.scalar[c.out.0]);
+            }
+            Rhs::If(node) => ok &= node.outs.iter().all(|o| plan.kinds.scalar[o.def.0]),
+            Rhs::Copy(_) => ok &= plan.kinds.scalar[s.def.0],
+            Rhs::ZeroDerivative { .. } => {}
+            Rhs::NoRule { .. } => ok = false,
+        }
+    });
+    ok
+}
+
+/// Builds the body of `f::jvp`: the arguments are in scope by their names, and the
+/// tangent slots in a tuple named by the returned identifier.
+pub fn body(em: &mut Emitter<'_>) -> (Ident, TokenStream) {
+    let mut pass = TangentPass {
+        t: HashMap::new(),
+        tangents: em.names.fresh("__tangents", Span::call_site()),
+        em,
+    };
+    let out = pass.run();
+    (pass.tangents, out)
+}
+
+struct TangentPass<'e, 'a> {
+    em: &'e mut Emitter<'a>,
+    /// `t_x`: the tangent of each active value, named on first use.
+    t: HashMap<VarId, Ident>,
+    tangents: Ident,
+}
+
+impl<'a> TangentPass<'_, 'a> {
+    fn func(&self) -> &'a Func {
+        self.em.func
+    }
+
+    fn active(&self, v: VarId) -> bool {
+        self.em.plan.activity.is_active(v)
+    }
+
+    fn operand_active(&self, o: &Operand) -> bool {
+        self.em.plan.activity.operand_active(o)
+    }
+
+    /// `t_x`, the tangent of `x`.
+    fn t(&mut self, v: VarId) -> Ident {
+        if let Some(t) = self.t.get(&v) {
+            return t.clone();
+        }
+        let name = self.em.var(v).clone();
+        let fresh = self.em.names.fresh(
+            &format!("t_{}", name.to_string().trim_start_matches("r#")),
+            name.span(),
+        );
+        self.t.insert(v, fresh.clone());
+        fresh
+    }
+
+    /// The tangent of an operand: `t_x`, or a zero for a constant.
+    fn tangent(&mut self, o: &Operand) -> TokenStream {
+        match o.var() {
+            Some(v) if self.active(v) => {
+                let t = self.t(v);
+                quote!(#t)
+            }
+            // The zero of the value's own type, which inference then needs from nowhere
+            // else (a loop's tangent state starting at a constant).
+            _ => {
+                let x = self.primal(o);
+                quote!(::backprop::__private::jvp::zero_of(&#x))
+            }
+        }
+    }
+
+    /// A value a tangent rule reads, looking through `&` (rules take floats by value).
+    fn primal(&self, o: &Operand) -> TokenStream {
+        if let Some(v) = o.var()
+            && let Some(Stmt {
+                rhs: Rhs::Prim { prim, args, .. },
+                ..
+            }) = self.func().def_of(v)
+            && prim.name == "&"
+        {
+            return self.primal(&args[0]);
+        }
+        self.em.operand(o)
+    }
+
+    fn run(&mut self) -> TokenStream {
+        let tangents = self.tangents.clone();
+        let mut slots = Vec::new();
+        let mut prologue = Vec::new();
+        let params: Vec<crate::ir::Param> = self.func().params.clone();
+        for p in &params {
+            let slot = self.em.names.fresh("__slot", Span::call_site());
+            slots.push(slot.clone());
+            if !p.active || !self.active(p.var) {
+                continue;
+            }
+            let x = &p.ident;
+            let t = self.t(p.var);
+            prologue.push(match p.kind {
+                ParamKind::Buffer => {
+                    let zeros = self.em.names.fresh("__zeros", Span::call_site());
+                    let given = quote! {
+                        ::backprop::__private::jvp::buffer_or_zero(#slot, #x.len(), &mut #zeros)
+                    };
+                    if self.em.written.contains(&p.var) {
+                        quote! {
+                            let mut #zeros = ::std::vec::Vec::new();
+                            let mut #t = #given.to_vec();
+                        }
+                    } else {
+                        quote! {
+                            let mut #zeros = ::std::vec::Vec::new();
+                            let #t = #given;
+                        }
+                    }
+                }
+                ParamKind::Struct => {
+                    // A zero where no tangent is given, made as the reverse pass makes
+                    // its adjoint (the same call on the same span: a struct that is not
+                    // `Differentiable` is still one error).
+                    let zero = self.em.names.fresh("__zero", Span::call_site());
+                    let (arg, list) = match &p.ty {
+                        syn::Type::Reference(r) => {
+                            (quote!(#x), matches!(*r.elem, syn::Type::Slice(_)))
+                        }
+                        _ => (quote!(&#x), false),
+                    };
+                    let make = if list {
+                        quote_spanned!(x.span()=> ::backprop::__private::zero_like_slice(#arg))
+                    } else {
+                        quote_spanned!(x.span()=> ::backprop::__private::zero_like(#arg))
+                    };
+                    let given = if list {
+                        quote!(&#zero.insert(#make.0)[..])
+                    } else {
+                        quote!(&*#zero.insert(#make.0))
+                    };
+                    quote! {
+                        let mut #zero = ::core::option::Option::None;
+                        let #t = match #slot {
+                            ::core::option::Option::Some(#zero) => #zero,
+                            ::core::option::Option::None => #given,
+                        };
+                    }
+                }
+                _ => quote!(let #t = ::backprop::__private::jvp::scalar_or_zero(#slot);),
+            });
+        }
+        let items = &self.func().items;
+        let items = quote!(#(#items)*);
+        let body = self.block(&self.func().body);
+        let ret = self.em.operand(&self.func().ret.clone());
+        let t_ret = self.tangent(&self.func().ret.clone());
+        quote! {
+            let (#(#slots,)*) = #tangents;
+            #(#prologue)*
+            #items
+            #(#body)*
+            (#ret, #t_ret)
+        }
+    }
+
+    fn block(&mut self, stmts: &[Stmt]) -> Vec<TokenStream> {
+        stmts.iter().map(|s| self.stmt(s)).collect()
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> TokenStream {
+        match &s.rhs {
+            Rhs::If(node) => return self.if_stmt(s, node),
+            Rhs::Loop(node) => return self.loop_stmt(s, node),
+            Rhs::Call { path, args } if self.active(s.def) => return self.call(s, path, args),
+            _ => {}
+        }
+        let primal = self.em.simple_stmt(s);
+        let tangent = self.tangent_line(s);
+        quote!(#primal #tangent)
+    }
+
+    /// The tangent of a statement without control flow, after its primal line.
+    fn tangent_line(&mut self, s: &Stmt) -> TokenStream {
+        let span = s.span;
+        if let Rhs::Buffer { op, args } = &s.rhs {
+            return self.buffer_line(s, op, args);
+        }
+        if !self.active(s.def) {
+            return quote!();
+        }
+        let t = self.t(s.def);
+        match &s.rhs {
+            Rhs::Copy(o) => {
+                let to = self.tangent(o);
+                quote_spanned!(span=> let #t = #to;)
+            }
+            Rhs::Prim { prim, args, .. } => {
+                let mut terms = Vec::new();
+                for (k, vjp) in prim.vjps_on(true).iter().enumerate() {
+                    if !self.operand_active(&args[k]) {
+                        continue;
+                    }
+                    let tk = self.tangent(&args[k]);
+                    terms.push(match vjp {
+                        Vjp::Identity => quote!(#tk),
+                        Vjp::Negate => quote!((-#tk)),
+                        Vjp::Zero => continue,
+                        Vjp::Rule(rule, needs) => {
+                            let f = Ident::new(rule, span);
+                            let reads: Vec<TokenStream> = needs
+                                .iter()
+                                .map(|n| match n {
+                                    Need::In(j) => self.primal(&args[*j]),
+                                    Need::Out => {
+                                        let y = self.em.var(s.def);
+                                        quote!(#y)
+                                    }
+                                    Need::Shape(_) => {
+                                        unreachable!("the scalar path reads no shapes")
+                                    }
+                                })
+                                .collect();
+                            quote_spanned!(span=> ::backprop::__private::#f(#(#reads,)* #tk))
+                        }
+                    });
+                }
+                let sum = match terms.split_first() {
+                    Some((first, rest)) => quote!(#first #(+ #rest)*),
+                    None => quote!(::backprop::__private::zero()),
+                };
+                quote_spanned!(span=> let #t = #sum;)
+            }
+            _ => quote!(),
+        }
+    }
+
+    /// A buffer operation's tangent: the same operation on the tangent buffers.
+    fn buffer_line(&mut self, s: &Stmt, op: &BufOp, args: &[Operand]) -> TokenStream {
+        let span = s.span;
+        // A write or a push changes its buffer, not a new value.
+        if matches!(op, BufOp::Write | BufOp::Push) {
+            let Some(buf) = args[0].var().filter(|b| self.active(*b)) else {
+                return quote!();
+            };
+            let tb = self.t(buf);
+            return match op {
+                BufOp::Write => {
+                    let i = self.em.operand(&args[1]);
+                    let tv = self.tangent(&args[2]);
+                    quote_spanned!(span=> #tb[#i] = #tv;)
+                }
+                _ => {
+                    let tv = self.tangent(&args[1]);
+                    quote_spanned!(span=> #tb.push(#tv);)
+                }
+            };
+        }
+        if !self.active(s.def) {
+            return quote!();
+        }
+        let t = self.t(s.def);
+        let mutability = if self.em.written.contains(&s.def) {
+            quote!(mut)
+        } else {
+            quote!()
+        };
+        // The tangent of the buffer operated on: zeros where it is a constant that a
+        // later write makes vary (`let mut s = state.to_vec();`).
+        let tx = |this: &mut Self| match args[0].var() {
+            Some(v) if this.active(v) => {
+                let t = this.t(v);
+                quote!(#t)
+            }
+            _ => {
+                let x = this.em.operand(&args[0]);
+                quote!(::backprop::__private::jvp::zeros_of(&#x[..]))
+            }
+        };
+        match op {
+            BufOp::Read => {
+                let x = tx(self);
+                let i = self.em.operand(&args[1]);
+                quote_spanned!(span=> let #t = #x[#i];)
+            }
+            BufOp::Fill => {
+                let v = self.tangent(&args[0]);
+                let n = self.em.operand(&args[1]);
+                quote_spanned!(span=> let #mutability #t = ::std::vec![#v; #n];)
+            }
+            BufOp::FillArray => {
+                let v = self.tangent(&args[0]);
+                let n = self.em.operand(&args[1]);
+                quote_spanned!(span=> let #mutability #t = [#v; #n];)
+            }
+            BufOp::ToVec => {
+                let x = tx(self);
+                quote_spanned!(span=> let #mutability #t = #x.to_vec();)
+            }
+            BufOp::View => {
+                let x = tx(self);
+                let start = self.em.operand(&args[1]);
+                match args.get(2) {
+                    Some(end) => {
+                        let end = self.em.operand(end);
+                        quote_spanned!(span=> let #t = &#x[#start..#end];)
+                    }
+                    None => quote_spanned!(span=> let #t = &#x[#start..];),
+                }
+            }
+            BufOp::Alias => {
+                let x = tx(self);
+                quote_spanned!(span=> let #mutability #t = #x;)
+            }
+            BufOp::Borrow => {
+                let x = tx(self);
+                quote_spanned!(span=> let #t = &#x;)
+            }
+            BufOp::Field(m) => {
+                let x = tx(self);
+                quote_spanned!(span=> let #t = &#x.#m;)
+            }
+            BufOp::FieldRead(m) => {
+                let x = tx(self);
+                quote_spanned!(span=> let #t = #x.#m;)
+            }
+            BufOp::Elem => {
+                let x = tx(self);
+                let i = self.em.operand(&args[1]);
+                quote_spanned!(span=> let #t = &#x[#i];)
+            }
+            BufOp::NewVec => match args.first() {
+                Some(n) => {
+                    let n = self.em.operand(n);
+                    quote_spanned!(span=> let mut #t = ::std::vec::Vec::with_capacity(#n);)
+                }
+                None => quote_spanned!(span=> let mut #t = ::std::vec::Vec::new();),
+            },
+            BufOp::Write | BufOp::Push => unreachable!("handled above"),
+        }
+    }
+
+    /// Whether `v` is a struct of parameters (an argument, a field or an element of a
+    /// list of them), and whether it is held by reference.
+    fn struct_value(&self, v: VarId) -> Option<bool> {
+        if let Some(p) = self.func().params.iter().find(|p| p.var == v) {
+            return (p.kind == ParamKind::Struct)
+                .then_some(matches!(p.ty, syn::Type::Reference(_)));
+        }
+        match self.func().def_of(v) {
+            Some(Stmt {
+                rhs:
+                    Rhs::Buffer {
+                        op: BufOp::Field(_) | BufOp::Elem,
+                        ..
+                    },
+                ..
+            }) if !self.func().is_buffer(v) => Some(true),
+            Some(Stmt {
+                rhs:
+                    Rhs::Buffer {
+                        op: BufOp::Borrow,
+                        args,
+                    },
+                ..
+            }) => args[0]
+                .var()
+                .and_then(|x| self.struct_value(x))
+                .map(|_| true),
+            _ => None,
+        }
+    }
+
+    /// `let (y, t_y) = g::jvp(args.., (Some(t_x), None, ..));`
+    fn call(&mut self, s: &Stmt, path: &syn::ExprPath, args: &[Operand]) -> TokenStream {
+        let span = s.span;
+        let y = self.em.var(s.def).clone();
+        let t = self.t(s.def);
+        let values: Vec<TokenStream> = args.iter().map(|a| self.em.operand(a)).collect();
+        let mut slots = Vec::new();
+        for a in args {
+            let slot = match a.var() {
+                Some(v) if self.active(v) => {
+                    let tv = self.t(v);
+                    if self.func().is_buffer(v) {
+                        quote!(::core::option::Option::Some(&#tv[..]))
+                    } else {
+                        match self.struct_value(v) {
+                            Some(false) => quote!(::core::option::Option::Some(&#tv)),
+                            _ => quote!(::core::option::Option::Some(#tv)),
+                        }
+                    }
+                }
+                _ => quote!(::core::option::Option::None),
+            };
+            slots.push(slot);
+        }
+        let jvp = super::companions::jvp_path(path);
+        let ty = s.ty.as_ref().map(|ty| quote!(: (#ty, #ty)));
+        quote_spanned!(span=> let (#y, #t) #ty = #jvp(#(#values,)* (#(#slots,)*));)
+    }
+
+    fn if_stmt(&mut self, s: &Stmt, node: &IfNode) -> TokenStream {
+        let cond = self.em.operand(&node.cond);
+        let mut outs: Vec<TokenStream> = node
+            .outs
+            .iter()
+            .map(|o| {
+                let x = self.em.var(o.def);
+                quote!(#x)
+            })
+            .collect();
+        let with_t: Vec<&crate::ir::IfOut> =
+            node.outs.iter().filter(|o| self.active(o.def)).collect();
+        for o in &with_t {
+            let t = self.t(o.def);
+            outs.push(quote!(#t));
+        }
+        let then_stmts = self.block(&node.then_body);
+        let else_stmts = self.block(&node.else_body);
+        let arm_vals = |this: &mut Self, pick: fn(&crate::ir::IfOut) -> &Operand| {
+            let mut vals: Vec<TokenStream> =
+                node.outs.iter().map(|o| this.em.operand(pick(o))).collect();
+            for o in &with_t {
+                vals.push(this.tangent(pick(o)));
+            }
+            vals
+        };
+        let then_vals = arm_vals(self, |o| &o.then_val);
+        let else_vals = arm_vals(self, |o| &o.else_val);
+        quote_spanned! {s.span=>
+            let (#(#outs,)*) = if #cond { #(#then_stmts)* (#(#then_vals,)*) } else { #(#else_stmts)* (#(#else_vals,)*) };
+        }
+    }
+
+    fn loop_stmt(&mut self, s: &Stmt, node: &LoopNode) -> TokenStream {
+        let span = s.span;
+        let mut inits = Vec::new();
+        let mut entries = Vec::new();
+        let mut updates = Vec::new();
+        for c in &node.carried {
+            let (st, en) = (self.em.var(c.out).clone(), self.em.var(c.entry).clone());
+            let init = self.em.operand(&c.init);
+            let exit = self.em.operand(&c.exit);
+            inits.push(quote!(let mut #st = #init;));
+            entries.push(quote!(let #en = #st;));
+            updates.push(quote!(#st = #exit;));
+            if self.active(c.entry) || self.active(c.out) {
+                // The tangent state is named after the value after the loop, as the state.
+                let (t_st, t_en) = (self.t(c.out), self.t(c.entry));
+                let t_init = self.tangent(&c.init);
+                let t_exit = self.tangent(&c.exit);
+                inits.push(quote!(let mut #t_st = #t_init;));
+                entries.push(quote!(let #t_en = #t_st;));
+                updates.push(quote!(#t_st = #t_exit;));
+            }
+        }
+        let body = self.block(&node.body);
+        let lp = match &node.head {
+            LoopHead::For { index, range, .. } => {
+                let i = self.em.var(*index).clone();
+                quote_spanned!(span=> for #i in #range { #(#entries)* #(#body)* #(#updates)* })
+            }
+            LoopHead::While { cond, head_len } => {
+                let c = self.em.operand(cond);
+                let (head, rest) = body.split_at(*head_len);
+                quote_spanned! {span=>
+                    loop {
+                        #(#entries)*
+                        #(#head)*
+                        if !#c { break; }
+                        #(#rest)*
+                        #(#updates)*
+                    }
+                }
+            }
+        };
+        quote!(#(#inits)* #lp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::diag::Ctxt;
+
+    fn supported(src: &str) -> bool {
+        let item: syn::ItemFn = syn::parse_str(src).expect("a function");
+        let args = crate::attr::parse(proc_macro2::TokenStream::new()).expect("no arguments");
+        let cx = Ctxt::new();
+        let func = crate::ir::lower::lower(&cx, &item, &args).expect("lowered");
+        let plan = crate::analysis::analyse(&cx, &func);
+        cx.check().expect("supported by the reverse pass");
+        super::supported(&func, &plan)
+    }
+
+    /// What takes the tangent pass and what the gradient-paired fallback: the tests of
+    /// `tests/grad/forward_mode.rs` check the values, this which body computed them.
+    #[test]
+    fn scalar_code_has_a_tangent_pass_and_array_code_does_not_yet() {
+        for src in [
+            "fn f(a: f64, b: f64) -> f64 { (a * b).sin() + a.exp() }",
+            "fn f(x: &[f64]) -> f64 { let mut s = 0.0; for i in 0..x.len() { s += x[i].powi(2); } s }",
+            "fn f(x: &[f64]) -> f64 { let mut h = vec![0.0; x.len()]; for i in 0..x.len() { h[i] = if x[i] > 0.0 { x[i] } else { sigmoid(x[i]) }; } h.iter().sum() }",
+            "fn f(p: &Poly, x: f64) -> f64 { let mut y = 0.0; for c in p.coef.iter().rev() { y = y * x + c; } y + p.shift }",
+            "fn f(s: &Stack, x: f64) -> f64 { let mut h = x; for layer in &s.layers { h = poly(layer, h).tanh(); } h }",
+            "fn f(x: &[f64]) -> f64 { let mut ys = Vec::new(); for v in x { ys.push(v * 2.0); } let z = ys.to_vec(); z[0] * z[1] }",
+        ] {
+            assert!(supported(src), "expected a tangent pass: {src}");
+        }
+        for src in [
+            "fn f(x: &Array2<f64>, w: &Array2<f64>) -> f64 { x.dot(w).sum() }",
+            "fn f(w: &Array1<f64>) -> f64 { (w * w).sum() }",
+        ] {
+            assert!(!supported(src), "expected the gradient-paired body: {src}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! What forward mode's generated code calls (`f_jvp`, and each rule companion's `jvp`):
+//! the tangent an argument was given or a zero of its shape, and the pairing
+//! `⟨cotangent, tangent⟩` that turns a gradient into a directional derivative.
+//!
+//! A rule companion's `jvp(args.., tangents)` takes one `Option` per argument: `Some`
+//! of the caller's tangent where the caller's value varies, `None` where it is a
+//! constant (the callee then uses a zero of the argument's shape). A buffer's tangent
+//! is passed as a slice and a struct's by reference, whatever the argument's own type,
+//! so a caller needs to know only what kind of value it passes, not the callee's types.
+
+use crate::params::Params;
+use num_traits::Float;
+
+/// `⟨g, t⟩` for floats: `g · t` (a plain product: a NaN or infinite partial derivative
+/// meets a zero tangent as IEEE says, NaN, rather than being hidden).
+#[inline(always)]
+pub fn dot_scalar<F: Float>(g: F, t: F) -> F {
+    g * t
+}
+
+/// `⟨g, t⟩ = Σ gᵢ tᵢ` for a buffer's gradient and tangent.
+///
+/// # Panics
+/// If the lengths differ (the message names both).
+#[inline]
+pub fn dot_buffer<F: Float>(g: &[F], t: &[F]) -> F {
+    assert_eq!(
+        g.len(),
+        t.len(),
+        "jvp: the tangent of a buffer has {} elements, its argument {}",
+        t.len(),
+        g.len()
+    );
+    g.iter().zip(t).fold(F::zero(), |acc, (&a, &b)| acc + a * b)
+}
+
+/// `⟨g, t⟩` over every parameter of a struct (or list of structs), buffer by buffer in
+/// the order [`Params::visit`] gives them.
+///
+/// # Panics
+/// If the tangent's buffers do not have the gradient's names and shapes.
+pub fn dot_params<F: Float, G: Params<F> + ?Sized, T: Params<F> + ?Sized>(g: &G, t: &T) -> F {
+    let (gs, ts) = (g.buffers(), t.buffers());
+    assert_eq!(
+        gs.len(),
+        ts.len(),
+        "jvp: the tangent struct has {} parameter buffers, the argument {}",
+        ts.len(),
+        gs.len()
+    );
+    let mut sum = F::zero();
+    for (a, b) in gs.iter().zip(&ts) {
+        assert_eq!(
+            a.shape, b.shape,
+            "jvp: the tangent's `{}` has shape {:?}, the argument's {:?}",
+            b.name, b.shape, a.shape
+        );
+        sum = sum + dot_buffer(a.values, b.values);
+    }
+    sum
+}
+
+/// `⟨g, t⟩ = Σ gᵢ tᵢ` for an array argument's gradient and tangent.
+///
+/// # Panics
+/// If the shapes differ (the message names both).
+pub fn dot_array<F, S, D>(g: &ndarray::Array<F, D>, t: &ndarray::ArrayBase<S, D>) -> F
+where
+    F: Float,
+    S: ndarray::Data<Elem = F>,
+    D: ndarray::Dimension,
+{
+    assert_eq!(
+        g.shape(),
+        t.shape(),
+        "jvp: the tangent of an array has shape {:?}, its argument {:?}",
+        t.shape(),
+        g.shape()
+    );
+    g.iter()
+        .zip(t.iter())
+        .fold(F::zero(), |acc, (&a, &b)| acc + a * b)
+}
+
+/// The zero tangent of a float constant: 0 of `x`'s type.
+#[inline(always)]
+pub fn zero_of<F: num_traits::Zero>(_: &F) -> F {
+    F::zero()
+}
+
+/// The zero tangent of a constant buffer that a write makes vary: zeros of its length.
+#[inline]
+pub fn zeros_of<F: Float>(x: &[F]) -> Vec<F> {
+    vec![F::zero(); x.len()]
+}
+
+/// The tangent of a float argument: the one given, or 0.
+#[inline(always)]
+pub fn scalar_or_zero<F: Float>(t: Option<F>) -> F {
+    t.unwrap_or_else(F::zero)
+}
+
+/// The tangent of a buffer argument of `n` elements: the one given, or zeros kept in
+/// `zeros` (which the caller declares, so the slice outlives this call).
+///
+/// # Panics
+/// If a given tangent does not have `n` elements.
+#[inline]
+pub fn buffer_or_zero<'a, F: Float>(
+    t: Option<&'a [F]>,
+    n: usize,
+    zeros: &'a mut Vec<F>,
+) -> &'a [F] {
+    match t {
+        Some(t) => {
+            assert_eq!(
+                t.len(),
+                n,
+                "jvp: the tangent of a buffer has {} elements, its argument {}",
+                t.len(),
+                n
+            );
+            t
+        }
+        None => {
+            zeros.clear();
+            zeros.resize(n, F::zero());
+            &zeros[..]
+        }
+    }
+}
