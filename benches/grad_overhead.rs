@@ -1,6 +1,6 @@
 //! `f` against `f_grad` against a gradient written by hand, on a straight-line loss of
 //! 49 operations. Targets (issue 2): `f_grad` within 3× of `f`, within 1.2× of the
-//! hand-written gradient.
+//! hand-written gradient. `f_jvp` (forward mode, issue 18): within 2× of `f`.
 //!
 //! Run: `cargo bench --bench grad_overhead`
 
@@ -59,6 +59,16 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("f_grad", |bch| {
         bch.iter(|| loss_grad(black_box(0.3), black_box(-0.2)))
+    });
+    group.bench_function("f_jvp", |bch| {
+        bch.iter(|| {
+            loss_jvp(
+                black_box(0.3),
+                black_box(-0.2),
+                black_box(1.0),
+                black_box(0.5),
+            )
+        })
     });
     group.bench_function("hand_written", |bch| {
         bch.iter(|| loss_by_hand(black_box(0.3), black_box(-0.2)))

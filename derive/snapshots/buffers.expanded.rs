@@ -240,56 +240,112 @@ impl overwrite {
         clippy::all
     )]
     fn jvp(x: &[f64], __tangents: (::core::option::Option<&[f64]>,)) -> (f64, f64) {
-        let (__slot,) = __tangents;
-        let mut __zeros = ::std::vec::Vec::new();
-        let t_x = ::backprop::__private::jvp::buffer_or_zero(
-            __slot,
-            x.len(),
-            &mut __zeros,
-        );
-        let n = x.len();
-        let t0 = x.len();
-        let mut v = x.to_vec();
-        let mut t_v = t_x.to_vec();
-        let mut y = ::std::vec![0.0; n];
-        let mut t_y = ::std::vec![::backprop::__private::jvp::zero_of(& 0.0); n];
-        for i_1 in (0)..n {
-            let t1 = x[i_1];
-            let t_t1 = t_x[i_1];
-            let t2 = t1 * t1;
-            let t_t2 = ::backprop::__private::mul_vjp_lhs(t1, t_t1)
-                + ::backprop::__private::mul_vjp_rhs(t1, t_t1);
-            y[i_1] = t2;
-            t_y[i_1] = t_t2;
+        let (__value, __tangent) = {
+            let (__slot,) = __tangents;
+            let mut __zeros = ::std::vec::Vec::new();
+            let t_x = ::backprop::__private::jvp::buffer_or_zero(
+                __slot,
+                x.len(),
+                &mut __zeros,
+            );
+            let n = x.len();
+            let t0 = x.len();
+            let mut v = x.to_vec();
+            let mut t_v = t_x.to_vec();
+            let mut y = ::std::vec![0.0; n];
+            let mut t_y = ::std::vec![::backprop::__private::jvp::zero_of(& 0.0); n];
+            for i_1 in (0)..n {
+                let t1 = x[i_1];
+                let t_t1 = t_x[i_1];
+                let t2 = t1 * t1;
+                let t_t2 = ::backprop::__private::plain::mul_vjp_lhs(t1, t_t1)
+                    + ::backprop::__private::plain::mul_vjp_rhs(t1, t_t1);
+                y[i_1] = t2;
+                t_y[i_1] = t_t2;
+            }
+            let t4 = y[1];
+            let t_t4 = t_y[1];
+            let t5 = y[2];
+            let t_t5 = t_y[2];
+            let t6 = t4 * t5;
+            let t_t6 = ::backprop::__private::plain::mul_vjp_lhs(t5, t_t4)
+                + ::backprop::__private::plain::mul_vjp_rhs(t4, t_t5);
+            v[0] = t6;
+            t_v[0] = t_t6;
+            let s = 0.0;
+            let mut s_3 = s;
+            let mut t_s_3 = ::backprop::__private::jvp::zero_of(&s);
+            for i_2 in (0)..n {
+                let s_1 = s_3;
+                let t_s_1 = t_s_3;
+                let t8 = v[i_2];
+                let t_t8 = t_v[i_2];
+                let t9 = y[i_2];
+                let t_t9 = t_y[i_2];
+                let t10 = t8 * t9;
+                let t_t10 = ::backprop::__private::plain::mul_vjp_lhs(t9, t_t8)
+                    + ::backprop::__private::plain::mul_vjp_rhs(t8, t_t9);
+                let s_2 = s_1 + t10;
+                let t_s_2 = t_s_1 + t_t10;
+                s_3 = s_2;
+                t_s_3 = t_s_2;
+            }
+            (s_3, t_s_3)
+        };
+        if ::backprop::__private::is_nan(&__tangent) {
+            let (__slot,) = __tangents;
+            let mut __zeros = ::std::vec::Vec::new();
+            let t_x = ::backprop::__private::jvp::buffer_or_zero(
+                __slot,
+                x.len(),
+                &mut __zeros,
+            );
+            let n = x.len();
+            let t0 = x.len();
+            let mut v = x.to_vec();
+            let mut t_v = t_x.to_vec();
+            let mut y = ::std::vec![0.0; n];
+            let mut t_y = ::std::vec![::backprop::__private::jvp::zero_of(& 0.0); n];
+            for i_1 in (0)..n {
+                let t1 = x[i_1];
+                let t_t1 = t_x[i_1];
+                let t2 = t1 * t1;
+                let t_t2 = ::backprop::__private::mul_vjp_lhs(t1, t_t1)
+                    + ::backprop::__private::mul_vjp_rhs(t1, t_t1);
+                y[i_1] = t2;
+                t_y[i_1] = t_t2;
+            }
+            let t4 = y[1];
+            let t_t4 = t_y[1];
+            let t5 = y[2];
+            let t_t5 = t_y[2];
+            let t6 = t4 * t5;
+            let t_t6 = ::backprop::__private::mul_vjp_lhs(t5, t_t4)
+                + ::backprop::__private::mul_vjp_rhs(t4, t_t5);
+            v[0] = t6;
+            t_v[0] = t_t6;
+            let s = 0.0;
+            let mut s_3 = s;
+            let mut t_s_3 = ::backprop::__private::jvp::zero_of(&s);
+            for i_2 in (0)..n {
+                let s_1 = s_3;
+                let t_s_1 = t_s_3;
+                let t8 = v[i_2];
+                let t_t8 = t_v[i_2];
+                let t9 = y[i_2];
+                let t_t9 = t_y[i_2];
+                let t10 = t8 * t9;
+                let t_t10 = ::backprop::__private::mul_vjp_lhs(t9, t_t8)
+                    + ::backprop::__private::mul_vjp_rhs(t8, t_t9);
+                let s_2 = s_1 + t10;
+                let t_s_2 = t_s_1 + t_t10;
+                s_3 = s_2;
+                t_s_3 = t_s_2;
+            }
+            (s_3, t_s_3)
+        } else {
+            (__value, __tangent)
         }
-        let t4 = y[1];
-        let t_t4 = t_y[1];
-        let t5 = y[2];
-        let t_t5 = t_y[2];
-        let t6 = t4 * t5;
-        let t_t6 = ::backprop::__private::mul_vjp_lhs(t5, t_t4)
-            + ::backprop::__private::mul_vjp_rhs(t4, t_t5);
-        v[0] = t6;
-        t_v[0] = t_t6;
-        let s = 0.0;
-        let mut s_3 = s;
-        let mut t_s_3 = ::backprop::__private::jvp::zero_of(&s);
-        for i_2 in (0)..n {
-            let s_1 = s_3;
-            let t_s_1 = t_s_3;
-            let t8 = v[i_2];
-            let t_t8 = t_v[i_2];
-            let t9 = y[i_2];
-            let t_t9 = t_y[i_2];
-            let t10 = t8 * t9;
-            let t_t10 = ::backprop::__private::mul_vjp_lhs(t9, t_t8)
-                + ::backprop::__private::mul_vjp_rhs(t8, t_t9);
-            let s_2 = s_1 + t10;
-            let t_s_2 = t_s_1 + t_t10;
-            s_3 = s_2;
-            t_s_3 = t_s_2;
-        }
-        (s_3, t_s_3)
     }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`

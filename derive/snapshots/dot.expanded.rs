@@ -196,39 +196,78 @@ impl dot {
         x: &[f64],
         __tangents: (::core::option::Option<&[f64]>, ::core::option::Option<&[f64]>),
     ) -> (f64, f64) {
-        let (__slot, __slot_1) = __tangents;
-        let mut __zeros = ::std::vec::Vec::new();
-        let t_w = ::backprop::__private::jvp::buffer_or_zero(
-            __slot,
-            w.len(),
-            &mut __zeros,
-        );
-        let mut __zeros_1 = ::std::vec::Vec::new();
-        let t_x = ::backprop::__private::jvp::buffer_or_zero(
-            __slot_1,
-            x.len(),
-            &mut __zeros_1,
-        );
-        let acc = 0.0;
-        let t0 = w.len();
-        let mut acc_3 = acc;
-        let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
-        for i_1 in (0)..t0 {
-            let acc_1 = acc_3;
-            let t_acc_1 = t_acc_3;
-            let t1 = w[i_1];
-            let t_t1 = t_w[i_1];
-            let t2 = x[i_1];
-            let t_t2 = t_x[i_1];
-            let t3 = t1 * t2;
-            let t_t3 = ::backprop::__private::mul_vjp_lhs(t2, t_t1)
-                + ::backprop::__private::mul_vjp_rhs(t1, t_t2);
-            let acc_2 = acc_1 + t3;
-            let t_acc_2 = t_acc_1 + t_t3;
-            acc_3 = acc_2;
-            t_acc_3 = t_acc_2;
+        let (__value, __tangent) = {
+            let (__slot, __slot_1) = __tangents;
+            let mut __zeros = ::std::vec::Vec::new();
+            let t_w = ::backprop::__private::jvp::buffer_or_zero(
+                __slot,
+                w.len(),
+                &mut __zeros,
+            );
+            let mut __zeros_1 = ::std::vec::Vec::new();
+            let t_x = ::backprop::__private::jvp::buffer_or_zero(
+                __slot_1,
+                x.len(),
+                &mut __zeros_1,
+            );
+            let acc = 0.0;
+            let t0 = w.len();
+            let mut acc_3 = acc;
+            let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            for i_1 in (0)..t0 {
+                let acc_1 = acc_3;
+                let t_acc_1 = t_acc_3;
+                let t1 = w[i_1];
+                let t_t1 = t_w[i_1];
+                let t2 = x[i_1];
+                let t_t2 = t_x[i_1];
+                let t3 = t1 * t2;
+                let t_t3 = ::backprop::__private::plain::mul_vjp_lhs(t2, t_t1)
+                    + ::backprop::__private::plain::mul_vjp_rhs(t1, t_t2);
+                let acc_2 = acc_1 + t3;
+                let t_acc_2 = t_acc_1 + t_t3;
+                acc_3 = acc_2;
+                t_acc_3 = t_acc_2;
+            }
+            (acc_3, t_acc_3)
+        };
+        if ::backprop::__private::is_nan(&__tangent) {
+            let (__slot, __slot_1) = __tangents;
+            let mut __zeros = ::std::vec::Vec::new();
+            let t_w = ::backprop::__private::jvp::buffer_or_zero(
+                __slot,
+                w.len(),
+                &mut __zeros,
+            );
+            let mut __zeros_1 = ::std::vec::Vec::new();
+            let t_x = ::backprop::__private::jvp::buffer_or_zero(
+                __slot_1,
+                x.len(),
+                &mut __zeros_1,
+            );
+            let acc = 0.0;
+            let t0 = w.len();
+            let mut acc_3 = acc;
+            let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            for i_1 in (0)..t0 {
+                let acc_1 = acc_3;
+                let t_acc_1 = t_acc_3;
+                let t1 = w[i_1];
+                let t_t1 = t_w[i_1];
+                let t2 = x[i_1];
+                let t_t2 = t_x[i_1];
+                let t3 = t1 * t2;
+                let t_t3 = ::backprop::__private::mul_vjp_lhs(t2, t_t1)
+                    + ::backprop::__private::mul_vjp_rhs(t1, t_t2);
+                let acc_2 = acc_1 + t3;
+                let t_acc_2 = t_acc_1 + t_t3;
+                acc_3 = acc_2;
+                t_acc_3 = t_acc_2;
+            }
+            (acc_3, t_acc_3)
+        } else {
+            (__value, __tangent)
         }
-        (acc_3, t_acc_3)
     }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`

@@ -271,57 +271,114 @@ impl outer_sum {
         w: &[f64],
         __tangents: (::core::option::Option<&[f64]>, ::core::option::Option<&[f64]>),
     ) -> (f64, f64) {
-        let (__slot, __slot_1) = __tangents;
-        let mut __zeros = ::std::vec::Vec::new();
-        let t_x = ::backprop::__private::jvp::buffer_or_zero(
-            __slot,
-            x.len(),
-            &mut __zeros,
-        );
-        let mut __zeros_1 = ::std::vec::Vec::new();
-        let t_w = ::backprop::__private::jvp::buffer_or_zero(
-            __slot_1,
-            w.len(),
-            &mut __zeros_1,
-        );
-        let n = w.len();
-        let mut h = ::std::vec![0.0; n];
-        let mut t_h = ::std::vec![::backprop::__private::jvp::zero_of(& 0.0); n];
-        let t0 = x.len();
-        for i_1 in (0)..t0 {
-            for j_1 in (0)..n {
-                let t1 = h[j_1];
-                let t_t1 = t_h[j_1];
-                let t2 = w[j_1];
-                let t_t2 = t_w[j_1];
-                let t3 = x[i_1];
-                let t_t3 = t_x[i_1];
-                let t4 = t2 * t3;
-                let t_t4 = ::backprop::__private::mul_vjp_lhs(t3, t_t2)
-                    + ::backprop::__private::mul_vjp_rhs(t2, t_t3);
-                let t5 = t1 + t4;
-                let t_t5 = t_t1 + t_t4;
-                h[j_1] = t5;
-                t_h[j_1] = t_t5;
+        let (__value, __tangent) = {
+            let (__slot, __slot_1) = __tangents;
+            let mut __zeros = ::std::vec::Vec::new();
+            let t_x = ::backprop::__private::jvp::buffer_or_zero(
+                __slot,
+                x.len(),
+                &mut __zeros,
+            );
+            let mut __zeros_1 = ::std::vec::Vec::new();
+            let t_w = ::backprop::__private::jvp::buffer_or_zero(
+                __slot_1,
+                w.len(),
+                &mut __zeros_1,
+            );
+            let n = w.len();
+            let mut h = ::std::vec![0.0; n];
+            let mut t_h = ::std::vec![::backprop::__private::jvp::zero_of(& 0.0); n];
+            let t0 = x.len();
+            for i_1 in (0)..t0 {
+                for j_1 in (0)..n {
+                    let t1 = h[j_1];
+                    let t_t1 = t_h[j_1];
+                    let t2 = w[j_1];
+                    let t_t2 = t_w[j_1];
+                    let t3 = x[i_1];
+                    let t_t3 = t_x[i_1];
+                    let t4 = t2 * t3;
+                    let t_t4 = ::backprop::__private::plain::mul_vjp_lhs(t3, t_t2)
+                        + ::backprop::__private::plain::mul_vjp_rhs(t2, t_t3);
+                    let t5 = t1 + t4;
+                    let t_t5 = t_t1 + t_t4;
+                    h[j_1] = t5;
+                    t_h[j_1] = t_t5;
+                }
             }
+            let s = 0.0;
+            let mut s_3 = s;
+            let mut t_s_3 = ::backprop::__private::jvp::zero_of(&s);
+            for j_2 in (0)..n {
+                let s_1 = s_3;
+                let t_s_1 = t_s_3;
+                let t7 = h[j_2];
+                let t_t7 = t_h[j_2];
+                let t8 = t7 * t7;
+                let t_t8 = ::backprop::__private::plain::mul_vjp_lhs(t7, t_t7)
+                    + ::backprop::__private::plain::mul_vjp_rhs(t7, t_t7);
+                let s_2 = s_1 + t8;
+                let t_s_2 = t_s_1 + t_t8;
+                s_3 = s_2;
+                t_s_3 = t_s_2;
+            }
+            (s_3, t_s_3)
+        };
+        if ::backprop::__private::is_nan(&__tangent) {
+            let (__slot, __slot_1) = __tangents;
+            let mut __zeros = ::std::vec::Vec::new();
+            let t_x = ::backprop::__private::jvp::buffer_or_zero(
+                __slot,
+                x.len(),
+                &mut __zeros,
+            );
+            let mut __zeros_1 = ::std::vec::Vec::new();
+            let t_w = ::backprop::__private::jvp::buffer_or_zero(
+                __slot_1,
+                w.len(),
+                &mut __zeros_1,
+            );
+            let n = w.len();
+            let mut h = ::std::vec![0.0; n];
+            let mut t_h = ::std::vec![::backprop::__private::jvp::zero_of(& 0.0); n];
+            let t0 = x.len();
+            for i_1 in (0)..t0 {
+                for j_1 in (0)..n {
+                    let t1 = h[j_1];
+                    let t_t1 = t_h[j_1];
+                    let t2 = w[j_1];
+                    let t_t2 = t_w[j_1];
+                    let t3 = x[i_1];
+                    let t_t3 = t_x[i_1];
+                    let t4 = t2 * t3;
+                    let t_t4 = ::backprop::__private::mul_vjp_lhs(t3, t_t2)
+                        + ::backprop::__private::mul_vjp_rhs(t2, t_t3);
+                    let t5 = t1 + t4;
+                    let t_t5 = t_t1 + t_t4;
+                    h[j_1] = t5;
+                    t_h[j_1] = t_t5;
+                }
+            }
+            let s = 0.0;
+            let mut s_3 = s;
+            let mut t_s_3 = ::backprop::__private::jvp::zero_of(&s);
+            for j_2 in (0)..n {
+                let s_1 = s_3;
+                let t_s_1 = t_s_3;
+                let t7 = h[j_2];
+                let t_t7 = t_h[j_2];
+                let t8 = t7 * t7;
+                let t_t8 = ::backprop::__private::mul_vjp_lhs(t7, t_t7)
+                    + ::backprop::__private::mul_vjp_rhs(t7, t_t7);
+                let s_2 = s_1 + t8;
+                let t_s_2 = t_s_1 + t_t8;
+                s_3 = s_2;
+                t_s_3 = t_s_2;
+            }
+            (s_3, t_s_3)
+        } else {
+            (__value, __tangent)
         }
-        let s = 0.0;
-        let mut s_3 = s;
-        let mut t_s_3 = ::backprop::__private::jvp::zero_of(&s);
-        for j_2 in (0)..n {
-            let s_1 = s_3;
-            let t_s_1 = t_s_3;
-            let t7 = h[j_2];
-            let t_t7 = t_h[j_2];
-            let t8 = t7 * t7;
-            let t_t8 = ::backprop::__private::mul_vjp_lhs(t7, t_t7)
-                + ::backprop::__private::mul_vjp_rhs(t7, t_t7);
-            let s_2 = s_1 + t8;
-            let t_s_2 = t_s_1 + t_t8;
-            s_3 = s_2;
-            t_s_3 = t_s_2;
-        }
-        (s_3, t_s_3)
     }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`

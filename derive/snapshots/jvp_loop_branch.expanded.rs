@@ -336,57 +336,120 @@ impl damped {
         k: f64,
         __tangents: (::core::option::Option<&[f64]>, ::core::option::Option<f64>),
     ) -> (f64, f64) {
-        let (__slot, __slot_1) = __tangents;
-        let mut __zeros = ::std::vec::Vec::new();
-        let t_x = ::backprop::__private::jvp::buffer_or_zero(
-            __slot,
-            x.len(),
-            &mut __zeros,
-        );
-        let t_k = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
-        let t0 = x.len();
-        let mut h = ::std::vec![0.0; t0];
-        let mut t_h = ::std::vec![::backprop::__private::jvp::zero_of(& 0.0); t0];
-        let t1 = x.len();
-        for i_1 in (0)..t1 {
-            let t2 = x[i_1];
-            let t3 = t2 > 0.0;
-            let (t8, t_t8) = if t3 {
-                let t4 = x[i_1];
-                let t_t4 = t_x[i_1];
-                let t5 = t4 * k;
-                let t_t5 = ::backprop::__private::mul_vjp_lhs(k, t_t4)
-                    + ::backprop::__private::mul_vjp_rhs(t4, t_k);
-                (t5, t_t5)
-            } else {
-                let t6 = x[i_1];
-                let t_t6 = t_x[i_1];
-                let (t7, t_t7) = sigmoid::jvp(t6, (::core::option::Option::Some(t_t6),));
-                (t7, t_t7)
-            };
-            h[i_1] = t8;
-            t_h[i_1] = t_t8;
+        let (__value, __tangent) = {
+            let (__slot, __slot_1) = __tangents;
+            let mut __zeros = ::std::vec::Vec::new();
+            let t_x = ::backprop::__private::jvp::buffer_or_zero(
+                __slot,
+                x.len(),
+                &mut __zeros,
+            );
+            let t_k = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
+            let t0 = x.len();
+            let mut h = ::std::vec![0.0; t0];
+            let mut t_h = ::std::vec![::backprop::__private::jvp::zero_of(& 0.0); t0];
+            let t1 = x.len();
+            for i_1 in (0)..t1 {
+                let t2 = x[i_1];
+                let t3 = t2 > 0.0;
+                let (t8, t_t8) = if t3 {
+                    let t4 = x[i_1];
+                    let t_t4 = t_x[i_1];
+                    let t5 = t4 * k;
+                    let t_t5 = ::backprop::__private::plain::mul_vjp_lhs(k, t_t4)
+                        + ::backprop::__private::plain::mul_vjp_rhs(t4, t_k);
+                    (t5, t_t5)
+                } else {
+                    let t6 = x[i_1];
+                    let t_t6 = t_x[i_1];
+                    let (t7, t_t7) = sigmoid::jvp(
+                        t6,
+                        (::core::option::Option::Some(t_t6),),
+                    );
+                    (t7, t_t7)
+                };
+                h[i_1] = t8;
+                t_h[i_1] = t_t8;
+            }
+            let acc = 1.0;
+            let t10 = h.len();
+            let mut acc_3 = acc;
+            let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            for k_1_1 in (0)..t10 {
+                let acc_1 = acc_3;
+                let t_acc_1 = t_acc_3;
+                let v_1 = h[k_1_1];
+                let t_v_1 = t_h[k_1_1];
+                let t11 = v_1.tanh();
+                let t_t11 = ::backprop::__private::plain::tanh_vjp(t11, t_v_1);
+                let t12 = 1.0 + t11;
+                let t_t12 = t_t11;
+                let acc_2 = acc_1 * t12;
+                let t_acc_2 = ::backprop::__private::plain::mul_vjp_lhs(t12, t_acc_1)
+                    + ::backprop::__private::plain::mul_vjp_rhs(acc_1, t_t12);
+                acc_3 = acc_2;
+                t_acc_3 = t_acc_2;
+            }
+            (acc_3, t_acc_3)
+        };
+        if ::backprop::__private::is_nan(&__tangent) {
+            let (__slot, __slot_1) = __tangents;
+            let mut __zeros = ::std::vec::Vec::new();
+            let t_x = ::backprop::__private::jvp::buffer_or_zero(
+                __slot,
+                x.len(),
+                &mut __zeros,
+            );
+            let t_k = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
+            let t0 = x.len();
+            let mut h = ::std::vec![0.0; t0];
+            let mut t_h = ::std::vec![::backprop::__private::jvp::zero_of(& 0.0); t0];
+            let t1 = x.len();
+            for i_1 in (0)..t1 {
+                let t2 = x[i_1];
+                let t3 = t2 > 0.0;
+                let (t8, t_t8) = if t3 {
+                    let t4 = x[i_1];
+                    let t_t4 = t_x[i_1];
+                    let t5 = t4 * k;
+                    let t_t5 = ::backprop::__private::mul_vjp_lhs(k, t_t4)
+                        + ::backprop::__private::mul_vjp_rhs(t4, t_k);
+                    (t5, t_t5)
+                } else {
+                    let t6 = x[i_1];
+                    let t_t6 = t_x[i_1];
+                    let (t7, t_t7) = sigmoid::jvp(
+                        t6,
+                        (::core::option::Option::Some(t_t6),),
+                    );
+                    (t7, t_t7)
+                };
+                h[i_1] = t8;
+                t_h[i_1] = t_t8;
+            }
+            let acc = 1.0;
+            let t10 = h.len();
+            let mut acc_3 = acc;
+            let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            for k_1_1 in (0)..t10 {
+                let acc_1 = acc_3;
+                let t_acc_1 = t_acc_3;
+                let v_1 = h[k_1_1];
+                let t_v_1 = t_h[k_1_1];
+                let t11 = v_1.tanh();
+                let t_t11 = ::backprop::__private::tanh_vjp(t11, t_v_1);
+                let t12 = 1.0 + t11;
+                let t_t12 = t_t11;
+                let acc_2 = acc_1 * t12;
+                let t_acc_2 = ::backprop::__private::mul_vjp_lhs(t12, t_acc_1)
+                    + ::backprop::__private::mul_vjp_rhs(acc_1, t_t12);
+                acc_3 = acc_2;
+                t_acc_3 = t_acc_2;
+            }
+            (acc_3, t_acc_3)
+        } else {
+            (__value, __tangent)
         }
-        let acc = 1.0;
-        let t10 = h.len();
-        let mut acc_3 = acc;
-        let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
-        for k_1_1 in (0)..t10 {
-            let acc_1 = acc_3;
-            let t_acc_1 = t_acc_3;
-            let v_1 = h[k_1_1];
-            let t_v_1 = t_h[k_1_1];
-            let t11 = v_1.tanh();
-            let t_t11 = ::backprop::__private::tanh_vjp(t11, t_v_1);
-            let t12 = 1.0 + t11;
-            let t_t12 = t_t11;
-            let acc_2 = acc_1 * t12;
-            let t_acc_2 = ::backprop::__private::mul_vjp_lhs(t12, t_acc_1)
-                + ::backprop::__private::mul_vjp_rhs(acc_1, t_t12);
-            acc_3 = acc_2;
-            t_acc_3 = t_acc_2;
-        }
-        (acc_3, t_acc_3)
     }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`

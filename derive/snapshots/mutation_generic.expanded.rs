@@ -103,27 +103,54 @@ impl softplus_sq {
         y: T,
         __tangents: (::core::option::Option<T>, ::core::option::Option<T>),
     ) -> (T, T) {
-        let (__slot, __slot_1) = __tangents;
-        let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
-        let t_y = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
-        let one = T::one();
-        let t0 = x.exp();
-        let t_t0 = ::backprop::__private::exp_vjp(t0, t_x);
-        let t1 = one + t0;
-        let t_t1 = t_t0;
-        let x_1 = t1.ln();
-        let t_x_1 = ::backprop::__private::ln_vjp(t1, t_t1);
-        let y_1 = y * x_1;
-        let t_y_1 = ::backprop::__private::mul_vjp_lhs(x_1, t_y)
-            + ::backprop::__private::mul_vjp_rhs(y, t_x_1);
-        let t2 = x_1.max(y_1);
-        let t_t2 = ::backprop::__private::max_vjp_a(x_1, y_1, t_x_1)
-            + ::backprop::__private::max_vjp_b(x_1, y_1, t_y_1);
-        let y_2 = y_1 + t2;
-        let t_y_2 = t_y_1 + t_t2;
-        let t3 = y_2.powi(2);
-        let t_t3 = ::backprop::__private::powi_vjp(y_2, 2, t_y_2);
-        (t3, t_t3)
+        let (__value, __tangent) = {
+            let (__slot, __slot_1) = __tangents;
+            let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
+            let t_y = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
+            let one = T::one();
+            let t0 = x.exp();
+            let t_t0 = ::backprop::__private::plain::exp_vjp(t0, t_x);
+            let t1 = one + t0;
+            let t_t1 = t_t0;
+            let x_1 = t1.ln();
+            let t_x_1 = ::backprop::__private::plain::ln_vjp(t1, t_t1);
+            let y_1 = y * x_1;
+            let t_y_1 = ::backprop::__private::plain::mul_vjp_lhs(x_1, t_y)
+                + ::backprop::__private::plain::mul_vjp_rhs(y, t_x_1);
+            let t2 = x_1.max(y_1);
+            let t_t2 = ::backprop::__private::plain::max_vjp_a(x_1, y_1, t_x_1)
+                + ::backprop::__private::plain::max_vjp_b(x_1, y_1, t_y_1);
+            let y_2 = y_1 + t2;
+            let t_y_2 = t_y_1 + t_t2;
+            let t3 = y_2.powi(2);
+            let t_t3 = ::backprop::__private::plain::powi_vjp(y_2, 2, t_y_2);
+            (t3, t_t3)
+        };
+        if ::backprop::__private::is_nan(&__tangent) {
+            let (__slot, __slot_1) = __tangents;
+            let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
+            let t_y = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
+            let one = T::one();
+            let t0 = x.exp();
+            let t_t0 = ::backprop::__private::exp_vjp(t0, t_x);
+            let t1 = one + t0;
+            let t_t1 = t_t0;
+            let x_1 = t1.ln();
+            let t_x_1 = ::backprop::__private::ln_vjp(t1, t_t1);
+            let y_1 = y * x_1;
+            let t_y_1 = ::backprop::__private::mul_vjp_lhs(x_1, t_y)
+                + ::backprop::__private::mul_vjp_rhs(y, t_x_1);
+            let t2 = x_1.max(y_1);
+            let t_t2 = ::backprop::__private::max_vjp_a(x_1, y_1, t_x_1)
+                + ::backprop::__private::max_vjp_b(x_1, y_1, t_y_1);
+            let y_2 = y_1 + t2;
+            let t_y_2 = t_y_1 + t_t2;
+            let t3 = y_2.powi(2);
+            let t_t3 = ::backprop::__private::powi_vjp(y_2, 2, t_y_2);
+            (t3, t_t3)
+        } else {
+            (__value, __tangent)
+        }
     }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`

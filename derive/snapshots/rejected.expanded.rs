@@ -123,20 +123,40 @@ impl f {
         n: usize,
         __tangents: (::core::option::Option<f64>, ::core::option::Option<usize>),
     ) -> (f64, f64) {
-        let (__slot, __slot_1) = __tangents;
-        let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
-        let acc = 0.0;
-        let mut acc_3 = acc;
-        let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
-        for _i in (0)..n {
-            let acc_1 = acc_3;
-            let t_acc_1 = t_acc_3;
-            let acc_2 = acc_1 + x;
-            let t_acc_2 = t_acc_1 + t_x;
-            acc_3 = acc_2;
-            t_acc_3 = t_acc_2;
+        let (__value, __tangent) = {
+            let (__slot, __slot_1) = __tangents;
+            let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
+            let acc = 0.0;
+            let mut acc_3 = acc;
+            let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            for _i in (0)..n {
+                let acc_1 = acc_3;
+                let t_acc_1 = t_acc_3;
+                let acc_2 = acc_1 + x;
+                let t_acc_2 = t_acc_1 + t_x;
+                acc_3 = acc_2;
+                t_acc_3 = t_acc_2;
+            }
+            (acc_3, t_acc_3)
+        };
+        if ::backprop::__private::is_nan(&__tangent) {
+            let (__slot, __slot_1) = __tangents;
+            let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
+            let acc = 0.0;
+            let mut acc_3 = acc;
+            let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            for _i in (0)..n {
+                let acc_1 = acc_3;
+                let t_acc_1 = t_acc_3;
+                let acc_2 = acc_1 + x;
+                let t_acc_2 = t_acc_1 + t_x;
+                acc_3 = acc_2;
+                t_acc_3 = t_acc_2;
+            }
+            (acc_3, t_acc_3)
+        } else {
+            (__value, __tangent)
         }
-        (acc_3, t_acc_3)
     }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`

@@ -176,20 +176,46 @@ impl sigmoid_mse {
             ::core::option::Option<f64>,
         ),
     ) -> (f64, f64) {
-        let (__slot, __slot_1, __slot_2, __slot_3) = __tangents;
-        let t_w = ::backprop::__private::jvp::scalar_or_zero(__slot);
-        let t_b = ::backprop::__private::jvp::scalar_or_zero(__slot_2);
-        let t0 = w * x;
-        let t_t0 = ::backprop::__private::mul_vjp_lhs(x, t_w);
-        let t1 = t0 + b;
-        let t_t1 = t_t0 + t_b;
-        let (p, t_p) = backprop::sigmoid::jvp(t1, (::core::option::Option::Some(t_t1),));
-        let e = p - y;
-        let t_e = t_p;
-        let t2 = e * e;
-        let t_t2 = ::backprop::__private::mul_vjp_lhs(e, t_e)
-            + ::backprop::__private::mul_vjp_rhs(e, t_e);
-        (t2, t_t2)
+        let (__value, __tangent) = {
+            let (__slot, __slot_1, __slot_2, __slot_3) = __tangents;
+            let t_w = ::backprop::__private::jvp::scalar_or_zero(__slot);
+            let t_b = ::backprop::__private::jvp::scalar_or_zero(__slot_2);
+            let t0 = w * x;
+            let t_t0 = ::backprop::__private::plain::mul_vjp_lhs(x, t_w);
+            let t1 = t0 + b;
+            let t_t1 = t_t0 + t_b;
+            let (p, t_p) = backprop::sigmoid::jvp(
+                t1,
+                (::core::option::Option::Some(t_t1),),
+            );
+            let e = p - y;
+            let t_e = t_p;
+            let t2 = e * e;
+            let t_t2 = ::backprop::__private::plain::mul_vjp_lhs(e, t_e)
+                + ::backprop::__private::plain::mul_vjp_rhs(e, t_e);
+            (t2, t_t2)
+        };
+        if ::backprop::__private::is_nan(&__tangent) {
+            let (__slot, __slot_1, __slot_2, __slot_3) = __tangents;
+            let t_w = ::backprop::__private::jvp::scalar_or_zero(__slot);
+            let t_b = ::backprop::__private::jvp::scalar_or_zero(__slot_2);
+            let t0 = w * x;
+            let t_t0 = ::backprop::__private::mul_vjp_lhs(x, t_w);
+            let t1 = t0 + b;
+            let t_t1 = t_t0 + t_b;
+            let (p, t_p) = backprop::sigmoid::jvp(
+                t1,
+                (::core::option::Option::Some(t_t1),),
+            );
+            let e = p - y;
+            let t_e = t_p;
+            let t2 = e * e;
+            let t_t2 = ::backprop::__private::mul_vjp_lhs(e, t_e)
+                + ::backprop::__private::mul_vjp_rhs(e, t_e);
+            (t2, t_t2)
+        } else {
+            (__value, __tangent)
+        }
     }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`

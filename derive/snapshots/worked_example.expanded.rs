@@ -101,19 +101,38 @@ impl f {
             ::core::option::Option<f64>,
         ),
     ) -> (f64, f64) {
-        let (__slot, __slot_1, __slot_2) = __tangents;
-        let t_a = ::backprop::__private::jvp::scalar_or_zero(__slot);
-        let t_b = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
-        let t_c = ::backprop::__private::jvp::scalar_or_zero(__slot_2);
-        let d = a * b;
-        let t_d = ::backprop::__private::mul_vjp_lhs(b, t_a)
-            + ::backprop::__private::mul_vjp_rhs(a, t_b);
-        let e = d + c;
-        let t_e = t_d + t_c;
-        let t0 = e * e;
-        let t_t0 = ::backprop::__private::mul_vjp_lhs(e, t_e)
-            + ::backprop::__private::mul_vjp_rhs(e, t_e);
-        (t0, t_t0)
+        let (__value, __tangent) = {
+            let (__slot, __slot_1, __slot_2) = __tangents;
+            let t_a = ::backprop::__private::jvp::scalar_or_zero(__slot);
+            let t_b = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
+            let t_c = ::backprop::__private::jvp::scalar_or_zero(__slot_2);
+            let d = a * b;
+            let t_d = ::backprop::__private::plain::mul_vjp_lhs(b, t_a)
+                + ::backprop::__private::plain::mul_vjp_rhs(a, t_b);
+            let e = d + c;
+            let t_e = t_d + t_c;
+            let t0 = e * e;
+            let t_t0 = ::backprop::__private::plain::mul_vjp_lhs(e, t_e)
+                + ::backprop::__private::plain::mul_vjp_rhs(e, t_e);
+            (t0, t_t0)
+        };
+        if ::backprop::__private::is_nan(&__tangent) {
+            let (__slot, __slot_1, __slot_2) = __tangents;
+            let t_a = ::backprop::__private::jvp::scalar_or_zero(__slot);
+            let t_b = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
+            let t_c = ::backprop::__private::jvp::scalar_or_zero(__slot_2);
+            let d = a * b;
+            let t_d = ::backprop::__private::mul_vjp_lhs(b, t_a)
+                + ::backprop::__private::mul_vjp_rhs(a, t_b);
+            let e = d + c;
+            let t_e = t_d + t_c;
+            let t0 = e * e;
+            let t_t0 = ::backprop::__private::mul_vjp_lhs(e, t_e)
+                + ::backprop::__private::mul_vjp_rhs(e, t_e);
+            (t0, t_t0)
+        } else {
+            (__value, __tangent)
+        }
     }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`

@@ -22,7 +22,23 @@
 //! `#[grad] fn f(..) -> R` keeps `f` and adds `f_grad(..) -> (R, FGrad)` (value and
 //! gradient; `FGrad` has one field per differentiated argument, of the argument's
 //! gradient type), `f_forward(..) -> (R, impl Pullback)` (value and tape;
-//! [`Pullback::bytes`] says what it keeps) and `f_backward(tape, d_out) -> FGrad`.
+//! [`Pullback::bytes`] says what it keeps) and `f_backward(tape, d_out) -> FGrad`; a
+//! function returning a float also gets `f_jvp(.., t_a, ..) -> (R, R)`, forward mode:
+//! the value and the directional derivative along one tangent per differentiated
+//! argument, of that argument's type.
+//!
+//! ```
+//! # use backprop::grad;
+//! #[grad]
+//! fn f(a: f64, b: f64) -> f64 {
+//!     (a * b).sin() + a.exp()
+//! }
+//!
+//! let (value, tangent) = f_jvp(0.3, 0.7, 1.0, 0.0); // along (1, 0): ∂f/∂a
+//! assert_eq!(value, f(0.3, 0.7));
+//! assert_eq!(tangent, (0.3_f64 * 0.7).cos() * 0.7 + 0.3_f64.exp());
+//! assert_eq!(tangent, f_grad(0.3, 0.7).1.a);
+//! ```
 //!
 //! What `#[grad]` differentiates: floats (`f32`, `f64`, `T: Float`), buffers of floats
 //! (`&[f64]`, `Vec<f64>`, `[f64; N]`: the gradient is a `Vec`), ndarray arrays, and

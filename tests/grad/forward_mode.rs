@@ -347,3 +347,27 @@ fn array_code_pairs_the_gradient_with_the_tangent() {
 fn a_tangent_of_the_wrong_length_is_named() {
     let _ = rosenbrock_jvp(&X, &[1.0, 2.0]);
 }
+
+#[grad]
+fn root_plus(a: f64, b: f64) -> f64 {
+    a.sqrt() + b
+}
+
+#[grad]
+fn root_sum(x: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for v in x {
+        s += v.sqrt();
+    }
+    s
+}
+
+/// A zero tangent through an infinite local derivative (√a at a = 0) contributes 0, not
+/// the NaN of 0 · ∞: the tangent pass runs again with strong zeros when the plain one
+/// gives NaN, as `f_grad` does, and a tangent that does move `a` there is infinite.
+#[test]
+fn zero_tangents_stay_zero_through_infinite_derivatives() {
+    assert_eq!(root_plus_jvp(0.0, 2.0, 0.0, 1.0), (2.0, 1.0));
+    assert_eq!(root_plus_jvp(0.0, 2.0, 1.0, 1.0).1, f64::INFINITY);
+    assert_eq!(root_sum_jvp(&[0.0, 4.0], &[0.0, 1.0]), (2.0, 0.25));
+}

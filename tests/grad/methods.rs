@@ -39,6 +39,22 @@ impl Line {
 }
 
 #[test]
+fn a_method_has_a_jvp_with_a_tangent_of_the_self_type() {
+    let line = Line { a: 3.0, b: 0.5 };
+    // r = 5.5; dr = x·t_a + t_b + a·t_x − t_y; d(r²) = 2r·dr.
+    let t = Line { a: 1.0, b: -2.0 };
+    let (value, tangent) = line.loss_jvp(2.0, 1.0, &t, 0.5, 0.25);
+    assert_eq!(value, 30.25);
+    assert_eq!(tangent, 2.0 * 5.5 * (2.0 * 1.0 - 2.0 + 3.0 * 0.5 - 0.25));
+    // Only `self` differentiated: one tangent; an associated function through the type.
+    let (_, tangent) = line.loss_of_params_jvp(2.0, 1.0, &t);
+    assert_eq!(tangent, 2.0 * 5.5 * (2.0 * 1.0 - 2.0));
+    let (_, tangent) = Line::two_points_jvp(&line, 2.0, 1.0, &t);
+    // At (1, 2): r = 1.5, dr = 1·1 − 2 = −1.
+    assert_eq!(tangent, 2.0 * 5.5 * (2.0 - 2.0) + 2.0 * 1.5 * -1.0);
+}
+
+#[test]
 fn a_method_has_the_hand_computed_gradient() {
     let line = Line { a: 3.0, b: 0.5 };
     // r = 3·2 + 0.5 − 1 = 5.5; ∂(r²)/∂a = 2r·x, ∂/∂b = 2r, ∂/∂x = 2r·a, ∂/∂y = −2r.

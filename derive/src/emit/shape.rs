@@ -365,6 +365,8 @@ pub struct Api {
     pub grad_ty: TokenStream,
     /// The bounds the companions add to the function's own (`T: Real` for tensor code).
     pub bounds: Vec<syn::WherePredicate>,
+    /// The differentiated arguments, by name and type: `f_jvp` takes a tangent of each.
+    pub active: Vec<(syn::Ident, syn::Type)>,
 }
 
 impl Shape<'_> {
@@ -384,6 +386,12 @@ impl Shape<'_> {
         Api {
             grad_ty: self.grad_ty(),
             bounds,
+            active: self
+                .params
+                .iter()
+                .filter(|p| p.active)
+                .map(|p| (p.name.clone(), p.ty.clone()))
+                .collect(),
         }
     }
 }

@@ -83,14 +83,48 @@ pub fn supported(func: &Func, plan: &crate::analysis::Plan) -> bool {
 
 /// Builds the body of `f::jvp`: the arguments are in scope by their names, and the
 /// tangent slots in a tuple named by the returned identifier.
-pub fn body(em: &mut Emitter<'_>) -> (Ident, TokenStream) {
-    let mut pass = TangentPass {
-        t: HashMap::new(),
-        tangents: em.names.fresh("__tangents", Span::call_site()),
-        em,
+///
+/// With `plain_first` (arguments that can be passed twice, no calls outside the rules),
+/// the pass runs first with the plain rules, whose products do not test for a zero
+/// tangent (a branch in every product, which keeps loops from vectorising), and again
+/// with strong zeros only if the tangent is NaN: the two agree otherwise, as for
+/// `f_grad`'s plain pass (`backprop::rules::scalar::plain`).
+pub fn body(
+    func: &Func,
+    plan: &crate::analysis::Plan,
+    names: &crate::names::Names,
+    plain_first: bool,
+) -> (Ident, TokenStream) {
+    let mut names = names.clone();
+    let tangents = names.fresh("__tangents", Span::call_site());
+    let run = |plain: bool| {
+        let mut em = Emitter::new(func, plan, names.clone());
+        let mut pass = TangentPass {
+            t: HashMap::new(),
+            tangents: tangents.clone(),
+            plain,
+            em: &mut em,
+        };
+        pass.run()
     };
-    let out = pass.run();
-    (pass.tangents, out)
+    let strong = run(false);
+    if !plain_first {
+        return (tangents, strong);
+    }
+    let plain = run(true);
+    let (value, tangent) = (
+        names.fresh("__value", Span::call_site()),
+        names.fresh("__tangent", Span::call_site()),
+    );
+    let body = quote! {
+        let (#value, #tangent) = { #plain };
+        if ::backprop::__private::is_nan(&#tangent) {
+            #strong
+        } else {
+            (#value, #tangent)
+        }
+    };
+    (tangents, body)
 }
 
 struct TangentPass<'e, 'a> {
@@ -98,6 +132,8 @@ struct TangentPass<'e, 'a> {
     /// `t_x`: the tangent of each active value, named on first use.
     t: HashMap<VarId, Ident>,
     tangents: Ident,
+    /// The plain rules (no test for a zero tangent) rather than the strong ones.
+    plain: bool,
 }
 
 impl<'a> TangentPass<'_, 'a> {
@@ -291,7 +327,11 @@ impl<'a> TangentPass<'_, 'a> {
                                     }
                                 })
                                 .collect();
-                            quote_spanned!(span=> ::backprop::__private::#f(#(#reads,)* #tk))
+                            if self.plain {
+                                quote_spanned!(span=> ::backprop::__private::plain::#f(#(#reads,)* #tk))
+                            } else {
+                                quote_spanned!(span=> ::backprop::__private::#f(#(#reads,)* #tk))
+                            }
                         }
                     });
                 }
