@@ -49,9 +49,10 @@ fn a_method_has_a_jvp_with_a_tangent_of_the_self_type() {
     // Only `self` differentiated: one tangent; an associated function through the type.
     let (_, tangent) = line.loss_of_params_jvp(2.0, 1.0, &t);
     assert_eq!(tangent, 2.0 * 5.5 * (2.0 * 1.0 - 2.0));
+    // At (2, 1) and (1, 2) along (1, 0.5): r = 5.5, dr = 2.5; r = 1.5, dr = 1.5.
+    let t = Line { a: 1.0, b: 0.5 };
     let (_, tangent) = Line::two_points_jvp(&line, 2.0, 1.0, &t);
-    // At (1, 2): r = 1.5, dr = 1·1 − 2 = −1.
-    assert_eq!(tangent, 2.0 * 5.5 * (2.0 - 2.0) + 2.0 * 1.5 * -1.0);
+    assert_eq!(tangent, 2.0 * 5.5 * 2.5 + 2.0 * 1.5 * 1.5);
 }
 
 #[test]
