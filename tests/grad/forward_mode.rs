@@ -172,10 +172,7 @@ fn softplus_vjp(x: f64, _y: f64, d: f64) -> (f64,) {
 /// `#[custom_vjp]` rule, and a function called with a constant where it differentiates.
 #[grad]
 fn calls(x: &[f64]) -> f64 {
-    let mut h = vec![0.0; x.len()];
-    for i in 0..x.len() {
-        h[i] = x[i].tanh();
-    }
+    let h: Vec<f64> = x.iter().map(|v| v.tanh()).collect();
     let c = [1.0, 2.0];
     norm_sq(&h) + norm_sq(&h[1..3]) * softplus_rule(x[0]) + norm_sq(&c) * x[4]
 }

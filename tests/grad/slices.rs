@@ -958,3 +958,21 @@ fn p_lerp_table() {
     check(&|x: &[f64]| lerp_table(x, 0.4), v, &g.table, &table);
     check(&|x: &[f64]| lerp_table(&table, x[0]), v, &[g.t], &[0.4]);
 }
+
+/// `.collect()` of an iterator of floats into a `Vec` (a buffer built by `push`).
+#[grad]
+fn collected(x: &[f64]) -> f64 {
+    let sq: Vec<f64> = x.iter().map(|v| v * v).collect();
+    let back = sq.iter().rev().copied().collect::<Vec<f64>>();
+    sq[0] * back[0] + sq.iter().sum::<f64>()
+}
+
+#[test]
+fn collect_into_a_vec() {
+    // sq = (1, 4, 9), back = (9, 4, 1): x₀²x₂² + Σ xᵢ² = 9 + 14.
+    let (value, g) = collected_grad(&[1.0, 2.0, 3.0]);
+    assert_eq!(value, 23.0);
+    // ∂/∂x₀ = 2x₀x₂² + 2x₀ = 20, ∂/∂x₁ = 2x₁ = 4, ∂/∂x₂ = 2x₀²x₂ + 2x₂ = 12.
+    assert_eq!(g.x, vec![20.0, 4.0, 12.0]);
+    assert_eq!(collected_jvp(&[1.0, 2.0, 3.0], &[1.0, 0.0, 0.5]).1, 26.0);
+}

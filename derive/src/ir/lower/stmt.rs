@@ -156,6 +156,12 @@ impl Lowerer<'_> {
                 return;
             }
         }
+        if let Some(stmts) = self.collect_into_vec(local) {
+            for st in &stmts {
+                self.block_stmt(st, false);
+            }
+            return;
+        }
         if let ([name], Some(init)) = (&names[..], &local.init) {
             let array = self.is_ndarray_expr(&init.expr);
             self.note_ndarray(name, array);
@@ -173,6 +179,48 @@ impl Lowerer<'_> {
                 self.poisoned.remove(&n);
             }
         }
+    }
+
+    /// `let h: Vec<f64> = x.iter().map(|v| ..).collect();` (or `.collect::<Vec<_>>()`) of
+    /// an iterator over buffers whose items are floats: the buffer it means, built by
+    /// `push` (`let mut h = Vec::new(); for v in <chain> { h.push(v); }`), which lowering
+    /// already differentiates.
+    fn collect_into_vec(&self, local: &syn::Local) -> Option<Vec<syn::Stmt>> {
+        let init = local.init.as_ref().filter(|i| i.diverge.is_none())?;
+        let Expr::MethodCall(m) = &*init.expr else {
+            return None;
+        };
+        if m.method != "collect" || !m.args.is_empty() {
+            return None;
+        }
+        // Items that are floats: the elements, or what a `map` makes of them (not the
+        // tuples of `enumerate` or `zip`).
+        fn floats(c: &super::chains::Chain) -> bool {
+            use super::chains::Chain;
+            match c {
+                Chain::Elems(_) | Chain::Map(..) => true,
+                Chain::Rev(inner) => floats(inner),
+                Chain::Enumerate(_) | Chain::Zip(..) => false,
+            }
+        }
+        if !self.chain(&m.receiver, false).is_some_and(|c| floats(&c)) {
+            return None;
+        }
+        let name = match &local.pat {
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => &pi.ident,
+            Pat::Type(pt) => match &*pt.pat {
+                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => &pi.ident,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let chain = &m.receiver;
+        let span = m.method.span();
+        let item = Ident::new("__item", span);
+        Some(vec![
+            syn::parse_quote_spanned!(span=> let mut #name = Vec::new();),
+            syn::parse_quote_spanned!(span=> for #item in #chain { #name.push(#item); }),
+        ])
     }
 
     pub(super) fn reads_poisoned(&self, e: &Expr) -> bool {
