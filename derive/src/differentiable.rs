@@ -58,6 +58,20 @@ pub fn derive(input: TokenStream) -> TokenStream {
         .iter()
         .map(|(m, _, _)| quote!(::backprop::Differentiable::fill_missing(&mut self.#m, &like.#m);))
         .collect();
+    let mismatches: Vec<TokenStream> = members
+        .iter()
+        .map(|(m, n, _)| {
+            quote! {
+                if let ::core::option::Option::Some(e) = ::backprop::Differentiable::shape_mismatch(
+                    &self.#m,
+                    &like.#m,
+                    &::backprop::differentiable::child_path(path, #n),
+                ) {
+                    return ::core::option::Option::Some(e);
+                }
+            }
+        })
+        .collect();
     let float = format_ident!("__BackpropFloat");
     let mut params_generics = input.generics.clone();
     params_generics.params.push(syn::parse_quote!(#float));
@@ -162,6 +176,10 @@ pub fn derive(input: TokenStream) -> TokenStream {
             }
             fn fill_missing(&mut self, like: &Self) {
                 #(#fills)*
+            }
+            fn shape_mismatch(&self, like: &Self, path: &str) -> ::core::option::Option<::std::string::String> {
+                #(#mismatches)*
+                ::core::option::Option::None
             }
         }
 

@@ -75,6 +75,41 @@ pub trait Differentiable: Sized {
     fn fill_missing(&mut self, like: &Self) {
         let _ = like;
     }
+
+    /// Where `self` and `like` differ in shape (a buffer's length, an array's shape, a
+    /// list's length), named by its dotted path under `path`: forward mode checks a
+    /// tangent against its argument with it. `None` when they match.
+    #[doc(hidden)]
+    fn shape_mismatch(&self, like: &Self, path: &str) -> Option<String> {
+        let _ = (like, path);
+        None
+    }
+}
+
+/// `path.field`, or `field` at the root.
+#[doc(hidden)]
+pub fn child_path(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Lists (a `Vec` or array of parameters): the lengths, then each element.
+fn list_mismatch<T: Differentiable>(a: &[T], b: &[T], path: &str) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!(
+            "`{}` has {} elements, the argument's {}",
+            if path.is_empty() { "(the list)" } else { path },
+            a.len(),
+            b.len()
+        ));
+    }
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .find_map(|(k, (x, y))| x.shape_mismatch(y, &child_path(path, &k.to_string())))
 }
 
 impl Differentiable for f32 {
@@ -101,6 +136,9 @@ impl<T: Differentiable> Differentiable for Vec<T> {
             x.fill_missing(l);
         }
     }
+    fn shape_mismatch(&self, like: &Self, path: &str) -> Option<String> {
+        list_mismatch(self, like, path)
+    }
 }
 
 impl<T: Differentiable, const N: usize> Differentiable for [T; N] {
@@ -115,6 +153,9 @@ impl<T: Differentiable, const N: usize> Differentiable for [T; N] {
             x.fill_missing(l);
         }
     }
+    fn shape_mismatch(&self, like: &Self, path: &str) -> Option<String> {
+        list_mismatch(self, like, path)
+    }
 }
 
 impl<T: Differentiable> Differentiable for Box<T> {
@@ -126,6 +167,9 @@ impl<T: Differentiable> Differentiable for Box<T> {
     }
     fn fill_missing(&mut self, like: &Self) {
         (**self).fill_missing(like)
+    }
+    fn shape_mismatch(&self, like: &Self, path: &str) -> Option<String> {
+        (**self).shape_mismatch(like, path)
     }
 }
 
@@ -148,6 +192,16 @@ impl<A: Clone + num_traits::Zero, D: ndarray::Dimension> Differentiable for ndar
             like.shape()
         );
         *self = ndarray::Array::zeros(like.raw_dim());
+    }
+    fn shape_mismatch(&self, like: &Self, path: &str) -> Option<String> {
+        (self.shape() != like.shape()).then(|| {
+            format!(
+                "`{}` has shape {:?}, the argument's {:?}",
+                if path.is_empty() { "(the array)" } else { path },
+                self.shape(),
+                like.shape()
+            )
+        })
     }
 }
 

@@ -11,11 +11,12 @@
 use crate::params::Params;
 use num_traits::Float;
 
-/// `⟨g, t⟩` for floats: `g · t` (a plain product: a NaN or infinite partial derivative
-/// meets a zero tangent as IEEE says, NaN, rather than being hidden).
+/// `⟨g, t⟩` for floats: `g · t`, and 0 for a zero tangent whatever `g` is (the strong
+/// zero of the rules: an infinite partial derivative along a direction that does not
+/// move its argument contributes nothing, as in the tangent pass).
 #[inline(always)]
 pub fn dot_scalar<F: Float>(g: F, t: F) -> F {
-    g * t
+    if t == F::zero() { F::zero() } else { g * t }
 }
 
 /// `⟨g, t⟩ = Σ gᵢ tᵢ` for a buffer's gradient and tangent.
@@ -50,7 +51,15 @@ fn lanes_dot<F: Float>(a: &[F], b: &[F]) -> F {
     for (x, y) in ra.iter().zip(rb) {
         sum = sum + *x * *y;
     }
-    acc.iter().fold(sum, |s, &v| s + v)
+    let sum = acc.iter().fold(sum, |s, &v| s + v);
+    if sum.is_nan() {
+        // Again with strong zeros: a zero tangent skips its (infinite or NaN) partial.
+        return a
+            .iter()
+            .zip(b)
+            .fold(F::zero(), |s, (&x, &y)| s + dot_scalar(x, y));
+    }
+    sum
 }
 
 /// `⟨g, t⟩` over every parameter of a struct (or list of structs), buffer by buffer in
@@ -101,7 +110,7 @@ where
         _ => g
             .iter()
             .zip(t.iter())
-            .fold(F::zero(), |acc, (&a, &b)| acc + a * b),
+            .fold(F::zero(), |acc, (&a, &b)| acc + dot_scalar(a, b)),
     }
 }
 

@@ -171,16 +171,71 @@ pub fn add_into<T: Copy + core::ops::Add<Output = T>, P: AsRef<[T]> + ?Sized>(
 /// the function returned beside it (`fill_missing`) completes it before the gradient is
 /// returned. (One bound check here: a struct that is not `Differentiable` is one error.)
 #[allow(clippy::type_complexity)]
-pub fn zero_like<T: Differentiable>(x: &T) -> (T, fn(T, &T) -> T) {
-    (x.lazy_zero(), fill_missing::<T>)
+pub fn zero_like<T: Differentiable>(x: &T) -> (T, fn(T, &T) -> T, Checker<T>) {
+    (x.lazy_zero(), fill_missing::<T>, shape_mismatch::<T>)
+}
+
+/// A check of a value against another of the same type: where their shapes differ.
+pub type Checker<T> = fn(&T, &T, &str) -> Option<String>;
+
+fn shape_mismatch<T: Differentiable>(a: &T, b: &T, path: &str) -> Option<String> {
+    a.shape_mismatch(b, path)
+}
+
+fn slice_mismatch<T: Differentiable>(a: &[T], b: &[T], path: &str) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!(
+            "list has {} elements, the argument's {}",
+            a.len(),
+            b.len()
+        ));
+    }
+    a.iter().zip(b).enumerate().find_map(|(k, (x, y))| {
+        x.shape_mismatch(y, &crate::differentiable::child_path(path, &k.to_string()))
+    })
+}
+
+/// Forward mode's tangent of a struct argument (or of a slice of them): the one given,
+/// checked against the argument's shape by `check`, or `zero`. Both come from the
+/// reverse pass's [`zero_like`] (or [`zero_like_slice`]), called on the same span, so a
+/// struct that is not `Differentiable` is still one error.
+///
+/// # Panics
+/// If a given tangent's buffers, arrays or lists do not have the argument's shapes (the
+/// message names the field).
+#[track_caller]
+pub fn struct_tangent<'a, T: ?Sized>(
+    given: Option<&'a T>,
+    like: &T,
+    zero: &'a T,
+    check: fn(&T, &T, &str) -> Option<String>,
+) -> &'a T {
+    match given {
+        Some(t) => {
+            if let Some(e) = check(t, like, "") {
+                panic!(
+                    "jvp: the tangent of a struct argument does not have its shape: the tangent's {e}"
+                );
+            }
+            t
+        }
+        None => zero,
+    }
 }
 
 /// The adjoint of a slice of structs (`layers: &[Layer]`): a `Vec` of zeros of each.
 #[allow(clippy::type_complexity)]
-pub fn zero_like_slice<T: Differentiable>(x: &[T]) -> (Vec<T>, fn(Vec<T>, &[T]) -> Vec<T>) {
+pub fn zero_like_slice<T: Differentiable>(
+    x: &[T],
+) -> (
+    Vec<T>,
+    fn(Vec<T>, &[T]) -> Vec<T>,
+    fn(&[T], &[T], &str) -> Option<String>,
+) {
     (
         x.iter().map(Differentiable::lazy_zero).collect(),
         fill_missing_slice::<T>,
+        slice_mismatch::<T>,
     )
 }
 

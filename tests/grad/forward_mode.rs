@@ -368,3 +368,49 @@ fn zero_tangents_stay_zero_through_infinite_derivatives() {
     assert_eq!(root_plus_jvp(0.0, 2.0, 1.0, 1.0).1, f64::INFINITY);
     assert_eq!(root_sum_jvp(&[0.0, 4.0], &[0.0, 1.0]), (2.0, 0.25));
 }
+
+#[test]
+#[should_panic(expected = "the tangent's `layers.1.coef` has 2 elements, the argument's 3")]
+fn a_struct_tangent_of_another_shape_is_named() {
+    let s = stack_from(&[0.3, -0.2, 0.5, 0.1, 0.7, 0.4, -0.6, -0.2]);
+    let mut t = s.clone();
+    t.layers[1].coef.pop();
+    let _ = stacked_jvp(&s, 0.8, &t);
+}
+
+#[test]
+#[should_panic(expected = "the tangent's `layers` has 1 elements, the argument's 2")]
+fn a_struct_tangent_with_a_shorter_list_is_named() {
+    let s = stack_from(&[0.3, -0.2, 0.5, 0.1, 0.7, 0.4, -0.6, -0.2]);
+    let mut t = s.clone();
+    t.layers.pop();
+    let _ = stacked_jvp(&s, 0.8, &t);
+}
+
+#[grad]
+fn array_root(w: &Array1<f64>, a: f64) -> f64 {
+    w.mapv(|v| v.sqrt()).sum() + a.sqrt()
+}
+
+#[custom_vjp(csqrt_vjp)]
+fn csqrt(x: f64) -> f64 {
+    x.sqrt()
+}
+fn csqrt_vjp(_x: f64, y: f64, d: f64) -> (f64,) {
+    (d * 0.5 / y,)
+}
+
+#[grad]
+fn custom_root(a: f64, b: f64) -> f64 {
+    csqrt(a) + b
+}
+
+/// The same convention where `f_jvp` pairs the gradient with the tangent (array code)
+/// and through a `#[custom_vjp]` rule: a zero tangent skips an infinite partial.
+#[test]
+fn zero_tangents_stay_zero_when_the_gradient_is_paired() {
+    let (_, t) = array_root_jvp(&array![0.0, 4.0], 0.0, &array![0.0, 1.0], 0.0);
+    assert_eq!(t, 0.25);
+    assert_eq!(custom_root_jvp(0.0, 1.0, 0.0, 1.0), (1.0, 1.0));
+    assert!(array_root_jvp(&array![0.0, 4.0], 1.0, &array![1.0, 0.0], 0.0).1.is_infinite());
+}

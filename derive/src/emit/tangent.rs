@@ -240,17 +240,11 @@ impl<'a> TangentPass<'_, 'a> {
                     } else {
                         quote_spanned!(x.span()=> ::backprop::__private::zero_like(#arg))
                     };
-                    let given = if list {
-                        quote!(&#zero.insert(#make.0)[..])
-                    } else {
-                        quote!(&*#zero.insert(#make.0))
-                    };
+                    let check = self.em.names.fresh("__check", Span::call_site());
+                    let zero_ref = if list { quote!(&#zero[..]) } else { quote!(&#zero) };
                     quote! {
-                        let mut #zero = ::core::option::Option::None;
-                        let #t = match #slot {
-                            ::core::option::Option::Some(#zero) => #zero,
-                            ::core::option::Option::None => #given,
-                        };
+                        let (#zero, _, #check) = #make;
+                        let #t = ::backprop::__private::struct_tangent(#slot, #arg, #zero_ref, #check);
                     }
                 }
                 _ => quote!(let #t = ::backprop::__private::jvp::scalar_or_zero(#slot);),

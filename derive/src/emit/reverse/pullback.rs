@@ -44,9 +44,9 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
             let slice = matches!(&p.ty, syn::Type::Reference(r) if matches!(*r.elem, syn::Type::Slice(_)));
             let fill = format_ident!("fill_{}", d);
             if slice {
-                quote_spanned!(x.span()=> let (mut #d, #fill) = ::backprop::__private::zero_like_slice(#arg);)
+                quote_spanned!(x.span()=> let (mut #d, #fill, _) = ::backprop::__private::zero_like_slice(#arg);)
             } else {
-                quote_spanned!(x.span()=> let (mut #d, #fill) = ::backprop::__private::zero_like(#arg);)
+                quote_spanned!(x.span()=> let (mut #d, #fill, _) = ::backprop::__private::zero_like(#arg);)
             }
         })
         .collect();
