@@ -216,7 +216,7 @@ impl Lowerer<'_> {
         };
         let chain = &m.receiver;
         let span = m.method.span();
-        let item = Ident::new("__item", span);
+        let item = Ident::new("collected_item", span);
         Some(vec![
             syn::parse_quote_spanned!(span=> let mut #name = Vec::new();),
             syn::parse_quote_spanned!(span=> for #item in #chain { #name.push(#item); }),
