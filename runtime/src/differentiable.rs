@@ -96,12 +96,21 @@ pub fn child_path(path: &str, field: &str) -> String {
     }
 }
 
+/// "`layers.0.w`" for a field, "list" (`what`) for the value itself.
+fn named(path: &str, what: &str) -> String {
+    if path.is_empty() {
+        what.to_string()
+    } else {
+        format!("`{path}`")
+    }
+}
+
 /// Lists (a `Vec` or array of parameters): the lengths, then each element.
-fn list_mismatch<T: Differentiable>(a: &[T], b: &[T], path: &str) -> Option<String> {
+pub(crate) fn list_mismatch<T: Differentiable>(a: &[T], b: &[T], path: &str) -> Option<String> {
     if a.len() != b.len() {
         return Some(format!(
-            "`{}` has {} elements, the argument's {}",
-            if path.is_empty() { "(the list)" } else { path },
+            "{} has {} elements, the argument's {}",
+            named(path, "list"),
             a.len(),
             b.len()
         ));
@@ -196,8 +205,8 @@ impl<A: Clone + num_traits::Zero, D: ndarray::Dimension> Differentiable for ndar
     fn shape_mismatch(&self, like: &Self, path: &str) -> Option<String> {
         (self.shape() != like.shape()).then(|| {
             format!(
-                "`{}` has shape {:?}, the argument's {:?}",
-                if path.is_empty() { "(the array)" } else { path },
+                "{} has shape {:?}, the argument's {:?}",
+                named(path, "array"),
                 self.shape(),
                 like.shape()
             )

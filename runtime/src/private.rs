@@ -183,16 +183,7 @@ fn shape_mismatch<T: Differentiable>(a: &T, b: &T, path: &str) -> Option<String>
 }
 
 fn slice_mismatch<T: Differentiable>(a: &[T], b: &[T], path: &str) -> Option<String> {
-    if a.len() != b.len() {
-        return Some(format!(
-            "list has {} elements, the argument's {}",
-            a.len(),
-            b.len()
-        ));
-    }
-    a.iter().zip(b).enumerate().find_map(|(k, (x, y))| {
-        x.shape_mismatch(y, &crate::differentiable::child_path(path, &k.to_string()))
-    })
+    crate::differentiable::list_mismatch(a, b, path)
 }
 
 /// Forward mode's tangent of a struct argument (or of a slice of them): the one given,

@@ -412,5 +412,42 @@ fn zero_tangents_stay_zero_when_the_gradient_is_paired() {
     let (_, t) = array_root_jvp(&array![0.0, 4.0], 0.0, &array![0.0, 1.0], 0.0);
     assert_eq!(t, 0.25);
     assert_eq!(custom_root_jvp(0.0, 1.0, 0.0, 1.0), (1.0, 1.0));
-    assert!(array_root_jvp(&array![0.0, 4.0], 1.0, &array![1.0, 0.0], 0.0).1.is_infinite());
+    assert!(
+        array_root_jvp(&array![0.0, 4.0], 1.0, &array![1.0, 0.0], 0.0)
+            .1
+            .is_infinite()
+    );
+}
+
+/// A slice of structs as the argument: its tangent is a slice of the same structs.
+#[grad(layers)]
+fn through_list(layers: &[Poly], x: f64) -> f64 {
+    let mut h = x;
+    for layer in layers {
+        h = poly(layer, h);
+    }
+    h
+}
+
+#[test]
+fn a_slice_of_structs() {
+    let s = stack_from(&[0.3, -0.2, 0.5, 0.1, 0.7, 0.4, -0.6, -0.2]);
+    let t = stack_from(&[1.0, -0.5, 0.25, 2.0, -1.0, 0.5, 0.75, -0.25]);
+    let (value, tangent) = through_list_jvp(&s.layers, 0.8, &t.layers);
+    assert_eq!(value, through_list(&s.layers, 0.8));
+    let (_, g) = through_list_grad(&s.layers, 0.8);
+    let g = Stack { layers: g.layers };
+    close(
+        tangent,
+        dot(&stack_params(&g), &stack_params(&t)),
+        1e-12,
+        "vs gradient",
+    );
+}
+
+#[test]
+#[should_panic(expected = "the tangent's list has 1 elements, the argument's 2")]
+fn a_slice_tangent_of_another_length_is_named() {
+    let s = stack_from(&[0.3, -0.2, 0.5, 0.1, 0.7, 0.4, -0.6, -0.2]);
+    let _ = through_list_jvp(&s.layers, 0.8, &s.layers[..1]);
 }
