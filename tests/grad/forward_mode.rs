@@ -451,3 +451,22 @@ fn a_slice_tangent_of_another_length_is_named() {
     let s = stack_from(&[0.3, -0.2, 0.5, 0.1, 0.7, 0.4, -0.6, -0.2]);
     let _ = through_list_jvp(&s.layers, 0.8, &s.layers[..1]);
 }
+
+/// Each runtime function's `jvp` companion (the rule at `d = 1` times the tangent),
+/// through a function that calls them all, against the gradient and central differences.
+#[grad]
+fn runtime_functions(x: &[f64]) -> f64 {
+    backprop::sigmoid(x[0])
+        + backprop::relu(x[1] * x[2])
+        + backprop::leaky_relu(x[1], 0.1) * backprop::gelu(x[2])
+        + backprop::softplus(x[3]) * backprop::silu(x[4])
+        + backprop::erf(x[0]) * backprop::erfc(x[3])
+        + backprop::logsumexp(x)
+        + backprop::logsumexp(&x[1..4]) * x[4]
+}
+along!(
+    runtime_functions_along,
+    runtime_functions,
+    runtime_functions_jvp,
+    runtime_functions_grad
+);
