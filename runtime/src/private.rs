@@ -9,6 +9,9 @@ pub use crate::differentiable::{Accumulate, Differentiable, elements_of};
 pub use crate::functions::vjp::*;
 pub use crate::rules::elementwise;
 pub use crate::rules::scalar::*;
+/// Each scalar rule as a differentiable function (`f_hvp`'s reverse pass over the
+/// tangent program calls these).
+pub use crate::rules::second;
 pub use crate::rules::tensor;
 pub use crate::stack::Stack;
 pub use crate::tape::{

@@ -38,6 +38,7 @@ mod params_structs;
 mod plain_first;
 mod scalar;
 mod scoping;
+mod second_order;
 mod slices;
 mod structs;
 mod supported_forms;

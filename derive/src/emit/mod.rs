@@ -13,12 +13,13 @@
 pub mod companions;
 pub mod context;
 pub mod forward;
+mod hvp;
 pub mod jvp;
 pub mod reverse;
 mod shape;
 pub mod tangent;
 
-pub use shape::{Api, Shape, ShapeParam, strip_lifetimes};
+pub use shape::{Api, Shape, ShapeParam, grad_struct_ident, strip_lifetimes};
 
 use crate::analysis::Plan;
 use crate::ir::Func;
@@ -153,10 +154,33 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
         let plain_first = shape.plain_first() && !calls_outside_rules(func);
         tangent::body(func, plan, &names, plain_first)
     });
+    let hvp = hvp::emit(item, func, plan, &names, &shape);
+    let (body, dual) = forward_body(func, plan, names, &shape, keep_used, None);
+    let plain_first = dual && shape.plain_first() && !calls_outside_rules(func);
+    let companions = shape.companions(body, None, plain_first, jvp_body);
+    let out = quote! {
+        #item
+        #companions
+        #hvp
+    };
+    (out, shape.api())
+}
+
+/// The body of `f::forward`: the forward pass, then `(value, tape)`. With `extra`, a
+/// value of the function to return first, as `(extra, value, tape)` (the tangent
+/// program returns the primal result beside its tangent).
+fn forward_body(
+    func: &Func,
+    plan: &Plan,
+    names: Names,
+    shape: &Shape,
+    keep_used: TokenStream,
+    extra: Option<&crate::ir::Operand>,
+) -> (TokenStream, bool) {
     let mut ctx = context::Emitter::new(func, plan, names);
     let forward = ctx.forward();
     let (pullback, dual) = reverse::pullback(&mut ctx, &shape.tuple_ty());
-    if ctx.debug {
+    if ctx.debug && extra.is_none() {
         // What the tape keeps: the values and nested tapes the pullback captures, and
         // what each loop body or arm saves (`analysis::save`).
         let top: std::collections::HashSet<crate::ir::VarId> = func
@@ -187,6 +211,10 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
     }
     let pullback_name = ctx.names.fresh("pullback", proc_macro2::Span::call_site());
     let items = &func.items;
+    let extra_value = extra.map(|o| {
+        let x = ctx.operand(o);
+        quote!(#x,)
+    });
     let ret = ctx.operand(&func.ret);
     // An array result the tape also reads (`z.tanh()` saves its output) is returned as
     // a copy: the pullback owns the original.
@@ -316,13 +344,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
         #heap
         #ret_copy
         let #pullback_name = #pullback;
-        (#ret, #tape)
+        (#extra_value #ret, #tape)
     };
-    let plain_first = dual && shape.plain_first() && !calls_outside_rules(func);
-    let companions = shape.companions(body, None, plain_first, jvp_body);
-    let out = quote! {
-        #item
-        #companions
-    };
-    (out, shape.api())
+    (body, dual)
 }

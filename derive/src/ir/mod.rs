@@ -7,6 +7,7 @@ pub mod lower;
 pub mod op;
 pub mod print;
 pub mod rule_table;
+pub mod tangent;
 
 use proc_macro2::{Ident, Span};
 use syn::Type;

@@ -49,4 +49,5 @@ pub mod element_writes;
 pub mod elementwise;
 pub mod nondiff;
 pub mod scalar;
+pub mod second;
 pub mod tensor;

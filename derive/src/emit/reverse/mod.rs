@@ -307,10 +307,12 @@ fn reverse_block(
         count_contributions(&lines[first_new..], &mut count);
     }
 
-    let generic = func.params.iter().any(|p| {
-        p.kind == crate::ir::ParamKind::Scalar
-            && !matches!(&p.ty, syn::Type::Path(t) if t.path.get_ident().is_some_and(|i| i == "f32" || i == "f64"))
-    });
+    let concrete = |ty: &syn::Type| matches!(ty, syn::Type::Path(t) if t.path.get_ident().is_some_and(|i| i == "f32" || i == "f64"));
+    let generic = !concrete(&func.float_ty)
+        || func
+            .params
+            .iter()
+            .any(|p| p.kind == crate::ir::ParamKind::Scalar && !concrete(&p.ty));
     let mut defined: HashSet<VarId> = seeds.iter().copied().collect();
     let mut out = Vec::new();
     for line in &lines {

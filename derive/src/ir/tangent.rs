@@ -1,0 +1,417 @@
+//! The tangent program: a function's IR with its tangent pass written as IR too, for
+//! Hessian-vector products.
+//!
+//! `f(x)` becomes `f_t(x, v) = ⟨∇f(x), v⟩`: every statement of `f`, each followed by its
+//! tangent (`t_y` beside `y`), returning `t_f`. The reverse pass of `f_t` over both
+//! arguments gives what `f_hvp` returns:
+//!
+//! ```text
+//! ∂f_t/∂x = ∇²f(x) · v      (the Hessian-vector product)
+//! ∂f_t/∂v = ∇f(x)          (f_t is linear in v)
+//! ```
+//!
+//! This is reverse over forward, the transpose of JAX's `jvp(grad(f))`: the two give the
+//! same numbers, since the Hessian is symmetric. Building it here, as IR, lets the
+//! existing reverse emitter differentiate it with no new construct: a tangent line is
+//! a call of a rule (`t_y = sin_vjp(x, t_x)`), which the reverse pass treats as any
+//! call with a companion (`backprop::__private::second::sin_vjp`, whose pullback holds
+//! the rule's second derivative), and the tangents of buffers, loops and branches are
+//! buffers, loop-carried values and branch outputs.
+//!
+//! Covers what `emit::tangent::supported` covers, except calls of other functions.
+
+use super::op::{self, Need, Vjp};
+use super::{
+    BufOp, Carried, Func, IfNode, IfOut, LoopHead, LoopNode, Operand, Param, Rhs, Stmt, VarId,
+    VarInfo,
+};
+use crate::analysis::Plan;
+use crate::names::Names;
+use proc_macro2::Span;
+use std::collections::HashMap;
+
+/// The tangent program of `func`, and the index of its first tangent parameter (the
+/// tangent parameters follow `func`'s own, one per active argument, in order), or
+/// `None` where it has a construct this does not cover yet.
+pub fn program(func: &Func, plan: &Plan, names: &Names) -> Option<Func> {
+    let mut b = Builder {
+        func,
+        plan,
+        names: names.clone(),
+        vars: func.vars.clone(),
+        buffers: func.buffers.clone(),
+        t: HashMap::new(),
+    };
+    for v in &func.vars {
+        b.names.reserve(&v.name.to_string());
+    }
+    let mut params = func.params.clone();
+    for p in &func.params {
+        if !p.active {
+            continue;
+        }
+        let var = b.new_var(
+            &format!("v_{}", p.ident.to_string().trim_start_matches("r#")),
+            p.ident.span(),
+        );
+        if func.is_buffer(p.var) {
+            b.buffers.insert(var);
+        }
+        b.t.insert(p.var, Operand::Var(var));
+        params.push(Param {
+            ident: b.vars[var.0].name.clone(),
+            ty: p.ty.clone(),
+            kind: p.kind,
+            active: true,
+            var,
+            elem: p.elem.clone(),
+        });
+    }
+    let body = b.block(&func.body)?;
+    let ret = match func.ret.var() {
+        Some(v) if plan.activity.is_active(v) => b.t.get(&v)?.clone(),
+        _ => return None,
+    };
+    Some(Func {
+        params,
+        ret_ty: func.ret_ty.clone(),
+        float_ty: func.float_ty.clone(),
+        vars: b.vars,
+        items: func.items.clone(),
+        body,
+        ret,
+        buffers: b.buffers,
+        generics: func.generics.clone(),
+        defs: Default::default(),
+        by_name: Default::default(),
+        name: func.name.clone(),
+    })
+}
+
+struct Builder<'a> {
+    func: &'a Func,
+    plan: &'a Plan,
+    names: Names,
+    vars: Vec<VarInfo>,
+    buffers: std::collections::HashSet<VarId>,
+    /// The tangent of each active value.
+    t: HashMap<VarId, Operand>,
+}
+
+impl Builder<'_> {
+    fn new_var(&mut self, base: &str, span: Span) -> VarId {
+        let name = self.names.fresh(base, span);
+        self.vars.push(VarInfo { name });
+        VarId(self.vars.len() - 1)
+    }
+
+    /// A new value named after the tangent of `v`.
+    fn tangent_var(&mut self, v: VarId) -> VarId {
+        let name = self.func.name(v).clone();
+        let t = self.new_var(
+            &format!("t_{}", name.to_string().trim_start_matches("r#")),
+            name.span(),
+        );
+        if self.func.is_buffer(v) {
+            self.buffers.insert(t);
+        }
+        self.t.insert(v, Operand::Var(t));
+        t
+    }
+
+    fn active(&self, v: VarId) -> bool {
+        self.plan.activity.is_active(v)
+    }
+
+    fn zero(&self) -> Operand {
+        let ty = &self.func.float_ty;
+        Operand::Const(syn::parse_quote!(::backprop::__private::zero::<#ty>()))
+    }
+
+    /// The tangent of an operand: `t_x`, or zero for a constant.
+    fn tangent(&self, o: &Operand) -> Option<Operand> {
+        match o.var() {
+            Some(v) if self.active(v) => self.t.get(&v).cloned(),
+            _ => Some(self.zero()),
+        }
+    }
+
+    /// A value a rule reads, looking through `&` (rules take floats by value).
+    fn primal(&self, o: &Operand) -> Operand {
+        if let Some(v) = o.var()
+            && let Some(Stmt {
+                rhs: Rhs::Prim { prim, args, .. },
+                ..
+            }) = self.func.def_of(v)
+            && prim.name == "&"
+        {
+            return self.primal(&args[0]);
+        }
+        o.clone()
+    }
+
+    fn stmt(&self, def: VarId, rhs: Rhs, like: &Stmt) -> Stmt {
+        Stmt {
+            def,
+            rhs,
+            span: like.span,
+            ty: None,
+            source: like.source.clone(),
+            compound: false,
+        }
+    }
+
+    fn block(&mut self, stmts: &[Stmt]) -> Option<Vec<Stmt>> {
+        let mut out = Vec::new();
+        for s in stmts {
+            self.statement(s, &mut out)?;
+        }
+        Some(out)
+    }
+
+    fn statement(&mut self, s: &Stmt, out: &mut Vec<Stmt>) -> Option<()> {
+        match &s.rhs {
+            Rhs::If(node) => return self.branch(s, node, out),
+            Rhs::Loop(node) => return self.repeat(s, node, out),
+            _ => {}
+        }
+        out.push(s.clone());
+        if let Rhs::Buffer { op, args } = &s.rhs {
+            return self.buffer(s, op, args, out);
+        }
+        if !self.active(s.def) {
+            return Some(());
+        }
+        match &s.rhs {
+            Rhs::Copy(o) => {
+                let t = self.tangent(o)?;
+                self.t.insert(s.def, t);
+            }
+            Rhs::Prim { prim, args, .. } => {
+                let mut terms = Vec::new();
+                for (k, vjp) in prim.vjps_on(true).iter().enumerate() {
+                    if !self.plan.activity.operand_active(&args[k]) {
+                        continue;
+                    }
+                    let tk = self.tangent(&args[k])?;
+                    let term = match vjp {
+                        Vjp::Identity => tk,
+                        Vjp::Zero => continue,
+                        Vjp::Negate => {
+                            let v = self.new_var("t_neg", s.span);
+                            let rhs = Rhs::Prim {
+                                prim: op::NEG,
+                                spelling: super::Spelling::Unary(
+                                    syn::UnOp::Neg(Default::default()),
+                                ),
+                                args: vec![tk],
+                            };
+                            out.push(self.stmt(v, rhs, s));
+                            Operand::Var(v)
+                        }
+                        Vjp::Rule(rule, needs) => {
+                            let mut call_args = Vec::new();
+                            for n in needs.iter() {
+                                call_args.push(match n {
+                                    Need::In(j) => self.primal(&args[*j]),
+                                    Need::Out => Operand::Var(s.def),
+                                    Need::Shape(_) => return None,
+                                });
+                            }
+                            call_args.push(tk);
+                            let rule = syn::Ident::new(rule, s.span);
+                            let v = self.new_var("t_rule", s.span);
+                            let rhs = Rhs::Call {
+                                path: syn::parse_quote!(::backprop::__private::second::#rule),
+                                args: call_args,
+                            };
+                            out.push(self.stmt(v, rhs, s));
+                            Operand::Var(v)
+                        }
+                    };
+                    terms.push(term);
+                }
+                let mut terms = terms.into_iter();
+                let mut sum = terms.next().unwrap_or_else(|| self.zero());
+                for term in terms {
+                    let v = self.new_var("t_sum", s.span);
+                    let rhs = Rhs::Prim {
+                        prim: op::ADD,
+                        spelling: super::Spelling::Operator(syn::BinOp::Add(Default::default())),
+                        args: vec![sum, term],
+                    };
+                    out.push(self.stmt(v, rhs, s));
+                    sum = Operand::Var(v);
+                }
+                // The tangent gets the statement's own name: `t_y`.
+                let t = self.tangent_var(s.def);
+                out.push(self.stmt(t, Rhs::Copy(sum), s));
+            }
+            // A call of another function: its tangent program is not built yet.
+            Rhs::Call { .. } => return None,
+            Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } => {}
+            Rhs::If(_) | Rhs::Loop(_) | Rhs::Buffer { .. } => unreachable!("handled above"),
+        }
+        Some(())
+    }
+
+    /// A buffer operation's tangent: the same operation on the tangent buffers.
+    fn buffer(
+        &mut self,
+        s: &Stmt,
+        op: &BufOp,
+        args: &[Operand],
+        out: &mut Vec<Stmt>,
+    ) -> Option<()> {
+        if matches!(op, BufOp::Write | BufOp::Push) {
+            let Some(buf) = args[0].var().filter(|b| self.active(*b)) else {
+                return Some(());
+            };
+            let tb = self.t.get(&buf)?.clone();
+            let mut targs = vec![tb];
+            match op {
+                BufOp::Write => {
+                    targs.push(args[1].clone());
+                    targs.push(self.tangent(&args[2])?);
+                }
+                _ => targs.push(self.tangent(&args[1])?),
+            }
+            let placeholder = self.new_var("t_write", s.span);
+            out.push(self.stmt(
+                placeholder,
+                Rhs::Buffer {
+                    op: op.clone(),
+                    args: targs,
+                },
+                s,
+            ));
+            return Some(());
+        }
+        if !self.active(s.def) {
+            return Some(());
+        }
+        let base_tangent = |this: &Self| {
+            args[0]
+                .var()
+                .filter(|v| this.active(*v))
+                .and_then(|v| this.t.get(&v).cloned())
+        };
+        let (op, targs) = match op {
+            BufOp::Fill | BufOp::FillArray => {
+                (op.clone(), vec![self.tangent(&args[0])?, args[1].clone()])
+            }
+            BufOp::NewVec => (op.clone(), args.to_vec()),
+            // A copy of a constant that later writes make vary: its tangent starts as
+            // zeros.
+            BufOp::ToVec => match base_tangent(self) {
+                Some(tx) => (op.clone(), vec![tx, args[1].clone()]),
+                None => (BufOp::Fill, vec![self.zero(), args[1].clone()]),
+            },
+            BufOp::Read
+            | BufOp::View
+            | BufOp::Alias
+            | BufOp::Borrow
+            | BufOp::Field(_)
+            | BufOp::FieldRead(_)
+            | BufOp::Elem => {
+                let mut targs = vec![base_tangent(self)?];
+                targs.extend(args[1..].iter().cloned());
+                (op.clone(), targs)
+            }
+            BufOp::Write | BufOp::Push => unreachable!("handled above"),
+        };
+        let t = self.tangent_var(s.def);
+        out.push(self.stmt(t, Rhs::Buffer { op, args: targs }, s));
+        Some(())
+    }
+
+    fn branch(&mut self, s: &Stmt, node: &IfNode, out: &mut Vec<Stmt>) -> Option<()> {
+        let then_body = self.block(&node.then_body)?;
+        let else_body = self.block(&node.else_body)?;
+        let mut outs = node.outs.clone();
+        for o in &node.outs {
+            if !self.active(o.def) {
+                continue;
+            }
+            let (then_val, else_val) = (self.tangent(&o.then_val)?, self.tangent(&o.else_val)?);
+            let def = self.tangent_var(o.def);
+            outs.push(IfOut {
+                def,
+                then_val,
+                else_val,
+            });
+        }
+        let rhs = Rhs::If(Box::new(IfNode {
+            cond: node.cond.clone(),
+            then_body,
+            else_body,
+            outs,
+        }));
+        out.push(Stmt {
+            rhs,
+            ..s.clone_shallow()
+        });
+        Some(())
+    }
+
+    fn repeat(&mut self, s: &Stmt, node: &LoopNode, out: &mut Vec<Stmt>) -> Option<()> {
+        let mut with_t = Vec::new();
+        for c in &node.carried {
+            if self.active(c.entry) || self.active(c.out) {
+                let entry = self.tangent_var(c.entry);
+                let out = self.tangent_var(c.out);
+                with_t.push((c, entry, out));
+            }
+        }
+        let mut body = Vec::new();
+        let mut head_len = 0;
+        for (k, st) in node.body.iter().enumerate() {
+            self.statement(st, &mut body)?;
+            if let LoopHead::While { head_len: n, .. } = &node.head
+                && k + 1 == *n
+            {
+                head_len = body.len();
+            }
+        }
+        let mut carried = node.carried.clone();
+        for (c, entry, t_out) in with_t {
+            carried.push(Carried {
+                init: self.tangent(&c.init)?,
+                entry,
+                exit: self.tangent(&c.exit)?,
+                out: t_out,
+            });
+        }
+        let head = match &node.head {
+            LoopHead::While { cond, .. } => LoopHead::While {
+                cond: cond.clone(),
+                head_len,
+            },
+            other => other.clone(),
+        };
+        let rhs = Rhs::Loop(Box::new(LoopNode {
+            head,
+            body,
+            carried,
+        }));
+        out.push(Stmt {
+            rhs,
+            ..s.clone_shallow()
+        });
+        Some(())
+    }
+}
+
+impl Stmt {
+    /// The statement's facts without its right-hand side (which the caller replaces).
+    fn clone_shallow(&self) -> Stmt {
+        Stmt {
+            def: self.def,
+            rhs: Rhs::Copy(Operand::Var(self.def)),
+            span: self.span,
+            ty: self.ty.clone(),
+            source: self.source.clone(),
+            compound: self.compound,
+        }
+    }
+}
