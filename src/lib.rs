@@ -8,3 +8,4 @@ pub mod exercises;
 pub mod gpt;
 pub mod mlp;
 pub mod plot;
+pub mod second_order;

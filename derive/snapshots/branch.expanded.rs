@@ -232,6 +232,243 @@ impl branchy {
             (__value, __tangent)
         }
     }
+    ///Value, gradient and Hessian-vector product: `branchy_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp(x: f64, y: f64, v_x: f64, v_y: f64) -> (f64, BranchyGrad, BranchyGrad) {
+        branchy_hvp(x, y, v_x, v_y)
+    }
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program(
+        x: f64,
+        y: f64,
+        v_x: f64,
+        v_y: f64,
+    ) -> (
+        f64,
+        f64,
+        impl ::backprop::__private::Pullback<f64, Grad = (f64, f64, f64, f64)>,
+    ) {
+        let (__primal, __value, __tape): (f64, f64, _) = {
+            let t0 = x <= 0.0;
+            let (t5, t_t5, tape_branch_2) = if t0 {
+                (y, v_y, ::backprop::__private::Branch::Then(()))
+            } else {
+                let v_1 = x * y;
+                let t_rule = ::backprop::__private::mul_vjp_lhs(y, v_x);
+                let t_rule_1 = ::backprop::__private::mul_vjp_rhs(x, v_y);
+                let t_sum = t_rule + t_rule_1;
+                let t_v_1 = t_sum;
+                let t1 = v_1 > 1.0;
+                let (v_3, t_v_3, tape_branch) = if t1 {
+                    let v_2 = v_1.ln();
+                    let t_rule_2 = ::backprop::__private::ln_vjp(v_1, t_v_1);
+                    let t_v_2 = t_rule_2;
+                    (v_2, t_v_2, ::backprop::__private::Branch::Then(()))
+                } else {
+                    (v_1, t_v_1, ::backprop::__private::Branch::Else(()))
+                };
+                let t2 = y > 0.0;
+                let (w_1, t_w_1, tape_branch_1) = if t2 {
+                    let t3 = v_3 * y;
+                    let t_rule_3 = ::backprop::__private::mul_vjp_lhs(y, t_v_3);
+                    let t_rule_4 = ::backprop::__private::mul_vjp_rhs(v_3, v_y);
+                    let t_sum_1 = t_rule_3 + t_rule_4;
+                    let t_t3 = t_sum_1;
+                    (t3, t_t3, ::backprop::__private::Branch::Then(()))
+                } else {
+                    (v_3, t_v_3, ::backprop::__private::Branch::Else(()))
+                };
+                let t4 = w_1 + x;
+                let t_sum_2 = t_w_1 + v_x;
+                let t_t4 = t_sum_2;
+                (
+                    t4,
+                    t_t4,
+                    ::backprop::__private::Branch::Else((
+                        v_3,
+                        t_v_1,
+                        t_v_3,
+                        tape_branch,
+                        tape_branch_1,
+                    )),
+                )
+            };
+            let heap_bytes = {
+                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                (&::backprop::__private::Probe(&tape_branch_2)).heap_bytes()
+            };
+            let pullback = move |d_t_t5: f64| -> (f64, f64, f64, f64) {
+                let (d_x, d_y, d_v_x, d_v_y) = {
+                    match tape_branch_2 {
+                        ::backprop::__private::Branch::Then(()) => {
+                            let d_v_y = d_t_t5;
+                            (
+                                ::backprop::__private::zero::<f64>(),
+                                ::backprop::__private::zero::<f64>(),
+                                ::backprop::__private::zero::<f64>(),
+                                d_v_y,
+                            )
+                        }
+                        ::backprop::__private::Branch::Else(
+                            (v_3, t_v_1, t_v_3, tape_branch, tape_branch_1),
+                        ) => {
+                            let v_1 = x * y;
+                            let d_t_t4 = d_t_t5;
+                            let d_t_sum_2 = d_t_t4;
+                            let d_t_w_1 = d_t_sum_2;
+                            let mut d_v_x = d_t_sum_2;
+                            let (mut d_y, d_v_3, mut d_v_y, d_t_v_3) = {
+                                match tape_branch_1 {
+                                    ::backprop::__private::Branch::Then(()) => {
+                                        let d_t_t3 = d_t_w_1;
+                                        let d_t_sum_1 = d_t_t3;
+                                        let d_t_rule_3 = d_t_sum_1;
+                                        let d_t_rule_4 = d_t_sum_1;
+                                        let d_v_3 = ::backprop::__private::second::mul_vjp_rhs::d0(
+                                            v_3,
+                                            v_y,
+                                            d_t_rule_4,
+                                        );
+                                        let d_v_y = ::backprop::__private::mul_vjp_rhs(
+                                            v_3,
+                                            d_t_rule_4,
+                                        );
+                                        let d_y = ::backprop::__private::second::mul_vjp_lhs::d0(
+                                            y,
+                                            t_v_3,
+                                            d_t_rule_3,
+                                        );
+                                        let d_t_v_3 = ::backprop::__private::mul_vjp_lhs(
+                                            y,
+                                            d_t_rule_3,
+                                        );
+                                        (d_y, d_v_3, d_v_y, d_t_v_3)
+                                    }
+                                    ::backprop::__private::Branch::Else(()) => {
+                                        let d_t_v_3 = d_t_w_1;
+                                        (
+                                            ::backprop::__private::zero::<f64>(),
+                                            ::backprop::__private::zero::<f64>(),
+                                            ::backprop::__private::zero::<f64>(),
+                                            d_t_v_3,
+                                        )
+                                    }
+                                }
+                            };
+                            let (d_v_1, d_t_v_1) = {
+                                match tape_branch {
+                                    ::backprop::__private::Branch::Then(()) => {
+                                        let d_v_2 = d_v_3;
+                                        let d_t_v_2 = d_t_v_3;
+                                        let d_t_rule_2 = d_t_v_2;
+                                        let mut d_v_1 = ::backprop::__private::second::ln_vjp::d0(
+                                            v_1,
+                                            t_v_1,
+                                            d_t_rule_2,
+                                        );
+                                        let d_t_v_1 = ::backprop::__private::ln_vjp(
+                                            v_1,
+                                            d_t_rule_2,
+                                        );
+                                        d_v_1 = d_v_1 + ::backprop::__private::ln_vjp(v_1, d_v_2);
+                                        (d_v_1, d_t_v_1)
+                                    }
+                                    ::backprop::__private::Branch::Else(()) => {
+                                        let d_v_1 = d_v_3;
+                                        let d_t_v_1 = d_t_v_3;
+                                        (d_v_1, d_t_v_1)
+                                    }
+                                }
+                            };
+                            let d_t_sum = d_t_v_1;
+                            let d_t_rule = d_t_sum;
+                            let d_t_rule_1 = d_t_sum;
+                            let mut d_x = ::backprop::__private::second::mul_vjp_rhs::d0(
+                                x,
+                                v_y,
+                                d_t_rule_1,
+                            );
+                            d_v_y = d_v_y
+                                + ::backprop::__private::mul_vjp_rhs(x, d_t_rule_1);
+                            d_y = d_y
+                                + ::backprop::__private::second::mul_vjp_lhs::d0(
+                                    y,
+                                    v_x,
+                                    d_t_rule,
+                                );
+                            d_v_x = d_v_x
+                                + ::backprop::__private::mul_vjp_lhs(y, d_t_rule);
+                            d_x = d_x + ::backprop::__private::mul_vjp_lhs(y, d_v_1);
+                            d_y = d_y + ::backprop::__private::mul_vjp_rhs(x, d_v_1);
+                            (d_x, d_y, d_v_x, d_v_y)
+                        }
+                    }
+                };
+                (d_x, d_y, d_v_x, d_v_y)
+            };
+            (
+                t5,
+                t_t5,
+                ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback),
+            )
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward(
+        x: f64,
+        y: f64,
+        v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        v_y: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+    ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = (f64, f64, f64, f64)>) {
+        let v_x: f64 = ::backprop::__private::jvp::ScalarSlot::tangent(v_x);
+        let v_y: f64 = ::backprop::__private::jvp::ScalarSlot::tangent(v_y);
+        let (__primal, __value, __tape) = branchy::tangent_program(x, y, v_x, v_y);
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |(__d_x, __d_y, __d_v0, __d_v1)| (__d_x, __d_y, __d_v0, __d_v1),
+            ),
+        )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild(
+        x: f64,
+        y: f64,
+        v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        v_y: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        __value_1: f64,
+    ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = (f64, f64, f64, f64)>) {
+        branchy::tangent_forward(x, y, v_x, v_y)
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -306,4 +543,33 @@ fn branchy_backward(
     d_out: f64,
 ) -> BranchyGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+///Value, gradient and Hessian-vector product of `branchy` along the direction `v_x`, `v_y` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
+)]
+fn branchy_hvp(x: f64, y: f64, v_x: f64, v_y: f64) -> (f64, BranchyGrad, BranchyGrad) {
+    let (__value, __tangent, __tape) = branchy::tangent_program(x, y, v_x, v_y);
+    let (__hv_x, __hv_y, __grad_v_x, __grad_v_y) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (
+        __value,
+        BranchyGrad {
+            x: __grad_v_x,
+            y: __grad_v_y,
+        },
+        BranchyGrad {
+            x: __hv_x,
+            y: __hv_y,
+        },
+    )
 }

@@ -347,6 +347,272 @@ impl overwrite {
             (__value, __tangent)
         }
     }
+    ///Value, gradient and Hessian-vector product: `overwrite_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp(x: &[f64], v_x: &[f64]) -> (f64, OverwriteGrad, OverwriteGrad) {
+        overwrite_hvp(x, v_x)
+    }
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program(
+        x: &[f64],
+        v_x: &[f64],
+    ) -> (
+        f64,
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
+        >,
+    ) {
+        let (__primal, __value, __tape): (f64, f64, _) = {
+            let n = x.len();
+            let t0 = x.len();
+            let mut v = x.to_vec();
+            let mut t_v = v_x.to_vec();
+            let mut y = ::std::vec![0.0; n];
+            let mut t_y = ::std::vec![(::backprop::__private::zero:: < f64 > ()); n];
+            let range = (0)..n;
+            for i_1 in ::core::clone::Clone::clone(&range) {
+                let t1 = x[i_1];
+                let t_t1 = v_x[i_1];
+                let t2 = t1 * t1;
+                let t_rule = ::backprop::__private::mul_vjp_lhs(t1, t_t1);
+                let t_rule_1 = ::backprop::__private::mul_vjp_rhs(t1, t_t1);
+                let t_sum = t_rule + t_rule_1;
+                let t_t2 = t_sum;
+                y[i_1] = t2;
+                t_y[i_1] = t_t2;
+            }
+            let t4 = y[1];
+            let t_t4 = t_y[1];
+            let t5 = y[2];
+            let t_t5 = t_y[2];
+            let t6 = t4 * t5;
+            let t_rule_2 = ::backprop::__private::mul_vjp_lhs(t5, t_t4);
+            let t_rule_3 = ::backprop::__private::mul_vjp_rhs(t4, t_t5);
+            let t_sum_1 = t_rule_2 + t_rule_3;
+            let t_t6 = t_sum_1;
+            v[0] = t6;
+            t_v[0] = t_t6;
+            let s = 0.0;
+            let mut s_3 = s;
+            let mut t_s_3 = (::backprop::__private::zero::<f64>());
+            let range_1 = (0)..n;
+            for i_2 in ::core::clone::Clone::clone(&range_1) {
+                let s_1 = s_3;
+                let t_s_1 = t_s_3;
+                let t8 = v[i_2];
+                let t_t8 = t_v[i_2];
+                let t9 = y[i_2];
+                let t_t9 = t_y[i_2];
+                let t10 = t8 * t9;
+                let t_rule_4 = ::backprop::__private::mul_vjp_lhs(t9, t_t8);
+                let t_rule_5 = ::backprop::__private::mul_vjp_rhs(t8, t_t9);
+                let t_sum_2 = t_rule_4 + t_rule_5;
+                let t_t10 = t_sum_2;
+                let s_2 = s_1 + t10;
+                let t_sum_3 = t_s_1 + t_t10;
+                let t_s_2 = t_sum_3;
+                s_3 = s_2;
+                t_s_3 = t_s_2;
+            }
+            let heap_bytes = {
+                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                0
+            };
+            let pullback = move |
+                d_t_s_3: f64,
+            | -> (::std::vec::Vec<f64>, ::std::vec::Vec<f64>) {
+                let (x, v_x) = (x, v_x);
+                let mut d_x: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); x.len()
+                ];
+                let mut d_v_x: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); v_x.len()
+                ];
+                let mut d_v: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); t0
+                ];
+                let mut d_t_v: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); t0
+                ];
+                let mut d_y: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); n
+                ];
+                let mut d_t_y: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); n
+                ];
+                let (_,) = {
+                    let mut d_t_s_3_carry: f64 = d_t_s_3;
+                    for i_2 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range_1),
+                    ) {
+                        let d_t_s_3_next = d_t_s_3_carry;
+                        let (step_0,) = {
+                            let t8 = v[i_2];
+                            let t_t8 = t_v[i_2];
+                            let t9 = y[i_2];
+                            let t_t9 = t_y[i_2];
+                            let d_t_s_2 = d_t_s_3_next;
+                            let d_t_sum_3 = d_t_s_2;
+                            let d_t_s_1 = d_t_sum_3;
+                            let d_t_t10 = d_t_sum_3;
+                            let d_t_sum_2 = d_t_t10;
+                            let d_t_rule_4 = d_t_sum_2;
+                            let d_t_rule_5 = d_t_sum_2;
+                            let d_t8 = ::backprop::__private::second::mul_vjp_rhs::d0(
+                                t8,
+                                t_t9,
+                                d_t_rule_5,
+                            );
+                            let d_t_t9 = ::backprop::__private::mul_vjp_rhs(
+                                t8,
+                                d_t_rule_5,
+                            );
+                            let d_t9 = ::backprop::__private::second::mul_vjp_lhs::d0(
+                                t9,
+                                t_t8,
+                                d_t_rule_4,
+                            );
+                            let d_t_t8 = ::backprop::__private::mul_vjp_lhs(
+                                t9,
+                                d_t_rule_4,
+                            );
+                            d_t_y[i_2] += d_t_t9;
+                            d_y[i_2] += d_t9;
+                            d_t_v[i_2] += d_t_t8;
+                            d_v[i_2] += d_t8;
+                            (d_t_s_1,)
+                        };
+                        d_t_s_3_carry = step_0;
+                    }
+                    (d_t_s_3_carry,)
+                };
+                let d_t_t6 = d_t_v[0];
+                d_t_v[0] = ::backprop::__private::zero();
+                let d_t6 = d_v[0];
+                d_v[0] = ::backprop::__private::zero();
+                let d_t_sum_1 = d_t_t6;
+                let d_t_rule_2 = d_t_sum_1;
+                let d_t_rule_3 = d_t_sum_1;
+                let mut d_t4 = ::backprop::__private::second::mul_vjp_rhs::d0(
+                    t4,
+                    t_t5,
+                    d_t_rule_3,
+                );
+                let d_t_t5 = ::backprop::__private::mul_vjp_rhs(t4, d_t_rule_3);
+                let mut d_t5 = ::backprop::__private::second::mul_vjp_lhs::d0(
+                    t5,
+                    t_t4,
+                    d_t_rule_2,
+                );
+                let d_t_t4 = ::backprop::__private::mul_vjp_lhs(t5, d_t_rule_2);
+                d_t4 = d_t4 + ::backprop::__private::mul_vjp_lhs(t5, d_t6);
+                d_t5 = d_t5 + ::backprop::__private::mul_vjp_rhs(t4, d_t6);
+                d_t_y[2] += d_t_t5;
+                d_y[2] += d_t5;
+                d_t_y[1] += d_t_t4;
+                d_y[1] += d_t4;
+                for i_1 in ::core::iter::Iterator::rev(
+                    ::core::clone::Clone::clone(&range),
+                ) {
+                    let t1 = x[i_1];
+                    let t_t1 = v_x[i_1];
+                    let d_t_t2 = d_t_y[i_1];
+                    d_t_y[i_1] = ::backprop::__private::zero();
+                    let d_t2 = d_y[i_1];
+                    d_y[i_1] = ::backprop::__private::zero();
+                    let d_t_sum = d_t_t2;
+                    let d_t_rule = d_t_sum;
+                    let d_t_rule_1 = d_t_sum;
+                    let mut d_t1 = ::backprop::__private::second::mul_vjp_rhs::d0(
+                        t1,
+                        t_t1,
+                        d_t_rule_1,
+                    );
+                    let mut d_t_t1 = ::backprop::__private::mul_vjp_rhs(t1, d_t_rule_1);
+                    d_t1 = d_t1
+                        + ::backprop::__private::second::mul_vjp_lhs::d0(
+                            t1,
+                            t_t1,
+                            d_t_rule,
+                        );
+                    d_t_t1 = d_t_t1 + ::backprop::__private::mul_vjp_lhs(t1, d_t_rule);
+                    d_t1 = d_t1 + ::backprop::__private::mul_vjp_lhs(t1, d_t2);
+                    d_t1 = d_t1 + ::backprop::__private::mul_vjp_rhs(t1, d_t2);
+                    d_v_x[i_1] += d_t_t1;
+                    d_x[i_1] += d_t1;
+                }
+                ::backprop::__private::add_into(&mut d_v_x[..], &d_t_v);
+                ::backprop::__private::add_into(&mut d_x[..], &d_v);
+                (d_x, d_v_x)
+            };
+            (
+                s_3,
+                t_s_3,
+                ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback),
+            )
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward(
+        x: &[f64],
+        v_x: &[f64],
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
+        >,
+    ) {
+        let (__primal, __value, __tape) = overwrite::tangent_program(x, v_x);
+        (
+            __value,
+            ::backprop::__private::map_grad(__tape, |(__d_x, __d_v0)| (__d_x, __d_v0)),
+        )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild(
+        x: &[f64],
+        v_x: &[f64],
+        __value_1: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
+        >,
+    ) {
+        overwrite::tangent_forward(x, v_x)
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -416,4 +682,23 @@ fn overwrite_backward(
     d_out: f64,
 ) -> OverwriteGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+///Value, gradient and Hessian-vector product of `overwrite` along the direction `v_x` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
+)]
+fn overwrite_hvp(x: &[f64], v_x: &[f64]) -> (f64, OverwriteGrad, OverwriteGrad) {
+    let (__value, __tangent, __tape) = overwrite::tangent_program(x, v_x);
+    let (__hv_x, __grad_v_x) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (__value, OverwriteGrad { x: __grad_v_x }, OverwriteGrad { x: __hv_x })
 }

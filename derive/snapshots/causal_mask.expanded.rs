@@ -202,6 +202,66 @@ impl masked_loss {
         }
         (__value_1, __tangent)
     }
+    /// No tangent program: panics (see the message).
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_forward(
+        s: &Array2<f64>,
+        w: &Array2<f64>,
+        __slot0: impl ::core::marker::Sized,
+        __slot1: impl ::core::marker::Sized,
+    ) -> (
+        f64,
+        ::backprop::__private::Tape<
+            fn(
+                f64,
+            ) -> (
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        ::core::panic!(
+            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        )
+    }
+    /// No Hessian-vector product: panics (see the message).
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp(
+        s: &Array2<f64>,
+        w: &Array2<f64>,
+        v_s: &Array2<f64>,
+    ) -> (f64, MaskedLossGrad, MaskedLossGrad) {
+        ::core::panic!(
+            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        )
+    }
+    /// No tangent program: panics (see the message).
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild(
+        s: &Array2<f64>,
+        w: &Array2<f64>,
+        __slot0: impl ::core::marker::Sized,
+        __slot1: impl ::core::marker::Sized,
+        __value: f64,
+    ) -> (
+        f64,
+        ::backprop::__private::Tape<
+            fn(
+                f64,
+            ) -> (
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        ::core::panic!(
+            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        )
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -276,4 +336,18 @@ fn masked_loss_backward(
     d_out: f64,
 ) -> MaskedLossGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+/// Not available for this function (see the deprecation note).
+#[deprecated(
+    note = "`masked_loss` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+)]
+#[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+fn masked_loss_hvp(
+    s: &Array2<f64>,
+    w: &Array2<f64>,
+    v_s: &Array2<f64>,
+) -> (f64, MaskedLossGrad, MaskedLossGrad) {
+    ::core::panic!(
+        "`masked_loss` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+    )
 }

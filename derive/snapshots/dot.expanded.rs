@@ -269,6 +269,210 @@ impl dot {
             (__value, __tangent)
         }
     }
+    ///Value, gradient and Hessian-vector product: `dot_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp(w: &[f64], x: &[f64], v_w: &[f64], v_x: &[f64]) -> (f64, DotGrad, DotGrad) {
+        dot_hvp(w, x, v_w, v_x)
+    }
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program(
+        w: &[f64],
+        x: &[f64],
+        v_w: &[f64],
+        v_x: &[f64],
+    ) -> (
+        f64,
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+            ),
+        >,
+    ) {
+        let (__primal, __value, __tape): (f64, f64, _) = {
+            let acc = 0.0;
+            let t0 = w.len();
+            let mut acc_3 = acc;
+            let mut t_acc_3 = (::backprop::__private::zero::<f64>());
+            let range = (0)..t0;
+            for i_1 in ::core::clone::Clone::clone(&range) {
+                let acc_1 = acc_3;
+                let t_acc_1 = t_acc_3;
+                let t1 = w[i_1];
+                let t_t1 = v_w[i_1];
+                let t2 = x[i_1];
+                let t_t2 = v_x[i_1];
+                let t3 = t1 * t2;
+                let t_rule = ::backprop::__private::mul_vjp_lhs(t2, t_t1);
+                let t_rule_1 = ::backprop::__private::mul_vjp_rhs(t1, t_t2);
+                let t_sum = t_rule + t_rule_1;
+                let t_t3 = t_sum;
+                let acc_2 = acc_1 + t3;
+                let t_sum_1 = t_acc_1 + t_t3;
+                let t_acc_2 = t_sum_1;
+                acc_3 = acc_2;
+                t_acc_3 = t_acc_2;
+            }
+            let heap_bytes = {
+                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                0
+            };
+            let pullback = move |
+                d_t_acc_3: f64,
+            | -> (
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+            ) {
+                let (w, x, v_w, v_x) = (w, x, v_w, v_x);
+                let mut d_w: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); w.len()
+                ];
+                let mut d_x: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); x.len()
+                ];
+                let mut d_v_w: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); v_w.len()
+                ];
+                let mut d_v_x: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); v_x.len()
+                ];
+                let (_,) = {
+                    let mut d_t_acc_3_carry: f64 = d_t_acc_3;
+                    for i_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range),
+                    ) {
+                        let d_t_acc_3_next = d_t_acc_3_carry;
+                        let (step_0,) = {
+                            let t1 = w[i_1];
+                            let t_t1 = v_w[i_1];
+                            let t2 = x[i_1];
+                            let t_t2 = v_x[i_1];
+                            let d_t_acc_2 = d_t_acc_3_next;
+                            let d_t_sum_1 = d_t_acc_2;
+                            let d_t_acc_1 = d_t_sum_1;
+                            let d_t_t3 = d_t_sum_1;
+                            let d_t_sum = d_t_t3;
+                            let d_t_rule = d_t_sum;
+                            let d_t_rule_1 = d_t_sum;
+                            let d_t1 = ::backprop::__private::second::mul_vjp_rhs::d0(
+                                t1,
+                                t_t2,
+                                d_t_rule_1,
+                            );
+                            let d_t_t2 = ::backprop::__private::mul_vjp_rhs(
+                                t1,
+                                d_t_rule_1,
+                            );
+                            let d_t2 = ::backprop::__private::second::mul_vjp_lhs::d0(
+                                t2,
+                                t_t1,
+                                d_t_rule,
+                            );
+                            let d_t_t1 = ::backprop::__private::mul_vjp_lhs(
+                                t2,
+                                d_t_rule,
+                            );
+                            d_v_x[i_1] += d_t_t2;
+                            d_x[i_1] += d_t2;
+                            d_v_w[i_1] += d_t_t1;
+                            d_w[i_1] += d_t1;
+                            (d_t_acc_1,)
+                        };
+                        d_t_acc_3_carry = step_0;
+                    }
+                    (d_t_acc_3_carry,)
+                };
+                (d_w, d_x, d_v_w, d_v_x)
+            };
+            (
+                acc_3,
+                t_acc_3,
+                ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback),
+            )
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward(
+        w: &[f64],
+        x: &[f64],
+        v_w: &[f64],
+        v_x: &[f64],
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+            ),
+        >,
+    ) {
+        let (__primal, __value, __tape) = dot::tangent_program(w, x, v_w, v_x);
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |(__d_w, __d_x, __d_v0, __d_v1)| (__d_w, __d_x, __d_v0, __d_v1),
+            ),
+        )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild(
+        w: &[f64],
+        x: &[f64],
+        v_w: &[f64],
+        v_x: &[f64],
+        __value_1: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+            ),
+        >,
+    ) {
+        dot::tangent_forward(w, x, v_w, v_x)
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -343,4 +547,30 @@ fn dot_backward(
     d_out: f64,
 ) -> DotGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+///Value, gradient and Hessian-vector product of `dot` along the direction `v_w`, `v_x` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
+)]
+fn dot_hvp(w: &[f64], x: &[f64], v_w: &[f64], v_x: &[f64]) -> (f64, DotGrad, DotGrad) {
+    let (__value, __tangent, __tape) = dot::tangent_program(w, x, v_w, v_x);
+    let (__hv_w, __hv_x, __grad_v_w, __grad_v_x) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (
+        __value,
+        DotGrad {
+            w: __grad_v_w,
+            x: __grad_v_x,
+        },
+        DotGrad { w: __hv_w, x: __hv_x },
+    )
 }

@@ -380,6 +380,296 @@ impl outer_sum {
             (__value, __tangent)
         }
     }
+    ///Value, gradient and Hessian-vector product: `outer_sum_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp(
+        x: &[f64],
+        w: &[f64],
+        v_x: &[f64],
+        v_w: &[f64],
+    ) -> (f64, OuterSumGrad, OuterSumGrad) {
+        outer_sum_hvp(x, w, v_x, v_w)
+    }
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program(
+        x: &[f64],
+        w: &[f64],
+        v_x: &[f64],
+        v_w: &[f64],
+    ) -> (
+        f64,
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+            ),
+        >,
+    ) {
+        let (__primal, __value, __tape): (f64, f64, _) = {
+            let n = w.len();
+            let mut h = ::std::vec![0.0; n];
+            let mut t_h = ::std::vec![(::backprop::__private::zero:: < f64 > ()); n];
+            let t0 = x.len();
+            let range_1 = (0)..t0;
+            for i_1 in ::core::clone::Clone::clone(&range_1) {
+                let range = (0)..n;
+                for j_1 in ::core::clone::Clone::clone(&range) {
+                    let t1 = h[j_1];
+                    let t_t1 = t_h[j_1];
+                    let t2 = w[j_1];
+                    let t_t2 = v_w[j_1];
+                    let t3 = x[i_1];
+                    let t_t3 = v_x[i_1];
+                    let t4 = t2 * t3;
+                    let t_rule = ::backprop::__private::mul_vjp_lhs(t3, t_t2);
+                    let t_rule_1 = ::backprop::__private::mul_vjp_rhs(t2, t_t3);
+                    let t_sum = t_rule + t_rule_1;
+                    let t_t4 = t_sum;
+                    let t5 = t1 + t4;
+                    let t_sum_1 = t_t1 + t_t4;
+                    let t_t5 = t_sum_1;
+                    h[j_1] = t5;
+                    t_h[j_1] = t_t5;
+                }
+            }
+            let s = 0.0;
+            let mut s_3 = s;
+            let mut t_s_3 = (::backprop::__private::zero::<f64>());
+            let range_2 = (0)..n;
+            for j_2 in ::core::clone::Clone::clone(&range_2) {
+                let s_1 = s_3;
+                let t_s_1 = t_s_3;
+                let t7 = h[j_2];
+                let t_t7 = t_h[j_2];
+                let t8 = t7 * t7;
+                let t_rule_2 = ::backprop::__private::mul_vjp_lhs(t7, t_t7);
+                let t_rule_3 = ::backprop::__private::mul_vjp_rhs(t7, t_t7);
+                let t_sum_2 = t_rule_2 + t_rule_3;
+                let t_t8 = t_sum_2;
+                let s_2 = s_1 + t8;
+                let t_sum_3 = t_s_1 + t_t8;
+                let t_s_2 = t_sum_3;
+                s_3 = s_2;
+                t_s_3 = t_s_2;
+            }
+            let heap_bytes = {
+                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                0
+            };
+            let pullback = move |
+                d_t_s_3: f64,
+            | -> (
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+            ) {
+                let (x, w, v_x, v_w) = (x, w, v_x, v_w);
+                let mut d_x: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); x.len()
+                ];
+                let mut d_w: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); w.len()
+                ];
+                let mut d_v_x: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); v_x.len()
+                ];
+                let mut d_v_w: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); v_w.len()
+                ];
+                let mut d_h: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); n
+                ];
+                let mut d_t_h: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); n
+                ];
+                let (_,) = {
+                    let mut d_t_s_3_carry: f64 = d_t_s_3;
+                    for j_2 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range_2),
+                    ) {
+                        let d_t_s_3_next = d_t_s_3_carry;
+                        let (step_0_1,) = {
+                            let t7 = h[j_2];
+                            let t_t7 = t_h[j_2];
+                            let d_t_s_2 = d_t_s_3_next;
+                            let d_t_sum_3 = d_t_s_2;
+                            let d_t_s_1 = d_t_sum_3;
+                            let d_t_t8 = d_t_sum_3;
+                            let d_t_sum_2 = d_t_t8;
+                            let d_t_rule_2 = d_t_sum_2;
+                            let d_t_rule_3 = d_t_sum_2;
+                            let mut d_t7 = ::backprop::__private::second::mul_vjp_rhs::d0(
+                                t7,
+                                t_t7,
+                                d_t_rule_3,
+                            );
+                            let mut d_t_t7 = ::backprop::__private::mul_vjp_rhs(
+                                t7,
+                                d_t_rule_3,
+                            );
+                            d_t7 = d_t7
+                                + ::backprop::__private::second::mul_vjp_lhs::d0(
+                                    t7,
+                                    t_t7,
+                                    d_t_rule_2,
+                                );
+                            d_t_t7 = d_t_t7
+                                + ::backprop::__private::mul_vjp_lhs(t7, d_t_rule_2);
+                            d_t_h[j_2] += d_t_t7;
+                            d_h[j_2] += d_t7;
+                            (d_t_s_1,)
+                        };
+                        d_t_s_3_carry = step_0_1;
+                    }
+                    (d_t_s_3_carry,)
+                };
+                for i_1 in ::core::iter::Iterator::rev(
+                    ::core::clone::Clone::clone(&range_1),
+                ) {
+                    let range = (0)..n;
+                    let mut d_t3_sum: f64 = ::backprop::__private::zero();
+                    let mut d_t_t3_sum: f64 = ::backprop::__private::zero();
+                    for j_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range),
+                    ) {
+                        let (step_0, step_1) = {
+                            let t2 = w[j_1];
+                            let t_t2 = v_w[j_1];
+                            let t3 = x[i_1];
+                            let t_t3 = v_x[i_1];
+                            let d_t_t5 = d_t_h[j_1];
+                            d_t_h[j_1] = ::backprop::__private::zero();
+                            let d_t5 = d_h[j_1];
+                            let d_t_sum_1 = d_t_t5;
+                            let d_t_t1 = d_t_sum_1;
+                            let d_t_t4 = d_t_sum_1;
+                            let d_t4 = d_t5;
+                            let d_t_sum = d_t_t4;
+                            let d_t_rule = d_t_sum;
+                            let d_t_rule_1 = d_t_sum;
+                            let mut d_t2 = ::backprop::__private::second::mul_vjp_rhs::d0(
+                                t2,
+                                t_t3,
+                                d_t_rule_1,
+                            );
+                            let d_t_t3 = ::backprop::__private::mul_vjp_rhs(
+                                t2,
+                                d_t_rule_1,
+                            );
+                            let mut d_t3 = ::backprop::__private::second::mul_vjp_lhs::d0(
+                                t3,
+                                t_t2,
+                                d_t_rule,
+                            );
+                            let d_t_t2 = ::backprop::__private::mul_vjp_lhs(
+                                t3,
+                                d_t_rule,
+                            );
+                            d_t2 = d_t2 + ::backprop::__private::mul_vjp_lhs(t3, d_t4);
+                            d_t3 = d_t3 + ::backprop::__private::mul_vjp_rhs(t2, d_t4);
+                            d_v_w[j_1] += d_t_t2;
+                            d_w[j_1] += d_t2;
+                            d_t_h[j_1] += d_t_t1;
+                            (d_t3, d_t_t3)
+                        };
+                        d_t3_sum = d_t3_sum + step_0;
+                        d_t_t3_sum = d_t_t3_sum + step_1;
+                    }
+                    if ::core::iter::Iterator::size_hint(&range).0 > 0 {
+                        d_x[i_1] += d_t3_sum;
+                        d_v_x[i_1] += d_t_t3_sum;
+                    }
+                }
+                (d_x, d_w, d_v_x, d_v_w)
+            };
+            (
+                s_3,
+                t_s_3,
+                ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback),
+            )
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward(
+        x: &[f64],
+        w: &[f64],
+        v_x: &[f64],
+        v_w: &[f64],
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+            ),
+        >,
+    ) {
+        let (__primal, __value, __tape) = outer_sum::tangent_program(x, w, v_x, v_w);
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |(__d_x, __d_w, __d_v0, __d_v1)| (__d_x, __d_w, __d_v0, __d_v1),
+            ),
+        )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild(
+        x: &[f64],
+        w: &[f64],
+        v_x: &[f64],
+        v_w: &[f64],
+        __value_1: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+                ::std::vec::Vec<f64>,
+            ),
+        >,
+    ) {
+        outer_sum::tangent_forward(x, w, v_x, v_w)
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -454,4 +744,38 @@ fn outer_sum_backward(
     d_out: f64,
 ) -> OuterSumGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+///Value, gradient and Hessian-vector product of `outer_sum` along the direction `v_x`, `v_w` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
+)]
+fn outer_sum_hvp(
+    x: &[f64],
+    w: &[f64],
+    v_x: &[f64],
+    v_w: &[f64],
+) -> (f64, OuterSumGrad, OuterSumGrad) {
+    let (__value, __tangent, __tape) = outer_sum::tangent_program(x, w, v_x, v_w);
+    let (__hv_x, __hv_w, __grad_v_x, __grad_v_w) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (
+        __value,
+        OuterSumGrad {
+            x: __grad_v_x,
+            w: __grad_v_w,
+        },
+        OuterSumGrad {
+            x: __hv_x,
+            w: __hv_w,
+        },
+    )
 }

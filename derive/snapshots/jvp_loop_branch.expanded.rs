@@ -451,6 +451,345 @@ impl damped {
             (__value, __tangent)
         }
     }
+    ///Value, gradient and Hessian-vector product: `damped_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp(x: &[f64], k: f64, v_x: &[f64], v_k: f64) -> (f64, DampedGrad, DampedGrad) {
+        damped_hvp(x, k, v_x, v_k)
+    }
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program(
+        x: &[f64],
+        k: f64,
+        v_x: &[f64],
+        v_k: f64,
+    ) -> (
+        f64,
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (::std::vec::Vec<f64>, f64, ::std::vec::Vec<f64>, f64),
+        >,
+    ) {
+        let (__primal, __value, __tape): (f64, f64, _) = {
+            let mut tape_heap: usize = 0;
+            let mut tape_iterations = ::backprop::__private::Stack::new();
+            let mut tape_iterations_1 = ::backprop::__private::Stack::new();
+            let t0 = x.len();
+            let mut h = ::std::vec![0.0; t0];
+            let mut t_h = ::std::vec![(::backprop::__private::zero:: < f64 > ()); t0];
+            let t1 = x.len();
+            let range = (0)..t1;
+            tape_iterations.reserve(::core::iter::Iterator::size_hint(&range).0);
+            for i_1 in ::core::clone::Clone::clone(&range) {
+                let t2 = x[i_1];
+                let t3 = t2 > 0.0;
+                let (t8, t_t8, tape_branch) = if t3 {
+                    let t4 = x[i_1];
+                    let t_t4 = v_x[i_1];
+                    let t5 = t4 * k;
+                    let t_rule = ::backprop::__private::mul_vjp_lhs(k, t_t4);
+                    let t_rule_1 = ::backprop::__private::mul_vjp_rhs(t4, v_k);
+                    let t_sum = t_rule + t_rule_1;
+                    let t_t5 = t_sum;
+                    (t5, t_t5, ::backprop::__private::Branch::Then(()))
+                } else {
+                    let t6 = x[i_1];
+                    let t_t6 = v_x[i_1];
+                    let (t7, tape_t7) = sigmoid::forward(t6);
+                    let (t_t7, tape_t_t7) = sigmoid::tangent_forward(t6, t_t6);
+                    (t7, t_t7, ::backprop::__private::Branch::Else((tape_t7, tape_t_t7)))
+                };
+                h[i_1] = t8;
+                t_h[i_1] = t_t8;
+                tape_heap
+                    += {
+                        #[allow(unused_imports)]
+                        use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                        0 + (&::backprop::__private::Probe(&tape_branch)).heap_bytes()
+                    };
+                tape_iterations.push_reserved((tape_branch,));
+            }
+            let acc = 1.0;
+            let t10 = h.len();
+            let mut acc_3 = acc;
+            let mut t_acc_3 = (::backprop::__private::zero::<f64>());
+            let range_1 = (0)..t10;
+            tape_iterations_1.reserve(::core::iter::Iterator::size_hint(&range_1).0);
+            for k_1_1 in ::core::clone::Clone::clone(&range_1) {
+                let acc_1 = acc_3;
+                let t_acc_1 = t_acc_3;
+                let v_1 = h[k_1_1];
+                let t_v_1 = t_h[k_1_1];
+                let t11 = v_1.tanh();
+                let t_rule_2 = ::backprop::__private::tanh_vjp(t11, t_v_1);
+                let t_t11 = t_rule_2;
+                let t12 = 1.0 + t11;
+                let t_t12 = t_t11;
+                let acc_2 = acc_1 * t12;
+                let t_rule_3 = ::backprop::__private::mul_vjp_lhs(t12, t_acc_1);
+                let t_rule_4 = ::backprop::__private::mul_vjp_rhs(acc_1, t_t12);
+                let t_sum_1 = t_rule_3 + t_rule_4;
+                let t_acc_2 = t_sum_1;
+                tape_iterations_1.push_reserved((acc_1, t11, t_acc_1, t_t12));
+                acc_3 = acc_2;
+                t_acc_3 = t_acc_2;
+            }
+            tape_heap
+                += ::backprop::__private::HeapOfOwned::heap_bytes(
+                    &::backprop::__private::Probe(&tape_iterations),
+                );
+            tape_heap
+                += ::backprop::__private::HeapOfOwned::heap_bytes(
+                    &::backprop::__private::Probe(&tape_iterations_1),
+                );
+            let heap_bytes = {
+                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                tape_heap
+            };
+            let pullback = move |
+                d_t_acc_3: f64,
+            | -> (::std::vec::Vec<f64>, f64, ::std::vec::Vec<f64>, f64) {
+                let (x, k, v_x, v_k, mut tape_iterations, mut tape_iterations_1) = (
+                    x,
+                    k,
+                    v_x,
+                    v_k,
+                    tape_iterations,
+                    tape_iterations_1,
+                );
+                let mut d_x: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); x.len()
+                ];
+                let mut d_v_x: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); v_x.len()
+                ];
+                let mut d_h: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); t0
+                ];
+                let mut d_t_h: ::std::vec::Vec<f64> = ::std::vec![
+                    ::backprop::__private::zero(); t0
+                ];
+                let (_, _) = {
+                    let mut d_acc_3_carry: f64 = ::backprop::__private::zero();
+                    let mut d_t_acc_3_carry: f64 = d_t_acc_3;
+                    for k_1_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range_1),
+                    ) {
+                        let (acc_1, t11, t_acc_1, t_t12) = ::backprop::__private::pop(
+                            &mut tape_iterations_1,
+                        );
+                        let d_acc_3_next = d_acc_3_carry;
+                        let d_t_acc_3_next = d_t_acc_3_carry;
+                        let (step_0, step_1) = {
+                            let t_v_1 = t_h[k_1_1];
+                            let t12 = 1.0 + t11;
+                            let d_acc_2 = d_acc_3_next;
+                            let d_t_acc_2 = d_t_acc_3_next;
+                            let d_t_sum_1 = d_t_acc_2;
+                            let d_t_rule_3 = d_t_sum_1;
+                            let d_t_rule_4 = d_t_sum_1;
+                            let mut d_acc_1 = ::backprop::__private::second::mul_vjp_rhs::d0(
+                                acc_1,
+                                t_t12,
+                                d_t_rule_4,
+                            );
+                            let d_t_t12 = ::backprop::__private::mul_vjp_rhs(
+                                acc_1,
+                                d_t_rule_4,
+                            );
+                            let mut d_t12 = ::backprop::__private::second::mul_vjp_lhs::d0(
+                                t12,
+                                t_acc_1,
+                                d_t_rule_3,
+                            );
+                            let d_t_acc_1 = ::backprop::__private::mul_vjp_lhs(
+                                t12,
+                                d_t_rule_3,
+                            );
+                            d_acc_1 = d_acc_1
+                                + ::backprop::__private::mul_vjp_lhs(t12, d_acc_2);
+                            d_t12 = d_t12
+                                + ::backprop::__private::mul_vjp_rhs(acc_1, d_acc_2);
+                            let d_t_t11 = d_t_t12;
+                            let mut d_t11 = d_t12;
+                            let d_t_rule_2 = d_t_t11;
+                            d_t11 = d_t11
+                                + ::backprop::__private::second::tanh_vjp::d0(
+                                    t11,
+                                    t_v_1,
+                                    d_t_rule_2,
+                                );
+                            let d_t_v_1 = ::backprop::__private::tanh_vjp(
+                                t11,
+                                d_t_rule_2,
+                            );
+                            let d_v_1 = ::backprop::__private::tanh_vjp(t11, d_t11);
+                            d_t_h[k_1_1] += d_t_v_1;
+                            d_h[k_1_1] += d_v_1;
+                            (d_acc_1, d_t_acc_1)
+                        };
+                        d_acc_3_carry = step_0;
+                        d_t_acc_3_carry = step_1;
+                    }
+                    (d_acc_3_carry, d_t_acc_3_carry)
+                };
+                let (d_k, d_v_k) = {
+                    let mut d_k_sum: f64 = ::backprop::__private::zero();
+                    let mut d_v_k_sum: f64 = ::backprop::__private::zero();
+                    for i_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range),
+                    ) {
+                        let (tape_branch,) = ::backprop::__private::pop(
+                            &mut tape_iterations,
+                        );
+                        let (step_0_1, step_1_1) = {
+                            let d_t_t8 = d_t_h[i_1];
+                            d_t_h[i_1] = ::backprop::__private::zero();
+                            let d_t8 = d_h[i_1];
+                            d_h[i_1] = ::backprop::__private::zero();
+                            let (d_k, d_v_k) = {
+                                match tape_branch {
+                                    ::backprop::__private::Branch::Then(()) => {
+                                        let t4 = x[i_1];
+                                        let t_t4 = v_x[i_1];
+                                        let d_t5 = d_t8;
+                                        let d_t_t5 = d_t_t8;
+                                        let d_t_sum = d_t_t5;
+                                        let d_t_rule = d_t_sum;
+                                        let d_t_rule_1 = d_t_sum;
+                                        let mut d_t4 = ::backprop::__private::second::mul_vjp_rhs::d0(
+                                            t4,
+                                            v_k,
+                                            d_t_rule_1,
+                                        );
+                                        let d_v_k = ::backprop::__private::mul_vjp_rhs(
+                                            t4,
+                                            d_t_rule_1,
+                                        );
+                                        let mut d_k = ::backprop::__private::second::mul_vjp_lhs::d0(
+                                            k,
+                                            t_t4,
+                                            d_t_rule,
+                                        );
+                                        let d_t_t4 = ::backprop::__private::mul_vjp_lhs(
+                                            k,
+                                            d_t_rule,
+                                        );
+                                        d_t4 = d_t4 + ::backprop::__private::mul_vjp_lhs(k, d_t5);
+                                        d_k = d_k + ::backprop::__private::mul_vjp_rhs(t4, d_t5);
+                                        d_v_x[i_1] += d_t_t4;
+                                        d_x[i_1] += d_t4;
+                                        (d_k, d_v_k)
+                                    }
+                                    ::backprop::__private::Branch::Else(
+                                        (tape_t7, tape_t_t7),
+                                    ) => {
+                                        let d_t7 = d_t8;
+                                        let d_t_t7 = d_t_t8;
+                                        let (mut d_t6, d_t_t6) = ::backprop::__private::Pullback::backward(
+                                            tape_t_t7,
+                                            d_t_t7,
+                                        );
+                                        ::backprop::__private::expect_cotangent(&d_t6);
+                                        ::backprop::__private::expect_cotangent(&d_t_t6);
+                                        let (d_t6_part,) = ::backprop::__private::Pullback::backward(
+                                            tape_t7,
+                                            d_t7,
+                                        );
+                                        ::backprop::__private::expect_cotangent(&d_t6);
+                                        d_t6 = d_t6 + d_t6_part;
+                                        d_v_x[i_1] += d_t_t6;
+                                        d_x[i_1] += d_t6;
+                                        (
+                                            ::backprop::__private::zero::<f64>(),
+                                            ::backprop::__private::zero::<f64>(),
+                                        )
+                                    }
+                                }
+                            };
+                            (d_k, d_v_k)
+                        };
+                        d_k_sum = d_k_sum + step_0_1;
+                        d_v_k_sum = d_v_k_sum + step_1_1;
+                    }
+                    (d_k_sum, d_v_k_sum)
+                };
+                (d_x, d_k, d_v_x, d_v_k)
+            };
+            (
+                acc_3,
+                t_acc_3,
+                ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback),
+            )
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward(
+        x: &[f64],
+        k: f64,
+        v_x: &[f64],
+        v_k: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (::std::vec::Vec<f64>, f64, ::std::vec::Vec<f64>, f64),
+        >,
+    ) {
+        let v_k: f64 = ::backprop::__private::jvp::ScalarSlot::tangent(v_k);
+        let (__primal, __value, __tape) = damped::tangent_program(x, k, v_x, v_k);
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |(__d_x, __d_k, __d_v0, __d_v1)| (__d_x, __d_k, __d_v0, __d_v1),
+            ),
+        )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild(
+        x: &[f64],
+        k: f64,
+        v_x: &[f64],
+        v_k: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        __value_1: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (::std::vec::Vec<f64>, f64, ::std::vec::Vec<f64>, f64),
+        >,
+    ) {
+        damped::tangent_forward(x, k, v_x, v_k)
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -525,4 +864,35 @@ fn damped_backward(
     d_out: f64,
 ) -> DampedGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+///Value, gradient and Hessian-vector product of `damped` along the direction `v_x`, `v_k` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
+)]
+fn damped_hvp(
+    x: &[f64],
+    k: f64,
+    v_x: &[f64],
+    v_k: f64,
+) -> (f64, DampedGrad, DampedGrad) {
+    let (__value, __tangent, __tape) = damped::tangent_program(x, k, v_x, v_k);
+    let (__hv_x, __hv_k, __grad_v_x, __grad_v_k) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (
+        __value,
+        DampedGrad {
+            x: __grad_v_x,
+            k: __grad_v_k,
+        },
+        DampedGrad { x: __hv_x, k: __hv_k },
+    )
 }

@@ -349,6 +349,264 @@ impl loops {
             (__value, __tangent)
         }
     }
+    ///Value, gradient and Hessian-vector product: `loops_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp(x: f64, n: usize, v_x: f64) -> (f64, LoopsGrad, LoopsGrad) {
+        loops_hvp(x, n, v_x)
+    }
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program(
+        x: f64,
+        n: usize,
+        v_x: f64,
+    ) -> (
+        f64,
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (f64, ::backprop::__private::Inactive, f64),
+        >,
+    ) {
+        let (__primal, __value, __tape): (f64, f64, _) = {
+            let mut tape_heap: usize = 0;
+            let mut tape_iterations = ::backprop::__private::Stack::new();
+            let mut tape_iterations_1 = ::backprop::__private::Stack::new();
+            let prod = 1.0;
+            let sum = 0.0;
+            let mut prod_3 = prod;
+            let mut sum_3 = sum;
+            let mut t_prod_3 = (::backprop::__private::zero::<f64>());
+            let mut t_sum_3 = (::backprop::__private::zero::<f64>());
+            let range = (0)..n;
+            tape_iterations.reserve(::core::iter::Iterator::size_hint(&range).0);
+            for _i in ::core::clone::Clone::clone(&range) {
+                let prod_1 = prod_3;
+                let sum_1 = sum_3;
+                let t_prod_1 = t_prod_3;
+                let t_sum_1 = t_sum_3;
+                let prod_2 = prod_1 * x;
+                let t_rule = ::backprop::__private::mul_vjp_lhs(x, t_prod_1);
+                let t_rule_1 = ::backprop::__private::mul_vjp_rhs(prod_1, v_x);
+                let t_sum = t_rule + t_rule_1;
+                let t_prod_2 = t_sum;
+                let sum_2 = sum_1 + prod_2;
+                let t_sum_2 = t_sum_1 + t_prod_2;
+                let t_sum_2_1 = t_sum_2;
+                tape_iterations.push_reserved((prod_1, t_prod_1));
+                prod_3 = prod_2;
+                sum_3 = sum_2;
+                t_prod_3 = t_prod_2;
+                t_sum_3 = t_sum_2_1;
+            }
+            let mut sum_6 = sum_3;
+            let mut t_sum_6 = t_sum_3;
+            let start = tape_iterations_1.len();
+            loop {
+                let sum_4 = sum_6;
+                let t_sum_4 = t_sum_6;
+                let t0 = sum_4 > 10.0;
+                if !t0 {
+                    break;
+                }
+                let sum_5 = sum_4 * 0.5;
+                let t_rule_2 = ::backprop::__private::mul_vjp_lhs(0.5, t_sum_4);
+                let t_sum_5 = t_rule_2;
+                tape_iterations_1.push(());
+                sum_6 = sum_5;
+                t_sum_6 = t_sum_5;
+            }
+            let count = tape_iterations_1.len() - start;
+            tape_heap
+                += ::backprop::__private::HeapOfOwned::heap_bytes(
+                    &::backprop::__private::Probe(&tape_iterations),
+                );
+            tape_heap
+                += ::backprop::__private::HeapOfOwned::heap_bytes(
+                    &::backprop::__private::Probe(&tape_iterations_1),
+                );
+            let heap_bytes = {
+                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                tape_heap
+            };
+            let pullback = move |
+                d_t_sum_6: f64,
+            | -> (f64, ::backprop::__private::Inactive, f64) {
+                let (x, v_x, mut tape_iterations, mut tape_iterations_1) = (
+                    x,
+                    v_x,
+                    tape_iterations,
+                    tape_iterations_1,
+                );
+                let (d_t_sum_3,) = {
+                    let mut d_t_sum_6_carry: f64 = d_t_sum_6;
+                    for k in (0..count).rev() {
+                        let () = ::backprop::__private::pop(&mut tape_iterations_1);
+                        let d_t_sum_6_next = d_t_sum_6_carry;
+                        let (step_0,) = {
+                            let d_t_sum_5 = d_t_sum_6_next;
+                            let d_t_rule_2 = d_t_sum_5;
+                            let d_t_sum_4 = ::backprop::__private::mul_vjp_lhs(
+                                0.5,
+                                d_t_rule_2,
+                            );
+                            (d_t_sum_4,)
+                        };
+                        d_t_sum_6_carry = step_0;
+                    }
+                    (d_t_sum_6_carry,)
+                };
+                let (_, _, _, d_x, d_v_x) = {
+                    let mut d_prod_3_carry: f64 = ::backprop::__private::zero();
+                    let mut d_t_prod_3_carry: f64 = ::backprop::__private::zero();
+                    let mut d_t_sum_3_carry: f64 = d_t_sum_3;
+                    let mut d_x_sum: f64 = ::backprop::__private::zero();
+                    let mut d_v_x_sum: f64 = ::backprop::__private::zero();
+                    for k_1 in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
+                        let (prod_1, t_prod_1) = ::backprop::__private::pop(
+                            &mut tape_iterations,
+                        );
+                        let d_prod_3_next = d_prod_3_carry;
+                        let d_t_prod_3_next = d_t_prod_3_carry;
+                        let d_t_sum_3_next = d_t_sum_3_carry;
+                        let (step_0_1, step_1, step_2, step_3, step_4) = {
+                            let d_prod_2 = d_prod_3_next;
+                            let mut d_t_prod_2 = d_t_prod_3_next;
+                            let d_t_sum_2_1 = d_t_sum_3_next;
+                            let d_t_sum_2 = d_t_sum_2_1;
+                            let d_t_sum_1 = d_t_sum_2;
+                            d_t_prod_2 = d_t_prod_2 + d_t_sum_2;
+                            let d_t_sum = d_t_prod_2;
+                            let d_t_rule = d_t_sum;
+                            let d_t_rule_1 = d_t_sum;
+                            let mut d_prod_1 = ::backprop::__private::second::mul_vjp_rhs::d0(
+                                prod_1,
+                                v_x,
+                                d_t_rule_1,
+                            );
+                            let d_v_x = ::backprop::__private::mul_vjp_rhs(
+                                prod_1,
+                                d_t_rule_1,
+                            );
+                            let mut d_x = ::backprop::__private::second::mul_vjp_lhs::d0(
+                                x,
+                                t_prod_1,
+                                d_t_rule,
+                            );
+                            let d_t_prod_1 = ::backprop::__private::mul_vjp_lhs(
+                                x,
+                                d_t_rule,
+                            );
+                            d_prod_1 = d_prod_1
+                                + ::backprop::__private::mul_vjp_lhs(x, d_prod_2);
+                            d_x = d_x
+                                + ::backprop::__private::mul_vjp_rhs(prod_1, d_prod_2);
+                            (d_prod_1, d_t_prod_1, d_t_sum_1, d_x, d_v_x)
+                        };
+                        d_prod_3_carry = step_0_1;
+                        d_t_prod_3_carry = step_1;
+                        d_t_sum_3_carry = step_2;
+                        d_x_sum = d_x_sum + step_3;
+                        d_v_x_sum = d_v_x_sum + step_4;
+                    }
+                    (
+                        d_prod_3_carry,
+                        d_t_prod_3_carry,
+                        d_t_sum_3_carry,
+                        d_x_sum,
+                        d_v_x_sum,
+                    )
+                };
+                (d_x, ::backprop::__private::Inactive, d_v_x)
+            };
+            (
+                sum_6,
+                t_sum_6,
+                ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback),
+            )
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward(
+        x: f64,
+        n: usize,
+        v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        __slot: impl ::core::marker::Sized,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        let v_x: f64 = ::backprop::__private::jvp::ScalarSlot::tangent(v_x);
+        let (__primal, __value, __tape) = loops::tangent_program(x, n, v_x);
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |(__d_x, __d_n, __d_v0)| (
+                    __d_x,
+                    __d_n,
+                    __d_v0,
+                    ::backprop::__private::Inactive,
+                ),
+            ),
+        )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild(
+        x: f64,
+        n: usize,
+        v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        __slot: impl ::core::marker::Sized,
+        __value_1: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        loops::tangent_forward(x, n, v_x, __slot)
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -419,4 +677,23 @@ fn loops_backward(
     d_out: f64,
 ) -> LoopsGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+///Value, gradient and Hessian-vector product of `loops` along the direction `v_x` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
+)]
+fn loops_hvp(x: f64, n: usize, v_x: f64) -> (f64, LoopsGrad, LoopsGrad) {
+    let (__value, __tangent, __tape) = loops::tangent_program(x, n, v_x);
+    let (__hv_x, _, __grad_v_x) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (__value, LoopsGrad { x: __grad_v_x }, LoopsGrad { x: __hv_x })
 }

@@ -152,6 +152,194 @@ impl softplus_sq {
             (__value, __tangent)
         }
     }
+    ///Value, gradient and Hessian-vector product: `softplus_sq_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp<T: Float>(
+        x: T,
+        y: T,
+        v_x: T,
+        v_y: T,
+    ) -> (T, SoftplusSqGrad<T>, SoftplusSqGrad<T>) {
+        softplus_sq_hvp::<T>(x, y, v_x, v_y)
+    }
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program<T: Float>(
+        x: T,
+        y: T,
+        v_x: T,
+        v_y: T,
+    ) -> (T, T, impl ::backprop::__private::Pullback<T, Grad = (T, T, T, T)>) {
+        let (__primal, __value, __tape): (T, T, _) = {
+            let one = T::one();
+            let t0 = x.exp();
+            let t_rule = ::backprop::__private::exp_vjp(t0, v_x);
+            let t_t0 = t_rule;
+            let t1 = one + t0;
+            let t_t1 = t_t0;
+            let x_1 = t1.ln();
+            let t_rule_1 = ::backprop::__private::ln_vjp(t1, t_t1);
+            let t_x_1 = t_rule_1;
+            let y_1 = y * x_1;
+            let t_rule_2 = ::backprop::__private::mul_vjp_lhs(x_1, v_y);
+            let t_rule_3 = ::backprop::__private::mul_vjp_rhs(y, t_x_1);
+            let t_sum = t_rule_2 + t_rule_3;
+            let t_y_1 = t_sum;
+            let t2 = x_1.max(y_1);
+            let t_rule_4 = ::backprop::__private::max_vjp_a(x_1, y_1, t_x_1);
+            let t_rule_5 = ::backprop::__private::max_vjp_b(x_1, y_1, t_y_1);
+            let t_sum_1 = t_rule_4 + t_rule_5;
+            let t_t2 = t_sum_1;
+            let y_2 = y_1 + t2;
+            let t_sum_2 = t_y_1 + t_t2;
+            let t_y_2 = t_sum_2;
+            let t3 = y_2.powi(2);
+            let t_rule_6 = ::backprop::__private::powi_vjp(y_2, 2, t_y_2);
+            let t_t3 = t_rule_6;
+            let pullback = move |d_t_t3: T| -> (T, T, T, T) {
+                let d_t_rule_6 = d_t_t3;
+                let d_y_2 = ::backprop::__private::second::powi_vjp::d0(
+                    y_2,
+                    2,
+                    t_y_2,
+                    d_t_rule_6,
+                );
+                let d_t_y_2 = ::backprop::__private::powi_vjp(y_2, 2, d_t_rule_6);
+                let d_t_sum_2 = d_t_y_2;
+                let mut d_t_y_1 = d_t_sum_2;
+                let d_t_t2 = d_t_sum_2;
+                let mut d_y_1 = d_y_2;
+                let d_t2 = d_y_2;
+                let d_t_sum_1 = d_t_t2;
+                let d_t_rule_4 = d_t_sum_1;
+                let d_t_rule_5 = d_t_sum_1;
+                let mut d_x_1 = ::backprop::__private::second::max_vjp_b::d0(
+                    x_1,
+                    y_1,
+                    t_y_1,
+                    d_t_rule_5,
+                );
+                d_y_1 = d_y_1
+                    + ::backprop::__private::second::max_vjp_b::d1(
+                        x_1,
+                        y_1,
+                        t_y_1,
+                        d_t_rule_5,
+                    );
+                d_t_y_1 = d_t_y_1
+                    + ::backprop::__private::max_vjp_b(x_1, y_1, d_t_rule_5);
+                d_x_1 = d_x_1
+                    + ::backprop::__private::second::max_vjp_a::d0(
+                        x_1,
+                        y_1,
+                        t_x_1,
+                        d_t_rule_4,
+                    );
+                d_y_1 = d_y_1
+                    + ::backprop::__private::second::max_vjp_a::d1(
+                        x_1,
+                        y_1,
+                        t_x_1,
+                        d_t_rule_4,
+                    );
+                let mut d_t_x_1 = ::backprop::__private::max_vjp_a(x_1, y_1, d_t_rule_4);
+                d_x_1 = d_x_1 + ::backprop::__private::max_vjp_a(x_1, y_1, d_t2);
+                d_y_1 = d_y_1 + ::backprop::__private::max_vjp_b(x_1, y_1, d_t2);
+                let d_t_sum = d_t_y_1;
+                let d_t_rule_2 = d_t_sum;
+                let d_t_rule_3 = d_t_sum;
+                let mut d_y = ::backprop::__private::second::mul_vjp_rhs::d0(
+                    y,
+                    t_x_1,
+                    d_t_rule_3,
+                );
+                d_t_x_1 = d_t_x_1 + ::backprop::__private::mul_vjp_rhs(y, d_t_rule_3);
+                d_x_1 = d_x_1
+                    + ::backprop::__private::second::mul_vjp_lhs::d0(
+                        x_1,
+                        v_y,
+                        d_t_rule_2,
+                    );
+                let d_v_y = ::backprop::__private::mul_vjp_lhs(x_1, d_t_rule_2);
+                d_y = d_y + ::backprop::__private::mul_vjp_lhs(x_1, d_y_1);
+                d_x_1 = d_x_1 + ::backprop::__private::mul_vjp_rhs(y, d_y_1);
+                let d_t_rule_1 = d_t_x_1;
+                let mut d_t1 = ::backprop::__private::second::ln_vjp::d0(
+                    t1,
+                    t_t1,
+                    d_t_rule_1,
+                );
+                let d_t_t1 = ::backprop::__private::ln_vjp(t1, d_t_rule_1);
+                d_t1 = d_t1 + ::backprop::__private::ln_vjp(t1, d_x_1);
+                let d_t_t0 = d_t_t1;
+                let mut d_t0 = d_t1;
+                let d_t_rule = d_t_t0;
+                d_t0 = d_t0
+                    + ::backprop::__private::second::exp_vjp::d0(t0, v_x, d_t_rule);
+                let d_v_x = ::backprop::__private::exp_vjp(t0, d_t_rule);
+                let d_x = ::backprop::__private::exp_vjp(t0, d_t0);
+                (d_x, d_y, d_v_x, d_v_y)
+            };
+            (t3, t_t3, ::backprop::__private::Tape::new(pullback))
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward<T: Float>(
+        x: T,
+        y: T,
+        v_x: impl ::backprop::__private::jvp::ScalarSlot<T>,
+        v_y: impl ::backprop::__private::jvp::ScalarSlot<T>,
+    ) -> (T, impl ::backprop::__private::Pullback<T, Grad = (T, T, T, T)>) {
+        let v_x: T = ::backprop::__private::jvp::ScalarSlot::tangent(v_x);
+        let v_y: T = ::backprop::__private::jvp::ScalarSlot::tangent(v_y);
+        let (__primal, __value, __tape) = softplus_sq::tangent_program::<
+            T,
+        >(x, y, v_x, v_y);
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |(__d_x, __d_y, __d_v0, __d_v1)| (__d_x, __d_y, __d_v0, __d_v1),
+            ),
+        )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild<T: Float>(
+        x: T,
+        y: T,
+        v_x: impl ::backprop::__private::jvp::ScalarSlot<T>,
+        v_y: impl ::backprop::__private::jvp::ScalarSlot<T>,
+        __value_1: T,
+    ) -> (T, impl ::backprop::__private::Pullback<T, Grad = (T, T, T, T)>) {
+        softplus_sq::tangent_forward::<T>(x, y, v_x, v_y)
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -224,4 +412,38 @@ fn softplus_sq_backward<T: Float>(
     d_out: T,
 ) -> SoftplusSqGrad<T> {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+///Value, gradient and Hessian-vector product of `softplus_sq` along the direction `v_x`, `v_y` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
+)]
+fn softplus_sq_hvp<T: Float>(
+    x: T,
+    y: T,
+    v_x: T,
+    v_y: T,
+) -> (T, SoftplusSqGrad<T>, SoftplusSqGrad<T>) {
+    let (__value, __tangent, __tape) = softplus_sq::tangent_program::<T>(x, y, v_x, v_y);
+    let (__hv_x, __hv_y, __grad_v_x, __grad_v_y) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (
+        __value,
+        SoftplusSqGrad {
+            x: __grad_v_x,
+            y: __grad_v_y,
+        },
+        SoftplusSqGrad {
+            x: __hv_x,
+            y: __hv_y,
+        },
+    )
 }

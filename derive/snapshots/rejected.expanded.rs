@@ -158,6 +158,153 @@ impl f {
             (__value, __tangent)
         }
     }
+    ///Value, gradient and Hessian-vector product: `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp(x: f64, n: usize, v_x: f64) -> (f64, FGrad, FGrad) {
+        f_hvp(x, n, v_x)
+    }
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program(
+        x: f64,
+        n: usize,
+        v_x: f64,
+    ) -> (
+        f64,
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (f64, ::backprop::__private::Inactive, f64),
+        >,
+    ) {
+        let (__primal, __value, __tape): (f64, f64, _) = {
+            let acc = 0.0;
+            let mut acc_3 = acc;
+            let mut t_acc_3 = (::backprop::__private::zero::<f64>());
+            let range = (0)..n;
+            for _i in ::core::clone::Clone::clone(&range) {
+                let acc_1 = acc_3;
+                let t_acc_1 = t_acc_3;
+                let acc_2 = acc_1 + x;
+                let t_sum = t_acc_1 + v_x;
+                let t_acc_2 = t_sum;
+                acc_3 = acc_2;
+                t_acc_3 = t_acc_2;
+            }
+            let heap_bytes = {
+                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                0
+            };
+            let pullback = move |
+                d_t_acc_3: f64,
+            | -> (f64, ::backprop::__private::Inactive, f64) {
+                let (_, d_v_x) = {
+                    let mut d_t_acc_3_carry: f64 = d_t_acc_3;
+                    let mut d_v_x_sum: f64 = ::backprop::__private::zero();
+                    for k in (0..::core::iter::Iterator::size_hint(&range).0).rev() {
+                        let d_t_acc_3_next = d_t_acc_3_carry;
+                        let (step_0, step_1) = {
+                            let d_t_acc_2 = d_t_acc_3_next;
+                            let d_t_sum = d_t_acc_2;
+                            let d_t_acc_1 = d_t_sum;
+                            let d_v_x = d_t_sum;
+                            (d_t_acc_1, d_v_x)
+                        };
+                        d_t_acc_3_carry = step_0;
+                        d_v_x_sum = d_v_x_sum + step_1;
+                    }
+                    (d_t_acc_3_carry, d_v_x_sum)
+                };
+                (::backprop::__private::zero(), ::backprop::__private::Inactive, d_v_x)
+            };
+            (
+                acc_3,
+                t_acc_3,
+                ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback),
+            )
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward(
+        x: f64,
+        n: usize,
+        v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        __slot: impl ::core::marker::Sized,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        let v_x: f64 = ::backprop::__private::jvp::ScalarSlot::tangent(v_x);
+        let (__primal, __value, __tape) = f::tangent_program(x, n, v_x);
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |(__d_x, __d_n, __d_v0)| (
+                    __d_x,
+                    __d_n,
+                    __d_v0,
+                    ::backprop::__private::Inactive,
+                ),
+            ),
+        )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild(
+        x: f64,
+        n: usize,
+        v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        __slot: impl ::core::marker::Sized,
+        __value_1: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        f::tangent_forward(x, n, v_x, __slot)
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -228,4 +375,23 @@ fn f_backward(
     d_out: f64,
 ) -> FGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+///Value, gradient and Hessian-vector product of `f` along the direction `v_x` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
+)]
+fn f_hvp(x: f64, n: usize, v_x: f64) -> (f64, FGrad, FGrad) {
+    let (__value, __tangent, __tape) = f::tangent_program(x, n, v_x);
+    let (__hv_x, _, __grad_v_x) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (__value, FGrad { x: __grad_v_x }, FGrad { x: __hv_x })
 }

@@ -217,6 +217,233 @@ impl sigmoid_mse {
             (__value, __tangent)
         }
     }
+    ///Value, gradient and Hessian-vector product: `sigmoid_mse_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp(
+        w: f64,
+        x: f64,
+        b: f64,
+        y: f64,
+        v_w: f64,
+        v_b: f64,
+    ) -> (f64, SigmoidMseGrad, SigmoidMseGrad) {
+        sigmoid_mse_hvp(w, x, b, y, v_w, v_b)
+    }
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program(
+        w: f64,
+        x: f64,
+        b: f64,
+        y: f64,
+        v_w: f64,
+        v_b: f64,
+    ) -> (
+        f64,
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                f64,
+            ),
+        >,
+    ) {
+        let (__primal, __value, __tape): (f64, f64, _) = {
+            let t0 = w * x;
+            let t_rule = ::backprop::__private::mul_vjp_lhs(x, v_w);
+            let t_t0 = t_rule;
+            let t1 = t0 + b;
+            let t_sum = t_t0 + v_b;
+            let t_t1 = t_sum;
+            let (p, tape_p) = backprop::sigmoid::forward(t1);
+            let (t_p, tape_t_p) = backprop::sigmoid::tangent_forward(t1, t_t1);
+            let e = p - y;
+            let t_e = t_p;
+            let t2 = e * e;
+            let t_rule_1 = ::backprop::__private::mul_vjp_lhs(e, t_e);
+            let t_rule_2 = ::backprop::__private::mul_vjp_rhs(e, t_e);
+            let t_sum_1 = t_rule_1 + t_rule_2;
+            let t_t2 = t_sum_1;
+            let heap_bytes = {
+                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                (&::backprop::__private::Probe(&tape_p)).heap_bytes()
+                    + (&::backprop::__private::Probe(&tape_t_p)).heap_bytes()
+            };
+            let pullback = move |
+                d_t_t2: f64,
+            | -> (
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                f64,
+            ) {
+                let (x,) = (x,);
+                let d_t_sum_1 = d_t_t2;
+                let d_t_rule_1 = d_t_sum_1;
+                let d_t_rule_2 = d_t_sum_1;
+                let mut d_e = ::backprop::__private::second::mul_vjp_rhs::d0(
+                    e,
+                    t_e,
+                    d_t_rule_2,
+                );
+                let mut d_t_e = ::backprop::__private::mul_vjp_rhs(e, d_t_rule_2);
+                d_e = d_e
+                    + ::backprop::__private::second::mul_vjp_lhs::d0(e, t_e, d_t_rule_1);
+                d_t_e = d_t_e + ::backprop::__private::mul_vjp_lhs(e, d_t_rule_1);
+                let d_t_p = d_t_e;
+                let d_p = d_e;
+                let (mut d_t1, d_t_t1) = ::backprop::__private::Pullback::backward(
+                    tape_t_p,
+                    d_t_p,
+                );
+                ::backprop::__private::expect_cotangent(&d_t1);
+                ::backprop::__private::expect_cotangent(&d_t_t1);
+                let (d_t1_part,) = ::backprop::__private::Pullback::backward(
+                    tape_p,
+                    d_p,
+                );
+                ::backprop::__private::expect_cotangent(&d_t1);
+                d_t1 = d_t1 + d_t1_part;
+                let d_t_sum = d_t_t1;
+                let d_t_t0 = d_t_sum;
+                let d_v_b = d_t_sum;
+                let d_t0 = d_t1;
+                let d_b = d_t1;
+                let d_t_rule = d_t_t0;
+                let d_v_w = ::backprop::__private::mul_vjp_lhs(x, d_t_rule);
+                let d_w = ::backprop::__private::mul_vjp_lhs(x, d_t0);
+                (
+                    d_w,
+                    ::backprop::__private::Inactive,
+                    d_b,
+                    ::backprop::__private::Inactive,
+                    d_v_w,
+                    d_v_b,
+                )
+            };
+            (
+                t2,
+                t_t2,
+                ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback),
+            )
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward(
+        w: f64,
+        x: f64,
+        b: f64,
+        y: f64,
+        v_w: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        __slot: impl ::core::marker::Sized,
+        v_b: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        __slot_1: impl ::core::marker::Sized,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        let v_w: f64 = ::backprop::__private::jvp::ScalarSlot::tangent(v_w);
+        let v_b: f64 = ::backprop::__private::jvp::ScalarSlot::tangent(v_b);
+        let (__primal, __value, __tape) = sigmoid_mse::tangent_program(
+            w,
+            x,
+            b,
+            y,
+            v_w,
+            v_b,
+        );
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |(__d_w, __d_x, __d_b, __d_y, __d_v0, __d_v2)| (
+                    __d_w,
+                    __d_x,
+                    __d_b,
+                    __d_y,
+                    __d_v0,
+                    ::backprop::__private::Inactive,
+                    __d_v2,
+                    ::backprop::__private::Inactive,
+                ),
+            ),
+        )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild(
+        w: f64,
+        x: f64,
+        b: f64,
+        y: f64,
+        v_w: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        __slot: impl ::core::marker::Sized,
+        v_b: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        __slot_1: impl ::core::marker::Sized,
+        __value_1: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        sigmoid_mse::tangent_forward(w, x, b, y, v_w, __slot, v_b, __slot_1)
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -303,4 +530,47 @@ fn sigmoid_mse_backward(
     d_out: f64,
 ) -> SigmoidMseGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+///Value, gradient and Hessian-vector product of `sigmoid_mse` along the direction `v_w`, `v_b` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
+)]
+fn sigmoid_mse_hvp(
+    w: f64,
+    x: f64,
+    b: f64,
+    y: f64,
+    v_w: f64,
+    v_b: f64,
+) -> (f64, SigmoidMseGrad, SigmoidMseGrad) {
+    let (__value, __tangent, __tape) = sigmoid_mse::tangent_program(
+        w,
+        x,
+        b,
+        y,
+        v_w,
+        v_b,
+    );
+    let (__hv_w, _, __hv_b, _, __grad_v_w, __grad_v_b) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (
+        __value,
+        SigmoidMseGrad {
+            w: __grad_v_w,
+            b: __grad_v_b,
+        },
+        SigmoidMseGrad {
+            w: __hv_w,
+            b: __hv_b,
+        },
+    )
 }

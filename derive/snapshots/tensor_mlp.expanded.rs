@@ -221,6 +221,105 @@ impl mlp {
         }
         (__value_1, __tangent)
     }
+    /// No tangent program: panics (see the message).
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_forward(
+        x: ArrayView2<'_, f32>,
+        labels: &[usize],
+        w1: &Array2<f32>,
+        b1: &Array1<f32>,
+        w2: &Array2<f32>,
+        b2: &Array1<f32>,
+        __slot0: impl ::core::marker::Sized,
+        __slot1: impl ::core::marker::Sized,
+        __slot2: impl ::core::marker::Sized,
+        __slot3: impl ::core::marker::Sized,
+        __slot4: impl ::core::marker::Sized,
+        __slot5: impl ::core::marker::Sized,
+    ) -> (
+        f32,
+        ::backprop::__private::Tape<
+            fn(
+                f32,
+            ) -> (
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+            ),
+        >,
+    ) {
+        ::core::panic!(
+            "`f_hvp`: `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        )
+    }
+    /// No Hessian-vector product: panics (see the message).
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp(
+        x: ArrayView2<'_, f32>,
+        labels: &[usize],
+        w1: &Array2<f32>,
+        b1: &Array1<f32>,
+        w2: &Array2<f32>,
+        b2: &Array1<f32>,
+        v_w1: &Array2<f32>,
+        v_b1: &Array1<f32>,
+        v_w2: &Array2<f32>,
+        v_b2: &Array1<f32>,
+    ) -> (f32, MlpGrad, MlpGrad) {
+        ::core::panic!(
+            "`f_hvp`: `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        )
+    }
+    /// No tangent program: panics (see the message).
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild(
+        x: ArrayView2<'_, f32>,
+        labels: &[usize],
+        w1: &Array2<f32>,
+        b1: &Array1<f32>,
+        w2: &Array2<f32>,
+        b2: &Array1<f32>,
+        __slot0: impl ::core::marker::Sized,
+        __slot1: impl ::core::marker::Sized,
+        __slot2: impl ::core::marker::Sized,
+        __slot3: impl ::core::marker::Sized,
+        __slot4: impl ::core::marker::Sized,
+        __slot5: impl ::core::marker::Sized,
+        __value: f32,
+    ) -> (
+        f32,
+        ::backprop::__private::Tape<
+            fn(
+                f32,
+            ) -> (
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+            ),
+        >,
+    ) {
+        ::core::panic!(
+            "`f_hvp`: `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        )
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -342,4 +441,25 @@ fn mlp_backward(
     d_out: f32,
 ) -> MlpGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+/// Not available for this function (see the deprecation note).
+#[deprecated(
+    note = "`mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+)]
+#[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+fn mlp_hvp(
+    x: ArrayView2<'_, f32>,
+    labels: &[usize],
+    w1: &Array2<f32>,
+    b1: &Array1<f32>,
+    w2: &Array2<f32>,
+    b2: &Array1<f32>,
+    v_w1: &Array2<f32>,
+    v_b1: &Array1<f32>,
+    v_w2: &Array2<f32>,
+    v_b2: &Array1<f32>,
+) -> (f32, MlpGrad, MlpGrad) {
+    ::core::panic!(
+        "`mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+    )
 }

@@ -134,6 +134,152 @@ impl f {
             (__value, __tangent)
         }
     }
+    ///Value, gradient and Hessian-vector product: `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn hvp(a: f64, b: f64, c: f64, v_a: f64, v_b: f64, v_c: f64) -> (f64, FGrad, FGrad) {
+        f_hvp(a, b, c, v_a, v_b, v_c)
+    }
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program(
+        a: f64,
+        b: f64,
+        c: f64,
+        v_a: f64,
+        v_b: f64,
+        v_c: f64,
+    ) -> (
+        f64,
+        f64,
+        impl ::backprop::__private::Pullback<f64, Grad = (f64, f64, f64, f64, f64, f64)>,
+    ) {
+        let (__primal, __value, __tape): (f64, f64, _) = {
+            let d = a * b;
+            let t_rule = ::backprop::__private::mul_vjp_lhs(b, v_a);
+            let t_rule_1 = ::backprop::__private::mul_vjp_rhs(a, v_b);
+            let t_sum = t_rule + t_rule_1;
+            let t_d = t_sum;
+            let e = d + c;
+            let t_sum_1 = t_d + v_c;
+            let t_e = t_sum_1;
+            let t0 = e * e;
+            let t_rule_2 = ::backprop::__private::mul_vjp_lhs(e, t_e);
+            let t_rule_3 = ::backprop::__private::mul_vjp_rhs(e, t_e);
+            let t_sum_2 = t_rule_2 + t_rule_3;
+            let t_t0 = t_sum_2;
+            let pullback = move |d_t_t0: f64| -> (f64, f64, f64, f64, f64, f64) {
+                let d_t_sum_2 = d_t_t0;
+                let d_t_rule_2 = d_t_sum_2;
+                let d_t_rule_3 = d_t_sum_2;
+                let mut d_e = ::backprop::__private::second::mul_vjp_rhs::d0(
+                    e,
+                    t_e,
+                    d_t_rule_3,
+                );
+                let mut d_t_e = ::backprop::__private::mul_vjp_rhs(e, d_t_rule_3);
+                d_e = d_e
+                    + ::backprop::__private::second::mul_vjp_lhs::d0(e, t_e, d_t_rule_2);
+                d_t_e = d_t_e + ::backprop::__private::mul_vjp_lhs(e, d_t_rule_2);
+                let d_t_sum_1 = d_t_e;
+                let d_t_d = d_t_sum_1;
+                let d_v_c = d_t_sum_1;
+                let d_d = d_e;
+                let d_c = d_e;
+                let d_t_sum = d_t_d;
+                let d_t_rule = d_t_sum;
+                let d_t_rule_1 = d_t_sum;
+                let mut d_a = ::backprop::__private::second::mul_vjp_rhs::d0(
+                    a,
+                    v_b,
+                    d_t_rule_1,
+                );
+                let d_v_b = ::backprop::__private::mul_vjp_rhs(a, d_t_rule_1);
+                let mut d_b = ::backprop::__private::second::mul_vjp_lhs::d0(
+                    b,
+                    v_a,
+                    d_t_rule,
+                );
+                let d_v_a = ::backprop::__private::mul_vjp_lhs(b, d_t_rule);
+                d_a = d_a + ::backprop::__private::mul_vjp_lhs(b, d_d);
+                d_b = d_b + ::backprop::__private::mul_vjp_rhs(a, d_d);
+                (d_a, d_b, d_c, d_v_a, d_v_b, d_v_c)
+            };
+            (t0, t_t0, ::backprop::__private::Tape::new(pullback))
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward(
+        a: f64,
+        b: f64,
+        c: f64,
+        v_a: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        v_b: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        v_c: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<f64, Grad = (f64, f64, f64, f64, f64, f64)>,
+    ) {
+        let v_a: f64 = ::backprop::__private::jvp::ScalarSlot::tangent(v_a);
+        let v_b: f64 = ::backprop::__private::jvp::ScalarSlot::tangent(v_b);
+        let v_c: f64 = ::backprop::__private::jvp::ScalarSlot::tangent(v_c);
+        let (__primal, __value, __tape) = f::tangent_program(a, b, c, v_a, v_b, v_c);
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |(__d_a, __d_b, __d_c, __d_v0, __d_v1, __d_v2)| (
+                    __d_a,
+                    __d_b,
+                    __d_c,
+                    __d_v0,
+                    __d_v1,
+                    __d_v2,
+                ),
+            ),
+        )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild(
+        a: f64,
+        b: f64,
+        c: f64,
+        v_a: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        v_b: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        v_c: impl ::backprop::__private::jvp::ScalarSlot<f64>,
+        __value_1: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<f64, Grad = (f64, f64, f64, f64, f64, f64)>,
+    ) {
+        f::tangent_forward(a, b, c, v_a, v_b, v_c)
+    }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
     /// checks it with random cotangents.
@@ -214,4 +360,35 @@ fn f_backward(
     d_out: f64,
 ) -> FGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
+}
+///Value, gradient and Hessian-vector product of `f` along the direction `v_a`, `v_b`, `v_c` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
+)]
+fn f_hvp(a: f64, b: f64, c: f64, v_a: f64, v_b: f64, v_c: f64) -> (f64, FGrad, FGrad) {
+    let (__value, __tangent, __tape) = f::tangent_program(a, b, c, v_a, v_b, v_c);
+    let (__hv_a, __hv_b, __hv_c, __grad_v_a, __grad_v_b, __grad_v_c) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (
+        __value,
+        FGrad {
+            a: __grad_v_a,
+            b: __grad_v_b,
+            c: __grad_v_c,
+        },
+        FGrad {
+            a: __hv_a,
+            b: __hv_b,
+            c: __hv_c,
+        },
+    )
 }

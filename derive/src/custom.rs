@@ -145,6 +145,33 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
     } else {
         quote!()
     };
+    // A hand-written rule declares no second derivative: another function's `f_hvp`
+    // that reaches it panics, saying so.
+    let tangent_stub = if returns_float {
+        let mut slot_inputs = Vec::new();
+        for _ in 0..types.len() {
+            let slot = own.fresh("__slot", span);
+            slot_inputs.push(quote!(#slot: impl ::core::marker::Sized));
+        }
+        let message = format!(
+            "`f_hvp`: `{name}` is a `#[custom_vjp]` rule, which declares no second derivative; write it with `#[grad]` to have one"
+        );
+        quote! {
+            /// No second derivative: panics (see the message).
+            #[allow(unused_variables, non_snake_case, clippy::all)]
+            #vis fn tangent_forward #impl_generics (#(#inputs,)* #(#slot_inputs),*) -> (#ret, ::backprop::__private::Tape<fn(#ret) -> (#(#cotangents,)* #(#cotangents,)*)>) #where_clause {
+                ::core::panic!(#message)
+            }
+
+            /// No second derivative: panics (see the message).
+            #[allow(unused_variables, non_snake_case, clippy::all)]
+            #vis fn tangent_rebuild #impl_generics (#(#inputs,)* #(#slot_inputs,)* #value: #ret) -> (#ret, ::backprop::__private::Tape<fn(#ret) -> (#(#cotangents,)* #(#cotangents,)*)>) #where_clause {
+                ::core::panic!(#message)
+            }
+        }
+    } else {
+        quote!()
+    };
     let cfgs = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let cfgs2 = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let doc = format!(
@@ -171,6 +198,8 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
             }
 
             #jvp
+
+            #tangent_stub
 
             /// The tape of a call made before, from its arguments (copies kept by the
             /// caller) and the value it returned: the pullback needs nothing else, so

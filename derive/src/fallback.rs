@@ -82,6 +82,11 @@ pub fn expand(
     let fwd_pub = quote! {
         if true { #stub } else { (#stub, ::backprop::__private::Tape::new(|_: #r| -> #grad_ty { #stub })) }
     };
+    let (tangent_methods, hvp) = if shape.returns_array() {
+        (quote!(), quote!())
+    } else {
+        (shape.tangent_stub(), shape.hvp_stub(Some(stub.clone())))
+    };
     let companions = shape.companions(
         forward_body,
         Some((stub.clone(), fwd_pub, stub.clone(), stub.clone())),
@@ -90,12 +95,14 @@ pub fn expand(
             syn::Ident::new("__tangents", proc_macro2::Span::call_site()),
             stub,
         )),
+        tangent_methods,
     );
     // The stubs cannot use the arguments: silence that, only the real errors remain.
     let out = quote! {
         #(#errors)*
         #item
         #companions
+        #hvp
     };
     (out, shape.api())
 }

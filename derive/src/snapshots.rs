@@ -70,3 +70,12 @@ fn expansion_is_deterministic() {
     .expect("read");
     assert_eq!(expand_file(&src), expand_file(&src));
 }
+
+/// Prints the expansion of `EXPAND_SRC` (one `#[grad]` function): a tool for reading
+/// what the macro makes of a function, not a check.
+#[test]
+#[ignore = "a tool: EXPAND_SRC='#[grad] fn f(..) ..' cargo test -p backprop-derive print_expansion -- --ignored --nocapture"]
+fn print_expansion() {
+    let src = std::env::var("EXPAND_SRC").expect("EXPAND_SRC");
+    println!("{}", expand_file(&src));
+}

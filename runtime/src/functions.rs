@@ -48,6 +48,32 @@ macro_rules! rule_companion {
             }
         }
     };
+    // A one-argument function with its second derivative `f''`, an expression of `x`
+    // and `y`: also its `tangent_forward` (how a tangent program calls it, `f_hvp`).
+    ($name:ident ( $x:ident ) -> $y:ident => |$d:ident| ( $vjp:expr ) ; second $second:expr) => {
+        rule_companion!($name ( $x ) -> $y => |$d| ( $vjp ));
+
+        impl $name {
+            /// The tangent program: `t_y = f'(x)·t_x` and its tape, which pulls a
+            /// cotangent back to `x` (`f''(x)·t_x`) and to `t_x` (`f'(x)`).
+            #[inline(always)]
+            #[allow(clippy::type_complexity, unused_variables)]
+            pub fn tangent_forward<T: Float>($x: T, t: impl crate::private::jvp::ScalarSlot<T>) -> (T, crate::Tape<impl FnOnce(T) -> (T, T)>) {
+                let $y = Self::value($x);
+                let $d = T::one();
+                let first: T = $vjp;
+                let second: T = $second;
+                crate::private::jvp::tangent_of_unary(first, second, t.tangent())
+            }
+
+            /// `tangent_forward` again (its arguments are floats: nothing to copy).
+            #[inline(always)]
+            #[allow(clippy::type_complexity)]
+            pub fn tangent_rebuild<T: Float>($x: T, t: impl crate::private::jvp::ScalarSlot<T>, _value: T) -> (T, crate::Tape<impl FnOnce(T) -> (T, T)>) {
+                Self::tangent_forward($x, t)
+            }
+        }
+    };
     (@ty $arg:ident $t:ty) => { $t };
     (@slot $arg:ident $t:ty) => { Option<$t> };
 }
@@ -401,16 +427,68 @@ pub mod companions {
     use super::vjp::*;
     use num_traits::Float;
 
-    rule_companion!(sigmoid(x) -> y => |d| (sigmoid_vjp(y, d)));
-    rule_companion!(relu(x) -> y => |d| (relu_vjp(y, d)));
+    use crate::kernels::activation::{gelu_second, silu_second};
+    use crate::rules::scalar::strong_mul;
+
+    // Each with its second derivative (`tests/runtime/second_order.rs` checks them
+    // against differences of the first).
+    rule_companion!(sigmoid(x) -> y => |d| (sigmoid_vjp(y, d)); second y * (T::one() - y) * (T::one() - (y + y)));
+    rule_companion!(relu(x) -> y => |d| (relu_vjp(y, d)); second T::zero());
     rule_companion!(leaky_relu(x, slope) -> y => |d| (leaky_relu_vjp_x(x, slope, d), leaky_relu_vjp_slope(x, d)));
-    rule_companion!(softplus(x) -> y => |d| (softplus_vjp(x, d)));
-    rule_companion!(gelu(x) -> y => |d| (gelu_vjp(x, d)));
-    rule_companion!(silu(x) -> y => |d| (silu_vjp(x, d)));
+    rule_companion!(softplus(x) -> y => |d| (softplus_vjp(x, d)); second {
+        let s = super::sigmoid(x);
+        s * (T::one() - s)
+    });
+    rule_companion!(gelu(x) -> y => |d| (gelu_vjp(x, d)); second gelu_second(x, super::sigmoid));
+    rule_companion!(silu(x) -> y => |d| (silu_vjp(x, d)); second silu_second(x, super::sigmoid));
     // The rule table's rules (`derive/src/rule_table.in`): the function spelling of the
-    // methods `x.erf()`, `x.erfc()`.
-    rule_companion!(erf(x) -> y => |d| (crate::rules::scalar::erf_vjp(x, d)));
-    rule_companion!(erfc(x) -> y => |d| (crate::rules::scalar::erfc_vjp(x, d)));
+    // methods `x.erf()`, `x.erfc()`; their second derivatives are the table's.
+    rule_companion!(erf(x) -> y => |d| (crate::rules::scalar::erf_vjp(x, d)); second crate::rules::second::erf_vjp::partials(x)[0]);
+    rule_companion!(erfc(x) -> y => |d| (crate::rules::scalar::erfc_vjp(x, d)); second crate::rules::second::erfc_vjp::partials(x)[0]);
+
+    impl leaky_relu {
+        /// The tangent program (see the one-argument companions): leaky ReLU is
+        /// piecewise linear in `x` and linear in `slope`, so its only second derivative
+        /// is the mixed one, `∂²y/∂x∂slope` = 1 where `x ≤ 0`.
+        #[inline(always)]
+        #[allow(clippy::type_complexity)]
+        pub fn tangent_forward<T: Float>(
+            x: T,
+            slope: T,
+            t_x: impl crate::private::jvp::ScalarSlot<T>,
+            t_slope: impl crate::private::jvp::ScalarSlot<T>,
+        ) -> (T, crate::Tape<impl FnOnce(T) -> (T, T, T, T)>) {
+            let (t_x, t_slope) = (t_x.tangent(), t_slope.tangent());
+            let (j_x, j_slope) = (
+                leaky_relu_vjp_x(x, slope, T::one()),
+                leaky_relu_vjp_slope(x, T::one()),
+            );
+            let mixed = if x > T::zero() { T::zero() } else { T::one() };
+            let t_y = strong_mul(t_x, j_x) + strong_mul(t_slope, j_slope);
+            let tape = crate::Tape::new(move |dd: T| {
+                (
+                    strong_mul(strong_mul(dd, t_slope), mixed),
+                    strong_mul(strong_mul(dd, t_x), mixed),
+                    strong_mul(dd, j_x),
+                    strong_mul(dd, j_slope),
+                )
+            });
+            (t_y, tape)
+        }
+
+        /// `tangent_forward` again.
+        #[inline(always)]
+        #[allow(clippy::type_complexity)]
+        pub fn tangent_rebuild<T: Float>(
+            x: T,
+            slope: T,
+            t_x: impl crate::private::jvp::ScalarSlot<T>,
+            t_slope: impl crate::private::jvp::ScalarSlot<T>,
+            _value: T,
+        ) -> (T, crate::Tape<impl FnOnce(T) -> (T, T, T, T)>) {
+            Self::tangent_forward(x, slope, t_x, t_slope)
+        }
+    }
 
     impl sigmoid {
         #[inline(always)]
@@ -488,6 +566,52 @@ pub mod companions {
                 ),
                 None => (y, T::zero()),
             }
+        }
+
+        /// The tangent program (`f_hvp`): with `p = softmax(x)`, `t_y = p·t`, and its
+        /// tape pulls `dd` back to `x` as `dd·(p ⊙ t − p (p·t))` (the Hessian of
+        /// logsumexp is `diag(p) − ppᵀ`) and to `t` as `dd·p`.
+        ///
+        /// # Panics
+        /// If the tangent's length differs from `x`'s.
+        #[inline]
+        #[allow(clippy::type_complexity)]
+        pub fn tangent_forward<T: Float>(
+            x: &[T],
+            t: &[T],
+        ) -> (T, crate::Tape<impl FnOnce(T) -> (Vec<T>, Vec<T>)>) {
+            assert_eq!(
+                x.len(),
+                t.len(),
+                "logsumexp: the tangent has {} elements, x has {}",
+                t.len(),
+                x.len()
+            );
+            let y = super::logsumexp(x);
+            let p = logsumexp_vjp(x, y, T::one());
+            let pt: Vec<T> = p.iter().zip(t).map(|(&p, &t)| p * t).collect();
+            let s = pt.iter().fold(T::zero(), |a, &b| a + b);
+            let tape = crate::Tape::new(move |dd: T| {
+                let d_x = pt
+                    .iter()
+                    .zip(&p)
+                    .map(|(&pt, &p)| dd * (pt - p * s))
+                    .collect();
+                let d_t = p.iter().map(|&p| dd * p).collect();
+                (d_x, d_t)
+            });
+            (s, tape)
+        }
+
+        /// `tangent_forward` again, from copies of its arguments.
+        #[inline]
+        #[allow(clippy::type_complexity)]
+        pub fn tangent_rebuild<T: Float>(
+            x: &[T],
+            t: &[T],
+            _value: T,
+        ) -> (T, crate::Tape<impl FnOnce(T) -> (Vec<T>, Vec<T>)>) {
+            Self::tangent_forward(x, t)
         }
 
         /// The tape of a call made before, from (a copy of) its input and its value:

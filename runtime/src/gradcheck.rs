@@ -664,6 +664,158 @@ pub fn check(
     }
 }
 
+/// Checks Hessian-vector products against central differences of the gradient, as
+/// JAX's `check_grads(order=2)` and PyTorch's `gradgradcheck` do, along
+/// `options.pairs` random directions `v`:
+///
+/// - per argument, every element of `H·v` (from `hvp(point, v)`) against
+///   `(∇f(x + t v) − ∇f(x − t v)) / 2t` (from `grad`), with the difference at `2t` as the
+///   numeric estimate's own error, in the report's `args` (the worst element over all
+///   directions);
+/// - the symmetry of the Hessian, `uᵀ(H v) = vᵀ(H u)` for a second random `u`, in its
+///   `pairs` (`analytic` = uᵀHv, `numeric` = vᵀHu, `d_out` = 1).
+///
+/// `hvp(point, v)` returns the gradient and `H·v`, each one `Vec` per argument, as
+/// `f_hvp` does. `gradcheck!(f(..), order = 2)` calls this; see [`check`] for the step
+/// and tolerances.
+///
+/// # Panics
+/// If the gradient or `H·v` has a different number of arguments or elements than the
+/// point.
+pub fn check_second_order(
+    at: &[(&str, Vec<f64>)],
+    grad: impl Fn(&[Vec<f64>]) -> Vec<Vec<f64>>,
+    hvp: impl Fn(&[Vec<f64>], &[Vec<f64>]) -> (f64, Vec<Vec<f64>>, Vec<Vec<f64>>),
+    options: Options,
+) -> Report {
+    let point: Vec<Vec<f64>> = at.iter().map(|(_, v)| v.clone()).collect();
+    let shape_check = |what: &str, g: &[Vec<f64>]| {
+        assert_eq!(
+            g.len(),
+            at.len(),
+            "gradcheck: the {what} has {} arguments but the point has {}",
+            g.len(),
+            at.len()
+        );
+        for (k, (name, x)) in at.iter().enumerate() {
+            assert_eq!(
+                g[k].len(),
+                x.len(),
+                "gradcheck: the {what} of `{name}` has {} elements but the argument has {}",
+                g[k].len(),
+                x.len()
+            );
+        }
+    };
+    let mut rng = SplitMix(options.seed);
+    let direction = |rng: &mut SplitMix| -> Vec<Vec<f64>> {
+        point
+            .iter()
+            .map(|x| x.iter().map(|_| 2.0 * rng.unit() - 1.0).collect())
+            .collect()
+    };
+    let t = options.eps;
+    let shifted = |v: &[Vec<f64>], sign: f64| -> Vec<Vec<f64>> {
+        point
+            .iter()
+            .zip(v)
+            .map(|(x, v)| x.iter().zip(v).map(|(&x, &v)| x + sign * t * v).collect())
+            .collect()
+    };
+    let mut f0 = f64::NAN;
+    let mut checks: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); at.len()];
+    let mut pairs = Vec::with_capacity(options.pairs);
+    let mut scale: f64 = 0.0;
+    for _ in 0..options.pairs.max(1) {
+        let v = direction(&mut rng);
+        let u = direction(&mut rng);
+        let (value, g, hv) = hvp(&point, &v);
+        f0 = value;
+        shape_check("gradient", &g);
+        shape_check("Hessian-vector product", &hv);
+        let (gp, gm) = (grad(&shifted(&v, 1.0)), grad(&shifted(&v, -1.0)));
+        let (gp2, gm2) = (grad(&shifted(&v, 2.0)), grad(&shifted(&v, -2.0)));
+        for k in 0..at.len() {
+            for i in 0..point[k].len() {
+                let d1 = (gp[k][i] - gm[k][i]) / (2.0 * t);
+                let d2 = (gp2[k][i] - gm2[k][i]) / (4.0 * t);
+                scale = scale.max(d1.abs()).max(g[k][i].abs());
+                checks[k].push((hv[k][i], d1, (d1 - d2).abs()));
+            }
+        }
+        let (_, _, hu) = hvp(&point, &u);
+        shape_check("Hessian-vector product", &hu);
+        let dot = |a: &[Vec<f64>], b: &[Vec<f64>]| -> (f64, f64) {
+            let mut sum = 0.0;
+            let mut terms = 0.0;
+            for (a, b) in a.iter().zip(b) {
+                for (&a, &b) in a.iter().zip(b) {
+                    sum += a * b;
+                    terms += (a * b).abs();
+                }
+            }
+            (sum, terms)
+        };
+        let ((u_hv, terms_a), (v_hu, terms_b)) = (dot(&u, &hv), dot(&v, &hu));
+        let abs_err = (u_hv - v_hu).abs();
+        let tol = 1e-12 * terms_a.max(terms_b).max(f64::MIN_POSITIVE) * 1e3;
+        pairs.push(PairReport {
+            d_out: 1.0,
+            numeric: v_hu,
+            analytic: u_hv,
+            abs_err,
+            tol,
+            passed: abs_err <= tol,
+        });
+    }
+    let atol = options.atol * scale.max(f0.abs());
+    let args = at
+        .iter()
+        .enumerate()
+        .map(|(k, (name, x))| {
+            let mut report = ArgReport {
+                name: (*name).to_string(),
+                len: x.len(),
+                worst_index: 0,
+                analytic: f64::NAN,
+                numeric: f64::NAN,
+                abs_err: 0.0,
+                rel_err: 0.0,
+                tol: atol,
+                passed: true,
+            };
+            let mut worst_ratio = -1.0;
+            for (j, &(a, n, e)) in checks[k].iter().enumerate() {
+                let abs_err = (a - n).abs();
+                let tol = atol + options.rtol * a.abs().max(n.abs()) + e;
+                let ratio = if abs_err.is_nan() {
+                    f64::INFINITY
+                } else {
+                    abs_err / tol
+                };
+                if ratio > worst_ratio {
+                    worst_ratio = ratio;
+                    report.worst_index = j % x.len().max(1);
+                    report.analytic = a;
+                    report.numeric = n;
+                    report.abs_err = abs_err;
+                    report.rel_err = abs_err / n.abs().max(f64::MIN_POSITIVE);
+                    report.tol = tol;
+                }
+                report.passed &= abs_err <= tol;
+            }
+            report
+        })
+        .collect();
+    Report {
+        value: f0,
+        scale,
+        args,
+        pairs,
+        options,
+    }
+}
+
 /// Checks a `#[grad]` function's gradient against central differences, per coordinate
 /// and along random directions with random output cotangents (see [`check`] and the
 /// module docs for the step and tolerances).
@@ -683,6 +835,9 @@ pub fn check(
 /// generic function is best checked in f64, and its f32 instance against its f64 one.
 #[macro_export]
 macro_rules! gradcheck {
+    ($f:ident ( $($args:tt)* ), order = 2 $(, $opts:expr)? $(,)?) => {
+        $crate::__gradcheck_munch!(@f $f @o [order2 $($opts)?] @k (0) @call [] @act [] $($args)*)
+    };
     ($f:ident ( $($args:tt)* ) $(, $opts:expr)? $(,)?) => {
         $crate::__gradcheck_munch!(@f $f @o [$($opts)?] @k (0) @call [] @act [] $($args)*)
     };
@@ -700,6 +855,33 @@ macro_rules! __gradcheck_munch {
     (@f $f:ident @o $o:tt @k ($($k:tt)*) @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = $e:expr $(, $($rest:tt)*)?) => {
         $crate::__gradcheck_munch!(@f $f @o $o @k ($($k)* + 1) @call [$($c)* (active ($e) ($($k)*))] @act [$($a)* ($name, $e)] $($($rest)*)?)
     };
+    (@f $f:ident @o [order2 $($o:expr)?] @k $k:tt @call [$(($($c:tt)*))*] @act [$(($name:ident, $e:expr))*]) => {{
+        let at: &[(&str, ::std::vec::Vec<f64>)] = &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat(&$e))),*];
+        let options: $crate::gradcheck::Options = {
+            let point: ::std::vec::Vec<::std::vec::Vec<f64>> = at.iter().map(|(_, v)| v.clone()).collect();
+            let point: &[::std::vec::Vec<f64>] = &point;
+            let value = $f($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
+            $crate::gradcheck::options_for(&value, $crate::__gradcheck_munch!(@opts $($o)?))
+        };
+        $crate::gradcheck::check_second_order(
+            at,
+            |point: &[::std::vec::Vec<f64>]| {
+                let (_, g) = $f::grad($($crate::__gradcheck_munch!(@arg point $($c)*)),*);
+                ::std::vec![$($crate::gradcheck::GradValue::to_flat(&g.$name)),*]
+            },
+            |point: &[::std::vec::Vec<f64>], direction: &[::std::vec::Vec<f64>]| {
+                let (value, g, hv) = $crate::__gradcheck_munch!(
+                    @hvp $f direction [$($crate::__gradcheck_munch!(@arg point $($c)*),)*] [] $($($c)*;)*
+                );
+                (
+                    $crate::gradcheck::Output::to_f64(value),
+                    ::std::vec![$($crate::gradcheck::GradValue::to_flat(&g.$name)),*],
+                    ::std::vec![$($crate::gradcheck::GradValue::to_flat(&hv.$name)),*],
+                )
+            },
+            options,
+        )
+    }};
     (@f $f:ident @o [$($o:expr)?] @k $k:tt @call [$(($($c:tt)*))*] @act [$(($name:ident, $e:expr))*]) => {{
         let at: &[(&str, ::std::vec::Vec<f64>)] = &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat(&$e))),*];
         // The function's value at the point picks the defaults: f32 steps and
@@ -729,6 +911,18 @@ macro_rules! __gradcheck_munch {
     (@arg $p:ident const $e:expr) => { $e };
     (@arg $p:ident active ($e:expr) ($($k:tt)*)) => { $crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]) };
     (@arg $p:ident borrowed ($e:expr) ($($k:tt)*)) => { &$crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]) };
+    // `f::hvp(args.., directions..)`: the directions of the differentiated arguments,
+    // in order (constants have none), after the arguments.
+    (@hvp $f:ident $p:ident [$($args:tt)*] [$($done:expr,)*] const $e:expr; $($rest:tt)*) => {
+        $crate::__gradcheck_munch!(@hvp $f $p [$($args)*] [$($done,)*] $($rest)*)
+    };
+    (@hvp $f:ident $p:ident [$($args:tt)*] [$($done:expr,)*] active ($e:expr) ($($k:tt)*); $($rest:tt)*) => {
+        $crate::__gradcheck_munch!(@hvp $f $p [$($args)*] [$($done,)* $crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]),] $($rest)*)
+    };
+    (@hvp $f:ident $p:ident [$($args:tt)*] [$($done:expr,)*] borrowed ($e:expr) ($($k:tt)*); $($rest:tt)*) => {
+        $crate::__gradcheck_munch!(@hvp $f $p [$($args)*] [$($done,)* &$crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]),] $($rest)*)
+    };
+    (@hvp $f:ident $p:ident [$($args:tt)*] [$($done:expr,)*]) => { $f::hvp($($args)* $($done),*) };
     (@opts) => { ::core::option::Option::None };
     (@opts $o:expr) => { ::core::option::Option::Some($o) };
 }

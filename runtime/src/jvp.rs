@@ -194,3 +194,44 @@ mod tests {
         let _ = dot_array(&Array2::<f64>::zeros((5, 3)), &Array2::<f64>::zeros((3, 5)));
     }
 }
+
+/// The tangent a caller's tangent program passes for an argument it holds as a
+/// constant: zero, of whatever type the callee's parameter has.
+#[derive(Clone, Copy, Debug)]
+pub struct NoTangent;
+
+/// A float argument's tangent slot in a companion's `tangent_forward`: the caller's
+/// tangent, or [`NoTangent`] for a constant.
+pub trait ScalarSlot<T> {
+    fn tangent(self) -> T;
+}
+
+impl<T: Float> ScalarSlot<T> for T {
+    #[inline(always)]
+    fn tangent(self) -> T {
+        self
+    }
+}
+
+impl<T: Float> ScalarSlot<T> for NoTangent {
+    #[inline(always)]
+    fn tangent(self) -> T {
+        T::zero()
+    }
+}
+
+/// The tangent program of a one-argument function at a point where `f' = first` and
+/// `f'' = second`: `t_y = f'·t` and its tape, `dd ↦ (f''·t·dd, f'·dd)` (strong zeros:
+/// a zero tangent or cotangent contributes nothing, even against an infinite
+/// derivative).
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+pub fn tangent_of_unary<T: Float>(
+    first: T,
+    second: T,
+    t: T,
+) -> (T, crate::Tape<impl FnOnce(T) -> (T, T)>) {
+    let mul = crate::rules::scalar::strong_mul;
+    let tape = crate::Tape::new(move |dd: T| (mul(mul(dd, t), second), mul(dd, first)));
+    (mul(t, first), tape)
+}

@@ -72,6 +72,7 @@
 
 pub mod clip;
 pub mod data;
+pub mod dense;
 pub mod diagnostics;
 pub mod differentiable;
 pub mod dist;
@@ -95,6 +96,7 @@ pub mod private;
 pub use private as __private;
 
 pub use backprop_derive::{custom_vjp, grad};
+pub use dense::{hessian, jacobian};
 pub use differentiable::{Differentiable, Real};
 pub use functions::companions::{
     erf, erfc, gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus,

@@ -4,4 +4,5 @@
 
 mod exercises;
 mod gpt;
+mod second_order;
 mod train;

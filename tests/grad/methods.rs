@@ -208,3 +208,25 @@ fn a_generic_impl_at_f32_and_f64() {
         assert!((g32.self_.w[k] as f64 - g.self_.w[k]).abs() < 1e-5);
     }
 }
+
+#[test]
+fn a_method_has_an_hvp_with_a_direction_of_the_self_type() {
+    let line = Line { a: 3.0, b: 0.5 };
+    // f = r², r = a·x + b − y: H = 2 ∇r ∇rᵀ + 2r ∇²r, with ∇²r = 1 in (a, x) and (x, a).
+    let v = Line { a: 1.0, b: -2.0 };
+    let (x, y, vx, vy) = (2.0, 1.0, 0.5, 0.25);
+    let (value, g, hv) = line.loss_hvp(x, y, &v, vx, vy);
+    let r = 3.0 * x + 0.5 - y;
+    assert_eq!(value, r * r);
+    let (_, g_ref) = line.loss_grad(x, y);
+    assert_eq!(
+        (g.self_.a, g.self_.b, g.x, g.y),
+        (g_ref.self_.a, g_ref.self_.b, g_ref.x, g_ref.y)
+    );
+    // ∇r = (x, 1, a, −1) over (a, b, x, y); ∇r·v = x·v_a + v_b + a·v_x − v_y.
+    let dr = x * v.a + v.b + 3.0 * vx - vy;
+    assert_eq!(hv.self_.a, 2.0 * x * dr + 2.0 * r * vx);
+    assert_eq!(hv.self_.b, 2.0 * dr);
+    assert_eq!(hv.x, 2.0 * 3.0 * dr + 2.0 * r * v.a);
+    assert_eq!(hv.y, -2.0 * dr);
+}

@@ -20,4 +20,5 @@ mod ops;
 mod optim;
 mod params;
 mod schedule;
+mod second_order;
 mod transformer_ops;

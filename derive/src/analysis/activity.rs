@@ -149,8 +149,9 @@ fn backward(stmts: &[Stmt], useful: &mut [bool]) {
                     backward(&node.body, useful);
                     let mut changed = false;
                     for c in &node.carried {
-                        let exit_useful = c.exit.var().is_some_and(|v| useful[v.0]);
-                        if useful[c.entry.0] && !exit_useful {
+                        // (A constant exit has nothing to mark: no change.)
+                        let exit_unmarked = c.exit.var().is_some_and(|v| !useful[v.0]);
+                        if useful[c.entry.0] && exit_unmarked {
                             mark(&c.exit, useful);
                             changed = true;
                         }

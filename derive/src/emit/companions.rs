@@ -16,6 +16,7 @@ impl Shape<'_> {
         grad_bodies: Option<(TokenStream, TokenStream, TokenStream, TokenStream)>,
         plain_first: bool,
         jvp_body: Option<(syn::Ident, TokenStream)>,
+        tangent_methods: TokenStream,
     ) -> TokenStream {
         let item = self.item;
         let vis = &item.vis;
@@ -253,6 +254,8 @@ impl Shape<'_> {
 
                 #jvp_method
 
+                #tangent_methods
+
                 /// Value and the reverse pass with an output cotangent (what
                 /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
                 /// checks it with random cotangents.
@@ -303,6 +306,11 @@ pub fn jvp_path(path: &syn::ExprPath) -> TokenStream {
 /// the reverse pass from the copies of its arguments and the value it returned.
 pub fn rebuild_path(path: &syn::ExprPath) -> TokenStream {
     companion_fn(path, "rebuild")
+}
+
+/// `g::NAME` (with its turbofish): another of the companion's methods.
+pub fn companion_method(path: &syn::ExprPath, name: &str) -> TokenStream {
+    companion_fn(path, name)
 }
 
 fn companion_fn(path: &syn::ExprPath, name: &str) -> TokenStream {

@@ -49,6 +49,9 @@ pub struct Emitter<'a> {
     pub mode: Mode,
     /// `BACKPROP_DEBUG=1`: each block's save plan is described in `debug_plans`.
     pub debug: bool,
+    /// One reverse body (with strong zeros) even where the plain one would be worth
+    /// its size: the tangent program's, whose expansion is second order's cost.
+    pub one_body: bool,
     pub debug_plans: Vec<String>,
     /// The lines emitted so far whose spelling depends on the mode (a scalar rule, a
     /// nested pullback): when a body has none, its plain twin would be the same.
@@ -96,6 +99,7 @@ impl<'a> Emitter<'a> {
             reads: Default::default(),
             mode: Mode::Strong,
             debug: std::env::var_os("BACKPROP_DEBUG").is_some_and(|v| v == "1"),
+            one_body: false,
             debug_plans: Vec::new(),
             sensitive: 0,
             ranges: HashMap::new(),

@@ -157,11 +157,12 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
     let hvp = hvp::emit(item, func, plan, &names, &shape);
     let (body, dual) = forward_body(func, plan, names, &shape, keep_used, None);
     let plain_first = dual && shape.plain_first() && !calls_outside_rules(func);
-    let companions = shape.companions(body, None, plain_first, jvp_body);
+    let companions = shape.companions(body, None, plain_first, jvp_body, hvp.methods);
+    let hvp_free = hvp.free;
     let out = quote! {
         #item
         #companions
-        #hvp
+        #hvp_free
     };
     (out, shape.api())
 }
@@ -178,6 +179,8 @@ fn forward_body(
     extra: Option<&crate::ir::Operand>,
 ) -> (TokenStream, bool) {
     let mut ctx = context::Emitter::new(func, plan, names);
+    // The tangent program (`extra`) keeps one reverse body: see `Emitter::one_body`.
+    ctx.one_body = extra.is_some();
     let forward = ctx.forward();
     let (pullback, dual) = reverse::pullback(&mut ctx, &shape.tuple_ty());
     if ctx.debug && extra.is_none() {

@@ -272,7 +272,7 @@ impl<'a> TangentPass<'_, 'a> {
         match &s.rhs {
             Rhs::If(node) => return self.if_stmt(s, node),
             Rhs::Loop(node) => return self.loop_stmt(s, node),
-            Rhs::Call { path, args } if self.active(s.def) => return self.call(s, path, args),
+            Rhs::Call { path, args, .. } if self.active(s.def) => return self.call(s, path, args),
             _ => {}
         }
         let primal = self.em.simple_stmt(s);

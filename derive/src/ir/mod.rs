@@ -159,6 +159,10 @@ pub enum Rhs {
     Call {
         path: syn::ExprPath,
         args: Vec<Operand>,
+        /// The call's tangent, in a tangent program (`ir::tangent`): the companion's
+        /// `tangent_forward(args.., tangents..)`, whose value is the tangent of the
+        /// call's result.
+        tangent: bool,
     },
     /// An operation whose result carries no derivative: comparisons, `floor`, casts to
     /// integers, `stop_gradient`. Its inputs never receive a cotangent.

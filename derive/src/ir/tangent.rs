@@ -30,6 +30,46 @@ use crate::names::Names;
 use proc_macro2::Span;
 use std::collections::HashMap;
 
+/// `t_y = rule(reads.., t)` as a primitive of its own: the pullback into read `k` is
+/// `second::rule::dK(reads.., t, d)` (`d · t · ∂J/∂readₖ`), and into `t` the rule itself
+/// (`rule(reads.., d)`). `data` marks the reads no derivative flows to. Made once per
+/// rule and kept for the compiler process (a primitive's rules are `'static`).
+fn second_order_prim(rule: &str, data: &[bool]) -> super::Prim {
+    use std::sync::{Mutex, OnceLock};
+    static MADE: OnceLock<Mutex<HashMap<String, super::Prim>>> = OnceLock::new();
+    let mut made = MADE
+        .get_or_init(Default::default)
+        .lock()
+        .expect("not poisoned");
+    *made.entry(rule.to_string()).or_insert_with(|| {
+        let n = data.len();
+        let all: &'static [Need] =
+            Box::leak((0..=n).map(Need::In).collect::<Vec<_>>().into_boxed_slice());
+        let reads: &'static [Need] = &all[..n];
+        let mut vjps: Vec<Vjp> = data
+            .iter()
+            .enumerate()
+            .map(|(k, &data)| {
+                if data {
+                    Vjp::Zero
+                } else {
+                    let name: &'static str =
+                        Box::leak(format!("second::{rule}::d{k}").into_boxed_str());
+                    Vjp::Rule(name, all)
+                }
+            })
+            .collect();
+        let first: &'static str = Box::leak(rule.to_string().into_boxed_str());
+        vjps.push(Vjp::Rule(first, reads));
+        super::Prim {
+            name: first,
+            vjps: Box::leak(vjps.into_boxed_slice()),
+            tensor: None,
+            reduces: false,
+        }
+    })
+}
+
 /// The tangent program of `func`, and the index of its first tangent parameter (the
 /// tangent parameters follow `func`'s own, one per active argument, in order), or
 /// `None` where it has a construct this does not cover yet.
@@ -58,9 +98,11 @@ pub fn program(func: &Func, plan: &Plan, names: &Names) -> Option<Func> {
             b.buffers.insert(var);
         }
         b.t.insert(p.var, Operand::Var(var));
+        // A tangent has its argument's type, and is passed as the argument is.
+        let ty = p.ty.clone();
         params.push(Param {
             ident: b.vars[var.0].name.clone(),
-            ty: p.ty.clone(),
+            ty,
             kind: p.kind,
             active: true,
             var,
@@ -218,11 +260,20 @@ impl Builder<'_> {
                                     Need::Shape(_) => return None,
                                 });
                             }
+                            // A read that no derivative flows to is data (`powi`'s `n`).
+                            let data: Vec<bool> = needs
+                                .iter()
+                                .map(|n| matches!(n, Need::In(j) if prim.vjps_on(true)[*j] == Vjp::Zero))
+                                .collect();
                             call_args.push(tk);
-                            let rule = syn::Ident::new(rule, s.span);
+                            let rule_path: syn::ExprPath = {
+                                let rule = syn::Ident::new(rule, s.span);
+                                syn::parse_quote!(::backprop::__private::#rule)
+                            };
                             let v = self.new_var("t_rule", s.span);
-                            let rhs = Rhs::Call {
-                                path: syn::parse_quote!(::backprop::__private::second::#rule),
+                            let rhs = Rhs::Prim {
+                                prim: second_order_prim(rule, &data),
+                                spelling: super::Spelling::Path(rule_path),
                                 args: call_args,
                             };
                             out.push(self.stmt(v, rhs, s));
@@ -247,12 +298,133 @@ impl Builder<'_> {
                 let t = self.tangent_var(s.def);
                 out.push(self.stmt(t, Rhs::Copy(sum), s));
             }
-            // A call of another function: its tangent program is not built yet.
-            Rhs::Call { .. } => return None,
+            Rhs::Call {
+                path,
+                args,
+                tangent: false,
+            } => {
+                let t = self.call(s, path, args, out)?;
+                self.t.insert(s.def, t);
+            }
+            Rhs::Call { tangent: true, .. } => return None,
             Rhs::ZeroDerivative { .. } | Rhs::NoRule { .. } => {}
             Rhs::If(_) | Rhs::Loop(_) | Rhs::Buffer { .. } => unreachable!("handled above"),
         }
         Some(())
+    }
+
+    /// `t_y = g::tangent_forward(args.., tangents..)`: one tangent per argument, the
+    /// caller's where it holds one, zeros for a constant buffer, and `NoTangent` for any
+    /// other constant (the callee makes the zero of its own parameter's type, or
+    /// ignores it where it does not differentiate).
+    fn call(
+        &mut self,
+        s: &Stmt,
+        path: &syn::ExprPath,
+        args: &[Operand],
+        out: &mut Vec<Stmt>,
+    ) -> Option<Operand> {
+        let mut tangents = Vec::new();
+        for a in args {
+            let Some(v) = a.var() else {
+                tangents.push(Operand::Const(syn::parse_quote!(
+                    ::backprop::__private::jvp::NoTangent
+                )));
+                continue;
+            };
+            // An array argument: the tangent program covers scalar code only.
+            if !self.plan.kinds.scalar[v.0] {
+                return None;
+            }
+            if self.active(v) {
+                tangents.push(self.t.get(&v)?.clone());
+            } else if self.func.is_buffer(v) && !self.struct_place(v) {
+                // `vec![0.0; x.len()]`, passed as `&zeros`.
+                let n = self.new_var("n", s.span);
+                out.push(self.stmt(
+                    n,
+                    Rhs::ZeroDerivative {
+                        spelling: super::Spelling::Method(syn::Ident::new("len", s.span)),
+                        args: vec![a.clone()],
+                    },
+                    s,
+                ));
+                let zeros = self.new_var("zeros", s.span);
+                self.buffers.insert(zeros);
+                out.push(self.stmt(
+                    zeros,
+                    Rhs::Buffer {
+                        op: BufOp::Fill,
+                        args: vec![self.zero(), Operand::Var(n)],
+                    },
+                    s,
+                ));
+                let borrowed = self.new_var("zeros_ref", s.span);
+                self.buffers.insert(borrowed);
+                out.push(self.stmt(
+                    borrowed,
+                    Rhs::Buffer {
+                        op: BufOp::Borrow,
+                        args: vec![Operand::Var(zeros)],
+                    },
+                    s,
+                ));
+                tangents.push(Operand::Var(borrowed));
+            } else if self.struct_place(v) {
+                // A constant struct: its zero is not built here yet.
+                return None;
+            } else {
+                tangents.push(Operand::Const(syn::parse_quote!(
+                    ::backprop::__private::jvp::NoTangent
+                )));
+            }
+        }
+        let t = self.new_var(
+            &format!(
+                "t_{}",
+                self.func.name(s.def).to_string().trim_start_matches("r#")
+            ),
+            s.span,
+        );
+        let mut all = args.to_vec();
+        all.extend(tangents);
+        out.push(self.stmt(
+            t,
+            Rhs::Call {
+                path: path.clone(),
+                args: all,
+                tangent: true,
+            },
+            s,
+        ));
+        Some(Operand::Var(t))
+    }
+
+    /// Whether `v` is a struct of parameters (an argument, a field or an element of a
+    /// list of them, or a borrow of one).
+    fn struct_place(&self, v: VarId) -> bool {
+        if let Some(p) = self.func.params.iter().find(|p| p.var == v) {
+            return p.kind == super::ParamKind::Struct;
+        }
+        match self.func.def_of(v) {
+            Some(Stmt {
+                rhs:
+                    Rhs::Buffer {
+                        op: BufOp::Field(_) | BufOp::Elem,
+                        ..
+                    },
+                ..
+            }) => !self.func.is_buffer(v),
+            Some(Stmt {
+                rhs:
+                    Rhs::Buffer {
+                        op: BufOp::Borrow,
+                        args,
+                    },
+                ..
+            }) => args[0].var().is_some_and(|x| self.struct_place(x)),
+            _ => false,
+        }
     }
 
     /// A buffer operation's tangent: the same operation on the tangent buffers.

@@ -269,6 +269,38 @@ pub(crate) fn gelu_local<T: num_traits::Float>(x: T, sigmoid: impl Fn(T) -> T) -
     }
 }
 
+/// GELU's second derivative (tanh form), from `gelu = x·σ(2u)`, `u = k(x + a x³)`:
+/// with `s = σ(2u)`, `u' = k(1 + 3a x²)`, `u'' = 6a k x`,
+/// `gelu'' = s(1 − s)·(4u' + 2x(2(1 − 2s)u'² + u''))`. Zero where σ saturates.
+#[inline]
+pub(crate) fn gelu_second<T: num_traits::Float>(x: T, sigmoid: impl Fn(T) -> T) -> T {
+    let (k, a) = gelu_consts::<T>();
+    let one = T::one();
+    let two = one + one;
+    let x2 = x * x;
+    let sg = sigmoid(two * k * (x + a * x2 * x));
+    let s1 = sg * (one - sg);
+    if s1 == T::zero() {
+        return T::zero();
+    }
+    let du = k * (one + (two + one) * a * x2);
+    let ddu = (two + two + two) * a * k * x;
+    s1 * ((two + two) * du + two * x * (two * (one - two * sg) * du * du + ddu))
+}
+
+/// SiLU's second derivative, from `silu = x·σ(x)`: `σ(1 − σ)(2 + x(1 − 2σ))`. Zero
+/// where σ saturates.
+#[inline]
+pub(crate) fn silu_second<T: num_traits::Float>(x: T, sigmoid: impl Fn(T) -> T) -> T {
+    let one = T::one();
+    let s = sigmoid(x);
+    let s1 = s * (one - s);
+    if s1 == T::zero() {
+        return T::zero();
+    }
+    s1 * (one + one + x * (one - (one + one) * s))
+}
+
 /// `(√(2/π), 0.044715)`: √(2/π) from the constants, 0.044715 the paper's fitted cubic
 /// coefficient.
 #[inline(always)]

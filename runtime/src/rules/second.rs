@@ -11,10 +11,12 @@
 //! ∂r/∂readₖ = d · ∂J/∂readₖ        the second derivative, declared here
 //! ```
 //!
-//! Each rule of `derive/src/rule_table.in` has a companion here under the same name,
-//! `second::sin_vjp::forward(x, d) -> (value, tape)`, with the shape every call
-//! companion has (one cotangent per argument). Only `∂J/∂readₖ` is written here, once
-//! per read; the value and `∂r/∂d` are the table's rule. Piecewise-linear rules (`abs`,
+//! Each rule of `derive/src/rule_table.in` has an entry here under the same name. Only
+//! `∂J/∂readₖ` is written here, once per read; the value and `∂r/∂d` are the table's
+//! rule. The tangent program's reverse pass calls `second::sin_vjp::d0(x, t, d)` (the
+//! pullback of `t_y = sin_vjp(x, t)` into `x`, `d · t · ∂J/∂x`) as it calls any scalar
+//! rule; `forward` is the same as a call companion (value and tape), for tests and
+//! for code that calls a rule as a function. Piecewise-linear rules (`abs`,
 //! `max`, `min`, `clamp`) have `∂J = 0` away from their kinks. A missing entry fails to
 //! compile (`every_rule_has_a_second_derivative` below), and
 //! `tests/runtime/second_order.rs` checks every entry against central differences of
@@ -72,6 +74,8 @@ macro_rules! second_order {
                 (value, tape)
             }
 
+            second_order!(@each ($($read),+) [d0 d1 d2 d3] $($read => $partial,)+);
+
             /// `∂J/∂readₖ`, one per read: the second derivatives this entry declares.
             #[doc(hidden)]
             #[inline]
@@ -82,6 +86,19 @@ macro_rules! second_order {
         }
     )*};
     (@ty $read:ident $t:ty) => { $t };
+    // `dK(reads.., t, d) = d · t · ∂J/∂readₖ`: the pullback of `t_y = rule(reads.., t)`
+    // into its `k`-th read, as a plain function (the tangent program's reverse pass calls
+    // these as it calls any scalar rule; the cotangent of `t` is the rule itself).
+    (@each ($($all:ident),+) [$name:ident $($names:ident)*] $read:ident => $partial:expr, $($rest:tt)*) => {
+        #[doc(hidden)]
+        #[inline(always)]
+        #[allow(unused_variables)]
+        pub fn $name<T: Float>($($all: T,)+ t: T, d: T) -> T {
+            times(times(d, t), $partial)
+        }
+        second_order!(@each ($($all),+) [$($names)*] $($rest)*);
+    };
+    (@each ($($all:ident),+) [$($names:ident)*]) => {};
 }
 
 second_order! {
@@ -222,6 +239,13 @@ impl powi_vjp {
             )
         });
         (value, tape)
+    }
+
+    /// `d · t · ∂J/∂x` (see the other rules' `d0`).
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn d0<T: Float>(x: T, n: i32, t: T, d: T) -> T {
+        times(times(d, t), Self::partial(x, n))
     }
 
     /// `∂J/∂x = n(n − 1) xⁿ⁻²` (0 for `n` = 0 or 1).

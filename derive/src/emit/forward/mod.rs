@@ -177,7 +177,12 @@ impl<'a> Emitter<'a> {
                 }
             };
         }
-        if let Rhs::Call { path, args } = &s.rhs {
+        if let Rhs::Call {
+            path,
+            args,
+            tangent,
+        } = &s.rhs
+        {
             let arg_ops = args;
             // A runtime op's tape keeps its inputs by type: a view of an array this
             // function made (`z.insert_axis(Axis(0))`) would tie the tape to that local,
@@ -262,11 +267,20 @@ impl<'a> Emitter<'a> {
                     }
                 }
                 self.snapshots.insert(s.def, names);
+                if *tangent {
+                    // The tangent has no function of its own: the companion's value.
+                    let companion = super::companions::companion_method(path, "tangent_forward");
+                    return quote_spanned!(span=> #(#saves)* let (#def, _) = #companion(#(#args),*););
+                }
                 return quote_spanned!(span=> #(#saves)* let #def #ty = #path(#(#args),*););
             }
             if self.plan.activity.is_active(s.def) {
                 let tape = self.tape(s.def);
-                let companion = companion_path(path);
+                let companion = if *tangent {
+                    super::companions::companion_method(path, "tangent_forward")
+                } else {
+                    companion_path(path)
+                };
                 let ty = s.ty.as_ref().map(|t| quote!(: (#t, _)));
                 // A call of the function itself: its tape is behind a pointer (the
                 // tape of this call would otherwise contain its own type).
@@ -277,6 +291,10 @@ impl<'a> Emitter<'a> {
                     );
                 }
                 return quote_spanned!(span=> let (#def, #tape) #ty = #companion(#(#args),*););
+            }
+            if *tangent {
+                let companion = super::companions::companion_method(path, "tangent_forward");
+                return quote_spanned!(span=> let (#def, _) = #companion(#(#args),*););
             }
             return quote_spanned!(span=> let #def #ty = #path(#(#args),*););
         }

@@ -187,7 +187,11 @@ fn reverse_block(
                         }
                         Vjp::Zero => continue,
                         Vjp::Rule(name, needs) => {
-                            let rule = syn::Ident::new(name, s.span);
+                            // A name, or a path below `__private` (`second::sin_vjp::d0`,
+                            // the tangent program's second-order rules).
+                            let rule: syn::Path =
+                                syn::parse_str(name).expect("a rule's name is a path");
+                            let rule = quote_spanned!(s.span=> #rule);
                             let needs: Vec<TokenStream> = needs
                                 .iter()
                                 .map(|n| {
@@ -254,7 +258,7 @@ fn reverse_block(
                     });
                 }
             }
-            Rhs::Call { path, .. } => {
+            Rhs::Call { path, tangent, .. } => {
                 let slots: Vec<Option<VarId>> = args.iter().map(active).collect();
                 let tape = cx.tape(s.def);
                 let d_def = cx.adjoint(s.def);
@@ -279,7 +283,11 @@ fn reverse_block(
                     // `rebuild` gets the value the call returned too: a hand-written
                     // rule's pullback needs only that and the arguments, a `#[grad]`
                     // function runs its forward pass again.
-                    let rebuild = super::companions::rebuild_path(path);
+                    let rebuild = if *tangent {
+                        super::companions::companion_method(path, "tangent_rebuild")
+                    } else {
+                        super::companions::rebuild_path(path)
+                    };
                     cx.captured.borrow_mut().insert(s.def);
                     let value = cx.read(s.def);
                     quote_spanned!(s.span=> {

@@ -171,7 +171,7 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
     // Straight-line code keeps one body too: its few products cost little, and its
     // expansion stays one derivation to read. So does a body with no scalar rule and
     // no nested pullback: its plain twin would be the same.
-    if tensor || !loops || sensitive == 0 {
+    if tensor || !loops || sensitive == 0 || cx.one_body {
         return (
             quote! {
                 move |#param: #ret_ty| -> #tuple_ty {

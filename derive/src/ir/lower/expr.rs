@@ -541,6 +541,7 @@ impl Lowerer<'_> {
             Rhs::Call {
                 path: path.clone(),
                 args,
+                tangent: false,
             },
             span,
         )

@@ -1,0 +1,155 @@
+//! Second order's cost (issue 18): `f_hvp` (value, gradient and one Hessian-vector
+//! product) against `f_grad` of the same function, in paired rounds (each round times
+//! both back to back, and the ratio is taken within a round: this machine drifts ±20%
+//! between rounds). Target: within about 4× of `f_grad` (JAX's forward-over-reverse is
+//! typically 2–3×).
+//!
+//! - `gmm`: ADBench's GMM at d = 10, K = 25, n = 1000 over slices.
+//! - `lstm`: ADBench's LSTM at l = 2, b = 14, c = 1024 over slices.
+//! - `logreg`: `examples/newton.rs`'s logistic regression (digits 3 vs 8, 65 weights).
+//!
+//! The main job's MLP is ndarray code, which has no tangent program yet (its `f_hvp`
+//! is deprecated and panics), so it is not here.
+//!
+//! Run: `cargo bench --bench hvp_cost` (`-- 21` for 21 rounds; 11 by default).
+
+use backprop_tests::adbench::{gmm_input, gmm_objective_grad, gmm_objective_hvp};
+use backprop_tests::adbench::{lstm_input, lstm_objective_grad, lstm_objective_hvp};
+use backprop_tests::second_order::{logistic_loss_grad, logistic_loss_hvp, two_digits};
+use std::hint::black_box;
+use std::time::Instant;
+
+/// Seconds per call of `f`, over enough calls to take about 50 ms.
+fn per_call(f: &mut dyn FnMut()) -> f64 {
+    let start = Instant::now();
+    f();
+    let once = start.elapsed().as_secs_f64().max(1e-7);
+    let n = ((0.05 / once) as usize).clamp(1, 100_000);
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed().as_secs_f64() / n as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `rounds` paired rounds of f_grad and f_hvp: the median time of each and the median
+/// of the per-round ratios.
+fn paired(name: &str, rounds: usize, grad: &mut dyn FnMut(), hvp: &mut dyn FnMut()) {
+    let (mut tg, mut th, mut r) = (vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        let a = per_call(grad);
+        let b = per_call(hvp);
+        tg.push(a);
+        th.push(b);
+        r.push(b / a);
+    }
+    println!(
+        "{name:6} f_grad {:9.3} ms   f_hvp {:9.3} ms   f_hvp/f_grad {:.2}×",
+        1e3 * median(tg),
+        1e3 * median(th),
+        median(r),
+    );
+}
+
+fn direction(n: usize) -> Vec<f64> {
+    (0..n).map(|i| ((i % 7) as f64 - 3.0) * 0.1).collect()
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(11);
+    println!("{rounds} paired rounds; medians");
+
+    let p = gmm_input(10, 25, 1000, 1.0, 0);
+    let (va, vm, vi) = (
+        direction(p.alphas.len()),
+        direction(p.means.len()),
+        direction(p.icf.len()),
+    );
+    paired(
+        "gmm",
+        rounds,
+        &mut || {
+            black_box(gmm_objective_grad(
+                black_box(&p.alphas),
+                &p.means,
+                &p.icf,
+                &p.x,
+                p.d,
+                p.k,
+                p.gamma,
+                p.m,
+            ));
+        },
+        &mut || {
+            black_box(gmm_objective_hvp(
+                black_box(&p.alphas),
+                &p.means,
+                &p.icf,
+                &p.x,
+                p.d,
+                p.k,
+                p.gamma,
+                p.m,
+                &va,
+                &vm,
+                &vi,
+            ));
+        },
+    );
+
+    let p = lstm_input(2, 14, 1024, 0);
+    let (vm, ve) = (
+        direction(p.main_params.len()),
+        direction(p.extra_params.len()),
+    );
+    paired(
+        "lstm",
+        rounds,
+        &mut || {
+            black_box(lstm_objective_grad(
+                black_box(&p.main_params),
+                &p.extra_params,
+                &p.state,
+                &p.sequence,
+                p.l,
+                p.b,
+                p.c,
+            ));
+        },
+        &mut || {
+            black_box(lstm_objective_hvp(
+                black_box(&p.main_params),
+                &p.extra_params,
+                &p.state,
+                &p.sequence,
+                p.l,
+                p.b,
+                p.c,
+                &vm,
+                &ve,
+            ));
+        },
+    );
+
+    let (x, y, d) = two_digits(3, 8);
+    let w: Vec<f64> = (0..=d).map(|k| 0.01 * (k as f64).sin()).collect();
+    let v = direction(d + 1);
+    paired(
+        "logreg",
+        rounds,
+        &mut || {
+            black_box(logistic_loss_grad(black_box(&w), &x, &y, 1e-3));
+        },
+        &mut || {
+            black_box(logistic_loss_hvp(black_box(&w), &x, &y, 1e-3, &v));
+        },
+    );
+}
