@@ -17,25 +17,10 @@ use backprop_tests::adbench::{gmm_input, gmm_objective_grad, gmm_objective_hvp};
 use backprop_tests::adbench::{lstm_input, lstm_objective_grad, lstm_objective_hvp};
 use backprop_tests::second_order::{logistic_loss_grad, logistic_loss_hvp, two_digits};
 use std::hint::black_box;
-use std::time::Instant;
 
-/// Seconds per call of `f`, over enough calls to take about 50 ms.
-fn per_call(f: &mut dyn FnMut()) -> f64 {
-    let start = Instant::now();
-    f();
-    let once = start.elapsed().as_secs_f64().max(1e-7);
-    let n = ((0.05 / once) as usize).clamp(1, 100_000);
-    let start = Instant::now();
-    for _ in 0..n {
-        f();
-    }
-    start.elapsed().as_secs_f64() / n as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+#[path = "support/paired.rs"]
+mod paired;
+use paired::{direction, median, per_call, rounds};
 
 /// `rounds` paired rounds of f_grad and f_hvp: the median time of each and the median
 /// of the per-round ratios.
@@ -56,15 +41,8 @@ fn paired(name: &str, rounds: usize, grad: &mut dyn FnMut(), hvp: &mut dyn FnMut
     );
 }
 
-fn direction(n: usize) -> Vec<f64> {
-    (0..n).map(|i| ((i % 7) as f64 - 3.0) * 0.1).collect()
-}
-
 fn main() {
-    let rounds: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(11);
+    let rounds = rounds(11);
     println!("{rounds} paired rounds; medians");
 
     let p = gmm_input(10, 25, 1000, 1.0, 0);

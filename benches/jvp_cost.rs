@@ -18,25 +18,10 @@ use backprop_tests::adbench::{
 use backprop_tests::mlp::{mlp_loss, mlp_loss_grad, mlp_loss_jvp};
 use ndarray::{Array1, Array2};
 use std::hint::black_box;
-use std::time::Instant;
 
-/// Seconds per call of `f`, over enough calls to take about 50 ms.
-fn per_call(f: &mut dyn FnMut()) -> f64 {
-    let start = Instant::now();
-    f();
-    let once = start.elapsed().as_secs_f64().max(1e-7);
-    let n = ((0.05 / once) as usize).clamp(1, 100_000);
-    let start = Instant::now();
-    for _ in 0..n {
-        f();
-    }
-    start.elapsed().as_secs_f64() / n as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+#[path = "support/paired.rs"]
+mod paired;
+use paired::{direction, median, per_call, rounds};
 
 /// `rounds` paired rounds of f, f_jvp and f_grad: the median time of each and the
 /// median of the per-round ratios.
@@ -69,22 +54,15 @@ fn paired(
     );
 }
 
-fn tangent(n: usize) -> Vec<f64> {
-    (0..n).map(|i| ((i % 7) as f64 - 3.0) * 0.1).collect()
-}
-
 fn main() {
-    let rounds: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(11);
+    let rounds = rounds(11);
     println!("{rounds} paired rounds; medians");
 
     let p = gmm_input(10, 25, 1000, 1.0, 0);
     let (ta, tm, ti) = (
-        tangent(p.alphas.len()),
-        tangent(p.means.len()),
-        tangent(p.icf.len()),
+        direction(p.alphas.len()),
+        direction(p.means.len()),
+        direction(p.icf.len()),
     );
     paired(
         "gmm",
@@ -131,7 +109,10 @@ fn main() {
     );
 
     let p = lstm_input(2, 14, 1024, 0);
-    let (tm, te) = (tangent(p.main_params.len()), tangent(p.extra_params.len()));
+    let (tm, te) = (
+        direction(p.main_params.len()),
+        direction(p.extra_params.len()),
+    );
     paired(
         "lstm",
         rounds,

@@ -476,6 +476,26 @@ impl SplitMix {
     }
 }
 
+/// Panics, naming the argument, when `g` (a gradient or product per argument) does not
+/// have the point's shape.
+fn check_shapes(at: &[(&str, Vec<f64>)], what: &str, g: &[Vec<f64>]) {
+    assert_eq!(
+        g.len(),
+        at.len(),
+        "gradcheck: the {what} has {} arguments but the point has {}",
+        g.len(),
+        at.len()
+    );
+    for (k, (name, x)) in at.iter().enumerate() {
+        assert_eq!(
+            g[k].len(),
+            x.len(),
+            "gradcheck: the {what} of `{name}` has {} elements but the argument has {}",
+            g[k].len(),
+            x.len()
+        );
+    }
+}
 /// Checks `grad` against central differences of `value` at `at`, per coordinate, and
 /// `vjp` with random output cotangents along random directions (see the module docs).
 ///
@@ -496,24 +516,7 @@ pub fn check(
 ) -> Report {
     let mut point: Vec<Vec<f64>> = at.iter().map(|(_, v)| v.clone()).collect();
     let f0 = value(&point);
-    let shape_check = |what: &str, g: &[Vec<f64>]| {
-        assert_eq!(
-            g.len(),
-            at.len(),
-            "gradcheck: the {what} has {} arguments but the point has {}",
-            g.len(),
-            at.len()
-        );
-        for (k, (name, x)) in at.iter().enumerate() {
-            assert_eq!(
-                g[k].len(),
-                x.len(),
-                "gradcheck: the {what} of `{name}` has {} elements but the argument has {}",
-                g[k].len(),
-                x.len()
-            );
-        }
-    };
+    let shape_check = |what: &str, g: &[Vec<f64>]| check_shapes(at, what, g);
     let analytic = grad(&point);
     shape_check("gradient", &analytic);
     let step = |x: f64| options.eps * x.abs().max(1.0);
@@ -689,24 +692,7 @@ pub fn check_second_order(
     options: Options,
 ) -> Report {
     let point: Vec<Vec<f64>> = at.iter().map(|(_, v)| v.clone()).collect();
-    let shape_check = |what: &str, g: &[Vec<f64>]| {
-        assert_eq!(
-            g.len(),
-            at.len(),
-            "gradcheck: the {what} has {} arguments but the point has {}",
-            g.len(),
-            at.len()
-        );
-        for (k, (name, x)) in at.iter().enumerate() {
-            assert_eq!(
-                g[k].len(),
-                x.len(),
-                "gradcheck: the {what} of `{name}` has {} elements but the argument has {}",
-                g[k].len(),
-                x.len()
-            );
-        }
-    };
+    let shape_check = |what: &str, g: &[Vec<f64>]| check_shapes(at, what, g);
     let mut rng = SplitMix(options.seed);
     let direction = |rng: &mut SplitMix| -> Vec<Vec<f64>> {
         point

@@ -181,14 +181,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
             widen_out.push(quote!(::backprop::__private::Inactive));
         }
     }
-    let mut all_inputs: Vec<TokenStream> = shape
-        .params
-        .iter()
-        .map(|p| {
-            let (n, ty) = (&p.name, &p.ty);
-            quote!(#n: #ty)
-        })
-        .collect();
+    let mut all_inputs = shape.named_inputs();
     all_inputs.extend(slot_inputs);
     let args = shape.arg_names();
     let grad_tuple = shape.tangent_grad_tuple();
@@ -235,6 +228,28 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
 }
 
 impl Shape<'_> {
+    /// `name: ty` per argument.
+    fn named_inputs(&self) -> Vec<TokenStream> {
+        self.params
+            .iter()
+            .map(|p| {
+                let (n, ty) = (&p.name, &p.ty);
+                quote!(#n: #ty)
+            })
+            .collect()
+    }
+
+    /// `f_hvp`'s inputs: the arguments, then `v_x: ty` per differentiated one.
+    fn hvp_inputs(&self) -> Vec<TokenStream> {
+        let mut inputs = self.named_inputs();
+        for p in self.params.iter().filter(|p| p.active) {
+            let v = format_ident!("v_{}", p.name.to_string().trim_start_matches("r#"));
+            let ty = &p.ty;
+            inputs.push(quote!(#v: #ty));
+        }
+        inputs
+    }
+
     /// The cotangents `tangent_forward`'s tape returns: one per argument, then one per
     /// tangent slot (`Inactive` where the function does not differentiate).
     pub fn tangent_grad_tuple(&self) -> TokenStream {
@@ -262,14 +277,7 @@ impl Shape<'_> {
         let vis = &self.item.vis;
         let ret = &self.ret_ty;
         let generics = self.generics();
-        let mut inputs: Vec<TokenStream> = self
-            .params
-            .iter()
-            .map(|p| {
-                let (n, ty) = (&p.name, &p.ty);
-                quote!(#n: #ty)
-            })
-            .collect();
+        let mut inputs = self.named_inputs();
         for k in 0..self.params.len() {
             let slot = format_ident!("__slot{}", k);
             inputs.push(quote!(#slot: impl ::core::marker::Sized));
@@ -277,19 +285,7 @@ impl Shape<'_> {
         let (impl_generics, _, where_clause) = generics.split_for_impl();
         let grad_tuple = self.tangent_grad_tuple();
         let grad_ty = self.grad_ty();
-        let mut hvp_inputs: Vec<TokenStream> = self
-            .params
-            .iter()
-            .map(|p| {
-                let (n, ty) = (&p.name, &p.ty);
-                quote!(#n: #ty)
-            })
-            .collect();
-        for p in self.params.iter().filter(|p| p.active) {
-            let v = format_ident!("v_{}", p.name.to_string().trim_start_matches("r#"));
-            let ty = &p.ty;
-            hvp_inputs.push(quote!(#v: #ty));
-        }
+        let hvp_inputs = self.hvp_inputs();
         let before = format_ident!("__value");
         let message = format!("`f_hvp`: `{name}` {NOT_YET}");
         quote! {
@@ -324,19 +320,7 @@ impl Shape<'_> {
         let ret = &self.ret_ty;
         let generics = self.generics();
         let (impl_generics, _, where_clause) = generics.split_for_impl();
-        let mut inputs: Vec<TokenStream> = self
-            .params
-            .iter()
-            .map(|p| {
-                let (n, ty) = (&p.name, &p.ty);
-                quote!(#n: #ty)
-            })
-            .collect();
-        for p in self.params.iter().filter(|p| p.active) {
-            let v = format_ident!("v_{}", p.name.to_string().trim_start_matches("r#"));
-            let ty = &p.ty;
-            inputs.push(quote!(#v: #ty));
-        }
+        let inputs = self.hvp_inputs();
         let grad_ty = self.grad_ty();
         let attrs = self.carried_attrs();
         let message = format!("`{name}` {NOT_YET}");
