@@ -97,12 +97,14 @@ pub fn expand(
         )),
         tangent_methods,
     );
+    let nested = shape.grad_companion(Some("has an error, reported where it is"));
     // The stubs cannot use the arguments: silence that, only the real errors remain.
     let out = quote! {
         #(#errors)*
         #item
         #companions
         #hvp
+        #nested
     };
     (out, shape.api())
 }

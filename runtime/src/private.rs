@@ -22,6 +22,9 @@ pub use core::option::Option;
 /// Forward mode's helpers (`f_jvp` and the companions' `jvp`).
 #[path = "jvp.rs"]
 pub mod jvp;
+/// Gradients of gradients (`h_grad` called inside a `#[grad]` function).
+#[path = "nested.rs"]
+pub mod nested;
 pub use num_traits::Float;
 
 /// The scalar rules without strong zeros, under the same names: the second reverse

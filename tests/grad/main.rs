@@ -34,6 +34,7 @@ mod matching;
 mod methods;
 mod model_programs;
 mod names;
+mod nested;
 mod params_structs;
 mod plain_first;
 mod scalar;

@@ -22,16 +22,19 @@ pub struct Hvp {
     pub free: TokenStream,
     /// `tangent_forward` and `tangent_rebuild`, in the rule companion's `impl`.
     pub methods: TokenStream,
+    /// The rule companion of `f_grad` (`emit::nested`), whose pullback is `f_hvp`.
+    pub nested: TokenStream,
 }
 
 /// Why a function has no tangent program, for the stubs' messages.
-const NOT_YET: &str = "has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none";
+pub(super) const NOT_YET: &str = "has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none";
 
 pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shape) -> Hvp {
     if shape.returns_array() {
         return Hvp {
             free: quote!(),
             methods: quote!(),
+            nested: quote!(),
         };
     }
     let program = super::tangent::supported(func, plan)
@@ -48,6 +51,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
         return Hvp {
             free: shape.hvp_stub(None),
             methods: shape.tangent_stub(),
+            nested: shape.grad_companion(Some(NOT_YET)),
         };
     };
 
@@ -224,7 +228,11 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
             #name::tangent_forward #tf (#(#args,)* #(#slot_names),*)
         }
     };
-    Hvp { free, methods }
+    Hvp {
+        free,
+        methods,
+        nested: shape.grad_companion(None),
+    }
 }
 
 impl Shape<'_> {

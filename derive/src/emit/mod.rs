@@ -15,6 +15,7 @@ pub mod context;
 pub mod forward;
 mod hvp;
 pub mod jvp;
+mod nested;
 pub mod reverse;
 mod shape;
 pub mod tangent;
@@ -158,11 +159,12 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
     let (body, dual) = forward_body(func, plan, names, &shape, keep_used, None);
     let plain_first = dual && shape.plain_first() && !calls_outside_rules(func);
     let companions = shape.companions(body, None, plain_first, jvp_body, hvp.methods);
-    let hvp_free = hvp.free;
+    let (hvp_free, nested) = (hvp.free, hvp.nested);
     let out = quote! {
         #item
         #companions
         #hvp_free
+        #nested
     };
     (out, shape.api())
 }

@@ -64,7 +64,11 @@ pub fn supported(func: &Func, plan: &crate::analysis::Plan) -> bool {
                     && !crate::ir::op::is_element_write(prim)
                     && rules_ok;
             }
-            Rhs::Call { .. } => ok &= plan.kinds.scalar[s.def.0],
+            // A call of another function's gradient has no tangent here (its tangent is
+            // a Hessian-vector product): the gradient is paired instead.
+            Rhs::Call { .. } => {
+                ok &= plan.kinds.scalar[s.def.0] && !func.grad_calls.contains(&s.def)
+            }
             Rhs::Buffer { .. } => ok &= plan.kinds.scalar[s.def.0],
             Rhs::Loop(node) => {
                 ok &= node

@@ -298,6 +298,10 @@ pub struct Func {
     pub by_name: std::cell::OnceCell<std::collections::HashMap<String, VarId>>,
     /// The function's name (a call of it is recursion: its tape is boxed).
     pub name: Ident,
+    /// Calls of another function's gradient (`let (l, g) = h_grad(x);`): each value is
+    /// `(value, gradient)`, a place like a struct argument (`t.0`, `t.1.w[i]`), whose
+    /// adjoint starts as zeros (`h_grad::zero_like`) where its block's reverse starts.
+    pub grad_calls: std::collections::HashSet<VarId>,
 }
 
 impl Func {
@@ -318,6 +322,34 @@ impl Func {
                 ..
             })
         )
+    }
+
+    /// The call of another function's gradient that `v` is a part of (`g = &t.1`,
+    /// `&g.w`, `&g.w[1..]`), if any: such a part is a borrow of a local of the forward
+    /// pass, made again in the reverse pass from the call's value.
+    pub fn grad_call_root(&self, v: VarId) -> Option<VarId> {
+        let mut cur = v;
+        loop {
+            if self.grad_calls.contains(&cur) {
+                return Some(cur);
+            }
+            match self.def_of(cur) {
+                Some(Stmt {
+                    rhs:
+                        Rhs::Buffer {
+                            op:
+                                BufOp::Field(_)
+                                | BufOp::Elem
+                                | BufOp::View
+                                | BufOp::Alias
+                                | BufOp::Borrow,
+                            args,
+                        },
+                    ..
+                }) => cur = args[0].var()?,
+                _ => return None,
+            }
+        }
     }
 
     /// The buffer that owns `v`'s elements and the offsets of `v`'s element 0 in it

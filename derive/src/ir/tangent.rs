@@ -74,6 +74,10 @@ fn second_order_prim(rule: &str, data: &[bool]) -> super::Prim {
 /// tangent parameters follow `func`'s own, one per active argument, in order), or
 /// `None` where it has a construct this does not cover yet.
 pub fn program(func: &Func, plan: &Plan, names: &Names) -> Option<Func> {
+    // The tangent of another function's gradient would be a third derivative.
+    if !func.grad_calls.is_empty() {
+        return None;
+    }
     let mut b = Builder {
         func,
         plan,
@@ -127,6 +131,7 @@ pub fn program(func: &Func, plan: &Plan, names: &Names) -> Option<Func> {
         defs: Default::default(),
         by_name: Default::default(),
         name: func.name.clone(),
+        grad_calls: Default::default(),
     })
 }
 

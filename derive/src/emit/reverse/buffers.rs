@@ -24,9 +24,11 @@ pub(super) fn add_assign(
     }
 }
 
-/// A struct argument or a field view: its adjoint is a place updated in place.
+/// A struct argument, a field view or a call of another function's gradient: its
+/// adjoint is a place updated in place.
 pub(super) fn is_place(cx: &Emitter<'_>, v: VarId) -> bool {
     cx.func.is_field_view(v)
+        || cx.func.grad_calls.contains(&v)
         || cx
             .func
             .params

@@ -107,6 +107,20 @@ fn reverse_block(
             ));
         }
     }
+    // The adjoint of each call of another function's gradient, `(d_value, d_grad)`,
+    // zeros of the value's shape: its fields are places the reverse pass adds into.
+    for s in stmts {
+        if let Rhs::Call { path, .. } = &s.rhs
+            && func.grad_calls.contains(&s.def)
+            && activity.is_active(s.def)
+        {
+            let d = cx.adjoint(s.def);
+            let t = cx.read(s.def);
+            let zero = super::companions::companion_method(path, "zero_like");
+            lines.push(Line::Raw(quote_spanned!(s.span=> let mut #d = #zero(&#t);)));
+            count.insert(s.def, 1);
+        }
+    }
     for s in stmts.iter().rev() {
         let first_new = lines.len();
         let active = |o: &Operand| o.var().filter(|v| activity.is_active(*v));
@@ -262,6 +276,15 @@ fn reverse_block(
                 let slots: Vec<Option<VarId>> = args.iter().map(active).collect();
                 let tape = cx.tape(s.def);
                 let d_def = cx.adjoint(s.def);
+                // A gradient's adjoint may have arrays no contribution reached: zeros now.
+                let grad_call = func.grad_calls.contains(&s.def);
+                let d_def = if grad_call {
+                    let fill = super::companions::companion_method(path, "fill");
+                    let t = cx.read(s.def);
+                    quote_spanned!(s.span=> #fill(#d_def, &#t))
+                } else {
+                    quote!(#d_def)
+                };
                 cx.sensitive += 1;
                 let backward = match cx.mode {
                     Mode::Strong => syn::Ident::new("backward", s.span),
@@ -290,6 +313,11 @@ fn reverse_block(
                     };
                     cx.captured.borrow_mut().insert(s.def);
                     let value = cx.read(s.def);
+                    let value = if grad_call {
+                        quote!(&#value)
+                    } else {
+                        quote!(#value)
+                    };
                     quote_spanned!(s.span=> {
                         let (_, #tape) = #rebuild(#(#call_args,)* #value);
                         ::backprop::__private::Pullback::#backward(#tape, #d_def)

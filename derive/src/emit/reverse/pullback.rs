@@ -93,22 +93,50 @@ pub fn pullback(cx: &mut Emitter<'_>, tuple_ty: &TokenStream) -> (TokenStream, b
     // A view of a buffer this function owns (`let tail = &v[1..];`) borrows a local of
     // the forward pass: the pullback takes the buffer and makes the view again.
     let body = quote!(#(#out)*);
+    // The parts of another function's gradient the reverse pass reads, with the parts
+    // they are made from (`g = &t.1` for `&g.w`).
+    let mut gradient_parts = std::collections::HashSet::new();
+    for &v in &reads.values {
+        if func.grad_call_root(v).is_some() {
+            let mut cur = Some(v);
+            while let Some(c) = cur.filter(|c| !func.grad_calls.contains(c)) {
+                gradient_parts.insert(c);
+                cur = match func.def_of(c) {
+                    Some(Stmt {
+                        rhs: Rhs::Buffer { args, .. },
+                        ..
+                    }) => args[0].var(),
+                    _ => None,
+                };
+            }
+        }
+    }
     let view_stmts: Vec<&Stmt> = func
         .body
         .iter()
         .filter(|s| {
-            matches!(
+            let local_view = matches!(
                 &s.rhs,
                 Rhs::Buffer {
                     op: BufOp::View | BufOp::Borrow,
                     ..
                 }
-            ) && reads.values.contains(&s.def)
-                && !func
-                    .params
-                    .iter()
-                    .any(|p| p.var == func.buffer_root(s.def).0)
-                && !func.is_field_view(func.buffer_root(s.def).0)
+            ) && !func
+                .params
+                .iter()
+                .any(|p| p.var == func.buffer_root(s.def).0)
+                && !func.is_field_view(func.buffer_root(s.def).0);
+            // A part of another function's gradient (`g = &t.1`, `&g.w`) borrows the
+            // call's value, which the tape owns: made again from it.
+            let part_of_gradient = matches!(
+                &s.rhs,
+                Rhs::Buffer {
+                    op: BufOp::View | BufOp::Borrow | BufOp::Field(_) | BufOp::Elem,
+                    ..
+                }
+            ) && func.grad_call_root(s.def).is_some();
+            (reads.values.contains(&s.def) && local_view)
+                || (part_of_gradient && gradient_parts.contains(&s.def))
         })
         .collect();
     let views: Vec<TokenStream> = view_stmts.into_iter().map(|s| cx.simple_stmt(s)).collect();

@@ -404,7 +404,7 @@ impl Lowerer<'_> {
         self.define(want, rhs, m.span())
     }
 
-    fn call(&mut self, c: &syn::ExprCall, want: Option<&Ident>) -> Operand {
+    pub(super) fn call(&mut self, c: &syn::ExprCall, want: Option<&Ident>) -> Operand {
         if let Some(v) = self.bare_join(c) {
             return v;
         }

@@ -11,6 +11,7 @@ mod expr;
 mod loops;
 mod mapv;
 mod methods;
+mod nested;
 mod places;
 mod scope;
 mod signature;
@@ -68,6 +69,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         owner_rhs: HashMap::new(),
         read_cache: HashMap::new(),
         places: HashSet::new(),
+        grad_calls: HashSet::new(),
         type_params: item
             .sig
             .generics
@@ -113,6 +115,7 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         defs: Default::default(),
         by_name: Default::default(),
         name: item.sig.ident.clone(),
+        grad_calls: lw.grad_calls,
     })
 }
 
@@ -139,6 +142,8 @@ struct Lowerer<'a> {
     buffers: HashSet<VarId>,
     /// Struct arguments and field views of them (`&p.w`).
     places: HashSet<VarId>,
+    /// Calls of another function's `f_grad` (see `Func::grad_calls`).
+    grad_calls: HashSet<VarId>,
     /// The function's type parameters (a `T` argument is not a struct).
     type_params: HashSet<String>,
     /// Array arguments taken by value (`p: [f64; 3]`), and copies of arrays.

@@ -5,6 +5,7 @@
 use super::desugar::split_returning_lets;
 use super::expr::compound;
 use super::loops::LoopSyntax;
+use super::nested::grad_call;
 use super::signature::is_primitive_float_path;
 use super::{Lowerer, SUPPORTED, dummy, pretty};
 use crate::ir::{BufOp, Operand, Rhs, Spelling, Stmt};
@@ -267,6 +268,14 @@ impl Lowerer<'_> {
                 other => return self.bad_pattern(other),
             },
             Pat::Wild(_) => (None, None),
+            // `let (l, g) = h_grad(x);`: another function's value and gradient.
+            Pat::Tuple(t)
+                if t.elems.len() == 2
+                    && t.elems.iter().all(is_plain_binding)
+                    && let Some(c) = local.init.as_ref().and_then(|i| grad_call(&i.expr)) =>
+            {
+                return self.grad_call_tuple(t, c);
+            }
             Pat::Tuple(t) if local.init.is_some() && t.elems.iter().all(is_plain_binding) => {
                 return self.tuple_of_data(t, local);
             }
@@ -280,7 +289,13 @@ impl Lowerer<'_> {
             return;
         };
         self.named_result = None;
-        let value = self.expr(&init.expr, ident);
+        let value = match grad_call(&init.expr) {
+            // `let r = h_grad(x);` with `r.0`, `r.1.w` read later.
+            Some(c) if ident.is_some_and(|i| self.field_bases.contains(&i.to_string())) => {
+                self.grad_call_place(c, ident)
+            }
+            _ => self.expr(&init.expr, ident),
+        };
         let Some(ident) = ident else { return };
         let var = match value {
             Operand::Var(v) if self.named_result == Some(v) => v,
