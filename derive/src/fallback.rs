@@ -97,7 +97,7 @@ pub fn expand(
         )),
         tangent_methods,
     );
-    let nested = shape.grad_companion(Some("has an error, reported where it is"));
+    let nested = shape.grad_companion(Some("has an error, reported where it is"), true);
     // The stubs cannot use the arguments: silence that, only the real errors remain.
     let out = quote! {
         #(#errors)*

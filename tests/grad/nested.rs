@@ -289,3 +289,101 @@ fn array_penalty(w: &ndarray::Array1<f64>) -> f64 {
 fn nested_array_code_panics_saying_why() {
     let _ = array_penalty_grad(&ndarray::arr1(&[1.0, 2.0]));
 }
+
+/// The gradient's buffer read inside a loop and a branch that each call `f_grad`.
+#[grad(w)]
+fn parts_in_blocks(w: &[f64], x: &[f64], y: &[f64], flip: bool) -> f64 {
+    let mut s = 0.0;
+    for k in 0..2 {
+        let (_, g) = line_loss_grad(w, &x[k..], &y[k..]);
+        s += g.w[0] * g.w[1] * (k as f64 + 1.0);
+    }
+    if flip {
+        let (l, g) = line_loss_grad(w, x, y);
+        s += l * g.w[1];
+    } else {
+        s += w[0];
+    }
+    s
+}
+
+/// `f_grad` of a buffer this function made (the call is checkpointed: the tape keeps
+/// a copy of the buffer).
+#[grad(w)]
+fn of_a_local_buffer(w: &[f64], x: &[f64], y: &[f64]) -> f64 {
+    let mut v = w.to_vec();
+    v[0] = w[0] * w[1];
+    let (l, g) = line_loss_grad(&v, x, y);
+    v[1] = 3.0;
+    l * g.w[0] + v[1] * g.w[1]
+}
+
+#[test]
+fn parts_of_gradients_in_loops_branches_and_of_local_buffers() {
+    let w = [0.6, -0.35];
+    for flip in [false, true] {
+        let (value, g) = parts_in_blocks_grad(&w, &XS, &YS, flip);
+        let f = |w: &[f64]| parts_in_blocks(w, &XS, &YS, flip);
+        assert_eq!(value, f(&w));
+        let num = crate::support::fd(&f, &w);
+        for k in 0..2 {
+            close(g.w[k], num[k], 1e-7, "loops and branches");
+        }
+    }
+    let (value, g) = of_a_local_buffer_grad(&w, &XS, &YS);
+    let f = |w: &[f64]| of_a_local_buffer(w, &XS, &YS);
+    assert_eq!(value, f(&w));
+    let num = crate::support::fd(&f, &w);
+    for k in 0..2 {
+        close(g.w[k], num[k], 1e-7, "a local buffer");
+    }
+    backprop::gradcheck!(of_a_local_buffer(w = &w, x = const &XS, y = const &YS)).assert();
+}
+
+// ---- methods: `self.energy_grad(x)` in a `#[grad] impl` --------------------------------
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct Quad {
+    a: f64,
+    b: f64,
+}
+
+#[grad]
+impl Quad {
+    #[grad]
+    fn energy(&self, x: f64) -> f64 {
+        self.a * x * x + (self.b * x).sin()
+    }
+
+    /// The energy plus its slope squared and its sensitivity to `a`.
+    #[grad]
+    fn sharpness(&self, x: f64) -> f64 {
+        let (e, g) = self.energy_grad(x);
+        e + g.x * g.x + g.self_.a
+    }
+
+    /// The same through the associated-function form.
+    #[grad]
+    fn sharpness_assoc(&self, x: f64) -> f64 {
+        let (e, g) = Self::energy_grad(self, x);
+        e + g.x * g.x + g.self_.a
+    }
+}
+
+#[test]
+fn methods_call_their_siblings_gradients() {
+    let q = Quad { a: 0.7, b: -1.2 };
+    let x = 0.45;
+    let (value, g) = q.sharpness_grad(x);
+    assert_eq!(value, q.sharpness(x));
+    let f = |v: &[f64]| Quad { a: v[0], b: v[1] }.sharpness(v[2]);
+    let num = crate::support::fd(&f, &[q.a, q.b, x]);
+    close(g.self_.a, num[0], 1e-7, "∂/∂a");
+    close(g.self_.b, num[1], 1e-7, "∂/∂b");
+    close(g.x, num[2], 1e-7, "∂/∂x");
+    let (value2, g2) = q.sharpness_assoc_grad(x);
+    assert_eq!(
+        (value2, g2.x, g2.self_.clone()),
+        (value, g.x, g.self_.clone())
+    );
+}

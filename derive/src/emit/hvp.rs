@@ -51,7 +51,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
         return Hvp {
             free: shape.hvp_stub(None),
             methods: shape.tangent_stub(),
-            nested: shape.grad_companion(Some(NOT_YET)),
+            nested: shape.grad_companion(Some(NOT_YET), false),
         };
     };
 
@@ -231,7 +231,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
     Hvp {
         free,
         methods,
-        nested: shape.grad_companion(None),
+        nested: shape.grad_companion(None, false),
     }
 }
 

@@ -21,7 +21,10 @@ impl Shape<'_> {
     /// `struct f_grad {}` and its `forward`, `rebuild`, `zero_like` and `fill`. With
     /// `hvp`, the real pullback (through `f::hvp`); without, one that panics with that
     /// sentence.
-    pub fn grad_companion(&self, no_hvp: Option<&str>) -> TokenStream {
+    ///
+    /// `rejected`: `f` itself was refused (its error is reported); every body is the
+    /// fallback's stub, so the signature's own problem (a tuple result) adds nothing.
+    pub fn grad_companion(&self, no_hvp: Option<&str>, rejected: bool) -> TokenStream {
         if self.returns_array() {
             return quote!();
         }
@@ -36,7 +39,16 @@ impl Shape<'_> {
         let inputs = self.inputs();
         let args = self.arg_names();
         let tf = self.turbofish();
-        let generics = self.generics();
+        // A struct argument's traits, as higher-ranked bounds: checked where a caller
+        // uses this companion, not here, so a struct that is not `Differentiable` stays
+        // the one error `f`'s own reverse pass reports.
+        let mut generics = self.generics();
+        for p in self.params.iter().filter(|p| p.active && p.strukt) {
+            let ty = p.grad_ty();
+            generics.make_where_clause().predicates.push(syn::parse_quote!(
+                for<'__nested> #ty: ::backprop::Differentiable + ::backprop::params::Params<#ret>
+            ));
+        }
         let (impl_generics, _, where_clause) = generics.split_for_impl();
         let attrs = self.carried_attrs();
         let mut own = Names::new(item.to_token_stream());
@@ -73,21 +85,29 @@ impl Shape<'_> {
             let f = &p.name;
             quote!(::backprop::Differentiable::fill_missing(&mut #d.1.#f, &#out.1.#f);)
         });
+        let (zero_body, fill_body) = if rejected {
+            let stub = quote!(::backprop::__private::rejected());
+            (stub.clone(), stub)
+        } else {
+            (
+                quote!((::backprop::__private::zero(), #grad_ident { #(#zeros),* })),
+                quote!(#(#fills)* #d),
+            )
+        };
         let shapes = quote! {
             /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
             /// caller's reverse pass adds into.
             #[inline]
             #[allow(unused_variables, non_snake_case)]
             #vis fn zero_like #impl_generics (#out: &#out_ty) -> #out_ty #where_clause {
-                (::backprop::__private::zero(), #grad_ident { #(#zeros),* })
+                #zero_body
             }
 
             /// The adjoint with zeros where no contribution reached an array.
             #[inline]
             #[allow(unused_variables, unused_mut, non_snake_case)]
             #vis fn fill #impl_generics (mut #d: #out_ty, #out: &#out_ty) -> #out_ty #where_clause {
-                #(#fills)*
-                #d
+                #fill_body
             }
         };
         let tape_ty = quote!(impl ::backprop::__private::Pullback<#out_ty, Grad = #tuple_ty>);

@@ -68,11 +68,40 @@ impl Rewrite<'_> {
             .any(|(s, _)| s == name)
             .then(|| free_name(self.self_name, name))
     }
+
+    /// `loss_grad` of a `#[grad]` function `loss` of the impl (with a receiver when
+    /// `method`): the free function's `__Model_loss_grad`, whose value and gradient
+    /// another `#[grad]` function may differentiate.
+    fn sibling_grad(&self, name: &syn::Ident, method: bool) -> Option<syn::Ident> {
+        let n = name.to_string();
+        let base = n.strip_suffix("_grad")?;
+        self.siblings
+            .iter()
+            .any(|(s, r)| s == base && (*r || !method))
+            .then(|| {
+                let free = free_name(self.self_name, &syn::Ident::new(base, name.span()));
+                quote::format_ident!("{}_grad", free, span = name.span())
+            })
+    }
 }
 
 impl VisitMut for Rewrite<'_> {
     fn visit_expr_mut(&mut self, e: &mut syn::Expr) {
         match e {
+            // `self.loss_grad(x)` → `__Model_loss_grad(self, x)`: a gradient the caller
+            // differentiates (`ir::lower::nested`).
+            syn::Expr::MethodCall(m)
+                if m.turbofish.is_none()
+                    && self.is_receiver(&m.receiver)
+                    && self.sibling_grad(&m.method, true).is_some() =>
+            {
+                let f = self.sibling_grad(&m.method, true).expect("checked");
+                let receiver = &m.receiver;
+                let args = m.args.iter();
+                let attrs = &m.attrs;
+                let span = m.method.span();
+                *e = syn::parse_quote_spanned!(span=> #(#attrs)* #f(#receiver, #(#args),*));
+            }
             // `self.layer(x)` → `__Model_layer(self, x)` (then `self` → `self_`).
             syn::Expr::MethodCall(m)
                 if m.turbofish.is_none()
@@ -91,6 +120,16 @@ impl VisitMut for Rewrite<'_> {
                 if let syn::Expr::Path(p) = &*c.func
                     && let Some(f) = self.sibling_path(p)
                 {
+                    *c.func = syn::parse_quote_spanned!(f.span()=> #f);
+                } else if let syn::Expr::Path(p) = &*c.func
+                    && p.qself.is_none()
+                    && p.path.segments.len() == 2
+                    && p.path.segments[1].arguments.is_none()
+                    && (p.path.segments[0].ident == "Self"
+                        || p.path.segments[0].ident == *self.self_name)
+                    && let Some(f) = self.sibling_grad(&p.path.segments[1].ident, false)
+                {
+                    // `Self::norm_grad(&h)` → `__Model_norm_grad(&h)`.
                     *c.func = syn::parse_quote_spanned!(f.span()=> #f);
                 }
             }

@@ -35,6 +35,34 @@ pub(super) fn grad_call(e: &Expr) -> Option<&syn::ExprCall> {
     }
 }
 
+/// `h_forward(x)`, `h_vjp(x, d)`, `h_jvp(..)`, `h_hvp(..)` destructured in a `let`: the
+/// other companions of a `#[grad]` function, which have no rule of their own here. The
+/// message says what to write instead.
+pub(super) fn other_companion(e: &Expr) -> Option<(&syn::ExprCall, String)> {
+    let Expr::Call(c) = e else { return None };
+    let Expr::Path(p) = &*c.func else { return None };
+    let name = p.path.segments.last()?.ident.to_string();
+    let (base, fix) = [
+        ("_forward", "its tape cannot be differentiated; call `{base}_grad(..)` for the value and gradient, or `{base}(..)` for the value"),
+        ("_vjp", "a layer is called as itself (`{base}(..)`), and its VJP comes from the caller's reverse pass"),
+        ("_jvp", "write the directional derivative from the gradient: `let (l, g) = {base}_grad(..);` then pair `g`'s fields with the tangent"),
+        ("_hvp", "differentiating a Hessian-vector product would need third derivatives, which `#[grad]` does not have"),
+    ]
+    .into_iter()
+    .find_map(|(suffix, fix)| {
+        name.strip_suffix(suffix)
+            .filter(|b| !b.is_empty())
+            .map(|b| (b.to_string(), fix))
+    })?;
+    let fix = fix.replace("{base}", &base);
+    Some((
+        c,
+        format!(
+            "`#[grad]` differentiates a call of another function's gradient, `let (l, g) = {base}_grad(..);`, but not of `{name}`: {fix}"
+        ),
+    ))
+}
+
 impl Lowerer<'_> {
     /// The call as one value, `(value, gradient)`, a place whose fields are read.
     pub(super) fn grad_call_place(&mut self, c: &syn::ExprCall, want: Option<&Ident>) -> Operand {

@@ -5,7 +5,7 @@
 use super::desugar::split_returning_lets;
 use super::expr::compound;
 use super::loops::LoopSyntax;
-use super::nested::grad_call;
+use super::nested::{grad_call, other_companion};
 use super::signature::is_primitive_float_path;
 use super::{Lowerer, SUPPORTED, dummy, pretty};
 use crate::ir::{BufOp, Operand, Rhs, Spelling, Stmt};
@@ -275,6 +275,13 @@ impl Lowerer<'_> {
                     && let Some(c) = local.init.as_ref().and_then(|i| grad_call(&i.expr)) =>
             {
                 return self.grad_call_tuple(t, c);
+            }
+            Pat::Tuple(_)
+                if let Some((c, why)) =
+                    local.init.as_ref().and_then(|i| other_companion(&i.expr)) =>
+            {
+                self.cx.error_spanned_by(c, why);
+                return;
             }
             Pat::Tuple(t) if local.init.is_some() && t.elems.iter().all(is_plain_binding) => {
                 return self.tuple_of_data(t, local);
