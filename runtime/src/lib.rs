@@ -40,6 +40,35 @@
 //! assert_eq!(tangent, f_grad(0.3, 0.7).1.a);
 //! ```
 //!
+//! It also gets `f_hvp(.., v_a, ..) -> (R, FGrad, FGrad)`: value, gradient and the
+//! Hessian-vector product `∇²f·v` (floats, buffers and structs; see [`hessian`]). And a
+//! `#[grad]` function may call another's `f_grad` and use the gradient's fields: its
+//! reverse pass goes through the callee's Hessian-vector product (a gradient penalty,
+//! double backpropagation, a MAML step).
+//!
+//! ```
+//! # use backprop::grad;
+//! #[grad]
+//! fn energy(a: f64, b: f64) -> f64 {
+//!     a * a * b + b.sin()
+//! }
+//!
+//! /// The energy plus the squared norm of its gradient.
+//! #[grad]
+//! fn penalised(a: f64, b: f64) -> f64 {
+//!     let (e, g) = energy_grad(a, b); // g.a = 2ab, g.b = a² + cos b
+//!     e + g.a * g.a + g.b * g.b
+//! }
+//!
+//! let (a, b) = (0.5_f64, 2.0_f64);
+//! let (_, g) = penalised_grad(a, b);
+//! // ∇ = ∇e + 2 H ∇e, with H = [[2b, 2a], [2a, −sin b]]
+//! let (ga, gb) = (2.0 * a * b, a * a + b.cos());
+//! let expected_a = ga + 2.0 * (2.0 * b * ga + 2.0 * a * gb);
+//! let expected_b = gb + 2.0 * (2.0 * a * ga - b.sin() * gb);
+//! assert!((g.a - expected_a).abs() < 1e-12 && (g.b - expected_b).abs() < 1e-12);
+//! ```
+//!
 //! What `#[grad]` differentiates: floats (`f32`, `f64`, `T: Float`), buffers of floats
 //! (`&[f64]`, `Vec<f64>`, `[f64; N]`: the gradient is a `Vec`), ndarray arrays, and
 //! structs of parameters ([`Differentiable`], derivable: the gradient is the same
