@@ -573,3 +573,75 @@ fn branchy_hvp(x: f64, y: f64, v_x: f64, v_y: f64) -> (f64, BranchyGrad, Branchy
         },
     )
 }
+///The rule companion of `branchy_grad`: how another `#[grad]` function calls it (its pullback is `branchy`'s Hessian-vector product).
+#[doc(hidden)]
+#[allow(non_camel_case_types)]
+struct branchy_grad {}
+#[allow(dead_code)]
+impl branchy_grad {
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn forward(
+        x: f64,
+        y: f64,
+    ) -> (
+        (f64, BranchyGrad),
+        impl ::backprop::__private::Pullback<(f64, BranchyGrad), Grad = (f64, f64)>,
+    ) {
+        let __out = branchy::grad(x, y);
+        (__out, branchy_grad::tape(x, y))
+    }
+    /// The tape again from copies of the arguments (a checkpoint): it keeps
+    /// only them.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn rebuild(
+        x: f64,
+        y: f64,
+        __value: &(f64, BranchyGrad),
+    ) -> (
+        (),
+        impl ::backprop::__private::Pullback<(f64, BranchyGrad), Grad = (f64, f64)>,
+    ) {
+        ((), branchy_grad::tape(x, y))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape(
+        x: f64,
+        y: f64,
+    ) -> impl ::backprop::__private::Pullback<(f64, BranchyGrad), Grad = (f64, f64)> {
+        ::backprop::__private::Tape::new(move |__d: (f64, BranchyGrad)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = branchy::hvp(x, y, __d_grad.x, __d_grad.y);
+            (
+                ::backprop::__private::nested::combine_scalar(__d_value, __g.x, __hv.x),
+                ::backprop::__private::nested::combine_scalar(__d_value, __g.y, __hv.y),
+            )
+        })
+    }
+    /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
+    /// caller's reverse pass adds into.
+    #[inline]
+    #[allow(unused_variables, non_snake_case)]
+    fn zero_like(__out: &(f64, BranchyGrad)) -> (f64, BranchyGrad) {
+        (
+            ::backprop::__private::zero(),
+            BranchyGrad {
+                x: ::backprop::__private::zero(),
+                y: ::backprop::__private::zero(),
+            },
+        )
+    }
+    /// The adjoint with zeros where no contribution reached an array.
+    #[inline]
+    #[allow(unused_variables, unused_mut, non_snake_case)]
+    fn fill(
+        mut __d: (f64, BranchyGrad),
+        __out: &(f64, BranchyGrad),
+    ) -> (f64, BranchyGrad) {
+        __d
+    }
+}

@@ -702,3 +702,77 @@ fn overwrite_hvp(x: &[f64], v_x: &[f64]) -> (f64, OverwriteGrad, OverwriteGrad) 
     );
     (__value, OverwriteGrad { x: __grad_v_x }, OverwriteGrad { x: __hv_x })
 }
+///The rule companion of `overwrite_grad`: how another `#[grad]` function calls it (its pullback is `overwrite`'s Hessian-vector product).
+#[doc(hidden)]
+#[allow(non_camel_case_types)]
+struct overwrite_grad {}
+#[allow(dead_code)]
+impl overwrite_grad {
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn forward(
+        x: &[f64],
+    ) -> (
+        (f64, OverwriteGrad),
+        impl ::backprop::__private::Pullback<
+            (f64, OverwriteGrad),
+            Grad = (::std::vec::Vec<f64>,),
+        >,
+    ) {
+        let __out = overwrite::grad(x);
+        (__out, overwrite_grad::tape(x))
+    }
+    /// The tape again from copies of the arguments (a checkpoint): it keeps
+    /// only them.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn rebuild(
+        x: &[f64],
+        __value: &(f64, OverwriteGrad),
+    ) -> (
+        (),
+        impl ::backprop::__private::Pullback<
+            (f64, OverwriteGrad),
+            Grad = (::std::vec::Vec<f64>,),
+        >,
+    ) {
+        ((), overwrite_grad::tape(x))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape(
+        x: &[f64],
+    ) -> impl ::backprop::__private::Pullback<
+        (f64, OverwriteGrad),
+        Grad = (::std::vec::Vec<f64>,),
+    > {
+        ::backprop::__private::Tape::new(move |__d: (f64, OverwriteGrad)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = overwrite::hvp(x, &__d_grad.x);
+            (::backprop::__private::nested::combine_slice(__d_value, __g.x, __hv.x),)
+        })
+    }
+    /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
+    /// caller's reverse pass adds into.
+    #[inline]
+    #[allow(unused_variables, non_snake_case)]
+    fn zero_like(__out: &(f64, OverwriteGrad)) -> (f64, OverwriteGrad) {
+        (
+            ::backprop::__private::zero(),
+            OverwriteGrad {
+                x: ::std::vec![::backprop::__private::zero(); __out.1. x.len()],
+            },
+        )
+    }
+    /// The adjoint with zeros where no contribution reached an array.
+    #[inline]
+    #[allow(unused_variables, unused_mut, non_snake_case)]
+    fn fill(
+        mut __d: (f64, OverwriteGrad),
+        __out: &(f64, OverwriteGrad),
+    ) -> (f64, OverwriteGrad) {
+        __d
+    }
+}

@@ -351,3 +351,76 @@ fn masked_loss_hvp(
         "`masked_loss` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
     )
 }
+///The rule companion of `masked_loss_grad`: how another `#[grad]` function calls it (its pullback is `masked_loss`'s Hessian-vector product).
+#[doc(hidden)]
+#[allow(non_camel_case_types)]
+struct masked_loss_grad {}
+#[allow(dead_code)]
+impl masked_loss_grad {
+    /// Not available (see the deprecation note).
+    #[deprecated(
+        note = "`masked_loss_grad` inside a `#[grad]` function is differentiated through `masked_loss`'s Hessian-vector product, and `masked_loss` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+    )]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn forward(
+        s: &Array2<f64>,
+        w: &Array2<f64>,
+    ) -> (
+        (f64, MaskedLossGrad),
+        ::backprop::__private::Tape<
+            fn(
+                (f64, MaskedLossGrad),
+            ) -> (
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        ::core::panic!(
+            "`masked_loss_grad` inside a `#[grad]` function is differentiated through `masked_loss`'s Hessian-vector product, and `masked_loss` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        )
+    }
+    /// Not available (see `forward`).
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn rebuild(
+        s: &Array2<f64>,
+        w: &Array2<f64>,
+        __value: &(f64, MaskedLossGrad),
+    ) -> (
+        (),
+        ::backprop::__private::Tape<
+            fn(
+                (f64, MaskedLossGrad),
+            ) -> (
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        ::core::panic!(
+            "`masked_loss_grad` inside a `#[grad]` function is differentiated through `masked_loss`'s Hessian-vector product, and `masked_loss` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        )
+    }
+    /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
+    /// caller's reverse pass adds into.
+    #[inline]
+    #[allow(unused_variables, non_snake_case)]
+    fn zero_like(__out: &(f64, MaskedLossGrad)) -> (f64, MaskedLossGrad) {
+        (
+            ::backprop::__private::zero(),
+            MaskedLossGrad {
+                s: ::backprop::Differentiable::lazy_zero(&__out.1.s),
+            },
+        )
+    }
+    /// The adjoint with zeros where no contribution reached an array.
+    #[inline]
+    #[allow(unused_variables, unused_mut, non_snake_case)]
+    fn fill(
+        mut __d: (f64, MaskedLossGrad),
+        __out: &(f64, MaskedLossGrad),
+    ) -> (f64, MaskedLossGrad) {
+        ::backprop::Differentiable::fill_missing(&mut __d.1.s, &__out.1.s);
+        __d
+    }
+}

@@ -574,3 +574,81 @@ fn dot_hvp(w: &[f64], x: &[f64], v_w: &[f64], v_x: &[f64]) -> (f64, DotGrad, Dot
         DotGrad { w: __hv_w, x: __hv_x },
     )
 }
+///The rule companion of `dot_grad`: how another `#[grad]` function calls it (its pullback is `dot`'s Hessian-vector product).
+#[doc(hidden)]
+#[allow(non_camel_case_types)]
+struct dot_grad {}
+#[allow(dead_code)]
+impl dot_grad {
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn forward(
+        w: &[f64],
+        x: &[f64],
+    ) -> (
+        (f64, DotGrad),
+        impl ::backprop::__private::Pullback<
+            (f64, DotGrad),
+            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
+        >,
+    ) {
+        let __out = dot::grad(w, x);
+        (__out, dot_grad::tape(w, x))
+    }
+    /// The tape again from copies of the arguments (a checkpoint): it keeps
+    /// only them.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn rebuild(
+        w: &[f64],
+        x: &[f64],
+        __value: &(f64, DotGrad),
+    ) -> (
+        (),
+        impl ::backprop::__private::Pullback<
+            (f64, DotGrad),
+            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
+        >,
+    ) {
+        ((), dot_grad::tape(w, x))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape(
+        w: &[f64],
+        x: &[f64],
+    ) -> impl ::backprop::__private::Pullback<
+        (f64, DotGrad),
+        Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
+    > {
+        ::backprop::__private::Tape::new(move |__d: (f64, DotGrad)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = dot::hvp(w, x, &__d_grad.w, &__d_grad.x);
+            (
+                ::backprop::__private::nested::combine_slice(__d_value, __g.w, __hv.w),
+                ::backprop::__private::nested::combine_slice(__d_value, __g.x, __hv.x),
+            )
+        })
+    }
+    /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
+    /// caller's reverse pass adds into.
+    #[inline]
+    #[allow(unused_variables, non_snake_case)]
+    fn zero_like(__out: &(f64, DotGrad)) -> (f64, DotGrad) {
+        (
+            ::backprop::__private::zero(),
+            DotGrad {
+                w: ::std::vec![::backprop::__private::zero(); __out.1. w.len()],
+                x: ::std::vec![::backprop::__private::zero(); __out.1. x.len()],
+            },
+        )
+    }
+    /// The adjoint with zeros where no contribution reached an array.
+    #[inline]
+    #[allow(unused_variables, unused_mut, non_snake_case)]
+    fn fill(mut __d: (f64, DotGrad), __out: &(f64, DotGrad)) -> (f64, DotGrad) {
+        __d
+    }
+}

@@ -779,3 +779,84 @@ fn outer_sum_hvp(
         },
     )
 }
+///The rule companion of `outer_sum_grad`: how another `#[grad]` function calls it (its pullback is `outer_sum`'s Hessian-vector product).
+#[doc(hidden)]
+#[allow(non_camel_case_types)]
+struct outer_sum_grad {}
+#[allow(dead_code)]
+impl outer_sum_grad {
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn forward(
+        x: &[f64],
+        w: &[f64],
+    ) -> (
+        (f64, OuterSumGrad),
+        impl ::backprop::__private::Pullback<
+            (f64, OuterSumGrad),
+            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
+        >,
+    ) {
+        let __out = outer_sum::grad(x, w);
+        (__out, outer_sum_grad::tape(x, w))
+    }
+    /// The tape again from copies of the arguments (a checkpoint): it keeps
+    /// only them.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn rebuild(
+        x: &[f64],
+        w: &[f64],
+        __value: &(f64, OuterSumGrad),
+    ) -> (
+        (),
+        impl ::backprop::__private::Pullback<
+            (f64, OuterSumGrad),
+            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
+        >,
+    ) {
+        ((), outer_sum_grad::tape(x, w))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape(
+        x: &[f64],
+        w: &[f64],
+    ) -> impl ::backprop::__private::Pullback<
+        (f64, OuterSumGrad),
+        Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
+    > {
+        ::backprop::__private::Tape::new(move |__d: (f64, OuterSumGrad)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = outer_sum::hvp(x, w, &__d_grad.x, &__d_grad.w);
+            (
+                ::backprop::__private::nested::combine_slice(__d_value, __g.x, __hv.x),
+                ::backprop::__private::nested::combine_slice(__d_value, __g.w, __hv.w),
+            )
+        })
+    }
+    /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
+    /// caller's reverse pass adds into.
+    #[inline]
+    #[allow(unused_variables, non_snake_case)]
+    fn zero_like(__out: &(f64, OuterSumGrad)) -> (f64, OuterSumGrad) {
+        (
+            ::backprop::__private::zero(),
+            OuterSumGrad {
+                x: ::std::vec![::backprop::__private::zero(); __out.1. x.len()],
+                w: ::std::vec![::backprop::__private::zero(); __out.1. w.len()],
+            },
+        )
+    }
+    /// The adjoint with zeros where no contribution reached an array.
+    #[inline]
+    #[allow(unused_variables, unused_mut, non_snake_case)]
+    fn fill(
+        mut __d: (f64, OuterSumGrad),
+        __out: &(f64, OuterSumGrad),
+    ) -> (f64, OuterSumGrad) {
+        __d
+    }
+}

@@ -896,3 +896,81 @@ fn damped_hvp(
         DampedGrad { x: __hv_x, k: __hv_k },
     )
 }
+///The rule companion of `damped_grad`: how another `#[grad]` function calls it (its pullback is `damped`'s Hessian-vector product).
+#[doc(hidden)]
+#[allow(non_camel_case_types)]
+struct damped_grad {}
+#[allow(dead_code)]
+impl damped_grad {
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn forward(
+        x: &[f64],
+        k: f64,
+    ) -> (
+        (f64, DampedGrad),
+        impl ::backprop::__private::Pullback<
+            (f64, DampedGrad),
+            Grad = (::std::vec::Vec<f64>, f64),
+        >,
+    ) {
+        let __out = damped::grad(x, k);
+        (__out, damped_grad::tape(x, k))
+    }
+    /// The tape again from copies of the arguments (a checkpoint): it keeps
+    /// only them.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn rebuild(
+        x: &[f64],
+        k: f64,
+        __value: &(f64, DampedGrad),
+    ) -> (
+        (),
+        impl ::backprop::__private::Pullback<
+            (f64, DampedGrad),
+            Grad = (::std::vec::Vec<f64>, f64),
+        >,
+    ) {
+        ((), damped_grad::tape(x, k))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape(
+        x: &[f64],
+        k: f64,
+    ) -> impl ::backprop::__private::Pullback<
+        (f64, DampedGrad),
+        Grad = (::std::vec::Vec<f64>, f64),
+    > {
+        ::backprop::__private::Tape::new(move |__d: (f64, DampedGrad)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = damped::hvp(x, k, &__d_grad.x, __d_grad.k);
+            (
+                ::backprop::__private::nested::combine_slice(__d_value, __g.x, __hv.x),
+                ::backprop::__private::nested::combine_scalar(__d_value, __g.k, __hv.k),
+            )
+        })
+    }
+    /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
+    /// caller's reverse pass adds into.
+    #[inline]
+    #[allow(unused_variables, non_snake_case)]
+    fn zero_like(__out: &(f64, DampedGrad)) -> (f64, DampedGrad) {
+        (
+            ::backprop::__private::zero(),
+            DampedGrad {
+                x: ::std::vec![::backprop::__private::zero(); __out.1. x.len()],
+                k: ::backprop::__private::zero(),
+            },
+        )
+    }
+    /// The adjoint with zeros where no contribution reached an array.
+    #[inline]
+    #[allow(unused_variables, unused_mut, non_snake_case)]
+    fn fill(mut __d: (f64, DampedGrad), __out: &(f64, DampedGrad)) -> (f64, DampedGrad) {
+        __d
+    }
+}

@@ -447,3 +447,75 @@ fn softplus_sq_hvp<T: Float>(
         },
     )
 }
+///The rule companion of `softplus_sq_grad`: how another `#[grad]` function calls it (its pullback is `softplus_sq`'s Hessian-vector product).
+#[doc(hidden)]
+#[allow(non_camel_case_types)]
+struct softplus_sq_grad {}
+#[allow(dead_code)]
+impl softplus_sq_grad {
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn forward<T: Float>(
+        x: T,
+        y: T,
+    ) -> (
+        (T, SoftplusSqGrad<T>),
+        impl ::backprop::__private::Pullback<(T, SoftplusSqGrad<T>), Grad = (T, T)>,
+    ) {
+        let __out = softplus_sq::grad::<T>(x, y);
+        (__out, softplus_sq_grad::tape::<T>(x, y))
+    }
+    /// The tape again from copies of the arguments (a checkpoint): it keeps
+    /// only them.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn rebuild<T: Float>(
+        x: T,
+        y: T,
+        __value: &(T, SoftplusSqGrad<T>),
+    ) -> (
+        (),
+        impl ::backprop::__private::Pullback<(T, SoftplusSqGrad<T>), Grad = (T, T)>,
+    ) {
+        ((), softplus_sq_grad::tape::<T>(x, y))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape<T: Float>(
+        x: T,
+        y: T,
+    ) -> impl ::backprop::__private::Pullback<(T, SoftplusSqGrad<T>), Grad = (T, T)> {
+        ::backprop::__private::Tape::new(move |__d: (T, SoftplusSqGrad<T>)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = softplus_sq::hvp::<T>(x, y, __d_grad.x, __d_grad.y);
+            (
+                ::backprop::__private::nested::combine_scalar(__d_value, __g.x, __hv.x),
+                ::backprop::__private::nested::combine_scalar(__d_value, __g.y, __hv.y),
+            )
+        })
+    }
+    /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
+    /// caller's reverse pass adds into.
+    #[inline]
+    #[allow(unused_variables, non_snake_case)]
+    fn zero_like<T: Float>(__out: &(T, SoftplusSqGrad<T>)) -> (T, SoftplusSqGrad<T>) {
+        (
+            ::backprop::__private::zero(),
+            SoftplusSqGrad {
+                x: ::backprop::__private::zero(),
+                y: ::backprop::__private::zero(),
+            },
+        )
+    }
+    /// The adjoint with zeros where no contribution reached an array.
+    #[inline]
+    #[allow(unused_variables, unused_mut, non_snake_case)]
+    fn fill<T: Float>(
+        mut __d: (T, SoftplusSqGrad<T>),
+        __out: &(T, SoftplusSqGrad<T>),
+    ) -> (T, SoftplusSqGrad<T>) {
+        __d
+    }
+}

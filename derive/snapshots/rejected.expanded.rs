@@ -395,3 +395,80 @@ fn f_hvp(x: f64, n: usize, v_x: f64) -> (f64, FGrad, FGrad) {
     );
     (__value, FGrad { x: __grad_v_x }, FGrad { x: __hv_x })
 }
+///The rule companion of `f_grad`: how another `#[grad]` function calls it (its pullback is `f`'s Hessian-vector product).
+#[doc(hidden)]
+#[allow(non_camel_case_types)]
+struct f_grad {}
+#[allow(dead_code)]
+impl f_grad {
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn forward(
+        x: f64,
+        n: usize,
+    ) -> (
+        (f64, FGrad),
+        impl ::backprop::__private::Pullback<
+            (f64, FGrad),
+            Grad = (f64, ::backprop::__private::Inactive),
+        >,
+    ) {
+        let __out = f::grad(x, n);
+        (__out, f_grad::tape(x, n))
+    }
+    /// The tape again from copies of the arguments (a checkpoint): it keeps
+    /// only them.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn rebuild(
+        x: f64,
+        n: usize,
+        __value: &(f64, FGrad),
+    ) -> (
+        (),
+        impl ::backprop::__private::Pullback<
+            (f64, FGrad),
+            Grad = (f64, ::backprop::__private::Inactive),
+        >,
+    ) {
+        ((), f_grad::tape(x, n))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape(
+        x: f64,
+        n: usize,
+    ) -> impl ::backprop::__private::Pullback<
+        (f64, FGrad),
+        Grad = (f64, ::backprop::__private::Inactive),
+    > {
+        ::backprop::__private::Tape::new(move |__d: (f64, FGrad)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = f::hvp(x, n, __d_grad.x);
+            (
+                ::backprop::__private::nested::combine_scalar(__d_value, __g.x, __hv.x),
+                ::backprop::__private::Inactive,
+            )
+        })
+    }
+    /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
+    /// caller's reverse pass adds into.
+    #[inline]
+    #[allow(unused_variables, non_snake_case)]
+    fn zero_like(__out: &(f64, FGrad)) -> (f64, FGrad) {
+        (
+            ::backprop::__private::zero(),
+            FGrad {
+                x: ::backprop::__private::zero(),
+            },
+        )
+    }
+    /// The adjoint with zeros where no contribution reached an array.
+    #[inline]
+    #[allow(unused_variables, unused_mut, non_snake_case)]
+    fn fill(mut __d: (f64, FGrad), __out: &(f64, FGrad)) -> (f64, FGrad) {
+        __d
+    }
+}

@@ -574,3 +574,107 @@ fn sigmoid_mse_hvp(
         },
     )
 }
+///The rule companion of `sigmoid_mse_grad`: how another `#[grad]` function calls it (its pullback is `sigmoid_mse`'s Hessian-vector product).
+#[doc(hidden)]
+#[allow(non_camel_case_types)]
+struct sigmoid_mse_grad {}
+#[allow(dead_code)]
+impl sigmoid_mse_grad {
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn forward(
+        w: f64,
+        x: f64,
+        b: f64,
+        y: f64,
+    ) -> (
+        (f64, SigmoidMseGrad),
+        impl ::backprop::__private::Pullback<
+            (f64, SigmoidMseGrad),
+            Grad = (
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        let __out = sigmoid_mse::grad(w, x, b, y);
+        (__out, sigmoid_mse_grad::tape(w, x, b, y))
+    }
+    /// The tape again from copies of the arguments (a checkpoint): it keeps
+    /// only them.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn rebuild(
+        w: f64,
+        x: f64,
+        b: f64,
+        y: f64,
+        __value: &(f64, SigmoidMseGrad),
+    ) -> (
+        (),
+        impl ::backprop::__private::Pullback<
+            (f64, SigmoidMseGrad),
+            Grad = (
+                f64,
+                ::backprop::__private::Inactive,
+                f64,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        ((), sigmoid_mse_grad::tape(w, x, b, y))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape(
+        w: f64,
+        x: f64,
+        b: f64,
+        y: f64,
+    ) -> impl ::backprop::__private::Pullback<
+        (f64, SigmoidMseGrad),
+        Grad = (
+            f64,
+            ::backprop::__private::Inactive,
+            f64,
+            ::backprop::__private::Inactive,
+        ),
+    > {
+        ::backprop::__private::Tape::new(move |__d: (f64, SigmoidMseGrad)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = sigmoid_mse::hvp(w, x, b, y, __d_grad.w, __d_grad.b);
+            (
+                ::backprop::__private::nested::combine_scalar(__d_value, __g.w, __hv.w),
+                ::backprop::__private::Inactive,
+                ::backprop::__private::nested::combine_scalar(__d_value, __g.b, __hv.b),
+                ::backprop::__private::Inactive,
+            )
+        })
+    }
+    /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
+    /// caller's reverse pass adds into.
+    #[inline]
+    #[allow(unused_variables, non_snake_case)]
+    fn zero_like(__out: &(f64, SigmoidMseGrad)) -> (f64, SigmoidMseGrad) {
+        (
+            ::backprop::__private::zero(),
+            SigmoidMseGrad {
+                w: ::backprop::__private::zero(),
+                b: ::backprop::__private::zero(),
+            },
+        )
+    }
+    /// The adjoint with zeros where no contribution reached an array.
+    #[inline]
+    #[allow(unused_variables, unused_mut, non_snake_case)]
+    fn fill(
+        mut __d: (f64, SigmoidMseGrad),
+        __out: &(f64, SigmoidMseGrad),
+    ) -> (f64, SigmoidMseGrad) {
+        __d
+    }
+}

@@ -463,3 +463,95 @@ fn mlp_hvp(
         "`mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
     )
 }
+///The rule companion of `mlp_grad`: how another `#[grad]` function calls it (its pullback is `mlp`'s Hessian-vector product).
+#[doc(hidden)]
+#[allow(non_camel_case_types)]
+struct mlp_grad {}
+#[allow(dead_code)]
+impl mlp_grad {
+    /// Not available (see the deprecation note).
+    #[deprecated(
+        note = "`mlp_grad` inside a `#[grad]` function is differentiated through `mlp`'s Hessian-vector product, and `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+    )]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn forward(
+        x: ArrayView2<'_, f32>,
+        labels: &[usize],
+        w1: &Array2<f32>,
+        b1: &Array1<f32>,
+        w2: &Array2<f32>,
+        b2: &Array1<f32>,
+    ) -> (
+        (f32, MlpGrad),
+        ::backprop::__private::Tape<
+            fn(
+                (f32, MlpGrad),
+            ) -> (
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+            ),
+        >,
+    ) {
+        ::core::panic!(
+            "`mlp_grad` inside a `#[grad]` function is differentiated through `mlp`'s Hessian-vector product, and `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        )
+    }
+    /// Not available (see `forward`).
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn rebuild(
+        x: ArrayView2<'_, f32>,
+        labels: &[usize],
+        w1: &Array2<f32>,
+        b1: &Array1<f32>,
+        w2: &Array2<f32>,
+        b2: &Array1<f32>,
+        __value: &(f32, MlpGrad),
+    ) -> (
+        (),
+        ::backprop::__private::Tape<
+            fn(
+                (f32, MlpGrad),
+            ) -> (
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+            ),
+        >,
+    ) {
+        ::core::panic!(
+            "`mlp_grad` inside a `#[grad]` function is differentiated through `mlp`'s Hessian-vector product, and `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        )
+    }
+    /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
+    /// caller's reverse pass adds into.
+    #[inline]
+    #[allow(unused_variables, non_snake_case)]
+    fn zero_like(__out: &(f32, MlpGrad)) -> (f32, MlpGrad) {
+        (
+            ::backprop::__private::zero(),
+            MlpGrad {
+                w1: ::backprop::Differentiable::lazy_zero(&__out.1.w1),
+                b1: ::backprop::Differentiable::lazy_zero(&__out.1.b1),
+                w2: ::backprop::Differentiable::lazy_zero(&__out.1.w2),
+                b2: ::backprop::Differentiable::lazy_zero(&__out.1.b2),
+            },
+        )
+    }
+    /// The adjoint with zeros where no contribution reached an array.
+    #[inline]
+    #[allow(unused_variables, unused_mut, non_snake_case)]
+    fn fill(mut __d: (f32, MlpGrad), __out: &(f32, MlpGrad)) -> (f32, MlpGrad) {
+        ::backprop::Differentiable::fill_missing(&mut __d.1.w1, &__out.1.w1);
+        ::backprop::Differentiable::fill_missing(&mut __d.1.b1, &__out.1.b1);
+        ::backprop::Differentiable::fill_missing(&mut __d.1.w2, &__out.1.w2);
+        ::backprop::Differentiable::fill_missing(&mut __d.1.b2, &__out.1.b2);
+        __d
+    }
+}

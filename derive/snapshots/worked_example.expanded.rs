@@ -392,3 +392,77 @@ fn f_hvp(a: f64, b: f64, c: f64, v_a: f64, v_b: f64, v_c: f64) -> (f64, FGrad, F
         },
     )
 }
+///The rule companion of `f_grad`: how another `#[grad]` function calls it (its pullback is `f`'s Hessian-vector product).
+#[doc(hidden)]
+#[allow(non_camel_case_types)]
+struct f_grad {}
+#[allow(dead_code)]
+impl f_grad {
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn forward(
+        a: f64,
+        b: f64,
+        c: f64,
+    ) -> (
+        (f64, FGrad),
+        impl ::backprop::__private::Pullback<(f64, FGrad), Grad = (f64, f64, f64)>,
+    ) {
+        let __out = f::grad(a, b, c);
+        (__out, f_grad::tape(a, b, c))
+    }
+    /// The tape again from copies of the arguments (a checkpoint): it keeps
+    /// only them.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn rebuild(
+        a: f64,
+        b: f64,
+        c: f64,
+        __value: &(f64, FGrad),
+    ) -> (
+        (),
+        impl ::backprop::__private::Pullback<(f64, FGrad), Grad = (f64, f64, f64)>,
+    ) {
+        ((), f_grad::tape(a, b, c))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape(
+        a: f64,
+        b: f64,
+        c: f64,
+    ) -> impl ::backprop::__private::Pullback<(f64, FGrad), Grad = (f64, f64, f64)> {
+        ::backprop::__private::Tape::new(move |__d: (f64, FGrad)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = f::hvp(a, b, c, __d_grad.a, __d_grad.b, __d_grad.c);
+            (
+                ::backprop::__private::nested::combine_scalar(__d_value, __g.a, __hv.a),
+                ::backprop::__private::nested::combine_scalar(__d_value, __g.b, __hv.b),
+                ::backprop::__private::nested::combine_scalar(__d_value, __g.c, __hv.c),
+            )
+        })
+    }
+    /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
+    /// caller's reverse pass adds into.
+    #[inline]
+    #[allow(unused_variables, non_snake_case)]
+    fn zero_like(__out: &(f64, FGrad)) -> (f64, FGrad) {
+        (
+            ::backprop::__private::zero(),
+            FGrad {
+                a: ::backprop::__private::zero(),
+                b: ::backprop::__private::zero(),
+                c: ::backprop::__private::zero(),
+            },
+        )
+    }
+    /// The adjoint with zeros where no contribution reached an array.
+    #[inline]
+    #[allow(unused_variables, unused_mut, non_snake_case)]
+    fn fill(mut __d: (f64, FGrad), __out: &(f64, FGrad)) -> (f64, FGrad) {
+        __d
+    }
+}

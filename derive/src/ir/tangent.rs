@@ -12,13 +12,15 @@
 //!
 //! This is reverse over forward, the transpose of JAX's `jvp(grad(f))`: the two give the
 //! same numbers, since the Hessian is symmetric. Building it here, as IR, lets the
-//! existing reverse emitter differentiate it with no new construct: a tangent line is
-//! a call of a rule (`t_y = sin_vjp(x, t_x)`), which the reverse pass treats as any
-//! call with a companion (`backprop::__private::second::sin_vjp`, whose pullback holds
-//! the rule's second derivative), and the tangents of buffers, loops and branches are
-//! buffers, loop-carried values and branch outputs.
+//! existing reverse emitter differentiate it with no new construct: a tangent line
+//! (`t_y = sin_vjp(x, t_x)`) is a primitive of its own, whose rules are the table's rule
+//! (into `t`) and `backprop::__private::second::sin_vjp::dK` (into each read, the rule's
+//! second derivative), and the tangents of buffers, loops and branches are buffers,
+//! loop-carried values and branch outputs; a call is followed by the callee's
+//! `tangent_forward`.
 //!
-//! Covers what `emit::tangent::supported` covers, except calls of other functions.
+//! Covers what `emit::tangent::supported` covers; a function that calls another's
+//! `f_grad` has none (its tangent would be a third derivative).
 
 use super::op::{self, Need, Vjp};
 use super::{

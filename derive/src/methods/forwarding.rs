@@ -128,29 +128,7 @@ pub(super) fn forwarding_methods(
         // receiver's (a value of the self type) first.
         let f_jvp = format_ident!("{}_jvp", name, span = span);
         let free_jvp = format_ident!("{}_jvp", free_name);
-        let mut taken = taken.clone();
-        let tangents: Vec<(syn::Ident, TokenStream)> = api
-            .active
-            .iter()
-            .map(|(n, ty)| {
-                let base = if *n == crate::names::SELF_ARG {
-                    "self"
-                } else {
-                    &n.to_string()
-                };
-                let mut t = format!("t_{}", base.trim_start_matches("r#"));
-                while taken.contains(&t) {
-                    t.push('_');
-                }
-                taken.push(t.clone());
-                let ty = if *n == crate::names::SELF_ARG {
-                    quote!(&Self)
-                } else {
-                    ty.to_token_stream()
-                };
-                (syn::Ident::new(&t, n.span()), ty)
-            })
-            .collect();
+        let tangents = per_active(&api.active, &taken, "t", quote!(&Self));
         let t_params = tangents.iter().map(|(t, ty)| quote!(#t: #ty));
         let t_names = tangents.iter().map(|(t, _)| t);
         let doc = format!(
@@ -174,30 +152,12 @@ pub(super) fn forwarding_methods(
         // receiver's (of the receiver's type) first.
         let f_hvp = format_ident!("{}_hvp", name, span = span);
         let free_hvp = format_ident!("{}_hvp", free_name);
-        let mut taken = taken.clone();
-        let by_ref = receiver.is_some_and(|r| r.reference.is_some());
-        let directions: Vec<(syn::Ident, TokenStream)> = api
-            .active
-            .iter()
-            .map(|(n, ty)| {
-                let base = if *n == crate::names::SELF_ARG {
-                    "self"
-                } else {
-                    &n.to_string()
-                };
-                let mut v = format!("v_{}", base.trim_start_matches("r#"));
-                while taken.contains(&v) {
-                    v.push('_');
-                }
-                taken.push(v.clone());
-                let ty = match (*n == crate::names::SELF_ARG, by_ref) {
-                    (true, true) => quote!(&Self),
-                    (true, false) => quote!(Self),
-                    _ => ty.to_token_stream(),
-                };
-                (syn::Ident::new(&v, n.span()), ty)
-            })
-            .collect();
+        let self_ty = if receiver.is_some_and(|r| r.reference.is_some()) {
+            quote!(&Self)
+        } else {
+            quote!(Self)
+        };
+        let directions = per_active(&api.active, &taken, "v", self_ty);
         let v_params = directions.iter().map(|(v, ty)| quote!(#v: #ty));
         let v_names = directions.iter().map(|(v, _)| v);
         let doc = format!(
@@ -243,5 +203,37 @@ pub(super) fn forwarding_methods(
     });
     out.into_iter()
         .map(|t| syn::parse2(t).expect("a forwarding method parses"))
+        .collect()
+}
+
+/// One parameter per differentiated argument, `{prefix}_x: ty` (a tangent, a direction),
+/// named apart from `taken`; the receiver's (`{prefix}_self`) has type `self_ty`.
+fn per_active(
+    active: &[(syn::Ident, syn::Type)],
+    taken: &[String],
+    prefix: &str,
+    self_ty: TokenStream,
+) -> Vec<(syn::Ident, TokenStream)> {
+    let mut taken = taken.to_vec();
+    active
+        .iter()
+        .map(|(n, ty)| {
+            let base = if *n == crate::names::SELF_ARG {
+                "self".to_string()
+            } else {
+                n.to_string()
+            };
+            let mut name = format!("{prefix}_{}", base.trim_start_matches("r#"));
+            while taken.contains(&name) {
+                name.push('_');
+            }
+            taken.push(name.clone());
+            let ty = if *n == crate::names::SELF_ARG {
+                self_ty.clone()
+            } else {
+                ty.to_token_stream()
+            };
+            (syn::Ident::new(&name, n.span()), ty)
+        })
         .collect()
 }

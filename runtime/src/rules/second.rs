@@ -15,8 +15,7 @@
 //! `∂J/∂readₖ` is written here, once per read; the value and `∂r/∂d` are the table's
 //! rule. The tangent program's reverse pass calls `second::sin_vjp::d0(x, t, d)` (the
 //! pullback of `t_y = sin_vjp(x, t)` into `x`, `d · t · ∂J/∂x`) as it calls any scalar
-//! rule; `forward` is the same as a call companion (value and tape), for tests and
-//! for code that calls a rule as a function. Piecewise-linear rules (`abs`,
+//! rule. Piecewise-linear rules (`abs`,
 //! `max`, `min`, `clamp`) have `∂J = 0` away from their kinks. A missing entry fails to
 //! compile (`every_rule_has_a_second_derivative` below), and
 //! `tests/runtime/second_order.rs` checks every entry against central differences of
@@ -26,7 +25,6 @@
 //! where `∂J` is infinite (`ln` at 0).
 
 use super::scalar;
-use crate::tape::Tape;
 use num_traits::Float;
 
 #[inline(always)]
@@ -57,23 +55,6 @@ macro_rules! second_order {
         pub struct $rule {}
 
         impl $rule {
-            /// The rule's value `d · J(reads..)` and its pullback: `d · ∂J/∂readₖ` per
-            /// read, then `J` for `d`.
-            #[inline(always)]
-            #[allow(clippy::type_complexity)]
-            pub fn forward<T: Float>(
-                $($read: T,)+
-                d: T,
-            ) -> (T, Tape<impl FnOnce(T) -> ($(second_order!(@ty $read T),)+ T)>) {
-                #[allow(unused_variables)]
-                let value = scalar::$rule($($read,)+ d);
-                let tape = Tape::new(move |dd: T| {
-                    let dd_d = times(dd, d);
-                    ($(times(dd_d, $partial),)+ scalar::$rule($($read,)+ dd))
-                });
-                (value, tape)
-            }
-
             second_order!(@each ($($read),+) [d0 d1 d2 d3] $($read => $partial,)+);
 
             /// `∂J/∂readₖ`, one per read: the second derivatives this entry declares.
@@ -85,7 +66,6 @@ macro_rules! second_order {
             }
         }
     )*};
-    (@ty $read:ident $t:ty) => { $t };
     // `dK(reads.., t, d) = d · t · ∂J/∂readₖ`: the pullback of `t_y = rule(reads.., t)`
     // into its `k`-th read, as a plain function (the tangent program's reverse pass calls
     // these as it calls any scalar rule; the cotangent of `t` is the rule itself).
@@ -225,22 +205,6 @@ fn atan2_second<T: Float>(y: T, x: T, f: impl FnOnce(T) -> T) -> T {
 pub struct powi_vjp {}
 
 impl powi_vjp {
-    /// The rule's value and its pullback (`n` gets no cotangent: `()`).
-    #[inline(always)]
-    #[allow(clippy::type_complexity)]
-    pub fn forward<T: Float>(x: T, n: i32, d: T) -> (T, Tape<impl FnOnce(T) -> (T, (), T)>) {
-        let value = scalar::powi_vjp(x, n, d);
-        let tape = Tape::new(move |dd: T| {
-            let dd_d = times(dd, d);
-            (
-                times(dd_d, Self::partial(x, n)),
-                (),
-                scalar::powi_vjp(x, n, dd),
-            )
-        });
-        (value, tape)
-    }
-
     /// `d · t · ∂J/∂x` (see the other rules' `d0`).
     #[doc(hidden)]
     #[inline(always)]
