@@ -7,14 +7,17 @@
 //! - `gmm`: ADBench's GMM at d = 10, K = 25, n = 1000 over slices.
 //! - `lstm`: ADBench's LSTM at l = 2, b = 14, c = 1024 over slices.
 //! - `logreg`: `examples/newton.rs`'s logistic regression (digits 3 vs 8, 65 weights).
+//! - `mlp`: `examples/influence.rs`'s 64-16-10 tanh MLP over slices (1210 parameters,
+//!   400 digits).
 //!
 //! The main job's MLP is ndarray code, which has no tangent program yet (its `f_hvp`
-//! is deprecated and panics), so it is not here.
+//! is deprecated and panics), so it is here only as the slice-code MLP above.
 //!
 //! Run: `cargo bench --bench hvp_cost` (`-- 21` for 21 rounds; 11 by default).
 
 use backprop_tests::adbench::{gmm_input, gmm_objective_grad, gmm_objective_hvp};
 use backprop_tests::adbench::{lstm_input, lstm_objective_grad, lstm_objective_hvp};
+use backprop_tests::influence::{TinyMlp, mlp_objective_grad, mlp_objective_hvp, split};
 use backprop_tests::second_order::{logistic_loss_grad, logistic_loss_hvp, two_digits};
 use std::hint::black_box;
 
@@ -128,6 +131,36 @@ fn main() {
         },
         &mut || {
             black_box(logistic_loss_hvp(black_box(&w), &x, &y, 1e-3, &v));
+        },
+    );
+
+    let data = split(400, 1);
+    let p = TinyMlp::new(data.d, 16, 10, 3);
+    let v = p.from_flat(&direction(p.flat().len()));
+    let weights = vec![1.0 / 400.0; 400];
+    paired(
+        "mlp",
+        rounds,
+        &mut || {
+            black_box(mlp_objective_grad(
+                black_box(&p),
+                &data.x,
+                &data.y,
+                data.d,
+                &weights,
+                1e-2,
+            ));
+        },
+        &mut || {
+            black_box(mlp_objective_hvp(
+                black_box(&p),
+                &data.x,
+                &data.y,
+                data.d,
+                &weights,
+                1e-2,
+                &v,
+            ));
         },
     );
 }

@@ -6,6 +6,7 @@
 pub mod adbench;
 pub mod exercises;
 pub mod gpt;
+pub mod influence;
 pub mod mlp;
 pub mod plot;
 pub mod second_order;

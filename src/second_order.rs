@@ -39,7 +39,8 @@ pub fn logistic_loss(w: &[f64], x: &[f64], y: &[f64], lambda: f64) -> f64 {
 
 /// Solves `A s = b` for a symmetric positive definite `A` given only as `a(v) = A·v`,
 /// by conjugate gradients (Nocedal & Wright, Algorithm 5.2) from `s = 0`, until
-/// `‖r‖ ≤ tol·‖b‖` or `max_iter` products. Returns `s` and the residual norm after each
+/// `‖r‖ ≤ tol·‖b‖` or `max_iter` products, or a direction of non-positive curvature
+/// (then `s` is what was solved before it). Returns `s` and the residual norm after each
 /// product.
 ///
 /// # Panics
@@ -69,7 +70,13 @@ pub fn conjugate_gradient(
             ap.len(),
             b.len()
         );
-        let alpha = rr / dot(&p, &ap);
+        let curvature = dot(&p, &ap);
+        if curvature <= 0.0 {
+            // Not positive definite along `p` (a Hessian away from a minimum): stop
+            // with what has been solved (Steihaug's rule; never for an SPD `A`).
+            break;
+        }
+        let alpha = rr / curvature;
         for k in 0..s.len() {
             s[k] += alpha * p[k];
             r[k] -= alpha * ap[k];

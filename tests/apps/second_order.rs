@@ -75,3 +75,53 @@ fn conjugate_gradient_solves_a_small_system() {
         "CG takes at most n steps: {residuals:?}"
     );
 }
+
+/// Influence functions on a small digits MLP (`src/influence.rs`, the `influence`
+/// example's functions on a small budget): the trained parameters are an optimum, the
+/// CG solve on `f_hvp` converges, a small change of one image's weight moves the test
+/// loss as predicted to first order, and removing the most influential images moves it
+/// the predicted way.
+#[test]
+fn influence_of_training_images_matches_retraining() {
+    use backprop_tests::influence::{
+        TinyMlp, influence, removal_effect, reweight_effect, split, train,
+    };
+    let (n, lambda) = (60, 1e-2);
+    let s = split(n, 1);
+    let weights = vec![1.0 / n as f64; n];
+    let (p, norm) = train(
+        TinyMlp::new(s.d, 4, 10, 3),
+        &s.x,
+        &s.y,
+        s.d,
+        &weights,
+        lambda,
+        300,
+        1e-10,
+    );
+    assert!(norm <= 1e-10, "not an optimum: ‖∇‖ = {norm:e}");
+    let inf = influence(&p, &s, lambda, 0.0);
+    let last = *inf.residuals.last().expect("CG ran");
+    assert!(
+        last <= 1e-10,
+        "CG stopped at a relative residual of {last:e}"
+    );
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| inf.predicted[b].abs().total_cmp(&inf.predicted[a].abs()));
+    let top = order[0];
+    let eps = 1e-3 / n as f64;
+    let predicted = -eps * n as f64 * inf.predicted[top];
+    let retrained = reweight_effect(&p, &s, lambda, top, eps);
+    assert!(
+        (retrained / predicted - 1.0).abs() < 1e-2,
+        "image {top}: predicted {predicted:e}, retrained {retrained:e}"
+    );
+    for &i in &order[..3] {
+        let effect = removal_effect(&p, &s, lambda, i);
+        assert!(
+            effect * inf.predicted[i] > 0.0,
+            "image {i}: removal predicted {:e}, retrained {effect:e}",
+            inf.predicted[i]
+        );
+    }
+}
