@@ -85,7 +85,10 @@ pub fn expand(
     let (tangent_methods, hvp) = if shape.returns_array() {
         (quote!(), quote!())
     } else {
-        (shape.tangent_stub(), shape.hvp_stub(Some(stub.clone())))
+        (
+            shape.tangent_stub("has an error, reported where it is"),
+            shape.hvp_stub(Some(stub.clone()), ""),
+        )
     };
     let companions = shape.companions(
         forward_body,

@@ -210,6 +210,26 @@ fn bound_whole(a: f64, b: f64) -> f64 {
     r.0 * r.1.a + r.1.b
 }
 
+/// Read in place: `h_grad(..).1.a`.
+#[grad]
+fn read_in_place(a: f64, b: f64) -> f64 {
+    inner_grad(a, b).0 * inner_grad(a, b).1.a
+}
+
+#[test]
+fn gradient_fields_read_in_place() {
+    let (a, b) = (0.35, 0.8);
+    let (v, g) = read_in_place_grad(a, b);
+    let (v2, g2) = bound_whole_grad(a, b);
+    // bound_whole adds r.1.b; the rest is the same product.
+    let (_, gi) = inner_grad(a, b);
+    assert_eq!(v, v2 - gi.b);
+    let num = crate::support::fd(&|x: &[f64]| read_in_place(x[0], x[1]), &[a, b]);
+    close(g.a, num[0], 1e-7, "∂/∂a");
+    close(g.b, num[1], 1e-7, "∂/∂b");
+    let _ = g2;
+}
+
 /// Only the gradient: `let (_, g) = ..`.
 #[grad]
 fn gradient_only(a: f64, b: f64) -> f64 {
@@ -264,10 +284,27 @@ fn outer_jvp_pairs_the_gradient() {
 }
 
 #[test]
-#[should_panic(expected = "has no Hessian-vector product yet")]
+#[should_panic(expected = "would need third derivatives")]
 #[allow(deprecated)]
 fn outer_hvp_is_a_third_derivative_and_refused() {
     let _ = penalty_hvp(0.4, -0.9, 1.0, 0.0);
+}
+
+/// Nested twice: the gradient of a function that itself calls a gradient. It compiles
+/// (with a deprecation warning at the call, silenced here) and panics saying why.
+#[grad]
+#[allow(deprecated)]
+fn nested_twice(a: f64, b: f64) -> f64 {
+    let (_, g) = penalty_grad(a, b);
+    g.a * g.b
+}
+
+#[test]
+#[should_panic(
+    expected = "`penalty` calls another function's gradient (`f_grad`), so its Hessian-vector product would need third derivatives"
+)]
+fn nesting_twice_panics_saying_why() {
+    let _ = nested_twice_grad(0.4, -0.9);
 }
 
 // ---- what has no pullback: ndarray code, a by-value struct ------------------------------
@@ -386,4 +423,45 @@ fn methods_call_their_siblings_gradients() {
         (value2, g2.x, g2.self_.clone()),
         (value, g.x, g.self_.clone())
     );
+}
+
+// ---- the gradient lent whole to another call ---------------------------------------
+
+#[grad]
+fn pair_product(w: &[f64]) -> f64 {
+    w[0] * w[1] + (w[0] - w[1]).sin()
+}
+
+/// `&g.w` to a `#[grad]` function, to a runtime function, and to another `f_grad`.
+#[grad]
+fn lent_gradient(w: &[f64]) -> f64 {
+    let (_, g) = pair_product_grad(w);
+    let (_, gg) = pair_product_grad(&g.w);
+    pair_product(&g.w) + backprop::logsumexp(&g.w) + gg.w[0]
+}
+
+/// The struct gradient lent whole (`&g.p`) and its buffer field (`&g.p.c`).
+#[grad(p)]
+fn lent_struct_gradient(p: &Poly, x: &[f64], y: &[f64]) -> f64 {
+    let (_, g) = poly_fit_grad(p, x, y);
+    poly_fit(&g.p, x, y) + pair_product(&g.p.c)
+}
+
+#[test]
+fn gradients_lent_to_calls() {
+    let w = [0.4, -0.7];
+    let (value, g) = lent_gradient_grad(&w);
+    assert_eq!(value, lent_gradient(&w));
+    let num = crate::support::fd(&|w: &[f64]| lent_gradient(w), &w);
+    for k in 0..2 {
+        close(g.w[k], num[k], 1e-7, "lent buffer");
+    }
+    backprop::gradcheck!(lent_gradient(w = &w)).assert();
+    let p = Poly {
+        c: vec![0.2, -0.4, 0.3],
+        scale: 0.6,
+    };
+    let (value, _) = lent_struct_gradient_grad(&p, &XS, &YS);
+    assert_eq!(value, lent_struct_gradient(&p, &XS, &YS));
+    backprop::gradcheck!(lent_struct_gradient(p = &p, x = const &XS, y = const &YS)).assert();
 }

@@ -27,7 +27,10 @@ pub struct Hvp {
 }
 
 /// Why a function has no tangent program, for the stubs' messages.
-pub(super) const NOT_YET: &str = "has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none";
+/// Why a function that calls another's gradient has none: it would be a third derivative.
+const THIRD_ORDER: &str = "calls another function's gradient (`f_grad`), so its Hessian-vector product would need third derivatives, which `#[grad]` does not compute";
+
+pub const NOT_YET: &str = "has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none";
 
 pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shape) -> Hvp {
     if shape.returns_array() {
@@ -48,10 +51,15 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
             cx.check().ok().map(|()| (program, tplan))
         });
     let Some((program, tplan)) = program else {
+        let why = if func.grad_calls.is_empty() {
+            NOT_YET
+        } else {
+            THIRD_ORDER
+        };
         return Hvp {
-            free: shape.hvp_stub(None),
-            methods: shape.tangent_stub(),
-            nested: shape.grad_companion(Some(NOT_YET), false),
+            free: shape.hvp_stub(None, why),
+            methods: shape.tangent_stub(why),
+            nested: shape.grad_companion(Some(why), false),
         };
     };
 
@@ -280,7 +288,7 @@ impl Shape<'_> {
 
     /// `tangent_forward` of a function with no tangent program: it panics, saying why
     /// (reached only from another function's `f_hvp`).
-    pub fn tangent_stub(&self) -> TokenStream {
+    pub fn tangent_stub(&self, why: &str) -> TokenStream {
         let name = &self.item.sig.ident;
         let vis = &self.item.vis;
         let ret = &self.ret_ty;
@@ -295,7 +303,7 @@ impl Shape<'_> {
         let grad_ty = self.grad_ty();
         let hvp_inputs = self.hvp_inputs();
         let before = format_ident!("__value");
-        let message = format!("`f_hvp`: `{name}` {NOT_YET}");
+        let message = format!("`f_hvp`: `{name}` {why}");
         quote! {
             /// No tangent program: panics (see the message).
             #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
@@ -320,7 +328,7 @@ impl Shape<'_> {
     /// `f_hvp` of a function with no tangent program: deprecated (so a call says why at
     /// compile time), and it panics with the same sentence.
     /// With `body`, neither: the stub of a rejected function, whose error is reported.
-    pub fn hvp_stub(&self, body: Option<TokenStream>) -> TokenStream {
+    pub fn hvp_stub(&self, body: Option<TokenStream>, why: &str) -> TokenStream {
         let item = self.item;
         let name = &item.sig.ident;
         let f_hvp = format_ident!("{}_hvp", name, span = name.span());
@@ -331,7 +339,7 @@ impl Shape<'_> {
         let inputs = self.hvp_inputs();
         let grad_ty = self.grad_ty();
         let attrs = self.carried_attrs();
-        let message = format!("`{name}` {NOT_YET}");
+        let message = format!("`{name}` {why}");
         let (deprecated, body) = match body {
             Some(body) => (quote!(), body),
             None => (

@@ -204,9 +204,14 @@ impl<'a> Emitter<'a> {
                 && arg_ops
                     .iter()
                     .any(|a| a.var().is_some_and(|v| self.is_local_array_ref(v)));
-            let local_buffers = arg_ops
-                .iter()
-                .any(|a| a.var().is_some_and(|v| self.is_local_buffer(v)));
+            // A part of another function's gradient (`&g.w`, `&g.p`) is a borrow of the
+            // call's value, a local too.
+            let gradient_part =
+                |v: crate::ir::VarId| self.func.grad_call_root(v).is_some_and(|root| root != v);
+            let local_buffers = arg_ops.iter().any(|a| {
+                a.var()
+                    .is_some_and(|v| self.is_local_buffer(v) || gradient_part(v))
+            });
             if self.plan.activity.is_active(s.def) && (local_buffers || local_arrays) {
                 // The callee's tape would borrow a buffer of this function, which ends
                 // with the forward pass (and may be written after the call): keep a
@@ -218,6 +223,7 @@ impl<'a> Emitter<'a> {
                     match a.var() {
                         Some(v)
                             if self.is_local_buffer(v)
+                                || gradient_part(v)
                                 || local_arrays && self.is_local_array_ref(v) =>
                         {
                             let x = self.var(v).clone();
@@ -234,6 +240,16 @@ impl<'a> Emitter<'a> {
                                     rhs:
                                         Rhs::Buffer {
                                             op: crate::ir::BufOp::Borrow,
+                                            ..
+                                        },
+                                    ..
+                                }) => (quote!(::core::clone::Clone::clone(#x)), quote!(&#snap)),
+                                // `&g.w`, `&g.p` of another function's gradient: a copy of
+                                // the field, lent.
+                                Some(Stmt {
+                                    rhs:
+                                        Rhs::Buffer {
+                                            op: crate::ir::BufOp::Field(_) | crate::ir::BufOp::Elem,
                                             ..
                                         },
                                     ..

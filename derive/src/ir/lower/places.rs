@@ -44,6 +44,8 @@ impl Lowerer<'_> {
             }
             Expr::Paren(p) => self.is_place_expr(&p.expr),
             Expr::Field(f) => self.is_place_expr(&f.base),
+            // `h_grad(x)` in `h_grad(x).1.w`: another function's value and gradient.
+            Expr::Call(_) => super::nested::grad_call(e).is_some(),
             // `p.layers[i]` in `p.layers[i].w`: one struct of a collection of structs
             // (a float buffer's element has no fields, so this is only asked of bases).
             Expr::Index(ix) => !is_range_index(e) && self.is_place_expr(&ix.expr),
@@ -96,6 +98,7 @@ impl Lowerer<'_> {
                 }
                 v
             }
+            Expr::Call(c) if super::nested::grad_call(e).is_some() => self.grad_call_place(c, want),
             _ => self.expr(e, want),
         }
     }
