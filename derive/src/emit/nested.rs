@@ -236,24 +236,9 @@ impl Shape<'_> {
 fn reuse(ty: &syn::Type, generics: &syn::Generics) -> Option<bool> {
     let number = |ty: &syn::Type| match ty {
         syn::Type::Path(p) if p.qself.is_none() => p.path.get_ident().is_some_and(|i| {
-            matches!(
-                i.to_string().as_str(),
-                "f32"
-                    | "f64"
-                    | "i8"
-                    | "i16"
-                    | "i32"
-                    | "i64"
-                    | "i128"
-                    | "isize"
-                    | "u8"
-                    | "u16"
-                    | "u32"
-                    | "u64"
-                    | "u128"
-                    | "usize"
-                    | "bool"
-            ) || generics.type_params().any(|t| t.ident == *i)
+            let n = i.to_string();
+            (n == "f32" || n == "f64" || crate::ir::op::is_integer_type_name(&n))
+                || generics.type_params().any(|t| t.ident == *i)
         }),
         _ => false,
     };
