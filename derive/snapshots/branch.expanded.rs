@@ -34,7 +34,7 @@ impl branchy {
         unreachable_code,
         clippy::all
     )]
-    fn forward(
+    fn forward<'__tape>(
         x: f64,
         y: f64,
     ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = (f64, f64)>) {
@@ -116,18 +116,6 @@ impl branchy {
             (d_x, d_y)
         };
         (t5, ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback))
-    }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild(
-        x: f64,
-        y: f64,
-        __value: f64,
-    ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = (f64, f64)>) {
-        branchy::forward(x, y)
     }
     /// Value and gradient.
     #[inline]
@@ -252,7 +240,7 @@ impl branchy {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_program(
+    fn tangent_program<'__tape>(
         x: f64,
         y: f64,
         v_x: f64,
@@ -440,7 +428,7 @@ impl branchy {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_forward(
+    fn tangent_forward<'__tape>(
         x: f64,
         y: f64,
         v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
@@ -460,7 +448,7 @@ impl branchy {
     /// `tangent_forward` again from copies of its arguments (a checkpoint).
     #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
+    fn tangent_rebuild<'__tape>(
         x: f64,
         y: f64,
         v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
@@ -522,7 +510,7 @@ fn branchy_jvp(x: f64, y: f64, t_x: f64, t_y: f64) -> (f64, f64) {
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn branchy_forward(
+fn branchy_forward<'__tape>(
     x: f64,
     y: f64,
 ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = BranchyGrad>) {
@@ -591,20 +579,6 @@ impl branchy_grad {
     ) {
         let __out = branchy::grad(x, y);
         (__out, branchy_grad::tape(x, y))
-    }
-    /// The tape again from copies of the arguments (a checkpoint): it keeps
-    /// only them.
-    #[inline]
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild(
-        x: f64,
-        y: f64,
-        __value: &(f64, BranchyGrad),
-    ) -> (
-        (),
-        impl ::backprop::__private::Pullback<(f64, BranchyGrad), Grad = (f64, f64)>,
-    ) {
-        ((), branchy_grad::tape(x, y))
     }
     /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
     #[inline]

@@ -35,8 +35,8 @@ impl overwrite {
         unreachable_code,
         clippy::all
     )]
-    fn forward(
-        x: &[f64],
+    fn forward<'__tape>(
+        x: &'__tape [f64],
     ) -> (
         f64,
         impl ::backprop::__private::Pullback<f64, Grad = (::std::vec::Vec<f64>,)>,
@@ -179,20 +179,6 @@ impl overwrite {
             (d_x,)
         };
         (s_3, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))
-    }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild(
-        x: &[f64],
-        __value: f64,
-    ) -> (
-        f64,
-        impl ::backprop::__private::Pullback<f64, Grad = (::std::vec::Vec<f64>,)>,
-    ) {
-        overwrite::forward(x)
     }
     /// Value and gradient.
     #[inline]
@@ -367,9 +353,9 @@ impl overwrite {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_program(
-        x: &[f64],
-        v_x: &[f64],
+    fn tangent_program<'__tape>(
+        x: &'__tape [f64],
+        v_x: &'__tape [f64],
     ) -> (
         f64,
         f64,
@@ -581,9 +567,9 @@ impl overwrite {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_forward(
-        x: &[f64],
-        v_x: &[f64],
+    fn tangent_forward<'__tape>(
+        x: &'__tape [f64],
+        v_x: &'__tape [f64],
     ) -> (
         f64,
         impl ::backprop::__private::Pullback<
@@ -600,9 +586,9 @@ impl overwrite {
     /// `tangent_forward` again from copies of its arguments (a checkpoint).
     #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
-        x: &[f64],
-        v_x: &[f64],
+    fn tangent_rebuild<'__tape>(
+        x: &'__tape [f64],
+        v_x: &'__tape [f64],
         __value_1: f64,
     ) -> (
         f64,
@@ -662,8 +648,8 @@ fn overwrite_jvp(x: &[f64], t_x: &[f64]) -> (f64, f64) {
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn overwrite_forward(
-    x: &[f64],
+fn overwrite_forward<'__tape>(
+    x: &'__tape [f64],
 ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = OverwriteGrad>) {
     let (value, tape) = overwrite::forward(x);
     (value, ::backprop::__private::map_grad(tape, |(x,)| OverwriteGrad { x }))
@@ -722,22 +708,6 @@ impl overwrite_grad {
     ) {
         let __out = overwrite::grad(x);
         (__out, overwrite_grad::tape(x))
-    }
-    /// The tape again from copies of the arguments (a checkpoint): it keeps
-    /// only them.
-    #[inline]
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild(
-        x: &[f64],
-        __value: &(f64, OverwriteGrad),
-    ) -> (
-        (),
-        impl ::backprop::__private::Pullback<
-            (f64, OverwriteGrad),
-            Grad = (::std::vec::Vec<f64>,),
-        >,
-    ) {
-        ((), overwrite_grad::tape(x))
     }
     /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
     #[inline]

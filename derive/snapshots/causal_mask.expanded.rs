@@ -33,9 +33,9 @@ impl masked_loss {
         unreachable_code,
         clippy::all
     )]
-    fn forward(
-        s: &Array2<f64>,
-        w: &Array2<f64>,
+    fn forward<'__tape>(
+        s: &'__tape Array2<f64>,
+        w: &'__tape Array2<f64>,
     ) -> (
         f64,
         impl ::backprop::__private::Pullback<
@@ -137,27 +137,6 @@ impl masked_loss {
         };
         (t4, ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback))
     }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild(
-        s: &Array2<f64>,
-        w: &Array2<f64>,
-        __value: f64,
-    ) -> (
-        f64,
-        impl ::backprop::__private::Pullback<
-            f64,
-            Grad = (
-                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
-                ::backprop::__private::Inactive,
-            ),
-        >,
-    ) {
-        masked_loss::forward(s, w)
-    }
     /// Value and gradient.
     #[inline]
     #[allow(
@@ -194,13 +173,13 @@ impl masked_loss {
         ),
     ) -> (f64, f64) {
         let (__slot, __slot_1) = __tangents;
-        let (__value_1, __grad) = masked_loss::grad(s, w);
+        let (__value, __grad) = masked_loss::grad(s, w);
         let mut __tangent: f64 = ::backprop::__private::zero();
         if let ::core::option::Option::Some(__slot) = __slot {
             __tangent = __tangent
                 + ::backprop::__private::jvp::dot_array(&__grad.s, &*__slot);
         }
-        (__value_1, __tangent)
+        (__value, __tangent)
     }
     /// No tangent program: panics (see the message).
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
@@ -315,9 +294,9 @@ fn masked_loss_jvp(s: &Array2<f64>, w: &Array2<f64>, t_s: &Array2<f64>) -> (f64,
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn masked_loss_forward(
-    s: &Array2<f64>,
-    w: &Array2<f64>,
+fn masked_loss_forward<'__tape>(
+    s: &'__tape Array2<f64>,
+    w: &'__tape Array2<f64>,
 ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = MaskedLossGrad>) {
     let (value, tape) = masked_loss::forward(s, w);
     (value, ::backprop::__private::map_grad(tape, |(s, _)| MaskedLossGrad { s }))
@@ -367,27 +346,6 @@ impl masked_loss_grad {
         w: &Array2<f64>,
     ) -> (
         (f64, MaskedLossGrad),
-        ::backprop::__private::Tape<
-            fn(
-                (f64, MaskedLossGrad),
-            ) -> (
-                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
-                ::backprop::__private::Inactive,
-            ),
-        >,
-    ) {
-        ::core::panic!(
-            "`masked_loss_grad` inside a `#[grad]` function is differentiated through `masked_loss`'s Hessian-vector product, and `masked_loss` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
-        )
-    }
-    /// Not available (see `forward`).
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild(
-        s: &Array2<f64>,
-        w: &Array2<f64>,
-        __value: &(f64, MaskedLossGrad),
-    ) -> (
-        (),
         ::backprop::__private::Tape<
             fn(
                 (f64, MaskedLossGrad),

@@ -31,9 +31,9 @@ impl dot {
         unreachable_code,
         clippy::all
     )]
-    fn forward(
-        w: &[f64],
-        x: &[f64],
+    fn forward<'__tape>(
+        w: &'__tape [f64],
+        x: &'__tape [f64],
     ) -> (
         f64,
         impl ::backprop::__private::Pullback<
@@ -126,24 +126,6 @@ impl dot {
             (d_w, d_x)
         };
         (acc_3, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))
-    }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild(
-        w: &[f64],
-        x: &[f64],
-        __value: f64,
-    ) -> (
-        f64,
-        impl ::backprop::__private::Pullback<
-            f64,
-            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
-        >,
-    ) {
-        dot::forward(w, x)
     }
     /// Value and gradient.
     #[inline]
@@ -289,11 +271,11 @@ impl dot {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_program(
-        w: &[f64],
-        x: &[f64],
-        v_w: &[f64],
-        v_x: &[f64],
+    fn tangent_program<'__tape>(
+        w: &'__tape [f64],
+        x: &'__tape [f64],
+        v_w: &'__tape [f64],
+        v_x: &'__tape [f64],
     ) -> (
         f64,
         f64,
@@ -424,11 +406,11 @@ impl dot {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_forward(
-        w: &[f64],
-        x: &[f64],
-        v_w: &[f64],
-        v_x: &[f64],
+    fn tangent_forward<'__tape>(
+        w: &'__tape [f64],
+        x: &'__tape [f64],
+        v_w: &'__tape [f64],
+        v_x: &'__tape [f64],
     ) -> (
         f64,
         impl ::backprop::__private::Pullback<
@@ -453,11 +435,11 @@ impl dot {
     /// `tangent_forward` again from copies of its arguments (a checkpoint).
     #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
-        w: &[f64],
-        x: &[f64],
-        v_w: &[f64],
-        v_x: &[f64],
+    fn tangent_rebuild<'__tape>(
+        w: &'__tape [f64],
+        x: &'__tape [f64],
+        v_w: &'__tape [f64],
+        v_x: &'__tape [f64],
         __value_1: f64,
     ) -> (
         f64,
@@ -526,9 +508,9 @@ fn dot_jvp(w: &[f64], x: &[f64], t_w: &[f64], t_x: &[f64]) -> (f64, f64) {
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn dot_forward(
-    w: &[f64],
-    x: &[f64],
+fn dot_forward<'__tape>(
+    w: &'__tape [f64],
+    x: &'__tape [f64],
 ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = DotGrad>) {
     let (value, tape) = dot::forward(w, x);
     (value, ::backprop::__private::map_grad(tape, |(w, x)| DotGrad { w, x }))
@@ -595,23 +577,6 @@ impl dot_grad {
     ) {
         let __out = dot::grad(w, x);
         (__out, dot_grad::tape(w, x))
-    }
-    /// The tape again from copies of the arguments (a checkpoint): it keeps
-    /// only them.
-    #[inline]
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild(
-        w: &[f64],
-        x: &[f64],
-        __value: &(f64, DotGrad),
-    ) -> (
-        (),
-        impl ::backprop::__private::Pullback<
-            (f64, DotGrad),
-            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
-        >,
-    ) {
-        ((), dot_grad::tape(w, x))
     }
     /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
     #[inline]

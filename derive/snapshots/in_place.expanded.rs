@@ -39,9 +39,9 @@ impl outer_sum {
         unreachable_code,
         clippy::all
     )]
-    fn forward(
-        x: &[f64],
-        w: &[f64],
+    fn forward<'__tape>(
+        x: &'__tape [f64],
+        w: &'__tape [f64],
     ) -> (
         f64,
         impl ::backprop::__private::Pullback<
@@ -201,24 +201,6 @@ impl outer_sum {
             (d_x, d_w)
         };
         (s_3, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))
-    }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild(
-        x: &[f64],
-        w: &[f64],
-        __value: f64,
-    ) -> (
-        f64,
-        impl ::backprop::__private::Pullback<
-            f64,
-            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
-        >,
-    ) {
-        outer_sum::forward(x, w)
     }
     /// Value and gradient.
     #[inline]
@@ -405,11 +387,11 @@ impl outer_sum {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_program(
-        x: &[f64],
-        w: &[f64],
-        v_x: &[f64],
-        v_w: &[f64],
+    fn tangent_program<'__tape>(
+        x: &'__tape [f64],
+        w: &'__tape [f64],
+        v_x: &'__tape [f64],
+        v_w: &'__tape [f64],
     ) -> (
         f64,
         f64,
@@ -621,11 +603,11 @@ impl outer_sum {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_forward(
-        x: &[f64],
-        w: &[f64],
-        v_x: &[f64],
-        v_w: &[f64],
+    fn tangent_forward<'__tape>(
+        x: &'__tape [f64],
+        w: &'__tape [f64],
+        v_x: &'__tape [f64],
+        v_w: &'__tape [f64],
     ) -> (
         f64,
         impl ::backprop::__private::Pullback<
@@ -650,11 +632,11 @@ impl outer_sum {
     /// `tangent_forward` again from copies of its arguments (a checkpoint).
     #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
-        x: &[f64],
-        w: &[f64],
-        v_x: &[f64],
-        v_w: &[f64],
+    fn tangent_rebuild<'__tape>(
+        x: &'__tape [f64],
+        w: &'__tape [f64],
+        v_x: &'__tape [f64],
+        v_w: &'__tape [f64],
         __value_1: f64,
     ) -> (
         f64,
@@ -723,9 +705,9 @@ fn outer_sum_jvp(x: &[f64], w: &[f64], t_x: &[f64], t_w: &[f64]) -> (f64, f64) {
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn outer_sum_forward(
-    x: &[f64],
-    w: &[f64],
+fn outer_sum_forward<'__tape>(
+    x: &'__tape [f64],
+    w: &'__tape [f64],
 ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = OuterSumGrad>) {
     let (value, tape) = outer_sum::forward(x, w);
     (value, ::backprop::__private::map_grad(tape, |(x, w)| OuterSumGrad { x, w }))
@@ -800,23 +782,6 @@ impl outer_sum_grad {
     ) {
         let __out = outer_sum::grad(x, w);
         (__out, outer_sum_grad::tape(x, w))
-    }
-    /// The tape again from copies of the arguments (a checkpoint): it keeps
-    /// only them.
-    #[inline]
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild(
-        x: &[f64],
-        w: &[f64],
-        __value: &(f64, OuterSumGrad),
-    ) -> (
-        (),
-        impl ::backprop::__private::Pullback<
-            (f64, OuterSumGrad),
-            Grad = (::std::vec::Vec<f64>, ::std::vec::Vec<f64>),
-        >,
-    ) {
-        ((), outer_sum_grad::tape(x, w))
     }
     /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
     #[inline]

@@ -33,8 +33,8 @@ impl damped {
         unreachable_code,
         clippy::all
     )]
-    fn forward(
-        x: &[f64],
+    fn forward<'__tape>(
+        x: &'__tape [f64],
         k: f64,
     ) -> (
         f64,
@@ -270,21 +270,6 @@ impl damped {
         };
         (acc_3, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))
     }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild(
-        x: &[f64],
-        k: f64,
-        __value: f64,
-    ) -> (
-        f64,
-        impl ::backprop::__private::Pullback<f64, Grad = (::std::vec::Vec<f64>, f64)>,
-    ) {
-        damped::forward(x, k)
-    }
     /// Value and gradient.
     #[inline]
     #[allow(
@@ -471,10 +456,10 @@ impl damped {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_program(
-        x: &[f64],
+    fn tangent_program<'__tape>(
+        x: &'__tape [f64],
         k: f64,
-        v_x: &[f64],
+        v_x: &'__tape [f64],
         v_k: f64,
     ) -> (
         f64,
@@ -750,10 +735,10 @@ impl damped {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_forward(
-        x: &[f64],
+    fn tangent_forward<'__tape>(
+        x: &'__tape [f64],
         k: f64,
-        v_x: &[f64],
+        v_x: &'__tape [f64],
         v_k: impl ::backprop::__private::jvp::ScalarSlot<f64>,
     ) -> (
         f64,
@@ -775,10 +760,10 @@ impl damped {
     /// `tangent_forward` again from copies of its arguments (a checkpoint).
     #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
-        x: &[f64],
+    fn tangent_rebuild<'__tape>(
+        x: &'__tape [f64],
         k: f64,
-        v_x: &[f64],
+        v_x: &'__tape [f64],
         v_k: impl ::backprop::__private::jvp::ScalarSlot<f64>,
         __value_1: f64,
     ) -> (
@@ -843,8 +828,8 @@ fn damped_jvp(x: &[f64], k: f64, t_x: &[f64], t_k: f64) -> (f64, f64) {
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn damped_forward(
-    x: &[f64],
+fn damped_forward<'__tape>(
+    x: &'__tape [f64],
     k: f64,
 ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = DampedGrad>) {
     let (value, tape) = damped::forward(x, k);
@@ -917,23 +902,6 @@ impl damped_grad {
     ) {
         let __out = damped::grad(x, k);
         (__out, damped_grad::tape(x, k))
-    }
-    /// The tape again from copies of the arguments (a checkpoint): it keeps
-    /// only them.
-    #[inline]
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild(
-        x: &[f64],
-        k: f64,
-        __value: &(f64, DampedGrad),
-    ) -> (
-        (),
-        impl ::backprop::__private::Pullback<
-            (f64, DampedGrad),
-            Grad = (::std::vec::Vec<f64>, f64),
-        >,
-    ) {
-        ((), damped_grad::tape(x, k))
     }
     /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
     #[inline]

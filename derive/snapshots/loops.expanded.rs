@@ -34,7 +34,7 @@ impl loops {
         unreachable_code,
         clippy::all
     )]
-    fn forward(
+    fn forward<'__tape>(
         x: f64,
         n: usize,
     ) -> (
@@ -199,24 +199,6 @@ impl loops {
         };
         (sum_6, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))
     }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild(
-        x: f64,
-        n: usize,
-        __value: f64,
-    ) -> (
-        f64,
-        impl ::backprop::__private::Pullback<
-            f64,
-            Grad = (f64, ::backprop::__private::Inactive),
-        >,
-    ) {
-        loops::forward(x, n)
-    }
     /// Value and gradient.
     #[inline]
     #[allow(
@@ -369,7 +351,7 @@ impl loops {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_program(
+    fn tangent_program<'__tape>(
         x: f64,
         n: usize,
         v_x: f64,
@@ -552,7 +534,7 @@ impl loops {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_forward(
+    fn tangent_forward<'__tape>(
         x: f64,
         n: usize,
         v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
@@ -587,7 +569,7 @@ impl loops {
     /// `tangent_forward` again from copies of its arguments (a checkpoint).
     #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
+    fn tangent_rebuild<'__tape>(
         x: f64,
         n: usize,
         v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
@@ -656,7 +638,7 @@ fn loops_jvp(x: f64, n: usize, t_x: f64) -> (f64, f64) {
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn loops_forward(
+fn loops_forward<'__tape>(
     x: f64,
     n: usize,
 ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = LoopsGrad>) {
@@ -718,23 +700,6 @@ impl loops_grad {
     ) {
         let __out = loops::grad(x, n);
         (__out, loops_grad::tape(x, n))
-    }
-    /// The tape again from copies of the arguments (a checkpoint): it keeps
-    /// only them.
-    #[inline]
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild(
-        x: f64,
-        n: usize,
-        __value: &(f64, LoopsGrad),
-    ) -> (
-        (),
-        impl ::backprop::__private::Pullback<
-            (f64, LoopsGrad),
-            Grad = (f64, ::backprop::__private::Inactive),
-        >,
-    ) {
-        ((), loops_grad::tape(x, n))
     }
     /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
     #[inline]

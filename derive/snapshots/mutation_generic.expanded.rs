@@ -30,7 +30,7 @@ impl softplus_sq {
         unreachable_code,
         clippy::all
     )]
-    fn forward<T: Float>(
+    fn forward<'__tape, T: Float>(
         x: T,
         y: T,
     ) -> (T, impl ::backprop::__private::Pullback<T, Grad = (T, T)>) {
@@ -58,18 +58,6 @@ impl softplus_sq {
             (d_x, d_y)
         };
         (t3, ::backprop::__private::Tape::new(pullback))
-    }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild<T: Float>(
-        x: T,
-        y: T,
-        __value: T,
-    ) -> (T, impl ::backprop::__private::Pullback<T, Grad = (T, T)>) {
-        softplus_sq::forward::<T>(x, y)
     }
     /// Value and gradient.
     #[inline]
@@ -177,7 +165,7 @@ impl softplus_sq {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_program<T: Float>(
+    fn tangent_program<'__tape, T: Float>(
         x: T,
         y: T,
         v_x: T,
@@ -309,7 +297,7 @@ impl softplus_sq {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_forward<T: Float>(
+    fn tangent_forward<'__tape, T: Float>(
         x: T,
         y: T,
         v_x: impl ::backprop::__private::jvp::ScalarSlot<T>,
@@ -331,7 +319,7 @@ impl softplus_sq {
     /// `tangent_forward` again from copies of its arguments (a checkpoint).
     #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild<T: Float>(
+    fn tangent_rebuild<'__tape, T: Float>(
         x: T,
         y: T,
         v_x: impl ::backprop::__private::jvp::ScalarSlot<T>,
@@ -391,7 +379,7 @@ fn softplus_sq_jvp<T: Float>(x: T, y: T, t_x: T, t_y: T) -> (T, T) {
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn softplus_sq_forward<T: Float>(
+fn softplus_sq_forward<'__tape, T: Float>(
     x: T,
     y: T,
 ) -> (T, impl ::backprop::__private::Pullback<T, Grad = SoftplusSqGrad<T>>) {
@@ -465,20 +453,6 @@ impl softplus_sq_grad {
     ) {
         let __out = softplus_sq::grad::<T>(x, y);
         (__out, softplus_sq_grad::tape::<T>(x, y))
-    }
-    /// The tape again from copies of the arguments (a checkpoint): it keeps
-    /// only them.
-    #[inline]
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild<T: Float>(
-        x: T,
-        y: T,
-        __value: &(T, SoftplusSqGrad<T>),
-    ) -> (
-        (),
-        impl ::backprop::__private::Pullback<(T, SoftplusSqGrad<T>), Grad = (T, T)>,
-    ) {
-        ((), softplus_sq_grad::tape::<T>(x, y))
     }
     /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
     #[inline]

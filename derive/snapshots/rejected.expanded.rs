@@ -28,7 +28,7 @@ impl f {
         unreachable_code,
         clippy::all
     )]
-    fn forward(
+    fn forward<'__tape>(
         x: f64,
         n: usize,
     ) -> (
@@ -72,24 +72,6 @@ impl f {
             (d_x, ::backprop::__private::Inactive)
         };
         (acc_3, ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback))
-    }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild(
-        x: f64,
-        n: usize,
-        __value: f64,
-    ) -> (
-        f64,
-        impl ::backprop::__private::Pullback<
-            f64,
-            Grad = (f64, ::backprop::__private::Inactive),
-        >,
-    ) {
-        f::forward(x, n)
     }
     /// Value and gradient.
     #[inline]
@@ -178,7 +160,7 @@ impl f {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_program(
+    fn tangent_program<'__tape>(
         x: f64,
         n: usize,
         v_x: f64,
@@ -250,7 +232,7 @@ impl f {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_forward(
+    fn tangent_forward<'__tape>(
         x: f64,
         n: usize,
         v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
@@ -285,7 +267,7 @@ impl f {
     /// `tangent_forward` again from copies of its arguments (a checkpoint).
     #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
+    fn tangent_rebuild<'__tape>(
         x: f64,
         n: usize,
         v_x: impl ::backprop::__private::jvp::ScalarSlot<f64>,
@@ -354,7 +336,7 @@ fn f_jvp(x: f64, n: usize, t_x: f64) -> (f64, f64) {
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn f_forward(
+fn f_forward<'__tape>(
     x: f64,
     n: usize,
 ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = FGrad>) {
@@ -416,23 +398,6 @@ impl f_grad {
     ) {
         let __out = f::grad(x, n);
         (__out, f_grad::tape(x, n))
-    }
-    /// The tape again from copies of the arguments (a checkpoint): it keeps
-    /// only them.
-    #[inline]
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild(
-        x: f64,
-        n: usize,
-        __value: &(f64, FGrad),
-    ) -> (
-        (),
-        impl ::backprop::__private::Pullback<
-            (f64, FGrad),
-            Grad = (f64, ::backprop::__private::Inactive),
-        >,
-    ) {
-        ((), f_grad::tape(x, n))
     }
     /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
     #[inline]

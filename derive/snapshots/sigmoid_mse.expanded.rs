@@ -28,7 +28,7 @@ impl sigmoid_mse {
         unreachable_code,
         clippy::all
     )]
-    fn forward(
+    fn forward<'__tape>(
         w: f64,
         x: f64,
         b: f64,
@@ -93,31 +93,6 @@ impl sigmoid_mse {
             (d_w, ::backprop::__private::Inactive, d_b, ::backprop::__private::Inactive)
         };
         (t2, ::backprop::__private::DualTape::with_heap_bytes(heap_bytes, pullback))
-    }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild(
-        w: f64,
-        x: f64,
-        b: f64,
-        y: f64,
-        __value: f64,
-    ) -> (
-        f64,
-        impl ::backprop::__private::Pullback<
-            f64,
-            Grad = (
-                f64,
-                ::backprop::__private::Inactive,
-                f64,
-                ::backprop::__private::Inactive,
-            ),
-        >,
-    ) {
-        sigmoid_mse::forward(w, x, b, y)
     }
     /// Value and gradient.
     #[inline]
@@ -244,7 +219,7 @@ impl sigmoid_mse {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_program(
+    fn tangent_program<'__tape>(
         w: f64,
         x: f64,
         b: f64,
@@ -361,7 +336,7 @@ impl sigmoid_mse {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_forward(
+    fn tangent_forward<'__tape>(
         w: f64,
         x: f64,
         b: f64,
@@ -416,7 +391,7 @@ impl sigmoid_mse {
     /// `tangent_forward` again from copies of its arguments (a checkpoint).
     #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
+    fn tangent_rebuild<'__tape>(
         w: f64,
         x: f64,
         b: f64,
@@ -504,7 +479,7 @@ fn sigmoid_mse_jvp(w: f64, x: f64, b: f64, y: f64, t_w: f64, t_b: f64) -> (f64, 
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn sigmoid_mse_forward(
+fn sigmoid_mse_forward<'__tape>(
     w: f64,
     x: f64,
     b: f64,
@@ -602,30 +577,6 @@ impl sigmoid_mse_grad {
     ) {
         let __out = sigmoid_mse::grad(w, x, b, y);
         (__out, sigmoid_mse_grad::tape(w, x, b, y))
-    }
-    /// The tape again from copies of the arguments (a checkpoint): it keeps
-    /// only them.
-    #[inline]
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild(
-        w: f64,
-        x: f64,
-        b: f64,
-        y: f64,
-        __value: &(f64, SigmoidMseGrad),
-    ) -> (
-        (),
-        impl ::backprop::__private::Pullback<
-            (f64, SigmoidMseGrad),
-            Grad = (
-                f64,
-                ::backprop::__private::Inactive,
-                f64,
-                ::backprop::__private::Inactive,
-            ),
-        >,
-    ) {
-        ((), sigmoid_mse_grad::tape(w, x, b, y))
     }
     /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
     #[inline]

@@ -40,13 +40,13 @@ impl mlp {
         unreachable_code,
         clippy::all
     )]
-    fn forward(
-        x: ArrayView2<'_, f32>,
-        labels: &[usize],
-        w1: &Array2<f32>,
-        b1: &Array1<f32>,
-        w2: &Array2<f32>,
-        b2: &Array1<f32>,
+    fn forward<'__tape>(
+        x: ArrayView2<'__tape, f32>,
+        labels: &'__tape [usize],
+        w1: &'__tape Array2<f32>,
+        b1: &'__tape Array1<f32>,
+        w2: &'__tape Array2<f32>,
+        b2: &'__tape Array1<f32>,
     ) -> (
         f32,
         impl ::backprop::__private::Pullback<
@@ -121,35 +121,6 @@ impl mlp {
         };
         (t6, ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback))
     }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild(
-        x: ArrayView2<'_, f32>,
-        labels: &[usize],
-        w1: &Array2<f32>,
-        b1: &Array1<f32>,
-        w2: &Array2<f32>,
-        b2: &Array1<f32>,
-        __value: f32,
-    ) -> (
-        f32,
-        impl ::backprop::__private::Pullback<
-            f32,
-            Grad = (
-                ::backprop::__private::Inactive,
-                ::backprop::__private::Inactive,
-                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
-            ),
-        >,
-    ) {
-        mlp::forward(x, labels, w1, b1, w2, b2)
-    }
     /// Value and gradient.
     #[inline]
     #[allow(
@@ -201,7 +172,7 @@ impl mlp {
         ),
     ) -> (f32, f32) {
         let (__slot, __slot_1, __slot_2, __slot_3, __slot_4, __slot_5) = __tangents;
-        let (__value_1, __grad) = mlp::grad(x, labels, w1, b1, w2, b2);
+        let (__value, __grad) = mlp::grad(x, labels, w1, b1, w2, b2);
         let mut __tangent: f32 = ::backprop::__private::zero();
         if let ::core::option::Option::Some(__slot_2) = __slot_2 {
             __tangent = __tangent
@@ -219,7 +190,7 @@ impl mlp {
             __tangent = __tangent
                 + ::backprop::__private::jvp::dot_array(&__grad.b2, &*__slot_5);
         }
-        (__value_1, __tangent)
+        (__value, __tangent)
     }
     /// No tangent program: panics (see the message).
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
@@ -410,13 +381,13 @@ fn mlp_jvp(
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn mlp_forward(
-    x: ArrayView2<'_, f32>,
-    labels: &[usize],
-    w1: &Array2<f32>,
-    b1: &Array1<f32>,
-    w2: &Array2<f32>,
-    b2: &Array1<f32>,
+fn mlp_forward<'__tape>(
+    x: ArrayView2<'__tape, f32>,
+    labels: &'__tape [usize],
+    w1: &'__tape Array2<f32>,
+    b1: &'__tape Array1<f32>,
+    w2: &'__tape Array2<f32>,
+    b2: &'__tape Array1<f32>,
 ) -> (f32, impl ::backprop::__private::Pullback<f32, Grad = MlpGrad>) {
     let (value, tape) = mlp::forward(x, labels, w1, b1, w2, b2);
     (
@@ -483,35 +454,6 @@ impl mlp_grad {
         b2: &Array1<f32>,
     ) -> (
         (f32, MlpGrad),
-        ::backprop::__private::Tape<
-            fn(
-                (f32, MlpGrad),
-            ) -> (
-                ::backprop::__private::Inactive,
-                ::backprop::__private::Inactive,
-                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
-            ),
-        >,
-    ) {
-        ::core::panic!(
-            "`mlp_grad` inside a `#[grad]` function is differentiated through `mlp`'s Hessian-vector product, and `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
-        )
-    }
-    /// Not available (see `forward`).
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild(
-        x: ArrayView2<'_, f32>,
-        labels: &[usize],
-        w1: &Array2<f32>,
-        b1: &Array1<f32>,
-        w2: &Array2<f32>,
-        b2: &Array1<f32>,
-        __value: &(f32, MlpGrad),
-    ) -> (
-        (),
         ::backprop::__private::Tape<
             fn(
                 (f32, MlpGrad),

@@ -30,7 +30,7 @@ impl f {
         unreachable_code,
         clippy::all
     )]
-    fn forward(
+    fn forward<'__tape>(
         a: f64,
         b: f64,
         c: f64,
@@ -50,19 +50,6 @@ impl f {
             (d_a, d_b, d_c)
         };
         (t0, ::backprop::__private::Tape::new(pullback))
-    }
-    /// The tape of a call made before, from copies of its arguments: the
-    /// forward pass runs again (a checkpoint); the value it returned
-    /// before is not needed.
-    #[inline]
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn rebuild(
-        a: f64,
-        b: f64,
-        c: f64,
-        __value: f64,
-    ) -> (f64, impl ::backprop::__private::Pullback<f64, Grad = (f64, f64, f64)>) {
-        f::forward(a, b, c)
     }
     /// Value and gradient.
     #[inline]
@@ -154,7 +141,7 @@ impl f {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_program(
+    fn tangent_program<'__tape>(
         a: f64,
         b: f64,
         c: f64,
@@ -233,7 +220,7 @@ impl f {
         non_snake_case,
         clippy::all
     )]
-    fn tangent_forward(
+    fn tangent_forward<'__tape>(
         a: f64,
         b: f64,
         c: f64,
@@ -266,7 +253,7 @@ impl f {
     /// `tangent_forward` again from copies of its arguments (a checkpoint).
     #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
+    fn tangent_rebuild<'__tape>(
         a: f64,
         b: f64,
         c: f64,
@@ -338,7 +325,7 @@ fn f_jvp(a: f64, b: f64, c: f64, t_a: f64, t_b: f64, t_c: f64) -> (f64, f64) {
     non_snake_case,
     clippy::too_many_arguments
 )]
-fn f_forward(
+fn f_forward<'__tape>(
     a: f64,
     b: f64,
     c: f64,
@@ -411,21 +398,6 @@ impl f_grad {
     ) {
         let __out = f::grad(a, b, c);
         (__out, f_grad::tape(a, b, c))
-    }
-    /// The tape again from copies of the arguments (a checkpoint): it keeps
-    /// only them.
-    #[inline]
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn rebuild(
-        a: f64,
-        b: f64,
-        c: f64,
-        __value: &(f64, FGrad),
-    ) -> (
-        (),
-        impl ::backprop::__private::Pullback<(f64, FGrad), Grad = (f64, f64, f64)>,
-    ) {
-        ((), f_grad::tape(a, b, c))
     }
     /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
     #[inline]

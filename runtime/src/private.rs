@@ -15,7 +15,8 @@ pub use crate::rules::second;
 pub use crate::rules::tensor;
 pub use crate::stack::Stack;
 pub use crate::tape::{
-    Branch, DualTape, HeapOfOther, HeapOfOwned, Inactive, MapGrad, Probe, Pullback, Tape, boxed,
+    Branch, DualTape, HeapOfOther, HeapOfOwned, Inactive, Kept, MapGrad, Probe, Pullback, Tape,
+    boxed, keep,
 };
 pub use core::option::Option;
 

@@ -13,6 +13,8 @@
 //! function. See `docs/DESIGN.md`.
 
 use core::fmt;
+use core::mem::ManuallyDrop;
+use core::ptr::NonNull;
 
 /// Something that maps an output cotangent to input cotangents: the reverse half of a
 /// function, produced by its forward pass.
@@ -340,6 +342,98 @@ pub fn boxed<'a, Cot, P: Pullback<Cot> + 'a>(tape: P) -> BoxedTape<'a, Cot, P::G
 }
 
 impl<Cot, G> HeapOfOwned for Probe<'_, BoxedTape<'_, Cot, G>> {
+    fn heap_bytes(&self) -> usize {
+        Pullback::bytes(self.0)
+    }
+}
+
+/// A call on arrays or buffers the caller made (`block(&x, ..)` after `let x = ..`): its
+/// copies of them and the callee's tape, which borrows the copies, owned together. The
+/// caller's forward pass ends before its reverse pass starts, so a tape cannot borrow
+/// the caller's locals; it borrows these copies instead, which live exactly as long as
+/// the tape. The callee's forward pass runs once (a rebuild in reverse, JAX's
+/// `checkpoint`, would run it again at every level of nesting).
+///
+/// `L` is the type of the call's other arguments (`(&Block, usize)`): the tape may
+/// borrow them, so `Kept` carries their lifetimes, each one of the caller's own.
+#[must_use = "a tape does nothing until its backward pass runs"]
+pub struct Kept<A, L, Cot, G> {
+    /// Borrows `*copies` and what `L` borrows: dropped first.
+    tape: ManuallyDrop<BoxedTape<'static, Cot, G>>,
+    /// A `Box<A>` as a pointer, so that moving `Kept` asserts nothing about the borrows.
+    copies: NonNull<A>,
+    owns: core::marker::PhantomData<(Box<A>, L)>,
+}
+
+/// Runs `call` on a boxed `copies` and the call's other arguments `lent`, and keeps its
+/// tape together with the copies (see [`Kept`]).
+///
+/// Why this is sound: `call` works for every `'x` within `L`'s lifetimes (the implied
+/// bound of `PhantomData<&'x L>`), so the tape it returns, a [`BoxedTape`] of `'x`, can
+/// borrow only the copies and what `lent` borrows; the value `R` and the gradient `G`
+/// are chosen outside and cannot name `'x`. `Kept` frees the copies after the tape, and
+/// its type holds `L`, so it cannot outlive what `lent` borrowed.
+#[doc(hidden)]
+#[inline]
+pub fn keep<A, L, R, Cot, G, F>(copies: A, lent: L, call: F) -> (R, Kept<A, L, Cot, G>)
+where
+    F: for<'x> FnOnce(&'x A, L, core::marker::PhantomData<&'x L>) -> (R, BoxedTape<'x, Cot, G>),
+{
+    let copies = NonNull::from(Box::leak(Box::new(copies)));
+    // SAFETY: `copies` is a live allocation only `Kept` frees, after the tape is gone.
+    let (value, tape) = call(unsafe { copies.as_ref() }, lent, core::marker::PhantomData);
+    // SAFETY: a change of lifetime only, which `Kept` makes good (see above): the tape is
+    // reachable only through it, and it drops the tape before the copies.
+    let tape: BoxedTape<'static, Cot, G> = unsafe { core::mem::transmute(tape) };
+    (
+        value,
+        Kept {
+            tape: ManuallyDrop::new(tape),
+            copies,
+            owns: core::marker::PhantomData,
+        },
+    )
+}
+
+impl<A, L, Cot, G> Kept<A, L, Cot, G> {
+    /// Runs `f` on the tape, then frees the copies it borrowed.
+    fn consume(self, f: impl FnOnce(BoxedTape<'static, Cot, G>) -> G) -> G {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so the tape is taken once; the copies are
+        // freed after the tape's last use (a panic in `f` leaks them, nothing worse).
+        let tape = unsafe { ManuallyDrop::take(&mut this.tape) };
+        let g = f(tape);
+        drop(unsafe { Box::from_raw(this.copies.as_ptr()) });
+        g
+    }
+}
+
+impl<A, L, Cot, G> Drop for Kept<A, L, Cot, G> {
+    fn drop(&mut self) {
+        // SAFETY: the tape borrows the copies, so it goes first; both are dropped once.
+        unsafe {
+            ManuallyDrop::drop(&mut self.tape);
+            drop(Box::from_raw(self.copies.as_ptr()));
+        }
+    }
+}
+
+impl<A, L, Cot, G> Pullback<Cot> for Kept<A, L, Cot, G> {
+    type Grad = G;
+    fn backward(self, d_out: Cot) -> G {
+        self.consume(|tape| tape.backward(d_out))
+    }
+    fn backward_unguarded(self, d_out: Cot) -> G {
+        self.consume(|tape| tape.backward_unguarded(d_out))
+    }
+    fn bytes(&self) -> usize {
+        // The copies' own bytes (their heap is counted where they were made) and the
+        // boxed tape, all on the heap.
+        core::mem::size_of::<A>() + Pullback::bytes(&*self.tape)
+    }
+}
+
+impl<A, L, Cot, G> HeapOfOwned for Probe<'_, Kept<A, L, Cot, G>> {
     fn heap_bytes(&self) -> usize {
         Pullback::bytes(self.0)
     }

@@ -1,6 +1,6 @@
 //! The companions of a `#[grad]` function (the gradient struct, `f_grad`, `f_forward`,
 //! `f_backward` and the rule companion `struct f {}`), and how a call names another
-//! function's rule companion (`g::forward`, `g::rebuild`).
+//! function's rule companion (`g::forward`).
 
 use super::shape::{Shape, grad_struct_ident};
 use crate::names::Names;
@@ -34,12 +34,6 @@ impl Shape<'_> {
         // (they must not shadow an argument they pass on).
         let mut own = Names::new(item.to_token_stream());
         let mut local = |base: &str| own.fresh(base, proc_macro2::Span::call_site());
-        let before = local("__value");
-        let rebuild_inputs = if self.params.is_empty() {
-            quote!(#before: #ret)
-        } else {
-            quote!(#inputs, #before: #ret)
-        };
         let d_vjp = local("__d_out");
         let vjp_inputs = if self.params.is_empty() {
             quote!(#d_vjp: #ret)
@@ -49,6 +43,8 @@ impl Shape<'_> {
         let args = self.arg_names();
         let generics = self.generics();
         let (impl_generics, _, where_clause) = generics.split_for_impl();
+        let (tape_generics, tape_inputs) = self.tape_signature();
+        let (tape_impl_generics, _, _) = tape_generics.split_for_impl();
         let attrs = self.carried_attrs();
         let used = self.used_type_params();
         // A tensor cotangent (`<&Array2<T> as Value>::Cot`) is a type only for the
@@ -111,9 +107,8 @@ impl Shape<'_> {
         // otherwise: see `backprop::rules::scalar::plain`). That needs the arguments
         // twice, so only functions whose arguments are all `Copy` do it.
         let grad_default = if plain_first {
-            // (`rebuild`'s parameter and this local are in different functions.)
             let (value, tape, grad, seen) = (
-                before.clone(),
+                local("__value"),
                 local("__tape"),
                 local("__grad"),
                 local("__nan_seen"),
@@ -237,17 +232,8 @@ impl Shape<'_> {
                 // The forward pass repeats the user's statements (linted already, on `f`)
                 // and the reverse pass is machine-written: lints on either are noise here.
                 #[allow(unused_variables, unused_assignments, unused_mut, unused_parens, unreachable_code, clippy::all)]
-                #vis fn forward #impl_generics (#inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
+                #vis fn forward #tape_impl_generics (#tape_inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
                     #forward_body
-                }
-
-                /// The tape of a call made before, from copies of its arguments: the
-                /// forward pass runs again (a checkpoint); the value it returned
-                /// before is not needed.
-                #[inline]
-                #[allow(unused_variables, clippy::too_many_arguments)]
-                #vis fn rebuild #impl_generics (#rebuild_inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
-                    #name::forward #tf (#(#args),*)
                 }
 
                 #grad_method
@@ -275,7 +261,7 @@ impl Shape<'_> {
             #(#attrs)*
             #[inline]
             #[allow(unused_variables, unused_parens, unreachable_code, non_snake_case, clippy::too_many_arguments)]
-            #vis fn #f_forward #impl_generics (#inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #grad_ty>) #where_clause {
+            #vis fn #f_forward #tape_impl_generics (#tape_inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #grad_ty>) #where_clause {
                 #forward_pub_body
             }
 
@@ -300,12 +286,6 @@ pub fn companion_path(path: &syn::ExprPath) -> TokenStream {
 /// `g::jvp` (with its turbofish): a call's tangent, in another function's tangent pass.
 pub fn jvp_path(path: &syn::ExprPath) -> TokenStream {
     companion_fn(path, "jvp")
-}
-
-/// `helper::rebuild` (with its turbofish): a checkpointed call's tape, made again in
-/// the reverse pass from the copies of its arguments and the value it returned.
-pub fn rebuild_path(path: &syn::ExprPath) -> TokenStream {
-    companion_fn(path, "rebuild")
 }
 
 /// `g::NAME` (with its turbofish): another of the companion's methods.

@@ -102,6 +102,9 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
     let ret = &func.ret_ty;
     let generics = shape.generics();
     let (impl_generics, _, where_clause) = generics.split_for_impl();
+    // The functions that return a tape: one lifetime for the arguments' borrows.
+    let tape_generics = super::shape::tape_generics(&generics);
+    let (tape_impl_generics, _, _) = tape_generics.split_for_impl();
     let attrs = shape.carried_attrs();
     let vis = &item.vis;
 
@@ -128,6 +131,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
     }
     let inputs = tshape.inputs();
     let inputs_hvp = inputs.clone();
+    let inputs_taped = tshape.tape_signature().1;
     let hvp_args: Vec<syn::Ident> = program.params.iter().map(|p| p.ident.clone()).collect();
     let grad_ident = grad_struct_ident(item);
     let grad_ty = shape.grad_ty();
@@ -195,6 +199,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
     }
     let mut all_inputs = shape.named_inputs();
     all_inputs.extend(slot_inputs);
+    let all_inputs = super::shape::taped_inputs(&all_inputs);
     let args = shape.arg_names();
     let grad_tuple = shape.tangent_grad_tuple();
     let before = local("__value");
@@ -214,7 +219,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
         /// a local only the tangent reads.
         #[inline]
         #[allow(unused_variables, unused_assignments, unused_mut, unused_parens, unreachable_code, non_snake_case, clippy::all)]
-        #vis fn tangent_program #impl_generics (#inputs_hvp) -> (#ret, #ret, impl ::backprop::__private::Pullback<#ret, Grad = #program_tuple>) #where_clause {
+        #vis fn tangent_program #tape_impl_generics (#inputs_taped) -> (#ret, #ret, impl ::backprop::__private::Pullback<#ret, Grad = #program_tuple>) #where_clause {
             let (#primal, #value, #tape): (#ret, #ret, _) = { #program_body };
             (#primal, #value, #tape)
         }
@@ -223,7 +228,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
         /// and its tape (how another function's `f_hvp` calls this one).
         #[inline]
         #[allow(unused_variables, unused_assignments, unused_mut, unused_parens, unreachable_code, non_snake_case, clippy::all)]
-        #vis fn tangent_forward #impl_generics (#(#all_inputs),*) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #grad_tuple>) #where_clause {
+        #vis fn tangent_forward #tape_impl_generics (#(#all_inputs),*) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #grad_tuple>) #where_clause {
             #(#prologue)*
             let (#primal, #value, #tape) = #name::tangent_program #tf (#(#hvp_args),*);
             (#value, ::backprop::__private::map_grad(#tape, |(#(#widen_in,)*)| (#(#widen_out,)*)))
@@ -232,7 +237,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
         /// `tangent_forward` again from copies of its arguments (a checkpoint).
         #[inline]
         #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-        #vis fn tangent_rebuild #impl_generics (#(#all_inputs,)* #before: #ret) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #grad_tuple>) #where_clause {
+        #vis fn tangent_rebuild #tape_impl_generics (#(#all_inputs,)* #before: #ret) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #grad_tuple>) #where_clause {
             #name::tangent_forward #tf (#(#args,)* #(#slot_names),*)
         }
     };

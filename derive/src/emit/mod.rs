@@ -20,7 +20,9 @@ pub mod reverse;
 mod shape;
 pub mod tangent;
 
-pub use shape::{Api, Shape, ShapeParam, grad_struct_ident, strip_lifetimes};
+pub use shape::{
+    Api, Shape, ShapeParam, grad_struct_ident, strip_lifetimes, tape_generics, taped_inputs,
+};
 
 use crate::analysis::Plan;
 use crate::ir::Func;

@@ -18,7 +18,7 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote};
 
 impl Shape<'_> {
-    /// `struct f_grad {}` and its `forward`, `rebuild`, `zero_like` and `fill`. With
+    /// `struct f_grad {}` and its `forward`, `zero_like` and `fill`. With
     /// `hvp`, the real pullback (through `f::hvp`); without, one that panics with that
     /// sentence.
     ///
@@ -53,21 +53,15 @@ impl Shape<'_> {
         let attrs = self.carried_attrs();
         let mut own = Names::new(item.to_token_stream());
         let mut local = |base: &str| own.fresh(base, proc_macro2::Span::call_site());
-        let (out, d, d_value, d_grad, g, hv, value) = (
+        let (out, d, d_value, d_grad, g, hv) = (
             local("__out"),
             local("__d"),
             local("__d_value"),
             local("__d_grad"),
             local("__g"),
             local("__hv"),
-            local("__value"),
         );
         let out_ty = quote!((#ret, #grad_ty));
-        let rebuild_inputs = if self.params.is_empty() {
-            quote!(#value: &#out_ty)
-        } else {
-            quote!(#inputs, #value: &#out_ty)
-        };
         let active: Vec<_> = self.params.iter().filter(|p| p.active).collect();
         // Zeros of the gradient's shape (a float, a buffer's length, a struct's
         // `lazy_zero`), and the arrays a struct's zero left unallocated.
@@ -157,12 +151,6 @@ impl Shape<'_> {
                         ::core::panic!(#why)
                     }
 
-                    /// Not available (see `forward`).
-                    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-                    #vis fn rebuild #impl_generics (#rebuild_inputs) -> ((), ::backprop::__private::Tape<fn(#out_ty) -> #tuple_ty>) #where_clause {
-                        ::core::panic!(#why)
-                    }
-
                     #shapes
                 }
             };
@@ -202,14 +190,6 @@ impl Shape<'_> {
                 #vis fn forward #impl_generics (#inputs) -> (#out_ty, #tape_ty) #where_clause {
                     let #out = #name::grad #tf (#(#reuse),*);
                     (#out, #f_grad::tape #tf (#(#args),*))
-                }
-
-                /// The tape again from copies of the arguments (a checkpoint): it keeps
-                /// only them.
-                #[inline]
-                #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-                #vis fn rebuild #impl_generics (#rebuild_inputs) -> ((), #tape_ty) #where_clause {
-                    ((), #f_grad::tape #tf (#(#args),*))
                 }
 
                 /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.

@@ -77,6 +77,70 @@ fn with_static_lifetimes(ty: &syn::Type) -> syn::Type {
     ty
 }
 
+/// `ty` with every elided or `'_` reference lifetime named `'__tape` (see
+/// [`Shape::tape_signature`]).
+fn with_tape_lifetime(ty: &syn::Type) -> syn::Type {
+    use syn::visit_mut::VisitMut;
+    struct Tape;
+    impl VisitMut for Tape {
+        fn visit_lifetime_mut(&mut self, l: &mut syn::Lifetime) {
+            if l.ident == "_" {
+                l.ident = syn::Ident::new("__tape", l.ident.span());
+            }
+        }
+        fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+            if r.lifetime.is_none() {
+                r.lifetime = Some(syn::Lifetime::new("'__tape", r.and_token.span));
+            }
+            syn::visit_mut::visit_type_reference_mut(self, r);
+        }
+    }
+    let mut ty = ty.clone();
+    Tape.visit_type_mut(&mut ty);
+    ty
+}
+
+/// `generics` with a first lifetime `'__tape` that each of its own lifetimes outlives:
+/// the generics of a function that returns a tape, whose inputs are
+/// [`taped_inputs`]. Every borrow the arguments hold is then `'__tape` or longer. A tape
+/// that keeps a call's copies (`__private::Kept`) has in its type the lifetimes of the
+/// call's other arguments, and an opaque `impl Pullback` may hold only lifetimes its
+/// function names: an intersection of several elided ones is none of them, `'__tape` is.
+pub fn tape_generics(generics: &syn::Generics) -> syn::Generics {
+    let mut generics = generics.clone();
+    let tape: syn::Lifetime = syn::parse_quote!('__tape);
+    for l in generics.lifetimes_mut() {
+        l.bounds.push(tape.clone());
+    }
+    generics.params.insert(
+        0,
+        syn::GenericParam::Lifetime(syn::LifetimeParam::new(tape)),
+    );
+    generics
+}
+
+/// Inputs (`name: ty`, `&self`) with every elided or `'_` reference lifetime named
+/// `'__tape` (see [`tape_generics`]).
+pub fn taped_inputs(inputs: &[TokenStream]) -> Vec<TokenStream> {
+    inputs
+        .iter()
+        .map(|input| match syn::parse2::<syn::FnArg>(input.clone()) {
+            Ok(syn::FnArg::Typed(mut pt)) => {
+                *pt.ty = with_tape_lifetime(&pt.ty);
+                pt.to_token_stream()
+            }
+            Ok(syn::FnArg::Receiver(mut r)) => {
+                if let Some((and, lifetime @ None)) = &mut r.reference {
+                    *lifetime = Some(syn::Lifetime::new("'__tape", and.span));
+                }
+                *r.ty = with_tape_lifetime(&r.ty);
+                r.to_token_stream()
+            }
+            Err(_) => input.clone(),
+        })
+        .collect()
+}
+
 impl ShapeParam {
     /// The type of this argument's gradient (its cotangent).
     pub fn grad_ty(&self) -> TokenStream {
@@ -276,6 +340,21 @@ impl Shape<'_> {
     /// The function's generics, plus `T: backprop::Real` on its float type parameters
     /// when a tensor rule may see them, or a generic struct of parameters holds them
     /// (`p: &Layer<T>` needs `Layer<T>: Differentiable`, which needs `T`'s).
+    /// The generics and inputs of the companions that return a tape (`forward`,
+    /// `f_forward`): see [`tape_generics`].
+    pub(super) fn tape_signature(&self) -> (syn::Generics, TokenStream) {
+        let inputs: Vec<TokenStream> = self
+            .params
+            .iter()
+            .map(|p| {
+                let (name, ty) = (&p.name, &p.ty);
+                quote!(#name: #ty)
+            })
+            .collect();
+        let inputs = taped_inputs(&inputs);
+        (tape_generics(&self.generics()), quote!(#(#inputs),*))
+    }
+
     pub(super) fn generics(&self) -> syn::Generics {
         let mut generics = self.item.sig.generics.clone();
         let strukt = self.params.iter().any(|p| p.active && p.strukt);

@@ -16,6 +16,7 @@
 //! callee's tape is kept for the reverse pass; an inactive one stays a plain call.
 
 mod control;
+mod kept;
 
 use super::companions::companion_path;
 use super::context::Emitter;
@@ -213,82 +214,7 @@ impl<'a> Emitter<'a> {
                     .is_some_and(|v| self.is_local_buffer(v) || gradient_part(v))
             });
             if self.plan.activity.is_active(s.def) && (local_buffers || local_arrays) {
-                // The callee's tape would borrow a buffer of this function, which ends
-                // with the forward pass (and may be written after the call): keep a
-                // copy instead, and run the callee's forward again in the reverse pass
-                // (a checkpoint of the call).
-                let mut saves = Vec::new();
-                let mut names = Vec::new();
-                for a in arg_ops {
-                    match a.var() {
-                        Some(v)
-                            if self.is_local_buffer(v)
-                                || gradient_part(v)
-                                || local_arrays && self.is_local_array_ref(v) =>
-                        {
-                            let x = self.var(v).clone();
-                            let snap = self.names.fresh(
-                                &format!("snapshot_{}", x.to_string().trim_start_matches("r#")),
-                                span,
-                            );
-                            let counter = self.heap_name();
-                            // The copy has the argument's own type: `&h` passes `&copy`
-                            // (a `&Vec` or `&[f64; N]`), a view `&h[a..b]` a slice, `h`
-                            // itself (moved) the copy itself.
-                            let (copy, pass) = match self.func.def_of(v) {
-                                Some(Stmt {
-                                    rhs:
-                                        Rhs::Buffer {
-                                            op: crate::ir::BufOp::Borrow,
-                                            ..
-                                        },
-                                    ..
-                                }) => (quote!(::core::clone::Clone::clone(#x)), quote!(&#snap)),
-                                // `&g.w`, `&g.p` of another function's gradient: a copy of
-                                // the field, lent.
-                                Some(Stmt {
-                                    rhs:
-                                        Rhs::Buffer {
-                                            op: crate::ir::BufOp::Field(_) | crate::ir::BufOp::Elem,
-                                            ..
-                                        },
-                                    ..
-                                }) => (quote!(::core::clone::Clone::clone(#x)), quote!(&#snap)),
-                                // `&h` of a local array: a copy of the array, lent.
-                                Some(Stmt {
-                                    rhs: Rhs::Prim { prim, .. },
-                                    ..
-                                }) if prim.name == "&" => {
-                                    (quote!(::core::clone::Clone::clone(#x)), quote!(&#snap))
-                                }
-                                Some(Stmt {
-                                    rhs:
-                                        Rhs::Buffer {
-                                            op: crate::ir::BufOp::View,
-                                            ..
-                                        },
-                                    ..
-                                }) => (quote!(::std::vec::Vec::from(&#x[..])), quote!(&#snap[..])),
-                                _ => (quote!(::core::clone::Clone::clone(&#x)), quote!(#snap)),
-                            };
-                            saves.push(quote_spanned!(span=> let #snap = #copy;));
-                            saves.push(quote_spanned!(span=> #counter += {
-                                #[allow(unused_imports)]
-                                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
-                                (&::backprop::__private::Probe(&#snap)).heap_bytes()
-                            };));
-                            names.push(Some((snap, pass)));
-                        }
-                        _ => names.push(None),
-                    }
-                }
-                self.snapshots.insert(s.def, names);
-                if *tangent {
-                    // The tangent has no function of its own: the companion's value.
-                    let companion = super::companions::companion_method(path, "tangent_forward");
-                    return quote_spanned!(span=> #(#saves)* let (#def, _) = #companion(#(#args),*););
-                }
-                return quote_spanned!(span=> #(#saves)* let #def #ty = #path(#(#args),*););
+                return self.kept_call(s, path, arg_ops, &args, *tangent, &gradient_part);
             }
             if self.plan.activity.is_active(s.def) {
                 let tape = self.tape(s.def);

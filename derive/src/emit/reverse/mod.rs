@@ -272,7 +272,7 @@ fn reverse_block(
                     });
                 }
             }
-            Rhs::Call { path, tangent, .. } => {
+            Rhs::Call { path, .. } => {
                 let slots: Vec<Option<VarId>> = args.iter().map(active).collect();
                 let tape = cx.tape(s.def);
                 let d_def = cx.adjoint(s.def);
@@ -291,7 +291,8 @@ fn reverse_block(
                     Mode::Plain => syn::Ident::new("backward_unguarded", s.span),
                 };
                 let invoke = if let Some(snaps) = cx.snapshots.get(&s.def).cloned() {
-                    // A checkpointed call: its forward runs again on the saved copies.
+                    // A call of `f_hvp`'s tangent program on copies (see
+                    // `emit::forward::kept`): its forward runs again on them.
                     let call_args: Vec<TokenStream> = args
                         .iter()
                         .zip(&snaps)
@@ -303,21 +304,11 @@ fn reverse_block(
                             None => cx.read_operand(a),
                         })
                         .collect();
-                    // `rebuild` gets the value the call returned too: a hand-written
-                    // rule's pullback needs only that and the arguments, a `#[grad]`
-                    // function runs its forward pass again.
-                    let rebuild = if *tangent {
-                        super::companions::companion_method(path, "tangent_rebuild")
-                    } else {
-                        super::companions::rebuild_path(path)
-                    };
+                    // `tangent_rebuild` gets the value the call returned too: a
+                    // hand-written rule's pullback needs only that and the arguments.
+                    let rebuild = super::companions::companion_method(path, "tangent_rebuild");
                     cx.captured.borrow_mut().insert(s.def);
                     let value = cx.read(s.def);
-                    let value = if grad_call {
-                        quote!(&#value)
-                    } else {
-                        quote!(#value)
-                    };
                     quote_spanned!(s.span=> {
                         let (_, #tape) = #rebuild(#(#call_args,)* #value);
                         ::backprop::__private::Pullback::#backward(#tape, #d_def)
