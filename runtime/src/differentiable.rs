@@ -353,7 +353,14 @@ where
         // The lazy zero a reverse pass starts from (`Differentiable::lazy_zero`): the
         // first cotangent moves in, with no zeros to add it to.
         if self.is_empty() && !rhs.is_empty() {
-            *self = rhs;
+            // In row-major order, as `zero_like` makes it: `Params` hands a gradient to
+            // the optimizers as a flat buffer beside the parameter's, element for element
+            // (a transposed cotangent moved in as it was paired them wrongly).
+            *self = if rhs.is_standard_layout() {
+                rhs
+            } else {
+                rhs.as_standard_layout().into_owned()
+            };
             return;
         }
         assert_eq!(

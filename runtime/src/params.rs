@@ -460,16 +460,23 @@ impl_tuple!(
     (A 0, B 1, C 2, D 3, E 4, G 5)
 );
 
-/// An owned ndarray is one buffer with the array's shape.
+/// An owned ndarray is one buffer with the array's shape, its values in row-major
+/// order, so that a parameter and its gradient pair element for element whatever
+/// layouts they were made in.
 ///
 /// # Panics
-/// If the array's memory is not contiguous (possible only after `slice_collapse` of an
-/// owned array); call `.as_standard_layout().into_owned()` first.
+/// `visit` if the array is not in standard (row-major, contiguous) layout: a transposed
+/// array (`a.t().to_owned()`) is column-major; call `.as_standard_layout().into_owned()`
+/// first. `visit_mut` makes such an array row-major itself.
 impl<F: Real, D: ndarray::Dimension> Params<F> for ndarray::Array<F, D> {
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(BufferRef<'a, F>)) {
-        let values = self
-            .as_slice_memory_order()
-            .expect("backprop::Params for ndarray::Array needs contiguous memory");
+        let values = self.as_slice().unwrap_or_else(|| {
+            panic!(
+                "backprop::Params: `{prefix}` (shape {:?}) is not in row-major layout; \
+                 call .as_standard_layout().into_owned() on it first",
+                self.shape()
+            )
+        });
         f(BufferRef {
             name: prefix.to_string(),
             shape: self.shape().to_vec(),
@@ -478,9 +485,10 @@ impl<F: Real, D: ndarray::Dimension> Params<F> for ndarray::Array<F, D> {
     }
     fn visit_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(BufferMut<'a, F>)) {
         let shape = self.shape().to_vec();
-        let values = self
-            .as_slice_memory_order_mut()
-            .expect("backprop::Params for ndarray::Array needs contiguous memory");
+        if !self.is_standard_layout() {
+            *self = self.as_standard_layout().into_owned();
+        }
+        let values = self.as_slice_mut().expect("row-major, made so above");
         f(BufferMut {
             name: prefix.to_string(),
             shape,

@@ -620,3 +620,66 @@ fn a_struct_with_a_list_of_layers_is_a_grad_argument() {
     );
     gradcheck!(outer_loss(p = &p, x = const 2.0)).assert();
 }
+
+/// A tied head, as the GPT's: the logits read `wᵀ`, so the first cotangent reaching
+/// `d_p.w` is a transposed (column-major) array.
+#[derive(Clone, Debug, PartialEq, Differentiable)]
+struct Tied {
+    w: Array2<f64>,
+}
+
+#[grad(p)]
+fn tied_head(p: &Tied, h: &Array2<f64>) -> f64 {
+    let logits = h.dot(&p.w.t());
+    (&logits * &logits).sum()
+}
+
+#[test]
+fn a_transposed_cotangent_pairs_with_its_parameter_element_for_element() {
+    // Before: the gradient kept the moved-in cotangent's column-major layout, and
+    // `Params` (memory order) paired w[0][1] with d_w[1][0] in every optimizer: the
+    // gradient norm was right and the update scrambled (the GPT trained slower than
+    // PyTorch from its first step).
+    let p = Tied {
+        w: array![[1.0, 2.0, 0.5], [-1.0, 0.0, 3.0]],
+    };
+    let h = array![[0.5, -1.0, 2.0]];
+    let (_, g) = tied_head_grad(&p, &h);
+    // L = Σ (h·wᵀ)², d_w = 2 (h·wᵀ)ᵀ·h: logits = [-0.5, 5.5].
+    let expected = array![[-0.5, 1.0, -2.0], [5.5, -11.0, 22.0]];
+    assert_eq!(g.p.w, expected);
+    assert!(g.p.w.is_standard_layout());
+    let mut flat = Vec::new();
+    g.p.visit("", &mut |b| flat.extend_from_slice(b.values));
+    assert_eq!(flat, expected.iter().copied().collect::<Vec<_>>());
+    // SGD with lr 1 moves each weight by its own gradient.
+    let mut q = p.clone();
+    let mut sgd = Sgd::new(SgdConfig {
+        lr: 1.0,
+        ..SgdConfig::default()
+    });
+    sgd.step(&mut q, &g.p).unwrap();
+    assert_eq!(q.w, &p.w - &expected);
+}
+
+#[test]
+fn params_hand_out_row_major_values_whatever_the_layout() {
+    // A column-major parameter: `visit_mut` makes it row-major (the same values), so an
+    // optimizer pairs it with a row-major gradient element for element.
+    let mut p = Tied {
+        w: array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]].t().to_owned(),
+    };
+    assert!(!p.w.is_standard_layout());
+    let mut seen = Vec::new();
+    p.visit_mut("", &mut |b| seen.extend_from_slice(b.values));
+    assert_eq!(seen, vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+    assert!(p.w.is_standard_layout());
+    assert_eq!(p.w, array![[1.0, 3.0, 5.0], [2.0, 4.0, 6.0]]);
+    // Read only, a column-major array is refused by name.
+    let q = Tied {
+        w: array![[1.0, 2.0], [3.0, 4.0]].t().to_owned(),
+    };
+    let err = std::panic::catch_unwind(|| q.visit("p", &mut |_| {})).unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("`p.w`") && msg.contains("row-major"), "{msg}");
+}
