@@ -5,6 +5,7 @@
 //! central differences along the tangent.
 #![allow(clippy::needless_range_loop, clippy::float_cmp, clippy::useless_vec)]
 
+use crate::support::close;
 use backprop::{Differentiable, custom_vjp, grad, sigmoid};
 use ndarray::{Array1, Array2, array};
 
@@ -18,14 +19,6 @@ fn fd_along(f: &dyn Fn(&[f64]) -> f64, x: &[f64], t: &[f64]) -> f64 {
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(a, b)| a * b).sum()
-}
-
-#[track_caller]
-fn close(got: f64, expected: f64, tol: f64, what: &str) {
-    assert!(
-        (got - expected).abs() <= tol * expected.abs().max(1.0),
-        "{what}: got {got:e}, expected {expected:e}"
-    );
 }
 
 const X: [f64; 5] = [0.5, -1.5, 2.0, 0.3, 1.1];

@@ -5,15 +5,8 @@
 //! outer function itself.
 #![allow(clippy::needless_range_loop, clippy::float_cmp)]
 
+use crate::support::close;
 use backprop::grad;
-
-#[track_caller]
-fn close(got: f64, expected: f64, tol: f64, what: &str) {
-    assert!(
-        (got - expected).abs() <= tol * expected.abs().max(1.0),
-        "{what}: got {got:e}, expected {expected:e}"
-    );
-}
 
 #[grad]
 fn inner(a: f64, b: f64) -> f64 {

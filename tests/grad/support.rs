@@ -76,3 +76,13 @@ macro_rules! assert_same_v {
         );
     }};
 }
+
+/// `got` within `tol` of `expected`, relative to `max(|expected|, 1)`; the panic names
+/// `what` and both values.
+#[track_caller]
+pub fn close(got: f64, expected: f64, tol: f64, what: &str) {
+    assert!(
+        (got - expected).abs() <= tol * expected.abs().max(1.0),
+        "{what}: got {got:e}, expected {expected:e}"
+    );
+}
