@@ -59,44 +59,38 @@ pub fn strip_lifetimes(ty: &mut syn::Type) {
 /// `&'a ArrayView2<'b, f32>` → `&'static ArrayView2<'static, f32>`: the gradient type of
 /// an array argument does not depend on its lifetimes, and the gradient struct has none.
 fn with_static_lifetimes(ty: &syn::Type) -> syn::Type {
-    use syn::visit_mut::VisitMut;
-    struct Static;
-    impl VisitMut for Static {
-        fn visit_lifetime_mut(&mut self, l: &mut syn::Lifetime) {
-            l.ident = syn::Ident::new("static", l.ident.span());
-        }
-        fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
-            if r.lifetime.is_none() {
-                r.lifetime = Some(syn::parse_quote!('static));
-            }
-            syn::visit_mut::visit_type_reference_mut(self, r);
-        }
-    }
-    let mut ty = ty.clone();
-    Static.visit_type_mut(&mut ty);
-    ty
+    name_lifetimes(ty, "static", true)
 }
 
 /// `ty` with every elided or `'_` reference lifetime named `'__tape` (see
 /// [`Shape::tape_signature`]).
 fn with_tape_lifetime(ty: &syn::Type) -> syn::Type {
+    name_lifetimes(ty, "__tape", false)
+}
+
+/// `ty` with its elided reference lifetimes and `'_` named `'name`, and, with `all`,
+/// its named lifetimes too.
+fn name_lifetimes(ty: &syn::Type, name: &str, all: bool) -> syn::Type {
     use syn::visit_mut::VisitMut;
-    struct Tape;
-    impl VisitMut for Tape {
+    struct Namer<'n>(&'n str, bool);
+    impl VisitMut for Namer<'_> {
         fn visit_lifetime_mut(&mut self, l: &mut syn::Lifetime) {
-            if l.ident == "_" {
-                l.ident = syn::Ident::new("__tape", l.ident.span());
+            if self.1 || l.ident == "_" {
+                l.ident = syn::Ident::new(self.0, l.ident.span());
             }
         }
         fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
             if r.lifetime.is_none() {
-                r.lifetime = Some(syn::Lifetime::new("'__tape", r.and_token.span));
+                r.lifetime = Some(syn::Lifetime::new(
+                    &format!("'{}", self.0),
+                    r.and_token.span,
+                ));
             }
             syn::visit_mut::visit_type_reference_mut(self, r);
         }
     }
     let mut ty = ty.clone();
-    Tape.visit_type_mut(&mut ty);
+    Namer(name, all).visit_type_mut(&mut ty);
     ty
 }
 
