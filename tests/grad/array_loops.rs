@@ -646,3 +646,118 @@ fn loop_over_structs_counts_nested_op_tapes() {
         "each iteration keeps one attention tape ({one} B), the loop grew by {step} B"
     );
 }
+
+// An array state that one loop leaves and the next takes up: the first loop's reverse
+// reads its last output (`tanh` keeps it), which the second loop's state also starts
+// from. Before, the second loop moved it and the function did not compile (E0382).
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct EncoderDecoder {
+    encoder: Vec<Layer>,
+    decoder: Vec<Layer>,
+}
+
+#[grad]
+fn encode_decode(p: &EncoderDecoder, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for layer in &p.encoder {
+        h = (h.dot(&layer.w) + &layer.b).tanh();
+    }
+    for layer in &p.decoder {
+        h = (h.dot(&layer.w) + &layer.b).tanh();
+    }
+    (&h * &h).sum()
+}
+
+#[grad]
+fn encode_decode_unrolled(p: &EncoderDecoder, x: &Array2<f64>) -> f64 {
+    let e0 = &p.encoder[0];
+    let e1 = &p.encoder[1];
+    let d0 = &p.decoder[0];
+    let h1 = (x.dot(&e0.w) + &e0.b).tanh();
+    let h2 = (h1.dot(&e1.w) + &e1.b).tanh();
+    let h3 = (h2.dot(&d0.w) + &d0.b).tanh();
+    (&h3 * &h3).sum()
+}
+
+/// One `for`, then a `while`, then an `if` that may take one more step, then a new name.
+#[grad]
+fn for_while_if_rename(x: &Array2<f64>, w: &Array2<f64>, more: usize, once_more: bool) -> f64 {
+    let mut h = x.clone();
+    for _ in 0..2 {
+        h = h.dot(w).tanh();
+    }
+    let mut k = 0;
+    while k < more {
+        h = h.dot(w).tanh();
+        k += 1;
+    }
+    if once_more {
+        h = h.dot(w).tanh();
+    }
+    let y = h;
+    (&y * &y).sum()
+}
+
+fn for_while_if_rename_by_hand(x: &Array2<f64>, w: &Array2<f64>, steps: usize) -> f64 {
+    let mut h = x.clone();
+    for _ in 0..steps {
+        h = h.dot(w).tanh();
+    }
+    (&h * &h).sum()
+}
+
+/// `let y = h;` of an array whose rule keeps it, with no loop at all.
+#[grad]
+fn renamed_output(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let h = x.dot(w).tanh();
+    let y = h;
+    (&y * &y).sum() + y.sum()
+}
+
+#[test]
+fn a_state_handed_from_loop_to_loop_equals_unrolled() {
+    let (x, w, b) = point();
+    let layer = |s: f64| Layer {
+        w: w.mapv(|v| v * s),
+        b: b.mapv(|v| v + s),
+    };
+    let p = EncoderDecoder {
+        encoder: vec![layer(1.0), layer(-0.7)],
+        decoder: vec![layer(0.4)],
+    };
+    let (v, g) = encode_decode_grad(&p, &x);
+    let (vu, gu) = encode_decode_unrolled_grad(&p, &x);
+    assert_eq!(v, vu);
+    assert_eq!(g.p, gu.p);
+    assert_eq!(g.x, gu.x);
+    backprop::gradcheck!(encode_decode(p = &p, x = &x)).assert();
+}
+
+#[test]
+fn a_state_through_for_while_if_and_a_new_name_is_exact() {
+    let (x, w, _) = point();
+    for more in 0..3 {
+        for once_more in [false, true] {
+            let steps = 2 + more + usize::from(once_more);
+            let v = for_while_if_rename(&x, &w, more, once_more);
+            assert_eq!(v, for_while_if_rename_by_hand(&x, &w, steps));
+            backprop::gradcheck!(for_while_if_rename(
+                x = &x,
+                w = &w,
+                more = const more,
+                once_more = const once_more
+            ))
+            .assert();
+        }
+    }
+    // By hand: y = tanh(x·w), f = Σ y² + Σ y, so ∂f/∂(xw) = (2y + 1)(1 − y²).
+    let (v, g) = renamed_output_grad(&x, &w);
+    let y = x.dot(&w).tanh();
+    assert_eq!(v, (&y * &y).sum() + y.sum());
+    let d_z = (&y * 2.0 + 1.0) * (1.0 - &y * &y);
+    let expect_w = x.t().dot(&d_z);
+    for (a, e) in g.w.iter().zip(expect_w.iter()) {
+        assert!((a - e).abs() < 1e-14, "{a} vs {e}");
+    }
+}

@@ -288,3 +288,122 @@ fn layers_with_named_lifetimes_on_local_arrays() {
     backprop::gradcheck!(named_lifetimes(x = const &p.x, w = &p.w, b = &p.b, rows = const &rows[..]))
         .assert();
 }
+
+// Layers that take views, handed views of arrays the caller made (`h.view()`, `h.t()`,
+// `h.slice(..)`, `h.row(i)`), with the view types' lifetimes elided as users write them
+// (`ArrayView1<f64>`). Before, the callee's tape borrowed the caller's local (E0597) and
+// an elided view lifetime left the generated signatures without one (E0106).
+
+/// `tanh(x·w)` on a view.
+#[grad]
+fn view_dense(x: ndarray::ArrayView2<f64>, w: &Array2<f64>) -> Array2<f64> {
+    x.dot(w).tanh()
+}
+
+/// `Σ tanh(x ⊙ w)` on a 1-D view.
+#[grad]
+fn view_row(x: ndarray::ArrayView1<f64>, w: &Array1<f64>) -> f64 {
+    (&x * w).tanh().sum()
+}
+
+#[grad]
+fn views_of_a_local(x: &Array2<f64>, w: &Array2<f64>, v: &Array1<f64>) -> f64 {
+    let h = x.dot(w);
+    let a = view_dense(h.view(), w).sum();
+    let b = view_dense(h.t(), w).sum();
+    let c = view_dense(h.slice(ndarray::s![0..1, ..]), w).sum();
+    let d = view_row(h.row(1), v);
+    let e = view_row(h.column(2), &v.mapv(|t| t * 0.5));
+    a + 0.5 * b + c * c + d + e
+}
+
+#[grad]
+fn views_of_a_local_inline(x: &Array2<f64>, w: &Array2<f64>, v: &Array1<f64>) -> f64 {
+    let h = x.dot(w);
+    let a = h.dot(w).tanh().sum();
+    let b = h.t().dot(w).tanh().sum();
+    let c = h.slice(ndarray::s![0..1, ..]).dot(w).tanh().sum();
+    let d = (&h.row(1) * v).tanh().sum();
+    let e = (&h.column(2) * &v.mapv(|t| t * 0.5)).tanh().sum();
+    a + 0.5 * b + c * c + d + e
+}
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct ViewLayer {
+    w: Array2<f64>,
+}
+
+#[grad]
+fn view_stack(layers: &[ViewLayer], x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for layer in layers {
+        h = view_dense(h.view(), &layer.w);
+    }
+    (&h * &h).sum()
+}
+
+fn square3() -> (Array2<f64>, Array2<f64>, Array1<f64>) {
+    (
+        array![[0.3, 0.1, -0.1], [0.4, 0.2, 0.0], [0.5, 0.3, 0.1]],
+        array![[0.05, -0.05, -0.15], [0.35, 0.25, 0.15], [0.65, 0.55, 0.45]],
+        array![-0.3, -0.1, 0.1],
+    )
+}
+
+#[test]
+fn layers_on_views_of_local_arrays_equal_the_inline_code() {
+    let (x, w, v) = square3();
+    let (f, g) = views_of_a_local_grad(&x, &w, &v);
+    let (fi, gi) = views_of_a_local_inline_grad(&x, &w, &v);
+    assert!((f - fi).abs() < 1e-14, "{f} vs {fi}");
+    for (a, b) in [(&g.x, &gi.x), (&g.w, &gi.w)] {
+        for (p, q) in a.iter().zip(b.iter()) {
+            assert!((p - q).abs() < 1e-13, "{p} vs {q}");
+        }
+    }
+    for (p, q) in g.v.iter().zip(gi.v.iter()) {
+        assert!((p - q).abs() < 1e-13, "{p} vs {q}");
+    }
+    backprop::gradcheck!(views_of_a_local(x = &x, w = &w, v = &v)).assert();
+    // Forward mode through the same calls: the gradient paired with the tangents.
+    let (tx, tw, tv) = (x.mapv(|t| t - 0.2), w.t().to_owned(), v.mapv(|t| 1.0 - t));
+    let (fj, dj) = views_of_a_local_jvp(&x, &w, &v, &tx, &tw, &tv);
+    let paired = (&g.x * &tx).sum() + (&g.w * &tw).sum() + (&g.v * &tv).sum();
+    assert!(
+        (fj - f).abs() < 1e-14 && (dj - paired).abs() < 1e-12,
+        "{dj} vs {paired}"
+    );
+    let layers = vec![
+        ViewLayer { w: w.clone() },
+        ViewLayer {
+            w: w.t().to_owned(),
+        },
+    ];
+    backprop::gradcheck!(view_stack(layers = &layers, x = &x)).assert();
+}
+
+/// A layer that takes its input buffer by value.
+#[grad]
+fn owned_cubes(h: Vec<f64>, w: &[f64]) -> f64 {
+    h.iter().zip(w).map(|(a, b)| a * b * a).sum()
+}
+
+#[grad]
+fn local_vec_moved_into_a_layer(x: &[f64]) -> f64 {
+    let h: Vec<f64> = x.iter().map(|v| v * 2.0).collect();
+    owned_cubes(h, x)
+}
+
+#[test]
+fn a_local_vec_moved_into_a_layer() {
+    // f = Σ (2xᵢ)²·xᵢ = 4 Σ xᵢ³, so ∂f/∂xᵢ = 12 xᵢ².
+    let x = vec![0.3, -0.2, 0.5];
+    let (f, g) = local_vec_moved_into_a_layer_grad(&x);
+    assert!((f - 4.0 * x.iter().map(|v| v * v * v).sum::<f64>()).abs() < 1e-15);
+    for (d, v) in g.x.iter().zip(&x) {
+        assert!((d - 12.0 * v * v).abs() < 1e-14, "{d} vs {}", 12.0 * v * v);
+    }
+    let (_, dj) = local_vec_moved_into_a_layer_jvp(&x, &[1.0, 0.0, -1.0]);
+    assert!((dj - (g.x[0] - g.x[2])).abs() < 1e-14);
+    backprop::gradcheck!(local_vec_moved_into_a_layer(x = &x)).assert();
+}

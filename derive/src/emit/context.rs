@@ -5,7 +5,7 @@
 
 use crate::analysis::Plan;
 use crate::analysis::save::Reads;
-use crate::ir::{Func, LoopNode, Operand, Rhs, Spelling, Stmt, VarId};
+use crate::ir::{BufOp, Func, LoopNode, Operand, Rhs, Spelling, Stmt, VarId};
 use crate::names::Names;
 use proc_macro2::{Ident, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
@@ -156,6 +156,47 @@ impl<'a> Emitter<'a> {
                 .is_some_and(|x| self.plan.kinds.owned_array[x.0]),
             _ => false,
         }
+    }
+
+    /// A view method's result over an array this function made (`h.view()`, `h.t()`,
+    /// `h.slice(s![..])` after `let h = ..`), passed to a callee as it is: the callee's
+    /// tape would borrow the local through it.
+    pub fn is_local_view(&self, v: VarId) -> bool {
+        !self.plan.kinds.scalar[v.0]
+            && matches!(
+                self.func.def_of(v),
+                Some(Stmt { rhs: Rhs::Prim { prim, .. }, .. }) if matches!(
+                    prim.name,
+                    "view" | "t" | "slice" | "slice_axis" | "index_axis" | "row" | "column"
+                )
+            )
+            && self.view_of_local(v, false)
+    }
+
+    /// A buffer this function made, as a value of its own (not a borrow, a field or a
+    /// sub-slice of one): passed to a call, it moves.
+    pub fn moves_local_buffer(&self, v: VarId) -> bool {
+        self.is_local_buffer(v)
+            && !self.func.params.iter().any(|p| p.var == v)
+            && !matches!(
+                self.func.def_of(v),
+                Some(Stmt {
+                    rhs: Rhs::Buffer {
+                        op: BufOp::Borrow | BufOp::Field(_) | BufOp::Elem | BufOp::View,
+                        ..
+                    },
+                    ..
+                }) | Some(Stmt {
+                    rhs: Rhs::Prim { .. },
+                    ..
+                })
+            )
+    }
+
+    /// `&h` or a view of an array this function made: a `#[grad]` callee's tape would
+    /// borrow it past the forward pass (`emit::forward::kept`).
+    pub fn lends_local_array(&self, v: VarId) -> bool {
+        self.is_local_array_ref(v) || self.is_local_view(v)
     }
 
     /// Whether the value emitted as `name` is an array (not a float, a shape or a tape).

@@ -88,10 +88,35 @@ fn name_lifetimes(ty: &syn::Type, name: &str, all: bool) -> syn::Type {
             }
             syn::visit_mut::visit_type_reference_mut(self, r);
         }
+        // ndarray's view aliases with their lifetime elided (`ArrayView2<f64>`), which
+        // a signature with a returned `impl Trait` or a `'static` field cannot leave out.
+        fn visit_path_segment_mut(&mut self, seg: &mut syn::PathSegment) {
+            if is_view_alias(&seg.ident)
+                && let syn::PathArguments::AngleBracketed(args) = &mut seg.arguments
+                && !args
+                    .args
+                    .iter()
+                    .any(|a| matches!(a, syn::GenericArgument::Lifetime(_)))
+            {
+                let l = syn::Lifetime::new(&format!("'{}", self.0), seg.ident.span());
+                args.args.insert(0, syn::GenericArgument::Lifetime(l));
+            }
+            syn::visit_mut::visit_path_segment_mut(self, seg);
+        }
     }
     let mut ty = ty.clone();
     Namer(name, all).visit_type_mut(&mut ty);
     ty
+}
+
+/// ndarray's type aliases whose first generic argument is a lifetime.
+fn is_view_alias(ident: &syn::Ident) -> bool {
+    let name = ident.to_string();
+    let rest = name
+        .strip_prefix("ArrayViewMut")
+        .or_else(|| name.strip_prefix("ArrayView"))
+        .or_else(|| name.strip_prefix("CowArray"));
+    rest.is_some_and(|r| matches!(r, "" | "0" | "1" | "2" | "3" | "4" | "5" | "6" | "D"))
 }
 
 /// `generics` with a first lifetime `'__tape` that each of its own lifetimes outlives:

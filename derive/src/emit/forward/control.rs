@@ -8,6 +8,13 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{quote, quote_spanned};
 
 impl<'a> Emitter<'a> {
+    /// Whether the reverse pass reads `v`: the save plan keeps it, or an emitted rule
+    /// already captured it (a loop before relays its state after the loop back from
+    /// there: `tanh` keeps each iteration's output, the last one included).
+    pub(super) fn read_by_reverse(&self, v: crate::ir::VarId) -> bool {
+        self.plan.saved.contains(&v) || self.captured.borrow().contains(&v)
+    }
+
     /// A loop: the carried values live in mutable state named after their value after
     /// the loop; each iteration binds their entry values, runs the body and, when the
     /// loop is active, pushes what its reverse reads onto the loop's tape (a `Vec` of
@@ -21,12 +28,13 @@ impl<'a> Emitter<'a> {
             .map(|c| self.var(c.out).clone())
             .collect();
         // An array that starts a carried state and is also read by a pullback (`tanh`
-        // keeps its output) is copied into the loop: the loop's state moves.
+        // keeps its output; an earlier loop relays it) is copied into the loop: the
+        // loop's state moves.
         let inits: Vec<TokenStream> = node
             .carried
             .iter()
             .map(|c| match c.init.var() {
-                Some(v) if !self.plan.kinds.scalar[v.0] && self.plan.saved.contains(&v) => {
+                Some(v) if !self.plan.kinds.scalar[v.0] && self.read_by_reverse(v) => {
                     let x = self.var(v);
                     quote!(::core::clone::Clone::clone(&#x))
                 }
@@ -206,7 +214,7 @@ impl<'a> Emitter<'a> {
             match o.var() {
                 Some(v)
                     if !this.plan.kinds.scalar[v.0]
-                        && this.plan.saved.contains(&v)
+                        && this.read_by_reverse(v)
                         && !body.iter().any(|st| st.def == v) =>
                 {
                     let x = this.var(v);

@@ -27,6 +27,9 @@ enum Lent {
     Whole,
     /// `&copy[..]`: a view `&h[a..b]`, copied to a `Vec`.
     View,
+    /// `copy.view()`: a view of a local array (`h.view()`, `h.t()`), copied to an
+    /// owned array in the view's order.
+    ArrayView,
     /// `copy`: the argument was moved into the call.
     Moved,
 }
@@ -48,7 +51,7 @@ impl<'a> Emitter<'a> {
         let ty = s.ty.as_ref().map(|t| quote!(: #t));
         let local_arrays = arg_ops
             .iter()
-            .any(|a| a.var().is_some_and(|v| self.is_local_array_ref(v)));
+            .any(|a| a.var().is_some_and(|v| self.lends_local_array(v)));
         let mut saves = Vec::new();
         let mut copies = Vec::new();
         let mut names = Vec::new();
@@ -64,7 +67,7 @@ impl<'a> Emitter<'a> {
             let copied = a.var().filter(|&v| {
                 self.is_local_buffer(v)
                     || gradient_part(v)
-                    || local_arrays && self.is_local_array_ref(v)
+                    || local_arrays && self.lends_local_array(v)
             });
             let Some(v) = copied else {
                 names.push(None);
@@ -100,6 +103,7 @@ impl<'a> Emitter<'a> {
                         },
                     ..
                 }) => Lent::View,
+                _ if self.is_local_view(v) => Lent::ArrayView,
                 _ => Lent::Moved,
             };
             // A moved argument needs no copy when the callee's tape may own it.
@@ -113,6 +117,7 @@ impl<'a> Emitter<'a> {
             let copy = match how {
                 Lent::Whole => quote!(::core::clone::Clone::clone(#x)),
                 Lent::View => quote!(::std::vec::Vec::from(&#x[..])),
+                Lent::ArrayView => quote!(::backprop::__private::tensor::owned_view(&#x)),
                 Lent::Moved => quote!(::core::clone::Clone::clone(&#x)),
             };
             saves.push(quote_spanned!(span=> let #snap = #copy;));
@@ -125,12 +130,14 @@ impl<'a> Emitter<'a> {
             let pass = match how {
                 Lent::Whole => quote!(&#snap),
                 Lent::View => quote!(&#snap[..]),
+                Lent::ArrayView => quote!(#snap.view()),
                 Lent::Moved => quote!(#snap),
             };
             let i = syn::Index::from(copies.len());
             lent.push(match how {
                 Lent::Whole => quote!(&#kept.#i),
                 Lent::View => quote!(&#kept.#i[..]),
+                Lent::ArrayView => quote!(#kept.#i.view()),
                 Lent::Moved => quote!(#kept.#i),
             });
             copies.push(snap.clone());

@@ -196,15 +196,24 @@ impl<'a> Emitter<'a> {
                         let x = self.operand(a);
                         quote!(&::backprop::__private::tensor::owned_view(#x))
                     }
+                    // A `Vec` this function made, handed over by value (`f(h, ..)` for
+                    // `f(h: Vec<f64>, ..)`): the reverse pass still sizes `h`'s adjoint
+                    // by it, so the callee gets a copy.
+                    Some(v) if self.moves_local_buffer(v) => {
+                        let x = self.operand(a);
+                        quote!(::core::clone::Clone::clone(&#x))
+                    }
                     _ => self.operand(a),
                 })
                 .collect();
             // `&h` of a local array only needs a checkpoint for a callee whose tape
             // borrows its inputs (a `#[grad]` function), not for the runtime's ops.
+            // So does a view of one (`dense(h.view(), w)` for a callee taking an
+            // `ArrayView2`).
             let local_arrays = !crate::ir::op::is_runtime_array_op(&path.path)
                 && arg_ops
                     .iter()
-                    .any(|a| a.var().is_some_and(|v| self.is_local_array_ref(v)));
+                    .any(|a| a.var().is_some_and(|v| self.lends_local_array(v)));
             // A part of another function's gradient (`&g.w`, `&g.p`) is a borrow of the
             // call's value, a local too.
             let gradient_part =
@@ -265,6 +274,14 @@ impl<'a> Emitter<'a> {
                 let x = self.operand(&args[0]);
                 let rest: Vec<TokenStream> = args[1..].iter().map(|a| self.operand(a)).collect();
                 quote_spanned!(span=> ::backprop::__private::elementwise::#f(&#x #(, &#rest)*))
+            }
+            // `let y = h;` of an array the reverse also reads as `h` (`tanh` keeps its
+            // output) copies it: the new name would move it out from under the tape.
+            Rhs::Copy(Operand::Var(v))
+                if !self.plan.kinds.scalar[v.0] && self.read_by_reverse(*v) =>
+            {
+                let x = self.var(*v);
+                quote_spanned!(span=> ::core::clone::Clone::clone(&#x))
             }
             Rhs::Copy(o) => self.operand(o),
             Rhs::Prim { spelling, args, .. }
