@@ -202,3 +202,60 @@ probe!(
     shadow_carried_counter_grad,
     vec![1.0, 2.0, 3.0, 4.0, 5.0]
 );
+
+// ---- a tuple of values bound at once --------------------------------------------------
+
+/// `let (a, b) = (e1, e2);` binds each name to its element; an element that reads a
+/// name being bound reads its old value (`(b, a)` swaps).
+#[grad]
+fn tuple_lets(x: f64, y: f64) -> f64 {
+    let (a, b) = (x * y, x.sin());
+    let (a, b) = (b, a);
+    let (mut s, _) = (a + 1.0, y.exp());
+    for _ in 0..2 {
+        let (p, q) = (s * b, s - b);
+        s = p + q;
+    }
+    s * x
+}
+
+fn tuple_lets_by_hand(x: f64, y: f64) -> f64 {
+    let (a, b) = (x.sin(), x * y);
+    let mut s = a + 1.0;
+    for _ in 0..2 {
+        s = s * b + (s - b);
+    }
+    s * x
+}
+
+/// Arrays bound from a tuple: `let (q, k) = (x.dot(wq), x.dot(wk));`.
+#[grad]
+fn tuple_of_arrays(
+    x: &ndarray::Array2<f64>,
+    wq: &ndarray::Array2<f64>,
+    wk: &ndarray::Array2<f64>,
+) -> f64 {
+    let (q, k) = (x.dot(wq).tanh(), x.dot(wk));
+    let (k, q) = (q, k);
+    (&q * &k).sum()
+}
+
+#[test]
+fn tuple_lets_bind_each_element_as_rust_does() {
+    for &(x, y) in &[(0.3, -0.7), (1.1, 0.4)] {
+        assert_eq!(tuple_lets(x, y), tuple_lets_by_hand(x, y));
+        backprop::gradcheck!(tuple_lets(x = x, y = y)).assert();
+    }
+    let x = ndarray::array![[0.2, -0.4], [0.5, 0.1]];
+    let wq = ndarray::array![[0.3, 0.1], [-0.2, 0.6]];
+    let wk = ndarray::array![[-0.5, 0.2], [0.4, 0.3]];
+    // f = Σ tanh(x·wq) ⊙ (x·wk), so ∂f/∂wk = xᵀ·tanh(x·wq).
+    let (f, g) = tuple_of_arrays_grad(&x, &wq, &wk);
+    let t = x.dot(&wq).tanh();
+    assert!((f - (&t * &x.dot(&wk)).sum()).abs() < 1e-15);
+    let expect = x.t().dot(&t);
+    for (a, e) in g.wk.iter().zip(expect.iter()) {
+        assert!((a - e).abs() < 1e-15, "{a} vs {e}");
+    }
+    backprop::gradcheck!(tuple_of_arrays(x = &x, wq = &wq, wk = &wk)).assert();
+}

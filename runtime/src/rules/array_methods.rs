@@ -125,7 +125,12 @@ pub fn reshape_vjp<A: Real, D: Dimension, E: Dimension>(
     shape: &ArrayShape<A, D>,
     d: &Array<A, E>,
 ) -> Array<A, D> {
-    Array::from_shape_vec(shape.dim.clone(), d.iter().copied().collect()).unwrap_or_else(|_| {
+    // A row-major cotangent (the usual case) is one copy of its memory.
+    let elements = match d.as_slice() {
+        Some(row_major) => row_major.to_vec(),
+        None => d.iter().copied().collect(),
+    };
+    Array::from_shape_vec(shape.dim.clone(), elements).unwrap_or_else(|_| {
         panic!(
             "reshape: cannot put a cotangent of {} back into {}",
             shape_str(d.shape()),

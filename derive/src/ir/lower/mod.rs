@@ -37,7 +37,7 @@ use syn::{Expr, ItemFn};
 
 /// What `#[grad]` differentiates, for the end of every "not supported" message.
 pub const SUPPORTED: &str = "`#[grad]` differentiates `let` bindings (shadowing, `let mut` with `=`, `+=`, `-=`, \
-     `*=`, `/=`), `if`/`else` on floats and arrays (as statements and expressions, an early \
+     `*=`, `/=`, `let (a, b) = (x, y);`), `if`/`else` on floats and arrays (as statements and expressions, an early \
      `if c { return v; }`, `if let Some(x) = option`), `for` over integer ranges, over buffers (`x.iter()`, \
      `.enumerate()`, `.zip(..)`) and over lists of structs (`for layer in &p.layers`), `while` and `loop` with `break` (also `break value`) and `continue`, buffers of floats (`&[f64]`, `Vec<f64>`, \
      `[f64; N]`: indexing, `len`, sub-slices `&x[a..b]`, element writes on local buffers, \

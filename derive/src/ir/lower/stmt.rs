@@ -157,6 +157,12 @@ impl Lowerer<'_> {
                 return;
             }
         }
+        if let Some(stmts) = split_tuple_let(local) {
+            for st in &stmts {
+                self.block_stmt(st, false);
+            }
+            return;
+        }
         if let Some(stmts) = self.collect_into_vec(local) {
             for st in &stmts {
                 self.block_stmt(st, false);
@@ -560,6 +566,51 @@ fn pattern_names(pat: &Pat, out: &mut Vec<String>) {
 }
 
 /// A pattern that binds one name as it is (`n`, `mut n`) or nothing (`_`).
+/// `let (a, b) = (e1, e2);`: one `let` per element, as the tuple means. When an element
+/// reads a name the pattern binds (`let (a, b) = (b, a);`), every element is evaluated
+/// into a temporary first, then bound.
+fn split_tuple_let(local: &syn::Local) -> Option<Vec<syn::Stmt>> {
+    use syn::visit::Visit;
+    let init = local.init.as_ref().filter(|i| i.diverge.is_none())?;
+    let Pat::Tuple(pat) = &local.pat else {
+        return None;
+    };
+    let mut e = &*init.expr;
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    let Expr::Tuple(tuple) = e else { return None };
+    if pat.elems.len() != tuple.elems.len() || !pat.elems.iter().all(is_plain_binding) {
+        return None;
+    }
+    let mut bound = Vec::new();
+    pat.elems.iter().for_each(|p| pattern_names(p, &mut bound));
+    struct Reads<'a>(&'a [String], bool);
+    impl<'v> Visit<'v> for Reads<'_> {
+        fn visit_ident(&mut self, i: &'v Ident) {
+            self.1 |= self.0.contains(&i.to_string());
+        }
+    }
+    let mut reads = Reads(&bound, false);
+    tuple.elems.iter().for_each(|e| reads.visit_expr(e));
+    let pairs = pat.elems.iter().zip(&tuple.elems);
+    if !reads.1 {
+        return Some(
+            pairs
+                .map(|(p, e)| syn::parse_quote_spanned!(e.span()=> let #p = #e;))
+                .collect(),
+        );
+    }
+    let (mut firsts, mut thens) = (Vec::new(), Vec::new());
+    for (k, (p, e)) in pairs.enumerate() {
+        let temp = quote::format_ident!("tuple_element_{}", k, span = e.span());
+        firsts.push(syn::parse_quote_spanned!(e.span()=> let #temp = #e;));
+        thens.push(syn::parse_quote_spanned!(e.span()=> let #p = #temp;));
+    }
+    firsts.extend(thens);
+    Some(firsts)
+}
+
 fn is_plain_binding(p: &Pat) -> bool {
     match p {
         Pat::Ident(pi) => pi.by_ref.is_none() && pi.subpat.is_none(),
