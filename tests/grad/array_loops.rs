@@ -761,3 +761,77 @@ fn a_state_through_for_while_if_and_a_new_name_is_exact() {
         assert!((a - e).abs() < 1e-14, "{a} vs {e}");
     }
 }
+
+// Layers taken by value (`[Layer; 2]`, `Vec<Layer>`, a struct of layers) and lent to a
+// `#[grad]` layer: the argument ends with the forward pass, so each call runs on a copy
+// its tape keeps (before, the callee's tape borrowed it: E0505 and E0597).
+
+#[grad]
+fn layer_on(x: &Array2<f64>, l: &Layer) -> Array2<f64> {
+    (x.dot(&l.w) + &l.b).tanh()
+}
+
+#[grad(layers)]
+fn owned_array_of_layers(layers: [Layer; 2], x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for l in &layers {
+        h = layer_on(&h, l);
+    }
+    h.sum()
+}
+
+#[grad(layers)]
+fn owned_vec_of_layers(layers: Vec<Layer>, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for l in layers.iter() {
+        h = layer_on(&h, l);
+    }
+    h.sum()
+}
+
+#[grad(layers)]
+fn borrowed_layers(layers: &[Layer], x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for l in layers {
+        h = layer_on(&h, l);
+    }
+    h.sum()
+}
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct TwoLayers {
+    l1: Layer,
+    l2: Layer,
+}
+
+#[grad(p)]
+fn owned_struct_of_layers(p: TwoLayers, x: &Array2<f64>) -> f64 {
+    let h = layer_on(x, &p.l1);
+    layer_on(&h, &p.l2).sum()
+}
+
+#[test]
+fn layers_taken_by_value_equal_layers_borrowed() {
+    let (x, w, b) = point();
+    let layer = |s: f64| Layer {
+        w: w.mapv(|v| v * s),
+        b: b.mapv(|v| v - s * 0.1),
+    };
+    let layers = [layer(1.0), layer(-0.5)];
+    let (v, g) = borrowed_layers_grad(&layers, &x);
+    let (va, ga) = owned_array_of_layers_grad(layers.clone(), &x);
+    let (vv, gv) = owned_vec_of_layers_grad(layers.to_vec(), &x);
+    let two = TwoLayers {
+        l1: layers[0].clone(),
+        l2: layers[1].clone(),
+    };
+    let (vs, gs) = owned_struct_of_layers_grad(two, &x);
+    assert_eq!((va, vv, vs), (v, v, v));
+    assert_eq!(ga.layers.to_vec(), g.layers);
+    assert_eq!(gv.layers, g.layers);
+    assert_eq!(
+        (gs.p.l1, gs.p.l2),
+        (g.layers[0].clone(), g.layers[1].clone())
+    );
+    backprop::gradcheck!(owned_array_of_layers(layers = layers.clone(), x = const &x)).assert();
+}

@@ -173,6 +173,35 @@ impl<'a> Emitter<'a> {
             && self.view_of_local(v, false)
     }
 
+    /// A part of an argument taken by value (`&layers[i]` of `layers: [Layer; 2]`, `&p.l1`
+    /// of `p: Mlp`): it ends with the forward pass like a local, so a callee's tape
+    /// cannot borrow it either.
+    pub fn is_owned_argument_part(&self, v: VarId) -> bool {
+        let mut cur = v;
+        while let Some(Stmt {
+            rhs: Rhs::Buffer { op, args },
+            ..
+        }) = self.func.def_of(cur)
+        {
+            if !matches!(
+                op,
+                BufOp::Field(_) | BufOp::Elem | BufOp::Borrow | BufOp::Alias | BufOp::View
+            ) {
+                return false;
+            }
+            let Some(base) = args[0].var() else {
+                return false;
+            };
+            cur = base;
+        }
+        cur != v
+            && self
+                .func
+                .params
+                .iter()
+                .any(|p| p.var == cur && !matches!(p.ty, syn::Type::Reference(_)))
+    }
+
     /// A buffer this function made, as a value of its own (not a borrow, a field or a
     /// sub-slice of one): passed to a call, it moves.
     pub fn moves_local_buffer(&self, v: VarId) -> bool {

@@ -67,6 +67,7 @@ impl<'a> Emitter<'a> {
             let copied = a.var().filter(|&v| {
                 self.is_local_buffer(v)
                     || gradient_part(v)
+                    || self.is_owned_argument_part(v)
                     || local_arrays && self.lends_local_array(v)
             });
             let Some(v) = copied else {

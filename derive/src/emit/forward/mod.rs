@@ -219,8 +219,9 @@ impl<'a> Emitter<'a> {
             let gradient_part =
                 |v: crate::ir::VarId| self.func.grad_call_root(v).is_some_and(|root| root != v);
             let local_buffers = arg_ops.iter().any(|a| {
-                a.var()
-                    .is_some_and(|v| self.is_local_buffer(v) || gradient_part(v))
+                a.var().is_some_and(|v| {
+                    self.is_local_buffer(v) || gradient_part(v) || self.is_owned_argument_part(v)
+                })
             });
             if self.plan.activity.is_active(s.def) && (local_buffers || local_arrays) {
                 return self.kept_call(s, path, arg_ops, &args, *tangent, &gradient_part);
