@@ -835,3 +835,67 @@ fn layers_taken_by_value_equal_layers_borrowed() {
     );
     backprop::gradcheck!(owned_array_of_layers(layers = layers.clone(), x = const &x)).assert();
 }
+
+// A list of arrays in a struct (`ws: Vec<Array2<f64>>`): `for w in &p.ws`, with
+// `.enumerate()`, `&p.ws[i]` in an expression or bound to a local, `p.ws[i].t()`. Each
+// element is a place whose adjoint is `d_p.ws[i]`. Before, the loop was taken for one
+// over floats (E0271/E0277 at the `for`) and `&p.ws[i]` was refused.
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct ArrayLists {
+    ws: Vec<Array2<f64>>,
+    bs: Vec<Array1<f64>>,
+}
+
+#[grad(p)]
+fn over_array_list(p: &ArrayLists, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for (i, w) in p.ws.iter().enumerate() {
+        let b = &p.bs[i];
+        h = (h.dot(w) + b).tanh();
+    }
+    let last = &p.ws[p.ws.len() - 1];
+    h.sum() + last.t().sum() * 0.5
+}
+
+#[grad(p)]
+fn over_array_list_by_index(p: &ArrayLists, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for i in 0..p.ws.len() {
+        h = (h.dot(&p.ws[i]) + &p.bs[i]).tanh();
+    }
+    h.sum() + p.ws[2].t().sum() * 0.5
+}
+
+#[grad(p)]
+fn over_array_list_unrolled(p: &ArrayLists, x: &Array2<f64>) -> f64 {
+    let h1 = (x.dot(&p.ws[0]) + &p.bs[0]).tanh();
+    let h2 = (h1.dot(&p.ws[1]) + &p.bs[1]).tanh();
+    let h3 = (h2.dot(&p.ws[2]) + &p.bs[2]).tanh();
+    h3.sum() + p.ws[2].sum() * 0.5
+}
+
+#[test]
+fn lists_of_arrays_in_a_struct_are_places() {
+    let (x, w, b) = point();
+    let p = ArrayLists {
+        ws: vec![w.clone(), w.mapv(|v| -0.7 * v), w.t().to_owned()],
+        bs: vec![b.clone(), b.mapv(|v| v + 0.2), b.mapv(|v| -v)],
+    };
+    let (v, g) = over_array_list_grad(&p, &x);
+    let (vi, gi) = over_array_list_by_index_grad(&p, &x);
+    let (vu, gu) = over_array_list_unrolled_grad(&p, &x);
+    assert_eq!((v, vi), (vu, vu));
+    assert_eq!(g.p, gu.p);
+    assert_eq!(gi.p, gu.p);
+    // The `0.5·Σ wᵀ` term alone adds 0.5 to every element of `d_p.ws[2]`.
+    let (_, g_last) = over_array_list_grad(
+        &ArrayLists {
+            ws: p.ws.clone(),
+            bs: p.bs.clone(),
+        },
+        &x,
+    );
+    assert_eq!(g_last.p.ws.len(), 3);
+    backprop::gradcheck!(over_array_list(p = &p, x = const &x)).assert();
+}

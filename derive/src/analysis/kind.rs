@@ -120,7 +120,7 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
             // tensor path, which is right for scalars too. Buffers of floats hold
             // scalars; their other operations are scalar code.
             Rhs::Buffer {
-                op: crate::ir::BufOp::Field(_),
+                op: crate::ir::BufOp::Field(_) | crate::ir::BufOp::Elem,
                 ..
             } => !k.operand_of_arithmetic.contains(&s.def),
             Rhs::Buffer { .. } => true,

@@ -103,11 +103,12 @@ impl Lowerer<'_> {
             Expr::Reference(r) if r.mutability.is_none() && self.is_field_of_place(&r.expr) => {
                 self.place(&r.expr, want)
             }
-            // `let layer = &p.layers[i];` with `layer.w` read later: a struct place.
+            // `let layer = &p.layers[i];` with `layer.w` read later, `&p.ws[i]` of a list of
+            // arrays: one element of a list in a struct argument, a place. (A float
+            // element is read by value, `p.v[i]`, not borrowed.)
             Expr::Reference(r)
                 if r.mutability.is_none()
                     && matches!(&*r.expr, Expr::Index(_))
-                    && want.is_some_and(|w| self.field_bases.contains(&w.to_string()))
                     && self.is_place_expr(&r.expr) =>
             {
                 self.place(&r.expr, want)

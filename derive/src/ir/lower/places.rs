@@ -106,7 +106,8 @@ impl Lowerer<'_> {
     /// A method's receiver: a field of a struct argument is borrowed (`p.w.len()`,
     /// `p.w.dot(&x)`), except for float methods, which take the value (`p.b.exp()`).
     pub(super) fn receiver(&mut self, e: &Expr, method: &Ident) -> Operand {
-        if self.is_field_of_place(e) && !op::is_float_method(&method.to_string()) {
+        let element = matches!(e, Expr::Index(_)) && self.is_place_expr(e);
+        if (self.is_field_of_place(e) || element) && !op::is_float_method(&method.to_string()) {
             self.place(e, None)
         } else {
             self.expr(e, None)
@@ -148,11 +149,48 @@ pub(super) fn field_bases(block: &syn::Block) -> HashSet<String> {
             }
             syn::visit::visit_expr_call(self, c);
         }
+        // An array element of a list (`for w in &p.ws { h = h.dot(w) }`): the operand of
+        // `dot`, or the receiver of a method no float has.
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            let name = |e: &Expr| match e {
+                Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
+                Expr::Reference(r) => match &*r.expr {
+                    Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if m.method == "dot" {
+                self.0.extend(m.args.iter().filter_map(name));
+            }
+            if ARRAY_ONLY_METHODS.contains(&m.method.to_string().as_str()) {
+                self.0.extend(name(&m.receiver));
+            }
+            syn::visit::visit_expr_method_call(self, m);
+        }
     }
     let mut v = V(HashSet::new());
     v.visit_block(block);
     v.0
 }
+
+/// Methods of ndarray arrays that neither floats nor `Vec`s have: a name they are called
+/// on is an array.
+const ARRAY_ONLY_METHODS: &[&str] = &[
+    "dot",
+    "t",
+    "mapv",
+    "sum_axis",
+    "mean_axis",
+    "slice",
+    "row",
+    "column",
+    "nrows",
+    "ncols",
+    "dim",
+    "shape",
+    "view",
+];
 
 /// The names `block` indexes with an array or tuple of indices (`w[[i, j]]`,
 /// `w[(i, j)]`), reading or writing: ndarray arrays.
