@@ -40,16 +40,38 @@ pub fn derive(input: TokenStream) -> TokenStream {
             None => (syn::Member::Unnamed(k.into()), k.to_string(), &f.ty),
         })
         .collect();
+    // Fields with no gradient, by the spelling of their type: one error on each. The
+    // impls are still emitted without them (such a field's place in a new value is
+    // never reached), so the struct's uses add no trait errors of their own.
+    let mut errors = TokenStream::new();
+    let mut skipped: Vec<syn::Member> = Vec::new();
+    let members: Vec<(syn::Member, String, &syn::Type)> = members
+        .into_iter()
+        .filter(|(m, n, ty)| match refused_field(n, ty) {
+            Some(e) => {
+                errors.extend(e.to_compile_error());
+                skipped.push(m.clone());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let never: Vec<TokenStream> = skipped
+        .iter()
+        .map(|m| quote!(#m: ::core::unreachable!()))
+        .collect();
     let zero_fields = members
         .iter()
-        .map(|(m, _, _)| quote!(#m: ::backprop::Differentiable::zero_like(&self.#m)));
+        .map(|(m, _, _)| quote!(#m: ::backprop::Differentiable::zero_like(&self.#m)))
+        .chain(never.iter().cloned());
     let zero = match &data.fields {
         Fields::Unit => quote!(#name),
         _ => quote!(#name { #(#zero_fields),* }),
     };
     let lazy_fields = members
         .iter()
-        .map(|(m, _, _)| quote!(#m: ::backprop::Differentiable::lazy_zero(&self.#m)));
+        .map(|(m, _, _)| quote!(#m: ::backprop::Differentiable::lazy_zero(&self.#m)))
+        .chain(never.iter().cloned());
     let lazy = match &data.fields {
         Fields::Unit => quote!(#name),
         _ => quote!(#name { #(#lazy_fields),* }),
@@ -102,14 +124,17 @@ pub fn derive(input: TokenStream) -> TokenStream {
     let flat_lens = members
         .iter()
         .map(|(m, _, _)| quote!(+ ::backprop::gradcheck::GradValue::flat_len(&self.#m)));
-    let rebuilt = members.iter().map(|(m, _, _)| {
-        quote!(#m: {
-            let n = ::backprop::gradcheck::GradValue::flat_len(&self.#m);
-            let v = ::backprop::gradcheck::GradValue::with_flat(&self.#m, &flat[k..k + n]);
-            k += n;
-            v
+    let rebuilt = members
+        .iter()
+        .map(|(m, _, _)| {
+            quote!(#m: {
+                let n = ::backprop::gradcheck::GradValue::flat_len(&self.#m);
+                let v = ::backprop::gradcheck::GradValue::with_flat(&self.#m, &flat[k..k + n]);
+                k += n;
+                v
+            })
         })
-    });
+        .chain(never.iter().cloned());
     let rebuilt = match &data.fields {
         Fields::Unit => quote!(#name),
         _ => quote!(#name { #(#rebuilt),* }),
@@ -145,6 +170,8 @@ pub fn derive(input: TokenStream) -> TokenStream {
         .predicates
         .push(syn::parse_quote!(#name #ty_generics: ::backprop::params::Params<#float>));
     quote! {
+        #errors
+
         impl #impl_generics ::backprop::gradcheck::GradValue for #name #ty_generics #grad_value_where {
             fn to_flat(&self) -> ::std::vec::Vec<f64> {
                 let mut out = ::std::vec::Vec::new();
@@ -154,7 +181,7 @@ pub fn derive(input: TokenStream) -> TokenStream {
             fn flat_len(&self) -> usize {
                 0 #(#flat_lens)*
             }
-            #[allow(unused_assignments, unused_mut, unused_variables)]
+            #[allow(unused_assignments, unused_mut, unused_variables, unreachable_code)]
             fn with_flat(&self, flat: &[f64]) -> Self {
                 let mut k = 0usize;
                 #rebuilt
@@ -168,9 +195,11 @@ pub fn derive(input: TokenStream) -> TokenStream {
         }
 
         impl #impl_generics ::backprop::Differentiable for #name #ty_generics #differentiable_where {
+            #[allow(unreachable_code)]
             fn zero_like(&self) -> Self {
                 #zero
             }
+            #[allow(unreachable_code)]
             fn lazy_zero(&self) -> Self {
                 #lazy
             }
@@ -203,4 +232,35 @@ pub fn derive(input: TokenStream) -> TokenStream {
             }
         }
     }
+}
+
+/// A field whose type has no gradient: integers, `bool`, `char`, strings, `Option`s and
+/// maps (by the last segment of the type's path), with what to write instead.
+fn refused_field(name: &str, ty: &syn::Type) -> Option<syn::Error> {
+    let syn::Type::Path(tp) = ty else {
+        return None;
+    };
+    let last = tp.path.segments.last()?.ident.to_string();
+    const DATA: &[&str] = &[
+        "usize", "isize", "u8", "u16", "u32", "u64", "u128", "i8", "i16", "i32", "i64", "i128",
+        "bool", "char", "String", "str",
+    ];
+    let why = if DATA.contains(&last.as_str()) {
+        format!("has type `{last}`, which has no gradient")
+    } else if last == "Option" {
+        "is an `Option`, which has no fixed shape to take a gradient of (keep the parameter always present, e.g. a zero bias, or hold it in a struct of its own)".to_string()
+    } else if matches!(
+        last.as_str(),
+        "HashMap" | "BTreeMap" | "HashSet" | "BTreeSet"
+    ) {
+        format!("is a `{last}`, which has no fixed order of parameters")
+    } else {
+        return None;
+    };
+    Some(syn::Error::new_spanned(
+        ty,
+        format!(
+            "`#[derive(Differentiable)]`: field `{name}` {why}. A struct of parameters holds floats, buffers of floats (`Vec<f64>`, `[f32; N]`), ndarray arrays, and `Box`es and lists of other such structs; keep hyperparameters and flags (`n_head`, `causal`) in a struct of their own passed as data: `#[grad(p)] fn loss(p: &Model, cfg: &Config, ..)`"
+        ),
+    ))
 }

@@ -899,3 +899,121 @@ fn lists_of_arrays_in_a_struct_are_places() {
     assert_eq!(g_last.p.ws.len(), 3);
     backprop::gradcheck!(over_array_list(p = &p, x = const &x)).assert();
 }
+
+/// The form the refusal of `break h.clone()` advises: the result declared before the
+/// `loop`, assigned before the `break` (its first value is never read).
+#[allow(unused_assignments)]
+#[grad(w)]
+fn settle(w: &Array2<f64>) -> f64 {
+    let mut h = w.clone();
+    let mut out = h.clone();
+    loop {
+        h = h.tanh();
+        if h.sum() < 1.0 {
+            out = h.clone();
+            break;
+        }
+    }
+    (&out * &out).sum()
+}
+
+#[test]
+fn an_array_leaves_a_loop_through_a_variable() {
+    let w = array![[0.9, 0.7], [0.5, 0.3]];
+    // tanh applied until the sum is below 1: count the steps by hand.
+    let mut h = w.clone();
+    let mut steps = 0;
+    loop {
+        h = h.tanh();
+        steps += 1;
+        if h.sum() < 1.0 {
+            break;
+        }
+    }
+    let (v, g) = settle_grad(&w);
+    assert_eq!(v, (&h * &h).sum());
+    // d/dw of Σ tanh^k(w)² is elementwise: 2·h·Π (1 − tanh(h_j)²) over the steps.
+    let mut d = h.mapv(|x| 2.0 * x);
+    let mut hs = vec![w.clone()];
+    for _ in 0..steps {
+        let next = hs.last().unwrap().tanh();
+        hs.push(next);
+    }
+    for k in (1..=steps).rev() {
+        d = &d * &hs[k].mapv(|y| 1.0 - y * y);
+    }
+    for (a, e) in g.w.iter().zip(d.iter()) {
+        assert!((a - e).abs() < 1e-14, "{a} vs {e}");
+    }
+    backprop::gradcheck!(settle(w = &w)).assert();
+}
+
+// A part of the list of layers (`&p.layers[1..]`, `p.layers[..2].iter()` with
+// `.enumerate().rev()`), and a `fold` over the layers: the loops over places they mean.
+// Before, both compiled to rustc errors out of the expansion.
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct Stack {
+    layers: Vec<Layer>,
+}
+
+#[grad(p)]
+fn over_parts_of_the_list(p: &Stack, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for layer in &p.layers[1..] {
+        h = layer_on(&h, layer);
+    }
+    for (i, layer) in p.layers[..2].iter().enumerate().rev() {
+        h = layer_on(&h, layer) * (i as f64 + 1.0);
+    }
+    h.sum()
+}
+
+#[grad(p)]
+fn over_parts_by_index(p: &Stack, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for k in 1..p.layers.len() {
+        h = layer_on(&h, &p.layers[k]);
+    }
+    for k in (0..2).rev() {
+        h = layer_on(&h, &p.layers[k]) * (k as f64 + 1.0);
+    }
+    h.sum()
+}
+
+#[grad(p)]
+fn folded_layers(p: &Stack, x: &Array2<f64>) -> f64 {
+    p.layers
+        .iter()
+        .fold(x.clone(), |h, l| layer_on(&h, l))
+        .sum()
+}
+
+#[grad(p)]
+fn looped_layers(p: &Stack, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for l in &p.layers {
+        h = layer_on(&h, l);
+    }
+    h.sum()
+}
+
+#[test]
+fn parts_of_a_list_and_folds_over_it_equal_index_loops() {
+    let (x, w, b) = point();
+    let layer = |s: f64| Layer {
+        w: w.mapv(|v| v * s),
+        b: b.mapv(|v| v + 0.1 * s),
+    };
+    let p = Stack {
+        layers: vec![layer(1.0), layer(-0.5), layer(0.8)],
+    };
+    let (v, g) = over_parts_of_the_list_grad(&p, &x);
+    let (vi, gi) = over_parts_by_index_grad(&p, &x);
+    assert_eq!((v, &g.p), (vi, &gi.p));
+    let (vf, gf) = folded_layers_grad(&p, &x);
+    let (vl, gl) = looped_layers_grad(&p, &x);
+    assert_eq!((vf, &gf.p), (vl, &gl.p));
+    backprop::gradcheck!(over_parts_of_the_list(p = &p, x = const &x)).assert();
+    backprop::gradcheck!(folded_layers(p = &p, x = const &x)).assert();
+}

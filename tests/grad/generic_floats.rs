@@ -304,3 +304,33 @@ fn p_generic_with_add_assign() {
     let (v, g) = generic_with_add_assign_grad(&x);
     check(&|x: &[f64]| generic_with_add_assign(x), v, &g.x, &x);
 }
+
+/// A struct of parameters with a const parameter, and a list of `N` layers by value: the
+/// gradient struct carries `N` too (before, it named `N` without declaring it: E0425).
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct Taps<const N: usize> {
+    w: [f64; N],
+}
+
+#[grad(p)]
+fn taps_energy<const N: usize>(p: &Taps<N>, x: &[f64; N]) -> f64 {
+    p.w.iter().zip(x).map(|(w, x)| w * w * x).sum()
+}
+
+#[test]
+fn const_generic_structs_of_parameters() {
+    let p = Taps {
+        w: [0.5, -1.0, 2.0],
+    };
+    let x = [1.0, 2.0, 3.0];
+    // f = Σ wᵢ² xᵢ, so ∂f/∂wᵢ = 2 wᵢ xᵢ.
+    let (f, g) = taps_energy_grad(&p, &x);
+    assert_eq!(f, 0.25 * 1.0 + 1.0 * 2.0 + 4.0 * 3.0);
+    assert_eq!(
+        g.p,
+        Taps {
+            w: [1.0, -4.0, 12.0]
+        }
+    );
+    backprop::gradcheck!(taps_energy(p = &p, x = const &x)).assert();
+}

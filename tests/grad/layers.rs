@@ -407,3 +407,96 @@ fn a_local_vec_moved_into_a_layer() {
     assert!((dj - (g.x[0] - g.x[2])).abs() < 1e-14);
     backprop::gradcheck!(local_vec_moved_into_a_layer(x = &x)).assert();
 }
+
+// A user's own layer may have the name of one of `backprop::ops`' functions (`gelu`,
+// `softmax`, `layer_norm` above): called by its bare name on an array the caller made,
+// it is kept like any layer. Before, a bare name was taken for the runtime's op, whose
+// tape owns its inputs, and the user's borrowing tape failed to compile (E0597).
+
+mod own_ops {
+    use backprop::grad;
+    use ndarray::{Array2, Axis};
+
+    /// GELU in its tanh form, written out.
+    #[grad]
+    pub fn gelu(x: &Array2<f64>) -> Array2<f64> {
+        let inner = (x + &(x * x * x * 0.044715)) * (2.0 / std::f64::consts::PI).sqrt();
+        x * &((inner.tanh() + 1.0) * 0.5)
+    }
+
+    /// Row softmax, written out, on a view.
+    #[grad]
+    pub fn softmax(x: ndarray::ArrayView2<f64>) -> Array2<f64> {
+        let e = x.exp();
+        let s = e.sum_axis(Axis(1)).insert_axis(Axis(1));
+        &e / &s
+    }
+
+    /// Squared error against targets in a slice.
+    #[grad]
+    pub fn mse(x: &Array2<f64>, targets: &[f64]) -> f64 {
+        x.iter().zip(targets).map(|(a, t)| (a - t) * (a - t)).sum()
+    }
+}
+use own_ops::{gelu, mse, softmax};
+
+#[grad]
+fn own_ops_on_locals(
+    x: &Array2<f64>,
+    w: &Array2<f64>,
+    gamma: &Array1<f64>,
+    beta: &Array1<f64>,
+) -> f64 {
+    let z = x.dot(w);
+    let h = layer_norm(&z, gamma, beta);
+    let a = gelu(&h);
+    let a2 = &a * 2.0;
+    let p = softmax(a2.view());
+    (&p * &z).sum() + a.sum() + mse(&p, &[0.5; 9])
+}
+
+#[grad]
+fn own_ops_inline(
+    x: &Array2<f64>,
+    w: &Array2<f64>,
+    gamma: &Array1<f64>,
+    beta: &Array1<f64>,
+) -> f64 {
+    let z = x.dot(w);
+    let zt = z.t();
+    let mean = zt.mean_axis(Axis(0)).unwrap();
+    let zc = &zt - &mean;
+    let var = (&zc * &zc).mean_axis(Axis(0)).unwrap();
+    let h = &(&zc / &(var + 1e-5).sqrt()).t() * gamma + beta;
+    let inner = (&h + &(&h * &h * &h * 0.044715)) * (2.0 / std::f64::consts::PI).sqrt();
+    let a = &h * &((inner.tanh() + 1.0) * 0.5);
+    let e = (&a * 2.0).exp();
+    let p = &e / &e.sum_axis(Axis(1)).insert_axis(Axis(1));
+    (&p * &z).sum() + a.sum() + p.iter().map(|v| (v - 0.5) * (v - 0.5)).sum::<f64>()
+}
+
+#[test]
+fn own_layers_named_like_runtime_ops_work_on_locals() {
+    let (x, w, _) = square3();
+    let (gamma, beta) = (array![1.0, 0.5, -0.8], array![0.1, 0.0, -0.2]);
+    let (f, g) = own_ops_on_locals_grad(&x, &w, &gamma, &beta);
+    let (fi, gi) = own_ops_inline_grad(&x, &w, &gamma, &beta);
+    assert!((f - fi).abs() < 1e-13, "{f} vs {fi}");
+    for (a, b) in
+        g.w.iter()
+            .zip(gi.w.iter())
+            .chain(g.x.iter().zip(gi.x.iter()))
+    {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    for (a, b) in g.gamma.iter().zip(gi.gamma.iter()) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    backprop::gradcheck!(own_ops_on_locals(
+        x = &x,
+        w = &w,
+        gamma = &gamma,
+        beta = &beta
+    ))
+    .assert();
+}

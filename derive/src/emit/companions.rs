@@ -8,6 +8,84 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote};
 
 impl Shape<'_> {
+    /// A function named like one of `backprop::ops`' (`gelu`, `softmax`, `layer_norm`):
+    /// a caller emits a bare call of that name as the runtime op's, without keeping
+    /// the arrays it lends (the runtime's tapes own what they keep). So its `forward`
+    /// does the same: it copies what it borrows (`&T` cloned, `&[T]` to a `Vec`, a
+    /// view to an owned array) and runs the borrowing forward pass,
+    /// `forward_borrowing`, on the copies, whose tape it keeps with them
+    /// (`__private::keep`). Other functions' `forward` is the borrowing one itself.
+    fn owning_forward(
+        &self,
+        tape_generics: &syn::Generics,
+        tape_inputs: &TokenStream,
+        tuple_ty: &TokenStream,
+    ) -> (TokenStream, syn::Ident) {
+        let name = &self.item.sig.ident;
+        let span = name.span();
+        if !crate::ir::op::shares_runtime_name(name) || self.item.sig.receiver().is_some() {
+            return (quote!(), format_ident!("forward", span = span));
+        }
+        let borrowing = format_ident!("forward_borrowing", span = span);
+        let (mut copies, mut lent_values, mut args) = (Vec::new(), Vec::new(), Vec::new());
+        for p in &self.params {
+            let x = &p.name;
+            let view = matches!(&p.ty, syn::Type::Path(tp)
+                if tp.path.segments.last().is_some_and(|s| super::shape::is_view_alias(&s.ident)));
+            let i = syn::Index::from(copies.len());
+            match &p.ty {
+                syn::Type::Reference(r) if matches!(&*r.elem, syn::Type::Slice(_)) => {
+                    copies.push(quote!(<[_]>::to_vec(#x)));
+                    args.push(quote!(&kept.#i[..]));
+                }
+                syn::Type::Reference(_) => {
+                    copies.push(quote!(::core::clone::Clone::clone(#x)));
+                    args.push(quote!(&kept.#i));
+                }
+                _ if view => {
+                    copies.push(quote!(::backprop::__private::tensor::owned_view(&#x)));
+                    args.push(quote!(kept.#i.view()));
+                }
+                _ => {
+                    let j = syn::Index::from(lent_values.len());
+                    lent_values.push(quote!(#x));
+                    args.push(quote!(lent.#j));
+                }
+            }
+        }
+        let (tape_impl_generics, _, where_clause) = tape_generics.split_for_impl();
+        let captured: Vec<TokenStream> = tape_generics
+            .params
+            .iter()
+            .filter_map(|g| match g {
+                syn::GenericParam::Type(t) => Some(t.ident.to_token_stream()),
+                syn::GenericParam::Const(c) => Some(c.ident.to_token_stream()),
+                syn::GenericParam::Lifetime(_) => None,
+            })
+            .collect();
+        let ret = &self.ret_ty;
+        let turbofish = if captured.is_empty() {
+            quote!()
+        } else {
+            quote!(::<#(#captured),*>)
+        };
+        let vis = &self.item.vis;
+        let forward = quote! {
+            /// Forward pass whose tape owns copies of what it borrows (this function
+            /// shares its name with one of `backprop::ops`', whose calls lend arrays
+            /// of the caller's forward pass as they are).
+            #[inline]
+            #[allow(clippy::all)]
+            #vis fn forward #tape_impl_generics (#tape_inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty> + use<#(#captured),*>) #where_clause {
+                ::backprop::__private::keep((#(#copies,)*), (#(#lent_values,)*), |kept, lent, _| {
+                    let (value, tape) = Self::#borrowing #turbofish (#(#args),*);
+                    (value, ::backprop::__private::boxed(tape))
+                })
+            }
+        };
+        (forward, borrowing)
+    }
+
     /// Everything but the forward body: the gradient struct, `f_grad`, `f_forward`,
     /// `f_backward`, and the rule companion whose `forward` body is `forward_body`.
     pub fn companions(
@@ -46,15 +124,19 @@ impl Shape<'_> {
         let (tape_generics, tape_inputs) = self.tape_signature();
         let (tape_impl_generics, _, _) = tape_generics.split_for_impl();
         let attrs = self.carried_attrs();
+        let (owning_forward, borrowing_forward) =
+            self.owning_forward(&tape_generics, &tape_inputs, &tuple_ty);
         let used = self.used_type_params();
         // A tensor cotangent (`<&Array2<T> as Value>::Cot`) is a type only for the
         // floats the tensor rules take: the struct carries the bound its companions do,
         // or it would not be well-formed under the user's own bounds (`T: Float +
         // LinalgScalar`).
-        let struct_generics = if used.is_empty() {
+        // Const parameters an active argument's type names (`p: &S<N>`) too.
+        let consts = self.used_const_params();
+        let struct_generics = if used.is_empty() && consts.is_empty() {
             quote!()
         } else {
-            quote!(<#(#used),*>)
+            quote!(<#(#used,)* #(#consts,)*>)
         };
         let struct_where = self.grad_struct_where(&used);
         let fields = self.params.iter().filter(|p| p.active).map(|p| {
@@ -227,12 +309,14 @@ impl Shape<'_> {
             #(#attrs)*
             #[allow(dead_code)]
             impl #name {
+                #owning_forward
+
                 /// Forward pass with one cotangent per argument (`Inactive` for constants).
                 #[inline]
                 // The forward pass repeats the user's statements (linted already, on `f`)
                 // and the reverse pass is machine-written: lints on either are noise here.
                 #[allow(unused_variables, unused_assignments, unused_mut, unused_parens, unreachable_code, clippy::all)]
-                #vis fn forward #tape_impl_generics (#tape_inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
+                #vis fn #borrowing_forward #tape_impl_generics (#tape_inputs) -> (#ret, impl ::backprop::__private::Pullback<#ret, Grad = #tuple_ty>) #where_clause {
                     #forward_body
                 }
 

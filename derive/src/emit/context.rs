@@ -202,6 +202,83 @@ impl<'a> Emitter<'a> {
                 .any(|p| p.var == cur && !matches!(p.ty, syn::Type::Reference(_)))
     }
 
+    /// `&t` of an array this function made that nothing else reads (`attention(&q, ..)`
+    /// after `let q = ..;`, `gelu(&(x.dot(w) + b))`): the call `call` may take `t`
+    /// itself instead of a copy. Nothing else in the function names `t` or the borrow,
+    /// the save plan keeps neither, and the call runs in the block that made `t` (a
+    /// loop would otherwise move it again on its next iteration).
+    pub fn moves_into_call(&self, borrow: VarId, call: VarId) -> bool {
+        let Some(Stmt {
+            rhs: Rhs::Prim { prim, args, .. },
+            ..
+        }) = self.func.def_of(borrow)
+        else {
+            return false;
+        };
+        let Some(t) = args[0].var().filter(|_| prim.name == "&") else {
+            return false;
+        };
+        if !self.plan.kinds.owned_array[t.0]
+            || self.view_of_local(borrow, false)
+            || self.func.params.iter().any(|p| p.var == t)
+            || self.read_by_reverse_now(t)
+            || self.read_by_reverse_now(borrow)
+        {
+            return false;
+        }
+        let mut uses = HashMap::<VarId, usize>::new();
+        let mut count = |o: &Operand| {
+            if let Some(v) = o.var() {
+                *uses.entry(v).or_default() += 1;
+            }
+        };
+        count(&self.func.ret);
+        crate::ir::walk(&self.func.body, &mut |s| {
+            s.rhs.operands().iter().for_each(&mut count);
+            match &s.rhs {
+                Rhs::Loop(node) => {
+                    for c in &node.carried {
+                        count(&c.init);
+                        count(&c.exit);
+                    }
+                    if let crate::ir::LoopHead::While { cond, .. } = &node.head {
+                        count(cond);
+                    }
+                }
+                Rhs::If(node) => {
+                    for o in &node.outs {
+                        count(&o.then_val);
+                        count(&o.else_val);
+                    }
+                }
+                _ => {}
+            }
+        });
+        if uses.get(&t) != Some(&1) || uses.get(&borrow) != Some(&1) {
+            return false;
+        }
+        fn same_block(body: &[Stmt], a: VarId, b: VarId) -> bool {
+            let here = |v: VarId| body.iter().any(|s| s.def == v);
+            if here(a) || here(b) {
+                return here(a) && here(b);
+            }
+            body.iter().any(|s| match &s.rhs {
+                Rhs::Loop(node) => same_block(&node.body, a, b),
+                Rhs::If(node) => {
+                    same_block(&node.then_body, a, b) || same_block(&node.else_body, a, b)
+                }
+                _ => false,
+            })
+        }
+        same_block(&self.func.body, t, call)
+    }
+
+    /// Whether the reverse pass reads `v` as far as is known while the forward pass is
+    /// emitted: the save plan keeps it, or a rule emitted so far captured it.
+    pub fn read_by_reverse_now(&self, v: VarId) -> bool {
+        self.plan.saved.contains(&v) || self.captured.borrow().contains(&v)
+    }
+
     /// A buffer this function made, as a value of its own (not a borrow, a field or a
     /// sub-slice of one): passed to a call, it moves.
     pub fn moves_local_buffer(&self, v: VarId) -> bool {
@@ -222,10 +299,29 @@ impl<'a> Emitter<'a> {
             )
     }
 
-    /// `&h` or a view of an array this function made: a `#[grad]` callee's tape would
-    /// borrow it past the forward pass (`emit::forward::kept`).
+    /// `&h` or a view of an array this function made, or a borrow of any other value
+    /// that ends with the forward pass (labels `&[ys[t]]`, an argument taken by value):
+    /// a `#[grad]` callee's tape would borrow it past the forward pass
+    /// (`emit::forward::kept`).
     pub fn lends_local_array(&self, v: VarId) -> bool {
-        self.is_local_array_ref(v) || self.is_local_view(v)
+        self.is_local_array_ref(v) || self.is_local_view(v) || self.borrows_local(v)
+    }
+
+    /// `&t` of a value this function owns: a local, or an argument taken by value.
+    fn borrows_local(&self, v: VarId) -> bool {
+        match self.func.def_of(v) {
+            Some(Stmt {
+                rhs: Rhs::Prim { prim, args, .. },
+                ..
+            }) if prim.name == "&" => args[0].var().is_some_and(|t| {
+                !self
+                    .func
+                    .params
+                    .iter()
+                    .any(|p| p.var == t && matches!(p.ty, syn::Type::Reference(_)))
+            }),
+            _ => false,
+        }
     }
 
     /// Whether the value emitted as `name` is an array (not a float, a shape or a tape).
@@ -497,6 +593,16 @@ impl<'a> Emitter<'a> {
             Spelling::Unary(op) => {
                 let a = &ops[0];
                 quote_spanned!(span=> #op #a)
+            }
+            // `erf`/`erfc` are methods of `backprop::Erf` (on floats and arrays), which the
+            // user's module need not import: `backprop::erf(v)` in a `mapv` becomes one.
+            Spelling::Method(m) if m == "erf" || m == "erfc" => {
+                let recv = &ops[0];
+                quote_spanned!(span=> {
+                    #[allow(unused_imports)]
+                    use ::backprop::Erf as _;
+                    #recv.#m()
+                })
             }
             Spelling::Method(m) => {
                 let recv = &ops[0];

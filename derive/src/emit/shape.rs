@@ -110,7 +110,7 @@ fn name_lifetimes(ty: &syn::Type, name: &str, all: bool) -> syn::Type {
 }
 
 /// ndarray's type aliases whose first generic argument is a lifetime.
-fn is_view_alias(ident: &syn::Ident) -> bool {
+pub(super) fn is_view_alias(ident: &syn::Ident) -> bool {
     let name = ident.to_string();
     let rest = name
         .strip_prefix("ArrayViewMut")
@@ -194,11 +194,34 @@ impl Shape<'_> {
     pub fn grad_ty(&self) -> TokenStream {
         let ident = grad_struct_ident(self.item);
         let used = self.used_type_params();
-        if used.is_empty() {
+        let consts: Vec<&syn::Ident> = self
+            .used_const_params()
+            .into_iter()
+            .map(|c| &c.ident)
+            .collect();
+        if used.is_empty() && consts.is_empty() {
             quote!(#ident)
         } else {
-            quote!(#ident<#(#used),*>)
+            quote!(#ident<#(#used,)* #(#consts,)*>)
         }
+    }
+
+    /// Const parameters of the function that appear in an active argument's type
+    /// (`p: &S<N>`): the gradient struct's type names them too.
+    pub(super) fn used_const_params(&self) -> Vec<&syn::ConstParam> {
+        self.item
+            .sig
+            .generics
+            .const_params()
+            .filter(|cp| self.in_active_argument(&cp.ident))
+            .collect()
+    }
+
+    /// Whether an active argument's type names `ident`.
+    fn in_active_argument(&self, ident: &syn::Ident) -> bool {
+        self.params.iter().any(|p| {
+            p.active && crate::ir::idents(&p.ty.to_token_stream()).contains(&ident.to_string())
+        })
     }
 
     /// Type parameters of the function that appear in an active argument's type.
@@ -207,13 +230,7 @@ impl Shape<'_> {
             .sig
             .generics
             .type_params()
-            .filter(|tp| {
-                self.params.iter().any(|p| {
-                    p.active
-                        && crate::ir::idents(&p.ty.to_token_stream())
-                            .contains(&tp.ident.to_string())
-                })
-            })
+            .filter(|tp| self.in_active_argument(&tp.ident))
             .map(|tp| tp.ident.clone())
             .collect()
     }

@@ -442,13 +442,22 @@ const RUNTIME_ARRAY_OPS: &[&str] = &[
 ];
 
 /// Whether a call's path names one of `backprop::ops`' functions (`relu`, `ops::relu`,
-/// `backprop::ops::relu`; a bare name as the runtime's, imported).
+/// `backprop::ops::relu`; a bare name as the runtime's, imported), whose tapes own
+/// what they keep. A user's own `#[grad]` function of such a name gets a `forward`
+/// whose tape owns copies of what it borrows, so either may be behind a bare name
+/// (`emit::companions`, [`shares_runtime_name`]).
 pub fn is_runtime_array_op(path: &syn::Path) -> bool {
     let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
     let Some(last) = segs.last() else {
         return false;
     };
     RUNTIME_ARRAY_OPS.contains(&last.as_str()) && (segs.len() == 1 || segs[segs.len() - 2] == "ops")
+}
+
+/// Whether a `#[grad]` function's name is also one of `backprop::ops`' functions: a
+/// bare call of it is emitted as the runtime op's is.
+pub fn shares_runtime_name(name: &syn::Ident) -> bool {
+    RUNTIME_ARRAY_OPS.contains(&name.to_string().as_str())
 }
 
 /// Float methods with several float inputs that `#[grad]` also differentiates

@@ -8,13 +8,6 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{quote, quote_spanned};
 
 impl<'a> Emitter<'a> {
-    /// Whether the reverse pass reads `v`: the save plan keeps it, or an emitted rule
-    /// already captured it (a loop before relays its state after the loop back from
-    /// there: `tanh` keeps each iteration's output, the last one included).
-    pub(super) fn read_by_reverse(&self, v: crate::ir::VarId) -> bool {
-        self.plan.saved.contains(&v) || self.captured.borrow().contains(&v)
-    }
-
     /// A loop: the carried values live in mutable state named after their value after
     /// the loop; each iteration binds their entry values, runs the body and, when the
     /// loop is active, pushes what its reverse reads onto the loop's tape (a `Vec` of
@@ -34,7 +27,7 @@ impl<'a> Emitter<'a> {
             .carried
             .iter()
             .map(|c| match c.init.var() {
-                Some(v) if !self.plan.kinds.scalar[v.0] && self.read_by_reverse(v) => {
+                Some(v) if !self.plan.kinds.scalar[v.0] && self.read_by_reverse_now(v) => {
                     let x = self.var(v);
                     quote!(::core::clone::Clone::clone(&#x))
                 }
@@ -214,7 +207,7 @@ impl<'a> Emitter<'a> {
             match o.var() {
                 Some(v)
                     if !this.plan.kinds.scalar[v.0]
-                        && this.read_by_reverse(v)
+                        && this.read_by_reverse_now(v)
                         && !body.iter().any(|st| st.def == v) =>
                 {
                     let x = this.var(v);

@@ -27,6 +27,9 @@ enum Lent {
     Whole,
     /// `&copy[..]`: a view `&h[a..b]`, copied to a `Vec`.
     View,
+    /// `&copy`: a borrow of a view of a local array (`&l` after `let l =
+    /// z.insert_axis(Axis(0));`), copied to an owned array.
+    OwnedView,
     /// `copy.view()`: a view of a local array (`h.view()`, `h.t()`), copied to an
     /// owned array in the view's order.
     ArrayView,
@@ -96,6 +99,10 @@ impl<'a> Emitter<'a> {
                 Some(Stmt {
                     rhs: Rhs::Prim { prim, .. },
                     ..
+                }) if prim.name == "&" && self.view_of_local(v, false) => Lent::OwnedView,
+                Some(Stmt {
+                    rhs: Rhs::Prim { prim, .. },
+                    ..
                 }) if prim.name == "&" => Lent::Whole,
                 Some(Stmt {
                     rhs:
@@ -116,9 +123,22 @@ impl<'a> Emitter<'a> {
                 continue;
             }
             let copy = match how {
+                // `&t` of a local nothing else reads: `t` itself moves into the tape.
+                Lent::Whole if self.moves_into_call(v, s.def) => {
+                    let Some(Stmt {
+                        rhs: Rhs::Prim { args, .. },
+                        ..
+                    }) = self.func.def_of(v)
+                    else {
+                        unreachable!("checked by moves_into_call")
+                    };
+                    let t = self.operand(&args[0]);
+                    quote!(#t)
+                }
                 Lent::Whole => quote!(::core::clone::Clone::clone(#x)),
                 Lent::View => quote!(::std::vec::Vec::from(&#x[..])),
                 Lent::ArrayView => quote!(::backprop::__private::tensor::owned_view(&#x)),
+                Lent::OwnedView => quote!(::backprop::__private::tensor::owned_view(#x)),
                 Lent::Moved => quote!(::core::clone::Clone::clone(&#x)),
             };
             saves.push(quote_spanned!(span=> let #snap = #copy;));
@@ -132,6 +152,7 @@ impl<'a> Emitter<'a> {
                 Lent::Whole => quote!(&#snap),
                 Lent::View => quote!(&#snap[..]),
                 Lent::ArrayView => quote!(#snap.view()),
+                Lent::OwnedView => quote!(&#snap),
                 Lent::Moved => quote!(#snap),
             };
             let i = syn::Index::from(copies.len());
@@ -139,6 +160,7 @@ impl<'a> Emitter<'a> {
                 Lent::Whole => quote!(&#kept.#i),
                 Lent::View => quote!(&#kept.#i[..]),
                 Lent::ArrayView => quote!(#kept.#i.view()),
+                Lent::OwnedView => quote!(&#kept.#i),
                 Lent::Moved => quote!(#kept.#i),
             });
             copies.push(snap.clone());

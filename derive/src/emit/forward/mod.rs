@@ -192,7 +192,9 @@ impl<'a> Emitter<'a> {
             let args: Vec<TokenStream> = args
                 .iter()
                 .map(|a| match a.var() {
-                    Some(v) if runtime_op && self.view_of_local(v, false) => {
+                    Some(v)
+                        if runtime_op && self.view_of_local(v, false) && !self.is_local_view(v) =>
+                    {
                         let x = self.operand(a);
                         quote!(&::backprop::__private::tensor::owned_view(#x))
                     }
@@ -279,7 +281,7 @@ impl<'a> Emitter<'a> {
             // `let y = h;` of an array the reverse also reads as `h` (`tanh` keeps its
             // output) copies it: the new name would move it out from under the tape.
             Rhs::Copy(Operand::Var(v))
-                if !self.plan.kinds.scalar[v.0] && self.read_by_reverse(*v) =>
+                if !self.plan.kinds.scalar[v.0] && self.read_by_reverse_now(*v) =>
             {
                 let x = self.var(*v);
                 quote_spanned!(span=> ::core::clone::Clone::clone(&#x))

@@ -352,6 +352,31 @@ impl Lowerer<'_> {
     ) -> Option<Operand> {
         let span = m.span();
         let name = m.method.to_string();
+        // `p.layers.iter().fold(x.clone(), |h, l| dense(&h, l))`: a fold over a list of
+        // structs (its element's fields are read, or it is passed to a call) is the loop
+        // it means, `{ let mut acc = init; for l in p.layers.iter() { acc = { let h =
+        // acc; body }; } acc }`, whose `for` is a loop over places.
+        if name == "fold"
+            && m.args.len() == 2
+            && let Expr::Closure(c) = &m.args[1]
+            && c.inputs.len() == 2
+            && let syn::Pat::Ident(elem) = &c.inputs[1]
+            && self.field_bases.contains(&elem.ident.to_string())
+        {
+            let (iter, init, acc_pat, body) = (&m.receiver, &m.args[0], &c.inputs[0], &c.body);
+            let acc = self.names.fresh("fold_acc", span);
+            let looped: Expr = syn::parse_quote_spanned! {span=> {
+                let mut #acc = #init;
+                for #elem in #iter {
+                    #acc = {
+                        let #acc_pat = #acc;
+                        #body
+                    };
+                }
+                #acc
+            }};
+            return Some(self.expr(&looped, want));
+        }
         // `let mut w = p.w.to_owned(); w[[0, 0]] = ..`: a copy of an ndarray field (the
         // body indexes it as an array), an array operation rather than a buffer.
         let array_copy = want.is_some_and(|w| self.multi_indexed.contains(&w.to_string()))

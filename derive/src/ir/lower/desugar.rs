@@ -10,7 +10,7 @@ use syn::visit::Visit;
 use syn::{Expr, Pat, Type};
 
 /// What a `for` over a list of structs may be written as (the message of a refusal).
-const STRUCT_LOOP_FORMS: &str = "a `for` over a list of structs of parameters is differentiated when written `for l in &p.layers`, `p.layers.iter()`, with `.rev()` and/or `.enumerate()` (`for (i, l) in p.layers.iter().enumerate()`); for another order or to walk two lists together, loop over the indices: `for i in 0..p.layers.len() { let l = &p.layers[i]; .. }`";
+const STRUCT_LOOP_FORMS: &str = "a `for` over a list of structs of parameters is differentiated when written `for l in &p.layers`, `p.layers.iter()`, a part `&p.layers[1..]`, with `.rev()` and/or `.enumerate()` (`for (i, l) in p.layers.iter().enumerate()`); for another order or to walk two lists together, loop over the indices: `for i in 0..p.layers.len() { let l = &p.layers[i]; .. }`";
 
 impl Lowerer<'_> {
     /// `for layer in &p.layers { .. layer.w .. }` (also `p.layers.iter()`, with `.rev()`
@@ -72,6 +72,26 @@ impl Lowerer<'_> {
                 _ => return refuse(self),
             }
         };
+        // `&p.layers[a..b]`: the elements `a..b` of the list (`a` defaults to 0, `b` to
+        // its length).
+        let mut coll = coll;
+        while let Expr::Paren(p) = coll {
+            coll = &p.expr;
+        }
+        let (coll, lo, hi): (&Expr, Option<Expr>, Option<Expr>) = match coll {
+            Expr::Index(ix) if self.is_place_expr(&ix.expr) => match &*ix.index {
+                Expr::Range(r) => {
+                    let base = &*ix.expr;
+                    let hi = r.end.as_deref().map(|e| match r.limits {
+                        syn::RangeLimits::HalfOpen(_) => e.clone(),
+                        syn::RangeLimits::Closed(_) => syn::parse_quote_spanned!(span=> (#e) + 1),
+                    });
+                    (base, r.start.as_deref().cloned(), hi)
+                }
+                _ => (coll, None, None),
+            },
+            _ => (coll, None, None),
+        };
         if !self.is_place_expr(coll) {
             return if adaptors.is_empty() {
                 None
@@ -79,6 +99,8 @@ impl Lowerer<'_> {
                 refuse(self)
             };
         }
+        let lo: Expr = lo.unwrap_or_else(|| syn::parse_quote_spanned!(span=> 0));
+        let hi: Expr = hi.unwrap_or_else(|| syn::parse_quote_spanned!(span=> #coll.len()));
         adaptors.reverse();
         let rev = adaptors.iter().position(|a| a == "rev");
         let enumerate = adaptors.iter().position(|a| a == "enumerate");
@@ -109,15 +131,15 @@ impl Lowerer<'_> {
         // (the index is k); after it, in the reversed order.
         let counted = match (index, rev, enumerate) {
             (Some(i), Some(r), Some(e)) if r < e => {
-                quote::quote!(let #i = #coll.len() - 1 - #k;)
+                quote::quote!(let #i = (#hi) - 1 - #k;)
             }
-            (Some(i), _, _) => quote::quote!(let #i = #k;),
+            (Some(i), _, _) => quote::quote!(let #i = #k - (#lo);),
             (None, _, _) => quote::quote!(),
         };
         let range: Expr = if rev.is_some() {
-            syn::parse_quote_spanned!(span=> (0..#coll.len()).rev())
+            syn::parse_quote_spanned!(span=> ((#lo)..(#hi)).rev())
         } else {
-            syn::parse_quote_spanned!(span=> 0..#coll.len())
+            syn::parse_quote_spanned!(span=> (#lo)..(#hi))
         };
         Some(syn::parse_quote_spanned! {span=>
             #label for #k in #range {
@@ -155,6 +177,8 @@ pub(super) struct JumpFinder {
     pub(super) breaks: bool,
     pub(super) continues: bool,
     pub(super) break_value: bool,
+    /// The values of this loop's `break value`s.
+    pub(super) break_values: Vec<Expr>,
     pub(super) labelled: Vec<proc_macro2::TokenStream>,
     pub(super) in_expression: Vec<proc_macro2::TokenStream>,
 }
@@ -166,6 +190,7 @@ impl<'ast> Visit<'ast> for JumpFinder {
         }
         self.breaks = true;
         self.break_value |= b.expr.is_some();
+        self.break_values.extend(b.expr.as_deref().cloned());
         syn::visit::visit_expr_break(self, b);
     }
     fn visit_expr_continue(&mut self, c: &'ast syn::ExprContinue) {

@@ -391,16 +391,42 @@ impl Lowerer<'_> {
                     ),
                 }
             }
-            MethodKind::Unknown => Rhs::NoRule {
-                spelling,
-                at: m.to_token_stream(),
-                args,
-                why: format!(
-                    "`.{name}()` with {} argument(s) has no derivative rule in `#[grad]`: {}; to use another function, give it a rule, or wrap a value that needs no gradient in `backprop::stop_gradient(...)`",
-                    m.args.len(),
-                    op::supported_methods()
-                ),
-            },
+            // `layer.forward(&h)` on a struct of a list, or `self.head.forward(..)`: a part
+            // of a struct of parameters, whose type this macro cannot see.
+            MethodKind::Unknown if args[0].var().is_some_and(|v| self.places.contains(&v)) => {
+                let receiver = pretty(&m.receiver.to_token_stream());
+                Rhs::NoRule {
+                    spelling,
+                    at: m.to_token_stream(),
+                    args,
+                    why: format!(
+                        "`#[grad]` cannot call the method `.{name}()` of `{receiver}`, a part of a struct of parameters: a `#[grad]` method is called with its rule only from its own `#[grad] impl`, and the type of `{receiver}` is not known here; write `{name}` as a free `#[grad]` function taking the part (`fn {name}(layer: &Layer, x: &Array2<f64>) -> Array2<f64>`) and call it as `{name}({receiver}, ..)`"
+                    ),
+                }
+            }
+            MethodKind::Unknown => {
+                // `layer.forward(&h)` where `layer` is not known as a struct here (a loop
+                // variable whose fields are never read): say what to write if it is one.
+                let struct_hint = match &*m.receiver {
+                    Expr::Path(p) if p.path.get_ident().is_some() && !m.args.is_empty() => {
+                        let r = pretty(&m.receiver.to_token_stream());
+                        format!(
+                            "; if `{r}` is a struct with a `#[grad]` method `{name}`, that method is called with its rule only from its own `#[grad] impl`: write `{name}` as a free `#[grad]` function taking the struct (`fn {name}(layer: &Layer, x: &Array2<f64>) -> Array2<f64>`) and call it as `{name}({r}, ..)`"
+                        )
+                    }
+                    _ => String::new(),
+                };
+                Rhs::NoRule {
+                    spelling,
+                    at: m.to_token_stream(),
+                    args,
+                    why: format!(
+                        "`.{name}()` with {} argument(s) has no derivative rule in `#[grad]`: {}; to use another function, give it a rule, or wrap a value that needs no gradient in `backprop::stop_gradient(...)`{struct_hint}",
+                        m.args.len(),
+                        op::supported_methods()
+                    ),
+                }
+            }
         };
         self.define(want, rhs, m.span())
     }

@@ -255,7 +255,33 @@ impl Lowerer<'_> {
                 "`#[grad]` supports `break` and `continue` as statements (`if c { break; }`), not inside an expression",
             );
         }
-        if !found.labelled.is_empty() || !found.in_expression.is_empty() {
+        // `break h.clone()`: the loop's value starts as the type's zero, which an array
+        // has not.
+        fn surely_array(lw: &Lowerer<'_>, e: &Expr) -> bool {
+            match e {
+                Expr::Paren(p) => surely_array(lw, &p.expr),
+                Expr::Path(_) => lw.is_ndarray_expr(e),
+                Expr::MethodCall(m) => match m.method.to_string().as_str() {
+                    "dot" => true,
+                    "clone" | "to_owned" | "view" | "t" | "mapv" => surely_array(lw, &m.receiver),
+                    _ => false,
+                },
+                _ => false,
+            }
+        }
+        let array_breaks: Vec<&Expr> = found
+            .break_values
+            .iter()
+            .filter(|e| surely_array(self, e))
+            .collect();
+        for e in &array_breaks {
+            self.cx.error_spanned_by(
+                e,
+                "`#[grad]` supports `break value` out of a `loop` for floats; for an array, declare the result before the loop and assign it before the `break`: `let mut out = h.clone(); loop { .. if c { out = h.clone(); break; } }`",
+            );
+        }
+        if !found.labelled.is_empty() || !found.in_expression.is_empty() || !array_breaks.is_empty()
+        {
             return dummy();
         }
         let plain_while = |lw: &mut Self| {

@@ -102,6 +102,7 @@ impl Lowerer<'_> {
                 return dummy();
             }
         };
+        let body = backprop_calls_as_methods(body);
         if let Err(bad) = elementwise_body(&body) {
             self.cx.error_spanned_by(bad, mapv_forms());
             return dummy();
@@ -122,6 +123,33 @@ impl Lowerer<'_> {
         }
         value
     }
+}
+
+/// `backprop::erf(v)` and `backprop::erfc(v)` (README's spelling for f64 code, where the
+/// methods would collide with std's unstable ones) as the methods they are, `v.erf()`.
+fn backprop_calls_as_methods(mut body: Expr) -> Expr {
+    use syn::visit_mut::VisitMut;
+    struct Rewrite;
+    impl VisitMut for Rewrite {
+        fn visit_expr_mut(&mut self, e: &mut Expr) {
+            syn::visit_mut::visit_expr_mut(self, e);
+            if let Expr::Call(c) = e
+                && c.args.len() == 1
+                && let Expr::Path(p) = &*c.func
+                && p.path.segments.len() == 2
+                && p.path.segments[0].ident == "backprop"
+                && matches!(
+                    p.path.segments[1].ident.to_string().as_str(),
+                    "erf" | "erfc"
+                )
+            {
+                let (f, x) = (&p.path.segments[1].ident, &c.args[0]);
+                *e = syn::parse_quote_spanned!(c.span()=> (#x).#f());
+            }
+        }
+    }
+    Rewrite.visit_expr_mut(&mut body);
+    body
 }
 
 /// Checks a `mapv` body: `Err` with the first expression that is not elementwise.
