@@ -54,15 +54,7 @@ impl Shape<'_> {
             }
         }
         let (tape_impl_generics, _, where_clause) = tape_generics.split_for_impl();
-        let captured: Vec<TokenStream> = tape_generics
-            .params
-            .iter()
-            .filter_map(|g| match g {
-                syn::GenericParam::Type(t) => Some(t.ident.to_token_stream()),
-                syn::GenericParam::Const(c) => Some(c.ident.to_token_stream()),
-                syn::GenericParam::Lifetime(_) => None,
-            })
-            .collect();
+        let captured = super::shape::type_and_const_args(tape_generics);
         let ret = &self.ret_ty;
         let turbofish = if captured.is_empty() {
             quote!()

@@ -22,6 +22,7 @@ pub mod tangent;
 
 pub use shape::{
     Api, Shape, ShapeParam, grad_struct_ident, strip_lifetimes, tape_generics, taped_inputs,
+    type_and_const_args,
 };
 
 use crate::analysis::Plan;

@@ -109,6 +109,20 @@ fn name_lifetimes(ty: &syn::Type, name: &str, all: bool) -> syn::Type {
     ty
 }
 
+/// The type and const parameters of `generics` as arguments (`T, N`), in order, without
+/// the lifetimes: what a turbofish or a `use<..>` bound names.
+pub fn type_and_const_args(generics: &syn::Generics) -> Vec<TokenStream> {
+    generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            syn::GenericParam::Type(t) => Some(t.ident.to_token_stream()),
+            syn::GenericParam::Const(c) => Some(c.ident.to_token_stream()),
+            syn::GenericParam::Lifetime(_) => None,
+        })
+        .collect()
+}
+
 /// ndarray's type aliases whose first generic argument is a lifetime.
 pub(super) fn is_view_alias(ident: &syn::Ident) -> bool {
     let name = ident.to_string();
@@ -450,18 +464,7 @@ impl Shape<'_> {
     /// arguments may not determine (a const generic never is). Empty when an argument
     /// is `impl Trait`, which forbids explicit generic arguments.
     pub fn turbofish(&self) -> TokenStream {
-        let explicit: Vec<TokenStream> = self
-            .item
-            .sig
-            .generics
-            .params
-            .iter()
-            .filter_map(|p| match p {
-                syn::GenericParam::Type(t) => Some(t.ident.to_token_stream()),
-                syn::GenericParam::Const(c) => Some(c.ident.to_token_stream()),
-                syn::GenericParam::Lifetime(_) => None,
-            })
-            .collect();
+        let explicit = type_and_const_args(&self.item.sig.generics);
         let impl_trait_arg = self.item.sig.inputs.iter().any(
             |i| matches!(i, syn::FnArg::Typed(pt) if matches!(*pt.ty, syn::Type::ImplTrait(_))),
         );

@@ -47,15 +47,7 @@ pub(super) fn forwarding_methods(
         .iter()
         .any(|i| matches!(i, FnArg::Typed(pt) if matches!(*pt.ty, Type::ImplTrait(_))));
     let turbofish = |g: &syn::Generics| {
-        let explicit: Vec<TokenStream> = g
-            .params
-            .iter()
-            .filter_map(|p| match p {
-                syn::GenericParam::Type(t) => Some(t.ident.to_token_stream()),
-                syn::GenericParam::Const(c) => Some(c.ident.to_token_stream()),
-                syn::GenericParam::Lifetime(_) => None,
-            })
-            .collect();
+        let explicit = crate::emit::type_and_const_args(g);
         if explicit.is_empty() || impl_trait_arg {
             quote!()
         } else {
