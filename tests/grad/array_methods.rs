@@ -366,6 +366,42 @@ fn gradcheck_mapv() {
     gradcheck!(mapv_block(x = &x, s = 0.7)).assert();
 }
 
+/// ndarray's `map`, whose closure takes `&v`: `|&v| ..`, `*v` in the body, and a
+/// method on the reference (auto-deref), on an argument and on an array expression.
+#[grad(x)]
+fn map_forms(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let a = x.map(|&v| v.tanh());
+    let b = (x * w).map(|v| *v * *v);
+    let c = x.t().map(|v: &f64| v.exp() * 0.5);
+    (&a * w).sum() + b.sum() + c.sum()
+}
+
+/// `map_forms` with `mapv`: the same operations.
+#[grad(x)]
+fn map_forms_as_mapv(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let a = x.mapv(|v| v.tanh());
+    let b = (x * w).mapv(|v| v * v);
+    let c = x.t().mapv(|v| v.exp() * 0.5);
+    (&a * w).sum() + b.sum() + c.sum()
+}
+
+#[test]
+fn map_is_mapv() {
+    let x = array![[0.3, -1.2], [0.5, 2.0]];
+    let w = array![[1.5, 0.25], [-0.5, 2.0]];
+    let (l, g) = map_forms_grad(&x, &w);
+    let (l2, g2) = map_forms_as_mapv_grad(&x, &w);
+    assert_eq!(l, l2);
+    assert_eq!(g.x, g2.x);
+    // By hand at x[0][0]: w·(1 − tanh²x) + 2·x·w² + ½·eˣ.
+    let (x0, w0) = (0.3f64, 1.5f64);
+    let by_hand = w0 * (1.0 - x0.tanh().powi(2)) + 2.0 * x0 * w0 * w0 + 0.5 * x0.exp();
+    assert!((g.x[[0, 0]] - by_hand).abs() < 1e-14);
+    let mut r = Rng(11);
+    let (x, w) = (r.array((3, 2)), r.array((3, 2)));
+    gradcheck!(map_forms(x = &x, w = const &w)).assert();
+}
+
 /// The same in generic code: constants as `T::zero()`/`T::one()`, inside the closure too.
 #[grad(x, c)]
 fn float_methods_generic<T: backprop::Real>(x: &Array2<T>, c: T) -> T {

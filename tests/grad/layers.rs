@@ -408,6 +408,29 @@ fn a_local_vec_moved_into_a_layer() {
     backprop::gradcheck!(local_vec_moved_into_a_layer(x = &x)).assert();
 }
 
+/// A buffer made by `vec![0.0; n]` and element writes moves into the call (its adjoint
+/// is sized by `n`, so the reverse pass does not read it); one built by `collect` is
+/// copied (its adjoint is sized by its length).
+#[grad]
+fn local_filled_vec_moved_into_a_layer(x: &[f64]) -> f64 {
+    let mut h = vec![0.0; x.len()];
+    for i in 0..x.len() {
+        h[i] = x[i] * 2.0;
+    }
+    owned_cubes(h, x)
+}
+
+#[test]
+fn a_local_filled_vec_moved_into_a_layer() {
+    let x = vec![0.3, -0.2, 0.5];
+    let (f, g) = local_filled_vec_moved_into_a_layer_grad(&x);
+    assert!((f - 4.0 * x.iter().map(|v| v * v * v).sum::<f64>()).abs() < 1e-15);
+    for (d, v) in g.x.iter().zip(&x) {
+        assert!((d - 12.0 * v * v).abs() < 1e-14, "{d} vs {}", 12.0 * v * v);
+    }
+    backprop::gradcheck!(local_filled_vec_moved_into_a_layer(x = &x)).assert();
+}
+
 // A user's own layer may have the name of one of `backprop::ops`' functions (`gelu`,
 // `softmax`, `layer_norm` above): called by its bare name on an array the caller made,
 // it is kept like any layer. Before, a bare name was taken for the runtime's op, whose

@@ -299,6 +299,40 @@ impl<'a> Emitter<'a> {
             )
     }
 
+    /// Whether a tangent program's call of another function's `tangent_forward` reads
+    /// `v` (after the primal call that reads it too).
+    pub fn read_by_tangent_call(&self, v: VarId) -> bool {
+        let mut found = false;
+        crate::ir::walk(&self.func.body, &mut |s| {
+            if let Rhs::Call {
+                tangent: true,
+                args,
+                ..
+            } = &s.rhs
+            {
+                found |= args.iter().any(|a| a.var() == Some(v));
+            }
+        });
+        found
+    }
+
+    /// An active buffer built by `push` (or a version of one): the reverse pass sizes its
+    /// adjoint by its final length, `h.len()` (`emit::reverse`).
+    pub fn sized_by_its_length(&self, v: VarId) -> bool {
+        let root = self.func.buffer_root(v).0;
+        self.plan.activity.is_active(root)
+            && matches!(
+                self.func.def_of(root),
+                Some(Stmt {
+                    rhs: Rhs::Buffer {
+                        op: BufOp::NewVec,
+                        ..
+                    },
+                    ..
+                })
+            )
+    }
+
     /// `&h` or a view of an array this function made, or a borrow of any other value
     /// that ends with the forward pass (labels `&[ys[t]]`, an argument taken by value):
     /// a `#[grad]` callee's tape would borrow it past the forward pass

@@ -199,9 +199,16 @@ impl<'a> Emitter<'a> {
                         quote!(&::backprop::__private::tensor::owned_view(#x))
                     }
                     // A `Vec` this function made, handed over by value (`f(h, ..)` for
-                    // `f(h: Vec<f64>, ..)`): the reverse pass still sizes `h`'s adjoint
-                    // by it, so the callee gets a copy.
-                    Some(v) if self.moves_local_buffer(v) => {
+                    // `f(h: Vec<f64>, ..)`): where the reverse pass still reads it (its
+                    // values, or the length of one built by `push`, which sizes its
+                    // adjoint), the callee gets a copy; otherwise it moves. A tangent
+                    // program reads it again in the callee's tangent call.
+                    Some(v)
+                        if self.moves_local_buffer(v)
+                            && (self.read_by_tangent_call(v)
+                                || self.read_by_reverse_now(v)
+                                || self.sized_by_its_length(v)) =>
+                    {
                         let x = self.operand(a);
                         quote!(::core::clone::Clone::clone(&#x))
                     }

@@ -408,6 +408,10 @@ impl Lowerer<'_> {
                 // `layer.forward(&h)` where `layer` is not known as a struct here (a loop
                 // variable whose fields are never read): say what to write if it is one.
                 let struct_hint = match &*m.receiver {
+                    // ndarray's `map`, on an array the lowering could not tell apart.
+                    _ if name == "map" && matches!(m.args.first(), Some(Expr::Closure(_))) => {
+                        "; on an ndarray array write `x.mapv(|v| ..)` (or `x.map(|&v| ..)` on an array argument or an array expression)".to_string()
+                    }
                     Expr::Path(p) if p.path.get_ident().is_some() && !m.args.is_empty() => {
                         let r = pretty(&m.receiver.to_token_stream());
                         format!(

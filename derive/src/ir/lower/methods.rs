@@ -55,9 +55,22 @@ impl Lowerer<'_> {
             );
             return Some(dummy());
         }
+        if let Some(zip) = zip_root(m) {
+            self.cx.error_spanned_by(
+                zip,
+                "`#[grad]` does not differentiate `ndarray::Zip`, whose closures write through references; write the elementwise computation on whole arrays: arithmetic with broadcasting (`&a * &b + &c`), `a.mapv(|v| ..)`, or element writes into an array the function owns in a loop (`out[[i, j]] = a[[i, j]] * b[[i, j]]`)",
+            );
+            return Some(dummy());
+        }
         match (name.as_str(), m.args.len()) {
             ("unwrap" | "expect", _) => self.unwrapped(m, want),
             ("mapv", 1) => Some(self.mapv(m, want)),
+            // ndarray's `map` hands the closure `&v`: the same as `mapv` with the
+            // reference taken off (`|&v| ..`, or `*v` in the body).
+            ("map", 1) if self.is_ndarray_expr(&m.receiver) => {
+                let as_mapv = map_as_mapv(m)?;
+                Some(self.mapv(&as_mapv, want))
+            }
             ("fold_axis", 3) => {
                 Some(self.extreme_axis(m, &m.args[0], &m.args[1], &m.args[2], want))
             }
@@ -345,6 +358,67 @@ impl Lowerer<'_> {
 }
 
 const JOIN_FORMS: &str = "`#[grad]` differentiates `ndarray::concatenate(axis, &[a.view(), b.view()]).unwrap()`, `ndarray::stack(axis, &[..]).unwrap()` and the macros `concatenate![axis, a, b]`, `stack![axis, a, b]`, with the arrays listed in the call";
+
+/// The `Zip::from(..)`/`Zip::indexed(..)` call a method chain starts from, if it does.
+fn zip_root(m: &syn::ExprMethodCall) -> Option<&syn::ExprCall> {
+    let mut e = &*m.receiver;
+    loop {
+        match strip(e) {
+            Expr::MethodCall(inner) => e = &inner.receiver,
+            Expr::Call(c) => {
+                let Expr::Path(p) = &*c.func else { return None };
+                let segs = &p.path.segments;
+                return (segs.len() >= 2 && segs[segs.len() - 2].ident == "Zip").then_some(c);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// `x.map(|&v| body)` or `x.map(|v| body)` reading `*v`, as `x.mapv(|v| body)` with the
+/// dereferences taken off; `None` (the generic path, which refuses it) for any other
+/// argument.
+fn map_as_mapv(m: &syn::ExprMethodCall) -> Option<syn::ExprMethodCall> {
+    use syn::visit_mut::VisitMut;
+    let Expr::Closure(c) = strip(&m.args[0]) else {
+        return None;
+    };
+    if c.inputs.len() != 1 {
+        return None;
+    }
+    let pat = match &c.inputs[0] {
+        Pat::Type(pt) => &*pt.pat,
+        other => other,
+    };
+    let param = match pat {
+        Pat::Reference(r) => match &*r.pat {
+            Pat::Ident(i) if i.by_ref.is_none() && i.subpat.is_none() => i.ident.clone(),
+            _ => return None,
+        },
+        Pat::Ident(i) if i.by_ref.is_none() && i.subpat.is_none() => i.ident.clone(),
+        _ => return None,
+    };
+    struct Deref<'a>(&'a Ident);
+    impl VisitMut for Deref<'_> {
+        fn visit_expr_mut(&mut self, e: &mut Expr) {
+            if let Expr::Unary(u) = e
+                && matches!(u.op, syn::UnOp::Deref(_))
+                && matches!(strip(&u.expr), Expr::Path(p) if p.path.is_ident(self.0))
+            {
+                *e = (*u.expr).clone();
+                return;
+            }
+            syn::visit_mut::visit_expr_mut(self, e);
+        }
+    }
+    let mut body = (*c.body).clone();
+    Deref(&param).visit_expr_mut(&mut body);
+    let mut out = m.clone();
+    out.method = Ident::new("mapv", m.method.span());
+    out.args =
+        std::iter::once::<Expr>(syn::parse_quote_spanned!(c.span()=> |#param| #body)).collect();
+    Some(out)
+}
 
 pub(super) fn strip(e: &Expr) -> &Expr {
     match e {
