@@ -237,6 +237,16 @@ pub fn derive(input: TokenStream) -> TokenStream {
 /// A field whose type has no gradient: integers, `bool`, `char`, strings, `Option`s and
 /// maps (by the last segment of the type's path), with what to write instead.
 fn refused_field(name: &str, ty: &syn::Type) -> Option<syn::Error> {
+    if let syn::Type::Tuple(t) = ty
+        && !t.elems.is_empty()
+    {
+        return Some(syn::Error::new_spanned(
+            ty,
+            format!(
+                "`#[derive(Differentiable)]`: field `{name}` is a tuple, which has no names for its parameters; make it a struct of its own with `#[derive(Differentiable)]` (a tuple struct `struct Norm(Array1<f64>, Array1<f64>);` or named fields), or give each part a field"
+            ),
+        ));
+    }
     let syn::Type::Path(tp) = ty else {
         return None;
     };

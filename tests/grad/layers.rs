@@ -523,3 +523,82 @@ fn own_layers_named_like_runtime_ops_work_on_locals() {
     ))
     .assert();
 }
+
+// ---------------------------------------------------------------- heads joined in a loop
+
+/// Per-head weights in a list, each head's output joined with `concatenate!`/`stack!`
+/// inside the macro: the loop variable is a list element only the macro's arguments
+/// use (a tryout found it taken for a float and three rustc errors).
+mod joined_heads {
+    use backprop::{Differentiable, grad};
+    use ndarray::{Array2, Axis, concatenate, stack};
+
+    #[derive(Clone, Debug, Differentiable)]
+    pub struct Head {
+        pub w: Array2<f64>,
+    }
+
+    #[derive(Clone, Debug, Differentiable)]
+    pub struct Block {
+        pub heads: Vec<Head>,
+    }
+
+    #[grad]
+    pub fn head(x: &Array2<f64>, h: &Head) -> Array2<f64> {
+        x.dot(&h.w).mapv(f64::tanh)
+    }
+
+    #[grad]
+    pub fn joined_in_macro(x: &Array2<f64>, b: &Block) -> f64 {
+        let mut out = x.clone();
+        for hd in &b.heads {
+            out = concatenate![Axis(1), out, head(x, hd)];
+        }
+        let mut st = stack![Axis(0), head(x, &b.heads[0])];
+        for hd in b.heads.iter().rev() {
+            st = concatenate![Axis(0), st, stack![Axis(0), head(x, hd)]];
+        }
+        (&out * &out).sum() + st.mapv(f64::sin).sum()
+    }
+
+    /// The same with each head's output bound first.
+    #[grad]
+    pub fn joined_after_let(x: &Array2<f64>, b: &Block) -> f64 {
+        let mut out = x.clone();
+        for hd in &b.heads {
+            let o = head(x, hd);
+            out = concatenate![Axis(1), out, o];
+        }
+        let mut st = stack![Axis(0), head(x, &b.heads[0])];
+        for hd in b.heads.iter().rev() {
+            let o = head(x, hd);
+            let s = stack![Axis(0), o];
+            st = concatenate![Axis(0), st, s];
+        }
+        (&out * &out).sum() + st.mapv(f64::sin).sum()
+    }
+}
+
+#[test]
+fn heads_joined_inside_the_macro() {
+    use joined_heads::*;
+    let x = array![[0.3, -0.2], [0.5, 0.1], [-0.4, 0.7]];
+    let b = Block {
+        heads: vec![
+            Head {
+                w: array![[0.2, -0.1, 0.4], [0.3, 0.5, -0.2]],
+            },
+            Head {
+                w: array![[-0.3, 0.1, 0.2], [0.6, -0.4, 0.1]],
+            },
+        ],
+    };
+    let (l, g) = joined_in_macro_grad(&x, &b);
+    let (l2, g2) = joined_after_let_grad(&x, &b);
+    assert_eq!(l, l2);
+    assert_eq!(g.x, g2.x);
+    for (h, h2) in g.b.heads.iter().zip(&g2.b.heads) {
+        assert_eq!(h.w, h2.w);
+    }
+    backprop::gradcheck!(joined_in_macro(x = &x, b = &b)).assert();
+}

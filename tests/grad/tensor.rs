@@ -332,3 +332,44 @@ fn attention_by_batched_matmul_matches_the_fused_op() {
     }
     backprop::gradcheck!(attention_by_matmul(q = &q, k = &k, v = &v, w = const &w)).assert();
 }
+
+// ---------------------------------------------------------------- gradient layout
+
+/// PyTorch's layout of a linear layer, `x·wᵀ` with `w: [out, in]`, and a permuted
+/// 3-D argument: their gradients come back in row-major order, so an optimizer, clipping
+/// and `Params` take them as they are (a tryout found `g.w` column-major, and
+/// `Sgd::step` panicked on it).
+#[grad(w, u)]
+fn linear_transposed_weight(x: &Array2<f64>, w: &Array2<f64>, u: &Array3<f64>) -> f64 {
+    let h = x.dot(&w.t());
+    let v = u.view().permuted_axes([2, 0, 1]);
+    (&h * &h).sum() + (&v * &v.mapv(f64::sin)).sum()
+}
+
+#[test]
+fn gradients_of_transposed_arguments_are_row_major() {
+    use backprop::optim::{Optimizer, Sgd, SgdConfig};
+    let x = array![[1.0, -1.0, 0.5], [0.3, 0.2, 0.1]];
+    let w = array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+    let u = Array3::from_shape_fn((2, 3, 2), |(i, j, k)| {
+        0.1 * (i + 2 * j) as f64 - 0.2 * k as f64
+    });
+    let (_, g) = linear_transposed_weight_grad(&x, &w, &u);
+    assert!(g.w.is_standard_layout() && g.u.is_standard_layout());
+    // ∂/∂w of Σ (x·wᵀ)² is 2·(x·wᵀ)ᵀ·x.
+    let h = x.dot(&w.t());
+    assert_eq!(g.w, 2.0 * h.t().dot(&x));
+    for ((i, j, k), d) in g.u.indexed_iter() {
+        let v = u[[i, j, k]];
+        assert!((d - (v.sin() + v * v.cos())).abs() < 1e-15);
+    }
+    let mut w2 = w.clone();
+    Sgd::<f64>::new(SgdConfig {
+        lr: 0.5,
+        ..Default::default()
+    })
+    .step(&mut w2, &g.w)
+    .unwrap();
+    assert_eq!(w2, &w - &(0.5 * &g.w));
+    gradcheck!(linear_transposed_weight(x = const &x, w = &w, u = &u)).assert();
+}

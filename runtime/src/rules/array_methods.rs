@@ -106,7 +106,7 @@ pub fn remove_axis_vjp<A: Real, E: Dimension>(axis: &Axis, d: &Array<A, E>) -> A
     d.view().insert_axis(*axis).to_owned()
 }
 
-/// `y = x.permuted_axes(p)`: `∂x = d` permuted by the inverse of `p`.
+/// `y = x.permuted_axes(p)`: `∂x = d` permuted by the inverse of `p`, in row-major order.
 pub fn permuted_axes_vjp<A: Real, D: Dimension, T: IntoDimension<Dim = D> + Clone>(
     axes: &T,
     d: &Array<A, D>,
@@ -116,7 +116,10 @@ pub fn permuted_axes_vjp<A: Real, D: Dimension, T: IntoDimension<Dim = D> + Clon
     for (k, &a) in perm.slice().iter().enumerate() {
         inverse.slice_mut()[a] = k;
     }
-    d.view().permuted_axes(inverse).to_owned()
+    d.view()
+        .permuted_axes(inverse)
+        .as_standard_layout()
+        .into_owned()
 }
 
 /// `y = x.into_shape_with_order(s).unwrap()`, `x.to_shape(s).unwrap()` (row-major):

@@ -414,9 +414,10 @@ pub fn powi_vjp<V: Elementwise<C>, C>(x: &V, n: &i32, d: &C) -> C {
 
 // ---- linear algebra and reductions --------------------------------------------
 
-/// `y = xᵀ` (`.t()`, `.reversed_axes()`): `∂x = dᵀ`.
+/// `y = xᵀ` (`.t()`, `.reversed_axes()`): `∂x = dᵀ`, in row-major order (a gradient
+/// the optimizers and `Params` take as it is, where `dᵀ`'s own order is column-major).
 pub fn t_vjp<A: Real, D: Dimension>(d: &Array<A, D>) -> Array<A, D> {
-    d.view().reversed_axes().to_owned()
+    d.view().reversed_axes().as_standard_layout().into_owned()
 }
 
 /// `y = a.dot(b)`: `∂a` from the saved `b` and the cotangent, for each of ndarray's

@@ -138,8 +138,9 @@ impl Lowerer<'_> {
                     continue;
                 }
                 if self.buffers.contains(&old) {
+                    let at = super::scope::whole_assignment(name, |f| f.visit_expr_if(i));
                     self.cx.error_at(
-                        span,
+                        at.unwrap_or(span),
                         format!("`#[grad]` does not support assigning a whole buffer (`{name} = ...`) inside a branch yet; write its elements instead (`{name}.copy_from_slice(&new)`, `{name}[i] = ...`)"),
                     );
                 }

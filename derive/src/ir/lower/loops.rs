@@ -28,8 +28,9 @@ impl Lowerer<'_> {
             .collect();
         for (name, v) in &inits {
             if self.buffers.contains(v) {
+                let at = super::scope::whole_assignment(name, |f| f.visit_block(body));
                 self.cx.error_at(
-                    span,
+                    at.unwrap_or(span),
                     format!("`#[grad]` does not support assigning a whole buffer (`{name} = ...`) inside a loop yet; write its elements instead (`{name}.copy_from_slice(&new)`, `{name}[i] = ...`)"),
                 );
             }

@@ -49,10 +49,11 @@ fn mapv_forms() -> String {
         .collect();
     let constants: Vec<&str> = elementwise_constants().collect();
     format!(
-        "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods {}, powi; {} with float arguments (`v.max(0.0)`, `v.max(0.01 * v)`, `v.powf(p)`, `v.clamp(lo, hi)`); {} with derivative 0; possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array",
+        "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods {}, powi; {} with float arguments (`v.max(0.0)`, `v.max(0.01 * v)`, `v.powf(p)`, `v.clamp(lo, hi)`); {} with derivative 0; the activations {} called as `backprop::sigmoid(v)`; possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array",
         methods.join(", "),
         crate::ir::op::ELEMENTWISE_WITH_FLOATS.join(", "),
-        constants.join(", ")
+        constants.join(", "),
+        ACTIVATIONS.join(", ")
     )
 }
 
@@ -110,7 +111,16 @@ impl Lowerer<'_> {
         let x = self.receiver(&m.receiver, &m.method);
         let xv = match x {
             Operand::Var(v) => v,
-            Operand::Const(_) => return self.expr(&syn::parse_quote!(#m), want),
+            // A constant array and a body that reads no local: a constant.
+            Operand::Const(_) if !self.mentions_local(&Expr::MethodCall(m.clone())) => {
+                return self.expr(&syn::parse_quote!(#m), want);
+            }
+            // A constant array (or a refused receiver, whose error is out) and a body that
+            // reads locals: the body's operations on a local holding the constant.
+            Operand::Const(_) => match self.define(None, crate::ir::Rhs::Copy(x), m.span()) {
+                Operand::Var(v) => v,
+                Operand::Const(_) => unreachable!("define makes a var"),
+            },
         };
         let mut scope = HashMap::new();
         scope.insert(param.to_string(), xv);
@@ -125,8 +135,13 @@ impl Lowerer<'_> {
     }
 }
 
+/// The scalar activations with an elementwise op of the same formula in
+/// `backprop::ops`: inside a `mapv` body, `backprop::sigmoid(e)` is `ops::sigmoid(&e)`.
+const ACTIVATIONS: &[&str] = &["sigmoid", "relu", "gelu", "silu", "softplus"];
+
 /// `backprop::erf(v)` and `backprop::erfc(v)` (README's spelling for f64 code, where the
-/// methods would collide with std's unstable ones) as the methods they are, `v.erf()`.
+/// methods would collide with std's unstable ones) as the methods they are, `v.erf()`;
+/// `backprop::sigmoid(v)` and the other [`ACTIVATIONS`] as their array ops.
 fn backprop_calls_as_methods(mut body: Expr) -> Expr {
     use syn::visit_mut::VisitMut;
     struct Rewrite;
@@ -145,6 +160,15 @@ fn backprop_calls_as_methods(mut body: Expr) -> Expr {
             {
                 let (f, x) = (&p.path.segments[1].ident, &c.args[0]);
                 *e = syn::parse_quote_spanned!(c.span()=> (#x).#f());
+            } else if let Expr::Call(c) = e
+                && c.args.len() == 1
+                && let Expr::Path(p) = &*c.func
+                && p.path.segments.len() == 2
+                && p.path.segments[0].ident == "backprop"
+                && ACTIVATIONS.contains(&p.path.segments[1].ident.to_string().as_str())
+            {
+                let (f, x) = (&p.path.segments[1].ident, &c.args[0]);
+                *e = syn::parse_quote_spanned!(c.span()=> backprop::ops::#f(&(#x)));
             }
         }
     }
@@ -175,6 +199,11 @@ fn elementwise_body(e: &Expr) -> Result<(), &dyn ToTokens> {
             elementwise_body(&b.right)
         }
         Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => elementwise_body(&u.expr),
+        // `backprop::ops::sigmoid(&(v))`, written `backprop::sigmoid(v)`.
+        Expr::Call(c) if activation_op(c) => match &c.args[0] {
+            Expr::Reference(r) => elementwise_body(&r.expr),
+            other => Err(other),
+        },
         Expr::MethodCall(m) if m.turbofish.is_none() => {
             let name = m.method.to_string();
             if let Some(arity) = with_floats(&name) {
@@ -221,6 +250,19 @@ fn elementwise_body(e: &Expr) -> Result<(), &dyn ToTokens> {
         }
         _ => Err(e),
     }
+}
+
+/// `backprop::ops::sigmoid(..)` and the other [`ACTIVATIONS`], with one argument.
+fn activation_op(c: &syn::ExprCall) -> bool {
+    let Expr::Path(p) = &*c.func else {
+        return false;
+    };
+    let segs = &p.path.segments;
+    c.args.len() == 1
+        && segs.len() == 3
+        && segs[0].ident == "backprop"
+        && segs[1].ident == "ops"
+        && ACTIVATIONS.contains(&segs[2].ident.to_string().as_str())
 }
 
 /// `T::one()`, `T::zero()`, `T::from(0.5)`, `f64::from(2u8)`: a path call whose arguments

@@ -65,6 +65,15 @@ impl Lowerer<'_> {
         match (name.as_str(), m.args.len()) {
             ("unwrap" | "expect", _) => self.unwrapped(m, want),
             ("mapv", 1) => Some(self.mapv(m, want)),
+            // The consuming forms are the view's copy: `x.slice_move(s![..])` is
+            // `x.slice(s![..]).to_owned()`, `x.index_axis_move(a, i)` likewise.
+            ("slice_move", 1) | ("index_axis_move", 2) => {
+                let mut view = m.clone();
+                let base = name.trim_end_matches("_move");
+                view.method = Ident::new(base, m.method.span());
+                let owned: Expr = syn::parse_quote_spanned!(m.span()=> #view.to_owned());
+                Some(self.expr(&owned, want))
+            }
             // ndarray's `map` hands the closure `&v`: the same as `mapv` with the
             // reference taken off (`|&v| ..`, or `*v` in the body).
             ("map", 1) if self.is_ndarray_expr(&m.receiver) => {

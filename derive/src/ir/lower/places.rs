@@ -168,10 +168,32 @@ pub(super) fn field_bases(block: &syn::Block) -> HashSet<String> {
             }
             syn::visit::visit_expr_method_call(self, m);
         }
+        // `concatenate![Axis(1), out, head(x, hd)]`: the joined expressions.
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            for e in join_macro_args(m) {
+                self.visit_expr(&e);
+            }
+        }
     }
     let mut v = V(HashSet::new());
     v.visit_block(block);
     v.0
+}
+
+/// The expressions of a `concatenate![..]`/`stack![..]` (ndarray's join macros, which
+/// `#[grad]` lowers), none for any other macro.
+pub(super) fn join_macro_args(m: &syn::Macro) -> Vec<Expr> {
+    let joins = m
+        .path
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "concatenate" || s.ident == "stack");
+    if !joins {
+        return Vec::new();
+    }
+    m.parse_body_with(syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated)
+        .map(|list| list.into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// Methods of ndarray arrays that neither floats nor `Vec`s have: a name they are called
@@ -205,6 +227,11 @@ pub(super) fn multi_indexed(block: &syn::Block) -> HashSet<String> {
                 self.0.insert(i.to_string());
             }
             syn::visit::visit_expr_index(self, ix);
+        }
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            for e in join_macro_args(m) {
+                self.visit_expr(&e);
+            }
         }
     }
     let mut v = V(HashSet::new());

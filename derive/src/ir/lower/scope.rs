@@ -184,3 +184,29 @@ impl Lowerer<'_> {
         )
     }
 }
+
+/// Where `name = ..` is first assigned as a whole inside `node` (a loop's body, an `if`),
+/// for an error spanned on the assignment.
+pub(super) fn whole_assignment<'ast>(
+    name: &str,
+    visit: impl FnOnce(&mut dyn Visit<'ast>),
+) -> Option<proc_macro2::Span> {
+    struct Find<'n> {
+        name: &'n str,
+        at: Option<proc_macro2::Span>,
+    }
+    impl<'ast> Visit<'ast> for Find<'_> {
+        fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
+            if self.at.is_none()
+                && let Expr::Path(p) = &*a.left
+                && p.path.is_ident(self.name)
+            {
+                self.at = Some(syn::spanned::Spanned::span(a));
+            }
+            syn::visit::visit_expr_assign(self, a);
+        }
+    }
+    let mut f = Find { name, at: None };
+    visit(&mut f);
+    f.at
+}
