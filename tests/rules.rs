@@ -454,6 +454,63 @@ fn infinite_cotangents_keep_nan_visible() {
     assert_eq!(r_sqrt_grad(0.0).1.x, f64::INFINITY);
 }
 
+#[grad]
+fn kinks_at(x: f64, y: f64) -> f64 {
+    x.abs()
+        + x.clamp(-1.0, 1.0)
+        + x.max(y)
+        + x.min(y)
+        + backprop::relu(x)
+        + backprop::leaky_relu(x, 0.1)
+}
+
+#[grad]
+fn kinks_on_arrays(x: &ndarray::Array1<f64>) -> f64 {
+    (x.mapv(|v| v.abs() + v.clamp(-1.0, 1.0) + v.max(0.0)) + backprop::ops::relu(x)).sum()
+}
+
+/// A NaN input at a kink: the value is NaN, and so is the gradient, where the kink's
+/// convention (`abs′(0) = 0`, 0 outside a clamp, ..) would have given a finite number.
+/// A NaN operand of `max`/`min` beside a number is not one: the value is the number.
+#[test]
+fn kinks_pass_a_nan_input_on() {
+    let nan = f64::NAN;
+    let (v, g) = kinks_at_grad(nan, nan);
+    assert!(
+        v.is_nan() && g.x.is_nan() && g.y.is_nan(),
+        "{v} {} {}",
+        g.x,
+        g.y
+    );
+    // Each rule alone.
+    use backprop::rules::scalar::*;
+    assert!(abs_vjp(nan, 1.0).is_nan());
+    assert!(clamp_vjp_x(nan, -1.0, 1.0, 1.0).is_nan());
+    assert!(clamp_vjp_lo(nan, -1.0, 1.0).is_nan() && clamp_vjp_hi(nan, 1.0, 1.0).is_nan());
+    assert!(max_vjp_a(nan, nan, 1.0).is_nan() && min_vjp_b(nan, nan, 1.0).is_nan());
+    assert_eq!(
+        (max_vjp_a(nan, 2.0, 1.0), max_vjp_b(nan, 2.0, 1.0)),
+        (0.0, 1.0)
+    );
+    assert_eq!(
+        (min_vjp_a(2.0, nan, 1.0), min_vjp_b(2.0, nan, 1.0)),
+        (1.0, 0.0)
+    );
+    // The conventions at the kinks themselves are unchanged.
+    assert_eq!(abs_vjp(0.0, 1.0), 0.0);
+    assert_eq!(clamp_vjp_x(1.0, -1.0, 1.0, 1.0), 0.0);
+    assert_eq!(max_vjp_a(2.0, 2.0, 1.0), 0.5);
+    // The array op and the elementwise rules on arrays.
+    let x = ndarray::array![nan, -0.5, 0.0, 2.0];
+    assert!(backprop::ops::relu(&x)[0].is_nan());
+    let (v, g) = kinks_on_arrays_grad(&x);
+    assert!(v.is_nan());
+    assert!(g.x[0].is_nan(), "{:?}", g.x);
+    // abs′ + clamp′ + max′(·, 0) + relu′ at −0.5, 0 and 2: −1 + 1 + 0 + 0, 0 + 1 + ½ + 0,
+    // 1 + 0 + 1 + 1.
+    assert_eq!(g.x.slice(ndarray::s![1..]).to_vec(), vec![0.0, 1.5, 3.0]);
+}
+
 // ---- limits at ±∞ (issue 13, item 7) -----------------------------------------------
 
 /// Value and derivative of every activation at ±∞ (and where `x²` overflows) are their

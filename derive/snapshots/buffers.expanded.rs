@@ -681,6 +681,7 @@ fn overwrite_backward(
     clippy::all
 )]
 fn overwrite_hvp(x: &[f64], v_x: &[f64]) -> (f64, OverwriteGrad, OverwriteGrad) {
+    ::backprop::__private::jvp::check_direction_len("v_x", "x", v_x.len(), x.len());
     let (__value, __tangent, __tape) = overwrite::tangent_program(x, v_x);
     let (__hv_x, __grad_v_x) = ::backprop::__private::Pullback::backward(
         __tape,

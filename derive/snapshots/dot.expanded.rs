@@ -542,6 +542,8 @@ fn dot_backward(
     clippy::all
 )]
 fn dot_hvp(w: &[f64], x: &[f64], v_w: &[f64], v_x: &[f64]) -> (f64, DotGrad, DotGrad) {
+    ::backprop::__private::jvp::check_direction_len("v_w", "w", v_w.len(), w.len());
+    ::backprop::__private::jvp::check_direction_len("v_x", "x", v_x.len(), x.len());
     let (__value, __tangent, __tape) = dot::tangent_program(w, x, v_w, v_x);
     let (__hv_w, __hv_x, __grad_v_w, __grad_v_x) = ::backprop::__private::Pullback::backward(
         __tape,

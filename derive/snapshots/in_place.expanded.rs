@@ -744,6 +744,8 @@ fn outer_sum_hvp(
     v_x: &[f64],
     v_w: &[f64],
 ) -> (f64, OuterSumGrad, OuterSumGrad) {
+    ::backprop::__private::jvp::check_direction_len("v_x", "x", v_x.len(), x.len());
+    ::backprop::__private::jvp::check_direction_len("v_w", "w", v_w.len(), w.len());
     let (__value, __tangent, __tape) = outer_sum::tangent_program(x, w, v_x, v_w);
     let (__hv_x, __hv_w, __grad_v_x, __grad_v_w) = ::backprop::__private::Pullback::backward(
         __tape,

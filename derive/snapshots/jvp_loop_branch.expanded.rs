@@ -867,6 +867,7 @@ fn damped_hvp(
     v_x: &[f64],
     v_k: f64,
 ) -> (f64, DampedGrad, DampedGrad) {
+    ::backprop::__private::jvp::check_direction_len("v_x", "x", v_x.len(), x.len());
     let (__value, __tangent, __tape) = damped::tangent_program(x, k, v_x, v_k);
     let (__hv_x, __hv_k, __grad_v_x, __grad_v_k) = ::backprop::__private::Pullback::backward(
         __tape,

@@ -237,13 +237,38 @@ pub fn derive(input: TokenStream) -> TokenStream {
 /// A field whose type has no gradient: integers, `bool`, `char`, strings, `Option`s and
 /// maps (by the last segment of the type's path), with what to write instead.
 fn refused_field(name: &str, ty: &syn::Type) -> Option<syn::Error> {
-    if let syn::Type::Tuple(t) = ty
+    // A tuple, or a list or `Box` of them (`Vec<(f64, f64)>`, `[(f64, f64); 2]`).
+    let mut inner = ty;
+    loop {
+        match inner {
+            syn::Type::Array(a) => inner = &a.elem,
+            syn::Type::Path(tp)
+                if tp
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.ident == "Vec" || s.ident == "Box") =>
+            {
+                let syn::PathArguments::AngleBracketed(args) =
+                    &tp.path.segments.last().expect("checked").arguments
+                else {
+                    break;
+                };
+                match args.args.first() {
+                    Some(syn::GenericArgument::Type(t)) => inner = t,
+                    _ => break,
+                }
+            }
+            _ => break,
+        }
+    }
+    if let syn::Type::Tuple(t) = inner
         && !t.elems.is_empty()
     {
         return Some(syn::Error::new_spanned(
             ty,
             format!(
-                "`#[derive(Differentiable)]`: field `{name}` is a tuple, which has no names for its parameters; make it a struct of its own with `#[derive(Differentiable)]` (a tuple struct `struct Norm(Array1<f64>, Array1<f64>);` or named fields), or give each part a field"
+                "`#[derive(Differentiable)]`: field `{name}` is a tuple or holds tuples, which have no names for their parameters; make it a struct of its own with `#[derive(Differentiable)]` (a tuple struct `struct Norm(Array1<f64>, Array1<f64>);` or named fields), or give each part a field"
             ),
         ));
     }

@@ -277,17 +277,25 @@ pub mod vjp {
         strong_mul(d, y * (T::one() - y))
     }
 
-    /// 1 where y > 0, else 0 (0 at the kink).
+    /// 1 where y > 0, else 0 (0 at the kink); NaN where y is (a NaN input).
     #[inline(always)]
     pub fn relu_vjp<T: Float>(y: T, d: T) -> T {
-        if y > T::zero() { d } else { T::zero() }
+        if y > T::zero() {
+            d
+        } else if y.is_nan() {
+            y
+        } else {
+            T::zero()
+        }
     }
 
-    /// 1 where x > 0, else `slope`.
+    /// 1 where x > 0, else `slope`; NaN where x is.
     #[inline(always)]
     pub fn leaky_relu_vjp_x<T: Float>(x: T, slope: T, d: T) -> T {
         if x > T::zero() {
             d
+        } else if x.is_nan() {
+            x
         } else {
             strong_mul(d, slope)
         }

@@ -812,7 +812,8 @@ pub fn check_second_order(
 /// constant; `w = &w0` passes a perturbed copy of `w0` by reference (for arguments of
 /// type `&[f64]` (pass a `Vec<f64>`), `&Array2<f64>`, or `&P` for a struct `P` with
 /// `#[derive(Differentiable)]`, which perturbs every float of every field); a trailing
-/// `, options` sets [`Options`]. Returns a [`Report`].
+/// `, options` sets [`Options`]. Returns a [`Report`]. Each argument expression is
+/// evaluated once, before the checks (a constant is cloned into each call).
 ///
 /// The function is evaluated at the precision of the arguments given: a function
 /// returning `f64` (or generic over `T: Float` or `T: backprop::Real` and given f64
@@ -822,27 +823,32 @@ pub fn check_second_order(
 #[macro_export]
 macro_rules! gradcheck {
     ($f:ident ( $($args:tt)* ), order = 2 $(, $opts:expr)? $(,)?) => {
-        $crate::__gradcheck_munch!(@f $f @o [order2 $($opts)?] @k (0) @call [] @act [] $($args)*)
+        $crate::__gradcheck_munch!(@f $f @o [order2 $($opts)?] @k (0) @bind [] @call [] @act [] $($args)*)
     };
     ($f:ident ( $($args:tt)* ) $(, $opts:expr)? $(,)?) => {
-        $crate::__gradcheck_munch!(@f $f @o [$($opts)?] @k (0) @call [] @act [] $($args)*)
+        $crate::__gradcheck_munch!(@f $f @o [$($opts)?] @k (0) @bind [] @call [] @act [] $($args)*)
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __gradcheck_munch {
-    (@f $f:ident @o $o:tt @k $k:tt @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = const $e:expr $(, $($rest:tt)*)?) => {
-        $crate::__gradcheck_munch!(@f $f @o $o @k $k @call [$($c)* (const $e)] @act [$($a)*] $($($rest)*)?)
+    // Each argument is evaluated once, before the checks, and bound by reference to its
+    // own name (all at once, so one argument's name never shadows what another reads):
+    // `x = &rng_array(&mut r)` draws once, and a constant is cloned into each call.
+    (@f $f:ident @o $o:tt @k $k:tt @bind [$($b:tt)*] @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = const $e:expr $(, $($rest:tt)*)?) => {
+        $crate::__gradcheck_munch!(@f $f @o $o @k $k @bind [$($b)* ($name, $e)] @call [$($c)* (const $name)] @act [$($a)*] $($($rest)*)?)
     };
-    (@f $f:ident @o $o:tt @k ($($k:tt)*) @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = & $e:expr $(, $($rest:tt)*)?) => {
-        $crate::__gradcheck_munch!(@f $f @o $o @k ($($k)* + 1) @call [$($c)* (borrowed ($e) ($($k)*))] @act [$($a)* ($name, $e)] $($($rest)*)?)
+    (@f $f:ident @o $o:tt @k ($($k:tt)*) @bind [$($b:tt)*] @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = & $e:expr $(, $($rest:tt)*)?) => {
+        $crate::__gradcheck_munch!(@f $f @o $o @k ($($k)* + 1) @bind [$($b)* ($name, $e)] @call [$($c)* (borrowed ($name) ($($k)*))] @act [$($a)* ($name)] $($($rest)*)?)
     };
-    (@f $f:ident @o $o:tt @k ($($k:tt)*) @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = $e:expr $(, $($rest:tt)*)?) => {
-        $crate::__gradcheck_munch!(@f $f @o $o @k ($($k)* + 1) @call [$($c)* (active ($e) ($($k)*))] @act [$($a)* ($name, $e)] $($($rest)*)?)
+    (@f $f:ident @o $o:tt @k ($($k:tt)*) @bind [$($b:tt)*] @call [$($c:tt)*] @act [$($a:tt)*] $name:ident = $e:expr $(, $($rest:tt)*)?) => {
+        $crate::__gradcheck_munch!(@f $f @o $o @k ($($k)* + 1) @bind [$($b)* ($name, $e)] @call [$($c)* (active ($name) ($($k)*))] @act [$($a)* ($name)] $($($rest)*)?)
     };
-    (@f $f:ident @o [order2 $($o:expr)?] @k $k:tt @call [$(($($c:tt)*))*] @act [$(($name:ident, $e:expr))*]) => {{
-        let at: &[(&str, ::std::vec::Vec<f64>)] = &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat(&$e))),*];
+    (@f $f:ident @o [order2 $($o:expr)?] @k $k:tt @bind [$(($bound:ident, $e:expr))*] @call [$(($($c:tt)*))*] @act [$(($name:ident))*]) => {{
+        #[allow(unused_parens)]
+        let ($($bound,)*) = ($(&$e,)*);
+        let at: &[(&str, ::std::vec::Vec<f64>)] = &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat($name))),*];
         let options: $crate::gradcheck::Options = {
             let point: ::std::vec::Vec<::std::vec::Vec<f64>> = at.iter().map(|(_, v)| v.clone()).collect();
             let point: &[::std::vec::Vec<f64>] = &point;
@@ -868,8 +874,10 @@ macro_rules! __gradcheck_munch {
             options,
         )
     }};
-    (@f $f:ident @o [$($o:expr)?] @k $k:tt @call [$(($($c:tt)*))*] @act [$(($name:ident, $e:expr))*]) => {{
-        let at: &[(&str, ::std::vec::Vec<f64>)] = &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat(&$e))),*];
+    (@f $f:ident @o [$($o:expr)?] @k $k:tt @bind [$(($bound:ident, $e:expr))*] @call [$(($($c:tt)*))*] @act [$(($name:ident))*]) => {{
+        #[allow(unused_parens)]
+        let ($($bound,)*) = ($(&$e,)*);
+        let at: &[(&str, ::std::vec::Vec<f64>)] = &[$((stringify!($name), $crate::gradcheck::GradValue::to_flat($name))),*];
         // The function's value at the point picks the defaults: f32 steps and
         // tolerances for a function computed in f32.
         let options: $crate::gradcheck::Options = {
@@ -894,19 +902,19 @@ macro_rules! __gradcheck_munch {
             options,
         )
     }};
-    (@arg $p:ident const $e:expr) => { $e };
-    (@arg $p:ident active ($e:expr) ($($k:tt)*)) => { $crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]) };
-    (@arg $p:ident borrowed ($e:expr) ($($k:tt)*)) => { &$crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]) };
+    (@arg $p:ident const $n:ident) => { $n.clone() };
+    (@arg $p:ident active ($n:ident) ($($k:tt)*)) => { $crate::gradcheck::GradValue::with_flat($n, &$p[$($k)*]) };
+    (@arg $p:ident borrowed ($n:ident) ($($k:tt)*)) => { &$crate::gradcheck::GradValue::with_flat($n, &$p[$($k)*]) };
     // `f::hvp(args.., directions..)`: the directions of the differentiated arguments,
     // in order (constants have none), after the arguments.
-    (@hvp $f:ident $p:ident [$($args:tt)*] [$($done:expr,)*] const $e:expr; $($rest:tt)*) => {
+    (@hvp $f:ident $p:ident [$($args:tt)*] [$($done:expr,)*] const $n:ident; $($rest:tt)*) => {
         $crate::__gradcheck_munch!(@hvp $f $p [$($args)*] [$($done,)*] $($rest)*)
     };
-    (@hvp $f:ident $p:ident [$($args:tt)*] [$($done:expr,)*] active ($e:expr) ($($k:tt)*); $($rest:tt)*) => {
-        $crate::__gradcheck_munch!(@hvp $f $p [$($args)*] [$($done,)* $crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]),] $($rest)*)
+    (@hvp $f:ident $p:ident [$($args:tt)*] [$($done:expr,)*] active ($n:ident) ($($k:tt)*); $($rest:tt)*) => {
+        $crate::__gradcheck_munch!(@hvp $f $p [$($args)*] [$($done,)* $crate::gradcheck::GradValue::with_flat($n, &$p[$($k)*]),] $($rest)*)
     };
-    (@hvp $f:ident $p:ident [$($args:tt)*] [$($done:expr,)*] borrowed ($e:expr) ($($k:tt)*); $($rest:tt)*) => {
-        $crate::__gradcheck_munch!(@hvp $f $p [$($args)*] [$($done,)* &$crate::gradcheck::GradValue::with_flat(&$e, &$p[$($k)*]),] $($rest)*)
+    (@hvp $f:ident $p:ident [$($args:tt)*] [$($done:expr,)*] borrowed ($n:ident) ($($k:tt)*); $($rest:tt)*) => {
+        $crate::__gradcheck_munch!(@hvp $f $p [$($args)*] [$($done,)* &$crate::gradcheck::GradValue::with_flat($n, &$p[$($k)*]),] $($rest)*)
     };
     (@hvp $f:ident $p:ident [$($args:tt)*] [$($done:expr,)*]) => { $f::hvp($($args)* $($done),*) };
     (@opts) => { ::core::option::Option::None };

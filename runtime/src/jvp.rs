@@ -235,3 +235,31 @@ pub fn tangent_of_unary<T: Float>(
     let tape = crate::Tape::new(move |dd: T| (mul(mul(dd, t), second), mul(dd, first)));
     (mul(t, first), tape)
 }
+
+/// `f_hvp`'s check of a buffer's direction: `direction` (named `v`) must have the
+/// length of its argument (named `x`).
+///
+/// # Panics
+/// If the lengths differ (the message names both).
+#[track_caller]
+pub fn check_direction_len(v: &str, x: &str, direction: usize, argument: usize) {
+    assert!(
+        direction == argument,
+        "hvp: the direction `{v}` has {direction} elements, its argument `{x}` {argument}"
+    );
+}
+
+/// `f_hvp`'s check of a struct's direction (or a slice of them): `mismatch` is where
+/// its buffers, arrays or lists differ from its argument's, from the reverse pass's own
+/// checker ([`zero_like`](crate::private::zero_like)'s third value).
+///
+/// # Panics
+/// If there is one (the message names the field).
+#[track_caller]
+pub fn direction_mismatch(v: &str, x: &str, mismatch: Option<String>) {
+    if let Some(e) = mismatch {
+        panic!(
+            "hvp: the direction `{v}` does not have the shape of its argument `{x}`: the direction's {e}"
+        );
+    }
+}

@@ -725,3 +725,62 @@ fn activations_in_mapv_are_the_ops() {
     let x = Rng(5).array((3, 2));
     gradcheck!(activations_in_mapv(x = &x)).assert();
 }
+
+// ---------------------------------------------------------------- map and Zip as data
+
+/// `map` whose closure is not arithmetic on the element (a comparison, a cast, the
+/// element itself) stays ndarray's `map`, data here; `Zip` over arrays that are not
+/// differentiated is data too; `map` on a field and chained `map`s are `mapv`s; an
+/// activation of a captured scalar inside `mapv` is the scalar rule. (Each compiled
+/// before today's `map`/`Zip` changes, or should have: a tryout of them found these.)
+#[grad(w, s)]
+fn map_as_data(w: &Array1<f64>, x: &Array1<f64>, labels: &Array1<f64>, s: f64) -> f64 {
+    let mask = x.map(|&v| v > 0.0);
+    let ids = labels.map(|&v| v as usize);
+    let same = x.map(|&v| v);
+    let prod = ndarray::Zip::from(x)
+        .and(labels)
+        .map_collect(|&a, &b| a * b);
+    let mut total = 0.0;
+    for i in 0..mask.len() {
+        if mask[i] {
+            total += w[i] * (ids[i] as f64) + w[i] * same[i];
+        }
+    }
+    let chained = w.map(|&v| v * 2.0).map(|v| v.tanh());
+    total + (w * &prod).sum() + chained.sum() + w.mapv(|v| v * backprop::sigmoid(s)).sum()
+}
+
+#[derive(Clone, Debug, backprop::Differentiable)]
+struct Gain {
+    w: Array1<f64>,
+}
+
+#[grad(p)]
+fn map_of_a_field(p: &Gain) -> f64 {
+    p.w.map(|&v| v * v).sum()
+}
+
+#[test]
+fn map_and_zip_on_data() {
+    let w = array![0.5, -0.25, 1.0];
+    let x = array![1.0, -2.0, 3.0];
+    let labels = array![2.0, 1.0, 3.0];
+    let s = 0.3;
+    let (_, g) = map_as_data_grad(&w, &x, &labels, s);
+    let sig = 1.0 / (1.0 + (-s).exp());
+    for i in 0..3 {
+        let masked = if x[i] > 0.0 { labels[i] + x[i] } else { 0.0 };
+        let chained = 2.0 * (1.0 - (2.0 * w[i]).tanh().powi(2));
+        let expect = masked + x[i] * labels[i] + chained + sig;
+        assert!(
+            (g.w[i] - expect).abs() < 1e-14,
+            "{i}: {} vs {expect}",
+            g.w[i]
+        );
+    }
+    assert!((g.s - w.sum() * sig * (1.0 - sig)).abs() < 1e-15);
+    gradcheck!(map_as_data(w = &w, x = const &x, labels = const &labels, s = s)).assert();
+    let (_, gp) = map_of_a_field_grad(&Gain { w: w.clone() });
+    assert_eq!(gp.p.w, 2.0 * &w);
+}

@@ -403,3 +403,34 @@ fn loop_with_a_constant_exit() {
     // H e₀ = (2x₁, 2x₀, 0).
     assert_eq!(hv.x, vec![4.0, 2.0, 0.0]);
 }
+
+// ---------------------------------------------------------------- directions' shapes
+
+/// A direction of another length than its argument panics naming both, as `f_jvp`'s
+/// tangent does (a tryout got a 3-element gradient for a 2-element `x`, or an index out
+/// of bounds inside the tangent program).
+#[test]
+#[should_panic(expected = "hvp: the direction `v_x` has 3 elements, its argument `x` 2")]
+fn a_longer_buffer_direction_panics() {
+    let _ = rosenbrock_hvp(&[1.0, 1.0], &[1.0, 0.0, 0.0]);
+}
+
+#[test]
+#[should_panic(expected = "hvp: the direction `v_x` has 1 elements, its argument `x` 2")]
+fn a_shorter_buffer_direction_panics() {
+    let _ = rosenbrock_hvp(&[1.0, 1.0], &[1.0]);
+}
+
+#[test]
+#[should_panic(expected = "hvp: the direction `v_p` does not have the shape of its argument `p`")]
+fn a_struct_direction_of_another_shape_panics() {
+    let p = Poly {
+        coef: vec![1.0, 2.0, 3.0],
+        shift: 0.5,
+    };
+    let v = Poly {
+        coef: vec![1.0, 0.0],
+        shift: 0.0,
+    };
+    let _ = poly_hvp(&p, 0.3, &v, 0.0);
+}

@@ -976,3 +976,130 @@ fn collect_into_a_vec() {
     assert_eq!(g.x, vec![20.0, 4.0, 12.0]);
     assert_eq!(collected_jvp(&[1.0, 2.0, 3.0], &[1.0, 0.0, 0.5]).1, 26.0);
 }
+
+// ---------------------------------------------------------------- from a second tryout
+
+const HIDDEN: usize = 2;
+
+/// An array whose length is a constant expression (`[0.0; 2 * N]`, a body `const` or a
+/// module's): its length stays a constant, where a `let` of it was E0435.
+#[grad]
+fn constant_length_state(x: &[f64]) -> f64 {
+    const N: usize = 3;
+    let mut h = [0.0f64; 2 * N];
+    let mut c = [0.0f64; HIDDEN + 1];
+    for k in 0..2 * N {
+        h[k] = x[k % x.len()] * (k + 1) as f64;
+    }
+    for k in 0..HIDDEN + 1 {
+        c[k] = h[k].tanh();
+    }
+    h.iter().sum::<f64>() + c.iter().sum::<f64>()
+}
+
+#[test]
+fn constant_expression_array_lengths() {
+    let x = [0.5, -0.25];
+    let (v, g) = constant_length_state_grad(&x);
+    // h = x0·1, x1·2, x0·3, x1·4, x0·5, x1·6; c = tanh(h0..h2).
+    let h = [0.5, -0.5, 1.5, -1.0, 2.5, -1.5];
+    let expect = h.iter().sum::<f64>() + h[..3].iter().map(|v: &f64| v.tanh()).sum::<f64>();
+    assert!((v - expect).abs() < 1e-15);
+    let sech2 = |v: f64| 1.0 - v.tanh().powi(2);
+    assert!((g.x[0] - (9.0 + sech2(0.5) + 3.0 * sech2(1.5))).abs() < 1e-14);
+    assert!((g.x[1] - (12.0 + 2.0 * sech2(-0.5))).abs() < 1e-14);
+    backprop::gradcheck!(constant_length_state(x = &x.to_vec())).assert();
+}
+
+/// Rows of data as `&[Vec<f64>]` read as `xs[i][j]`: the row is borrowed (it was moved
+/// out of the slice, E0508).
+#[grad(w)]
+fn rows_of_data(w: &[f64], xs: &[Vec<f64>], ys: &[f64]) -> f64 {
+    let mut loss = 0.0;
+    for i in 0..ys.len() {
+        let mut z = 0.0;
+        for j in 0..w.len() {
+            z += w[j] * xs[i][j];
+        }
+        loss += (z - ys[i]).powi(2);
+    }
+    loss
+}
+
+#[test]
+fn rows_of_data_indexed_twice() {
+    let xs = vec![vec![1.0, 2.0], vec![-1.0, 0.5]];
+    let ys = [0.5, 1.0];
+    let w = [0.25, -0.5];
+    let (l, g) = rows_of_data_grad(&w, &xs, &ys);
+    // z = (−0.75, −0.5), e = z − y = (−1.25, −1.5): L = 1.5625 + 2.25, ∂L/∂w = Σ 2e·x.
+    assert!((l - 3.8125).abs() < 1e-15);
+    assert!((g.w[0] - (2.0 * -1.25 * 1.0 + 2.0 * -1.5 * -1.0)).abs() < 1e-15);
+    assert!((g.w[1] - (2.0 * -1.25 * 2.0 + 2.0 * -1.5 * 0.5)).abs() < 1e-15);
+}
+
+/// A loop over a slice of data pairs binds the pair's fields: `for &(x, y) in data`,
+/// `for (x, y) in data.iter()` (refused before, with a message that listed `(a, b)`).
+#[grad(w, b)]
+fn pairs_of_data(w: f64, b: f64, data: &[(f64, f64)]) -> f64 {
+    let mut loss = 0.0;
+    for &(x, y) in data {
+        loss += (w * x + b - y).powi(2);
+    }
+    for (x, y) in data.iter() {
+        loss += (w * x - y).abs();
+    }
+    loss / data.len() as f64
+}
+
+#[test]
+fn loops_over_pairs_of_data() {
+    // Residuals −0.5, −1.5 and −1.5, −2.5 at w = ½, b = 1.
+    let (l, g) = pairs_of_data_grad(0.5, 1.0, &[(1.0, 2.0), (2.0, 3.5)]);
+    assert_eq!(l, (0.25 + 2.25 + 1.5 + 2.5) / 2.0);
+    assert_eq!(g.w, (2.0 * -0.5 * 1.0 + 2.0 * -1.5 * 2.0 - 1.0 - 2.0) / 2.0);
+    assert_eq!(g.b, (2.0 * -0.5 + 2.0 * -1.5) / 2.0);
+}
+
+/// `fold` whose closure destructures the element (`|acc, (i, v)|` over `.enumerate()`,
+/// `|acc, &v|`, `|acc, (a, b)|` over `.zip(..)`): the loop with that pattern (refused
+/// before, with a message that listed both adaptors as supported).
+#[grad]
+fn folds_with_patterns(x: &[f64]) -> f64 {
+    x.iter()
+        .enumerate()
+        .fold(0.0, |acc, (i, v)| acc + (i as f64) * v * v)
+        + x.iter().fold(1.0, |acc, &v| acc * v)
+        + x.iter()
+            .zip(x.iter().rev())
+            .fold(0.0, |acc, (a, b)| acc + a * b)
+}
+
+#[test]
+fn fold_with_element_patterns() {
+    // Σ i·v² = 22, Π v = −3, Σ xᵢ·x₂₋ᵢ = 7 at x = (½, −2, 3).
+    let (l, g) = folds_with_patterns_grad(&[0.5, -2.0, 3.0]);
+    assert_eq!(l, 26.0);
+    assert_eq!(g.x, vec![0.0, -6.5, 12.0]);
+    gradcheck!(folds_with_patterns(x = &vec![0.3, -0.7, 1.1, 0.4])).assert();
+}
+
+/// `xs[i].len()` of rows of data: the row borrowed, not moved out of the slice (E0508).
+#[grad(w)]
+fn rows_of_data_by_their_lengths(w: &[f64], xs: &[Vec<f64>]) -> f64 {
+    let mut s = 0.0;
+    for i in 0..xs.len() {
+        for j in 0..xs[i].len() {
+            s += w[j] * xs[i][j];
+        }
+    }
+    s
+}
+
+#[test]
+fn rows_of_data_read_by_their_lengths() {
+    let xs = vec![vec![1.0, 2.0], vec![-1.0]];
+    let (s, g) = rows_of_data_by_their_lengths_grad(&[0.5, 0.25], &xs);
+    assert_eq!(s, 0.5 + 0.5 - 0.5);
+    assert_eq!(g.w, vec![0.0, 2.0]);
+}

@@ -156,3 +156,34 @@ fn print_a_failing_report() {
     println!("{}", gradcheck!(off_by_half_permille(x = 1.1, w = -0.8)));
     println!("{}", gradcheck!(alone(x = 0.4)));
 }
+
+// ---------------------------------------------------------------- arguments evaluated once
+
+#[grad(w)]
+fn weighted(w: &[f64], x: &[f64], k: usize) -> f64 {
+    let mut s = 0.0;
+    for i in 0..x.len() {
+        s += (w[i] * x[i]).tanh() * k as f64;
+    }
+    s
+}
+
+/// Each argument expression is evaluated once, before any check, as a `let` would:
+/// an expression drawing from a random number generator (borrowed mutably), or counting
+/// its calls, runs once, and one argument's name does not shadow what another reads.
+#[test]
+fn argument_expressions_are_evaluated_once() {
+    let mut draws = 0usize;
+    let mut draw = |n: usize| -> Vec<f64> {
+        draws += 1;
+        (0..n).map(|i| 0.3 + 0.1 * (i + draws) as f64).collect()
+    };
+    let x = vec![0.5, -0.25, 1.0];
+    let report = gradcheck!(weighted(w = &draw(3), x = const &x, k = const { 2 }));
+    report.assert();
+    assert_eq!(draws, 1);
+    // `w = &x, x = &w`-style swaps read the caller's names, not the macro's bindings.
+    let w = vec![0.1, 0.2, 0.3];
+    let (x, w) = (w, x);
+    gradcheck!(weighted(w = &x, x = const &w, k = const 1)).assert();
+}

@@ -32,7 +32,11 @@ pub fn check(cx: &Ctxt, func: &Func, activity: &Activity) {
         {
             cx.error_spanned_by(
                 at,
-                format!("`.{m}()` changes the collection it is called on, which `#[grad]` cannot follow: make a buffer of the final length (`vec![0.0; n]`, `x.to_vec()`) and write its elements (`h[i] = ...`)"),
+                if m == "push" {
+                    "`#[grad]` follows `.push()` onto a `Vec` it starts empty (`let mut h = Vec::new();` or `Vec::with_capacity(n)`), not onto one made another way (`x.to_vec()`, `vec![..]`): start one empty and push every element (`for v in x { h.push(*v); }`), or make it the final length (`vec![0.0; n]`) and write its elements (`h[i] = ...`)".to_string()
+                } else {
+                    format!("`.{m}()` changes the collection it is called on, which `#[grad]` cannot follow: make a buffer of the final length (`vec![0.0; n]`, `x.to_vec()`) and write its elements (`h[i] = ...`)")
+                },
             );
             reported.insert(s.def);
             return;

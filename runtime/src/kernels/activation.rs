@@ -351,7 +351,8 @@ fn map2<T: Real>(s: &[T], d_y: &[T], d_x: &mut [T], f: impl Fn(T, T) -> T) {
 pub(crate) fn forward_body<T: Real, M: Math>(op: Unary<T>, x: &[T], y: &mut [T]) {
     let zero = T::zero();
     match op {
-        Unary::Relu => map(x, y, |v| if v > zero { v } else { zero }),
+        // A NaN stays NaN (`NaN <= 0` is false), as `backprop::relu` and PyTorch's.
+        Unary::Relu => map(x, y, |v| if v <= zero { zero } else { v }),
         // 0·(−∞) for slope 0 is the limit 0 (the slope-0 function is relu).
         Unary::LeakyRelu(a) => map(x, y, |v| {
             if v > zero {
@@ -381,8 +382,25 @@ pub(crate) fn backward_body<T: Real, M: Math>(op: Unary<T>, s: &[T], d_y: &[T], 
     let zero = T::zero();
     let one = T::one();
     match op {
-        Unary::Relu => map2(s, d_y, d_x, |y, d| if y > zero { d } else { zero }),
-        Unary::LeakyRelu(a) => map2(s, d_y, d_x, |x, d| if x > zero { d } else { a * d }),
+        // NaN where the saved value is NaN, as the scalar rules give.
+        Unary::Relu => map2(s, d_y, d_x, |y, d| {
+            if y > zero {
+                d
+            } else if y <= zero {
+                zero
+            } else {
+                y
+            }
+        }),
+        Unary::LeakyRelu(a) => map2(s, d_y, d_x, |x, d| {
+            if x > zero {
+                d
+            } else if x <= zero {
+                a * d
+            } else {
+                x
+            }
+        }),
         Unary::Gelu => map2(s, d_y, d_x, |x, d| d * gelu_local(x, M::sigmoid)),
         Unary::GeluExact => map2(s, d_y, d_x, |x, d| d * gelu_exact_local::<T, M>(x)),
         Unary::Silu => map2(s, d_y, d_x, |x, d| d * silu_local(x, M::sigmoid)),

@@ -1,5 +1,5 @@
-// A tuple in a struct of parameters: one error on the field's type, saying to make it a
-// struct of its own.
+// A tuple in a struct of parameters, and a list of them: one error on each field's type,
+// saying to make it a struct of its own.
 use backprop::{Differentiable, grad};
 use ndarray::{Array1, Array2};
 
@@ -7,6 +7,7 @@ use ndarray::{Array1, Array2};
 pub struct Block {
     w: Array2<f64>,
     ln: (Array1<f64>, Array1<f64>),
+    pairs: Vec<(f64, f64)>,
 }
 
 #[grad(b)]

@@ -127,7 +127,11 @@ impl Lowerer<'_> {
             unreachable!("callers pass an index")
         };
         let span = e.span();
-        let base = self.expr(&ix.expr, None);
+        // `xs[i][j]` of rows of data (`xs: &[Vec<f64>]`): the row borrowed, not moved.
+        let base = match &*ix.expr {
+            Expr::Index(_) => self.data_index(&ix.expr, Spelling::RefIndex, None),
+            _ => self.expr(&ix.expr, None),
+        };
         // `&ys[t..t + 1]`: a range of data, kept as written (its bounds renamed).
         let idx = match &*ix.index {
             Expr::Range(_) => self.data_arg(&ix.index),
@@ -198,7 +202,12 @@ impl Lowerer<'_> {
             _ => return None,
         };
         let fill = self.expr(&fill, None);
-        let len = self.expr(&len, None);
+        // An array's length is a constant expression (`[0.0; 2 * N]`): kept as written,
+        // where a `let` of it would not be one.
+        let len = match op {
+            BufOp::FillArray => Operand::Const(len),
+            _ => self.expr(&len, None),
+        };
         Some(self.new_buffer_var(want, op, vec![fill, len], span))
     }
 
@@ -517,12 +526,15 @@ impl Lowerer<'_> {
         let chain = self.chain(&m.receiver, false)?;
         let acc = self.names.fresh("acc", span);
         let elem_ident = self.names.fresh("elem", span);
+        let mut elem_pat: Pat = syn::parse_quote!(#elem_ident);
         let step: Expr = match (name.as_str(), fold) {
             ("sum", _) => syn::parse_quote_spanned!(span=> #acc + #elem_ident),
             ("product", _) => syn::parse_quote_spanned!(span=> #acc * #elem_ident),
+            // The closure's element pattern is the loop's (`|acc, (i, v)|` over
+            // `.enumerate()` binds what `for (i, v) in ..` binds).
             (_, Some(Expr::Closure(c))) if c.inputs.len() == 2 => {
-                let mut stmts = bind_pattern(&c.inputs[0], &syn::parse_quote!(#acc))?;
-                stmts.extend(bind_pattern(&c.inputs[1], &syn::parse_quote!(#elem_ident))?);
+                let stmts = bind_pattern(&c.inputs[0], &syn::parse_quote!(#acc))?;
+                elem_pat = c.inputs[1].clone();
                 let body = &c.body;
                 syn::parse_quote_spanned!(span=> { #(#stmts)* #body })
             }
@@ -535,7 +547,6 @@ impl Lowerer<'_> {
                 return Some(dummy());
             }
         };
-        let elem_pat: Pat = syn::parse_quote!(#elem_ident);
         let mut body: Vec<syn::Stmt> = Vec::new();
         body.push(syn::parse_quote_spanned!(span=> #acc = #step;));
         // `let mut acc = init; for elem in chain { acc = step; } acc`, lowered as written.

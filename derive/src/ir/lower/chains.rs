@@ -129,6 +129,7 @@ impl Lowerer<'_> {
             "as_standard_layout",
         ];
         const KEEPS_ARRAY: &[&str] = &[
+            "map",
             "to_owned",
             "clone",
             "view",
@@ -216,6 +217,20 @@ impl Lowerer<'_> {
         body: &[syn::Stmt],
         span: Span,
     ) {
+        // The elements of a buffer or an array are floats; one used as a collection is
+        // an element of a list of buffers (`for row in &p.rows` of a `Vec<Vec<f64>>`).
+        if let Pat::Ident(pi) = pat
+            && let Some(at) = used_as_collection(&pi.ident, body)
+        {
+            let name = &pi.ident;
+            self.cx.error_spanned_by(
+                at,
+                format!(
+                    "`{name}` is used as a buffer, but the loop walks a buffer or an array of floats: `#[grad]` does not read a list of buffers (a `Vec<Vec<f64>>`) element by element; hold the rows in an ndarray array (`w: Array2<f64>`: `w.row(i)`, `w.dot(x)`), or make each row a struct with a `Vec<f64>` field (`rows: Vec<Row>`, then `for r in &p.rows {{ r.v.iter() .. }}`)"
+                ),
+            );
+            return;
+        }
         let chain = self.bind_sources(chain, span);
         let k = self.names.fresh("k", span);
         let len = chain.len();
@@ -412,6 +427,15 @@ fn pattern_leaves(pat: &Pat, value: &Expr, out: &mut Vec<(Ident, Expr)>) -> Opti
         Pat::Type(t) => pattern_leaves(&t.pat, value, out),
         Pat::Paren(p) => pattern_leaves(&p.pat, value, out),
         Pat::Wild(_) => Some(()),
+        // An element that is itself a tuple (`for (x, y) in data` over `&[(f64, f64)]`):
+        // its fields.
+        Pat::Tuple(t) if !matches!(value, Expr::Tuple(_)) => {
+            for (k, p) in t.elems.iter().enumerate() {
+                let k = syn::Index::from(k);
+                pattern_leaves(p, &syn::parse_quote!(#value.#k), out)?;
+            }
+            Some(())
+        }
         Pat::Tuple(t) => {
             let Expr::Tuple(parts) = value else {
                 return None;
@@ -426,4 +450,51 @@ fn pattern_leaves(pat: &Pat, value: &Expr, out: &mut Vec<(Ident, Expr)>) -> Opti
         }
         _ => None,
     }
+}
+
+/// The first use of `name` in `body` as a collection (`name.iter()`, `name.len()`,
+/// `name[i]`, `for v in name`), if any.
+fn used_as_collection(name: &Ident, body: &[syn::Stmt]) -> Option<proc_macro2::TokenStream> {
+    use quote::ToTokens;
+    use syn::visit::Visit;
+    struct Find<'n> {
+        name: &'n Ident,
+        at: Option<proc_macro2::TokenStream>,
+    }
+    impl<'ast> Visit<'ast> for Find<'_> {
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            if self.at.is_none()
+                && matches!(
+                    m.method.to_string().as_str(),
+                    "iter" | "len" | "into_iter" | "to_vec" | "is_empty"
+                )
+                && matches!(&*m.receiver, Expr::Path(p) if p.path.is_ident(self.name))
+            {
+                self.at = Some(m.to_token_stream());
+            }
+            syn::visit::visit_expr_method_call(self, m);
+        }
+        fn visit_expr_index(&mut self, ix: &'ast syn::ExprIndex) {
+            if self.at.is_none() && matches!(&*ix.expr, Expr::Path(p) if p.path.is_ident(self.name))
+            {
+                self.at = Some(ix.to_token_stream());
+            }
+            syn::visit::visit_expr_index(self, ix);
+        }
+        fn visit_expr_for_loop(&mut self, f: &'ast syn::ExprForLoop) {
+            let mut e = &*f.expr;
+            while let Expr::Reference(r) = e {
+                e = &r.expr;
+            }
+            if self.at.is_none() && matches!(e, Expr::Path(p) if p.path.is_ident(self.name)) {
+                self.at = Some(f.expr.to_token_stream());
+            }
+            syn::visit::visit_expr_for_loop(self, f);
+        }
+    }
+    let mut f = Find { name, at: None };
+    for s in body {
+        f.visit_stmt(s);
+    }
+    f.at
 }

@@ -103,7 +103,7 @@ impl Lowerer<'_> {
                 return dummy();
             }
         };
-        let body = backprop_calls_as_methods(body);
+        let body = backprop_calls_as_methods(body, &param);
         if let Err(bad) = elementwise_body(&body) {
             self.cx.error_spanned_by(bad, mapv_forms());
             return dummy();
@@ -142,10 +142,10 @@ const ACTIVATIONS: &[&str] = &["sigmoid", "relu", "gelu", "silu", "softplus"];
 /// `backprop::erf(v)` and `backprop::erfc(v)` (README's spelling for f64 code, where the
 /// methods would collide with std's unstable ones) as the methods they are, `v.erf()`;
 /// `backprop::sigmoid(v)` and the other [`ACTIVATIONS`] as their array ops.
-fn backprop_calls_as_methods(mut body: Expr) -> Expr {
+fn backprop_calls_as_methods(mut body: Expr, param: &Ident) -> Expr {
     use syn::visit_mut::VisitMut;
-    struct Rewrite;
-    impl VisitMut for Rewrite {
+    struct Rewrite<'p>(&'p Ident);
+    impl VisitMut for Rewrite<'_> {
         fn visit_expr_mut(&mut self, e: &mut Expr) {
             syn::visit_mut::visit_expr_mut(self, e);
             if let Expr::Call(c) = e
@@ -166,14 +166,35 @@ fn backprop_calls_as_methods(mut body: Expr) -> Expr {
                 && p.path.segments.len() == 2
                 && p.path.segments[0].ident == "backprop"
                 && ACTIVATIONS.contains(&p.path.segments[1].ident.to_string().as_str())
+                && mentions(&c.args[0], self.0)
             {
                 let (f, x) = (&p.path.segments[1].ident, &c.args[0]);
                 *e = syn::parse_quote_spanned!(c.span()=> backprop::ops::#f(&(#x)));
             }
         }
     }
-    Rewrite.visit_expr_mut(&mut body);
+    Rewrite(param).visit_expr_mut(&mut body);
     body
+}
+
+/// Whether a closure body is elementwise arithmetic that reads the element `param` (not
+/// the element alone, nor a constant): what makes ndarray's `map` a `mapv`.
+pub(super) fn is_elementwise_arithmetic(body: &Expr, param: &Ident) -> bool {
+    let body = backprop_calls_as_methods(body.clone(), param);
+    let trivial = matches!(strip(&body), Expr::Path(_) | Expr::Lit(_));
+    !trivial && elementwise_body(&body).is_ok() && mentions(&body, param)
+}
+
+/// Whether `e` names `param`.
+fn mentions(e: &Expr, param: &Ident) -> bool {
+    fn walk(ts: proc_macro2::TokenStream, param: &Ident) -> bool {
+        ts.into_iter().any(|t| match t {
+            proc_macro2::TokenTree::Ident(i) => i == *param,
+            proc_macro2::TokenTree::Group(g) => walk(g.stream(), param),
+            _ => false,
+        })
+    }
+    walk(e.to_token_stream(), param)
 }
 
 /// Checks a `mapv` body: `Err` with the first expression that is not elementwise.
@@ -204,6 +225,8 @@ fn elementwise_body(e: &Expr) -> Result<(), &dyn ToTokens> {
             Expr::Reference(r) => elementwise_body(&r.expr),
             other => Err(other),
         },
+        // `backprop::sigmoid(s)` of a captured scalar: the scalar rule.
+        Expr::Call(c) if scalar_activation(c) => elementwise_body(&c.args[0]),
         Expr::MethodCall(m) if m.turbofish.is_none() => {
             let name = m.method.to_string();
             if let Some(arity) = with_floats(&name) {
@@ -250,6 +273,18 @@ fn elementwise_body(e: &Expr) -> Result<(), &dyn ToTokens> {
         }
         _ => Err(e),
     }
+}
+
+/// `backprop::sigmoid(..)` and the other [`ACTIVATIONS`], with one argument.
+fn scalar_activation(c: &syn::ExprCall) -> bool {
+    let Expr::Path(p) = &*c.func else {
+        return false;
+    };
+    let segs = &p.path.segments;
+    c.args.len() == 1
+        && segs.len() == 2
+        && segs[0].ident == "backprop"
+        && ACTIVATIONS.contains(&segs[1].ident.to_string().as_str())
 }
 
 /// `backprop::ops::sigmoid(..)` and the other [`ACTIVATIONS`], with one argument.

@@ -55,7 +55,9 @@ impl Lowerer<'_> {
             );
             return Some(dummy());
         }
-        if let Some(zip) = zip_root(m) {
+        if let Some(zip) = zip_root(m)
+            && self.mentions_active_param(m)
+        {
             self.cx.error_spanned_by(
                 zip,
                 "`#[grad]` does not differentiate `ndarray::Zip`, whose closures write through references; write the elementwise computation on whole arrays: arithmetic with broadcasting (`&a * &b + &c`), `a.mapv(|v| ..)`, or element writes into an array the function owns in a loop (`out[[i, j]] = a[[i, j]] * b[[i, j]]`)",
@@ -76,7 +78,9 @@ impl Lowerer<'_> {
             }
             // ndarray's `map` hands the closure `&v`: the same as `mapv` with the
             // reference taken off (`|&v| ..`, or `*v` in the body).
-            ("map", 1) if self.is_ndarray_expr(&m.receiver) => {
+            ("map", 1)
+                if self.is_ndarray_expr(&m.receiver) || self.is_field_of_place(&m.receiver) =>
+            {
                 let as_mapv = map_as_mapv(m)?;
                 Some(self.mapv(&as_mapv, want))
             }
@@ -368,6 +372,24 @@ impl Lowerer<'_> {
 
 const JOIN_FORMS: &str = "`#[grad]` differentiates `ndarray::concatenate(axis, &[a.view(), b.view()]).unwrap()`, `ndarray::stack(axis, &[..]).unwrap()` and the macros `concatenate![axis, a, b]`, `stack![axis, a, b]`, with the arrays listed in the call";
 
+impl Lowerer<'_> {
+    /// Whether `m` names a differentiated argument anywhere in it.
+    fn mentions_active_param(&self, m: &syn::ExprMethodCall) -> bool {
+        fn idents(ts: TokenStream, out: &mut Vec<String>) {
+            for t in ts {
+                match t {
+                    TokenTree::Ident(i) => out.push(i.to_string()),
+                    TokenTree::Group(g) => idents(g.stream(), out),
+                    _ => {}
+                }
+            }
+        }
+        let mut names = Vec::new();
+        idents(m.to_token_stream(), &mut names);
+        names.iter().any(|n| self.active_params.contains(n))
+    }
+}
+
 /// The `Zip::from(..)`/`Zip::indexed(..)` call a method chain starts from, if it does.
 fn zip_root(m: &syn::ExprMethodCall) -> Option<&syn::ExprCall> {
     let mut e = &*m.receiver;
@@ -422,6 +444,12 @@ fn map_as_mapv(m: &syn::ExprMethodCall) -> Option<syn::ExprMethodCall> {
     }
     let mut body = (*c.body).clone();
     Deref(&param).visit_expr_mut(&mut body);
+    // Only arithmetic on the element is `mapv`'s; a cast, a comparison, a branch, the
+    // element itself or a constant stay ndarray's `map` (data, or refused by the
+    // generic path).
+    if !super::mapv::is_elementwise_arithmetic(&body, &param) {
+        return None;
+    }
     let mut out = m.clone();
     out.method = Ident::new("mapv", m.method.span());
     out.args =

@@ -81,12 +81,18 @@ pub fn lower(cx: &Ctxt, item: &ItemFn, args: &GradArgs) -> Option<Func> {
         param_vars: HashSet::new(),
         ndarray_names: HashSet::new(),
         struct_params: HashSet::new(),
+        active_params: HashSet::new(),
         field_bases: field_bases(&item.block),
         multi_indexed: places::multi_indexed(&item.block),
     };
     check_signature(cx, item);
     let ret_ty = lw.return_type(item);
     let params = lw.params(item, args);
+    lw.active_params = params
+        .iter()
+        .filter(|p| p.active)
+        .map(|p| p.ident.to_string())
+        .collect();
     // A refused signature is the one error: the body is not lowered against it (a tuple
     // result would add "tuples not supported" for its tail).
     let ret = if cx.error_count() > 0 {
@@ -150,6 +156,8 @@ struct Lowerer<'a> {
     array_params: HashSet<VarId>,
     /// Struct arguments.
     struct_params: HashSet<VarId>,
+    /// The names of the differentiated arguments.
+    active_params: HashSet<String>,
     /// ndarray array arguments (element writes into them are refused).
     tensor_params: HashSet<VarId>,
     /// Every argument.

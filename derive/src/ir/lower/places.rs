@@ -109,6 +109,14 @@ impl Lowerer<'_> {
         let element = matches!(e, Expr::Index(_)) && self.is_place_expr(e);
         if (self.is_field_of_place(e) || element) && !op::is_float_method(&method.to_string()) {
             self.place(e, None)
+        } else if let Expr::Index(_) = e
+            && matches!(method.to_string().as_str(), "len" | "is_empty" | "iter")
+            && !self.is_buffer_expr(e)
+            && !self.is_place_expr(e)
+        {
+            // `xs[i].len()` of rows of data (`xs: &[Vec<f64>]`): the row borrowed, not
+            // moved out of the slice.
+            self.data_index(e, crate::ir::Spelling::RefIndex, None)
         } else {
             self.expr(e, None)
         }

@@ -229,6 +229,41 @@ impl Lowerer<'_> {
                 elem,
             });
         }
+        // `x: &mut [f64]` would be data, silently: refused unless left out by name.
+        let named: Option<Vec<String>> = args
+            .active
+            .as_ref()
+            .map(|list| list.iter().map(|n| n.to_string()).collect());
+        for p in &params {
+            if named
+                .as_ref()
+                .is_none_or(|n| n.contains(&p.ident.to_string()))
+                && self.mut_numeric(&p.ty)
+                && let Type::Reference(r) = &p.ty
+            {
+                let elem = r.elem.to_token_stream().to_string().replace(' ', "");
+                let x = &p.ident;
+                let (take, copy) = if self.is_float_type(&r.elem) {
+                    (format!("{x}: {elem}"), format!("`let mut h = {x};`"))
+                } else if self.param_kind(&r.elem) == ParamKind::Tensor {
+                    (
+                        format!("{x}: &{elem}"),
+                        format!("`let mut h = {x}.to_owned();`"),
+                    )
+                } else {
+                    (
+                        format!("{x}: &{elem}"),
+                        format!("`let mut h = {x}.to_vec();`"),
+                    )
+                };
+                self.cx.error_spanned_by(
+                    &p.ty,
+                    format!(
+                        "`#[grad]` does not differentiate a `&mut` argument (a write into the caller's value has no gradient it can return): take `{take}`, copy it into a local to write to ({copy}), and return what the function computes; or leave `{x}` out of `#[grad(...)]` to keep it as data"
+                    ),
+                );
+            }
+        }
         match &args.active {
             None => {
                 for p in &mut params {
@@ -284,6 +319,7 @@ impl Lowerer<'_> {
                                 ),
                             );
                         }
+                        Some(p) if self.mut_numeric(&p.ty) => {}
                         Some(p) if p.kind == ParamKind::Other => {
                             self.cx.error_spanned_by(
                                 name,
@@ -299,6 +335,22 @@ impl Lowerer<'_> {
             }
         }
         params
+    }
+}
+
+impl Lowerer<'_> {
+    /// `&mut` of a float, a buffer of floats or an ndarray array.
+    fn mut_numeric(&self, ty: &Type) -> bool {
+        let Type::Reference(r) = ty else { return false };
+        if r.mutability.is_none() {
+            return false;
+        }
+        let mut shared = r.clone();
+        shared.mutability = None;
+        matches!(
+            self.param_kind(&Type::Reference(shared)),
+            ParamKind::Buffer | ParamKind::Tensor
+        ) || self.is_float_type(&r.elem)
     }
 }
 
