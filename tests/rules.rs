@@ -503,6 +503,15 @@ fn kinks_pass_a_nan_input_on() {
     // The array op and the elementwise rules on arrays.
     let x = ndarray::array![nan, -0.5, 0.0, 2.0];
     assert!(backprop::ops::relu(&x)[0].is_nan());
+    // ReLU's value is NaN there, its gradient `d·1[y > 0]` 0 (PyTorch's and JAX's), the
+    // scalar rule's and the op's alike.
+    assert_eq!(backprop::functions::vjp::relu_vjp(nan, 1.0), 0.0);
+    let (y, tape) = backprop::ops::relu::forward(&x);
+    assert!(y[0].is_nan());
+    assert_eq!(
+        backprop::Pullback::backward(tape, ndarray::Array1::ones(4)).0[0],
+        0.0
+    );
     let (v, g) = kinks_on_arrays_grad(&x);
     assert!(v.is_nan());
     assert!(g.x[0].is_nan(), "{:?}", g.x);

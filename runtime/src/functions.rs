@@ -277,16 +277,11 @@ pub mod vjp {
         strong_mul(d, y * (T::one() - y))
     }
 
-    /// 1 where y > 0, else 0 (0 at the kink); NaN where y is (a NaN input).
+    /// 1 where y > 0, else 0 (0 at the kink, and at a NaN input, whose value is NaN:
+    /// PyTorch's and JAX's `d·1[y > 0]`, which the array op's one-byte mask keeps too).
     #[inline(always)]
     pub fn relu_vjp<T: Float>(y: T, d: T) -> T {
-        if y > T::zero() {
-            d
-        } else if y.is_nan() {
-            y
-        } else {
-            T::zero()
-        }
+        if y > T::zero() { d } else { T::zero() }
     }
 
     /// 1 where x > 0, else `slope`; NaN where x is.

@@ -382,16 +382,9 @@ pub(crate) fn backward_body<T: Real, M: Math>(op: Unary<T>, s: &[T], d_y: &[T], 
     let zero = T::zero();
     let one = T::one();
     match op {
-        // NaN where the saved value is NaN, as the scalar rules give.
-        Unary::Relu => map2(s, d_y, d_x, |y, d| {
-            if y > zero {
-                d
-            } else if y <= zero {
-                zero
-            } else {
-                y
-            }
-        }),
+        // 0 where the saved value is NaN too (`d·1[y > 0]`, PyTorch's and JAX's); the
+        // NaN is in the value. Leaky ReLU's gradient is NaN there, as its scalar rule's.
+        Unary::Relu => map2(s, d_y, d_x, |y, d| if y > zero { d } else { zero }),
         Unary::LeakyRelu(a) => map2(s, d_y, d_x, |x, d| {
             if x > zero {
                 d

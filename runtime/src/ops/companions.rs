@@ -75,8 +75,8 @@ saves_output!(sigmoid => sigmoid_vjp, tanh => tanh_vjp, exp => exp_vjp, sqrt => 
 pub struct relu {}
 impl relu {
     /// Forward pass: the value and a tape holding only the mask `x > 0`, one byte per
-    /// element (a quarter of an f32 copy of `y`). At `x = 0` the mask is off: the
-    /// minimum-norm subgradient 0; at a NaN it marks a NaN gradient.
+    /// element (a quarter of an f32 copy of `y`). At `x = 0` the mask is false: the
+    /// minimum-norm subgradient 0.
     #[inline]
     pub fn forward<S, T, D>(
         x: &ArrayBase<S, D>,
@@ -90,17 +90,7 @@ impl relu {
         D: Dimension,
     {
         let y = super::relu(x);
-        // 1 where y > 0, 0 where y = 0, 2 where y is NaN (a NaN input: its gradient is
-        // NaN, as the scalar rule's).
-        let mask: Array<u8, D> = y.mapv(|v| {
-            if v > T::zero() {
-                1
-            } else if v.is_nan() {
-                2
-            } else {
-                0
-            }
-        });
+        let mask: Array<bool, D> = y.mapv(|v| v > T::zero());
         let heap = bytes(&mask);
         (
             y,
@@ -114,24 +104,12 @@ impl relu {
                         super::shape_str(mask.shape())
                     );
                 }
-                // The common case in one select; a NaN input's elements after it.
-                let keep = |d: &mut T, m: u8| *d = if m == 1 { *d } else { T::zero() };
-                let nan = |d: &mut T, m: u8| {
-                    if m == 2 {
-                        *d = T::nan();
-                    }
-                };
+                let keep = |d: &mut T, m: bool| *d = if m { *d } else { T::zero() };
                 match (d.as_slice_mut(), mask.as_slice()) {
-                    (Some(ds), Some(ms)) => {
-                        ds.iter_mut().zip(ms).for_each(|(d, &m)| keep(d, m));
-                        if ms.iter().fold(0u8, |a, &m| a | m) & 2 != 0 {
-                            ds.iter_mut().zip(ms).for_each(|(d, &m)| nan(d, m));
-                        }
-                    }
-                    _ => ndarray::Zip::from(&mut d).and(&mask).for_each(|d, &m| {
-                        keep(d, m);
-                        nan(d, m);
-                    }),
+                    (Some(ds), Some(ms)) => ds.iter_mut().zip(ms).for_each(|(d, &m)| keep(d, m)),
+                    _ => ndarray::Zip::from(&mut d)
+                        .and(&mask)
+                        .for_each(|d, &m| keep(d, m)),
                 }
                 (d,)
             }),
