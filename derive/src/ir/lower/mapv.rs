@@ -187,14 +187,7 @@ pub(super) fn is_elementwise_arithmetic(body: &Expr, param: &Ident) -> bool {
 
 /// Whether `e` names `param`.
 fn mentions(e: &Expr, param: &Ident) -> bool {
-    fn walk(ts: proc_macro2::TokenStream, param: &Ident) -> bool {
-        ts.into_iter().any(|t| match t {
-            proc_macro2::TokenTree::Ident(i) => i == *param,
-            proc_macro2::TokenTree::Group(g) => walk(g.stream(), param),
-            _ => false,
-        })
-    }
-    walk(e.to_token_stream(), param)
+    super::any_ident(e.to_token_stream(), &mut |i| i == param)
 }
 
 /// Checks a `mapv` body: `Err` with the first expression that is not elementwise.
@@ -277,27 +270,29 @@ fn elementwise_body(e: &Expr) -> Result<(), &dyn ToTokens> {
 
 /// `backprop::sigmoid(..)` and the other [`ACTIVATIONS`], with one argument.
 fn scalar_activation(c: &syn::ExprCall) -> bool {
-    let Expr::Path(p) = &*c.func else {
-        return false;
-    };
-    let segs = &p.path.segments;
-    c.args.len() == 1
-        && segs.len() == 2
-        && segs[0].ident == "backprop"
-        && ACTIVATIONS.contains(&segs[1].ident.to_string().as_str())
+    activation_at(c, &["backprop"])
 }
 
 /// `backprop::ops::sigmoid(..)` and the other [`ACTIVATIONS`], with one argument.
 fn activation_op(c: &syn::ExprCall) -> bool {
+    activation_at(c, &["backprop", "ops"])
+}
+
+/// A call of one of the [`ACTIVATIONS`] by the path `module::name`, with one argument.
+fn activation_at(c: &syn::ExprCall, module: &[&str]) -> bool {
     let Expr::Path(p) = &*c.func else {
         return false;
     };
-    let segs = &p.path.segments;
+    let segs: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
     c.args.len() == 1
-        && segs.len() == 3
-        && segs[0].ident == "backprop"
-        && segs[1].ident == "ops"
-        && ACTIVATIONS.contains(&segs[2].ident.to_string().as_str())
+        && segs.len() == module.len() + 1
+        && segs.iter().zip(module).all(|(s, m)| s == m)
+        && ACTIVATIONS.contains(&segs[module.len()].as_str())
 }
 
 /// `T::one()`, `T::zero()`, `T::from(0.5)`, `f64::from(2u8)`: a path call whose arguments

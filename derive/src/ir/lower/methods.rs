@@ -375,18 +375,9 @@ const JOIN_FORMS: &str = "`#[grad]` differentiates `ndarray::concatenate(axis, &
 impl Lowerer<'_> {
     /// Whether `m` names a differentiated argument anywhere in it.
     fn mentions_active_param(&self, m: &syn::ExprMethodCall) -> bool {
-        fn idents(ts: TokenStream, out: &mut Vec<String>) {
-            for t in ts {
-                match t {
-                    TokenTree::Ident(i) => out.push(i.to_string()),
-                    TokenTree::Group(g) => idents(g.stream(), out),
-                    _ => {}
-                }
-            }
-        }
-        let mut names = Vec::new();
-        idents(m.to_token_stream(), &mut names);
-        names.iter().any(|n| self.active_params.contains(n))
+        super::any_ident(m.to_token_stream(), &mut |i| {
+            self.active_params.contains(&i.to_string())
+        })
     }
 }
 

@@ -232,6 +232,19 @@ impl Lowerer<'_> {
 }
 
 /// A placeholder operand after an error (the function is not emitted then).
+/// Whether any identifier in `ts`, inside groups too (macro bodies, closures), satisfies
+/// `pred`: what a token-level "does this mention that name" asks.
+fn any_ident(
+    ts: proc_macro2::TokenStream,
+    pred: &mut dyn FnMut(&proc_macro2::Ident) -> bool,
+) -> bool {
+    ts.into_iter().any(|tt| match tt {
+        proc_macro2::TokenTree::Ident(i) => pred(&i),
+        proc_macro2::TokenTree::Group(g) => any_ident(g.stream(), pred),
+        _ => false,
+    })
+}
+
 fn dummy() -> Operand {
     Operand::Const(syn::parse_quote!(0.0))
 }

@@ -95,14 +95,9 @@ impl Lowerer<'_> {
                 }
             }
             fn visit_macro(&mut self, m: &'ast syn::Macro) {
-                fn scan(ts: proc_macro2::TokenStream, lw: &Lowerer<'_>) -> bool {
-                    ts.into_iter().any(|tt| match tt {
-                        proc_macro2::TokenTree::Ident(i) => lw.is_local_name(&i.to_string()),
-                        proc_macro2::TokenTree::Group(g) => scan(g.stream(), lw),
-                        _ => false,
-                    })
-                }
-                self.found |= scan(m.tokens.clone(), self.lw);
+                let lw = self.lw;
+                self.found |=
+                    super::any_ident(m.tokens.clone(), &mut |i| lw.is_local_name(&i.to_string()));
             }
         }
         let mut f = Finder {
