@@ -142,13 +142,14 @@ pub fn buffer_or_zero<'a, F: Float>(
     t: Option<&'a [F]>,
     n: usize,
     zeros: &'a mut Vec<F>,
+    name: &str,
 ) -> &'a [F] {
     match t {
         Some(t) => {
             assert_eq!(
                 t.len(),
                 n,
-                "jvp: the tangent of a buffer has {} elements, its argument {}",
+                "jvp: the tangent of the buffer `{name}` has {} elements, its argument {}",
                 t.len(),
                 n
             );

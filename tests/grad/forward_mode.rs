@@ -333,7 +333,7 @@ fn array_code_pairs_the_gradient_with_the_tangent() {
 }
 
 #[test]
-#[should_panic(expected = "the tangent of a buffer has 2 elements, its argument 5")]
+#[should_panic(expected = "the tangent of the buffer `x` has 2 elements, its argument 5")]
 fn a_tangent_of_the_wrong_length_is_named() {
     let _ = rosenbrock_jvp(&X, &[1.0, 2.0]);
 }

@@ -213,8 +213,9 @@ impl<'a> TangentPass<'_, 'a> {
             prologue.push(match p.kind {
                 ParamKind::Buffer => {
                     let zeros = self.em.names.fresh("__zeros", Span::call_site());
+                    let name = x.to_string().trim_start_matches("r#").to_string();
                     let given = quote! {
-                        ::backprop::__private::jvp::buffer_or_zero(#slot, #x.len(), &mut #zeros)
+                        ::backprop::__private::jvp::buffer_or_zero(#slot, #x.len(), &mut #zeros, #name)
                     };
                     if self.em.written.contains(&p.var) {
                         quote! {
