@@ -701,14 +701,14 @@ fn consuming_slices_are_views_copied() {
 fn activations_in_mapv(x: &Array2<f64>) -> f64 {
     let a = x.mapv(|v| v * backprop::sigmoid(v));
     let b = x.mapv(|v| backprop::gelu(2.0 * v) + backprop::softplus(v) - backprop::relu(v));
-    a.sum() + (&b * &b).sum()
+    a.sum() + (&b * &b).sum() + x.mapv(backprop::silu).sum()
 }
 
 #[grad]
 fn activations_as_ops(x: &Array2<f64>) -> f64 {
     let a = x * &backprop::ops::sigmoid(x);
     let b = backprop::ops::gelu(&(x * 2.0)) + backprop::ops::softplus(x) - backprop::ops::relu(x);
-    a.sum() + (&b * &b).sum()
+    a.sum() + (&b * &b).sum() + backprop::ops::silu(x).sum()
 }
 
 #[test]
@@ -719,9 +719,9 @@ fn activations_in_mapv_are_the_ops() {
     assert_eq!(l, l2);
     assert_eq!(g.x, g2.x);
     // By hand at x = 0: a′ = σ(0) = ½; b = gelu(0) + softplus(0) − relu(0) = ln 2 and
-    // b′ = 2·gelu′(0) + σ(0) − relu′(0) = 2·½ + ½ − 0, so (b²)′ = 2·ln 2·3/2.
+    // b′ = 2·gelu′(0) + σ(0) − relu′(0) = 2·½ + ½ − 0, so (b²)′ = 2·ln 2·3/2; silu′(0) = ½.
     let (_, g0) = activations_in_mapv_grad(&array![[0.0]]);
-    assert!((g0.x[[0, 0]] - (0.5 + 3.0 * 2f64.ln())).abs() < 1e-15);
+    assert!((g0.x[[0, 0]] - (0.5 + 3.0 * 2f64.ln() + 0.5)).abs() < 1e-15);
     let x = Rng(5).array((3, 2));
     gradcheck!(activations_in_mapv(x = &x)).assert();
 }

@@ -98,6 +98,16 @@ impl Lowerer<'_> {
                     syn::parse_quote_spanned!(arg.span()=> #v.#method()),
                 )
             }
+            // `x.mapv(backprop::sigmoid)`: the activation's array op.
+            Expr::Path(p)
+                if p.qself.is_none()
+                    && p.path.segments.len() == 2
+                    && p.path.segments[0].ident == "backprop"
+                    && ACTIVATIONS.contains(&p.path.segments[1].ident.to_string().as_str()) =>
+            {
+                let v = Ident::new("__backprop_mapv_element", arg.span());
+                (v.clone(), syn::parse_quote_spanned!(arg.span()=> #p(#v)))
+            }
             _ => {
                 self.cx.error_spanned_by(arg, mapv_forms());
                 return dummy();
