@@ -499,3 +499,39 @@ fn p_net_jumps() {
         check_net(&|q| net_jumps(q, k), v, &g.p, &p);
     }
 }
+
+// ---------------------------------------------------------------- rows of a list of buffers
+
+#[derive(Clone, Debug, backprop::Differentiable)]
+struct RowsOfWeights {
+    rows: Vec<Vec<f64>>,
+    b: f64,
+}
+
+/// A `Vec<Vec<f64>>` field read by index, as README says (`let r = &p.rows[i];` then
+/// `r[j]`): each row's gradient goes into `d_p.rows[i]`.
+#[grad(p)]
+fn rows_by_index(p: &RowsOfWeights, x: &[f64]) -> f64 {
+    let mut s = p.b;
+    for i in 0..p.rows.len() {
+        let r = &p.rows[i];
+        for j in 0..x.len() {
+            s += r[j] * x[j] * r[j];
+        }
+    }
+    s
+}
+
+#[test]
+fn a_list_of_buffers_read_by_index() {
+    let p = RowsOfWeights {
+        rows: vec![vec![1.0, 2.0], vec![-0.5, 0.25]],
+        b: 0.5,
+    };
+    let x = [0.5, -2.0];
+    let (s, g) = rows_by_index_grad(&p, &x);
+    // s = b + Σ r_ij²·x_j; ∂/∂r_ij = 2·r_ij·x_j, ∂/∂b = 1.
+    assert_eq!(s, 0.5 + 0.5 - 8.0 + 0.125 - 0.125);
+    assert_eq!(g.p.rows, vec![vec![1.0, -8.0], vec![-0.5, -1.0]]);
+    assert_eq!(g.p.b, 1.0);
+}
