@@ -233,6 +233,7 @@ impl overwrite {
                 __slot,
                 x.len(),
                 &mut __zeros,
+                "x",
             );
             let n = x.len();
             let t0 = x.len();
@@ -285,6 +286,7 @@ impl overwrite {
                 __slot,
                 x.len(),
                 &mut __zeros,
+                "x",
             );
             let n = x.len();
             let t0 = x.len();

@@ -185,12 +185,14 @@ impl dot {
                 __slot,
                 w.len(),
                 &mut __zeros,
+                "w",
             );
             let mut __zeros_1 = ::std::vec::Vec::new();
             let t_x = ::backprop::__private::jvp::buffer_or_zero(
                 __slot_1,
                 x.len(),
                 &mut __zeros_1,
+                "x",
             );
             let acc = 0.0;
             let t0 = w.len();
@@ -220,12 +222,14 @@ impl dot {
                 __slot,
                 w.len(),
                 &mut __zeros,
+                "w",
             );
             let mut __zeros_1 = ::std::vec::Vec::new();
             let t_x = ::backprop::__private::jvp::buffer_or_zero(
                 __slot_1,
                 x.len(),
                 &mut __zeros_1,
+                "x",
             );
             let acc = 0.0;
             let t0 = w.len();

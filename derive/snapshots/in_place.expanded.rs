@@ -260,12 +260,14 @@ impl outer_sum {
                 __slot,
                 x.len(),
                 &mut __zeros,
+                "x",
             );
             let mut __zeros_1 = ::std::vec::Vec::new();
             let t_w = ::backprop::__private::jvp::buffer_or_zero(
                 __slot_1,
                 w.len(),
                 &mut __zeros_1,
+                "w",
             );
             let n = w.len();
             let mut h = ::std::vec![0.0; n];
@@ -313,12 +315,14 @@ impl outer_sum {
                 __slot,
                 x.len(),
                 &mut __zeros,
+                "x",
             );
             let mut __zeros_1 = ::std::vec::Vec::new();
             let t_w = ::backprop::__private::jvp::buffer_or_zero(
                 __slot_1,
                 w.len(),
                 &mut __zeros_1,
+                "w",
             );
             let n = w.len();
             let mut h = ::std::vec![0.0; n];

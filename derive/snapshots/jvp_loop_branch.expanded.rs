@@ -328,6 +328,7 @@ impl damped {
                 __slot,
                 x.len(),
                 &mut __zeros,
+                "x",
             );
             let t_k = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
             let t0 = x.len();
@@ -384,6 +385,7 @@ impl damped {
                 __slot,
                 x.len(),
                 &mut __zeros,
+                "x",
             );
             let t_k = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
             let t0 = x.len();
