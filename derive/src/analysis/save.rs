@@ -284,19 +284,8 @@ fn cheap(func: &Func, kinds: &Kinds, stable_reads: &HashSet<VarId>, s: &Stmt) ->
 
 /// A buffer built by `push` (or a view of one).
 fn growable(func: &Func, o: &Operand) -> bool {
-    o.var().is_some_and(|v| {
-        func.is_buffer(v)
-            && matches!(
-                func.def_of(func.buffer_root(v).0),
-                Some(Stmt {
-                    rhs: Rhs::Buffer {
-                        op: BufOp::NewVec,
-                        ..
-                    },
-                    ..
-                })
-            )
-    })
+    o.var()
+        .is_some_and(|v| func.is_buffer(v) && func.grown_by_push(v))
 }
 
 /// The values an operand reads: itself, or the locals a data argument kept as written

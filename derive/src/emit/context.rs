@@ -74,6 +74,9 @@ pub struct Emitter<'a> {
     /// once after the loop, instead of a load-add-store on the same element every
     /// iteration (a chain through memory the compiler cannot keep in a register).
     pub accumulated_reads: std::collections::HashSet<VarId>,
+    /// The values a tangent program's calls of another function's `tangent_forward`
+    /// read, each after the primal call that reads it too (found once, here).
+    tangent_call_args: std::collections::HashSet<VarId>,
 }
 
 impl<'a> Emitter<'a> {
@@ -120,6 +123,20 @@ impl<'a> Emitter<'a> {
                     }
                 });
                 w
+            },
+            tangent_call_args: {
+                let mut read = std::collections::HashSet::new();
+                crate::ir::walk(&func.body, &mut |s| {
+                    if let Rhs::Call {
+                        tangent: true,
+                        args,
+                        ..
+                    } = &s.rhs
+                    {
+                        read.extend(args.iter().filter_map(Operand::var));
+                    }
+                });
+                read
             },
         }
     }
@@ -302,35 +319,13 @@ impl<'a> Emitter<'a> {
     /// Whether a tangent program's call of another function's `tangent_forward` reads
     /// `v` (after the primal call that reads it too).
     pub fn read_by_tangent_call(&self, v: VarId) -> bool {
-        let mut found = false;
-        crate::ir::walk(&self.func.body, &mut |s| {
-            if let Rhs::Call {
-                tangent: true,
-                args,
-                ..
-            } = &s.rhs
-            {
-                found |= args.iter().any(|a| a.var() == Some(v));
-            }
-        });
-        found
+        self.tangent_call_args.contains(&v)
     }
 
     /// An active buffer built by `push` (or a version of one): the reverse pass sizes its
     /// adjoint by its final length, `h.len()` (`emit::reverse`).
     pub fn sized_by_its_length(&self, v: VarId) -> bool {
-        let root = self.func.buffer_root(v).0;
-        self.plan.activity.is_active(root)
-            && matches!(
-                self.func.def_of(root),
-                Some(Stmt {
-                    rhs: Rhs::Buffer {
-                        op: BufOp::NewVec,
-                        ..
-                    },
-                    ..
-                })
-            )
+        self.plan.activity.is_active(self.func.buffer_root(v).0) && self.func.grown_by_push(v)
     }
 
     /// `&h` or a view of an array this function made, or a borrow of any other value

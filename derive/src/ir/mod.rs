@@ -373,6 +373,21 @@ impl Func {
         (cur, offsets)
     }
 
+    /// Whether `v`'s elements live in a buffer built by `push` (`Vec::new()`, or a view
+    /// of one): its length is known only at the end of the forward pass.
+    pub fn grown_by_push(&self, v: VarId) -> bool {
+        matches!(
+            self.def_of(self.buffer_root(v).0),
+            Some(Stmt {
+                rhs: Rhs::Buffer {
+                    op: BufOp::NewVec,
+                    ..
+                },
+                ..
+            })
+        )
+    }
+
     pub fn name(&self, v: VarId) -> &Ident {
         &self.vars[v.0].name
     }

@@ -127,9 +127,9 @@ impl Lowerer<'_> {
             unreachable!("callers pass an index")
         };
         let span = e.span();
-        // `xs[i][j]` of rows of data (`xs: &[Vec<f64>]`): the row borrowed, not moved.
+        // `xs[i][j]` of rows of data (`xs: &[Vec<f64>]`).
         let base = match &*ix.expr {
-            Expr::Index(_) => self.data_index(&ix.expr, Spelling::RefIndex, None),
+            Expr::Index(_) => self.data_row(&ix.expr),
             _ => self.expr(&ix.expr, None),
         };
         // `&ys[t..t + 1]`: a range of data, kept as written (its bounds renamed).
@@ -151,6 +151,12 @@ impl Lowerer<'_> {
             },
             span,
         )
+    }
+
+    /// A row of data used as a place, not a value (`xs[i]` in `xs[i][j]` or
+    /// `xs[i].len()`, for `xs: &[Vec<f64>]`): borrowed, not moved out of the slice.
+    pub(super) fn data_row(&mut self, e: &Expr) -> Operand {
+        self.data_index(e, Spelling::RefIndex, None)
     }
 
     /// A buffer the function creates: `vec![v; n]`, `vec![a, b, c]`, `[v; N]`, `[a, b, c]`.

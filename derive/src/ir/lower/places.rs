@@ -114,9 +114,7 @@ impl Lowerer<'_> {
             && !self.is_buffer_expr(e)
             && !self.is_place_expr(e)
         {
-            // `xs[i].len()` of rows of data (`xs: &[Vec<f64>]`): the row borrowed, not
-            // moved out of the slice.
-            self.data_index(e, crate::ir::Spelling::RefIndex, None)
+            self.data_row(e)
         } else {
             self.expr(e, None)
         }
