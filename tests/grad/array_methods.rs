@@ -164,6 +164,48 @@ fn shapes_by_hand() {
     assert_eq!(g.x, array![[2.0, 4.0, 6.0], [9.0, 11.0, 13.0]]);
 }
 
+/// `insert_axis` on an owned array, as a loop's state that the loop reassigns with an
+/// owned array (it consumes its receiver, as ndarray spells it; E0308 before).
+#[grad]
+fn owned_state(x: &Array1<f64>, w: &Array2<f64>) -> f64 {
+    let mut st = x.clone().insert_axis(Axis(0));
+    for _ in 0..2 {
+        st = st.dot(w);
+    }
+    st.sum()
+}
+
+/// The same, its receiver read again (`a`): a view of it, `a` kept for its rule.
+#[grad]
+fn owned_state_receiver_read(x: &Array1<f64>, w: &Array2<f64>) -> f64 {
+    let a = x * 2.0;
+    let mut st = a
+        .clone()
+        .insert_axis(Axis(0))
+        .into_shape_with_order((1, 2))
+        .unwrap();
+    for _ in 0..2 {
+        st = st.dot(w).mapv(f64::tanh);
+    }
+    st.sum() + (&a * &a).sum()
+}
+
+#[test]
+fn owned_state_by_hand() {
+    // L = x·W·W·1: ∂L/∂x = W·W·1 = (4, 9), ∂L/∂W = xᵀ(W·1)ᵀ + (x·W)ᵀ1ᵀ.
+    let x = array![1.0, 1.0];
+    let w = array![[2.0, 0.0], [0.0, 3.0]];
+    let (l, g) = owned_state_grad(&x, &w);
+    assert_eq!(l, 13.0);
+    assert_eq!(g.x, array![4.0, 9.0]);
+    assert_eq!(g.w, array![[4.0, 5.0], [5.0, 6.0]]);
+    let mut r = Rng(11);
+    let x = r.array(2);
+    let w = r.array((2, 2));
+    gradcheck!(owned_state(x = &x, w = &w)).assert();
+    gradcheck!(owned_state_receiver_read(x = &x, w = &w)).assert();
+}
+
 // ---------------------------------------------------------------- joins
 
 #[grad(a, b)]

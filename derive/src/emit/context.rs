@@ -77,6 +77,9 @@ pub struct Emitter<'a> {
     /// The values a tangent program's calls of another function's `tangent_forward`
     /// read, each after the primal call that reads it too (found once, here).
     tangent_call_args: std::collections::HashSet<VarId>,
+    /// How many times each value is named: by a statement, a loop's carried values or
+    /// condition, a branch's outputs, or the result.
+    uses: HashMap<VarId, usize>,
 }
 
 impl<'a> Emitter<'a> {
@@ -137,6 +140,37 @@ impl<'a> Emitter<'a> {
                     }
                 });
                 read
+            },
+            uses: {
+                let mut uses = HashMap::<VarId, usize>::new();
+                let mut count = |o: &Operand| {
+                    if let Some(v) = o.var() {
+                        *uses.entry(v).or_default() += 1;
+                    }
+                };
+                count(&func.ret);
+                crate::ir::walk(&func.body, &mut |s| {
+                    s.rhs.operands().iter().for_each(&mut count);
+                    match &s.rhs {
+                        Rhs::Loop(node) => {
+                            for c in &node.carried {
+                                count(&c.init);
+                                count(&c.exit);
+                            }
+                            if let crate::ir::LoopHead::While { cond, .. } = &node.head {
+                                count(cond);
+                            }
+                        }
+                        Rhs::If(node) => {
+                            for o in &node.outs {
+                                count(&o.then_val);
+                                count(&o.else_val);
+                            }
+                        }
+                        _ => {}
+                    }
+                });
+                uses
             },
         }
     }
@@ -243,49 +277,8 @@ impl<'a> Emitter<'a> {
         {
             return false;
         }
-        let mut uses = HashMap::<VarId, usize>::new();
-        let mut count = |o: &Operand| {
-            if let Some(v) = o.var() {
-                *uses.entry(v).or_default() += 1;
-            }
-        };
-        count(&self.func.ret);
-        crate::ir::walk(&self.func.body, &mut |s| {
-            s.rhs.operands().iter().for_each(&mut count);
-            match &s.rhs {
-                Rhs::Loop(node) => {
-                    for c in &node.carried {
-                        count(&c.init);
-                        count(&c.exit);
-                    }
-                    if let crate::ir::LoopHead::While { cond, .. } = &node.head {
-                        count(cond);
-                    }
-                }
-                Rhs::If(node) => {
-                    for o in &node.outs {
-                        count(&o.then_val);
-                        count(&o.else_val);
-                    }
-                }
-                _ => {}
-            }
-        });
-        if uses.get(&t) != Some(&1) || uses.get(&borrow) != Some(&1) {
+        if self.uses.get(&t) != Some(&1) || self.uses.get(&borrow) != Some(&1) {
             return false;
-        }
-        fn same_block(body: &[Stmt], a: VarId, b: VarId) -> bool {
-            let here = |v: VarId| body.iter().any(|s| s.def == v);
-            if here(a) || here(b) {
-                return here(a) && here(b);
-            }
-            body.iter().any(|s| match &s.rhs {
-                Rhs::Loop(node) => same_block(&node.body, a, b),
-                Rhs::If(node) => {
-                    same_block(&node.then_body, a, b) || same_block(&node.else_body, a, b)
-                }
-                _ => false,
-            })
         }
         same_block(&self.func.body, t, call)
     }
@@ -555,9 +548,9 @@ impl<'a> Emitter<'a> {
             }) => match prim.name {
                 "&" | "view" | "t" => false,
                 name if crate::ir::op::VIEW_METHODS.contains(&name) => false,
-                // Made a view of an owned receiver too, except as the result.
+                // Made a view of an owned receiver, unless it consumes it.
                 name if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name) => {
-                    self.owns_data(&args[0]) && self.func.ret.var() == Some(v)
+                    self.owns_data(&args[0]) && self.consumes_receiver(v)
                 }
                 "reversed_axes" => self.owns_data(&args[0]),
                 _ => true,
@@ -567,6 +560,33 @@ impl<'a> Emitter<'a> {
             }) => self.owns_data(c),
             Some(_) => true,
         }
+    }
+
+    /// Whether a consuming view method (`insert_axis`, `into_shape_with_order`) defining
+    /// `v` takes its owned receiver as ndarray spells it, rather than a view of it: where
+    /// `v` is the result, or the receiver is a local named nowhere else, in the same
+    /// block, that the reverse pass does not read. Then `v` owns its data, so it can be
+    /// reassigned with an owned array (`st = st.dot(w)` in a loop).
+    pub(super) fn consumes_receiver(&self, v: VarId) -> bool {
+        let Some(Stmt {
+            rhs: Rhs::Prim { prim, args, .. },
+            ..
+        }) = self.func.def_of(v)
+        else {
+            return false;
+        };
+        if !crate::ir::op::CONSUMING_VIEW_METHODS.contains(&prim.name) {
+            return false;
+        }
+        if self.func.ret.var() == Some(v) {
+            return true;
+        }
+        args[0].var().is_some_and(|t| {
+            self.func.def_of(t).is_some()
+                && self.uses.get(&t) == Some(&1)
+                && !self.plan.saved.contains(&t)
+                && same_block(&self.func.body, t, v)
+        })
     }
 
     pub fn operand(&self, o: &Operand) -> TokenStream {
@@ -794,4 +814,18 @@ pub struct Reversible {
     pub step: TokenStream,
     /// `-` for a counter the body increments, `+` for one it decrements.
     pub undo: TokenStream,
+}
+
+/// Whether `a` and `b` are defined in the same block (not one inside a loop or an arm
+/// the other is outside of).
+fn same_block(body: &[Stmt], a: VarId, b: VarId) -> bool {
+    let here = |v: VarId| body.iter().any(|s| s.def == v);
+    if here(a) || here(b) {
+        return here(a) && here(b);
+    }
+    body.iter().any(|s| match &s.rhs {
+        Rhs::Loop(node) => same_block(&node.body, a, b),
+        Rhs::If(node) => same_block(&node.then_body, a, b) || same_block(&node.else_body, a, b),
+        _ => false,
+    })
 }

@@ -344,7 +344,7 @@ impl<'a> Emitter<'a> {
                 args,
             } if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&prim.name)
                 && self.owns_data(&args[0])
-                && self.func.ret.var() != Some(s.def) =>
+                && !self.consumes_receiver(s.def) =>
             {
                 let mut ops: Vec<TokenStream> = args.iter().map(|a| self.operand(a)).collect();
                 let recv = &ops[0];
