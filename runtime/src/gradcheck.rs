@@ -77,6 +77,11 @@ pub struct Options {
     pub pairs: usize,
     /// Seed of the generator of those pairs (fixed: a check is reproducible).
     pub seed: u64,
+    /// `order = 2` only: the tolerance of the Hessian's symmetry check
+    /// `|uᵀ(H v) − vᵀ(H u)| ≤ symmetry_rtol · Σ|terms|`. Both sides are computed, not
+    /// differenced, so it is a multiple of the precision's round-off: 1e-9 in f64,
+    /// 1e-5 in f32 (about 80 ε₃₂).
+    pub symmetry_rtol: f64,
 }
 
 impl Default for Options {
@@ -88,6 +93,7 @@ impl Default for Options {
             rtol: 1e-6,
             pairs: 3,
             seed: 0x6ec4,
+            symmetry_rtol: 1e-9,
         }
     }
 }
@@ -105,6 +111,7 @@ impl Options {
             eps: f64::from(f32::EPSILON).cbrt(),
             atol: 2e-3,
             rtol: 1e-3,
+            symmetry_rtol: 1e-5,
             ..Options::default()
         }
     }
@@ -336,6 +343,11 @@ pub struct Report {
     pub pairs: Vec<PairReport>,
     /// The tolerances, step and seed used.
     pub options: Options,
+    /// 1 for a gradient check ([`check`]); 2 for a check of Hessian-vector products
+    /// ([`check_second_order`]), whose `args` compare `H·v` with central differences
+    /// of the gradient and whose `pairs` are symmetry checks: `analytic` is `uᵀ(H v)`,
+    /// `numeric` `vᵀ(H u)`.
+    pub order: u8,
 }
 
 impl Report {
@@ -350,7 +362,8 @@ impl Report {
     }
 
     /// The largest error / tolerance ratio over all elements and pairs (∞ for a NaN),
-    /// and where: `"argument `x`, element 3"` or `"VJP pair 1"`.
+    /// and where: `"argument `x`, element 3"`, `"VJP pair 1"` or (order 2)
+    /// `"symmetry pair 1"`.
     pub fn worst(&self) -> (f64, String) {
         let ratio = |e: f64, t: f64| if e.is_nan() { f64::INFINITY } else { e / t };
         let mut worst = (-1.0, String::from("nothing checked"));
@@ -366,7 +379,11 @@ impl Report {
         for (k, p) in self.pairs.iter().enumerate() {
             let r = ratio(p.abs_err, p.tol);
             if r > worst.0 {
-                worst = (r, format!("VJP pair {k} (d_out = {:.4})", p.d_out));
+                worst = if self.order == 2 {
+                    (r, format!("symmetry pair {k}"))
+                } else {
+                    (r, format!("VJP pair {k} (d_out = {:.4})", p.d_out))
+                };
             }
         }
         worst
@@ -387,24 +404,43 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = &self.options;
         let coords: usize = self.args.iter().map(|a| a.len).sum();
-        writeln!(
-            f,
-            "checked {} argument(s), {coords} coordinate(s) in all, by central differences \
-             (h = {:.2e}·max(1, |x|)), and {} random VJP pair(s) (seed {:#x})",
-            self.args.len(),
-            o.eps,
-            self.pairs.len(),
-            o.seed
-        )?;
+        let second = self.order == 2;
+        if second {
+            writeln!(
+                f,
+                "checked H·v for {} argument(s), {coords} coordinate(s) in all, against central \
+                 differences of the gradient along {} random direction(s) v (h = {:.2e}), and \
+                 the Hessian's symmetry uᵀ(H v) = vᵀ(H u) for as many pairs (seed {:#x})",
+                self.args.len(),
+                self.pairs.len(),
+                o.eps,
+                o.seed
+            )?;
+        } else {
+            writeln!(
+                f,
+                "checked {} argument(s), {coords} coordinate(s) in all, by central differences \
+                 (h = {:.2e}·max(1, |x|)), and {} random VJP pair(s) (seed {:#x})",
+                self.args.len(),
+                o.eps,
+                self.pairs.len(),
+                o.seed
+            )?;
+        }
         writeln!(
             f,
             "value {:e}; scale S = {:e}; pass if |analytic − numeric| ≤ {:e}·S + {:e}·max(|analytic|, |numeric|) + |D(h) − D(2h)|",
             self.value, self.scale, o.atol, o.rtol
         )?;
+        let (analytic, numeric) = if second {
+            ("H·v", "∇f(x+hv)−∇f(x−hv) / 2h")
+        } else {
+            ("analytic", "numeric")
+        };
         writeln!(
             f,
             "{:<12} {:>6} {:>5} {:>24} {:>24} {:>10} {:>10} {:>9}  ok",
-            "argument", "coords", "worst", "analytic", "numeric", "abs err", "rel err", "err/tol"
+            "argument", "coords", "worst", analytic, numeric, "abs err", "rel err", "err/tol"
         )?;
         for a in &self.args {
             writeln!(
@@ -426,15 +462,20 @@ impl fmt::Display for Report {
             )?;
         }
         if !self.pairs.is_empty() {
+            let (pair, d_out, analytic, numeric) = if second {
+                ("symmetry", "", "uᵀ(H v)", "vᵀ(H u)")
+            } else {
+                (
+                    "VJP pair",
+                    "d_out",
+                    "<J^T d, u> (reverse)",
+                    "<d, J u> (numeric)",
+                )
+            };
             writeln!(
                 f,
                 "{:<12} {:>12} {:>24} {:>24} {:>10} {:>9}  ok",
-                "VJP pair",
-                "d_out",
-                "<J^T d, u> (reverse)",
-                "<d, J u> (numeric)",
-                "abs err",
-                "err/tol"
+                pair, d_out, analytic, numeric, "abs err", "err/tol"
             )?;
             for (k, p) in self.pairs.iter().enumerate() {
                 writeln!(
@@ -664,6 +705,7 @@ pub fn check(
         args,
         pairs,
         options,
+        order: 1,
     }
 }
 
@@ -744,7 +786,7 @@ pub fn check_second_order(
         };
         let ((u_hv, terms_a), (v_hu, terms_b)) = (dot(&u, &hv), dot(&v, &hu));
         let abs_err = (u_hv - v_hu).abs();
-        let tol = 1e-12 * terms_a.max(terms_b).max(f64::MIN_POSITIVE) * 1e3;
+        let tol = options.symmetry_rtol * terms_a.max(terms_b).max(f64::MIN_POSITIVE);
         pairs.push(PairReport {
             d_out: 1.0,
             numeric: v_hu,
@@ -799,6 +841,7 @@ pub fn check_second_order(
         args,
         pairs,
         options,
+        order: 2,
     }
 }
 

@@ -318,6 +318,30 @@ fn gradcheck_order_two() {
     assert!(report.passed(), "{report}");
     let report = backprop::gradcheck!(scaled(x = 0.4, k = const 3, s = 1.2), order = 2);
     assert!(report.passed(), "{report}");
+    // The report says what an order-2 check compares.
+    let text = report.to_string();
+    assert!(text.contains("H·v") && text.contains("symmetry"), "{text}");
+    assert!(!text.contains("VJP pair"), "{text}");
+}
+
+#[grad]
+fn sines_f32(x: &[f32], a: f32) -> f32 {
+    let mut s = 0.0f32;
+    for i in 0..x.len() {
+        s += (x[i] * a).sin();
+    }
+    s * a
+}
+
+/// An `f32` function is checked with `f32`'s tolerances at order 2 too: its symmetry
+/// `uᵀ(H v) = vᵀ(H u)` holds to f32's round-off (about 1e-7 here), not to 1e-9.
+#[test]
+fn gradcheck_order_two_in_f32() {
+    let x = vec![0.3f32, 0.5, -0.2];
+    let report = backprop::gradcheck!(sines_f32(x = &x, a = 0.8f32), order = 2);
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.order, 2);
+    assert_eq!(report.options.symmetry_rtol, 1e-5);
 }
 
 /// A wrong Hessian-vector product fails the check, naming the argument.
@@ -433,4 +457,33 @@ fn a_struct_direction_of_another_shape_panics() {
         shift: 0.0,
     };
     let _ = poly_hvp(&p, 0.3, &v, 0.0);
+}
+
+#[grad]
+fn power(x: f64, p: f64) -> f64 {
+    x.powf(p)
+}
+
+#[grad]
+fn power_of_one(x: f64) -> f64 {
+    x.powf(1.0)
+}
+
+/// At a zero base the Hessian of `xᵖ` is its limit, symmetric and finite: for `p = 2`,
+/// `∂²/∂x² = 2`, `∂²/∂x∂p = x(1 + 2 ln x) → 0`, `∂²/∂p² = x² ln² x → 0`; for `p = 1`,
+/// `∂²/∂x² = 0`. Both gave NaN (`0 · ∞`, `0 · (−∞)`) before.
+#[test]
+fn power_at_a_zero_base() {
+    let h = backprop::hessian(&[0.0, 2.0], |x, v| {
+        let hv = power_hvp(x[0], x[1], v[0], v[1]).2;
+        vec![hv.x, hv.p]
+    });
+    assert_eq!(h, ndarray::array![[2.0, 0.0], [0.0, 0.0]]);
+    assert_eq!(power_of_one_hvp(0.0, 1.0).2.x, 0.0);
+    // Away from 0 the same rules match the hand Hessian.
+    let (x, p) = (0.7_f64, 2.5_f64);
+    let hv = power_hvp(x, p, 1.0, 0.0).2;
+    let dxx = p * (p - 1.0) * x.powf(p - 2.0);
+    let dxp = x.powf(p - 1.0) * (1.0 + p * x.ln());
+    assert!((hv.x - dxx).abs() < 1e-12 && (hv.p - dxp).abs() < 1e-12);
 }

@@ -119,9 +119,21 @@ second_order! {
     /// `J = 1/(3y²)` (`y = ∛x`).
     cbrt_vjp(y) => [-two::<T>() / (cst::<T>(3.0) * y * y * y)];
     /// `J = p xᵖ⁻¹` (0 at `p = 0`, the rule's convention, which is also its limit).
+    /// `∂J/∂x = p(p − 1) xᵖ⁻²` is 0 where `p(p − 1) = 0` (`J` is constant in `x`
+    /// there; the formula would be `0 · ∞` at `x = 0`), and `∂J/∂p = xᵖ⁻¹(1 + p ln x)`
+    /// is its limit 0 at `x = 0` for `p > 1` (not `0 · (−∞)`), as the first rule takes
+    /// `0ᵖ ln 0` as 0.
     powf_vjp_x(x, p) => [
-        p * (p - T::one()) * x.powf(p - two::<T>()),
-        x.powf(p - T::one()) * (T::one() + p * x.ln()),
+        if p == T::zero() || p == T::one() {
+            T::zero()
+        } else {
+            p * (p - T::one()) * x.powf(p - two::<T>())
+        },
+        if x == T::zero() && p > T::one() {
+            T::zero()
+        } else {
+            x.powf(p - T::one()) * (T::one() + p * x.ln())
+        },
     ];
     /// `J = y ln x` (0 at `x = 0`).
     powf_vjp_p(x, y) => [
