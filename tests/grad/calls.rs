@@ -119,3 +119,44 @@ probe!(
     overlapping_views_grad,
     vec![0.5, -0.8, 0.6]
 );
+
+#[grad]
+fn norm2(v: &[f64]) -> f64 {
+    v.iter().map(|a| a * a).sum::<f64>().sqrt()
+}
+
+/// Buffer literals borrowed as arguments (`&[x, y]`, `&vec![..]`, `&[v; N]`), as the
+/// same literal bound by `let` first (rustc errors out of the expansion before).
+#[grad]
+fn literal_arguments(x: f64, y: f64) -> f64 {
+    backprop::logsumexp(&[x, y, x * y]) * x
+        + norm2(&[x, y * 2.0])
+        + norm2(&vec![x, y])
+        + norm2(&[y; 3])
+}
+
+#[test]
+fn buffer_literals_as_arguments() {
+    let (x, y) = (0.3_f64, 0.7_f64);
+    let (l, g) = literal_arguments_grad(x, y);
+    let s = x.exp() + y.exp() + (x * y).exp();
+    let p = [x.exp() / s, y.exp() / s, (x * y).exp() / s];
+    let (n1, n2, n3) = (
+        (x * x + 4.0 * y * y).sqrt(),
+        (x * x + y * y).sqrt(),
+        3f64.sqrt() * y,
+    );
+    let lse = s.ln();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-14 * b.abs().max(1.0);
+    assert!(close(l, lse * x + n1 + n2 + n3), "{l}");
+    let dx = lse + x * (p[0] + p[2] * y) + x / n1 + x / n2;
+    let dy = x * (p[1] + p[2] * x) + 4.0 * y / n1 + y / n2 + 3f64.sqrt();
+    assert!(
+        close(g.x, dx) && close(g.y, dy),
+        "{g:?} against ({dx}, {dy})"
+    );
+    // Forward mode and second order take the same literals.
+    let (_, t) = literal_arguments_jvp(x, y, 0.5, -1.0);
+    assert!(close(t, 0.5 * dx - dy), "{t}");
+    backprop::gradcheck!(literal_arguments(x = x, y = y), order = 2).assert();
+}

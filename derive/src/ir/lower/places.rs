@@ -12,7 +12,7 @@ use syn::visit::Visit;
 
 impl Lowerer<'_> {
     /// Whether `e` names a buffer of floats: a local or argument that is one, a borrow
-    /// of one, or a sub-slice `x[a..b]` of one.
+    /// of one, a sub-slice `x[a..b]` of one, or a buffer literal.
     pub(super) fn is_buffer_expr(&self, e: &Expr) -> bool {
         match e {
             Expr::Path(p) => {
@@ -28,6 +28,11 @@ impl Lowerer<'_> {
             Expr::Index(ix) => is_range_index(e) && self.is_buffer_expr(&ix.expr),
             // `p.w` of a struct argument: indexed, it is a buffer.
             Expr::Field(_) => self.is_field_of_place(e),
+            // A literal (`&[x, y]`, `&vec![a, b]`, `&[0.0; N]` as an argument): a new
+            // buffer, as the same literal bound by `let` is.
+            Expr::Array(a) => !a.elems.is_empty(),
+            Expr::Repeat(_) => true,
+            Expr::Macro(m) => m.mac.path.is_ident("vec"),
             _ => false,
         }
     }
