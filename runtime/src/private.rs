@@ -129,6 +129,26 @@ impl Cotangent for f64 {}
 impl<A, D> Cotangent for ndarray::Array<A, D> {}
 impl<T> Cotangent for std::vec::Vec<T> {}
 
+/// A buffer's cotangent from a call: any owner of a slice, so not [`Inactive`], which a
+/// callee returns for a parameter it does not differentiate. Passing an active buffer
+/// there is then this one error at the call, in [`Cotangent`]'s words.
+#[diagnostic::on_unimplemented(
+    message = "an active buffer is passed to a parameter that the called function does not differentiate",
+    label = "this call's rule returns no gradient for one of its active arguments",
+    note = "differentiate that parameter in the callee (`#[grad(x, k)]`), or pass a constant (`backprop::stop_gradient(...)`)"
+)]
+pub trait BufferCotangent<T> {
+    /// The cotangent's elements.
+    fn elements(&self) -> &[T];
+}
+
+impl<T, P: AsRef<[T]> + ?Sized> BufferCotangent<T> for P {
+    #[inline(always)]
+    fn elements(&self) -> &[T] {
+        self.as_ref()
+    }
+}
+
 /// Compile-time check only (see [`Cotangent`]).
 #[inline(always)]
 pub fn expect_cotangent<C: Cotangent>(_: &C) {}
@@ -156,11 +176,11 @@ pub fn sum_of<T: Copy + core::ops::Add<Output = T> + num_traits::Zero>(d: &[T]) 
 /// call rustc cannot resolve (a function without a rule) at its one error, instead of
 /// adding "`[f64]` has no size known at compile time" for the unknown cotangent.
 #[inline]
-pub fn add_into<T: Copy + core::ops::Add<Output = T>, P: AsRef<[T]> + ?Sized>(
+pub fn add_into<T: Copy + core::ops::Add<Output = T>, P: BufferCotangent<T> + ?Sized>(
     target: &mut [T],
     part: &P,
 ) {
-    let part = part.as_ref();
+    let part = part.elements();
     assert!(
         part.len() <= target.len(),
         "a buffer's cotangent has {} elements, but the buffer it flows into has {}",
