@@ -279,12 +279,14 @@ pub trait Accumulate<Rhs = Self> {
 }
 
 impl Accumulate for f32 {
+    #[inline(always)]
     fn accumulate(&mut self, rhs: f32) {
         *self += rhs;
     }
 }
 
 impl Accumulate for f64 {
+    #[inline(always)]
     fn accumulate(&mut self, rhs: f64) {
         *self += rhs;
     }

@@ -181,15 +181,32 @@ pub fn add_into<T: Copy + core::ops::Add<Output = T>, P: BufferCotangent<T> + ?S
     part: &P,
 ) {
     let part = part.elements();
-    assert!(
-        part.len() <= target.len(),
-        "a buffer's cotangent has {} elements, but the buffer it flows into has {}",
-        part.len(),
-        target.len()
-    );
+    check_part_len(part.len(), target.len());
     for (t, &p) in target.iter_mut().zip(part) {
         *t = *t + p;
     }
+}
+
+/// [`add_into`] for a part of a field of a struct argument (`g(&p.w[1..])`,
+/// `g(&p.blocks[1..])`): its elements are floats or the structs of a list of them, each
+/// added into its own as the whole field's cotangent would be ([`Accumulate`]).
+#[inline]
+pub fn add_into_field<T: Accumulate + Clone, P: BufferCotangent<T> + ?Sized>(
+    target: &mut [T],
+    part: &P,
+) {
+    let part = part.elements();
+    check_part_len(part.len(), target.len());
+    for (t, p) in target.iter_mut().zip(part) {
+        t.accumulate(p.clone());
+    }
+}
+
+fn check_part_len(part: usize, target: usize) {
+    assert!(
+        part <= target,
+        "a buffer's cotangent has {part} elements, but the buffer it flows into has {target}"
+    );
 }
 
 /// The adjoint of a struct argument before the reverse pass: zeros of its shape.

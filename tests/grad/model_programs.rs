@@ -1815,3 +1815,49 @@ mod once_failing_checks {
         ));
     }
 }
+
+// ---------------------------------------------------------------- parts of a list passed on
+
+/// A stack of layers over any list of them, tanh after each.
+#[grad]
+fn tanh_stack(x: &Array2<f64>, layers: &[Layer]) -> Array2<f64> {
+    let mut h = x.clone();
+    for l in layers {
+        h = (h.dot(&l.w) + &l.b).tanh();
+    }
+    h
+}
+
+/// Parts of the list handed to the stack (`&p.layers[1..]`, then `&p.layers[..1]`): each
+/// part's gradient is added into its own layers (rustc errors out of the expansion before).
+#[grad(p)]
+fn parts_of_a_list(p: &Mlp, x: &Array2<f64>) -> f64 {
+    let h = tanh_stack(x, &p.layers[1..]);
+    let g = tanh_stack(&h, &p.layers[..1]);
+    (&g * &g).sum()
+}
+
+#[grad(p)]
+fn parts_of_a_list_inline(p: &Mlp, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for l in &p.layers[1..] {
+        h = (h.dot(&l.w) + &l.b).tanh();
+    }
+    for l in &p.layers[..1] {
+        h = (h.dot(&l.w) + &l.b).tanh();
+    }
+    (&h * &h).sum()
+}
+
+#[test]
+fn parts_of_a_list_passed_to_a_layer_function() {
+    let p = mlp(&[3, 3, 3, 3]);
+    let x = arr2(2, 3, 0.9);
+    let (l, g) = parts_of_a_list_grad(&p, &x);
+    let (l2, g2) = parts_of_a_list_inline_grad(&p, &x);
+    assert!(closef(l, l2), "{l} {l2}");
+    for (a, b) in g.p.layers.iter().zip(&g2.p.layers) {
+        assert!(close2(&a.w, &b.w) && close1(&a.b, &b.b), "{a:?} {b:?}");
+    }
+    backprop::gradcheck!(parts_of_a_list(p = &p, x = const &x)).assert();
+}

@@ -422,6 +422,45 @@ fn struct_literal_options_gradcheck() {
     }
 }
 
+/// The same options built from data the function is given (a smoothing from a config, an
+/// ignored label), inline and in a `let`, with a field named by its local (`{ eps }`).
+#[grad(logits)]
+fn smoothed_xent_from(logits: &Array2<f64>, labels: &[usize], eps: f64, pad: Option<usize>) -> f64 {
+    let label_smoothing = eps;
+    let a = backprop::ops::cross_entropy(
+        logits,
+        labels,
+        backprop::ops::XentOptions {
+            label_smoothing: eps,
+            ..Default::default()
+        },
+    );
+    let opts = backprop::ops::XentOptions {
+        ignore_index: pad,
+        label_smoothing,
+    };
+    a + backprop::ops::cross_entropy(logits, labels, opts)
+}
+
+#[test]
+fn struct_literal_options_from_arguments() {
+    let logits = array![[0.5, -1.0, 2.0], [0.1, 0.2, -0.3]];
+    let labels = [2usize, 0];
+    let (l, g) = smoothed_xent_from_grad(&logits, &labels, 0.1, None);
+    let (l1, g1) = smoothed_xent_grad(&logits, &labels);
+    assert_eq!(l, 2.0 * l1);
+    assert_eq!(g.logits, &g1.logits * 2.0);
+    // Label 0 ignored in the second: its row counts once, from the first.
+    let (_, g) = smoothed_xent_from_grad(&logits, &labels, 0.1, Some(0));
+    assert!(
+        g.logits
+            .row(1)
+            .iter()
+            .zip(g1.logits.row(1))
+            .all(|(a, b)| (a - b).abs() < 1e-15)
+    );
+}
+
 /// Anything inside `stop_gradient(..)` is data, closures and methods without rules too.
 #[grad]
 fn gated(x: &Array1<f64>) -> f64 {

@@ -683,6 +683,7 @@ impl<'a> Emitter<'a> {
                 let a = &ops[0];
                 quote_spanned!(span=> ::core::matches!(#a, #pat))
             }
+            Spelling::Template(ts) => crate::ir::lower::fill_template(ts.clone(), ops),
             Spelling::MethodTurbofish(m) => {
                 let recv = &ops[0];
                 let rest = &ops[1..];

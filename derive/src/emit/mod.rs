@@ -93,9 +93,12 @@ fn calls_outside_rules(func: &Func) -> bool {
                 | Sp::TupleField(_)
                 | Sp::Matches(_) => false,
                 // (A method reaches `NoRule` only when the op table does not know it.)
-                Sp::Method(_) | Sp::MethodUnwrap(..) | Sp::MethodTurbofish(_) | Sp::Join(..) => {
-                    true
-                }
+                // (A struct literal's fields may call anything: `..Default::default()`.)
+                Sp::Method(_)
+                | Sp::MethodUnwrap(..)
+                | Sp::MethodTurbofish(_)
+                | Sp::Join(..)
+                | Sp::Template(_) => true,
                 Sp::Path(p) => !p
                     .path
                     .segments

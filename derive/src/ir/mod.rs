@@ -101,6 +101,10 @@ pub enum Spelling {
     /// runtime's forward (which names the shapes on a mismatch) and the op's name;
     /// operand 0 is the axis, the others the arrays (passed as views).
     Join(proc_macro2::TokenStream, String),
+    /// `XentOptions { label_smoothing: eps, ..Default::default() }`: a struct literal
+    /// of data, as written, with `__bp_op{k}` where it reads operand `k` (the locals it
+    /// names, which are its operands so that an active one is refused).
+    Template(proc_macro2::TokenStream),
 }
 
 /// An operation on a buffer of floats (a slice, `Vec` or array). Buffers are the one

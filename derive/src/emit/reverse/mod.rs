@@ -388,7 +388,13 @@ fn reverse_block(
                             let part = cx.names.fresh("d_part", *span);
                             pats.push(quote!(#part));
                             let target = buffer_slice(cx, *t);
-                            accum.push(quote_spanned!(*span=> ::backprop::__private::add_into(#target, &#part);));
+                            // A part of a field: its elements may be structs (`&p.blocks[1..]`).
+                            let add = if func.is_field_view(func.buffer_root(*t).0) {
+                                quote!(add_into_field)
+                            } else {
+                                quote!(add_into)
+                            };
+                            accum.push(quote_spanned!(*span=> ::backprop::__private::#add(#target, &#part);));
                         }
                         Some(t) => {
                             let d = cx.adjoint(*t);

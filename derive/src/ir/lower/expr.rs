@@ -172,6 +172,7 @@ impl Lowerer<'_> {
                 )
             }
             Expr::MethodCall(m) => self.method_call(m, want),
+            Expr::Struct(st) => self.struct_literal(st, want),
             Expr::Call(c) => self.call(c, want),
             Expr::Cast(c) => {
                 let x = self.expr(&c.expr, None);

@@ -231,6 +231,124 @@ impl Lowerer<'_> {
     }
 }
 
+impl Lowerer<'_> {
+    /// A struct literal (`XentOptions { label_smoothing: eps, ..Default::default() }`):
+    /// data, with no derivative through it. The locals it names are its operands, so
+    /// one that carries a derivative (a struct of parameters built from active values)
+    /// is refused by name rather than cut off from the gradient.
+    fn struct_literal(
+        &mut self,
+        st: &syn::ExprStruct,
+        want: Option<&proc_macro2::Ident>,
+    ) -> Operand {
+        use syn::visit_mut::VisitMut;
+        struct Holes<'s, 'a> {
+            lw: &'s Lowerer<'a>,
+            vars: Vec<crate::ir::VarId>,
+            opaque: bool,
+        }
+        impl VisitMut for Holes<'_, '_> {
+            fn visit_expr_mut(&mut self, e: &mut Expr) {
+                if let Expr::Path(p) = e
+                    && p.qself.is_none()
+                    && let Some(i) = p.path.get_ident()
+                    && let Some(v) = self.lw.lookup(&i.to_string())
+                {
+                    let k = match self.vars.iter().position(|&u| u == v) {
+                        Some(k) => k,
+                        None => {
+                            self.vars.push(v);
+                            self.vars.len() - 1
+                        }
+                    };
+                    let hole = quote::format_ident!("__bp_op{}", k, span = i.span());
+                    *e = syn::parse_quote!(#hole);
+                    return;
+                }
+                syn::visit_mut::visit_expr_mut(self, e);
+            }
+            fn visit_macro_mut(&mut self, m: &mut syn::Macro) {
+                let lw = self.lw;
+                self.opaque |=
+                    any_ident(m.tokens.clone(), &mut |i| lw.is_local_name(&i.to_string()));
+            }
+            fn visit_expr_closure_mut(&mut self, c: &mut syn::ExprClosure) {
+                self.opaque = true;
+                syn::visit_mut::visit_expr_closure_mut(self, c);
+            }
+        }
+        let mut template = st.clone();
+        let mut holes = Holes {
+            lw: self,
+            vars: Vec::new(),
+            opaque: false,
+        };
+        for field in &mut template.fields {
+            // `Opts { eps }` names the local `eps`: written out, the field keeps its name.
+            if field.colon_token.is_none() {
+                field.colon_token = Some(Default::default());
+            }
+            holes.visit_expr_mut(&mut field.expr);
+        }
+        if let Some(rest) = &mut template.rest {
+            holes.visit_expr_mut(rest);
+        }
+        if holes.opaque {
+            self.cx.error_spanned_by(
+                st,
+                "`#[grad]` takes a struct literal as data, its fields written with literals, locals and calls; bind a field that uses a closure or a macro of locals to a local first (`let v = ...;`)",
+            );
+            return dummy();
+        }
+        let args = holes.vars.into_iter().map(Operand::Var).collect();
+        let why = format!(
+            "`#[grad]` takes a struct literal as data, with no derivative through it (options such as `XentOptions {{ label_smoothing: eps, ..Default::default() }}`); `{}` is built from a value that carries a derivative. Pass the values to a function that takes them (`loss(&w, b, ..)` instead of `loss(&Lin {{ w, b }}, ..)`), or pass the struct itself as an argument",
+            pretty(&st.to_token_stream())
+        );
+        self.define(
+            want,
+            Rhs::NoRule {
+                spelling: crate::ir::Spelling::Template(template.to_token_stream()),
+                at: st.to_token_stream(),
+                args,
+                why,
+            },
+            st.span(),
+        )
+    }
+}
+
+/// A [`crate::ir::Spelling::Template`] with its holes filled: `__bp_op{k}` by `ops[k]`.
+pub(crate) fn fill_template(
+    ts: proc_macro2::TokenStream,
+    ops: &[proc_macro2::TokenStream],
+) -> proc_macro2::TokenStream {
+    use proc_macro2::{Group, TokenTree};
+    ts.into_iter()
+        .flat_map(|tt| -> Vec<TokenTree> {
+            match tt {
+                TokenTree::Ident(i) => match i
+                    .to_string()
+                    .strip_prefix("__bp_op")
+                    .and_then(|k| k.parse::<usize>().ok())
+                {
+                    Some(k) => {
+                        let op = &ops[k];
+                        quote::quote!((#op)).into_iter().collect()
+                    }
+                    None => vec![TokenTree::Ident(i)],
+                },
+                TokenTree::Group(g) => {
+                    let mut ng = Group::new(g.delimiter(), fill_template(g.stream(), ops));
+                    ng.set_span(g.span());
+                    vec![TokenTree::Group(ng)]
+                }
+                other => vec![other],
+            }
+        })
+        .collect()
+}
+
 /// A placeholder operand after an error (the function is not emitted then).
 /// Whether any identifier in `ts`, inside groups too (macro bodies, closures), satisfies
 /// `pred`: what a token-level "does this mention that name" asks.

@@ -77,7 +77,7 @@ impl Lowerer<'_> {
     /// Does `e` read any local value? If not, it is a constant and is kept verbatim.
     /// A name this function binds: a local, a closure bound to a local (`act(2.0)` is
     /// the closure's call, not a constant expression), or a refused `let`.
-    fn is_local_name(&self, n: &str) -> bool {
+    pub(super) fn is_local_name(&self, n: &str) -> bool {
         self.lookup(n).is_some() || self.closures.contains_key(n) || self.poisoned.contains(n)
     }
 
