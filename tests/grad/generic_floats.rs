@@ -334,3 +334,36 @@ fn const_generic_structs_of_parameters() {
     );
     backprop::gradcheck!(taps_energy(p = &p, x = const &x)).assert();
 }
+
+/// A layer generic over its array's rank as well as its float type (`D: Dimension`):
+/// `D` is kept as the user wrote it, with no float bound (rustc errors at every call,
+/// advising `Dim<[usize; 3]>: Real`, before).
+#[grad]
+fn scaled_tanh<T: Real, D: ndarray::Dimension>(
+    x: &ndarray::Array<T, D>,
+    g: T,
+) -> ndarray::Array<T, D> {
+    (x * g).tanh()
+}
+
+#[grad]
+fn over_two_ranks<T: Real>(x: &ndarray::Array3<T>, y: &Array2<T>, g: T) -> T {
+    scaled_tanh(x, g).sum() + scaled_tanh(y, g).mapv(|v| v * v).sum()
+}
+
+#[test]
+fn layer_generic_over_its_rank() {
+    let x = ndarray::Array3::from_shape_fn((1, 2, 3), |(_, i, j)| (i + j) as f64 * 0.2);
+    let y = f64s(2, 2, 0.4);
+    // ∂/∂g Σ tanh(g·x) = Σ x·(1 − tanh²(g·x)).
+    let (_, d) = scaled_tanh_vjp(&x, 0.5, ndarray::Array3::ones((1, 2, 3)));
+    let want: f64 = x
+        .iter()
+        .map(|&v| v * (1.0 - (0.5 * v).tanh().powi(2)))
+        .sum();
+    assert!((d.g - want).abs() < 1e-14, "{} {want}", d.g);
+    gradcheck!(over_two_ranks(x = &x, y = &y, g = 0.5)).assert();
+    let (_, g32) = over_two_ranks_grad(&x.mapv(|v| v as f32), &f32s(&y), 0.5f32);
+    let (_, g64) = over_two_ranks_grad(&x, &y, 0.5);
+    assert!((f64::from(g32.g) - g64.g).abs() < 1e-5);
+}

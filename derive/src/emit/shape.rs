@@ -265,7 +265,12 @@ impl Shape<'_> {
         let generics = self.generics();
         let mut preds: Vec<TokenStream> = Vec::new();
         if self.tensor {
-            preds.extend(used.iter().map(|t| quote!(#t: ::backprop::__private::Real)));
+            let dims = crate::ir::lower::dimension_type_params(&self.item.sig.generics);
+            preds.extend(
+                used.iter()
+                    .filter(|t| !dims.contains(&t.to_string()))
+                    .map(|t| quote!(#t: ::backprop::__private::Real)),
+            );
         }
         let traits_only = |bounds: &mut dyn Iterator<Item = &syn::TypeParamBound>| {
             bounds
@@ -410,10 +415,15 @@ impl Shape<'_> {
         let strukt = self.params.iter().any(|p| p.active && p.strukt);
         if self.tensor || strukt {
             let floats = crate::ir::lower::float_type_params(&self.item.sig.generics);
+            // A layer generic over its array's rank (`D: Dimension`): `D` is no float.
+            let dims = crate::ir::lower::dimension_type_params(&self.item.sig.generics);
             let used: Vec<syn::Ident> = self
                 .used_type_params()
                 .into_iter()
-                .filter(|t| self.tensor || floats.contains(&t.to_string()))
+                .filter(|t| {
+                    (self.tensor || floats.contains(&t.to_string()))
+                        && !dims.contains(&t.to_string())
+                })
                 .collect();
             // Beside the parameter's own bounds: inline if it has them there, in the
             // where clause if it is bounded there (bounds in both places are clippy's

@@ -17,10 +17,10 @@ mod scope;
 mod signature;
 mod stmt;
 
-pub use signature::float_type_params;
 pub(crate) use signature::{
     collection_elem, is_array_type_name, is_struct_type_name, used_as_data,
 };
+pub use signature::{dimension_type_params, float_type_params};
 
 use super::{Func, Operand, Rhs, Stmt, VarId, VarInfo};
 use crate::attr::GradArgs;

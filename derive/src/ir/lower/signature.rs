@@ -424,6 +424,38 @@ pub fn float_type_params(generics: &syn::Generics) -> HashSet<String> {
     out
 }
 
+/// The type parameters that are ndarray dimensions (`D: Dimension`, inline or in the
+/// where clause): a layer generic over its array's rank. They are not floats, and get
+/// no float bound.
+pub fn dimension_type_params(generics: &syn::Generics) -> HashSet<String> {
+    let is_dim = |b: &syn::TypeParamBound| match b {
+        syn::TypeParamBound::Trait(t) => t
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Dimension"),
+        _ => false,
+    };
+    let mut out = HashSet::new();
+    for tp in generics.type_params() {
+        if tp.bounds.iter().any(is_dim) {
+            out.insert(tp.ident.to_string());
+        }
+    }
+    if let Some(wc) = &generics.where_clause {
+        for pred in &wc.predicates {
+            if let syn::WherePredicate::Type(pt) = pred
+                && let Type::Path(p) = &pt.bounded_ty
+                && let Some(i) = p.path.get_ident()
+                && pt.bounds.iter().any(is_dim)
+            {
+                out.insert(i.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// A type that names a struct of parameters: capitalised, and not one of the
 /// standard containers or ndarray types `#[grad]` knows otherwise.
 pub(crate) fn is_struct_type_name(name: &str) -> bool {
