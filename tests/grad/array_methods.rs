@@ -398,6 +398,45 @@ fn mapv_by_hand() {
     assert!((g.s - ds(2.0)).abs() < 1e-15);
 }
 
+#[derive(Clone, Debug, backprop::Differentiable)]
+struct Tempered {
+    w: Array2<f64>,
+    temp: f64,
+}
+
+/// A float field captured by the closure (`p.temp`), as a local would be.
+#[grad(p)]
+fn mapv_field(p: &Tempered, x: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for _ in 0..2 {
+        h = h.dot(&p.w).mapv(|v| (v * p.temp).tanh());
+    }
+    h.sum()
+}
+
+#[test]
+fn mapv_captures_a_field() {
+    // One step by hand: Σ tanh(t·x·w) with x = [[1]], w = [[2]], t = 0.5, twice:
+    // h₁ = tanh(1), h₂ = tanh(t·2·h₁); ∂h₂/∂t = (1 − h₂²)·2·(h₁ + t·(1 − h₁²)·2).
+    let p = Tempered {
+        w: array![[2.0]],
+        temp: 0.5,
+    };
+    let (l, g) = mapv_field_grad(&p, &array![[1.0]]);
+    let h1 = 1.0_f64.tanh();
+    let h2 = (2.0 * 0.5 * h1).tanh();
+    assert!((l - h2).abs() < 1e-15);
+    let dt = (1.0 - h2 * h2) * 2.0 * (h1 + 0.5 * (1.0 - h1 * h1) * 2.0);
+    assert!((g.p.temp - dt).abs() < 1e-14, "{} {dt}", g.p.temp);
+    let mut r = Rng(8);
+    let p = Tempered {
+        w: r.array((3, 3)),
+        temp: 0.8,
+    };
+    let x = r.array((2, 3));
+    gradcheck!(mapv_field(p = &p, x = const &x)).assert();
+}
+
 #[test]
 fn gradcheck_mapv() {
     let mut r = Rng(7);

@@ -49,7 +49,7 @@ fn mapv_forms() -> String {
         .collect();
     let constants: Vec<&str> = elementwise_constants().collect();
     format!(
-        "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals and captured scalars, and the elementwise float methods {}, powi; {} with float arguments (`v.max(0.0)`, `v.max(0.01 * v)`, `v.powf(p)`, `v.clamp(lo, hi)`); {} with derivative 0; the activations {} called as `backprop::sigmoid(v)`; possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array",
+        "`#[grad]` differentiates `x.mapv(f)` for a closure `|v| ..` whose body is arithmetic (`+ - * /`, unary `-`) on `v`, literals, captured scalars and float fields (`p.temp`), and the elementwise float methods {}, powi; {} with float arguments (`v.max(0.0)`, `v.max(0.01 * v)`, `v.powf(p)`, `v.clamp(lo, hi)`); {} with derivative 0; the activations {} called as `backprop::sigmoid(v)`; possibly in `let`s of a block; or a path to one of those methods (`f64::tanh`). It is lowered to the same operations on the whole array",
         methods.join(", "),
         crate::ir::op::ELEMENTWISE_WITH_FLOATS.join(", "),
         constants.join(", "),
@@ -204,6 +204,8 @@ fn mentions(e: &Expr, param: &Ident) -> bool {
 fn elementwise_body(e: &Expr) -> Result<(), &dyn ToTokens> {
     match e {
         Expr::Lit(_) | Expr::Path(_) => Ok(()),
+        // A captured field (`p.temp`, `self.scale`): a scalar of a struct argument.
+        Expr::Field(f) if matches!(strip(&f.base), Expr::Path(_) | Expr::Field(_)) => Ok(()),
         // A constant of generic code: `T::one()`, `T::from(0.5).unwrap()`.
         Expr::Call(c) if is_constant_call(c) => Ok(()),
         Expr::MethodCall(m)
