@@ -2,17 +2,55 @@
 //! the rest of the body, `return` from inside loops into a loop value, and a `for` over a
 //! list of structs into an index loop.
 
-use super::Lowerer;
+use super::{Lowerer, pretty};
 use proc_macro2::Ident;
 use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{Expr, Pat, Type};
 
+/// ndarray's iterators over an array's rows, columns or lanes along an axis.
+const ARRAY_LANE_ITERATORS: &[&str] = &[
+    "outer_iter",
+    "rows",
+    "columns",
+    "axis_iter",
+    "lanes",
+    "axis_chunks_iter",
+    "axis_windows",
+    "exact_chunks",
+    "indexed_iter",
+];
+
 /// What a `for` over a list of structs may be written as (the message of a refusal).
 const STRUCT_LOOP_FORMS: &str = "a `for` over a list of structs of parameters is differentiated when written `for l in &p.layers`, `p.layers.iter()`, a part `&p.layers[1..]`, with `.rev()` and/or `.enumerate()` (`for (i, l) in p.layers.iter().enumerate()`); for another order or to walk two lists together, loop over the indices: `for i in 0..p.layers.len() { let l = &p.layers[i]; .. }`";
 
 impl Lowerer<'_> {
+    /// A `for` over an array's lanes (`for row in h.outer_iter()`, `h.rows()
+    /// .into_iter().enumerate()`): refused with the index loop to write instead. `true`
+    /// when refused (the loop is then not lowered).
+    pub(super) fn refuse_array_lanes(&self, f: &syn::ExprForLoop) -> bool {
+        let mut e = &*f.expr;
+        loop {
+            match e {
+                Expr::MethodCall(m)
+                    if ARRAY_LANE_ITERATORS.contains(&m.method.to_string().as_str()) =>
+                {
+                    let h = pretty(&m.receiver.to_token_stream());
+                    self.cx.error_spanned_by(
+                        &f.expr,
+                        format!("`#[grad]` does not differentiate a `for` over an array's lanes (`.{}()`); loop over the indices, `for i in 0..{h}.nrows() {{ let row = {h}.row(i); .. }}` (`index_axis(Axis(k), i)` for another axis), or write the operation on the whole array", m.method),
+                    );
+                    return true;
+                }
+                Expr::MethodCall(m) => e = &m.receiver,
+                Expr::Reference(r) => e = &r.expr,
+                Expr::Paren(p) => e = &p.expr,
+                _ => return false,
+            }
+        }
+    }
+
     /// `for layer in &p.layers { .. layer.w .. }` (also `p.layers.iter()`, with `.rev()`
     /// and `.enumerate()` in either order) over a collection of structs of parameters:
     /// the index loop it means, `for i in 0..p.layers.len() { let layer = &p.layers[i];

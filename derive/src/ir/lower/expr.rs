@@ -349,7 +349,10 @@ impl Lowerer<'_> {
         }
         let mut args = vec![self.receiver(&m.receiver, &m.method)];
         for a in &m.args {
-            args.push(self.expr(a, None));
+            args.push(match a {
+                Expr::Tuple(t) => self.tuple_argument(t),
+                _ => self.expr(a, None),
+            });
         }
         let name = m.method.to_string();
         let spelling = match &m.turbofish {
@@ -409,6 +412,11 @@ impl Lowerer<'_> {
                 // `layer.forward(&h)` where `layer` is not known as a struct here (a loop
                 // variable whose fields are never read): say what to write if it is one.
                 let struct_hint = match &*m.receiver {
+                    // `pos.broadcast((b, t, d)).unwrap()`: arithmetic broadcasts by itself.
+                    r if name == "broadcast" => format!(
+                        "; `+ - * /` broadcast their operands as NumPy does, so write the arithmetic on `{}` itself (`x + &pos`)",
+                        pretty(&r.to_token_stream())
+                    ),
                     // ndarray's `map`, on an array the lowering could not tell apart.
                     _ if name == "map" && matches!(m.args.first(), Some(Expr::Closure(_))) => {
                         "; on an ndarray array write `x.mapv(|v| ..)` (or `x.map(|&v| ..)` on an array argument or an array expression)".to_string()

@@ -122,6 +122,9 @@ impl Lowerer<'_> {
     /// lowered (they may read locals), the index is a new (inactive) local.
     pub(super) fn for_loop(&mut self, f: &syn::ExprForLoop) {
         let span = f.span();
+        if self.refuse_array_lanes(f) {
+            return;
+        }
         if let Some(indexed) = self.struct_collection_loop(f) {
             return self.for_loop(&indexed);
         }

@@ -241,6 +241,31 @@ impl Lowerer<'_> {
         st: &syn::ExprStruct,
         want: Option<&proc_macro2::Ident>,
     ) -> Operand {
+        let why = format!(
+            "`#[grad]` takes a struct literal as data, with no derivative through it (options such as `XentOptions {{ label_smoothing: eps, ..Default::default() }}`); `{}` is built from a value that carries a derivative. Pass the values to a function that takes them (`loss(&w, b, ..)` instead of `loss(&Lin {{ w, b }}, ..)`), or pass the struct itself as an argument",
+            pretty(&st.to_token_stream())
+        );
+        self.data_template(&Expr::Struct(st.clone()), why, want)
+    }
+
+    /// A tuple given to a method (`pos.broadcast((b, t, d))`): data, a shape, as a
+    /// struct literal is; a method with a rule reads its tuples elsewhere.
+    pub(super) fn tuple_argument(&mut self, t: &syn::ExprTuple) -> Operand {
+        let why = format!(
+            "`#[grad]` reads a tuple given to a method as data (a shape such as `(b, t, d)`); `{}` holds a value that carries a derivative",
+            pretty(&t.to_token_stream())
+        );
+        self.data_template(&Expr::Tuple(t.clone()), why, None)
+    }
+
+    /// `e` as data kept as written: the locals it names become its operands (holes in
+    /// the template), so that an active one is refused with `why`.
+    fn data_template(
+        &mut self,
+        e: &Expr,
+        why: String,
+        want: Option<&proc_macro2::Ident>,
+    ) -> Operand {
         use syn::visit_mut::VisitMut;
         struct Holes<'s, 'a> {
             lw: &'s Lowerer<'a>,
@@ -277,43 +302,38 @@ impl Lowerer<'_> {
                 syn::visit_mut::visit_expr_closure_mut(self, c);
             }
         }
-        let mut template = st.clone();
+        let mut template = e.clone();
+        // `Opts { eps }` names the local `eps`: written out, the field keeps its name.
+        if let Expr::Struct(st) = &mut template {
+            for field in &mut st.fields {
+                if field.colon_token.is_none() {
+                    field.colon_token = Some(Default::default());
+                }
+            }
+        }
         let mut holes = Holes {
             lw: self,
             vars: Vec::new(),
             opaque: false,
         };
-        for field in &mut template.fields {
-            // `Opts { eps }` names the local `eps`: written out, the field keeps its name.
-            if field.colon_token.is_none() {
-                field.colon_token = Some(Default::default());
-            }
-            holes.visit_expr_mut(&mut field.expr);
-        }
-        if let Some(rest) = &mut template.rest {
-            holes.visit_expr_mut(rest);
-        }
+        holes.visit_expr_mut(&mut template);
         if holes.opaque {
             self.cx.error_spanned_by(
-                st,
-                "`#[grad]` takes a struct literal as data, its fields written with literals, locals and calls; bind a field that uses a closure or a macro of locals to a local first (`let v = ...;`)",
+                e,
+                "`#[grad]` takes a struct literal or a tuple as data, written with literals, locals and calls; bind a part that uses a closure or a macro of locals to a local first (`let v = ...;`)",
             );
             return dummy();
         }
         let args = holes.vars.into_iter().map(Operand::Var).collect();
-        let why = format!(
-            "`#[grad]` takes a struct literal as data, with no derivative through it (options such as `XentOptions {{ label_smoothing: eps, ..Default::default() }}`); `{}` is built from a value that carries a derivative. Pass the values to a function that takes them (`loss(&w, b, ..)` instead of `loss(&Lin {{ w, b }}, ..)`), or pass the struct itself as an argument",
-            pretty(&st.to_token_stream())
-        );
         self.define(
             want,
             Rhs::NoRule {
                 spelling: crate::ir::Spelling::Template(template.to_token_stream()),
-                at: st.to_token_stream(),
+                at: e.to_token_stream(),
                 args,
                 why,
             },
-            st.span(),
+            e.span(),
         )
     }
 }
