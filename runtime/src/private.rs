@@ -149,6 +149,15 @@ impl<T, P: AsRef<[T]> + ?Sized> BufferCotangent<T> for P {
     }
 }
 
+/// Implemented by nothing: the first tangent of `f_jvp` for a function that returns an
+/// array, which has no forward mode yet, so that a call is this one error.
+#[diagnostic::on_unimplemented(
+    message = "`#[grad]` has no forward mode (`f_jvp`) for a function that returns an array yet",
+    label = "`f_jvp` of an array-valued function",
+    note = "take `f_jvp` of a scalar function built on it (a loss), whose tangent goes through this layer; `f_vjp(args.., cotangent)` is the transposed product Jᵀ·d, not J·t"
+)]
+pub trait NoForwardModeOfArrays {}
+
 /// Compile-time check only (see [`Cotangent`]).
 #[inline(always)]
 pub fn expect_cotangent<C: Cotangent>(_: &C) {}

@@ -276,7 +276,7 @@ impl Shape<'_> {
             )
         };
         let (jvp_method, jvp_free) = if self.returns_array() {
-            (quote!(), quote!())
+            (quote!(), self.jvp_refusal(&mut own))
         } else {
             self.jvp_companions(&mut own, jvp_body)
         };
@@ -370,7 +370,14 @@ pub fn companion_method(path: &syn::ExprPath, name: &str) -> TokenStream {
 }
 
 fn companion_fn(path: &syn::ExprPath, name: &str) -> TokenStream {
-    let name = syn::Ident::new(name, proc_macro2::Span::call_site());
+    // Spanned on the call as written, so that a note on the companion (a deprecation
+    // saying why a gradient of a gradient cannot be taken) points there.
+    let span = path
+        .path
+        .segments
+        .last()
+        .map_or_else(proc_macro2::Span::call_site, |s| s.ident.span());
+    let name = syn::Ident::new(name, span);
     let mut path = path.clone();
     let mut turbofish = quote!();
     if let Some(last) = path.path.segments.last_mut()

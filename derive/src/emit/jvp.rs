@@ -161,6 +161,48 @@ impl Shape<'_> {
         (method, free)
     }
 
+    /// `f_jvp` of a function that returns an array, which has no forward mode yet: a
+    /// stub whose first tangent cannot be given, so a call is one error saying so
+    /// (rustc would otherwise suggest `f_vjp`, the transposed product).
+    pub fn jvp_refusal(&self, own: &mut Names) -> TokenStream {
+        if self.item.sig.receiver().is_some() || !self.params.iter().any(|p| p.active) {
+            return quote!();
+        }
+        let item = self.item;
+        let vis = &item.vis;
+        let name = &item.sig.ident;
+        let f_jvp = format_ident!("{}_jvp", name, span = name.span());
+        let ret = &self.ret_ty;
+        let generics = self.generics();
+        let (impl_generics, _, where_clause) = generics.split_for_impl();
+        let attrs = self.carried_attrs();
+        let mut inputs = vec![self.inputs()];
+        let mut first = true;
+        for p in self.params.iter().filter(|p| p.active) {
+            let t = own.fresh(
+                &format!("t_{}", p.name.to_string().trim_start_matches("r#")),
+                p.name.span(),
+            );
+            if first {
+                inputs.push(quote!(#t: impl ::backprop::__private::NoForwardModeOfArrays));
+                first = false;
+            } else {
+                inputs.push(quote!(#t: impl ::core::marker::Sized));
+            }
+        }
+        let doc = format!(
+            "Not available: `{name}` returns an array, and `#[grad]` has no forward mode for such functions yet (a call is a compile error saying so)."
+        );
+        quote! {
+            #[doc = #doc]
+            #(#attrs)*
+            #[allow(unused_variables, non_snake_case, clippy::too_many_arguments, dead_code)]
+            #vis fn #f_jvp #impl_generics (#(#inputs),*) -> (#ret, #ret) #where_clause {
+                ::core::unreachable!("`NoForwardModeOfArrays` has no implementation")
+            }
+        }
+    }
+
     /// The tangent as the gradient paired with the tangents, `Σ ⟨∂f/∂x, t_x⟩`: the body
     /// of `jvp` for a function whose operations do not all have tangent rules yet.
     fn jvp_through_gradient(&self, own: &mut Names, tangents: &syn::Ident) -> TokenStream {
