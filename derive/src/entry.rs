@@ -13,6 +13,12 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
             if let Ok(item_impl) = syn::parse2::<syn::ItemImpl>(item.clone()) {
                 return crate::methods::grad_impl(attr, item_impl);
             }
+            // A function or an `impl` with a syntax error inside: rustc reports it on the
+            // item given back as written; the `#[grad]` on its methods is taken off, so
+            // that they add no error about a missing `#[grad]` on the `impl`.
+            if is_fn_or_impl(&item) {
+                return without_grad_attrs(item);
+            }
             let err = syn::Error::new(
                 proc_macro2::Span::call_site(),
                 "`#[grad]` goes on a free function of floats, such as `fn loss(w: f64, x: f64) -> f64 { ... }`",
@@ -30,4 +36,62 @@ pub fn grad(attr: TokenStream, item: TokenStream) -> TokenStream {
         return crate::methods::refuse_without_impl_attr(&item_fn, context);
     }
     crate::expand::grad_fn(attr, &item_fn).0
+}
+
+/// Whether the item's tokens are a function or an `impl` (after its attributes and
+/// qualifiers), whatever their body holds.
+fn is_fn_or_impl(item: &TokenStream) -> bool {
+    use proc_macro2::TokenTree;
+    for tt in item.clone() {
+        match tt {
+            TokenTree::Ident(i) if i == "fn" || i == "impl" => return true,
+            TokenTree::Ident(i)
+                if matches!(
+                    i.to_string().as_str(),
+                    "pub" | "unsafe" | "async" | "const" | "extern" | "default" | "crate"
+                ) => {}
+            TokenTree::Punct(p) if p.as_char() == '#' => {}
+            TokenTree::Group(_) | TokenTree::Literal(_) => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// `tokens` without `#[grad]` / `#[grad(..)]` / `#[backprop::grad]` attributes, at any depth.
+fn without_grad_attrs(tokens: TokenStream) -> TokenStream {
+    use proc_macro2::{Group, TokenTree};
+    let toks: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut out = Vec::with_capacity(toks.len());
+    let mut k = 0;
+    while k < toks.len() {
+        if let (TokenTree::Punct(p), Some(TokenTree::Group(g))) = (&toks[k], toks.get(k + 1))
+            && p.as_char() == '#'
+            && g.delimiter() == proc_macro2::Delimiter::Bracket
+        {
+            let idents: Vec<String> = g
+                .stream()
+                .into_iter()
+                .take_while(|t| !matches!(t, TokenTree::Group(_)))
+                .filter_map(|t| match t {
+                    TokenTree::Ident(i) => Some(i.to_string()),
+                    _ => None,
+                })
+                .collect();
+            if idents.last().is_some_and(|i| i == "grad") {
+                k += 2;
+                continue;
+            }
+        }
+        out.push(match &toks[k] {
+            TokenTree::Group(g) => {
+                let mut ng = Group::new(g.delimiter(), without_grad_attrs(g.stream()));
+                ng.set_span(g.span());
+                TokenTree::Group(ng)
+            }
+            other => other.clone(),
+        });
+        k += 1;
+    }
+    out.into_iter().collect()
 }

@@ -466,6 +466,16 @@ impl Lowerer<'_> {
             seg_strs.as_slice(),
             ["stop_gradient"] | [.., "backprop", "stop_gradient"]
         );
+        // `backprop::leaky_relu(x)`: a runtime function given the wrong number of
+        // arguments. rustc says so at the call in the function as written (which is
+        // always emitted, so this cannot compile); the companions take a constant
+        // instead of the call, rather than adding one error each.
+        if let ([.., "backprop", f], None) = (seg_strs.as_slice(), &path.qself)
+            && let Some(&(_, arity)) = RUNTIME_SCALAR_FUNCTIONS.iter().find(|(n, _)| n == f)
+            && c.args.len() != arity
+        {
+            return dummy();
+        }
         if is_stop_gradient && path.qself.is_none() {
             // Nothing inside `stop_gradient(..)` is differentiated: it is kept as written
             // (closures, methods without rules and all), reading the locals' current
@@ -610,3 +620,17 @@ fn is_inline_constant(e: &Expr) -> bool {
         _ => false,
     }
 }
+
+/// The runtime's differentiable scalar functions and their arities.
+const RUNTIME_SCALAR_FUNCTIONS: &[(&str, usize)] = &[
+    ("sigmoid", 1),
+    ("relu", 1),
+    ("leaky_relu", 2),
+    ("softplus", 1),
+    ("gelu", 1),
+    ("silu", 1),
+    ("erf", 1),
+    ("erfc", 1),
+    ("logsumexp", 1),
+    ("stop_gradient", 1),
+];
