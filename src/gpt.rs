@@ -20,13 +20,11 @@
 // clause, which clippy reports at the function's own bound.
 #![allow(clippy::multiple_bound_locations)]
 
+use backprop::checkpoint;
 use backprop::clip::{NonFiniteNorm, clip_grad_norm};
 use backprop::init::{Init, init_params};
 use backprop::ops::{XentOptions, attention, cross_entropy, embedding, gelu_exact, layer_norm};
-use backprop::optim::{
-    AdamW, AdamWConfig, OptimError, Optimizer, ParamGroup, Select, StateBuffer, StateDict,
-};
-use backprop::params::Params;
+use backprop::optim::{AdamW, AdamWConfig, OptimError, Optimizer, ParamGroup, Select, StateDict};
 use backprop::schedule::{Schedule, WarmupCosine};
 use backprop::{Differentiable, Pullback, Real, grad};
 use ndarray::{Array1, Array2, Array3, Axis, s};
@@ -941,16 +939,7 @@ impl Trainer {
             optimizer: "gpt-weights".into(),
             step: self.step,
             hyper,
-            buffers: self
-                .model
-                .buffers()
-                .into_iter()
-                .map(|b| StateBuffer {
-                    name: b.name,
-                    shape: b.shape,
-                    values: b.values.to_vec(),
-                })
-                .collect(),
+            ..checkpoint::weights(&self.model)
         }
         .to_bytes();
         let opt = self.opt.state_dict().to_bytes();
@@ -1041,36 +1030,36 @@ impl Trainer {
             state: ((hi as u64) << 32) | lo as u64,
         };
         let mut model = self.model.clone();
-        {
-            let mut bufs = model.buffers_mut();
-            if bufs.len() != w.buffers.len() {
-                return Err(mismatch(
-                    "number of weight buffers",
-                    bufs.len().to_string(),
-                    w.buffers.len().to_string(),
-                ));
-            }
-            for (b, s) in bufs.iter_mut().zip(&w.buffers) {
-                if b.name != s.name || b.shape != s.shape || b.values.len() != s.values.len() {
-                    return Err(mismatch(
-                        &format!("weight buffer {}", b.name),
-                        format!("{} {:?}", b.name, b.shape),
-                        format!("{} {:?}", s.name, s.shape),
-                    ));
-                }
-                if let Some(i) = s.values.iter().position(|v| !v.is_finite()) {
-                    return Err(bad(
-                        "weights",
-                        format!("{}[{i}] is {}", s.name, s.values[i]),
-                    ));
-                }
-                b.values.copy_from_slice(&s.values);
-            }
-        }
-        if o.step != w.step {
+        let step = w.step;
+        let weights = StateDict {
+            optimizer: checkpoint::WEIGHTS.into(),
+            ..w
+        };
+        checkpoint::load_weights(&mut model, &weights).map_err(|e| match e {
+            OptimError::BufferCount {
+                expected, found, ..
+            } => mismatch(
+                "number of weight buffers",
+                expected.to_string(),
+                found.to_string(),
+            ),
+            OptimError::ShapeMismatch {
+                expected_name,
+                expected_shape,
+                found_name,
+                found_shape,
+                ..
+            } => mismatch(
+                &format!("weight buffer {expected_name}"),
+                format!("{expected_name} {expected_shape:?}"),
+                format!("{found_name} {found_shape:?}"),
+            ),
+            other => bad("weights", other.to_string()),
+        })?;
+        if o.step != step {
             return Err(bad(
                 "optimizer",
-                format!("AdamW is at step {} but the weights at {}", o.step, w.step),
+                format!("AdamW is at step {} but the weights at {step}", o.step),
             ));
         }
         let mut opt = self.opt.clone();
@@ -1086,7 +1075,7 @@ impl Trainer {
         })?;
         self.model = model;
         self.opt = opt;
-        self.step = w.step;
+        self.step = step;
         self.rng = rng;
         Ok(())
     }

@@ -92,13 +92,14 @@
 //! | [`differentiable`] | structs of parameters as one differentiable argument |
 //! | [`mod@gradcheck`] | central differences in f64 against a generated gradient |
 //! | [`ops`] | differentiable tensor functions over ndarray, each with its pullback |
-//! | [`optim`], [`schedule`], [`clip`], [`init`], [`memory`], [`params`] | the training toolbox |
+//! | [`optim`], [`schedule`], [`clip`], [`init`], [`memory`], [`params`], [`checkpoint`] | the training toolbox |
 //! | [`data`], [`diagnostics`] | IDX datasets; the training pathologies as checks |
 //! | [`kernels`] | the hot loops, with CPU-feature dispatch and scalar oracles |
 //! | [`dist`] | data-parallel training over MPI (feature `mpi`): rank-sharded batches, bucketed allreduce |
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod clip;
 pub mod data;
 pub mod dense;

@@ -11,6 +11,7 @@
 #[path = "../support/rng.rs"]
 mod rng;
 
+mod checkpoint;
 mod clip;
 mod diagnostics;
 mod gradcheck;

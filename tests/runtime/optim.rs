@@ -513,7 +513,7 @@ fn mismatched_state_load_names_both_shapes() {
             found: "f64"
         }
     );
-    assert_eq!(err.to_string(), "optimizer state holds f64, loading as f32");
+    assert_eq!(err.to_string(), "saved state holds f64, loading as f32");
     assert_eq!(
         StateDict::<f64>::from_bytes(&bytes[..bytes.len() - 1]),
         Err(OptimError::Truncated {
@@ -666,7 +666,7 @@ fn state_truncated_at_every_offset_is_rejected_by_name() {
     assert_eq!(
         err.to_string(),
         format!(
-            "optimizer state truncated: the header promises {} bytes, found 100",
+            "saved state truncated: the header promises {} bytes, found 100",
             bytes.len()
         )
     );
@@ -770,7 +770,7 @@ fn state_of_another_format_or_none_is_named() {
     );
     assert_eq!(
         err.to_string(),
-        "optimizer state format version 1, this build reads version 2"
+        "saved state format version 1, this build reads version 2"
     );
     let err = StateDict::<f64>::from_bytes(b"\x89PNG\r\n\x1a\n and more").unwrap_err();
     assert_eq!(

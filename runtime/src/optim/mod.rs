@@ -298,30 +298,30 @@ impl fmt::Display for OptimError {
             ),
             OptimError::BadMagic { found } => write!(
                 f,
-                "not an optimizer state: the bytes start with \"{}\", expected \"{}\"",
+                "not a saved state dict: the bytes start with \"{}\", expected \"{}\"",
                 found.escape_ascii(),
                 MAGIC.escape_ascii()
             ),
             OptimError::UnsupportedVersion { found, supported } => write!(
                 f,
-                "optimizer state format version {}, this build reads version {}",
+                "saved state format version {}, this build reads version {}",
                 char::from(*found).escape_default(),
                 char::from(*supported)
             ),
             OptimError::Truncated { expected, found } => write!(
                 f,
-                "optimizer state truncated: the header promises {expected} bytes, found {found}"
+                "saved state truncated: the header promises {expected} bytes, found {found}"
             ),
             OptimError::TrailingBytes { expected, found } => write!(
                 f,
-                "optimizer state has trailing bytes: the header promises {expected} bytes, found {found}"
+                "saved state has trailing bytes: the header promises {expected} bytes, found {found}"
             ),
             OptimError::ChecksumMismatch { stored, computed } => write!(
                 f,
-                "optimizer state corrupt: the payload's CRC-32 is 0x{computed:08x}, the header says 0x{stored:08x}"
+                "saved state corrupt: the payload's CRC-32 is 0x{computed:08x}, the header says 0x{stored:08x}"
             ),
             OptimError::DtypeMismatch { expected, found } => {
-                write!(f, "optimizer state holds {found}, loading as {expected}")
+                write!(f, "saved state holds {found}, loading as {expected}")
             }
             OptimError::ValueCount { name, shape, found } => write!(
                 f,
@@ -336,7 +336,7 @@ impl fmt::Display for OptimError {
                 f,
                 "saved state `{name}` is a second moment (a mean of squares) but holds {value} at flat index {index}; state unchanged"
             ),
-            OptimError::Malformed(why) => write!(f, "malformed optimizer state bytes: {why}"),
+            OptimError::Malformed(why) => write!(f, "malformed saved state bytes: {why}"),
         }
     }
 }
