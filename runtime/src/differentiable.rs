@@ -346,6 +346,14 @@ impl<T: Accumulate> Accumulate for Box<T> {
     }
 }
 
+/// A boxed field lent to a `#[grad]` function (`dense(x, &p.head)` with `head:
+/// Box<Layer>`): the callee's cotangent is a `Layer`.
+impl<T: Accumulate> Accumulate<T> for Box<T> {
+    fn accumulate(&mut self, rhs: T) {
+        (**self).accumulate(rhs);
+    }
+}
+
 impl<A, D> Accumulate for ndarray::Array<A, D>
 where
     A: Clone + core::ops::AddAssign,

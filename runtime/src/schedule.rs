@@ -144,15 +144,18 @@ impl Schedule for WarmupCosine {
 
 /// The one-cycle policy (Smith & Topin 2019, "Super-Convergence", §3; the cosine form of
 /// PyTorch's `OneCycleLR` and fast.ai): a cosine rise from `max_lr / div_factor` to
-/// `max_lr` over the first `pct_start · total` steps, then a cosine fall to
-/// `max_lr / (div_factor · final_div_factor)` at step `total`, held after.
+/// `max_lr`, reached at step `pct_start · total − 1`, then a cosine fall to
+/// `max_lr / (div_factor · final_div_factor)`, reached at step `total − 1` (the last step
+/// of a `total`-step run) and held after. Step for step PyTorch's schedule with
+/// `total_steps = total` (`torch.optim.lr_scheduler.OneCycleLR`, `anneal_strategy='cos'`,
+/// `three_phase=False`).
 ///
 /// ```
 /// use backprop::schedule::{OneCycle, Schedule};
 /// let s = OneCycle { max_lr: 1.0, total: 100, ..Default::default() };
 /// assert_eq!(s.lr(0), 1.0 / 25.0);
-/// assert_eq!(s.lr(30), 1.0);
-/// assert_eq!(s.lr(100), 1.0 / 25.0 / 1e4);
+/// assert_eq!(s.lr(29), 1.0);
+/// assert_eq!(s.lr(99), 1.0 / 25.0 / 1e4);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OneCycle {
@@ -191,17 +194,20 @@ impl Schedule for OneCycle {
     fn lr(&self, step: u64) -> f64 {
         let initial = self.max_lr / self.div_factor;
         let last = initial / self.final_div_factor;
-        let up = (self.pct_start * self.total as f64).round() as u64;
-        if step >= self.total {
+        // PyTorch's phase ends: `pct_start·total − 1` (a float) and `total − 1`.
+        let peak_at = self.pct_start * self.total as f64 - 1.0;
+        let end = self.total.saturating_sub(1) as f64;
+        let s = step as f64;
+        if s >= end {
             last
-        } else if step < up {
-            cos_interp(initial, self.max_lr, step as f64 / up as f64)
+        } else if s <= peak_at {
+            if peak_at <= 0.0 {
+                self.max_lr
+            } else {
+                cos_interp(initial, self.max_lr, s / peak_at)
+            }
         } else {
-            cos_interp(
-                self.max_lr,
-                last,
-                (step - up) as f64 / (self.total - up) as f64,
-            )
+            cos_interp(self.max_lr, last, (s - peak_at) / (end - peak_at))
         }
     }
 }

@@ -470,6 +470,35 @@ fn nested_and_boxed_fields_gradcheck() {
     assert_eq!(q.scale, p.scale - 0.1 * g.p.scale);
 }
 
+/// The boxed head lent whole to layer functions (`head(&p.head, ..)`, a `&Box<Layer>`
+/// the call derefs): the callee's `Layer` cotangent goes into the box. (Before: a type
+/// error out of the expansion, "expected `Box<Layer>`, found `Layer`".)
+#[grad(p)]
+fn boxed_head_lent(p: &Nested, x: &Array2<f64>, y: &Array2<f64>) -> f64 {
+    let h = hidden(&p.enc, x);
+    head(&p.head, &h, y)
+}
+
+#[grad(p)]
+fn boxed_head_inline(p: &Nested, x: &Array2<f64>, y: &Array2<f64>) -> f64 {
+    let h = (x.dot(&p.enc.w) + &p.enc.b).tanh();
+    let e = h.dot(&p.head.w) + &p.head.b - y;
+    (&e * &e).mean().unwrap()
+}
+
+#[test]
+fn a_boxed_field_lent_to_a_layer_function() {
+    let (p, x) = (nested(), inputs());
+    let y = Array2::from_elem((5, 2), 0.25);
+    let (l, g) = boxed_head_lent_grad(&p, &x, &y);
+    let (l0, g0) = boxed_head_inline_grad(&p, &x, &y);
+    assert!((l - l0).abs() < 1e-15);
+    assert!((&g.p.head.w - &g0.p.head.w).iter().all(|v| v.abs() < 1e-15));
+    assert!((&g.p.head.b - &g0.p.head.b).iter().all(|v| v.abs() < 1e-15));
+    assert!((&g.p.enc.w - &g0.p.enc.w).iter().all(|v| v.abs() < 1e-15));
+    gradcheck!(boxed_head_lent(p = &p, x = const &x, y = const &y)).assert();
+}
+
 // ---- generic Layer<T> at f32 and f64 ----------------------------------------------
 
 /// What generic training code needs of `GModel<T>` follows from `T: backprop::Real`.

@@ -973,3 +973,67 @@ fn step_counter_at_u64_max_is_rejected_and_a_step_from_max_minus_one_stops_there
     assert_eq!(w, w_before);
     assert_eq!(into.state_dict().to_bytes(), state_before);
 }
+
+#[derive(Clone, Debug, PartialEq, backprop::Differentiable)]
+struct Lin {
+    w: ndarray::Array2<f64>,
+    b: ndarray::Array1<f64>,
+}
+
+/// A state saved before the first step (no moments yet) loads back as a fresh
+/// optimizer, whose first step is the fresh one's; it was refused as "expected 4
+/// buffers, found 0" before.
+#[test]
+fn state_saved_before_the_first_step_loads() {
+    let p = Lin {
+        w: ndarray::Array2::from_elem((2, 2), 0.5),
+        b: ndarray::Array1::zeros(2),
+    };
+    let g = Lin {
+        w: ndarray::Array2::ones((2, 2)),
+        b: ndarray::Array1::ones(2),
+    };
+    let fresh = AdamW::<f64>::new(AdamWConfig::default());
+    let saved = fresh.state_dict();
+    assert!(saved.buffers.is_empty());
+    let mut used = AdamW::<f64>::new(AdamWConfig::default());
+    let mut q = p.clone();
+    used.step(&mut q, &g).unwrap();
+    used.load_state_dict(&p, &saved).unwrap();
+    assert_eq!(used.state_dict(), saved);
+    let (mut a, mut b) = (p.clone(), p.clone());
+    used.step(&mut a, &g).unwrap();
+    AdamW::<f64>::new(AdamWConfig::default())
+        .step(&mut b, &g)
+        .unwrap();
+    assert_eq!(a, b);
+    // Another count of buffers is still refused, in words that fit a state.
+    let mut other = saved.clone();
+    other.step = 3;
+    let err = used.load_state_dict(&p, &other).unwrap_err();
+    assert_eq!(err.to_string(), "saved state: expected 4 buffers, found 0");
+}
+
+/// A column-major parameter (a PyTorch `[out, in]` weight ported as `w.t().to_owned()`)
+/// is stepped as the row-major array it equals: `step` makes it row-major first, as the
+/// mutable walk of `Params` promises. It panicked in the read-only walk before.
+#[test]
+fn a_column_major_parameter_is_stepped() {
+    let w = ndarray::array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+    let mut p = Lin {
+        w: w.t().to_owned(),
+        b: ndarray::Array1::zeros(2),
+    };
+    assert!(!p.w.is_standard_layout());
+    let g = Lin {
+        w: ndarray::Array2::from_elem((3, 2), 0.5),
+        b: ndarray::Array1::ones(2),
+    };
+    let mut opt = Sgd::<f64>::new(SgdConfig {
+        lr: 0.1,
+        ..SgdConfig::default()
+    });
+    opt.step(&mut p, &g).unwrap();
+    assert_eq!(p.w, w.t().mapv(|v| v - 0.05));
+    assert!(p.w.is_standard_layout());
+}

@@ -85,12 +85,37 @@ fn one_cycle_boundaries() {
         total: 1000,
         ..Default::default()
     };
+    // PyTorch's phases: the peak at step 0.3·1000 − 1 = 299, the end at step 999.
     assert_eq!(s.lr(0), 0.1 / 25.0);
-    assert_eq!(s.lr(300), 0.1);
+    assert_eq!(s.lr(299), 0.1);
+    assert_eq!(s.lr(999), 0.1 / 25.0 / 1e4);
     assert_eq!(s.lr(1000), 0.1 / 25.0 / 1e4);
     assert_eq!(s.lr(5000), 0.1 / 25.0 / 1e4);
-    // Halfway up: ½(initial + max).
-    assert!((s.lr(150) - 0.5 * (0.004 + 0.1)).abs() < 1e-15);
+    // Halfway up (step 149.5 of 299) lies between steps 149 and 150.
+    let mid = 0.5 * (0.004 + 0.1);
+    assert!(s.lr(149) < mid && mid < s.lr(150));
+    // torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=100) (PyTorch
+    // 2.15, defaults), the optimizer's lr at steps 0, 1, 29, 50, 98 and 99.
+    let s = OneCycle {
+        max_lr: 1.0,
+        total: 100,
+        ..Default::default()
+    };
+    for (step, torch) in [
+        (0, 0.040000000000000036),
+        (1, 0.042813780565907456),
+        (29, 1.0),
+        (50, 0.793893450575732),
+        (98, 0.0005074647154757879),
+        (99, 4e-06),
+    ] {
+        let ours = s.lr(step);
+        // The same formula to rounding (ours is written as a weighted sum).
+        assert!(
+            (ours - torch).abs() <= 1e-14 * torch,
+            "step {step}: {ours} against {torch}"
+        );
+    }
 }
 
 #[test]

@@ -265,10 +265,12 @@ impl fmt::Display for OptimError {
                 expected,
                 found,
             } => {
-                write!(
-                    f,
-                    "{what}: expected {expected} buffers (one per parameter buffer), found {found}"
-                )
+                let per = if *what == "gradients" {
+                    " (one per parameter buffer)"
+                } else {
+                    ""
+                };
+                write!(f, "{what}: expected {expected} buffers{per}, found {found}")
             }
             OptimError::ShapeMismatch {
                 what,
@@ -877,6 +879,12 @@ pub trait Optimizer<F: Real> {
         if sd.step == u64::MAX {
             return Err(OptimError::StepOverflow { step: sd.step });
         }
+        // Saved before the first step (no state allocated yet): a fresh optimizer, as
+        // PyTorch's empty `state` loads.
+        if sd.step == 0 && sd.buffers.is_empty() {
+            *self.state_mut() = OptState { t: 0, params: None };
+            return Ok(());
+        }
         let mut fresh = fresh_slots(self, params);
         let expected: Vec<(String, Vec<usize>)> = fresh
             .iter()
@@ -1055,6 +1063,9 @@ fn step_checked<F: Real, O: Optimizer<F> + ?Sized, P: Params<F> + ?Sized>(
     grads: &P,
     policy: Option<NonFinite>,
 ) -> Result<StepOutcome, OptimError> {
+    // The mutable walk makes a column-major parameter (`w.t().to_owned()`) row-major,
+    // as `Params` promises; the read-only walks below would refuse it.
+    drop(params.buffers_mut());
     let gs = grads.buffers();
 
     {

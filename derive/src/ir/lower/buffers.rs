@@ -4,6 +4,7 @@
 use super::chains::bind_pattern;
 use super::places::is_range_index;
 use super::{Lowerer, dummy, pretty};
+use crate::ir::op;
 use crate::ir::{BufOp, Operand, Rhs, Spelling, Stmt, VarId};
 use proc_macro2::{Ident, Span};
 use quote::ToTokens;
@@ -153,6 +154,13 @@ impl Lowerer<'_> {
         )
     }
 
+    /// Whether an element given to a local buffer is an ndarray array (`h.clone()`,
+    /// `Array2::zeros((1, d))`): a list of arrays, which buffers are not.
+    fn array_element(&self, e: &Expr) -> bool {
+        self.is_ndarray_expr(e)
+            || matches!(e, Expr::Call(c) if matches!(&*c.func, Expr::Path(p) if op::is_array_constructor(&p.path)))
+    }
+
     /// A row of data used as a place, not a value (`xs[i]` in `xs[i][j]` or
     /// `xs[i].len()`, for `xs: &[Vec<f64>]`): borrowed, not moved out of the slice.
     pub(super) fn data_row(&mut self, e: &Expr) -> Operand {
@@ -207,6 +215,10 @@ impl Lowerer<'_> {
             }
             _ => return None,
         };
+        if self.array_element(&fill) {
+            self.cx.error_spanned_by(&fill, LIST_OF_ARRAYS);
+            return Some(dummy());
+        }
         let fill = self.expr(&fill, None);
         // An array's length is a constant expression (`[0.0; 2 * N]`): kept as written,
         // where a `let` of it would not be one.
@@ -226,6 +238,10 @@ impl Lowerer<'_> {
         want: Option<&Ident>,
         span: Span,
     ) -> Operand {
+        if let Some(e) = elems.iter().find(|e| self.array_element(e)) {
+            self.cx.error_spanned_by(e, LIST_OF_ARRAYS);
+            return dummy();
+        }
         let Some(first) = elems.first() else {
             self.cx.error_at(span, "`#[grad]` needs a buffer literal to have at least one element (`vec![0.0; n]` makes an empty one)");
             return dummy();
@@ -477,6 +493,10 @@ impl Lowerer<'_> {
                 })
             )
         {
+            if self.array_element(&m.args[0]) {
+                self.cx.error_spanned_by(m, LIST_OF_ARRAYS);
+                return Some(dummy());
+            }
             let v = self.expr(&m.args[0], None);
             self.read_cache.clear();
             let name = self.names.temp(span);
@@ -575,3 +595,6 @@ impl Lowerer<'_> {
         })
     }
 }
+
+/// The refusal of a local list of arrays (`outs.push(h.clone())`, `vec![a, b]` of arrays).
+const LIST_OF_ARRAYS: &str = "`#[grad]` differentiates local buffers of floats, not a local `Vec` of arrays: to keep one array per step, grow one array (`all = concatenate![Axis(0), all, h.view().insert_axis(Axis(0))]`) or write each step's elements into an array made with `Array3::zeros(..)`; arrays that are parameters go in a struct field (`ws: Vec<Array2<f64>>`), which a loop may walk";
