@@ -10,3 +10,9 @@ pub mod influence;
 pub mod mlp;
 pub mod plot;
 pub mod second_order;
+
+/// README.md's Rust examples, compiled and run as doc tests (`cargo test --doc`), so
+/// that every block a newcomer copies compiles and asserts what the text says.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
