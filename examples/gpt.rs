@@ -117,6 +117,7 @@ fn parse() -> Result<Args, String> {
                     .lines()
                     .take_while(|l| l.starts_with("//!"))
                     .map(|l| l.trim_start_matches("//!").trim_start())
+                    .filter(|l| !l.starts_with("```"))
                     .collect();
                 println!("{}", doc.join("\n"));
                 std::process::exit(0);
@@ -130,8 +131,35 @@ fn parse() -> Result<Args, String> {
             a.cfg.n_embd, a.cfg.n_head
         ));
     }
-    if a.cfg.batch == 0 || a.cfg.block_size == 0 || a.cfg.eval_interval == 0 {
-        return Err("--batch, --block and --eval-interval must be positive".into());
+    if a.cfg.batch == 0
+        || a.cfg.block_size == 0
+        || a.cfg.eval_interval == 0
+        || a.cfg.eval_iters == 0
+        || a.cfg.n_layer == 0
+        || a.cfg.n_embd == 0
+    {
+        return Err(
+            "--batch, --block, --eval-interval, --eval-iters, --layers and --embd must be positive"
+                .into(),
+        );
+    }
+    for (flag, v) in [
+        ("--lr", a.cfg.lr),
+        ("--min-lr", a.cfg.min_lr),
+        ("--weight-decay", a.cfg.weight_decay),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(format!("{flag} must be a finite number ≥ 0, got {v}"));
+        }
+    }
+    if !(a.temperature.is_finite() && a.temperature > 0.0) {
+        return Err(format!(
+            "--temperature must be a finite number > 0, got {}",
+            a.temperature
+        ));
+    }
+    if a.top_k == 0 {
+        return Err("--top-k must be at least 1".into());
     }
     a.cfg.warmup = warmup.unwrap_or(a.cfg.steps / 20);
     Ok(a)
@@ -202,6 +230,17 @@ fn run(a: &Args) -> Result<(), String> {
         corpus.vocab_size(),
         t_data.elapsed().as_secs_f64()
     );
+    if a.sample > 0
+        && let Some(ch) = a
+            .prompt
+            .chars()
+            .find(|ch| corpus.vocab.binary_search(ch).is_err())
+    {
+        return Err(format!(
+            "--prompt: {ch:?} is not in the text's vocabulary of {} characters",
+            corpus.vocab_size()
+        ));
+    }
     let mut tr = Trainer::new(c, &corpus);
     if let Some(r) = &a.resume {
         tr.resume(r).map_err(|e| e.to_string())?;
@@ -266,6 +305,18 @@ fn run(a: &Args) -> Result<(), String> {
     let mut losses: Vec<(f64, f64)> = Vec::new();
     let mut vals: Vec<(f64, f64)> = Vec::new();
     let mut csv = String::from("step,loss,grad_norm,lr,ms,val_loss\n");
+    // A resumed run keeps the rows of the steps before it, so the file covers the run.
+    if a.resume.is_some()
+        && let Ok(old) = std::fs::read_to_string(a.out.join("losses.csv"))
+    {
+        for line in old.lines().skip(1) {
+            let step = line.split(',').next().and_then(|v| v.parse::<u64>().ok());
+            if step.is_some_and(|s| s < tr.step) {
+                csv.push_str(line);
+                csv.push('\n');
+            }
+        }
+    }
     let mut step_ms: Vec<f64> = Vec::new();
     let tokens_per_step = (c.batch * c.block_size) as f64;
     let mut step_seconds = 0.0;

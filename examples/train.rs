@@ -35,7 +35,7 @@ fn parse() -> Result<Args, String> {
         cfg: TrainConfig::default(),
     };
     let mut it = std::env::args().skip(1);
-    let mut epochs_set = false;
+    let (mut epochs_set, mut batch_set, mut lr_set) = (false, false, false);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         let bad = |name: &str, v: &str| format!("{name}: cannot parse `{v}`");
@@ -50,10 +50,12 @@ fn parse() -> Result<Args, String> {
             "--batch" => {
                 let v = value("--batch")?;
                 args.cfg.batch = v.parse().map_err(|_| bad("--batch", &v))?;
+                batch_set = true;
             }
             "--lr" => {
                 let v = value("--lr")?;
                 args.cfg.lr = v.parse().map_err(|_| bad("--lr", &v))?;
+                lr_set = true;
             }
             "--seed" => {
                 let v = value("--seed")?;
@@ -82,6 +84,7 @@ fn parse() -> Result<Args, String> {
                         .lines()
                         .take_while(|l| l.starts_with("//!"))
                         .map(|l| l.trim_start_matches("//!").trim_start())
+                        .filter(|l| !l.starts_with("```"))
                         .collect::<Vec<_>>()
                         .join("\n")
                 );
@@ -98,8 +101,13 @@ fn parse() -> Result<Args, String> {
         if !epochs_set {
             args.cfg.epochs = 15;
         }
-        args.cfg.batch = args.cfg.batch.max(128);
-        args.cfg.lr = args.cfg.lr.min(1e-3);
+        // Defaults for IDX data; what the command line gives is kept.
+        if !batch_set {
+            args.cfg.batch = args.cfg.batch.max(128);
+        }
+        if !lr_set {
+            args.cfg.lr = args.cfg.lr.min(1e-3);
+        }
     }
     Ok(args)
 }

@@ -82,6 +82,27 @@ fn truncated_file_is_named() {
     assert!(err.to_string().contains("short-images"));
 }
 
+/// Files of zero items: a named error, not a NaN mean over nothing later.
+#[test]
+fn empty_files_are_named() {
+    let dir = std::env::temp_dir().join(format!("backprop-idx-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        header(2051, &[0, 28, 28]),
+    )
+    .unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), header(2049, &[0])).unwrap();
+    let err = load_idx(&dir, "train").unwrap_err();
+    assert!(matches!(err, DataError::Empty { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("train-images-idx3-ubyte: holds no images"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn counts_that_disagree_are_named() {
     let dir = std::env::temp_dir().join(format!("backprop-idx-{}", std::process::id()));

@@ -91,6 +91,12 @@ pub enum DataError {
         /// Its count.
         label_count: usize,
     },
+    /// The files hold no items: nothing to train on or to evaluate (a mean over it
+    /// would be NaN).
+    Empty {
+        /// The images file.
+        path: PathBuf,
+    },
     /// A label is not below the number of classes.
     BadLabel {
         /// The file.
@@ -167,6 +173,7 @@ impl fmt::Display for DataError {
                 images.display(),
                 labels.display()
             ),
+            DataError::Empty { path } => write!(f, "{}: holds no images", path.display()),
             DataError::BadLabel {
                 path,
                 index,
@@ -364,6 +371,9 @@ pub fn load_idx(dir: impl AsRef<Path>, split: &str) -> Result<Dataset, DataError
             labels: labels_path,
             label_count: labels.len(),
         });
+    }
+    if images.nrows() == 0 {
+        return Err(DataError::Empty { path: images_path });
     }
     let classes = 10;
     if let Some((index, &label)) = labels.iter().enumerate().find(|(_, l)| **l >= classes) {

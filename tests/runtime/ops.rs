@@ -393,6 +393,22 @@ fn softmax_cross_entropy_all_masked_row_panics() {
     ops::softmax_cross_entropy(&x, &[1, 0], XentOptions::default());
 }
 
+/// NaN logits (a diverged model: a NaN learning rate) give a NaN loss and NaN
+/// gradients for their rows, f32 and f64, on a row of NaN alone too; they were reported
+/// as a fully masked row (max skips NaN, so the row's max was −∞).
+#[test]
+fn softmax_cross_entropy_nan_logits_give_nan() {
+    let nan = f64::NAN;
+    let x = array![[0.0, 1.0], [nan, nan], [nan, 2.0]];
+    let loss = ops::softmax_cross_entropy(&x, &[1, 0, 1], XentOptions::default());
+    assert!(loss.is_nan());
+    let g = ops::softmax_cross_entropy_vjp(&x, &[1, 0, 1], XentOptions::default(), 1.0);
+    assert!(g.row(0).iter().all(|v| v.is_finite()));
+    assert!(g.row(1).iter().chain(g.row(2)).all(|v| v.is_nan()), "{g}");
+    let x32 = Array2::<f32>::from_elem((3, 40), f32::NAN);
+    assert!(ops::softmax_cross_entropy(&x32, &[0, 1, 2], XentOptions::default()).is_nan());
+}
+
 #[test]
 #[should_panic(expected = "softmax_cross_entropy: row 2 has label 5, out of range for 5 classes")]
 fn softmax_cross_entropy_out_of_range_label_panics() {

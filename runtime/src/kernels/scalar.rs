@@ -48,7 +48,7 @@ pub fn softmax_xent<T: Real>(
             continue;
         }
         let m = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-        super::softmax_xent::check_row(r, y, m);
+        super::softmax_xent::check_row(r, y, m, row);
         let s: T = row.iter().map(|&v| (v - m).exp()).sum();
         let lse = m + s.ln();
         for (j, (&v, gj)) in row.iter().zip(g.iter_mut()).enumerate() {

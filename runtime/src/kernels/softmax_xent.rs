@@ -72,9 +72,11 @@ fn check_labels<T: Real>(labels: &[usize], cols: usize, opts: XentOptions<T>) {
     );
 }
 
-/// Panics on a row whose every logit is −∞ (no class left to predict).
-pub(crate) fn check_row<T: Real>(r: usize, y: usize, max: T) {
-    if max == T::neg_infinity() {
+/// Panics on a row whose every logit is −∞ (no class left to predict). A row whose
+/// maximum is −∞ because its logits are NaN (max skips NaN) is let through: its loss and
+/// gradient come out NaN, as the logits are, not hidden behind a message about masking.
+pub(crate) fn check_row<T: Real>(r: usize, y: usize, max: T, row: &[T]) {
+    if max == T::neg_infinity() && !row.iter().any(|v| v.is_nan()) {
         panic!("softmax_cross_entropy: row {r} (label {y}) is fully masked: every logit is -inf");
     }
 }
@@ -201,7 +203,7 @@ fn fused_body<T: Real, M: Math>(
             continue;
         }
         let m = row_max(x);
-        check_row(row0 + r, y, m);
+        check_row(row0 + r, y, m, x);
         let next = logits.get((r + 1) * cols..(r + 2) * cols).unwrap_or(&[]);
         // The next gradient row too: its lines come from DRAM before being overwritten.
         let g_next = g_base.wrapping_add((r + 1) * cols);
@@ -252,7 +254,7 @@ fn forward_body<T: Real, M: Math>(
             continue;
         }
         let m = row_max(x);
-        check_row(row0 + r, y, m);
+        check_row(row0 + r, y, m, x);
         let next = logits.get((r + 1) * cols..(r + 2) * cols).unwrap_or(&[]);
         let (s, sum_d) = if eps == T::zero() {
             row_exp_sums::<T, M, false, false>(x, m, &mut [], next, std::ptr::null())

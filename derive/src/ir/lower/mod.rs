@@ -187,7 +187,7 @@ impl Lowerer<'_> {
         self.cx.error_spanned_by(
             m,
             format!(
-                "macro invocations (`{}!`) are not supported inside `#[grad]` functions: the macro cannot see what they expand to; {SUPPORTED}",
+                "macro invocations (`{}!`) are not supported inside `#[grad]` functions: the macro cannot see what they expand to (to print while debugging, print in the caller, or call the plain function `f` the attribute leaves as written); {SUPPORTED}",
                 m.path.to_token_stream().to_string().replace(' ', "")
             ),
         );
@@ -225,7 +225,7 @@ impl Lowerer<'_> {
         };
         self.cx.error_spanned_by(
             e,
-            format!("{what} not supported by `#[grad]` yet; {SUPPORTED}"),
+            format!("{what}: not supported by `#[grad]` yet; {SUPPORTED}"),
         );
         dummy()
     }
