@@ -58,7 +58,20 @@ fn pipeline(attr: TokenStream, item_fn: &syn::ItemFn) -> (TokenStream, emit::Api
     let func = ir::lower::lower(&cx, &item_fn, &args);
     let plan = func.as_ref().map(|f| analysis::analyse(&cx, f));
     if let Err(errors) = cx.check() {
-        return fallback::expand(&item_fn, args.active.as_deref(), errors);
+        // A list naming a non-argument (`#[grad(z)]`, its own error above) stands for
+        // the default, every float argument, so callers' `g.a` adds no error.
+        let names_arguments = |list: &Vec<syn::Ident>| {
+            list.iter().all(|n| {
+                item_fn.sig.inputs.iter().any(|a| match a {
+                    syn::FnArg::Typed(pt) => {
+                        matches!(&*pt.pat, syn::Pat::Ident(pi) if pi.ident == *n)
+                    }
+                    syn::FnArg::Receiver(_) => n == "self",
+                })
+            })
+        };
+        let active = args.active.as_ref().filter(|l| names_arguments(l));
+        return fallback::expand(&item_fn, active.map(|l| l.as_slice()), errors);
     }
     let (Some(func), Some(plan)) = (func, plan) else {
         // lower() always returns a function; kept total rather than unwrapped.

@@ -55,6 +55,11 @@ impl ShapeParam {
     /// The companion's slot type for this argument's tangent.
     pub fn tangent_slot_ty(&self) -> TokenStream {
         let ty = &self.ty;
+        // An `impl Trait` argument (a closure `act: impl Fn(f64) -> f64`) has no tangent,
+        // and inside the slot's `Option` it would be a type no caller could name.
+        if !self.active && contains_impl_trait(ty) {
+            return quote!(::core::option::Option<::backprop::__private::Inactive>);
+        }
         match self.tangent_kind() {
             TangentKind::Value | TangentKind::Array => quote!(::core::option::Option<#ty>),
             TangentKind::Buffer(e) => quote!(::core::option::Option<&[#e]>),
@@ -255,4 +260,17 @@ impl Shape<'_> {
             (#value, #tangent)
         }
     }
+}
+
+/// Whether `ty` names an `impl Trait` anywhere (`impl Fn(f64) -> f64`, `&impl Sized`).
+fn contains_impl_trait(ty: &syn::Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut f = Finder(false);
+    syn::visit::Visit::visit_type(&mut f, ty);
+    f.0
 }

@@ -389,6 +389,17 @@ fn dummy() -> Operand {
 
 /// Tokens as text with Rust's usual spacing (`x.dot(w1) + b1`, not `x . dot (w1) + b1`),
 /// for messages shown at run time.
+/// A type as text with Rust's usual spacing (`Option<f64>`, `std::num::ParseFloatError`).
+fn pretty_type(ts: &proc_macro2::TokenStream) -> String {
+    pretty(ts)
+        .replace(" :: ", "::")
+        .replace(":: ", "::")
+        .replace(" < ", "<")
+        .replace(" <", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+}
+
 fn pretty(ts: &proc_macro2::TokenStream) -> String {
     let raw = ts.to_string();
     let mut out = String::with_capacity(raw.len());

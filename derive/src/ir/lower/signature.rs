@@ -3,7 +3,7 @@
 //! function's qualifiers. The type-name predicates here are shared with the fallback
 //! expansion and `#[custom_vjp]`.
 
-use super::Lowerer;
+use super::{Lowerer, pretty_type};
 use crate::attr::GradArgs;
 use crate::diag::Ctxt;
 use crate::ir::{Param, ParamKind};
@@ -134,7 +134,7 @@ impl Lowerer<'_> {
                     ty,
                     format!(
                         "`#[grad]` differentiates a function that returns one float (`f32`, `f64` or a generic `T: Float`), the loss, or an owned ndarray array of floats (`Array2<f64>`, a layer); this one returns `{}`",
-                        ty.to_token_stream()
+                        pretty_type(&ty.to_token_stream())
                     ),
                 );
                 None
@@ -196,7 +196,7 @@ impl Lowerer<'_> {
                     format!(
                         "`#[grad]` differentiates floats taken by value: write `{ident}: {}`; a `{}` argument would silently get no gradient",
                         r.elem.to_token_stream(),
-                        pt.ty.to_token_stream().to_string().replace("& ", "&")
+                        pretty_type(&pt.ty.to_token_stream())
                     ),
                 );
             }
