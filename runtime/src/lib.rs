@@ -125,7 +125,69 @@ pub mod private;
 #[doc(hidden)]
 pub use private as __private;
 
-pub use backprop_derive::{custom_vjp, grad};
+/// `#[grad]` on a function adds, beside it: `f_grad(args..) -> (value, FGrad)` (a loss)
+/// or `f_vjp(args.., d_out) -> (value, FGrad)` (a function returning an array: a
+/// layer), `f_forward` and `f_backward` (the tape and the reverse pass), `f_jvp`
+/// (forward mode, for a loss) and `f_hvp` (Hessian-vector products, for a loss over
+/// floats, buffers and structs). `#[grad(w, b)]` names the arguments to differentiate
+/// (by default every float, buffer, array and struct argument). On an `impl` block it
+/// differentiates the methods marked `#[grad]` inside it (`loss_grad`, `loss_vjp`, ..).
+///
+/// ```
+/// use backprop::grad;
+/// use ndarray::{array, Array1, Array2};
+///
+/// /// A layer: its VJP takes the output's cotangent.
+/// #[grad]
+/// fn dense(x: &Array2<f64>, w: &Array2<f64>, b: &Array1<f64>) -> Array2<f64> {
+///     (x.dot(w) + b).tanh()
+/// }
+///
+/// /// A loss: a gradient, forward mode and second order.
+/// #[grad(w)]
+/// fn loss(w: &[f64], x: f64) -> f64 {
+///     (w[0] * x + w[1]).powi(2)
+/// }
+///
+/// let (y, g) = dense_vjp(&array![[1.0, 0.0]], &array![[0.5], [0.1]], &array![0.0], array![[1.0]]);
+/// assert_eq!(y[[0, 0]], 0.5_f64.tanh());
+/// assert_eq!(g.b[0], 1.0 - 0.5_f64.tanh().powi(2));
+///
+/// let (l, g) = loss_grad(&[2.0, 1.0], 3.0);          // L = (2·3 + 1)² = 49
+/// assert_eq!((l, g.w.clone()), (49.0, vec![42.0, 14.0]));
+/// let (_, t) = loss_jvp(&[2.0, 1.0], 3.0, &[1.0, 0.0]);   // ∂L/∂w₀
+/// assert_eq!(t, 42.0);
+/// let (_, _, hv) = loss_hvp(&[2.0, 1.0], 3.0, &[1.0, 0.0]); // H·e₀ = 2·(x², x)
+/// assert_eq!(hv.w, vec![18.0, 6.0]);
+/// ```
+pub use backprop_derive::grad;
+
+/// `#[custom_vjp(my_vjp)]` on `fn f(a, b) -> y` declares its pullback by hand:
+/// `fn my_vjp(a, b, y, d) -> (d_a, d_b)`, one cotangent per argument. `#[grad]`
+/// functions then differentiate calls of `f` through `my_vjp` (forward mode pairs it
+/// with the tangents; it declares no second derivative, so `f_hvp` through it panics
+/// naming it).
+///
+/// ```
+/// use backprop::{custom_vjp, grad};
+///
+/// /// `ln(1 + eˣ)`, with the pullback `d·σ(x)` written by hand.
+/// #[custom_vjp(softplus_vjp)]
+/// fn my_softplus(x: f64) -> f64 {
+///     x.max(0.0) + (-x.abs()).exp().ln_1p()
+/// }
+/// fn softplus_vjp(x: f64, _y: f64, d: f64) -> (f64,) {
+///     (d / (1.0 + (-x).exp()),)
+/// }
+///
+/// #[grad]
+/// fn f(x: f64) -> f64 {
+///     my_softplus(2.0 * x)
+/// }
+///
+/// assert_eq!(f_grad(0.0).1.x, 1.0); // 2·σ(0)
+/// ```
+pub use backprop_derive::custom_vjp;
 pub use dense::{hessian, jacobian};
 pub use differentiable::{Differentiable, Real};
 pub use functions::companions::{
