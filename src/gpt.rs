@@ -943,21 +943,11 @@ impl Trainer {
         }
         .to_bytes();
         let opt = self.opt.state_dict().to_bytes();
-        let mut bytes = Vec::with_capacity(16 + weights.len() + opt.len());
-        bytes.extend_from_slice(CKPT_MAGIC);
-        bytes.extend_from_slice(&(weights.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&weights);
-        bytes.extend_from_slice(&opt);
-        let io = |error| GptError::Io {
+        let bytes = checkpoint::two_parts(CKPT_MAGIC, &weights, &opt);
+        checkpoint::write_atomically(path, &bytes).map_err(|error| GptError::Io {
             path: path.to_path_buf(),
             error,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, &bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        })
     }
 
     /// Replaces weights, AdamW state, step and RNG state with `path`'s. Everything is
@@ -977,31 +967,10 @@ impl Trainer {
             part,
             reason,
         };
-        if bytes.len() < 16 || &bytes[..8] != CKPT_MAGIC {
-            return Err(bad(
-                "header",
-                format!(
-                    "{} bytes, want the magic {:?} and a length",
-                    bytes.len(),
-                    String::from_utf8_lossy(CKPT_MAGIC)
-                ),
-            ));
-        }
-        let n = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-        let rest = &bytes[16..];
-        let n = usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= rest.len())
-            .ok_or_else(|| {
-                bad(
-                    "header",
-                    format!("weights part of {n} bytes in a file of {}", bytes.len()),
-                )
-            })?;
-        let w =
-            StateDict::<f32>::from_bytes(&rest[..n]).map_err(|e| bad("weights", e.to_string()))?;
-        let o = StateDict::<f32>::from_bytes(&rest[n..])
-            .map_err(|e| bad("optimizer", e.to_string()))?;
+        let (weights, state) =
+            checkpoint::split_two_parts(&bytes, CKPT_MAGIC).map_err(|e| bad("header", e))?;
+        let w = StateDict::<f32>::from_bytes(weights).map_err(|e| bad("weights", e.to_string()))?;
+        let o = StateDict::<f32>::from_bytes(state).map_err(|e| bad("optimizer", e.to_string()))?;
         let mismatch =
             |field: &str, expected: String, found: String| GptError::CheckpointMismatch {
                 path: path.to_path_buf(),

@@ -236,21 +236,66 @@ pub fn save<F: Real, P: Params<F> + ?Sized, O: Optimizer<F>>(
 ) -> Result<(), CheckpointError> {
     let weights = weights(model).to_bytes();
     let state = opt.state_dict().to_bytes();
-    let mut bytes = Vec::with_capacity(16 + weights.len() + state.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&(weights.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&weights);
-    bytes.extend_from_slice(&state);
-    let io = |error| CheckpointError::Io {
-        path: path.to_path_buf(),
-        error,
-    };
+    write_atomically(path, &two_parts(MAGIC, &weights, &state)).map_err(|error| {
+        CheckpointError::Io {
+            path: path.to_path_buf(),
+            error,
+        }
+    })
+}
+
+/// A file of two parts: `magic` (8 bytes, its last the format version), the first
+/// part's length (u64, little-endian), the first part, the second part. Each part checks
+/// itself (a state dict has its own length and CRC-32).
+pub fn two_parts(magic: &[u8; 8], first: &[u8], second: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(16 + first.len() + second.len());
+    bytes.extend_from_slice(magic);
+    bytes.extend_from_slice(&(first.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(first);
+    bytes.extend_from_slice(second);
+    bytes
+}
+
+/// The two parts of a file [`two_parts`] made with `magic`.
+///
+/// # Errors
+/// What is wrong with the header, in words: another magic, or a first part longer than
+/// the file.
+pub fn split_two_parts<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+) -> Result<(&'a [u8], &'a [u8]), String> {
+    if bytes.len() < 16 || &bytes[..8] != magic {
+        return Err(format!(
+            "{} bytes starting {:?}, want the magic {:?} and a length",
+            bytes.len(),
+            String::from_utf8_lossy(&bytes[..bytes.len().min(8)]),
+            String::from_utf8_lossy(magic)
+        ));
+    }
+    let n = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    let rest = &bytes[16..];
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= rest.len())
+        .ok_or_else(|| format!("a first part of {n} bytes in a file of {}", bytes.len()))?;
+    Ok(rest.split_at(n))
+}
+
+/// Writes `bytes` to `path` the way a checkpoint must be written: to `path` with the
+/// extension `tmp` first, then renamed over `path` (a rename within a directory replaces
+/// the file whole), so an interrupted write leaves the previous file as it was. Creates
+/// missing parent directories.
+///
+/// # Errors
+/// The I/O error of creating the directory, writing or renaming.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Restores `model`'s weights and `opt`'s state from a file [`save`] wrote. Both parts
@@ -270,40 +315,21 @@ pub fn load<F: Real, P: Params<F> + ?Sized, O: Optimizer<F>>(
         path: path.to_path_buf(),
         error,
     })?;
-    let bad = |reason: String| CheckpointError::BadHeader {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if bytes.len() < 16 || &bytes[..8] != MAGIC {
-        return Err(bad(format!(
-            "{} bytes starting {:?}, want the magic {:?} and a length",
-            bytes.len(),
-            String::from_utf8_lossy(&bytes[..bytes.len().min(8)]),
-            String::from_utf8_lossy(MAGIC)
-        )));
-    }
-    let n = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-    let rest = &bytes[16..];
-    let n = usize::try_from(n)
-        .ok()
-        .filter(|&n| n <= rest.len())
-        .ok_or_else(|| {
-            bad(format!(
-                "a weights part of {n} bytes in a file of {}",
-                bytes.len()
-            ))
+    let (weights, state) =
+        split_two_parts(&bytes, MAGIC).map_err(|reason| CheckpointError::BadHeader {
+            path: path.to_path_buf(),
+            reason,
         })?;
     let weights_error = |error| CheckpointError::Weights {
         path: path.to_path_buf(),
         error,
     };
-    let w = StateDict::<F>::from_bytes(&rest[..n]).map_err(weights_error)?;
+    let w = StateDict::<F>::from_bytes(weights).map_err(weights_error)?;
     check_weights(model, &w).map_err(weights_error)?;
-    let state =
-        StateDict::<F>::from_bytes(&rest[n..]).map_err(|error| CheckpointError::Optimizer {
-            path: path.to_path_buf(),
-            error,
-        })?;
+    let state = StateDict::<F>::from_bytes(state).map_err(|error| CheckpointError::Optimizer {
+        path: path.to_path_buf(),
+        error,
+    })?;
     // The optimizer checks its state against the model's shapes, which the weights
     // share, and keeps its own state on an error; the weights go in after it.
     opt.load_state_dict(model, &state)

@@ -396,49 +396,30 @@ pub(super) fn is_primitive_float_path(ty: &Type) -> bool {
 /// or `Scalar` (`T: num_traits::Float`, `T: backprop::Real`), inline or in the where
 /// clause. Other type parameters (labels, integers, containers) are data.
 pub fn float_type_params(generics: &syn::Generics) -> HashSet<String> {
-    let is_float_bound = |b: &syn::TypeParamBound| match b {
-        syn::TypeParamBound::Trait(t) => t
-            .path
-            .segments
-            .last()
-            .is_some_and(|s| s.ident == "Float" || s.ident == "Real" || s.ident == "Scalar"),
-        _ => false,
-    };
-    let mut out = HashSet::new();
-    for tp in generics.type_params() {
-        if tp.bounds.iter().any(is_float_bound) {
-            out.insert(tp.ident.to_string());
-        }
-    }
-    if let Some(wc) = &generics.where_clause {
-        for pred in &wc.predicates {
-            if let syn::WherePredicate::Type(pt) = pred
-                && let Type::Path(p) = &pt.bounded_ty
-                && let Some(i) = p.path.get_ident()
-                && pt.bounds.iter().any(is_float_bound)
-            {
-                out.insert(i.to_string());
-            }
-        }
-    }
-    out
+    type_params_bounded_by(generics, &["Float", "Real", "Scalar"])
 }
 
 /// The type parameters that are ndarray dimensions (`D: Dimension`, inline or in the
 /// where clause): a layer generic over its array's rank. They are not floats, and get
 /// no float bound.
 pub fn dimension_type_params(generics: &syn::Generics) -> HashSet<String> {
-    let is_dim = |b: &syn::TypeParamBound| match b {
+    type_params_bounded_by(generics, &["Dimension"])
+}
+
+/// The type parameters bounded (inline or in the where clause) by a trait whose path
+/// ends in one of `traits`.
+fn type_params_bounded_by(generics: &syn::Generics, traits: &[&str]) -> HashSet<String> {
+    let bounded = |b: &syn::TypeParamBound| match b {
         syn::TypeParamBound::Trait(t) => t
             .path
             .segments
             .last()
-            .is_some_and(|s| s.ident == "Dimension"),
+            .is_some_and(|s| traits.iter().any(|t| s.ident == t)),
         _ => false,
     };
     let mut out = HashSet::new();
     for tp in generics.type_params() {
-        if tp.bounds.iter().any(is_dim) {
+        if tp.bounds.iter().any(bounded) {
             out.insert(tp.ident.to_string());
         }
     }
@@ -447,7 +428,7 @@ pub fn dimension_type_params(generics: &syn::Generics) -> HashSet<String> {
             if let syn::WherePredicate::Type(pt) = pred
                 && let Type::Path(p) = &pt.bounded_ty
                 && let Some(i) = p.path.get_ident()
-                && pt.bounds.iter().any(is_dim)
+                && pt.bounds.iter().any(bounded)
             {
                 out.insert(i.to_string());
             }
