@@ -57,6 +57,11 @@ const MAGIC: &[u8; 8] = b"BPCKPT01";
 /// A model's weights as a state dict: one buffer per parameter buffer, in the
 /// parameters' walk order, with its name and shape (named [`WEIGHTS`], step 0).
 /// [`StateDict::to_bytes`] encodes it with a length and a CRC-32.
+///
+/// # Panics
+/// If a parameter array is not in standard (row-major) layout (`w.t().to_owned()`),
+/// which the read-only walk of [`Params`] refuses by name; a step of an optimizer, or
+/// [`Params::buffers_mut`], makes it row-major.
 pub fn weights<F: Real, P: Params<F> + ?Sized>(model: &P) -> StateDict<F> {
     StateDict {
         optimizer: WEIGHTS.into(),
@@ -168,7 +173,7 @@ pub enum CheckpointError {
         /// The checkpoint's path.
         path: PathBuf,
         /// Why (naming the buffer, both shapes, the checksum).
-        error: OptimError,
+        error: Box<OptimError>,
     },
     /// The optimizer part is corrupt, or holds another optimizer's state, or state for
     /// another model.
@@ -176,7 +181,7 @@ pub enum CheckpointError {
         /// The checkpoint's path.
         path: PathBuf,
         /// Why.
-        error: OptimError,
+        error: Box<OptimError>,
     },
 }
 
@@ -208,7 +213,7 @@ impl std::error::Error for CheckpointError {
         match self {
             CheckpointError::Io { error, .. } => Some(error),
             CheckpointError::Weights { error, .. } | CheckpointError::Optimizer { error, .. } => {
-                Some(error)
+                Some(error.as_ref())
             }
             CheckpointError::BadHeader { .. } => None,
         }
@@ -229,6 +234,9 @@ impl std::error::Error for CheckpointError {
 ///
 /// # Errors
 /// [`CheckpointError::Io`].
+///
+/// # Panics
+/// As [`weights`], on a parameter array not in standard layout.
 pub fn save<F: Real, P: Params<F> + ?Sized, O: Optimizer<F>>(
     path: &Path,
     model: &P,
@@ -322,20 +330,20 @@ pub fn load<F: Real, P: Params<F> + ?Sized, O: Optimizer<F>>(
         })?;
     let weights_error = |error| CheckpointError::Weights {
         path: path.to_path_buf(),
-        error,
+        error: Box::new(error),
     };
     let w = StateDict::<F>::from_bytes(weights).map_err(weights_error)?;
     check_weights(model, &w).map_err(weights_error)?;
     let state = StateDict::<F>::from_bytes(state).map_err(|error| CheckpointError::Optimizer {
         path: path.to_path_buf(),
-        error,
+        error: Box::new(error),
     })?;
     // The optimizer checks its state against the model's shapes, which the weights
     // share, and keeps its own state on an error; the weights go in after it.
     opt.load_state_dict(model, &state)
         .map_err(|error| CheckpointError::Optimizer {
             path: path.to_path_buf(),
-            error,
+            error: Box::new(error),
         })?;
     load_weights(model, &w).expect("checked above");
     Ok(())

@@ -503,3 +503,22 @@ fn lint_attributes_are_carried() {
     assert_eq!(v, 2.0 + 12.0 + 30.0 + 56.0);
     assert_eq!((gr.a, gr.h), (2.0, 7.0));
 }
+
+/// A local `Vec` of data arrays (constants here) compiles as it did; only a list of
+/// arrays that carry a derivative is refused (`tests/ui/unsupported/local_list_of_arrays.rs`).
+#[allow(clippy::vec_init_then_push)] // written as users write it
+#[grad(w)]
+fn list_of_data_arrays(w: f64, x: &Array2<f64>, y: &Array2<f64>) -> f64 {
+    let mut outs = Vec::new();
+    outs.push(x.clone());
+    outs.push(y.clone());
+    let n = outs.len();
+    w * w * (n as f64)
+}
+
+#[test]
+fn a_local_list_of_data_arrays() {
+    let x = array![[1.0, 2.0]];
+    let (l, g) = list_of_data_arrays_grad(3.0, &x, &x);
+    assert_eq!((l, g.w), (18.0, 12.0));
+}

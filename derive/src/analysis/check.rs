@@ -126,3 +126,34 @@ pub fn check_scalar_only_methods(
         }
     });
 }
+
+/// A local buffer of arrays (`outs.push(h.clone())`, `vec![a, b]` or a write `hs[i] = h`
+/// of arrays) whose elements carry a derivative: buffers are of floats, so this is
+/// refused, with what to write instead. A list of data arrays is left as written.
+pub fn check_lists_of_arrays(
+    cx: &Ctxt,
+    func: &Func,
+    activity: &Activity,
+    kinds: &super::kind::Kinds,
+) {
+    walk(&func.body, &mut |s| {
+        let Rhs::Buffer { op, args } = &s.rhs else {
+            return;
+        };
+        let (buffer, value) = match op {
+            crate::ir::BufOp::Push => (args[0].var(), &args[1]),
+            crate::ir::BufOp::Write => (args[0].var(), &args[2]),
+            crate::ir::BufOp::Fill | crate::ir::BufOp::FillArray => (Some(s.def), &args[0]),
+            _ => return,
+        };
+        let array = value.var().is_some_and(|v| !kinds.scalar[v.0]);
+        let active = buffer.is_some_and(|b| activity.is_active(func.buffer_root(b).0))
+            && activity.operand_active(value);
+        if array && active {
+            cx.error_at(s.span, LIST_OF_ARRAYS);
+        }
+    });
+}
+
+/// The refusal of a local list of arrays (`outs.push(h.clone())`, `vec![a, b]` of arrays).
+const LIST_OF_ARRAYS: &str = "`#[grad]` differentiates local buffers of floats, not a local `Vec` of arrays: to keep one array per step, grow one array (`all = concatenate![Axis(0), all, h.view().insert_axis(Axis(0))]`) or write each step's elements into an array made with `Array3::zeros(..)`; arrays that are parameters go in a struct field (`ws: Vec<Array2<f64>>`), which a loop may walk";

@@ -36,6 +36,7 @@ pub fn analyse(cx: &Ctxt, func: &Func) -> Plan {
     check::check(cx, func, &activity);
     let kinds = kind::analyse(func);
     check::check_scalar_only_methods(cx, func, &activity, &kinds);
+    check::check_lists_of_arrays(cx, func, &activity, &kinds);
     let saved = record::saved(func, &activity, &kinds);
     let stable_reads = updates::stable_reads(func);
     let (in_place_writes, in_place_reads) = updates::in_place_updates(func, &activity);

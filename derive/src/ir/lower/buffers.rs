@@ -154,11 +154,50 @@ impl Lowerer<'_> {
         )
     }
 
-    /// Whether an element given to a local buffer is an ndarray array (`h.clone()`,
-    /// `Array2::zeros((1, d))`): a list of arrays, which buffers are not.
-    fn array_element(&self, e: &Expr) -> bool {
-        self.is_ndarray_expr(e)
-            || matches!(e, Expr::Call(c) if matches!(&*c.func, Expr::Path(p) if op::is_array_constructor(&p.path)))
+    /// Whether `e` is an ndarray array by a reading that never takes a float for one: a
+    /// local or argument known as an array, a method only arrays have (`dot`, `mapv`,
+    /// `t`, `slice`, ..) or a copy or view of such a value, arithmetic with one, an array
+    /// constructor, or a call of `ops::..`.
+    pub(super) fn array_element(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Paren(p) => self.array_element(&p.expr),
+            Expr::Group(g) => self.array_element(&g.expr),
+            Expr::Reference(r) => self.array_element(&r.expr),
+            Expr::Path(_) => self.is_ndarray_expr(e),
+            Expr::MethodCall(m) => {
+                let name = m.method.to_string();
+                matches!(
+                    name.as_str(),
+                    "dot"
+                        | "mapv"
+                        | "t"
+                        | "reversed_axes"
+                        | "select"
+                        | "slice"
+                        | "slice_axis"
+                        | "index_axis"
+                        | "row"
+                        | "column"
+                        | "insert_axis"
+                        | "remove_axis"
+                        | "permuted_axes"
+                        | "sum_axis"
+                        | "mean_axis"
+                        | "var_axis"
+                        | "std_axis"
+                        | "fold_axis"
+                        | "map_axis"
+                        | "as_standard_layout"
+                ) || matches!(name.as_str(), "clone" | "to_owned" | "view" | "into_owned")
+                    && self.array_element(&m.receiver)
+            }
+            Expr::Binary(b) => self.array_element(&b.left) || self.array_element(&b.right),
+            Expr::Unary(u) => self.array_element(&u.expr),
+            Expr::Call(c) => matches!(&*c.func, Expr::Path(p)
+                if op::is_array_constructor(&p.path)
+                    || p.path.segments.iter().rev().nth(1).is_some_and(|s| s.ident == "ops")),
+            _ => false,
+        }
     }
 
     /// A row of data used as a place, not a value (`xs[i]` in `xs[i][j]` or
@@ -215,10 +254,6 @@ impl Lowerer<'_> {
             }
             _ => return None,
         };
-        if self.array_element(&fill) {
-            self.cx.error_spanned_by(&fill, LIST_OF_ARRAYS);
-            return Some(dummy());
-        }
         let fill = self.expr(&fill, None);
         // An array's length is a constant expression (`[0.0; 2 * N]`): kept as written,
         // where a `let` of it would not be one.
@@ -238,10 +273,6 @@ impl Lowerer<'_> {
         want: Option<&Ident>,
         span: Span,
     ) -> Operand {
-        if let Some(e) = elems.iter().find(|e| self.array_element(e)) {
-            self.cx.error_spanned_by(e, LIST_OF_ARRAYS);
-            return dummy();
-        }
         let Some(first) = elems.first() else {
             self.cx.error_at(span, "`#[grad]` needs a buffer literal to have at least one element (`vec![0.0; n]` makes an empty one)");
             return dummy();
@@ -493,10 +524,6 @@ impl Lowerer<'_> {
                 })
             )
         {
-            if self.array_element(&m.args[0]) {
-                self.cx.error_spanned_by(m, LIST_OF_ARRAYS);
-                return Some(dummy());
-            }
             let v = self.expr(&m.args[0], None);
             self.read_cache.clear();
             let name = self.names.temp(span);
@@ -595,6 +622,3 @@ impl Lowerer<'_> {
         })
     }
 }
-
-/// The refusal of a local list of arrays (`outs.push(h.clone())`, `vec![a, b]` of arrays).
-const LIST_OF_ARRAYS: &str = "`#[grad]` differentiates local buffers of floats, not a local `Vec` of arrays: to keep one array per step, grow one array (`all = concatenate![Axis(0), all, h.view().insert_axis(Axis(0))]`) or write each step's elements into an array made with `Array3::zeros(..)`; arrays that are parameters go in a struct field (`ws: Vec<Array2<f64>>`), which a loop may walk";

@@ -34,12 +34,13 @@ impl Lowerer<'_> {
         loop {
             match e {
                 Expr::MethodCall(m)
-                    if ARRAY_LANE_ITERATORS.contains(&m.method.to_string().as_str()) =>
+                    if ARRAY_LANE_ITERATORS.contains(&m.method.to_string().as_str())
+                        && self.array_element(&m.receiver) =>
                 {
                     let h = pretty(&m.receiver.to_token_stream());
                     self.cx.error_spanned_by(
                         &f.expr,
-                        format!("`#[grad]` does not differentiate a `for` over an array's lanes (`.{}()`); loop over the indices, `for i in 0..{h}.nrows() {{ let row = {h}.row(i); .. }}` (`index_axis(Axis(k), i)` for another axis), or write the operation on the whole array", m.method),
+                        format!("`#[grad]` does not differentiate a `for` over an array's lanes (`.{}()`); loop over the indices, `for i in 0..{h}.nrows() {{ let row = {h}.row(i); .. }}` (`{h}.index_axis(Axis(k), i)` for another axis, `{h}[i]` for a 1-D array), or write the operation on the whole array", m.method),
                     );
                     return true;
                 }

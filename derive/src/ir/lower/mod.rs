@@ -301,6 +301,25 @@ impl Lowerer<'_> {
                 self.opaque = true;
                 syn::visit_mut::visit_expr_closure_mut(self, c);
             }
+            // A name bound inside (`match o { Some(e) => e, .. }`, `{ let s = ..; s }`)
+            // would be taken for the function's local of that name.
+            fn visit_pat_mut(&mut self, _: &mut syn::Pat) {
+                self.opaque = true;
+            }
+            fn visit_local_mut(&mut self, _: &mut syn::Local) {
+                self.opaque = true;
+            }
+            // A closure bound to a local is inlined where called, so it does not exist
+            // in the generated code.
+            fn visit_expr_call_mut(&mut self, c: &mut syn::ExprCall) {
+                if let Expr::Path(p) = &*c.func
+                    && let Some(i) = p.path.get_ident()
+                    && self.lw.closures.contains_key(&i.to_string())
+                {
+                    self.opaque = true;
+                }
+                syn::visit_mut::visit_expr_call_mut(self, c);
+            }
         }
         let mut template = e.clone();
         // `Opts { eps }` names the local `eps`: written out, the field keeps its name.
@@ -320,7 +339,7 @@ impl Lowerer<'_> {
         if holes.opaque {
             self.cx.error_spanned_by(
                 e,
-                "`#[grad]` takes a struct literal or a tuple as data, written with literals, locals and calls; bind a part that uses a closure or a macro of locals to a local first (`let v = ...;`)",
+                "`#[grad]` takes a struct literal or a tuple as data, written with literals, locals and calls; bind a part that uses a closure, a macro of locals, or binds names of its own (`match`, `let`) to a local first (`let v = ...;`)",
             );
             return dummy();
         }
