@@ -198,16 +198,32 @@ pub fn add_into<T: Copy + core::ops::Add<Output = T>, P: BufferCotangent<T> + ?S
 
 /// [`add_into`] for a part of a field of a struct argument (`g(&p.w[1..])`,
 /// `g(&p.blocks[1..])`): its elements are floats or the structs of a list of them, each
-/// added into its own as the whole field's cotangent would be ([`Accumulate`]).
+/// moved into its own as the whole field's cotangent would be ([`Accumulate`]).
 #[inline]
-pub fn add_into_field<T: Accumulate + Clone, P: BufferCotangent<T> + ?Sized>(
-    target: &mut [T],
-    part: &P,
-) {
-    let part = part.elements();
+pub fn add_into_field<T: Accumulate, P: ListCotangent<T>>(target: &mut [T], part: P) {
+    let part = part.into_elements();
     check_part_len(part.len(), target.len());
     for (t, p) in target.iter_mut().zip(part) {
-        t.accumulate(p.clone());
+        t.accumulate(p);
+    }
+}
+
+/// A callee's cotangent for a part of a list it was lent: its elements, by value. Not
+/// [`Inactive`], which a callee returns for a parameter it does not differentiate.
+#[diagnostic::on_unimplemented(
+    message = "an active buffer is passed to a parameter that the called function does not differentiate",
+    label = "this call's rule returns no gradient for one of its active arguments",
+    note = "differentiate that parameter in the callee (`#[grad(x, k)]`), or pass a constant (`backprop::stop_gradient(...)`)"
+)]
+pub trait ListCotangent<T> {
+    /// The elements.
+    fn into_elements(self) -> Vec<T>;
+}
+
+impl<T> ListCotangent<T> for Vec<T> {
+    #[inline(always)]
+    fn into_elements(self) -> Vec<T> {
+        self
     }
 }
 

@@ -138,7 +138,7 @@ pub const INDEX_GET: Prim = Prim {
 /// `Array2::zeros`, `Array::from_elem`, `ndarray::Array3::ones`, ...: a path whose
 /// second-to-last segment is an ndarray array type and whose last is a constructor.
 pub fn is_array_constructor(path: &syn::Path) -> bool {
-    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let segs = segments(path);
     let [.., ty, f] = &segs[..] else {
         return false;
     };
@@ -157,6 +157,11 @@ pub fn is_array_constructor(path: &syn::Path) -> bool {
                 | "default"
                 | "eye"
         )
+}
+
+/// A path's segments as text (`backprop::ops::relu` → `["backprop", "ops", "relu"]`).
+pub fn segments(path: &syn::Path) -> Vec<String> {
+    path.segments.iter().map(|s| s.ident.to_string()).collect()
 }
 
 /// `a.fill(v)` on an ndarray array the function owns: input 0 the array, 1 the value.
@@ -447,7 +452,7 @@ const RUNTIME_ARRAY_OPS: &[&str] = &[
 /// whose tape owns copies of what it borrows, so either may be behind a bare name
 /// (`emit::companions`, [`shares_runtime_name`]).
 pub fn is_runtime_array_op(path: &syn::Path) -> bool {
-    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let segs = segments(path);
     let Some(last) = segs.last() else {
         return false;
     };

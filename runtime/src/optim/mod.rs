@@ -1063,13 +1063,12 @@ fn step_checked<F: Real, O: Optimizer<F> + ?Sized, P: Params<F> + ?Sized>(
     grads: &P,
     policy: Option<NonFinite>,
 ) -> Result<StepOutcome, OptimError> {
-    // The mutable walk makes a column-major parameter (`w.t().to_owned()`) row-major,
-    // as `Params` promises; the read-only walks below would refuse it.
-    drop(params.buffers_mut());
     let gs = grads.buffers();
 
     {
-        let ps = params.buffers();
+        // The mutable walk: it makes a column-major parameter (`w.t().to_owned()`)
+        // row-major, as `Params` promises, where the read-only walk would refuse it.
+        let ps = params.buffers_mut();
         check_pair(
             "gradients",
             ps.iter().map(|w| (&w.name, &w.shape)),

@@ -389,12 +389,11 @@ fn reverse_block(
                             pats.push(quote!(#part));
                             let target = buffer_slice(cx, *t);
                             // A part of a field: its elements may be structs (`&p.blocks[1..]`).
-                            let add = if func.is_field_view(func.buffer_root(*t).0) {
-                                quote!(add_into_field)
+                            accum.push(if func.is_field_view(func.buffer_root(*t).0) {
+                                quote_spanned!(*span=> ::backprop::__private::add_into_field(#target, #part);)
                             } else {
-                                quote!(add_into)
-                            };
-                            accum.push(quote_spanned!(*span=> ::backprop::__private::#add(#target, &#part);));
+                                quote_spanned!(*span=> ::backprop::__private::add_into(#target, &#part);)
+                            });
                         }
                         Some(t) => {
                             let d = cx.adjoint(*t);

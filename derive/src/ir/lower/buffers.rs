@@ -4,7 +4,6 @@
 use super::chains::bind_pattern;
 use super::places::is_range_index;
 use super::{Lowerer, dummy, pretty};
-use crate::ir::op;
 use crate::ir::{BufOp, Operand, Rhs, Spelling, Stmt, VarId};
 use proc_macro2::{Ident, Span};
 use quote::ToTokens;
@@ -152,52 +151,6 @@ impl Lowerer<'_> {
             },
             span,
         )
-    }
-
-    /// Whether `e` is an ndarray array by a reading that never takes a float for one: a
-    /// local or argument known as an array, a method only arrays have (`dot`, `mapv`,
-    /// `t`, `slice`, ..) or a copy or view of such a value, arithmetic with one, an array
-    /// constructor, or a call of `ops::..`.
-    pub(super) fn array_element(&self, e: &Expr) -> bool {
-        match e {
-            Expr::Paren(p) => self.array_element(&p.expr),
-            Expr::Group(g) => self.array_element(&g.expr),
-            Expr::Reference(r) => self.array_element(&r.expr),
-            Expr::Path(_) => self.is_ndarray_expr(e),
-            Expr::MethodCall(m) => {
-                let name = m.method.to_string();
-                matches!(
-                    name.as_str(),
-                    "dot"
-                        | "mapv"
-                        | "t"
-                        | "reversed_axes"
-                        | "select"
-                        | "slice"
-                        | "slice_axis"
-                        | "index_axis"
-                        | "row"
-                        | "column"
-                        | "insert_axis"
-                        | "remove_axis"
-                        | "permuted_axes"
-                        | "sum_axis"
-                        | "mean_axis"
-                        | "var_axis"
-                        | "std_axis"
-                        | "fold_axis"
-                        | "map_axis"
-                        | "as_standard_layout"
-                ) || matches!(name.as_str(), "clone" | "to_owned" | "view" | "into_owned")
-                    && self.array_element(&m.receiver)
-            }
-            Expr::Binary(b) => self.array_element(&b.left) || self.array_element(&b.right),
-            Expr::Unary(u) => self.array_element(&u.expr),
-            Expr::Call(c) => matches!(&*c.func, Expr::Path(p)
-                if op::is_array_constructor(&p.path)
-                    || p.path.segments.iter().rev().nth(1).is_some_and(|s| s.ident == "ops")),
-            _ => false,
-        }
     }
 
     /// A row of data used as a place, not a value (`xs[i]` in `xs[i][j]` or

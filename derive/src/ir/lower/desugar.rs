@@ -35,7 +35,7 @@ impl Lowerer<'_> {
             match e {
                 Expr::MethodCall(m)
                     if ARRAY_LANE_ITERATORS.contains(&m.method.to_string().as_str())
-                        && self.array_element(&m.receiver) =>
+                        && self.is_ndarray_expr(&m.receiver) =>
                 {
                     let h = pretty(&m.receiver.to_token_stream());
                     self.cx.error_spanned_by(

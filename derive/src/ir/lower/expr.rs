@@ -452,12 +452,7 @@ impl Lowerer<'_> {
             self.cx.error_spanned_by(&c.func, format!("`#[grad]` supports calls of a function by its path (`f(x)`, `backprop::sigmoid(x)`); {SUPPORTED}"));
             return dummy();
         };
-        let segs: Vec<String> = path
-            .path
-            .segments
-            .iter()
-            .map(|s| s.ident.to_string())
-            .collect();
+        let segs = op::segments(&path.path);
         let last = segs.last().cloned().unwrap_or_default();
         let span = c.span();
         let spelling = Spelling::Path(path.clone());

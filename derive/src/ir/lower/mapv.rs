@@ -4,7 +4,7 @@
 
 use super::methods::strip;
 use super::{Lowerer, dummy};
-use crate::ir::Operand;
+use crate::ir::{Operand, op};
 use proc_macro2::Ident;
 use quote::ToTokens;
 use std::collections::HashMap;
@@ -295,12 +295,7 @@ fn activation_at(c: &syn::ExprCall, module: &[&str]) -> bool {
     let Expr::Path(p) = &*c.func else {
         return false;
     };
-    let segs: Vec<String> = p
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
+    let segs = op::segments(&p.path);
     c.args.len() == 1
         && segs.len() == module.len() + 1
         && segs.iter().zip(module).all(|(s, m)| s == m)

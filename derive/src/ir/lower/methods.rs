@@ -460,12 +460,7 @@ pub(super) fn strip(e: &Expr) -> &Expr {
 /// name): `Some(is_stack)`.
 fn join_kind(c: &syn::ExprCall) -> Option<bool> {
     let Expr::Path(p) = &*c.func else { return None };
-    let segs: Vec<String> = p
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
+    let segs = op::segments(&p.path);
     let last = segs.last()?;
     if segs.len() > 1 && segs[segs.len() - 2] != "ndarray" {
         return None;
@@ -488,12 +483,7 @@ fn column_major(shape: &Expr) -> Option<&Expr> {
     let Expr::Path(p) = strip(&t.elems[1]) else {
         return None;
     };
-    let segs: Vec<String> = p
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
+    let segs = op::segments(&p.path);
     let last = segs.last()?.as_str();
     let is_order = segs.len() >= 2 && segs[segs.len() - 2] == "Order";
     (is_order && !matches!(last, "RowMajor" | "C")).then_some(&t.elems[1])
