@@ -228,12 +228,19 @@ impl std::error::Error for CheckpointError {
 /// optimizer: `opt.state_dict()`, the same way
 /// ```
 ///
-/// The bytes go to `path` with the extension `tmp` first and are renamed over `path`,
-/// so an interrupted write leaves the previous checkpoint whole. Missing parent
-/// directories are created.
+/// The bytes go to a temporary file beside `path` first and are renamed over `path`
+/// ([`write_atomically`]), so an interrupted write leaves the previous checkpoint whole.
+/// Missing parent directories are created.
+///
+/// A weight or optimizer state holding NaN or ±∞ (a diverged run, an Adam second moment
+/// that overflowed f32) is refused before anything is written: [`load`] refuses such a
+/// file, so writing it would replace the last good checkpoint with one that cannot be
+/// loaded.
 ///
 /// # Errors
-/// [`CheckpointError::Io`].
+/// [`CheckpointError::Io`]; [`CheckpointError::Weights`] or
+/// [`CheckpointError::Optimizer`] with [`OptimError::NonFiniteState`] naming the buffer
+/// and the first non-finite value (nothing written).
 ///
 /// # Panics
 /// As [`weights`], on a parameter array not in standard layout.
@@ -242,8 +249,32 @@ pub fn save<F: Real, P: Params<F> + ?Sized, O: Optimizer<F>>(
     model: &P,
     opt: &O,
 ) -> Result<(), CheckpointError> {
-    let weights = weights(model).to_bytes();
-    let state = opt.state_dict().to_bytes();
+    let weights = weights(model);
+    let state = opt.state_dict();
+    let non_finite = |dict: &StateDict<F>| {
+        dict.buffers.iter().find_map(|b| {
+            b.values.iter().position(|v| !v.is_finite()).map(|index| {
+                Box::new(OptimError::NonFiniteState {
+                    name: b.name.clone(),
+                    index,
+                    value: b.values[index].f64(),
+                })
+            })
+        })
+    };
+    if let Some(error) = non_finite(&weights) {
+        return Err(CheckpointError::Weights {
+            path: path.to_path_buf(),
+            error,
+        });
+    }
+    if let Some(error) = non_finite(&state) {
+        return Err(CheckpointError::Optimizer {
+            path: path.to_path_buf(),
+            error,
+        });
+    }
+    let (weights, state) = (weights.to_bytes(), state.to_bytes());
     write_atomically(path, &two_parts(MAGIC, &weights, &state)).map_err(|error| {
         CheckpointError::Io {
             path: path.to_path_buf(),
@@ -290,20 +321,47 @@ pub fn split_two_parts<'a>(
     Ok(rest.split_at(n))
 }
 
-/// Writes `bytes` to `path` the way a checkpoint must be written: to `path` with the
-/// extension `tmp` first, then renamed over `path` (a rename within a directory replaces
-/// the file whole), so an interrupted write leaves the previous file as it was. Creates
-/// missing parent directories.
+/// Writes `bytes` to `path` the way a checkpoint must be written: to a new temporary
+/// file beside it first (`.NAME.tmp.PID.N`, a name no other file, process or call uses),
+/// flushed to disk, then renamed over `path` (a rename within a directory replaces the
+/// file whole), so an interrupted write leaves the previous file as it was and no other
+/// file is touched. Creates missing parent directories.
 ///
 /// # Errors
-/// The I/O error of creating the directory, writing or renaming.
+/// The I/O error of creating the directory, writing or renaming (the temporary file is
+/// removed on a failed write or rename).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    let name = path.file_name().map_or_else(
+        || "checkpoint".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let tmp_name = format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let tmp = dir.map_or_else(|| Path::new(&tmp_name).to_path_buf(), |d| d.join(&tmp_name));
+    let written = (|| {
+        // `create_new`: never over a file that exists.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Restores `model`'s weights and `opt`'s state from a file [`save`] wrote. Both parts

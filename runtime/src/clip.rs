@@ -61,17 +61,43 @@ impl fmt::Display for ClipError {
 impl std::error::Error for ClipError {}
 
 /// The global L2 norm `√(Σ g²)` over every buffer of `grads`, accumulated in `f64`
-/// (so `f32` sums of millions of terms keep their precision).
+/// (so `f32` sums of millions of terms keep their precision). Where the sum of squares
+/// overflows while every value is finite (f64 gradients near 1e155), it is taken again
+/// scaled by the largest magnitude (`a·√(Σ (g/a)²)`, as LAPACK's `dnrm2`), so the norm
+/// is finite whenever it is representable. NaN anywhere gives NaN, ±∞ gives ∞.
 ///
 /// ```
 /// let g = vec![vec![1.0f64, 2.0], vec![2.0]];
 /// assert_eq!(backprop::clip::global_norm(&g), 3.0);
+/// // Squares of 1e400 overflow; the norm does not (5e200 to rounding: the two values are
+/// // not exactly 3e200 and 4e200 in binary).
+/// let n = backprop::clip::global_norm(&vec![3e200f64, 4e200]);
+/// assert!((n / 5e200 - 1.0).abs() < 1e-15, "{n}");
 /// ```
 pub fn global_norm<F: Real, P: Params<F> + ?Sized>(grads: &P) -> f64 {
     let mut sum = 0.0f64;
     grads.visit("", &mut |b| {
         sum += b.values.iter().map(|&x| x.f64() * x.f64()).sum::<f64>();
     });
+    if sum.is_infinite() {
+        let mut max = 0.0f64;
+        grads.visit("", &mut |b| {
+            for &x in b.values {
+                max = max.max(x.f64().abs());
+            }
+        });
+        if max.is_finite() {
+            let mut scaled = 0.0f64;
+            grads.visit("", &mut |b| {
+                scaled += b
+                    .values
+                    .iter()
+                    .map(|&x| (x.f64() / max) * (x.f64() / max))
+                    .sum::<f64>();
+            });
+            return max * scaled.sqrt();
+        }
+    }
     sum.sqrt()
 }
 

@@ -140,7 +140,20 @@ impl Init {
     }
 
     /// Fills `w` with i.i.d. draws from `rng` (values are drawn in `f64`, then rounded).
+    ///
+    /// # Panics
+    /// If the spread is not a finite number ≥ 0 (a negative or NaN `std` or `bound`, a
+    /// fan of 0, `Gpt2 { residual_layers: Some(0) }`) or a constant is not finite; the
+    /// message names the initialiser and the value (it would fill `w` with ±∞ or NaN).
     pub fn fill<F: Real, R: Rng + ?Sized>(&self, rng: &mut R, w: &mut [F]) {
+        let std = self.std();
+        assert!(
+            std.is_finite() && std >= 0.0,
+            "init: {self:?} has standard deviation {std}; it must be a finite number ≥ 0 (a fan of 0, or a negative or NaN spread?)"
+        );
+        if let Init::Constant(c) = self {
+            assert!(c.is_finite(), "init: {self:?} is not a finite constant");
+        }
         match self {
             Init::Zeros => w.fill(F::zero()),
             Init::Constant(c) => w.fill(F::of(*c)),

@@ -111,9 +111,10 @@ impl Schedule for InverseSqrt {
 /// step > total:           lr = floor
 /// ```
 ///
-/// With `floor = 0` this is the lesson's `lr_at`. Boundaries: 0 at step 0, `peak` at
-/// step `warmup`, `floor` at step `total`. `warmup ≥ total` gives a pure warmup that
-/// holds `peak` up to `total`, then `floor`.
+/// With `floor = 0` this is the lesson's `lr_at`. Boundaries (for `0 < warmup < total`):
+/// 0 at step 0, `peak` at step `warmup`, `floor` at step `total`. `warmup = 0` starts at
+/// `peak`. `warmup ≥ total` is the warmup alone: `peak · step / warmup` below step
+/// `warmup`, then `floor` (with `peak` at step `warmup` itself where `warmup = total`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WarmupCosine {
     /// Rate at the end of warmup.
@@ -197,15 +198,18 @@ impl Schedule for OneCycle {
         // PyTorch's phase ends: `pct_start·total − 1` (a float) and `total − 1`.
         let peak_at = self.pct_start * self.total as f64 - 1.0;
         let end = self.total.saturating_sub(1) as f64;
-        let s = step as f64;
-        if s >= end {
-            last
-        } else if s <= peak_at {
+        // After the last step the rate is held at the last step's.
+        let s = (step as f64).min(end);
+        // Phase 1 first, as PyTorch: with `pct_start = 1` it ends at the last step,
+        // which then has `max_lr`.
+        if s <= peak_at {
             if peak_at <= 0.0 {
                 self.max_lr
             } else {
                 cos_interp(initial, self.max_lr, s / peak_at)
             }
+        } else if s >= end {
+            last
         } else {
             cos_interp(self.max_lr, last, (s - peak_at) / (end - peak_at))
         }

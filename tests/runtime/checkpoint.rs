@@ -197,3 +197,72 @@ fn weights_state_dict_round_trips_and_refuses_non_finite_values() {
     );
     assert_eq!(q, p);
 }
+
+/// Saving writes through a temporary file of its own: a user's `model.tmp` (the name
+/// a `path.with_extension("tmp")` scheme would pick) beside the checkpoint is left as it
+/// was, and no temporary file is left behind.
+#[test]
+fn save_never_touches_other_files_in_the_directory() {
+    let dir = std::env::temp_dir().join(format!("backprop-ckpt-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let users = dir.join("model.tmp");
+    std::fs::write(&users, b"the user's notes").unwrap();
+    let (p, opt) = (net(2), adamw());
+    let file = dir.join("model.ckpt");
+    checkpoint::save(&file, &p, &opt).unwrap();
+    checkpoint::save(&file, &p, &opt).unwrap();
+    assert_eq!(std::fs::read(&users).unwrap(), b"the user's notes");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["model.ckpt", "model.tmp"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A diverged model or optimizer state is refused before anything is written, so the
+/// last good checkpoint stays loadable; the error names the buffer and the index.
+#[test]
+fn save_refuses_non_finite_weights_and_state_and_keeps_the_last_good_file() {
+    let (mut p, mut opt) = (net(2), adamw());
+    steps(&mut p, &mut opt, 2);
+    let file = path("diverged");
+    checkpoint::save(&file, &p, &opt).unwrap();
+    let good = std::fs::read(&file).unwrap();
+
+    let mut bad = p.clone();
+    bad.layers[1].u[[0, 2]] = f64::INFINITY;
+    let err = checkpoint::save(&file, &bad, &opt).unwrap_err();
+    let (part, why) = cause(&err);
+    assert_eq!(part, "weights");
+    assert!(
+        matches!(why, OptimError::NonFiniteState { name, index: 2, .. } if name == "layers.1.u"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), good);
+
+    // An Adam second moment that overflowed: a finite gradient of 1e200 squares to ∞.
+    let mut huge = loss_grad(&p, &x()).1.p;
+    huge.b[1] = 1e200;
+    opt.step(&mut p.clone(), &huge).unwrap();
+    let state = opt.state_dict();
+    assert!(
+        state
+            .buffers
+            .iter()
+            .any(|b| b.values.iter().any(|v| v.is_infinite()))
+    );
+    let err = checkpoint::save(&file, &p, &opt).unwrap_err();
+    let (part, why) = cause(&err);
+    assert_eq!(part, "optimizer", "{err}");
+    assert!(
+        matches!(why, OptimError::NonFiniteState { name, index: 1, .. } if name.starts_with("b.")),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), good);
+    let (mut q, mut opt2) = (net(2), adamw());
+    checkpoint::load(&file, &mut q, &mut opt2).unwrap();
+    std::fs::remove_file(&file).unwrap();
+}

@@ -103,3 +103,28 @@ fn fans_of_shape() {
     assert_eq!(Fans::of_shape(&[3, 3, 16, 32]), Fans::new(9 * 16, 9 * 32));
     assert_eq!(Fans::of_shape(&[10]), Fans::new(10, 10));
 }
+
+/// An initialiser that would fill with NaN or ±∞ panics naming itself: a fan of 0
+/// (Xavier on an empty layer), a negative or NaN spread, a non-finite constant.
+#[test]
+fn initialisers_that_would_fill_with_non_finite_values_panic() {
+    let fans = Fans {
+        fan_in: 0,
+        fan_out: 0,
+    };
+    for (init, says) in [
+        (Init::XavierNormal(fans), "XavierNormal"),
+        (Init::KaimingUniform(fans, FanMode::FanIn), "KaimingUniform"),
+        (Init::Normal { std: f64::NAN }, "Normal"),
+        (Init::Uniform { bound: -1.0 }, "Uniform"),
+        (Init::Constant(f64::INFINITY), "Constant"),
+    ] {
+        let err = std::panic::catch_unwind(|| {
+            let mut w = vec![0.0f32; 4];
+            init.fill(&mut StdRng::seed_from_u64(1), &mut w);
+        })
+        .expect_err(says);
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.starts_with("init: ") && msg.contains(says), "{msg}");
+    }
+}

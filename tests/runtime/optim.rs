@@ -594,10 +594,14 @@ fn step_finite_equals_step_and_the_proof_is_only_made_for_finite_gradients() {
     let mut bad = vec![f32::NAN, 3.0];
     assert!(clip_grad_norm_finite(&mut bad, 1.0).is_err());
     assert_eq!(bad[1], 3.0);
-    // f64 values whose squares overflow: every value is finite, but the norm is ∞, so
-    // no proof is made (conservative, never wrong).
+    // f64 values whose squares overflow: the norm is rescaled, so it is finite
+    // (√2·1e200), the values are clipped to norm 1 and the proof is made.
     let mut huge = vec![1e200f64, 1e200];
-    assert!(clip_grad_norm_finite(&mut huge, 1.0).is_err());
+    let (norm, _) = clip_grad_norm_finite(&mut huge, 1.0).unwrap();
+    assert!((norm / (2f64.sqrt() * 1e200) - 1.0).abs() < 1e-15, "{norm}");
+    for v in &huge {
+        assert!((v - 0.5f64.sqrt()).abs() < 1e-15, "{huge:?}");
+    }
     assert!(Finite::check(&huge).is_some());
 }
 
@@ -1036,4 +1040,89 @@ fn a_column_major_parameter_is_stepped() {
     opt.step(&mut p, &g).unwrap();
     assert_eq!(p.w, w.t().mapv(|v| v - 0.05));
     assert!(p.w.is_standard_layout());
+}
+
+/// A hyper-parameter no step can use (a NaN or negative learning rate, `beta2 = 1`, a
+/// NaN weight decay) is refused by name and value before anything moves: a typo or a
+/// schedule gone wrong never turns the weights into NaN silently.
+#[test]
+fn invalid_hyper_parameters_are_refused_by_name_and_change_nothing() {
+    fn refused<O: Optimizer<f64>>(mut opt: O, name: &str) {
+        let mut w = vec![1.0f64, -2.0];
+        let err = opt.step(&mut w, &vec![0.5, 0.25]).unwrap_err();
+        match &err {
+            OptimError::InvalidHyperParameter { name: n, .. } => assert_eq!(n, name, "{err}"),
+            other => panic!("{name}: {other}"),
+        }
+        assert!(err.to_string().contains(&format!("`{name}`")), "{err}");
+        assert_eq!(w, [1.0, -2.0], "{err}");
+        assert_eq!(opt.state().step_count(), 0, "{err}");
+    }
+    refused(
+        Sgd::new(SgdConfig {
+            lr: f64::NAN,
+            ..SgdConfig::default()
+        }),
+        "lr",
+    );
+    refused(
+        Sgd::new(SgdConfig {
+            lr: -0.1,
+            ..SgdConfig::default()
+        }),
+        "lr",
+    );
+    refused(
+        Sgd::new(SgdConfig {
+            lr: 0.1,
+            momentum: 1.5,
+            ..SgdConfig::default()
+        }),
+        "momentum",
+    );
+    refused(
+        Adam::new(AdamConfig {
+            beta2: 1.0,
+            ..AdamConfig::default()
+        }),
+        "beta2",
+    );
+    refused(
+        AdamW::new(AdamWConfig {
+            weight_decay: f64::NAN,
+            ..AdamWConfig::default()
+        }),
+        "weight_decay",
+    );
+    refused(
+        AdamW::new(AdamWConfig {
+            eps: -1e-8,
+            ..AdamWConfig::default()
+        }),
+        "eps",
+    );
+    refused(
+        Lion::new(LionConfig {
+            beta1: f64::NAN,
+            ..LionConfig::default()
+        }),
+        "beta1",
+    );
+    refused(
+        RmsProp::new(RmsPropConfig {
+            alpha: 1.5,
+            ..RmsPropConfig::default()
+        }),
+        "alpha",
+    );
+    // The edges that are valid: lr = 0 (a frozen step) and beta1 = 0 (no momentum).
+    let mut w = vec![1.0f64];
+    Adam::new(AdamConfig {
+        lr: 0.0,
+        beta1: 0.0,
+        ..AdamConfig::default()
+    })
+    .step(&mut w, &vec![3.0])
+    .unwrap();
+    assert_eq!(w, [1.0]);
 }

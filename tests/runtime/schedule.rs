@@ -118,6 +118,29 @@ fn one_cycle_boundaries() {
     }
 }
 
+/// `pct_start = 1`: the whole cycle rises, so the last step has `max_lr` (phase 1 is
+/// tested first, as PyTorch does), and steps after the end hold the last step's rate.
+/// PyTorch 2.15: `OneCycleLR(opt, max_lr=1.0, total_steps=3, pct_start=1.0)` gives
+/// 0.040000000000000036, 0.52, 1.0.
+#[test]
+fn one_cycle_rising_to_the_end_holds_max_lr() {
+    let s = OneCycle {
+        max_lr: 1.0,
+        total: 3,
+        pct_start: 1.0,
+        ..Default::default()
+    };
+    for (step, torch) in [(0, 0.040000000000000036), (1, 0.52), (2, 1.0)] {
+        let ours = s.lr(step);
+        assert!(
+            (ours - torch).abs() <= 1e-14,
+            "step {step}: {ours} against {torch}"
+        );
+    }
+    assert_eq!(s.lr(3), 1.0);
+    assert_eq!(s.lr(100), 1.0);
+}
+
 #[test]
 fn join_restarts_the_step_count_at_each_boundary() {
     // Warmup as a linear closure, then a constant, then a cosine from 1 to 0 over 100.

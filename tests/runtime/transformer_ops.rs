@@ -710,6 +710,59 @@ fn dropout_is_deterministic_scaled_and_saves_bits() {
     );
 }
 
+/// A NaN input stays NaN whether its position is kept or dropped (dropped = x·0, as
+/// PyTorch's `x * mask / (1 − p)`): a diverged activation is never hidden by the mask.
+#[test]
+fn dropout_keeps_nan_where_it_drops() {
+    let x = Array2::<f64>::from_elem((10, 10), f64::NAN);
+    for p in [0.0, 0.5, 1.0] {
+        let y = dropout(&x, p, 7);
+        assert!(y.iter().all(|v| v.is_nan()), "p = {p}: {y}");
+    }
+    let mut x = Array2::<f64>::from_elem((10, 10), 1.0);
+    x[[3, 4]] = f64::NAN;
+    let y = dropout(&x, 0.5, 9);
+    assert!(y[[3, 4]].is_nan());
+    assert_eq!(y.iter().filter(|v| v.is_nan()).count(), 1);
+}
+
+/// A kept NaN logit makes its row NaN (output and the log-sum-exp), even when every other
+/// kept logit is −∞; only a row of −∞ and masked entries is the empty row of zeros. The
+/// other rows are untouched.
+#[test]
+fn masked_softmax_rows_with_a_kept_nan_are_nan() {
+    let (nan, ninf) = (f64::NAN, f64::NEG_INFINITY);
+    let x = array![
+        [nan, ninf, ninf],
+        [nan, 0.0, 1.0],
+        [nan, ninf, 2.0],
+        [0.0, 0.0, 0.0]
+    ];
+    let mask = array![
+        [true, true, false],
+        [true, true, true],
+        [false, true, true],
+        [true, true, true]
+    ];
+    let y = softmax_masked(&x, &mask);
+    assert!(y.row(0).iter().take(2).all(|v| v.is_nan()), "{y}");
+    assert_eq!(y[[0, 2]], 0.0, "a masked entry stays 0");
+    assert!(y.row(1).iter().all(|v| v.is_nan()), "{y}");
+    assert_eq!(y.row(2), array![0.0, 0.0, 1.0], "the NaN is masked out");
+    assert!(
+        max_abs_diff(
+            &y.slice(ndarray::s![3..4, ..]).to_owned(),
+            &array![[1.0 / 3.0; 3]]
+        ) < 1e-15
+    );
+    // Causal: a NaN in the kept part of a row whose other kept entries are −∞.
+    let s = array![[[nan, 0.0], [ninf, 1.0]]];
+    let y = softmax_causal(&s);
+    assert!(y[[0, 0, 0]].is_nan(), "{y}");
+    assert_eq!(y[[0, 0, 1]], 0.0);
+    assert_eq!(y.slice(ndarray::s![0, 1, ..]), array![0.0, 1.0]);
+}
+
 #[test]
 #[should_panic(expected = "dropout: p must be in [0, 1], got 1.5")]
 fn dropout_rejects_p_outside_0_1() {

@@ -128,8 +128,14 @@ pub(crate) fn forward_body<T: Real, M: Math>(
             lanes_max(xk, mask)
         };
         if m == T::neg_infinity() {
-            yk.iter_mut().for_each(|v| *v = T::zero());
-            lse[r] = T::neg_infinity();
+            // No kept finite logit. A kept NaN (which the max skips) makes the row NaN,
+            // as it would any other row: only a row of −∞ and masked entries is empty.
+            let kept = |j: usize| j < limit && mask.is_none_or(|mk| mk[j]);
+            let nan = xk.iter().enumerate().any(|(j, v)| kept(j) && v.is_nan());
+            for (j, v) in yk.iter_mut().enumerate() {
+                *v = if nan && kept(j) { T::nan() } else { T::zero() };
+            }
+            lse[r] = if nan { T::nan() } else { T::neg_infinity() };
             continue;
         }
         match mask {

@@ -1368,9 +1368,13 @@ fn apply_mask<S: Data<Elem = T>, T: Real, D: Dimension>(
     let xs = x.as_standard_layout();
     let mut y = Array::zeros(x.raw_dim());
     for (i, (o, &v)) in y.iter_mut().zip(xs.iter()).enumerate() {
-        if bits[i / 64] >> (i % 64) & 1 == 1 {
-            *o = v * scale;
-        }
+        // A dropped element is `v · 0`, not a written 0: a NaN or ±∞ stays NaN, as in
+        // PyTorch's `x · mask / (1 − p)` (nothing hides a NaN).
+        *o = if bits[i / 64] >> (i % 64) & 1 == 1 {
+            v * scale
+        } else {
+            v * T::zero()
+        };
     }
     y
 }
@@ -1379,7 +1383,8 @@ fn apply_mask<S: Data<Elem = T>, T: Real, D: Dimension>(
 /// (Srivastava et al. 2014; the `1/(1 − p)` scale at training time, as PyTorch's
 /// `dropout`). Deterministic for a `seed`: the mask is [`dropout_mask`]`(x.len(), p,
 /// seed)` in `x`'s logical (row-major) order, the same in f32 and f64. `p = 1` drops
-/// everything (output and gradient 0).
+/// everything (output and gradient 0). A dropped element is `x · 0`, so a NaN or ±∞
+/// input gives NaN there (as PyTorch), never a silent 0; the pullback likewise.
 ///
 /// Shapes: any; the result has `x`'s. The companion's tape saves the mask as bits
 /// (`⌈n/64⌉` words), not `x`.

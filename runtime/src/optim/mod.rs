@@ -140,6 +140,16 @@ pub enum StepOutcome {
 /// Errors of the fallible optimizer API; every message names both sides of a mismatch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OptimError {
+    /// A hyper-parameter out of its range (a NaN learning rate from a schedule, `β₂ = 1`,
+    /// a negative weight decay): the step would write NaN into every weight.
+    InvalidHyperParameter {
+        /// Its name (`"lr"`, `"beta2"`, ..).
+        name: String,
+        /// Its value.
+        value: f64,
+        /// The range it must be in, in words.
+        want: &'static str,
+    },
     /// The step counter is `u64::MAX` and cannot be incremented: a saved state that
     /// says so is rejected on load, and a step from it is refused.
     StepOverflow {
@@ -294,6 +304,10 @@ impl fmt::Display for OptimError {
                     "saved state is for optimizer `{found}`, this optimizer is `{expected}`"
                 )
             }
+            OptimError::InvalidHyperParameter { name, value, want } => write!(
+                f,
+                "hyper-parameter `{name}` is {value}; it must be {want}; parameters and state unchanged"
+            ),
             OptimError::StepOverflow { step } => write!(
                 f,
                 "step counter {step} cannot be incremented (the next step would overflow u64); state unchanged"
@@ -782,8 +796,9 @@ pub trait Optimizer<F: Real> {
     /// [`OptimError::BufferCount`] / [`OptimError::ShapeMismatch`] naming both sides when
     /// the gradients or the state do not match the parameters;
     /// [`OptimError::NonFiniteGradient`] under [`NonFinite::Error`];
-    /// [`OptimError::StepOverflow`] when the step counter is already `u64::MAX`. On any
-    /// error nothing is modified.
+    /// [`OptimError::StepOverflow`] when the step counter is already `u64::MAX`;
+    /// [`OptimError::InvalidHyperParameter`] for a NaN or negative learning rate, a
+    /// decay outside `[0, 1)` and the like. On any error nothing is modified.
     fn step_with<P: Params<F> + ?Sized>(
         &mut self,
         params: &mut P,
@@ -1055,6 +1070,32 @@ macro_rules! constructors {
 }
 pub(crate) use constructors;
 
+/// The ranges PyTorch's optimizers check at construction, checked here at each step
+/// (a learning rate may come from a schedule): a finite `lr ≥ 0`, `0 ≤ β < 1` for the
+/// moment decays, finite `eps ≥ 0` and `weight_decay ≥ 0`, `0 ≤ alpha ≤ 1`.
+fn check_hyper_params(hyper: &[(String, f64)]) -> Result<(), OptimError> {
+    for (name, value) in hyper {
+        let v = *value;
+        let (ok, want) = match name.as_str() {
+            "lr" => (v.is_finite() && v >= 0.0, "finite and ≥ 0"),
+            "beta1" | "beta2" | "momentum" => ((0.0..1.0).contains(&v), "in [0, 1)"),
+            "alpha" => ((0.0..=1.0).contains(&v), "in [0, 1]"),
+            "eps" | "eps1" | "eps2" | "weight_decay" => {
+                (v.is_finite() && v >= 0.0, "finite and ≥ 0")
+            }
+            _ => (!v.is_nan(), "a number"),
+        };
+        if !ok {
+            return Err(OptimError::InvalidHyperParameter {
+                name: name.clone(),
+                value: v,
+                want,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The shared step: shape checks, the non-finite policy (`None`: the caller proved the
 /// gradients finite), then every buffer's update.
 fn step_checked<F: Real, O: Optimizer<F> + ?Sized, P: Params<F> + ?Sized>(
@@ -1063,6 +1104,7 @@ fn step_checked<F: Real, O: Optimizer<F> + ?Sized, P: Params<F> + ?Sized>(
     grads: &P,
     policy: Option<NonFinite>,
 ) -> Result<StepOutcome, OptimError> {
+    check_hyper_params(&opt.hyper_params())?;
     let gs = grads.buffers();
 
     {
