@@ -144,15 +144,18 @@ fn buffer_elem(item: &ItemFn, ty: &syn::Type) -> Option<syn::Type> {
         .cloned()
 }
 
-/// An ndarray array, view or a reference to one.
+/// An ndarray array, view or a reference to one, of floats (an array of integers or
+/// `bool` is data, as lowering decides).
 fn is_array(ty: &syn::Type) -> bool {
     match ty {
         syn::Type::Reference(r) if r.mutability.is_none() => is_array(&r.elem),
-        syn::Type::Path(p) if p.qself.is_none() => p
-            .path
-            .segments
-            .last()
-            .is_some_and(|s| crate::ir::lower::is_array_type_name(&s.ident.to_string())),
+        syn::Type::Path(p) if p.qself.is_none() => {
+            p.path
+                .segments
+                .last()
+                .is_some_and(|s| crate::ir::lower::is_array_type_name(&s.ident.to_string()))
+                && !crate::ir::lower::array_of_integers(p)
+        }
         _ => false,
     }
 }

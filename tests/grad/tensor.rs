@@ -373,3 +373,28 @@ fn gradients_of_transposed_arguments_are_row_major() {
     assert_eq!(w2, &w - &(0.5 * &g.w));
     gradcheck!(linear_transposed_weight(x = const &x, w = &w, u = &u)).assert();
 }
+
+/// An owned array times a view taken by value (`x.to_owned() * y`, valid ndarray): the
+/// macro borrows the owned operand for the tape, so it lends the view too. Pins: E0277
+/// on `&t0 * y` in the generated code.
+#[grad]
+fn owned_times_view(x: &Array2<f64>, y: ArrayView2<f64>) -> f64 {
+    let v = x.view();
+    let p = x.to_owned() * y;
+    let q = p.clone() + v;
+    (&p * &q).sum()
+}
+
+#[test]
+fn an_owned_array_times_a_view_by_value() {
+    let x = array![[1.0, 2.0], [-1.0, 0.5]];
+    let y = array![[3.0, 4.0], [0.25, -2.0]];
+    let (v, g) = owned_times_view_grad(&x, y.view());
+    // p = x∘y, q = p + x: f = Σ p² + p∘x = Σ x²y² + x²y, so
+    // ∂f/∂x = y∘(2p + x) + p and ∂f/∂y = x∘(2p + x).
+    let p = &x * &y;
+    let near = |a: &Array2<f64>, b: &Array2<f64>| (a - b).iter().all(|d| d.abs() < 1e-14);
+    assert!((v - (&p * &(&p + &x)).sum()).abs() < 1e-14);
+    assert!(near(&g.x, &(&y * &(2.0 * &p + &x) + &p)), "{}", g.x);
+    assert!(near(&g.y, &(&x * &(2.0 * &p + &x))), "{}", g.y);
+}

@@ -98,7 +98,7 @@ fn view_sources(func: &Func, mut v: VarId) -> Vec<VarId> {
         ..
     }) = func.def_of(v)
     {
-        let view = matches!(prim.name, "&" | "t" | "view" | "reversed_axes")
+        let view = matches!(prim.name, "&" | "t" | "view")
             || crate::ir::op::VIEW_METHODS.contains(&prim.name)
             || crate::ir::op::CONSUMING_VIEW_METHODS.contains(&prim.name);
         match args.first().and_then(Operand::var) {

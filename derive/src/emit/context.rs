@@ -367,7 +367,7 @@ impl<'a> Emitter<'a> {
                 ..
             }) => {
                 let name = prim.name;
-                let view = matches!(name, "t" | "view" | "reversed_axes")
+                let view = matches!(name, "t" | "view")
                     || crate::ir::op::VIEW_METHODS.contains(&name)
                     || crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name);
                 match args[0].var() {
@@ -503,7 +503,7 @@ impl<'a> Emitter<'a> {
         {
             match prim.name {
                 "&" => return self.saved_operand(&args[0]),
-                "t" | "view" | "reversed_axes" => {
+                "t" | "view" => {
                     let source = self.saved_operand(&args[0]);
                     if let Spelling::Method(m) = spelling {
                         return quote!((#source).#m());
@@ -552,7 +552,6 @@ impl<'a> Emitter<'a> {
                 name if crate::ir::op::CONSUMING_VIEW_METHODS.contains(&name) => {
                     self.owns_data(&args[0]) && self.consumes_receiver(v)
                 }
-                "reversed_axes" => self.owns_data(&args[0]),
                 _ => true,
             },
             Some(Stmt {

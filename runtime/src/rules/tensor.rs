@@ -711,6 +711,18 @@ impl<S: Data, D: Dimension> ByRef for ArrayBase<S, D> {
     }
 }
 
+/// A borrowed array operand (`&Array2` argument, `x.view()` by value borrowed by the
+/// macro): the array reference itself, so `&a * by_ref(&b)` needs no `&&` impl.
+impl<'b, S: Data, D: Dimension> ByRef for &'b ArrayBase<S, D> {
+    type Out<'a>
+        = &'b ArrayBase<S, D>
+    where
+        Self: 'a;
+    fn by_ref(&self) -> &'b ArrayBase<S, D> {
+        self
+    }
+}
+
 /// See [`ByRef`].
 pub fn by_ref<V: ByRef>(v: &V) -> V::Out<'_> {
     v.by_ref()

@@ -321,6 +321,28 @@ impl<'a> Emitter<'a> {
                         _ => self.operand(a),
                     })
                     .collect();
+                // An owned array the user wrote by value is borrowed above; `&a * v` with
+                // a view `v` by value has no ndarray impl (`a * v` has), so the other
+                // array operands are lent too (`by_ref` takes `&&Array` back to `&Array`).
+                let lent = args
+                    .iter()
+                    .any(|a| a.var().is_some_and(|v| self.plan.kinds.owned_array[v.0]));
+                let ops: Vec<TokenStream> = if lent {
+                    args.iter()
+                        .zip(ops)
+                        .map(|(a, op)| match a.var() {
+                            Some(v)
+                                if !self.plan.kinds.owned_array[v.0]
+                                    && !self.plan.kinds.scalar[v.0] =>
+                            {
+                                quote!(::backprop::__private::tensor::by_ref(&#op))
+                            }
+                            _ => op,
+                        })
+                        .collect()
+                } else {
+                    ops
+                };
                 let value = self.spelled_ops(spelling, &ops, span);
                 if let (Spelling::Operator(_), [a, b]) = (spelling, &ops[..]) {
                     // ndarray's own panic on a shape mismatch names neither shape; and

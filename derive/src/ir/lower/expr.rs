@@ -312,7 +312,7 @@ impl Lowerer<'_> {
                 _ => None,
             };
             if let (Some(name), None) = (fused, &inner.turbofish) {
-                let mut args = vec![self.expr(&inner.receiver, None)];
+                let mut args = vec![self.receiver(&inner.receiver, &inner.method)];
                 for a in &inner.args {
                     args.push(self.expr(a, None));
                 }

@@ -18,7 +18,7 @@ mod signature;
 mod stmt;
 
 pub(crate) use signature::{
-    collection_elem, is_array_type_name, is_struct_type_name, used_as_data,
+    array_of_integers, collection_elem, is_array_type_name, is_struct_type_name, used_as_data,
 };
 pub use signature::{dimension_type_params, float_type_params};
 

@@ -112,7 +112,10 @@ impl Lowerer<'_> {
     /// `p.w.dot(&x)`), except for float methods, which take the value (`p.b.exp()`).
     pub(super) fn receiver(&mut self, e: &Expr, method: &Ident) -> Operand {
         let element = matches!(e, Expr::Index(_)) && self.is_place_expr(e);
-        if (self.is_field_of_place(e) || element) && !op::is_float_method(&method.to_string()) {
+        // A field is borrowed whatever the method: `p.w.exp()` on an array field must not
+        // move it out of the struct, and `(&p.temp).exp()` of a float field takes the
+        // tensor path, whose rules hold for floats too.
+        if self.is_field_of_place(e) || (element && !op::is_float_method(&method.to_string())) {
             self.place(e, None)
         } else if let Expr::Index(_) = e
             && matches!(method.to_string().as_str(), "len" | "is_empty" | "iter")

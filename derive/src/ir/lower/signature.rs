@@ -69,7 +69,12 @@ impl Lowerer<'_> {
                     .map(|s| s.ident.to_string())
                     .unwrap_or_default();
                 if is_array_type_name(&last) {
-                    ParamKind::Tensor
+                    // Token ids, labels, masks (`&Array2<usize>`, `Array1<bool>`): data.
+                    if array_of_integers(p) {
+                        ParamKind::Other
+                    } else {
+                        ParamKind::Tensor
+                    }
                 } else if last == "Vec" && self.buffer_elem(ty).is_some() {
                     ParamKind::Buffer
                 } else if last == "Vec" && self.struct_elem(ty) {
@@ -538,4 +543,24 @@ pub(crate) fn collection_elem(ty: &Type) -> Option<&Type> {
         }
         _ => None,
     }
+}
+
+/// Whether an array type's element type is an integer or `bool` (`Array2<usize>`,
+/// `ArrayView1<'_, i64>`, `Array<u8, Ix2>`): ids and masks, never differentiated.
+pub(crate) fn array_of_integers(p: &syn::TypePath) -> bool {
+    let Some(last) = p.path.segments.last() else {
+        return false;
+    };
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    args.args.iter().find_map(|a| match a {
+        syn::GenericArgument::Type(Type::Path(t)) => Some(
+            t.path
+                .get_ident()
+                .is_some_and(|i| crate::ir::op::is_integer_type_name(&i.to_string())),
+        ),
+        syn::GenericArgument::Type(_) => Some(false),
+        _ => None,
+    }) == Some(true)
 }
