@@ -5,9 +5,8 @@
 //!
 //! - `gmm`: ADBench's GMM at d = 10, K = 25, n = 1000 over slices (a tangent pass).
 //! - `lstm`: ADBench's LSTM at l = 2, b = 14, c = 1024 over slices (a tangent pass).
-//! - `mlp`: the main job's 784-256-128-10 MLP at batch 128, f32, over ndarray (array
-//!   code: `f_jvp` is the gradient paired with the tangent until arrays have tangent
-//!   rules, so its cost is `f_grad`'s).
+//! - `mlp`: the main job's 784-256-128-10 MLP at batch 128, f32, over ndarray (a tangent
+//!   pass over arrays: `t_a·b + a·t_b` per product, ReLU's and cross-entropy's `jvp`).
 //!
 //! Run: `cargo bench --bench jvp_cost` (`-- 21` for 21 rounds; 11 by default).
 

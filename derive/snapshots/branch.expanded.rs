@@ -139,6 +139,7 @@ impl branchy {
     #[allow(
         unused_variables,
         unused_mut,
+        unused_assignments,
         unused_parens,
         unreachable_code,
         non_snake_case,
@@ -154,32 +155,32 @@ impl branchy {
             let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
             let t_y = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
             let t0 = x <= 0.0;
-            let (t5, t_t5) = if t0 {
-                (y, t_y)
+            let (t_t5, t5) = if t0 {
+                (t_y, y)
             } else {
                 let v_1 = x * y;
                 let t_v_1 = ::backprop::__private::plain::mul_vjp_lhs(y, t_x)
                     + ::backprop::__private::plain::mul_vjp_rhs(x, t_y);
                 let t1 = v_1 > 1.0;
-                let (v_3, t_v_3) = if t1 {
+                let (t_v_3, v_3) = if t1 {
                     let v_2 = v_1.ln();
                     let t_v_2 = ::backprop::__private::plain::ln_vjp(v_1, t_v_1);
-                    (v_2, t_v_2)
+                    (t_v_2, v_2)
                 } else {
-                    (v_1, t_v_1)
+                    (t_v_1, v_1)
                 };
                 let t2 = y > 0.0;
-                let (w_1, t_w_1) = if t2 {
+                let (t_w_1, w_1) = if t2 {
                     let t3 = v_3 * y;
                     let t_t3 = ::backprop::__private::plain::mul_vjp_lhs(y, t_v_3)
                         + ::backprop::__private::plain::mul_vjp_rhs(v_3, t_y);
-                    (t3, t_t3)
+                    (t_t3, t3)
                 } else {
-                    (v_3, t_v_3)
+                    (t_v_3, v_3)
                 };
                 let t4 = w_1 + x;
                 let t_t4 = t_w_1 + t_x;
-                (t4, t_t4)
+                (t_t4, t4)
             };
             (t5, t_t5)
         };
@@ -188,32 +189,32 @@ impl branchy {
             let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
             let t_y = ::backprop::__private::jvp::scalar_or_zero(__slot_1);
             let t0 = x <= 0.0;
-            let (t5, t_t5) = if t0 {
-                (y, t_y)
+            let (t_t5, t5) = if t0 {
+                (t_y, y)
             } else {
                 let v_1 = x * y;
                 let t_v_1 = ::backprop::__private::mul_vjp_lhs(y, t_x)
                     + ::backprop::__private::mul_vjp_rhs(x, t_y);
                 let t1 = v_1 > 1.0;
-                let (v_3, t_v_3) = if t1 {
+                let (t_v_3, v_3) = if t1 {
                     let v_2 = v_1.ln();
                     let t_v_2 = ::backprop::__private::ln_vjp(v_1, t_v_1);
-                    (v_2, t_v_2)
+                    (t_v_2, v_2)
                 } else {
-                    (v_1, t_v_1)
+                    (t_v_1, v_1)
                 };
                 let t2 = y > 0.0;
-                let (w_1, t_w_1) = if t2 {
+                let (t_w_1, w_1) = if t2 {
                     let t3 = v_3 * y;
                     let t_t3 = ::backprop::__private::mul_vjp_lhs(y, t_v_3)
                         + ::backprop::__private::mul_vjp_rhs(v_3, t_y);
-                    (t3, t_t3)
+                    (t_t3, t3)
                 } else {
-                    (v_3, t_v_3)
+                    (t_v_3, v_3)
                 };
                 let t4 = w_1 + x;
                 let t_t4 = t_w_1 + t_x;
-                (t4, t_t4)
+                (t_t4, t4)
             };
             (t5, t_t5)
         } else {

@@ -220,6 +220,7 @@ impl overwrite {
     #[allow(
         unused_variables,
         unused_mut,
+        unused_assignments,
         unused_parens,
         unreachable_code,
         non_snake_case,
@@ -260,11 +261,11 @@ impl overwrite {
             v[0] = t6;
             t_v[0] = t_t6;
             let s = 0.0;
-            let mut s_3 = s;
             let mut t_s_3 = ::backprop::__private::jvp::zero_of(&s);
+            let mut s_3 = s;
             for i_2 in (0)..n {
-                let s_1 = s_3;
                 let t_s_1 = t_s_3;
+                let s_1 = s_3;
                 let t8 = v[i_2];
                 let t_t8 = t_v[i_2];
                 let t9 = y[i_2];
@@ -274,8 +275,8 @@ impl overwrite {
                     + ::backprop::__private::plain::mul_vjp_rhs(t8, t_t9);
                 let s_2 = s_1 + t10;
                 let t_s_2 = t_s_1 + t_t10;
-                s_3 = s_2;
                 t_s_3 = t_s_2;
+                s_3 = s_2;
             }
             (s_3, t_s_3)
         };
@@ -313,11 +314,11 @@ impl overwrite {
             v[0] = t6;
             t_v[0] = t_t6;
             let s = 0.0;
-            let mut s_3 = s;
             let mut t_s_3 = ::backprop::__private::jvp::zero_of(&s);
+            let mut s_3 = s;
             for i_2 in (0)..n {
-                let s_1 = s_3;
                 let t_s_1 = t_s_3;
+                let s_1 = s_3;
                 let t8 = v[i_2];
                 let t_t8 = t_v[i_2];
                 let t9 = y[i_2];
@@ -327,8 +328,8 @@ impl overwrite {
                     + ::backprop::__private::mul_vjp_rhs(t8, t_t9);
                 let s_2 = s_1 + t10;
                 let t_s_2 = t_s_1 + t_t10;
-                s_3 = s_2;
                 t_s_3 = t_s_2;
+                s_3 = s_2;
             }
             (s_3, t_s_3)
         } else {

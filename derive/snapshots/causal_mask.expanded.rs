@@ -76,9 +76,10 @@ impl masked_loss {
         ::backprop::__private::tensor::check_broadcast(
             "`p * w`",
             &::backprop::__private::tensor::by_ref(&p),
-            &w,
+            &::backprop::__private::tensor::by_ref(&w),
         );
-        let t3 = ::backprop::__private::tensor::by_ref(&p) * w;
+        let t3 = ::backprop::__private::tensor::by_ref(&p)
+            * ::backprop::__private::tensor::by_ref(&w);
         let shape_t3 = ::backprop::__private::tensor::shape_of(&t3);
         let t4 = t3.sum();
         let heap_bytes = {
@@ -159,6 +160,7 @@ impl masked_loss {
     #[allow(
         unused_variables,
         unused_mut,
+        unused_assignments,
         unused_parens,
         unreachable_code,
         non_snake_case,

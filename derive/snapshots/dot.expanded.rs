@@ -168,6 +168,7 @@ impl dot {
     #[allow(
         unused_variables,
         unused_mut,
+        unused_assignments,
         unused_parens,
         unreachable_code,
         non_snake_case,
@@ -196,11 +197,11 @@ impl dot {
             );
             let acc = 0.0;
             let t0 = w.len();
-            let mut acc_3 = acc;
             let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            let mut acc_3 = acc;
             for i_1 in (0)..t0 {
-                let acc_1 = acc_3;
                 let t_acc_1 = t_acc_3;
+                let acc_1 = acc_3;
                 let t1 = w[i_1];
                 let t_t1 = t_w[i_1];
                 let t2 = x[i_1];
@@ -210,8 +211,8 @@ impl dot {
                     + ::backprop::__private::plain::mul_vjp_rhs(t1, t_t2);
                 let acc_2 = acc_1 + t3;
                 let t_acc_2 = t_acc_1 + t_t3;
-                acc_3 = acc_2;
                 t_acc_3 = t_acc_2;
+                acc_3 = acc_2;
             }
             (acc_3, t_acc_3)
         };
@@ -233,11 +234,11 @@ impl dot {
             );
             let acc = 0.0;
             let t0 = w.len();
-            let mut acc_3 = acc;
             let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            let mut acc_3 = acc;
             for i_1 in (0)..t0 {
-                let acc_1 = acc_3;
                 let t_acc_1 = t_acc_3;
+                let acc_1 = acc_3;
                 let t1 = w[i_1];
                 let t_t1 = t_w[i_1];
                 let t2 = x[i_1];
@@ -247,8 +248,8 @@ impl dot {
                     + ::backprop::__private::mul_vjp_rhs(t1, t_t2);
                 let acc_2 = acc_1 + t3;
                 let t_acc_2 = t_acc_1 + t_t3;
-                acc_3 = acc_2;
                 t_acc_3 = t_acc_2;
+                acc_3 = acc_2;
             }
             (acc_3, t_acc_3)
         } else {

@@ -243,6 +243,7 @@ impl outer_sum {
     #[allow(
         unused_variables,
         unused_mut,
+        unused_assignments,
         unused_parens,
         unreachable_code,
         non_snake_case,
@@ -291,11 +292,11 @@ impl outer_sum {
                 }
             }
             let s = 0.0;
-            let mut s_3 = s;
             let mut t_s_3 = ::backprop::__private::jvp::zero_of(&s);
+            let mut s_3 = s;
             for j_2 in (0)..n {
-                let s_1 = s_3;
                 let t_s_1 = t_s_3;
+                let s_1 = s_3;
                 let t7 = h[j_2];
                 let t_t7 = t_h[j_2];
                 let t8 = t7 * t7;
@@ -303,8 +304,8 @@ impl outer_sum {
                     + ::backprop::__private::plain::mul_vjp_rhs(t7, t_t7);
                 let s_2 = s_1 + t8;
                 let t_s_2 = t_s_1 + t_t8;
-                s_3 = s_2;
                 t_s_3 = t_s_2;
+                s_3 = s_2;
             }
             (s_3, t_s_3)
         };
@@ -346,11 +347,11 @@ impl outer_sum {
                 }
             }
             let s = 0.0;
-            let mut s_3 = s;
             let mut t_s_3 = ::backprop::__private::jvp::zero_of(&s);
+            let mut s_3 = s;
             for j_2 in (0)..n {
-                let s_1 = s_3;
                 let t_s_1 = t_s_3;
+                let s_1 = s_3;
                 let t7 = h[j_2];
                 let t_t7 = t_h[j_2];
                 let t8 = t7 * t7;
@@ -358,8 +359,8 @@ impl outer_sum {
                     + ::backprop::__private::mul_vjp_rhs(t7, t_t7);
                 let s_2 = s_1 + t8;
                 let t_s_2 = t_s_1 + t_t8;
-                s_3 = s_2;
                 t_s_3 = t_s_2;
+                s_3 = s_2;
             }
             (s_3, t_s_3)
         } else {

@@ -311,6 +311,7 @@ impl damped {
     #[allow(
         unused_variables,
         unused_mut,
+        unused_assignments,
         unused_parens,
         unreachable_code,
         non_snake_case,
@@ -338,13 +339,13 @@ impl damped {
             for i_1 in (0)..t1 {
                 let t2 = x[i_1];
                 let t3 = t2 > 0.0;
-                let (t8, t_t8) = if t3 {
+                let (t_t8, t8) = if t3 {
                     let t4 = x[i_1];
                     let t_t4 = t_x[i_1];
                     let t5 = t4 * k;
                     let t_t5 = ::backprop::__private::plain::mul_vjp_lhs(k, t_t4)
                         + ::backprop::__private::plain::mul_vjp_rhs(t4, t_k);
-                    (t5, t_t5)
+                    (t_t5, t5)
                 } else {
                     let t6 = x[i_1];
                     let t_t6 = t_x[i_1];
@@ -352,18 +353,18 @@ impl damped {
                         t6,
                         (::core::option::Option::Some(t_t6),),
                     );
-                    (t7, t_t7)
+                    (t_t7, t7)
                 };
                 h[i_1] = t8;
                 t_h[i_1] = t_t8;
             }
             let acc = 1.0;
             let t10 = h.len();
-            let mut acc_3 = acc;
             let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            let mut acc_3 = acc;
             for k_1_1 in (0)..t10 {
-                let acc_1 = acc_3;
                 let t_acc_1 = t_acc_3;
+                let acc_1 = acc_3;
                 let v_1 = h[k_1_1];
                 let t_v_1 = t_h[k_1_1];
                 let t11 = v_1.tanh();
@@ -373,8 +374,8 @@ impl damped {
                 let acc_2 = acc_1 * t12;
                 let t_acc_2 = ::backprop::__private::plain::mul_vjp_lhs(t12, t_acc_1)
                     + ::backprop::__private::plain::mul_vjp_rhs(acc_1, t_t12);
-                acc_3 = acc_2;
                 t_acc_3 = t_acc_2;
+                acc_3 = acc_2;
             }
             (acc_3, t_acc_3)
         };
@@ -395,13 +396,13 @@ impl damped {
             for i_1 in (0)..t1 {
                 let t2 = x[i_1];
                 let t3 = t2 > 0.0;
-                let (t8, t_t8) = if t3 {
+                let (t_t8, t8) = if t3 {
                     let t4 = x[i_1];
                     let t_t4 = t_x[i_1];
                     let t5 = t4 * k;
                     let t_t5 = ::backprop::__private::mul_vjp_lhs(k, t_t4)
                         + ::backprop::__private::mul_vjp_rhs(t4, t_k);
-                    (t5, t_t5)
+                    (t_t5, t5)
                 } else {
                     let t6 = x[i_1];
                     let t_t6 = t_x[i_1];
@@ -409,18 +410,18 @@ impl damped {
                         t6,
                         (::core::option::Option::Some(t_t6),),
                     );
-                    (t7, t_t7)
+                    (t_t7, t7)
                 };
                 h[i_1] = t8;
                 t_h[i_1] = t_t8;
             }
             let acc = 1.0;
             let t10 = h.len();
-            let mut acc_3 = acc;
             let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            let mut acc_3 = acc;
             for k_1_1 in (0)..t10 {
-                let acc_1 = acc_3;
                 let t_acc_1 = t_acc_3;
+                let acc_1 = acc_3;
                 let v_1 = h[k_1_1];
                 let t_v_1 = t_h[k_1_1];
                 let t11 = v_1.tanh();
@@ -430,8 +431,8 @@ impl damped {
                 let acc_2 = acc_1 * t12;
                 let t_acc_2 = ::backprop::__private::mul_vjp_lhs(t12, t_acc_1)
                     + ::backprop::__private::mul_vjp_rhs(acc_1, t_t12);
-                acc_3 = acc_2;
                 t_acc_3 = t_acc_2;
+                acc_3 = acc_2;
             }
             (acc_3, t_acc_3)
         } else {

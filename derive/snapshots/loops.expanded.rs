@@ -238,6 +238,7 @@ impl loops {
     #[allow(
         unused_variables,
         unused_mut,
+        unused_assignments,
         unused_parens,
         unreachable_code,
         non_snake_case,
@@ -253,38 +254,38 @@ impl loops {
             let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
             let prod = 1.0;
             let sum = 0.0;
-            let mut prod_3 = prod;
             let mut t_prod_3 = ::backprop::__private::jvp::zero_of(&prod);
-            let mut sum_3 = sum;
+            let mut prod_3 = prod;
             let mut t_sum_3 = ::backprop::__private::jvp::zero_of(&sum);
+            let mut sum_3 = sum;
             for _i in (0)..n {
-                let prod_1 = prod_3;
                 let t_prod_1 = t_prod_3;
-                let sum_1 = sum_3;
+                let prod_1 = prod_3;
                 let t_sum_1 = t_sum_3;
+                let sum_1 = sum_3;
                 let prod_2 = prod_1 * x;
                 let t_prod_2 = ::backprop::__private::plain::mul_vjp_lhs(x, t_prod_1)
                     + ::backprop::__private::plain::mul_vjp_rhs(prod_1, t_x);
                 let sum_2 = sum_1 + prod_2;
                 let t_sum_2 = t_sum_1 + t_prod_2;
-                prod_3 = prod_2;
                 t_prod_3 = t_prod_2;
-                sum_3 = sum_2;
+                prod_3 = prod_2;
                 t_sum_3 = t_sum_2;
+                sum_3 = sum_2;
             }
-            let mut sum_6 = sum_3;
             let mut t_sum_6 = t_sum_3;
+            let mut sum_6 = sum_3;
             loop {
-                let sum_4 = sum_6;
                 let t_sum_4 = t_sum_6;
+                let sum_4 = sum_6;
                 let t0 = sum_4 > 10.0;
                 if !t0 {
                     break;
                 }
                 let sum_5 = sum_4 * 0.5;
                 let t_sum_5 = ::backprop::__private::plain::mul_vjp_lhs(0.5, t_sum_4);
-                sum_6 = sum_5;
                 t_sum_6 = t_sum_5;
+                sum_6 = sum_5;
             }
             (sum_6, t_sum_6)
         };
@@ -293,38 +294,38 @@ impl loops {
             let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
             let prod = 1.0;
             let sum = 0.0;
-            let mut prod_3 = prod;
             let mut t_prod_3 = ::backprop::__private::jvp::zero_of(&prod);
-            let mut sum_3 = sum;
+            let mut prod_3 = prod;
             let mut t_sum_3 = ::backprop::__private::jvp::zero_of(&sum);
+            let mut sum_3 = sum;
             for _i in (0)..n {
-                let prod_1 = prod_3;
                 let t_prod_1 = t_prod_3;
-                let sum_1 = sum_3;
+                let prod_1 = prod_3;
                 let t_sum_1 = t_sum_3;
+                let sum_1 = sum_3;
                 let prod_2 = prod_1 * x;
                 let t_prod_2 = ::backprop::__private::mul_vjp_lhs(x, t_prod_1)
                     + ::backprop::__private::mul_vjp_rhs(prod_1, t_x);
                 let sum_2 = sum_1 + prod_2;
                 let t_sum_2 = t_sum_1 + t_prod_2;
-                prod_3 = prod_2;
                 t_prod_3 = t_prod_2;
-                sum_3 = sum_2;
+                prod_3 = prod_2;
                 t_sum_3 = t_sum_2;
+                sum_3 = sum_2;
             }
-            let mut sum_6 = sum_3;
             let mut t_sum_6 = t_sum_3;
+            let mut sum_6 = sum_3;
             loop {
-                let sum_4 = sum_6;
                 let t_sum_4 = t_sum_6;
+                let sum_4 = sum_6;
                 let t0 = sum_4 > 10.0;
                 if !t0 {
                     break;
                 }
                 let sum_5 = sum_4 * 0.5;
                 let t_sum_5 = ::backprop::__private::mul_vjp_lhs(0.5, t_sum_4);
-                sum_6 = sum_5;
                 t_sum_6 = t_sum_5;
+                sum_6 = sum_5;
             }
             (sum_6, t_sum_6)
         } else {

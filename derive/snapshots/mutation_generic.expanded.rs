@@ -81,6 +81,7 @@ impl softplus_sq {
     #[allow(
         unused_variables,
         unused_mut,
+        unused_assignments,
         unused_parens,
         unreachable_code,
         non_snake_case,

@@ -95,6 +95,7 @@ impl f {
     #[allow(
         unused_variables,
         unused_mut,
+        unused_assignments,
         unused_parens,
         unreachable_code,
         non_snake_case,
@@ -109,15 +110,15 @@ impl f {
             let (__slot, __slot_1) = __tangents;
             let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
             let acc = 0.0;
-            let mut acc_3 = acc;
             let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            let mut acc_3 = acc;
             for _i in (0)..n {
-                let acc_1 = acc_3;
                 let t_acc_1 = t_acc_3;
+                let acc_1 = acc_3;
                 let acc_2 = acc_1 + x;
                 let t_acc_2 = t_acc_1 + t_x;
-                acc_3 = acc_2;
                 t_acc_3 = t_acc_2;
+                acc_3 = acc_2;
             }
             (acc_3, t_acc_3)
         };
@@ -125,15 +126,15 @@ impl f {
             let (__slot, __slot_1) = __tangents;
             let t_x = ::backprop::__private::jvp::scalar_or_zero(__slot);
             let acc = 0.0;
-            let mut acc_3 = acc;
             let mut t_acc_3 = ::backprop::__private::jvp::zero_of(&acc);
+            let mut acc_3 = acc;
             for _i in (0)..n {
-                let acc_1 = acc_3;
                 let t_acc_1 = t_acc_3;
+                let acc_1 = acc_3;
                 let acc_2 = acc_1 + x;
                 let t_acc_2 = t_acc_1 + t_x;
-                acc_3 = acc_2;
                 t_acc_3 = t_acc_2;
+                acc_3 = acc_2;
             }
             (acc_3, t_acc_3)
         } else {

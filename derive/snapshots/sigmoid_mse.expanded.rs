@@ -134,6 +134,7 @@ impl sigmoid_mse {
     #[allow(
         unused_variables,
         unused_mut,
+        unused_assignments,
         unused_parens,
         unreachable_code,
         non_snake_case,

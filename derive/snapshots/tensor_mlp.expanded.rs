@@ -66,15 +66,23 @@ impl mlp {
         let t0 = ::backprop::__private::tensor::dot(&x, &w1);
         let shape_t0 = ::backprop::__private::tensor::shape_of(&t0);
         let shape_b1 = ::backprop::__private::tensor::shape_of(&b1);
-        ::backprop::__private::tensor::check_broadcast("`x.dot(w1) + b1`", &&t0, &b1);
-        let t1 = &t0 + b1;
+        ::backprop::__private::tensor::check_broadcast(
+            "`x.dot(w1) + b1`",
+            &&t0,
+            &::backprop::__private::tensor::by_ref(&b1),
+        );
+        let t1 = &t0 + ::backprop::__private::tensor::by_ref(&b1);
         let t2 = &t1;
         let (h, tape_h) = relu::forward(t2);
         let t3 = ::backprop::__private::tensor::dot(&h, &w2);
         let shape_t3 = ::backprop::__private::tensor::shape_of(&t3);
         let shape_b2 = ::backprop::__private::tensor::shape_of(&b2);
-        ::backprop::__private::tensor::check_broadcast("`h.dot(w2) + b2`", &&t3, &b2);
-        let logits = &t3 + b2;
+        ::backprop::__private::tensor::check_broadcast(
+            "`h.dot(w2) + b2`",
+            &&t3,
+            &::backprop::__private::tensor::by_ref(&b2),
+        );
+        let logits = &t3 + ::backprop::__private::tensor::by_ref(&b2);
         let t4 = &logits;
         let t5 = XentOptions::default();
         let (t6, tape_t6) = softmax_cross_entropy::forward(t4, labels, t5);
@@ -150,6 +158,7 @@ impl mlp {
     #[allow(
         unused_variables,
         unused_mut,
+        unused_assignments,
         unused_parens,
         unreachable_code,
         non_snake_case,
@@ -172,25 +181,72 @@ impl mlp {
         ),
     ) -> (f32, f32) {
         let (__slot, __slot_1, __slot_2, __slot_3, __slot_4, __slot_5) = __tangents;
-        let (__value, __grad) = mlp::grad(x, labels, w1, b1, w2, b2);
-        let mut __tangent: f32 = ::backprop::__private::zero();
-        if let ::core::option::Option::Some(__slot_2) = __slot_2 {
-            __tangent = __tangent
-                + ::backprop::__private::jvp::dot_array(&__grad.w1, &*__slot_2);
-        }
-        if let ::core::option::Option::Some(__slot_3) = __slot_3 {
-            __tangent = __tangent
-                + ::backprop::__private::jvp::dot_array(&__grad.b1, &*__slot_3);
-        }
-        if let ::core::option::Option::Some(__slot_4) = __slot_4 {
-            __tangent = __tangent
-                + ::backprop::__private::jvp::dot_array(&__grad.w2, &*__slot_4);
-        }
-        if let ::core::option::Option::Some(__slot_5) = __slot_5 {
-            __tangent = __tangent
-                + ::backprop::__private::jvp::dot_array(&__grad.b2, &*__slot_5);
-        }
-        (__value, __tangent)
+        let mut __zeros = ::core::option::Option::None;
+        let t_w1 = ::backprop::__private::tangent::array_or_zero(
+            __slot_2,
+            &w1,
+            &mut __zeros,
+            "w1",
+        );
+        let mut __zeros_1 = ::core::option::Option::None;
+        let t_b1 = ::backprop::__private::tangent::array_or_zero(
+            __slot_3,
+            &b1,
+            &mut __zeros_1,
+            "b1",
+        );
+        let mut __zeros_2 = ::core::option::Option::None;
+        let t_w2 = ::backprop::__private::tangent::array_or_zero(
+            __slot_4,
+            &w2,
+            &mut __zeros_2,
+            "w2",
+        );
+        let mut __zeros_3 = ::core::option::Option::None;
+        let t_b2 = ::backprop::__private::tangent::array_or_zero(
+            __slot_5,
+            &b2,
+            &mut __zeros_3,
+            "b2",
+        );
+        let t_t0 = ::backprop::__private::tensor::dot(&x, &t_w1);
+        let t0 = ::backprop::__private::tensor::dot(&x, &w1);
+        ::backprop::__private::tensor::check_broadcast(
+            "`x.dot(w1) + b1`",
+            &&t0,
+            &::backprop::__private::tensor::by_ref(&b1),
+        );
+        let t1 = &t0 + ::backprop::__private::tensor::by_ref(&b1);
+        let t_t1 = ::backprop::__private::tangent::spread(&t1, &t_t0)
+            + ::backprop::__private::tangent::spread(&t1, &t_b1);
+        let t2 = &t1;
+        let t_t2 = &t_t1;
+        let (h, t_h) = relu::jvp(t2, (::core::option::Option::Some(t_t2),));
+        let t_t3 = ::backprop::__private::tensor::dot(&t_h, &w2)
+            + ::backprop::__private::tensor::dot(&h, &t_w2);
+        let t3 = ::backprop::__private::tensor::dot(&h, &w2);
+        ::backprop::__private::tensor::check_broadcast(
+            "`h.dot(w2) + b2`",
+            &&t3,
+            &::backprop::__private::tensor::by_ref(&b2),
+        );
+        let logits = &t3 + ::backprop::__private::tensor::by_ref(&b2);
+        let t_logits = ::backprop::__private::tangent::spread(&logits, &t_t3)
+            + ::backprop::__private::tangent::spread(&logits, &t_b2);
+        let t4 = &logits;
+        let t_t4 = &t_logits;
+        let t5 = XentOptions::default();
+        let (t6, t_t6) = softmax_cross_entropy::jvp(
+            t4,
+            labels,
+            t5,
+            (
+                ::core::option::Option::Some(t_t4),
+                ::core::option::Option::None,
+                ::core::option::Option::None,
+            ),
+        );
+        (t6, t_t6)
     }
     /// No tangent program: panics (see the message).
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]

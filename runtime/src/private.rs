@@ -12,6 +12,7 @@ pub use crate::rules::scalar::*;
 /// Each scalar rule as a differentiable function (`f_hvp`'s reverse pass over the
 /// tangent program calls these).
 pub use crate::rules::second;
+pub use crate::rules::tangent;
 pub use crate::rules::tensor;
 pub use crate::stack::Stack;
 pub use crate::tape::{
@@ -150,11 +151,11 @@ impl<T, P: AsRef<[T]> + ?Sized> BufferCotangent<T> for P {
 }
 
 /// Implemented by nothing: the first tangent of `f_jvp` for a function that returns an
-/// array, which has no forward mode yet, so that a call is this one error.
+/// array through an operation without a tangent rule, so that a call is this one error.
 #[diagnostic::on_unimplemented(
-    message = "`#[grad]` has no forward mode (`f_jvp`) for a function that returns an array yet",
-    label = "`f_jvp` of an array-valued function",
-    note = "take `f_jvp` of a scalar function built on it (a loss), whose tangent goes through this layer; `f_vjp(args.., cotangent)` is the transposed product Jᵀ·d, not J·t"
+    message = "`#[grad]` has no forward mode (`f_jvp`) for this array-valued function: an operation in it has no tangent rule yet",
+    label = "`f_jvp` of an array-valued function without a tangent pass",
+    note = "README's \"Forward mode\" lists the array operations with tangent rules (`layer_norm`, `attention`, `embedding`, element writes and calls of layers have none yet); `f_jvp` of a scalar function built on this one (a loss) is exact; `f_vjp(args.., cotangent)` is the transposed product Jᵀ·d, not J·t"
 )]
 pub trait NoForwardModeOfArrays {}
 

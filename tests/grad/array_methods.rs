@@ -865,3 +865,116 @@ fn map_and_zip_on_data() {
     let (_, gp) = map_of_a_field_grad(&Gain { w: w.clone() });
     assert_eq!(gp.p.w, 2.0 * &w);
 }
+
+/// ndarray's `remove_axis` is `index_axis_move(axis, 0)`: on an axis longer than 1 it
+/// keeps index 0, so the gradient is zero at the other indices.
+/// Pins: the pullback put the cotangent back as a length-1 axis, and `select`'s
+/// pullback broadcast it over every index (found by the forward mode's check).
+#[grad]
+fn first_of_an_axis(x: &Array2<f64>) -> f64 {
+    let r = x.view().remove_axis(Axis(0));
+    (&r * &r).sum()
+}
+
+#[grad]
+fn first_of_a_selection(x: &Array3<f64>) -> f64 {
+    x.select(Axis(1), &[1, 0, 1]).remove_axis(Axis(0)).sum()
+}
+
+#[test]
+fn remove_axis_on_a_longer_axis_keeps_index_zero() {
+    let x = array![[1.0, -2.0], [3.0, 4.0]];
+    let (v, g) = first_of_an_axis_grad(&x);
+    assert_eq!(v, 5.0);
+    assert_eq!(g.x, array![[2.0, -4.0], [0.0, 0.0]]);
+    let x3 = Array3::from_shape_fn((2, 2, 2), |(i, j, k)| (i * 4 + j * 2 + k) as f64);
+    let (_, g) = first_of_a_selection_grad(&x3);
+    // Index 0 of axis 0 only; column 1 of axis 1 is selected twice, column 0 once.
+    assert_eq!(
+        g.x,
+        array![[[1.0, 1.0], [2.0, 2.0]], [[0.0, 0.0], [0.0, 0.0]]]
+    );
+}
+
+/// Integer arrays as arguments are data, whatever their dimension (`&Array2<usize>`
+/// token ids on a bare `#[grad]`): only the float arrays are differentiated.
+#[grad]
+fn gather_by_a_grid_of_ids(table: &Array2<f64>, ids: &Array2<usize>) -> f64 {
+    let mut total = 0.0;
+    for i in 0..ids.nrows() {
+        for j in 0..ids.ncols() {
+            let r = table.row(ids[[i, j]]);
+            total += (&r * &r).sum();
+        }
+    }
+    total
+}
+
+/// Methods called on struct fields (`p.w.powi(2).mean()`, `p.b.tanh()`): the field is
+/// borrowed as the receiver, not moved out of `p`.
+#[derive(Clone, Debug, backprop::Differentiable)]
+struct Small {
+    w: Array2<f64>,
+    b: Array1<f64>,
+}
+
+#[grad(p)]
+fn field_receivers(p: &Small) -> f64 {
+    let penalty = p.w.powi(2).mean().unwrap();
+    let squashed = p.b.tanh();
+    penalty + squashed.sum() + p.w.sum_axis(Axis(0)).dot(&p.b)
+}
+
+#[test]
+fn integer_arrays_are_data_and_fields_are_receivers() {
+    let table = array![[1.0, 2.0], [-1.0, 0.5], [3.0, 0.0]];
+    let ids = array![[0usize, 2], [2, 2]];
+    let (v, g) = gather_by_a_grid_of_ids_grad(&table, &ids);
+    // Rows picked: 0, 2, 2, 2 → 1+4 + 3·9 = 32; d table = 2·count·row.
+    assert_eq!(v, 32.0);
+    assert_eq!(g.table, array![[2.0, 4.0], [0.0, 0.0], [18.0, 0.0]]);
+
+    let p = Small {
+        w: array![[1.0, -2.0], [0.5, 3.0]],
+        b: array![0.25, -1.0],
+    };
+    let (v, g) = field_receivers_grad(&p);
+    // mean(w²) = (1+4+0.25+9)/4; Σ tanh b; column sums (1.5, 1)·b = 0.375 − 1.
+    let want = 14.25 / 4.0 + 0.25f64.tanh() + (-1.0f64).tanh() + 1.5 * 0.25 - 1.0;
+    assert!((v - want).abs() < 1e-15, "{v} vs {want}");
+    // d w = 2w/4 + b broadcast down each column; d b = 1 − tanh² b + column sums.
+    let dw = p.w.mapv(|x| x / 2.0) + p.b.view().insert_axis(Axis(0));
+    assert!((&g.p.w - &dw).iter().all(|d| d.abs() < 1e-15), "{}", g.p.w);
+    let db = p.b.mapv(|x| 1.0 - x.tanh().powi(2)) + array![1.5, 1.0];
+    assert!((&g.p.b - &db).iter().all(|d| d.abs() < 1e-15), "{}", g.p.b);
+}
+
+/// `reversed_axes` consumes its receiver, as `permuted_axes` does: on an owned array
+/// (a product, `to_owned()`, `clone()`) that the reverse pass also reads. Pins: E0382
+/// in the generated code (the reverse pass re-derived the result from the moved array).
+#[grad]
+fn reversed_owned(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let h = x.dot(w).tanh();
+    let r = h.clone().reversed_axes();
+    let c = x.to_owned().reversed_axes();
+    (&r * &h.t()).sum() + (&c * &c).sum() + h.reversed_axes().row(0).sum()
+}
+
+#[test]
+fn reversed_axes_of_owned_arrays() {
+    let x = array![[0.5, -1.0], [0.25, 2.0], [1.5, 0.0]];
+    let w = array![[0.3, -0.2], [0.1, 0.4]];
+    let (v, g) = reversed_owned_grad(&x, &w);
+    let h = x.dot(&w).mapv(f64::tanh);
+    // Σ h² + Σ x² + Σ h[.., 0]; d h = 2h + e₀ columnwise, through tanh and the product.
+    let want = h.mapv(|v| v * v).sum() + x.mapv(|v| v * v).sum() + h.column(0).sum();
+    assert!((v - want).abs() < 1e-14, "{v} vs {want}");
+    let mut d_h = h.mapv(|v| 2.0 * v);
+    d_h.column_mut(0).mapv_inplace(|v| v + 1.0);
+    let d_z = &d_h * &h.mapv(|v| 1.0 - v * v);
+    let d_x = d_z.dot(&w.t()) + x.mapv(|v| 2.0 * v);
+    let d_w = x.t().dot(&d_z);
+    assert!((&g.x - &d_x).iter().all(|d| d.abs() < 1e-14), "{}", g.x);
+    assert!((&g.w - &d_w).iter().all(|d| d.abs() < 1e-14), "{}", g.w);
+    gradcheck!(reversed_owned(x = &x, w = &w)).assert();
+}

@@ -25,6 +25,7 @@ mod closures;
 mod custom_rules;
 mod element_writes;
 mod forward_mode;
+mod forward_mode_arrays;
 mod generic_floats;
 mod in_place;
 mod jumps;

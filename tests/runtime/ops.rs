@@ -200,6 +200,18 @@ fn gradcheck_softmax_and_log_softmax_last_axis_3d() {
     );
 }
 
+/// Softmax of large logits keeps f32's precision: e^(x − max)/Σ, not e^(x − lse), whose
+/// subtraction of two numbers near 1e4 loses about 13 bits. σ(±1) = 0.2689414213699951,
+/// 0.7310585786300049.
+#[test]
+fn softmax_of_large_logits_is_accurate_in_f32() {
+    let y = ops::softmax(&ndarray::array![[1e4f32, 1e4 + 1.0], [-3e4, -3e4 - 1.0]]);
+    let want = [0.268_941_42f32, 0.731_058_6, 0.731_058_6, 0.268_941_42];
+    for (got, want) in y.iter().zip(want) {
+        assert!((got - want).abs() <= 2.0 * f32::EPSILON * want, "{y}");
+    }
+}
+
 fn labels_for(rows: usize, classes: usize) -> Vec<usize> {
     (0..rows).map(|r| (r * 3 + 1) % classes).collect()
 }

@@ -275,7 +275,9 @@ impl Shape<'_> {
                 },
             )
         };
-        let (jvp_method, jvp_free) = if self.returns_array() {
+        // A function returning an array has forward mode where every operation has a
+        // tangent rule (there is no gradient to pair with the tangents otherwise).
+        let (jvp_method, jvp_free) = if self.returns_array() && jvp_body.is_none() {
             (quote!(), self.jvp_refusal(&mut own))
         } else {
             self.jvp_companions(&mut own, jvp_body)

@@ -40,7 +40,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
             nested: quote!(),
         };
     }
-    let program = super::tangent::supported(func, plan)
+    let program = super::tangent::supported_on_scalars(func, plan)
         .then(|| crate::ir::tangent::program(func, plan, names))
         .flatten()
         .and_then(|program| {

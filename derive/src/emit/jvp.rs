@@ -124,7 +124,7 @@ impl Shape<'_> {
             /// Value and directional derivative, one tangent slot per argument (`None`:
             /// a constant there).
             #[inline]
-            #[allow(unused_variables, unused_mut, unused_parens, unreachable_code, non_snake_case, clippy::all)]
+            #[allow(unused_variables, unused_mut, unused_assignments, unused_parens, unreachable_code, non_snake_case, clippy::all)]
             #vis fn jvp #impl_generics (#companion_inputs) -> (#ret, #ret) #where_clause {
                 #body
             }

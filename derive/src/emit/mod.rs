@@ -157,7 +157,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
     };
     // The tangent pass is built first, by its own emitter over the same IR (it keeps no
     // tape, and shares no state with the forward and reverse passes).
-    let jvp_body = (!shape.returns_array() && tangent::supported(func, plan)).then(|| {
+    let jvp_body = tangent::supported(func, plan).then(|| {
         let plain_first = shape.plain_first() && !calls_outside_rules(func);
         tangent::body(func, plan, &names, plain_first)
     });

@@ -204,7 +204,7 @@ const METHODS: &[Prim] = &[
     p("column", &[Rule("column_vjp", &[Shape(0), In(1)]), Zero]),
     // Shapes.
     p("insert_axis", &[Rule("insert_axis_vjp", &[In(1)]), Zero]),
-    p("remove_axis", &[Rule("remove_axis_vjp", &[In(1)]), Zero]),
+    p("remove_axis", &[Rule("remove_axis_vjp", &[Shape(0), In(1)]), Zero]),
     p("permuted_axes", &[Rule("permuted_axes_vjp", &[In(1)]), Zero]),
     // `x.into_shape_with_order(s).unwrap()`, `x.to_shape(s).unwrap()` (row-major).
     p("into_shape_with_order_unwrap", &[Rule("reshape_vjp", &[Shape(0)]), Zero]),
@@ -236,6 +236,7 @@ pub const CONSUMING_VIEW_METHODS: &[&str] = &[
     "insert_axis",
     "remove_axis",
     "permuted_axes",
+    "reversed_axes",
     "into_shape_with_order_unwrap",
 ];
 
@@ -451,6 +452,29 @@ const RUNTIME_ARRAY_OPS: &[&str] = &[
 /// what they keep. A user's own `#[grad]` function of such a name gets a `forward`
 /// whose tape owns copies of what it borrows, so either may be behind a bare name
 /// (`emit::companions`, [`shares_runtime_name`]).
+/// The runtime's array ops whose companion has a `jvp` (forward mode): the elementwise
+/// activations, the softmaxes and the fused cross-entropy.
+const RUNTIME_OPS_WITH_JVP: &[&str] = &[
+    "relu",
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "gelu_exact",
+    "silu",
+    "softplus",
+    "softmax",
+    "log_softmax",
+    "softmax_cross_entropy",
+];
+
+/// Whether `path` is a runtime array op with a `jvp` companion.
+pub fn runtime_op_has_jvp(path: &syn::Path) -> bool {
+    is_runtime_array_op(path)
+        && segments(path)
+            .last()
+            .is_some_and(|l| RUNTIME_OPS_WITH_JVP.contains(&l.as_str()))
+}
+
 pub fn is_runtime_array_op(path: &syn::Path) -> bool {
     let segs = segments(path);
     let Some(last) = segs.last() else {
@@ -471,3 +495,68 @@ pub fn shares_runtime_name(name: &syn::Ident) -> bool {
 /// the rules are in the runtime's `rules::elementwise`, which has one forward function
 /// per name here.
 pub const ELEMENTWISE_WITH_FLOATS: [&str; 6] = ["max", "min", "powf", "hypot", "log", "clamp"];
+
+/// How an operation on the tensor path pushes one input's tangent forward (forward
+/// mode, `emit::tangent`): the term `Jₖ·tₖ`, shaped like the output, that input `k`
+/// adds to the output's tangent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tangent {
+    /// `::backprop::__private::tangent::<name>(reads.., &t_k)`.
+    Rule(&'static str, &'static [Need]),
+    /// `tensor::dot(a, b)` with `t_k` in place of input `k` (a product is bilinear).
+    Dot,
+    /// `t_y = &t_x` beside `y = &x`: a borrow of the tangent.
+    Borrow,
+    /// An elementwise method of the rule table: the pullback's scalar rule at `d = t`,
+    /// element by element (a diagonal Jacobian is its own transpose), through
+    /// `tangent::elementwise`.
+    Elementwise,
+}
+
+/// The tangent rule of input `k` of `prim` on the tensor path, where there is one. Each
+/// is the operation itself where it is linear in the input (one fact: what the op does
+/// to an array, it does to the array's tangent), the product rule for `*`, `/` and
+/// `dot`, and the table's own rule for elementwise methods.
+#[rustfmt::skip]
+pub fn tensor_tangent(prim: &Prim, k: usize) -> Option<Tangent> {
+    use Tangent::Rule as R;
+    Some(match (prim.name, prim.arity(), k) {
+        ("+", 2, _) => R("spread", &[Out]),
+        ("-", 2, 0) => R("spread", &[Out]),
+        ("-", 2, 1) => R("spread_neg", &[Out]),
+        ("-", 1, 0) => R("neg", &[]),
+        ("*", 2, 0) => R("mul", &[Out, In(1)]),
+        ("*", 2, 1) => R("mul", &[Out, In(0)]),
+        ("/", 2, 0) => R("div_lhs", &[Out, In(1)]),
+        ("/", 2, 1) => R("div_rhs", &[Out, In(1)]),
+        ("&", 1, 0) => Tangent::Borrow,
+        ("to_owned" | "into_owned" | "view" | "as_standard_layout" | "clone", 1, 0) => R("copy", &[]),
+        ("t" | "reversed_axes", 1, 0) => R("t", &[]),
+        ("dot", 2, _) => Tangent::Dot,
+        ("sum", 1, 0) => R("sum", &[]),
+        ("mean" | "mean_unwrap", 1, 0) => R("mean", &[]),
+        ("sum_axis", 2, 0) => R("sum_axis", &[In(1)]),
+        ("mean_axis_unwrap", 2, 0) => R("mean_axis", &[In(1)]),
+        ("select", 3, 0) => R("select", &[In(1), In(2)]),
+        ("slice", 2, 0) => R("slice", &[In(1)]),
+        ("slice_axis", 3, 0) => R("slice_axis", &[In(1), In(2)]),
+        ("index_axis", 3, 0) => R("index_axis", &[In(1), In(2)]),
+        ("row", 2, 0) => R("row", &[In(1)]),
+        ("column", 2, 0) => R("column", &[In(1)]),
+        ("insert_axis", 2, 0) => R("insert_axis", &[In(1)]),
+        ("remove_axis", 2, 0) => R("remove_axis", &[In(1)]),
+        ("permuted_axes", 2, 0) => R("permuted_axes", &[In(1)]),
+        ("into_shape_with_order_unwrap" | "to_shape_unwrap", 2, 0) => R("reshape", &[In(1)]),
+        ("var_axis", 3, 0) => R("var_axis", &[In(0), In(1), In(2)]),
+        ("std_axis", 3, 0) => R("std_axis", &[In(0), In(1), In(2), Out]),
+        ("max_axis" | "min_axis", 2, 0) => R("extreme_axis", &[In(0), In(1), Out]),
+        ("index_get", 2, 0) => R("index_get", &[In(1)]),
+        (name, _, 0)
+            if !ELEMENTWISE_WITH_FLOATS.contains(&name)
+                && crate::ir::rule_table::methods().iter().any(|p| p == prim) =>
+        {
+            Tangent::Elementwise
+        }
+        _ => return None,
+    })
+}

@@ -22,7 +22,7 @@ use ndarray::{
 
 /// Elementwise ops whose rule reads the input `x`.
 macro_rules! saves_input {
-    ($($f:ident => $vjp:ident),* $(,)?) => {$(
+    ($($f:ident => $vjp:ident / $jvp:ident),* $(,)?) => {$(
         #[doc(hidden)]
         pub struct $f {}
         impl $f {
@@ -37,13 +37,29 @@ macro_rules! saves_input {
                 let saved = x.to_owned();
                 (super::$f(x), Tape::with_heap_bytes(bytes(&saved), move |d: Array<T, D>| ($vjp(&saved, &d),)))
             }
+
+            /// Forward mode: the value and its tangent along `t` (no tangent: zeros).
+            #[inline]
+            pub fn jvp<S, T, D>(x: &ArrayBase<S, D>, tangents: (Option<&Array<T, D>>,)) -> (Array<T, D>, Array<T, D>)
+            where
+                S: Data<Elem = T>,
+                T: Real,
+                D: Dimension,
+            {
+                let y = super::$f(x);
+                let t = match tangents.0 {
+                    Some(t) => $jvp(x, t),
+                    None => Array::zeros(x.raw_dim()),
+                };
+                (y, t)
+            }
         }
     )*};
 }
 
 /// Elementwise ops whose rule reads the output `y` (kept on the tape).
 macro_rules! saves_output {
-    ($($f:ident => $vjp:ident),* $(,)?) => {$(
+    ($($f:ident => $vjp:ident / $jvp:ident),* $(,)?) => {$(
         #[doc(hidden)]
         pub struct $f {}
         impl $f {
@@ -59,6 +75,22 @@ macro_rules! saves_output {
                 let saved = y.clone();
                 (y, Tape::with_heap_bytes(bytes(&saved), move |d: Array<T, D>| ($vjp(&saved, &d),)))
             }
+
+            /// Forward mode: the value and its tangent along `t` (no tangent: zeros).
+            #[inline]
+            pub fn jvp<S, T, D>(x: &ArrayBase<S, D>, tangents: (Option<&Array<T, D>>,)) -> (Array<T, D>, Array<T, D>)
+            where
+                S: Data<Elem = T>,
+                T: Real,
+                D: Dimension,
+            {
+                let y = super::$f(x);
+                let t = match tangents.0 {
+                    Some(t) => $jvp(&y, t),
+                    None => Array::zeros(x.raw_dim()),
+                };
+                (y, t)
+            }
         }
     )*};
 }
@@ -68,8 +100,11 @@ fn bytes<A, D: Dimension>(a: &Array<A, D>) -> usize {
     a.len() * core::mem::size_of::<A>()
 }
 
-saves_input!(gelu => gelu_vjp, gelu_exact => gelu_exact_vjp, silu => silu_vjp, softplus => softplus_vjp, ln => ln_vjp);
-saves_output!(sigmoid => sigmoid_vjp, tanh => tanh_vjp, exp => exp_vjp, sqrt => sqrt_vjp, softmax => softmax_vjp, log_softmax => log_softmax_vjp);
+// `f => pullback / pushforward`. An elementwise op's Jacobian is diagonal and softmax's
+// is symmetric, so each is its own transpose: the pullback at `d = t` is the
+// pushforward. log_softmax's (`I − 1pᵀ`) is not.
+saves_input!(gelu => gelu_vjp / gelu_vjp, gelu_exact => gelu_exact_vjp / gelu_exact_vjp, silu => silu_vjp / silu_vjp, softplus => softplus_vjp / softplus_vjp, ln => ln_vjp / ln_vjp);
+saves_output!(sigmoid => sigmoid_vjp / sigmoid_vjp, tanh => tanh_vjp / tanh_vjp, exp => exp_vjp / exp_vjp, sqrt => sqrt_vjp / sqrt_vjp, softmax => softmax_vjp / softmax_vjp, log_softmax => log_softmax_vjp / log_softmax_jvp);
 
 #[doc(hidden)]
 pub struct relu {}
@@ -114,6 +149,28 @@ impl relu {
                 (d,)
             }),
         )
+    }
+}
+
+impl relu {
+    /// Forward mode: the value and its tangent along `t`, `t` where `x > 0` and 0
+    /// elsewhere (the pullback's mask: 0 at a NaN input, as the gradient is there).
+    #[inline]
+    pub fn jvp<S, T, D>(
+        x: &ArrayBase<S, D>,
+        tangents: (Option<&Array<T, D>>,),
+    ) -> (Array<T, D>, Array<T, D>)
+    where
+        S: Data<Elem = T>,
+        T: Real,
+        D: Dimension,
+    {
+        let y = super::relu(x);
+        let t = match tangents.0 {
+            Some(t) => super::relu_vjp(x, t),
+            None => Array::zeros(x.raw_dim()),
+        };
+        (y, t)
     }
 }
 
@@ -175,6 +232,33 @@ impl softmax_cross_entropy {
                 (grad, Inactive, Inactive)
             }),
         )
+    }
+
+    /// Forward mode: the loss and its tangent along `t`, `⟨∂L/∂logits, t⟩` (the fused
+    /// pass's gradient paired with the tangent; the loss is a scalar).
+    #[inline]
+    pub fn jvp<S, T>(
+        logits: &ArrayBase<S, Ix2>,
+        labels: &[usize],
+        opts: XentOptions<T>,
+        tangents: (Option<&Array2<T>>, Option<Inactive>, Option<Inactive>),
+    ) -> (T, T)
+    where
+        S: Data<Elem = T>,
+        T: Real,
+    {
+        let Some(t) = tangents.0 else {
+            return (softmax_cross_entropy(logits, labels, opts), T::zero());
+        };
+        let mut grad = Array2::zeros(logits.raw_dim());
+        let loss = softmax_cross_entropy_with_grad(logits, labels, opts, T::one(), &mut grad);
+        crate::rules::tangent::check_same("softmax_cross_entropy", grad.shape(), t.shape());
+        let tangent = ndarray::Zip::from(&grad)
+            .and(t)
+            .fold(T::zero(), |s, &g, &t| {
+                s + crate::rules::scalar::strong_mul(t, g)
+            });
+        (loss, tangent)
     }
 }
 

@@ -38,6 +38,14 @@ pub fn select_vjp<A: Real, D: RemoveAxis, I: AsRef<[usize]> + ?Sized>(
         shape_str(d.shape()),
         ids.len()
     );
+    // Each row is added with `+=`, which would broadcast a row of another shape.
+    assert_eq!(
+        d.raw_dim().remove_axis(*axis),
+        shape.dim.remove_axis(*axis),
+        "select: the input is {} but the cotangent is {}",
+        shape_str(shape.dim.slice()),
+        shape_str(d.shape())
+    );
     let mut out = zeros_of(shape);
     for (k, &i) in ids.iter().enumerate() {
         let mut row = out.index_axis_mut(*axis, i);
@@ -101,9 +109,27 @@ pub fn insert_axis_vjp<A: Real, E: RemoveAxis>(
     d.view().remove_axis(*axis).to_owned()
 }
 
-/// `y = x.remove_axis(axis)`: `∂x = d` with the length-1 axis put back.
-pub fn remove_axis_vjp<A: Real, E: Dimension>(axis: &Axis, d: &Array<A, E>) -> Array<A, E::Larger> {
-    d.view().insert_axis(*axis).to_owned()
+/// `y = x.remove_axis(axis)`, which is ndarray's `x.index_axis_move(axis, 0)`: `∂x` is
+/// `d` at index 0 of `axis` and zero elsewhere (the axis need not have length 1).
+///
+/// # Panics
+/// If `d` is not `x`'s shape without `axis` (the message names both).
+pub fn remove_axis_vjp<A: Real, D: RemoveAxis>(
+    shape: &ArrayShape<A, D>,
+    axis: &Axis,
+    d: &Array<A, D::Smaller>,
+) -> Array<A, D> {
+    let expected = shape.dim.remove_axis(*axis);
+    assert_eq!(
+        d.shape(),
+        expected.slice(),
+        "remove_axis: the input is {} but the cotangent is {}",
+        shape_str(shape.dim.slice()),
+        shape_str(d.shape())
+    );
+    let mut out = Array::zeros(shape.dim.clone());
+    out.index_axis_mut(*axis, 0).assign(d);
+    out
 }
 
 /// `y = x.permuted_axes(p)`: `∂x = d` permuted by the inverse of `p`, in row-major order.

@@ -50,4 +50,5 @@ pub mod elementwise;
 pub mod nondiff;
 pub mod scalar;
 pub mod second;
+pub mod tangent;
 pub mod tensor;
