@@ -407,13 +407,7 @@ where
     X::Dim: RemoveAxis,
 {
     let (x, t) = (x.as_view(), t.as_view());
-    assert_eq!(
-        x.shape(),
-        t.shape(),
-        "var_axis/std_axis (tangent): the input is {} but its tangent is {}",
-        shape_str(x.shape()),
-        shape_str(t.shape())
-    );
+    check_same("var_axis/std_axis", x.shape(), t.shape());
     let n = x.len_of(axis);
     let nf = <X::Elem as num_traits::NumCast>::from(n).expect("a length");
     let denom = nf - ddof;
@@ -442,13 +436,7 @@ where
     X::Dim: RemoveAxis,
 {
     let (x, t) = (x.as_view(), t.as_view());
-    assert_eq!(
-        x.shape(),
-        t.shape(),
-        "max/min along an axis (tangent): the input is {} but its tangent is {}",
-        shape_str(x.shape()),
-        shape_str(t.shape())
-    );
+    check_same("max/min along an axis", x.shape(), t.shape());
     Zip::from(x.lanes(*axis))
         .and(t.lanes(*axis))
         .and(y)
