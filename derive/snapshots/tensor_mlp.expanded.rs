@@ -68,10 +68,11 @@ impl mlp {
         let shape_b1 = ::backprop::__private::tensor::shape_of(&b1);
         ::backprop::__private::tensor::check_broadcast(
             "`x.dot(w1) + b1`",
-            &&t0,
+            &::backprop::__private::tensor::by_ref(&t0),
             &::backprop::__private::tensor::by_ref(&b1),
         );
-        let t1 = &t0 + ::backprop::__private::tensor::by_ref(&b1);
+        let t1 = ::backprop::__private::tensor::by_ref(&t0)
+            + ::backprop::__private::tensor::by_ref(&b1);
         let t2 = &t1;
         let (h, tape_h) = relu::forward(t2);
         let t3 = ::backprop::__private::tensor::dot(&h, &w2);
@@ -79,10 +80,11 @@ impl mlp {
         let shape_b2 = ::backprop::__private::tensor::shape_of(&b2);
         ::backprop::__private::tensor::check_broadcast(
             "`h.dot(w2) + b2`",
-            &&t3,
+            &::backprop::__private::tensor::by_ref(&t3),
             &::backprop::__private::tensor::by_ref(&b2),
         );
-        let logits = &t3 + ::backprop::__private::tensor::by_ref(&b2);
+        let logits = ::backprop::__private::tensor::by_ref(&t3)
+            + ::backprop::__private::tensor::by_ref(&b2);
         let t4 = &logits;
         let t5 = XentOptions::default();
         let (t6, tape_t6) = softmax_cross_entropy::forward(t4, labels, t5);
@@ -213,10 +215,11 @@ impl mlp {
         let t0 = ::backprop::__private::tensor::dot(&x, &w1);
         ::backprop::__private::tensor::check_broadcast(
             "`x.dot(w1) + b1`",
-            &&t0,
+            &::backprop::__private::tensor::by_ref(&t0),
             &::backprop::__private::tensor::by_ref(&b1),
         );
-        let t1 = &t0 + ::backprop::__private::tensor::by_ref(&b1);
+        let t1 = ::backprop::__private::tensor::by_ref(&t0)
+            + ::backprop::__private::tensor::by_ref(&b1);
         let t_t1 = ::backprop::__private::tangent::spread(&t1, &t_t0)
             + ::backprop::__private::tangent::spread(&t1, &t_b1);
         let t2 = &t1;
@@ -227,10 +230,11 @@ impl mlp {
         let t3 = ::backprop::__private::tensor::dot(&h, &w2);
         ::backprop::__private::tensor::check_broadcast(
             "`h.dot(w2) + b2`",
-            &&t3,
+            &::backprop::__private::tensor::by_ref(&t3),
             &::backprop::__private::tensor::by_ref(&b2),
         );
-        let logits = &t3 + ::backprop::__private::tensor::by_ref(&b2);
+        let logits = ::backprop::__private::tensor::by_ref(&t3)
+            + ::backprop::__private::tensor::by_ref(&b2);
         let t_logits = ::backprop::__private::tangent::spread(&logits, &t_t3)
             + ::backprop::__private::tangent::spread(&logits, &t_b2);
         let t4 = &logits;

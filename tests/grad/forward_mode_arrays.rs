@@ -366,3 +366,40 @@ fn a_captured_float_has_a_tangent() {
         "{t} vs {want}"
     );
 }
+
+/// Elementwise methods with constant float operands (`v.max(0.0)`, `v.powf(1.5)`,
+/// `v.clamp(-a, a)` with `a` not differentiated) have a tangent in a layer: `t` times
+/// the scalar rule's local derivative. Found by a tryout: `f_jvp` of such a layer was
+/// refused.
+#[grad]
+fn relu_by_max(x: &Array2<f64>) -> Array2<f64> {
+    x.mapv(|v| v.max(0.0))
+}
+
+#[grad(x)]
+fn clamped_power(x: &Array2<f64>, a: f64) -> Array2<f64> {
+    x.mapv(|v| v.powf(1.5).clamp(-a, a) + v.min(0.5))
+}
+
+#[test]
+fn elementwise_methods_with_constant_floats_have_tangents() {
+    let x = array![[0.5, -1.0], [2.0, 0.25]];
+    let t = array![[1.0, 2.0], [-0.5, 3.0]];
+    let (y, ty) = relu_by_max_jvp(&x, &t);
+    assert_eq!(y, array![[0.5, 0.0], [2.0, 0.25]]);
+    assert_eq!(ty, array![[1.0, 0.0], [-0.5, 3.0]]);
+    // Positive x (powf of a negative is NaN), no ties with 0.5: 1.5·√v·t below the clamp,
+    // 0 above it (2^1.5 > 1.2), plus t where v < 0.5.
+    let x = array![[0.4, 1.0], [2.0, 0.25]];
+    let (_, ty) = clamped_power_jvp(&x, 1.2, &t);
+    let want = array![
+        [1.5 * 0.4f64.sqrt() * 1.0 + 1.0, 1.5 * 2.0],
+        [0.0, 1.5 * 0.5 * 3.0 + 3.0]
+    ];
+    assert!(
+        (&ty - &want).iter().all(|d| d.abs() < 1e-15),
+        "{ty} vs {want}"
+    );
+    let fd = (clamped_power(&at(&x, &t, H), 1.2) - clamped_power(&at(&x, &t, -H), 1.2)) / (2.0 * H);
+    assert!((&ty - &fd).iter().all(|d| d.abs() < 1e-7), "{ty} vs {fd}");
+}

@@ -398,3 +398,20 @@ fn an_owned_array_times_a_view_by_value() {
     assert!(near(&g.x, &(&y * &(2.0 * &p + &x) + &p)), "{}", g.x);
     assert!(near(&g.y, &(&x * &(2.0 * &p + &x))), "{}", g.y);
 }
+
+/// A 1-D·1-D `dot` is a float: an array times it compiles (the macro borrowed it as an
+/// array: E0277 `&f64: ScalarOperand`). f = Σ a·(a·b), ∂a = (a·b) + (Σa)·b, ∂b = (Σa)·a.
+#[grad]
+fn scaled_by_a_dot(a: &Array1<f64>, b: &Array1<f64>) -> f64 {
+    let s = a.dot(b);
+    (a * s).sum()
+}
+
+#[test]
+fn an_array_times_a_vector_dot_product() {
+    let (a, b) = (array![1.0, 2.0], array![0.5, -1.0]);
+    let (v, g) = scaled_by_a_dot_grad(&a, &b);
+    assert_eq!(v, -4.5);
+    assert_eq!(g.a, array![0.0, -4.5]);
+    assert_eq!(g.b, array![3.0, 6.0]);
+}

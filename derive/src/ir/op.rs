@@ -551,10 +551,10 @@ pub fn tensor_tangent(prim: &Prim, k: usize) -> Option<Tangent> {
         ("std_axis", 3, 0) => R("std_axis", &[In(0), In(1), In(2), Out]),
         ("max_axis" | "min_axis", 2, 0) => R("extreme_axis", &[In(0), In(1), Out]),
         ("index_get", 2, 0) => R("index_get", &[In(1)]),
-        (name, _, 0)
-            if !ELEMENTWISE_WITH_FLOATS.contains(&name)
-                && crate::ir::rule_table::methods().iter().any(|p| p == prim) =>
-        {
+        // Elementwise methods, also those with float operands (`v.max(0.0)`,
+        // `v.powf(p)`, `v.clamp(lo, hi)`) where the floats are constants: the tangent
+        // pass checks that (`tangent::elementwise_reads`), else `f_jvp` pairs the gradient.
+        (_, _, 0) if crate::ir::rule_table::methods().iter().any(|p| p == prim) => {
             Tangent::Elementwise
         }
         _ => return None,

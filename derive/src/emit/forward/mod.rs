@@ -305,13 +305,20 @@ impl<'a> Emitter<'a> {
                         Some(v) if self.plan.kinds.owned_array[v.0] => {
                             let x = self.var(v);
                             // A call's result may be a scalar (every `#[grad]` function
-                            // returns one) or an array: borrow only an array.
+                            // returns one) or an array, and so may `dot`'s (a 1-D·1-D
+                            // product is a float): borrow only an array.
                             if matches!(
                                 self.func.def_of(v),
                                 Some(Stmt {
                                     rhs: Rhs::Call { .. },
                                     ..
                                 })
+                            ) || matches!(
+                                self.func.def_of(v),
+                                Some(Stmt {
+                                    rhs: Rhs::Prim { prim, .. },
+                                    ..
+                                }) if prim.name == "dot"
                             ) {
                                 quote!(::backprop::__private::tensor::by_ref(&#x))
                             } else {
