@@ -166,9 +166,9 @@ impl Shape<'_> {
         (method, free)
     }
 
-    /// `f_jvp` of a function that returns an array, which has no forward mode yet: a
-    /// stub whose first tangent cannot be given, so a call is one error saying so
-    /// (rustc would otherwise suggest `f_vjp`, the transposed product).
+    /// `f_jvp` of a function that returns an array through an operation without a
+    /// tangent rule: a stub whose first tangent cannot be given, so a call is one error
+    /// saying so (rustc would otherwise suggest `f_vjp`, the transposed product).
     pub fn jvp_refusal(&self, own: &mut Names) -> TokenStream {
         if self.item.sig.receiver().is_some() || !self.params.iter().any(|p| p.active) {
             return quote!();
@@ -196,7 +196,7 @@ impl Shape<'_> {
             }
         }
         let doc = format!(
-            "Not available: `{name}` returns an array, and `#[grad]` has no forward mode for such functions yet (a call is a compile error saying so)."
+            "Not available: `{name}` returns an array through an operation without a tangent rule (README's \"Forward mode\" lists those with one), so it has no forward mode yet (a call is a compile error saying so)."
         );
         quote! {
             #[doc = #doc]
