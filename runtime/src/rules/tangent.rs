@@ -81,27 +81,29 @@ fn shape_of_view<A>(v: &DynView<'_, A>) -> Vec<usize> {
 /// # Panics
 /// If `t`'s shape does not broadcast to `y`'s (the message names both).
 pub fn spread<Y: Value, T: Value<Elem = Y::Elem>>(y: &Y, t: &T) -> Y::Cot {
-    let out = shape_of_view(&y.dyn_view());
-    let one = <Y::Elem as One>::one();
-    y.shape_of().fit(zip_to(
-        "add",
-        &out,
-        t.dyn_view(),
-        DynView::Scalar(one),
-        |t, _| t,
-    ))
+    spread_signed("add", y, t, |t| t)
 }
 
 /// `a − b`'s term of `b`: `−t` spread to `y`'s shape.
 pub fn spread_neg<Y: Value, T: Value<Elem = Y::Elem>>(y: &Y, t: &T) -> Y::Cot {
+    spread_signed("sub", y, t, |t| -t)
+}
+
+/// `sign(t)` spread to `y`'s shape, `op` naming the operation in a shape panic.
+fn spread_signed<Y: Value, T: Value<Elem = Y::Elem>>(
+    op: &str,
+    y: &Y,
+    t: &T,
+    sign: impl Fn(Y::Elem) -> Y::Elem,
+) -> Y::Cot {
     let out = shape_of_view(&y.dyn_view());
     let one = <Y::Elem as One>::one();
     y.shape_of().fit(zip_to(
-        "sub",
+        op,
         &out,
         t.dyn_view(),
         DynView::Scalar(one),
-        |t, _| -t,
+        |t, _| sign(t),
     ))
 }
 
