@@ -9,16 +9,17 @@
 //! - `logreg`: `examples/newton.rs`'s logistic regression (digits 3 vs 8, 65 weights).
 //! - `mlp`: `examples/influence.rs`'s 64-16-10 tanh MLP over slices (1210 parameters,
 //!   400 digits).
-//!
-//! The main job's MLP is ndarray code, which has no tangent program yet (its `f_hvp`
-//! is deprecated and panics), so it is here only as the slice-code MLP above.
+//! - `mlp-nd`: the main job's MLP over ndarray (`src/mlp.rs`, f32, 784-256-128-10 with
+//!   ReLU and the fused softmax cross-entropy, batch 128), the shape `jvp_cost` times.
 //!
 //! Run: `cargo bench --bench hvp_cost` (`-- 21` for 21 rounds; 11 by default).
 
 use backprop_tests::adbench::{gmm_input, gmm_objective_grad, gmm_objective_hvp};
 use backprop_tests::adbench::{lstm_input, lstm_objective_grad, lstm_objective_hvp};
 use backprop_tests::influence::{TinyMlp, mlp_objective_grad, mlp_objective_hvp, split};
+use backprop_tests::mlp::{mlp_loss_grad, mlp_loss_hvp};
 use backprop_tests::second_order::{logistic_loss_grad, logistic_loss_hvp, two_digits};
+use ndarray::{Array1, Array2};
 use std::hint::black_box;
 
 #[path = "support/paired.rs"]
@@ -160,6 +161,65 @@ fn main() {
                 &weights,
                 1e-2,
                 &v,
+            ));
+        },
+    );
+
+    let filled = |r: usize, c: usize, s: f32| {
+        Array2::from_shape_fn((r, c), |(i, j)| {
+            0.05 * (((i * c + j) as f32 + s) * 0.37).sin()
+        })
+    };
+    let bias = |n: usize, s: f32| Array1::from_shape_fn(n, |i| 0.01 * ((i as f32 + s) * 0.7).cos());
+    let x = filled(128, 784, 0.0);
+    let labels: Vec<usize> = (0..128).map(|i| i % 10).collect();
+    let (w1, b1, w2, b2, w3, b3) = (
+        filled(784, 256, 1.0),
+        bias(256, 1.0),
+        filled(256, 128, 2.0),
+        bias(128, 2.0),
+        filled(128, 10, 3.0),
+        bias(10, 3.0),
+    );
+    let (t1, u1, t2, u2, t3, u3) = (
+        filled(784, 256, 4.0),
+        bias(256, 4.0),
+        filled(256, 128, 5.0),
+        bias(128, 5.0),
+        filled(128, 10, 6.0),
+        bias(10, 6.0),
+    );
+    paired(
+        "mlp-nd",
+        rounds,
+        &mut || {
+            black_box(mlp_loss_grad(
+                x.view(),
+                &labels,
+                &w1,
+                &b1,
+                &w2,
+                &b2,
+                &w3,
+                &b3,
+            ));
+        },
+        &mut || {
+            black_box(mlp_loss_hvp(
+                x.view(),
+                &labels,
+                &w1,
+                &b1,
+                &w2,
+                &b2,
+                &w3,
+                &b3,
+                &t1,
+                &u1,
+                &t2,
+                &u2,
+                &t3,
+                &u3,
             ));
         },
     );

@@ -252,47 +252,8 @@ impl mlp {
         );
         (t6, t_t6)
     }
-    /// No tangent program: panics (see the message).
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_forward(
-        x: ArrayView2<'_, f32>,
-        labels: &[usize],
-        w1: &Array2<f32>,
-        b1: &Array1<f32>,
-        w2: &Array2<f32>,
-        b2: &Array1<f32>,
-        __slot0: impl ::core::marker::Sized,
-        __slot1: impl ::core::marker::Sized,
-        __slot2: impl ::core::marker::Sized,
-        __slot3: impl ::core::marker::Sized,
-        __slot4: impl ::core::marker::Sized,
-        __slot5: impl ::core::marker::Sized,
-    ) -> (
-        f32,
-        ::backprop::__private::Tape<
-            fn(
-                f32,
-            ) -> (
-                ::backprop::__private::Inactive,
-                ::backprop::__private::Inactive,
-                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
-                ::backprop::__private::Inactive,
-                ::backprop::__private::Inactive,
-                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
-            ),
-        >,
-    ) {
-        ::core::panic!(
-            "`f_hvp`: `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
-        )
-    }
-    /// No Hessian-vector product: panics (see the message).
+    ///Value, gradient and Hessian-vector product: `mlp_hvp`.
+    #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
     fn hvp(
         x: ArrayView2<'_, f32>,
@@ -306,32 +267,258 @@ impl mlp {
         v_w2: &Array2<f32>,
         v_b2: &Array1<f32>,
     ) -> (f32, MlpGrad, MlpGrad) {
-        ::core::panic!(
-            "`f_hvp`: `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
-        )
+        mlp_hvp(x, labels, w1, b1, w2, b2, v_w1, v_b1, v_w2, v_b2)
     }
-    /// No tangent program: panics (see the message).
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
-        x: ArrayView2<'_, f32>,
-        labels: &[usize],
-        w1: &Array2<f32>,
-        b1: &Array1<f32>,
-        w2: &Array2<f32>,
-        b2: &Array1<f32>,
-        __slot0: impl ::core::marker::Sized,
-        __slot1: impl ::core::marker::Sized,
-        __slot2: impl ::core::marker::Sized,
-        __slot3: impl ::core::marker::Sized,
-        __slot4: impl ::core::marker::Sized,
-        __slot5: impl ::core::marker::Sized,
-        __value: f32,
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program<'__tape>(
+        x: ArrayView2<'__tape, f32>,
+        labels: &'__tape [usize],
+        w1: &'__tape Array2<f32>,
+        b1: &'__tape Array1<f32>,
+        w2: &'__tape Array2<f32>,
+        b2: &'__tape Array1<f32>,
+        v_w1: &'__tape Array2<f32>,
+        v_b1: &'__tape Array1<f32>,
+        v_w2: &'__tape Array2<f32>,
+        v_b2: &'__tape Array1<f32>,
     ) -> (
         f32,
-        ::backprop::__private::Tape<
-            fn(
-                f32,
-            ) -> (
+        f32,
+        impl ::backprop::__private::Pullback<
+            f32,
+            Grad = (
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+            ),
+        >,
+    ) {
+        let (__primal, __value, __tape): (f32, f32, _) = {
+            let t0 = ::backprop::__private::tensor::dot(&x, &w1);
+            let t_t0 = ::backprop::__private::tensor::dot(&x, &v_w1);
+            let shape_t0 = ::backprop::__private::tensor::shape_of(&t0);
+            let shape_b1 = ::backprop::__private::tensor::shape_of(&b1);
+            ::backprop::__private::tensor::check_broadcast(
+                "`x.dot(w1) + b1`",
+                &::backprop::__private::tensor::by_ref(&t0),
+                &::backprop::__private::tensor::by_ref(&b1),
+            );
+            let t1 = ::backprop::__private::tensor::by_ref(&t0)
+                + ::backprop::__private::tensor::by_ref(&b1);
+            let shape_t_t0 = ::backprop::__private::tensor::shape_of(&t_t0);
+            let shape_v_b1 = ::backprop::__private::tensor::shape_of(&v_b1);
+            ::backprop::__private::tensor::check_broadcast(
+                "`x.dot(w1) + b1`",
+                &::backprop::__private::tensor::by_ref(&t_t0),
+                &::backprop::__private::tensor::by_ref(&v_b1),
+            );
+            let t_t1 = ::backprop::__private::tensor::by_ref(&t_t0)
+                + ::backprop::__private::tensor::by_ref(&v_b1);
+            let t2 = &t1;
+            let t_t2 = &t_t1;
+            let (h, tape_h) = relu::forward(t2);
+            let t_h = ::backprop::__private::tensor::relu_tangent(&(t2), &(t_t2));
+            let t3 = ::backprop::__private::tensor::dot(&h, &w2);
+            let t_term_1 = ::backprop::__private::tensor::dot(&t_h, &w2);
+            let t_term_2 = ::backprop::__private::tensor::dot(&h, &v_w2);
+            let shape_t_term_1 = ::backprop::__private::tensor::shape_of(&t_term_1);
+            let shape_t_term_2 = ::backprop::__private::tensor::shape_of(&t_term_2);
+            ::backprop::__private::tensor::check_broadcast(
+                "``",
+                &::backprop::__private::tensor::by_ref(&t_term_1),
+                &::backprop::__private::tensor::by_ref(&t_term_2),
+            );
+            let t_t3 = ::backprop::__private::tensor::by_ref(&t_term_1)
+                + ::backprop::__private::tensor::by_ref(&t_term_2);
+            let shape_t3 = ::backprop::__private::tensor::shape_of(&t3);
+            let shape_b2 = ::backprop::__private::tensor::shape_of(&b2);
+            ::backprop::__private::tensor::check_broadcast(
+                "`h.dot(w2) + b2`",
+                &::backprop::__private::tensor::by_ref(&t3),
+                &::backprop::__private::tensor::by_ref(&b2),
+            );
+            let logits = ::backprop::__private::tensor::by_ref(&t3)
+                + ::backprop::__private::tensor::by_ref(&b2);
+            let shape_t_t3 = ::backprop::__private::tensor::shape_of(&t_t3);
+            let shape_v_b2 = ::backprop::__private::tensor::shape_of(&v_b2);
+            ::backprop::__private::tensor::check_broadcast(
+                "`h.dot(w2) + b2`",
+                &::backprop::__private::tensor::by_ref(&t_t3),
+                &::backprop::__private::tensor::by_ref(&v_b2),
+            );
+            let t_logits = ::backprop::__private::tensor::by_ref(&t_t3)
+                + ::backprop::__private::tensor::by_ref(&v_b2);
+            let t4 = &logits;
+            let t_t4 = &t_logits;
+            let t5 = XentOptions::default();
+            let t6 = softmax_cross_entropy(t4, labels, t5);
+            let labels_1 = ::backprop::__private::tensor::owned_labels(&(labels));
+            let t_t6 = ::backprop::__private::tensor::xent_tangent(
+                &(t4),
+                &(labels_1),
+                &(t5),
+                &(t_t4),
+            );
+            let heap_bytes = {
+                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                (&::backprop::__private::Probe(&x)).heap_bytes()
+                    + (&::backprop::__private::Probe(&w2)).heap_bytes()
+                    + (&::backprop::__private::Probe(&t1)).heap_bytes()
+                    + (&::backprop::__private::Probe(&h)).heap_bytes()
+                    + (&::backprop::__private::Probe(&logits)).heap_bytes()
+                    + (&::backprop::__private::Probe(&v_w2)).heap_bytes()
+                    + (&::backprop::__private::Probe(&t_h)).heap_bytes()
+                    + (&::backprop::__private::Probe(&t_logits)).heap_bytes()
+                    + (&::backprop::__private::Probe(&tape_h)).heap_bytes()
+            };
+            let pullback = move |
+                d_t_t6: f32,
+            | -> (
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+            ) {
+                let (x, w2, v_w2) = (x, w2, v_w2);
+                let d_t4 = ::backprop::__private::tensor::xent_tangent_z(
+                    &logits,
+                    &labels_1,
+                    &t5,
+                    &t_logits,
+                    &d_t_t6,
+                );
+                let d_t_t4 = ::backprop::__private::tensor::xent_tangent_t(
+                    &logits,
+                    &labels_1,
+                    &t5,
+                    &d_t_t6,
+                );
+                let d_t_logits = d_t_t4;
+                let d_logits = d_t4;
+                let d_t_t3 = ::backprop::__private::tensor::add_vjp(
+                    &shape_t_t3,
+                    &d_t_logits,
+                );
+                let d_v_b2 = ::backprop::__private::tensor::add_vjp(
+                    &shape_v_b2,
+                    &d_t_logits,
+                );
+                let d_t3 = ::backprop::__private::tensor::add_vjp(&shape_t3, &d_logits);
+                let d_b2 = ::backprop::__private::tensor::add_vjp(&shape_b2, &d_logits);
+                let d_t_term_1 = ::backprop::__private::tensor::add_vjp(
+                    &shape_t_term_1,
+                    &d_t_t3,
+                );
+                let d_t_term_2 = ::backprop::__private::tensor::add_vjp(
+                    &shape_t_term_2,
+                    &d_t_t3,
+                );
+                let mut d_h = ::backprop::__private::tensor::dot_vjp_lhs(
+                    &v_w2,
+                    &d_t_term_2,
+                );
+                let d_v_w2 = ::backprop::__private::tensor::dot_vjp_rhs(&h, &d_t_term_2);
+                let d_t_h = ::backprop::__private::tensor::dot_vjp_lhs(&w2, &d_t_term_1);
+                let mut d_w2 = ::backprop::__private::tensor::dot_vjp_rhs(
+                    &t_h,
+                    &d_t_term_1,
+                );
+                d_h = d_h + ::backprop::__private::tensor::dot_vjp_lhs(&w2, &d_t3);
+                d_w2 = d_w2 + ::backprop::__private::tensor::dot_vjp_rhs(&h, &d_t3);
+                let d_t_t2 = ::backprop::__private::tensor::relu_tangent(&t1, &d_t_h);
+                let (d_t2,) = ::backprop::__private::Pullback::backward(tape_h, d_h);
+                ::backprop::__private::expect_cotangent(&d_t2);
+                let d_t_t1 = d_t_t2;
+                let d_t1 = d_t2;
+                let d_t_t0 = ::backprop::__private::tensor::add_vjp(
+                    &shape_t_t0,
+                    &d_t_t1,
+                );
+                let d_v_b1 = ::backprop::__private::tensor::add_vjp(
+                    &shape_v_b1,
+                    &d_t_t1,
+                );
+                let d_t0 = ::backprop::__private::tensor::add_vjp(&shape_t0, &d_t1);
+                let d_b1 = ::backprop::__private::tensor::add_vjp(&shape_b1, &d_t1);
+                let d_v_w1 = ::backprop::__private::tensor::dot_vjp_rhs(&x, &d_t_t0);
+                let d_w1 = ::backprop::__private::tensor::dot_vjp_rhs(&x, &d_t0);
+                (
+                    ::backprop::__private::Inactive,
+                    ::backprop::__private::Inactive,
+                    d_w1,
+                    d_b1,
+                    d_w2,
+                    d_b2,
+                    d_v_w1,
+                    d_v_b1,
+                    d_v_w2,
+                    d_v_b2,
+                )
+            };
+            (
+                t6,
+                t_t6,
+                ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback),
+            )
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward<'__tape>(
+        x: ArrayView2<'__tape, f32>,
+        labels: &'__tape [usize],
+        w1: &'__tape Array2<f32>,
+        b1: &'__tape Array1<f32>,
+        w2: &'__tape Array2<f32>,
+        b2: &'__tape Array1<f32>,
+        __slot: impl ::core::marker::Sized,
+        __slot_1: impl ::core::marker::Sized,
+        v_w1: &'__tape Array2<f32>,
+        v_b1: &'__tape Array1<f32>,
+        v_w2: &'__tape Array2<f32>,
+        v_b2: &'__tape Array1<f32>,
+    ) -> (
+        f32,
+        impl ::backprop::__private::Pullback<
+            f32,
+            Grad = (
                 ::backprop::__private::Inactive,
                 ::backprop::__private::Inactive,
                 <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
@@ -347,8 +534,102 @@ impl mlp {
             ),
         >,
     ) {
-        ::core::panic!(
-            "`f_hvp`: `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        let (__primal, __value, __tape) = mlp::tangent_program(
+            x,
+            labels,
+            w1,
+            b1,
+            w2,
+            b2,
+            v_w1,
+            v_b1,
+            v_w2,
+            v_b2,
+        );
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |
+                    (
+                        __d_x,
+                        __d_labels,
+                        __d_w1,
+                        __d_b1,
+                        __d_w2,
+                        __d_b2,
+                        __d_v2,
+                        __d_v3,
+                        __d_v4,
+                        __d_v5,
+                    )|
+                (
+                    __d_x,
+                    __d_labels,
+                    __d_w1,
+                    __d_b1,
+                    __d_w2,
+                    __d_b2,
+                    ::backprop::__private::Inactive,
+                    ::backprop::__private::Inactive,
+                    __d_v2,
+                    __d_v3,
+                    __d_v4,
+                    __d_v5,
+                ),
+            ),
+        )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild<'__tape>(
+        x: ArrayView2<'__tape, f32>,
+        labels: &'__tape [usize],
+        w1: &'__tape Array2<f32>,
+        b1: &'__tape Array1<f32>,
+        w2: &'__tape Array2<f32>,
+        b2: &'__tape Array1<f32>,
+        __slot: impl ::core::marker::Sized,
+        __slot_1: impl ::core::marker::Sized,
+        v_w1: &'__tape Array2<f32>,
+        v_b1: &'__tape Array1<f32>,
+        v_w2: &'__tape Array2<f32>,
+        v_b2: &'__tape Array1<f32>,
+        __value_1: f32,
+    ) -> (
+        f32,
+        impl ::backprop::__private::Pullback<
+            f32,
+            Grad = (
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+            ),
+        >,
+    ) {
+        mlp::tangent_forward(
+            x,
+            labels,
+            w1,
+            b1,
+            w2,
+            b2,
+            __slot,
+            __slot_1,
+            v_w1,
+            v_b1,
+            v_w2,
+            v_b2,
         )
     }
     /// Value and the reverse pass with an output cotangent (what
@@ -473,11 +754,17 @@ fn mlp_backward(
 ) -> MlpGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
 }
-/// Not available for this function (see the deprecation note).
-#[deprecated(
-    note = "`mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+///Value, gradient and Hessian-vector product of `mlp` along the direction `v_w1`, `v_b1`, `v_w2`, `v_b2` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
 )]
-#[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
 fn mlp_hvp(
     x: ArrayView2<'_, f32>,
     labels: &[usize],
@@ -490,8 +777,64 @@ fn mlp_hvp(
     v_w2: &Array2<f32>,
     v_b2: &Array1<f32>,
 ) -> (f32, MlpGrad, MlpGrad) {
-    ::core::panic!(
-        "`mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+    ::backprop::__private::tangent::check_same(
+        "hvp: the direction `v_w1` of `w1`",
+        w1.shape(),
+        v_w1.shape(),
+    );
+    ::backprop::__private::tangent::check_same(
+        "hvp: the direction `v_b1` of `b1`",
+        b1.shape(),
+        v_b1.shape(),
+    );
+    ::backprop::__private::tangent::check_same(
+        "hvp: the direction `v_w2` of `w2`",
+        w2.shape(),
+        v_w2.shape(),
+    );
+    ::backprop::__private::tangent::check_same(
+        "hvp: the direction `v_b2` of `b2`",
+        b2.shape(),
+        v_b2.shape(),
+    );
+    let (__value, __tangent, __tape) = mlp::tangent_program(
+        x,
+        labels,
+        w1,
+        b1,
+        w2,
+        b2,
+        v_w1,
+        v_b1,
+        v_w2,
+        v_b2,
+    );
+    let (
+        _,
+        _,
+        __hv_w1,
+        __hv_b1,
+        __hv_w2,
+        __hv_b2,
+        __grad_v_w1,
+        __grad_v_b1,
+        __grad_v_w2,
+        __grad_v_b2,
+    ) = ::backprop::__private::Pullback::backward(__tape, ::backprop::__private::one());
+    (
+        __value,
+        MlpGrad {
+            w1: __grad_v_w1,
+            b1: __grad_v_b1,
+            w2: __grad_v_w2,
+            b2: __grad_v_b2,
+        },
+        MlpGrad {
+            w1: __hv_w1,
+            b1: __hv_b1,
+            w2: __hv_w2,
+            b2: __hv_b2,
+        },
     )
 }
 ///The rule companion of `mlp_grad`: how another `#[grad]` function calls it (its pullback is `mlp`'s Hessian-vector product).
@@ -502,7 +845,7 @@ struct mlp_grad {}
 impl mlp_grad {
     /// Not available (see the deprecation note).
     #[deprecated(
-        note = "`mlp_grad` inside a `#[grad]` function is differentiated through `mlp`'s Hessian-vector product, and `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+        note = "`mlp_grad` inside a `#[grad]` function is differentiated through `mlp`'s Hessian-vector product, and `mlp` differentiates ndarray arguments: a `#[grad]` function that calls its `f_grad` is not differentiated yet (its `f_hvp` exists; call that directly)"
     )]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
     fn forward(
@@ -528,7 +871,7 @@ impl mlp_grad {
         >,
     ) {
         ::core::panic!(
-            "`mlp_grad` inside a `#[grad]` function is differentiated through `mlp`'s Hessian-vector product, and `mlp` has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none"
+            "`mlp_grad` inside a `#[grad]` function is differentiated through `mlp`'s Hessian-vector product, and `mlp` differentiates ndarray arguments: a `#[grad]` function that calls its `f_grad` is not differentiated yet (its `f_hvp` exists; call that directly)"
         )
     }
     /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the

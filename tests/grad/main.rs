@@ -41,6 +41,7 @@ mod plain_first;
 mod scalar;
 mod scoping;
 mod second_order;
+mod second_order_arrays;
 mod slices;
 mod structs;
 mod supported_forms;

@@ -30,7 +30,7 @@ pub struct Hvp {
 /// Why a function that calls another's gradient has none: it would be a third derivative.
 const THIRD_ORDER: &str = "calls another function's gradient (`f_grad`), so its Hessian-vector product would need third derivatives, which `#[grad]` does not compute";
 
-pub const NOT_YET: &str = "has no Hessian-vector product yet: second order covers scalar code (floats, buffers of floats, structs of them, loops, branches, calls of other such functions); ndarray code and `#[custom_vjp]` rules have none";
+pub const NOT_YET: &str = "has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none";
 
 pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shape) -> Hvp {
     if shape.returns_array() {
@@ -40,16 +40,17 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
             nested: quote!(),
         };
     }
-    let program = super::tangent::supported_on_scalars(func, plan)
-        .then(|| crate::ir::tangent::program(func, plan, names))
-        .flatten()
-        .and_then(|program| {
-            let cx = crate::diag::Ctxt::new();
-            let tplan = crate::analysis::analyse(&cx, &program);
-            // Built from a function that passed every check, the program is refused
-            // only where the builder has a gap; `f` then keeps the stubs.
-            cx.check().ok().map(|()| (program, tplan))
-        });
+    let program = (super::tangent::supported_on_scalars(func, plan)
+        || super::tangent::supported_on_arrays(func, plan))
+    .then(|| crate::ir::tangent::program(func, plan, names))
+    .flatten()
+    .and_then(|program| {
+        let cx = crate::diag::Ctxt::new();
+        let tplan = crate::analysis::analyse(&cx, &program);
+        // Built from a function that passed every check, the program is refused
+        // only where the builder has a gap; `f` then keeps the stubs.
+        cx.check().ok().map(|()| (program, tplan))
+    });
     let Some((program, tplan)) = program else {
         let why = if func.grad_calls.is_empty() {
             NOT_YET
@@ -154,6 +155,12 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
                 ParamKind::Buffer => Some(quote! {
                     ::backprop::__private::jvp::check_direction_len(#vs, #xs, #v.len(), #x.len());
                 }),
+                ParamKind::Tensor => {
+                    let what = format!("hvp: the direction `{vs}` of `{xs}`");
+                    Some(quote! {
+                        ::backprop::__private::tangent::check_same(#what, #x.shape(), #v.shape());
+                    })
+                }
                 ParamKind::Struct => {
                     let (arg, dir, list) = match &p.ty {
                         syn::Type::Reference(r) => (
@@ -281,12 +288,26 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
             #name::tangent_forward #tf (#(#args,)* #(#slot_names),*)
         }
     };
+    // A gradient of ndarray code called from another `#[grad]` function: its pullback
+    // would combine arrays of gradients and HVPs, which is not built yet.
+    let nested = if func
+        .params
+        .iter()
+        .any(|p| p.active && p.kind == ParamKind::Tensor)
+    {
+        shape.grad_companion(Some(NESTED_ARRAYS), false)
+    } else {
+        shape.grad_companion(None, false)
+    };
     Hvp {
         free,
         methods,
-        nested: shape.grad_companion(None, false),
+        nested,
     }
 }
+
+/// Why a function over arrays has `f_hvp` but no rule for calls of its `f_grad`.
+const NESTED_ARRAYS: &str = "differentiates ndarray arguments: a `#[grad]` function that calls its `f_grad` is not differentiated yet (its `f_hvp` exists; call that directly)";
 
 impl Shape<'_> {
     /// `name: ty` per argument.

@@ -160,6 +160,37 @@ pub fn supported_on_scalars(func: &Func, plan: &crate::analysis::Plan) -> bool {
     ok
 }
 
+/// Whether `func` may have a tangent program over arrays (`f_hvp` of ndarray code):
+/// its active arguments are floats, buffers, structs or ndarray arrays, it returns a
+/// float, and it has no operation without a rule. The tangent program's builder
+/// (`ir::tangent`) then decides operation by operation, and refuses (no `f_hvp`) any
+/// array operation or call whose second order it does not cover.
+pub fn supported_on_arrays(func: &Func, plan: &crate::analysis::Plan) -> bool {
+    let act = &plan.activity;
+    // (The result is a float: `emit::hvp` is not called for a function returning an
+    // array, though the analysis of kinds may not know a call's result is a float.)
+    if func
+        .params
+        .iter()
+        .any(|p| p.active && p.kind == ParamKind::Other)
+    {
+        return false;
+    }
+    let mut ok = true;
+    crate::ir::walk(&func.body, &mut |s| {
+        let active = act.is_active(s.def) || s.rhs.operands().iter().any(|o| act.operand_active(o));
+        if !active {
+            return;
+        }
+        match &s.rhs {
+            Rhs::Call { .. } => ok &= !func.grad_calls.contains(&s.def),
+            Rhs::NoRule { .. } => ok = false,
+            _ => {}
+        }
+    });
+    ok
+}
+
 /// The values an array operation reads (a tensor-path operation's operands, a runtime
 /// op's arguments, an array-returning function's result), and what they are copied
 /// from or carried as: the analysis of kinds takes another function's result for a

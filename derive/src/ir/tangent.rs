@@ -137,6 +137,83 @@ pub fn program(func: &Func, plan: &Plan, names: &Names) -> Option<Func> {
     })
 }
 
+/// The tangent rules that are the operation itself applied to the tangent.
+const LINEAR: &[&str] = &[
+    "neg",
+    "copy",
+    "t",
+    "sum",
+    "mean",
+    "sum_axis",
+    "mean_axis",
+    "select",
+    "slice",
+    "slice_axis",
+    "index_axis",
+    "row",
+    "column",
+    "insert_axis",
+    "remove_axis",
+    "permuted_axes",
+    "reshape",
+    "index_get",
+];
+
+/// `t_y = tangent::spread(y, t)`: one operand's tangent spread to the output's shape.
+/// Its pullback sums the cotangent back to the tangent's shape; `y` is read for its
+/// shape only.
+const SPREAD: super::Prim = super::Prim {
+    name: "spread",
+    vjps: &[Vjp::Zero, Vjp::Rule("add_vjp", &[Need::Shape(1)])],
+    tensor: None,
+    reduces: false,
+};
+/// `t_y = −t` spread to the output's shape (`a − b`'s `b`).
+const SPREAD_NEG: super::Prim = super::Prim {
+    name: "spread_neg",
+    vjps: &[Vjp::Zero, Vjp::Rule("sub_vjp_rhs", &[Need::Shape(1)])],
+    tensor: None,
+    reduces: false,
+};
+
+/// `t_y = tensor::relu_tangent(x, t)`: linear in `t` (its own transpose), constant in `x`.
+const RELU_T: super::Prim = super::Prim {
+    name: "relu_tangent",
+    vjps: &[Vjp::Zero, Vjp::Rule("relu_tangent", &[Need::In(0)])],
+    tensor: None,
+    reduces: false,
+};
+/// `t_y = tensor::sigmoid_tangent(y, t)`.
+const SIGMOID_T: super::Prim = super::Prim {
+    name: "sigmoid_tangent",
+    vjps: &[
+        Vjp::Rule("sigmoid_tangent_y", &[Need::In(0), Need::In(1)]),
+        Vjp::Rule("sigmoid_tangent", &[Need::In(0)]),
+    ],
+    tensor: None,
+    reduces: false,
+};
+/// `t_l = tensor::xent_tangent(z, labels, opts, t)`, a float: into `z` the softmax
+/// Hessian times `t`, into `t` the loss's gradient.
+const XENT_T: super::Prim = super::Prim {
+    name: "xent_tangent",
+    vjps: &[
+        Vjp::Rule(
+            "xent_tangent_z",
+            &[Need::In(0), Need::In(1), Need::In(2), Need::In(3)],
+        ),
+        Vjp::Zero,
+        Vjp::Zero,
+        Vjp::Rule("xent_tangent_t", &[Need::In(0), Need::In(1), Need::In(2)]),
+    ],
+    tensor: None,
+    reduces: true,
+};
+
+fn binary(op: syn::BinOp) -> super::Spelling {
+    super::Spelling::Operator(op)
+}
+
 struct Builder<'a> {
     func: &'a Func,
     plan: &'a Plan,
@@ -232,6 +309,22 @@ impl Builder<'_> {
             return Some(());
         }
         match &s.rhs {
+            // An array operation (the tensor path): its tangent written as array
+            // operations that have pullbacks themselves (`tensor_prim`).
+            Rhs::Prim {
+                prim,
+                spelling,
+                args,
+            } if !self.plan.kinds.scalar_path(s.def) => {
+                let sum = self.tensor_prim(s, prim, spelling, args, out)?;
+                let t = self.tangent_var(s.def);
+                // The last operation made the tangent: it gets the tangent's name (a
+                // borrow `t_y = &t_x` stays a borrow, which the tape reads through).
+                match out.last_mut() {
+                    Some(last) if sum.var() == Some(last.def) => last.def = t,
+                    _ => out.push(self.stmt(t, Rhs::Copy(sum), s)),
+                }
+            }
             Rhs::Copy(o) => {
                 let t = self.tangent(o)?;
                 self.t.insert(s.def, t);
@@ -320,6 +413,222 @@ impl Builder<'_> {
         Some(())
     }
 
+    /// `def = prim(args..)` pushed after `like`, as a new value named `base`.
+    fn push_prim(
+        &mut self,
+        like: &Stmt,
+        base: &str,
+        prim: super::Prim,
+        spelling: super::Spelling,
+        args: Vec<Operand>,
+        out: &mut Vec<Stmt>,
+    ) -> Operand {
+        let v = self.new_var(base, like.span);
+        out.push(self.stmt(
+            v,
+            Rhs::Prim {
+                prim,
+                spelling,
+                args,
+            },
+            like,
+        ));
+        Operand::Var(v)
+    }
+
+    /// `a + b` of two tangent terms, or the one term.
+    fn sum_terms(
+        &mut self,
+        like: &Stmt,
+        terms: Vec<Operand>,
+        out: &mut Vec<Stmt>,
+    ) -> Option<Operand> {
+        let mut terms = terms.into_iter();
+        let mut sum = terms.next()?;
+        for term in terms {
+            sum = self.push_prim(
+                like,
+                "t_sum",
+                op::ADD,
+                binary(syn::BinOp::Add(Default::default())),
+                vec![sum, term],
+                out,
+            );
+        }
+        Some(sum)
+    }
+
+    /// The tangent of an array operation `y = prim(args..)` (the tensor path), written as
+    /// array operations that have pullbacks of their own, so that the reverse emitter
+    /// differentiates it as any array code:
+    /// - an operation linear in its array (a borrow, copy, transpose, reduction, slice,
+    ///   gather or reshape) is applied to the tangent: `t_y = prim(t_x, args..)`;
+    /// - `a ± b`: `t_a ± t_b`, or the one tangent spread to `y`'s shape
+    ///   (`tangent::spread`, whose pullback sums back);
+    /// - `a * b`: `t_a * b + a * t_b`; `a.dot(b)`: `t_a.dot(b) + a.dot(t_b)`;
+    ///   `a / b`: `t_a / b − (y / b) * t_b`;
+    /// - an elementwise method of the rule table: its rule at `d = t`
+    ///   (`tangent::elementwise`), a primitive whose pullbacks are the rule (into `t`)
+    ///   and its second derivative (`tensor::second::<rule>::d0`, into the saved value).
+    ///
+    /// `None` for any other operation: the function then has no `f_hvp`.
+    fn tensor_prim(
+        &mut self,
+        s: &Stmt,
+        prim: &super::Prim,
+        spelling: &super::Spelling,
+        args: &[Operand],
+        out: &mut Vec<Stmt>,
+    ) -> Option<Operand> {
+        use super::Spelling;
+        if op::is_element_write(prim) {
+            return None;
+        }
+        let act: Vec<bool> = args
+            .iter()
+            .map(|a| self.plan.activity.operand_active(a))
+            .collect();
+        let y = Operand::Var(s.def);
+        let mul = || binary(syn::BinOp::Mul(Default::default()));
+        let div = || binary(syn::BinOp::Div(Default::default()));
+        match (prim.name, prim.arity()) {
+            ("+" | "-", 2) => {
+                let plus = prim.name == "+";
+                return match (act[0], act[1]) {
+                    (true, true) => {
+                        let (ta, tb) = (self.tangent(&args[0])?, self.tangent(&args[1])?);
+                        let op = if plus { op::ADD } else { op::SUB };
+                        let sp = binary(if plus {
+                            syn::BinOp::Add(Default::default())
+                        } else {
+                            syn::BinOp::Sub(Default::default())
+                        });
+                        Some(self.push_prim(s, "t_sum", op, sp, vec![ta, tb], out))
+                    }
+                    (ta, _) => {
+                        let k = if ta { 0 } else { 1 };
+                        let t = self.tangent(&args[k])?;
+                        let (prim, f) = if k == 1 && !plus {
+                            (SPREAD_NEG, quote::quote!(spread_neg))
+                        } else {
+                            (SPREAD, quote::quote!(spread))
+                        };
+                        let sp = Spelling::Template(quote::quote!(
+                            ::backprop::__private::tangent::#f(&__bp_op0, &__bp_op1)
+                        ));
+                        Some(self.push_prim(s, "t_spread", prim, sp, vec![y, t], out))
+                    }
+                };
+            }
+            ("*", 2) => {
+                let mut terms = Vec::new();
+                if act[0] {
+                    let t = self.tangent(&args[0])?;
+                    terms.push(self.push_prim(
+                        s,
+                        "t_term",
+                        op::MUL,
+                        mul(),
+                        vec![t, args[1].clone()],
+                        out,
+                    ));
+                }
+                if act[1] {
+                    let t = self.tangent(&args[1])?;
+                    terms.push(self.push_prim(
+                        s,
+                        "t_term",
+                        op::MUL,
+                        mul(),
+                        vec![args[0].clone(), t],
+                        out,
+                    ));
+                }
+                return self.sum_terms(s, terms, out);
+            }
+            ("/", 2) => {
+                let mut terms = Vec::new();
+                if act[0] {
+                    let t = self.tangent(&args[0])?;
+                    terms.push(self.push_prim(
+                        s,
+                        "t_term",
+                        op::DIV,
+                        div(),
+                        vec![t, args[1].clone()],
+                        out,
+                    ));
+                }
+                if act[1] {
+                    let t = self.tangent(&args[1])?;
+                    let q =
+                        self.push_prim(s, "t_ratio", op::DIV, div(), vec![y, args[1].clone()], out);
+                    let m = self.push_prim(s, "t_term", op::MUL, mul(), vec![q, t], out);
+                    let neg = Spelling::Unary(syn::UnOp::Neg(Default::default()));
+                    terms.push(self.push_prim(s, "t_term", op::NEG, neg, vec![m], out));
+                }
+                return self.sum_terms(s, terms, out);
+            }
+            ("dot", 2) => {
+                let mut terms = Vec::new();
+                for k in 0..2 {
+                    if act[k] {
+                        let mut operands = args.to_vec();
+                        operands[k] = self.tangent(&args[k])?;
+                        terms.push(self.push_prim(
+                            s,
+                            "t_term",
+                            *prim,
+                            spelling.clone(),
+                            operands,
+                            out,
+                        ));
+                    }
+                }
+                return self.sum_terms(s, terms, out);
+            }
+            _ => {}
+        }
+        // Linear in the array (input 0), every other input data.
+        if act[1..].iter().any(|a| *a) || !act[0] {
+            return None;
+        }
+        let t = self.tangent(&args[0])?;
+        match op::tensor_tangent(prim, 0)? {
+            op::Tangent::Borrow => {
+                Some(self.push_prim(s, "t_ref", *prim, spelling.clone(), vec![t], out))
+            }
+            op::Tangent::Rule(rule, _) if LINEAR.contains(&rule) => {
+                let mut operands = args.to_vec();
+                operands[0] = t;
+                Some(self.push_prim(s, "t_term", *prim, spelling.clone(), operands, out))
+            }
+            op::Tangent::Elementwise if prim.arity() == 1 => {
+                let Vjp::Rule(rule, [need]) = prim.vjps_on(true)[0] else {
+                    return None;
+                };
+                let saved = match need {
+                    Need::In(0) => args[0].clone(),
+                    Need::Out => y,
+                    _ => return None,
+                };
+                let f = syn::Ident::new(rule, s.span);
+                let sp = Spelling::Template(quote::quote!(
+                    ::backprop::__private::tangent::elementwise(&__bp_op0, &__bp_op1, ::backprop::__private::#f)
+                ));
+                Some(self.push_prim(
+                    s,
+                    "t_term",
+                    second_order_prim(rule, &[false]),
+                    sp,
+                    vec![saved, t],
+                    out,
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// `t_y = g::tangent_forward(args.., tangents..)`: one tangent per argument, the
     /// caller's where it holds one, zeros for a constant buffer, and `NoTangent` for any
     /// other constant (the callee makes the zero of its own parameter's type, or
@@ -331,6 +640,21 @@ impl Builder<'_> {
         args: &[Operand],
         out: &mut Vec<Stmt>,
     ) -> Option<Operand> {
+        // A runtime op on an array (`relu(&z)`; `sigmoid(x)` of a float is the scalar
+        // function, called below as any other).
+        if op::is_runtime_array_op(&path.path)
+            && args
+                .first()
+                .and_then(Operand::var)
+                .is_some_and(|v| !self.plan.kinds.scalar[v.0])
+        {
+            return self.runtime_op(s, path, args, out);
+        }
+        // Array code's calls of other functions (layers, helpers) have no tangent call
+        // yet: their `tangent_forward` takes no array tangents.
+        if self.plan.kinds.any_tensor() {
+            return None;
+        }
         let mut tangents = Vec::new();
         for a in args {
             let Some(v) = a.var() else {
@@ -405,6 +729,89 @@ impl Builder<'_> {
             s,
         ));
         Some(Operand::Var(t))
+    }
+
+    /// The tangent of a runtime op's call (`relu(&z)`, `softmax_cross_entropy(&z,
+    /// labels, opts)`), as a primitive whose pullbacks are declared in the runtime's
+    /// `rules::second_tensor`: ReLU, the sigmoid, tanh and the fused softmax
+    /// cross-entropy. `None` for the others (their `f_hvp` is not built yet).
+    fn runtime_op(
+        &mut self,
+        s: &Stmt,
+        path: &syn::ExprPath,
+        args: &[Operand],
+        out: &mut Vec<Stmt>,
+    ) -> Option<Operand> {
+        use super::Spelling;
+        let name = path.path.segments.last()?.ident.to_string();
+        let act: Vec<bool> = args
+            .iter()
+            .map(|a| self.plan.activity.operand_active(a))
+            .collect();
+        if act.is_empty() || !act[0] || act[1..].iter().any(|a| *a) {
+            return None;
+        }
+        let t = self.tangent(&args[0])?;
+        let y = Operand::Var(s.def);
+        let (prim, spelling, operands) = match name.as_str() {
+            "relu" => (
+                RELU_T,
+                quote::quote!(::backprop::__private::tensor::relu_tangent(
+                    &__bp_op0, &__bp_op1
+                )),
+                vec![args[0].clone(), t],
+            ),
+            "sigmoid" => (
+                SIGMOID_T,
+                quote::quote!(::backprop::__private::tensor::sigmoid_tangent(
+                    &__bp_op0, &__bp_op1
+                )),
+                vec![y, t],
+            ),
+            "tanh" => (
+                second_order_prim("tanh_vjp", &[false]),
+                quote::quote!(::backprop::__private::tangent::elementwise(
+                    &__bp_op0,
+                    &__bp_op1,
+                    ::backprop::__private::tanh_vjp
+                )),
+                vec![y, t],
+            ),
+            "softmax_cross_entropy" if args.len() == 3 => {
+                // The pullback reads the labels: the tape keeps its own copy (they may
+                // be a temporary of a loop's iteration, `&[ys[t]]`).
+                let labels = self.new_var("labels", s.span);
+                let rhs = Rhs::ZeroDerivative {
+                    spelling: Spelling::Template(quote::quote!(
+                        ::backprop::__private::tensor::owned_labels(&__bp_op0)
+                    )),
+                    args: vec![args[1].clone()],
+                };
+                out.push(self.stmt(labels, rhs, s));
+                (
+                    XENT_T,
+                    quote::quote!(::backprop::__private::tensor::xent_tangent(
+                        &__bp_op0, &__bp_op1, &__bp_op2, &__bp_op3
+                    )),
+                    vec![args[0].clone(), Operand::Var(labels), args[2].clone(), t],
+                )
+            }
+            _ => return None,
+        };
+        let v = self.new_var(
+            &format!(
+                "t_{}",
+                self.func.name(s.def).to_string().trim_start_matches("r#")
+            ),
+            s.span,
+        );
+        let rhs = Rhs::Prim {
+            prim,
+            spelling: Spelling::Template(spelling),
+            args: operands,
+        };
+        out.push(self.stmt(v, rhs, s));
+        Some(Operand::Var(v))
     }
 
     /// Whether `v` is a struct of parameters (an argument, a field or an element of a
@@ -504,15 +911,36 @@ impl Builder<'_> {
         Some(())
     }
 
+    /// The tangent of an operand where it meets an active value (a loop's carried
+    /// value, a branch's result): a constant array's is an array of zeros of its shape,
+    /// made by a statement pushed to `out`, so that both sides have one type.
+    fn tangent_in(&mut self, o: &Operand, like: &Stmt, out: &mut Vec<Stmt>) -> Option<Operand> {
+        match o.var() {
+            Some(v) if !self.active(v) && !self.plan.kinds.scalar[v.0] => {
+                let z = self.new_var("t_zeros", like.span);
+                let rhs = Rhs::ZeroDerivative {
+                    spelling: super::Spelling::Template(quote::quote!(
+                        ::backprop::__private::tensor::zeros_like(&__bp_op0)
+                    )),
+                    args: vec![o.clone()],
+                };
+                out.push(self.stmt(z, rhs, like));
+                Some(Operand::Var(z))
+            }
+            _ => self.tangent(o),
+        }
+    }
+
     fn branch(&mut self, s: &Stmt, node: &IfNode, out: &mut Vec<Stmt>) -> Option<()> {
-        let then_body = self.block(&node.then_body)?;
-        let else_body = self.block(&node.else_body)?;
+        let mut then_body = self.block(&node.then_body)?;
+        let mut else_body = self.block(&node.else_body)?;
         let mut outs = node.outs.clone();
         for o in &node.outs {
             if !self.active(o.def) {
                 continue;
             }
-            let (then_val, else_val) = (self.tangent(&o.then_val)?, self.tangent(&o.else_val)?);
+            let then_val = self.tangent_in(&o.then_val, s, &mut then_body)?;
+            let else_val = self.tangent_in(&o.else_val, s, &mut else_body)?;
             let def = self.tangent_var(o.def);
             outs.push(IfOut {
                 def,
@@ -554,10 +982,12 @@ impl Builder<'_> {
         }
         let mut carried = node.carried.clone();
         for (c, entry, t_out) in with_t {
+            let init = self.tangent_in(&c.init, s, out)?;
+            let exit = self.tangent_in(&c.exit, s, &mut body)?;
             carried.push(Carried {
-                init: self.tangent(&c.init)?,
+                init,
                 entry,
-                exit: self.tangent(&c.exit)?,
+                exit,
                 out: t_out,
             });
         }

@@ -50,5 +50,6 @@ pub mod elementwise;
 pub mod nondiff;
 pub mod scalar;
 pub mod second;
+pub mod second_tensor;
 pub mod tangent;
 pub mod tensor;

@@ -54,6 +54,57 @@ fn zip_to<A: Real>(
     }
 }
 
+/// `f(s, a, b)` elementwise over three values of one shape (a float stands for every
+/// element), as the cotangent of `s`: the second-order rules' shape
+/// (`rules::second_tensor`).
+///
+/// # Panics
+/// If an array's shape differs from the others' (the message names both and `op`).
+pub(crate) fn zip3<S: Value, T: Value<Elem = S::Elem>, C: Value<Elem = S::Elem>>(
+    op: &str,
+    s: &S,
+    a: &T,
+    b: &C,
+    f: impl Fn(S::Elem, S::Elem, S::Elem) -> S::Elem,
+) -> S::Cot {
+    let views = [s.dyn_view(), a.dyn_view(), b.dyn_view()];
+    let shapes: Vec<Vec<usize>> = views.iter().map(shape_of_view).collect();
+    let out = shapes
+        .iter()
+        .max_by_key(|s| s.len())
+        .cloned()
+        .unwrap_or_default();
+    for sh in &shapes {
+        assert!(
+            sh.is_empty() || *sh == out,
+            "{op}: operands of shapes {} and {} differ",
+            shape_str(sh),
+            shape_str(&out)
+        );
+    }
+    let [vs, va, vb] = views;
+    let at = |v: &DynView<'_, S::Elem>| match v {
+        DynView::Scalar(x) => ndarray::ArrayD::from_elem(out.clone(), *x),
+        DynView::Array(x) => x.to_owned(),
+    };
+    let result = if out.is_empty() {
+        let one = |v: &DynView<'_, S::Elem>| match v {
+            DynView::Scalar(x) => *x,
+            DynView::Array(x) => x.iter().copied().next().unwrap_or_else(S::Elem::zero),
+        };
+        Dyn::Scalar(f(one(&vs), one(&va), one(&vb)))
+    } else {
+        let (xs, xa, xb) = (at(&vs), at(&va), at(&vb));
+        Dyn::Array(
+            Zip::from(&xs)
+                .and(&xa)
+                .and(&xb)
+                .map_collect(|&x, &y, &z| f(x, y, z)),
+        )
+    };
+    s.shape_of().fit(result)
+}
+
 fn broadcast_to<'v, A>(
     op: &str,
     v: &'v ndarray::ArrayViewD<'_, A>,

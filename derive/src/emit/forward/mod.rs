@@ -307,19 +307,7 @@ impl<'a> Emitter<'a> {
                             // A call's result may be a scalar (every `#[grad]` function
                             // returns one) or an array, and so may `dot`'s (a 1-D·1-D
                             // product is a float): borrow only an array.
-                            if matches!(
-                                self.func.def_of(v),
-                                Some(Stmt {
-                                    rhs: Rhs::Call { .. },
-                                    ..
-                                })
-                            ) || matches!(
-                                self.func.def_of(v),
-                                Some(Stmt {
-                                    rhs: Rhs::Prim { prim, .. },
-                                    ..
-                                }) if prim.name == "dot"
-                            ) {
+                            if self.may_be_scalar(v, 8) {
                                 quote!(::backprop::__private::tensor::by_ref(&#x))
                             } else {
                                 quote!(&#x)
@@ -388,6 +376,40 @@ impl<'a> Emitter<'a> {
             }
         };
         quote_spanned!(span=> let #def #ty = #value;)
+    }
+
+    /// Whether `v`, taken for an array, may be a float: a call's result (every
+    /// `#[grad]` function returns one, or an array), `dot`'s (a 1-D·1-D product is a
+    /// float), and arithmetic of such values only (a tangent program's
+    /// `t_s = t_a.dot(b) + a.dot(t_b)`), looked through `depth` definitions.
+    fn may_be_scalar(&self, v: crate::ir::VarId, depth: usize) -> bool {
+        match self.func.def_of(v) {
+            Some(Stmt {
+                rhs: Rhs::Call { .. },
+                ..
+            }) => true,
+            Some(Stmt {
+                rhs: Rhs::Prim { prim, .. },
+                ..
+            }) if prim.name == "dot" => true,
+            Some(Stmt {
+                rhs: Rhs::Copy(Operand::Var(w)),
+                ..
+            }) if depth > 0 => self.may_be_scalar(*w, depth - 1),
+            Some(Stmt {
+                rhs:
+                    Rhs::Prim {
+                        spelling: Spelling::Operator(_) | Spelling::Unary(_),
+                        args,
+                        ..
+                    },
+                ..
+            }) if depth > 0 => args.iter().all(|a| {
+                a.var()
+                    .is_none_or(|w| self.plan.kinds.scalar[w.0] || self.may_be_scalar(w, depth - 1))
+            }),
+            _ => false,
+        }
     }
 
     /// `a₁ = a₀ with a₀[idx] = v` (or `+= v`): in place on `a₀`, which is moved in unless
