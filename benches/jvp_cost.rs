@@ -15,11 +15,13 @@ use backprop_tests::adbench::{
     lstm_input, lstm_objective, lstm_objective_grad, lstm_objective_jvp,
 };
 use backprop_tests::mlp::{mlp_loss, mlp_loss_grad, mlp_loss_jvp};
-use ndarray::{Array1, Array2};
 use std::hint::black_box;
 
+#[path = "support/mlp_case.rs"]
+mod mlp_case;
 #[path = "support/paired.rs"]
 mod paired;
+use mlp_case::mlp_case;
 use paired::{direction, median, per_call, rounds};
 
 /// `rounds` paired rounds of f, f_jvp and f_grad: the median time of each and the
@@ -152,30 +154,7 @@ fn main() {
         },
     );
 
-    let filled = |r: usize, c: usize, s: f32| {
-        Array2::from_shape_fn((r, c), |(i, j)| {
-            0.05 * (((i * c + j) as f32 + s) * 0.37).sin()
-        })
-    };
-    let bias = |n: usize, s: f32| Array1::from_shape_fn(n, |i| 0.01 * ((i as f32 + s) * 0.7).cos());
-    let x = filled(128, 784, 0.0);
-    let labels: Vec<usize> = (0..128).map(|i| i % 10).collect();
-    let (w1, b1, w2, b2, w3, b3) = (
-        filled(784, 256, 1.0),
-        bias(256, 1.0),
-        filled(256, 128, 2.0),
-        bias(128, 2.0),
-        filled(128, 10, 3.0),
-        bias(10, 3.0),
-    );
-    let (t1, u1, t2, u2, t3, u3) = (
-        filled(784, 256, 4.0),
-        bias(256, 4.0),
-        filled(256, 128, 5.0),
-        bias(128, 5.0),
-        filled(128, 10, 6.0),
-        bias(10, 6.0),
-    );
+    let (x, labels, (w1, b1, w2, b2, w3, b3), (t1, u1, t2, u2, t3, u3)) = mlp_case();
     paired(
         "mlp",
         rounds,

@@ -204,7 +204,7 @@ impl masked_loss {
         >,
     ) {
         ::core::panic!(
-            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
         )
     }
     /// No Hessian-vector product: panics (see the message).
@@ -215,7 +215,7 @@ impl masked_loss {
         v_s: &Array2<f64>,
     ) -> (f64, MaskedLossGrad, MaskedLossGrad) {
         ::core::panic!(
-            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
         )
     }
     /// No tangent program: panics (see the message).
@@ -240,7 +240,7 @@ impl masked_loss {
         >,
     ) {
         ::core::panic!(
-            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
         )
     }
     /// Value and the reverse pass with an output cotangent (what
@@ -320,7 +320,7 @@ fn masked_loss_backward(
 }
 /// Not available for this function (see the deprecation note).
 #[deprecated(
-    note = "`masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+    note = "`masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
 )]
 #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
 fn masked_loss_hvp(
@@ -329,7 +329,7 @@ fn masked_loss_hvp(
     v_s: &Array2<f64>,
 ) -> (f64, MaskedLossGrad, MaskedLossGrad) {
     ::core::panic!(
-        "`masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+        "`masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
     )
 }
 ///The rule companion of `masked_loss_grad`: how another `#[grad]` function calls it (its pullback is `masked_loss`'s Hessian-vector product).
@@ -340,7 +340,7 @@ struct masked_loss_grad {}
 impl masked_loss_grad {
     /// Not available (see the deprecation note).
     #[deprecated(
-        note = "`masked_loss_grad` inside a `#[grad]` function is differentiated through `masked_loss`'s Hessian-vector product, and `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+        note = "`masked_loss_grad` inside a `#[grad]` function is differentiated through `masked_loss`'s Hessian-vector product, and `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
     )]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
     fn forward(
@@ -358,7 +358,7 @@ impl masked_loss_grad {
         >,
     ) {
         ::core::panic!(
-            "`masked_loss_grad` inside a `#[grad]` function is differentiated through `masked_loss`'s Hessian-vector product, and `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+            "`masked_loss_grad` inside a `#[grad]` function is differentiated through `masked_loss`'s Hessian-vector product, and `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
         )
     }
     /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the

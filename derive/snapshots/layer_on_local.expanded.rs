@@ -183,7 +183,7 @@ impl two_layers {
         >,
     ) {
         ::core::panic!(
-            "`f_hvp`: `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+            "`f_hvp`: `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
         )
     }
     /// No Hessian-vector product: panics (see the message).
@@ -197,7 +197,7 @@ impl two_layers {
         v_b: &Array1<f64>,
     ) -> (f64, TwoLayersGrad, TwoLayersGrad) {
         ::core::panic!(
-            "`f_hvp`: `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+            "`f_hvp`: `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
         )
     }
     /// No tangent program: panics (see the message).
@@ -226,7 +226,7 @@ impl two_layers {
         >,
     ) {
         ::core::panic!(
-            "`f_hvp`: `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+            "`f_hvp`: `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
         )
     }
     /// Value and the reverse pass with an output cotangent (what
@@ -328,7 +328,7 @@ fn two_layers_backward(
 }
 /// Not available for this function (see the deprecation note).
 #[deprecated(
-    note = "`two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+    note = "`two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
 )]
 #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
 fn two_layers_hvp(
@@ -340,7 +340,7 @@ fn two_layers_hvp(
     v_b: &Array1<f64>,
 ) -> (f64, TwoLayersGrad, TwoLayersGrad) {
     ::core::panic!(
-        "`two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+        "`two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
     )
 }
 ///The rule companion of `two_layers_grad`: how another `#[grad]` function calls it (its pullback is `two_layers`'s Hessian-vector product).
@@ -351,7 +351,7 @@ struct two_layers_grad {}
 impl two_layers_grad {
     /// Not available (see the deprecation note).
     #[deprecated(
-        note = "`two_layers_grad` inside a `#[grad]` function is differentiated through `two_layers`'s Hessian-vector product, and `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+        note = "`two_layers_grad` inside a `#[grad]` function is differentiated through `two_layers`'s Hessian-vector product, and `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
     )]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
     fn forward(
@@ -371,7 +371,7 @@ impl two_layers_grad {
         >,
     ) {
         ::core::panic!(
-            "`two_layers_grad` inside a `#[grad]` function is differentiated through `two_layers`'s Hessian-vector product, and `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's `relu`, `sigmoid`, `tanh` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+            "`two_layers_grad` inside a `#[grad]` function is differentiated through `two_layers`'s Hessian-vector product, and `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
         )
     }
     /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the

@@ -9,7 +9,10 @@
 
 use crate::support::close;
 use backprop::grad;
-use backprop::ops::{XentOptions, relu, sigmoid, softmax_cross_entropy, tanh};
+use backprop::ops::{
+    XentOptions, gelu, gelu_exact, log_softmax, relu, sigmoid, silu, softmax,
+    softmax_cross_entropy, softplus, tanh,
+};
 use ndarray::{Array, Array1, Array2, Axis, Dimension, ShapeBuilder, array, s};
 
 const H: f64 = 1e-5;
@@ -222,6 +225,47 @@ fn softmax_cross_entropy_hessian_is_diag_p_minus_ppt_per_row() {
             }
         }
     }
+}
+
+#[grad(w)]
+fn activations(x: &Array2<f64>, w: &Array2<f64>) -> f64 {
+    let z = x.dot(w);
+    let a = gelu(&z) + gelu_exact(&z) * 0.5 + silu(&z) - softplus(&z) * 0.3;
+    let p = softmax(&a);
+    let l = log_softmax(&(&a * 2.0));
+    (&p * &z).sum() + (&l * &l).sum() * 0.1
+}
+
+#[test]
+fn gelu_silu_softplus_softmax_and_log_softmax() {
+    let (x, w, v) = (fill((4, 3), 0.8), fill((3, 5), 0.9), fill((3, 5), 1.9));
+    let (value, _, hv) = activations_hvp(&x, &w, &v);
+    assert_eq!(value, activations(&x, &w));
+    let (_, p) = activations_grad(&x, &at(&w, &v, H));
+    let (_, m) = activations_grad(&x, &at(&w, &v, -H));
+    agree(&hv.w, &p.w, &m.w, "H·v, w");
+}
+
+/// Elementwise methods that read float constants (README's ReLU spelling `v.max(0.0)`,
+/// an integer power, `powf`, `clamp` and `min` with a captured float).
+#[grad(w)]
+fn with_constants(x: &Array2<f64>, w: &Array2<f64>, alpha: f64) -> f64 {
+    let h = x.dot(w).mapv(|v| v.max(0.0));
+    let g = h.mapv(|v| v.powi(3)) + h.mapv(|v| (v + 1.0).powf(1.5));
+    let k = (&g - 0.2).mapv(|v| v.clamp(-0.3, alpha)) + g.mapv(|v| v.min(0.25));
+    (&k * &g).sum() + (w - 0.1).mapv(|v| v.powi(2)).mean().unwrap()
+}
+
+#[test]
+fn max_powi_powf_clamp_and_min_with_constants() {
+    let x = array![[0.3, -0.2], [0.5, 0.1], [-0.4, 0.7]];
+    let w = array![[0.1, 0.9, -0.3], [0.4, -0.5, 0.6]];
+    let v = array![[0.3, -0.1, 0.2], [0.1, 0.5, -0.4]];
+    // Away from the kinks of max, clamp and min.
+    let (_, _, hv) = with_constants_hvp(&x, &w, 0.4, &v);
+    let (_, p) = with_constants_grad(&x, &at(&w, &v, H), 0.4);
+    let (_, m) = with_constants_grad(&x, &at(&w, &v, -H), 0.4);
+    agree(&hv.w, &p.w, &m.w, "H·v, w");
 }
 
 // ---- control flow and structs of arrays ----------------------------------------------

@@ -176,6 +176,36 @@ const SPREAD_NEG: super::Prim = super::Prim {
     reduces: false,
 };
 
+/// `t_y = tangent::elementwise(x, t, |s, t| rule(s, c.., t))`: an elementwise rule that
+/// also reads `n` constants (inputs 2..). Its pullbacks (tensor path):
+/// `tensor::second::<rule>::s(x, c.., t, d)` into `x` and `tensor::second::<rule>::t(x,
+/// c.., d)` into `t`. Made once per rule.
+fn with_constants_prim(rule: &str, n: usize) -> super::Prim {
+    use std::sync::{Mutex, OnceLock};
+    static MADE: OnceLock<Mutex<HashMap<String, super::Prim>>> = OnceLock::new();
+    let mut made = MADE
+        .get_or_init(Default::default)
+        .lock()
+        .expect("not poisoned");
+    *made.entry(rule.to_string()).or_insert_with(|| {
+        let leak = |v: Vec<Need>| -> &'static [Need] { Box::leak(v.into_boxed_slice()) };
+        let consts: Vec<Need> = (2..2 + n).map(Need::In).collect();
+        let into_x = leak([vec![Need::In(0)], consts.clone(), vec![Need::In(1)]].concat());
+        let into_t = leak([vec![Need::In(0)], consts].concat());
+        let name = |f: &str| -> &'static str {
+            Box::leak(format!("second::{rule}::{f}").into_boxed_str())
+        };
+        let mut vjps = vec![Vjp::Rule(name("s"), into_x), Vjp::Rule(name("t"), into_t)];
+        vjps.extend((0..n).map(|_| Vjp::Zero));
+        super::Prim {
+            name: Box::leak(rule.to_string().into_boxed_str()),
+            vjps: Box::leak(vjps.into_boxed_slice()),
+            tensor: None,
+            reduces: false,
+        }
+    })
+}
+
 /// `t_y = tensor::relu_tangent(x, t)`: linear in `t` (its own transpose), constant in `x`.
 const RELU_T: super::Prim = super::Prim {
     name: "relu_tangent",
@@ -183,6 +213,39 @@ const RELU_T: super::Prim = super::Prim {
     tensor: None,
     reduces: false,
 };
+/// A runtime op's tangent `t_y = tensor::<name>(s, t)` (`s` the input or output it
+/// reads), with its pullbacks into `s` and into `t`
+/// (`runtime/src/rules/second_tensor.rs`).
+macro_rules! op_tangent {
+    ($($(#[doc = $doc:literal])* $c:ident = $name:literal, $into_s:literal, $into_t:literal;)*) => {$(
+        $(#[doc = $doc])*
+        const $c: super::Prim = super::Prim {
+            name: $name,
+            vjps: &[
+                Vjp::Rule($into_s, &[Need::In(0), Need::In(1)]),
+                Vjp::Rule($into_t, &[Need::In(0)]),
+            ],
+            tensor: None,
+            reduces: false,
+        };
+    )*};
+}
+
+op_tangent! {
+    /// GELU (tanh form): `t ⊙ gelu′(x)`.
+    GELU_T = "gelu_tangent", "gelu_tangent_x", "gelu_tangent";
+    /// Exact GELU: `t ⊙ (Φ(x) + xφ(x))`.
+    GELU_EXACT_T = "gelu_exact_tangent", "gelu_exact_tangent_x", "gelu_exact_tangent";
+    /// SiLU: `t ⊙ silu′(x)`.
+    SILU_T = "silu_tangent", "silu_tangent_x", "silu_tangent";
+    /// Softplus: `t ⊙ σ(x)`.
+    SOFTPLUS_T = "softplus_tangent", "softplus_tangent_x", "softplus_tangent";
+    /// Softmax over the last axis: `y ⊙ (t − ⟨y, t⟩)`.
+    SOFTMAX_T = "softmax_tangent", "softmax_tangent_y", "softmax_tangent";
+    /// `log_softmax` over the last axis: `t − ⟨e^y, t⟩`.
+    LOG_SOFTMAX_T = "log_softmax_tangent", "log_softmax_tangent_y", "log_softmax_tangent_t";
+}
+
 /// `t_y = tensor::sigmoid_tangent(y, t)`.
 const SIGMOID_T: super::Prim = super::Prim {
     name: "sigmoid_tangent",
@@ -603,27 +666,52 @@ impl Builder<'_> {
                 operands[0] = t;
                 Some(self.push_prim(s, "t_term", *prim, spelling.clone(), operands, out))
             }
-            op::Tangent::Elementwise if prim.arity() == 1 => {
-                let Vjp::Rule(rule, [need]) = prim.vjps_on(true)[0] else {
+            op::Tangent::Elementwise => {
+                let Vjp::Rule(rule, needs) = prim.vjps_on(true)[0] else {
                     return None;
                 };
-                let saved = match need {
+                let (first, rest) = needs.split_first()?;
+                let saved = match first {
                     Need::In(0) => args[0].clone(),
                     Need::Out => y,
                     _ => return None,
                 };
                 let f = syn::Ident::new(rule, s.span);
+                if rest.is_empty() {
+                    let sp = Spelling::Template(quote::quote!(
+                        ::backprop::__private::tangent::elementwise(&__bp_op0, &__bp_op1, ::backprop::__private::#f)
+                    ));
+                    return Some(self.push_prim(
+                        s,
+                        "t_term",
+                        second_order_prim(rule, &[false]),
+                        sp,
+                        vec![saved, t],
+                        out,
+                    ));
+                }
+                // `v.max(0.0)`, `x.powi(2)`, `x.clamp(lo, hi)`: the other reads are
+                // constants (floats or the integer exponent), broadcast.
+                let mut operands = vec![saved, t];
+                for n in rest {
+                    let Need::In(j) = n else { return None };
+                    if *j == 0 || act[*j] {
+                        return None;
+                    }
+                    let c = self.primal(&args[*j]);
+                    if c.var().is_some_and(|v| !self.plan.kinds.scalar[v.0]) {
+                        return None;
+                    }
+                    operands.push(c);
+                }
+                let consts: Vec<syn::Ident> = (2..operands.len())
+                    .map(|k| quote::format_ident!("__bp_op{}", k))
+                    .collect();
                 let sp = Spelling::Template(quote::quote!(
-                    ::backprop::__private::tangent::elementwise(&__bp_op0, &__bp_op1, ::backprop::__private::#f)
+                    ::backprop::__private::tangent::elementwise(&__bp_op0, &__bp_op1, |__bp_s, __bp_t| ::backprop::__private::#f(__bp_s, #(#consts,)* __bp_t))
                 ));
-                Some(self.push_prim(
-                    s,
-                    "t_term",
-                    second_order_prim(rule, &[false]),
-                    sp,
-                    vec![saved, t],
-                    out,
-                ))
+                let prim = with_constants_prim(rule, rest.len());
+                Some(self.push_prim(s, "t_term", prim, sp, operands, out))
             }
             _ => None,
         }
@@ -768,6 +856,22 @@ impl Builder<'_> {
                 )),
                 vec![y, t],
             ),
+            "gelu" | "gelu_exact" | "silu" | "softplus" | "softmax" | "log_softmax" => {
+                let (prim, saved) = match name.as_str() {
+                    "gelu" => (GELU_T, args[0].clone()),
+                    "gelu_exact" => (GELU_EXACT_T, args[0].clone()),
+                    "silu" => (SILU_T, args[0].clone()),
+                    "softplus" => (SOFTPLUS_T, args[0].clone()),
+                    "softmax" => (SOFTMAX_T, y),
+                    _ => (LOG_SOFTMAX_T, y),
+                };
+                let f = syn::Ident::new(prim.name, s.span);
+                (
+                    prim,
+                    quote::quote!(::backprop::__private::tensor::#f(&__bp_op0, &__bp_op1)),
+                    vec![saved, t],
+                )
+            }
             "tanh" => (
                 second_order_prim("tanh_vjp", &[false]),
                 quote::quote!(::backprop::__private::tangent::elementwise(

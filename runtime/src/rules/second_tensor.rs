@@ -21,11 +21,12 @@
 //! tensor path's rules do.
 
 use super::tangent::{check_same, zip3};
+use super::tensor::ShapeOf;
 use super::tensor::Value;
 use crate::kernels::Real;
 use crate::ops::XentOptions;
 use ndarray::{Array2, ArrayView2, Ix2};
-use num_traits::{One, Zero};
+use num_traits::{Float, One, ToPrimitive, Zero};
 
 /// The second derivatives of the rule table's one-read elementwise rules, on arrays:
 /// `second::<rule>::d0(s, t, d) = d ⊙ t ⊙ ∂J/∂s`, element by element, the pullback of
@@ -60,10 +61,91 @@ pub mod second {
                 }
             }
         };
+        // A rule reading the array and float constants (`v.max(0.0)`, `x.powf(p)`,
+        // `x.clamp(lo, hi)` with constant floats): into the tangent the rule, into the
+        // array the second derivative, both with the constants broadcast.
+        (@line method $(#[doc = $doc:literal])* $d:ident = $rule:ident
+            ( $x:ident, $($c:ident),+ ; $dd:ident ) => $body:expr ;) => {
+            #[doc = concat!("`", stringify!($rule), "` on an array with float constants, and its second derivative.")]
+            #[allow(non_camel_case_types)]
+            pub struct $rule {}
+            impl $rule {
+                /// The rule at every element of the array (the pullback into the tangent).
+                ///
+                /// # Panics
+                /// If the shapes differ.
+                #[inline]
+                pub fn t<V: Value, C: Value<Elem = V::Elem>>(
+                    saved: &V,
+                    $($c: &V::Elem,)+
+                    d: &C,
+                ) -> C::Cot {
+                    crate::rules::tangent::zip3(stringify!($rule), d, saved, d, |d, s, _| {
+                        crate::rules::scalar::$rule(s, $(*$c,)+ d)
+                    })
+                }
+
+                /// `d ⊙ t ⊙ ∂J/∂x` at every element (the pullback into the array).
+                ///
+                /// # Panics
+                /// If the shapes differ.
+                #[inline]
+                pub fn s<V: Value, T: Value<Elem = V::Elem>, C: Value<Elem = V::Elem>>(
+                    saved: &V,
+                    $($c: &V::Elem,)+
+                    t: &T,
+                    d: &C,
+                ) -> V::Cot {
+                    crate::rules::tangent::zip3(stringify!($rule), saved, t, d, |s, t, d| {
+                        crate::rules::second::$rule::d0(s, $(*$c,)+ t, d)
+                    })
+                }
+            }
+        };
+        (@line method $(#[doc = $doc:literal])* $d:ident = $rule:ident
+            ( $x:ident, $c1:ident, $dd:ident ) => $body:expr ;) => {
+            tensor_second_rules!(@line method $d = $rule ( $x, $c1 ; $dd ) => $body ;);
+        };
+        (@line method $(#[doc = $doc:literal])* $d:ident = $rule:ident
+            ( $x:ident, $c1:ident, $c2:ident, $dd:ident ) => $body:expr ;) => {
+            tensor_second_rules!(@line method $d = $rule ( $x, $c1, $c2 ; $dd ) => $body ;);
+        };
         (@line $($line:tt)*) => {};
     }
 
     backprop_derive::__rule_table!(rule_lines, tensor_second_rules);
+
+    /// `x.powi(n)` on an array (`n` an integer): the rule and its second derivative.
+    #[allow(non_camel_case_types)]
+    pub struct powi_vjp {}
+    impl powi_vjp {
+        /// `n xⁿ⁻¹ ⊙ d` (the pullback into the tangent).
+        ///
+        /// # Panics
+        /// If the shapes differ.
+        #[inline]
+        pub fn t<V: Value, C: Value<Elem = V::Elem>>(saved: &V, n: &i32, d: &C) -> C::Cot {
+            crate::rules::tangent::zip3("powi_vjp", d, saved, d, |d, s, _| {
+                crate::rules::scalar::powi_vjp(s, *n, d)
+            })
+        }
+
+        /// `d ⊙ t ⊙ n(n − 1) xⁿ⁻²` (the pullback into the array).
+        ///
+        /// # Panics
+        /// If the shapes differ.
+        #[inline]
+        pub fn s<V: Value, T: Value<Elem = V::Elem>, C: Value<Elem = V::Elem>>(
+            saved: &V,
+            n: &i32,
+            t: &T,
+            d: &C,
+        ) -> V::Cot {
+            crate::rules::tangent::zip3("powi_vjp", saved, t, d, |s, t, d| {
+                crate::rules::second::powi_vjp::d0(s, *n, t, d)
+            })
+        }
+    }
 }
 
 /// ReLU's tangent `t ⊙ 1[x > 0]` (`ops::relu`'s derivative at 0 is 0, as its pullback
@@ -104,6 +186,185 @@ pub fn sigmoid_tangent_y<Y: Value, T: Value<Elem = Y::Elem>, C: Value<Elem = Y::
     let one = Y::Elem::one();
     zip3("sigmoid (second order)", y, t, d, |y, t, d| {
         d * t * (one - (one + one) * y)
+    })
+}
+
+/// Elementwise runtime activations that read `x`: the tangent `t ⊙ f′(x)` (also the
+/// pullback into `t`) and its pullback into `x`, `d ⊙ t ⊙ f″(x)`. `f′` and `f″` are the
+/// scalar functions' own (`backprop::gelu`, `silu`, `softplus`; their second derivatives
+/// are checked against differences in `tests/runtime/second_order.rs`).
+macro_rules! activation_second {
+    ($($(#[doc = $doc:literal])* $tangent:ident, $second:ident: |$x:ident| $first:expr, $hess:expr;)*) => {$(
+        $(#[doc = $doc])*
+        ///
+        /// # Panics
+        /// If `x` and `t` differ in shape.
+        pub fn $tangent<X: Value, T: Value<Elem = X::Elem>>(x: &X, t: &T) -> T::Cot {
+            zip3(stringify!($tangent), t, x, t, |t, $x, _| crate::rules::scalar::strong_mul(t, $first))
+        }
+
+        #[doc = concat!("The pullback of [`", stringify!($tangent), "`] into `x`: `d ⊙ t ⊙ f″(x)`.")]
+        ///
+        /// # Panics
+        /// If the shapes differ.
+        pub fn $second<X: Value, T: Value<Elem = X::Elem>, C: Value<Elem = X::Elem>>(
+            x: &X,
+            t: &T,
+            d: &C,
+        ) -> X::Cot {
+            zip3(stringify!($second), x, t, d, |$x, t, d| {
+                crate::rules::scalar::strong_mul(crate::rules::scalar::strong_mul(d, t), $hess)
+            })
+        }
+    )*};
+}
+
+activation_second! {
+    /// GELU's (tanh form) tangent, `t ⊙ gelu′(x)`.
+    gelu_tangent, gelu_tangent_x: |x| crate::kernels::activation::gelu_local(x, crate::sigmoid),
+        crate::kernels::activation::gelu_second(x, crate::sigmoid);
+    /// SiLU's tangent, `t ⊙ silu′(x)`.
+    silu_tangent, silu_tangent_x: |x| crate::kernels::activation::silu_local(x, crate::sigmoid),
+        crate::kernels::activation::silu_second(x, crate::sigmoid);
+    /// Softplus's tangent, `t ⊙ σ(x)`; `f″ = σ(x)(1 − σ(x))`.
+    softplus_tangent, softplus_tangent_x: |x| crate::sigmoid(x), {
+        let s = crate::sigmoid(x);
+        s * (X::Elem::one() - s)
+    };
+    /// Exact GELU's tangent, `t ⊙ (Φ(x) + xφ(x))`; `f″ = φ(x)(2 − x²)`.
+    gelu_exact_tangent, gelu_exact_tangent_x: |x| crate::kernels::activation::gelu_exact_local::<_, crate::kernels::activation::StdMath>(x), {
+        let f = x.to_f64().unwrap_or(f64::NAN);
+        let phi = (-0.5f64 * f * f).exp() * 0.5 * core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
+        <X::Elem as num_traits::NumCast>::from(phi * (2.0 - f * f)).unwrap_or_else(<X::Elem as Float>::nan)
+    };
+}
+
+/// `f(out_row, a_row, b_row, c_row)` over the last axis of three values of one shape,
+/// into an array of `a`'s shape (as `a`'s cotangent).
+fn rows3<A: Value, B: Value<Elem = A::Elem>, C: Value<Elem = A::Elem>>(
+    op: &str,
+    a: &A,
+    b: &B,
+    c: &C,
+    f: impl Fn(&mut [A::Elem], &[A::Elem], &[A::Elem], &[A::Elem]),
+) -> A::Cot {
+    use super::tensor::DynView;
+    let view = |v: DynView<'_, A::Elem>| match v {
+        DynView::Array(a) => a.as_standard_layout().into_owned(),
+        DynView::Scalar(_) => panic!("{op}: a row-wise op needs an array, found a float"),
+    };
+    let shape = a.shape_of();
+    let (a, b, c) = (view(a.dyn_view()), view(b.dyn_view()), view(c.dyn_view()));
+    for other in [b.shape(), c.shape()] {
+        assert!(
+            other == a.shape(),
+            "{op}: operands of shapes {} and {} differ",
+            crate::ops::shape_str(a.shape()),
+            crate::ops::shape_str(other)
+        );
+    }
+    let last = a.shape().last().copied().unwrap_or(1).max(1);
+    let mut out = ndarray::ArrayD::zeros(a.raw_dim());
+    let (sa, sb, sc) = (
+        a.as_slice().expect("standard layout"),
+        b.as_slice().expect("standard layout"),
+        c.as_slice().expect("standard layout"),
+    );
+    let so = out.as_slice_mut().expect("standard layout");
+    for (((o, a), b), c) in so
+        .chunks_mut(last)
+        .zip(sa.chunks(last))
+        .zip(sb.chunks(last))
+        .zip(sc.chunks(last))
+    {
+        f(o, a, b, c);
+    }
+    shape.fit(super::tensor::Dyn::Array(out))
+}
+
+/// The softmax's tangent over the last axis, `y ⊙ (t − ⟨y, t⟩)` per row (its Jacobian
+/// `diag(y) − yyᵀ` is symmetric, so this is also the pullback into `t`).
+///
+/// # Panics
+/// If `y` and `t` differ in shape.
+pub fn softmax_tangent<Y: Value, T: Value<Elem = Y::Elem>>(y: &Y, t: &T) -> T::Cot {
+    rows3("softmax (tangent)", t, y, t, |o, t, y, _| {
+        let s = y
+            .iter()
+            .zip(t)
+            .fold(Y::Elem::zero(), |s, (&y, &t)| s + y * t);
+        for ((o, &y), &t) in o.iter_mut().zip(y).zip(t) {
+            *o = y * (t - s);
+        }
+    })
+}
+
+/// The pullback of [`softmax_tangent`] into `y`: `t ⊙ (d − ⟨d, y⟩) − d·⟨y, t⟩` per row.
+///
+/// # Panics
+/// If the shapes differ.
+pub fn softmax_tangent_y<Y: Value, T: Value<Elem = Y::Elem>, C: Value<Elem = Y::Elem>>(
+    y: &Y,
+    t: &T,
+    d: &C,
+) -> Y::Cot {
+    rows3("softmax (second order)", y, t, d, |o, y, t, d| {
+        let dot = |a: &[Y::Elem], b: &[Y::Elem]| {
+            a.iter()
+                .zip(b)
+                .fold(Y::Elem::zero(), |s, (&a, &b)| s + a * b)
+        };
+        let (dy, yt) = (dot(d, y), dot(y, t));
+        for (((o, &t), &d), _) in o.iter_mut().zip(t).zip(d).zip(y) {
+            *o = t * (d - dy) - d * yt;
+        }
+    })
+}
+
+/// `log_softmax`'s tangent over the last axis, `t − ⟨e^y, t⟩` per row (`y` the
+/// log-probabilities).
+///
+/// # Panics
+/// If `y` and `t` differ in shape.
+pub fn log_softmax_tangent<Y: Value, T: Value<Elem = Y::Elem>>(y: &Y, t: &T) -> T::Cot {
+    rows3("log_softmax (tangent)", t, y, t, |o, t, y, _| {
+        let s = y
+            .iter()
+            .zip(t)
+            .fold(Y::Elem::zero(), |s, (&y, &t)| s + y.exp() * t);
+        for (o, &t) in o.iter_mut().zip(t) {
+            *o = t - s;
+        }
+    })
+}
+
+/// The pullback of [`log_softmax_tangent`] into `t`: `d − e^y Σ d` per row.
+///
+/// # Panics
+/// If `y` and `d` differ in shape.
+pub fn log_softmax_tangent_t<Y: Value, C: Value<Elem = Y::Elem>>(y: &Y, d: &C) -> C::Cot {
+    rows3("log_softmax (tangent)", d, y, d, |o, d, y, _| {
+        let s = d.iter().fold(Y::Elem::zero(), |s, &d| s + d);
+        for ((o, &y), &d) in o.iter_mut().zip(y).zip(d) {
+            *o = d - y.exp() * s;
+        }
+    })
+}
+
+/// The pullback of [`log_softmax_tangent`] into `y`: `−(Σ d) e^y ⊙ t` per row.
+///
+/// # Panics
+/// If the shapes differ.
+pub fn log_softmax_tangent_y<Y: Value, T: Value<Elem = Y::Elem>, C: Value<Elem = Y::Elem>>(
+    y: &Y,
+    t: &T,
+    d: &C,
+) -> Y::Cot {
+    rows3("log_softmax (second order)", y, t, d, |o, y, t, d| {
+        let s = d.iter().fold(Y::Elem::zero(), |s, &d| s + d);
+        for ((o, &y), &t) in o.iter_mut().zip(y).zip(t) {
+            *o = -(s * y.exp() * t);
+        }
     })
 }
 
