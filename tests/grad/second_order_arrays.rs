@@ -268,6 +268,42 @@ fn max_powi_powf_clamp_and_min_with_constants() {
     agree(&hv.w, &p.w, &m.w, "H·v, w");
 }
 
+/// Generic code over `T: Real` (no `&T: Neg`): the quotient rule's `−(y/b)·t_b` is a
+/// subtraction, not a negation (it once failed to compile, E0600).
+#[grad]
+fn generic_quotient<T: backprop::Real>(x: &Array1<T>, a: T) -> T {
+    (x / a).sum() + (x * x / a).sum()
+}
+
+#[test]
+fn generic_code_dividing_by_a_differentiated_float() {
+    let (x, a) = (array![1.0, 2.0, -0.5], 1.7);
+    let (vx, va) = (array![0.3, -0.2, 0.9], -0.4);
+    let (_, _, hv) = generic_quotient_hvp(&x, a, &vx, va);
+    let (_, p) = generic_quotient_grad(&at(&x, &vx, H), a + H * va);
+    let (_, m) = generic_quotient_grad(&at(&x, &vx, -H), a - H * va);
+    agree(&hv.x, &p.x, &m.x, "H·v, x");
+    close(hv.a, (p.a - m.a) / (2.0 * H), 2e-7, "H·v, a");
+}
+
+/// A view chosen by a branch whose other arm is constant has no tangent program (its
+/// tangent would be a view of zeros): `f_grad` stays as it was (it once failed to
+/// compile, E0308, through the zeros given to the constant arm).
+#[grad(x)]
+fn pick(x: &Array2<f64>, y: &Array2<f64>, flag: bool) -> f64 {
+    let r = if flag { x.view() } else { y.view() };
+    r.mapv(|v| v * v).sum()
+}
+
+#[test]
+fn a_view_chosen_by_a_branch_keeps_its_gradient() {
+    let (x, y) = (fill((2, 3), 0.1), fill((2, 3), 0.2));
+    let (_, g) = pick_grad(&x, &y, true);
+    assert_eq!(g.x, &x * 2.0);
+    let (_, g) = pick_grad(&x, &y, false);
+    assert_eq!(g.x, Array2::<f64>::zeros((2, 3)));
+}
+
 // ---- control flow and structs of arrays ----------------------------------------------
 
 #[derive(backprop::Differentiable, Clone)]

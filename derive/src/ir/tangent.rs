@@ -622,15 +622,34 @@ impl Builder<'_> {
                         out,
                     ));
                 }
-                if act[1] {
-                    let t = self.tangent(&args[1])?;
-                    let q =
-                        self.push_prim(s, "t_ratio", op::DIV, div(), vec![y, args[1].clone()], out);
-                    let m = self.push_prim(s, "t_term", op::MUL, mul(), vec![q, t], out);
-                    let neg = Spelling::Unary(syn::UnOp::Neg(Default::default()));
-                    terms.push(self.push_prim(s, "t_term", op::NEG, neg, vec![m], out));
+                if !act[1] {
+                    return self.sum_terms(s, terms, out);
                 }
-                return self.sum_terms(s, terms, out);
+                // `− (y / b) * t_b`, subtracted (or spread negated): a unary `-` on a
+                // borrowed array needs `&T: Neg`, which generic code over `T: Real`
+                // does not have.
+                let t = self.tangent(&args[1])?;
+                let q = self.push_prim(
+                    s,
+                    "t_ratio",
+                    op::DIV,
+                    div(),
+                    vec![y.clone(), args[1].clone()],
+                    out,
+                );
+                let m = self.push_prim(s, "t_term", op::MUL, mul(), vec![q, t], out);
+                return Some(match terms.pop() {
+                    Some(ta) => {
+                        let sub = binary(syn::BinOp::Sub(Default::default()));
+                        self.push_prim(s, "t_sum", op::SUB, sub, vec![ta, m], out)
+                    }
+                    None => {
+                        let sp = Spelling::Template(quote::quote!(
+                            ::backprop::__private::tangent::spread_neg(&__bp_op0, &__bp_op1)
+                        ));
+                        self.push_prim(s, "t_spread", SPREAD_NEG, sp, vec![y, m], out)
+                    }
+                });
             }
             ("dot", 2) => {
                 let mut terms = Vec::new();
@@ -1018,9 +1037,39 @@ impl Builder<'_> {
     /// The tangent of an operand where it meets an active value (a loop's carried
     /// value, a branch's result): a constant array's is an array of zeros of its shape,
     /// made by a statement pushed to `out`, so that both sides have one type.
-    fn tangent_in(&mut self, o: &Operand, like: &Stmt, out: &mut Vec<Stmt>) -> Option<Operand> {
+    ///
+    /// Only for an array this function owns, meeting another it owns (`meets`): the
+    /// zeros are owned, and a view's or a borrow's tangent is a view or a borrow (an
+    /// `if` choosing `x.view()` or `y.view()` has no tangent program then).
+    fn tangent_in(
+        &mut self,
+        o: &Operand,
+        meets: &Operand,
+        like: &Stmt,
+        out: &mut Vec<Stmt>,
+    ) -> Option<Operand> {
+        let array = |x: &Operand| x.var().is_some_and(|x| !self.plan.kinds.scalar[x.0]);
+        // A constant field, element or view of a buffer or struct (`&frozen.w` in one arm,
+        // `&p.w` in the other): its tangent would be a borrow of zeros this function
+        // cannot lend. No tangent program.
+        if let Some(v) = o.var()
+            && !self.active(v)
+            && matches!(
+                self.func.def_of(v).map(|d| &d.rhs),
+                Some(Rhs::Buffer {
+                    op: BufOp::Field(_) | BufOp::Elem | BufOp::Borrow | BufOp::View | BufOp::Alias,
+                    ..
+                })
+            )
+        {
+            return None;
+        }
         match o.var() {
-            Some(v) if !self.active(v) && !self.plan.kinds.scalar[v.0] => {
+            Some(v) if !self.active(v) && (array(o) || array(meets)) => {
+                let owned = |x: &Operand| x.var().is_some_and(|x| self.surely_owned(x, 8));
+                if !owned(o) || !owned(meets) {
+                    return None;
+                }
                 let z = self.new_var("t_zeros", like.span);
                 let rhs = Rhs::ZeroDerivative {
                     spelling: super::Spelling::Template(quote::quote!(
@@ -1035,6 +1084,45 @@ impl Builder<'_> {
         }
     }
 
+    /// Whether `v` is certainly an owned array (`Array<A, D>`, not a view, a borrow or a
+    /// `CowArray`): arithmetic, a copy, a product, an elementwise method, a reduction
+    /// along an axis, a gather, a call's result, an array made from data, or an owned
+    /// argument; looked through `depth` copies.
+    fn surely_owned(&self, v: VarId, depth: usize) -> bool {
+        const OWNED: &[&str] = &[
+            "to_owned",
+            "into_owned",
+            "clone",
+            "dot",
+            "sum_axis",
+            "mean_axis_unwrap",
+            "select",
+        ];
+        if let Some(p) = self.func.params.iter().find(|p| p.var == v) {
+            return super::is_owned_array_type(&p.ty);
+        }
+        match self.func.def_of(v).map(|d| &d.rhs) {
+            Some(Rhs::Prim { prim, spelling, .. }) => {
+                matches!(
+                    spelling,
+                    super::Spelling::Operator(_) | super::Spelling::Unary(_)
+                ) || OWNED.contains(&prim.name)
+                    || crate::ir::rule_table::methods().iter().any(|m| m == prim)
+            }
+            Some(Rhs::Call { .. }) => true,
+            Some(Rhs::ZeroDerivative {
+                spelling: super::Spelling::Path(p),
+                ..
+            })
+            | Some(Rhs::NoRule {
+                spelling: super::Spelling::Path(p),
+                ..
+            }) => op::is_array_constructor(&p.path),
+            Some(Rhs::Copy(Operand::Var(w))) if depth > 0 => self.surely_owned(*w, depth - 1),
+            _ => false,
+        }
+    }
+
     fn branch(&mut self, s: &Stmt, node: &IfNode, out: &mut Vec<Stmt>) -> Option<()> {
         let mut then_body = self.block(&node.then_body)?;
         let mut else_body = self.block(&node.else_body)?;
@@ -1043,8 +1131,8 @@ impl Builder<'_> {
             if !self.active(o.def) {
                 continue;
             }
-            let then_val = self.tangent_in(&o.then_val, s, &mut then_body)?;
-            let else_val = self.tangent_in(&o.else_val, s, &mut else_body)?;
+            let then_val = self.tangent_in(&o.then_val, &o.else_val, s, &mut then_body)?;
+            let else_val = self.tangent_in(&o.else_val, &o.then_val, s, &mut else_body)?;
             let def = self.tangent_var(o.def);
             outs.push(IfOut {
                 def,
@@ -1086,8 +1174,8 @@ impl Builder<'_> {
         }
         let mut carried = node.carried.clone();
         for (c, entry, t_out) in with_t {
-            let init = self.tangent_in(&c.init, s, out)?;
-            let exit = self.tangent_in(&c.exit, s, &mut body)?;
+            let init = self.tangent_in(&c.init, &c.exit, s, out)?;
+            let exit = self.tangent_in(&c.exit, &c.init, s, &mut body)?;
             carried.push(Carried {
                 init,
                 entry,
