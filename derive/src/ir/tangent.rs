@@ -137,28 +137,6 @@ pub fn program(func: &Func, plan: &Plan, names: &Names) -> Option<Func> {
     })
 }
 
-/// The tangent rules that are the operation itself applied to the tangent.
-const LINEAR: &[&str] = &[
-    "neg",
-    "copy",
-    "t",
-    "sum",
-    "mean",
-    "sum_axis",
-    "mean_axis",
-    "select",
-    "slice",
-    "slice_axis",
-    "index_axis",
-    "row",
-    "column",
-    "insert_axis",
-    "remove_axis",
-    "permuted_axes",
-    "reshape",
-    "index_get",
-];
-
 /// `t_y = tangent::spread(y, t)`: one operand's tangent spread to the output's shape.
 /// Its pullback sums the cotangent back to the tangent's shape; `y` is read for its
 /// shape only.
@@ -680,7 +658,11 @@ impl Builder<'_> {
             op::Tangent::Borrow => {
                 Some(self.push_prim(s, "t_ref", *prim, spelling.clone(), vec![t], out))
             }
-            op::Tangent::Rule(rule, _) if LINEAR.contains(&rule) => {
+            // A rule reading neither the input nor the output is linear in the input:
+            // the operation itself on the tangent (`t_x.slice(..)`, `t_x.sum_axis(k)`).
+            op::Tangent::Rule(_, needs)
+                if needs.iter().all(|n| !matches!(n, Need::In(0) | Need::Out)) =>
+            {
                 let mut operands = args.to_vec();
                 operands[0] = t;
                 Some(self.push_prim(s, "t_term", *prim, spelling.clone(), operands, out))

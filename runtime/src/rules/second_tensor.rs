@@ -170,8 +170,9 @@ pub fn relu_tangent<X: Value, T: Value<Elem = X::Elem>>(x: &X, t: &T) -> T::Cot 
 /// # Panics
 /// If `y` and `t` differ in shape.
 pub fn sigmoid_tangent<Y: Value, T: Value<Elem = Y::Elem>>(y: &Y, t: &T) -> T::Cot {
-    let one = Y::Elem::one();
-    zip3("sigmoid (tangent)", t, y, t, |t, y, _| t * y * (one - y))
+    zip3("sigmoid (tangent)", t, y, t, |t, y, _| {
+        crate::functions::vjp::sigmoid_vjp(y, t)
+    })
 }
 
 /// The pullback of [`sigmoid_tangent`] into `y`: `d ⊙ t ⊙ (1 − 2y)`.
@@ -249,12 +250,24 @@ fn rows3<A: Value, B: Value<Elem = A::Elem>, C: Value<Elem = A::Elem>>(
     f: impl Fn(&mut [A::Elem], &[A::Elem], &[A::Elem], &[A::Elem]),
 ) -> A::Cot {
     use super::tensor::DynView;
-    let view = |v: DynView<'_, A::Elem>| match v {
-        DynView::Array(a) => a.as_standard_layout().into_owned(),
-        DynView::Scalar(_) => panic!("{op}: a row-wise op needs an array, found a float"),
-    };
+    fn array<'v, E>(op: &str, v: DynView<'v, E>) -> ndarray::ArrayViewD<'v, E> {
+        match v {
+            DynView::Array(a) => a,
+            DynView::Scalar(_) => panic!("{op}: a row-wise op needs an array, found a float"),
+        }
+    }
     let shape = a.shape_of();
-    let (a, b, c) = (view(a.dyn_view()), view(b.dyn_view()), view(c.dyn_view()));
+    let (va, vb, vc) = (
+        array(op, a.dyn_view()),
+        array(op, b.dyn_view()),
+        array(op, c.dyn_view()),
+    );
+    // A copy only where an operand is not row-major already.
+    let (a, b, c) = (
+        va.as_standard_layout(),
+        vb.as_standard_layout(),
+        vc.as_standard_layout(),
+    );
     for other in [b.shape(), c.shape()] {
         assert!(
             other == a.shape(),

@@ -82,23 +82,27 @@ pub(crate) fn zip3<S: Value, T: Value<Elem = S::Elem>, C: Value<Elem = S::Elem>>
             shape_str(&out)
         );
     }
-    let [vs, va, vb] = views;
-    let at = |v: &DynView<'_, S::Elem>| match v {
-        DynView::Scalar(x) => ndarray::ArrayD::from_elem(out.clone(), *x),
-        DynView::Array(x) => x.to_owned(),
-    };
     let result = if out.is_empty() {
         let one = |v: &DynView<'_, S::Elem>| match v {
             DynView::Scalar(x) => *x,
             DynView::Array(x) => x.iter().copied().next().unwrap_or_else(S::Elem::zero),
         };
-        Dyn::Scalar(f(one(&vs), one(&va), one(&vb)))
+        Dyn::Scalar(f(one(&views[0]), one(&views[1]), one(&views[2])))
     } else {
-        let (xs, xa, xb) = (at(&vs), at(&va), at(&vb));
+        // Arrays are zipped as they are; a float stands as a 0-d array broadcast.
+        let scalars = views.each_ref().map(|v| match v {
+            DynView::Scalar(x) => Some(ndarray::arr0(*x).into_dyn()),
+            DynView::Array(_) => None,
+        });
+        let at = |k: usize| match (&views[k], &scalars[k]) {
+            (DynView::Array(x), _) => x.view(),
+            (_, Some(c)) => c.broadcast(out.as_slice()).expect("a 0-d array broadcasts"),
+            (DynView::Scalar(_), None) => unreachable!("made above"),
+        };
         Dyn::Array(
-            Zip::from(&xs)
-                .and(&xa)
-                .and(&xb)
+            Zip::from(at(0))
+                .and(at(1))
+                .and(at(2))
                 .map_collect(|&x, &y, &z| f(x, y, z)),
         )
     };
