@@ -11,11 +11,15 @@
 //!   400 digits).
 //! - `mlp-nd`: the main job's MLP over ndarray (`src/mlp.rs`, f32, 784-256-128-10 with
 //!   ReLU and the fused softmax cross-entropy, batch 128), the shape `jvp_cost` times.
+//! - `gpt`: the character-level GPT of `src/gpt.rs` (f32) at nanoGPT's CPU "baby"
+//!   configuration (4 layers, 4 heads, 128 wide, context 64, batch 12, 65 characters),
+//!   `gpt_loss_hvp` along a second initialisation of the model.
 //!
 //! Run: `cargo bench --bench hvp_cost` (`-- 21` for 21 rounds; 11 by default).
 
 use backprop_tests::adbench::{gmm_input, gmm_objective_grad, gmm_objective_hvp};
 use backprop_tests::adbench::{lstm_input, lstm_objective_grad, lstm_objective_hvp};
+use backprop_tests::gpt::{Gpt, GptConfig, Rng64, gpt_loss_grad, gpt_loss_hvp};
 use backprop_tests::influence::{TinyMlp, mlp_objective_grad, mlp_objective_hvp, split};
 use backprop_tests::mlp::{mlp_loss_grad, mlp_loss_hvp};
 use backprop_tests::second_order::{logistic_loss_grad, logistic_loss_hvp, two_digits};
@@ -200,6 +204,29 @@ fn main() {
                 &t3,
                 &u3,
             ));
+        },
+    );
+
+    let cfg = GptConfig {
+        vocab: 65,
+        block_size: 64,
+        n_layer: 4,
+        n_head: 4,
+        n_embd: 128,
+        tied: true,
+    };
+    let (p, v) = (Gpt::<f32>::init(&cfg, 1), Gpt::<f32>::init(&cfg, 2));
+    let mut r = Rng64::new(3);
+    let ids = ndarray::Array2::from_shape_simple_fn((12, 64), || r.below(65));
+    let targets = ndarray::Array2::from_shape_simple_fn((12, 64), || r.below(65));
+    paired(
+        "gpt",
+        rounds,
+        &mut || {
+            black_box(gpt_loss_grad(black_box(&p), &ids, &targets, 4, true));
+        },
+        &mut || {
+            black_box(gpt_loss_hvp(black_box(&p), &ids, &targets, 4, true, &v));
         },
     );
 }

@@ -183,55 +183,217 @@ impl masked_loss {
         }
         (__value, __tangent)
     }
-    /// No tangent program: panics (see the message).
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_forward(
-        s: &Array2<f64>,
-        w: &Array2<f64>,
-        __slot0: impl ::core::marker::Sized,
-        __slot1: impl ::core::marker::Sized,
-    ) -> (
-        f64,
-        ::backprop::__private::Tape<
-            fn(
-                f64,
-            ) -> (
-                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
-                ::backprop::__private::Inactive,
-                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
-                ::backprop::__private::Inactive,
-            ),
-        >,
-    ) {
-        ::core::panic!(
-            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
-        )
-    }
-    /// No Hessian-vector product: panics (see the message).
+    ///Value, gradient and Hessian-vector product: `masked_loss_hvp`.
+    #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
     fn hvp(
         s: &Array2<f64>,
         w: &Array2<f64>,
         v_s: &Array2<f64>,
     ) -> (f64, MaskedLossGrad, MaskedLossGrad) {
-        ::core::panic!(
-            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
-        )
+        masked_loss_hvp(s, w, v_s)
     }
-    /// No tangent program: panics (see the message).
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
-        s: &Array2<f64>,
-        w: &Array2<f64>,
-        __slot0: impl ::core::marker::Sized,
-        __slot1: impl ::core::marker::Sized,
-        __value: f64,
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program<'__tape>(
+        s: &'__tape Array2<f64>,
+        w: &'__tape Array2<f64>,
+        v_s: &'__tape Array2<f64>,
     ) -> (
         f64,
-        ::backprop::__private::Tape<
-            fn(
-                f64,
-            ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+            ),
+        >,
+    ) {
+        let (__primal, __value, __tape): (f64, f64, _) = {
+            let t0 = s.dim();
+            let t = t0.0;
+            let scores = s.to_owned();
+            let t_scores = v_s.to_owned();
+            let mut scores_5 = scores;
+            let mut t_scores_5 = t_scores;
+            let range_1 = (0)..t;
+            for i_1 in ::core::clone::Clone::clone(&range_1) {
+                let scores_1 = scores_5;
+                let t_scores_1 = t_scores_5;
+                let t1 = i_1 + 1;
+                let mut scores_4 = scores_1;
+                let mut t_scores_4 = t_scores_1;
+                let range = t1..t;
+                for j_1 in ::core::clone::Clone::clone(&range) {
+                    let scores_2 = scores_4;
+                    let t_scores_2 = t_scores_4;
+                    let scores_3 = ::backprop::__private::tensor::index_set(
+                        "`scores[[i, j]] = f64 :: NEG_INFINITY`",
+                        scores_2,
+                        ([i_1, j_1]),
+                        f64::NEG_INFINITY,
+                    );
+                    let t_scores_3 = ::backprop::__private::tensor::index_set(
+                        "`scores[[i, j]] = f64 :: NEG_INFINITY`",
+                        t_scores_2,
+                        ([i_1, j_1]),
+                        (::backprop::__private::zero::<f64>()),
+                    );
+                    scores_4 = scores_3;
+                    t_scores_4 = t_scores_3;
+                }
+                scores_5 = scores_4;
+                t_scores_5 = t_scores_4;
+            }
+            let t2 = &scores_5;
+            let t_t2 = &t_scores_5;
+            let (p, tape_p) = backprop::ops::softmax::forward(t2);
+            let t_p = ::backprop::__private::tensor::softmax_tangent(&(p), &(t_t2));
+            ::backprop::__private::tensor::check_broadcast(
+                "`p * w`",
+                &::backprop::__private::tensor::by_ref(&p),
+                &::backprop::__private::tensor::by_ref(&w),
+            );
+            let t3 = ::backprop::__private::tensor::by_ref(&p)
+                * ::backprop::__private::tensor::by_ref(&w);
+            let shape_t_p = ::backprop::__private::tensor::shape_of(&t_p);
+            ::backprop::__private::tensor::check_broadcast(
+                "`p * w`",
+                &&t_p,
+                &::backprop::__private::tensor::by_ref(&w),
+            );
+            let t_t3 = &t_p * ::backprop::__private::tensor::by_ref(&w);
+            let t4 = t3.sum();
+            let shape_t_t3 = ::backprop::__private::tensor::shape_of(&t_t3);
+            let t_t4 = t_t3.sum();
+            let heap_bytes = {
+                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                (&::backprop::__private::Probe(&w)).heap_bytes()
+                    + (&::backprop::__private::Probe(&p)).heap_bytes()
+                    + (&::backprop::__private::Probe(&t_scores_5)).heap_bytes()
+                    + (&::backprop::__private::Probe(&tape_p)).heap_bytes()
+            };
+            let pullback = move |
+                d_t_t4: f64,
+            | -> (
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+            ) {
+                let (w,) = (w,);
+                let d_t_t3 = ::backprop::__private::tensor::sum_vjp(
+                    &shape_t_t3,
+                    &d_t_t4,
+                );
+                let d_t_p = ::backprop::__private::tensor::mul_vjp_lhs(
+                    &shape_t_p,
+                    &w,
+                    &d_t_t3,
+                );
+                let d_p = ::backprop::__private::tensor::softmax_tangent_y(
+                    &p,
+                    &t_scores_5,
+                    &d_t_p,
+                );
+                let d_t_t2 = ::backprop::__private::tensor::softmax_tangent(&p, &d_t_p);
+                let (d_t2,) = ::backprop::__private::Pullback::backward(tape_p, d_p);
+                ::backprop::__private::expect_cotangent(&d_t2);
+                let d_t_scores_5 = d_t_t2;
+                let d_scores_5 = d_t2;
+                let (d_scores, d_t_scores) = {
+                    let mut d_scores_5_carry = d_scores_5;
+                    let mut d_t_scores_5_carry = d_t_scores_5;
+                    for i_1 in ::core::iter::Iterator::rev(
+                        ::core::clone::Clone::clone(&range_1),
+                    ) {
+                        let d_scores_5_next = d_scores_5_carry;
+                        let d_t_scores_5_next = d_t_scores_5_carry;
+                        let (step_0_1, step_1_1) = {
+                            let t1 = i_1 + 1;
+                            let range = t1..t;
+                            let d_scores_4 = d_scores_5_next;
+                            let d_t_scores_4 = d_t_scores_5_next;
+                            let (d_scores_1, d_t_scores_1) = {
+                                let mut d_scores_4_carry = d_scores_4;
+                                let mut d_t_scores_4_carry = d_t_scores_4;
+                                for j_1 in ::core::iter::Iterator::rev(
+                                    ::core::clone::Clone::clone(&range),
+                                ) {
+                                    let d_scores_4_next = d_scores_4_carry;
+                                    let d_t_scores_4_next = d_t_scores_4_carry;
+                                    let (step_0, step_1) = {
+                                        let d_scores_3 = d_scores_4_next;
+                                        let d_t_scores_3 = d_t_scores_4_next;
+                                        let (d_t_scores_2, _) = ::backprop::__private::tensor::index_set_vjp(
+                                            d_t_scores_3,
+                                            ([i_1, j_1]),
+                                        );
+                                        let (d_scores_2, _) = ::backprop::__private::tensor::index_set_vjp(
+                                            d_scores_3,
+                                            ([i_1, j_1]),
+                                        );
+                                        (d_scores_2, d_t_scores_2)
+                                    };
+                                    d_scores_4_carry = step_0;
+                                    d_t_scores_4_carry = step_1;
+                                }
+                                (d_scores_4_carry, d_t_scores_4_carry)
+                            };
+                            (d_scores_1, d_t_scores_1)
+                        };
+                        d_scores_5_carry = step_0_1;
+                        d_t_scores_5_carry = step_1_1;
+                    }
+                    (d_scores_5_carry, d_t_scores_5_carry)
+                };
+                let d_v_s = d_t_scores;
+                let d_s = d_scores;
+                (d_s, ::backprop::__private::Inactive, d_v_s)
+            };
+            (
+                t4,
+                t_t4,
+                ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback),
+            )
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward<'__tape>(
+        s: &'__tape Array2<f64>,
+        w: &'__tape Array2<f64>,
+        v_s: &'__tape Array2<f64>,
+        __slot: impl ::core::marker::Sized,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
                 <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
                 ::backprop::__private::Inactive,
                 <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
@@ -239,9 +401,42 @@ impl masked_loss {
             ),
         >,
     ) {
-        ::core::panic!(
-            "`f_hvp`: `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+        let (__primal, __value, __tape) = masked_loss::tangent_program(s, w, v_s);
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |(__d_s, __d_w, __d_v0)| (
+                    __d_s,
+                    __d_w,
+                    __d_v0,
+                    ::backprop::__private::Inactive,
+                ),
+            ),
         )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild<'__tape>(
+        s: &'__tape Array2<f64>,
+        w: &'__tape Array2<f64>,
+        v_s: &'__tape Array2<f64>,
+        __slot: impl ::core::marker::Sized,
+        __value_1: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                ::backprop::__private::Inactive,
+            ),
+        >,
+    ) {
+        masked_loss::tangent_forward(s, w, v_s, __slot)
     }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
@@ -318,19 +513,33 @@ fn masked_loss_backward(
 ) -> MaskedLossGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
 }
-/// Not available for this function (see the deprecation note).
-#[deprecated(
-    note = "`masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+///Value, gradient and Hessian-vector product of `masked_loss` along the direction `v_s` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
 )]
-#[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
 fn masked_loss_hvp(
     s: &Array2<f64>,
     w: &Array2<f64>,
     v_s: &Array2<f64>,
 ) -> (f64, MaskedLossGrad, MaskedLossGrad) {
-    ::core::panic!(
-        "`masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
-    )
+    ::backprop::__private::tangent::check_same(
+        "hvp: the direction `v_s` of `s`",
+        s.shape(),
+        v_s.shape(),
+    );
+    let (__value, __tangent, __tape) = masked_loss::tangent_program(s, w, v_s);
+    let (__hv_s, _, __grad_v_s) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (__value, MaskedLossGrad { s: __grad_v_s }, MaskedLossGrad { s: __hv_s })
 }
 ///The rule companion of `masked_loss_grad`: how another `#[grad]` function calls it (its pullback is `masked_loss`'s Hessian-vector product).
 #[doc(hidden)]
@@ -338,28 +547,46 @@ fn masked_loss_hvp(
 struct masked_loss_grad {}
 #[allow(dead_code)]
 impl masked_loss_grad {
-    /// Not available (see the deprecation note).
-    #[deprecated(
-        note = "`masked_loss_grad` inside a `#[grad]` function is differentiated through `masked_loss`'s Hessian-vector product, and `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
-    )]
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
     fn forward(
         s: &Array2<f64>,
         w: &Array2<f64>,
     ) -> (
         (f64, MaskedLossGrad),
-        ::backprop::__private::Tape<
-            fn(
-                (f64, MaskedLossGrad),
-            ) -> (
+        impl ::backprop::__private::Pullback<
+            (f64, MaskedLossGrad),
+            Grad = (
                 <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
                 ::backprop::__private::Inactive,
             ),
         >,
     ) {
-        ::core::panic!(
-            "`masked_loss_grad` inside a `#[grad]` function is differentiated through `masked_loss`'s Hessian-vector product, and `masked_loss` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
-        )
+        let __out = masked_loss::grad(s, w);
+        (__out, masked_loss_grad::tape(s, w))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape(
+        s: &Array2<f64>,
+        w: &Array2<f64>,
+    ) -> impl ::backprop::__private::Pullback<
+        (f64, MaskedLossGrad),
+        Grad = (
+            <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+            ::backprop::__private::Inactive,
+        ),
+    > {
+        ::backprop::__private::Tape::new(move |__d: (f64, MaskedLossGrad)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = masked_loss::hvp(s, w, &__d_grad.s);
+            (
+                ::backprop::__private::nested::combine_array(__d_value, __g.s, __hv.s),
+                ::backprop::__private::Inactive,
+            )
+        })
     }
     /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
     /// caller's reverse pass adds into.

@@ -158,35 +158,8 @@ impl two_layers {
         }
         (__value, __tangent)
     }
-    /// No tangent program: panics (see the message).
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_forward(
-        x: &Array2<f64>,
-        w: &Array2<f64>,
-        b: &Array1<f64>,
-        __slot0: impl ::core::marker::Sized,
-        __slot1: impl ::core::marker::Sized,
-        __slot2: impl ::core::marker::Sized,
-    ) -> (
-        f64,
-        ::backprop::__private::Tape<
-            fn(
-                f64,
-            ) -> (
-                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array1<f64> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
-                <&'static Array1<f64> as ::backprop::__private::tensor::Value>::Cot,
-            ),
-        >,
-    ) {
-        ::core::panic!(
-            "`f_hvp`: `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
-        )
-    }
-    /// No Hessian-vector product: panics (see the message).
+    ///Value, gradient and Hessian-vector product: `two_layers_hvp`.
+    #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
     fn hvp(
         x: &Array2<f64>,
@@ -196,26 +169,35 @@ impl two_layers {
         v_w: &Array2<f64>,
         v_b: &Array1<f64>,
     ) -> (f64, TwoLayersGrad, TwoLayersGrad) {
-        ::core::panic!(
-            "`f_hvp`: `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
-        )
+        two_layers_hvp(x, w, b, v_x, v_w, v_b)
     }
-    /// No tangent program: panics (see the message).
-    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-    fn tangent_rebuild(
-        x: &Array2<f64>,
-        w: &Array2<f64>,
-        b: &Array1<f64>,
-        __slot0: impl ::core::marker::Sized,
-        __slot1: impl ::core::marker::Sized,
-        __slot2: impl ::core::marker::Sized,
-        __value: f64,
+    /// The tangent program's forward pass: the value, its tangent along the
+    /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
+    /// `tangent_forward`). The value is typed as the result: that pins the type of
+    /// a local only the tangent reads.
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_program<'__tape>(
+        x: &'__tape Array2<f64>,
+        w: &'__tape Array2<f64>,
+        b: &'__tape Array1<f64>,
+        v_x: &'__tape Array2<f64>,
+        v_w: &'__tape Array2<f64>,
+        v_b: &'__tape Array1<f64>,
     ) -> (
         f64,
-        ::backprop::__private::Tape<
-            fn(
-                f64,
-            ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
                 <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
                 <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
                 <&'static Array1<f64> as ::backprop::__private::tensor::Value>::Cot,
@@ -225,9 +207,193 @@ impl two_layers {
             ),
         >,
     ) {
-        ::core::panic!(
-            "`f_hvp`: `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+        let (__primal, __value, __tape): (f64, f64, _) = {
+            let mut tape_heap: usize = 0;
+            let (h, tape_h) = dense::forward(
+                ::core::clone::Clone::clone(&x),
+                ::core::clone::Clone::clone(&w),
+                ::core::clone::Clone::clone(&b),
+            );
+            let (t_h, tape_t_h) = dense::tangent_forward(x, w, b, v_x, v_w, v_b);
+            let t0 = &h;
+            let t_t0 = &t_h;
+            let y = dense(
+                ::core::clone::Clone::clone(&t0),
+                ::core::clone::Clone::clone(&w),
+                ::core::clone::Clone::clone(&b),
+            );
+            let snapshot_t0 = ::core::clone::Clone::clone(t0);
+            tape_heap
+                += {
+                    #[allow(unused_imports)]
+                    use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                    (&::backprop::__private::Probe(&snapshot_t0)).heap_bytes()
+                };
+            let snapshot_t_t0 = ::core::clone::Clone::clone(t_t0);
+            tape_heap
+                += {
+                    #[allow(unused_imports)]
+                    use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                    (&::backprop::__private::Probe(&snapshot_t_t0)).heap_bytes()
+                };
+            let (t_y, _) = dense::tangent_forward(t0, w, b, t_t0, v_w, v_b);
+            let t1 = y.sum();
+            let shape_t_y = ::backprop::__private::tensor::shape_of(&t_y);
+            let t_t1 = t_y.sum();
+            let heap_bytes = {
+                use ::backprop::__private::{HeapOfOther as _, HeapOfOwned as _};
+                (&::backprop::__private::Probe(&t_y)).heap_bytes()
+                    + (&::backprop::__private::Probe(&tape_h)).heap_bytes()
+                    + (&::backprop::__private::Probe(&tape_t_h)).heap_bytes() + tape_heap
+            };
+            let pullback = move |
+                d_t_t1: f64,
+            | -> (
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f64> as ::backprop::__private::tensor::Value>::Cot,
+            ) {
+                let (w, b, v_w, v_b) = (w, b, v_w, v_b);
+                let d_t_y = ::backprop::__private::tensor::sum_vjp(&shape_t_y, &d_t_t1);
+                let (d_t0, mut d_w, mut d_b, d_t_t0, mut d_v_w, mut d_v_b) = {
+                    let (_, tape_t_y) = dense::tangent_rebuild(
+                        &snapshot_t0,
+                        w,
+                        b,
+                        &snapshot_t_t0,
+                        v_w,
+                        v_b,
+                        t_y,
+                    );
+                    ::backprop::__private::Pullback::backward(tape_t_y, d_t_y)
+                };
+                ::backprop::__private::expect_cotangent(&d_t0);
+                ::backprop::__private::expect_cotangent(&d_w);
+                ::backprop::__private::expect_cotangent(&d_b);
+                ::backprop::__private::expect_cotangent(&d_t_t0);
+                ::backprop::__private::expect_cotangent(&d_v_w);
+                ::backprop::__private::expect_cotangent(&d_v_b);
+                let d_t_h = d_t_t0;
+                let d_h = d_t0;
+                let (mut d_x, d_w_part, d_b_part, d_v_x, d_v_w_part, d_v_b_part) = ::backprop::__private::Pullback::backward(
+                    tape_t_h,
+                    d_t_h,
+                );
+                ::backprop::__private::expect_cotangent(&d_x);
+                ::backprop::__private::expect_cotangent(&d_w);
+                ::backprop::__private::expect_cotangent(&d_b);
+                ::backprop::__private::expect_cotangent(&d_v_x);
+                ::backprop::__private::expect_cotangent(&d_v_w);
+                ::backprop::__private::expect_cotangent(&d_v_b);
+                d_w = d_w + d_w_part;
+                d_b = d_b + d_b_part;
+                d_v_w = d_v_w + d_v_w_part;
+                d_v_b = d_v_b + d_v_b_part;
+                let (d_x_part, d_w_part_1, d_b_part_1) = ::backprop::__private::Pullback::backward(
+                    tape_h,
+                    d_h,
+                );
+                ::backprop::__private::expect_cotangent(&d_x);
+                ::backprop::__private::expect_cotangent(&d_w);
+                ::backprop::__private::expect_cotangent(&d_b);
+                d_x = d_x + d_x_part;
+                d_w = d_w + d_w_part_1;
+                d_b = d_b + d_b_part_1;
+                (d_x, d_w, d_b, d_v_x, d_v_w, d_v_b)
+            };
+            (
+                t1,
+                t_t1,
+                ::backprop::__private::Tape::with_heap_bytes(heap_bytes, pullback),
+            )
+        };
+        (__primal, __value, __tape)
+    }
+    /// The tangent program: the tangent of the value along the given tangents,
+    /// and its tape (how another function's `f_hvp` calls this one).
+    #[inline]
+    #[allow(
+        unused_variables,
+        unused_assignments,
+        unused_mut,
+        unused_parens,
+        unreachable_code,
+        non_snake_case,
+        clippy::all
+    )]
+    fn tangent_forward<'__tape>(
+        x: &'__tape Array2<f64>,
+        w: &'__tape Array2<f64>,
+        b: &'__tape Array1<f64>,
+        v_x: &'__tape Array2<f64>,
+        v_w: &'__tape Array2<f64>,
+        v_b: &'__tape Array1<f64>,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f64> as ::backprop::__private::tensor::Value>::Cot,
+            ),
+        >,
+    ) {
+        let (__primal, __value, __tape) = two_layers::tangent_program(
+            x,
+            w,
+            b,
+            v_x,
+            v_w,
+            v_b,
+        );
+        (
+            __value,
+            ::backprop::__private::map_grad(
+                __tape,
+                |(__d_x, __d_w, __d_b, __d_v0, __d_v1, __d_v2)| (
+                    __d_x,
+                    __d_w,
+                    __d_b,
+                    __d_v0,
+                    __d_v1,
+                    __d_v2,
+                ),
+            ),
         )
+    }
+    /// `tangent_forward` again from copies of its arguments (a checkpoint).
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tangent_rebuild<'__tape>(
+        x: &'__tape Array2<f64>,
+        w: &'__tape Array2<f64>,
+        b: &'__tape Array1<f64>,
+        v_x: &'__tape Array2<f64>,
+        v_w: &'__tape Array2<f64>,
+        v_b: &'__tape Array1<f64>,
+        __value_1: f64,
+    ) -> (
+        f64,
+        impl ::backprop::__private::Pullback<
+            f64,
+            Grad = (
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+                <&'static Array1<f64> as ::backprop::__private::tensor::Value>::Cot,
+            ),
+        >,
+    ) {
+        two_layers::tangent_forward(x, w, b, v_x, v_w, v_b)
     }
     /// Value and the reverse pass with an output cotangent (what
     /// `f_backward` gives after `f_forward`: strong zeros): `gradcheck!`
@@ -326,11 +492,17 @@ fn two_layers_backward(
 ) -> TwoLayersGrad {
     ::backprop::__private::Pullback::backward(tape, d_out)
 }
-/// Not available for this function (see the deprecation note).
-#[deprecated(
-    note = "`two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+///Value, gradient and Hessian-vector product of `two_layers` along the direction `v_x`, `v_w`, `v_b` (generated by `#[grad]`): `(f, ∇f, ∇²f·v)`, each of the gradient's type, by the reverse pass of `f`'s tangent program.
+#[inline]
+#[allow(
+    unused_variables,
+    unused_assignments,
+    unused_mut,
+    unused_parens,
+    unreachable_code,
+    non_snake_case,
+    clippy::all
 )]
-#[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
 fn two_layers_hvp(
     x: &Array2<f64>,
     w: &Array2<f64>,
@@ -339,8 +511,45 @@ fn two_layers_hvp(
     v_w: &Array2<f64>,
     v_b: &Array1<f64>,
 ) -> (f64, TwoLayersGrad, TwoLayersGrad) {
-    ::core::panic!(
-        "`two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
+    ::backprop::__private::tangent::check_same(
+        "hvp: the direction `v_x` of `x`",
+        x.shape(),
+        v_x.shape(),
+    );
+    ::backprop::__private::tangent::check_same(
+        "hvp: the direction `v_w` of `w`",
+        w.shape(),
+        v_w.shape(),
+    );
+    ::backprop::__private::tangent::check_same(
+        "hvp: the direction `v_b` of `b`",
+        b.shape(),
+        v_b.shape(),
+    );
+    let (__value, __tangent, __tape) = two_layers::tangent_program(
+        x,
+        w,
+        b,
+        v_x,
+        v_w,
+        v_b,
+    );
+    let (__hv_x, __hv_w, __hv_b, __grad_v_x, __grad_v_w, __grad_v_b) = ::backprop::__private::Pullback::backward(
+        __tape,
+        ::backprop::__private::one(),
+    );
+    (
+        __value,
+        TwoLayersGrad {
+            x: __grad_v_x,
+            w: __grad_v_w,
+            b: __grad_v_b,
+        },
+        TwoLayersGrad {
+            x: __hv_x,
+            w: __hv_w,
+            b: __hv_b,
+        },
     )
 }
 ///The rule companion of `two_layers_grad`: how another `#[grad]` function calls it (its pullback is `two_layers`'s Hessian-vector product).
@@ -349,10 +558,8 @@ fn two_layers_hvp(
 struct two_layers_grad {}
 #[allow(dead_code)]
 impl two_layers_grad {
-    /// Not available (see the deprecation note).
-    #[deprecated(
-        note = "`two_layers_grad` inside a `#[grad]` function is differentiated through `two_layers`'s Hessian-vector product, and `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
-    )]
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
     fn forward(
         x: &Array2<f64>,
@@ -360,19 +567,49 @@ impl two_layers_grad {
         b: &Array1<f64>,
     ) -> (
         (f64, TwoLayersGrad),
-        ::backprop::__private::Tape<
-            fn(
-                (f64, TwoLayersGrad),
-            ) -> (
+        impl ::backprop::__private::Pullback<
+            (f64, TwoLayersGrad),
+            Grad = (
                 <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
                 <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
                 <&'static Array1<f64> as ::backprop::__private::tensor::Value>::Cot,
             ),
         >,
     ) {
-        ::core::panic!(
-            "`two_layers_grad` inside a `#[grad]` function is differentiated through `two_layers`'s Hessian-vector product, and `two_layers` has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none"
-        )
+        let __out = two_layers::grad(x, w, b);
+        (__out, two_layers_grad::tape(x, w, b))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape(
+        x: &Array2<f64>,
+        w: &Array2<f64>,
+        b: &Array1<f64>,
+    ) -> impl ::backprop::__private::Pullback<
+        (f64, TwoLayersGrad),
+        Grad = (
+            <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+            <&'static Array2<f64> as ::backprop::__private::tensor::Value>::Cot,
+            <&'static Array1<f64> as ::backprop::__private::tensor::Value>::Cot,
+        ),
+    > {
+        ::backprop::__private::Tape::new(move |__d: (f64, TwoLayersGrad)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = two_layers::hvp(
+                x,
+                w,
+                b,
+                &__d_grad.x,
+                &__d_grad.w,
+                &__d_grad.b,
+            );
+            (
+                ::backprop::__private::nested::combine_array(__d_value, __g.x, __hv.x),
+                ::backprop::__private::nested::combine_array(__d_value, __g.w, __hv.w),
+                ::backprop::__private::nested::combine_array(__d_value, __g.b, __hv.b),
+            )
+        })
     }
     /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
     /// caller's reverse pass adds into.

@@ -843,10 +843,8 @@ fn mlp_hvp(
 struct mlp_grad {}
 #[allow(dead_code)]
 impl mlp_grad {
-    /// Not available (see the deprecation note).
-    #[deprecated(
-        note = "`mlp_grad` inside a `#[grad]` function is differentiated through `mlp`'s Hessian-vector product, and `mlp` differentiates ndarray arguments: a `#[grad]` function that calls its `f_grad` is not differentiated yet (its `f_hvp` exists; call that directly)"
-    )]
+    /// `(f, ∇f)` and the tape of the call: the arguments.
+    #[inline]
     #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
     fn forward(
         x: ArrayView2<'_, f32>,
@@ -857,10 +855,9 @@ impl mlp_grad {
         b2: &Array1<f32>,
     ) -> (
         (f32, MlpGrad),
-        ::backprop::__private::Tape<
-            fn(
-                (f32, MlpGrad),
-            ) -> (
+        impl ::backprop::__private::Pullback<
+            (f32, MlpGrad),
+            Grad = (
                 ::backprop::__private::Inactive,
                 ::backprop::__private::Inactive,
                 <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
@@ -870,9 +867,53 @@ impl mlp_grad {
             ),
         >,
     ) {
-        ::core::panic!(
-            "`mlp_grad` inside a `#[grad]` function is differentiated through `mlp`'s Hessian-vector product, and `mlp` differentiates ndarray arguments: a `#[grad]` function that calls its `f_grad` is not differentiated yet (its `f_hvp` exists; call that directly)"
-        )
+        let __out = mlp::grad(::core::clone::Clone::clone(&x), labels, w1, b1, w2, b2);
+        (__out, mlp_grad::tape(x, labels, w1, b1, w2, b2))
+    }
+    /// The pullback: `d_l · ∇f + ∇²f · d_g` per argument, from one `f_hvp`.
+    #[inline]
+    #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+    fn tape(
+        x: ArrayView2<'_, f32>,
+        labels: &[usize],
+        w1: &Array2<f32>,
+        b1: &Array1<f32>,
+        w2: &Array2<f32>,
+        b2: &Array1<f32>,
+    ) -> impl ::backprop::__private::Pullback<
+        (f32, MlpGrad),
+        Grad = (
+            ::backprop::__private::Inactive,
+            ::backprop::__private::Inactive,
+            <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+            <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+            <&'static Array2<f32> as ::backprop::__private::tensor::Value>::Cot,
+            <&'static Array1<f32> as ::backprop::__private::tensor::Value>::Cot,
+        ),
+    > {
+        ::backprop::__private::Tape::new(move |__d: (f32, MlpGrad)| {
+            let (__d_value, __d_grad) = __d;
+            let (_, __g, __hv) = mlp::hvp(
+                x,
+                labels,
+                w1,
+                b1,
+                w2,
+                b2,
+                &__d_grad.w1,
+                &__d_grad.b1,
+                &__d_grad.w2,
+                &__d_grad.b2,
+            );
+            (
+                ::backprop::__private::Inactive,
+                ::backprop::__private::Inactive,
+                ::backprop::__private::nested::combine_array(__d_value, __g.w1, __hv.w1),
+                ::backprop::__private::nested::combine_array(__d_value, __g.b1, __hv.b1),
+                ::backprop::__private::nested::combine_array(__d_value, __g.w2, __hv.w2),
+                ::backprop::__private::nested::combine_array(__d_value, __g.b2, __hv.b2),
+            )
+        })
     }
     /// Zeros shaped like a value `(f, ∇f)` this call returned: the adjoint the
     /// caller's reverse pass adds into.

@@ -146,8 +146,8 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
         quote!()
     };
     // A hand-written rule declares no second derivative: another function's `f_hvp`
-    // that reaches it panics, saying so.
-    let tangent_stub = if returns_float {
+    // that reaches it panics, saying so (a float's rule or an array's, a layer's).
+    let tangent_stub = {
         let mut slot_inputs = Vec::new();
         for _ in 0..types.len() {
             let slot = own.fresh("__slot", span);
@@ -169,8 +169,6 @@ pub fn custom_vjp(attr: TokenStream, item: TokenStream) -> TokenStream {
                 ::core::panic!(#message)
             }
         }
-    } else {
-        quote!()
     };
     let cfgs = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));
     let cfgs2 = item_fn.attrs.iter().filter(|a| a.path().is_ident("cfg"));

@@ -83,10 +83,13 @@ pub fn expand(
         if true { #stub } else { (#stub, ::backprop::__private::Tape::new(|_: #r| -> #grad_ty { #stub })) }
     };
     let (tangent_methods, hvp) = if shape.returns_array() {
-        (quote!(), quote!())
+        (
+            shape.tangent_stub("has an error, reported where it is", false),
+            quote!(),
+        )
     } else {
         (
-            shape.tangent_stub("has an error, reported where it is"),
+            shape.tangent_stub("has an error, reported where it is", true),
             shape.hvp_stub(Some(stub.clone()), ""),
         )
     };

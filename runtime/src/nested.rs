@@ -7,6 +7,7 @@
 
 use crate::params::Params;
 use core::ops::{Add, Mul};
+use ndarray::{Array, Dimension};
 
 /// `d · g + hv` for a float argument.
 #[inline(always)]
@@ -71,6 +72,26 @@ where
         hv.len(),
         "nested gradient: the two sets have different buffers"
     );
+    g
+}
+
+/// `d · g + hv` for an ndarray argument, in `g`'s memory.
+///
+/// # Panics
+/// If `g` and `hv` differ in shape (naming both).
+pub fn combine_array<F, D>(d: F, mut g: Array<F, D>, hv: Array<F, D>) -> Array<F, D>
+where
+    F: Copy + Mul<Output = F> + Add<Output = F>,
+    D: Dimension,
+{
+    assert_eq!(
+        g.shape(),
+        hv.shape(),
+        "nested gradient: the gradient is {:?}, the Hessian-vector product {:?}",
+        g.shape(),
+        hv.shape()
+    );
+    g.zip_mut_with(&hv, |x, &h| *x = d * *x + h);
     g
 }
 

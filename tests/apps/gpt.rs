@@ -1,5 +1,6 @@
 //! The character-level GPT of `src/gpt.rs` (issue #17): the `#[grad]` loss gradchecked
-//! end to end in f64, equal to the same two blocks written out inline, a loss that falls,
+//! end to end in f64 (and its Hessian-vector products), equal to the same two blocks
+//! written out inline, a loss that falls,
 //! checkpoints that resume bit for bit, deterministic sampling, and named errors for bad
 //! data and bad checkpoints.
 
@@ -65,6 +66,33 @@ fn gradcheck_gpt_loss_end_to_end_f64() {
             n_head = const 2,
             tied = const tied
         ));
+        r.assert();
+    }
+}
+
+/// Second order of the whole GPT (issue 18): `gpt_loss_hvp`, the reverse pass of the
+/// loss's tangent program through embedding, layer norm, the fused attention, GELU and
+/// the cross-entropy over every position, against differences of the gradient along
+/// random directions (and `uᵀHv = vᵀHu`).
+#[test]
+fn gpt_loss_hessian_vector_products_f64() {
+    for tied in [true, false] {
+        let cfg = GptConfig {
+            n_layer: if tied { 2 } else { 1 },
+            ..tiny(tied)
+        };
+        let p = model(&cfg, 3, 0.3);
+        let (x, y) = batch(&cfg, 2, 11);
+        let r = gradcheck!(
+            gpt_loss(
+                p = &p,
+                ids = const &x,
+                targets = const &y,
+                n_head = const 2,
+                tied = const tied
+            ),
+            order = 2
+        );
         r.assert();
     }
 }

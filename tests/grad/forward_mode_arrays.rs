@@ -403,3 +403,67 @@ fn elementwise_methods_with_constant_floats_have_tangents() {
     let fd = (clamped_power(&at(&x, &t, H), 1.2) - clamped_power(&at(&x, &t, -H), 1.2)) / (2.0 * H);
     assert!((&ty - &fd).iter().all(|d| d.abs() < 1e-7), "{ty} vs {fd}");
 }
+
+// ---- layers whose forward mode is their tangent program ---------------------------------
+// An operation without a forward-mode rule (`layer_norm`, `attention`, a call of another
+// layer) still gives a layer `f_jvp` where its tangent program exists (the one `f_hvp`
+// differentiates): the tangent of its value.
+
+#[derive(backprop::Differentiable, Clone)]
+struct Norm {
+    g: Array1<f64>,
+    b: Array1<f64>,
+}
+
+#[grad]
+fn normed(x: &Array2<f64>, n: &Norm) -> Array2<f64> {
+    backprop::ops::layer_norm(x, &n.g, &n.b, 1e-5).mapv(f64::tanh)
+}
+
+#[grad]
+fn normed_twice(x: &Array2<f64>, n: &Norm) -> Array2<f64> {
+    let h = normed(x, n);
+    normed(&h, n) + &h
+}
+
+#[grad]
+impl Norm {
+    /// The same two layers as a method.
+    #[grad]
+    fn apply_twice(&self, x: &Array2<f64>) -> Array2<f64> {
+        normed_twice(x, self)
+    }
+}
+
+fn norm(seed: f64) -> Norm {
+    Norm {
+        g: fill(4, seed) + 1.0,
+        b: fill(4, seed + 0.5),
+    }
+}
+
+#[test]
+fn a_layer_through_layer_norm_and_calls_of_layers_has_forward_mode() {
+    let (x, n) = (fill((3, 4), 15.1), norm(15.2));
+    let (tx, tn) = (fill((3, 4), 15.3), norm(15.4));
+    let (y, ty) = normed_twice_jvp(&x, &n, &tx, &tn);
+    assert_eq!(y, normed_twice(&x, &n));
+    let moved = |h: f64| Norm {
+        g: at(&n.g, &tn.g, h),
+        b: at(&n.b, &tn.b, h),
+    };
+    let fd = (normed_twice(&at(&x, &tx, H), &moved(H))
+        - normed_twice(&at(&x, &tx, -H), &moved(-H)))
+        / (2.0 * H);
+    for (a, e) in ty.iter().zip(&fd) {
+        close(*a, *e, 1e-7, "J·t against central differences");
+    }
+    // ⟨J·t, d⟩ = ⟨t, Jᵀ·d⟩ with the layer's VJP.
+    let d = fill((3, 4), 15.5);
+    let (_, g) = normed_twice_vjp(&x, &n, d.clone());
+    let rhs = pair(&g.x, &tx) + pair(&g.n.g, &tn.g) + pair(&g.n.b, &tn.b);
+    close(pair(&ty, &d), rhs, 1e-12, "dot-product test");
+    // The method forwards to it (the receiver's tangent first).
+    let (ym, tym) = n.apply_twice_jvp(&x, &tn, &tx);
+    assert_eq!((ym, tym), (y, ty));
+}

@@ -423,3 +423,582 @@ fn a_direction_of_another_shape_panics_naming_both() {
     let labels = [0usize; 8];
     let _ = logistic_f64_hvp(&x, &labels, &w, &fill((4, 3), 0.7));
 }
+
+// ---- calls of layers and helpers -------------------------------------------------------
+// A layer (a `#[grad]` function returning an array) has a tangent program too, and a
+// caller's tangent program calls it through `layer::tangent_forward`: the caller's `f_hvp`
+// differentiates through it. A constant array passed to a layer gets zeros as tangent.
+
+/// `x·w + b`, taking the input as a view.
+#[grad]
+fn affine(x: ndarray::ArrayView2<f64>, w: &Array2<f64>, b: &Array1<f64>) -> Array2<f64> {
+    x.dot(w) + b
+}
+
+/// `tanh`, consuming its input.
+#[grad]
+fn squash(z: Array2<f64>) -> Array2<f64> {
+    z.mapv(f64::tanh)
+}
+
+/// A layer made of two other layers.
+#[grad]
+fn dense_layer(layer: &Dense, x: &Array2<f64>) -> Array2<f64> {
+    squash(affine(x.view(), &layer.w, &layer.b))
+}
+
+/// A helper returning a float, reading a constant target.
+#[grad]
+fn squared_error(y: &Array2<f64>, target: &Array2<f64>) -> f64 {
+    (y - target).mapv(|e| e * e).mean().unwrap()
+}
+
+#[grad(p)]
+fn stacked_loss(p: &Mlp, x: &Array2<f64>, target: &Array2<f64>) -> f64 {
+    let mut h = x.clone();
+    for layer in &p.layers {
+        h = dense_layer(layer, &h);
+    }
+    squared_error(&(&h * p.scale), target)
+}
+
+#[test]
+fn layers_called_in_a_loop_over_a_vec_of_structs() {
+    let (x, target) = (fill((5, 3), 1.0), fill((5, 2), 2.0));
+    let (p, v) = (mlp(0.3, 1.2), mlp(4.0, 0.6));
+    let (value, g, hv) = stacked_loss_hvp(&p, &x, &target, &v);
+    assert_eq!(value, stacked_loss(&p, &x, &target));
+    let (_, g_ref) = stacked_loss_grad(&p, &x, &target);
+    for (a, b) in g.p.layers.iter().zip(&g_ref.p.layers) {
+        assert_eq!(a.w, b.w);
+        assert_eq!(a.b, b.b);
+    }
+    let (_, plus) = stacked_loss_grad(&moved(&p, &v, H), &x, &target);
+    let (_, minus) = stacked_loss_grad(&moved(&p, &v, -H), &x, &target);
+    for k in 0..2 {
+        let (a, b, c) = (&hv.p.layers[k], &plus.p.layers[k], &minus.p.layers[k]);
+        agree(&a.w, &b.w, &c.w, "H·v through layers, w");
+        agree(&a.b, &b.b, &c.b, "H·v through layers, b");
+    }
+    close(
+        hv.p.scale,
+        (plus.p.scale - minus.p.scale) / (2.0 * H),
+        2e-7,
+        "H·v through layers, scale",
+    );
+}
+
+#[grad(w1, b1, w2, b2)]
+fn two_layer_classifier(
+    x: &Array2<f64>,
+    labels: &[usize],
+    w1: &Array2<f64>,
+    b1: &Array1<f64>,
+    w2: &Array2<f64>,
+    b2: &Array1<f64>,
+) -> f64 {
+    // A constant input's view, then a local's view, into the same layer.
+    let h = relu(&affine(x.view(), w1, b1));
+    let z = affine(h.view(), w2, b2);
+    softmax_cross_entropy(&z, labels, XentOptions::default())
+}
+
+#[test]
+fn a_layer_on_a_constant_input_then_on_a_local_with_cross_entropy() {
+    let x = fill((6, 3), 0.9);
+    let labels = [0usize, 2, 1, 1, 0, 2];
+    let (w1, b1, w2, b2) = (
+        fill((3, 4), 1.1),
+        fill(4, 1.2),
+        fill((4, 3), 1.3),
+        fill(3, 1.4),
+    );
+    let (vw1, vb1, vw2, vb2) = (
+        fill((3, 4), 2.1),
+        fill(4, 2.2),
+        fill((4, 3), 2.3),
+        fill(3, 2.4),
+    );
+    let (value, _, hv) =
+        two_layer_classifier_hvp(&x, &labels, &w1, &b1, &w2, &b2, &vw1, &vb1, &vw2, &vb2);
+    assert_eq!(value, two_layer_classifier(&x, &labels, &w1, &b1, &w2, &b2));
+    let grad_at = |h: f64| {
+        two_layer_classifier_grad(
+            &x,
+            &labels,
+            &at(&w1, &vw1, h),
+            &at(&b1, &vb1, h),
+            &at(&w2, &vw2, h),
+            &at(&b2, &vb2, h),
+        )
+        .1
+    };
+    let (plus, minus) = (grad_at(H), grad_at(-H));
+    agree(&hv.w1, &plus.w1, &minus.w1, "H·v, w1");
+    agree(&hv.b1, &plus.b1, &minus.b1, "H·v, b1");
+    agree(&hv.w2, &plus.w2, &minus.w2, "H·v, w2");
+    agree(&hv.b2, &plus.b2, &minus.b2, "H·v, b2");
+}
+
+/// `x ⊙ x`, a layer.
+#[grad]
+fn square_layer(x: &Array1<f64>) -> Array1<f64> {
+    x * x
+}
+
+#[grad]
+fn sum_of_squares_by_a_layer(x: &Array1<f64>) -> f64 {
+    square_layer(x).sum()
+}
+
+/// `Σ x²` has Hessian `2I`: `H·v = 2v` exactly, gradient `2x`.
+#[test]
+fn a_layer_s_hessian_by_hand() {
+    let (x, v) = (array![0.5, -1.5, 2.0], array![1.0, 3.0, -0.25]);
+    let (value, g, hv) = sum_of_squares_by_a_layer_hvp(&x, &v);
+    assert_eq!(value, 6.5);
+    assert_eq!(g.x, array![1.0, -3.0, 4.0]);
+    assert_eq!(hv.x, array![2.0, 6.0, -0.5]);
+}
+
+/// A generic layer taking its input by value, applied twice.
+#[grad]
+fn sine_layer<T: backprop::Real>(x: Array2<T>, w: &Array2<T>) -> Array2<T> {
+    x.dot(w).mapv(|v| v.sin())
+}
+
+#[grad(w)]
+fn twice<T: backprop::Real>(x: &Array2<T>, w: &Array2<T>) -> T {
+    let h = sine_layer(x.clone(), w);
+    sine_layer(h, w).sum()
+}
+
+#[test]
+fn a_generic_layer_consuming_its_input_applied_twice() {
+    let (x, w, v) = (fill((4, 3), 3.1), fill((3, 3), 3.2), fill((3, 3), 3.3));
+    let (_, g, hv) = twice_hvp(&x, &w, &v);
+    assert_eq!(g.w, twice_grad(&x, &w).1.w);
+    let (_, plus) = twice_grad(&x, &at(&w, &v, H));
+    let (_, minus) = twice_grad(&x, &at(&w, &v, -H));
+    agree(&hv.w, &plus.w, &minus.w, "H·v, w");
+}
+
+#[derive(backprop::Differentiable, Clone)]
+struct Regressor {
+    w1: Array2<f64>,
+    b1: Array1<f64>,
+    w2: Array2<f64>,
+}
+
+#[grad]
+impl Regressor {
+    /// `tanh(x·w1 + b1)`.
+    #[grad]
+    fn hidden(&self, x: &Array2<f64>) -> Array2<f64> {
+        (x.dot(&self.w1) + &self.b1).tanh()
+    }
+
+    #[grad(self)]
+    fn loss(&self, x: &Array2<f64>, y: &Array2<f64>) -> f64 {
+        let e = self.hidden(x).dot(&self.w2) - y;
+        (&e * &e).sum()
+    }
+}
+
+#[test]
+fn a_method_calling_a_method_that_returns_an_array() {
+    let r = Regressor {
+        w1: fill((3, 4), 5.1),
+        b1: fill(4, 5.2),
+        w2: fill((4, 2), 5.3),
+    };
+    let v = Regressor {
+        w1: fill((3, 4), 6.1),
+        b1: fill(4, 6.2),
+        w2: fill((4, 2), 6.3),
+    };
+    let (x, y) = (fill((5, 3), 5.4), fill((5, 2), 5.5));
+    let (_, _, hv) = r.loss_hvp(&x, &y, &v);
+    let moved = |h: f64| Regressor {
+        w1: at(&r.w1, &v.w1, h),
+        b1: at(&r.b1, &v.b1, h),
+        w2: at(&r.w2, &v.w2, h),
+    };
+    let (plus, minus) = (moved(H).loss_grad(&x, &y).1, moved(-H).loss_grad(&x, &y).1);
+    agree(&hv.self_.w1, &plus.self_.w1, &minus.self_.w1, "H·v, w1");
+    agree(&hv.self_.b1, &plus.self_.b1, &minus.self_.b1, "H·v, b1");
+    agree(&hv.self_.w2, &plus.self_.w2, &minus.self_.w2, "H·v, w2");
+}
+
+/// A layer whose own tangent program is not built (`ops::add` has no second order; `+`
+/// does): its caller's `f_hvp` compiles, and panics naming it when it reaches it.
+#[grad]
+fn doubled(x: &Array2<f64>) -> Array2<f64> {
+    backprop::ops::add(x, x)
+}
+
+#[grad]
+fn doubled_loss(x: &Array2<f64>) -> f64 {
+    doubled(x).mapv(|v| v * v).sum()
+}
+
+#[test]
+#[should_panic(expected = "`f_hvp`: `doubled` has no Hessian-vector product yet")]
+fn a_layer_without_second_order_panics_naming_it() {
+    let x = fill((2, 3), 0.1);
+    let _ = doubled_loss_hvp(&x, &x);
+}
+
+// ---- transformer ops: embedding, masked softmaxes, dropout ----------------------------
+
+#[grad(table, wq, wk)]
+fn tiny_attention(
+    ids: &[usize],
+    table: &Array2<f64>,
+    wq: &Array2<f64>,
+    wk: &Array2<f64>,
+    keep: &Array2<bool>,
+) -> f64 {
+    let x = backprop::ops::embedding(table, ids);
+    let scores = x.dot(wq).dot(&x.dot(wk).t());
+    let causal = backprop::ops::softmax_causal(&scores);
+    let masked = backprop::ops::softmax_masked(&scores, keep);
+    let h = backprop::ops::dropout(&causal.dot(&x), 0.3, 11);
+    h.mapv(|v| v * v).sum() + (&masked * &scores).sum()
+}
+
+#[test]
+fn embedding_masked_softmaxes_and_dropout() {
+    let ids = [3usize, 0, 3, 1];
+    let (table, wq, wk) = (fill((5, 3), 7.1), fill((3, 3), 7.2), fill((3, 3), 7.3));
+    let (vt, vq, vk) = (fill((5, 3), 8.1), fill((3, 3), 8.2), fill((3, 3), 8.3));
+    // Row 2 keeps nothing: its output and every derivative through it are 0, not NaN.
+    let keep = array![
+        [true, false, true, true],
+        [true, true, false, true],
+        [false, false, false, false],
+        [false, true, true, true]
+    ];
+    let (value, g, hv) = tiny_attention_hvp(&ids, &table, &wq, &wk, &keep, &vt, &vq, &vk);
+    assert_eq!(value, tiny_attention(&ids, &table, &wq, &wk, &keep));
+    let (_, g_ref) = tiny_attention_grad(&ids, &table, &wq, &wk, &keep);
+    assert_eq!(g.table, g_ref.table);
+    let grad_at = |h: f64| {
+        tiny_attention_grad(
+            &ids,
+            &at(&table, &vt, h),
+            &at(&wq, &vq, h),
+            &at(&wk, &vk, h),
+            &keep,
+        )
+        .1
+    };
+    let (plus, minus) = (grad_at(H), grad_at(-H));
+    assert!(
+        hv.table
+            .iter()
+            .chain(&hv.wq)
+            .chain(&hv.wk)
+            .all(|v| v.is_finite())
+    );
+    // Row 2 of the table is read by no id: no gradient, no curvature.
+    assert_eq!(hv.table.row(2), Array1::<f64>::zeros(3));
+    agree(&hv.table, &plus.table, &minus.table, "H·v, table");
+    agree(&hv.wq, &plus.wq, &minus.wq, "H·v, wq");
+    agree(&hv.wk, &plus.wk, &minus.wk, "H·v, wk");
+}
+
+// ---- element writes ----------------------------------------------------------------------
+
+#[grad(wq, wk, x)]
+fn masked_by_writes(x: &Array2<f64>, wq: &Array2<f64>, wk: &Array2<f64>) -> f64 {
+    let n = x.nrows();
+    let mut scores = x.dot(wq).dot(&x.dot(wk).t());
+    // A causal mask written element by element: its entries have derivative 0.
+    for i in 0..n {
+        for j in (i + 1)..n {
+            scores[[i, j]] = f64::NEG_INFINITY;
+        }
+    }
+    let p = softmax(&scores);
+    // An array made from zeros, written from the input and added to.
+    let mut pooled = Array1::<f64>::zeros(x.ncols());
+    for k in 0..x.ncols() {
+        pooled[k] = x[[0, k]] * x[[n - 1, k]];
+        pooled[k] += p[[n - 1, 0]];
+    }
+    p.dot(x).mapv(|v| v.sin()).sum() + pooled.mapv(|v| v * v).sum()
+}
+
+#[test]
+fn element_writes_a_causal_mask_and_a_pooled_vector() {
+    let (x, wq, wk) = (fill((4, 3), 9.1), fill((3, 3), 9.2), fill((3, 3), 9.3));
+    let (vx, vq, vk) = (fill((4, 3), 9.4), fill((3, 3), 9.5), fill((3, 3), 9.6));
+    let (value, g, hv) = masked_by_writes_hvp(&x, &wq, &wk, &vx, &vq, &vk);
+    assert_eq!(value, masked_by_writes(&x, &wq, &wk));
+    assert_eq!(g.x, masked_by_writes_grad(&x, &wq, &wk).1.x);
+    let grad_at =
+        |h: f64| masked_by_writes_grad(&at(&x, &vx, h), &at(&wq, &vq, h), &at(&wk, &vk, h)).1;
+    let (plus, minus) = (grad_at(H), grad_at(-H));
+    agree(&hv.x, &plus.x, &minus.x, "H·v, x");
+    agree(&hv.wq, &plus.wq, &minus.wq, "H·v, wq");
+    agree(&hv.wk, &plus.wk, &minus.wk, "H·v, wk");
+}
+
+// ---- reductions along an axis: variance, standard deviation, max, min -------------------
+
+#[grad]
+fn spread_statistics(x: &Array2<f64>) -> f64 {
+    let var = x.var_axis(Axis(1), 1.0);
+    let std = x.std_axis(Axis(0), 0.0);
+    let hi = x.fold_axis(Axis(1), f64::NEG_INFINITY, |&m, &v| m.max(v));
+    let lo = x.map_axis(Axis(0), |col| col.fold(f64::INFINITY, |m, &v| m.min(v)));
+    (&var * &hi).sum() + std.mapv(|s| s.sin()).sum() + (&lo * &std).sum()
+}
+
+/// A LayerNorm written by hand: mean and variance along the last axis.
+#[grad(gain)]
+fn layer_norm_by_hand(x: &Array2<f64>, gain: &Array1<f64>) -> f64 {
+    let mean = x.mean_axis(Axis(1)).unwrap().insert_axis(Axis(1));
+    let var = x.var_axis(Axis(1), 0.0).insert_axis(Axis(1));
+    let y = (x - &mean) / (var + 1e-5).mapv(f64::sqrt) * gain;
+    y.mapv(|v| v.tanh()).sum()
+}
+
+#[test]
+fn var_std_max_and_min_along_an_axis() {
+    let (x, v) = (fill((4, 5), 10.1), fill((4, 5), 10.2));
+    let (value, g, hv) = spread_statistics_hvp(&x, &v);
+    assert_eq!(value, spread_statistics(&x));
+    assert_eq!(g.x, spread_statistics_grad(&x).1.x);
+    let (_, plus) = spread_statistics_grad(&at(&x, &v, H));
+    let (_, minus) = spread_statistics_grad(&at(&x, &v, -H));
+    agree(&hv.x, &plus.x, &minus.x, "H·v, x");
+
+    let (gain, vg) = (fill(5, 10.3), fill(5, 10.4));
+    let (_, _, hv) = layer_norm_by_hand_hvp(&x, &gain, &vg);
+    let (_, plus) = layer_norm_by_hand_grad(&x, &at(&gain, &vg, H));
+    let (_, minus) = layer_norm_by_hand_grad(&x, &at(&gain, &vg, -H));
+    agree(&hv.gain, &plus.gain, &minus.gain, "H·v, gain");
+}
+
+// ---- layer_norm and rms_norm -------------------------------------------------------------
+
+#[grad(x, gain, bias)]
+fn normalised(x: &Array<f64, ndarray::Ix3>, gain: &Array1<f64>, bias: &Array1<f64>) -> f64 {
+    let ln = backprop::ops::layer_norm(x, gain, bias, 1e-5);
+    let rms = backprop::ops::rms_norm(&ln.mapv(|v| v.sin()), gain, 1e-6);
+    (&rms * &ln).mapv(|v| v.tanh()).sum() + ln.mapv(|v| v * v * v).sum()
+}
+
+/// Only the gain and bias: the input's tangent is 0 (a constant's).
+#[grad(gain, bias)]
+fn normalised_params(x: &Array2<f64>, gain: &Array1<f64>, bias: &Array1<f64>) -> f64 {
+    let y = backprop::ops::layer_norm(x, gain, bias, 1e-5);
+    let z = backprop::ops::rms_norm(x, gain, 1e-5);
+    (&y * &z).mapv(|v| v.sin()).sum()
+}
+
+#[test]
+fn layer_norm_and_rms_norm_second_order() {
+    let (x, gain, bias) = (
+        fill((2, 3, 4), 11.1) * 2.0,
+        fill(4, 11.2) + 1.0,
+        fill(4, 11.3),
+    );
+    let (vx, vg, vb) = (fill((2, 3, 4), 11.4), fill(4, 11.5), fill(4, 11.6));
+    let (value, g, hv) = normalised_hvp(&x, &gain, &bias, &vx, &vg, &vb);
+    assert_eq!(value, normalised(&x, &gain, &bias));
+    assert_eq!(g.x, normalised_grad(&x, &gain, &bias).1.x);
+    let grad_at =
+        |h: f64| normalised_grad(&at(&x, &vx, h), &at(&gain, &vg, h), &at(&bias, &vb, h)).1;
+    let (plus, minus) = (grad_at(H), grad_at(-H));
+    agree(&hv.x, &plus.x, &minus.x, "H·v, x");
+    agree(&hv.gain, &plus.gain, &minus.gain, "H·v, gain");
+    agree(&hv.bias, &plus.bias, &minus.bias, "H·v, bias");
+
+    let x = fill((3, 5), 12.1);
+    let (gain, bias, vg, vb) = (fill(5, 12.2), fill(5, 12.3), fill(5, 12.4), fill(5, 12.5));
+    let (_, _, hv) = normalised_params_hvp(&x, &gain, &bias, &vg, &vb);
+    let grad_at = |h: f64| normalised_params_grad(&x, &at(&gain, &vg, h), &at(&bias, &vb, h)).1;
+    let (plus, minus) = (grad_at(H), grad_at(-H));
+    agree(&hv.gain, &plus.gain, &minus.gain, "H·v, gain only");
+    agree(&hv.bias, &plus.bias, &minus.bias, "H·v, bias only");
+}
+
+// ---- a tiny language model: embedding, layer_norm, cross_entropy over [B, T, V] ----------
+
+#[grad(table, w, gain, bias)]
+fn tiny_lm(
+    ids: &Array2<usize>,
+    targets: &Array2<usize>,
+    table: &Array2<f64>,
+    w: &Array2<f64>,
+    gain: &Array1<f64>,
+    bias: &Array1<f64>,
+) -> f64 {
+    let (b, t) = ids.dim();
+    let x = backprop::ops::embedding(table, ids);
+    let h = backprop::ops::layer_norm(&x, gain, bias, 1e-5);
+    let flat = h.into_shape_with_order((b * t, w.nrows())).unwrap();
+    let logits = flat
+        .dot(w)
+        .into_shape_with_order((b, t, w.ncols()))
+        .unwrap();
+    let opts = XentOptions {
+        ignore_index: Some(0),
+        label_smoothing: 0.1,
+    };
+    backprop::ops::cross_entropy(&logits, targets, opts)
+}
+
+#[test]
+fn a_tiny_language_model_with_cross_entropy_over_every_position() {
+    let ids = array![[1usize, 3, 2], [4, 4, 0]];
+    let targets = array![[3usize, 2, 0], [4, 1, 2]];
+    let (table, w, gain, bias) = (
+        fill((5, 4), 13.1),
+        fill((4, 5), 13.2),
+        fill(4, 13.3) + 1.0,
+        fill(4, 13.4),
+    );
+    let (vt, vw, vg, vb) = (
+        fill((5, 4), 13.5),
+        fill((4, 5), 13.6),
+        fill(4, 13.7),
+        fill(4, 13.8),
+    );
+    let (value, g, hv) = tiny_lm_hvp(&ids, &targets, &table, &w, &gain, &bias, &vt, &vw, &vg, &vb);
+    assert_eq!(value, tiny_lm(&ids, &targets, &table, &w, &gain, &bias));
+    assert_eq!(
+        g.w,
+        tiny_lm_grad(&ids, &targets, &table, &w, &gain, &bias).1.w
+    );
+    let grad_at = |h: f64| {
+        tiny_lm_grad(
+            &ids,
+            &targets,
+            &at(&table, &vt, h),
+            &at(&w, &vw, h),
+            &at(&gain, &vg, h),
+            &at(&bias, &vb, h),
+        )
+        .1
+    };
+    let (plus, minus) = (grad_at(H), grad_at(-H));
+    agree(&hv.table, &plus.table, &minus.table, "H·v, table");
+    agree(&hv.w, &plus.w, &minus.w, "H·v, w");
+    agree(&hv.gain, &plus.gain, &minus.gain, "H·v, gain");
+    agree(&hv.bias, &plus.bias, &minus.bias, "H·v, bias");
+}
+
+// ---- attention ------------------------------------------------------------------------------
+
+#[grad(q, k, v)]
+fn attended(
+    q: &ndarray::Array4<f64>,
+    k: &ndarray::Array4<f64>,
+    v: &ndarray::Array4<f64>,
+    causal: bool,
+) -> f64 {
+    let o = backprop::ops::attention(q, k, v, causal);
+    o.mapv(|x| x.sin()).sum() + (&o * q).sum()
+}
+
+/// Only the keys: the queries' and values' tangents are 0.
+#[grad(k)]
+fn attended_keys(
+    q: &ndarray::Array4<f64>,
+    k: &ndarray::Array4<f64>,
+    v: &ndarray::Array4<f64>,
+) -> f64 {
+    backprop::ops::attention(q, k, v, true)
+        .mapv(|x| x * x)
+        .sum()
+}
+
+#[test]
+fn attention_second_order_causal_and_not() {
+    let sh = (2, 2, 4, 3);
+    let (q, k, v) = (fill(sh, 14.1), fill(sh, 14.2), fill(sh, 14.3));
+    let (vq, vk, vv) = (fill(sh, 14.4), fill(sh, 14.5), fill(sh, 14.6));
+    for causal in [true, false] {
+        let (value, g, hv) = attended_hvp(&q, &k, &v, causal, &vq, &vk, &vv);
+        assert_eq!(value, attended(&q, &k, &v, causal));
+        // The gradient comes back through the tangent's pullback (a dense recompute of
+        // each head), not the flash kernel: equal to rounding.
+        for (a, b) in g.v.iter().zip(&attended_grad(&q, &k, &v, causal).1.v) {
+            close(*a, *b, 1e-13, "∇f from f_hvp, v");
+        }
+        let grad_at =
+            |h: f64| attended_grad(&at(&q, &vq, h), &at(&k, &vk, h), &at(&v, &vv, h), causal).1;
+        let (plus, minus) = (grad_at(H), grad_at(-H));
+        agree(&hv.q, &plus.q, &minus.q, "H·v, q");
+        agree(&hv.k, &plus.k, &minus.k, "H·v, k");
+        agree(&hv.v, &plus.v, &minus.v, "H·v, v");
+    }
+    let (_, _, hv) = attended_keys_hvp(&q, &k, &v, &vk);
+    let (_, plus) = attended_keys_grad(&q, &at(&k, &vk, H), &v);
+    let (_, minus) = attended_keys_grad(&q, &at(&k, &vk, -H), &v);
+    agree(&hv.k, &plus.k, &minus.k, "H·v, k only");
+}
+
+// ---- leaky_relu, mse, bce_with_logits, matmul, matvec ----------------------------------
+
+#[grad(x, w, v, target)]
+fn losses(x: &Array2<f64>, w: &Array2<f64>, v: &Array1<f64>, target: &Array2<f64>) -> f64 {
+    let h = backprop::ops::leaky_relu(&backprop::ops::matmul(x, w), 0.1);
+    let z = backprop::ops::matvec(&h, v);
+    backprop::ops::mse(&h, target) * 3.0
+        + backprop::ops::bce_with_logits(&z, &z.mapv(|u| (u * 0.5).sin() * 0.5 + 0.5))
+        + backprop::ops::bce_with_logits(&h, &target.mapv(|u| u.abs().min(1.0)))
+}
+
+/// Only the weights: the constant operands' tangents are 0.
+#[grad(w)]
+fn losses_w(x: &Array2<f64>, w: &Array2<f64>, target: &Array2<f64>) -> f64 {
+    let h = backprop::ops::matmul(x, w);
+    backprop::ops::mse(target, &h) + backprop::ops::bce_with_logits(&h, target)
+}
+
+#[test]
+fn leaky_relu_mse_bce_matmul_and_matvec_second_order() {
+    let (x, w, v, target) = (
+        fill((4, 3), 16.1),
+        fill((3, 5), 16.2),
+        fill(5, 16.3),
+        fill((4, 5), 16.4),
+    );
+    let (vx, vw, vv, vt) = (
+        fill((4, 3), 16.5),
+        fill((3, 5), 16.6),
+        fill(5, 16.7),
+        fill((4, 5), 16.8),
+    );
+    let (value, g, hv) = losses_hvp(&x, &w, &v, &target, &vx, &vw, &vv, &vt);
+    assert_eq!(value, losses(&x, &w, &v, &target));
+    let g_ref = losses_grad(&x, &w, &v, &target).1;
+    for (a, b) in g.w.iter().zip(&g_ref.w) {
+        close(*a, *b, 1e-13, "∇f from f_hvp, w");
+    }
+    let grad_at = |h: f64| {
+        losses_grad(
+            &at(&x, &vx, h),
+            &at(&w, &vw, h),
+            &at(&v, &vv, h),
+            &at(&target, &vt, h),
+        )
+        .1
+    };
+    let (plus, minus) = (grad_at(H), grad_at(-H));
+    agree(&hv.x, &plus.x, &minus.x, "H·v, x");
+    agree(&hv.w, &plus.w, &minus.w, "H·v, w");
+    agree(&hv.v, &plus.v, &minus.v, "H·v, v");
+    agree(&hv.target, &plus.target, &minus.target, "H·v, target");
+
+    let target = target.mapv(|u| u.abs().min(1.0));
+    let (_, _, hv) = losses_w_hvp(&x, &w, &target, &vw);
+    let (_, plus) = losses_w_grad(&x, &at(&w, &vw, H), &target);
+    let (_, minus) = losses_w_grad(&x, &at(&w, &vw, -H), &target);
+    agree(&hv.w, &plus.w, &minus.w, "H·v, w only");
+}

@@ -24,22 +24,20 @@ pub struct Hvp {
     pub methods: TokenStream,
     /// The rule companion of `f_grad` (`emit::nested`), whose pullback is `f_hvp`.
     pub nested: TokenStream,
+    /// Whether `f` has a tangent program (`tangent_program` in its companion).
+    pub program: bool,
 }
 
 /// Why a function has no tangent program, for the stubs' messages.
 /// Why a function that calls another's gradient has none: it would be a third derivative.
 const THIRD_ORDER: &str = "calls another function's gradient (`f_grad`), so its Hessian-vector product would need third derivatives, which `#[grad]` does not compute";
 
-pub const NOT_YET: &str = "has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax`, `log_softmax` and `softmax_cross_entropy`, and, in code over floats, calls of other such functions; array code that calls another function or another runtime op (`layer_norm`, `attention`, ..), element writes into arrays, and `#[custom_vjp]` rules have none";
+pub const NOT_YET: &str = "has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax` (masked or causal too), `log_softmax`, `softmax_cross_entropy`, `embedding` and `dropout`, and calls of other such functions (layers and helpers); array code that calls another runtime op (`layer_norm`, `rms_norm`, `attention`, `cross_entropy`, ..) or uses element writes into arrays or `var_axis`/`std_axis`/`max_axis`, and `#[custom_vjp]` rules have none";
 
 pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shape) -> Hvp {
-    if shape.returns_array() {
-        return Hvp {
-            free: quote!(),
-            methods: quote!(),
-            nested: quote!(),
-        };
-    }
+    // A function returning an array (a layer) has no `f_hvp` of its own, only the
+    // `tangent_forward` through which a caller's tangent program calls it.
+    let layer = shape.returns_array();
     let program = (super::tangent::supported_on_scalars(func, plan)
         || super::tangent::supported_on_arrays(func, plan))
     .then(|| crate::ir::tangent::program(func, plan, names))
@@ -57,10 +55,19 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
         } else {
             THIRD_ORDER
         };
+        if layer {
+            return Hvp {
+                free: quote!(),
+                methods: shape.tangent_stub(why, false),
+                nested: quote!(),
+                program: false,
+            };
+        }
         return Hvp {
             free: shape.hvp_stub(None, why),
-            methods: shape.tangent_stub(why),
+            methods: shape.tangent_stub(why, true),
             nested: shape.grad_companion(Some(why), false),
+            program: false,
         };
     };
 
@@ -252,13 +259,18 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
     let before = local("__value");
     let primal = local("__primal");
     let hvp_doc = format!("Value, gradient and Hessian-vector product: `{name}_hvp`.");
-    let methods = quote! {
-        #[doc = #hvp_doc]
-        #[inline]
-        #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-        #vis fn hvp #impl_generics (#inputs_hvp) -> (#ret, #grad_ty, #grad_ty) #where_clause {
-            #f_hvp #tf (#(#hvp_args),*)
+    let hvp_method = (!layer).then(|| {
+        quote! {
+            #[doc = #hvp_doc]
+            #[inline]
+            #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+            #vis fn hvp #impl_generics (#inputs_hvp) -> (#ret, #grad_ty, #grad_ty) #where_clause {
+                #f_hvp #tf (#(#hvp_args),*)
+            }
         }
+    });
+    let methods = quote! {
+        #hvp_method
 
         /// The tangent program's forward pass: the value, its tangent along the
         /// tangents `v..`, and the tape of the tangent (for `f_hvp` and
@@ -288,26 +300,22 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shap
             #name::tangent_forward #tf (#(#args,)* #(#slot_names),*)
         }
     };
-    // A gradient of ndarray code called from another `#[grad]` function: its pullback
-    // would combine arrays of gradients and HVPs, which is not built yet.
-    let nested = if func
-        .params
-        .iter()
-        .any(|p| p.active && p.kind == ParamKind::Tensor)
-    {
-        shape.grad_companion(Some(NESTED_ARRAYS), false)
-    } else {
-        shape.grad_companion(None, false)
-    };
+    if layer {
+        return Hvp {
+            free: quote!(),
+            methods,
+            nested: quote!(),
+            program: true,
+        };
+    }
+    let nested = shape.grad_companion(None, false);
     Hvp {
         free,
         methods,
         nested,
+        program: true,
     }
 }
-
-/// Why a function over arrays has `f_hvp` but no rule for calls of its `f_grad`.
-const NESTED_ARRAYS: &str = "differentiates ndarray arguments: a `#[grad]` function that calls its `f_grad` is not differentiated yet (its `f_hvp` exists; call that directly)";
 
 impl Shape<'_> {
     /// `name: ty` per argument.
@@ -354,7 +362,8 @@ impl Shape<'_> {
 
     /// `tangent_forward` of a function with no tangent program: it panics, saying why
     /// (reached only from another function's `f_hvp`).
-    pub fn tangent_stub(&self, why: &str) -> TokenStream {
+    /// With `hvp`, also the companion's `hvp` (a function returning a float).
+    pub fn tangent_stub(&self, why: &str, hvp: bool) -> TokenStream {
         let name = &self.item.sig.ident;
         let vis = &self.item.vis;
         let ret = &self.ret_ty;
@@ -370,6 +379,15 @@ impl Shape<'_> {
         let hvp_inputs = self.hvp_inputs();
         let before = format_ident!("__value");
         let message = format!("`f_hvp`: `{name}` {why}");
+        let hvp = hvp.then(|| {
+            quote! {
+                /// No Hessian-vector product: panics (see the message).
+                #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+                #vis fn hvp #impl_generics (#(#hvp_inputs),*) -> (#ret, #grad_ty, #grad_ty) #where_clause {
+                    ::core::panic!(#message)
+                }
+            }
+        });
         quote! {
             /// No tangent program: panics (see the message).
             #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
@@ -377,11 +395,7 @@ impl Shape<'_> {
                 ::core::panic!(#message)
             }
 
-            /// No Hessian-vector product: panics (see the message).
-            #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
-            #vis fn hvp #impl_generics (#(#hvp_inputs),*) -> (#ret, #grad_ty, #grad_ty) #where_clause {
-                ::core::panic!(#message)
-            }
+            #hvp
 
             /// No tangent program: panics (see the message).
             #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]

@@ -274,3 +274,87 @@ fn contains_impl_trait(ty: &syn::Type) -> bool {
     syn::visit::Visit::visit_type(&mut f, ty);
     f.0
 }
+
+impl Shape<'_> {
+    /// The companion's `jvp` body of a function returning an array whose tangent pass
+    /// has an operation without a forward-mode rule but that has a tangent program
+    /// (`emit::hvp`): the program's value and tangent, its tape dropped. A constant's
+    /// slot (`None`) becomes zeros of its argument's shape. `None` where an argument's
+    /// tangent cannot be passed so (a buffer that is not a `&[E]`, a struct by value).
+    pub fn jvp_through_tangent_program(
+        &self,
+        own: &mut Names,
+    ) -> Option<(syn::Ident, TokenStream)> {
+        let name = &self.item.sig.ident;
+        let tf = self.turbofish();
+        let args = self.arg_names();
+        let tangents = own.fresh("__tangents", proc_macro2::Span::call_site());
+        let mut slots = Vec::new();
+        let mut prologue = Vec::new();
+        let mut passed = Vec::new();
+        for p in &self.params {
+            if !p.active {
+                slots.push(quote!(_));
+                continue;
+            }
+            let bare = p.name.to_string().trim_start_matches("r#").to_string();
+            let slot = own.fresh(&format!("__slot_{bare}"), proc_macro2::Span::call_site());
+            let t = own.fresh(&format!("__t_{bare}"), proc_macro2::Span::call_site());
+            let z = own.fresh(&format!("__zeros_{bare}"), proc_macro2::Span::call_site());
+            let (x, ty) = (&p.name, &p.ty);
+            slots.push(quote!(#slot));
+            let zero = match p.tangent_kind() {
+                TangentKind::Value => quote!(::backprop::__private::zero()),
+                TangentKind::Array => {
+                    let zeros = quote!(::backprop::__private::tensor::zeros_like(&#x));
+                    match ty {
+                        syn::Type::Reference(_) => quote!({ #z = #zeros; &#z }),
+                        syn::Type::Path(tp)
+                            if tp
+                                .path
+                                .segments
+                                .last()
+                                .is_some_and(|s| s.ident.to_string().starts_with("ArrayView")) =>
+                        {
+                            quote!({ #z = #zeros; #z.view() })
+                        }
+                        _ => zeros,
+                    }
+                }
+                TangentKind::Buffer(_) => match ty {
+                    syn::Type::Reference(r) if matches!(*r.elem, syn::Type::Slice(_)) => quote!({
+                        #z = ::std::vec![::backprop::__private::zero(); #x.len()];
+                        &#z[..]
+                    }),
+                    _ => return None,
+                },
+                TangentKind::Struct(s) => match ty {
+                    syn::Type::Reference(_) if !matches!(s, syn::Type::Slice(_)) => quote!({
+                        #z = ::backprop::Differentiable::zero_like(#x);
+                        &#z
+                    }),
+                    _ => return None,
+                },
+            };
+            prologue.push(quote! {
+                let #z;
+                let #t: #ty = match #slot {
+                    ::core::option::Option::Some(t) => t,
+                    ::core::option::Option::None => #zero,
+                };
+            });
+            passed.push(t);
+        }
+        let (value, tangent) = (
+            own.fresh("__value", proc_macro2::Span::call_site()),
+            own.fresh("__tangent", proc_macro2::Span::call_site()),
+        );
+        let body = quote! {
+            let (#(#slots,)*) = #tangents;
+            #(#prologue)*
+            let (#value, #tangent, _) = #name::tangent_program #tf (#(#args,)* #(#passed),*);
+            (#value, #tangent)
+        };
+        Some((tangents, body))
+    }
+}

@@ -162,8 +162,17 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
         tangent::body(func, plan, &names, plain_first)
     });
     let hvp = hvp::emit(item, func, plan, &names, &shape);
+    // A layer with an operation forward mode has no rule for (`layer_norm`, a call of
+    // another layer) still has `f_jvp` where it has a tangent program: its tangent.
+    let jvp_body = jvp_body.or_else(|| {
+        (shape.returns_array() && hvp.program)
+            .then(|| shape.jvp_through_tangent_program(&mut Names::new(item.to_token_stream())))
+            .flatten()
+    });
     let (body, dual) = forward_body(func, plan, names, &shape, keep_used, None);
     let plain_first = dual && shape.plain_first() && !calls_outside_rules(func);
+    let mut api = shape.api();
+    api.jvp = !shape.returns_array() || jvp_body.is_some();
     let companions = shape.companions(body, None, plain_first, jvp_body, hvp.methods);
     let (hvp_free, nested) = (hvp.free, hvp.nested);
     let out = quote! {
@@ -172,7 +181,7 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
         #hvp_free
         #nested
     };
-    (out, shape.api())
+    (out, api)
 }
 
 /// The body of `f::forward`: the forward pass, then `(value, tape)`. With `extra`, a
@@ -222,9 +231,19 @@ fn forward_body(
     }
     let pullback_name = ctx.names.fresh("pullback", proc_macro2::Span::call_site());
     let items = &func.items;
+    // The primal result of a tangent program (`extra`), an array the tape may also read
+    // (a layer's `tanh` output, a loop's carried value): a copy, as below.
+    let mut extra_copy = quote!();
     let extra_value = extra.map(|o| {
         let x = ctx.operand(o);
-        quote!(#x,)
+        match o.var() {
+            Some(_) if shape.returns_array() => {
+                let copy = ctx.names.fresh("primal", proc_macro2::Span::call_site());
+                extra_copy = quote!(let #copy = ::core::clone::Clone::clone(&#x););
+                quote!(#copy,)
+            }
+            _ => quote!(#x,),
+        }
     });
     let ret = ctx.operand(&func.ret);
     // An array result the tape also reads (`z.tanh()` saves its output) is returned as
@@ -354,6 +373,7 @@ fn forward_body(
         #(#stack_heap)*
         #heap
         #ret_copy
+        #extra_copy
         let #pullback_name = #pullback;
         (#extra_value #ret, #tape)
     };

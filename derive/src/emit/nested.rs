@@ -7,8 +7,9 @@
 //! cotangent `(d_l, d_g)` of `(f(x), ∇f(x))` is `d_l · ∇f(x) + ∇²f(x) · d_g`: one call of
 //! `f_hvp` along `d_g` (which also gives `∇f`), so a gradient penalty, a MAML inner step
 //! or a double-backprop regulariser costs one `f_grad` forward and one `f_hvp` reverse.
-//! A function without a Hessian-vector product (ndarray code, `#[custom_vjp]` rules
-//! reached) gets a companion that panics saying why, and whose `forward` is deprecated
+//! An ndarray argument's part is `combine_array` of the arrays. A function without a
+//! Hessian-vector product (an op without second order, `#[custom_vjp]` rules reached)
+//! gets a companion that panics saying why, and whose `forward` is deprecated
 //! with that note, so the caller's build says it too.
 
 use super::Shape;
@@ -168,6 +169,8 @@ impl Shape<'_> {
                 quote!(::backprop::__private::Inactive)
             } else if p.strukt {
                 quote!(::backprop::__private::nested::combine_params::<#ret, _>(#d_value, #g.#f, #hv.#f))
+            } else if p.tensor {
+                quote!(::backprop::__private::nested::combine_array(#d_value, #g.#f, #hv.#f))
             } else if p.elem.is_some() {
                 quote!(::backprop::__private::nested::combine_slice(#d_value, #g.#f, #hv.#f))
             } else {
@@ -239,7 +242,10 @@ fn reuse(ty: &syn::Type, generics: &syn::Generics) -> Option<bool> {
                 syn::GenericArgument::Type(t) => Some(t),
                 _ => None,
             })?;
-            (last.ident == "Vec" && number(elem)).then_some(true)
+            // A `Vec` of numbers, an ndarray array or view (`Array2<f64>`,
+            // `ArrayView1<T>`): a clone.
+            ((last.ident == "Vec" || last.ident.to_string().starts_with("Array")) && number(elem))
+                .then_some(true)
         }
         _ => None,
     }
@@ -258,6 +264,15 @@ fn direction(ty: &syn::Type, field: TokenStream) -> TokenStream {
         },
         syn::Type::Array(a) => {
             quote!(<#a as ::core::convert::TryFrom<_>>::try_from(#field).expect("a direction of the argument's length"))
+        }
+        // An array view argument: a view of the (owned) cotangent.
+        syn::Type::Path(p)
+            if p.path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident.to_string().starts_with("ArrayView")) =>
+        {
+            quote!(#field.view())
         }
         _ => field,
     }

@@ -495,6 +495,9 @@ pub struct Api {
     pub bounds: Vec<syn::WherePredicate>,
     /// The differentiated arguments, by name and type: `f_jvp` takes a tangent of each.
     pub active: Vec<(syn::Ident, syn::Type)>,
+    /// Whether `f_jvp` is a real function (a layer's is refused where no operation
+    /// order gives it a tangent), so a method may forward to it.
+    pub jvp: bool,
 }
 
 impl Shape<'_> {
@@ -520,6 +523,7 @@ impl Shape<'_> {
                 .filter(|p| p.active)
                 .map(|p| (p.name.clone(), p.ty.clone()))
                 .collect(),
+            jvp: true,
         }
     }
 }

@@ -224,6 +224,172 @@ op_tangent! {
     LOG_SOFTMAX_T = "log_softmax_tangent", "log_softmax_tangent_y", "log_softmax_tangent_t";
 }
 
+/// `t_y = tangent::var_axis(x, axis, ddof, t)`: bilinear in `x − x̄` and `t`, so each
+/// pullback is `var_axis_vjp` of the other, `2/(n − ddof)·(t − t̄)·d` into `x`.
+const VAR_AXIS_T: super::Prim = super::Prim {
+    name: "var_axis_tangent",
+    vjps: &[
+        Vjp::Rule("var_axis_vjp", &[Need::In(3), Need::In(1), Need::In(2)]),
+        Vjp::Zero,
+        Vjp::Zero,
+        Vjp::Rule("var_axis_vjp", &[Need::In(0), Need::In(1), Need::In(2)]),
+    ],
+    tensor: None,
+    reduces: false,
+};
+/// `t_y = tangent::extreme_axis(x, axis, y, t)`: the tangent at the arg-max, linear in
+/// `t` (its pullback the max's own, `max_axis_vjp`), constant in `x` away from ties.
+const MAX_AXIS_T: super::Prim = super::Prim {
+    name: "max_axis_tangent",
+    vjps: &[
+        Vjp::Zero,
+        Vjp::Zero,
+        Vjp::Zero,
+        Vjp::Rule("max_axis_vjp", &[Need::In(0), Need::In(1), Need::In(2)]),
+    ],
+    tensor: None,
+    reduces: false,
+};
+/// The same at the arg-min.
+const MIN_AXIS_T: super::Prim = super::Prim {
+    name: "min_axis_tangent",
+    vjps: &[
+        Vjp::Zero,
+        Vjp::Zero,
+        Vjp::Zero,
+        Vjp::Rule("min_axis_vjp", &[Need::In(0), Need::In(1), Need::In(2)]),
+    ],
+    tensor: None,
+    reduces: false,
+};
+
+/// `t_y = tensor::layer_norm_tangent(x, γ, ε, t_x, t_γ, t_β)`, its pullbacks declared in
+/// the runtime's `rules::second_norm`.
+const LAYER_NORM_T: super::Prim = super::Prim {
+    name: "layer_norm_tangent",
+    vjps: &[
+        Vjp::Rule(
+            "layer_norm_tangent_x",
+            &[
+                Need::In(0),
+                Need::In(1),
+                Need::In(2),
+                Need::In(3),
+                Need::In(4),
+            ],
+        ),
+        Vjp::Rule(
+            "layer_norm_tangent_g",
+            &[Need::In(0), Need::In(1), Need::In(2), Need::In(3)],
+        ),
+        Vjp::Zero,
+        Vjp::Rule(
+            "layer_norm_tangent_tx",
+            &[Need::In(0), Need::In(1), Need::In(2), Need::In(3)],
+        ),
+        Vjp::Rule(
+            "layer_norm_tangent_tg",
+            &[Need::In(0), Need::In(2), Need::In(4)],
+        ),
+        Vjp::Rule("layer_norm_tangent_tb", &[Need::In(5)]),
+    ],
+    tensor: None,
+    reduces: false,
+};
+/// `t_y = tensor::leaky_relu_tangent(x, slope, t)`: linear in `t`, its own transpose.
+const LEAKY_RELU_T: super::Prim = super::Prim {
+    name: "leaky_relu_tangent",
+    vjps: &[
+        Vjp::Zero,
+        Vjp::Zero,
+        Vjp::Rule("leaky_relu_tangent", &[Need::In(0), Need::In(1)]),
+    ],
+    tensor: None,
+    reduces: false,
+};
+/// `t_l = tensor::mse_tangent(p, t, t_p, t_t)`: bilinear in `p − t` and `t_p − t_t`, each
+/// pullback `mse_tangent_into` of the other pair.
+const MSE_T: super::Prim = super::Prim {
+    name: "mse_tangent",
+    vjps: &[
+        Vjp::Rule("mse_tangent_into", &[Need::In(2), Need::In(3)]),
+        Vjp::Rule("mse_tangent_into", &[Need::In(3), Need::In(2)]),
+        Vjp::Rule("mse_tangent_into", &[Need::In(0), Need::In(1)]),
+        Vjp::Rule("mse_tangent_into", &[Need::In(1), Need::In(0)]),
+    ],
+    tensor: None,
+    reduces: false,
+};
+/// `t_l = tensor::bce_tangent(x, y, t_x, t_y)`.
+const BCE_T: super::Prim = super::Prim {
+    name: "bce_tangent",
+    vjps: &[
+        Vjp::Rule("bce_tangent_x", &[Need::In(0), Need::In(2), Need::In(3)]),
+        Vjp::Rule("bce_tangent_neg", &[Need::In(2)]),
+        Vjp::Rule("bce_tangent_tx", &[Need::In(0), Need::In(1)]),
+        Vjp::Rule("bce_tangent_neg", &[Need::In(0)]),
+    ],
+    tensor: None,
+    reduces: false,
+};
+/// Every input of `attention_tangent(q, k, v, causal, t_q, t_k, t_v)` the pullbacks read.
+const ATTENTION_NEEDS: &[Need] = &[
+    Need::In(0),
+    Need::In(1),
+    Need::In(2),
+    Need::In(3),
+    Need::In(4),
+    Need::In(5),
+    Need::In(6),
+];
+/// `t_o = tensor::attention_tangent(q, k, v, causal, t_q, t_k, t_v)`, its pullbacks
+/// declared in the runtime's `rules::second_attention`.
+const ATTENTION_T: super::Prim = super::Prim {
+    name: "attention_tangent",
+    vjps: &[
+        Vjp::Rule("attention_tangent_q", ATTENTION_NEEDS),
+        Vjp::Rule("attention_tangent_k", ATTENTION_NEEDS),
+        Vjp::Rule("attention_tangent_v", ATTENTION_NEEDS),
+        Vjp::Zero,
+        Vjp::Rule("attention_tangent_tq", ATTENTION_NEEDS),
+        Vjp::Rule("attention_tangent_tk", ATTENTION_NEEDS),
+        Vjp::Rule("attention_tangent_tv", ATTENTION_NEEDS),
+    ],
+    tensor: None,
+    reduces: false,
+};
+/// `t_y = tensor::rms_norm_tangent(x, γ, ε, t_x, t_γ)`.
+const RMS_NORM_T: super::Prim = super::Prim {
+    name: "rms_norm_tangent",
+    vjps: &[
+        Vjp::Rule(
+            "rms_norm_tangent_x",
+            &[
+                Need::In(0),
+                Need::In(1),
+                Need::In(2),
+                Need::In(3),
+                Need::In(4),
+            ],
+        ),
+        Vjp::Rule(
+            "rms_norm_tangent_g",
+            &[Need::In(0), Need::In(1), Need::In(2), Need::In(3)],
+        ),
+        Vjp::Zero,
+        Vjp::Rule(
+            "rms_norm_tangent_tx",
+            &[Need::In(0), Need::In(1), Need::In(2), Need::In(3)],
+        ),
+        Vjp::Rule(
+            "rms_norm_tangent_tg",
+            &[Need::In(0), Need::In(2), Need::In(4)],
+        ),
+    ],
+    tensor: None,
+    reduces: false,
+};
+
 /// `t_y = tensor::sigmoid_tangent(y, t)`.
 const SIGMOID_T: super::Prim = super::Prim {
     name: "sigmoid_tangent",
@@ -522,9 +688,6 @@ impl Builder<'_> {
         out: &mut Vec<Stmt>,
     ) -> Option<Operand> {
         use super::Spelling;
-        if op::is_element_write(prim) {
-            return None;
-        }
         let act: Vec<bool> = args
             .iter()
             .map(|a| self.plan.activity.operand_active(a))
@@ -532,6 +695,83 @@ impl Builder<'_> {
         let y = Operand::Var(s.def);
         let mul = || binary(syn::BinOp::Mul(Default::default()));
         let div = || binary(syn::BinOp::Div(Default::default()));
+        // `a[[i, j]] = v` (`+=`, a fill): linear in the array and the value, so the
+        // tangent is the same write of `t_v` (0 for a constant: a mask's −∞) into `t_a`
+        // (zeros of its shape where `a` is constant, an array this function made).
+        if op::is_element_write(prim) {
+            let ta = if act[0] {
+                self.tangent(&args[0])?
+            } else {
+                let z = self.new_var("t_zeros", s.span);
+                let rhs = Rhs::ZeroDerivative {
+                    spelling: Spelling::Template(quote::quote!(
+                        ::backprop::__private::tensor::zeros_like(&__bp_op0)
+                    )),
+                    // The written array has the same shape (the write consumed `a`).
+                    args: vec![y.clone()],
+                };
+                out.push(self.stmt(z, rhs, s));
+                Operand::Var(z)
+            };
+            let mut with_t = vec![ta, self.tangent(&args[1])?];
+            with_t.extend(args[2..].iter().cloned());
+            return Some(self.push_prim(s, "t_write", *prim, spelling.clone(), with_t, out));
+        }
+        // Reductions along an axis with their own tangents (`tangent::var_axis`, ..):
+        // `t_var = 2/(n − ddof)·Σ (x − x̄) t`, `t_std = t_var / 2y`, and an extreme's the
+        // tangent at the arg-extreme (ties split evenly).
+        if matches!(prim.name, "var_axis" | "std_axis" | "max_axis" | "min_axis") {
+            if act[1..].iter().any(|a| *a) {
+                return None;
+            }
+            let t = self.tangent(&args[0])?;
+            let var_t = |b: &mut Self, out: &mut Vec<Stmt>| {
+                b.push_prim(
+                    s,
+                    "t_var",
+                    VAR_AXIS_T,
+                    Spelling::Template(quote::quote!(::backprop::__private::tangent::var_axis(
+                        &__bp_op0, &__bp_op1, &__bp_op2, &__bp_op3
+                    ))),
+                    vec![args[0].clone(), args[1].clone(), args[2].clone(), t.clone()],
+                    out,
+                )
+            };
+            return Some(match prim.name {
+                "var_axis" => var_t(self, out),
+                "std_axis" => {
+                    let tv = var_t(self, out);
+                    let two_y = self.push_prim(
+                        s,
+                        "two_std",
+                        op::ADD,
+                        binary(syn::BinOp::Add(Default::default())),
+                        vec![y.clone(), y],
+                        out,
+                    );
+                    self.push_prim(s, "t_std", op::DIV, div(), vec![tv, two_y], out)
+                }
+                name => {
+                    let prim = if name == "max_axis" {
+                        MAX_AXIS_T
+                    } else {
+                        MIN_AXIS_T
+                    };
+                    self.push_prim(
+                        s,
+                        "t_extreme",
+                        prim,
+                        Spelling::Template(quote::quote!(
+                            ::backprop::__private::tangent::extreme_axis(
+                                &__bp_op0, &__bp_op1, &__bp_op2, &__bp_op3
+                            )
+                        )),
+                        vec![args[0].clone(), args[1].clone(), y, t],
+                        out,
+                    )
+                }
+            });
+        }
         match (prim.name, prim.arity()) {
             ("+" | "-", 2) => {
                 let plus = prim.name == "+";
@@ -731,18 +971,36 @@ impl Builder<'_> {
     ) -> Option<Operand> {
         // A runtime op on an array (`relu(&z)`; `sigmoid(x)` of a float is the scalar
         // function, called below as any other).
+        // Only the activations are also functions of a float; a struct's field
+        // (`&p.wte`, which the analysis of kinds cannot tell from a float's) is an array.
+        const ALSO_ON_FLOATS: &[&str] = &[
+            "relu",
+            "sigmoid",
+            "tanh",
+            "gelu",
+            "silu",
+            "softplus",
+            "leaky_relu",
+        ];
+        let on_array = |v: VarId| {
+            !self.plan.kinds.scalar[v.0]
+                || matches!(
+                    self.func.def_of(v).map(|d| &d.rhs),
+                    Some(Rhs::Buffer {
+                        op: BufOp::Field(_),
+                        ..
+                    })
+                )
+        };
         if op::is_runtime_array_op(&path.path)
-            && args
-                .first()
-                .and_then(Operand::var)
-                .is_some_and(|v| !self.plan.kinds.scalar[v.0])
+            && args.first().and_then(Operand::var).is_some_and(|v| {
+                on_array(v)
+                    || path.path.segments.last().is_some_and(|last| {
+                        !ALSO_ON_FLOATS.contains(&last.ident.to_string().as_str())
+                    })
+            })
         {
             return self.runtime_op(s, path, args, out);
-        }
-        // Array code's calls of other functions (layers, helpers) have no tangent call
-        // yet: their `tangent_forward` takes no array tangents.
-        if self.plan.kinds.any_tensor() {
-            return None;
         }
         let mut tangents = Vec::new();
         for a in args {
@@ -752,9 +1010,16 @@ impl Builder<'_> {
                 )));
                 continue;
             };
-            // An array argument: the tangent program covers scalar code only.
-            if !self.plan.kinds.scalar[v.0] {
-                return None;
+            // An array argument (a layer's input): its tangent, or zeros passed as the
+            // argument is (owned, or borrowed).
+            if !self.plan.kinds.scalar[v.0] && !self.struct_place(v) {
+                let t = if self.active(v) {
+                    self.t.get(&v)?.clone()
+                } else {
+                    self.array_zeros(v, s, out)?
+                };
+                tangents.push(t);
+                continue;
             }
             if self.active(v) {
                 tangents.push(self.t.get(&v)?.clone());
@@ -820,10 +1085,81 @@ impl Builder<'_> {
         Some(Operand::Var(t))
     }
 
+    /// The zero tangent of a constant array `v` passed to another function, made by
+    /// statements pushed to `out` and passed as `v` is: an owned array of zeros for an
+    /// owned one, a borrow of one for `&h` or a `&Array` argument. `None` for a view
+    /// or anything else (no tangent program).
+    fn array_zeros(&mut self, v: VarId, like: &Stmt, out: &mut Vec<Stmt>) -> Option<Operand> {
+        let zeros = |b: &mut Self, of: Operand, out: &mut Vec<Stmt>| {
+            let z = b.new_var("t_zeros", like.span);
+            let rhs = Rhs::ZeroDerivative {
+                spelling: super::Spelling::Template(quote::quote!(
+                    ::backprop::__private::tensor::zeros_like(&__bp_op0)
+                )),
+                args: vec![of],
+            };
+            out.push(b.stmt(z, rhs, like));
+            z
+        };
+        let borrowed = |b: &mut Self, z: VarId, out: &mut Vec<Stmt>| {
+            let r = b.new_var("t_zeros_ref", like.span);
+            let rhs = Rhs::Prim {
+                prim: op::REF,
+                spelling: super::Spelling::Ref,
+                args: vec![Operand::Var(z)],
+            };
+            out.push(b.stmt(r, rhs, like));
+            Some(Operand::Var(r))
+        };
+        if let Some(p) = self.func.params.iter().find(|p| p.var == v) {
+            return match &p.ty {
+                syn::Type::Reference(r)
+                    if r.mutability.is_none() && super::is_owned_array_type(&r.elem) =>
+                {
+                    let z = zeros(self, Operand::Var(v), out);
+                    borrowed(self, z, out)
+                }
+                ty if super::is_owned_array_type(ty) => {
+                    Some(Operand::Var(zeros(self, Operand::Var(v), out)))
+                }
+                _ => None,
+            };
+        }
+        match self.func.def_of(v).map(|d| &d.rhs) {
+            Some(Rhs::Prim { prim, args, .. })
+                if prim.name == "&" && args[0].var().is_some_and(|w| self.surely_owned(w, 8)) =>
+            {
+                let z = zeros(self, args[0].clone(), out);
+                borrowed(self, z, out)
+            }
+            // `x.view()`: a view of zeros of `x`'s shape.
+            Some(Rhs::Prim {
+                prim,
+                spelling,
+                args,
+            }) if prim.name == "view" => {
+                let (prim, spelling) = (*prim, spelling.clone());
+                let z = zeros(self, args[0].clone(), out);
+                let r = self.new_var("t_zeros_view", like.span);
+                let rhs = Rhs::Prim {
+                    prim,
+                    spelling,
+                    args: vec![Operand::Var(z)],
+                };
+                out.push(self.stmt(r, rhs, like));
+                Some(Operand::Var(r))
+            }
+            _ if self.surely_owned(v, 8) => Some(Operand::Var(zeros(self, Operand::Var(v), out))),
+            _ => None,
+        }
+    }
+
     /// The tangent of a runtime op's call (`relu(&z)`, `softmax_cross_entropy(&z,
     /// labels, opts)`), as a primitive whose pullbacks are declared in the runtime's
-    /// `rules::second_tensor`: ReLU, the sigmoid, tanh and the fused softmax
-    /// cross-entropy. `None` for the others (their `f_hvp` is not built yet).
+    /// `rules::second_tensor`: ReLU, the sigmoid, tanh, the softmaxes (masked too) and
+    /// the fused softmax cross-entropy; `embedding` and `dropout`, linear in their
+    /// array, are the op again on the tangent. `None` for the others (their `f_hvp` is
+    /// not built yet).
     fn runtime_op(
         &mut self,
         s: &Stmt,
@@ -837,11 +1173,154 @@ impl Builder<'_> {
             .iter()
             .map(|a| self.plan.activity.operand_active(a))
             .collect();
+        let base = format!(
+            "t_{}",
+            self.func.name(s.def).to_string().trim_start_matches("r#")
+        );
+        // The normalisations: tangents of the input, the gain and the bias alike
+        // (`rules::second_norm`); a differentiated `eps` is not covered.
+        if matches!(name.as_str(), "layer_norm" | "rms_norm") {
+            let layer = name == "layer_norm";
+            let eps = if layer { 3 } else { 2 };
+            if args.len() != eps + 1 || act[eps] {
+                return None;
+            }
+            let mut operands = vec![
+                args[0].clone(),
+                args[1].clone(),
+                args[eps].clone(),
+                self.tangent(&args[0])?,
+                self.tangent(&args[1])?,
+            ];
+            let (prim, spelling) = if layer {
+                operands.push(self.tangent(&args[2])?);
+                (
+                    LAYER_NORM_T,
+                    quote::quote!(::backprop::__private::tensor::layer_norm_tangent(
+                        &__bp_op0, &__bp_op1, &__bp_op2, &__bp_op3, &__bp_op4, &__bp_op5
+                    )),
+                )
+            } else {
+                (
+                    RMS_NORM_T,
+                    quote::quote!(::backprop::__private::tensor::rms_norm_tangent(
+                        &__bp_op0, &__bp_op1, &__bp_op2, &__bp_op3, &__bp_op4
+                    )),
+                )
+            };
+            return Some(self.push_prim(
+                s,
+                &base,
+                prim,
+                Spelling::Template(spelling),
+                operands,
+                out,
+            ));
+        }
+        // The losses of two arrays, either differentiated: `mse(p, t)`,
+        // `bce_with_logits(x, y)`, their tangents along both (`rules::second_tensor`).
+        if matches!(name.as_str(), "mse" | "bce_with_logits") && args.len() == 2 {
+            let (prim, f) = if name == "mse" {
+                (MSE_T, quote::quote!(mse_tangent))
+            } else {
+                (BCE_T, quote::quote!(bce_tangent))
+            };
+            let operands = vec![
+                args[0].clone(),
+                args[1].clone(),
+                self.tangent(&args[0])?,
+                self.tangent(&args[1])?,
+            ];
+            return Some(self.push_prim(
+                s,
+                &base,
+                prim,
+                Spelling::Template(quote::quote!(::backprop::__private::tensor::#f(
+                    &__bp_op0, &__bp_op1, &__bp_op2, &__bp_op3
+                ))),
+                operands,
+                out,
+            ));
+        }
+        // `matmul(a, b)` (`matvec`), bilinear: `matmul(t_a, b) + matmul(a, t_b)`, calls of the op
+        // itself (whose pullbacks are its own).
+        if matches!(name.as_str(), "matmul" | "matvec") && args.len() == 2 {
+            let mut terms = Vec::new();
+            for k in 0..2 {
+                if !act[k] {
+                    continue;
+                }
+                let mut with_t = args.to_vec();
+                with_t[k] = self.tangent(&args[k])?;
+                let v = self.new_var("t_term", s.span);
+                let rhs = Rhs::Call {
+                    path: path.clone(),
+                    args: with_t,
+                    tangent: false,
+                };
+                out.push(self.stmt(v, rhs, s));
+                terms.push(Operand::Var(v));
+            }
+            return match terms.as_slice() {
+                [one] => Some(one.clone()),
+                [a, b] => Some(self.push_prim(
+                    s,
+                    &base,
+                    op::ADD,
+                    binary(syn::BinOp::Add(Default::default())),
+                    vec![a.clone(), b.clone()],
+                    out,
+                )),
+                _ => None,
+            };
+        }
+        // Attention: tangents of `q`, `k` and `v` alike (`rules::second_attention`).
+        if name == "attention" {
+            if args.len() != 4 || act[3] {
+                return None;
+            }
+            let mut operands = args.to_vec();
+            for a in &args[..3] {
+                operands.push(self.tangent(a)?);
+            }
+            return Some(self.push_prim(
+                s,
+                &base,
+                ATTENTION_T,
+                Spelling::Template(quote::quote!(
+                    ::backprop::__private::tensor::attention_tangent(
+                        &__bp_op0, &__bp_op1, &__bp_op2, &__bp_op3, &__bp_op4, &__bp_op5, &__bp_op6
+                    )
+                )),
+                operands,
+                out,
+            ));
+        }
         if act.is_empty() || !act[0] || act[1..].iter().any(|a| *a) {
             return None;
         }
         let t = self.tangent(&args[0])?;
         let y = Operand::Var(s.def);
+        // Linear in their array: the op itself applied to the tangent, the same ids, the
+        // same mask (`dropout`'s seed draws it again). Its pullback is the op's own.
+        if matches!(name.as_str(), "embedding" | "dropout") {
+            let v = self.new_var(
+                &format!(
+                    "t_{}",
+                    self.func.name(s.def).to_string().trim_start_matches("r#")
+                ),
+                s.span,
+            );
+            let mut with_t = args.to_vec();
+            with_t[0] = t;
+            let rhs = Rhs::Call {
+                path: path.clone(),
+                args: with_t,
+                tangent: false,
+            };
+            out.push(self.stmt(v, rhs, s));
+            return Some(Operand::Var(v));
+        }
         let (prim, spelling, operands) = match name.as_str() {
             "relu" => (
                 RELU_T,
@@ -850,6 +1329,13 @@ impl Builder<'_> {
                 )),
                 vec![args[0].clone(), t],
             ),
+            "leaky_relu" if args.len() == 2 => (
+                LEAKY_RELU_T,
+                quote::quote!(::backprop::__private::tensor::leaky_relu_tangent(
+                    &__bp_op0, &__bp_op1, &__bp_op2
+                )),
+                vec![args[0].clone(), args[1].clone(), t],
+            ),
             "sigmoid" => (
                 SIGMOID_T,
                 quote::quote!(::backprop::__private::tensor::sigmoid_tangent(
@@ -857,13 +1343,16 @@ impl Builder<'_> {
                 )),
                 vec![y, t],
             ),
-            "gelu" | "gelu_exact" | "silu" | "softplus" | "softmax" | "log_softmax" => {
+            "gelu" | "gelu_exact" | "silu" | "softplus" | "softmax" | "softmax_masked"
+            | "softmax_causal" | "log_softmax" => {
                 let (prim, saved) = match name.as_str() {
                     "gelu" => (GELU_T, args[0].clone()),
                     "gelu_exact" => (GELU_EXACT_T, args[0].clone()),
                     "silu" => (SILU_T, args[0].clone()),
                     "softplus" => (SOFTPLUS_T, args[0].clone()),
-                    "softmax" => (SOFTMAX_T, y),
+                    // A masked softmax's tangent is the softmax's, `y ⊙ (t − ⟨y, t⟩)`,
+                    // from its output: masked entries have `y = 0`, so theirs is 0.
+                    "softmax" | "softmax_masked" | "softmax_causal" => (SOFTMAX_T, y),
                     _ => (LOG_SOFTMAX_T, y),
                 };
                 let f = syn::Ident::new(prim.name, s.span);
@@ -882,14 +1371,19 @@ impl Builder<'_> {
                 )),
                 vec![y, t],
             ),
-            "softmax_cross_entropy" if args.len() == 3 => {
+            "softmax_cross_entropy" | "cross_entropy" if args.len() == 3 => {
                 // The pullback reads the labels: the tape keeps its own copy (they may
-                // be a temporary of a loop's iteration, `&[ys[t]]`).
+                // be a temporary of a loop's iteration, `&[ys[t]]`), one row-major list
+                // for `cross_entropy`'s ids of any shape (its `[B, T, V]` logits are
+                // rows of their last axis to the rules).
                 let labels = self.new_var("labels", s.span);
+                let copy = if name == "cross_entropy" {
+                    quote::quote!(::backprop::__private::tensor::owned_ids(&__bp_op0))
+                } else {
+                    quote::quote!(::backprop::__private::tensor::owned_labels(&__bp_op0))
+                };
                 let rhs = Rhs::ZeroDerivative {
-                    spelling: Spelling::Template(quote::quote!(
-                        ::backprop::__private::tensor::owned_labels(&__bp_op0)
-                    )),
+                    spelling: Spelling::Template(copy),
                     args: vec![args[1].clone()],
                 };
                 out.push(self.stmt(labels, rhs, s));
@@ -1068,8 +1562,8 @@ impl Builder<'_> {
 
     /// Whether `v` is certainly an owned array (`Array<A, D>`, not a view, a borrow or a
     /// `CowArray`): arithmetic, a copy, a product, an elementwise method, a reduction
-    /// along an axis, a gather, a call's result, an array made from data, or an owned
-    /// argument; looked through `depth` copies.
+    /// along an axis, a gather, an element write, a call's result, an array made from
+    /// data, or an owned argument; looked through `depth` copies.
     fn surely_owned(&self, v: VarId, depth: usize) -> bool {
         const OWNED: &[&str] = &[
             "to_owned",
@@ -1089,6 +1583,7 @@ impl Builder<'_> {
                     spelling,
                     super::Spelling::Operator(_) | super::Spelling::Unary(_)
                 ) || OWNED.contains(&prim.name)
+                    || op::is_element_write(prim)
                     || crate::ir::rule_table::methods().iter().any(|m| m == prim)
             }
             Some(Rhs::Call { .. }) => true,

@@ -115,9 +115,10 @@ pub(super) fn forwarding_methods(
             }
         });
     }
-    if !crate::ir::is_owned_array_type(&free_ret) {
+    if !crate::ir::is_owned_array_type(&free_ret) || api.jvp {
         // `loss_jvp(&self, x, t_self, t_x)`: a tangent per differentiated argument, the
-        // receiver's (a value of the self type) first.
+        // receiver's (a value of the self type) first. A method returning an array
+        // (a layer) has one where its free function does.
         let f_jvp = format_ident!("{}_jvp", name, span = span);
         let free_jvp = format_ident!("{}_jvp", free_name);
         let tangents = per_active(&api.active, &taken, "t", quote!(&Self));

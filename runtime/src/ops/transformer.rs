@@ -582,6 +582,14 @@ impl<S: Data<Elem = usize>, D: Dimension> Ids for ArrayBase<S, D> {
     }
 }
 
+/// A borrow of ids is the ids (what generated code holds for an argument `&Array2<usize>`).
+impl<I: Ids + ?Sized> Ids for &I {
+    type Dim = I::Dim;
+    fn ids(&self) -> ArrayView<'_, usize, I::Dim> {
+        (**self).ids()
+    }
+}
+
 /// `ids.shape + [d]`.
 fn with_last(ids: &[usize], d: usize) -> IxDyn {
     let mut sh = ids.to_vec();

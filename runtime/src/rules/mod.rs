@@ -50,6 +50,8 @@ pub mod elementwise;
 pub mod nondiff;
 pub mod scalar;
 pub mod second;
+pub mod second_attention;
+pub mod second_norm;
 pub mod second_tensor;
 pub mod tangent;
 pub mod tensor;

@@ -25,7 +25,7 @@ use super::tensor::ShapeOf;
 use super::tensor::Value;
 use crate::kernels::Real;
 use crate::ops::XentOptions;
-use ndarray::{Array2, ArrayView2, Ix2};
+use ndarray::{Array2, ArrayView2, CowArray, Ix2};
 use num_traits::{Float, One, ToPrimitive, Zero};
 
 /// The second derivatives of the rule table's one-read elementwise rules, on arrays:
@@ -381,21 +381,42 @@ pub fn log_softmax_tangent_y<Y: Value, T: Value<Elem = Y::Elem>, C: Value<Elem =
     })
 }
 
-fn matrix<'a, V: Value>(what: &str, v: &'a V) -> ArrayView2<'a, V::Elem> {
+fn matrix<'a, V: Value>(what: &str, v: &'a V) -> CowArray<'a, V::Elem, Ix2> {
     match v.dyn_view() {
-        super::tensor::DynView::Array(a) => {
-            let shape = a.shape().to_vec();
-            a.into_dimensionality::<Ix2>().unwrap_or_else(|_| {
-                panic!(
-                    "softmax_cross_entropy ({what}): logits must be a matrix, found shape {}",
-                    crate::ops::shape_str(&shape)
-                )
-            })
+        // `[B, T, V]` logits (`cross_entropy`) are rows of their last axis.
+        super::tensor::DynView::Array(a) if a.ndim() >= 2 => {
+            let last = a.shape()[a.ndim() - 1];
+            let rows = a.len() / last.max(1);
+            if a.ndim() == 2 {
+                return a.into_dimensionality::<Ix2>().expect("two axes").into();
+            }
+            a.as_standard_layout()
+                .into_owned()
+                .into_shape_with_order((rows, last))
+                .expect("row-major")
+                .into()
         }
+        super::tensor::DynView::Array(a) => panic!(
+            "softmax_cross_entropy ({what}): logits must have rows, found shape {}",
+            crate::ops::shape_str(a.shape())
+        ),
         super::tensor::DynView::Scalar(_) => {
             panic!("softmax_cross_entropy ({what}): logits must be a matrix, found a scalar")
         }
     }
+}
+
+/// A matrix of rows back in the logits' own shape, as their cotangent.
+fn unflatten<Z: Value>(z: &Z, rows: Array2<Z::Elem>) -> Z::Cot {
+    let shape = z.shape_of();
+    let dims = match z.dyn_view() {
+        super::tensor::DynView::Array(a) => a.shape().to_vec(),
+        super::tensor::DynView::Scalar(_) => unreachable!("checked by `matrix`"),
+    };
+    let nd = rows
+        .into_shape_with_order(dims)
+        .expect("the logits' own number of elements");
+    shape.fit(super::tensor::Dyn::Array(nd))
 }
 
 /// Each row's softmax `p_i` and weight `w_i` in the loss (`1/n` over the `n` rows not
@@ -462,11 +483,11 @@ pub fn xent_tangent_t<Z: Value, L: AsRef<[usize]> + ?Sized>(
     labels: &L,
     opts: &XentOptions<Z::Elem>,
     d: &Z::Elem,
-) -> Array2<Z::Elem> {
-    let z = matrix("second order", z);
-    let mut grad = Array2::zeros(z.raw_dim());
-    crate::ops::softmax_cross_entropy_with_grad(&z, labels.as_ref(), *opts, *d, &mut grad);
-    grad
+) -> Z::Cot {
+    let rows = matrix("second order", z);
+    let mut grad = Array2::zeros(rows.raw_dim());
+    crate::ops::softmax_cross_entropy_with_grad(&rows, labels.as_ref(), *opts, *d, &mut grad);
+    unflatten(z, grad)
 }
 
 /// The pullback of [`xent_tangent`] into the logits: `d · w_i (p_i ⊙ t_i − p_i ⟨p_i, t_i⟩)`
@@ -478,11 +499,12 @@ pub fn xent_tangent_z<Z: Value, L: AsRef<[usize]> + ?Sized, T: Value<Elem = Z::E
     opts: &XentOptions<Z::Elem>,
     t: &T,
     d: &Z::Elem,
-) -> Array2<Z::Elem> {
-    let z = matrix("second order", z);
+) -> Z::Cot {
+    let logits = z;
+    let z = matrix("second order", logits);
     let t = matrix("second order", t);
     check_same("softmax_cross_entropy", z.shape(), t.shape());
-    let (mut p, w) = xent_parts(z, labels.as_ref(), opts);
+    let (mut p, w) = xent_parts(z.view(), labels.as_ref(), opts);
     for ((mut p, t), &w) in p.rows_mut().into_iter().zip(t.rows()).zip(&w) {
         let pt = p
             .iter()
@@ -491,5 +513,175 @@ pub fn xent_tangent_z<Z: Value, L: AsRef<[usize]> + ?Sized, T: Value<Elem = Z::E
         let k = *d * w;
         p.zip_mut_with(&t, |p, &t| *p = k * *p * (t - pt));
     }
-    p
+    unflatten(logits, p)
+}
+
+/// The labels of `cross_entropy` (any shape of ids) as one row-major list, the rows of
+/// its logits' last axis, kept by the tape.
+pub fn owned_ids<I: crate::ops::Ids + ?Sized>(ids: &I) -> Vec<usize> {
+    ids.ids().iter().copied().collect()
+}
+
+/// Leaky ReLU's tangent `t ⊙ (1 if x > 0 else slope)` (`ops::leaky_relu`'s derivative at
+/// 0 is `slope`, as its pullback takes it). Linear in `t` and its own transpose, so also
+/// the pullback into `t`; the second derivative is zero.
+///
+/// # Panics
+/// If `x` and `t` differ in shape.
+pub fn leaky_relu_tangent<X: Value, T: Value<Elem = X::Elem>>(
+    x: &X,
+    slope: &X::Elem,
+    t: &T,
+) -> T::Cot {
+    let (zero, slope) = (X::Elem::zero(), *slope);
+    zip3("leaky_relu (tangent)", t, x, t, |t, x, _| {
+        if x > zero { t } else { slope * t }
+    })
+}
+
+/// A value as an array of `shape`: itself (which must have that shape), or a float
+/// broadcast (a constant's tangent, 0).
+fn dense<V: Value>(op: &str, v: &V, shape: &[usize]) -> ndarray::ArrayD<V::Elem> {
+    match v.dyn_view() {
+        super::tensor::DynView::Array(a) => {
+            check_same(op, shape, a.shape());
+            a.to_owned()
+        }
+        super::tensor::DynView::Scalar(s) => ndarray::ArrayD::from_elem(shape, s),
+    }
+}
+
+fn shape_of<V: Value>(v: &V) -> Vec<usize> {
+    match v.dyn_view() {
+        super::tensor::DynView::Array(a) => a.shape().to_vec(),
+        super::tensor::DynView::Scalar(_) => Vec::new(),
+    }
+}
+
+/// The number of elements of an array value, as a float (`1` for a float).
+fn count<V: Value>(v: &V) -> V::Elem {
+    let n: usize = shape_of(v).iter().product();
+    <V::Elem as num_traits::NumCast>::from(n).expect("a count")
+}
+
+/// `(2/n) Σ (a − b) ⊙ (ta − tb)`: `ops::mse`'s tangent along `(ta, tb)` at `(a, b)` (a
+/// float operand is a constant's tangent, 0).
+///
+/// # Panics
+/// If the shapes differ.
+pub fn mse_tangent<
+    A: Value,
+    B: Value<Elem = A::Elem>,
+    TA: Value<Elem = A::Elem>,
+    TB: Value<Elem = A::Elem>,
+>(
+    a: &A,
+    b: &B,
+    ta: &TA,
+    tb: &TB,
+) -> A::Elem {
+    let sh = shape_of(a);
+    let op = "mse (tangent)";
+    let (a, b, ta, tb) = (
+        dense(op, a, &sh),
+        dense(op, b, &sh),
+        dense(op, ta, &sh),
+        dense(op, tb, &sh),
+    );
+    let two = A::Elem::one() + A::Elem::one();
+    let mut dot = A::Elem::zero();
+    ndarray::Zip::from(&a)
+        .and(&b)
+        .and(&ta)
+        .and(&tb)
+        .for_each(|&a, &b, &ta, &tb| {
+            dot += (a - b) * (ta - tb);
+        });
+    two * dot / <A::Elem as num_traits::NumCast>::from(a.len().max(1)).expect("a count")
+}
+
+/// A pullback of [`mse_tangent`]: `(2/n)·d·(x − y)`, shaped like `x` (into `a` read
+/// with `(ta, tb)`, into `b` with `(tb, ta)`, into `ta` with `(a, b)`, into `tb` with
+/// `(b, a)`).
+///
+/// # Panics
+/// If the shapes differ.
+pub fn mse_tangent_into<X: Value, Y: Value<Elem = X::Elem>>(x: &X, y: &Y, d: &X::Elem) -> X::Cot {
+    let two = X::Elem::one() + X::Elem::one();
+    let k = two * *d / count(x);
+    zip3("mse (second order)", x, x, y, |x, _, y| k * (x - y))
+}
+
+/// `ops::bce_with_logits`' tangent along `(tx, ty)`:
+/// `(1/n) Σ (σ(x) − y) ⊙ tx − x ⊙ ty`.
+///
+/// # Panics
+/// If the shapes differ.
+pub fn bce_tangent<
+    X: Value,
+    Y: Value<Elem = X::Elem>,
+    TX: Value<Elem = X::Elem>,
+    TY: Value<Elem = X::Elem>,
+>(
+    x: &X,
+    y: &Y,
+    tx: &TX,
+    ty: &TY,
+) -> X::Elem {
+    let sh = shape_of(x);
+    let op = "bce_with_logits (tangent)";
+    let (x, y, tx, ty) = (
+        dense(op, x, &sh),
+        dense(op, y, &sh),
+        dense(op, tx, &sh),
+        dense(op, ty, &sh),
+    );
+    let one = X::Elem::one();
+    let mut sum = X::Elem::zero();
+    ndarray::Zip::from(&x)
+        .and(&y)
+        .and(&tx)
+        .and(&ty)
+        .for_each(|&x, &y, &tx, &ty| {
+            sum = sum + (one / (one + (-x).exp()) - y) * tx - x * ty;
+        });
+    sum / <X::Elem as num_traits::NumCast>::from(x.len().max(1)).expect("a count")
+}
+
+/// The pullback of [`bce_tangent`] into `x`: `(d/n)(σ′(x) ⊙ tx − ty)`.
+///
+/// # Panics
+/// If the shapes differ.
+pub fn bce_tangent_x<X: Value, TX: Value<Elem = X::Elem>, TY: Value<Elem = X::Elem>>(
+    x: &X,
+    tx: &TX,
+    ty: &TY,
+    d: &X::Elem,
+) -> X::Cot {
+    let (one, k) = (X::Elem::one(), *d / count(x));
+    zip3("bce_with_logits (second order)", x, tx, ty, |x, tx, ty| {
+        let s = one / (one + (-x).exp());
+        k * (s * (one - s) * tx - ty)
+    })
+}
+
+/// The pullback of [`bce_tangent`] into `tx`: `(d/n)(σ(x) − y)`.
+///
+/// # Panics
+/// If the shapes differ.
+pub fn bce_tangent_tx<X: Value, Y: Value<Elem = X::Elem>>(x: &X, y: &Y, d: &X::Elem) -> X::Cot {
+    let (one, k) = (X::Elem::one(), *d / count(x));
+    zip3("bce_with_logits (second order)", x, x, y, |x, _, y| {
+        k * (one / (one + (-x).exp()) - y)
+    })
+}
+
+/// The pullback of [`bce_tangent`] into `y` (read with `tx`) and into `ty` (read with
+/// `x`): `−(d/n)·v`.
+///
+/// # Panics
+/// If `v` is not an array.
+pub fn bce_tangent_neg<V: Value>(v: &V, d: &V::Elem) -> V::Cot {
+    let k = -*d / count(v);
+    zip3("bce_with_logits (second order)", v, v, v, |v, _, _| k * v)
 }

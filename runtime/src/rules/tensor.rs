@@ -15,6 +15,8 @@
 
 pub use super::array_methods::*;
 pub use super::element_writes::*;
+pub use super::second_attention::*;
+pub use super::second_norm::*;
 pub use super::second_tensor::*;
 use crate::kernels::Real;
 use crate::rules::scalar;

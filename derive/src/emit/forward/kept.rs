@@ -58,6 +58,8 @@ impl<'a> Emitter<'a> {
         let mut saves = Vec::new();
         let mut copies = Vec::new();
         let mut names = Vec::new();
+        // The arguments whose local moved into its copy (`&zeros`, read by nothing else).
+        let mut gone = Vec::new();
         // The callee's arguments inside the closure: `&kept.0` for a copy, `lent.1` for
         // the others, which reach it through `keep` (not captured: see `__private::keep`).
         let mut lent = Vec::new();
@@ -122,9 +124,10 @@ impl<'a> Emitter<'a> {
                 passed.push(arg.clone());
                 continue;
             }
+            let moved_in = matches!(how, Lent::Whole) && self.moves_into_call(v, s.def);
             let copy = match how {
                 // `&t` of a local nothing else reads: `t` itself moves into the tape.
-                Lent::Whole if self.moves_into_call(v, s.def) => {
+                Lent::Whole if moved_in => {
                     let Some(Stmt {
                         rhs: Rhs::Prim { args, .. },
                         ..
@@ -164,13 +167,27 @@ impl<'a> Emitter<'a> {
                 Lent::Moved => quote!(#kept.#i),
             });
             copies.push(snap.clone());
+            if moved_in {
+                gone.push(names.len());
+            }
             names.push(Some((snap, pass)));
         }
         if tangent {
             // The tangent program's calls: copies only, the forward pass again in reverse.
+            // A borrowed local that moved into its copy (`&zeros`, read by nothing else)
+            // is gone: the call reads the copy.
+            let call_args: Vec<TokenStream> = args
+                .iter()
+                .zip(&names)
+                .enumerate()
+                .map(|(k, (a, n))| match n {
+                    Some((_, pass)) if gone.contains(&k) => pass.clone(),
+                    _ => a.clone(),
+                })
+                .collect();
             self.snapshots.insert(s.def, names);
             let companion = super::super::companions::companion_method(path, "tangent_forward");
-            return quote_spanned!(span=> #(#saves)* let (#def, _) = #companion(#(#args),*););
+            return quote_spanned!(span=> #(#saves)* let (#def, _) = #companion(#(#call_args),*););
         }
         let tape = self.tape(s.def);
         let companion = super::super::companions::companion_path(path);

@@ -212,6 +212,18 @@ impl<'a> Emitter<'a> {
                         let x = self.operand(a);
                         quote!(::core::clone::Clone::clone(&#x))
                     }
+                    // An array handed over by value (`act(z)` for `act(z: Array2<f64>)`)
+                    // that the callee's tangent call reads next: the primal call gets a
+                    // copy (of a borrow or a view, the copy is the borrow or view).
+                    Some(v)
+                        if !*tangent
+                            && !runtime_op
+                            && !self.plan.kinds.scalar[v.0]
+                            && self.read_by_tangent_call(v) =>
+                    {
+                        let x = self.operand(a);
+                        quote!(::core::clone::Clone::clone(&#x))
+                    }
                     _ => self.operand(a),
                 })
                 .collect();
