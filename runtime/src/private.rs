@@ -155,7 +155,7 @@ impl<T, P: AsRef<[T]> + ?Sized> BufferCotangent<T> for P {
 #[diagnostic::on_unimplemented(
     message = "`#[grad]` has no forward mode (`f_jvp`) for this array-valued function: an operation in it has no tangent rule yet",
     label = "`f_jvp` of an array-valued function without a tangent pass",
-    note = "README's \"Forward mode\" and \"Second order\" list the array operations with tangent rules (`ops::add`, `ops::sub`, `ops::mul`, `ops::div`, `ops::sum_axis` and the other explicit arithmetic ops, whose operators have them, `concatenate`/`stack` and activations as paths in `mapv` have none yet); `f_jvp` of a scalar function built on this one (a loss) is exact; `f_vjp(args.., cotangent)` is the transposed product Jᵀ·d, not J·t"
+    note = "README's \"Forward mode\" and \"Second order\" list the array operations with tangent rules (a layer that uses another function's gradient, `f_grad`, has none: its tangent would be a second derivative inside a first); `f_jvp` of a scalar function built on this one (a loss) is exact; `f_vjp(args.., cotangent)` is the transposed product Jᵀ·d, not J·t"
 )]
 pub trait NoForwardModeOfArrays {}
 

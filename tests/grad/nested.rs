@@ -487,3 +487,26 @@ fn gradients_lent_to_calls() {
     assert_eq!(value, lent_struct_gradient(&p, &XS, &YS));
     backprop::gradcheck!(lent_struct_gradient(p = &p, x = const &XS, y = const &YS)).assert();
 }
+
+#[grad]
+fn field_energy(x: &ndarray::Array2<f64>, g: &ndarray::Array1<f64>) -> f64 {
+    x.dot(g).mapv(f64::tanh).sum()
+}
+
+/// A gradient's array fields used by value (`d.x + b`) and by a method (`d.g.sum()`).
+#[grad]
+fn gradient_fields_by_value(
+    x: &ndarray::Array2<f64>,
+    g: &ndarray::Array1<f64>,
+    b: &ndarray::Array1<f64>,
+) -> f64 {
+    let (_, d) = field_energy_grad(x, g);
+    (d.x + b).mapv(|v| v * v).sum() + d.g.sum()
+}
+
+#[test]
+fn array_fields_of_a_gradient_used_by_value() {
+    let x = ndarray::array![[0.1, 0.2], [0.5, -0.3], [0.7, 0.4]];
+    let (g, b) = (ndarray::array![1.0, -0.5], ndarray::array![0.2, 0.1]);
+    backprop::gradcheck!(gradient_fields_by_value(x = &x, g = &g, b = &b)).assert();
+}

@@ -630,23 +630,62 @@ fn a_method_calling_a_method_that_returns_an_array() {
     agree(&hv.self_.w2, &plus.self_.w2, &minus.self_.w2, "H·v, w2");
 }
 
-/// A layer whose own tangent program is not built (`ops::add` has no second order; `+`
-/// does): its caller's `f_hvp` compiles, and panics naming it when it reaches it.
-#[grad]
-fn doubled(x: &Array2<f64>) -> Array2<f64> {
-    backprop::ops::add(x, x)
+/// A layer written as a `#[custom_vjp]` rule declares no second derivative: its
+/// caller's `f_hvp` compiles, and panics naming it when it reaches it.
+#[backprop::custom_vjp(halved_vjp)]
+fn halved(x: &Array2<f64>) -> Array2<f64> {
+    x * 0.5
+}
+
+fn halved_vjp(_x: &Array2<f64>, _y: Array2<f64>, d: Array2<f64>) -> (Array2<f64>,) {
+    (d * 0.5,)
 }
 
 #[grad]
-fn doubled_loss(x: &Array2<f64>) -> f64 {
-    doubled(x).mapv(|v| v * v).sum()
+fn halved_loss(x: &Array2<f64>) -> f64 {
+    halved(x).mapv(|v| v * v).sum()
 }
 
 #[test]
-#[should_panic(expected = "`f_hvp`: `doubled` has no Hessian-vector product yet")]
+#[should_panic(expected = "`f_hvp`: `halved` is a `#[custom_vjp]` rule")]
 fn a_layer_without_second_order_panics_naming_it() {
     let x = fill((2, 3), 0.1);
-    let _ = doubled_loss_hvp(&x, &x);
+    let _ = halved_loss_hvp(&x, &x);
+}
+
+/// A frozen layer (a constant struct passed to a layer) gets zeros as its tangent.
+#[grad(p)]
+fn behind_a_frozen_layer(p: &Dense, frozen: &Dense, x: &Array2<f64>) -> f64 {
+    let h = dense_layer(frozen, x);
+    dense_layer(p, &h).mapv(|v| v * v).sum()
+}
+
+#[test]
+fn a_frozen_layer_before_a_trained_one() {
+    let frozen = Dense {
+        w: fill((3, 3), 17.1),
+        b: fill(3, 17.2),
+    };
+    let (p, v) = (
+        Dense {
+            w: fill((3, 2), 17.3),
+            b: fill(2, 17.4),
+        },
+        Dense {
+            w: fill((3, 2), 17.5),
+            b: fill(2, 17.6),
+        },
+    );
+    let x = fill((4, 3), 17.7);
+    let (_, _, hv) = behind_a_frozen_layer_hvp(&p, &frozen, &x, &v);
+    let moved = |h: f64| Dense {
+        w: at(&p.w, &v.w, h),
+        b: at(&p.b, &v.b, h),
+    };
+    let plus = behind_a_frozen_layer_grad(&moved(H), &frozen, &x).1;
+    let minus = behind_a_frozen_layer_grad(&moved(-H), &frozen, &x).1;
+    agree(&hv.p.w, &plus.p.w, &minus.p.w, "H·v, w");
+    agree(&hv.p.b, &plus.p.b, &minus.p.b, "H·v, b");
 }
 
 // ---- transformer ops: embedding, masked softmaxes, dropout ----------------------------
@@ -1001,4 +1040,47 @@ fn leaky_relu_mse_bce_matmul_and_matvec_second_order() {
     let (_, plus) = losses_w_grad(&x, &at(&w, &vw, H), &target);
     let (_, minus) = losses_w_grad(&x, &at(&w, &vw, -H), &target);
     agree(&hv.w, &plus.w, &minus.w, "H·v, w only");
+}
+
+// ---- the explicit arithmetic ops, concatenate and stack --------------------------------------
+
+#[grad(a, b)]
+fn explicit_ops(a: &Array2<f64>, b: &Array1<f64>, c: &Array2<f64>) -> f64 {
+    use backprop::ops;
+    let s = ops::add(a, b);
+    let d = ops::sub(&s, c);
+    let m = ops::mul(&d, &d.mapv(|v| v.sin()));
+    let q = ops::div(&m, &ops::add(&a.mapv(|v| v * v), &ndarray::arr0(1.5)));
+    let r = ops::sub(c, b);
+    ops::sum(&q)
+        + ops::mean(&ops::mul(&r, a))
+        + ops::sum_axis(&q, Axis(0)).mapv(f64::tanh).sum()
+        + ops::mean_axis(&ops::div(c, &ops::add(b, &ndarray::arr0(3.0))), Axis(1)).sum()
+}
+
+#[grad(x, y)]
+fn joined(x: &Array2<f64>, y: &Array2<f64>, z: &Array2<f64>) -> f64 {
+    let c = ndarray::concatenate(Axis(1), &[x.view(), z.view(), y.view()]).unwrap();
+    let st = ndarray::stack(Axis(0), &[x.view(), z.view()]).unwrap();
+    c.mapv(|v| v.sin()).sum() * st.mapv(|v| v * v).sum()
+}
+
+#[test]
+fn explicit_arithmetic_ops_concatenate_and_stack() {
+    let (a, b, c) = (fill((3, 4), 18.1), fill(4, 18.2), fill((3, 4), 18.3));
+    let (va, vb) = (fill((3, 4), 18.4), fill(4, 18.5));
+    let (value, _, hv) = explicit_ops_hvp(&a, &b, &c, &va, &vb);
+    assert_eq!(value, explicit_ops(&a, &b, &c));
+    let plus = explicit_ops_grad(&at(&a, &va, H), &at(&b, &vb, H), &c).1;
+    let minus = explicit_ops_grad(&at(&a, &va, -H), &at(&b, &vb, -H), &c).1;
+    agree(&hv.a, &plus.a, &minus.a, "H·v, a");
+    agree(&hv.b, &plus.b, &minus.b, "H·v, b");
+
+    let (x, y, z) = (fill((2, 3), 18.6), fill((2, 3), 18.7), fill((2, 3), 18.8));
+    let (vx, vy) = (fill((2, 3), 18.9), fill((2, 3), 19.0));
+    let (_, _, hv) = joined_hvp(&x, &y, &z, &vx, &vy);
+    let plus = joined_grad(&at(&x, &vx, H), &at(&y, &vy, H), &z).1;
+    let minus = joined_grad(&at(&x, &vx, -H), &at(&y, &vy, -H), &z).1;
+    agree(&hv.x, &plus.x, &minus.x, "H·v, x");
+    agree(&hv.y, &plus.y, &minus.y, "H·v, y");
 }

@@ -26,6 +26,9 @@ pub struct Kinds {
     pub owned_array: Vec<bool>,
     /// Values read by a primitive (not by a call or a buffer operation).
     operand_of_arithmetic: std::collections::HashSet<VarId>,
+    /// Fields read from another function's gradient (`g.x` of `h_grad(..)`) in code over
+    /// arrays: an ndarray argument's gradient is an array.
+    gradient_fields: std::collections::HashSet<VarId>,
 }
 
 impl Kinds {
@@ -123,6 +126,7 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                 op: crate::ir::BufOp::Field(_) | crate::ir::BufOp::Elem,
                 ..
             } => !k.operand_of_arithmetic.contains(&s.def),
+            Rhs::Buffer { .. } if k.gradient_fields.contains(&s.def) => false,
             Rhs::Buffer { .. } => true,
             _ => inputs_scalar,
         };
@@ -145,7 +149,22 @@ pub fn analyse(func: &Func) -> Kinds {
         scalar_path: HashMap::new(),
         owned_array: vec![false; func.vars.len()],
         operand_of_arithmetic: Default::default(),
+        gradient_fields: Default::default(),
     };
+    if func.params.iter().any(|p| p.kind == ParamKind::Tensor) && !func.grad_calls.is_empty() {
+        crate::ir::walk(&func.body, &mut |s| {
+            if let Rhs::Buffer {
+                op: crate::ir::BufOp::FieldRead(_),
+                args,
+            } = &s.rhs
+                && args[0]
+                    .var()
+                    .is_some_and(|g| func.grad_call_root(g).is_some())
+            {
+                k.gradient_fields.insert(s.def);
+            }
+        });
+    }
     crate::ir::walk(&func.body, &mut |s| {
         if matches!(s.rhs, Rhs::Prim { .. }) {
             k.operand_of_arithmetic

@@ -32,7 +32,7 @@ pub struct Hvp {
 /// Why a function that calls another's gradient has none: it would be a third derivative.
 const THIRD_ORDER: &str = "calls another function's gradient (`f_grad`), so its Hessian-vector product would need third derivatives, which `#[grad]` does not compute";
 
-pub const NOT_YET: &str = "has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, the array operations with a tangent rule, the runtime's elementwise activations, `softmax` (masked or causal too), `log_softmax`, `softmax_cross_entropy`, `embedding` and `dropout`, and calls of other such functions (layers and helpers); array code that calls another runtime op (`layer_norm`, `rms_norm`, `attention`, `cross_entropy`, ..) or uses element writes into arrays or `var_axis`/`std_axis`/`max_axis`, and `#[custom_vjp]` rules have none";
+pub const NOT_YET: &str = "has no Hessian-vector product yet: second order covers floats, buffers of floats, ndarray arrays and structs of them, loops, branches, calls of other `#[grad]` functions (layers, helpers, methods), the array operations and runtime ops with a tangent rule (README, \"Second order\"); a constant view or field of a struct that meets a varying one in a branch has none yet";
 
 pub fn emit(item: &ItemFn, func: &Func, plan: &Plan, names: &Names, shape: &Shape) -> Hvp {
     // A function returning an array (a layer) has no `f_hvp` of its own, only the

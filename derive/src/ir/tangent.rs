@@ -717,6 +717,19 @@ impl Builder<'_> {
             with_t.extend(args[2..].iter().cloned());
             return Some(self.push_prim(s, "t_write", *prim, spelling.clone(), with_t, out));
         }
+        // `concatenate`/`stack` of arrays: linear, the same join of their tangents, zeros
+        // of its shape for a constant one.
+        if matches!(prim.name, "concatenate" | "stack") {
+            let mut with_t = vec![args[0].clone()];
+            for (k, a) in args.iter().enumerate().skip(1) {
+                with_t.push(if act[k] {
+                    self.tangent(a)?
+                } else {
+                    self.zeros_of(a.clone(), s, out)
+                });
+            }
+            return Some(self.push_prim(s, "t_join", *prim, spelling.clone(), with_t, out));
+        }
         // Reductions along an axis with their own tangents (`tangent::var_axis`, ..):
         // `t_var = 2/(n − ddof)·Σ (x − x̄) t`, `t_std = t_var / 2y`, and an extreme's the
         // tangent at the arg-extreme (ties split evenly).
@@ -1056,8 +1069,27 @@ impl Builder<'_> {
                 ));
                 tangents.push(Operand::Var(borrowed));
             } else if self.struct_place(v) {
-                // A constant struct: its zero is not built here yet.
-                return None;
+                // A constant struct (a frozen layer): a struct of zeros of its shapes,
+                // passed as it is (by value for a struct argument taken so, else `&`).
+                let z = self.new_var("t_zeros", s.span);
+                let rhs = Rhs::ZeroDerivative {
+                    spelling: super::Spelling::Template(quote::quote!({
+                        use ::backprop::Differentiable as _;
+                        __bp_op0.zero_like()
+                    })),
+                    args: vec![a.clone()],
+                };
+                out.push(self.stmt(z, rhs, s));
+                let by_value = self
+                    .func
+                    .params
+                    .iter()
+                    .any(|p| p.var == v && !matches!(p.ty, syn::Type::Reference(_)));
+                tangents.push(if by_value {
+                    Operand::Var(z)
+                } else {
+                    self.borrowed(Operand::Var(z), s, out)
+                });
             } else {
                 tangents.push(Operand::Const(syn::parse_quote!(
                     ::backprop::__private::jvp::NoTangent
@@ -1083,6 +1115,61 @@ impl Builder<'_> {
             s,
         ));
         Some(Operand::Var(t))
+    }
+
+    /// `t_zeros = zeros_like(&v)`, an owned array of zeros of `v`'s shape, pushed to `out`.
+    fn zeros_of(&mut self, v: Operand, like: &Stmt, out: &mut Vec<Stmt>) -> Operand {
+        let z = self.new_var("t_zeros", like.span);
+        let rhs = Rhs::ZeroDerivative {
+            spelling: super::Spelling::Template(quote::quote!(
+                ::backprop::__private::tensor::zeros_like(&__bp_op0)
+            )),
+            args: vec![v],
+        };
+        out.push(self.stmt(z, rhs, like));
+        Operand::Var(z)
+    }
+
+    /// `&v`, pushed to `out`: how a runtime op takes an array this program owns.
+    fn borrowed(&mut self, v: Operand, like: &Stmt, out: &mut Vec<Stmt>) -> Operand {
+        let r = self.new_var("t_ref", like.span);
+        let rhs = Rhs::Prim {
+            prim: op::REF,
+            spelling: super::Spelling::Ref,
+            args: vec![v],
+        };
+        out.push(self.stmt(r, rhs, like));
+        Operand::Var(r)
+    }
+
+    /// `path(args..)` of a runtime op, a new (owned) value pushed to `out`: a tangent
+    /// term built from the op itself, whose pullbacks are its own. `owned[k]`: argument
+    /// `k` is an array this program owns, passed as `&args[k]`.
+    fn op_call(
+        &mut self,
+        like: &Stmt,
+        path: &syn::ExprPath,
+        args: Vec<(Operand, bool)>,
+        out: &mut Vec<Stmt>,
+    ) -> Operand {
+        let args = args
+            .into_iter()
+            .map(|(a, owned)| {
+                if owned {
+                    self.borrowed(a, like, out)
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let v = self.new_var("t_term", like.span);
+        let rhs = Rhs::Call {
+            path: path.clone(),
+            args,
+            tangent: false,
+        };
+        out.push(self.stmt(v, rhs, like));
+        Operand::Var(v)
     }
 
     /// The zero tangent of a constant array `v` passed to another function, made by
@@ -1241,6 +1328,80 @@ impl Builder<'_> {
                 operands,
                 out,
             ));
+        }
+        // The explicit arithmetic ops (`ops::add(&a, &b)`, `ops::sum_axis(&x, ax)`),
+        // written with themselves: linear ones on the tangents (zeros for a constant
+        // operand, so broadcasting stays the op's), `mul` by the product rule, `div` as
+        // `(t_a − y ⊙ t_b) / b`.
+        let with_path = |name: &str| {
+            let mut p = path.clone();
+            if let Some(last) = p.path.segments.last_mut() {
+                last.ident = syn::Ident::new(name, last.ident.span());
+            }
+            p
+        };
+        let y = Operand::Var(s.def);
+        // The argument as the caller passed it (a borrow), or an owned array to borrow.
+        let given = |a: &Operand| (a.clone(), false);
+        match (name.as_str(), args.len()) {
+            ("sum" | "mean", 1) | ("sum_axis" | "mean_axis", 2) => {
+                if act[1..].iter().any(|a| *a) {
+                    return None;
+                }
+                let mut with_t: Vec<(Operand, bool)> = args.iter().map(given).collect();
+                with_t[0] = (self.tangent(&args[0])?, false);
+                return Some(self.op_call(s, path, with_t, out));
+            }
+            ("add" | "sub", 2) => {
+                let mut with_t = Vec::new();
+                for k in 0..2 {
+                    with_t.push(if act[k] {
+                        (self.tangent(&args[k])?, false)
+                    } else {
+                        (self.zeros_of(args[k].clone(), s, out), true)
+                    });
+                }
+                return Some(self.op_call(s, path, with_t, out));
+            }
+            ("mul", 2) => {
+                let mut terms = Vec::new();
+                for k in 0..2 {
+                    if act[k] {
+                        let mut with_t: Vec<(Operand, bool)> = args.iter().map(given).collect();
+                        with_t[k] = (self.tangent(&args[k])?, false);
+                        terms.push(self.op_call(s, path, with_t, out));
+                    }
+                }
+                return match terms.as_slice() {
+                    [one] => Some(one.clone()),
+                    [a, b] => Some(self.op_call(
+                        s,
+                        &with_path("add"),
+                        vec![(a.clone(), true), (b.clone(), true)],
+                        out,
+                    )),
+                    _ => None,
+                };
+            }
+            ("div", 2) => {
+                let ta = if act[0] {
+                    (self.tangent(&args[0])?, false)
+                } else {
+                    (self.zeros_of(args[0].clone(), s, out), true)
+                };
+                let num = if act[1] {
+                    let tb = self.tangent(&args[1])?;
+                    let ytb = self.op_call(s, &with_path("mul"), vec![(y, true), (tb, false)], out);
+                    (
+                        self.op_call(s, &with_path("sub"), vec![ta, (ytb, true)], out),
+                        true,
+                    )
+                } else {
+                    ta
+                };
+                return Some(self.op_call(s, path, vec![num, given(&args[1])], out));
+            }
+            _ => {}
         }
         // `matmul(a, b)` (`matvec`), bilinear: `matmul(t_a, b) + matmul(a, t_b)`, calls of the op
         // itself (whose pullbacks are its own).

@@ -230,6 +230,26 @@ pub fn attention_tangent<
     q.shape_of().fit(Dyn::Array(out.into_dyn()))
 }
 
+/// What [`pullbacks`] last computed, on this thread, and from what.
+struct Entry<T> {
+    key: Key<T>,
+    outs: [Array4<T>; 6],
+}
+
+/// The operands of a [`pullbacks`] call: `q`, `k`, `v`, `d` and the three tangents (absent
+/// for a constant's), in logical order, their shape, and the mask.
+#[derive(PartialEq)]
+struct Key<T> {
+    causal: bool,
+    shape: Vec<usize>,
+    values: [Option<Vec<T>>; 7],
+}
+
+thread_local! {
+    static CACHE: std::cell::RefCell<Option<Box<dyn std::any::Any>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// All six pullbacks of [`attention_tangent`], `[B, H, T, d]` each.
 #[allow(clippy::too_many_arguments)]
 fn pullbacks<
@@ -260,6 +280,33 @@ fn pullbacks<
         four("t_k", tk, Some(&sh)),
         four("t_v", tv, Some(&sh)),
     );
+    // The six pullbacks are six rules the reverse pass calls one after another with the
+    // same operands: the first computes all six, the others find them here (matched on
+    // the operands' values, so a different call never reads another's).
+    let key = Key {
+        causal,
+        shape: sh.clone(),
+        values: [
+            Some(&q4),
+            Some(&k4),
+            Some(&v4),
+            Some(&d4),
+            tq4.as_ref(),
+            tk4.as_ref(),
+            tv4.as_ref(),
+        ]
+        .map(|a| a.map(|a| a.iter().copied().collect::<Vec<_>>())),
+    };
+    let hit = CACHE.with(|c| {
+        c.borrow().as_ref().and_then(|e| {
+            e.downcast_ref::<Entry<Q::Elem>>()
+                .filter(|e| e.key == key)
+                .map(|e| e.outs.clone())
+        })
+    });
+    if let Some(outs) = hit {
+        return outs;
+    }
     let dims = (sh[0], sh[1], sh[2], sh[3]);
     let mut outs: [Array4<Q::Elem>; 6] = std::array::from_fn(|_| Array4::zeros(dims));
     for b in 0..sh[0] {
@@ -284,6 +331,12 @@ fn pullbacks<
             }
         }
     }
+    CACHE.with(|c| {
+        *c.borrow_mut() = Some(Box::new(Entry {
+            key,
+            outs: outs.clone(),
+        }))
+    });
     outs
 }
 

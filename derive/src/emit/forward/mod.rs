@@ -158,6 +158,12 @@ impl<'a> Emitter<'a> {
                     let x = &a[0];
                     quote_spanned!(span=> let #def #ty = &#x.#m;)
                 }
+                // An array field (of another function's gradient) is copied: the
+                // struct stays whole for whatever else reads it.
+                BufOp::FieldRead(m) if !self.plan.kinds.scalar[s.def.0] => {
+                    let x = &a[0];
+                    quote_spanned!(span=> let #def #ty = ::core::clone::Clone::clone(&#x.#m);)
+                }
                 BufOp::FieldRead(m) => {
                     let x = &a[0];
                     quote_spanned!(span=> let #def #ty = #x.#m;)

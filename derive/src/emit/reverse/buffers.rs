@@ -144,7 +144,14 @@ pub(super) fn buffer_lines(
                 let place = adjoint_place(cx, base);
                 let d = cx.adjoint(s.def);
                 let target = quote!(#place.#m);
-                lines.push(Line::Raw(add_assign(cx, &target, &d, span)));
+                if cx.plan.kinds.scalar[s.def.0] {
+                    lines.push(Line::Raw(add_assign(cx, &target, &d, span)));
+                } else {
+                    // An array field (of another function's gradient, `g.x`).
+                    lines.push(Line::Raw(quote_spanned!(span=>
+                        ::backprop::__private::accumulate(&mut #target, #d);
+                    )));
+                }
             }
         }
         BufOp::Push => {
