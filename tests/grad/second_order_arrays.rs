@@ -1084,3 +1084,106 @@ fn explicit_arithmetic_ops_concatenate_and_stack() {
     agree(&hv.x, &plus.x, &minus.x, "H·v, x");
     agree(&hv.y, &plus.y, &minus.y, "H·v, y");
 }
+
+// ---- programs a tester wrote that once failed ------------------------------------------------
+
+#[derive(backprop::Differentiable, Clone)]
+struct Embed {
+    wte: Array2<f64>,
+    g: Array1<f64>,
+}
+
+/// Runtime ops applied only to struct fields (no array method in the body): the
+/// analysis once took `embedding(&p.wte, ids)` for a float.
+#[grad(p)]
+fn fields_only(p: &Embed, ids: &Array2<usize>) -> f64 {
+    let z = backprop::ops::embedding(&p.wte, ids);
+    let n = backprop::ops::layer_norm(&z, &p.g, &p.g, 1e-5);
+    (&n * &z).sum()
+}
+
+#[test]
+fn runtime_ops_on_struct_fields_only() {
+    let ids = array![[0usize, 2], [1, 2]];
+    let (p, v) = (
+        Embed {
+            wte: fill((3, 4), 20.1),
+            g: fill(4, 20.2) + 1.0,
+        },
+        Embed {
+            wte: fill((3, 4), 20.3),
+            g: fill(4, 20.4),
+        },
+    );
+    let (_, _, hv) = fields_only_hvp(&p, &ids, &v);
+    let moved = |h: f64| Embed {
+        wte: at(&p.wte, &v.wte, h),
+        g: at(&p.g, &v.g, h),
+    };
+    let (plus, minus) = (
+        fields_only_grad(&moved(H), &ids).1,
+        fields_only_grad(&moved(-H), &ids).1,
+    );
+    agree(&hv.p.wte, &plus.p.wte, &minus.p.wte, "H·v, wte");
+    agree(&hv.p.g, &plus.p.g, &minus.p.g, "H·v, g");
+}
+
+/// A float-returning helper's result used in arithmetic, in generic code.
+#[grad]
+fn squares<T: backprop::Real>(y: &Array2<T>) -> T {
+    (y * y).sum()
+}
+
+#[grad]
+fn squared_squares<T: backprop::Real>(x: &Array2<T>) -> T {
+    let s = squares(x);
+    s * s
+}
+
+/// `mse`'s float times an array; a constant array made in the body passed to a layer;
+/// a constant accumulator in a loop; a constant transposed view into a layer taking a
+/// view; loop state that starts constant and is reassigned in a branch.
+#[grad]
+fn view_layer(x: ndarray::ArrayView2<f64>, w: &Array2<f64>) -> Array2<f64> {
+    x.dot(w).mapv(f64::tanh)
+}
+
+#[grad(w)]
+fn constants_everywhere(x: &Array2<f64>, w: &Array2<f64>, n: usize) -> f64 {
+    let l = backprop::ops::mse(&x.dot(w), x);
+    let ones = Array2::ones((3, 3));
+    let mut acc = Array2::<f64>::zeros((3, 3));
+    let mut h = x.clone();
+    for i in 0..n {
+        acc = acc + x.dot(w);
+        if i % 2 == 0 {
+            h = view_layer(h.view(), w);
+        } else {
+            h = view_layer(x.t(), w) + &h;
+        }
+    }
+    (x.dot(w) * l).sum() + view_layer(ones.view(), w).sum() + (&acc * &acc).sum() + (&h * &h).sum()
+}
+
+#[test]
+fn generic_helpers_constants_views_and_branches_in_loops() {
+    let x = fill((3, 3), 21.1);
+    let (value, g) = squared_squares_grad(&x);
+    assert_eq!(value, (&x * &x).sum().powi(2));
+    for (a, b) in g.x.iter().zip(&(&x * (4.0 * (&x * &x).sum()))) {
+        close(*a, *b, 1e-13, "∇(Σx²)²");
+    }
+    let (w, v) = (fill((3, 3), 21.2) * 0.5, fill((3, 3), 21.3));
+    for n in 0..4 {
+        let (value, _, hv) = constants_everywhere_hvp(&x, &w, n, &v);
+        assert_eq!(value, constants_everywhere(&x, &w, n));
+        let plus = constants_everywhere_grad(&x, &at(&w, &v, H), n).1;
+        let minus = constants_everywhere_grad(&x, &at(&w, &v, -H), n).1;
+        agree(&hv.w, &plus.w, &minus.w, "H·v, w");
+        let (_, t) = constants_everywhere_jvp(&x, &w, n, &v);
+        let fd = (constants_everywhere(&x, &at(&w, &v, 1e-6), n)
+            - constants_everywhere(&x, &at(&w, &v, -1e-6), n))
+            / 2e-6;
+        close(t, fd, 1e-7, "J·v");
+    }
+}

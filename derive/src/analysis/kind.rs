@@ -93,6 +93,20 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                 all
             }
             Rhs::Prim { prim, .. } if prim.reduces => true,
+            // `Array2::zeros((n, m))` called as a function, or kept as a constant: an array.
+            Rhs::Call { path, .. } if crate::ir::op::is_array_constructor(&path.path) => false,
+            Rhs::Copy(Operand::Const(e)) if constructs_array(e) => false,
+            // The runtime's ops: the losses and full reductions return a float; the
+            // activations, also functions of a float, follow their input; every other op
+            // returns an array (`embedding(&p.wte, ids)`, whose field the analysis would
+            // otherwise take for a float).
+            Rhs::Call { path, .. } if crate::ir::op::is_runtime_array_op(&path.path) => {
+                match crate::ir::op::runtime_op_result(&path.path) {
+                    crate::ir::op::OpResult::Float => true,
+                    crate::ir::op::OpResult::Array => false,
+                    crate::ir::op::OpResult::LikeInput => inputs_scalar,
+                }
+            }
             // `a[[i, j]] = v`: a new version of an array, whatever `a` was made by.
             Rhs::Prim { prim, .. } if crate::ir::op::is_element_write(prim) => false,
             // `Array2::zeros((n, m))`, `Array::from_elem(..)`: an array made from data.
@@ -137,9 +151,22 @@ fn walk(stmts: &[Stmt], k: &mut Kinds) {
                 Rhs::Prim { prim, .. } => prim.name != "&",
                 // Views and borrows (`&p.w`) own nothing.
                 Rhs::Buffer { .. } => false,
+                Rhs::Copy(Operand::Const(e)) => constructs_array(e),
                 Rhs::Copy(o) => o.var().is_some_and(|v| k.owned_array[v.0]),
                 _ => true,
             };
+    }
+}
+
+/// `Array2::zeros((3, 3))`, `Array1::<f64>::ones(n)` as an expression.
+pub fn constructs_array(e: &syn::Expr) -> bool {
+    match e {
+        syn::Expr::Call(c) => {
+            matches!(&*c.func, syn::Expr::Path(p) if crate::ir::op::is_array_constructor(&p.path))
+        }
+        syn::Expr::Paren(p) => constructs_array(&p.expr),
+        syn::Expr::Group(g) => constructs_array(&g.expr),
+        _ => false,
     }
 }
 
@@ -166,7 +193,9 @@ pub fn analyse(func: &Func) -> Kinds {
         });
     }
     crate::ir::walk(&func.body, &mut |s| {
-        if matches!(s.rhs, Rhs::Prim { .. }) {
+        // (A runtime op's array arguments are read as arrays too: `relu(&p.w)`.)
+        let runtime_op = matches!(&s.rhs, Rhs::Call { path, .. } if crate::ir::op::is_runtime_array_op(&path.path));
+        if matches!(s.rhs, Rhs::Prim { .. }) || runtime_op {
             k.operand_of_arithmetic
                 .extend(s.rhs.operands().iter().filter_map(Operand::var));
         }

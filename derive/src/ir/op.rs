@@ -483,6 +483,34 @@ pub fn is_runtime_array_op(path: &syn::Path) -> bool {
     RUNTIME_ARRAY_OPS.contains(&last.as_str()) && (segs.len() == 1 || segs[segs.len() - 2] == "ops")
 }
 
+/// What a runtime op returns, for the analysis of kinds.
+pub enum OpResult {
+    /// A float: the losses and full reductions.
+    Float,
+    /// An array.
+    Array,
+    /// What its first argument is: the activations, also functions of a float
+    /// (`sigmoid(x)`), unless called through `ops::`.
+    LikeInput,
+}
+
+/// What the runtime op `path` returns (see [`OpResult`]).
+pub fn runtime_op_result(path: &syn::Path) -> OpResult {
+    let segs = segments(path);
+    let name = segs.last().map(String::as_str).unwrap_or("");
+    match name {
+        "mse" | "bce_with_logits" | "softmax_cross_entropy" | "cross_entropy" | "sum" | "mean" => {
+            OpResult::Float
+        }
+        "relu" | "sigmoid" | "tanh" | "gelu" | "silu" | "softplus" | "leaky_relu"
+            if segs.len() < 2 || segs[segs.len() - 2] != "ops" =>
+        {
+            OpResult::LikeInput
+        }
+        _ => OpResult::Array,
+    }
+}
+
 /// Whether a `#[grad]` function's name is also one of `backprop::ops`' functions: a
 /// bare call of it is emitted as the runtime op's is.
 pub fn shares_runtime_name(name: &syn::Ident) -> bool {

@@ -318,7 +318,7 @@ const MSE_T: super::Prim = super::Prim {
         Vjp::Rule("mse_tangent_into", &[Need::In(1), Need::In(0)]),
     ],
     tensor: None,
-    reduces: false,
+    reduces: true,
 };
 /// `t_l = tensor::bce_tangent(x, y, t_x, t_y)`.
 const BCE_T: super::Prim = super::Prim {
@@ -330,7 +330,7 @@ const BCE_T: super::Prim = super::Prim {
         Vjp::Rule("bce_tangent_neg", &[Need::In(0)]),
     ],
     tensor: None,
-    reduces: false,
+    reduces: true,
 };
 /// Every input of `attention_tangent(q, k, v, causal, t_q, t_k, t_v)` the pullbacks read.
 const ATTENTION_NEEDS: &[Need] = &[
@@ -1219,18 +1219,22 @@ impl Builder<'_> {
                 let z = zeros(self, args[0].clone(), out);
                 borrowed(self, z, out)
             }
-            // `x.view()`: a view of zeros of `x`'s shape.
-            Some(Rhs::Prim {
-                prim,
-                spelling,
-                args,
-            }) if prim.name == "view" => {
-                let (prim, spelling) = (*prim, spelling.clone());
-                let z = zeros(self, args[0].clone(), out);
+            // A view (`x.view()`, `x.t()`, `xs.index_axis(Axis(0), i)`, a slice): a view
+            // of zeros of the view's own shape.
+            Some(Rhs::Prim { prim, .. })
+                if matches!(
+                    prim.name,
+                    "view" | "t" | "slice" | "slice_axis" | "index_axis" | "row" | "column"
+                ) =>
+            {
+                let op::MethodKind::Prim(view) = op::method("view", 1) else {
+                    return None;
+                };
+                let z = zeros(self, Operand::Var(v), out);
                 let r = self.new_var("t_zeros_view", like.span);
                 let rhs = Rhs::Prim {
-                    prim,
-                    spelling,
+                    prim: view,
+                    spelling: super::Spelling::Method(syn::Ident::new("view", like.span)),
                     args: vec![Operand::Var(z)],
                 };
                 out.push(self.stmt(r, rhs, like));
@@ -1757,6 +1761,30 @@ impl Builder<'_> {
                 ..
             }) => op::is_array_constructor(&p.path),
             Some(Rhs::Copy(Operand::Var(w))) if depth > 0 => self.surely_owned(*w, depth - 1),
+            Some(Rhs::Copy(Operand::Const(e))) => crate::analysis::kind::constructs_array(e),
+            None if depth > 0 => {
+                // A branch's or a loop's result: owned where every value it may be is.
+                let mut sources: Option<Vec<Operand>> = None;
+                crate::ir::walk(&self.func.body, &mut |st| match &st.rhs {
+                    Rhs::If(node) => {
+                        if let Some(o) = node.outs.iter().find(|o| o.def == v) {
+                            sources = Some(vec![o.then_val.clone(), o.else_val.clone()]);
+                        }
+                    }
+                    Rhs::Loop(node) => {
+                        if let Some(c) = node.carried.iter().find(|c| c.out == v || c.entry == v) {
+                            sources = Some(vec![c.init.clone(), c.exit.clone()]);
+                        }
+                    }
+                    _ => {}
+                });
+                sources.is_some_and(|xs| {
+                    xs.iter().all(|x| {
+                        x.var()
+                            .is_some_and(|x| x != v && self.surely_owned(x, depth - 1))
+                    })
+                })
+            }
             _ => false,
         }
     }

@@ -317,6 +317,8 @@ impl<'a> Emitter<'a> {
                     && matches!(spelling, Spelling::Operator(_) | Spelling::Unary(_)) =>
             {
                 // An operator consumes an owned array the tape may still read: borrow it.
+                let generic_float =
+                    !crate::ir::lower::float_type_params(&self.item_generics()).is_empty();
                 let ops: Vec<TokenStream> = args
                     .iter()
                     .map(|a| match a.var() {
@@ -325,7 +327,11 @@ impl<'a> Emitter<'a> {
                             // A call's result may be a scalar (every `#[grad]` function
                             // returns one) or an array, and so may `dot`'s (a 1-D·1-D
                             // product is a float): borrow only an array.
-                            if self.may_be_scalar(v, 8) {
+                            if self.may_be_scalar(v, 8) && generic_float {
+                                // A float type parameter `T` has no `by_ref`: a copy
+                                // (of the array, or the float).
+                                quote!(::core::clone::Clone::clone(&#x))
+                            } else if self.may_be_scalar(v, 8) {
                                 quote!(::backprop::__private::tensor::by_ref(&#x))
                             } else {
                                 quote!(&#x)
