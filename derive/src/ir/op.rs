@@ -483,6 +483,17 @@ pub fn is_runtime_array_op(path: &syn::Path) -> bool {
     RUNTIME_ARRAY_OPS.contains(&last.as_str()) && (segs.len() == 1 || segs[segs.len() - 2] == "ops")
 }
 
+/// The runtime ops that are also functions of a float (`sigmoid(x)` of an `f64`).
+pub const ALSO_ON_FLOATS: &[&str] = &[
+    "relu",
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "silu",
+    "softplus",
+    "leaky_relu",
+];
+
 /// What a runtime op returns, for the analysis of kinds.
 pub enum OpResult {
     /// A float: the losses and full reductions.
@@ -502,8 +513,8 @@ pub fn runtime_op_result(path: &syn::Path) -> OpResult {
         "mse" | "bce_with_logits" | "softmax_cross_entropy" | "cross_entropy" | "sum" | "mean" => {
             OpResult::Float
         }
-        "relu" | "sigmoid" | "tanh" | "gelu" | "silu" | "softplus" | "leaky_relu"
-            if segs.len() < 2 || segs[segs.len() - 2] != "ops" =>
+        _ if ALSO_ON_FLOATS.contains(&name)
+            && (segs.len() < 2 || segs[segs.len() - 2] != "ops") =>
         {
             OpResult::LikeInput
         }

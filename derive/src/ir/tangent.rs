@@ -263,39 +263,38 @@ const MIN_AXIS_T: super::Prim = super::Prim {
     reduces: false,
 };
 
-/// `t_y = tensor::layer_norm_tangent(x, γ, ε, t_x, t_γ, t_β)`, its pullbacks declared in
-/// the runtime's `rules::second_norm`.
-const LAYER_NORM_T: super::Prim = super::Prim {
-    name: "layer_norm_tangent",
-    vjps: &[
-        Vjp::Rule(
-            "layer_norm_tangent_x",
-            &[
-                Need::In(0),
-                Need::In(1),
-                Need::In(2),
-                Need::In(3),
-                Need::In(4),
+/// A normalisation's tangent primitive, `t_y = tensor::<name>(x, γ, ε, t_x, t_γ[, t_β])`,
+/// its pullbacks declared in the runtime's `rules::second_norm` as `<name>_{x, g, tx,
+/// tg[, tb]}`.
+macro_rules! norm_tangent {
+    ($c:ident = $name:literal $(, $tb:literal)?) => {
+        const $c: super::Prim = super::Prim {
+            name: $name,
+            vjps: &[
+                Vjp::Rule(
+                    concat!($name, "_x"),
+                    &[Need::In(0), Need::In(1), Need::In(2), Need::In(3), Need::In(4)],
+                ),
+                Vjp::Rule(
+                    concat!($name, "_g"),
+                    &[Need::In(0), Need::In(1), Need::In(2), Need::In(3)],
+                ),
+                Vjp::Zero,
+                Vjp::Rule(
+                    concat!($name, "_tx"),
+                    &[Need::In(0), Need::In(1), Need::In(2), Need::In(3)],
+                ),
+                Vjp::Rule(concat!($name, "_tg"), &[Need::In(0), Need::In(2), Need::In(4)]),
+                $(Vjp::Rule($tb, &[Need::In(5)]),)?
             ],
-        ),
-        Vjp::Rule(
-            "layer_norm_tangent_g",
-            &[Need::In(0), Need::In(1), Need::In(2), Need::In(3)],
-        ),
-        Vjp::Zero,
-        Vjp::Rule(
-            "layer_norm_tangent_tx",
-            &[Need::In(0), Need::In(1), Need::In(2), Need::In(3)],
-        ),
-        Vjp::Rule(
-            "layer_norm_tangent_tg",
-            &[Need::In(0), Need::In(2), Need::In(4)],
-        ),
-        Vjp::Rule("layer_norm_tangent_tb", &[Need::In(5)]),
-    ],
-    tensor: None,
-    reduces: false,
-};
+            tensor: None,
+            reduces: false,
+        };
+    };
+}
+norm_tangent!(LAYER_NORM_T = "layer_norm_tangent", "layer_norm_tangent_tb");
+norm_tangent!(RMS_NORM_T = "rms_norm_tangent");
+
 /// `t_y = tensor::leaky_relu_tangent(x, slope, t)`: linear in `t`, its own transpose.
 const LEAKY_RELU_T: super::Prim = super::Prim {
     name: "leaky_relu_tangent",
@@ -354,37 +353,6 @@ const ATTENTION_T: super::Prim = super::Prim {
         Vjp::Rule("attention_tangent_tq", ATTENTION_NEEDS),
         Vjp::Rule("attention_tangent_tk", ATTENTION_NEEDS),
         Vjp::Rule("attention_tangent_tv", ATTENTION_NEEDS),
-    ],
-    tensor: None,
-    reduces: false,
-};
-/// `t_y = tensor::rms_norm_tangent(x, γ, ε, t_x, t_γ)`.
-const RMS_NORM_T: super::Prim = super::Prim {
-    name: "rms_norm_tangent",
-    vjps: &[
-        Vjp::Rule(
-            "rms_norm_tangent_x",
-            &[
-                Need::In(0),
-                Need::In(1),
-                Need::In(2),
-                Need::In(3),
-                Need::In(4),
-            ],
-        ),
-        Vjp::Rule(
-            "rms_norm_tangent_g",
-            &[Need::In(0), Need::In(1), Need::In(2), Need::In(3)],
-        ),
-        Vjp::Zero,
-        Vjp::Rule(
-            "rms_norm_tangent_tx",
-            &[Need::In(0), Need::In(1), Need::In(2), Need::In(3)],
-        ),
-        Vjp::Rule(
-            "rms_norm_tangent_tg",
-            &[Need::In(0), Need::In(2), Need::In(4)],
-        ),
     ],
     tensor: None,
     reduces: false,
@@ -984,17 +952,8 @@ impl Builder<'_> {
     ) -> Option<Operand> {
         // A runtime op on an array (`relu(&z)`; `sigmoid(x)` of a float is the scalar
         // function, called below as any other).
-        // Only the activations are also functions of a float; a struct's field
-        // (`&p.wte`, which the analysis of kinds cannot tell from a float's) is an array.
-        const ALSO_ON_FLOATS: &[&str] = &[
-            "relu",
-            "sigmoid",
-            "tanh",
-            "gelu",
-            "silu",
-            "softplus",
-            "leaky_relu",
-        ];
+        // Only the activations are also functions of a float (`op::ALSO_ON_FLOATS`); a
+        // struct's field (`&p.wte`) is an array.
         let on_array = |v: VarId| {
             !self.plan.kinds.scalar[v.0]
                 || matches!(
@@ -1009,7 +968,7 @@ impl Builder<'_> {
             && args.first().and_then(Operand::var).is_some_and(|v| {
                 on_array(v)
                     || path.path.segments.last().is_some_and(|last| {
-                        !ALSO_ON_FLOATS.contains(&last.ident.to_string().as_str())
+                        !op::ALSO_ON_FLOATS.contains(&last.ident.to_string().as_str())
                     })
             })
         {

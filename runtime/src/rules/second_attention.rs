@@ -54,6 +54,44 @@ fn head_of<'a, T>(a: &ArrayView4<'a, T>, b: usize, h: usize) -> ArrayView2<'a, T
     (*a).index_axis_move(Axis(0), b).index_axis_move(Axis(0), h)
 }
 
+/// The values and tangents as `[B, H, T, d]` views (a constant's tangent absent), and
+/// their shape.
+///
+/// # Panics
+/// If a shape is not `q`'s, or `q` is not `[B, H, T, d]`.
+#[allow(clippy::type_complexity)]
+fn operands<
+    'a,
+    Q: Value,
+    K: Value<Elem = Q::Elem>,
+    V: Value<Elem = Q::Elem>,
+    TQ: Value<Elem = Q::Elem>,
+    TK: Value<Elem = Q::Elem>,
+    TV: Value<Elem = Q::Elem>,
+>(
+    q: &'a Q,
+    k: &'a K,
+    v: &'a V,
+    tq: &'a TQ,
+    tk: &'a TK,
+    tv: &'a TV,
+) -> (
+    [ArrayView4<'a, Q::Elem>; 3],
+    [Option<ArrayView4<'a, Q::Elem>>; 3],
+    Vec<usize>,
+) {
+    let q4 = four("q", q, None).expect("q is an array");
+    let sh = q4.shape().to_vec();
+    let k4 = four("k", k, Some(&sh)).expect("k is an array");
+    let v4 = four("v", v, Some(&sh)).expect("v is an array");
+    let tangents = [
+        four("t_q", tq, Some(&sh)),
+        four("t_k", tk, Some(&sh)),
+        four("t_v", tv, Some(&sh)),
+    ];
+    ([q4, k4, v4], tangents, sh)
+}
+
 /// What one head's tangent pass keeps for its pullback.
 struct Head<T> {
     p: Array2<T>,
@@ -194,15 +232,7 @@ pub fn attention_tangent<
     tk: &TK,
     tv: &TV,
 ) -> Q::Cot {
-    let q4 = four("q", q, None).expect("q is an array");
-    let sh = q4.shape().to_vec();
-    let k4 = four("k", k, Some(&sh)).expect("k is an array");
-    let v4 = four("v", v, Some(&sh)).expect("v is an array");
-    let (tq4, tk4, tv4) = (
-        four("t_q", tq, Some(&sh)),
-        four("t_k", tk, Some(&sh)),
-        four("t_v", tv, Some(&sh)),
-    );
+    let ([q4, k4, v4], [tq4, tk4, tv4], sh) = operands(q, k, v, tq, tk, tv);
     let mut out = Array4::<Q::Elem>::zeros((sh[0], sh[1], sh[2], sh[3]));
     for b in 0..sh[0] {
         for hh in 0..sh[1] {
@@ -270,16 +300,8 @@ fn pullbacks<
     tv: &TV,
     d: &C,
 ) -> [Array4<Q::Elem>; 6] {
-    let q4 = four("q", q, None).expect("q is an array");
-    let sh = q4.shape().to_vec();
-    let k4 = four("k", k, Some(&sh)).expect("k is an array");
-    let v4 = four("v", v, Some(&sh)).expect("v is an array");
+    let ([q4, k4, v4], [tq4, tk4, tv4], sh) = operands(q, k, v, tq, tk, tv);
     let d4 = four("the cotangent", d, Some(&sh)).expect("the cotangent is an array");
-    let (tq4, tk4, tv4) = (
-        four("t_q", tq, Some(&sh)),
-        four("t_k", tk, Some(&sh)),
-        four("t_v", tv, Some(&sh)),
-    );
     // The six pullbacks are six rules the reverse pass calls one after another with the
     // same operands: the first computes all six, the others find them here (matched on
     // the operands' values, so a different call never reads another's).
