@@ -406,13 +406,17 @@ impl Builder<'_> {
         VarId(self.vars.len() - 1)
     }
 
+    /// `t_y` for `y`: the base name of `v`'s tangent.
+    fn tangent_name(&self, v: VarId) -> String {
+        format!(
+            "t_{}",
+            self.func.name(v).to_string().trim_start_matches("r#")
+        )
+    }
+
     /// A new value named after the tangent of `v`.
     fn tangent_var(&mut self, v: VarId) -> VarId {
-        let name = self.func.name(v).clone();
-        let t = self.new_var(
-            &format!("t_{}", name.to_string().trim_start_matches("r#")),
-            name.span(),
-        );
+        let t = self.new_var(&self.tangent_name(v), self.func.name(v).span());
         if self.func.is_buffer(v) {
             self.buffers.insert(t);
         }
@@ -670,16 +674,8 @@ impl Builder<'_> {
             let ta = if act[0] {
                 self.tangent(&args[0])?
             } else {
-                let z = self.new_var("t_zeros", s.span);
-                let rhs = Rhs::ZeroDerivative {
-                    spelling: Spelling::Template(quote::quote!(
-                        ::backprop::__private::tensor::zeros_like(&__bp_op0)
-                    )),
-                    // The written array has the same shape (the write consumed `a`).
-                    args: vec![y.clone()],
-                };
-                out.push(self.stmt(z, rhs, s));
-                Operand::Var(z)
+                // The written array has the same shape (the write consumed `a`).
+                self.zeros_of(y.clone(), s, out)
             };
             let mut with_t = vec![ta, self.tangent(&args[1])?];
             with_t.extend(args[2..].iter().cloned());
@@ -1055,13 +1051,7 @@ impl Builder<'_> {
                 )));
             }
         }
-        let t = self.new_var(
-            &format!(
-                "t_{}",
-                self.func.name(s.def).to_string().trim_start_matches("r#")
-            ),
-            s.span,
-        );
+        let t = self.new_var(&self.tangent_name(s.def), s.span);
         let mut all = args.to_vec();
         all.extend(tangents);
         out.push(self.stmt(
@@ -1136,37 +1126,16 @@ impl Builder<'_> {
     /// owned one, a borrow of one for `&h` or a `&Array` argument. `None` for a view
     /// or anything else (no tangent program).
     fn array_zeros(&mut self, v: VarId, like: &Stmt, out: &mut Vec<Stmt>) -> Option<Operand> {
-        let zeros = |b: &mut Self, of: Operand, out: &mut Vec<Stmt>| {
-            let z = b.new_var("t_zeros", like.span);
-            let rhs = Rhs::ZeroDerivative {
-                spelling: super::Spelling::Template(quote::quote!(
-                    ::backprop::__private::tensor::zeros_like(&__bp_op0)
-                )),
-                args: vec![of],
-            };
-            out.push(b.stmt(z, rhs, like));
-            z
-        };
-        let borrowed = |b: &mut Self, z: VarId, out: &mut Vec<Stmt>| {
-            let r = b.new_var("t_zeros_ref", like.span);
-            let rhs = Rhs::Prim {
-                prim: op::REF,
-                spelling: super::Spelling::Ref,
-                args: vec![Operand::Var(z)],
-            };
-            out.push(b.stmt(r, rhs, like));
-            Some(Operand::Var(r))
-        };
         if let Some(p) = self.func.params.iter().find(|p| p.var == v) {
             return match &p.ty {
                 syn::Type::Reference(r)
                     if r.mutability.is_none() && super::is_owned_array_type(&r.elem) =>
                 {
-                    let z = zeros(self, Operand::Var(v), out);
-                    borrowed(self, z, out)
+                    let z = self.zeros_of(Operand::Var(v), like, out);
+                    Some(self.borrowed(z, like, out))
                 }
                 ty if super::is_owned_array_type(ty) => {
-                    Some(Operand::Var(zeros(self, Operand::Var(v), out)))
+                    Some(self.zeros_of(Operand::Var(v), like, out))
                 }
                 _ => None,
             };
@@ -1175,8 +1144,8 @@ impl Builder<'_> {
             Some(Rhs::Prim { prim, args, .. })
                 if prim.name == "&" && args[0].var().is_some_and(|w| self.surely_owned(w, 8)) =>
             {
-                let z = zeros(self, args[0].clone(), out);
-                borrowed(self, z, out)
+                let z = self.zeros_of(args[0].clone(), like, out);
+                Some(self.borrowed(z, like, out))
             }
             // A view (`x.view()`, `x.t()`, `xs.index_axis(Axis(0), i)`, a slice): a view
             // of zeros of the view's own shape.
@@ -1189,17 +1158,17 @@ impl Builder<'_> {
                 let op::MethodKind::Prim(view) = op::method("view", 1) else {
                     return None;
                 };
-                let z = zeros(self, Operand::Var(v), out);
+                let z = self.zeros_of(Operand::Var(v), like, out);
                 let r = self.new_var("t_zeros_view", like.span);
                 let rhs = Rhs::Prim {
                     prim: view,
                     spelling: super::Spelling::Method(syn::Ident::new("view", like.span)),
-                    args: vec![Operand::Var(z)],
+                    args: vec![z],
                 };
                 out.push(self.stmt(r, rhs, like));
                 Some(Operand::Var(r))
             }
-            _ if self.surely_owned(v, 8) => Some(Operand::Var(zeros(self, Operand::Var(v), out))),
+            _ if self.surely_owned(v, 8) => Some(self.zeros_of(Operand::Var(v), like, out)),
             _ => None,
         }
     }
@@ -1223,10 +1192,7 @@ impl Builder<'_> {
             .iter()
             .map(|a| self.plan.activity.operand_active(a))
             .collect();
-        let base = format!(
-            "t_{}",
-            self.func.name(s.def).to_string().trim_start_matches("r#")
-        );
+        let base = self.tangent_name(s.def);
         // The normalisations: tangents of the input, the gain and the bias alike
         // (`rules::second_norm`); a differentiated `eps` is not covered.
         if matches!(name.as_str(), "layer_norm" | "rms_norm") {
@@ -1326,26 +1292,6 @@ impl Builder<'_> {
                 }
                 return Some(self.op_call(s, path, with_t, out));
             }
-            ("mul", 2) => {
-                let mut terms = Vec::new();
-                for k in 0..2 {
-                    if act[k] {
-                        let mut with_t: Vec<(Operand, bool)> = args.iter().map(given).collect();
-                        with_t[k] = (self.tangent(&args[k])?, false);
-                        terms.push(self.op_call(s, path, with_t, out));
-                    }
-                }
-                return match terms.as_slice() {
-                    [one] => Some(one.clone()),
-                    [a, b] => Some(self.op_call(
-                        s,
-                        &with_path("add"),
-                        vec![(a.clone(), true), (b.clone(), true)],
-                        out,
-                    )),
-                    _ => None,
-                };
-            }
             ("div", 2) => {
                 let ta = if act[0] {
                     (self.tangent(&args[0])?, false)
@@ -1366,24 +1312,16 @@ impl Builder<'_> {
             }
             _ => {}
         }
-        // `matmul(a, b)` (`matvec`), bilinear: `matmul(t_a, b) + matmul(a, t_b)`, calls of the op
-        // itself (whose pullbacks are its own).
-        if matches!(name.as_str(), "matmul" | "matvec") && args.len() == 2 {
+        // The products `mul`, `matmul`, `matvec`, bilinear: `op(t_a, b) + op(a, t_b)`,
+        // calls of the op itself (whose pullbacks are its own).
+        if matches!(name.as_str(), "mul" | "matmul" | "matvec") && args.len() == 2 {
             let mut terms = Vec::new();
             for k in 0..2 {
-                if !act[k] {
-                    continue;
+                if act[k] {
+                    let mut with_t: Vec<(Operand, bool)> = args.iter().map(given).collect();
+                    with_t[k] = (self.tangent(&args[k])?, false);
+                    terms.push(self.op_call(s, path, with_t, out));
                 }
-                let mut with_t = args.to_vec();
-                with_t[k] = self.tangent(&args[k])?;
-                let v = self.new_var("t_term", s.span);
-                let rhs = Rhs::Call {
-                    path: path.clone(),
-                    args: with_t,
-                    tangent: false,
-                };
-                out.push(self.stmt(v, rhs, s));
-                terms.push(Operand::Var(v));
             }
             return match terms.as_slice() {
                 [one] => Some(one.clone()),
@@ -1397,6 +1335,16 @@ impl Builder<'_> {
                 )),
                 _ => None,
             };
+        }
+        // Linear in their array: the op itself applied to the tangent, the same ids, the
+        // same mask (`dropout`'s seed draws it again). Its pullback is the op's own.
+        if matches!(name.as_str(), "embedding" | "dropout")
+            && act[0]
+            && !act[1..].iter().any(|a| *a)
+        {
+            let mut with_t: Vec<(Operand, bool)> = args.iter().map(given).collect();
+            with_t[0] = (self.tangent(&args[0])?, false);
+            return Some(self.op_call(s, path, with_t, out));
         }
         // Attention: tangents of `q`, `k` and `v` alike (`rules::second_attention`).
         if name == "attention" {
@@ -1425,26 +1373,6 @@ impl Builder<'_> {
         }
         let t = self.tangent(&args[0])?;
         let y = Operand::Var(s.def);
-        // Linear in their array: the op itself applied to the tangent, the same ids, the
-        // same mask (`dropout`'s seed draws it again). Its pullback is the op's own.
-        if matches!(name.as_str(), "embedding" | "dropout") {
-            let v = self.new_var(
-                &format!(
-                    "t_{}",
-                    self.func.name(s.def).to_string().trim_start_matches("r#")
-                ),
-                s.span,
-            );
-            let mut with_t = args.to_vec();
-            with_t[0] = t;
-            let rhs = Rhs::Call {
-                path: path.clone(),
-                args: with_t,
-                tangent: false,
-            };
-            out.push(self.stmt(v, rhs, s));
-            return Some(Operand::Var(v));
-        }
         let (prim, spelling, operands) = match name.as_str() {
             "relu" => (
                 RELU_T,
@@ -1521,13 +1449,7 @@ impl Builder<'_> {
             }
             _ => return None,
         };
-        let v = self.new_var(
-            &format!(
-                "t_{}",
-                self.func.name(s.def).to_string().trim_start_matches("r#")
-            ),
-            s.span,
-        );
+        let v = self.new_var(&self.tangent_name(s.def), s.span);
         let rhs = Rhs::Prim {
             prim,
             spelling: Spelling::Template(spelling),
@@ -1670,15 +1592,7 @@ impl Builder<'_> {
                 if !owned(o) || !owned(meets) {
                     return None;
                 }
-                let z = self.new_var("t_zeros", like.span);
-                let rhs = Rhs::ZeroDerivative {
-                    spelling: super::Spelling::Template(quote::quote!(
-                        ::backprop::__private::tensor::zeros_like(&__bp_op0)
-                    )),
-                    args: vec![o.clone()],
-                };
-                out.push(self.stmt(z, rhs, like));
-                Some(Operand::Var(z))
+                Some(self.zeros_of(o.clone(), like, out))
             }
             _ => self.tangent(o),
         }
