@@ -586,54 +586,7 @@ impl Corpus {
 /// [`GptError::Corpus`] when `cargo metadata` fails or lists no `ndarray`, and the
 /// errors of [`Corpus::from_text`].
 pub fn ndarray_sources(block_size: usize) -> Result<Corpus, GptError> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    // Only this platform's packages: the full graph lists target-specific crates (wasm's
-    // bumpalo) that were never downloaded, and `--offline` would fail on them.
-    let host =
-        std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-            .arg("-vV")
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
-            })
-            .ok_or_else(|| GptError::Corpus("`rustc -vV` gave no host triple".into()))?;
-    let out = std::process::Command::new(&cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--filter-platform",
-        ])
-        .arg(&host)
-        .arg("--manifest-path")
-        .arg(manifest)
-        .output()
-        .map_err(|e| GptError::Corpus(format!("running `{cargo} metadata`: {e}")))?;
-    if !out.status.success() {
-        return Err(GptError::Corpus(format!(
-            "`cargo metadata` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| GptError::Corpus(format!("`cargo metadata` output: {e}")))?;
-    let manifest_path = meta["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["name"] == "ndarray")
-        .filter_map(|p| p["manifest_path"].as_str())
-        .max()
-        .ok_or_else(|| GptError::Corpus("`cargo metadata` lists no ndarray package".into()))?;
-    let src = Path::new(manifest_path)
-        .parent()
-        .expect("a manifest is in a directory")
-        .join("src");
+    let src = ndarray_src_dir()?;
     let mut files = Vec::new();
     collect_rs(&src, &mut files)
         .map_err(|e| GptError::Corpus(format!("{}: {e}", src.display())))?;
@@ -657,6 +610,112 @@ pub fn ndarray_sources(block_size: usize) -> Result<Corpus, GptError> {
     let mut c = Corpus::from_text(&text, &src.display().to_string(), block_size)?;
     c.source = source;
     Ok(c)
+}
+
+/// Where the `ndarray` crate this build compiled against keeps its `src/`.
+///
+/// First `cargo metadata --offline`. That needs every package of the graph downloaded,
+/// and a build of one example downloads only what it compiles (not the proc-macro
+/// crate's test dependencies, say), so when it fails the version is read with
+/// `cargo pkgid --offline ndarray` (the lock file only) and looked up in cargo's
+/// registry cache, where the build unpacked it.
+fn ndarray_src_dir() -> Result<PathBuf, GptError> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    ndarray_src_from_metadata(&cargo, manifest)
+        .or_else(|metadata_error| {
+            ndarray_src_from_lock(&cargo, manifest).map_err(|e| format!("{metadata_error}; {e}"))
+        })
+        .map_err(GptError::Corpus)
+}
+
+/// `ndarray`'s `src/` from the lock file's version (`cargo pkgid --offline ndarray`) and
+/// cargo's registry cache (`$CARGO_HOME/registry/src/*/ndarray-VERSION/src`).
+fn ndarray_src_from_lock(cargo: &str, manifest: &str) -> Result<PathBuf, String> {
+    let out = std::process::Command::new(cargo)
+        .args(["pkgid", "--offline", "ndarray", "--manifest-path", manifest])
+        .output()
+        .map_err(|e| format!("running `{cargo} pkgid`: {e}"))?;
+    let pkgid = String::from_utf8_lossy(&out.stdout);
+    let version = pkgid
+        .trim()
+        .rsplit_once('@')
+        .map(|(_, v)| v.to_string())
+        .filter(|_| out.status.success())
+        .ok_or_else(|| {
+            format!(
+                "`cargo pkgid ndarray` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .ok_or_else(|| String::from("neither CARGO_HOME nor HOME is set"))?;
+    let registry = cargo_home.join("registry").join("src");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&registry)
+        .map_err(|e| format!("{}: {e}", registry.display()))?
+        .flatten()
+        .map(|index| index.path().join(format!("ndarray-{version}")).join("src"))
+        .filter(|dir| dir.is_dir())
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| {
+        format!(
+            "ndarray {version} is not unpacked under {}",
+            registry.display()
+        )
+    })
+}
+
+/// `ndarray`'s `src/` as `cargo metadata --offline` lists it.
+fn ndarray_src_from_metadata(cargo: &str, manifest: &str) -> Result<PathBuf, String> {
+    // Only this platform's packages: the full graph lists target-specific crates (wasm's
+    // bumpalo) that were never downloaded, and `--offline` would fail on them.
+    let host =
+        std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .arg("-vV")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+            })
+            .ok_or_else(|| String::from("`rustc -vV` gave no host triple"))?;
+    let out = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+        ])
+        .arg(&host)
+        .arg("--manifest-path")
+        .arg(manifest)
+        .output()
+        .map_err(|e| format!("running `{cargo} metadata`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`cargo metadata` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("`cargo metadata` output: {e}"))?;
+    let manifest_path = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == "ndarray")
+        .filter_map(|p| p["manifest_path"].as_str())
+        .max()
+        .ok_or_else(|| String::from("`cargo metadata` lists no ndarray package"))?;
+    Ok(Path::new(manifest_path)
+        .parent()
+        .expect("a manifest is in a directory")
+        .join("src"))
 }
 
 fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -1139,4 +1198,21 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fallback that reads the lock file finds the same `ndarray` as `cargo metadata`
+    /// (which works here: the test build downloaded the whole graph).
+    #[test]
+    fn ndarray_sources_from_the_lock_file_match_cargo_metadata() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let from_metadata = ndarray_src_from_metadata(&cargo, manifest).unwrap();
+        let from_lock = ndarray_src_from_lock(&cargo, manifest).unwrap();
+        assert_eq!(from_lock, from_metadata);
+        assert!(from_lock.join("lib.rs").is_file());
+    }
 }
