@@ -22,6 +22,13 @@
 //! interrupted: the schedule still ends at `--steps`), `--dump-init DIR` (initial weights and the first `--steps` batches
 //! for `benches/peers/torch_gpt.py`), `--quiet` (no progress bar).
 
+// Every step allocates the same activations, tapes and gradients again. glibc's malloc
+// hands large freed blocks back to the kernel, so each step faulted its pages in afresh
+// (a quarter of a step's time on the 2-core VM); mimalloc keeps them for the next step.
+// Measured in docs/PERFORMANCE.md ("A character-level GPT", 2026-12-07).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use backprop::memory::MemoryReport;
 use backprop::optim::Optimizer;
 use backprop::params::Params;

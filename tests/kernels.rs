@@ -545,6 +545,77 @@ fn gelu_exact_f32_within_two_ulp_of_fdlibm() {
     assert!(y[2].is_nan());
 }
 
+/// Above `activation::PARALLEL_MIN_ELEMS` a transcendental activation is split into one
+/// block per thread: every element equals the one-thread result bit for bit (the same
+/// kernel on each block), forward and backward, at lengths around the split.
+#[test]
+fn activations_split_across_threads_match_one_block_at_a_time() {
+    let mut rng = Rng(11);
+    let n0 = activation::PARALLEL_MIN_ELEMS;
+    for op in [
+        Unary::GeluExact,
+        Unary::Gelu,
+        Unary::Silu,
+        Unary::Tanh,
+        Unary::Exp,
+    ] {
+        for len in [n0 - 1, n0, n0 + 63, 3 * n0 + 5] {
+            let x: Vec<f32> = (0..len).map(|_| (rng.unit() * 16.0 - 8.0) as f32).collect();
+            let d_y: Vec<f32> = (0..len).map(|_| rng.unit() as f32).collect();
+            let (mut y, mut y_one) = (vec![0.0f32; len], vec![0.0f32; len]);
+            activation::forward(op, &x, &mut y);
+            // Blocks below the threshold run on the calling thread alone.
+            for (xs, ys) in x.chunks(1000).zip(y_one.chunks_mut(1000)) {
+                activation::forward(op, xs, ys);
+            }
+            assert!(
+                y.iter()
+                    .zip(&y_one)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{op:?} forward, {len} elements"
+            );
+            let saved = match op.saves() {
+                activation::Saves::Input => &x,
+                activation::Saves::Output => &y,
+            };
+            let (mut d, mut d_one) = (vec![0.0f32; len], vec![0.0f32; len]);
+            activation::backward(op, saved, &d_y, &mut d);
+            for ((s, g), o) in saved
+                .chunks(1000)
+                .zip(d_y.chunks(1000))
+                .zip(d_one.chunks_mut(1000))
+            {
+                activation::backward(op, s, g, o);
+            }
+            assert!(
+                d.iter()
+                    .zip(&d_one)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{op:?} backward, {len} elements"
+            );
+        }
+    }
+}
+
+/// On a CPU with AVX-512 the dispatched activations run their 512-bit copies; this runs
+/// every kernel test again with `BACKPROP_FORCE_ARCH=avx2`, so the 256-bit copies stay
+/// tested there too (on an AVX2-only CPU the child run is the same as this one).
+#[test]
+fn forced_avx2_path_passes_too() {
+    if std::env::var("BACKPROP_FORCE_ARCH").is_ok() {
+        return; // already a child run
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("BACKPROP_FORCE_ARCH", "avx2")
+        .args(["--skip", "forced_", "--test-threads", "2"])
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "kernel tests fail with BACKPROP_FORCE_ARCH=avx2"
+    );
+}
+
 #[test]
 fn activations_match_oracle_f32() {
     check_activation::<f32>(8.0);

@@ -3,7 +3,9 @@
 //! Every kernel has a scalar reference implementation that is both the fallback on
 //! machines without the SIMD path and the oracle its tests compare against. The SIMD
 //! path is chosen once per process from the CPU's features; `BACKPROP_FORCE_ARCH=scalar`
-//! forces the reference path (CI runs the kernel tests both ways).
+//! forces the reference path (CI runs the kernel tests both ways), and
+//! `BACKPROP_FORCE_ARCH=avx2` keeps the kernels that have a 512-bit copy ([`has_avx512`])
+//! on their 256-bit one (the kernel tests run that way too on an AVX-512 CPU).
 
 use std::sync::OnceLock;
 
@@ -46,6 +48,32 @@ impl Arch {
 pub fn forced_scalar() -> bool {
     static FORCED: OnceLock<bool> = OnceLock::new();
     *FORCED.get_or_init(|| std::env::var("BACKPROP_FORCE_ARCH").as_deref() == Ok("scalar"))
+}
+
+/// True when the CPU has AVX-512 (F, DQ, VL, BW) besides AVX2 + FMA, and
+/// `BACKPROP_FORCE_ARCH` asks for neither the reference path nor `avx2`. Cached.
+///
+/// Not a variant of [`Arch`]: only the kernels that are compute-bound in 64-bit lanes
+/// (the exact GELU's f64 evaluation) have a 512-bit copy, and each is tested against the
+/// scalar oracle on a machine that has it (`tests/runtime/kernels.rs`).
+pub fn has_avx512() -> bool {
+    static AVX512: OnceLock<bool> = OnceLock::new();
+    *AVX512.get_or_init(|| {
+        if Arch::get() != Arch::Avx2Fma
+            || std::env::var("BACKPROP_FORCE_ARCH").as_deref() == Ok("avx2")
+        {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
 }
 
 pub mod activation;
