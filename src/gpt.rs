@@ -904,11 +904,17 @@ impl Trainer {
         )
     }
 
-    /// One step on `(x, y)`: gradient, clipping, scheduled AdamW update.
+    /// One step on `(x, y)`: gradient, clipping, scheduled AdamW update, run on rayon's
+    /// pool ([`backprop::run_on_pool`]: the kernels' splits then hand no work across
+    /// threads).
     ///
     /// # Errors
     /// [`GptError::Training`] on a non-finite gradient (nothing is changed).
     pub fn step_on(&mut self, x: &Array2<usize>, y: &Array2<usize>) -> Result<StepStats, GptError> {
+        backprop::run_on_pool(|| self.step_here(x, y))
+    }
+
+    fn step_here(&mut self, x: &Array2<usize>, y: &Array2<usize>) -> Result<StepStats, GptError> {
         let (loss, g) = gpt_loss_grad(
             &self.model,
             x,
@@ -941,14 +947,16 @@ impl Trainer {
         self.step_on(&x, &y)
     }
 
-    /// Mean loss over the fixed validation batches (forward only, no tape).
+    /// Mean loss over the fixed validation batches (forward only, no tape), on rayon's
+    /// pool as [`Trainer::step_on`].
     pub fn val_loss(&self) -> f64 {
         let n = self.val_batches.len().max(1) as f64;
-        self.val_batches
-            .iter()
-            .map(|(x, y)| f64::from(loss_of(&self.model, x, y, &self.model_cfg)))
-            .sum::<f64>()
-            / n
+        backprop::run_on_pool(|| {
+            self.val_batches
+                .iter()
+                .map(|(x, y)| f64::from(loss_of(&self.model, x, y, &self.model_cfg)))
+                .sum::<f64>()
+        }) / n
     }
 
     /// Bytes the tape of one training step keeps (`gpt_loss_forward`'s tape).

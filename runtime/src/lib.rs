@@ -194,6 +194,7 @@ pub use functions::companions::{
     erf, erfc, gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus,
 };
 pub use functions::{Erf, erf, erfc, gelu, leaky_relu, logsumexp, relu, sigmoid, silu, softplus};
+pub use kernels::run_on_pool;
 pub use tape::{BoxedTape, Inactive, Pullback, Tape};
 
 /// Returns `x` unchanged, but `#[grad]` treats the result as a constant: no gradient
