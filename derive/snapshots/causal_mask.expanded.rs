@@ -73,11 +73,7 @@ impl masked_loss {
         let t2 = &scores_5;
         let (p, tape_p) = backprop::ops::softmax::forward(t2);
         let shape_p = ::backprop::__private::tensor::shape_of(&p);
-        ::backprop::__private::tensor::check_broadcast(
-            "`p * w`",
-            &::backprop::__private::tensor::by_ref(&p),
-            &::backprop::__private::tensor::by_ref(&w),
-        );
+        ::backprop::__private::tensor::check_broadcast("`p * w`", &p, &w);
         let t3 = ::backprop::__private::tensor::by_ref(&p)
             * ::backprop::__private::tensor::by_ref(&w);
         let shape_t3 = ::backprop::__private::tensor::shape_of(&t3);
@@ -263,20 +259,12 @@ impl masked_loss {
             let t_t2 = &t_scores_5;
             let (p, tape_p) = backprop::ops::softmax::forward(t2);
             let t_p = ::backprop::__private::tensor::softmax_tangent(&(p), &(t_t2));
-            ::backprop::__private::tensor::check_broadcast(
-                "`p * w`",
-                &::backprop::__private::tensor::by_ref(&p),
-                &::backprop::__private::tensor::by_ref(&w),
-            );
+            ::backprop::__private::tensor::check_broadcast("`p * w`", &p, &w);
             let t3 = ::backprop::__private::tensor::by_ref(&p)
                 * ::backprop::__private::tensor::by_ref(&w);
             let shape_t_p = ::backprop::__private::tensor::shape_of(&t_p);
-            ::backprop::__private::tensor::check_broadcast(
-                "`p * w`",
-                &&t_p,
-                &::backprop::__private::tensor::by_ref(&w),
-            );
-            let t_t3 = &t_p * ::backprop::__private::tensor::by_ref(&w);
+            ::backprop::__private::tensor::check_broadcast("`p * w`", &t_p, &w);
+            let t_t3 = t_p * ::backprop::__private::tensor::by_ref(&w);
             let t4 = t3.sum();
             let shape_t_t3 = ::backprop::__private::tensor::shape_of(&t_t3);
             let t_t4 = t_t3.sum();

@@ -66,25 +66,15 @@ impl mlp {
         let t0 = ::backprop::__private::tensor::dot(&x, &w1);
         let shape_t0 = ::backprop::__private::tensor::shape_of(&t0);
         let shape_b1 = ::backprop::__private::tensor::shape_of(&b1);
-        ::backprop::__private::tensor::check_broadcast(
-            "`x.dot(w1) + b1`",
-            &::backprop::__private::tensor::by_ref(&t0),
-            &::backprop::__private::tensor::by_ref(&b1),
-        );
-        let t1 = ::backprop::__private::tensor::by_ref(&t0)
-            + ::backprop::__private::tensor::by_ref(&b1);
+        ::backprop::__private::tensor::check_broadcast("`x.dot(w1) + b1`", &t0, &b1);
+        let t1 = t0 + ::backprop::__private::tensor::by_ref(&b1);
         let t2 = &t1;
         let (h, tape_h) = relu::forward(t2);
         let t3 = ::backprop::__private::tensor::dot(&h, &w2);
         let shape_t3 = ::backprop::__private::tensor::shape_of(&t3);
         let shape_b2 = ::backprop::__private::tensor::shape_of(&b2);
-        ::backprop::__private::tensor::check_broadcast(
-            "`h.dot(w2) + b2`",
-            &::backprop::__private::tensor::by_ref(&t3),
-            &::backprop::__private::tensor::by_ref(&b2),
-        );
-        let logits = ::backprop::__private::tensor::by_ref(&t3)
-            + ::backprop::__private::tensor::by_ref(&b2);
+        ::backprop::__private::tensor::check_broadcast("`h.dot(w2) + b2`", &t3, &b2);
+        let logits = t3 + ::backprop::__private::tensor::by_ref(&b2);
         let t4 = &logits;
         let t5 = XentOptions::default();
         let (t6, tape_t6) = softmax_cross_entropy::forward(t4, labels, t5);
@@ -213,13 +203,8 @@ impl mlp {
         );
         let t_t0 = ::backprop::__private::tensor::dot(&x, &t_w1);
         let t0 = ::backprop::__private::tensor::dot(&x, &w1);
-        ::backprop::__private::tensor::check_broadcast(
-            "`x.dot(w1) + b1`",
-            &::backprop::__private::tensor::by_ref(&t0),
-            &::backprop::__private::tensor::by_ref(&b1),
-        );
-        let t1 = ::backprop::__private::tensor::by_ref(&t0)
-            + ::backprop::__private::tensor::by_ref(&b1);
+        ::backprop::__private::tensor::check_broadcast("`x.dot(w1) + b1`", &t0, &b1);
+        let t1 = t0 + ::backprop::__private::tensor::by_ref(&b1);
         let t_t1 = ::backprop::__private::tangent::spread(&t1, &t_t0)
             + ::backprop::__private::tangent::spread(&t1, &t_b1);
         let t2 = &t1;
@@ -228,13 +213,8 @@ impl mlp {
         let t_t3 = ::backprop::__private::tensor::dot(&t_h, &w2)
             + ::backprop::__private::tensor::dot(&h, &t_w2);
         let t3 = ::backprop::__private::tensor::dot(&h, &w2);
-        ::backprop::__private::tensor::check_broadcast(
-            "`h.dot(w2) + b2`",
-            &::backprop::__private::tensor::by_ref(&t3),
-            &::backprop::__private::tensor::by_ref(&b2),
-        );
-        let logits = ::backprop::__private::tensor::by_ref(&t3)
-            + ::backprop::__private::tensor::by_ref(&b2);
+        ::backprop::__private::tensor::check_broadcast("`h.dot(w2) + b2`", &t3, &b2);
+        let logits = t3 + ::backprop::__private::tensor::by_ref(&b2);
         let t_logits = ::backprop::__private::tangent::spread(&logits, &t_t3)
             + ::backprop::__private::tangent::spread(&logits, &t_b2);
         let t4 = &logits;
@@ -318,22 +298,16 @@ impl mlp {
             let t_t0 = ::backprop::__private::tensor::dot(&x, &v_w1);
             let shape_t0 = ::backprop::__private::tensor::shape_of(&t0);
             let shape_b1 = ::backprop::__private::tensor::shape_of(&b1);
-            ::backprop::__private::tensor::check_broadcast(
-                "`x.dot(w1) + b1`",
-                &::backprop::__private::tensor::by_ref(&t0),
-                &::backprop::__private::tensor::by_ref(&b1),
-            );
-            let t1 = ::backprop::__private::tensor::by_ref(&t0)
-                + ::backprop::__private::tensor::by_ref(&b1);
+            ::backprop::__private::tensor::check_broadcast("`x.dot(w1) + b1`", &t0, &b1);
+            let t1 = t0 + ::backprop::__private::tensor::by_ref(&b1);
             let shape_t_t0 = ::backprop::__private::tensor::shape_of(&t_t0);
             let shape_v_b1 = ::backprop::__private::tensor::shape_of(&v_b1);
             ::backprop::__private::tensor::check_broadcast(
                 "`x.dot(w1) + b1`",
-                &::backprop::__private::tensor::by_ref(&t_t0),
-                &::backprop::__private::tensor::by_ref(&v_b1),
+                &t_t0,
+                &v_b1,
             );
-            let t_t1 = ::backprop::__private::tensor::by_ref(&t_t0)
-                + ::backprop::__private::tensor::by_ref(&v_b1);
+            let t_t1 = t_t0 + ::backprop::__private::tensor::by_ref(&v_b1);
             let t2 = &t1;
             let t_t2 = &t_t1;
             let (h, tape_h) = relu::forward(t2);
@@ -343,31 +317,20 @@ impl mlp {
             let t_term_2 = ::backprop::__private::tensor::dot(&h, &v_w2);
             let shape_t_term_1 = ::backprop::__private::tensor::shape_of(&t_term_1);
             let shape_t_term_2 = ::backprop::__private::tensor::shape_of(&t_term_2);
-            ::backprop::__private::tensor::check_broadcast(
-                "``",
-                &::backprop::__private::tensor::by_ref(&t_term_1),
-                &::backprop::__private::tensor::by_ref(&t_term_2),
-            );
-            let t_t3 = ::backprop::__private::tensor::by_ref(&t_term_1)
-                + ::backprop::__private::tensor::by_ref(&t_term_2);
+            ::backprop::__private::tensor::check_broadcast("``", &t_term_1, &t_term_2);
+            let t_t3 = t_term_1 + t_term_2;
             let shape_t3 = ::backprop::__private::tensor::shape_of(&t3);
             let shape_b2 = ::backprop::__private::tensor::shape_of(&b2);
-            ::backprop::__private::tensor::check_broadcast(
-                "`h.dot(w2) + b2`",
-                &::backprop::__private::tensor::by_ref(&t3),
-                &::backprop::__private::tensor::by_ref(&b2),
-            );
-            let logits = ::backprop::__private::tensor::by_ref(&t3)
-                + ::backprop::__private::tensor::by_ref(&b2);
+            ::backprop::__private::tensor::check_broadcast("`h.dot(w2) + b2`", &t3, &b2);
+            let logits = t3 + ::backprop::__private::tensor::by_ref(&b2);
             let shape_t_t3 = ::backprop::__private::tensor::shape_of(&t_t3);
             let shape_v_b2 = ::backprop::__private::tensor::shape_of(&v_b2);
             ::backprop::__private::tensor::check_broadcast(
                 "`h.dot(w2) + b2`",
-                &::backprop::__private::tensor::by_ref(&t_t3),
-                &::backprop::__private::tensor::by_ref(&v_b2),
+                &t_t3,
+                &v_b2,
             );
-            let t_logits = ::backprop::__private::tensor::by_ref(&t_t3)
-                + ::backprop::__private::tensor::by_ref(&v_b2);
+            let t_logits = t_t3 + ::backprop::__private::tensor::by_ref(&v_b2);
             let t4 = &logits;
             let t_t4 = &t_logits;
             let t5 = XentOptions::default();

@@ -588,6 +588,17 @@ impl<'a> Emitter<'a> {
         })
     }
 
+    /// Whether statement `def` is the only reader of the local `v`, in the same block,
+    /// and neither the reverse pass nor a tangent reads it: the statement may move it.
+    pub(super) fn dies_here(&self, v: VarId, def: VarId) -> bool {
+        self.func.def_of(v).is_some()
+            && !self.func.params.iter().any(|p| p.var == v)
+            && self.uses.get(&v) == Some(&1)
+            && !self.read_by_reverse_now(v)
+            && !self.tangent_call_args.contains(&v)
+            && same_block(&self.func.body, v, def)
+    }
+
     pub fn operand(&self, o: &Operand) -> TokenStream {
         match o {
             Operand::Var(v) => self.var(*v).to_token_stream(),

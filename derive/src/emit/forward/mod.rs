@@ -322,6 +322,18 @@ impl<'a> Emitter<'a> {
                 let ops: Vec<TokenStream> = args
                     .iter()
                     .map(|a| match a.var() {
+                        // An owned temporary this operator is the only reader of moves
+                        // in: ndarray's `a + &b` then writes into `a`'s buffer, with no
+                        // copy and no fresh allocation.
+                        Some(v)
+                            if self.plan.kinds.owned_array[v.0]
+                                && !s.compound
+                                && matches!(spelling, Spelling::Operator(_))
+                                && self.owns_data(a)
+                                && self.dies_here(v, s.def) =>
+                        {
+                            self.var(v).to_token_stream()
+                        }
                         Some(v) if self.plan.kinds.owned_array[v.0] => {
                             let x = self.var(v);
                             // A call's result may be a scalar (every `#[grad]` function
@@ -365,7 +377,13 @@ impl<'a> Emitter<'a> {
                 let value = self.spelled_ops(spelling, &ops, span);
                 if let (Spelling::Operator(_), [a, b]) = (spelling, &ops[..]) {
                     // ndarray's own panic on a shape mismatch names neither shape; and
-                    // `y += x` must keep `y`'s shape, as ndarray's `+=` does.
+                    // `y += x` must keep `y`'s shape, as ndarray's `+=` does. The check
+                    // borrows a variable as it is (its operand may be a copy or a move).
+                    let checked = |arg: &Operand, op: &TokenStream| match arg.var() {
+                        Some(v) => self.var(v).to_token_stream(),
+                        None => op.clone(),
+                    };
+                    let (a, b) = (&checked(&args[0], a), &checked(&args[1], b));
                     let what = format!("`{}`", s.source);
                     let check = if s.compound {
                         quote_spanned!(span=> ::backprop::__private::tensor::check_assign(#what, &#a, &#b);)
