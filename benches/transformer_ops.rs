@@ -15,6 +15,10 @@
 //!   `bytes <op> <small|large>` → the tape's bytes (`Pullback::bytes`);
 //!   `attn_bytes <T>` → attention's tape bytes at B=1, H=4, head size 32.
 //!
+//! Like `examples/gpt.rs`, it runs on mimalloc (glibc's malloc gives large freed blocks
+//! back to the kernel after each call, and the next call faults their pages in again)
+//! and on rayon's pool ([`backprop::run_on_pool`]), as a training step does.
+//!
 //! Inputs are made once per (op, shape) and kept. Each timed call runs the forward pass
 //! and the backward pass and drops nothing inside the timer (results are dropped after
 //! it stops); the cotangent, which `backward` takes by value, is cloned before the
@@ -22,6 +26,9 @@
 
 use backprop::Pullback;
 use backprop::ops;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use ndarray::{Array1, Array2, Array4};
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -204,8 +211,13 @@ fn serve() {
 
 fn main() {
     if std::env::var_os("TRANSFORMER_OPS_SERVE").is_some() {
-        return serve();
+        return backprop::run_on_pool(serve);
     }
+    backprop::run_on_pool(report);
+}
+
+/// The stand-alone report: medians of 51 per op and shape, and the tape bytes.
+fn report() {
     for sh in ["small", "large"] {
         let (b, t, d, h, v) = shape(sh);
         println!("{sh}: B={b} T={t} d={d} H={h} V={v}, f32, forward+backward, median of 51");
