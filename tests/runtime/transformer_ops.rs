@@ -185,6 +185,45 @@ fn norms_match_the_unfused_reference_around_the_lane_width() {
     gradcheck!(ln_t(x = &xt, g = &g, b = &b, w = const &wt)).assert();
 }
 
+/// Inputs large enough to split across rayon's threads (the norms' blocks of 64 rows,
+/// the causal softmax's `[T, T]` blocks) give the unfused reference's values: the norms
+/// at 600 rows (nine full blocks and a part) through the companion's tape, which copies
+/// x block by block; the causal softmax against the masked op with a triangular mask,
+/// which runs on one thread.
+#[test]
+fn norms_and_causal_softmax_split_across_threads_match_the_reference() {
+    let mut r = Rng(17);
+    let (x, dy) = (r.array((600, 512)) * 2.0 + 0.5, r.array((600, 512)));
+    let (g, b) = (r.array(512) + 1.0, r.array(512));
+    let (y, dx, dg, db) = norm_reference(&x, &g, &b, &dy, false);
+    let (v, tape) = ops::layer_norm::forward(&x, &g, &b, 1e-5);
+    let (a, ag, ab, _) = tape.backward(dy.clone());
+    assert!(max_abs_diff(&v, &y) < 1e-13);
+    assert!(max_abs_diff(&a, &dx) < 1e-12);
+    assert!(max_abs_diff(&ag, &dg) < 1e-10 && max_abs_diff(&ab, &db) < 1e-10);
+    let (ry, rdx, rdg, _) = norm_reference(&x, &g, &b, &dy, true);
+    let (v, tape) = ops::rms_norm::forward(&x, &g, 1e-6);
+    let (a, ag, _) = tape.backward(dy.clone());
+    assert!(max_abs_diff(&v, &ry) < 1e-13);
+    assert!(max_abs_diff(&a, &rdx) < 1e-12 && max_abs_diff(&ag, &rdg) < 1e-10);
+    // A transposed x is read in its own layout and kept in standard layout.
+    let xt = x.t().to_owned();
+    let (v, tape) = ops::layer_norm::forward(&xt.t(), &g, &b, 1e-5);
+    let (a, _, _, _) = tape.backward(dy.clone());
+    assert!(max_abs_diff(&v, &y) < 1e-13 && max_abs_diff(&a, &dx) < 1e-12);
+
+    let t = 64;
+    let (s, d) = (r.array((4, 8, t, t)) * 3.0, r.array((4, 8, t, t)));
+    let mask = Array2::from_shape_fn((t, t), |(i, j)| j <= i);
+    let (yc, tc) = ops::softmax_causal::forward(&s);
+    let (ym, tm) = ops::softmax_masked::forward(&s, &mask);
+    assert_eq!(yc, ym);
+    assert_eq!(softmax_causal(&s), ym);
+    let (dc,) = tc.backward(d.clone());
+    let (dm, _) = tm.backward(d);
+    assert!(max_abs_diff(&dc, &dm) < 1e-15);
+}
+
 #[test]
 fn layer_norm_f32_agrees_with_f64() {
     let mut r = Rng(2);

@@ -190,6 +190,18 @@ pub(crate) fn exp_shifted_body<T: Real, M: Math>(p: &mut [T], n: usize, causal: 
 }
 
 #[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")]
+fn forward_avx512<T: Real>(x: &[T], n: usize, keep: Keep<'_>, y: &mut [T], lse: &mut [T]) {
+    forward_body::<T, VecMath>(x, n, keep, y, lse)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")]
+fn exp_shifted_avx512<T: Real>(p: &mut [T], n: usize, causal: bool, lse: &[T]) {
+    exp_shifted_body::<T, VecMath>(p, n, causal, lse)
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn forward_avx2<T: Real>(x: &[T], n: usize, keep: Keep<'_>, y: &mut [T], lse: &mut [T]) {
     forward_body::<T, VecMath>(x, n, keep, y, lse)
@@ -233,6 +245,9 @@ pub fn forward<T: Real>(x: &[T], n: usize, keep: Keep<'_>, y: &mut [T], lse: &mu
     check("masked softmax", x.len(), n, y.len(), lse.len(), keep);
     match Arch::get() {
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: has_avx512() is true only after detecting AVX-512 F/DQ/VL/BW.
+        Arch::Avx2Fma if super::has_avx512() => unsafe { forward_avx512(x, n, keep, y, lse) },
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: Arch::get() returned Avx2Fma only after detecting AVX2 and FMA.
         Arch::Avx2Fma => unsafe { forward_avx2(x, n, keep, y, lse) },
         _ => forward_body::<T, StdMath>(x, n, keep, y, lse),
@@ -247,6 +262,9 @@ pub fn forward<T: Real>(x: &[T], n: usize, keep: Keep<'_>, y: &mut [T], lse: &mu
 pub fn exp_shifted<T: Real>(p: &mut [T], n: usize, causal: bool, lse: &[T]) {
     check("exp_shifted", p.len(), n, p.len(), lse.len(), Keep::All);
     match Arch::get() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `forward`.
+        Arch::Avx2Fma if super::has_avx512() => unsafe { exp_shifted_avx512(p, n, causal, lse) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `forward`.
         Arch::Avx2Fma => unsafe { exp_shifted_avx2(p, n, causal, lse) },

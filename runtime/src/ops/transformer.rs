@@ -123,7 +123,8 @@ fn norm_forward<S1, S2, T, D>(
     beta: Option<&[T]>,
     eps: T,
     rms: bool,
-) -> (Array<T, D>, Vec<T>, Vec<T>)
+    keep_x: bool,
+) -> (Array<T, D>, Vec<T>, Vec<T>, Option<Array<T, D>>)
 where
     S1: Data<Elem = T>,
     S2: Data<Elem = T>,
@@ -136,21 +137,59 @@ where
     let g = gamma.to_vec();
     // Every element is written below: no zero fill first.
     let mut y = Array::uninit(x.raw_dim());
+    // With `keep_x`, a copy of x for the tape, written block by block beside y.
+    let mut kept = Array::uninit(if keep_x {
+        x.raw_dim()
+    } else {
+        D::zeros(x.ndim())
+    });
     let rows = x.len().checked_div(d).unwrap_or(0);
     let (mut mean, mut rstd) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
     if rows > 0 {
         let (xsl, ysl) = (xs.as_slice().unwrap(), y.as_slice_mut().unwrap());
-        let stats = (&mut mean, &mut rstd);
-        match Arch::get() {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: Arch::get() returned Avx2Fma only after detecting AVX2 and FMA.
-            Arch::Avx2Fma => unsafe { norm_forward_rows_avx2(xsl, ysl, &g, beta, eps, rms, stats) },
-            _ => norm_forward_rows(xsl, ysl, &g, beta, eps, rms, stats),
+        let ksl = kept.as_slice_mut().unwrap();
+        let forward_rows = |xb: &[T], yb: &mut [MaybeUninit<T>], kb: &mut [MaybeUninit<T>]| {
+            for (k, &v) in kb.iter_mut().zip(xb) {
+                k.write(v);
+            }
+            let n = xb.len() / d;
+            let (mut m, mut r) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            let stats = (&mut m, &mut r);
+            match Arch::get() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: Arch::get() returned Avx2Fma only after detecting AVX2 and FMA.
+                Arch::Avx2Fma => unsafe {
+                    norm_forward_rows_avx2(xb, yb, &g, beta, eps, rms, stats)
+                },
+                _ => norm_forward_rows(xb, yb, &g, beta, eps, rms, stats),
+            }
+            (m, r)
+        };
+        // Rows are independent: blocks of them on rayon's threads give the same values.
+        let parts: Vec<(Vec<T>, Vec<T>)> = if x.len() >= NORM_PARALLEL_MIN_ELEMS {
+            use rayon::prelude::*;
+            let block = NORM_BLOCK_ROWS * d;
+            let kblock = if keep_x { block } else { 1 };
+            let mut kchunks: Vec<&mut [MaybeUninit<T>]> = ksl.chunks_mut(kblock).collect();
+            kchunks.resize_with(xsl.len().div_ceil(block), Default::default);
+            xsl.par_chunks(block)
+                .zip(ysl.par_chunks_mut(block))
+                .zip(kchunks)
+                .map(|((xb, yb), kb)| forward_rows(xb, yb, kb))
+                .collect()
+        } else {
+            vec![forward_rows(xsl, ysl, ksl)]
+        };
+        for (m, r) in parts {
+            mean.extend(m);
+            rstd.extend(r);
         }
     }
-    // SAFETY: the row loop wrote every element (rows·d = x.len(); with no rows, x and y
-    // are empty).
-    (unsafe { y.assume_init() }, mean, rstd)
+    // SAFETY: the row loop wrote every element of y (rows·d = x.len(); with no rows, x
+    // and y are empty), and with `keep_x` every element of the copy.
+    let y = unsafe { y.assume_init() };
+    let kept = keep_x.then(|| unsafe { kept.assume_init() });
+    (y, mean, rstd, kept)
 }
 
 /// The row loop of [`norm_forward`]: rows of `g.len()`, pushing `μ` and `1/σ`.
@@ -230,20 +269,55 @@ where
         return (x, d_g, d_b);
     }
     let dys = d_y.as_standard_layout();
-    let (dgs, dbs) = (d_g.as_slice_mut().unwrap(), d_b.as_slice_mut().unwrap());
     let dysl = dys.as_slice().unwrap();
     let xdx = x.as_slice_mut().unwrap();
-    let stats = (mean, rstd);
-    match Arch::get() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Arch::get() returned Avx2Fma only after detecting AVX2 and FMA.
-        Arch::Avx2Fma => unsafe {
-            norm_backward_rows_avx2(xdx, dysl, gamma, stats, rms, (dgs, dbs))
-        },
-        _ => norm_backward_rows(xdx, dysl, gamma, stats, rms, (dgs, dbs)),
+    // Blocks of NORM_BLOCK_ROWS rows, each with its own partial d_γ and d_β, added in
+    // block order: the same sums whether the blocks run on one thread or several.
+    let backward_rows = |i: usize, xb: &mut [T], db: &[T]| {
+        let (r0, r1) = (i * NORM_BLOCK_ROWS, i * NORM_BLOCK_ROWS + xb.len() / d);
+        let stats = (&mean[r0..r1], &rstd[r0..r1]);
+        let (mut pg, mut pb) = (vec![T::zero(); d], vec![T::zero(); d]);
+        match Arch::get() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Arch::get() returned Avx2Fma only after detecting AVX2 and FMA.
+            Arch::Avx2Fma => unsafe {
+                norm_backward_rows_avx2(xb, db, gamma, stats, rms, (&mut pg, &mut pb))
+            },
+            _ => norm_backward_rows(xb, db, gamma, stats, rms, (&mut pg, &mut pb)),
+        }
+        (pg, pb)
+    };
+    let block = NORM_BLOCK_ROWS * d;
+    let parts: Vec<(Vec<T>, Vec<T>)> = if xdx.len() >= NORM_PARALLEL_MIN_ELEMS {
+        use rayon::prelude::*;
+        xdx.par_chunks_mut(block)
+            .zip(dysl.par_chunks(block))
+            .enumerate()
+            .map(|(i, (xb, db))| backward_rows(i, xb, db))
+            .collect()
+    } else {
+        xdx.chunks_mut(block)
+            .zip(dysl.chunks(block))
+            .enumerate()
+            .map(|(i, (xb, db))| backward_rows(i, xb, db))
+            .collect()
+    };
+    let (dgs, dbs) = (d_g.as_slice_mut().unwrap(), d_b.as_slice_mut().unwrap());
+    for (pg, pb) in parts {
+        dgs.iter_mut().zip(&pg).for_each(|(a, &b)| *a += b);
+        dbs.iter_mut().zip(&pb).for_each(|(a, &b)| *a += b);
     }
     (x, d_g, d_b)
 }
+
+/// Rows per block of the norms' row loops: the unit of their split across threads and
+/// of their partial `d_γ`, `d_β` sums (fixed, so the sums do not depend on the number of
+/// threads).
+const NORM_BLOCK_ROWS: usize = 64;
+
+/// Inputs of at least this many elements run the norms' row blocks on rayon's threads
+/// (smaller ones on the calling thread, the same blocks in the same order).
+const NORM_PARALLEL_MIN_ELEMS: usize = 1 << 18;
 
 /// [`norm_backward_rows`] compiled for AVX2 + FMA.
 #[cfg(target_arch = "x86_64")]
@@ -358,7 +432,8 @@ where
 {
     check_param("layer_norm", x.shape(), "beta", beta.shape());
     let b = beta.to_vec();
-    norm_forward("layer_norm", x, gamma, Some(&b), eps, false)
+    let (y, mean, rstd, _) = norm_forward("layer_norm", x, gamma, Some(&b), eps, false, false);
+    (y, mean, rstd)
 }
 
 /// Pullback of [`layer_norm`] from `x`, `γ` and the saved row statistics `μ`, `1/σ`:
@@ -440,7 +515,7 @@ where
     T: Real,
     D: Dimension,
 {
-    let (y, _, r) = norm_forward("rms_norm", x, gamma, None, eps, true);
+    let (y, _, r, _) = norm_forward("rms_norm", x, gamma, None, eps, true, false);
     (y, r)
 }
 
@@ -494,8 +569,10 @@ impl layer_norm {
         T: Real,
         D: Dimension,
     {
-        let (y, mean, rstd) = layer_norm_with_stats(x, gamma, beta, eps);
-        let (xs, gs) = (x.as_standard_layout().into_owned(), gamma.to_vec());
+        check_param("layer_norm", x.shape(), "beta", beta.shape());
+        let b = beta.to_vec();
+        let (y, mean, rstd, xs) = norm_forward("layer_norm", x, gamma, Some(&b), eps, false, true);
+        let (xs, gs) = (xs.expect("kept above"), gamma.to_vec());
         let heap = nbytes::<T>(xs.len() + gs.len() + mean.len() + rstd.len());
         (
             y,
@@ -528,8 +605,8 @@ impl rms_norm {
         T: Real,
         D: Dimension,
     {
-        let (y, rstd) = rms_norm_with_stats(x, gamma, eps);
-        let (xs, gs) = (x.as_standard_layout().into_owned(), gamma.to_vec());
+        let (y, _, rstd, xs) = norm_forward("rms_norm", x, gamma, None, eps, true, true);
+        let (xs, gs) = (xs.expect("kept above"), gamma.to_vec());
         let heap = nbytes::<T>(xs.len() + gs.len() + rstd.len());
         (
             y,
@@ -795,6 +872,17 @@ where
     T: Real,
     D: Dimension,
 {
+    softmax_causal_packing(x, false).0
+}
+
+/// [`softmax_causal`], and with `pack` its kept entries packed ([`pack_causal_into`]'s
+/// layout) in the same pass over each block.
+fn softmax_causal_packing<S, T, D>(x: &ArrayBase<S, D>, pack: bool) -> (Array<T, D>, Vec<T>)
+where
+    S: Data<Elem = T>,
+    T: Real,
+    D: Dimension,
+{
     let sh = x.shape();
     if sh.len() < 2 || sh[sh.len() - 1] != sh[sh.len() - 2] {
         panic!(
@@ -805,13 +893,38 @@ where
     let t = sh[sh.len() - 1];
     let xs = x.as_standard_layout();
     let mut y = Array::zeros(x.raw_dim());
+    let items = x.len().checked_div(t * t).unwrap_or(0);
+    let block = t * (t + 1) / 2;
+    let mut packed = vec![T::zero(); if pack { items * block } else { 0 }];
     if t > 0 && !x.is_empty() {
+        // One `[T, T]` block per item, on rayon's threads when large: each block's rows
+        // are numbered from 0, as the causal mask needs.
+        let xsl = xs.as_slice().unwrap();
         let mut lse = vec![T::zero(); x.len() / t];
         let ys = y.as_slice_mut().unwrap();
-        kernel::forward(xs.as_slice().unwrap(), t, Keep::Causal, ys, &mut lse);
+        super::per_chunks(
+            [
+                (ys, t * t),
+                (&mut lse, t),
+                (&mut packed, if pack { block } else { 0 }),
+            ],
+            items,
+            SOFTMAX_WORK_PER_ELEMENT * x.len(),
+            |i, [yi, li, pi]| {
+                kernel::forward(&xsl[i * t * t..(i + 1) * t * t], t, Keep::Causal, yi, li);
+                if pack {
+                    pack_causal_into(yi, t, pi);
+                }
+            },
+        );
     }
-    y
+    (y, packed)
 }
+
+/// Multiply-adds an exponential and a row sum cost per element, as counted against
+/// [`super::BATCH_PARALLEL_MIN_FLOPS`] when the causal softmax splits its `[T, T]` blocks
+/// over rayon's threads.
+const SOFTMAX_WORK_PER_ELEMENT: usize = 16;
 
 /// Pullback of [`softmax_masked`] and [`softmax_causal`] from the saved output `y`:
 /// as [`softmax_vjp`](super::softmax_vjp), `d_x = y ⊙ (d_y − ⟨d_y, y⟩_row)` (the row sum over 8
@@ -892,20 +1005,19 @@ impl softmax_masked {
     }
 }
 
-/// The kept entries of causal softmax rows `y` (`[.., T, T]` in standard layout, rows of
-/// `t`): row `r` keeps its first `r mod t + 1`, packed one row after another, so the
-/// tape holds `T(T+1)/2` numbers per `[T, T]` block instead of `T²`.
-fn pack_causal<T: Real>(y: &[T], t: usize) -> Vec<T> {
-    let rows = y.len().checked_div(t).unwrap_or(0);
-    let mut out = Vec::with_capacity(rows.div_ceil(t.max(1)) * t * (t + 1) / 2);
-    for (r, row) in y.chunks_exact(t.max(1)).enumerate() {
-        out.extend_from_slice(&row[..r % t + 1]);
+/// The kept entries of one causal softmax block `y` (`[T, T]`, rows of `t`) into `out`
+/// (`T(T+1)/2` long): row `r` keeps its first `r + 1`, packed one row after another, so
+/// the tape holds `T(T+1)/2` numbers per block instead of `T²`.
+fn pack_causal_into<T: Real>(y: &[T], t: usize, out: &mut [T]) {
+    let mut off = 0;
+    for (r, row) in y.chunks_exact(t).enumerate() {
+        out[off..off + r + 1].copy_from_slice(&row[..r + 1]);
+        off += r + 1;
     }
-    out
 }
 
 /// [`softmax_masked_vjp`] for [`softmax_causal`] from the packed kept entries
-/// ([`pack_causal`]): `d_x = y ⊙ (d_y − ⟨d_y, y⟩_row)` over each row's kept prefix, 0
+/// ([`pack_causal_into`]): `d_x = y ⊙ (d_y − ⟨d_y, y⟩_row)` over each row's kept prefix, 0
 /// above the diagonal (where `y` is 0). Written over `d_y`, which it takes by value
 /// (each element is read once, where its `d_x` goes).
 fn softmax_causal_vjp_packed<T, D>(packed: &[T], dim: D, d_y: Array<T, D>) -> Array<T, D>
@@ -923,18 +1035,24 @@ where
     if t == 0 || d_x.is_empty() {
         return d_x;
     }
-    let mut off = 0;
-    for (r, oi) in d_x.as_slice_mut().unwrap().chunks_exact_mut(t).enumerate() {
-        let n = r % t + 1;
-        let yi = &packed[off..off + n];
-        off += n;
-        let (kept, above) = oi.split_at_mut(n);
-        let dot = lane_sum(yi, kept, |a, b| a * b);
-        for (o, &a) in kept.iter_mut().zip(yi) {
-            *o = a * (*o - dot);
+    // One `[T, T]` block per item (its packed entries start at `i·T(T+1)/2`), on
+    // rayon's threads when large.
+    let block = t * (t + 1) / 2;
+    let work = SOFTMAX_WORK_PER_ELEMENT * d_x.len();
+    super::per_chunk(d_x.as_slice_mut().unwrap(), t * t, work, |i, di| {
+        let mut off = i * block;
+        for (r, oi) in di.chunks_exact_mut(t).enumerate() {
+            let n = r + 1;
+            let yi = &packed[off..off + n];
+            off += n;
+            let (kept, above) = oi.split_at_mut(n);
+            let dot = lane_sum(yi, kept, |a, b| a * b);
+            for (o, &a) in kept.iter_mut().zip(yi) {
+                *o = a * (*o - dot);
+            }
+            above.fill(T::zero());
         }
-        above.fill(T::zero());
-    }
+    });
     d_x
 }
 
@@ -955,9 +1073,7 @@ impl softmax_causal {
         T: Real,
         D: Dimension,
     {
-        let y = softmax_causal(x);
-        let t = last_axis("softmax_causal", y.shape());
-        let saved = pack_causal(y.as_slice().unwrap(), t);
+        let (y, saved) = softmax_causal_packing(x, true);
         let dim = y.raw_dim();
         (
             y,
