@@ -100,15 +100,21 @@ impl mlp {
             let (d_t4, _, _) = ::backprop::__private::Pullback::backward(tape_t6, d_t6);
             ::backprop::__private::expect_cotangent(&d_t4);
             let d_logits = d_t4;
-            let d_t3 = ::backprop::__private::tensor::add_vjp(&shape_t3, &d_logits);
-            let d_b2 = ::backprop::__private::tensor::add_vjp(&shape_b2, &d_logits);
+            let (d_t3, d_b2) = ::backprop::__private::tensor::add_vjp_pair(
+                &shape_t3,
+                &shape_b2,
+                d_logits,
+            );
             let d_h = ::backprop::__private::tensor::dot_vjp_lhs(&w2, &d_t3);
             let d_w2 = ::backprop::__private::tensor::dot_vjp_rhs(&h, &d_t3);
             let (d_t2,) = ::backprop::__private::Pullback::backward(tape_h, d_h);
             ::backprop::__private::expect_cotangent(&d_t2);
             let d_t1 = d_t2;
-            let d_t0 = ::backprop::__private::tensor::add_vjp(&shape_t0, &d_t1);
-            let d_b1 = ::backprop::__private::tensor::add_vjp(&shape_b1, &d_t1);
+            let (d_t0, d_b1) = ::backprop::__private::tensor::add_vjp_pair(
+                &shape_t0,
+                &shape_b1,
+                d_t1,
+            );
             let d_w1 = ::backprop::__private::tensor::dot_vjp_rhs(&x, &d_t0);
             (
                 ::backprop::__private::Inactive,
@@ -384,23 +390,20 @@ impl mlp {
                 );
                 let d_t_logits = d_t_t4;
                 let d_logits = d_t4;
-                let d_t_t3 = ::backprop::__private::tensor::add_vjp(
+                let (d_t_t3, d_v_b2) = ::backprop::__private::tensor::add_vjp_pair(
                     &shape_t_t3,
-                    &d_t_logits,
-                );
-                let d_v_b2 = ::backprop::__private::tensor::add_vjp(
                     &shape_v_b2,
-                    &d_t_logits,
+                    d_t_logits,
                 );
-                let d_t3 = ::backprop::__private::tensor::add_vjp(&shape_t3, &d_logits);
-                let d_b2 = ::backprop::__private::tensor::add_vjp(&shape_b2, &d_logits);
-                let d_t_term_1 = ::backprop::__private::tensor::add_vjp(
+                let (d_t3, d_b2) = ::backprop::__private::tensor::add_vjp_pair(
+                    &shape_t3,
+                    &shape_b2,
+                    d_logits,
+                );
+                let (d_t_term_1, d_t_term_2) = ::backprop::__private::tensor::add_vjp_pair(
                     &shape_t_term_1,
-                    &d_t_t3,
-                );
-                let d_t_term_2 = ::backprop::__private::tensor::add_vjp(
                     &shape_t_term_2,
-                    &d_t_t3,
+                    d_t_t3,
                 );
                 let mut d_h = ::backprop::__private::tensor::dot_vjp_lhs(
                     &v_w2,
@@ -419,16 +422,16 @@ impl mlp {
                 ::backprop::__private::expect_cotangent(&d_t2);
                 let d_t_t1 = d_t_t2;
                 let d_t1 = d_t2;
-                let d_t_t0 = ::backprop::__private::tensor::add_vjp(
+                let (d_t_t0, d_v_b1) = ::backprop::__private::tensor::add_vjp_pair(
                     &shape_t_t0,
-                    &d_t_t1,
-                );
-                let d_v_b1 = ::backprop::__private::tensor::add_vjp(
                     &shape_v_b1,
-                    &d_t_t1,
+                    d_t_t1,
                 );
-                let d_t0 = ::backprop::__private::tensor::add_vjp(&shape_t0, &d_t1);
-                let d_b1 = ::backprop::__private::tensor::add_vjp(&shape_b1, &d_t1);
+                let (d_t0, d_b1) = ::backprop::__private::tensor::add_vjp_pair(
+                    &shape_t0,
+                    &shape_b1,
+                    d_t1,
+                );
                 let d_v_w1 = ::backprop::__private::tensor::dot_vjp_rhs(&x, &d_t_t0);
                 let d_w1 = ::backprop::__private::tensor::dot_vjp_rhs(&x, &d_t0);
                 (

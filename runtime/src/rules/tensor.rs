@@ -81,6 +81,7 @@ scalar_impls!(f32, f64);
 pub trait Scalar:
     Real
     + Value<Elem = Self, Cot = Self, Shape = ScalarShape<Self>>
+    + OwnedValue
     + ElemOf<Elem = Self>
     + Elementwise<Self>
 {
@@ -260,6 +261,64 @@ pub fn zeros_of_shape<A: Real, Sh: ShapeOf<A>>(shape: &Sh) -> Sh::Cot {
 /// `y = a ± b`: `∂a = Σ_broadcast d` (and `∂b` the same with the other shape).
 pub fn add_vjp<A: Real, Sh: ShapeOf<A>, C: Value<Elem = A>>(shape: &Sh, d: &C) -> Sh::Cot {
     shape.fit_view(d.dyn_view())
+}
+
+/// `y = a + b` with both operands active: `(∂a, ∂b) = (Σ_broadcast d, Σ_broadcast d)`,
+/// taking the cotangent by value (the two rules are its only readers). The operand with
+/// more elements gets `d` itself where it has `d`'s shape; the other is summed (or
+/// copied, when both have it) from a view. Same values as [`add_vjp`] twice.
+pub fn add_vjp_pair<A: Real, Sa: ShapeOf<A>, Sb: ShapeOf<A>, C: OwnedValue<Elem = A>>(
+    shape_a: &Sa,
+    shape_b: &Sb,
+    d: C,
+) -> (Sa::Cot, Sb::Cot) {
+    if shape_b.len() > shape_a.len() {
+        let d_a = shape_a.fit_view(d.dyn_view());
+        (d_a, shape_b.fit(d.into_dyn_value()))
+    } else {
+        let d_b = shape_b.fit_view(d.dyn_view());
+        (shape_a.fit(d.into_dyn_value()), d_b)
+    }
+}
+
+/// `y = a − b` with both operands active: `(∂a, ∂b) = (Σ_broadcast d, −Σ_broadcast d)`,
+/// `d` by value and moved into `∂a` where it has `a`'s shape. Same values as
+/// [`add_vjp`] and [`sub_vjp_rhs`].
+pub fn sub_vjp_pair<A: Real, Sa: ShapeOf<A>, Sb: ShapeOf<A>, C: OwnedValue<Elem = A>>(
+    shape_a: &Sa,
+    shape_b: &Sb,
+    d: C,
+) -> (Sa::Cot, Sb::Cot) {
+    let d_b = sub_vjp_rhs(shape_b, &d);
+    (shape_a.fit(d.into_dyn_value()), d_b)
+}
+
+/// A cotangent owned by value: a float, or an owned array, which [`add_vjp_pair`] can
+/// hand on without copying.
+pub trait OwnedValue: Value {
+    /// Itself as a [`Dyn`], an array without a copy.
+    fn into_dyn_value(self) -> Dyn<Self::Elem>;
+}
+
+impl OwnedValue for f32 {
+    fn into_dyn_value(self) -> Dyn<f32> {
+        Dyn::Scalar(self)
+    }
+}
+
+impl OwnedValue for f64 {
+    fn into_dyn_value(self) -> Dyn<f64> {
+        Dyn::Scalar(self)
+    }
+}
+
+impl<A: Real, D: Dimension> OwnedValue for Array<A, D>
+where
+    Array<A, D>: Value<Elem = A>,
+{
+    fn into_dyn_value(self) -> Dyn<A> {
+        Dyn::Array(self.into_dyn())
+    }
 }
 
 /// `y = a − b`: `∂b = −Σ_broadcast d`.

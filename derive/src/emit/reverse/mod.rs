@@ -178,6 +178,44 @@ fn reverse_block(
                     check: false,
                 });
             }
+            // `a ± b` of two arrays on the tensor path: both cotangents from one call that
+            // takes `d` by value (these rules are its only readers), so the operand of the
+            // full shape gets `d` itself and only the other one is copied or summed.
+            Rhs::Prim { prim, .. }
+                if matches!(prim.name, "+" | "-")
+                    && !cx.plan.kinds.scalar_path(s.def)
+                    && args.len() == 2
+                    && active(&args[0])
+                        .zip(active(&args[1]))
+                        .is_some_and(|(a, b)| {
+                            a != b
+                                && !cx.plan.in_place_reads.contains(&a)
+                                && !cx.plan.in_place_reads.contains(&b)
+                        }) =>
+            {
+                let d = cx.adjoint(s.def);
+                let shapes: Vec<syn::Ident> = args
+                    .iter()
+                    .map(|a| {
+                        let v = a.var().expect("both operands are active variables");
+                        let shape = cx.stmt_shape(s.def, v);
+                        cx.read_name(&shape);
+                        shape
+                    })
+                    .collect();
+                let (sa, sb) = (&shapes[0], &shapes[1]);
+                let rule = if prim.name == "+" {
+                    quote_spanned!(s.span=> add_vjp_pair)
+                } else {
+                    quote_spanned!(s.span=> sub_vjp_pair)
+                };
+                lines.push(Line::Many {
+                    invoke: quote_spanned!(s.span=> ::backprop::__private::tensor::#rule(&#sa, &#sb, #d)),
+                    slots: vec![active(&args[0]), active(&args[1])],
+                    span: s.span,
+                    check: false,
+                });
+            }
             Rhs::Prim { prim, .. } => {
                 let scalar_path = cx.plan.kinds.scalar_path(s.def);
                 let single = prim.arity() == 1;
