@@ -892,15 +892,19 @@ where
     }
     let t = sh[sh.len() - 1];
     let xs = x.as_standard_layout();
-    let mut y = Array::zeros(x.raw_dim());
+    // Zeroed block by block inside the jobs below, each just before the kernel writes
+    // it (in cache and on every thread), rather than by one pass over all of y first.
+    let mut y = Array::uninit(x.raw_dim());
     let items = x.len().checked_div(t * t).unwrap_or(0);
     let block = t * (t + 1) / 2;
-    let mut packed = vec![T::zero(); if pack { items * block } else { 0 }];
+    let mut packed = Vec::new();
+    packed.resize_with(if pack { items * block } else { 0 }, MaybeUninit::uninit);
     if t > 0 && !x.is_empty() {
         // One `[T, T]` block per item, on rayon's threads when large: each block's rows
         // are numbered from 0, as the causal mask needs.
         let xsl = xs.as_slice().unwrap();
-        let mut lse = vec![T::zero(); x.len() / t];
+        let mut lse = Vec::new();
+        lse.resize_with(x.len() / t, MaybeUninit::uninit);
         let ys = y.as_slice_mut().unwrap();
         super::per_chunks(
             [
@@ -911,6 +915,7 @@ where
             items,
             SOFTMAX_WORK_PER_ELEMENT * x.len(),
             |i, [yi, li, pi]| {
+                let (yi, li, pi) = (zeroed(yi), zeroed(li), zeroed(pi));
                 kernel::forward(&xsl[i * t * t..(i + 1) * t * t], t, Keep::Causal, yi, li);
                 if pack {
                     pack_causal_into(yi, t, pi);
@@ -918,7 +923,30 @@ where
             },
         );
     }
+    // SAFETY: the items cover y and `packed` whole (x.len() = items·T², `packed` has
+    // items·T(T+1)/2 entries when packing), and each job zeroed its pieces; with t = 0 or
+    // no elements, y and `packed` are empty.
+    let y = unsafe { y.assume_init() };
+    let mut packed = std::mem::ManuallyDrop::new(packed);
+    // SAFETY: as above, every element is initialised; the buffer is handed over whole
+    // (pointer, length and capacity of the same allocation, MaybeUninit<T> laid out as T).
+    let packed = unsafe {
+        Vec::from_raw_parts(
+            packed.as_mut_ptr().cast::<T>(),
+            packed.len(),
+            packed.capacity(),
+        )
+    };
     (y, packed)
+}
+
+/// Writes 0 over every element of `s` and returns it initialised.
+fn zeroed<T: Real>(s: &mut [MaybeUninit<T>]) -> &mut [T] {
+    for v in s.iter_mut() {
+        v.write(T::zero());
+    }
+    // SAFETY: every element was just written; MaybeUninit<T> has T's layout.
+    unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<T>(), s.len()) }
 }
 
 /// Multiply-adds an exponential and a row sum cost per element, as counted against
