@@ -595,6 +595,32 @@ fn activations_split_across_threads_match_one_block_at_a_time() {
             );
         }
     }
+    // The ops write into uninitialised arrays block by block (zeroing each block just
+    // before the kernel overwrites it): the same values as the kernel on whole slices.
+    for len in [1, 4095, 4097, n0 + 4097] {
+        let x = ndarray::Array1::from_shape_fn(len, |_| (rng.unit() * 16.0 - 8.0) as f32);
+        let d_y = ndarray::Array1::from_shape_fn(len, |_| rng.unit() as f32);
+        let y = backprop::ops::gelu_exact(&x);
+        let mut want = vec![0.0f32; len];
+        activation::forward(Unary::GeluExact, x.as_slice().unwrap(), &mut want);
+        assert!(
+            y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{len}"
+        );
+        let d = backprop::ops::gelu_exact_vjp(&x, &d_y);
+        activation::backward(
+            Unary::GeluExact,
+            x.as_slice().unwrap(),
+            d_y.as_slice().unwrap(),
+            &mut want,
+        );
+        assert!(
+            d.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{len}"
+        );
+        let r = backprop::ops::relu(&x);
+        assert!(r.iter().zip(&x).all(|(a, &b)| *a == b.max(0.0)), "{len}");
+    }
 }
 
 /// On a CPU with AVX-512 the dispatched activations run their 512-bit copies; this runs

@@ -489,6 +489,76 @@ pub fn forward<T: Real>(op: Unary<T>, x: &[T], y: &mut [T]) {
     forward_serial(op, x, y)
 }
 
+/// [`forward`] into uninitialised memory (what `backprop::ops` allocates for a result):
+/// blocks of [`UNINIT_BLOCK`] elements, each zeroed just before the kernel overwrites it
+/// (in cache, and on rayon's threads with the same split as [`forward`]), so the result
+/// costs no separate zero pass. The values are `forward`'s, element for element.
+///
+/// # Panics
+/// If `x` and `y` differ in length.
+pub(crate) fn forward_uninit<T: Real>(op: Unary<T>, x: &[T], y: &mut [core::mem::MaybeUninit<T>]) {
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "{op:?} forward: x has {} elements but y has {}",
+        x.len(),
+        y.len()
+    );
+    let run =
+        |xb: &[T], yb: &mut [core::mem::MaybeUninit<T>]| forward_serial(op, xb, super::zeroed(yb));
+    if op.is_transcendental() && x.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        x.par_chunks(UNINIT_BLOCK)
+            .zip(y.par_chunks_mut(UNINIT_BLOCK))
+            .for_each(|(xb, yb)| run(xb, yb));
+    } else {
+        x.chunks(UNINIT_BLOCK)
+            .zip(y.chunks_mut(UNINIT_BLOCK))
+            .for_each(|(xb, yb)| run(xb, yb));
+    }
+}
+
+/// [`backward`] into uninitialised memory, as [`forward_uninit`].
+///
+/// # Panics
+/// If the three slices differ in length.
+pub(crate) fn backward_uninit<T: Real>(
+    op: Unary<T>,
+    saved: &[T],
+    d_y: &[T],
+    d_x: &mut [core::mem::MaybeUninit<T>],
+) {
+    assert!(
+        saved.len() == d_y.len() && d_y.len() == d_x.len(),
+        "{op:?} backward: saved has {} elements, d_y {}, d_x {}",
+        saved.len(),
+        d_y.len(),
+        d_x.len()
+    );
+    let run = |s: &[T], g: &[T], o: &mut [core::mem::MaybeUninit<T>]| {
+        backward_serial(op, s, g, super::zeroed(o))
+    };
+    if op.is_transcendental() && d_y.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1
+    {
+        use rayon::prelude::*;
+        saved
+            .par_chunks(UNINIT_BLOCK)
+            .zip(d_y.par_chunks(UNINIT_BLOCK))
+            .zip(d_x.par_chunks_mut(UNINIT_BLOCK))
+            .for_each(|((s, g), o)| run(s, g, o));
+    } else {
+        saved
+            .chunks(UNINIT_BLOCK)
+            .zip(d_y.chunks(UNINIT_BLOCK))
+            .zip(d_x.chunks_mut(UNINIT_BLOCK))
+            .for_each(|((s, g), o)| run(s, g, o));
+    }
+}
+
+/// Elements per block of [`forward_uninit`] and [`backward_uninit`]: 16 KiB of f32,
+/// so a block is still in L1 when the kernel overwrites its zeros.
+const UNINIT_BLOCK: usize = 4096;
+
 fn forward_serial<T: Real>(op: Unary<T>, x: &[T], y: &mut [T]) {
     match Arch::get() {
         #[cfg(target_arch = "x86_64")]

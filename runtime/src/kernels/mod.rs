@@ -114,6 +114,16 @@ pub fn run_on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     out.expect("rayon::scope runs its closure before returning")
 }
 
+/// Writes 0 over every element of `s` and returns it as initialised: a block of a result
+/// allocated uninitialised, zeroed just before a kernel overwrites it.
+pub(crate) fn zeroed<T: Real>(s: &mut [std::mem::MaybeUninit<T>]) -> &mut [T] {
+    for v in s.iter_mut() {
+        v.write(T::zero());
+    }
+    // SAFETY: every element was just written; MaybeUninit<T> has T's layout.
+    unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<T>(), s.len()) }
+}
+
 pub mod activation;
 pub mod adamw;
 pub mod erf;

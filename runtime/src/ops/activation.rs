@@ -2,7 +2,7 @@
 
 use super::same_shape;
 use crate::kernels::Real;
-use crate::kernels::activation::{Unary, backward, forward};
+use crate::kernels::activation::Unary;
 use ndarray::{Array, ArrayBase, Data, Dimension};
 
 pub(super) fn apply<S, T, D>(op: Unary<T>, x: &ArrayBase<S, D>) -> Array<T, D>
@@ -12,9 +12,14 @@ where
     D: Dimension,
 {
     let x = x.as_standard_layout();
-    let mut y = Array::zeros(x.raw_dim());
-    forward(op, x.as_slice().unwrap(), y.as_slice_mut().unwrap());
-    y
+    let mut y = Array::uninit(x.raw_dim());
+    crate::kernels::activation::forward_uninit(
+        op,
+        x.as_slice().unwrap(),
+        y.as_slice_mut().unwrap(),
+    );
+    // SAFETY: forward_uninit wrote every element (it panics on a length mismatch).
+    unsafe { y.assume_init() }
 }
 
 pub(super) fn pull<S1, S2, T, D>(
@@ -32,14 +37,15 @@ where
     same_shape(name, "saved", saved.shape(), "d_y", d_y.shape());
     let s = saved.as_standard_layout();
     let d = d_y.as_standard_layout();
-    let mut d_x = Array::zeros(s.raw_dim());
-    backward(
+    let mut d_x = Array::uninit(s.raw_dim());
+    crate::kernels::activation::backward_uninit(
         op,
         s.as_slice().unwrap(),
         d.as_slice().unwrap(),
         d_x.as_slice_mut().unwrap(),
     );
-    d_x
+    // SAFETY: backward_uninit wrote every element (it panics on a length mismatch).
+    unsafe { d_x.assume_init() }
 }
 
 macro_rules! unary_op {

@@ -915,7 +915,11 @@ where
             items,
             SOFTMAX_WORK_PER_ELEMENT * x.len(),
             |i, [yi, li, pi]| {
-                let (yi, li, pi) = (zeroed(yi), zeroed(li), zeroed(pi));
+                let (yi, li, pi) = (
+                    crate::kernels::zeroed(yi),
+                    crate::kernels::zeroed(li),
+                    crate::kernels::zeroed(pi),
+                );
                 kernel::forward(&xsl[i * t * t..(i + 1) * t * t], t, Keep::Causal, yi, li);
                 if pack {
                     pack_causal_into(yi, t, pi);
@@ -938,15 +942,6 @@ where
         )
     };
     (y, packed)
-}
-
-/// Writes 0 over every element of `s` and returns it initialised.
-fn zeroed<T: Real>(s: &mut [MaybeUninit<T>]) -> &mut [T] {
-    for v in s.iter_mut() {
-        v.write(T::zero());
-    }
-    // SAFETY: every element was just written; MaybeUninit<T> has T's layout.
-    unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<T>(), s.len()) }
 }
 
 /// Multiply-adds an exponential and a row sum cost per element, as counted against
