@@ -19,6 +19,7 @@
 //!   the `∞·0 = NaN` of the plain formula; NaN stays NaN.
 
 use super::{Arch, Real};
+use core::mem::MaybeUninit;
 
 /// An elementwise function with a known derivative.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -468,35 +469,28 @@ fn backward_avx512<T: Real>(op: Unary<T>, s: &[T], d_y: &[T], d_x: &mut [T]) {
 /// assert_eq!(d_x[1], 0.25);
 /// ```
 pub fn forward<T: Real>(op: Unary<T>, x: &[T], y: &mut [T]) {
-    assert_eq!(
-        x.len(),
-        y.len(),
-        "{op:?} forward: x has {} elements but y has {}",
-        x.len(),
-        y.len()
-    );
-    if op.is_transcendental() && x.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1 {
-        use rayon::prelude::*;
-        let per = x
-            .len()
-            .div_ceil(rayon::current_num_threads())
-            .next_multiple_of(64);
-        return x
-            .par_chunks(per)
-            .zip(y.par_chunks_mut(per))
-            .for_each(|(x, y)| forward_serial(op, x, y));
-    }
-    forward_serial(op, x, y)
+    // SAFETY: MaybeUninit<T> has T's layout, and forward_blocks writes only initialised
+    // values (and with `zero: false` reads none of the slots before writing them).
+    let y = unsafe { &mut *(y as *mut [T] as *mut [MaybeUninit<T>]) };
+    forward_blocks(op, x, y, false)
 }
 
 /// [`forward`] into uninitialised memory (what `backprop::ops` allocates for a result):
-/// blocks of [`UNINIT_BLOCK`] elements, each zeroed just before the kernel overwrites it
-/// (in cache, and on rayon's threads with the same split as [`forward`]), so the result
-/// costs no separate zero pass. The values are `forward`'s, element for element.
+/// each block is zeroed just before the kernel overwrites it (in cache, on the thread
+/// that computes it), so the result costs no separate zero pass. The values are
+/// `forward`'s, element for element.
 ///
 /// # Panics
 /// If `x` and `y` differ in length.
-pub(crate) fn forward_uninit<T: Real>(op: Unary<T>, x: &[T], y: &mut [core::mem::MaybeUninit<T>]) {
+pub(crate) fn forward_uninit<T: Real>(op: Unary<T>, x: &[T], y: &mut [MaybeUninit<T>]) {
+    forward_blocks(op, x, y, true)
+}
+
+/// The split behind [`forward`] and [`forward_uninit`]: blocks of [`BLOCK`] elements,
+/// on rayon's threads for a transcendental op above [`PARALLEL_MIN_ELEMS`] (elements are
+/// independent, so the values do not depend on the split); `zero` writes 0 over a block
+/// before the kernel (for uninitialised memory).
+fn forward_blocks<T: Real>(op: Unary<T>, x: &[T], y: &mut [MaybeUninit<T>], zero: bool) {
     assert_eq!(
         x.len(),
         y.len(),
@@ -504,18 +498,28 @@ pub(crate) fn forward_uninit<T: Real>(op: Unary<T>, x: &[T], y: &mut [core::mem:
         x.len(),
         y.len()
     );
-    let run =
-        |xb: &[T], yb: &mut [core::mem::MaybeUninit<T>]| forward_serial(op, xb, super::zeroed(yb));
+    let run = |xb: &[T], yb: &mut [MaybeUninit<T>]| forward_serial(op, xb, init(yb, zero));
     if op.is_transcendental() && x.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
-        x.par_chunks(UNINIT_BLOCK)
-            .zip(y.par_chunks_mut(UNINIT_BLOCK))
+        x.par_chunks(BLOCK)
+            .zip(y.par_chunks_mut(BLOCK))
             .for_each(|(xb, yb)| run(xb, yb));
     } else {
-        x.chunks(UNINIT_BLOCK)
-            .zip(y.chunks_mut(UNINIT_BLOCK))
+        x.chunks(BLOCK)
+            .zip(y.chunks_mut(BLOCK))
             .for_each(|(xb, yb)| run(xb, yb));
     }
+}
+
+/// `d_x[i] = d_y[i]·f′(saved[i])` where `saved` is x or y as [`Unary::saves`] says;
+/// split as [`forward`].
+///
+/// # Panics
+/// If the three slices differ in length.
+pub fn backward<T: Real>(op: Unary<T>, saved: &[T], d_y: &[T], d_x: &mut [T]) {
+    // SAFETY: as in `forward`.
+    let d_x = unsafe { &mut *(d_x as *mut [T] as *mut [MaybeUninit<T>]) };
+    backward_blocks(op, saved, d_y, d_x, false)
 }
 
 /// [`backward`] into uninitialised memory, as [`forward_uninit`].
@@ -526,7 +530,18 @@ pub(crate) fn backward_uninit<T: Real>(
     op: Unary<T>,
     saved: &[T],
     d_y: &[T],
-    d_x: &mut [core::mem::MaybeUninit<T>],
+    d_x: &mut [MaybeUninit<T>],
+) {
+    backward_blocks(op, saved, d_y, d_x, true)
+}
+
+/// The split behind [`backward`] and [`backward_uninit`], as [`forward_blocks`].
+fn backward_blocks<T: Real>(
+    op: Unary<T>,
+    saved: &[T],
+    d_y: &[T],
+    d_x: &mut [MaybeUninit<T>],
+    zero: bool,
 ) {
     assert!(
         saved.len() == d_y.len() && d_y.len() == d_x.len(),
@@ -535,29 +550,38 @@ pub(crate) fn backward_uninit<T: Real>(
         d_y.len(),
         d_x.len()
     );
-    let run = |s: &[T], g: &[T], o: &mut [core::mem::MaybeUninit<T>]| {
-        backward_serial(op, s, g, super::zeroed(o))
-    };
+    let run = |s: &[T], g: &[T], o: &mut [MaybeUninit<T>]| backward_serial(op, s, g, init(o, zero));
     if op.is_transcendental() && d_y.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1
     {
         use rayon::prelude::*;
         saved
-            .par_chunks(UNINIT_BLOCK)
-            .zip(d_y.par_chunks(UNINIT_BLOCK))
-            .zip(d_x.par_chunks_mut(UNINIT_BLOCK))
+            .par_chunks(BLOCK)
+            .zip(d_y.par_chunks(BLOCK))
+            .zip(d_x.par_chunks_mut(BLOCK))
             .for_each(|((s, g), o)| run(s, g, o));
     } else {
         saved
-            .chunks(UNINIT_BLOCK)
-            .zip(d_y.chunks(UNINIT_BLOCK))
-            .zip(d_x.chunks_mut(UNINIT_BLOCK))
+            .chunks(BLOCK)
+            .zip(d_y.chunks(BLOCK))
+            .zip(d_x.chunks_mut(BLOCK))
             .for_each(|((s, g), o)| run(s, g, o));
     }
 }
 
-/// Elements per block of [`forward_uninit`] and [`backward_uninit`]: 16 KiB of f32,
-/// so a block is still in L1 when the kernel overwrites its zeros.
-const UNINIT_BLOCK: usize = 4096;
+/// A block as initialised memory: zeroed first when `zero` (fresh memory), else taken
+/// as it is (the caller's own initialised slice, seen as `MaybeUninit`).
+fn init<T: Real>(block: &mut [MaybeUninit<T>], zero: bool) -> &mut [T] {
+    if zero {
+        return super::zeroed(block);
+    }
+    // SAFETY: with `zero` false the block is part of a `&mut [T]` the public entry points
+    // were given, so every element is initialised.
+    unsafe { std::slice::from_raw_parts_mut(block.as_mut_ptr().cast::<T>(), block.len()) }
+}
+
+/// Elements per block of the activation kernels' split: 16 KiB of f32, so a block
+/// zeroed for [`forward_uninit`] is still in L1 when the kernel overwrites it.
+const BLOCK: usize = 4096;
 
 fn forward_serial<T: Real>(op: Unary<T>, x: &[T], y: &mut [T]) {
     match Arch::get() {
@@ -569,34 +593,6 @@ fn forward_serial<T: Real>(op: Unary<T>, x: &[T], y: &mut [T]) {
         Arch::Avx2Fma => unsafe { forward_avx2(op, x, y) },
         _ => forward_body::<T, StdMath>(op, x, y),
     }
-}
-
-/// `d_x[i] = d_y[i]·f′(saved[i])` where `saved` is x or y as [`Unary::saves`] says.
-///
-/// # Panics
-/// If the three slices differ in length.
-pub fn backward<T: Real>(op: Unary<T>, saved: &[T], d_y: &[T], d_x: &mut [T]) {
-    assert!(
-        saved.len() == d_y.len() && d_y.len() == d_x.len(),
-        "{op:?} backward: saved has {} elements, d_y {}, d_x {}",
-        saved.len(),
-        d_y.len(),
-        d_x.len()
-    );
-    if op.is_transcendental() && d_y.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1
-    {
-        use rayon::prelude::*;
-        let per = d_y
-            .len()
-            .div_ceil(rayon::current_num_threads())
-            .next_multiple_of(64);
-        return saved
-            .par_chunks(per)
-            .zip(d_y.par_chunks(per))
-            .zip(d_x.par_chunks_mut(per))
-            .for_each(|((s, d_y), d_x)| backward_serial(op, s, d_y, d_x));
-    }
-    backward_serial(op, saved, d_y, d_x)
 }
 
 fn backward_serial<T: Real>(op: Unary<T>, saved: &[T], d_y: &[T], d_x: &mut [T]) {

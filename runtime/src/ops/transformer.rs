@@ -1181,13 +1181,16 @@ fn head_scores<T: Real>(
     let t = q.nrows();
     let mut s = Array2::zeros((t, t));
     for (r0, r1, cols) in row_blocks(t, causal) {
-        let mut blk = s.slice_mut(s![r0..r1, ..cols]);
         super::matmul_one_thread(
-            blk.view_mut(),
+            s.slice_mut(s![r0..r1, ..cols]),
             q.slice(s![r0..r1, ..]),
             k.slice(s![..cols, ..]).t(),
         );
-        blk.mapv_inplace(|v| v * scale);
+        // `s` is this function's own standard-layout array: its rows are slices.
+        let rows = s.as_slice_mut().expect("standard layout");
+        for row in rows[r0 * t..r1 * t].chunks_exact_mut(t) {
+            row[..cols].iter_mut().for_each(|v| *v = *v * scale);
+        }
     }
     s
 }
