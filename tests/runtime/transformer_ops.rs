@@ -504,7 +504,9 @@ fn attention_matches_the_unfused_composition_and_accepts_views() {
         let d = r.array(sh);
         let (a, b, c, _) = t1.backward(d.clone());
         let (a2, b2, c2, _) = t2.backward(d);
-        assert!(max_abs_diff(&a, &a2) + max_abs_diff(&b, &b2) + max_abs_diff(&c, &c2) < 1e-14);
+        // Up to rounding: the strided K's products sum in another order in the forward
+        // pass (O differs by ~7e-16), and the tape keeps a row-major copy of it.
+        assert!(max_abs_diff(&a, &a2) + max_abs_diff(&b, &b2) + max_abs_diff(&c, &c2) < 1e-13);
         // f32 agrees.
         let o32 = attention(&to_f32(&q), &to_f32(&k), &to_f32(&v), causal);
         assert!(max_abs_diff(&o, &to_f64(&o32)) < 1e-5);

@@ -1311,27 +1311,82 @@ where
     S3: Data<Elem = T>,
     T: Real,
 {
+    let (out, lse, _) = attention_forward(q, k, v, causal, false);
+    (out, lse)
+}
+
+/// `O` and the log-sum-exp per row, and with `keep` copies of `Q`, `K`, `V` and `O` for
+/// the tape, each head's written by the job that computes that head (in cache, on
+/// rayon's threads) rather than by four copies of the whole arrays afterwards. Every
+/// result is allocated uninitialised and each head's piece zeroed just before the job
+/// writes it.
+#[allow(clippy::type_complexity)]
+fn attention_forward<S1, S2, S3, T>(
+    q: &ArrayBase<S1, Ix4>,
+    k: &ArrayBase<S2, Ix4>,
+    v: &ArrayBase<S3, Ix4>,
+    causal: bool,
+    keep: bool,
+) -> (Array4<T>, Vec<T>, Option<[Array4<T>; 4]>)
+where
+    S1: Data<Elem = T>,
+    S2: Data<Elem = T>,
+    S3: Data<Elem = T>,
+    T: Real,
+{
     check_attention("attention", q.shape(), k.shape(), v.shape());
     let (b, h, t, d) = q.dim();
     let scale = T::one() / T::from(d.max(1)).unwrap().sqrt();
     let (qv, kv, vv) = (q.view(), k.view(), v.view());
-    let mut out = Array4::zeros((b, h, t, d));
-    let mut lse = vec![T::zero(); b * h * t];
-    let outs = [(out.as_slice_mut().unwrap(), t * d), (&mut lse[..], t)];
-    super::per_chunks(outs, b * h, b * h * t * t * d, |i, [o, l]| {
-        let sl = s![i / h, i % h, .., ..];
-        let o = ndarray::ArrayViewMut2::from_shape((t, d), o).unwrap();
-        head_forward(
-            qv.slice(sl),
-            kv.slice(sl),
-            vv.slice(sl),
-            scale,
-            causal,
-            o,
-            l,
-        );
-    });
-    (out, lse)
+    let dims = (b, h, t, d);
+    let kept_dims = if keep { dims } else { (0, 0, 0, 0) };
+    let mut out = Array4::uninit(dims);
+    let mut kept = [(); 4].map(|_| Array4::uninit(kept_dims));
+    let mut lse = Vec::new();
+    lse.resize_with(b * h * t, MaybeUninit::uninit);
+    let piece = if keep { t * d } else { 0 };
+    let [kq, kk, kvv, ko] = kept.each_mut().map(|a| a.as_slice_mut().unwrap());
+    let outs = [
+        (out.as_slice_mut().unwrap(), t * d),
+        (&mut lse[..], t),
+        (kq, piece),
+        (kk, piece),
+        (kvv, piece),
+        (ko, piece),
+    ];
+    super::per_chunks(
+        outs,
+        b * h,
+        b * h * t * t * d,
+        |i, [o, l, cq, ck, cv, co]| {
+            let sl = s![i / h, i % h, .., ..];
+            let (o, l) = (crate::kernels::zeroed(o), crate::kernels::zeroed(l));
+            let (qh, kh, vh) = (qv.slice(sl), kv.slice(sl), vv.slice(sl));
+            let ov = ndarray::ArrayViewMut2::from_shape((t, d), &mut *o).unwrap();
+            head_forward(qh, kh, vh, scale, causal, ov, l);
+            if keep {
+                for (dst, src) in [(cq, qh), (ck, kh), (cv, vh)] {
+                    for (c, &x) in dst.iter_mut().zip(src.iter()) {
+                        c.write(x);
+                    }
+                }
+                for (c, &x) in co.iter_mut().zip(o.iter()) {
+                    c.write(x);
+                }
+            }
+        },
+    );
+    // SAFETY: the B·H jobs cover `out` and `lse` whole (T·d and T per head) and zeroed
+    // then wrote each piece; with `keep`, each job wrote its head's T·d elements of
+    // every copy (the views iterate in the copies' row-major order), and without it the
+    // copies are empty.
+    let out = unsafe { out.assume_init() };
+    let kept = keep.then(|| kept.map(|a| unsafe { a.assume_init() }));
+    let mut lse = std::mem::ManuallyDrop::new(lse);
+    // SAFETY: as above; the buffer is handed over whole (MaybeUninit<T> laid out as T).
+    let lse =
+        unsafe { Vec::from_raw_parts(lse.as_mut_ptr().cast::<T>(), lse.len(), lse.capacity()) };
+    (out, lse, kept)
 }
 
 /// Pullback of [`attention`] from `Q`, `K`, `V`, the output `O` and the saved
@@ -1421,8 +1476,8 @@ impl attention {
         S3: Data<Elem = T>,
         T: Real,
     {
-        let (o, lse) = attention_with_stats(q, k, v, causal);
-        let (qs, ks, vs, os) = (q.to_owned(), k.to_owned(), v.to_owned(), o.clone());
+        let (o, lse, kept) = attention_forward(q, k, v, causal, true);
+        let [qs, ks, vs, os] = kept.expect("kept above");
         let heap = nbytes::<T>(qs.len() + ks.len() + vs.len() + os.len() + lse.len());
         (
             o,
