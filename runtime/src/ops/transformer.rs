@@ -1189,7 +1189,7 @@ fn head_scores<T: Real>(
         // `s` is this function's own standard-layout array: its rows are slices.
         let rows = s.as_slice_mut().expect("standard layout");
         for row in rows[r0 * t..r1 * t].chunks_exact_mut(t) {
-            row[..cols].iter_mut().for_each(|v| *v = *v * scale);
+            row[..cols].iter_mut().for_each(|v| *v *= scale);
         }
     }
     s
