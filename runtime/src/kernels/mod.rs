@@ -53,9 +53,10 @@ pub fn forced_scalar() -> bool {
 /// True when the CPU has AVX-512 (F, DQ, VL, BW) besides AVX2 + FMA, and
 /// `BACKPROP_FORCE_ARCH` asks for neither the reference path nor `avx2`. Cached.
 ///
-/// Not a variant of [`Arch`]: only the kernels that are compute-bound in 64-bit lanes
-/// (the exact GELU's f64 evaluation) have a 512-bit copy, and each is tested against the
-/// scalar oracle on a machine that has it (`tests/runtime/kernels.rs`).
+/// Not a variant of [`Arch`]: only the compute-bound kernels have a 512-bit copy (the
+/// activations, whose exact GELU evaluates in f64 lanes, and the masked softmax), and
+/// each is tested against the scalar oracle on a machine that has it (`tests/kernels.rs`,
+/// which also reruns itself with `BACKPROP_FORCE_ARCH=avx2`).
 pub fn has_avx512() -> bool {
     static AVX512: OnceLock<bool> = OnceLock::new();
     *AVX512.get_or_init(|| {
