@@ -125,6 +125,18 @@ pub(crate) fn zeroed<T: Real>(s: &mut [std::mem::MaybeUninit<T>]) -> &mut [T] {
     unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<T>(), s.len()) }
 }
 
+/// A vector whose every element has been written, as initialised values: the same
+/// allocation handed over whole (MaybeUninit<T> is laid out as T), no copy.
+///
+/// # Safety
+/// Every element of `v` must be initialised.
+pub(crate) unsafe fn assume_init_vec<T>(v: Vec<std::mem::MaybeUninit<T>>) -> Vec<T> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: pointer, length and capacity of the same allocation, with T's layout; the
+    // caller promises every element is initialised.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity()) }
+}
+
 pub mod activation;
 pub mod adamw;
 pub mod erf;

@@ -931,16 +931,8 @@ where
     // items·T(T+1)/2 entries when packing), and each job zeroed its pieces; with t = 0 or
     // no elements, y and `packed` are empty.
     let y = unsafe { y.assume_init() };
-    let mut packed = std::mem::ManuallyDrop::new(packed);
-    // SAFETY: as above, every element is initialised; the buffer is handed over whole
-    // (pointer, length and capacity of the same allocation, MaybeUninit<T> laid out as T).
-    let packed = unsafe {
-        Vec::from_raw_parts(
-            packed.as_mut_ptr().cast::<T>(),
-            packed.len(),
-            packed.capacity(),
-        )
-    };
+    // SAFETY: as above, every element of `packed` is initialised.
+    let packed = unsafe { crate::kernels::assume_init_vec(packed) };
     (y, packed)
 }
 
@@ -1382,10 +1374,8 @@ where
     // copies are empty.
     let out = unsafe { out.assume_init() };
     let kept = keep.then(|| kept.map(|a| unsafe { a.assume_init() }));
-    let mut lse = std::mem::ManuallyDrop::new(lse);
-    // SAFETY: as above; the buffer is handed over whole (MaybeUninit<T> laid out as T).
-    let lse =
-        unsafe { Vec::from_raw_parts(lse.as_mut_ptr().cast::<T>(), lse.len(), lse.capacity()) };
+    // SAFETY: as above, every element of `lse` is initialised.
+    let lse = unsafe { crate::kernels::assume_init_vec(lse) };
     (out, lse, kept)
 }
 
