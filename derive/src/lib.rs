@@ -23,6 +23,7 @@ mod fallback;
 mod ir;
 mod methods;
 mod names;
+mod plain;
 #[cfg(test)]
 mod snapshots;
 #[cfg(test)]

@@ -38,6 +38,7 @@ mod names;
 mod nested;
 mod params_structs;
 mod plain_first;
+mod plain_products;
 mod scalar;
 mod scoping;
 mod second_order;

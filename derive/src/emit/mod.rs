@@ -175,6 +175,10 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
     api.jvp = !shape.returns_array() || jvp_body.is_some();
     let companions = shape.companions(body, None, plain_first, jvp_body, hvp.methods);
     let (hvp_free, nested) = (hvp.free, hvp.nested);
+    // `f` as written, its matrix products on the runtime's matmul (`plain.rs`).
+    let mut item = item.clone();
+    crate::plain::rewrite(&mut item.block);
+    api.emitted = true;
     let out = quote! {
         #item
         #companions

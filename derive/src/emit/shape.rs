@@ -498,6 +498,9 @@ pub struct Api {
     /// Whether `f_jvp` is a real function (a layer's is refused where no operation
     /// order gives it a tangent), so a method may forward to it.
     pub jvp: bool,
+    /// Whether the function passed every check, so the method as written gets the same
+    /// rewrite as `f` (`plain.rs`).
+    pub emitted: bool,
 }
 
 impl Shape<'_> {
@@ -524,6 +527,7 @@ impl Shape<'_> {
                 .map(|p| (p.name.clone(), p.ty.clone()))
                 .collect(),
             jvp: true,
+            emitted: false,
         }
     }
 }

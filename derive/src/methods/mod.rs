@@ -114,6 +114,7 @@ pub fn grad_impl(attr: TokenStream, mut item_impl: ItemImpl) -> TokenStream {
         .collect();
     let mut free_items = TokenStream::new();
     let mut thin: Vec<ImplItem> = Vec::new();
+    let mut emitted: Vec<usize> = Vec::new();
     for (k, args) in &marked {
         let ImplItem::Fn(method) = &item_impl.items[*k] else {
             continue;
@@ -129,6 +130,16 @@ pub fn grad_impl(attr: TokenStream, mut item_impl: ItemImpl) -> TokenStream {
         };
         free_items.extend(expansion);
         thin.extend(forwarding_methods(&free, method, &api, &item_impl));
+        if api.emitted {
+            emitted.push(*k);
+        }
+    }
+    // The methods as written run their matrix products where their free functions do
+    // (`plain.rs`).
+    for k in emitted {
+        if let ImplItem::Fn(method) = &mut item_impl.items[k] {
+            crate::plain::rewrite(&mut method.block);
+        }
     }
     item_impl.items.extend(thin);
     let errors = errors.into_iter().map(|e| e.to_compile_error());

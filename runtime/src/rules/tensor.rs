@@ -705,6 +705,78 @@ where
     a.as_view().dot_forward(&b.as_view())
 }
 
+/// `a.dot(b)` in the plain function `f` a `#[grad]` attribute leaves beside its
+/// companions (see `backprop-derive`'s `plain.rs`): the operands and the method as
+/// written, as a closure. [`PlainDotKernel`] runs two matrices of a [`Real`] element
+/// type on the crate's matmul, as the forward pass does; [`PlainDotMethod`] calls the
+/// method for any other pair. The kernel's impl is on `PlainDot` and the method's on
+/// `&PlainDot`, so `(&plain_dot(..)).product()` finds the kernel first where it applies.
+pub struct PlainDot<'a, R: ?Sized, B, F> {
+    a: &'a R,
+    /// The argument and the method, taken by whichever `product` runs (once).
+    rest: core::cell::Cell<Option<(B, F)>>,
+}
+
+/// See [`PlainDot`]: `recv.dot(arg)` is `(&plain_dot(&recv, arg, |r, b| r.dot(b))).product()`.
+#[inline]
+pub fn plain_dot<'a, R: ?Sized, B, O, F: FnOnce(&'a R, B) -> O>(
+    a: &'a R,
+    b: B,
+    method: F,
+) -> PlainDot<'a, R, B, F> {
+    PlainDot {
+        a,
+        rest: core::cell::Cell::new(Some((b, method))),
+    }
+}
+
+impl<R: ?Sized, B, F> PlainDot<'_, R, B, F> {
+    fn take(&self) -> (B, F) {
+        self.rest
+            .take()
+            .expect("`PlainDot::product` runs once, where `#[grad]` wrote it")
+    }
+}
+
+/// The matrix·matrix product of [`PlainDot`], on the crate's matmul.
+pub trait PlainDotKernel {
+    /// The product's type.
+    type Out;
+    /// `a · b`.
+    fn product(&self) -> Self::Out;
+}
+
+impl<R, B, F> PlainDotKernel for PlainDot<'_, R, B, F>
+where
+    R: Viewable<Dim = Ix2> + ?Sized,
+    B: Viewable<Dim = Ix2, Elem = R::Elem>,
+    R::Elem: Real,
+{
+    type Out = Array2<R::Elem>;
+    #[inline]
+    fn product(&self) -> Array2<R::Elem> {
+        let (b, _) = self.take();
+        crate::ops::matmul(&self.a.as_view(), &b.as_view())
+    }
+}
+
+/// Any other `a.dot(b)` of [`PlainDot`]: the method as written.
+pub trait PlainDotMethod {
+    /// The method's result.
+    type Out;
+    /// `a.dot(b)`.
+    fn product(&self) -> Self::Out;
+}
+
+impl<'a, R: ?Sized, B, O, F: FnOnce(&'a R, B) -> O> PlainDotMethod for &PlainDot<'a, R, B, F> {
+    type Out = O;
+    #[inline]
+    fn product(&self) -> O {
+        let (b, method) = self.take();
+        method(self.a, b)
+    }
+}
+
 /// A constant operand of a tensor rule (`x / 3.0`, `x * K`) in the element type of the
 /// cotangent, so an f32 array divided by a literal (which alone would be f64) works.
 pub fn like<C: Value, V: num_traits::ToPrimitive>(_: &C, v: V) -> C::Elem {
