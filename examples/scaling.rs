@@ -35,6 +35,14 @@ use ndarray::{Array1, Array2};
 use std::hint::black_box;
 use std::time::Instant;
 
+// Each step frees and allocates its activations and gradients again (the big MLP's are
+// about 90 MB); glibc's malloc hands such blocks back to the kernel, so every step
+// faults their pages in afresh. mimalloc keeps them for the next step, as PyTorch's CPU
+// tuning guide advises with jemalloc or TCMalloc. Measured in docs/PERFORMANCE.md
+// ("Sixteen cores and AVX-512", 2026-12-08).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A two-layer ReLU MLP's mean cross-entropy (`benches/mlp_step.rs`).
 #[backprop::grad(w1, b1, w2, b2)]
 fn mlp2(

@@ -545,20 +545,22 @@ fn gelu_exact_f32_within_two_ulp_of_fdlibm() {
     assert!(y[2].is_nan());
 }
 
-/// Above `activation::PARALLEL_MIN_ELEMS` a transcendental activation is split into one
-/// block per thread: every element equals the one-thread result bit for bit (the same
+/// From `Unary::parallel_min` elements up (64k for a transcendental activation, 512k
+/// for ReLU) an activation is split into one block per thread: every element equals the one-thread result bit for bit (the same
 /// kernel on each block), forward and backward, at lengths around the split.
 #[test]
 fn activations_split_across_threads_match_one_block_at_a_time() {
     let mut rng = Rng(11);
-    let n0 = activation::PARALLEL_MIN_ELEMS;
     for op in [
         Unary::GeluExact,
         Unary::Gelu,
         Unary::Silu,
         Unary::Tanh,
         Unary::Exp,
+        Unary::Relu,
+        Unary::LeakyRelu(0.1),
     ] {
+        let n0 = op.parallel_min();
         for len in [n0 - 1, n0, n0 + 63, 3 * n0 + 5] {
             let x: Vec<f32> = (0..len).map(|_| (rng.unit() * 16.0 - 8.0) as f32).collect();
             let d_y: Vec<f32> = (0..len).map(|_| rng.unit() as f32).collect();
@@ -597,7 +599,7 @@ fn activations_split_across_threads_match_one_block_at_a_time() {
     }
     // The ops write into uninitialised arrays block by block (zeroing each block just
     // before the kernel overwrites it): the same values as the kernel on whole slices.
-    for len in [1, 4095, 4097, n0 + 4097] {
+    for len in [1, 4095, 4097, activation::PARALLEL_MIN_ELEMS + 4097] {
         let x = ndarray::Array1::from_shape_fn(len, |_| (rng.unit() * 16.0 - 8.0) as f32);
         let d_y = ndarray::Array1::from_shape_fn(len, |_| rng.unit() as f32);
         let y = backprop::ops::gelu_exact(&x);

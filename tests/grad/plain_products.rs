@@ -148,6 +148,13 @@ impl Mlp {
         ops::relu(&x.dot(&self.w1))
     }
 
+    /// A product of two parts of `self`, neither an argument of array type.
+    #[grad]
+    fn gram(&self) -> f32 {
+        let g = self.w1.t().dot(&self.w1);
+        (&g * &g).sum()
+    }
+
     #[grad]
     fn loss(&self, x: &Array2<f32>) -> f32 {
         let h = self.hidden(x);
@@ -192,4 +199,29 @@ fn nested_and_closure_products_give_hand_computed_values() {
     // f = Σ (P Pᵀ), P = xw: ∂f/∂P = 2 · 1 P... = (J + Jᵀ) P = 2 J P with J all ones,
     // so ∂f/∂P = 2 [[1, 3], [1, 3]], and ∂f/∂w = xᵀ ∂f/∂P = [[2, 6], [4, 12]].
     assert_eq!(g.w, array![[2.0, 6.0], [4.0, 12.0]]);
+}
+
+/// Data made by a call the macro cannot see into (whether `g` is an array is unknown to
+/// it): the forward pass still runs the product on the matmul, as `f` does.
+fn features(x: &Array2<f32>) -> Array2<f32> {
+    x.mapv(|v| v * 2.0)
+}
+
+#[grad(s)]
+fn scaled_gram(s: f32, x: &Array2<f32>) -> f32 {
+    let g = features(x);
+    s * g.dot(&g.t()).sum()
+}
+
+#[test]
+fn products_of_unknown_operands_agree_with_f_too() {
+    let x = filled(30, 300, 9);
+    let plain = scaled_gram(0.5, &x);
+    let (value, g) = scaled_gram_grad(0.5, &x);
+    assert_eq!(plain.to_bits(), value.to_bits(), "{plain} vs {value}");
+    // ∂(s·Σ ggᵀ)/∂s = Σ ggᵀ = 2 · value.
+    assert_eq!(g.s, 2.0 * value);
+    let f = features(&x);
+    let reference = 0.5 * f.dot(&f.t()).sum();
+    assert!((plain - reference).abs() <= 1e-5 * reference.abs());
 }

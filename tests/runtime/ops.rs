@@ -1035,6 +1035,36 @@ fn unbroadcast_equals_the_sum_by_hand_for_every_pattern_and_layout() {
     assert_eq!(ops::unbroadcast(&e, &ndarray::Ix1(3)), Array1::zeros(3));
 }
 
+/// A bias gradient large enough to be summed on several threads (a `[512, 2048]`
+/// layer's, and widths that leave a short last strip): the same bits as adding the rows
+/// in order on one thread, which is what the split promises.
+#[test]
+fn large_bias_gradients_sum_on_threads_as_on_one() {
+    let mut rng = Rng(0xb1a5);
+    for (rows, cols) in [(512, 2048), (600, 1000), (2049, 129), (70_000, 4), (300, 1)] {
+        let g: Array2<f32> = Array2::from_shape_fn((rows, cols), |_| rng.unit() as f32 - 0.5);
+        let mut want = vec![0.0f32; cols];
+        for r in g.rows() {
+            for (w, &v) in want.iter_mut().zip(r.iter()) {
+                *w += v;
+            }
+        }
+        for threads in [1, 2, 3, 8] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let got = pool.install(|| ops::unbroadcast(&g, &ndarray::Ix1(cols)));
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{rows}×{cols} on {threads} threads"
+            );
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "unbroadcast: 3 does not broadcast to 2×4")]
 fn unbroadcast_names_both_shapes_when_they_do_not_broadcast() {

@@ -56,8 +56,9 @@ pub enum Unary<T> {
 
 impl<T> Unary<T> {
     /// Whether each element costs a transcendental evaluation (exp, erfc, tanh), so the
-    /// kernel is compute-bound and worth splitting across threads; ReLU, leaky ReLU and
-    /// √ are bound by memory bandwidth, which a second thread of this VM does not add.
+    /// kernel is compute-bound and worth splitting across threads from 64k elements;
+    /// ReLU, leaky ReLU and √ are bound by memory bandwidth, so only large arrays gain
+    /// from more threads (see [`Unary::parallel_min`]).
     pub fn is_transcendental(&self) -> bool {
         !matches!(self, Unary::Relu | Unary::LeakyRelu(_) | Unary::Sqrt)
     }
@@ -68,6 +69,23 @@ impl<T> Unary<T> {
 /// result is the same bit for bit). Exact GELU on `[768, 512]` f32, the GPT's MLP: 0.69
 /// → 0.36 ms forward on 2 threads (docs/PERFORMANCE.md, "A character-level GPT").
 pub const PARALLEL_MIN_ELEMS: usize = 1 << 16;
+
+/// The memory-bound activations (ReLU, leaky ReLU, √) are split across threads from
+/// this many elements (2 MiB of f32): one core streams a few GB/s, a socket's cores
+/// together many times that (issue 16). The ReLU of a `[512, 2048]` layer is above.
+pub const PARALLEL_MIN_ELEMS_MEMORY_BOUND: usize = 1 << 19;
+
+impl<T> Unary<T> {
+    /// Fewest elements at which this op is split across threads:
+    /// [`PARALLEL_MIN_ELEMS`] or [`PARALLEL_MIN_ELEMS_MEMORY_BOUND`].
+    pub fn parallel_min(&self) -> usize {
+        if self.is_transcendental() {
+            PARALLEL_MIN_ELEMS
+        } else {
+            PARALLEL_MIN_ELEMS_MEMORY_BOUND
+        }
+    }
+}
 
 /// Which value an activation's backward reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -487,7 +505,7 @@ pub(crate) fn forward_uninit<T: Real>(op: Unary<T>, x: &[T], y: &mut [MaybeUnini
 }
 
 /// The split behind [`forward`] and [`forward_uninit`]: blocks of [`BLOCK`] elements,
-/// on rayon's threads for a transcendental op above [`PARALLEL_MIN_ELEMS`] (elements are
+/// on rayon's threads from [`Unary::parallel_min`] elements up (elements are
 /// independent, so the values do not depend on the split); `zero` writes 0 over a block
 /// before the kernel (for uninitialised memory).
 fn forward_blocks<T: Real>(op: Unary<T>, x: &[T], y: &mut [MaybeUninit<T>], zero: bool) {
@@ -499,7 +517,7 @@ fn forward_blocks<T: Real>(op: Unary<T>, x: &[T], y: &mut [MaybeUninit<T>], zero
         y.len()
     );
     let run = |xb: &[T], yb: &mut [MaybeUninit<T>]| forward_serial(op, xb, init(yb, zero));
-    if op.is_transcendental() && x.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1 {
+    if x.len() >= op.parallel_min() && rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
         x.par_chunks(BLOCK)
             .zip(y.par_chunks_mut(BLOCK))
@@ -551,8 +569,7 @@ fn backward_blocks<T: Real>(
         d_x.len()
     );
     let run = |s: &[T], g: &[T], o: &mut [MaybeUninit<T>]| backward_serial(op, s, g, init(o, zero));
-    if op.is_transcendental() && d_y.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1
-    {
+    if d_y.len() >= op.parallel_min() && rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
         saved
             .par_chunks(BLOCK)

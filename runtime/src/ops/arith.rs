@@ -135,11 +135,39 @@ where
     let inner: usize = shape[p..].iter().product();
     let mut acc = vec![T::zero(); inner];
     if inner > 0 {
-        for row in gs.chunks_exact(inner) {
-            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
-        }
+        sum_rows(gs, &mut acc);
     }
     Array::from_shape_vec(target.clone(), acc).ok()
+}
+
+/// Fewest elements for [`sum_rows`] to split its columns across threads: below this
+/// one thread reads the rows faster than the pool starts (the bias gradient of a
+/// `[512, 2048]` layer, 1M elements, is above; the GPT's `[2048, 128]` ones are too).
+pub(crate) const SUM_ROWS_PARALLEL_MIN: usize = 1 << 18;
+
+/// `acc[j] += Σ_r g[r · n + j]` for `n = acc.len()`, rows added in order. Above
+/// [`SUM_ROWS_PARALLEL_MIN`] the columns are split in strips across rayon's threads,
+/// each walking every row in order, so the sums are the same bit for bit as on one
+/// thread (the bias gradient of a broadcast add, issue 16).
+pub(crate) fn sum_rows<T: Real>(g: &[T], acc: &mut [T]) {
+    let n = acc.len();
+    let add = |acc: &mut [T], c0: usize| {
+        for row in g.chunks_exact(n) {
+            let row = &row[c0..c0 + acc.len()];
+            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+        }
+    };
+    let threads = rayon::current_num_threads();
+    // Strips of whole cache lines (16 f32), at least two per thread.
+    let strip = n.div_ceil(2 * threads).next_multiple_of(16);
+    if g.len() >= SUM_ROWS_PARALLEL_MIN && threads > 1 && strip < n {
+        use rayon::prelude::*;
+        acc.par_chunks_mut(strip)
+            .enumerate()
+            .for_each(|(k, a)| add(a, k * strip));
+    } else {
+        add(acc, 0);
+    }
 }
 
 fn bview<'a, S, T, D, E>(x: &'a ArrayBase<S, D>, dim: &E) -> ArrayView<'a, T, E>
