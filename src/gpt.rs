@@ -279,10 +279,11 @@ impl<T: Real> Gpt<T> {
         let h = ln(&x, &self.lnf_g, &self.lnf_b);
         let (bs, _, c) = h.dim();
         let h2 = h.to_shape((bs * t, c)).unwrap();
+        // The products on the runtime's matmul, as in the `#[grad]` layers above.
         let logits = if self.lm_head.is_empty() {
-            h2.dot(&self.wte.t())
+            backprop::ops::matmul(&h2, &self.wte.t())
         } else {
-            h2.dot(&self.lm_head)
+            backprop::ops::matmul(&h2, &self.lm_head)
         };
         let v = logits.ncols();
         logits.into_shape_with_order((bs, t, v)).unwrap()

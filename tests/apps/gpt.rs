@@ -519,3 +519,38 @@ fn bad_data_files_are_named_errors() {
     let ok = Corpus::from_file(&write("ok.txt", "abcdefghijklmnopqr".as_bytes()), 16).unwrap();
     assert_eq!((ok.vocab_size(), ok.val.len()), (18, 17));
 }
+
+/// The inference paths agree with training's: the plain `gpt_loss` (its products on the
+/// runtime's matmul, issue 16) equals `gpt_loss_grad`'s value bit for bit, and the
+/// cross-entropy of `Gpt::logits` by hand equals it to f32 rounding.
+#[test]
+fn plain_loss_and_logits_agree_with_the_gradient_value_f32() {
+    for tied in [true, false] {
+        let cfg = GptConfig {
+            vocab: 65,
+            block_size: 16,
+            n_layer: 2,
+            n_head: 4,
+            n_embd: 64,
+            tied,
+        };
+        let p = Gpt::<f32>::init(&cfg, 3);
+        let (x, y) = batch(&cfg, 3, 11);
+        let plain = gpt_loss(&p, &x, &y, cfg.n_head, tied);
+        let (value, _) = gpt_loss_grad(&p, &x, &y, cfg.n_head, tied);
+        assert_eq!(plain.to_bits(), value.to_bits(), "{plain} vs {value}");
+        let logits = p.logits(&x, cfg.n_head);
+        let mut total = 0.0f64;
+        for ((b, t), &target) in y.indexed_iter() {
+            let row = logits.slice(s![b, t, ..]);
+            let m = row.fold(f32::NEG_INFINITY, |a, &v| a.max(v)) as f64;
+            let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+            total += lse - row[target] as f64;
+        }
+        let by_hand = total / y.len() as f64;
+        assert!(
+            (by_hand - plain as f64).abs() < 1e-5 * by_hand.abs(),
+            "tied {tied}: {by_hand} vs {plain}"
+        );
+    }
+}
