@@ -225,3 +225,70 @@ fn products_of_unknown_operands_agree_with_f_too() {
     let reference = 0.5 * f.dot(&f.t()).sum();
     assert!((plain - reference).abs() <= 1e-5 * reference.abs());
 }
+
+/// Constant data the companions keep as written (it reads no argument): its product is
+/// rewritten there as in `f`, so the two still agree.
+fn basis() -> Array2<f64> {
+    filled(40, 300, 11).mapv(f64::from)
+}
+
+fn projection() -> Array2<f64> {
+    filled(300, 20, 12).mapv(f64::from)
+}
+
+#[grad(w)]
+fn against_constant_products(w: &Array2<f64>) -> f64 {
+    let p = basis().dot(&projection());
+    let q = basis().dot(&projection());
+    (&p * w).sum() + (&q * w).sum()
+}
+
+#[test]
+fn constant_products_agree_between_f_and_its_companions() {
+    let w = filled(40, 20, 13).mapv(f64::from);
+    let plain = against_constant_products(&w);
+    let (value, g) = against_constant_products_grad(&w);
+    assert_eq!(plain.to_bits(), value.to_bits(), "{plain} vs {value}");
+    // ∂/∂w = 2 · basis·projection.
+    let p = basis().dot(&projection());
+    assert!((&g.w - &(&p * 2.0)).iter().all(|d| d.abs() < 1e-12));
+}
+
+/// A `dot` that returns a borrow of a temporary receiver: the rewritten call keeps the
+/// temporary alive to the end of the statement, as the original did.
+struct Table(Vec<f64>);
+
+impl Table {
+    fn dot(&self, i: usize) -> &f64 {
+        &self.0[i]
+    }
+}
+
+fn table() -> Table {
+    Table(vec![1.5, 2.5, 3.5])
+}
+
+/// A trait in scope whose method every type has, named like a common word: the
+/// rewritten call does not collide with it.
+trait Product {
+    fn product(&self) -> usize {
+        7
+    }
+}
+
+impl<T> Product for T {}
+
+#[grad(x)]
+fn borrowed_from_a_temporary(x: f64, m: &Array2<f64>) -> f64 {
+    let v = *table().dot(1);
+    x * v * m.dot(&m.t()).sum()
+}
+
+#[test]
+fn borrowing_dots_and_other_product_methods_keep_working() {
+    let m = array![[1.0, 2.0], [3.0, 4.0]];
+    // m mᵀ = [[5, 11], [11, 25]]: sum 52; f = x · 2.5 · 52.
+    assert_eq!(borrowed_from_a_temporary(2.0, &m), 260.0);
+    assert_eq!(borrowed_from_a_temporary_grad(2.0, &m).1.x, 130.0);
+    assert_eq!(1.0f64.product(), 7);
+}

@@ -602,10 +602,15 @@ impl<'a> Emitter<'a> {
     pub fn operand(&self, o: &Operand) -> TokenStream {
         match o {
             Operand::Var(v) => self.var(*v).to_token_stream(),
-            Operand::Const(e @ (syn::Expr::Lit(_) | syn::Expr::Path(_) | syn::Expr::Paren(_))) => {
-                e.to_token_stream()
+            Operand::Const(e @ (syn::Expr::Lit(_) | syn::Expr::Path(_))) => e.to_token_stream(),
+            Operand::Const(e @ syn::Expr::Paren(_)) => {
+                crate::plain::rewrite_expr(e).to_token_stream()
             }
-            Operand::Const(e) => quote!((#e)),
+            // (Its products as in the plain `f`: `plain.rs`.)
+            Operand::Const(e) => {
+                let e = crate::plain::rewrite_expr(e);
+                quote!((#e))
+            }
         }
     }
 

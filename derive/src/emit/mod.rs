@@ -177,9 +177,10 @@ pub fn emit(item: &ItemFn, func: &Func, plan: &Plan) -> (TokenStream, Api) {
     let (hvp_free, nested) = (hvp.free, hvp.nested);
     // `f` as written, its matrix products on the runtime's matmul (`plain.rs`).
     let mut item = item.clone();
-    crate::plain::rewrite(&mut item.block);
+    let import = crate::plain::rewrite(&mut item.block).then(crate::plain::import);
     api.emitted = true;
     let out = quote! {
+        #import
         #item
         #companions
         #hvp_free

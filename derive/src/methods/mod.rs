@@ -136,15 +136,20 @@ pub fn grad_impl(attr: TokenStream, mut item_impl: ItemImpl) -> TokenStream {
     }
     // The methods as written run their matrix products where their free functions do
     // (`plain.rs`).
+    let mut rewritten = false;
     for k in emitted {
         if let ImplItem::Fn(method) = &mut item_impl.items[k] {
-            crate::plain::rewrite(&mut method.block);
+            rewritten |= crate::plain::rewrite(&mut method.block);
         }
     }
+    // (A sibling called as `self.dot(x)` is a free call in the free function, so its
+    // expansion may not bring the import this method's rewrite needs.)
+    let import = rewritten.then(crate::plain::import);
     item_impl.items.extend(thin);
     let errors = errors.into_iter().map(|e| e.to_compile_error());
     quote! {
         #(#errors)*
+        #import
         #item_impl
         #free_items
     }

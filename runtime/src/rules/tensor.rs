@@ -710,14 +710,16 @@ where
 /// written, as a closure. [`PlainDotKernel`] runs two matrices of a [`Real`] element
 /// type on the crate's matmul, as the forward pass does; [`PlainDotMethod`] calls the
 /// method for any other pair. The kernel's impl is on `PlainDot` and the method's on
-/// `&PlainDot`, so `(&plain_dot(..)).product()` finds the kernel first where it applies.
+/// `&PlainDot`, so `(&plain_dot(..)).plain_dot_product()` finds the kernel first where
+/// it applies.
 pub struct PlainDot<'a, R: ?Sized, B, F> {
     a: &'a R,
     /// The argument and the method, taken by whichever `product` runs (once).
     rest: core::cell::Cell<Option<(B, F)>>,
 }
 
-/// See [`PlainDot`]: `recv.dot(arg)` is `(&plain_dot(&recv, arg, |r, b| r.dot(b))).product()`.
+/// See [`PlainDot`]: `recv.dot(arg)` is
+/// `(&plain_dot(&recv, arg, |r, b| r.dot(b))).plain_dot_product()`.
 #[inline]
 pub fn plain_dot<'a, R: ?Sized, B, O, F: FnOnce(&'a R, B) -> O>(
     a: &'a R,
@@ -734,7 +736,7 @@ impl<R: ?Sized, B, F> PlainDot<'_, R, B, F> {
     fn take(&self) -> (B, F) {
         self.rest
             .take()
-            .expect("`PlainDot::product` runs once, where `#[grad]` wrote it")
+            .expect("`plain_dot_product` runs once, where `#[grad]` wrote it")
     }
 }
 
@@ -743,7 +745,7 @@ pub trait PlainDotKernel {
     /// The product's type.
     type Out;
     /// `a · b`.
-    fn product(&self) -> Self::Out;
+    fn plain_dot_product(&self) -> Self::Out;
 }
 
 impl<R, B, F> PlainDotKernel for PlainDot<'_, R, B, F>
@@ -754,7 +756,7 @@ where
 {
     type Out = Array2<R::Elem>;
     #[inline]
-    fn product(&self) -> Array2<R::Elem> {
+    fn plain_dot_product(&self) -> Array2<R::Elem> {
         let (b, _) = self.take();
         crate::ops::matmul(&self.a.as_view(), &b.as_view())
     }
@@ -765,13 +767,13 @@ pub trait PlainDotMethod {
     /// The method's result.
     type Out;
     /// `a.dot(b)`.
-    fn product(&self) -> Self::Out;
+    fn plain_dot_product(&self) -> Self::Out;
 }
 
 impl<'a, R: ?Sized, B, O, F: FnOnce(&'a R, B) -> O> PlainDotMethod for &PlainDot<'a, R, B, F> {
     type Out = O;
     #[inline]
-    fn product(&self) -> O {
+    fn plain_dot_product(&self) -> O {
         let (b, method) = self.take();
         method(self.a, b)
     }

@@ -283,7 +283,7 @@ impl<'a> Emitter<'a> {
             return self.element_write(s, prim, args);
         }
         let value = match &s.rhs {
-            Rhs::Copy(Operand::Const(e)) => e.to_token_stream(),
+            Rhs::Copy(Operand::Const(e)) => crate::plain::rewrite_expr(e).to_token_stream(),
             // `a.dot(b)` runs on the crate's matmul kernel (see `tensor::dot`).
             Rhs::Prim { prim, args, .. }
                 if prim.name == "dot" && !self.plan.kinds.scalar_path(s.def) =>
