@@ -62,6 +62,16 @@ impl<T> Unary<T> {
     pub fn is_transcendental(&self) -> bool {
         !matches!(self, Unary::Relu | Unary::LeakyRelu(_) | Unary::Sqrt)
     }
+
+    /// Fewest elements at which this op is split across threads:
+    /// [`PARALLEL_MIN_ELEMS`] or [`PARALLEL_MIN_ELEMS_MEMORY_BOUND`].
+    pub fn parallel_min(&self) -> usize {
+        if self.is_transcendental() {
+            PARALLEL_MIN_ELEMS
+        } else {
+            PARALLEL_MIN_ELEMS_MEMORY_BOUND
+        }
+    }
 }
 
 /// Transcendental activations over at least this many elements are split into one
@@ -74,18 +84,6 @@ pub const PARALLEL_MIN_ELEMS: usize = 1 << 16;
 /// this many elements (2 MiB of f32): one core streams a few GB/s, a socket's cores
 /// together many times that (issue 16). The ReLU of a `[512, 2048]` layer is above.
 pub const PARALLEL_MIN_ELEMS_MEMORY_BOUND: usize = 1 << 19;
-
-impl<T> Unary<T> {
-    /// Fewest elements at which this op is split across threads:
-    /// [`PARALLEL_MIN_ELEMS`] or [`PARALLEL_MIN_ELEMS_MEMORY_BOUND`].
-    pub fn parallel_min(&self) -> usize {
-        if self.is_transcendental() {
-            PARALLEL_MIN_ELEMS
-        } else {
-            PARALLEL_MIN_ELEMS_MEMORY_BOUND
-        }
-    }
-}
 
 /// Which value an activation's backward reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -758,7 +758,8 @@ where
     #[inline]
     fn plain_dot_product(&self) -> Array2<R::Elem> {
         let (b, _) = self.take();
-        crate::ops::matmul(&self.a.as_view(), &b.as_view())
+        // The forward pass's product (`DotForward`), so `f` and `f_grad` agree.
+        self.a.as_view().dot_forward(&b.as_view())
     }
 }
 
